@@ -1,0 +1,27 @@
+"""Builds the C extension memtracker_web._tracker with strict warnings.
+
+Everything else lives in pyproject.toml. The extension compiles on every CPython
+from 3.10; the reference-tracer engine inside it is compiled only where the
+headers have PyRefTracer (3.13+), under PY_VERSION_HEX guards.
+"""
+from __future__ import annotations
+
+import platform
+
+from setuptools import Extension, setup
+
+extra = []
+if platform.python_implementation() == "CPython":
+    extra = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-std=c11"]
+
+ext_modules = []
+if platform.python_implementation() == "CPython":
+    ext_modules.append(
+        Extension(
+            "memtracker_web._tracker",
+            sources=["memtracker_web/_tracker.c"],
+            extra_compile_args=extra,
+        )
+    )
+
+setup(ext_modules=ext_modules)
