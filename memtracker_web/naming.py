@@ -1,0 +1,66 @@
+"""Type names as users see them (``module.QualName``) and the way back.
+
+The way back never evaluates text: it imports the module part and walks the
+qualname with getattr, so a name can only reach objects that are already
+importable attributes.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MAX_NAME_LENGTH = 300
+
+
+class TypeNameError(ValueError):
+    """A type name that is malformed or does not name a class."""
+
+
+def type_name(cls: type) -> str:
+    """``module.QualName`` of a class; builtins as ``builtins.dict``."""
+    module = getattr(cls, "__module__", None) or "builtins"
+    qualname = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
+    return f"{module}.{qualname}"
+
+
+def resolve_type(name: str, *, import_modules: bool = True) -> type:
+    """The class called ``name`` (``module.QualName``).
+
+    Tries the longest importable module prefix first, then walks the rest as
+    attributes. Raises TypeNameError naming the problem when the text is not a
+    dotted name, nothing importable matches, or the result is not a class.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeNameError("type name must be a non-empty string like 'myapp.models.Order'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise TypeNameError(f"type name is longer than {MAX_NAME_LENGTH} characters")
+    if not _NAME.match(name):
+        raise TypeNameError(f"{name!r} is not a dotted name like 'myapp.models.Order'")
+    parts = name.split(".")
+    if "<locals>" in name:
+        raise TypeNameError(f"{name!r} is local to a function and cannot be looked up by name")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        module = sys.modules.get(module_name)
+        if module is None and import_modules:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            except Exception as exc:  # a module that fails on import is not ours to hide
+                raise TypeNameError(f"importing {module_name!r} failed: {exc.__class__.__name__}: {exc}") from None
+        if module is None:
+            continue
+        obj = module
+        for attr in parts[split:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is None:
+            continue
+        if not isinstance(obj, type):
+            raise TypeNameError(f"{name!r} is a {type(obj).__name__}, not a class")
+        return obj
+    raise TypeNameError(f"no class named {name!r} could be found")
