@@ -1,0 +1,134 @@
+"""Pure ASGI middleware serving the memory endpoint (Starlette, FastAPI, any ASGI app).
+
+    app.add_middleware(MemoryTrackerMiddleware, path="/debug/memory", metrics_path="/metrics")
+
+Requests outside the endpoint's paths, lifespan and websocket scopes go to the
+wrapped app untouched; the middleware only peeks at lifespan messages to start
+the monitor's thread on startup and stop it (if it started it) on shutdown.
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+
+from .endpoint import DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class MemoryTrackerMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str = DEFAULT_PATH,
+        metrics_path: str | None = None,
+        token: str | None = FROM_ENV,
+        allow: Iterable[str] | str | None = DEFAULT_ALLOW,
+        trusted_proxies: Iterable[str] | str | None = (),
+        monitor: Any = None,
+        track: Iterable[Any] = (),
+        watch_all: bool | None = None,
+        threshold: int | None = None,
+        increases: int | None = None,
+        interval: float | None = None,
+        registry: Any = None,
+    ) -> None:
+        self.app = app
+        self.endpoint = Endpoint(EndpointOptions(
+            monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
+            trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, threshold=threshold,
+            increases=increases, interval=interval, registry=registry))
+        self._started = False  # started (or tried) once: lifespan or first request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if not self._started:
+            self._start()
+        if kind == "http":
+            path = _route_path(scope)
+            if self.endpoint.owns(path):
+                await self._serve(scope, receive, send, path)
+                return
+        await self.app(scope, receive, send)
+
+    def _start(self) -> None:
+        self._started = True
+        self.endpoint.start()
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and not self._started:
+                self._start()
+            elif message["type"] == "lifespan.shutdown":
+                self.endpoint.stop()
+            return message
+
+        return wrapped
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        headers = {}
+        for raw_name, raw_value in scope.get("headers") or []:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            # Repeated headers are joined the way HTTP allows (comma list).
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        body = await _read_body(receive, headers) if scope.get("method") == "POST" else b""
+        client = scope.get("client")
+        request = Request(
+            method=scope.get("method", "GET"), path=path,
+            query_string=(scope.get("query_string") or b"").decode("latin-1"), headers=headers,
+            client=client[0] if client else None, body=body, script_name=scope.get("root_path", ""))
+        response = await _run_sync(self.endpoint.handle, request)
+        await _send(send, response)
+
+
+def _route_path(scope: Scope) -> str:
+    # Servers differ on whether scope["path"] includes root_path; accept both.
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root):] or "/"
+    return path
+
+
+async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
+    length = headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        return b""  # the endpoint answers 413 from the header alone
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # client went away
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY or not message.get("more_body", False):
+            break  # over the limit: stop reading, the endpoint answers 413
+    return b"".join(chunks)
+
+
+async def _run_sync(fn: Callable[[Request], Response], request: Request) -> Response:
+    # Snapshot and HTML rendering are CPU work; keep them off the event loop.
+    # anyio comes with starlette; fall back to inline when it is not there.
+    try:
+        from anyio import to_thread
+    except ImportError:  # pragma: no cover - starlette always brings anyio
+        return fn(request)
+    return await to_thread.run_sync(fn, request)
+
+
+async def _send(send: Send, response: Response) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

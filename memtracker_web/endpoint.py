@@ -1,0 +1,499 @@
+"""The /debug/memory endpoint, free of any web framework.
+
+The ASGI, WSGI, Flask and Django adapters translate their request into a
+:class:`Request`, call :meth:`Endpoint.handle` and translate the
+:class:`Response` back. Everything that matters for security (auth, limits,
+headers, what is revealed) lives here once.
+
+Security model: a request gets in with ``Authorization: Bearer <token>``
+(compared in constant time) or, without a token, from an address in
+``allow`` (loopback by default). Proxy headers are ignored unless the direct
+peer is in ``trusted_proxies``; a request that carries proxy headers from an
+untrusted peer never gets in on its address alone, because a reverse proxy on
+the same host would otherwise make every visitor look like loopback.
+The responses show type names, counts and code locations; the monitor never
+hands out objects, so no contents or reprs can leak.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+from urllib.parse import parse_qs
+
+from .naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024
+DEFAULT_PATH = "/debug/memory"
+DEFAULT_ALLOW: tuple[str, ...] = ("127.0.0.0/8", "::1")
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_ROUTE_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$")
+
+
+class _FromEnv:
+    """Marker: read the token from MEMTRACKER_TOKEN when the options are built."""
+
+    def __repr__(self) -> str:
+        return "FROM_ENV"
+
+
+FROM_ENV: Any = _FromEnv()
+
+def _networks(values: Iterable[str] | str | None, option: str) -> tuple[Any, ...]:
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = (values,)
+    nets = []
+    for value in values:
+        try:
+            nets.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError:
+            raise ValueError(f"{option}: {value!r} is not an IP address or network") from None
+    return tuple(nets)
+
+
+def _check_route(value: str, option: str) -> str:
+    if not isinstance(value, str) or not _ROUTE_PATH.match(value) or "//" in value:
+        raise ValueError(f"{option} must look like '/debug/memory' (leading slash, no trailing slash), got {value!r}")
+    return value
+
+
+@dataclass
+class EndpointOptions:
+    """Options shared by every adapter; see the module docstring for auth."""
+
+    monitor: Any = None
+    path: str = DEFAULT_PATH
+    metrics_path: str | None = None
+    token: Any = FROM_ENV
+    allow: Iterable[str] | str | None = DEFAULT_ALLOW
+    trusted_proxies: Iterable[str] | str | None = ()
+    track: Iterable[Any] = ()
+    watch_all: bool | None = None
+    threshold: int | None = None
+    increases: int | None = None
+    interval: float | None = None
+    registry: Any = None
+    allow_networks: tuple[Any, ...] = field(init=False, repr=False)
+    proxy_networks: tuple[Any, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = _check_route(self.path, "path")
+        if self.metrics_path is not None:
+            self.metrics_path = _check_route(self.metrics_path, "metrics_path")
+            if self.metrics_path == self.path or self.metrics_path.startswith(self.path + "/"):
+                raise ValueError("metrics_path must not be inside path")
+        if self.token is FROM_ENV:
+            self.token = os.environ.get("MEMTRACKER_TOKEN") or None
+        if self.token is not None and (not isinstance(self.token, str) or not self.token):
+            raise ValueError("token must be a non-empty string or None")
+        self.allow_networks = _networks(self.allow, "allow")
+        self.proxy_networks = _networks(self.trusted_proxies, "trusted_proxies")
+        if isinstance(self.track, (str, type)):
+            self.track = (self.track,)
+        self.track = tuple(self.track or ())
+        for name, value in (("threshold", self.threshold), ("increases", self.increases)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be a positive integer")
+        if self.interval is not None and (not isinstance(self.interval, (int, float)) or self.interval <= 0):
+            raise ValueError("interval must be a positive number of seconds")
+        if self.monitor is not None:
+            # These are constructor arguments of a monitor; silently ignoring
+            # them for a monitor the caller built would hide a mistake.
+            given = [n for n in ("watch_all", "threshold", "increases", "interval") if getattr(self, n) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} configure the default monitor; set them on the monitor you pass instead")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # relative to the mount point (PATH_INFO, ASGI path minus root_path)
+    query_string: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    client: str | None = None
+    body: bytes = b""
+    script_name: str = ""  # prefix for links in the HTML page
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
+            500: "Internal Server Error"}
+
+
+def reason(status: int) -> str:
+    return _REASONS.get(status, "Unknown")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
+
+
+_BASE_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                 ("Referrer-Policy", "no-referrer")]
+
+
+def json_response(status: int, data: Any, extra: Sequence[tuple[str, str]] = ()) -> Response:
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    return Response(status, [("Content-Type", "application/json")] + _BASE_HEADERS + list(extra), body)
+
+
+def error_response(status: int, message: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
+    return json_response(status, {"error": message}, extra)
+
+
+def html_response(page: str, nonce: str) -> Response:
+    # No scripts at all; the only inline style block carries the nonce.
+    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
+           "form-action 'none'; frame-ancestors 'none'")
+    headers = [("Content-Type", "text/html; charset=utf-8")] + _BASE_HEADERS + [("Content-Security-Policy", csp)]
+    return Response(200, headers, page.encode())
+
+
+def _client_ip(value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        ip = ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _in(ip: Any, networks: tuple[Any, ...]) -> bool:
+    return ip is not None and any(ip.version == net.version and ip in net for net in networks)
+
+
+def parse_query(query_string: str) -> dict[str, str]:
+    try:
+        pairs = parse_qs(query_string, keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+    except ValueError:
+        raise HTTPError(400, "too many query parameters") from None
+    return {key: values[-1] for key, values in pairs.items()}
+
+
+def wants_json(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+    fmt = query.get("format")
+    if fmt is not None:
+        if fmt not in ("json", "html"):
+            raise HTTPError(400, "format must be 'json' or 'html'")
+        return fmt == "json"
+    # JSON only when the client names it and does not prefer HTML; */* gets HTML.
+    quality = {}
+    for part in headers.get("accept", "").split(","):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[media.strip().lower()] = q
+    json_q = quality.get("application/json", 0.0)
+    return json_q > 0 and json_q >= quality.get("text/html", 0.0)
+
+
+class Endpoint:
+    """Routes, auth and rendering; adapters call :meth:`owns` then :meth:`handle`."""
+
+    def __init__(self, options: EndpointOptions) -> None:
+        self.options = options
+        self._monitor = options.monitor
+        self._lock = threading.Lock()
+        self._ready = False
+        self.started_monitor = False  # True only if we started its thread
+        self._collector_registered = False
+
+    # -- monitor lifecycle ------------------------------------------------
+    @property
+    def monitor(self) -> Any:
+        if not self._ready:
+            self.ensure_monitor()
+        return self._monitor
+
+    def ensure_monitor(self) -> Any:
+        with self._lock:
+            if self._ready:
+                return self._monitor
+            opts = self.options
+            if self._monitor is None:
+                from .monitor import get_default_monitor  # lazy: optional layer, heavy imports
+
+                kwargs: dict[str, Any] = {"track": opts.track}
+                for name in ("watch_all", "threshold", "increases", "interval"):
+                    if getattr(opts, name) is not None:
+                        kwargs[name] = getattr(opts, name)
+                self._monitor = get_default_monitor(**kwargs)
+            else:
+                for item in opts.track:
+                    cls = resolve_type(item) if isinstance(item, str) else item
+                    self._monitor.start_monitoring(cls)
+            self._ready = True
+            return self._monitor
+
+    def start(self) -> None:
+        """Start the monitor's background thread unless it already runs."""
+        monitor = self.monitor
+        with self._lock:
+            if not monitor.running:
+                monitor.start()
+                self.started_monitor = True
+        try:
+            self.install_exporter()
+        except Exception:
+            # Metrics are an extra; a misconfigured exporter must not take
+            # the application down with it.
+            log.exception("memtracker: exporting Prometheus metrics failed")
+
+    def stop(self) -> None:
+        """Stop the background thread, but only if :meth:`start` started it."""
+        with self._lock:
+            if self.started_monitor and self._monitor is not None:
+                self._monitor.stop()
+                self.started_monitor = False
+
+    # -- routing -----------------------------------------------------------
+    def owns(self, path: str) -> bool:
+        base = self.options.path
+        if path == base or path.startswith(base + "/"):
+            return True
+        return self.options.metrics_path is not None and path == self.options.metrics_path
+
+    def handle(self, request: Request) -> Response:
+        try:
+            self._authorize(request)
+            return self._route(request)
+        except HTTPError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+
+    def _authorize(self, request: Request) -> None:
+        opts = self.options
+        bearer = None
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            bearer = credentials.strip()
+        if bearer is not None and opts.token is not None:
+            if hmac.compare_digest(bearer.encode(), opts.token.encode()):
+                return
+            raise HTTPError(403, "invalid token")
+        if _in(self._client_address(request), opts.allow_networks):
+            return
+        if opts.token is not None:
+            raise HTTPError(401, "missing token: send 'Authorization: Bearer <token>'",
+                            [("WWW-Authenticate", 'Bearer realm="memtracker"')])
+        raise HTTPError(403, "client address not allowed; configure 'allow' or a token")
+
+    def _client_address(self, request: Request) -> Any:
+        peer = _client_ip(request.client)
+        has_proxy_headers = any(h in request.headers for h in PROXY_HEADERS)
+        if not _in(peer, self.options.proxy_networks):
+            # Proxy headers from an untrusted peer: the peer's address says
+            # nothing about the visitor, so the allow list does not apply.
+            return None if has_proxy_headers else peer
+        forwarded = request.headers.get("x-forwarded-for")
+        if not forwarded:
+            return peer
+        # Walk from the right past our own proxies; the first other hop is the client.
+        for hop in reversed([h.strip() for h in forwarded.split(",")]):
+            ip = _client_ip(hop)
+            if ip is None:
+                return None
+            if not _in(ip, self.options.proxy_networks):
+                return ip
+        return None
+
+    def _route(self, request: Request) -> Response:
+        opts = self.options
+        path, method = request.path, request.method.upper()
+        if opts.metrics_path is not None and path == opts.metrics_path:
+            self._allow(method, "GET")
+            return self._metrics()
+        rest = path[len(opts.path):]
+        if rest in ("", "/"):
+            self._allow(method, "GET")
+            return self._overview(request)
+        if rest.startswith("/types/") and len(rest) > len("/types/"):
+            self._allow(method, "GET")
+            return self._type(request, rest[len("/types/"):])
+        if rest in ("/track", "/untrack"):
+            self._allow(method, "POST")
+            return self._track(request, untrack=rest == "/untrack")
+        raise HTTPError(404, f"no route {path!r}; see {opts.path}")
+
+    @staticmethod
+    def _allow(method: str, allowed: str) -> None:
+        if method != allowed:
+            raise HTTPError(405, f"method {method} not allowed; use {allowed}", [("Allow", allowed)])
+
+    # -- handlers ----------------------------------------------------------
+    def _overview(self, request: Request) -> Response:
+        query = parse_query(request.query_string)
+        as_json = wants_json(request.headers, query)
+        refresh = _refresh(query)
+        snapshot = self.monitor.snapshot()
+        if as_json:
+            return json_response(200, snapshot)
+        from .html import render_overview
+
+        nonce = secrets.token_urlsafe(16)
+        base = request.script_name + self.options.path
+        return html_response(render_overview(snapshot, base=base, nonce=nonce, refresh=refresh), nonce)
+
+    def _type(self, request: Request, name: str) -> Response:
+        query = parse_query(request.query_string)
+        as_json = wants_json(request.headers, query)
+        if len(name) > MAX_NAME_LENGTH:
+            raise HTTPError(400, f"type name is longer than {MAX_NAME_LENGTH} characters")
+        detail = self.monitor.type_detail(name)
+        if detail is None:
+            raise HTTPError(404, f"unknown type {name!r}: it is not tracked or seen by the monitor")
+        if as_json:
+            return json_response(200, detail)
+        from .html import render_type
+
+        nonce = secrets.token_urlsafe(16)
+        base = request.script_name + self.options.path
+        return html_response(render_type(detail, base=base, nonce=nonce), nonce)
+
+    def _track(self, request: Request, *, untrack: bool) -> Response:
+        length = request.headers.get("content-length")
+        if len(request.body) > MAX_BODY or (length is not None and length.isdigit() and int(length) > MAX_BODY):
+            raise HTTPError(413, f"request body is larger than {MAX_BODY} bytes")
+        # Requiring JSON makes a cross-site form post impossible: browsers
+        # preflight application/json, and we answer no preflight.
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HTTPError(415, "Content-Type must be application/json")
+        try:
+            data = json.loads(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPError(400, "body is not valid JSON") from None
+        allowed = {"type"} if untrack else {"type", "analysis", "threshold"}
+        if not isinstance(data, dict):
+            raise HTTPError(400, 'body must be a JSON object like {"type": "myapp.models.Order"}')
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise HTTPError(400, f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        name = data.get("type")
+        if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not _DOTTED.match(name):
+            raise HTTPError(400, "'type' must be a dotted name like 'myapp.models.Order'")
+        analysis = data.get("analysis", False)
+        if not isinstance(analysis, bool):
+            raise HTTPError(400, "'analysis' must be true or false")
+        threshold = data.get("threshold")
+        if threshold is not None and (not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1):
+            raise HTTPError(400, "'threshold' must be a positive integer")
+        try:
+            cls = resolve_type(name)
+        except TypeNameError as exc:
+            raise HTTPError(404, str(exc)) from None
+        resolved = type_name(cls)
+        if untrack:
+            if not self.monitor.stop_monitoring(cls):
+                raise HTTPError(404, f"{resolved!r} is not being tracked")
+            return json_response(200, {"type": resolved, "tracking": False})
+        self.monitor.start_monitoring(cls, threshold=threshold, analysis=analysis)
+        return json_response(200, {"type": resolved, "tracking": True, "analysis": analysis})
+
+    def _metrics(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        self.install_exporter()
+        return Response(200, [("Content-Type", CONTENT_TYPE_LATEST)] + _BASE_HEADERS,
+                        generate_latest(self._registry()))
+
+    def _registry(self) -> Any:
+        if self.options.registry is not None:
+            return self.options.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            # A fresh registry per scrape, as prometheus_client documents for
+            # multiprocess mode: it merges every worker's files.
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return registry
+        from prometheus_client import REGISTRY
+
+        return REGISTRY
+
+    def install_exporter(self) -> None:
+        """Export the monitor's series once, if memtracker_web.prometheus is there.
+
+        Called when the monitor starts (in multiprocess mode every worker must
+        publish, not only the ones that get scraped) and again on scrape.
+        """
+        if self.options.metrics_path is None or self._collector_registered:
+            return
+        self._collector_registered = True
+        try:
+            from . import prometheus  # another layer of this package; optional here
+        except ImportError:
+            return
+        monitor = self.monitor
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            _register_once(("multiprocess", id(monitor)), lambda: prometheus.install(monitor))
+        else:
+            registry = self._registry()
+            _register_once((id(registry), id(monitor)), lambda: prometheus.install(monitor, registry))
+
+
+_REGISTERED: set[tuple[Any, int]] = set()
+_REGISTERED_LOCK = threading.Lock()
+
+
+def _register_once(key: tuple[Any, int], make: Callable[[], Any]) -> None:
+    # Two middlewares sharing the default monitor must not export it twice:
+    # prometheus_client rejects duplicated time series.
+    with _REGISTERED_LOCK:
+        if key in _REGISTERED:
+            return
+        _REGISTERED.add(key)
+    make()
+
+
+def _refresh(query: Mapping[str, str]) -> int | None:
+    value = query.get("refresh")
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 3600:
+        raise HTTPError(400, "refresh must be a whole number of seconds between 1 and 3600")
+    return int(value)
+
+
+def options_from_mapping(mapping: Mapping[str, Any] | None, **overrides: Any) -> EndpointOptions:
+    """EndpointOptions from a settings dict (Django, Flask), with clear errors."""
+    values = dict(mapping or {})
+    values.update(overrides)
+    known = {f for f in EndpointOptions.__dataclass_fields__ if f not in ("allow_networks", "proxy_networks")}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown memtracker option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return EndpointOptions(**values)

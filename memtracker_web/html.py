@@ -1,0 +1,212 @@
+"""The HTML pages of the endpoint: self-contained, no scripts, no external assets.
+
+Every value from the snapshot goes through :func:`esc`; the only inline style
+block carries the CSP nonce chosen by the endpoint.
+"""
+from __future__ import annotations
+
+import html
+import time
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote
+
+SPARK_WIDTH = 120
+SPARK_HEIGHT = 24
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;color:#1b1f24;background:#fff}
+h1{font-size:1.35rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
+.meta{color:#57606a;margin:.2rem 0}.badge{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-weight:600}
+.exact{background:#dafbe1;color:#116329}.census{background:#fff8c5;color:#7d4e00}.leak{background:#ffebe9;color:#a40e26}
+table{border-collapse:collapse;width:100%;max-width:72rem}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d0d7de}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.grow{color:#a40e26}.shrink{color:#116329}
+code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}
+ol.stack{margin:.3rem 0 .8rem;padding-left:1.6rem}ol.stack li{margin:.1rem 0}
+.path{border-left:3px solid #d0d7de;padding:.2rem .8rem;margin:.5rem 0}.count{color:#57606a}
+svg.spark polyline{fill:none;stroke:#0969da;stroke-width:1.5}svg.spark circle{fill:#0969da}
+.note{color:#57606a;max-width:72rem}a{color:#0969da}
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _when(ts: Any) -> str:
+    if not isinstance(ts, (int, float)):
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _num(value: Any) -> str:
+    return "–" if value is None else esc(f"{value:,}" if isinstance(value, int) else value)
+
+
+def growth(entry: Mapping[str, Any]) -> int:
+    """Live objects now minus the first sample kept in the history."""
+    history = entry.get("history") or []
+    live = entry.get("live") or 0
+    return live - history[0][1] if history else 0
+
+
+def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT) -> str:
+    """Inline SVG of live counts over time; scaled to the history's own range."""
+    values = [point[1] for point in history or [] if isinstance(point[1], (int, float))]
+    label = f"live objects, {len(values)} samples"
+    if values:
+        label += f": {values[0]:,} to {values[-1]:,}"
+    head = (f'<svg class="spark" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{esc(label)}</title>')
+    if not values:
+        return head + "</svg>"
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    pad = 2
+    step = (width - 2 * pad) / max(len(values) - 1, 1)
+    points = [(pad + i * step, height - pad - (v - low) / span * (height - 2 * pad)) for i, v in enumerate(values)]
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    last_x, last_y = points[-1]
+    return head + f'<polyline points="{coords}"/><circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="2"/></svg>'
+
+
+def _frame_text(frame: Mapping[str, Any]) -> str:
+    return (f'<code>{esc(frame.get("filename", "?"))}:{esc(frame.get("lineno", "?"))}</code>'
+            f' in <code>{esc(frame.get("function", "?"))}</code>')
+
+
+def stack(top_path: Mapping[str, Any]) -> str:
+    """One allocation path as a readable stack, frames in the order the monitor gives."""
+    frames = top_path.get("frames")
+    if frames:
+        items = "".join(f"<li>{_frame_text(frame)}</li>" for frame in frames)
+    else:
+        items = "".join(f"<li><code>{esc(line)}</code></li>" for line in top_path.get("path") or [])
+    count = top_path.get("count")
+    total = top_path.get("total_count")
+    counts = f'{_num(count)} live'
+    if total is not None:
+        counts += f" of {_num(total)} allocated"
+    return f'<div class="path"><div class="count">{counts}</div><ol class="stack">{items}</ol></div>'
+
+
+def type_link(base: str, name: str) -> str:
+    href = f"{base}/types/{quote(name, safe='.')}"
+    return f'<a href="{esc(href)}"><code>{esc(name)}</code></a>'
+
+
+def _page(title: str, body: str, nonce: str, refresh: int | None = None) -> str:
+    meta_refresh = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">{meta_refresh}'
+            f'<meta name="referrer" content="no-referrer">'
+            f"<title>{esc(title)}</title><style nonce=\"{esc(nonce)}\">{_CSS}</style></head>"
+            f"<body>{body}</body></html>")
+
+
+def _engine(snapshot: Mapping[str, Any]) -> str:
+    mode = snapshot.get("mode", "?")
+    engine = snapshot.get("engine") or {}
+    parts = [f'<span class="badge {esc(mode) if mode in ("exact", "census") else ""}">{esc(mode)} mode</span>']
+    available = engine.get("available")
+    parts.append(f"reference tracer {'available' if available else 'unavailable'}")
+    if engine.get("reason"):
+        parts.append(esc(engine["reason"]))
+    if engine.get("displaced"):
+        parts.append("<strong>another tool replaced our tracer</strong>")
+    if engine.get("python"):
+        parts.append(f"Python {esc(engine['python'])}")
+    line = " · ".join(parts)
+    stats = (f"pid {esc(snapshot.get('pid', '?'))} · {_num(snapshot.get('samples'))} samples every "
+             f"{esc(snapshot.get('interval', '?'))} s · last sample {_when(snapshot.get('sampled_at'))}")
+    duration = snapshot.get("sample_duration_seconds")
+    if isinstance(duration, (int, float)):
+        stats += f" · took {duration * 1000:.2f} ms"
+    out = f'<p class="meta">{line}</p><p class="meta">{stats}</p>'
+    census = snapshot.get("census")
+    if mode == "census" and isinstance(census, Mapping):
+        out += (f'<p class="note">Census mode counts objects with the garbage collector: '
+                f'{_num(census.get("objects_scanned"))} objects scanned in '
+                f'{esc(round(float(census.get("cost_seconds") or 0) * 1000, 1))} ms per sample; '
+                f'{esc(census.get("blind_spots", ""))}. No allocation paths are recorded.</p>')
+    return out
+
+
+def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
+    leaks = snapshot.get("leaks") or []
+    if not leaks:
+        return "<h2>Leak reports</h2><p class=\"note\">No type has grown past its threshold yet.</p>"
+    rows = []
+    for leak in leaks:
+        paths = "".join(stack(p) for p in leak.get("top_paths") or [])
+        rows.append(f'<section class="leak-report"><p><span class="badge leak">leak</span> '
+                    f'{type_link(base, leak.get("type", "?"))}: {_num(leak.get("live"))} live after '
+                    f'{_num(leak.get("increases"))} increases, detected {_when(leak.get("detected_at"))}</p>'
+                    f"{paths}</section>")
+    return "<h2>Leak reports</h2>" + "".join(rows)
+
+
+def _types_table(types: list[Mapping[str, Any]], base: str) -> str:
+    if not types:
+        return '<h2>Types</h2><p class="note">No types are tracked yet.</p>'
+    rows = []
+    for entry in types:
+        grown = growth(entry)
+        cls = "grow" if grown > 0 else "shrink" if grown < 0 else ""
+        rows.append(
+            f'<tr><td>{type_link(base, entry.get("type", "?"))}</td>'
+            f'<td class="num">{_num(entry.get("live"))}</td>'
+            f'<td class="num {cls}">{"+" if grown > 0 else ""}{grown:,}</td>'
+            f'<td class="num">{_num(entry.get("increases"))}</td>'
+            f'<td>{"yes" if entry.get("analysing") else "no"}</td>'
+            f'<td>{esc(entry.get("source", ""))}</td>'
+            f'<td>{sparkline(entry.get("history") or [])}</td></tr>')
+    return ('<h2>Types</h2><table id="types"><thead><tr><th>type</th><th>live</th><th>growth</th>'
+            '<th>increases</th><th>analysing</th><th>source</th><th>history</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _analysed(types: list[Mapping[str, Any]], base: str) -> str:
+    sections = []
+    for entry in types:
+        if entry.get("analysing") and entry.get("top_paths"):
+            paths = "".join(stack(p) for p in entry["top_paths"])
+            sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>{paths}</section>')
+    if not sections:
+        return ""
+    return "<h2>Where the analysed types are allocated</h2>" + "".join(sections)
+
+
+def render_overview(snapshot: Mapping[str, Any], *, base: str, nonce: str, refresh: int | None = None) -> str:
+    types = list(snapshot.get("types") or [])
+    body = (f"<h1>Memory: live objects by type</h1>{_engine(snapshot)}{_leaks(snapshot, base)}"
+            f"{_types_table(types, base)}{_analysed(types, base)}"
+            f'<p class="note">Shows type names, counts and code locations only, never object contents. '
+            f'<a href="{esc(base)}?format=json">JSON</a></p>')
+    return _page("memtracker: memory", body, nonce, refresh)
+
+
+def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
+    name = detail.get("type", "?")
+    history = detail.get("history") or []
+    facts = [("live", detail.get("live")), ("growth", growth(detail)), ("allocations", detail.get("allocations")),
+             ("frees", detail.get("frees")), ("high water", detail.get("high_water")),
+             ("increases", detail.get("increases")), ("analysing", "yes" if detail.get("analysing") else "no"),
+             ("source", detail.get("source"))]
+    facts_html = "".join(f"<tr><th>{esc(k)}</th><td>{_num(v)}</td></tr>" for k, v in facts)
+    paths = "".join(stack(p) for p in detail.get("top_paths") or [])
+    if not paths:
+        paths = '<p class="note">No allocation paths recorded (the type is not being analysed, or census mode).</p>'
+    hotspots = detail.get("hotspots") or []
+    if hotspots:
+        rows = "".join(f'<tr><td>{_frame_text(h)}</td><td class="num">{_num(h.get("count"))}</td>'
+                       f'<td class="num">{_num(h.get("total_count"))}</td></tr>' for h in hotspots)
+        hot = ('<h2>Hotspots</h2><table id="hotspots"><thead><tr><th>line</th><th>live</th><th>allocated</th>'
+               f"</tr></thead><tbody>{rows}</tbody></table>")
+    else:
+        hot = ""
+    body = (f'<p><a href="{esc(base)}">&larr; all types</a></p><h1><code>{esc(name)}</code></h1>'
+            f'<table id="facts">{facts_html}</table>'
+            f"<h2>History</h2>{sparkline(history, width=480, height=80)}"
+            f"<h2>Allocation paths</h2>{paths}{hot}")
+    return _page(f"memtracker: {name}", body, nonce)

@@ -1,0 +1,89 @@
+"""WSGI middleware serving the memory endpoint in front of any WSGI app.
+
+    app.wsgi_app = MemoryTrackerMiddleware(app.wsgi_app)
+
+Other paths go to the wrapped app untouched. The monitor's thread starts on
+the first request, not at import, so a pre-forking server (gunicorn --preload)
+starts it in each worker rather than in the master, where it would be lost.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request,
+                       Response, reason)
+
+WSGIEnviron = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+
+
+class MemoryTrackerMiddleware:
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        path: str = DEFAULT_PATH,
+        metrics_path: str | None = None,
+        token: str | None = FROM_ENV,
+        allow: Iterable[str] | str | None = DEFAULT_ALLOW,
+        trusted_proxies: Iterable[str] | str | None = (),
+        monitor: Any = None,
+        track: Iterable[Any] = (),
+        watch_all: bool | None = None,
+        threshold: int | None = None,
+        increases: int | None = None,
+        interval: float | None = None,
+        registry: Any = None,
+    ) -> None:
+        self.app = app
+        self.endpoint = Endpoint(EndpointOptions(
+            monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
+            trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, threshold=threshold,
+            increases=increases, interval=interval, registry=registry))
+        self._started = False
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._started:
+            self._started = True
+            self.endpoint.start()
+        path = environ.get("PATH_INFO", "") or "/"
+        if not self.endpoint.owns(path):
+            return self.app(environ, start_response)
+        response = self.endpoint.handle(request_from_environ(environ, path))
+        return send(response, start_response)
+
+
+def request_from_environ(environ: WSGIEnviron, path: str) -> Request:
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
+               if key.startswith("HTTP_") and isinstance(value, str)}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    return Request(method=method, path=path, query_string=environ.get("QUERY_STRING", ""), headers=headers,
+                   client=environ.get("REMOTE_ADDR") or None,
+                   body=read_body(environ) if method == "POST" else b"",
+                   script_name=environ.get("SCRIPT_NAME", "").rstrip("/"))
+
+
+def read_body(environ: WSGIEnviron) -> bytes:
+    length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if length.isdigit():
+        if int(length) > MAX_BODY:
+            return b""  # the endpoint answers 413 from the header alone
+        return stream.read(int(length))
+    if environ.get("wsgi.input_terminated"):
+        # Chunked upload the server already framed: read one byte past the
+        # limit so the endpoint can tell "too large" from "exactly full".
+        return stream.read(MAX_BODY + 1)
+    return b""  # no length and no framing: reading could block forever
+
+
+def send(response: Response, start_response: StartResponse) -> list[bytes]:
+    headers = list(response.headers) + [("Content-Length", str(len(response.body)))]
+    start_response(f"{response.status} {reason(response.status)}", headers)
+    return [response.body]
