@@ -1,0 +1,41 @@
+"""gunicorn settings for exporting memtracker metrics from several workers.
+
+    mkdir -p /tmp/memtracker-prom
+    PROMETHEUS_MULTIPROC_DIR=/tmp/memtracker-prom gunicorn -c examples/gunicorn.conf.py myapp:app
+
+The variable must be set before gunicorn starts (prometheus_client chooses its
+file-backed storage when first imported).  In the app, per worker (without
+``preload_app`` the app module is imported in each worker):
+
+    from memtracker_web.monitor import get_default_monitor
+    from memtracker_web.prometheus import install, metrics_registry
+
+    monitor = get_default_monitor(track=["myapp.models.Order"])
+    monitor.start()
+    install(monitor, multiprocess_mode="liveall")  # or "livesum" for totals only
+    # serve prometheus_client.make_wsgi_app(metrics_registry()) at /metrics
+
+Command-line options (-w, -b) override the values below.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+# Called by the gunicorn master when a worker exits or is killed: removes that
+# worker's live gauges so its series disappear from /metrics.
+from memtracker_web.prometheus import child_exit  # noqa: F401
+
+bind = "127.0.0.1:8000"
+workers = 2
+
+
+def on_starting(server):
+    # Files of a previous run would show its workers' series and counts.
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        server.log.warning("PROMETHEUS_MULTIPROC_DIR is not set: each worker exports only itself")
+        return
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
