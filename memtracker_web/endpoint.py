@@ -264,12 +264,7 @@ class Endpoint:
             if not monitor.running:
                 monitor.start()
                 self.started_monitor = True
-        try:
-            self.install_exporter()
-        except Exception:
-            # Metrics are an extra; a misconfigured exporter must not take
-            # the application down with it.
-            log.exception("memtracker: exporting Prometheus metrics failed")
+        self.install_exporter()
 
     def stop(self) -> None:
         """Stop the background thread, but only if :meth:`start` started it."""
@@ -458,11 +453,16 @@ class Endpoint:
         except ImportError:
             return
         monitor = self.monitor
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            _register_once(("multiprocess", id(monitor)), lambda: prometheus.install(monitor))
-        else:
-            registry = self._registry()
-            _register_once((id(registry), id(monitor)), lambda: prometheus.install(monitor, registry))
+        try:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                _register_once(("multiprocess", id(monitor)), lambda: prometheus.install(monitor))
+            else:
+                registry = self._registry()
+                _register_once((id(registry), id(monitor)), lambda: prometheus.install(monitor, registry))
+        except Exception:
+            # Metrics are an extra; a misconfigured exporter must not take the
+            # application (or its other metrics) down with it.
+            log.exception("memtracker: exporting the monitor to Prometheus failed")
 
 
 _REGISTERED: set[tuple[Any, int]] = set()

@@ -1,0 +1,576 @@
+"""The framework-free endpoint: options, auth, routing, errors, negotiation, HTML.
+
+FakeMonitor follows docs/CONTRACTS.md exactly; the adapter tests import it
+from here so every layer is tested against the same contract.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+import pytest
+
+from memtracker_web import html as page
+from memtracker_web.endpoint import MAX_BODY, Endpoint, EndpointOptions, Request, options_from_mapping
+from memtracker_web.naming import type_name
+
+
+class Order:
+    """A class the endpoint can resolve by name: tests.test_endpoint.Order or test_endpoint.Order."""
+
+
+class Basket:
+    pass
+
+
+ORDER = type_name(Order)
+
+
+def make_entry(name: str, history: list[int], *, analysing: bool = False, source: str = "tracked",
+               top_paths: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": name, "live": history[-1], "allocations": history[-1] + 10, "frees": 10,
+            "high_water": max(history), "increases": len(history) - 1, "analysing": analysing,
+            "source": source, "history": [[1764115200.0 + i, v] for i, v in enumerate(history)],
+            "top_paths": list(top_paths or [])}
+
+
+LEAK_PATH = {"count": 120, "total_count": 130, "path": ["shop/cache.py:17 in remember", "shop/views.py:40 in checkout"],
+             "frames": [{"filename": "shop/cache.py", "lineno": 17, "function": "remember"},
+                        {"filename": "shop/views.py", "lineno": 40, "function": "checkout"}]}
+
+
+class FakeMonitor:
+    """In-memory MemoryMonitor with the CONTRACTS.md interface and snapshot shape."""
+
+    def __init__(self, mode: str = "exact") -> None:
+        self.mode = mode
+        self.running = False
+        self.starts = 0
+        self.stops = 0
+        self.calls: list[tuple[Any, ...]] = []
+        self.on_leak = None
+        self.tracked: dict[str, dict[str, Any]] = {}
+        self.leaks: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def start_monitoring(self, cls: type, threshold: int | None = None, analysis: bool = False) -> None:
+        assert isinstance(cls, type)
+        self.calls.append(("start_monitoring", cls, threshold, analysis))
+        self.tracked[type_name(cls)] = make_entry(type_name(cls), [0], analysing=analysis)
+
+    def stop_monitoring(self, cls: type) -> bool:
+        self.calls.append(("stop_monitoring", cls))
+        return self.tracked.pop(type_name(cls), None) is not None
+
+    def sample(self) -> list[dict[str, Any]]:
+        return []
+
+    def start(self) -> None:
+        with self._lock:
+            self.starts += 1
+            self.running = True
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stops += 1
+            self.running = False
+
+    def snapshot(self) -> dict[str, Any]:
+        types = sorted(self.tracked.values(), key=lambda e: (-page.growth(e), e["type"]))
+        snap = {"mode": self.mode,
+                "engine": {"available": self.mode == "exact", "reason": "fake engine", "displaced": False,
+                           "python": "3.13.5"},
+                "pid": 4242, "sampled_at": 1764115200.0, "interval": 1.0, "sample_duration_seconds": 0.0001,
+                "samples": 3, "types": [{**e, "top_paths": e["top_paths"][:3]} for e in types],
+                "leaks": list(self.leaks)}
+        if self.mode == "census":
+            snap["census"] = {"cost_seconds": 0.05, "objects_scanned": 123456,
+                              "blind_spots": "objects the garbage collector does not track are not counted"}
+        return snap
+
+    def type_detail(self, name: str) -> dict[str, Any] | None:
+        entry = self.tracked.get(name)
+        if entry is None:
+            return None
+        hotspots = [{"filename": "shop/cache.py", "lineno": 17, "function": "remember", "total_count": 130,
+                     "count": 120}] if entry["top_paths"] else []
+        return {**entry, "hotspots": hotspots}
+
+
+def leaky_monitor(mode: str = "exact") -> FakeMonitor:
+    monitor = FakeMonitor(mode)
+    analysing = mode == "exact"
+    monitor.tracked["shop.cache.Entry"] = make_entry(
+        "shop.cache.Entry", [100, 150, 220, 300], analysing=analysing,
+        top_paths=[LEAK_PATH] if analysing else [])
+    monitor.tracked["builtins.dict"] = make_entry("builtins.dict", [50, 50, 49], source="watch_all")
+    if analysing:
+        monitor.leaks.append({"type": "shop.cache.Entry", "live": 300, "increases": 3,
+                              "detected_at": 1764115203.0, "top_paths": [LEAK_PATH]})
+    return monitor
+
+
+def endpoint(monitor: Any = None, **options: Any) -> Endpoint:
+    return Endpoint(EndpointOptions(monitor=monitor if monitor is not None else leaky_monitor(), **options))
+
+
+def call(ep: Endpoint, method: str = "GET", path: str = "/debug/memory", *, query: str = "",
+         headers: dict[str, str] | None = None, client: str | None = "127.0.0.1", body: bytes = b"",
+         script_name: str = "") -> tuple[int, dict[str, str], bytes]:
+    response = ep.handle(Request(method=method, path=path, query_string=query, headers=headers or {},
+                                 client=client, body=body, script_name=script_name))
+    hdrs = {}
+    for k, v in response.headers:
+        assert k.lower() not in hdrs, f"duplicate header {k}"
+        hdrs[k.lower()] = v
+    return response.status, hdrs, response.body
+
+
+JSON = {"accept": "application/json"}
+POST_JSON = {"content-type": "application/json"}
+
+
+# -- options -----------------------------------------------------------------
+
+def test_options_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMTRACKER_TOKEN", raising=False)
+    opts = EndpointOptions()
+    assert opts.path == "/debug/memory"
+    assert opts.metrics_path is None
+    assert opts.token is None
+    assert [str(n) for n in opts.allow_networks] == ["127.0.0.0/8", "::1/128"]
+    assert opts.proxy_networks == ()
+    assert opts.track == ()
+
+
+def test_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMTRACKER_TOKEN", "s3cret")
+    assert EndpointOptions().token == "s3cret"
+    assert EndpointOptions(token=None).token is None
+    assert EndpointOptions(token="other").token == "other"
+    monkeypatch.setenv("MEMTRACKER_TOKEN", "")
+    assert EndpointOptions().token is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"path": "debug"}, "path must look like"),
+    ({"path": "/debug/"}, "path must look like"),
+    ({"path": "/"}, "path must look like"),
+    ({"path": "/a//b"}, "path must look like"),
+    ({"metrics_path": "/debug/memory/metrics"}, "metrics_path must not be inside path"),
+    ({"metrics_path": "metrics"}, "metrics_path must look like"),
+    ({"token": ""}, "token must be a non-empty string"),
+    ({"allow": ["localhost"]}, "allow: 'localhost' is not an IP address"),
+    ({"trusted_proxies": "10.0.0.300"}, "trusted_proxies: '10.0.0.300'"),
+    ({"threshold": 0}, "threshold must be a positive integer"),
+    ({"increases": True}, "increases must be a positive integer"),
+    ({"interval": 0}, "interval must be a positive number"),
+    ({"monitor": FakeMonitor(), "interval": 1.0, "threshold": 5}, "threshold, interval configure the default monitor"),
+])
+def test_options_rejected(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        EndpointOptions(**kwargs)
+    assert message in str(info.value)
+
+
+def test_options_from_mapping_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError) as info:
+        options_from_mapping({"path": "/mem", "tokn": "x"})
+    assert str(info.value).startswith("unknown memtracker option(s): tokn; known: ")
+    assert options_from_mapping({"path": "/mem"}, token="t").token == "t"
+
+
+def test_track_applies_to_a_given_monitor() -> None:
+    monitor = FakeMonitor()
+    ep = Endpoint(EndpointOptions(monitor=monitor, track=[Order, f"{__name__}.Basket"]))
+    assert monitor.calls == []  # nothing happens before first use
+    ep.start()
+    assert monitor.calls == [("start_monitoring", Order, None, False), ("start_monitoring", Basket, None, False)]
+    assert monitor.running and ep.started_monitor
+
+
+def test_start_and_stop_only_what_we_started() -> None:
+    monitor = FakeMonitor()
+    monitor.start()
+    ep = endpoint(monitor)
+    ep.start()
+    assert (monitor.starts, ep.started_monitor) == (1, False)
+    ep.stop()
+    assert (monitor.stops, monitor.running) == (0, True)
+
+    fresh = FakeMonitor()
+    ep = endpoint(fresh)
+    ep.start()
+    ep.start()
+    assert fresh.starts == 1
+    ep.stop()
+    ep.stop()
+    assert (fresh.stops, fresh.running) == (1, False)
+
+
+# -- routing and ownership -----------------------------------------------------
+
+def test_owns_only_its_paths() -> None:
+    ep = endpoint(metrics_path="/metrics")
+    assert [ep.owns(p) for p in ("/debug/memory", "/debug/memory/", "/debug/memory/types/x", "/metrics")] == [True] * 4
+    assert [ep.owns(p) for p in ("/debug/memoryX", "/debug", "/", "/metrics/x", "/api")] == [False] * 5
+    assert not endpoint().owns("/metrics")
+
+
+def test_snapshot_as_json() -> None:
+    monitor = leaky_monitor()
+    status, headers, body = call(endpoint(monitor), headers=JSON)
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert json.loads(body) == monitor.snapshot()
+
+
+@pytest.mark.parametrize("accept, query, is_json", [
+    ("application/json", "", True),
+    ("application/json;q=0.9, text/html;q=0.8", "", True),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", False),
+    ("*/*", "", False),
+    ("", "", False),
+    ("text/html, application/json;q=0.5", "", False),
+    ("application/json;q=0", "", False),
+    ("text/html", "format=json", True),
+    ("application/json", "format=html", False),
+])
+def test_negotiation(accept: str, query: str, is_json: bool) -> None:
+    status, headers, body = call(endpoint(), headers={"accept": accept}, query=query)
+    assert status == 200
+    expected = "application/json" if is_json else "text/html; charset=utf-8"
+    assert headers["content-type"] == expected
+    assert body.startswith(b"{") if is_json else body.startswith(b"<!DOCTYPE html>")
+
+
+def test_trailing_slash_is_the_overview() -> None:
+    status, _, body = call(endpoint(), path="/debug/memory/", headers=JSON)
+    assert status == 200 and json.loads(body)["pid"] == 4242
+
+
+def test_type_detail_json() -> None:
+    monitor = leaky_monitor()
+    status, headers, body = call(endpoint(monitor), path="/debug/memory/types/shop.cache.Entry", headers=JSON)
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == monitor.type_detail("shop.cache.Entry")
+    assert json.loads(body)["hotspots"][0]["lineno"] == 17
+
+
+def test_type_detail_html() -> None:
+    status, headers, body = call(endpoint(), path="/debug/memory/types/shop.cache.Entry")
+    text = body.decode()
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "<h1><code>shop.cache.Entry</code></h1>" in text
+    assert '<table id="hotspots">' in text
+    assert "<code>shop/cache.py:17</code> in <code>remember</code>" in text
+    assert '<a href="/debug/memory">&larr; all types</a>' in text
+
+
+def test_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    registry = CollectorRegistry()
+    Counter("app_requests", "Requests.", registry=registry).inc(3)
+    ep = endpoint(metrics_path="/metrics", registry=registry)
+    status, headers, body = call(ep, path="/metrics")
+    text = body.decode()
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain; version=")
+    assert headers["cache-control"] == "no-store"
+    assert "app_requests_total 3.0" in text
+    # memtracker_web.prometheus is in the tree: the monitor's series are exported once.
+    assert 'memtracker_live_objects{type="shop.cache.Entry"} 300.0' in text
+    status, _, body = call(ep, path="/metrics")
+    assert body.decode().count("# TYPE memtracker_live_objects gauge") == 1
+
+
+def test_metrics_multiprocess_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import values
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    # prometheus_client picked in-process values at import, so nothing is in
+    # the directory: the served registry must be the (empty) multiprocess view.
+    assert not getattr(values.ValueClass, "_multiprocess", False)
+    ep = endpoint(metrics_path="/metrics")
+    status, _, body = call(ep, path="/metrics")
+    assert status == 200
+    assert body == b""
+    # The exporter refuses (values live in process memory); the scrape still works.
+    assert [r.getMessage() for r in caplog.records] == ["memtracker: exporting the monitor to Prometheus failed"]
+
+
+# -- POST track / untrack --------------------------------------------------------
+
+def test_track_and_untrack() -> None:
+    monitor = FakeMonitor()
+    ep = endpoint(monitor)
+    body = json.dumps({"type": ORDER, "analysis": True}).encode()
+    status, headers, out = call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=body)
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    assert json.loads(out) == {"type": ORDER, "tracking": True, "analysis": True}
+    assert monitor.calls == [("start_monitoring", Order, None, True)]
+
+    body = json.dumps({"type": ORDER, "threshold": 7}).encode()
+    status, _, out = call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=body)
+    assert (status, json.loads(out)) == (200, {"type": ORDER, "tracking": True, "analysis": False})
+    assert monitor.calls[-1] == ("start_monitoring", Order, 7, False)
+
+    status, _, out = call(ep, "POST", "/debug/memory/untrack", headers=POST_JSON,
+                          body=json.dumps({"type": ORDER}).encode())
+    assert (status, json.loads(out)) == (200, {"type": ORDER, "tracking": False})
+    status, _, out = call(ep, "POST", "/debug/memory/untrack", headers=POST_JSON,
+                          body=json.dumps({"type": ORDER}).encode())
+    assert (status, json.loads(out)) == (404, {"error": f"{ORDER!r} is not being tracked"})
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "body is not valid JSON"),
+    (b"\xff\xfe", 400, "body is not valid JSON"),
+    (b"[1, 2]", 400, 'body must be a JSON object like {"type": "myapp.models.Order"}'),
+    (b'{"type": "x.Y", "eval": 1}', 400, "unknown field(s): eval; allowed: analysis, threshold, type"),
+    (b'{"analysis": true}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
+    (b'{"type": "__import__(\'os\').system(\'id\')"}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
+    (b'{"type": "Order"}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
+    (b'{"type": "x.Y", "analysis": "yes"}', 400, "'analysis' must be true or false"),
+    (b'{"type": "x.Y", "threshold": -1}', 400, "'threshold' must be a positive integer"),
+    (b'{"type": "x.Y", "threshold": true}', 400, "'threshold' must be a positive integer"),
+    (b'{"type": "no_such_module_xyz.Thing"}', 404, "no class named 'no_such_module_xyz.Thing' could be found"),
+    (b'{"type": "json.dumps"}', 404, "'json.dumps' is a function, not a class"),
+])
+def test_track_errors(body: bytes, status: int, message: str) -> None:
+    monitor = FakeMonitor()
+    got, headers, out = call(endpoint(monitor), "POST", "/debug/memory/track", headers=POST_JSON, body=body)
+    assert (got, json.loads(out)) == (status, {"error": message})
+    assert headers["content-type"] == "application/json"
+    assert monitor.calls == []
+
+
+def test_untrack_rejects_extra_fields() -> None:
+    status, _, out = call(endpoint(), "POST", "/debug/memory/untrack", headers=POST_JSON,
+                          body=b'{"type": "x.Y", "analysis": true}')
+    assert (status, json.loads(out)) == (400, {"error": "unknown field(s): analysis; allowed: type"})
+
+
+def test_track_requires_json_content_type() -> None:
+    status, _, out = call(endpoint(), "POST", "/debug/memory/track", headers={"content-type": "text/plain"},
+                          body=json.dumps({"type": ORDER}).encode())
+    assert (status, json.loads(out)) == (415, {"error": "Content-Type must be application/json"})
+
+
+def test_body_limit() -> None:
+    monitor = FakeMonitor()
+    ep = endpoint(monitor)
+    padded = json.dumps({"type": ORDER, "analysis": False}).encode()
+    exact = padded[:-1] + b" " * (MAX_BODY - len(padded)) + b"}"
+    assert len(exact) == MAX_BODY
+    status, _, _ = call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=exact)
+    assert status == 200
+    status, _, out = call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=exact + b" ")
+    assert (status, json.loads(out)) == (413, {"error": "request body is larger than 16384 bytes"})
+    status, _, out = call(ep, "POST", "/debug/memory/track",
+                          headers={**POST_JSON, "content-length": str(MAX_BODY + 1)}, body=b"")
+    assert status == 413
+    assert len(monitor.calls) == 1
+
+
+# -- errors: routes and methods -----------------------------------------------
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("POST", "/debug/memory", "GET"),
+    ("DELETE", "/debug/memory/types/shop.cache.Entry", "GET"),
+    ("GET", "/debug/memory/track", "POST"),
+    ("PUT", "/debug/memory/untrack", "POST"),
+    ("POST", "/metrics", "GET"),
+])
+def test_wrong_method(method: str, path: str, allow: str) -> None:
+    status, headers, out = call(endpoint(metrics_path="/metrics"), method, path, headers=POST_JSON, body=b"{}")
+    assert status == 405
+    assert headers["allow"] == allow
+    assert json.loads(out) == {"error": f"method {method} not allowed; use {allow}"}
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/debug/memory/nope", "no route '/debug/memory/nope'; see /debug/memory"),
+    ("/debug/memory/types/", "no route '/debug/memory/types/'; see /debug/memory"),
+    ("/debug/memory/types/no.such.Type", "unknown type 'no.such.Type': it is not tracked or seen by the monitor"),
+])
+def test_not_found(path: str, message: str) -> None:
+    status, headers, out = call(endpoint(), path=path, headers=JSON)
+    assert (status, json.loads(out)) == (404, {"error": message})
+    assert headers["cache-control"] == "no-store"
+
+
+def test_bad_query_parameters() -> None:
+    status, _, out = call(endpoint(), query="format=xml")
+    assert (status, json.loads(out)) == (400, {"error": "format must be 'json' or 'html'"})
+    status, _, out = call(endpoint(), query="refresh=0")
+    assert (status, json.loads(out)) == (400, {"error": "refresh must be a whole number of seconds between 1 and 3600"})
+    status, _, out = call(endpoint(), query="&".join(f"k{i}=v" for i in range(30)))
+    assert (status, json.loads(out)) == (400, {"error": "too many query parameters"})
+    status, _, out = call(endpoint(), path="/debug/memory/types/" + "a." * 200 + "B", headers=JSON)
+    assert (status, json.loads(out)) == (400, {"error": "type name is longer than 300 characters"})
+
+
+# -- auth matrix ----------------------------------------------------------------
+
+@pytest.mark.parametrize("client, token, authorization, headers, status, error", [
+    ("127.0.0.1", None, None, {}, 200, None),
+    ("127.10.0.3", None, None, {}, 200, None),
+    ("::1", None, None, {}, 200, None),
+    ("::ffff:127.0.0.1", None, None, {}, 200, None),
+    ("203.0.113.9", None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
+    (None, None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
+    ("testclient", None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
+    ("203.0.113.9", None, "Bearer guess", {}, 403, "client address not allowed; configure 'allow' or a token"),
+    ("203.0.113.9", "s3cret", None, {}, 401, "missing token: send 'Authorization: Bearer <token>'"),
+    ("203.0.113.9", "s3cret", "Basic dXNlcjpwdw==", {}, 401, "missing token: send 'Authorization: Bearer <token>'"),
+    ("203.0.113.9", "s3cret", "Bearer s3cret", {}, 200, None),
+    ("203.0.113.9", "s3cret", "bearer s3cret", {}, 200, None),
+    ("203.0.113.9", "s3cret", "Bearer wrong", {}, 403, "invalid token"),
+    ("127.0.0.1", "s3cret", "Bearer wrong", {}, 403, "invalid token"),
+    ("127.0.0.1", "s3cret", None, {}, 200, None),
+    # A proxy on loopback forwarding a stranger: loopback alone is not enough.
+    ("127.0.0.1", None, None, {"x-forwarded-for": "203.0.113.9"}, 403,
+     "client address not allowed; configure 'allow' or a token"),
+    ("127.0.0.1", "s3cret", None, {"forwarded": "for=203.0.113.9"}, 401,
+     "missing token: send 'Authorization: Bearer <token>'"),
+    ("127.0.0.1", "s3cret", "Bearer s3cret", {"x-real-ip": "203.0.113.9"}, 200, None),
+])
+def test_auth_matrix(client: str | None, token: str | None, authorization: str | None, headers: dict[str, str],
+                     status: int, error: str | None) -> None:
+    monitor = leaky_monitor()
+    ep = endpoint(monitor, token=token)
+    hdrs = {**JSON, **headers}
+    if authorization:
+        hdrs["authorization"] = authorization
+    got, out_headers, body = call(ep, client=client, headers=hdrs)
+    assert got == status
+    assert out_headers["cache-control"] == "no-store"
+    if error is None:
+        assert json.loads(body)["pid"] == 4242
+    else:
+        assert json.loads(body) == {"error": error}
+        assert ("www-authenticate" in out_headers) == (status == 401)
+
+
+def test_auth_is_checked_before_routing() -> None:
+    status, _, out = call(endpoint(), "POST", "/debug/memory/nope", client="203.0.113.9")
+    assert status == 403
+    status, _, out = call(endpoint(token="t"), "GET", "/debug/memory/track", client="203.0.113.9")
+    assert status == 401
+
+
+def test_custom_allow_list() -> None:
+    ep = endpoint(allow=["10.0.0.0/8"])
+    assert call(ep, client="10.1.2.3", headers=JSON)[0] == 200
+    assert call(ep, client="127.0.0.1", headers=JSON)[0] == 403
+    assert call(endpoint(allow=None), client="127.0.0.1", headers=JSON)[0] == 403
+    assert call(endpoint(allow="192.0.2.7"), client="192.0.2.7", headers=JSON)[0] == 200
+
+
+@pytest.mark.parametrize("peer, forwarded, status", [
+    ("10.0.0.5", "127.0.0.1", 200),                 # trusted proxy says loopback
+    ("10.0.0.5", "203.0.113.9", 403),               # trusted proxy says stranger
+    ("10.0.0.5", "127.0.0.1, 10.0.0.6", 200),       # chain of our proxies
+    ("10.0.0.5", "127.0.0.1, 203.0.113.9", 403),    # stranger spoofed a loopback hop on the left
+    ("10.0.0.5", "garbage", 403),
+    ("10.0.0.5", None, 403),                        # the proxy itself is not allowed
+    ("198.51.100.1", "127.0.0.1", 403),             # untrusted peer: header ignored
+])
+def test_trusted_proxies(peer: str, forwarded: str | None, status: int) -> None:
+    ep = endpoint(trusted_proxies=["10.0.0.0/24"])
+    headers = dict(JSON)
+    if forwarded is not None:
+        headers["x-forwarded-for"] = forwarded
+    assert call(ep, client=peer, headers=headers)[0] == status
+
+
+# -- HTML -------------------------------------------------------------------------
+
+def test_html_overview_content_and_headers() -> None:
+    status, headers, body = call(endpoint(), script_name="/app")
+    text = body.decode()
+    assert status == 200
+    csp = headers["content-security-policy"]
+    nonce = re.search(r"style-src 'nonce-([^']+)'", csp).group(1)
+    assert csp == (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
+                   "form-action 'none'; frame-ancestors 'none'")
+    assert f'<style nonce="{nonce}">' in text
+    assert "<script" not in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in text
+    assert 'style="' not in text  # inline style attributes would be blocked by the CSP
+    assert '<span class="badge exact">exact mode</span>' in text
+    assert "pid 4242" in text
+    rows = re.findall(r"<tr><td><a href=\"([^\"]+)\"><code>([^<]+)</code></a></td>"
+                      r"<td class=\"num\">([^<]+)</td><td class=\"num[^\"]*\">([^<]+)</td>"
+                      r"<td class=\"num\">([^<]+)</td><td>(yes|no)</td>", text)
+    assert rows == [("/app/debug/memory/types/shop.cache.Entry", "shop.cache.Entry", "300", "+200", "3", "yes"),
+                    ("/app/debug/memory/types/builtins.dict", "builtins.dict", "49", "-1", "2", "no")]
+    assert text.count('<svg class="spark"') == 2
+    assert '<polyline points="2.0,22.0 40.7,17.0 79.3,10.0 118.0,2.0"/>' in text
+    assert "<code>shop/cache.py:17</code> in <code>remember</code>" in text
+    assert "<code>shop/views.py:40</code> in <code>checkout</code>" in text
+    assert "120 live of 130 allocated" in text
+    assert '<span class="badge leak">leak</span>' in text
+
+
+def test_html_census_mode() -> None:
+    status, _, body = call(endpoint(leaky_monitor("census")))
+    text = body.decode()
+    assert status == 200
+    assert '<span class="badge census">census mode</span>' in text
+    assert "123,456 objects scanned in 50.0 ms per sample" in text
+    assert "No type has grown past its threshold yet." in text
+    assert "Where the analysed types are allocated" not in text
+
+
+def test_html_refresh() -> None:
+    _, _, body = call(endpoint(), query="refresh=5")
+    assert b'<meta http-equiv="refresh" content="5">' in body
+    _, _, body = call(endpoint())
+    assert b'http-equiv="refresh"' not in body
+
+
+def test_html_escapes_everything() -> None:
+    monitor = FakeMonitor()
+    evil = "<script>alert(1)</script>"
+    entry = make_entry(f"m.{evil}", [1, 2], analysing=True, top_paths=[
+        {"count": 1, "total_count": 1, "path": [f"{evil}:1 in f"],
+         "frames": [{"filename": f'"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}]}])
+    monitor.tracked[entry["type"]] = entry
+    monitor.leaks.append({"type": evil, "live": 2, "increases": 1, "detected_at": 0.0, "top_paths": entry["top_paths"]})
+    snapshot = monitor.snapshot()
+    snapshot["engine"]["reason"] = evil
+    text = page.render_overview(snapshot, base="/debug/memory", nonce='"x', refresh=None)
+    assert "<script>" not in text and "<img" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert '<style nonce="&quot;x">' in text
+    assert "/debug/memory/types/m.%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in text
+    detail = page.render_type({**entry, "hotspots": [{"filename": evil, "lineno": 1, "function": "f"}]},
+                              base="/debug/memory", nonce="n")
+    assert "<script>" not in detail and "<img" not in detail
+
+
+def test_sparkline_edges() -> None:
+    assert page.sparkline([]) == ('<svg class="spark" role="img" aria-label="live objects, 0 samples" width="120" '
+                                  'height="24" viewBox="0 0 120 24" xmlns="http://www.w3.org/2000/svg">'
+                                  "<title>live objects, 0 samples</title></svg>")
+    flat = page.sparkline([[0, 5], [1, 5]])
+    assert '<polyline points="2.0,22.0 118.0,22.0"/>' in flat
+    one = page.sparkline([[0, 7]])
+    assert '<polyline points="2.0,22.0"/><circle cx="2.0" cy="22.0" r="2"/>' in one
+
+
+def test_growth() -> None:
+    assert page.growth({"live": 10, "history": [[0, 4], [1, 10]]}) == 6
+    assert page.growth({"live": 10, "history": []}) == 0
