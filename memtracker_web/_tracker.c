@@ -1,0 +1,2032 @@
+/* memtracker_web._tracker: exact per-type live-object counts from CPython's
+ * reference tracer (PyRefTracer, CPython >= 3.13), with optional allocation
+ * call trees for chosen types.
+ *
+ * The hook runs inside every object creation and destruction of the process.
+ * It never runs Python code, never creates Python objects, never raises and
+ * never touches the error indicator; its tables use raw malloc; a re-entrancy
+ * guard protects them. Everything that needs Python (names, callbacks,
+ * reference drops) happens later, at "safe points": calls from Python into
+ * this module.
+ *
+ * Tables (key => value):
+ *   engine.bindings:   type pointer => index into engine.binds
+ *                      (which running captures track that exact type)
+ *   capture.objects:   object address => slot << 20 | leaf
+ *                      (slot: the tracked type in that capture; leaf: call-tree node, 0 = none)
+ *   capture.types:     type pointer => slot
+ *   capture.cb_seqs:   object address => sequence number of its "new" event (callback types)
+ *   tree.children:     (parent, code, lasti) => node index
+ *   engine.watch:      type pointer => index into engine.watch_rows (watch-all net counts)
+ *
+ * Where the tracer cannot run (CPython < 3.13, free-threaded builds), the
+ * module still compiles and imports; engine_status() says why.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
+#  define MT_HAVE_TRACER 1
+#  define Py_BUILD_CORE 1
+#  include "internal/pycore_frame.h"   /* _PyInterpreterFrame: walked like Python/tracemalloc.c */
+#  undef Py_BUILD_CORE
+#else
+#  define MT_HAVE_TRACER 0
+#endif
+
+/* Functions only the hook calls: unused (but kept compiling) without a tracer. */
+#if !MT_HAVE_TRACER && defined(__GNUC__)
+#  define MT_HOOK_ONLY static __attribute__((unused))
+#else
+#  define MT_HOOK_ONLY static
+#endif
+
+#define MT_SLOT_BITS 12
+#define MT_LEAF_BITS 20
+#define MT_MAX_SLOTS ((1u << MT_SLOT_BITS) - 1)      /* 4095 tracked types per capture */
+#define MT_MAX_NODES ((1u << MT_LEAF_BITS) - 1)      /* call-tree nodes per analysed type */
+#define MT_MAX_DEPTH 64
+#define MT_MAX_RUNNING 64
+#define MT_DEFAULT_QUEUE 65536
+
+/* ------------------------------------------------------------------ */
+/* PtrMap: uintptr_t => uint32_t, open addressing, linear probing,     */
+/* backward-shift deletion (no tombstones). Key 0 marks an empty slot. */
+/* Two parallel arrays: 12 bytes a slot, load <= 3/4.                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    uintptr_t *keys;
+    uint32_t *vals;
+    size_t mask;        /* capacity - 1, capacity a power of two; 0 when unallocated */
+    size_t used;
+    unsigned shift;     /* 64 - log2(capacity) */
+} PtrMap;
+
+static inline size_t
+pm_hash(const PtrMap *m, uintptr_t key)
+{
+    /* Fibonacci hashing of the address without its alignment bits. */
+    return (size_t)((((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> m->shift);
+}
+
+static void
+pm_free(PtrMap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof(*m));
+}
+
+static int
+pm_alloc(PtrMap *m, unsigned bits)
+{
+    size_t cap = (size_t)1 << bits;
+    m->keys = (uintptr_t *)calloc(cap, sizeof(uintptr_t));
+    m->vals = (uint32_t *)malloc(cap * sizeof(uint32_t));
+    if (m->keys == NULL || m->vals == NULL) {
+        free(m->keys);
+        free(m->vals);
+        m->keys = NULL;
+        m->vals = NULL;
+        m->mask = 0;
+        return -1;
+    }
+    m->mask = cap - 1;
+    m->shift = 64 - bits;
+    m->used = 0;
+    return 0;
+}
+
+static void
+pm_put_fresh(PtrMap *m, uintptr_t key, uint32_t val)
+{
+    size_t i = pm_hash(m, key);
+    while (m->keys[i] != 0) {
+        i = (i + 1) & m->mask;
+    }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->used++;
+}
+
+static int
+pm_grow(PtrMap *m)
+{
+    unsigned bits = m->mask ? (unsigned)(64 - m->shift) + 1 : 6;
+    PtrMap bigger;
+    if (bits > 40 || pm_alloc(&bigger, bits) < 0) {
+        return -1;
+    }
+    if (m->mask) {
+        for (size_t i = 0; i <= m->mask; i++) {
+            if (m->keys[i] != 0) {
+                pm_put_fresh(&bigger, m->keys[i], m->vals[i]);
+            }
+        }
+    }
+    pm_free(m);
+    *m = bigger;
+    return 0;
+}
+
+/* Insert or replace. Returns 1 when a previous value was replaced (stored in
+ * *old), 0 for a new key, -1 when memory ran out (nothing stored). */
+static int
+pm_put(PtrMap *m, uintptr_t key, uint32_t val, uint32_t *old)
+{
+    if (m->mask) {
+        size_t i = pm_hash(m, key);
+        while (m->keys[i] != 0) {
+            if (m->keys[i] == key) {
+                if (old) {
+                    *old = m->vals[i];
+                }
+                m->vals[i] = val;
+                return 1;
+            }
+            i = (i + 1) & m->mask;
+        }
+    }
+    if (m->mask == 0 || (m->used + 1) * 4 > (m->mask + 1) * 3) {
+        if (pm_grow(m) < 0) {
+            return -1;
+        }
+    }
+    pm_put_fresh(m, key, val);
+    return 0;
+}
+
+static inline int
+pm_get(const PtrMap *m, uintptr_t key, uint32_t *val)
+{
+    if (m->used == 0) {
+        return 0;
+    }
+    size_t i = pm_hash(m, key);
+    while (m->keys[i] != 0) {
+        if (m->keys[i] == key) {
+            *val = m->vals[i];
+            return 1;
+        }
+        i = (i + 1) & m->mask;
+    }
+    return 0;
+}
+
+static void
+pm_delete_at(PtrMap *m, size_t i)
+{
+    /* Backward-shift deletion keeps every probe sequence unbroken. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & m->mask;
+        if (m->keys[j] == 0) {
+            break;
+        }
+        size_t home = pm_hash(m, m->keys[j]);
+        /* Move j back into the hole at i unless its home lies cyclically in (i, j]. */
+        int in_range = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
+        if (!in_range) {
+            m->keys[i] = m->keys[j];
+            m->vals[i] = m->vals[j];
+            i = j;
+        }
+    }
+    m->keys[i] = 0;
+    m->used--;
+}
+
+static inline int
+pm_pop(PtrMap *m, uintptr_t key, uint32_t *val)
+{
+    if (m->used == 0) {
+        return 0;
+    }
+    size_t i = pm_hash(m, key);
+    while (m->keys[i] != 0) {
+        if (m->keys[i] == key) {
+            if (val) {
+                *val = m->vals[i];
+            }
+            pm_delete_at(m, i);
+            return 1;
+        }
+        i = (i + 1) & m->mask;
+    }
+    return 0;
+}
+
+static size_t
+pm_bytes(const PtrMap *m)
+{
+    return m->mask ? (m->mask + 1) * (sizeof(uintptr_t) + sizeof(uint32_t)) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Call trees                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    PyCodeObject *code;     /* strong reference; NULL for the root */
+    int32_t lasti;          /* byte offset of the instruction */
+    uint32_t parent;
+    uint32_t flags;         /* MT_NODE_TRUNCATED: absorbed pruned or overflowing children */
+    uint32_t pad;
+    uint64_t total;         /* allocations whose innermost captured frame is this node */
+    uint64_t retained;      /* of those, still alive */
+} Node;
+
+#define MT_NODE_TRUNCATED 1u
+
+typedef struct {
+    Node *nodes;            /* nodes[0] is the root */
+    uint32_t n_nodes, cap_nodes, max_nodes;
+    uint32_t *children;     /* (parent, code, lasti) => node; open addressing, 0 = empty */
+    uint32_t children_mask;
+    int depth;
+    uint32_t sample_every, sample_counter;
+    uint64_t overflow;          /* allocations attributed to a shorter path: the tree was full */
+    uint64_t pruned_nodes;      /* nodes removed by pruning, over the tree's life */
+    uint64_t pruned_total;      /* allocations folded into ancestors by pruning */
+    uint64_t unattributed;      /* sampled allocations made with no Python frame */
+    int wants_prune;
+} Tree;
+
+static inline size_t
+tree_child_hash(const Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)code >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+    h ^= (uint64_t)(uint32_t)lasti * UINT64_C(0xC2B2AE3D27D4EB4F);
+    h ^= (uint64_t)parent * UINT64_C(0x165667B19E3779F9);
+    h ^= h >> 29;
+    return (size_t)(h & t->children_mask);
+}
+
+static Tree *
+tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
+{
+    Tree *t = (Tree *)calloc(1, sizeof(Tree));
+    if (t == NULL) {
+        return NULL;
+    }
+    uint32_t want = 64;
+    while (want < max_nodes * 2u + 2u && want < (1u << 22)) {
+        want <<= 1;
+    }
+    t->children = (uint32_t *)calloc(want, sizeof(uint32_t));
+    t->cap_nodes = 64;
+    t->nodes = (Node *)calloc(t->cap_nodes, sizeof(Node));
+    if (t->children == NULL || t->nodes == NULL) {
+        free(t->children);
+        free(t->nodes);
+        free(t);
+        return NULL;
+    }
+    t->children_mask = want - 1;
+    t->n_nodes = 1;             /* the root */
+    t->max_nodes = max_nodes;
+    t->depth = depth;
+    t->sample_every = sample_every ? sample_every : 1;
+    return t;
+}
+
+/* Drop the strong references a tree holds. Safe point only: it may run
+ * arbitrary deallocation code. The tree must already be unreachable from
+ * the hook. */
+static void
+tree_free(Tree *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    for (uint32_t i = 1; i < t->n_nodes; i++) {
+        Py_XDECREF(t->nodes[i].code);
+    }
+    free(t->nodes);
+    free(t->children);
+    free(t);
+}
+
+static size_t
+tree_bytes(const Tree *t)
+{
+    return t ? sizeof(Tree) + (size_t)t->cap_nodes * sizeof(Node)
+                   + ((size_t)t->children_mask + 1) * sizeof(uint32_t) : 0;
+}
+
+/* Find or create the child of `parent` for (code, lasti). Returns 0 when the
+ * tree is full or memory ran out. Runs in the hook: no Python calls, only an
+ * incref of a code object that the frame already keeps alive. */
+MT_HOOK_ONLY uint32_t
+tree_child(Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
+{
+    size_t i = tree_child_hash(t, parent, code, lasti);
+    for (;;) {
+        uint32_t n = t->children[i];
+        if (n == 0) {
+            break;
+        }
+        Node *node = &t->nodes[n];
+        if (node->parent == parent && node->code == code && node->lasti == lasti) {
+            return n;
+        }
+        i = (i + 1) & t->children_mask;
+    }
+    if (t->n_nodes > t->max_nodes) {
+        return 0;
+    }
+    if (t->n_nodes == t->cap_nodes) {
+        uint32_t cap = t->cap_nodes * 2;
+        Node *nodes = (Node *)realloc(t->nodes, (size_t)cap * sizeof(Node));
+        if (nodes == NULL) {
+            return 0;
+        }
+        t->nodes = nodes;
+        t->cap_nodes = cap;
+    }
+    uint32_t n = t->n_nodes++;
+    Node *node = &t->nodes[n];
+    memset(node, 0, sizeof(*node));
+    Py_INCREF(code);
+    node->code = code;
+    node->lasti = lasti;
+    node->parent = parent;
+    t->children[i] = n;
+    return n;
+}
+
+static void
+tree_rebuild_children(Tree *t)
+{
+    memset(t->children, 0, ((size_t)t->children_mask + 1) * sizeof(uint32_t));
+    for (uint32_t n = 1; n < t->n_nodes; n++) {
+        Node *node = &t->nodes[n];
+        size_t i = tree_child_hash(t, node->parent, node->code, node->lasti);
+        while (t->children[i] != 0) {
+            i = (i + 1) & t->children_mask;
+        }
+        t->children[i] = n;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Capture core                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    PyTypeObject *type;     /* borrowed; NULL once the type died */
+    PyObject *weakref;      /* owned weak reference to the type: validity check at safe points */
+    PyObject *name;         /* owned str, kept for dead types */
+    uint64_t new_count, free_count;
+    uint64_t lost;          /* creations not recorded: memory ran out */
+    Tree *tree;             /* call-path analysis, or NULL */
+    uint8_t active;         /* tracked now */
+    uint8_t callback;       /* events go to the queue */
+    uint8_t mutable_type;   /* __class__ can be assigned away from it */
+} Slot;
+
+typedef struct {
+    uint32_t slot;
+    uint32_t kind;          /* 0 = new, 1 = free */
+    uint64_t seq;
+    uint32_t leaf;          /* call-tree node of a "new" event, 0 = none */
+    uint32_t pad;
+} Event;
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;
+    uint32_t n_slots, cap_slots;
+    PtrMap types;           /* type pointer => slot */
+    PtrMap objects;         /* object address => slot << 20 | leaf */
+    PtrMap cb_seqs;         /* object address => low 32 bits of the "new" event's sequence */
+    Event *queue;
+    uint32_t q_head, q_len, q_cap;
+    uint64_t seq;
+    uint64_t dropped_events;
+    int running;
+    int has_mutable;
+    PyObject *weakreflist;
+} CaptureCore;
+
+/* ------------------------------------------------------------------ */
+/* Engine: the one process-wide tracer                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    CaptureCore *capture;
+    uint32_t slot;
+} Sub;
+
+typedef struct {
+    uint32_t first, count;  /* range in engine.subs */
+} Bind;
+
+typedef struct {
+    PyTypeObject *type;
+    uint64_t new_count, free_count;
+} WatchRow;
+
+static struct {
+    int installed;
+    int displaced;          /* someone replaced our tracer while captures ran */
+    int in_hook;            /* re-entrancy guard */
+#if MT_HAVE_TRACER
+    PyRefTracer prev_fn;
+    void *prev_data;
+#endif
+    PyInterpreterState *interp;     /* events of other interpreters are ignored */
+    CaptureCore *running[MT_MAX_RUNNING];
+    int n_running;
+    int any_mutable;        /* a running capture tracks a mutable (heap) type */
+    PtrMap bindings;        /* type pointer => index into binds */
+    Bind *binds;
+    Sub *subs;
+    /* watch-all */
+    int watch_on;
+    PtrMap watch;           /* type pointer => index into watch_rows */
+    WatchRow *watch_rows;
+    uint32_t watch_n, watch_cap, watch_free_head;
+    uint64_t watch_lost;
+    /* callbacks */
+    PyObject *pending_callable;     /* called by the pending call: drains queues */
+    int pending_scheduled;
+} E;
+
+static const char *mt_unavailable_reason = NULL;
+static PyObject *mt_EngineUnavailable = NULL;
+
+/* ---------------- hook helpers (no Python calls) ---------------- */
+
+static void
+queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf);
+
+#if MT_HAVE_TRACER
+static uint32_t
+capture_stack(Tree *t)
+{
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL) {
+        return 0;
+    }
+    PyCodeObject *codes[MT_MAX_DEPTH];
+    int32_t lastis[MT_MAX_DEPTH];
+    int n = 0;
+    _PyInterpreterFrame *f = _PyFrame_GetFirstComplete(ts->current_frame);
+    while (f != NULL && n < t->depth) {
+        PyCodeObject *code = _PyFrame_GetCode(f);
+        codes[n] = code;
+        lastis[n] = (int32_t)(_PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+        n++;
+        f = _PyFrame_GetFirstComplete(f->previous);
+    }
+    /* Insert outermost first so the innermost frame is the leaf. */
+    uint32_t node = 0;
+    for (int k = n - 1; k >= 0; k--) {
+        uint32_t child = tree_child(t, node, codes[k], lastis[k]);
+        if (child == 0) {
+            /* Full: keep the shorter path, say so, and prune at the next safe point. */
+            t->overflow++;
+            t->wants_prune = 1;
+            t->nodes[node].flags |= MT_NODE_TRUNCATED;
+            break;
+        }
+        node = child;
+    }
+    return node;
+}
+#endif
+
+MT_HOOK_ONLY void
+slot_free_object(CaptureCore *c, uint32_t val)
+{
+    uint32_t s = val >> MT_LEAF_BITS;
+    uint32_t leaf = val & MT_MAX_NODES;
+    if (s >= c->n_slots) {
+        return;
+    }
+    Slot *slot = &c->slots[s];
+    slot->free_count++;
+    /* leaf 0: not in the tree (unsampled, or no Python frame) */
+    if (leaf && slot->tree && leaf < slot->tree->n_nodes && slot->tree->nodes[leaf].retained) {
+        slot->tree->nodes[leaf].retained--;
+    }
+}
+
+MT_HOOK_ONLY void
+capture_on_create(CaptureCore *c, uint32_t s, PyObject *op)
+{
+    Slot *slot = &c->slots[s];
+    uint32_t leaf = 0;
+#if MT_HAVE_TRACER
+    Tree *t = slot->tree;
+    if (t != NULL) {
+        if (t->sample_counter++ % t->sample_every == 0) {
+            leaf = capture_stack(t);
+            if (leaf) {
+                t->nodes[leaf].total++;
+                t->nodes[leaf].retained++;
+            }
+            else {
+                t->unattributed++;      /* no Python frame on this thread */
+            }
+        }
+    }
+#endif
+    uint32_t old;
+    int r = pm_put(&c->objects, (uintptr_t)op, (s << MT_LEAF_BITS) | leaf, &old);
+    if (r < 0) {
+        slot->lost++;
+#if MT_HAVE_TRACER
+        if (t != NULL && leaf) {
+            t->nodes[leaf].total--;
+            t->nodes[leaf].retained--;
+        }
+#endif
+        return;
+    }
+    if (r == 1) {
+        /* A stale entry: the object that lived here died unseen. */
+        slot_free_object(c, old);
+    }
+    slot->new_count++;
+    if (slot->callback) {
+        uint64_t seq = ++c->seq;
+        if (pm_put(&c->cb_seqs, (uintptr_t)op, (uint32_t)seq, NULL) < 0) {
+            c->dropped_events++;
+        }
+        queue_push(c, s, 0, seq, leaf);
+    }
+}
+
+MT_HOOK_ONLY void
+capture_on_destroy(CaptureCore *c, PyObject *op)
+{
+    uint32_t val;
+    if (!pm_pop(&c->objects, (uintptr_t)op, &val)) {
+        return;
+    }
+    slot_free_object(c, val);
+    uint32_t s = val >> MT_LEAF_BITS;
+    if (s < c->n_slots && c->slots[s].callback) {
+        uint32_t seq32 = 0;
+        pm_pop(&c->cb_seqs, (uintptr_t)op, &seq32);
+        queue_push(c, s, 1, seq32, 0);
+    }
+}
+
+MT_HOOK_ONLY void
+queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf)
+{
+    if (c->queue == NULL || c->q_len == c->q_cap) {
+        c->dropped_events++;
+        return;
+    }
+    Event *ev = &c->queue[(c->q_head + c->q_len) % c->q_cap];
+    ev->slot = slot;
+    ev->kind = kind;
+    ev->seq = seq;
+    ev->leaf = leaf;
+    c->q_len++;
+    /* Ask the main thread to run the callbacks at its next safe point.
+     * Py_AddPendingCall only queues a C function pointer: no Python object. */
+    if (!E.pending_scheduled && E.pending_callable != NULL) {
+        if (Py_AddPendingCall(mt_run_pending, NULL) == 0) {
+            E.pending_scheduled = 1;
+        }
+    }
+}
+
+static int mt_run_pending(void *arg);
+
+MT_HOOK_ONLY void
+watch_count(PyTypeObject *tp, int is_free)
+{
+    uint32_t row;
+    if (!pm_get(&E.watch, (uintptr_t)tp, &row)) {
+        if (E.watch_free_head) {
+            row = E.watch_free_head;
+            E.watch_free_head = (uint32_t)E.watch_rows[row].new_count;
+        }
+        else {
+            if (E.watch_n == E.watch_cap) {
+                uint32_t cap = E.watch_cap ? E.watch_cap * 2 : 256;
+                WatchRow *rows = (WatchRow *)realloc(E.watch_rows, (size_t)cap * sizeof(WatchRow));
+                if (rows == NULL) {
+                    E.watch_lost++;
+                    return;
+                }
+                E.watch_rows = rows;
+                E.watch_cap = cap;
+            }
+            row = E.watch_n++;
+        }
+        if (pm_put(&E.watch, (uintptr_t)tp, row, NULL) < 0) {
+            /* give the row back */
+            E.watch_rows[row].new_count = E.watch_free_head;
+            E.watch_rows[row].type = NULL;
+            E.watch_free_head = row;
+            E.watch_lost++;
+            return;
+        }
+        E.watch_rows[row].type = tp;
+        E.watch_rows[row].new_count = 0;
+        E.watch_rows[row].free_count = 0;
+    }
+    if (is_free) {
+        E.watch_rows[row].free_count++;
+    }
+    else {
+        E.watch_rows[row].new_count++;
+    }
+}
+
+static void
+watch_forget(PyTypeObject *tp)
+{
+    uint32_t row;
+    if (pm_pop(&E.watch, (uintptr_t)tp, &row)) {
+        E.watch_rows[row].type = NULL;
+        E.watch_rows[row].new_count = E.watch_free_head;   /* free list link */
+        E.watch_free_head = row;
+    }
+}
+
+static void engine_rebuild_bindings(void);
+
+/* A type object is being destroyed: no capture may keep its pointer. */
+MT_HOOK_ONLY void
+on_type_destroy(PyTypeObject *tp)
+{
+    if (E.watch_on) {
+        watch_forget(tp);
+    }
+    int changed = 0;
+    for (int i = 0; i < E.n_running; i++) {
+        CaptureCore *c = E.running[i];
+        uint32_t s;
+        if (pm_pop(&c->types, (uintptr_t)tp, &s)) {
+            c->slots[s].type = NULL;
+            c->slots[s].active = 0;
+            changed = 1;
+        }
+    }
+    if (changed) {
+        engine_rebuild_bindings();
+    }
+}
+
+#if MT_HAVE_TRACER
+static int
+mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+#if PY_VERSION_HEX < 0x030F0000
+    if (E.prev_fn != NULL) {
+        E.prev_fn(op, event, E.prev_data);
+    }
+#endif
+    if (op == NULL) {
+        /* 3.15's PyRefTracer_TRACKER_REMOVED: we are being replaced. */
+        E.displaced = 1;
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030F0000
+    if (event == PyRefTracer_TRACKER_REMOVED) {
+        E.displaced = 1;
+        return 0;
+    }
+#endif
+    if (E.in_hook) {
+        return 0;
+    }
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL || ts->interp != E.interp) {
+        return 0;
+    }
+    E.in_hook = 1;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (event == PyRefTracer_CREATE) {
+        if (E.watch_on) {
+            watch_count(tp, 0);
+        }
+        uint32_t b;
+        if (pm_get(&E.bindings, (uintptr_t)tp, &b)) {
+            Bind *bind = &E.binds[b];
+            for (uint32_t k = 0; k < bind->count; k++) {
+                Sub *sub = &E.subs[bind->first + k];
+                capture_on_create(sub->capture, sub->slot, op);
+            }
+        }
+    }
+    else if (event == PyRefTracer_DESTROY) {
+        if (E.watch_on) {
+            watch_count(tp, 1);
+        }
+        uint32_t b;
+        if (E.any_mutable && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE)) {
+            /* __class__ may have been reassigned since creation: ask every capture. */
+            for (int i = 0; i < E.n_running; i++) {
+                if (E.running[i]->objects.used) {
+                    capture_on_destroy(E.running[i], op);
+                }
+            }
+        }
+        else if (pm_get(&E.bindings, (uintptr_t)tp, &b)) {
+            Bind *bind = &E.binds[b];
+            for (uint32_t k = 0; k < bind->count; k++) {
+                CaptureCore *c = E.subs[bind->first + k].capture;
+                /* a capture may be bound more than once only via different types */
+                capture_on_destroy(c, op);
+            }
+        }
+        if (PyType_Check(op)) {
+            on_type_destroy((PyTypeObject *)op);
+        }
+    }
+    E.in_hook = 0;
+    return 0;
+}
+#endif
+
+/* Runs from the eval loop of the main thread: a safe point for callbacks. */
+static int
+mt_run_pending(void *arg)
+{
+    (void)arg;
+    E.pending_scheduled = 0;
+    if (E.pending_callable == NULL) {
+        return 0;
+    }
+    PyObject *res = PyObject_CallNoArgs(E.pending_callable);
+    if (res == NULL) {
+        /* the drainer reports callback errors itself; an error here must not
+           surface in unrelated user code */
+        PyErr_WriteUnraisable(E.pending_callable);
+        return 0;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* ---------------- engine management (safe points) ---------------- */
+
+/* Rebuild the type => subscribers map from the running captures. Built
+ * aside and swapped in, so a re-entrant hook never sees half a table. */
+static void
+engine_rebuild_bindings(void)
+{
+    PtrMap map = {0};
+    uint32_t n_subs = 0;
+    int any_mutable = 0;
+    for (int i = 0; i < E.n_running; i++) {
+        CaptureCore *c = E.running[i];
+        for (uint32_t s = 0; s < c->n_slots; s++) {
+            if (c->slots[s].active && c->slots[s].type) {
+                n_subs++;
+                any_mutable |= c->slots[s].mutable_type;
+            }
+        }
+    }
+    Bind *binds = (Bind *)calloc(n_subs ? n_subs : 1, sizeof(Bind));
+    Sub *subs = (Sub *)calloc(n_subs ? n_subs : 1, sizeof(Sub));
+    if (binds == NULL || subs == NULL) {
+        free(binds);
+        free(subs);
+        return;     /* keep the old map: stale but consistent */
+    }
+    /* Group subscriptions by type: count first, then place. */
+    uint32_t n_binds = 0;
+    for (int i = 0; i < E.n_running; i++) {
+        CaptureCore *c = E.running[i];
+        for (uint32_t s = 0; s < c->n_slots; s++) {
+            Slot *slot = &c->slots[s];
+            if (!slot->active || !slot->type) {
+                continue;
+            }
+            uint32_t b;
+            if (!pm_get(&map, (uintptr_t)slot->type, &b)) {
+                b = n_binds++;
+                if (pm_put(&map, (uintptr_t)slot->type, b, NULL) < 0) {
+                    pm_free(&map);
+                    free(binds);
+                    free(subs);
+                    return;
+                }
+            }
+            binds[b].count++;
+        }
+    }
+    uint32_t at = 0;
+    for (uint32_t b = 0; b < n_binds; b++) {
+        binds[b].first = at;
+        at += binds[b].count;
+        binds[b].count = 0;
+    }
+    for (int i = 0; i < E.n_running; i++) {
+        CaptureCore *c = E.running[i];
+        for (uint32_t s = 0; s < c->n_slots; s++) {
+            Slot *slot = &c->slots[s];
+            if (!slot->active || !slot->type) {
+                continue;
+            }
+            uint32_t b = 0;
+            pm_get(&map, (uintptr_t)slot->type, &b);
+            subs[binds[b].first + binds[b].count].capture = c;
+            subs[binds[b].first + binds[b].count].slot = s;
+            binds[b].count++;
+        }
+    }
+    PtrMap old_map = E.bindings;
+    Bind *old_binds = E.binds;
+    Sub *old_subs = E.subs;
+    E.bindings = map;
+    E.binds = binds;
+    E.subs = subs;
+    E.any_mutable = any_mutable;
+    pm_free(&old_map);
+    free(old_binds);
+    free(old_subs);
+}
+
+static int
+engine_check_runtime(void)
+{
+    if (mt_unavailable_reason != NULL) {
+        PyErr_SetString(mt_EngineUnavailable, mt_unavailable_reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* Notice, at a safe point, that someone else's tracer replaced ours. */
+static void
+engine_check_displaced(void)
+{
+#if MT_HAVE_TRACER
+    if (E.installed && !E.displaced) {
+        void *data = NULL;
+        if (PyRefTracer_GetTracer(&data) != mt_hook) {
+            E.displaced = 1;
+        }
+    }
+#endif
+}
+
+static int
+engine_install_if_needed(void)
+{
+#if MT_HAVE_TRACER
+    if (E.installed) {
+        engine_check_displaced();
+        return 0;
+    }
+    void *data = NULL;
+    PyRefTracer prev = PyRefTracer_GetTracer(&data);
+    if (prev == mt_hook) {
+        prev = NULL;
+        data = NULL;
+    }
+#if PY_VERSION_HEX < 0x030F0000
+    E.prev_fn = prev;
+    E.prev_data = data;
+#else
+    (void)prev;
+#endif
+    E.interp = PyInterpreterState_Get();
+    if (PyRefTracer_SetTracer(mt_hook, NULL) < 0) {
+        return -1;
+    }
+    E.installed = 1;
+    E.displaced = 0;
+    return 0;
+#else
+    return engine_check_runtime();
+#endif
+}
+
+static void
+engine_uninstall_if_idle(void)
+{
+#if MT_HAVE_TRACER
+    if (!E.installed || E.n_running > 0 || E.watch_on) {
+        return;
+    }
+    void *data = NULL;
+    if (PyRefTracer_GetTracer(&data) == mt_hook) {
+#if PY_VERSION_HEX < 0x030F0000
+        PyRefTracer_SetTracer(E.prev_fn, E.prev_data);
+#else
+        PyRefTracer_SetTracer(NULL, NULL);
+#endif
+    }
+    E.prev_fn = NULL;
+    E.prev_data = NULL;
+    E.installed = 0;
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* CaptureCore methods                                                 */
+/* ------------------------------------------------------------------ */
+
+static PyTypeObject CaptureCoreType;
+
+static int
+slot_type_alive(Slot *slot)
+{
+    if (slot->type == NULL) {
+        return 0;
+    }
+    if (slot->weakref != NULL) {
+        PyObject *obj = NULL;
+        /* PyWeakref_GetRef is 3.13+; the borrowed getter is fine before. */
+#if PY_VERSION_HEX >= 0x030D0000
+        if (PyWeakref_GetRef(slot->weakref, &obj) <= 0) {
+            PyErr_Clear();
+            slot->type = NULL;
+            slot->active = 0;
+            return 0;
+        }
+        Py_DECREF(obj);
+#else
+        obj = PyWeakref_GetObject(slot->weakref);
+        if (obj == NULL || obj == Py_None) {
+            PyErr_Clear();
+            slot->type = NULL;
+            slot->active = 0;
+            return 0;
+        }
+#endif
+    }
+    return 1;
+}
+
+/* Look up the slot of a live tracked type; -1 if not tracked. */
+static int64_t
+capture_find(CaptureCore *c, PyTypeObject *tp)
+{
+    uint32_t s;
+    if (!pm_get(&c->types, (uintptr_t)tp, &s)) {
+        return -1;
+    }
+    if (!slot_type_alive(&c->slots[s]) || c->slots[s].type != tp) {
+        pm_pop(&c->types, (uintptr_t)tp, NULL);
+        return -1;
+    }
+    return s;
+}
+
+/* Remove every object entry of one slot, or all of them (slot < 0). With
+ * `keep_clear_leaf`, entries stay but lose their call-tree leaf. */
+static void
+capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only)
+{
+    PtrMap *m = &c->objects;
+    if (m->used == 0) {
+        return;
+    }
+    if (clear_leaf_only) {
+        for (size_t i = 0; i <= m->mask; i++) {
+            if (m->keys[i] && (int64_t)(m->vals[i] >> MT_LEAF_BITS) == slot) {
+                m->vals[i] &= ~(uint32_t)MT_MAX_NODES;
+            }
+        }
+        return;
+    }
+    /* Rebuild without the slot's entries (deleting while scanning would
+     * move entries across the scan position). */
+    PtrMap fresh = {0};
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (m->keys[i] && (int64_t)(m->vals[i] >> MT_LEAF_BITS) != slot) {
+            if (pm_put(&fresh, m->keys[i], m->vals[i], NULL) < 0) {
+                break;  /* out of memory: the rest is forgotten, like objects never seen */
+            }
+        }
+    }
+    pm_free(m);
+    *m = fresh;
+}
+
+static void
+slot_release(Slot *slot, Tree **tree_out)
+{
+    *tree_out = slot->tree;
+    slot->tree = NULL;
+}
+
+static PyObject *
+CaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"queue_size", NULL};
+    Py_ssize_t queue_size = MT_DEFAULT_QUEUE;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:CaptureCore", kwlist, &queue_size)) {
+        return NULL;
+    }
+    if (queue_size < 1 || queue_size > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "queue_size must be between 1 and 16777216");
+        return NULL;
+    }
+    CaptureCore *c = (CaptureCore *)type->tp_alloc(type, 0);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->q_cap = (uint32_t)queue_size;
+    return (PyObject *)c;
+}
+
+static void
+capture_stop_impl(CaptureCore *c)
+{
+    if (!c->running) {
+        return;
+    }
+    int j = 0;
+    for (int i = 0; i < E.n_running; i++) {
+        if (E.running[i] != c) {
+            E.running[j++] = E.running[i];
+        }
+    }
+    E.n_running = j;
+    c->running = 0;
+    engine_rebuild_bindings();
+    /* Frees can no longer be seen: the per-object table goes, counts stay frozen. */
+    pm_free(&c->objects);
+    pm_free(&c->cb_seqs);
+    engine_uninstall_if_idle();
+}
+
+static void
+capture_release_slots(CaptureCore *c)
+{
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        Tree *t = NULL;
+        slot_release(&c->slots[s], &t);
+        tree_free(t);
+        Py_CLEAR(c->slots[s].weakref);
+        Py_CLEAR(c->slots[s].name);
+    }
+}
+
+static void
+CaptureCore_dealloc(CaptureCore *c)
+{
+    capture_stop_impl(c);
+    if (c->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)c);
+    }
+    capture_release_slots(c);
+    free(c->slots);
+    pm_free(&c->types);
+    pm_free(&c->objects);
+    pm_free(&c->cb_seqs);
+    free(c->queue);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyObject *
+type_display_name(PyTypeObject *tp)
+{
+    PyObject *module = PyObject_GetAttrString((PyObject *)tp, "__module__");
+    if (module == NULL) {
+        PyErr_Clear();
+    }
+    PyObject *qual = PyObject_GetAttrString((PyObject *)tp, "__qualname__");
+    if (qual == NULL) {
+        PyErr_Clear();
+        qual = PyUnicode_FromString(tp->tp_name);
+        if (qual == NULL) {
+            Py_XDECREF(module);
+            return NULL;
+        }
+    }
+    PyObject *res;
+    if (module != NULL && PyUnicode_Check(module)) {
+        res = PyUnicode_FromFormat("%U.%S", module, qual);
+    }
+    else {
+        res = PyUnicode_FromFormat("builtins.%S", qual);
+    }
+    Py_XDECREF(module);
+    Py_DECREF(qual);
+    return res;
+}
+
+static PyObject *
+CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"type", "callback", NULL};
+    PyObject *tp;
+    int callback = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|p:track", kwlist, &tp, &callback)) {
+        return NULL;
+    }
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "track() needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t found = capture_find(c, (PyTypeObject *)tp);
+    if (found >= 0) {
+        Slot *slot = &c->slots[found];
+        slot->callback = (uint8_t)callback;
+        if (callback && c->queue == NULL) {
+            c->queue = (Event *)malloc((size_t)c->q_cap * sizeof(Event));
+            if (c->queue == NULL) {
+                return PyErr_NoMemory();
+            }
+        }
+        return PyLong_FromLongLong(found);
+    }
+    /* A new slot, or reuse of an untracked one whose entries are gone. */
+    uint32_t s = c->n_slots;
+    for (uint32_t k = 0; k < c->n_slots; k++) {
+        if (!c->slots[k].active && c->slots[k].type == NULL && c->slots[k].tree == NULL) {
+            s = k;
+            break;
+        }
+    }
+    if (s == c->n_slots) {
+        if (c->n_slots >= MT_MAX_SLOTS) {
+            PyErr_Format(PyExc_OverflowError, "a capture tracks at most %u types", MT_MAX_SLOTS);
+            return NULL;
+        }
+        if (c->n_slots == c->cap_slots) {
+            uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 8;
+            Slot *slots = (Slot *)realloc(c->slots, (size_t)cap * sizeof(Slot));
+            if (slots == NULL) {
+                return PyErr_NoMemory();
+            }
+            c->slots = slots;
+            c->cap_slots = cap;
+        }
+        memset(&c->slots[s], 0, sizeof(Slot));
+        c->n_slots++;
+    }
+    PyObject *wr = PyWeakref_NewRef(tp, NULL);
+    if (wr == NULL) {
+        return NULL;
+    }
+    PyObject *name = type_display_name((PyTypeObject *)tp);
+    if (name == NULL) {
+        Py_DECREF(wr);
+        return NULL;
+    }
+    if (callback && c->queue == NULL) {
+        c->queue = (Event *)malloc((size_t)c->q_cap * sizeof(Event));
+        if (c->queue == NULL) {
+            Py_DECREF(wr);
+            Py_DECREF(name);
+            return PyErr_NoMemory();
+        }
+    }
+    Slot *slot = &c->slots[s];
+    Py_XSETREF(slot->weakref, wr);
+    Py_XSETREF(slot->name, name);
+    slot->new_count = slot->free_count = slot->lost = 0;
+    slot->callback = (uint8_t)callback;
+    slot->mutable_type = !PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_IMMUTABLETYPE);
+    if (pm_put(&c->types, (uintptr_t)tp, s, NULL) < 0) {
+        return PyErr_NoMemory();
+    }
+    slot->type = (PyTypeObject *)tp;
+    slot->active = 1;
+    if (c->running) {
+        engine_rebuild_bindings();
+    }
+    return PyLong_FromUnsignedLong(s);
+}
+
+static PyObject *
+CaptureCore_untrack(CaptureCore *c, PyObject *tp)
+{
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "untrack() needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0) {
+        Py_RETURN_FALSE;
+    }
+    Slot *slot = &c->slots[s];
+    pm_pop(&c->types, (uintptr_t)tp, NULL);
+    slot->active = 0;
+    slot->type = NULL;
+    if (c->running) {
+        engine_rebuild_bindings();
+    }
+    capture_purge_objects(c, s, 0);
+    Tree *t = NULL;
+    slot_release(slot, &t);
+    Py_CLEAR(slot->weakref);
+    Py_CLEAR(slot->name);
+    slot->new_count = slot->free_count = slot->lost = 0;
+    tree_free(t);
+    Py_RETURN_TRUE;
+}
+
+static void
+capture_reset_counts(CaptureCore *c)
+{
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        Slot *slot = &c->slots[s];
+        slot->new_count = slot->free_count = slot->lost = 0;
+        Tree *t = slot->tree;
+        if (t != NULL) {
+            /* Same shape of analysis, fresh tree. */
+            Tree *fresh = tree_new(t->depth, t->sample_every, t->max_nodes);
+            slot->tree = fresh;     /* NULL on OOM: analysis silently ends; stats say so */
+            tree_free(t);
+        }
+    }
+    c->seq = 0;
+    c->dropped_events = 0;
+    c->q_head = c->q_len = 0;
+}
+
+static PyObject *
+CaptureCore_start(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    if (c->running) {
+        Py_RETURN_NONE;
+    }
+    if (engine_check_runtime() < 0) {
+        return NULL;
+    }
+    if (E.n_running >= MT_MAX_RUNNING) {
+        PyErr_Format(PyExc_RuntimeError, "at most %d captures can run at once", MT_MAX_RUNNING);
+        return NULL;
+    }
+    /* Drop types that died while we were not looking. */
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        Slot *slot = &c->slots[s];
+        if (slot->type && !slot_type_alive(slot)) {
+            pm_pop(&c->types, (uintptr_t)slot->type, NULL);
+        }
+    }
+    /* Each start is a new counting period: frees of objects from an earlier
+     * period were not seen, so their counts cannot carry over. */
+    capture_reset_counts(c);
+    if (engine_install_if_needed() < 0) {
+        return NULL;
+    }
+    E.running[E.n_running++] = c;
+    c->running = 1;
+    engine_rebuild_bindings();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+CaptureCore_stop(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    engine_check_displaced();
+    capture_stop_impl(c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+CaptureCore_clear(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    if (c->running) {
+        PyErr_SetString(PyExc_RuntimeError, "clear() needs a stopped capture: call stop() first");
+        return NULL;
+    }
+    capture_reset_counts(c);
+    Py_RETURN_NONE;
+}
+
+/* Prune a tree that overflowed or grew past 90% of its cap: keep the nodes
+ * with the largest (retained, total) including descendants, fold the rest
+ * into their nearest kept ancestor, and remap live objects' leaves. */
+static void
+capture_prune_tree(CaptureCore *c, uint32_t s)
+{
+    Tree *t = c->slots[s].tree;
+    if (t == NULL) {
+        return;
+    }
+    if (!t->wants_prune && (uint64_t)t->n_nodes * 10 < (uint64_t)t->max_nodes * 9) {
+        return;
+    }
+    uint32_t n = t->n_nodes;
+    uint64_t *inc_ret = (uint64_t *)calloc(n, sizeof(uint64_t));
+    uint64_t *inc_tot = (uint64_t *)calloc(n, sizeof(uint64_t));
+    uint32_t *remap = (uint32_t *)calloc(n, sizeof(uint32_t));
+    uint32_t *order = (uint32_t *)malloc((size_t)n * sizeof(uint32_t));
+    if (!inc_ret || !inc_tot || !remap || !order) {
+        free(inc_ret); free(inc_tot); free(remap); free(order);
+        return;
+    }
+    /* Children always have larger indices than parents: one backward pass sums subtrees. */
+    for (uint32_t i = 0; i < n; i++) {
+        inc_ret[i] = t->nodes[i].retained;
+        inc_tot[i] = t->nodes[i].total;
+    }
+    for (uint32_t i = n - 1; i > 0; i--) {
+        inc_ret[t->nodes[i].parent] += inc_ret[i];
+        inc_tot[t->nodes[i].parent] += inc_tot[i];
+    }
+    /* Threshold: keep the target count of nodes with the largest keys. The key
+     * is monotone toward the root, so the kept set is closed under ancestors. */
+    uint32_t target = t->max_nodes / 2;
+    if (target < 1) {
+        target = 1;
+    }
+    uint32_t m = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        order[m++] = i;
+    }
+    /* partial selection by sorting (n <= max_nodes; rare, at a safe point) */
+    for (uint32_t gap = m / 2; gap > 0; gap /= 2) {     /* shell sort, descending */
+        for (uint32_t i = gap; i < m; i++) {
+            uint32_t v = order[i];
+            uint32_t j = i;
+            while (j >= gap && (inc_ret[order[j - gap]] < inc_ret[v]
+                   || (inc_ret[order[j - gap]] == inc_ret[v] && inc_tot[order[j - gap]] < inc_tot[v]))) {
+                order[j] = order[j - gap];
+                j -= gap;
+            }
+            order[j] = v;
+        }
+    }
+    uint8_t *keep = (uint8_t *)calloc(n, 1);
+    if (keep == NULL) {
+        free(inc_ret); free(inc_tot); free(remap); free(order);
+        return;
+    }
+    keep[0] = 1;
+    if (m > target) {
+        uint32_t last = order[target - 1];
+        for (uint32_t k = 0; k < m; k++) {
+            uint32_t i = order[k];
+            if (inc_ret[i] > inc_ret[last] || (inc_ret[i] == inc_ret[last] && inc_tot[i] > inc_tot[last])
+                || k < target) {
+                keep[i] = 1;
+            }
+        }
+        /* ancestors of kept nodes are kept (ties could break closure) */
+        for (uint32_t i = n - 1; i > 0; i--) {
+            if (keep[i]) {
+                keep[t->nodes[i].parent] = 1;
+            }
+        }
+    }
+    else {
+        for (uint32_t i = 0; i < n; i++) {
+            keep[i] = 1;
+        }
+    }
+    /* New indices in the same order (parents before children). */
+    uint32_t next = 0;
+    PyCodeObject **drop = (PyCodeObject **)malloc((size_t)n * sizeof(PyCodeObject *));
+    uint32_t n_drop = 0;
+    if (drop == NULL) {
+        free(inc_ret); free(inc_tot); free(remap); free(order); free(keep);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (keep[i]) {
+            remap[i] = next++;
+        }
+        else {
+            remap[i] = remap[t->nodes[i].parent];   /* nearest kept ancestor (already mapped) */
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        Node node = t->nodes[i];
+        if (keep[i]) {
+            uint32_t ni = remap[i];
+            if (i) {
+                node.parent = remap[node.parent];
+            }
+            t->nodes[ni] = node;
+        }
+        else {
+            Node *into = &t->nodes[remap[i]];
+            into->total += node.total;
+            into->retained += node.retained;
+            into->flags |= MT_NODE_TRUNCATED;
+            t->pruned_total += node.total;
+            t->pruned_nodes++;
+            drop[n_drop++] = node.code;
+        }
+    }
+    t->n_nodes = next;
+    tree_rebuild_children(t);
+    t->wants_prune = 0;
+    /* Live objects of this slot point at old leaves. */
+    PtrMap *om = &c->objects;
+    if (om->used) {
+        for (size_t i = 0; i <= om->mask; i++) {
+            if (om->keys[i] && (om->vals[i] >> MT_LEAF_BITS) == s) {
+                uint32_t leaf = om->vals[i] & MT_MAX_NODES;
+                if (leaf && leaf < n) {
+                    om->vals[i] = (s << MT_LEAF_BITS) | remap[leaf];
+                }
+            }
+        }
+    }
+    for (uint32_t k = 0; k < c->q_len; k++) {
+        Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
+        if (ev->slot == s && ev->leaf && ev->leaf < n) {
+            ev->leaf = remap[ev->leaf];
+        }
+    }
+    free(inc_ret); free(inc_tot); free(remap); free(order); free(keep);
+    for (uint32_t k = 0; k < n_drop; k++) {
+        Py_XDECREF(drop[k]);
+    }
+    free(drop);
+}
+
+static PyObject *
+CaptureCore_analyse(CaptureCore *c, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"type", "depth", "sample_every", "max_nodes", NULL};
+    PyObject *tp;
+    int depth = 10;
+    unsigned long sample_every = 1, max_nodes = 10000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|ikk:analyse", kwlist, &tp, &depth, &sample_every, &max_nodes)) {
+        return NULL;
+    }
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "analyse() needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    if (depth < 1 || depth > MT_MAX_DEPTH) {
+        PyErr_Format(PyExc_ValueError, "depth must be between 1 and %d, got %d", MT_MAX_DEPTH, depth);
+        return NULL;
+    }
+    if (sample_every < 1 || sample_every > 1000000000UL) {
+        PyErr_SetString(PyExc_ValueError, "sample_every must be between 1 and 1000000000");
+        return NULL;
+    }
+    if (max_nodes < 16 || max_nodes >= MT_MAX_NODES) {
+        PyErr_Format(PyExc_ValueError, "max_nodes must be between 16 and %u", MT_MAX_NODES - 1);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0) {
+        PyErr_SetString(PyExc_KeyError, "type is not tracked by this capture");
+        return NULL;
+    }
+    Slot *slot = &c->slots[s];
+    Tree *t = tree_new(depth, (uint32_t)sample_every, (uint32_t)max_nodes);
+    if (t == NULL) {
+        return PyErr_NoMemory();
+    }
+    Tree *old = slot->tree;
+    if (old != NULL) {
+        capture_purge_objects(c, s, 1);
+    }
+    slot->tree = t;
+    tree_free(old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+CaptureCore_unanalyse(CaptureCore *c, PyObject *tp)
+{
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0 || c->slots[s].tree == NULL) {
+        Py_RETURN_FALSE;
+    }
+    Tree *t = c->slots[s].tree;
+    c->slots[s].tree = NULL;
+    capture_purge_objects(c, s, 1);
+    tree_free(t);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+CaptureCore_counts(CaptureCore *c, PyObject *tp)
+{
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0) {
+        Py_RETURN_NONE;
+    }
+    Slot *slot = &c->slots[s];
+    return Py_BuildValue("(KKK)", (unsigned long long)slot->new_count,
+                         (unsigned long long)slot->free_count, (unsigned long long)slot->lost);
+}
+
+static PyObject *
+CaptureCore_live(CaptureCore *c, PyObject *tp)
+{
+    /* The fastest query: live count only, 0 when not tracked. */
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0) {
+        return PyLong_FromLong(0);
+    }
+    Slot *slot = &c->slots[s];
+    return PyLong_FromUnsignedLongLong(slot->new_count - slot->free_count);
+}
+
+static PyObject *
+CaptureCore_items(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        Slot *slot = &c->slots[s];
+        if (!slot->active || !slot_type_alive(slot)) {
+            continue;
+        }
+        PyObject *item = Py_BuildValue("(OKKKO)", (PyObject *)slot->type,
+                                       (unsigned long long)slot->new_count,
+                                       (unsigned long long)slot->free_count,
+                                       (unsigned long long)slot->lost,
+                                       slot->tree ? Py_True : Py_False);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+static PyObject *
+CaptureCore_slot_of(CaptureCore *c, PyObject *tp)
+{
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong(s);
+}
+
+static PyObject *
+CaptureCore_drain(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    /* Events are copied out first: callbacks run by the caller may allocate
+     * tracked objects, which push new events. */
+    uint32_t n = c->q_len;
+    PyObject *list = PyList_New(n);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
+        PyObject *item = Py_BuildValue("(IIKI)", ev->slot, ev->kind, (unsigned long long)ev->seq, ev->leaf);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, item);
+    }
+    /* Building the list may have pushed events (tuples are not tracked
+     * types unless the user tracks tuple; then they wait for the next drain). */
+    c->q_head = (c->q_head + n) % (c->q_cap ? c->q_cap : 1);
+    c->q_len -= n;
+    return list;
+}
+
+static PyObject *
+CaptureCore_pending(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLong(c->q_len);
+}
+
+static PyObject *
+resolve_frame(PyCodeObject *code, int32_t lasti)
+{
+    int line = PyCode_Addr2Line(code, lasti);
+    PyObject *qual = PyObject_GetAttrString((PyObject *)code, "co_qualname");
+    if (qual == NULL) {
+        return NULL;
+    }
+    PyObject *res = Py_BuildValue("(OiO)", code->co_filename, line, qual);
+    Py_DECREF(qual);
+    return res;
+}
+
+/* The tree as a list of (parent, filename, lineno, function, total, retained, truncated).
+ * Nodes are copied (with their code objects held) before any Python object is
+ * built: building allocates, and allocations of this very type grow the tree. */
+static PyObject *
+CaptureCore_tree(CaptureCore *c, PyObject *tp)
+{
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0 || c->slots[s].tree == NULL) {
+        Py_RETURN_NONE;
+    }
+    capture_prune_tree(c, (uint32_t)s);
+    Tree *t = c->slots[s].tree;
+    uint32_t n = t->n_nodes;
+    Node *copy = (Node *)malloc((size_t)n * sizeof(Node));
+    if (copy == NULL) {
+        return PyErr_NoMemory();
+    }
+    memcpy(copy, t->nodes, (size_t)n * sizeof(Node));
+    for (uint32_t i = 1; i < n; i++) {
+        Py_INCREF(copy[i].code);
+    }
+    PyObject *meta = Py_BuildValue("{s:i,s:k,s:k,s:K,s:K,s:K,s:K}",
+                                   "depth", t->depth, "sample_every", (unsigned long)t->sample_every,
+                                   "max_nodes", (unsigned long)t->max_nodes,
+                                   "overflow", (unsigned long long)t->overflow,
+                                   "pruned_nodes", (unsigned long long)t->pruned_nodes,
+                                   "pruned_allocations", (unsigned long long)t->pruned_total,
+                                   "unattributed", (unsigned long long)t->unattributed);
+    PyObject *nodes = meta ? PyList_New(n) : NULL;
+    for (uint32_t i = 0; nodes != NULL && i < n; i++) {
+        Node *node = &copy[i];
+        PyObject *item = NULL;
+        PyObject *truncated = (node->flags & MT_NODE_TRUNCATED) ? Py_True : Py_False;
+        if (i == 0) {
+            item = Py_BuildValue("(isisKKO)", -1, "", 0, "", (unsigned long long)node->total,
+                                 (unsigned long long)node->retained, truncated);
+        }
+        else {
+            PyObject *frame = resolve_frame(node->code, node->lasti);
+            if (frame != NULL) {
+                item = Py_BuildValue("(IOOOKKO)", node->parent, PyTuple_GET_ITEM(frame, 0),
+                                     PyTuple_GET_ITEM(frame, 1), PyTuple_GET_ITEM(frame, 2),
+                                     (unsigned long long)node->total,
+                                     (unsigned long long)node->retained, truncated);
+                Py_DECREF(frame);
+            }
+        }
+        if (item == NULL) {
+            Py_CLEAR(nodes);
+            break;
+        }
+        PyList_SET_ITEM(nodes, i, item);
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        Py_DECREF(copy[i].code);
+    }
+    free(copy);
+    if (nodes == NULL) {
+        Py_XDECREF(meta);
+        return NULL;
+    }
+    PyObject *res = PyTuple_Pack(2, nodes, meta);
+    Py_DECREF(nodes);
+    Py_DECREF(meta);
+    return res;
+}
+
+/* path_of(type, leaf) -> [(filename, lineno, function)] innermost first. */
+static PyObject *
+CaptureCore_path_of(CaptureCore *c, PyObject *args)
+{
+    PyObject *tp;
+    unsigned int leaf;
+    if (!PyArg_ParseTuple(args, "OI:path_of", &tp, &leaf)) {
+        return NULL;
+    }
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+        return NULL;
+    }
+    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf >= c->slots[s].tree->n_nodes) {
+        Py_RETURN_NONE;
+    }
+    Tree *t = c->slots[s].tree;
+    PyCodeObject *codes[MT_MAX_DEPTH];
+    int32_t lastis[MT_MAX_DEPTH];
+    int n = 0;
+    for (uint32_t i = leaf; i != 0 && n < MT_MAX_DEPTH; i = t->nodes[i].parent) {
+        codes[n] = t->nodes[i].code;
+        lastis[n] = t->nodes[i].lasti;
+        Py_INCREF(codes[n]);
+        n++;
+    }
+    PyObject *list = PyList_New(0);
+    for (int k = 0; k < n; k++) {
+        if (list != NULL) {
+            PyObject *frame = resolve_frame(codes[k], lastis[k]);
+            if (frame == NULL || PyList_Append(list, frame) < 0) {
+                Py_CLEAR(list);
+            }
+            Py_XDECREF(frame);
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        Py_DECREF(codes[k]);
+    }
+    return list;
+}
+
+static PyObject *
+CaptureCore_statistics(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    size_t tree_total = 0, nodes = 0;
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        tree_total += tree_bytes(c->slots[s].tree);
+        if (c->slots[s].tree) {
+            nodes += c->slots[s].tree->n_nodes;
+        }
+    }
+    size_t obj_bytes = pm_bytes(&c->objects);
+    size_t other = pm_bytes(&c->types) + pm_bytes(&c->cb_seqs)
+                   + (c->queue ? (size_t)c->q_cap * sizeof(Event) : 0)
+                   + (size_t)c->cap_slots * sizeof(Slot);
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K,s:n}",
+                         "tracked_objects", (Py_ssize_t)c->objects.used,
+                         "object_table_capacity", (Py_ssize_t)(c->objects.mask ? c->objects.mask + 1 : 0),
+                         "object_table_bytes", (Py_ssize_t)obj_bytes,
+                         "call_tree_nodes", (Py_ssize_t)nodes,
+                         "call_tree_bytes", (Py_ssize_t)tree_total,
+                         "other_bytes", (Py_ssize_t)other,
+                         "queue_length", c->q_len,
+                         "queue_capacity", c->q_cap,
+                         "dropped_events", (unsigned long long)c->dropped_events,
+                         "total_bytes", (Py_ssize_t)(obj_bytes + tree_total + other));
+}
+
+static PyObject *
+CaptureCore_get_running(CaptureCore *c, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(c->running);
+}
+
+static PyMethodDef CaptureCore_methods[] = {
+    {"track", (PyCFunction)(void (*)(void))CaptureCore_track, METH_VARARGS | METH_KEYWORDS,
+     "track(type, callback=False) -> slot: count objects of exactly this type."},
+    {"untrack", (PyCFunction)CaptureCore_untrack, METH_O, "untrack(type) -> bool"},
+    {"analyse", (PyCFunction)(void (*)(void))CaptureCore_analyse, METH_VARARGS | METH_KEYWORDS,
+     "analyse(type, depth=10, sample_every=1, max_nodes=10000): record allocation call paths."},
+    {"unanalyse", (PyCFunction)CaptureCore_unanalyse, METH_O, "unanalyse(type) -> bool: drop the call tree."},
+    {"start", (PyCFunction)CaptureCore_start, METH_NOARGS, "start(): begin a new counting period."},
+    {"stop", (PyCFunction)CaptureCore_stop, METH_NOARGS, "stop(): freeze counts."},
+    {"clear", (PyCFunction)CaptureCore_clear, METH_NOARGS, "clear(): zero the counts of a stopped capture."},
+    {"counts", (PyCFunction)CaptureCore_counts, METH_O, "counts(type) -> (new, free, lost) or None"},
+    {"live", (PyCFunction)CaptureCore_live, METH_O, "live(type) -> int (0 when not tracked)"},
+    {"items", (PyCFunction)CaptureCore_items, METH_NOARGS, "items() -> [(type, new, free, lost, analysing)]"},
+    {"slot_of", (PyCFunction)CaptureCore_slot_of, METH_O, "slot_of(type) -> int or None"},
+    {"drain", (PyCFunction)CaptureCore_drain, METH_NOARGS, "drain() -> [(slot, kind, seq, leaf)]"},
+    {"pending", (PyCFunction)CaptureCore_pending, METH_NOARGS, "pending() -> queued events"},
+    {"tree", (PyCFunction)CaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},
+    {"path_of", (PyCFunction)CaptureCore_path_of, METH_VARARGS, "path_of(type, leaf) -> [(filename, lineno, function)]"},
+    {"statistics", (PyCFunction)CaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef CaptureCore_getset[] = {
+    {"running", (getter)CaptureCore_get_running, NULL, "True while counting.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject CaptureCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "memtracker_web._tracker.CaptureCore",
+    .tp_basicsize = sizeof(CaptureCore),
+    .tp_dealloc = (destructor)CaptureCore_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One capture's tracked types, per-object table and counts (see memtracker_web.Capture).",
+    .tp_methods = CaptureCore_methods,
+    .tp_getset = CaptureCore_getset,
+    .tp_new = CaptureCore_new,
+    .tp_weaklistoffset = offsetof(CaptureCore, weakreflist),
+};
+
+/* ------------------------------------------------------------------ */
+/* Module functions                                                    */
+/* ------------------------------------------------------------------ */
+
+static PyObject *
+mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    engine_check_displaced();
+    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O}",
+                         "available", mt_unavailable_reason ? Py_False : Py_True,
+                         "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
+                         "installed", E.installed ? Py_True : Py_False,
+                         "displaced", E.displaced ? Py_True : Py_False,
+                         "running_captures", E.n_running,
+                         "watching", E.watch_on ? Py_True : Py_False);
+}
+
+static PyObject *
+mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    if (E.watch_on) {
+        Py_RETURN_NONE;
+    }
+    if (engine_check_runtime() < 0) {
+        return NULL;
+    }
+    pm_free(&E.watch);
+    E.watch_n = 0;
+    E.watch_free_head = 0;
+    E.watch_lost = 0;
+    if (E.watch_cap == 0) {
+        E.watch_rows = (WatchRow *)calloc(256, sizeof(WatchRow));
+        if (E.watch_rows == NULL) {
+            return PyErr_NoMemory();
+        }
+        E.watch_cap = 256;
+    }
+    E.watch_n = 1;          /* row 0 is never used: 0 ends the free list */
+    if (engine_install_if_needed() < 0) {
+        return NULL;
+    }
+    E.watch_on = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    engine_check_displaced();
+    if (!E.watch_on) {
+        Py_RETURN_NONE;
+    }
+    E.watch_on = 0;
+    pm_free(&E.watch);
+    E.watch_n = 0;
+    E.watch_free_head = 0;
+    engine_uninstall_if_idle();
+    Py_RETURN_NONE;
+}
+
+/* [(type, new, free)] for every type seen since watch_start(). Type
+ * pointers are only trusted while our tracer saw every type destruction. */
+static PyObject *
+mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    engine_check_displaced();
+    if (!E.watch_on) {
+        return PyList_New(0);
+    }
+    if (E.displaced) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "watch-all counts are unavailable: another tool replaced the reference tracer");
+        return NULL;
+    }
+    /* Copy first: building the list allocates, which re-enters the hook
+     * (guarded) but may also grow the table through other threads' events
+     * once we release nothing... we hold the GIL throughout. */
+    uint32_t n = E.watch_n;
+    WatchRow *rows = (WatchRow *)malloc((size_t)(n ? n : 1) * sizeof(WatchRow));
+    if (rows == NULL) {
+        return PyErr_NoMemory();
+    }
+    uint32_t m = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        if (E.watch_rows[i].type != NULL) {
+            rows[m] = E.watch_rows[i];
+            Py_INCREF(rows[m].type);    /* keep alive while we build */
+            m++;
+        }
+    }
+    PyObject *list = PyList_New(0);
+    for (uint32_t i = 0; i < m; i++) {
+        if (list != NULL) {
+            PyObject *item = Py_BuildValue("(OKK)", (PyObject *)rows[i].type,
+                                           (unsigned long long)rows[i].new_count,
+                                           (unsigned long long)rows[i].free_count);
+            if (item == NULL || PyList_Append(list, item) < 0) {
+                Py_CLEAR(list);
+            }
+            Py_XDECREF(item);
+        }
+    }
+    for (uint32_t i = 0; i < m; i++) {
+        Py_DECREF(rows[i].type);
+    }
+    free(rows);
+    return list;
+}
+
+static PyObject *
+mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:n,s:n,s:K}",
+                         "types", (Py_ssize_t)E.watch.used,
+                         "bytes", (Py_ssize_t)(pm_bytes(&E.watch) + (size_t)E.watch_cap * sizeof(WatchRow)),
+                         "lost", (unsigned long long)E.watch_lost);
+}
+
+static PyObject *
+mt_set_pending_callable(PyObject *Py_UNUSED(self), PyObject *fn)
+{
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "expected a callable or None");
+        return NULL;
+    }
+    Py_XSETREF(E.pending_callable, fn == Py_None ? NULL : Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mt_schedule_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    /* Called from Python when events are waiting: ask the main thread to
+     * drain them at its next safe point. One request at a time. */
+    if (!E.pending_scheduled && E.pending_callable != NULL) {
+        if (Py_AddPendingCall(mt_run_pending, NULL) == 0) {
+            E.pending_scheduled = 1;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mt_methods[] = {
+    {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
+    {"watch_start", mt_watch_start, METH_NOARGS, "Count net allocations of every type."},
+    {"watch_stop", mt_watch_stop, METH_NOARGS, "Stop watch-all and free its table."},
+    {"watch_counts", mt_watch_counts, METH_NOARGS, "watch_counts() -> [(type, new, free)]"},
+    {"watch_statistics", mt_watch_statistics, METH_NOARGS, "watch_statistics() -> dict"},
+    {"set_pending_callable", mt_set_pending_callable, METH_O, "Register the callback drainer."},
+    {"schedule_pending", mt_schedule_pending, METH_NOARGS, "Schedule a drain on the main thread."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef mt_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "memtracker_web._tracker",
+    .m_doc = "Reference-tracer engine of memtracker_web.",
+    .m_size = -1,
+    .m_methods = mt_methods,
+};
+
+static void
+mt_decide_availability(void)
+{
+#if !MT_HAVE_TRACER
+#  if defined(Py_GIL_DISABLED)
+    mt_unavailable_reason = "free-threaded CPython builds are not supported yet: the tracer's tables "
+                            "rely on the GIL; use a default (GIL) build of CPython 3.13.3 or newer";
+#  else
+    mt_unavailable_reason = "this CPython has no reference tracer (PyRefTracer arrived in 3.13); "
+                            "use CPython 3.13.3 or newer";
+#  endif
+#else
+    /* Runtime version: 3.13.0-3.13.2 lose destruction events. */
+    if (Py_Version < 0x030D03F0 && (Py_Version & 0xFFFF0000) == 0x030D0000) {
+        mt_unavailable_reason = "CPython 3.13.0-3.13.2 lose object destruction events "
+                                "(gh-130382, gh-125703, gh-126076); use 3.13.3 or newer";
+    }
+    else if (Py_Version < 0x030D0000) {
+        mt_unavailable_reason = "this CPython has no reference tracer; use CPython 3.13.3 or newer";
+    }
+#endif
+}
+
+PyMODINIT_FUNC
+PyInit__tracker(void)
+{
+    mt_decide_availability();
+    if (PyType_Ready(&CaptureCoreType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&mt_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *exc = PyErr_NewExceptionWithDoc(
+        "memtracker_web.EngineUnavailable",
+        "The exact engine (CPython's reference tracer) cannot run on this interpreter.",
+        PyExc_RuntimeError, NULL);
+    if (exc == NULL || PyModule_AddObject(m, "EngineUnavailable", Py_NewRef(exc)) < 0) {
+        Py_XDECREF(exc);
+        Py_DECREF(m);
+        return NULL;
+    }
+    mt_EngineUnavailable = exc;     /* module lives for the process (single-phase init) */
+    Py_INCREF(&CaptureCoreType);
+    if (PyModule_AddObject(m, "CaptureCore", (PyObject *)&CaptureCoreType) < 0) {
+        Py_DECREF(&CaptureCoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "HAVE_TRACER", MT_HAVE_TRACER) < 0
+        || PyModule_AddIntConstant(m, "MAX_DEPTH", MT_MAX_DEPTH) < 0
+        || PyModule_AddIntConstant(m, "MAX_SLOTS", MT_MAX_SLOTS) < 0
+        || PyModule_AddIntConstant(m, "MAX_NODES", MT_MAX_NODES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
