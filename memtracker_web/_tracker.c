@@ -464,6 +464,7 @@ static PyObject *mt_EngineUnavailable = NULL;
 
 static void
 queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf);
+static int mt_run_pending(void *arg);
 
 #if MT_HAVE_TRACER
 static uint32_t
@@ -600,8 +601,6 @@ queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t 
         }
     }
 }
-
-static int mt_run_pending(void *arg);
 
 MT_HOOK_ONLY void
 watch_count(PyTypeObject *tp, int is_free)
