@@ -1,0 +1,314 @@
+"""Capture: count live objects of chosen types, exactly, in O(1).
+
+The Python face of one ``_tracker.CaptureCore``. The C side counts inside the
+reference tracer; this side delivers callbacks at safe points, never inside an
+allocation.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, NamedTuple, Optional
+
+from . import engine
+
+logger = logging.getLogger("memtracker_web")
+
+Callback = Callable[[type, str, Any], Any]
+
+
+class Frame(NamedTuple):
+    """One frame of an allocation's call path."""
+
+    filename: str
+    lineno: int
+    function: str
+
+
+class DisplacedWarning(RuntimeWarning):
+    """Counts were read while another tool had replaced the reference tracer."""
+
+
+@dataclass(frozen=True)
+class Allocations:
+    """Counts of one tracked type since the capture started."""
+
+    new_count: int
+    free_count: int
+    lost_count: int = 0     # creations the tracer could not record (memory ran out)
+
+    @property
+    def retained_count(self) -> int:
+        return self.new_count - self.free_count
+
+
+class _Unbuilt:
+    """Stands in for CaptureCore where the C extension is missing (e.g. PyPy):
+    tracking sets can be edited, starting raises EngineUnavailable."""
+
+    running = False
+
+    def __init__(self, queue_size: int = 0) -> None:
+        self._types: dict[int, type] = {}
+
+    def track(self, cls: type, callback: bool = False) -> int:
+        self._types[id(cls)] = cls
+        return len(self._types) - 1
+
+    def untrack(self, cls: type) -> bool:
+        return self._types.pop(id(cls), None) is not None
+
+    def slot_of(self, cls: type) -> Optional[int]:
+        return 0 if id(cls) in self._types else None
+
+    def counts(self, cls: type):
+        return (0, 0, 0) if id(cls) in self._types else None
+
+    def live(self, cls: type) -> int:
+        return 0
+
+    def items(self):
+        return [(cls, 0, 0, 0, False) for cls in self._types.values()]
+
+    def start(self) -> None:
+        engine.require_engine()
+
+    def stop(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def drain(self):
+        return []
+
+    def pending(self) -> int:
+        return 0
+
+    def analyse(self, cls: type, **options: Any) -> None:
+        engine.require_engine()
+
+    def unanalyse(self, cls: type) -> bool:
+        return False
+
+    def tree(self, cls: type):
+        return None
+
+    def path_of(self, cls: type, leaf: int):
+        return None
+
+    def statistics(self) -> dict:
+        return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
+
+
+# Captures with callbacks, drained by the pending call the C hook schedules.
+_with_callbacks: "weakref.WeakSet[Capture]" = weakref.WeakSet()
+
+
+def _drain_all() -> None:
+    for capture in list(_with_callbacks):
+        capture.flush()
+
+
+if engine._tracker is not None:
+    engine._tracker.set_pending_callable(_drain_all)
+
+
+class Capture:
+    """Counts live objects of exactly the tracked types, created while tracked.
+
+    >>> capture = Capture(); capture.track(dict); capture.start()
+    >>> capture.count_for(dict)    # O(1), no heap walk
+
+    Objects that existed before tracking began are never counted. Each
+    ``start()`` begins a new counting period (frees are invisible while
+    stopped, so earlier counts cannot carry over); ``stop()`` freezes the counts.
+    """
+
+    def __init__(self, *, queue_size: int = 65536) -> None:
+        core_type = engine._tracker.CaptureCore if engine._tracker is not None else _Unbuilt
+        self._core = core_type(queue_size=queue_size)
+        # slot => (class, callback); a class tracked with a callback is held strongly
+        self._callbacks: dict[int, tuple[type, Callback]] = {}
+        # (slot, seq) => what the callback returned for "new", handed back on "free"
+        self._callback_data: dict[tuple[int, int], Any] = {}
+        self._flush_lock = threading.Lock()
+        self.callback_errors = 0
+
+    # -- tracked set -------------------------------------------------------
+
+    def track(self, cls: type, callback: Optional[Callback] = None) -> None:
+        """Count objects of exactly ``cls`` (a subclass is its own type).
+
+        ``callback(cls, event, data)`` runs later, at a safe point, for each
+        creation (event "new") and destruction ("free"). On "new", ``data`` is
+        the allocation's call path (a tuple of Frame, innermost first) when the
+        type is under call-path analysis, else None; whatever the callback
+        returns for "new" comes back as ``data`` on that object's "free".
+        """
+        _check_class(cls, "track")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        slot = self._core.track(cls, callback=callback is not None)
+        if callback is not None:
+            self._callbacks[slot] = (cls, callback)
+            _with_callbacks.add(self)
+        else:
+            self._callbacks.pop(slot, None)
+
+    def untrack(self, cls: type) -> bool:
+        """Stop counting ``cls``; its counts and call tree are dropped."""
+        _check_class(cls, "untrack")
+        slot = self._core.slot_of(cls)
+        self.flush()
+        removed = self._core.untrack(cls)
+        if slot is not None:
+            self._callbacks.pop(slot, None)
+            for key in [k for k in self._callback_data if k[0] == slot]:
+                del self._callback_data[key]
+        return removed
+
+    def is_tracking(self, cls: type) -> bool:
+        return isinstance(cls, type) and self._core.slot_of(cls) is not None
+
+    def __contains__(self, cls: object) -> bool:
+        return isinstance(cls, type) and self._core.slot_of(cls) is not None
+
+    def __iter__(self) -> Iterator[tuple[type, Allocations]]:
+        self._flush_if_needed()
+        for cls, new, free, lost, _analysing in self._core.items():
+            yield cls, Allocations(new, free, lost)
+
+    def __len__(self) -> int:
+        return len(self._core.items())
+
+    # -- running -----------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return bool(self._core.running)
+
+    def start(self) -> None:
+        """Begin a new counting period. Raises EngineUnavailable where the
+        reference tracer cannot run (it names the interpreter and the fix)."""
+        if self.running:
+            return
+        engine.require_engine()
+        self._callback_data.clear()
+        self._core.start()
+
+    def stop(self) -> None:
+        """Stop counting; counts stay readable, frozen as they were."""
+        self.flush()
+        self._core.stop()
+
+    def clear(self) -> None:
+        """Zero the counts of a stopped capture (RuntimeError while running)."""
+        self._core.clear()
+        self._callback_data.clear()
+
+    def __enter__(self) -> "Capture":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- queries -----------------------------------------------------------
+
+    def count_for(self, cls: type) -> int:
+        """Live objects of exactly ``cls`` created while tracked; 0 if untracked. O(1)."""
+        self._flush_if_needed()
+        self._warn_if_displaced()
+        return self._core.live(cls)
+
+    def allocations(self, cls: type) -> Optional[Allocations]:
+        """new_count, free_count and retained_count of ``cls``, or None if untracked."""
+        _check_class(cls, "allocations")
+        self._flush_if_needed()
+        self._warn_if_displaced()
+        counts = self._core.counts(cls)
+        return None if counts is None else Allocations(*counts)
+
+    def statistics(self) -> dict[str, Any]:
+        """Memory the capture holds (tables, call trees, queue) and dropped events."""
+        stats = dict(self._core.statistics())
+        stats["callback_errors"] = self.callback_errors
+        stats["callback_data_entries"] = len(self._callback_data)
+        return stats
+
+    # -- callbacks -----------------------------------------------------------
+
+    def flush(self) -> int:
+        """Run pending callbacks now; returns how many events were delivered.
+
+        Only one thread drains at a time; a flush that finds another one
+        running returns 0 (that one delivers the events, in order).
+        """
+        if not self._callbacks or not self._flush_lock.acquire(blocking=False):
+            return 0
+        delivered = 0
+        try:
+            for _ in range(16):     # events pushed by callbacks themselves come in later rounds
+                events = self._core.drain()
+                if not events:
+                    break
+                for slot, kind, seq, leaf in events:
+                    delivered += self._deliver(slot, kind, seq, leaf)
+        finally:
+            self._flush_lock.release()
+        return delivered
+
+    def _flush_if_needed(self) -> None:
+        if self._callbacks and self._core.pending():
+            self.flush()
+
+    def _deliver(self, slot: int, kind: int, seq: int, leaf: int) -> int:
+        entry = self._callbacks.get(slot)
+        key = (slot, seq & 0xFFFFFFFF)
+        if entry is None:
+            self._callback_data.pop(key, None)
+            return 0
+        cls, callback = entry
+        try:
+            if kind == 0:
+                path = self._core.path_of(cls, leaf) if leaf else None
+                data = tuple(Frame(*frame) for frame in path) if path else None
+                result = callback(cls, "new", data)
+                if result is not None:
+                    self._callback_data[key] = result
+            else:
+                callback(cls, "free", self._callback_data.pop(key, None))
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("memtracker_web: callback %r for %s raised; tracking continues",
+                             callback, cls.__qualname__)
+        return 1
+
+    def _warn_if_displaced(self) -> None:
+        if self.running and engine._tracker is not None and engine._tracker.engine_state()["displaced"]:
+            warnings.warn(engine.DISPLACED_REASON, DisplacedWarning, stacklevel=3)
+
+    # -- call-path analysis (used by Tracker) ------------------------------
+
+    def _analyse(self, cls: type, depth: int, sample_every: int, max_nodes: int) -> None:
+        self._core.analyse(cls, depth=depth, sample_every=sample_every, max_nodes=max_nodes)
+
+    def _unanalyse(self, cls: type) -> bool:
+        return self._core.unanalyse(cls)
+
+    def _tree(self, cls: type):
+        self._flush_if_needed()     # queued events name leaves that pruning would move
+        return self._core.tree(cls)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Capture {state}, {len(self)} types>"
+
+
+def _check_class(cls: object, what: str) -> None:
+    if not isinstance(cls, type):
+        raise TypeError(f"{what}() needs a class, got {type(cls).__name__} object")

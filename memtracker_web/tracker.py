@@ -1,0 +1,241 @@
+"""Tracker: counts plus allocation call paths (the seed's Memory::Tracker::Instance).
+
+Call paths are taken in C at the allocation itself, so they are exact: the
+innermost frame is the Python line that was running when the object was
+created (for objects built inside C code, such as ``json.loads``'s dicts, the
+line that called into C).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from functools import lru_cache
+from typing import Any, Optional
+
+from .capture import Callback, Capture, Frame, _check_class
+
+__all__ = ["Frame", "Tracker", "count", "default_tracker", "stats", "track", "track_with_analysis", "untrack"]
+
+DEFAULT_MAX_NODES = 10_000
+
+
+class Tracker:
+    """Counts for some types, call-path analysis for others, on one Capture.
+
+    >>> with Tracker(depth=10) as tracker:
+    ...     tracker.track_with_analysis(Order)
+    ...     run_code()
+    ...     print(tracker.stats(Order)["top_paths"][0]["path"])
+    """
+
+    def __init__(self, depth: int = 10, *, max_nodes: int = DEFAULT_MAX_NODES,
+                 capture: Optional[Capture] = None) -> None:
+        if not isinstance(depth, int) or not 1 <= depth <= 64:
+            raise ValueError(f"depth must be an int from 1 to 64, got {depth!r}")
+        self.depth = depth
+        self.max_nodes = max_nodes
+        self.capture = capture if capture is not None else Capture()
+        self._lock = threading.RLock()
+        self._analysis: dict[int, dict[str, int]] = {}   # id(cls) => options, for types under analysis
+
+    def _ensure_started(self) -> None:
+        if not self.capture.running:
+            self.capture.start()
+
+    def track(self, cls: type, callback: Optional[Callback] = None) -> None:
+        """Count ``cls`` (no call paths)."""
+        with self._lock:
+            self.capture.track(cls, callback=callback)
+            self._ensure_started()
+
+    def track_with_analysis(self, cls: type, depth: Optional[int] = None, sample_every: int = 1,
+                            max_nodes: Optional[int] = None, callback: Optional[Callback] = None) -> None:
+        """Count ``cls`` and record where each instance was allocated.
+
+        ``sample_every=N`` records the path of one allocation in N (counts stay
+        exact; path figures are scaled by N and marked as estimates).
+        """
+        depth = self.depth if depth is None else depth
+        max_nodes = self.max_nodes if max_nodes is None else max_nodes
+        if not isinstance(sample_every, int) or sample_every < 1:
+            raise ValueError(f"sample_every must be an int >= 1, got {sample_every!r}")
+        with self._lock:
+            if callback is not None or cls not in self.capture:
+                self.capture.track(cls, callback=callback)
+            self._ensure_started()
+            self.capture._analyse(cls, depth=depth, sample_every=sample_every, max_nodes=max_nodes)
+            self._analysis[id(cls)] = {"depth": depth, "sample_every": sample_every}
+
+    def stop_analysis(self, cls: type) -> bool:
+        """Keep counting ``cls`` but drop its call tree."""
+        with self._lock:
+            self._analysis.pop(id(cls), None)
+            return self.capture._unanalyse(cls)
+
+    def is_analysing(self, cls: type) -> bool:
+        return id(cls) in self._analysis and self.capture.is_tracking(cls)
+
+    def count(self, cls: type) -> int:
+        return self.capture.count_for(cls)
+
+    def is_tracking(self, cls: type) -> bool:
+        return self.capture.is_tracking(cls)
+
+    def untrack(self, cls: type) -> bool:
+        with self._lock:
+            self._analysis.pop(id(cls), None)
+            return self.capture.untrack(cls)
+
+    def stats(self, cls: type, *, limit: Optional[int] = 10, hotspots: int = 20) -> Optional[dict[str, Any]]:
+        """Live count, allocations and the top call paths of ``cls``.
+
+        None for a type tracked without analysis (or not tracked). The result
+        is JSON-serialisable; ``top_paths`` is ordered by retained count.
+        """
+        _check_class(cls, "stats")
+        with self._lock:
+            raw = self.capture._tree(cls)
+            allocations = self.capture.allocations(cls)
+        if raw is None or allocations is None:
+            return None
+        nodes, meta = raw
+        return build_stats(nodes, meta, allocations.new_count, allocations.retained_count,
+                           limit=limit, hotspot_limit=hotspots)
+
+    def stop(self) -> None:
+        """Stop the capture; counts and stats stay readable, frozen."""
+        self.capture.stop()
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
+                limit: Optional[int] = 10, hotspot_limit: int = 20) -> dict[str, Any]:
+    """Turn the C call tree into the stats dict.
+
+    ``nodes[i] = (parent, filename, lineno, function, total, retained, truncated)``;
+    counts are per innermost frame, so each node with counts is one call path.
+    """
+    scale = meta["sample_every"]
+    frames = [None] + [Frame(display_path(n[1]), n[2], n[3]) for n in nodes[1:]]
+    paths = []
+    hot: dict[Frame, list[int]] = {}
+    for index in range(1, len(nodes)):
+        _parent, _file, _line, _func, total, retained, truncated = nodes[index]
+        if total == 0 and retained == 0:
+            continue
+        chain = []
+        i = index
+        while i > 0:
+            chain.append(frames[i])
+            i = nodes[i][0]
+        paths.append((retained, total, chain, truncated))
+        for frame in set(chain):
+            counts = hot.setdefault(frame, [0, 0])
+            counts[0] += total
+            counts[1] += retained
+    paths.sort(key=lambda p: (-p[0], -p[1], [f.filename for f in p[2]], [f.lineno for f in p[2]]))
+    shown = paths if limit is None else paths[:limit]
+    top_paths = []
+    for retained, total, chain, truncated in shown:
+        entry = {
+            "count": retained * scale,
+            "total_count": total * scale,
+            "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain],
+            "frames": [{"filename": f.filename, "lineno": f.lineno, "function": f.function} for f in chain],
+        }
+        if truncated:
+            entry["truncated"] = True   # deeper frames were pruned or did not fit the node cap
+        top_paths.append(entry)
+    hotspots = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:hotspot_limit]
+    return {
+        "live_count": live_count,
+        "total_allocations": new_count,
+        "retained_allocations": sum(p[0] for p in paths) * scale,
+        "estimated": scale > 1,
+        "sample_every": scale,
+        "depth": meta["depth"],
+        "paths": len(paths),
+        "top_paths": top_paths,
+        "hotspots": [
+            {"filename": f.filename, "lineno": f.lineno, "function": f.function,
+             "total_count": c[0] * scale, "count": c[1] * scale}
+            for f, c in hotspots
+        ],
+        "call_tree": {
+            "nodes": len(nodes) - 1,
+            "max_nodes": meta["max_nodes"],
+            "pruned_nodes": meta["pruned_nodes"],
+            "pruned_allocations": meta["pruned_allocations"] * scale,
+            "overflow_allocations": meta["overflow"] * scale,
+            "unattributed_allocations": meta["unattributed"] * scale,
+        },
+    }
+
+
+@lru_cache(maxsize=4096)
+def _display_path(filename: str, cwd: str, roots: tuple[str, ...]) -> str:
+    if not filename or filename.startswith("<"):
+        return filename
+    best = filename
+    candidates = [cwd, *roots]
+    for root in candidates:
+        if not root:
+            continue
+        prefix = root.rstrip(os.sep) + os.sep
+        if filename.startswith(prefix):
+            rel = filename[len(prefix):]
+            if len(rel) < len(best):
+                best = rel
+    return best
+
+
+def display_path(filename: str) -> str:
+    """``filename`` relative to the working directory or the sys.path entry it
+    came from, whichever is shorter."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    roots = tuple(p for p in sys.path if isinstance(p, str) and p)
+    return _display_path(filename, cwd, roots)
+
+
+# -- the process-wide default tracker (mt.track_with_analysis(...), mt.stats(...)) --
+
+_default: Optional[Tracker] = None
+_default_lock = threading.Lock()
+
+
+def default_tracker() -> Tracker:
+    """The process-wide Tracker behind the module-level functions."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Tracker()
+        return _default
+
+
+def track(cls: type, callback: Optional[Callback] = None) -> None:
+    default_tracker().track(cls, callback=callback)
+
+
+def track_with_analysis(cls: type, depth: int = 10, sample_every: int = 1) -> None:
+    default_tracker().track_with_analysis(cls, depth=depth, sample_every=sample_every)
+
+
+def stats(cls: type, **options: Any) -> Optional[dict[str, Any]]:
+    return default_tracker().stats(cls, **options)
+
+
+def count(cls: type) -> int:
+    return default_tracker().count(cls)
+
+
+def untrack(cls: type) -> bool:
+    return default_tracker().untrack(cls)
