@@ -1,0 +1,210 @@
+"""gunicorn, 2 workers, PROMETHEUS_MULTIPROC_DIR: each worker's series appear,
+totals add up, and a killed worker's series disappear through the child_exit
+hook of examples/gunicorn.conf.py.
+
+gunicorn imports ``make_app()`` below in each worker.  ``MEMTRACKER_TEST_MONITOR``
+picks the monitor as in test_prometheus_server.py ("real" or "counting").
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from test_prometheus_server import (
+    CountingMonitor,
+    LeakyRecord,
+    _LEAKED,
+    free_port,
+    http_get,
+    real_monitor_available,
+    stop,
+    subprocess_env,
+    wait_for,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_LEAK = 40
+TYPE = "test_prometheus_server.LeakyRecord"
+
+
+# ---------------------------------------------------------------------------
+# the app (runs in each gunicorn worker)
+
+
+def make_app():
+    """WSGI app: /metrics from every worker's files, /leak?n= leaks in this worker."""
+    from prometheus_client import make_wsgi_app
+
+    from memtracker_web.prometheus import install, metrics_registry
+
+    if os.environ["MEMTRACKER_TEST_MONITOR"] == "real":
+        from memtracker_web.monitor import MemoryMonitor
+
+        monitor = MemoryMonitor(interval=3600.0)
+    else:
+        monitor = CountingMonitor()
+    monitor.start_monitoring(LeakyRecord)
+    _LEAKED.extend(LeakyRecord(i) for i in range(WORKER_LEAK))
+    monitor.sample()
+    publisher = install(monitor, multiprocess_mode=os.environ["MEMTRACKER_TEST_MODE"])
+    hooked = publisher.attach()
+    metrics = make_wsgi_app(metrics_registry())
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/metrics":
+            return metrics(environ, start_response)
+        count = int(urllib.parse.parse_qs(environ["QUERY_STRING"])["n"][0])
+        _LEAKED.extend(LeakyRecord(i) for i in range(count))
+        monitor.sample()
+        if not hooked:  # the monitor has no on_sample hooks: publish explicitly
+            publisher.publish()
+        body = json.dumps({"pid": os.getpid(), "live": len(_LEAKED)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    return app
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def worker_pids(master: int) -> set[int]:
+    """Live children of the gunicorn master (from /proc: no extra dependency)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master and fields[0] != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(http_get(url).decode()):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def live_by_pid(samples) -> dict[int, float]:
+    return {int(dict(labels)["pid"]): value for (name, labels), value in samples.items()
+            if name == "memtracker_live_objects" and dict(labels).get("type") == TYPE}
+
+
+def live_total(samples) -> float | None:
+    return samples.get(("memtracker_live_objects", frozenset({("type", TYPE)})))
+
+
+MONITORS = [
+    "counting",
+    pytest.param("real", marks=pytest.mark.skipif(
+        not real_monitor_available(), reason="memtracker_web.monitor cannot be imported yet")),
+]
+
+
+# ---------------------------------------------------------------------------
+# the test
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find gunicorn workers")
+@pytest.mark.parametrize("mode", ["liveall", "livesum"])
+@pytest.mark.parametrize("monitor_kind", MONITORS)
+def test_gunicorn_workers_series_totals_and_dead_worker_cleanup(tmp_path, mode, monitor_kind):
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    (multiproc / "gauge_liveall_1.db").write_bytes(b"stale")  # wiped by on_starting
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "gunicorn.log"
+    master = None
+    try:
+        with log.open("wb") as out:
+            master = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "examples" / "gunicorn.conf.py"),
+                 "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
+                 "--pythonpath", str(Path(__file__).parent), "test_prometheus_gunicorn:make_app()"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                env=subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+                                   MEMTRACKER_TEST_MONITOR=monitor_kind, MEMTRACKER_TEST_MODE=mode))
+        logs, procs = [log], (master,)
+
+        def published(expected_pids: set[int] | None = None):
+            """(worker pids, scrape) once exactly two workers run and both have published."""
+            pids = worker_pids(master.pid)
+            files = {p.name for p in multiproc.glob(f"gauge_{mode}_*.db")}
+            if len(pids) != 2 or files != {f"gauge_{mode}_{pid}.db" for pid in pids}:
+                return None
+            if expected_pids is not None and not expected_pids <= pids:
+                return None
+            samples = scrape(url + "/metrics")
+            if mode == "liveall" and set(live_by_pid(samples)) != pids:
+                return None
+            return pids, samples
+
+        pids, samples = wait_for("both workers to publish", published, logs, processes=procs)
+        if mode == "liveall":
+            assert live_by_pid(samples) == {pid: WORKER_LEAK for pid in pids}
+            assert {int(dict(labels)["pid"]) for (name, labels) in samples
+                    if name == "memtracker_engine_up"} == pids
+        else:
+            assert live_total(samples) == 2 * WORKER_LEAK
+            # livesum: the info gauge counts the workers running that engine.
+            assert [value for (name, _), value in samples.items() if name == "memtracker_engine_info"] == [2]
+
+        # Leak more in whichever workers take the requests; remember each one's count.
+        latest = {pid: WORKER_LEAK for pid in pids}
+        for n in range(1, 9):
+            answer = json.loads(http_get(f"{url}/leak?n={n}"))
+            latest[answer["pid"]] = answer["live"]
+        assert sum(latest.values()) == 2 * WORKER_LEAK + sum(range(1, 9))
+        samples = scrape(url + "/metrics")
+        if mode == "liveall":
+            assert live_by_pid(samples) == latest
+        else:
+            assert live_total(samples) == sum(latest.values())
+        allocations = samples.get(("memtracker_allocations_total", frozenset({("type", TYPE)})))
+        if allocations is not None:  # exact mode: counters are summed over workers
+            assert allocations == sum(latest.values())
+
+        # A worker dies: gunicorn's master calls child_exit, its gauges go away,
+        # and the replacement worker publishes its own.
+        victim = max(latest, key=latest.get)
+        survivor = next(pid for pid in pids if pid != victim)
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced():
+            result = published({survivor})
+            return result if result and victim not in result[0] else None
+
+        new_pids, samples = wait_for("the killed worker to be replaced", replaced, logs, processes=procs)
+        newcomer = next(pid for pid in new_pids if pid != survivor)
+        assert not (multiproc / f"gauge_{mode}_{victim}.db").exists()
+        assert not [key for key in samples if ("pid", str(victim)) in key[1]]
+        if mode == "liveall":
+            assert live_by_pid(samples) == {survivor: latest[survivor], newcomer: WORKER_LEAK}
+        else:
+            assert live_total(samples) == latest[survivor] + WORKER_LEAK
+        if allocations is not None:
+            # The dead worker's allocations still count: counters never go back.
+            after = samples[("memtracker_allocations_total", frozenset({("type", TYPE)}))]
+            assert after == allocations + WORKER_LEAK
+        assert "child_exit" not in log.read_text()  # the hook ran without an error traceback
+    finally:
+        if master is not None:
+            if master.poll() is None:
+                master.send_signal(signal.SIGTERM)
+            stop(master)
