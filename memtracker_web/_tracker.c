@@ -1826,6 +1826,14 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                          "watching", E.watch_on ? Py_True : Py_False);
 }
 
+/* Cheap check for count queries: creates no object (bools are immortal). */
+static PyObject *
+mt_displaced(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    engine_check_displaced();
+    return PyBool_FromLong(E.installed && E.displaced);
+}
+
 static PyObject *
 mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
@@ -1953,6 +1961,7 @@ mt_schedule_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef mt_methods[] = {
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
+    {"displaced", mt_displaced, METH_NOARGS, "displaced() -> bool: another tracer replaced ours"},
     {"watch_start", mt_watch_start, METH_NOARGS, "Count net allocations of every type."},
     {"watch_stop", mt_watch_stop, METH_NOARGS, "Stop watch-all and free its table."},
     {"watch_counts", mt_watch_counts, METH_NOARGS, "watch_counts() -> [(type, new, free)]"},
