@@ -76,7 +76,7 @@ def _frame_text(frame: Mapping[str, Any]) -> str:
 
 
 def stack(top_path: Mapping[str, Any]) -> str:
-    """One allocation path as a readable stack, frames in the order the monitor gives."""
+    """One allocation path as a readable stack: the allocating line first, then its callers."""
     frames = top_path.get("frames")
     if frames:
         items = "".join(f"<li>{_frame_text(frame)}</li>" for frame in frames)
@@ -87,7 +87,8 @@ def stack(top_path: Mapping[str, Any]) -> str:
     counts = f'{_num(count)} live'
     if total is not None:
         counts += f" of {_num(total)} allocated"
-    return f'<div class="path"><div class="count">{counts}</div><ol class="stack">{items}</ol></div>'
+    more = '<p class="note">deeper frames were not recorded</p>' if top_path.get("truncated") else ""
+    return f'<div class="path"><div class="count">{counts}</div><ol class="stack">{items}</ol>{more}</div>'
 
 
 def type_link(base: str, name: str) -> str:
@@ -174,7 +175,9 @@ def _analysed(types: list[Mapping[str, Any]], base: str) -> str:
             sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>{paths}</section>')
     if not sections:
         return ""
-    return "<h2>Where the analysed types are allocated</h2>" + "".join(sections)
+    return ("<h2>Where the analysed types are allocated</h2>"
+            '<p class="note">Each stack starts at the line that created the objects, followed by its callers.</p>'
+            + "".join(sections))
 
 
 def render_overview(snapshot: Mapping[str, Any], *, base: str, nonce: str, refresh: int | None = None) -> str:

@@ -521,6 +521,8 @@ def test_html_overview_content_and_headers() -> None:
     assert "<code>shop/cache.py:17</code> in <code>remember</code>" in text
     assert "<code>shop/views.py:40</code> in <code>checkout</code>" in text
     assert "120 live of 130 allocated" in text
+    assert "Each stack starts at the line that created the objects, followed by its callers." in text
+    assert "deeper frames were not recorded" not in text
     assert '<span class="badge leak">leak</span>' in text
 
 
@@ -569,6 +571,14 @@ def test_sparkline_edges() -> None:
     assert '<polyline points="2.0,22.0 118.0,22.0"/>' in flat
     one = page.sparkline([[0, 7]])
     assert '<polyline points="2.0,22.0"/><circle cx="2.0" cy="22.0" r="2"/>' in one
+
+
+def test_truncated_path_is_marked() -> None:
+    text = page.stack({**LEAK_PATH, "truncated": True})
+    assert text.endswith('</ol><p class="note">deeper frames were not recorded</p></div>')
+    assert page.stack({"count": 2, "total_count": None, "path": ["a.py:1 in f"]}) == (
+        '<div class="path"><div class="count">2 live</div><ol class="stack">'
+        "<li><code>a.py:1 in f</code></li></ol></div>")
 
 
 def test_growth() -> None:
