@@ -323,7 +323,7 @@ class MultiprocessPublisher:
     """Publishes the snapshot through multiprocess-capable ``Gauge``/``Counter``.
 
     Call :meth:`publish` after each sample; :meth:`attach` does that for you
-    when the monitor has an ``on_sample`` hook list.  ``PROMETHEUS_MULTIPROC_DIR``
+    through the monitor's ``sample_hooks``.  ``PROMETHEUS_MULTIPROC_DIR``
     must be set before prometheus_client is first imported (it picks its value
     storage at import).  See the module docstring for ``multiprocess_mode``.
     """
@@ -429,9 +429,12 @@ class MultiprocessPublisher:
             log.exception("memtracker: publishing Prometheus metrics failed")
 
     def attach(self) -> bool:
-        """Publish after every sample via ``monitor.on_sample``; False if the
-        monitor has no such hook list (then call :meth:`publish` yourself)."""
-        hooks = getattr(self.monitor, "on_sample", None)
+        """Publish after every sample via the monitor's hook list
+        (``MemoryMonitor.sample_hooks``, each called with the monitor); False if
+        it has none (then call :meth:`publish` yourself)."""
+        hooks = getattr(self.monitor, "sample_hooks", None)
+        if not isinstance(hooks, list):
+            hooks = getattr(self.monitor, "on_sample", None)
         if not isinstance(hooks, list):
             return False
         if self._hook not in hooks:
@@ -450,7 +453,7 @@ def install(monitor: Any, registry: CollectorRegistry | None = REGISTRY, *,
     """Export ``monitor`` the right way for this process.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set: a :class:`MultiprocessPublisher`,
-    attached to the monitor's ``on_sample`` hooks when it has them, and published
+    attached to the monitor's ``sample_hooks`` when it has them, and published
     once now.  Otherwise a :class:`MemoryCollector` registered on ``registry``.
     ``options``: ``max_types``, ``retained_sites``.  Serve :func:`metrics_registry`.
     """

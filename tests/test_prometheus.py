@@ -83,7 +83,7 @@ class FakeMonitor:
     def __init__(self, snap):
         self.snap = snap
         self.calls = 0
-        self.on_sample = []
+        self.sample_hooks = []
 
     def snapshot(self):
         self.calls += 1
@@ -582,28 +582,35 @@ def test_promtool_check_metrics_multiprocess(multiproc_dir):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_attach_publishes_from_the_on_sample_hook_and_survives_errors(multiproc_dir, caplog):
+def test_attach_publishes_from_the_sample_hooks_and_survives_errors(multiproc_dir, caplog):
     _, as_worker = multiproc_dir
     as_worker(601)
     monitor = FakeMonitor(worker_snapshot(3, 3))
     publisher = MultiprocessPublisher(monitor)
     assert publisher.attach() and publisher.attach()
-    assert len(monitor.on_sample) == 1
-    for hook in monitor.on_sample:
-        hook([])  # what the monitor does after a sample
+    assert len(monitor.sample_hooks) == 1
+    for hook in monitor.sample_hooks:
+        hook(monitor)  # what MemoryMonitor.sample() does after a sample
     assert merged()[("memtracker_live_objects", frozenset({("type", "app.Leaky"), ("pid", "601")}))] == 3.0
 
     monitor.snap = None  # a broken snapshot must not raise into the sampling thread
     with caplog.at_level(logging.ERROR, logger="memtracker_web.prometheus"):
-        monitor.on_sample[0]()
+        monitor.sample_hooks[0](monitor)
     assert "publishing Prometheus metrics failed" in caplog.text
     publisher.detach()
-    assert monitor.on_sample == []
+    assert monitor.sample_hooks == []
 
-    class NoHooks:
+    class OnSample:
+        def __init__(self):
+            self.on_sample = []
+
         def snapshot(self):
             return worker_snapshot(1, 1)
-    assert MultiprocessPublisher(NoHooks()).attach() is False
+
+    other = OnSample()
+    assert MultiprocessPublisher(other).attach() and len(other.on_sample) == 1
+    del other.on_sample
+    assert MultiprocessPublisher(other).attach() is False
 
 
 def test_install_picks_collector_or_publisher(multiproc_dir, monkeypatch):
@@ -612,7 +619,7 @@ def test_install_picks_collector_or_publisher(multiproc_dir, monkeypatch):
     monitor = FakeMonitor(worker_snapshot(4, 4))
     publisher = prom.install(monitor, multiprocess_mode="livesum")
     assert isinstance(publisher, MultiprocessPublisher)
-    assert monitor.on_sample == [publisher._hook]
+    assert monitor.sample_hooks == [publisher._hook]
     assert merged()[("memtracker_live_objects", frozenset({("type", "app.Leaky")}))] == 4.0
 
     monkeypatch.delenv(prom.MULTIPROC_ENV)
