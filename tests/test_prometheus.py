@@ -645,3 +645,72 @@ def test_module_docstring_documents_the_modes():
     doc = textwrap.dedent(prom.__doc__)
     for mode in ("liveall", "livesum", "mark_process_dead"):
         assert mode in doc
+
+
+# ---------------------------------------------------------------------------
+# the real MemoryMonitor behind the collector
+
+
+class RealOrder:
+    pass
+
+
+def remember_orders(keep, count):
+    for _ in range(count):
+        keep.append(RealOrder())  # the allocation site of the retained-objects test
+
+
+@pytest.fixture
+def real_monitor():
+    monitor_module = pytest.importorskip("memtracker_web.monitor")
+    monitor = monitor_module.MemoryMonitor(interval=3600.0)
+    try:
+        yield monitor
+    finally:
+        monitor.close()
+
+
+def test_real_monitor_exposition(real_monitor):
+    from memtracker_web.engine import engine_status
+
+    real_monitor.start_monitoring(RealOrder)
+    keep = [RealOrder() for _ in range(30)]
+    del keep[25:]
+    real_monitor.sample()
+    text = exposition(real_monitor)
+    got = samples(text)
+    label = frozenset({("type", "test_prometheus.RealOrder")})
+    assert got[("memtracker_live_objects", label)] == 25.0
+    assert got[("memtracker_growth_increases", label)] == 0.0
+    assert got[("memtracker_analysis_active", label)] == 0.0
+    status = engine_status()
+    info = frozenset({("mode", real_monitor.mode), ("python", status["python"])})
+    assert got[("memtracker_engine_info", info)] == 1.0
+    exact = real_monitor.mode == "exact"
+    assert got[("memtracker_engine_up", frozenset())] == (1.0 if exact and not status["displaced"] else 0.0)
+    if exact:
+        assert got[("memtracker_allocations_total", label)] == 30.0
+        assert got[("memtracker_frees_total", label)] == 5.0
+    else:
+        assert not [key for key in got if key[0].startswith(("memtracker_allocations", "memtracker_frees"))]
+    if Path(PROMTOOL).exists():
+        result = promtool("check", "metrics", stdin=text)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_real_monitor_retained_sites(real_monitor):
+    if real_monitor.mode != "exact":
+        pytest.skip("call paths need the exact engine (CPython 3.13); census mode has none")
+    real_monitor.start_monitoring(RealOrder, analysis=True)
+    keep = []
+    remember_orders(keep, 12)
+    real_monitor.sample()
+    got = samples(exposition(real_monitor, retained_sites=True))
+    sites = {dict(labels)["site"]: value for (name, labels), value in got.items()
+             if name == "memtracker_retained_objects"}
+    line = next(number for number, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+                if "the allocation site of the retained-objects test" in text)
+    [(site, value)] = sites.items()
+    assert site.endswith(f"test_prometheus.py:{line} in remember_orders")
+    assert value == 12.0
+    assert got[("memtracker_analysis_active", frozenset({("type", "test_prometheus.RealOrder")}))] == 1.0
