@@ -136,9 +136,10 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             i = nodes[i][0]
         paths.append((retained, total, chain, truncated))
         for frame in set(chain):
-            counts = hot.setdefault(frame, [0, 0])
+            counts = hot.setdefault(frame, [0, 0, 0])
             counts[0] += total
             counts[1] += retained
+        hot[chain[0]][2] += retained      # allocated right here, not in a callee
     paths.sort(key=lambda p: (-p[0], -p[1], [f.filename for f in p[2]], [f.lineno for f in p[2]]))
     shown = paths if limit is None else paths[:limit]
     top_paths = []
@@ -152,7 +153,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         if truncated:
             entry["truncated"] = True   # deeper frames were pruned or did not fit the node cap
         top_paths.append(entry)
-    hotspots = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:hotspot_limit]
+    hotspots = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][2], -kv[1][0], kv[0]))[:hotspot_limit]
     return {
         "live_count": live_count,
         "total_allocations": new_count,
@@ -164,7 +165,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         "top_paths": top_paths,
         "hotspots": [
             {"filename": f.filename, "lineno": f.lineno, "function": f.function,
-             "total_count": c[0] * scale, "count": c[1] * scale}
+             "total_count": c[0] * scale, "count": c[1] * scale, "self_count": c[2] * scale}
             for f, c in hotspots
         ],
         "call_tree": {

@@ -1,0 +1,526 @@
+"""MemoryMonitor: sample live counts, detect repeated growth, escalate to call paths.
+
+The seed's MemoryMonitor counts with a heap walk; this one reads the O(1)
+counts of the tracking core, so a sample costs microseconds per type whatever
+the heap size. Where the exact engine cannot run, it samples a census of
+``gc.get_objects()`` instead (``mode == "census"``), with the same snapshot.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, Iterable, Optional, Union
+
+from . import engine
+from .census import BLIND_SPOTS, take_census
+from .naming import resolve_type, type_name
+from .tracker import Tracker
+
+logger = logging.getLogger("memtracker_web")
+
+LeakCallback = Callable[[dict], Any]
+SampleHook = Callable[["MemoryMonitor"], Any]
+
+
+class _TypeState:
+    """What the monitor knows of one monitored type."""
+
+    __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
+                 "history", "first_live", "live", "allocations", "frees", "source",
+                 "last_growth_sample", "grew")
+
+    def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
+        self.ref = weakref.ref(cls)
+        self.name = type_name(cls)
+        self.threshold = threshold
+        self.high_water: Optional[int] = None
+        self.increases = 0
+        self.analysing = False
+        self.forced = forced            # analysis asked for by the user: never demoted
+        self.history: deque = deque(maxlen=history)
+        self.first_live: Optional[int] = None
+        self.live = 0
+        self.allocations: Optional[int] = None
+        self.frees: Optional[int] = None
+        self.source = source
+        self.last_growth_sample = 0
+        self.grew = False
+
+    def growth(self) -> int:
+        return self.live - (self.first_live or 0)
+
+    def rate(self) -> float:
+        """Growth per sample over the kept history."""
+        if len(self.history) < 2:
+            return 0.0
+        return (self.history[-1][1] - self.history[0][1]) / (len(self.history) - 1)
+
+
+class _WatchState:
+    """A type seen by watch-all (exact: net allocations; census: live count)."""
+
+    __slots__ = ("ref", "high_water", "increases")
+
+    def __init__(self, cls: type, value: int) -> None:
+        self.ref = weakref.ref(cls)
+        self.high_water = value
+        self.increases = 0
+
+
+class MemoryMonitor:
+    """Watches types for repeated growth and finds where the growth is allocated.
+
+    A sample reads each monitored type's live count. When it exceeds the
+    type's high-water mark by more than ``threshold``, the mark rises and the
+    type's increase count goes up by one. At ``increases`` increases the
+    monitor starts call-path analysis for the type by itself; from then on
+    each growth produces a leak report (type, live count, increases, top 3
+    paths), logged on logger "memtracker_web" and passed to ``on_leak``.
+    """
+
+    def __init__(self, tracker: Optional[Tracker] = None, interval: float = 60.0, threshold: int = 100,
+                 increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
+                 history: int = 120, calm_samples: int = 30, discover_after: int = 3,
+                 max_watch_promotions: int = 50, leak_reports: int = 50) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive seconds, got {interval!r}")
+        if threshold < 0 or increases < 1 or max_analyzed < 0 or history < 2 or calm_samples < 1:
+            raise ValueError("threshold >= 0, increases >= 1, max_analyzed >= 0, history >= 2, calm_samples >= 1")
+        self.mode = "exact" if engine.engine_status()["available"] else "census"
+        self.tracker = tracker if tracker is not None else Tracker(depth=depth)
+        self.interval = float(interval)
+        self.threshold = int(threshold)
+        self.increases = int(increases)
+        self.depth = depth
+        self.max_analyzed = int(max_analyzed)
+        self.watch_all = bool(watch_all)
+        self.history = int(history)
+        self.calm_samples = int(calm_samples)
+        self.discover_after = int(discover_after)
+        self.max_watch_promotions = int(max_watch_promotions)
+        self.on_leak: Optional[LeakCallback] = None
+        self.sample_hooks: list[SampleHook] = []     # called after every sample (exporters)
+        self._types: dict[int, _TypeState] = {}       # id(cls) => state
+        self._watch: dict[int, _WatchState] = {}      # id(cls) => watch-all state
+        self._leaks: deque = deque(maxlen=leak_reports)
+        self._samples = 0
+        self._sampled_at: Optional[float] = None
+        self._sample_duration = 0.0
+        self._census_info: Optional[dict[str, Any]] = None
+        self._watching = False
+        self._watch_promotions = 0
+        self._lock = threading.RLock()
+        self._thread: Optional[threading.Thread] = None
+        self._stop_event = threading.Event()
+        self._wanted_running = False
+        self._pid = os.getpid()
+        _after_fork_monitors.add(self)
+
+    # -- what to watch -------------------------------------------------------
+
+    def start_monitoring(self, cls: Union[type, str], threshold: Optional[int] = None,
+                         analysis: bool = False) -> None:
+        """Monitor ``cls`` (a class or ``module.QualName``); ``threshold`` overrides the default.
+
+        ``analysis=True`` starts call-path analysis now instead of waiting for growth.
+        """
+        cls = resolve_type(cls) if isinstance(cls, str) else cls
+        if not isinstance(cls, type):
+            raise TypeError(f"start_monitoring() needs a class or a type name, got {type(cls).__name__}")
+        with self._lock:
+            state = self._types.get(id(cls))
+            if state is None or state.ref() is not cls:
+                state = _TypeState(cls, self.threshold if threshold is None else int(threshold),
+                                   self.history, "census" if self.mode == "census" else "tracked", analysis)
+                self._types[id(cls)] = state
+                if self.mode == "exact":
+                    self.tracker.track(cls)
+            elif threshold is not None:
+                state.threshold = int(threshold)
+            if analysis:
+                state.forced = True
+                self._begin_analysis(state, cls)
+
+    def stop_monitoring(self, cls: Union[type, str]) -> bool:
+        cls = resolve_type(cls) if isinstance(cls, str) else cls
+        with self._lock:
+            state = self._types.pop(id(cls), None)
+            if state is None:
+                return False
+            if self.mode == "exact":
+                self.tracker.untrack(cls)
+            return True
+
+    def monitored(self) -> list[type]:
+        with self._lock:
+            return [cls for cls in (s.ref() for s in self._types.values()) if cls is not None]
+
+    # -- sampling ------------------------------------------------------------
+
+    def sample(self) -> list[dict]:
+        """One pass now. Returns the leak reports it produced."""
+        self._after_fork_check()
+        with self._lock:
+            started = time.perf_counter()
+            now = time.time()
+            reports: list[dict] = []
+            census = None
+            if self.mode == "census":
+                census, self._census_info = take_census()
+            if self.watch_all:
+                self._discover(census)
+            for key, state in list(self._types.items()):
+                cls = state.ref()
+                if cls is None:                 # the class itself died: nothing left to watch
+                    del self._types[key]
+                    continue
+                self._read_counts(state, cls, census)
+                state.history.append([now, state.live])
+                if state.first_live is None:
+                    state.first_live = state.live
+                state.grew = False
+                if state.high_water is None:
+                    state.high_water = state.live
+                elif state.live > state.high_water + state.threshold:
+                    state.high_water = state.live
+                    state.increases += 1
+                    state.grew = True
+                    state.last_growth_sample = self._samples
+            self._samples += 1
+            self._escalate()
+            for state in self._types.values():
+                cls = state.ref()
+                if cls is None:
+                    continue
+                # the growth that reaches `increases` starts analysis; each growth after it reports
+                if state.grew and state.analysing and state.increases > self.increases:
+                    reports.append(self._report(state, cls, now))
+                elif state.analysing and not state.forced and \
+                        self._samples - state.last_growth_sample > self.calm_samples:
+                    self._end_analysis(state, cls)     # calm again: back to counting only
+                    state.increases = 0
+            self._sampled_at = now
+            self._sample_duration = time.perf_counter() - started
+        for report in reports:
+            self._publish_leak(report)
+        for hook in list(self.sample_hooks):
+            try:
+                hook(self)
+            except Exception:
+                logger.exception("memtracker_web: sample hook %r failed", hook)
+        return reports
+
+    def _read_counts(self, state: _TypeState, cls: type, census) -> None:
+        if census is not None:
+            state.live = census.get(cls, 0)
+            return
+        allocations = self.tracker.capture.allocations(cls)
+        if allocations is None:                 # untracked behind our back: track again
+            self.tracker.track(cls)
+            allocations = self.tracker.capture.allocations(cls)
+        state.live = allocations.retained_count
+        state.allocations = allocations.new_count
+        state.frees = allocations.free_count
+
+    def _escalate(self) -> None:
+        """Start analysis for types that reached ``increases``, within the budget:
+        the fastest growers win."""
+        if self.mode != "exact":
+            return
+        candidates = [s for s in self._types.values()
+                      if not s.analysing and s.increases >= self.increases and s.ref() is not None]
+        candidates.sort(key=lambda s: s.rate(), reverse=True)
+        for state in candidates:
+            active = [s for s in self._types.values() if s.analysing and not s.forced]
+            budget = self.max_analyzed - sum(1 for s in self._types.values() if s.analysing)
+            if budget <= 0:
+                slowest = min(active, key=lambda s: s.rate(), default=None)
+                if slowest is None or slowest.rate() >= state.rate():
+                    continue
+                slow_cls = slowest.ref()
+                if slow_cls is not None:
+                    self._end_analysis(slowest, slow_cls)
+            cls = state.ref()
+            if cls is not None:
+                self._begin_analysis(state, cls)
+
+    def _begin_analysis(self, state: _TypeState, cls: type) -> None:
+        if state.analysing or self.mode != "exact":
+            return
+        self.tracker.track_with_analysis(cls, depth=self.depth)
+        state.analysing = True
+        state.last_growth_sample = self._samples
+        logger.info("memtracker_web: %s grew %d times; recording its allocation call paths",
+                    state.name, state.increases)
+
+    def _end_analysis(self, state: _TypeState, cls: type) -> None:
+        if state.analysing:
+            self.tracker.stop_analysis(cls)
+            state.analysing = False
+
+    def _discover(self, census) -> None:
+        """Watch-all: notice growing types nobody named and monitor them."""
+        if census is not None:
+            values = [(cls, n) for cls, n in census.items()]
+        else:
+            if not self._watching:
+                engine._tracker.watch_start()
+                self._watching = True
+                return                          # first call: the baseline starts now
+            try:
+                values = [(cls, new - free) for cls, new, free in engine._tracker.watch_counts()]
+            except RuntimeError as exc:         # displaced: type pointers can't be trusted
+                logger.warning("memtracker_web: watch-all skipped: %s", exc)
+                return
+        seen = set()
+        for cls, value in values:
+            key = id(cls)
+            seen.add(key)
+            if key in self._types:
+                continue
+            state = self._watch.get(key)
+            if state is None or state.ref() is not cls:
+                try:
+                    self._watch[key] = _WatchState(cls, value)
+                except TypeError:               # a type that refuses weak references
+                    pass
+                continue
+            if value > state.high_water + self.threshold:
+                state.high_water = value
+                state.increases += 1
+                if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
+                    self._watch_promotions += 1
+                    del self._watch[key]
+                    self.start_monitoring(cls)
+                    self._types[key].source = "watch_all"
+                    logger.info("memtracker_web: watch-all found %s growing; monitoring it", type_name(cls))
+        for key in [k for k in self._watch if k not in seen]:
+            del self._watch[key]                # the type died
+
+    def _report(self, state: _TypeState, cls: type, now: float) -> dict:
+        stats = self.tracker.stats(cls, limit=3, hotspots=0) if self.mode == "exact" else None
+        return {
+            "type": state.name,
+            "live": state.live,
+            "increases": state.increases,
+            "detected_at": now,
+            "top_paths": [] if stats is None else stats["top_paths"],
+        }
+
+    def _publish_leak(self, report: dict) -> None:
+        self._leaks.append(report)
+        lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, "
+                 f"grew {report['increases']} times"]
+        for path in report["top_paths"]:
+            lines.append(f"  {path['count']} retained ({path['total_count']} allocated) from:")
+            lines.extend(f"    <- {frame}" for frame in path["path"])
+        logger.warning("\n".join(lines))
+        if self.on_leak is not None:
+            try:
+                self.on_leak(report)
+            except Exception:
+                logger.exception("memtracker_web: on_leak callback failed")
+
+    # -- background thread ---------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    def start(self) -> None:
+        """Sample every ``interval`` seconds in a daemon thread (idempotent)."""
+        with self._lock:
+            self._wanted_running = True
+            if self.running:
+                return
+            self._stop_event = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop_event,),
+                                            name="memtracker-monitor", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it; counting goes on until close()."""
+        with self._lock:
+            self._wanted_running = False
+            thread, self._thread = self._thread, None
+            self._stop_event.set()
+        if thread is not None and thread is not threading.current_thread() and self._pid == os.getpid():
+            thread.join(timeout=max(5.0, self.interval))
+
+    def close(self) -> None:
+        """Stop everything: thread, watch-all, the tracker's capture."""
+        self.stop()
+        with self._lock:
+            if self._watching:
+                engine._tracker.watch_stop()
+                self._watching = False
+            self.tracker.stop()
+
+    def _run(self, stop_event: threading.Event) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception:
+                logger.exception("memtracker_web: a monitor sample failed; the monitor keeps going")
+            if stop_event.wait(self.interval):
+                return
+
+    def _after_fork_check(self) -> None:
+        """In a forked child (gunicorn --preload), restart the thread lazily."""
+        if self._pid != os.getpid():
+            self._reinit_after_fork()
+
+    def _reinit_after_fork(self) -> None:
+        self._pid = os.getpid()
+        # locks held by threads that did not survive the fork would never be released
+        self._lock = threading.RLock()
+        self.tracker._lock = threading.RLock()
+        self.tracker.capture._flush_lock = threading.Lock()
+        self._thread = None
+        self._stop_event = threading.Event()
+        if self._wanted_running:
+            self.start()
+
+    def ensure_running(self) -> None:
+        """Start the thread if it should run but does not (after a fork)."""
+        self._after_fork_check()
+        if self._wanted_running and not self.running:
+            self.start()
+
+    # -- reading -------------------------------------------------------------
+
+    def _type_entry(self, state: _TypeState, cls: Optional[type],
+                    top: Optional[int]) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+        stats = None
+        if state.analysing and cls is not None and self.mode == "exact":
+            stats = self.tracker.stats(cls, limit=top)
+        entry = {
+            "type": state.name,
+            "live": state.live,
+            "allocations": state.allocations,
+            "frees": state.frees,
+            "high_water": state.high_water if state.high_water is not None else state.live,
+            "increases": state.increases,
+            "analysing": state.analysing,
+            "source": state.source,
+            "threshold": state.threshold,
+            "history": [list(point) for point in state.history],
+            "top_paths": [] if stats is None else stats["top_paths"],
+        }
+        if stats is not None:
+            entry["call_tree"] = stats["call_tree"]
+            entry["estimated"] = stats["estimated"]
+        return entry, stats
+
+    def snapshot(self, top_paths: int = 5) -> dict[str, Any]:
+        """JSON-serialisable state for every exporter (see docs/CONTRACTS.md)."""
+        self._after_fork_check()
+        with self._lock:
+            types = []
+            for state in self._types.values():
+                cls = state.ref()
+                if cls is None:
+                    continue
+                entry, _ = self._type_entry(state, cls, top_paths)
+                types.append((state.growth(), state.name, entry))
+            types.sort(key=lambda t: (-t[0], t[1]))
+            snap: dict[str, Any] = {
+                "mode": self.mode,
+                "engine": engine.engine_status(),
+                "pid": os.getpid(),
+                "sampled_at": self._sampled_at,
+                "interval": self.interval,
+                "sample_duration_seconds": self._sample_duration,
+                "samples": self._samples,
+                "threshold": self.threshold,
+                "increases": self.increases,
+                "watch_all": self.watch_all,
+                "types": [entry for _, _, entry in types],
+                "leaks": list(self._leaks),
+            }
+            if self.mode == "census":
+                snap["census"] = dict(self._census_info) if self._census_info else {
+                    "cost_seconds": None, "objects_scanned": None, "blind_spots": BLIND_SPOTS}
+            elif self.watch_all:
+                snap["watch"] = {"candidates": len(self._watch), "promoted": self._watch_promotions}
+            return snap
+
+    def type_detail(self, name: str) -> Optional[dict[str, Any]]:
+        """One monitored type in full: every stored top path and the hotspots."""
+        self._after_fork_check()
+        with self._lock:
+            for state in self._types.values():
+                if state.name != name:
+                    continue
+                cls = state.ref()
+                entry, stats = self._type_entry(state, cls, None)
+                entry["hotspots"] = [] if stats is None else stats["hotspots"]
+                return entry
+        return None
+
+
+_after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for monitor in list(_after_fork_monitors):
+        monitor._pid = -1           # forces _reinit_after_fork on next use (not here: no threads yet)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- the process-wide default monitor (used by the middleware) ---------------
+
+_default_monitor: Optional[MemoryMonitor] = None
+_default_lock = threading.Lock()
+
+
+def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Optional[bool] = None,
+                        threshold: Optional[int] = None, increases: Optional[int] = None,
+                        interval: Optional[float] = None) -> MemoryMonitor:
+    """The process-wide monitor, created on first call.
+
+    Later calls return the same monitor, add their ``track`` types and apply
+    the options they name (None leaves an option as it is). The caller starts
+    it (``start()`` is idempotent).
+    """
+    global _default_monitor
+    with _default_lock:
+        if _default_monitor is None:
+            options: dict[str, Any] = {}
+            if watch_all is not None:
+                options["watch_all"] = watch_all
+            if threshold is not None:
+                options["threshold"] = threshold
+            if increases is not None:
+                options["increases"] = increases
+            if interval is not None:
+                options["interval"] = interval
+            _default_monitor = MemoryMonitor(**options)
+        monitor = _default_monitor
+        if watch_all:
+            monitor.watch_all = True
+        if threshold is not None:
+            monitor.threshold = int(threshold)
+        if increases is not None:
+            monitor.increases = int(increases)
+        if interval is not None:
+            monitor.interval = float(interval)
+    for cls in track:
+        monitor.start_monitoring(cls)
+    return monitor
+
+
+def reset_default_monitor() -> None:
+    """Close and forget the default monitor (tests, reloads)."""
+    global _default_monitor
+    with _default_lock:
+        monitor, _default_monitor = _default_monitor, None
+    if monitor is not None:
+        monitor.close()

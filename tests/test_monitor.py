@@ -1,0 +1,311 @@
+"""MemoryMonitor: growth detection, escalation, budget, calm-down, fork, watch-all, census."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+
+import pytest
+
+import memtracker_web as mt
+from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
+from memtracker_web.tracker import display_path
+
+from conftest import requires_engine, without_engine
+
+HERE = display_path(__file__)
+
+
+def line_of(marker: str) -> int:
+    with open(__file__) as fh:
+        for number, text in enumerate(fh, 1):
+            if text.rstrip().endswith(f"# {marker}") and "line_of(" not in text:
+                return number
+    raise AssertionError(marker)
+
+
+class Leaky:
+    pass
+
+
+class Churny:
+    pass
+
+
+class Other:
+    pass
+
+
+class NeverNamed:
+    pass
+
+
+_store: list = []
+
+
+def leak(n, cls=Leaky):
+    for _ in range(n):
+        _store.append(cls())  # LEAK-LINE
+
+
+def churn(n):
+    tmp = [Churny() for _ in range(n)]
+    del tmp
+
+
+@pytest.fixture
+def monitor():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=3)
+    yield m
+    m.close()
+    _store.clear()
+
+
+def test_snapshot_shape_is_json_and_complete(monitor):
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    snap = monitor.snapshot()
+    json.dumps(snap)
+    assert set(snap) >= {"mode", "engine", "pid", "sampled_at", "interval", "sample_duration_seconds",
+                         "types", "leaks"}
+    assert snap["pid"] == os.getpid() and snap["interval"] == 0.05
+    entry = snap["types"][0]
+    assert entry["type"] == "test_monitor.Leaky"
+    assert set(entry) >= {"type", "live", "allocations", "frees", "high_water", "increases", "analysing",
+                          "history", "top_paths"}
+    assert snap["sample_duration_seconds"] > 0
+
+
+@requires_engine
+def test_leak_escalates_after_exactly_increases_and_reports_the_line(monitor):
+    reports = []
+    monitor.on_leak = reports.append
+    monitor.start_monitoring(Leaky)
+    assert monitor.sample() == []            # baseline: high water 0
+    for expected in (1, 2):
+        leak(11)
+        assert monitor.sample() == []
+        entry = monitor.snapshot()["types"][0]
+        assert entry["increases"] == expected and entry["analysing"] is False
+    leak(11)
+    assert monitor.sample() == []            # the third growth starts analysis
+    entry = monitor.snapshot()["types"][0]
+    assert entry["increases"] == 3 and entry["analysing"] is True
+    leak(11)
+    got = monitor.sample()                   # growth while analysing: a report
+    assert len(got) == 1 and reports == got
+    report = got[0]
+    assert report["type"] == "test_monitor.Leaky" and report["live"] == 44 and report["increases"] == 4
+    assert report["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
+    assert report["top_paths"][0]["count"] == 11    # recorded since analysis began
+    assert monitor.snapshot()["leaks"] == got
+
+
+@requires_engine
+def test_leak_report_is_logged(monitor, caplog):
+    monitor.start_monitoring(Leaky, analysis=True)
+    monitor.sample()
+    with caplog.at_level(logging.WARNING, logger="memtracker_web"):
+        for _ in range(4):
+            leak(11)
+            monitor.sample()
+    assert "MEMORY LEAK DETECTED: test_monitor.Leaky" in caplog.text
+    assert f"{HERE}:{line_of('LEAK-LINE')} in leak" in caplog.text
+
+
+@requires_engine
+def test_churning_type_is_never_escalated(monitor):
+    monitor.start_monitoring(Churny)
+    for _ in range(20):
+        churn(500)
+        monitor.sample()
+    entry = monitor.snapshot()["types"][0]
+    assert entry["live"] == 0 and entry["increases"] == 0 and entry["analysing"] is False
+    assert entry["allocations"] == 10000 and entry["frees"] == 10000
+
+
+@requires_engine
+def test_budget_holds_and_fastest_grower_wins():
+    m = MemoryMonitor(threshold=5, increases=2, max_analyzed=1)
+    try:
+        m.start_monitoring(Leaky)
+        m.start_monitoring(Other)
+        m.sample()
+        for _ in range(4):
+            leak(10, Leaky)
+            leak(40, Other)
+            m.sample()
+        analysing = {t["type"]: t["analysing"] for t in m.snapshot()["types"]}
+        assert analysing == {"test_monitor.Leaky": False, "test_monitor.Other": True}
+        assert m.tracker.stats(Leaky) is None
+    finally:
+        m.close()
+        _store.clear()
+
+
+@requires_engine
+def test_calm_type_goes_back_to_counting_and_its_tree_is_freed(monitor):
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    for _ in range(3):
+        leak(11)
+        monitor.sample()
+    assert monitor.tracker.stats(Leaky) is not None
+    for _ in range(4):                       # calm_samples=3 without growth
+        monitor.sample()
+    entry = monitor.snapshot()["types"][0]
+    assert entry["analysing"] is False and entry["increases"] == 0
+    assert monitor.tracker.stats(Leaky) is None
+    assert monitor.tracker.count(Leaky) == 33  # still counted
+
+
+@requires_engine
+def test_watch_all_finds_a_leaking_class_nobody_named():
+    m = MemoryMonitor(threshold=20, increases=2, watch_all=True, discover_after=2)
+    try:
+        m.sample()                           # starts watch-all: baseline
+        m.sample()
+        for _ in range(6):
+            leak(50, NeverNamed)
+            m.sample()
+        names = {t["type"]: t for t in m.snapshot()["types"]}
+        assert "test_monitor.NeverNamed" in names
+        entry = names["test_monitor.NeverNamed"]
+        assert entry["source"] == "watch_all"
+        assert entry["live"] >= 100          # counted exactly since it was promoted
+    finally:
+        m.close()
+        _store.clear()
+    assert mt.engine_status()["installed"] is False
+
+
+def test_background_thread_survives_a_raising_sample(caplog):
+    m = MemoryMonitor(interval=0.02)
+    failures = {"left": 2}
+    original = m._read_counts
+
+    def flaky(state, cls, census):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("sample exploded")
+        return original(state, cls, census)
+
+    m._read_counts = flaky
+    m.start_monitoring(Leaky)
+    with caplog.at_level(logging.ERROR, logger="memtracker_web"):
+        m.start()
+        try:
+            assert m.running and m._thread.name == "memtracker-monitor" and m._thread.daemon
+            deadline = time.monotonic() + 10
+            while m.snapshot()["samples"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            m.close()
+    assert m.snapshot()["samples"] >= 3
+    assert caplog.text.count("a monitor sample failed; the monitor keeps going") == 2
+    assert not m.running
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_restarts_lazily_and_keeps_its_own_counts():
+    m = MemoryMonitor(interval=0.02, threshold=1000)
+    m.start_monitoring(Leaky)
+    m.sample()
+    m.start()
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork with a live thread
+        pid = os.fork()
+    if pid == 0:                                              # child
+        try:
+            os.close(read_fd)
+            leak(7)
+            m.ensure_running()
+            deadline = time.monotonic() + 5
+            start_samples = m.snapshot()["samples"]
+            while m.snapshot()["samples"] < start_samples + 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            snap = m.snapshot()
+            result = {"running": m.running, "pid": snap["pid"], "live": snap["types"][0]["live"],
+                      "samples_grew": snap["samples"] >= start_samples + 2}
+            os.write(write_fd, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    data = b""
+    while chunk := os.read(read_fd, 4096):
+        data += chunk
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    m.close()
+    result = json.loads(data)
+    assert result["running"] is True and result["samples_grew"] is True
+    assert result["pid"] == pid
+    expected_child_live = 7 if m.mode == "exact" else result["live"]
+    assert result["live"] == expected_child_live
+    _store.clear()
+
+
+@without_engine
+def test_census_mode_gives_the_same_shape():
+    m = MemoryMonitor(threshold=5, increases=2)
+    try:
+        m.start_monitoring(Leaky)
+        m.sample()
+        for _ in range(3):
+            leak(10)
+            m.sample()
+        snap = m.snapshot()
+        json.dumps(snap)
+        assert snap["mode"] == "census"
+        assert snap["census"]["objects_scanned"] > 1000 and snap["census"]["cost_seconds"] > 0
+        assert "does not track" in snap["census"]["blind_spots"]
+        entry = snap["types"][0]
+        assert entry["live"] == 30 and entry["increases"] == 3
+        assert entry["allocations"] is None and entry["frees"] is None
+        assert entry["analysing"] is False and entry["top_paths"] == []
+    finally:
+        m.close()
+        _store.clear()
+
+
+def test_start_monitoring_by_name_and_bad_names(monitor):
+    monitor.start_monitoring("test_monitor.Leaky")
+    assert Leaky in monitor.monitored()
+    with pytest.raises(mt.TypeNameError):
+        monitor.start_monitoring("no_such_module.Thing")
+    assert monitor.stop_monitoring(Leaky) is True
+    assert monitor.stop_monitoring(Leaky) is False
+
+
+def test_type_detail(monitor):
+    monitor.start_monitoring(Leaky, analysis=monitor.mode == "exact")
+    monitor.sample()
+    leak(5)
+    monitor.sample()
+    detail = monitor.type_detail("test_monitor.Leaky")
+    assert detail["type"] == "test_monitor.Leaky" and "hotspots" in detail
+    if monitor.mode == "exact":
+        assert detail["top_paths"][0]["count"] == 5
+        assert detail["hotspots"][0]["lineno"] == line_of("LEAK-LINE")
+    assert monitor.type_detail("nope.Nothing") is None
+
+
+def test_default_monitor_is_shared_and_accumulates_types():
+    reset_default_monitor()
+    try:
+        first = get_default_monitor(track=[Leaky], threshold=7)
+        second = get_default_monitor(track=["test_monitor.Other"])
+        assert first is second and first.threshold == 7
+        assert set(first.monitored()) == {Leaky, Other}
+    finally:
+        reset_default_monitor()
+
+
+def test_bad_options_name_the_problem():
+    with pytest.raises(ValueError, match="interval"):
+        MemoryMonitor(interval=0)
+    with pytest.raises(TypeError, match="class or a type name"):
+        MemoryMonitor().start_monitoring(42)
