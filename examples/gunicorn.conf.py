@@ -15,6 +15,10 @@ file-backed storage when first imported).  In the app, per worker (without
     install(monitor, multiprocess_mode="liveall")  # or "livesum" for totals only
     # serve prometheus_client.make_wsgi_app(metrics_registry()) at /metrics
 
+With ``preload_app = True`` the app module runs in the master: call ``install()``
+from a ``post_fork(server, worker)`` hook instead, or the master publishes series
+under its own pid that no child_exit ever removes.
+
 Command-line options (-w, -b) override the values below.
 """
 from __future__ import annotations

@@ -379,14 +379,14 @@ class MultiprocessPublisher:
 
     def publish(self) -> None:
         """Take one snapshot and write every series into this process's files."""
+        if os.getpid() != self._pid:
+            # Forked (gunicorn preload_app): a lock held by a parent thread would
+            # never be released here.  The counts already published stay counted:
+            # they are in the parent's file, the child adds only what comes after.
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
         snapshot = self.monitor.snapshot()
         with self._lock:
-            if os.getpid() != self._pid:
-                # Forked (e.g. gunicorn preload_app): this process has its own
-                # empty files, so nothing of the parent's counts is published here.
-                self._pid = os.getpid()
-                self._published.clear()
-                self._counted.clear()
             self._write(_view(snapshot, self.max_types, self.retained_sites))
 
     def _write(self, view: _View) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -557,6 +558,31 @@ def test_publisher_counts_deltas_zeroes_departed_types_and_handles_restarts(mult
     monitor.snap = worker_snapshot(2, 6)  # type re-monitored: its counters restarted at 0
     publisher.publish()
     assert merged()[("memtracker_allocations_total", leaky)] == 56.0
+
+
+def test_publisher_in_a_forked_child_adds_only_new_counts(multiproc_dir, monkeypatch):
+    # gunicorn preload_app: the master published, then a worker forked from it.
+    current = {"pid": 801}
+    value_class = values.MultiProcessValue(lambda: current["pid"])
+    monkeypatch.setattr(values, "ValueClass", value_class)
+    try:
+        monitor = FakeMonitor(worker_snapshot(30, 40))
+        publisher = MultiprocessPublisher(monitor)
+        publisher.publish()
+        parent_lock = publisher._lock
+        current["pid"] = 802  # prometheus_client switches to the child's files
+        monitor.snap = worker_snapshot(35, 45)
+        child_pid = os.getpid() + 1
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "getpid", lambda: child_pid)
+            publisher.publish()
+        assert publisher._lock is not parent_lock
+        got = merged()
+    finally:
+        value_class.close_all_files()
+    leaky = ("type", "app.Leaky")
+    assert got[("memtracker_allocations_total", frozenset({leaky}))] == 45.0  # not 40 + 45
+    assert got[("memtracker_live_objects", frozenset({leaky, ("pid", "802")}))] == 35.0
 
 
 def test_publisher_census_mode_and_cap(multiproc_dir):
