@@ -1,0 +1,304 @@
+"""``python -m memtracker_web demo``: serve the demo app, load it, stop cleanly.
+
+The server runs in a thread so the main thread owns the signals: SIGINT,
+SIGTERM and --duration all end in the same orderly shutdown (load thread,
+server, monitor) and exit code 0.
+"""
+from __future__ import annotations
+
+import abc
+import errno
+import importlib.util
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any, Callable, Optional, TextIO
+
+from . import demo_app
+from .engine import engine_status
+
+READY_TIMEOUT = 20.0
+LOAD_PERIOD = 0.25       # seconds between rounds of /leak + /
+STOP_TIMEOUT = 10.0
+
+
+class DemoError(Exception):
+    """A problem the user can fix; shown as one line, exit code 2."""
+
+
+def run(host: str, port: int, *, duration: Optional[float] = None, server: str = "auto",
+        interval: float = 1.0, out: TextIO = sys.stdout) -> int:
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    # Installed first, so a Ctrl-C during startup is also an orderly stop.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    log_handler = _quiet_monitor_log()
+    monitor = demo_app.make_monitor(interval)
+    runner: Optional[_Server] = None
+    load: Optional[threading.Thread] = None
+    try:
+        kind = _choose_server(server)
+        say = _printer(out)
+        candidate: _Server = _UvicornServer(demo_app.asgi_app(monitor)) if kind == "uvicorn" else \
+            _WsgirefServer(demo_app.wsgi_app(monitor))
+        candidate.start(host, port)
+        runner = candidate     # from here on it has a thread and a socket to stop
+        runner.wait_ready(stop)
+        if stop.is_set():
+            say(f"stopped ({received[0]}) before the server was ready")
+            return 0
+        monitor.start()
+        base = f"http://{_url_host(host)}:{runner.port}"
+        _announce(say, monitor, base, kind, runner.port, host, duration)
+        _watch_for_leaks(monitor, say, base)
+        load = threading.Thread(target=_load, args=(base, stop), name="memtracker-demo-load", daemon=True)
+        load.start()
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stop.is_set():
+            left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if left <= 0:
+                break
+            stop.wait(left)
+            if not runner.alive():
+                raise DemoError(f"the server stopped unexpectedly: {runner.error or 'no reason given'}")
+        say(f"stopping ({received[0] if received else f'--duration {duration:g} s elapsed'})")
+        return 0
+    finally:
+        stop.set()
+        if load is not None:
+            load.join(STOP_TIMEOUT)
+        if runner is not None:
+            runner.stop()
+        monitor.close()
+        logging.getLogger("memtracker_web").removeHandler(log_handler)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if runner is not None and runner.ready:
+            _printer(out)("stopped")
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        print(message, file=out, flush=True)   # flush: a pipe would hold progress back
+
+    return say
+
+
+def _quiet_monitor_log() -> logging.Handler:
+    # The monitor logs a multi-line leak report at every growth (each second
+    # here); the demo prints one readable notice instead, and keeps errors.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.ERROR)
+    handler.setFormatter(logging.Formatter("memtracker: %(message)s"))
+    logging.getLogger("memtracker_web").addHandler(handler)
+    return handler
+
+
+def _choose_server(server: str) -> str:
+    has_uvicorn = importlib.util.find_spec("uvicorn") is not None
+    if server == "auto":
+        return "uvicorn" if has_uvicorn else "wsgiref"
+    if server == "uvicorn" and not has_uvicorn:
+        raise DemoError("uvicorn is not installed: pip install uvicorn, or use --server wsgiref")
+    return server
+
+
+def _url_host(host: str) -> str:
+    # A wildcard address is not something to browse to; loopback always works.
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.is_unspecified:
+        return "127.0.0.1" if ip.version == 4 else "[::1]"
+    return f"[{host}]" if ip.version == 6 else host
+
+
+def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, port: int, host: str,
+              duration: Optional[float]) -> None:
+    status = engine_status()
+    say(f"memtracker-web demo: a leaking app on {host}:{port} ({kind})")
+    if monitor.mode == "exact":
+        say(f"engine: exact ({status['python']}, reference tracer)")
+    else:
+        say(f"engine: census ({status['python']}): {status['reason']}")
+        say("  census mode shows which types grow, but not the line that allocates them")
+    say(f"page:    {base}{demo_app.PAGE_PATH}")
+    say(f"json:    {base}{demo_app.PAGE_PATH}?format=json")
+    say(f"metrics: {base}{demo_app.METRICS_PATH}")
+    say(f"load: /leak and / every {LOAD_PERIOD:g} s from this process; the monitor samples every "
+        f"{monitor.interval:g} s")
+    say(f"stops after {duration:g} s" if duration is not None else "press Ctrl-C to stop")
+
+
+def _watch_for_leaks(monitor: Any, say: Callable[[str], None], base: str) -> None:
+    told: set[str] = set()
+
+    def on_leak(report: dict) -> None:
+        if report["type"] in told:
+            return
+        told.add(report["type"])
+        where = report["top_paths"][0]["path"][0] if report["top_paths"] else "an unknown line"
+        say(f"leak found: {report['type']} ({report['live']:,} live, grew {report['increases']} times), "
+            f"allocated at {where}")
+        say(f"  see {base}{demo_app.PAGE_PATH}")
+
+    def on_sample(mon: Any) -> None:
+        # Census mode never escalates to a leak report; say when growth is clear.
+        for entry in mon.snapshot(top_paths=0)["types"]:
+            if entry["type"] not in told and entry["increases"] >= mon.increases:
+                told.add(entry["type"])
+                say(f"growing: {entry['type']} ({entry['live']:,} live, grew {entry['increases']} times); "
+                    f"see {base}{demo_app.PAGE_PATH}")
+
+    monitor.on_leak = on_leak
+    if monitor.mode == "census":
+        monitor.sample_hooks.append(on_sample)
+
+
+def _load(base: str, stop: threading.Event) -> None:
+    # Bounded by `stop`; failures are expected while the server shuts down.
+    while not stop.wait(LOAD_PERIOD):
+        for path in ("/leak", "/"):
+            try:
+                with urllib.request.urlopen(base + path, timeout=5) as response:
+                    response.read()
+            except OSError:
+                pass
+
+
+class _Server(abc.ABC):
+    port = 0
+    error: Optional[str] = None
+    ready = False
+    _thread: Optional[threading.Thread] = None
+
+    @abc.abstractmethod
+    def start(self, host: str, port: int) -> None:
+        """Listen (raising DemoError when that fails) and serve in a thread."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop serving and release the socket."""
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_ready(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self._is_ready():
+            if not self.alive():
+                raise DemoError(f"the server did not start: {self.error or 'no reason given'}")
+            if stop.wait(0.05):
+                return
+            if time.monotonic() > deadline:
+                raise DemoError(f"the server did not start within {READY_TIMEOUT:g} s")
+        self.ready = True
+
+    def _is_ready(self) -> bool:
+        return True
+
+    def _serve(self, target: Callable[[], Any]) -> None:
+        def body() -> None:
+            try:
+                target()
+            except BaseException as exc:   # SystemExit from uvicorn included: report, don't vanish
+                self.error = f"{type(exc).__name__}: {exc}"
+
+        self._thread = threading.Thread(target=body, name="memtracker-demo-server", daemon=True)
+        self._thread.start()
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> DemoError:
+    if exc.errno == errno.EADDRINUSE:
+        return DemoError(f"port {port} on {host} is already in use; pick another with --port")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return DemoError(f"not allowed to listen on {host}:{port} ({exc.strerror}); try a port above 1023")
+    return DemoError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _family(host: str, port: int) -> int:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except socket.gaierror as exc:
+        raise DemoError(f"cannot use host {host!r}: {exc.strerror}") from None
+
+
+class _UvicornServer(_Server):
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.server: Any = None
+
+    def start(self, host: str, port: int) -> None:
+        import uvicorn
+
+        # Bind here rather than in uvicorn: a busy port becomes one clear
+        # line instead of a log record and sys.exit in the server thread.
+        sock = socket.socket(_family(host, port), socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise _listen_error(host, port, exc) from None
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=3)
+        self.server = uvicorn.Server(config)
+        self._serve(lambda: self.server.run(sockets=[sock]))
+
+    def _is_ready(self) -> bool:
+        return bool(self.server.started)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT)
+            if self._thread.is_alive():
+                self.server.force_exit = True
+                self._thread.join(STOP_TIMEOUT)
+        self.sock.close()
+
+
+class _WsgirefServer(_Server):
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.httpd: Any = None
+
+    def start(self, host: str, port: int) -> None:
+        from socketserver import ThreadingMixIn
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass    # one line per load request would bury the demo's messages
+
+        class Server(ThreadingMixIn, WSGIServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            address_family = _family(host, port)
+
+        try:
+            self.httpd = Server((host, port), Quiet)
+        except OSError as exc:
+            raise _listen_error(host, port, exc) from None
+        self.httpd.set_app(self.app)
+        self.port = self.httpd.server_address[1]
+        self._serve(lambda: self.httpd.serve_forever(poll_interval=0.2))
+
+    def stop(self) -> None:
+        if self.alive():
+            self.httpd.shutdown()
+        self.httpd.server_close()
