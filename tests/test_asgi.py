@@ -301,3 +301,39 @@ def test_lifespan_scope_reaches_the_app_unchanged() -> None:
     assert seen == [scope, "lifespan.startup", "lifespan.shutdown"]
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert (monitor.starts, monitor.stops) == (1, 1)
+
+
+# -- the real monitor ------------------------------------------------------------------
+
+def test_real_default_monitor_over_asgi() -> None:
+    import memtracker_web
+    from memtracker_web import monitor as mon
+    from memtracker_web.naming import type_name
+
+    from test_endpoint import Basket
+
+    mon.reset_default_monitor()
+    try:
+        app = make_app([])
+        app.add_middleware(MemoryTrackerMiddleware, track=[Order], interval=30.0, threshold=1, increases=1)
+        with client(app) as c:
+            monitor = mon.get_default_monitor()
+            assert monitor.running  # started by lifespan startup
+            keep = [Order() for _ in range(7)]
+            monitor.sample()
+            data = c.get("/debug/memory", headers=JSON).json()
+            assert data["mode"] == ("exact" if memtracker_web.engine_status()["available"] else "census")
+            assert [(t["type"], t["live"]) for t in data["types"]] == [(ORDER, 7)]
+            detail = c.get(f"/debug/memory/types/{ORDER}", headers=JSON).json()
+            assert (detail["type"], detail["live"], type(detail["hotspots"])) == (ORDER, 7, list)
+            r = c.post("/debug/memory/track", json={"type": type_name(Basket), "analysis": True})
+            assert r.status_code == 200
+            assert Basket in monitor.monitored()
+            r = c.post("/debug/memory/untrack", json={"type": type_name(Basket)})
+            assert (r.status_code, Basket in monitor.monitored()) == (200, False)
+            page = c.get("/debug/memory").text
+            assert f"<code>{ORDER}</code>" in page
+            del keep
+        assert not monitor.running  # stopped by lifespan shutdown: we started it
+    finally:
+        mon.reset_default_monitor()

@@ -155,3 +155,22 @@ def test_inner_iterable_is_returned_untouched() -> None:
     assert r.data == b"ab"
     r.close()
     assert closed == [True]
+
+
+def test_real_monitor_over_wsgi() -> None:
+    from memtracker_web.monitor import MemoryMonitor
+
+    monitor = MemoryMonitor(interval=30.0, threshold=1, increases=1)
+    try:
+        c = Client(MemoryTrackerMiddleware(inner, monitor=monitor, track=[f"{Order.__module__}.Order"]))
+        assert not monitor.running
+        assert get(c, "/").status_code == 200
+        assert monitor.running and monitor.monitored() == [Order]
+        keep = [Order() for _ in range(5)]
+        monitor.sample()
+        data = get(c, "/debug/memory", headers=JSON).json
+        assert [(t["type"], t["live"]) for t in data["types"]] == [(ORDER, 5)]
+        assert get(c, f"/debug/memory/types/{ORDER}?format=json").json["live"] == 5
+        del keep
+    finally:
+        monitor.close()
