@@ -10,6 +10,7 @@ import warnings
 from typing import Any, AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
@@ -53,7 +54,8 @@ def client(app: Any, address: tuple[str, int] = LOOPBACK, **kwargs: Any) -> Test
 def test_add_middleware_serves_endpoint_and_passes_through() -> None:
     monitor = leaky_monitor()
     app = make_app([])
-    app.add_middleware(MemoryTrackerMiddleware, path="/debug/memory", metrics_path="/metrics", monitor=monitor)
+    app.add_middleware(MemoryTrackerMiddleware, path="/debug/memory", metrics_path="/metrics", monitor=monitor,
+                       registry=CollectorRegistry())
     c = client(app)
     r = c.get("/debug/memory", headers=JSON)
     assert r.status_code == 200
@@ -69,6 +71,7 @@ def test_add_middleware_serves_endpoint_and_passes_through() -> None:
     r = c.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=")
+    assert 'memtracker_live_objects{type="shop.cache.Entry"} 300.0' in r.text
     r = c.get("/nope")
     assert r.status_code == 404 and r.text == "Not Found"  # the app's 404, not ours
 
@@ -183,9 +186,10 @@ def test_fastapi_add_middleware_and_install() -> None:
             return {"ok": "yes"}
 
         if use_install:
-            install(api, path="/mem", metrics_path="/metrics", monitor=monitor)
+            install(api, path="/mem", metrics_path="/metrics", monitor=monitor, registry=CollectorRegistry())
         else:
-            api.add_middleware(MemoryTrackerMiddleware, path="/mem", metrics_path="/metrics", monitor=monitor)
+            api.add_middleware(MemoryTrackerMiddleware, path="/mem", metrics_path="/metrics", monitor=monitor,
+                               registry=CollectorRegistry())
         with client(api) as c:
             assert monitor.running
             assert c.get("/").json() == {"ok": "yes"}

@@ -6,6 +6,7 @@ from typing import Any
 
 import django
 import pytest
+from prometheus_client import CollectorRegistry
 from django.conf import settings
 from django.http import HttpResponse
 from django.urls import path
@@ -39,7 +40,8 @@ JSON = {"HTTP_ACCEPT": "application/json"}
 
 def test_serves_endpoint_and_passes_through() -> None:
     monitor = leaky_monitor()
-    with override_settings(MEMTRACKER={"monitor": monitor, "metrics_path": "/metrics"}):
+    with override_settings(MEMTRACKER={"monitor": monitor, "metrics_path": "/metrics",
+                                       "registry": CollectorRegistry()}):
         c = Client()
         r = c.get("/debug/memory", **JSON)
         assert r.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from flask import Flask
 
 from memtracker_web.flask import MemoryTracker
@@ -27,7 +28,7 @@ def make_app(**config: Any) -> Flask:
 def test_constructor_wraps_wsgi_app() -> None:
     monitor = leaky_monitor()
     app = make_app()
-    MemoryTracker(app, monitor=monitor, metrics_path="/metrics")
+    MemoryTracker(app, monitor=monitor, metrics_path="/metrics", registry=CollectorRegistry())
     assert isinstance(app.wsgi_app, MemoryTrackerMiddleware)
     assert app.extensions["memtracker"] is app.wsgi_app
     c = app.test_client()

@@ -6,6 +6,7 @@ import json
 from typing import Any, Iterable
 
 import pytest
+from prometheus_client import CollectorRegistry
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 from werkzeug.wrappers import Request as WRequest, Response as WResponse
 
@@ -38,7 +39,7 @@ def post(c: Client, path: str, data: Any, addr: str = "127.0.0.1", **kwargs: Any
 
 
 def test_serves_endpoint_and_passes_through() -> None:
-    c, monitor = make(metrics_path="/metrics")
+    c, monitor = make(metrics_path="/metrics", registry=CollectorRegistry())
     r = get(c, "/debug/memory", headers=JSON)
     assert r.status_code == 200
     assert r.json == monitor.snapshot()
