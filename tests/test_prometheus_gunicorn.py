@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from test_prometheus_server import (
+if str(Path(__file__).parent) not in sys.path:  # as gunicorn's --pythonpath does in the workers
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from test_prometheus_server import (  # noqa: E402
     CountingMonitor,
     LeakyRecord,
     _LEAKED,
