@@ -45,22 +45,22 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
     log_handler = _quiet_monitor_log()
     monitor = demo_app.make_monitor(interval)
     runner: Optional[_Server] = None
+    say = _Printer(out)
     load: Optional[threading.Thread] = None
     try:
         kind = _choose_server(server)
-        say = _printer(out)
         candidate: _Server = _UvicornServer(demo_app.asgi_app(monitor)) if kind == "uvicorn" else \
             _WsgirefServer(demo_app.wsgi_app(monitor))
         candidate.start(host, port)
         runner = candidate     # from here on it has a thread and a socket to stop
         runner.wait_ready(stop)
         if stop.is_set():
-            say(f"stopped ({received[0]}) before the server was ready")
+            say(f"stopping ({received[0]}) before the server was ready", last=True)
             return 0
-        monitor.start()
         base = f"http://{_url_host(host)}:{runner.port}"
         _announce(say, monitor, base, kind, runner.port, host, duration)
         _watch_for_leaks(monitor, say, base)
+        monitor.start()
         load = threading.Thread(target=_load, args=(base, stop), name="memtracker-demo-load", daemon=True)
         load.start()
         deadline = None if duration is None else time.monotonic() + duration
@@ -71,7 +71,7 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
             stop.wait(left)
             if not runner.alive():
                 raise DemoError(f"the server stopped unexpectedly: {runner.error or 'no reason given'}")
-        say(f"stopping ({received[0] if received else f'--duration {duration:g} s elapsed'})")
+        say(f"stopping ({received[0] if received else f'--duration {duration:g} s elapsed'})", last=True)
         return 0
     finally:
         stop.set()
@@ -83,15 +83,28 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
         logging.getLogger("memtracker_web").removeHandler(log_handler)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if runner is not None and runner.ready:
-            _printer(out)("stopped")
+        if runner is not None:
+            say.final("stopped")
 
 
-def _printer(out: TextIO) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        print(message, file=out, flush=True)   # flush: a pipe would hold progress back
+class _Printer:
+    """Progress lines from the main and the monitor thread; none after "stopping"."""
 
-    return say
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.closing = False
+
+    def __call__(self, message: str, *, last: bool = False) -> None:
+        with self.lock:
+            if self.closing:
+                return
+            self.closing = last
+            print(message, file=self.out, flush=True)   # flush: a pipe would hold progress back
+
+    def final(self, message: str) -> None:
+        with self.lock:
+            print(message, file=self.out, flush=True)
 
 
 def _quiet_monitor_log() -> logging.Handler:
@@ -180,7 +193,6 @@ def _load(base: str, stop: threading.Event) -> None:
 class _Server(abc.ABC):
     port = 0
     error: Optional[str] = None
-    ready = False
     _thread: Optional[threading.Thread] = None
 
     @abc.abstractmethod
@@ -203,7 +215,6 @@ class _Server(abc.ABC):
                 return
             if time.monotonic() > deadline:
                 raise DemoError(f"the server did not start within {READY_TIMEOUT:g} s")
-        self.ready = True
 
     def _is_ready(self) -> bool:
         return True
