@@ -104,8 +104,10 @@ def _report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"memtracker-web report: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR
-    if args.json:
-        print(json.dumps(snapshot, indent=2))
-    else:
-        print(render(snapshot, shown))
+    try:
+        print(json.dumps(snapshot, indent=2) if args.json else render(snapshot, shown), flush=True)
+    except BrokenPipeError:     # `report URL | head`: the exit code still tells
+        from .demo import silence_stdout
+
+        silence_stdout()
     return EXIT_LEAK if leaks_by_type(snapshot) else EXIT_OK

@@ -11,12 +11,14 @@ import errno
 import importlib.util
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
 from . import demo_app
@@ -97,14 +99,31 @@ class _Printer:
 
     def __call__(self, message: str, *, last: bool = False) -> None:
         with self.lock:
-            if self.closing:
-                return
-            self.closing = last
-            print(message, file=self.out, flush=True)   # flush: a pipe would hold progress back
+            if not self.closing:
+                self.closing = last
+                self._print(message)
 
     def final(self, message: str) -> None:
         with self.lock:
-            print(message, file=self.out, flush=True)
+            self._print(message)
+
+    def _print(self, message: str) -> None:
+        try:
+            print(message, file=self.out, flush=True)   # flush: a pipe would hold progress back
+        except BrokenPipeError:
+            # The reader went away (`| head`): the demo goes on, silently.
+            self.out = open(os.devnull, "w")
+            silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at exit cannot fail on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):    # stdout without a file descriptor (tests): nothing to flush
+        pass
 
 
 def _quiet_monitor_log() -> logging.Handler:
@@ -145,6 +164,9 @@ def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, po
         say(f"engine: exact ({status['python']}, reference tracer)")
     else:
         say(f"engine: census ({status['python']}): {status['reason']}")
+        hint = _source_tree_hint()
+        if hint:
+            say(f"  {hint}")
         say("  census mode shows which types grow, but not the line that allocates them")
     say(f"page:    {base}{demo_app.PAGE_PATH}")
     say(f"json:    {base}{demo_app.PAGE_PATH}?format=json")
@@ -152,6 +174,19 @@ def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, po
     say(f"load: /leak and / every {LOAD_PERIOD:g} s from this process; the monitor samples every "
         f"{monitor.interval:g} s")
     say(f"stops after {duration:g} s" if duration is not None else "press Ctrl-C to stop")
+
+
+def _source_tree_hint() -> Optional[str]:
+    # `python -m` puts the current directory first on sys.path: in a checkout
+    # after `pip install .` that is the source tree, whose extension was built
+    # into the wheel, not next to the sources.
+    from . import engine
+
+    if engine._tracker is not None or Path(__file__).resolve().parent.parent != Path.cwd().resolve():
+        return None
+    return ("python -m imported the source tree in the current directory, which has no built extension, "
+            "not the installed package: run `memtracker-web demo`, run from another directory, "
+            "or install with `pip install -e .`")
 
 
 def _watch_for_leaks(monitor: Any, say: Callable[[str], None], base: str) -> None:
