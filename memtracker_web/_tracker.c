@@ -44,6 +44,15 @@
 #  define MT_HOOK_ONLY static
 #endif
 
+#if defined(__GNUC__)
+#  define MT_NOINLINE __attribute__((noinline))
+#else
+#  define MT_NOINLINE
+#endif
+
+/* Called from the hook and from safe points; unused only without a tracer. */
+#define MT_HOOK_ONLY_OR_SAFE MT_HOOK_ONLY
+
 #define MT_SLOT_BITS 12
 #define MT_LEAF_BITS 20
 #define MT_MAX_SLOTS ((1u << MT_SLOT_BITS) - 1)      /* 4095 tracked types per capture */
@@ -51,6 +60,8 @@
 #define MT_MAX_DEPTH 64
 #define MT_MAX_RUNNING 64
 #define MT_DEFAULT_QUEUE 65536
+#define MT_FILTER_SIZE 1024
+#define MT_FILTER_INDEX(tp) ((((uintptr_t)(tp)) >> 4) & (MT_FILTER_SIZE - 1))
 
 /* ------------------------------------------------------------------ */
 /* PtrMap: uintptr_t => uint32_t, open addressing, linear probing,     */
@@ -409,6 +420,7 @@ typedef struct {
     uint64_t seq;
     uint64_t dropped_events;
     int running;
+    int missed;             /* the tracer was displaced while this capture ran: counts missed events */
     int has_mutable;
     PyObject *weakreflist;
 } CaptureCore;
@@ -443,6 +455,7 @@ static struct {
     CaptureCore *running[MT_MAX_RUNNING];
     int n_running;
     int any_mutable;        /* a running capture tracks a mutable (heap) type */
+    uint8_t filter[MT_FILTER_SIZE];     /* by type pointer bits: 1 = maybe tracked, or a tracked type's metaclass */
     PtrMap bindings;        /* type pointer => index into binds */
     Bind *binds;
     Sub *subs;
@@ -452,6 +465,7 @@ static struct {
     WatchRow *watch_rows;
     uint32_t watch_n, watch_cap, watch_free_head;
     uint64_t watch_lost;
+    int watch_stale;        /* displaced while watching: type pointers may dangle */
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */
     int pending_scheduled;
@@ -680,35 +694,21 @@ on_type_destroy(PyTypeObject *tp)
 }
 
 #if MT_HAVE_TRACER
-static int
-mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
+/* Everything but the first few lines runs only for types that passed the
+ * filter: tracked types, their metaclasses (so a tracked type's own death is
+ * seen), and, when a capture tracks a mutable type, destructions of objects
+ * of any mutable type (their __class__ may have been reassigned). */
+static MT_NOINLINE void
+mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
 {
-    (void)data;
-#if PY_VERSION_HEX < 0x030F0000
-    if (E.prev_fn != NULL) {
-        E.prev_fn(op, event, E.prev_data);
-    }
-#endif
-    if (op == NULL) {
-        /* 3.15's PyRefTracer_TRACKER_REMOVED: we are being replaced. */
-        E.displaced = 1;
-        return 0;
-    }
-#if PY_VERSION_HEX >= 0x030F0000
-    if (event == PyRefTracer_TRACKER_REMOVED) {
-        E.displaced = 1;
-        return 0;
-    }
-#endif
     if (E.in_hook) {
-        return 0;
+        return;
     }
     PyThreadState *ts = PyThreadState_GetUnchecked();
     if (ts == NULL || ts->interp != E.interp) {
-        return 0;
+        return;     /* another interpreter may run under its own GIL: hands off our tables */
     }
     E.in_hook = 1;
-    PyTypeObject *tp = Py_TYPE(op);
     if (event == PyRefTracer_CREATE) {
         if (E.watch_on) {
             watch_count(tp, 0);
@@ -738,9 +738,7 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
         else if (pm_get(&E.bindings, (uintptr_t)tp, &b)) {
             Bind *bind = &E.binds[b];
             for (uint32_t k = 0; k < bind->count; k++) {
-                CaptureCore *c = E.subs[bind->first + k].capture;
-                /* a capture may be bound more than once only via different types */
-                capture_on_destroy(c, op);
+                capture_on_destroy(E.subs[bind->first + k].capture, op);
             }
         }
         if (PyType_Check(op)) {
@@ -748,7 +746,49 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
         }
     }
     E.in_hook = 0;
+}
+
+static void engine_mark_displaced(void);
+
+/* The fast path: most objects are of untracked types. Calls only in tail
+ * position, so the common case needs no stack frame. */
+static inline int
+mt_hook_filter(PyObject *op, PyRefTracerEvent event)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    if (E.filter[MT_FILTER_INDEX(tp)]
+        || (event == PyRefTracer_DESTROY && E.any_mutable
+            && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+        mt_hook_slow(op, event, tp);
+    }
     return 0;
+}
+
+#if PY_VERSION_HEX < 0x030F0000
+static int
+mt_hook_chained(PyObject *op, PyRefTracerEvent event)
+{
+    E.prev_fn(op, event, E.prev_data);
+    return mt_hook_filter(op, event);
+}
+#endif
+
+static int
+mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+#if PY_VERSION_HEX >= 0x030F0000
+    if (op == NULL || event == PyRefTracer_TRACKER_REMOVED) {
+        /* 3.15: we are being replaced (the object is NULL). */
+        engine_mark_displaced();
+        return 0;
+    }
+#else
+    if (E.prev_fn != NULL) {
+        return mt_hook_chained(op, event);
+    }
+#endif
+    return mt_hook_filter(op, event);
 }
 #endif
 
@@ -776,6 +816,8 @@ mt_run_pending(void *arg)
 
 /* Rebuild the type => subscribers map from the running captures. Built
  * aside and swapped in, so a re-entrant hook never sees half a table. */
+static void engine_rebuild_filter(void);
+
 static void
 engine_rebuild_bindings(void)
 {
@@ -847,9 +889,28 @@ engine_rebuild_bindings(void)
     E.binds = binds;
     E.subs = subs;
     E.any_mutable = any_mutable;
+    engine_rebuild_filter();
     pm_free(&old_map);
     free(old_binds);
     free(old_subs);
+}
+
+/* The filter may only say "maybe": a stale 1 costs a lookup, a missing 1 loses
+ * events. Watch-all needs every event: all ones. */
+static void
+engine_rebuild_filter(void)
+{
+    memset(E.filter, E.watch_on ? 1 : 0, sizeof(E.filter));
+    for (int i = 0; i < E.n_running; i++) {
+        CaptureCore *c = E.running[i];
+        for (uint32_t s = 0; s < c->n_slots; s++) {
+            Slot *slot = &c->slots[s];
+            if (slot->active && slot->type) {
+                E.filter[MT_FILTER_INDEX(slot->type)] = 1;
+                E.filter[MT_FILTER_INDEX(Py_TYPE(slot->type))] = 1;   /* to see the type's own death */
+            }
+        }
+    }
 }
 
 static int
@@ -862,6 +923,19 @@ engine_check_runtime(void)
     return 0;
 }
 
+/* Our tracer is gone: every running capture (and watch-all) missed events. */
+MT_HOOK_ONLY_OR_SAFE void
+engine_mark_displaced(void)
+{
+    E.displaced = 1;
+    for (int i = 0; i < E.n_running; i++) {
+        E.running[i]->missed = 1;
+    }
+    if (E.watch_on) {
+        E.watch_stale = 1;
+    }
+}
+
 /* Notice, at a safe point, that someone else's tracer replaced ours. */
 static void
 engine_check_displaced(void)
@@ -870,7 +944,7 @@ engine_check_displaced(void)
     if (E.installed && !E.displaced) {
         void *data = NULL;
         if (PyRefTracer_GetTracer(&data) != mt_hook) {
-            E.displaced = 1;
+            engine_mark_displaced();
         }
     }
 #endif
@@ -882,7 +956,17 @@ engine_install_if_needed(void)
 #if MT_HAVE_TRACER
     if (E.installed) {
         engine_check_displaced();
-        return 0;
+        if (!E.displaced) {
+            return 0;
+        }
+        /* Taking the slot back (chaining whoever holds it now): captures that
+         * ran meanwhile keep their `missed` mark; watch-all starts afresh. */
+        if (E.watch_on && E.watch_stale) {
+            pm_free(&E.watch);
+            E.watch_n = 1;
+            E.watch_free_head = 0;
+            E.watch_stale = 0;
+        }
     }
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
@@ -902,6 +986,7 @@ engine_install_if_needed(void)
     }
     E.installed = 1;
     E.displaced = 0;
+    engine_rebuild_filter();
     return 0;
 #else
     return engine_check_runtime();
@@ -1272,6 +1357,7 @@ CaptureCore_start(CaptureCore *c, PyObject *Py_UNUSED(ignored))
     if (engine_install_if_needed() < 0) {
         return NULL;
     }
+    c->missed = 0;
     E.running[E.n_running++] = c;
     c->running = 1;
     engine_rebuild_bindings();
@@ -1791,8 +1877,17 @@ static PyMethodDef CaptureCore_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+CaptureCore_get_missed(CaptureCore *c, void *Py_UNUSED(closure))
+{
+    engine_check_displaced();
+    return PyBool_FromLong(c->missed);
+}
+
 static PyGetSetDef CaptureCore_getset[] = {
     {"running", (getter)CaptureCore_get_running, NULL, "True while counting.", NULL},
+    {"missed_events", (getter)CaptureCore_get_missed, NULL,
+     "True when the tracer was displaced while this capture ran (counts are incomplete).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1821,7 +1916,7 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                          "available", mt_unavailable_reason ? Py_False : Py_True,
                          "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
                          "installed", E.installed ? Py_True : Py_False,
-                         "displaced", E.displaced ? Py_True : Py_False,
+                         "displaced", (E.installed && E.displaced) ? Py_True : Py_False,
                          "running_captures", E.n_running,
                          "watching", E.watch_on ? Py_True : Py_False);
 }
@@ -1855,10 +1950,12 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         E.watch_cap = 256;
     }
     E.watch_n = 1;          /* row 0 is never used: 0 ends the free list */
+    E.watch_stale = 0;
     if (engine_install_if_needed() < 0) {
         return NULL;
     }
     E.watch_on = 1;
+    engine_rebuild_filter();
     Py_RETURN_NONE;
 }
 
@@ -1870,6 +1967,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     E.watch_on = 0;
+    engine_rebuild_filter();
     pm_free(&E.watch);
     E.watch_n = 0;
     E.watch_free_head = 0;
@@ -1886,7 +1984,7 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     if (!E.watch_on) {
         return PyList_New(0);
     }
-    if (E.displaced) {
+    if (E.displaced || E.watch_stale) {
         PyErr_SetString(PyExc_RuntimeError,
                         "watch-all counts are unavailable: another tool replaced the reference tracer");
         return NULL;
@@ -1959,7 +2057,42 @@ mt_schedule_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Benchmarks only: a tracer that does nothing, to measure what CPython's hook
+ * itself costs (the floor under any tracer). Refuses while ours runs. */
+#if MT_HAVE_TRACER
+static int
+mt_noop_hook(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)op; (void)event; (void)data;
+    return 0;
+}
+#endif
+
+static PyObject *
+mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
+{
+#if MT_HAVE_TRACER
+    if (E.installed) {
+        PyErr_SetString(PyExc_RuntimeError, "memtracker_web's tracer is installed: stop captures first");
+        return NULL;
+    }
+    int enable = PyObject_IsTrue(on);
+    if (enable < 0) {
+        return NULL;
+    }
+    PyRefTracer_SetTracer(enable ? mt_noop_hook : NULL, NULL);
+    Py_RETURN_NONE;
+#else
+    (void)on;
+    if (engine_check_runtime() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+#endif
+}
+
 static PyMethodDef mt_methods[] = {
+    {"_noop_tracer", mt_noop_tracer, METH_O, "_noop_tracer(on): benchmarks' floor; not for production."},
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
     {"displaced", mt_displaced, METH_NOARGS, "displaced() -> bool: another tracer replaced ours"},
     {"watch_start", mt_watch_start, METH_NOARGS, "Count net allocations of every type."},

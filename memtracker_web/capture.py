@@ -289,7 +289,7 @@ class Capture:
         return 1
 
     def _warn_if_displaced(self) -> None:
-        if self.running and engine._tracker is not None and engine._tracker.displaced():
+        if getattr(self._core, "missed_events", False):
             warnings.warn(engine.DISPLACED_REASON, DisplacedWarning, stacklevel=3)
 
     # -- call-path analysis (used by Tracker) ------------------------------
