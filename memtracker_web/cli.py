@@ -82,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _demo(args)
         return _report(args)
     except KeyboardInterrupt:   # Ctrl-C during a fetch: not an error worth a traceback
+        print(f"memtracker-web {args.command}: interrupted", file=sys.stderr)
         return EXIT_ERROR
 
 

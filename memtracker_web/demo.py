@@ -10,6 +10,7 @@ import abc
 import errno
 import importlib.util
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from .engine import engine_status
 READY_TIMEOUT = 20.0
 LOAD_PERIOD = 0.25       # seconds between rounds of /leak + /
 STOP_TIMEOUT = 10.0
+MAX_CACHED = 100_000
 
 
 class DemoError(Exception):
@@ -63,7 +65,7 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
         _announce(say, monitor, base, kind, runner.port, host, duration)
         _watch_for_leaks(monitor, say, base)
         monitor.start()
-        load = threading.Thread(target=_load, args=(base, stop), name="memtracker-demo-load", daemon=True)
+        load = threading.Thread(target=_load, args=(base, stop, say), name="memtracker-demo-load", daemon=True)
         load.start()
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.is_set():
@@ -214,15 +216,21 @@ def _watch_for_leaks(monitor: Any, say: Callable[[str], None], base: str) -> Non
         monitor.sample_hooks.append(on_sample)
 
 
-def _load(base: str, stop: threading.Event) -> None:
+def _load(base: str, stop: threading.Event, say: Callable[[str], None]) -> None:
     # Bounded by `stop`; failures are expected while the server shuts down.
+    # /leak is left alone past MAX_CACHED entries so a forgotten demo does not
+    # eat the machine's memory (about 15 MB by then).
+    leaking = True
     while not stop.wait(LOAD_PERIOD):
-        for path in ("/leak", "/"):
+        for path in ("/leak", "/") if leaking else ("/",):
             try:
                 with urllib.request.urlopen(base + path, timeout=5) as response:
-                    response.read()
-            except OSError:
-                pass
+                    data = json.loads(response.read())
+            except (OSError, ValueError):
+                continue
+            if path == "/leak" and data["cached"] >= MAX_CACHED:
+                leaking = False
+                say(f"load: {MAX_CACHED:,} entries leaked; no more /leak calls (the demo keeps its memory bounded)")
 
 
 class _Server(abc.ABC):

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Mapping, Optional
 
+from . import __version__
 from .html import growth
 
 MAX_BYTES = 64 * 1024 * 1024
@@ -43,8 +44,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def fetch(url: str, *, token: Optional[str] = None, timeout: float = 10.0) -> dict[str, Any]:
     target = snapshot_url(url)
-    from . import __version__
-
     headers = {"Accept": "application/json", "User-Agent": f"memtracker-web/{__version__}"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
