@@ -99,6 +99,14 @@ class Demo:
                 time.sleep(0.1)
         pytest.fail(f"demo did not answer within {timeout} s\n{self.output()}")
 
+    def wait_announced(self, timeout: float = 10) -> None:
+        """The server answers a moment before the demo has printed its URLs and started the load."""
+        deadline = time.monotonic() + timeout
+        while "\nstops after " not in self.stdout():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                pytest.fail(f"the demo did not announce itself\n{self.output()}")
+            time.sleep(0.05)
+
     def snapshot(self) -> dict[str, Any]:
         status, headers, body = get(self.base + "/debug/memory?format=json")
         assert status == 200, body
@@ -248,6 +256,7 @@ def test_demo_stops_cleanly_on_signal(demos: list[Demo], tmp_path: Path, sig: in
     demo = Demo(tmp_path)
     demos.append(demo)
     demo.wait_ready()
+    demo.wait_announced()
     assert demo.stop(sig) == 0, demo.output()
     assert demo.stdout().endswith(f"stopping ({signal.Signals(sig).name})\nstopped\n")
     clean_stderr(demo.stderr())
