@@ -47,11 +47,12 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
     # Installed first, so a Ctrl-C during startup is also an orderly stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     log_handler = _quiet_monitor_log()
-    monitor = demo_app.make_monitor(interval)
+    monitor: Any = None
     runner: Optional[_Server] = None
     say = _Printer(out)
     load: Optional[threading.Thread] = None
     try:
+        monitor = demo_app.make_monitor(interval)
         kind = _choose_server(server)
         candidate: _Server = _UvicornServer(demo_app.asgi_app(monitor)) if kind == "uvicorn" else \
             _WsgirefServer(demo_app.wsgi_app(monitor))
@@ -83,7 +84,8 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
             load.join(STOP_TIMEOUT)
         if runner is not None:
             runner.stop()
-        monitor.close()
+        if monitor is not None:
+            monitor.close()
         logging.getLogger("memtracker_web").removeHandler(log_handler)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -98,6 +100,7 @@ class _Printer:
         self.out = out
         self.lock = threading.Lock()
         self.closing = False
+        self.broken = False
 
     def __call__(self, message: str, *, last: bool = False) -> None:
         with self.lock:
@@ -110,11 +113,13 @@ class _Printer:
             self._print(message)
 
     def _print(self, message: str) -> None:
+        if self.broken:
+            return
         try:
             print(message, file=self.out, flush=True)   # flush: a pipe would hold progress back
         except BrokenPipeError:
             # The reader went away (`| head`): the demo goes on, silently.
-            self.out = open(os.devnull, "w")
+            self.broken = True
             silence_stdout()
 
 
