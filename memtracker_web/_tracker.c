@@ -443,6 +443,12 @@ typedef struct {
     uint64_t new_count, free_count;
 } WatchRow;
 
+/* Direct-mapped cache in front of engine.watch: type pointer => row. */
+typedef struct {
+    PyTypeObject *type;
+    uint32_t row;
+} WatchCache;
+
 static struct {
     int installed;
     int displaced;          /* someone replaced our tracer while captures ran */
@@ -456,6 +462,7 @@ static struct {
     int n_running;
     int any_mutable;        /* a running capture tracks a mutable (heap) type */
     uint8_t filter[MT_FILTER_SIZE];     /* by type pointer bits: 1 = maybe tracked, or a tracked type's metaclass */
+    uint8_t track_filter[MT_FILTER_SIZE];   /* the same without watch-all's all-ones */
     PtrMap bindings;        /* type pointer => index into binds */
     Bind *binds;
     Sub *subs;
@@ -466,6 +473,7 @@ static struct {
     uint32_t watch_n, watch_cap, watch_free_head;
     uint64_t watch_lost;
     int watch_stale;        /* displaced while watching: type pointers may dangle */
+    WatchCache watch_cache[MT_FILTER_SIZE];
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */
     int pending_scheduled;
@@ -650,6 +658,8 @@ watch_count(PyTypeObject *tp, int is_free)
         E.watch_rows[row].new_count = 0;
         E.watch_rows[row].free_count = 0;
     }
+    E.watch_cache[MT_FILTER_INDEX(tp)].type = tp;
+    E.watch_cache[MT_FILTER_INDEX(tp)].row = row;
     if (is_free) {
         E.watch_rows[row].free_count++;
     }
@@ -662,6 +672,9 @@ static void
 watch_forget(PyTypeObject *tp)
 {
     uint32_t row;
+    if (E.watch_cache[MT_FILTER_INDEX(tp)].type == tp) {
+        E.watch_cache[MT_FILTER_INDEX(tp)].type = NULL;
+    }
     if (pm_pop(&E.watch, (uintptr_t)tp, &row)) {
         E.watch_rows[row].type = NULL;
         E.watch_rows[row].new_count = E.watch_free_head;   /* free list link */
@@ -699,7 +712,7 @@ on_type_destroy(PyTypeObject *tp)
  * seen), and, when a capture tracks a mutable type, destructions of objects
  * of any mutable type (their __class__ may have been reassigned). */
 static MT_NOINLINE void
-mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
+mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_counted)
 {
     if (E.in_hook) {
         return;
@@ -710,7 +723,7 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
     }
     E.in_hook = 1;
     if (event == PyRefTracer_CREATE) {
-        if (E.watch_on) {
+        if (E.watch_on && !watch_counted) {
             watch_count(tp, 0);
         }
         uint32_t b;
@@ -723,7 +736,7 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
         }
     }
     else if (event == PyRefTracer_DESTROY) {
-        if (E.watch_on) {
+        if (E.watch_on && !watch_counted) {
             watch_count(tp, 1);
         }
         uint32_t b;
@@ -756,10 +769,33 @@ static inline int
 mt_hook_filter(PyObject *op, PyRefTracerEvent event)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    if (E.filter[MT_FILTER_INDEX(tp)]
+    size_t index = MT_FILTER_INDEX(tp);
+    int watch_counted = 0;
+    if (E.watch_on) {
+        /* Watch-all's common case: a cached type, counted right here. A type
+         * object's own destruction always takes the slow path (its entry goes). */
+        WatchCache *cached = &E.watch_cache[index];
+        if (cached->type == tp && !(event == PyRefTracer_DESTROY && PyType_Check(op))) {
+            WatchRow *row = &E.watch_rows[cached->row];
+            if (event == PyRefTracer_CREATE) {
+                row->new_count++;
+            }
+            else {
+                row->free_count++;
+            }
+            if (!E.track_filter[index] && !(event == PyRefTracer_DESTROY && E.any_mutable
+                                              && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+                return 0;
+            }
+            watch_counted = 1;
+        }
+        mt_hook_slow(op, event, tp, watch_counted);
+        return 0;
+    }
+    if (E.filter[index]
         || (event == PyRefTracer_DESTROY && E.any_mutable
             && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
-        mt_hook_slow(op, event, tp);
+        mt_hook_slow(op, event, tp, 0);
     }
     return 0;
 }
@@ -900,16 +936,22 @@ engine_rebuild_bindings(void)
 static void
 engine_rebuild_filter(void)
 {
-    memset(E.filter, E.watch_on ? 1 : 0, sizeof(E.filter));
+    memset(E.track_filter, 0, sizeof(E.track_filter));
     for (int i = 0; i < E.n_running; i++) {
         CaptureCore *c = E.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
             Slot *slot = &c->slots[s];
             if (slot->active && slot->type) {
-                E.filter[MT_FILTER_INDEX(slot->type)] = 1;
-                E.filter[MT_FILTER_INDEX(Py_TYPE(slot->type))] = 1;   /* to see the type's own death */
+                E.track_filter[MT_FILTER_INDEX(slot->type)] = 1;
+                E.track_filter[MT_FILTER_INDEX(Py_TYPE(slot->type))] = 1;   /* to see the type's own death */
             }
         }
+    }
+    if (E.watch_on) {
+        memset(E.filter, 1, sizeof(E.filter));
+    }
+    else {
+        memcpy(E.filter, E.track_filter, sizeof(E.filter));
     }
 }
 
@@ -963,6 +1005,7 @@ engine_install_if_needed(void)
          * ran meanwhile keep their `missed` mark; watch-all starts afresh. */
         if (E.watch_on && E.watch_stale) {
             pm_free(&E.watch);
+            memset(E.watch_cache, 0, sizeof(E.watch_cache));
             E.watch_n = 1;
             E.watch_free_head = 0;
             E.watch_stale = 0;
@@ -1939,6 +1982,7 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     pm_free(&E.watch);
+    memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
     E.watch_free_head = 0;
     E.watch_lost = 0;
@@ -1969,6 +2013,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     E.watch_on = 0;
     engine_rebuild_filter();
     pm_free(&E.watch);
+    memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
     E.watch_free_head = 0;
     engine_uninstall_if_idle();
