@@ -36,12 +36,13 @@ class MemoryTrackerMiddleware:
         increases: int | None = None,
         interval: float | None = None,
         registry: Any = None,
+        shared_dir: Any = FROM_ENV,
     ) -> None:
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(
             monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
             trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, threshold=threshold,
-            increases=increases, interval=interval, registry=registry))
+            increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

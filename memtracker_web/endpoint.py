@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs
@@ -85,6 +86,7 @@ class EndpointOptions:
     increases: int | None = None
     interval: float | None = None
     registry: Any = None
+    shared_dir: Any = FROM_ENV
     allow_networks: tuple[Any, ...] = field(init=False, repr=False)
     proxy_networks: tuple[Any, ...] = field(init=False, repr=False)
 
@@ -98,6 +100,14 @@ class EndpointOptions:
             self.token = os.environ.get("MEMTRACKER_TOKEN") or None
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
             raise ValueError("token must be a non-empty string or None")
+        if self.shared_dir is FROM_ENV:
+            from .workers import shared_dir_from_env
+
+            self.shared_dir = shared_dir_from_env()
+        elif self.shared_dir is not None:
+            if not isinstance(self.shared_dir, (str, os.PathLike)) or not os.fspath(self.shared_dir):
+                raise ValueError("shared_dir must be a directory path or None")
+            self.shared_dir = os.fspath(self.shared_dir)
         self.allow_networks = _networks(self.allow, "allow")
         self.proxy_networks = _networks(self.trusted_proxies, "trusted_proxies")
         if isinstance(self.track, (str, type)):
@@ -229,6 +239,7 @@ class Endpoint:
         self._ready = False
         self.started_monitor = False  # True only if we started its thread
         self._collector_registered = False
+        _ENDPOINTS.add(self)
 
     # -- monitor lifecycle ------------------------------------------------
     @property
@@ -265,6 +276,15 @@ class Endpoint:
                 monitor.start()
                 self.started_monitor = True
         self.install_exporter()
+        self.publisher()
+
+    def publisher(self) -> Any:
+        """This process's WorkerPublisher for the shared directory (None without one)."""
+        if self.options.shared_dir is None:
+            return None
+        from .workers import publisher_for
+
+        return publisher_for(self.monitor, self.options.shared_dir)
 
     def stop(self) -> None:
         """Stop the background thread, but only if :meth:`start` started it."""
@@ -339,6 +359,12 @@ class Endpoint:
         if rest in ("/track", "/untrack"):
             self._allow(method, "POST")
             return self._track(request, untrack=rest == "/untrack")
+        if rest.startswith(("/workers/", "/commands/")):
+            from . import cluster
+
+            response = cluster.route(self, request, rest)
+            if response is not None:
+                return response
         raise HTTPError(404, f"no route {path!r}; see {opts.path}")
 
     @staticmethod
@@ -352,13 +378,18 @@ class Endpoint:
         as_json = wants_json(request.headers, query)
         refresh = _refresh(query)
         snapshot = self.monitor.snapshot()
+        view = None
+        if self.options.shared_dir is not None:
+            from . import cluster
+
+            view = cluster.overview(self, snapshot)
         if as_json:
-            return json_response(200, snapshot)
+            return json_response(200, snapshot if view is None else {**snapshot, **view})
         from .html import render_overview
 
         nonce = secrets.token_urlsafe(16)
         base = request.script_name + self.options.path
-        return html_response(render_overview(snapshot, base=base, nonce=nonce, refresh=refresh), nonce)
+        return html_response(render_overview(snapshot, base=base, nonce=nonce, refresh=refresh, cluster=view), nonce)
 
     def _type(self, request: Request, name: str) -> Response:
         query = parse_query(request.query_string)
@@ -409,12 +440,26 @@ class Endpoint:
         except TypeNameError as exc:
             raise HTTPError(404, str(exc)) from None
         resolved = type_name(cls)
+        if self.options.shared_dir is not None:
+            return self._broadcast(request, resolved, untrack=untrack, analysis=analysis, threshold=threshold)
         if untrack:
             if not self.monitor.stop_monitoring(cls):
                 raise HTTPError(404, f"{resolved!r} is not being tracked")
             return json_response(200, {"type": resolved, "tracking": False})
         self.monitor.start_monitoring(cls, threshold=threshold, analysis=analysis)
         return json_response(200, {"type": resolved, "tracking": True, "analysis": analysis})
+
+    def _broadcast(self, request: Request, name: str, *, untrack: bool, analysis: bool,
+                   threshold: int | None) -> Response:
+        """Track/untrack in every worker through the shared directory (see cluster.py)."""
+        from . import cluster
+
+        if untrack:
+            local, status = cluster.broadcast(self, request, "untrack", name)
+            return json_response(200, {"type": name, "tracking": False, "was_tracking_here": local["was_tracking"],
+                                       "command": status})
+        _, status = cluster.broadcast(self, request, "track", name, analysis=analysis, threshold=threshold)
+        return json_response(200, {"type": name, "tracking": True, "analysis": analysis, "command": status})
 
     def _metrics(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -463,6 +508,18 @@ class Endpoint:
             # Metrics are an extra; a misconfigured exporter must not take the
             # application (or its other metrics) down with it.
             log.exception("memtracker: exporting the monitor to Prometheus failed")
+
+
+_ENDPOINTS: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
+
+
+def start_endpoints() -> None:
+    """Start every endpoint built in this process (gunicorn's post_worker_init, see workers.py)."""
+    for ep in list(_ENDPOINTS):
+        try:
+            ep.start()
+        except Exception:
+            log.exception("memtracker: starting the memory endpoint failed")
 
 
 _REGISTERED: set[tuple[Any, int]] = set()

@@ -26,6 +26,8 @@ ol.stack{margin:.3rem 0 .8rem;padding-left:1.6rem}ol.stack li{margin:.1rem 0}
 .path{border-left:3px solid #d0d7de;padding:.2rem .8rem;margin:.5rem 0}.count{color:#57606a}
 svg.spark polyline{fill:none;stroke:#0969da;stroke-width:1.5}svg.spark circle{fill:#0969da}
 .note{color:#57606a;max-width:72rem}a{color:#0969da}
+.stale{background:#fff8c5;color:#7d4e00}.gone{background:#eaeef2;color:#57606a}.ok{background:#dafbe1;color:#116329}
+tr.gone td{color:#8c959f}
 """
 
 
@@ -180,13 +182,86 @@ def _analysed(types: list[Mapping[str, Any]], base: str) -> str:
             + "".join(sections))
 
 
-def render_overview(snapshot: Mapping[str, Any], *, base: str, nonce: str, refresh: int | None = None) -> str:
+def _worker_status(row: Mapping[str, Any]) -> str:
+    if row.get("gone"):
+        return '<span class="badge gone">gone</span>'
+    badge = '<span class="badge stale">stale</span>' if row.get("stale") else '<span class="badge ok">ok</span>'
+    return badge + (" this worker" if row.get("self") else "")
+
+
+def _worker_href(root: str, row: Mapping[str, Any]) -> str:
+    return f"{root}/workers/{int(row.get('pid') or 0)}?host={quote(str(row.get('host', '')), safe='')}"
+
+
+def _workers_table(rows: list[Mapping[str, Any]], root: str) -> str:
+    out = []
+    for row in rows:
+        age = row.get("age_seconds")
+        out.append(
+            f'<tr class="{"gone" if row.get("gone") else "stale" if row.get("stale") else ""}">'
+            f'<td><a href="{esc(_worker_href(root, row))}">{esc(row.get("pid"))}</a></td>'
+            f'<td>{esc(row.get("host", "?"))}</td><td>{_worker_status(row)}</td><td>{esc(row.get("mode", "?"))}</td>'
+            f'<td>{_when(row.get("sampled_at"))}</td>'
+            f'<td class="num">{esc(f"{age:.1f} s") if isinstance(age, (int, float)) else "–"}</td>'
+            f'<td class="num">{_num(row.get("samples"))}</td><td class="num">{_num(row.get("types_count"))}</td>'
+            f'<td class="num">{_num(row.get("leaks_count"))}</td></tr>')
+    return ('<h2>Workers</h2><table id="workers"><thead><tr><th>pid</th><th>host</th><th>status</th><th>mode</th>'
+            '<th>last sample</th><th>age</th><th>samples</th><th>types</th><th>leak reports</th></tr></thead>'
+            f"<tbody>{''.join(out)}</tbody></table>")
+
+
+def _totals_table(cluster: Mapping[str, Any], local: set[str], base: str) -> str:
+    rows = [r for r in cluster.get("workers") or [] if not r.get("gone")]
+    per_worker = [{t["type"]: t.get("live") for t in r.get("types") or []} for r in rows]
+    totals = cluster.get("totals") or []
+    if not totals:
+        return '<h2>Totals across workers</h2><p class="note">No worker tracks a type yet.</p>'
+    head = "".join(f'<th>pid {esc(r.get("pid"))}</th>' for r in rows)
+    out = []
+    for total in totals:
+        name = total.get("type", "?")
+        label = type_link(base, name) if name in local else f"<code>{esc(name)}</code>"
+        cells = "".join(f'<td class="num">{_num(live.get(name))}</td>' for live in per_worker)
+        out.append(f'<tr><td>{label}</td><td class="num">{_num(total.get("live"))}</td>'
+                   f'<td class="num">{_num(total.get("workers"))}</td><td class="num">{_num(total.get("allocations"))}</td>'
+                   f'<td class="num">{_num(total.get("frees"))}</td>{cells}</tr>')
+    return ('<h2>Totals across workers</h2><p class="note">Summed over the workers that are not gone; '
+            'a stale worker counts with its last snapshot.</p><table id="totals"><thead><tr><th>type</th>'
+            f'<th>live</th><th>workers</th><th>allocations</th><th>frees</th>{head}</tr></thead>'
+            f"<tbody>{''.join(out)}</tbody></table>")
+
+
+def _cluster(cluster: Mapping[str, Any], snapshot: Mapping[str, Any], base: str) -> str:
+    rows = list(cluster.get("workers") or [])
+    local = {t.get("type") for t in snapshot.get("types") or []}
+    notes = "".join(f'<li><code>{esc(n.get("file", "?"))}</code>: {esc(n.get("error", ""))}</li>'
+                    for n in cluster.get("worker_notes") or [])
+    skipped = f'<p class="note">Files skipped:</p><ul class="note" id="worker-notes">{notes}</ul>' if notes else ""
+    return (_workers_table(rows, base) + skipped + _totals_table(cluster, local, base)
+            + f"<h2>This worker (pid {esc(snapshot.get('pid', '?'))})</h2>")
+
+
+def render_overview(snapshot: Mapping[str, Any], *, base: str, nonce: str, refresh: int | None = None,
+                    cluster: Mapping[str, Any] | None = None) -> str:
     types = list(snapshot.get("types") or [])
-    body = (f"<h1>Memory: live objects by type</h1>{_engine(snapshot)}{_leaks(snapshot, base)}"
+    workers = _cluster(cluster, snapshot, base) if cluster is not None else ""
+    body = (f"<h1>Memory: live objects by type</h1>{workers}{_engine(snapshot)}{_leaks(snapshot, base)}"
             f"{_types_table(types, base)}{_analysed(types, base)}"
             f'<p class="note">Shows type names, counts and code locations only, never object contents. '
             f'<a href="{esc(base)}?format=json">JSON</a></p>')
     return _page("memtracker: memory", body, nonce, refresh)
+
+
+def render_worker(snapshot: Mapping[str, Any], *, root: str, base: str, nonce: str) -> str:
+    """One worker's published snapshot; ``root`` is the overview, ``base`` this worker's page."""
+    row = snapshot.get("worker") or {}
+    types = list(snapshot.get("types") or [])
+    body = (f'<p><a href="{esc(root)}">&larr; all workers</a></p>'
+            f'<h1>Worker {esc(row.get("pid", "?"))} on {esc(row.get("host", "?"))} {_worker_status(row)}</h1>'
+            f'<p class="meta">snapshot written {_when(row.get("written_at"))}</p>'
+            f"{_engine(snapshot)}{_leaks(snapshot, base)}{_types_table(types, base)}{_analysed(types, base)}"
+            f'<p class="note"><a href="{esc(base)}?format=json">JSON</a></p>')
+    return _page(f"memtracker: worker {row.get('pid', '?')}", body, nonce)
 
 
 def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
