@@ -711,15 +711,15 @@ on_type_destroy(PyTypeObject *tp)
  * filter: tracked types, their metaclasses (so a tracked type's own death is
  * seen), and, when a capture tracks a mutable type, destructions of objects
  * of any mutable type (their __class__ may have been reassigned). */
-static MT_NOINLINE void
+static MT_NOINLINE int
 mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_counted)
 {
     if (E.in_hook) {
-        return;
+        return 0;
     }
     PyThreadState *ts = PyThreadState_GetUnchecked();
     if (ts == NULL || ts->interp != E.interp) {
-        return;     /* another interpreter may run under its own GIL: hands off our tables */
+        return 0;   /* another interpreter may run under its own GIL: hands off our tables */
     }
     E.in_hook = 1;
     if (event == PyRefTracer_CREATE) {
@@ -759,6 +759,7 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_c
         }
     }
     E.in_hook = 0;
+    return 0;
 }
 
 static void engine_mark_displaced(void);
@@ -789,19 +790,18 @@ mt_hook_filter(PyObject *op, PyRefTracerEvent event)
             }
             watch_counted = 1;
         }
-        mt_hook_slow(op, event, tp, watch_counted);
-        return 0;
+        return mt_hook_slow(op, event, tp, watch_counted);
     }
     if (E.filter[index]
         || (event == PyRefTracer_DESTROY && E.any_mutable
             && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
-        mt_hook_slow(op, event, tp, 0);
+        return mt_hook_slow(op, event, tp, 0);
     }
     return 0;
 }
 
 #if PY_VERSION_HEX < 0x030F0000
-static int
+static MT_NOINLINE int
 mt_hook_chained(PyObject *op, PyRefTracerEvent event)
 {
     E.prev_fn(op, event, E.prev_data);
