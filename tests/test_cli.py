@@ -154,6 +154,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     demo = Demo(tmp_path_factory.mktemp("demo"), "--interval", "0.3", MEMTRACKER_TOKEN=TOKEN)
     try:
         demo.wait_ready()
+        demo.wait_announced()
         yield demo
     finally:
         demo.kill()

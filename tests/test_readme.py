@@ -202,7 +202,12 @@ def test_quick_start_in_a_fresh_venv(tmp_path: Path) -> None:
         expected = "exact" if ENGINE["available"] else "census"
         assert snapshot["mode"] == expected, f"the demo runs in {snapshot['mode']} mode:\n{out.read_text()}"
         assert "memtracker_web.demo_app.CacheEntry" in {t["type"] for t in snapshot["types"]}
-        assert f"page:    http://127.0.0.1:{port}/debug/memory\n" in out.read_text()
+        # The server answers a moment before the demo prints its URLs.
+        page = f"page:    http://127.0.0.1:{port}/debug/memory\n"
+        deadline = time.monotonic() + 10
+        while page not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert page in out.read_text(), out.read_text()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, f"{out.read_text()}\n{err.read_text()}"
     finally:
