@@ -39,6 +39,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from .naming import resolve_type
+
 log = logging.getLogger(__name__)
 
 SHARED_DIR_ENV = "MEMTRACKER_SHARED_DIR"
@@ -101,7 +103,9 @@ def write_atomic(path: Path, data: Any, *, fsync: bool = False) -> None:
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; ValueError says why not (size, syntax, shape)."""
     with open(path, "rb") as f:
-        body = f.read(MAX_FILE_BYTES + 1)
+        size = os.fstat(f.fileno()).st_size
+        # a read sized by the limit would allocate the whole limit every time
+        body = f.read(min(size, MAX_FILE_BYTES) + 1)
     if len(body) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
     try:
@@ -219,12 +223,13 @@ def apply_command(monitor: Any, command: dict[str, Any]) -> dict[str, Any]:
     """Apply one command to ``monitor``; the result is what the worker publishes."""
     result: dict[str, Any] = {"action": command["action"], "type": command["type"], "applied_at": time.time()}
     try:
+        cls = resolve_type(command["type"])
         if command["action"] == "track":
             threshold = command.get("threshold")
-            monitor.start_monitoring(command["type"], threshold=threshold if isinstance(threshold, int) else None,
+            monitor.start_monitoring(cls, threshold=threshold if isinstance(threshold, int) else None,
                                      analysis=command.get("analysis") is True)
         else:
-            result["was_tracking"] = bool(monitor.stop_monitoring(command["type"]))
+            result["was_tracking"] = bool(monitor.stop_monitoring(cls))
         result.update(ok=True, error=None)
     except Exception as exc:   # e.g. the type's module is not imported in this worker
         result.update(ok=False, error=f"{exc.__class__.__name__}: {exc}"[:300])
@@ -312,10 +317,16 @@ class WorkerPublisher:
     def _hook(self, _monitor: Any) -> None:
         self.publish()
 
-    def attach(self) -> None:
-        hooks = self.monitor.sample_hooks
+    def attach(self) -> bool:
+        """Publish after every sample; False if the monitor has no ``sample_hooks``."""
+        hooks = getattr(self.monitor, "sample_hooks", None)
+        if not isinstance(hooks, list):
+            log.warning("memtracker: %r has no sample_hooks; its snapshot is published only on demand",
+                        self.monitor)
+            return False
         if self._hook not in hooks:
             hooks.append(self._hook)
+        return True
 
     def detach(self) -> None:
         try:

@@ -1,0 +1,527 @@
+"""Every worker in one view: memtracker_web.workers, the endpoint's multi-worker
+routes, and real gunicorn servers with 3 workers (sync + Flask, uvicorn + FastAPI).
+
+Unit tests use temp directories and fake worker files; "alive" pids are this
+process, its parent and a sleeping child, "dead" ones a reaped child.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from memtracker_web import workers
+from memtracker_web.endpoint import Endpoint, EndpointOptions
+from memtracker_web.monitor import MemoryMonitor
+from memtracker_web.naming import type_name
+from test_endpoint import JSON, POST_JSON, call
+
+
+class Widget:
+    """Instances are what the unit tests count."""
+
+
+class Gadget:
+    """A second type for track commands."""
+
+
+WIDGET = type_name(Widget)
+GADGET = type_name(Gadget)
+HOST = workers.hostname()
+
+
+@pytest.fixture(autouse=True)
+def _no_publishers() -> Iterator[None]:
+    yield
+    workers.forget_publishers()
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    path = tmp_path / "shared"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    """The pid of a live child process on this host."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+def entry(name: str, live: int, allocations: int | None = None, frees: int | None = None) -> dict[str, Any]:
+    return {"type": name, "live": live, "allocations": allocations, "frees": frees, "high_water": live,
+            "increases": 0, "analysing": False, "source": "tracked", "history": [[0.0, live]], "top_paths": []}
+
+
+def fake_worker(directory: Path, pid: int, types: list[dict[str, Any]], *, host: str = HOST, age: float = 0.0,
+                interval: float = 1.0, mode: str = "exact", commands: dict[str, Any] | None = None,
+                process_start: str | None = None) -> Path:
+    when = time.time() - age
+    data = {"format": workers.FORMAT, "host": host, "pid": pid, "written_at": when, "process_start": process_start,
+            "snapshot": {"mode": mode, "pid": pid, "sampled_at": when, "interval": interval, "samples": 7,
+                         "types": types, "leaks": []},
+            "commands": commands or {}}
+    path = workers.worker_path(directory, host, pid)
+    workers.write_atomic(path, data)
+    return path
+
+
+def monitor_with_widgets(count: int) -> tuple[MemoryMonitor, list[Widget]]:
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Widget)
+    kept = [Widget() for _ in range(count)]
+    monitor.sample()
+    return monitor, kept
+
+
+# ---------------------------------------------------------------------------
+# configuration
+
+
+def test_shared_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MEMTRACKER_SHARED_DIR", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert EndpointOptions().shared_dir is None
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    assert EndpointOptions().shared_dir == str(tmp_path / "prom")
+    monkeypatch.setenv("MEMTRACKER_SHARED_DIR", str(tmp_path / "mine"))
+    assert EndpointOptions().shared_dir == str(tmp_path / "mine")
+    assert EndpointOptions(shared_dir=tmp_path / "given").shared_dir == str(tmp_path / "given")
+    assert EndpointOptions(shared_dir=None).shared_dir is None
+    with pytest.raises(ValueError, match="shared_dir must be a directory path or None"):
+        EndpointOptions(shared_dir="")
+
+
+# ---------------------------------------------------------------------------
+# publishing
+
+
+def test_publisher_writes_the_snapshot_at_each_sample(shared: Path) -> None:
+    monitor, kept = monitor_with_widgets(30)
+    publisher = workers.WorkerPublisher(monitor, shared)
+    assert publisher.attach() is True
+    assert publisher.attach() is True and monitor.sample_hooks.count(publisher._hook) == 1
+    assert not publisher.path.exists()
+    monitor.sample()
+    data = json.loads(publisher.path.read_text())
+    assert (data["host"], data["pid"], data["format"]) == (HOST, os.getpid(), workers.FORMAT)
+    assert [t["live"] for t in data["snapshot"]["types"] if t["type"] == WIDGET] == [30]
+    kept.extend(Widget() for _ in range(5))
+    monitor.sample()
+    data = json.loads(publisher.path.read_text())
+    assert [t["live"] for t in data["snapshot"]["types"] if t["type"] == WIDGET] == [35]
+    assert sorted(p.name for p in shared.iterdir()) == [publisher.path.name]  # no temp file left
+    publisher.detach()
+    kept.append(Widget())
+    monitor.sample()
+    assert json.loads(publisher.path.read_text())["snapshot"]["samples"] == 3  # not rewritten after detach
+    monitor.close()
+
+
+def test_write_is_atomic_under_a_concurrent_reader(shared: Path) -> None:
+    path = shared / "big.json"
+    payloads = [{"n": n, "pad": "x" * (200_000 + n)} for n in range(2)]
+    workers.write_atomic(path, payloads[0])
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            workers.write_atomic(path, payloads[n % 2])
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        seen = set()
+        for _ in range(300):
+            seen.add(workers.read_json(path)["n"])   # ValueError on a half-written file
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    assert seen <= {0, 1}
+    assert [p.name for p in shared.iterdir()] == ["big.json"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = shared / "w.json"
+    workers.write_atomic(path, {"v": 1})
+
+    def broken_replace(src: Any, dst: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(workers.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        workers.write_atomic(path, {"v": 2})
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in shared.iterdir()] == ["w.json"]
+
+
+def test_publisher_for_attaches_once_and_refuses_a_second_monitor(shared: Path, caplog: Any) -> None:
+    monitor, _ = monitor_with_widgets(1)
+    first = workers.publisher_for(monitor, shared)
+    assert first is not None and workers.publisher_for(monitor, shared) is first
+    assert monitor.sample_hooks == [first._hook]
+    other = MemoryMonitor(interval=3600.0)
+    assert workers.publisher_for(other, shared) is None
+    assert "another monitor of this process already publishes" in caplog.text
+    monitor.close()
+    other.close()
+
+
+# ---------------------------------------------------------------------------
+# reading: rows, totals, stale, gone, cleanup, corrupt files
+
+
+def test_rows_and_totals(shared: Path, sleeper: int) -> None:
+    fake_worker(shared, os.getppid(), [entry(WIDGET, 10, 15, 5), entry(GADGET, 3, 3, 0)])
+    fake_worker(shared, sleeper, [entry(WIDGET, 20)], mode="census")
+    gone = dead_pid()
+    fake_worker(shared, gone, [entry(WIDGET, 1000, 1000, 0)])
+    found, notes = workers.read_workers(shared)
+    assert notes == []
+    view = workers.cluster_view(found, notes)
+    rows = {row["pid"]: row for row in view["workers"]}
+    assert set(rows) == {os.getppid(), sleeper, gone}
+    assert [rows[os.getppid()]["gone"], rows[sleeper]["gone"], rows[gone]["gone"]] == [False, False, True]
+    assert rows[sleeper]["mode"] == "census" and rows[sleeper]["types_count"] == 1
+    assert rows[os.getppid()]["types"][0] == {"type": WIDGET, "live": 10, "allocations": 15, "frees": 5,
+                                              "increases": 0, "analysing": False, "source": "tracked"}
+    assert "history" not in rows[os.getppid()]["types"][0]   # the per-worker page has the full snapshot
+    # The gone worker's objects died with it; allocations sum over the workers that count them.
+    assert view["totals"] == [
+        {"type": WIDGET, "live": 30, "workers": 2, "allocations": 15, "frees": 5},
+        {"type": GADGET, "live": 3, "workers": 1, "allocations": 3, "frees": 0},
+    ]
+
+
+def test_stale_after_three_intervals(shared: Path) -> None:
+    fake_worker(shared, os.getppid(), [entry(WIDGET, 1)], interval=2.0, age=3 * 2.0 + workers.STALE_GRACE + 1)
+    fake_worker(shared, os.getpid(), [entry(WIDGET, 1)], interval=2.0, age=2 * 2.0)
+    found, _ = workers.read_workers(shared)
+    assert {w["pid"]: w["stale"] for w in found} == {os.getppid(): True, os.getpid(): False}
+    assert not any(w["gone"] for w in found)
+
+
+def test_gone_workers_are_shown_then_removed(shared: Path) -> None:
+    recent = fake_worker(shared, dead_pid(), [entry(WIDGET, 1)])
+    old = fake_worker(shared, dead_pid(), [entry(WIDGET, 1)], age=workers.KEEP_GONE + 5)
+    found, _ = workers.read_workers(shared)
+    assert [(w["file"], w["gone"]) for w in found] == [(recent.name, True)]
+    assert recent.exists() and not old.exists()
+    found, _ = workers.read_workers(shared, keep_gone=0.0)
+    assert found == [] and not recent.exists()
+
+
+def test_reused_pid_is_gone(shared: Path) -> None:
+    # Same pid, different kernel start time: the process that wrote the file is gone.
+    fake_worker(shared, os.getppid(), [entry(WIDGET, 1)], process_start="1")
+    fake_worker(shared, os.getpid(), [entry(WIDGET, 1)], process_start=workers.process_start(os.getpid()))
+    found, _ = workers.read_workers(shared)
+    expected = {os.getpid(): False}
+    if workers.process_start(os.getppid()) is not None:     # /proc is there to tell
+        expected[os.getppid()] = True
+    assert {w["pid"]: w["gone"] for w in found if w["pid"] in expected} == expected
+
+
+def test_other_hosts_are_never_pid_checked_and_forgotten_late(shared: Path) -> None:
+    pid = dead_pid()
+    elsewhere = fake_worker(shared, pid, [entry(WIDGET, 4)], host="other-host")
+    ancient = fake_worker(shared, pid + 1, [entry(WIDGET, 4)], host="other-host", age=workers.FORGET_AFTER + 5)
+    found, _ = workers.read_workers(shared)
+    assert [(w["host"], w["pid"], w["gone"], w["stale"]) for w in found] == [("other-host", pid, False, False)]
+    assert elsewhere.exists() and not ancient.exists()
+
+
+def test_corrupt_files_are_skipped_with_a_note(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = fake_worker(shared, os.getppid(), [entry(WIDGET, 2)])
+    half = json.dumps({"format": 1, "host": HOST, "pid": 5, "snapshot": {"types": []}})[:40]
+    (shared / f"{workers.WORKER_PREFIX}half-5.json").write_text(half)
+    (shared / f"{workers.WORKER_PREFIX}list-6.json").write_text("[1, 2]")
+    (shared / f"{workers.WORKER_PREFIX}binary-7.json").write_bytes(b"\xff\xfe\x00garbage")
+    (shared / f"{workers.WORKER_PREFIX}shape-8.json").write_text(json.dumps(
+        {"format": 1, "host": HOST, "pid": 8, "written_at": 1.0, "snapshot": {"types": [{"live": 3}]}}))
+    (shared / f"{workers.WORKER_PREFIX}future-9.json").write_text(json.dumps({"format": 99}))
+    temp = shared / f"{workers.TMP_PREFIX}123-abcd"           # a writer mid-write: not a worker
+    temp.write_text("{")
+    (shared / "gauge_liveall_1.db").write_bytes(b"prometheus")   # other tools' files are left alone
+    found, notes = workers.read_workers(shared)
+    assert [w["file"] for w in found] == [good.name]
+    assert {n["file"]: n["error"] for n in notes} == {
+        f"{workers.WORKER_PREFIX}half-5.json": notes[2]["error"],
+        f"{workers.WORKER_PREFIX}list-6.json": "skipped: not a JSON object",
+        f"{workers.WORKER_PREFIX}binary-7.json": notes[0]["error"],
+        f"{workers.WORKER_PREFIX}shape-8.json": "skipped: snapshot has malformed types",
+        f"{workers.WORKER_PREFIX}future-9.json": "skipped: unknown format 99",
+    }
+    assert notes[0]["error"].startswith("skipped: not valid JSON")
+    assert notes[2]["error"].startswith("skipped: not valid JSON")
+    assert temp.exists()
+    monkeypatch.setattr(workers, "MAX_FILE_BYTES", 100)
+    found, notes = workers.read_workers(shared)
+    assert found == [] and {"file": good.name, "error": "skipped: larger than 100 bytes"} in notes
+    monkeypatch.undo()
+    os.utime(temp, (time.time() - workers.TMP_MAX_AGE - 5,) * 2)
+    workers.read_workers(shared)
+    assert not temp.exists() and (shared / "gauge_liveall_1.db").exists()
+
+
+def test_clear_host_files_keeps_other_hosts(shared: Path) -> None:
+    mine = fake_worker(shared, 11, [])
+    theirs = fake_worker(shared, 12, [], host="other-host")
+    assert workers.clear_host_files(shared) == [mine.name]
+    assert not mine.exists() and theirs.exists()
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+
+def two_workers(shared: Path) -> tuple[list[workers.WorkerPublisher], list[Any]]:
+    """Two publishers in this process standing for two workers (different host names)."""
+    publishers, kept = [], []
+    for host in ("worker-a", "worker-b"):
+        monitor, objs = monitor_with_widgets(3)
+        publisher = workers.WorkerPublisher(monitor, shared)
+        publisher.host = host
+        publishers.append(publisher)
+        kept.append(objs)
+    return publishers, kept
+
+
+def status_of(shared: Path, command: dict[str, Any]) -> dict[str, str]:
+    found, _ = workers.read_workers(shared)
+    return {w["host"]: w["state"] for w in workers.command_status(command, found)["workers"]}
+
+
+def test_a_command_reaches_every_worker_once(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    publishers, _ = two_workers(shared)
+    for publisher in publishers:
+        publisher.publish()
+    command = workers.new_command("track", GADGET, analysis=False, threshold=7)
+    workers.write_command(shared, command)
+    assert status_of(shared, command) == {"worker-a": "pending", "worker-b": "pending"}
+    publishers[0].publish()
+    assert status_of(shared, command) == {"worker-a": "applied", "worker-b": "pending"}
+    found, _ = workers.read_workers(shared)
+    assert workers.command_status(command, found)["complete"] is False
+    publishers[1].publish()
+    found, _ = workers.read_workers(shared)
+    status = workers.command_status(command, found)
+    assert (status["applied"], status["pending"], status["complete"]) == (2, 0, True)
+    for publisher in publishers:
+        assert Gadget in publisher.monitor.monitored()
+        assert publisher.monitor._types[id(Gadget)].threshold == 7
+        # applied ids are remembered: a later sample does not apply it again
+        calls = []
+        monkeypatch.setattr(publisher.monitor, "start_monitoring", lambda *a, **k: calls.append(a))
+        assert publisher.apply_commands() == []
+        assert calls == []
+        monkeypatch.undo()
+    untrack = workers.new_command("untrack", GADGET)
+    workers.write_command(shared, untrack)
+    for publisher in publishers:
+        publisher.publish()
+        assert Gadget not in publisher.monitor.monitored()
+        assert publisher.applied()[untrack["id"]]["was_tracking"] is True
+        publisher.monitor.close()
+
+
+def test_a_command_that_fails_is_reported_as_failed(shared: Path) -> None:
+    publishers, _ = two_workers(shared)
+    command = workers.new_command("track", "no_such_module_xyz.Thing")
+    workers.write_command(shared, command)
+    publishers[0].publish()
+    found, _ = workers.read_workers(shared)
+    status = workers.command_status(command, found)
+    [row] = status["workers"]
+    assert row["state"] == "failed" and "no_such_module_xyz" in row["error"]
+    assert status["complete"] is True and status["failed"] == 1
+    for publisher in publishers:
+        publisher.monitor.close()
+
+
+def test_commands_expire_and_stay_bounded(shared: Path) -> None:
+    publishers, _ = two_workers(shared)
+    old = workers.new_command("track", GADGET, now=time.time() - workers.COMMAND_TTL - 1)
+    workers.write_command(shared, old)
+    publishers[0].publish()
+    assert Gadget not in publishers[0].monitor.monitored()
+    assert not workers.command_path(shared, old["id"]).exists()
+    issued = [workers.new_command("untrack", GADGET, now=time.time() + i) for i in range(workers.MAX_COMMANDS + 5)]
+    for command in issued:
+        workers.write_command(shared, command)
+    left = sorted(p.name for p in shared.glob(f"{workers.COMMAND_PREFIX}*"))
+    assert left == sorted(workers.command_path(shared, c["id"]).name for c in issued[-workers.MAX_COMMANDS:])
+    publishers[0].publish()
+    assert len(publishers[0].applied()) == workers.MAX_COMMANDS
+    for i in range(workers.MAX_REMEMBERED + 10):
+        publishers[1].record({"id": f"{i:016x}"}, {"ok": True, "applied_at": time.time()})
+    assert len(publishers[1].applied()) == workers.MAX_REMEMBERED
+    (shared / f"{workers.COMMAND_PREFIX}0123456789abcdef.json").write_text("{oops")
+    commands, notes = workers.list_commands(shared)
+    assert len(commands) == workers.MAX_COMMANDS
+    assert notes == [{"file": f"{workers.COMMAND_PREFIX}0123456789abcdef.json",
+                      "error": notes[0]["error"]}] and "not valid JSON" in notes[0]["error"]
+    assert workers.read_command(shared, "0123456789abcdef") is None
+    with pytest.raises(ValueError):
+        workers.command_path(shared, "../../etc/passwd")
+    for publisher in publishers:
+        publisher.monitor.close()
+
+
+# ---------------------------------------------------------------------------
+# the endpoint with a shared directory (in process)
+
+
+def cluster_endpoint(shared: Path, count: int = 12) -> tuple[Endpoint, list[Widget]]:
+    monitor, kept = monitor_with_widgets(count)
+    ep = Endpoint(EndpointOptions(monitor=monitor, shared_dir=str(shared)))
+    ep.start()
+    return ep, kept
+
+
+def test_overview_json_and_html_show_every_worker(shared: Path, sleeper: int) -> None:
+    ep, kept = cluster_endpoint(shared)  # kept alive: the monitor thread samples at start
+    try:
+        fake_worker(shared, sleeper, [entry(WIDGET, 8, 9, 1)])
+        gone = dead_pid()
+        fake_worker(shared, gone, [entry(WIDGET, 500)])
+        fake_worker(shared, os.getppid(), [entry(GADGET, 4)], age=60, interval=1.0)
+        (shared / f"{workers.WORKER_PREFIX}broken-1.json").write_text('{"format": 1, "ho')
+        status, _, body = call(ep, headers=JSON)
+        assert status == 200
+        data = json.loads(body)
+        assert data["pid"] == os.getpid() and any(t["type"] == WIDGET for t in data["types"])  # as before
+        rows = {row["pid"]: row for row in data["workers"]}
+        assert set(rows) == {os.getpid(), sleeper, gone, os.getppid()}
+        assert rows[os.getpid()]["self"] is True
+        assert (rows[gone]["gone"], rows[os.getppid()]["stale"], rows[sleeper]["stale"]) == (True, True, False)
+        widget = next(t for t in data["totals"] if t["type"] == WIDGET)
+        local_live = next(t["live"] for t in data["types"] if t["type"] == WIDGET)
+        assert local_live == 12
+        assert widget == {"type": WIDGET, "live": 12 + 8, "workers": 2,
+                          "allocations": (12 + 9) if ep.monitor.mode == "exact" else 9,
+                          "frees": (0 + 1) if ep.monitor.mode == "exact" else 1}
+        assert [n["file"] for n in data["worker_notes"]] == [f"{workers.WORKER_PREFIX}broken-1.json"]
+
+        status, headers, body = call(ep)
+        page = body.decode()
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert '<table id="workers">' in page and '<table id="totals">' in page
+        assert f'<a href="/debug/memory/workers/{sleeper}?host={HOST}">{sleeper}</a>' in page
+        assert '<span class="badge gone">gone</span>' in page
+        assert '<span class="badge stale">stale</span>' in page
+        assert "this worker" in page and '<ul class="note" id="worker-notes">' in page
+        assert f'<td class="num">{12 + 8}</td>' in page
+    finally:
+        ep.monitor.close()
+
+
+def test_worker_detail_pages(shared: Path, sleeper: int) -> None:
+    ep, kept = cluster_endpoint(shared)  # kept alive: the monitor thread samples at start
+    try:
+        fake_worker(shared, sleeper, [entry(WIDGET, 8)])
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}", headers=JSON)
+        data = json.loads(body)
+        assert status == 200
+        assert data["worker"]["pid"] == sleeper and data["worker"]["self"] is False
+        assert data["types"][0]["history"] == [[0.0, 8]]            # the whole published snapshot
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}")
+        page = body.decode()
+        assert status == 200 and f"<h1>Worker {sleeper} on {HOST}" in page
+        assert f'href="/debug/memory/workers/{sleeper}/types/{WIDGET}"' in page
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}/types/{WIDGET}", headers=JSON)
+        assert status == 200 and json.loads(body)["live"] == 8
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}/types/{WIDGET}")
+        assert status == 200 and f"<h1><code>{WIDGET}</code></h1>" in body.decode()
+        # this worker: the live monitor, with hotspots
+        status, _, body = call(ep, path=f"/debug/memory/workers/{os.getpid()}/types/{WIDGET}", headers=JSON)
+        assert status == 200 and json.loads(body)["live"] == 12 and "hotspots" in json.loads(body)
+        for path, code in ((f"/debug/memory/workers/{sleeper}/types/{GADGET}", 404),
+                           ("/debug/memory/workers/1", 404), ("/debug/memory/workers/0", 400),
+                           ("/debug/memory/workers/abc", 400), ("/debug/memory/commands/xyz", 400),
+                           ("/debug/memory/commands/0123456789abcdef", 404)):
+            assert call(ep, path=path, headers=JSON)[0] == code, path
+        assert call(ep, path=f"/debug/memory/workers/{sleeper}", query="host=a/b", headers=JSON)[0] == 400
+        assert call(ep, "POST", f"/debug/memory/workers/{sleeper}", headers=JSON)[0] == 405
+        fake_worker(shared, sleeper, [entry(WIDGET, 1)], host="other-host")
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}", headers=JSON)
+        assert status == 400 and "add ?host=" in json.loads(body)["error"]
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}", query="host=other-host", headers=JSON)
+        assert status == 200 and json.loads(body)["types"][0]["live"] == 1
+    finally:
+        ep.monitor.close()
+
+
+def test_post_track_applies_here_and_reports_others_pending(shared: Path, sleeper: int) -> None:
+    ep, kept = cluster_endpoint(shared)  # kept alive: the monitor thread samples at start
+    try:
+        fake_worker(shared, sleeper, [])
+        body = json.dumps({"type": GADGET, "threshold": 5}).encode()
+        status, _, out = call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=body)
+        data = json.loads(out)
+        assert status == 200
+        assert (data["type"], data["tracking"], data["analysis"]) == (GADGET, True, False)
+        command = data["command"]
+        states = {row["pid"]: row["state"] for row in command["workers"]}
+        assert states == {os.getpid(): "applied", sleeper: "pending"}
+        assert command["complete"] is False
+        assert command["status_url"] == f"/debug/memory/commands/{command['id']}"
+        assert Gadget in ep.monitor.monitored()
+        # The other worker applies it at its next sample (here: its file says so).
+        fake_worker(shared, sleeper, [entry(GADGET, 0)],
+                    commands={command["id"]: {"ok": True, "error": None, "applied_at": time.time()}})
+        status, _, out = call(ep, path=command["status_url"], headers=JSON)
+        assert status == 200
+        assert json.loads(out)["complete"] is True and json.loads(out)["applied"] == 2
+        # Our own sample does not apply our own command again.
+        assert ep.publisher().apply_commands() == []
+        body = json.dumps({"type": GADGET}).encode()
+        status, _, out = call(ep, "POST", "/debug/memory/untrack", headers=POST_JSON, body=body)
+        assert status == 200 and json.loads(out)["was_tracking_here"] is True
+        assert Gadget not in ep.monitor.monitored()
+        # Tracked nowhere any more (the other worker's file no longer lists it): 404, no command.
+        fake_worker(shared, sleeper, [])
+        before = set(shared.glob(f"{workers.COMMAND_PREFIX}*"))
+        status, _, out = call(ep, "POST", "/debug/memory/untrack", headers=POST_JSON, body=body)
+        assert status == 404 and "not being tracked by any worker" in json.loads(out)["error"]
+        assert set(shared.glob(f"{workers.COMMAND_PREFIX}*")) == before
+    finally:
+        ep.monitor.close()
+
+
+def test_without_shared_dir_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMTRACKER_SHARED_DIR", raising=False)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monitor, _ = monitor_with_widgets(2)
+    ep = Endpoint(EndpointOptions(monitor=monitor))
+    try:
+        data = json.loads(call(ep, headers=JSON)[2])
+        assert "workers" not in data and "totals" not in data
+        assert '<table id="workers">' not in call(ep)[2].decode()
+        assert call(ep, path=f"/debug/memory/workers/{os.getpid()}", headers=JSON)[0] == 404
+        out = json.loads(call(ep, "POST", "/debug/memory/track", headers=POST_JSON,
+                              body=json.dumps({"type": GADGET}).encode())[2])
+        assert out == {"type": GADGET, "tracking": True, "analysis": False}
+    finally:
+        monitor.close()
