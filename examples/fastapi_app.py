@@ -46,4 +46,4 @@ def index() -> dict[str, str]:
 def leak() -> dict[str, int]:
     for _ in range(PER_REQUEST):
         CACHE.append(CacheEntry(len(CACHE)))  # LEAK: entries are added and never removed
-    return {"cached": len(CACHE)}
+    return {"cached": len(CACHE), "pid": os.getpid()}  # per worker: each has its own CACHE

@@ -5,7 +5,8 @@ Run from the repository root:
 
 Then call http://127.0.0.1:8000/leak a few dozen times and open
 http://127.0.0.1:8000/debug/memory (JSON: add ?format=json). With several
-workers each one has its own monitor; the page shows the worker that answered.
+workers each one has its own monitor; with MEMTRACKER_SHARED_DIR (or
+PROMETHEUS_MULTIPROC_DIR) set, the page shows all of them (see gunicorn.conf.py).
 """
 from __future__ import annotations
 
@@ -47,4 +48,4 @@ def index() -> dict[str, str]:
 def leak() -> dict[str, int]:
     for _ in range(PER_REQUEST):
         CACHE.append(CacheEntry(len(CACHE)))  # LEAK: entries are added and never removed
-    return {"cached": len(CACHE)}
+    return {"cached": len(CACHE), "pid": os.getpid()}  # per worker: each has its own CACHE

@@ -19,6 +19,12 @@ With ``preload_app = True`` the app module runs in the master: call ``install()`
 from a ``post_fork(server, worker)`` hook instead, or the master publishes series
 under its own pid that no child_exit ever removes.
 
+One view of all workers on /debug/memory: each worker publishes its snapshot
+to MEMTRACKER_SHARED_DIR (default: PROMETHEUS_MULTIPROC_DIR), and whichever
+worker answers shows all of them. ``post_worker_init`` below starts each
+worker's monitor as soon as the worker is up, so a worker that has not served
+a request yet is in that view too.
+
 Command-line options (-w, -b) override the values below.
 """
 from __future__ import annotations
@@ -29,13 +35,17 @@ import os
 # Called by the gunicorn master when a worker exits or is killed: removes that
 # worker's live gauges so its series disappear from /metrics.
 from memtracker_web.prometheus import child_exit  # noqa: F401
+from memtracker_web.workers import clear_host_files, post_worker_init, shared_dir_from_env  # noqa: F401
 
 bind = "127.0.0.1:8000"
 workers = 2
 
 
 def on_starting(server):
-    # Files of a previous run would show its workers' series and counts.
+    # Files of a previous run would show its workers' series, counts and snapshots.
+    shared = shared_dir_from_env()
+    if shared and os.path.isdir(shared):
+        clear_host_files(shared)
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         server.log.warning("PROMETHEUS_MULTIPROC_DIR is not set: each worker exports only itself")

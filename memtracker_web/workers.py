@@ -569,5 +569,5 @@ def command_status(command: dict[str, Any], workers: list[dict[str, Any]]) -> di
         states.append(row)
     count = {s: sum(1 for r in states if r["state"] == s) for s in ("applied", "failed", "pending")}
     return {"id": command["id"], "action": command["action"], "type": command["type"],
-            "issued_at": command["issued_at"], "workers": states, **count,
+            "issued_at": command["issued_at"], "issued_by": command.get("issued_by"), "workers": states, **count,
             "complete": count["pending"] == 0 and any(r["state"] in ("applied", "failed") for r in states)}

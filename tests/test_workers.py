@@ -6,18 +6,23 @@ process, its parent and a sleeping child, "dead" ones a reaped child.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from memtracker_web import workers
+from memtracker_web import engine_status, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.naming import type_name
@@ -525,3 +530,227 @@ def test_without_shared_dir_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> 
         assert out == {"type": GADGET, "tracking": True, "analysis": False}
     finally:
         monitor.close()
+
+
+# ---------------------------------------------------------------------------
+# real servers: gunicorn, 3 workers, examples/gunicorn.conf.py
+
+
+ROOT = Path(__file__).resolve().parent.parent
+INTERVAL = "0.3"
+TRACKED = "json.decoder.JSONDecoder"     # imported by every worker, tracked by none until the command
+# uvicorn's own gunicorn worker is deprecated in favour of the uvicorn-worker package; use that when present.
+UVICORN_WORKER = ("uvicorn_worker.UvicornWorker" if importlib.util.find_spec("uvicorn_worker")
+                  else "uvicorn.workers.UvicornWorker")
+SERVERS = {
+    # the Flask example finds the directory through PROMETHEUS_MULTIPROC_DIR, the FastAPI one through ours
+    "flask-sync": {"app": "examples.flask_app:app", "worker_class": "sync", "env": "PROMETHEUS_MULTIPROC_DIR",
+                   "type": "examples.flask_app.CacheEntry"},
+    "fastapi-uvicorn": {"app": "examples.fastapi_app:app", "worker_class": UVICORN_WORKER,
+                        "env": "MEMTRACKER_SHARED_DIR", "type": "examples.fastapi_app.CacheEntry"},
+}
+
+
+def children(master: int) -> set[int]:
+    """Live (not zombie) children of the gunicorn master, from /proc."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master and fields[0] != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+class Gunicorn:
+    def __init__(self, kind: str, tmp: Path) -> None:
+        spec = SERVERS[kind]
+        self.kind, self.type = kind, spec["type"]
+        self.shared = tmp / "shared"
+        self.shared.mkdir()
+        fake_worker(self.shared, 999_999, [entry(self.type, 5)], age=10)   # a previous run's: on_starting removes it
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"{kind}.log"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "MEMTRACKER_SHARED_DIR", "PYTHONWARNINGS")}
+        env.update({"PYTHONPATH": str(ROOT), "MEMTRACKER_INTERVAL": INTERVAL, spec["env"]: str(self.shared)})
+        self._out = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "examples" / "gunicorn.conf.py"), "-w", "3",
+             "-b", f"127.0.0.1:{self.port}", "-k", spec["worker_class"], "--graceful-timeout", "5",
+             "--log-level", "warning", spec["app"]],
+            cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def request(self, path: str, *, body: Any = None) -> tuple[int, Any]:
+        """One request on a new connection (urllib closes it): any worker may take it."""
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, err.read().decode(errors="replace")
+
+    def page(self, path: str) -> str:
+        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+            return response.read().decode()
+
+    def wait(self, what: str, condition: Any, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.kind}: gunicorn exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                seen = condition()
+            except OSError as exc:         # not listening yet, or a worker died mid-request
+                seen = exc
+            else:
+                if seen is not None and seen is not False:
+                    return seen
+            time.sleep(0.1)
+        pytest.fail(f"{self.kind}: {what} within {timeout} s; last seen: {str(seen)[:3000]}\n{self.output()}")
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=15)
+        finally:
+            self._out.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def live_of(row: dict[str, Any], name: str) -> int | None:
+    return next((t["live"] for t in row["types"] if t["type"] == name), None)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find gunicorn's workers")
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
+    server = Gunicorn(kind, tmp_path)
+    try:
+        exact = engine_status()["available"]
+
+        def three_up() -> Any:
+            status, data = server.request("/debug/memory")
+            alive = {row["pid"] for row in data["workers"] if not row["gone"]} if status == 200 else set()
+            pids = children(server.proc.pid)
+            return data if len(pids) == 3 and alive == pids else None
+
+        data = server.wait("/debug/memory to show 3 workers", three_up)
+        assert not list(server.shared.glob(f"{workers.WORKER_PREFIX}*-999999.json"))   # on_starting cleared it
+        pids = {row["pid"] for row in data["workers"]}
+        assert {row["mode"] for row in data["workers"]} == {"exact" if exact else "census"}
+        assert {row["host"] for row in data["workers"]} == {HOST}
+
+        # Leak in whichever workers take the requests; each answer says which worker and its cache size.
+        cached: dict[int, int] = {}
+        for _ in range(300):
+            status, answer = server.request("/leak")
+            assert status == 200, answer
+            cached[answer["pid"]] = max(cached.get(answer["pid"], 0), answer["cached"])
+            if len(cached) == 3 and sum(cached.values()) >= 600:
+                break
+        assert set(cached) <= pids and len(cached) >= 2, f"requests were not spread: {cached}"
+        expected = sum(cached.values())
+
+        answered_by: set[int] = set()
+
+        def totals_add_up() -> Any:
+            status, data = server.request("/debug/memory")
+            rows = {row["pid"]: row for row in data["workers"]}
+            total = next((t for t in data["totals"] if t["type"] == server.type), None)
+            if set(rows) != pids or total is None or total["live"] != expected:
+                return None
+            assert {pid: live_of(row, server.type) for pid, row in rows.items()} == \
+                {pid: cached.get(pid, 0) for pid in pids}
+            assert total["workers"] == 3
+            if exact:   # every CacheEntry ever made is still cached
+                assert total["allocations"] == expected and total["frees"] == 0
+            else:
+                assert total["allocations"] is None and total["frees"] is None
+            answered_by.add(data["pid"])
+            return data if len(answered_by) >= 2 else None   # the same view from different workers
+
+        server.wait("totals to equal the workers' own counts", totals_add_up)
+
+        page = server.page("/debug/memory")
+        assert '<table id="workers">' in page and '<table id="totals">' in page
+        for pid in pids:
+            assert f'/debug/memory/workers/{pid}?host=' in page
+        other = next(pid for pid in sorted(pids, key=lambda p: -cached.get(p, 0)))
+        status, detail = server.request(f"/debug/memory/workers/{other}")
+        assert status == 200 and detail["worker"]["pid"] == other
+        assert [t["live"] for t in detail["types"] if t["type"] == server.type] == [cached.get(other, 0)]
+        assert f"<h1>Worker {other} on " in server.page(f"/debug/memory/workers/{other}")
+
+        # A track command, POSTed to one worker, reaches all three.
+        status, answer = server.request("/debug/memory/track", body={"type": TRACKED})
+        assert status == 200, answer
+        command = answer["command"]
+        states = {row["pid"]: row["state"] for row in command["workers"]}
+        assert set(states) == pids
+        assert states[command["issued_by"]["pid"]] == "applied"     # at once, by the worker that answered
+        assert set(states.values()) <= {"applied", "pending"}
+
+        def applied_everywhere() -> Any:
+            status, result = server.request(command["status_url"])
+            return result if status == 200 and result["complete"] else None
+
+        result = server.wait("the track command to reach every worker", applied_everywhere, timeout=15)
+        assert {row["pid"]: row["state"] for row in result["workers"]} == dict.fromkeys(pids, "applied")
+
+        def tracked_in(expected_pids: set[int]) -> Any:
+            status, data = server.request("/debug/memory")
+            rows = {row["pid"]: row for row in data["workers"] if not row["gone"]}
+            return data if set(rows) == expected_pids and all(
+                live_of(rows[pid], TRACKED) is not None for pid in expected_pids) else None
+
+        server.wait(f"{TRACKED} in every worker's rows", lambda: tracked_in(pids), timeout=15)
+
+        # Kill one worker: it is marked gone, and gunicorn's replacement appears (and applies the command).
+        victim = max(pids, key=lambda pid: cached.get(pid, 0))
+        os.kill(victim, signal.SIGKILL)
+        survivors = pids - {victim}
+
+        def replaced() -> Any:
+            status, data = server.request("/debug/memory")
+            rows = {row["pid"]: row for row in data["workers"]}
+            alive = {pid for pid, row in rows.items() if not row["gone"]}
+            if victim not in rows or not rows[victim]["gone"] or len(alive) != 3 or not survivors <= alive:
+                return None
+            newcomer = (alive - survivors).pop()
+            if newcomer not in children(server.proc.pid) or live_of(rows[newcomer], TRACKED) is None:
+                return None
+            return data, newcomer
+
+        data, newcomer = server.wait("the killed worker to be gone and replaced", replaced)
+        total = next(t for t in data["totals"] if t["type"] == server.type)
+        assert total["live"] == sum(cached.get(pid, 0) for pid in survivors)   # the dead worker's objects are gone
+        assert total["workers"] == 3
+        page = server.page("/debug/memory")
+        assert '<span class="badge gone">gone</span>' in page
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()
