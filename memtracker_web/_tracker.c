@@ -800,15 +800,6 @@ mt_hook_filter(PyObject *op, PyRefTracerEvent event)
     return 0;
 }
 
-#if PY_VERSION_HEX < 0x030F0000
-static MT_NOINLINE int
-mt_hook_chained(PyObject *op, PyRefTracerEvent event)
-{
-    E.prev_fn(op, event, E.prev_data);
-    return mt_hook_filter(op, event);
-}
-#endif
-
 static int
 mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
 {
@@ -819,12 +810,31 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
         engine_mark_displaced();
         return 0;
     }
-#else
-    if (E.prev_fn != NULL) {
-        return mt_hook_chained(op, event);
-    }
 #endif
     return mt_hook_filter(op, event);
+}
+
+#if PY_VERSION_HEX < 0x030F0000
+/* Installed instead of mt_hook when a tracer was there before us (so the
+ * unchained hook tests nothing for it). 3.15 tells a replaced tracer it was
+ * removed, so from 3.15 on nothing is chained. */
+static int
+mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+    E.prev_fn(op, event, E.prev_data);
+    return mt_hook_filter(op, event);
+}
+#endif
+
+static inline int
+is_our_hook(PyRefTracer fn)
+{
+#if PY_VERSION_HEX < 0x030F0000
+    return fn == mt_hook || fn == mt_hook_chained;
+#else
+    return fn == mt_hook;
+#endif
 }
 #endif
 
@@ -985,7 +995,7 @@ engine_check_displaced(void)
 #if MT_HAVE_TRACER
     if (E.installed && !E.displaced) {
         void *data = NULL;
-        if (PyRefTracer_GetTracer(&data) != mt_hook) {
+        if (!is_our_hook(PyRefTracer_GetTracer(&data))) {
             engine_mark_displaced();
         }
     }
@@ -1013,7 +1023,7 @@ engine_install_if_needed(void)
     }
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
-    if (prev == mt_hook) {
+    if (is_our_hook(prev)) {
         prev = NULL;
         data = NULL;
     }
@@ -1024,7 +1034,13 @@ engine_install_if_needed(void)
     (void)prev;
 #endif
     E.interp = PyInterpreterState_Get();
-    if (PyRefTracer_SetTracer(mt_hook, NULL) < 0) {
+    PyRefTracer ours = mt_hook;
+#if PY_VERSION_HEX < 0x030F0000
+    if (E.prev_fn != NULL) {
+        ours = mt_hook_chained;
+    }
+#endif
+    if (PyRefTracer_SetTracer(ours, NULL) < 0) {
         return -1;
     }
     E.installed = 1;
@@ -1044,7 +1060,7 @@ engine_uninstall_if_idle(void)
         return;
     }
     void *data = NULL;
-    if (PyRefTracer_GetTracer(&data) == mt_hook) {
+    if (is_our_hook(PyRefTracer_GetTracer(&data))) {
 #if PY_VERSION_HEX < 0x030F0000
         PyRefTracer_SetTracer(E.prev_fn, E.prev_data);
 #else
