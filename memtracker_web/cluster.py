@@ -82,7 +82,7 @@ def _worker(ep: "Endpoint", request: "Request", pid_text: str, type_name: Option
         if as_json:
             return json_response(200, data)
         nonce = secrets.token_urlsafe(16)
-        return html_response(render_worker(data, root=root, base=base, nonce=nonce), nonce)
+        return html_response(_render(render_worker, data, root=root, base=base, nonce=nonce), nonce)
     if status["self"]:
         entry = ep.monitor.type_detail(type_name)      # here: every path and the hotspots
     else:
@@ -93,7 +93,18 @@ def _worker(ep: "Endpoint", request: "Request", pid_text: str, type_name: Option
     if as_json:
         return json_response(200, entry)
     nonce = secrets.token_urlsafe(16)
-    return html_response(render_type(entry, base=base, nonce=nonce), nonce)
+    return html_response(_render(render_type, entry, base=base, nonce=nonce), nonce)
+
+
+def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:
+    """Render what another process wrote; a malformed file is its fault, not a 500 here."""
+    from .endpoint import HTTPError
+
+    try:
+        return render(data, **kwargs)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise HTTPError(502, f"the worker's published snapshot cannot be shown ({exc.__class__.__name__}); "
+                             "its JSON is at ?format=json") from None
 
 
 def _command(ep: "Endpoint", request: "Request", command_id: str) -> "Response":

@@ -146,7 +146,7 @@ class Response:
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error"}
+            500: "Internal Server Error", 502: "Bad Gateway"}
 
 
 def reason(status: int) -> str:

@@ -109,12 +109,17 @@ def read_json(path: Path) -> dict[str, Any]:
     if len(body) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; they would also break the endpoint's strict dumps
+    raise ValueError(f"{name} is not allowed")
 
 
 def _unlink(path: Path) -> None:
@@ -405,6 +410,8 @@ def _worker_record(data: dict[str, Any]) -> Optional[str]:
         return "snapshot has malformed types"
     if not isinstance(data.get("commands", {}), dict):
         return "no valid commands"
+    if not isinstance(snapshot.get("leaks", []), list):
+        return "snapshot has malformed leaks"
     return None
 
 

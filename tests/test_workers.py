@@ -266,6 +266,10 @@ def test_corrupt_files_are_skipped_with_a_note(shared: Path, monkeypatch: pytest
     (shared / f"{workers.WORKER_PREFIX}shape-8.json").write_text(json.dumps(
         {"format": 1, "host": HOST, "pid": 8, "written_at": 1.0, "snapshot": {"types": [{"live": 3}]}}))
     (shared / f"{workers.WORKER_PREFIX}future-9.json").write_text(json.dumps({"format": 99}))
+    (shared / f"{workers.WORKER_PREFIX}nan-10.json").write_text(
+        '{"format": 1, "host": "h", "pid": 10, "written_at": NaN, "snapshot": {"types": []}}')
+    (shared / f"{workers.WORKER_PREFIX}leaks-11.json").write_text(json.dumps(
+        {"format": 1, "host": HOST, "pid": 11, "written_at": 1.0, "snapshot": {"types": [], "leaks": 3}}))
     temp = shared / f"{workers.TMP_PREFIX}123-abcd"           # a writer mid-write: not a worker
     temp.write_text("{")
     (shared / "gauge_liveall_1.db").write_bytes(b"prometheus")   # other tools' files are left alone
@@ -277,6 +281,8 @@ def test_corrupt_files_are_skipped_with_a_note(shared: Path, monkeypatch: pytest
         f"{workers.WORKER_PREFIX}binary-7.json": notes[0]["error"],
         f"{workers.WORKER_PREFIX}shape-8.json": "skipped: snapshot has malformed types",
         f"{workers.WORKER_PREFIX}future-9.json": "skipped: unknown format 99",
+        f"{workers.WORKER_PREFIX}nan-10.json": "skipped: not valid JSON (ValueError: NaN is not allowed)",
+        f"{workers.WORKER_PREFIX}leaks-11.json": "skipped: snapshot has malformed leaks",
     }
     assert notes[0]["error"].startswith("skipped: not valid JSON")
     assert notes[2]["error"].startswith("skipped: not valid JSON")
@@ -469,6 +475,12 @@ def test_worker_detail_pages(shared: Path, sleeper: int) -> None:
             assert call(ep, path=path, headers=JSON)[0] == code, path
         assert call(ep, path=f"/debug/memory/workers/{sleeper}", query="host=a/b", headers=JSON)[0] == 400
         assert call(ep, "POST", f"/debug/memory/workers/{sleeper}", headers=JSON)[0] == 405
+        # A snapshot that passes the checks but cannot be drawn: an error, never a 500.
+        fake_worker(shared, sleeper, [{**entry(WIDGET, 8), "history": [["a", "b"]]}])
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}")
+        assert status == 502 and "cannot be shown" in json.loads(body)["error"]
+        assert call(ep, path=f"/debug/memory/workers/{sleeper}", headers=JSON)[0] == 200
+        assert call(ep)[0] == 200
         fake_worker(shared, sleeper, [entry(WIDGET, 1)], host="other-host")
         status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}", headers=JSON)
         assert status == 400 and "add ?host=" in json.loads(body)["error"]
