@@ -179,7 +179,7 @@ class MemoryMonitor:
                     del self._types[key]
                     continue
                 self._read_counts(state, cls, census)
-                state.history.append([now, state.live])
+                state.history.append((round(now, 3), state.live))   # ms: shorter JSON
                 if state.first_live is None:
                     state.first_live = state.live
                 state.grew = False
@@ -408,7 +408,8 @@ class MemoryMonitor:
             "analysing": state.analysing,
             "source": state.source,
             "threshold": state.threshold,
-            "history": [list(point) for point in state.history],
+            # points are never mutated after they are appended: share them
+            "history": list(state.history),
             "top_paths": [] if stats is None else stats["top_paths"],
         }
         if stats is not None:
