@@ -223,7 +223,8 @@ def _totals_table(cluster: Mapping[str, Any], local: set[str], base: str) -> str
         label = type_link(base, name) if name in local else f"<code>{esc(name)}</code>"
         cells = "".join(f'<td class="num">{_num(live.get(name))}</td>' for live in per_worker)
         out.append(f'<tr><td>{label}</td><td class="num">{_num(total.get("live"))}</td>'
-                   f'<td class="num">{_num(total.get("workers"))}</td><td class="num">{_num(total.get("allocations"))}</td>'
+                   f'<td class="num">{_num(total.get("workers"))}</td>'
+                   f'<td class="num">{_num(total.get("allocations"))}</td>'
                    f'<td class="num">{_num(total.get("frees"))}</td>{cells}</tr>')
     return ('<h2>Totals across workers</h2><p class="note">Summed over the workers that are not gone; '
             'a stale worker counts with its last snapshot.</p><table id="totals"><thead><tr><th>type</th>'

@@ -348,11 +348,16 @@ def publisher_for(monitor: Any, directory: str | os.PathLike[str]) -> Optional[W
     """The attached publisher of ``monitor`` for ``directory``, made once per process.
 
     One file per pid: a second monitor in the same process cannot publish to
-    the same directory (None, with a warning).
+    the same directory (None, with a warning) while the first one runs; a
+    stopped one (e.g. after ``reset_default_monitor()``) is replaced.
     """
     key = os.path.abspath(os.fspath(directory))
     with _PUBLISHERS_LOCK:
         publisher = _PUBLISHERS.get(key)
+        stopped = publisher is not None and not getattr(publisher.monitor, "running", True)
+        if publisher is not None and publisher.monitor is not monitor and stopped:
+            publisher.detach()
+            publisher = None
         if publisher is None:
             publisher = _PUBLISHERS[key] = WorkerPublisher(monitor, key)
             publisher.attach()

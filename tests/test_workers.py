@@ -186,10 +186,13 @@ def test_publisher_for_attaches_once_and_refuses_a_second_monitor(shared: Path, 
     first = workers.publisher_for(monitor, shared)
     assert first is not None and workers.publisher_for(monitor, shared) is first
     assert monitor.sample_hooks == [first._hook]
+    monitor.start()
     other = MemoryMonitor(interval=3600.0)
     assert workers.publisher_for(other, shared) is None
     assert "another monitor of this process already publishes" in caplog.text
-    monitor.close()
+    monitor.close()          # a closed monitor (say, reset_default_monitor) hands over
+    second = workers.publisher_for(other, shared)
+    assert second is not None and second.monitor is other and monitor.sample_hooks == []
     other.close()
 
 
