@@ -57,6 +57,7 @@
 #define MT_LEAF_BITS 20
 #define MT_MAX_SLOTS ((1u << MT_SLOT_BITS) - 1)      /* 4095 tracked types per capture */
 #define MT_MAX_NODES ((1u << MT_LEAF_BITS) - 1)      /* call-tree nodes per analysed type */
+#define MT_NO_LEAF MT_MAX_NODES     /* an object with no call-tree node (unsampled, no Python frame) */
 #define MT_MAX_DEPTH 64
 #define MT_MAX_RUNNING 64
 #define MT_DEFAULT_QUEUE 65536
@@ -398,6 +399,8 @@ typedef struct {
     uint8_t active;         /* tracked now */
     uint8_t callback;       /* events go to the queue */
     uint8_t mutable_type;   /* __class__ can be assigned away from it */
+    uint16_t filter_index;  /* MT_FILTER_INDEX of the type and of its metaclass */
+    uint16_t meta_index;
 } Slot;
 
 typedef struct {
@@ -453,6 +456,7 @@ static struct {
     int installed;
     int displaced;          /* someone replaced our tracer while captures ran */
     int in_hook;            /* re-entrancy guard */
+    int in_prev;            /* inside the chained tracer's call */
 #if MT_HAVE_TRACER
     PyRefTracer prev_fn;
     void *prev_data;
@@ -494,7 +498,7 @@ capture_stack(Tree *t)
 {
     PyThreadState *ts = PyThreadState_GetUnchecked();
     if (ts == NULL) {
-        return 0;
+        return MT_NO_LEAF;
     }
     PyCodeObject *codes[MT_MAX_DEPTH];
     int32_t lastis[MT_MAX_DEPTH];
@@ -507,7 +511,11 @@ capture_stack(Tree *t)
         n++;
         f = _PyFrame_GetFirstComplete(f->previous);
     }
-    /* Insert outermost first so the innermost frame is the leaf. */
+    if (n == 0) {
+        return MT_NO_LEAF;
+    }
+    /* Insert outermost first so the innermost frame is the leaf. A tree full
+     * at the first level leaves the allocation on the root (node 0). */
     uint32_t node = 0;
     for (int k = n - 1; k >= 0; k--) {
         uint32_t child = tree_child(t, node, codes[k], lastis[k]);
@@ -534,8 +542,7 @@ slot_free_object(CaptureCore *c, uint32_t val)
     }
     Slot *slot = &c->slots[s];
     slot->free_count++;
-    /* leaf 0: not in the tree (unsampled, or no Python frame) */
-    if (leaf && slot->tree && leaf < slot->tree->n_nodes && slot->tree->nodes[leaf].retained) {
+    if (leaf != MT_NO_LEAF && slot->tree && leaf < slot->tree->n_nodes && slot->tree->nodes[leaf].retained) {
         slot->tree->nodes[leaf].retained--;
     }
 }
@@ -544,13 +551,13 @@ MT_HOOK_ONLY void
 capture_on_create(CaptureCore *c, uint32_t s, PyObject *op)
 {
     Slot *slot = &c->slots[s];
-    uint32_t leaf = 0;
+    uint32_t leaf = MT_NO_LEAF;
 #if MT_HAVE_TRACER
     Tree *t = slot->tree;
     if (t != NULL) {
         if (t->sample_counter++ % t->sample_every == 0) {
             leaf = capture_stack(t);
-            if (leaf) {
+            if (leaf != MT_NO_LEAF) {
                 t->nodes[leaf].total++;
                 t->nodes[leaf].retained++;
             }
@@ -565,7 +572,7 @@ capture_on_create(CaptureCore *c, uint32_t s, PyObject *op)
     if (r < 0) {
         slot->lost++;
 #if MT_HAVE_TRACER
-        if (t != NULL && leaf) {
+        if (t != NULL && leaf != MT_NO_LEAF) {
             t->nodes[leaf].total--;
             t->nodes[leaf].retained--;
         }
@@ -598,7 +605,7 @@ capture_on_destroy(CaptureCore *c, PyObject *op)
     if (s < c->n_slots && c->slots[s].callback) {
         uint32_t seq32 = 0;
         pm_pop(&c->cb_seqs, (uintptr_t)op, &seq32);
-        queue_push(c, s, 1, seq32, 0);
+        queue_push(c, s, 1, seq32, MT_NO_LEAF);
     }
 }
 
@@ -740,7 +747,7 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_c
             watch_count(tp, 1);
         }
         uint32_t b;
-        if (E.any_mutable && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE)) {
+        if (E.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type)) {
             /* __class__ may have been reassigned since creation: ask every capture. */
             for (int i = 0; i < E.n_running; i++) {
                 if (E.running[i]->objects.used) {
@@ -774,7 +781,12 @@ mt_hook_filter(PyObject *op, PyRefTracerEvent event)
     int watch_counted = 0;
     if (E.watch_on) {
         /* Watch-all's common case: a cached type, counted right here. A type
-         * object's own destruction always takes the slow path (its entry goes). */
+         * object's own destruction always takes the slow path (its entry goes).
+         * Another interpreter may run under its own GIL: hands off our tables. */
+        PyThreadState *ts = PyThreadState_GetUnchecked();
+        if (ts == NULL || ts->interp != E.interp) {
+            return 0;
+        }
         WatchCache *cached = &E.watch_cache[index];
         if (cached->type == tp && !(event == PyRefTracer_DESTROY && PyType_Check(op))) {
             WatchRow *row = &E.watch_rows[cached->row];
@@ -805,12 +817,16 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
 #if PY_VERSION_HEX >= 0x030F0000
-    if (op == NULL || event == PyRefTracer_TRACKER_REMOVED) {
+    if (event == PyRefTracer_TRACKER_REMOVED) {
         /* 3.15: we are being replaced (the object is NULL). */
         engine_mark_displaced();
         return 0;
     }
 #endif
+    if (op == NULL || E.in_prev) {
+        /* in_prev: a tracer we chain to called us back (it chains too): seen once already */
+        return 0;
+    }
     return mt_hook_filter(op, event);
 }
 
@@ -818,11 +834,19 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
 /* Installed instead of mt_hook when a tracer was there before us (so the
  * unchained hook tests nothing for it). 3.15 tells a replaced tracer it was
  * removed, so from 3.15 on nothing is chained. */
-static int
+static MT_NOINLINE int
 mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-    E.prev_fn(op, event, E.prev_data);
+    if (op == NULL || E.in_prev) {
+        return 0;
+    }
+    PyRefTracer prev = E.prev_fn;
+    if (prev != NULL) {
+        E.in_prev = 1;
+        prev(op, event, E.prev_data);
+        E.in_prev = 0;
+    }
     return mt_hook_filter(op, event);
 }
 #endif
@@ -952,10 +976,15 @@ engine_rebuild_filter(void)
         for (uint32_t s = 0; s < c->n_slots; s++) {
             Slot *slot = &c->slots[s];
             if (slot->active && slot->type) {
-                E.track_filter[MT_FILTER_INDEX(slot->type)] = 1;
-                E.track_filter[MT_FILTER_INDEX(Py_TYPE(slot->type))] = 1;   /* to see the type's own death */
+                /* indexes taken at track(): a type that died unseen is never dereferenced */
+                E.track_filter[slot->filter_index] = 1;
+                E.track_filter[slot->meta_index] = 1;   /* its metaclass: to see the type's own death */
             }
         }
+    }
+    if (E.any_mutable) {
+        /* a module's __class__ can be set to plain ModuleType, an immutable type */
+        E.track_filter[MT_FILTER_INDEX(&PyModule_Type)] = 1;
     }
     if (E.watch_on) {
         memset(E.filter, 1, sizeof(E.filter));
@@ -1002,6 +1031,27 @@ engine_check_displaced(void)
 #endif
 }
 
+static int slot_type_alive(Slot *slot);
+static void capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only);
+
+/* Drop running captures' slots whose type died unseen (its weak reference is
+ * dead): their pointers must leave every table before anything reads them. */
+MT_HOOK_ONLY void
+engine_validate_slots(void)
+{
+    for (int i = 0; i < E.n_running; i++) {
+        CaptureCore *c = E.running[i];
+        for (uint32_t s = 0; s < c->n_slots; s++) {
+            Slot *slot = &c->slots[s];
+            PyTypeObject *tp = slot->type;
+            if (tp != NULL && !slot_type_alive(slot)) {
+                pm_pop(&c->types, (uintptr_t)tp, NULL);
+                capture_purge_objects(c, s, 0);
+            }
+        }
+    }
+}
+
 static int
 engine_install_if_needed(void)
 {
@@ -1023,29 +1073,28 @@ engine_install_if_needed(void)
     }
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
-    if (is_our_hook(prev)) {
-        prev = NULL;
-        data = NULL;
-    }
-#if PY_VERSION_HEX < 0x030F0000
-    E.prev_fn = prev;
-    E.prev_data = data;
-#else
-    (void)prev;
-#endif
     E.interp = PyInterpreterState_Get();
-    PyRefTracer ours = mt_hook;
+    /* Types that died while we were not called left dangling pointers. */
+    engine_validate_slots();
+    if (!is_our_hook(prev)) {
 #if PY_VERSION_HEX < 0x030F0000
-    if (E.prev_fn != NULL) {
-        ours = mt_hook_chained;
-    }
+        E.prev_fn = prev;
+        E.prev_data = data;
 #endif
-    if (PyRefTracer_SetTracer(ours, NULL) < 0) {
-        return -1;
+        PyRefTracer ours = mt_hook;
+#if PY_VERSION_HEX < 0x030F0000
+        if (E.prev_fn != NULL) {
+            ours = mt_hook_chained;
+        }
+#endif
+        if (PyRefTracer_SetTracer(ours, NULL) < 0) {
+            return -1;
+        }
     }
+    /* else: ours is there already (another tool put it back): keep its chain. */
     E.installed = 1;
     E.displaced = 0;
-    engine_rebuild_filter();
+    engine_rebuild_bindings();
     return 0;
 #else
     return engine_check_runtime();
@@ -1066,9 +1115,10 @@ engine_uninstall_if_idle(void)
 #else
         PyRefTracer_SetTracer(NULL, NULL);
 #endif
+        E.prev_fn = NULL;
+        E.prev_data = NULL;
     }
-    E.prev_fn = NULL;
-    E.prev_data = NULL;
+    /* else: another tool holds the slot and may chain to us: our chain stays valid. */
     E.installed = 0;
 #endif
 }
@@ -1136,7 +1186,7 @@ capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only)
     if (clear_leaf_only) {
         for (size_t i = 0; i <= m->mask; i++) {
             if (m->keys[i] && (int64_t)(m->vals[i] >> MT_LEAF_BITS) == slot) {
-                m->vals[i] &= ~(uint32_t)MT_MAX_NODES;
+                m->vals[i] |= MT_NO_LEAF;
             }
         }
         return;
@@ -1150,9 +1200,29 @@ capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only)
                 break;  /* out of memory: the rest is forgotten, like objects never seen */
             }
         }
+        else if (m->keys[i]) {
+            pm_pop(&c->cb_seqs, m->keys[i], NULL);     /* its callback sequence goes too */
+        }
     }
     pm_free(m);
     *m = fresh;
+}
+
+/* Queued events of a slot: forget them (kill) or only their call-tree leaf. */
+static void
+capture_forget_events(CaptureCore *c, uint32_t slot, int leaf_only)
+{
+    for (uint32_t k = 0; k < c->q_len; k++) {
+        Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
+        if (ev->slot == slot) {
+            if (leaf_only) {
+                ev->leaf = MT_NO_LEAF;
+            }
+            else {
+                ev->slot = UINT32_MAX;     /* the Python side knows no such slot: dropped */
+            }
+        }
+    }
 }
 
 static void
@@ -1284,31 +1354,8 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
         }
         return PyLong_FromLongLong(found);
     }
-    /* A new slot, or reuse of an untracked one whose entries are gone. */
-    uint32_t s = c->n_slots;
-    for (uint32_t k = 0; k < c->n_slots; k++) {
-        if (!c->slots[k].active && c->slots[k].type == NULL && c->slots[k].tree == NULL) {
-            s = k;
-            break;
-        }
-    }
-    if (s == c->n_slots) {
-        if (c->n_slots >= MT_MAX_SLOTS) {
-            PyErr_Format(PyExc_OverflowError, "a capture tracks at most %u types", MT_MAX_SLOTS);
-            return NULL;
-        }
-        if (c->n_slots == c->cap_slots) {
-            uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 8;
-            Slot *slots = (Slot *)realloc(c->slots, (size_t)cap * sizeof(Slot));
-            if (slots == NULL) {
-                return PyErr_NoMemory();
-            }
-            c->slots = slots;
-            c->cap_slots = cap;
-        }
-        memset(&c->slots[s], 0, sizeof(Slot));
-        c->n_slots++;
-    }
+    /* Python work first (it can re-enter this capture); then pick and fill the
+     * slot with no Python call in between. */
     PyObject *wr = PyWeakref_NewRef(tp, NULL);
     if (wr == NULL) {
         return NULL;
@@ -1318,6 +1365,12 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
         Py_DECREF(wr);
         return NULL;
     }
+    if (capture_find(c, (PyTypeObject *)tp) >= 0) {
+        /* tracked meanwhile by a re-entrant call: nothing more to do */
+        Py_DECREF(wr);
+        Py_DECREF(name);
+        return CaptureCore_track(c, args, kwds);
+    }
     if (callback && c->queue == NULL) {
         c->queue = (Event *)malloc((size_t)c->q_cap * sizeof(Event));
         if (c->queue == NULL) {
@@ -1326,20 +1379,63 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
             return PyErr_NoMemory();
         }
     }
-    Slot *slot = &c->slots[s];
-    Py_XSETREF(slot->weakref, wr);
-    Py_XSETREF(slot->name, name);
-    slot->new_count = slot->free_count = slot->lost = 0;
-    slot->callback = (uint8_t)callback;
-    slot->mutable_type = !PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_IMMUTABLETYPE);
+    /* A new slot, or reuse of one whose type is gone and whose tree was freed. */
+    uint32_t s = c->n_slots;
+    for (uint32_t k = 0; k < c->n_slots; k++) {
+        if (!c->slots[k].active && c->slots[k].type == NULL && c->slots[k].tree == NULL) {
+            s = k;
+            break;
+        }
+    }
+    if (s == c->n_slots) {
+        if (c->n_slots >= MT_MAX_SLOTS) {
+            Py_DECREF(wr);
+            Py_DECREF(name);
+            PyErr_Format(PyExc_OverflowError, "a capture tracks at most %u types", MT_MAX_SLOTS);
+            return NULL;
+        }
+        if (c->n_slots == c->cap_slots) {
+            uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 8;
+            Slot *slots = (Slot *)realloc(c->slots, (size_t)cap * sizeof(Slot));
+            if (slots == NULL) {
+                Py_DECREF(wr);
+                Py_DECREF(name);
+                return PyErr_NoMemory();
+            }
+            c->slots = slots;
+            c->cap_slots = cap;
+        }
+        memset(&c->slots[s], 0, sizeof(Slot));
+        c->n_slots++;
+    }
+    else {
+        /* whatever the dead type left: its objects, their callback data, its queued events */
+        capture_purge_objects(c, s, 0);
+        capture_forget_events(c, s, 0);
+    }
     if (pm_put(&c->types, (uintptr_t)tp, s, NULL) < 0) {
+        Py_DECREF(wr);
+        Py_DECREF(name);
         return PyErr_NoMemory();
     }
+    Slot *slot = &c->slots[s];
+    PyObject *old_wr = slot->weakref, *old_name = slot->name;
+    slot->weakref = wr;
+    slot->name = name;
+    slot->new_count = slot->free_count = slot->lost = 0;
+    slot->callback = (uint8_t)callback;
+    /* __class__ assignment works between mutable types, and between module types */
+    slot->mutable_type = !PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_IMMUTABLETYPE)
+                         || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type);
+    slot->filter_index = (uint16_t)MT_FILTER_INDEX(tp);
+    slot->meta_index = (uint16_t)MT_FILTER_INDEX(Py_TYPE(tp));
     slot->type = (PyTypeObject *)tp;
     slot->active = 1;
     if (c->running) {
         engine_rebuild_bindings();
     }
+    Py_XDECREF(old_wr);
+    Py_XDECREF(old_name);
     return PyLong_FromUnsignedLong(s);
 }
 
@@ -1362,18 +1458,28 @@ CaptureCore_untrack(CaptureCore *c, PyObject *tp)
         engine_rebuild_bindings();
     }
     capture_purge_objects(c, s, 0);
+    capture_forget_events(c, (uint32_t)s, 0);
     Tree *t = NULL;
     slot_release(slot, &t);
-    Py_CLEAR(slot->weakref);
-    Py_CLEAR(slot->name);
+    PyObject *old_wr = slot->weakref, *old_name = slot->name;
+    slot->weakref = NULL;
+    slot->name = NULL;
     slot->new_count = slot->free_count = slot->lost = 0;
+    /* releases last: they can run arbitrary code */
+    Py_XDECREF(old_wr);
+    Py_XDECREF(old_name);
     tree_free(t);
     Py_RETURN_TRUE;
 }
 
+/* Zero every count and swap in fresh trees. The old trees are handed back
+ * in *old (malloc'd array, *n_old entries) for the caller to free once its own
+ * state is consistent: freeing drops code objects, which can run any code. */
 static void
-capture_reset_counts(CaptureCore *c)
+capture_reset_counts(CaptureCore *c, Tree ***old, uint32_t *n_old)
 {
+    *old = (Tree **)calloc(c->n_slots ? c->n_slots : 1, sizeof(Tree *));
+    *n_old = 0;
     for (uint32_t s = 0; s < c->n_slots; s++) {
         Slot *slot = &c->slots[s];
         slot->new_count = slot->free_count = slot->lost = 0;
@@ -1381,13 +1487,30 @@ capture_reset_counts(CaptureCore *c)
         if (t != NULL) {
             /* Same shape of analysis, fresh tree. */
             Tree *fresh = tree_new(t->depth, t->sample_every, t->max_nodes);
+            if (*old == NULL) {
+                /* out of memory for the list: keep the old tree, zeroed in place */
+                tree_free(fresh);
+                for (uint32_t i = 0; i < t->n_nodes; i++) {
+                    t->nodes[i].total = t->nodes[i].retained = 0;
+                }
+                continue;
+            }
             slot->tree = fresh;     /* NULL on OOM: analysis silently ends; stats say so */
-            tree_free(t);
+            (*old)[(*n_old)++] = t;
         }
     }
     c->seq = 0;
     c->dropped_events = 0;
     c->q_head = c->q_len = 0;
+}
+
+static void
+free_trees(Tree **trees, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        tree_free(trees[i]);
+    }
+    free(trees);
 }
 
 static PyObject *
@@ -1406,20 +1529,24 @@ CaptureCore_start(CaptureCore *c, PyObject *Py_UNUSED(ignored))
     /* Drop types that died while we were not looking. */
     for (uint32_t s = 0; s < c->n_slots; s++) {
         Slot *slot = &c->slots[s];
-        if (slot->type && !slot_type_alive(slot)) {
-            pm_pop(&c->types, (uintptr_t)slot->type, NULL);
+        PyTypeObject *tp = slot->type;
+        if (tp != NULL && !slot_type_alive(slot)) {
+            pm_pop(&c->types, (uintptr_t)tp, NULL);
         }
     }
-    /* Each start is a new counting period: frees of objects from an earlier
-     * period were not seen, so their counts cannot carry over. */
-    capture_reset_counts(c);
     if (engine_install_if_needed() < 0) {
         return NULL;
     }
+    /* Each start is a new counting period: frees of objects from an earlier
+     * period were not seen, so their counts cannot carry over. */
+    Tree **old;
+    uint32_t n_old;
+    capture_reset_counts(c, &old, &n_old);
     c->missed = 0;
     E.running[E.n_running++] = c;
     c->running = 1;
     engine_rebuild_bindings();
+    free_trees(old, n_old);     /* last: may run code that calls back into us */
     Py_RETURN_NONE;
 }
 
@@ -1438,7 +1565,10 @@ CaptureCore_clear(CaptureCore *c, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "clear() needs a stopped capture: call stop() first");
         return NULL;
     }
-    capture_reset_counts(c);
+    Tree **old;
+    uint32_t n_old;
+    capture_reset_counts(c, &old, &n_old);
+    free_trees(old, n_old);
     Py_RETURN_NONE;
 }
 
@@ -1446,8 +1576,10 @@ CaptureCore_clear(CaptureCore *c, PyObject *Py_UNUSED(ignored))
  * with the largest (retained, total) including descendants, fold the rest
  * into their nearest kept ancestor, and remap live objects' leaves. */
 static void
-capture_prune_tree(CaptureCore *c, uint32_t s)
+capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_t *n_drop_out)
 {
+    *drop_out = NULL;
+    *n_drop_out = 0;
     Tree *t = c->slots[s].tree;
     if (t == NULL) {
         return;
@@ -1567,7 +1699,7 @@ capture_prune_tree(CaptureCore *c, uint32_t s)
         for (size_t i = 0; i <= om->mask; i++) {
             if (om->keys[i] && (om->vals[i] >> MT_LEAF_BITS) == s) {
                 uint32_t leaf = om->vals[i] & MT_MAX_NODES;
-                if (leaf && leaf < n) {
+                if (leaf != MT_NO_LEAF && leaf < n) {
                     om->vals[i] = (s << MT_LEAF_BITS) | remap[leaf];
                 }
             }
@@ -1575,15 +1707,15 @@ capture_prune_tree(CaptureCore *c, uint32_t s)
     }
     for (uint32_t k = 0; k < c->q_len; k++) {
         Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
-        if (ev->slot == s && ev->leaf && ev->leaf < n) {
+        if (ev->slot == s && ev->leaf != MT_NO_LEAF && ev->leaf < n) {
             ev->leaf = remap[ev->leaf];
         }
     }
     free(inc_ret); free(inc_tot); free(remap); free(order); free(keep);
-    for (uint32_t k = 0; k < n_drop; k++) {
-        Py_XDECREF(drop[k]);
-    }
-    free(drop);
+    /* The caller drops these references once it is done with the tree:
+     * releasing a code object can run any code (weakref callbacks). */
+    *drop_out = drop;
+    *n_drop_out = n_drop;
 }
 
 static PyObject *
@@ -1608,8 +1740,8 @@ CaptureCore_analyse(CaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "sample_every must be between 1 and 1000000000");
         return NULL;
     }
-    if (max_nodes < 16 || max_nodes >= MT_MAX_NODES) {
-        PyErr_Format(PyExc_ValueError, "max_nodes must be between 16 and %u", MT_MAX_NODES - 1);
+    if (max_nodes < 16 || max_nodes >= MT_MAX_NODES - 1) {
+        PyErr_Format(PyExc_ValueError, "max_nodes must be between 16 and %u", MT_MAX_NODES - 2);
         return NULL;
     }
     int64_t s = capture_find(c, (PyTypeObject *)tp);
@@ -1624,7 +1756,9 @@ CaptureCore_analyse(CaptureCore *c, PyObject *args, PyObject *kwds)
     }
     Tree *old = slot->tree;
     if (old != NULL) {
+        /* leaves of the old tree mean nothing in the new one */
         capture_purge_objects(c, s, 1);
+        capture_forget_events(c, (uint32_t)s, 1);
     }
     slot->tree = t;
     tree_free(old);
@@ -1645,6 +1779,7 @@ CaptureCore_unanalyse(CaptureCore *c, PyObject *tp)
     Tree *t = c->slots[s].tree;
     c->slots[s].tree = NULL;
     capture_purge_objects(c, s, 1);
+    capture_forget_events(c, (uint32_t)s, 1);
     tree_free(t);
     Py_RETURN_TRUE;
 }
@@ -1678,7 +1813,8 @@ CaptureCore_live(CaptureCore *c, PyObject *tp)
         return PyLong_FromLong(0);
     }
     Slot *slot = &c->slots[s];
-    return PyLong_FromUnsignedLongLong(slot->new_count - slot->free_count);
+    uint64_t live = slot->new_count > slot->free_count ? slot->new_count - slot->free_count : 0;
+    return PyLong_FromUnsignedLongLong(live);
 }
 
 static PyObject *
@@ -1767,6 +1903,15 @@ resolve_frame(PyCodeObject *code, int32_t lasti)
     return res;
 }
 
+static void
+release_codes(PyCodeObject **codes, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        Py_XDECREF(codes[k]);
+    }
+    free(codes);
+}
+
 /* The tree as a list of (parent, filename, lineno, function, total, retained, truncated).
  * Nodes are copied (with their code objects held) before any Python object is
  * built: building allocates, and allocations of this very type grow the tree. */
@@ -1781,11 +1926,14 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
     if (s < 0 || c->slots[s].tree == NULL) {
         Py_RETURN_NONE;
     }
-    capture_prune_tree(c, (uint32_t)s);
+    PyCodeObject **drop;
+    uint32_t n_drop;
+    capture_prune_tree(c, (uint32_t)s, &drop, &n_drop);
     Tree *t = c->slots[s].tree;
     uint32_t n = t->n_nodes;
     Node *copy = (Node *)malloc((size_t)n * sizeof(Node));
     if (copy == NULL) {
+        release_codes(drop, n_drop);
         return PyErr_NoMemory();
     }
     memcpy(copy, t->nodes, (size_t)n * sizeof(Node));
@@ -1828,6 +1976,7 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
         Py_DECREF(copy[i].code);
     }
     free(copy);
+    release_codes(drop, n_drop);
     if (nodes == NULL) {
         Py_XDECREF(meta);
         return NULL;
@@ -1852,8 +2001,9 @@ CaptureCore_path_of(CaptureCore *c, PyObject *args)
         return NULL;
     }
     int64_t s = capture_find(c, (PyTypeObject *)tp);
-    if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf >= c->slots[s].tree->n_nodes) {
-        Py_RETURN_NONE;
+    if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf == MT_NO_LEAF
+            || leaf >= c->slots[s].tree->n_nodes) {
+        Py_RETURN_NONE;     /* no frames recorded (the root holds allocations of a full tree) */
     }
     Tree *t = c->slots[s].tree;
     PyCodeObject *codes[MT_MAX_DEPTH];
@@ -2036,8 +2186,56 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Every class alive now (pointer => 1), walking type.__subclasses__ from
+ * object (the descriptor of `type` itself, so no metaclass can override it). */
+static int
+collect_live_types(PtrMap *out)
+{
+    PyObject *subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__");
+    PyObject *stack = subclasses ? PyList_New(0) : NULL;
+    if (stack == NULL || PyList_Append(stack, (PyObject *)&PyBaseObject_Type) < 0) {
+        Py_XDECREF(subclasses);
+        Py_XDECREF(stack);
+        return -1;
+    }
+    int rc = 0;
+    while (PyList_GET_SIZE(stack) > 0) {
+        Py_ssize_t last = PyList_GET_SIZE(stack) - 1;
+        PyObject *tp = Py_NewRef(PyList_GET_ITEM(stack, last));
+        if (PyList_SetSlice(stack, last, last + 1, NULL) < 0) {
+            Py_DECREF(tp);
+            rc = -1;
+            break;
+        }
+        uint32_t seen;
+        if (pm_get(out, (uintptr_t)tp, &seen)) {
+            Py_DECREF(tp);
+            continue;
+        }
+        if (pm_put(out, (uintptr_t)tp, 1, NULL) < 0) {
+            Py_DECREF(tp);
+            PyErr_NoMemory();
+            rc = -1;
+            break;
+        }
+        PyObject *subs = PyObject_CallOneArg(subclasses, tp);
+        Py_DECREF(tp);
+        if (subs == NULL || PyList_SetSlice(stack, PyList_GET_SIZE(stack), PyList_GET_SIZE(stack), subs) < 0) {
+            Py_XDECREF(subs);
+            rc = -1;
+            break;
+        }
+        Py_DECREF(subs);
+    }
+    Py_DECREF(stack);
+    Py_DECREF(subclasses);
+    return rc;
+}
+
 /* [(type, new, free)] for every type seen since watch_start(). Type
- * pointers are only trusted while our tracer saw every type destruction. */
+ * pointers are only trusted while our tracer saw every type destruction;
+ * a tool that replaced our tracer and later put it back cannot be noticed,
+ * so rows are also checked against the classes alive now. */
 static PyObject *
 mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
@@ -2053,19 +2251,32 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     /* Copy first: building the list allocates, which re-enters the hook
      * (guarded) but may also grow the table through other threads' events
      * once we release nothing... we hold the GIL throughout. */
+    PtrMap live = {0};
+    if (collect_live_types(&live) < 0) {
+        pm_free(&live);
+        return NULL;
+    }
     uint32_t n = E.watch_n;
     WatchRow *rows = (WatchRow *)malloc((size_t)(n ? n : 1) * sizeof(WatchRow));
     if (rows == NULL) {
+        pm_free(&live);
         return PyErr_NoMemory();
     }
-    uint32_t m = 0;
+    uint32_t m = 0, seen;
     for (uint32_t i = 1; i < n; i++) {
-        if (E.watch_rows[i].type != NULL) {
-            rows[m] = E.watch_rows[i];
-            Py_INCREF(rows[m].type);    /* keep alive while we build */
-            m++;
+        PyTypeObject *tp = E.watch_rows[i].type;
+        if (tp == NULL) {
+            continue;
         }
+        if (!pm_get(&live, (uintptr_t)tp, &seen)) {
+            watch_forget(tp);           /* died unseen: never dereference it */
+            continue;
+        }
+        rows[m] = E.watch_rows[i];
+        Py_INCREF(rows[m].type);        /* keep alive while we build */
+        m++;
     }
+    pm_free(&live);
     PyObject *list = PyList_New(0);
     for (uint32_t i = 0; i < m; i++) {
         if (list != NULL) {
@@ -2152,7 +2363,17 @@ mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 #endif
 }
 
+/* In a forked child the pending call we asked for went to a parent's thread
+ * (when the fork happened off the main thread): ask again when needed. */
+static PyObject *
+mt_after_fork_child(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    E.pending_scheduled = 0;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef mt_methods[] = {
+    {"_after_fork_child", mt_after_fork_child, METH_NOARGS, "Reset per-process state in a forked child."},
     {"_noop_tracer", mt_noop_tracer, METH_O, "_noop_tracer(on): benchmarks' floor; not for production."},
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
     {"displaced", mt_displaced, METH_NOARGS, "displaced() -> bool: another tracer replaced ours"},

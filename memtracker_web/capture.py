@@ -7,6 +7,7 @@ allocation.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 import weakref
@@ -115,6 +116,8 @@ def _drain_all() -> None:
 
 if engine._tracker is not None:
     engine._tracker.set_pending_callable(_drain_all)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=engine._tracker._after_fork_child)
 
 
 class Capture:
@@ -275,7 +278,7 @@ class Capture:
         cls, callback = entry
         try:
             if kind == 0:
-                path = self._core.path_of(cls, leaf) if leaf else None
+                path = self._core.path_of(cls, leaf)
                 data = tuple(Frame(*frame) for frame in path) if path else None
                 result = callback(cls, "new", data)
                 if result is not None:

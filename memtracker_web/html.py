@@ -139,13 +139,23 @@ def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
     leaks = snapshot.get("leaks") or []
     if not leaks:
         return "<h2>Leak reports</h2><p class=\"note\">No type has grown past its threshold yet.</p>"
-    rows = []
+    # A leaking type files a report at every growth: show its latest one, and how many there were.
+    latest: dict[str, Mapping[str, Any]] = {}
+    counts: dict[str, int] = {}
+    first: dict[str, Any] = {}
     for leak in leaks:
+        name = str(leak.get("type", "?"))
+        counts[name] = counts.get(name, 0) + 1
+        first.setdefault(name, leak.get("detected_at"))
+        latest[name] = leak
+    rows = []
+    for name, leak in sorted(latest.items(), key=lambda kv: -(kv[1].get("detected_at") or 0)):
         paths = "".join(stack(p) for p in leak.get("top_paths") or [])
+        seen = (f" ({counts[name]} reports since {_when(first[name])})" if counts[name] > 1 else "")
         rows.append(f'<section class="leak-report"><p><span class="badge leak">leak</span> '
-                    f'{type_link(base, leak.get("type", "?"))}: {_num(leak.get("live"))} live after '
-                    f'{_num(leak.get("increases"))} increases, detected {_when(leak.get("detected_at"))}</p>'
-                    f"{paths}</section>")
+                    f'{type_link(base, name)}: {_num(leak.get("live"))} live after '
+                    f'{_num(leak.get("increases"))} increases, detected {_when(leak.get("detected_at"))}'
+                    f"{esc(seen)}</p>{paths}</section>")
     return "<h2>Leak reports</h2>" + "".join(rows)
 
 

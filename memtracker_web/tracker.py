@@ -125,7 +125,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     frames = [None] + [Frame(display_path(n[1]), n[2], n[3]) for n in nodes[1:]]
     paths = []
     hot: dict[Frame, list[int]] = {}
-    for index in range(1, len(nodes)):
+    for index in range(len(nodes)):
         _parent, _file, _line, _func, total, retained, truncated = nodes[index]
         if total == 0 and retained == 0:
             continue
@@ -139,7 +139,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             counts = hot.setdefault(frame, [0, 0, 0])
             counts[0] += total
             counts[1] += retained
-        hot[chain[0]][2] += retained      # allocated right here, not in a callee
+        if chain:
+            hot[chain[0]][2] += retained      # allocated right here, not in a callee
     paths.sort(key=lambda p: (-p[0], -p[1], [f.filename for f in p[2]], [f.lineno for f in p[2]]))
     shown = paths if limit is None else paths[:limit]
     top_paths = []
@@ -147,7 +148,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         entry = {
             "count": retained * scale,
             "total_count": total * scale,
-            "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain],
+            # no frames: the tree was full at its first level when these were allocated
+            "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain] or ["<call tree full>"],
             "frames": [{"filename": f.filename, "lineno": f.lineno, "function": f.function} for f in chain],
         }
         if truncated:
