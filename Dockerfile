@@ -11,9 +11,10 @@
 #   curl -H "Authorization: Bearer $TOKEN" "http://localhost:8000/debug/memory?format=json"
 #   MEMTRACKER_TOKEN=$TOKEN python -m memtracker_web report http://localhost:8000/debug/memory
 #
-# Two workers (examples/gunicorn.conf.py), each with its own monitor: the page
-# shows the worker that answered; /metrics merges all of them through
-# PROMETHEUS_MULTIPROC_DIR. More workers: -e GUNICORN_CMD_ARGS="--workers 4".
+# Two workers (examples/gunicorn.conf.py), each with its own monitor. Through
+# PROMETHEUS_MULTIPROC_DIR (also the default MEMTRACKER_SHARED_DIR) the page of
+# whichever worker answers shows every worker and the totals, and /metrics
+# merges them. More workers: -e GUNICORN_CMD_ARGS="--workers 4".
 
 # Build stage: the C extension needs a compiler; it stays in this stage.
 FROM python:3.13-slim AS build

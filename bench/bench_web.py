@@ -2,9 +2,11 @@
 (monitor running, watch-all on), same server, same run; and the /debug/memory
 JSON render time with 200 monitored types.
 
-Two uvicorn servers (one worker each) on 127.0.0.1, wrk against each in
-alternating rounds so drift hits both alike; the loss is 1 - median(tracked) /
-median(bare).
+Two uvicorn servers (one worker each, pinned to core 0) on 127.0.0.1, wrk
+(pinned to core 1) against each in alternating rounds so drift hits both alike;
+the loss is 1 - median(tracked) / median(bare). Throughput on this shared VM
+swings by +-10% between rounds, so the server's CPU time per request (from
+/proc) is reported too: it is the steadier measure of what the middleware adds.
 
     python bench/bench_web.py [--rounds 5] [--seconds 5]
 """
@@ -29,10 +31,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(mode: str) -> tuple[subprocess.Popen, int]:
+def start(mode: str, interval: float = 1.0) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = dict(os.environ, BENCH_MODE=mode, PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.web_app:app", "--host", "127.0.0.1",
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), PYTHONPATH=ROOT)
+    # Server on core 0, wrk on core 1: the two would otherwise fight for both cores.
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "bench.web_app:app", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "warning", "--no-access-log"],
                             cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
@@ -46,10 +49,20 @@ def start(mode: str) -> tuple[subprocess.Popen, int]:
     raise RuntimeError(f"{mode} server did not start")
 
 
-def wrk(port: int, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")    # utime + stime
+
+
+def wrk(port: int, seconds: int, pid: int | None = None) -> tuple[float, float]:
+    """Requests per second, and the server's CPU microseconds per request."""
+    before = cpu_seconds(pid) if pid else 0.0
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    used = cpu_seconds(pid) - before if pid else 0.0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), used / requests * 1e6
 
 
 def json_render_ms(n_types: int = 200) -> float:
@@ -93,9 +106,12 @@ def main() -> None:
         wrk(bare_port, 2)
         wrk(tracked_port, 2)                    # warm up both
         results = {"bare": [], "tracked": []}
+        cpu = {"bare": [], "tracked": []}
         for _ in range(args.rounds):
-            results["bare"].append(wrk(bare_port, args.seconds))
-            results["tracked"].append(wrk(tracked_port, args.seconds))
+            for name, proc, port in (("bare", bare, bare_port), ("tracked", tracked, tracked_port)):
+                rps, us = wrk(port, args.seconds, proc.pid)
+                results[name].append(rps)
+                cpu[name].append(us)
         with urllib.request.urlopen(f"http://127.0.0.1:{tracked_port}/debug/memory?format=json") as r:
             mode = __import__("json").loads(r.read())["mode"]
     finally:
@@ -108,6 +124,8 @@ def main() -> None:
     print(f"bare app:             {b:10.0f} req/s  (rounds: {', '.join(f'{x:.0f}' for x in results['bare'])})")
     print(f"middleware+watch-all: {t:10.0f} req/s  (rounds: {', '.join(f'{x:.0f}' for x in results['tracked'])})")
     print(f"loss: {100 * (1 - t / b):.1f}%")
+    cb, ct = statistics.median(cpu["bare"]), statistics.median(cpu["tracked"])
+    print(f"server CPU per request: bare {cb:.0f} us, middleware+watch-all {ct:.0f} us: {ct / cb:.3f}x")
     print(f"/debug/memory JSON with 200 types (120 history points each): {json_render_ms():.1f} ms (median of 20)")
 
 

@@ -17,9 +17,12 @@ async def hello(request):
 
 app = Starlette(routes=[Route("/", hello)])
 
-if os.environ.get("BENCH_MODE") == "tracked":
+MODE = os.environ.get("BENCH_MODE", "bare")
+if MODE != "bare":
     from memtracker_web.asgi import MemoryTrackerMiddleware
 
-    # Watch-all on and a short interval: the monitor samples often while wrk runs.
-    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics", watch_all=True, interval=1.0,
+    # "middleware": the middleware and a monitor counting two types;
+    # "tracked": the same with watch-all on (every type counted).
+    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics", watch_all=MODE == "tracked",
+                       interval=float(os.environ.get("BENCH_INTERVAL", "60")),
                        track=["starlette.requests.Request", "starlette.responses.JSONResponse"])

@@ -444,6 +444,8 @@ typedef struct {
 typedef struct {
     PyTypeObject *type;
     uint64_t new_count, free_count;
+    uint32_t next_free;     /* free-list link of an unused row (0 ends the list) */
+    uint32_t pad;
 } WatchRow;
 
 /* Direct-mapped cache in front of engine.watch: type pointer => row. */
@@ -478,6 +480,13 @@ static struct {
     uint64_t watch_lost;
     int watch_stale;        /* displaced while watching: type pointers may dangle */
     WatchCache watch_cache[MT_FILTER_SIZE];
+    /* Rows arrays outgrown while watching. Kept, not freed: a thread of another
+     * interpreter (own GIL) may still be incrementing a cached row in one of
+     * them, because the cached path checks the interpreter only when several
+     * exist (that check costs as much as the rest of the path). */
+    WatchRow **watch_retired;
+    uint32_t n_retired;
+    int multi_interp;       /* another interpreter exists (refreshed at safe points) */
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */
     int pending_scheduled;
@@ -636,18 +645,27 @@ watch_count(PyTypeObject *tp, int is_free)
 {
     uint32_t row;
     if (!pm_get(&E.watch, (uintptr_t)tp, &row)) {
-        if (E.watch_free_head) {
+        if (E.watch_free_head && E.watch_free_head < E.watch_n) {
             row = E.watch_free_head;
-            E.watch_free_head = (uint32_t)E.watch_rows[row].new_count;
+            E.watch_free_head = E.watch_rows[row].next_free;
         }
         else {
             if (E.watch_n == E.watch_cap) {
                 uint32_t cap = E.watch_cap ? E.watch_cap * 2 : 256;
-                WatchRow *rows = (WatchRow *)realloc(E.watch_rows, (size_t)cap * sizeof(WatchRow));
-                if (rows == NULL) {
+                WatchRow **retired = (WatchRow **)realloc(E.watch_retired,
+                                                          (size_t)(E.n_retired + 1) * sizeof(WatchRow *));
+                WatchRow *rows = (WatchRow *)calloc(cap, sizeof(WatchRow));
+                if (retired == NULL || rows == NULL) {
+                    if (retired != NULL) {
+                        E.watch_retired = retired;
+                    }
+                    free(rows);
                     E.watch_lost++;
                     return;
                 }
+                memcpy(rows, E.watch_rows, (size_t)E.watch_n * sizeof(WatchRow));
+                E.watch_retired = retired;
+                E.watch_retired[E.n_retired++] = E.watch_rows;
                 E.watch_rows = rows;
                 E.watch_cap = cap;
             }
@@ -655,8 +673,8 @@ watch_count(PyTypeObject *tp, int is_free)
         }
         if (pm_put(&E.watch, (uintptr_t)tp, row, NULL) < 0) {
             /* give the row back */
-            E.watch_rows[row].new_count = E.watch_free_head;
             E.watch_rows[row].type = NULL;
+            E.watch_rows[row].next_free = E.watch_free_head;
             E.watch_free_head = row;
             E.watch_lost++;
             return;
@@ -684,7 +702,7 @@ watch_forget(PyTypeObject *tp)
     }
     if (pm_pop(&E.watch, (uintptr_t)tp, &row)) {
         E.watch_rows[row].type = NULL;
-        E.watch_rows[row].new_count = E.watch_free_head;   /* free list link */
+        E.watch_rows[row].next_free = E.watch_free_head;
         E.watch_free_head = row;
     }
 }
@@ -771,6 +789,44 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_c
 
 static void engine_mark_displaced(void);
 
+/* Watch-all's common case: a cached type, counted right here. A type object's
+ * own destruction always takes the slow path (its entry goes). Out of line so
+ * the plain fast path below keeps needing no stack frame. */
+static inline int
+mt_hook_watch(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, size_t index)
+{
+    int watch_counted = 0;
+    WatchCache *cached = &E.watch_cache[index];
+    if (cached->type == tp && !(event == PyRefTracer_DESTROY && PyType_Check(op))) {
+        WatchRow *row = &E.watch_rows[cached->row];
+        if (event == PyRefTracer_CREATE) {
+            row->new_count++;
+        }
+        else {
+            row->free_count++;
+        }
+        if (!E.track_filter[index] && !(event == PyRefTracer_DESTROY && E.any_mutable
+                                          && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+            return 0;
+        }
+        watch_counted = 1;
+    }
+    return mt_hook_slow(op, event, tp, watch_counted);
+}
+
+/* With several interpreters: another one may run under its own GIL, hands off
+ * our tables (the slow path checks always; see engine.watch_retired for why the
+ * cached path may skip this while there is one interpreter). */
+static MT_NOINLINE int
+mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, size_t index)
+{
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL || ts->interp != E.interp) {
+        return 0;
+    }
+    return mt_hook_watch(op, event, tp, index);
+}
+
 /* The fast path: most objects are of untracked types. Calls only in tail
  * position, so the common case needs no stack frame. */
 static inline int
@@ -778,31 +834,11 @@ mt_hook_filter(PyObject *op, PyRefTracerEvent event)
 {
     PyTypeObject *tp = Py_TYPE(op);
     size_t index = MT_FILTER_INDEX(tp);
-    int watch_counted = 0;
     if (E.watch_on) {
-        /* Watch-all's common case: a cached type, counted right here. A type
-         * object's own destruction always takes the slow path (its entry goes).
-         * Another interpreter may run under its own GIL: hands off our tables. */
-        PyThreadState *ts = PyThreadState_GetUnchecked();
-        if (ts == NULL || ts->interp != E.interp) {
-            return 0;
+        if (E.multi_interp) {
+            return mt_hook_watch_checked(op, event, tp, index);
         }
-        WatchCache *cached = &E.watch_cache[index];
-        if (cached->type == tp && !(event == PyRefTracer_DESTROY && PyType_Check(op))) {
-            WatchRow *row = &E.watch_rows[cached->row];
-            if (event == PyRefTracer_CREATE) {
-                row->new_count++;
-            }
-            else {
-                row->free_count++;
-            }
-            if (!E.track_filter[index] && !(event == PyRefTracer_DESTROY && E.any_mutable
-                                              && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
-                return 0;
-            }
-            watch_counted = 1;
-        }
-        return mt_hook_slow(op, event, tp, watch_counted);
+        return mt_hook_watch(op, event, tp, index);
     }
     if (E.filter[index]
         || (event == PyRefTracer_DESTROY && E.any_mutable
@@ -1033,6 +1069,7 @@ engine_check_displaced(void)
 
 static int slot_type_alive(Slot *slot);
 static void capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only);
+static void engine_refresh_interps(void);
 
 /* Drop running captures' slots whose type died unseen (its weak reference is
  * dead): their pointers must leave every table before anything reads them. */
@@ -1074,6 +1111,7 @@ engine_install_if_needed(void)
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
     E.interp = PyInterpreterState_Get();
+    engine_refresh_interps();
     /* Types that died while we were not called left dangling pointers. */
     engine_validate_slots();
     if (!is_our_hook(prev)) {
@@ -2138,6 +2176,31 @@ mt_displaced(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(E.installed && E.displaced);
 }
 
+/* Whether another interpreter exists: watch-all's cached path then checks
+ * which interpreter each event comes from. */
+static void
+engine_refresh_interps(void)
+{
+    PyInterpreterState *head = PyInterpreterState_Head();
+    E.multi_interp = head != NULL && PyInterpreterState_Next(head) != NULL;
+}
+
+/* Free the outgrown rows arrays once no other interpreter can be writing to them. */
+static void
+watch_free_retired(void)
+{
+    engine_refresh_interps();
+    if (E.multi_interp) {
+        return;     /* bounded: each retired array is half the size of the next */
+    }
+    for (uint32_t i = 0; i < E.n_retired; i++) {
+        free(E.watch_retired[i]);
+    }
+    free(E.watch_retired);
+    E.watch_retired = NULL;
+    E.n_retired = 0;
+}
+
 static PyObject *
 mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
@@ -2147,6 +2210,7 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     if (engine_check_runtime() < 0) {
         return NULL;
     }
+    watch_free_retired();
     pm_free(&E.watch);
     memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
@@ -2182,6 +2246,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
     E.watch_free_head = 0;
+    watch_free_retired();
     engine_uninstall_if_idle();
     Py_RETURN_NONE;
 }
@@ -2251,6 +2316,7 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     /* Copy first: building the list allocates, which re-enters the hook
      * (guarded) but may also grow the table through other threads' events
      * once we release nothing... we hold the GIL throughout. */
+    engine_refresh_interps();
     PtrMap live = {0};
     if (collect_live_types(&live) < 0) {
         pm_free(&live);
