@@ -853,14 +853,15 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
 #if PY_VERSION_HEX >= 0x030F0000
-    if (event == PyRefTracer_TRACKER_REMOVED) {
+    if (event == PyRefTracer_TRACKER_REMOVED || op == NULL) {
         /* 3.15: we are being replaced (the object is NULL). */
         engine_mark_displaced();
         return 0;
     }
 #endif
-    if (op == NULL || E.in_prev) {
-        /* in_prev: a tracer we chain to called us back (it chains too): seen once already */
+    /* (Before 3.15 CPython never passes NULL: that test would cost every event.) */
+    if (E.in_prev) {
+        /* a tracer we chain to called us back (it chains too): seen once already */
         return 0;
     }
     return mt_hook_filter(op, event);
