@@ -1213,6 +1213,18 @@ capture_find(CaptureCore *c, PyTypeObject *tp)
     return s;
 }
 
+/* The slot of `tp` for a method called `what`: -1 if not tracked, -2 with a
+ * TypeError set when `tp` is not a class. */
+static int64_t
+slot_arg(CaptureCore *c, PyObject *tp, const char *what)
+{
+    if (!PyType_Check(tp)) {
+        PyErr_Format(PyExc_TypeError, "%s() needs a class, got %.100s object", what, Py_TYPE(tp)->tp_name);
+        return -2;
+    }
+    return capture_find(c, (PyTypeObject *)tp);
+}
+
 /* Remove every object entry of one slot, or all of them (slot < 0). With
  * `keep_clear_leaf`, entries stay but lose their call-tree leaf. */
 static void
@@ -1481,11 +1493,10 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
 static PyObject *
 CaptureCore_untrack(CaptureCore *c, PyObject *tp)
 {
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "untrack() needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "untrack");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0) {
         Py_RETURN_FALSE;
     }
@@ -1807,11 +1818,10 @@ CaptureCore_analyse(CaptureCore *c, PyObject *args, PyObject *kwds)
 static PyObject *
 CaptureCore_unanalyse(CaptureCore *c, PyObject *tp)
 {
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "unanalyse");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0 || c->slots[s].tree == NULL) {
         Py_RETURN_FALSE;
     }
@@ -1826,11 +1836,10 @@ CaptureCore_unanalyse(CaptureCore *c, PyObject *tp)
 static PyObject *
 CaptureCore_counts(CaptureCore *c, PyObject *tp)
 {
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "counts");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0) {
         Py_RETURN_NONE;
     }
@@ -1843,11 +1852,10 @@ static PyObject *
 CaptureCore_live(CaptureCore *c, PyObject *tp)
 {
     /* The fastest query: live count only, 0 when not tracked. */
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "live");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0) {
         return PyLong_FromLong(0);
     }
@@ -1886,11 +1894,10 @@ CaptureCore_items(CaptureCore *c, PyObject *Py_UNUSED(ignored))
 static PyObject *
 CaptureCore_slot_of(CaptureCore *c, PyObject *tp)
 {
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "slot_of");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0) {
         Py_RETURN_NONE;
     }
@@ -1957,11 +1964,10 @@ release_codes(PyCodeObject **codes, uint32_t n)
 static PyObject *
 CaptureCore_tree(CaptureCore *c, PyObject *tp)
 {
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "tree");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0 || c->slots[s].tree == NULL) {
         Py_RETURN_NONE;
     }
@@ -2035,11 +2041,10 @@ CaptureCore_path_of(CaptureCore *c, PyObject *args)
     if (!PyArg_ParseTuple(args, "OI:path_of", &tp, &leaf)) {
         return NULL;
     }
-    if (!PyType_Check(tp)) {
-        PyErr_Format(PyExc_TypeError, "needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
+    int64_t s = slot_arg(c, tp, "path_of");
+    if (s == -2) {
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
     if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf == MT_NO_LEAF
             || leaf >= c->slots[s].tree->n_nodes) {
         Py_RETURN_NONE;     /* no frames recorded (the root holds allocations of a full tree) */

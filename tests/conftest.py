@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 import memtracker_web as mt
@@ -33,3 +36,36 @@ def _fresh_defaults():
         default, tracker_module._default = tracker_module._default, None
     if default is not None:
         default.stop()
+
+
+def line_of(path: str, marker: str) -> int:
+    """The line of ``path`` that ends with the comment ``# marker``."""
+    with open(path) as fh:
+        for number, text in enumerate(fh, 1):
+            if text.rstrip().endswith(f"# {marker}") and "line_of(" not in text:
+                return number
+    raise AssertionError(f"no line ending with '# {marker}' in {path}")
+
+
+def children_of(master: int) -> set[int]:
+    """Live (not zombie) children of a process, from /proc: no extra dependency."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master and fields[0] != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate, then kill if it does not exit in time; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)

@@ -13,17 +13,14 @@ import memtracker_web as mt
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
 from memtracker_web.tracker import display_path
 
+import conftest
 from conftest import requires_engine, without_engine
 
 HERE = display_path(__file__)
 
 
 def line_of(marker: str) -> int:
-    with open(__file__) as fh:
-        for number, text in enumerate(fh, 1):
-            if text.rstrip().endswith(f"# {marker}") and "line_of(" not in text:
-                return number
-    raise AssertionError(marker)
+    return conftest.line_of(__file__, marker)
 
 
 class Leaky:

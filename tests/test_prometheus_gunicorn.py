@@ -21,13 +21,13 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:  # as gunicorn's --pythonpath does in the workers
     sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import children_of  # noqa: E402
 from test_prometheus_server import (  # noqa: E402
     CountingMonitor,
     LeakyRecord,
     _LEAKED,
     free_port,
     http_get,
-    real_monitor_available,
     stop,
     subprocess_env,
     wait_for,
@@ -80,19 +80,6 @@ def make_app():
 # helpers
 
 
-def worker_pids(master: int) -> set[int]:
-    """Live children of the gunicorn master (from /proc: no extra dependency)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master and fields[0] != "Z":
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 def scrape(url: str) -> dict[tuple[str, frozenset], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -112,11 +99,7 @@ def live_total(samples) -> float | None:
     return samples.get(("memtracker_live_objects", frozenset({("type", TYPE)})))
 
 
-MONITORS = [
-    "counting",
-    pytest.param("real", marks=pytest.mark.skipif(
-        not real_monitor_available(), reason="memtracker_web.monitor cannot be imported yet")),
-]
+MONITORS = ["counting", "real"]
 
 
 # ---------------------------------------------------------------------------
@@ -147,7 +130,7 @@ def test_gunicorn_workers_series_totals_and_dead_worker_cleanup(tmp_path, mode, 
 
         def published(expected_pids: set[int] | None = None):
             """(worker pids, scrape) once exactly two workers run and both have published."""
-            pids = worker_pids(master.pid)
+            pids = children_of(master.pid)
             files = {p.name for p in multiproc.glob(f"gauge_{mode}_*.db")}
             if len(pids) != 2 or files != {f"gauge_{mode}_{pid}.db" for pid in pids}:
                 return None

@@ -179,19 +179,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def real_monitor_available() -> bool:
-    try:
-        import memtracker_web.monitor  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-MONITORS = [
-    "counting",
-    pytest.param("real", marks=pytest.mark.skipif(
-        not real_monitor_available(), reason="memtracker_web.monitor cannot be imported yet")),
-]
+MONITORS = ["counting", "real"]
 
 
 # ---------------------------------------------------------------------------

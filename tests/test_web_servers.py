@@ -6,7 +6,6 @@ must be escalated to analysis with its top path naming the leak line.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -20,13 +19,11 @@ from typing import Any, Iterator
 
 import pytest
 
+from conftest import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 INTERVAL = "0.3"
-
-if importlib.util.find_spec("memtracker_web.monitor") is None:
-    pytest.skip("memtracker_web/monitor.py is not in the tree yet: the examples need the real monitor",
-                allow_module_level=True)
 
 
 def exact_engine() -> tuple[bool, str]:
@@ -133,13 +130,7 @@ class Server:
         return cached
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        stop_process(self.proc)
         self._log_file.close()
 
 

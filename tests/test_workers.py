@@ -26,6 +26,7 @@ from memtracker_web import engine_status, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.naming import type_name
+from conftest import children_of, stop_process
 from test_endpoint import JSON, POST_JSON, call
 
 
@@ -566,19 +567,6 @@ SERVERS = {
 }
 
 
-def children(master: int) -> set[int]:
-    """Live (not zombie) children of the gunicorn master, from /proc."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master and fields[0] != "Z":
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 class Gunicorn:
     def __init__(self, kind: str, tmp: Path) -> None:
         spec = SERVERS[kind]
@@ -639,13 +627,7 @@ class Gunicorn:
 
     def stop(self) -> None:
         try:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=15)
+            stop_process(self.proc)
         finally:
             self._out.close()
 
@@ -670,7 +652,7 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
         def three_up() -> Any:
             status, data = server.request("/debug/memory")
             alive = {row["pid"] for row in data["workers"] if not row["gone"]} if status == 200 else set()
-            pids = children(server.proc.pid)
+            pids = children_of(server.proc.pid)
             return data if len(pids) == 3 and alive == pids else None
 
         data = server.wait("/debug/memory to show 3 workers", three_up)
@@ -756,7 +738,7 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
             if victim not in rows or not rows[victim]["gone"] or len(alive) != 3 or not survivors <= alive:
                 return None
             newcomer = (alive - survivors).pop()
-            if newcomer not in children(server.proc.pid) or live_of(rows[newcomer], TRACKED) is None:
+            if newcomer not in children_of(server.proc.pid) or live_of(rows[newcomer], TRACKED) is None:
                 return None
             return data, newcomer
 
