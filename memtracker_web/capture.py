@@ -170,8 +170,9 @@ class Capture:
         removed = self._core.untrack(cls)
         if slot is not None:
             self._callbacks.pop(slot, None)
-            for key in [k for k in self._callback_data if k[0] == slot]:
-                del self._callback_data[key]
+            # a copy: another thread's flush may be adding entries meanwhile
+            for key in [k for k in list(self._callback_data) if k[0] == slot]:
+                self._callback_data.pop(key, None)
         return removed
 
     def is_tracking(self, cls: type) -> bool:

@@ -102,7 +102,7 @@ def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:
 
     try:
         return render(data, **kwargs)
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, OSError) as exc:
         raise HTTPError(502, f"the worker's published snapshot cannot be shown ({exc.__class__.__name__}); "
                              "its JSON is at ?format=json") from None
 

@@ -262,9 +262,10 @@ class Endpoint:
                         kwargs[name] = getattr(opts, name)
                 self._monitor = get_default_monitor(**kwargs)
             else:
+                from .monitor import start_monitoring_logged
+
                 for item in opts.track:
-                    cls = resolve_type(item) if isinstance(item, str) else item
-                    self._monitor.start_monitoring(cls)
+                    start_monitoring_logged(self._monitor, item)
             self._ready = True
             return self._monitor
 
@@ -333,7 +334,9 @@ class Endpoint:
             return None if has_proxy_headers else peer
         forwarded = request.headers.get("x-forwarded-for")
         if not forwarded:
-            return peer
+            # Only X-Forwarded-For is parsed; a proxy that sends Forwarded or
+            # X-Real-IP instead must not make every visitor look like itself.
+            return None if has_proxy_headers else peer
         # Walk from the right past our own proxies; the first other hop is the client.
         for hop in reversed([h.strip() for h in forwarded.split(",")]):
             ip = _client_ip(hop)
@@ -436,7 +439,7 @@ class Endpoint:
         if threshold is not None and (not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1):
             raise HTTPError(400, "'threshold' must be a positive integer")
         try:
-            cls = resolve_type(name)
+            cls = resolve_type(name, import_modules=False)   # a request never imports code
         except TypeNameError as exc:
             raise HTTPError(404, str(exc)) from None
         resolved = type_name(cls)

@@ -38,7 +38,11 @@ def esc(value: Any) -> str:
 def _when(ts: Any) -> str:
     if not isinstance(ts, (int, float)):
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):     # from a foreign or corrupt snapshot file
+        return "invalid time"
+
 
 
 def _num(value: Any) -> str:

@@ -107,6 +107,8 @@ class MemoryMonitor:
         self._types: dict[int, _TypeState] = {}       # id(cls) => state
         self._watch: dict[int, _WatchState] = {}      # id(cls) => watch-all state
         self._leaks: deque = deque(maxlen=leak_reports)
+        self._generation = 0                          # bumped when the monitored set changes
+        self._types_cache: Optional[tuple] = None     # ((samples, top_paths, generation), entries)
         self._samples = 0
         self._sampled_at: Optional[float] = None
         self._sample_duration = 0.0
@@ -144,6 +146,7 @@ class MemoryMonitor:
             if analysis:
                 state.forced = True
                 self._begin_analysis(state, cls)
+            self._generation += 1
 
     def stop_monitoring(self, cls: Union[type, str]) -> bool:
         cls = resolve_type(cls) if isinstance(cls, str) else cls
@@ -151,6 +154,7 @@ class MemoryMonitor:
             state = self._types.pop(id(cls), None)
             if state is None:
                 return False
+            self._generation += 1
             if self.mode == "exact":
                 self.tracker.untrack(cls)
             return True
@@ -333,6 +337,7 @@ class MemoryMonitor:
 
     def start(self) -> None:
         """Sample every ``interval`` seconds in a daemon thread (idempotent)."""
+        self._after_fork_check()    # a parent's thread state must not leak into the child
         with self._lock:
             self._wanted_running = True
             if self.running:
@@ -344,6 +349,7 @@ class MemoryMonitor:
 
     def stop(self) -> None:
         """Stop the thread and wait for it; counting goes on until close()."""
+        self._after_fork_check()
         with self._lock:
             self._wanted_running = False
             thread, self._thread = self._thread, None
@@ -421,14 +427,19 @@ class MemoryMonitor:
         """JSON-serialisable state for every exporter (see docs/CONTRACTS.md)."""
         self._after_fork_check()
         with self._lock:
-            types = []
-            for state in self._types.values():
-                cls = state.ref()
-                if cls is None:
-                    continue
-                entry, _ = self._type_entry(state, cls, top_paths)
-                types.append((state.growth(), state.name, entry))
-            types.sort(key=lambda t: (-t[0], t[1]))
+            # Exporters (workers view, multiprocess metrics, the page) each ask after
+            # every sample: build the per-type part (call-path stats) once per sample.
+            key = (self._samples, top_paths, self._generation)
+            if self._types_cache is None or self._types_cache[0] != key:
+                types = []
+                for state in self._types.values():
+                    cls = state.ref()
+                    if cls is None:
+                        continue
+                    entry, _ = self._type_entry(state, cls, top_paths)
+                    types.append((state.growth(), state.name, entry))
+                types.sort(key=lambda t: (-t[0], t[1]))
+                self._types_cache = (key, [entry for _, _, entry in types])
             snap: dict[str, Any] = {
                 "mode": self.mode,
                 "engine": engine.engine_status(),
@@ -440,7 +451,7 @@ class MemoryMonitor:
                 "threshold": self.threshold,
                 "increases": self.increases,
                 "watch_all": self.watch_all,
-                "types": [entry for _, _, entry in types],
+                "types": list(self._types_cache[1]),
                 "leaks": list(self._leaks),
             }
             if self.mode == "census":
@@ -514,8 +525,19 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
         if interval is not None:
             monitor.interval = float(interval)
     for cls in track:
-        monitor.start_monitoring(cls)
+        start_monitoring_logged(monitor, cls)
     return monitor
+
+
+def start_monitoring_logged(monitor: MemoryMonitor, cls: Union[type, str]) -> bool:
+    """start_monitoring() for configured types: a bad name is logged, not raised
+    (it would otherwise surface in whichever request started the monitor)."""
+    try:
+        monitor.start_monitoring(resolve_type(cls) if isinstance(cls, str) else cls)
+    except (TypeError, ValueError) as exc:          # TypeNameError is a ValueError
+        logger.error("memtracker_web: cannot monitor %r: %s", cls, exc)
+        return False
+    return True
 
 
 def reset_default_monitor() -> None:

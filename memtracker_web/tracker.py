@@ -7,6 +7,7 @@ line that called into C).
 """
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 import threading
@@ -122,7 +123,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     counts are per innermost frame, so each node with counts is one call path.
     """
     scale = meta["sample_every"]
-    frames = [None] + [Frame(display_path(n[1]), n[2], n[3]) for n in nodes[1:]]
+    shorten = path_shortener()
+    frames = [None] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
     paths = []
     hot: dict[Frame, list[int]] = {}
     for index in range(len(nodes)):
@@ -141,8 +143,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             counts[1] += retained
         if chain:
             hot[chain[0]][2] += retained      # allocated right here, not in a callee
-    paths.sort(key=lambda p: (-p[0], -p[1], [f.filename for f in p[2]], [f.lineno for f in p[2]]))
-    shown = paths if limit is None else paths[:limit]
+    order = lambda p: (-p[0], -p[1], [f.filename for f in p[2]], [f.lineno for f in p[2]])  # noqa: E731
+    shown = sorted(paths, key=order) if limit is None else heapq.nsmallest(limit, paths, key=order)
     top_paths = []
     for retained, total, chain, truncated in shown:
         entry = {
@@ -198,15 +200,20 @@ def _display_path(filename: str, cwd: str, roots: tuple[str, ...]) -> str:
     return best
 
 
-def display_path(filename: str) -> str:
-    """``filename`` relative to the working directory or the sys.path entry it
-    came from, whichever is shorter."""
+def path_shortener():
+    """display_path() with the working directory and sys.path read once (per stats call)."""
     try:
         cwd = os.getcwd()
     except OSError:
         cwd = ""
     roots = tuple(p for p in sys.path if isinstance(p, str) and p)
-    return _display_path(filename, cwd, roots)
+    return lambda filename: _display_path(filename, cwd, roots)
+
+
+def display_path(filename: str) -> str:
+    """``filename`` relative to the working directory or the sys.path entry it
+    came from, whichever is shorter."""
+    return path_shortener()(filename)
 
 
 # -- the process-wide default tracker (mt.track_with_analysis(...), mt.stats(...)) --

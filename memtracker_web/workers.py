@@ -228,7 +228,7 @@ def apply_command(monitor: Any, command: dict[str, Any]) -> dict[str, Any]:
     """Apply one command to ``monitor``; the result is what the worker publishes."""
     result: dict[str, Any] = {"action": command["action"], "type": command["type"], "applied_at": time.time()}
     try:
-        cls = resolve_type(command["type"])
+        cls = resolve_type(command["type"], import_modules=False)   # commands come from requests
         if command["action"] == "track":
             threshold = command.get("threshold")
             monitor.start_monitoring(cls, threshold=threshold if isinstance(threshold, int) else None,
