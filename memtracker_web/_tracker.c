@@ -50,9 +50,6 @@
 #  define MT_NOINLINE
 #endif
 
-/* Called from the hook and from safe points; unused only without a tracer. */
-#define MT_HOOK_ONLY_OR_SAFE MT_HOOK_ONLY
-
 #define MT_SLOT_BITS 12
 #define MT_LEAF_BITS 20
 #define MT_MAX_SLOTS ((1u << MT_SLOT_BITS) - 1)      /* 4095 tracked types per capture */
@@ -1042,7 +1039,7 @@ engine_check_runtime(void)
 }
 
 /* Our tracer is gone: every running capture (and watch-all) missed events. */
-MT_HOOK_ONLY_OR_SAFE void
+MT_HOOK_ONLY void
 engine_mark_displaced(void)
 {
     E.displaced = 1;
@@ -1276,13 +1273,6 @@ capture_forget_events(CaptureCore *c, uint32_t slot, int leaf_only)
     }
 }
 
-static void
-slot_release(Slot *slot, Tree **tree_out)
-{
-    *tree_out = slot->tree;
-    slot->tree = NULL;
-}
-
 static PyObject *
 CaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -1328,8 +1318,8 @@ static void
 capture_release_slots(CaptureCore *c)
 {
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        Tree *t = NULL;
-        slot_release(&c->slots[s], &t);
+        Tree *t = c->slots[s].tree;
+        c->slots[s].tree = NULL;
         tree_free(t);
         Py_CLEAR(c->slots[s].weakref);
         Py_CLEAR(c->slots[s].name);
@@ -1509,8 +1499,8 @@ CaptureCore_untrack(CaptureCore *c, PyObject *tp)
     }
     capture_purge_objects(c, s, 0);
     capture_forget_events(c, (uint32_t)s, 0);
-    Tree *t = NULL;
-    slot_release(slot, &t);
+    Tree *t = slot->tree;
+    slot->tree = NULL;
     PyObject *old_wr = slot->weakref, *old_name = slot->name;
     slot->weakref = NULL;
     slot->name = NULL;
@@ -2388,19 +2378,6 @@ mt_set_pending_callable(PyObject *Py_UNUSED(self), PyObject *fn)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-mt_schedule_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
-{
-    /* Called from Python when events are waiting: ask the main thread to
-     * drain them at its next safe point. One request at a time. */
-    if (!E.pending_scheduled && E.pending_callable != NULL) {
-        if (Py_AddPendingCall(mt_run_pending, NULL) == 0) {
-            E.pending_scheduled = 1;
-        }
-    }
-    Py_RETURN_NONE;
-}
-
 /* Benchmarks only: a tracer that does nothing, to measure what CPython's hook
  * itself costs (the floor under any tracer). Refuses while ours runs. */
 #if MT_HAVE_TRACER
@@ -2454,7 +2431,6 @@ static PyMethodDef mt_methods[] = {
     {"watch_counts", mt_watch_counts, METH_NOARGS, "watch_counts() -> [(type, new, free)]"},
     {"watch_statistics", mt_watch_statistics, METH_NOARGS, "watch_statistics() -> dict"},
     {"set_pending_callable", mt_set_pending_callable, METH_O, "Register the callback drainer."},
-    {"schedule_pending", mt_schedule_pending, METH_NOARGS, "Schedule a drain on the main thread."},
     {NULL, NULL, 0, NULL},
 };
 

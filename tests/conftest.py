@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -69,3 +73,25 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+
+def in_forked_child(body: Callable[[], Any]) -> tuple[int, Any]:
+    """Run ``body`` in a forked child; return the child's pid and what ``body``
+    returned (it must be JSON-serialisable)."""
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork with a live thread
+        pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            os.write(write_fd, json.dumps(body()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    data = b""
+    while chunk := os.read(read_fd, 4096):
+        data += chunk
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    return pid, json.loads(data)

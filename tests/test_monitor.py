@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import time
-import warnings
 
 import pytest
 
@@ -211,33 +210,20 @@ def test_fork_child_restarts_lazily_and_keeps_its_own_counts():
     m.start_monitoring(Leaky)
     m.sample()
     m.start()
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # fork with a live thread
-        pid = os.fork()
-    if pid == 0:                                              # child
-        try:
-            os.close(read_fd)
-            leak(7)
-            m.ensure_running()
-            deadline = time.monotonic() + 5
-            start_samples = m.snapshot()["samples"]
-            while m.snapshot()["samples"] < start_samples + 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            snap = m.snapshot()
-            result = {"running": m.running, "pid": snap["pid"], "live": snap["types"][0]["live"],
-                      "samples_grew": snap["samples"] >= start_samples + 2}
-            os.write(write_fd, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while chunk := os.read(read_fd, 4096):
-        data += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
+
+    def child():
+        leak(7)
+        m.ensure_running()
+        deadline = time.monotonic() + 5
+        start_samples = m.snapshot()["samples"]
+        while m.snapshot()["samples"] < start_samples + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        snap = m.snapshot()
+        return {"running": m.running, "pid": snap["pid"], "live": snap["types"][0]["live"],
+                "samples_grew": snap["samples"] >= start_samples + 2}
+
+    pid, result = conftest.in_forked_child(child)
     m.close()
-    result = json.loads(data)
     assert result["running"] is True and result["samples_grew"] is True
     assert result["pid"] == pid
     expected_child_live = 7 if m.mode == "exact" else result["live"]

@@ -7,12 +7,12 @@ import os
 import sys
 import threading
 import time
-import warnings
 
 import pytest
 
 from memtracker_web import html
 from memtracker_web.monitor import MemoryMonitor, reset_default_monitor
+from conftest import in_forked_child
 from test_endpoint import JSON, POST_JSON, call, endpoint
 
 
@@ -81,26 +81,15 @@ def test_one_snapshot_build_per_sample(monkeypatch):
 def test_start_in_a_forked_child_runs_exactly_one_sampler():
     m = MemoryMonitor(interval=0.05)
     m.start()
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)     # fork with a live thread
-        pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            m.start()                                            # as Endpoint.start() does
-            time.sleep(0.3)
-            threads = sum(t.name == "memtracker-monitor" for t in threading.enumerate())
-            m.stop()
-            after = sum(t.name == "memtracker-monitor" and t.is_alive() for t in threading.enumerate())
-            os.write(write_fd, json.dumps([threads, after]).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    data = b""
-    while chunk := os.read(read_fd, 1024):
-        data += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
+
+    def child():
+        m.start()                                            # as Endpoint.start() does
+        time.sleep(0.3)
+        threads = sum(t.name == "memtracker-monitor" for t in threading.enumerate())
+        m.stop()
+        after = sum(t.name == "memtracker-monitor" and t.is_alive() for t in threading.enumerate())
+        return [threads, after]
+
+    _, result = in_forked_child(child)
     m.close()
-    assert json.loads(data) == [1, 0]
+    assert result == [1, 0]
