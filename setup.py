@@ -6,6 +6,7 @@ headers have PyRefTracer (3.13+), under PY_VERSION_HEX guards.
 """
 from __future__ import annotations
 
+import os
 import platform
 
 from setuptools import Extension, setup
@@ -13,6 +14,11 @@ from setuptools import Extension, setup
 extra = []
 if platform.python_implementation() == "CPython":
     extra = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-std=c11"]
+    # CI turns warnings into errors this way: setting CFLAGS instead would
+    # replace the interpreter's own flags (-O3 among them) and test an
+    # unoptimised build.
+    if os.environ.get("MEMTRACKER_WERROR") == "1":
+        extra.append("-Werror")
 
 ext_modules = []
 if platform.python_implementation() == "CPython":

@@ -58,6 +58,9 @@
 #define MT_MAX_DEPTH 64
 #define MT_MAX_RUNNING 64
 #define MT_DEFAULT_QUEUE 65536
+#define MT_BUSY_HOOK 1      /* inside the slow path */
+#define MT_BUSY_PREV 2      /* inside the chained tracer's call */
+#define MT_BIND_CACHE_BITS 6
 #define MT_FILTER_SIZE 1024
 #define MT_FILTER_INDEX(tp) ((((uintptr_t)(tp)) >> 4) & (MT_FILTER_SIZE - 1))
 
@@ -72,13 +75,15 @@ typedef struct {
     uint32_t *vals;
     size_t mask;        /* capacity - 1, capacity a power of two; 0 when unallocated */
     size_t used;
+    size_t limit;       /* grow before used reaches this: 3/4 of capacity */
     unsigned shift;     /* 64 - log2(capacity) */
 } PtrMap;
 
 static inline size_t
 pm_hash(const PtrMap *m, uintptr_t key)
 {
-    /* Fibonacci hashing of the address without its alignment bits. */
+    /* Fibonacci hashing of the address without its alignment bits (with
+     * them, the multiplier is in effect 16x golden ratio: clusters). */
     return (size_t)((((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> m->shift);
 }
 
@@ -105,6 +110,7 @@ pm_alloc(PtrMap *m, unsigned bits)
         return -1;
     }
     m->mask = cap - 1;
+    m->limit = cap / 4 * 3;
     m->shift = 64 - bits;
     m->used = 0;
     return 0;
@@ -143,29 +149,30 @@ pm_grow(PtrMap *m)
 }
 
 /* Insert or replace. Returns 1 when a previous value was replaced (stored in
- * *old), 0 for a new key, -1 when memory ran out (nothing stored). */
-static int
+ * *old), 0 for a new key, -1 when memory ran out (nothing stored). One probe
+ * sequence finds the key or the empty slot it goes to. */
+static inline int
 pm_put(PtrMap *m, uintptr_t key, uint32_t val, uint32_t *old)
 {
-    if (m->mask) {
-        size_t i = pm_hash(m, key);
-        while (m->keys[i] != 0) {
-            if (m->keys[i] == key) {
-                if (old) {
-                    *old = m->vals[i];
-                }
-                m->vals[i] = val;
-                return 1;
-            }
-            i = (i + 1) & m->mask;
-        }
-    }
-    if (m->mask == 0 || (m->used + 1) * 4 > (m->mask + 1) * 3) {
+    if (m->used >= m->limit) {      /* also true when unallocated */
         if (pm_grow(m) < 0) {
             return -1;
         }
     }
-    pm_put_fresh(m, key, val);
+    size_t i = pm_hash(m, key);
+    while (m->keys[i] != 0) {
+        if (m->keys[i] == key) {
+            if (old) {
+                *old = m->vals[i];
+            }
+            m->vals[i] = val;
+            return 1;
+        }
+        i = (i + 1) & m->mask;
+    }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->used++;
     return 0;
 }
 
@@ -187,7 +194,7 @@ pm_get(const PtrMap *m, uintptr_t key, uint32_t *val)
 }
 
 static void
-pm_delete_at(PtrMap *m, size_t i)
+pm_delete_shift(PtrMap *m, size_t i)
 {
     /* Backward-shift deletion keeps every probe sequence unbroken. */
     size_t j = i;
@@ -207,6 +214,17 @@ pm_delete_at(PtrMap *m, size_t i)
     }
     m->keys[i] = 0;
     m->used--;
+}
+
+static inline void
+pm_delete_at(PtrMap *m, size_t i)
+{
+    if (m->keys[(i + 1) & m->mask] == 0) {
+        m->keys[i] = 0;     /* nothing probed past i: no shifting */
+        m->used--;
+        return;
+    }
+    pm_delete_shift(m, i);
 }
 
 static inline int
@@ -438,6 +456,20 @@ typedef struct {
     uint32_t first, count;  /* range in engine.subs */
 } Bind;
 
+/* Direct-mapped, by a hash of the type pointer: type => index into binds.
+ * MT_BIND_COLLIDED: several bound types share the entry, ask engine.bindings. */
+typedef struct {
+    PyTypeObject *type;     /* NULL: no bound type hashes here */
+    uint32_t bind;
+} BindCache;
+#define MT_BIND_COLLIDED ((PyTypeObject *)(uintptr_t)1)
+
+static inline size_t
+bind_cache_index(PyTypeObject *tp)
+{
+    return (size_t)(((uint64_t)(uintptr_t)tp * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - MT_BIND_CACHE_BITS));
+}
+
 typedef struct {
     PyTypeObject *type;
     uint64_t new_count, free_count;
@@ -445,28 +477,60 @@ typedef struct {
     uint32_t pad;
 } WatchRow;
 
-/* Direct-mapped cache in front of engine.watch: type pointer => row. */
+/* Direct-mapped cache in front of engine.watch: type pointer => counts not yet
+ * added to its row (index: CREATE 0, DESTROY 1). It only ever holds types
+ * whose events need nothing else (see watch_cacheable), so a hit is one add. */
 typedef struct {
     PyTypeObject *type;
-    uint32_t row;
+    uint64_t count[2];
 } WatchCache;
+
+/* A type whose tp_watched carries our bit: its objects' events take the slow
+ * path. The weak reference tells, at safe points, whether the pointer is still
+ * a live type (one may die while our tracer was displaced). */
+typedef struct {
+    PyTypeObject *type;     /* NULL once its death was seen */
+    PyObject *weakref;
+} Mark;
+
+#if MT_HAVE_TRACER
+/* Which function the tracer slot gets (engine_select_hook). */
+typedef int (*MtHook)(PyObject *, PyRefTracerEvent, void *);
+#endif
 
 static struct {
     int installed;
     int displaced;          /* someone replaced our tracer while captures ran */
-    int in_hook;            /* re-entrancy guard */
-    int in_prev;            /* inside the chained tracer's call */
+    int busy;               /* re-entrancy guard: MT_BUSY_HOOK | MT_BUSY_PREV */
 #if MT_HAVE_TRACER
     PyRefTracer prev_fn;
     void *prev_data;
+    MtHook inner;           /* our hook for the current mode (called by mt_hook_chained) */
+    void *inner_data;
 #endif
     PyInterpreterState *interp;     /* events of other interpreters are ignored */
     CaptureCore *running[MT_MAX_RUNNING];
     int n_running;
     int any_mutable;        /* a running capture tracks a mutable (heap) type */
-    uint8_t filter[MT_FILTER_SIZE];     /* by type pointer bits: 1 = maybe tracked, or a tracked type's metaclass */
-    uint8_t track_filter[MT_FILTER_SIZE];   /* the same without watch-all's all-ones */
+    /* Type marks (the default): a bit of tp_watched, ours through a type
+     * watcher id, sends a type's events to the slow path. __class__
+     * reassignment is seen by an audit hook, which marks the target type. */
+    int precise;            /* marks in use; else the byte filter below */
+    int precise_setup;      /* 0 not tried yet, 1 available, -1 unavailable */
+    int precise_off;        /* tests: use the byte filter */
+    int watcher_id;
+    unsigned mark_bit;      /* 1 << watcher_id */
+    int audit_seen;         /* our audit hook saw its probe event */
+    Mark *marks;            /* types carrying our bit */
+    uint32_t n_marks, cap_marks;
+    Mark *retargets;        /* types a tracked object's __class__ was set to */
+    uint32_t n_retargets, cap_retargets;
+    /* The byte filter (when marks are unavailable): 1 = maybe tracked, or a
+     * tracked type's metaclass. Costs an index computation per event, and a
+     * tracked mutable type sends every mutable destruction to the slow path. */
+    uint8_t filter[MT_FILTER_SIZE];
     PtrMap bindings;        /* type pointer => index into binds */
+    BindCache bind_cache[1u << MT_BIND_CACHE_BITS];     /* in front of bindings */
     Bind *binds;
     Sub *subs;
     /* watch-all */
@@ -477,12 +541,6 @@ static struct {
     uint64_t watch_lost;
     int watch_stale;        /* displaced while watching: type pointers may dangle */
     WatchCache watch_cache[MT_FILTER_SIZE];
-    /* Rows arrays outgrown while watching. Kept, not freed: a thread of another
-     * interpreter (own GIL) may still be incrementing a cached row in one of
-     * them, because the cached path checks the interpreter only when several
-     * exist (that check costs as much as the rest of the path). */
-    WatchRow **watch_retired;
-    uint32_t n_retired;
     int multi_interp;       /* another interpreter exists (refreshed at safe points) */
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */
@@ -637,6 +695,50 @@ queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t 
     }
 }
 
+/* Whether a type's events may be counted in the watch cache alone: not when
+ * the slow path must see them too (tracked or marked types, and metatypes,
+ * whose instances' deaths must be seen). */
+MT_HOOK_ONLY int
+watch_cacheable(PyTypeObject *tp)
+{
+    if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS)) {
+        return 0;
+    }
+#if MT_HAVE_TRACER
+    if (E.precise) {
+        return (tp->tp_watched & E.mark_bit) == 0;
+    }
+#endif
+    return !E.filter[MT_FILTER_INDEX(tp)]
+           && !(E.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type));
+}
+
+/* Move a cache entry's counts into its row; clear the entry if asked. */
+MT_HOOK_ONLY void
+watch_cache_flush(WatchCache *entry, int clear)
+{
+    uint32_t row;
+    if (entry->type != NULL && (entry->count[0] || entry->count[1])
+        && pm_get(&E.watch, (uintptr_t)entry->type, &row)) {
+        E.watch_rows[row].new_count += entry->count[0];
+        E.watch_rows[row].free_count += entry->count[1];
+    }
+    entry->count[0] = entry->count[1] = 0;
+    if (clear) {
+        entry->type = NULL;
+    }
+}
+
+static void
+watch_cache_flush_all(int clear)
+{
+    for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
+        watch_cache_flush(&E.watch_cache[i], clear);
+    }
+}
+
+/* The slow path's count: into the type's row (made on first sight), and the
+ * type takes the cache entry when nothing else needs to see its events. */
 MT_HOOK_ONLY void
 watch_count(PyTypeObject *tp, int is_free)
 {
@@ -649,20 +751,11 @@ watch_count(PyTypeObject *tp, int is_free)
         else {
             if (E.watch_n == E.watch_cap) {
                 uint32_t cap = E.watch_cap ? E.watch_cap * 2 : 256;
-                WatchRow **retired = (WatchRow **)realloc(E.watch_retired,
-                                                          (size_t)(E.n_retired + 1) * sizeof(WatchRow *));
-                WatchRow *rows = (WatchRow *)calloc(cap, sizeof(WatchRow));
-                if (retired == NULL || rows == NULL) {
-                    if (retired != NULL) {
-                        E.watch_retired = retired;
-                    }
-                    free(rows);
+                WatchRow *rows = (WatchRow *)realloc(E.watch_rows, (size_t)cap * sizeof(WatchRow));
+                if (rows == NULL) {
                     E.watch_lost++;
                     return;
                 }
-                memcpy(rows, E.watch_rows, (size_t)E.watch_n * sizeof(WatchRow));
-                E.watch_retired = retired;
-                E.watch_retired[E.n_retired++] = E.watch_rows;
                 E.watch_rows = rows;
                 E.watch_cap = cap;
             }
@@ -680,13 +773,16 @@ watch_count(PyTypeObject *tp, int is_free)
         E.watch_rows[row].new_count = 0;
         E.watch_rows[row].free_count = 0;
     }
-    E.watch_cache[MT_FILTER_INDEX(tp)].type = tp;
-    E.watch_cache[MT_FILTER_INDEX(tp)].row = row;
     if (is_free) {
         E.watch_rows[row].free_count++;
     }
     else {
         E.watch_rows[row].new_count++;
+    }
+    if (watch_cacheable(tp)) {
+        WatchCache *entry = &E.watch_cache[MT_FILTER_INDEX(tp)];
+        watch_cache_flush(entry, 0);
+        entry->type = tp;
     }
 }
 
@@ -694,8 +790,10 @@ static void
 watch_forget(PyTypeObject *tp)
 {
     uint32_t row;
-    if (E.watch_cache[MT_FILTER_INDEX(tp)].type == tp) {
-        E.watch_cache[MT_FILTER_INDEX(tp)].type = NULL;
+    WatchCache *entry = &E.watch_cache[MT_FILTER_INDEX(tp)];
+    if (entry->type == tp) {
+        entry->type = NULL;
+        entry->count[0] = entry->count[1] = 0;
     }
     if (pm_pop(&E.watch, (uintptr_t)tp, &row)) {
         E.watch_rows[row].type = NULL;
@@ -713,6 +811,17 @@ on_type_destroy(PyTypeObject *tp)
     if (E.watch_on) {
         watch_forget(tp);
     }
+    /* Its mark goes with it (no unwatching: the memory is going). */
+    for (uint32_t i = 0; i < E.n_marks; i++) {
+        if (E.marks[i].type == tp) {
+            E.marks[i].type = NULL;
+        }
+    }
+    for (uint32_t i = 0; i < E.n_retargets; i++) {
+        if (E.retargets[i].type == tp) {
+            E.retargets[i].type = NULL;
+        }
+    }
     int changed = 0;
     for (int i = 0; i < E.n_running; i++) {
         CaptureCore *c = E.running[i];
@@ -729,28 +838,35 @@ on_type_destroy(PyTypeObject *tp)
 }
 
 #if MT_HAVE_TRACER
-/* Everything but the first few lines runs only for types that passed the
- * filter: tracked types, their metaclasses (so a tracked type's own death is
- * seen), and, when a capture tracks a mutable type, destructions of objects
- * of any mutable type (their __class__ may have been reassigned). */
-static MT_NOINLINE int
-mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_counted)
+/* Events of marked (or byte-filtered) types: tracked types, their metaclasses
+ * (so a tracked type's own death is seen), __class__ reassignment targets, and
+ * everything watch-all's cache cannot count alone. */
+/* The running captures that track exactly `tp`, or NULL. */
+static inline Bind *
+engine_bind_of(PyTypeObject *tp)
 {
-    if (E.in_hook) {
-        return 0;
+    BindCache *entry = &E.bind_cache[bind_cache_index(tp)];
+    if (entry->type == tp) {
+        return &E.binds[entry->bind];
     }
-    PyThreadState *ts = PyThreadState_GetUnchecked();
-    if (ts == NULL || ts->interp != E.interp) {
-        return 0;   /* another interpreter may run under its own GIL: hands off our tables */
+    uint32_t b;
+    if (entry->type == MT_BIND_COLLIDED && pm_get(&E.bindings, (uintptr_t)tp, &b)) {
+        return &E.binds[b];
     }
-    E.in_hook = 1;
+    return NULL;
+}
+
+/* Everything the slow path may have to do: watch-all's count, several
+ * captures on one type, reassignment targets, a type's own death. */
+static MT_NOINLINE void
+mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
+{
+    if (E.watch_on) {
+        watch_count(tp, event == PyRefTracer_DESTROY);
+    }
     if (event == PyRefTracer_CREATE) {
-        if (E.watch_on && !watch_counted) {
-            watch_count(tp, 0);
-        }
-        uint32_t b;
-        if (pm_get(&E.bindings, (uintptr_t)tp, &b)) {
-            Bind *bind = &E.binds[b];
+        Bind *bind = engine_bind_of(tp);
+        if (bind != NULL) {
             for (uint32_t k = 0; k < bind->count; k++) {
                 Sub *sub = &E.subs[bind->first + k];
                 capture_on_create(sub->capture, sub->slot, op);
@@ -758,11 +874,9 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_c
         }
     }
     else if (event == PyRefTracer_DESTROY) {
-        if (E.watch_on && !watch_counted) {
-            watch_count(tp, 1);
-        }
-        uint32_t b;
-        if (E.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type)) {
+        if (E.precise ? E.n_retargets > 0
+                      : E.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE)
+                                          || tp == &PyModule_Type)) {
             /* __class__ may have been reassigned since creation: ask every capture. */
             for (int i = 0; i < E.n_running; i++) {
                 if (E.running[i]->objects.used) {
@@ -770,129 +884,165 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, int watch_c
                 }
             }
         }
-        else if (pm_get(&E.bindings, (uintptr_t)tp, &b)) {
-            Bind *bind = &E.binds[b];
-            for (uint32_t k = 0; k < bind->count; k++) {
-                capture_on_destroy(E.subs[bind->first + k].capture, op);
+        else {
+            Bind *bind = engine_bind_of(tp);
+            if (bind != NULL) {
+                for (uint32_t k = 0; k < bind->count; k++) {
+                    capture_on_destroy(E.subs[bind->first + k].capture, op);
+                }
             }
         }
         if (PyType_Check(op)) {
             on_type_destroy((PyTypeObject *)op);
         }
     }
-    E.in_hook = 0;
+}
+
+/* Objects of marked (or byte-filtered) types: tracked types, their
+ * metaclasses (so a tracked type's own death is seen), __class__
+ * reassignment targets, and whatever watch-all's cache cannot count alone.
+ * The common case, one capture tracking a plain class, goes straight to it. */
+static MT_NOINLINE int
+mt_hook_slow(PyObject *op, PyRefTracerEvent event)
+{
+    /* (the type is read again here rather than passed: passing it costs the
+     * fast paths a register move on every event) */
+    PyTypeObject *tp = Py_TYPE(op);
+    if (E.busy) {
+        /* MT_BUSY_PREV: a tracer we chain to called a hook of ours back: seen once already */
+        return 0;
+    }
+    /* Another interpreter may run under its own GIL: hands off our tables.
+     * Objects of our interpreter's heap types cannot be in another (PEP 684
+     * isolation), so those skip the check until a second interpreter is seen. */
+    unsigned long flags = tp->tp_flags;
+    if (E.multi_interp || !(flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyThreadState *ts = PyThreadState_GetUnchecked();
+        if (ts == NULL || ts->interp != E.interp) {
+            return 0;
+        }
+    }
+    E.busy = MT_BUSY_HOOK;
+    Bind *bind;
+    if (E.watch_on || E.n_retargets || (flags & Py_TPFLAGS_TYPE_SUBCLASS) || !E.precise
+        || (bind = engine_bind_of(tp)) == NULL || bind->count != 1) {
+        mt_slow_general(op, event, tp);
+    }
+    else if (event == PyRefTracer_CREATE) {
+        Sub *sub = &E.subs[bind->first];
+        capture_on_create(sub->capture, sub->slot, op);
+    }
+    else {
+        capture_on_destroy(E.subs[bind->first].capture, op);
+    }
+    E.busy = 0;
     return 0;
 }
 
 static void engine_mark_displaced(void);
 
-/* Watch-all's common case: a cached type, counted right here. A type object's
- * own destruction always takes the slow path (its entry goes). Out of line so
- * the plain fast path below keeps needing no stack frame. */
-static inline int
-mt_hook_watch(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, size_t index)
-{
-    int watch_counted = 0;
-    WatchCache *cached = &E.watch_cache[index];
-    if (cached->type == tp && !(event == PyRefTracer_DESTROY && PyType_Check(op))) {
-        WatchRow *row = &E.watch_rows[cached->row];
-        if (event == PyRefTracer_CREATE) {
-            row->new_count++;
-        }
-        else {
-            row->free_count++;
-        }
-        if (!E.track_filter[index] && !(event == PyRefTracer_DESTROY && E.any_mutable
-                                          && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
-            return 0;
-        }
-        watch_counted = 1;
+/* 3.15 tells a replaced tracer it was removed, with a NULL object. (Before
+ * 3.15 CPython never passes NULL: that test would cost every event.) */
+#if PY_VERSION_HEX >= 0x030F0000
+#  define MT_HOOK_REMOVED_GUARD(op, event)                                   \
+    if ((event) == PyRefTracer_TRACKER_REMOVED || (op) == NULL) {            \
+        engine_mark_displaced();                                            \
+        return 0;                                                           \
     }
-    return mt_hook_slow(op, event, tp, watch_counted);
-}
+#else
+#  define MT_HOOK_REMOVED_GUARD(op, event)
+#endif
 
-/* With several interpreters: another one may run under its own GIL, hands off
- * our tables (the slow path checks always; see engine.watch_retired for why the
- * cached path may skip this while there is one interpreter). */
-static MT_NOINLINE int
-mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp, size_t index)
+/* The hook with type marks: one test of a byte the type object already has
+ * in cache. `data` is our bit, so nothing else is loaded. */
+static int
+mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
 {
-    PyThreadState *ts = PyThreadState_GetUnchecked();
-    if (ts == NULL || ts->interp != E.interp) {
-        return 0;
-    }
-    return mt_hook_watch(op, event, tp, index);
-}
-
-/* The fast path: most objects are of untracked types. Calls only in tail
- * position, so the common case needs no stack frame. */
-static inline int
-mt_hook_filter(PyObject *op, PyRefTracerEvent event)
-{
+    MT_HOOK_REMOVED_GUARD(op, event)
     PyTypeObject *tp = Py_TYPE(op);
-    size_t index = MT_FILTER_INDEX(tp);
-    if (E.watch_on) {
-        if (E.multi_interp) {
-            return mt_hook_watch_checked(op, event, tp, index);
-        }
-        return mt_hook_watch(op, event, tp, index);
-    }
-    if (E.filter[index]
-        || (event == PyRefTracer_DESTROY && E.any_mutable
-            && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
-        return mt_hook_slow(op, event, tp, 0);
+    if (tp->tp_watched & (unsigned char)(uintptr_t)data) {
+        return mt_hook_slow(op, event);
     }
     return 0;
 }
 
+/* The hook without marks (no type watcher id or audit hook was to be had):
+ * a byte filter indexed by the type pointer's bits, and every mutable
+ * type's destruction while a mutable type is tracked. */
 static int
-mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
+mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-#if PY_VERSION_HEX >= 0x030F0000
-    if (event == PyRefTracer_TRACKER_REMOVED || op == NULL) {
-        /* 3.15: we are being replaced (the object is NULL). */
-        engine_mark_displaced();
+    MT_HOOK_REMOVED_GUARD(op, event)
+    PyTypeObject *tp = Py_TYPE(op);
+    if (E.filter[MT_FILTER_INDEX(tp)]
+        || (event == PyRefTracer_DESTROY && E.any_mutable
+            && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+        return mt_hook_slow(op, event);
+    }
+    return 0;
+}
+
+/* Watch-all: a cached type is counted right here (`data` is the cache);
+ * anything else takes the slow path, which counts it and may cache it. */
+_Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1,
+               "the watch cache indexes its counts by event");
+
+static int
+mt_hook_watch(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    MT_HOOK_REMOVED_GUARD(op, event)
+    uintptr_t tp = (uintptr_t)Py_TYPE(op);
+    WatchCache *entry = (WatchCache *)((char *)data + (((tp >> 4) & (MT_FILTER_SIZE - 1)) * sizeof(WatchCache)));
+    if ((uintptr_t)entry->type == tp && !E.busy) {
+        entry->count[(unsigned)event]++;
         return 0;
     }
-#endif
-    /* (Before 3.15 CPython never passes NULL: that test would cost every event.) */
-    if (E.in_prev) {
-        /* a tracer we chain to called us back (it chains too): seen once already */
+    return mt_hook_slow(op, event);
+}
+
+/* With several interpreters: another one may run under its own GIL, hands
+ * off our cache (the slow path checks always). */
+static MT_NOINLINE int
+mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    MT_HOOK_REMOVED_GUARD(op, event)
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL || ts->interp != E.interp) {
         return 0;
     }
-    return mt_hook_filter(op, event);
+    return mt_hook_watch(op, event, data);
 }
 
 #if PY_VERSION_HEX < 0x030F0000
-/* Installed instead of mt_hook when a tracer was there before us (so the
- * unchained hook tests nothing for it). 3.15 tells a replaced tracer it was
- * removed, so from 3.15 on nothing is chained. */
+/* Installed when a tracer was there before us: it is called first, then our
+ * hook for the current mode. From 3.15 on nothing is chained (a replaced
+ * tracer is told it was removed). */
 static MT_NOINLINE int
 mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-    if (op == NULL || E.in_prev) {
+    if (op == NULL || E.busy) {
         return 0;
     }
     PyRefTracer prev = E.prev_fn;
     if (prev != NULL) {
-        E.in_prev = 1;
+        E.busy = MT_BUSY_PREV;
         prev(op, event, E.prev_data);
-        E.in_prev = 0;
+        E.busy = 0;
     }
-    return mt_hook_filter(op, event);
+    return E.inner(op, event, E.inner_data);
 }
 #endif
 
 static inline int
 is_our_hook(PyRefTracer fn)
 {
+    return fn == mt_hook || fn == mt_hook_filtered || fn == mt_hook_watch || fn == mt_hook_watch_checked
 #if PY_VERSION_HEX < 0x030F0000
-    return fn == mt_hook || fn == mt_hook_chained;
-#else
-    return fn == mt_hook;
+           || fn == mt_hook_chained
 #endif
+        ;
 }
 #endif
 
@@ -992,6 +1142,15 @@ engine_rebuild_bindings(void)
     E.bindings = map;
     E.binds = binds;
     E.subs = subs;
+    memset(E.bind_cache, 0, sizeof(E.bind_cache));
+    for (size_t i = 0; i <= map.mask && map.keys != NULL; i++) {
+        PyTypeObject *tp = (PyTypeObject *)map.keys[i];
+        if (tp != NULL) {
+            BindCache *entry = &E.bind_cache[bind_cache_index(tp)];
+            entry->type = entry->type == NULL ? tp : MT_BIND_COLLIDED;
+            entry->bind = map.vals[i];
+        }
+    }
     E.any_mutable = any_mutable;
     engine_rebuild_filter();
     pm_free(&old_map);
@@ -999,32 +1158,174 @@ engine_rebuild_bindings(void)
     free(old_subs);
 }
 
-/* The filter may only say "maybe": a stale 1 costs a lookup, a missing 1 loses
- * events. Watch-all needs every event: all ones. */
+#if MT_HAVE_TRACER
+/* Is `tp` among the types the running captures need marked? */
+static int
+engine_wants_mark(PtrMap *wanted, PyTypeObject *tp)
+{
+    uint32_t v;
+    return tp != NULL && pm_get(wanted, (uintptr_t)tp, &v);
+}
+
+static int
+marks_append(Mark **arr, uint32_t *n, uint32_t *cap, PyTypeObject *tp)
+{
+    if (*n == *cap) {
+        uint32_t bigger = *cap ? *cap * 2 : 16;
+        Mark *grown = (Mark *)realloc(*arr, (size_t)bigger * sizeof(Mark));
+        if (grown == NULL) {
+            return -1;
+        }
+        *arr = grown;
+        *cap = bigger;
+    }
+    PyObject *ref = PyWeakref_NewRef((PyObject *)tp, NULL);
+    if (ref == NULL) {
+        return -1;
+    }
+    (*arr)[*n].type = tp;
+    (*arr)[*n].weakref = ref;
+    (*n)++;
+    return 0;
+}
+
+/* Whether a mark's type is alive (its weak reference answers). */
+static int
+mark_alive(Mark *m)
+{
+    if (m->type == NULL) {
+        return 0;
+    }
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(m->weakref, &obj) <= 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(obj);
+    return 1;
+}
+
+/* Drop retargets whose type died, and keep the others. */
+static void
+retargets_prune(void)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < E.n_retargets; i++) {
+        if (mark_alive(&E.retargets[i])) {
+            E.retargets[kept++] = E.retargets[i];
+        }
+        else {
+            Py_CLEAR(E.retargets[i].weakref);
+        }
+    }
+    E.n_retargets = kept;
+}
+
+static void engine_precise_failed(void);
+static void engine_rebuild_filter(void);
+
+/* Make tp_watched bits match what the running captures need: tracked types,
+ * their metaclasses (to see a tracked type's own death), reassignment
+ * targets and theirs. Safe points only (weak references, PyType_Watch). */
+static void
+engine_sync_marks(void)
+{
+    PtrMap wanted = {0};
+    int failed = 0;
+    if (E.precise) {
+        if (E.n_running == 0) {
+            /* nothing runs: a reassignment seen earlier no longer matters */
+            for (uint32_t i = 0; i < E.n_retargets; i++) {
+                Py_CLEAR(E.retargets[i].weakref);
+            }
+            E.n_retargets = 0;
+        }
+        retargets_prune();
+        for (int i = 0; i < E.n_running && !failed; i++) {
+            CaptureCore *c = E.running[i];
+            for (uint32_t s = 0; s < c->n_slots && !failed; s++) {
+                Slot *slot = &c->slots[s];
+                if (slot->active && slot->type) {
+                    failed |= pm_put(&wanted, (uintptr_t)slot->type, 1, NULL) < 0
+                              || pm_put(&wanted, (uintptr_t)Py_TYPE(slot->type), 1, NULL) < 0;
+                }
+            }
+        }
+        for (uint32_t i = 0; i < E.n_retargets && !failed; i++) {
+            PyTypeObject *tp = E.retargets[i].type;
+            failed |= pm_put(&wanted, (uintptr_t)tp, 1, NULL) < 0
+                      || pm_put(&wanted, (uintptr_t)Py_TYPE(tp), 1, NULL) < 0;
+        }
+    }
+    /* Unmark what is no longer wanted (all of it without marks). */
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < E.n_marks; i++) {
+        Mark *m = &E.marks[i];
+        int alive = mark_alive(m);
+        if (alive && !failed && engine_wants_mark(&wanted, m->type)) {
+            pm_pop(&wanted, (uintptr_t)m->type, NULL);      /* marked already */
+            E.marks[kept++] = *m;
+            continue;
+        }
+        if (alive) {
+            PyType_Unwatch(E.watcher_id, (PyObject *)m->type);
+        }
+        Py_CLEAR(m->weakref);
+    }
+    E.n_marks = kept;
+    if (E.precise && !failed) {
+        /* Mark what is wanted and not marked yet. */
+        for (size_t i = 0; i <= wanted.mask && wanted.keys != NULL; i++) {
+            PyTypeObject *tp = (PyTypeObject *)wanted.keys[i];
+            if (tp == NULL) {
+                continue;
+            }
+            if (marks_append(&E.marks, &E.n_marks, &E.cap_marks, tp) < 0
+                || PyType_Watch(E.watcher_id, (PyObject *)tp) < 0) {
+                failed = 1;
+                break;
+            }
+        }
+    }
+    pm_free(&wanted);
+    if (failed) {
+        PyErr_Clear();
+        engine_precise_failed();
+    }
+}
+
+#endif
+
+/* The byte filter may only say "maybe": a stale 1 costs a lookup, a missing 1
+ * loses events. Marks are synced too, except inside the hook (a type died):
+ * a stale mark only costs slow-path calls until the next safe point. */
 static void
 engine_rebuild_filter(void)
 {
-    memset(E.track_filter, 0, sizeof(E.track_filter));
+    memset(E.filter, 0, sizeof(E.filter));
     for (int i = 0; i < E.n_running; i++) {
         CaptureCore *c = E.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
             Slot *slot = &c->slots[s];
             if (slot->active && slot->type) {
                 /* indexes taken at track(): a type that died unseen is never dereferenced */
-                E.track_filter[slot->filter_index] = 1;
-                E.track_filter[slot->meta_index] = 1;   /* its metaclass: to see the type's own death */
+                E.filter[slot->filter_index] = 1;
+                E.filter[slot->meta_index] = 1;   /* its metaclass: to see the type's own death */
             }
         }
     }
     if (E.any_mutable) {
         /* a module's __class__ can be set to plain ModuleType, an immutable type */
-        E.track_filter[MT_FILTER_INDEX(&PyModule_Type)] = 1;
+        E.filter[MT_FILTER_INDEX(&PyModule_Type)] = 1;
     }
+#if MT_HAVE_TRACER
+    if (!E.busy) {
+        engine_sync_marks();
+    }
+#endif
     if (E.watch_on) {
-        memset(E.filter, 1, sizeof(E.filter));
-    }
-    else {
-        memcpy(E.filter, E.track_filter, sizeof(E.filter));
+        /* what may be cached changed */
+        watch_cache_flush_all(1);
     }
 }
 
@@ -1087,6 +1388,145 @@ engine_validate_slots(void)
     }
 }
 
+#if MT_HAVE_TRACER
+/* The hook for the current mode, and what it is passed. */
+static void
+engine_pick_hook(MtHook *fn, void **data)
+{
+    if (E.watch_on) {
+        *fn = E.multi_interp ? mt_hook_watch_checked : mt_hook_watch;
+        *data = E.watch_cache;
+    }
+    else if (E.precise) {
+        *fn = mt_hook;
+        *data = (void *)(uintptr_t)E.mark_bit;
+    }
+    else {
+        *fn = mt_hook_filtered;
+        *data = NULL;
+    }
+}
+
+/* Put the current mode's hook in the tracer slot we hold (safe points). */
+static void
+engine_select_hook(void)
+{
+    engine_pick_hook(&E.inner, &E.inner_data);
+    if (!E.installed || E.displaced) {
+        return;
+    }
+    void *data = NULL;
+    PyRefTracer now = PyRefTracer_GetTracer(&data);
+#if PY_VERSION_HEX < 0x030F0000
+    if (now == mt_hook_chained) {
+        return;     /* it calls E.inner */
+    }
+#endif
+    if (now != E.inner || data != E.inner_data) {
+        PyRefTracer_SetTracer(E.inner, E.inner_data);
+    }
+}
+
+static int
+mt_type_watcher(PyTypeObject *tp)
+{
+    (void)tp;   /* a marked type was modified: nothing to do, the mark stays valid */
+    return 0;
+}
+
+/* Sees `obj.__class__ = T` (CPython audits it before assigning): when obj's
+ * type is marked, T is marked too, so the object's death is seen whatever
+ * its type then. Runs as ordinary C code under the GIL, not in the tracer. */
+static int
+mt_audit_hook(const char *event, PyObject *args, void *data)
+{
+    (void)data;
+    if (event[0] == 'm' && strcmp(event, "memtracker_web.probe") == 0) {
+        E.audit_seen = 1;
+        return 0;
+    }
+    if (!E.precise || E.n_running == 0 || event[0] != 'o' || strcmp(event, "object.__setattr__") != 0
+        || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 3) {
+        return 0;
+    }
+    PyObject *obj = PyTuple_GET_ITEM(args, 0);
+    PyObject *name = PyTuple_GET_ITEM(args, 1);
+    PyObject *value = PyTuple_GET_ITEM(args, 2);
+    if (!PyType_Check(value) || !(Py_TYPE(obj)->tp_watched & E.mark_bit)
+        || !PyUnicode_Check(name) || !PyUnicode_EqualToUTF8(name, "__class__")) {
+        return 0;
+    }
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL || ts->interp != E.interp) {
+        return 0;
+    }
+    PyTypeObject *target = (PyTypeObject *)value;
+    for (uint32_t i = 0; i < E.n_retargets; i++) {
+        if (E.retargets[i].type == target) {
+            return 0;
+        }
+    }
+    /* The assignment may still fail its layout check: a needless mark is harmless. */
+    PyObject *exc = PyErr_GetRaisedException();
+    if (marks_append(&E.retargets, &E.n_retargets, &E.cap_retargets, target) < 0) {
+        PyErr_Clear();
+        engine_precise_failed();
+    }
+    else {
+        engine_rebuild_filter();
+    }
+    PyErr_SetRaisedException(exc);
+    return 0;
+}
+
+/* Once: a type watcher id (our bit in tp_watched) and an audit hook that is
+ * seen to run (an existing hook may veto adding it, silently). */
+static void
+engine_setup_precise(void)
+{
+    if (E.precise_setup != 0) {
+        return;
+    }
+    E.precise_setup = -1;
+    PyObject *exc = PyErr_GetRaisedException();
+    int id = PyType_AddWatcher(mt_type_watcher);
+    if (id < 0) {
+        PyErr_Clear();
+    }
+    else if (PySys_AddAuditHook(mt_audit_hook, NULL) < 0) {
+        PyErr_Clear();
+        PyType_ClearWatcher(id);
+    }
+    else {
+        if (PySys_Audit("memtracker_web.probe", NULL) < 0) {
+            PyErr_Clear();
+        }
+        if (E.audit_seen) {
+            E.watcher_id = id;
+            E.mark_bit = 1u << id;
+            E.precise_setup = 1;
+        }
+        else {
+            PyType_ClearWatcher(id);
+        }
+    }
+    PyErr_SetRaisedException(exc);
+}
+
+/* Marks cannot go on (memory ran out): the byte filter takes over. */
+static void
+engine_precise_failed(void)
+{
+    if (!E.precise) {
+        return;
+    }
+    E.precise = 0;
+    engine_sync_marks();        /* unmarks everything */
+    engine_rebuild_filter();
+    engine_select_hook();
+}
+#endif
+
 static int
 engine_install_if_needed(void)
 {
@@ -1106,24 +1546,27 @@ engine_install_if_needed(void)
             E.watch_stale = 0;
         }
     }
+    engine_setup_precise();
+    E.precise = E.precise_setup == 1 && !E.precise_off;
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
     E.interp = PyInterpreterState_Get();
     engine_refresh_interps();
     /* Types that died while we were not called left dangling pointers. */
     engine_validate_slots();
+    engine_pick_hook(&E.inner, &E.inner_data);
     if (!is_our_hook(prev)) {
 #if PY_VERSION_HEX < 0x030F0000
         E.prev_fn = prev;
         E.prev_data = data;
-#endif
-        PyRefTracer ours = mt_hook;
-#if PY_VERSION_HEX < 0x030F0000
-        if (E.prev_fn != NULL) {
-            ours = mt_hook_chained;
+        if (prev != NULL) {
+            if (PyRefTracer_SetTracer(mt_hook_chained, NULL) < 0) {
+                return -1;
+            }
         }
+        else
 #endif
-        if (PyRefTracer_SetTracer(ours, NULL) < 0) {
+        if (PyRefTracer_SetTracer(E.inner, E.inner_data) < 0) {
             return -1;
         }
     }
@@ -1131,6 +1574,7 @@ engine_install_if_needed(void)
     E.installed = 1;
     E.displaced = 0;
     engine_rebuild_bindings();
+    engine_select_hook();
     return 0;
 #else
     return engine_check_runtime();
@@ -1156,6 +1600,7 @@ engine_uninstall_if_idle(void)
     }
     /* else: another tool holds the slot and may chain to us: our chain stays valid. */
     E.installed = 0;
+    engine_sync_marks();        /* nothing runs: every mark goes */
 #endif
 }
 
@@ -2155,13 +2600,35 @@ static PyObject *
 mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
     engine_check_displaced();
-    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O}",
+    /* which test picks the slow path's events: see engine_setup_precise */
+    const char *filter = !E.installed ? "none" : E.precise ? "type-marks" : "byte-filter";
+    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I}",
                          "available", mt_unavailable_reason ? Py_False : Py_True,
                          "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
                          "installed", E.installed ? Py_True : Py_False,
                          "displaced", (E.installed && E.displaced) ? Py_True : Py_False,
                          "running_captures", E.n_running,
-                         "watching", E.watch_on ? Py_True : Py_False);
+                         "watching", E.watch_on ? Py_True : Py_False,
+                         "filter", filter,
+                         "marked_types", (unsigned int)E.n_marks,
+                         "reassignment_targets", (unsigned int)E.n_retargets);
+}
+
+/* Tests and benchmarks: use the byte filter instead of type marks (from the
+ * next installation of the tracer on). */
+static PyObject *
+mt_use_type_marks(PyObject *Py_UNUSED(self), PyObject *on)
+{
+    int enable = PyObject_IsTrue(on);
+    if (enable < 0) {
+        return NULL;
+    }
+    if (E.installed) {
+        PyErr_SetString(PyExc_RuntimeError, "the tracer is installed: stop captures and watch-all first");
+        return NULL;
+    }
+    E.precise_off = !enable;
+    Py_RETURN_NONE;
 }
 
 /* Cheap check for count queries: creates no object (bools are immortal). */
@@ -2178,23 +2645,15 @@ static void
 engine_refresh_interps(void)
 {
     PyInterpreterState *head = PyInterpreterState_Head();
-    E.multi_interp = head != NULL && PyInterpreterState_Next(head) != NULL;
-}
-
-/* Free the outgrown rows arrays once no other interpreter can be writing to them. */
-static void
-watch_free_retired(void)
-{
-    engine_refresh_interps();
-    if (E.multi_interp) {
-        return;     /* bounded: each retired array is half the size of the next */
+    int multi = head != NULL && PyInterpreterState_Next(head) != NULL;
+    if (multi != E.multi_interp) {
+        E.multi_interp = multi;
+#if MT_HAVE_TRACER
+        if (E.watch_on) {
+            engine_select_hook();
+        }
+#endif
     }
-    for (uint32_t i = 0; i < E.n_retired; i++) {
-        free(E.watch_retired[i]);
-    }
-    free(E.watch_retired);
-    E.watch_retired = NULL;
-    E.n_retired = 0;
 }
 
 static PyObject *
@@ -2206,7 +2665,6 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     if (engine_check_runtime() < 0) {
         return NULL;
     }
-    watch_free_retired();
     pm_free(&E.watch);
     memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
@@ -2225,7 +2683,9 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     E.watch_on = 1;
-    engine_rebuild_filter();
+#if MT_HAVE_TRACER
+    engine_select_hook();
+#endif
     Py_RETURN_NONE;
 }
 
@@ -2237,12 +2697,13 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     E.watch_on = 0;
-    engine_rebuild_filter();
+#if MT_HAVE_TRACER
+    engine_select_hook();
+#endif
     pm_free(&E.watch);
     memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
     E.watch_free_head = 0;
-    watch_free_retired();
     engine_uninstall_if_idle();
     Py_RETURN_NONE;
 }
@@ -2309,15 +2770,15 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                         "watch-all counts are unavailable: another tool replaced the reference tracer");
         return NULL;
     }
-    /* Copy first: building the list allocates, which re-enters the hook
-     * (guarded) but may also grow the table through other threads' events
-     * once we release nothing... we hold the GIL throughout. */
+    /* Rows are copied before the result list is built: building it
+     * allocates, and those events move counts and may grow the rows. */
     engine_refresh_interps();
     PtrMap live = {0};
     if (collect_live_types(&live) < 0) {
         pm_free(&live);
         return NULL;
     }
+    watch_cache_flush_all(0);
     uint32_t n = E.watch_n;
     WatchRow *rows = (WatchRow *)malloc((size_t)(n ? n : 1) * sizeof(WatchRow));
     if (rows == NULL) {
@@ -2425,6 +2886,7 @@ static PyMethodDef mt_methods[] = {
     {"_after_fork_child", mt_after_fork_child, METH_NOARGS, "Reset per-process state in a forked child."},
     {"_noop_tracer", mt_noop_tracer, METH_O, "_noop_tracer(on): benchmarks' floor; not for production."},
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
+    {"_use_type_marks", mt_use_type_marks, METH_O, "_use_type_marks(on): tests; False forces the byte filter."},
     {"displaced", mt_displaced, METH_NOARGS, "displaced() -> bool: another tracer replaced ours"},
     {"watch_start", mt_watch_start, METH_NOARGS, "Count net allocations of every type."},
     {"watch_stop", mt_watch_stop, METH_NOARGS, "Stop watch-all and free its table."},
