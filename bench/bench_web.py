@@ -8,7 +8,7 @@ the loss is 1 - median(tracked) / median(bare). Throughput on this shared VM
 swings by +-10% between rounds, so the server's CPU time per request (from
 /proc) is reported too: it is the steadier measure of what the middleware adds.
 
-    python bench/bench_web.py [--rounds 5] [--seconds 5]
+    python bench/bench_web.py [--rounds 5] [--seconds 5] [--servers bare middleware watch-all watch-all-1s]
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(mode: str, interval: float = 1.0) -> tuple[subprocess.Popen, int]:
+def start(mode: str, interval: float = 60.0) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), PYTHONPATH=ROOT)
     # Server on core 0, wrk on core 1: the two would otherwise fight for both cores.
@@ -95,37 +95,56 @@ def json_render_ms(n_types: int = 200) -> float:
     return statistics.median(times) * 1e3
 
 
+SERVERS = {
+    "bare": ("bare", 60.0, "bare Starlette app"),
+    "middleware": ("middleware", 60.0, "+ middleware, monitor (2 tracked types, 60 s interval)"),
+    "watch-all": ("tracked", 60.0, "+ watch-all, 60 s interval (the default)"),
+    "watch-all-1s": ("tracked", 1.0, "+ watch-all, 1 s interval"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--servers", nargs="*", default=list(SERVERS), choices=list(SERVERS))
     args = parser.parse_args()
-    bare, bare_port = start("bare")
-    tracked, tracked_port = start("tracked")
+    names = args.servers if "bare" in args.servers else ["bare", *args.servers]
+    running = {}
     try:
-        wrk(bare_port, 2)
-        wrk(tracked_port, 2)                    # warm up both
-        results = {"bare": [], "tracked": []}
-        cpu = {"bare": [], "tracked": []}
+        for name in names:
+            mode, interval, _ = SERVERS[name]
+            running[name] = start(mode, interval)
+        for proc, port in running.values():
+            wrk(port, 2)                        # warm up
+        results = {name: [] for name in names}
+        cpu = {name: [] for name in names}
         for _ in range(args.rounds):
-            for name, proc, port in (("bare", bare, bare_port), ("tracked", tracked, tracked_port)):
+            for name in names:                  # alternating: drift hits every server alike
+                proc, port = running[name]
                 rps, us = wrk(port, args.seconds, proc.pid)
                 results[name].append(rps)
                 cpu[name].append(us)
-        with urllib.request.urlopen(f"http://127.0.0.1:{tracked_port}/debug/memory?format=json") as r:
-            mode = __import__("json").loads(r.read())["mode"]
+        modes = {}
+        for name in names:
+            if name != "bare":
+                with urllib.request.urlopen(f"http://127.0.0.1:{running[name][1]}/debug/memory?format=json") as r:
+                    modes[name] = __import__("json").loads(r.read())["mode"]
     finally:
-        for proc in (bare, tracked):
+        for proc, _ in running.values():
             proc.terminate()
             proc.wait(10)
-    b, t = statistics.median(results["bare"]), statistics.median(results["tracked"])
-    print(f"{sys.implementation.name} {sys.version.split()[0]}, engine mode {mode}, "
+    print(f"{sys.implementation.name} {sys.version.split()[0]}, engine modes {sorted(set(modes.values()))}, "
           f"{args.rounds} alternating wrk rounds of {args.seconds}s (-t1 -c32)")
-    print(f"bare app:             {b:10.0f} req/s  (rounds: {', '.join(f'{x:.0f}' for x in results['bare'])})")
-    print(f"middleware+watch-all: {t:10.0f} req/s  (rounds: {', '.join(f'{x:.0f}' for x in results['tracked'])})")
-    print(f"loss: {100 * (1 - t / b):.1f}%")
-    cb, ct = statistics.median(cpu["bare"]), statistics.median(cpu["tracked"])
-    print(f"server CPU per request: bare {cb:.0f} us, middleware+watch-all {ct:.0f} us: {ct / cb:.3f}x")
+    b, cb = statistics.median(results["bare"]), statistics.median(cpu["bare"])
+    print(f"| server | requests/s (median) | loss | server CPU per request |")
+    print(f"|---|---|---|---|")
+    for name in names:
+        rps, us = statistics.median(results[name]), statistics.median(cpu[name])
+        loss = "" if name == "bare" else f"{100 * (1 - rps / b):.1f}%"
+        print(f"| {SERVERS[name][2]} | {rps:,.0f} | {loss} | {us:.0f} us ({us / cb:.3f}x) |")
+    for name in names:
+        print(f"  {name} rounds: {', '.join(f'{x:.0f}' for x in results[name])}")
     print(f"/debug/memory JSON with 200 types (120 history points each): {json_render_ms():.1f} ms (median of 20)")
 
 

@@ -912,29 +912,34 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
         /* MT_BUSY_PREV: a tracer we chain to called a hook of ours back: seen once already */
         return 0;
     }
-    /* Another interpreter may run under its own GIL: hands off our tables.
-     * Objects of our interpreter's heap types cannot be in another (PEP 684
-     * isolation), so those skip the check until a second interpreter is seen. */
     unsigned long flags = tp->tp_flags;
-    if (E.multi_interp || !(flags & Py_TPFLAGS_HEAPTYPE)) {
-        PyThreadState *ts = PyThreadState_GetUnchecked();
-        if (ts == NULL || ts->interp != E.interp) {
+    BindCache *cached = &E.bind_cache[bind_cache_index(tp)];
+    if (cached->type == tp && (flags & Py_TPFLAGS_HEAPTYPE) && !(flags & Py_TPFLAGS_TYPE_SUBCLASS)
+        && !E.multi_interp && E.precise && !E.watch_on && !E.n_retargets) {
+        /* One of our own classes (another interpreter cannot have objects of
+         * it: PEP 684 isolation), tracked, nothing else to do: no need to ask
+         * which interpreter this is, the check the general path makes. */
+        Bind *bind = &E.binds[cached->bind];
+        if (bind->count == 1) {
+            E.busy = MT_BUSY_HOOK;
+            Sub *sub = &E.subs[bind->first];
+            if (event == PyRefTracer_CREATE) {
+                capture_on_create(sub->capture, sub->slot, op);
+            }
+            else {
+                capture_on_destroy(sub->capture, op);
+            }
+            E.busy = 0;
             return 0;
         }
     }
+    /* Another interpreter may run under its own GIL: hands off our tables. */
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL || ts->interp != E.interp) {
+        return 0;
+    }
     E.busy = MT_BUSY_HOOK;
-    Bind *bind;
-    if (E.watch_on || E.n_retargets || (flags & Py_TPFLAGS_TYPE_SUBCLASS) || !E.precise
-        || (bind = engine_bind_of(tp)) == NULL || bind->count != 1) {
-        mt_slow_general(op, event, tp);
-    }
-    else if (event == PyRefTracer_CREATE) {
-        Sub *sub = &E.subs[bind->first];
-        capture_on_create(sub->capture, sub->slot, op);
-    }
-    else {
-        capture_on_destroy(E.subs[bind->first].capture, op);
-    }
+    mt_slow_general(op, event, tp);
     E.busy = 0;
     return 0;
 }

@@ -52,7 +52,10 @@ def _unavailable_reason() -> str:
 
 
 def engine_status() -> dict[str, Any]:
-    """A mapping: available (bool), reason (str), displaced (bool), python (str), installed (bool)."""
+    """A mapping: available (bool), reason (str), displaced (bool), python (str), installed (bool),
+    filter (str: how the hook picks the events it looks at while installed: "type-marks", the
+    default, or "byte-filter" where no type watcher id or audit hook was to be had; "none" when
+    not installed)."""
     state = _tracker.engine_state() if _tracker is not None else {}
     available = bool(state.get("available")) and platform.python_implementation() == "CPython"
     displaced = bool(state.get("displaced"))
@@ -67,6 +70,7 @@ def engine_status() -> dict[str, Any]:
         "reason": reason,
         "displaced": displaced,
         "installed": bool(state.get("installed")),
+        "filter": state.get("filter", "none") if available else "none",
         "python": interpreter(),
     }
 
