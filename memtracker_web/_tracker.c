@@ -502,6 +502,8 @@ static struct {
     int installed;
     int displaced;          /* someone replaced our tracer while captures ran */
     int busy;               /* re-entrancy guard: MT_BUSY_HOOK | MT_BUSY_PREV */
+    int plain;              /* marks in use, one interpreter, no watch-all, no
+                             * reassignment targets: see mt_hook_slow */
 #if MT_HAVE_TRACER
     PyRefTracer prev_fn;
     void *prev_data;
@@ -670,6 +672,60 @@ capture_on_destroy(CaptureCore *c, PyObject *op)
         uint32_t seq32 = 0;
         pm_pop(&c->cb_seqs, (uintptr_t)op, &seq32);
         queue_push(c, s, 1, seq32, MT_NO_LEAF);
+    }
+}
+
+/* The common case of capture_on_create, inline and without a call: a
+ * count-only slot (no call tree, no callback) and a table with room. All else,
+ * a stale entry at this address included, goes to capture_on_create. */
+static inline void
+capture_on_create_plain(CaptureCore *c, uint32_t s, PyObject *op)
+{
+    Slot *slot = &c->slots[s];
+    PtrMap *m = &c->objects;
+    if (slot->tree != NULL || slot->callback || m->used >= m->limit) {
+        capture_on_create(c, s, op);
+        return;
+    }
+    size_t i = pm_hash(m, (uintptr_t)op);
+    uintptr_t k;
+    while ((k = m->keys[i]) != 0) {
+        if (k == (uintptr_t)op) {
+            capture_on_create(c, s, op);
+            return;
+        }
+        i = (i + 1) & m->mask;
+    }
+    m->keys[i] = (uintptr_t)op;
+    m->vals[i] = (s << MT_LEAF_BITS) | MT_NO_LEAF;
+    m->used++;
+    slot->new_count++;
+}
+
+/* The common case of capture_on_destroy: an entry with no call-tree leaf of
+ * a slot without callbacks. */
+static inline void
+capture_on_destroy_plain(CaptureCore *c, PyObject *op)
+{
+    PtrMap *m = &c->objects;
+    if (m->used == 0) {
+        return;
+    }
+    size_t i = pm_hash(m, (uintptr_t)op);
+    uintptr_t k;
+    while ((k = m->keys[i]) != 0) {
+        if (k == (uintptr_t)op) {
+            uint32_t val = m->vals[i];
+            uint32_t s = val >> MT_LEAF_BITS;
+            if (s >= c->n_slots || (val & MT_MAX_NODES) != MT_NO_LEAF || c->slots[s].callback) {
+                capture_on_destroy(c, op);
+                return;
+            }
+            pm_delete_at(m, i);
+            c->slots[s].free_count++;
+            return;
+        }
+        i = (i + 1) & m->mask;
     }
 }
 
@@ -914,8 +970,8 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
     }
     unsigned long flags = tp->tp_flags;
     BindCache *cached = &E.bind_cache[bind_cache_index(tp)];
-    if (cached->type == tp && (flags & Py_TPFLAGS_HEAPTYPE) && !(flags & Py_TPFLAGS_TYPE_SUBCLASS)
-        && !E.multi_interp && E.precise && !E.watch_on && !E.n_retargets) {
+    if (cached->type == tp && E.plain
+        && (flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_TYPE_SUBCLASS)) == Py_TPFLAGS_HEAPTYPE) {
         /* One of our own classes (another interpreter cannot have objects of
          * it: PEP 684 isolation), tracked, nothing else to do: no need to ask
          * which interpreter this is, the check the general path makes. */
@@ -924,10 +980,10 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
             E.busy = MT_BUSY_HOOK;
             Sub *sub = &E.subs[bind->first];
             if (event == PyRefTracer_CREATE) {
-                capture_on_create(sub->capture, sub->slot, op);
+                capture_on_create_plain(sub->capture, sub->slot, op);
             }
             else {
-                capture_on_destroy(sub->capture, op);
+                capture_on_destroy_plain(sub->capture, op);
             }
             E.busy = 0;
             return 0;
@@ -1301,6 +1357,13 @@ engine_sync_marks(void)
 
 #endif
 
+/* Whether the slow path may take its shortcut for our tracked classes. */
+static void
+engine_update_plain(void)
+{
+    E.plain = E.precise && !E.watch_on && E.n_retargets == 0 && !E.multi_interp;
+}
+
 /* The byte filter may only say "maybe": a stale 1 costs a lookup, a missing 1
  * loses events. Marks are synced too, except inside the hook (a type died):
  * a stale mark only costs slow-path calls until the next safe point. */
@@ -1332,6 +1395,7 @@ engine_rebuild_filter(void)
         /* what may be cached changed */
         watch_cache_flush_all(1);
     }
+    engine_update_plain();
 }
 
 static int
@@ -1553,6 +1617,7 @@ engine_install_if_needed(void)
     }
     engine_setup_precise();
     E.precise = E.precise_setup == 1 && !E.precise_off;
+    engine_update_plain();
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
     E.interp = PyInterpreterState_Get();
@@ -2653,6 +2718,7 @@ engine_refresh_interps(void)
     int multi = head != NULL && PyInterpreterState_Next(head) != NULL;
     if (multi != E.multi_interp) {
         E.multi_interp = multi;
+        engine_update_plain();
 #if MT_HAVE_TRACER
         if (E.watch_on) {
             engine_select_hook();
@@ -2688,6 +2754,7 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     E.watch_on = 1;
+    engine_update_plain();
 #if MT_HAVE_TRACER
     engine_select_hook();
 #endif
@@ -2702,6 +2769,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     E.watch_on = 0;
+    engine_update_plain();
 #if MT_HAVE_TRACER
     engine_select_hook();
 #endif

@@ -6,6 +6,8 @@ import random
 import threading
 import weakref
 
+import pytest
+
 import memtracker_web as mt
 from memtracker_web import _tracker
 
@@ -151,3 +153,63 @@ def test_many_dynamic_classes_tracked_with_analysis_and_callbacks():
         assert len(tracker.capture) == 0
     finally:
         tracker.stop()
+
+
+@requires_engine
+@pytest.mark.parametrize("marks", [True, False], ids=["type-marks", "byte-filter"])
+def test_threads_reassigning_classes_under_watch_all_and_restarts(marks):
+    """4 threads create tracked objects, move half of them to untracked (and
+    freshly made) classes, and drop them, while the main thread restarts a
+    second capture and watch-all: the first capture's counts stay exact."""
+    _tracker._use_type_marks(marks)
+    tracked = mt.Capture()
+    tracked.track(Node)
+    tracked.start()
+    errors = []
+    kept = [[] for _ in range(4)]
+
+    def work(k):
+        try:
+            rng = random.Random(k)
+            for round_ in range(40):
+                spare = type(f"Spare{k}_{round_}", (), {"__init__": Node.__init__})
+                objs = [Node() for _ in range(50)]
+                for o in objs[::2]:
+                    o.__class__ = spare if rng.random() < 0.5 else Other
+                kept[k].extend(objs[:5])
+                del objs, o
+        except BaseException as exc:    # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    other = mt.Capture()
+    other.track(dict)
+    for i in range(30):
+        other.start()
+        if i % 3 == 0:
+            _tracker.watch_start()
+        _ = [{} for _ in range(20)]
+        other.stop()
+        if i % 3 == 2:
+            _tracker.watch_stop()
+    for t in threads:
+        t.join()
+    _tracker.watch_stop()
+    try:
+        assert not errors
+        assert tracked.count_for(Node) == 4 * 40 * 5
+        assert tracked.allocations(Node).new_count == 4 * 40 * 50
+        kept.clear()
+        gc.collect()
+        assert tracked.count_for(Node) == 0
+        assert tracked.statistics()["tracked_objects"] == 0
+    finally:
+        tracked.stop()
+        _tracker._use_type_marks(True)
+
+
+class Other:
+    def __init__(self, other=None):
+        self.other = other
