@@ -7,6 +7,7 @@ the engine falls back to a byte filter. Both must count the same; the
 scenarios below run under each."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import subprocess
 import sys
@@ -42,40 +43,37 @@ def filter_mode(request):
             _tracker._use_type_marks(True)
 
 
-def _started(*types_):
+@contextlib.contextmanager
+def _running(*types_):
     c = mt.Capture()
     for t in types_:
         c.track(t)
     c.start()
-    return c
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 def test_the_engine_says_which_filter_it_uses(filter_mode):
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         state = _tracker.engine_state()
         assert state["filter"] == filter_mode
         # Order and its metaclass carry the bit; the byte filter marks nothing
         assert state["marked_types"] == (2 if filter_mode == "type-marks" else 0)
-    finally:
-        c.stop()
     _tracker._use_type_marks(True)
     assert _tracker.engine_state()["filter"] == "none"
     assert _tracker.engine_state()["marked_types"] == 0     # stopping unmarks
 
 
 def test_switching_filters_while_installed_is_refused():
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         with pytest.raises(RuntimeError, match="stop captures"):
             _tracker._use_type_marks(False)
-    finally:
-        c.stop()
 
 
 def test_counts_agree_under_both_filters(filter_mode):
-    c = _started(Order, dict)
-    try:
+    with _running(Order, dict) as c:
         keep = [Order() for _ in range(300)]
         temp = [Order() for _ in range(200)]
         dicts = [{"i": i} for i in range(150)]
@@ -86,13 +84,10 @@ def test_counts_agree_under_both_filters(filter_mode):
         assert c.count_for(Order) == 0
         assert c.count_for(dict) == 0
         assert c.allocations(Order).new_count == 500
-    finally:
-        c.stop()
 
 
 def test_reassigned_to_an_untracked_class_is_freed(filter_mode):
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         objs = [Order() for _ in range(10)]
         for o in objs:
             o.__class__ = Other
@@ -105,15 +100,12 @@ def test_reassigned_to_an_untracked_class_is_freed(filter_mode):
         del objs
         assert c.count_for(Order) == 0
         assert c.statistics()["tracked_objects"] == 0
-    finally:
-        c.stop()
     assert _tracker.engine_state()["reassignment_targets"] == 0
     assert _tracker.engine_state()["marked_types"] == 0
 
 
 def test_reassignment_from_an_untracked_class_counts_nothing(filter_mode):
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         o = Other()
         o.__class__ = Order
         assert c.count_for(Order) == 0
@@ -121,13 +113,10 @@ def test_reassignment_from_an_untracked_class_counts_nothing(filter_mode):
         del o
         assert c.count_for(Order) == 0
         assert c.allocations(Order).free_count == 0
-    finally:
-        c.stop()
 
 
 def test_a_failed_reassignment_keeps_its_error_and_the_counts(filter_mode):
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         o = Order()
         with pytest.raises(TypeError, match="__class__ assignment"):
             o.__class__ = int
@@ -135,46 +124,37 @@ def test_a_failed_reassignment_keeps_its_error_and_the_counts(filter_mode):
         assert c.count_for(Order) == 1
         del o
         assert c.count_for(Order) == 0
-    finally:
-        c.stop()
 
 
 def test_module_reassigned_both_ways(filter_mode):
     class Mod(types.ModuleType):
         pass
 
-    c = _started(types.ModuleType)
-    try:
+    with _running(types.ModuleType) as c:
         m = types.ModuleType("x")
         m.__class__ = Mod
         del m
         gc.collect()
         assert c.count_for(types.ModuleType) == 0
         assert c.statistics()["tracked_objects"] == 0
-    finally:
-        c.stop()
 
 
 def test_a_subclass_of_a_marked_class_is_not_marked(filter_mode):
     class Child(Order):
         pass
 
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         kids = [Child() for _ in range(50)]
         assert c.count_for(Order) == 0
         assert Child not in c
         del kids
-    finally:
-        c.stop()
 
 
 def test_modifying_a_marked_class_keeps_counting(filter_mode):
     class Mutable:
         pass
 
-    c = _started(Mutable)
-    try:
+    with _running(Mutable) as c:
         a = [Mutable() for _ in range(20)]
         Mutable.added = 1               # calls the type watcher of a marked class
         Mutable.__init__ = lambda self: None
@@ -182,8 +162,6 @@ def test_modifying_a_marked_class_keeps_counting(filter_mode):
         assert c.count_for(Mutable) == 50
         del a, b
         assert c.count_for(Mutable) == 0
-    finally:
-        c.stop()
 
 
 def test_a_dead_tracked_class_loses_its_mark_at_the_next_safe_point():
@@ -191,7 +169,10 @@ def test_a_dead_tracked_class_loses_its_mark_at_the_next_safe_point():
         return type("Short", (), {})
 
     Short = make()
-    c = _started(Short, Order)
+    c = mt.Capture()                    # (not _running: its frame would keep Short alive)
+    c.track(Short)
+    c.track(Order)
+    c.start()
     try:
         assert _tracker.engine_state()["marked_types"] == 3     # Short, Order, type
         objs = [Short() for _ in range(5)]
@@ -207,23 +188,22 @@ def test_watch_all_counts_exactly_beside_a_tracked_class(filter_mode):
     class Watched:
         pass
 
-    c = _started(Order)
-    _tracker.watch_start()
-    try:
-        w = [Watched() for _ in range(1000)]
-        o = [Order() for _ in range(40)]
-        del w[:300]
-        counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
-        assert counts[Watched] == (1000, 300)   # cached counts are folded in on reading
-        assert counts[Order] == (40, 0)         # a tracked type's events are counted on the slow path
-        assert c.count_for(Order) == 40
-        del w, o
-        counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
-        assert counts[Watched] == (1000, 1000)
-        assert counts[Order] == (40, 40)
-    finally:
-        _tracker.watch_stop()
-        c.stop()
+    with _running(Order) as c:
+        _tracker.watch_start()
+        try:
+            w = [Watched() for _ in range(1000)]
+            o = [Order() for _ in range(40)]
+            del w[:300]
+            counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
+            assert counts[Watched] == (1000, 300)   # cached counts are folded in on reading
+            assert counts[Order] == (40, 0)         # a tracked type's events are counted on the slow path
+            assert c.count_for(Order) == 40
+            del w, o
+            counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
+            assert counts[Watched] == (1000, 1000)
+            assert counts[Order] == (40, 40)
+        finally:
+            _tracker.watch_stop()
 
 
 def test_watch_all_cache_collisions_lose_no_counts():
@@ -308,9 +288,6 @@ def test_marks_and_audit_hook_are_set_up_once_per_process():
 
 def test_engine_status_names_the_filter():
     assert mt.engine_status()["filter"] == "none"
-    c = _started(Order)
-    try:
+    with _running(Order) as c:
         assert mt.engine_status()["filter"] == "type-marks"
-    finally:
-        c.stop()
     assert mt.engine_status()["filter"] == "none"
