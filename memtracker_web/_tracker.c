@@ -9,15 +9,26 @@
  * reference drops) happens later, at "safe points": calls from Python into
  * this module.
  *
+ * Which events the hook looks at: a tracked type, its metaclass (so the
+ * type's own death is seen) and every type a tracked object's __class__ was
+ * set to carry our bit in tp_watched (a type watcher id of ours; an audit hook
+ * sees __class__ assignments). The hook tests that bit, passed to it as the
+ * tracer's data, and returns: five instructions for an untracked object.
+ * Without a watcher id or a working audit hook, a byte filter indexed by the
+ * type pointer's bits does the same job, at more cost per event.
+ *
  * Tables (key => value):
  *   engine.bindings:   type pointer => index into engine.binds
  *                      (which running captures track that exact type)
+ *   engine.bind_cache: hash of type pointer => (type, index into engine.binds), direct-mapped
+ *   engine.marks:      types carrying our tp_watched bit (with weak references)
  *   capture.objects:   object address => slot << 20 | leaf
- *                      (slot: the tracked type in that capture; leaf: call-tree node, 0 = none)
+ *                      (slot: the tracked type in that capture; leaf: call-tree node, MT_NO_LEAF = none)
  *   capture.types:     type pointer => slot
  *   capture.cb_seqs:   object address => sequence number of its "new" event (callback types)
  *   tree.children:     (parent, code, lasti) => node index
  *   engine.watch:      type pointer => index into engine.watch_rows (watch-all net counts)
+ *   engine.watch_cache: type pointer bits => (type, counts not yet in its row), direct-mapped
  *
  * Where the tracer cannot run (CPython < 3.13, free-threaded builds), the
  * module still compiles and imports; engine_status() says why.
