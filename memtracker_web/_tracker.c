@@ -513,6 +513,7 @@ static struct {
     int installed;
     int displaced;          /* someone replaced our tracer while captures ran */
     int busy;               /* re-entrancy guard: MT_BUSY_HOOK | MT_BUSY_PREV */
+    int switching;          /* we are replacing our own hook (3.15 tells the old one) */
     int plain;              /* marks in use, one interpreter, no watch-all, no
                              * reassignment targets: see mt_hook_slow */
 #if MT_HAVE_TRACER
@@ -1018,7 +1019,9 @@ static void engine_mark_displaced(void);
 #if PY_VERSION_HEX >= 0x030F0000
 #  define MT_HOOK_REMOVED_GUARD(op, event)                                   \
     if ((event) == PyRefTracer_TRACKER_REMOVED || (op) == NULL) {            \
-        engine_mark_displaced();                                            \
+        if (!E.switching) {                                                 \
+            engine_mark_displaced();                                        \
+        }                                                                   \
         return 0;                                                           \
     }
 #else
@@ -1144,9 +1147,16 @@ mt_run_pending(void *arg)
  * aside and swapped in, so a re-entrant hook never sees half a table. */
 static void engine_rebuild_filter(void);
 
+static void engine_validate_slots(void);
+
 static void
 engine_rebuild_bindings(void)
 {
+    if (!E.busy) {
+        /* A safe point: a type that died while our tracer was displaced
+         * must leave the slots before its pointer is used (marks read it). */
+        engine_validate_slots();
+    }
     PtrMap map = {0};
     uint32_t n_subs = 0;
     int any_mutable = 0;
@@ -1438,8 +1448,16 @@ engine_check_displaced(void)
 {
 #if MT_HAVE_TRACER
     if (E.installed && !E.displaced) {
+        /* Exactly the hook of the current mode (or the chaining one, which
+         * calls it): a tool that saved a hook of ours in an earlier mode and
+         * put it back counts as having displaced us. */
         void *data = NULL;
-        if (!is_our_hook(PyRefTracer_GetTracer(&data))) {
+        PyRefTracer now = PyRefTracer_GetTracer(&data);
+        int current = now == E.inner && data == E.inner_data;
+#if PY_VERSION_HEX < 0x030F0000
+        current |= now == mt_hook_chained;
+#endif
+        if (!current) {
             engine_mark_displaced();
         }
     }
@@ -1469,6 +1487,16 @@ engine_validate_slots(void)
 }
 
 #if MT_HAVE_TRACER
+/* Our own change of the tracer slot: the hook being replaced is not displaced. */
+static int
+engine_set_tracer(PyRefTracer fn, void *data)
+{
+    E.switching = 1;
+    int rc = PyRefTracer_SetTracer(fn, data);
+    E.switching = 0;
+    return rc;
+}
+
 /* The hook for the current mode, and what it is passed. */
 static void
 engine_pick_hook(MtHook *fn, void **data)
@@ -1491,6 +1519,7 @@ engine_pick_hook(MtHook *fn, void **data)
 static void
 engine_select_hook(void)
 {
+    engine_check_displaced();       /* never overwrite a tool that took the slot unnoticed */
     engine_pick_hook(&E.inner, &E.inner_data);
     if (!E.installed || E.displaced) {
         return;
@@ -1503,7 +1532,7 @@ engine_select_hook(void)
     }
 #endif
     if (now != E.inner || data != E.inner_data) {
-        PyRefTracer_SetTracer(E.inner, E.inner_data);
+        engine_set_tracer(E.inner, E.inner_data);
     }
 }
 
@@ -1641,13 +1670,23 @@ engine_install_if_needed(void)
         E.prev_fn = prev;
         E.prev_data = data;
         if (prev != NULL) {
-            if (PyRefTracer_SetTracer(mt_hook_chained, NULL) < 0) {
+            if (engine_set_tracer(mt_hook_chained, NULL) < 0) {
                 return -1;
             }
         }
         else
 #endif
-        if (PyRefTracer_SetTracer(E.inner, E.inner_data) < 0) {
+        if (engine_set_tracer(E.inner, E.inner_data) < 0) {
+            return -1;
+        }
+    }
+#if PY_VERSION_HEX < 0x030F0000
+    else if (prev != mt_hook_chained && (prev != E.inner || data != E.inner_data)) {
+#else
+    else if (prev != E.inner || data != E.inner_data) {
+#endif
+        /* a hook of ours from an earlier mode, put back by another tool */
+        if (engine_set_tracer(E.inner, E.inner_data) < 0) {
             return -1;
         }
     }
@@ -1672,9 +1711,9 @@ engine_uninstall_if_idle(void)
     void *data = NULL;
     if (is_our_hook(PyRefTracer_GetTracer(&data))) {
 #if PY_VERSION_HEX < 0x030F0000
-        PyRefTracer_SetTracer(E.prev_fn, E.prev_data);
+        engine_set_tracer(E.prev_fn, E.prev_data);
 #else
-        PyRefTracer_SetTracer(NULL, NULL);
+        engine_set_tracer(NULL, NULL);
 #endif
         E.prev_fn = NULL;
         E.prev_data = NULL;

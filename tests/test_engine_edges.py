@@ -4,9 +4,14 @@ would hide the window."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 import types
 import weakref
+
+import pytest
 
 from memtracker_web import _tracker
 
@@ -218,3 +223,71 @@ def test_start_reentered_from_a_code_weakref_callback_registers_once():
         del objs, o, ref
     finally:
         c.stop()
+
+
+@requires_engine
+def test_tracking_after_a_type_died_while_displaced_does_not_touch_it():
+    # the mark sync read the dead type (Py_TYPE, a weak reference, PyType_Watch): a crash
+    code = textwrap.dedent("""
+        import gc, tracemalloc
+        from memtracker_web import _tracker
+        class Other: pass
+        a = _tracker.CaptureCore()
+        dead = type("Dead", (), {})
+        a.track(dead); a.start()
+        tracemalloc.start()            # displaces our tracer
+        del dead; gc.collect()         # freed, unseen
+        tracemalloc.stop()
+        a.track(Other)                 # a safe point that syncs the marks
+        a.stop(); a.start()            # takes the tracer back
+        keep = [Other() for _ in range(3)]
+        print(a.live(Other))
+        a.stop()
+    """)
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "3"
+
+
+@requires_engine
+def test_a_hook_of_ours_from_an_earlier_mode_put_back_counts_as_displacement():
+    # a tool saved (our count-only hook, its data) and restored it after we
+    # switched to watch-all: watch counts went missing without a word
+    import ctypes
+
+    api = ctypes.pythonapi
+    api.PyRefTracer_GetTracer.restype = ctypes.c_void_p
+    api.PyRefTracer_GetTracer.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+    api.PyRefTracer_SetTracer.restype = ctypes.c_int
+    api.PyRefTracer_SetTracer.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+
+    class Tracked:
+        pass
+
+    class Probe:
+        pass
+
+    core = _tracker.CaptureCore()
+    core.track(Tracked)
+    core.start()
+    try:
+        data = ctypes.c_void_p()
+        fn = api.PyRefTracer_GetTracer(ctypes.byref(data))
+        api.PyRefTracer_SetTracer(None, None)       # a tool takes the slot
+        _tracker.watch_start()                      # ours again, in watch mode
+        api.PyRefTracer_SetTracer(fn, data.value)   # the tool restores what it saw
+        keep = [Probe() for _ in range(100)]
+        with pytest.raises(RuntimeError, match="another tool replaced the reference tracer"):
+            _tracker.watch_counts()
+        assert _tracker.engine_state()["displaced"] is True
+        assert core.missed_events is True
+        _tracker.watch_stop()
+        _tracker.watch_start()                      # takes the slot back with the current hook
+        assert _tracker.engine_state()["displaced"] is False
+        keep += [Probe() for _ in range(100)]
+        rows = {t: (n, f) for t, n, f in _tracker.watch_counts()}
+        assert rows[Probe] == (100, 0)
+        del keep
+    finally:
+        _tracker.watch_stop()
+        core.stop()
