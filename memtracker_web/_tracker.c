@@ -465,6 +465,7 @@ typedef struct {
 
 typedef struct {
     uint32_t first, count;  /* range in engine.subs */
+    uint32_t own_class;     /* a heap type and not a metaclass (read when the binds were built) */
 } Bind;
 
 /* Direct-mapped, by a hash of the type pointer: type => index into binds.
@@ -474,6 +475,14 @@ typedef struct {
     uint32_t bind;
 } BindCache;
 #define MT_BIND_COLLIDED ((PyTypeObject *)(uintptr_t)1)
+
+/* Direct-mapped like BindCache: a type that the slow path may hand straight
+ * to its one capture (see engine_update_plain). Empty unless E.plain. */
+typedef struct {
+    PyTypeObject *type;
+    CaptureCore *capture;
+    uint32_t slot;
+} PlainEntry;
 
 static inline size_t
 bind_cache_index(PyTypeObject *tp)
@@ -545,6 +554,7 @@ static struct {
     uint8_t filter[MT_FILTER_SIZE];
     PtrMap bindings;        /* type pointer => index into binds */
     BindCache bind_cache[1u << MT_BIND_CACHE_BITS];     /* in front of bindings */
+    PlainEntry plain_types[1u << MT_BIND_CACHE_BITS];
     Bind *binds;
     Sub *subs;
     /* watch-all */
@@ -980,26 +990,20 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
         /* MT_BUSY_PREV: a tracer we chain to called a hook of ours back: seen once already */
         return 0;
     }
-    unsigned long flags = tp->tp_flags;
-    BindCache *cached = &E.bind_cache[bind_cache_index(tp)];
-    if (cached->type == tp && E.plain
-        && (flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_TYPE_SUBCLASS)) == Py_TPFLAGS_HEAPTYPE) {
+    PlainEntry *plain = &E.plain_types[bind_cache_index(tp)];
+    if (plain->type == tp) {
         /* One of our own classes (another interpreter cannot have objects of
-         * it: PEP 684 isolation), tracked, nothing else to do: no need to ask
-         * which interpreter this is, the check the general path makes. */
-        Bind *bind = &E.binds[cached->bind];
-        if (bind->count == 1) {
-            E.busy = MT_BUSY_HOOK;
-            Sub *sub = &E.subs[bind->first];
-            if (event == PyRefTracer_CREATE) {
-                capture_on_create_plain(sub->capture, sub->slot, op);
-            }
-            else {
-                capture_on_destroy_plain(sub->capture, op);
-            }
-            E.busy = 0;
-            return 0;
+         * it: PEP 684 isolation), tracked by one capture, nothing else to do:
+         * no need to ask which interpreter this is, as the general path does. */
+        E.busy = MT_BUSY_HOOK;
+        if (event == PyRefTracer_CREATE) {
+            capture_on_create_plain(plain->capture, plain->slot, op);
         }
+        else {
+            capture_on_destroy_plain(plain->capture, op);
+        }
+        E.busy = 0;
+        return 0;
     }
     /* Another interpreter may run under its own GIL: hands off our tables. */
     PyThreadState *ts = PyThreadState_GetUnchecked();
@@ -1216,6 +1220,8 @@ engine_rebuild_bindings(void)
             subs[binds[b].first + binds[b].count].capture = c;
             subs[binds[b].first + binds[b].count].slot = s;
             binds[b].count++;
+            binds[b].own_class = (slot->type->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_TYPE_SUBCLASS))
+                                 == Py_TPFLAGS_HEAPTYPE;
         }
     }
     PtrMap old_map = E.bindings;
@@ -1378,11 +1384,35 @@ engine_sync_marks(void)
 
 #endif
 
-/* Whether the slow path may take its shortcut for our tracked classes. */
+/* Whether the slow path may take its shortcut for our tracked classes, and
+ * for which: classes (heap types, not metaclasses: other interpreters cannot
+ * have their objects, and their objects are not types) that exactly one
+ * running capture tracks. Types hashing to one entry share none of it. */
 static void
 engine_update_plain(void)
 {
     E.plain = E.precise && !E.watch_on && E.n_retargets == 0 && !E.multi_interp;
+    memset(E.plain_types, 0, sizeof(E.plain_types));
+    if (!E.plain) {
+        return;
+    }
+    for (size_t i = 0; i <= E.bindings.mask && E.bindings.keys != NULL; i++) {
+        PyTypeObject *tp = (PyTypeObject *)E.bindings.keys[i];
+        if (tp == NULL) {
+            continue;
+        }
+        PlainEntry *entry = &E.plain_types[bind_cache_index(tp)];
+        Bind *bind = &E.binds[E.bindings.vals[i]];
+        /* (no type is dereferenced here: one may have died while we were displaced) */
+        int eligible = bind->count == 1 && bind->own_class;
+        if (entry->type != NULL || !eligible) {
+            entry->type = entry->type != NULL ? MT_BIND_COLLIDED : entry->type;
+            continue;
+        }
+        entry->type = tp;
+        entry->capture = E.subs[bind->first].capture;
+        entry->slot = E.subs[bind->first].slot;
+    }
 }
 
 /* The byte filter may only say "maybe": a stale 1 costs a lookup, a missing 1
