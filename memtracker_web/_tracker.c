@@ -482,6 +482,7 @@ typedef struct {
     PyTypeObject *type;
     CaptureCore *capture;
     uint32_t slot;
+    uint32_t val;           /* its objects' entry: slot << MT_LEAF_BITS | MT_NO_LEAF */
 } PlainEntry;
 
 static inline size_t
@@ -698,57 +699,57 @@ capture_on_destroy(CaptureCore *c, PyObject *op)
 }
 
 /* The common case of capture_on_create, inline and without a call: a
- * count-only slot (no call tree, no callback) and a table with room. All else,
- * a stale entry at this address included, goes to capture_on_create. */
-static inline void
-capture_on_create_plain(CaptureCore *c, uint32_t s, PyObject *op)
+ * count-only slot (no call tree, no callback) and a table with room. Returns
+ * 0, having changed nothing, for anything else (a stale entry at this address
+ * included): the caller then takes the full path. */
+static inline int
+capture_on_create_plain(CaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 {
     Slot *slot = &c->slots[s];
     PtrMap *m = &c->objects;
     if (slot->tree != NULL || slot->callback || m->used >= m->limit) {
-        capture_on_create(c, s, op);
-        return;
+        return 0;
     }
     size_t i = pm_hash(m, (uintptr_t)op);
     uintptr_t k;
     while ((k = m->keys[i]) != 0) {
         if (k == (uintptr_t)op) {
-            capture_on_create(c, s, op);
-            return;
+            return 0;
         }
         i = (i + 1) & m->mask;
     }
     m->keys[i] = (uintptr_t)op;
-    m->vals[i] = (s << MT_LEAF_BITS) | MT_NO_LEAF;
+    m->vals[i] = val;
     m->used++;
     slot->new_count++;
+    return 1;
 }
 
-/* The common case of capture_on_destroy: an entry with no call-tree leaf of
- * a slot without callbacks. */
-static inline void
-capture_on_destroy_plain(CaptureCore *c, PyObject *op)
+/* The common case of capture_on_destroy: no entry, or the entry `val` (no
+ * call-tree leaf) of a slot without callbacks. Returns 0, having changed
+ * nothing, for anything else. */
+static inline int
+capture_on_destroy_plain(CaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 {
     PtrMap *m = &c->objects;
     if (m->used == 0) {
-        return;
+        return 1;
     }
     size_t i = pm_hash(m, (uintptr_t)op);
     uintptr_t k;
     while ((k = m->keys[i]) != 0) {
         if (k == (uintptr_t)op) {
-            uint32_t val = m->vals[i];
-            uint32_t s = val >> MT_LEAF_BITS;
-            if (s >= c->n_slots || (val & MT_MAX_NODES) != MT_NO_LEAF || c->slots[s].callback) {
-                capture_on_destroy(c, op);
-                return;
+            Slot *slot = &c->slots[s];
+            if (m->vals[i] != val || slot->callback) {
+                return 0;
             }
             pm_delete_at(m, i);
-            c->slots[s].free_count++;
-            return;
+            slot->free_count++;
+            return 1;
         }
         i = (i + 1) & m->mask;
     }
+    return 1;
 }
 
 MT_HOOK_ONLY void
@@ -980,29 +981,12 @@ mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
  * metaclasses (so a tracked type's own death is seen), __class__
  * reassignment targets, and whatever watch-all's cache cannot count alone.
  * The common case, one capture tracking a plain class, goes straight to it. */
+/* The slow path's full form: which interpreter, then everything. */
 static MT_NOINLINE int
-mt_hook_slow(PyObject *op, PyRefTracerEvent event)
+mt_hook_full(PyObject *op, PyRefTracerEvent event)
 {
-    /* (the type is read again here rather than passed: passing it costs the
-     * fast paths a register move on every event) */
-    PyTypeObject *tp = Py_TYPE(op);
     if (E.busy) {
         /* MT_BUSY_PREV: a tracer we chain to called a hook of ours back: seen once already */
-        return 0;
-    }
-    PlainEntry *plain = &E.plain_types[bind_cache_index(tp)];
-    if (plain->type == tp) {
-        /* One of our own classes (another interpreter cannot have objects of
-         * it: PEP 684 isolation), tracked by one capture, nothing else to do:
-         * no need to ask which interpreter this is, as the general path does. */
-        E.busy = MT_BUSY_HOOK;
-        if (event == PyRefTracer_CREATE) {
-            capture_on_create_plain(plain->capture, plain->slot, op);
-        }
-        else {
-            capture_on_destroy_plain(plain->capture, op);
-        }
-        E.busy = 0;
         return 0;
     }
     /* Another interpreter may run under its own GIL: hands off our tables. */
@@ -1011,9 +995,30 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
         return 0;
     }
     E.busy = MT_BUSY_HOOK;
-    mt_slow_general(op, event, tp);
+    mt_slow_general(op, event, Py_TYPE(op));
     E.busy = 0;
     return 0;
+}
+
+static MT_NOINLINE int
+mt_hook_slow(PyObject *op, PyRefTracerEvent event)
+{
+    /* (the type is read again here rather than passed: passing it costs the
+     * fast paths a register move on every event) */
+    PyTypeObject *tp = Py_TYPE(op);
+    /* One of our own classes (another interpreter cannot have objects of it:
+     * PEP 684 isolation), tracked by one capture, nothing else to do: handled
+     * right here, with no call and no need to ask which interpreter this is.
+     * Nothing here can re-enter the hook, and the table is empty while we
+     * chain a prior tracer, so the guard is neither tested nor set. */
+    PlainEntry *plain = &E.plain_types[bind_cache_index(tp)];
+    if (plain->type == tp
+        && (event == PyRefTracer_CREATE
+            ? capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+            : capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+        return 0;
+    }
+    return mt_hook_full(op, event);
 }
 
 static void engine_mark_displaced(void);
@@ -1392,6 +1397,11 @@ static void
 engine_update_plain(void)
 {
     E.plain = E.precise && !E.watch_on && E.n_retargets == 0 && !E.multi_interp;
+#if MT_HAVE_TRACER && PY_VERSION_HEX < 0x030F0000
+    /* chained: the prior tracer may call a hook of ours back (E.busy says so),
+     * and the shortcut does not look at E.busy */
+    E.plain = E.plain && E.prev_fn == NULL;
+#endif
     memset(E.plain_types, 0, sizeof(E.plain_types));
     if (!E.plain) {
         return;
@@ -1412,6 +1422,7 @@ engine_update_plain(void)
         entry->type = tp;
         entry->capture = E.subs[bind->first].capture;
         entry->slot = E.subs[bind->first].slot;
+        entry->val = (entry->slot << MT_LEAF_BITS) | MT_NO_LEAF;
     }
 }
 
