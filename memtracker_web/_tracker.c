@@ -93,9 +93,12 @@ typedef struct {
 static inline size_t
 pm_hash(const PtrMap *m, uintptr_t key)
 {
-    /* Fibonacci hashing of the address without its alignment bits (with
-     * them, the multiplier is in effect 16x golden ratio: clusters). */
-    return (size_t)((((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> m->shift);
+    /* Fibonacci hashing. Addresses are multiples of 16, so the multiplier is
+     * 2^64 / golden ratio divided by 16: on key = 16 k the product is k times
+     * (nearly) 2^64 / golden ratio, as if the alignment bits were shifted out.
+     * (Multiplying by 2^64 / golden ratio itself would, in effect, multiply k
+     * by 16 / golden ratio: clusters.) */
+    return (size_t)(((uint64_t)key * (UINT64_C(0x9E3779B97F4A7C15) >> 4)) >> m->shift);
 }
 
 static void
