@@ -13,6 +13,7 @@ swings by +-10% between rounds, so the server's CPU time per request (from
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import socket
@@ -129,7 +130,7 @@ def main() -> None:
         for name in names:
             if name != "bare":
                 with urllib.request.urlopen(f"http://127.0.0.1:{running[name][1]}/debug/memory?format=json") as r:
-                    modes[name] = __import__("json").loads(r.read())["mode"]
+                    modes[name] = json.loads(r.read())["mode"]
     finally:
         for proc, _ in running.values():
             proc.terminate()

@@ -21,6 +21,8 @@
  *   engine.bindings:   type pointer => index into engine.binds
  *                      (which running captures track that exact type)
  *   engine.bind_cache: hash of type pointer => (type, index into engine.binds), direct-mapped
+ *   engine.plain_types: hash of type pointer => (type, capture, slot), direct-mapped:
+ *                      classes one capture tracks, handled inline by the slow path
  *   engine.marks:      types carrying our tp_watched bit (with weak references)
  *   capture.objects:   object address => slot << 20 | leaf
  *                      (slot: the tracked type in that capture; leaf: call-tree node, MT_NO_LEAF = none)
@@ -480,7 +482,9 @@ typedef struct {
 #define MT_BIND_COLLIDED ((PyTypeObject *)(uintptr_t)1)
 
 /* Direct-mapped like BindCache: a type that the slow path may hand straight
- * to its one capture (see engine_update_plain). Empty unless E.plain. */
+ * to its one capture (see engine_update_plain). Empty unless the shortcut's
+ * conditions hold (marks, one interpreter, no watch-all, no reassignment
+ * targets, nothing chained). */
 typedef struct {
     PyTypeObject *type;
     CaptureCore *capture;
@@ -527,8 +531,6 @@ static struct {
     int displaced;          /* someone replaced our tracer while captures ran */
     int busy;               /* re-entrancy guard: MT_BUSY_HOOK | MT_BUSY_PREV */
     int switching;          /* we are replacing our own hook (3.15 tells the old one) */
-    int plain;              /* marks in use, one interpreter, no watch-all, no
-                             * reassignment targets: see mt_hook_slow */
 #if MT_HAVE_TRACER
     PyRefTracer prev_fn;
     void *prev_data;
@@ -1399,14 +1401,14 @@ engine_sync_marks(void)
 static void
 engine_update_plain(void)
 {
-    E.plain = E.precise && !E.watch_on && E.n_retargets == 0 && !E.multi_interp;
+    int plain = E.precise && !E.watch_on && E.n_retargets == 0 && !E.multi_interp;
 #if MT_HAVE_TRACER && PY_VERSION_HEX < 0x030F0000
     /* chained: the prior tracer may call a hook of ours back (E.busy says so),
      * and the shortcut does not look at E.busy */
-    E.plain = E.plain && E.prev_fn == NULL;
+    plain = plain && E.prev_fn == NULL;
 #endif
     memset(E.plain_types, 0, sizeof(E.plain_types));
-    if (!E.plain) {
+    if (!plain) {
         return;
     }
     for (size_t i = 0; i <= E.bindings.mask && E.bindings.keys != NULL; i++) {
