@@ -17,6 +17,11 @@
  * Without a watcher id or a working audit hook, a byte filter indexed by the
  * type pointer's bits does the same job, at more cost per event.
  *
+ * Watch-all counts every type's net allocations: of every object (a
+ * direct-mapped cache lookup per event), or sampled, of the objects whose
+ * address hashes below a limit (about one in N: a multiply and a compare per
+ * unsampled event; see MT_WATCH_SAMPLED).
+ *
  * Tables (key => value):
  *   engine.bindings:   type pointer => index into engine.binds
  *                      (which running captures track that exact type)
@@ -513,6 +518,17 @@ typedef struct {
     uint64_t count[2];
 } WatchCache;
 
+/* Sampled watch-all counts an object when a multiplicative hash of its
+ * address falls below a limit. An object keeps its address for life, so its
+ * creation and its destruction are both counted or both not, and the sampled
+ * net count of a type times the rate estimates its net allocations. The
+ * hash mixes the low 32 bits of the address: objects of one size class sit
+ * at a fixed stride, and a plain mask of address bits would never pick some
+ * strides at all. */
+#define MT_WATCH_HASH_MULT 0x9E3779B1u
+#define MT_WATCH_SAMPLED(op, limit) \
+    ((uint32_t)((uint32_t)(uintptr_t)(op) * MT_WATCH_HASH_MULT) < (limit))
+
 /* A type whose tp_watched carries our bit: its objects' events take the slow
  * path. The weak reference tells, at safe points, whether the pointer is still
  * a live type (one may die while our tracer was displaced). */
@@ -569,6 +585,8 @@ static struct {
     WatchRow *watch_rows;
     uint32_t watch_n, watch_cap, watch_free_head;
     uint64_t watch_lost;
+    uint32_t watch_sample;  /* 1: every object counted; N: about one object in N (see MT_WATCH_SAMPLED) */
+    uint32_t watch_limit;   /* an object is sampled when its address hash is below this */
     int watch_stale;        /* displaced while watching: type pointers may dangle */
     WatchCache watch_cache[MT_FILTER_SIZE];
     int multi_interp;       /* another interpreter exists (refreshed at safe points) */
@@ -945,7 +963,7 @@ engine_bind_of(PyTypeObject *tp)
 static MT_NOINLINE void
 mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
 {
-    if (E.watch_on) {
+    if (E.watch_on && (E.watch_sample == 1 || MT_WATCH_SAMPLED(op, E.watch_limit))) {
         watch_count(tp, event == PyRefTracer_DESTROY);
     }
     if (event == PyRefTracer_CREATE) {
@@ -1103,6 +1121,68 @@ mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, void *data)
     return mt_hook_watch(op, event, data);
 }
 
+/* Sampled watch-all, an object that is sampled: counted in the cache when
+ * its type is there, else by the slow path. */
+static MT_NOINLINE int
+mt_watch_sampled_event(PyObject *op, PyRefTracerEvent event)
+{
+    uintptr_t tp = (uintptr_t)Py_TYPE(op);
+    WatchCache *entry = &E.watch_cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
+    if ((uintptr_t)entry->type == tp && !E.busy) {
+        entry->count[(unsigned)event]++;
+        return 0;
+    }
+    return mt_hook_slow(op, event);
+}
+
+/* Sampled watch-all with type marks (`data` is our bit): marked types take
+ * the slow path for every event, as in mt_hook; of the rest, only sampled
+ * objects are counted. An unsampled object costs the hash and a compare. */
+static int
+mt_hook_sampled(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    MT_HOOK_REMOVED_GUARD(op, event)
+    PyTypeObject *tp = Py_TYPE(op);
+    if (tp->tp_watched & (unsigned char)(uintptr_t)data) {
+        return mt_hook_slow(op, event);
+    }
+    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+        return mt_watch_sampled_event(op, event);
+    }
+    return 0;
+}
+
+/* Sampled watch-all with the byte filter (marks unavailable). */
+static int
+mt_hook_sampled_filtered(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+    MT_HOOK_REMOVED_GUARD(op, event)
+    PyTypeObject *tp = Py_TYPE(op);
+    if (E.filter[MT_FILTER_INDEX(tp)]
+        || (event == PyRefTracer_DESTROY && E.any_mutable
+            && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+        return mt_hook_slow(op, event);
+    }
+    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+        return mt_watch_sampled_event(op, event);
+    }
+    return 0;
+}
+
+/* Sampled watch-all with several interpreters: hands off our cache for the
+ * others' events, as mt_hook_watch_checked. */
+static MT_NOINLINE int
+mt_hook_sampled_checked(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    MT_HOOK_REMOVED_GUARD(op, event)
+    PyThreadState *ts = PyThreadState_GetUnchecked();
+    if (ts == NULL || ts->interp != E.interp) {
+        return 0;
+    }
+    return E.precise ? mt_hook_sampled(op, event, data) : mt_hook_sampled_filtered(op, event, data);
+}
+
 #if PY_VERSION_HEX < 0x030F0000
 /* Installed when a tracer was there before us: it is called first, then our
  * hook for the current mode. From 3.15 on nothing is chained (a replaced
@@ -1128,6 +1208,7 @@ static inline int
 is_our_hook(PyRefTracer fn)
 {
     return fn == mt_hook || fn == mt_hook_filtered || fn == mt_hook_watch || fn == mt_hook_watch_checked
+           || fn == mt_hook_sampled || fn == mt_hook_sampled_filtered || fn == mt_hook_sampled_checked
 #if PY_VERSION_HEX < 0x030F0000
            || fn == mt_hook_chained
 #endif
@@ -1547,7 +1628,11 @@ engine_set_tracer(PyRefTracer fn, void *data)
 static void
 engine_pick_hook(MtHook *fn, void **data)
 {
-    if (E.watch_on) {
+    if (E.watch_on && E.watch_sample > 1) {
+        *fn = E.multi_interp ? mt_hook_sampled_checked : E.precise ? mt_hook_sampled : mt_hook_sampled_filtered;
+        *data = (void *)(uintptr_t)E.mark_bit;
+    }
+    else if (E.watch_on) {
         *fn = E.multi_interp ? mt_hook_watch_checked : mt_hook_watch;
         *data = E.watch_cache;
     }
@@ -2823,15 +2908,34 @@ engine_refresh_interps(void)
     }
 }
 
+/* watch_start(sample=1): count every type's net allocations, of every
+ * object (sample=1) or of about one object in `sample` (by address). */
 static PyObject *
-mt_watch_start(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"sample", NULL};
+    long sample = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|l:watch_start", kwlist, &sample)) {
+        return NULL;
+    }
+    if (sample < 1 || sample > 65536) {
+        PyErr_Format(PyExc_ValueError, "sample must be between 1 and 65536 (one object in sample), got %ld", sample);
+        return NULL;
+    }
     if (E.watch_on) {
+        if ((uint32_t)sample != E.watch_sample) {
+            PyErr_Format(PyExc_RuntimeError, "watch-all already runs with sample=%u: stop it first",
+                         (unsigned)E.watch_sample);
+            return NULL;
+        }
         Py_RETURN_NONE;
     }
     if (engine_check_runtime() < 0) {
         return NULL;
     }
+    E.watch_sample = (uint32_t)sample;
+    /* about 2**32 / sample hashes fall below the limit (sample 1 never tests it) */
+    E.watch_limit = (uint32_t)((UINT64_C(1) << 32) / (uint64_t)sample);
     pm_free(&E.watch);
     memset(E.watch_cache, 0, sizeof(E.watch_cache));
     E.watch_n = 0;
@@ -2991,10 +3095,11 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static PyObject *
 mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:n,s:n,s:K}",
+    return Py_BuildValue("{s:n,s:n,s:K,s:I}",
                          "types", (Py_ssize_t)E.watch.used,
                          "bytes", (Py_ssize_t)(pm_bytes(&E.watch) + (size_t)E.watch_cap * sizeof(WatchRow)),
-                         "lost", (unsigned long long)E.watch_lost);
+                         "lost", (unsigned long long)E.watch_lost,
+                         "sample", (unsigned)(E.watch_on ? E.watch_sample : 0));
 }
 
 static PyObject *
@@ -3057,7 +3162,8 @@ static PyMethodDef mt_methods[] = {
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
     {"_use_type_marks", mt_use_type_marks, METH_O, "_use_type_marks(on): tests; False forces the byte filter."},
     {"displaced", mt_displaced, METH_NOARGS, "displaced() -> bool: another tracer replaced ours"},
-    {"watch_start", mt_watch_start, METH_NOARGS, "Count net allocations of every type."},
+    {"watch_start", (PyCFunction)(void (*)(void))mt_watch_start, METH_VARARGS | METH_KEYWORDS,
+     "watch_start(sample=1): count net allocations of every type, of every object or of about one in sample."},
     {"watch_stop", mt_watch_stop, METH_NOARGS, "Stop watch-all and free its table."},
     {"watch_counts", mt_watch_counts, METH_NOARGS, "watch_counts() -> [(type, new, free)]"},
     {"watch_statistics", mt_watch_statistics, METH_NOARGS, "watch_statistics() -> dict"},

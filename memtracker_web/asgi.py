@@ -32,6 +32,7 @@ class MemoryTrackerMiddleware:
         monitor: Any = None,
         track: Iterable[Any] = (),
         watch_all: bool | None = None,
+        watch_sample: int | None = None,
         threshold: int | None = None,
         increases: int | None = None,
         interval: float | None = None,
@@ -41,7 +42,7 @@ class MemoryTrackerMiddleware:
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(
             monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
-            trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, threshold=threshold,
+            trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
 

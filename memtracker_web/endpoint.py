@@ -82,6 +82,7 @@ class EndpointOptions:
     trusted_proxies: Iterable[str] | str | None = ()
     track: Iterable[Any] = ()
     watch_all: bool | None = None
+    watch_sample: int | None = None
     threshold: int | None = None
     increases: int | None = None
     interval: float | None = None
@@ -118,10 +119,14 @@ class EndpointOptions:
                 raise ValueError(f"{name} must be a positive integer")
         if self.interval is not None and (not isinstance(self.interval, (int, float)) or self.interval <= 0):
             raise ValueError("interval must be a positive number of seconds")
+        if self.watch_sample is not None and (not isinstance(self.watch_sample, int)
+                                              or isinstance(self.watch_sample, bool)
+                                              or not 1 <= self.watch_sample <= 65536):
+            raise ValueError("watch_sample must be an integer from 1 (every object) to 65536")
         if self.monitor is not None:
             # These are constructor arguments of a monitor; silently ignoring
             # them for a monitor the caller built would hide a mistake.
-            given = [n for n in ("watch_all", "threshold", "increases", "interval") if getattr(self, n) is not None]
+            given = [n for n in ("watch_all", "watch_sample", "threshold", "increases", "interval") if getattr(self, n) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} configure the default monitor; set them on the monitor you pass instead")
 
@@ -257,7 +262,7 @@ class Endpoint:
                 from .monitor import get_default_monitor  # lazy: optional layer, heavy imports
 
                 kwargs: dict[str, Any] = {"track": opts.track}
-                for name in ("watch_all", "threshold", "increases", "interval"):
+                for name in ("watch_all", "watch_sample", "threshold", "increases", "interval"):
                     if getattr(opts, name) is not None:
                         kwargs[name] = getattr(opts, name)
                 self._monitor = get_default_monitor(**kwargs)

@@ -8,6 +8,7 @@ the heap size. Where the exact engine cannot run, it samples a census of
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -24,6 +25,13 @@ logger = logging.getLogger("memtracker_web")
 
 LeakCallback = Callable[[dict], Any]
 SampleHook = Callable[["MemoryMonitor"], Any]
+
+
+def check_watch_sample(value: Any) -> int:
+    """watch_sample as given, or a ValueError that says what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
+        raise ValueError(f"watch_sample must be an integer from 1 (every object) to 65536, got {value!r}")
+    return value
 
 
 class _TypeState:
@@ -63,12 +71,22 @@ class _TypeState:
 class _WatchState:
     """A type seen by watch-all (exact: net allocations; census: live count)."""
 
-    __slots__ = ("ref", "high_water", "increases")
+    __slots__ = ("ref", "high_water", "increases", "recent")
 
     def __init__(self, cls: type, value: int) -> None:
         self.ref = weakref.ref(cls)
         self.high_water = value
         self.increases = 0
+        self.recent: deque = deque([value], maxlen=11)    # sampled mode: its noise
+
+    def noise(self) -> Optional[float]:
+        """The standard deviation of the last changes, or None before two."""
+        values = list(self.recent)
+        changes = [b - a for a, b in zip(values, values[1:])]
+        if len(changes) < 2:
+            return None
+        mean = sum(changes) / len(changes)
+        return math.sqrt(sum((c - mean) ** 2 for c in changes) / (len(changes) - 1))
 
 
 class MemoryMonitor:
@@ -85,7 +103,7 @@ class MemoryMonitor:
     def __init__(self, tracker: Optional[Tracker] = None, interval: float = 60.0, threshold: int = 100,
                  increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
                  history: int = 120, calm_samples: int = 30, discover_after: int = 3,
-                 max_watch_promotions: int = 50, leak_reports: int = 50) -> None:
+                 max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive seconds, got {interval!r}")
         if threshold < 0 or increases < 1 or max_analyzed < 0 or history < 2 or calm_samples < 1:
@@ -98,6 +116,11 @@ class MemoryMonitor:
         self.depth = depth
         self.max_analyzed = int(max_analyzed)
         self.watch_all = bool(watch_all)
+        # Watch-all counts about one object in watch_sample (chosen by address)
+        # and scales: an estimate, cheap enough to leave on. It only nominates
+        # types; a nominated type is then counted exactly. 1 counts every object.
+        self.watch_sample = check_watch_sample(watch_sample)
+        self._watching_sample = 0                     # watch_sample of the running watch-all
         self.history = int(history)
         self.calm_samples = int(calm_samples)
         self.discover_after = int(discover_after)
@@ -271,12 +294,18 @@ class MemoryMonitor:
         if census is not None:
             values = [(cls, n) for cls, n in census.items()]
         else:
+            if self._watching and self._watching_sample != self.watch_sample:
+                engine._tracker.watch_stop()    # the rate changed: counts start again
+                self._watching = False
+                self._watch.clear()
             if not self._watching:
-                engine._tracker.watch_start()
+                engine._tracker.watch_start(sample=self.watch_sample)
                 self._watching = True
+                self._watching_sample = self.watch_sample
                 return                          # first call: the baseline starts now
+            scale = self.watch_sample
             try:
-                values = [(cls, new - free) for cls, new, free in engine._tracker.watch_counts()]
+                values = [(cls, (new - free) * scale) for cls, new, free in engine._tracker.watch_counts()]
             except RuntimeError as exc:         # displaced: type pointers can't be trusted
                 logger.warning("memtracker_web: watch-all skipped: %s", exc)
                 return
@@ -293,7 +322,16 @@ class MemoryMonitor:
                 except TypeError:               # a type that refuses weak references
                     pass
                 continue
-            if value > state.high_water + self.threshold:
+            margin = self.threshold
+            if census is None and self.watch_sample > 1:
+                # An estimate moves by sampling noise alone: a rise must stand
+                # out of the type's recent changes by three deviations.
+                state.recent.append(value)
+                noise = state.noise()
+                if noise is None:
+                    continue
+                margin += 3 * noise
+            if value > state.high_water + margin:
                 state.high_water = value
                 state.increases += 1
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
@@ -458,7 +496,8 @@ class MemoryMonitor:
                 snap["census"] = dict(self._census_info) if self._census_info else {
                     "cost_seconds": None, "objects_scanned": None, "blind_spots": BLIND_SPOTS}
             elif self.watch_all:
-                snap["watch"] = {"candidates": len(self._watch), "promoted": self._watch_promotions}
+                snap["watch"] = {"candidates": len(self._watch), "promoted": self._watch_promotions,
+                                 "sample": self.watch_sample, "estimated": self.watch_sample > 1}
             return snap
 
     def type_detail(self, name: str) -> Optional[dict[str, Any]]:
@@ -495,7 +534,7 @@ _default_lock = threading.Lock()
 
 def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Optional[bool] = None,
                         threshold: Optional[int] = None, increases: Optional[int] = None,
-                        interval: Optional[float] = None) -> MemoryMonitor:
+                        interval: Optional[float] = None, watch_sample: Optional[int] = None) -> MemoryMonitor:
     """The process-wide monitor, created on first call.
 
     Later calls return the same monitor, add their ``track`` types and apply
@@ -514,6 +553,8 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
                 options["increases"] = increases
             if interval is not None:
                 options["interval"] = interval
+            if watch_sample is not None:
+                options["watch_sample"] = watch_sample
             _default_monitor = MemoryMonitor(**options)
         monitor = _default_monitor
         if watch_all:
@@ -524,6 +565,8 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
             monitor.increases = int(increases)
         if interval is not None:
             monitor.interval = float(interval)
+        if watch_sample is not None:
+            monitor.watch_sample = check_watch_sample(watch_sample)     # a running watch-all restarts
     for cls in track:
         start_monitoring_logged(monitor, cls)
     return monitor

@@ -221,11 +221,11 @@ def test_default_monitor_gets_the_options(monkeypatch: pytest.MonkeyPatch) -> No
     fake.get_default_monitor = get_default_monitor  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "memtracker_web.monitor", fake)
     app = MemoryTrackerMiddleware(make_app([]), track=[Order, "x.Y"], watch_all=True, threshold=5,
-                                  increases=2, interval=0.5)
+                                  increases=2, interval=0.5, watch_sample=8)
     assert calls == []
     with client(app) as c:
-        assert calls == [{"track": (Order, "x.Y"), "watch_all": True, "threshold": 5, "increases": 2,
-                          "interval": 0.5}]
+        assert calls == [{"track": (Order, "x.Y"), "watch_all": True, "watch_sample": 8, "threshold": 5,
+                          "increases": 2, "interval": 0.5}]
         assert c.get("/debug/memory", headers=JSON).json()["pid"] == 4242
     assert monitor.stops == 1
     app2 = MemoryTrackerMiddleware(make_app([]))

@@ -167,6 +167,10 @@ def test_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"threshold": 0}, "threshold must be a positive integer"),
     ({"increases": True}, "increases must be a positive integer"),
     ({"interval": 0}, "interval must be a positive number"),
+    ({"watch_sample": 0}, "watch_sample must be an integer from 1 (every object) to 65536"),
+    ({"watch_sample": 65537}, "watch_sample must be an integer from 1"),
+    ({"watch_sample": True}, "watch_sample must be an integer from 1"),
+    ({"monitor": FakeMonitor(), "watch_sample": 1}, "watch_sample configure the default monitor"),
     ({"monitor": FakeMonitor(), "interval": 1.0, "threshold": 5}, "threshold, interval configure the default monitor"),
 ])
 def test_options_rejected(kwargs: dict[str, Any], message: str) -> None:

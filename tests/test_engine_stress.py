@@ -156,8 +156,9 @@ def test_many_dynamic_classes_tracked_with_analysis_and_callbacks():
 
 
 @requires_engine
+@pytest.mark.parametrize("sample", [1, 64], ids=["exact", "sampled"])
 @pytest.mark.parametrize("marks", [True, False], ids=["type-marks", "byte-filter"])
-def test_threads_reassigning_classes_under_watch_all_and_restarts(marks):
+def test_threads_reassigning_classes_under_watch_all_and_restarts(marks, sample):
     """4 threads create tracked objects, move half of them to untracked (and
     freshly made) classes, and drop them, while the main thread restarts a
     second capture and watch-all: the first capture's counts stay exact."""
@@ -189,7 +190,7 @@ def test_threads_reassigning_classes_under_watch_all_and_restarts(marks):
     for i in range(30):
         other.start()
         if i % 3 == 0:
-            _tracker.watch_start()
+            _tracker.watch_start(sample=sample)
         _ = [{} for _ in range(20)]
         other.stop()
         if i % 3 == 2:

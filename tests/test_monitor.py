@@ -159,7 +159,7 @@ def test_calm_type_goes_back_to_counting_and_its_tree_is_freed(monitor):
 
 @requires_engine
 def test_watch_all_finds_a_leaking_class_nobody_named():
-    m = MemoryMonitor(threshold=20, increases=2, watch_all=True, discover_after=2)
+    m = MemoryMonitor(threshold=20, increases=2, watch_all=True, discover_after=2, watch_sample=1)
     try:
         m.sample()                           # starts watch-all: baseline
         m.sample()
@@ -175,6 +175,83 @@ def test_watch_all_finds_a_leaking_class_nobody_named():
         m.close()
         _store.clear()
     assert mt.engine_status()["installed"] is False
+
+
+class NeverNamedSampled:
+    pass
+
+
+class Churning:
+    pass
+
+
+@requires_engine
+def test_sampled_watch_all_finds_a_leak_and_its_counts_are_estimates():
+    m = MemoryMonitor(threshold=100, watch_all=True, discover_after=2)     # default: one object in 64
+    assert m.watch_sample == 64
+    try:
+        m.sample()                           # starts watch-all: baseline
+        m.sample()
+        promoted_at = None
+        for i in range(10):
+            leak(3000, NeverNamedSampled)
+            m.sample()
+            names = {t["type"] for t in m.snapshot()["types"]}
+            if promoted_at is None and "test_monitor.NeverNamedSampled" in names:
+                promoted_at = i + 1
+        # the first two readings only measure its noise, then two rises of
+        # 3000 must each stand out of it by three deviations
+        assert promoted_at is not None and 4 <= promoted_at <= 6, promoted_at
+        snap = m.snapshot()
+        assert snap["watch"]["sample"] == 64 and snap["watch"]["estimated"] is True
+        assert mt._tracker.watch_statistics()["sample"] == 64
+        entry = {t["type"]: t for t in snap["types"]}["test_monitor.NeverNamedSampled"]
+        assert entry["source"] == "watch_all"
+        assert entry["live"] == 3000 * (10 - promoted_at)     # counted exactly from its promotion on
+    finally:
+        m.close()
+        _store.clear()
+    assert mt.engine_status()["installed"] is False
+
+
+@requires_engine
+def test_sampled_watch_all_does_not_promote_a_type_that_only_churns():
+    import random
+
+    rng = random.Random(7)
+    m = MemoryMonitor(threshold=100, watch_all=True, discover_after=3)
+    population: list = []
+    try:
+        for _ in range(40):
+            population = [Churning() for _ in range(rng.randrange(2000, 6000))]   # all renewed
+            m.sample()
+        assert "test_monitor.Churning" not in {t["type"] for t in m.snapshot()["types"]}
+        state = m._watch[id(Churning)]
+        assert state.increases <= 1
+        assert state.noise() > 500          # what the margin is made of: it really moves
+    finally:
+        m.close()
+        del population
+
+
+@requires_engine
+def test_changing_watch_sample_restarts_watch_all():
+    m = MemoryMonitor(watch_all=True, watch_sample=16)
+    try:
+        m.sample()
+        assert mt._tracker.watch_statistics()["sample"] == 16
+        m.watch_sample = 1
+        m.sample()
+        assert mt._tracker.watch_statistics()["sample"] == 1
+        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "sample": 1, "estimated": False}
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("value", [0, 65537, True, 2.0, "64"])
+def test_watch_sample_is_checked(value):
+    with pytest.raises(ValueError, match="watch_sample must be an integer from 1 \\(every object\\) to 65536"):
+        MemoryMonitor(watch_sample=value)
 
 
 def test_background_thread_survives_a_raising_sample(caplog):

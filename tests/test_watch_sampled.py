@@ -1,0 +1,174 @@
+"""Sampled watch-all: about one object in N, chosen by a hash of its address.
+
+An object's creation and its destruction are both counted or both not, so a
+type's sampled net count times N estimates its net allocations, and goes back
+to exactly zero when all its objects are gone."""
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import textwrap
+import weakref
+
+import pytest
+
+import memtracker_web as mt
+from memtracker_web import _tracker
+
+from conftest import requires_engine
+
+pytestmark = requires_engine
+
+
+def _slotted(n: int) -> type:
+    # n slots: objects of several pymalloc size classes (strides of 16 bytes)
+    return type(f"Slots{n}", (), {"__slots__": tuple(f"a{i}" for i in range(n))})
+
+
+SIZES = [_slotted(n) for n in (0, 1, 2, 4, 7, 12, 30)]
+
+
+class Plain:
+    pass
+
+
+class Tracked:
+    pass
+
+
+def _net(counts, cls) -> int:
+    new, free = counts.get(cls, (0, 0))
+    return new - free
+
+
+def _counts() -> dict:
+    return {cls: (new, free) for cls, new, free in _tracker.watch_counts()}
+
+
+@pytest.fixture(params=["type-marks", "byte-filter"])
+def filter_mode(request):
+    assert not _tracker.engine_state()["installed"]
+    _tracker._use_type_marks(request.param == "type-marks")
+    try:
+        yield request.param
+    finally:
+        if not _tracker.engine_state()["installed"]:
+            _tracker._use_type_marks(True)
+
+
+def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mode):
+    n = 200_000     # about 3,125 sampled of each: a binomial deviation of 1.8%
+    _tracker.watch_start(sample=64)
+    try:
+        assert _tracker.watch_statistics()["sample"] == 64
+        keep = {cls: [cls() for _ in range(n)] for cls in SIZES + [Plain]}
+        keep[list] = [[] for _ in range(n)]
+        counts = _counts()
+        for cls in keep:
+            assert abs(_net(counts, cls) * 64 / n - 1) < 0.08, (cls, _net(counts, cls))
+        for cls in keep:
+            del keep[cls][: n // 2]
+        counts = _counts()
+        for cls in SIZES + [Plain]:
+            assert abs(_net(counts, cls) * 64 / (n // 2) - 1) < 0.12, (cls, _net(counts, cls))
+        keep.clear()
+        gc.collect()
+        counts = _counts()
+        for cls in SIZES + [Plain]:
+            new, free = counts[cls]
+            assert new == free and 0.9 < new * 64 / n < 1.1     # every sampled birth's death was seen
+    finally:
+        _tracker.watch_stop()
+    assert _tracker.watch_statistics()["sample"] == 0
+
+
+def test_a_tracked_class_is_exact_for_its_capture_and_sampled_for_watch_all(filter_mode):
+    c = mt.Capture()
+    c.track(Tracked)
+    c.start()
+    _tracker.watch_start(sample=64)
+    try:
+        objs = [Tracked() for _ in range(100_000)]
+        assert c.count_for(Tracked) == 100_000
+        net = _net(_counts(), Tracked)
+        assert 0.9 < net * 64 / 100_000 < 1.1       # the slow path samples it too
+        del objs
+        assert c.count_for(Tracked) == 0
+        assert _net(_counts(), Tracked) == 0
+    finally:
+        _tracker.watch_stop()
+        c.stop()
+
+
+def test_sample_one_counts_every_object():
+    _tracker.watch_start(sample=1)
+    try:
+        objs = [Plain() for _ in range(1234)]
+        assert _counts()[Plain] == (1234, 0)
+        del objs
+        assert _counts()[Plain] == (1234, 1234)
+    finally:
+        _tracker.watch_stop()
+
+
+def test_sample_argument_errors():
+    for bad in (0, -1, 65537):
+        with pytest.raises(ValueError, match="sample must be between 1 and 65536"):
+            _tracker.watch_start(sample=bad)
+    with pytest.raises(TypeError):
+        _tracker.watch_start(sample="64")
+    assert not _tracker.engine_state()["installed"]
+    _tracker.watch_start(sample=32)
+    try:
+        _tracker.watch_start(sample=32)         # the same rate: nothing to do
+        with pytest.raises(RuntimeError, match="watch-all already runs with sample=32: stop it first"):
+            _tracker.watch_start()
+    finally:
+        _tracker.watch_stop()
+    assert not _tracker.engine_state()["installed"]
+
+
+def test_dead_classes_leave_no_rows_after_a_read():
+    # sampled watch-all does not see every class die; a read drops the rows of the dead
+    _tracker.watch_start(sample=4)
+    try:
+        refs = []
+        for i in range(300):
+            cls = type(f"Temp{i}", (), {})
+            objs = [cls() for _ in range(20)]
+            del objs
+            refs.append(weakref.ref(cls))
+            del cls
+        gc.collect()
+        assert all(r() is None for r in refs)       # no class kept alive
+        names = {cls.__name__ for cls in _counts()}
+        assert not any(name.startswith("Temp") for name in names)
+        assert _tracker.watch_statistics()["types"] < 200
+    finally:
+        _tracker.watch_stop()
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+def test_another_interpreters_objects_are_not_counted(sample):
+    code = f"""
+        import _interpreters
+        from memtracker_web import _tracker
+        iid = _interpreters.create()
+        _tracker.watch_start(sample={sample})
+        def net():
+            new, free = {{t: (n, f) for t, n, f in _tracker.watch_counts()}}.get(list, (0, 0))
+            return new - free
+        net()               # a read notices the other interpreter
+        warm = [[] for _ in range(1000)]    # so that list sits in the cache
+        before = net()
+        _interpreters.exec(iid, "keep = [[] for _ in range(200000)]")
+        print((net() - before) * {sample})
+        _tracker.watch_stop()
+        _interpreters.destroy(iid)
+    """
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    theirs = int(proc.stdout)
+    assert abs(theirs) < 2_000, theirs     # not 200,000
