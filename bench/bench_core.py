@@ -95,14 +95,14 @@ def _capture_config(name, types, analyse=None):
     return Config(name, start, stop)
 
 
-def _watch_config():
+def _watch_config(sample: int):
     def start():
-        _tracker.watch_start()
+        _tracker.watch_start(sample=sample)
 
     def stop():
         _tracker.watch_stop()
 
-    return Config("ours: watch-all", start, stop)
+    return Config("ours: watch-all, exact" if sample == 1 else f"ours: watch-all, sampled 1/{sample}", start, stop)
 
 
 CONFIGS = [
@@ -110,7 +110,8 @@ CONFIGS = [
     Config("no-op tracer (floor)", lambda: _tracker._noop_tracer(True), lambda: _tracker._noop_tracer(False)),
     _capture_config("ours: count-only, 3 user types", [Point, Order, Customer]),
     _capture_config("ours: count-only, dict + 2 user types", [dict, Point, Order]),
-    _watch_config(),
+    _watch_config(1),
+    _watch_config(64),
     _capture_config("ours: analysis of a user class", [], analyse=Order),
     _capture_config("ours: analysis of dict", [], analyse=dict),
     Config("tracemalloc(1)", lambda: tracemalloc.start(1), tracemalloc.stop),

@@ -8,7 +8,7 @@ the loss is 1 - median(tracked) / median(bare). Throughput on this shared VM
 swings by +-10% between rounds, so the server's CPU time per request (from
 /proc) is reported too: it is the steadier measure of what the middleware adds.
 
-    python bench/bench_web.py [--rounds 5] [--seconds 5] [--servers bare middleware watch-all watch-all-1s]
+    python bench/bench_web.py [--rounds 5] [--seconds 5] [--servers bare middleware watch-all watch-all-exact watch-all-1s]
 """
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(mode: str, interval: float = 60.0) -> tuple[subprocess.Popen, int]:
+def start(mode: str, interval: float = 60.0, sample: int = 64) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), PYTHONPATH=ROOT)
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), BENCH_WATCH_SAMPLE=str(sample),
+               PYTHONPATH=ROOT)
     # Server on core 0, wrk on core 1: the two would otherwise fight for both cores.
     proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "bench.web_app:app", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "warning", "--no-access-log"],
@@ -97,10 +98,11 @@ def json_render_ms(n_types: int = 200) -> float:
 
 
 SERVERS = {
-    "bare": ("bare", 60.0, "bare Starlette app"),
-    "middleware": ("middleware", 60.0, "+ middleware, monitor (2 tracked types, 60 s interval)"),
-    "watch-all": ("tracked", 60.0, "+ watch-all, 60 s interval (the default)"),
-    "watch-all-1s": ("tracked", 1.0, "+ watch-all, 1 s interval"),
+    "bare": ("bare", 60.0, 64, "bare Starlette app"),
+    "middleware": ("middleware", 60.0, 64, "+ middleware, monitor (2 tracked types, 60 s interval)"),
+    "watch-all": ("tracked", 60.0, 64, "+ watch-all sampled 1/64 (the default), 60 s interval"),
+    "watch-all-exact": ("tracked", 60.0, 1, "+ watch-all exact (watch_sample=1), 60 s interval"),
+    "watch-all-1s": ("tracked", 1.0, 64, "+ watch-all sampled 1/64, 1 s interval"),
 }
 
 
@@ -114,8 +116,8 @@ def main() -> None:
     running = {}
     try:
         for name in names:
-            mode, interval, _ = SERVERS[name]
-            running[name] = start(mode, interval)
+            mode, interval, sample, _ = SERVERS[name]
+            running[name] = start(mode, interval, sample)
         for proc, port in running.values():
             wrk(port, 2)                        # warm up
         results = {name: [] for name in names}
@@ -143,7 +145,7 @@ def main() -> None:
     for name in names:
         rps, us = statistics.median(results[name]), statistics.median(cpu[name])
         loss = "" if name == "bare" else f"{100 * (1 - rps / b):.1f}%"
-        print(f"| {SERVERS[name][2]} | {rps:,.0f} | {loss} | {us:.0f} us ({us / cb:.3f}x) |")
+        print(f"| {SERVERS[name][3]} | {rps:,.0f} | {loss} | {us:.0f} us ({us / cb:.3f}x) |")
     for name in names:
         print(f"  {name} rounds: {', '.join(f'{x:.0f}' for x in results[name])}")
     print(f"/debug/memory JSON with 200 types (120 history points each): {json_render_ms():.1f} ms (median of 20)")

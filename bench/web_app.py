@@ -22,7 +22,9 @@ if MODE != "bare":
     from memtracker_web.asgi import MemoryTrackerMiddleware
 
     # "middleware": the middleware and a monitor counting two types;
-    # "tracked": the same with watch-all on (every type counted).
+    # "tracked": the same with watch-all on (BENCH_WATCH_SAMPLE: one object in N
+    # counted, 64 by default; 1 counts every object).
     app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics", watch_all=MODE == "tracked",
+                       watch_sample=int(os.environ.get("BENCH_WATCH_SAMPLE", "64")),
                        interval=float(os.environ.get("BENCH_INTERVAL", "60")),
                        track=["starlette.requests.Request", "starlette.responses.JSONResponse"])

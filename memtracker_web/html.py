@@ -136,6 +136,13 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
                 f'{_num(census.get("objects_scanned"))} objects scanned in '
                 f'{esc(round(float(census.get("cost_seconds") or 0) * 1000, 1))} ms per sample; '
                 f'{esc(census.get("blind_spots", ""))}. No allocation paths are recorded.</p>')
+    watch = snapshot.get("watch")
+    if isinstance(watch, Mapping):
+        how = (f'about one object in {_num(watch.get("sample"))} is counted (by address) and scaled: '
+               f'estimates' if watch.get("estimated") else "every object is counted")
+        out += (f'<p class="note">Watch-all looks for growing types nobody named: {how}. '
+                f'{_num(watch.get("candidates"))} types seen, {_num(watch.get("promoted"))} nominated '
+                f'(a nominated type is counted exactly from then on).</p>')
     return out
 
 

@@ -540,6 +540,22 @@ def test_html_census_mode() -> None:
     assert "Where the analysed types are allocated" not in text
 
 
+@pytest.mark.parametrize("sample, says", [
+    (64, "about one object in 64 is counted (by address) and scaled: estimates"),
+    (1, "every object is counted"),
+])
+def test_html_says_how_watch_all_counts(sample: int, says: str) -> None:
+    monitor = leaky_monitor()
+    snapshot = monitor.snapshot
+    monitor.snapshot = lambda: {**snapshot(), "watch": {"candidates": 1234, "promoted": 2, "sample": sample,
+                                                         "estimated": sample > 1}}
+    _, _, body = call(endpoint(monitor))
+    text = body.decode()
+    assert f"Watch-all looks for growing types nobody named: {says}. 1,234 types seen, 2 nominated" in text
+    _, _, body = call(endpoint(leaky_monitor()))
+    assert "Watch-all" not in body.decode()
+
+
 def test_html_refresh() -> None:
     _, _, body = call(endpoint(), query="refresh=5")
     assert b'<meta http-equiv="refresh" content="5">' in body
