@@ -95,14 +95,24 @@ def _capture_config(name, types, analyse=None):
     return Config(name, start, stop)
 
 
-def _watch_config(sample: int):
+def _watch_config(sample: int, types=()):
+    state = {}
+
     def start():
         _tracker.watch_start(sample=sample)
+        if types:
+            tracker = mt.Tracker(depth=10)
+            for cls in types:
+                tracker.track(cls)
+            state["t"] = tracker
 
     def stop():
+        if "t" in state:
+            state.pop("t").stop()
         _tracker.watch_stop()
 
-    return Config("ours: watch-all, exact" if sample == 1 else f"ours: watch-all, sampled 1/{sample}", start, stop)
+    name = "ours: watch-all, exact" if sample == 1 else f"ours: watch-all, sampled 1/{sample}"
+    return Config(name + (f" + count-only, {len(types)} user types" if types else ""), start, stop)
 
 
 CONFIGS = [
@@ -112,6 +122,7 @@ CONFIGS = [
     _capture_config("ours: count-only, dict + 2 user types", [dict, Point, Order]),
     _watch_config(1),
     _watch_config(64),
+    _watch_config(64, [Point, Order, Customer]),
     _capture_config("ours: analysis of a user class", [], analyse=Order),
     _capture_config("ours: analysis of dict", [], analyse=dict),
     Config("tracemalloc(1)", lambda: tracemalloc.start(1), tracemalloc.stop),

@@ -488,8 +488,8 @@ typedef struct {
 
 /* Direct-mapped like BindCache: a type that the slow path may hand straight
  * to its one capture (see engine_update_plain). Empty unless the shortcut's
- * conditions hold (marks, one interpreter, no watch-all, no reassignment
- * targets, nothing chained). */
+ * conditions hold (marks, one interpreter, no exact watch-all, no
+ * reassignment targets, nothing chained). */
 typedef struct {
     PyTypeObject *type;
     CaptureCore *capture;
@@ -1044,6 +1044,17 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
     return mt_hook_full(op, event);
 }
 
+/* The slow path under sampled watch-all: an object that watch-all counts
+ * needs the full path; any other may take mt_hook_slow's shortcut. */
+static MT_NOINLINE int
+mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
+{
+    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+        return mt_hook_full(op, event);
+    }
+    return mt_hook_slow(op, event);
+}
+
 static void engine_mark_displaced(void);
 
 /* 3.15 tells a replaced tracer it was removed, with a NULL object. (Before
@@ -1132,7 +1143,7 @@ mt_watch_sampled_event(PyObject *op, PyRefTracerEvent event)
         entry->count[(unsigned)event]++;
         return 0;
     }
-    return mt_hook_slow(op, event);
+    return mt_hook_full(op, event);
 }
 
 /* Sampled watch-all with type marks (`data` is our bit): marked types take
@@ -1144,8 +1155,21 @@ mt_hook_sampled(PyObject *op, PyRefTracerEvent event, void *data)
     MT_HOOK_REMOVED_GUARD(op, event)
     PyTypeObject *tp = Py_TYPE(op);
     if (tp->tp_watched & (unsigned char)(uintptr_t)data) {
-        return mt_hook_slow(op, event);
+        return mt_hook_slow_sampled(op, event);
     }
+    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+        return mt_watch_sampled_event(op, event);
+    }
+    return 0;
+}
+
+/* Sampled watch-all while no type carries a mark (no capture runs): the
+ * sample test alone. */
+static int
+mt_hook_sampled_unmarked(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+    MT_HOOK_REMOVED_GUARD(op, event)
     if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
@@ -1208,7 +1232,8 @@ static inline int
 is_our_hook(PyRefTracer fn)
 {
     return fn == mt_hook || fn == mt_hook_filtered || fn == mt_hook_watch || fn == mt_hook_watch_checked
-           || fn == mt_hook_sampled || fn == mt_hook_sampled_filtered || fn == mt_hook_sampled_checked
+           || fn == mt_hook_sampled || fn == mt_hook_sampled_unmarked || fn == mt_hook_sampled_filtered
+           || fn == mt_hook_sampled_checked
 #if PY_VERSION_HEX < 0x030F0000
            || fn == mt_hook_chained
 #endif
@@ -1402,6 +1427,7 @@ retargets_prune(void)
 
 static void engine_precise_failed(void);
 static void engine_rebuild_filter(void);
+static void engine_select_hook(void);
 
 /* Make tp_watched bits match what the running captures need: tracked types,
  * their metaclasses (to see a tracked type's own death), reassignment
@@ -1482,7 +1508,8 @@ engine_sync_marks(void)
 static void
 engine_update_plain(void)
 {
-    int plain = E.precise && !E.watch_on && E.n_retargets == 0 && !E.multi_interp;
+    /* (sampled watch-all: the sampled objects' events skip the shortcut) */
+    int plain = E.precise && (!E.watch_on || E.watch_sample > 1) && E.n_retargets == 0 && !E.multi_interp;
 #if MT_HAVE_TRACER && PY_VERSION_HEX < 0x030F0000
     /* chained: the prior tracer may call a hook of ours back (E.busy says so),
      * and the shortcut does not look at E.busy */
@@ -1537,6 +1564,9 @@ engine_rebuild_filter(void)
 #if MT_HAVE_TRACER
     if (!E.busy) {
         engine_sync_marks();
+        if (E.watch_on && E.watch_sample > 1) {
+            engine_select_hook();       /* marks may have come or gone: sampled or unmarked hook */
+        }
     }
 #endif
     if (E.watch_on) {
@@ -1629,7 +1659,10 @@ static void
 engine_pick_hook(MtHook *fn, void **data)
 {
     if (E.watch_on && E.watch_sample > 1) {
-        *fn = E.multi_interp ? mt_hook_sampled_checked : E.precise ? mt_hook_sampled : mt_hook_sampled_filtered;
+        *fn = E.multi_interp ? mt_hook_sampled_checked
+              : !E.precise   ? mt_hook_sampled_filtered
+              : E.n_marks    ? mt_hook_sampled
+                             : mt_hook_sampled_unmarked;
         *data = (void *)(uintptr_t)E.mark_bit;
     }
     else if (E.watch_on) {
@@ -2847,13 +2880,35 @@ static PyTypeObject CaptureCoreType = {
 /* Module functions                                                    */
 /* ------------------------------------------------------------------ */
 
+/* The hook our slot holds (or would hold) for the current mode. */
+static const char *
+engine_hook_name(void)
+{
+#if MT_HAVE_TRACER
+    static const struct { MtHook fn; const char *name; } names[] = {
+        {mt_hook, "marks"}, {mt_hook_filtered, "byte-filter"}, {mt_hook_watch, "watch"},
+        {mt_hook_watch_checked, "watch-checked"}, {mt_hook_sampled, "sampled"},
+        {mt_hook_sampled_unmarked, "sampled-unmarked"}, {mt_hook_sampled_filtered, "sampled-byte-filter"},
+        {mt_hook_sampled_checked, "sampled-checked"},
+    };
+    if (E.installed) {
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if (names[i].fn == E.inner) {
+                return names[i].name;
+            }
+        }
+    }
+#endif
+    return "none";
+}
+
 static PyObject *
 mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
     engine_check_displaced();
     /* which test picks the slow path's events: see engine_setup_precise */
     const char *filter = !E.installed ? "none" : E.precise ? "type-marks" : "byte-filter";
-    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I}",
+    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s}",
                          "available", mt_unavailable_reason ? Py_False : Py_True,
                          "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
                          "installed", E.installed ? Py_True : Py_False,
@@ -2862,7 +2917,8 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                          "watching", E.watch_on ? Py_True : Py_False,
                          "filter", filter,
                          "marked_types", (unsigned int)E.n_marks,
-                         "reassignment_targets", (unsigned int)E.n_retargets);
+                         "reassignment_targets", (unsigned int)E.n_retargets,
+                         "hook", engine_hook_name());
 }
 
 /* Tests and benchmarks: use the byte filter instead of type marks (from the

@@ -172,3 +172,26 @@ def test_another_interpreters_objects_are_not_counted(sample):
     assert proc.returncode == 0, proc.stderr
     theirs = int(proc.stdout)
     assert abs(theirs) < 2_000, theirs     # not 200,000
+
+
+def test_no_capture_means_the_sample_test_alone_and_a_capture_brings_the_mark_test_back():
+    _tracker.watch_start(sample=64)
+    try:
+        assert _tracker.engine_state()["hook"] == "sampled-unmarked"
+        c = mt.Capture()
+        c.track(Tracked)
+        c.start()
+        try:
+            assert _tracker.engine_state()["hook"] == "sampled"
+            objs = [Tracked() for _ in range(5000)]
+            assert c.count_for(Tracked) == 5000          # every object, sampled or not
+            del objs[:1000]
+            assert c.count_for(Tracked) == 4000
+        finally:
+            c.stop()
+        assert _tracker.engine_state()["hook"] == "sampled-unmarked"
+        del objs
+        assert _net(_counts(), Tracked) == 0
+    finally:
+        _tracker.watch_stop()
+    assert _tracker.engine_state()["hook"] == "none"
