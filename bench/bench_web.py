@@ -9,6 +9,11 @@ swings by +-10% between rounds, so the server's CPU time per request (from
 /proc) is reported too: it is the steadier measure of what the middleware adds.
 
     python bench/bench_web.py [--rounds 5] [--seconds 5] [--servers bare middleware watch-all watch-all-exact watch-all-1s]
+                              [--paired-rounds 15]
+
+With --paired-rounds, each server is also loaded at the same time as a bare
+one (both on core 0, two wrk on core 1, both processes fresh each round): the
+ratio of their requests/s in one window is free of the drift between windows.
 """
 from __future__ import annotations
 
@@ -59,12 +64,56 @@ def cpu_seconds(pid: int) -> float:
 
 def wrk(port: int, seconds: int, pid: int | None = None) -> tuple[float, float]:
     """Requests per second, and the server's CPU microseconds per request."""
-    before = cpu_seconds(pid) if pid else 0.0
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
-                         capture_output=True, text=True, timeout=seconds + 30).stdout
-    used = cpu_seconds(pid) - before if pid else 0.0
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), used / requests * 1e6
+    return wrk_together([(port, pid)], seconds)[0]
+
+
+def wrk_together(targets: list[tuple[int, int | None]], seconds: int) -> list[tuple[float, float]]:
+    """wrk against every (port, pid) at once: (requests/s, CPU us per request) each."""
+    before = [cpu_seconds(pid) if pid else 0.0 for _, pid in targets]
+    procs = [subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+                              stdout=subprocess.PIPE, text=True) for port, _ in targets]
+    outs = [proc.communicate(timeout=seconds + 30)[0] for proc in procs]
+    results = []
+    for (port, pid), start, out in zip(targets, before, outs):
+        used = cpu_seconds(pid) - start if pid else 0.0
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        results.append((float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), used / requests * 1e6))
+    return results
+
+
+def paired(names: list[str], rounds: int, seconds: int) -> None:
+    """Each server against a bare one at the same time, both on core 0: the
+    scheduler splits the core between them, so the ratio of their requests/s
+    is the ratio of their costs per request, and the machine's drift, which
+    swings alternating rounds by +-15%, hits both alike. Both processes are
+    started afresh every round (two identical long-lived servers differed by
+    2%: heap and code layout of a process), and which of the two starts first
+    alternates (of two fresh bare servers, the one started second served 1%
+    more)."""
+    print(f"paired: each server and a bare one loaded at once, fresh processes, {rounds} rounds of {seconds}s")
+    print("| server | requests/s ratio to bare (geometric mean) | loss | rounds (odd ones: started first) |")
+    print("|---|---|---|---|")
+    ratios: dict[str, list[float]] = {name: [] for name in names if name != "bare"}
+    for round_ in range(rounds):
+        for name in ratios:
+            if round_ % 2:
+                other = start(*SERVERS[name][:3])
+                pair = [start("bare"), other]
+            else:
+                pair = [start("bare"), start(*SERVERS[name][:3])]
+            try:
+                targets = [(port, proc.pid) for proc, port in pair]
+                wrk_together(targets, 1)                    # warm up
+                (b, _), (x, _) = wrk_together(targets, seconds)
+                ratios[name].append(x / b)
+            finally:
+                for proc, _ in pair:
+                    proc.terminate()
+                    proc.wait(10)
+    for name, values in ratios.items():
+        ratio = statistics.geometric_mean(values)     # over both start orders alike
+        print(f"| {SERVERS[name][3]} | {ratio:.3f} | {100 * (1 - ratio):.1f}% | "
+              f"{', '.join(f'{r:.3f}' for r in values)} |")
 
 
 def json_render_ms(n_types: int = 200) -> float:
@@ -99,6 +148,7 @@ def json_render_ms(n_types: int = 200) -> float:
 
 SERVERS = {
     "bare": ("bare", 60.0, 64, "bare Starlette app"),
+    "bare-again": ("bare", 60.0, 64, "a second bare app (checks the method: should be ~0%)"),
     "middleware": ("middleware", 60.0, 64, "+ middleware, monitor (2 tracked types, 60 s interval)"),
     "watch-all": ("tracked", 60.0, 64, "+ watch-all sampled 1/64 (the default), 60 s interval"),
     "watch-all-exact": ("tracked", 60.0, 1, "+ watch-all exact (watch_sample=1), 60 s interval"),
@@ -111,6 +161,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--servers", nargs="*", default=list(SERVERS), choices=list(SERVERS))
+    parser.add_argument("--paired-rounds", type=int, default=0,
+                        help="also load each server together with the bare one, this many rounds")
     args = parser.parse_args()
     names = args.servers if "bare" in args.servers else ["bare", *args.servers]
     running = {}
@@ -130,13 +182,15 @@ def main() -> None:
                 cpu[name].append(us)
         modes = {}
         for name in names:
-            if name != "bare":
+            if SERVERS[name][0] != "bare":
                 with urllib.request.urlopen(f"http://127.0.0.1:{running[name][1]}/debug/memory?format=json") as r:
                     modes[name] = json.loads(r.read())["mode"]
     finally:
         for proc, _ in running.values():
             proc.terminate()
             proc.wait(10)
+    if args.paired_rounds:
+        paired(names, args.paired_rounds, args.seconds)
     print(f"{sys.implementation.name} {sys.version.split()[0]}, engine modes {sorted(set(modes.values()))}, "
           f"{args.rounds} alternating wrk rounds of {args.seconds}s (-t1 -c32)")
     b, cb = statistics.median(results["bare"]), statistics.median(cpu["bare"])

@@ -300,6 +300,12 @@ class Endpoint:
                 self.started_monitor = False
 
     # -- routing -----------------------------------------------------------
+    def may_own(self, path: str) -> bool:
+        """A cheap first test for every request: False means not ours (a route of
+        ours is a part of any path that owns() accepts)."""
+        metrics = self.options.metrics_path
+        return self.options.path in path or (metrics is not None and metrics in path)
+
     def owns(self, path: str) -> bool:
         base = self.options.path
         if path == base or path.startswith(base + "/"):

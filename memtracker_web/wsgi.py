@@ -50,7 +50,7 @@ class MemoryTrackerMiddleware:
             self._started = True
             self.endpoint.start()
         path = environ.get("PATH_INFO", "") or "/"
-        if not self.endpoint.owns(path):
+        if not self.endpoint.may_own(path) or not self.endpoint.owns(path):
             return self.app(environ, start_response)
         response = self.endpoint.handle(request_from_environ(environ, path))
         return send(response, start_response)

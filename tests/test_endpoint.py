@@ -179,6 +179,19 @@ def test_options_rejected(kwargs: dict[str, Any], message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("path", ["/debug/memory", "/debug/memory/types/x.Y", "/metrics", "/app/debug/memory",
+                                  "/app/metrics", "/debug/memoryx", "/debug", "/", "/other/metrics/x", ""])
+def test_may_own_never_refuses_a_path_owns_accepts(path: str) -> None:
+    ep = endpoint(metrics_path="/metrics")
+    for root in ("", "/app"):
+        full = root + path if path.startswith(root) or not root else path
+        route = full[len(root):] if root and full.startswith(root) else full
+        if ep.owns(route):
+            assert ep.may_own(full), (root, path)
+    assert ep.may_own("/debug/memory") and ep.may_own("/metrics")
+    assert not ep.may_own("/") and not ep.may_own("/api/orders") and not endpoint().may_own("/metrics")
+
+
 def test_options_from_mapping_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError) as info:
         options_from_mapping({"path": "/mem", "tokn": "x"})
