@@ -150,6 +150,7 @@ SERVERS = {
     "bare": ("bare", 60.0, 64, "bare Starlette app"),
     "bare-again": ("bare", 60.0, 64, "a second bare app (checks the method: should be ~0%)"),
     "middleware": ("middleware", 60.0, 64, "+ middleware, monitor (2 tracked types, 60 s interval)"),
+    "watch-only": ("watch-only", 60.0, 64, "middleware, monitor with watch-all sampled 1/64 (the default), no type named"),
     "watch-all": ("tracked", 60.0, 64, "+ watch-all sampled 1/64 (the default), 60 s interval"),
     "watch-all-exact": ("tracked", 60.0, 1, "+ watch-all exact (watch_sample=1), 60 s interval"),
     "watch-all-1s": ("tracked", 1.0, 64, "+ watch-all sampled 1/64, 1 s interval"),

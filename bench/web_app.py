@@ -1,6 +1,6 @@
 """The trivial app of bench_web.py: bare, or behind our middleware with watch-all on.
 
-    BENCH_MODE=bare|tracked uvicorn bench.web_app:app
+    BENCH_MODE=bare|middleware|tracked|watch-only uvicorn bench.web_app:app
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ if MODE != "bare":
 
     # "middleware": the middleware and a monitor counting two types;
     # "tracked": the same with watch-all on (BENCH_WATCH_SAMPLE: one object in N
-    # counted, 64 by default; 1 counts every object).
-    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics", watch_all=MODE == "tracked",
+    # counted, 64 by default; 1 counts every object);
+    # "watch-only": the middleware and a monitor with watch-all on, no type named.
+    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics", watch_all=MODE != "middleware",
                        watch_sample=int(os.environ.get("BENCH_WATCH_SAMPLE", "64")),
                        interval=float(os.environ.get("BENCH_INTERVAL", "60")),
-                       track=["starlette.requests.Request", "starlette.responses.JSONResponse"])
+                       track=[] if MODE == "watch-only" else ["starlette.requests.Request",
+                                                             "starlette.responses.JSONResponse"])
