@@ -2,7 +2,7 @@
 
     BENCH: valgrind --tool=callgrind python bench/asgi_requests.py MODE N
 
-MODE is a web_app mode (bare, middleware, tracked); N requests follow lifespan
+MODE is a web_app mode (bare, middleware, tracked, watch-only); N requests follow lifespan
 startup (which starts the monitor and, in "tracked", watch-all) and 50 warm-up
 requests. Run with N and with 0 and subtract: the difference is N requests'
 instructions. Under valgrind the process runs ~50x slower, so the monitor's

@@ -45,21 +45,30 @@ class MemoryTrackerMiddleware:
             trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
+        # Every request pays for the test of these (see Endpoint.may_own), so
+        # it is made here with no call.
+        self._route = self.endpoint.options.path
+        self._metrics_route = self.endpoint.options.metrics_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "http":
+            if not self._started:
+                self._start()
+            path = scope.get("path", "")
+            metrics = self._metrics_route
+            if self._route in path or (metrics is not None and metrics in path):
+                path = _route_path(scope)
+                if self.endpoint.owns(path):
+                    await self._serve(scope, receive, send, path)
+                    return
+            await self.app(scope, receive, send)
+            return
         if kind == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)
             return
         if not self._started:
             self._start()
-        # Every request pays for this test: a path of ours contains our route
-        # (after any root_path), so one substring test passes the rest on.
-        if kind == "http" and self.endpoint.may_own(scope.get("path", "")):
-            path = _route_path(scope)
-            if self.endpoint.owns(path):
-                await self._serve(scope, receive, send, path)
-                return
         await self.app(scope, receive, send)
 
     def _start(self) -> None:
