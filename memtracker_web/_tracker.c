@@ -1084,18 +1084,23 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
     return 0;
 }
 
-/* The hook without marks (no type watcher id or audit hook was to be had):
- * a byte filter indexed by the type pointer's bits, and every mutable
- * type's destruction while a mutable type is tracked. */
+/* Without marks (no type watcher id or audit hook was to be had): a byte
+ * filter indexed by the type pointer's bits, and every mutable type's
+ * destruction while a mutable type is tracked. */
+static inline int
+filter_wants(PyTypeObject *tp, PyRefTracerEvent event)
+{
+    return E.filter[MT_FILTER_INDEX(tp)]
+           || (event == PyRefTracer_DESTROY && E.any_mutable
+               && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE));
+}
+
 static int
 mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    PyTypeObject *tp = Py_TYPE(op);
-    if (E.filter[MT_FILTER_INDEX(tp)]
-        || (event == PyRefTracer_DESTROY && E.any_mutable
-            && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+    if (filter_wants(Py_TYPE(op), event)) {
         return mt_hook_slow(op, event);
     }
     return 0;
@@ -1182,10 +1187,7 @@ mt_hook_sampled_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    PyTypeObject *tp = Py_TYPE(op);
-    if (E.filter[MT_FILTER_INDEX(tp)]
-        || (event == PyRefTracer_DESTROY && E.any_mutable
-            && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE))) {
+    if (filter_wants(Py_TYPE(op), event)) {
         return mt_hook_slow(op, event);
     }
     if (MT_WATCH_SAMPLED(op, E.watch_limit)) {

@@ -21,6 +21,20 @@ without_engine = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(params=["type-marks", "byte-filter"])
+def filter_mode(request):
+    """Runs a test under each way the hook picks its events (the engine must be idle)."""
+    from memtracker_web import _tracker
+
+    assert not _tracker.engine_state()["installed"]
+    _tracker._use_type_marks(request.param == "type-marks")
+    try:
+        yield request.param
+    finally:
+        if not _tracker.engine_state()["installed"]:
+            _tracker._use_type_marks(True)
+
+
 @pytest.fixture
 def capture():
     c = mt.Capture()

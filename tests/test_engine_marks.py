@@ -32,17 +32,6 @@ class Other:
     pass
 
 
-@pytest.fixture(params=["type-marks", "byte-filter"])
-def filter_mode(request):
-    assert not _tracker.engine_state()["installed"]
-    _tracker._use_type_marks(request.param == "type-marks")
-    try:
-        yield request.param
-    finally:
-        if not _tracker.engine_state()["installed"]:
-            _tracker._use_type_marks(True)
-
-
 @contextlib.contextmanager
 def _running(*types_):
     c = mt.Capture()

@@ -46,17 +46,6 @@ def _counts() -> dict:
     return {cls: (new, free) for cls, new, free in _tracker.watch_counts()}
 
 
-@pytest.fixture(params=["type-marks", "byte-filter"])
-def filter_mode(request):
-    assert not _tracker.engine_state()["installed"]
-    _tracker._use_type_marks(request.param == "type-marks")
-    try:
-        yield request.param
-    finally:
-        if not _tracker.engine_state()["installed"]:
-            _tracker._use_type_marks(True)
-
-
 def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mode):
     n = 200_000     # about 3,125 sampled of each: a binomial deviation of 1.8%
     _tracker.watch_start(sample=64)
