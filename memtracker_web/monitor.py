@@ -120,7 +120,8 @@ class MemoryMonitor:
         # and scales: an estimate, cheap enough to leave on. It only nominates
         # types; a nominated type is then counted exactly. 1 counts every object.
         self.watch_sample = check_watch_sample(watch_sample)
-        self._watching_sample = 0                     # watch_sample of the running watch-all
+        self._watching_sample = 0                     # the running watch-all's rate
+        self._watch_requested = 0                     # watch_sample when it was started
         self.history = int(history)
         self.calm_samples = int(calm_samples)
         self.discover_after = int(discover_after)
@@ -294,16 +295,24 @@ class MemoryMonitor:
         if census is not None:
             values = [(cls, n) for cls, n in census.items()]
         else:
-            if self._watching and self._watching_sample != self.watch_sample:
+            wanted = self.watch_sample          # read once: get_default_monitor may set it meanwhile
+            if self._watching and self._watch_requested != wanted:
                 engine._tracker.watch_stop()    # the rate changed: counts start again
                 self._watching = False
                 self._watch.clear()
             if not self._watching:
-                engine._tracker.watch_start(sample=self.watch_sample)
+                try:
+                    engine._tracker.watch_start(sample=wanted)
+                    running = wanted
+                except RuntimeError:            # someone else's watch-all runs at another rate: share it
+                    running = engine._tracker.watch_statistics()["sample"]
+                    logger.warning("memtracker_web: watch-all already runs counting one object in %d; "
+                                   "this monitor reads it at that rate instead of %d", running, wanted)
                 self._watching = True
-                self._watching_sample = self.watch_sample
+                self._watch_requested = wanted
+                self._watching_sample = running
                 return                          # first call: the baseline starts now
-            scale = self.watch_sample
+            scale = self._watching_sample
             try:
                 values = [(cls, (new - free) * scale) for cls, new, free in engine._tracker.watch_counts()]
             except RuntimeError as exc:         # displaced: type pointers can't be trusted
@@ -323,7 +332,7 @@ class MemoryMonitor:
                     pass
                 continue
             margin = self.threshold
-            if census is None and self.watch_sample > 1:
+            if census is None and self._watching_sample > 1:
                 # An estimate moves by sampling noise alone: a rise must stand
                 # out of the type's recent changes by three deviations.
                 state.recent.append(value)
@@ -496,8 +505,9 @@ class MemoryMonitor:
                 snap["census"] = dict(self._census_info) if self._census_info else {
                     "cost_seconds": None, "objects_scanned": None, "blind_spots": BLIND_SPOTS}
             elif self.watch_all:
+                rate = self._watching_sample if self._watching else self.watch_sample
                 snap["watch"] = {"candidates": len(self._watch), "promoted": self._watch_promotions,
-                                 "sample": self.watch_sample, "estimated": self.watch_sample > 1}
+                                 "sample": rate, "estimated": rate > 1}
             return snap
 
     def type_detail(self, name: str) -> Optional[dict[str, Any]]:

@@ -248,6 +248,28 @@ def test_changing_watch_sample_restarts_watch_all():
         m.close()
 
 
+@requires_engine
+def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
+    mt._tracker.watch_start()                    # exact, by someone else
+    m = MemoryMonitor(watch_all=True, threshold=10)     # wants one object in 64
+    try:
+        m.start_monitoring(Leaky)
+        with caplog.at_level(logging.WARNING, logger="memtracker_web"):
+            m.sample()
+        assert "watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64" in caplog.text
+        leak(50)
+        m.sample()                               # no restart, no error: tracked types are still read
+        snap = m.snapshot()
+        assert snap["watch"] == {"candidates": snap["watch"]["candidates"], "promoted": 0, "sample": 1,
+                                 "estimated": False}
+        assert {t["type"]: t["live"] for t in snap["types"]}["test_monitor.Leaky"] == 50
+        assert mt._tracker.watch_statistics()["sample"] == 1
+    finally:
+        m.close()
+        mt._tracker.watch_stop()
+        _store.clear()
+
+
 @pytest.mark.parametrize("value", [0, 65537, True, 2.0, "64"])
 def test_watch_sample_is_checked(value):
     with pytest.raises(ValueError, match="watch_sample must be an integer from 1 \\(every object\\) to 65536"):
