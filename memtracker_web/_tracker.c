@@ -1111,17 +1111,26 @@ mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 _Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1,
                "the watch cache indexes its counts by event");
 
-static int
-mt_hook_watch(PyObject *op, PyRefTracerEvent event, void *data)
+/* A counted event: one add in the cache when its type is there, else the
+ * full slow path, which counts it and may cache the type. (Under watch-all
+ * the slow path's shortcut table is empty, or skipped for counted objects.) */
+static inline int
+watch_cached_event(PyObject *op, PyRefTracerEvent event, WatchCache *cache)
 {
-    MT_HOOK_REMOVED_GUARD(op, event)
     uintptr_t tp = (uintptr_t)Py_TYPE(op);
-    WatchCache *entry = (WatchCache *)((char *)data + (((tp >> 4) & (MT_FILTER_SIZE - 1)) * sizeof(WatchCache)));
+    WatchCache *entry = &cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
     if ((uintptr_t)entry->type == tp && !E.busy) {
         entry->count[(unsigned)event]++;
         return 0;
     }
-    return mt_hook_slow(op, event);
+    return mt_hook_full(op, event);
+}
+
+static int
+mt_hook_watch(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    MT_HOOK_REMOVED_GUARD(op, event)
+    return watch_cached_event(op, event, (WatchCache *)data);
 }
 
 /* With several interpreters: another one may run under its own GIL, hands
@@ -1137,18 +1146,12 @@ mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, void *data)
     return mt_hook_watch(op, event, data);
 }
 
-/* Sampled watch-all, an object that is sampled: counted in the cache when
- * its type is there, else by the slow path. */
+/* Sampled watch-all, an object that is sampled (out of line: the sampled
+ * hooks' common case then needs no stack frame). */
 static MT_NOINLINE int
 mt_watch_sampled_event(PyObject *op, PyRefTracerEvent event)
 {
-    uintptr_t tp = (uintptr_t)Py_TYPE(op);
-    WatchCache *entry = &E.watch_cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
-    if ((uintptr_t)entry->type == tp && !E.busy) {
-        entry->count[(unsigned)event]++;
-        return 0;
-    }
-    return mt_hook_full(op, event);
+    return watch_cached_event(op, event, E.watch_cache);
 }
 
 /* Sampled watch-all with type marks (`data` is our bit): marked types take
@@ -1230,16 +1233,28 @@ mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
 }
 #endif
 
-static inline int
+/* Every hook engine_pick_hook may choose, by the name engine_state() gives it. */
+static const struct { MtHook fn; const char *name; } mt_hooks[] = {
+    {mt_hook, "marks"}, {mt_hook_filtered, "byte-filter"}, {mt_hook_watch, "watch"},
+    {mt_hook_watch_checked, "watch-checked"}, {mt_hook_sampled, "sampled"},
+    {mt_hook_sampled_unmarked, "sampled-unmarked"}, {mt_hook_sampled_filtered, "sampled-byte-filter"},
+    {mt_hook_sampled_checked, "sampled-checked"},
+};
+
+static int
 is_our_hook(PyRefTracer fn)
 {
-    return fn == mt_hook || fn == mt_hook_filtered || fn == mt_hook_watch || fn == mt_hook_watch_checked
-           || fn == mt_hook_sampled || fn == mt_hook_sampled_unmarked || fn == mt_hook_sampled_filtered
-           || fn == mt_hook_sampled_checked
 #if PY_VERSION_HEX < 0x030F0000
-           || fn == mt_hook_chained
+    if (fn == mt_hook_chained) {
+        return 1;
+    }
 #endif
-        ;
+    for (size_t i = 0; i < sizeof(mt_hooks) / sizeof(mt_hooks[0]); i++) {
+        if (mt_hooks[i].fn == fn) {
+            return 1;
+        }
+    }
+    return 0;
 }
 #endif
 
@@ -1566,9 +1581,7 @@ engine_rebuild_filter(void)
 #if MT_HAVE_TRACER
     if (!E.busy) {
         engine_sync_marks();
-        if (E.watch_on && E.watch_sample > 1) {
-            engine_select_hook();       /* marks may have come or gone: sampled or unmarked hook */
-        }
+        engine_select_hook();       /* the hook may depend on the marks (sampled or unmarked) */
     }
 #endif
     if (E.watch_on) {
@@ -1797,8 +1810,7 @@ engine_precise_failed(void)
     }
     E.precise = 0;
     engine_sync_marks();        /* unmarks everything */
-    engine_rebuild_filter();
-    engine_select_hook();
+    engine_rebuild_filter();    /* and selects the byte filter's hook */
 }
 #endif
 
@@ -2887,16 +2899,10 @@ static const char *
 engine_hook_name(void)
 {
 #if MT_HAVE_TRACER
-    static const struct { MtHook fn; const char *name; } names[] = {
-        {mt_hook, "marks"}, {mt_hook_filtered, "byte-filter"}, {mt_hook_watch, "watch"},
-        {mt_hook_watch_checked, "watch-checked"}, {mt_hook_sampled, "sampled"},
-        {mt_hook_sampled_unmarked, "sampled-unmarked"}, {mt_hook_sampled_filtered, "sampled-byte-filter"},
-        {mt_hook_sampled_checked, "sampled-checked"},
-    };
     if (E.installed) {
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-            if (names[i].fn == E.inner) {
-                return names[i].name;
+        for (size_t i = 0; i < sizeof(mt_hooks) / sizeof(mt_hooks[0]); i++) {
+            if (mt_hooks[i].fn == E.inner) {
+                return mt_hooks[i].name;
             }
         }
     }
