@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs
 
+from .engine import check_watch_sample
 from .naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ def _check_route(value: str, option: str) -> str:
     if not isinstance(value, str) or not _ROUTE_PATH.match(value) or "//" in value:
         raise ValueError(f"{option} must look like '/debug/memory' (leading slash, no trailing slash), got {value!r}")
     return value
+
+
+# Options that configure the default monitor (constructor arguments of MemoryMonitor).
+MONITOR_OPTIONS = ("watch_all", "watch_sample", "threshold", "increases", "interval")
 
 
 @dataclass
@@ -119,14 +124,12 @@ class EndpointOptions:
                 raise ValueError(f"{name} must be a positive integer")
         if self.interval is not None and (not isinstance(self.interval, (int, float)) or self.interval <= 0):
             raise ValueError("interval must be a positive number of seconds")
-        if self.watch_sample is not None and (not isinstance(self.watch_sample, int)
-                                              or isinstance(self.watch_sample, bool)
-                                              or not 1 <= self.watch_sample <= 65536):
-            raise ValueError("watch_sample must be an integer from 1 (every object) to 65536")
+        if self.watch_sample is not None:
+            check_watch_sample(self.watch_sample)
         if self.monitor is not None:
             # These are constructor arguments of a monitor; silently ignoring
             # them for a monitor the caller built would hide a mistake.
-            given = [n for n in ("watch_all", "watch_sample", "threshold", "increases", "interval") if getattr(self, n) is not None]
+            given = [n for n in MONITOR_OPTIONS if getattr(self, n) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} configure the default monitor; set them on the monitor you pass instead")
 
@@ -262,7 +265,7 @@ class Endpoint:
                 from .monitor import get_default_monitor  # lazy: optional layer, heavy imports
 
                 kwargs: dict[str, Any] = {"track": opts.track}
-                for name in ("watch_all", "watch_sample", "threshold", "increases", "interval"):
+                for name in MONITOR_OPTIONS:
                     if getattr(opts, name) is not None:
                         kwargs[name] = getattr(opts, name)
                 self._monitor = get_default_monitor(**kwargs)

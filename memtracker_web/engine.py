@@ -34,6 +34,14 @@ DISPLACED_REASON = (
 )
 
 
+def check_watch_sample(value: Any) -> int:
+    """watch_sample as given (the engine counts one object in it, 1 to 65536),
+    or a ValueError that says what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
+        raise ValueError(f"watch_sample must be an integer from 1 (every object) to 65536, got {value!r}")
+    return value
+
+
 def interpreter() -> str:
     """``CPython 3.13.5`` (and ``free-threaded`` when it is)."""
     name = f"{platform.python_implementation()} {platform.python_version()}"

@@ -8,8 +8,8 @@ the heap size. Where the exact engine cannot run, it samples a census of
 from __future__ import annotations
 
 import logging
-import math
 import os
+import statistics
 import threading
 import time
 import weakref
@@ -25,13 +25,6 @@ logger = logging.getLogger("memtracker_web")
 
 LeakCallback = Callable[[dict], Any]
 SampleHook = Callable[["MemoryMonitor"], Any]
-
-
-def check_watch_sample(value: Any) -> int:
-    """watch_sample as given, or a ValueError that says what is allowed."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
-        raise ValueError(f"watch_sample must be an integer from 1 (every object) to 65536, got {value!r}")
-    return value
 
 
 class _TypeState:
@@ -83,10 +76,7 @@ class _WatchState:
         """The standard deviation of the last changes, or None before two."""
         values = list(self.recent)
         changes = [b - a for a, b in zip(values, values[1:])]
-        if len(changes) < 2:
-            return None
-        mean = sum(changes) / len(changes)
-        return math.sqrt(sum((c - mean) ** 2 for c in changes) / (len(changes) - 1))
+        return statistics.stdev(changes) if len(changes) >= 2 else None
 
 
 class MemoryMonitor:
@@ -119,7 +109,7 @@ class MemoryMonitor:
         # Watch-all counts about one object in watch_sample (chosen by address)
         # and scales: an estimate, cheap enough to leave on. It only nominates
         # types; a nominated type is then counted exactly. 1 counts every object.
-        self.watch_sample = check_watch_sample(watch_sample)
+        self.watch_sample = engine.check_watch_sample(watch_sample)
         self._watching_sample = 0                     # the running watch-all's rate
         self._watch_requested = 0                     # watch_sample when it was started
         self.history = int(history)
@@ -576,7 +566,7 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
         if interval is not None:
             monitor.interval = float(interval)
         if watch_sample is not None:
-            monitor.watch_sample = check_watch_sample(watch_sample)     # a running watch-all restarts
+            monitor.watch_sample = engine.check_watch_sample(watch_sample)     # a running watch-all restarts
     for cls in track:
         start_monitoring_logged(monitor, cls)
     return monitor
