@@ -29,5 +29,12 @@ if platform.python_implementation() == "CPython":
             extra_compile_args=extra,
         )
     )
+    ext_modules.append(
+        Extension(
+            "memtracker_web._passthrough",
+            sources=["memtracker_web/_passthrough.c"],
+            extra_compile_args=extra,
+        )
+    )
 
 setup(ext_modules=ext_modules)

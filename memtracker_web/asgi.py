@@ -19,7 +19,20 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class MemoryTrackerMiddleware:
+try:
+    # Calls the wrapped app directly, in C, for every http request that is not
+    # ours, so the caller awaits the app's own coroutine and this layer adds no
+    # frame of its own (see _passthrough.c). Everything else goes to _dispatch.
+    from ._passthrough import Passthrough as _Passthrough
+except ImportError:  # pragma: no cover - no C extension (not CPython, or not built)
+    class _Passthrough:  # type: ignore[no-redef]
+        _passthrough_routes: tuple[str, ...] | None = None
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await self._dispatch(scope, receive, send)  # type: ignore[attr-defined]
+
+
+class MemoryTrackerMiddleware(_Passthrough):
     def __init__(
         self,
         app: ASGIApp,
@@ -49,8 +62,15 @@ class MemoryTrackerMiddleware:
         # it is made here with no call.
         self._route = self.endpoint.options.path
         self._metrics_route = self.endpoint.options.metrics_path
+        # Servers tell an ASGI 3 app from an ASGI 2 one (and from WSGI) by
+        # inspect.iscoroutinefunction(app.__call__); the C base's __call__ is
+        # not one. This instance attribute answers them; calls themselves go
+        # through the type's slot, which an instance attribute does not change.
+        self.__call__ = self._dispatch
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every call the C pass-through is not sure of, and all calls before
+        # the first request or lifespan startup has started the monitor.
         kind = scope["type"]
         if kind == "http":
             if not self._started:
@@ -74,6 +94,9 @@ class MemoryTrackerMiddleware:
     def _start(self) -> None:
         self._started = True
         self.endpoint.start()
+        # From now on the C pass-through hands an http request to the app
+        # itself unless its path contains one of these (the test above).
+        self._passthrough_routes = tuple(r for r in (self._route, self._metrics_route) if r is not None)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
