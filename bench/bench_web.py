@@ -149,6 +149,8 @@ def json_render_ms(n_types: int = 200) -> float:
 SERVERS = {
     "bare": ("bare", 60.0, 64, "bare Starlette app"),
     "bare-again": ("bare", 60.0, 64, "a second bare app (checks the method: should be ~0%)"),
+    "noop-tracer": ("noop-tracer", 60.0, 64, "bare app with a no-op reference tracer (CPython's tracer call alone)"),
+    "middleware-idle": ("middleware-idle", 60.0, 64, "middleware, monitor with nothing to count (no tracer: our layer alone)"),
     "middleware": ("middleware", 60.0, 64, "+ middleware, monitor (2 tracked types, 60 s interval)"),
     "watch-only": ("watch-only", 60.0, 64, "middleware, monitor with watch-all sampled 1/64 (the default), no type named"),
     "watch-all": ("tracked", 60.0, 64, "+ watch-all sampled 1/64 (the default), 60 s interval"),
@@ -183,7 +185,7 @@ def main() -> None:
                 cpu[name].append(us)
         modes = {}
         for name in names:
-            if SERVERS[name][0] != "bare":
+            if SERVERS[name][0] not in ("bare", "noop-tracer"):
                 with urllib.request.urlopen(f"http://127.0.0.1:{running[name][1]}/debug/memory?format=json") as r:
                     modes[name] = json.loads(r.read())["mode"]
     finally:

@@ -1,6 +1,6 @@
 """The trivial app of bench_web.py: bare, or behind our middleware with watch-all on.
 
-    BENCH_MODE=bare|middleware|tracked|watch-only uvicorn bench.web_app:app
+    BENCH_MODE=bare|noop-tracer|middleware-idle|middleware|tracked|watch-only uvicorn bench.web_app:app
 """
 from __future__ import annotations
 
@@ -18,15 +18,25 @@ async def hello(request):
 app = Starlette(routes=[Route("/", hello)])
 
 MODE = os.environ.get("BENCH_MODE", "bare")
-if MODE != "bare":
+if MODE == "noop-tracer":
+    # The bare app with a reference tracer that does nothing: what CPython's
+    # tracer call costs the whole server (uvicorn's objects included), the floor
+    # under every mode that counts.
+    from memtracker_web import _tracker
+
+    _tracker._noop_tracer(True)
+elif MODE != "bare":
     from memtracker_web.asgi import MemoryTrackerMiddleware
 
     # "middleware": the middleware and a monitor counting two types;
     # "tracked": the same with watch-all on (BENCH_WATCH_SAMPLE: one object in N
     # counted, 64 by default; 1 counts every object);
-    # "watch-only": the middleware and a monitor with watch-all on, no type named.
-    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics", watch_all=MODE != "middleware",
+    # "watch-only": the middleware and a monitor with watch-all on, no type named;
+    # "middleware-idle": the middleware and a monitor with nothing to count, so
+    # no tracer is installed: what our layer alone costs.
+    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics",
+                       watch_all=MODE not in ("middleware", "middleware-idle"),
                        watch_sample=int(os.environ.get("BENCH_WATCH_SAMPLE", "64")),
                        interval=float(os.environ.get("BENCH_INTERVAL", "60")),
-                       track=[] if MODE == "watch-only" else ["starlette.requests.Request",
+                       track=[] if MODE in ("watch-only", "middleware-idle") else ["starlette.requests.Request",
                                                              "starlette.responses.JSONResponse"])

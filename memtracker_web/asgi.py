@@ -5,9 +5,14 @@
 Requests outside the endpoint's paths, lifespan and websocket scopes go to the
 wrapped app untouched; the middleware only peeks at lifespan messages to start
 the monitor's thread on startup and stop it (if it started it) on shutdown.
+Once started, an http request that is not ours is the app's own call: calling
+the middleware returns what the app returned (its coroutine), with no frame of
+ours in between.
 """
 from __future__ import annotations
 
+import functools
+import weakref
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from .endpoint import DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response
@@ -24,7 +29,10 @@ try:
     # ours, so the caller awaits the app's own coroutine and this layer adds no
     # frame of its own (see _passthrough.c). Everything else goes to _dispatch.
     from ._passthrough import Passthrough as _Passthrough
-except ImportError:  # pragma: no cover - no C extension (not CPython, or not built)
+    _BASE_IN_C = True
+except ImportError:  # no C extension (not CPython, or not built): tests/test_asgi_passthrough.py runs this too
+    _BASE_IN_C = False
+
     class _Passthrough:  # type: ignore[no-redef]
         _passthrough_routes: tuple[str, ...] | None = None
 
@@ -62,11 +70,14 @@ class MemoryTrackerMiddleware(_Passthrough):
         # it is made here with no call.
         self._route = self.endpoint.options.path
         self._metrics_route = self.endpoint.options.metrics_path
-        # Servers tell an ASGI 3 app from an ASGI 2 one (and from WSGI) by
-        # inspect.iscoroutinefunction(app.__call__); the C base's __call__ is
-        # not one. This instance attribute answers them; calls themselves go
-        # through the type's slot, which an instance attribute does not change.
-        self.__call__ = self._dispatch
+        if _BASE_IN_C and type(self).__call__ is _Passthrough.__call__:
+            # Servers tell an ASGI 3 app from an ASGI 2 one (and from WSGI) by
+            # inspect.iscoroutinefunction(app.__call__), and the C base's
+            # __call__ is not one. This instance attribute answers them; calls
+            # go through the type's slot, which an instance attribute does not
+            # change. Through a weak proxy: a bound method would make every
+            # middleware (and the app it holds) a reference cycle.
+            self.__call__ = functools.partial(type(self)._dispatch, weakref.proxy(self))
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Every call the C pass-through is not sure of, and all calls before

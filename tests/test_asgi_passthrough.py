@@ -16,8 +16,13 @@ from typing import Any
 
 import pytest
 
+from memtracker_web import asgi
 from memtracker_web.asgi import MemoryTrackerMiddleware
 from test_endpoint import FakeMonitor
+
+# What the C base does (a direct call of the app, _dispatch looked up on the
+# instance); the pure-Python base is tested in a subprocess below.
+needs_c = pytest.mark.skipif(not asgi._BASE_IN_C, reason="the C extension memtracker_web._passthrough is not built")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,6 +75,7 @@ class StrSub(str):
     pass
 
 
+@needs_c
 def test_an_http_request_not_ours_is_the_apps_own_call() -> None:
     app = App()
     mw = started(app, metrics_path="/metrics")
@@ -85,6 +91,7 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+@needs_c
 @pytest.mark.parametrize("scope, direct", [
     ({"type": "http", "path": "/"}, True),
     ({"type": "http", "path": "/debug/memor"}, True),
@@ -92,6 +99,8 @@ async def _await(awaitable: Any) -> Any:
     ({"type": "http", "path": "/debug/memory/types/x.Y"}, False),
     ({"type": "http", "path": "/shop/debug/memoryless"}, False),    # contains the route: Python decides
     ({"type": "http", "path": "/metrics"}, False),
+    ({"type": "http", "root_path": "/api", "path": "/api/debug/memory"}, False),
+    ({"type": "http", "root_path": "/api", "path": "/api/orders"}, True),
     ({"type": "http", "path": "/api/metrics/today"}, False),
     ({"type": "http"}, False),                                       # no path
     ({"type": "http", "path": b"/"}, False),                         # not a str
@@ -115,6 +124,7 @@ def test_what_goes_straight_to_the_app(scope: Any, direct: bool) -> None:
         assert spy.calls == [((scope, receive, send), {})]
 
 
+@needs_c
 def test_without_metrics_route_only_the_page_is_ours() -> None:
     app = App()
     mw = started(app, metrics_path=None)
@@ -123,6 +133,7 @@ def test_without_metrics_route_only_the_page_is_ours() -> None:
     assert mw({"type": "http", "path": "/metrics"}, receive, send) is app.result
 
 
+@needs_c
 def test_keyword_and_odd_calls_go_to_the_dispatch() -> None:
     app = App()
     mw = started(app)
@@ -133,6 +144,7 @@ def test_keyword_and_odd_calls_go_to_the_dispatch() -> None:
     assert spy.calls == [((scope,), {"receive": receive, "send": send}), ((scope, receive), {})]
 
 
+@needs_c
 def test_before_the_start_every_call_is_dispatched() -> None:
     app = App()
     mw = MemoryTrackerMiddleware(app, monitor=FakeMonitor())
@@ -150,6 +162,7 @@ def test_errors_surface_from_the_dispatch_as_before() -> None:
         mw()   # no arguments: the dispatch's own signature error
 
 
+@needs_c
 def test_the_app_can_be_replaced() -> None:
     first, second = App(), App()
     mw = started(first)
@@ -161,20 +174,94 @@ def test_the_app_can_be_replaced() -> None:
         asyncio.run(_await(mw({"type": "http", "path": "/"}, receive, send)))
 
 
-def test_a_dropped_middleware_is_freed() -> None:
-    # The instance's __call__ attribute is its own bound method: a cycle the
-    # collector must be able to see through the C base.
+def test_a_dropped_middleware_is_freed_without_the_collector() -> None:
+    # Its __call__ attribute refers to it weakly: no cycle of its own.
     app = App()
     mw = started(app)
+    refs = weakref.ref(mw), weakref.ref(app)
+    gc.disable()
+    try:
+        del mw, app
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()
+
+
+def test_a_cycle_through_the_app_slot_is_collected() -> None:
+    # The cycle runs through the C member alone: the collector must see it.
+    app = App()
+    mw = started(app)
+    app.back = mw
     refs = weakref.ref(mw), weakref.ref(app)
     del mw, app
     gc.collect()
     assert [r() for r in refs] == [None, None]
 
 
+@needs_c
+def test_the_app_may_replace_itself_during_its_call() -> None:
+    second = App()
+
+    class Swapping(App):
+        armed = False
+
+        def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable:
+            if self.armed:
+                del mw.app                  # the middleware holds its own reference for the call
+                mw.app = second
+                mw._passthrough_routes = ("/",)
+            return super().__call__(scope, receive, send)
+
+    first = Swapping()
+    mw = started(first)
+    first.armed = True
+    result = mw({"type": "http", "path": "/x"}, receive, send)
+    assert result is first.result
+    del first
+    spy = mw._dispatch = Spy()
+    assert mw({"type": "http", "path": "/x"}, receive, send) == "dispatched"   # "/" is in "/x" now
+    assert second.calls == [] and len(spy.calls) == 1
+
+
+@needs_c
+def test_lifespan_startup_opens_the_direct_path() -> None:
+    app = App()
+    mw = MemoryTrackerMiddleware(app, monitor=FakeMonitor())
+    messages = [{"type": "lifespan.startup"}]
+
+    async def lifespan_app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "lifespan.startup"
+
+    async def lifespan_receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    mw.app = lifespan_app
+    asyncio.run(_await(mw({"type": "lifespan"}, lifespan_receive, send)))
+    assert mw._passthrough_routes == ("/debug/memory",)
+    mw.app = app
+    assert mw({"type": "http", "path": "/"}, receive, send) is app.result
+
+
+def test_a_subclass_call_is_still_called() -> None:
+    calls = []
+
+    class Logging(MemoryTrackerMiddleware):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            calls.append(scope["path"])
+            await super()._dispatch(scope, receive, send)
+
+    app = App()
+    mw = Logging(app, monitor=FakeMonitor())
+    scope = {"type": "http", "path": "/"}
+    asyncio.run(_await(mw(scope, receive, send)))
+    asyncio.run(_await(mw(scope, receive, send)))
+    assert calls == ["/", "/"] and len(app.calls) == 2
+    assert mw.__call__.__func__ is Logging.__call__     # not replaced by the instance attribute
+
+
 def test_servers_see_an_asgi3_app() -> None:
-    import uvicorn
-    from asgiref.compatibility import is_double_callable
+    uvicorn = pytest.importorskip("uvicorn")
+    is_double_callable = pytest.importorskip("asgiref.compatibility").is_double_callable
     from starlette._utils import is_async_callable
 
     mw = MemoryTrackerMiddleware(App(), monitor=FakeMonitor())
