@@ -9,7 +9,7 @@
  * (bench/asgi_requests.py), 2.8% of it. Here it is a vectorcall that looks up
  * two dict keys, searches the path for each route and calls the app with the
  * same arguments, so the caller awaits the app's own coroutine and our layer
- * adds no frame: 455 instructions.
+ * adds no frame: 455 and 586 instructions in two runs.
  *
  * Anything else (another scope type, a path that may be ours, a scope that is
  * not an exact dict or whose values are not exact str, keyword arguments, a
