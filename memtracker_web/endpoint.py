@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs
 
+from . import jsontext
 from .engine import check_watch_sample
 from .naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
 
@@ -174,7 +175,7 @@ _BASE_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosn
 
 
 def json_response(status: int, data: Any, extra: Sequence[tuple[str, str]] = ()) -> Response:
-    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    body = jsontext.dumps(data).encode()
     return Response(status, [("Content-Type", "application/json")] + _BASE_HEADERS + list(extra), body)
 
 

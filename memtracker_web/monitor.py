@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from . import engine
 from .census import BLIND_SPOTS, take_census
+from .jsontext import History, encode_point
 from .naming import resolve_type, type_name
 from .tracker import Tracker
 
@@ -31,7 +32,7 @@ class _TypeState:
     """What the monitor knows of one monitored type."""
 
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
-                 "history", "first_live", "live", "allocations", "frees", "source",
+                 "history", "history_json", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -43,6 +44,7 @@ class _TypeState:
         self.analysing = False
         self.forced = forced            # analysis asked for by the user: never demoted
         self.history: deque = deque(maxlen=history)
+        self.history_json: deque = deque(maxlen=history)   # each point's JSON text (jsontext.py)
         self.first_live: Optional[int] = None
         self.live = 0
         self.allocations: Optional[int] = None
@@ -197,7 +199,9 @@ class MemoryMonitor:
                     del self._types[key]
                     continue
                 self._read_counts(state, cls, census)
-                state.history.append((round(now, 3), state.live))   # ms: shorter JSON
+                point = (round(now, 3), state.live)    # ms: shorter JSON
+                state.history.append(point)
+                state.history_json.append(encode_point(point))
                 if state.first_live is None:
                     state.first_live = state.live
                 state.grew = False
@@ -452,7 +456,7 @@ class MemoryMonitor:
             "source": state.source,
             "threshold": state.threshold,
             # points are never mutated after they are appended: share them
-            "history": list(state.history),
+            "history": History(state.history, state.history_json),
             "top_paths": [] if stats is None else stats["top_paths"],
         }
         if stats is not None:

@@ -39,6 +39,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from . import jsontext
 from .naming import resolve_type
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def command_path(directory: str | os.PathLike[str], command_id: str) -> Path:
 
 def write_atomic(path: Path, data: Any, *, fsync: bool = False) -> None:
     """Write JSON so that readers see the old file or the new one, never a mix."""
-    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    body = jsontext.dumps(data).encode()
     tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with open(tmp, "wb") as out:

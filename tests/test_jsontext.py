@@ -1,0 +1,110 @@
+"""jsontext.dumps: the same text as json.dumps, with the monitor's pre-encoded histories spliced in."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import pickle
+
+import pytest
+
+from memtracker_web import jsontext
+from memtracker_web.jsontext import History
+from memtracker_web.monitor import MemoryMonitor
+
+
+def reference(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def history(points: list) -> History:
+    return History(points, [jsontext.encode_point(p) for p in points])
+
+
+class Node:
+    pass
+
+
+class Leaf:
+    pass
+
+
+def test_a_real_snapshot_encodes_to_the_same_text() -> None:
+    monitor = MemoryMonitor(threshold=2, increases=2, watch_all=False)
+    keep = []
+    monitor.start_monitoring(Node)
+    monitor.start_monitoring(Leaf)
+    try:
+        for round_ in range(8):
+            keep.extend(Node() for _ in range(5 * round_))    # grows: escalated, with paths and a report
+            keep.append(Leaf())
+            monitor.sample()
+        snapshot = monitor.snapshot()
+        entries = {entry["type"]: entry for entry in snapshot["types"]}
+        node = entries[f"{__name__}.Node"]
+        assert type(node["history"]) is History and len(node["history"]) == 8
+        assert node["history"][-1][1] == node["live"]
+        text = jsontext.dumps(snapshot)
+        assert text == reference(snapshot)
+        assert json.loads(text)["types"][0]["history"] == [list(p) for p in snapshot["types"][0]["history"]]
+        detail = monitor.type_detail(f"{__name__}.Node")
+        assert detail is not None and type(detail["history"]) is History
+        assert jsontext.dumps(detail) == reference(detail)
+    finally:
+        monitor.close()
+
+
+@pytest.mark.parametrize("data", [
+    {},
+    [],
+    {"a": [1, 2.5, None, True, "x"], "b": {"c": (1, 2)}},
+    {"types": [{"type": 'we"ird\\name\u00e9\x01', "history": [(1.5, 2)]}]},
+    {1: "int key", "nested": [[{"history": (1, 2)}]]},
+    "just a string \x00history:0\x00",      # a placeholder-looking string that is data
+])
+def test_data_without_histories_is_encoded_by_json(data: object) -> None:
+    assert jsontext.dumps(data) == reference(data)
+
+
+def test_histories_anywhere_give_the_same_text() -> None:
+    h1 = history([(1795677158.379, 1), (1795677158.38, 2), (1795677159.0, 30)])
+    h2 = history([])
+    data = {"types": [{"type": "a.B", "history": h1}, {"type": "c.D", "history": h2}],
+            "detail": {"history": h1},
+            "deep": [[h1]],                      # not reached by the splice: encoded as the list it is
+            "text": "\x00history:0\x00"}        # a string like a placeholder stays a string
+    assert jsontext.dumps(data) == reference(data)
+
+
+def test_the_texts_are_spliced_in() -> None:
+    # A History's own text is what goes out (so the floats are not printed again);
+    # a marked text shows which path the output took.
+    h = history([(1.5, 1)])
+    h.json = "[[9,9]]"
+    data = {"types": [{"type": "a.B", "history": h}], "detail": {"history": h}}
+    assert jsontext.dumps(data) == '{"types":[{"type":"a.B","history":[[9,9]]}],"detail":{"history":[[9,9]]}}'
+    data["note"] = "\x00history:0\x00"        # a placeholder-like string in the data: plain json instead
+    assert jsontext.dumps(data) == reference(data)
+
+
+def test_nan_is_refused_like_json() -> None:
+    with pytest.raises(ValueError):
+        jsontext.dumps({"x": math.nan})
+    with pytest.raises(ValueError):
+        jsontext.encode_point((math.inf, 1))
+
+
+def test_a_history_is_a_read_only_list() -> None:
+    h = history([(1.0, 1), (2.0, 2)])
+    assert h == [(1.0, 1), (2.0, 2)] and isinstance(h, list)
+    for mutate in (lambda: h.append((3.0, 3)), lambda: h.extend([]), lambda: h.insert(0, 1), lambda: h.pop(),
+                   lambda: h.remove((1.0, 1)), lambda: h.clear(), lambda: h.sort(), lambda: h.reverse(),
+                   lambda: h.__setitem__(0, 1), lambda: h.__delitem__(0), lambda: h.__iadd__([]),
+                   lambda: h.__imul__(2)):
+        with pytest.raises(TypeError, match="read-only"):
+            mutate()
+    assert h == [(1.0, 1), (2.0, 2)] and h.json == "[[1.0,1],[2.0,2]]"
+    for twin in (copy.copy(h), copy.deepcopy(h), pickle.loads(pickle.dumps(h)), list(h), h[:]):
+        assert type(twin) is list and twin == h
+        twin.append((3.0, 3))                   # copies are ordinary lists
+    assert len(h) == 2
