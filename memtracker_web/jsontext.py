@@ -51,7 +51,10 @@ _SLOT_TEXT = re.compile(r'"\\u0000history:(\d+)\\u0000"')
 def dumps(data: Any) -> str:
     """`json.dumps(data, separators=(",", ":"), allow_nan=False)`, faster for snapshots."""
     texts: list[str] = []
-    skeleton = _encode(_swap(data, texts))
+    try:
+        skeleton = _encode(_swap(data, texts))
+    except RecursionError:      # a cycle or very deep data: json's own answer (ValueError, or its text)
+        return _encode(data)
     if not texts:
         return skeleton
     if len(_SLOT_TEXT.findall(skeleton)) != len(texts):

@@ -200,8 +200,9 @@ class MemoryMonitor:
                     continue
                 self._read_counts(state, cls, census)
                 point = (round(now, 3), state.live)    # ms: shorter JSON
+                text = encode_point(point)              # first: the two deques stay in step
                 state.history.append(point)
-                state.history_json.append(encode_point(point))
+                state.history_json.append(text)
                 if state.first_live is None:
                     state.first_live = state.live
                 state.grew = False

@@ -1,6 +1,7 @@
 """jsontext.dumps: the same text as json.dumps, with the monitor's pre-encoded histories spliced in."""
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import math
@@ -72,8 +73,53 @@ def test_histories_anywhere_give_the_same_text() -> None:
     data = {"types": [{"type": "a.B", "history": h1}, {"type": "c.D", "history": h2}],
             "detail": {"history": h1},
             "deep": [[h1]],                      # not reached by the splice: encoded as the list it is
-            "text": "\x00history:0\x00"}        # a string like a placeholder stays a string
+            7: ({"history": h1},),               # an int key, a tuple of dicts
+            "ordered": collections.OrderedDict([("z", 1), ("history", h2), ("a", 'q"\\')])}
     assert jsontext.dumps(data) == reference(data)
+
+
+@pytest.mark.parametrize("odd", [
+    {"\x00history:0\x00": 1},                  # as a key
+    {"v": 'x"\x00history:0\x00'},               # after an escaped quote
+    {"v": "\x00history:99\x00"},                # an index no placeholder has
+])
+def test_placeholder_like_data_falls_back(odd: dict) -> None:
+    h = history([(1.5, 1)])
+    h.json = "[[9,9]]"                          # the splice would show
+    data = {"types": [{"history": h}], **odd}
+    assert jsontext.dumps(data) == reference(data)
+
+
+def test_cycles_and_depth_answer_like_json() -> None:
+    looped: dict = {"history": history([(1.0, 1)])}
+    looped["self"] = looped
+    with pytest.raises(ValueError, match="Circular"):
+        jsontext.dumps(looped)
+    deep: dict = {"history": history([(1.0, 1)])}
+    for _ in range(5000):
+        deep = {"d": deep}
+    try:
+        expected = reference(deep)
+    except RecursionError:
+        with pytest.raises(RecursionError):
+            jsontext.dumps(deep)
+    else:
+        assert jsontext.dumps(deep) == expected
+
+
+def test_the_text_follows_the_history_as_it_rolls_over() -> None:
+    monitor = MemoryMonitor(threshold=2, increases=2, history=3)
+    keep = []
+    monitor.start_monitoring(Leaf)
+    try:
+        for round_ in range(7):
+            keep.extend(Leaf() for _ in range(round_))
+            monitor.sample()
+            h = monitor.snapshot()["types"][0]["history"]
+            assert len(h) == min(round_ + 1, 3)
+            assert h.json == reference(list(h)) and h[-1][1] == len(keep)
+    finally:
+        monitor.close()
 
 
 def test_the_texts_are_spliced_in() -> None:
