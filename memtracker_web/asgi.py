@@ -66,10 +66,6 @@ class MemoryTrackerMiddleware(_Passthrough):
             trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
-        # Every request pays for the test of these (see Endpoint.may_own), so
-        # it is made here with no call.
-        self._route = self.endpoint.options.path
-        self._metrics_route = self.endpoint.options.metrics_path
         if _BASE_IN_C and type(self).__call__ is _Passthrough.__call__:
             # Servers tell an ASGI 3 app from an ASGI 2 one (and from WSGI) by
             # inspect.iscoroutinefunction(app.__call__), and the C base's
@@ -83,31 +79,25 @@ class MemoryTrackerMiddleware(_Passthrough):
         # Every call the C pass-through is not sure of, and all calls before
         # the first request or lifespan startup has started the monitor.
         kind = scope["type"]
-        if kind == "http":
-            if not self._started:
-                self._start()
-            path = scope.get("path", "")
-            metrics = self._metrics_route
-            if self._route in path or (metrics is not None and metrics in path):
-                path = _route_path(scope)
-                if self.endpoint.owns(path):
-                    await self._serve(scope, receive, send, path)
-                    return
-            await self.app(scope, receive, send)
-            return
         if kind == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)
             return
         if not self._started:
             self._start()
+        if kind == "http" and self.endpoint.may_own(scope.get("path", "")):
+            path = _route_path(scope)
+            if self.endpoint.owns(path):
+                await self._serve(scope, receive, send, path)
+                return
         await self.app(scope, receive, send)
 
     def _start(self) -> None:
         self._started = True
         self.endpoint.start()
         # From now on the C pass-through hands an http request to the app
-        # itself unless its path contains one of these (the test above).
-        self._passthrough_routes = tuple(r for r in (self._route, self._metrics_route) if r is not None)
+        # itself unless its path contains one of these (Endpoint.may_own's test).
+        options = self.endpoint.options
+        self._passthrough_routes = tuple(r for r in (options.path, options.metrics_path) if r is not None)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
