@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from bench_web import free_port     # the sibling script's (this one runs as bench/server_instructions.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {
     "bare": "bare Starlette app",
@@ -37,12 +39,6 @@ MODES = {
     "watch-only": "middleware, monitor with watch-all sampled 1/64 (the default), no type named",
     "tracked": "middleware, monitor counting 2 types + watch-all sampled 1/64",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(mode: str, requests: int, connections: int = 1, sample: int = 64, keep: str | None = None) -> int:
