@@ -23,19 +23,19 @@
  * unsampled event; see MT_WATCH_SAMPLED).
  *
  * Tables (key => value):
- *   engine.bindings:   type pointer => index into engine.binds
+ *   mt_engine.bindings:   type pointer => index into mt_engine.binds
  *                      (which running captures track that exact type)
- *   engine.bind_cache: hash of type pointer => (type, index into engine.binds), direct-mapped
- *   engine.plain_types: hash of type pointer => (type, capture, slot), direct-mapped:
+ *   mt_engine.bind_cache: hash of type pointer => (type, index into mt_engine.binds), direct-mapped
+ *   mt_engine.plain_types: hash of type pointer => (type, capture, slot), direct-mapped:
  *                      classes one capture tracks, handled inline by the slow path
- *   engine.marks:      types carrying our tp_watched bit (with weak references)
+ *   mt_engine.marks:      types carrying our tp_watched bit (with weak references)
  *   capture.objects:   object address => slot << 20 | leaf
  *                      (slot: the tracked type in that capture; leaf: call-tree node, MT_NO_LEAF = none)
  *   capture.types:     type pointer => slot
  *   capture.cb_seqs:   object address => sequence number of its "new" event (callback types)
  *   tree.children:     (parent, code, lasti) => node index
- *   engine.watch:      type pointer => index into engine.watch_rows (watch-all net counts)
- *   engine.watch_cache: type pointer bits => (type, counts not yet in its row), direct-mapped
+ *   mt_engine.watch:      type pointer => index into mt_engine.watch_rows (watch-all net counts)
+ *   mt_engine.watch_cache: type pointer bits => (type, counts not yet in its row), direct-mapped
  *
  * Where the tracer cannot run (CPython < 3.13, free-threaded builds), the
  * module still compiles and imports; engine_status() says why.
@@ -45,15 +45,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
-#  define MT_HAVE_TRACER 1
-#  define Py_BUILD_CORE 1
-#  include "internal/pycore_frame.h"   /* _PyInterpreterFrame: walked like Python/tracemalloc.c */
-#  undef Py_BUILD_CORE
+#if defined(__unix__) || defined(__APPLE__)
+#  include <pthread.h>
+#  define MT_HAVE_PTHREAD 1
 #else
-#  define MT_HAVE_TRACER 0
+#  define MT_HAVE_PTHREAD 0
 #endif
+
+#include "_compat.h"    /* MT_HAVE_TRACER, the frame internals, every version guard */
 
 /* Functions only the hook calls: unused (but kept compiling) without a tracer. */
 #if !MT_HAVE_TRACER && defined(__GNUC__)
@@ -78,6 +77,9 @@
 #define MT_DEFAULT_QUEUE 65536
 #define MT_BUSY_HOOK 1      /* inside the slow path */
 #define MT_BUSY_PREV 2      /* inside the chained tracer's call */
+#define MT_PRIOR_NONE 0     /* the slot was empty */
+#define MT_PRIOR_CHAINED 1  /* another tracer was there: called before ours, given back on stop */
+#define MT_PRIOR_REPLACED 2 /* another tracer was there: replaced (3.15+, not tracemalloc's) */
 #define MT_BIND_CACHE_BITS 6
 #define MT_FILTER_SIZE 1024
 #define MT_FILTER_INDEX(tp) ((((uintptr_t)(tp)) >> 4) & (MT_FILTER_SIZE - 1))
@@ -95,10 +97,10 @@ typedef struct {
     size_t used;
     size_t limit;       /* grow before used reaches this: 3/4 of capacity */
     unsigned shift;     /* 64 - log2(capacity) */
-} PtrMap;
+} MtPtrMap;
 
 static inline size_t
-pm_hash(const PtrMap *m, uintptr_t key)
+mt_pm_hash(const MtPtrMap *m, uintptr_t key)
 {
     /* Fibonacci hashing. Addresses are multiples of 16, so the multiplier is
      * 2^64 / golden ratio divided by 16: on key = 16 k the product is k times
@@ -109,7 +111,7 @@ pm_hash(const PtrMap *m, uintptr_t key)
 }
 
 static void
-pm_free(PtrMap *m)
+mt_pm_free(MtPtrMap *m)
 {
     free(m->keys);
     free(m->vals);
@@ -117,7 +119,7 @@ pm_free(PtrMap *m)
 }
 
 static int
-pm_alloc(PtrMap *m, unsigned bits)
+mt_pm_alloc(MtPtrMap *m, unsigned bits)
 {
     size_t cap = (size_t)1 << bits;
     m->keys = (uintptr_t *)calloc(cap, sizeof(uintptr_t));
@@ -138,9 +140,9 @@ pm_alloc(PtrMap *m, unsigned bits)
 }
 
 static void
-pm_put_fresh(PtrMap *m, uintptr_t key, uint32_t val)
+mt_pm_put_fresh(MtPtrMap *m, uintptr_t key, uint32_t val)
 {
-    size_t i = pm_hash(m, key);
+    size_t i = mt_pm_hash(m, key);
     while (m->keys[i] != 0) {
         i = (i + 1) & m->mask;
     }
@@ -150,21 +152,21 @@ pm_put_fresh(PtrMap *m, uintptr_t key, uint32_t val)
 }
 
 static int
-pm_grow(PtrMap *m)
+mt_pm_grow(MtPtrMap *m)
 {
     unsigned bits = m->mask ? (unsigned)(64 - m->shift) + 1 : 6;
-    PtrMap bigger;
-    if (bits > 40 || pm_alloc(&bigger, bits) < 0) {
+    MtPtrMap bigger;
+    if (bits > 40 || mt_pm_alloc(&bigger, bits) < 0) {
         return -1;
     }
     if (m->mask) {
         for (size_t i = 0; i <= m->mask; i++) {
             if (m->keys[i] != 0) {
-                pm_put_fresh(&bigger, m->keys[i], m->vals[i]);
+                mt_pm_put_fresh(&bigger, m->keys[i], m->vals[i]);
             }
         }
     }
-    pm_free(m);
+    mt_pm_free(m);
     *m = bigger;
     return 0;
 }
@@ -173,14 +175,14 @@ pm_grow(PtrMap *m)
  * *old), 0 for a new key, -1 when memory ran out (nothing stored). One probe
  * sequence finds the key or the empty slot it goes to. */
 static inline int
-pm_put(PtrMap *m, uintptr_t key, uint32_t val, uint32_t *old)
+mt_pm_put(MtPtrMap *m, uintptr_t key, uint32_t val, uint32_t *old)
 {
     if (m->used >= m->limit) {      /* also true when unallocated */
-        if (pm_grow(m) < 0) {
+        if (mt_pm_grow(m) < 0) {
             return -1;
         }
     }
-    size_t i = pm_hash(m, key);
+    size_t i = mt_pm_hash(m, key);
     while (m->keys[i] != 0) {
         if (m->keys[i] == key) {
             if (old) {
@@ -198,12 +200,12 @@ pm_put(PtrMap *m, uintptr_t key, uint32_t val, uint32_t *old)
 }
 
 static inline int
-pm_get(const PtrMap *m, uintptr_t key, uint32_t *val)
+mt_pm_get(const MtPtrMap *m, uintptr_t key, uint32_t *val)
 {
     if (m->used == 0) {
         return 0;
     }
-    size_t i = pm_hash(m, key);
+    size_t i = mt_pm_hash(m, key);
     while (m->keys[i] != 0) {
         if (m->keys[i] == key) {
             *val = m->vals[i];
@@ -215,7 +217,7 @@ pm_get(const PtrMap *m, uintptr_t key, uint32_t *val)
 }
 
 static void
-pm_delete_shift(PtrMap *m, size_t i)
+mt_pm_delete_shift(MtPtrMap *m, size_t i)
 {
     /* Backward-shift deletion keeps every probe sequence unbroken. */
     size_t j = i;
@@ -224,7 +226,7 @@ pm_delete_shift(PtrMap *m, size_t i)
         if (m->keys[j] == 0) {
             break;
         }
-        size_t home = pm_hash(m, m->keys[j]);
+        size_t home = mt_pm_hash(m, m->keys[j]);
         /* Move j back into the hole at i unless its home lies cyclically in (i, j]. */
         int in_range = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
         if (!in_range) {
@@ -238,29 +240,29 @@ pm_delete_shift(PtrMap *m, size_t i)
 }
 
 static inline void
-pm_delete_at(PtrMap *m, size_t i)
+mt_pm_delete_at(MtPtrMap *m, size_t i)
 {
     if (m->keys[(i + 1) & m->mask] == 0) {
         m->keys[i] = 0;     /* nothing probed past i: no shifting */
         m->used--;
         return;
     }
-    pm_delete_shift(m, i);
+    mt_pm_delete_shift(m, i);
 }
 
 static inline int
-pm_pop(PtrMap *m, uintptr_t key, uint32_t *val)
+mt_pm_pop(MtPtrMap *m, uintptr_t key, uint32_t *val)
 {
     if (m->used == 0) {
         return 0;
     }
-    size_t i = pm_hash(m, key);
+    size_t i = mt_pm_hash(m, key);
     while (m->keys[i] != 0) {
         if (m->keys[i] == key) {
             if (val) {
                 *val = m->vals[i];
             }
-            pm_delete_at(m, i);
+            mt_pm_delete_at(m, i);
             return 1;
         }
         i = (i + 1) & m->mask;
@@ -269,7 +271,7 @@ pm_pop(PtrMap *m, uintptr_t key, uint32_t *val)
 }
 
 static size_t
-pm_bytes(const PtrMap *m)
+mt_pm_bytes(const MtPtrMap *m)
 {
     return m->mask ? (m->mask + 1) * (sizeof(uintptr_t) + sizeof(uint32_t)) : 0;
 }
@@ -286,12 +288,12 @@ typedef struct {
     uint32_t pad;
     uint64_t total;         /* allocations whose innermost captured frame is this node */
     uint64_t retained;      /* of those, still alive */
-} Node;
+} MtNode;
 
 #define MT_NODE_TRUNCATED 1u
 
 typedef struct {
-    Node *nodes;            /* nodes[0] is the root */
+    MtNode *nodes;            /* nodes[0] is the root */
     uint32_t n_nodes, cap_nodes, max_nodes;
     uint32_t *children;     /* (parent, code, lasti) => node; open addressing, 0 = empty */
     uint32_t children_mask;
@@ -302,10 +304,10 @@ typedef struct {
     uint64_t pruned_total;      /* allocations folded into ancestors by pruning */
     uint64_t unattributed;      /* sampled allocations made with no Python frame */
     int wants_prune;
-} Tree;
+} MtTree;
 
 static inline size_t
-tree_child_hash(const Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
+mt_tree_child_hash(const MtTree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
 {
     uint64_t h = ((uint64_t)(uintptr_t)code >> 4) * UINT64_C(0x9E3779B97F4A7C15);
     h ^= (uint64_t)(uint32_t)lasti * UINT64_C(0xC2B2AE3D27D4EB4F);
@@ -314,10 +316,10 @@ tree_child_hash(const Tree *t, uint32_t parent, PyCodeObject *code, int32_t last
     return (size_t)(h & t->children_mask);
 }
 
-static Tree *
-tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
+static MtTree *
+mt_tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
 {
-    Tree *t = (Tree *)calloc(1, sizeof(Tree));
+    MtTree *t = (MtTree *)calloc(1, sizeof(MtTree));
     if (t == NULL) {
         return NULL;
     }
@@ -327,7 +329,7 @@ tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
     }
     t->children = (uint32_t *)calloc(want, sizeof(uint32_t));
     t->cap_nodes = 64;
-    t->nodes = (Node *)calloc(t->cap_nodes, sizeof(Node));
+    t->nodes = (MtNode *)calloc(t->cap_nodes, sizeof(MtNode));
     if (t->children == NULL || t->nodes == NULL) {
         free(t->children);
         free(t->nodes);
@@ -346,7 +348,7 @@ tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
  * arbitrary deallocation code. The tree must already be unreachable from
  * the hook. */
 static void
-tree_free(Tree *t)
+mt_tree_free(MtTree *t)
 {
     if (t == NULL) {
         return;
@@ -360,9 +362,9 @@ tree_free(Tree *t)
 }
 
 static size_t
-tree_bytes(const Tree *t)
+mt_tree_bytes(const MtTree *t)
 {
-    return t ? sizeof(Tree) + (size_t)t->cap_nodes * sizeof(Node)
+    return t ? sizeof(MtTree) + (size_t)t->cap_nodes * sizeof(MtNode)
                    + ((size_t)t->children_mask + 1) * sizeof(uint32_t) : 0;
 }
 
@@ -370,15 +372,15 @@ tree_bytes(const Tree *t)
  * tree is full or memory ran out. Runs in the hook: no Python calls, only an
  * incref of a code object that the frame already keeps alive. */
 MT_HOOK_ONLY uint32_t
-tree_child(Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
+mt_tree_child(MtTree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
 {
-    size_t i = tree_child_hash(t, parent, code, lasti);
+    size_t i = mt_tree_child_hash(t, parent, code, lasti);
     for (;;) {
         uint32_t n = t->children[i];
         if (n == 0) {
             break;
         }
-        Node *node = &t->nodes[n];
+        MtNode *node = &t->nodes[n];
         if (node->parent == parent && node->code == code && node->lasti == lasti) {
             return n;
         }
@@ -389,7 +391,7 @@ tree_child(Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
     }
     if (t->n_nodes == t->cap_nodes) {
         uint32_t cap = t->cap_nodes * 2;
-        Node *nodes = (Node *)realloc(t->nodes, (size_t)cap * sizeof(Node));
+        MtNode *nodes = (MtNode *)realloc(t->nodes, (size_t)cap * sizeof(MtNode));
         if (nodes == NULL) {
             return 0;
         }
@@ -397,7 +399,7 @@ tree_child(Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
         t->cap_nodes = cap;
     }
     uint32_t n = t->n_nodes++;
-    Node *node = &t->nodes[n];
+    MtNode *node = &t->nodes[n];
     memset(node, 0, sizeof(*node));
     Py_INCREF(code);
     node->code = code;
@@ -408,12 +410,12 @@ tree_child(Tree *t, uint32_t parent, PyCodeObject *code, int32_t lasti)
 }
 
 static void
-tree_rebuild_children(Tree *t)
+mt_tree_rebuild_children(MtTree *t)
 {
     memset(t->children, 0, ((size_t)t->children_mask + 1) * sizeof(uint32_t));
     for (uint32_t n = 1; n < t->n_nodes; n++) {
-        Node *node = &t->nodes[n];
-        size_t i = tree_child_hash(t, node->parent, node->code, node->lasti);
+        MtNode *node = &t->nodes[n];
+        size_t i = mt_tree_child_hash(t, node->parent, node->code, node->lasti);
         while (t->children[i] != 0) {
             i = (i + 1) & t->children_mask;
         }
@@ -431,13 +433,13 @@ typedef struct {
     PyObject *name;         /* owned str, kept for dead types */
     uint64_t new_count, free_count;
     uint64_t lost;          /* creations not recorded: memory ran out */
-    Tree *tree;             /* call-path analysis, or NULL */
+    MtTree *tree;             /* call-path analysis, or NULL */
     uint8_t active;         /* tracked now */
     uint8_t callback;       /* events go to the queue */
     uint8_t mutable_type;   /* __class__ can be assigned away from it */
     uint16_t filter_index;  /* MT_FILTER_INDEX of the type and of its metaclass */
     uint16_t meta_index;
-} Slot;
+} MtSlot;
 
 typedef struct {
     uint32_t slot;
@@ -445,16 +447,16 @@ typedef struct {
     uint64_t seq;
     uint32_t leaf;          /* call-tree node of a "new" event, 0 = none */
     uint32_t pad;
-} Event;
+} MtEvent;
 
 typedef struct {
     PyObject_HEAD
-    Slot *slots;
+    MtSlot *slots;
     uint32_t n_slots, cap_slots;
-    PtrMap types;           /* type pointer => slot */
-    PtrMap objects;         /* object address => slot << 20 | leaf */
-    PtrMap cb_seqs;         /* object address => low 32 bits of the "new" event's sequence */
-    Event *queue;
+    MtPtrMap types;           /* type pointer => slot */
+    MtPtrMap objects;         /* object address => slot << 20 | leaf */
+    MtPtrMap cb_seqs;         /* object address => low 32 bits of the "new" event's sequence */
+    MtEvent *queue;
     uint32_t q_head, q_len, q_cap;
     uint64_t seq;
     uint64_t dropped_events;
@@ -462,43 +464,43 @@ typedef struct {
     int missed;             /* the tracer was displaced while this capture ran: counts missed events */
     int has_mutable;
     PyObject *weakreflist;
-} CaptureCore;
+} MtCaptureCore;
 
 /* ------------------------------------------------------------------ */
 /* Engine: the one process-wide tracer                                 */
 /* ------------------------------------------------------------------ */
 
 typedef struct {
-    CaptureCore *capture;
+    MtCaptureCore *capture;
     uint32_t slot;
-} Sub;
+} MtSub;
 
 typedef struct {
-    uint32_t first, count;  /* range in engine.subs */
+    uint32_t first, count;  /* range in mt_engine.subs */
     uint32_t own_class;     /* a heap type and not a metaclass (read when the binds were built) */
-} Bind;
+} MtBind;
 
 /* Direct-mapped, by a hash of the type pointer: type => index into binds.
- * MT_BIND_COLLIDED: several bound types share the entry, ask engine.bindings. */
+ * MT_BIND_COLLIDED: several bound types share the entry, ask mt_engine.bindings. */
 typedef struct {
     PyTypeObject *type;     /* NULL: no bound type hashes here */
     uint32_t bind;
-} BindCache;
+} MtBindCache;
 #define MT_BIND_COLLIDED ((PyTypeObject *)(uintptr_t)1)
 
 /* Direct-mapped like BindCache: a type that the slow path may hand straight
- * to its one capture (see engine_update_plain). Empty unless the shortcut's
+ * to its one capture (see mt_engine_update_plain). Empty unless the shortcut's
  * conditions hold (marks, one interpreter, no exact watch-all, no
  * reassignment targets, nothing chained). */
 typedef struct {
     PyTypeObject *type;
-    CaptureCore *capture;
+    MtCaptureCore *capture;
     uint32_t slot;
     uint32_t val;           /* its objects' entry: slot << MT_LEAF_BITS | MT_NO_LEAF */
-} PlainEntry;
+} MtPlainEntry;
 
 static inline size_t
-bind_cache_index(PyTypeObject *tp)
+mt_bind_cache_index(PyTypeObject *tp)
 {
     return (size_t)(((uint64_t)(uintptr_t)tp * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - MT_BIND_CACHE_BITS));
 }
@@ -508,15 +510,15 @@ typedef struct {
     uint64_t new_count, free_count;
     uint32_t next_free;     /* free-list link of an unused row (0 ends the list) */
     uint32_t pad;
-} WatchRow;
+} MtWatchRow;
 
-/* Direct-mapped cache in front of engine.watch: type pointer => counts not yet
+/* Direct-mapped cache in front of mt_engine.watch: type pointer => counts not yet
  * added to its row (index: CREATE 0, DESTROY 1). It only ever holds types
- * whose events need nothing else (see watch_cacheable), so a hit is one add. */
+ * whose events need nothing else (see mt_watch_cacheable), so a hit is one add. */
 typedef struct {
     PyTypeObject *type;
     uint64_t count[2];
-} WatchCache;
+} MtWatchCache;
 
 /* Sampled watch-all counts an object when a multiplicative hash of its
  * address falls below a limit. An object keeps its address for life, so its
@@ -535,10 +537,10 @@ typedef struct {
 typedef struct {
     PyTypeObject *type;     /* NULL once its death was seen */
     PyObject *weakref;
-} Mark;
+} MtMark;
 
 #if MT_HAVE_TRACER
-/* Which function the tracer slot gets (engine_select_hook). */
+/* Which function the tracer slot gets (mt_engine_select_hook). */
 typedef int (*MtHook)(PyObject *, PyRefTracerEvent, void *);
 #endif
 
@@ -548,13 +550,14 @@ static struct {
     int busy;               /* re-entrancy guard: MT_BUSY_HOOK | MT_BUSY_PREV */
     int switching;          /* we are replacing our own hook (3.15 tells the old one) */
 #if MT_HAVE_TRACER
-    PyRefTracer prev_fn;
+    PyRefTracer prev_fn;    /* a tracer found in the slot and kept: chained, given back on stop */
     void *prev_data;
+    int prior;              /* MT_PRIOR_*: what became of the tracer found at the last install */
     MtHook inner;           /* our hook for the current mode (called by mt_hook_chained) */
     void *inner_data;
 #endif
     PyInterpreterState *interp;     /* events of other interpreters are ignored */
-    CaptureCore *running[MT_MAX_RUNNING];
+    MtCaptureCore *running[MT_MAX_RUNNING];
     int n_running;
     int any_mutable;        /* a running capture tracks a mutable (heap) type */
     /* Type marks (the default): a bit of tp_watched, ours through a type
@@ -566,34 +569,34 @@ static struct {
     int watcher_id;
     unsigned mark_bit;      /* 1 << watcher_id */
     int audit_seen;         /* our audit hook saw its probe event */
-    Mark *marks;            /* types carrying our bit */
+    MtMark *marks;            /* types carrying our bit */
     uint32_t n_marks, cap_marks;
-    Mark *retargets;        /* types a tracked object's __class__ was set to */
+    MtMark *retargets;        /* types a tracked object's __class__ was set to */
     uint32_t n_retargets, cap_retargets;
     /* The byte filter (when marks are unavailable): 1 = maybe tracked, or a
      * tracked type's metaclass. Costs an index computation per event, and a
      * tracked mutable type sends every mutable destruction to the slow path. */
     uint8_t filter[MT_FILTER_SIZE];
-    PtrMap bindings;        /* type pointer => index into binds */
-    BindCache bind_cache[1u << MT_BIND_CACHE_BITS];     /* in front of bindings */
-    PlainEntry plain_types[1u << MT_BIND_CACHE_BITS];
-    Bind *binds;
-    Sub *subs;
+    MtPtrMap bindings;        /* type pointer => index into binds */
+    MtBindCache bind_cache[1u << MT_BIND_CACHE_BITS];     /* in front of bindings */
+    MtPlainEntry plain_types[1u << MT_BIND_CACHE_BITS];
+    MtBind *binds;
+    MtSub *subs;
     /* watch-all */
     int watch_on;
-    PtrMap watch;           /* type pointer => index into watch_rows */
-    WatchRow *watch_rows;
+    MtPtrMap watch;           /* type pointer => index into watch_rows */
+    MtWatchRow *watch_rows;
     uint32_t watch_n, watch_cap, watch_free_head;
     uint64_t watch_lost;
     uint32_t watch_sample;  /* 1: every object counted; N: about one object in N (see MT_WATCH_SAMPLED) */
     uint32_t watch_limit;   /* an object is sampled when its address hash is below this */
     int watch_stale;        /* displaced while watching: type pointers may dangle */
-    WatchCache watch_cache[MT_FILTER_SIZE];
+    MtWatchCache watch_cache[MT_FILTER_SIZE];
     int multi_interp;       /* another interpreter exists (refreshed at safe points) */
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */
     int pending_scheduled;
-} E;
+} mt_engine;
 
 static const char *mt_unavailable_reason = NULL;
 static PyObject *mt_EngineUnavailable = NULL;
@@ -601,12 +604,12 @@ static PyObject *mt_EngineUnavailable = NULL;
 /* ---------------- hook helpers (no Python calls) ---------------- */
 
 static void
-queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf);
+mt_queue_push(MtCaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf);
 static int mt_run_pending(void *arg);
 
 #if MT_HAVE_TRACER
 static uint32_t
-capture_stack(Tree *t)
+mt_capture_stack(MtTree *t)
 {
     PyThreadState *ts = PyThreadState_GetUnchecked();
     if (ts == NULL) {
@@ -630,7 +633,7 @@ capture_stack(Tree *t)
      * at the first level leaves the allocation on the root (node 0). */
     uint32_t node = 0;
     for (int k = n - 1; k >= 0; k--) {
-        uint32_t child = tree_child(t, node, codes[k], lastis[k]);
+        uint32_t child = mt_tree_child(t, node, codes[k], lastis[k]);
         if (child == 0) {
             /* Full: keep the shorter path, say so, and prune at the next safe point. */
             t->overflow++;
@@ -645,14 +648,14 @@ capture_stack(Tree *t)
 #endif
 
 MT_HOOK_ONLY void
-slot_free_object(CaptureCore *c, uint32_t val)
+mt_slot_free_object(MtCaptureCore *c, uint32_t val)
 {
     uint32_t s = val >> MT_LEAF_BITS;
     uint32_t leaf = val & MT_MAX_NODES;
     if (s >= c->n_slots) {
         return;
     }
-    Slot *slot = &c->slots[s];
+    MtSlot *slot = &c->slots[s];
     slot->free_count++;
     if (leaf != MT_NO_LEAF && slot->tree && leaf < slot->tree->n_nodes && slot->tree->nodes[leaf].retained) {
         slot->tree->nodes[leaf].retained--;
@@ -660,15 +663,15 @@ slot_free_object(CaptureCore *c, uint32_t val)
 }
 
 MT_HOOK_ONLY void
-capture_on_create(CaptureCore *c, uint32_t s, PyObject *op)
+mt_capture_on_create(MtCaptureCore *c, uint32_t s, PyObject *op)
 {
-    Slot *slot = &c->slots[s];
+    MtSlot *slot = &c->slots[s];
     uint32_t leaf = MT_NO_LEAF;
 #if MT_HAVE_TRACER
-    Tree *t = slot->tree;
+    MtTree *t = slot->tree;
     if (t != NULL) {
         if (t->sample_counter++ % t->sample_every == 0) {
-            leaf = capture_stack(t);
+            leaf = mt_capture_stack(t);
             if (leaf != MT_NO_LEAF) {
                 t->nodes[leaf].total++;
                 t->nodes[leaf].retained++;
@@ -680,7 +683,7 @@ capture_on_create(CaptureCore *c, uint32_t s, PyObject *op)
     }
 #endif
     uint32_t old;
-    int r = pm_put(&c->objects, (uintptr_t)op, (s << MT_LEAF_BITS) | leaf, &old);
+    int r = mt_pm_put(&c->objects, (uintptr_t)op, (s << MT_LEAF_BITS) | leaf, &old);
     if (r < 0) {
         slot->lost++;
 #if MT_HAVE_TRACER
@@ -693,47 +696,47 @@ capture_on_create(CaptureCore *c, uint32_t s, PyObject *op)
     }
     if (r == 1) {
         /* A stale entry: the object that lived here died unseen. */
-        slot_free_object(c, old);
+        mt_slot_free_object(c, old);
     }
     slot->new_count++;
     if (slot->callback) {
         uint64_t seq = ++c->seq;
-        if (pm_put(&c->cb_seqs, (uintptr_t)op, (uint32_t)seq, NULL) < 0) {
+        if (mt_pm_put(&c->cb_seqs, (uintptr_t)op, (uint32_t)seq, NULL) < 0) {
             c->dropped_events++;
         }
-        queue_push(c, s, 0, seq, leaf);
+        mt_queue_push(c, s, 0, seq, leaf);
     }
 }
 
 MT_HOOK_ONLY void
-capture_on_destroy(CaptureCore *c, PyObject *op)
+mt_capture_on_destroy(MtCaptureCore *c, PyObject *op)
 {
     uint32_t val;
-    if (!pm_pop(&c->objects, (uintptr_t)op, &val)) {
+    if (!mt_pm_pop(&c->objects, (uintptr_t)op, &val)) {
         return;
     }
-    slot_free_object(c, val);
+    mt_slot_free_object(c, val);
     uint32_t s = val >> MT_LEAF_BITS;
     if (s < c->n_slots && c->slots[s].callback) {
         uint32_t seq32 = 0;
-        pm_pop(&c->cb_seqs, (uintptr_t)op, &seq32);
-        queue_push(c, s, 1, seq32, MT_NO_LEAF);
+        mt_pm_pop(&c->cb_seqs, (uintptr_t)op, &seq32);
+        mt_queue_push(c, s, 1, seq32, MT_NO_LEAF);
     }
 }
 
-/* The common case of capture_on_create, inline and without a call: a
+/* The common case of mt_capture_on_create, inline and without a call: a
  * count-only slot (no call tree, no callback) and a table with room. Returns
  * 0, having changed nothing, for anything else (a stale entry at this address
  * included): the caller then takes the full path. */
 static inline int
-capture_on_create_plain(CaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
+mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 {
-    Slot *slot = &c->slots[s];
-    PtrMap *m = &c->objects;
+    MtSlot *slot = &c->slots[s];
+    MtPtrMap *m = &c->objects;
     if (slot->tree != NULL || slot->callback || m->used >= m->limit) {
         return 0;
     }
-    size_t i = pm_hash(m, (uintptr_t)op);
+    size_t i = mt_pm_hash(m, (uintptr_t)op);
     uintptr_t k;
     while ((k = m->keys[i]) != 0) {
         if (k == (uintptr_t)op) {
@@ -748,25 +751,25 @@ capture_on_create_plain(CaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
     return 1;
 }
 
-/* The common case of capture_on_destroy: no entry, or the entry `val` (no
+/* The common case of mt_capture_on_destroy: no entry, or the entry `val` (no
  * call-tree leaf) of a slot without callbacks. Returns 0, having changed
  * nothing, for anything else. */
 static inline int
-capture_on_destroy_plain(CaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
+mt_capture_on_destroy_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 {
-    PtrMap *m = &c->objects;
+    MtPtrMap *m = &c->objects;
     if (m->used == 0) {
         return 1;
     }
-    size_t i = pm_hash(m, (uintptr_t)op);
+    size_t i = mt_pm_hash(m, (uintptr_t)op);
     uintptr_t k;
     while ((k = m->keys[i]) != 0) {
         if (k == (uintptr_t)op) {
-            Slot *slot = &c->slots[s];
+            MtSlot *slot = &c->slots[s];
             if (m->vals[i] != val || slot->callback) {
                 return 0;
             }
-            pm_delete_at(m, i);
+            mt_pm_delete_at(m, i);
             slot->free_count++;
             return 1;
         }
@@ -776,13 +779,13 @@ capture_on_destroy_plain(CaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 }
 
 MT_HOOK_ONLY void
-queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf)
+mt_queue_push(MtCaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t leaf)
 {
     if (c->queue == NULL || c->q_len == c->q_cap) {
         c->dropped_events++;
         return;
     }
-    Event *ev = &c->queue[(c->q_head + c->q_len) % c->q_cap];
+    MtEvent *ev = &c->queue[(c->q_head + c->q_len) % c->q_cap];
     ev->slot = slot;
     ev->kind = kind;
     ev->seq = seq;
@@ -790,9 +793,9 @@ queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t 
     c->q_len++;
     /* Ask the main thread to run the callbacks at its next safe point.
      * Py_AddPendingCall only queues a C function pointer: no Python object. */
-    if (!E.pending_scheduled && E.pending_callable != NULL) {
+    if (!mt_engine.pending_scheduled && mt_engine.pending_callable != NULL) {
         if (Py_AddPendingCall(mt_run_pending, NULL) == 0) {
-            E.pending_scheduled = 1;
+            mt_engine.pending_scheduled = 1;
         }
     }
 }
@@ -801,29 +804,29 @@ queue_push(CaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint32_t 
  * the slow path must see them too (tracked or marked types, and metatypes,
  * whose instances' deaths must be seen). */
 MT_HOOK_ONLY int
-watch_cacheable(PyTypeObject *tp)
+mt_watch_cacheable(PyTypeObject *tp)
 {
     if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS)) {
         return 0;
     }
 #if MT_HAVE_TRACER
-    if (E.precise) {
-        return (tp->tp_watched & E.mark_bit) == 0;
+    if (mt_engine.precise) {
+        return (tp->tp_watched & mt_engine.mark_bit) == 0;
     }
 #endif
-    return !E.filter[MT_FILTER_INDEX(tp)]
-           && !(E.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type));
+    return !mt_engine.filter[MT_FILTER_INDEX(tp)]
+           && !(mt_engine.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type));
 }
 
 /* Move a cache entry's counts into its row; clear the entry if asked. */
 MT_HOOK_ONLY void
-watch_cache_flush(WatchCache *entry, int clear)
+mt_watch_cache_flush(MtWatchCache *entry, int clear)
 {
     uint32_t row;
     if (entry->type != NULL && (entry->count[0] || entry->count[1])
-        && pm_get(&E.watch, (uintptr_t)entry->type, &row)) {
-        E.watch_rows[row].new_count += entry->count[0];
-        E.watch_rows[row].free_count += entry->count[1];
+        && mt_pm_get(&mt_engine.watch, (uintptr_t)entry->type, &row)) {
+        mt_engine.watch_rows[row].new_count += entry->count[0];
+        mt_engine.watch_rows[row].free_count += entry->count[1];
     }
     entry->count[0] = entry->count[1] = 0;
     if (clear) {
@@ -832,110 +835,110 @@ watch_cache_flush(WatchCache *entry, int clear)
 }
 
 static void
-watch_cache_flush_all(int clear)
+mt_watch_cache_flush_all(int clear)
 {
     for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
-        watch_cache_flush(&E.watch_cache[i], clear);
+        mt_watch_cache_flush(&mt_engine.watch_cache[i], clear);
     }
 }
 
 /* The slow path's count: into the type's row (made on first sight), and the
  * type takes the cache entry when nothing else needs to see its events. */
 MT_HOOK_ONLY void
-watch_count(PyTypeObject *tp, int is_free)
+mt_watch_count(PyTypeObject *tp, int is_free)
 {
     uint32_t row;
-    if (!pm_get(&E.watch, (uintptr_t)tp, &row)) {
-        if (E.watch_free_head && E.watch_free_head < E.watch_n) {
-            row = E.watch_free_head;
-            E.watch_free_head = E.watch_rows[row].next_free;
+    if (!mt_pm_get(&mt_engine.watch, (uintptr_t)tp, &row)) {
+        if (mt_engine.watch_free_head && mt_engine.watch_free_head < mt_engine.watch_n) {
+            row = mt_engine.watch_free_head;
+            mt_engine.watch_free_head = mt_engine.watch_rows[row].next_free;
         }
         else {
-            if (E.watch_n == E.watch_cap) {
-                uint32_t cap = E.watch_cap ? E.watch_cap * 2 : 256;
-                WatchRow *rows = (WatchRow *)realloc(E.watch_rows, (size_t)cap * sizeof(WatchRow));
+            if (mt_engine.watch_n == mt_engine.watch_cap) {
+                uint32_t cap = mt_engine.watch_cap ? mt_engine.watch_cap * 2 : 256;
+                MtWatchRow *rows = (MtWatchRow *)realloc(mt_engine.watch_rows, (size_t)cap * sizeof(MtWatchRow));
                 if (rows == NULL) {
-                    E.watch_lost++;
+                    mt_engine.watch_lost++;
                     return;
                 }
-                E.watch_rows = rows;
-                E.watch_cap = cap;
+                mt_engine.watch_rows = rows;
+                mt_engine.watch_cap = cap;
             }
-            row = E.watch_n++;
+            row = mt_engine.watch_n++;
         }
-        if (pm_put(&E.watch, (uintptr_t)tp, row, NULL) < 0) {
+        if (mt_pm_put(&mt_engine.watch, (uintptr_t)tp, row, NULL) < 0) {
             /* give the row back */
-            E.watch_rows[row].type = NULL;
-            E.watch_rows[row].next_free = E.watch_free_head;
-            E.watch_free_head = row;
-            E.watch_lost++;
+            mt_engine.watch_rows[row].type = NULL;
+            mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
+            mt_engine.watch_free_head = row;
+            mt_engine.watch_lost++;
             return;
         }
-        E.watch_rows[row].type = tp;
-        E.watch_rows[row].new_count = 0;
-        E.watch_rows[row].free_count = 0;
+        mt_engine.watch_rows[row].type = tp;
+        mt_engine.watch_rows[row].new_count = 0;
+        mt_engine.watch_rows[row].free_count = 0;
     }
     if (is_free) {
-        E.watch_rows[row].free_count++;
+        mt_engine.watch_rows[row].free_count++;
     }
     else {
-        E.watch_rows[row].new_count++;
+        mt_engine.watch_rows[row].new_count++;
     }
-    if (watch_cacheable(tp)) {
-        WatchCache *entry = &E.watch_cache[MT_FILTER_INDEX(tp)];
-        watch_cache_flush(entry, 0);
+    if (mt_watch_cacheable(tp)) {
+        MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
+        mt_watch_cache_flush(entry, 0);
         entry->type = tp;
     }
 }
 
 static void
-watch_forget(PyTypeObject *tp)
+mt_watch_forget(PyTypeObject *tp)
 {
     uint32_t row;
-    WatchCache *entry = &E.watch_cache[MT_FILTER_INDEX(tp)];
+    MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
     if (entry->type == tp) {
         entry->type = NULL;
         entry->count[0] = entry->count[1] = 0;
     }
-    if (pm_pop(&E.watch, (uintptr_t)tp, &row)) {
-        E.watch_rows[row].type = NULL;
-        E.watch_rows[row].next_free = E.watch_free_head;
-        E.watch_free_head = row;
+    if (mt_pm_pop(&mt_engine.watch, (uintptr_t)tp, &row)) {
+        mt_engine.watch_rows[row].type = NULL;
+        mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
+        mt_engine.watch_free_head = row;
     }
 }
 
-static void engine_rebuild_bindings(void);
+static void mt_engine_rebuild_bindings(void);
 
 /* A type object is being destroyed: no capture may keep its pointer. */
 MT_HOOK_ONLY void
-on_type_destroy(PyTypeObject *tp)
+mt_on_type_destroy(PyTypeObject *tp)
 {
-    if (E.watch_on) {
-        watch_forget(tp);
+    if (mt_engine.watch_on) {
+        mt_watch_forget(tp);
     }
     /* Its mark goes with it (no unwatching: the memory is going). */
-    for (uint32_t i = 0; i < E.n_marks; i++) {
-        if (E.marks[i].type == tp) {
-            E.marks[i].type = NULL;
+    for (uint32_t i = 0; i < mt_engine.n_marks; i++) {
+        if (mt_engine.marks[i].type == tp) {
+            mt_engine.marks[i].type = NULL;
         }
     }
-    for (uint32_t i = 0; i < E.n_retargets; i++) {
-        if (E.retargets[i].type == tp) {
-            E.retargets[i].type = NULL;
+    for (uint32_t i = 0; i < mt_engine.n_retargets; i++) {
+        if (mt_engine.retargets[i].type == tp) {
+            mt_engine.retargets[i].type = NULL;
         }
     }
     int changed = 0;
-    for (int i = 0; i < E.n_running; i++) {
-        CaptureCore *c = E.running[i];
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        MtCaptureCore *c = mt_engine.running[i];
         uint32_t s;
-        if (pm_pop(&c->types, (uintptr_t)tp, &s)) {
+        if (mt_pm_pop(&c->types, (uintptr_t)tp, &s)) {
             c->slots[s].type = NULL;
             c->slots[s].active = 0;
             changed = 1;
         }
     }
     if (changed) {
-        engine_rebuild_bindings();
+        mt_engine_rebuild_bindings();
     }
 }
 
@@ -944,16 +947,16 @@ on_type_destroy(PyTypeObject *tp)
  * (so a tracked type's own death is seen), __class__ reassignment targets, and
  * everything watch-all's cache cannot count alone. */
 /* The running captures that track exactly `tp`, or NULL. */
-static inline Bind *
-engine_bind_of(PyTypeObject *tp)
+static inline MtBind *
+mt_engine_bind_of(PyTypeObject *tp)
 {
-    BindCache *entry = &E.bind_cache[bind_cache_index(tp)];
+    MtBindCache *entry = &mt_engine.bind_cache[mt_bind_cache_index(tp)];
     if (entry->type == tp) {
-        return &E.binds[entry->bind];
+        return &mt_engine.binds[entry->bind];
     }
     uint32_t b;
-    if (entry->type == MT_BIND_COLLIDED && pm_get(&E.bindings, (uintptr_t)tp, &b)) {
-        return &E.binds[b];
+    if (entry->type == MT_BIND_COLLIDED && mt_pm_get(&mt_engine.bindings, (uintptr_t)tp, &b)) {
+        return &mt_engine.binds[b];
     }
     return NULL;
 }
@@ -963,39 +966,39 @@ engine_bind_of(PyTypeObject *tp)
 static MT_NOINLINE void
 mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
 {
-    if (E.watch_on && (E.watch_sample == 1 || MT_WATCH_SAMPLED(op, E.watch_limit))) {
-        watch_count(tp, event == PyRefTracer_DESTROY);
+    if (mt_engine.watch_on && (mt_engine.watch_sample == 1 || MT_WATCH_SAMPLED(op, mt_engine.watch_limit))) {
+        mt_watch_count(tp, event == PyRefTracer_DESTROY);
     }
     if (event == PyRefTracer_CREATE) {
-        Bind *bind = engine_bind_of(tp);
+        MtBind *bind = mt_engine_bind_of(tp);
         if (bind != NULL) {
             for (uint32_t k = 0; k < bind->count; k++) {
-                Sub *sub = &E.subs[bind->first + k];
-                capture_on_create(sub->capture, sub->slot, op);
+                MtSub *sub = &mt_engine.subs[bind->first + k];
+                mt_capture_on_create(sub->capture, sub->slot, op);
             }
         }
     }
     else if (event == PyRefTracer_DESTROY) {
-        if (E.precise ? E.n_retargets > 0
-                      : E.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE)
+        if (mt_engine.precise ? mt_engine.n_retargets > 0
+                      : mt_engine.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE)
                                           || tp == &PyModule_Type)) {
             /* __class__ may have been reassigned since creation: ask every capture. */
-            for (int i = 0; i < E.n_running; i++) {
-                if (E.running[i]->objects.used) {
-                    capture_on_destroy(E.running[i], op);
+            for (int i = 0; i < mt_engine.n_running; i++) {
+                if (mt_engine.running[i]->objects.used) {
+                    mt_capture_on_destroy(mt_engine.running[i], op);
                 }
             }
         }
         else {
-            Bind *bind = engine_bind_of(tp);
+            MtBind *bind = mt_engine_bind_of(tp);
             if (bind != NULL) {
                 for (uint32_t k = 0; k < bind->count; k++) {
-                    capture_on_destroy(E.subs[bind->first + k].capture, op);
+                    mt_capture_on_destroy(mt_engine.subs[bind->first + k].capture, op);
                 }
             }
         }
         if (PyType_Check(op)) {
-            on_type_destroy((PyTypeObject *)op);
+            mt_on_type_destroy((PyTypeObject *)op);
         }
     }
 }
@@ -1008,18 +1011,18 @@ mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
 static MT_NOINLINE int
 mt_hook_full(PyObject *op, PyRefTracerEvent event)
 {
-    if (E.busy) {
+    if (mt_engine.busy) {
         /* MT_BUSY_PREV: a tracer we chain to called a hook of ours back: seen once already */
         return 0;
     }
     /* Another interpreter may run under its own GIL: hands off our tables. */
     PyThreadState *ts = PyThreadState_GetUnchecked();
-    if (ts == NULL || ts->interp != E.interp) {
+    if (ts == NULL || ts->interp != mt_engine.interp) {
         return 0;
     }
-    E.busy = MT_BUSY_HOOK;
+    mt_engine.busy = MT_BUSY_HOOK;
     mt_slow_general(op, event, Py_TYPE(op));
-    E.busy = 0;
+    mt_engine.busy = 0;
     return 0;
 }
 
@@ -1034,11 +1037,11 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
      * right here, with no call and no need to ask which interpreter this is.
      * Nothing here can re-enter the hook, and the table is empty while we
      * chain a prior tracer, so the guard is neither tested nor set. */
-    PlainEntry *plain = &E.plain_types[bind_cache_index(tp)];
+    MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
     if (plain->type == tp
         && (event == PyRefTracer_CREATE
-            ? capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-            : capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+            ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+            : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
         return 0;
     }
     return mt_hook_full(op, event);
@@ -1049,21 +1052,21 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
 static MT_NOINLINE int
 mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
 {
-    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
         return mt_hook_full(op, event);
     }
     return mt_hook_slow(op, event);
 }
 
-static void engine_mark_displaced(void);
+static void mt_engine_mark_displaced(void);
 
 /* 3.15 tells a replaced tracer it was removed, with a NULL object. (Before
  * 3.15 CPython never passes NULL: that test would cost every event.) */
-#if PY_VERSION_HEX >= 0x030F0000
+#if MT_TRACER_TOLD_REMOVED
 #  define MT_HOOK_REMOVED_GUARD(op, event)                                   \
     if ((event) == PyRefTracer_TRACKER_REMOVED || (op) == NULL) {            \
-        if (!E.switching) {                                                 \
-            engine_mark_displaced();                                        \
+        if (!mt_engine.switching) {                                                 \
+            mt_engine_mark_displaced();                                        \
         }                                                                   \
         return 0;                                                           \
     }
@@ -1088,10 +1091,10 @@ mt_hook(PyObject *op, PyRefTracerEvent event, void *data)
  * filter indexed by the type pointer's bits, and every mutable type's
  * destruction while a mutable type is tracked. */
 static inline int
-filter_wants(PyTypeObject *tp, PyRefTracerEvent event)
+mt_filter_wants(PyTypeObject *tp, PyRefTracerEvent event)
 {
-    return E.filter[MT_FILTER_INDEX(tp)]
-           || (event == PyRefTracer_DESTROY && E.any_mutable
+    return mt_engine.filter[MT_FILTER_INDEX(tp)]
+           || (event == PyRefTracer_DESTROY && mt_engine.any_mutable
                && !PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE));
 }
 
@@ -1100,7 +1103,7 @@ mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    if (filter_wants(Py_TYPE(op), event)) {
+    if (mt_filter_wants(Py_TYPE(op), event)) {
         return mt_hook_slow(op, event);
     }
     return 0;
@@ -1115,11 +1118,11 @@ _Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1,
  * full slow path, which counts it and may cache the type. (Under watch-all
  * the slow path's shortcut table is empty, or skipped for counted objects.) */
 static inline int
-watch_cached_event(PyObject *op, PyRefTracerEvent event, WatchCache *cache)
+mt_watch_cached_event(PyObject *op, PyRefTracerEvent event, MtWatchCache *cache)
 {
     uintptr_t tp = (uintptr_t)Py_TYPE(op);
-    WatchCache *entry = &cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
-    if ((uintptr_t)entry->type == tp && !E.busy) {
+    MtWatchCache *entry = &cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
+    if ((uintptr_t)entry->type == tp && !mt_engine.busy) {
         entry->count[(unsigned)event]++;
         return 0;
     }
@@ -1130,7 +1133,7 @@ static int
 mt_hook_watch(PyObject *op, PyRefTracerEvent event, void *data)
 {
     MT_HOOK_REMOVED_GUARD(op, event)
-    return watch_cached_event(op, event, (WatchCache *)data);
+    return mt_watch_cached_event(op, event, (MtWatchCache *)data);
 }
 
 /* With several interpreters: another one may run under its own GIL, hands
@@ -1140,7 +1143,7 @@ mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, void *data)
 {
     MT_HOOK_REMOVED_GUARD(op, event)
     PyThreadState *ts = PyThreadState_GetUnchecked();
-    if (ts == NULL || ts->interp != E.interp) {
+    if (ts == NULL || ts->interp != mt_engine.interp) {
         return 0;
     }
     return mt_hook_watch(op, event, data);
@@ -1151,7 +1154,7 @@ mt_hook_watch_checked(PyObject *op, PyRefTracerEvent event, void *data)
 static MT_NOINLINE int
 mt_watch_sampled_event(PyObject *op, PyRefTracerEvent event)
 {
-    return watch_cached_event(op, event, E.watch_cache);
+    return mt_watch_cached_event(op, event, mt_engine.watch_cache);
 }
 
 /* Sampled watch-all with type marks (`data` is our bit): marked types take
@@ -1165,7 +1168,7 @@ mt_hook_sampled(PyObject *op, PyRefTracerEvent event, void *data)
     if (tp->tp_watched & (unsigned char)(uintptr_t)data) {
         return mt_hook_slow_sampled(op, event);
     }
-    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
     return 0;
@@ -1178,7 +1181,7 @@ mt_hook_sampled_unmarked(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
     return 0;
@@ -1190,10 +1193,10 @@ mt_hook_sampled_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    if (filter_wants(Py_TYPE(op), event)) {
+    if (mt_filter_wants(Py_TYPE(op), event)) {
         return mt_hook_slow(op, event);
     }
-    if (MT_WATCH_SAMPLED(op, E.watch_limit)) {
+    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
     return 0;
@@ -1206,34 +1209,42 @@ mt_hook_sampled_checked(PyObject *op, PyRefTracerEvent event, void *data)
 {
     MT_HOOK_REMOVED_GUARD(op, event)
     PyThreadState *ts = PyThreadState_GetUnchecked();
-    if (ts == NULL || ts->interp != E.interp) {
+    if (ts == NULL || ts->interp != mt_engine.interp) {
         return 0;
     }
-    return E.precise ? mt_hook_sampled(op, event, data) : mt_hook_sampled_filtered(op, event, data);
+    return mt_engine.precise ? mt_hook_sampled(op, event, data) : mt_hook_sampled_filtered(op, event, data);
 }
 
-#if PY_VERSION_HEX < 0x030F0000
-/* Installed when a tracer was there before us: it is called first, then our
- * hook for the current mode. From 3.15 on nothing is chained (a replaced
- * tracer is told it was removed). */
+/* Installed when a tracer was there before us and is kept (see
+ * mt_engine_install_if_needed): it is called first, then our hook for the
+ * current mode. */
 static MT_NOINLINE int
 mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
-    if (op == NULL || E.busy) {
+    if (op == NULL) {
+#if MT_TRACER_TOLD_REMOVED
+        /* we are being replaced; the chained tracer was told so already when
+         * we took the slot, and is not told twice */
+        if (!mt_engine.switching) {
+            mt_engine_mark_displaced();
+        }
+#endif
         return 0;
     }
-    PyRefTracer prev = E.prev_fn;
-    if (prev != NULL) {
-        E.busy = MT_BUSY_PREV;
-        prev(op, event, E.prev_data);
-        E.busy = 0;
+    if (mt_engine.busy) {
+        return 0;
     }
-    return E.inner(op, event, E.inner_data);
+    PyRefTracer prev = mt_engine.prev_fn;
+    if (prev != NULL) {
+        mt_engine.busy = MT_BUSY_PREV;
+        prev(op, event, mt_engine.prev_data);
+        mt_engine.busy = 0;
+    }
+    return mt_engine.inner(op, event, mt_engine.inner_data);
 }
-#endif
 
-/* Every hook engine_pick_hook may choose, by the name engine_state() gives it. */
+/* Every hook mt_engine_pick_hook may choose, by the name engine_state() gives it. */
 static const struct { MtHook fn; const char *name; } mt_hooks[] = {
     {mt_hook, "marks"}, {mt_hook_filtered, "byte-filter"}, {mt_hook_watch, "watch"},
     {mt_hook_watch_checked, "watch-checked"}, {mt_hook_sampled, "sampled"},
@@ -1242,13 +1253,11 @@ static const struct { MtHook fn; const char *name; } mt_hooks[] = {
 };
 
 static int
-is_our_hook(PyRefTracer fn)
+mt_is_our_hook(PyRefTracer fn)
 {
-#if PY_VERSION_HEX < 0x030F0000
     if (fn == mt_hook_chained) {
         return 1;
     }
-#endif
     for (size_t i = 0; i < sizeof(mt_hooks) / sizeof(mt_hooks[0]); i++) {
         if (mt_hooks[i].fn == fn) {
             return 1;
@@ -1263,15 +1272,15 @@ static int
 mt_run_pending(void *arg)
 {
     (void)arg;
-    E.pending_scheduled = 0;
-    if (E.pending_callable == NULL) {
+    mt_engine.pending_scheduled = 0;
+    if (mt_engine.pending_callable == NULL) {
         return 0;
     }
-    PyObject *res = PyObject_CallNoArgs(E.pending_callable);
+    PyObject *res = PyObject_CallNoArgs(mt_engine.pending_callable);
     if (res == NULL) {
         /* the drainer reports callback errors itself; an error here must not
            surface in unrelated user code */
-        PyErr_WriteUnraisable(E.pending_callable);
+        PyErr_WriteUnraisable(mt_engine.pending_callable);
         return 0;
     }
     Py_DECREF(res);
@@ -1282,23 +1291,23 @@ mt_run_pending(void *arg)
 
 /* Rebuild the type => subscribers map from the running captures. Built
  * aside and swapped in, so a re-entrant hook never sees half a table. */
-static void engine_rebuild_filter(void);
+static void mt_engine_rebuild_filter(void);
 
-static void engine_validate_slots(void);
+static void mt_engine_validate_slots(void);
 
 static void
-engine_rebuild_bindings(void)
+mt_engine_rebuild_bindings(void)
 {
-    if (!E.busy) {
+    if (!mt_engine.busy) {
         /* A safe point: a type that died while our tracer was displaced
          * must leave the slots before its pointer is used (marks read it). */
-        engine_validate_slots();
+        mt_engine_validate_slots();
     }
-    PtrMap map = {0};
+    MtPtrMap map = {0};
     uint32_t n_subs = 0;
     int any_mutable = 0;
-    for (int i = 0; i < E.n_running; i++) {
-        CaptureCore *c = E.running[i];
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        MtCaptureCore *c = mt_engine.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
             if (c->slots[s].active && c->slots[s].type) {
                 n_subs++;
@@ -1306,8 +1315,8 @@ engine_rebuild_bindings(void)
             }
         }
     }
-    Bind *binds = (Bind *)calloc(n_subs ? n_subs : 1, sizeof(Bind));
-    Sub *subs = (Sub *)calloc(n_subs ? n_subs : 1, sizeof(Sub));
+    MtBind *binds = (MtBind *)calloc(n_subs ? n_subs : 1, sizeof(MtBind));
+    MtSub *subs = (MtSub *)calloc(n_subs ? n_subs : 1, sizeof(MtSub));
     if (binds == NULL || subs == NULL) {
         free(binds);
         free(subs);
@@ -1315,18 +1324,18 @@ engine_rebuild_bindings(void)
     }
     /* Group subscriptions by type: count first, then place. */
     uint32_t n_binds = 0;
-    for (int i = 0; i < E.n_running; i++) {
-        CaptureCore *c = E.running[i];
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        MtCaptureCore *c = mt_engine.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
-            Slot *slot = &c->slots[s];
+            MtSlot *slot = &c->slots[s];
             if (!slot->active || !slot->type) {
                 continue;
             }
             uint32_t b;
-            if (!pm_get(&map, (uintptr_t)slot->type, &b)) {
+            if (!mt_pm_get(&map, (uintptr_t)slot->type, &b)) {
                 b = n_binds++;
-                if (pm_put(&map, (uintptr_t)slot->type, b, NULL) < 0) {
-                    pm_free(&map);
+                if (mt_pm_put(&map, (uintptr_t)slot->type, b, NULL) < 0) {
+                    mt_pm_free(&map);
                     free(binds);
                     free(subs);
                     return;
@@ -1341,15 +1350,15 @@ engine_rebuild_bindings(void)
         at += binds[b].count;
         binds[b].count = 0;
     }
-    for (int i = 0; i < E.n_running; i++) {
-        CaptureCore *c = E.running[i];
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        MtCaptureCore *c = mt_engine.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
-            Slot *slot = &c->slots[s];
+            MtSlot *slot = &c->slots[s];
             if (!slot->active || !slot->type) {
                 continue;
             }
             uint32_t b = 0;
-            pm_get(&map, (uintptr_t)slot->type, &b);
+            mt_pm_get(&map, (uintptr_t)slot->type, &b);
             subs[binds[b].first + binds[b].count].capture = c;
             subs[binds[b].first + binds[b].count].slot = s;
             binds[b].count++;
@@ -1357,24 +1366,24 @@ engine_rebuild_bindings(void)
                                  == Py_TPFLAGS_HEAPTYPE;
         }
     }
-    PtrMap old_map = E.bindings;
-    Bind *old_binds = E.binds;
-    Sub *old_subs = E.subs;
-    E.bindings = map;
-    E.binds = binds;
-    E.subs = subs;
-    memset(E.bind_cache, 0, sizeof(E.bind_cache));
+    MtPtrMap old_map = mt_engine.bindings;
+    MtBind *old_binds = mt_engine.binds;
+    MtSub *old_subs = mt_engine.subs;
+    mt_engine.bindings = map;
+    mt_engine.binds = binds;
+    mt_engine.subs = subs;
+    memset(mt_engine.bind_cache, 0, sizeof(mt_engine.bind_cache));
     for (size_t i = 0; i <= map.mask && map.keys != NULL; i++) {
         PyTypeObject *tp = (PyTypeObject *)map.keys[i];
         if (tp != NULL) {
-            BindCache *entry = &E.bind_cache[bind_cache_index(tp)];
+            MtBindCache *entry = &mt_engine.bind_cache[mt_bind_cache_index(tp)];
             entry->type = entry->type == NULL ? tp : MT_BIND_COLLIDED;
             entry->bind = map.vals[i];
         }
     }
-    E.any_mutable = any_mutable;
-    engine_rebuild_filter();
-    pm_free(&old_map);
+    mt_engine.any_mutable = any_mutable;
+    mt_engine_rebuild_filter();
+    mt_pm_free(&old_map);
     free(old_binds);
     free(old_subs);
 }
@@ -1382,18 +1391,18 @@ engine_rebuild_bindings(void)
 #if MT_HAVE_TRACER
 /* Is `tp` among the types the running captures need marked? */
 static int
-engine_wants_mark(PtrMap *wanted, PyTypeObject *tp)
+mt_engine_wants_mark(MtPtrMap *wanted, PyTypeObject *tp)
 {
     uint32_t v;
-    return tp != NULL && pm_get(wanted, (uintptr_t)tp, &v);
+    return tp != NULL && mt_pm_get(wanted, (uintptr_t)tp, &v);
 }
 
 static int
-marks_append(Mark **arr, uint32_t *n, uint32_t *cap, PyTypeObject *tp)
+mt_marks_append(MtMark **arr, uint32_t *n, uint32_t *cap, PyTypeObject *tp)
 {
     if (*n == *cap) {
         uint32_t bigger = *cap ? *cap * 2 : 16;
-        Mark *grown = (Mark *)realloc(*arr, (size_t)bigger * sizeof(Mark));
+        MtMark *grown = (MtMark *)realloc(*arr, (size_t)bigger * sizeof(MtMark));
         if (grown == NULL) {
             return -1;
         }
@@ -1412,7 +1421,7 @@ marks_append(Mark **arr, uint32_t *n, uint32_t *cap, PyTypeObject *tp)
 
 /* Whether a mark's type is alive (its weak reference answers). */
 static int
-mark_alive(Mark *m)
+mt_mark_alive(MtMark *m)
 {
     if (m->type == NULL) {
         return 0;
@@ -1428,91 +1437,91 @@ mark_alive(Mark *m)
 
 /* Drop retargets whose type died, and keep the others. */
 static void
-retargets_prune(void)
+mt_retargets_prune(void)
 {
     uint32_t kept = 0;
-    for (uint32_t i = 0; i < E.n_retargets; i++) {
-        if (mark_alive(&E.retargets[i])) {
-            E.retargets[kept++] = E.retargets[i];
+    for (uint32_t i = 0; i < mt_engine.n_retargets; i++) {
+        if (mt_mark_alive(&mt_engine.retargets[i])) {
+            mt_engine.retargets[kept++] = mt_engine.retargets[i];
         }
         else {
-            Py_CLEAR(E.retargets[i].weakref);
+            Py_CLEAR(mt_engine.retargets[i].weakref);
         }
     }
-    E.n_retargets = kept;
+    mt_engine.n_retargets = kept;
 }
 
-static void engine_precise_failed(void);
-static void engine_rebuild_filter(void);
-static void engine_select_hook(void);
+static void mt_engine_precise_failed(void);
+static void mt_engine_rebuild_filter(void);
+static void mt_engine_select_hook(void);
 
 /* Make tp_watched bits match what the running captures need: tracked types,
  * their metaclasses (to see a tracked type's own death), reassignment
  * targets and theirs. Safe points only (weak references, PyType_Watch). */
 static void
-engine_sync_marks(void)
+mt_engine_sync_marks(void)
 {
-    PtrMap wanted = {0};
+    MtPtrMap wanted = {0};
     int failed = 0;
-    if (E.precise) {
-        if (E.n_running == 0) {
+    if (mt_engine.precise) {
+        if (mt_engine.n_running == 0) {
             /* nothing runs: a reassignment seen earlier no longer matters */
-            for (uint32_t i = 0; i < E.n_retargets; i++) {
-                Py_CLEAR(E.retargets[i].weakref);
+            for (uint32_t i = 0; i < mt_engine.n_retargets; i++) {
+                Py_CLEAR(mt_engine.retargets[i].weakref);
             }
-            E.n_retargets = 0;
+            mt_engine.n_retargets = 0;
         }
-        retargets_prune();
-        for (int i = 0; i < E.n_running && !failed; i++) {
-            CaptureCore *c = E.running[i];
+        mt_retargets_prune();
+        for (int i = 0; i < mt_engine.n_running && !failed; i++) {
+            MtCaptureCore *c = mt_engine.running[i];
             for (uint32_t s = 0; s < c->n_slots && !failed; s++) {
-                Slot *slot = &c->slots[s];
+                MtSlot *slot = &c->slots[s];
                 if (slot->active && slot->type) {
-                    failed |= pm_put(&wanted, (uintptr_t)slot->type, 1, NULL) < 0
-                              || pm_put(&wanted, (uintptr_t)Py_TYPE(slot->type), 1, NULL) < 0;
+                    failed |= mt_pm_put(&wanted, (uintptr_t)slot->type, 1, NULL) < 0
+                              || mt_pm_put(&wanted, (uintptr_t)Py_TYPE(slot->type), 1, NULL) < 0;
                 }
             }
         }
-        for (uint32_t i = 0; i < E.n_retargets && !failed; i++) {
-            PyTypeObject *tp = E.retargets[i].type;
-            failed |= pm_put(&wanted, (uintptr_t)tp, 1, NULL) < 0
-                      || pm_put(&wanted, (uintptr_t)Py_TYPE(tp), 1, NULL) < 0;
+        for (uint32_t i = 0; i < mt_engine.n_retargets && !failed; i++) {
+            PyTypeObject *tp = mt_engine.retargets[i].type;
+            failed |= mt_pm_put(&wanted, (uintptr_t)tp, 1, NULL) < 0
+                      || mt_pm_put(&wanted, (uintptr_t)Py_TYPE(tp), 1, NULL) < 0;
         }
     }
     /* Unmark what is no longer wanted (all of it without marks). */
     uint32_t kept = 0;
-    for (uint32_t i = 0; i < E.n_marks; i++) {
-        Mark *m = &E.marks[i];
-        int alive = mark_alive(m);
-        if (alive && !failed && engine_wants_mark(&wanted, m->type)) {
-            pm_pop(&wanted, (uintptr_t)m->type, NULL);      /* marked already */
-            E.marks[kept++] = *m;
+    for (uint32_t i = 0; i < mt_engine.n_marks; i++) {
+        MtMark *m = &mt_engine.marks[i];
+        int alive = mt_mark_alive(m);
+        if (alive && !failed && mt_engine_wants_mark(&wanted, m->type)) {
+            mt_pm_pop(&wanted, (uintptr_t)m->type, NULL);      /* marked already */
+            mt_engine.marks[kept++] = *m;
             continue;
         }
         if (alive) {
-            PyType_Unwatch(E.watcher_id, (PyObject *)m->type);
+            PyType_Unwatch(mt_engine.watcher_id, (PyObject *)m->type);
         }
         Py_CLEAR(m->weakref);
     }
-    E.n_marks = kept;
-    if (E.precise && !failed) {
+    mt_engine.n_marks = kept;
+    if (mt_engine.precise && !failed) {
         /* Mark what is wanted and not marked yet. */
         for (size_t i = 0; i <= wanted.mask && wanted.keys != NULL; i++) {
             PyTypeObject *tp = (PyTypeObject *)wanted.keys[i];
             if (tp == NULL) {
                 continue;
             }
-            if (marks_append(&E.marks, &E.n_marks, &E.cap_marks, tp) < 0
-                || PyType_Watch(E.watcher_id, (PyObject *)tp) < 0) {
+            if (mt_marks_append(&mt_engine.marks, &mt_engine.n_marks, &mt_engine.cap_marks, tp) < 0
+                || PyType_Watch(mt_engine.watcher_id, (PyObject *)tp) < 0) {
                 failed = 1;
                 break;
             }
         }
     }
-    pm_free(&wanted);
+    mt_pm_free(&wanted);
     if (failed) {
         PyErr_Clear();
-        engine_precise_failed();
+        mt_engine_precise_failed();
     }
 }
 
@@ -1523,26 +1532,26 @@ engine_sync_marks(void)
  * have their objects, and their objects are not types) that exactly one
  * running capture tracks. Types hashing to one entry share none of it. */
 static void
-engine_update_plain(void)
+mt_engine_update_plain(void)
 {
     /* (sampled watch-all: the sampled objects' events skip the shortcut) */
-    int plain = E.precise && (!E.watch_on || E.watch_sample > 1) && E.n_retargets == 0 && !E.multi_interp;
-#if MT_HAVE_TRACER && PY_VERSION_HEX < 0x030F0000
-    /* chained: the prior tracer may call a hook of ours back (E.busy says so),
-     * and the shortcut does not look at E.busy */
-    plain = plain && E.prev_fn == NULL;
+    int plain = mt_engine.precise && (!mt_engine.watch_on || mt_engine.watch_sample > 1) && mt_engine.n_retargets == 0 && !mt_engine.multi_interp;
+#if MT_HAVE_TRACER
+    /* chained: the prior tracer may call a hook of ours back (mt_engine.busy says so),
+     * and the shortcut does not look at mt_engine.busy */
+    plain = plain && mt_engine.prev_fn == NULL;
 #endif
-    memset(E.plain_types, 0, sizeof(E.plain_types));
+    memset(mt_engine.plain_types, 0, sizeof(mt_engine.plain_types));
     if (!plain) {
         return;
     }
-    for (size_t i = 0; i <= E.bindings.mask && E.bindings.keys != NULL; i++) {
-        PyTypeObject *tp = (PyTypeObject *)E.bindings.keys[i];
+    for (size_t i = 0; i <= mt_engine.bindings.mask && mt_engine.bindings.keys != NULL; i++) {
+        PyTypeObject *tp = (PyTypeObject *)mt_engine.bindings.keys[i];
         if (tp == NULL) {
             continue;
         }
-        PlainEntry *entry = &E.plain_types[bind_cache_index(tp)];
-        Bind *bind = &E.binds[E.bindings.vals[i]];
+        MtPlainEntry *entry = &mt_engine.plain_types[mt_bind_cache_index(tp)];
+        MtBind *bind = &mt_engine.binds[mt_engine.bindings.vals[i]];
         /* (no type is dereferenced here: one may have died while we were displaced) */
         int eligible = bind->count == 1 && bind->own_class;
         if (entry->type != NULL || !eligible) {
@@ -1550,8 +1559,8 @@ engine_update_plain(void)
             continue;
         }
         entry->type = tp;
-        entry->capture = E.subs[bind->first].capture;
-        entry->slot = E.subs[bind->first].slot;
+        entry->capture = mt_engine.subs[bind->first].capture;
+        entry->slot = mt_engine.subs[bind->first].slot;
         entry->val = (entry->slot << MT_LEAF_BITS) | MT_NO_LEAF;
     }
 }
@@ -1560,40 +1569,236 @@ engine_update_plain(void)
  * loses events. Marks are synced too, except inside the hook (a type died):
  * a stale mark only costs slow-path calls until the next safe point. */
 static void
-engine_rebuild_filter(void)
+mt_engine_rebuild_filter(void)
 {
-    memset(E.filter, 0, sizeof(E.filter));
-    for (int i = 0; i < E.n_running; i++) {
-        CaptureCore *c = E.running[i];
+    memset(mt_engine.filter, 0, sizeof(mt_engine.filter));
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        MtCaptureCore *c = mt_engine.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
-            Slot *slot = &c->slots[s];
+            MtSlot *slot = &c->slots[s];
             if (slot->active && slot->type) {
                 /* indexes taken at track(): a type that died unseen is never dereferenced */
-                E.filter[slot->filter_index] = 1;
-                E.filter[slot->meta_index] = 1;   /* its metaclass: to see the type's own death */
+                mt_engine.filter[slot->filter_index] = 1;
+                mt_engine.filter[slot->meta_index] = 1;   /* its metaclass: to see the type's own death */
             }
         }
     }
-    if (E.any_mutable) {
+    if (mt_engine.any_mutable) {
         /* a module's __class__ can be set to plain ModuleType, an immutable type */
-        E.filter[MT_FILTER_INDEX(&PyModule_Type)] = 1;
+        mt_engine.filter[MT_FILTER_INDEX(&PyModule_Type)] = 1;
     }
 #if MT_HAVE_TRACER
-    if (!E.busy) {
-        engine_sync_marks();
-        engine_select_hook();       /* the hook may depend on the marks (sampled or unmarked) */
+    if (!mt_engine.busy) {
+        mt_engine_sync_marks();
+        mt_engine_select_hook();       /* the hook may depend on the marks (sampled or unmarked) */
     }
 #endif
-    if (E.watch_on) {
+    if (mt_engine.watch_on) {
         /* what may be cached changed */
-        watch_cache_flush_all(1);
+        mt_watch_cache_flush_all(1);
     }
-    engine_update_plain();
+    mt_engine_update_plain();
+}
+
+/* ---------------- the interpreter's self-test ---------------- */
+
+/* Some CPython releases lose destruction events on a path of their own
+ * (3.13.0-3.13.2, refused by version; gh-156371 in early 3.14 releases: an
+ * object whose deallocation the trashcan deferred, as in a deep chain of
+ * containers, got no DESTROY). Counts of such objects would climb forever. The
+ * engine checks the interpreter it runs on instead of a list of versions:
+ * once, before it first takes the tracer slot, a thread of its own builds a
+ * chain of lists deeper than the trashcan lets a deallocation recurse, and
+ * frees it under a counting tracer, which chains whatever tracer was there.
+ * Every list created must be seen destroyed. Where the trashcan goes by the
+ * stack left (3.14+), the thread's stack is small, so that most of the chain
+ * is deferred; where it counts nesting (3.13: at most 10000 levels), the depth
+ * is twice that, on a stack that holds it. */
+#define MT_SELFTEST_DEPTH 20000
+#if MT_TRASHCAN_BY_STACK
+#  define MT_SELFTEST_STACK (256 * 1024)
+#else
+#  define MT_SELFTEST_STACK (16 * 1024 * 1024)
+#endif
+
+#if MT_HAVE_TRACER
+typedef struct {
+    PyRefTracer prev_fn;
+    void *prev_data;
+    PyThreadState *ts;          /* the self-test's thread: only its lists are counted */
+    Py_ssize_t depth;
+    uint64_t created, destroyed;
+    uint64_t drop;              /* tests: destruction events to lose on purpose */
+    int completed;              /* the chain was built and freed */
+    int threaded;               /* on a thread of its own with MT_SELFTEST_STACK */
+} MtSelftest;
+
+static int mt_selftest_state = 0;       /* 0 not run, 1 passed, -1 failed */
+static char mt_selftest_reason[512];
+
+static int
+mt_selftest_hook(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    MtSelftest *st = (MtSelftest *)data;
+    if (op == NULL) {
+        return 0;       /* 3.15+: replaced (by us, restoring the slot) */
+    }
+    if (st->prev_fn != NULL) {
+        st->prev_fn(op, event, st->prev_data);
+    }
+    if (Py_IS_TYPE(op, &PyList_Type) && st->ts != NULL && PyThreadState_GetUnchecked() == st->ts) {
+        if (event == PyRefTracer_CREATE) {
+            st->created++;
+        }
+        else if (event == PyRefTracer_DESTROY) {
+            if (st->drop > 0) {
+                st->drop--;
+            }
+            else {
+                st->destroyed++;
+            }
+        }
+    }
+    return 0;
+}
+
+static void
+mt_selftest_body(MtSelftest *st)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *exc = PyErr_GetRaisedException();
+    st->ts = PyThreadState_Get();
+    PyObject *head = PyList_New(0);
+    Py_ssize_t n = 0;
+    while (head != NULL && n < st->depth) {
+        PyObject *outer = PyList_New(1);
+        if (outer == NULL) {
+            Py_CLEAR(head);
+            break;
+        }
+        PyList_SET_ITEM(outer, 0, head);
+        head = outer;
+        n++;
+    }
+    st->completed = head != NULL;
+    Py_XDECREF(head);       /* the whole chain goes here */
+    st->ts = NULL;
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
+    PyGILState_Release(gil);
+}
+
+#if MT_HAVE_PTHREAD
+static void *
+mt_selftest_thread(void *arg)
+{
+    mt_selftest_body((MtSelftest *)arg);
+    return NULL;
+}
+#endif
+
+/* Run the self-test (the GIL held; a safe point). */
+static void
+mt_selftest_run(MtSelftest *st)
+{
+    void *data = NULL;
+    st->prev_fn = PyRefTracer_GetTracer(&data);
+    st->prev_data = data;
+    if (mt_is_our_hook(st->prev_fn)) {
+        st->prev_fn = NULL;     /* a hook of ours left by an earlier install: not called */
+    }
+    mt_engine.switching = 1;
+    int rc = PyRefTracer_SetTracer(mt_selftest_hook, st);
+    mt_engine.switching = 0;
+    if (rc < 0) {
+        PyErr_Clear();
+        return;
+    }
+#if MT_HAVE_PTHREAD
+    pthread_attr_t attr;
+    int started = 0;
+    if (pthread_attr_init(&attr) == 0) {
+        if (pthread_attr_setstacksize(&attr, MT_SELFTEST_STACK) == 0) {
+            pthread_t thread;
+            Py_BEGIN_ALLOW_THREADS
+            if (pthread_create(&thread, &attr, mt_selftest_thread, st) == 0) {
+                pthread_join(thread, NULL);
+                started = 1;
+            }
+            Py_END_ALLOW_THREADS
+        }
+        pthread_attr_destroy(&attr);
+    }
+    st->threaded = started;
+    if (!started) {
+        mt_selftest_body(st);
+    }
+#else
+    mt_selftest_body(st);
+#endif
+    void *now_data = NULL;
+    if (PyRefTracer_GetTracer(&now_data) == mt_selftest_hook && now_data == st) {
+        mt_engine.switching = 1;
+        PyRefTracer_SetTracer(st->prev_fn, st->prev_data);
+        mt_engine.switching = 0;
+    }
+    /* else: a tool took the slot meanwhile; it keeps it */
+}
+
+/* The verdict: refuse the engine when destructions were lost. */
+static void
+mt_selftest_apply(const MtSelftest *st)
+{
+    if (!st->completed || st->created == 0) {
+        return;     /* inconclusive (memory ran out): not held against the interpreter */
+    }
+    if (st->destroyed == st->created) {
+        mt_selftest_state = 1;
+        return;
+    }
+    mt_selftest_state = -1;
+    PyOS_snprintf(mt_selftest_reason, sizeof(mt_selftest_reason),
+                  "this CPython loses object destruction events: of %llu lists in a chain freed "
+                  "through the trashcan, %llu were reported destroyed (CPython gh-156371, in "
+                  "early 3.14 releases), so counts would climb forever; upgrade CPython to a "
+                  "release with the fix (3.14.10 and 3.15.2 were tested and lose nothing)",
+                  (unsigned long long)st->created, (unsigned long long)st->destroyed);
+    mt_unavailable_reason = mt_selftest_reason;
+}
+#endif
+
+/* Once per process, before the engine first takes the slot. `may_replace`:
+ * whether a tracer of another tool may be swapped out for the test's moment
+ * (from 3.15 on that tells it it was removed, so only where we take the slot
+ * anyway). */
+static void
+mt_selftest_if_needed(int may_replace)
+{
+#if MT_HAVE_TRACER
+    if (mt_selftest_state != 0 || mt_unavailable_reason != NULL || mt_engine.installed) {
+        return;
+    }
+#  if MT_TRACER_TOLD_REMOVED
+    void *data = NULL;
+    PyRefTracer now = PyRefTracer_GetTracer(&data);
+    if (!may_replace && now != NULL && !mt_is_our_hook(now)) {
+        return;
+    }
+#  endif
+    (void)may_replace;
+    MtSelftest st = {0};
+    st.depth = MT_SELFTEST_DEPTH;
+    mt_selftest_run(&st);
+    mt_selftest_apply(&st);
+#else
+    (void)may_replace;
+#endif
 }
 
 static int
-engine_check_runtime(void)
+mt_engine_check_runtime(void)
 {
+    mt_selftest_if_needed(1);
     if (mt_unavailable_reason != NULL) {
         PyErr_SetString(mt_EngineUnavailable, mt_unavailable_reason);
         return -1;
@@ -1603,56 +1808,53 @@ engine_check_runtime(void)
 
 /* Our tracer is gone: every running capture (and watch-all) missed events. */
 MT_HOOK_ONLY void
-engine_mark_displaced(void)
+mt_engine_mark_displaced(void)
 {
-    E.displaced = 1;
-    for (int i = 0; i < E.n_running; i++) {
-        E.running[i]->missed = 1;
+    mt_engine.displaced = 1;
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        mt_engine.running[i]->missed = 1;
     }
-    if (E.watch_on) {
-        E.watch_stale = 1;
+    if (mt_engine.watch_on) {
+        mt_engine.watch_stale = 1;
     }
 }
 
 /* Notice, at a safe point, that someone else's tracer replaced ours. */
 static void
-engine_check_displaced(void)
+mt_engine_check_displaced(void)
 {
 #if MT_HAVE_TRACER
-    if (E.installed && !E.displaced) {
+    if (mt_engine.installed && !mt_engine.displaced) {
         /* Exactly the hook of the current mode (or the chaining one, which
          * calls it): a tool that saved a hook of ours in an earlier mode and
          * put it back counts as having displaced us. */
         void *data = NULL;
         PyRefTracer now = PyRefTracer_GetTracer(&data);
-        int current = now == E.inner && data == E.inner_data;
-#if PY_VERSION_HEX < 0x030F0000
-        current |= now == mt_hook_chained;
-#endif
+        int current = (now == mt_engine.inner && data == mt_engine.inner_data) || now == mt_hook_chained;
         if (!current) {
-            engine_mark_displaced();
+            mt_engine_mark_displaced();
         }
     }
 #endif
 }
 
-static int slot_type_alive(Slot *slot);
-static void capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only);
-static void engine_refresh_interps(void);
+static int mt_slot_type_alive(MtSlot *slot);
+static void mt_capture_purge_objects(MtCaptureCore *c, int64_t slot, int clear_leaf_only);
+static void mt_engine_refresh_interps(void);
 
 /* Drop running captures' slots whose type died unseen (its weak reference is
  * dead): their pointers must leave every table before anything reads them. */
 MT_HOOK_ONLY void
-engine_validate_slots(void)
+mt_engine_validate_slots(void)
 {
-    for (int i = 0; i < E.n_running; i++) {
-        CaptureCore *c = E.running[i];
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        MtCaptureCore *c = mt_engine.running[i];
         for (uint32_t s = 0; s < c->n_slots; s++) {
-            Slot *slot = &c->slots[s];
+            MtSlot *slot = &c->slots[s];
             PyTypeObject *tp = slot->type;
-            if (tp != NULL && !slot_type_alive(slot)) {
-                pm_pop(&c->types, (uintptr_t)tp, NULL);
-                capture_purge_objects(c, s, 0);
+            if (tp != NULL && !mt_slot_type_alive(slot)) {
+                mt_pm_pop(&c->types, (uintptr_t)tp, NULL);
+                mt_capture_purge_objects(c, s, 0);
             }
         }
     }
@@ -1661,32 +1863,32 @@ engine_validate_slots(void)
 #if MT_HAVE_TRACER
 /* Our own change of the tracer slot: the hook being replaced is not displaced. */
 static int
-engine_set_tracer(PyRefTracer fn, void *data)
+mt_engine_set_tracer(PyRefTracer fn, void *data)
 {
-    E.switching = 1;
+    mt_engine.switching = 1;
     int rc = PyRefTracer_SetTracer(fn, data);
-    E.switching = 0;
+    mt_engine.switching = 0;
     return rc;
 }
 
 /* The hook for the current mode, and what it is passed. */
 static void
-engine_pick_hook(MtHook *fn, void **data)
+mt_engine_pick_hook(MtHook *fn, void **data)
 {
-    if (E.watch_on && E.watch_sample > 1) {
-        *fn = E.multi_interp ? mt_hook_sampled_checked
-              : !E.precise   ? mt_hook_sampled_filtered
-              : E.n_marks    ? mt_hook_sampled
+    if (mt_engine.watch_on && mt_engine.watch_sample > 1) {
+        *fn = mt_engine.multi_interp ? mt_hook_sampled_checked
+              : !mt_engine.precise   ? mt_hook_sampled_filtered
+              : mt_engine.n_marks    ? mt_hook_sampled
                              : mt_hook_sampled_unmarked;
-        *data = (void *)(uintptr_t)E.mark_bit;
+        *data = (void *)(uintptr_t)mt_engine.mark_bit;
     }
-    else if (E.watch_on) {
-        *fn = E.multi_interp ? mt_hook_watch_checked : mt_hook_watch;
-        *data = E.watch_cache;
+    else if (mt_engine.watch_on) {
+        *fn = mt_engine.multi_interp ? mt_hook_watch_checked : mt_hook_watch;
+        *data = mt_engine.watch_cache;
     }
-    else if (E.precise) {
+    else if (mt_engine.precise) {
         *fn = mt_hook;
-        *data = (void *)(uintptr_t)E.mark_bit;
+        *data = (void *)(uintptr_t)mt_engine.mark_bit;
     }
     else {
         *fn = mt_hook_filtered;
@@ -1696,22 +1898,20 @@ engine_pick_hook(MtHook *fn, void **data)
 
 /* Put the current mode's hook in the tracer slot we hold (safe points). */
 static void
-engine_select_hook(void)
+mt_engine_select_hook(void)
 {
-    engine_check_displaced();       /* never overwrite a tool that took the slot unnoticed */
-    engine_pick_hook(&E.inner, &E.inner_data);
-    if (!E.installed || E.displaced) {
+    mt_engine_check_displaced();       /* never overwrite a tool that took the slot unnoticed */
+    mt_engine_pick_hook(&mt_engine.inner, &mt_engine.inner_data);
+    if (!mt_engine.installed || mt_engine.displaced) {
         return;
     }
     void *data = NULL;
     PyRefTracer now = PyRefTracer_GetTracer(&data);
-#if PY_VERSION_HEX < 0x030F0000
     if (now == mt_hook_chained) {
-        return;     /* it calls E.inner */
+        return;     /* it calls mt_engine.inner */
     }
-#endif
-    if (now != E.inner || data != E.inner_data) {
-        engine_set_tracer(E.inner, E.inner_data);
+    if (now != mt_engine.inner || data != mt_engine.inner_data) {
+        mt_engine_set_tracer(mt_engine.inner, mt_engine.inner_data);
     }
 }
 
@@ -1730,38 +1930,38 @@ mt_audit_hook(const char *event, PyObject *args, void *data)
 {
     (void)data;
     if (event[0] == 'm' && strcmp(event, "memtracker_web.probe") == 0) {
-        E.audit_seen = 1;
+        mt_engine.audit_seen = 1;
         return 0;
     }
-    if (!E.precise || E.n_running == 0 || event[0] != 'o' || strcmp(event, "object.__setattr__") != 0
+    if (!mt_engine.precise || mt_engine.n_running == 0 || event[0] != 'o' || strcmp(event, "object.__setattr__") != 0
         || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 3) {
         return 0;
     }
     PyObject *obj = PyTuple_GET_ITEM(args, 0);
     PyObject *name = PyTuple_GET_ITEM(args, 1);
     PyObject *value = PyTuple_GET_ITEM(args, 2);
-    if (!PyType_Check(value) || !(Py_TYPE(obj)->tp_watched & E.mark_bit)
+    if (!PyType_Check(value) || !(Py_TYPE(obj)->tp_watched & mt_engine.mark_bit)
         || !PyUnicode_Check(name) || !PyUnicode_EqualToUTF8(name, "__class__")) {
         return 0;
     }
     PyThreadState *ts = PyThreadState_GetUnchecked();
-    if (ts == NULL || ts->interp != E.interp) {
+    if (ts == NULL || ts->interp != mt_engine.interp) {
         return 0;
     }
     PyTypeObject *target = (PyTypeObject *)value;
-    for (uint32_t i = 0; i < E.n_retargets; i++) {
-        if (E.retargets[i].type == target) {
+    for (uint32_t i = 0; i < mt_engine.n_retargets; i++) {
+        if (mt_engine.retargets[i].type == target) {
             return 0;
         }
     }
     /* The assignment may still fail its layout check: a needless mark is harmless. */
     PyObject *exc = PyErr_GetRaisedException();
-    if (marks_append(&E.retargets, &E.n_retargets, &E.cap_retargets, target) < 0) {
+    if (mt_marks_append(&mt_engine.retargets, &mt_engine.n_retargets, &mt_engine.cap_retargets, target) < 0) {
         PyErr_Clear();
-        engine_precise_failed();
+        mt_engine_precise_failed();
     }
     else {
-        engine_rebuild_filter();
+        mt_engine_rebuild_filter();
     }
     PyErr_SetRaisedException(exc);
     return 0;
@@ -1770,12 +1970,12 @@ mt_audit_hook(const char *event, PyObject *args, void *data)
 /* Once: a type watcher id (our bit in tp_watched) and an audit hook that is
  * seen to run (an existing hook may veto adding it, silently). */
 static void
-engine_setup_precise(void)
+mt_engine_setup_precise(void)
 {
-    if (E.precise_setup != 0) {
+    if (mt_engine.precise_setup != 0) {
         return;
     }
-    E.precise_setup = -1;
+    mt_engine.precise_setup = -1;
     PyObject *exc = PyErr_GetRaisedException();
     int id = PyType_AddWatcher(mt_type_watcher);
     if (id < 0) {
@@ -1789,10 +1989,10 @@ engine_setup_precise(void)
         if (PySys_Audit("memtracker_web.probe", NULL) < 0) {
             PyErr_Clear();
         }
-        if (E.audit_seen) {
-            E.watcher_id = id;
-            E.mark_bit = 1u << id;
-            E.precise_setup = 1;
+        if (mt_engine.audit_seen) {
+            mt_engine.watcher_id = id;
+            mt_engine.mark_bit = 1u << id;
+            mt_engine.precise_setup = 1;
         }
         else {
             PyType_ClearWatcher(id);
@@ -1803,102 +2003,131 @@ engine_setup_precise(void)
 
 /* Marks cannot go on (memory ran out): the byte filter takes over. */
 static void
-engine_precise_failed(void)
+mt_engine_precise_failed(void)
 {
-    if (!E.precise) {
+    if (!mt_engine.precise) {
         return;
     }
-    E.precise = 0;
-    engine_sync_marks();        /* unmarks everything */
-    engine_rebuild_filter();    /* and selects the byte filter's hook */
+    mt_engine.precise = 0;
+    mt_engine_sync_marks();        /* unmarks everything */
+    mt_engine_rebuild_filter();    /* and selects the byte filter's hook */
+}
+#endif
+
+#if MT_HAVE_TRACER
+#if MT_TRACER_TOLD_REMOVED
+/* Whether tracemalloc traces now (a safe point: this calls Python). */
+static int
+mt_tracemalloc_is_tracing(void)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    int tracing = 0;
+    PyObject *mod = PyImport_ImportModule("_tracemalloc");
+    PyObject *res = mod ? PyObject_CallMethod(mod, "is_tracing", NULL) : NULL;
+    if (res != NULL) {
+        tracing = PyObject_IsTrue(res) == 1;
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    PyErr_SetRaisedException(exc);
+    return tracing;
+}
+#endif
+
+/* Whether a tracer found in the slot keeps being called (chained) while we
+ * hold it, and gets the slot back when we leave. Before 3.15 CPython never
+ * tells a tracer it was replaced, so any is kept. From 3.15 on, replacing a
+ * tracer tells it it was removed (TRACKER_REMOVED): calling it after that
+ * breaks its contract, except tracemalloc's, which ignores the notice and
+ * whose state lives in tracemalloc.is_tracing(). Any other is replaced, as
+ * CPython defines replacing; engine_state()["prior_tracer"] says so. */
+static int
+mt_engine_keeps_prior(PyRefTracer prev)
+{
+    if (prev == NULL) {
+        return 0;
+    }
+#if MT_TRACER_TOLD_REMOVED
+    return mt_tracemalloc_is_tracing();
+#else
+    return 1;
+#endif
 }
 #endif
 
 static int
-engine_install_if_needed(void)
+mt_engine_install_if_needed(void)
 {
 #if MT_HAVE_TRACER
-    if (E.installed) {
-        engine_check_displaced();
-        if (!E.displaced) {
+    if (mt_engine.installed) {
+        mt_engine_check_displaced();
+        if (!mt_engine.displaced) {
             return 0;
         }
         /* Taking the slot back (chaining whoever holds it now): captures that
          * ran meanwhile keep their `missed` mark; watch-all starts afresh. */
-        if (E.watch_on && E.watch_stale) {
-            pm_free(&E.watch);
-            memset(E.watch_cache, 0, sizeof(E.watch_cache));
-            E.watch_n = 1;
-            E.watch_free_head = 0;
-            E.watch_stale = 0;
+        if (mt_engine.watch_on && mt_engine.watch_stale) {
+            mt_pm_free(&mt_engine.watch);
+            memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
+            mt_engine.watch_n = 1;
+            mt_engine.watch_free_head = 0;
+            mt_engine.watch_stale = 0;
         }
     }
-    engine_setup_precise();
-    E.precise = E.precise_setup == 1 && !E.precise_off;
-    engine_update_plain();
+    mt_engine_setup_precise();
+    mt_engine.precise = mt_engine.precise_setup == 1 && !mt_engine.precise_off;
+    mt_engine_update_plain();
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
-    E.interp = PyInterpreterState_Get();
-    engine_refresh_interps();
+    mt_engine.interp = PyInterpreterState_Get();
+    mt_engine_refresh_interps();
     /* Types that died while we were not called left dangling pointers. */
-    engine_validate_slots();
-    engine_pick_hook(&E.inner, &E.inner_data);
-    if (!is_our_hook(prev)) {
-#if PY_VERSION_HEX < 0x030F0000
-        E.prev_fn = prev;
-        E.prev_data = data;
-        if (prev != NULL) {
-            if (engine_set_tracer(mt_hook_chained, NULL) < 0) {
-                return -1;
-            }
-        }
-        else
-#endif
-        if (engine_set_tracer(E.inner, E.inner_data) < 0) {
+    mt_engine_validate_slots();
+    mt_engine_pick_hook(&mt_engine.inner, &mt_engine.inner_data);
+    if (!mt_is_our_hook(prev)) {
+        int keep = mt_engine_keeps_prior(prev);
+        mt_engine.prev_fn = keep ? prev : NULL;
+        mt_engine.prev_data = keep ? data : NULL;
+        mt_engine.prior = prev == NULL ? MT_PRIOR_NONE : keep ? MT_PRIOR_CHAINED : MT_PRIOR_REPLACED;
+        if (mt_engine_set_tracer(keep ? mt_hook_chained : mt_engine.inner,
+                                 keep ? NULL : mt_engine.inner_data) < 0) {
             return -1;
         }
     }
-#if PY_VERSION_HEX < 0x030F0000
-    else if (prev != mt_hook_chained && (prev != E.inner || data != E.inner_data)) {
-#else
-    else if (prev != E.inner || data != E.inner_data) {
-#endif
+    else if (prev != mt_hook_chained && (prev != mt_engine.inner || data != mt_engine.inner_data)) {
         /* a hook of ours from an earlier mode, put back by another tool */
-        if (engine_set_tracer(E.inner, E.inner_data) < 0) {
+        if (mt_engine_set_tracer(mt_engine.inner, mt_engine.inner_data) < 0) {
             return -1;
         }
     }
     /* else: ours is there already (another tool put it back): keep its chain. */
-    E.installed = 1;
-    E.displaced = 0;
-    engine_rebuild_bindings();
-    engine_select_hook();
+    mt_engine.installed = 1;
+    mt_engine.displaced = 0;
+    mt_engine_rebuild_bindings();
+    mt_engine_select_hook();
     return 0;
 #else
-    return engine_check_runtime();
+    return mt_engine_check_runtime();
 #endif
 }
 
 static void
-engine_uninstall_if_idle(void)
+mt_engine_uninstall_if_idle(void)
 {
 #if MT_HAVE_TRACER
-    if (!E.installed || E.n_running > 0 || E.watch_on) {
+    if (!mt_engine.installed || mt_engine.n_running > 0 || mt_engine.watch_on) {
         return;
     }
     void *data = NULL;
-    if (is_our_hook(PyRefTracer_GetTracer(&data))) {
-#if PY_VERSION_HEX < 0x030F0000
-        engine_set_tracer(E.prev_fn, E.prev_data);
-#else
-        engine_set_tracer(NULL, NULL);
-#endif
-        E.prev_fn = NULL;
-        E.prev_data = NULL;
+    if (mt_is_our_hook(PyRefTracer_GetTracer(&data))) {
+        mt_engine_set_tracer(mt_engine.prev_fn, mt_engine.prev_data);     /* NULL unless chained */
+        mt_engine.prev_fn = NULL;
+        mt_engine.prev_data = NULL;
     }
     /* else: another tool holds the slot and may chain to us: our chain stays valid. */
-    E.installed = 0;
-    engine_sync_marks();        /* nothing runs: every mark goes */
+    mt_engine.installed = 0;
+    mt_engine_sync_marks();        /* nothing runs: every mark goes */
 #endif
 }
 
@@ -1906,10 +2135,10 @@ engine_uninstall_if_idle(void)
 /* CaptureCore methods                                                 */
 /* ------------------------------------------------------------------ */
 
-static PyTypeObject CaptureCoreType;
+static PyTypeObject MtCaptureCoreType;
 
 static int
-slot_type_alive(Slot *slot)
+mt_slot_type_alive(MtSlot *slot)
 {
     if (slot->type == NULL) {
         return 0;
@@ -1917,7 +2146,7 @@ slot_type_alive(Slot *slot)
     if (slot->weakref != NULL) {
         PyObject *obj = NULL;
         /* PyWeakref_GetRef is 3.13+; the borrowed getter is fine before. */
-#if PY_VERSION_HEX >= 0x030D0000
+#if MT_HAVE_WEAKREF_GETREF
         if (PyWeakref_GetRef(slot->weakref, &obj) <= 0) {
             PyErr_Clear();
             slot->type = NULL;
@@ -1940,14 +2169,14 @@ slot_type_alive(Slot *slot)
 
 /* Look up the slot of a live tracked type; -1 if not tracked. */
 static int64_t
-capture_find(CaptureCore *c, PyTypeObject *tp)
+mt_capture_find(MtCaptureCore *c, PyTypeObject *tp)
 {
     uint32_t s;
-    if (!pm_get(&c->types, (uintptr_t)tp, &s)) {
+    if (!mt_pm_get(&c->types, (uintptr_t)tp, &s)) {
         return -1;
     }
-    if (!slot_type_alive(&c->slots[s]) || c->slots[s].type != tp) {
-        pm_pop(&c->types, (uintptr_t)tp, NULL);
+    if (!mt_slot_type_alive(&c->slots[s]) || c->slots[s].type != tp) {
+        mt_pm_pop(&c->types, (uintptr_t)tp, NULL);
         return -1;
     }
     return s;
@@ -1956,21 +2185,21 @@ capture_find(CaptureCore *c, PyTypeObject *tp)
 /* The slot of `tp` for a method called `what`: -1 if not tracked, -2 with a
  * TypeError set when `tp` is not a class. */
 static int64_t
-slot_arg(CaptureCore *c, PyObject *tp, const char *what)
+mt_slot_arg(MtCaptureCore *c, PyObject *tp, const char *what)
 {
     if (!PyType_Check(tp)) {
         PyErr_Format(PyExc_TypeError, "%s() needs a class, got %.100s object", what, Py_TYPE(tp)->tp_name);
         return -2;
     }
-    return capture_find(c, (PyTypeObject *)tp);
+    return mt_capture_find(c, (PyTypeObject *)tp);
 }
 
 /* Remove every object entry of one slot, or all of them (slot < 0). With
  * `keep_clear_leaf`, entries stay but lose their call-tree leaf. */
 static void
-capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only)
+mt_capture_purge_objects(MtCaptureCore *c, int64_t slot, int clear_leaf_only)
 {
-    PtrMap *m = &c->objects;
+    MtPtrMap *m = &c->objects;
     if (m->used == 0) {
         return;
     }
@@ -1984,27 +2213,27 @@ capture_purge_objects(CaptureCore *c, int64_t slot, int clear_leaf_only)
     }
     /* Rebuild without the slot's entries (deleting while scanning would
      * move entries across the scan position). */
-    PtrMap fresh = {0};
+    MtPtrMap fresh = {0};
     for (size_t i = 0; i <= m->mask; i++) {
         if (m->keys[i] && (int64_t)(m->vals[i] >> MT_LEAF_BITS) != slot) {
-            if (pm_put(&fresh, m->keys[i], m->vals[i], NULL) < 0) {
+            if (mt_pm_put(&fresh, m->keys[i], m->vals[i], NULL) < 0) {
                 break;  /* out of memory: the rest is forgotten, like objects never seen */
             }
         }
         else if (m->keys[i]) {
-            pm_pop(&c->cb_seqs, m->keys[i], NULL);     /* its callback sequence goes too */
+            mt_pm_pop(&c->cb_seqs, m->keys[i], NULL);     /* its callback sequence goes too */
         }
     }
-    pm_free(m);
+    mt_pm_free(m);
     *m = fresh;
 }
 
 /* Queued events of a slot: forget them (kill) or only their call-tree leaf. */
 static void
-capture_forget_events(CaptureCore *c, uint32_t slot, int leaf_only)
+mt_capture_forget_events(MtCaptureCore *c, uint32_t slot, int leaf_only)
 {
     for (uint32_t k = 0; k < c->q_len; k++) {
-        Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
+        MtEvent *ev = &c->queue[(c->q_head + k) % c->q_cap];
         if (ev->slot == slot) {
             if (leaf_only) {
                 ev->leaf = MT_NO_LEAF;
@@ -2017,7 +2246,7 @@ capture_forget_events(CaptureCore *c, uint32_t slot, int leaf_only)
 }
 
 static PyObject *
-CaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+MtCaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"queue_size", NULL};
     Py_ssize_t queue_size = MT_DEFAULT_QUEUE;
@@ -2028,7 +2257,7 @@ CaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "queue_size must be between 1 and 16777216");
         return NULL;
     }
-    CaptureCore *c = (CaptureCore *)type->tp_alloc(type, 0);
+    MtCaptureCore *c = (MtCaptureCore *)type->tp_alloc(type, 0);
     if (c == NULL) {
         return NULL;
     }
@@ -2037,56 +2266,56 @@ CaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 }
 
 static void
-capture_stop_impl(CaptureCore *c)
+mt_capture_stop_impl(MtCaptureCore *c)
 {
     if (!c->running) {
         return;
     }
     int j = 0;
-    for (int i = 0; i < E.n_running; i++) {
-        if (E.running[i] != c) {
-            E.running[j++] = E.running[i];
+    for (int i = 0; i < mt_engine.n_running; i++) {
+        if (mt_engine.running[i] != c) {
+            mt_engine.running[j++] = mt_engine.running[i];
         }
     }
-    E.n_running = j;
+    mt_engine.n_running = j;
     c->running = 0;
-    engine_rebuild_bindings();
+    mt_engine_rebuild_bindings();
     /* Frees can no longer be seen: the per-object table goes, counts stay frozen. */
-    pm_free(&c->objects);
-    pm_free(&c->cb_seqs);
-    engine_uninstall_if_idle();
+    mt_pm_free(&c->objects);
+    mt_pm_free(&c->cb_seqs);
+    mt_engine_uninstall_if_idle();
 }
 
 static void
-capture_release_slots(CaptureCore *c)
+mt_capture_release_slots(MtCaptureCore *c)
 {
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        Tree *t = c->slots[s].tree;
+        MtTree *t = c->slots[s].tree;
         c->slots[s].tree = NULL;
-        tree_free(t);
+        mt_tree_free(t);
         Py_CLEAR(c->slots[s].weakref);
         Py_CLEAR(c->slots[s].name);
     }
 }
 
 static void
-CaptureCore_dealloc(CaptureCore *c)
+MtCaptureCore_dealloc(MtCaptureCore *c)
 {
-    capture_stop_impl(c);
+    mt_capture_stop_impl(c);
     if (c->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)c);
     }
-    capture_release_slots(c);
+    mt_capture_release_slots(c);
     free(c->slots);
-    pm_free(&c->types);
-    pm_free(&c->objects);
-    pm_free(&c->cb_seqs);
+    mt_pm_free(&c->types);
+    mt_pm_free(&c->objects);
+    mt_pm_free(&c->cb_seqs);
     free(c->queue);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
 static PyObject *
-type_display_name(PyTypeObject *tp)
+mt_type_display_name(PyTypeObject *tp)
 {
     PyObject *module = PyObject_GetAttrString((PyObject *)tp, "__module__");
     if (module == NULL) {
@@ -2114,7 +2343,7 @@ type_display_name(PyTypeObject *tp)
 }
 
 static PyObject *
-CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
+MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"type", "callback", NULL};
     PyObject *tp;
@@ -2126,12 +2355,12 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_TypeError, "track() needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
         return NULL;
     }
-    int64_t found = capture_find(c, (PyTypeObject *)tp);
+    int64_t found = mt_capture_find(c, (PyTypeObject *)tp);
     if (found >= 0) {
-        Slot *slot = &c->slots[found];
+        MtSlot *slot = &c->slots[found];
         slot->callback = (uint8_t)callback;
         if (callback && c->queue == NULL) {
-            c->queue = (Event *)malloc((size_t)c->q_cap * sizeof(Event));
+            c->queue = (MtEvent *)malloc((size_t)c->q_cap * sizeof(MtEvent));
             if (c->queue == NULL) {
                 return PyErr_NoMemory();
             }
@@ -2144,19 +2373,19 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
     if (wr == NULL) {
         return NULL;
     }
-    PyObject *name = type_display_name((PyTypeObject *)tp);
+    PyObject *name = mt_type_display_name((PyTypeObject *)tp);
     if (name == NULL) {
         Py_DECREF(wr);
         return NULL;
     }
-    if (capture_find(c, (PyTypeObject *)tp) >= 0) {
+    if (mt_capture_find(c, (PyTypeObject *)tp) >= 0) {
         /* tracked meanwhile by a re-entrant call: nothing more to do */
         Py_DECREF(wr);
         Py_DECREF(name);
-        return CaptureCore_track(c, args, kwds);
+        return MtCaptureCore_track(c, args, kwds);
     }
     if (callback && c->queue == NULL) {
-        c->queue = (Event *)malloc((size_t)c->q_cap * sizeof(Event));
+        c->queue = (MtEvent *)malloc((size_t)c->q_cap * sizeof(MtEvent));
         if (c->queue == NULL) {
             Py_DECREF(wr);
             Py_DECREF(name);
@@ -2180,7 +2409,7 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
         }
         if (c->n_slots == c->cap_slots) {
             uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 8;
-            Slot *slots = (Slot *)realloc(c->slots, (size_t)cap * sizeof(Slot));
+            MtSlot *slots = (MtSlot *)realloc(c->slots, (size_t)cap * sizeof(MtSlot));
             if (slots == NULL) {
                 Py_DECREF(wr);
                 Py_DECREF(name);
@@ -2189,20 +2418,20 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
             c->slots = slots;
             c->cap_slots = cap;
         }
-        memset(&c->slots[s], 0, sizeof(Slot));
+        memset(&c->slots[s], 0, sizeof(MtSlot));
         c->n_slots++;
     }
     else {
         /* whatever the dead type left: its objects, their callback data, its queued events */
-        capture_purge_objects(c, s, 0);
-        capture_forget_events(c, s, 0);
+        mt_capture_purge_objects(c, s, 0);
+        mt_capture_forget_events(c, s, 0);
     }
-    if (pm_put(&c->types, (uintptr_t)tp, s, NULL) < 0) {
+    if (mt_pm_put(&c->types, (uintptr_t)tp, s, NULL) < 0) {
         Py_DECREF(wr);
         Py_DECREF(name);
         return PyErr_NoMemory();
     }
-    Slot *slot = &c->slots[s];
+    MtSlot *slot = &c->slots[s];
     PyObject *old_wr = slot->weakref, *old_name = slot->name;
     slot->weakref = wr;
     slot->name = name;
@@ -2216,7 +2445,7 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
     slot->type = (PyTypeObject *)tp;
     slot->active = 1;
     if (c->running) {
-        engine_rebuild_bindings();
+        mt_engine_rebuild_bindings();
     }
     Py_XDECREF(old_wr);
     Py_XDECREF(old_name);
@@ -2224,25 +2453,25 @@ CaptureCore_track(CaptureCore *c, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
-CaptureCore_untrack(CaptureCore *c, PyObject *tp)
+MtCaptureCore_untrack(MtCaptureCore *c, PyObject *tp)
 {
-    int64_t s = slot_arg(c, tp, "untrack");
+    int64_t s = mt_slot_arg(c, tp, "untrack");
     if (s == -2) {
         return NULL;
     }
     if (s < 0) {
         Py_RETURN_FALSE;
     }
-    Slot *slot = &c->slots[s];
-    pm_pop(&c->types, (uintptr_t)tp, NULL);
+    MtSlot *slot = &c->slots[s];
+    mt_pm_pop(&c->types, (uintptr_t)tp, NULL);
     slot->active = 0;
     slot->type = NULL;
     if (c->running) {
-        engine_rebuild_bindings();
+        mt_engine_rebuild_bindings();
     }
-    capture_purge_objects(c, s, 0);
-    capture_forget_events(c, (uint32_t)s, 0);
-    Tree *t = slot->tree;
+    mt_capture_purge_objects(c, s, 0);
+    mt_capture_forget_events(c, (uint32_t)s, 0);
+    MtTree *t = slot->tree;
     slot->tree = NULL;
     PyObject *old_wr = slot->weakref, *old_name = slot->name;
     slot->weakref = NULL;
@@ -2251,7 +2480,7 @@ CaptureCore_untrack(CaptureCore *c, PyObject *tp)
     /* releases last: they can run arbitrary code */
     Py_XDECREF(old_wr);
     Py_XDECREF(old_name);
-    tree_free(t);
+    mt_tree_free(t);
     Py_RETURN_TRUE;
 }
 
@@ -2259,20 +2488,20 @@ CaptureCore_untrack(CaptureCore *c, PyObject *tp)
  * in *old (malloc'd array, *n_old entries) for the caller to free once its own
  * state is consistent: freeing drops code objects, which can run any code. */
 static void
-capture_reset_counts(CaptureCore *c, Tree ***old, uint32_t *n_old)
+mt_capture_reset_counts(MtCaptureCore *c, MtTree ***old, uint32_t *n_old)
 {
-    *old = (Tree **)calloc(c->n_slots ? c->n_slots : 1, sizeof(Tree *));
+    *old = (MtTree **)calloc(c->n_slots ? c->n_slots : 1, sizeof(MtTree *));
     *n_old = 0;
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        Slot *slot = &c->slots[s];
+        MtSlot *slot = &c->slots[s];
         slot->new_count = slot->free_count = slot->lost = 0;
-        Tree *t = slot->tree;
+        MtTree *t = slot->tree;
         if (t != NULL) {
             /* Same shape of analysis, fresh tree. */
-            Tree *fresh = tree_new(t->depth, t->sample_every, t->max_nodes);
+            MtTree *fresh = mt_tree_new(t->depth, t->sample_every, t->max_nodes);
             if (*old == NULL) {
                 /* out of memory for the list: keep the old tree, zeroed in place */
-                tree_free(fresh);
+                mt_tree_free(fresh);
                 for (uint32_t i = 0; i < t->n_nodes; i++) {
                     t->nodes[i].total = t->nodes[i].retained = 0;
                 }
@@ -2288,70 +2517,70 @@ capture_reset_counts(CaptureCore *c, Tree ***old, uint32_t *n_old)
 }
 
 static void
-free_trees(Tree **trees, uint32_t n)
+mt_free_trees(MtTree **trees, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
-        tree_free(trees[i]);
+        mt_tree_free(trees[i]);
     }
     free(trees);
 }
 
 static PyObject *
-CaptureCore_start(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_start(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
     if (c->running) {
         Py_RETURN_NONE;
     }
-    if (engine_check_runtime() < 0) {
+    if (mt_engine_check_runtime() < 0) {
         return NULL;
     }
-    if (E.n_running >= MT_MAX_RUNNING) {
+    if (mt_engine.n_running >= MT_MAX_RUNNING) {
         PyErr_Format(PyExc_RuntimeError, "at most %d captures can run at once", MT_MAX_RUNNING);
         return NULL;
     }
     /* Drop types that died while we were not looking. */
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        Slot *slot = &c->slots[s];
+        MtSlot *slot = &c->slots[s];
         PyTypeObject *tp = slot->type;
-        if (tp != NULL && !slot_type_alive(slot)) {
-            pm_pop(&c->types, (uintptr_t)tp, NULL);
+        if (tp != NULL && !mt_slot_type_alive(slot)) {
+            mt_pm_pop(&c->types, (uintptr_t)tp, NULL);
         }
     }
-    if (engine_install_if_needed() < 0) {
+    if (mt_engine_install_if_needed() < 0) {
         return NULL;
     }
     /* Each start is a new counting period: frees of objects from an earlier
      * period were not seen, so their counts cannot carry over. */
-    Tree **old;
+    MtTree **old;
     uint32_t n_old;
-    capture_reset_counts(c, &old, &n_old);
+    mt_capture_reset_counts(c, &old, &n_old);
     c->missed = 0;
-    E.running[E.n_running++] = c;
+    mt_engine.running[mt_engine.n_running++] = c;
     c->running = 1;
-    engine_rebuild_bindings();
-    free_trees(old, n_old);     /* last: may run code that calls back into us */
+    mt_engine_rebuild_bindings();
+    mt_free_trees(old, n_old);     /* last: may run code that calls back into us */
     Py_RETURN_NONE;
 }
 
 static PyObject *
-CaptureCore_stop(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_stop(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
-    engine_check_displaced();
-    capture_stop_impl(c);
+    mt_engine_check_displaced();
+    mt_capture_stop_impl(c);
     Py_RETURN_NONE;
 }
 
 static PyObject *
-CaptureCore_clear(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_clear(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
     if (c->running) {
         PyErr_SetString(PyExc_RuntimeError, "clear() needs a stopped capture: call stop() first");
         return NULL;
     }
-    Tree **old;
+    MtTree **old;
     uint32_t n_old;
-    capture_reset_counts(c, &old, &n_old);
-    free_trees(old, n_old);
+    mt_capture_reset_counts(c, &old, &n_old);
+    mt_free_trees(old, n_old);
     Py_RETURN_NONE;
 }
 
@@ -2359,11 +2588,11 @@ CaptureCore_clear(CaptureCore *c, PyObject *Py_UNUSED(ignored))
  * with the largest (retained, total) including descendants, fold the rest
  * into their nearest kept ancestor, and remap live objects' leaves. */
 static void
-capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_t *n_drop_out)
+mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_t *n_drop_out)
 {
     *drop_out = NULL;
     *n_drop_out = 0;
-    Tree *t = c->slots[s].tree;
+    MtTree *t = c->slots[s].tree;
     if (t == NULL) {
         return;
     }
@@ -2455,7 +2684,7 @@ capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_
         }
     }
     for (uint32_t i = 0; i < n; i++) {
-        Node node = t->nodes[i];
+        MtNode node = t->nodes[i];
         if (keep[i]) {
             uint32_t ni = remap[i];
             if (i) {
@@ -2464,7 +2693,7 @@ capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_
             t->nodes[ni] = node;
         }
         else {
-            Node *into = &t->nodes[remap[i]];
+            MtNode *into = &t->nodes[remap[i]];
             into->total += node.total;
             into->retained += node.retained;
             into->flags |= MT_NODE_TRUNCATED;
@@ -2474,10 +2703,10 @@ capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_
         }
     }
     t->n_nodes = next;
-    tree_rebuild_children(t);
+    mt_tree_rebuild_children(t);
     t->wants_prune = 0;
     /* Live objects of this slot point at old leaves. */
-    PtrMap *om = &c->objects;
+    MtPtrMap *om = &c->objects;
     if (om->used) {
         for (size_t i = 0; i <= om->mask; i++) {
             if (om->keys[i] && (om->vals[i] >> MT_LEAF_BITS) == s) {
@@ -2489,7 +2718,7 @@ capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_
         }
     }
     for (uint32_t k = 0; k < c->q_len; k++) {
-        Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
+        MtEvent *ev = &c->queue[(c->q_head + k) % c->q_cap];
         if (ev->slot == s && ev->leaf != MT_NO_LEAF && ev->leaf < n) {
             ev->leaf = remap[ev->leaf];
         }
@@ -2502,7 +2731,7 @@ capture_prune_tree(CaptureCore *c, uint32_t s, PyCodeObject ***drop_out, uint32_
 }
 
 static PyObject *
-CaptureCore_analyse(CaptureCore *c, PyObject *args, PyObject *kwds)
+MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"type", "depth", "sample_every", "max_nodes", NULL};
     PyObject *tp;
@@ -2527,86 +2756,86 @@ CaptureCore_analyse(CaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "max_nodes must be between 16 and %u", MT_MAX_NODES - 2);
         return NULL;
     }
-    int64_t s = capture_find(c, (PyTypeObject *)tp);
+    int64_t s = mt_capture_find(c, (PyTypeObject *)tp);
     if (s < 0) {
         PyErr_SetString(PyExc_KeyError, "type is not tracked by this capture");
         return NULL;
     }
-    Slot *slot = &c->slots[s];
-    Tree *t = tree_new(depth, (uint32_t)sample_every, (uint32_t)max_nodes);
+    MtSlot *slot = &c->slots[s];
+    MtTree *t = mt_tree_new(depth, (uint32_t)sample_every, (uint32_t)max_nodes);
     if (t == NULL) {
         return PyErr_NoMemory();
     }
-    Tree *old = slot->tree;
+    MtTree *old = slot->tree;
     if (old != NULL) {
         /* leaves of the old tree mean nothing in the new one */
-        capture_purge_objects(c, s, 1);
-        capture_forget_events(c, (uint32_t)s, 1);
+        mt_capture_purge_objects(c, s, 1);
+        mt_capture_forget_events(c, (uint32_t)s, 1);
     }
     slot->tree = t;
-    tree_free(old);
+    mt_tree_free(old);
     Py_RETURN_NONE;
 }
 
 static PyObject *
-CaptureCore_unanalyse(CaptureCore *c, PyObject *tp)
+MtCaptureCore_unanalyse(MtCaptureCore *c, PyObject *tp)
 {
-    int64_t s = slot_arg(c, tp, "unanalyse");
+    int64_t s = mt_slot_arg(c, tp, "unanalyse");
     if (s == -2) {
         return NULL;
     }
     if (s < 0 || c->slots[s].tree == NULL) {
         Py_RETURN_FALSE;
     }
-    Tree *t = c->slots[s].tree;
+    MtTree *t = c->slots[s].tree;
     c->slots[s].tree = NULL;
-    capture_purge_objects(c, s, 1);
-    capture_forget_events(c, (uint32_t)s, 1);
-    tree_free(t);
+    mt_capture_purge_objects(c, s, 1);
+    mt_capture_forget_events(c, (uint32_t)s, 1);
+    mt_tree_free(t);
     Py_RETURN_TRUE;
 }
 
 static PyObject *
-CaptureCore_counts(CaptureCore *c, PyObject *tp)
+MtCaptureCore_counts(MtCaptureCore *c, PyObject *tp)
 {
-    int64_t s = slot_arg(c, tp, "counts");
+    int64_t s = mt_slot_arg(c, tp, "counts");
     if (s == -2) {
         return NULL;
     }
     if (s < 0) {
         Py_RETURN_NONE;
     }
-    Slot *slot = &c->slots[s];
+    MtSlot *slot = &c->slots[s];
     return Py_BuildValue("(KKK)", (unsigned long long)slot->new_count,
                          (unsigned long long)slot->free_count, (unsigned long long)slot->lost);
 }
 
 static PyObject *
-CaptureCore_live(CaptureCore *c, PyObject *tp)
+MtCaptureCore_live(MtCaptureCore *c, PyObject *tp)
 {
     /* The fastest query: live count only, 0 when not tracked. */
-    int64_t s = slot_arg(c, tp, "live");
+    int64_t s = mt_slot_arg(c, tp, "live");
     if (s == -2) {
         return NULL;
     }
     if (s < 0) {
         return PyLong_FromLong(0);
     }
-    Slot *slot = &c->slots[s];
+    MtSlot *slot = &c->slots[s];
     uint64_t live = slot->new_count > slot->free_count ? slot->new_count - slot->free_count : 0;
     return PyLong_FromUnsignedLongLong(live);
 }
 
 static PyObject *
-CaptureCore_items(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_items(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
     PyObject *list = PyList_New(0);
     if (list == NULL) {
         return NULL;
     }
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        Slot *slot = &c->slots[s];
-        if (!slot->active || !slot_type_alive(slot)) {
+        MtSlot *slot = &c->slots[s];
+        if (!slot->active || !mt_slot_type_alive(slot)) {
             continue;
         }
         PyObject *item = Py_BuildValue("(OKKKO)", (PyObject *)slot->type,
@@ -2625,9 +2854,9 @@ CaptureCore_items(CaptureCore *c, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-CaptureCore_slot_of(CaptureCore *c, PyObject *tp)
+MtCaptureCore_slot_of(MtCaptureCore *c, PyObject *tp)
 {
-    int64_t s = slot_arg(c, tp, "slot_of");
+    int64_t s = mt_slot_arg(c, tp, "slot_of");
     if (s == -2) {
         return NULL;
     }
@@ -2638,7 +2867,7 @@ CaptureCore_slot_of(CaptureCore *c, PyObject *tp)
 }
 
 static PyObject *
-CaptureCore_drain(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_drain(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
     /* Events are copied out first: callbacks run by the caller may allocate
      * tracked objects, which push new events. */
@@ -2648,7 +2877,7 @@ CaptureCore_drain(CaptureCore *c, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     for (uint32_t k = 0; k < n; k++) {
-        Event *ev = &c->queue[(c->q_head + k) % c->q_cap];
+        MtEvent *ev = &c->queue[(c->q_head + k) % c->q_cap];
         PyObject *item = Py_BuildValue("(IIKI)", ev->slot, ev->kind, (unsigned long long)ev->seq, ev->leaf);
         if (item == NULL) {
             Py_DECREF(list);
@@ -2664,13 +2893,13 @@ CaptureCore_drain(CaptureCore *c, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-CaptureCore_pending(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_pending(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
     return PyLong_FromUnsignedLong(c->q_len);
 }
 
 static PyObject *
-resolve_frame(PyCodeObject *code, int32_t lasti)
+mt_resolve_frame(PyCodeObject *code, int32_t lasti)
 {
     int line = PyCode_Addr2Line(code, lasti);
     PyObject *qual = PyObject_GetAttrString((PyObject *)code, "co_qualname");
@@ -2683,7 +2912,7 @@ resolve_frame(PyCodeObject *code, int32_t lasti)
 }
 
 static void
-release_codes(PyCodeObject **codes, uint32_t n)
+mt_release_codes(PyCodeObject **codes, uint32_t n)
 {
     for (uint32_t k = 0; k < n; k++) {
         Py_XDECREF(codes[k]);
@@ -2695,9 +2924,9 @@ release_codes(PyCodeObject **codes, uint32_t n)
  * Nodes are copied (with their code objects held) before any Python object is
  * built: building allocates, and allocations of this very type grow the tree. */
 static PyObject *
-CaptureCore_tree(CaptureCore *c, PyObject *tp)
+MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
 {
-    int64_t s = slot_arg(c, tp, "tree");
+    int64_t s = mt_slot_arg(c, tp, "tree");
     if (s == -2) {
         return NULL;
     }
@@ -2706,15 +2935,15 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
     }
     PyCodeObject **drop;
     uint32_t n_drop;
-    capture_prune_tree(c, (uint32_t)s, &drop, &n_drop);
-    Tree *t = c->slots[s].tree;
+    mt_capture_prune_tree(c, (uint32_t)s, &drop, &n_drop);
+    MtTree *t = c->slots[s].tree;
     uint32_t n = t->n_nodes;
-    Node *copy = (Node *)malloc((size_t)n * sizeof(Node));
+    MtNode *copy = (MtNode *)malloc((size_t)n * sizeof(MtNode));
     if (copy == NULL) {
-        release_codes(drop, n_drop);
+        mt_release_codes(drop, n_drop);
         return PyErr_NoMemory();
     }
-    memcpy(copy, t->nodes, (size_t)n * sizeof(Node));
+    memcpy(copy, t->nodes, (size_t)n * sizeof(MtNode));
     for (uint32_t i = 1; i < n; i++) {
         Py_INCREF(copy[i].code);
     }
@@ -2727,7 +2956,7 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
                                    "unattributed", (unsigned long long)t->unattributed);
     PyObject *nodes = meta ? PyList_New(n) : NULL;
     for (uint32_t i = 0; nodes != NULL && i < n; i++) {
-        Node *node = &copy[i];
+        MtNode *node = &copy[i];
         PyObject *item = NULL;
         PyObject *truncated = (node->flags & MT_NODE_TRUNCATED) ? Py_True : Py_False;
         if (i == 0) {
@@ -2735,7 +2964,7 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
                                  (unsigned long long)node->retained, truncated);
         }
         else {
-            PyObject *frame = resolve_frame(node->code, node->lasti);
+            PyObject *frame = mt_resolve_frame(node->code, node->lasti);
             if (frame != NULL) {
                 item = Py_BuildValue("(IOOOKKO)", node->parent, PyTuple_GET_ITEM(frame, 0),
                                      PyTuple_GET_ITEM(frame, 1), PyTuple_GET_ITEM(frame, 2),
@@ -2754,7 +2983,7 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
         Py_DECREF(copy[i].code);
     }
     free(copy);
-    release_codes(drop, n_drop);
+    mt_release_codes(drop, n_drop);
     if (nodes == NULL) {
         Py_XDECREF(meta);
         return NULL;
@@ -2767,14 +2996,14 @@ CaptureCore_tree(CaptureCore *c, PyObject *tp)
 
 /* path_of(type, leaf) -> [(filename, lineno, function)] innermost first. */
 static PyObject *
-CaptureCore_path_of(CaptureCore *c, PyObject *args)
+MtCaptureCore_path_of(MtCaptureCore *c, PyObject *args)
 {
     PyObject *tp;
     unsigned int leaf;
     if (!PyArg_ParseTuple(args, "OI:path_of", &tp, &leaf)) {
         return NULL;
     }
-    int64_t s = slot_arg(c, tp, "path_of");
+    int64_t s = mt_slot_arg(c, tp, "path_of");
     if (s == -2) {
         return NULL;
     }
@@ -2782,7 +3011,7 @@ CaptureCore_path_of(CaptureCore *c, PyObject *args)
             || leaf >= c->slots[s].tree->n_nodes) {
         Py_RETURN_NONE;     /* no frames recorded (the root holds allocations of a full tree) */
     }
-    Tree *t = c->slots[s].tree;
+    MtTree *t = c->slots[s].tree;
     PyCodeObject *codes[MT_MAX_DEPTH];
     int32_t lastis[MT_MAX_DEPTH];
     int n = 0;
@@ -2795,7 +3024,7 @@ CaptureCore_path_of(CaptureCore *c, PyObject *args)
     PyObject *list = PyList_New(0);
     for (int k = 0; k < n; k++) {
         if (list != NULL) {
-            PyObject *frame = resolve_frame(codes[k], lastis[k]);
+            PyObject *frame = mt_resolve_frame(codes[k], lastis[k]);
             if (frame == NULL || PyList_Append(list, frame) < 0) {
                 Py_CLEAR(list);
             }
@@ -2809,19 +3038,19 @@ CaptureCore_path_of(CaptureCore *c, PyObject *args)
 }
 
 static PyObject *
-CaptureCore_statistics(CaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_statistics(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
     size_t tree_total = 0, nodes = 0;
     for (uint32_t s = 0; s < c->n_slots; s++) {
-        tree_total += tree_bytes(c->slots[s].tree);
+        tree_total += mt_tree_bytes(c->slots[s].tree);
         if (c->slots[s].tree) {
             nodes += c->slots[s].tree->n_nodes;
         }
     }
-    size_t obj_bytes = pm_bytes(&c->objects);
-    size_t other = pm_bytes(&c->types) + pm_bytes(&c->cb_seqs)
-                   + (c->queue ? (size_t)c->q_cap * sizeof(Event) : 0)
-                   + (size_t)c->cap_slots * sizeof(Slot);
+    size_t obj_bytes = mt_pm_bytes(&c->objects);
+    size_t other = mt_pm_bytes(&c->types) + mt_pm_bytes(&c->cb_seqs)
+                   + (c->queue ? (size_t)c->q_cap * sizeof(MtEvent) : 0)
+                   + (size_t)c->cap_slots * sizeof(MtSlot);
     return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K,s:n}",
                          "tracked_objects", (Py_ssize_t)c->objects.used,
                          "object_table_capacity", (Py_ssize_t)(c->objects.mask ? c->objects.mask + 1 : 0),
@@ -2836,58 +3065,58 @@ CaptureCore_statistics(CaptureCore *c, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-CaptureCore_get_running(CaptureCore *c, void *Py_UNUSED(closure))
+MtCaptureCore_get_running(MtCaptureCore *c, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(c->running);
 }
 
 static PyMethodDef CaptureCore_methods[] = {
-    {"track", (PyCFunction)(void (*)(void))CaptureCore_track, METH_VARARGS | METH_KEYWORDS,
+    {"track", (PyCFunction)(void (*)(void))MtCaptureCore_track, METH_VARARGS | METH_KEYWORDS,
      "track(type, callback=False) -> slot: count objects of exactly this type."},
-    {"untrack", (PyCFunction)CaptureCore_untrack, METH_O, "untrack(type) -> bool"},
-    {"analyse", (PyCFunction)(void (*)(void))CaptureCore_analyse, METH_VARARGS | METH_KEYWORDS,
+    {"untrack", (PyCFunction)MtCaptureCore_untrack, METH_O, "untrack(type) -> bool"},
+    {"analyse", (PyCFunction)(void (*)(void))MtCaptureCore_analyse, METH_VARARGS | METH_KEYWORDS,
      "analyse(type, depth=10, sample_every=1, max_nodes=10000): record allocation call paths."},
-    {"unanalyse", (PyCFunction)CaptureCore_unanalyse, METH_O, "unanalyse(type) -> bool: drop the call tree."},
-    {"start", (PyCFunction)CaptureCore_start, METH_NOARGS, "start(): begin a new counting period."},
-    {"stop", (PyCFunction)CaptureCore_stop, METH_NOARGS, "stop(): freeze counts."},
-    {"clear", (PyCFunction)CaptureCore_clear, METH_NOARGS, "clear(): zero the counts of a stopped capture."},
-    {"counts", (PyCFunction)CaptureCore_counts, METH_O, "counts(type) -> (new, free, lost) or None"},
-    {"live", (PyCFunction)CaptureCore_live, METH_O, "live(type) -> int (0 when not tracked)"},
-    {"items", (PyCFunction)CaptureCore_items, METH_NOARGS, "items() -> [(type, new, free, lost, analysing)]"},
-    {"slot_of", (PyCFunction)CaptureCore_slot_of, METH_O, "slot_of(type) -> int or None"},
-    {"drain", (PyCFunction)CaptureCore_drain, METH_NOARGS, "drain() -> [(slot, kind, seq, leaf)]"},
-    {"pending", (PyCFunction)CaptureCore_pending, METH_NOARGS, "pending() -> queued events"},
-    {"tree", (PyCFunction)CaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},
-    {"path_of", (PyCFunction)CaptureCore_path_of, METH_VARARGS, "path_of(type, leaf) -> [(filename, lineno, function)]"},
-    {"statistics", (PyCFunction)CaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
+    {"unanalyse", (PyCFunction)MtCaptureCore_unanalyse, METH_O, "unanalyse(type) -> bool: drop the call tree."},
+    {"start", (PyCFunction)MtCaptureCore_start, METH_NOARGS, "start(): begin a new counting period."},
+    {"stop", (PyCFunction)MtCaptureCore_stop, METH_NOARGS, "stop(): freeze counts."},
+    {"clear", (PyCFunction)MtCaptureCore_clear, METH_NOARGS, "clear(): zero the counts of a stopped capture."},
+    {"counts", (PyCFunction)MtCaptureCore_counts, METH_O, "counts(type) -> (new, free, lost) or None"},
+    {"live", (PyCFunction)MtCaptureCore_live, METH_O, "live(type) -> int (0 when not tracked)"},
+    {"items", (PyCFunction)MtCaptureCore_items, METH_NOARGS, "items() -> [(type, new, free, lost, analysing)]"},
+    {"slot_of", (PyCFunction)MtCaptureCore_slot_of, METH_O, "slot_of(type) -> int or None"},
+    {"drain", (PyCFunction)MtCaptureCore_drain, METH_NOARGS, "drain() -> [(slot, kind, seq, leaf)]"},
+    {"pending", (PyCFunction)MtCaptureCore_pending, METH_NOARGS, "pending() -> queued events"},
+    {"tree", (PyCFunction)MtCaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},
+    {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS, "path_of(type, leaf) -> [(filename, lineno, function)]"},
+    {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyObject *
-CaptureCore_get_missed(CaptureCore *c, void *Py_UNUSED(closure))
+MtCaptureCore_get_missed(MtCaptureCore *c, void *Py_UNUSED(closure))
 {
-    engine_check_displaced();
+    mt_engine_check_displaced();
     return PyBool_FromLong(c->missed);
 }
 
 static PyGetSetDef CaptureCore_getset[] = {
-    {"running", (getter)CaptureCore_get_running, NULL, "True while counting.", NULL},
-    {"missed_events", (getter)CaptureCore_get_missed, NULL,
+    {"running", (getter)MtCaptureCore_get_running, NULL, "True while counting.", NULL},
+    {"missed_events", (getter)MtCaptureCore_get_missed, NULL,
      "True when the tracer was displaced while this capture ran (counts are incomplete).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject CaptureCoreType = {
+static PyTypeObject MtCaptureCoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "memtracker_web._tracker.CaptureCore",
-    .tp_basicsize = sizeof(CaptureCore),
-    .tp_dealloc = (destructor)CaptureCore_dealloc,
+    .tp_basicsize = sizeof(MtCaptureCore),
+    .tp_dealloc = (destructor)MtCaptureCore_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "One capture's tracked types, per-object table and counts (see memtracker_web.Capture).",
     .tp_methods = CaptureCore_methods,
     .tp_getset = CaptureCore_getset,
-    .tp_new = CaptureCore_new,
-    .tp_weaklistoffset = offsetof(CaptureCore, weakreflist),
+    .tp_new = MtCaptureCore_new,
+    .tp_weaklistoffset = offsetof(MtCaptureCore, weakreflist),
 };
 
 /* ------------------------------------------------------------------ */
@@ -2896,12 +3125,12 @@ static PyTypeObject CaptureCoreType = {
 
 /* The hook our slot holds (or would hold) for the current mode. */
 static const char *
-engine_hook_name(void)
+mt_engine_hook_name(void)
 {
 #if MT_HAVE_TRACER
-    if (E.installed) {
+    if (mt_engine.installed) {
         for (size_t i = 0; i < sizeof(mt_hooks) / sizeof(mt_hooks[0]); i++) {
-            if (mt_hooks[i].fn == E.inner) {
+            if (mt_hooks[i].fn == mt_engine.inner) {
                 return mt_hooks[i].name;
             }
         }
@@ -2913,20 +3142,30 @@ engine_hook_name(void)
 static PyObject *
 mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    engine_check_displaced();
-    /* which test picks the slow path's events: see engine_setup_precise */
-    const char *filter = !E.installed ? "none" : E.precise ? "type-marks" : "byte-filter";
-    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s}",
+    mt_selftest_if_needed(0);
+    mt_engine_check_displaced();
+    /* which test picks the slow path's events: see mt_engine_setup_precise */
+    const char *filter = !mt_engine.installed ? "none" : mt_engine.precise ? "type-marks" : "byte-filter";
+    const char *prior = "none";
+    const char *selftest = "not run";
+#if MT_HAVE_TRACER
+    prior = mt_engine.prior == MT_PRIOR_CHAINED ? "chained"
+            : mt_engine.prior == MT_PRIOR_REPLACED ? "replaced" : "none";
+    selftest = mt_selftest_state > 0 ? "passed" : mt_selftest_state < 0 ? "failed" : "not run";
+#endif
+    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s,s:s,s:s}",
                          "available", mt_unavailable_reason ? Py_False : Py_True,
                          "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
-                         "installed", E.installed ? Py_True : Py_False,
-                         "displaced", (E.installed && E.displaced) ? Py_True : Py_False,
-                         "running_captures", E.n_running,
-                         "watching", E.watch_on ? Py_True : Py_False,
+                         "installed", mt_engine.installed ? Py_True : Py_False,
+                         "displaced", (mt_engine.installed && mt_engine.displaced) ? Py_True : Py_False,
+                         "running_captures", mt_engine.n_running,
+                         "watching", mt_engine.watch_on ? Py_True : Py_False,
                          "filter", filter,
-                         "marked_types", (unsigned int)E.n_marks,
-                         "reassignment_targets", (unsigned int)E.n_retargets,
-                         "hook", engine_hook_name());
+                         "marked_types", (unsigned int)mt_engine.n_marks,
+                         "reassignment_targets", (unsigned int)mt_engine.n_retargets,
+                         "hook", mt_engine_hook_name(),
+                         "prior_tracer", prior,
+                         "selftest", selftest);
 }
 
 /* Tests and benchmarks: use the byte filter instead of type marks (from the
@@ -2938,11 +3177,11 @@ mt_use_type_marks(PyObject *Py_UNUSED(self), PyObject *on)
     if (enable < 0) {
         return NULL;
     }
-    if (E.installed) {
+    if (mt_engine.installed) {
         PyErr_SetString(PyExc_RuntimeError, "the tracer is installed: stop captures and watch-all first");
         return NULL;
     }
-    E.precise_off = !enable;
+    mt_engine.precise_off = !enable;
     Py_RETURN_NONE;
 }
 
@@ -2950,23 +3189,23 @@ mt_use_type_marks(PyObject *Py_UNUSED(self), PyObject *on)
 static PyObject *
 mt_displaced(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    engine_check_displaced();
-    return PyBool_FromLong(E.installed && E.displaced);
+    mt_engine_check_displaced();
+    return PyBool_FromLong(mt_engine.installed && mt_engine.displaced);
 }
 
 /* Whether another interpreter exists: watch-all's cached path then checks
  * which interpreter each event comes from. */
 static void
-engine_refresh_interps(void)
+mt_engine_refresh_interps(void)
 {
     PyInterpreterState *head = PyInterpreterState_Head();
     int multi = head != NULL && PyInterpreterState_Next(head) != NULL;
-    if (multi != E.multi_interp) {
-        E.multi_interp = multi;
-        engine_update_plain();
+    if (multi != mt_engine.multi_interp) {
+        mt_engine.multi_interp = multi;
+        mt_engine_update_plain();
 #if MT_HAVE_TRACER
-        if (E.watch_on) {
-            engine_select_hook();
+        if (mt_engine.watch_on) {
+            mt_engine_select_hook();
         }
 #endif
     }
@@ -2986,41 +3225,41 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_ValueError, "sample must be between 1 and 65536 (one object in sample), got %ld", sample);
         return NULL;
     }
-    if (E.watch_on) {
-        if ((uint32_t)sample != E.watch_sample) {
+    if (mt_engine.watch_on) {
+        if ((uint32_t)sample != mt_engine.watch_sample) {
             PyErr_Format(PyExc_RuntimeError, "watch-all already runs with sample=%u: stop it first",
-                         (unsigned)E.watch_sample);
+                         (unsigned)mt_engine.watch_sample);
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    if (engine_check_runtime() < 0) {
+    if (mt_engine_check_runtime() < 0) {
         return NULL;
     }
-    E.watch_sample = (uint32_t)sample;
+    mt_engine.watch_sample = (uint32_t)sample;
     /* about 2**32 / sample hashes fall below the limit (sample 1 never tests it) */
-    E.watch_limit = (uint32_t)((UINT64_C(1) << 32) / (uint64_t)sample);
-    pm_free(&E.watch);
-    memset(E.watch_cache, 0, sizeof(E.watch_cache));
-    E.watch_n = 0;
-    E.watch_free_head = 0;
-    E.watch_lost = 0;
-    if (E.watch_cap == 0) {
-        E.watch_rows = (WatchRow *)calloc(256, sizeof(WatchRow));
-        if (E.watch_rows == NULL) {
+    mt_engine.watch_limit = (uint32_t)((UINT64_C(1) << 32) / (uint64_t)sample);
+    mt_pm_free(&mt_engine.watch);
+    memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
+    mt_engine.watch_n = 0;
+    mt_engine.watch_free_head = 0;
+    mt_engine.watch_lost = 0;
+    if (mt_engine.watch_cap == 0) {
+        mt_engine.watch_rows = (MtWatchRow *)calloc(256, sizeof(MtWatchRow));
+        if (mt_engine.watch_rows == NULL) {
             return PyErr_NoMemory();
         }
-        E.watch_cap = 256;
+        mt_engine.watch_cap = 256;
     }
-    E.watch_n = 1;          /* row 0 is never used: 0 ends the free list */
-    E.watch_stale = 0;
-    if (engine_install_if_needed() < 0) {
+    mt_engine.watch_n = 1;          /* row 0 is never used: 0 ends the free list */
+    mt_engine.watch_stale = 0;
+    if (mt_engine_install_if_needed() < 0) {
         return NULL;
     }
-    E.watch_on = 1;
-    engine_update_plain();
+    mt_engine.watch_on = 1;
+    mt_engine_update_plain();
 #if MT_HAVE_TRACER
-    engine_select_hook();
+    mt_engine_select_hook();
 #endif
     Py_RETURN_NONE;
 }
@@ -3028,27 +3267,27 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
 static PyObject *
 mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    engine_check_displaced();
-    if (!E.watch_on) {
+    mt_engine_check_displaced();
+    if (!mt_engine.watch_on) {
         Py_RETURN_NONE;
     }
-    E.watch_on = 0;
-    engine_update_plain();
+    mt_engine.watch_on = 0;
+    mt_engine_update_plain();
 #if MT_HAVE_TRACER
-    engine_select_hook();
+    mt_engine_select_hook();
 #endif
-    pm_free(&E.watch);
-    memset(E.watch_cache, 0, sizeof(E.watch_cache));
-    E.watch_n = 0;
-    E.watch_free_head = 0;
-    engine_uninstall_if_idle();
+    mt_pm_free(&mt_engine.watch);
+    memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
+    mt_engine.watch_n = 0;
+    mt_engine.watch_free_head = 0;
+    mt_engine_uninstall_if_idle();
     Py_RETURN_NONE;
 }
 
 /* Every class alive now (pointer => 1), walking type.__subclasses__ from
  * object (the descriptor of `type` itself, so no metaclass can override it). */
 static int
-collect_live_types(PtrMap *out)
+mt_collect_live_types(MtPtrMap *out)
 {
     PyObject *subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__");
     PyObject *stack = subclasses ? PyList_New(0) : NULL;
@@ -3067,11 +3306,11 @@ collect_live_types(PtrMap *out)
             break;
         }
         uint32_t seen;
-        if (pm_get(out, (uintptr_t)tp, &seen)) {
+        if (mt_pm_get(out, (uintptr_t)tp, &seen)) {
             Py_DECREF(tp);
             continue;
         }
-        if (pm_put(out, (uintptr_t)tp, 1, NULL) < 0) {
+        if (mt_pm_put(out, (uintptr_t)tp, 1, NULL) < 0) {
             Py_DECREF(tp);
             PyErr_NoMemory();
             rc = -1;
@@ -3098,45 +3337,45 @@ collect_live_types(PtrMap *out)
 static PyObject *
 mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    engine_check_displaced();
-    if (!E.watch_on) {
+    mt_engine_check_displaced();
+    if (!mt_engine.watch_on) {
         return PyList_New(0);
     }
-    if (E.displaced || E.watch_stale) {
+    if (mt_engine.displaced || mt_engine.watch_stale) {
         PyErr_SetString(PyExc_RuntimeError,
                         "watch-all counts are unavailable: another tool replaced the reference tracer");
         return NULL;
     }
     /* Rows are copied before the result list is built: building it
      * allocates, and those events move counts and may grow the rows. */
-    engine_refresh_interps();
-    PtrMap live = {0};
-    if (collect_live_types(&live) < 0) {
-        pm_free(&live);
+    mt_engine_refresh_interps();
+    MtPtrMap live = {0};
+    if (mt_collect_live_types(&live) < 0) {
+        mt_pm_free(&live);
         return NULL;
     }
-    watch_cache_flush_all(0);
-    uint32_t n = E.watch_n;
-    WatchRow *rows = (WatchRow *)malloc((size_t)(n ? n : 1) * sizeof(WatchRow));
+    mt_watch_cache_flush_all(0);
+    uint32_t n = mt_engine.watch_n;
+    MtWatchRow *rows = (MtWatchRow *)malloc((size_t)(n ? n : 1) * sizeof(MtWatchRow));
     if (rows == NULL) {
-        pm_free(&live);
+        mt_pm_free(&live);
         return PyErr_NoMemory();
     }
     uint32_t m = 0, seen;
     for (uint32_t i = 1; i < n; i++) {
-        PyTypeObject *tp = E.watch_rows[i].type;
+        PyTypeObject *tp = mt_engine.watch_rows[i].type;
         if (tp == NULL) {
             continue;
         }
-        if (!pm_get(&live, (uintptr_t)tp, &seen)) {
-            watch_forget(tp);           /* died unseen: never dereference it */
+        if (!mt_pm_get(&live, (uintptr_t)tp, &seen)) {
+            mt_watch_forget(tp);           /* died unseen: never dereference it */
             continue;
         }
-        rows[m] = E.watch_rows[i];
+        rows[m] = mt_engine.watch_rows[i];
         Py_INCREF(rows[m].type);        /* keep alive while we build */
         m++;
     }
-    pm_free(&live);
+    mt_pm_free(&live);
     PyObject *list = PyList_New(0);
     for (uint32_t i = 0; i < m; i++) {
         if (list != NULL) {
@@ -3160,10 +3399,10 @@ static PyObject *
 mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("{s:n,s:n,s:K,s:I}",
-                         "types", (Py_ssize_t)E.watch.used,
-                         "bytes", (Py_ssize_t)(pm_bytes(&E.watch) + (size_t)E.watch_cap * sizeof(WatchRow)),
-                         "lost", (unsigned long long)E.watch_lost,
-                         "sample", (unsigned)(E.watch_on ? E.watch_sample : 0));
+                         "types", (Py_ssize_t)mt_engine.watch.used,
+                         "bytes", (Py_ssize_t)(mt_pm_bytes(&mt_engine.watch) + (size_t)mt_engine.watch_cap * sizeof(MtWatchRow)),
+                         "lost", (unsigned long long)mt_engine.watch_lost,
+                         "sample", (unsigned)(mt_engine.watch_on ? mt_engine.watch_sample : 0));
 }
 
 static PyObject *
@@ -3173,7 +3412,7 @@ mt_set_pending_callable(PyObject *Py_UNUSED(self), PyObject *fn)
         PyErr_SetString(PyExc_TypeError, "expected a callable or None");
         return NULL;
     }
-    Py_XSETREF(E.pending_callable, fn == Py_None ? NULL : Py_NewRef(fn));
+    Py_XSETREF(mt_engine.pending_callable, fn == Py_None ? NULL : Py_NewRef(fn));
     Py_RETURN_NONE;
 }
 
@@ -3192,7 +3431,7 @@ static PyObject *
 mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 {
 #if MT_HAVE_TRACER
-    if (E.installed) {
+    if (mt_engine.installed) {
         PyErr_SetString(PyExc_RuntimeError, "memtracker_web's tracer is installed: stop captures first");
         return NULL;
     }
@@ -3204,7 +3443,51 @@ mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
     Py_RETURN_NONE;
 #else
     (void)on;
-    if (engine_check_runtime() < 0) {
+    if (mt_engine_check_runtime() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+#endif
+}
+
+/* Tests: run the destruction self-test now, as the engine runs it once.
+ * drop: destruction events the test's tracer loses on purpose. apply: take
+ * its verdict (refuse the engine if events were lost), as the first start does. */
+static PyObject *
+mt_destruction_selftest(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"depth", "drop", "apply", NULL};
+    Py_ssize_t depth = MT_SELFTEST_DEPTH;
+    unsigned long long drop = 0;
+    int apply = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nKp:_destruction_selftest", kwlist,
+                                     &depth, &drop, &apply)) {
+        return NULL;
+    }
+#if MT_HAVE_TRACER
+    if (mt_engine.installed) {
+        PyErr_SetString(PyExc_RuntimeError, "memtracker_web's tracer is installed: stop captures first");
+        return NULL;
+    }
+    if (depth < 1) {
+        PyErr_SetString(PyExc_ValueError, "depth must be at least 1");
+        return NULL;
+    }
+    MtSelftest st = {0};
+    st.depth = depth;
+    st.drop = drop;
+    mt_selftest_run(&st);
+    if (apply) {
+        mt_selftest_apply(&st);
+    }
+    return Py_BuildValue("{s:K,s:K,s:O,s:O}",
+                         "created", (unsigned long long)st.created,
+                         "destroyed", (unsigned long long)st.destroyed,
+                         "completed", st.completed ? Py_True : Py_False,
+                         "threaded", st.threaded ? Py_True : Py_False);
+#else
+    (void)depth; (void)drop; (void)apply;
+    if (mt_engine_check_runtime() < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -3216,12 +3499,14 @@ mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 static PyObject *
 mt_after_fork_child(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    E.pending_scheduled = 0;
+    mt_engine.pending_scheduled = 0;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef mt_methods[] = {
     {"_after_fork_child", mt_after_fork_child, METH_NOARGS, "Reset per-process state in a forked child."},
+    {"_destruction_selftest", (PyCFunction)(void (*)(void))mt_destruction_selftest, METH_VARARGS | METH_KEYWORDS,
+     "_destruction_selftest(depth=20000, drop=0, apply=False): tests; the engine's destruction self-test."},
     {"_noop_tracer", mt_noop_tracer, METH_O, "_noop_tracer(on): benchmarks' floor; not for production."},
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
     {"_use_type_marks", mt_use_type_marks, METH_O, "_use_type_marks(on): tests; False forces the byte filter."},
@@ -3270,7 +3555,7 @@ PyMODINIT_FUNC
 PyInit__tracker(void)
 {
     mt_decide_availability();
-    if (PyType_Ready(&CaptureCoreType) < 0) {
+    if (PyType_Ready(&MtCaptureCoreType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&mt_module);
@@ -3287,9 +3572,9 @@ PyInit__tracker(void)
         return NULL;
     }
     mt_EngineUnavailable = exc;     /* module lives for the process (single-phase init) */
-    Py_INCREF(&CaptureCoreType);
-    if (PyModule_AddObject(m, "CaptureCore", (PyObject *)&CaptureCoreType) < 0) {
-        Py_DECREF(&CaptureCoreType);
+    Py_INCREF(&MtCaptureCoreType);
+    if (PyModule_AddObject(m, "CaptureCore", (PyObject *)&MtCaptureCoreType) < 0) {
+        Py_DECREF(&MtCaptureCoreType);
         Py_DECREF(m);
         return NULL;
     }

@@ -1,0 +1,71 @@
+/* memtracker_web/_compat.h: every difference between the CPython versions the
+ * C engine builds on, in one place. The engine's own code carries no
+ * PY_VERSION_HEX test; it tests the MT_* names defined here.
+ *
+ *   MT_HAVE_TRACER         the reference tracer (PyRefTracer) exists and the
+ *                          engine runs: CPython >= 3.13, GIL builds only (the
+ *                          tracer's tables rely on the GIL)
+ *   MT_TRACER_TOLD_REMOVED CPython tells a tracer it is being replaced, with a
+ *                          NULL object and PyRefTracer_TRACKER_REMOVED (3.15+)
+ *   MT_HAVE_WEAKREF_GETREF PyWeakref_GetRef (3.13+)
+ *   MT_TRASHCAN_BY_STACK   the trashcan defers a deallocation by the C stack
+ *                          left (3.14+), not by a nesting counter (3.13: the C
+ *                          recursion limit, at most 10000)
+ *
+ * With MT_HAVE_TRACER the interpreter-frame internals are included the way
+ * CPython's own Python/tracemalloc.c walks the stack: _PyInterpreterFrame,
+ * _PyFrame_GetFirstComplete, _PyFrame_GetCode, _PyInterpreterFrame_LASTI. They
+ * live in pycore_frame.h on 3.13 and in pycore_interpframe.h from 3.14.
+ */
+#ifndef MEMTRACKER_WEB_COMPAT_H
+#define MEMTRACKER_WEB_COMPAT_H
+
+#include <Python.h>
+
+#if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
+#  define MT_HAVE_TRACER 1
+#else
+#  define MT_HAVE_TRACER 0
+#endif
+
+#if PY_VERSION_HEX >= 0x030F0000
+#  define MT_TRACER_TOLD_REMOVED 1
+#else
+#  define MT_TRACER_TOLD_REMOVED 0
+#endif
+
+#if PY_VERSION_HEX >= 0x030D0000
+#  define MT_HAVE_WEAKREF_GETREF 1
+#else
+#  define MT_HAVE_WEAKREF_GETREF 0
+#endif
+
+#if PY_VERSION_HEX >= 0x030E0000
+#  define MT_TRASHCAN_BY_STACK 1
+#else
+#  define MT_TRASHCAN_BY_STACK 0
+#endif
+
+#if MT_HAVE_TRACER
+/* CPython's internal inline helpers are not written for -Wextra (unused
+ * parameters in pycore_stackref.h and pycore_object_deferred.h, among others):
+ * their warnings are silenced for these includes only, never for our code. */
+#  if defined(__GNUC__)
+#    pragma GCC diagnostic push
+#    pragma GCC diagnostic ignored "-Wunused-parameter"
+#    pragma GCC diagnostic ignored "-Wsign-compare"
+#    pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#  endif
+#  define Py_BUILD_CORE 1
+#  if PY_VERSION_HEX >= 0x030E0000
+#    include "internal/pycore_interpframe.h"
+#  else
+#    include "internal/pycore_frame.h"
+#  endif
+#  undef Py_BUILD_CORE
+#  if defined(__GNUC__)
+#    pragma GCC diagnostic pop
+#  endif
+#endif
+
+#endif /* MEMTRACKER_WEB_COMPAT_H */
