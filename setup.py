@@ -1,8 +1,15 @@
-"""Builds the C extension memtracker_web._tracker with strict warnings.
+"""Builds the C extensions memtracker_web._tracker and ._passthrough with strict warnings.
 
-Everything else lives in pyproject.toml. The extension compiles on every CPython
-from 3.10; the reference-tracer engine inside it is compiled only where the
-headers have PyRefTracer (3.13+), under PY_VERSION_HEX guards.
+Everything else lives in pyproject.toml. The extensions compile on every CPython
+from 3.10; the reference-tracer engine inside _tracker is compiled only where the
+headers have PyRefTracer (3.13+), under the guards of memtracker_web/_compat.h.
+
+The engine reads CPython's internal frame headers, which move between releases.
+On an interpreter this release was not tested on (a future 3.16, a build whose
+internal headers changed) a failed compile must not fail ``pip install``: the
+package installs without the extension and runs in census mode, and
+``engine_status()["reason"]`` quotes the compiler. ``MEMTRACKER_REQUIRE_EXTENSION=1``
+(and ``MEMTRACKER_WERROR=1``, which CI sets) makes a failed build fatal instead.
 """
 from __future__ import annotations
 
@@ -10,6 +17,10 @@ import os
 import platform
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# Written next to the extension when its build failed; read by memtracker_web.engine.
+BUILD_FAILURE_FILE = "_extension_build_failed.txt"
 
 extra = []
 if platform.python_implementation() == "CPython":
@@ -20,12 +31,46 @@ if platform.python_implementation() == "CPython":
     if os.environ.get("MEMTRACKER_WERROR") == "1":
         extra.append("-Werror")
 
+
+def _required() -> bool:
+    return "1" in (os.environ.get("MEMTRACKER_REQUIRE_EXTENSION"), os.environ.get("MEMTRACKER_WERROR"))
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext whose failure leaves a note instead of failing the install."""
+
+    def _note_path(self, ext: Extension) -> str:
+        return os.path.join(os.path.dirname(self.get_ext_fullpath(ext.name)), BUILD_FAILURE_FILE)
+
+    def build_extensions(self) -> None:
+        for ext in self.extensions:
+            if os.path.exists(self._note_path(ext)):
+                os.remove(self._note_path(ext))     # an earlier build's failure
+        super().build_extensions()
+
+    def build_extension(self, ext: Extension) -> None:
+        note = self._note_path(ext)
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # the compiler's and the linker's errors have no common base
+            if _required():
+                raise
+            detail = " ".join(str(exc).split())[:300]
+            self.warn(f"building {ext.name} failed ({detail}); memtracker-web installs without it "
+                      "and runs in census mode")
+            os.makedirs(os.path.dirname(note), exist_ok=True)
+            with open(note, "a", encoding="utf-8") as fh:
+                fh.write(f"{ext.name}\tCPython {platform.python_version()}\t{detail}\n")
+
+
+
 ext_modules = []
 if platform.python_implementation() == "CPython":
     ext_modules.append(
         Extension(
             "memtracker_web._tracker",
             sources=["memtracker_web/_tracker.c"],
+            depends=["memtracker_web/_compat.h"],
             extra_compile_args=extra,
         )
     )
@@ -37,4 +82,4 @@ if platform.python_implementation() == "CPython":
         )
     )
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -3148,12 +3148,16 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     const char *filter = !mt_engine.installed ? "none" : mt_engine.precise ? "type-marks" : "byte-filter";
     const char *prior = "none";
     const char *selftest = "not run";
+    const char *slot = "empty";     /* who holds CPython's tracer slot */
 #if MT_HAVE_TRACER
+    void *slot_data = NULL;
+    PyRefTracer in_slot = PyRefTracer_GetTracer(&slot_data);
+    slot = in_slot == NULL ? "empty" : mt_is_our_hook(in_slot) ? "ours" : "other";
     prior = mt_engine.prior == MT_PRIOR_CHAINED ? "chained"
             : mt_engine.prior == MT_PRIOR_REPLACED ? "replaced" : "none";
     selftest = mt_selftest_state > 0 ? "passed" : mt_selftest_state < 0 ? "failed" : "not run";
 #endif
-    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s,s:s,s:s}",
+    return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s,s:s,s:s,s:s}",
                          "available", mt_unavailable_reason ? Py_False : Py_True,
                          "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
                          "installed", mt_engine.installed ? Py_True : Py_False,
@@ -3165,7 +3169,8 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                          "reassignment_targets", (unsigned int)mt_engine.n_retargets,
                          "hook", mt_engine_hook_name(),
                          "prior_tracer", prior,
-                         "selftest", selftest);
+                         "selftest", selftest,
+                         "tracer_slot", slot);
 }
 
 /* Tests and benchmarks: use the byte filter instead of type marks (from the

@@ -16,6 +16,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from .endpoint import DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response
+from .engine import free_threaded
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +29,9 @@ try:
     # Calls the wrapped app directly, in C, for every http request that is not
     # ours, so the caller awaits the app's own coroutine and this layer adds no
     # frame of its own (see _passthrough.c). Everything else goes to _dispatch.
+    if free_threaded():
+        # a single-phase extension would turn the GIL back on (see engine.py)
+        raise ImportError("not loaded on a free-threaded build")
     from ._passthrough import Passthrough as _Passthrough
     _BASE_IN_C = True
 except ImportError:  # no C extension (not CPython, or not built): tests/test_asgi_passthrough.py runs this too

@@ -8,22 +8,64 @@ reason and the fix.
 """
 from __future__ import annotations
 
+import os
 import platform
 import sys
+import sysconfig
 from typing import Any
 
-try:
-    from . import _tracker
-except ImportError as exc:  # PyPy, or a source tree whose extension was not built
+# Versions this release was built and tested on with the exact engine.
+TESTED = "CPython 3.13.3 to 3.15"
+
+# Left next to the extension by setup.py when its build failed at install.
+_BUILD_FAILURE_FILE = os.path.join(os.path.dirname(__file__), "_extension_build_failed.txt")
+
+
+def free_threaded() -> bool:
+    """A free-threaded (no-GIL) CPython build."""
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _build_failure() -> str:
+    """Why the extension is missing, as setup.py recorded it ('' if it did not)."""
+    try:
+        with open(_BUILD_FAILURE_FILE, encoding="utf-8") as fh:
+            for line in fh:
+                name, python, detail = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+                if name.endswith("._tracker"):
+                    return (f"the C extension could not be built when memtracker-web was installed on "
+                            f"{python} (the compiler said: {detail}); this release was tested on "
+                            f"{TESTED}: use one of those, or a memtracker-web release that supports "
+                            f"{python}")
+    except OSError:
+        pass
+    return ""
+
+
+if free_threaded():
+    # Importing a single-phase extension would turn the GIL back on for the whole
+    # process; the engine does not run on these builds anyway (the tracer's tables
+    # rely on the GIL), so neither extension is imported.
     _tracker = None
-    _IMPORT_ERROR = f"the C extension memtracker_web._tracker is not available ({exc})"
-
-    class EngineUnavailable(RuntimeError):
-        """The exact engine (CPython's reference tracer) cannot run on this interpreter."""
-
+    _IMPORT_ERROR = ("free-threaded CPython builds are not supported by the exact engine (its tables "
+                     "rely on the GIL, and loading it would turn the GIL back on); use a default "
+                     "(GIL) build of " + TESTED)
 else:
-    _IMPORT_ERROR = ""
+    try:
+        from . import _tracker
+    except ImportError as exc:  # PyPy, or an install whose extension was not built
+        _tracker = None
+        _IMPORT_ERROR = _build_failure() or (
+            f"the C extension memtracker_web._tracker is not available ({exc}); "
+            "reinstall memtracker-web with a C compiler and the Python headers available")
+    else:
+        _IMPORT_ERROR = ""
+
+if _tracker is not None:
     EngineUnavailable = _tracker.EngineUnavailable
+else:
+    class EngineUnavailable(RuntimeError):  # type: ignore[no-redef]
+        """The exact engine (CPython's reference tracer) cannot run on this interpreter."""
 
 EngineUnavailable.__module__ = "memtracker_web"
 
@@ -55,7 +97,7 @@ def _unavailable_reason() -> str:
         return (f"{platform.python_implementation()} has no CPython reference tracer; "
                 "use CPython 3.13.3 or newer")
     if _tracker is None:
-        return _IMPORT_ERROR + "; reinstall memtracker-web with a C compiler available"
+        return _IMPORT_ERROR
     return _tracker.engine_state()["reason"]
 
 
@@ -63,7 +105,11 @@ def engine_status() -> dict[str, Any]:
     """A mapping: available (bool), reason (str), displaced (bool), python (str), installed (bool),
     filter (str: how the hook picks the events it looks at while installed: "type-marks", the
     default, or "byte-filter" where no type watcher id or audit hook was to be had; "none" when
-    not installed)."""
+    not installed), prior_tracer (str: what became of a reference tracer another tool had
+    installed when ours was last installed: "none", "chained" (called before ours and given
+    back when ours stops) or "replaced" (CPython 3.15+, a tool other than tracemalloc: CPython
+    told it it was removed)), selftest (str: the engine's check that this interpreter reports
+    every destruction: "passed", "failed" or "not run")."""
     state = _tracker.engine_state() if _tracker is not None else {}
     available = bool(state.get("available")) and platform.python_implementation() == "CPython"
     displaced = bool(state.get("displaced"))
@@ -79,6 +125,8 @@ def engine_status() -> dict[str, Any]:
         "displaced": displaced,
         "installed": bool(state.get("installed")),
         "filter": state.get("filter", "none") if available else "none",
+        "prior_tracer": state.get("prior_tracer", "none"),
+        "selftest": state.get("selftest", "not run"),
         "python": interpreter(),
     }
 

@@ -1,0 +1,198 @@
+"""What the engine does about the interpreter it runs on: the destruction
+self-test, a tracer installed before ours (whose treatment differs from 3.15 on),
+an extension that could not be built, and free-threaded builds."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import memtracker_web as mt
+from conftest import requires_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+TOLD_REMOVED = sys.version_info >= (3, 15)      # CPython tells a replaced tracer it was removed
+
+
+class Order:
+    pass
+
+
+def run_python(code: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+
+
+@requires_engine
+def test_the_destruction_self_test_passed_here_and_sees_every_list():
+    from memtracker_web import _tracker
+
+    assert mt.engine_status()["selftest"] == "passed"
+    result = _tracker._destruction_selftest(depth=30_000)
+    assert result == {"created": 30_001, "destroyed": 30_001, "completed": True, "threaded": True}
+
+
+@requires_engine
+def test_the_self_test_counts_only_its_own_thread_and_chains_a_prior_tracer():
+    from memtracker_web import _tracker
+
+    tracemalloc.start()
+    try:
+        keep = [[i] for i in range(1000)]       # lists of this thread, alive throughout
+        result = _tracker._destruction_selftest(depth=5000)
+        assert result["created"] == result["destroyed"] == 5001
+        assert _tracker.engine_state()["tracer_slot"] == "other"     # tracemalloc's, given back
+        del keep
+    finally:
+        tracemalloc.stop()
+
+
+@requires_engine
+def test_an_interpreter_that_loses_destructions_is_refused_naming_the_issue(tmp_path):
+    # The self-test's tracer drops 3 destruction events, as an interpreter with
+    # gh-156371 does for objects the trashcan deferred.
+    proc = run_python("""
+        import memtracker_web as mt
+        from memtracker_web import _tracker
+        r = _tracker._destruction_selftest(drop=3, apply=True)
+        assert r["created"] == r["destroyed"] + 3, r
+        status = mt.engine_status()
+        assert status["available"] is False and status["selftest"] == "failed", status
+        print(status["reason"])
+        try:
+            mt.Capture().start()
+        except mt.EngineUnavailable as exc:
+            print("refused:", exc)
+        """, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    reason, refused = proc.stdout.splitlines()
+    assert "gh-156371" in reason and "20001 lists" in reason and "19998 were reported destroyed" in reason
+    assert "upgrade CPython" in reason
+    assert refused.startswith(f"refused: {mt.engine_status()['python']}: ") and "gh-156371" in refused
+
+
+@requires_engine
+def test_tracemalloc_installed_before_ours_is_chained_and_given_back(capture):
+    from memtracker_web import _tracker
+
+    tracemalloc.start()
+    try:
+        capture.track(Order)
+        capture.start()
+        assert _tracker.engine_state()["prior_tracer"] == "chained"
+        kept = [Order() for _ in range(3)]
+        assert capture.count_for(Order) == 3
+        assert tracemalloc.get_object_traceback(kept[0]) is not None
+        capture.stop()
+        assert _tracker.engine_state()["tracer_slot"] == "other"     # tracemalloc's again
+        fresh = [1.5 * i for i in range(3)]; line = sys._getframe().f_lineno  # noqa: E702
+        assert tracemalloc.get_object_traceback(fresh)[0].lineno == line
+    finally:
+        capture.stop()
+        tracemalloc.stop()
+
+
+@requires_engine
+def test_another_tools_tracer_is_chained_before_315_and_replaced_from_315_on(capture):
+    from memtracker_web import _tracker
+
+    _tracker._noop_tracer(True)         # a C tracer of "another tool"
+    try:
+        capture.track(Order)
+        capture.start()
+        state = _tracker.engine_state()
+        assert state["prior_tracer"] == ("replaced" if TOLD_REMOVED else "chained")
+        assert mt.engine_status()["prior_tracer"] == state["prior_tracer"]
+        kept = [Order() for _ in range(4)]
+        assert capture.count_for(Order) == 4
+        del kept
+        assert capture.count_for(Order) == 0
+        capture.stop()
+        # Before 3.15 the other tool gets its slot back; from 3.15 on it was told
+        # it was removed, and is not put back.
+        assert _tracker.engine_state()["tracer_slot"] == ("empty" if TOLD_REMOVED else "other")
+    finally:
+        capture.stop()
+        if _tracker.engine_state()["tracer_slot"] == "other":
+            _tracker._noop_tracer(False)
+
+
+def _broken_install(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    # A copy of the sources: no build folder of an earlier build to reuse objects from.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "memtracker_web", src / "memtracker_web",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__", "_extension_build_failed.txt"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    broken = tmp_path / "broken.h"
+    # What a future CPython whose internal headers moved looks like to the compiler.
+    broken.write_text('#error "pycore_interpframe.h: no such internal header on this interpreter"\n')
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--no-cache-dir", "--target", str(tmp_path / "site"), str(src)],
+        env={**os.environ, "CFLAGS": f"-include {broken}", "MEMTRACKER_WERROR": "",
+             "MEMTRACKER_REQUIRE_EXTENSION": "", **env},
+        capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
+def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(tmp_path):
+    build = _broken_install(tmp_path, {})
+    assert build.returncode == 0, build.stderr[-2000:]
+    site = tmp_path / "site" / "memtracker_web"
+    assert not list(site.glob("_tracker*.so"))
+    proc = run_python("""
+        import memtracker_web as mt, sys
+        assert mt.__file__.startswith(%r), mt.__file__
+        status = mt.engine_status()
+        print(status["available"])
+        print(status["reason"])
+        try:
+            mt.Capture().start()
+        except mt.EngineUnavailable as exc:
+            print("refused")
+        print(mt.MemoryMonitor(interval=60).snapshot()["mode"])
+        """ % str(site), cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")})
+    assert proc.returncode == 0, proc.stderr
+    available, reason, refused, mode = proc.stdout.splitlines()
+    assert (available, refused, mode) == ("False", "refused", "census")
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert reason.startswith(f"the C extension could not be built when memtracker-web was installed on "
+                             f"CPython {version} (the compiler said: ")
+    assert "no such internal header on this interpreter" in reason
+    assert "tested on CPython 3.13.3 to 3.15" in reason
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
+def test_ci_makes_a_failed_build_fatal(tmp_path):
+    build = _broken_install(tmp_path, {"MEMTRACKER_REQUIRE_EXTENSION": "1"})
+    assert build.returncode != 0
+    assert "no such internal header on this interpreter" in build.stderr + build.stdout
+
+
+def test_a_free_threaded_build_loads_no_extension_and_keeps_the_gil_off(tmp_path):
+    # Simulated (no free-threaded CPython on this machine): sysconfig answers as
+    # on a 3.14t build. Loading a single-phase extension there would turn the
+    # GIL back on, so neither extension may be imported.
+    proc = run_python("""
+        import sys, sysconfig
+        real = sysconfig.get_config_var
+        sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+        import memtracker_web as mt
+        from memtracker_web import asgi
+        assert "memtracker_web._tracker" not in sys.modules
+        assert "memtracker_web._passthrough" not in sys.modules
+        assert asgi._BASE_IN_C is False
+        status = mt.engine_status()
+        assert status["available"] is False
+        print(status["reason"])
+        """, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("free-threaded CPython builds are not supported by the exact engine")
+    assert "turn the GIL back on" in proc.stdout
