@@ -13,8 +13,11 @@ package installs without the extension and runs in census mode, and
 """
 from __future__ import annotations
 
+import ast
 import os
 import platform
+import re
+import subprocess
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -30,6 +33,22 @@ if platform.python_implementation() == "CPython":
     # unoptimised build.
     if os.environ.get("MEMTRACKER_WERROR") == "1":
         extra.append("-Werror")
+
+
+def _compiler_said(exc: Exception) -> str:
+    """The compiler's first error line: the exception only names the command, whose
+    output went to the build log, so the command is run once more to read it."""
+    match = re.search(r"Command '(\[.*?\])' returned", str(exc))
+    if match:
+        try:
+            result = subprocess.run(ast.literal_eval(match.group(1)), capture_output=True, text=True,
+                                    timeout=300)
+            for line in (result.stderr + result.stdout).splitlines():
+                if "error" in line:
+                    return " ".join(line.split())
+        except (OSError, ValueError, SyntaxError, subprocess.SubprocessError):
+            pass
+    return " ".join(str(exc).split())
 
 
 def _required() -> bool:
@@ -55,7 +74,7 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # the compiler's and the linker's errors have no common base
             if _required():
                 raise
-            detail = " ".join(str(exc).split())[:300]
+            detail = _compiler_said(exc)[:300]
             self.warn(f"building {ext.name} failed ({detail}); memtracker-web installs without it "
                       "and runs in census mode")
             os.makedirs(os.path.dirname(note), exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,9 @@ class Order:
     pass
 
 
-def run_python(code: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], cwd=cwd,
+def run_python(code: str, cwd: Path, env: dict[str, str] | None = None,
+               flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-X", "dev", *flags, "-c", textwrap.dedent(code)], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
 
 
@@ -91,8 +93,8 @@ def test_tracemalloc_installed_before_ours_is_chained_and_given_back(capture):
         assert tracemalloc.get_object_traceback(kept[0]) is not None
         capture.stop()
         assert _tracker.engine_state()["tracer_slot"] == "other"     # tracemalloc's again
-        fresh = [1.5 * i for i in range(3)]; line = sys._getframe().f_lineno  # noqa: E702
-        assert tracemalloc.get_object_traceback(fresh)[0].lineno == line
+        fresh = Order(); line = sys._getframe().f_lineno  # noqa: E702
+        assert tracemalloc.get_object_traceback(fresh)[0].lineno == line   # tracemalloc still traces
     finally:
         capture.stop()
         tracemalloc.stop()
@@ -145,8 +147,9 @@ def _broken_install(tmp_path: Path, env: dict[str, str]) -> subprocess.Completed
 def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(tmp_path):
     build = _broken_install(tmp_path, {})
     assert build.returncode == 0, build.stderr[-2000:]
-    site = tmp_path / "site" / "memtracker_web"
-    assert not list(site.glob("_tracker*.so"))
+    installed = tmp_path / "site" / "memtracker_web"
+    assert not list(installed.glob("_tracker*.so"))
+    assert (installed / "_extension_build_failed.txt").is_file()
     proc = run_python("""
         import memtracker_web as mt, sys
         assert mt.__file__.startswith(%r), mt.__file__
@@ -158,7 +161,10 @@ def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(
         except mt.EngineUnavailable as exc:
             print("refused")
         print(mt.MemoryMonitor(interval=60).snapshot()["mode"])
-        """ % str(site), cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")})
+        """ % str(installed), cwd=tmp_path, flags=("-S",),
+        # -S: no .pth files, so an editable install of this checkout cannot answer
+        # for memtracker_web; the dependencies come from this environment's site-packages.
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *site.getsitepackages()])})
     assert proc.returncode == 0, proc.stderr
     available, reason, refused, mode = proc.stdout.splitlines()
     assert (available, refused, mode) == ("False", "refused", "census")
