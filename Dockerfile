@@ -17,7 +17,7 @@
 # merges them. More workers: -e GUNICORN_CMD_ARGS="--workers 4".
 
 # Build stage: the C extension needs a compiler; it stays in this stage.
-FROM python:3.13-slim AS build
+FROM python:3.15-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -34,7 +34,7 @@ RUN python -m venv /opt/venv \
     && cd / \
     && /opt/venv/bin/python -c "import memtracker_web as m; s = m.engine_status(); assert s['available'], s"
 
-FROM python:3.13-slim
+FROM python:3.15-slim
 COPY --from=build /opt/venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \

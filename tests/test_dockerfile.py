@@ -108,6 +108,15 @@ def test_every_stage_is_python_313_or_newer_slim() -> None:
             assert patch >= 3, f"{image}: 3.13.0-3.13.2 refuse the exact engine"
 
 
+def test_the_image_is_the_newest_cpython_ci_tests() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    tested = {(3, 13)} | {tuple(map(int, v.split("."))) for v in re.findall(r"ensure-cpython (3\.\d+)", ci)}
+    images = [ins.args.split()[0] for ins in INSTRUCTIONS if ins.keyword == "FROM"]
+    for image in images:
+        version = tuple(map(int, re.match(r"python:(\d+)\.(\d+)", image).groups()))
+        assert version == max(tested), f"{image}: .ci/run tests up to {max(tested)}"
+
+
 def test_compiler_stays_in_the_build_stage() -> None:
     build, final = stages()
     assert build[0].args.endswith(" AS build")
