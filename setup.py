@@ -38,7 +38,7 @@ if platform.python_implementation() == "CPython":
 def _compiler_said(exc: Exception) -> str:
     """The compiler's first error line: the exception only names the command, whose
     output went to the build log, so the command is run once more to read it."""
-    match = re.search(r"Command '(\[.*?\])' returned", str(exc))
+    match = re.search(r"Command '?(\[.*\])'? returned", str(exc))
     if match:
         try:
             result = subprocess.run(ast.literal_eval(match.group(1)), capture_output=True, text=True,
