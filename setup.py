@@ -58,17 +58,22 @@ def _required() -> bool:
 class OptionalBuildExt(build_ext):
     """build_ext whose failure leaves a note instead of failing the install."""
 
-    def _note_path(self, ext: Extension) -> str:
-        return os.path.join(os.path.dirname(self.get_ext_fullpath(ext.name)), BUILD_FAILURE_FILE)
+    def _note_paths(self) -> list[str]:
+        """Where the package will be imported from: the build folder (wheels) and,
+        for in-place and editable builds, the sources."""
+        paths = [os.path.join(self.build_lib, "memtracker_web", BUILD_FAILURE_FILE)]
+        if self.inplace:
+            paths.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "memtracker_web",
+                                      BUILD_FAILURE_FILE))
+        return paths
 
     def build_extensions(self) -> None:
-        for ext in self.extensions:
-            if os.path.exists(self._note_path(ext)):
-                os.remove(self._note_path(ext))     # an earlier build's failure
+        for note in self._note_paths():
+            if os.path.exists(note):
+                os.remove(note)     # an earlier build's failure
         super().build_extensions()
 
     def build_extension(self, ext: Extension) -> None:
-        note = self._note_path(ext)
         try:
             super().build_extension(ext)
         except Exception as exc:  # the compiler's and the linker's errors have no common base
@@ -77,10 +82,10 @@ class OptionalBuildExt(build_ext):
             detail = _compiler_said(exc)[:300]
             self.warn(f"building {ext.name} failed ({detail}); memtracker-web installs without it "
                       "and runs in census mode")
-            os.makedirs(os.path.dirname(note), exist_ok=True)
-            with open(note, "a", encoding="utf-8") as fh:
-                fh.write(f"{ext.name}\tCPython {platform.python_version()}\t{detail}\n")
-
+            for note in self._note_paths():
+                os.makedirs(os.path.dirname(note), exist_ok=True)
+                with open(note, "a", encoding="utf-8") as fh:
+                    fh.write(f"{ext.name}\tCPython {platform.python_version()}\t{detail}\n")
 
 
 ext_modules = []
@@ -91,6 +96,8 @@ if platform.python_implementation() == "CPython":
             sources=["memtracker_web/_tracker.c"],
             depends=["memtracker_web/_compat.h"],
             extra_compile_args=extra,
+            # in-place (editable) builds then skip copying an extension that failed
+            optional=not _required(),
         )
     )
     ext_modules.append(
@@ -98,6 +105,7 @@ if platform.python_implementation() == "CPython":
             "memtracker_web._passthrough",
             sources=["memtracker_web/_passthrough.c"],
             extra_compile_args=extra,
+            optional=not _required(),
         )
     )
 

@@ -47,9 +47,16 @@
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #  include <pthread.h>
+#  include <sched.h>
 #  define MT_HAVE_PTHREAD 1
 #else
 #  define MT_HAVE_PTHREAD 0
+#endif
+#if defined(__GLIBC__) || defined(__APPLE__)
+#  include <dlfcn.h>        /* dladdr: which binary a tracer function lives in */
+#  define MT_HAVE_DLADDR 1
+#else
+#  define MT_HAVE_DLADDR 0
 #endif
 
 #include "_compat.h"    /* MT_HAVE_TRACER, the frame internals, every version guard */
@@ -1252,9 +1259,15 @@ static const struct { MtHook fn; const char *name; } mt_hooks[] = {
     {mt_hook_sampled_checked, "sampled-checked"},
 };
 
+static int mt_selftest_hook(PyObject *op, PyRefTracerEvent event, void *data);
+
+/* Ours: nothing chains it, nothing calls it displaced. */
 static int
 mt_is_our_hook(PyRefTracer fn)
 {
+    if (fn == mt_selftest_hook) {
+        return 1;
+    }
     if (fn == mt_hook_chained) {
         return 1;
     }
@@ -1623,18 +1636,31 @@ mt_engine_rebuild_filter(void)
 
 #if MT_HAVE_TRACER
 typedef struct {
-    PyRefTracer prev_fn;
+    PyRefTracer prev_fn;        /* chained while the test runs */
     void *prev_data;
+    PyRefTracer restore_fn;     /* what the slot gets back */
+    void *restore_data;
     PyThreadState *ts;          /* the self-test's thread: only its lists are counted */
     Py_ssize_t depth;
     uint64_t created, destroyed;
     uint64_t drop;              /* tests: destruction events to lose on purpose */
+    int forget_prior;           /* 3.15+: the tracer found is being replaced: not chained, not given back */
     int completed;              /* the chain was built and freed */
     int threaded;               /* on a thread of its own with MT_SELFTEST_STACK */
+    int displaced;              /* another tool took the slot meanwhile: counts incomplete */
 } MtSelftest;
 
-static int mt_selftest_state = 0;       /* 0 not run, 1 passed, -1 failed */
+#define MT_SELFTEST_NOT_RUN 0
+#define MT_SELFTEST_PASSED 1
+#define MT_SELFTEST_FAILED (-1)
+#define MT_SELFTEST_RUNNING 2
+#define MT_SELFTEST_INCONCLUSIVE 3
+
+static int mt_selftest_state = MT_SELFTEST_NOT_RUN;
+static int mt_selftest_busy = 0;        /* a self-test holds the slot (the GIL may be released) */
 static char mt_selftest_reason[512];
+
+static int mt_engine_keeps_prior(PyRefTracer prev, void *data);
 
 static int
 mt_selftest_hook(PyObject *op, PyRefTracerEvent event, void *data)
@@ -1697,22 +1723,29 @@ mt_selftest_thread(void *arg)
 }
 #endif
 
-/* Run the self-test (the GIL held; a safe point). */
-static void
+/* Run the self-test (the GIL held; a safe point). Returns -1 when it could
+ * not run (another self-test holds the slot). */
+static int
 mt_selftest_run(MtSelftest *st)
 {
-    void *data = NULL;
-    st->prev_fn = PyRefTracer_GetTracer(&data);
-    st->prev_data = data;
-    if (mt_is_our_hook(st->prev_fn)) {
-        st->prev_fn = NULL;     /* a hook of ours left by an earlier install: not called */
+    if (mt_selftest_busy) {
+        return -1;
     }
+    void *data = NULL;
+    PyRefTracer prev = PyRefTracer_GetTracer(&data);
+    int ours = mt_is_our_hook(prev);        /* a hook of ours left by an earlier install */
+    st->prev_fn = ours || st->forget_prior ? NULL : prev;
+    st->prev_data = ours || st->forget_prior ? NULL : data;
+    st->restore_fn = st->forget_prior ? NULL : prev;
+    st->restore_data = st->forget_prior ? NULL : data;
+    mt_selftest_busy = 1;
     mt_engine.switching = 1;
     int rc = PyRefTracer_SetTracer(mt_selftest_hook, st);
     mt_engine.switching = 0;
     if (rc < 0) {
         PyErr_Clear();
-        return;
+        mt_selftest_busy = 0;
+        return 0;
     }
 #if MT_HAVE_PTHREAD
     pthread_attr_t attr;
@@ -1739,24 +1772,32 @@ mt_selftest_run(MtSelftest *st)
     void *now_data = NULL;
     if (PyRefTracer_GetTracer(&now_data) == mt_selftest_hook && now_data == st) {
         mt_engine.switching = 1;
-        PyRefTracer_SetTracer(st->prev_fn, st->prev_data);
+        PyRefTracer_SetTracer(st->restore_fn, st->restore_data);
         mt_engine.switching = 0;
     }
-    /* else: a tool took the slot meanwhile; it keeps it */
+    else {
+        st->displaced = 1;      /* a tool took the slot meanwhile; it keeps it */
+    }
+    mt_selftest_busy = 0;
+    return 0;
 }
 
 /* The verdict: refuse the engine when destructions were lost. */
 static void
 mt_selftest_apply(const MtSelftest *st)
 {
-    if (!st->completed || st->created == 0) {
-        return;     /* inconclusive (memory ran out): not held against the interpreter */
-    }
-    if (st->destroyed == st->created) {
-        mt_selftest_state = 1;
+    /* Inconclusive, and not held against the interpreter: memory ran out, a
+     * tool took the slot meanwhile, or (3.14+) no thread with a small stack
+     * could be had, so the trashcan may have deferred nothing. */
+    if (!st->completed || st->created == 0 || st->displaced || (MT_TRASHCAN_BY_STACK && !st->threaded)) {
+        mt_selftest_state = MT_SELFTEST_INCONCLUSIVE;
         return;
     }
-    mt_selftest_state = -1;
+    if (st->destroyed == st->created) {
+        mt_selftest_state = MT_SELFTEST_PASSED;
+        return;
+    }
+    mt_selftest_state = MT_SELFTEST_FAILED;
     PyOS_snprintf(mt_selftest_reason, sizeof(mt_selftest_reason),
                   "this CPython loses object destruction events: of %llu lists in a chain freed "
                   "through the trashcan, %llu were reported destroyed (CPython gh-156371, in "
@@ -1765,40 +1806,73 @@ mt_selftest_apply(const MtSelftest *st)
                   (unsigned long long)st->created, (unsigned long long)st->destroyed);
     mt_unavailable_reason = mt_selftest_reason;
 }
+
+static const char *
+mt_selftest_name(void)
+{
+    switch (mt_selftest_state) {
+    case MT_SELFTEST_PASSED: return "passed";
+    case MT_SELFTEST_FAILED: return "failed";
+    case MT_SELFTEST_RUNNING: return "running";
+    case MT_SELFTEST_INCONCLUSIVE: return "inconclusive";
+    default: return "not run";
+    }
+}
 #endif
 
 /* Once per process, before the engine first takes the slot. `may_replace`:
  * whether a tracer of another tool may be swapped out for the test's moment
  * (from 3.15 on that tells it it was removed, so only where we take the slot
- * anyway). */
+ * anyway). A caller that is about to take the slot (`wait`) waits for a test
+ * another thread runs; the GIL is released meanwhile, so it must look again
+ * at whatever it checked before. */
 static void
-mt_selftest_if_needed(int may_replace)
+mt_selftest_if_needed(int may_replace, int wait)
 {
 #if MT_HAVE_TRACER
-    if (mt_selftest_state != 0 || mt_unavailable_reason != NULL || mt_engine.installed) {
-        return;
+    while (wait && mt_selftest_state == MT_SELFTEST_RUNNING) {
+        Py_BEGIN_ALLOW_THREADS
+#  if MT_HAVE_PTHREAD
+        sched_yield();
+#  endif
+        Py_END_ALLOW_THREADS
     }
-#  if MT_TRACER_TOLD_REMOVED
+    if (mt_selftest_state != MT_SELFTEST_NOT_RUN || mt_unavailable_reason != NULL
+        || mt_engine.installed || mt_selftest_busy || Py_IsFinalizing()) {
+        return;     /* (at exit a new thread could not take the GIL: no test) */
+    }
     void *data = NULL;
     PyRefTracer now = PyRefTracer_GetTracer(&data);
-    if (!may_replace && now != NULL && !mt_is_our_hook(now)) {
-        return;
-    }
-#  endif
-    (void)may_replace;
+    int foreign = now != NULL && !mt_is_our_hook(now);
     MtSelftest st = {0};
     st.depth = MT_SELFTEST_DEPTH;
-    mt_selftest_run(&st);
+#  if MT_TRACER_TOLD_REMOVED
+    if (foreign && !may_replace) {
+        return;
+    }
+    /* The tool is told it was removed when the test takes the slot: unless it
+     * is one we keep, it is neither called after that nor given the slot back
+     * (our install replaces it anyway). */
+    st.forget_prior = foreign && !mt_engine_keeps_prior(now, data);
+#  endif
+    (void)may_replace;
+    (void)foreign;
+    mt_selftest_state = MT_SELFTEST_RUNNING;
+    if (mt_selftest_run(&st) < 0) {
+        mt_selftest_state = MT_SELFTEST_NOT_RUN;
+        return;
+    }
     mt_selftest_apply(&st);
 #else
     (void)may_replace;
+    (void)wait;
 #endif
 }
 
 static int
 mt_engine_check_runtime(void)
 {
-    mt_selftest_if_needed(1);
+    mt_selftest_if_needed(1, 1);
     if (mt_unavailable_reason != NULL) {
         PyErr_SetString(mt_EngineUnavailable, mt_unavailable_reason);
         return -1;
@@ -2043,14 +2117,28 @@ mt_tracemalloc_is_tracing(void)
  * whose state lives in tracemalloc.is_tracing(). Any other is replaced, as
  * CPython defines replacing; engine_state()["prior_tracer"] says so. */
 static int
-mt_engine_keeps_prior(PyRefTracer prev)
+mt_engine_keeps_prior(PyRefTracer prev, void *data)
 {
     if (prev == NULL) {
         return 0;
     }
 #if MT_TRACER_TOLD_REMOVED
-    return mt_tracemalloc_is_tracing();
+    /* tracemalloc's tracer is not exported: it is the one installed with no
+     * data, from inside the interpreter's own binary, while tracemalloc traces
+     * (another tool may have replaced it, leaving is_tracing() true). */
+    if (data != NULL || !mt_tracemalloc_is_tracing()) {
+        return 0;
+    }
+#  if MT_HAVE_DLADDR
+    Dl_info found, api;
+    if (!dladdr((void *)(uintptr_t)prev, &found) || !dladdr((void *)(uintptr_t)PyRefTracer_SetTracer, &api)
+        || found.dli_fbase != api.dli_fbase) {
+        return 0;
+    }
+#  endif
+    return 1;
 #else
+    (void)data;
     return 1;
 #endif
 }
@@ -2086,7 +2174,7 @@ mt_engine_install_if_needed(void)
     mt_engine_validate_slots();
     mt_engine_pick_hook(&mt_engine.inner, &mt_engine.inner_data);
     if (!mt_is_our_hook(prev)) {
-        int keep = mt_engine_keeps_prior(prev);
+        int keep = mt_engine_keeps_prior(prev, data);
         mt_engine.prev_fn = keep ? prev : NULL;
         mt_engine.prev_data = keep ? data : NULL;
         mt_engine.prior = prev == NULL ? MT_PRIOR_NONE : keep ? MT_PRIOR_CHAINED : MT_PRIOR_REPLACED;
@@ -2533,6 +2621,9 @@ MtCaptureCore_start(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
     }
     if (mt_engine_check_runtime() < 0) {
         return NULL;
+    }
+    if (c->running) {
+        Py_RETURN_NONE;     /* started by another thread while the self-test ran */
     }
     if (mt_engine.n_running >= MT_MAX_RUNNING) {
         PyErr_Format(PyExc_RuntimeError, "at most %d captures can run at once", MT_MAX_RUNNING);
@@ -3142,7 +3233,7 @@ mt_engine_hook_name(void)
 static PyObject *
 mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
-    mt_selftest_if_needed(0);
+    mt_selftest_if_needed(0, 0);
     mt_engine_check_displaced();
     /* which test picks the slow path's events: see mt_engine_setup_precise */
     const char *filter = !mt_engine.installed ? "none" : mt_engine.precise ? "type-marks" : "byte-filter";
@@ -3155,7 +3246,7 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     slot = in_slot == NULL ? "empty" : mt_is_our_hook(in_slot) ? "ours" : "other";
     prior = mt_engine.prior == MT_PRIOR_CHAINED ? "chained"
             : mt_engine.prior == MT_PRIOR_REPLACED ? "replaced" : "none";
-    selftest = mt_selftest_state > 0 ? "passed" : mt_selftest_state < 0 ? "failed" : "not run";
+    selftest = mt_selftest_name();
 #endif
     return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s,s:s,s:s,s:s}",
                          "available", mt_unavailable_reason ? Py_False : Py_True,
@@ -3230,6 +3321,10 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_ValueError, "sample must be between 1 and 65536 (one object in sample), got %ld", sample);
         return NULL;
     }
+    /* first: the self-test it may run releases the GIL, so what follows is read after it */
+    if (mt_engine_check_runtime() < 0) {
+        return NULL;
+    }
     if (mt_engine.watch_on) {
         if ((uint32_t)sample != mt_engine.watch_sample) {
             PyErr_Format(PyExc_RuntimeError, "watch-all already runs with sample=%u: stop it first",
@@ -3237,9 +3332,6 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
             return NULL;
         }
         Py_RETURN_NONE;
-    }
-    if (mt_engine_check_runtime() < 0) {
-        return NULL;
     }
     mt_engine.watch_sample = (uint32_t)sample;
     /* about 2**32 / sample hashes fall below the limit (sample 1 never tests it) */
@@ -3421,6 +3513,63 @@ mt_set_pending_callable(PyObject *Py_UNUSED(self), PyObject *fn)
     Py_RETURN_NONE;
 }
 
+/* Tests only: "another tool's" tracer that counts what it is called with, so a
+ * test can see whether it is still called after CPython told it it was removed. */
+#if MT_HAVE_TRACER
+static struct {
+    uint64_t events, removed, after_removed;
+} mt_probe;
+
+static int
+mt_probe_hook(PyObject *op, PyRefTracerEvent event, void *data)
+{
+    (void)data;
+    if (op == NULL) {
+        mt_probe.removed++;
+    }
+    else {
+        mt_probe.events++;
+        if (mt_probe.removed) {
+            mt_probe.after_removed++;
+        }
+    }
+    (void)event;
+    return 0;
+}
+#endif
+
+static PyObject *
+mt_probe_tracer(PyObject *Py_UNUSED(self), PyObject *on)
+{
+#if MT_HAVE_TRACER
+    int enable = on == Py_None ? -1 : PyObject_IsTrue(on);
+    if (enable == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (enable == 1) {
+        memset(&mt_probe, 0, sizeof(mt_probe));
+        PyRefTracer_SetTracer(mt_probe_hook, &mt_probe);
+    }
+    else if (enable == 0) {
+        void *data = NULL;
+        if (PyRefTracer_GetTracer(&data) == mt_probe_hook) {
+            PyRefTracer_SetTracer(NULL, NULL);
+        }
+    }
+    void *data = NULL;
+    return Py_BuildValue("{s:K,s:K,s:K,s:O}", "events", (unsigned long long)mt_probe.events,
+                         "removed", (unsigned long long)mt_probe.removed,
+                         "after_removed", (unsigned long long)mt_probe.after_removed,
+                         "installed", PyRefTracer_GetTracer(&data) == mt_probe_hook ? Py_True : Py_False);
+#else
+    (void)on;
+    if (mt_engine_check_runtime() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+#endif
+}
+
 /* Benchmarks only: a tracer that does nothing, to measure what CPython's hook
  * itself costs (the floor under any tracer). Refuses while ours runs. */
 #if MT_HAVE_TRACER
@@ -3481,15 +3630,19 @@ mt_destruction_selftest(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwa
     MtSelftest st = {0};
     st.depth = depth;
     st.drop = drop;
-    mt_selftest_run(&st);
+    if (mt_selftest_run(&st) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "a self-test is running in another thread");
+        return NULL;
+    }
     if (apply) {
         mt_selftest_apply(&st);
     }
-    return Py_BuildValue("{s:K,s:K,s:O,s:O}",
+    return Py_BuildValue("{s:K,s:K,s:O,s:O,s:O}",
                          "created", (unsigned long long)st.created,
                          "destroyed", (unsigned long long)st.destroyed,
                          "completed", st.completed ? Py_True : Py_False,
-                         "threaded", st.threaded ? Py_True : Py_False);
+                         "threaded", st.threaded ? Py_True : Py_False,
+                         "displaced", st.displaced ? Py_True : Py_False);
 #else
     (void)depth; (void)drop; (void)apply;
     if (mt_engine_check_runtime() < 0) {
@@ -3512,6 +3665,8 @@ static PyMethodDef mt_methods[] = {
     {"_after_fork_child", mt_after_fork_child, METH_NOARGS, "Reset per-process state in a forked child."},
     {"_destruction_selftest", (PyCFunction)(void (*)(void))mt_destruction_selftest, METH_VARARGS | METH_KEYWORDS,
      "_destruction_selftest(depth=20000, drop=0, apply=False): tests; the engine's destruction self-test."},
+    {"_probe_tracer", mt_probe_tracer, METH_O,
+     "_probe_tracer(on): tests; a counting tracer of 'another tool' (None: read its counts)."},
     {"_noop_tracer", mt_noop_tracer, METH_O, "_noop_tracer(on): benchmarks' floor; not for production."},
     {"engine_state", mt_engine_state, METH_NOARGS, "engine_state() -> dict"},
     {"_use_type_marks", mt_use_type_marks, METH_O, "_use_type_marks(on): tests; False forces the byte filter."},

@@ -26,17 +26,26 @@ def free_threaded() -> bool:
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
+def _tested(version: tuple[int, ...]) -> bool:
+    return (3, 13, 3) <= version < (3, 16)
+
+
 def _build_failure() -> str:
     """Why the extension is missing, as setup.py recorded it ('' if it did not)."""
     try:
         with open(_BUILD_FAILURE_FILE, encoding="utf-8") as fh:
             for line in fh:
                 name, python, detail = (line.rstrip("\n").split("\t") + ["", ""])[:3]
-                if name.endswith("._tracker"):
-                    return (f"the C extension could not be built when memtracker-web was installed on "
-                            f"{python} (the compiler said: {detail}); this release was tested on "
-                            f"{TESTED}: use one of those, or a memtracker-web release that supports "
-                            f"{python}")
+                if not name.endswith("._tracker"):
+                    continue
+                said = (f"the C extension could not be built when memtracker-web was installed on "
+                        f"{python} (the compiler said: {detail})")
+                if _tested(sys.version_info[:3]) and platform.python_implementation() == "CPython":
+                    return (f"{said}; this CPython is one it was tested on, so the build itself is "
+                            "what is missing: install a C compiler and the Python headers (gcc and "
+                            "python3-dev, or the image's -dev variant) and reinstall memtracker-web")
+                return (f"{said}; this release was tested on {TESTED}: use one of those, or a "
+                        f"memtracker-web release that supports {python}")
     except OSError:
         pass
     return ""
