@@ -58,11 +58,18 @@ def _required() -> bool:
 class OptionalBuildExt(build_ext):
     """build_ext whose failure leaves a note instead of failing the install."""
 
+    _in_place = False
+
+    def run(self) -> None:
+        # setuptools' run() builds with inplace turned off, then copies to the sources
+        self._in_place = bool(self.inplace or getattr(self, "editable_mode", False))
+        super().run()
+
     def _note_paths(self) -> list[str]:
         """Where the package will be imported from: the build folder (wheels) and,
         for in-place and editable builds, the sources."""
         paths = [os.path.join(self.build_lib, "memtracker_web", BUILD_FAILURE_FILE)]
-        if self.inplace:
+        if self._in_place:
             paths.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "memtracker_web",
                                       BUILD_FAILURE_FILE))
         return paths

@@ -225,7 +225,7 @@ def test_a_tool_that_replaced_tracemallocs_tracer_is_not_taken_for_tracemalloc()
         tracemalloc.stop()
 
 
-def _broken_install(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _broken_build(tmp_path: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
     # A copy of the sources: no build folder of an earlier build to reuse objects from.
     src = tmp_path / "src"
     shutil.copytree(ROOT / "memtracker_web", src / "memtracker_web",
@@ -236,11 +236,25 @@ def _broken_install(tmp_path: Path, env: dict[str, str]) -> subprocess.Completed
     # What a future CPython whose internal headers moved looks like to the compiler.
     broken.write_text('#error "pycore_interpframe.h: no such internal header on this interpreter"\n')
     return subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--no-cache-dir", "--target", str(tmp_path / "site"), str(src)],
+        [sys.executable, *command], cwd=src,
         env={**os.environ, "CFLAGS": f"-include {broken}", "MEMTRACKER_WERROR": "",
              "MEMTRACKER_REQUIRE_EXTENSION": "", **env},
         capture_output=True, text=True, timeout=600)
+
+
+def _broken_install(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return _broken_build(tmp_path, env, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                         "--no-cache-dir", "--target", str(tmp_path / "site"), ".")
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
+def test_a_failed_in_place_build_leaves_its_note_in_the_sources(tmp_path):
+    # in-place, as editable installs build: setuptools must not try to copy the missing extension
+    build = _broken_build(tmp_path, {}, "setup.py", "-q", "build_ext", "--inplace")
+    assert build.returncode == 0, build.stderr[-2000:]
+    note = (tmp_path / "src" / "memtracker_web" / "_extension_build_failed.txt").read_text()
+    assert note.startswith("memtracker_web._tracker\tCPython ")
+    assert "no such internal header on this interpreter" in note
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
