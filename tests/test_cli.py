@@ -107,6 +107,15 @@ class Demo:
                 pytest.fail(f"the demo did not announce itself\n{self.output()}")
             time.sleep(0.05)
 
+    def wait_printed(self, text: str, timeout: float = 15) -> str:
+        """The demo prints what its monitor found a moment after the page shows it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stdout():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                pytest.fail(f"the demo did not print {text!r}\n{self.output()}")
+            time.sleep(0.1)
+        return self.stdout()
+
     def snapshot(self) -> dict[str, Any]:
         status, headers, body = get(self.base + "/debug/memory?format=json")
         assert status == 200, body
@@ -242,14 +251,14 @@ def test_demo_finds_the_leak(running: Demo) -> None:
     assert flat["increases"] == 0 and not flat["analysing"]
     if not EXACT:
         assert snap["leaks"] == [] and "census" in snap
-        assert f"growing: {LEAKING} (" in running.stdout()
+        running.wait_printed(f"growing: {LEAKING} (")
         return
     report = next(leak for leak in snap["leaks"] if leak["type"] == LEAKING)
     top = report["top_paths"][0]["frames"][0]
     assert Path(top["filename"]).name == "demo_app.py"
     assert (top["lineno"], top["function"]) == (leak_line(), "remember")
-    assert f"leak found: {LEAKING} (" in running.stdout()
-    assert f"demo_app.py:{leak_line()} in remember" in running.stdout()
+    running.wait_printed(f"leak found: {LEAKING} (")
+    running.wait_printed(f"demo_app.py:{leak_line()} in remember")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
