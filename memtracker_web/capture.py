@@ -33,6 +33,11 @@ class DisplacedWarning(RuntimeWarning):
     """Counts were read while another tool had replaced the reference tracer."""
 
 
+class ReplacedTracerWarning(RuntimeWarning):
+    """Starting took the reference-tracer slot from another tool, which CPython (3.15+) told
+    it was removed."""
+
+
 @dataclass(frozen=True)
 class Allocations:
     """Counts of one tracked type since the capture started."""
@@ -202,7 +207,10 @@ class Capture:
             return
         engine.require_engine()
         self._callback_data.clear()
+        slot_before = engine.tracer_slot()
         self._core.start()
+        if engine.replaced_tracer(slot_before):
+            warnings.warn(engine.REPLACED_TRACER, ReplacedTracerWarning, stacklevel=2)
 
     def stop(self) -> None:
         """Stop counting; counts stay readable, frozen as they were."""

@@ -85,6 +85,25 @@ DISPLACED_REASON = (
 )
 
 
+REPLACED_TRACER = (
+    "memtracker_web took CPython's reference-tracer slot from another tool's tracer: from CPython "
+    "3.15 on that tool is told it was removed (PyRefTracer_TRACKER_REMOVED) and sees no more object "
+    "creations or destructions, also after memtracker_web stops (only tracemalloc's tracer is kept, "
+    "chained); start that tool after memtracker_web's captures stop if you need both"
+)
+
+
+def tracer_slot() -> str:
+    """Who holds CPython's reference-tracer slot: "empty", "ours" or "other"."""
+    return _tracker.engine_state()["tracer_slot"] if _tracker is not None else "empty"
+
+
+def replaced_tracer(slot_before: str) -> bool:
+    """Whether installing our tracer just replaced another tool's (3.15+, not tracemalloc's)."""
+    return (slot_before == "other" and _tracker is not None
+            and _tracker.engine_state()["prior_tracer"] == "replaced")
+
+
 def check_watch_sample(value: Any) -> int:
     """watch_sample as given (the engine counts one object in it, 1 to 65536),
     or a ValueError that says what is allowed."""

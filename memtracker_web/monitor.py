@@ -297,8 +297,11 @@ class MemoryMonitor:
                 self._watch.clear()
             if not self._watching:
                 try:
+                    slot_before = engine.tracer_slot()
                     engine._tracker.watch_start(sample=wanted)
                     running = wanted
+                    if engine.replaced_tracer(slot_before):
+                        logger.warning("%s", engine.REPLACED_TRACER)
                 except RuntimeError:            # someone else's watch-all runs at another rate: share it
                     running = engine._tracker.watch_statistics()["sample"]
                     logger.warning("memtracker_web: watch-all already runs counting one object in %d; "

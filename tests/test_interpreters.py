@@ -16,9 +16,19 @@ import pytest
 
 import memtracker_web as mt
 from conftest import requires_engine
+from memtracker_web.capture import ReplacedTracerWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLD_REMOVED = sys.version_info >= (3, 15)      # CPython tells a replaced tracer it was removed
+
+
+def start_over_another_tool(capture) -> None:
+    """Start, expecting the warning that the other tool's tracer was replaced from 3.15 on."""
+    if TOLD_REMOVED:
+        with pytest.warns(ReplacedTracerWarning, match="told it was removed"):
+            capture.start()
+    else:
+        capture.start()
 
 
 class Order:
@@ -108,7 +118,7 @@ def test_another_tools_tracer_is_chained_before_315_and_replaced_from_315_on(cap
     _tracker._noop_tracer(True)         # a C tracer of "another tool"
     try:
         capture.track(Order)
-        capture.start()
+        start_over_another_tool(capture)
         state = _tracker.engine_state()
         assert state["prior_tracer"] == ("replaced" if TOLD_REMOVED else "chained")
         assert mt.engine_status()["prior_tracer"] == state["prior_tracer"]
@@ -188,7 +198,7 @@ def test_another_tool_told_it_was_removed_is_never_called_again():
     _tracker._probe_tracer(True)
     try:
         capture.track(Order)
-        capture.start()
+        start_over_another_tool(capture)
         kept = [Order() for _ in range(10)]
         assert capture.count_for(Order) == 10
         capture.stop()
@@ -214,7 +224,7 @@ def test_a_tool_that_replaced_tracemallocs_tracer_is_not_taken_for_tracemalloc()
     try:
         _tracker._probe_tracer(True)        # tracemalloc.is_tracing() stays true
         capture.track(Order)
-        capture.start()
+        start_over_another_tool(capture)
         assert _tracker.engine_state()["prior_tracer"] == "replaced"
         capture.stop()
         probe = _tracker._probe_tracer(None)
@@ -320,3 +330,20 @@ def test_a_free_threaded_build_loads_no_extension_and_keeps_the_gil_off(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("free-threaded CPython builds are not supported by the exact engine")
     assert "turn the GIL back on" in proc.stdout
+
+
+@requires_engine
+def test_the_monitor_logs_a_replaced_tracer_from_315_on(caplog):
+    from memtracker_web import _tracker
+    from memtracker_web.monitor import MemoryMonitor
+
+    _tracker._probe_tracer(True)
+    monitor = MemoryMonitor(interval=60, watch_all=True)
+    try:
+        with caplog.at_level("WARNING", logger="memtracker_web"):
+            monitor.sample()
+        logged = [r.getMessage() for r in caplog.records if "reference-tracer slot" in r.getMessage()]
+        assert len(logged) == (1 if TOLD_REMOVED else 0)
+    finally:
+        monitor.close()
+        _tracker._probe_tracer(False)
