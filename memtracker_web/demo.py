@@ -203,22 +203,15 @@ def _watch_for_leaks(monitor: Any, say: Callable[[str], None], base: str) -> Non
         if report["type"] in told:
             return
         told.add(report["type"])
-        where = report["top_paths"][0]["path"][0] if report["top_paths"] else "an unknown line"
+        if report["top_paths"]:
+            where = f"allocated at {report['top_paths'][0]['path'][0]}"
+        else:
+            where = "no call paths in census mode"
         say(f"leak found: {report['type']} ({report['live']:,} live, grew {report['increases']} times), "
-            f"allocated at {where}")
+            f"{where}")
         say(f"  see {base}{demo_app.PAGE_PATH}")
 
-    def on_sample(mon: Any) -> None:
-        # Census mode never escalates to a leak report; say when growth is clear.
-        for entry in mon.snapshot(top_paths=0)["types"]:
-            if entry["type"] not in told and entry["increases"] >= mon.increases:
-                told.add(entry["type"])
-                say(f"growing: {entry['type']} ({entry['live']:,} live, grew {entry['increases']} times); "
-                    f"see {base}{demo_app.PAGE_PATH}")
-
     monitor.on_leak = on_leak
-    if monitor.mode == "census":
-        monitor.sample_hooks.append(on_sample)
 
 
 def _load(base: str, stop: threading.Event, say: Callable[[str], None]) -> None:

@@ -162,6 +162,8 @@ def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
     rows = []
     for name, leak in sorted(latest.items(), key=lambda kv: -(kv[1].get("detected_at") or 0)):
         paths = "".join(stack(p) for p in leak.get("top_paths") or [])
+        if not paths and leak.get("note"):
+            paths = f'<p class="note">{esc(leak.get("note"))}</p>'
         seen = (f" ({counts[name]} reports since {_when(first[name])})" if counts[name] > 1 else "")
         rows.append(f'<section class="leak-report"><p><span class="badge leak">leak</span> '
                     f'{type_link(base, name)}: {_num(leak.get("live"))} live after '

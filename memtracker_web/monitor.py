@@ -33,7 +33,7 @@ class _TypeState:
 
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "history_json", "first_live", "live", "allocations", "frees", "source",
-                 "last_growth_sample", "grew")
+                 "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -52,6 +52,17 @@ class _TypeState:
         self.source = source
         self.last_growth_sample = 0
         self.grew = False
+        self.reported = False           # a leak report was made since analysis began
+        self.builtin = is_builtin_type(cls)
+        self.counted_from_zero = False  # exact counts of objects created since monitoring began
+        self.nominated_at = 0           # the sample at which watch-all nominated it
+
+    def rank(self) -> int:
+        """Who gets an analysis slot first: types the user named (0), classes defined
+        in Python code (1), then built-ins (2), which a leaked object drags along."""
+        if self.source != "watch_all":
+            return 0
+        return 2 if self.builtin else 1
 
     def growth(self) -> int:
         return self.live - (self.first_live or 0)
@@ -61,6 +72,14 @@ class _TypeState:
         if len(self.history) < 2:
             return 0.0
         return (self.history[-1][1] - self.history[0][1]) / (len(self.history) - 1)
+
+
+def is_builtin_type(cls: type) -> bool:
+    """A type defined in C (str, dict, frame, a C extension's types), not by Python code."""
+    return not (cls.__flags__ & _HEAPTYPE) or cls.__module__ == "builtins"
+
+
+_HEAPTYPE = 1 << 9     # Py_TPFLAGS_HEAPTYPE
 
 
 class _WatchState:
@@ -130,7 +149,8 @@ class MemoryMonitor:
         self._sample_duration = 0.0
         self._census_info: Optional[dict[str, Any]] = None
         self._watching = False
-        self._watch_promotions = 0
+        self._watch_promotions = 0                    # nominated by watch-all and still monitored
+        self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._lock = threading.RLock()
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
@@ -156,7 +176,9 @@ class MemoryMonitor:
                                    self.history, "census" if self.mode == "census" else "tracked", analysis)
                 self._types[id(cls)] = state
                 if self.mode == "exact":
+                    already = cls in self.tracker.capture
                     self.tracker.track(cls)
+                    state.counted_from_zero = not already
             elif threshold is not None:
                 state.threshold = int(threshold)
             if analysis:
@@ -207,25 +229,34 @@ class MemoryMonitor:
                     state.first_live = state.live
                 state.grew = False
                 if state.high_water is None:
-                    state.high_water = state.live
-                elif state.live > state.high_water + state.threshold:
+                    # Counted from zero (a type tracked exactly since monitoring began):
+                    # growth before the first sample counts, as in the seed. Otherwise
+                    # (census, or counts from earlier) the first sample is the baseline.
+                    state.high_water = 0 if state.counted_from_zero else state.live
+                if state.live > state.high_water + state.threshold:
                     state.high_water = state.live
                     state.increases += 1
                     state.grew = True
                     state.last_growth_sample = self._samples
             self._samples += 1
             self._escalate()
-            for state in self._types.values():
+            for key, state in list(self._types.items()):
                 cls = state.ref()
                 if cls is None:
                     continue
-                # the growth that reaches `increases` starts analysis; each growth after it reports
-                if state.grew and state.analysing and state.increases > self.increases:
+                calm = self._samples - state.last_growth_sample > self.calm_samples
+                if self._should_report(state, cls):
                     reports.append(self._report(state, cls, now))
-                elif state.analysing and not state.forced and \
-                        self._samples - state.last_growth_sample > self.calm_samples:
+                    state.reported = True
+                elif state.analysing and not state.forced and calm:
                     self._end_analysis(state, cls)     # calm again: back to counting only
                     state.increases = 0
+                elif state.source == "watch_all" and not state.analysing and calm and \
+                        self._samples - state.nominated_at > self.calm_samples:
+                    # a nominated type that went calm gives its place back: discovery never stops
+                    self.stop_monitoring(cls)
+                    self._watch_promotions -= 1
+                    self._watch_recycled += 1
             self._sampled_at = now
             self._sample_duration = time.perf_counter() - started
         for report in reports:
@@ -236,6 +267,19 @@ class MemoryMonitor:
             except Exception:
                 logger.exception("memtracker_web: sample hook %r failed", hook)
         return reports
+
+    def _should_report(self, state: _TypeState, cls: type) -> bool:
+        """A type that met ``increases`` is reported as soon as its call paths show
+        where the growth comes from (exact), or at once (census: there are none),
+        then again at each growth."""
+        if state.increases < self.increases or not (state.grew or not state.reported):
+            return False
+        if self.mode != "exact":
+            return True
+        if not state.analysing:
+            return False
+        stats = self.tracker.stats(cls, limit=1, hotspots=0)
+        return bool(stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0)
 
     def _read_counts(self, state: _TypeState, cls: type, census) -> None:
         if census is not None:
@@ -250,23 +294,33 @@ class MemoryMonitor:
         state.frees = allocations.free_count
 
     def _escalate(self) -> None:
-        """Start analysis for types that reached ``increases``, within the budget:
-        the fastest growers win."""
+        """Start analysis for types that reached ``increases``, within the budget
+        of ``max_analyzed`` slots. Types the user named come first and keep their
+        slot; then classes defined in Python code; built-ins only while no such
+        class is growing (a leaked object drags its dicts, strings and numbers
+        along: the class explains the leak, its built-ins do not). Within a rank
+        the fastest grower wins."""
         if self.mode != "exact":
             return
-        candidates = [s for s in self._types.values()
-                      if not s.analysing and s.increases >= self.increases and s.ref() is not None]
-        candidates.sort(key=lambda s: s.rate(), reverse=True)
+        live = [s for s in self._types.values() if s.ref() is not None]
+        growing = [s for s in live if s.analysing or s.increases >= self.increases]
+        classes_growing = any(s.rank() < 2 for s in growing)
+        candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
+        candidates.sort(key=lambda s: (s.rank(), -s.rate(), s.name))
         for state in candidates:
-            active = [s for s in self._types.values() if s.analysing and not s.forced]
             budget = self.max_analyzed - sum(1 for s in self._types.values() if s.analysing)
             if budget <= 0:
-                slowest = min(active, key=lambda s: s.rate(), default=None)
-                if slowest is None or slowest.rate() >= state.rate():
+                # displace the analysed type that explains least: a worse rank, or
+                # the same rank and slower; never one the user named or forced
+                yielding = [s for s in self._types.values()
+                            if s.analysing and not s.forced and s.rank() > 0
+                            and (s.rank(), -s.rate()) > (state.rank(), -state.rate())]
+                weakest = max(yielding, key=lambda s: (s.rank(), -s.rate(), s.name), default=None)
+                if weakest is None:
                     continue
-                slow_cls = slowest.ref()
-                if slow_cls is not None:
-                    self._end_analysis(slowest, slow_cls)
+                weak_cls = weakest.ref()
+                if weak_cls is not None:
+                    self._end_analysis(weakest, weak_cls)
             cls = state.ref()
             if cls is not None:
                 self._begin_analysis(state, cls)
@@ -276,6 +330,7 @@ class MemoryMonitor:
             return
         self.tracker.track_with_analysis(cls, depth=self.depth)
         state.analysing = True
+        state.reported = False
         state.last_growth_sample = self._samples
         logger.info("memtracker_web: %s grew %d times; recording its allocation call paths",
                     state.name, state.increases)
@@ -345,20 +400,28 @@ class MemoryMonitor:
                     self._watch_promotions += 1
                     del self._watch[key]
                     self.start_monitoring(cls)
-                    self._types[key].source = "watch_all"
+                    nominated = self._types[key]
+                    nominated.source = "watch_all"
+                    nominated.nominated_at = self._samples
+                    # the evidence watch-all gathered carries over: its increases count
+                    nominated.increases = state.increases
+                    nominated.last_growth_sample = self._samples
                     logger.info("memtracker_web: watch-all found %s growing; monitoring it", type_name(cls))
         for key in [k for k in self._watch if k not in seen]:
             del self._watch[key]                # the type died
 
     def _report(self, state: _TypeState, cls: type, now: float) -> dict:
         stats = self.tracker.stats(cls, limit=3, hotspots=0) if self.mode == "exact" else None
-        return {
+        report = {
             "type": state.name,
             "live": state.live,
             "increases": state.increases,
             "detected_at": now,
             "top_paths": [] if stats is None else stats["top_paths"],
         }
+        if self.mode != "exact":
+            report["note"] = ("no call paths in census mode: " + engine.engine_status()["reason"])
+        return report
 
     def _publish_leak(self, report: dict) -> None:
         self._leaks.append(report)
@@ -367,6 +430,8 @@ class MemoryMonitor:
         for path in report["top_paths"]:
             lines.append(f"  {path['count']} retained ({path['total_count']} allocated) from:")
             lines.extend(f"    <- {frame}" for frame in path["path"])
+        if report.get("note"):
+            lines.append(f"  ({report['note']})")
         logger.warning("\n".join(lines))
         if self.on_leak is not None:
             try:
@@ -505,7 +570,7 @@ class MemoryMonitor:
             elif self.watch_all:
                 rate = self._watching_sample if self._watching else self.watch_sample
                 snap["watch"] = {"candidates": len(self._watch), "promoted": self._watch_promotions,
-                                 "sample": rate, "estimated": rate > 1}
+                                 "recycled": self._watch_recycled, "sample": rate, "estimated": rate > 1}
             return snap
 
     def type_detail(self, name: str) -> Optional[dict[str, Any]]:

@@ -146,13 +146,6 @@ def _types_table(types: list[Mapping[str, Any]]) -> list[str]:
 def _leaks(snapshot: Mapping[str, Any], mode: Any) -> list[str]:
     leaks = leaks_by_type(snapshot)
     if not leaks:
-        if mode == "census":
-            grown = [t["type"] for t in snapshot.get("types") or []
-                     if t.get("increases", 0) >= (snapshot.get("increases") or 1)]
-            note = "no leak reported (census mode records no call paths, so it never reports one)"
-            if grown:
-                note += f"; grew repeatedly: {', '.join(grown)}"
-            return [note]
         return ["no leak reported"]
     lines = [f"LEAKS: {len(leaks)} type(s) reported"]
     for name, (report, count) in leaks.items():
@@ -161,7 +154,7 @@ def _leaks(snapshot: Mapping[str, Any], mode: Any) -> list[str]:
                      f"({count} report(s), last at {detected})")
         paths = report.get("top_paths") or []
         if not paths:
-            lines.append("  no call path recorded")
+            lines.append(f"  {report.get('note') or 'no call path recorded'}")
         for path in paths:
             lines.append(f"  {path.get('count', 0):,} retained ({path.get('total_count', 0):,} allocated), "
                          "allocated at (innermost first):")

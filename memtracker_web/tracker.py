@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import os
 import sys
+import sysconfig
 import threading
 from functools import lru_cache
 from typing import Any, Optional
@@ -125,28 +126,40 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     scale = meta["sample_every"]
     shorten = path_shortener()
     frames = [None] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
+    app = [False] + [is_app_file(n[1]) for n in nodes[1:]]
     paths = []
+    own_retained = own_total = 0
     hot: dict[Frame, list[int]] = {}
     for index in range(len(nodes)):
-        _parent, _file, _line, _func, total, retained, truncated = nodes[index]
+        _parent, filename, _line, _func, total, retained, truncated = nodes[index]
         if total == 0 and retained == 0:
             continue
+        if index > 0 and is_own_file(filename):
+            # allocated by memtracker_web itself (its bookkeeping): never reported as the app's
+            own_retained += retained
+            own_total += total
+            continue
         chain = []
+        app_depth = None            # how far out the app's own innermost frame is
         i = index
         while i > 0:
+            if app_depth is None and app[i]:
+                app_depth = len(chain)
             chain.append(frames[i])
             i = nodes[i][0]
-        paths.append((retained, total, chain, truncated))
+        paths.append((retained, total, chain, truncated, len(chain) if app_depth is None else app_depth))
         for frame in set(chain):
             counts = hot.setdefault(frame, [0, 0, 0])
             counts[0] += total
             counts[1] += retained
         if chain:
             hot[chain[0]][2] += retained      # allocated right here, not in a callee
-    order = lambda p: (-p[0], -p[1], [f.filename for f in p[2]], [f.lineno for f in p[2]])  # noqa: E731
+    # Most retained first; a tie goes to the path whose allocation is nearest the
+    # app's own code (not the stdlib's or a library's), then by place, deterministically.
+    order = lambda p: (-p[0], -p[1], p[4], [f.filename for f in p[2]], [f.lineno for f in p[2]])  # noqa: E731
     shown = sorted(paths, key=order) if limit is None else heapq.nsmallest(limit, paths, key=order)
     top_paths = []
-    for retained, total, chain, truncated in shown:
+    for retained, total, chain, truncated, _app_depth in shown:
         entry = {
             "count": retained * scale,
             "total_count": total * scale,
@@ -167,6 +180,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         "depth": meta["depth"],
         "paths": len(paths),
         "top_paths": top_paths,
+        # memtracker_web's own allocations of the type, left out of the paths above
+        "own_allocations": {"count": own_retained * scale, "total_count": own_total * scale},
         "hotspots": [
             {"filename": f.filename, "lineno": f.lineno, "function": f.function,
              "total_count": c[0] * scale, "count": c[1] * scale, "self_count": c[2] * scale}
@@ -181,6 +196,31 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             "unattributed_allocations": meta["unattributed"] * scale,
         },
     }
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIBRARY_DIRS = tuple(sorted({os.path.abspath(p) + os.sep for name in ("stdlib", "platstdlib", "purelib", "platlib")
+                              if (p := sysconfig.get_paths().get(name))}))
+
+
+# The demo's leaking app ships inside the package, but it plays the user's app.
+_APP_FILES_IN_PACKAGE = (_OWN_DIR + "demo_app.py",)
+
+
+@lru_cache(maxsize=4096)
+def is_own_file(filename: str) -> bool:
+    """A file of memtracker_web itself (its bookkeeping), not the demo's app."""
+    return filename.startswith(_OWN_DIR) and filename not in _APP_FILES_IN_PACKAGE
+
+
+@lru_cache(maxsize=4096)
+def is_app_file(filename: str) -> bool:
+    """The app's own code: not the standard library, not an installed package, not ours."""
+    if not filename or filename.startswith("<") or is_own_file(filename):
+        return False
+    if "site-packages" in filename or "dist-packages" in filename:
+        return False
+    return not filename.startswith(_LIBRARY_DIRS)
 
 
 @lru_cache(maxsize=4096)

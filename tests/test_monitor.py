@@ -243,7 +243,8 @@ def test_changing_watch_sample_restarts_watch_all():
         m.watch_sample = 1
         m.sample()
         assert mt._tracker.watch_statistics()["sample"] == 1
-        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "sample": 1, "estimated": False}
+        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "recycled": 0, "sample": 1,
+                                         "estimated": False}
     finally:
         m.close()
 
@@ -260,8 +261,8 @@ def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
         leak(50)
         m.sample()                               # no restart, no error: tracked types are still read
         snap = m.snapshot()
-        assert snap["watch"] == {"candidates": snap["watch"]["candidates"], "promoted": 0, "sample": 1,
-                                 "estimated": False}
+        assert snap["watch"] == {"candidates": snap["watch"]["candidates"], "promoted": 0, "recycled": 0,
+                                 "sample": 1, "estimated": False}
         assert {t["type"]: t["live"] for t in snap["types"]}["test_monitor.Leaky"] == 50
         assert mt._tracker.watch_statistics()["sample"] == 1
     finally:
