@@ -274,3 +274,33 @@ def test_display_path_prefers_the_shorter_relative_form():
     assert display_path("<frozen importlib._bootstrap>") == "<frozen importlib._bootstrap>"
     stdlib_json = sys.modules["json"].__file__
     assert display_path(stdlib_json) == "json/__init__.py"
+
+
+def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
+    import os
+    import sysconfig
+
+    from memtracker_web import tracker as tracker_module
+    from memtracker_web.tracker import build_stats
+
+    lib = os.path.join(sysconfig.get_paths()["purelib"], "framework", "cache.py")
+    stdlib = os.path.join(sysconfig.get_paths()["stdlib"], "json", "decoder.py")
+    app = os.path.join(os.getcwd(), "myapp", "views.py")
+    ours = os.path.join(os.path.dirname(tracker_module.__file__), "monitor.py")
+    # (parent, filename, lineno, function, total, retained, truncated); counts on the innermost frame
+    nodes = [
+        (0, "", 0, "", 0, 0, 0),
+        (0, app, 10, "handler", 0, 0, 0),        # 1: the app's view
+        (1, lib, 20, "cached", 7, 7, 0),         # 2: a library frame called by it: 7 retained
+        (1, stdlib, 30, "decode", 7, 7, 0),      # 3: the stdlib, called by it: 7 retained
+        (0, app, 40, "remember", 7, 7, 0),       # 4: the app allocating itself: 7 retained
+        (0, ours, 50, "sample", 99, 99, 0),      # 5: our own bookkeeping
+    ]
+    meta = {"sample_every": 1, "depth": 10, "max_nodes": 100, "pruned_nodes": 0, "pruned_allocations": 0,
+            "overflow": 0, "unattributed": 0}
+    stats = build_stats(nodes, meta, 120, 120, limit=None)
+    innermost = [p["frames"][0]["lineno"] for p in stats["top_paths"]]
+    assert innermost[0] == 40                   # the app's own line wins the three-way tie
+    assert set(innermost) == {20, 30, 40}       # ours is not among them
+    assert stats["own_allocations"] == {"count": 99, "total_count": 99}
+    assert build_stats(nodes, meta, 120, 120, limit=None)["top_paths"] == stats["top_paths"]   # deterministic

@@ -392,3 +392,164 @@ def test_bad_options_name_the_problem():
         MemoryMonitor(interval=0)
     with pytest.raises(TypeError, match="class or a type name"):
         MemoryMonitor().start_monitoring(42)
+
+
+# -- which type gets analysed, and when it is reported (issue 15's policy) ----
+
+def _nominated(m: MemoryMonitor, cls: type) -> None:
+    """As if watch-all had nominated ``cls`` (deterministic: no sampling noise)."""
+    m.start_monitoring(cls)
+    m._types[id(cls)].source = "watch_all"
+
+
+_bytes_store: list = []
+
+
+def leak_bytes(n):
+    _bytes_store.extend(bytearray(1) for _ in range(n))
+
+
+@pytest.fixture
+def policy_monitor():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=3, max_analyzed=1)
+    yield m
+    m.close()
+    _store.clear()
+    _bytes_store.clear()
+
+
+@requires_engine
+def test_a_type_the_user_named_keeps_its_slot_against_faster_built_ins(policy_monitor):
+    m = policy_monitor
+    m.start_monitoring(Leaky)                   # named by the user: grows 11 a sample
+    _nominated(m, bytearray)                    # nominated: grows 500 a sample
+    for _ in range(8):
+        leak(11)
+        leak_bytes(500)
+        m.sample()
+    state = {t["type"]: t for t in m.snapshot()["types"]}
+    assert state["test_monitor.Leaky"]["analysing"] is True
+    assert state["builtins.bytearray"]["analysing"] is False and state["builtins.bytearray"]["increases"] >= 3
+
+
+@requires_engine
+def test_a_python_class_explains_the_growth_before_the_built_ins_it_drags():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=30, max_analyzed=3)
+    try:
+        _nominated(m, NeverNamed)
+        _nominated(m, bytearray)
+        for _ in range(6):
+            leak(11, NeverNamed)
+            leak_bytes(500)
+            m.sample()
+        state = {t["type"]: t for t in m.snapshot()["types"]}
+        # slots are free, but while a class grows its built-ins wait
+        assert state["test_monitor.NeverNamed"]["analysing"] is True
+        assert state["builtins.bytearray"]["analysing"] is False
+    finally:
+        m.close()
+        _store.clear()
+        _bytes_store.clear()
+
+
+@requires_engine
+def test_a_built_in_is_analysed_when_no_class_grows_and_yields_to_one(policy_monitor):
+    m = policy_monitor
+    m.calm_samples = 30                         # NeverNamed waits calm without being recycled
+    _nominated(m, bytearray)
+    _nominated(m, NeverNamed)
+    for _ in range(4):
+        leak_bytes(500)
+        m.sample()
+    assert {t["type"]: t["analysing"] for t in m.snapshot()["types"]} == {
+        "builtins.bytearray": True, "test_monitor.NeverNamed": False}
+    for _ in range(4):
+        leak_bytes(500)
+        leak(11, NeverNamed)
+        m.sample()
+    assert {t["type"]: t["analysing"] for t in m.snapshot()["types"]} == {
+        "builtins.bytearray": False, "test_monitor.NeverNamed": True}
+
+
+@requires_engine
+def test_forced_analysis_reports_as_soon_as_increases_are_met(monitor):
+    monitor.start_monitoring(Leaky, analysis=True)
+    monitor.sample()
+    for _ in range(2):
+        leak(11)
+        assert monitor.sample() == []
+    leak(11)
+    got = monitor.sample()                   # the third growth: paths exist already, so report now
+    assert len(got) == 1 and got[0]["increases"] == 3
+    assert got[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
+    assert monitor.sample() == []            # no growth, no second report
+    leak(11)
+    assert len(monitor.sample()) == 1        # each growth after it reports again
+
+
+@requires_engine
+def test_escalation_reports_at_the_first_sample_with_paths_after_it_starts(monitor):
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    for _ in range(3):
+        leak(11)
+        assert monitor.sample() == []        # the third growth starts analysis: no paths yet
+    assert monitor.snapshot()["types"][0]["analysing"] is True
+    leak(5)                                  # below the threshold: no growth, but paths now
+    got = monitor.sample()
+    assert len(got) == 1 and got[0]["increases"] == 3 and got[0]["top_paths"][0]["count"] == 5
+
+
+@requires_engine
+def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
+    monitor.start_monitoring(Leaky)
+    leak(11)
+    monitor.sample()                         # the seed's baseline: 0, so this is an increase
+    assert monitor.snapshot()["types"][0]["increases"] == 1
+
+
+@requires_engine
+def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3,
+                      calm_samples=3, interval=0.05)
+    try:
+        m.sample()                           # watch-all's baseline
+        for _ in range(8):
+            leak(20, NeverNamed)
+            m.sample()
+            entry = next((t for t in m.snapshot()["types"] if t["type"] == "test_monitor.NeverNamed"), None)
+            if entry is not None:
+                break
+        assert entry is not None and entry["source"] == "watch_all"
+        assert entry["increases"] == 3       # not 0: watch-all saw it grow three times
+        assert m.snapshot()["watch"]["promoted"] >= 1
+        promoted = m.snapshot()["watch"]["promoted"]
+        for _ in range(5):
+            m.sample()                       # calm
+        snap = m.snapshot()
+        assert "test_monitor.NeverNamed" not in {t["type"] for t in snap["types"]}
+        assert snap["watch"]["recycled"] >= 1 and snap["watch"]["promoted"] < promoted
+    finally:
+        m.close()
+        _store.clear()
+
+
+@without_engine
+def test_census_mode_reports_repeated_growth_without_paths_saying_why():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05)
+    reports = []
+    m.on_leak = reports.append
+    try:
+        m.start_monitoring(Leaky)
+        m.sample()
+        for _ in range(3):
+            leak(11)
+            m.sample()
+        assert len(reports) == 1
+        report = reports[0]
+        assert report["type"] == "test_monitor.Leaky" and report["increases"] == 3 and report["top_paths"] == []
+        assert report["note"] == "no call paths in census mode: " + mt.engine_status()["reason"]
+        assert m.sample() == []              # no growth: no second report
+    finally:
+        m.close()
+        _store.clear()
