@@ -2007,15 +2007,14 @@ mt_audit_hook(const char *event, PyObject *args, void *data)
         mt_engine.audit_seen = 1;
         return 0;
     }
-    if (!mt_engine.precise || mt_engine.n_running == 0 || event[0] != 'o' || strcmp(event, "object.__setattr__") != 0
-        || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 3) {
+    if (!(mt_engine.watch_on || (mt_engine.precise && mt_engine.n_running > 0)) || event[0] != 'o'
+        || strcmp(event, "object.__setattr__") != 0 || !PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 3) {
         return 0;
     }
     PyObject *obj = PyTuple_GET_ITEM(args, 0);
     PyObject *name = PyTuple_GET_ITEM(args, 1);
     PyObject *value = PyTuple_GET_ITEM(args, 2);
-    if (!PyType_Check(value) || !(Py_TYPE(obj)->tp_watched & mt_engine.mark_bit)
-        || !PyUnicode_Check(name) || !PyUnicode_EqualToUTF8(name, "__class__")) {
+    if (!PyType_Check(value) || !PyUnicode_Check(name) || !PyUnicode_EqualToUTF8(name, "__class__")) {
         return 0;
     }
     PyThreadState *ts = PyThreadState_GetUnchecked();
@@ -2023,6 +2022,19 @@ mt_audit_hook(const char *event, PyObject *args, void *data)
         return 0;
     }
     PyTypeObject *target = (PyTypeObject *)value;
+    if (mt_engine.watch_on && !mt_engine.watch_stale && Py_TYPE(obj) != target
+        && (mt_engine.watch_sample == 1 || MT_WATCH_SAMPLED(obj, mt_engine.watch_limit))) {
+        /* Watch-all counts an object under its type at creation and at death:
+         * moving it (Django's `obj = Empty(); obj.__class__ = Query`) would
+         * leave +1 on one type and -1 on the other for ever. Move its count with
+         * it, as a death of the old type and a birth of the new. (Should the
+         * assignment then fail its layout check, the move stays: rare.) */
+        mt_watch_count(Py_TYPE(obj), 1);
+        mt_watch_count(target, 0);
+    }
+    if (!mt_engine.precise || mt_engine.n_running == 0 || !(Py_TYPE(obj)->tp_watched & mt_engine.mark_bit)) {
+        return 0;
+    }
     for (uint32_t i = 0; i < mt_engine.n_retargets; i++) {
         if (mt_engine.retargets[i].type == target) {
             return 0;

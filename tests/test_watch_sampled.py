@@ -184,3 +184,45 @@ def test_no_capture_means_the_sample_test_alone_and_a_capture_brings_the_mark_te
     finally:
         _tracker.watch_stop()
     assert _tracker.engine_state()["hook"] == "none"
+
+
+class Empty:
+    pass
+
+
+class Query:
+    pass
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+@pytest.mark.parametrize("with_capture", [False, True], ids=["watch-only", "beside-a-capture"])
+def test_class_assignment_moves_the_watch_all_count_with_the_object(sample, with_capture):
+    # Django's `obj = Empty(); obj.__class__ = Query`: created as one type, dead
+    # as another. Net counts must not drift apart on the two types.
+    capture = mt.Capture()
+    if with_capture:
+        capture.track(Empty)            # marked: the audit hook's other path runs too
+        capture.start()
+    _tracker.watch_start(sample=sample)
+    try:
+        kept = []
+        for i in range(20_000):
+            obj = Empty()
+            obj.__class__ = Query
+            if i % 4 == 0:
+                kept.append(obj)
+        del obj
+        net = {t: new - free for t, new, free in _tracker.watch_counts()}
+        assert net.get(Empty, 0) == 0                  # every Empty became a Query
+        if sample == 1:
+            assert net[Query] == 5000                  # exactly the ones kept
+        else:
+            assert abs(net[Query] * sample - 5000) < 5 * (64 * 5000) ** 0.5
+        if with_capture:
+            assert capture.count_for(Empty) == 5000    # a capture counts an object as what it was created
+        del kept
+        net = {t: new - free for t, new, free in _tracker.watch_counts()}
+        assert net.get(Empty, 0) == 0 and net.get(Query, 0) == 0
+    finally:
+        _tracker.watch_stop()
+        capture.stop()
