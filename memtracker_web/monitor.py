@@ -304,7 +304,11 @@ class MemoryMonitor:
             return
         live = [s for s in self._types.values() if s.ref() is not None]
         growing = [s for s in live if s.analysing or s.increases >= self.increases]
-        classes_growing = any(s.rank() < 2 for s in growing)
+        # a class counts as growing from watch-all's first increase on, before it is
+        # even nominated: the built-ins it drags along grow faster and would be first
+        classes_growing = any(s.rank() < 2 for s in growing) or any(
+            w.increases > 0 and (cls := w.ref()) is not None and not is_builtin_type(cls)
+            for w in self._watch.values())
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
         candidates.sort(key=lambda s: (s.rank(), -s.rate(), s.name))
         for state in candidates:

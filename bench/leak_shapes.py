@@ -1,0 +1,160 @@
+"""Leak shapes through a real server: does the monitor find each leak by itself, name its
+type and the line, and how fast? And does a healthy app stay quiet?
+
+For each shape of bench/leak_apps.py: uvicorn serves the app (our middleware with
+watch_all=True, the rest default but interval=1 s), a client sends ``/work`` and
+``/`` at about 30 requests/s each, and /debug/memory's JSON is read every 0.5 s.
+Recorded: seconds and samples until the expected type was nominated, analysed and
+first reported; whether the report's top path starts at the allocating line (the
+``# ALLOC`` marker); which other types were reported (a report naming a type that
+does not explain the leak is noise). The healthy run counts reports and
+escalations of any type.
+
+    python bench/leak_shapes.py [--shapes user-class lru ...] [--seconds 60] [--healthy-seconds 180]
+
+Prints a Markdown table (RESULTS.md keeps one with the command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from leak_apps import EXPECTED  # noqa: E402
+
+
+def alloc_line(marker: str) -> int:
+    with open(os.path.join(HERE, "leak_apps.py")) as fh:
+        for number, text in enumerate(fh, 1):
+            if re.search(rf"# ALLOC {re.escape(marker)}$", text.rstrip()):
+                return number
+    raise LookupError(marker)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def run_shape(shape: str, seconds: float, rate: float) -> dict:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, LEAK_SHAPE=shape, LEAK_INTERVAL="1.0")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", HERE, "--port", str(port), "--log-level", "warning",
+         "leak_apps:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+    sent = [0]
+
+    def load() -> None:
+        period = 1.0 / rate
+        while not stop.is_set():
+            for path in ("/work", "/"):
+                try:
+                    get(base + path)
+                    sent[0] += 1
+                except OSError:
+                    pass
+            stop.wait(period)
+
+    result = {"shape": shape, "expected": EXPECTED[shape][0], "nominated": None, "analysing": None,
+              "reported": None, "right_line": None, "first_frame": None, "other_reports": set(),
+              "escalated_others": set(), "samples_at_report": None}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get(base + "/")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"{shape}: the server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.2)
+        loader = threading.Thread(target=load, daemon=True)
+        started = time.monotonic()
+        loader.start()
+        want, marker = EXPECTED[shape]
+        line = alloc_line(marker) if marker else None
+        while time.monotonic() - started < seconds:
+            time.sleep(0.5)
+            snap = json.loads(get(base + "/debug/memory?format=json"))
+            now = round(time.monotonic() - started, 1)
+            for entry in snap["types"]:
+                if entry["type"] == want:
+                    if result["nominated"] is None:
+                        result["nominated"] = now
+                    if entry["analysing"] and result["analysing"] is None:
+                        result["analysing"] = now
+                elif entry["analysing"]:
+                    result["escalated_others"].add(entry["type"])
+            for report in snap["leaks"]:
+                if report["type"] != want:
+                    result["other_reports"].add(report["type"])
+                    continue
+                if result["reported"] is None:
+                    result["reported"] = now
+                    result["samples_at_report"] = snap["samples"]
+                    frames = report["top_paths"][0]["frames"] if report["top_paths"] else []
+                    if frames:
+                        first = frames[0]
+                        result["first_frame"] = f"{os.path.basename(first['filename'])}:{first['lineno']}"
+                        result["right_line"] = (os.path.basename(first["filename"]) == "leak_apps.py"
+                                                and first["lineno"] == line)
+            if want is not None and result["reported"] is not None:
+                break
+        result["requests"] = sent[0]
+        result["seconds"] = round(time.monotonic() - started, 1)
+    finally:
+        stop.set()
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", nargs="*", default=[s for s in EXPECTED if s != "healthy"])
+    parser.add_argument("--seconds", type=float, default=60.0, help="per leak shape, at most")
+    parser.add_argument("--healthy-seconds", type=float, default=180.0)
+    parser.add_argument("--rate", type=float, default=30.0, help="rounds of /work and / per second")
+    args = parser.parse_args()
+    rows = []
+    for shape in args.shapes:
+        rows.append(run_shape(shape, args.seconds, args.rate))
+        print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in rows[-1].items()}), flush=True)
+    if args.healthy_seconds > 0:
+        rows.append(run_shape("healthy", args.healthy_seconds, args.rate))
+        print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in rows[-1].items()}), flush=True)
+    print()
+    print("| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame | right line | other types reported | other types analysed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        report = "-" if r["reported"] is None else f"{r['reported']} ({r['samples_at_report']})"
+        print(f"| {r['shape']} | {r['expected'] or '(none)'} | {r['nominated'] if r['nominated'] is not None else '-'} "
+              f"| {r['analysing'] if r['analysing'] is not None else '-'} | {report} | {r['first_frame'] or '-'} "
+              f"| {'yes' if r['right_line'] else 'no' if r['right_line'] is False else '-'} "
+              f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} |")
+
+
+if __name__ == "__main__":
+    main()
