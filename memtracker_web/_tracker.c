@@ -70,8 +70,10 @@
 
 #if defined(__GNUC__)
 #  define MT_NOINLINE __attribute__((noinline))
+#  define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #  define MT_NOINLINE
+#  define MT_UNLIKELY(x) (x)
 #endif
 
 #define MT_SLOT_BITS 12
@@ -1067,11 +1069,13 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
 
 static void mt_engine_mark_displaced(void);
 
-/* 3.15 tells a replaced tracer it was removed, with a NULL object. (Before
- * 3.15 CPython never passes NULL: that test would cost every event.) */
+/* 3.15 tells a replaced tracer it was removed: a NULL object (with the event
+ * PyRefTracer_TRACKER_REMOVED, which is never sent with an object, so the one
+ * test of the object serves). Before 3.15 CPython never passes NULL: the test
+ * would cost every event. */
 #if MT_TRACER_TOLD_REMOVED
 #  define MT_HOOK_REMOVED_GUARD(op, event)                                   \
-    if ((event) == PyRefTracer_TRACKER_REMOVED || (op) == NULL) {            \
+    if (MT_UNLIKELY((op) == NULL)) {                                        \
         if (!mt_engine.switching) {                                                 \
             mt_engine_mark_displaced();                                        \
         }                                                                   \

@@ -85,12 +85,13 @@ _HEAPTYPE = 1 << 9     # Py_TPFLAGS_HEAPTYPE
 class _WatchState:
     """A type seen by watch-all (exact: net allocations; census: live count)."""
 
-    __slots__ = ("ref", "high_water", "increases", "recent")
+    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase")
 
     def __init__(self, cls: type, value: int) -> None:
         self.ref = weakref.ref(cls)
         self.high_water = value
         self.increases = 0
+        self.last_increase = 0          # the sample of the last increase
         self.recent: deque = deque([value], maxlen=11)    # sampled mode: its noise
 
     def noise(self) -> Optional[float]:
@@ -304,10 +305,11 @@ class MemoryMonitor:
             return
         live = [s for s in self._types.values() if s.ref() is not None]
         growing = [s for s in live if s.analysing or s.increases >= self.increases]
-        # a class counts as growing from watch-all's first increase on, before it is
-        # even nominated: the built-ins it drags along grow faster and would be first
+        # a class counts as growing once watch-all saw it rise twice lately, before it
+        # is even nominated: the built-ins it drags along grow faster and would be first
         classes_growing = any(s.rank() < 2 for s in growing) or any(
-            w.increases > 0 and (cls := w.ref()) is not None and not is_builtin_type(cls)
+            w.increases >= 2 and self._samples - w.last_increase <= self.calm_samples
+            and (cls := w.ref()) is not None and not is_builtin_type(cls)
             for w in self._watch.values())
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
         candidates.sort(key=lambda s: (s.rank(), -s.rate(), s.name))
@@ -400,6 +402,7 @@ class MemoryMonitor:
             if value > state.high_water + margin:
                 state.high_water = value
                 state.increases += 1
+                state.last_increase = self._samples
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
                     self._watch_promotions += 1
                     del self._watch[key]
