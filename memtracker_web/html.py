@@ -141,8 +141,9 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
         how = (f'about one object in {_num(watch.get("sample"))} is counted (by address) and scaled: '
                f'estimates' if watch.get("estimated") else "every object is counted")
         out += (f'<p class="note">Watch-all looks for growing types nobody named: {how}. '
-                f'{_num(watch.get("candidates"))} types seen, {_num(watch.get("promoted"))} nominated '
-                f'(a nominated type is counted exactly from then on).</p>')
+                f'{_num(watch.get("candidates"))} types seen, {_num(watch.get("promoted"))} nominated now '
+                f'(a nominated type is counted exactly from then on), {_num(watch.get("recycled"))} '
+                f'dropped again after a calm spell.</p>')
     return out
 
 

@@ -33,7 +33,8 @@ class _TypeState:
 
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "history_json", "first_live", "live", "allocations", "frees", "source",
-                 "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at")
+                 "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
+                 "analysis_since")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -56,6 +57,7 @@ class _TypeState:
         self.builtin = is_builtin_type(cls)
         self.counted_from_zero = False  # exact counts of objects created since monitoring began
         self.nominated_at = 0           # the sample at which watch-all nominated it
+        self.analysis_since = 0         # the sample at which its analysis began
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -75,11 +77,15 @@ class _TypeState:
 
 
 def is_builtin_type(cls: type) -> bool:
-    """A type defined in C (str, dict, frame, a C extension's types), not by Python code."""
-    return not (cls.__flags__ & _HEAPTYPE) or cls.__module__ == "builtins"
+    """A type defined in C (str, dict, frame, deque, asyncio's Future, a C extension's
+    types), not by Python code. Many stdlib C types are heap types since 3.12, but
+    they are immutable, which no class statement makes."""
+    flags = cls.__flags__
+    return not (flags & _HEAPTYPE) or bool(flags & _IMMUTABLETYPE) or cls.__module__ == "builtins"
 
 
-_HEAPTYPE = 1 << 9     # Py_TPFLAGS_HEAPTYPE
+_IMMUTABLETYPE = 1 << 8     # Py_TPFLAGS_IMMUTABLETYPE
+_HEAPTYPE = 1 << 9          # Py_TPFLAGS_HEAPTYPE
 
 
 class _WatchState:
@@ -173,6 +179,8 @@ class MemoryMonitor:
         with self._lock:
             state = self._types.get(id(cls))
             if state is None or state.ref() is not cls:
+                if state is not None and state.source == "watch_all":
+                    self._watch_promotions -= 1     # a dead class's state, its id reused
                 state = _TypeState(cls, self.threshold if threshold is None else int(threshold),
                                    self.history, "census" if self.mode == "census" else "tracked", analysis)
                 self._types[id(cls)] = state
@@ -180,8 +188,14 @@ class MemoryMonitor:
                     already = cls in self.tracker.capture
                     self.tracker.track(cls)
                     state.counted_from_zero = not already
-            elif threshold is not None:
-                state.threshold = int(threshold)
+            else:
+                if state.source == "watch_all":
+                    # named now by the user: it ranks as theirs, and is never recycled
+                    state.source = "census" if self.mode == "census" else "tracked"
+                    self._watch_promotions -= 1
+                if threshold is not None:
+                    state.threshold = int(threshold)
+            self._watch.pop(id(cls), None)      # counted here from now on, not by watch-all's table
             if analysis:
                 state.forced = True
                 self._begin_analysis(state, cls)
@@ -193,6 +207,8 @@ class MemoryMonitor:
             state = self._types.pop(id(cls), None)
             if state is None:
                 return False
+            if state.source == "watch_all":
+                self._watch_promotions -= 1     # its place is free again
             self._generation += 1
             if self.mode == "exact":
                 self.tracker.untrack(cls)
@@ -220,6 +236,8 @@ class MemoryMonitor:
                 cls = state.ref()
                 if cls is None:                 # the class itself died: nothing left to watch
                     del self._types[key]
+                    if state.source == "watch_all":
+                        self._watch_promotions -= 1
                     continue
                 self._read_counts(state, cls, census)
                 point = (round(now, 3), state.live)    # ms: shorter JSON
@@ -246,17 +264,20 @@ class MemoryMonitor:
                 if cls is None:
                     continue
                 calm = self._samples - state.last_growth_sample > self.calm_samples
-                if self._should_report(state, cls):
-                    reports.append(self._report(state, cls, now))
+                stats = self._report_stats(state, cls)
+                if stats is not None:
+                    reports.append(self._report(state, cls, now, stats))
                     state.reported = True
+                elif self.mode != "exact" and calm and state.increases and not state.forced:
+                    state.increases = 0                 # calm again (census): start counting afresh
+                    state.reported = False
                 elif state.analysing and not state.forced and calm:
                     self._end_analysis(state, cls)     # calm again: back to counting only
                     state.increases = 0
-                elif state.source == "watch_all" and not state.analysing and calm and \
+                elif state.source == "watch_all" and not state.analysing and not state.forced and calm and \
                         self._samples - state.nominated_at > self.calm_samples:
                     # a nominated type that went calm gives its place back: discovery never stops
                     self.stop_monitoring(cls)
-                    self._watch_promotions -= 1
                     self._watch_recycled += 1
             self._sampled_at = now
             self._sample_duration = time.perf_counter() - started
@@ -269,18 +290,21 @@ class MemoryMonitor:
                 logger.exception("memtracker_web: sample hook %r failed", hook)
         return reports
 
-    def _should_report(self, state: _TypeState, cls: type) -> bool:
-        """A type that met ``increases`` is reported as soon as its call paths show
-        where the growth comes from (exact), or at once (census: there are none),
-        then again at each growth."""
+    def _report_stats(self, state: _TypeState, cls: type) -> Optional[dict]:
+        """The stats a report is made of when one is due, else None. A type that met
+        ``increases`` is reported as soon as its call paths show where the growth
+        comes from (exact), or at once (census: there are none), then again at each
+        growth. (One stats build serves the test and the report.)"""
         if state.increases < self.increases or not (state.grew or not state.reported):
-            return False
+            return None
         if self.mode != "exact":
-            return True
+            return {"top_paths": []}
         if not state.analysing:
-            return False
-        stats = self.tracker.stats(cls, limit=1, hotspots=0)
-        return bool(stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0)
+            return None
+        stats = self.tracker.stats(cls, limit=3, hotspots=0)
+        if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
+            return None
+        return stats
 
     def _read_counts(self, state: _TypeState, cls: type, census) -> None:
         if census is not None:
@@ -307,20 +331,28 @@ class MemoryMonitor:
         growing = [s for s in live if s.analysing or s.increases >= self.increases]
         # a class counts as growing once watch-all saw it rise twice lately, before it
         # is even nominated: the built-ins it drags along grow faster and would be first
-        classes_growing = any(s.rank() < 2 for s in growing) or any(
-            w.increases >= 2 and self._samples - w.last_increase <= self.calm_samples
-            and (cls := w.ref()) is not None and not is_builtin_type(cls)
-            for w in self._watch.values())
+        recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
+        classes_growing = (
+            any(s.rank() < 2 for s in growing)
+            # a nominated class still on its way to `increases`
+            or any(s.rank() == 1 and s.increases >= 2 and recently(s.last_growth_sample) for s in live)
+            # a class watch-all saw rise twice lately, while a place is free to nominate it
+            or (self._watch_promotions < self.max_watch_promotions and any(
+                w.increases >= 2 and recently(w.last_increase)
+                and (c := w.ref()) is not None and not is_builtin_type(c) for w in self._watch.values())))
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
         candidates.sort(key=lambda s: (s.rank(), -s.rate(), s.name))
         for state in candidates:
             budget = self.max_analyzed - sum(1 for s in self._types.values() if s.analysing)
             if budget <= 0:
-                # displace the analysed type that explains least: a worse rank, or
-                # the same rank and slower; never one the user named or forced
+                # displace the analysed type that explains least: a worse rank, or the
+                # same rank, clearly slower, and given its chance (reported, or calm
+                # long enough); never one the user named or forced
                 yielding = [s for s in self._types.values()
                             if s.analysing and not s.forced and s.rank() > 0
-                            and (s.rank(), -s.rate()) > (state.rank(), -state.rate())]
+                            and (s.rank() > state.rank()
+                                 or (s.rank() == state.rank() and s.rate() < state.rate() * 2 / 3
+                                     and (s.reported or self._samples - s.analysis_since > self.calm_samples)))]
                 weakest = max(yielding, key=lambda s: (s.rank(), -s.rate(), s.name), default=None)
                 if weakest is None:
                     continue
@@ -337,6 +369,7 @@ class MemoryMonitor:
         self.tracker.track_with_analysis(cls, depth=self.depth)
         state.analysing = True
         state.reported = False
+        state.analysis_since = self._samples
         state.last_growth_sample = self._samples
         logger.info("memtracker_web: %s grew %d times; recording its allocation call paths",
                     state.name, state.increases)
@@ -417,14 +450,13 @@ class MemoryMonitor:
         for key in [k for k in self._watch if k not in seen]:
             del self._watch[key]                # the type died
 
-    def _report(self, state: _TypeState, cls: type, now: float) -> dict:
-        stats = self.tracker.stats(cls, limit=3, hotspots=0) if self.mode == "exact" else None
+    def _report(self, state: _TypeState, cls: type, now: float, stats: dict) -> dict:
         report = {
             "type": state.name,
             "live": state.live,
             "increases": state.increases,
             "detected_at": now,
-            "top_paths": [] if stats is None else stats["top_paths"],
+            "top_paths": stats["top_paths"],
         }
         if self.mode != "exact":
             report["note"] = ("no call paths in census mode: " + engine.engine_status()["reason"])

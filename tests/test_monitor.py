@@ -553,3 +553,91 @@ def test_census_mode_reports_repeated_growth_without_paths_saying_why():
     finally:
         m.close()
         _store.clear()
+
+
+class Fast:
+    pass
+
+
+class Jumpy:
+    pass
+
+
+@requires_engine
+def test_two_classes_of_one_rank_do_not_swap_the_slot_every_sample(policy_monitor):
+    # A grows 201 a sample, B alternates 100 / 300: the faster one changes every
+    # sample. The slot must stay put long enough for a report.
+    m = policy_monitor
+    m.calm_samples = 30
+    _nominated(m, Fast)
+    _nominated(m, Jumpy)
+    reports = []
+    m.on_leak = reports.append
+    switches, holder = 0, None
+    for i in range(16):
+        leak(201, Fast)
+        leak(300 if i % 2 else 100, Jumpy)
+        m.sample()
+        now = [t["type"] for t in m.snapshot()["types"] if t["analysing"]]
+        if holder and now != holder:
+            switches += 1                               # (the first start is not a switch)
+        holder = now or holder
+    assert switches == 0
+    assert reports and {r["type"] for r in reports} == set(holder)
+
+
+@requires_engine
+def test_untracking_or_naming_a_nominated_type_frees_its_place():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, max_watch_promotions=2)
+    try:
+        _nominated(m, Fast)
+        m._watch_promotions = 1
+        _nominated(m, Jumpy)
+        m._watch_promotions = 2
+        assert m.stop_monitoring(Fast) is True
+        assert m._watch_promotions == 1                  # untracked (POST /untrack): its place is free
+        m.start_monitoring(Jumpy)                        # the user names it now
+        assert m._watch_promotions == 0
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == "test_monitor.Jumpy")
+        assert entry["source"] == "tracked"              # ranks as theirs, never recycled
+    finally:
+        m.close()
+
+
+def test_stdlib_types_written_in_c_rank_as_built_ins():
+    import array
+    import asyncio
+    import collections
+    import functools
+    import re
+
+    from memtracker_web.monitor import is_builtin_type
+
+    for cls in (dict, str, collections.deque, collections.defaultdict, functools.partial, asyncio.Future,
+                type(re.match("a", "a")), array.array):
+        assert is_builtin_type(cls), cls
+    for cls in (Leaky, Fast, collections.Counter):
+        assert not is_builtin_type(cls), cls
+
+
+@without_engine
+def test_census_mode_starts_counting_afresh_after_a_calm_spell():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=3)
+    reports = []
+    m.on_leak = reports.append
+    try:
+        m.start_monitoring(Leaky)
+        m.sample()
+        for _ in range(3):
+            leak(11)
+            m.sample()
+        assert len(reports) == 1
+        for _ in range(5):
+            m.sample()                                  # calm
+        assert m.snapshot()["types"][0]["increases"] == 0
+        leak(11)
+        m.sample()
+        assert len(reports) == 1                        # one growth after calm is not a leak yet
+    finally:
+        m.close()
+        _store.clear()
