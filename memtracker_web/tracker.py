@@ -127,26 +127,31 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     shorten = path_shortener()
     frames = [None] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
     app = [False] + [is_app_file(n[1]) for n in nodes[1:]]
+    own = [False] + [is_own_file(n[1]) for n in nodes[1:]]
     paths = []
     own_retained = own_total = 0
     hot: dict[Frame, list[int]] = {}
     for index in range(len(nodes)):
-        _parent, filename, _line, _func, total, retained, truncated = nodes[index]
+        _parent, _file, _line, _func, total, retained, truncated = nodes[index]
         if total == 0 and retained == 0:
-            continue
-        if index > 0 and is_own_file(filename):
-            # allocated by memtracker_web itself (its bookkeeping): never reported as the app's
-            own_retained += retained
-            own_total += total
             continue
         chain = []
         app_depth = None            # how far out the app's own innermost frame is
+        caller_is_own = None        # whether the innermost frame outside the stdlib and libraries is ours
         i = index
         while i > 0:
+            if caller_is_own is None and (app[i] or own[i]):
+                caller_is_own = own[i]
             if app_depth is None and app[i]:
                 app_depth = len(chain)
             chain.append(frames[i])
             i = nodes[i][0]
+        if caller_is_own:
+            # allocated for memtracker_web itself (its bookkeeping, directly or through
+            # the stdlib, e.g. json encoding a history point): never reported as the app's
+            own_retained += retained
+            own_total += total
+            continue
         paths.append((retained, total, chain, truncated, len(chain) if app_depth is None else app_depth))
         for frame in set(chain):
             counts = hot.setdefault(frame, [0, 0, 0])

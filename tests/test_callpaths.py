@@ -295,12 +295,15 @@ def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
         (1, stdlib, 30, "decode", 7, 7, 0),      # 3: the stdlib, called by it: 7 retained
         (0, app, 40, "remember", 7, 7, 0),       # 4: the app allocating itself: 7 retained
         (0, ours, 50, "sample", 99, 99, 0),      # 5: our own bookkeeping
+        (5, stdlib, 60, "encode", 11, 11, 0),    # 6: the stdlib working for us (json of a history point)
+        (1, ours, 70, "__call__", 0, 0, 0),      # 7: our middleware called by the app's code...
+        (7, app, 80, "view", 5, 5, 0),           # 8: ...calling the app again: the app's allocation
     ]
     meta = {"sample_every": 1, "depth": 10, "max_nodes": 100, "pruned_nodes": 0, "pruned_allocations": 0,
             "overflow": 0, "unattributed": 0}
-    stats = build_stats(nodes, meta, 120, 120, limit=None)
+    stats = build_stats(nodes, meta, 136, 136, limit=None)
     innermost = [p["frames"][0]["lineno"] for p in stats["top_paths"]]
     assert innermost[0] == 40                   # the app's own line wins the three-way tie
-    assert set(innermost) == {20, 30, 40}       # ours is not among them
-    assert stats["own_allocations"] == {"count": 99, "total_count": 99}
-    assert build_stats(nodes, meta, 120, 120, limit=None)["top_paths"] == stats["top_paths"]   # deterministic
+    assert set(innermost) == {20, 30, 40, 80}   # ours (50, and 60 on our behalf) are not among them
+    assert stats["own_allocations"] == {"count": 110, "total_count": 110}
+    assert build_stats(nodes, meta, 136, 136, limit=None)["top_paths"] == stats["top_paths"]   # deterministic
