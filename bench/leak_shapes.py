@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from bench_web import free_port  # noqa: E402
 from leak_apps import EXPECTED  # noqa: E402
 
 
@@ -39,12 +39,6 @@ def alloc_line(marker: str) -> int:
             if re.search(rf"# ALLOC {re.escape(marker)}$", text.rstrip()):
                 return number
     raise LookupError(marker)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, timeout: float = 5.0) -> bytes:
