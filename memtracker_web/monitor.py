@@ -324,13 +324,14 @@ class MemoryMonitor:
         slot; then classes defined in Python code; built-ins only while no such
         class is growing (a leaked object drags its dicts, strings and numbers
         along: the class explains the leak, its built-ins do not). Within a rank
-        the fastest grower wins."""
+        the fastest grower goes first, and takes a full budget's slot only from
+        one growing at most 2/3 as fast that was reported or stayed calm."""
         if self.mode != "exact":
             return
         live = [s for s in self._types.values() if s.ref() is not None]
         growing = [s for s in live if s.analysing or s.increases >= self.increases]
-        # a class counts as growing once watch-all saw it rise twice lately, before it
-        # is even nominated: the built-ins it drags along grow faster and would be first
+        # A class counts as growing before it reaches `increases`, even before it is
+        # nominated: the built-ins it drags along grow faster and would be first.
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         classes_growing = (
             any(s.rank() < 2 for s in growing)
