@@ -156,7 +156,6 @@ class MemoryMonitor:
         self._sample_duration = 0.0
         self._census_info: Optional[dict[str, Any]] = None
         self._watching = False
-        self._watch_promotions = 0                    # nominated by watch-all and still monitored
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._lock = threading.RLock()
         self._thread: Optional[threading.Thread] = None
@@ -179,8 +178,6 @@ class MemoryMonitor:
         with self._lock:
             state = self._types.get(id(cls))
             if state is None or state.ref() is not cls:
-                if state is not None and state.source == "watch_all":
-                    self._watch_promotions -= 1     # a dead class's state, its id reused
                 state = _TypeState(cls, self.threshold if threshold is None else int(threshold),
                                    self.history, "census" if self.mode == "census" else "tracked", analysis)
                 self._types[id(cls)] = state
@@ -192,7 +189,6 @@ class MemoryMonitor:
                 if state.source == "watch_all":
                     # named now by the user: it ranks as theirs, and is never recycled
                     state.source = "census" if self.mode == "census" else "tracked"
-                    self._watch_promotions -= 1
                 if threshold is not None:
                     state.threshold = int(threshold)
             self._watch.pop(id(cls), None)      # counted here from now on, not by watch-all's table
@@ -207,12 +203,16 @@ class MemoryMonitor:
             state = self._types.pop(id(cls), None)
             if state is None:
                 return False
-            if state.source == "watch_all":
-                self._watch_promotions -= 1     # its place is free again
             self._generation += 1
             if self.mode == "exact":
                 self.tracker.untrack(cls)
             return True
+
+    @property
+    def _watch_promotions(self) -> int:
+        """Types watch-all nominated that are still monitored: a place comes back when
+        one is recycled, untracked, named by the user, or its class dies."""
+        return sum(1 for s in self._types.values() if s.source == "watch_all")
 
     def monitored(self) -> list[type]:
         with self._lock:
@@ -236,8 +236,6 @@ class MemoryMonitor:
                 cls = state.ref()
                 if cls is None:                 # the class itself died: nothing left to watch
                     del self._types[key]
-                    if state.source == "watch_all":
-                        self._watch_promotions -= 1
                     continue
                 self._read_counts(state, cls, census)
                 point = (round(now, 3), state.live)    # ms: shorter JSON
@@ -438,7 +436,6 @@ class MemoryMonitor:
                 state.increases += 1
                 state.last_increase = self._samples
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
-                    self._watch_promotions += 1
                     del self._watch[key]
                     self.start_monitoring(cls)
                     nominated = self._types[key]

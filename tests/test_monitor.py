@@ -598,9 +598,8 @@ def test_untracking_or_naming_a_nominated_type_frees_its_place():
     m = MemoryMonitor(threshold=10, increases=3, interval=0.05, max_watch_promotions=2)
     try:
         _nominated(m, Fast)
-        m._watch_promotions = 1
         _nominated(m, Jumpy)
-        m._watch_promotions = 2
+        assert m._watch_promotions == 2
         assert m.stop_monitoring(Fast) is True
         assert m._watch_promotions == 1                  # untracked (POST /untrack): its place is free
         m.start_monitoring(Jumpy)                        # the user names it now
