@@ -124,7 +124,7 @@ def render(snapshot: Mapping[str, Any], url: str) -> str:
     lines.append("")
     lines.extend(_types_table(snapshot.get("types") or []))
     lines.append("")
-    lines.extend(_leaks(snapshot, mode))
+    lines.extend(_leaks(snapshot))
     return "\n".join(lines)
 
 
@@ -143,7 +143,7 @@ def _types_table(types: list[Mapping[str, Any]]) -> list[str]:
     return [f"types ({len(types)}; growth over the kept history):", line(header)] + [line(row) for row in rows]
 
 
-def _leaks(snapshot: Mapping[str, Any], mode: Any) -> list[str]:
+def _leaks(snapshot: Mapping[str, Any]) -> list[str]:
     leaks = leaks_by_type(snapshot)
     if not leaks:
         return ["no leak reported"]
