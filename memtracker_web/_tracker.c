@@ -20,7 +20,8 @@
  * Watch-all counts every type's net allocations: of every object (a
  * direct-mapped cache lookup per event), or sampled, of the objects whose
  * address hashes below a limit (about one in N: a multiply and a compare per
- * unsampled event; see MT_WATCH_SAMPLED).
+ * unsampled event; see MT_WATCH_SAMPLED) and every object of a class defined
+ * in Python code (MT_WATCH_EXACT_TYPE).
  *
  * Tables (key => value):
  *   mt_engine.bindings:   type pointer => index into mt_engine.binds
@@ -540,6 +541,15 @@ typedef struct {
 #define MT_WATCH_SAMPLED(op, limit) \
     ((uint32_t)((uint32_t)(uintptr_t)(op) * MT_WATCH_HASH_MULT) < (limit))
 
+/* Sampled watch-all counts every object of a class defined in Python code
+ * (a mutable heap type): such objects are few beside the built-ins', and the
+ * class is what names a leak, so its count must not wait for sampling noise
+ * to average out. A type's flags do not change after it is made, so an
+ * object's creation and its death are counted alike. */
+#define MT_WATCH_EXACT_TYPE(tp) \
+    (((tp)->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_IMMUTABLETYPE)) == Py_TPFLAGS_HEAPTYPE)
+#define MT_WATCH_COUNTED(op, tp, limit) (MT_WATCH_SAMPLED(op, limit) || MT_WATCH_EXACT_TYPE(tp))
+
 /* A type whose tp_watched carries our bit: its objects' events take the slow
  * path. The weak reference tells, at safe points, whether the pointer is still
  * a live type (one may die while our tracer was displaced). */
@@ -975,7 +985,7 @@ mt_engine_bind_of(PyTypeObject *tp)
 static MT_NOINLINE void
 mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
 {
-    if (mt_engine.watch_on && (mt_engine.watch_sample == 1 || MT_WATCH_SAMPLED(op, mt_engine.watch_limit))) {
+    if (mt_engine.watch_on && (mt_engine.watch_sample == 1 || MT_WATCH_COUNTED(op, tp, mt_engine.watch_limit))) {
         mt_watch_count(tp, event == PyRefTracer_DESTROY);
     }
     if (event == PyRefTracer_CREATE) {
@@ -1061,7 +1071,7 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
 static MT_NOINLINE int
 mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
 {
-    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
+    if (MT_WATCH_COUNTED(op, Py_TYPE(op), mt_engine.watch_limit)) {
         return mt_hook_full(op, event);
     }
     return mt_hook_slow(op, event);
@@ -1179,7 +1189,7 @@ mt_hook_sampled(PyObject *op, PyRefTracerEvent event, void *data)
     if (tp->tp_watched & (unsigned char)(uintptr_t)data) {
         return mt_hook_slow_sampled(op, event);
     }
-    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
+    if (MT_WATCH_COUNTED(op, tp, mt_engine.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
     return 0;
@@ -1192,7 +1202,7 @@ mt_hook_sampled_unmarked(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
+    if (MT_WATCH_COUNTED(op, Py_TYPE(op), mt_engine.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
     return 0;
@@ -1204,10 +1214,11 @@ mt_hook_sampled_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    if (mt_filter_wants(Py_TYPE(op), event)) {
+    PyTypeObject *tp = Py_TYPE(op);
+    if (mt_filter_wants(tp, event)) {
         return mt_hook_slow(op, event);
     }
-    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
+    if (MT_WATCH_COUNTED(op, tp, mt_engine.watch_limit)) {
         return mt_watch_sampled_event(op, event);
     }
     return 0;
@@ -2026,15 +2037,20 @@ mt_audit_hook(const char *event, PyObject *args, void *data)
         return 0;
     }
     PyTypeObject *target = (PyTypeObject *)value;
-    if (mt_engine.watch_on && !mt_engine.watch_stale && Py_TYPE(obj) != target
-        && (mt_engine.watch_sample == 1 || MT_WATCH_SAMPLED(obj, mt_engine.watch_limit))) {
-        /* Watch-all counts an object under its type at creation and at death:
-         * moving it (Django's `obj = Empty(); obj.__class__ = Query`) would
-         * leave +1 on one type and -1 on the other for ever. Move its count with
-         * it, as a death of the old type and a birth of the new. (Should the
-         * assignment then fail its layout check, the move stays: rare.) */
-        mt_watch_count(Py_TYPE(obj), 1);
-        mt_watch_count(target, 0);
+    /* Watch-all counts an object under its type at creation and at death:
+     * moving it (Django's `obj = Empty(); obj.__class__ = Query`) would leave
+     * +1 on one type and -1 on the other for ever. Move its count with it, as
+     * a death of the old type and a birth of the new, each where it is
+     * counted (sampled: by address, or every object of a Python class).
+     * (Should the assignment then fail its layout check, the move stays: rare.) */
+    if (mt_engine.watch_on && !mt_engine.watch_stale && Py_TYPE(obj) != target) {
+        int every = mt_engine.watch_sample == 1;
+        if (every || MT_WATCH_COUNTED(obj, Py_TYPE(obj), mt_engine.watch_limit)) {
+            mt_watch_count(Py_TYPE(obj), 1);
+        }
+        if (every || MT_WATCH_COUNTED(obj, target, mt_engine.watch_limit)) {
+            mt_watch_count(target, 0);
+        }
     }
     if (!mt_engine.precise || mt_engine.n_running == 0 || !(Py_TYPE(obj)->tp_watched & mt_engine.mark_bit)) {
         return 0;

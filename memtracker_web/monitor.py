@@ -69,11 +69,41 @@ class _TypeState:
     def growth(self) -> int:
         return self.live - (self.first_live or 0)
 
+    def counted_by_noise(self) -> bool:
+        """A class watch-all found: its rises are measured against its own
+        recent changes (see rise_step), not the fixed threshold."""
+        return self.source == "watch_all" and not self.builtin
+
+    def margin(self, threshold: int) -> float:
+        if not self.counted_by_noise():
+            return threshold
+        return rise_step([live for _, live in list(self.history)[-_NOISE_WINDOW:]])
+
     def rate(self) -> float:
         """Growth per sample over the kept history."""
         if len(self.history) < 2:
             return 0.0
         return (self.history[-1][1] - self.history[0][1]) / (len(self.history) - 1)
+
+
+_NOISE_WINDOW = 11      # samples of history a rise is measured against
+
+
+def rise_step(values: list) -> float:
+    """How far an exact count must rise over its high-water mark to count as an
+    increase: three times the typical drop among its recent changes (their
+    median), and at least one object. A leak never gives objects back, so its
+    step stays at one and every sample that adds some rises, however unevenly
+    traffic comes; a population that churns drops as often as it rises, so
+    its peaks must stand out of its own swings."""
+    drops = [a - b for a, b in zip(values, values[1:]) if b < a]
+    return max(1.0, 3 * statistics.median(drops)) if drops else 1.0
+
+
+def counted_exactly_by_watch_all(cls: type) -> bool:
+    """Sampled watch-all still counts every object of a class defined in
+    Python code (a mutable heap type: the engine's MT_WATCH_EXACT_TYPE)."""
+    return cls.__flags__ & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE
 
 
 def is_builtin_type(cls: type) -> bool:
@@ -91,14 +121,17 @@ _HEAPTYPE = 1 << 9          # Py_TPFLAGS_HEAPTYPE
 class _WatchState:
     """A type seen by watch-all (exact: net allocations; census: live count)."""
 
-    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase")
+    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise")
 
-    def __init__(self, cls: type, value: int) -> None:
+    def __init__(self, cls: type, value: int, by_noise: bool) -> None:
         self.ref = weakref.ref(cls)
-        self.high_water = value
+        # A class counted exactly has net allocations since watch-all began: it
+        # had 0 then, so its first sight may already be a rise.
+        self.by_noise = by_noise
+        self.high_water = 0 if by_noise else value
         self.increases = 0
         self.last_increase = 0          # the sample of the last increase
-        self.recent: deque = deque([value], maxlen=11)    # sampled mode: its noise
+        self.recent: deque = deque([0, value] if by_noise else [value], maxlen=_NOISE_WINDOW)
 
     def noise(self) -> Optional[float]:
         """The standard deviation of the last changes, or None before two."""
@@ -250,7 +283,7 @@ class MemoryMonitor:
                     # growth before the first sample counts, as in the seed. Otherwise
                     # (census, or counts from earlier) the first sample is the baseline.
                     state.high_water = 0 if state.counted_from_zero else state.live
-                if state.live > state.high_water + state.threshold:
+                if state.live > state.high_water + state.margin(state.threshold):
                     state.high_water = state.live
                     state.increases += 1
                     state.grew = True
@@ -295,6 +328,9 @@ class MemoryMonitor:
         growth. (One stats build serves the test and the report.)"""
         if state.increases < self.increases or not (state.grew or not state.reported):
             return None
+        if state.counted_by_noise() and state.live - (0 if state.counted_from_zero else state.first_live or 0) \
+                < state.threshold:
+            return None                         # small steps: the growth must also reach the threshold
         if self.mode != "exact":
             return {"top_paths": []}
         if not state.analysing:
@@ -321,38 +357,45 @@ class MemoryMonitor:
         of ``max_analyzed`` slots. Types the user named come first and keep their
         slot; then classes defined in Python code; built-ins only while no such
         class is growing (a leaked object drags its dicts, strings and numbers
-        along: the class explains the leak, its built-ins do not). Within a rank
-        the fastest grower goes first, and takes a full budget's slot only from
-        one growing at most 2/3 as fast that was reported or stayed calm."""
+        along: the class explains the leak, its built-ins do not). A class
+        watch-all found is analysed from its nomination while it keeps rising,
+        so that its paths are there when it reaches ``increases``. Within a rank,
+        a type that reached ``increases`` goes before one that did not, then
+        the fastest grower; it takes a full budget's slot only from one that has
+        not reached it, or one growing at most 2/3 as fast that was reported or
+        stayed calm."""
         if self.mode != "exact":
             return
+        recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
+        met = lambda s: s.increases >= self.increases                         # noqa: E731
+        rising = lambda s: s.increases >= 2 and recently(s.last_growth_sample)  # noqa: E731
         live = [s for s in self._types.values() if s.ref() is not None]
-        growing = [s for s in live if s.analysing or s.increases >= self.increases]
+        growing = [s for s in live if s.analysing or met(s) or (s.counted_by_noise() and rising(s))]
         # A class counts as growing before it reaches `increases`, even before it is
         # nominated: the built-ins it drags along grow faster and would be first.
-        recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         classes_growing = (
-            any(s.rank() < 2 for s in growing)
-            # a nominated class still on its way to `increases`
-            or any(s.rank() == 1 and s.increases >= 2 and recently(s.last_growth_sample) for s in live)
+            any(s.rank() == 0 for s in growing)
+            or any(s.rank() == 1 and rising(s) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (self._watch_promotions < self.max_watch_promotions and any(
                 w.increases >= 2 and recently(w.last_increase)
                 and (c := w.ref()) is not None and not is_builtin_type(c) for w in self._watch.values())))
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
-        candidates.sort(key=lambda s: (s.rank(), -s.rate(), s.name))
+        candidates.sort(key=lambda s: (s.rank(), not met(s), -s.rate(), s.name))
         for state in candidates:
             budget = self.max_analyzed - sum(1 for s in self._types.values() if s.analysing)
             if budget <= 0:
-                # displace the analysed type that explains least: a worse rank, or the
-                # same rank, clearly slower, and given its chance (reported, or calm
+                # displace the analysed type that explains least: a worse rank; or
+                # the same rank without the evidence this one has; or the same
+                # rank, clearly slower, and given its chance (reported, or calm
                 # long enough); never one the user named or forced
                 yielding = [s for s in self._types.values()
                             if s.analysing and not s.forced and s.rank() > 0
                             and (s.rank() > state.rank()
-                                 or (s.rank() == state.rank() and s.rate() < state.rate() * 2 / 3
+                                 or (s.rank() == state.rank() and met(state) and not met(s))
+                                 or (s.rank() == state.rank() and met(state) and s.rate() < state.rate() * 2 / 3
                                      and (s.reported or self._samples - s.analysis_since > self.calm_samples)))]
-                weakest = max(yielding, key=lambda s: (s.rank(), -s.rate(), s.name), default=None)
+                weakest = max(yielding, key=lambda s: (s.rank(), not met(s), -s.rate(), s.name), default=None)
                 if weakest is None:
                     continue
                 weak_cls = weakest.ref()
@@ -405,7 +448,8 @@ class MemoryMonitor:
                 return                          # first call: the baseline starts now
             scale = self._watching_sample
             try:
-                values = [(cls, (new - free) * scale) for cls, new, free in engine._tracker.watch_counts()]
+                values = [(cls, (new - free) * (1 if counted_exactly_by_watch_all(cls) else scale))
+                          for cls, new, free in engine._tracker.watch_counts()]
             except RuntimeError as exc:         # displaced: type pointers can't be trusted
                 logger.warning("memtracker_web: watch-all skipped: %s", exc)
                 return
@@ -413,24 +457,34 @@ class MemoryMonitor:
         for cls, value in values:
             key = id(cls)
             seen.add(key)
-            if key in self._types:
-                continue
+            if key in self._types or key in _OWN_CLASSES:
+                continue                        # monitored already, or the monitor's own bookkeeping
             state = self._watch.get(key)
             if state is None or state.ref() is not cls:
+                # A class counted exactly rises by its own noise (rise_step);
+                # estimates and census counts by the threshold.
+                by_noise = census is None and counted_exactly_by_watch_all(cls) and not is_builtin_type(cls)
                 try:
-                    self._watch[key] = _WatchState(cls, value)
+                    state = self._watch[key] = _WatchState(cls, value, by_noise)
                 except TypeError:               # a type that refuses weak references
-                    pass
-                continue
-            margin = self.threshold
-            if census is None and self._watching_sample > 1:
-                # An estimate moves by sampling noise alone: a rise must stand
-                # out of the type's recent changes by three deviations.
-                state.recent.append(value)
-                noise = state.noise()
-                if noise is None:
                     continue
-                margin += 3 * noise
+                if not by_noise:
+                    continue
+            else:
+                state.recent.append(value)
+            if self._samples - state.last_increase > self.calm_samples:
+                state.increases = 0             # rises must come in a run, not scattered over hours
+            if state.by_noise:
+                margin = rise_step(list(state.recent))
+            else:
+                margin = self.threshold
+                if census is None and self._watching_sample > 1:
+                    # An estimate moves by sampling noise alone: a rise must stand
+                    # out of the type's recent changes by three deviations.
+                    noise = state.noise()
+                    if noise is None:
+                        continue
+                    margin += 3 * noise
             if value > state.high_water + margin:
                 state.high_water = value
                 state.increases += 1
@@ -623,6 +677,9 @@ class MemoryMonitor:
                 return entry
         return None
 
+
+# The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
+_OWN_CLASSES = frozenset(id(cls) for cls in (_TypeState, _WatchState, History))
 
 _after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()
 
