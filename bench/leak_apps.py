@@ -209,7 +209,8 @@ async def work(request):
 
 app = Starlette(routes=[Route("/", index), Route("/work", work)])
 
-from memtracker_web.asgi import MemoryTrackerMiddleware  # noqa: E402
+if not os.environ.get("LEAK_NO_TOOL"):          # LEAK_NO_TOOL=1: the app alone, CPU time's baseline
+    from memtracker_web.asgi import MemoryTrackerMiddleware
 
-app.add_middleware(MemoryTrackerMiddleware, watch_all=True,
-                   interval=float(os.environ.get("LEAK_INTERVAL", "1.0")))
+    app.add_middleware(MemoryTrackerMiddleware, watch_all=True,
+                       interval=float(os.environ.get("LEAK_INTERVAL", "1.0")))

@@ -12,6 +12,12 @@ escalations of any type.
 
     python bench/leak_shapes.py [--shapes user-class lru ...] [--seconds 60] [--healthy-seconds 180]
 
+Each run is followed by the same app and load without our middleware for as
+long: the app's CPU time per request (the server process's, from /proc) with
+the tool over without it, in each phase of the tooled run: before the
+expected type was nominated, while it was only counted, while it was
+analysed. (The tooled run also serves the JSON page every 0.5 s.)
+
 Prints a Markdown table (RESULTS.md keeps one with the command).
 """
 from __future__ import annotations
@@ -46,10 +52,33 @@ def get(url: str, timeout: float = 5.0) -> bytes:
         return response.read()
 
 
-def run_shape(shape: str, seconds: float, rate: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(timeline: list, start: float, end: float) -> "float | None":
+    """CPU seconds per request between two times of a run's timeline of
+    (seconds, cpu seconds, requests), or None when too few requests fell there."""
+    inside = [p for p in timeline if start <= p[0] <= end]
+    if len(inside) < 2 or inside[-1][2] - inside[0][2] < 100:
+        return None
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2])
+
+
+def run_baseline(shape: str, seconds: float, rate: float) -> list:
+    """The same app and load without our middleware: its CPU timeline."""
+    return run_shape(shape, seconds, rate, tool=False)["timeline"]
+
+
+def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_report: float = 0.0) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, LEAK_SHAPE=shape, LEAK_INTERVAL="1.0")
+    if not tool:
+        env["LEAK_NO_TOOL"] = "1"
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", HERE, "--port", str(port), "--log-level", "warning",
          "leak_apps:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -69,7 +98,7 @@ def run_shape(shape: str, seconds: float, rate: float) -> dict:
 
     result = {"shape": shape, "expected": EXPECTED[shape][0], "nominated": None, "analysing": None,
               "reported": None, "right_line": None, "first_frame": None, "other_reports": set(),
-              "escalated_others": set(), "samples_at_report": None}
+              "escalated_others": set(), "samples_at_report": None, "timeline": []}
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -85,10 +114,14 @@ def run_shape(shape: str, seconds: float, rate: float) -> dict:
         loader.start()
         want, marker = EXPECTED[shape]
         line = alloc_line(marker) if marker else None
-        while time.monotonic() - started < seconds:
+        stop_at = started + seconds
+        while time.monotonic() < stop_at:
             time.sleep(0.5)
-            snap = json.loads(get(base + "/debug/memory?format=json"))
             now = round(time.monotonic() - started, 1)
+            result["timeline"].append((now, cpu_seconds(server.pid), sent[0]))
+            if not tool:
+                continue
+            snap = json.loads(get(base + "/debug/memory?format=json"))
             for entry in snap["types"]:
                 if entry["type"] == want:
                     if result["nominated"] is None:
@@ -111,7 +144,7 @@ def run_shape(shape: str, seconds: float, rate: float) -> dict:
                         result["right_line"] = (os.path.basename(first["filename"]) == "leak_apps.py"
                                                 and first["lineno"] == line)
             if want is not None and result["reported"] is not None:
-                break
+                stop_at = min(stop_at, started + result["reported"] + after_report)
         result["requests"] = sent[0]
         result["seconds"] = round(time.monotonic() - started, 1)
     finally:
@@ -125,20 +158,45 @@ def run_shape(shape: str, seconds: float, rate: float) -> dict:
     return result
 
 
+PHASES = ("before nomination", "counting", "analysing")
+
+
+def phase_costs(row: dict, baseline: list) -> dict:
+    """Per phase, the app's CPU time per request with the tool over the same
+    window of the run without it (None: the phase was too short to measure)."""
+    end = row["seconds"]
+    nominated = row["nominated"] if row["nominated"] is not None else end
+    analysing = row["analysing"] if row["analysing"] is not None else end
+    windows = {"before nomination": (0.0, nominated), "counting": (nominated, analysing),
+               "analysing": (analysing, end)}
+    costs = {}
+    for phase, (start, stop) in windows.items():
+        ours, alone = cpu_per_request(row["timeline"], start, stop), cpu_per_request(baseline, start, stop)
+        costs[phase] = None if ours is None or alone is None else round(ours / alone, 3)
+    whole = cpu_per_request(baseline, 0.0, end)
+    costs["baseline ms/request"] = None if whole is None else round(whole * 1000, 3)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="*", default=[s for s in EXPECTED if s != "healthy"])
     parser.add_argument("--seconds", type=float, default=60.0, help="per leak shape, at most")
     parser.add_argument("--healthy-seconds", type=float, default=180.0)
     parser.add_argument("--rate", type=float, default=30.0, help="rounds of /work and / per second")
+    parser.add_argument("--after-report", type=float, default=15.0,
+                        help="seconds a shape runs on after its first report (the analysing phase's CPU time)")
     args = parser.parse_args()
     rows = []
-    for shape in args.shapes:
-        rows.append(run_shape(shape, args.seconds, args.rate))
-        print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in rows[-1].items()}), flush=True)
+    runs = [(shape, args.seconds) for shape in args.shapes]
     if args.healthy_seconds > 0:
-        rows.append(run_shape("healthy", args.healthy_seconds, args.rate))
-        print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in rows[-1].items()}), flush=True)
+        runs.append(("healthy", args.healthy_seconds))
+    for shape, seconds in runs:
+        row = run_shape(shape, seconds, args.rate, after_report=args.after_report)
+        row["costs"] = phase_costs(row, run_baseline(shape, row["seconds"], args.rate))
+        rows.append(row)
+        print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in row.items() if k != "timeline"}),
+              flush=True)
     print()
     print("| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame | right line | other types reported | other types analysed |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -148,6 +206,16 @@ def main() -> None:
               f"| {r['analysing'] if r['analysing'] is not None else '-'} | {report} | {r['first_frame'] or '-'} "
               f"| {'yes' if r['right_line'] else 'no' if r['right_line'] is False else '-'} "
               f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} |")
+    print()
+    print("CPU time per request with the tool / without it, over the same seconds of the run:")
+    print()
+    print("| shape | app alone (ms/request) | " + " | ".join(PHASES) + " |")
+    print("|---|---|" + "---|" * len(PHASES))
+    for r in rows:
+        c = r["costs"]
+        cells = [f"{c[p]:.3f}x" if c[p] is not None else "-" for p in PHASES]
+        print(f"| {r['shape']} | {c['baseline ms/request'] if c['baseline ms/request'] is not None else '-'} | "
+              + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
