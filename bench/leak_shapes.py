@@ -98,7 +98,8 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
 
     result = {"shape": shape, "expected": EXPECTED[shape][0], "nominated": None, "analysing": None,
               "reported": None, "right_line": None, "first_frame": None, "other_reports": set(),
-              "escalated_others": set(), "samples_at_report": None, "timeline": []}
+              "escalated_others": set(), "samples_at_report": None, "timeline": [],
+              "nominations": set()}
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -123,6 +124,8 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
                 continue
             snap = json.loads(get(base + "/debug/memory?format=json"))
             for entry in snap["types"]:
+                if entry["source"] == "watch_all":
+                    result["nominations"].add(entry["type"])
                 if entry["type"] == want:
                     if result["nominated"] is None:
                         result["nominated"] = now
@@ -132,7 +135,9 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
                     result["escalated_others"].add(entry["type"])
             for report in snap["leaks"]:
                 if report["type"] != want:
-                    result["other_reports"].add(report["type"])
+                    frames = report["top_paths"][0]["frames"] if report["top_paths"] else []
+                    where = f" ({os.path.basename(frames[0]['filename'])}:{frames[0]['lineno']})" if frames else ""
+                    result["other_reports"].add(report["type"] + where)
                     continue
                 if result["reported"] is None:
                     result["reported"] = now

@@ -2434,14 +2434,29 @@ MtCaptureCore_dealloc(MtCaptureCore *c)
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
+/* getattr(obj, name) with `name` interned once in `*cache`: a fresh name
+ * string per call would be kept by CPython's type attribute cache (keyed by
+ * the name's address), one more string per call, which the monitor, calling
+ * this every sample, would then see growing. */
+static PyObject *
+mt_getattr_interned(PyObject *obj, PyObject **cache, const char *name)
+{
+    if (*cache == NULL && (*cache = PyUnicode_InternFromString(name)) == NULL) {
+        return NULL;
+    }
+    return PyObject_GetAttr(obj, *cache);
+}
+
+static PyObject *mt_str_module, *mt_str_qualname, *mt_str_co_qualname, *mt_str_subclasses;
+
 static PyObject *
 mt_type_display_name(PyTypeObject *tp)
 {
-    PyObject *module = PyObject_GetAttrString((PyObject *)tp, "__module__");
+    PyObject *module = mt_getattr_interned((PyObject *)tp, &mt_str_module, "__module__");
     if (module == NULL) {
         PyErr_Clear();
     }
-    PyObject *qual = PyObject_GetAttrString((PyObject *)tp, "__qualname__");
+    PyObject *qual = mt_getattr_interned((PyObject *)tp, &mt_str_qualname, "__qualname__");
     if (qual == NULL) {
         PyErr_Clear();
         qual = PyUnicode_FromString(tp->tp_name);
@@ -3025,7 +3040,7 @@ static PyObject *
 mt_resolve_frame(PyCodeObject *code, int32_t lasti)
 {
     int line = PyCode_Addr2Line(code, lasti);
-    PyObject *qual = PyObject_GetAttrString((PyObject *)code, "co_qualname");
+    PyObject *qual = mt_getattr_interned((PyObject *)code, &mt_str_co_qualname, "co_qualname");
     if (qual == NULL) {
         return NULL;
     }
@@ -3418,7 +3433,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static int
 mt_collect_live_types(MtPtrMap *out)
 {
-    PyObject *subclasses = PyObject_GetAttrString((PyObject *)&PyType_Type, "__subclasses__");
+    PyObject *subclasses = mt_getattr_interned((PyObject *)&PyType_Type, &mt_str_subclasses, "__subclasses__");
     PyObject *stack = subclasses ? PyList_New(0) : NULL;
     if (stack == NULL || PyList_Append(stack, (PyObject *)&PyBaseObject_Type) < 0) {
         Py_XDECREF(subclasses);

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from typing import Any, Iterable, NoReturn
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -21,14 +22,54 @@ def encode_point(point: Any) -> str:
     return _encode(point)
 
 
+class PointRing:
+    """The last ``size`` (time, live) points of a type, and their JSON text.
+
+    Kept in two arrays and one string, not as a tuple, a float and a string
+    per point: the monitor's own history would otherwise grow the app's
+    tuples, floats and strings by one each per monitored type and sample,
+    until full, and a bounded cache filling up looks like a leak to the
+    monitor itself. A sample replaces the string and the arrays' contents;
+    the number of objects kept stays the same."""
+
+    __slots__ = ("size", "times", "lives", "lengths", "text")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.times = array("d")
+        self.lives = array("q")
+        self.lengths = array("l")       # each point's share of `text`
+        self.text = ""                  # each point's JSON and a comma, in order
+
+    def append(self, time: float, live: int) -> None:
+        point = encode_point((time, live)) + ","
+        if len(self.times) == self.size:
+            cut = self.lengths[0]
+            del self.times[0], self.lives[0], self.lengths[0]
+            self.text = self.text[cut:]
+        self.times.append(time)
+        self.lives.append(live)
+        self.lengths.append(len(point))
+        self.text += point
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def last_lives(self, n: int) -> list[int]:
+        return list(self.lives[-n:])
+
+    def history(self) -> "History":
+        return History(zip(self.times, self.lives), "[" + self.text[:-1] + "]")
+
+
 class History(list):
     """A type's history points, read-only, with their JSON text."""
 
     __slots__ = ("json",)
 
-    def __init__(self, points: Iterable[Any], texts: Iterable[str]) -> None:
+    def __init__(self, points: Iterable[Any], text: str) -> None:
         super().__init__(points)
-        self.json = "[" + ",".join(texts) + "]"
+        self.json = text
 
     def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("a snapshot's history is read-only (copy it with list(...) to change it)")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from . import engine
 from .census import BLIND_SPOTS, take_census
-from .jsontext import History, encode_point
+from .jsontext import History, PointRing
 from .naming import resolve_type, type_name
 from .tracker import Tracker
 
@@ -32,7 +32,7 @@ class _TypeState:
     """What the monitor knows of one monitored type."""
 
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
-                 "history", "history_json", "first_live", "live", "allocations", "frees", "source",
+                 "history", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
                  "analysis_since")
 
@@ -44,8 +44,7 @@ class _TypeState:
         self.increases = 0
         self.analysing = False
         self.forced = forced            # analysis asked for by the user: never demoted
-        self.history: deque = deque(maxlen=history)
-        self.history_json: deque = deque(maxlen=history)   # each point's JSON text (jsontext.py)
+        self.history = PointRing(history)
         self.first_live: Optional[int] = None
         self.live = 0
         self.allocations: Optional[int] = None
@@ -77,13 +76,14 @@ class _TypeState:
     def margin(self, threshold: int) -> float:
         if not self.counted_by_noise():
             return threshold
-        return rise_step([live for _, live in list(self.history)[-_NOISE_WINDOW:]])
+        return rise_step(self.history.last_lives(_NOISE_WINDOW))
 
     def rate(self) -> float:
         """Growth per sample over the kept history."""
         if len(self.history) < 2:
             return 0.0
-        return (self.history[-1][1] - self.history[0][1]) / (len(self.history) - 1)
+        lives = self.history.lives
+        return (lives[-1] - lives[0]) / (len(lives) - 1)
 
 
 _NOISE_WINDOW = 11      # samples of history a rise is measured against
@@ -271,10 +271,7 @@ class MemoryMonitor:
                     del self._types[key]
                     continue
                 self._read_counts(state, cls, census)
-                point = (round(now, 3), state.live)    # ms: shorter JSON
-                text = encode_point(point)              # first: the two deques stay in step
-                state.history.append(point)
-                state.history_json.append(text)
+                state.history.append(round(now, 3), state.live)     # ms: shorter JSON
                 if state.first_live is None:
                     state.first_live = state.live
                 state.grew = False
@@ -616,7 +613,7 @@ class MemoryMonitor:
             "source": state.source,
             "threshold": state.threshold,
             # points are never mutated after they are appended: share them
-            "history": History(state.history, state.history_json),
+            "history": state.history.history(),
             "top_paths": [] if stats is None else stats["top_paths"],
         }
         if stats is not None:
@@ -679,7 +676,7 @@ class MemoryMonitor:
 
 
 # The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
-_OWN_CLASSES = frozenset(id(cls) for cls in (_TypeState, _WatchState, History))
+_OWN_CLASSES = frozenset(id(cls) for cls in (_TypeState, _WatchState, History, PointRing))
 
 _after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()
 

@@ -19,7 +19,7 @@ def reference(data: object) -> str:
 
 
 def history(points: list) -> History:
-    return History(points, [jsontext.encode_point(p) for p in points])
+    return History(points, "[" + ",".join(jsontext.encode_point(p) for p in points) + "]")
 
 
 class Node:
@@ -154,3 +154,26 @@ def test_a_history_is_a_read_only_list() -> None:
         assert type(twin) is list and twin == h
         twin.append((3.0, 3))                   # copies are ordinary lists
     assert len(h) == 2
+
+
+def test_a_point_ring_keeps_the_last_points_and_their_text() -> None:
+    ring = jsontext.PointRing(3)
+    assert ring.history() == [] and ring.history().json == "[]"
+    for i in range(7):
+        ring.append(1000.5 + i, i * 10 ** 12)
+        kept = [(1000.5 + j, j * 10 ** 12) for j in range(max(0, i - 2), i + 1)]
+        h = ring.history()
+        assert h == kept and len(ring) == len(kept)
+        assert h.json == reference(kept) and jsontext.dumps({"history": h}) == reference({"history": kept})
+    assert ring.last_lives(2) == [5 * 10 ** 12, 6 * 10 ** 12]
+
+
+def test_a_point_ring_keeps_no_object_per_point() -> None:
+    # The monitor's history must not grow the app's tuples, floats and strings
+    # (it would look like a leak to the monitor itself): a full ring keeps four.
+    import gc
+    ring = jsontext.PointRing(50)
+    for i in range(200):
+        ring.append(i + 0.25, i)
+    kept = sorted(type(o).__name__ for o in gc.get_referents(ring) if o is not jsontext.PointRing)
+    assert kept == ["array", "array", "array", "int", "str"]    # times, lives, lengths; size; text

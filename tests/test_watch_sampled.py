@@ -73,7 +73,8 @@ def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mod
             if cls is list:
                 continue                        # lists are everywhere: not back to zero
             new, free = counts[cls]
-            assert new - free < 0.002 * n and 0.9 < new * 64 / n < 1.1, (cls, new, free)
+            # back to about zero (objects of the type made elsewhere meanwhile aside)
+            assert abs(new - free) * 64 < 0.05 * n and 0.9 < new * 64 / n < 1.1, (cls, new, free)
     finally:
         _tracker.watch_stop()
     assert _tracker.watch_statistics()["sample"] == 0
