@@ -166,6 +166,10 @@ def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
         if not paths and leak.get("note"):
             paths = f'<p class="note">{esc(leak.get("note"))}</p>'
         seen = (f" ({counts[name]} reports since {_when(first[name])})" if counts[name] > 1 else "")
+        together = [str(t) for t in leak.get("grows_with") or []]
+        if together:
+            paths = ('<p class="note">Grows in step with ' + ", ".join(type_link(base, t) for t in together)
+                     + ": one leak may drag the others along.</p>" + paths)
         rows.append(f'<section class="leak-report"><p><span class="badge leak">leak</span> '
                     f'{type_link(base, name)}: {_num(leak.get("live"))} live after '
                     f'{_num(leak.get("increases"))} increases, detected {_when(leak.get("detected_at"))}'

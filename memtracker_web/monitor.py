@@ -34,7 +34,7 @@ class _TypeState:
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
-                 "analysis_since")
+                 "analysis_since", "rises")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -57,6 +57,7 @@ class _TypeState:
         self.counted_from_zero = False  # exact counts of objects created since monitoring began
         self.nominated_at = 0           # the sample at which watch-all nominated it
         self.analysis_since = 0         # the sample at which its analysis began
+        self.rises: deque = deque(maxlen=_NOISE_WINDOW)     # the samples of its last increases
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -285,6 +286,7 @@ class MemoryMonitor:
                     state.increases += 1
                     state.grew = True
                     state.last_growth_sample = self._samples
+                    state.rises.append(self._samples)
             self._samples += 1
             self._escalate()
             for key, state in list(self._types.items()):
@@ -499,6 +501,21 @@ class MemoryMonitor:
         for key in [k for k in self._watch if k not in seen]:
             del self._watch[key]                # the type died
 
+    def _grows_with(self, state: _TypeState) -> list[str]:
+        """The other monitored types that rose in most of the samples this one
+        rose in lately (at least three): a leaked object drags others along,
+        and the leak is one, whichever of them is reported. Types the user
+        named first, then classes, then built-ins; the most shared rises first."""
+        mine = set(state.rises)
+        if len(mine) < 3:
+            return []
+        together = []
+        for other in self._types.values():
+            shared = len(mine.intersection(other.rises))
+            if other is not state and other.ref() is not None and shared >= 3 and shared * 3 >= len(mine) * 2:
+                together.append((other.rank(), -shared, other.name))
+        return [name for _, _, name in sorted(together)]
+
     def _report(self, state: _TypeState, cls: type, now: float, stats: dict) -> dict:
         report = {
             "type": state.name,
@@ -506,6 +523,7 @@ class MemoryMonitor:
             "increases": state.increases,
             "detected_at": now,
             "top_paths": stats["top_paths"],
+            "grows_with": self._grows_with(state),
         }
         if self.mode != "exact":
             report["note"] = ("no call paths in census mode: " + engine.engine_status()["reason"])
@@ -515,6 +533,8 @@ class MemoryMonitor:
         self._leaks.append(report)
         lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, "
                  f"grew {report['increases']} times"]
+        if report["grows_with"]:
+            lines.append(f"  grows with: {', '.join(report['grows_with'])}")
         for path in report["top_paths"]:
             lines.append(f"  {path['count']} retained ({path['total_count']} allocated) from:")
             lines.extend(f"    <- {frame}" for frame in path["path"])

@@ -152,6 +152,9 @@ def _leaks(snapshot: Mapping[str, Any]) -> list[str]:
         detected = time.strftime("%H:%M:%S UTC", time.gmtime(report.get("detected_at") or 0))
         lines.append(f"{name}: {report.get('live', 0):,} live, grew {report.get('increases', 0)} times "
                      f"({count} report(s), last at {detected})")
+        together = report.get("grows_with") or []
+        if together:
+            lines.append(f"  grows in step with: {', '.join(str(t) for t in together)}")
         paths = report.get("top_paths") or []
         if not paths:
             lines.append(f"  {report.get('note') or 'no call path recorded'}")

@@ -688,3 +688,32 @@ def test_the_monitors_own_bookkeeping_does_not_grow_once_its_history_is_full():
     finally:
         counter.stop()
         m.close()
+
+
+class Line:
+    pass
+
+
+@requires_engine
+def test_a_report_names_the_types_that_grow_in_step_with_it(monitor, caplog):
+    # An order drags its lines along; an unrelated type grows only every other sample.
+    monitor.start_monitoring(Leaky)
+    monitor.start_monitoring(Line)
+    monitor.start_monitoring(Other)
+    monitor.sample()
+    reports = []
+    for i in range(6):
+        leak(11)
+        leak(22, Line)
+        if i % 3 == 0:
+            leak(11, Other)
+        reports += monitor.sample()
+    by_type = {r["type"]: r for r in reports}
+    assert by_type["test_monitor.Leaky"]["grows_with"] == ["test_monitor.Line"]
+    assert by_type["test_monitor.Line"]["grows_with"] == ["test_monitor.Leaky"]
+    assert "grows with: test_monitor.Line" in caplog.text
+    from memtracker_web import html, report as report_cli
+    snap = monitor.snapshot()
+    page = html.render_overview(snap, base="/debug/memory", nonce="n")
+    assert 'Grows in step with <a href="/debug/memory/types/test_monitor.Line"' in page
+    assert any("grows in step with: test_monitor.Line" in line for line in report_cli._leaks(snap))
