@@ -21,9 +21,10 @@ under its own pid that no child_exit ever removes.
 
 One view of all workers on /debug/memory: each worker publishes its snapshot
 to MEMTRACKER_SHARED_DIR (default: PROMETHEUS_MULTIPROC_DIR), and whichever
-worker answers shows all of them. ``post_worker_init`` below starts each
-worker's monitor as soon as the worker is up, so a worker that has not served
-a request yet is in that view too.
+worker answers shows all of them. Each worker's monitor starts as the app
+loads in it (with preload_app, as the master forks it), so a worker that has
+not served a request yet is in that view too; ``post_worker_init`` below also
+installs the endpoint's metrics exporter before the first request.
 
 Command-line options (-w, -b) override the values below.
 """

@@ -70,6 +70,7 @@ class MemoryTrackerMiddleware(_Passthrough):
             trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
+        self.endpoint.start_at_load()
         if _BASE_IN_C and type(self).__call__ is _Passthrough.__call__:
             # Servers tell an ASGI 3 app from an ASGI 2 one (and from WSGI) by
             # inspect.iscoroutinefunction(app.__call__), and the C base's

@@ -30,11 +30,10 @@ class MemoryTrackerMiddleware:
         self.get_response = get_response
         self.endpoint = Endpoint(options_from_mapping(getattr(settings, "MEMTRACKER", None)))
         self._started = False
+        self.endpoint.start_at_load()       # fork-safe: see Endpoint.start_at_load
 
     def __call__(self, request: HttpRequest) -> Any:
         if not self._started:
-            # First request, not __init__: middleware is built before the
-            # server forks in some deployments.
             self._started = True
             self.endpoint.start()
         path = request.path_info or "/"

@@ -247,6 +247,7 @@ class Endpoint:
         self._lock = threading.Lock()
         self._ready = False
         self.started_monitor = False  # True only if we started its thread
+        self.serving = False          # start() ran: this process serves requests (a worker)
         self._collector_registered = False
         _ENDPOINTS.add(self)
 
@@ -279,14 +280,47 @@ class Endpoint:
             return self._monitor
 
     def start(self) -> None:
-        """Start the monitor's background thread unless it already runs."""
+        """Start the monitor's background thread unless it already runs (the first
+        request or lifespan startup: this process serves), its exporter and its
+        worker file."""
+        self.serving = True
+        self._start_monitor()
+        self.install_exporter()
+        self.publisher()
+
+    def start_at_load(self) -> None:
+        """Start the monitor's thread and this process's worker file as the app
+        loads (the middleware's constructor), so that a worker that has not had a
+        request yet is in the workers view.
+
+        Fork-safe: a process that forks before it serves (a server's master that
+        loaded the app, as gunicorn's ``--preload`` does) stops its thread and
+        removes its worker file, and each child starts its own. A process that
+        forks after it served (a worker starting helpers) keeps its monitor, and
+        its children do not start one (they restart it only if they use it)."""
+        _AT_LOAD.add(self)
+        try:
+            self._start_monitor()
+            self.publisher()
+        except Exception:
+            # Loading the app must not fail for its monitor's sake: the first
+            # request tries again, and its error page says what went wrong.
+            log.exception("memtracker: starting the memory monitor as the app loads failed")
+
+    def _start_monitor(self) -> None:
         monitor = self.monitor
         with self._lock:
             if not monitor.running:
                 monitor.start()
                 self.started_monitor = True
-        self.install_exporter()
-        self.publisher()
+
+    def _hand_over(self) -> None:
+        """In a parent that forked before serving: its children monitor, not it."""
+        self.stop()
+        if self.options.shared_dir is not None and self._monitor is not None:
+            from .workers import forget_publisher
+
+            forget_publisher(self._monitor, self.options.shared_dir)
 
     def publisher(self) -> Any:
         """This process's WorkerPublisher for the shared directory (None without one)."""
@@ -529,6 +563,30 @@ class Endpoint:
 
 
 _ENDPOINTS: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
+_AT_LOAD: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()      # started as the app loaded
+
+
+def _after_fork_in_parent() -> None:
+    for ep in list(_AT_LOAD):
+        if not ep.serving:
+            try:
+                ep._hand_over()
+            except Exception:
+                log.exception("memtracker: handing the monitor over to the forked workers failed")
+
+
+def _after_fork_in_child() -> None:
+    for ep in list(_AT_LOAD):
+        if not ep.serving:          # the parent loaded the app but did not serve: this child does
+            ep.started_monitor = False
+            try:
+                ep.start_at_load()
+            except Exception:
+                log.exception("memtracker: starting the memory monitor in a forked worker failed")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def start_endpoints() -> None:

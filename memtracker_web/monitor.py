@@ -594,7 +594,8 @@ class MemoryMonitor:
                 return
 
     def _after_fork_check(self) -> None:
-        """In a forked child (gunicorn --preload), restart the thread lazily."""
+        """In a forked child, restart the thread lazily (an endpoint started as the
+        app loaded restarts it at once: Endpoint.start_at_load)."""
         if self._pid != os.getpid():
             self._reinit_after_fork()
 
@@ -703,7 +704,8 @@ _after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for monitor in list(_after_fork_monitors):
-        monitor._pid = -1           # forces _reinit_after_fork on next use (not here: no threads yet)
+        if monitor._pid != os.getpid():     # (an endpoint's fork hook may have restarted it already)
+            monitor._pid = -1       # forces _reinit_after_fork on next use (not here: no threads yet)
 
 
 if hasattr(os, "register_at_fork"):

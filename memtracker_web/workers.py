@@ -368,6 +368,19 @@ def publisher_for(monitor: Any, directory: str | os.PathLike[str]) -> Optional[W
     return publisher
 
 
+def forget_publisher(monitor: Any, directory: str | os.PathLike[str]) -> None:
+    """Detach ``monitor``'s publisher for ``directory`` and remove this process's
+    file there (a process that hands its monitoring over to its forked workers)."""
+    key = os.path.abspath(os.fspath(directory))
+    with _PUBLISHERS_LOCK:
+        publisher = _PUBLISHERS.get(key)
+        if publisher is None or publisher.monitor is not monitor:
+            return
+        del _PUBLISHERS[key]
+    publisher.detach()
+    _unlink(publisher.path)
+
+
 def forget_publishers() -> None:
     """Detach every publisher of this process (tests, reloads)."""
     with _PUBLISHERS_LOCK:
@@ -380,8 +393,8 @@ def forget_publishers() -> None:
 def post_worker_init(worker: Any) -> None:
     """gunicorn hook: start the memory endpoints built in this worker now.
 
-    A WSGI app otherwise starts its monitor at its first request, and a worker
-    that has not had one yet would be missing from the workers view.
+    The monitor and the worker file start as the app loads (Endpoint.start_at_load);
+    this also installs the metrics exporter before the first request.
     """
     from .endpoint import start_endpoints
 

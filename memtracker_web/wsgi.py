@@ -2,9 +2,11 @@
 
     app.wsgi_app = MemoryTrackerMiddleware(app.wsgi_app)
 
-Other paths go to the wrapped app untouched. The monitor's thread starts on
-the first request, not at import, so a pre-forking server (gunicorn --preload)
-starts it in each worker rather than in the master, where it would be lost.
+Other paths go to the wrapped app untouched. The monitor's thread and the
+worker file start as the middleware is built, so a worker is in the workers
+view before its first request; a process that forks before it serves (the
+master of ``gunicorn --preload``) hands them over to its children (see
+Endpoint.start_at_load).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class MemoryTrackerMiddleware:
             trusted_proxies=trusted_proxies, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False
+        self.endpoint.start_at_load()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         if not self._started:

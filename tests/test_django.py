@@ -110,13 +110,13 @@ def test_settings_options_and_errors() -> None:
             Client().get("/")
 
 
-def test_first_request_starts_the_monitor() -> None:
+def test_the_monitor_starts_as_the_middleware_loads() -> None:
     from memtracker_web.django import MemoryTrackerMiddleware
 
     monitor = FakeMonitor()
     with override_settings(MEMTRACKER={"monitor": monitor}):
         mw = MemoryTrackerMiddleware(home)
-        assert monitor.starts == 0
+        assert (monitor.starts, mw.endpoint.serving) == (1, False)
         Client().get("/")
         assert monitor.starts == 1
     assert mw.endpoint.options.monitor is monitor

@@ -103,13 +103,15 @@ def test_auth(addr: str, token: str | None, headers: dict[str, str], status: int
     assert get(c, "/", addr).status_code == 200
 
 
-def test_first_request_starts_the_monitor() -> None:
+def test_the_monitor_starts_as_the_app_loads() -> None:
     monitor = FakeMonitor()
-    c, _ = make(monitor)
-    assert monitor.starts == 0  # nothing at construction: safe before a fork
+    middleware = MemoryTrackerMiddleware(inner, monitor=monitor)
+    # at construction: a worker is in the view before its first request (fork-safe: test_fork.py)
+    assert (monitor.starts, monitor.running, middleware.endpoint.serving) == (1, True, False)
+    c = Client(middleware)
     get(c, "/")
     get(c, "/debug/memory")
-    assert (monitor.starts, monitor.running) == (1, True)
+    assert (monitor.starts, monitor.running, middleware.endpoint.serving) == (1, True, True)
 
 
 def test_read_body_framing() -> None:
@@ -164,7 +166,7 @@ def test_real_monitor_over_wsgi() -> None:
     monitor = MemoryMonitor(interval=30.0, threshold=1, increases=1)
     try:
         c = Client(MemoryTrackerMiddleware(inner, monitor=monitor, track=[f"{Order.__module__}.Order"]))
-        assert not monitor.running
+        assert monitor.running                  # started as the app loaded
         assert get(c, "/").status_code == 200
         assert monitor.running and monitor.monitored() == [Order]
         keep = [Order() for _ in range(5)]
