@@ -821,7 +821,9 @@ mt_queue_push(MtCaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint
 
 /* Whether a type's events may be counted in the watch cache alone: not when
  * the slow path must see them too (tracked or marked types, and metatypes,
- * whose instances' deaths must be seen). */
+ * whose instances' deaths must be seen). Under sampled watch-all with marks,
+ * a marked type may hold an entry: its events reach the cache only through
+ * mt_hook_slow_sampled, which goes on to the capture. */
 MT_HOOK_ONLY int
 mt_watch_cacheable(PyTypeObject *tp)
 {
@@ -830,7 +832,7 @@ mt_watch_cacheable(PyTypeObject *tp)
     }
 #if MT_HAVE_TRACER
     if (mt_engine.precise) {
-        return (tp->tp_watched & mt_engine.mark_bit) == 0;
+        return mt_engine.watch_sample > 1 || (tp->tp_watched & mt_engine.mark_bit) == 0;
     }
 #endif
     return !mt_engine.filter[MT_FILTER_INDEX(tp)]
@@ -1071,7 +1073,25 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
 static MT_NOINLINE int
 mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
 {
-    if (MT_WATCH_COUNTED(op, Py_TYPE(op), mt_engine.watch_limit)) {
+    if (MT_WATCH_SAMPLED(op, mt_engine.watch_limit)) {
+        return mt_hook_full(op, event);
+    }
+    PyTypeObject *tp = Py_TYPE(op);
+    if (MT_WATCH_EXACT_TYPE(tp)) {
+        /* A tracked class: watch-all counts its every object too. When the
+         * type holds its watch cache entry (sampled watch-all lets marked types
+         * hold one: see mt_watch_cacheable) and its one capture's shortcut
+         * takes the event, one add counts it; anything else takes the full
+         * path, which counts it (and caches the type). */
+        MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
+        MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
+        if (entry->type == tp && plain->type == tp
+            && (event == PyRefTracer_CREATE
+                ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+            entry->count[(unsigned)event]++;
+            return 0;
+        }
         return mt_hook_full(op, event);
     }
     return mt_hook_slow(op, event);

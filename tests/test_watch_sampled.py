@@ -260,3 +260,31 @@ def test_class_assignment_moves_the_watch_all_count_with_the_object(sample, with
     finally:
         _tracker.watch_stop()
         capture.stop()
+
+
+@pytest.mark.parametrize("how", ["one-capture", "two-captures", "analysis"])
+def test_a_tracked_class_is_counted_once_by_watch_all_whichever_path_its_events_take(how, filter_mode):
+    # One capture counting it takes the engine's shortcut; two, or call paths, the full path.
+    captures = [mt.Capture() for _ in range(2 if how == "two-captures" else 1)]
+    tracker = None
+    for c in captures:
+        c.track(Tracked)
+        c.start()
+    if how == "analysis":
+        tracker = mt.Tracker(depth=4)
+        tracker.track_with_analysis(Tracked)
+    _tracker.watch_start(sample=64)
+    try:
+        for rounds in range(1, 4):
+            objs = [Tracked() for _ in range(30_000)]
+            del objs[::3]
+            assert _counts()[Tracked] == (30_000 * rounds, 10_000 + 30_000 * (rounds - 1))
+            assert all(c.count_for(Tracked) == 20_000 for c in captures)
+            del objs
+        assert _net(_counts(), Tracked) == 0
+    finally:
+        _tracker.watch_stop()
+        for c in captures:
+            c.stop()
+        if tracker is not None:
+            tracker.stop()
