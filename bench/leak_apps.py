@@ -209,6 +209,12 @@ async def work(request):
 
 app = Starlette(routes=[Route("/", index), Route("/work", work)])
 
+if os.environ.get("LEAK_LOG"):                 # the monitor's log on stderr, for bench/leak_shapes.py
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("memtracker_web").setLevel(logging.INFO)
+
 if not os.environ.get("LEAK_NO_TOOL"):          # LEAK_NO_TOOL=1: the app alone, CPU time's baseline
     from memtracker_web.asgi import MemoryTrackerMiddleware
 

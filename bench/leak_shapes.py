@@ -3,12 +3,14 @@ type and the line, and how fast? And does a healthy app stay quiet?
 
 For each shape of bench/leak_apps.py: uvicorn serves the app (our middleware with
 watch_all=True, the rest default but interval=1 s), a client sends ``/work`` and
-``/`` at about 30 requests/s each, and /debug/memory's JSON is read every 0.5 s.
+``/`` at about 30 requests/s each.
 Recorded: seconds and samples until the expected type was nominated, analysed and
 first reported; whether the report's top path starts at the allocating line (the
 ``# ALLOC`` marker); which other types were reported (a report naming a type that
 does not explain the leak is noise). The healthy run counts reports and
-escalations of any type.
+escalations of any type. All of it is read from the monitor's log (INFO), not
+by polling the page, so the server spends no CPU time on the benchmark's
+questions (the page is read once, after the first report, for its sample count).
 
     python bench/leak_shapes.py [--shapes user-class lru ...] [--seconds 60] [--healthy-seconds 180]
 
@@ -16,7 +18,7 @@ Each run is followed by the same app and load without our middleware for as
 long: the app's CPU time per request (the server process's, from /proc) with
 the tool over without it, in each phase of the tooled run: before the
 expected type was nominated, while it was only counted, while it was
-analysed. (The tooled run also serves the JSON page every 0.5 s.)
+analysed.
 
 Prints a Markdown table (RESULTS.md keeps one with the command).
 """
@@ -81,7 +83,8 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
         env["LEAK_NO_TOOL"] = "1"
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", HERE, "--port", str(port), "--log-level", "warning",
-         "leak_apps:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         "leak_apps:app"], env=dict(env, LEAK_LOG="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
     stop = threading.Event()
     sent = [0]
 
@@ -100,6 +103,52 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
               "reported": None, "right_line": None, "first_frame": None, "other_reports": set(),
               "escalated_others": set(), "samples_at_report": None, "timeline": [],
               "nominations": set()}
+    want, marker = EXPECTED[shape]
+    line = alloc_line(marker) if marker else None
+    clock = {"started": None}
+    tail: list = []
+
+    def read_log() -> None:
+        # The monitor's log (leak_apps.py turns on INFO): nominations, analyses and
+        # reports as they happen, read here instead of polling the page, whose
+        # answers would cost the server CPU time the app alone does not spend.
+        report = None
+        for text in server.stderr:
+            tail.append(text)
+            del tail[:-50]
+            if clock["started"] is None:
+                continue
+            now = round(time.monotonic() - clock["started"], 1)
+            if report is not None and text.startswith(" "):
+                if text.startswith("    <- ") and report["first"] is None:
+                    report["first"] = text[7:].split(" in ")[0].strip()
+                    settle(report)
+                continue
+            if report is not None and report["first"] is None:
+                settle(report)                  # a report without paths
+            report = None
+            if found := re.search(r"watch-all found (\S+) growing", text):
+                result["nominations"].add(found[1])
+                if found[1] == want and result["nominated"] is None:
+                    result["nominated"] = now
+            elif found := re.search(r"memtracker_web: (\S+) grew \d+ times; recording", text):
+                if found[1] == want:
+                    result["analysing"] = result["analysing"] if result["analysing"] is not None else now
+                else:
+                    result["escalated_others"].add(found[1])
+            elif found := re.search(r"MEMORY LEAK DETECTED: (\S+): ", text):
+                report = {"type": found[1], "at": now, "first": None}
+
+    def settle(report: dict) -> None:
+        if report["type"] != want:
+            result["other_reports"].add(f"{report['type']} ({report['first']})")
+        elif result["reported"] is None:
+            result["reported"] = report["at"]
+            result["first_frame"] = report["first"]
+            result["right_line"] = report["first"] == f"leak_apps.py:{line}"
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -108,47 +157,20 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"{shape}: the server did not start: {server.stderr.read()[-2000:]}")
+                    raise RuntimeError(f"{shape}: the server did not start: {''.join(tail)[-2000:]}")
                 time.sleep(0.2)
         loader = threading.Thread(target=load, daemon=True)
-        started = time.monotonic()
+        started = clock["started"] = time.monotonic()
         loader.start()
-        want, marker = EXPECTED[shape]
-        line = alloc_line(marker) if marker else None
         stop_at = started + seconds
         while time.monotonic() < stop_at:
             time.sleep(0.5)
             now = round(time.monotonic() - started, 1)
             result["timeline"].append((now, cpu_seconds(server.pid), sent[0]))
-            if not tool:
-                continue
-            snap = json.loads(get(base + "/debug/memory?format=json"))
-            for entry in snap["types"]:
-                if entry["source"] == "watch_all":
-                    result["nominations"].add(entry["type"])
-                if entry["type"] == want:
-                    if result["nominated"] is None:
-                        result["nominated"] = now
-                    if entry["analysing"] and result["analysing"] is None:
-                        result["analysing"] = now
-                elif entry["analysing"]:
-                    result["escalated_others"].add(entry["type"])
-            for report in snap["leaks"]:
-                if report["type"] != want:
-                    frames = report["top_paths"][0]["frames"] if report["top_paths"] else []
-                    where = f" ({os.path.basename(frames[0]['filename'])}:{frames[0]['lineno']})" if frames else ""
-                    result["other_reports"].add(report["type"] + where)
-                    continue
-                if result["reported"] is None:
-                    result["reported"] = now
-                    result["samples_at_report"] = snap["samples"]
-                    frames = report["top_paths"][0]["frames"] if report["top_paths"] else []
-                    if frames:
-                        first = frames[0]
-                        result["first_frame"] = f"{os.path.basename(first['filename'])}:{first['lineno']}"
-                        result["right_line"] = (os.path.basename(first["filename"]) == "leak_apps.py"
-                                                and first["lineno"] == line)
-            if want is not None and result["reported"] is not None:
+            if want is not None and result["reported"] is not None and result["samples_at_report"] is None:
+                # once: how many samples the monitor had taken by then
+                snap = json.loads(get(base + "/debug/memory?format=json"))
+                result["samples_at_report"] = snap["samples"] - round(now - result["reported"])
                 stop_at = min(stop_at, started + result["reported"] + after_report)
         result["requests"] = sent[0]
         result["seconds"] = round(time.monotonic() - started, 1)
@@ -178,6 +200,7 @@ def phase_costs(row: dict, baseline: list) -> dict:
     for phase, (start, stop) in windows.items():
         ours, alone = cpu_per_request(row["timeline"], start, stop), cpu_per_request(baseline, start, stop)
         costs[phase] = None if ours is None or alone is None else round(ours / alone, 3)
+        costs[phase + " seconds"] = round(stop - start, 1)
     whole = cpu_per_request(baseline, 0.0, end)
     costs["baseline ms/request"] = None if whole is None else round(whole * 1000, 3)
     return costs
@@ -212,13 +235,14 @@ def main() -> None:
               f"| {'yes' if r['right_line'] else 'no' if r['right_line'] is False else '-'} "
               f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} |")
     print()
-    print("CPU time per request with the tool / without it, over the same seconds of the run:")
+    print("CPU time per request with the tool / without it, over the same seconds of the run (and how long")
+    print("the phase lasted: CPU time is counted in 10 ms ticks, so a phase of a few seconds is +-5-10%):")
     print()
     print("| shape | app alone (ms/request) | " + " | ".join(PHASES) + " |")
     print("|---|---|" + "---|" * len(PHASES))
     for r in rows:
         c = r["costs"]
-        cells = [f"{c[p]:.3f}x" if c[p] is not None else "-" for p in PHASES]
+        cells = [f"{c[p]:.3f}x ({c[p + ' seconds']} s)" if c[p] is not None else "-" for p in PHASES]
         print(f"| {r['shape']} | {c['baseline ms/request'] if c['baseline ms/request'] is not None else '-'} | "
               + " | ".join(cells) + " |")
 
