@@ -15,7 +15,8 @@ import functools
 import weakref
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
-from .endpoint import DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response
+from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response,
+                       decimal)
 from .engine import free_threaded
 
 Scope = MutableMapping[str, Any]
@@ -116,18 +117,22 @@ class MemoryTrackerMiddleware(_Passthrough):
         return wrapped
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        headers = {}
+        values: dict[str, list[str]] = {}
         for raw_name, raw_value in scope.get("headers") or []:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            # Repeated headers are joined the way HTTP allows (comma list).
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body = await _read_body(receive, headers) if scope.get("method") == "POST" else b""
+            values.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+        # Repeated headers are joined the way HTTP allows (comma list), once each: linear.
+        headers = {name: ", ".join(parts) for name, parts in values.items()}
         client = scope.get("client")
         request = Request(
             method=scope.get("method", "GET"), path=path,
             query_string=(scope.get("query_string") or b"").decode("latin-1"), headers=headers,
-            client=client[0] if client else None, body=body, script_name=scope.get("root_path", ""))
+            client=client[0] if client else None, script_name=scope.get("root_path", "").rstrip("/"))
+        refusal = self.endpoint.refusal(request)
+        if refusal is not None:             # not admitted: its body is never read
+            await _send(send, refusal)
+            return
+        if request.method == "POST":
+            request.body = await _read_body(receive, headers)
         response = await _run_sync(self.endpoint.handle, request)
         await _send(send, response)
 
@@ -135,16 +140,17 @@ class MemoryTrackerMiddleware(_Passthrough):
 def _route_path(scope: Scope) -> str:
     # Servers differ on whether scope["path"] includes root_path; accept both.
     path = scope.get("path", "")
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
+    root = scope.get("root_path", "").rstrip("/")     # "/" mounts at the top, like ""
+    if root and (path == root or path.startswith(root + "/")):
         return path[len(root):] or "/"
     return path
 
 
 async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
-    length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
-        return b""  # the endpoint answers 413 from the header alone
+    length = headers.get("content-length")
+    size = None if length is None else decimal(length.strip())
+    if length is not None and (size is None or size > MAX_BODY):
+        return b""  # the endpoint answers 400 or 413 from the header alone
     chunks: list[bytes] = []
     size = 0
     while True:

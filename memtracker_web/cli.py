@@ -106,9 +106,16 @@ def _report(args: argparse.Namespace) -> int:
         print(f"memtracker-web report: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     try:
-        print(json.dumps(snapshot, indent=2) if args.json else render(snapshot, shown), flush=True)
+        text = json.dumps(snapshot, indent=2) if args.json else render(snapshot, shown)
+        leaked = bool(leaks_by_type(snapshot))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:    # a snapshot fetch() let through
+        print(f"memtracker-web report: error: {shown} answered a snapshot this report cannot read "
+              f"({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    try:
+        print(text, flush=True)
     except BrokenPipeError:     # `report URL | head`: the exit code still tells
         from .demo import silence_stdout
 
         silence_stdout()
-    return EXIT_LEAK if leaks_by_type(snapshot) else EXIT_OK
+    return EXIT_LEAK if leaked else EXIT_OK

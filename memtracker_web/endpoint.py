@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 from . import jsontext
 from .engine import check_watch_sample
 from .naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
+from .options import check_interval, check_whole
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ MAX_BODY = 16 * 1024
 DEFAULT_PATH = "/debug/memory"
 DEFAULT_ALLOW: tuple[str, ...] = ("127.0.0.0/8", "::1")
 PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+MAX_MONITORED = 1000     # types POST /track may bring a monitor to (the engine's own cap is 4095)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _ROUTE_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$")
 
@@ -121,10 +123,10 @@ class EndpointOptions:
             self.track = (self.track,)
         self.track = tuple(self.track or ())
         for name, value in (("threshold", self.threshold), ("increases", self.increases)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name} must be a positive integer")
-        if self.interval is not None and (not isinstance(self.interval, (int, float)) or self.interval <= 0):
-            raise ValueError("interval must be a positive number of seconds")
+            if value is not None:
+                check_whole(name, value, 1)
+        if self.interval is not None:
+            check_interval(self.interval)
         if self.watch_sample is not None:
             check_watch_sample(self.watch_sample)
         if self.monitor is not None:
@@ -154,7 +156,7 @@ class Response:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
+            405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type",
             500: "Internal Server Error", 502: "Bad Gateway"}
 
 
@@ -356,6 +358,20 @@ class Endpoint:
             return self._route(request)
         except HTTPError as exc:
             return error_response(exc.status, exc.message, exc.headers)
+        except Exception:
+            # A bug of ours: still the documented JSON error, and the traceback in the log.
+            log.exception("memtracker: the memory endpoint failed on %s %s", request.method, request.path)
+            return error_response(500, "internal error of the memory endpoint; see the application's log")
+
+    def refusal(self, request: Request) -> Response | None:
+        """The error response for a request that is not admitted, else None: the
+        adapters ask before they read a body (nothing proportional to an
+        unauthorised request is done beyond what the server did)."""
+        try:
+            self._authorize(request)
+        except HTTPError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        return None
 
     def _authorize(self, request: Request) -> None:
         opts = self.options
@@ -461,7 +477,9 @@ class Endpoint:
 
     def _track(self, request: Request, *, untrack: bool) -> Response:
         length = request.headers.get("content-length")
-        if len(request.body) > MAX_BODY or (length is not None and length.isdigit() and int(length) > MAX_BODY):
+        if length is not None and decimal(length.strip()) is None:
+            raise HTTPError(400, "Content-Length must be a whole number of bytes")
+        if len(request.body) > MAX_BODY or (length is not None and (decimal(length.strip()) or 0) > MAX_BODY):
             raise HTTPError(413, f"request body is larger than {MAX_BODY} bytes")
         # Requiring JSON makes a cross-site form post impossible: browsers
         # preflight application/json, and we answer no preflight.
@@ -472,6 +490,8 @@ class Endpoint:
             data = json.loads(request.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise HTTPError(400, "body is not valid JSON") from None
+        except RecursionError:
+            raise HTTPError(400, "body is nested too deeply") from None
         allowed = {"type"} if untrack else {"type", "analysis", "threshold"}
         if not isinstance(data, dict):
             raise HTTPError(400, 'body must be a JSON object like {"type": "myapp.models.Order"}')
@@ -498,7 +518,14 @@ class Endpoint:
             if not self.monitor.stop_monitoring(cls):
                 raise HTTPError(404, f"{resolved!r} is not being tracked")
             return json_response(200, {"type": resolved, "tracking": False})
-        self.monitor.start_monitoring(cls, threshold=threshold, analysis=analysis)
+        monitored = getattr(self.monitor, "monitored", None)    # (a monitor of the user's may not say)
+        if callable(monitored) and len(monitored()) >= MAX_MONITORED and cls not in monitored():
+            raise HTTPError(409, f"{MAX_MONITORED} types are monitored already; untrack one first")
+        try:
+            self.monitor.start_monitoring(cls, threshold=threshold, analysis=analysis)
+        except OverflowError as exc:        # the engine's own cap
+            log.warning("memtracker: cannot monitor %s: %s", resolved, exc)
+            raise HTTPError(409, f"cannot monitor {resolved!r}: {exc}") from None
         return json_response(200, {"type": resolved, "tracking": True, "analysis": analysis})
 
     def _broadcast(self, request: Request, name: str, *, untrack: bool, analysis: bool,
@@ -612,13 +639,22 @@ def _register_once(key: tuple[Any, int], make: Callable[[], Any]) -> None:
     make()
 
 
+def decimal(value: str | None) -> int | None:
+    """A header's or query's whole number written in ASCII digits, else None.
+    (str.isdigit() accepts "²" and other digits int() refuses.)"""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
+        return None
+    return int(value)
+
+
 def _refresh(query: Mapping[str, str]) -> int | None:
     value = query.get("refresh")
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 3600:
+    seconds = decimal(value)
+    if seconds is None or not 1 <= seconds <= 3600:
         raise HTTPError(400, "refresh must be a whole number of seconds between 1 and 3600")
-    return int(value)
+    return seconds
 
 
 def options_from_mapping(mapping: Mapping[str, Any] | None, **overrides: Any) -> EndpointOptions:

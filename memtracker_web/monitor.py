@@ -20,6 +20,7 @@ from . import engine
 from .census import BLIND_SPOTS, take_census
 from .jsontext import History, PointRing
 from .naming import resolve_type, type_name
+from .options import check_interval, check_whole
 from .tracker import Tracker
 
 logger = logging.getLogger("memtracker_web")
@@ -156,10 +157,12 @@ class MemoryMonitor:
                  increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
                  history: int = 120, calm_samples: int = 30, discover_after: int = 3,
                  max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be positive seconds, got {interval!r}")
-        if threshold < 0 or increases < 1 or max_analyzed < 0 or history < 2 or calm_samples < 1:
-            raise ValueError("threshold >= 0, increases >= 1, max_analyzed >= 0, history >= 2, calm_samples >= 1")
+        check_interval(interval)
+        for name, value, low in (("threshold", threshold, 0), ("increases", increases, 1), ("depth", depth, 1),
+                                 ("max_analyzed", max_analyzed, 0), ("history", history, 2),
+                                 ("calm_samples", calm_samples, 1), ("discover_after", discover_after, 1),
+                                 ("max_watch_promotions", max_watch_promotions, 0), ("leak_reports", leak_reports, 1)):
+            check_whole(name, value, low)
         self.mode = "exact" if engine.engine_status()["available"] else "census"
         self.tracker = tracker if tracker is not None else Tracker(depth=depth)
         self.interval = float(interval)
@@ -212,13 +215,13 @@ class MemoryMonitor:
         with self._lock:
             state = self._types.get(id(cls))
             if state is None or state.ref() is not cls:
-                state = _TypeState(cls, self.threshold if threshold is None else int(threshold),
+                state = _TypeState(cls, self.threshold if threshold is None else check_whole("threshold", threshold, 0),
                                    self.history, "census" if self.mode == "census" else "tracked", analysis)
-                self._types[id(cls)] = state
                 if self.mode == "exact":
                     already = cls in self.tracker.capture
-                    self.tracker.track(cls)
+                    self.tracker.track(cls)     # first: at the engine's cap it raises, and nothing is recorded
                     state.counted_from_zero = not already
+                self._types[id(cls)] = state
             else:
                 if state.source == "watch_all":
                     # named now by the user: it ranks as theirs, and is never recycled
@@ -746,11 +749,11 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
         if watch_all:
             monitor.watch_all = True
         if threshold is not None:
-            monitor.threshold = int(threshold)
+            monitor.threshold = check_whole("threshold", threshold, 0)
         if increases is not None:
-            monitor.increases = int(increases)
+            monitor.increases = check_whole("increases", increases, 1)
         if interval is not None:
-            monitor.interval = float(interval)
+            monitor.interval = check_interval(interval)
         if watch_sample is not None:
             monitor.watch_sample = engine.check_watch_sample(watch_sample)     # a running watch-all restarts
     for cls in track:

@@ -71,7 +71,31 @@ def fetch(url: str, *, token: Optional[str] = None, timeout: float = 10.0) -> di
     if not isinstance(data, dict) or any(key not in data for key in _SNAPSHOT_KEYS):
         raise ReportError(f"{target} answered JSON that is not a memtracker snapshot "
                           f"(expected the keys {', '.join(_SNAPSHOT_KEYS)})")
+    problem = malformed(data)
+    if problem:
+        raise ReportError(f"{target} answered a memtracker snapshot this report cannot read: {problem}")
     return data
+
+
+def malformed(data: Mapping[str, Any]) -> Optional[str]:
+    """What makes a snapshot unreadable for render() and the exit code, or None."""
+    for key in ("types", "leaks"):
+        items = data.get(key)
+        if not isinstance(items, list):
+            return f"{key!r} is not a list"
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                return f"an entry of {key!r} has no type name"
+            for field in ("live", "increases"):
+                value = item.get(field, 0)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    return f"{item['type']!r} has a {field} that is not a number"
+            if not isinstance(item.get("top_paths", []), list) or not isinstance(item.get("history", []), list):
+                return f"{item['type']!r} has top_paths or history that is not a list"
+            for path in item.get("top_paths", []):
+                if not isinstance(path, dict) or not isinstance(path.get("path", []), list):
+                    return f"{item['type']!r} has a top path that is not an object with a list of frames"
+    return None
 
 
 def _reason(reason: Any) -> str:

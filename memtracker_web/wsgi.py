@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request,
-                       Response, reason)
+                       Response, decimal, reason)
 
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -55,11 +55,16 @@ class MemoryTrackerMiddleware:
         path = environ.get("PATH_INFO", "") or "/"
         if not self.endpoint.may_own(path) or not self.endpoint.owns(path):
             return self.app(environ, start_response)
-        response = self.endpoint.handle(request_from_environ(environ, path))
-        return send(response, start_response)
+        request = request_from_environ(environ, path, body=False)
+        refusal = self.endpoint.refusal(request)
+        if refusal is not None:             # not admitted: its body is never read
+            return send(refusal, start_response)
+        if request.method == "POST":
+            request.body = read_body(environ)
+        return send(self.endpoint.handle(request), start_response)
 
 
-def request_from_environ(environ: WSGIEnviron, path: str) -> Request:
+def request_from_environ(environ: WSGIEnviron, path: str, body: bool = True) -> Request:
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
                if key.startswith("HTTP_") and isinstance(value, str)}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -68,7 +73,7 @@ def request_from_environ(environ: WSGIEnviron, path: str) -> Request:
     method = environ.get("REQUEST_METHOD", "GET").upper()
     return Request(method=method, path=path, query_string=environ.get("QUERY_STRING", ""), headers=headers,
                    client=environ.get("REMOTE_ADDR") or None,
-                   body=read_body(environ) if method == "POST" else b"",
+                   body=read_body(environ) if body and method == "POST" else b"",
                    script_name=environ.get("SCRIPT_NAME", "").rstrip("/"))
 
 
@@ -77,10 +82,11 @@ def read_body(environ: WSGIEnviron) -> bytes:
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
-    if length.isdigit():
-        if int(length) > MAX_BODY:
-            return b""  # the endpoint answers 413 from the header alone
-        return stream.read(int(length))
+    if length:
+        size = decimal(length.strip())
+        if size is None or size > MAX_BODY:
+            return b""  # the endpoint answers 400 or 413 from the header alone
+        return stream.read(size)
     if environ.get("wsgi.input_terminated"):
         # Chunked upload the server already framed: read one byte past the
         # limit so the endpoint can tell "too large" from "exactly full".
