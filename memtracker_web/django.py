@@ -28,7 +28,10 @@ class MemoryTrackerMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.endpoint = Endpoint(options_from_mapping(getattr(settings, "MEMTRACKER", None)))
+        options = dict(getattr(settings, "MEMTRACKER", None) or {})
+        # Django's ALLOWED_HOSTS (same patterns) applies to the endpoint too, unless set apart
+        options.setdefault("allowed_hosts", list(getattr(settings, "ALLOWED_HOSTS", None) or ()))
+        self.endpoint = Endpoint(options_from_mapping(options))
         self._started = False
         self.endpoint.start_at_load()       # fork-safe: see Endpoint.start_at_load
 

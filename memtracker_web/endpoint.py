@@ -88,6 +88,7 @@ class EndpointOptions:
     token: Any = FROM_ENV
     allow: Iterable[str] | str | None = DEFAULT_ALLOW
     trusted_proxies: Iterable[str] | str | None = ()
+    allowed_hosts: Iterable[str] | str | None = ()
     track: Iterable[Any] = ()
     watch_all: bool | None = None
     watch_sample: int | None = None
@@ -117,6 +118,7 @@ class EndpointOptions:
             if not isinstance(self.shared_dir, (str, os.PathLike)) or not os.fspath(self.shared_dir):
                 raise ValueError("shared_dir must be a directory path or None")
             self.shared_dir = os.fspath(self.shared_dir)
+        self.allowed_hosts = _host_patterns(self.allowed_hosts)
         self.allow_networks = _networks(self.allow, "allow")
         self.proxy_networks = _networks(self.trusted_proxies, "trusted_proxies")
         if isinstance(self.track, (str, type)):
@@ -384,11 +386,30 @@ class Endpoint:
                 return
             raise HTTPError(403, "invalid token")
         if _in(self._client_address(request), opts.allow_networks):
+            self._check_same_site(request)
             return
         if opts.token is not None:
             raise HTTPError(401, "missing token: send 'Authorization: Bearer <token>'",
                             [("WWW-Authenticate", 'Bearer realm="memtracker"')])
         raise HTTPError(403, "client address not allowed; configure 'allow' or a token")
+
+    def _check_same_site(self, request: Request) -> None:
+        """A request admitted by its address must name this server in a way no
+        other site can (DNS rebinding: a page the developer visits points its
+        own name at 127.0.0.1): a Host that is an IP address, localhost, or one
+        of ``allowed_hosts``. A POST must also not come from another site's page."""
+        host = _host_name(request.headers.get("host"))
+        if host is not None and not _host_allowed(host, self.options.allowed_hosts):
+            raise HTTPError(403, f"Host {host!r} is not allowed for requests admitted by address; "
+                                 "add it to allowed_hosts, or send a token")
+        if request.method.upper() != "POST":
+            return
+        if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+            raise HTTPError(403, "cross-site requests may not change what is tracked")
+        origin = request.headers.get("origin")
+        if origin is not None and (origin.strip().lower() == "null"
+                                   or _origin_authority(origin) != (request.headers.get("host") or "").strip().lower()):
+            raise HTTPError(403, "cross-site requests may not change what is tracked (Origin is not this Host)")
 
     def _client_address(self, request: Request) -> Any:
         peer = _client_ip(request.client)
@@ -398,6 +419,10 @@ class Endpoint:
             # nothing about the visitor, so the allow list does not apply.
             return None if has_proxy_headers else peer
         forwarded = request.headers.get("x-forwarded-for")
+        if "forwarded" in request.headers or "x-real-ip" in request.headers:
+            # A proxy that writes these may pass the client's own X-Forwarded-For
+            # along untouched: only X-Forwarded-For is parsed, so none is believed.
+            return None
         if not forwarded:
             # Only X-Forwarded-For is parsed; a proxy that sends Forwarded or
             # X-Real-IP instead must not make every visitor look like itself.
@@ -637,6 +662,45 @@ def _register_once(key: tuple[Any, int], make: Callable[[], Any]) -> None:
             return
         _REGISTERED.add(key)
     make()
+
+
+def _host_patterns(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    patterns = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or any(c in item for c in "/ @\t") \
+                or (":" in item and not item.startswith("[")):
+            raise ValueError(f"allowed_hosts: {item!r} is not a host name (like 'myapp.internal', "
+                             "'.example.com' for its subdomains, or '*')")
+        patterns.append(item.strip().lower().rstrip("."))
+    return tuple(patterns)
+
+
+def _host_name(header: str | None) -> str | None:
+    """The name in a Host header, without its port; None when there is none."""
+    if header is None or not header.strip():
+        return None
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rsplit(":", 1)[0].rstrip(".") if value.count(":") == 1 else value.rstrip(".")
+
+
+def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True                     # an address cannot be rebound to another
+    except ValueError:
+        pass
+    if host == "localhost" or host.endswith(".localhost"):
+        return True                     # RFC 6761: always the loopback
+    return any(p == "*" or host == p or (p.startswith(".") and (host.endswith(p) or host == p[1:]))
+               for p in patterns)
+
+
+def _origin_authority(origin: str) -> str:
+    """``host[:port]`` of an Origin header (scheme dropped), lower-case."""
+    return origin.strip().lower().split("://", 1)[-1].rstrip("/")
 
 
 def decimal(value: str | None) -> int | None:

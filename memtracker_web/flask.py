@@ -32,6 +32,8 @@ class MemoryTracker:
         if not isinstance(config, dict):
             raise TypeError('app.config["MEMTRACKER"] must be a dict of memtracker options')
         merged = {**self.options, **config}
+        if "allowed_hosts" not in merged and app.config.get("TRUSTED_HOSTS"):
+            merged["allowed_hosts"] = list(app.config["TRUSTED_HOSTS"])    # Flask's own host check
         options_from_mapping(merged)
         middleware = MemoryTrackerMiddleware(app.wsgi_app, **merged)
         app.wsgi_app = middleware  # type: ignore[method-assign]

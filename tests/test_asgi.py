@@ -48,6 +48,8 @@ def make_app(events: list[str]) -> Starlette:
 
 
 def client(app: Any, address: tuple[str, int] = LOOPBACK, **kwargs: Any) -> TestClient:
+    # a Host the endpoint admits by address (TestClient's default, "testserver", is not: DNS rebinding)
+    kwargs.setdefault("base_url", "http://localhost")
     return TestClient(app, client=address, **kwargs)
 
 

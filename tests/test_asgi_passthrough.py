@@ -292,7 +292,7 @@ FALLBACK = textwrap.dedent("""
     mw = MemoryTrackerMiddleware(Starlette(routes=[Route("/", home)]), metrics_path="/metrics", track=["x.Y"])
     config = uvicorn.Config(mw, log_level="warning")
     config.load()
-    with TestClient(mw, client=("127.0.0.1", 5000)) as c:
+    with TestClient(mw, client=("127.0.0.1", 5000), base_url="http://localhost") as c:
         print(config.interface, c.get("/").text, c.get("/debug/memory?format=json").status_code,
               c.get("/metrics").status_code, mw._passthrough_routes)
 """)

@@ -120,3 +120,13 @@ def test_the_monitor_starts_as_the_middleware_loads() -> None:
         Client().get("/")
         assert monitor.starts == 1
     assert mw.endpoint.options.monitor is monitor
+
+
+def test_allowed_hosts_applies_to_the_endpoint_unless_memtracker_sets_its_own() -> None:
+    # DNS rebinding: a request admitted by address must name this server
+    with override_settings(MEMTRACKER={"monitor": leaky_monitor()}):
+        assert Client().get("/debug/memory", HTTP_HOST="evil.example", **JSON).status_code == 403
+        assert Client().get("/debug/memory", HTTP_HOST="testserver", **JSON).status_code == 200   # ALLOWED_HOSTS
+    with override_settings(MEMTRACKER={"monitor": leaky_monitor(), "allowed_hosts": ["ops.internal"]}):
+        assert Client().get("/debug/memory", HTTP_HOST="ops.internal", **JSON).status_code == 200
+        assert Client().get("/debug/memory", HTTP_HOST="testserver", **JSON).status_code == 403

@@ -291,3 +291,96 @@ def test_report_on_a_malformed_snapshot_exits_2_with_one_line(snapshot_server: A
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().endswith(f"answered a memtracker snapshot this report cannot read: {problem}")
     assert "Traceback" not in proc.stderr
+
+
+# -- DNS rebinding and cross-site POSTs ---------------------------------------------------
+
+def rebinding_get(host: str | None, **options: Any) -> int:
+    environ = {"REMOTE_ADDR": "127.0.0.1"}
+    if host is not None:
+        environ["HTTP_HOST"] = host
+    return wsgi_client(**options).get("/debug/memory", environ_overrides=environ).status_code
+
+
+@pytest.mark.parametrize("host,status", [
+    ("127.0.0.1:8000", 200), ("localhost", 200), ("LOCALHOST:80", 200), ("app.localhost:8000", 200),
+    ("[::1]:8000", 200), ("10.1.2.3", 200),
+    ("evil.example", 403), ("evil.example:8000", 403), ("localhost.evil.example", 403), ("127.0.0.1.nip.io", 403),
+])
+def test_a_request_admitted_by_address_must_name_this_server(host: str, status: int) -> None:
+    assert rebinding_get(host) == status
+
+
+def test_the_refusal_says_what_to_do() -> None:
+    r = wsgi_client().get("/debug/memory", environ_overrides={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "evil.example"})
+    assert r.json == {"error": "Host 'evil.example' is not allowed for requests admitted by address; "
+                               "add it to allowed_hosts, or send a token"}
+
+
+@pytest.mark.parametrize("allowed,host,status", [
+    (["myapp.internal"], "myapp.internal:8000", 200), (["myapp.internal"], "other.internal", 403),
+    ([".example.com"], "a.b.example.com", 200), ([".example.com"], "example.com", 200),
+    ([".example.com"], "badexample.com", 403), (["*"], "anything.at.all", 200), ("myapp.internal", "myapp.internal", 200),
+])
+def test_allowed_hosts(allowed: Any, host: str, status: int) -> None:
+    assert rebinding_get(host, allowed_hosts=allowed) == status
+
+
+def test_a_token_admits_whatever_the_host() -> None:
+    c = wsgi_client(token="s3cret")
+    r = c.get("/debug/memory", headers={"Authorization": "Bearer s3cret", "Host": "evil.example"},
+              environ_overrides={"REMOTE_ADDR": "203.0.113.9"})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["my host", "http://x", "a@b", "x:80", "", 3])
+def test_allowed_hosts_are_checked(bad: Any) -> None:
+    with pytest.raises(ValueError, match="allowed_hosts: .* is not a host name"):
+        EndpointOptions(allowed_hosts=[bad])
+
+
+def track_post(headers: dict[str, str]) -> int:
+    monitor = MemoryMonitor(interval=60.0)
+    try:
+        c = Client(wsgi.MemoryTrackerMiddleware(inner, monitor=monitor))
+        return c.post("/debug/memory/track", data=json.dumps({"type": "json.decoder.JSONDecoder"}),
+                      content_type="application/json", headers={"Host": "127.0.0.1:8000", **headers},
+                      environ_overrides={"REMOTE_ADDR": "127.0.0.1"}).status_code
+    finally:
+        monitor.close()
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({}, 200), ({"Origin": "http://127.0.0.1:8000"}, 200), ({"Sec-Fetch-Site": "same-origin"}, 200),
+    ({"Origin": "http://evil.example"}, 403), ({"Origin": "null"}, 403), ({"Origin": "http://127.0.0.1:9999"}, 403),
+    ({"Sec-Fetch-Site": "cross-site"}, 403),
+])
+def test_a_post_admitted_by_address_must_not_be_cross_site(headers: dict[str, str], status: int) -> None:
+    assert track_post(headers) == status
+
+
+def test_django_allowed_hosts_and_flask_trusted_hosts_apply_to_the_endpoint() -> None:
+    flask = pytest.importorskip("flask")
+    from memtracker_web.flask import MemoryTracker
+
+    app = flask.Flask("t")
+    app.config["TRUSTED_HOSTS"] = ["shop.internal"]
+    MemoryTracker(app, monitor=FakeMonitor())
+    c = app.test_client()
+    assert c.get("/debug/memory", headers={"Host": "shop.internal"},
+                 environ_overrides={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
+    assert app.extensions["memtracker"].endpoint.options.allowed_hosts == ("shop.internal",)
+
+
+# -- proxies: only X-Forwarded-For is parsed ---------------------------------------------
+
+@pytest.mark.parametrize("extra", [{"Forwarded": "for=203.0.113.9"}, {"X-Real-IP": "203.0.113.9"}])
+def test_a_trusted_proxy_that_also_sends_other_headers_admits_nobody_by_address(extra: dict[str, str]) -> None:
+    # The client wrote "X-Forwarded-For: 127.0.0.1" itself; this proxy writes Forwarded/X-Real-IP
+    # and passes that header on untouched.
+    c = wsgi_client(trusted_proxies=["10.0.0.1"])
+    r = c.get("/debug/memory", headers={"X-Forwarded-For": "127.0.0.1", **extra},
+              environ_overrides={"REMOTE_ADDR": "10.0.0.1"})
+    assert r.status_code == 403
+    ok = c.get("/debug/memory", headers={"X-Forwarded-For": "127.0.0.1"}, environ_overrides={"REMOTE_ADDR": "10.0.0.1"})
+    assert ok.status_code == 200
