@@ -127,7 +127,8 @@ class MemoryTrackerMiddleware(_Passthrough):
         request = Request(
             method=scope.get("method", "GET"), path=path,
             query_string=(scope.get("query_string") or b"").decode("latin-1"), headers=headers,
-            client=client[0] if client else None, script_name=scope.get("root_path", "").rstrip("/"))
+            client=client[0] if client else None, script_name=scope.get("root_path", "").rstrip("/"),
+            raw_path=raw.decode("latin-1") if isinstance(raw := scope.get("raw_path"), bytes) else None)
         refusal = self.endpoint.refusal(request)
         if refusal is not None:             # not admitted: its body is never read
             await _send(send, refusal)

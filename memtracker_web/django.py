@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
         "memtracker_web.django needs Django; install it with: pip install 'memtracker-web[django]'"
     ) from exc
 
-from .endpoint import MAX_BODY, Endpoint, Request, options_from_mapping
+from .endpoint import MAX_BODY, Endpoint, Request, decimal, options_from_mapping
 
 
 class MemoryTrackerMiddleware:
@@ -58,11 +58,13 @@ def _request(request: HttpRequest, path: str) -> Request:
             headers[key.replace("_", "-").lower()] = meta[key]
     method = (request.method or "GET").upper()
     body = b""
-    length = headers.get("content-length", "")
-    if method == "POST" and not (length.isdigit() and int(length) > MAX_BODY):
+    length = headers.get("content-length")
+    size = None if length is None else decimal(length.strip())
+    if method == "POST" and (length is None or (size is not None and size <= MAX_BODY)):
         # read() past the limit by one byte so the endpoint can answer 413;
         # Django bounds the stream by Content-Length.
         body = request.read(MAX_BODY + 1)
     return Request(method=method, path=path, query_string=meta.get("QUERY_STRING", ""), headers=headers,
                    client=meta.get("REMOTE_ADDR") or None, body=body,
-                   script_name=(meta.get("SCRIPT_NAME") or "").rstrip("/"))
+                   script_name=(meta.get("SCRIPT_NAME") or "").rstrip("/"),
+                   raw_path=meta.get("RAW_URI") or meta.get("REQUEST_URI") or None)

@@ -148,6 +148,7 @@ class Request:
     client: str | None = None
     body: bytes = b""
     script_name: str = ""  # prefix for links in the HTML page
+    raw_path: str | None = None  # the path as sent, still percent-encoded, where the server gives it
 
 
 @dataclass
@@ -376,6 +377,11 @@ class Endpoint:
         return None
 
     def _authorize(self, request: Request) -> None:
+        if request.raw_path is not None and "%" in request.raw_path.split("?", 1)[0]:
+            # Routing sees the decoded path: /debug%2Fmemory would be served, past a
+            # front proxy's rule on /debug/memory. Our paths never need encoding.
+            raise HTTPError(400, "percent-encoded paths are not served by the memory endpoint; "
+                                 "send the path as it is")
         opts = self.options
         bearer = None
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")

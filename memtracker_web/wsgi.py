@@ -75,7 +75,9 @@ def request_from_environ(environ: WSGIEnviron, path: str, body: bool = True) -> 
     return Request(method=method, path=path, query_string=environ.get("QUERY_STRING", ""), headers=headers,
                    client=environ.get("REMOTE_ADDR") or None,
                    body=read_body(environ) if body and method == "POST" else b"",
-                   script_name=environ.get("SCRIPT_NAME", "").rstrip("/"))
+                   script_name=environ.get("SCRIPT_NAME", "").rstrip("/"),
+                   # as sent (gunicorn: RAW_URI; uWSGI, mod_wsgi: REQUEST_URI); wsgiref gives neither
+                   raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI") or None)
 
 
 def read_body(environ: WSGIEnviron) -> bytes:

@@ -384,3 +384,29 @@ def test_a_trusted_proxy_that_also_sends_other_headers_admits_nobody_by_address(
     assert r.status_code == 403
     ok = c.get("/debug/memory", headers={"X-Forwarded-For": "127.0.0.1"}, environ_overrides={"REMOTE_ADDR": "10.0.0.1"})
     assert ok.status_code == 200
+
+
+# -- routing on the path as sent ---------------------------------------------------------
+
+@pytest.mark.parametrize("raw", ["/debug%2Fmemory", "/debug/%6Demory", "/debug%2Fmemory%2Ftrack", "/met%72ics"])
+def test_a_percent_encoded_path_is_refused_over_asgi(raw: str) -> None:
+    from urllib.parse import unquote
+
+    app = asgi.MemoryTrackerMiddleware(_app, monitor=FakeMonitor(), metrics_path="/metrics")
+    scope = dict(http_scope(unquote(raw)), raw_path=raw.encode())
+    sent, _ = run_asgi(app, scope, [])
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {"error": "percent-encoded paths are not served by the memory endpoint; "
+                                                    "send the path as it is"}
+
+
+@pytest.mark.parametrize("key", ["RAW_URI", "REQUEST_URI"])
+def test_a_percent_encoded_path_is_refused_over_wsgi_where_the_server_gives_it(key: str) -> None:
+    c = wsgi_client()
+    # (werkzeug's test client sets both keys itself: the other one is blanked, as a server that gives one)
+    other = {"RAW_URI": "REQUEST_URI", "REQUEST_URI": "RAW_URI"}[key]
+    r = c.get("/debug/memory", environ_overrides={"REMOTE_ADDR": "127.0.0.1", other: "", key: "/debug%2Fmemory?x=%41"})
+    assert r.status_code == 400
+    plain = c.get("/debug/memory", environ_overrides={"REMOTE_ADDR": "127.0.0.1", other: "",
+                                                      key: "/debug/memory?x=%41"})
+    assert plain.status_code == 200                     # (a query may be encoded)
