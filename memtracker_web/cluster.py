@@ -136,9 +136,14 @@ def tracked_anywhere(ep: "Endpoint", type_name: str) -> bool:
 def broadcast(ep: "Endpoint", request: "Request", action: str, type_name: str, *,
               analysis: bool = False, threshold: Optional[int] = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Apply a command here, hand it to every other worker; (local result, status)."""
+    from .endpoint import HTTPError
+
+    try:
+        workers.check_shared_dir(ep.options.shared_dir, create=True)    # first: nothing applied on a refusal
+    except OSError as exc:
+        raise HTTPError(503, str(exc)) from None
     command = workers.new_command(action, type_name, analysis=analysis, threshold=threshold)
     local = workers.apply_command(ep.monitor, command)
-    from .endpoint import HTTPError
 
     if not local["ok"]:
         raise HTTPError(400, local["error"])

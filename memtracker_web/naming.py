@@ -1,8 +1,11 @@
 """Type names as users see them (``module.QualName``) and the way back.
 
-The way back never evaluates text: it imports the module part and walks the
-qualname with getattr, so a name can only reach objects that are already
-importable attributes.
+The way back never evaluates text: it finds the module part and walks the
+qualname through module and class ``__dict__``s (no getattr: a name runs no
+code of anyone's, no module ``__getattr__``, no descriptor), so a name can only
+reach classes defined there. For names from requests (``import_modules=False``)
+nothing is imported, dunder segments are refused, and every name that is not
+a class we can track gets the same answer (no oracle on what else is there).
 """
 from __future__ import annotations
 
@@ -41,6 +44,9 @@ def resolve_type(name: str, *, import_modules: bool = True) -> type:
     parts = name.split(".")
     if "<locals>" in name:
         raise TypeNameError(f"{name!r} is local to a function and cannot be looked up by name")
+    not_found = TypeNameError(f"no class named {name!r} is loaded")
+    if not import_modules and any(p.startswith("__") and p.endswith("__") for p in parts):
+        raise not_found
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
         module = sys.modules.get(module_name)
@@ -53,14 +59,36 @@ def resolve_type(name: str, *, import_modules: bool = True) -> type:
                 raise TypeNameError(f"importing {module_name!r} failed: {exc.__class__.__name__}: {exc}") from None
         if module is None:
             continue
-        obj = module
-        for attr in parts[split:]:
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if obj is None:
+        obj = _lookup(module, parts[split:])
+        if obj is _MISSING:
             continue
         if not isinstance(obj, type):
+            if not import_modules:
+                raise not_found
             raise TypeNameError(f"{name!r} is a {type(obj).__name__}, not a class")
         return obj
+    if not import_modules:
+        raise not_found
     raise TypeNameError(f"no class named {name!r} could be found")
+
+
+_MISSING = object()
+
+
+def _lookup(obj: object, attrs: list[str]) -> object:
+    """Walk ``attrs`` from ``obj`` through ``__dict__``s only: a module's own, a
+    class's along its MRO. Never calls into the objects walked."""
+    for attr in attrs:
+        try:
+            if isinstance(obj, type):
+                found = next((vars(k)[attr] for k in type.__dict__["__mro__"].__get__(obj) if attr in vars(k)),
+                             _MISSING)
+            else:
+                namespace = object.__getattribute__(obj, "__dict__") if hasattr(type(obj), "__dict__") else None
+                found = namespace.get(attr, _MISSING) if isinstance(namespace, dict) else _MISSING
+        except Exception:
+            return _MISSING
+        if found is _MISSING:
+            return _MISSING
+        obj = found
+    return obj

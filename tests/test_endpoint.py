@@ -361,8 +361,11 @@ def test_track_and_untrack() -> None:
     (b'{"type": "x.Y", "analysis": "yes"}', 400, "'analysis' must be true or false"),
     (b'{"type": "x.Y", "threshold": -1}', 400, "'threshold' must be a positive integer"),
     (b'{"type": "x.Y", "threshold": true}', 400, "'threshold' must be a positive integer"),
-    (b'{"type": "no_such_module_xyz.Thing"}', 404, "no class named 'no_such_module_xyz.Thing' could be found"),
-    (b'{"type": "json.dumps"}', 404, "'json.dumps' is a function, not a class"),
+    (b'{"type": "no_such_module_xyz.Thing"}', 404, "no class named 'no_such_module_xyz.Thing' is loaded"),
+    # one answer for whatever is not a class we can track: no oracle on what else is there
+    (b'{"type": "json.dumps"}', 404, "no class named 'json.dumps' is loaded"),
+    (b'{"type": "json.decoder.__class__"}', 404, "no class named 'json.decoder.__class__' is loaded"),
+    (b'{"type": "json.JSONDecoder.__init__"}', 404, "no class named 'json.JSONDecoder.__init__' is loaded"),
 ])
 def test_track_errors(body: bytes, status: int, message: str) -> None:
     monitor = FakeMonitor()

@@ -410,3 +410,20 @@ def test_a_percent_encoded_path_is_refused_over_wsgi_where_the_server_gives_it(k
     plain = c.get("/debug/memory", environ_overrides={"REMOTE_ADDR": "127.0.0.1", other: "",
                                                       key: "/debug/memory?x=%41"})
     assert plain.status_code == 200                     # (a query may be encoded)
+
+
+def test_post_track_with_a_shared_dir_others_can_write_is_a_503_and_applies_nothing(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monitor = MemoryMonitor(interval=60.0)
+    try:
+        ep = Endpoint(EndpointOptions(monitor=monitor, shared_dir=str(shared)))
+        r = ep.handle(Request("POST", "/debug/memory/track", headers={"content-type": "application/json"},
+                              client="127.0.0.1", body=b'{"type": "json.decoder.JSONDecoder"}'))
+        assert r.status == 503
+        assert json.loads(r.body)["error"].startswith(
+            f"memtracker: the shared directory {str(shared)!r} is writable by its group or by others (mode 0o777)")
+        assert monitor.monitored() == [] and list(shared.iterdir()) == []
+    finally:
+        monitor.close()
