@@ -194,6 +194,7 @@ class MemoryMonitor:
         self._census_info: Optional[dict[str, Any]] = None
         self._watching = False
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
+        self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
         self._lock = threading.RLock()
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
@@ -267,6 +268,8 @@ class MemoryMonitor:
             census = None
             if self.mode == "census":
                 census, self._census_info = take_census()
+            else:
+                self._recover_if_displaced(now)
             if self.watch_all:
                 self._discover(census)
             for key, state in list(self._types.items()):
@@ -322,6 +325,31 @@ class MemoryMonitor:
             except Exception:
                 logger.exception("memtracker_web: sample hook %r failed", hook)
         return reports
+
+    def _recover_if_displaced(self, now: float) -> None:
+        """Another tool took the reference tracer (``tracemalloc.start()`` does, for
+        a look during an incident): counts stopped updating, for good. Take the
+        slot back now (the engine chains that tool's tracer while it still holds
+        it, tracemalloc's on every version) and count again from zero: each
+        type's live count, high-water mark and watch-all's counts restart; the
+        increases seen before stay. The snapshot's ``restarts`` says so."""
+        if not getattr(self.tracker.capture._core, "missed_events", False):
+            return
+        capture = self.tracker.capture
+        capture.stop()
+        capture.start()                 # the same types, analyses and call trees; counts from zero
+        for state in self._types.values():
+            state.first_live = None
+            state.high_water = None
+            state.counted_from_zero = True
+        if self._watching:
+            engine._tracker.watch_stop()
+            self._watching = False      # restarted by the next _discover, counting from then
+            self._watch.clear()
+        self._restarts.append(now)
+        logger.warning("memtracker_web: another tool replaced the reference tracer (tracemalloc.start() does "
+                       "this); the monitor took it back and counts again from now (objects made meanwhile "
+                       "are not counted)")
 
     def _report_stats(self, state: _TypeState, cls: type) -> Optional[dict]:
         """The stats a report is made of when one is due, else None. A type that met
@@ -452,8 +480,11 @@ class MemoryMonitor:
             try:
                 values = [(cls, (new - free) * (1 if counted_exactly_by_watch_all(cls) else scale))
                           for cls, new, free in engine._tracker.watch_counts()]
-            except RuntimeError as exc:         # displaced: type pointers can't be trusted
-                logger.warning("memtracker_web: watch-all skipped: %s", exc)
+            except RuntimeError as exc:         # displaced: type pointers can't be trusted; start again
+                logger.warning("memtracker_web: watch-all restarts: %s", exc)
+                engine._tracker.watch_stop()
+                self._watching = False
+                self._watch.clear()
                 return
         seen = set()
         for cls, value in values:
@@ -675,6 +706,7 @@ class MemoryMonitor:
                 "watch_all": self.watch_all,
                 "types": list(self._types_cache[1]),
                 "leaks": list(self._leaks),
+                "restarts": list(self._restarts),
             }
             if self.mode == "census":
                 snap["census"] = dict(self._census_info) if self._census_info else {

@@ -717,3 +717,38 @@ def test_a_report_names_the_types_that_grow_in_step_with_it(monitor, caplog):
     page = html.render_overview(snap, base="/debug/memory", nonce="n")
     assert 'Grows in step with <a href="/debug/memory/types/test_monitor.Line"' in page
     assert any("grows in step with: test_monitor.Line" in line for line in report_cli._leaks(snap))
+
+
+@requires_engine
+@pytest.mark.parametrize("still_tracing", [False, True], ids=["released", "still-tracing"])
+def test_the_monitor_takes_the_tracer_back_after_tracemalloc_borrowed_it(still_tracing, caplog):
+    import tracemalloc
+
+    m = MemoryMonitor(threshold=10, increases=3, interval=60.0, watch_all=True, watch_sample=1, discover_after=2)
+    m.start_monitoring(Leaky)
+    try:
+        m.sample()
+        leak(50)
+        m.sample()
+        tracemalloc.start()                     # a one-off look during an incident
+        leak(1000)                              # not seen by us: our tracer is out of the slot
+        if not still_tracing:
+            tracemalloc.stop()
+        m.sample()                              # notices, takes the slot back, counts from now
+        assert mt.engine_status()["displaced"] is False and mt.engine_status()["installed"] is True
+        assert "the monitor took it back and counts again from now" in caplog.text
+        assert len(m.snapshot()["restarts"]) == 1
+        for _ in range(4):
+            leak(30)
+            leak(30, NeverNamed)
+            m.sample()
+        entries = {t["type"]: t for t in m.snapshot()["types"]}
+        assert entries["test_monitor.Leaky"]["live"] == 120          # counted again, from the restart
+        assert entries["test_monitor.NeverNamed"]["source"] == "watch_all"   # watch-all finds types again
+        assert tracemalloc.is_tracing() is still_tracing             # chained, not stopped
+        if still_tracing:
+            assert tracemalloc.get_traced_memory()[0] > 0
+    finally:
+        tracemalloc.stop()
+        m.close()
+        _store.clear()
