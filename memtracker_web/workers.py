@@ -544,7 +544,7 @@ class WorkerPublisher:
     def detach(self) -> None:
         try:
             self.monitor.sample_hooks.remove(self._hook)
-        except ValueError:
+        except (ValueError, AttributeError):    # not attached, or a monitor without sample_hooks
             pass
 
 
