@@ -1320,11 +1320,24 @@ static int
 mt_run_pending(void *arg)
 {
     (void)arg;
-    mt_engine.pending_scheduled = 0;
     if (mt_engine.pending_callable == NULL) {
+        mt_engine.pending_scheduled = 0;
         return 0;
     }
+    /* While the drainer runs, this call stays scheduled: the drain allocates
+     * (dicts, lists, tuples), and with such a type tracked with a callback,
+     * its own events would arm the next drain, and that one the next, for
+     * ever (interpreter exit, which runs pending calls until none is left,
+     * would never return). Events that callbacks cause are delivered by the
+     * drainer's own rounds; any left over wait for the next event from the
+     * program, or a query. Tracing and profiling are suspended meanwhile: the
+     * drain interrupts whatever code was running, and sys.settrace, profilers
+     * and sys.monitoring must not see it as that code's calls. */
+    PyThreadState *ts = PyThreadState_Get();
+    PyThreadState_EnterTracing(ts);
     PyObject *res = PyObject_CallNoArgs(mt_engine.pending_callable);
+    PyThreadState_LeaveTracing(ts);
+    mt_engine.pending_scheduled = 0;
     if (res == NULL) {
         /* the drainer reports callback errors itself; an error here must not
            surface in unrelated user code */

@@ -496,3 +496,56 @@ def test_engine_status_shape():
     assert set(status) >= {"available", "reason", "displaced", "python"}
     assert isinstance(status["available"], bool) and isinstance(status["reason"], str)
     assert status["reason"]
+
+
+CALLBACK_ON_A_BUILTIN = """
+import memtracker_web as mt
+c = mt.Capture()
+# the README's pattern: return data from the callback (the drain itself makes dicts, lists, tuples)
+c.track({kind}, callback=lambda cls, event, data: {{"seen": event}} if event == "new" else None)
+c.start()
+keep = [{make} for i in range(100)]
+print("delivered", c.count_for({kind}) >= 100)
+"""
+
+
+@requires_engine
+@pytest.mark.parametrize("kind,make", [("dict", "{'i': i}"), ("list", "[i]"), ("tuple", "(i, i)")])
+def test_a_callback_on_a_type_the_drain_itself_makes_does_not_livelock_and_exit_finishes(kind, make):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", CALLBACK_ON_A_BUILTIN.format(kind=kind, make=make)],
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "delivered True\n"), proc.stderr[-2000:]
+
+
+@requires_engine
+def test_callbacks_are_not_seen_by_settrace_as_calls_of_the_code_they_interrupt():
+    events = []
+    delivered = []
+
+    def tracer(frame, event, arg):
+        events.append((event, frame.f_code.co_name))
+        return tracer
+
+    def work():
+        x = None
+        for i in range(3000):
+            x = [i]             # each list queues a callback event, drained at a safe point in here
+        return x
+
+    c = mt.Capture()
+    c.track(list, callback=lambda cls, event, data: delivered.append(event))
+    c.start()
+    try:
+        sys.settrace(tracer)
+        try:
+            work()
+        finally:
+            sys.settrace(None)
+        c.flush()
+    finally:
+        c.stop()
+    assert {name for _, name in events} == {"work"}
+    assert [e for e in events if e[0] == "call"] == [("call", "work")]
+    assert delivered.count("new") >= 3000           # delivered all the same
