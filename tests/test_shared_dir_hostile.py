@@ -15,42 +15,19 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
 from memtracker_web import jsontext, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
-from memtracker_web.monitor import MemoryMonitor
-from memtracker_web.naming import MAX_NAME_LENGTH, type_name
+from memtracker_web.naming import MAX_NAME_LENGTH
 from test_endpoint import JSON, POST_JSON, call
+from test_workers import GADGET, WIDGET, Gadget, Widget, monitor_with_widgets
+from test_workers import _no_publishers, shared  # noqa: F401  (fixtures: this module's tests use them)
 
-
-class Widget:
-    """Instances are what the tests count."""
-
-
-class Gadget:
-    """The type the hostile commands try to track."""
-
-
-WIDGET = type_name(Widget)
-GADGET = type_name(Gadget)
 HOST = workers.hostname()
 DEEP = "[" * 100_000
-
-
-@pytest.fixture(autouse=True)
-def _no_publishers() -> Iterator[None]:
-    yield
-    workers.forget_publishers()
-
-
-@pytest.fixture
-def shared(tmp_path: Path) -> Path:
-    path = tmp_path / "shared"
-    path.mkdir(mode=0o700)
-    return path
 
 
 def worker_data(pid: int, **snapshot: Any) -> dict[str, Any]:
@@ -74,14 +51,6 @@ def put_command(directory: Path, command_id: str, text: str) -> str:
     path = workers.command_path(directory, command_id)
     path.write_text(text)
     return path.name
-
-
-def monitor_with_widgets(count: int) -> tuple[MemoryMonitor, list[Widget]]:
-    monitor = MemoryMonitor(interval=3600.0)
-    monitor.start_monitoring(Widget)
-    kept = [Widget() for _ in range(count)]
-    monitor.sample()
-    return monitor, kept
 
 
 def cluster_endpoint(shared: Path) -> tuple[Endpoint, list[Widget]]:

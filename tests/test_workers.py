@@ -52,7 +52,7 @@ def _no_publishers() -> Iterator[None]:
 @pytest.fixture
 def shared(tmp_path: Path) -> Path:
     path = tmp_path / "shared"
-    path.mkdir()
+    path.mkdir(mode=0o700)          # (only this user may write it: a directory others can write is refused)
     return path
 
 
