@@ -296,13 +296,15 @@ class Endpoint:
     def start_at_load(self) -> None:
         """Start the monitor's thread and this process's worker file as the app
         loads (the middleware's constructor), so that a worker that has not had a
-        request yet is in the workers view.
+        request yet is in the workers view. (Any process that builds the app
+        starts its monitor: a management command's too.)
 
-        Fork-safe: a process that forks before it serves (a server's master that
-        loaded the app, as gunicorn's ``--preload`` does) stops its thread and
-        removes its worker file, and each child starts its own. A process that
-        forks after it served (a worker starting helpers) keeps its monitor, and
-        its children do not start one (they restart it only if they use it)."""
+        A process that forks before it has served (a server's master that
+        loaded the app, as ``gunicorn --preload`` does) is not a worker: right
+        after the fork it removes its worker file and stops publishing, and
+        publishes again if it ever serves. Its children start their monitor at
+        their first request (with examples/gunicorn.conf.py, as they start).
+        The fork hooks take no lock the forking thread may hold."""
         _AT_LOAD.add(self)
         try:
             self._start_monitor()
@@ -319,13 +321,12 @@ class Endpoint:
                 monitor.start()
                 self.started_monitor = True
 
-    def _hand_over(self) -> None:
-        """In a parent that forked before serving: its children monitor, not it."""
-        self.stop()
-        if self.options.shared_dir is not None and self._monitor is not None:
+    def _unpublish_after_fork(self) -> None:
+        """In a parent that forked before serving: it is not a worker, its children are."""
+        if self.options.shared_dir is not None and self._ready and self._monitor is not None:
             from .workers import forget_publisher
 
-            forget_publisher(self._monitor, self.options.shared_dir)
+            forget_publisher(self._monitor, self.options.shared_dir, blocking=False)
 
     def publisher(self) -> Any:
         """This process's WorkerPublisher for the shared directory (None without one)."""
@@ -628,19 +629,15 @@ def _after_fork_in_parent() -> None:
     for ep in list(_AT_LOAD):
         if not ep.serving:
             try:
-                ep._hand_over()
+                ep._unpublish_after_fork()
             except Exception:
-                log.exception("memtracker: handing the monitor over to the forked workers failed")
+                log.exception("memtracker: removing the worker file of a forking master failed")
 
 
 def _after_fork_in_child() -> None:
     for ep in list(_AT_LOAD):
-        if not ep.serving:          # the parent loaded the app but did not serve: this child does
-            ep.started_monitor = False
-            try:
-                ep.start_at_load()
-            except Exception:
-                log.exception("memtracker: starting the memory monitor in a forked worker failed")
+        ep._lock = threading.Lock()     # the forking thread may have held it: it is not here
+        ep.started_monitor = False      # the thread did not come along (the monitor restarts on use)
 
 
 if hasattr(os, "register_at_fork"):

@@ -105,15 +105,25 @@ def rise_step(values: list) -> float:
 def counted_exactly_by_watch_all(cls: type) -> bool:
     """Sampled watch-all still counts every object of a class defined in
     Python code (a mutable heap type: the engine's MT_WATCH_EXACT_TYPE)."""
-    return cls.__flags__ & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE
+    return _flags(cls) & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE
 
 
 def is_builtin_type(cls: type) -> bool:
     """A type defined in C (str, dict, frame, deque, asyncio's Future, a C extension's
     types), not by Python code. Many stdlib C types are heap types since 3.12, but
     they are immutable, which no class statement makes."""
-    flags = cls.__flags__
-    return not (flags & _HEAPTYPE) or bool(flags & _IMMUTABLETYPE) or cls.__module__ == "builtins"
+    flags = _flags(cls)
+    return not (flags & _HEAPTYPE) or bool(flags & _IMMUTABLETYPE) or _TYPE_MODULE(cls) == "builtins"
+
+
+# A metaclass may define __flags__ or __module__ as class attributes of its own:
+# read type's descriptors, which run no code of anyone's.
+_TYPE_FLAGS = type.__dict__["__flags__"].__get__
+_TYPE_MODULE = type.__dict__["__module__"].__get__
+
+
+def _flags(cls: type) -> int:
+    return _TYPE_FLAGS(cls)
 
 
 _IMMUTABLETYPE = 1 << 8     # Py_TPFLAGS_IMMUTABLETYPE
@@ -195,6 +205,7 @@ class MemoryMonitor:
         self._watching = False
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
+        self._recycled_ids: set[int] = set()          # id(cls) of types given back, until watch-all sees them again
         self._lock = threading.RLock()
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
@@ -315,6 +326,7 @@ class MemoryMonitor:
                     # a nominated type that went calm gives its place back: discovery never stops
                     self.stop_monitoring(cls)
                     self._watch_recycled += 1
+                    self._recycled_ids.add(key)
             self._sampled_at = now
             self._sample_duration = time.perf_counter() - started
         for report in reports:
@@ -331,8 +343,10 @@ class MemoryMonitor:
         a look during an incident): counts stopped updating, for good. Take the
         slot back now (the engine chains that tool's tracer while it still holds
         it, tracemalloc's on every version) and count again from zero: each
-        type's live count, high-water mark and watch-all's counts restart; the
-        increases seen before stay. The snapshot's ``restarts`` says so."""
+        type's live count and watch-all's counts restart. The high-water marks
+        and increases seen before stay: a steady population refilling the
+        restarted count must not look like growth. The snapshot's ``restarts``
+        says so."""
         if not getattr(self.tracker.capture._core, "missed_events", False):
             return
         capture = self.tracker.capture
@@ -340,8 +354,6 @@ class MemoryMonitor:
         capture.start()                 # the same types, analyses and call trees; counts from zero
         for state in self._types.values():
             state.first_live = None
-            state.high_water = None
-            state.counted_from_zero = True
         if self._watching:
             engine._tracker.watch_stop()
             self._watching = False      # restarted by the next _discover, counting from then
@@ -500,6 +512,13 @@ class MemoryMonitor:
                 try:
                     state = self._watch[key] = _WatchState(cls, value, by_noise)
                 except TypeError:               # a type that refuses weak references
+                    continue
+                if key in self._recycled_ids:
+                    # monitored before and given back: its count since watch-all began
+                    # is old news, not a first rise
+                    self._recycled_ids.discard(key)
+                    state.high_water = value
+                    state.recent = deque([value], maxlen=_NOISE_WINDOW)
                     continue
                 if not by_noise:
                     continue

@@ -597,15 +597,20 @@ def _new_publisher(monitor: Any, key: str) -> Optional[WorkerPublisher]:
         return None
 
 
-def forget_publisher(monitor: Any, directory: str | os.PathLike[str]) -> None:
+def forget_publisher(monitor: Any, directory: str | os.PathLike[str], *, blocking: bool = True) -> None:
     """Detach ``monitor``'s publisher for ``directory`` and remove this process's
-    file there (a process that hands its monitoring over to its forked workers)."""
+    file there (a server's master after forking its workers). ``blocking=False``
+    (in a fork hook): if another thread holds the registry's lock, do nothing."""
     key = os.path.abspath(os.fspath(directory))
-    with _PUBLISHERS_LOCK:
+    if not _PUBLISHERS_LOCK.acquire(blocking=blocking):
+        return
+    try:
         publisher = _PUBLISHERS.get(key)
         if publisher is None or publisher.monitor is not monitor:
             return
         del _PUBLISHERS[key]
+    finally:
+        _PUBLISHERS_LOCK.release()
     publisher.detach()
     _unlink(publisher.path)
 
