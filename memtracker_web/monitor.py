@@ -35,7 +35,7 @@ class _TypeState:
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
-                 "analysis_since", "rises")
+                 "analysis_since", "rises", "sampled")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -59,6 +59,7 @@ class _TypeState:
         self.nominated_at = 0           # the sample at which watch-all nominated it
         self.analysis_since = 0         # the sample at which its analysis began
         self.rises: deque = deque(maxlen=_NOISE_WINDOW)     # the samples of its last increases
+        self.sampled = False            # counts are watch-all's estimates, not the tracker's (see _discover)
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -76,6 +77,11 @@ class _TypeState:
         return self.source == "watch_all" and not self.builtin
 
     def margin(self, threshold: int) -> float:
+        if self.sampled:
+            # an estimate moves by sampling noise alone: a rise stands out of it by three deviations
+            lives = self.history.last_lives(_NOISE_WINDOW)
+            changes = [b - a for a, b in zip(lives, lives[1:])]
+            return threshold + (3 * statistics.stdev(changes) if len(changes) >= 2 else 0)
         if not self.counted_by_noise():
             return threshold
         return rise_step(self.history.last_lives(_NOISE_WINDOW))
@@ -206,6 +212,7 @@ class MemoryMonitor:
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
         self._recycled_ids: set[int] = set()          # id(cls) of types given back, until watch-all sees them again
+        self._estimates: dict[int, tuple[int, int, int]] = {}     # id(cls) => watch-all's (net, new, free), scaled
         self._lock = threading.RLock()
         self._thread: Optional[threading.Thread] = None
         self._stop_event = threading.Event()
@@ -235,6 +242,12 @@ class MemoryMonitor:
                     state.counted_from_zero = not already
                 self._types[id(cls)] = state
             else:
+                if state.sampled:
+                    # counted by the tracker from now on, exactly, from zero
+                    self.tracker.track(cls)
+                    state.sampled = False
+                    state.counted_from_zero = True
+                    state.high_water = state.first_live = None
                 if state.source == "watch_all":
                     # named now by the user: it ranks as theirs, and is never recycled
                     state.source = "census" if self.mode == "census" else "tracked"
@@ -253,7 +266,7 @@ class MemoryMonitor:
             if state is None:
                 return False
             self._generation += 1
-            if self.mode == "exact":
+            if self.mode == "exact" and (not state.sampled or state.analysing):
                 self.tracker.untrack(cls)
             return True
 
@@ -386,6 +399,11 @@ class MemoryMonitor:
         if census is not None:
             state.live = census.get(cls, 0)
             return
+        if state.sampled:
+            estimate = self._estimates.get(id(cls))
+            if estimate is not None:            # (none while watch-all restarts: the last one stays)
+                state.live, state.allocations, state.frees = estimate
+            return
         allocations = self.tracker.capture.allocations(cls)
         if allocations is None:                 # untracked behind our back: track again
             self.tracker.track(cls)
@@ -460,7 +478,10 @@ class MemoryMonitor:
 
     def _end_analysis(self, state: _TypeState, cls: type) -> None:
         if state.analysing:
-            self.tracker.stop_analysis(cls)
+            if state.sampled:
+                self.tracker.untrack(cls)       # its counts are watch-all's: the tracker's cost goes too
+            else:
+                self.tracker.stop_analysis(cls)
             state.analysing = False
 
     def _discover(self, census) -> None:
@@ -490,14 +511,19 @@ class MemoryMonitor:
                 return                          # first call: the baseline starts now
             scale = self._watching_sample
             try:
-                values = [(cls, (new - free) * (1 if counted_exactly_by_watch_all(cls) else scale))
-                          for cls, new, free in engine._tracker.watch_counts()]
+                rows = [(cls, new, free, 1 if counted_exactly_by_watch_all(cls) else scale)
+                        for cls, new, free in engine._tracker.watch_counts()]
             except RuntimeError as exc:         # displaced: type pointers can't be trusted; start again
                 logger.warning("memtracker_web: watch-all restarts: %s", exc)
                 engine._tracker.watch_stop()
                 self._watching = False
                 self._watch.clear()
                 return
+            values = [(cls, (new - free) * k) for cls, new, free, k in rows]
+            # (only for the types counted by it: more would be bookkeeping of ours that grows)
+            sampled = {key for key, state in self._types.items() if state.sampled}
+            self._estimates = {id(cls): ((new - free) * k, new * k, free * k)
+                               for cls, new, free, k in rows if id(cls) in sampled}
         seen = set()
         for cls, value in values:
             key = id(cls)
@@ -543,8 +569,19 @@ class MemoryMonitor:
                 state.last_increase = self._samples
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
                     del self._watch[key]
-                    self.start_monitoring(cls)
-                    nominated = self._types[key]
+                    if census is None and self._watching_sample > 1 and not state.by_noise:
+                        # A built-in watch-all samples (dict, str, ...): counting every one
+                        # through the tracker would cost the app as much as the hunt
+                        # itself; it stays counted by watch-all's estimate, and the
+                        # tracker sees it only while its call paths are analysed.
+                        nominated = _TypeState(cls, self.threshold, self.history, "watch_all", False)
+                        nominated.sampled = True
+                        self._types[key] = nominated
+                        self._estimates[key] = next(((n - f) * k, n * k, f * k) for c, n, f, k in rows if c is cls)
+                        self._generation += 1
+                    else:
+                        self.start_monitoring(cls)
+                        nominated = self._types[key]
                     nominated.source = "watch_all"
                     nominated.nominated_at = self._samples
                     # the evidence watch-all gathered carries over: its increases count
@@ -685,6 +722,7 @@ class MemoryMonitor:
             "increases": state.increases,
             "analysing": state.analysing,
             "source": state.source,
+            "sampled": state.sampled,
             "threshold": state.threshold,
             # points are never mutated after they are appended: share them
             "history": state.history.history(),
