@@ -21,12 +21,28 @@ import pytest
 
 from memtracker_web import jsontext, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
-from memtracker_web.naming import MAX_NAME_LENGTH
+from memtracker_web.naming import MAX_NAME_LENGTH, type_name
 from test_endpoint import JSON, POST_JSON, call
-from test_workers import GADGET, WIDGET, Gadget, Widget, monitor_with_widgets
+from test_workers import monitor_with_widgets as _monitor_with
 from test_workers import _no_publishers, shared  # noqa: F401  (fixtures: this module's tests use them)
 
 HOST = workers.hostname()
+
+
+class Widget:
+    """Instances are what the tests count (this module's own: census mode counts every live one)."""
+
+
+class Gadget:
+    """The type the hostile commands try to track."""
+
+
+WIDGET = type_name(Widget)
+GADGET = type_name(Gadget)
+
+
+def monitor_with_widgets(count: int) -> tuple[Any, list[Widget]]:
+    return _monitor_with(count, Widget)
 DEEP = "[" * 100_000
 
 

@@ -91,10 +91,10 @@ def fake_worker(directory: Path, pid: int, types: list[dict[str, Any]], *, host:
     return path
 
 
-def monitor_with_widgets(count: int) -> tuple[MemoryMonitor, list[Widget]]:
+def monitor_with_widgets(count: int, cls: type = Widget) -> tuple[MemoryMonitor, list[Any]]:
     monitor = MemoryMonitor(interval=3600.0)
-    monitor.start_monitoring(Widget)
-    kept = [Widget() for _ in range(count)]
+    monitor.start_monitoring(cls)
+    kept = [cls() for _ in range(count)]
     monitor.sample()
     return monitor, kept
 
