@@ -10,6 +10,7 @@ import gc
 import subprocess
 import sys
 import textwrap
+import types
 import weakref
 
 import pytest
@@ -30,7 +31,8 @@ def _slotted(n: int) -> type:
 SIZES = [_slotted(n) for n in (0, 1, 2, 4, 7, 12, 30)]
 
 # Built-in objects of several size classes, made anew each call: these are sampled.
-BUILTINS = {float: lambda i: float(i), complex: lambda i: complex(i, 1), slice: lambda i: slice(i, None),
+BUILTINS = {types.SimpleNamespace: lambda i: types.SimpleNamespace(), complex: lambda i: complex(i, 1),
+            slice: lambda i: slice(i, None),
             range: lambda i: range(i), set: lambda i: set(), bytearray: lambda i: bytearray(),
             list: lambda i: []}
 
@@ -73,8 +75,8 @@ def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mod
             if cls is list:
                 continue                        # lists are everywhere: not back to zero
             new, free = counts[cls]
-            # back to about zero (objects of the type made elsewhere meanwhile aside)
-            assert abs(new - free) * 64 < 0.05 * n and 0.9 < new * 64 / n < 1.1, (cls, new, free)
+            # back to about zero; every one of ours was seen (the runtime may make more meanwhile)
+            assert abs(new - free) * 64 < 0.05 * n and new * 64 / n > 0.9, (cls, new, free)
     finally:
         _tracker.watch_stop()
     assert _tracker.watch_statistics()["sample"] == 0
