@@ -457,6 +457,7 @@ class WorkerPublisher:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._started = process_start(self._pid)
+        self.retired = False            # forgotten: it publishes no more
         self._refused: Optional[str] = None     # the last refusal logged by the sample hook
 
     @property
@@ -506,6 +507,8 @@ class WorkerPublisher:
         since (UnsafeSharedDir).
         """
         self._check_fork()
+        if self.retired:
+            return self.path
         check_shared_dir(self.directory, create=True)
         self.apply_commands()
         snapshot = self.monitor.snapshot()
@@ -516,6 +519,8 @@ class WorkerPublisher:
             write_atomic(path, {"format": FORMAT, "host": self.host, "pid": os.getpid(),
                                 "process_start": self._started, "written_at": time.time(),
                                 "snapshot": snapshot, "commands": commands}, fsync=self.fsync)
+        if self.retired:                # retired while it wrote (forget_publisher, from a fork hook)
+            _unlink(path)
         return path
 
     def _hook(self, _monitor: Any) -> None:
@@ -611,6 +616,7 @@ def forget_publisher(monitor: Any, directory: str | os.PathLike[str], *, blockin
         del _PUBLISHERS[key]
     finally:
         _PUBLISHERS_LOCK.release()
+    publisher.retired = True            # first: a publish under way in another thread removes its file
     publisher.detach()
     _unlink(publisher.path)
 

@@ -751,3 +751,27 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
         assert "Traceback" not in server.output()
     finally:
         server.stop()
+
+
+def test_a_publisher_forgotten_while_it_writes_leaves_no_file(shared: Path) -> None:
+    # A master forks its workers while its monitor thread publishes: the fork hook
+    # forgets the publisher; the publish under way must not leave the master's file.
+    monitor, kept = monitor_with_widgets(2)
+    try:
+        publisher = workers.publisher_for(monitor, shared)
+        assert publisher is not None
+        real_snapshot = monitor.snapshot
+
+        def snapshot_then_forgotten(*args: Any, **kwargs: Any) -> Any:
+            data = real_snapshot(*args, **kwargs)
+            workers.forget_publisher(monitor, shared, blocking=False)   # the fork hook, meanwhile
+            return data
+
+        monitor.snapshot = snapshot_then_forgotten      # type: ignore[method-assign]
+        path = publisher.publish()
+        assert not path.exists()
+        monitor.snapshot = real_snapshot                # type: ignore[method-assign]
+        publisher.publish()                             # retired: writes nothing any more
+        assert not path.exists()
+    finally:
+        monitor.close()
