@@ -135,7 +135,7 @@ class MemoryTrackerMiddleware(_Passthrough):
             return
         if request.method == "POST":
             request.body = await _read_body(receive, headers)
-        response = await _run_sync(self.endpoint.handle, request)
+        response = await _run_sync(functools.partial(self.endpoint.handle, admitted=True), request)
         await _send(send, response)
 
 

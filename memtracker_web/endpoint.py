@@ -356,9 +356,11 @@ class Endpoint:
             return True
         return self.options.metrics_path is not None and path == self.options.metrics_path
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request, *, admitted: bool = False) -> Response:
+        """The response to ``request``; ``admitted``: :meth:`refusal` already said yes."""
         try:
-            self._authorize(request)
+            if not admitted:
+                self._authorize(request)
             return self._route(request)
         except HTTPError as exc:
             return error_response(exc.status, exc.message, exc.headers)
@@ -509,9 +511,10 @@ class Endpoint:
 
     def _track(self, request: Request, *, untrack: bool) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and decimal(length.strip()) is None:
+        size = None if length is None else decimal(length.strip())
+        if length is not None and size is None:
             raise HTTPError(400, "Content-Length must be a whole number of bytes")
-        if len(request.body) > MAX_BODY or (length is not None and (decimal(length.strip()) or 0) > MAX_BODY):
+        if len(request.body) > MAX_BODY or (size or 0) > MAX_BODY:
             raise HTTPError(413, f"request body is larger than {MAX_BODY} bytes")
         # Requiring JSON makes a cross-site form post impossible: browsers
         # preflight application/json, and we answer no preflight.

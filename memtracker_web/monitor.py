@@ -79,9 +79,7 @@ class _TypeState:
     def margin(self, threshold: int) -> float:
         if self.sampled:
             # an estimate moves by sampling noise alone: a rise stands out of it by three deviations
-            lives = self.history.last_lives(_NOISE_WINDOW)
-            changes = [b - a for a, b in zip(lives, lives[1:])]
-            return threshold + (3 * statistics.stdev(changes) if len(changes) >= 2 else 0)
+            return threshold + 3 * (change_deviation(self.history.last_lives(_NOISE_WINDOW)) or 0)
         if not self.counted_by_noise():
             return threshold
         return rise_step(self.history.last_lives(_NOISE_WINDOW))
@@ -106,6 +104,13 @@ def rise_step(values: list) -> float:
     its peaks must stand out of its own swings."""
     drops = [a - b for a, b in zip(values, values[1:]) if b < a]
     return max(1.0, 3 * statistics.median(drops)) if drops else 1.0
+
+
+def change_deviation(values: list) -> Optional[float]:
+    """The standard deviation of the changes between ``values``, or None before two
+    changes: how much a sampled estimate moves by sampling noise alone."""
+    changes = [b - a for a, b in zip(values, values[1:])]
+    return statistics.stdev(changes) if len(changes) >= 2 else None
 
 
 def counted_exactly_by_watch_all(cls: type) -> bool:
@@ -153,9 +158,7 @@ class _WatchState:
 
     def noise(self) -> Optional[float]:
         """The standard deviation of the last changes, or None before two."""
-        values = list(self.recent)
-        changes = [b - a for a, b in zip(values, values[1:])]
-        return statistics.stdev(changes) if len(changes) >= 2 else None
+        return change_deviation(list(self.recent))
 
 
 class MemoryMonitor:

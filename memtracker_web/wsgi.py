@@ -56,16 +56,17 @@ class MemoryTrackerMiddleware:
         path = environ.get("PATH_INFO", "") or "/"
         if not self.endpoint.may_own(path) or not self.endpoint.owns(path):
             return self.app(environ, start_response)
-        request = request_from_environ(environ, path, body=False)
+        request = request_from_environ(environ, path)
         refusal = self.endpoint.refusal(request)
         if refusal is not None:             # not admitted: its body is never read
             return send(refusal, start_response)
         if request.method == "POST":
             request.body = read_body(environ)
-        return send(self.endpoint.handle(request), start_response)
+        return send(self.endpoint.handle(request, admitted=True), start_response)
 
 
-def request_from_environ(environ: WSGIEnviron, path: str, body: bool = True) -> Request:
+def request_from_environ(environ: WSGIEnviron, path: str) -> Request:
+    """The request without its body: read_body() reads it once the request is admitted."""
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
                if key.startswith("HTTP_") and isinstance(value, str)}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -74,7 +75,6 @@ def request_from_environ(environ: WSGIEnviron, path: str, body: bool = True) -> 
     method = environ.get("REQUEST_METHOD", "GET").upper()
     return Request(method=method, path=path, query_string=environ.get("QUERY_STRING", ""), headers=headers,
                    client=environ.get("REMOTE_ADDR") or None,
-                   body=read_body(environ) if body and method == "POST" else b"",
                    script_name=environ.get("SCRIPT_NAME", "").rstrip("/"),
                    # as sent (gunicorn: RAW_URI; uWSGI, mod_wsgi: REQUEST_URI); wsgiref gives neither
                    raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI") or None)

@@ -144,7 +144,7 @@ def test_repeated_headers_are_joined_as_a_comma_list() -> None:
     seen: list[Request] = []
     app = asgi.MemoryTrackerMiddleware(_app, monitor=FakeMonitor())
     original = app.endpoint.handle
-    app.endpoint.handle = lambda request: seen.append(request) or original(request)   # type: ignore[method-assign]
+    app.endpoint.handle = lambda request, **kw: seen.append(request) or original(request, **kw)  # type: ignore
     run_asgi(app, http_scope("/debug/memory", headers=[(b"X-A", b"1"), (b"x-a", b"2"), (b"x-b", b"3")]), [])
     assert {k: v for k, v in seen[0].headers.items() if k.startswith("x-")} == {"x-a": "1, 2", "x-b": "3"}
 
