@@ -164,13 +164,16 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     order = lambda p: (-p[0], -p[1], p[4], [f.filename for f in p[2]], [f.lineno for f in p[2]])  # noqa: E731
     shown = sorted(paths, key=order) if limit is None else heapq.nsmallest(limit, paths, key=order)
     top_paths = []
-    for retained, total, chain, truncated, _app_depth in shown:
+    for retained, total, chain, truncated, app_depth in shown:
         entry = {
             "count": retained * scale,
             "total_count": total * scale,
             # no frames: the tree was full at its first level when these were allocated
             "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain] or ["<call tree full>"],
             "frames": [{"filename": f.filename, "lineno": f.lineno, "function": f.function} for f in chain],
+            # index in frames of the innermost frame of the app's own code (not the stdlib's,
+            # a library's or ours), None when the path has none
+            "app_frame": app_depth if app_depth < len(chain) else None,
         }
         if truncated:
             entry["truncated"] = True   # deeper frames were pruned or did not fit the node cap

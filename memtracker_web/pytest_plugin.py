@@ -1,0 +1,680 @@
+"""pytest plugin: fail a test whose objects outlive it, and name the line that made them.
+
+Loaded through the ``pytest11`` entry point but off unless asked for, in one of
+three ways:
+
+* a marker on a test::
+
+      @pytest.mark.memtracker_no_leaks(Order, allow=0, warmup=1)
+      def test_checkout(): ...
+
+* ``--memtracker-leaks`` on the command line checks every test, for the classes
+  named by ``--memtracker-type myapp.models.Order`` (or the ``memtracker_types``
+  ini option), and with ``--memtracker-watch-all`` for any class defined in
+  Python code;
+
+* the ``memtracker`` fixture, for checks at chosen points of a test::
+
+      def test_cache(memtracker):
+          memtracker.track(Order)
+          handle_request()
+          memtracker.assert_no_growth(Order)
+
+A checked test runs its warm-up calls first (``warmup``, default 0: a cache
+filled by the first call is not a leak), then once with CPython's reference
+tracer counting each checked class from zero. When that run returns, objects
+of a checked class made during it that are still alive (after a garbage
+collection) are leaks: more than ``allow`` of them fail the test, with their
+count and their allocation paths, the test's own code first.
+
+What it cannot see, and what it counts that a person may not call a leak:
+
+* Without the exact engine (CPython older than 3.13.3, PyPy, a failed build) the
+  checks do not run: the tests run as usual and the session ends with one line
+  saying why; ``--memtracker-strict`` fails those tests instead.
+* The check runs when the test function returns, before its fixtures are torn
+  down: an object a function-scoped fixture keeps counts as surviving.
+* Objects another thread makes of a checked class during the test count too.
+* Watch-all compares the number of live objects of each class before and after
+  the test; a class that grew is checked again by running the test once more
+  with call paths, and only objects that outlive that run are reported. So a
+  test checked with watch-all may run once more than its warm-up says, and a
+  leak offset by the death of older objects of the same class can go unseen.
+  Built-in types (dict, str, ...) are left to named checks: their counts move
+  with the interpreter's own caches.
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import inspect
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pytest
+
+MARKER = "memtracker_no_leaks"
+MAX_WARMUP = 1000
+# How many call paths a failure shows, and how many frames of each.
+PATHS_SHOWN = 5
+FRAMES_SHOWN = 6
+# Sampled watch-all still counts every object of a class defined in Python
+# exactly; one in 64 is what the monitor runs at, so a session that has both shares it.
+WATCH_SAMPLE = 64
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("memtracker", "memtracker-web leak checks")
+    group.addoption("--memtracker-leaks", action="store_true", default=False,
+                    help="check every test for surviving objects of the classes named by "
+                         "--memtracker-type / memtracker_types (and any class with --memtracker-watch-all)")
+    group.addoption("--memtracker-type", action="append", default=[], metavar="DOTTED.NAME",
+                    help="a class every checked test must not leak (repeatable), e.g. myapp.models.Order")
+    group.addoption("--memtracker-watch-all", action="store_true", default=None,
+                    help="with --memtracker-leaks: also catch any class defined in Python code that grows")
+    group.addoption("--memtracker-warmup", default=None, metavar="N",
+                    help="run each checked test N times before the checked run (default 0)")
+    group.addoption("--memtracker-allow", default=None, metavar="N",
+                    help="surviving objects per class a checked test may leave (default 0)")
+    group.addoption("--memtracker-strict", action="store_true", default=None,
+                    help="fail, not skip, leak checks where the exact engine is unavailable")
+    parser.addini("memtracker_types", type="linelist", default=[],
+                  help="classes (dotted names) checked by --memtracker-leaks")
+    parser.addini("memtracker_watch_all", type="bool", default=False,
+                  help="--memtracker-leaks also catches any class defined in Python code")
+    parser.addini("memtracker_warmup", default="0", help="warm-up calls before a checked run")
+    parser.addini("memtracker_allow", default="0", help="surviving objects per class a test may leave")
+    parser.addini("memtracker_strict", type="bool", default=False,
+                  help="fail, not skip, leak checks where the exact engine is unavailable")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(*types, allow=0, warmup=0, watch_all=False): fail when objects of these classes "
+        "(classes or dotted names) made by the test outlive it (memtracker-web)")
+    settings = _Settings.from_config(config)
+    config.stash[_SETTINGS] = settings
+    config.stash[_SESSION] = _SessionState()
+
+
+@dataclass
+class _Settings:
+    every_test: bool
+    type_names: list[str]
+    watch_all: bool
+    warmup: int
+    allow: int
+    strict: bool
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "_Settings":
+        def option(name: str, ini: str) -> Any:
+            value = config.getoption(name)
+            return config.getini(ini) if value is None else value
+
+        names = list(config.getoption("memtracker_type")) or list(config.getini("memtracker_types"))
+        settings = cls(
+            every_test=bool(config.getoption("memtracker_leaks")),
+            type_names=[n.strip() for n in names if n.strip()],
+            watch_all=bool(option("memtracker_watch_all", "memtracker_watch_all")),
+            warmup=_count("--memtracker-warmup / memtracker_warmup",
+                          option("memtracker_warmup", "memtracker_warmup"), MAX_WARMUP),
+            allow=_count("--memtracker-allow / memtracker_allow",
+                         option("memtracker_allow", "memtracker_allow"), None),
+            strict=bool(option("memtracker_strict", "memtracker_strict")),
+        )
+        if settings.every_test and not settings.type_names and not settings.watch_all:
+            raise pytest.UsageError(
+                "--memtracker-leaks needs classes to check: name them with --memtracker-type "
+                "myapp.models.Order (or the memtracker_types ini option), or add --memtracker-watch-all")
+        return settings
+
+
+def _count(what: str, value: Any, most: Optional[int], error: type[Exception] = pytest.UsageError) -> int:
+    """A non-negative integer option (from the command line, ini or a marker), or an error naming it."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or not text.isdigit():
+            raise error(f"{what} must be a whole number of 0 or more, got {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise error(f"{what} must be a whole number of 0 or more, got {value!r}")
+    if most is not None and value > most:
+        raise error(f"{what} must be at most {most}, got {value}")
+    return value
+
+
+@dataclass
+class _SessionState:
+    unchecked: int = 0                  # checks not run: no exact engine
+    reason: str = ""
+    resolved: Optional[list[type]] = None
+    watch_lost: int = 0                 # watch-all checks lost to a test that stopped watch-all itself
+    watch_started: bool = False
+
+
+_SETTINGS = pytest.StashKey[_Settings]()
+_SESSION = pytest.StashKey[_SessionState]()
+
+
+@dataclass
+class _Check:
+    types: list[type]
+    allow: int
+    warmup: int
+    watch_all: bool
+    strict: bool
+    where: str                          # what set the check up, for messages
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _engine_reason() -> Optional[str]:
+    """None where the exact engine runs here, else why not (naming the interpreter)."""
+    from . import engine
+
+    status = engine.engine_status()
+    if status["available"]:
+        return None
+    return f"{status['python']}: {status['reason']}"
+
+
+def _resolve(value: Any, what: str, error: type[Exception]) -> type:
+    if isinstance(value, type):
+        return value
+    from .naming import TypeNameError, resolve_type
+
+    if not isinstance(value, str):
+        raise error(f"{what}: {value!r} is neither a class nor a dotted name like 'myapp.models.Order'")
+    try:
+        return resolve_type(value)
+    except TypeNameError as exc:
+        raise error(f"{what}: {exc}") from None
+
+
+def _check_for(item: pytest.Item) -> Optional[_Check]:
+    settings = item.config.stash[_SETTINGS]
+    session = item.config.stash[_SESSION]
+    marker = item.get_closest_marker(MARKER)
+    if marker is None and not settings.every_test:
+        return None
+    types: list[type] = []
+    if settings.every_test and settings.type_names:
+        if session.resolved is None:
+            session.resolved = [_resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
+                                for name in settings.type_names]
+        types.extend(session.resolved)
+    allow, warmup, watch_all, where = settings.allow, settings.warmup, settings.watch_all, "--memtracker-leaks"
+    if marker is not None:
+        where = f"@pytest.mark.{MARKER}"
+        unknown = set(marker.kwargs) - {"types", "allow", "warmup", "watch_all"}
+        if unknown:
+            pytest.fail(f"{where}: unknown argument(s) {', '.join(sorted(unknown))}; "
+                        "it takes classes, types=, allow=, warmup= and watch_all=", pytrace=False)
+        named = list(marker.args)
+        extra_types = marker.kwargs.get("types", ())
+        if isinstance(extra_types, (type, str)):
+            extra_types = [extra_types]
+        named.extend(extra_types)
+        for value in named:
+            cls = _resolve(value, where, pytest.fail.Exception)
+            if cls not in types:
+                types.append(cls)
+        allow = _count(f"{where}(allow=)", marker.kwargs.get("allow", allow), None, pytest.fail.Exception)
+        warmup = _count(f"{where}(warmup=)", marker.kwargs.get("warmup", warmup), MAX_WARMUP,
+                        pytest.fail.Exception)
+        watch_all = bool(marker.kwargs.get("watch_all", watch_all))
+        if not types and not watch_all:
+            pytest.fail(f"{where} needs classes to check (e.g. {MARKER}(Order)) or watch_all=True",
+                        pytrace=False)
+    return _Check(types, allow, warmup, watch_all, settings.strict, where)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    try:
+        check = _check_for(pyfuncitem)
+    except pytest.fail.Exception:
+        raise
+    if check is None:
+        yield
+        return
+    session = pyfuncitem.config.stash[_SESSION]
+    reason = _engine_reason()
+    if reason is not None:
+        if check.strict:
+            pytest.fail(f"memtracker: leak check cannot run on {reason}", pytrace=False)
+        session.unchecked += 1
+        session.reason = reason
+        yield
+        return
+    original = pyfuncitem.obj
+    pyfuncitem.obj = _checked(original, check, session)
+    try:
+        yield
+    finally:
+        pyfuncitem.obj = original
+
+
+def _checked(test: Callable[..., Any], check: _Check, session: _SessionState) -> Callable[..., Any]:
+    """``test`` wrapped: warm-up calls, then the checked call (async tests stay async)."""
+    where = _test_of(test)
+    if inspect.iscoroutinefunction(test):
+        @functools.wraps(test)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            steps = _steps(check, session, where)
+            for _call in steps:
+                try:
+                    steps.send(await test(*args, **kwargs))
+                except BaseException as exc:
+                    steps.throw(exc)
+            return steps.result
+
+        return run_async
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        steps = _steps(check, session, where)
+        for _call in steps:
+            try:
+                steps.send(test(*args, **kwargs))
+            except BaseException as exc:
+                steps.throw(exc)
+        return steps.result
+
+    return run
+
+
+class _steps:
+    """The calls of a checked test, for a sync or an async driver alike: iterating
+    yields once per call the driver must make; the driver hands back each call's
+    result with ``send`` or its exception with ``throw``, which raises it again
+    unless it belongs to a run whose failure does not count."""
+
+    def __init__(self, check: _Check, session: _SessionState, test: Optional[tuple[str, str]]) -> None:
+        self.check = check
+        self.session = session
+        self.test = test
+        self.result: Any = None
+        self.run: Optional[_Run] = None
+        self.stage = "warmup"
+        self.left = check.warmup
+        self.confirm_called = False
+
+    def __iter__(self) -> "_steps":
+        return self
+
+    def __next__(self) -> str:
+        if self.stage == "warmup" and self.left:
+            self.left -= 1
+            return "warmup"
+        if self.stage == "warmup":
+            self.stage = "checked"
+            self.run = _Run(self.check, self.session, self.test)
+            self.run.begin()
+            return "checked"
+        if self.stage == "confirm" and not self.confirm_called:
+            self.confirm_called = True
+            return "confirm"
+        raise StopIteration
+
+    def send(self, result: Any) -> None:
+        if self.stage == "checked":
+            assert self.run is not None
+            self.result = result
+            self._after_checked()
+        elif self.stage == "confirm":
+            assert self.run is not None
+            self.run.confirm_finish()
+            self.stage = "done"
+            self.run.verdict()
+
+    def throw(self, exc: BaseException) -> None:
+        if self.stage == "checked":
+            assert self.run is not None
+            self.run.abandon()          # the test failed on its own: its failure is the one to show
+        elif self.stage == "confirm":
+            assert self.run is not None
+            self.run.confirm_failed(exc)
+            self.send(None)
+            return
+        raise exc
+
+    def _after_checked(self) -> None:
+        assert self.run is not None
+        grown = self.run.finish()
+        if grown:
+            self.run.confirm_begin(grown)
+            self.stage = "confirm"      # one more call: watch-all's classes that grew, with call paths
+        else:
+            self.stage = "done"
+            self.run.verdict()
+
+
+class _Run:
+    """One checked run of a test: the named classes counted from zero with their
+    call paths, and (watch-all) every class's live count before and after."""
+
+    def __init__(self, check: _Check, session: _SessionState, test: Optional[tuple[str, str]]) -> None:
+        from .tracker import Tracker
+
+        self.test = test
+        self.check = check
+        self.session = session
+        self.tracker = Tracker(depth=10)
+        self.before: dict[type, int] = {}
+        self.watching = False
+        self.leaks: list[tuple[type, int, Optional[dict[str, Any]], str]] = []
+        self.confirming: list[tuple[type, int]] = []
+        self.confirm_error: Optional[BaseException] = None
+
+    # -- the checked run --------------------------------------------------
+
+    def begin(self) -> None:
+        for cls in self.check.types:
+            self.tracker.track_with_analysis(cls)
+        if self.check.watch_all:
+            self.before = self._watch_start()
+
+    def abandon(self) -> None:
+        """The test failed on its own: its failure is the one to show."""
+        self.tracker.stop()
+        for cls in self.check.types:
+            self.tracker.untrack(cls)
+        self._watch_stop()
+
+    def finish(self) -> list[tuple[type, int]]:
+        """Read the counts; returns the classes watch-all saw grow (to confirm)."""
+        grown: list[tuple[type, int]] = []
+        if self.check.watch_all:
+            grown = self._watch_growth()
+            if grown:
+                gc.collect()
+                grown = self._watch_growth()
+            self._watch_stop()
+        survivors = [(cls, self.tracker.count(cls)) for cls in self.check.types]
+        if any(n > self.check.allow for _cls, n in survivors):
+            gc.collect()
+            survivors = [(cls, self.tracker.count(cls)) for cls in self.check.types]
+        self.tracker.stop()
+        for cls, live in survivors:
+            if live > self.check.allow:
+                self.leaks.append((cls, live, self.tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named"))
+            self.tracker.untrack(cls)
+        named = {id(cls) for cls in self.check.types}
+        return [(cls, n) for cls, n in grown if id(cls) not in named]
+
+    # -- watch-all's second run, with call paths on the classes that grew ------
+
+    def confirm_begin(self, grown: list[tuple[type, int]]) -> None:
+        from .tracker import Tracker
+
+        self.confirming = grown
+        self.tracker = Tracker(depth=10)
+        for cls, _n in grown:
+            self.tracker.track_with_analysis(cls)
+
+    def confirm_failed(self, exc: BaseException) -> None:
+        self.confirm_error = exc
+
+    def confirm_finish(self) -> None:
+        survivors = [(cls, self.tracker.count(cls)) for cls, _n in self.confirming]
+        if self.confirm_error is None and any(n > self.check.allow for _cls, n in survivors):
+            gc.collect()
+            survivors = [(cls, self.tracker.count(cls)) for cls, _n in self.confirming]
+        self.tracker.stop()
+        grew = dict((id(cls), n) for cls, n in self.confirming)
+        for cls, live in survivors:
+            stats = self.tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0)
+            self.tracker.untrack(cls)
+            if self.confirm_error is not None:
+                self.leaks.append((cls, grew[id(cls)], None, "unconfirmed"))
+            elif live > self.check.allow:
+                self.leaks.append((cls, live, stats, "watch-all"))
+
+    # -- watch-all ----------------------------------------------------------
+
+    def _watch_start(self) -> dict[type, int]:
+        from . import engine
+
+        core = engine._tracker
+        if core.watch_statistics()["sample"] == 0:
+            core.watch_start(sample=WATCH_SAMPLE)
+            self.session.watch_started = True
+        self.watching = True
+        return self._watch_net()
+
+    def _watch_net(self) -> dict[type, int]:
+        from . import engine
+        from .monitor import counted_exactly_by_watch_all
+
+        try:
+            rows = engine._tracker.watch_counts()
+        except RuntimeError:                # another tool took the tracer: counts cannot be trusted
+            return {}
+        return {cls: new - free for cls, new, free in rows if counted_exactly_by_watch_all(cls)
+                and not _is_own_class(cls)}
+
+    def _watch_growth(self) -> list[tuple[type, int]]:
+        from . import engine
+
+        if engine._tracker.watch_statistics()["sample"] == 0:
+            # the test stopped watch-all itself (a monitor of its own): this check is lost
+            self.session.watch_lost += 1
+            return []
+        after = self._watch_net()
+        grown = [(cls, n - self.before.get(cls, 0)) for cls, n in after.items()]
+        return sorted(((cls, d) for cls, d in grown if d > self.check.allow),
+                      key=lambda kv: (-kv[1], kv[0].__module__, kv[0].__qualname__))
+
+    def _watch_stop(self) -> None:
+        if self.watching and self.session.watch_started:
+            from . import engine
+
+            engine._tracker.watch_stop()
+            self.session.watch_started = False
+        self.watching = False
+        self.before = {}
+
+    # -- the outcome ------------------------------------------------------------
+
+    def verdict(self) -> None:
+        if self.leaks:
+            pytest.fail(_leak_message(self.leaks, self.check.allow, self.confirm_error, self.test),
+                        pytrace=False)
+
+
+def _is_own_class(cls: type) -> bool:
+    module = type.__dict__["__module__"].__get__(cls)
+    return isinstance(module, str) and (module == "memtracker_web" or module.startswith("memtracker_web."))
+
+
+def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], allow: int,
+                  confirm_error: Optional[BaseException], test: Optional[tuple[str, str]]) -> str:
+    from .naming import type_name
+
+    lines = []
+    for cls, live, stats, how in leaks:
+        name = type_name(cls)
+        noun = "object" if live == 1 else "objects"
+        if how == "unconfirmed":
+            lines.append(f"memtracker: {name} grew by {live} during the test (watch-all); running the test "
+                         f"again to find where they are made raised {type(confirm_error).__name__}: "
+                         f"{confirm_error}, so there are no call paths")
+            continue
+        made = "made by the test" if how == "named" else "made by a second run of the test"
+        lines.append(f"memtracker: {live} {noun} of {name} {made} outlived it (allowed: {allow})")
+        paths = (stats or {}).get("top_paths", [])
+        if paths:
+            lines.append("  where they were allocated (live objects, innermost frame first):")
+        for entry in paths:
+            if entry["count"] > 0:
+                lines.extend(_path_lines(entry, test))
+        own = (stats or {}).get("own_allocations", {}).get("count", 0)
+        if own:
+            lines.append(f"    ({own} more made by memtracker_web itself, not counted)")
+    return "\n".join(lines)
+
+
+def _path_lines(entry: dict[str, Any], test: Optional[tuple[str, str]]) -> list[str]:
+    """One call path: its count and the app's own innermost frame (the test's code, or the
+    code it tests) first, then the path innermost first up to the test function (pytest's
+    frames above it say nothing), that frame marked with ``>``."""
+    frames = entry["frames"]
+    if not frames:
+        return [f"    {entry['count']:>6}  <call tree full: no frames recorded>"]
+    app = entry.get("app_frame")
+    lines = [f"    {entry['count']:>6}  {_frame(frames[app if app is not None else 0])}"]
+    end = next((i + 1 for i, f in enumerate(frames) if test is not None and _is_test_frame(f, test)),
+               len(frames))
+    shown = frames[:min(end, max(FRAMES_SHOWN, (app or 0) + 1))]
+    if len(shown) > 1:
+        lines.extend(f"          {'>' if i == app else ' '} {_frame(f)}" for i, f in enumerate(shown))
+    if end > len(shown):
+        lines.append(f"            ... {end - len(shown)} more frames")
+    return lines
+
+
+def _is_test_frame(frame: dict[str, Any], test: tuple[str, str]) -> bool:
+    return frame["function"] == test[1] and os.path.basename(frame["filename"]) == test[0]
+
+
+def _test_of(function: Any) -> Optional[tuple[str, str]]:
+    """(file name, qualified name) of a test function, to find its frame in a call path."""
+    function = inspect.unwrap(function)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return None
+    return os.path.basename(code.co_filename), getattr(code, "co_qualname", function.__qualname__)
+
+
+def _frame(frame: dict[str, Any]) -> str:
+    return f"{frame['filename']}:{frame['lineno']} in {frame['function']}"
+
+
+# -- the fixture ---------------------------------------------------------------
+
+
+class LeakChecker:
+    """The ``memtracker`` fixture: count chosen classes from a point of the test on.
+
+    ``track(Order)`` counts objects of Order made from now on, with their call
+    paths; ``live(Order)`` is how many of them are alive; ``assert_no_growth``
+    and ``assert_live`` collect garbage first and fail with the call paths.
+    """
+
+    def __init__(self, strict: bool, test: Optional[tuple[str, str]] = None) -> None:
+        self._strict = strict
+        self._test = test
+        self._tracker: Any = None
+
+    def _require(self) -> Any:
+        if self._tracker is None:
+            reason = _engine_reason()
+            if reason is not None:
+                message = f"memtracker: leak checks cannot run on {reason}"
+                if self._strict:
+                    pytest.fail(message, pytrace=False)
+                pytest.skip(message)
+            from .tracker import Tracker
+
+            self._tracker = Tracker(depth=10)
+        return self._tracker
+
+    def track(self, *classes: type) -> None:
+        """Count objects of these classes made from now on (again from zero if already tracked)."""
+        tracker = self._require()
+        for cls in classes:
+            if not isinstance(cls, type):
+                raise TypeError(f"memtracker.track() needs classes, got {type(cls).__name__} object")
+            if tracker.is_tracking(cls):
+                tracker.untrack(cls)
+            tracker.track_with_analysis(cls)
+
+    def live(self, cls: type) -> int:
+        """Objects of ``cls`` made since ``track(cls)`` that are alive now (no collection)."""
+        return self._tracked(cls).count(cls)
+
+    def stats(self, cls: type) -> dict[str, Any]:
+        """Live count, allocations and top call paths, as ``Tracker.stats`` gives them."""
+        stats = self._tracked(cls).stats(cls)
+        assert stats is not None
+        return stats
+
+    def assert_no_growth(self, cls: type, allow: int = 0) -> None:
+        """Fail when more than ``allow`` objects of ``cls`` made since ``track(cls)``
+        are alive after a garbage collection."""
+        allow = _count("memtracker.assert_no_growth(allow=)", allow, None, ValueError)
+        tracker = self._tracked(cls)
+        gc.collect()
+        live = tracker.count(cls)
+        if live > allow:
+            pytest.fail(_leak_message([(cls, live, tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named")],
+                                      allow, None, self._test), pytrace=False)
+
+    def assert_live(self, cls: type, expected: int) -> None:
+        """Fail unless exactly ``expected`` objects of ``cls`` made since
+        ``track(cls)`` are alive after a garbage collection."""
+        expected = _count("memtracker.assert_live(expected)", expected, None, ValueError)
+        tracker = self._tracked(cls)
+        gc.collect()
+        live = tracker.count(cls)
+        if live != expected:
+            from .naming import type_name
+
+            message = [f"memtracker: {live} objects of {type_name(cls)} made since track() are alive, "
+                       f"expected {expected}"]
+            if live:
+                detail = _leak_message([(cls, live, tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named")],
+                                       0, None, self._test)
+                message.extend(detail.splitlines()[1:])
+            pytest.fail("\n".join(message), pytrace=False)
+
+    def _tracked(self, cls: type) -> Any:
+        tracker = self._require()
+        if not isinstance(cls, type):
+            raise TypeError(f"memtracker needs a class, got {type(cls).__name__} object")
+        if not tracker.is_tracking(cls):
+            raise ValueError(f"memtracker: call memtracker.track({cls.__qualname__}) first")
+        return tracker
+
+    def close(self) -> None:
+        if self._tracker is not None:
+            self._tracker.stop()
+            for cls in [c for c, _a in self._tracker.capture]:
+                self._tracker.untrack(cls)
+            self._tracker = None
+
+
+@pytest.fixture
+def memtracker(request: pytest.FixtureRequest):
+    """Count chosen classes from a point of the test on; see ``LeakChecker``."""
+    function = getattr(request.node, "function", None)
+    checker = LeakChecker(request.config.stash[_SETTINGS].strict, _test_of(function) if function else None)
+    try:
+        yield checker
+    finally:
+        checker.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION, None)
+    if session is None:
+        return
+    if session.unchecked:
+        checks = "check" if session.unchecked == 1 else "checks"
+        terminalreporter.write_line(
+            f"memtracker: {session.unchecked} leak {checks} not run (the tests ran): {session.reason}")
+    if session.watch_lost:
+        terminalreporter.write_line(
+            f"memtracker: {session.watch_lost} watch-all checks lost: those tests stopped watch-all themselves")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION, None)
+    if session is not None and session.watch_started:
+        from . import engine
+
+        engine._tracker.watch_stop()
+        session.watch_started = False
