@@ -200,10 +200,7 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
     if marker is None and not settings.every_test:
         return None
     types: list[type] = []
-    if settings.every_test and settings.type_names:
-        if session.resolved is None:
-            session.resolved = [_resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
-                                for name in settings.type_names]
+    if settings.every_test and session.resolved:
         types.extend(session.resolved)
     allow, warmup, watch_all, where = settings.allow, settings.warmup, settings.watch_all, "--memtracker-leaks"
     if marker is not None:
@@ -229,6 +226,15 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
             pytest.fail(f"{where} needs classes to check (e.g. {MARKER}(Order)) or watch_all=True",
                         pytrace=False)
     return _Check(types, allow, warmup, watch_all, settings.strict, where)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Look the named classes up once the test modules (and what they import) are loaded."""
+    settings = session.config.stash[_SETTINGS]
+    if settings.every_test and settings.type_names:
+        session.config.stash[_SESSION].resolved = [
+            _resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
+            for name in settings.type_names]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -266,9 +272,10 @@ def _checked(test: Callable[..., Any], check: _Check, session: _SessionState) ->
             steps = _steps(check, session, where)
             for _call in steps:
                 try:
-                    steps.send(await test(*args, **kwargs))
+                    result, error = await test(*args, **kwargs), None
                 except BaseException as exc:
-                    steps.throw(exc)
+                    result, error = None, exc
+                steps.outcome(result, error)        # outside the except: a failure it raises chains nothing
             return steps.result
 
         return run_async
@@ -278,9 +285,10 @@ def _checked(test: Callable[..., Any], check: _Check, session: _SessionState) ->
         steps = _steps(check, session, where)
         for _call in steps:
             try:
-                steps.send(test(*args, **kwargs))
+                result, error = test(*args, **kwargs), None
             except BaseException as exc:
-                steps.throw(exc)
+                result, error = None, exc
+            steps.outcome(result, error)
         return steps.result
 
     return run
@@ -289,8 +297,8 @@ def _checked(test: Callable[..., Any], check: _Check, session: _SessionState) ->
 class _steps:
     """The calls of a checked test, for a sync or an async driver alike: iterating
     yields once per call the driver must make; the driver hands back each call's
-    result with ``send`` or its exception with ``throw``, which raises it again
-    unless it belongs to a run whose failure does not count."""
+    result or exception with ``outcome``, which raises the exception again unless
+    it belongs to the run watch-all adds to find call paths."""
 
     def __init__(self, check: _Check, session: _SessionState, test: Optional[tuple[str, str]]) -> None:
         self.check = check
@@ -319,7 +327,13 @@ class _steps:
             return "confirm"
         raise StopIteration
 
-    def send(self, result: Any) -> None:
+    def outcome(self, result: Any, error: Optional[BaseException]) -> None:
+        if error is None:
+            self._returned(result)
+        else:
+            self._raised(error)
+
+    def _returned(self, result: Any) -> None:
         if self.stage == "checked":
             assert self.run is not None
             self.result = result
@@ -330,14 +344,14 @@ class _steps:
             self.stage = "done"
             self.run.verdict()
 
-    def throw(self, exc: BaseException) -> None:
+    def _raised(self, exc: BaseException) -> None:
         if self.stage == "checked":
             assert self.run is not None
             self.run.abandon()          # the test failed on its own: its failure is the one to show
         elif self.stage == "confirm":
             assert self.run is not None
             self.run.confirm_failed(exc)
-            self.send(None)
+            self._returned(None)
             return
         raise exc
 
@@ -393,10 +407,10 @@ class _Run:
                 gc.collect()
                 grown = self._watch_growth()
             self._watch_stop()
-        survivors = [(cls, self.tracker.count(cls)) for cls in self.check.types]
+        survivors = [(cls, _survivors(self.tracker, cls)) for cls in self.check.types]
         if any(n > self.check.allow for _cls, n in survivors):
             gc.collect()
-            survivors = [(cls, self.tracker.count(cls)) for cls in self.check.types]
+            survivors = [(cls, _survivors(self.tracker, cls)) for cls in self.check.types]
         self.tracker.stop()
         for cls, live in survivors:
             if live > self.check.allow:
@@ -419,10 +433,10 @@ class _Run:
         self.confirm_error = exc
 
     def confirm_finish(self) -> None:
-        survivors = [(cls, self.tracker.count(cls)) for cls, _n in self.confirming]
+        survivors = [(cls, _survivors(self.tracker, cls)) for cls, _n in self.confirming]
         if self.confirm_error is None and any(n > self.check.allow for _cls, n in survivors):
             gc.collect()
-            survivors = [(cls, self.tracker.count(cls)) for cls, _n in self.confirming]
+            survivors = [(cls, _survivors(self.tracker, cls)) for cls, _n in self.confirming]
         self.tracker.stop()
         grew = dict((id(cls), n) for cls, n in self.confirming)
         for cls, live in survivors:
@@ -485,6 +499,16 @@ class _Run:
                         pytrace=False)
 
 
+def _survivors(tracker: Any, cls: type) -> int:
+    """Live objects of ``cls`` made since it was tracked, less those memtracker_web's own
+    code made meanwhile (this plugin's bookkeeping between the start and the check)."""
+    live = tracker.count(cls)
+    if live == 0:
+        return 0
+    stats = tracker.stats(cls, limit=0, hotspots=0)
+    return live - (stats["own_allocations"]["count"] if stats else 0)
+
+
 def _is_own_class(cls: type) -> bool:
     module = type.__dict__["__module__"].__get__(cls)
     return isinstance(module, str) and (module == "memtracker_web" or module.startswith("memtracker_web."))
@@ -499,15 +523,16 @@ def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], 
         name = type_name(cls)
         noun = "object" if live == 1 else "objects"
         if how == "unconfirmed":
+            said = str(confirm_error).partition("\n")[0]
             lines.append(f"memtracker: {name} grew by {live} during the test (watch-all); running the test "
                          f"again to find where they are made raised {type(confirm_error).__name__}: "
-                         f"{confirm_error}, so there are no call paths")
+                         f"{said}, so there are no call paths")
             continue
         made = "made by the test" if how == "named" else "made by a second run of the test"
         lines.append(f"memtracker: {live} {noun} of {name} {made} outlived it (allowed: {allow})")
         paths = (stats or {}).get("top_paths", [])
         if paths:
-            lines.append("  where they were allocated (live objects, innermost frame first):")
+            lines.append("  where (live objects, then the line in your code that made them):")
         for entry in paths:
             if entry["count"] > 0:
                 lines.extend(_path_lines(entry, test))
@@ -519,20 +544,23 @@ def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], 
 
 def _path_lines(entry: dict[str, Any], test: Optional[tuple[str, str]]) -> list[str]:
     """One call path: its count and the app's own innermost frame (the test's code, or the
-    code it tests) first, then the path innermost first up to the test function (pytest's
-    frames above it say nothing), that frame marked with ``>``."""
+    code it tests); then, when a library made the objects, where; then the callers up to
+    the test function (pytest's frames above it say nothing)."""
     frames = entry["frames"]
     if not frames:
         return [f"    {entry['count']:>6}  <call tree full: no frames recorded>"]
-    app = entry.get("app_frame")
-    lines = [f"    {entry['count']:>6}  {_frame(frames[app if app is not None else 0])}"]
+    app = entry.get("app_frame") or 0
     end = next((i + 1 for i, f in enumerate(frames) if test is not None and _is_test_frame(f, test)),
                len(frames))
-    shown = frames[:min(end, max(FRAMES_SHOWN, (app or 0) + 1))]
-    if len(shown) > 1:
-        lines.extend(f"          {'>' if i == app else ' '} {_frame(f)}" for i, f in enumerate(shown))
-    if end > len(shown):
-        lines.append(f"            ... {end - len(shown)} more frames")
+    lines = [f"    {entry['count']:>6}  {_frame(frames[app])}"]
+    if app:
+        lines.append(f"            allocated in {_frame(frames[0])}")
+        lines.extend(f"            via {_frame(f)}" for f in frames[1:app][:FRAMES_SHOWN])
+    callers = frames[app + 1:end]
+    lines.extend(f"            {'called from' if i == 0 else '       from'} {_frame(f)}"
+                 for i, f in enumerate(callers[:FRAMES_SHOWN]))
+    if len(callers) > FRAMES_SHOWN:
+        lines.append(f"            ... {len(callers) - FRAMES_SHOWN} more frames")
     return lines
 
 
@@ -608,7 +636,7 @@ class LeakChecker:
         allow = _count("memtracker.assert_no_growth(allow=)", allow, None, ValueError)
         tracker = self._tracked(cls)
         gc.collect()
-        live = tracker.count(cls)
+        live = _survivors(tracker, cls)
         if live > allow:
             pytest.fail(_leak_message([(cls, live, tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named")],
                                       allow, None, self._test), pytrace=False)
@@ -619,7 +647,7 @@ class LeakChecker:
         expected = _count("memtracker.assert_live(expected)", expected, None, ValueError)
         tracker = self._tracked(cls)
         gc.collect()
-        live = tracker.count(cls)
+        live = _survivors(tracker, cls)
         if live != expected:
             from .naming import type_name
 
