@@ -20,20 +20,22 @@ three ways:
           handle_request()
           memtracker.assert_no_growth(Order)
 
-A checked test runs its warm-up calls first (``warmup``, default 0: a cache
+A checked test runs its warm-up runs first (``warmup``, default 0: a cache
 filled by the first call is not a leak), then once with CPython's reference
-tracer counting each checked class from zero. When that run returns, objects
-of a checked class made during it that are still alive (after a garbage
-collection) are leaks: more than ``allow`` of them fail the test, with their
-count and their allocation paths, the test's own code first.
+tracer counting each checked class from zero while the test function runs.
+Each run sets up and tears down the test's function-scoped fixtures; module,
+class and session fixtures stay. Once the checked run's fixtures are torn down,
+objects of a checked class made during its call that are still alive (after a
+garbage collection) are leaks: more than ``allow`` of them fail the test, with
+their count and their allocation paths, the test's own code first.
 
 What it cannot see, and what it counts that a person may not call a leak:
 
 * Without the exact engine (CPython older than 3.13.3, PyPy, a failed build) the
   checks do not run: the tests run as usual and the session ends with one line
   saying why; ``--memtracker-strict`` fails those tests instead.
-* The check runs when the test function returns, before its fixtures are torn
-  down: an object a function-scoped fixture keeps counts as surviving.
+* What the fixtures make while they are set up is not the test's; what its
+  function-scoped fixtures keep is released by their teardown before the count.
 * Objects another thread makes of a checked class during the test count too.
 * Watch-all compares the number of live objects of each class before and after
   the test; a class that grew is checked again by running the test once more
@@ -41,11 +43,11 @@ What it cannot see, and what it counts that a person may not call a leak:
   test checked with watch-all may run once more than its warm-up says, and a
   leak offset by the death of older objects of the same class can go unseen.
   Built-in types (dict, str, ...) are left to named checks: their counts move
-  with the interpreter's own caches.
+  with the interpreter's own caches; so is logging.LogRecord while pytest's log
+  capture runs (it keeps each record of the test for the report).
 """
 from __future__ import annotations
 
-import functools
 import gc
 import inspect
 import os
@@ -56,6 +58,10 @@ import pytest
 
 MARKER = "memtracker_no_leaks"
 MAX_WARMUP = 1000
+# Frames recorded per allocation. Deep enough to reach from any allocation during a test
+# to the test function and below it to this plugin's own frame: objects pytest makes for
+# its reports while the capture runs are then known as this plugin's (not counted).
+CALL_DEPTH = 32
 # How many call paths a failure shows, and how many frames of each.
 PATHS_SHOWN = 5
 FRAMES_SHOWN = 6
@@ -96,7 +102,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "(classes or dotted names) made by the test outlive it (memtracker-web)")
     settings = _Settings.from_config(config)
     config.stash[_SETTINGS] = settings
-    config.stash[_SESSION] = _SessionState()
+    session = _SessionState()
+    if config.pluginmanager.has_plugin("logging"):
+        import logging
+
+        # pytest's log capture keeps every record of the call phase for the report
+        session.watch_ignored = frozenset({logging.LogRecord})
+    config.stash[_SESSION] = session
 
 
 @dataclass
@@ -132,7 +144,8 @@ class _Settings:
         return settings
 
 
-def _count(what: str, value: Any, most: Optional[int], error: type[Exception] = pytest.UsageError) -> int:
+def _count(what: str, value: Any, most: Optional[int],
+           error: Callable[[str], BaseException] = pytest.UsageError) -> int:
     """A non-negative integer option (from the command line, ini or a marker), or an error naming it."""
     if isinstance(value, str):
         text = value.strip()
@@ -153,6 +166,8 @@ class _SessionState:
     resolved: Optional[list[type]] = None
     watch_lost: int = 0                 # watch-all checks lost to a test that stopped watch-all itself
     watch_started: bool = False
+    # classes whose objects pytest itself keeps past the test's call: watch-all leaves them out
+    watch_ignored: frozenset = frozenset()
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
@@ -180,7 +195,7 @@ def _engine_reason() -> Optional[str]:
     return f"{status['python']}: {status['reason']}"
 
 
-def _resolve(value: Any, what: str, error: type[Exception]) -> type:
+def _resolve(value: Any, what: str, error: Callable[[str], BaseException]) -> type:
     if isinstance(value, type):
         return value
     from .naming import TypeNameError, resolve_type
@@ -191,6 +206,11 @@ def _resolve(value: Any, what: str, error: type[Exception]) -> type:
         return resolve_type(value)
     except TypeNameError as exc:
         raise error(f"{what}: {exc}") from None
+
+
+def _marker_error(message: str) -> BaseException:
+    """A bad marker fails its test with the message alone (no traceback into this plugin)."""
+    return pytest.fail.Exception(message, pytrace=False)
 
 
 def _check_for(item: pytest.Item) -> Optional[_Check]:
@@ -215,15 +235,14 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
             extra_types = [extra_types]
         named.extend(extra_types)
         for value in named:
-            cls = _resolve(value, where, pytest.fail.Exception)
+            cls = _resolve(value, where, _marker_error)
             if cls not in types:
                 types.append(cls)
-        allow = _count(f"{where}(allow=)", marker.kwargs.get("allow", allow), None, pytest.fail.Exception)
-        warmup = _count(f"{where}(warmup=)", marker.kwargs.get("warmup", warmup), MAX_WARMUP,
-                        pytest.fail.Exception)
+        allow = _count(f"{where}(allow=)", marker.kwargs.get("allow", allow), None, _marker_error)
+        warmup = _count(f"{where}(warmup=)", marker.kwargs.get("warmup", warmup), MAX_WARMUP, _marker_error)
         watch_all = bool(marker.kwargs.get("watch_all", watch_all))
         if not types and not watch_all:
-            pytest.fail(f"{where} needs classes to check (e.g. {MARKER}(Order)) or watch_all=True",
+            pytest.fail(f"{where} needs classes to check (e.g. {MARKER}(types=[Order])) or watch_all=True",
                         pytrace=False)
     return _Check(types, allow, warmup, watch_all, settings.strict, where)
 
@@ -237,133 +256,84 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             for name in settings.type_names]
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Optional[bool]:
+    """Run a checked test: its warm-up runs, the checked run, and (watch-all, when a
+    class grew) one more run with call paths; each run with its own function-scoped
+    fixtures. Survivors are counted once the checked run's fixtures are torn down."""
     try:
-        check = _check_for(pyfuncitem)
-    except pytest.fail.Exception:
-        raise
+        check = _check_for(item) if isinstance(item, pytest.Function) else None
+    except pytest.fail.Exception as exc:        # a bad marker: its test fails with what is wrong
+        item.stash[_REFUSAL] = exc.msg
+        return None
     if check is None:
-        yield
-        return
-    session = pyfuncitem.config.stash[_SESSION]
+        return None
+    session = item.config.stash[_SESSION]
     reason = _engine_reason()
     if reason is not None:
         if check.strict:
-            pytest.fail(f"memtracker: leak check cannot run on {reason}", pytrace=False)
-        session.unchecked += 1
-        session.reason = reason
-        yield
-        return
-    original = pyfuncitem.obj
-    pyfuncitem.obj = _checked(original, check, session)
-    try:
-        yield
-    finally:
-        pyfuncitem.obj = original
-
-
-def _checked(test: Callable[..., Any], check: _Check, session: _SessionState) -> Callable[..., Any]:
-    """``test`` wrapped: warm-up calls, then the checked call (async tests stay async)."""
-    where = _test_of(test)
-    if inspect.iscoroutinefunction(test):
-        @functools.wraps(test)
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            steps = _steps(check, session, where)
-            for _call in steps:
-                try:
-                    result, error = await test(*args, **kwargs), None
-                except BaseException as exc:
-                    result, error = None, exc
-                steps.outcome(result, error)        # outside the except: a failure it raises chains nothing
-            return steps.result
-
-        return run_async
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        steps = _steps(check, session, where)
-        for _call in steps:
-            try:
-                result, error = test(*args, **kwargs), None
-            except BaseException as exc:
-                result, error = None, exc
-            steps.outcome(result, error)
-        return steps.result
-
-    return run
-
-
-class _steps:
-    """The calls of a checked test, for a sync or an async driver alike: iterating
-    yields once per call the driver must make; the driver hands back each call's
-    result or exception with ``outcome``, which raises the exception again unless
-    it belongs to the run watch-all adds to find call paths."""
-
-    def __init__(self, check: _Check, session: _SessionState, test: Optional[tuple[str, str]]) -> None:
-        self.check = check
-        self.session = session
-        self.test = test
-        self.result: Any = None
-        self.run: Optional[_Run] = None
-        self.stage = "warmup"
-        self.left = check.warmup
-        self.confirm_called = False
-
-    def __iter__(self) -> "_steps":
-        return self
-
-    def __next__(self) -> str:
-        if self.stage == "warmup" and self.left:
-            self.left -= 1
-            return "warmup"
-        if self.stage == "warmup":
-            self.stage = "checked"
-            self.run = _Run(self.check, self.session, self.test)
-            self.run.begin()
-            return "checked"
-        if self.stage == "confirm" and not self.confirm_called:
-            self.confirm_called = True
-            return "confirm"
-        raise StopIteration
-
-    def outcome(self, result: Any, error: Optional[BaseException]) -> None:
-        if error is None:
-            self._returned(result)
+            item.stash[_REFUSAL] = f"memtracker: leak check cannot run on {reason}"
         else:
-            self._raised(error)
+            session.unchecked += 1
+            session.reason = reason
+        return None
+    from _pytest.runner import runtestprotocol
 
-    def _returned(self, result: Any) -> None:
-        if self.stage == "checked":
-            assert self.run is not None
-            self.result = result
-            self._after_checked()
-        elif self.stage == "confirm":
-            assert self.run is not None
-            self.run.confirm_finish()
-            self.stage = "done"
-            self.run.verdict()
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    # Between runs of the same test only its own fixtures are torn down: a "next item"
+    # that is its parent keeps the module's, class's and session's.
+    again = item.parent
+    reports: list[pytest.TestReport] = []
+    for _ in range(check.warmup):
+        reports = runtestprotocol(item, nextitem=again, log=False)    # type: ignore[arg-type]
+        if not all(report.passed for report in reports):
+            break
+    else:
+        run = _Run(check, session, _test_of(getattr(item, "function", None)))
+        item.stash[_ACTIVE] = run
+        try:
+            reports = runtestprotocol(item, nextitem=nextitem, log=False)
+            call = next((r for r in reports if r.when == "call"), None)
+            if call is not None and call.passed and run.began:
+                grown = run.finish()
+                if grown:
+                    run.confirm_begin(grown)
+                    second = runtestprotocol(item, nextitem=nextitem, log=False)
+                    failed = next((r for r in second if not r.passed), None)
+                    run.confirm_finish(None if failed is None else _first_line(failed))
+                if run.leaks:
+                    call.outcome = "failed"
+                    call.longrepr = _leak_message(run.leaks, check.allow, run.confirm_error, run.test)
+            else:
+                run.abandon()           # the test failed or was skipped on its own: that is what to show
+        finally:
+            item.stash[_ACTIVE] = None
+            run.abandon()
+    for report in reports:
+        ihook.pytest_runtest_logreport(report=report)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
-    def _raised(self, exc: BaseException) -> None:
-        if self.stage == "checked":
-            assert self.run is not None
-            self.run.abandon()          # the test failed on its own: its failure is the one to show
-        elif self.stage == "confirm":
-            assert self.run is not None
-            self.run.confirm_failed(exc)
-            self._returned(None)
-            return
-        raise exc
 
-    def _after_checked(self) -> None:
-        assert self.run is not None
-        grown = self.run.finish()
-        if grown:
-            self.run.confirm_begin(grown)
-            self.stage = "confirm"      # one more call: watch-all's classes that grew, with call paths
-        else:
-            self.stage = "done"
-            self.run.verdict()
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    refusal = item.stash.get(_REFUSAL, None)
+    if refusal is not None:
+        pytest.fail(refusal, pytrace=False)
+    run = item.stash.get(_ACTIVE, None)
+    if run is not None:
+        run.start_counting()        # after the fixtures are set up: what they make is not the test's
+    yield
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    text = report.longreprtext.strip().splitlines()
+    return f"{report.when} {report.outcome}: {text[-1] if text else ''}"
+
+
+_ACTIVE = pytest.StashKey[Optional["_Run"]]()
+_REFUSAL = pytest.StashKey[str]()
 
 
 class _Run:
@@ -376,25 +346,33 @@ class _Run:
         self.test = test
         self.check = check
         self.session = session
-        self.tracker = Tracker(depth=10)
+        self.tracker = Tracker(depth=CALL_DEPTH)
         self.before: dict[type, int] = {}
         self.watching = False
         self.leaks: list[tuple[type, int, Optional[dict[str, Any]], str]] = []
         self.confirming: list[tuple[type, int]] = []
-        self.confirm_error: Optional[BaseException] = None
+        self.confirm_error: Optional[str] = None
+        self.began = False
 
     # -- the checked run --------------------------------------------------
 
-    def begin(self) -> None:
+    def start_counting(self) -> None:
+        if self.confirming:
+            for cls, _n in self.confirming:
+                self.tracker.track_with_analysis(cls)
+            return
+        if self.began:
+            return
+        self.began = True
         for cls in self.check.types:
             self.tracker.track_with_analysis(cls)
         if self.check.watch_all:
             self.before = self._watch_start()
 
     def abandon(self) -> None:
-        """The test failed on its own: its failure is the one to show."""
+        """Stop counting and forget (idempotent)."""
         self.tracker.stop()
-        for cls in self.check.types:
+        for cls in [c for c, _a in self.tracker.capture]:
             self.tracker.untrack(cls)
         self._watch_stop()
 
@@ -422,17 +400,16 @@ class _Run:
     # -- watch-all's second run, with call paths on the classes that grew ------
 
     def confirm_begin(self, grown: list[tuple[type, int]]) -> None:
+        """The classes to count, with call paths, from the next run's call on."""
         from .tracker import Tracker
 
         self.confirming = grown
-        self.tracker = Tracker(depth=10)
-        for cls, _n in grown:
-            self.tracker.track_with_analysis(cls)
+        self.tracker = Tracker(depth=CALL_DEPTH)
 
-    def confirm_failed(self, exc: BaseException) -> None:
-        self.confirm_error = exc
-
-    def confirm_finish(self) -> None:
+    def confirm_finish(self, error: Optional[str]) -> None:
+        self.confirm_error = error
+        if not self.tracker.capture.running:       # the second run never reached its call
+            self.confirm_error = error or "it did not reach the test's call"
         survivors = [(cls, _survivors(self.tracker, cls)) for cls, _n in self.confirming]
         if self.confirm_error is None and any(n > self.check.allow for _cls, n in survivors):
             gc.collect()
@@ -467,8 +444,9 @@ class _Run:
             rows = engine._tracker.watch_counts()
         except RuntimeError:                # another tool took the tracer: counts cannot be trusted
             return {}
+        ignored = self.session.watch_ignored
         return {cls: new - free for cls, new, free in rows if counted_exactly_by_watch_all(cls)
-                and not _is_own_class(cls)}
+                and not _is_machinery_class(cls) and cls not in ignored}
 
     def _watch_growth(self) -> list[tuple[type, int]]:
         from . import engine
@@ -491,13 +469,6 @@ class _Run:
         self.watching = False
         self.before = {}
 
-    # -- the outcome ------------------------------------------------------------
-
-    def verdict(self) -> None:
-        if self.leaks:
-            pytest.fail(_leak_message(self.leaks, self.check.allow, self.confirm_error, self.test),
-                        pytrace=False)
-
 
 def _survivors(tracker: Any, cls: type) -> int:
     """Live objects of ``cls`` made since it was tracked, less those memtracker_web's own
@@ -509,13 +480,18 @@ def _survivors(tracker: Any, cls: type) -> int:
     return live - (stats["own_allocations"]["count"] if stats else 0)
 
 
-def _is_own_class(cls: type) -> bool:
+# Classes whose objects outlive a test because pytest or this plugin keep them (reports,
+# call infos, the tracker): watch-all leaves them out.
+_MACHINERY = ("memtracker_web", "_pytest", "pytest", "pluggy")
+
+
+def _is_machinery_class(cls: type) -> bool:
     module = type.__dict__["__module__"].__get__(cls)
-    return isinstance(module, str) and (module == "memtracker_web" or module.startswith("memtracker_web."))
+    return isinstance(module, str) and module.partition(".")[0] in _MACHINERY
 
 
 def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], allow: int,
-                  confirm_error: Optional[BaseException], test: Optional[tuple[str, str]]) -> str:
+                  confirm_error: Optional[str], test: Optional[tuple[str, str]]) -> str:
     from .naming import type_name
 
     lines = []
@@ -523,10 +499,9 @@ def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], 
         name = type_name(cls)
         noun = "object" if live == 1 else "objects"
         if how == "unconfirmed":
-            said = str(confirm_error).partition("\n")[0]
             lines.append(f"memtracker: {name} grew by {live} during the test (watch-all); running the test "
-                         f"again to find where they are made raised {type(confirm_error).__name__}: "
-                         f"{said}, so there are no call paths")
+                         f"again to find where they are made failed ({confirm_error}), so there are no "
+                         "call paths")
             continue
         made = "made by the test" if how == "named" else "made by a second run of the test"
         lines.append(f"memtracker: {live} {noun} of {name} {made} outlived it (allowed: {allow})")
@@ -607,7 +582,7 @@ class LeakChecker:
                 pytest.skip(message)
             from .tracker import Tracker
 
-            self._tracker = Tracker(depth=10)
+            self._tracker = Tracker(depth=CALL_DEPTH)
         return self._tracker
 
     def track(self, *classes: type) -> None:

@@ -5,6 +5,10 @@ import re
 import textwrap
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memtracker_web.pytest_plugin import MAX_WARMUP, _count
 
 from conftest import requires_engine, without_engine
 
@@ -196,7 +200,9 @@ def test_watch_all_says_so_when_the_second_run_raises(pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "memtracker: test_shop.Node grew by 1 during the test (watch-all); running the test again to find "
-        "where they are made raised AssertionError: second run*so there are no call paths"])
+        "where they are made failed (call failed: test_shop.py:*: AssertionError), so there are no call paths"])
+    assert [text for text in result.outlines if text.startswith("memtracker: ")] == [
+        text for text in result.outlines if "test_shop.Node grew by 1" in text and text.startswith("memtracker")]
 
 
 @requires_engine
@@ -281,7 +287,7 @@ def test_an_async_task_that_never_ends_is_found(pytester):
     ''')
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
-    assert (f"1 object of test_shop.Order made by the test outlived it" in result.stdout.str())
+    assert "1 object of test_shop.Order made by the test outlived it" in result.stdout.str()
     assert f"1  test_shop.py:{line(source, 'TASK-SITE')} in spawn.<locals>.forever" in result.stdout.str()
 
 
@@ -328,7 +334,7 @@ def test_bad_options_are_usage_errors_that_name_the_option(pytester, args, messa
 
 @requires_engine
 @pytest.mark.parametrize("marker, message", [
-    ("memtracker_no_leaks()", "needs classes to check (e.g. memtracker_no_leaks(Order)) or watch_all=True"),
+    ("memtracker_no_leaks()", "needs classes to check (e.g. memtracker_no_leaks(types=[Order])) or watch_all=True"),
     ("memtracker_no_leaks(types=[Order], allwo=1)", "unknown argument(s) allwo"),
     ("memtracker_no_leaks(types=[Order], warmup=-1)", "(warmup=) must be a whole number of 0 or more, got -1"),
     ("memtracker_no_leaks(types=[Order], allow='x')", "(allow=) must be a whole number of 0 or more, got 'x'"),
@@ -344,6 +350,7 @@ def test_a_bad_marker_fails_its_test_with_what_is_wrong(pytester, marker, messag
     result = run(pytester)
     result.assert_outcomes(failed=1)
     assert message in result.stdout.str()
+    assert "pytest_plugin.py" not in result.stdout.str()       # the message alone, no traceback of ours
 
 
 @without_engine
@@ -396,3 +403,65 @@ def test_objects_a_library_makes_are_shown_at_the_line_of_yours_that_called_it(p
     assert body[1] == f"         2  test_shop.py:{line(source, 'JSON-SITE')} in test_keeps_parsed_json"
     assert re.fullmatch(r" {12}allocated in json/decoder\.py:\d+ in JSONDecoder\.raw_decode", body[2]), body
     assert body[3].startswith("            via json/")
+
+
+@given(st.one_of(st.text(max_size=12), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_a_count_option_is_a_whole_number_or_an_error_that_names_it(value):
+    try:
+        parsed = _count("--memtracker-warmup", value, MAX_WARMUP)
+    except pytest.UsageError as exc:
+        assert str(exc).startswith("--memtracker-warmup must be ")
+        return
+    assert isinstance(parsed, int) and not isinstance(parsed, bool) and 0 <= parsed <= MAX_WARMUP
+    assert parsed == (int(value.strip()) if isinstance(value, str) else value)
+
+
+@requires_engine
+def test_each_run_has_its_own_fixtures_and_what_they_keep_until_teardown_is_no_leak(pytester):
+    write(pytester, '''
+        SETUPS = {"module": 0, "function": 0}
+
+        @pytest.fixture(scope="module")
+        def shop():
+            SETUPS["module"] += 1
+            return [Order() for _ in range(3)]           # made before the test: not its objects
+
+        @pytest.fixture
+        def registry():
+            SETUPS["function"] += 1
+            kept = []
+            yield kept
+            kept.clear()
+
+        @pytest.mark.memtracker_no_leaks(types=[Order], warmup=2)
+        def test_kept_only_by_fixtures(shop, registry, tmp_path, monkeypatch):
+            registry.append(Order())
+            monkeypatch.setattr("test_shop.HOARD", [Order()])
+            (tmp_path / "made-once").touch(exist_ok=False)  # a fresh tmp_path each run
+
+        def test_setups():
+            assert SETUPS == {"module": 1, "function": 3}
+            assert HOARD == []
+    ''')
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+
+
+@requires_engine
+def test_a_failing_warmup_run_is_reported_as_the_failure(pytester):
+    write(pytester, '''
+        RUNS = []
+
+        @pytest.mark.memtracker_no_leaks(types=[Order], warmup=3)
+        def test_fails_on_second_call():
+            RUNS.append(1)
+            assert len(RUNS) < 2, "failed on call 2"
+            leaky(1)
+
+        def test_ran_twice():
+            assert len(RUNS) == 2
+    ''')
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "failed on call 2" in result.stdout.str()
+    assert "outlived" not in result.stdout.str()

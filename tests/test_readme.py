@@ -3,6 +3,10 @@
 1. Every ```python block runs in a fresh interpreter with the repository on
    PYTHONPATH. A block right after ``<!-- requires: exact -->`` is skipped
    where the exact engine is unavailable; ``<!-- no-run: reason -->`` skips it.
+   A block after ``<!-- pytest-file: NAME -->`` is a test file: it is saved as
+   NAME and run with pytest (exact engine only), and the ```text block after it
+   is what pytest prints: each of its lines must be a line of the output, the
+   last one the start of pytest's last line.
 2. The first command of the "Quick start" section (install + demo) runs as a
    newcomer would: in a fresh venv, from a clean copy of the repository, and
    the demo must answer on its port in the mode this interpreter supports.
@@ -30,7 +34,7 @@ from conftest import ENGINE
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-MARKER = re.compile(r"^<!--\s*(requires|no-run)\s*:\s*(.*?)\s*-->$")
+MARKER = re.compile(r"^<!--\s*(requires|no-run|pytest-file)\s*:\s*(.*?)\s*-->$")
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 WARNING_LINE = re.compile(r"\b\w*Warning: ")
@@ -110,8 +114,12 @@ def test_readme_has_python_examples_that_run() -> None:
 def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     if block.marker and block.marker[0] == "no-run":
         pytest.skip(f"README.md line {block.line} is marked no-run: {block.marker[1]}")
-    if block.marker == ("requires", "exact") and not ENGINE["available"]:
+    if (block.marker == ("requires", "exact") or block.marker and block.marker[0] == "pytest-file") \
+            and not ENGINE["available"]:
         pytest.skip(f"README.md line {block.line} needs the exact engine: {ENGINE['reason']}")
+    if block.marker and block.marker[0] == "pytest-file":
+        run_test_file(block, tmp_path)
+        return
     script = tmp_path / f"readme_line{block.line}.py"
     script.write_text(block.code)
     # A scratch directory: blocks may write files; the repo comes from PYTHONPATH.
@@ -121,6 +129,24 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
             f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
     assert result.returncode == 0, shown
     assert "Traceback" not in result.stderr, shown      # e.g. an exception in a thread
+    assert not WARNING_LINE.search(result.stderr), shown
+
+
+def run_test_file(block: Block, tmp_path: Path) -> None:
+    blocks = readme_blocks()
+    expected = next(b for b in blocks if b.line > block.line)
+    assert expected.lang == "text", f"README.md line {block.line}: a pytest-file block needs a ```text block after it"
+    (tmp_path / block.marker[1]).write_text(block.code)
+    # as a user runs it: the installed plugin, from the file's directory
+    result = subprocess.run([sys.executable, "-X", "dev", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             block.marker[1]], cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                            timeout=120)
+    shown = f"README.md line {block.line}:\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    out = result.stdout.splitlines()
+    *lines, last = expected.code.rstrip("\n").splitlines()
+    for text in lines:
+        assert text in out, f"README.md line {expected.line}: {text!r} is not a line of pytest's output\n{shown}"
+    assert out and out[-1].startswith(last + " in "), shown
     assert not WARNING_LINE.search(result.stderr), shown
 
 
