@@ -51,6 +51,7 @@ from __future__ import annotations
 import gc
 import inspect
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -164,7 +165,7 @@ class _SessionState:
     unchecked: int = 0                  # checks not run: no exact engine
     reason: str = ""
     resolved: Optional[list[type]] = None
-    watch_lost: int = 0                 # watch-all checks lost to a test that stopped watch-all itself
+    lost: list[str] = field(default_factory=list)   # checks that could not be trusted, and why
     watch_started: bool = False
     # classes whose objects pytest itself keeps past the test's call: watch-all leaves them out
     watch_ignored: frozenset = frozenset()
@@ -277,7 +278,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
             session.unchecked += 1
             session.reason = reason
         return None
-    from _pytest.runner import runtestprotocol
+    from _pytest.runner import CallInfo, runtestprotocol
 
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -288,32 +289,63 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
     for _ in range(check.warmup):
         reports = runtestprotocol(item, nextitem=again, log=False)    # type: ignore[arg-type]
         if not all(report.passed for report in reports):
+            # that failure is the test's result; finish the teardown the next item needs
+            # (the module's fixtures, when it is in another module)
+            done = CallInfo.from_call(lambda: item.session._setupstate.teardown_exact(nextitem),
+                                      when="teardown")
+            if done.excinfo is not None:
+                reports.append(ihook.pytest_runtest_makereport(item=item, call=done))
             break
     else:
-        run = _Run(check, session, _test_of(getattr(item, "function", None)))
-        item.stash[_ACTIVE] = run
+        reports = _checked_runs(item, nextitem, check, session)
+    for report in reports:
+        ihook.pytest_runtest_logreport(report=report)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+class _Lost(Exception):
+    """The check cannot be trusted (another tool took the tracer): say so, fail nothing."""
+
+
+def _checked_runs(item: pytest.Item, nextitem: Optional[pytest.Item], check: _Check,
+                  session: _SessionState) -> list[pytest.TestReport]:
+    from _pytest.runner import runtestprotocol
+
+    run = _Run(check, session, _test_of(getattr(item, "function", None)))
+    # made before counting starts: watch-all would count it as the test's
+    quiet, quieter = warnings.catch_warnings(), warnings.catch_warnings()
+    item.stash[_ACTIVE] = run
+    try:
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        call = next((r for r in reports if r.when == "call"), None)
+        if call is None or not call.passed or not run.began:
+            return reports              # the test failed or was skipped on its own: that is what to show
         try:
-            reports = runtestprotocol(item, nextitem=nextitem, log=False)
-            call = next((r for r in reports if r.when == "call"), None)
-            if call is not None and call.passed and run.began:
+            with quiet:
+                warnings.simplefilter("ignore")     # a displaced capture's warning: _Lost says it
                 grown = run.finish()
                 if grown:
                     run.confirm_begin(grown)
                     second = runtestprotocol(item, nextitem=nextitem, log=False)
                     failed = next((r for r in second if not r.passed), None)
                     run.confirm_finish(None if failed is None else _first_line(failed))
-                if run.leaks:
-                    call.outcome = "failed"
-                    call.longrepr = _leak_message(run.leaks, check.allow, run.confirm_error, run.test)
-            else:
-                run.abandon()           # the test failed or was skipped on its own: that is what to show
-        finally:
-            item.stash[_ACTIVE] = None
+        except _Lost as lost:
+            session.lost.append(f"{item.nodeid}: {lost}")
+            return reports
+        except Exception as exc:        # a fault of this plugin's must not stop the session
+            call.outcome = "failed"
+            call.longrepr = f"memtracker: the leak check itself failed: {type(exc).__name__}: {exc}"
+            return reports
+        if run.leaks:
+            call.outcome = "failed"
+            call.longrepr = _leak_message(run.leaks, check.allow, run.confirm_error, run.test)
+        return reports
+    finally:
+        item.stash[_ACTIVE] = None
+        with quieter:
+            warnings.simplefilter("ignore")
             run.abandon()
-    for report in reports:
-        ihook.pytest_runtest_logreport(report=report)
-    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    return True
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -378,6 +410,7 @@ class _Run:
 
     def finish(self) -> list[tuple[type, int]]:
         """Read the counts; returns the classes watch-all saw grow (to confirm)."""
+        self._require_trusted()
         grown: list[tuple[type, int]] = []
         if self.check.watch_all:
             grown = self._watch_growth()
@@ -407,6 +440,7 @@ class _Run:
         self.tracker = Tracker(depth=CALL_DEPTH)
 
     def confirm_finish(self, error: Optional[str]) -> None:
+        self._require_trusted()
         self.confirm_error = error
         if not self.tracker.capture.running:       # the second run never reached its call
             self.confirm_error = error or "it did not reach the test's call"
@@ -423,6 +457,13 @@ class _Run:
                 self.leaks.append((cls, grew[id(cls)], None, "unconfirmed"))
             elif live > self.check.allow:
                 self.leaks.append((cls, live, stats, "watch-all"))
+
+    def _require_trusted(self) -> None:
+        from . import engine
+
+        if getattr(self.tracker.capture._core, "missed_events", False) or engine.engine_status()["displaced"]:
+            raise _Lost("another tool took CPython's reference tracer during the test "
+                        "(tracemalloc.start() does this), so its counts missed events")
 
     # -- watch-all ----------------------------------------------------------
 
@@ -442,8 +483,8 @@ class _Run:
 
         try:
             rows = engine._tracker.watch_counts()
-        except RuntimeError:                # another tool took the tracer: counts cannot be trusted
-            return {}
+        except RuntimeError as exc:         # another tool took the tracer: counts cannot be trusted
+            raise _Lost(f"watch-all: {exc}") from None
         ignored = self.session.watch_ignored
         return {cls: new - free for cls, new, free in rows if counted_exactly_by_watch_all(cls)
                 and not _is_machinery_class(cls) and cls not in ignored}
@@ -452,9 +493,7 @@ class _Run:
         from . import engine
 
         if engine._tracker.watch_statistics()["sample"] == 0:
-            # the test stopped watch-all itself (a monitor of its own): this check is lost
-            self.session.watch_lost += 1
-            return []
+            raise _Lost("the test stopped watch-all itself (a MemoryMonitor of its own?)")
         after = self._watch_net()
         grown = [(cls, n - self.before.get(cls, 0)) for cls, n in after.items()]
         return sorted(((cls, d) for cls, d in grown if d > self.check.allow),
@@ -669,9 +708,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         checks = "check" if session.unchecked == 1 else "checks"
         terminalreporter.write_line(
             f"memtracker: {session.unchecked} leak {checks} not run (the tests ran): {session.reason}")
-    if session.watch_lost:
-        terminalreporter.write_line(
-            f"memtracker: {session.watch_lost} watch-all checks lost: those tests stopped watch-all themselves")
+    if session.lost:
+        checks = "check" if len(session.lost) == 1 else "checks"
+        terminalreporter.write_line(f"memtracker: {len(session.lost)} leak {checks} lost (the tests passed):")
+        for text in session.lost[:20]:
+            terminalreporter.write_line(f"  {text}")
+        if len(session.lost) > 20:
+            terminalreporter.write_line(f"  ... and {len(session.lost) - 20} more")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -465,3 +465,56 @@ def test_a_failing_warmup_run_is_reported_as_the_failure(pytester):
     result.assert_outcomes(passed=1, failed=1)
     assert "failed on call 2" in result.stdout.str()
     assert "outlived" not in result.stdout.str()
+
+
+@requires_engine
+def test_a_test_that_takes_the_tracer_loses_its_check_and_says_so(pytester):
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    write(pytester, '''
+        import tracemalloc
+
+        @pytest.mark.memtracker_no_leaks(types=[Order])
+        def test_traces_memory():
+            tracemalloc.start()
+            try:
+                leaky(1)
+            finally:
+                tracemalloc.stop()
+
+        @pytest.mark.memtracker_no_leaks(types=[Order])
+        def test_after_it():
+            leaky(2)
+    ''')
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_after_it _*",
+        "memtracker: 1 object of test_shop.Order made by the test outlived it (allowed: 0)",
+        "memtracker: 1 leak check lost (the tests passed):",
+        "  test_shop.py::test_traces_memory: another tool took CPython's reference tracer during the test "
+        "(tracemalloc.start() does this), so its counts missed events"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@requires_engine
+def test_a_failing_warmup_still_tears_down_what_the_next_module_does_not_need(pytester):
+    pytester.makepyfile(test_b='''
+        def test_next_module():
+            pass
+    ''')
+    write(pytester, '''
+        EVENTS = []
+
+        @pytest.fixture(scope="module")
+        def module_thing():
+            yield
+            EVENTS.append("module teardown")
+
+        @pytest.mark.memtracker_no_leaks(types=[Order], warmup=2)
+        def test_fails_in_warmup(module_thing):
+            assert False, "warm-up failure"
+    ''', name="test_a")
+    result = run(pytester, "test_a.py", "test_b.py")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "warm-up failure" in result.stdout.str()
