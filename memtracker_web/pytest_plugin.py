@@ -166,6 +166,7 @@ class _SessionState:
     reason: str = ""
     resolved: Optional[list[type]] = None
     lost: list[str] = field(default_factory=list)   # checks that could not be trusted, and why
+    usage_error: Optional[str] = None   # a class name that does not resolve, in an xdist worker
     watch_started: bool = False
     # classes whose objects pytest itself keeps past the test's call: watch-all leaves them out
     watch_ignored: frozenset = frozenset()
@@ -234,6 +235,9 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
         extra_types = marker.kwargs.get("types", ())
         if isinstance(extra_types, (type, str)):
             extra_types = [extra_types]
+        if not isinstance(extra_types, (list, tuple, set, frozenset)):
+            raise _marker_error(f"{where}(types=) must be a list of classes or dotted names, "
+                                f"got {type(extra_types).__name__}")
         named.extend(extra_types)
         for value in named:
             cls = _resolve(value, where, _marker_error)
@@ -241,7 +245,9 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
                 types.append(cls)
         allow = _count(f"{where}(allow=)", marker.kwargs.get("allow", allow), None, _marker_error)
         warmup = _count(f"{where}(warmup=)", marker.kwargs.get("warmup", warmup), MAX_WARMUP, _marker_error)
-        watch_all = bool(marker.kwargs.get("watch_all", watch_all))
+        watch_all = marker.kwargs.get("watch_all", watch_all if settings.every_test else False)
+        if not isinstance(watch_all, bool):
+            raise _marker_error(f"{where}(watch_all=) must be True or False, got {watch_all!r}")
         if not types and not watch_all:
             pytest.fail(f"{where} needs classes to check (e.g. {MARKER}(types=[Order])) or watch_all=True",
                         pytrace=False)
@@ -251,10 +257,17 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Look the named classes up once the test modules (and what they import) are loaded."""
     settings = session.config.stash[_SETTINGS]
+    state = session.config.stash[_SESSION]
     if settings.every_test and settings.type_names:
-        session.config.stash[_SESSION].resolved = [
-            _resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
-            for name in settings.type_names]
+        try:
+            state.resolved = [_resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
+                              for name in settings.type_names]
+        except pytest.UsageError as exc:
+            if not hasattr(session.config, "workerinput"):
+                raise
+            # xdist's controller turns a worker's usage error into an INTERNALERROR: fail
+            # the first checked test with it instead and stop
+            state.usage_error = f"memtracker: {exc}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -270,6 +283,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
     if check is None:
         return None
     session = item.config.stash[_SESSION]
+    if session.usage_error is not None:         # an xdist worker: the controller cannot show a usage error
+        item.stash[_REFUSAL] = session.usage_error
+        item.session.shouldstop = session.usage_error
+        return None
     reason = _engine_reason()
     if reason is not None:
         if check.strict:
@@ -278,7 +295,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
             session.unchecked += 1
             session.reason = reason
         return None
-    from _pytest.runner import CallInfo, runtestprotocol
+    from _pytest.runner import runtestprotocol
 
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -287,14 +304,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
     again = item.parent
     reports: list[pytest.TestReport] = []
     for _ in range(check.warmup):
+        item._report_sections = []              # a report shows its own run's output only
         reports = runtestprotocol(item, nextitem=again, log=False)    # type: ignore[arg-type]
         if not all(report.passed for report in reports):
             # that failure is the test's result; finish the teardown the next item needs
-            # (the module's fixtures, when it is in another module)
-            done = CallInfo.from_call(lambda: item.session._setupstate.teardown_exact(nextitem),
-                                      when="teardown")
-            if done.excinfo is not None:
-                reports.append(ihook.pytest_runtest_makereport(item=item, call=done))
+            _finish_teardown(item, nextitem, reports)
             break
     else:
         reports = _checked_runs(item, nextitem, check, session)
@@ -302,6 +316,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
         ihook.pytest_runtest_logreport(report=report)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+def _finish_teardown(item: pytest.Item, nextitem: Optional[pytest.Item], reports: list[pytest.TestReport]) -> None:
+    """Tear down what a run ended with the test's parent kept and the next item does not
+    need (its module's fixtures, when it is in another module); a failure joins ``reports``."""
+    from _pytest.runner import CallInfo
+
+    done = CallInfo.from_call(lambda: item.session._setupstate.teardown_exact(nextitem), when="teardown")
+    if done.excinfo is not None:
+        reports.append(item.ihook.pytest_runtest_makereport(item=item, call=done))
 
 
 class _Lost(Exception):
@@ -316,24 +340,30 @@ def _checked_runs(item: pytest.Item, nextitem: Optional[pytest.Item], check: _Ch
     # made before counting starts: watch-all would count it as the test's
     quiet, quieter = warnings.catch_warnings(), warnings.catch_warnings()
     item.stash[_ACTIVE] = run
+    # watch-all may run the test once more: keep the fixtures that run would set up again
+    first_next = item.parent if check.watch_all else nextitem
+    finished = not check.watch_all
     try:
-        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        item._report_sections = []
+        reports = runtestprotocol(item, nextitem=first_next, log=False)     # type: ignore[arg-type]
         call = next((r for r in reports if r.when == "call"), None)
-        if call is None or not call.passed or not run.began:
-            return reports              # the test failed or was skipped on its own: that is what to show
+        if call is None or not call.passed or not run.began or hasattr(call, "wasxfail"):
+            return reports              # failed, skipped or xfail on its own: that is what to show
         try:
             with quiet:
                 warnings.simplefilter("ignore")     # a displaced capture's warning: _Lost says it
                 grown = run.finish()
                 if grown:
                     run.confirm_begin(grown)
+                    item._report_sections = []
                     second = runtestprotocol(item, nextitem=nextitem, log=False)
+                    finished = True
                     failed = next((r for r in second if not r.passed), None)
                     run.confirm_finish(None if failed is None else _first_line(failed))
         except _Lost as lost:
             session.lost.append(f"{item.nodeid}: {lost}")
             return reports
-        except Exception as exc:        # a fault of this plugin's must not stop the session
+        except Exception as exc:  # noqa: BLE001 -- a fault of this plugin's must not stop the session
             call.outcome = "failed"
             call.longrepr = f"memtracker: the leak check itself failed: {type(exc).__name__}: {exc}"
             return reports
@@ -342,6 +372,8 @@ def _checked_runs(item: pytest.Item, nextitem: Optional[pytest.Item], check: _Ch
             call.longrepr = _leak_message(run.leaks, check.allow, run.confirm_error, run.test)
         return reports
     finally:
+        if not finished:
+            _finish_teardown(item, nextitem, reports)
         item.stash[_ACTIVE] = None
         with quieter:
             warnings.simplefilter("ignore")
@@ -449,7 +481,7 @@ class _Run:
             gc.collect()
             survivors = [(cls, _survivors(self.tracker, cls)) for cls, _n in self.confirming]
         self.tracker.stop()
-        grew = dict((id(cls), n) for cls, n in self.confirming)
+        grew = {id(cls): n for cls, n in self.confirming}
         for cls, live in survivors:
             stats = self.tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0)
             self.tracker.untrack(cls)
@@ -618,7 +650,8 @@ class LeakChecker:
                 message = f"memtracker: leak checks cannot run on {reason}"
                 if self._strict:
                     pytest.fail(message, pytrace=False)
-                pytest.skip(message)
+                # reported at the test, not at this line of the plugin
+                raise pytest.skip.Exception(message, _use_item_location=True)
             from .tracker import Tracker
 
             self._tracker = Tracker(depth=CALL_DEPTH)
@@ -665,8 +698,9 @@ class LeakChecker:
         if live != expected:
             from .naming import type_name
 
-            message = [f"memtracker: {live} objects of {type_name(cls)} made since track() are alive, "
-                       f"expected {expected}"]
+            noun = "object" if live == 1 else "objects"
+            message = [(f"memtracker: {live} {noun} of {type_name(cls)} made since track() are alive, "
+                        f"expected {expected}")]
             if live:
                 detail = _leak_message([(cls, live, tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named")],
                                        0, None, self._test)
@@ -698,6 +732,26 @@ def memtracker(request: pytest.FixtureRequest):
         yield checker
     finally:
         checker.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands what the summary says to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    state = session.config.stash.get(_SESSION, None)
+    if output is not None and state is not None:
+        output["memtracker"] = {"unchecked": state.unchecked, "reason": state.reason, "lost": state.lost}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """The xdist controller adds up its workers' summaries."""
+    state = node.config.stash.get(_SESSION, None)
+    told = getattr(node, "workeroutput", {}).get("memtracker")
+    if state is None or not isinstance(told, dict):
+        return
+    state.unchecked += int(told.get("unchecked", 0))
+    state.reason = state.reason or str(told.get("reason", ""))
+    state.lost.extend(str(text) for text in told.get("lost", ()))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -5,12 +5,11 @@ import re
 import textwrap
 
 import pytest
+from conftest import requires_engine, without_engine
 from hypothesis import given
 from hypothesis import strategies as st
 
 from memtracker_web.pytest_plugin import MAX_WARMUP, _count
-
-from conftest import requires_engine, without_engine
 
 pytest_plugins = ["pytester"]
 
@@ -199,8 +198,8 @@ def test_watch_all_says_so_when_the_second_run_raises(pytester):
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "memtracker: test_shop.Node grew by 1 during the test (watch-all); running the test again to find "
-        "where they are made failed (call failed: test_shop.py:*: AssertionError), so there are no call paths"])
+        ("memtracker: test_shop.Node grew by 1 during the test (watch-all); running the test again to find "
+         "where they are made failed (call failed: test_shop.py:*: AssertionError), so there are no call paths")])
     assert [text for text in result.outlines if text.startswith("memtracker: ")] == [
         text for text in result.outlines if "test_shop.Node grew by 1" in text and text.startswith("memtracker")]
 
@@ -375,7 +374,9 @@ def test_without_the_engine_the_tests_run_and_one_line_says_why(pytester):
                         lines[0]), lines
     strict = run(pytester, "--memtracker-strict")
     strict.assert_outcomes(failed=3)
-    strict.stdout.fnmatch_lines(["*test_one - Failed: memtracker: leak check cannot run on CPython 3.*"])
+    strict.stdout.fnmatch_lines(["*_ test_one _*", "memtracker: leak check cannot run on CPython 3.*"])
+    assert any(re.fullmatch(r"SKIPPED \[1\] test_shop\.py:\d+: memtracker: leak checks cannot run on .*", text)
+               for text in result.outlines), result.outlines     # the skip is placed at the test
 
 
 @requires_engine
@@ -491,8 +492,8 @@ def test_a_test_that_takes_the_tracer_loses_its_check_and_says_so(pytester):
         "*_ test_after_it _*",
         "memtracker: 1 object of test_shop.Order made by the test outlived it (allowed: 0)",
         "memtracker: 1 leak check lost (the tests passed):",
-        "  test_shop.py::test_traces_memory: another tool took CPython's reference tracer during the test "
-        "(tracemalloc.start() does this), so its counts missed events"])
+        ("  test_shop.py::test_traces_memory: another tool took CPython's reference tracer during the test "
+         "(tracemalloc.start() does this), so its counts missed events")])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
@@ -518,3 +519,112 @@ def test_a_failing_warmup_still_tears_down_what_the_next_module_does_not_need(py
     result.assert_outcomes(passed=1, failed=1)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert "warm-up failure" in result.stdout.str()
+
+
+@requires_engine
+def test_reruns_show_one_run_s_output_and_set_up_shared_fixtures_once(pytester):
+    write(pytester, '''
+        SETUPS = []
+
+        @pytest.fixture(scope="module")
+        def module_thing():
+            SETUPS.append("setup")
+            yield
+            SETUPS.append("teardown")
+
+        class Node:
+            pass
+
+        KEEP = []
+
+        @pytest.mark.memtracker_no_leaks(types=[Order], warmup=2)
+        def test_prints_and_leaks(module_thing):
+            print("run output")
+            leaky(1)
+
+        @pytest.mark.memtracker_no_leaks(watch_all=True)
+        def test_watch_all_runs_twice(module_thing):
+            KEEP.append(Node())
+    ''', name="test_a")
+    pytester.makepyfile(test_b='''
+        import test_a
+
+        def test_module_fixture_set_up_and_torn_down_once():
+            assert test_a.SETUPS == ["setup", "teardown"]
+    ''')
+    result = run(pytester, "test_a.py", "test_b.py")
+    result.assert_outcomes(passed=1, failed=2)
+    assert result.stdout.str().count("run output") == 1
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@requires_engine
+def test_xfail_and_skip_are_left_as_they_are(pytester):
+    write(pytester, '''
+        @pytest.mark.xfail(reason="known")
+        @pytest.mark.memtracker_no_leaks(types=[Order])
+        def test_xpass_that_leaks():
+            leaky(1)
+
+        @pytest.mark.xfail(reason="known")
+        @pytest.mark.memtracker_no_leaks(types=[Order])
+        def test_xfail():
+            leaky(1)
+            assert False
+
+        @pytest.mark.skip(reason="not today")
+        def test_skipped():
+            pass
+
+        def test_last():
+            pass
+    ''', name="test_a")
+    pytester.makepyfile(test_b="def test_other_module():\n    pass\n")
+    result = run(pytester, "--memtracker-leaks", "--memtracker-type", "test_a.Order", "--memtracker-warmup", "1",
+                 "test_a.py", "test_b.py")
+    result.assert_outcomes(passed=2, skipped=1, xfailed=1, xpassed=1)
+    assert result.ret == 0
+
+
+@requires_engine
+def test_bad_marker_values_fail_their_test_not_the_session(pytester):
+    write(pytester, '''
+        @pytest.mark.memtracker_no_leaks(types=None, watch_all=True)
+        def test_none():
+            pass
+
+        @pytest.mark.memtracker_no_leaks(types=[Order], watch_all="false")
+        def test_string_flag():
+            pass
+
+        def test_fine():
+            pass
+    ''')
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=2)
+    text = result.stdout.str()
+    assert "(types=) must be a list of classes or dotted names, got NoneType" in text
+    assert "(watch_all=) must be True or False, got 'false'" in text
+    assert "INTERNALERROR" not in text + result.stderr.str()
+
+
+@requires_engine
+def test_a_bad_class_name_under_xdist_stops_with_the_message(pytester):
+    write(pytester, "def test_one():\n    pass\n\ndef test_two():\n    pass\n")
+    result = run(pytester, "-p", "xdist", "-n", "2", "--memtracker-leaks", "--memtracker-type", "nosuch.Thing")
+    text = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in text
+    assert "memtracker: --memtracker-type / memtracker_types: no class named 'nosuch.Thing' could be found" in text
+    assert result.ret != 0
+
+
+@without_engine
+def test_without_the_engine_under_xdist_the_one_line_still_comes(pytester):
+    write(pytester, "\n".join(f'''
+@pytest.mark.memtracker_no_leaks(types=[Order])
+def test_{i}():
+    leaky({i})
+''' for i in range(3)))
+    result = run(pytester, "-p", "xdist", "-n", "2")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["memtracker: 3 leak checks not run (the tests ran): CPython 3.*"])
