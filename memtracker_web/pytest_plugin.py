@@ -45,6 +45,8 @@ What it cannot see, and what it counts that a person may not call a leak:
   Built-in types (dict, str, ...) are left to named checks: their counts move
   with the interpreter's own caches; so is logging.LogRecord while pytest's log
   capture runs (it keeps each record of the test for the report).
+* Test functions are checked (doctests are not), xfail tests are not; pytest's
+  subtests are reported once per run, warm-up runs included.
 """
 from __future__ import annotations
 
@@ -89,7 +91,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("memtracker_types", type="linelist", default=[],
                   help="classes (dotted names) checked by --memtracker-leaks")
     parser.addini("memtracker_watch_all", type="bool", default=False,
-                  help="--memtracker-leaks also catches any class defined in Python code")
+                  help="--memtracker-leaks also catches any class defined in Python code (markers "
+                       "decide for themselves with watch_all=)")
     parser.addini("memtracker_warmup", default="0", help="warm-up calls before a checked run")
     parser.addini("memtracker_allow", default="0", help="surviving objects per class a test may leave")
     parser.addini("memtracker_strict", type="bool", default=False,
