@@ -3241,6 +3241,82 @@ MtCaptureCore_get_running(MtCaptureCore *c, void *Py_UNUSED(closure))
     return PyBool_FromLong(c->running);
 }
 
+/* Up to n live objects of one tracked type, spread evenly over its table
+ * entries: new references, for estimates of what the type holds (their sizes).
+ * Only while the capture runs and saw every event: otherwise an entry may name
+ * an object that died unseen, and its address must not be followed. */
+#define MT_SAMPLE_MAX 10000
+static PyObject *
+MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "On:sample", &tp, &n)) {
+        return NULL;
+    }
+    if (n < 0 || n > MT_SAMPLE_MAX) {
+        PyErr_Format(PyExc_ValueError, "sample size must be from 0 to %d, got %zd", MT_SAMPLE_MAX, n);
+        return NULL;
+    }
+    int64_t s = mt_slot_arg(c, tp, "sample");
+    if (s == -2) {
+        return NULL;
+    }
+    mt_engine_check_displaced();
+    if (s >= 0 && (!c->running || c->missed)) {
+        PyErr_SetString(PyExc_RuntimeError, c->missed
+                        ? "the capture missed events (another tool took the tracer): its objects cannot be sampled"
+                        : "the capture is stopped: its objects cannot be sampled");
+        return NULL;
+    }
+    MtPtrMap *m = &c->objects;
+    if (s < 0 || n == 0 || m->used == 0 || c->slots[s].type == NULL) {
+        return PyList_New(0);
+    }
+    MtSlot *slot = &c->slots[s];
+    uint64_t live = slot->new_count > slot->free_count ? slot->new_count - slot->free_count : 0;
+    uint64_t step = live > (uint64_t)n ? live / (uint64_t)n : 1;
+    PyObject **picked = PyMem_Malloc((size_t)n * sizeof(PyObject *));
+    if (picked == NULL) {
+        return PyErr_NoMemory();
+    }
+    /* Collect first, allocating nothing: a Python allocation here could run the
+     * garbage collector, free objects and change the table under the scan. */
+    Py_ssize_t k = 0;
+    uint64_t seen = 0;
+    for (size_t i = 0; i <= m->mask && k < n; i++) {
+        uintptr_t key = m->keys[i];
+        if (key == 0 || (int64_t)(m->vals[i] >> MT_LEAF_BITS) != s) {
+            continue;
+        }
+        if (seen++ % step != 0) {
+            continue;
+        }
+        PyObject *op = (PyObject *)key;
+        if (Py_TYPE(op) != slot->type || Py_REFCNT(op) <= 0) {
+            continue;       /* its class was changed: not this type's object now */
+        }
+        picked[k++] = op;
+    }
+    /* Held before anything allocates: the list's allocation may collect garbage. */
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_INCREF(picked[j]);
+    }
+    PyObject *list = PyList_New(k);
+    if (list == NULL) {
+        for (Py_ssize_t j = 0; j < k; j++) {
+            Py_DECREF(picked[j]);
+        }
+        PyMem_Free(picked);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyList_SET_ITEM(list, j, picked[j]);
+    }
+    PyMem_Free(picked);
+    return list;
+}
+
 static PyMethodDef CaptureCore_methods[] = {
     {"track", (PyCFunction)(void (*)(void))MtCaptureCore_track, METH_VARARGS | METH_KEYWORDS,
      "track(type, callback=False) -> slot: count objects of exactly this type."},
@@ -3260,6 +3336,8 @@ static PyMethodDef CaptureCore_methods[] = {
     {"tree", (PyCFunction)MtCaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS, "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
+    {"sample", (PyCFunction)MtCaptureCore_sample, METH_VARARGS,
+     "sample(type, n) -> up to n live objects of a tracked type, spread over its table (running captures only)"},
     {NULL, NULL, 0, NULL},
 };
 

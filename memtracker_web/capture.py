@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import warnings
 import weakref
@@ -108,6 +109,10 @@ class _Unbuilt:
 
     def statistics(self) -> dict:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
+
+    def sample(self, cls: type, n: int) -> list:
+        engine.require_engine()         # raises EngineUnavailable (a RuntimeError): no engine here
+        return []
 
 
 # Captures with callbacks, drained by the pending call the C hook schedules.
@@ -251,6 +256,35 @@ class Capture:
         stats["callback_errors"] = self.callback_errors
         stats["callback_data_entries"] = len(self._callback_data)
         return stats
+
+    def sample(self, cls: type, n: int = 64) -> list[Any]:
+        """Up to ``n`` live objects of the tracked ``cls``, spread over all of them
+        (references: let them go soon). Empty when ``cls`` is not tracked. Only
+        while the capture runs and has missed no event (RuntimeError otherwise):
+        then every object it knows of is alive."""
+        _check_class(cls, "sample")
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"sample size must be an int, got {type(n).__name__}")
+        self._flush_if_needed()
+        return self._core.sample(cls, n)
+
+    def live_bytes(self, cls: type, sample: int = 64) -> Optional[tuple[int, int]]:
+        """An estimate of the memory the live objects of ``cls`` take themselves:
+        the mean shallow ``sys.getsizeof`` of up to ``sample`` of them, times the
+        live count; with how many were measured. Shallow: what an object refers
+        to (a dict's values, an instance's attributes' objects) is not included.
+        None when it cannot be estimated (not tracked, stopped, displaced)."""
+        try:
+            objects = self.sample(cls, sample)
+        except RuntimeError:
+            return None
+        live = self._core.live(cls)
+        if not objects:
+            return (0, 0) if live == 0 and self.is_tracking(cls) else None
+        size = sum(sys.getsizeof(obj, 0) for obj in objects)
+        measured = len(objects)
+        del objects
+        return round(size / measured * live), measured
 
     # -- callbacks -----------------------------------------------------------
 

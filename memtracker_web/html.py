@@ -49,6 +49,21 @@ def _num(value: Any) -> str:
     return "–" if value is None else esc(f"{value:,}" if isinstance(value, int) else value)
 
 
+def size_text(value: Any) -> str:
+    """Bytes in IEC units ("1.5 MiB"); a dash for anything that is not a size."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2 ** 70:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return "–"
+
+
+def _plural(count: Any, noun: str) -> str:
+    return f"{_num(count)} {noun}" + ("" if count == 1 else "s")
+
+
 def growth(entry: Mapping[str, Any]) -> int:
     """Live objects now minus the first sample kept in the history."""
     history = entry.get("history") or []
@@ -56,10 +71,11 @@ def growth(entry: Mapping[str, Any]) -> int:
     return live - history[0][1] if history else 0
 
 
-def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT) -> str:
-    """Inline SVG of live counts over time; scaled to the history's own range."""
+def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT,
+              what: str = "live objects") -> str:
+    """Inline SVG of live counts (or ``what``) over time; scaled to the history's own range."""
     values = [point[1] for point in history or [] if isinstance(point[1], (int, float))]
-    label = f"live objects, {len(values)} samples"
+    label = f"{what}, {len(values)} sample{'' if len(values) == 1 else 's'}"
     if values:
         label += f": {values[0]:,} to {values[-1]:,}"
     head = (f'<svg class="spark" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
@@ -124,12 +140,17 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
     if engine.get("python"):
         parts.append(f"Python {esc(engine['python'])}")
     line = " · ".join(parts)
-    stats = (f"pid {esc(snapshot.get('pid', '?'))} · {_num(snapshot.get('samples'))} samples every "
+    stats = (f"pid {esc(snapshot.get('pid', '?'))} · {_plural(snapshot.get('samples'), 'sample')} every "
              f"{esc(snapshot.get('interval', '?'))} s · last sample {_when(snapshot.get('sampled_at'))}")
     duration = snapshot.get("sample_duration_seconds")
     if isinstance(duration, (int, float)):
         stats += f" · took {duration * 1000:.2f} ms"
     out = f'<p class="meta">{line}</p><p class="meta">{stats}</p>'
+    process = snapshot.get("process")
+    if isinstance(process, Mapping) and process.get("resident_bytes") is not None:
+        history = process.get("history") if isinstance(process.get("history"), list) else []
+        out += (f'<p class="meta" id="resident">resident memory {size_text(process.get("resident_bytes"))} '
+                f'{sparkline(history, what="resident bytes")}</p>')
     census = snapshot.get("census")
     if mode == "census" and isinstance(census, Mapping):
         out += (f'<p class="note">Census mode counts objects with the garbage collector: '
@@ -187,13 +208,16 @@ def _types_table(types: list[Mapping[str, Any]], base: str) -> str:
         rows.append(
             f'<tr><td>{type_link(base, entry.get("type", "?"))}</td>'
             f'<td class="num">{_num(entry.get("live"))}</td>'
+            f'<td class="num">{size_text(entry.get("live_bytes"))}</td>'
             f'<td class="num {cls}">{"+" if grown > 0 else ""}{grown:,}</td>'
             f'<td class="num">{_num(entry.get("increases"))}</td>'
             f'<td>{"yes" if entry.get("analysing") else "no"}</td>'
             f'<td>{esc(entry.get("source", ""))}</td>'
             f'<td>{sparkline(entry.get("history") or [])}</td></tr>')
-    return ('<h2>Types</h2><table id="types"><thead><tr><th>type</th><th>live</th><th>growth</th>'
-            '<th>increases</th><th>analysing</th><th>source</th><th>history</th></tr></thead>'
+    return ('<h2>Types</h2><table id="types"><thead><tr><th>type</th><th>live</th>'
+            '<th title="estimate: mean shallow size of up to 64 live objects, times the live count">'
+            'bytes (est.)</th><th>growth</th><th>increases</th><th>analysing</th><th>source</th>'
+            '<th>history</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
@@ -296,7 +320,12 @@ def render_worker(snapshot: Mapping[str, Any], *, root: str, base: str, nonce: s
 def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
     name = detail.get("type", "?")
     history = detail.get("history") or []
-    facts = [("live", detail.get("live")), ("growth", growth(detail)), ("allocations", detail.get("allocations")),
+    measured = detail.get("live_bytes_measured")
+    size = size_text(detail.get("live_bytes"))
+    if size != "–":
+        size += f" (estimate from {_plural(measured, 'object')}, shallow)"
+    facts = [("live", detail.get("live")), ("bytes", size), ("growth", growth(detail)),
+             ("allocations", detail.get("allocations")),
              ("frees", detail.get("frees")), ("high water", detail.get("high_water")),
              ("increases", detail.get("increases")), ("analysing", "yes" if detail.get("analysing") else "no"),
              ("source", detail.get("source"))]

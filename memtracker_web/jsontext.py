@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from typing import Any, Iterable, NoReturn
+from typing import Any, Iterable, NoReturn, Optional
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -57,6 +57,9 @@ class PointRing:
 
     def last_lives(self, n: int) -> list[int]:
         return list(self.lives[-n:])
+
+    def last_value(self) -> Optional[int]:
+        return self.lives[-1] if self.lives else None
 
     def history(self) -> "History":
         return History(zip(self.times, self.lives), "[" + self.text[:-1] + "]")

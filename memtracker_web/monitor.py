@@ -35,7 +35,7 @@ class _TypeState:
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
-                 "analysis_since", "rises", "sampled")
+                 "analysis_since", "rises", "sampled", "live_bytes", "bytes_measured")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -60,6 +60,8 @@ class _TypeState:
         self.analysis_since = 0         # the sample at which its analysis began
         self.rises: deque = deque(maxlen=_NOISE_WINDOW)     # the samples of its last increases
         self.sampled = False            # counts are watch-all's estimates, not the tracker's (see _discover)
+        self.live_bytes: Optional[int] = None   # estimate: mean shallow size of a sample x live
+        self.bytes_measured = 0                 # how many live objects that estimate measured
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -214,6 +216,7 @@ class MemoryMonitor:
         self._watching = False
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
+        self._resident = PointRing(self.history)      # the process's resident memory at each sample
         self._recycled_ids: set[int] = set()          # id(cls) of types given back, until watch-all sees them again
         self._estimates: dict[int, tuple[int, int, int]] = {}     # id(cls) => watch-all's (net, new, free), scaled
         self._lock = threading.RLock()
@@ -299,6 +302,9 @@ class MemoryMonitor:
                 self._recover_if_displaced(now)
             if self.watch_all:
                 self._discover(census)
+            resident = resident_bytes()
+            if resident is not None:
+                self._resident.append(round(now, 3), resident)
             for key, state in list(self._types.items()):
                 cls = state.ref()
                 if cls is None:                 # the class itself died: nothing left to watch
@@ -414,6 +420,8 @@ class MemoryMonitor:
         state.live = allocations.retained_count
         state.allocations = allocations.new_count
         state.frees = allocations.free_count
+        estimate = self.tracker.capture.live_bytes(cls, sample=BYTES_SAMPLE)
+        state.live_bytes, state.bytes_measured = estimate if estimate is not None else (None, 0)
 
     def _escalate(self) -> None:
         """Start analysis for types that reached ``increases``, within the budget
@@ -727,6 +735,8 @@ class MemoryMonitor:
             "source": state.source,
             "sampled": state.sampled,
             "threshold": state.threshold,
+            "live_bytes": state.live_bytes if not state.sampled else None,
+            "live_bytes_measured": state.bytes_measured if not state.sampled else 0,
             # points are never mutated after they are appended: share them
             "history": state.history.history(),
             "top_paths": [] if stats is None else stats["top_paths"],
@@ -767,6 +777,8 @@ class MemoryMonitor:
                 "types": list(self._types_cache[1]),
                 "leaks": list(self._leaks),
                 "restarts": list(self._restarts),
+                "process": {"resident_bytes": self._resident.last_value(),
+                            "history": self._resident.history()},
             }
             if self.mode == "census":
                 snap["census"] = dict(self._census_info) if self._census_info else {
@@ -792,6 +804,33 @@ class MemoryMonitor:
 
 
 # The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
+# Live objects measured per tracked type and sample for its bytes estimate.
+BYTES_SAMPLE = 64
+
+
+def _page_size() -> Optional[int]:
+    try:
+        return os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+# Read once: os.sysconf with a name can keep a new string each call (CPython 3.13-3.15),
+# which a monitor sampling every second would show as its own leak.
+_PAGE_SIZE = _page_size()
+
+
+def resident_bytes() -> Optional[int]:
+    """The process's resident memory now, from /proc (Linux); None elsewhere."""
+    if _PAGE_SIZE is None:
+        return None
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 _OWN_CLASSES = frozenset(id(cls) for cls in (_TypeState, _WatchState, History, PointRing))
 
 _after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()

@@ -12,6 +12,8 @@ therefore writes the same series into those files after each monitor sample, and
 Series (all names in base units, counters end in ``_total``)::
 
     memtracker_live_objects{type}             gauge
+    memtracker_live_bytes{type}               gauge    estimate: mean shallow size of 64 live objects x live
+    memtracker_resident_memory_bytes          gauge    the process's resident memory (Linux)
     memtracker_allocations_total{type}        counter  (exact mode only)
     memtracker_frees_total{type}              counter  (exact mode only)
     memtracker_growth_increases{type}         gauge    consecutive growing samples
@@ -88,6 +90,9 @@ _HELP = {
     "sample_duration_seconds": "Wall time of the last monitor sample.",
     "types_dropped": "Types left out of the per-type series by the label cap.",
     "retained_objects": "Live objects of an analysed type by allocation site.",
+    "live_bytes": ("Estimate of the memory the live objects of a tracked type take themselves: "
+                   "the mean shallow size of up to 64 of them times the live count."),
+    "resident_memory_bytes": "Resident memory of the process at the last monitor sample.",
 }
 
 
@@ -102,6 +107,7 @@ class _TypeRow(NamedTuple):
     frees: float | None
     increases: float
     analysing: bool
+    live_bytes: float | None
 
 
 class _View(NamedTuple):
@@ -109,6 +115,7 @@ class _View(NamedTuple):
     python: str
     up: bool
     duration: float | None
+    resident: float | None
     types: list[_TypeRow]
     dropped: int
     retained: list[tuple[str, str, float]]  # (type, site, count)
@@ -145,10 +152,11 @@ def _merge_types(entries: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, An
                 "increases": float(entry.get("increases") or 0),
                 "analysing": bool(entry.get("analysing")),
                 "top_paths": list(entry.get("top_paths") or ()),
+                "live_bytes": _number(entry.get("live_bytes")),
             }
             continue
         seen["live"] += float(entry.get("live") or 0)
-        for key in ("allocations", "frees"):
+        for key in ("allocations", "frees", "live_bytes"):
             value = _number(entry.get(key))
             if value is not None:
                 seen[key] = value + (seen[key] or 0.0)
@@ -183,7 +191,7 @@ def _view(snapshot: Mapping[str, Any], max_types: int, retained_sites: int) -> _
     for name in kept:
         entry = merged[name]
         rows.append(_TypeRow(name, entry["live"], entry["allocations"], entry["frees"],
-                             entry["increases"], entry["analysing"]))
+                             entry["increases"], entry["analysing"], entry["live_bytes"]))
         if retained_sites and entry["analysing"]:
             for site, count in _top_sites(entry["top_paths"], retained_sites):
                 retained.append((name, site, count))
@@ -192,6 +200,8 @@ def _view(snapshot: Mapping[str, Any], max_types: int, retained_sites: int) -> _
         python=str(engine.get("python") or ""),
         up=bool(engine.get("available")) and not engine.get("displaced"),
         duration=_number(snapshot.get("sample_duration_seconds")),
+        resident=_number(process.get("resident_bytes")) if isinstance(process := snapshot.get("process"), dict)
+        else None,
         types=rows,
         dropped=len(merged) - len(kept),
         retained=retained,
@@ -229,6 +239,9 @@ class MemoryCollector:
         families: dict[str, Metric] = {
             "live_objects": GaugeMetricFamily(
                 "memtracker_live_objects", _HELP["live_objects"], labels=["type"]),
+            "live_bytes": GaugeMetricFamily("memtracker_live_bytes", _HELP["live_bytes"], labels=["type"]),
+            "resident_memory_bytes": GaugeMetricFamily(
+                "memtracker_resident_memory_bytes", _HELP["resident_memory_bytes"]),
             "allocations": CounterMetricFamily(
                 "memtracker_allocations", _HELP["allocations"], labels=["type"]),
             "frees": CounterMetricFamily("memtracker_frees", _HELP["frees"], labels=["type"]),
@@ -269,9 +282,12 @@ class MemoryCollector:
         frees = families["frees"].samples
         increases = families["growth_increases"].samples
         active = families["analysis_active"].samples
+        live_bytes = families["live_bytes"].samples
         for row in view.types:
             labels = {"type": row.name}
             live.append(Sample("memtracker_live_objects", labels, row.live))
+            if row.live_bytes is not None:
+                live_bytes.append(Sample("memtracker_live_bytes", labels, row.live_bytes))
             if row.allocations is not None:
                 allocations.append(Sample("memtracker_allocations_total", labels, row.allocations))
             if row.frees is not None:
@@ -284,6 +300,12 @@ class MemoryCollector:
             families["sample_duration_seconds"].add_metric([], view.duration)
         else:
             del families["sample_duration_seconds"]
+        if view.resident is not None:
+            families["resident_memory_bytes"].add_metric([], view.resident)
+        else:
+            del families["resident_memory_bytes"]
+        if not live_bytes:          # no tracked type has an estimate (census mode, none yet)
+            del families["live_bytes"]
         families["types_dropped"].add_metric([], view.dropped)
         if "retained_objects" in families:
             for type_name, site, count in view.retained:
@@ -362,6 +384,8 @@ class MultiprocessPublisher:
             return Gauge(name, _HELP[key], labels, registry=None, multiprocess_mode=multiprocess_mode)
 
         self._live = gauge("memtracker_live_objects", "live_objects", ("type",))
+        self._live_bytes = gauge("memtracker_live_bytes", "live_bytes", ("type",))
+        self._resident = gauge("memtracker_resident_memory_bytes", "resident_memory_bytes")
         self._increases = gauge("memtracker_growth_increases", "growth_increases", ("type",))
         self._analysing = gauge("memtracker_analysis_active", "analysis_active", ("type",))
         self._info = gauge("memtracker_engine_info", "engine", ("mode", "python"))
@@ -399,6 +423,8 @@ class MultiprocessPublisher:
         for row in view.types:
             labels = (row.name,)
             put(self._live, labels, row.live)
+            if row.live_bytes is not None:
+                put(self._live_bytes, labels, row.live_bytes)
             put(self._increases, labels, row.increases)
             put(self._analysing, labels, 1 if row.analysing else 0)
             self._count(self._allocations, row.name, row.allocations)
@@ -409,6 +435,8 @@ class MultiprocessPublisher:
         self._up.set(1 if view.up else 0)
         if view.duration is not None:
             self._duration.set(view.duration)
+        if view.resident is not None:
+            self._resident.set(view.resident)
         self._dropped.set(view.dropped)
         # Label sets cannot be deleted from the files: zero the ones that left.
         for gauge, labelsets in self._published.items():

@@ -780,7 +780,7 @@ def _type_row(entry: dict[str, Any]) -> dict[str, Any]:
     return {"type": entry["type"], "live": _number(entry.get("live")),
             "allocations": _number(entry.get("allocations")), "frees": _number(entry.get("frees")),
             "increases": _number(entry.get("increases")), "analysing": entry.get("analysing") is True,
-            "source": _text(entry.get("source"))}
+            "source": _text(entry.get("source")), "live_bytes": _number(entry.get("live_bytes"))}
 
 
 def worker_row(worker: dict[str, Any], *, this: bool = False) -> dict[str, Any]:
@@ -791,26 +791,29 @@ def worker_row(worker: dict[str, Any], *, this: bool = False) -> dict[str, Any]:
     """
     snapshot = worker["snapshot"]
     types = [_type_row(t) for t in snapshot.get("types") or []]
+    process = snapshot.get("process")
+    resident = _number(process.get("resident_bytes")) if isinstance(process, dict) else None
     return {"pid": worker["pid"], "host": worker["host"], "self": this, "mode": _text(snapshot.get("mode")),
             "sampled_at": _real_or_none(snapshot.get("sampled_at")), "written_at": worker["written_at"],
             "age_seconds": round(worker["age"], 3), "stale": worker["stale"], "gone": worker["gone"],
             "interval": _real_or_none(snapshot.get("interval")), "samples": _number(snapshot.get("samples")),
+            "resident_bytes": resident,
             "types_count": len(types), "leaks_count": len(snapshot.get("leaks") or []), "types": types}
 
 
 def totals(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per type over the workers that are not gone: live summed, workers reporting,
-    allocations and frees summed over the workers that count them (null if none)."""
+    allocations, frees and live_bytes summed over the workers that count them (null if none)."""
     merged: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["gone"]:
             continue
         for t in row["types"]:
             total = merged.setdefault(t["type"], {"type": t["type"], "live": 0, "workers": 0,
-                                                  "allocations": None, "frees": None})
+                                                  "allocations": None, "frees": None, "live_bytes": None})
             total["live"] += t["live"] or 0
             total["workers"] += 1
-            for key in ("allocations", "frees"):
+            for key in ("allocations", "frees", "live_bytes"):
                 if t[key] is not None:
                     total[key] = (total[key] or 0) + t[key]
     return sorted(merged.values(), key=lambda t: (-t["live"], t["type"]))

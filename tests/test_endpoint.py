@@ -532,10 +532,11 @@ def test_html_overview_content_and_headers() -> None:
     assert '<span class="badge exact">exact mode</span>' in text
     assert "pid 4242" in text
     rows = re.findall(r"<tr><td><a href=\"([^\"]+)\"><code>([^<]+)</code></a></td>"
-                      r"<td class=\"num\">([^<]+)</td><td class=\"num[^\"]*\">([^<]+)</td>"
+                      r"<td class=\"num\">([^<]+)</td><td class=\"num\">([^<]+)</td>"
+                      r"<td class=\"num[^\"]*\">([^<]+)</td>"
                       r"<td class=\"num\">([^<]+)</td><td>(yes|no)</td>", text)
-    assert rows == [("/app/debug/memory/types/shop.cache.Entry", "shop.cache.Entry", "300", "+200", "3", "yes"),
-                    ("/app/debug/memory/types/builtins.dict", "builtins.dict", "49", "-1", "2", "no")]
+    assert rows == [("/app/debug/memory/types/shop.cache.Entry", "shop.cache.Entry", "300", "–", "+200", "3", "yes"),
+                    ("/app/debug/memory/types/builtins.dict", "builtins.dict", "49", "–", "-1", "2", "no")]
     assert text.count('<svg class="spark"') == 2
     assert '<polyline points="2.0,22.0 40.7,17.0 79.3,10.0 118.0,2.0"/>' in text
     assert "<code>shop/cache.py:17</code> in <code>remember</code>" in text
@@ -620,3 +621,22 @@ def test_truncated_path_is_marked() -> None:
 def test_growth() -> None:
     assert page.growth({"live": 10, "history": [[0, 4], [1, 10]]}) == 6
     assert page.growth({"live": 10, "history": []}) == 0
+
+
+def test_the_page_shows_bytes_and_resident_memory_and_counts_samples_in_words():
+    from memtracker_web.html import render_overview, render_type, size_text
+
+    assert [size_text(v) for v in (0, 1023, 1536, 5 * 2**20, 3.5 * 2**30, None, -1, True, "1", float("inf"))] == [
+        "0 B", "1,023 B", "1.5 KiB", "5.0 MiB", "3.5 GiB", "–", "–", "–", "–", "–"]
+    snap = {"mode": "exact", "engine": {"available": True}, "pid": 1, "samples": 1, "interval": 1.0,
+            "sampled_at": 1764115200.0, "types": [
+                {"type": "shop.Order", "live": 1000, "live_bytes": 72000, "live_bytes_measured": 64,
+                 "history": [[1.0, 900], [2.0, 1000]], "increases": 2, "analysing": False, "source": "tracked"}],
+            "leaks": [], "process": {"resident_bytes": 52428800, "history": [[1.0, 50000000], [2.0, 52428800]]}}
+    page = render_overview(snap, base="/debug/memory", nonce="n")
+    assert "pid 1 · 1 sample every" in page
+    assert '<td class="num">1,000</td><td class="num">70.3 KiB</td>' in page
+    assert '<p class="meta" id="resident">resident memory 50.0 MiB <svg class="spark" role="img" ' \
+           'aria-label="resident bytes, 2 samples: 50,000,000 to 52,428,800"' in page
+    detail = render_type(snap["types"][0], base="/debug/memory", nonce="n")
+    assert "<tr><th>bytes</th><td>70.3 KiB (estimate from 64 objects, shallow)</td></tr>" in detail

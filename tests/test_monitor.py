@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 
 import pytest
 
 import memtracker_web as mt
+from memtracker_web.jsontext import dumps
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
 from memtracker_web.tracker import display_path
 
@@ -856,3 +858,29 @@ def test_a_sampled_built_in_is_analysed_by_the_tracker_only_while_it_is_analysed
     finally:
         m.close()
         _bytes_store.clear()
+
+
+@requires_engine
+def test_a_tracked_type_s_bytes_and_the_process_s_resident_memory_are_in_the_snapshot():
+    class Blob:
+        def __init__(self):
+            self.a, self.b = 1, 2
+
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Blob)
+    kept = [Blob() for _ in range(500)]
+    monitor.sample()
+    monitor.sample()
+    snap = monitor.snapshot()
+    entry = next(t for t in snap["types"] if t["type"].endswith("Blob"))
+    assert entry["live"] == 500
+    assert entry["live_bytes"] == sys.getsizeof(kept[0]) * 500
+    assert entry["live_bytes_measured"] == 64
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    resident = snap["process"]["resident_bytes"]
+    assert abs(resident - pages * os.sysconf("SC_PAGE_SIZE")) < 64 * 2**20
+    assert [value for _t, value in snap["process"]["history"]][-1] == resident
+    assert len(snap["process"]["history"]) == 2
+    json.loads(dumps(snap))
+    monitor.close()

@@ -740,3 +740,19 @@ def test_real_monitor_retained_sites(real_monitor):
     assert site.endswith(f"test_prometheus.py:{line} in remember_orders")
     assert value == 12.0
     assert got[("memtracker_analysis_active", frozenset({("type", "test_prometheus.RealOrder")}))] == 1.0
+
+
+def test_bytes_gauges_come_from_the_estimates_and_the_resident_memory():
+    snap = exact_snapshot()
+    snap["types"][0]["live_bytes"] = 72000
+    snap["types"][1]["live_bytes"] = None          # no estimate: no series, not a zero
+    snap["process"] = {"resident_bytes": 52428800, "history": [[1764115200.0, 52428800]]}
+    text = exposition(FakeMonitor(snap))
+    assert ('# HELP memtracker_live_bytes Estimate of the memory the live objects of a tracked type take '
+            'themselves: the mean shallow size of up to 64 of them times the live count.\n'
+            '# TYPE memtracker_live_bytes gauge\n'
+            'memtracker_live_bytes{type="myapp.models.Order"} 72000.0\n') in text
+    assert ('# TYPE memtracker_resident_memory_bytes gauge\n'
+            'memtracker_resident_memory_bytes 5.24288e+07\n') in text
+    assert 'memtracker_live_bytes{type="builtins.dict"}' not in text
+    assert promtool("check", "metrics", stdin=text).returncode == 0

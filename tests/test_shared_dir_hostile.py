@@ -238,10 +238,11 @@ def test_wrong_values_in_a_snapshot_are_shown_as_null(shared: Path) -> None:
     row = next(r for r in view["workers"] if r["pid"] == os.getpid())
     assert (row["mode"], row["sampled_at"], row["interval"], row["samples"]) == (None, None, None, None)
     assert row["types"][0] == {"type": WIDGET, "live": None, "allocations": None, "frees": None, "increases": None,
-                               "analysing": False, "source": None}
+                               "analysing": False, "source": None, "live_bytes": None}
     assert row["stale"] is False                      # its age counts from written_at, with the default interval
-    assert view["totals"] == [{"type": WIDGET, "live": 2, "workers": 2, "allocations": None, "frees": None},
-                              {"type": GADGET, "live": 0, "workers": 2, "allocations": None, "frees": None}]
+    assert view["totals"] == [
+        {"type": WIDGET, "live": 2, "workers": 2, "allocations": None, "frees": None, "live_bytes": None},
+        {"type": GADGET, "live": 0, "workers": 2, "allocations": None, "frees": None, "live_bytes": None}]
     json.loads(jsontext.dumps(view))
     monitor, _ = monitor_with_widgets(1)
     try:

@@ -214,13 +214,34 @@ def test_rows_and_totals(shared: Path, sleeper: int) -> None:
     assert [rows[os.getppid()]["gone"], rows[sleeper]["gone"], rows[gone]["gone"]] == [False, False, True]
     assert rows[sleeper]["mode"] == "census" and rows[sleeper]["types_count"] == 1
     assert rows[os.getppid()]["types"][0] == {"type": WIDGET, "live": 10, "allocations": 15, "frees": 5,
-                                              "increases": 0, "analysing": False, "source": "tracked"}
+                                              "increases": 0, "analysing": False, "source": "tracked",
+                                              "live_bytes": None}
+    assert rows[os.getppid()]["resident_bytes"] is None
     assert "history" not in rows[os.getppid()]["types"][0]   # the per-worker page has the full snapshot
     # The gone worker's objects died with it; allocations sum over the workers that count them.
     assert view["totals"] == [
-        {"type": WIDGET, "live": 30, "workers": 2, "allocations": 15, "frees": 5},
-        {"type": GADGET, "live": 3, "workers": 1, "allocations": 3, "frees": 0},
+        {"type": WIDGET, "live": 30, "workers": 2, "allocations": 15, "frees": 5, "live_bytes": None},
+        {"type": GADGET, "live": 3, "workers": 1, "allocations": 3, "frees": 0, "live_bytes": None},
     ]
+
+
+def test_bytes_sum_over_the_workers_that_estimate_them_and_foreign_values_are_dropped(
+        shared: Path, sleeper: int) -> None:
+    with_bytes = dict(entry(WIDGET, 10, 15, 5), live_bytes=480)
+    path = fake_worker(shared, os.getppid(), [with_bytes])
+    data = json.loads(path.read_text())
+    data["snapshot"]["process"] = {"resident_bytes": 50_000_000, "history": []}
+    path.write_text(json.dumps(data))
+    fake_worker(shared, sleeper, [dict(entry(WIDGET, 20), live_bytes="a lot"), dict(entry(GADGET, 1), live_bytes=10**40)])
+    found, notes = workers.read_workers(shared)
+    view = workers.cluster_view(found, notes)
+    rows = {row["pid"]: row for row in view["workers"]}
+    assert rows[os.getppid()]["resident_bytes"] == 50_000_000
+    assert rows[sleeper]["resident_bytes"] is None
+    assert rows[sleeper]["types"][0]["live_bytes"] is None          # not a number: dropped
+    totals = {t["type"]: t for t in view["totals"]}
+    assert totals[WIDGET]["live_bytes"] == 480
+    assert totals[GADGET]["live_bytes"] is None                      # beyond any real size: dropped
 
 
 def test_stale_after_three_intervals(shared: Path) -> None:
@@ -434,9 +455,12 @@ def test_overview_json_and_html_show_every_worker(shared: Path, sleeper: int) ->
         widget = next(t for t in data["totals"] if t["type"] == WIDGET)
         local_live = next(t["live"] for t in data["types"] if t["type"] == WIDGET)
         assert local_live == 12
+        local_bytes = next(t["live_bytes"] for t in data["types"] if t["type"] == WIDGET)
+        assert (local_bytes is None) == (ep.monitor.mode != "exact")
         assert widget == {"type": WIDGET, "live": 12 + 8, "workers": 2,
                           "allocations": (12 + 9) if ep.monitor.mode == "exact" else 9,
-                          "frees": (0 + 1) if ep.monitor.mode == "exact" else 1}
+                          "frees": (0 + 1) if ep.monitor.mode == "exact" else 1,
+                          "live_bytes": local_bytes}
         assert [n["file"] for n in data["worker_notes"]] == [f"{workers.WORKER_PREFIX}broken-1.json"]
 
         status, headers, body = call(ep)
