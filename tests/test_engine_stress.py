@@ -214,3 +214,45 @@ def test_threads_reassigning_classes_under_watch_all_and_restarts(marks, sample)
 class Other:
     def __init__(self, other=None):
         self.other = other
+
+
+@requires_engine
+def test_sampling_live_objects_while_threads_make_and_drop_them_and_cycles_are_collected():
+    capture = mt.Capture()
+    capture.track(Node)
+    capture.start()
+    stop = threading.Event()
+    errors = []
+
+    def churn(seed):
+        rnd = random.Random(seed)
+        kept = []
+        try:
+            while not stop.is_set():
+                kept.extend(Node(Node()) for _ in range(rnd.randint(1, 50)))
+                a, b = Node(), Node()
+                a.other, b.other = b, a                     # a cycle only the collector frees
+                del a, b
+                if len(kept) > 2000:
+                    del kept[: rnd.randint(0, 1500)]
+        except BaseException as exc:                       # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for round_ in range(300):
+            picked = capture.sample(Node, 50)
+            assert all(type(obj) is Node for obj in picked)
+            sizes = capture.live_bytes(Node, sample=32)
+            assert sizes is not None and sizes[0] >= 0
+            del picked
+            if round_ % 25 == 0:
+                gc.collect()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        capture.stop()
+    assert errors == []

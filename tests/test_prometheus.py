@@ -756,3 +756,19 @@ def test_bytes_gauges_come_from_the_estimates_and_the_resident_memory():
             'memtracker_resident_memory_bytes 5.24288e+07\n') in text
     assert 'memtracker_live_bytes{type="builtins.dict"}' not in text
     assert promtool("check", "metrics", stdin=text).returncode == 0
+
+
+def test_multiprocess_bytes_per_worker_and_summed(multiproc_dir):
+    _, as_worker = multiproc_dir
+    for pid, live in ((301, 30), (302, 12)):
+        as_worker(pid)
+        snap = worker_snapshot(live, live)
+        snap["types"][0]["live_bytes"] = live * 48
+        snap["process"] = {"resident_bytes": pid * 1000, "history": []}
+        MultiprocessPublisher(FakeMonitor(snap)).publish()
+    got = merged()
+    leaky = ("type", "app.Leaky")
+    assert got[("memtracker_live_bytes", frozenset({leaky, ("pid", "301")}))] == 30 * 48
+    assert got[("memtracker_live_bytes", frozenset({leaky, ("pid", "302")}))] == 12 * 48
+    assert got[("memtracker_resident_memory_bytes", frozenset({("pid", "302")}))] == 302000
+    assert not [key for key in got if key[0] == "memtracker_live_bytes" and ("type", "builtins.list") in key[1]]
