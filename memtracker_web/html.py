@@ -21,7 +21,9 @@ h1{font-size:1.35rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 table{border-collapse:collapse;width:100%;max-width:72rem}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d0d7de}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grow{color:#a40e26}.shrink{color:#116329}
-code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}
+code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}h1 code{font-size:inherit}
+ol.stack li.app code{font-weight:600;color:#0550ae}ol.stack li.lib summary{color:#57606a;cursor:pointer}
+ol.stack li.lib ol{padding-left:1.2rem;margin:.1rem 0}
 ol.stack{margin:.3rem 0 .8rem;padding-left:1.6rem}ol.stack li{margin:.1rem 0}
 .path{border-left:3px solid #d0d7de;padding:.2rem .8rem;margin:.5rem 0}.count{color:#57606a}
 svg.spark polyline{fill:none;stroke:#0969da;stroke-width:1.5}svg.spark circle{fill:#0969da}
@@ -98,19 +100,44 @@ def _frame_text(frame: Mapping[str, Any]) -> str:
 
 
 def stack(top_path: Mapping[str, Any]) -> str:
-    """One allocation path as a readable stack: the allocating line first, then its callers."""
+    """One allocation path as a readable stack: the allocating line first, then its callers.
+    The app's own frames stand out; runs of other frames (the stdlib's, libraries') after the
+    allocating line fold into one line that opens on a click."""
     frames = top_path.get("frames")
     if frames:
-        items = "".join(f"<li>{_frame_text(frame)}</li>" for frame in frames)
+        marked = top_path.get("app_frames")
+        valid = isinstance(marked, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in marked)
+        app = set(marked) if valid else None     # an odd value (another process wrote it): fold nothing
+        items: list[str] = []
+        folded: list[str] = []
+
+        def fold() -> None:
+            if folded:
+                items.append(f'<li class="lib"><details><summary>{len(folded)} library '
+                             f'frame{"" if len(folded) == 1 else "s"}</summary><ol>{"".join(folded)}</ol>'
+                             "</details></li>")
+                folded.clear()
+
+        for i, frame in enumerate(frames):
+            mine = app is not None and i in app
+            line = (f'<li class="app">{_frame_text(frame)}</li>' if mine else f"<li>{_frame_text(frame)}</li>")
+            if app is None or mine or i == 0:
+                fold()
+                items.append(line)
+            else:
+                folded.append(line)
+        fold()
+        text = "".join(items)
     else:
-        items = "".join(f"<li><code>{esc(line)}</code></li>" for line in top_path.get("path") or [])
+        text = "".join(f"<li><code>{esc(line)}</code></li>" for line in top_path.get("path") or [])
     count = top_path.get("count")
     total = top_path.get("total_count")
     counts = f'{_num(count)} live'
     if total is not None:
         counts += f" of {_num(total)} allocated"
+    counts += " since analysis began"
     more = '<p class="note">deeper frames were not recorded</p>' if top_path.get("truncated") else ""
-    return f'<div class="path"><div class="count">{counts}</div><ol class="stack">{items}</ol>{more}</div>'
+    return f'<div class="path"><div class="count">{counts}</div><ol class="stack">{text}</ol>{more}</div>'
 
 
 def type_link(base: str, name: str) -> str:
@@ -151,6 +178,11 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
         history = process.get("history") if isinstance(process.get("history"), list) else []
         out += (f'<p class="meta" id="resident">resident memory {size_text(process.get("resident_bytes"))} '
                 f'{sparkline(history, what="resident bytes")}</p>')
+    problems = [p for p in snapshot.get("config_errors") or [] if isinstance(p, Mapping)]
+    if problems:
+        out += ('<p class="note" id="config-errors"><strong>Not monitored:</strong> '
+                + "; ".join(f'<code>{esc(p.get("type", "?"))}</code>: {esc(p.get("error", ""))}' for p in problems)
+                + "</p>")
     census = snapshot.get("census")
     if mode == "census" and isinstance(census, Mapping):
         out += (f'<p class="note">Census mode counts objects with the garbage collector: '
@@ -170,6 +202,7 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
 
 def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
     leaks = snapshot.get("leaks") or []
+    now = {t.get("type"): t.get("live") for t in snapshot.get("types") or [] if isinstance(t, Mapping)}
     if not leaks:
         return "<h2>Leak reports</h2><p class=\"note\">No type has grown past its threshold yet.</p>"
     # A leaking type files a report at every growth: show its latest one, and how many there were.
@@ -192,9 +225,9 @@ def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
             paths = ('<p class="note">Grows in step with ' + ", ".join(type_link(base, t) for t in together)
                      + ": one leak may drag the others along.</p>" + paths)
         rows.append(f'<section class="leak-report"><p><span class="badge leak">leak</span> '
-                    f'{type_link(base, name)}: {_num(leak.get("live"))} live after '
-                    f'{_num(leak.get("increases"))} increases, detected {_when(leak.get("detected_at"))}'
-                    f"{esc(seen)}</p>{paths}</section>")
+                    f'{type_link(base, name)}: {_num(leak.get("live"))} live when detected '
+                    f'{_when(leak.get("detected_at"))}, after {_plural(leak.get("increases"), "increase")}'
+                    f'{esc(seen)}; {_num(now.get(name))} live now</p>{paths}</section>')
     return "<h2>Leak reports</h2>" + "".join(rows)
 
 
@@ -336,9 +369,12 @@ def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
     hotspots = detail.get("hotspots") or []
     if hotspots:
         rows = "".join(f'<tr><td>{_frame_text(h)}</td><td class="num">{_num(h.get("count"))}</td>'
+                       f'<td class="num">{_num(h.get("self_count"))}</td>'
                        f'<td class="num">{_num(h.get("total_count"))}</td></tr>' for h in hotspots)
-        hot = ('<h2>Hotspots</h2><table id="hotspots"><thead><tr><th>line</th><th>live</th><th>allocated</th>'
-               f"</tr></thead><tbody>{rows}</tbody></table>")
+        hot = ('<h2>Hotspots</h2><p class="note">Lines on the paths of live objects: live under the line '
+               '(it or its callees made them), live made by the line itself, and all it made since '
+               'analysis began.</p><table id="hotspots"><thead><tr><th>line</th><th>live</th>'
+               f'<th>live, made here</th><th>allocated</th></tr></thead><tbody>{rows}</tbody></table>')
     else:
         hot = ""
     body = (f'<p><a href="{esc(base)}">&larr; all types</a></p><h1><code>{esc(name)}</code></h1>'

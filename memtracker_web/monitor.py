@@ -217,6 +217,7 @@ class MemoryMonitor:
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
         self._resident = PointRing(self.history)      # the process's resident memory at each sample
+        self._config_errors: deque = deque(maxlen=20)  # configured types that could not be monitored
         self._recycled_ids: set[int] = set()          # id(cls) of types given back, until watch-all sees them again
         self._estimates: dict[int, tuple[int, int, int]] = {}     # id(cls) => watch-all's (net, new, free), scaled
         self._lock = threading.RLock()
@@ -779,6 +780,7 @@ class MemoryMonitor:
                 "restarts": list(self._restarts),
                 "process": {"resident_bytes": self._resident.last_value(),
                             "history": self._resident.history()},
+                "config_errors": list(self._config_errors),
             }
             if self.mode == "census":
                 snap["census"] = dict(self._census_info) if self._census_info else {
@@ -899,6 +901,8 @@ def start_monitoring_logged(monitor: MemoryMonitor, cls: Union[type, str]) -> bo
         monitor.start_monitoring(resolve_type(cls) if isinstance(cls, str) else cls)
     except (TypeError, ValueError) as exc:          # TypeNameError is a ValueError
         logger.error("memtracker_web: cannot monitor %r: %s", cls, exc)
+        with monitor._lock:
+            monitor._config_errors.append({"type": str(cls)[:200], "error": str(exc)[:500]})
         return False
     return True
 

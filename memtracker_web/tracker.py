@@ -128,6 +128,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     frames = [None] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
     app = [False] + [is_app_file(n[1]) for n in nodes[1:]]
     own = [False] + [is_own_file(n[1]) for n in nodes[1:]]
+    app_frames = {frames[i] for i in range(1, len(nodes)) if app[i]}
     paths = []
     own_retained = own_total = 0
     hot: dict[Frame, list[int]] = {}
@@ -171,6 +172,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             # no frames: the tree was full at its first level when these were allocated
             "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain] or ["<call tree full>"],
             "frames": [{"filename": f.filename, "lineno": f.lineno, "function": f.function} for f in chain],
+            # which of them are the app's own code (not the stdlib's, a library's or ours)
+            "app_frames": [i for i, f in enumerate(chain) if f in app_frames],
             # index in frames of the innermost frame of the app's own code (not the stdlib's,
             # a library's or ours), None when the path has none
             "app_frame": app_depth if app_depth < len(chain) else None,

@@ -118,9 +118,9 @@ def test_page_renders_in_chromium(base_url: str, tmp_path: Path) -> None:
     assert dom.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
     reader = DomReader()
     reader.feed(dom)
-    assert [row[:6] for row in reader.rows] == [
-        ["shop.cache.Entry", "300", "+200", "3", "yes", "tracked"],
-        ["builtins.dict", "49", "-1", "2", "no", "watch_all"],
+    assert [row[:7] for row in reader.rows] == [
+        ["shop.cache.Entry", "300", "–", "+200", "3", "yes", "tracked"],
+        ["builtins.dict", "49", "–", "-1", "2", "no", "watch_all"],
     ]
     assert reader.svgs == [
         {"label": "live objects, 4 samples: 100 to 300", "points": "2.0,22.0 40.7,17.0 79.3,10.0 118.0,2.0"},

@@ -614,7 +614,7 @@ def test_truncated_path_is_marked() -> None:
     text = page.stack({**LEAK_PATH, "truncated": True})
     assert text.endswith('</ol><p class="note">deeper frames were not recorded</p></div>')
     assert page.stack({"count": 2, "total_count": None, "path": ["a.py:1 in f"]}) == (
-        '<div class="path"><div class="count">2 live</div><ol class="stack">'
+        '<div class="path"><div class="count">2 live since analysis began</div><ol class="stack">'
         "<li><code>a.py:1 in f</code></li></ol></div>")
 
 
@@ -640,3 +640,44 @@ def test_the_page_shows_bytes_and_resident_memory_and_counts_samples_in_words():
            'aria-label="resident bytes, 2 samples: 50,000,000 to 52,428,800"' in page
     detail = render_type(snap["types"][0], base="/debug/memory", nonce="n")
     assert "<tr><th>bytes</th><td>70.3 KiB (estimate from 64 objects, shallow)</td></tr>" in detail
+
+
+def test_a_stack_marks_the_app_s_frames_and_folds_library_runs() -> None:
+    frames = [{"filename": f, "lineno": n, "function": fn} for f, n, fn in (
+        ("json/decoder.py", 353, "raw_decode"), ("json/__init__.py", 346, "loads"),
+        ("shop/cache.py", 17, "remember"), ("shop/views.py", 30, "order"),
+        ("django/core/handlers/base.py", 197, "_get_response"), ("django/core/handlers/exception.py", 55, "inner"))]
+    text = page.stack({"count": 3, "total_count": 5, "frames": frames, "app_frames": [2, 3], "app_frame": 2})
+    items = re.findall(r'<li( class="(?:app|lib)")?>(?:<details><summary>([^<]+)</summary>)?', text)
+    assert [(cls, summary) for cls, summary in items] == [
+        ("", ""), (' class="lib"', "1 library frame"), ("", ""),
+        (' class="app"', ""), (' class="app"', ""), (' class="lib"', "2 library frames"), ("", ""), ("", "")]
+    assert text.startswith('<div class="path"><div class="count">3 live of 5 allocated since analysis began</div>')
+    # paths stored before app_frames existed, or a worker file's odd value: every frame shown, none marked
+    for marked in (None, "all", [True]):
+        plain = page.stack({"count": 1, "frames": frames, "app_frames": marked})
+        assert "<details>" not in plain and 'class="app"' not in plain and plain.count("<li>") == 6
+
+
+def test_the_page_shows_types_that_could_not_be_monitored_and_a_report_s_count_then_and_now() -> None:
+    from memtracker_web.html import render_overview, render_type
+    from memtracker_web.monitor import MemoryMonitor, start_monitoring_logged
+
+    monitor = MemoryMonitor(interval=3600.0)
+    assert start_monitoring_logged(monitor, "shop.models.Nope") is False
+    snap = monitor.snapshot()
+    assert snap["config_errors"] == [{"type": "shop.models.Nope",
+                                      "error": "no class named 'shop.models.Nope' could be found"}]
+    snap["types"] = [{"type": "shop.Order", "live": 1200, "history": []}]
+    snap["leaks"] = [{"type": "shop.Order", "live": 1000, "increases": 1, "detected_at": 1764115200.0,
+                      "top_paths": []}]
+    text = render_overview(snap, base="/debug/memory", nonce="n")
+    assert ('<p class="note" id="config-errors"><strong>Not monitored:</strong> <code>shop.models.Nope</code>: '
+            "no class named &#x27;shop.models.Nope&#x27; could be found</p>") in text
+    assert re.search(r"1,000 live when detected [^,]+, after 1 increase; 1,200 live now</p>", text), text
+    detail = render_type({"type": "shop.Order", "live": 3, "hotspots": [
+        {"filename": "shop/cache.py", "lineno": 17, "function": "remember", "count": 3, "self_count": 2,
+         "total_count": 9}]}, base="/debug/memory", nonce="n")
+    assert ('<td class="num">3</td><td class="num">2</td><td class="num">9</td></tr>') in detail
+    assert "<th>live, made here</th>" in detail
+    monitor.close()
