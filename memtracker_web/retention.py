@@ -1,0 +1,336 @@
+"""Who keeps objects alive: chains of referrers from a few live objects up to a root.
+
+For a sample of live objects of one type, walk the heap backwards, one level at
+a time, until each object's chain reaches something a developer recognises: a
+module global (``myapp.cache.HOARD``), a class attribute (``Repo.cache``), the
+frame of a running function (a thread's or an asyncio task's), or nothing
+outside a reference cycle ("unreachable, waiting for the garbage collector").
+Identical chains are grouped and counted.
+
+Each level is one ``gc.get_referrers`` call for the whole frontier, so the cost
+is one pass over the garbage collector's objects per level (``max_depth`` at
+most), not one per object visited as in a depth-first search; it stops when
+``budget_seconds`` is spent and says so. The pass holds the GIL: on a heap of
+10^6 objects a level takes tens of milliseconds (bench/RESULTS.md).
+
+Chains name types, module-level names, attribute names and container kinds,
+never contents: a dict key that is not an identifier-like string is ``[key]``,
+a list or tuple position is ``[i]``.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+import types
+from collections import Counter
+from typing import Any, Optional
+
+from .naming import type_name
+
+__all__ = ["find_retainers", "RetentionBusy"]
+
+MAX_DEPTH = 16
+# Referrer objects considered per level: a frontier that fans out past this is cut.
+MAX_FRONTIER = 5000
+
+_lock = threading.Lock()
+_SUSPENDED = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+class RetentionBusy(RuntimeError):
+    """Another retention search runs in this process (one at a time)."""
+
+
+def _is_identifier(key: Any) -> bool:
+    return isinstance(key, str) and key.isidentifier()
+
+
+def _key_text(key: Any) -> str:
+    return f"[{key!r}]" if _is_identifier(key) else "[key]"
+
+
+def _edge(holder: Any, held: Any) -> str:
+    """How ``holder`` refers to ``held``: an attribute, a key, a position, or its kind."""
+    if isinstance(holder, dict):
+        for key, value in holder.items():
+            if value is held:
+                return _key_text(key)
+        for key in holder:
+            if key is held:
+                return "(a key)"
+        return "[key]"
+    if isinstance(holder, (list, tuple, set, frozenset)) or type(holder).__name__ == "deque":
+        return "[i]"
+    if isinstance(holder, types.CellType):
+        return "(closure cell)"
+    if isinstance(holder, types.FunctionType):
+        if holder.__defaults__ is held or holder.__kwdefaults__ is held:
+            return ".__defaults__"
+        if holder.__closure__ is held:
+            return ".__closure__"
+        return ""
+    if isinstance(holder, types.MethodType):
+        return ".__self__" if holder.__self__ is held else ".__func__"
+    slots = getattr(type(holder), "__slots__", ())
+    for name in (slots,) if isinstance(slots, str) else slots:
+        if isinstance(name, str) and getattr(holder, name, None) is held:
+            return f".{name}"
+    try:
+        # an instance whose attributes live inline (3.13+): reading __dict__ makes the dict
+        attributes = vars(holder)
+    except TypeError:
+        return ""
+    for name, value in attributes.items():
+        if value is held:
+            return f".{name}" if _is_identifier(name) else "[key]"
+    return ""
+
+
+class _Mark:
+    """Passed first to each gc.get_referrers call: the call's own argument tuple, which
+    refers to the whole frontier, is the one tuple that starts with it."""
+
+
+_MARK = _Mark()
+
+
+def _is_call_arguments(holder: Any) -> bool:
+    return type(holder) is tuple and len(holder) > 0 and holder[0] is _MARK
+
+
+def _frame_text(frame: types.FrameType) -> str:
+    code = frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)
+    return f"{name} ({code.co_filename}:{frame.f_lineno})"
+
+
+def _local_name(frame: types.FrameType, held: Any) -> str:
+    try:
+        names = [name for name, value in frame.f_locals.items() if value is held]
+    except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: the chain still stands
+        names = []
+    return f" local {names[0]}" if names else ""
+
+
+def find_retainers(objects: list[Any], *, budget_seconds: float = 2.0, max_depth: int = MAX_DEPTH,
+                   top: int = 10) -> dict[str, Any]:
+    """Chains from a root to each of ``objects``, grouped and counted, most first:
+    ``{"chains": [{"chain": text, "count": n}], "objects": n, "unreachable": k, "hidden": h,
+    "unresolved": m, "stopped": reason or "", "levels": d, "seconds": t}``.
+
+    When the search walked all the way around an object without meeting a module, a
+    class or a frame, every reference to it and to what holds it is counted: if the
+    collector sees them all, nothing outside a reference cycle holds it
+    (``unreachable``: waiting for the garbage collector); if not, something the
+    collector cannot see holds it (``hidden``: a running function's local variable,
+    which 3.11+ keeps in no object, or C code). ``unresolved``: objects whose root was
+    not reached before the search stopped. One search at a time per process
+    (RetentionBusy otherwise)."""
+    if not _lock.acquire(blocking=False):
+        raise RetentionBusy("a retention search is already running in this process")
+    search = _Search(objects, budget_seconds, max_depth)
+    try:
+        return search.run(top)
+    finally:
+        search.up.clear()               # holders include frames: leave no cycle behind
+        search.targets.clear()
+        _lock.release()
+
+
+class _Search:
+    def __init__(self, objects: list[Any], budget: float, max_depth: int) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + budget
+        self.max_depth = max_depth
+        self.given = objects
+        self.targets = list(objects)
+        self.modules = {id(vars(m)): name for name, m in list(sys.modules.items())
+                        if isinstance(m, types.ModuleType)}
+        # id(obj) -> the holders found for it, level by level
+        self.up: dict[int, list[Any]] = {}
+        self.roots: set[int] = set()
+        self.stopped = ""
+
+    def root_text(self, holder: Any, held: Any) -> Optional[str]:
+        name = self.modules.get(id(holder))
+        if name is not None:
+            for key, value in holder.items():
+                if value is held:
+                    return f"{name}.{key}" if _is_identifier(key) else f"{name}[key]"
+            return name
+        if isinstance(holder, types.FrameType):
+            return f"frame of {_frame_text(holder)}{_local_name(holder, held)}"
+        if isinstance(holder, _SUSPENDED):
+            # a coroutine (an asyncio task's), generator or async generator, suspended: its frame
+            frame = getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None) \
+                or getattr(holder, "ag_frame", None)
+            kind = type(holder).__name__
+            if frame is None:
+                return f"{kind} {holder.__qualname__}"
+            return f"{kind} frame of {_frame_text(frame)}{_local_name(frame, held)}"
+        if holder is sys.modules:
+            return "sys.modules"
+        return None
+
+    def is_root(self, holder: Any) -> bool:
+        return (id(holder) in self.modules or isinstance(holder, (types.FrameType, *_SUSPENDED))
+                or holder is sys.modules)
+
+    def run(self, top: int) -> dict[str, Any]:
+        here = sys._getframe()
+        ours = {id(self.given), id(self.targets), id(self.up), id(here), id(self.__dict__)}
+        # our own containers stay alive until the end: an id in `ours` is never reused meanwhile
+        keep: list[Any] = []
+        ours.add(id(keep))
+        seen = {id(t) for t in self.targets}
+        frontier = list(self.targets)
+        depth = 0
+        exhausted = False
+        while True:
+            if not frontier:
+                exhausted = True
+                break
+            if depth >= self.max_depth:
+                self.stopped = f"max depth {self.max_depth} reached"
+                break
+            if time.monotonic() > self.deadline:
+                self.stopped = "time budget spent"
+                break
+            depth += 1
+            wanted = {id(o) for o in frontier}
+            # (without our call's own argument tuple, which refers to the whole frontier)
+            referrers = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
+            following: list[Any] = []
+            keep += (frontier, referrers, following)
+            ours.update((id(frontier), id(referrers), id(following)))
+            for holder in referrers:
+                hid = id(holder)
+                if hid in ours or holder is here:
+                    continue
+                held = [o for o in gc.get_referents(holder) if id(o) in wanted]
+                if not held:
+                    continue
+                for obj in held:
+                    holders = self.up.get(id(obj))
+                    if holders is None:
+                        holders = self.up[id(obj)] = []
+                        ours.add(id(holders))      # our bookkeeping refers to them too: not a holder
+                        keep.append(holders)
+                    holders.append(holder)
+                if hid in seen:
+                    continue
+                seen.add(hid)
+                if self.is_root(holder):
+                    self.roots.add(hid)
+                else:
+                    following.append(holder)
+                if len(following) >= MAX_FRONTIER:
+                    self.stopped = f"more than {MAX_FRONTIER} referrers at one level"
+                    break
+            frontier = following
+            if self.stopped:
+                break
+            if self.roots and all(self.chain_of(t) is not None for t in self.targets):
+                break                       # every object has its chain: higher levels add nothing
+        # (loop variables let go: their references would look like a holder the collector cannot see)
+        holder = obj = held = holders = None        # noqa: F841
+        result = self.result(depth, exhausted, top, keep)
+        keep.clear()
+        del here                            # a frame in its own locals is a cycle
+        return result
+
+    def chain_of(self, target: Any) -> Optional[str]:
+        """The chain from a root down to ``target``, or None if none was reached."""
+        # breadth first up the holders found: the shortest chain to a root
+        paths = [[target]]                  # target, its holder, that one's holder, ...
+        visited = {id(target)}
+        path: Optional[list[Any]] = None
+        while paths and path is None:
+            longer = []
+            for candidate in paths:
+                for holder in self.up.get(id(candidate[-1]), ()):
+                    if id(holder) in visited:
+                        continue
+                    visited.add(id(holder))
+                    if id(holder) in self.roots:
+                        path = candidate + [holder]
+                        break
+                    longer.append(candidate + [holder])
+                if path is not None:
+                    break
+            paths = longer
+        if path is None:
+            return None
+        path.reverse()                      # root first
+        parts = [self.root_text(path[0], path[1]) or "?"]
+        attribute = False       # the next dict is an object's __dict__: its key is an attribute
+        for holder, held in zip(path[1:], path[2:], strict=False):
+            if isinstance(holder, dict) and attribute:
+                key = next((k for k, v in holder.items() if v is held), None)
+                parts[-1] += f".{key}" if _is_identifier(key) else "[key]"
+                attribute = False
+                continue
+            if isinstance(holder, type) and isinstance(held, dict):
+                attribute = True            # the class's own namespace: its key is a class attribute
+                if not parts[-1].endswith(holder.__qualname__):
+                    parts.append(f"class {type_name(holder)}")
+                continue
+            attribute = not isinstance(holder, dict) and held is getattr(holder, "__dict__", None)
+            if attribute:
+                parts.append(type_name(type(holder)))
+                continue
+            parts.append(f"{type_name(type(holder))}{_edge(holder, held)}")
+        parts.append(type_name(type(target)))
+        return " -> ".join(parts)
+
+    def hidden(self, left: list[Any], index: int, keep: list[Any]) -> bool:
+        """Whether something the collector cannot see holds ``left[index]`` or what holds
+        it: a running function's local variable (3.11+ keeps them outside any object), C
+        code. Every reference to each of them must be one the search saw, or its own."""
+        component = [left[index]]
+        ids = {id(component[0])}
+        for obj in component:           # grows while it is walked: all holders, transitively
+            for holder in self.up.get(id(obj), ()):
+                if id(holder) not in ids:
+                    ids.add(id(holder))
+                    component.append(holder)
+        holder = None                   # noqa: F841 -- a reference nobody else could see
+        containers = {id(c): c for c in (*keep, self.targets, self.given, left)}     # each once
+        # (a generator: a loop variable left holding one of them would be a reference too)
+        ours = Counter(id(item) for container in containers.values() for item in container if id(item) in ids)
+        # What getrefcount counts of this very loop (the list, the loop variable, and on
+        # some versions its own argument), measured on an object held by nothing else.
+        base = 0
+        for obj in [object()]:
+            base = sys.getrefcount(obj)
+        for obj in component:
+            if sys.getrefcount(obj) - base - len(self.up.get(id(obj), ())) - ours[id(obj)] > 0:
+                return True
+        return False
+
+    def result(self, depth: int, exhausted: bool, top: int, keep: list[Any]) -> dict[str, Any]:
+        chains: Counter[str] = Counter()
+        left: list[Any] = []
+        for target in self.targets:
+            text = self.chain_of(target)
+            if text is not None:
+                chains[text] += 1
+            else:
+                left.append(target)
+        target = None                   # its reference would count as one nobody can see
+        hidden = 0
+        if exhausted:
+            for index in range(len(left)):
+                hidden += self.hidden(left, index, keep)
+        return {
+            "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
+            "objects": len(self.targets),
+            "unreachable": len(left) - hidden if exhausted else 0,
+            "hidden": hidden,
+            "unresolved": 0 if exhausted else len(left),
+            "stopped": self.stopped,
+            "levels": depth,
+            "seconds": round(time.monotonic() - self.started, 4),
+        }
