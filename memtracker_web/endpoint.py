@@ -455,6 +455,9 @@ class Endpoint:
         if rest in ("", "/"):
             self._allow(method, "GET")
             return self._overview(request)
+        if rest.startswith("/types/") and rest.endswith("/retainers") and len(rest) > len("/types//retainers"):
+            self._allow(method, "GET")
+            return self._type(request, rest[len("/types/"):-len("/retainers")], retainers=True)
         if rest.startswith("/types/") and len(rest) > len("/types/"):
             self._allow(method, "GET")
             return self._type(request, rest[len("/types/"):])
@@ -493,14 +496,31 @@ class Endpoint:
         base = request.script_name + self.options.path
         return html_response(render_overview(snapshot, base=base, nonce=nonce, refresh=refresh, cluster=view), nonce)
 
-    def _type(self, request: Request, name: str) -> Response:
+    def _type(self, request: Request, name: str, *, retainers: bool = False) -> Response:
         query = parse_query(request.query_string)
         as_json = wants_json(request.headers, query)
         if len(name) > MAX_NAME_LENGTH:
             raise HTTPError(400, f"type name is longer than {MAX_NAME_LENGTH} characters")
+        unknown = HTTPError(404, f"unknown type {name!r}: it is not tracked or seen by the monitor")
+        if retainers:
+            # On this request's thread (ASGI runs the endpoint off the event loop); one at a time.
+            from .monitor import RetentionUnavailable
+            from .retention import RetentionBusy
+
+            search = getattr(self.monitor, "find_retainers", None)
+            if search is None:
+                raise HTTPError(409, "this monitor cannot search for retainers")
+            try:
+                found = search(name)
+            except KeyError:
+                raise unknown from None
+            except (RetentionUnavailable, RetentionBusy) as exc:
+                raise HTTPError(409, str(exc)) from None
+            if as_json:
+                return json_response(200, found)
         detail = self.monitor.type_detail(name)
         if detail is None:
-            raise HTTPError(404, f"unknown type {name!r}: it is not tracked or seen by the monitor")
+            raise unknown
         if as_json:
             return json_response(200, detail)
         from .html import render_type

@@ -350,6 +350,34 @@ def render_worker(snapshot: Mapping[str, Any], *, root: str, base: str, nonce: s
     return _page(f"memtracker: worker {row.get('pid', '?')}", body, nonce)
 
 
+def _retainers(found: Any, base: str, name: str) -> str:
+    """Who holds the type's live objects: the last retention search, and a link to run one."""
+    href = f"{base}/types/{quote(name, safe='.')}/retainers"
+    link = f'<a href="{esc(href)}">find who holds them now</a>'
+    if not isinstance(found, Mapping):
+        return (f'<h2>Who holds them</h2><p class="note" id="retainers">Not searched yet: {link} '
+                "(walks the heap back from up to 20 live objects; at most 2 s, one search at a time).</p>")
+    chains = [c for c in found.get("chains") or [] if isinstance(c, Mapping)]
+    rows = "".join(f'<tr><td class="num">{_num(c.get("count"))}</td><td><code>{esc(c.get("chain", ""))}</code></td>'
+                   "</tr>" for c in chains)
+    table = (f'<table id="retainers"><thead><tr><th>objects</th><th>held by (root first)</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>") if rows else ""
+    notes = []
+    for key, text in (("unreachable", "in a reference cycle nothing else holds: waiting for the garbage collector"),
+                      ("hidden", "held where the collector cannot see: a running function's local variable, "
+                                 "or C code"),
+                      ("unresolved", "not traced to a root before the search stopped")):
+        count = found.get(key)
+        if isinstance(count, int) and count > 0:
+            notes.append(f"{_num(count)} {text}")
+    stopped = found.get("stopped")
+    seconds = found.get("seconds")
+    meta = (f'{_plural(found.get("objects"), "live object")} searched {_when(found.get("computed_at"))}'
+            + (f" in {seconds:.2f} s" if isinstance(seconds, (int, float)) else "")
+            + (f"; stopped: {esc(stopped)}" if stopped else "") + ". " + "; ".join(notes))
+    return f'<h2>Who holds them</h2>{table}<p class="note">{meta} {link}.</p>'
+
+
 def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
     name = detail.get("type", "?")
     history = detail.get("history") or []
@@ -380,5 +408,6 @@ def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
     body = (f'<p><a href="{esc(base)}">&larr; all types</a></p><h1><code>{esc(name)}</code></h1>'
             f'<table id="facts">{facts_html}</table>'
             f"<h2>History</h2>{sparkline(history, width=480, height=80)}"
+            f"{_retainers(detail.get('retainers'), base, str(name))}"
             f"<h2>Allocation paths</h2>{paths}{hot}")
     return _page(f"memtracker: {name}", body, nonce)

@@ -23,6 +23,15 @@ from .naming import resolve_type, type_name
 from .options import check_interval, check_whole
 from .tracker import Tracker
 
+# Live objects a retention search starts from, and its time budget.
+RETAINER_SAMPLE = 20
+RETAINER_BUDGET = 2.0
+
+
+class RetentionUnavailable(LookupError):
+    """A type's live objects cannot be sampled for a retention search (and why)."""
+
+
 logger = logging.getLogger("memtracker_web")
 
 LeakCallback = Callable[[dict], Any]
@@ -35,7 +44,7 @@ class _TypeState:
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
-                 "analysis_since", "rises", "sampled", "live_bytes", "bytes_measured")
+                 "analysis_since", "rises", "sampled", "live_bytes", "bytes_measured", "retainers")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -62,6 +71,7 @@ class _TypeState:
         self.sampled = False            # counts are watch-all's estimates, not the tracker's (see _discover)
         self.live_bytes: Optional[int] = None   # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0                 # how many live objects that estimate measured
+        self.retainers: Optional[dict] = None   # the last retention search's result, when asked for
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -801,8 +811,40 @@ class MemoryMonitor:
                 cls = state.ref()
                 entry, stats = self._type_entry(state, cls, None)
                 entry["hotspots"] = [] if stats is None else stats["hotspots"]
+                entry["retainers"] = state.retainers
                 return entry
         return None
+
+    def find_retainers(self, name: str, *, sample: int = RETAINER_SAMPLE,
+                       budget_seconds: float = RETAINER_BUDGET) -> dict[str, Any]:
+        """Who keeps the live objects of the monitored type ``name`` alive: retention
+        chains from up to ``sample`` of them (see ``retention.find_retainers``), kept for
+        the type page. KeyError: no such type; LookupError subclass RetentionUnavailable
+        (with why) when its objects cannot be sampled; RetentionBusy when another search runs."""
+        from .retention import find_retainers
+
+        self._after_fork_check()
+        with self._lock:
+            state = next((s for s in self._types.values() if s.name == name), None)
+            cls = state.ref() if state is not None else None
+            if state is None or cls is None:
+                raise KeyError(name)
+            if self.mode != "exact":
+                raise RetentionUnavailable("retention chains need the exact engine: census mode keeps no "
+                                           "table of live objects to start from")
+            if state.sampled or not self.tracker.is_tracking(cls):
+                raise RetentionUnavailable(f"{name} is estimated by watch-all, not counted object by object: "
+                                           "POST /track it first")
+        try:
+            objects = self.tracker.capture.sample(cls, sample)
+        except RuntimeError as exc:
+            raise RetentionUnavailable(str(exc)) from None
+        result = find_retainers(objects, budget_seconds=budget_seconds)
+        del objects
+        result["computed_at"] = round(time.time(), 3)
+        with self._lock:
+            state.retainers = result
+        return result
 
 
 # The monitor's own bookkeeping grows with what it watches: never a leak of the app's.

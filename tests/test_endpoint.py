@@ -681,3 +681,50 @@ def test_the_page_shows_types_that_could_not_be_monitored_and_a_report_s_count_t
     assert ('<td class="num">3</td><td class="num">2</td><td class="num">9</td></tr>') in detail
     assert "<th>live, made here</th>" in detail
     monitor.close()
+
+
+class Parcel:
+    pass
+
+
+PARCELS: list = []
+
+
+def test_who_holds_a_type_s_objects_on_demand_in_json_and_on_its_page():
+    from memtracker_web import retention
+    from memtracker_web.monitor import MemoryMonitor
+
+    monitor = MemoryMonitor(interval=3600.0)
+    ep = endpoint(monitor)
+    name = f"{__name__}.Parcel"
+    try:
+        status, _, body = call(ep, path=f"/debug/memory/types/{name}/retainers", headers=JSON)
+        assert status == 404
+        monitor.start_monitoring(Parcel)
+        PARCELS[:] = [Parcel() for _ in range(30)]
+        monitor.sample()
+        status, _, body = call(ep, path=f"/debug/memory/types/{name}/retainers", headers=JSON)
+        if monitor.mode != "exact":
+            assert status == 409 and "census mode" in json.loads(body)["error"]
+            return
+        assert status == 200
+        found = json.loads(body)
+        assert found["chains"] == [{"chain": f"{__name__}.PARCELS -> builtins.list[i] -> {name}", "count": 20}]
+        assert (found["objects"], found["unreachable"], found["hidden"], found["stopped"]) == (20, 0, 0, "")
+        status, _, body = call(ep, path=f"/debug/memory/types/{name}")
+        page = body.decode()
+        assert '<table id="retainers">' in page
+        assert f"<code>{__name__}.PARCELS -&gt; builtins.list[i] -&gt; {name}</code>" in page
+        status, _, body = call(ep, path=f"/debug/memory/types/{name}/retainers", method="POST")
+        assert status == 405
+        assert retention._lock.acquire(blocking=False)      # another search is running
+        try:
+            status, _, body = call(ep, path=f"/debug/memory/types/{name}/retainers", headers=JSON)
+        finally:
+            retention._lock.release()
+        assert status == 409
+        assert json.loads(body)["error"] == "a retention search is already running in this process"
+        assert call(ep, path="/debug/memory/types//retainers")[0] == 404
+    finally:
+        PARCELS.clear()
+        monitor.close()
