@@ -130,6 +130,35 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     assert result.returncode == 0, shown
     assert "Traceback" not in result.stderr, shown      # e.g. an exception in a thread
     assert not WARNING_LINE.search(result.stderr), shown
+    check_printed(block, result.stdout, shown)
+
+
+# `print(...)  # 50 <file>:10 in load_orders -- a remark`: what the line prints, <file> standing
+# for a file name, before an optional " -- " remark.
+PRINTED = re.compile(r"print\(.*\)\s+#\s(?P<text>.+?)(?:\s+--\s.*)?$")
+
+
+def check_printed(block: Block, stdout: str, shown: str) -> None:
+    """Each commented print's comment is a line of the output, in order."""
+    lines = stdout.splitlines()
+    at = 0
+    for offset, code in enumerate(block.code.splitlines(), 1):
+        match = PRINTED.search(code)
+        if match is None:
+            continue
+        text = match.group("text")
+        pattern = re.compile(re.escape(text).replace(re.escape("<file>"), r"\S+"))
+        found = next((i for i in range(at, len(lines)) if pattern.fullmatch(lines[i].strip())), None)
+        assert found is not None, \
+            f"README.md line {block.line + offset}: the comment says it prints {text!r}\n{shown}"
+        at = found + 1
+
+
+def test_the_printed_output_check_catches_a_wrong_comment() -> None:
+    block = Block("python", 'print(1, 2)    # 1 3\n', 1, "", 0, None)
+    with pytest.raises(AssertionError, match="the comment says it prints '1 3'"):
+        check_printed(block, "1 2\n", "")
+    check_printed(Block("python", 'print("x.py:3")   # <file>:3 -- a remark\n', 1, "", 0, None), "x.py:3\n", "")
 
 
 def run_test_file(block: Block, tmp_path: Path) -> None:
