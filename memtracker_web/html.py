@@ -220,6 +220,14 @@ def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
         if not paths and leak.get("note"):
             paths = f'<p class="note">{esc(leak.get("note"))}</p>'
         seen = (f" ({counts[name]} reports since {_when(first[name])})" if counts[name] > 1 else "")
+        held = leak.get("retainers")
+        if isinstance(held, Mapping):
+            chains = [c for c in held.get("chains") or [] if isinstance(c, Mapping)][:3]
+            if chains:
+                paths = ('<p class="note">Held by (from the last search, '
+                         f'{_when(held.get("computed_at"))}):</p><ul class="held">'
+                         + "".join(f'<li>{_num(c.get("count"))} <code>{esc(c.get("chain", ""))}</code></li>'
+                                   for c in chains) + "</ul>" + paths)
         together = [str(t) for t in leak.get("grows_with") or []]
         if together:
             paths = ('<p class="note">Grows in step with ' + ", ".join(type_link(base, t) for t in together)
@@ -254,10 +262,15 @@ def _types_table(types: list[Mapping[str, Any]], base: str) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _analysed(types: list[Mapping[str, Any]], base: str) -> str:
+def _reported(snapshot: Mapping[str, Any]) -> set[str]:
+    return {str(leak.get("type")) for leak in snapshot.get("leaks") or [] if isinstance(leak, Mapping)}
+
+
+def _analysed(types: list[Mapping[str, Any]], base: str, reported: set[str] = frozenset()) -> str:
     sections = []
     for entry in types:
-        if entry.get("analysing") and entry.get("top_paths"):
+        # a type with a leak report has its stacks there: the same stack is not printed twice
+        if entry.get("analysing") and entry.get("top_paths") and entry.get("type") not in reported:
             paths = "".join(stack(p) for p in entry["top_paths"])
             sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>{paths}</section>')
     if not sections:
@@ -332,7 +345,7 @@ def render_overview(snapshot: Mapping[str, Any], *, base: str, nonce: str, refre
     types = list(snapshot.get("types") or [])
     workers = _cluster(cluster, snapshot, base) if cluster is not None else ""
     body = (f"<h1>Memory: live objects by type</h1>{workers}{_engine(snapshot)}{_leaks(snapshot, base)}"
-            f"{_types_table(types, base)}{_analysed(types, base)}"
+            f"{_types_table(types, base)}{_analysed(types, base, _reported(snapshot))}"
             f'<p class="note">Shows type names, counts and code locations only, never object contents. '
             f'<a href="{esc(base)}?format=json">JSON</a></p>')
     return _page("memtracker: memory", body, nonce, refresh)
@@ -345,7 +358,8 @@ def render_worker(snapshot: Mapping[str, Any], *, root: str, base: str, nonce: s
     body = (f'<p><a href="{esc(root)}">&larr; all workers</a></p>'
             f'<h1>Worker {esc(row.get("pid", "?"))} on {esc(row.get("host", "?"))} {_worker_status(row)}</h1>'
             f'<p class="meta">snapshot written {_when(row.get("written_at"))}</p>'
-            f"{_engine(snapshot)}{_leaks(snapshot, base)}{_types_table(types, base)}{_analysed(types, base)}"
+            f"{_engine(snapshot)}{_leaks(snapshot, base)}{_types_table(types, base)}"
+            f"{_analysed(types, base, _reported(snapshot))}"
             f'<p class="note"><a href="{esc(base)}?format=json">JSON</a></p>')
     return _page(f"memtracker: worker {row.get('pid', '?')}", body, nonce)
 

@@ -637,6 +637,8 @@ class MemoryMonitor:
             "top_paths": stats["top_paths"],
             "grows_with": self._grows_with(state),
         }
+        if state.retainers is not None:
+            report["retainers"] = state.retainers       # who held them, when someone asked last
         if self.mode != "exact":
             report["note"] = ("no call paths in census mode: " + engine.engine_status()["reason"])
         return report

@@ -542,7 +542,9 @@ def test_html_overview_content_and_headers() -> None:
     assert "<code>shop/cache.py:17</code> in <code>remember</code>" in text
     assert "<code>shop/views.py:40</code> in <code>checkout</code>" in text
     assert "120 live of 130 allocated" in text
-    assert "Each stack starts at the line that created the objects, followed by its callers." in text
+    # its stacks are in its leak report: not printed again under "where the analysed types are allocated"
+    assert text.count("<code>shop/cache.py:17</code> in <code>remember</code>") == 1
+    assert '<section class="analysed">' not in text
     assert "deeper frames were not recorded" not in text
     assert '<span class="badge leak">leak</span>' in text
 
@@ -728,3 +730,19 @@ def test_who_holds_a_type_s_objects_on_demand_in_json_and_on_its_page():
     finally:
         PARCELS.clear()
         monitor.close()
+
+
+def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_keeps_its_stacks() -> None:
+    from memtracker_web.html import render_overview
+
+    path = {"count": 5, "total_count": 9, "frames": [{"filename": "shop/a.py", "lineno": 3, "function": "f"}]}
+    snap = {"mode": "exact", "engine": {"available": True}, "pid": 1, "samples": 3, "interval": 1.0,
+            "types": [{"type": "shop.Order", "live": 9, "analysing": True, "top_paths": [path], "history": []},
+                      {"type": "shop.Line", "live": 4, "analysing": True, "top_paths": [path], "history": []}],
+            "leaks": [{"type": "shop.Order", "live": 9, "increases": 3, "detected_at": 1764115200.0,
+                       "top_paths": [path], "retainers": {"chains": [
+                           {"chain": "shop.cache.HOARD -> builtins.list[i] -> shop.Order", "count": 20}],
+                           "computed_at": 1764115100.0}}]}
+    text = render_overview(snap, base="/debug/memory", nonce="n")
+    assert '<ul class="held"><li>20 <code>shop.cache.HOARD -&gt; builtins.list[i] -&gt; shop.Order</code></li></ul>' in text
+    assert text.count('<section class="analysed">') == 1 and "shop.Line</code></a></h3>" in text
