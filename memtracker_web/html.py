@@ -27,6 +27,8 @@ ol.stack li.lib ol{padding-left:1.2rem;margin:.1rem 0}
 ol.stack{margin:.3rem 0 .8rem;padding-left:1.6rem}ol.stack li{margin:.1rem 0}
 .path{border-left:3px solid #d0d7de;padding:.2rem .8rem;margin:.5rem 0}.count{color:#57606a}
 svg.spark polyline{fill:none;stroke:#0969da;stroke-width:1.5}svg.spark circle{fill:#0969da}
+svg.chart polyline{fill:none;stroke:#0969da;stroke-width:1.5}svg.chart circle{fill:#0969da}
+svg.chart line.axis{stroke:#8c959f}svg.chart text{font:11px system-ui,sans-serif;fill:#57606a}
 .note{color:#57606a;max-width:72rem}a{color:#0969da}
 .stale{background:#fff8c5;color:#7d4e00}.gone{background:#eaeef2;color:#57606a}.ok{background:#dafbe1;color:#116329}
 tr.gone td{color:#8c959f}
@@ -92,6 +94,45 @@ def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int =
     coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     last_x, last_y = points[-1]
     return head + f'<polyline points="{coords}"/><circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="2"/></svg>'
+
+
+def history_chart(history: Iterable[Any], *, width: int = 560, height: int = 150) -> str:
+    """The type page's chart: live objects over time with both axes labelled
+    (lowest and highest count; first and last sample's time)."""
+    points = [p for p in history or [] if isinstance(p, (list, tuple)) and len(p) == 2
+              and isinstance(p[1], (int, float)) and not isinstance(p[1], bool)
+              and isinstance(p[0], (int, float)) and not isinstance(p[0], bool)]
+    label = f"live objects, {len(points)} sample{'' if len(points) == 1 else 's'}"
+    if points:
+        label += f": {points[0][1]:,} to {points[-1][1]:,}"
+    head = (f'<svg class="chart" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{esc(label)}</title>')
+    if not points:
+        return head + f'<text x="8" y="{height // 2}">no samples yet</text></svg>'
+    left, right, top, bottom = 64, 8, 8, 22         # room for the axes' values
+    values = [v for _t, v in points]
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    step = (width - left - right) / max(len(points) - 1, 1)
+    xy = [(left + i * step, top + (high - v) / span * (height - top - bottom)) for i, v in enumerate(values)]
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    base_y = height - bottom
+    axes = (f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{base_y}"/>'
+            f'<line class="axis" x1="{left}" y1="{base_y}" x2="{width - right}" y2="{base_y}"/>'
+            f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{esc(f"{high:,}")}</text>'
+            f'<text x="{left - 4}" y="{base_y}" text-anchor="end">{esc(f"{low:,}")}</text>'
+            f'<text x="{left}" y="{height - 6}">{esc(_clock(points[0][0]))}</text>'
+            f'<text x="{width - right}" y="{height - 6}" text-anchor="end">{esc(_clock(points[-1][0]))}</text>')
+    last_x, last_y = xy[-1]
+    return (head + axes + f'<polyline points="{coords}"/>'
+            f'<circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="2.5"/></svg>')
+
+
+def _clock(ts: float) -> str:
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _frame_text(frame: Mapping[str, Any]) -> str:
@@ -421,7 +462,7 @@ def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
         hot = ""
     body = (f'<p><a href="{esc(base)}">&larr; all types</a></p><h1><code>{esc(name)}</code></h1>'
             f'<table id="facts">{facts_html}</table>'
-            f"<h2>History</h2>{sparkline(history, width=480, height=80)}"
+            f"<h2>History</h2>{history_chart(history)}"
             f"{_retainers(detail.get('retainers'), base, str(name))}"
             f"<h2>Allocation paths</h2>{paths}{hot}")
     return _page(f"memtracker: {name}", body, nonce)

@@ -746,3 +746,20 @@ def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_
     text = render_overview(snap, base="/debug/memory", nonce="n")
     assert '<ul class="held"><li>20 <code>shop.cache.HOARD -&gt; builtins.list[i] -&gt; shop.Order</code></li></ul>' in text
     assert text.count('<section class="analysed">') == 1 and "shop.Line</code></a></h3>" in text
+
+
+def test_the_type_page_chart_labels_both_axes_and_survives_odd_points() -> None:
+    import time as _time
+
+    from memtracker_web.html import history_chart
+
+    start = 1764115200.0
+    svg = history_chart([[start, 100], [start + 60, 250], [start + 120, 300]])
+    assert 'aria-label="live objects, 3 samples: 100 to 300"' in svg
+    assert '<text x="60" y="16" text-anchor="end">300</text>' in svg
+    assert '<text x="60" y="128" text-anchor="end">100</text>' in svg
+    assert f'<text x="64" y="144">{_time.strftime("%H:%M:%S", _time.localtime(start))}</text>' in svg
+    assert svg.count('<line class="axis"') == 2
+    odd = history_chart([[start, "many"], ["x", 3], [1e300, 5], [start, True], None, [start, 7, 8]])
+    assert 'aria-label="live objects, 1 sample: 5 to 5"' in odd and "<text" in odd
+    assert "no samples yet" in history_chart([])
