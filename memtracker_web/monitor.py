@@ -945,8 +945,10 @@ def start_monitoring_logged(monitor: MemoryMonitor, cls: Union[type, str]) -> bo
         monitor.start_monitoring(resolve_type(cls) if isinstance(cls, str) else cls)
     except (TypeError, ValueError) as exc:          # TypeNameError is a ValueError
         logger.error("memtracker_web: cannot monitor %r: %s", cls, exc)
-        with monitor._lock:
-            monitor._config_errors.append({"type": str(cls)[:200], "error": str(exc)[:500]})
+        errors = getattr(monitor, "_config_errors", None)    # (a monitor of another kind may have none)
+        if errors is not None:
+            with monitor._lock:
+                errors.append({"type": str(cls)[:200], "error": str(exc)[:500]})
         return False
     return True
 
