@@ -7,6 +7,7 @@ apply or a blocked resource would show up here and not in the unit tests.
 from __future__ import annotations
 
 import html.parser
+import re
 import os
 import subprocess
 import threading
@@ -150,3 +151,46 @@ def test_detail_page_and_screenshot(base_url: str, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1280, 1100)
+
+
+class Crate:
+    pass
+
+
+CRATES: list = []
+
+
+def test_a_type_page_says_how_much_it_weighs_and_who_holds_it(tmp_path: Path) -> None:
+    from conftest import ENGINE
+    from memtracker_web.monitor import MemoryMonitor
+
+    if not ENGINE["available"]:
+        pytest.skip(f"needs the exact engine: {ENGINE['reason']}")
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Crate)
+    CRATES[:] = [Crate() for _ in range(500)]
+    monitor.sample()
+    app = MemoryTrackerMiddleware(not_found, monitor=monitor)
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    name = f"{__name__}.Crate"
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/debug/memory/types/{name}/retainers"
+        dom = chromium(tmp_path, "--dump-dom", url).stdout
+        assert f"<code>{__name__}.CRATES -&gt; builtins.list[i] -&gt; {name}</code>" in dom
+        assert '<table id="retainers">' in dom and "20 live objects searched" in dom
+        assert "<tr><th>bytes</th><td>" in dom and "(estimate from 64 objects, shallow)</td></tr>" in dom
+        assert re.search(r'aria-label="live objects, \d+ samples?: 500 to 500"', dom)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "type-page-retainers.png"
+        shot.unlink(missing_ok=True)
+        chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1100", "--hide-scrollbars",
+                 url.removesuffix("/retainers"))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        CRATES.clear()
+        monitor.close()
