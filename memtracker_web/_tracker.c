@@ -3275,6 +3275,9 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
     }
     MtSlot *slot = &c->slots[s];
     uint64_t live = slot->new_count > slot->free_count ? slot->new_count - slot->free_count : 0;
+    if (live == 0) {
+        return PyList_New(0);   /* no scan of the table for a type with nothing alive */
+    }
     uint64_t step = live > (uint64_t)n ? live / (uint64_t)n : 1;
     PyObject **picked = PyMem_Malloc((size_t)n * sizeof(PyObject *));
     if (picked == NULL) {
@@ -3284,13 +3287,13 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
      * garbage collector, free objects and change the table under the scan. */
     Py_ssize_t k = 0;
     uint64_t seen = 0;
-    for (size_t i = 0; i <= m->mask && k < n; i++) {
+    for (size_t i = 0; i <= m->mask && k < n && seen < live; i++) {
         uintptr_t key = m->keys[i];
         if (key == 0 || (int64_t)(m->vals[i] >> MT_LEAF_BITS) != s) {
             continue;
         }
         if (seen++ % step != 0) {
-            continue;
+            continue;           /* (the loop ends once every entry of the type was passed) */
         }
         PyObject *op = (PyObject *)key;
         if (Py_TYPE(op) != slot->type || Py_REFCNT(op) <= 0) {

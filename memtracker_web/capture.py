@@ -261,7 +261,9 @@ class Capture:
         """Up to ``n`` live objects of the tracked ``cls``, spread over all of them
         (references: let them go soon). Empty when ``cls`` is not tracked. Only
         while the capture runs and has missed no event (RuntimeError otherwise):
-        then every object it knows of is alive."""
+        then every object it knows of is alive. As with ``gc.get_objects()``, one
+        may still be under construction in another thread (a tuple being filled):
+        look at its type and size, not into it. Scans the capture's object table."""
         _check_class(cls, "sample")
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError(f"sample size must be an int, got {type(n).__name__}")
@@ -281,10 +283,15 @@ class Capture:
         live = self._core.live(cls)
         if not objects:
             return (0, 0) if live == 0 and self.is_tracking(cls) else None
-        size = sum(sys.getsizeof(obj, 0) for obj in objects)
-        measured = len(objects)
+        size = measured = 0
+        for obj in objects:
+            try:
+                size += sys.getsizeof(obj, 0)   # the object's own __sizeof__ may be the app's
+            except Exception:  # noqa: BLE001 -- one odd object must not cost the estimate
+                continue
+            measured += 1
         del objects
-        return round(size / measured * live), measured
+        return (round(size / measured * live), measured) if measured else None
 
     # -- callbacks -----------------------------------------------------------
 

@@ -93,7 +93,9 @@ def _worker(ep: "Endpoint", request: "Request", pid_text: str, type_name: Option
     if as_json:
         return json_response(200, entry)
     nonce = secrets.token_urlsafe(16)
-    return html_response(_render(render_type, entry, base=base, nonce=nonce), nonce)
+    # a search runs in the process that owns the objects: this one's own route, or none
+    search_base = root if status["self"] else ""
+    return html_response(_render(render_type, entry, base=base, nonce=nonce, search_base=search_base), nonce)
 
 
 def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:

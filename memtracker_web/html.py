@@ -78,7 +78,8 @@ def growth(entry: Mapping[str, Any]) -> int:
 def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT,
               what: str = "live objects") -> str:
     """Inline SVG of live counts (or ``what``) over time; scaled to the history's own range."""
-    values = [point[1] for point in history or [] if isinstance(point[1], (int, float))]
+    values = [point[1] for point in history or [] if isinstance(point, (list, tuple)) and len(point) == 2
+              and isinstance(point[1], (int, float)) and not isinstance(point[1], bool)]
     label = f"{what}, {len(values)} sample{'' if len(values) == 1 else 's'}"
     if values:
         label += f": {values[0]:,} to {values[-1]:,}"
@@ -406,9 +407,11 @@ def render_worker(snapshot: Mapping[str, Any], *, root: str, base: str, nonce: s
 
 
 def _retainers(found: Any, base: str, name: str) -> str:
-    """Who holds the type's live objects: the last retention search, and a link to run one."""
+    """Who holds the type's live objects: the last retention search, and a link to run one
+    (``base`` "": another process's type, which only that process can search)."""
     href = f"{base}/types/{quote(name, safe='.')}/retainers"
-    link = f'<a href="{esc(href)}">find who holds them now</a>'
+    link = (f'<a href="{esc(href)}">find who holds them now</a>' if base
+            else "only that worker can search its own objects (its page, on a request it answers)")
     if not isinstance(found, Mapping):
         return (f'<h2>Who holds them</h2><p class="note" id="retainers">Not searched yet: {link} '
                 "(walks the heap back from up to 20 live objects; at most 2 s, one search at a time).</p>")
@@ -418,7 +421,8 @@ def _retainers(found: Any, base: str, name: str) -> str:
     table = (f'<table id="retainers"><thead><tr><th>objects</th><th>held by (root first)</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>") if rows else ""
     notes = []
-    for key, text in (("unreachable", "in a reference cycle nothing else holds: waiting for the garbage collector"),
+    for key, text in (("unreachable", "held by nothing from outside (a reference cycle the garbage collector "
+                                      "will free, or let go since)"),
                       ("hidden", "held where the collector cannot see: a running function's local variable, "
                                  "or C code"),
                       ("unresolved", "not traced to a root before the search stopped")):
@@ -433,7 +437,7 @@ def _retainers(found: Any, base: str, name: str) -> str:
     return f'<h2>Who holds them</h2>{table}<p class="note">{meta} {link}.</p>'
 
 
-def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
+def render_type(detail: Mapping[str, Any], *, base: str, nonce: str, search_base: str | None = None) -> str:
     name = detail.get("type", "?")
     history = detail.get("history") or []
     measured = detail.get("live_bytes_measured")
@@ -463,6 +467,6 @@ def render_type(detail: Mapping[str, Any], *, base: str, nonce: str) -> str:
     body = (f'<p><a href="{esc(base)}">&larr; all types</a></p><h1><code>{esc(name)}</code></h1>'
             f'<table id="facts">{facts_html}</table>'
             f"<h2>History</h2>{history_chart(history)}"
-            f"{_retainers(detail.get('retainers'), base, str(name))}"
+            f"{_retainers(detail.get('retainers'), base if search_base is None else search_base, str(name))}"
             f"<h2>Allocation paths</h2>{paths}{hot}")
     return _page(f"memtracker: {name}", body, nonce)

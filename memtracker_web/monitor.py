@@ -44,7 +44,8 @@ class _TypeState:
     __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
                  "history", "first_live", "live", "allocations", "frees", "source",
                  "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
-                 "analysis_since", "rises", "sampled", "live_bytes", "bytes_measured", "retainers")
+                 "analysis_since", "rises", "sampled", "live_bytes", "bytes_measured", "retainers",
+                 "bytes_per_object", "bytes_at")
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -72,6 +73,8 @@ class _TypeState:
         self.live_bytes: Optional[int] = None   # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0                 # how many live objects that estimate measured
         self.retainers: Optional[dict] = None   # the last retention search's result, when asked for
+        self.bytes_per_object: Optional[float] = None   # from the last measurement
+        self.bytes_at = (0, 0)                  # (sample number, live count) of that measurement
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -431,8 +434,24 @@ class MemoryMonitor:
         state.live = allocations.retained_count
         state.allocations = allocations.new_count
         state.frees = allocations.free_count
-        estimate = self.tracker.capture.live_bytes(cls, sample=BYTES_SAMPLE)
-        state.live_bytes, state.bytes_measured = estimate if estimate is not None else (None, 0)
+        self._estimate_bytes(state, cls)
+
+    def _estimate_bytes(self, state: _TypeState, cls: type) -> None:
+        """Bytes of the type's live objects. Measuring scans the capture's object table,
+        so it is done again only every BYTES_EVERY samples or when the live count moved
+        by a tenth; in between the last mean size is scaled by the live count."""
+        at_sample, at_live = state.bytes_at
+        if (state.bytes_per_object is None or self._samples - at_sample >= BYTES_EVERY
+                or abs(state.live - at_live) * 10 > max(at_live, 1)):
+            estimate = self.tracker.capture.live_bytes(cls, sample=BYTES_SAMPLE)
+            if estimate is None:
+                state.live_bytes, state.bytes_measured, state.bytes_per_object = None, 0, None
+                return
+            state.live_bytes, state.bytes_measured = estimate
+            state.bytes_per_object = estimate[0] / state.live if state.live else 0.0
+            state.bytes_at = (self._samples, state.live)
+            return
+        state.live_bytes = round(state.bytes_per_object * state.live)
 
     def _escalate(self) -> None:
         """Start analysis for types that reached ``increases``, within the budget
@@ -846,12 +865,17 @@ class MemoryMonitor:
         result["computed_at"] = round(time.time(), 3)
         with self._lock:
             state.retainers = result
+            for report in reversed(self._leaks):        # the type's latest report shows it too
+                if report.get("type") == name:
+                    report["retainers"] = result
+                    break
         return result
 
 
 # The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
-# Live objects measured per tracked type and sample for its bytes estimate.
+# Live objects measured per tracked type for its bytes estimate, and how often (in samples).
 BYTES_SAMPLE = 64
+BYTES_EVERY = 10
 
 
 def _page_size() -> Optional[int]:

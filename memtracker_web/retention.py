@@ -36,56 +36,97 @@ MAX_DEPTH = 16
 MAX_FRONTIER = 5000
 
 _lock = threading.Lock()
-_SUSPENDED = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+_SUSPENDED = frozenset({types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType})
 
 
 class RetentionBusy(RuntimeError):
     """Another retention search runs in this process (one at a time)."""
 
 
-def _is_identifier(key: Any) -> bool:
-    return isinstance(key, str) and key.isidentifier()
+def _is_name(key: Any) -> bool:
+    """A name in code (a module global, an attribute): shown."""
+    return type(key) is str and key.isidentifier()
 
 
-def _key_text(key: Any) -> str:
-    return f"[{key!r}]" if _is_identifier(key) else "[key]"
+def _is_word_key(key: Any) -> bool:
+    """A dict key shown as it is: an identifier-like word without digits, short. Anything
+    else (a token, an id, a user's name with digits, a number) could be data: ``[key]``."""
+    return (type(key) is str and key.isidentifier() and len(key) <= 40
+            and not any(c.isdigit() for c in key))
+
+
+def _is(holder: Any, kind: type | tuple[type, ...]) -> bool:
+    # type() and issubclass(): never the object's own __class__, which a proxy may compute
+    return issubclass(type(holder), kind)
+
+
+def _dict_items(holder: dict) -> Any:
+    return dict.items(holder)           # not a subclass's items(), which is the app's code
+
+
+def _own_dict(holder: Any) -> Any:
+    """An instance's __dict__, without running the app's code (no __getattr__, no property);
+    None if it has none. On 3.13+ this makes the dict of an instance that kept its
+    attributes inline."""
+    try:
+        found = object.__getattribute__(holder, "__dict__")
+    except Exception:  # noqa: BLE001 -- no __dict__, or a descriptor of the app's that fails
+        return None
+    return found if type(found) is dict else None
 
 
 def _edge(holder: Any, held: Any) -> str:
     """How ``holder`` refers to ``held``: an attribute, a key, a position, or its kind."""
-    if isinstance(holder, dict):
-        for key, value in holder.items():
+    try:
+        return _edge_of(holder, held)
+    except Exception:  # noqa: BLE001 -- an odd object: the chain still stands without the edge
+        return ""
+
+
+def _edge_of(holder: Any, held: Any) -> str:
+    if _is(holder, dict):
+        for key, value in _dict_items(holder):
             if value is held:
-                return _key_text(key)
-        for key in holder:
+                return f"[{key!r}]" if _is_word_key(key) else "[key]"
             if key is held:
                 return "(a key)"
         return "[key]"
-    if isinstance(holder, (list, tuple, set, frozenset)) or type(holder).__name__ == "deque":
+    if _is(holder, (list, tuple, set, frozenset)) or type(holder).__name__ == "deque":
         return "[i]"
-    if isinstance(holder, types.CellType):
+    if type(holder) is types.CellType:
         return "(closure cell)"
-    if isinstance(holder, types.FunctionType):
+    if type(holder) is types.FunctionType:
         if holder.__defaults__ is held or holder.__kwdefaults__ is held:
             return ".__defaults__"
         if holder.__closure__ is held:
             return ".__closure__"
         return ""
-    if isinstance(holder, types.MethodType):
+    if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
-    slots = getattr(type(holder), "__slots__", ())
-    for name in (slots,) if isinstance(slots, str) else slots:
-        if isinstance(name, str) and getattr(holder, name, None) is held:
-            return f".{name}"
-    try:
-        # an instance whose attributes live inline (3.13+): reading __dict__ makes the dict
-        attributes = vars(holder)
-    except TypeError:
-        return ""
-    for name, value in attributes.items():
-        if value is held:
-            return f".{name}" if _is_identifier(name) else "[key]"
+    for klass in type(holder).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if type(slots) is str else slots:
+            if type(name) is not str:
+                continue
+            member = klass.__dict__.get(_mangled(klass, name))
+            if type(member) is types.MemberDescriptorType:
+                try:
+                    if member.__get__(holder, type(holder)) is held:
+                        return f".{name}"
+                except AttributeError:
+                    pass
+    attributes = _own_dict(holder)
+    if attributes is not None:
+        for name, value in _dict_items(attributes):
+            if value is held:
+                return f".{name}" if _is_name(name) else "[key]"
     return ""
+
+
+def _mangled(klass: type, name: str) -> str:
+    if name.startswith("__") and not name.endswith("__"):
+        return f"_{klass.__name__.lstrip('_')}{name}"
+    return name
 
 
 class _Mark:
@@ -108,7 +149,7 @@ def _frame_text(frame: types.FrameType) -> str:
 
 def _local_name(frame: types.FrameType, held: Any) -> str:
     try:
-        names = [name for name, value in frame.f_locals.items() if value is held]
+        names = [name for name, value in frame.f_locals.items() if value is held]   # (a dict or a proxy of CPython's)
     except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: the chain still stands
         names = []
     return f" local {names[0]}" if names else ""
@@ -146,8 +187,14 @@ class _Search:
         self.max_depth = max_depth
         self.given = objects
         self.targets = list(objects)
-        self.modules = {id(vars(m)): name for name, m in list(sys.modules.items())
-                        if isinstance(m, types.ModuleType)}
+        self.modules = {id(m.__dict__): name for name, m in list(sys.modules.items())
+                        if issubclass(type(m), types.ModuleType)}
+        # the frames of every thread's running functions (made into objects here)
+        self.running: set[int] = set()
+        for frame in sys._current_frames().values():
+            while frame is not None:
+                self.running.add(id(frame))
+                frame = frame.f_back
         # id(obj) -> the holders found for it, level by level
         self.up: dict[int, list[Any]] = {}
         self.roots: set[int] = set()
@@ -156,27 +203,39 @@ class _Search:
     def root_text(self, holder: Any, held: Any) -> Optional[str]:
         name = self.modules.get(id(holder))
         if name is not None:
-            for key, value in holder.items():
+            for key, value in _dict_items(holder):
                 if value is held:
-                    return f"{name}.{key}" if _is_identifier(key) else f"{name}[key]"
+                    return f"{name}.{key}" if _is_name(key) else f"{name}[key]"
             return name
-        if isinstance(holder, types.FrameType):
+        kind = type(holder)
+        if issubclass(kind, type):
+            return type_name(holder)                # a class: the chain goes on with its attribute
+        if kind is types.FrameType:
             return f"frame of {_frame_text(holder)}{_local_name(holder, held)}"
-        if isinstance(holder, _SUSPENDED):
+        if kind in _SUSPENDED:
             # a coroutine (an asyncio task's), generator or async generator, suspended: its frame
-            frame = getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None) \
-                or getattr(holder, "ag_frame", None)
-            kind = type(holder).__name__
-            if frame is None:
-                return f"{kind} {holder.__qualname__}"
-            return f"{kind} frame of {_frame_text(frame)}{_local_name(frame, held)}"
+            frame = (holder.cr_frame if kind is types.CoroutineType
+                     else holder.ag_frame if kind is types.AsyncGeneratorType else holder.gi_frame)
+            return f"{kind.__name__} frame of {_frame_text(frame)}{_local_name(frame, held)}"
         if holder is sys.modules:
             return "sys.modules"
         return None
 
     def is_root(self, holder: Any) -> bool:
-        return (id(holder) in self.modules or isinstance(holder, (types.FrameType, *_SUSPENDED))
-                or holder is sys.modules)
+        """A module's namespace, a class, the frame of a function running now, a suspended
+        coroutine or generator. A frame that finished (kept by a traceback) is walked past."""
+        kind = type(holder)
+        if id(holder) in self.modules or issubclass(kind, type) or holder is sys.modules:
+            return True
+        if kind is types.FrameType:
+            return id(holder) in self.running
+        if kind is types.CoroutineType:
+            return holder.cr_frame is not None
+        if kind is types.GeneratorType:
+            return holder.gi_frame is not None
+        if kind is types.AsyncGeneratorType:
+            return holder.ag_frame is not None
+        return False
 
     def run(self, top: int) -> dict[str, Any]:
         here = sys._getframe()
@@ -265,19 +324,15 @@ class _Search:
             return None
         path.reverse()                      # root first
         parts = [self.root_text(path[0], path[1]) or "?"]
-        attribute = False       # the next dict is an object's __dict__: its key is an attribute
+        # the next dict is a class's or an object's namespace: its key is an attribute
+        attribute = issubclass(type(path[0]), type) and type(path[1]) is dict
         for holder, held in zip(path[1:], path[2:], strict=False):
-            if isinstance(holder, dict) and attribute:
-                key = next((k for k, v in holder.items() if v is held), None)
-                parts[-1] += f".{key}" if _is_identifier(key) else "[key]"
+            if attribute and type(holder) is dict:
+                key = next((k for k, v in _dict_items(holder) if v is held), None)
+                parts[-1] += f".{key}" if _is_name(key) else "[key]"
                 attribute = False
                 continue
-            if isinstance(holder, type) and isinstance(held, dict):
-                attribute = True            # the class's own namespace: its key is a class attribute
-                if not parts[-1].endswith(holder.__qualname__):
-                    parts.append(f"class {type_name(holder)}")
-                continue
-            attribute = not isinstance(holder, dict) and held is getattr(holder, "__dict__", None)
+            attribute = type(held) is dict and not _is(holder, dict) and held is _own_dict(holder)
             if attribute:
                 parts.append(type_name(type(holder)))
                 continue
@@ -320,6 +375,13 @@ class _Search:
             else:
                 left.append(target)
         target = None                   # its reference would count as one nobody can see
+        frozen = gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else 0
+        if exhausted and left and frozen:
+            # gc.get_referrers does not look at what gc.freeze() set aside (a preloading
+            # server's modules and classes): an object held from there looks held by nothing
+            exhausted = False
+            self.stopped = (f"gc.freeze() keeps {frozen:,} objects out of the search: "
+                            "chains through them cannot be followed")
         hidden = 0
         if exhausted:
             for index in range(len(left)):
@@ -330,7 +392,7 @@ class _Search:
             "unreachable": len(left) - hidden if exhausted else 0,
             "hidden": hidden,
             "unresolved": 0 if exhausted else len(left),
-            "stopped": self.stopped,
+            "stopped": self.stopped if left else "",    # every object has its chain: nothing was cut
             "levels": depth,
             "seconds": round(time.monotonic() - self.started, 4),
         }

@@ -884,3 +884,64 @@ def test_a_tracked_type_s_bytes_and_the_process_s_resident_memory_are_in_the_sna
     assert len(snap["process"]["history"]) == 2
     json.loads(dumps(snap))
     monitor.close()
+
+
+class Prickly:
+    def __sizeof__(self):
+        raise ValueError("no size for you")
+
+
+@requires_engine
+def test_an_object_whose_size_cannot_be_read_costs_the_estimate_not_the_sample():
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Prickly)
+    kept = [Prickly() for _ in range(10)]
+    assert monitor.sample() == [] and monitor.sample() == []
+    entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Prickly"))
+    assert (entry["live"], entry["live_bytes"], entry["live_bytes_measured"]) == (10, None, 0)
+    del kept
+    monitor.close()
+
+
+@requires_engine
+def test_bytes_are_measured_again_when_the_count_moves_and_scaled_in_between():
+    class Box:
+        pass
+
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Box)
+    kept = [Box() for _ in range(1000)]
+    monitor.sample()
+    size = sys.getsizeof(kept[0])
+    calls = []
+    real = monitor.tracker.capture.live_bytes
+    monitor.tracker.capture.live_bytes = lambda *a, **k: calls.append(1) or real(*a, **k)
+    kept.extend(Box() for _ in range(50))           # 5%: scaled, not measured
+    monitor.sample()
+    entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Box"))
+    assert (calls, entry["live_bytes"]) == ([], size * 1050)
+    kept.extend(Box() for _ in range(200))          # more than a tenth: measured again
+    monitor.sample()
+    entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Box"))
+    assert (calls, entry["live_bytes"], entry["live_bytes_measured"]) == ([1], size * 1250, 64)
+    monitor.close()
+
+
+@requires_engine
+def test_a_leak_report_made_before_a_search_shows_its_result():
+    class Kept:
+        pass
+
+    held = []
+    monitor = MemoryMonitor(interval=3600.0, threshold=10, increases=2)
+    monitor.start_monitoring(Kept)
+    monitor.sample()
+    for _ in range(6):
+        held.extend(Kept() for _ in range(50))
+        monitor.sample()
+    leaks = monitor.snapshot()["leaks"]
+    assert leaks and "retainers" not in leaks[-1]
+    found = monitor.find_retainers(leaks[-1]["type"])
+    assert monitor.snapshot()["leaks"][-1]["retainers"] is found
+    assert found["hidden"] + sum(c["count"] for c in found["chains"]) == found["objects"] == 20
+    monitor.close()

@@ -234,3 +234,105 @@ def test_objects_sampled_from_a_capture():
     finally:
         capture.stop()
         HOARD.clear()
+
+
+class Session:
+    registry: list = []
+
+
+def test_a_class_attribute_is_found_past_thousands_of_live_instances_of_the_class():
+    ordinary = [Session() for _ in range(6000)]         # each refers to its class
+    Session.registry = [Session() for _ in range(20)]
+    try:
+        result = find_retainers(list(Session.registry))
+        assert chains(result) == {f"{MOD}.Session.registry -> builtins.list[i] -> {MOD}.Session": 20}
+        assert result["stopped"] == ""
+    finally:
+        Session.registry = []
+        del ordinary
+
+
+ERRORS: list = []
+
+
+def test_a_finished_frame_kept_by_a_stored_exception_is_walked_past_to_its_owner():
+    def handle() -> None:
+        order = Order()                 # noqa: F841 -- kept by the traceback's frame
+        raise ValueError("boom")
+
+    try:
+        handle()
+    except ValueError as exc:
+        ERRORS.append(exc)
+    try:
+        frame = ERRORS[0].__traceback__.tb_next.tb_frame
+        result = find_retainers([frame.f_locals["order"]])
+        del frame
+        # (two tracebacks: this test's frame, then handle's)
+        assert chains(result) == {f"{MOD}.ERRORS -> builtins.list[i] -> builtins.ValueError -> builtins.traceback "
+                                  f"-> builtins.traceback -> builtins.frame -> {MOD}.Order": 1}
+    finally:
+        ERRORS.clear()
+
+
+class Touchy(dict):
+    def items(self):                                    # the app's code: never called by the search
+        raise RuntimeError("items() ran")
+
+
+class Proxy:
+    __slots__ = ("_target",)
+
+    def __init__(self, target):
+        object.__setattr__(self, "_target", target)
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"__getattr__({name!r}) ran")
+
+    @property
+    def __class__(self):                                # as lazy proxies do
+        raise RuntimeError("__class__ ran")
+
+
+TOUCHY = Touchy()
+PROXIES: list = []
+
+
+def test_the_search_runs_no_code_of_the_app_s():
+    TOUCHY["a"] = Order()
+    PROXIES.append(Proxy(Order()))
+    try:
+        result = find_retainers([TOUCHY["a"], object.__getattribute__(PROXIES[0], "_target")])
+        assert chains(result) == {f"{MOD}.TOUCHY -> {MOD}.Touchy['a'] -> {MOD}.Order": 1,
+                                  f"{MOD}.PROXIES -> builtins.list[i] -> {MOD}.Proxy._target -> {MOD}.Order": 1}
+    finally:
+        TOUCHY.clear()
+        PROXIES.clear()
+
+
+def test_dict_keys_that_could_be_data_are_hidden_and_chains_still_group():
+    import uuid
+
+    by_token = {uuid.uuid4().hex: Order() for _ in range(4)}
+    by_token["cart"] = Order()
+    HOARD.append(by_token)          # type: ignore[arg-type]
+    try:
+        result = find_retainers(list(by_token.values()))
+        assert chains(result) == {f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict[key] -> {MOD}.Order": 4,
+                                  f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict['cart'] -> {MOD}.Order": 1}
+        assert not any(token in str(result) for token in by_token if token != "cart")
+    finally:
+        HOARD.clear()
+
+
+@pytest.mark.skipif(not hasattr(gc, "freeze"), reason="gc.freeze() is 3.7+")
+def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden():
+    HOARD[:] = [Order() for _ in range(3)]
+    gc.freeze()
+    try:
+        result = find_retainers(list(HOARD))
+        assert (result["chains"], result["unresolved"], result["hidden"], result["unreachable"]) == ([], 3, 0, 0)
+        assert result["stopped"].startswith("gc.freeze() keeps ")
+    finally:
+        gc.unfreeze()
+        HOARD.clear()

@@ -493,6 +493,17 @@ def test_worker_detail_pages(shared: Path, sleeper: int) -> None:
         assert status == 200 and json.loads(body)["live"] == 8
         status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}/types/{WIDGET}")
         assert status == 200 and f"<h1><code>{WIDGET}</code></h1>" in body.decode()
+        # another process's objects: no search link (only that worker can search them)
+        assert "/retainers" not in body.decode() and "only that worker can search its own objects" in body.decode()
+        page = call(ep, path=f"/debug/memory/workers/{os.getpid()}/types/{WIDGET}")[2].decode()
+        assert f'<a href="/debug/memory/types/{WIDGET}/retainers">find who holds them now</a>' in page
+        # a resident-memory history with odd points from a worker file: drawn from the good ones
+        odd = fake_worker(shared, sleeper, [entry(WIDGET, 8)])
+        data = json.loads(odd.read_text())
+        data["snapshot"]["process"] = {"resident_bytes": 1000, "history": [5, [1.0, "x"], [2.0, 1000], None]}
+        odd.write_text(json.dumps(data))
+        status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}")
+        assert status == 200 and 'aria-label="resident bytes, 1 sample: 1,000 to 1,000"' in body.decode()
         # this worker: the live monitor, with hotspots
         status, _, body = call(ep, path=f"/debug/memory/workers/{os.getpid()}/types/{WIDGET}", headers=JSON)
         assert status == 200 and json.loads(body)["live"] == 12 and "hotspots" in json.loads(body)
