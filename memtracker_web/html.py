@@ -75,16 +75,30 @@ def growth(entry: Mapping[str, Any]) -> int:
     return live - history[0][1] if history else 0
 
 
-def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT,
-              what: str = "live objects") -> str:
-    """Inline SVG of live counts (or ``what``) over time; scaled to the history's own range."""
-    values = [point[1] for point in history or [] if isinstance(point, (list, tuple)) and len(point) == 2
-              and isinstance(point[1], (int, float)) and not isinstance(point[1], bool)]
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _series(history: Iterable[Any], *, timed: bool = False) -> list[Any]:
+    """The (time, value) points of a history whose value (and time, if ``timed``) is a
+    number; anything else (another process wrote it) is left out."""
+    return [p for p in history or [] if isinstance(p, (list, tuple)) and len(p) == 2
+            and _is_number(p[1]) and (not timed or _is_number(p[0]))]
+
+
+def _svg_open(kind: str, what: str, values: list[Any], width: int, height: int) -> str:
     label = f"{what}, {len(values)} sample{'' if len(values) == 1 else 's'}"
     if values:
         label += f": {values[0]:,} to {values[-1]:,}"
-    head = (f'<svg class="spark" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
+    return (f'<svg class="{kind}" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{esc(label)}</title>')
+
+
+def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT,
+              what: str = "live objects") -> str:
+    """Inline SVG of live counts (or ``what``) over time; scaled to the history's own range."""
+    values = [v for _t, v in _series(history)]
+    head = _svg_open("spark", what, values, width, height)
     if not values:
         return head + "</svg>"
     low, high = min(values), max(values)
@@ -100,14 +114,8 @@ def sparkline(history: Iterable[Any], *, width: int = SPARK_WIDTH, height: int =
 def history_chart(history: Iterable[Any], *, width: int = 560, height: int = 150) -> str:
     """The type page's chart: live objects over time with both axes labelled
     (lowest and highest count; first and last sample's time)."""
-    points = [p for p in history or [] if isinstance(p, (list, tuple)) and len(p) == 2
-              and isinstance(p[1], (int, float)) and not isinstance(p[1], bool)
-              and isinstance(p[0], (int, float)) and not isinstance(p[0], bool)]
-    label = f"live objects, {len(points)} sample{'' if len(points) == 1 else 's'}"
-    if points:
-        label += f": {points[0][1]:,} to {points[-1][1]:,}"
-    head = (f'<svg class="chart" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{esc(label)}</title>')
+    points = _series(history, timed=True)
+    head = _svg_open("chart", "live objects", [v for _t, v in points], width, height)
     if not points:
         return head + f'<text x="8" y="{height // 2}">no samples yet</text></svg>'
     left, right, top, bottom = 64, 8, 8, 22         # room for the axes' values
