@@ -429,8 +429,8 @@ def _retainers(found: Any, base: str, name: str) -> str:
     table = (f'<table id="retainers"><thead><tr><th>objects</th><th>held by (root first)</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>") if rows else ""
     notes = []
-    for key, text in (("unreachable", "held by nothing from outside (a reference cycle the garbage collector "
-                                      "will free, or let go since)"),
+    for key, text in (("unreachable", "unreachable, waiting for the garbage collector (nothing holds them "
+                                      "from outside a reference cycle)"),
                       ("hidden", "held where the collector cannot see: a running function's local variable, "
                                  "or C code"),
                       ("unresolved", "not traced to a root before the search stopped")):

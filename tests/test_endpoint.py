@@ -763,3 +763,16 @@ def test_the_type_page_chart_labels_both_axes_and_survives_odd_points() -> None:
     odd = history_chart([[start, "many"], ["x", 3], [1e300, 5], [start, True], None, [start, 7, 8]])
     assert 'aria-label="live objects, 1 sample: 5 to 5"' in odd and "<text" in odd
     assert "no samples yet" in history_chart([])
+
+
+def test_the_type_page_says_what_a_search_could_not_trace() -> None:
+    from memtracker_web.html import render_type
+
+    page = render_type({"type": "shop.Order", "live": 5, "retainers": {
+        "chains": [], "objects": 5, "unreachable": 2, "hidden": 2, "unresolved": 1,
+        "stopped": "time budget spent", "seconds": 2.0, "computed_at": 1764115200.0}},
+        base="/debug/memory", nonce="n")
+    assert "2 unreachable, waiting for the garbage collector (nothing holds them from outside a reference cycle)" in page
+    assert "2 held where the collector cannot see: a running function's local variable, or C code" in page
+    assert "1 not traced to a root before the search stopped" in page
+    assert "stopped: time budget spent" in page and '<table id="retainers">' not in page
