@@ -3279,6 +3279,9 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
         return PyList_New(0);   /* no scan of the table for a type with nothing alive */
     }
     uint64_t step = live > (uint64_t)n ? live / (uint64_t)n : 1;
+    if ((uint64_t)n > live) {
+        n = (Py_ssize_t)live;   /* no more can be found: room for what there is */
+    }
     PyObject **picked = PyMem_Malloc((size_t)n * sizeof(PyObject *));
     if (picked == NULL) {
         return PyErr_NoMemory();

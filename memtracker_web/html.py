@@ -163,9 +163,8 @@ def stack(top_path: Mapping[str, Any]) -> str:
 
         def fold() -> None:
             if folded:
-                items.append(f'<li class="lib"><details><summary>{len(folded)} library '
-                             f'frame{"" if len(folded) == 1 else "s"}</summary><ol>{"".join(folded)}</ol>'
-                             "</details></li>")
+                items.append(f'<li class="lib"><details><summary>{_plural(len(folded), "library frame")}'
+                             f'</summary><ol>{"".join(folded)}</ol></details></li>')
                 folded.clear()
 
         for i, frame in enumerate(frames):

@@ -767,8 +767,9 @@ class MemoryMonitor:
             "source": state.source,
             "sampled": state.sampled,
             "threshold": state.threshold,
-            "live_bytes": state.live_bytes if not state.sampled else None,
-            "live_bytes_measured": state.bytes_measured if not state.sampled else 0,
+            # (a sampled built-in is never measured: None and 0)
+            "live_bytes": state.live_bytes,
+            "live_bytes_measured": state.bytes_measured,
             # points are never mutated after they are appended: share them
             "history": state.history.history(),
             "top_paths": [] if stats is None else stats["top_paths"],
@@ -872,7 +873,6 @@ class MemoryMonitor:
         return result
 
 
-# The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
 # Live objects measured per tracked type for its bytes estimate, and how often (in samples).
 BYTES_SAMPLE = 64
 BYTES_EVERY = 10
@@ -901,6 +901,7 @@ def resident_bytes() -> Optional[int]:
         return None
 
 
+# The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
 _OWN_CLASSES = frozenset(id(cls) for cls in (_TypeState, _WatchState, History, PointRing))
 
 _after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()

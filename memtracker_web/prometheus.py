@@ -180,6 +180,7 @@ def _top_sites(top_paths: Iterable[Mapping[str, Any]], limit: int) -> list[tuple
 
 def _view(snapshot: Mapping[str, Any], max_types: int, retained_sites: int) -> _View:
     engine = snapshot.get("engine") or {}
+    process = snapshot.get("process")
     merged = _merge_types(snapshot.get("types") or ())
     if len(merged) > max_types:
         # Keep the largest live counts; names break ties so scrapes are stable.
@@ -200,8 +201,7 @@ def _view(snapshot: Mapping[str, Any], max_types: int, retained_sites: int) -> _
         python=str(engine.get("python") or ""),
         up=bool(engine.get("available")) and not engine.get("displaced"),
         duration=_number(snapshot.get("sample_duration_seconds")),
-        resident=_number(process.get("resident_bytes")) if isinstance(process := snapshot.get("process"), dict)
-        else None,
+        resident=_number(process.get("resident_bytes")) if isinstance(process, dict) else None,
         types=rows,
         dropped=len(merged) - len(kept),
         retained=retained,

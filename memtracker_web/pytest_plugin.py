@@ -186,8 +186,6 @@ class _Check:
     warmup: int
     watch_all: bool
     strict: bool
-    where: str                          # what set the check up, for messages
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _engine_reason() -> Optional[str]:
@@ -227,13 +225,13 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
     types: list[type] = []
     if settings.every_test and session.resolved:
         types.extend(session.resolved)
-    allow, warmup, watch_all, where = settings.allow, settings.warmup, settings.watch_all, "--memtracker-leaks"
+    allow, warmup, watch_all = settings.allow, settings.warmup, settings.watch_all
     if marker is not None:
         where = f"@pytest.mark.{MARKER}"
         unknown = set(marker.kwargs) - {"types", "allow", "warmup", "watch_all"}
         if unknown:
-            pytest.fail(f"{where}: unknown argument(s) {', '.join(sorted(unknown))}; "
-                        "it takes classes, types=, allow=, warmup= and watch_all=", pytrace=False)
+            raise _marker_error(f"{where}: unknown argument(s) {', '.join(sorted(unknown))}; "
+                                "it takes classes, types=, allow=, warmup= and watch_all=")
         named = list(marker.args)
         extra_types = marker.kwargs.get("types", ())
         if isinstance(extra_types, (type, str)):
@@ -252,9 +250,8 @@ def _check_for(item: pytest.Item) -> Optional[_Check]:
         if not isinstance(watch_all, bool):
             raise _marker_error(f"{where}(watch_all=) must be True or False, got {watch_all!r}")
         if not types and not watch_all:
-            pytest.fail(f"{where} needs classes to check (e.g. {MARKER}(types=[Order])) or watch_all=True",
-                        pytrace=False)
-    return _Check(types, allow, warmup, watch_all, settings.strict, where)
+            raise _marker_error(f"{where} needs classes to check (e.g. {MARKER}(types=[Order])) or watch_all=True")
+    return _Check(types, allow, warmup, watch_all, settings.strict)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -346,6 +343,7 @@ def _checked_runs(item: pytest.Item, nextitem: Optional[pytest.Item], check: _Ch
     # watch-all may run the test once more: keep the fixtures that run would set up again
     first_next = item.parent if check.watch_all else nextitem
     finished = not check.watch_all
+    reports: list[pytest.TestReport] = []
     try:
         item._report_sections = []
         reports = runtestprotocol(item, nextitem=first_next, log=False)     # type: ignore[arg-type]
@@ -438,9 +436,7 @@ class _Run:
 
     def abandon(self) -> None:
         """Stop counting and forget (idempotent)."""
-        self.tracker.stop()
-        for cls in [c for c, _a in self.tracker.capture]:
-            self.tracker.untrack(cls)
+        _release(self.tracker)
         self._watch_stop()
 
     def finish(self) -> list[tuple[type, int]]:
@@ -453,14 +449,11 @@ class _Run:
                 gc.collect()
                 grown = self._watch_growth()
             self._watch_stop()
-        survivors = [(cls, _survivors(self.tracker, cls)) for cls in self.check.types]
-        if any(n > self.check.allow for _cls, n in survivors):
-            gc.collect()
-            survivors = [(cls, _survivors(self.tracker, cls)) for cls in self.check.types]
+        survivors = self._survivors_of(self.check.types)
         self.tracker.stop()
         for cls, live in survivors:
             if live > self.check.allow:
-                self.leaks.append((cls, live, self.tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named"))
+                self.leaks.append((cls, live, _paths(self.tracker, cls), "named"))
             self.tracker.untrack(cls)
         named = {id(cls) for cls in self.check.types}
         return [(cls, n) for cls, n in grown if id(cls) not in named]
@@ -479,19 +472,25 @@ class _Run:
         self.confirm_error = error
         if not self.tracker.capture.running:       # the second run never reached its call
             self.confirm_error = error or "it did not reach the test's call"
-        survivors = [(cls, _survivors(self.tracker, cls)) for cls, _n in self.confirming]
-        if self.confirm_error is None and any(n > self.check.allow for _cls, n in survivors):
-            gc.collect()
-            survivors = [(cls, _survivors(self.tracker, cls)) for cls, _n in self.confirming]
+        survivors = self._survivors_of([cls for cls, _n in self.confirming], collect=self.confirm_error is None)
         self.tracker.stop()
         grew = {id(cls): n for cls, n in self.confirming}
         for cls, live in survivors:
-            stats = self.tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0)
+            stats = _paths(self.tracker, cls)
             self.tracker.untrack(cls)
             if self.confirm_error is not None:
                 self.leaks.append((cls, grew[id(cls)], None, "unconfirmed"))
             elif live > self.check.allow:
                 self.leaks.append((cls, live, stats, "watch-all"))
+
+    def _survivors_of(self, classes: list[type], *, collect: bool = True) -> list[tuple[type, int]]:
+        """Each class's survivors; counted again after a garbage collection when some
+        are over ``allow`` (cycles the collector has not freed yet are no leak)."""
+        survivors = [(cls, _survivors(self.tracker, cls)) for cls in classes]
+        if collect and any(n > self.check.allow for _cls, n in survivors):
+            gc.collect()
+            survivors = [(cls, _survivors(self.tracker, cls)) for cls in classes]
+        return survivors
 
     def _require_trusted(self) -> None:
         from . import engine
@@ -542,6 +541,18 @@ class _Run:
             self.session.watch_started = False
         self.watching = False
         self.before = {}
+
+
+def _release(tracker: Any) -> None:
+    """Stop ``tracker`` and untrack every class it counts (idempotent)."""
+    tracker.stop()
+    for cls in [c for c, _a in tracker.capture]:
+        tracker.untrack(cls)
+
+
+def _paths(tracker: Any, cls: type) -> Optional[dict[str, Any]]:
+    """The stats a failure message shows: up to PATHS_SHOWN call paths."""
+    return tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0)
 
 
 def _survivors(tracker: Any, cls: type) -> int:
@@ -688,8 +699,8 @@ class LeakChecker:
         gc.collect()
         live = _survivors(tracker, cls)
         if live > allow:
-            pytest.fail(_leak_message([(cls, live, tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named")],
-                                      allow, None, self._test), pytrace=False)
+            pytest.fail(_leak_message([(cls, live, _paths(tracker, cls), "named")], allow, None, self._test),
+                        pytrace=False)
 
     def assert_live(self, cls: type, expected: int) -> None:
         """Fail unless exactly ``expected`` objects of ``cls`` made since
@@ -705,8 +716,7 @@ class LeakChecker:
             message = [(f"memtracker: {live} {noun} of {type_name(cls)} made since track() are alive, "
                         f"expected {expected}")]
             if live:
-                detail = _leak_message([(cls, live, tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0), "named")],
-                                       0, None, self._test)
+                detail = _leak_message([(cls, live, _paths(tracker, cls), "named")], 0, None, self._test)
                 message.extend(detail.splitlines()[1:])
             pytest.fail("\n".join(message), pytrace=False)
 
@@ -720,9 +730,7 @@ class LeakChecker:
 
     def close(self) -> None:
         if self._tracker is not None:
-            self._tracker.stop()
-            for cls in [c for c, _a in self._tracker.capture]:
-                self._tracker.untrack(cls)
+            _release(self._tracker)
             self._tracker = None
 
 

@@ -14,7 +14,7 @@ most), not one per object visited as in a depth-first search; it stops when
 10^6 objects a level takes tens of milliseconds (bench/RESULTS.md).
 
 Chains name types, module-level names, attribute names and container kinds,
-never contents: a dict key that is not an identifier-like string is ``[key]``,
+never contents: a dict key that is not a short word without digits is ``[key]``,
 a list or tuple position is ``[i]``.
 """
 from __future__ import annotations
@@ -36,7 +36,14 @@ MAX_DEPTH = 16
 MAX_FRONTIER = 5000
 
 _lock = threading.Lock()
-_SUSPENDED = frozenset({types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType})
+# A suspended coroutine (an asyncio task's), generator or async generator: where its frame is
+_FRAME_OF = {types.CoroutineType: "cr_frame", types.GeneratorType: "gi_frame", types.AsyncGeneratorType: "ag_frame"}
+
+
+def _suspended_frame(holder: Any) -> Optional[types.FrameType]:
+    """The frame of a coroutine or generator that has not finished, else None."""
+    attribute = _FRAME_OF.get(type(holder))
+    return getattr(holder, attribute) if attribute is not None else None
 
 
 class RetentionBusy(RuntimeError):
@@ -171,12 +178,14 @@ def find_retainers(objects: list[Any], *, budget_seconds: float = 2.0, max_depth
     (RetentionBusy otherwise)."""
     if not _lock.acquire(blocking=False):
         raise RetentionBusy("a retention search is already running in this process")
-    search = _Search(objects, budget_seconds, max_depth)
+    search = None
     try:
+        search = _Search(objects, budget_seconds, max_depth)
         return search.run(top)
     finally:
-        search.up.clear()               # holders include frames: leave no cycle behind
-        search.targets.clear()
+        if search is not None:
+            search.up.clear()           # holders include frames: leave no cycle behind
+            search.targets.clear()
         _lock.release()
 
 
@@ -212,10 +221,8 @@ class _Search:
             return type_name(holder)                # a class: the chain goes on with its attribute
         if kind is types.FrameType:
             return f"frame of {_frame_text(holder)}{_local_name(holder, held)}"
-        if kind in _SUSPENDED:
-            # a coroutine (an asyncio task's), generator or async generator, suspended: its frame
-            frame = (holder.cr_frame if kind is types.CoroutineType
-                     else holder.ag_frame if kind is types.AsyncGeneratorType else holder.gi_frame)
+        frame = _suspended_frame(holder)
+        if frame is not None:
             return f"{kind.__name__} frame of {_frame_text(frame)}{_local_name(frame, held)}"
         if holder is sys.modules:
             return "sys.modules"
@@ -229,13 +236,7 @@ class _Search:
             return True
         if kind is types.FrameType:
             return id(holder) in self.running
-        if kind is types.CoroutineType:
-            return holder.cr_frame is not None
-        if kind is types.GeneratorType:
-            return holder.gi_frame is not None
-        if kind is types.AsyncGeneratorType:
-            return holder.ag_frame is not None
-        return False
+        return _suspended_frame(holder) is not None
 
     def run(self, top: int) -> dict[str, Any]:
         here = sys._getframe()
@@ -266,7 +267,7 @@ class _Search:
             ours.update((id(frontier), id(referrers), id(following)))
             for holder in referrers:
                 hid = id(holder)
-                if hid in ours or holder is here:
+                if hid in ours:                 # (this frame's id is among them)
                     continue
                 held = [o for o in gc.get_referents(holder) if id(o) in wanted]
                 if not held:

@@ -552,55 +552,48 @@ def test_callbacks_are_not_seen_by_settrace_as_calls_of_the_code_they_interrupt(
 
 
 @requires_engine
-def test_sample_gives_live_objects_of_the_type_spread_over_them_and_live_bytes_scales_them():
-    capture = mt.Capture()
+def test_sample_gives_live_objects_of_the_type_spread_over_them_and_live_bytes_scales_them(capture):
     capture.track(Order)
     capture.start()
-    try:
-        orders = [Order() for _ in range(1000)]
-        picked = capture.sample(Order, 10)
-        assert len(picked) == 10 and all(type(o) is Order for o in picked)
-        assert len({id(o) for o in picked}) == 10
-        # spread: from all over the table, not the first ten made
-        assert max(orders.index(o) for o in picked) > 500
-        assert len(capture.sample(Order, 5000)) == 1000
-        assert capture.sample(dict, 10) == []                     # not tracked: nothing
-        del picked
-        estimate, measured = capture.live_bytes(Order, sample=64)
-        assert measured == 64
-        assert estimate == sys.getsizeof(orders[0]) * 1000       # all of one size here
-        with pytest.raises(ValueError, match="sample size must be from 0 to 10000, got -1"):
-            capture.sample(Order, -1)
-        with pytest.raises(TypeError, match="sample size must be an int"):
-            capture.sample(Order, 2.5)
-        del orders
-        gc.collect()
-        assert capture.live_bytes(Order) == (0, 0)
-    finally:
-        capture.stop()
+    orders = [Order() for _ in range(1000)]
+    picked = capture.sample(Order, 10)
+    assert len(picked) == 10 and all(type(o) is Order for o in picked)
+    assert len({id(o) for o in picked}) == 10
+    # spread: from all over the table, not the first ten made
+    assert max(orders.index(o) for o in picked) > 500
+    assert len(capture.sample(Order, 5000)) == 1000
+    assert capture.sample(dict, 10) == []                     # not tracked: nothing
+    del picked
+    estimate, measured = capture.live_bytes(Order, sample=64)
+    assert measured == 64
+    assert estimate == sys.getsizeof(orders[0]) * 1000       # all of one size here
+    with pytest.raises(ValueError, match="sample size must be from 0 to 10000, got -1"):
+        capture.sample(Order, -1)
+    with pytest.raises(TypeError, match="sample size must be an int"):
+        capture.sample(Order, 2.5)
+    del orders
+    gc.collect()
+    assert capture.live_bytes(Order) == (0, 0)
+    capture.stop()
     assert capture.live_bytes(Order) is None                   # stopped: addresses are not followed
     with pytest.raises(RuntimeError, match="the capture is stopped: its objects cannot be sampled"):
         capture.sample(Order, 1)
 
 
 @requires_engine
-def test_sampling_while_objects_die_and_classes_change_never_crashes():
+def test_sampling_while_objects_die_and_classes_change_never_crashes(capture):
     class Other:
         pass
 
-    capture = mt.Capture()
     capture.track(Order)
     capture.start()
-    try:
-        for round_ in range(200):
-            orders = [Order() for _ in range(50)]
-            for o in orders[::3]:
-                o.__class__ = Other           # moved away: not an Order now
-            picked = capture.sample(Order, 20)
-            assert all(type(o) is Order for o in picked)
-            del orders[::2]
-            gc.collect()
-            assert all(type(o) is Order for o in capture.sample(Order, 20))
-            del picked, orders
-    finally:
-        capture.stop()
+    for _round in range(200):
+        orders = [Order() for _ in range(50)]
+        for o in orders[::3]:
+            o.__class__ = Other           # moved away: not an Order now
+        picked = capture.sample(Order, 20)
+        assert all(type(o) is Order for o in picked)
+        del orders[::2]
+        gc.collect()
+        assert all(type(o) is Order for o in capture.sample(Order, 20))
+        del picked, orders

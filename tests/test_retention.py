@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-import memtracker_web as mt
 from memtracker_web.retention import RetentionBusy, find_retainers
 
 from conftest import requires_engine
@@ -215,8 +214,7 @@ def test_the_search_leaves_nothing_behind():
 
 
 @requires_engine
-def test_objects_sampled_from_a_capture():
-    capture = mt.Capture()
+def test_objects_sampled_from_a_capture(capture):
     capture.track(Order)
     capture.start()
     try:
@@ -232,7 +230,6 @@ def test_objects_sampled_from_a_capture():
             f"local temp -> builtins.list[i] -> {MOD}.Order"}
         del temp
     finally:
-        capture.stop()
         HOARD.clear()
 
 
