@@ -1549,6 +1549,9 @@ mt_engine_sync_marks(void)
                       || mt_pm_put(&wanted, (uintptr_t)Py_TYPE(tp), 1, NULL) < 0;
         }
     }
+    if (failed) {
+        PyErr_Clear();      /* (what failed is handled below; no call may see it set) */
+    }
     /* Unmark what is no longer wanted (all of it without marks). */
     uint32_t kept = 0;
     for (uint32_t i = 0; i < mt_engine.n_marks; i++) {
@@ -1559,8 +1562,8 @@ mt_engine_sync_marks(void)
             mt_engine.marks[kept++] = *m;
             continue;
         }
-        if (alive) {
-            PyType_Unwatch(mt_engine.watcher_id, (PyObject *)m->type);
+        if (alive && PyType_Unwatch(mt_engine.watcher_id, (PyObject *)m->type) < 0) {
+            PyErr_Clear();      /* nothing to undo: the type stays marked, which only costs a lookup */
         }
         Py_CLEAR(m->weakref);
     }
@@ -1917,9 +1920,39 @@ mt_selftest_if_needed(int may_replace, int wait)
 #endif
 }
 
+/* The engine is process-wide (one tracer slot) and its type watcher id and
+ * audit hook belong to the interpreter that set them up: it runs in the main
+ * interpreter only. A subinterpreter (mod_wsgi runs each app in one) that
+ * loaded this module gets a RuntimeError from every call that could change
+ * the engine (a built-in exception: the module's own objects belong to the
+ * main interpreter), and memtracker_web's Python side counts in census mode. */
+static const char mt_subinterp_reason[] =
+    "memtracker_web's exact engine runs in the main interpreter only, and this is a subinterpreter "
+    "(mod_wsgi runs each app in one unless WSGIApplicationGroup %{GLOBAL} is set): "
+    "memtracker_web counts in census mode here";
+
+static int
+mt_main_interp(void)
+{
+    return PyInterpreterState_Get() == PyInterpreterState_Main();
+}
+
+static int
+mt_require_main_interp(void)
+{
+    if (!mt_main_interp()) {
+        PyErr_SetString(PyExc_RuntimeError, mt_subinterp_reason);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 mt_engine_check_runtime(void)
 {
+    if (mt_require_main_interp() < 0) {
+        return -1;
+    }
     mt_selftest_if_needed(1, 1);
     if (mt_unavailable_reason != NULL) {
         PyErr_SetString(mt_EngineUnavailable, mt_unavailable_reason);
@@ -2401,6 +2434,9 @@ mt_capture_forget_events(MtCaptureCore *c, uint32_t slot, int leaf_only)
 static PyObject *
 MtCaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     static char *kwlist[] = {"queue_size", NULL};
     Py_ssize_t queue_size = MT_DEFAULT_QUEUE;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:CaptureCore", kwlist, &queue_size)) {
@@ -3397,6 +3433,12 @@ mt_engine_hook_name(void)
 static PyObject *
 mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
+    if (!mt_main_interp()) {
+        return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s}",
+                             "available", Py_False, "reason", mt_subinterp_reason,
+                             "installed", Py_False, "displaced", Py_False, "running_captures", 0,
+                             "watching", Py_False, "filter", "none");
+    }
     mt_selftest_if_needed(0, 0);
     mt_engine_check_displaced();
     /* which test picks the slow path's events: see mt_engine_setup_precise */
@@ -3433,6 +3475,9 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static PyObject *
 mt_use_type_marks(PyObject *Py_UNUSED(self), PyObject *on)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     int enable = PyObject_IsTrue(on);
     if (enable < 0) {
         return NULL;
@@ -3449,17 +3494,23 @@ mt_use_type_marks(PyObject *Py_UNUSED(self), PyObject *on)
 static PyObject *
 mt_displaced(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
+    if (!mt_main_interp()) {
+        Py_RETURN_FALSE;
+    }
     mt_engine_check_displaced();
     return PyBool_FromLong(mt_engine.installed && mt_engine.displaced);
 }
 
 /* Whether another interpreter exists: watch-all's cached path then checks
- * which interpreter each event comes from. */
+ * which interpreter each event comes from. CPython puts every new
+ * interpreter at the head of its list and the main one was first, so another
+ * exists exactly when the head is not the main one; the head pointer is only
+ * compared, never followed (walking the list needs the runtime's lock, which
+ * is not ours to take, and another thread may be freeing an interpreter). */
 static void
 mt_engine_refresh_interps(void)
 {
-    PyInterpreterState *head = PyInterpreterState_Head();
-    int multi = head != NULL && PyInterpreterState_Next(head) != NULL;
+    int multi = PyInterpreterState_Head() != PyInterpreterState_Main();
     if (multi != mt_engine.multi_interp) {
         mt_engine.multi_interp = multi;
         mt_engine_update_plain();
@@ -3528,6 +3579,9 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
 static PyObject *
 mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     mt_engine_check_displaced();
     if (!mt_engine.watch_on) {
         Py_RETURN_NONE;
@@ -3598,6 +3652,9 @@ mt_collect_live_types(MtPtrMap *out)
 static PyObject *
 mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     mt_engine_check_displaced();
     if (!mt_engine.watch_on) {
         return PyList_New(0);
@@ -3659,6 +3716,9 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static PyObject *
 mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     return Py_BuildValue("{s:n,s:n,s:K,s:I}",
                          "types", (Py_ssize_t)mt_engine.watch.used,
                          "bytes", (Py_ssize_t)(mt_pm_bytes(&mt_engine.watch) + (size_t)mt_engine.watch_cap * sizeof(MtWatchRow)),
@@ -3669,6 +3729,9 @@ mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 static PyObject *
 mt_set_pending_callable(PyObject *Py_UNUSED(self), PyObject *fn)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     if (fn != Py_None && !PyCallable_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "expected a callable or None");
         return NULL;
@@ -3705,6 +3768,9 @@ mt_probe_hook(PyObject *op, PyRefTracerEvent event, void *data)
 static PyObject *
 mt_probe_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
 #if MT_HAVE_TRACER
     int enable = on == Py_None ? -1 : PyObject_IsTrue(on);
     if (enable == -1 && PyErr_Occurred()) {
@@ -3748,6 +3814,9 @@ mt_noop_hook(PyObject *op, PyRefTracerEvent event, void *data)
 static PyObject *
 mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
 #if MT_HAVE_TRACER
     if (mt_engine.installed) {
         PyErr_SetString(PyExc_RuntimeError, "memtracker_web's tracer is installed: stop captures first");
@@ -3774,6 +3843,9 @@ mt_noop_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 static PyObject *
 mt_destruction_selftest(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     static char *kwlist[] = {"depth", "drop", "apply", NULL};
     Py_ssize_t depth = MT_SELFTEST_DEPTH;
     unsigned long long drop = 0;
@@ -3821,11 +3893,23 @@ mt_destruction_selftest(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwa
 static PyObject *
 mt_after_fork_child(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     mt_engine.pending_scheduled = 0;
     Py_RETURN_NONE;
 }
 
+/* main_interpreter() -> bool: whether the engine can run here (see mt_subinterp_reason). */
+static PyObject *
+mt_main_interpreter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(mt_main_interp());
+}
+
 static PyMethodDef mt_methods[] = {
+    {"main_interpreter", mt_main_interpreter, METH_NOARGS,
+     "main_interpreter() -> bool: the engine runs in the main interpreter only."},
     {"_after_fork_child", mt_after_fork_child, METH_NOARGS, "Reset per-process state in a forked child."},
     {"_destruction_selftest", (PyCFunction)(void (*)(void))mt_destruction_selftest, METH_VARARGS | METH_KEYWORDS,
      "_destruction_selftest(depth=20000, drop=0, apply=False): tests; the engine's destruction self-test."},
@@ -3878,6 +3962,11 @@ mt_decide_availability(void)
 PyMODINIT_FUNC
 PyInit__tracker(void)
 {
+    if (!mt_main_interp()) {
+        /* loaded first by a subinterpreter: its objects must not become the process's */
+        PyErr_SetString(PyExc_ImportError, mt_subinterp_reason);
+        return NULL;
+    }
     mt_decide_availability();
     if (PyType_Ready(&MtCaptureCoreType) < 0) {
         return NULL;

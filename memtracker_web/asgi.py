@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response,
                        decimal)
-from .engine import free_threaded
+from .engine import IN_SUBINTERPRETER, free_threaded
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,6 +33,9 @@ try:
     if free_threaded():
         # a single-phase extension would turn the GIL back on (see engine.py)
         raise ImportError("not loaded on a free-threaded build")
+    if IN_SUBINTERPRETER:
+        # its interned names and type belong to the main interpreter (see engine.py)
+        raise ImportError("not loaded in a subinterpreter")
     from ._passthrough import Passthrough as _Passthrough
     _BASE_IN_C = True
 except ImportError:  # no C extension (not CPython, or not built): tests/test_asgi_passthrough.py runs this too

@@ -51,7 +51,37 @@ def _build_failure() -> str:
     return ""
 
 
-if free_threaded():
+SUBINTERPRETER_REASON = (
+    "memtracker_web's exact engine runs in the main interpreter only, and this is a subinterpreter "
+    "(mod_wsgi runs each app in one unless WSGIApplicationGroup %{GLOBAL} is set): "
+    "memtracker_web counts in census mode here")
+
+
+def subinterpreter() -> bool:
+    """Whether this code runs in a subinterpreter rather than the main one.
+
+    The engine is process-wide (CPython has one reference-tracer slot) and its
+    type watcher belongs to one interpreter, so neither extension is imported
+    in a subinterpreter: memtracker_web counts in census mode there and the
+    main interpreter's engine is left alone."""
+    for name in ("_interpreters", "_xxsubinterpreters"):    # 3.13+, older
+        try:
+            interpreters = __import__(name)
+        except ImportError:
+            continue
+        current, main = interpreters.get_current(), interpreters.get_main()
+        if isinstance(current, tuple):      # (id, how it was made) from 3.13 on
+            current, main = current[0], main[0]
+        return bool(current != main)
+    return False
+
+
+IN_SUBINTERPRETER = subinterpreter()
+
+if IN_SUBINTERPRETER:
+    _tracker = None
+    _IMPORT_ERROR = SUBINTERPRETER_REASON
+elif free_threaded():
     # Importing a single-phase extension would turn the GIL back on for the whole
     # process; the engine does not run on these builds anyway (the tracer's tables
     # rely on the GIL), so neither extension is imported.

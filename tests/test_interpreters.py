@@ -347,3 +347,147 @@ def test_the_monitor_logs_a_replaced_tracer_from_315_on(caplog):
     finally:
         monitor.close()
         _tracker._probe_tracer(False)
+
+
+# ---- subinterpreters: the engine stays the main interpreter's --------------------------------
+# mod_wsgi runs each app in a subinterpreter. The engine is process-wide (one tracer slot) and its
+# type watcher belongs to one interpreter, so a subinterpreter gets census mode and a clear reason,
+# and whatever it does leaves the main interpreter's captures, callbacks and drainer working.
+
+SUBINTERPRETER_SCRIPT = r'''
+import json, sys
+import _testcapi
+import memtracker_web as mt
+from memtracker_web import engine
+
+class Order:
+    pass
+
+capture = mt.Capture()
+capture.track(Order)
+capture.start()
+keep = [Order() for _ in range(10)]
+
+CODE = """
+import json
+import memtracker_web as mt
+from memtracker_web import asgi, engine
+from memtracker_web import _tracker as core     # the module object the main interpreter loaded
+out = {"available": mt.engine_status()["available"], "reason": mt.engine_status()["reason"],
+       "in_sub": engine.IN_SUBINTERPRETER, "passthrough_in_c": asgi._BASE_IN_C,
+       "main_interpreter": core.main_interpreter(), "state": core.engine_state()["available"]}
+try:
+    c = mt.Capture(); c.track(list); c.start()
+    out["start"] = "started"
+except mt.EngineUnavailable as exc:
+    out["start"] = str(exc)
+refused = []
+for name, args in [("watch_start", ()), ("watch_stop", ()), ("watch_counts", ()),
+                   ("set_pending_callable", (print,)), ("_after_fork_child", ()), ("CaptureCore", ())]:
+    try:
+        getattr(core, name)(*args)
+    except RuntimeError as exc:
+        if "main interpreter only" in str(exc):
+            refused.append(name)
+out["refused"] = refused
+class Widget:
+    pass
+monitor = mt.MemoryMonitor(threshold=1, increases=1)
+monitor.start_monitoring(Widget)
+monitor.sample()
+widgets = [Widget() for _ in range(7)]
+monitor.sample()
+snap = monitor.snapshot()
+monitor.close()
+out["mode"] = snap["mode"]
+out["widgets"] = snap["types"][0]["live"]
+open(PATH, "w").write(json.dumps(out))
+"""
+rc = _testcapi.run_in_subinterp(CODE.replace("PATH", repr(sys.argv[1])))
+result = json.load(open(sys.argv[1]))
+result["rc"] = rc
+keep += [Order() for _ in range(5)]
+result["main_live"] = capture.count_for(Order)
+events = []
+other = mt.Capture()
+other.track(dict, callback=lambda cls, event, data: events.append(event))
+other.start()
+made = [{} for _ in range(3)]
+other.flush()
+other.stop()
+capture.stop()
+result["callbacks"] = events.count("new") >= 3
+result["main_available"] = mt.engine_status()["available"]
+print(json.dumps(result))
+'''
+
+
+def _subinterpreter_result(tmp_path: Path, script: str) -> dict:
+    pytest.importorskip("_testcapi")
+    (tmp_path / "script.py").write_text(script)
+    proc = subprocess.run([sys.executable, "-X", "dev", str(tmp_path / "script.py"), str(tmp_path / "out.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+    import json
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@requires_engine
+def test_a_subinterpreter_counts_in_census_mode_and_leaves_the_main_engine_working(tmp_path):
+    result = _subinterpreter_result(tmp_path, SUBINTERPRETER_SCRIPT)
+    assert result["rc"] == 0
+    assert result["in_sub"] is True and result["available"] is False
+    assert "main interpreter only" in result["reason"] and "WSGIApplicationGroup" in result["reason"]
+    assert "main interpreter only" in result["start"]
+    assert result["main_interpreter"] is False and result["state"] is False
+    assert result["refused"] == ["watch_start", "watch_stop", "watch_counts", "set_pending_callable",
+                                 "_after_fork_child", "CaptureCore"]
+    assert result["passthrough_in_c"] is False
+    assert result["mode"] == "census" and result["widgets"] == 7
+    # the main interpreter: its capture counted on, a new one starts, callbacks still arrive
+    # (a subinterpreter used to take the drainer, and after it ended every pending call failed)
+    assert result["main_live"] == 15
+    assert result["callbacks"] is True and result["main_available"] is True
+
+
+@requires_engine
+def test_a_subinterpreter_that_imports_first_leaves_the_main_interpreter_its_engine(tmp_path):
+    script = r'''
+import json, sys
+import _testcapi
+rc = _testcapi.run_in_subinterp("import memtracker_web as mt; assert not mt.engine_status()['available']")
+import memtracker_web as mt
+class Order:
+    pass
+c = mt.Capture(); c.track(Order); c.start()
+keep = [Order() for _ in range(4)]
+print(json.dumps({"rc": rc, "live": c.count_for(Order), "available": mt.engine_status()["available"]}))
+c.stop()
+'''
+    assert _subinterpreter_result(tmp_path, script) == {"rc": 0, "live": 4, "available": True}
+
+
+@requires_engine
+def test_an_isolated_interpreter_imports_the_package_in_census_mode(tmp_path):
+    interpreters = pytest.importorskip("_interpreters")
+    script = r'''
+import json, sys
+import _interpreters
+import memtracker_web as mt
+iid = _interpreters.create()
+_interpreters.exec(iid, """
+import json
+import memtracker_web as mt
+from memtracker_web import asgi
+open(PATH, "w").write(json.dumps([mt.engine_status()["available"], mt.engine_status()["reason"],
+                                  asgi._BASE_IN_C]))
+""".replace("PATH", repr(sys.argv[1])))
+_interpreters.destroy(iid)
+available, reason, in_c = json.load(open(sys.argv[1]))
+print(json.dumps({"available": available, "sub": "main interpreter only" in reason, "in_c": in_c,
+                  "main": mt.engine_status()["available"]}))
+'''
+    assert interpreters is not None
+    assert _subinterpreter_result(tmp_path, script) == {"available": False, "sub": True, "in_c": False,
+                                                         "main": True}
