@@ -550,6 +550,14 @@ typedef struct {
     (((tp)->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_IMMUTABLETYPE)) == Py_TPFLAGS_HEAPTYPE)
 #define MT_WATCH_COUNTED(op, tp, limit) (MT_WATCH_SAMPLED(op, limit) || MT_WATCH_EXACT_TYPE(tp))
 
+/* A class defined in Python code with a finaliser (__del__): its objects can
+ * be resurrected, and CPython then reports their death again later with no
+ * creation in between. Its events skip watch-all's cache so that each passes
+ * mt_watch_first_death. */
+#define MT_WATCH_FINALIZABLE(tp) (MT_WATCH_EXACT_TYPE(tp) && (tp)->tp_finalize != NULL)
+/* addresses kept for them before the table starts over (16 bytes each at most) */
+#define MT_WATCH_DYING_MAX (1u << 16)
+
 /* A type whose tp_watched carries our bit: its objects' events take the slow
  * path. The weak reference tells, at safe points, whether the pointer is still
  * a live type (one may die while our tracer was displaced). */
@@ -607,6 +615,8 @@ static struct {
     MtWatchRow *watch_rows;
     uint32_t watch_n, watch_cap, watch_free_head;
     uint64_t watch_lost;
+    MtPtrMap watch_dying;     /* addresses of objects whose finaliser ran at their death: see mt_watch_first_death */
+    uint64_t watch_resurrected, watch_dying_resets;
     uint32_t watch_sample;  /* 1: every object counted; N: about one object in N (see MT_WATCH_SAMPLED) */
     uint32_t watch_limit;   /* an object is sampled when its address hash is below this */
     int watch_stale;        /* displaced while watching: type pointers may dangle */
@@ -827,7 +837,7 @@ mt_queue_push(MtCaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint
 MT_HOOK_ONLY int
 mt_watch_cacheable(PyTypeObject *tp)
 {
-    if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS)) {
+    if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS) || MT_WATCH_FINALIZABLE(tp)) {
         return 0;
     }
 #if MT_HAVE_TRACER
@@ -912,6 +922,42 @@ mt_watch_count(PyTypeObject *tp, int is_free)
     }
 }
 
+#if MT_HAVE_TRACER
+/* Whether an event of a finalizable class's object (MT_WATCH_FINALIZABLE) is
+ * counted: a death is, unless the object already died since its creation
+ * (its finaliser resurrected it), so watch-all counts it freed once, as a
+ * capture does. A death whose finaliser is about to run keeps the address
+ * (a collected object was finalised already and cannot come back); the next
+ * creation at that address drops it. Without room the address is not kept
+ * and a resurrected object would be counted freed twice (counted as lost). */
+MT_HOOK_ONLY int
+mt_watch_first_death(PyObject *op, PyTypeObject *tp, PyRefTracerEvent event)
+{
+    MtPtrMap *dying = &mt_engine.watch_dying;
+    uintptr_t key = (uintptr_t)op;
+    if (event == PyRefTracer_CREATE) {
+        mt_pm_pop(dying, key, NULL);
+        return 1;
+    }
+    uint32_t seen;
+    if (mt_pm_get(dying, key, &seen)) {
+        mt_engine.watch_resurrected++;
+        return 0;
+    }
+    if (!PyType_IS_GC(tp) || !PyObject_GC_IsFinalized(op)) {
+        if (dying->used >= MT_WATCH_DYING_MAX) {
+            /* addresses that no new object took again: start over */
+            mt_pm_free(dying);
+            mt_engine.watch_dying_resets++;
+        }
+        if (mt_pm_put(dying, key, 1, NULL) < 0) {
+            mt_engine.watch_lost++;
+        }
+    }
+    return 1;
+}
+#endif
+
 static void
 mt_watch_forget(PyTypeObject *tp)
 {
@@ -987,7 +1033,8 @@ mt_engine_bind_of(PyTypeObject *tp)
 static MT_NOINLINE void
 mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
 {
-    if (mt_engine.watch_on && (mt_engine.watch_sample == 1 || MT_WATCH_COUNTED(op, tp, mt_engine.watch_limit))) {
+    if (mt_engine.watch_on && (mt_engine.watch_sample == 1 || MT_WATCH_COUNTED(op, tp, mt_engine.watch_limit))
+        && (!MT_WATCH_FINALIZABLE(tp) || mt_watch_first_death(op, tp, event))) {
         mt_watch_count(tp, event == PyRefTracer_DESTROY);
     }
     if (event == PyRefTracer_CREATE) {
@@ -3556,6 +3603,8 @@ mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
     mt_engine.watch_n = 0;
     mt_engine.watch_free_head = 0;
     mt_engine.watch_lost = 0;
+    mt_pm_free(&mt_engine.watch_dying);
+    mt_engine.watch_resurrected = mt_engine.watch_dying_resets = 0;
     if (mt_engine.watch_cap == 0) {
         mt_engine.watch_rows = (MtWatchRow *)calloc(256, sizeof(MtWatchRow));
         if (mt_engine.watch_rows == NULL) {
@@ -3592,6 +3641,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     mt_engine_select_hook();
 #endif
     mt_pm_free(&mt_engine.watch);
+    mt_pm_free(&mt_engine.watch_dying);
     memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
     mt_engine.watch_n = 0;
     mt_engine.watch_free_head = 0;
@@ -3719,10 +3769,13 @@ mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     if (mt_require_main_interp() < 0) {
         return NULL;
     }
-    return Py_BuildValue("{s:n,s:n,s:K,s:I}",
+    return Py_BuildValue("{s:n,s:n,s:K,s:K,s:K,s:I}",
                          "types", (Py_ssize_t)mt_engine.watch.used,
-                         "bytes", (Py_ssize_t)(mt_pm_bytes(&mt_engine.watch) + (size_t)mt_engine.watch_cap * sizeof(MtWatchRow)),
+                         "bytes", (Py_ssize_t)(mt_pm_bytes(&mt_engine.watch) + mt_pm_bytes(&mt_engine.watch_dying)
+                                               + (size_t)mt_engine.watch_cap * sizeof(MtWatchRow)),
                          "lost", (unsigned long long)mt_engine.watch_lost,
+                         "resurrected", (unsigned long long)mt_engine.watch_resurrected,
+                         "dying_resets", (unsigned long long)mt_engine.watch_dying_resets,
                          "sample", (unsigned)(mt_engine.watch_on ? mt_engine.watch_sample : 0));
 }
 

@@ -290,3 +290,70 @@ def test_a_tracked_class_is_counted_once_by_watch_all_whichever_path_its_events_
             c.stop()
         if tracker is not None:
             tracker.stop()
+
+
+# ---- objects resurrected by their finaliser ----------------------------------------------------
+# CPython reports the death of an object whose __del__ resurrects it, and later its death again,
+# with no creation in between. Watch-all counts it freed once, as a capture does.
+
+_saved: list = []
+
+
+class Phoenix:
+    def __del__(self):
+        _saved.append(self)             # resurrected; CPython runs __del__ once per object
+
+
+class CycleWithDel:
+    def __del__(self):
+        pass
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+@pytest.mark.parametrize("with_capture", [False, True], ids=["watch-only", "beside-a-capture"])
+def test_an_object_resurrected_by_its_finaliser_is_counted_freed_once(sample, with_capture, filter_mode):
+    capture = mt.Capture()
+    if with_capture:
+        capture.track(Phoenix)
+        capture.start()
+    _tracker.watch_start(sample=sample)
+    try:
+        for _ in range(1000):
+            Phoenix()
+        assert len(_saved) == 1000
+        assert _counts()[Phoenix] == (1000, 1000)       # counted freed at the death its __del__ undid
+        if with_capture:
+            assert capture.count_for(Phoenix) == 0      # the capture counts it alike
+        _saved.clear()                                  # their real deaths: not counted again
+        assert _counts()[Phoenix] == (1000, 1000)
+        assert _tracker.watch_statistics()["resurrected"] == 1000
+        for _ in range(500):                            # objects at the same addresses count as new
+            Phoenix()
+            _saved.clear()
+        assert _counts()[Phoenix] == (1500, 1500)
+        # collected in cycles: finalised by the collector first, each death counted once
+        for _ in range(500):
+            obj = CycleWithDel()
+            obj.me = obj
+        del obj
+        gc.collect()
+        assert _counts()[CycleWithDel] == (500, 500)
+        if with_capture:
+            assert capture.count_for(Phoenix) == 0
+    finally:
+        _tracker.watch_stop()
+        capture.stop()
+        _saved.clear()
+
+
+def test_the_addresses_kept_for_resurrection_are_bounded():
+    _tracker.watch_start(sample=64)
+    try:
+        many = [CycleWithDel() for _ in range(70_000)]      # 70,000 addresses alive at once
+        del many                                            # each death keeps its address
+        stats = _tracker.watch_statistics()
+        assert stats["dying_resets"] == 1                   # the table started over at 65,536
+        assert stats["bytes"] < 4 << 20
+        assert _counts()[CycleWithDel] == (70_000, 70_000)
+    finally:
+        _tracker.watch_stop()
