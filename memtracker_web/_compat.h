@@ -11,6 +11,9 @@
  *   MT_TRASHCAN_BY_STACK   the trashcan defers a deallocation by the C stack
  *                          left (3.14+), not by a nesting counter (3.13: the C
  *                          recursion limit, at most 10000)
+ *   MT_PY_DEPTH_LEFT(ts)   Python calls a thread state may still make before
+ *                          RecursionError (3.12+: py_recursion_remaining;
+ *                          older: recursion_remaining)
  *
  * With MT_HAVE_TRACER the interpreter-frame internals are included the way
  * CPython's own Python/tracemalloc.c walks the stack: _PyInterpreterFrame,
@@ -44,6 +47,12 @@
 #  define MT_TRASHCAN_BY_STACK 1
 #else
 #  define MT_TRASHCAN_BY_STACK 0
+#endif
+
+#if PY_VERSION_HEX >= 0x030C0000
+#  define MT_PY_DEPTH_LEFT(ts) ((ts)->py_recursion_remaining)
+#else
+#  define MT_PY_DEPTH_LEFT(ts) ((ts)->recursion_remaining)
 #endif
 
 #if MT_HAVE_TRACER

@@ -1362,6 +1362,10 @@ mt_is_our_hook(PyRefTracer fn)
 }
 #endif
 
+/* Python calls the drain (the drainer, flush, a callback and what it calls)
+ * needs left before the recursion limit. */
+#define MT_DRAIN_DEPTH 100
+
 /* Runs from the eval loop of the main thread: a safe point for callbacks. */
 static int
 mt_run_pending(void *arg)
@@ -1381,6 +1385,14 @@ mt_run_pending(void *arg)
      * drain interrupts whatever code was running, and sys.settrace, profilers
      * and sys.monitoring must not see it as that code's calls. */
     PyThreadState *ts = PyThreadState_Get();
+    if (MT_PY_DEPTH_LEFT(ts) < MT_DRAIN_DEPTH) {
+        /* The drain runs at whatever depth the interrupted code reached: near
+         * the recursion limit it would fail with a RecursionError, reported
+         * in the program's output as unraisable. It waits for shallower code
+         * instead: the next event, or a query, asks again. */
+        mt_engine.pending_scheduled = 0;
+        return 0;
+    }
     PyThreadState_EnterTracing(ts);
     PyObject *res = PyObject_CallNoArgs(mt_engine.pending_callable);
     PyThreadState_LeaveTracing(ts);
