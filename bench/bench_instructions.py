@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-from concurrent.futures import ThreadPoolExecutor
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -202,8 +202,8 @@ def main() -> None:
     print(f"{sys.implementation.name} {sys.version.split()[0]}, engine modes {sorted(set(modes.values()))}, "
           f"{args.rounds} alternating wrk rounds of {args.seconds}s (-t1 -c32)")
     b, cb = statistics.median(results["bare"]), statistics.median(cpu["bare"])
-    print(f"| server | requests/s (median) | loss | server CPU per request |")
-    print(f"|---|---|---|---|")
+    print("| server | requests/s (median) | loss | server CPU per request |")
+    print("|---|---|---|---|")
     for name in names:
         rps, us = statistics.median(results[name]), statistics.median(cpu[name])
         loss = "" if name == "bare" else f"{100 * (1 - rps / b):.1f}%"

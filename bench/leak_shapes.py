@@ -61,7 +61,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_per_request(timeline: list, start: float, end: float) -> "float | None":
+def cpu_per_request(timeline: list, start: float, end: float) -> float | None:
     """CPU seconds per request between two times of a run's timeline of
     (seconds, cpu seconds, requests), or None when too few requests fell there."""
     inside = [p for p in timeline if start <= p[0] <= end]

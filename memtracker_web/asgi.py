@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
 
-from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response,
-                       decimal)
+from .endpoint import (
+    DEFAULT_ALLOW,
+    DEFAULT_PATH,
+    FROM_ENV,
+    MAX_BODY,
+    Endpoint,
+    EndpointOptions,
+    Request,
+    Response,
+    decimal,
+)
 from .engine import free_threaded
 
 Scope = MutableMapping[str, Any]

@@ -25,8 +25,9 @@ import re
 import secrets
 import threading
 import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs
 
 from . import jsontext
@@ -644,8 +645,8 @@ class Endpoint:
             log.exception("memtracker: exporting the monitor to Prometheus failed")
 
 
-_ENDPOINTS: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
-_AT_LOAD: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()      # started as the app loaded
+_ENDPOINTS: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+_AT_LOAD: weakref.WeakSet[Endpoint] = weakref.WeakSet()      # started as the app loaded
 
 
 def _after_fork_in_parent() -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 SPARK_WIDTH = 120

@@ -10,10 +10,21 @@ Endpoint.start_at_load).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request,
-                       Response, decimal, reason)
+from .endpoint import (
+    DEFAULT_ALLOW,
+    DEFAULT_PATH,
+    FROM_ENV,
+    MAX_BODY,
+    Endpoint,
+    EndpointOptions,
+    Request,
+    Response,
+    decimal,
+    reason,
+)
 
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]

@@ -12,9 +12,8 @@ import weakref
 import pytest
 
 import memtracker_web as mt
-from memtracker_web.capture import DisplacedWarning
-
 from conftest import requires_engine, without_engine
+from memtracker_web.capture import DisplacedWarning
 
 
 class Order:

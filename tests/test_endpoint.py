@@ -587,7 +587,7 @@ def test_html_escapes_everything() -> None:
     evil = "<script>alert(1)</script>"
     entry = make_entry(f"m.{evil}", [1, 2], analysing=True, top_paths=[
         {"count": 1, "total_count": 1, "path": [f"{evil}:1 in f"],
-         "frames": [{"filename": f'"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}]}])
+         "frames": [{"filename": '"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}]}])
     monitor.tracked[entry["type"]] = entry
     monitor.leaks.append({"type": evil, "live": 2, "increases": 1, "detected_at": 0.0, "top_paths": entry["top_paths"]})
     snapshot = monitor.snapshot()

@@ -17,9 +17,8 @@ import types
 import pytest
 
 import memtracker_web as mt
-from memtracker_web import _tracker
-
 from conftest import requires_engine
+from memtracker_web import _tracker
 
 pytestmark = requires_engine
 

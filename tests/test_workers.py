@@ -17,16 +17,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from conftest import children_of, stop_process
 from memtracker_web import engine_status, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.naming import type_name
-from conftest import children_of, stop_process
 from test_endpoint import JSON, POST_JSON, call
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
-from werkzeug.wrappers import Request as WRequest, Response as WResponse
+from werkzeug.wrappers import Request as WRequest
+from werkzeug.wrappers import Response as WResponse
 
 from memtracker_web.endpoint import MAX_BODY
 from memtracker_web.wsgi import MemoryTrackerMiddleware, read_body
