@@ -79,7 +79,8 @@ class MemoryTrackerMiddleware(_Passthrough):
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(
             monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
-            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
+            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all,
+            watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
         self.endpoint.start_at_load()

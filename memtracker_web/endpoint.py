@@ -137,7 +137,8 @@ class EndpointOptions:
             # them for a monitor the caller built would hide a mistake.
             given = [n for n in MONITOR_OPTIONS if getattr(self, n) is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} configure the default monitor; set them on the monitor you pass instead")
+                raise ValueError(f"{', '.join(given)} configure the default monitor; "
+                                 "set them on the monitor you pass instead")
 
 
 @dataclass

@@ -19,7 +19,8 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;
 h1{font-size:1.35rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .meta{color:#57606a;margin:.2rem 0}.badge{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-weight:600}
 .exact{background:#dafbe1;color:#116329}.census{background:#fff8c5;color:#7d4e00}.leak{background:#ffebe9;color:#a40e26}
-table{border-collapse:collapse;width:100%;max-width:72rem}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;width:100%;max-width:72rem}\
+th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d0d7de}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grow{color:#a40e26}.shrink{color:#116329}
 code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}h1 code{font-size:inherit}
@@ -322,7 +323,8 @@ def _analysed(types: list[Mapping[str, Any]], base: str, reported: set[str] = fr
         # a type with a leak report has its stacks there: the same stack is not printed twice
         if entry.get("analysing") and entry.get("top_paths") and entry.get("type") not in reported:
             paths = "".join(stack(p) for p in entry["top_paths"])
-            sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>{paths}</section>')
+            sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>'
+                            f'{paths}</section>')
     if not sections:
         return ""
     return ("<h2>Where the analysed types are allocated</h2>"

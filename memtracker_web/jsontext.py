@@ -63,7 +63,7 @@ class PointRing:
         return self.lives[-1] if self.lives else None
 
     def history(self) -> History:
-        return History(zip(self.times, self.lives), "[" + self.text[:-1] + "]")
+        return History(zip(self.times, self.lives, strict=True), "[" + self.text[:-1] + "]")
 
 
 class History(list):

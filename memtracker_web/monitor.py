@@ -118,14 +118,14 @@ def rise_step(values: list) -> float:
     step stays at one and every sample that adds some rises, however unevenly
     traffic comes; a population that churns drops as often as it rises, so
     its peaks must stand out of its own swings."""
-    drops = [a - b for a, b in zip(values, values[1:]) if b < a]
+    drops = [a - b for a, b in zip(values, values[1:], strict=False) if b < a]
     return max(1.0, 3 * statistics.median(drops)) if drops else 1.0
 
 
 def change_deviation(values: list) -> float | None:
     """The standard deviation of the changes between ``values``, or None before two
     changes: how much a sampled estimate moves by sampling noise alone."""
-    changes = [b - a for a, b in zip(values, values[1:])]
+    changes = [b - a for a, b in zip(values, values[1:], strict=False)]
     return statistics.stdev(changes) if len(changes) >= 2 else None
 
 

@@ -161,7 +161,7 @@ def _types_table(types: list[Mapping[str, Any]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
 
     def line(row: tuple[str, ...]) -> str:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         return "  ".join(cells).rstrip()
 
     return [f"types ({len(types)}; growth over the kept history):", line(header)] + [line(row) for row in rows]

@@ -294,7 +294,8 @@ def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
         m.start_monitoring(Leaky)
         with caplog.at_level(logging.WARNING, logger="memtracker_web"):
             m.sample()
-        assert "watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64" in caplog.text
+        assert ("watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
+                in caplog.text)
         leak(50)
         m.sample()                               # no restart, no error: tracked types are still read
         snap = m.snapshot()

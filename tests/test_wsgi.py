@@ -69,7 +69,8 @@ def test_type_detail_and_not_found() -> None:
     r = get(c, "/debug/memory/types/shop.cache.Entry?format=json")
     assert r.json["hotspots"][0]["lineno"] == 17
     r = get(c, "/debug/memory/types/nope.Nope?format=json")
-    assert (r.status_code, r.json) == (404, {"error": "unknown type 'nope.Nope': it is not tracked or seen by the monitor"})
+    assert (r.status_code, r.json) == (
+        404, {"error": "unknown type 'nope.Nope': it is not tracked or seen by the monitor"})
 
 
 def test_track_untrack_and_errors() -> None:
