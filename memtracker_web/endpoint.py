@@ -27,7 +27,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from . import jsontext
@@ -410,7 +410,9 @@ class Endpoint:
         own name at 127.0.0.1): a Host that is an IP address, localhost, or one
         of ``allowed_hosts``. A POST must also not come from another site's page."""
         host = _host_name(request.headers.get("host"))
-        if host is not None and not _host_allowed(host, self.options.allowed_hosts):
+        # __post_init__ made allowed_hosts _host_patterns' tuple
+        patterns = cast("tuple[str, ...]", self.options.allowed_hosts)
+        if host is not None and not _host_allowed(host, patterns):
             raise HTTPError(403, f"Host {host!r} is not allowed for requests admitted by address; "
                                  "add it to allowed_hosts, or send a token")
         if request.method.upper() != "POST":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import quote
 
@@ -159,7 +160,8 @@ def stack(top_path: Mapping[str, Any]) -> str:
     if frames:
         marked = top_path.get("app_frames")
         valid = isinstance(marked, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in marked)
-        app = set(marked) if valid else None     # an odd value (another process wrote it): fold nothing
+        # an odd value (another process wrote it): fold nothing
+        app = set(marked) if valid and isinstance(marked, list) else None
         items: list[str] = []
         folded: list[str] = []
 
@@ -226,7 +228,9 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
     out = f'<p class="meta">{line}</p><p class="meta">{stats}</p>'
     process = snapshot.get("process")
     if isinstance(process, Mapping) and process.get("resident_bytes") is not None:
-        history = process.get("history") if isinstance(process.get("history"), list) else []
+        history = process.get("history")
+        if not isinstance(history, list):
+            history = []
         out += (f'<p class="meta" id="resident">resident memory {size_text(process.get("resident_bytes"))} '
                 f'{sparkline(history, what="resident bytes")}</p>')
     problems = [p for p in snapshot.get("config_errors") or [] if isinstance(p, Mapping)]
@@ -317,7 +321,7 @@ def _reported(snapshot: Mapping[str, Any]) -> set[str]:
     return {str(leak.get("type")) for leak in snapshot.get("leaks") or [] if isinstance(leak, Mapping)}
 
 
-def _analysed(types: list[Mapping[str, Any]], base: str, reported: set[str] = frozenset()) -> str:
+def _analysed(types: list[Mapping[str, Any]], base: str, reported: AbstractSet[str] = frozenset()) -> str:
     sections = []
     for entry in types:
         # a type with a leak report has its stacks there: the same stack is not printed twice

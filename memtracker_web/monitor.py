@@ -432,6 +432,7 @@ class MemoryMonitor:
         if allocations is None:                 # untracked behind our back: track again
             self.tracker.track(cls)
             allocations = self.tracker.capture.allocations(cls)
+            assert allocations is not None      # track() just made it tracked
         state.live = allocations.retained_count
         state.allocations = allocations.new_count
         state.frees = allocations.free_count

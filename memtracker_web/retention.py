@@ -200,6 +200,7 @@ class _Search:
                         if issubclass(type(m), types.ModuleType)}
         # the frames of every thread's running functions (made into objects here)
         self.running: set[int] = set()
+        frame: types.FrameType | None
         for frame in sys._current_frames().values():
             while frame is not None:
                 self.running.add(id(frame))
@@ -295,7 +296,7 @@ class _Search:
             if self.roots and all(self.chain_of(t) is not None for t in self.targets):
                 break                       # every object has its chain: higher levels add nothing
         # (loop variables let go: their references would look like a holder the collector cannot see)
-        holder = obj = held = holders = None        # noqa: F841
+        holder = obj = held = holders = None        # type: ignore[assignment]  # noqa: F841
         result = self.result(depth, exhausted, top, keep)
         keep.clear()
         del here                            # a frame in its own locals is a cycle

@@ -125,7 +125,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     """
     scale = meta["sample_every"]
     shorten = path_shortener()
-    frames = [None] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
+    # [0] stands for the root, which has no frame; chains stop before it, so it is never read
+    frames = [Frame("", 0, "")] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
     app = [False] + [is_app_file(n[1]) for n in nodes[1:]]
     own = [False] + [is_own_file(n[1]) for n in nodes[1:]]
     app_frames = {frames[i] for i in range(1, len(nodes)) if app[i]}
@@ -136,7 +137,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         _parent, _file, _line, _func, total, retained, truncated = nodes[index]
         if total == 0 and retained == 0:
             continue
-        chain = []
+        chain: list[Frame] = []
         app_depth = None            # how far out the app's own innermost frame is
         caller_is_own = None        # whether the innermost frame outside the stdlib and libraries is ours
         i = index

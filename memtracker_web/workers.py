@@ -723,12 +723,12 @@ def read_workers(directory: str | os.PathLike[str], *, now: float | None = None,
         if not (entry.name.startswith(WORKER_PREFIX) and entry.name.endswith(".json")):
             continue
         data, problem = _read_worker(path)
-        if data is None and problem is None:        # removed between listing and reading
-            continue
         if problem is not None:
             notes.append({"file": entry.name, "error": f"skipped: {problem}"})
             if cleanup and _mtime_age(path, now) > forget_after:
                 _unlink(path)
+            continue
+        if data is None:        # removed between listing and reading
             continue
         age, stale = _freshness(data, now)
         local = data["host"] == here
