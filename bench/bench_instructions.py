@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-from concurrent.futures import ThreadPoolExecutor
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -75,7 +75,7 @@ def main() -> None:
     configs = args.configs if "baseline" in args.configs else ["baseline", *args.configs]
     jobs = [(w, c, seed) for w in SIZES for c in configs for seed in args.seeds]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        counts = dict(zip(jobs, pool.map(lambda job: workload_instructions(job[1], job[0], job[2]), jobs)))
+        counts = dict(zip(jobs, pool.map(lambda job: workload_instructions(job[1], job[0], job[2]), jobs), strict=True))
     print(f"seeds {args.seeds}; ratio = median over seeds of (config / baseline of the same seed)")
     for workload in SIZES:
         for config in configs:

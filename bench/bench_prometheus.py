@@ -127,8 +127,13 @@ def main() -> int:
         multiprocess_child(args.types, args.rounds)
         return 0
 
-    from prometheus_client import (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR,
-                                   CollectorRegistry, generate_latest)
+    from prometheus_client import (
+        GC_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        PROCESS_COLLECTOR,
+        CollectorRegistry,
+        generate_latest,
+    )
 
     from memtracker_web.prometheus import MemoryCollector
 

@@ -8,8 +8,8 @@ the loss is 1 - median(tracked) / median(bare). Throughput on this shared VM
 swings by +-10% between rounds, so the server's CPU time per request (from
 /proc) is reported too: it is the steadier measure of what the middleware adds.
 
-    python bench/bench_web.py [--rounds 5] [--seconds 5] [--servers bare middleware watch-all watch-all-exact watch-all-1s]
-                              [--paired-rounds 15]
+    python bench/bench_web.py [--rounds 5] [--seconds 5]
+        [--servers bare middleware watch-all watch-all-exact watch-all-1s] [--paired-rounds 15]
 
 With --paired-rounds, each server is also loaded at the same time as a bare
 one (both on core 0, two wrk on core 1, both processes fresh each round): the
@@ -42,8 +42,8 @@ def start(mode: str, interval: float = 60.0, sample: int = 64) -> tuple[subproce
     env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), BENCH_WATCH_SAMPLE=str(sample),
                PYTHONPATH=ROOT)
     # Server on core 0, wrk on core 1: the two would otherwise fight for both cores.
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "bench.web_app:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning", "--no-access-log"],
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "bench.web_app:app",
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
                             cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -74,7 +74,7 @@ def wrk_together(targets: list[tuple[int, int | None]], seconds: int) -> list[tu
                               stdout=subprocess.PIPE, text=True) for port, _ in targets]
     outs = [proc.communicate(timeout=seconds + 30)[0] for proc in procs]
     results = []
-    for (port, pid), start, out in zip(targets, before, outs):
+    for (_port, pid), start, out in zip(targets, before, outs, strict=True):
         used = cpu_seconds(pid) - start if pid else 0.0
         requests = int(re.search(r"(\d+) requests in", out).group(1))
         results.append((float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), used / requests * 1e6))
@@ -155,9 +155,11 @@ SERVERS = {
     "bare": ("bare", 60.0, 64, "bare Starlette app"),
     "bare-again": ("bare", 60.0, 64, "a second bare app (checks the method: should be ~0%)"),
     "noop-tracer": ("noop-tracer", 60.0, 64, "bare app with a no-op reference tracer (CPython's tracer call alone)"),
-    "middleware-idle": ("middleware-idle", 60.0, 64, "middleware, monitor with nothing to count (no tracer: our layer alone)"),
+    "middleware-idle": ("middleware-idle", 60.0, 64,
+                        "middleware, monitor with nothing to count (no tracer: our layer alone)"),
     "middleware": ("middleware", 60.0, 64, "+ middleware, monitor (2 tracked types, 60 s interval)"),
-    "watch-only": ("watch-only", 60.0, 64, "middleware, monitor with watch-all sampled 1/64 (the default), no type named"),
+    "watch-only": ("watch-only", 60.0, 64,
+                   "middleware, monitor with watch-all sampled 1/64 (the default), no type named"),
     "watch-all": ("tracked", 60.0, 64, "+ watch-all sampled 1/64 (the default), 60 s interval"),
     "watch-all-exact": ("tracked", 60.0, 1, "+ watch-all exact (watch_sample=1), 60 s interval"),
     "watch-all-1s": ("tracked", 1.0, 64, "+ watch-all sampled 1/64, 1 s interval"),
@@ -178,7 +180,7 @@ def main() -> None:
         for name in names:
             mode, interval, sample, _ = SERVERS[name]
             running[name] = start(mode, interval, sample)
-        for proc, port in running.values():
+        for _proc, port in running.values():
             wrk(port, 2)                        # warm up
         results = {name: [] for name in names}
         cpu = {name: [] for name in names}
@@ -202,8 +204,8 @@ def main() -> None:
     print(f"{sys.implementation.name} {sys.version.split()[0]}, engine modes {sorted(set(modes.values()))}, "
           f"{args.rounds} alternating wrk rounds of {args.seconds}s (-t1 -c32)")
     b, cb = statistics.median(results["bare"]), statistics.median(cpu["bare"])
-    print(f"| server | requests/s (median) | loss | server CPU per request |")
-    print(f"|---|---|---|---|")
+    print("| server | requests/s (median) | loss | server CPU per request |")
+    print("|---|---|---|---|")
     for name in names:
         rps, us = statistics.median(results[name]), statistics.median(cpu[name])
         loss = "" if name == "bare" else f"{100 * (1 - rps / b):.1f}%"

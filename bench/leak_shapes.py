@@ -61,7 +61,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_per_request(timeline: list, start: float, end: float) -> "float | None":
+def cpu_per_request(timeline: list, start: float, end: float) -> float | None:
     """CPU seconds per request between two times of a run's timeline of
     (seconds, cpu seconds, requests), or None when too few requests fell there."""
     inside = [p for p in timeline if start <= p[0] <= end]
@@ -155,9 +155,9 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
             try:
                 get(base + "/")
                 break
-            except OSError:
+            except OSError as err:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"{shape}: the server did not start: {''.join(tail)[-2000:]}")
+                    raise RuntimeError(f"{shape}: the server did not start: {''.join(tail)[-2000:]}") from err
                 time.sleep(0.2)
         loader = threading.Thread(target=load, daemon=True)
         started = clock["started"] = time.monotonic()
@@ -226,7 +226,8 @@ def main() -> None:
         print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in row.items() if k != "timeline"}),
               flush=True)
     print()
-    print("| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame | right line | other types reported | other types analysed |")
+    print("| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame "
+          "| right line | other types reported | other types analysed |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         report = "-" if r["reported"] is None else f"{r['reported']} ({r['samples_at_report']})"

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from bench_web import free_port     # the sibling script's (this one runs as bench/server_instructions.py)
+from bench_web import free_port  # the sibling script's (this one runs as bench/server_instructions.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = {

@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
 
-from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request, Response,
-                       decimal)
+from .endpoint import (
+    DEFAULT_ALLOW,
+    DEFAULT_PATH,
+    FROM_ENV,
+    MAX_BODY,
+    Endpoint,
+    EndpointOptions,
+    Request,
+    Response,
+    decimal,
+)
 from .engine import IN_SUBINTERPRETER, free_threaded
 
 Scope = MutableMapping[str, Any]
@@ -72,7 +82,8 @@ class MemoryTrackerMiddleware(_Passthrough):
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(
             monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
-            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
+            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all,
+            watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False  # started (or tried) once: lifespan or first request
         self.endpoint.start_at_load()

@@ -12,8 +12,9 @@ import sys
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from . import engine
 
@@ -68,7 +69,7 @@ class _Unbuilt:
     def untrack(self, cls: type) -> bool:
         return self._types.pop(id(cls), None) is not None
 
-    def slot_of(self, cls: type) -> Optional[int]:
+    def slot_of(self, cls: type) -> int | None:
         return 0 if id(cls) in self._types else None
 
     def counts(self, cls: type):
@@ -116,7 +117,7 @@ class _Unbuilt:
 
 
 # Captures with callbacks, drained by the pending call the C hook schedules.
-_with_callbacks: "weakref.WeakSet[Capture]" = weakref.WeakSet()
+_with_callbacks: weakref.WeakSet[Capture] = weakref.WeakSet()
 
 
 def _drain_all() -> None:
@@ -153,7 +154,7 @@ class Capture:
 
     # -- tracked set -------------------------------------------------------
 
-    def track(self, cls: type, callback: Optional[Callback] = None) -> None:
+    def track(self, cls: type, callback: Callback | None = None) -> None:
         """Count objects of exactly ``cls`` (a subclass is its own type).
 
         ``callback(cls, event, data)`` runs later, at a safe point, for each
@@ -227,7 +228,7 @@ class Capture:
         self._core.clear()
         self._callback_data.clear()
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         self.start()
         return self
 
@@ -242,7 +243,7 @@ class Capture:
         self._warn_if_displaced()
         return self._core.live(cls)
 
-    def allocations(self, cls: type) -> Optional[Allocations]:
+    def allocations(self, cls: type) -> Allocations | None:
         """new_count, free_count and retained_count of ``cls``, or None if untracked."""
         _check_class(cls, "allocations")
         self._flush_if_needed()
@@ -270,7 +271,7 @@ class Capture:
         self._flush_if_needed()
         return self._core.sample(cls, n)
 
-    def live_bytes(self, cls: type, sample: int = 64) -> Optional[tuple[int, int]]:
+    def live_bytes(self, cls: type, sample: int = 64) -> tuple[int, int] | None:
         """An estimate of the memory the live objects of ``cls`` take themselves:
         the mean shallow ``sys.getsizeof`` of up to ``sample`` of them, times the
         live count; with how many were measured. Shallow: what an object refers

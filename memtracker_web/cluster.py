@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from . import workers
 from .naming import MAX_NAME_LENGTH
@@ -29,12 +29,12 @@ _PID = re.compile(r"^[1-9][0-9]{0,9}$")
 _HOST = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
-def overview(ep: "Endpoint", snapshot: dict[str, Any]) -> dict[str, Any]:
+def overview(ep: Endpoint, snapshot: dict[str, Any]) -> dict[str, Any]:
     found, notes = workers.gather(ep.options.shared_dir, snapshot, ep.publisher())
     return workers.cluster_view(found, notes)
 
 
-def route(ep: "Endpoint", request: "Request", rest: str) -> Optional["Response"]:
+def route(ep: Endpoint, request: Request, rest: str) -> Response | None:
     """Answer the multi-worker routes; None if ``rest`` is not one of them."""
     from .endpoint import HTTPError
 
@@ -53,7 +53,7 @@ def route(ep: "Endpoint", request: "Request", rest: str) -> Optional["Response"]
     return None
 
 
-def _worker(ep: "Endpoint", request: "Request", pid_text: str, type_name: Optional[str]) -> "Response":
+def _worker(ep: Endpoint, request: Request, pid_text: str, type_name: str | None) -> Response:
     from .endpoint import HTTPError, html_response, json_response, parse_query, wants_json
     from .html import render_type, render_worker
 
@@ -109,7 +109,7 @@ def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:
                              "its JSON is at ?format=json") from None
 
 
-def _command(ep: "Endpoint", request: "Request", command_id: str) -> "Response":
+def _command(ep: Endpoint, request: Request, command_id: str) -> Response:
     from .endpoint import HTTPError, json_response
 
     if not workers.COMMAND_ID.match(command_id):
@@ -120,14 +120,14 @@ def _command(ep: "Endpoint", request: "Request", command_id: str) -> "Response":
     return json_response(200, status(ep, request, command))
 
 
-def status(ep: "Endpoint", request: "Request", command: dict[str, Any]) -> dict[str, Any]:
+def status(ep: Endpoint, request: Request, command: dict[str, Any]) -> dict[str, Any]:
     found, _ = workers.gather(ep.options.shared_dir, ep.monitor.snapshot(), ep.publisher())
     result = workers.command_status(command, found)
     result["status_url"] = f"{request.script_name}{ep.options.path}/commands/{command['id']}"
     return result
 
 
-def tracked_anywhere(ep: "Endpoint", type_name: str) -> bool:
+def tracked_anywhere(ep: Endpoint, type_name: str) -> bool:
     """Whether another worker that is not gone lists ``type_name`` (for untrack's 404)."""
     me = (workers.hostname(), os.getpid())
     found, _ = workers.read_workers(ep.options.shared_dir)
@@ -135,8 +135,8 @@ def tracked_anywhere(ep: "Endpoint", type_name: str) -> bool:
                and any(t.get("type") == type_name for t in w["snapshot"]["types"]) for w in found)
 
 
-def broadcast(ep: "Endpoint", request: "Request", action: str, type_name: str, *,
-              analysis: bool = False, threshold: Optional[int] = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def broadcast(ep: Endpoint, request: Request, action: str, type_name: str, *,
+              analysis: bool = False, threshold: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Apply a command here, hand it to every other worker; (local result, status)."""
     from .endpoint import HTTPError
 

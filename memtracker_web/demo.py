@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, TextIO
 
 from . import demo_app
 from .engine import engine_status
@@ -35,7 +36,7 @@ class DemoError(Exception):
     """A problem the user can fix; shown as one line, exit code 2."""
 
 
-def run(host: str, port: int, *, duration: Optional[float] = None, server: str = "auto",
+def run(host: str, port: int, *, duration: float | None = None, server: str = "auto",
         interval: float = 1.0, out: TextIO = sys.stdout) -> int:
     stop = threading.Event()
     received: list[str] = []
@@ -48,9 +49,9 @@ def run(host: str, port: int, *, duration: Optional[float] = None, server: str =
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     log_handler = _quiet_monitor_log()
     monitor: Any = None
-    runner: Optional[_Server] = None
+    runner: _Server | None = None
     say = _Printer(out)
-    load: Optional[threading.Thread] = None
+    load: threading.Thread | None = None
     try:
         monitor = demo_app.make_monitor(interval)
         kind = _choose_server(server)
@@ -164,7 +165,7 @@ def _url_host(host: str) -> str:
 
 
 def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, port: int, host: str,
-              duration: Optional[float]) -> None:
+              duration: float | None) -> None:
     status = engine_status()
     say(f"memtracker-web demo: a leaking app on {host}:{port} ({kind})")
     if monitor.mode == "exact":
@@ -183,7 +184,7 @@ def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, po
     say(f"stops after {duration:g} s" if duration is not None else "press Ctrl-C to stop")
 
 
-def _source_tree_hint() -> Optional[str]:
+def _source_tree_hint() -> str | None:
     # `python -m` puts the current directory first on sys.path: in a checkout
     # after `pip install .` that is the source tree, whose extension was built
     # into the wheel, not next to the sources.
@@ -233,8 +234,8 @@ def _load(base: str, stop: threading.Event, say: Callable[[str], None]) -> None:
 
 class _Server(abc.ABC):
     port = 0
-    error: Optional[str] = None
-    _thread: Optional[threading.Thread] = None
+    error: str | None = None
+    _thread: threading.Thread | None = None
 
     @abc.abstractmethod
     def start(self, host: str, port: int) -> None:

@@ -9,7 +9,8 @@ installed; either is wrapped in the package's middleware.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .monitor import MemoryMonitor
 

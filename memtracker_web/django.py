@@ -9,7 +9,8 @@ Django adapts it under ASGI.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 try:
     from django.conf import settings

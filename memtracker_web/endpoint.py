@@ -25,8 +25,9 @@ import re
 import secrets
 import threading
 import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from . import jsontext
@@ -136,7 +137,8 @@ class EndpointOptions:
             # them for a monitor the caller built would hide a mistake.
             given = [n for n in MONITOR_OPTIONS if getattr(self, n) is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} configure the default monitor; set them on the monitor you pass instead")
+                raise ValueError(f"{', '.join(given)} configure the default monitor; "
+                                 "set them on the monitor you pass instead")
 
 
 @dataclass
@@ -408,7 +410,9 @@ class Endpoint:
         own name at 127.0.0.1): a Host that is an IP address, localhost, or one
         of ``allowed_hosts``. A POST must also not come from another site's page."""
         host = _host_name(request.headers.get("host"))
-        if host is not None and not _host_allowed(host, self.options.allowed_hosts):
+        # __post_init__ made allowed_hosts _host_patterns' tuple
+        patterns = cast("tuple[str, ...]", self.options.allowed_hosts)
+        if host is not None and not _host_allowed(host, patterns):
             raise HTTPError(403, f"Host {host!r} is not allowed for requests admitted by address; "
                                  "add it to allowed_hosts, or send a token")
         if request.method.upper() != "POST":
@@ -644,8 +648,8 @@ class Endpoint:
             log.exception("memtracker: exporting the monitor to Prometheus failed")
 
 
-_ENDPOINTS: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()
-_AT_LOAD: "weakref.WeakSet[Endpoint]" = weakref.WeakSet()      # started as the app loaded
+_ENDPOINTS: weakref.WeakSet[Endpoint] = weakref.WeakSet()
+_AT_LOAD: weakref.WeakSet[Endpoint] = weakref.WeakSet()      # started as the app loaded
 
 
 def _after_fork_in_parent() -> None:

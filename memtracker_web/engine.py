@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import sysconfig
+from collections.abc import Mapping
 from typing import Any
 
 # Versions this release was built and tested on with the exact engine.
@@ -78,27 +79,30 @@ def subinterpreter() -> bool:
 
 IN_SUBINTERPRETER = subinterpreter()
 
-if IN_SUBINTERPRETER:
-    _tracker = None
-    _IMPORT_ERROR = SUBINTERPRETER_REASON
-elif free_threaded():
-    # Importing a single-phase extension would turn the GIL back on for the whole
-    # process; the engine does not run on these builds anyway (the tracer's tables
-    # rely on the GIL), so neither extension is imported.
-    _tracker = None
-    _IMPORT_ERROR = ("free-threaded CPython builds are not supported by the exact engine (its tables "
-                     "rely on the GIL, and loading it would turn the GIL back on); use a default "
-                     "(GIL) build of " + TESTED)
-else:
+# `_tracker` is the module (typed by _tracker.pyi) or None where it cannot load;
+# every use checks `_tracker is not None` first. mypy has no "module or None"
+# type, hence the ignores on the None assignments.
+if not free_threaded() and not IN_SUBINTERPRETER:
     try:
         from . import _tracker
     except ImportError as exc:  # PyPy, or an install whose extension was not built
-        _tracker = None
+        _tracker = None  # type: ignore[assignment]
         _IMPORT_ERROR = _build_failure() or (
             f"the C extension memtracker_web._tracker is not available ({exc}); "
             "reinstall memtracker-web with a C compiler and the Python headers available")
     else:
         _IMPORT_ERROR = ""
+elif IN_SUBINTERPRETER:
+    _tracker = None  # type: ignore[assignment]
+    _IMPORT_ERROR = SUBINTERPRETER_REASON
+else:
+    # Importing a single-phase extension would turn the GIL back on for the whole
+    # process; the engine does not run on these builds anyway (the tracer's tables
+    # rely on the GIL), so neither extension is imported.
+    _tracker = None  # type: ignore[assignment]
+    _IMPORT_ERROR = ("free-threaded CPython builds are not supported by the exact engine (its tables "
+                     "rely on the GIL, and loading it would turn the GIL back on); use a default "
+                     "(GIL) build of " + TESTED)
 
 if _tracker is not None:
     EngineUnavailable = _tracker.EngineUnavailable
@@ -145,7 +149,8 @@ def check_watch_sample(value: Any) -> int:
 def interpreter() -> str:
     """``CPython 3.13.5`` (and ``free-threaded`` when it is)."""
     name = f"{platform.python_implementation()} {platform.python_version()}"
-    if getattr(sys, "_is_gil_enabled", None) is not None and not sys._is_gil_enabled():
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)    # 3.13+
+    if is_gil_enabled is not None and not is_gil_enabled():
         name += " (free-threaded)"
     return name
 
@@ -168,7 +173,7 @@ def engine_status() -> dict[str, Any]:
     back when ours stops) or "replaced" (CPython 3.15+, a tool other than tracemalloc: CPython
     told it it was removed)), selftest (str: the engine's check that this interpreter reports
     every destruction: "passed", "failed" or "not run")."""
-    state = _tracker.engine_state() if _tracker is not None else {}
+    state: Mapping[str, Any] = _tracker.engine_state() if _tracker is not None else {}
     available = bool(state.get("available")) and platform.python_implementation() == "CPython"
     displaced = bool(state.get("displaced"))
     if not available:

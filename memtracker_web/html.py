@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any
 from urllib.parse import quote
 
 SPARK_WIDTH = 120
@@ -18,7 +20,8 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;
 h1{font-size:1.35rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .meta{color:#57606a;margin:.2rem 0}.badge{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-weight:600}
 .exact{background:#dafbe1;color:#116329}.census{background:#fff8c5;color:#7d4e00}.leak{background:#ffebe9;color:#a40e26}
-table{border-collapse:collapse;width:100%;max-width:72rem}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;width:100%;max-width:72rem}\
+th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #d0d7de}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grow{color:#a40e26}.shrink{color:#116329}
 code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}h1 code{font-size:inherit}
@@ -157,7 +160,8 @@ def stack(top_path: Mapping[str, Any]) -> str:
     if frames:
         marked = top_path.get("app_frames")
         valid = isinstance(marked, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in marked)
-        app = set(marked) if valid else None     # an odd value (another process wrote it): fold nothing
+        # an odd value (another process wrote it): fold nothing
+        app = set(marked) if valid and isinstance(marked, list) else None
         items: list[str] = []
         folded: list[str] = []
 
@@ -224,7 +228,9 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
     out = f'<p class="meta">{line}</p><p class="meta">{stats}</p>'
     process = snapshot.get("process")
     if isinstance(process, Mapping) and process.get("resident_bytes") is not None:
-        history = process.get("history") if isinstance(process.get("history"), list) else []
+        history = process.get("history")
+        if not isinstance(history, list):
+            history = []
         out += (f'<p class="meta" id="resident">resident memory {size_text(process.get("resident_bytes"))} '
                 f'{sparkline(history, what="resident bytes")}</p>')
     problems = [p for p in snapshot.get("config_errors") or [] if isinstance(p, Mapping)]
@@ -315,13 +321,14 @@ def _reported(snapshot: Mapping[str, Any]) -> set[str]:
     return {str(leak.get("type")) for leak in snapshot.get("leaks") or [] if isinstance(leak, Mapping)}
 
 
-def _analysed(types: list[Mapping[str, Any]], base: str, reported: set[str] = frozenset()) -> str:
+def _analysed(types: list[Mapping[str, Any]], base: str, reported: AbstractSet[str] = frozenset()) -> str:
     sections = []
     for entry in types:
         # a type with a leak report has its stacks there: the same stack is not printed twice
         if entry.get("analysing") and entry.get("top_paths") and entry.get("type") not in reported:
             paths = "".join(stack(p) for p in entry["top_paths"])
-            sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>{paths}</section>')
+            sections.append(f'<section class="analysed"><h3>{type_link(base, entry.get("type", "?"))}</h3>'
+                            f'{paths}</section>')
     if not sections:
         return ""
     return ("<h2>Where the analysed types are allocated</h2>"

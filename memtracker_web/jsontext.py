@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from typing import Any, Iterable, NoReturn, Optional
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -58,11 +59,11 @@ class PointRing:
     def last_lives(self, n: int) -> list[int]:
         return list(self.lives[-n:])
 
-    def last_value(self) -> Optional[int]:
+    def last_value(self) -> int | None:
         return self.lives[-1] if self.lives else None
 
-    def history(self) -> "History":
-        return History(zip(self.times, self.lives), "[" + self.text[:-1] + "]")
+    def history(self) -> History:
+        return History(zip(self.times, self.lives, strict=True), "[" + self.text[:-1] + "]")
 
 
 class History(list):

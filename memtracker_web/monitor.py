@@ -14,7 +14,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Iterable, Optional, Union
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import engine
 from .census import BLIND_SPOTS, take_census
@@ -51,15 +52,15 @@ class _TypeState:
         self.ref = weakref.ref(cls)
         self.name = type_name(cls)
         self.threshold = threshold
-        self.high_water: Optional[int] = None
+        self.high_water: int | None = None
         self.increases = 0
         self.analysing = False
         self.forced = forced            # analysis asked for by the user: never demoted
         self.history = PointRing(history)
-        self.first_live: Optional[int] = None
+        self.first_live: int | None = None
         self.live = 0
-        self.allocations: Optional[int] = None
-        self.frees: Optional[int] = None
+        self.allocations: int | None = None
+        self.frees: int | None = None
         self.source = source
         self.last_growth_sample = 0
         self.grew = False
@@ -70,10 +71,10 @@ class _TypeState:
         self.analysis_since = 0         # the sample at which its analysis began
         self.rises: deque = deque(maxlen=_NOISE_WINDOW)     # the samples of its last increases
         self.sampled = False            # counts are watch-all's estimates, not the tracker's (see _discover)
-        self.live_bytes: Optional[int] = None   # estimate: mean shallow size of a sample x live
+        self.live_bytes: int | None = None   # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0                 # how many live objects that estimate measured
-        self.retainers: Optional[dict] = None   # the last retention search's result, when asked for
-        self.bytes_per_object: Optional[float] = None   # from the last measurement
+        self.retainers: dict | None = None   # the last retention search's result, when asked for
+        self.bytes_per_object: float | None = None   # from the last measurement
         self.bytes_at = (0, 0)                  # (sample number, live count) of that measurement
 
     def rank(self) -> int:
@@ -117,14 +118,14 @@ def rise_step(values: list) -> float:
     step stays at one and every sample that adds some rises, however unevenly
     traffic comes; a population that churns drops as often as it rises, so
     its peaks must stand out of its own swings."""
-    drops = [a - b for a, b in zip(values, values[1:]) if b < a]
+    drops = [a - b for a, b in zip(values, values[1:], strict=False) if b < a]
     return max(1.0, 3 * statistics.median(drops)) if drops else 1.0
 
 
-def change_deviation(values: list) -> Optional[float]:
+def change_deviation(values: list) -> float | None:
     """The standard deviation of the changes between ``values``, or None before two
     changes: how much a sampled estimate moves by sampling noise alone."""
-    changes = [b - a for a, b in zip(values, values[1:])]
+    changes = [b - a for a, b in zip(values, values[1:], strict=False)]
     return statistics.stdev(changes) if len(changes) >= 2 else None
 
 
@@ -171,7 +172,7 @@ class _WatchState:
         self.last_increase = 0          # the sample of the last increase
         self.recent: deque = deque([0, value] if by_noise else [value], maxlen=_NOISE_WINDOW)
 
-    def noise(self) -> Optional[float]:
+    def noise(self) -> float | None:
         """The standard deviation of the last changes, or None before two."""
         return change_deviation(list(self.recent))
 
@@ -187,7 +188,7 @@ class MemoryMonitor:
     paths), logged on logger "memtracker_web" and passed to ``on_leak``.
     """
 
-    def __init__(self, tracker: Optional[Tracker] = None, interval: float = 60.0, threshold: int = 100,
+    def __init__(self, tracker: Tracker | None = None, interval: float = 60.0, threshold: int = 100,
                  increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
                  history: int = 120, calm_samples: int = 30, discover_after: int = 3,
                  max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
@@ -215,17 +216,17 @@ class MemoryMonitor:
         self.calm_samples = int(calm_samples)
         self.discover_after = int(discover_after)
         self.max_watch_promotions = int(max_watch_promotions)
-        self.on_leak: Optional[LeakCallback] = None
+        self.on_leak: LeakCallback | None = None
         self.sample_hooks: list[SampleHook] = []     # called after every sample (exporters)
         self._types: dict[int, _TypeState] = {}       # id(cls) => state
         self._watch: dict[int, _WatchState] = {}      # id(cls) => watch-all state
         self._leaks: deque = deque(maxlen=leak_reports)
         self._generation = 0                          # bumped when the monitored set changes
-        self._types_cache: Optional[tuple] = None     # ((samples, top_paths, generation), entries)
+        self._types_cache: tuple | None = None     # ((samples, top_paths, generation), entries)
         self._samples = 0
-        self._sampled_at: Optional[float] = None
+        self._sampled_at: float | None = None
         self._sample_duration = 0.0
-        self._census_info: Optional[dict[str, Any]] = None
+        self._census_info: dict[str, Any] | None = None
         self._watching = False
         self._watch_recycled = 0                      # nominated, went calm, and gave the place back
         self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
@@ -234,7 +235,7 @@ class MemoryMonitor:
         self._recycled_ids: set[int] = set()          # id(cls) of types given back, until watch-all sees them again
         self._estimates: dict[int, tuple[int, int, int]] = {}     # id(cls) => watch-all's (net, new, free), scaled
         self._lock = threading.RLock()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._wanted_running = False
         self._pid = os.getpid()
@@ -242,7 +243,7 @@ class MemoryMonitor:
 
     # -- what to watch -------------------------------------------------------
 
-    def start_monitoring(self, cls: Union[type, str], threshold: Optional[int] = None,
+    def start_monitoring(self, cls: type | str, threshold: int | None = None,
                          analysis: bool = False) -> None:
         """Monitor ``cls`` (a class or ``module.QualName``); ``threshold`` overrides the default.
 
@@ -279,7 +280,7 @@ class MemoryMonitor:
                 self._begin_analysis(state, cls)
             self._generation += 1
 
-    def stop_monitoring(self, cls: Union[type, str]) -> bool:
+    def stop_monitoring(self, cls: type | str) -> bool:
         cls = resolve_type(cls) if isinstance(cls, str) else cls
         with self._lock:
             state = self._types.pop(id(cls), None)
@@ -399,7 +400,7 @@ class MemoryMonitor:
                        "this); the monitor took it back and counts again from now (objects made meanwhile "
                        "are not counted)")
 
-    def _report_stats(self, state: _TypeState, cls: type) -> Optional[dict]:
+    def _report_stats(self, state: _TypeState, cls: type) -> dict | None:
         """The stats a report is made of when one is due, else None. A type that met
         ``increases`` is reported as soon as its call paths show where the growth
         comes from (exact), or at once (census: there are none), then again at each
@@ -431,6 +432,7 @@ class MemoryMonitor:
         if allocations is None:                 # untracked behind our back: track again
             self.tracker.track(cls)
             allocations = self.tracker.capture.allocations(cls)
+            assert allocations is not None      # track() just made it tracked
         state.live = allocations.retained_count
         state.allocations = allocations.new_count
         state.frees = allocations.free_count
@@ -751,8 +753,8 @@ class MemoryMonitor:
 
     # -- reading -------------------------------------------------------------
 
-    def _type_entry(self, state: _TypeState, cls: Optional[type],
-                    top: Optional[int]) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    def _type_entry(self, state: _TypeState, cls: type | None,
+                    top: int | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
         stats = None
         if state.analysing and cls is not None and self.mode == "exact":
             stats = self.tracker.stats(cls, limit=top)
@@ -823,7 +825,7 @@ class MemoryMonitor:
                                  "recycled": self._watch_recycled, "sample": rate, "estimated": rate > 1}
             return snap
 
-    def type_detail(self, name: str) -> Optional[dict[str, Any]]:
+    def type_detail(self, name: str) -> dict[str, Any] | None:
         """One monitored type in full: every stored top path and the hotspots."""
         self._after_fork_check()
         with self._lock:
@@ -878,7 +880,7 @@ BYTES_SAMPLE = 64
 BYTES_EVERY = 10
 
 
-def _page_size() -> Optional[int]:
+def _page_size() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
@@ -890,7 +892,7 @@ def _page_size() -> Optional[int]:
 _PAGE_SIZE = _page_size()
 
 
-def resident_bytes() -> Optional[int]:
+def resident_bytes() -> int | None:
     """The process's resident memory now, from /proc (Linux); None elsewhere."""
     if _PAGE_SIZE is None:
         return None
@@ -904,7 +906,7 @@ def resident_bytes() -> Optional[int]:
 # The monitor's own bookkeeping grows with what it watches: never a leak of the app's.
 _OWN_CLASSES = frozenset(id(cls) for cls in (_TypeState, _WatchState, History, PointRing))
 
-_after_fork_monitors: "weakref.WeakSet[MemoryMonitor]" = weakref.WeakSet()
+_after_fork_monitors: weakref.WeakSet[MemoryMonitor] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -919,13 +921,13 @@ if hasattr(os, "register_at_fork"):
 
 # -- the process-wide default monitor (used by the middleware) ---------------
 
-_default_monitor: Optional[MemoryMonitor] = None
+_default_monitor: MemoryMonitor | None = None
 _default_lock = threading.Lock()
 
 
-def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Optional[bool] = None,
-                        threshold: Optional[int] = None, increases: Optional[int] = None,
-                        interval: Optional[float] = None, watch_sample: Optional[int] = None) -> MemoryMonitor:
+def get_default_monitor(*, track: Iterable[type | str] = (), watch_all: bool | None = None,
+                        threshold: int | None = None, increases: int | None = None,
+                        interval: float | None = None, watch_sample: int | None = None) -> MemoryMonitor:
     """The process-wide monitor, created on first call.
 
     Later calls return the same monitor, add their ``track`` types and apply
@@ -963,7 +965,7 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
     return monitor
 
 
-def start_monitoring_logged(monitor: MemoryMonitor, cls: Union[type, str]) -> bool:
+def start_monitoring_logged(monitor: MemoryMonitor, cls: type | str) -> bool:
     """start_monitoring() for configured types: a bad name is logged, not raised
     (it would otherwise surface in whichever request started the monitor)."""
     try:

@@ -4,12 +4,12 @@ names the option, never a monitor that busy-loops on NaN or dies on infinity."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 MAX_INTERVAL = 86_400.0         # seconds between samples: a day at most
 
 
-def check_whole(name: str, value: Any, low: int, high: Optional[int] = None) -> int:
+def check_whole(name: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` if it is an int (not a bool) from ``low`` to ``high``, else a ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"from {low} to {high}"

@@ -51,7 +51,8 @@ import heapq
 import logging
 import os
 import threading
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -235,8 +236,9 @@ class MemoryCollector:
         if registry is not None:
             registry.register(self)
 
-    def _families(self) -> dict[str, Metric]:
-        families: dict[str, Metric] = {
+    def _families(self) -> dict[str, Any]:
+        # Any: collect() calls each family's own add_metric, which Metric does not have
+        families: dict[str, Any] = {
             "live_objects": GaugeMetricFamily(
                 "memtracker_live_objects", _HELP["live_objects"], labels=["type"]),
             "live_bytes": GaugeMetricFamily("memtracker_live_bytes", _HELP["live_bytes"], labels=["type"]),
@@ -381,7 +383,8 @@ class MultiprocessPublisher:
 
         def gauge(name: str, key: str, labels: tuple[str, ...] = ()) -> Any:
             # registry=None: these metrics reach /metrics through the files only.
-            return Gauge(name, _HELP[key], labels, registry=None, multiprocess_mode=multiprocess_mode)
+            return Gauge(name, _HELP[key], labels, registry=None,
+                         multiprocess_mode=multiprocess_mode)  # type: ignore[arg-type]  # checked above
 
         self._live = gauge("memtracker_live_objects", "live_objects", ("type",))
         self._live_bytes = gauge("memtracker_live_bytes", "live_bytes", ("type",))
@@ -420,6 +423,7 @@ class MultiprocessPublisher:
             gauge.labels(*labels).set(value)
             seen.setdefault(gauge, set()).add(labels)
 
+        labels: tuple[str, ...]
         for row in view.types:
             labels = (row.name,)
             put(self._live, labels, row.live)

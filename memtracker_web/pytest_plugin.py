@@ -54,8 +54,9 @@ import gc
 import inspect
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -125,7 +126,7 @@ class _Settings:
     strict: bool
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> "_Settings":
+    def from_config(cls, config: pytest.Config) -> _Settings:
         def option(name: str, ini: str) -> Any:
             value = config.getoption(name)
             return config.getini(ini) if value is None else value
@@ -148,7 +149,7 @@ class _Settings:
         return settings
 
 
-def _count(what: str, value: Any, most: Optional[int],
+def _count(what: str, value: Any, most: int | None,
            error: Callable[[str], BaseException] = pytest.UsageError) -> int:
     """A non-negative integer option (from the command line, ini or a marker), or an error naming it."""
     if isinstance(value, str):
@@ -167,9 +168,9 @@ def _count(what: str, value: Any, most: Optional[int],
 class _SessionState:
     unchecked: int = 0                  # checks not run: no exact engine
     reason: str = ""
-    resolved: Optional[list[type]] = None
+    resolved: list[type] | None = None
     lost: list[str] = field(default_factory=list)   # checks that could not be trusted, and why
-    usage_error: Optional[str] = None   # a class name that does not resolve, in an xdist worker
+    usage_error: str | None = None   # a class name that does not resolve, in an xdist worker
     watch_started: bool = False
     # classes whose objects pytest itself keeps past the test's call: watch-all leaves them out
     watch_ignored: frozenset = frozenset()
@@ -188,7 +189,7 @@ class _Check:
     strict: bool
 
 
-def _engine_reason() -> Optional[str]:
+def _engine_reason() -> str | None:
     """None where the exact engine runs here, else why not (naming the interpreter)."""
     from . import engine
 
@@ -216,7 +217,7 @@ def _marker_error(message: str) -> BaseException:
     return pytest.fail.Exception(message, pytrace=False)
 
 
-def _check_for(item: pytest.Item) -> Optional[_Check]:
+def _check_for(item: pytest.Item) -> _Check | None:
     settings = item.config.stash[_SETTINGS]
     session = item.config.stash[_SESSION]
     marker = item.get_closest_marker(MARKER)
@@ -271,7 +272,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Optional[bool]:
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """Run a checked test: its warm-up runs, the checked run, and (watch-all, when a
     class grew) one more run with call paths; each run with its own function-scoped
     fixtures. Survivors are counted once the checked run's fixtures are torn down."""
@@ -318,7 +319,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
     return True
 
 
-def _finish_teardown(item: pytest.Item, nextitem: Optional[pytest.Item], reports: list[pytest.TestReport]) -> None:
+def _finish_teardown(item: pytest.Item, nextitem: pytest.Item | None, reports: list[pytest.TestReport]) -> None:
     """Tear down what a run ended with the test's parent kept and the next item does not
     need (its module's fixtures, when it is in another module); a failure joins ``reports``."""
     from _pytest.runner import CallInfo
@@ -332,7 +333,7 @@ class _Lost(Exception):
     """The check cannot be trusted (another tool took the tracer): say so, fail nothing."""
 
 
-def _checked_runs(item: pytest.Item, nextitem: Optional[pytest.Item], check: _Check,
+def _checked_runs(item: pytest.Item, nextitem: pytest.Item | None, check: _Check,
                   session: _SessionState) -> list[pytest.TestReport]:
     from _pytest.runner import runtestprotocol
 
@@ -405,7 +406,7 @@ class _Run:
     """One checked run of a test: the named classes counted from zero with their
     call paths, and (watch-all) every class's live count before and after."""
 
-    def __init__(self, check: _Check, session: _SessionState, test: Optional[tuple[str, str]]) -> None:
+    def __init__(self, check: _Check, session: _SessionState, test: tuple[str, str] | None) -> None:
         from .tracker import Tracker
 
         self.test = test
@@ -414,9 +415,9 @@ class _Run:
         self.tracker = Tracker(depth=CALL_DEPTH)
         self.before: dict[type, int] = {}
         self.watching = False
-        self.leaks: list[tuple[type, int, Optional[dict[str, Any]], str]] = []
+        self.leaks: list[tuple[type, int, dict[str, Any] | None, str]] = []
         self.confirming: list[tuple[type, int]] = []
-        self.confirm_error: Optional[str] = None
+        self.confirm_error: str | None = None
         self.began = False
 
     # -- the checked run --------------------------------------------------
@@ -467,7 +468,7 @@ class _Run:
         self.confirming = grown
         self.tracker = Tracker(depth=CALL_DEPTH)
 
-    def confirm_finish(self, error: Optional[str]) -> None:
+    def confirm_finish(self, error: str | None) -> None:
         self._require_trusted()
         self.confirm_error = error
         if not self.tracker.capture.running:       # the second run never reached its call
@@ -550,7 +551,7 @@ def _release(tracker: Any) -> None:
         tracker.untrack(cls)
 
 
-def _paths(tracker: Any, cls: type) -> Optional[dict[str, Any]]:
+def _paths(tracker: Any, cls: type) -> dict[str, Any] | None:
     """The stats a failure message shows: up to PATHS_SHOWN call paths."""
     return tracker.stats(cls, limit=PATHS_SHOWN, hotspots=0)
 
@@ -575,8 +576,8 @@ def _is_machinery_class(cls: type) -> bool:
     return isinstance(module, str) and module.partition(".")[0] in _MACHINERY
 
 
-def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], allow: int,
-                  confirm_error: Optional[str], test: Optional[tuple[str, str]]) -> str:
+def _leak_message(leaks: list[tuple[type, int, dict[str, Any] | None, str]], allow: int,
+                  confirm_error: str | None, test: tuple[str, str] | None) -> str:
     from .naming import type_name
 
     lines = []
@@ -602,7 +603,7 @@ def _leak_message(leaks: list[tuple[type, int, Optional[dict[str, Any]], str]], 
     return "\n".join(lines)
 
 
-def _path_lines(entry: dict[str, Any], test: Optional[tuple[str, str]]) -> list[str]:
+def _path_lines(entry: dict[str, Any], test: tuple[str, str] | None) -> list[str]:
     """One call path: its count and the app's own innermost frame (the test's code, or the
     code it tests); then, when a library made the objects, where; then the callers up to
     the test function (pytest's frames above it say nothing)."""
@@ -628,7 +629,7 @@ def _is_test_frame(frame: dict[str, Any], test: tuple[str, str]) -> bool:
     return frame["function"] == test[1] and os.path.basename(frame["filename"]) == test[0]
 
 
-def _test_of(function: Any) -> Optional[tuple[str, str]]:
+def _test_of(function: Any) -> tuple[str, str] | None:
     """(file name, qualified name) of a test function, to find its frame in a call path."""
     function = inspect.unwrap(function)
     code = getattr(function, "__code__", None)
@@ -652,7 +653,7 @@ class LeakChecker:
     and ``assert_live`` collect garbage first and fail with the call paths.
     """
 
-    def __init__(self, strict: bool, test: Optional[tuple[str, str]] = None) -> None:
+    def __init__(self, strict: bool, test: tuple[str, str] | None = None) -> None:
         self._strict = strict
         self._test = test
         self._tracker: Any = None

@@ -6,12 +6,12 @@ installed, e.g. as a CI step against a staging server.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from . import __version__
 from .html import growth
@@ -42,7 +42,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         raise ReportError(f"{req.full_url} redirects to {newurl}; run the report against that URL")
 
 
-def fetch(url: str, *, token: Optional[str] = None, timeout: float = 10.0) -> dict[str, Any]:
+def fetch(url: str, *, token: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
     target = snapshot_url(url)
     headers = {"Accept": "application/json", "User-Agent": f"memtracker-web/{__version__}"}
     if token:
@@ -57,7 +57,7 @@ def fetch(url: str, *, token: Optional[str] = None, timeout: float = 10.0) -> di
             raise ReportError(_http_error(target, err.code, err.reason, err.read(64 * 1024))) from None
     except urllib.error.URLError as err:
         raise ReportError(f"cannot reach {target}: {_reason(err.reason)}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise ReportError(f"no answer from {target} within {timeout:g} s") from None
     except OSError as err:
         raise ReportError(f"cannot reach {target}: {_reason(err)}") from None
@@ -77,7 +77,7 @@ def fetch(url: str, *, token: Optional[str] = None, timeout: float = 10.0) -> di
     return data
 
 
-def malformed(data: Mapping[str, Any]) -> Optional[str]:
+def malformed(data: Mapping[str, Any]) -> str | None:
     """What makes a snapshot unreadable for render() and the exit code, or None."""
     for key in ("types", "leaks"):
         items = data.get(key)
@@ -161,7 +161,7 @@ def _types_table(types: list[Mapping[str, Any]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
 
     def line(row: tuple[str, ...]) -> str:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         return "  ".join(cells).rstrip()
 
     return [f"types ({len(types)}; growth over the kept history):", line(header)] + [line(row) for row in rows]

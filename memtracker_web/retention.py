@@ -25,7 +25,7 @@ import threading
 import time
 import types
 from collections import Counter
-from typing import Any, Optional
+from typing import Any
 
 from .naming import type_name
 
@@ -40,7 +40,7 @@ _lock = threading.Lock()
 _FRAME_OF = {types.CoroutineType: "cr_frame", types.GeneratorType: "gi_frame", types.AsyncGeneratorType: "ag_frame"}
 
 
-def _suspended_frame(holder: Any) -> Optional[types.FrameType]:
+def _suspended_frame(holder: Any) -> types.FrameType | None:
     """The frame of a coroutine or generator that has not finished, else None."""
     attribute = _FRAME_OF.get(type(holder))
     return getattr(holder, attribute) if attribute is not None else None
@@ -200,6 +200,7 @@ class _Search:
                         if issubclass(type(m), types.ModuleType)}
         # the frames of every thread's running functions (made into objects here)
         self.running: set[int] = set()
+        frame: types.FrameType | None
         for frame in sys._current_frames().values():
             while frame is not None:
                 self.running.add(id(frame))
@@ -209,7 +210,7 @@ class _Search:
         self.roots: set[int] = set()
         self.stopped = ""
 
-    def root_text(self, holder: Any, held: Any) -> Optional[str]:
+    def root_text(self, holder: Any, held: Any) -> str | None:
         name = self.modules.get(id(holder))
         if name is not None:
             for key, value in _dict_items(holder):
@@ -295,18 +296,18 @@ class _Search:
             if self.roots and all(self.chain_of(t) is not None for t in self.targets):
                 break                       # every object has its chain: higher levels add nothing
         # (loop variables let go: their references would look like a holder the collector cannot see)
-        holder = obj = held = holders = None        # noqa: F841
+        holder = obj = held = holders = None        # type: ignore[assignment]  # noqa: F841
         result = self.result(depth, exhausted, top, keep)
         keep.clear()
         del here                            # a frame in its own locals is a cycle
         return result
 
-    def chain_of(self, target: Any) -> Optional[str]:
+    def chain_of(self, target: Any) -> str | None:
         """The chain from a root down to ``target``, or None if none was reached."""
         # breadth first up the holders found: the shortest chain to a root
         paths = [[target]]                  # target, its holder, that one's holder, ...
         visited = {id(target)}
-        path: Optional[list[Any]] = None
+        path: list[Any] | None = None
         while paths and path is None:
             longer = []
             for candidate in paths:

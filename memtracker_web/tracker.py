@@ -13,7 +13,7 @@ import sys
 import sysconfig
 import threading
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any
 
 from .capture import Callback, Capture, Frame, _check_class
 
@@ -32,7 +32,7 @@ class Tracker:
     """
 
     def __init__(self, depth: int = 10, *, max_nodes: int = DEFAULT_MAX_NODES,
-                 capture: Optional[Capture] = None) -> None:
+                 capture: Capture | None = None) -> None:
         if not isinstance(depth, int) or not 1 <= depth <= 64:
             raise ValueError(f"depth must be an int from 1 to 64, got {depth!r}")
         self.depth = depth
@@ -45,14 +45,14 @@ class Tracker:
         if not self.capture.running:
             self.capture.start()
 
-    def track(self, cls: type, callback: Optional[Callback] = None) -> None:
+    def track(self, cls: type, callback: Callback | None = None) -> None:
         """Count ``cls`` (no call paths)."""
         with self._lock:
             self.capture.track(cls, callback=callback)
             self._ensure_started()
 
-    def track_with_analysis(self, cls: type, depth: Optional[int] = None, sample_every: int = 1,
-                            max_nodes: Optional[int] = None, callback: Optional[Callback] = None) -> None:
+    def track_with_analysis(self, cls: type, depth: int | None = None, sample_every: int = 1,
+                            max_nodes: int | None = None, callback: Callback | None = None) -> None:
         """Count ``cls`` and record where each instance was allocated.
 
         ``sample_every=N`` records the path of one allocation in N (counts stay
@@ -89,7 +89,7 @@ class Tracker:
             self._analysis.pop(id(cls), None)
             return self.capture.untrack(cls)
 
-    def stats(self, cls: type, *, limit: Optional[int] = 10, hotspots: int = 20) -> Optional[dict[str, Any]]:
+    def stats(self, cls: type, *, limit: int | None = 10, hotspots: int = 20) -> dict[str, Any] | None:
         """Live count, allocations and the top call paths of ``cls``.
 
         None for a type tracked without analysis (or not tracked). The result
@@ -109,7 +109,7 @@ class Tracker:
         """Stop the capture; counts and stats stay readable, frozen."""
         self.capture.stop()
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -117,7 +117,7 @@ class Tracker:
 
 
 def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
-                limit: Optional[int] = 10, hotspot_limit: int = 20) -> dict[str, Any]:
+                limit: int | None = 10, hotspot_limit: int = 20) -> dict[str, Any]:
     """Turn the C call tree into the stats dict.
 
     ``nodes[i] = (parent, filename, lineno, function, total, retained, truncated)``;
@@ -125,7 +125,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     """
     scale = meta["sample_every"]
     shorten = path_shortener()
-    frames = [None] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
+    # [0] stands for the root, which has no frame; chains stop before it, so it is never read
+    frames = [Frame("", 0, "")] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
     app = [False] + [is_app_file(n[1]) for n in nodes[1:]]
     own = [False] + [is_own_file(n[1]) for n in nodes[1:]]
     app_frames = {frames[i] for i in range(1, len(nodes)) if app[i]}
@@ -136,7 +137,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         _parent, _file, _line, _func, total, retained, truncated = nodes[index]
         if total == 0 and retained == 0:
             continue
-        chain = []
+        chain: list[Frame] = []
         app_depth = None            # how far out the app's own innermost frame is
         caller_is_own = None        # whether the innermost frame outside the stdlib and libraries is ours
         i = index
@@ -269,7 +270,7 @@ def display_path(filename: str) -> str:
 
 # -- the process-wide default tracker (mt.track_with_analysis(...), mt.stats(...)) --
 
-_default: Optional[Tracker] = None
+_default: Tracker | None = None
 _default_lock = threading.Lock()
 
 
@@ -282,7 +283,7 @@ def default_tracker() -> Tracker:
         return _default
 
 
-def track(cls: type, callback: Optional[Callback] = None) -> None:
+def track(cls: type, callback: Callback | None = None) -> None:
     default_tracker().track(cls, callback=callback)
 
 
@@ -290,7 +291,7 @@ def track_with_analysis(cls: type, depth: int = 10, sample_every: int = 1) -> No
     default_tracker().track_with_analysis(cls, depth=depth, sample_every=sample_every)
 
 
-def stats(cls: type, **options: Any) -> Optional[dict[str, Any]]:
+def stats(cls: type, **options: Any) -> dict[str, Any] | None:
     return default_tracker().stats(cls, **options)
 
 

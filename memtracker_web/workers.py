@@ -48,8 +48,9 @@ import stat
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from . import jsontext
 from .naming import MAX_NAME_LENGTH, resolve_type
@@ -81,7 +82,7 @@ COMMAND_ID = re.compile(r"^[0-9a-f]{16}$")
 ACTIONS = ("track", "untrack")
 
 
-def shared_dir_from_env() -> Optional[str]:
+def shared_dir_from_env() -> str | None:
     return os.environ.get(SHARED_DIR_ENV) or os.environ.get(PROMETHEUS_ENV) or None
 
 
@@ -93,7 +94,7 @@ class UnsafeSharedDir(PermissionError):
     """The shared directory may be written by someone else: it is not used."""
 
 
-def shared_dir_problem(directory: str | os.PathLike[str]) -> Optional[str]:
+def shared_dir_problem(directory: str | os.PathLike[str]) -> str | None:
     """Why ``directory`` must not be used, or None (also when it does not exist yet).
 
     Whoever can write there decides what this process shows and which types it
@@ -131,7 +132,7 @@ def check_shared_dir(directory: str | os.PathLike[str], *, create: bool = False)
     return path
 
 
-def _refusal_note(directory: str | os.PathLike[str]) -> Optional[dict[str, str]]:
+def _refusal_note(directory: str | os.PathLike[str]) -> dict[str, str] | None:
     """A worker note instead of reading a directory someone else may write."""
     problem = shared_dir_problem(directory)
     return None if problem is None else {"file": os.fspath(directory), "error": f"refused: the directory {problem}"}
@@ -287,7 +288,7 @@ def _unlink(path: Path) -> None:
         log.debug("memtracker: could not remove %s: %s", path, exc)
 
 
-def process_start(pid: int) -> Optional[str]:
+def process_start(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (Linux), to tell a reused pid from its old owner."""
     try:
         with open(f"/proc/{int(pid)}/stat", "rb") as f:
@@ -297,7 +298,7 @@ def process_start(pid: int) -> Optional[str]:
         return None
 
 
-def pid_alive(pid: int, started: Optional[str] = None) -> bool:
+def pid_alive(pid: int, started: str | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -316,8 +317,8 @@ def pid_alive(pid: int, started: Optional[str] = None) -> bool:
 # commands
 
 
-def new_command(action: str, type_name: str, *, analysis: bool = False, threshold: Optional[int] = None,
-                now: Optional[float] = None) -> dict[str, Any]:
+def new_command(action: str, type_name: str, *, analysis: bool = False, threshold: int | None = None,
+                now: float | None = None) -> dict[str, Any]:
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
     command: dict[str, Any] = {"id": secrets.token_hex(8), "action": action, "type": type_name,
@@ -369,7 +370,7 @@ def _command_age(data: dict[str, Any], st: os.stat_result, now: float) -> float:
     return now - min(data["issued_at"], st.st_mtime, now)
 
 
-def list_commands(directory: str | os.PathLike[str], *, now: Optional[float] = None,
+def list_commands(directory: str | os.PathLike[str], *, now: float | None = None,
                   ttl: float = COMMAND_TTL) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Unexpired commands, oldest first, and notes on the files skipped; removes expired ones.
 
@@ -406,7 +407,7 @@ def _why(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {str(exc)[:80]}"
 
 
-def read_command(directory: str | os.PathLike[str], command_id: str) -> Optional[dict[str, Any]]:
+def read_command(directory: str | os.PathLike[str], command_id: str) -> dict[str, Any] | None:
     if shared_dir_problem(directory) is not None:
         return None
     try:
@@ -458,7 +459,7 @@ class WorkerPublisher:
         self._pid = os.getpid()
         self._started = process_start(self._pid)
         self.retired = False            # forgotten: it publishes no more
-        self._refused: Optional[str] = None     # the last refusal logged by the sample hook
+        self._refused: str | None = None     # the last refusal logged by the sample hook
 
     @property
     def path(self) -> Path:
@@ -557,7 +558,7 @@ _PUBLISHERS: dict[str, WorkerPublisher] = {}
 _PUBLISHERS_LOCK = threading.Lock()
 
 
-def publisher_for(monitor: Any, directory: str | os.PathLike[str]) -> Optional[WorkerPublisher]:
+def publisher_for(monitor: Any, directory: str | os.PathLike[str]) -> WorkerPublisher | None:
     """The attached publisher of ``monitor`` for ``directory``, made once per process.
 
     One file per pid: a second monitor in the same process cannot publish to
@@ -586,7 +587,7 @@ def publisher_for(monitor: Any, directory: str | os.PathLike[str]) -> Optional[W
 _REFUSED_LOGGED: set[str] = set()
 
 
-def _new_publisher(monitor: Any, key: str) -> Optional[WorkerPublisher]:
+def _new_publisher(monitor: Any, key: str) -> WorkerPublisher | None:
     """A publisher for ``key``, or None (logged once per reason) for an unsafe directory.
 
     The endpoint asks for its publisher as the app loads, at its first request
@@ -658,7 +659,7 @@ def clear_host_files(directory: str | os.PathLike[str]) -> list[str]:
 # the reading side
 
 
-def _worker_record(data: dict[str, Any]) -> Optional[str]:
+def _worker_record(data: dict[str, Any]) -> str | None:
     """None if ``data`` is a worker file we can show, else why not.
 
     Checks what read_workers uses as it is (the pid goes to os.kill, times into
@@ -692,7 +693,7 @@ def _freshness(data: dict[str, Any], now: float) -> tuple[float, bool]:
     return age, age > STALE_INTERVALS * interval + STALE_GRACE
 
 
-def read_workers(directory: str | os.PathLike[str], *, now: Optional[float] = None, keep_gone: float = KEEP_GONE,
+def read_workers(directory: str | os.PathLike[str], *, now: float | None = None, keep_gone: float = KEEP_GONE,
                  forget_after: float = FORGET_AFTER, cleanup: bool = True
                  ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every worker file as ``{host, pid, written_at, snapshot, commands, age, stale, gone, file}``,
@@ -722,12 +723,12 @@ def read_workers(directory: str | os.PathLike[str], *, now: Optional[float] = No
         if not (entry.name.startswith(WORKER_PREFIX) and entry.name.endswith(".json")):
             continue
         data, problem = _read_worker(path)
-        if data is None and problem is None:        # removed between listing and reading
-            continue
         if problem is not None:
             notes.append({"file": entry.name, "error": f"skipped: {problem}"})
             if cleanup and _mtime_age(path, now) > forget_after:
                 _unlink(path)
+            continue
+        if data is None:        # removed between listing and reading
             continue
         age, stale = _freshness(data, now)
         local = data["host"] == here
@@ -744,7 +745,7 @@ def read_workers(directory: str | os.PathLike[str], *, now: Optional[float] = No
     return workers, notes
 
 
-def _read_worker(path: Path) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+def _read_worker(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(data, None) for a worker file we can show, (None, why not), or (None, None) if gone."""
     try:
         data = read_json(path)
@@ -763,7 +764,7 @@ def _mtime_age(path: Path, now: float) -> float:
         return 0.0
 
 
-def _number(value: Any) -> Optional[int]:
+def _number(value: Any) -> int | None:
     # bounded: summed over workers, a 4300-digit count would be an int json cannot print
     return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER else None
 
@@ -772,7 +773,7 @@ def _real_or_none(value: Any) -> Any:
     return value if _real(value) else None
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -819,7 +820,7 @@ def totals(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(merged.values(), key=lambda t: (-t["live"], t["type"]))
 
 
-def local_worker(snapshot: dict[str, Any], publisher: Optional[WorkerPublisher], now: float) -> dict[str, Any]:
+def local_worker(snapshot: dict[str, Any], publisher: WorkerPublisher | None, now: float) -> dict[str, Any]:
     """The answering worker, from its fresh in-memory snapshot."""
     data = {"snapshot": snapshot, "written_at": now}
     age, stale = _freshness(data, now)
@@ -828,8 +829,8 @@ def local_worker(snapshot: dict[str, Any], publisher: Optional[WorkerPublisher],
             "age": age, "stale": stale, "gone": False, "file": None}
 
 
-def gather(directory: str | os.PathLike[str], local_snapshot: Optional[dict[str, Any]] = None,
-           publisher: Optional[WorkerPublisher] = None, *, now: Optional[float] = None
+def gather(directory: str | os.PathLike[str], local_snapshot: dict[str, Any] | None = None,
+           publisher: WorkerPublisher | None = None, *, now: float | None = None
            ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """All workers, with the answering one (if given) from its live snapshot instead of its file."""
     now = time.time() if now is None else now
@@ -849,7 +850,7 @@ def cluster_view(workers: list[dict[str, Any]], notes: list[dict[str, str]]) -> 
     return {"workers": rows, "totals": totals(rows), "worker_notes": notes}
 
 
-def find_worker(workers: list[dict[str, Any]], pid: int, host: Optional[str] = None) -> list[dict[str, Any]]:
+def find_worker(workers: list[dict[str, Any]], pid: int, host: str | None = None) -> list[dict[str, Any]]:
     """Workers with ``pid`` (on ``host`` if given); this host's first."""
     found = [w for w in workers if w["pid"] == pid and (host is None or w["host"] == host)]
     here = hostname()

@@ -10,10 +10,21 @@ Endpoint.start_at_load).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request,
-                       Response, decimal, reason)
+from .endpoint import (
+    DEFAULT_ALLOW,
+    DEFAULT_PATH,
+    FROM_ENV,
+    MAX_BODY,
+    Endpoint,
+    EndpointOptions,
+    Request,
+    Response,
+    decimal,
+    reason,
+)
 
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -44,7 +55,8 @@ class MemoryTrackerMiddleware:
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(
             monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
-            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all, watch_sample=watch_sample, threshold=threshold,
+            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all,
+            watch_sample=watch_sample, threshold=threshold,
             increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
         self._started = False
         self.endpoint.start_at_load()

@@ -4,8 +4,9 @@ import json
 import os
 import subprocess
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -7,7 +7,8 @@ import json
 import sys
 import types
 import warnings
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -318,7 +319,6 @@ def test_real_default_monitor_over_asgi() -> None:
     import memtracker_web
     from memtracker_web import monitor as mon
     from memtracker_web.naming import type_name
-
     from test_endpoint import Basket
 
     mon.reset_default_monitor()

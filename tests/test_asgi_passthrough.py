@@ -83,7 +83,7 @@ def test_an_http_request_not_ours_is_the_apps_own_call() -> None:
     scope = {"type": "http", "path": "/orders/7"}
     assert mw(scope, receive, send) is app.result   # the app's awaitable itself: no frame of ours
     assert app.calls[-1] == (scope, receive, send)
-    assert all(a is b for a, b in zip(app.calls[-1], (scope, receive, send)))
+    assert all(a is b for a, b in zip(app.calls[-1], (scope, receive, send), strict=True))
     assert asyncio.run(_await(mw(scope, receive, send))) is None
 
 

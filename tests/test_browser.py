@@ -7,12 +7,13 @@ apply or a blocked resource would show up here and not in the unit tests.
 from __future__ import annotations
 
 import html.parser
-import re
 import os
+import re
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest

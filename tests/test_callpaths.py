@@ -8,11 +8,10 @@ import threading
 
 import pytest
 
-import memtracker_web as mt
-from memtracker_web.tracker import display_path
-
 import conftest
+import memtracker_web as mt
 from conftest import requires_engine
+from memtracker_web.tracker import display_path
 
 HERE = display_path(__file__)
 

@@ -12,9 +12,8 @@ import weakref
 import pytest
 
 import memtracker_web as mt
-from memtracker_web.capture import DisplacedWarning
-
 from conftest import requires_engine, without_engine
+from memtracker_web.capture import DisplacedWarning
 
 
 class Order:
@@ -117,14 +116,14 @@ def _float_churn(n):
 
 def _int_churn(n):
     total = 10**6
-    for i in range(n):
+    for _ in range(n):
         total = (total + 1000) - 999  # specialised int decrefs
     return total
 
 
 def _str_churn(n):
     s = "x"
-    for i in range(n):
+    for _ in range(n):
         s = (s + "ab")[:20] + "c"     # specialised str concatenation
     return s
 
@@ -300,7 +299,7 @@ def test_dynamic_class_tracked_then_dropped(capture):
     assert all(r() is None for r in refs)       # the capture kept none alive
     assert list(capture) == []                  # dead types left the tracked set
     late = type("Late", (), {})                 # may reuse a dead class's address
-    objs = [late() for _ in range(3)]
+    _alive = [late() for _ in range(3)]      # instances exist while it is asked about
     assert capture.count_for(late) == 0
     assert late not in capture
 

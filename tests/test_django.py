@@ -6,10 +6,10 @@ from typing import Any
 
 import django
 import pytest
-from prometheus_client import CollectorRegistry
 from django.conf import settings
 from django.http import HttpResponse
 from django.urls import path
+from prometheus_client import CollectorRegistry
 
 from test_endpoint import ORDER, FakeMonitor, Order, leaky_monitor
 

@@ -587,7 +587,7 @@ def test_html_escapes_everything() -> None:
     evil = "<script>alert(1)</script>"
     entry = make_entry(f"m.{evil}", [1, 2], analysing=True, top_paths=[
         {"count": 1, "total_count": 1, "path": [f"{evil}:1 in f"],
-         "frames": [{"filename": f'"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}]}])
+         "frames": [{"filename": '"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}]}])
     monitor.tracked[entry["type"]] = entry
     monitor.leaks.append({"type": evil, "live": 2, "increases": 1, "detected_at": 0.0, "top_paths": entry["top_paths"]})
     snapshot = monitor.snapshot()
@@ -744,7 +744,8 @@ def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_
                            {"chain": "shop.cache.HOARD -> builtins.list[i] -> shop.Order", "count": 20}],
                            "computed_at": 1764115100.0}}]}
     text = render_overview(snap, base="/debug/memory", nonce="n")
-    assert '<ul class="held"><li>20 <code>shop.cache.HOARD -&gt; builtins.list[i] -&gt; shop.Order</code></li></ul>' in text
+    assert ('<ul class="held"><li>20 <code>shop.cache.HOARD -&gt; builtins.list[i] -&gt; shop.Order</code></li></ul>'
+            in text)
     assert text.count('<section class="analysed">') == 1 and "shop.Line</code></a></h3>" in text
 
 
@@ -772,7 +773,8 @@ def test_the_type_page_says_what_a_search_could_not_trace() -> None:
         "chains": [], "objects": 5, "unreachable": 2, "hidden": 2, "unresolved": 1,
         "stopped": "time budget spent", "seconds": 2.0, "computed_at": 1764115200.0}},
         base="/debug/memory", nonce="n")
-    assert "2 unreachable, waiting for the garbage collector (nothing holds them from outside a reference cycle)" in page
+    assert ("2 unreachable, waiting for the garbage collector (nothing holds them from outside a reference cycle)"
+            in page)
     assert "2 held where the collector cannot see: a running function's local variable, or C code" in page
     assert "1 not traced to a root before the search stopped" in page
     assert "stopped: time budget spent" in page and '<table id="retainers">' not in page

@@ -13,9 +13,8 @@ import weakref
 
 import pytest
 
-from memtracker_web import _tracker
-
 from conftest import requires_engine
+from memtracker_web import _tracker
 
 
 class Obj:

@@ -17,9 +17,8 @@ import types
 import pytest
 
 import memtracker_web as mt
-from memtracker_web import _tracker
-
 from conftest import requires_engine
+from memtracker_web import _tracker
 
 pytestmark = requires_engine
 
@@ -45,7 +44,7 @@ def _running(*types_):
 
 
 def test_the_engine_says_which_filter_it_uses(filter_mode):
-    with _running(Order) as c:
+    with _running(Order):
         state = _tracker.engine_state()
         assert state["filter"] == filter_mode
         # Order and its metaclass carry the bit; the byte filter marks nothing
@@ -56,7 +55,7 @@ def test_the_engine_says_which_filter_it_uses(filter_mode):
 
 
 def test_switching_filters_while_installed_is_refused():
-    with _running(Order) as c:
+    with _running(Order):
         with pytest.raises(RuntimeError, match="stop captures"):
             _tracker._use_type_marks(False)
 
@@ -277,6 +276,6 @@ def test_marks_and_audit_hook_are_set_up_once_per_process():
 
 def test_engine_status_names_the_filter():
     assert mt.engine_status()["filter"] == "none"
-    with _running(Order) as c:
+    with _running(Order):
         assert mt.engine_status()["filter"] == "type-marks"
     assert mt.engine_status()["filter"] == "none"

@@ -9,9 +9,8 @@ import weakref
 import pytest
 
 import memtracker_web as mt
-from memtracker_web import _tracker
-
 from conftest import requires_engine
+from memtracker_web import _tracker
 
 
 class Node:

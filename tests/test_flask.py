@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 from flask import Flask
+from prometheus_client import CollectorRegistry
 
 from memtracker_web.flask import MemoryTracker
 from memtracker_web.wsgi import MemoryTrackerMiddleware

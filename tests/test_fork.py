@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from memtracker_web import workers
 from conftest import children_of, stop_process
+from memtracker_web import workers
 
 ROOT = Path(__file__).resolve().parent.parent
 

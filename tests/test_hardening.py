@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from werkzeug.test import Client
@@ -278,7 +279,8 @@ def snapshot_server() -> Iterator[Any]:
 @pytest.mark.parametrize("snapshot,problem", [
     ({"mode": "exact", "types": [], "leaks": [{"live": 3}]}, "an entry of 'leaks' has no type name"),
     ({"mode": "exact", "types": {}, "leaks": []}, "'types' is not a list"),
-    ({"mode": "exact", "types": [{"type": "a.B", "live": "many"}], "leaks": []}, "'a.B' has a live that is not a number"),
+    ({"mode": "exact", "types": [{"type": "a.B", "live": "many"}], "leaks": []},
+     "'a.B' has a live that is not a number"),
     ({"mode": "exact", "types": [], "leaks": [{"type": "a.B", "top_paths": [3]}]},
      "'a.B' has a top path that is not an object with a list of frames"),
 ])
@@ -320,7 +322,8 @@ def test_the_refusal_says_what_to_do() -> None:
 @pytest.mark.parametrize("allowed,host,status", [
     (["myapp.internal"], "myapp.internal:8000", 200), (["myapp.internal"], "other.internal", 403),
     ([".example.com"], "a.b.example.com", 200), ([".example.com"], "example.com", 200),
-    ([".example.com"], "badexample.com", 403), (["*"], "anything.at.all", 200), ("myapp.internal", "myapp.internal", 200),
+    ([".example.com"], "badexample.com", 403), (["*"], "anything.at.all", 200),
+    ("myapp.internal", "myapp.internal", 200),
 ])
 def test_allowed_hosts(allowed: Any, host: str, status: int) -> None:
     assert rebinding_get(host, allowed_hosts=allowed) == status

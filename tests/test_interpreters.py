@@ -274,9 +274,9 @@ def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(
     installed = tmp_path / "site" / "memtracker_web"
     assert not list(installed.glob("_tracker*.so"))
     assert (installed / "_extension_build_failed.txt").is_file()
-    proc = run_python("""
+    proc = run_python(f"""
         import memtracker_web as mt, sys
-        assert mt.__file__.startswith(%r), mt.__file__
+        assert mt.__file__.startswith({str(installed)!r}), mt.__file__
         status = mt.engine_status()
         print(status["available"])
         print(status["reason"])
@@ -285,7 +285,7 @@ def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(
         except mt.EngineUnavailable as exc:
             print("refused")
         print(mt.MemoryMonitor(interval=60).snapshot()["mode"])
-        """ % str(installed), cwd=tmp_path, flags=("-S",),
+        """, cwd=tmp_path, flags=("-S",),
         # -S: no .pth files, so an editable install of this checkout cannot answer
         # for memtracker_web; the dependencies come from this environment's site-packages.
         env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *site.getsitepackages()])})

@@ -9,13 +9,12 @@ import time
 
 import pytest
 
+import conftest
 import memtracker_web as mt
+from conftest import requires_engine, without_engine
 from memtracker_web.jsontext import dumps
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
 from memtracker_web.tracker import display_path
-
-import conftest
-from conftest import requires_engine, without_engine
 
 HERE = display_path(__file__)
 
@@ -295,7 +294,8 @@ def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
         m.start_monitoring(Leaky)
         with caplog.at_level(logging.WARNING, logger="memtracker_web"):
             m.sample()
-        assert "watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64" in caplog.text
+        assert ("watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
+                in caplog.text)
         leak(50)
         m.sample()                               # no restart, no error: tracked types are still read
         snap = m.snapshot()
@@ -717,7 +717,8 @@ def test_a_report_names_the_types_that_grow_in_step_with_it(monitor, caplog):
     assert by_type["test_monitor.Leaky"]["grows_with"] == ["test_monitor.Line"]
     assert by_type["test_monitor.Line"]["grows_with"] == ["test_monitor.Leaky"]
     assert "grows with: test_monitor.Line" in caplog.text
-    from memtracker_web import html, report as report_cli
+    from memtracker_web import html
+    from memtracker_web import report as report_cli
     snap = monitor.snapshot()
     page = html.render_overview(snap, base="/debug/memory", nonce="n")
     assert 'Grows in step with <a href="/debug/memory/types/test_monitor.Line"' in page

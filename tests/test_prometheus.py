@@ -377,7 +377,7 @@ tests:
           - exp_labels: {{severity: warning, job: app, instance: "a:8000", type: app.Leaky}}
             exp_annotations:
               summary: "app.Leaky has grown in every 15 minute interval for 2 hours"
-"""
+"""  # noqa: E501 -- promtool's test file as written: the alerts' descriptions are one line each
 
 
 @needs_promtool

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -23,9 +22,9 @@ if str(Path(__file__).parent) not in sys.path:  # as gunicorn's --pythonpath doe
 
 from conftest import children_of  # noqa: E402
 from test_prometheus_server import (  # noqa: E402
+    _LEAKED,
     CountingMonitor,
     LeakyRecord,
-    _LEAKED,
     free_port,
     http_get,
     stop,

@@ -5,10 +5,10 @@ import re
 import textwrap
 
 import pytest
-from conftest import requires_engine, without_engine
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import requires_engine, without_engine
 from memtracker_web.pytest_plugin import MAX_WARMUP, _count
 
 pytest_plugins = ["pytester"]

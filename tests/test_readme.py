@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import pytest
 
@@ -49,7 +49,7 @@ class Block(NamedTuple):
     line: int             # of the opening fence
     heading: str          # nearest heading above it
     level: int            # that heading's level
-    marker: Optional[tuple[str, str]]
+    marker: tuple[str, str] | None
 
 
 def parse(text: str) -> tuple[list[Block], list[tuple[int, int, str]]]:

@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from memtracker_web.retention import RetentionBusy, find_retainers
-
 from conftest import requires_engine
+from memtracker_web.retention import RetentionBusy, find_retainers
 
 MOD = __name__
 
@@ -30,7 +29,7 @@ class Registry:
 
 
 class Repo:
-    @functools.lru_cache(maxsize=None)        # noqa: B019 -- the leak under test
+    @functools.cache        # noqa: B019 -- the leak under test
     def query(self, q: str) -> Order:
         return Order()
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from conftest import in_forked_child
 from memtracker_web import html
 from memtracker_web.monitor import MemoryMonitor, reset_default_monitor
-from conftest import in_forked_child
 from test_endpoint import JSON, POST_JSON, call, endpoint
 
 

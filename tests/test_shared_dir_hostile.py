@@ -14,8 +14,9 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,8 @@ from memtracker_web import jsontext, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
 from memtracker_web.naming import MAX_NAME_LENGTH, type_name
 from test_endpoint import JSON, POST_JSON, call
-from test_workers import monitor_with_widgets as _monitor_with
 from test_workers import _no_publishers, shared  # noqa: F401  (fixtures: this module's tests use them)
+from test_workers import monitor_with_widgets as _monitor_with
 
 HOST = workers.hostname()
 

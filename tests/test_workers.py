@@ -17,16 +17,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from conftest import children_of, stop_process
 from memtracker_web import engine_status, workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.naming import type_name
-from conftest import children_of, stop_process
 from test_endpoint import JSON, POST_JSON, call
 
 
@@ -232,7 +233,8 @@ def test_bytes_sum_over_the_workers_that_estimate_them_and_foreign_values_are_dr
     data = json.loads(path.read_text())
     data["snapshot"]["process"] = {"resident_bytes": 50_000_000, "history": []}
     path.write_text(json.dumps(data))
-    fake_worker(shared, sleeper, [dict(entry(WIDGET, 20), live_bytes="a lot"), dict(entry(GADGET, 1), live_bytes=10**40)])
+    fake_worker(shared, sleeper, [dict(entry(WIDGET, 20), live_bytes="a lot"),
+                                  dict(entry(GADGET, 1), live_bytes=10**40)])
     found, notes = workers.read_workers(shared)
     view = workers.cluster_view(found, notes)
     rows = {row["pid"]: row for row in view["workers"]}
@@ -369,7 +371,7 @@ def test_a_command_reaches_every_worker_once(shared: Path, monkeypatch: pytest.M
         assert publisher.monitor._types[id(Gadget)].threshold == 7
         # applied ids are remembered: a later sample does not apply it again
         calls = []
-        monkeypatch.setattr(publisher.monitor, "start_monitoring", lambda *a, **k: calls.append(a))
+        monkeypatch.setattr(publisher.monitor, "start_monitoring", lambda *a, **k: calls.append(a))  # noqa: B023 -- called and undone in this iteration
         assert publisher.apply_commands() == []
         assert calls == []
         monkeypatch.undo()

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
-from werkzeug.wrappers import Request as WRequest, Response as WResponse
+from werkzeug.wrappers import Request as WRequest
+from werkzeug.wrappers import Response as WResponse
 
 from memtracker_web.endpoint import MAX_BODY
 from memtracker_web.wsgi import MemoryTrackerMiddleware, read_body
@@ -67,7 +69,8 @@ def test_type_detail_and_not_found() -> None:
     r = get(c, "/debug/memory/types/shop.cache.Entry?format=json")
     assert r.json["hotspots"][0]["lineno"] == 17
     r = get(c, "/debug/memory/types/nope.Nope?format=json")
-    assert (r.status_code, r.json) == (404, {"error": "unknown type 'nope.Nope': it is not tracked or seen by the monitor"})
+    assert (r.status_code, r.json) == (
+        404, {"error": "unknown type 'nope.Nope': it is not tracked or seen by the monitor"})
 
 
 def test_track_untrack_and_errors() -> None:

@@ -1,0 +1,31 @@
+# Short ways to run the checks. Run them inside the venv you installed with
+#   pip install -e ".[test,dev]"
+# or pass PYTHON=/path/to/venv/bin/python. See CONTRIBUTING.md.
+PYTHON ?= python
+# make bench BENCH="bench/bench_queries.py" (or any script in bench/, with its own flags)
+BENCH ?= bench/bench_core.py --rounds 7
+C_SOURCES := memtracker_web/_tracker.c memtracker_web/_passthrough.c memtracker_web/_compat.h
+
+.PHONY: lint format test bench ci
+
+# ruff (lint rules in pyproject.toml) and mypy (the modules listed in [tool.mypy])
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+
+# Rewrites files: ruff format for the Python, clang-format (.clang-format) for the C
+format:
+	$(PYTHON) -m ruff format .
+	clang-format -i $(C_SOURCES)
+
+# The README's test command
+test:
+	$(PYTHON) -X dev -m pytest
+
+# Results and the command behind each number: bench/RESULTS.md
+bench:
+	PYTHONPATH=. $(PYTHON) $(BENCH)
+
+# The whole CI on this checkout: needs ../shared beside it (see .ci/run)
+ci:
+	.ci/run
