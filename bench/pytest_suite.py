@@ -31,7 +31,7 @@ VARIANTS = {
 def run(args: list[str], log: str = "") -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-X", "dev", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--ignore", "tests/test_pytest_plugin.py", *args],
+                           "--ignore", "tests/integrations/test_pytest_plugin.py", *args],
                           capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if log:

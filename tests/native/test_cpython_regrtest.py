@@ -1,0 +1,76 @@
+"""CPython's own regression tests, run with memtracker_web tracking on in every process.
+
+tests/native/regrtest/sitecustomize.py turns tracking on in each process (the regression
+test runner, its workers, and every Python a test starts) and checks at exit what
+the engine promises: live counts never negative, frees never above creations, call
+trees that read back, watch-all counts that make sense, a monitor that samples in
+exact mode. The tests themselves must pass as they do without us: tracing and
+profiling tests, finalisers and resurrection, the collector, threads, recursion to
+the limit, tracemalloc taking the tracer slot.
+
+CPython's test files ship apart from the interpreter on Debian (libpython3.X-testsuite);
+.ci/run installs them and sets MEMTRACKER_REQUIRE_CPYTHON_TESTS=1, which turns a
+missing suite into a failure instead of a skip."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import requires_engine
+
+pytestmark = requires_engine
+
+HERE = Path(__file__).resolve().parent
+COMMON = ["test_list", "test_dict", "test_set", "test_tuple", "test_descr", "test_class", "test_weakref",
+          "test_finalization", "test_generators", "test_coroutines", "test_sys_settrace", "test_sys_setprofile",
+          "test_exceptions", "test_threading", "test_functools", "test_scope"]
+SUBSETS = {
+    "count": COMMON + ["test_gc", "test_tracemalloc"],
+    "analysis": COMMON + ["test_gc"],
+    "watch": COMMON + ["test_gc", "test_tracemalloc"],
+    # a monitor's thread allocates and so sets off collections: test_gc's exact collect() counts
+    # then find the garbage gone (as with any app thread), so it is left out here
+    "monitor": COMMON,
+}
+
+
+def _suite_dir() -> Path | None:
+    try:
+        import test
+    except ImportError:
+        return None
+    folder = Path(test.__file__).resolve().parent
+    return folder if (folder / "test_list.py").exists() else None
+
+
+@pytest.mark.parametrize("mode", list(SUBSETS))
+def test_cpython_regression_tests_pass_with_tracking_on(mode, tmp_path):
+    if _suite_dir() is None:
+        message = f"CPython's test suite is not installed for {sys.version.split()[0]}"
+        if os.environ.get("MEMTRACKER_REQUIRE_CPYTHON_TESTS"):
+            pytest.fail(message)
+        pytest.skip(message + " (Debian: libpython3.X-testsuite)")
+    out = tmp_path / "results"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE / "regrtest"), os.environ.get("PYTHONPATH", "")]),
+           "MEMTRACKER_REGRTEST_MODE": mode, "MEMTRACKER_REGRTEST_OUT": str(out)}
+    env.pop("PYTHONDEVMODE", None)
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run([sys.executable, "-m", "test", "-j2", "-q", *SUBSETS[mode]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    tail = proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, tail
+    assert "Result: SUCCESS" in proc.stdout, tail
+    results = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    workers = [r for r in results if any("libregrtest" in arg or "test" == arg for arg in r["argv"][:2])]
+    # the runner, its workers and the Pythons the tests start all tracked and reported
+    assert len(results) >= 3 and workers, [r["argv"][:2] for r in results]
+    assert all(r["checked"] > 0 for r in results)
+    assert [r for r in results if r["violations"]] == []
+    if mode == "monitor":
+        assert any(r["callback_events"] > 0 for r in workers)

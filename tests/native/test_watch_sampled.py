@@ -1,0 +1,358 @@
+"""Sampled watch-all: about one object in N, chosen by a hash of its address.
+
+An object's creation and its destruction are both counted or both not, so a
+type's sampled net count times N estimates its net allocations, and goes back
+to exactly zero when all its objects are gone."""
+from __future__ import annotations
+
+import functools
+import gc
+import subprocess
+import sys
+import textwrap
+import types
+import weakref
+
+import pytest
+
+import memtracker_web as mt
+from memtracker_web import _tracker
+from support import requires_engine
+
+pytestmark = requires_engine
+
+
+def _slotted(n: int) -> type:
+    # n slots: objects of several pymalloc size classes (strides of 16 bytes)
+    return type(f"Slots{n}", (), {"__slots__": tuple(f"a{i}" for i in range(n))})
+
+
+SIZES = [_slotted(n) for n in (0, 1, 2, 4, 7, 12, 30)]
+
+# Built-in objects of several size classes, made anew each call: these are sampled.
+BUILTINS = {types.SimpleNamespace: lambda i: types.SimpleNamespace(), complex: lambda i: complex(i, 1),
+            slice: lambda i: slice(i, None),
+            range: lambda i: range(i), set: lambda i: set(), bytearray: lambda i: bytearray(),
+            list: lambda i: []}
+
+
+class Plain:
+    pass
+
+
+class Tracked:
+    pass
+
+
+def _net(counts, cls) -> int:
+    new, free = counts.get(cls, (0, 0))
+    return new - free
+
+
+def _counts() -> dict:
+    return {cls: (new, free) for cls, new, free in _tracker.watch_counts()}
+
+
+def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mode):
+    n = 200_000     # about 3,125 sampled of each: a binomial deviation of 1.8%
+    _tracker.watch_start(sample=64)
+    try:
+        assert _tracker.watch_statistics()["sample"] == 64
+        keep = {cls: [make(i) for i in range(n)] for cls, make in BUILTINS.items()}
+        counts = _counts()
+        for cls in keep:
+            assert abs(_net(counts, cls) * 64 / n - 1) < 0.08, (cls, _net(counts, cls))
+        for cls in keep:
+            del keep[cls][: n // 2]
+        counts = _counts()
+        for cls in keep:
+            assert abs(_net(counts, cls) * 64 / (n // 2) - 1) < 0.12, (cls, _net(counts, cls))
+        keep.clear()
+        gc.collect()
+        counts = _counts()
+        for cls in BUILTINS:
+            if cls is list:
+                continue                        # lists are everywhere: not back to zero
+            new, free = counts[cls]
+            # back to about zero; every one of ours was seen (the runtime may make more meanwhile)
+            assert abs(new - free) * 64 < 0.05 * n and new * 64 / n > 0.9, (cls, new, free)
+    finally:
+        _tracker.watch_stop()
+    assert _tracker.watch_statistics()["sample"] == 0
+
+
+def test_classes_defined_in_python_are_counted_exactly_and_immutable_types_are_sampled(filter_mode):
+    # The class is what names a leak: its count must not wait for sampling noise.
+    n = 50_000
+    _tracker.watch_start(sample=64)
+    try:
+        keep = {cls: [cls() for _ in range(n)] for cls in SIZES + [Plain]}
+        partials = [functools.partial(int, i) for i in range(n)]    # an immutable heap type: a built-in
+        counts = _counts()
+        for cls in SIZES + [Plain]:
+            assert counts[cls] == (n, 0), cls
+        assert functools.partial.__flags__ & (1 << 9) and abs(_net(counts, functools.partial) * 64 / n - 1) < 0.1
+        for cls in keep:
+            del keep[cls][: n // 5]
+        counts = _counts()
+        for cls in SIZES + [Plain]:
+            assert counts[cls] == (n, n // 5), cls
+        keep.clear()
+        del partials
+        counts = _counts()
+        for cls in SIZES + [Plain]:
+            assert counts[cls] == (n, n), cls
+    finally:
+        _tracker.watch_stop()
+
+
+def test_a_tracked_class_and_a_tracked_builtin_are_exact_for_their_capture(filter_mode):
+    c = mt.Capture()
+    c.track(Tracked)
+    c.track(bytearray)
+    c.start()
+    _tracker.watch_start(sample=64)
+    try:
+        objs = [Tracked() for _ in range(100_000)]
+        arrays = [bytearray() for _ in range(100_000)]
+        assert c.count_for(Tracked) == 100_000 and c.count_for(bytearray) == 100_000
+        counts = _counts()
+        assert counts[Tracked] == (100_000, 0)      # watch-all counts a class's every object
+        assert 0.9 < _net(counts, bytearray) * 64 / 100_000 < 1.1       # the slow path samples a built-in
+        del objs, arrays
+        assert c.count_for(Tracked) == 0 and c.count_for(bytearray) == 0
+        counts = _counts()
+        assert _net(counts, Tracked) == 0 and _net(counts, bytearray) == 0
+    finally:
+        _tracker.watch_stop()
+        c.stop()
+
+
+def test_sample_one_counts_every_object():
+    _tracker.watch_start(sample=1)
+    try:
+        objs = [Plain() for _ in range(1234)]
+        assert _counts()[Plain] == (1234, 0)
+        del objs
+        assert _counts()[Plain] == (1234, 1234)
+    finally:
+        _tracker.watch_stop()
+
+
+def test_sample_argument_errors():
+    for bad in (0, -1, 65537):
+        with pytest.raises(ValueError, match="sample must be between 1 and 65536"):
+            _tracker.watch_start(sample=bad)
+    with pytest.raises(TypeError):
+        _tracker.watch_start(sample="64")
+    assert not _tracker.engine_state()["installed"]
+    _tracker.watch_start(sample=32)
+    try:
+        _tracker.watch_start(sample=32)         # the same rate: nothing to do
+        with pytest.raises(RuntimeError, match="watch-all already runs with sample=32: stop it first"):
+            _tracker.watch_start()
+    finally:
+        _tracker.watch_stop()
+    assert not _tracker.engine_state()["installed"]
+
+
+def test_dead_classes_leave_no_rows_after_a_read():
+    # sampled watch-all does not see every class die; a read drops the rows of the dead
+    _tracker.watch_start(sample=4)
+    try:
+        refs = []
+        for i in range(300):
+            cls = type(f"Temp{i}", (), {})
+            objs = [cls() for _ in range(20)]
+            del objs
+            refs.append(weakref.ref(cls))
+            del cls
+        gc.collect()
+        assert all(r() is None for r in refs)       # no class kept alive
+        names = {cls.__name__ for cls in _counts()}
+        assert not any(name.startswith("Temp") for name in names)
+        assert _tracker.watch_statistics()["types"] < 200
+    finally:
+        _tracker.watch_stop()
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+def test_another_interpreters_objects_are_not_counted(sample):
+    code = f"""
+        import _interpreters
+        from memtracker_web import _tracker
+        iid = _interpreters.create()
+        _tracker.watch_start(sample={sample})
+        def net():
+            new, free = {{t: (n, f) for t, n, f in _tracker.watch_counts()}}.get(list, (0, 0))
+            return new - free
+        net()               # a read notices the other interpreter
+        warm = [[] for _ in range(1000)]    # so that list sits in the cache
+        before = net()
+        _interpreters.exec(iid, "keep = [[] for _ in range(200000)]")
+        print((net() - before) * {sample})
+        _tracker.watch_stop()
+        _interpreters.destroy(iid)
+    """
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    theirs = int(proc.stdout)
+    assert abs(theirs) < 2_000, theirs     # not 200,000
+
+
+def test_no_capture_means_the_sample_test_alone_and_a_capture_brings_the_mark_test_back():
+    _tracker.watch_start(sample=64)
+    try:
+        assert _tracker.engine_state()["hook"] == "sampled-unmarked"
+        c = mt.Capture()
+        c.track(Tracked)
+        c.start()
+        try:
+            assert _tracker.engine_state()["hook"] == "sampled"
+            objs = [Tracked() for _ in range(5000)]
+            assert c.count_for(Tracked) == 5000          # every object, sampled or not
+            del objs[:1000]
+            assert c.count_for(Tracked) == 4000
+        finally:
+            c.stop()
+        assert _tracker.engine_state()["hook"] == "sampled-unmarked"
+        del objs
+        assert _net(_counts(), Tracked) == 0
+    finally:
+        _tracker.watch_stop()
+    assert _tracker.engine_state()["hook"] == "none"
+
+
+class Empty:
+    pass
+
+
+class Query:
+    pass
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+@pytest.mark.parametrize("with_capture", [False, True], ids=["watch-only", "beside-a-capture"])
+def test_class_assignment_moves_the_watch_all_count_with_the_object(sample, with_capture):
+    # Django's `obj = Empty(); obj.__class__ = Query`: created as one type, dead
+    # as another. Net counts must not drift apart on the two types.
+    capture = mt.Capture()
+    if with_capture:
+        capture.track(Empty)            # marked: the audit hook's other path runs too
+        capture.start()
+    _tracker.watch_start(sample=sample)
+    try:
+        kept = []
+        for i in range(20_000):
+            obj = Empty()
+            obj.__class__ = Query
+            if i % 4 == 0:
+                kept.append(obj)
+        del obj
+        net = {t: new - free for t, new, free in _tracker.watch_counts()}
+        assert net.get(Empty, 0) == 0                  # every Empty became a Query
+        assert net[Query] == 5000                      # exactly the ones kept: classes are counted exactly
+        if with_capture:
+            assert capture.count_for(Empty) == 5000    # a capture counts an object as what it was created
+        del kept
+        net = {t: new - free for t, new, free in _tracker.watch_counts()}
+        assert net.get(Empty, 0) == 0 and net.get(Query, 0) == 0
+    finally:
+        _tracker.watch_stop()
+        capture.stop()
+
+
+@pytest.mark.parametrize("how", ["one-capture", "two-captures", "analysis"])
+def test_a_tracked_class_is_counted_once_by_watch_all_whichever_path_its_events_take(how, filter_mode):
+    # One capture counting it takes the engine's shortcut; two, or call paths, the full path.
+    captures = [mt.Capture() for _ in range(2 if how == "two-captures" else 1)]
+    tracker = None
+    for c in captures:
+        c.track(Tracked)
+        c.start()
+    if how == "analysis":
+        tracker = mt.Tracker(depth=4)
+        tracker.track_with_analysis(Tracked)
+    _tracker.watch_start(sample=64)
+    try:
+        for rounds in range(1, 4):
+            objs = [Tracked() for _ in range(30_000)]
+            del objs[::3]
+            assert _counts()[Tracked] == (30_000 * rounds, 10_000 + 30_000 * (rounds - 1))
+            assert all(c.count_for(Tracked) == 20_000 for c in captures)
+            del objs
+        assert _net(_counts(), Tracked) == 0
+    finally:
+        _tracker.watch_stop()
+        for c in captures:
+            c.stop()
+        if tracker is not None:
+            tracker.stop()
+
+
+# ---- objects resurrected by their finaliser ----------------------------------------------------
+# CPython reports the death of an object whose __del__ resurrects it, and later its death again,
+# with no creation in between. Watch-all counts it freed once, as a capture does.
+
+_saved: list = []
+
+
+class Phoenix:
+    def __del__(self):
+        _saved.append(self)             # resurrected; CPython runs __del__ once per object
+
+
+class CycleWithDel:
+    def __del__(self):
+        pass
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+@pytest.mark.parametrize("with_capture", [False, True], ids=["watch-only", "beside-a-capture"])
+def test_an_object_resurrected_by_its_finaliser_is_counted_freed_once(sample, with_capture, filter_mode):
+    capture = mt.Capture()
+    if with_capture:
+        capture.track(Phoenix)
+        capture.start()
+    _tracker.watch_start(sample=sample)
+    try:
+        for _ in range(1000):
+            Phoenix()
+        assert len(_saved) == 1000
+        assert _counts()[Phoenix] == (1000, 1000)       # counted freed at the death its __del__ undid
+        if with_capture:
+            assert capture.count_for(Phoenix) == 0      # the capture counts it alike
+        _saved.clear()                                  # their real deaths: not counted again
+        assert _counts()[Phoenix] == (1000, 1000)
+        assert _tracker.watch_statistics()["resurrected"] == 1000
+        for _ in range(500):                            # objects at the same addresses count as new
+            Phoenix()
+            _saved.clear()
+        assert _counts()[Phoenix] == (1500, 1500)
+        # collected in cycles: finalised by the collector first, each death counted once
+        for _ in range(500):
+            obj = CycleWithDel()
+            obj.me = obj
+        del obj
+        gc.collect()
+        assert _counts()[CycleWithDel] == (500, 500)
+        if with_capture:
+            assert capture.count_for(Phoenix) == 0
+    finally:
+        _tracker.watch_stop()
+        capture.stop()
+        _saved.clear()
+
+
+def test_the_addresses_kept_for_resurrection_are_bounded():
+    _tracker.watch_start(sample=64)
+    try:
+        many = [CycleWithDel() for _ in range(70_000)]      # 70,000 addresses alive at once
+        del many                                            # each death keeps its address
+        stats = _tracker.watch_statistics()
+        assert stats["dying_resets"] == 1                   # the table started over at 65,536
+        assert stats["bytes"] < 4 << 20
+        assert _counts()[CycleWithDel] == (70_000, 70_000)
+    finally:
+        _tracker.watch_stop()

@@ -1,0 +1,308 @@
+"""Call-path analysis: exact allocation sites, retained vs total, bounds."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+
+import pytest
+
+import memtracker_web as mt
+import support
+from memtracker_web.tracker import display_path
+from support import requires_engine
+
+HERE = display_path(__file__)
+
+
+class Item:
+    pass
+
+
+def line_of(marker: str) -> int:
+    return support.line_of(__file__, marker)
+
+
+_cache: list = []
+
+
+def leak_items(n):
+    for _ in range(n):
+        _cache.append(Item())  # LEAK-SITE
+
+
+def churn_items(n):
+    for _ in range(n):
+        Item()  # CHURN-SITE
+
+
+@pytest.fixture
+def tracker():
+    t = mt.Tracker(depth=10)
+    yield t
+    t.stop()
+    _cache.clear()
+
+
+@requires_engine
+def test_leaking_function_is_the_top_path_with_exact_line(tracker):
+    tracker.track_with_analysis(Item)
+    churn_items(500)
+    leak_items(300)
+    stats = tracker.stats(Item)
+    assert stats["live_count"] == 300
+    assert stats["total_allocations"] == 800
+    assert stats["retained_allocations"] == 300
+    top = stats["top_paths"][0]
+    assert top["count"] == 300 and top["total_count"] == 300
+    assert top["path"][0] == f"{HERE}:{line_of('LEAK-SITE')} in leak_items"
+    assert top["frames"][0] == {"filename": HERE, "lineno": line_of("LEAK-SITE"), "function": "leak_items"}
+    assert top["frames"][1]["function"] == "test_leaking_function_is_the_top_path_with_exact_line"
+    churn = [p for p in stats["top_paths"] if p["frames"][0]["lineno"] == line_of("CHURN-SITE")]
+    assert churn[0]["count"] == 0 and churn[0]["total_count"] == 500
+    hot = {(h["function"], h["lineno"]): h for h in stats["hotspots"]}
+    assert hot[("leak_items", line_of("LEAK-SITE"))]["count"] == 300
+    assert hot[("churn_items", line_of("CHURN-SITE"))]["total_count"] == 500
+    json.dumps(stats)
+
+
+@requires_engine
+def test_retained_drops_on_free_total_stays(tracker):
+    tracker.track_with_analysis(Item)
+    leak_items(100)
+    assert tracker.stats(Item)["top_paths"][0]["count"] == 100
+    del _cache[:60]
+    stats = tracker.stats(Item)
+    assert stats["top_paths"][0]["count"] == 40
+    assert stats["top_paths"][0]["total_count"] == 100
+    assert stats["live_count"] == 40
+
+
+def _nest(depth, fn):
+    if depth == 0:
+        return fn()
+    return _nest(depth - 1, fn)
+
+
+@requires_engine
+def test_depth_is_respected(tracker):
+    tracker.track_with_analysis(Item, depth=3)
+    keep = _nest(8, Item)
+    stats = tracker.stats(Item)
+    assert [f["function"] for f in stats["top_paths"][0]["frames"]] == ["_nest", "_nest", "_nest"]
+    assert stats["depth"] == 3
+    del keep
+
+
+@requires_engine
+def test_threads_keep_their_own_stacks(tracker):
+    tracker.track_with_analysis(Item)
+    kept = []
+
+    def worker_a():
+        for _ in range(200):
+            kept.append(Item())  # THREAD-A
+
+    def worker_b():
+        for _ in range(300):
+            kept.append(Item())  # THREAD-B
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = tracker.stats(Item)
+    by_line = {p["frames"][0]["lineno"]: p for p in stats["top_paths"]}
+    assert by_line[line_of("THREAD-B")]["count"] == 300
+    assert by_line[line_of("THREAD-A")]["count"] == 200
+    assert by_line[line_of("THREAD-A")]["frames"][0]["function"].endswith("<locals>.worker_a")
+    assert len(by_line[line_of("THREAD-A")]["frames"]) <= 4   # the thread's own bootstrap, not the test's
+
+
+async def _inner(kept):
+    await asyncio.sleep(0)
+    kept.append(Item())  # ASYNC-SITE
+
+
+async def _middle(kept):
+    await _inner(kept)
+
+
+async def _outer(kept):
+    await _middle(kept)
+
+
+@requires_engine
+def test_coroutines_give_their_await_chain(tracker):
+    tracker.track_with_analysis(Item)
+    kept = []
+    asyncio.run(_outer(kept))
+    stats = tracker.stats(Item)
+    top = stats["top_paths"][0]
+    assert top["count"] == 1
+    assert [f["function"] for f in top["frames"][:3]] == ["_inner", "_middle", "_outer"]
+    assert top["frames"][0]["lineno"] == line_of("ASYNC-SITE")
+
+
+@requires_engine
+def test_comprehensions_and_lambdas(tracker):
+    tracker.track_with_analysis(Item)
+    make = lambda: Item()  # noqa: E731  # LAMBDA-SITE
+    a = [make() for _ in range(5)]
+    b = [Item() for _ in range(7)]  # COMPREHENSION-SITE
+    stats = tracker.stats(Item)
+    by_line = {p["frames"][0]["lineno"]: p for p in stats["top_paths"]}
+    assert by_line[line_of("LAMBDA-SITE")]["frames"][0]["function"].endswith("<lambda>")
+    assert by_line[line_of("LAMBDA-SITE")]["count"] == 5
+    assert by_line[line_of("COMPREHENSION-SITE")]["count"] == 7
+    del a, b
+
+
+@requires_engine
+def test_objects_built_in_c_are_attributed_to_the_calling_line(tracker):
+    payload = json.dumps([{"id": i, "tags": {"a": 1}} for i in range(50)])
+    tracker.track_with_analysis(dict)
+    decoded = json.loads(payload)  # JSON-SITE
+    stats = tracker.stats(dict)
+    top = stats["top_paths"][0]
+    assert top["count"] == 100
+    # innermost: the Python line that called into the C decoder; then our line
+    assert top["frames"][0]["filename"] == "json/decoder.py"
+    assert top["frames"][0]["function"] == "JSONDecoder.raw_decode"
+    ours = [f for f in top["frames"] if f["filename"] == HERE]
+    assert ours[0]["lineno"] == line_of("JSON-SITE")
+    del decoded
+
+
+@requires_engine
+def test_node_cap_prunes_and_reports(tracker):
+    namespace: dict = {}
+    source = "\n".join(f"def make{i}():\n    return Item()" for i in range(200))
+    exec(compile(source, "generated_sites.py", "exec"), {"Item": Item}, namespace)
+    tracker.track_with_analysis(Item, max_nodes=32)
+    keep = [namespace[f"make{i}"]() for i in range(200) for _ in range(1 + i % 3)]
+    stats = tracker.stats(Item)
+    tree = stats["call_tree"]
+    assert tree["nodes"] <= 32
+    assert tree["pruned_nodes"] + tree["overflow_allocations"] > 0
+    assert stats["live_count"] == len(keep)
+    # nothing is lost: every live object is still counted on some path
+    assert stats["retained_allocations"] == len(keep)
+    del keep
+    assert tracker.stats(Item)["retained_allocations"] == 0
+
+
+@requires_engine
+def test_sampling_scales_and_marks_estimates(tracker):
+    tracker.track_with_analysis(Item, sample_every=10)
+    leak_items(1000)
+    stats = tracker.stats(Item)
+    assert stats["estimated"] is True and stats["sample_every"] == 10
+    assert stats["live_count"] == 1000              # counts stay exact
+    assert stats["top_paths"][0]["count"] == 1000   # 100 sampled x 10
+
+
+@requires_engine
+def test_stats_for_count_only_type_is_none(tracker):
+    tracker.track(Item)
+    assert tracker.stats(Item) is None
+    assert tracker.stats(list) is None
+    assert tracker.is_tracking(Item) and not tracker.is_analysing(Item)
+
+
+@requires_engine
+def test_module_level_default_tracker():
+    class Local:
+        pass
+
+    mt.track_with_analysis(Local, depth=5)
+    try:
+        objs = [Local() for _ in range(4)]
+        assert mt.count(Local) == 4
+        assert mt.stats(Local)["top_paths"][0]["count"] == 4
+        del objs
+    finally:
+        assert mt.untrack(Local) is True
+    assert mt.stats(Local) is None
+
+
+@requires_engine
+def test_seed_custom_callback_filters_on_allocating_frame():
+    # The seed: capture.track(Hash) { |obj, klass| ... caller_locations ... "app/models" }
+    tracker = mt.Tracker(depth=10)
+    from_models = []
+
+    def on_alloc(cls, event, data):
+        if event == "new" and data and data[0].filename.endswith("test_callpaths.py") \
+                and data[0].function == "leak_items":
+            from_models.append(data[0])
+
+    try:
+        tracker.track_with_analysis(Item, callback=on_alloc)
+        leak_items(3)
+        churn_items(5)
+        tracker.capture.flush()
+        assert len(from_models) == 3
+        assert from_models[0].lineno == line_of("LEAK-SITE")
+        assert tracker.count(Item) == 3
+    finally:
+        tracker.stop()
+        _cache.clear()
+
+
+@requires_engine
+def test_with_block_stops():
+    with mt.Tracker() as tracker:
+        tracker.track(Item)
+        keep = Item()
+        assert tracker.count(Item) == 1
+    assert tracker.capture.running is False
+    del keep
+
+
+def test_tracker_validates_arguments():
+    with pytest.raises(ValueError, match="depth"):
+        mt.Tracker(depth=0)
+    with pytest.raises(ValueError, match="sample_every"):
+        mt.Tracker().track_with_analysis(Item, sample_every=0)
+
+
+def test_display_path_prefers_the_shorter_relative_form():
+    assert display_path("<frozen importlib._bootstrap>") == "<frozen importlib._bootstrap>"
+    stdlib_json = sys.modules["json"].__file__
+    assert display_path(stdlib_json) == "json/__init__.py"
+
+
+def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
+    import os
+    import sysconfig
+
+    from memtracker_web import tracker as tracker_module
+    from memtracker_web.tracker import build_stats
+
+    lib = os.path.join(sysconfig.get_paths()["purelib"], "framework", "cache.py")
+    stdlib = os.path.join(sysconfig.get_paths()["stdlib"], "json", "decoder.py")
+    app = os.path.join(os.getcwd(), "myapp", "views.py")
+    ours = os.path.join(os.path.dirname(tracker_module.__file__), "monitor.py")
+    # (parent, filename, lineno, function, total, retained, truncated); counts on the innermost frame
+    nodes = [
+        (0, "", 0, "", 0, 0, 0),
+        (0, app, 10, "handler", 0, 0, 0),        # 1: the app's view
+        (1, lib, 20, "cached", 7, 7, 0),         # 2: a library frame called by it: 7 retained
+        (1, stdlib, 30, "decode", 7, 7, 0),      # 3: the stdlib, called by it: 7 retained
+        (0, app, 40, "remember", 7, 7, 0),       # 4: the app allocating itself: 7 retained
+        (0, ours, 50, "sample", 99, 99, 0),      # 5: our own bookkeeping
+        (5, stdlib, 60, "encode", 11, 11, 0),    # 6: the stdlib working for us (json of a history point)
+        (1, ours, 70, "__call__", 0, 0, 0),      # 7: our middleware called by the app's code...
+        (7, app, 80, "view", 5, 5, 0),           # 8: ...calling the app again: the app's allocation
+    ]
+    meta = {"sample_every": 1, "depth": 10, "max_nodes": 100, "pruned_nodes": 0, "pruned_allocations": 0,
+            "overflow": 0, "unattributed": 0}
+    stats = build_stats(nodes, meta, 136, 136, limit=None)
+    innermost = [p["frames"][0]["lineno"] for p in stats["top_paths"]]
+    assert innermost[0] == 40                   # the app's own line wins the three-way tie
+    assert set(innermost) == {20, 30, 40, 80}   # ours (50, and 60 on our behalf) are not among them
+    assert stats["own_allocations"] == {"count": 110, "total_count": 110}
+    assert build_stats(nodes, meta, 136, 136, limit=None)["top_paths"] == stats["top_paths"]   # deterministic

@@ -1,0 +1,948 @@
+"""MemoryMonitor: growth detection, escalation, budget, calm-down, fork, watch-all, census."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+import pytest
+
+import memtracker_web as mt
+import support
+from memtracker_web.jsontext import dumps
+from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
+from memtracker_web.tracker import display_path
+from support import requires_engine, without_engine
+
+HERE = display_path(__file__)
+
+
+def line_of(marker: str) -> int:
+    return support.line_of(__file__, marker)
+
+
+class Leaky:
+    pass
+
+
+class Churny:
+    pass
+
+
+class Other:
+    pass
+
+
+class NeverNamed:
+    pass
+
+
+_store: list = []
+
+
+def leak(n, cls=Leaky):
+    for _ in range(n):
+        _store.append(cls())  # LEAK-LINE
+
+
+def churn(n):
+    tmp = [Churny() for _ in range(n)]
+    del tmp
+
+
+@pytest.fixture
+def monitor():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=3)
+    yield m
+    m.close()
+    _store.clear()
+
+
+def test_snapshot_shape_is_json_and_complete(monitor):
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    snap = monitor.snapshot()
+    json.dumps(snap)
+    assert set(snap) >= {"mode", "engine", "pid", "sampled_at", "interval", "sample_duration_seconds",
+                         "types", "leaks"}
+    assert snap["pid"] == os.getpid() and snap["interval"] == 0.05
+    entry = snap["types"][0]
+    assert entry["type"] == "test_monitor.Leaky"
+    assert set(entry) >= {"type", "live", "allocations", "frees", "high_water", "increases", "analysing",
+                          "history", "top_paths"}
+    assert snap["sample_duration_seconds"] > 0
+
+
+@requires_engine
+def test_leak_escalates_after_exactly_increases_and_reports_the_line(monitor):
+    reports = []
+    monitor.on_leak = reports.append
+    monitor.start_monitoring(Leaky)
+    assert monitor.sample() == []            # baseline: high water 0
+    for expected in (1, 2):
+        leak(11)
+        assert monitor.sample() == []
+        entry = monitor.snapshot()["types"][0]
+        assert entry["increases"] == expected and entry["analysing"] is False
+    leak(11)
+    assert monitor.sample() == []            # the third growth starts analysis
+    entry = monitor.snapshot()["types"][0]
+    assert entry["increases"] == 3 and entry["analysing"] is True
+    leak(11)
+    got = monitor.sample()                   # growth while analysing: a report
+    assert len(got) == 1 and reports == got
+    report = got[0]
+    assert report["type"] == "test_monitor.Leaky" and report["live"] == 44 and report["increases"] == 4
+    assert report["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
+    assert report["top_paths"][0]["count"] == 11    # recorded since analysis began
+    assert monitor.snapshot()["leaks"] == got
+
+
+@requires_engine
+def test_leak_report_is_logged(monitor, caplog):
+    monitor.start_monitoring(Leaky, analysis=True)
+    monitor.sample()
+    with caplog.at_level(logging.WARNING, logger="memtracker_web"):
+        for _ in range(4):
+            leak(11)
+            monitor.sample()
+    assert "MEMORY LEAK DETECTED: test_monitor.Leaky" in caplog.text
+    assert f"{HERE}:{line_of('LEAK-LINE')} in leak" in caplog.text
+
+
+@requires_engine
+def test_churning_type_is_never_escalated(monitor):
+    monitor.start_monitoring(Churny)
+    for _ in range(20):
+        churn(500)
+        monitor.sample()
+    entry = monitor.snapshot()["types"][0]
+    assert entry["live"] == 0 and entry["increases"] == 0 and entry["analysing"] is False
+    assert entry["allocations"] == 10000 and entry["frees"] == 10000
+
+
+@requires_engine
+def test_budget_holds_and_fastest_grower_wins():
+    m = MemoryMonitor(threshold=5, increases=2, max_analyzed=1)
+    try:
+        m.start_monitoring(Leaky)
+        m.start_monitoring(Other)
+        m.sample()
+        for _ in range(4):
+            leak(10, Leaky)
+            leak(40, Other)
+            m.sample()
+        analysing = {t["type"]: t["analysing"] for t in m.snapshot()["types"]}
+        assert analysing == {"test_monitor.Leaky": False, "test_monitor.Other": True}
+        assert m.tracker.stats(Leaky) is None
+    finally:
+        m.close()
+        _store.clear()
+
+
+@requires_engine
+def test_calm_type_goes_back_to_counting_and_its_tree_is_freed(monitor):
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    for _ in range(3):
+        leak(11)
+        monitor.sample()
+    assert monitor.tracker.stats(Leaky) is not None
+    for _ in range(4):                       # calm_samples=3 without growth
+        monitor.sample()
+    entry = monitor.snapshot()["types"][0]
+    assert entry["analysing"] is False and entry["increases"] == 0
+    assert monitor.tracker.stats(Leaky) is None
+    assert monitor.tracker.count(Leaky) == 33  # still counted
+
+
+@requires_engine
+def test_watch_all_finds_a_leaking_class_nobody_named():
+    m = MemoryMonitor(threshold=20, increases=2, watch_all=True, discover_after=2, watch_sample=1)
+    try:
+        m.sample()                           # starts watch-all: baseline
+        m.sample()
+        for _ in range(6):
+            leak(50, NeverNamed)
+            m.sample()
+        names = {t["type"]: t for t in m.snapshot()["types"]}
+        assert "test_monitor.NeverNamed" in names
+        entry = names["test_monitor.NeverNamed"]
+        assert entry["source"] == "watch_all"
+        assert entry["live"] >= 100          # counted exactly since it was promoted
+    finally:
+        m.close()
+        _store.clear()
+    assert mt.engine_status()["installed"] is False
+
+
+class NeverNamedSampled:
+    pass
+
+
+class Churning:
+    pass
+
+
+_sampled_store: list = []
+
+
+@requires_engine
+def test_sampled_watch_all_finds_a_built_in_leak_and_its_counts_are_estimates():
+    m = MemoryMonitor(threshold=100, watch_all=True, discover_after=2)     # default: one object in 64
+    assert m.watch_sample == 64
+    try:
+        m.sample()                           # starts watch-all: baseline
+        m.sample()
+        promoted_at = None
+        for i in range(10):
+            _sampled_store.extend(bytearray(1) for _ in range(3000))
+            m.sample()
+            names = {t["type"] for t in m.snapshot()["types"]}
+            if promoted_at is None and "builtins.bytearray" in names:
+                promoted_at = i + 1
+        # the first two readings only measure its noise, then two rises of
+        # 3000 must each stand out of it by three deviations
+        assert promoted_at is not None and 4 <= promoted_at <= 6, promoted_at
+        snap = m.snapshot()
+        assert snap["watch"]["sample"] == 64 and snap["watch"]["estimated"] is True
+        assert mt._tracker.watch_statistics()["sample"] == 64
+        entry = {t["type"]: t for t in snap["types"]}["builtins.bytearray"]
+        assert entry["source"] == "watch_all"
+        # still counted by watch-all's estimate, not by the tracker (whose every-object
+        # counting of a hot built-in would cost the app as much as the hunt)
+        assert entry["sampled"] is True and bytearray not in m.tracker.capture
+        assert abs(entry["live"] - 30_000) < 5 * (64 * 30_000) ** 0.5, entry["live"]
+    finally:
+        m.close()
+        _sampled_store.clear()
+    assert mt.engine_status()["installed"] is False
+
+
+@requires_engine
+def test_sampled_watch_all_counts_a_class_exactly_and_finds_its_leak_within_a_few_samples():
+    # 30 objects a sample, the rate of bench/leak_shapes.py: every sample rises
+    # by its own noise, so the class is nominated at the third sample, analysed
+    # from then on, and reported at the tenth (increases=10), with its line.
+    m = MemoryMonitor(watch_all=True, increases=10)     # threshold 100, one object in 64, discover_after 3
+    reports = []
+    try:
+        m.sample()                           # starts watch-all: counts from zero
+        for i in range(1, 13):
+            leak(30, NeverNamedSampled)
+            churn(40 + 20 * (i % 3))            # a class that only churns stays out
+            reports += [(i, r) for r in m.sample()]
+            entry = {t["type"]: t for t in m.snapshot()["types"]}.get("test_monitor.NeverNamedSampled")
+            if i < 3:
+                assert entry is None
+                assert m._watch[id(NeverNamedSampled)].increases == i
+            elif i == 3:
+                assert entry["source"] == "watch_all" and entry["increases"] == 3
+                assert entry["analysing"] is True     # from its nomination: paths are ready in time
+        assert [(i, r["type"]) for i, r in reports][:1] == [(10, "test_monitor.NeverNamedSampled")]
+        report = reports[0][1]
+        assert report["increases"] == 10 and report["live"] == 30 * 7
+        assert report["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
+        assert "test_monitor.Churny" not in {t["type"] for t in m.snapshot()["types"]}
+    finally:
+        m.close()
+        _store.clear()
+
+
+@requires_engine
+def test_sampled_watch_all_does_not_promote_a_type_that_only_churns():
+    import random
+
+    rng = random.Random(7)
+    m = MemoryMonitor(threshold=100, watch_all=True, discover_after=3)
+    population: list = []
+    try:
+        for _ in range(40):
+            population = [Churning() for _ in range(rng.randrange(2000, 6000))]   # all renewed
+            m.sample()
+        assert "test_monitor.Churning" not in {t["type"] for t in m.snapshot()["types"]}
+        state = m._watch[id(Churning)]
+        assert state.increases <= 1
+        assert state.noise() > 500          # what the margin is made of: it really moves
+    finally:
+        m.close()
+        del population
+
+
+@requires_engine
+def test_changing_watch_sample_restarts_watch_all():
+    m = MemoryMonitor(watch_all=True, watch_sample=16)
+    try:
+        m.sample()
+        assert mt._tracker.watch_statistics()["sample"] == 16
+        m.watch_sample = 1
+        m.sample()
+        assert mt._tracker.watch_statistics()["sample"] == 1
+        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "recycled": 0, "sample": 1,
+                                         "estimated": False}
+    finally:
+        m.close()
+
+
+@requires_engine
+def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
+    mt._tracker.watch_start()                    # exact, by someone else
+    m = MemoryMonitor(watch_all=True, threshold=10)     # wants one object in 64
+    try:
+        m.start_monitoring(Leaky)
+        with caplog.at_level(logging.WARNING, logger="memtracker_web"):
+            m.sample()
+        assert ("watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
+                in caplog.text)
+        leak(50)
+        m.sample()                               # no restart, no error: tracked types are still read
+        snap = m.snapshot()
+        assert snap["watch"] == {"candidates": snap["watch"]["candidates"], "promoted": 0, "recycled": 0,
+                                 "sample": 1, "estimated": False}
+        assert {t["type"]: t["live"] for t in snap["types"]}["test_monitor.Leaky"] == 50
+        assert mt._tracker.watch_statistics()["sample"] == 1
+    finally:
+        m.close()
+        mt._tracker.watch_stop()
+        _store.clear()
+
+
+@pytest.mark.parametrize("value", [0, 65537, True, 2.0, "64"])
+def test_watch_sample_is_checked(value):
+    with pytest.raises(ValueError, match="watch_sample must be an integer from 1 \\(every object\\) to 65536"):
+        MemoryMonitor(watch_sample=value)
+
+
+def test_background_thread_survives_a_raising_sample(caplog):
+    m = MemoryMonitor(interval=0.02)
+    failures = {"left": 2}
+    original = m._read_counts
+
+    def flaky(state, cls, census):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("sample exploded")
+        return original(state, cls, census)
+
+    m._read_counts = flaky
+    m.start_monitoring(Leaky)
+    with caplog.at_level(logging.ERROR, logger="memtracker_web"):
+        m.start()
+        try:
+            assert m.running and m._thread.name == "memtracker-monitor" and m._thread.daemon
+            deadline = time.monotonic() + 10
+            while m.snapshot()["samples"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            m.close()
+    assert m.snapshot()["samples"] >= 3
+    assert caplog.text.count("a monitor sample failed; the monitor keeps going") == 2
+    assert not m.running
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_restarts_lazily_and_keeps_its_own_counts():
+    m = MemoryMonitor(interval=0.02, threshold=1000)
+    m.start_monitoring(Leaky)
+    m.sample()
+    m.start()
+
+    def child():
+        leak(7)
+        m.ensure_running()
+        deadline = time.monotonic() + 5
+        start_samples = m.snapshot()["samples"]
+        while m.snapshot()["samples"] < start_samples + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        snap = m.snapshot()
+        return {"running": m.running, "pid": snap["pid"], "live": snap["types"][0]["live"],
+                "samples_grew": snap["samples"] >= start_samples + 2}
+
+    pid, result = support.in_forked_child(child)
+    m.close()
+    assert result["running"] is True and result["samples_grew"] is True
+    assert result["pid"] == pid
+    expected_child_live = 7 if m.mode == "exact" else result["live"]
+    assert result["live"] == expected_child_live
+    _store.clear()
+
+
+@without_engine
+def test_census_mode_gives_the_same_shape():
+    m = MemoryMonitor(threshold=5, increases=2)
+    try:
+        m.start_monitoring(Leaky)
+        m.sample()
+        for _ in range(3):
+            leak(10)
+            m.sample()
+        snap = m.snapshot()
+        json.dumps(snap)
+        assert snap["mode"] == "census"
+        assert snap["census"]["objects_scanned"] > 1000 and snap["census"]["cost_seconds"] > 0
+        assert "does not track" in snap["census"]["blind_spots"]
+        entry = snap["types"][0]
+        assert entry["live"] == 30 and entry["increases"] == 3
+        assert entry["allocations"] is None and entry["frees"] is None
+        assert entry["analysing"] is False and entry["top_paths"] == []
+    finally:
+        m.close()
+        _store.clear()
+
+
+def test_start_monitoring_by_name_and_bad_names(monitor):
+    monitor.start_monitoring("test_monitor.Leaky")
+    assert Leaky in monitor.monitored()
+    with pytest.raises(mt.TypeNameError):
+        monitor.start_monitoring("no_such_module.Thing")
+    assert monitor.stop_monitoring(Leaky) is True
+    assert monitor.stop_monitoring(Leaky) is False
+
+
+def test_type_detail(monitor):
+    monitor.start_monitoring(Leaky, analysis=monitor.mode == "exact")
+    monitor.sample()
+    leak(5)
+    monitor.sample()
+    detail = monitor.type_detail("test_monitor.Leaky")
+    assert detail["type"] == "test_monitor.Leaky" and "hotspots" in detail
+    if monitor.mode == "exact":
+        assert detail["top_paths"][0]["count"] == 5
+        assert detail["hotspots"][0]["lineno"] == line_of("LEAK-LINE")
+    assert monitor.type_detail("nope.Nothing") is None
+
+
+def test_default_monitor_is_shared_and_accumulates_types():
+    reset_default_monitor()
+    try:
+        first = get_default_monitor(track=[Leaky], threshold=7)
+        second = get_default_monitor(track=["test_monitor.Other"])
+        assert first is second and first.threshold == 7
+        assert set(first.monitored()) == {Leaky, Other}
+    finally:
+        reset_default_monitor()
+
+
+def test_bad_options_name_the_problem():
+    with pytest.raises(ValueError, match="interval"):
+        MemoryMonitor(interval=0)
+    with pytest.raises(TypeError, match="class or a type name"):
+        MemoryMonitor().start_monitoring(42)
+
+
+# -- which type gets analysed, and when it is reported (issue 15's policy) ----
+
+def _nominated(m: MemoryMonitor, cls: type) -> None:
+    """As if watch-all had nominated ``cls`` (deterministic: no sampling noise)."""
+    m.start_monitoring(cls)
+    m._types[id(cls)].source = "watch_all"
+
+
+_bytes_store: list = []
+
+
+def leak_bytes(n):
+    _bytes_store.extend(bytearray(1) for _ in range(n))  # BYTES-LINE
+
+
+@pytest.fixture
+def policy_monitor():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=3, max_analyzed=1)
+    yield m
+    m.close()
+    _store.clear()
+    _bytes_store.clear()
+
+
+@requires_engine
+def test_a_type_the_user_named_keeps_its_slot_against_faster_built_ins(policy_monitor):
+    m = policy_monitor
+    m.start_monitoring(Leaky)                   # named by the user: grows 11 a sample
+    _nominated(m, bytearray)                    # nominated: grows 500 a sample
+    for _ in range(8):
+        leak(11)
+        leak_bytes(500)
+        m.sample()
+    state = {t["type"]: t for t in m.snapshot()["types"]}
+    assert state["test_monitor.Leaky"]["analysing"] is True
+    assert state["builtins.bytearray"]["analysing"] is False and state["builtins.bytearray"]["increases"] >= 3
+
+
+@requires_engine
+def test_a_python_class_explains_the_growth_before_the_built_ins_it_drags():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=30, max_analyzed=3)
+    try:
+        _nominated(m, NeverNamed)
+        _nominated(m, bytearray)
+        for _ in range(6):
+            leak(11, NeverNamed)
+            leak_bytes(500)
+            m.sample()
+        state = {t["type"]: t for t in m.snapshot()["types"]}
+        # slots are free, but while a class grows its built-ins wait
+        assert state["test_monitor.NeverNamed"]["analysing"] is True
+        assert state["builtins.bytearray"]["analysing"] is False
+    finally:
+        m.close()
+        _store.clear()
+        _bytes_store.clear()
+
+
+@requires_engine
+def test_a_built_in_is_analysed_when_no_class_grows_and_yields_to_one(policy_monitor):
+    m = policy_monitor
+    m.calm_samples = 30                         # NeverNamed waits calm without being recycled
+    _nominated(m, bytearray)
+    _nominated(m, NeverNamed)
+    for _ in range(4):
+        leak_bytes(500)
+        m.sample()
+    assert {t["type"]: t["analysing"] for t in m.snapshot()["types"]} == {
+        "builtins.bytearray": True, "test_monitor.NeverNamed": False}
+    for _ in range(4):
+        leak_bytes(500)
+        leak(11, NeverNamed)
+        m.sample()
+    assert {t["type"]: t["analysing"] for t in m.snapshot()["types"]} == {
+        "builtins.bytearray": False, "test_monitor.NeverNamed": True}
+
+
+@requires_engine
+def test_forced_analysis_reports_as_soon_as_increases_are_met(monitor):
+    monitor.start_monitoring(Leaky, analysis=True)
+    monitor.sample()
+    for _ in range(2):
+        leak(11)
+        assert monitor.sample() == []
+    leak(11)
+    got = monitor.sample()                   # the third growth: paths exist already, so report now
+    assert len(got) == 1 and got[0]["increases"] == 3
+    assert got[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
+    assert monitor.sample() == []            # no growth, no second report
+    leak(11)
+    assert len(monitor.sample()) == 1        # each growth after it reports again
+
+
+@requires_engine
+def test_escalation_reports_at_the_first_sample_with_paths_after_it_starts(monitor):
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    for _ in range(3):
+        leak(11)
+        assert monitor.sample() == []        # the third growth starts analysis: no paths yet
+    assert monitor.snapshot()["types"][0]["analysing"] is True
+    leak(5)                                  # below the threshold: no growth, but paths now
+    got = monitor.sample()
+    assert len(got) == 1 and got[0]["increases"] == 3 and got[0]["top_paths"][0]["count"] == 5
+
+
+@requires_engine
+def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
+    monitor.start_monitoring(Leaky)
+    leak(11)
+    monitor.sample()                         # the seed's baseline: 0, so this is an increase
+    assert monitor.snapshot()["types"][0]["increases"] == 1
+
+
+@requires_engine
+def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3,
+                      calm_samples=3, interval=0.05)
+    try:
+        m.sample()                           # watch-all's baseline
+        for _ in range(8):
+            leak(20, NeverNamed)
+            m.sample()
+            entry = next((t for t in m.snapshot()["types"] if t["type"] == "test_monitor.NeverNamed"), None)
+            if entry is not None:
+                break
+        assert entry is not None and entry["source"] == "watch_all"
+        assert entry["increases"] == 3       # not 0: watch-all saw it grow three times
+        assert m.snapshot()["watch"]["promoted"] >= 1
+        promoted = m.snapshot()["watch"]["promoted"]
+        for _ in range(5):
+            m.sample()                       # calm
+        snap = m.snapshot()
+        assert "test_monitor.NeverNamed" not in {t["type"] for t in snap["types"]}
+        assert snap["watch"]["recycled"] >= 1 and snap["watch"]["promoted"] < promoted
+    finally:
+        m.close()
+        _store.clear()
+
+
+@without_engine
+def test_census_mode_reports_repeated_growth_without_paths_saying_why():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05)
+    reports = []
+    m.on_leak = reports.append
+    try:
+        m.start_monitoring(Leaky)
+        m.sample()
+        for _ in range(3):
+            leak(11)
+            m.sample()
+        assert len(reports) == 1
+        report = reports[0]
+        assert report["type"] == "test_monitor.Leaky" and report["increases"] == 3 and report["top_paths"] == []
+        assert report["note"] == "no call paths in census mode: " + mt.engine_status()["reason"]
+        assert m.sample() == []              # no growth: no second report
+        m.calm_samples = 3
+        for _ in range(4):
+            m.sample()                       # calm: counting starts afresh
+        assert m.snapshot()["types"][0]["increases"] == 0
+        leak(11)
+        m.sample()
+        assert len(reports) == 1             # one growth after a calm spell is not a leak yet
+    finally:
+        m.close()
+        _store.clear()
+
+
+class Fast:
+    pass
+
+
+class Jumpy:
+    pass
+
+
+@requires_engine
+def test_two_classes_of_one_rank_do_not_swap_the_slot_every_sample(policy_monitor):
+    # A grows 201 a sample, B alternates 100 / 300: the faster one changes every
+    # sample. The slot must stay put long enough for a report.
+    m = policy_monitor
+    m.calm_samples = 30
+    _nominated(m, Fast)
+    _nominated(m, Jumpy)
+    reports = []
+    m.on_leak = reports.append
+    switches, holder = 0, None
+    for i in range(16):
+        leak(201, Fast)
+        leak(300 if i % 2 else 100, Jumpy)
+        m.sample()
+        now = [t["type"] for t in m.snapshot()["types"] if t["analysing"]]
+        if holder and now != holder:
+            switches += 1                               # (the first start is not a switch)
+        holder = now or holder
+    assert switches == 0
+    assert reports and {r["type"] for r in reports} == set(holder)
+
+
+@requires_engine
+def test_untracking_or_naming_a_nominated_type_frees_its_place():
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, max_watch_promotions=2)
+    try:
+        _nominated(m, Fast)
+        _nominated(m, Jumpy)
+        assert m._watch_promotions == 2
+        assert m.stop_monitoring(Fast) is True
+        assert m._watch_promotions == 1                  # untracked (POST /untrack): its place is free
+        m.start_monitoring(Jumpy)                        # the user names it now
+        assert m._watch_promotions == 0
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == "test_monitor.Jumpy")
+        assert entry["source"] == "tracked"              # ranks as theirs, never recycled
+    finally:
+        m.close()
+
+
+def test_stdlib_types_written_in_c_rank_as_built_ins():
+    import array
+    import asyncio
+    import collections
+    import functools
+    import re
+
+    from memtracker_web.monitor import is_builtin_type
+
+    for cls in (dict, str, collections.deque, collections.defaultdict, functools.partial, asyncio.Future,
+                type(re.match("a", "a")), array.array):
+        assert is_builtin_type(cls), cls
+    for cls in (Leaky, Fast, collections.Counter):
+        assert not is_builtin_type(cls), cls
+
+
+@requires_engine
+def test_the_monitors_own_bookkeeping_does_not_grow_once_its_history_is_full():
+    # Once every history is full, samples keep no more tuples, floats or strings
+    # than before: the monitor's own growth must never look like a leak to it.
+    m = MemoryMonitor(history=10, watch_all=True)
+    counter = mt.Capture()
+    for cls in (tuple, float, str, Leaky, Churny):
+        counter.track(cls)
+    try:
+        for cls in (Leaky, Churny, Other, NeverNamed):
+            m.start_monitoring(cls)
+        for _ in range(12):
+            m.sample()
+            m.snapshot()
+        counter.start()
+        for _ in range(5):
+            m.sample()
+            m.snapshot()            # (the last snapshot is kept until the next sample)
+        before = {cls: counter.count_for(cls) for cls in (tuple, float, str)}
+        for _ in range(40):
+            m.sample()
+            m.snapshot()
+        grown = {cls.__name__: counter.count_for(cls) - before[cls] for cls in before}
+        # (a few log records of what watch-all noticed in the test run itself
+        # are kept by pytest's log capture; one string or more a sample was not)
+        assert max(grown.values()) <= 5, grown
+    finally:
+        counter.stop()
+        m.close()
+
+
+class Line:
+    pass
+
+
+@requires_engine
+def test_a_report_names_the_types_that_grow_in_step_with_it(monitor, caplog):
+    # An order drags its lines along; an unrelated type grows only every other sample.
+    monitor.start_monitoring(Leaky)
+    monitor.start_monitoring(Line)
+    monitor.start_monitoring(Other)
+    monitor.sample()
+    reports = []
+    for i in range(6):
+        leak(11)
+        leak(22, Line)
+        if i % 3 == 0:
+            leak(11, Other)
+        reports += monitor.sample()
+    by_type = {r["type"]: r for r in reports}
+    assert by_type["test_monitor.Leaky"]["grows_with"] == ["test_monitor.Line"]
+    assert by_type["test_monitor.Line"]["grows_with"] == ["test_monitor.Leaky"]
+    assert "grows with: test_monitor.Line" in caplog.text
+    from memtracker_web import html
+    from memtracker_web import report as report_cli
+    snap = monitor.snapshot()
+    page = html.render_overview(snap, base="/debug/memory", nonce="n")
+    assert 'Grows in step with <a href="/debug/memory/types/test_monitor.Line"' in page
+    assert any("grows in step with: test_monitor.Line" in line for line in report_cli._leaks(snap))
+
+
+@requires_engine
+@pytest.mark.parametrize("still_tracing", [False, True], ids=["released", "still-tracing"])
+def test_the_monitor_takes_the_tracer_back_after_tracemalloc_borrowed_it(still_tracing, caplog):
+    import tracemalloc
+
+    m = MemoryMonitor(threshold=10, increases=3, interval=60.0, watch_all=True, watch_sample=1, discover_after=2)
+    m.start_monitoring(Leaky)
+    try:
+        m.sample()
+        leak(50)
+        m.sample()
+        tracemalloc.start()                     # a one-off look during an incident
+        leak(1000)                              # not seen by us: our tracer is out of the slot
+        if not still_tracing:
+            tracemalloc.stop()
+        m.sample()                              # notices, takes the slot back, counts from now
+        assert mt.engine_status()["displaced"] is False and mt.engine_status()["installed"] is True
+        assert "the monitor took it back and counts again from now" in caplog.text
+        assert len(m.snapshot()["restarts"]) == 1
+        for _ in range(4):
+            leak(30)
+            leak(30, NeverNamed)
+            m.sample()
+        entries = {t["type"]: t for t in m.snapshot()["types"]}
+        assert entries["test_monitor.Leaky"]["live"] == 120          # counted again, from the restart
+        assert entries["test_monitor.NeverNamed"]["source"] == "watch_all"   # watch-all finds types again
+        assert tracemalloc.is_tracing() is still_tracing             # chained, not stopped
+        if still_tracing:
+            assert tracemalloc.get_traced_memory()[0] > 0
+    finally:
+        tracemalloc.stop()
+        m.close()
+        _store.clear()
+
+
+class Steady:
+    pass
+
+
+@requires_engine
+def test_a_steady_population_refilling_after_a_restart_is_not_a_leak(caplog):
+    # 2,000 live objects, 200 renewed a sample: after tracemalloc borrowed the slot the
+    # restarted count climbs from 0 back to 2,000 without any growth.
+    import tracemalloc
+
+    m = MemoryMonitor(threshold=100, increases=5, interval=60.0)
+    m.start_monitoring(Steady)
+    population = [Steady() for _ in range(2000)]    # counted: made after monitoring began (one increase)
+    reports = []
+    try:
+        for i in range(20):
+            if i == 8:
+                tracemalloc.start()
+                m.sample()
+                tracemalloc.stop()
+            population = population[200:] + [Steady() for _ in range(200)]
+            reports += m.sample()
+        assert len(m.snapshot()["restarts"]) >= 1      # (tracemalloc.stop() may empty the slot once more)
+        assert reports == [] and "MEMORY LEAK DETECTED" not in caplog.text
+    finally:
+        m.close()
+
+
+class FlagsMeta(type):
+    __flags__ = "custom"            # a metaclass may define anything as a class attribute
+    __module__ = 42
+
+
+class Odd(metaclass=FlagsMeta):
+    pass
+
+
+@requires_engine
+def test_a_metaclass_attribute_named_like_type_internals_does_not_break_sampling():
+    m = MemoryMonitor(watch_all=True, interval=60.0)
+    keep = []
+    try:
+        for _ in range(6):
+            keep.extend(Odd() for _ in range(50))
+            m.sample()                              # raised TypeError at every sample
+        assert "test_monitor.Odd" in {t["type"] for t in m.snapshot()["types"]}
+    finally:
+        m.close()
+
+
+@requires_engine
+def test_a_recycled_class_is_not_nominated_again_by_its_old_count():
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3,
+                      calm_samples=3, interval=0.05)
+    try:
+        m.sample()
+        for _ in range(4):
+            leak(20, NeverNamed)
+            m.sample()
+        assert "test_monitor.NeverNamed" in {t["type"] for t in m.snapshot()["types"]}
+        for _ in range(8):
+            m.sample()                              # calm: given back
+        assert m.snapshot()["watch"]["recycled"] >= 1
+        for _ in range(2):
+            leak(1, NeverNamed)                     # its first sight again is a baseline, not a rise
+            m.sample()
+        assert "test_monitor.NeverNamed" not in {t["type"] for t in m.snapshot()["types"]}
+        assert m._watch[id(NeverNamed)].increases == 1
+    finally:
+        m.close()
+        _store.clear()
+
+
+@requires_engine
+def test_a_sampled_built_in_is_analysed_by_the_tracker_only_while_it_is_analysed():
+    m = MemoryMonitor(watch_all=True, threshold=100, increases=4, discover_after=2, calm_samples=3,
+                      interval=60.0)                        # one object in 64
+    reports = []
+    try:
+        m.sample()
+        for _ in range(14):
+            leak_bytes(3000)
+            reports += [r for r in m.sample() if r["type"] == "builtins.bytearray"]
+            if reports:
+                break
+        entry = {t["type"]: t for t in m.snapshot()["types"]}["builtins.bytearray"]
+        assert entry["sampled"] is True and entry["analysing"] is True
+        frames = reports[0]["top_paths"][0]["frames"]
+        assert [(f["lineno"], f["function"].rsplit(".", 1)[-1]) for f in frames[:2]] == [
+            (line_of("BYTES-LINE"), "<genexpr>"), (line_of("BYTES-LINE"), "leak_bytes")]
+        assert bytearray in m.tracker.capture               # for its call paths, while analysed
+        for _ in range(5):
+            m.sample()                                      # calm: analysis ends, the tracker lets go
+        entry = {t["type"]: t for t in m.snapshot()["types"]}.get("builtins.bytearray")
+        assert bytearray not in m.tracker.capture
+        assert entry is None or entry["analysing"] is False
+    finally:
+        m.close()
+        _bytes_store.clear()
+
+
+@requires_engine
+def test_a_tracked_type_s_bytes_and_the_process_s_resident_memory_are_in_the_snapshot():
+    class Blob:
+        def __init__(self):
+            self.a, self.b = 1, 2
+
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Blob)
+    kept = [Blob() for _ in range(500)]
+    monitor.sample()
+    monitor.sample()
+    snap = monitor.snapshot()
+    entry = next(t for t in snap["types"] if t["type"].endswith("Blob"))
+    assert entry["live"] == 500
+    assert entry["live_bytes"] == sys.getsizeof(kept[0]) * 500
+    assert entry["live_bytes_measured"] == 64
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    resident = snap["process"]["resident_bytes"]
+    assert abs(resident - pages * os.sysconf("SC_PAGE_SIZE")) < 64 * 2**20
+    assert [value for _t, value in snap["process"]["history"]][-1] == resident
+    assert len(snap["process"]["history"]) == 2
+    json.loads(dumps(snap))
+    monitor.close()
+
+
+class Prickly:
+    def __sizeof__(self):
+        raise ValueError("no size for you")
+
+
+@requires_engine
+def test_an_object_whose_size_cannot_be_read_costs_the_estimate_not_the_sample():
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Prickly)
+    kept = [Prickly() for _ in range(10)]
+    assert monitor.sample() == [] and monitor.sample() == []
+    entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Prickly"))
+    assert (entry["live"], entry["live_bytes"], entry["live_bytes_measured"]) == (10, None, 0)
+    del kept
+    monitor.close()
+
+
+@requires_engine
+def test_bytes_are_measured_again_when_the_count_moves_and_scaled_in_between():
+    class Box:
+        pass
+
+    monitor = MemoryMonitor(interval=3600.0)
+    monitor.start_monitoring(Box)
+    kept = [Box() for _ in range(1000)]
+    monitor.sample()
+    size = sys.getsizeof(kept[0])
+    calls = []
+    real = monitor.tracker.capture.live_bytes
+    monitor.tracker.capture.live_bytes = lambda *a, **k: calls.append(1) or real(*a, **k)
+    kept.extend(Box() for _ in range(50))           # 5%: scaled, not measured
+    monitor.sample()
+    entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Box"))
+    assert (calls, entry["live_bytes"]) == ([], size * 1050)
+    kept.extend(Box() for _ in range(200))          # more than a tenth: measured again
+    monitor.sample()
+    entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Box"))
+    assert (calls, entry["live_bytes"], entry["live_bytes_measured"]) == ([1], size * 1250, 64)
+    monitor.close()
+
+
+@requires_engine
+def test_a_leak_report_made_before_a_search_shows_its_result():
+    class Kept:
+        pass
+
+    held = []
+    monitor = MemoryMonitor(interval=3600.0, threshold=10, increases=2)
+    monitor.start_monitoring(Kept)
+    monitor.sample()
+    for _ in range(6):
+        held.extend(Kept() for _ in range(50))
+        monitor.sample()
+    leaks = monitor.snapshot()["leaks"]
+    assert leaks and "retainers" not in leaks[-1]
+    found = monitor.find_retainers(leaks[-1]["type"])
+    assert monitor.snapshot()["leaks"][-1]["retainers"] is found
+    assert found["hidden"] + sum(c["count"] for c in found["chains"]) == found["objects"] == 20
+    monitor.close()

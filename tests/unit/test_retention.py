@@ -1,0 +1,334 @@
+"""Who keeps objects alive: retention chains from a root to sampled live objects."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import sys
+import threading
+
+import pytest
+
+from memtracker_web.retention import RetentionBusy, find_retainers
+from support import requires_engine
+
+MOD = __name__
+
+
+class Order:
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+
+HOARD: list[Order] = []
+CALLBACKS: list = []
+
+
+class Registry:
+    by_name: dict = {}
+
+
+class Repo:
+    @functools.cache        # noqa: B019 -- the leak under test
+    def query(self, q: str) -> Order:
+        return Order()
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.kept = Order()
+
+
+def chains(result: dict) -> dict[str, int]:
+    return {c["chain"]: c["count"] for c in result["chains"]}
+
+
+def test_a_module_level_list():
+    HOARD[:] = [Order(i) for i in range(3)]
+    try:
+        result = find_retainers(list(HOARD))
+        assert chains(result) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order": 3}
+        assert (result["objects"], result["unreachable"], result["unresolved"], result["stopped"]) == (3, 0, 0, "")
+    finally:
+        HOARD.clear()
+
+
+def test_a_class_level_dict_shows_identifier_keys_and_hides_the_others():
+    Registry.by_name = {"cart": Order(), "secret: 4111-1111": Order()}
+    try:
+        result = find_retainers(list(Registry.by_name.values()))
+        assert chains(result) == {f"{MOD}.Registry.by_name -> builtins.dict['cart'] -> {MOD}.Order": 1,
+                                  f"{MOD}.Registry.by_name -> builtins.dict[key] -> {MOD}.Order": 1}
+        assert "4111" not in str(result)
+    finally:
+        Registry.by_name = {}
+
+
+def test_an_lru_cache_on_a_method():
+    repo = Repo()
+    made = [repo.query(q) for q in ("a", "b")]
+    try:
+        result = find_retainers(made)
+        [(text, count)] = chains(result).items()
+        assert count == 2
+        assert text.startswith(f"{MOD}.Repo.query -> functools._lru_cache_wrapper -> ")
+        assert text.endswith(f" -> {MOD}.Order")
+    finally:
+        Repo.query.cache_clear()
+
+
+def test_a_closure_held_by_a_registered_callback():
+    def register() -> None:
+        order = Order()
+        CALLBACKS.append(lambda: order)
+
+    register()
+    try:
+        result = find_retainers([CALLBACKS[0].__closure__[0].cell_contents])
+        assert chains(result) == {
+            f"{MOD}.CALLBACKS -> builtins.list[i] -> builtins.function.__closure__ -> builtins.tuple[i] "
+            f"-> builtins.cell(closure cell) -> {MOD}.Order": 1}
+    finally:
+        CALLBACKS.clear()
+
+
+def test_an_instance_attribute_is_named():
+    holder = Holder()
+    HOARD.append(holder)        # type: ignore[arg-type]
+    try:
+        result = find_retainers([holder.kept])
+        assert chains(result) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Holder.kept -> {MOD}.Order": 1}
+    finally:
+        HOARD.clear()
+
+
+def test_an_object_held_by_a_running_asyncio_task_s_frame():
+    found: dict = {}
+
+    async def worker(ready: asyncio.Event, done: asyncio.Event) -> None:
+        order = Order()                         # WORKER-LOCAL
+        found["order"] = id(order)
+        ready.set()
+        await done.wait()
+        del order
+
+    async def main() -> None:
+        ready, done = asyncio.Event(), asyncio.Event()
+        task = asyncio.get_running_loop().create_task(worker(ready, done))
+        await ready.wait()
+        found["result"] = find_retainers([o for o in gc.get_objects() if type(o) is Order and id(o) == found["order"]])
+        done.set()
+        await task
+
+    asyncio.run(main())
+    [(text, count)] = chains(found["result"]).items()
+    assert count == 1
+    assert text.startswith("coroutine frame of test_an_object_held_by_a_running_asyncio_task_s_frame.<locals>."
+                           f"worker ({__file__}:")
+    assert text.endswith(f" local order -> {MOD}.Order")
+
+
+def test_a_running_function_s_local_is_a_holder_the_collector_cannot_see():
+    def running() -> dict:
+        kept = [Order(), Order()]
+        return find_retainers(list(kept))
+
+    result = running()
+    assert (result["chains"], result["hidden"], result["unreachable"], result["unresolved"]) == ([], 2, 0, 0)
+
+
+def test_a_cycle_nothing_outside_holds_is_unreachable():
+    class Node:
+        def __init__(self) -> None:
+            self.other = None
+
+    def make() -> Node:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        return a
+
+    result = find_retainers([make()])
+    assert result["chains"] == []
+    assert (result["unreachable"], result["hidden"], result["unresolved"], result["stopped"]) == (1, 0, 0, "")
+    gc.collect()
+
+
+def test_the_search_stops_at_its_budget_and_says_so():
+    HOARD[:] = [Order()]
+    try:
+        result = find_retainers(list(HOARD), budget_seconds=0.0)
+        assert result["stopped"] == "time budget spent"
+        assert (result["chains"], result["unresolved"], result["unreachable"]) == ([], 1, 0)
+        shallow = find_retainers(list(HOARD), max_depth=1)
+        assert shallow["stopped"] == "max depth 1 reached" and shallow["unresolved"] == 1
+    finally:
+        HOARD.clear()
+
+
+def test_one_search_at_a_time():
+    HOARD[:] = [Order()]
+    entered, release = threading.Event(), threading.Event()
+    real = gc.get_referrers
+
+    def slow(*objects):
+        entered.set()
+        release.wait(10)
+        return real(*objects)
+
+    errors = []
+
+    def search() -> None:
+        try:
+            find_retainers(list(HOARD))
+        except Exception as exc:    # pragma: no cover - reported below
+            errors.append(exc)
+
+    gc.get_referrers = slow
+    try:
+        first = threading.Thread(target=search)
+        first.start()
+        assert entered.wait(10)
+        with pytest.raises(RetentionBusy, match="a retention search is already running in this process"):
+            find_retainers(list(HOARD))
+    finally:
+        release.set()
+        first.join()
+        gc.get_referrers = real
+        HOARD.clear()
+    assert errors == []
+
+
+def test_the_search_leaves_nothing_behind():
+    HOARD[:] = [Order() for _ in range(5)]
+    try:
+        find_retainers(list(HOARD))
+        gc.collect()
+        before = len(gc.get_objects())
+        for _ in range(5):
+            find_retainers(list(HOARD))
+        assert gc.collect() == 0                     # no cycles of ours left for the collector
+        assert len(gc.get_objects()) - before < 50
+    finally:
+        HOARD.clear()
+
+
+@requires_engine
+def test_objects_sampled_from_a_capture(capture):
+    capture.track(Order)
+    capture.start()
+    try:
+        HOARD[:] = [Order(i) for i in range(200)]
+        temp = [Order() for _ in range(50)]     # a local of this running function: the collector cannot see it
+        result = find_retainers(capture.sample(Order, 20))
+        # (a running function's locals are no object on 3.11+: "hidden", unless its frame object exists)
+        assert result["objects"] == 20 and sum(c["count"] for c in result["chains"]) + result["hidden"] == 20
+        assert result["unreachable"] == 0
+        assert set(chains(result)) <= {
+            f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order",
+            f"frame of test_objects_sampled_from_a_capture ({__file__}:{sys._getframe().f_lineno - 4}) "
+            f"local temp -> builtins.list[i] -> {MOD}.Order"}
+        del temp
+    finally:
+        HOARD.clear()
+
+
+class Session:
+    registry: list = []
+
+
+def test_a_class_attribute_is_found_past_thousands_of_live_instances_of_the_class():
+    ordinary = [Session() for _ in range(6000)]         # each refers to its class
+    Session.registry = [Session() for _ in range(20)]
+    try:
+        result = find_retainers(list(Session.registry))
+        assert chains(result) == {f"{MOD}.Session.registry -> builtins.list[i] -> {MOD}.Session": 20}
+        assert result["stopped"] == ""
+    finally:
+        Session.registry = []
+        del ordinary
+
+
+ERRORS: list = []
+
+
+def test_a_finished_frame_kept_by_a_stored_exception_is_walked_past_to_its_owner():
+    def handle() -> None:
+        order = Order()                 # noqa: F841 -- kept by the traceback's frame
+        raise ValueError("boom")
+
+    try:
+        handle()
+    except ValueError as exc:
+        ERRORS.append(exc)
+    try:
+        frame = ERRORS[0].__traceback__.tb_next.tb_frame
+        result = find_retainers([frame.f_locals["order"]])
+        del frame
+        # (two tracebacks: this test's frame, then handle's)
+        assert chains(result) == {f"{MOD}.ERRORS -> builtins.list[i] -> builtins.ValueError -> builtins.traceback "
+                                  f"-> builtins.traceback -> builtins.frame -> {MOD}.Order": 1}
+    finally:
+        ERRORS.clear()
+
+
+class Touchy(dict):
+    def items(self):                                    # the app's code: never called by the search
+        raise RuntimeError("items() ran")
+
+
+class Proxy:
+    __slots__ = ("_target",)
+
+    def __init__(self, target):
+        object.__setattr__(self, "_target", target)
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"__getattr__({name!r}) ran")
+
+    @property
+    def __class__(self):                                # as lazy proxies do
+        raise RuntimeError("__class__ ran")
+
+
+TOUCHY = Touchy()
+PROXIES: list = []
+
+
+def test_the_search_runs_no_code_of_the_app_s():
+    TOUCHY["a"] = Order()
+    PROXIES.append(Proxy(Order()))
+    try:
+        result = find_retainers([TOUCHY["a"], object.__getattribute__(PROXIES[0], "_target")])
+        assert chains(result) == {f"{MOD}.TOUCHY -> {MOD}.Touchy['a'] -> {MOD}.Order": 1,
+                                  f"{MOD}.PROXIES -> builtins.list[i] -> {MOD}.Proxy._target -> {MOD}.Order": 1}
+    finally:
+        TOUCHY.clear()
+        PROXIES.clear()
+
+
+def test_dict_keys_that_could_be_data_are_hidden_and_chains_still_group():
+    import uuid
+
+    by_token = {uuid.uuid4().hex: Order() for _ in range(4)}
+    by_token["cart"] = Order()
+    HOARD.append(by_token)          # type: ignore[arg-type]
+    try:
+        result = find_retainers(list(by_token.values()))
+        assert chains(result) == {f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict[key] -> {MOD}.Order": 4,
+                                  f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict['cart'] -> {MOD}.Order": 1}
+        assert not any(token in str(result) for token in by_token if token != "cart")
+    finally:
+        HOARD.clear()
+
+
+@pytest.mark.skipif(not hasattr(gc, "freeze"), reason="gc.freeze() is 3.7+")
+def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden():
+    HOARD[:] = [Order() for _ in range(3)]
+    gc.freeze()
+    try:
+        result = find_retainers(list(HOARD))
+        assert (result["chains"], result["unresolved"], result["hidden"], result["unreachable"]) == ([], 3, 0, 0)
+        assert result["stopped"].startswith("gc.freeze() keeps ")
+    finally:
+        gc.unfreeze()
+        HOARD.clear()
