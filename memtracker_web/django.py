@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
     ) from exc
 
 from .endpoint import MAX_BODY, Endpoint, Request, decimal, options_from_mapping
+from .options import with_framework_settings
 
 
 class MemoryTrackerMiddleware:
@@ -28,9 +29,9 @@ class MemoryTrackerMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        options = dict(getattr(settings, "MEMTRACKER", None) or {})
         # Django's ALLOWED_HOSTS (same patterns) applies to the endpoint too, unless set apart
-        options.setdefault("allowed_hosts", list(getattr(settings, "ALLOWED_HOSTS", None) or ()))
+        options = with_framework_settings("django", dict(getattr(settings, "MEMTRACKER", None) or {}),
+                                          lambda name: getattr(settings, name, None))
         self.endpoint = Endpoint(options_from_mapping(options))
         self._started = False
         self.endpoint.start_at_load()       # fork-safe: see Endpoint.start_at_load

@@ -17,6 +17,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Flask
     ) from exc
 
 from .endpoint import options_from_mapping
+from .options import with_framework_settings
 from .wsgi import MemoryTrackerMiddleware
 
 
@@ -31,9 +32,8 @@ class MemoryTracker:
         config = app.config.get("MEMTRACKER") or {}
         if not isinstance(config, dict):
             raise TypeError('app.config["MEMTRACKER"] must be a dict of memtracker options')
-        merged = {**self.options, **config}
-        if "allowed_hosts" not in merged and app.config.get("TRUSTED_HOSTS"):
-            merged["allowed_hosts"] = list(app.config["TRUSTED_HOSTS"])    # Flask's own host check
+        # Flask's own host check, TRUSTED_HOSTS, applies to the endpoint too, unless set apart
+        merged = with_framework_settings("flask", {**self.options, **config}, app.config.get)
         options_from_mapping(merged)
         middleware = MemoryTrackerMiddleware(app.wsgi_app, **merged)
         app.wsgi_app = middleware  # type: ignore[method-assign]

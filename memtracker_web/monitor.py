@@ -20,7 +20,7 @@ from . import engine
 from .census import BLIND_SPOTS, take_census
 from .jsontext import History, PointRing
 from .naming import resolve_type, type_name
-from .options import check_interval, check_whole
+from . import options
 from .tracker import Tracker
 
 # Live objects a retention search starts from, and its time budget.
@@ -191,12 +191,10 @@ class MemoryMonitor:
                  increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
                  history: int = 120, calm_samples: int = 30, discover_after: int = 3,
                  max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
-        check_interval(interval)
-        for name, value, low in (("threshold", threshold, 0), ("increases", increases, 1), ("depth", depth, 1),
-                                 ("max_analyzed", max_analyzed, 0), ("history", history, 2),
-                                 ("calm_samples", calm_samples, 1), ("discover_after", discover_after, 1),
-                                 ("max_watch_promotions", max_watch_promotions, 0), ("leak_reports", leak_reports, 1)):
-            check_whole(name, value, low)
+        checked = options.take(options.MONITOR, dict(
+            interval=interval, threshold=threshold, increases=increases, depth=depth, max_analyzed=max_analyzed,
+            history=history, calm_samples=calm_samples, discover_after=discover_after,
+            max_watch_promotions=max_watch_promotions, leak_reports=leak_reports, watch_sample=watch_sample))
         self.mode = "exact" if engine.engine_status()["available"] else "census"
         self.tracker = tracker if tracker is not None else Tracker(depth=depth)
         self.interval = float(interval)
@@ -208,7 +206,7 @@ class MemoryMonitor:
         # Watch-all counts about one object in watch_sample (chosen by address)
         # and scales: an estimate, cheap enough to leave on. It only nominates
         # types; a nominated type is then counted exactly. 1 counts every object.
-        self.watch_sample = engine.check_watch_sample(watch_sample)
+        self.watch_sample = checked["watch_sample"]
         self._watching_sample = 0                     # the running watch-all's rate
         self._watch_requested = 0                     # watch_sample when it was started
         self.history = int(history)
@@ -254,7 +252,7 @@ class MemoryMonitor:
         with self._lock:
             state = self._types.get(id(cls))
             if state is None or state.ref() is not cls:
-                state = _TypeState(cls, self.threshold if threshold is None else check_whole("threshold", threshold, 0),
+                state = _TypeState(cls, self.threshold if threshold is None else options.OPTIONS["threshold"].check(threshold),
                                    self.history, "census" if self.mode == "census" else "tracked", analysis)
                 if self.mode == "exact":
                     already = cls in self.tracker.capture
@@ -933,31 +931,18 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
     it (``start()`` is idempotent).
     """
     global _default_monitor
+    # watch_all is applied apart: a later False does not turn it off
+    given = {name: value for name, value in (("threshold", threshold), ("increases", increases),
+                                             ("interval", interval), ("watch_sample", watch_sample))
+             if value is not None}
     with _default_lock:
         if _default_monitor is None:
-            options: dict[str, Any] = {}
-            if watch_all is not None:
-                options["watch_all"] = watch_all
-            if threshold is not None:
-                options["threshold"] = threshold
-            if increases is not None:
-                options["increases"] = increases
-            if interval is not None:
-                options["interval"] = interval
-            if watch_sample is not None:
-                options["watch_sample"] = watch_sample
-            _default_monitor = MemoryMonitor(**options)
+            _default_monitor = MemoryMonitor(**given, **({} if watch_all is None else {"watch_all": watch_all}))
         monitor = _default_monitor
         if watch_all:
-            monitor.watch_all = True
-        if threshold is not None:
-            monitor.threshold = check_whole("threshold", threshold, 0)
-        if increases is not None:
-            monitor.increases = check_whole("increases", increases, 1)
-        if interval is not None:
-            monitor.interval = check_interval(interval)
-        if watch_sample is not None:
-            monitor.watch_sample = engine.check_watch_sample(watch_sample)     # a running watch-all restarts
+            monitor.watch_all = True        # (False leaves it on: another caller asked for it)
+        for name, value in given.items():       # (a changed watch_sample restarts watch-all)
+            setattr(monitor, name, options.OPTIONS[name].take(value, options.MONITOR))
     for cls in track:
         start_monitoring_logged(monitor, cls)
     return monitor
