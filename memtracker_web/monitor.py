@@ -1,8 +1,7 @@
 """MemoryMonitor: sample live counts, detect repeated growth, escalate to call paths.
 
-The seed's MemoryMonitor counts with a heap walk; this one reads the O(1)
-counts of the tracking core, so a sample costs microseconds per type whatever
-the heap size. Where the exact engine cannot run, it samples a census of
+The monitor reads the O(1) counts of the tracking core, so a sample costs
+microseconds per type whatever the heap size. Where the exact engine cannot run, it samples a census of
 ``gc.get_objects()`` instead (``mode == "census"``), with the same snapshot.
 """
 from __future__ import annotations
@@ -185,6 +184,25 @@ class MemoryMonitor:
     monitor starts call-path analysis for the type by itself; from then on
     each growth produces a leak report (type, live count, increases, top 3
     paths), logged on logger "memtracker_web" and passed to ``on_leak``.
+
+    :param tracker: The Tracker that counts; ``None`` makes one with ``depth``. Default: ``None``.
+    :param interval: Seconds between samples (above 0, at most a day). Default: ``60.0``.
+    :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
+        the endpoint's options ask for at least 1). Default: ``100``.
+    :param increases: Increases before a leak report; call-path analysis starts then. Default: ``10``.
+    :param depth: Frames kept of each allocation's call path. Default: ``10``.
+    :param max_analyzed: Types in call-path analysis at once. Default: ``3``.
+    :param watch_all: Count every type, so that growing types are found without being named. Default:
+        ``False``.
+    :param history: Samples kept of each type's count and of resident memory. Default: ``120``.
+    :param calm_samples: Samples without growth after which a type's analysis ends and its increases start
+        afresh. Default: ``30``.
+    :param discover_after: Increases after which watch-all nominates a type to be counted exactly. Default:
+        ``3``.
+    :param max_watch_promotions: Types nominated by watch-all that are monitored at once. Default: ``50``.
+    :param leak_reports: Leak reports kept. Default: ``50``.
+    :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
+        at most 65536). Default: ``64``.
     """
 
     def __init__(self, tracker: Optional[Tracker] = None, interval: float = 60.0, threshold: int = 100,
@@ -329,7 +347,7 @@ class MemoryMonitor:
                 state.grew = False
                 if state.high_water is None:
                     # Counted from zero (a type tracked exactly since monitoring began):
-                    # growth before the first sample counts, as in the seed. Otherwise
+                    # growth before the first sample counts. Otherwise
                     # (census, or counts from earlier) the first sample is the baseline.
                     state.high_water = 0 if state.counted_from_zero else state.live
                 if state.live > state.high_water + state.margin(state.threshold):
@@ -927,8 +945,22 @@ def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Op
     """The process-wide monitor, created on first call.
 
     Later calls return the same monitor, add their ``track`` types and apply
-    the options they name (None leaves an option as it is). The caller starts
-    it (``start()`` is idempotent).
+    the options they name (None leaves an option as it is; ``watch_all=False``
+    does not turn off a watch-all another call turned on). The caller starts it
+    (``start()`` is idempotent).
+
+    :param track: Classes or ``'module.QualName'`` names to monitor. Default: ``()``.
+    :param watch_all: Count every type, so that growing types are found without being named. Default:
+        ``None``, which keeps the default monitor's (``False`` when it is created).
+    :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
+        the endpoint's options ask for at least 1). Default: ``None``, which keeps the default monitor's
+        (``100`` when it is created).
+    :param increases: Increases before a leak report; call-path analysis starts then. Default: ``None``, which
+        keeps the default monitor's (``10`` when it is created).
+    :param interval: Seconds between samples (above 0, at most a day). Default: ``None``, which keeps the
+        default monitor's (``60.0`` when it is created).
+    :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
+        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
     """
     global _default_monitor
     # watch_all is applied apart: a later False does not turn it off

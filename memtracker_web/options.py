@@ -188,9 +188,12 @@ class Option:
     def describe(self, layer: str) -> str:
         """The option's ``:param:`` text for ``layer``'s docstrings: its meaning and its default."""
         if layer != MONITOR and self.of_monitor:
-            default = f"``None``, the default monitor's own (``{self.default!r}`` when it is created)"
+            default = f"``None``, which keeps the default monitor's (``{self.default!r}`` when it is created)"
         else:
             default = self.default_doc or f"``{self.default!r}``"
+        if self.settings:
+            default += " (" + ", ".join(f"{framework.capitalize()}'s ``{setting}`` under {framework.capitalize()}"
+                                        for framework, setting in self.settings.items()) + ")"
         return f"{self.doc} Default: {default}."
 
 
@@ -211,13 +214,14 @@ _OPTIONS = (
            "``Host`` names besides IP addresses and ``localhost`` that a request admitted by its address may "
            "carry (``'.example.com'`` for its subdomains, ``'*'`` for any).",
            (ENDPOINT,), check=check_host_patterns, settings={"django": "ALLOWED_HOSTS", "flask": "TRUSTED_HOSTS"},
-           default_doc="none (Django's ``ALLOWED_HOSTS``, Flask's ``TRUSTED_HOSTS``)"),
+           default_doc="none"),
     Option("trusted_proxies", (), "Iterable[str] | str | None",
            "Peers whose ``X-Forwarded-For`` header is believed.",
            (ENDPOINT,), check=lambda v: check_networks(v, "trusted_proxies"), attribute="proxy_networks",
            default_doc="none"),
     Option("monitor", None, "MemoryMonitor | None",
-           "A monitor of your own; ``None`` uses the process-wide default monitor.", (ENDPOINT,)),
+           "A monitor of your own (the default monitor's options are then refused); ``None`` uses the "
+           "process-wide default monitor.", (ENDPOINT,)),
     Option("track", (), "Iterable[type | str]", "Classes or ``'module.QualName'`` names to monitor.",
            (DEFAULT_MONITOR, ENDPOINT), check=_as_tuple),
     # the monitor's, which the endpoint passes on to the default monitor
@@ -227,8 +231,8 @@ _OPTIONS = (
            "Watch-all counts about one object in this many and scales (1: every object, exactly; at most 65536).",
            (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=check_watch_sample),
     Option("threshold", 100, "int",
-           "Growth above a type's high-water mark that counts as an increase (at least 1 in the endpoint's "
-           "options, 0 counts every rise in a monitor's).",
+           "Growth above a type's high-water mark that counts as an increase (0 counts every rise; the "
+           "endpoint's options ask for at least 1).",
            (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=_whole("threshold", 0), endpoint_check=_whole("threshold", 1)),
     Option("increases", 10, "int", "Increases before a leak report; call-path analysis starts then.",
            (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=_whole("increases", 1)),
