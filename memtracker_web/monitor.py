@@ -15,11 +15,10 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Iterable, Optional, Union
 
-from . import engine
+from . import engine, options
 from .census import BLIND_SPOTS, take_census
 from .jsontext import History, PointRing
 from .naming import resolve_type, type_name
-from . import options
 from .tracker import Tracker
 
 # Live objects a retention search starts from, and its time budget.
@@ -270,8 +269,10 @@ class MemoryMonitor:
         with self._lock:
             state = self._types.get(id(cls))
             if state is None or state.ref() is not cls:
-                state = _TypeState(cls, self.threshold if threshold is None else options.OPTIONS["threshold"].check(threshold),
-                                   self.history, "census" if self.mode == "census" else "tracked", analysis)
+                if threshold is not None:
+                    threshold = options.OPTIONS["threshold"].take(threshold, options.MONITOR)
+                state = _TypeState(cls, self.threshold if threshold is None else threshold, self.history,
+                                   "census" if self.mode == "census" else "tracked", analysis)
                 if self.mode == "exact":
                     already = cls in self.tracker.capture
                     self.tracker.track(cls)     # first: at the engine's cap it raises, and nothing is recorded

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from memtracker_web import asgi, endpoint, monitor, options, wsgi
-from memtracker_web.options import DEFAULT_MONITOR, ENDPOINT, MONITOR, OPTIONS, FROM_ENV
+from memtracker_web.options import DEFAULT_MONITOR, ENDPOINT, FROM_ENV, MONITOR, OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,8 @@ def _same(a: Any, b: Any) -> bool:
     return a is b if FROM_ENV in (a, b) else type(a) is type(b) and a == b
 
 
-def mismatches(fn: Callable[..., Any], layer: str, others: tuple[str, ...] = (), keyword_only: bool = True) -> list[str]:
+def mismatches(fn: Callable[..., Any], layer: str, others: tuple[str, ...] = (),
+               keyword_only: bool = True) -> list[str]:
     """How ``fn``'s parameters differ from the table's options of ``layer`` (names, defaults,
     keyword-only), ``others`` being its parameters that are not options."""
     params = {name: p for name, p in inspect.signature(fn).parameters.items() if name != "self"}
@@ -108,7 +109,7 @@ def test_the_flask_extension_takes_the_tables_options(no_start: None, monkeypatc
     monkeypatch.delenv("MEMTRACKER_SHARED_DIR", raising=False)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     app = flask.Flask(__name__)
-    assert MemoryTracker(app).init_app(app).endpoint.options == endpoint.EndpointOptions()
+    assert MemoryTracker().init_app(app).endpoint.options == endpoint.EndpointOptions()
     app = flask.Flask(__name__)
     app.config["TRUSTED_HOSTS"] = ["shop.example"]
     assert MemoryTracker().init_app(app).endpoint.options.allowed_hosts == ("shop.example",)
@@ -214,7 +215,7 @@ def _adapters() -> list[tuple[str, Any, str, tuple[str, ...], list[str]]]:
     return found
 
 
-@pytest.mark.parametrize("label, target, layer, others, taken", _adapters(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("label, target, layer, others, taken", [pytest.param(*a, id=a[0]) for a in _adapters()])
 def test_docstrings_document_every_option_as_the_table_says(label: str, target: Any, layer: str,
                                                             others: tuple[str, ...], taken: list[str]) -> None:
     documented = _params(inspect.getdoc(target) or "")
