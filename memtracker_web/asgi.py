@@ -12,6 +12,7 @@ ours in between.
 from __future__ import annotations
 
 import functools
+import os
 import weakref
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
@@ -103,14 +104,14 @@ class MemoryTrackerMiddleware(_Passthrough):
         trusted_proxies: Iterable[str] | str | None = (),
         allowed_hosts: Iterable[str] | str | None = (),
         monitor: Any = None,
-        track: Iterable[Any] = (),
+        track: Iterable[type | str] = (),
         watch_all: bool | None = None,
         watch_sample: int | None = None,
         threshold: int | None = None,
         increases: int | None = None,
         interval: float | None = None,
         registry: Any = None,
-        shared_dir: Any = FROM_ENV,
+        shared_dir: str | os.PathLike[str] | None = FROM_ENV,
     ) -> None:
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(

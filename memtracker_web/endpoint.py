@@ -49,18 +49,18 @@ class EndpointOptions:
     monitor: Any = None
     path: str = DEFAULT_PATH
     metrics_path: str | None = None
-    token: Any = FROM_ENV
+    token: str | None = FROM_ENV
     allow: Iterable[str] | str | None = DEFAULT_ALLOW
     trusted_proxies: Iterable[str] | str | None = ()
     allowed_hosts: Iterable[str] | str | None = ()
-    track: Iterable[Any] = ()
+    track: Iterable[type | str] = ()
     watch_all: bool | None = None
     watch_sample: int | None = None
     threshold: int | None = None
     increases: int | None = None
     interval: float | None = None
     registry: Any = None
-    shared_dir: Any = FROM_ENV
+    shared_dir: str | os.PathLike[str] | None = FROM_ENV
     allow_networks: tuple[Any, ...] = field(init=False, repr=False)
     proxy_networks: tuple[Any, ...] = field(init=False, repr=False)
 

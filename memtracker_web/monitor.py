@@ -204,7 +204,7 @@ class MemoryMonitor:
         at most 65536). Default: ``64``.
     """
 
-    def __init__(self, tracker: Optional[Tracker] = None, interval: float = 60.0, threshold: int = 100,
+    def __init__(self, tracker: Tracker | None = None, interval: float = 60.0, threshold: int = 100,
                  increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
                  history: int = 120, calm_samples: int = 30, discover_after: int = 3,
                  max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
@@ -940,9 +940,9 @@ _default_monitor: Optional[MemoryMonitor] = None
 _default_lock = threading.Lock()
 
 
-def get_default_monitor(*, track: Iterable[Union[type, str]] = (), watch_all: Optional[bool] = None,
-                        threshold: Optional[int] = None, increases: Optional[int] = None,
-                        interval: Optional[float] = None, watch_sample: Optional[int] = None) -> MemoryMonitor:
+def get_default_monitor(*, track: Iterable[type | str] = (), watch_all: bool | None = None,
+                        threshold: int | None = None, increases: int | None = None,
+                        interval: float | None = None, watch_sample: int | None = None) -> MemoryMonitor:
     """The process-wide monitor, created on first call.
 
     Later calls return the same monitor, add their ``track`` types and apply

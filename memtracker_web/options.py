@@ -135,13 +135,15 @@ def _whole(name: str, low: int) -> Callable[[Any], int]:
 class Option:
     """One option: what it means, its default, how a value is checked and where it is taken.
 
-    ``check`` returns the value as kept (or raises a ValueError naming the
-    option); ``endpoint_check`` replaces it in the endpoint layer where that is
-    stricter. ``env``: the environment variables read, in order, when the value
-    is :data:`FROM_ENV`. ``attribute``: the EndpointOptions attribute the
-    checked value goes to, when not ``name`` (the given value stays in ``name``).
-    ``settings``: a framework setting that gives the value when the framework's
-    memtracker settings leave it out (``{"django": "ALLOWED_HOSTS"}``).
+    ``type`` is the option's annotation in the signatures that take it (outside
+    the monitor, the monitor's options add ``| None``). ``check`` returns the
+    value as kept (or raises a ValueError naming the option); ``endpoint_check``
+    replaces it in the endpoint layer where that is stricter. ``env``: the
+    environment variables read, in order, when the value is :data:`FROM_ENV`.
+    ``attribute``: the EndpointOptions attribute the checked value goes to,
+    when not ``name`` (the given value stays in ``name``). ``settings``: a
+    framework setting that gives the value when the framework's memtracker
+    settings leave it out (``{"django": "ALLOWED_HOSTS"}``).
     """
 
     name: str
@@ -166,6 +168,10 @@ class Option:
         if layer not in self.layers:
             raise KeyError(f"{self.name} is not an option of {layer}")
         return None if layer != MONITOR and self.of_monitor else self.default
+
+    def type_in(self, layer: str) -> str:
+        """The annotation in ``layer``'s signatures: ``| None`` outside the monitor for the monitor's options."""
+        return f"{self.type} | None" if layer != MONITOR and self.of_monitor else self.type
 
     def from_env(self) -> Any:
         """The value of the first of its environment variables that is set and not empty, else None."""
@@ -220,7 +226,7 @@ _OPTIONS = (
            "Peers whose ``X-Forwarded-For`` header is believed.",
            (ENDPOINT,), check=lambda v: check_networks(v, "trusted_proxies"), attribute="proxy_networks",
            default_doc="none"),
-    Option("monitor", None, "MemoryMonitor | None",
+    Option("monitor", None, "Any",
            "A monitor of your own (the default monitor's options are then refused); ``None`` uses the "
            "process-wide default monitor.", (ENDPOINT,)),
     Option("track", (), "Iterable[type | str]", "Classes or ``'module.QualName'`` names to monitor.",
@@ -240,12 +246,12 @@ _OPTIONS = (
     Option("interval", 60.0, "float", "Seconds between samples (above 0, at most a day).",
            (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=check_interval),
     # the endpoint's own again
-    Option("shared_dir", FROM_ENV, "str | os.PathLike | None",
+    Option("shared_dir", FROM_ENV, "str | os.PathLike[str] | None",
            "Directory where worker processes publish their snapshots and read commands; ``None``: this "
            "process alone.",
            (ENDPOINT,), check=_check_shared_dir, env=("MEMTRACKER_SHARED_DIR", "PROMETHEUS_MULTIPROC_DIR"),
            default_doc="``$MEMTRACKER_SHARED_DIR``, else ``$PROMETHEUS_MULTIPROC_DIR``, else ``None``"),
-    Option("registry", None, "prometheus_client.CollectorRegistry | None",
+    Option("registry", None, "Any",
            "The registry ``metrics_path`` serves; ``None``: prometheus_client's ``REGISTRY`` (a multiprocess one "
            "when ``$PROMETHEUS_MULTIPROC_DIR`` is set).", (ENDPOINT,)),
     # the monitor's alone

@@ -10,6 +10,7 @@ Endpoint.start_at_load).
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable
 
 from .endpoint import (DEFAULT_ALLOW, DEFAULT_PATH, FROM_ENV, MAX_BODY, Endpoint, EndpointOptions, Request,
@@ -76,14 +77,14 @@ class MemoryTrackerMiddleware:
         trusted_proxies: Iterable[str] | str | None = (),
         allowed_hosts: Iterable[str] | str | None = (),
         monitor: Any = None,
-        track: Iterable[Any] = (),
+        track: Iterable[type | str] = (),
         watch_all: bool | None = None,
         watch_sample: int | None = None,
         threshold: int | None = None,
         increases: int | None = None,
         interval: float | None = None,
         registry: Any = None,
-        shared_dir: Any = FROM_ENV,
+        shared_dir: str | os.PathLike[str] | None = FROM_ENV,
     ) -> None:
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(

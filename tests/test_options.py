@@ -35,19 +35,23 @@ def mismatches(fn: Callable[..., Any], layer: str, others: tuple[str, ...] = (),
             continue
         if not _same(param.default, options.defaults(layer)[name]):
             wrong.append(f"{name} defaults to {param.default!r}, the table to {options.defaults(layer)[name]!r}")
+        if param.annotation != OPTIONS[name].type_in(layer):
+            wrong.append(f"{name} is annotated {param.annotation!r}, the table says {OPTIONS[name].type_in(layer)!r}")
         if keyword_only and param.kind is not inspect.Parameter.KEYWORD_ONLY:
             wrong.append(f"{name} is not keyword-only")
     return wrong
 
 
 def test_the_checker_finds_what_differs() -> None:
-    def drifted(app: Any, *, path: str = "/elsewhere", tokn: Any = None, monitor: Any = None) -> None: ...
+    def drifted(app: Any, *, path: str = "/elsewhere", tokn: Any = None, monitor: object = None,
+                registry: Any = None) -> None: ...
 
     found = mismatches(drifted, ENDPOINT, others=("app",))
     assert "tokn is not an option of endpoint in the table" in found
     assert "path defaults to '/elsewhere', the table to '/debug/memory'" in found
     assert "token is missing" in found and "interval is missing" in found
-    assert not any(m.startswith("monitor") for m in found)
+    assert "monitor is annotated 'object', the table says 'Any'" in found
+    assert not any(m.startswith("registry") for m in found)
     assert "interval defaults to 60, the table to 60.0" in mismatches(lambda *, interval=60: None, MONITOR)
     assert "interval is not keyword-only" in mismatches(lambda interval=60.0: None, MONITOR)
 
