@@ -35,6 +35,8 @@ class WatchStatistics(TypedDict):
     types: int
     bytes: int
     lost: int
+    resurrected: int  # deaths not counted again: the object's finaliser had resurrected it
+    dying_resets: int  # times the table of finalising objects' addresses started over
     sample: int  # 0 when watch-all is off
 
 class CaptureStatistics(TypedDict):
@@ -104,6 +106,7 @@ class CaptureCore:
 
 def engine_state() -> EngineState: ...
 def displaced() -> bool: ...
+def main_interpreter() -> bool: ...
 def watch_start(sample: int = 1) -> None: ...
 def watch_stop() -> None: ...
 def watch_counts() -> list[tuple[type, int, int]]: ...  # (type, new, free)

@@ -12,6 +12,7 @@ ours in between.
 from __future__ import annotations
 
 import functools
+import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -59,6 +60,52 @@ except ImportError:  # no C extension (not CPython, or not built): tests/test_as
 
 
 class MemoryTrackerMiddleware(_Passthrough):
+    """Serve the memory endpoint (the page, its JSON, ``POST .../track``, and metrics
+    when ``metrics_path`` is set) in front of an ASGI application.
+
+    Every other request, and lifespan and websocket scopes, go to ``app``. On
+    lifespan startup (or the first request) the monitor's thread starts; on
+    shutdown it stops if this middleware started it. A request gets in with
+    ``Authorization: Bearer <token>`` or, without a token, from an address in
+    ``allow``.
+
+    .. code-block:: python
+
+        app.add_middleware(MemoryTrackerMiddleware, path="/debug/memory", metrics_path="/metrics")
+
+    :param app: The ASGI application to wrap.
+    :param path: Where the page and its JSON are served (a leading slash, no trailing one). Default:
+        ``'/debug/memory'``.
+    :param metrics_path: Where Prometheus metrics are served; ``None`` serves none. Default: ``None``.
+    :param token: A Bearer token that admits a request from any address; ``None``: no token. Default:
+        ``$MEMTRACKER_TOKEN``, else ``None``.
+    :param allow: Addresses and networks admitted without a token. Default: loopback, ``('127.0.0.0/8',
+        '::1')``.
+    :param trusted_proxies: Peers whose ``X-Forwarded-For`` header is believed. Default: none.
+    :param allowed_hosts: ``Host`` names besides IP addresses and ``localhost`` that a request admitted by its
+        address may carry (``'.example.com'`` for its subdomains, ``'*'`` for any). Default: none (Django's
+        ``ALLOWED_HOSTS`` under Django, Flask's ``TRUSTED_HOSTS`` under Flask).
+    :param monitor: A monitor of your own (the default monitor's options are then refused); ``None`` uses the
+        process-wide default monitor. Default: ``None``.
+    :param track: Classes or ``'module.QualName'`` names to monitor. Default: ``()``.
+    :param watch_all: Count every type, so that growing types are found without being named. Default:
+        ``None``, which keeps the default monitor's (``False`` when it is created).
+    :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
+        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
+    :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
+        the endpoint's options ask for at least 1). Default: ``None``, which keeps the default monitor's
+        (``100`` when it is created).
+    :param increases: Increases before a leak report; call-path analysis starts then. Default: ``None``, which
+        keeps the default monitor's (``10`` when it is created).
+    :param interval: Seconds between samples (above 0, at most a day). Default: ``None``, which keeps the
+        default monitor's (``60.0`` when it is created).
+    :param registry: The registry ``metrics_path`` serves; ``None``: prometheus_client's ``REGISTRY`` (a
+        multiprocess one when ``$PROMETHEUS_MULTIPROC_DIR`` is set). Default: ``None``.
+    :param shared_dir: Directory where worker processes publish their snapshots and read commands; ``None``:
+        this process alone. Default: ``$MEMTRACKER_SHARED_DIR``, else ``$PROMETHEUS_MULTIPROC_DIR``, else
+        ``None``.
+    """
+
     def __init__(
         self,
         app: ASGIApp,
@@ -70,14 +117,14 @@ class MemoryTrackerMiddleware(_Passthrough):
         trusted_proxies: Iterable[str] | str | None = (),
         allowed_hosts: Iterable[str] | str | None = (),
         monitor: Any = None,
-        track: Iterable[Any] = (),
+        track: Iterable[type | str] = (),
         watch_all: bool | None = None,
         watch_sample: int | None = None,
         threshold: int | None = None,
         increases: int | None = None,
         interval: float | None = None,
         registry: Any = None,
-        shared_dir: Any = FROM_ENV,
+        shared_dir: str | os.PathLike[str] | None = FROM_ENV,
     ) -> None:
         self.app = app
         self.endpoint = Endpoint(EndpointOptions(

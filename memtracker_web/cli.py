@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .options import OPTIONS
 
 EXIT_OK, EXIT_LEAK, EXIT_ERROR = 0, 1, 2
 
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch the JSON of a /debug/memory endpoint and print types, growth and leak call paths. "
                     "Exits 1 when the monitor has reported a leak, so a CI job can gate on it.")
     report.add_argument("url", metavar="URL", help="the endpoint, e.g. http://127.0.0.1:8000/debug/memory")
-    report.add_argument("--token", default=os.environ.get("MEMTRACKER_TOKEN") or None,
+    report.add_argument("--token", default=OPTIONS["token"].from_env(),
                         help="bearer token (default: $MEMTRACKER_TOKEN)")
     report.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="seconds to wait (default 10)")
     report.add_argument("--json", action="store_true", help="print the snapshot JSON instead of the report")

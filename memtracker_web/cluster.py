@@ -29,8 +29,15 @@ _PID = re.compile(r"^[1-9][0-9]{0,9}$")
 _HOST = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
+def _shared(ep: Endpoint) -> str | os.PathLike[str]:
+    """The shared directory: the routes here are reached only when one is configured."""
+    directory = ep.options.shared_dir
+    assert directory is not None
+    return directory
+
+
 def overview(ep: Endpoint, snapshot: dict[str, Any]) -> dict[str, Any]:
-    found, notes = workers.gather(ep.options.shared_dir, snapshot, ep.publisher())
+    found, notes = workers.gather(_shared(ep), snapshot, ep.publisher())
     return workers.cluster_view(found, notes)
 
 
@@ -66,7 +73,7 @@ def _worker(ep: Endpoint, request: Request, pid_text: str, type_name: str | None
         raise HTTPError(400, "host must be a host name")
     if type_name is not None and len(type_name) > MAX_NAME_LENGTH:
         raise HTTPError(400, f"type name is longer than {MAX_NAME_LENGTH} characters")
-    found, _ = workers.gather(ep.options.shared_dir, ep.monitor.snapshot(), ep.publisher())
+    found, _ = workers.gather(_shared(ep), ep.monitor.snapshot(), ep.publisher())
     matches = workers.find_worker(found, int(pid_text), host)
     if not matches:
         raise HTTPError(404, f"no worker with pid {pid_text} has published a snapshot")
@@ -114,14 +121,14 @@ def _command(ep: Endpoint, request: Request, command_id: str) -> Response:
 
     if not workers.COMMAND_ID.match(command_id):
         raise HTTPError(400, "not a command id")
-    command = workers.read_command(ep.options.shared_dir, command_id)
+    command = workers.read_command(_shared(ep), command_id)
     if command is None:
         raise HTTPError(404, f"no command {command_id!r} (unknown, or expired after {workers.COMMAND_TTL:.0f} s)")
     return json_response(200, status(ep, request, command))
 
 
 def status(ep: Endpoint, request: Request, command: dict[str, Any]) -> dict[str, Any]:
-    found, _ = workers.gather(ep.options.shared_dir, ep.monitor.snapshot(), ep.publisher())
+    found, _ = workers.gather(_shared(ep), ep.monitor.snapshot(), ep.publisher())
     result = workers.command_status(command, found)
     result["status_url"] = f"{request.script_name}{ep.options.path}/commands/{command['id']}"
     return result
@@ -130,7 +137,7 @@ def status(ep: Endpoint, request: Request, command: dict[str, Any]) -> dict[str,
 def tracked_anywhere(ep: Endpoint, type_name: str) -> bool:
     """Whether another worker that is not gone lists ``type_name`` (for untrack's 404)."""
     me = (workers.hostname(), os.getpid())
-    found, _ = workers.read_workers(ep.options.shared_dir)
+    found, _ = workers.read_workers(_shared(ep))
     return any(not w["gone"] and (w["host"], w["pid"]) != me
                and any(t.get("type") == type_name for t in w["snapshot"]["types"]) for w in found)
 
@@ -141,7 +148,7 @@ def broadcast(ep: Endpoint, request: Request, action: str, type_name: str, *,
     from .endpoint import HTTPError
 
     try:
-        workers.check_shared_dir(ep.options.shared_dir, create=True)    # first: nothing applied on a refusal
+        workers.check_shared_dir(_shared(ep), create=True)    # first: nothing applied on a refusal
     except OSError as exc:
         raise HTTPError(503, str(exc)) from None
     command = workers.new_command(action, type_name, analysis=analysis, threshold=threshold)
@@ -154,7 +161,7 @@ def broadcast(ep: Endpoint, request: Request, action: str, type_name: str, *,
     publisher = ep.publisher()
     if publisher is not None:
         publisher.record(command, local)           # before the file exists: never applied twice here
-    workers.write_command(ep.options.shared_dir, command)
+    workers.write_command(_shared(ep), command)
     if publisher is not None:
         publisher.publish()                        # readers see this worker's result now
     return local, status(ep, request, command)

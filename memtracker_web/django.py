@@ -21,17 +21,63 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
     ) from exc
 
 from .endpoint import MAX_BODY, Endpoint, Request, decimal, options_from_mapping
+from .options import with_framework_settings
 
 
 class MemoryTrackerMiddleware:
+    """Serve the memory endpoint in a Django project, before the other middlewares.
+
+    Its options are the keys of ``settings.MEMTRACKER`` (a dict); Django's
+    ``ALLOWED_HOSTS`` is ``allowed_hosts`` unless that key is given. Unknown or
+    invalid keys raise ValueError as the middleware is built. The monitor's
+    thread starts then too.
+
+    .. code-block:: python
+
+        MIDDLEWARE = ["memtracker_web.django.MemoryTrackerMiddleware", ...]
+        MEMTRACKER = {"metrics_path": "/metrics", "track": ["myapp.models.Order"]}
+
+    :param get_response: The next middleware or view (Django passes it).
+    :param path: Where the page and its JSON are served (a leading slash, no trailing one). Default:
+        ``'/debug/memory'``.
+    :param metrics_path: Where Prometheus metrics are served; ``None`` serves none. Default: ``None``.
+    :param token: A Bearer token that admits a request from any address; ``None``: no token. Default:
+        ``$MEMTRACKER_TOKEN``, else ``None``.
+    :param allow: Addresses and networks admitted without a token. Default: loopback, ``('127.0.0.0/8',
+        '::1')``.
+    :param trusted_proxies: Peers whose ``X-Forwarded-For`` header is believed. Default: none.
+    :param allowed_hosts: ``Host`` names besides IP addresses and ``localhost`` that a request admitted by its
+        address may carry (``'.example.com'`` for its subdomains, ``'*'`` for any). Default: none (Django's
+        ``ALLOWED_HOSTS`` under Django, Flask's ``TRUSTED_HOSTS`` under Flask).
+    :param monitor: A monitor of your own (the default monitor's options are then refused); ``None`` uses the
+        process-wide default monitor. Default: ``None``.
+    :param track: Classes or ``'module.QualName'`` names to monitor. Default: ``()``.
+    :param watch_all: Count every type, so that growing types are found without being named. Default:
+        ``None``, which keeps the default monitor's (``False`` when it is created).
+    :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
+        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
+    :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
+        the endpoint's options ask for at least 1). Default: ``None``, which keeps the default monitor's
+        (``100`` when it is created).
+    :param increases: Increases before a leak report; call-path analysis starts then. Default: ``None``, which
+        keeps the default monitor's (``10`` when it is created).
+    :param interval: Seconds between samples (above 0, at most a day). Default: ``None``, which keeps the
+        default monitor's (``60.0`` when it is created).
+    :param registry: The registry ``metrics_path`` serves; ``None``: prometheus_client's ``REGISTRY`` (a
+        multiprocess one when ``$PROMETHEUS_MULTIPROC_DIR`` is set). Default: ``None``.
+    :param shared_dir: Directory where worker processes publish their snapshots and read commands; ``None``:
+        this process alone. Default: ``$MEMTRACKER_SHARED_DIR``, else ``$PROMETHEUS_MULTIPROC_DIR``, else
+        ``None``.
+    """
+
     sync_capable = True
     async_capable = False
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        options = dict(getattr(settings, "MEMTRACKER", None) or {})
         # Django's ALLOWED_HOSTS (same patterns) applies to the endpoint too, unless set apart
-        options.setdefault("allowed_hosts", list(getattr(settings, "ALLOWED_HOSTS", None) or ()))
+        options = with_framework_settings("django", dict(getattr(settings, "MEMTRACKER", None) or {}),
+                                          lambda name: getattr(settings, name, None))
         self.endpoint = Endpoint(options_from_mapping(options))
         self._started = False
         self.endpoint.start_at_load()       # fork-safe: see Endpoint.start_at_load

@@ -31,107 +31,46 @@ from typing import Any, cast
 from urllib.parse import parse_qs
 
 from . import jsontext
-from .engine import check_watch_sample
 from .naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
-from .options import check_interval, check_whole
+from .options import DEFAULT_ALLOW, DEFAULT_PATH, ENDPOINT, FROM_ENV, MONITOR_OPTIONS, OPTIONS, names
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
-DEFAULT_PATH = "/debug/memory"
-DEFAULT_ALLOW: tuple[str, ...] = ("127.0.0.0/8", "::1")
 PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 MAX_MONITORED = 1000     # types POST /track may bring a monitor to (the engine's own cap is 4095)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_ROUTE_PATH = re.compile(r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$")
-
-
-class _FromEnv:
-    """Marker: read the token from MEMTRACKER_TOKEN when the options are built."""
-
-    def __repr__(self) -> str:
-        return "FROM_ENV"
-
-
-FROM_ENV: Any = _FromEnv()
-
-def _networks(values: Iterable[str] | str | None, option: str) -> tuple[Any, ...]:
-    if values is None:
-        return ()
-    if isinstance(values, str):
-        values = (values,)
-    nets = []
-    for value in values:
-        try:
-            nets.append(ipaddress.ip_network(str(value), strict=False))
-        except ValueError:
-            raise ValueError(f"{option}: {value!r} is not an IP address or network") from None
-    return tuple(nets)
-
-
-def _check_route(value: str, option: str) -> str:
-    if not isinstance(value, str) or not _ROUTE_PATH.match(value) or "//" in value:
-        raise ValueError(f"{option} must look like '/debug/memory' (leading slash, no trailing slash), got {value!r}")
-    return value
-
-
-# Options that configure the default monitor (constructor arguments of MemoryMonitor).
-MONITOR_OPTIONS = ("watch_all", "watch_sample", "threshold", "increases", "interval")
 
 
 @dataclass
 class EndpointOptions:
-    """Options shared by every adapter; see the module docstring for auth."""
+    """The endpoint's options, checked as they are built (see memtracker_web.options for
+    what each means; the module docstring for auth)."""
 
     monitor: Any = None
     path: str = DEFAULT_PATH
     metrics_path: str | None = None
-    token: Any = FROM_ENV
+    token: str | None = FROM_ENV
     allow: Iterable[str] | str | None = DEFAULT_ALLOW
     trusted_proxies: Iterable[str] | str | None = ()
     allowed_hosts: Iterable[str] | str | None = ()
-    track: Iterable[Any] = ()
+    track: Iterable[type | str] = ()
     watch_all: bool | None = None
     watch_sample: int | None = None
     threshold: int | None = None
     increases: int | None = None
     interval: float | None = None
     registry: Any = None
-    shared_dir: Any = FROM_ENV
+    shared_dir: str | os.PathLike[str] | None = FROM_ENV
     allow_networks: tuple[Any, ...] = field(init=False, repr=False)
     proxy_networks: tuple[Any, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.path = _check_route(self.path, "path")
-        if self.metrics_path is not None:
-            self.metrics_path = _check_route(self.metrics_path, "metrics_path")
-            if self.metrics_path == self.path or self.metrics_path.startswith(self.path + "/"):
-                raise ValueError("metrics_path must not be inside path")
-        if self.token is FROM_ENV:
-            self.token = os.environ.get("MEMTRACKER_TOKEN") or None
-        if self.token is not None and (not isinstance(self.token, str) or not self.token):
-            raise ValueError("token must be a non-empty string or None")
-        if self.shared_dir is FROM_ENV:
-            from .workers import shared_dir_from_env
-
-            self.shared_dir = shared_dir_from_env()
-        elif self.shared_dir is not None:
-            if not isinstance(self.shared_dir, (str, os.PathLike)) or not os.fspath(self.shared_dir):
-                raise ValueError("shared_dir must be a directory path or None")
-            self.shared_dir = os.fspath(self.shared_dir)
-        self.allowed_hosts = _host_patterns(self.allowed_hosts)
-        self.allow_networks = _networks(self.allow, "allow")
-        self.proxy_networks = _networks(self.trusted_proxies, "trusted_proxies")
-        if isinstance(self.track, (str, type)):
-            self.track = (self.track,)
-        self.track = tuple(self.track or ())
-        for name, value in (("threshold", self.threshold), ("increases", self.increases)):
-            if value is not None:
-                check_whole(name, value, 1)
-        if self.interval is not None:
-            check_interval(self.interval)
-        if self.watch_sample is not None:
-            check_watch_sample(self.watch_sample)
+        for option in ENDPOINT_OPTIONS:
+            setattr(self, option.attribute or option.name, option.take(getattr(self, option.name), ENDPOINT))
+        if self.metrics_path is not None and (self.metrics_path == self.path
+                                              or self.metrics_path.startswith(self.path + "/")):
+            raise ValueError("metrics_path must not be inside path")
         if self.monitor is not None:
             # These are constructor arguments of a monitor; silently ignoring
             # them for a monitor the caller built would hide a mistake.
@@ -139,6 +78,9 @@ class EndpointOptions:
             if given:
                 raise ValueError(f"{', '.join(given)} configure the default monitor; "
                                  "set them on the monitor you pass instead")
+
+
+ENDPOINT_OPTIONS = tuple(OPTIONS[name] for name in names(ENDPOINT))
 
 
 @dataclass
@@ -694,18 +636,6 @@ def _register_once(key: tuple[Any, int], make: Callable[[], Any]) -> None:
     make()
 
 
-def _host_patterns(value: Iterable[str] | str | None) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else list(value or ())
-    patterns = []
-    for item in items:
-        if not isinstance(item, str) or not item.strip() or any(c in item for c in "/ @\t") \
-                or (":" in item and not item.startswith("[")):
-            raise ValueError(f"allowed_hosts: {item!r} is not a host name (like 'myapp.internal', "
-                             "'.example.com' for its subdomains, or '*')")
-        patterns.append(item.strip().lower().rstrip("."))
-    return tuple(patterns)
-
-
 def _host_name(header: str | None) -> str | None:
     """The name in a Host header, without its port; None when there is none."""
     if header is None or not header.strip():
@@ -755,7 +685,7 @@ def options_from_mapping(mapping: Mapping[str, Any] | None, **overrides: Any) ->
     """EndpointOptions from a settings dict (Django, Flask), with clear errors."""
     values = dict(mapping or {})
     values.update(overrides)
-    known = {f for f in EndpointOptions.__dataclass_fields__ if f not in ("allow_networks", "proxy_networks")}
+    known = set(names(ENDPOINT))
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown memtracker option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -1,8 +1,7 @@
 """MemoryMonitor: sample live counts, detect repeated growth, escalate to call paths.
 
-The seed's MemoryMonitor counts with a heap walk; this one reads the O(1)
-counts of the tracking core, so a sample costs microseconds per type whatever
-the heap size. Where the exact engine cannot run, it samples a census of
+The monitor reads the O(1) counts of the tracking core, so a sample costs
+microseconds per type whatever the heap size. Where the exact engine cannot run, it samples a census of
 ``gc.get_objects()`` instead (``mode == "census"``), with the same snapshot.
 """
 from __future__ import annotations
@@ -17,11 +16,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import engine
+from . import engine, options
 from .census import BLIND_SPOTS, take_census
 from .jsontext import History, PointRing
 from .naming import resolve_type, type_name
-from .options import check_interval, check_whole
 from .tracker import Tracker
 
 # Live objects a retention search starts from, and its time budget.
@@ -186,18 +184,35 @@ class MemoryMonitor:
     monitor starts call-path analysis for the type by itself; from then on
     each growth produces a leak report (type, live count, increases, top 3
     paths), logged on logger "memtracker_web" and passed to ``on_leak``.
+
+    :param tracker: The Tracker that counts; ``None`` makes one with ``depth``. Default: ``None``.
+    :param interval: Seconds between samples (above 0, at most a day). Default: ``60.0``.
+    :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
+        the endpoint's options ask for at least 1). Default: ``100``.
+    :param increases: Increases before a leak report; call-path analysis starts then. Default: ``10``.
+    :param depth: Frames kept of each allocation's call path. Default: ``10``.
+    :param max_analyzed: Types in call-path analysis at once. Default: ``3``.
+    :param watch_all: Count every type, so that growing types are found without being named. Default:
+        ``False``.
+    :param history: Samples kept of each type's count and of resident memory. Default: ``120``.
+    :param calm_samples: Samples without growth after which a type's analysis ends and its increases start
+        afresh. Default: ``30``.
+    :param discover_after: Increases after which watch-all nominates a type to be counted exactly. Default:
+        ``3``.
+    :param max_watch_promotions: Types nominated by watch-all that are monitored at once. Default: ``50``.
+    :param leak_reports: Leak reports kept. Default: ``50``.
+    :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
+        at most 65536). Default: ``64``.
     """
 
     def __init__(self, tracker: Tracker | None = None, interval: float = 60.0, threshold: int = 100,
                  increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
                  history: int = 120, calm_samples: int = 30, discover_after: int = 3,
                  max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
-        check_interval(interval)
-        for name, value, low in (("threshold", threshold, 0), ("increases", increases, 1), ("depth", depth, 1),
-                                 ("max_analyzed", max_analyzed, 0), ("history", history, 2),
-                                 ("calm_samples", calm_samples, 1), ("discover_after", discover_after, 1),
-                                 ("max_watch_promotions", max_watch_promotions, 0), ("leak_reports", leak_reports, 1)):
-            check_whole(name, value, low)
+        checked = options.take(options.MONITOR, dict(
+            interval=interval, threshold=threshold, increases=increases, depth=depth, max_analyzed=max_analyzed,
+            history=history, calm_samples=calm_samples, discover_after=discover_after,
+            max_watch_promotions=max_watch_promotions, leak_reports=leak_reports, watch_sample=watch_sample))
         self.mode = "exact" if engine.engine_status()["available"] else "census"
         self.tracker = tracker if tracker is not None else Tracker(depth=depth)
         self.interval = float(interval)
@@ -209,7 +224,7 @@ class MemoryMonitor:
         # Watch-all counts about one object in watch_sample (chosen by address)
         # and scales: an estimate, cheap enough to leave on. It only nominates
         # types; a nominated type is then counted exactly. 1 counts every object.
-        self.watch_sample = engine.check_watch_sample(watch_sample)
+        self.watch_sample = checked["watch_sample"]
         self._watching_sample = 0                     # the running watch-all's rate
         self._watch_requested = 0                     # watch_sample when it was started
         self.history = int(history)
@@ -255,8 +270,10 @@ class MemoryMonitor:
         with self._lock:
             state = self._types.get(id(cls))
             if state is None or state.ref() is not cls:
-                state = _TypeState(cls, self.threshold if threshold is None else check_whole("threshold", threshold, 0),
-                                   self.history, "census" if self.mode == "census" else "tracked", analysis)
+                if threshold is not None:
+                    threshold = options.OPTIONS["threshold"].take(threshold, options.MONITOR)
+                state = _TypeState(cls, self.threshold if threshold is None else threshold, self.history,
+                                   "census" if self.mode == "census" else "tracked", analysis)
                 if self.mode == "exact":
                     already = cls in self.tracker.capture
                     self.tracker.track(cls)     # first: at the engine's cap it raises, and nothing is recorded
@@ -332,7 +349,7 @@ class MemoryMonitor:
                 state.grew = False
                 if state.high_water is None:
                     # Counted from zero (a type tracked exactly since monitoring began):
-                    # growth before the first sample counts, as in the seed. Otherwise
+                    # growth before the first sample counts. Otherwise
                     # (census, or counts from earlier) the first sample is the baseline.
                     state.high_water = 0 if state.counted_from_zero else state.live
                 if state.live > state.high_water + state.margin(state.threshold):
@@ -931,35 +948,40 @@ def get_default_monitor(*, track: Iterable[type | str] = (), watch_all: bool | N
     """The process-wide monitor, created on first call.
 
     Later calls return the same monitor, add their ``track`` types and apply
-    the options they name (None leaves an option as it is). The caller starts
-    it (``start()`` is idempotent).
+    the options they name (None leaves an option as it is; ``watch_all=False``
+    does not turn off a watch-all another call turned on). The caller starts it
+    (``start()`` is idempotent).
+
+    :param track: Classes or ``'module.QualName'`` names to monitor. Default: ``()``.
+    :param watch_all: Count every type, so that growing types are found without being named. Default:
+        ``None``, which keeps the default monitor's (``False`` when it is created).
+    :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
+        the endpoint's options ask for at least 1). Default: ``None``, which keeps the default monitor's
+        (``100`` when it is created).
+    :param increases: Increases before a leak report; call-path analysis starts then. Default: ``None``, which
+        keeps the default monitor's (``10`` when it is created).
+    :param interval: Seconds between samples (above 0, at most a day). Default: ``None``, which keeps the
+        default monitor's (``60.0`` when it is created).
+    :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
+        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
     """
     global _default_monitor
+    # watch_all is applied apart: a later False does not turn it off
+    given: dict[str, Any] = {name: value for name, value in (("threshold", threshold), ("increases", increases),
+                                             ("interval", interval), ("watch_sample", watch_sample))
+             if value is not None}
     with _default_lock:
         if _default_monitor is None:
-            options: dict[str, Any] = {}
             if watch_all is not None:
-                options["watch_all"] = watch_all
-            if threshold is not None:
-                options["threshold"] = threshold
-            if increases is not None:
-                options["increases"] = increases
-            if interval is not None:
-                options["interval"] = interval
-            if watch_sample is not None:
-                options["watch_sample"] = watch_sample
-            _default_monitor = MemoryMonitor(**options)
+                given_all: dict[str, Any] = {**given, "watch_all": watch_all}
+                _default_monitor = MemoryMonitor(**given_all)
+            else:
+                _default_monitor = MemoryMonitor(**given)
         monitor = _default_monitor
         if watch_all:
-            monitor.watch_all = True
-        if threshold is not None:
-            monitor.threshold = check_whole("threshold", threshold, 0)
-        if increases is not None:
-            monitor.increases = check_whole("increases", increases, 1)
-        if interval is not None:
-            monitor.interval = check_interval(interval)
-        if watch_sample is not None:
-            monitor.watch_sample = engine.check_watch_sample(watch_sample)     # a running watch-all restarts
+            monitor.watch_all = True        # (False leaves it on: another caller asked for it)
+        for name, value in given.items():       # (a changed watch_sample restarts watch-all)
+            setattr(monitor, name, options.OPTIONS[name].take(value, options.MONITOR))
     for cls in track:
         start_monitoring_logged(monitor, cls)
     return monitor

@@ -54,11 +54,11 @@ from typing import Any
 
 from . import jsontext
 from .naming import MAX_NAME_LENGTH, resolve_type
+from .options import OPTIONS
 
 log = logging.getLogger(__name__)
 
-SHARED_DIR_ENV = "MEMTRACKER_SHARED_DIR"
-PROMETHEUS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SHARED_DIR_ENV, PROMETHEUS_ENV = OPTIONS["shared_dir"].env     # MEMTRACKER_SHARED_DIR, PROMETHEUS_MULTIPROC_DIR
 FORMAT = 1
 WORKER_PREFIX = "memtracker-worker-"
 COMMAND_PREFIX = "memtracker-command-"
@@ -83,7 +83,8 @@ ACTIONS = ("track", "untrack")
 
 
 def shared_dir_from_env() -> str | None:
-    return os.environ.get(SHARED_DIR_ENV) or os.environ.get(PROMETHEUS_ENV) or None
+    """The directory the option ``shared_dir`` takes from the environment, or None."""
+    return OPTIONS["shared_dir"].from_env()
 
 
 def hostname() -> str:
