@@ -16,6 +16,7 @@ hands out objects, so no contents or reprs can leak.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -646,7 +647,10 @@ def _host_name(header: str | None) -> str | None:
     return value.rsplit(":", 1)[0].rstrip(".") if value.count(":") == 1 else value.rstrip(".")
 
 
+@functools.lru_cache(maxsize=256)
 def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    # (cached: parsing an address, or failing to, cost a request to the endpoint
+    # as much again as the rest of its authorisation; a client sends one Host)
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True                     # an address cannot be rebound to another
