@@ -12,8 +12,12 @@
  *                          left (3.14+), not by a nesting counter (3.13: the C
  *                          recursion limit, at most 10000)
  *   MT_PY_DEPTH_LEFT(ts)   Python calls a thread state may still make before
- *                          RecursionError (3.12+: py_recursion_remaining;
- *                          older: recursion_remaining)
+ *                          RecursionError, an lvalue (3.12+:
+ *                          py_recursion_remaining; older: recursion_remaining)
+ *   MT_C_STACK_BY_ADDRESS  the C stack is limited by its address (3.14+);
+ *                          before, by a counter:
+ *   MT_C_DEPTH_LEFT(ts)    C calls left before RecursionError (3.12, 3.13:
+ *                          c_recursion_remaining; older: recursion_remaining)
  *
  * With MT_HAVE_TRACER the interpreter-frame internals are included the way
  * CPython's own Python/tracemalloc.c walks the stack: _PyInterpreterFrame,
@@ -53,6 +57,17 @@
 #  define MT_PY_DEPTH_LEFT(ts) ((ts)->py_recursion_remaining)
 #else
 #  define MT_PY_DEPTH_LEFT(ts) ((ts)->recursion_remaining)
+#endif
+
+#if PY_VERSION_HEX >= 0x030E0000
+#  define MT_C_STACK_BY_ADDRESS 1
+#else
+#  define MT_C_STACK_BY_ADDRESS 0
+#  if PY_VERSION_HEX >= 0x030C0000
+#    define MT_C_DEPTH_LEFT(ts) ((ts)->c_recursion_remaining)
+#  else
+#    define MT_C_DEPTH_LEFT(ts) ((ts)->recursion_remaining)
+#  endif
 #endif
 
 #if MT_HAVE_TRACER

@@ -550,11 +550,12 @@ typedef struct {
     (((tp)->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_IMMUTABLETYPE)) == Py_TPFLAGS_HEAPTYPE)
 #define MT_WATCH_COUNTED(op, tp, limit) (MT_WATCH_SAMPLED(op, limit) || MT_WATCH_EXACT_TYPE(tp))
 
-/* A class defined in Python code with a finaliser (__del__): its objects can
- * be resurrected, and CPython then reports their death again later with no
- * creation in between. Its events skip watch-all's cache so that each passes
- * mt_watch_first_death. */
-#define MT_WATCH_FINALIZABLE(tp) (MT_WATCH_EXACT_TYPE(tp) && (tp)->tp_finalize != NULL)
+/* A type with a finaliser (a class with __del__; generators, coroutines and
+ * async generators, which asyncio's hooks keep alive to close): its objects
+ * can be resurrected, and CPython then reports their death again later with
+ * no creation in between. Its events skip watch-all's cache so that each
+ * passes mt_watch_first_death. */
+#define MT_WATCH_FINALIZABLE(tp) ((tp)->tp_finalize != NULL)
 /* addresses kept for them before the table starts over (16 bytes each at most) */
 #define MT_WATCH_DYING_MAX (1u << 16)
 
@@ -928,8 +929,11 @@ mt_watch_count(PyTypeObject *tp, int is_free)
  * (its finaliser resurrected it), so watch-all counts it freed once, as a
  * capture does. A death whose finaliser is about to run keeps the address
  * (a collected object was finalised already and cannot come back); the next
- * creation at that address drops it. Without room the address is not kept
- * and a resurrected object would be counted freed twice (counted as lost). */
+ * creation at that address drops it, and so does a __class__ assignment that
+ * moves an object there. Ordinary deaths leave their addresses too, until a
+ * new object takes them: past MT_WATCH_DYING_MAX addresses the table starts
+ * over (dying_resets), and an object resurrected before that is counted freed
+ * twice; without memory for an address, likewise (counted as lost). */
 MT_HOOK_ONLY int
 mt_watch_first_death(PyObject *op, PyTypeObject *tp, PyRefTracerEvent event)
 {
@@ -1363,8 +1367,47 @@ mt_is_our_hook(PyRefTracer fn)
 #endif
 
 /* Python calls the drain (the drainer, flush, a callback and what it calls)
- * needs left before the recursion limit. */
+ * may make beyond the recursion limit, and the C stack it needs (bytes). */
 #define MT_DRAIN_DEPTH 100
+#define MT_DRAIN_C_STACK (8 * 1024)
+
+#if MT_C_STACK_BY_ADDRESS
+/* Whether Py_EnterRecursiveCall, asked from below `pad` on the C stack, still
+ * has room (3.14+ limit the C stack by its address). */
+static MT_NOINLINE int
+mt_c_stack_probe(volatile char *pad)
+{
+    if (pad != NULL) {
+        pad[0] = 0;
+    }
+    if (Py_EnterRecursiveCall(" in memtracker_web's callback drain")) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_LeaveRecursiveCall();
+    return 1;
+}
+
+/* Room here first: CPython aborts the process when a check is made past the
+ * hard limit, which lies at least 16 KiB below the soft one, so the deeper
+ * probe is made only from above the soft limit. */
+static MT_NOINLINE int
+mt_c_stack_room(PyThreadState *ts)
+{
+    (void)ts;
+    if (!mt_c_stack_probe(NULL)) {
+        return 0;
+    }
+    volatile char pad[MT_DRAIN_C_STACK];
+    return mt_c_stack_probe(pad);
+}
+#else
+static int
+mt_c_stack_room(PyThreadState *ts)
+{
+    return MT_C_DEPTH_LEFT(ts) >= MT_DRAIN_DEPTH;
+}
+#endif
 
 /* Runs from the eval loop of the main thread: a safe point for callbacks. */
 static int
@@ -1385,17 +1428,26 @@ mt_run_pending(void *arg)
      * drain interrupts whatever code was running, and sys.settrace, profilers
      * and sys.monitoring must not see it as that code's calls. */
     PyThreadState *ts = PyThreadState_Get();
-    if (MT_PY_DEPTH_LEFT(ts) < MT_DRAIN_DEPTH) {
-        /* The drain runs at whatever depth the interrupted code reached: near
-         * the recursion limit it would fail with a RecursionError, reported
-         * in the program's output as unraisable. It waits for shallower code
-         * instead: the next event, or a query, asks again. */
+    /* The drain runs at whatever depth the interrupted code reached. Near the
+     * recursion limit it gets MT_DRAIN_DEPTH more Python calls for itself
+     * (Python-to-Python calls take no C stack); without room on the C stack
+     * (deep recursion through C code) it waits for shallower code: the next
+     * event, or a query, asks again. Either way no RecursionError of ours
+     * reaches the program. */
+    if (!mt_c_stack_room(ts)) {
         mt_engine.pending_scheduled = 0;
         return 0;
+    }
+    int granted = MT_PY_DEPTH_LEFT(ts) < MT_DRAIN_DEPTH;
+    if (granted) {
+        MT_PY_DEPTH_LEFT(ts) += MT_DRAIN_DEPTH;
     }
     PyThreadState_EnterTracing(ts);
     PyObject *res = PyObject_CallNoArgs(mt_engine.pending_callable);
     PyThreadState_LeaveTracing(ts);
+    if (granted) {
+        MT_PY_DEPTH_LEFT(ts) -= MT_DRAIN_DEPTH;
+    }
     mt_engine.pending_scheduled = 0;
     if (res == NULL) {
         /* the drainer reports callback errors itself; an error here must not
@@ -2170,7 +2222,15 @@ mt_audit_hook(const char *event, PyObject *args, void *data)
      * (Should the assignment then fail its layout check, the move stays: rare.) */
     if (mt_engine.watch_on && !mt_engine.watch_stale && Py_TYPE(obj) != target) {
         int every = mt_engine.watch_sample == 1;
-        if (every || MT_WATCH_COUNTED(obj, Py_TYPE(obj), mt_engine.watch_limit)) {
+        /* An object its finaliser resurrected was counted freed already: its
+         * old type is not counted again. (Its address is kept, and as a
+         * collected object it is marked finalised; an address kept from an
+         * earlier object's ordinary death is not its own.) Either way the
+         * address leaves the table, so that its death under the new type counts. */
+        PyTypeObject *old = Py_TYPE(obj);
+        int kept = mt_pm_pop(&mt_engine.watch_dying, (uintptr_t)obj, NULL);
+        int counted_freed = kept && MT_WATCH_FINALIZABLE(old) && (!PyType_IS_GC(old) || PyObject_GC_IsFinalized(obj));
+        if ((every || MT_WATCH_COUNTED(obj, Py_TYPE(obj), mt_engine.watch_limit)) && !counted_freed) {
             mt_watch_count(Py_TYPE(obj), 1);
         }
         if (every || MT_WATCH_COUNTED(obj, target, mt_engine.watch_limit)) {
@@ -2608,6 +2668,9 @@ mt_type_display_name(PyTypeObject *tp)
 static PyObject *
 MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     static char *kwlist[] = {"type", "callback", NULL};
     PyObject *tp;
     int callback = 0;
@@ -2718,6 +2781,9 @@ MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
 static PyObject *
 MtCaptureCore_untrack(MtCaptureCore *c, PyObject *tp)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     int64_t s = mt_slot_arg(c, tp, "untrack");
     if (s == -2) {
         return NULL;
@@ -2831,6 +2897,9 @@ MtCaptureCore_start(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 static PyObject *
 MtCaptureCore_stop(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     mt_engine_check_displaced();
     mt_capture_stop_impl(c);
     Py_RETURN_NONE;
@@ -2839,6 +2908,9 @@ MtCaptureCore_stop(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 static PyObject *
 MtCaptureCore_clear(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     if (c->running) {
         PyErr_SetString(PyExc_RuntimeError, "clear() needs a stopped capture: call stop() first");
         return NULL;
@@ -2999,6 +3071,9 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
 static PyObject *
 MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     static char *kwlist[] = {"type", "depth", "sample_every", "max_nodes", NULL};
     PyObject *tp;
     int depth = 10;
@@ -3046,6 +3121,9 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
 static PyObject *
 MtCaptureCore_unanalyse(MtCaptureCore *c, PyObject *tp)
 {
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
     int64_t s = mt_slot_arg(c, tp, "unanalyse");
     if (s == -2) {
         return NULL;
@@ -3735,6 +3813,15 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     mt_watch_cache_flush_all(0);
+    for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
+        /* a __del__ added to a class after it was cached: its events take the
+         * slow path from now on (see MT_WATCH_FINALIZABLE) */
+        PyTypeObject *tp = mt_engine.watch_cache[i].type;
+        uint32_t alive;
+        if (tp != NULL && mt_pm_get(&live, (uintptr_t)tp, &alive) && MT_WATCH_FINALIZABLE(tp)) {
+            mt_engine.watch_cache[i].type = NULL;       /* (only live types are read) */
+        }
+    }
     uint32_t n = mt_engine.watch_n;
     MtWatchRow *rows = (MtWatchRow *)malloc((size_t)(n ? n : 1) * sizeof(MtWatchRow));
     if (rows == NULL) {

@@ -626,3 +626,53 @@ def test_sampling_while_objects_die_and_classes_change_never_crashes(capture):
         gc.collect()
         assert all(type(o) is Order for o in capture.sample(Order, 20))
         del picked, orders
+
+
+CALLBACKS_NEAR_THE_LIMIT = """
+import sys
+import memtracker_web as mt
+got = []
+c = mt.Capture()
+c.track(dict, callback=lambda cls, event, data: got.append(event))
+c.start()
+mode = sys.argv[1]
+if mode == "low-limit":
+    sys.setrecursionlimit(60)
+    for _ in range(100_000):
+        {}
+    deep = len(got)
+    sys.setrecursionlimit(1000)
+elif mode == "working-deep":
+    def down(n):
+        if n == 0:
+            for _ in range(100_000):
+                {}
+            return len(got)
+        return down(n - 1)
+    deep = down(sys.getrecursionlimit() - 60)
+else:                                   # recursion through C code, up to the C stack's limit
+    sys.setrecursionlimit(1_000_000)
+    def down(n):
+        {}
+        return list(map(down, [n + 1]))
+    for _ in range(3):
+        try:
+            down(0)
+        except RecursionError:
+            pass
+    deep = 100_000
+c.flush()
+print(deep >= 100_000, c.statistics()["dropped_events"])
+"""
+
+
+@requires_engine
+@pytest.mark.parametrize("mode", ["low-limit", "working-deep", "through-c"])
+def test_callbacks_are_delivered_near_the_recursion_limit_and_the_c_stack_limit(mode):
+    # Near the recursion limit the drain gets headroom of its own (none of its events is dropped);
+    # near the C stack's limit it waits; either way nothing of ours is printed or raised.
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-X", "dev", "-c", CALLBACKS_NEAR_THE_LIMIT, mode],
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True 0\n", "")

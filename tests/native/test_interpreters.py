@@ -491,3 +491,40 @@ print(json.dumps({"available": available, "sub": "main interpreter only" in reas
     assert interpreters is not None
     assert _subinterpreter_result(tmp_path, script) == {"available": False, "sub": True, "in_c": False,
                                                          "main": True}
+
+
+@requires_engine
+def test_a_main_interpreter_capture_reached_from_a_subinterpreter_refuses_every_change(tmp_path):
+    script = r'''
+import ctypes, json, sys
+import _testcapi
+from memtracker_web import _tracker as core
+class Order:
+    pass
+cap = core.CaptureCore()
+cap.track(Order)
+cap.start()
+CODE = """
+import ctypes, json
+cap = ctypes.cast(ADDRESS, ctypes.py_object).value     # an object of the main interpreter
+class Local:
+    pass
+refused = []
+for name, args in [("track", (Local,)), ("untrack", (Local,)), ("analyse", (Local,)), ("unanalyse", (Local,)),
+                   ("stop", ()), ("clear", ())]:
+    try:
+        getattr(cap, name)(*args)
+    except RuntimeError as exc:
+        if "main interpreter only" in str(exc):
+            refused.append(name)
+open(PATH, "w").write(json.dumps(refused))
+""".replace("ADDRESS", str(id(cap))).replace("PATH", repr(sys.argv[1]))
+rc = _testcapi.run_in_subinterp(CODE)
+keep = [Order() for _ in range(5)]
+print(json.dumps({"rc": rc, "refused": json.load(open(sys.argv[1])), "filter": core.engine_state()["filter"],
+                  "live": cap.live(Order), "running": cap.running}))
+cap.stop()
+'''
+    assert _subinterpreter_result(tmp_path, script) == {
+        "rc": 0, "refused": ["track", "untrack", "analyse", "unanalyse", "stop", "clear"],
+        "filter": "type-marks", "live": 5, "running": True}

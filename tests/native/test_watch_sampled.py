@@ -356,3 +356,91 @@ def test_the_addresses_kept_for_resurrection_are_bounded():
         assert _counts()[CycleWithDel] == (70_000, 70_000)
     finally:
         _tracker.watch_stop()
+
+
+class PlainToBeFinalizable:
+    pass
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+def test_an_object_moved_by_class_assignment_to_a_finalizable_class_is_counted_when_it_dies(sample):
+    # A finalizable object's ordinary death leaves its address kept; a plain object made there
+    # and given the finalizable class must still have its death counted.
+    _tracker.watch_start(sample=sample)
+    try:
+        for _ in range(1000):
+            d = CycleWithDel()
+            del d
+            a = PlainToBeFinalizable()
+            a.__class__ = CycleWithDel
+            del a
+        assert _counts()[CycleWithDel] == (2000, 2000)
+        assert _counts()[PlainToBeFinalizable] == (1000, 1000)  # each moved out when reassigned
+    finally:
+        _tracker.watch_stop()
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+def test_a_resurrected_object_moved_to_another_class_is_not_counted_freed_again(sample):
+    _tracker.watch_start(sample=sample)
+    try:
+        for _ in range(500):
+            Phoenix()
+        for obj in _saved:
+            obj.__class__ = CycleWithDel            # the resurrected objects change class, then die
+        del obj
+        _saved.clear()
+        assert _counts()[Phoenix] == (500, 500)
+        assert _counts()[CycleWithDel] == (500, 500)
+    finally:
+        _tracker.watch_stop()
+        _saved.clear()
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+def test_async_generators_asyncio_keeps_alive_to_close_are_counted_freed_once(sample):
+    import asyncio
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            pass
+
+    async def main():
+        for _ in range(1000):
+            g = agen()
+            await g.__anext__()
+            del g               # unfinished: its finaliser hands it to asyncio, which closes it later
+        await asyncio.sleep(0.05)
+
+    kind = type(agen())
+    _tracker.watch_start(sample=sample)
+    try:
+        asyncio.run(main())
+        gc.collect()
+        new, free = _counts().get(kind, (0, 0))
+        assert new == free
+        if sample == 1:
+            assert new == 1000
+    finally:
+        _tracker.watch_stop()
+
+
+def test_a_finaliser_added_to_a_cached_class_is_checked_from_the_next_read():
+    class Late:
+        pass
+
+    saved = []
+    _tracker.watch_start(sample=1)
+    try:
+        Late()                                          # the class is cached
+        Late.__del__ = lambda self: saved.append(self)
+        _counts()                                       # a read (every monitor sample) takes it out
+        for _ in range(1000):
+            Late()
+        saved.clear()
+        assert _counts()[Late] == (1001, 1001)
+    finally:
+        _tracker.watch_stop()
