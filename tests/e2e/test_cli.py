@@ -26,8 +26,8 @@ from support import ENGINE
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_APP = ROOT / "memtracker_web" / "demo_app.py"
-LEAKING = "memtracker_web.demo_app.CacheEntry"
-FLAT = "memtracker_web.demo_app.Greeting"
+LEAKING = "memtracker_web.cli.demo_app.CacheEntry"
+FLAT = "memtracker_web.cli.demo_app.Greeting"
 TOKEN = "cli-test-token"
 EXACT = ENGINE["available"]
 

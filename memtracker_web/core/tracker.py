@@ -210,7 +210,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     }
 
 
-_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # the package: memtracker_web/
 _LIBRARY_DIRS = tuple(sorted({os.path.abspath(p) + os.sep for name in ("stdlib", "platstdlib", "purelib", "platlib")
                               if (p := sysconfig.get_paths().get(name))}))
 
