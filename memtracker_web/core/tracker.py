@@ -216,7 +216,7 @@ _LIBRARY_DIRS = tuple(sorted({os.path.abspath(p) + os.sep for name in ("stdlib",
 
 
 # The demo's leaking app ships inside the package, but it plays the user's app.
-_APP_FILES_IN_PACKAGE = (_OWN_DIR + "demo_app.py",)
+_APP_FILES_IN_PACKAGE = (os.path.join(_OWN_DIR, "cli", "demo_app.py"),)
 
 
 @lru_cache(maxsize=4096)
