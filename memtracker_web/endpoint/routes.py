@@ -462,7 +462,7 @@ class Endpoint:
 
     def _broadcast(self, request: Request, name: str, *, untrack: bool, analysis: bool,
                    threshold: int | None) -> Response:
-        """Track/untrack in every worker through the shared directory (see cluster.py)."""
+        """Track/untrack in every worker through the shared directory (see endpoint/cluster.py)."""
         from . import cluster
 
         if untrack:

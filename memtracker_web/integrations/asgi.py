@@ -34,10 +34,10 @@ try:
     # ours, so the caller awaits the app's own coroutine and this layer adds no
     # frame of its own (see _passthrough.c). Everything else goes to _dispatch.
     if free_threaded():
-        # a single-phase extension would turn the GIL back on (see engine.py)
+        # a single-phase extension would turn the GIL back on (see core/engine.py)
         raise ImportError("not loaded on a free-threaded build")
     if IN_SUBINTERPRETER:
-        # its interned names and type belong to the main interpreter (see engine.py)
+        # its interned names and type belong to the main interpreter (see core/engine.py)
         raise ImportError("not loaded in a subinterpreter")
     from .._passthrough import Passthrough as _Passthrough
     _BASE_IN_C = True
