@@ -8,10 +8,12 @@ C_SOURCES := memtracker_web/_tracker.c memtracker_web/_passthrough.c memtracker_
 
 .PHONY: lint format test bench ci
 
-# ruff (lint rules in pyproject.toml) and mypy (the modules listed in [tool.mypy])
+# ruff (lint rules in pyproject.toml), mypy (the modules listed in [tool.mypy]) and
+# lint-imports (the layers: [tool.importlinter])
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
+	$(PYTHON) -c 'from importlinter.cli import lint_imports_command; lint_imports_command()'   # lint-imports
 
 # Rewrites files: ruff format for the Python, clang-format (.clang-format) for the C
 format:

@@ -18,8 +18,8 @@ import time
 
 NAMED = ["--memtracker-leaks",
          "--memtracker-type", "memtracker_web.monitor.MemoryMonitor",
-         "--memtracker-type", "memtracker_web.capture.Capture",
-         "--memtracker-type", "memtracker_web.tracker.Tracker"]
+         "--memtracker-type", "memtracker_web.core.capture.Capture",
+         "--memtracker-type", "memtracker_web.core.tracker.Tracker"]
 VARIANTS = {
     "plain": [],
     "named classes": NAMED,

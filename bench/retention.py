@@ -15,7 +15,7 @@ import gc
 import sys
 import time
 
-from memtracker_web import retention
+from memtracker_web.monitor import retention
 
 
 class Item:

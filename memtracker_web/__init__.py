@@ -7,10 +7,10 @@ a /debug/memory page. Frameworks are optional and never imported here.
 """
 from __future__ import annotations
 
-from .capture import Allocations, Capture
-from .engine import EngineUnavailable, engine_status
-from .naming import TypeNameError, resolve_type, type_name
-from .tracker import Frame, Tracker, count, default_tracker, stats, track, track_with_analysis, untrack
+from .core.capture import Allocations, Capture
+from .core.engine import EngineUnavailable, engine_status
+from .core.naming import TypeNameError, resolve_type, type_name
+from .core.tracker import Frame, Tracker, count, default_tracker, stats, track, track_with_analysis, untrack
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,7 @@ __all__ = [
 def __getattr__(name: str):
     # The monitor pulls in threading and logging setup; load it on first use.
     if name == "MemoryMonitor":
-        from .monitor import MemoryMonitor
+        from .monitor.monitor import MemoryMonitor
 
         return MemoryMonitor
     raise AttributeError(f"module 'memtracker_web' has no attribute {name!r}")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import check_watch_sample
+from .core.engine import check_watch_sample
 
 MAX_INTERVAL = 86_400.0         # seconds between samples: a day at most
 DEFAULT_PATH = "/debug/memory"

@@ -191,7 +191,7 @@ class _Check:
 
 def _engine_reason() -> str | None:
     """None where the exact engine runs here, else why not (naming the interpreter)."""
-    from . import engine
+    from .core import engine
 
     status = engine.engine_status()
     if status["available"]:
@@ -202,7 +202,7 @@ def _engine_reason() -> str | None:
 def _resolve(value: Any, what: str, error: Callable[[str], BaseException]) -> type:
     if isinstance(value, type):
         return value
-    from .naming import TypeNameError, resolve_type
+    from .core.naming import TypeNameError, resolve_type
 
     if not isinstance(value, str):
         raise error(f"{what}: {value!r} is neither a class nor a dotted name like 'myapp.models.Order'")
@@ -407,7 +407,7 @@ class _Run:
     call paths, and (watch-all) every class's live count before and after."""
 
     def __init__(self, check: _Check, session: _SessionState, test: tuple[str, str] | None) -> None:
-        from .tracker import Tracker
+        from .core.tracker import Tracker
 
         self.test = test
         self.check = check
@@ -463,7 +463,7 @@ class _Run:
 
     def confirm_begin(self, grown: list[tuple[type, int]]) -> None:
         """The classes to count, with call paths, from the next run's call on."""
-        from .tracker import Tracker
+        from .core.tracker import Tracker
 
         self.confirming = grown
         self.tracker = Tracker(depth=CALL_DEPTH)
@@ -494,7 +494,7 @@ class _Run:
         return survivors
 
     def _require_trusted(self) -> None:
-        from . import engine
+        from .core import engine
 
         if getattr(self.tracker.capture._core, "missed_events", False) or engine.engine_status()["displaced"]:
             raise _Lost("another tool took CPython's reference tracer during the test "
@@ -503,7 +503,7 @@ class _Run:
     # -- watch-all ----------------------------------------------------------
 
     def _watch_start(self) -> dict[type, int]:
-        from . import engine
+        from .core import engine
 
         core = engine._tracker
         if core.watch_statistics()["sample"] == 0:
@@ -513,8 +513,8 @@ class _Run:
         return self._watch_net()
 
     def _watch_net(self) -> dict[type, int]:
-        from . import engine
-        from .monitor import counted_exactly_by_watch_all
+        from .core import engine
+        from .monitor.monitor import counted_exactly_by_watch_all
 
         try:
             rows = engine._tracker.watch_counts()
@@ -525,7 +525,7 @@ class _Run:
                 and not _is_machinery_class(cls) and cls not in ignored}
 
     def _watch_growth(self) -> list[tuple[type, int]]:
-        from . import engine
+        from .core import engine
 
         if engine._tracker.watch_statistics()["sample"] == 0:
             raise _Lost("the test stopped watch-all itself (a MemoryMonitor of its own?)")
@@ -536,7 +536,7 @@ class _Run:
 
     def _watch_stop(self) -> None:
         if self.watching and self.session.watch_started:
-            from . import engine
+            from .core import engine
 
             engine._tracker.watch_stop()
             self.session.watch_started = False
@@ -578,7 +578,7 @@ def _is_machinery_class(cls: type) -> bool:
 
 def _leak_message(leaks: list[tuple[type, int, dict[str, Any] | None, str]], allow: int,
                   confirm_error: str | None, test: tuple[str, str] | None) -> str:
-    from .naming import type_name
+    from .core.naming import type_name
 
     lines = []
     for cls, live, stats, how in leaks:
@@ -667,7 +667,7 @@ class LeakChecker:
                     pytest.fail(message, pytrace=False)
                 # reported at the test, not at this line of the plugin
                 raise pytest.skip.Exception(message, _use_item_location=True)
-            from .tracker import Tracker
+            from .core.tracker import Tracker
 
             self._tracker = Tracker(depth=CALL_DEPTH)
         return self._tracker
@@ -711,7 +711,7 @@ class LeakChecker:
         gc.collect()
         live = _survivors(tracker, cls)
         if live != expected:
-            from .naming import type_name
+            from .core.naming import type_name
 
             noun = "object" if live == 1 else "objects"
             message = [(f"memtracker: {live} {noun} of {type_name(cls)} made since track() are alive, "
@@ -786,7 +786,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None and session.watch_started:
-        from . import engine
+        from .core import engine
 
         engine._tracker.watch_stop()
         session.watch_started = False

@@ -39,9 +39,9 @@ def _fresh_defaults():
     """Each test starts without the process-wide tracker, monitor and worker-file
     publishers of earlier tests."""
     yield
-    from memtracker_web import monitor as monitor_module
-    from memtracker_web import tracker as tracker_module
-    from memtracker_web import workers
+    from memtracker_web.core import tracker as tracker_module
+    from memtracker_web.monitor import monitor as monitor_module
+    from memtracker_web.store import workers
 
     workers.forget_publishers()
 

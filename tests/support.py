@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 import memtracker_web as mt
-from memtracker_web import html as page
+from memtracker_web.core.naming import type_name
 from memtracker_web.endpoint import Endpoint, EndpointOptions, Request
 from memtracker_web.monitor import MemoryMonitor
-from memtracker_web.naming import type_name
+from memtracker_web.render import page
 
 ROOT = Path(__file__).resolve().parent.parent        # the repository
 WAIT_SECONDS = 45.0

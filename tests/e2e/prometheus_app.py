@@ -45,7 +45,7 @@ class CountingMonitor:
         return []
 
     def snapshot(self):
-        from memtracker_web.naming import type_name
+        from memtracker_web.core.naming import type_name
 
         return {"mode": "exact",
                 "engine": {"available": True, "reason": "", "displaced": False,

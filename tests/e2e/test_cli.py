@@ -25,9 +25,9 @@ import memtracker_web
 from support import ENGINE
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_APP = ROOT / "memtracker_web" / "demo_app.py"
-LEAKING = "memtracker_web.demo_app.CacheEntry"
-FLAT = "memtracker_web.demo_app.Greeting"
+DEMO_APP = ROOT / "memtracker_web" / "cli" / "demo_app.py"
+LEAKING = "memtracker_web.cli.demo_app.CacheEntry"
+FLAT = "memtracker_web.cli.demo_app.Greeting"
 TOKEN = "cli-test-token"
 EXACT = ENGINE["available"]
 
@@ -318,7 +318,7 @@ def test_report_gates_on_the_leak(running: Demo) -> None:
     assert "LEAKS: 1 type(s) reported\n" in out
     if EXACT:
         assert "mode:    exact (" in out
-        assert f"    memtracker_web/demo_app.py:{leak_line()} in remember\n" in out
+        assert f"    memtracker_web/cli/demo_app.py:{leak_line()} in remember\n" in out
     else:
         assert f"mode:    census ({ENGINE['python']})\n" in out
         assert f"engine:  {ENGINE['reason']}\n" in out

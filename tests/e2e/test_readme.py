@@ -256,7 +256,7 @@ def test_quick_start_in_a_fresh_venv(tmp_path: Path) -> None:
         snapshot = wait_for_snapshot(proc, port, out, err)
         expected = "exact" if ENGINE["available"] else "census"
         assert snapshot["mode"] == expected, f"the demo runs in {snapshot['mode']} mode:\n{out.read_text()}"
-        assert "memtracker_web.demo_app.CacheEntry" in {t["type"] for t in snapshot["types"]}
+        assert "memtracker_web.cli.demo_app.CacheEntry" in {t["type"] for t in snapshot["types"]}
         # The server answers a moment before the demo prints its URLs.
         page = f"page:    http://127.0.0.1:{port}/debug/memory\n"
         deadline = time.monotonic() + 10

@@ -317,8 +317,8 @@ def test_lifespan_scope_reaches_the_app_unchanged() -> None:
 
 def test_real_default_monitor_over_asgi() -> None:
     import memtracker_web
-    from memtracker_web import monitor as mon
-    from memtracker_web.naming import type_name
+    from memtracker_web.core.naming import type_name
+    from memtracker_web.monitor import monitor as mon
     from support import Basket
 
     mon.reset_default_monitor()

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from memtracker_web import asgi
 from memtracker_web.asgi import MemoryTrackerMiddleware
+from memtracker_web.integrations import asgi
 from support import FakeMonitor
 
 # What the C base does (a direct call of the app, _dispatch looked up on the
@@ -288,7 +288,7 @@ FALLBACK = textwrap.dedent("""
     async def home(request):
         return PlainTextResponse("home")
 
-    assert MemoryTrackerMiddleware.__mro__[1].__module__ == "memtracker_web.asgi"
+    assert MemoryTrackerMiddleware.__mro__[1].__module__ == "memtracker_web.integrations.asgi"
     mw = MemoryTrackerMiddleware(Starlette(routes=[Route("/", home)]), metrics_path="/metrics", track=["x.Y"])
     config = uvicorn.Config(mw, log_level="warning")
     config.load()

@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 import memtracker_web as mt
-from memtracker_web.capture import DisplacedWarning
+from memtracker_web.core.capture import DisplacedWarning
 from support import requires_engine, without_engine
 
 

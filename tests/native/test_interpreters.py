@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import memtracker_web as mt
-from memtracker_web.capture import ReplacedTracerWarning
+from memtracker_web.core.capture import ReplacedTracerWarning
 from support import requires_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,7 +319,7 @@ def test_a_free_threaded_build_loads_no_extension_and_keeps_the_gil_off(tmp_path
         real = sysconfig.get_config_var
         sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
         import memtracker_web as mt
-        from memtracker_web import asgi
+        from memtracker_web.integrations import asgi
         assert "memtracker_web._tracker" not in sys.modules
         assert "memtracker_web._passthrough" not in sys.modules
         assert asgi._BASE_IN_C is False
@@ -358,7 +358,7 @@ SUBINTERPRETER_SCRIPT = r'''
 import json, sys
 import _testcapi
 import memtracker_web as mt
-from memtracker_web import engine
+from memtracker_web.core import engine
 
 class Order:
     pass
@@ -371,7 +371,8 @@ keep = [Order() for _ in range(10)]
 CODE = """
 import json
 import memtracker_web as mt
-from memtracker_web import asgi, engine
+from memtracker_web.core import engine
+from memtracker_web.integrations import asgi
 from memtracker_web import _tracker as core     # the module object the main interpreter loaded
 out = {"available": mt.engine_status()["available"], "reason": mt.engine_status()["reason"],
        "in_sub": engine.IN_SUBINTERPRETER, "passthrough_in_c": asgi._BASE_IN_C,
@@ -479,7 +480,7 @@ iid = _interpreters.create()
 _interpreters.exec(iid, """
 import json
 import memtracker_web as mt
-from memtracker_web import asgi
+from memtracker_web.integrations import asgi
 open(PATH, "w").write(json.dumps([mt.engine_status()["available"], mt.engine_status()["reason"],
                                   asgi._BASE_IN_C]))
 """.replace("PATH", repr(sys.argv[1])))

@@ -10,7 +10,7 @@ import pytest
 
 import memtracker_web as mt
 import support
-from memtracker_web.tracker import display_path
+from memtracker_web.core.tracker import display_path
 from support import requires_engine
 
 HERE = display_path(__file__)
@@ -279,8 +279,8 @@ def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
     import os
     import sysconfig
 
-    from memtracker_web import tracker as tracker_module
-    from memtracker_web.tracker import build_stats
+    from memtracker_web.core import tracker as tracker_module
+    from memtracker_web.core.tracker import build_stats
 
     lib = os.path.join(sysconfig.get_paths()["purelib"], "framework", "cache.py")
     stdlib = os.path.join(sysconfig.get_paths()["stdlib"], "json", "decoder.py")

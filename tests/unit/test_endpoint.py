@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from memtracker_web import html as page
 from memtracker_web.endpoint import MAX_BODY, Endpoint, EndpointOptions, options_from_mapping
+from memtracker_web.render import page
 from support import (
     JSON,
     LEAK_PATH,
@@ -520,7 +520,7 @@ def test_growth() -> None:
 
 
 def test_the_page_shows_bytes_and_resident_memory_and_counts_samples_in_words():
-    from memtracker_web.html import render_overview, render_type, size_text
+    from memtracker_web.render.page import render_overview, render_type, size_text
 
     assert [size_text(v) for v in (0, 1023, 1536, 5 * 2**20, 3.5 * 2**30, None, -1, True, "1", float("inf"))] == [
         "0 B", "1,023 B", "1.5 KiB", "5.0 MiB", "3.5 GiB", "–", "–", "–", "–", "–"]
@@ -556,8 +556,8 @@ def test_a_stack_marks_the_app_s_frames_and_folds_library_runs() -> None:
 
 
 def test_the_page_shows_types_that_could_not_be_monitored_and_a_report_s_count_then_and_now() -> None:
-    from memtracker_web.html import render_overview, render_type
     from memtracker_web.monitor import MemoryMonitor, start_monitoring_logged
+    from memtracker_web.render.page import render_overview, render_type
 
     monitor = MemoryMonitor(interval=3600.0)
     assert start_monitoring_logged(monitor, "shop.models.Nope") is False
@@ -587,8 +587,7 @@ PARCELS: list = []
 
 
 def test_who_holds_a_type_s_objects_on_demand_in_json_and_on_its_page():
-    from memtracker_web import retention
-    from memtracker_web.monitor import MemoryMonitor
+    from memtracker_web.monitor import MemoryMonitor, retention
 
     monitor = MemoryMonitor(interval=3600.0)
     ep = endpoint(monitor)
@@ -627,7 +626,7 @@ def test_who_holds_a_type_s_objects_on_demand_in_json_and_on_its_page():
 
 
 def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_keeps_its_stacks() -> None:
-    from memtracker_web.html import render_overview
+    from memtracker_web.render.page import render_overview
 
     path = {"count": 5, "total_count": 9, "frames": [{"filename": "shop/a.py", "lineno": 3, "function": "f"}]}
     snap = {"mode": "exact", "engine": {"available": True}, "pid": 1, "samples": 3, "interval": 1.0,
@@ -646,7 +645,7 @@ def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_
 def test_the_type_page_chart_labels_both_axes_and_survives_odd_points() -> None:
     import time as _time
 
-    from memtracker_web.html import history_chart
+    from memtracker_web.render.page import history_chart
 
     start = 1764115200.0
     svg = history_chart([[start, 100], [start + 60, 250], [start + 120, 300]])
@@ -661,7 +660,7 @@ def test_the_type_page_chart_labels_both_axes_and_survives_odd_points() -> None:
 
 
 def test_the_type_page_says_what_a_search_could_not_trace() -> None:
-    from memtracker_web.html import render_type
+    from memtracker_web.render.page import render_type
 
     page = render_type({"type": "shop.Order", "live": 5, "retainers": {
         "chains": [], "objects": 5, "unreachable": 2, "hidden": 2, "unresolved": 1,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from memtracker_web import workers
+from memtracker_web.store import workers
 from support import children_of, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def run_script(code: str, shared: Path) -> str:
 
 PRELUDE = """
     import os, sys, time
-    from memtracker_web import workers
+    from memtracker_web.store import workers
     from memtracker_web.wsgi import MemoryTrackerMiddleware
 
     def app(environ, start_response):

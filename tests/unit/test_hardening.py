@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from memtracker_web import asgi, wsgi
 from memtracker_web.endpoint import MAX_MONITORED, Endpoint, EndpointOptions, Request, options_from_mapping
+from memtracker_web.integrations import asgi, wsgi
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
 from support import FakeMonitor
 

@@ -9,9 +9,9 @@ import pickle
 
 import pytest
 
-from memtracker_web import jsontext
-from memtracker_web.jsontext import History
 from memtracker_web.monitor import MemoryMonitor
+from memtracker_web.monitor.history import History, PointRing, encode_point
+from memtracker_web.render import jsontext
 
 
 def reference(data: object) -> str:
@@ -19,7 +19,7 @@ def reference(data: object) -> str:
 
 
 def history(points: list) -> History:
-    return History(points, "[" + ",".join(jsontext.encode_point(p) for p in points) + "]")
+    return History(points, "[" + ",".join(encode_point(p) for p in points) + "]")
 
 
 class Node:
@@ -137,7 +137,7 @@ def test_nan_is_refused_like_json() -> None:
     with pytest.raises(ValueError):
         jsontext.dumps({"x": math.nan})
     with pytest.raises(ValueError):
-        jsontext.encode_point((math.inf, 1))
+        encode_point((math.inf, 1))
 
 
 def test_a_history_is_a_read_only_list() -> None:
@@ -157,7 +157,7 @@ def test_a_history_is_a_read_only_list() -> None:
 
 
 def test_a_point_ring_keeps_the_last_points_and_their_text() -> None:
-    ring = jsontext.PointRing(3)
+    ring = PointRing(3)
     assert ring.history() == [] and ring.history().json == "[]"
     for i in range(7):
         ring.append(1000.5 + i, i * 10 ** 12)
@@ -172,8 +172,8 @@ def test_a_point_ring_keeps_no_object_per_point() -> None:
     # The monitor's history must not grow the app's tuples, floats and strings
     # (it would look like a leak to the monitor itself): a full ring keeps four.
     import gc
-    ring = jsontext.PointRing(50)
+    ring = PointRing(50)
     for i in range(200):
         ring.append(i + 0.25, i)
-    kept = sorted(type(o).__name__ for o in gc.get_referents(ring) if o is not jsontext.PointRing)
+    kept = sorted(type(o).__name__ for o in gc.get_referents(ring) if o is not PointRing)
     assert kept == ["array", "array", "array", "int", "str"]    # times, lives, lengths; size; text

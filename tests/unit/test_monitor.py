@@ -11,9 +11,9 @@ import pytest
 
 import memtracker_web as mt
 import support
-from memtracker_web.jsontext import dumps
+from memtracker_web.core.tracker import display_path
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
-from memtracker_web.tracker import display_path
+from memtracker_web.render.jsontext import dumps
 from support import requires_engine, without_engine
 
 HERE = display_path(__file__)
@@ -717,8 +717,8 @@ def test_a_report_names_the_types_that_grow_in_step_with_it(monitor, caplog):
     assert by_type["test_monitor.Leaky"]["grows_with"] == ["test_monitor.Line"]
     assert by_type["test_monitor.Line"]["grows_with"] == ["test_monitor.Leaky"]
     assert "grows with: test_monitor.Line" in caplog.text
-    from memtracker_web import html
-    from memtracker_web import report as report_cli
+    from memtracker_web.render import page as html
+    from memtracker_web.render import report as report_cli
     snap = monitor.snapshot()
     page = html.render_overview(snap, base="/debug/memory", nonce="n")
     assert 'Grows in step with <a href="/debug/memory/types/test_monitor.Line"' in page

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from memtracker_web import html
 from memtracker_web.monitor import MemoryMonitor, reset_default_monitor
+from memtracker_web.render import page as html
 from support import JSON, POST_JSON, call, endpoint, in_forked_child
 
 

@@ -123,7 +123,7 @@ def test_the_flask_extension_takes_the_tables_options(no_start: None, monkeypatc
 def test_the_django_settings_reader_takes_the_tables_options(no_start: None,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("django")
-    from memtracker_web import django as adapter
+    from memtracker_web.integrations import django as adapter
 
     monkeypatch.delenv("MEMTRACKER_TOKEN", raising=False)
     monkeypatch.delenv("MEMTRACKER_SHARED_DIR", raising=False)

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from memtracker_web import prometheus as prom
 from memtracker_web.prometheus import MemoryCollector, MultiprocessPublisher
+from memtracker_web.render import prometheus as prometheus_code
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "prometheus"
@@ -668,7 +669,7 @@ def test_example_gunicorn_config_wires_child_exit_and_wipes_stale_files(multipro
 
 
 def test_module_docstring_documents_the_modes():
-    doc = textwrap.dedent(prom.__doc__)
+    doc = textwrap.dedent(prometheus_code.__doc__)
     for mode in ("liveall", "livesum", "mark_process_dead"):
         assert mode in doc
 
@@ -697,7 +698,7 @@ def real_monitor():
 
 
 def test_real_monitor_exposition(real_monitor):
-    from memtracker_web.engine import engine_status
+    from memtracker_web.core.engine import engine_status
 
     real_monitor.start_monitoring(RealOrder)
     keep = [RealOrder() for _ in range(30)]

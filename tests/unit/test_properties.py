@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memtracker_web import workers
 from memtracker_web.endpoint import Endpoint, EndpointOptions, Request
+from memtracker_web.store import workers
 from support import leaky_monitor
 
 DOCUMENTED = {200, 400, 401, 403, 404, 405, 409, 413, 415, 503}

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from memtracker_web.retention import RetentionBusy, find_retainers
+from memtracker_web.monitor.retention import RetentionBusy, find_retainers
 from support import requires_engine
 
 MOD = __name__

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from memtracker_web import jsontext, workers
+from memtracker_web.core.naming import MAX_NAME_LENGTH, type_name
 from memtracker_web.endpoint import Endpoint, EndpointOptions
-from memtracker_web.naming import MAX_NAME_LENGTH, type_name
+from memtracker_web.render import jsontext
+from memtracker_web.store import workers
 from support import JSON, POST_JSON, call, monitor_with
 
 HOST = workers.hostname()
@@ -428,7 +429,7 @@ def test_a_directory_opened_up_later_stops_publishing_with_one_log(
             monitor.sample()
             monitor.sample()
         refusals = [r for r in caplog.records if "is writable by its group or by others" in r.getMessage()]
-        assert len(refusals) == 1 and refusals[0].name == "memtracker_web.workers"
+        assert len(refusals) == 1 and refusals[0].name == "memtracker_web.store.workers"
         assert "sample hook" not in caplog.text             # logged by the hook, not a traceback per sample
         assert samples_published() == 2
         shared.chmod(0o700)

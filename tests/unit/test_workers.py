@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from memtracker_web import engine_status, workers
+from memtracker_web import engine_status
+from memtracker_web.core.naming import type_name
 from memtracker_web.endpoint import Endpoint, EndpointOptions
 from memtracker_web.monitor import MemoryMonitor
-from memtracker_web.naming import type_name
+from memtracker_web.store import workers
 from support import JSON, POST_JSON, call, children_of, monitor_with, stop_process
 
 

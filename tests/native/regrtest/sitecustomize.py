@@ -126,7 +126,7 @@ def _setup() -> None:
 def _main_interpreter() -> bool:
     # site runs again in every subinterpreter a test makes; the engine is the main
     # interpreter's, and a monitor thread left there would stop the subinterpreter from ending
-    from memtracker_web import engine
+    from memtracker_web.core import engine
 
     return not engine.IN_SUBINTERPRETER
 

@@ -27,7 +27,7 @@ import types
 from collections import Counter
 from typing import Any
 
-from .naming import type_name
+from ..core.naming import type_name
 
 __all__ = ["find_retainers", "RetentionBusy"]
 

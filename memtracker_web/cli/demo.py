@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..core.engine import engine_status
 from . import demo_app
-from .engine import engine_status
 
 READY_TIMEOUT = 20.0
 LOAD_PERIOD = 0.25       # seconds between rounds of /leak + /
@@ -188,9 +188,9 @@ def _source_tree_hint() -> str | None:
     # `python -m` puts the current directory first on sys.path: in a checkout
     # after `pip install .` that is the source tree, whose extension was built
     # into the wheel, not next to the sources.
-    from . import engine
+    from ..core import engine
 
-    if engine._tracker is not None or Path(__file__).resolve().parent.parent != Path.cwd().resolve():
+    if engine._tracker is not None or Path(__file__).resolve().parents[2] != Path.cwd().resolve():
         return None
     return ("python -m imported the source tree in the current directory, which has no built extension, "
             "not the installed package: run `memtracker-web demo`, run from another directory, "

@@ -19,7 +19,8 @@ from typing import Any
 TESTED = "CPython 3.13.3 to 3.15"
 
 # Left next to the extension by setup.py when its build failed at install.
-_BUILD_FAILURE_FILE = os.path.join(os.path.dirname(__file__), "_extension_build_failed.txt")
+# setup.py writes it beside the extension, in memtracker_web/
+_BUILD_FAILURE_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_extension_build_failed.txt")
 
 
 def free_threaded() -> bool:
@@ -84,7 +85,7 @@ IN_SUBINTERPRETER = subinterpreter()
 # type, hence the ignores on the None assignments.
 if not free_threaded() and not IN_SUBINTERPRETER:
     try:
-        from . import _tracker
+        from .. import _tracker
     except ImportError as exc:  # PyPy, or an install whose extension was not built
         _tracker = None  # type: ignore[assignment]
         _IMPORT_ERROR = _build_failure() or (

@@ -12,6 +12,8 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import quote
 
+from ..monitor.history import growth
+
 SPARK_WIDTH = 120
 SPARK_HEIGHT = 24
 
@@ -71,11 +73,6 @@ def _plural(count: Any, noun: str) -> str:
     return f"{_num(count)} {noun}" + ("" if count == 1 else "s")
 
 
-def growth(entry: Mapping[str, Any]) -> int:
-    """Live objects now minus the first sample kept in the history."""
-    history = entry.get("history") or []
-    live = entry.get("live") or 0
-    return live - history[0][1] if history else 0
 
 
 def _is_number(value: Any) -> bool:

@@ -19,11 +19,12 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from . import workers
-from .naming import MAX_NAME_LENGTH
+from ..core.naming import MAX_NAME_LENGTH
+from ..store import workers
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint, Request, Response
+    from .messages import Request, Response
+    from .routes import Endpoint
 
 _PID = re.compile(r"^[1-9][0-9]{0,9}$")
 _HOST = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
@@ -43,7 +44,7 @@ def overview(ep: Endpoint, snapshot: dict[str, Any]) -> dict[str, Any]:
 
 def route(ep: Endpoint, request: Request, rest: str) -> Response | None:
     """Answer the multi-worker routes; None if ``rest`` is not one of them."""
-    from .endpoint import HTTPError
+    from .messages import HTTPError
 
     if rest.startswith("/workers/"):
         parts = rest[len("/workers/"):].split("/", 2)
@@ -61,8 +62,8 @@ def route(ep: Endpoint, request: Request, rest: str) -> Response | None:
 
 
 def _worker(ep: Endpoint, request: Request, pid_text: str, type_name: str | None) -> Response:
-    from .endpoint import HTTPError, html_response, json_response, parse_query, wants_json
-    from .html import render_type, render_worker
+    from ..render.page import render_type, render_worker
+    from .messages import HTTPError, html_response, json_response, parse_query, wants_json
 
     query = parse_query(request.query_string)
     as_json = wants_json(request.headers, query)
@@ -107,7 +108,7 @@ def _worker(ep: Endpoint, request: Request, pid_text: str, type_name: str | None
 
 def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:
     """Render what another process wrote; a malformed file is its fault, not a 500 here."""
-    from .endpoint import HTTPError
+    from .messages import HTTPError
 
     try:
         return render(data, **kwargs)
@@ -117,7 +118,7 @@ def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:
 
 
 def _command(ep: Endpoint, request: Request, command_id: str) -> Response:
-    from .endpoint import HTTPError, json_response
+    from .messages import HTTPError, json_response
 
     if not workers.COMMAND_ID.match(command_id):
         raise HTTPError(400, "not a command id")
@@ -145,7 +146,7 @@ def tracked_anywhere(ep: Endpoint, type_name: str) -> bool:
 def broadcast(ep: Endpoint, request: Request, action: str, type_name: str, *,
               analysis: bool = False, threshold: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Apply a command here, hand it to every other worker; (local result, status)."""
-    from .endpoint import HTTPError
+    from .messages import HTTPError
 
     try:
         workers.check_shared_dir(_shared(ep), create=True)    # first: nothing applied on a refusal

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .monitor import MemoryMonitor
+from ..monitor.monitor import MemoryMonitor
 
 PAGE_PATH = "/debug/memory"
 METRICS_PATH = "/metrics"
@@ -62,7 +62,7 @@ def asgi_app(monitor: MemoryMonitor) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from .asgi import MemoryTrackerMiddleware
+    from ..integrations.asgi import MemoryTrackerMiddleware
 
     async def index(request: Any) -> JSONResponse:
         return JSONResponse({"status": "ok", "greeting": greet()})
@@ -75,7 +75,7 @@ def asgi_app(monitor: MemoryMonitor) -> Any:
 
 
 def wsgi_app(monitor: MemoryMonitor) -> Callable[..., Iterable[bytes]]:
-    from .wsgi import MemoryTrackerMiddleware
+    from ..integrations.wsgi import MemoryTrackerMiddleware
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO") or "/"

@@ -16,9 +16,7 @@ hands out objects, so no contents or reprs can leak.
 """
 from __future__ import annotations
 
-import functools
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -26,19 +24,29 @@ import re
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import parse_qs
 
-from . import jsontext
-from .naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
-from .options import DEFAULT_ALLOW, DEFAULT_PATH, ENDPOINT, FROM_ENV, MONITOR_OPTIONS, OPTIONS, names
+from ..core.naming import MAX_NAME_LENGTH, TypeNameError, resolve_type, type_name
+from ..options import DEFAULT_ALLOW, DEFAULT_PATH, ENDPOINT, FROM_ENV, MONITOR_OPTIONS, OPTIONS, names
+from .auth import PROXY_HEADERS, _client_ip, _host_allowed, _host_name, _in, _origin_authority
+from .messages import (
+    BASE_HEADERS,
+    MAX_BODY,
+    HTTPError,
+    Request,
+    Response,
+    decimal,
+    error_response,
+    html_response,
+    json_response,
+    parse_query,
+    wants_json,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024
-PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 MAX_MONITORED = 1000     # types POST /track may bring a monitor to (the engine's own cap is 4095)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
@@ -84,108 +92,30 @@ class EndpointOptions:
 ENDPOINT_OPTIONS = tuple(OPTIONS[name] for name in names(ENDPOINT))
 
 
-@dataclass
-class Request:
-    method: str
-    path: str  # relative to the mount point (PATH_INFO, ASGI path minus root_path)
-    query_string: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
-    client: str | None = None
-    body: bytes = b""
-    script_name: str = ""  # prefix for links in the HTML page
-    raw_path: str | None = None  # the path as sent, still percent-encoded, where the server gives it
 
 
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
-def reason(status: int) -> str:
-    return _REASONS.get(status, "Unknown")
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = list(headers)
 
 
-_BASE_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
-                 ("Referrer-Policy", "no-referrer")]
 
 
-def json_response(status: int, data: Any, extra: Sequence[tuple[str, str]] = ()) -> Response:
-    body = jsontext.dumps(data).encode()
-    return Response(status, [("Content-Type", "application/json")] + _BASE_HEADERS + list(extra), body)
 
 
-def error_response(status: int, message: str, extra: Sequence[tuple[str, str]] = ()) -> Response:
-    return json_response(status, {"error": message}, extra)
 
 
-def html_response(page: str, nonce: str) -> Response:
-    # No scripts at all; the only inline style block carries the nonce.
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
-           "form-action 'none'; frame-ancestors 'none'")
-    headers = [("Content-Type", "text/html; charset=utf-8")] + _BASE_HEADERS + [("Content-Security-Policy", csp)]
-    return Response(200, headers, page.encode())
 
 
-def _client_ip(value: str | None) -> Any:
-    if not value:
-        return None
-    try:
-        ip = ipaddress.ip_address(value.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
-def _in(ip: Any, networks: tuple[Any, ...]) -> bool:
-    return ip is not None and any(ip.version == net.version and ip in net for net in networks)
 
 
-def parse_query(query_string: str) -> dict[str, str]:
-    try:
-        pairs = parse_qs(query_string, keep_blank_values=True, strict_parsing=False, max_num_fields=20)
-    except ValueError:
-        raise HTTPError(400, "too many query parameters") from None
-    return {key: values[-1] for key, values in pairs.items()}
 
 
-def wants_json(headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
-    fmt = query.get("format")
-    if fmt is not None:
-        if fmt not in ("json", "html"):
-            raise HTTPError(400, "format must be 'json' or 'html'")
-        return fmt == "json"
-    # JSON only when the client names it and does not prefer HTML; */* gets HTML.
-    quality = {}
-    for part in headers.get("accept", "").split(","):
-        media, _, params = part.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        quality[media.strip().lower()] = q
-    json_q = quality.get("application/json", 0.0)
-    return json_q > 0 and json_q >= quality.get("text/html", 0.0)
 
 
 class Endpoint:
@@ -214,7 +144,7 @@ class Endpoint:
                 return self._monitor
             opts = self.options
             if self._monitor is None:
-                from .monitor import get_default_monitor  # lazy: optional layer, heavy imports
+                from ..monitor import get_default_monitor  # lazy: optional layer, heavy imports
 
                 kwargs: dict[str, Any] = {"track": opts.track}
                 for name in MONITOR_OPTIONS:
@@ -222,7 +152,7 @@ class Endpoint:
                         kwargs[name] = getattr(opts, name)
                 self._monitor = get_default_monitor(**kwargs)
             else:
-                from .monitor import start_monitoring_logged
+                from ..monitor import start_monitoring_logged
 
                 for item in opts.track:
                     start_monitoring_logged(self._monitor, item)
@@ -269,7 +199,7 @@ class Endpoint:
     def _unpublish_after_fork(self) -> None:
         """In a parent that forked before serving: it is not a worker, its children are."""
         if self.options.shared_dir is not None and self._ready and self._monitor is not None:
-            from .workers import forget_publisher
+            from ..store.workers import forget_publisher
 
             forget_publisher(self._monitor, self.options.shared_dir, blocking=False)
 
@@ -277,7 +207,7 @@ class Endpoint:
         """This process's WorkerPublisher for the shared directory (None without one)."""
         if self.options.shared_dir is None:
             return None
-        from .workers import publisher_for
+        from ..store.workers import publisher_for
 
         return publisher_for(self.monitor, self.options.shared_dir)
 
@@ -437,7 +367,7 @@ class Endpoint:
             view = cluster.overview(self, snapshot)
         if as_json:
             return json_response(200, snapshot if view is None else {**snapshot, **view})
-        from .html import render_overview
+        from ..render.page import render_overview
 
         nonce = secrets.token_urlsafe(16)
         base = request.script_name + self.options.path
@@ -451,8 +381,8 @@ class Endpoint:
         unknown = HTTPError(404, f"unknown type {name!r}: it is not tracked or seen by the monitor")
         if retainers:
             # On this request's thread (ASGI runs the endpoint off the event loop); one at a time.
-            from .monitor import RetentionUnavailable
-            from .retention import RetentionBusy
+            from ..monitor import RetentionUnavailable
+            from ..monitor.retention import RetentionBusy
 
             search = getattr(self.monitor, "find_retainers", None)
             if search is None:
@@ -470,7 +400,7 @@ class Endpoint:
             raise unknown
         if as_json:
             return json_response(200, detail)
-        from .html import render_type
+        from ..render.page import render_type
 
         nonce = secrets.token_urlsafe(16)
         base = request.script_name + self.options.path
@@ -532,7 +462,7 @@ class Endpoint:
 
     def _broadcast(self, request: Request, name: str, *, untrack: bool, analysis: bool,
                    threshold: int | None) -> Response:
-        """Track/untrack in every worker through the shared directory (see cluster.py)."""
+        """Track/untrack in every worker through the shared directory (see endpoint/cluster.py)."""
         from . import cluster
 
         if untrack:
@@ -546,7 +476,7 @@ class Endpoint:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         self.install_exporter()
-        return Response(200, [("Content-Type", CONTENT_TYPE_LATEST)] + _BASE_HEADERS,
+        return Response(200, [("Content-Type", CONTENT_TYPE_LATEST)] + BASE_HEADERS,
                         generate_latest(self._registry()))
 
     def _registry(self) -> Any:
@@ -575,7 +505,7 @@ class Endpoint:
             return
         self._collector_registered = True
         try:
-            from . import prometheus  # another layer of this package; optional here
+            from ..render import prometheus  # another layer of this package; optional here
         except ImportError:
             return
         monitor = self.monitor
@@ -615,7 +545,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def start_endpoints() -> None:
-    """Start every endpoint built in this process (gunicorn's post_worker_init, see workers.py)."""
+    """Start every endpoint built in this process (gunicorn's post_worker_init, integrations/gunicorn.py)."""
     for ep in list(_ENDPOINTS):
         try:
             ep.start()
@@ -637,42 +567,12 @@ def _register_once(key: tuple[Any, int], make: Callable[[], Any]) -> None:
     make()
 
 
-def _host_name(header: str | None) -> str | None:
-    """The name in a Host header, without its port; None when there is none."""
-    if header is None or not header.strip():
-        return None
-    value = header.strip().lower()
-    if value.startswith("["):
-        return value[: value.find("]") + 1] if "]" in value else value
-    return value.rsplit(":", 1)[0].rstrip(".") if value.count(":") == 1 else value.rstrip(".")
 
 
-@functools.lru_cache(maxsize=256)
-def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    # (cached: parsing an address, or failing to, cost a request to the endpoint
-    # as much again as the rest of its authorisation; a client sends one Host)
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True                     # an address cannot be rebound to another
-    except ValueError:
-        pass
-    if host == "localhost" or host.endswith(".localhost"):
-        return True                     # RFC 6761: always the loopback
-    return any(p == "*" or host == p or (p.startswith(".") and (host.endswith(p) or host == p[1:]))
-               for p in patterns)
 
 
-def _origin_authority(origin: str) -> str:
-    """``host[:port]`` of an Origin header (scheme dropped), lower-case."""
-    return origin.strip().lower().split("://", 1)[-1].rstrip("/")
 
 
-def decimal(value: str | None) -> int | None:
-    """A header's or query's whole number written in ASCII digits, else None.
-    (str.isdigit() accepts "²" and other digits int() refuses.)"""
-    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
-        return None
-    return int(value)
 
 
 def _refresh(query: Mapping[str, str]) -> int | None:

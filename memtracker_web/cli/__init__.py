@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .options import OPTIONS
+from .. import __version__
+from ..options import OPTIONS
 
 EXIT_OK, EXIT_LEAK, EXIT_ERROR = 0, 1, 2
 
@@ -98,7 +98,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import ReportError, fetch, leaks_by_type, render, snapshot_url
+    from ..render.report import ReportError, fetch, leaks_by_type, render, snapshot_url
 
     try:
         snapshot = fetch(args.url, token=args.token, timeout=args.timeout)

@@ -16,11 +16,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import engine, options
-from .census import BLIND_SPOTS, take_census
-from .jsontext import History, PointRing
-from .naming import resolve_type, type_name
-from .tracker import Tracker
+from .. import options
+from ..core import engine
+from ..core.census import BLIND_SPOTS, take_census
+from ..core.naming import resolve_type, type_name
+from ..core.tracker import Tracker
+from .history import History, PointRing
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20

@@ -210,13 +210,13 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     }
 
 
-_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # the package: memtracker_web/
 _LIBRARY_DIRS = tuple(sorted({os.path.abspath(p) + os.sep for name in ("stdlib", "platstdlib", "purelib", "platlib")
                               if (p := sysconfig.get_paths().get(name))}))
 
 
 # The demo's leaking app ships inside the package, but it plays the user's app.
-_APP_FILES_IN_PACKAGE = (_OWN_DIR + "demo_app.py",)
+_APP_FILES_IN_PACKAGE = (os.path.join(_OWN_DIR, "cli", "demo_app.py"),)
 
 
 @lru_cache(maxsize=4096)

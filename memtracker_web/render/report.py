@@ -13,8 +13,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from . import __version__
-from .html import growth
+from .. import __version__
+from ..monitor.history import growth
 
 MAX_BYTES = 64 * 1024 * 1024
 _SNAPSHOT_KEYS = ("mode", "types", "leaks")
