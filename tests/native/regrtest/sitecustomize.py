@@ -117,9 +117,6 @@ def _setup() -> None:
                   "violations": violations, "displaced": displaced, "callback_events": callback_events[0]}
         with open(os.path.join(OUT, f"{os.getpid()}.json"), "w", encoding="utf-8") as fh:
             json.dump(result, fh)
-
-    with open(os.path.join(OUT, f"{os.getpid()}.started"), "w", encoding="utf-8") as fh:
-        json.dump(sys.argv[:6], fh)
     atexit.register(report)
 
 
