@@ -14,6 +14,18 @@
  *   MT_PY_DEPTH_LEFT(ts)   Python calls a thread state may still make before
  *                          RecursionError (3.12+: py_recursion_remaining;
  *                          older: recursion_remaining)
+ *   MT_FREE_THREADED       a free-threaded (no GIL) build
+ *   MT_RUNTIME_LOSES_DESTROYS(v)  the running CPython (Py_Version v) loses
+ *                          object destruction events: 3.13.0-3.13.2
+ *   MT_RUNTIME_HAS_TRACER(v)  the running CPython has the reference tracer
+ *   MT_HAVE_DICT_GETITEMREF  PyDict_GetItemRef (3.13+)
+ *
+ * Platform and compiler differences too:
+ *   MT_HAVE_PTHREAD        pthreads and sched_yield (the self-test's thread)
+ *   MT_HAVE_DLADDR         dladdr: which binary a tracer function lives in
+ *   MT_NOINLINE, MT_UNLIKELY  GCC/Clang attributes, empty elsewhere
+ *   MT_HOOK_ONLY           `static` for functions only the hook calls, marked
+ *                          unused where the tracer compiles out
  *
  * With MT_HAVE_TRACER the interpreter-frame internals are included the way
  * CPython's own Python/tracemalloc.c walks the stack: _PyInterpreterFrame,
@@ -24,6 +36,26 @@
 #define MEMTRACKER_WEB_COMPAT_H
 
 #include <Python.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#  include <pthread.h>
+#  include <sched.h>
+#  define MT_HAVE_PTHREAD 1
+#else
+#  define MT_HAVE_PTHREAD 0
+#endif
+#if defined(__GLIBC__) || defined(__APPLE__)
+#  include <dlfcn.h> /* dladdr: which binary a tracer function lives in */
+#  define MT_HAVE_DLADDR 1
+#else
+#  define MT_HAVE_DLADDR 0
+#endif
+
+#if defined(Py_GIL_DISABLED)
+#  define MT_FREE_THREADED 1
+#else
+#  define MT_FREE_THREADED 0
+#endif
 
 #if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
 #  define MT_HAVE_TRACER 1
@@ -39,9 +71,15 @@
 
 #if PY_VERSION_HEX >= 0x030D0000
 #  define MT_HAVE_WEAKREF_GETREF 1
+#  define MT_HAVE_DICT_GETITEMREF 1
 #else
 #  define MT_HAVE_WEAKREF_GETREF 0
+#  define MT_HAVE_DICT_GETITEMREF 0
 #endif
+
+/* Of the running interpreter (Py_Version), not the headers built against. */
+#define MT_RUNTIME_LOSES_DESTROYS(v) ((v) < 0x030D03F0 && ((v) & 0xFFFF0000) == 0x030D0000)
+#define MT_RUNTIME_HAS_TRACER(v) ((v) >= 0x030D0000)
 
 #if PY_VERSION_HEX >= 0x030E0000
 #  define MT_TRASHCAN_BY_STACK 1
@@ -53,6 +91,21 @@
 #  define MT_PY_DEPTH_LEFT(ts) ((ts)->py_recursion_remaining)
 #else
 #  define MT_PY_DEPTH_LEFT(ts) ((ts)->recursion_remaining)
+#endif
+
+/* Functions only the hook calls: unused (but kept compiling) without a tracer. */
+#if !MT_HAVE_TRACER && defined(__GNUC__)
+#  define MT_HOOK_ONLY static __attribute__((unused))
+#else
+#  define MT_HOOK_ONLY static
+#endif
+
+#if defined(__GNUC__)
+#  define MT_NOINLINE __attribute__((noinline))
+#  define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#  define MT_NOINLINE
+#  define MT_UNLIKELY(x) (x)
 #endif
 
 #if MT_HAVE_TRACER
