@@ -115,6 +115,7 @@ if platform.python_implementation() == "CPython":
         Extension(
             "memtracker_web._passthrough",
             sources=["memtracker_web/_passthrough.c"],
+            depends=["memtracker_web/_compat.h"],
             extra_compile_args=extra,
             optional=not _required(),
         )

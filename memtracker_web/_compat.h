@@ -30,7 +30,9 @@
  * With MT_HAVE_TRACER the interpreter-frame internals are included the way
  * CPython's own Python/tracemalloc.c walks the stack: _PyInterpreterFrame,
  * _PyFrame_GetFirstComplete, _PyFrame_GetCode, _PyInterpreterFrame_LASTI. They
- * live in pycore_frame.h on 3.13 and in pycore_interpframe.h from 3.14.
+ * live in pycore_frame.h on 3.13 and in pycore_interpframe.h from 3.14. A
+ * module that needs the version guards only (_passthrough.c) defines
+ * MT_COMPAT_NO_INTERNALS first.
  */
 #ifndef MEMTRACKER_WEB_COMPAT_H
 #define MEMTRACKER_WEB_COMPAT_H
@@ -108,7 +110,7 @@
 #  define MT_UNLIKELY(x) (x)
 #endif
 
-#if MT_HAVE_TRACER
+#if MT_HAVE_TRACER && !defined(MT_COMPAT_NO_INTERNALS)
 /* CPython's internal inline helpers are not written for -Wextra (unused
  * parameters in pycore_stackref.h and pycore_object_deferred.h, among others):
  * their warnings are silenced for these includes only, never for our code. */
