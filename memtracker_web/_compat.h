@@ -34,8 +34,8 @@
  * module that needs the version guards only (_passthrough.c) defines
  * MT_COMPAT_NO_INTERNALS first.
  */
-#ifndef MEMTRACKER_WEB_COMPAT_H
-#define MEMTRACKER_WEB_COMPAT_H
+#ifndef MT_COMPAT_H
+#define MT_COMPAT_H
 
 #include <Python.h>
 
@@ -132,4 +132,4 @@
 #  endif
 #endif
 
-#endif /* MEMTRACKER_WEB_COMPAT_H */
+#endif /* MT_COMPAT_H */

@@ -74,8 +74,7 @@ mt_certainly_not_ours(PyObject *scope, PyObject *routes)
     if (kind == NULL) {
         return 0;
     }
-    int http = kind == mt_str_http
-        || (PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, mt_str_http) == 0);
+    int http = kind == mt_str_http || (PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, mt_str_http) == 0);
     Py_DECREF(kind);
     if (!http) {
         return 0;
@@ -173,8 +172,7 @@ static PyMemberDef mt_passthrough_members[] = {
 };
 
 static PyTypeObject MtPassthroughType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "memtracker_web._passthrough.Passthrough",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memtracker_web._passthrough.Passthrough",
     .tp_doc = "ASGI app base: calls app directly for http requests outside _passthrough_routes, "
               "and self._dispatch(scope, receive, send) for everything else.",
     .tp_basicsize = sizeof(MtPassthrough),

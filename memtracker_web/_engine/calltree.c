@@ -53,7 +53,8 @@ static size_t
 mt_tree_bytes(const MtTree *t)
 {
     return t ? sizeof(MtTree) + (size_t)t->cap_nodes * sizeof(MtNode)
-                   + ((size_t)t->children_mask + 1) * sizeof(uint32_t) : 0;
+                   + ((size_t)t->children_mask + 1) * sizeof(uint32_t)
+             : 0;
 }
 
 /* Find or create the child of `parent` for (code, lasti). Returns 0 when the

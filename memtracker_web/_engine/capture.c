@@ -499,7 +499,10 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
     uint32_t *remap = (uint32_t *)calloc(n, sizeof(uint32_t));
     uint32_t *order = (uint32_t *)malloc((size_t)n * sizeof(uint32_t));
     if (!inc_ret || !inc_tot || !remap || !order) {
-        free(inc_ret); free(inc_tot); free(remap); free(order);
+        free(inc_ret);
+        free(inc_tot);
+        free(remap);
+        free(order);
         return;
     }
     /* Children always have larger indices than parents: one backward pass sums subtrees. */
@@ -526,8 +529,9 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
         for (uint32_t i = gap; i < m; i++) {
             uint32_t v = order[i];
             uint32_t j = i;
-            while (j >= gap && (inc_ret[order[j - gap]] < inc_ret[v]
-                   || (inc_ret[order[j - gap]] == inc_ret[v] && inc_tot[order[j - gap]] < inc_tot[v]))) {
+            while (j >= gap
+                   && (inc_ret[order[j - gap]] < inc_ret[v]
+                       || (inc_ret[order[j - gap]] == inc_ret[v] && inc_tot[order[j - gap]] < inc_tot[v]))) {
                 order[j] = order[j - gap];
                 j -= gap;
             }
@@ -536,7 +540,10 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
     }
     uint8_t *keep = (uint8_t *)calloc(n, 1);
     if (keep == NULL) {
-        free(inc_ret); free(inc_tot); free(remap); free(order);
+        free(inc_ret);
+        free(inc_tot);
+        free(remap);
+        free(order);
         return;
     }
     keep[0] = 1;
@@ -566,7 +573,11 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
     PyCodeObject **drop = (PyCodeObject **)malloc((size_t)n * sizeof(PyCodeObject *));
     uint32_t n_drop = 0;
     if (drop == NULL) {
-        free(inc_ret); free(inc_tot); free(remap); free(order); free(keep);
+        free(inc_ret);
+        free(inc_tot);
+        free(remap);
+        free(order);
+        free(keep);
         return;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -617,7 +628,11 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
             ev->leaf = remap[ev->leaf];
         }
     }
-    free(inc_ret); free(inc_tot); free(remap); free(order); free(keep);
+    free(inc_ret);
+    free(inc_tot);
+    free(remap);
+    free(order);
+    free(keep);
     /* The caller drops these references once it is done with the tree:
      * releasing a code object can run any code (weakref callbacks). */
     *drop_out = drop;
@@ -700,8 +715,8 @@ MtCaptureCore_counts(MtCaptureCore *c, PyObject *tp)
         Py_RETURN_NONE;
     }
     MtSlot *slot = &c->slots[s];
-    return Py_BuildValue("(KKK)", (unsigned long long)slot->new_count,
-                         (unsigned long long)slot->free_count, (unsigned long long)slot->lost);
+    return Py_BuildValue("(KKK)", (unsigned long long)slot->new_count, (unsigned long long)slot->free_count,
+                         (unsigned long long)slot->lost);
 }
 
 static PyObject *
@@ -732,10 +747,8 @@ MtCaptureCore_items(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
         if (!slot->active || !mt_slot_type_alive(slot)) {
             continue;
         }
-        PyObject *item = Py_BuildValue("(OKKKO)", (PyObject *)slot->type,
-                                       (unsigned long long)slot->new_count,
-                                       (unsigned long long)slot->free_count,
-                                       (unsigned long long)slot->lost,
+        PyObject *item = Py_BuildValue("(OKKKO)", (PyObject *)slot->type, (unsigned long long)slot->new_count,
+                                       (unsigned long long)slot->free_count, (unsigned long long)slot->lost,
                                        slot->tree ? Py_True : Py_False);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
@@ -841,6 +854,7 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
     for (uint32_t i = 1; i < n; i++) {
         Py_INCREF(copy[i].code);
     }
+    /* clang-format off */ /* one key and its value a line */
     PyObject *meta = Py_BuildValue("{s:i,s:k,s:k,s:K,s:K,s:K,s:K}",
                                    "depth", t->depth, "sample_every", (unsigned long)t->sample_every,
                                    "max_nodes", (unsigned long)t->max_nodes,
@@ -848,6 +862,7 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
                                    "pruned_nodes", (unsigned long long)t->pruned_nodes,
                                    "pruned_allocations", (unsigned long long)t->pruned_total,
                                    "unattributed", (unsigned long long)t->unattributed);
+    /* clang-format on */
     PyObject *nodes = meta ? PyList_New(n) : NULL;
     for (uint32_t i = 0; nodes != NULL && i < n; i++) {
         MtNode *node = &copy[i];
@@ -860,9 +875,8 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
         else {
             PyObject *frame = mt_resolve_frame(node->code, node->lasti);
             if (frame != NULL) {
-                item = Py_BuildValue("(IOOOKKO)", node->parent, PyTuple_GET_ITEM(frame, 0),
-                                     PyTuple_GET_ITEM(frame, 1), PyTuple_GET_ITEM(frame, 2),
-                                     (unsigned long long)node->total,
+                item = Py_BuildValue("(IOOOKKO)", node->parent, PyTuple_GET_ITEM(frame, 0), PyTuple_GET_ITEM(frame, 1),
+                                     PyTuple_GET_ITEM(frame, 2), (unsigned long long)node->total,
                                      (unsigned long long)node->retained, truncated);
                 Py_DECREF(frame);
             }
@@ -901,8 +915,7 @@ MtCaptureCore_path_of(MtCaptureCore *c, PyObject *args)
     if (s == -2) {
         return NULL;
     }
-    if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf == MT_NO_LEAF
-            || leaf >= c->slots[s].tree->n_nodes) {
+    if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf == MT_NO_LEAF || leaf >= c->slots[s].tree->n_nodes) {
         Py_RETURN_NONE;     /* no frames recorded (the root holds allocations of a full tree) */
     }
     MtTree *t = c->slots[s].tree;
@@ -943,8 +956,8 @@ MtCaptureCore_statistics(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
     }
     size_t obj_bytes = mt_pm_bytes(&c->objects);
     size_t other = mt_pm_bytes(&c->types) + mt_pm_bytes(&c->cb_seqs)
-                   + (c->queue ? (size_t)c->q_cap * sizeof(MtEvent) : 0)
-                   + (size_t)c->cap_slots * sizeof(MtSlot);
+                   + (c->queue ? (size_t)c->q_cap * sizeof(MtEvent) : 0) + (size_t)c->cap_slots * sizeof(MtSlot);
+    /* clang-format off */ /* one key and its value a line */
     return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:I,s:I,s:K,s:n}",
                          "tracked_objects", (Py_ssize_t)c->objects.used,
                          "object_table_capacity", (Py_ssize_t)(c->objects.mask ? c->objects.mask + 1 : 0),
@@ -956,6 +969,7 @@ MtCaptureCore_statistics(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
                          "queue_capacity", c->q_cap,
                          "dropped_events", (unsigned long long)c->dropped_events,
                          "total_bytes", (Py_ssize_t)(obj_bytes + tree_total + other));
+    /* clang-format on */
 }
 
 static PyObject *
@@ -987,9 +1001,10 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
     }
     mt_engine_check_displaced();
     if (s >= 0 && (!c->running || c->missed)) {
-        PyErr_SetString(PyExc_RuntimeError, c->missed
-                        ? "the capture missed events (another tool took the tracer): its objects cannot be sampled"
-                        : "the capture is stopped: its objects cannot be sampled");
+        PyErr_SetString(PyExc_RuntimeError,
+                        c->missed
+                            ? "the capture missed events (another tool took the tracer): its objects cannot be sampled"
+                            : "the capture is stopped: its objects cannot be sampled");
         return NULL;
     }
     MtPtrMap *m = &c->objects;
@@ -1063,7 +1078,8 @@ static PyMethodDef mt_capture_methods[] = {
     {"drain", (PyCFunction)MtCaptureCore_drain, METH_NOARGS, "drain() -> [(slot, kind, seq, leaf)]"},
     {"pending", (PyCFunction)MtCaptureCore_pending, METH_NOARGS, "pending() -> queued events"},
     {"tree", (PyCFunction)MtCaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},
-    {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS, "path_of(type, leaf) -> [(filename, lineno, function)]"},
+    {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
+     "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
     {"sample", (PyCFunction)MtCaptureCore_sample, METH_VARARGS,
      "sample(type, n) -> up to n live objects of a tracked type, spread over its table (running captures only)"},
@@ -1085,8 +1101,7 @@ static PyGetSetDef mt_capture_getset[] = {
 };
 
 static PyTypeObject MtCaptureCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "memtracker_web._tracker.CaptureCore",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memtracker_web._tracker.CaptureCore",
     .tp_basicsize = sizeof(MtCaptureCore),
     .tp_dealloc = (destructor)MtCaptureCore_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,

@@ -138,8 +138,7 @@ typedef struct {
  * at a fixed stride, and a plain mask of address bits would never pick some
  * strides at all. */
 #define MT_WATCH_HASH_MULT 0x9E3779B1u
-#define MT_WATCH_SAMPLED(op, limit) \
-    ((uint32_t)((uint32_t)(uintptr_t)(op) * MT_WATCH_HASH_MULT) < (limit))
+#define MT_WATCH_SAMPLED(op, limit) ((uint32_t)((uint32_t)(uintptr_t)(op) * MT_WATCH_HASH_MULT) < (limit))
 
 /* Sampled watch-all counts every object of a class defined in Python code
  * (a mutable heap type): such objects are few beside the built-ins', and the

@@ -204,7 +204,6 @@ mt_queue_push(MtCaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint
 }
 
 
-
 /* A type object is being destroyed: no capture may keep its pointer. */
 MT_HOOK_ONLY void
 mt_on_type_destroy(PyTypeObject *tp)
@@ -276,9 +275,9 @@ mt_slow_general(PyObject *op, PyRefTracerEvent event, PyTypeObject *tp)
         }
     }
     else if (event == PyRefTracer_DESTROY) {
-        if (mt_engine.precise ? mt_engine.n_retargets > 0
-                      : mt_engine.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE)
-                                          || tp == &PyModule_Type)) {
+        if (mt_engine.precise
+                ? mt_engine.n_retargets > 0
+                : mt_engine.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type)) {
             /* __class__ may have been reassigned since creation: ask every capture. */
             for (int i = 0; i < mt_engine.n_running; i++) {
                 if (mt_engine.running[i]->objects.used) {
@@ -336,9 +335,8 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
      * chain a prior tracer, so the guard is neither tested nor set. */
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
     if (plain->type == tp
-        && (event == PyRefTracer_CREATE
-            ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-            : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+        && (event == PyRefTracer_CREATE ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                                        : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
         return 0;
     }
     return mt_hook_full(op, event);
@@ -363,8 +361,8 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
         MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
         if (entry->type == tp && plain->type == tp
             && (event == PyRefTracer_CREATE
-                ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+                    ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                    : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
             entry->count[(unsigned)event]++;
             return 0;
         }
@@ -378,17 +376,17 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
  * PyRefTracer_TRACKER_REMOVED, which is never sent with an object, so the one
  * test of the object serves). Before 3.15 CPython never passes NULL: the test
  * would cost every event. */
-#if MT_TRACER_TOLD_REMOVED
-#  define MT_HOOK_REMOVED_GUARD(op, event)                                   \
-    if (MT_UNLIKELY((op) == NULL)) {                                        \
-        if (!mt_engine.switching) {                                                 \
-            mt_engine_mark_displaced();                                        \
-        }                                                                   \
-        return 0;                                                           \
-    }
-#else
-#  define MT_HOOK_REMOVED_GUARD(op, event)
-#endif
+#  if MT_TRACER_TOLD_REMOVED
+#    define MT_HOOK_REMOVED_GUARD(op, event) \
+        if (MT_UNLIKELY((op) == NULL)) { \
+            if (!mt_engine.switching) { \
+                mt_engine_mark_displaced(); \
+            } \
+            return 0; \
+        }
+#  else
+#    define MT_HOOK_REMOVED_GUARD(op, event)
+#  endif
 
 /* The hook with type marks: one test of a byte the type object already has
  * in cache. `data` is our bit, so nothing else is loaded. */
@@ -427,8 +425,7 @@ mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
 
 /* Watch-all: a cached type is counted right here (`data` is the cache);
  * anything else takes the slow path, which counts it and may cache it. */
-_Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1,
-               "the watch cache indexes its counts by event");
+_Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1, "the watch cache indexes its counts by event");
 
 /* A counted event: one add in the cache when its type is there, else the
  * full slow path, which counts it and may cache the type. (Under watch-all
@@ -540,13 +537,13 @@ mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
 {
     (void)data;
     if (op == NULL) {
-#if MT_TRACER_TOLD_REMOVED
+#  if MT_TRACER_TOLD_REMOVED
         /* we are being replaced; the chained tracer was told so already when
          * we took the slot, and is not told twice */
         if (!mt_engine.switching) {
             mt_engine_mark_displaced();
         }
-#endif
+#  endif
         return 0;
     }
     if (mt_engine.busy) {
@@ -562,10 +559,17 @@ mt_hook_chained(PyObject *op, PyRefTracerEvent event, void *data)
 }
 
 /* Every hook mt_engine_pick_hook may choose, by the name engine_state() gives it. */
-static const struct { MtHook fn; const char *name; } mt_hooks[] = {
-    {mt_hook, "marks"}, {mt_hook_filtered, "byte-filter"}, {mt_hook_watch, "watch"},
-    {mt_hook_watch_checked, "watch-checked"}, {mt_hook_sampled, "sampled"},
-    {mt_hook_sampled_unmarked, "sampled-unmarked"}, {mt_hook_sampled_filtered, "sampled-byte-filter"},
+static const struct {
+    MtHook fn;
+    const char *name;
+} mt_hooks[] = {
+    {mt_hook, "marks"},
+    {mt_hook_filtered, "byte-filter"},
+    {mt_hook_watch, "watch"},
+    {mt_hook_watch_checked, "watch-checked"},
+    {mt_hook_sampled, "sampled"},
+    {mt_hook_sampled_unmarked, "sampled-unmarked"},
+    {mt_hook_sampled_filtered, "sampled-byte-filter"},
     {mt_hook_sampled_checked, "sampled-checked"},
 };
 

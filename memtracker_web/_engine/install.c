@@ -116,7 +116,7 @@ mt_engine_pick_hook(MtHook *fn, void **data)
         *fn = mt_engine.multi_interp ? mt_hook_sampled_checked
               : !mt_engine.precise   ? mt_hook_sampled_filtered
               : mt_engine.n_marks    ? mt_hook_sampled
-                             : mt_hook_sampled_unmarked;
+                                     : mt_hook_sampled_unmarked;
         *data = (void *)(uintptr_t)mt_engine.mark_bit;
     }
     else if (mt_engine.watch_on) {
@@ -269,7 +269,7 @@ mt_engine_precise_failed(void)
 #endif
 
 #if MT_HAVE_TRACER
-#if MT_TRACER_TOLD_REMOVED
+#  if MT_TRACER_TOLD_REMOVED
 /* Whether tracemalloc traces now (a safe point: this calls Python). */
 static int
 mt_tracemalloc_is_tracing(void)
@@ -287,7 +287,7 @@ mt_tracemalloc_is_tracing(void)
     PyErr_SetRaisedException(exc);
     return tracing;
 }
-#endif
+#  endif
 
 /* Whether a tracer found in the slot keeps being called (chained) while we
  * hold it, and gets the slot back when we leave. Before 3.15 CPython never
@@ -302,25 +302,25 @@ mt_engine_keeps_prior(PyRefTracer prev, void *data)
     if (prev == NULL) {
         return 0;
     }
-#if MT_TRACER_TOLD_REMOVED
+#  if MT_TRACER_TOLD_REMOVED
     /* tracemalloc's tracer is not exported: it is the one installed with no
      * data, from inside the interpreter's own binary, while tracemalloc traces
      * (another tool may have replaced it, leaving is_tracing() true). */
     if (data != NULL || !mt_tracemalloc_is_tracing()) {
         return 0;
     }
-#  if MT_HAVE_DLADDR
+#    if MT_HAVE_DLADDR
     Dl_info found, api;
     if (!dladdr((void *)(uintptr_t)prev, &found) || !dladdr((void *)(uintptr_t)PyRefTracer_SetTracer, &api)
         || found.dli_fbase != api.dli_fbase) {
         return 0;
     }
-#  endif
+#    endif
     return 1;
-#else
+#  else
     (void)data;
     return 1;
-#endif
+#  endif
 }
 #endif
 
@@ -358,8 +358,7 @@ mt_engine_install_if_needed(void)
         mt_engine.prev_fn = keep ? prev : NULL;
         mt_engine.prev_data = keep ? data : NULL;
         mt_engine.prior = prev == NULL ? MT_PRIOR_NONE : keep ? MT_PRIOR_CHAINED : MT_PRIOR_REPLACED;
-        if (mt_engine_set_tracer(keep ? mt_hook_chained : mt_engine.inner,
-                                 keep ? NULL : mt_engine.inner_data) < 0) {
+        if (mt_engine_set_tracer(keep ? mt_hook_chained : mt_engine.inner, keep ? NULL : mt_engine.inner_data) < 0) {
             return -1;
         }
     }

@@ -28,10 +28,12 @@ static PyObject *
 mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
     if (!mt_main_interp()) {
+        /* clang-format off */ /* one key and its value a line */
         return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s}",
                              "available", Py_False, "reason", mt_subinterp_reason,
                              "installed", Py_False, "displaced", Py_False, "running_captures", 0,
                              "watching", Py_False, "filter", "none");
+        /* clang-format on */
     }
     mt_selftest_if_needed(0, 0);
     mt_engine_check_displaced();
@@ -44,10 +46,12 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     void *slot_data = NULL;
     PyRefTracer in_slot = PyRefTracer_GetTracer(&slot_data);
     slot = in_slot == NULL ? "empty" : mt_is_our_hook(in_slot) ? "ours" : "other";
-    prior = mt_engine.prior == MT_PRIOR_CHAINED ? "chained"
-            : mt_engine.prior == MT_PRIOR_REPLACED ? "replaced" : "none";
+    prior = mt_engine.prior == MT_PRIOR_CHAINED    ? "chained"
+            : mt_engine.prior == MT_PRIOR_REPLACED ? "replaced"
+                                                   : "none";
     selftest = mt_selftest_name();
 #endif
+    /* clang-format off */ /* one key and its value a line */
     return Py_BuildValue("{s:O,s:s,s:O,s:O,s:i,s:O,s:s,s:I,s:I,s:s,s:s,s:s,s:s}",
                          "available", mt_unavailable_reason ? Py_False : Py_True,
                          "reason", mt_unavailable_reason ? mt_unavailable_reason : "",
@@ -62,6 +66,7 @@ mt_engine_state(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                          "prior_tracer", prior,
                          "selftest", selftest,
                          "tracer_slot", slot);
+    /* clang-format on */
 }
 
 /* Tests and benchmarks: use the byte filter instead of type marks (from the
@@ -157,10 +162,12 @@ mt_probe_tracer(PyObject *Py_UNUSED(self), PyObject *on)
         }
     }
     void *data = NULL;
+    /* clang-format off */ /* one key and its value a line */
     return Py_BuildValue("{s:K,s:K,s:K,s:O}", "events", (unsigned long long)mt_probe.events,
                          "removed", (unsigned long long)mt_probe.removed,
                          "after_removed", (unsigned long long)mt_probe.after_removed,
                          "installed", PyRefTracer_GetTracer(&data) == mt_probe_hook ? Py_True : Py_False);
+    /* clang-format on */
 #else
     (void)on;
     if (mt_engine_check_runtime() < 0) {
@@ -176,7 +183,9 @@ mt_probe_tracer(PyObject *Py_UNUSED(self), PyObject *on)
 static int
 mt_noop_hook(PyObject *op, PyRefTracerEvent event, void *data)
 {
-    (void)op; (void)event; (void)data;
+    (void)op;
+    (void)event;
+    (void)data;
     return 0;
 }
 #endif
@@ -220,8 +229,7 @@ mt_destruction_selftest(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwa
     Py_ssize_t depth = MT_SELFTEST_DEPTH;
     unsigned long long drop = 0;
     int apply = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nKp:_destruction_selftest", kwlist,
-                                     &depth, &drop, &apply)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nKp:_destruction_selftest", kwlist, &depth, &drop, &apply)) {
         return NULL;
     }
 #if MT_HAVE_TRACER
@@ -243,14 +251,18 @@ mt_destruction_selftest(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwa
     if (apply) {
         mt_selftest_apply(&st);
     }
+    /* clang-format off */ /* one key and its value a line */
     return Py_BuildValue("{s:K,s:K,s:O,s:O,s:O}",
                          "created", (unsigned long long)st.created,
                          "destroyed", (unsigned long long)st.destroyed,
                          "completed", st.completed ? Py_True : Py_False,
                          "threaded", st.threaded ? Py_True : Py_False,
                          "displaced", st.displaced ? Py_True : Py_False);
+    /* clang-format on */
 #else
-    (void)depth; (void)drop; (void)apply;
+    (void)depth;
+    (void)drop;
+    (void)apply;
     if (mt_engine_check_runtime() < 0) {
         return NULL;
     }
@@ -347,8 +359,7 @@ PyInit__tracker(void)
     }
     PyObject *exc = PyErr_NewExceptionWithDoc(
         "memtracker_web.EngineUnavailable",
-        "The exact engine (CPython's reference tracer) cannot run on this interpreter.",
-        PyExc_RuntimeError, NULL);
+        "The exact engine (CPython's reference tracer) cannot run on this interpreter.", PyExc_RuntimeError, NULL);
     if (exc == NULL || PyModule_AddObject(m, "EngineUnavailable", Py_NewRef(exc)) < 0) {
         Py_XDECREF(exc);
         Py_DECREF(m);

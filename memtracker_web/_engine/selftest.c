@@ -41,11 +41,11 @@ typedef struct {
     int displaced;              /* another tool took the slot meanwhile: counts incomplete */
 } MtSelftest;
 
-#define MT_SELFTEST_NOT_RUN 0
-#define MT_SELFTEST_PASSED 1
-#define MT_SELFTEST_FAILED (-1)
-#define MT_SELFTEST_RUNNING 2
-#define MT_SELFTEST_INCONCLUSIVE 3
+#  define MT_SELFTEST_NOT_RUN 0
+#  define MT_SELFTEST_PASSED 1
+#  define MT_SELFTEST_FAILED (-1)
+#  define MT_SELFTEST_RUNNING 2
+#  define MT_SELFTEST_INCONCLUSIVE 3
 
 static int mt_selftest_state = MT_SELFTEST_NOT_RUN;
 static int mt_selftest_busy = 0;        /* a self-test holds the slot (the GIL may be released) */
@@ -104,14 +104,14 @@ mt_selftest_body(MtSelftest *st)
     PyGILState_Release(gil);
 }
 
-#if MT_HAVE_PTHREAD
+#  if MT_HAVE_PTHREAD
 static void *
 mt_selftest_thread(void *arg)
 {
     mt_selftest_body((MtSelftest *)arg);
     return NULL;
 }
-#endif
+#  endif
 
 /* Run the self-test (the GIL held; a safe point). Returns -1 when it could
  * not run (another self-test holds the slot). */
@@ -137,7 +137,7 @@ mt_selftest_run(MtSelftest *st)
         mt_selftest_busy = 0;
         return 0;
     }
-#if MT_HAVE_PTHREAD
+#  if MT_HAVE_PTHREAD
     pthread_attr_t attr;
     int started = 0;
     if (pthread_attr_init(&attr) == 0) {
@@ -156,9 +156,9 @@ mt_selftest_run(MtSelftest *st)
     if (!started) {
         mt_selftest_body(st);
     }
-#else
+#  else
     mt_selftest_body(st);
-#endif
+#  endif
     void *now_data = NULL;
     if (PyRefTracer_GetTracer(&now_data) == mt_selftest_hook && now_data == st) {
         mt_engine.switching = 1;
@@ -227,8 +227,8 @@ mt_selftest_if_needed(int may_replace, int wait)
 #  endif
         Py_END_ALLOW_THREADS
     }
-    if (mt_selftest_state != MT_SELFTEST_NOT_RUN || mt_unavailable_reason != NULL
-        || mt_engine.installed || mt_selftest_busy || Py_IsFinalizing()) {
+    if (mt_selftest_state != MT_SELFTEST_NOT_RUN || mt_unavailable_reason != NULL || mt_engine.installed
+        || mt_selftest_busy || Py_IsFinalizing()) {
         return;     /* (at exit a new thread could not take the GIL: no test) */
     }
     void *data = NULL;

@@ -77,8 +77,8 @@ mt_engine_rebuild_bindings(void)
             subs[binds[b].first + binds[b].count].capture = c;
             subs[binds[b].first + binds[b].count].slot = s;
             binds[b].count++;
-            binds[b].own_class = (slot->type->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_TYPE_SUBCLASS))
-                                 == Py_TPFLAGS_HEAPTYPE;
+            binds[b].own_class =
+                (slot->type->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_TYPE_SUBCLASS)) == Py_TPFLAGS_HEAPTYPE;
         }
     }
     MtPtrMap old_map = mt_engine.bindings;
@@ -250,7 +250,8 @@ static void
 mt_engine_update_plain(void)
 {
     /* (sampled watch-all: the sampled objects' events skip the shortcut) */
-    int plain = mt_engine.precise && (!mt_engine.watch_on || mt_engine.watch_sample > 1) && mt_engine.n_retargets == 0 && !mt_engine.multi_interp;
+    int plain = mt_engine.precise && (!mt_engine.watch_on || mt_engine.watch_sample > 1) && mt_engine.n_retargets == 0
+                && !mt_engine.multi_interp;
 #if MT_HAVE_TRACER
     /* chained: the prior tracer may call a hook of ours back (mt_engine.busy says so),
      * and the shortcut does not look at mt_engine.busy */

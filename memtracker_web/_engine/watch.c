@@ -329,8 +329,7 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     PyObject *list = PyList_New(0);
     for (uint32_t i = 0; i < m; i++) {
         if (list != NULL) {
-            PyObject *item = Py_BuildValue("(OKK)", (PyObject *)rows[i].type,
-                                           (unsigned long long)rows[i].new_count,
+            PyObject *item = Py_BuildValue("(OKK)", (PyObject *)rows[i].type, (unsigned long long)rows[i].new_count,
                                            (unsigned long long)rows[i].free_count);
             if (item == NULL || PyList_Append(list, item) < 0) {
                 Py_CLEAR(list);
@@ -351,6 +350,7 @@ mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     if (mt_require_main_interp() < 0) {
         return NULL;
     }
+    /* clang-format off */ /* one key and its value a line */
     return Py_BuildValue("{s:n,s:n,s:K,s:K,s:K,s:I}",
                          "types", (Py_ssize_t)mt_engine.watch.used,
                          "bytes", (Py_ssize_t)(mt_pm_bytes(&mt_engine.watch) + mt_pm_bytes(&mt_engine.watch_dying)
@@ -359,4 +359,5 @@ mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                          "resurrected", (unsigned long long)mt_engine.watch_resurrected,
                          "dying_resets", (unsigned long long)mt_engine.watch_dying_resets,
                          "sample", (unsigned)(mt_engine.watch_on ? mt_engine.watch_sample : 0));
+    /* clang-format on */
 }
