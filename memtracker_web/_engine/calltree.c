@@ -1,5 +1,5 @@
-/* memtracker_web/_engine/calltree.c: making, growing and freeing call trees; mt_tree_child
- * runs in the hook (it adds the nodes of a captured stack).
+/* memtracker_web/_engine/calltree.c: making, growing and freeing call trees;
+ * mt_tree_child runs in the hook (it adds the nodes of a captured stack).
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.

@@ -1,5 +1,5 @@
-/* memtracker_web/_engine/calltree.h: a captured type's call tree (MtNode, MtTree).
- * Its functions are in calltree.c.
+/* memtracker_web/_engine/calltree.h: a captured type's call tree (MtNode,
+ * MtTree). Its functions are in calltree.c.
  */
 #ifndef MT_ENGINE_CALLTREE_H
 #define MT_ENGINE_CALLTREE_H

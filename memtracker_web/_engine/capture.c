@@ -1,6 +1,7 @@
-/* memtracker_web/_engine/capture.c: the CaptureCore type (memtracker_web._tracker.CaptureCore):
- * tracked types and their slots, the per-object table, queued events,
- * call trees' pruning and reading, at safe points.
+/* memtracker_web/_engine/capture.c: the CaptureCore type
+ * (memtracker_web._tracker.CaptureCore): tracked types and their slots, the
+ * per-object table, queued events, call trees' pruning and reading, at safe
+ * points.
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
@@ -8,7 +9,6 @@
 /* ------------------------------------------------------------------ */
 /* CaptureCore methods                                                 */
 /* ------------------------------------------------------------------ */
-
 
 static int
 mt_slot_type_alive(MtSlot *slot)

@@ -1,7 +1,7 @@
-/* memtracker_web/_engine/engine.h: what the engine's units share: limits, the capture's and
- * the engine's data structures, the one engine state (mt_engine), and the
- * functions one unit calls in another. Every unit includes it (through
- * memtracker_web/_tracker.c, the one translation unit).
+/* memtracker_web/_engine/engine.h: what the engine's units share: limits, the
+ * capture's and the engine's data structures, the one engine state
+ * (mt_engine), and the functions one unit calls in another. Every unit
+ * includes it (through memtracker_web/_tracker.c, the one translation unit).
  */
 #ifndef MT_ENGINE_ENGINE_H
 #define MT_ENGINE_ENGINE_H

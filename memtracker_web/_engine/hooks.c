@@ -1,6 +1,6 @@
-/* memtracker_web/_engine/hooks.c: the hook functions CPython's tracer slot calls, and
- * the slow path behind them (no Python calls, no Python objects made).
- * The hot path: the hooks, mt_hook_slow's shortcut, the capture's plain
+/* memtracker_web/_engine/hooks.c: the hook functions CPython's tracer slot
+ * calls, and the slow path behind them (no Python calls, no Python objects
+ * made). The hot path: the hooks, mt_hook_slow's shortcut, the capture's plain
  * create/destroy and the PtrMap lookups are static inline or in this
  * translation unit, so the compiler inlines them as in one file.
  *
@@ -8,7 +8,6 @@
  * every unit in order; see there why): not compiled on its own.
  */
 /* ---------------- hook helpers (no Python calls) ---------------- */
-
 
 #if MT_HAVE_TRACER
 static uint32_t
@@ -203,7 +202,6 @@ mt_queue_push(MtCaptureCore *c, uint32_t slot, uint32_t kind, uint64_t seq, uint
     }
 }
 
-
 /* A type object is being destroyed: no capture may keep its pointer. */
 MT_HOOK_ONLY void
 mt_on_type_destroy(PyTypeObject *tp)
@@ -370,7 +368,6 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
     }
     return mt_hook_slow(op, event);
 }
-
 
 /* 3.15 tells a replaced tracer it was removed: a NULL object (with the event
  * PyRefTracer_TRACKER_REMOVED, which is never sent with an object, so the one
@@ -572,7 +569,6 @@ static const struct {
     {mt_hook_sampled_filtered, "sampled-byte-filter"},
     {mt_hook_sampled_checked, "sampled-checked"},
 };
-
 
 /* Ours: nothing chains it, nothing calls it displaced. */
 static int

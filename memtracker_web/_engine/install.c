@@ -1,6 +1,7 @@
-/* memtracker_web/_engine/install.c: taking and giving back CPython's tracer slot: the main
- * interpreter check, which hook the current mode needs, type marks' watcher
- * and audit hook, a prior tracer kept (chained) or replaced, displacement.
+/* memtracker_web/_engine/install.c: taking and giving back CPython's tracer
+ * slot: the main interpreter check, which hook the current mode needs, type
+ * marks' watcher and audit hook, a prior tracer kept (chained) or replaced,
+ * displacement.
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
@@ -77,7 +78,6 @@ mt_engine_check_displaced(void)
     }
 #endif
 }
-
 
 /* Drop running captures' slots whose type died unseen (its weak reference is
  * dead): their pointers must leave every table before anything reads them. */
@@ -397,7 +397,6 @@ mt_engine_uninstall_if_idle(void)
     mt_engine_sync_marks();        /* nothing runs: every mark goes */
 #endif
 }
-
 
 /* Whether another interpreter exists: watch-all's cached path then checks
  * which interpreter each event comes from. CPython puts every new

@@ -1,5 +1,6 @@
-/* memtracker_web/_engine/module.c: the module memtracker_web._tracker: engine_state and
- * the other module functions, test and benchmark helpers, PyInit__tracker.
+/* memtracker_web/_engine/module.c: the module memtracker_web._tracker:
+ * engine_state and the other module functions, test and benchmark helpers,
+ * PyInit__tracker.
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
@@ -99,7 +100,6 @@ mt_displaced(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     mt_engine_check_displaced();
     return PyBool_FromLong(mt_engine.installed && mt_engine.displaced);
 }
-
 
 static PyObject *
 mt_set_pending_callable(PyObject *Py_UNUSED(self), PyObject *fn)

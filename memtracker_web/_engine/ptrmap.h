@@ -1,6 +1,7 @@
-/* memtracker_web/_engine/ptrmap.h: MtPtrMap, the engine's hash table: pointer => uint32_t.
- * The hook's lookups (mt_pm_hash, mt_pm_get, mt_pm_put, mt_pm_pop,
- * mt_pm_delete_at) are static inline here, so the hot path keeps them inline.
+/* memtracker_web/_engine/ptrmap.h: MtPtrMap, the engine's hash table: pointer
+ * => uint32_t. The hook's lookups (mt_pm_hash, mt_pm_get, mt_pm_put,
+ * mt_pm_pop, mt_pm_delete_at) are static inline here, so the hot path keeps
+ * them inline.
  */
 #ifndef MT_ENGINE_PTRMAP_H
 #define MT_ENGINE_PTRMAP_H

@@ -1,5 +1,5 @@
-/* memtracker_web/_engine/selftest.c: the interpreter's self-test: does this CPython report
- * every destruction (the trashcan's deferred ones included)?
+/* memtracker_web/_engine/selftest.c: the interpreter's self-test: does this
+ * CPython report every destruction (the trashcan's deferred ones included)?
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
@@ -50,7 +50,6 @@ typedef struct {
 static int mt_selftest_state = MT_SELFTEST_NOT_RUN;
 static int mt_selftest_busy = 0;        /* a self-test holds the slot (the GIL may be released) */
 static char mt_selftest_reason[512];
-
 
 static int
 mt_selftest_hook(PyObject *op, PyRefTracerEvent event, void *data)

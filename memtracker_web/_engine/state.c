@@ -1,6 +1,6 @@
-/* memtracker_web/_engine/state.c: the engine's tables, rebuilt from the running captures
- * at safe points: bindings (type => captures), type marks, the shortcut
- * table of plain classes, the byte filter.
+/* memtracker_web/_engine/state.c: the engine's tables, rebuilt from the
+ * running captures at safe points: bindings (type => captures), type marks,
+ * the shortcut table of plain classes, the byte filter.
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
@@ -9,7 +9,6 @@
 
 /* Rebuild the type => subscribers map from the running captures. Built
  * aside and swapped in, so a re-entrant hook never sees half a table. */
-
 static void
 mt_engine_rebuild_bindings(void)
 {
@@ -165,7 +164,6 @@ mt_retargets_prune(void)
     }
     mt_engine.n_retargets = kept;
 }
-
 
 /* Make tp_watched bits match what the running captures need: tracked types,
  * their metaclasses (to see a tracked type's own death), reassignment

@@ -1,6 +1,6 @@
-/* memtracker_web/_engine/watch.c: watch-all: net allocations of every type. The slow path's
- * counting (its cache, rows, finalizable classes) and the module functions
- * watch_start, watch_stop, watch_counts, watch_statistics.
+/* memtracker_web/_engine/watch.c: watch-all: net allocations of every type.
+ * The slow path's counting (its cache, rows, finalizable classes) and the
+ * module functions watch_start, watch_stop, watch_counts, watch_statistics.
  *
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
@@ -150,6 +150,7 @@ mt_watch_forget(PyTypeObject *tp)
     }
 }
 
+/* ---------------- watch-all's module functions (safe points) ---------------- */
 
 /* watch_start(sample=1): count every type's net allocations, of every
  * object (sample=1) or of about one object in `sample` (by address). */
