@@ -4,7 +4,8 @@
 PYTHON ?= python
 # make bench BENCH="bench/bench_queries.py" (or any script in bench/, with its own flags)
 BENCH ?= bench/bench_core.py --rounds 7
-C_SOURCES := memtracker_web/_tracker.c memtracker_web/_passthrough.c memtracker_web/_compat.h
+C_SOURCES := memtracker_web/_tracker.c memtracker_web/_passthrough.c memtracker_web/_compat.h \
+	memtracker_web/_engine/*.[ch]
 
 .PHONY: lint format test bench ci
 

@@ -14,6 +14,7 @@ package installs without the extension and runs in census mode, and
 from __future__ import annotations
 
 import ast
+import glob
 import os
 import platform
 import re
@@ -100,8 +101,11 @@ if platform.python_implementation() == "CPython":
     ext_modules.append(
         Extension(
             "memtracker_web._tracker",
+            # One translation unit: _tracker.c includes the units of memtracker_web/_engine/
+            # (see its opening comment for why); they are listed as depends so that a change
+            # rebuilds the extension and sdists carry them.
             sources=["memtracker_web/_tracker.c"],
-            depends=["memtracker_web/_compat.h"],
+            depends=["memtracker_web/_compat.h", *sorted(glob.glob("memtracker_web/_engine/*.[ch]"))],
             extra_compile_args=extra,
             # in-place (editable) builds then skip copying an extension that failed
             optional=not _required(),
@@ -111,6 +115,7 @@ if platform.python_implementation() == "CPython":
         Extension(
             "memtracker_web._passthrough",
             sources=["memtracker_web/_passthrough.c"],
+            depends=["memtracker_web/_compat.h"],
             extra_compile_args=extra,
             optional=not _required(),
         )

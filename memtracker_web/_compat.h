@@ -18,16 +18,50 @@
  *                          before, by a counter:
  *   MT_C_DEPTH_LEFT(ts)    C calls left before RecursionError (3.12, 3.13:
  *                          c_recursion_remaining; older: recursion_remaining)
+ *   MT_FREE_THREADED       a free-threaded (no GIL) build
+ *   MT_RUNTIME_LOSES_DESTROYS(v)  the running CPython (Py_Version v) loses
+ *                          object destruction events: 3.13.0-3.13.2
+ *   MT_RUNTIME_HAS_TRACER(v)  the running CPython has the reference tracer
+ *   MT_HAVE_DICT_GETITEMREF  PyDict_GetItemRef (3.13+)
+ *
+ * Platform and compiler differences too:
+ *   MT_HAVE_PTHREAD        pthreads and sched_yield (the self-test's thread)
+ *   MT_HAVE_DLADDR         dladdr: which binary a tracer function lives in
+ *   MT_NOINLINE, MT_UNLIKELY  GCC/Clang attributes, empty elsewhere
+ *   MT_HOOK_ONLY           `static` for functions only the hook calls, marked
+ *                          unused where the tracer compiles out
  *
  * With MT_HAVE_TRACER the interpreter-frame internals are included the way
  * CPython's own Python/tracemalloc.c walks the stack: _PyInterpreterFrame,
  * _PyFrame_GetFirstComplete, _PyFrame_GetCode, _PyInterpreterFrame_LASTI. They
- * live in pycore_frame.h on 3.13 and in pycore_interpframe.h from 3.14.
+ * live in pycore_frame.h on 3.13 and in pycore_interpframe.h from 3.14. A
+ * module that needs the version guards only (_passthrough.c) defines
+ * MT_COMPAT_NO_INTERNALS first.
  */
-#ifndef MEMTRACKER_WEB_COMPAT_H
-#define MEMTRACKER_WEB_COMPAT_H
+#ifndef MT_COMPAT_H
+#define MT_COMPAT_H
 
 #include <Python.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#  include <pthread.h>
+#  include <sched.h>
+#  define MT_HAVE_PTHREAD 1
+#else
+#  define MT_HAVE_PTHREAD 0
+#endif
+#if defined(__GLIBC__) || defined(__APPLE__)
+#  include <dlfcn.h> /* dladdr: which binary a tracer function lives in */
+#  define MT_HAVE_DLADDR 1
+#else
+#  define MT_HAVE_DLADDR 0
+#endif
+
+#if defined(Py_GIL_DISABLED)
+#  define MT_FREE_THREADED 1
+#else
+#  define MT_FREE_THREADED 0
+#endif
 
 #if PY_VERSION_HEX >= 0x030D0000 && !defined(Py_GIL_DISABLED)
 #  define MT_HAVE_TRACER 1
@@ -43,9 +77,15 @@
 
 #if PY_VERSION_HEX >= 0x030D0000
 #  define MT_HAVE_WEAKREF_GETREF 1
+#  define MT_HAVE_DICT_GETITEMREF 1
 #else
 #  define MT_HAVE_WEAKREF_GETREF 0
+#  define MT_HAVE_DICT_GETITEMREF 0
 #endif
+
+/* Of the running interpreter (Py_Version), not the headers built against. */
+#define MT_RUNTIME_LOSES_DESTROYS(v) ((v) < 0x030D03F0 && ((v) & 0xFFFF0000) == 0x030D0000)
+#define MT_RUNTIME_HAS_TRACER(v) ((v) >= 0x030D0000)
 
 #if PY_VERSION_HEX >= 0x030E0000
 #  define MT_TRASHCAN_BY_STACK 1
@@ -70,7 +110,22 @@
 #  endif
 #endif
 
-#if MT_HAVE_TRACER
+/* Functions only the hook calls: unused (but kept compiling) without a tracer. */
+#if !MT_HAVE_TRACER && defined(__GNUC__)
+#  define MT_HOOK_ONLY static __attribute__((unused))
+#else
+#  define MT_HOOK_ONLY static
+#endif
+
+#if defined(__GNUC__)
+#  define MT_NOINLINE __attribute__((noinline))
+#  define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#  define MT_NOINLINE
+#  define MT_UNLIKELY(x) (x)
+#endif
+
+#if MT_HAVE_TRACER && !defined(MT_COMPAT_NO_INTERNALS)
 /* CPython's internal inline helpers are not written for -Wextra (unused
  * parameters in pycore_stackref.h and pycore_object_deferred.h, among others):
  * their warnings are silenced for these includes only, never for our code. */
@@ -92,4 +147,4 @@
 #  endif
 #endif
 
-#endif /* MEMTRACKER_WEB_COMPAT_H */
+#endif /* MT_COMPAT_H */

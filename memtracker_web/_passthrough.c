@@ -26,24 +26,27 @@
 #include <Python.h>
 #include <structmember.h>
 
+#define MT_COMPAT_NO_INTERNALS    /* version guards only: no frame internals here */
+#include "_compat.h"
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *app;      /* the wrapped ASGI app */
     PyObject *routes;   /* tuple of str, or NULL/None: every call goes to _dispatch */
-} Passthrough;
+} MtPassthrough;
 
-static PyObject *str_type;      /* "type" */
-static PyObject *str_http;      /* "http" */
-static PyObject *str_path;      /* "path" */
-static PyObject *str_dispatch;  /* "_dispatch" */
+static PyObject *mt_str_type;      /* "type" */
+static PyObject *mt_str_http;      /* "http" */
+static PyObject *mt_str_path;      /* "path" */
+static PyObject *mt_str_dispatch;  /* "_dispatch" */
 
 /* New reference to scope[key], or NULL (no error set) when absent or on error. */
 static PyObject *
-dict_get(PyObject *dict, PyObject *key)
+mt_dict_get(PyObject *dict, PyObject *key)
 {
     PyObject *value = NULL;
-#if PY_VERSION_HEX >= 0x030D0000
+#if MT_HAVE_DICT_GETITEMREF
     if (PyDict_GetItemRef(dict, key, &value) < 0) {
         PyErr_Clear();
         return NULL;
@@ -62,22 +65,21 @@ dict_get(PyObject *dict, PyObject *key)
 /* 1: an http scope whose path contains none of `routes`: the app's, certainly.
  * 0: anything else, or any doubt (decided by _dispatch). Never leaves an error. */
 static int
-certainly_not_ours(PyObject *scope, PyObject *routes)
+mt_certainly_not_ours(PyObject *scope, PyObject *routes)
 {
     if (!PyDict_CheckExact(scope)) {
         return 0;
     }
-    PyObject *kind = dict_get(scope, str_type);
+    PyObject *kind = mt_dict_get(scope, mt_str_type);
     if (kind == NULL) {
         return 0;
     }
-    int http = kind == str_http
-        || (PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, str_http) == 0);
+    int http = kind == mt_str_http || (PyUnicode_CheckExact(kind) && PyUnicode_Compare(kind, mt_str_http) == 0);
     Py_DECREF(kind);
     if (!http) {
         return 0;
     }
-    PyObject *path = dict_get(scope, str_path);
+    PyObject *path = mt_dict_get(scope, mt_str_path);
     if (path == NULL) {
         return 0;   /* _dispatch reads a missing path as "" */
     }
@@ -99,14 +101,14 @@ certainly_not_ours(PyObject *scope, PyObject *routes)
 }
 
 static PyObject *
-passthrough_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+mt_passthrough_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Passthrough *self = (Passthrough *)callable;
+    MtPassthrough *self = (MtPassthrough *)callable;
     if (PyVectorcall_NARGS(nargsf) == 3 && kwnames == NULL) {
         /* Owned references: the dict lookups may run a key's __eq__ or a
          * finaliser, which could replace either attribute under us. */
         PyObject *routes = Py_XNewRef(self->routes);
-        int direct = routes != NULL && PyTuple_CheckExact(routes) && certainly_not_ours(args[0], routes);
+        int direct = routes != NULL && PyTuple_CheckExact(routes) && mt_certainly_not_ours(args[0], routes);
         Py_XDECREF(routes);
         PyObject *app = direct ? Py_XNewRef(self->app) : NULL;
         if (app != NULL) {
@@ -115,7 +117,7 @@ passthrough_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
             return result;
         }
     }
-    PyObject *dispatch = PyObject_GetAttr(callable, str_dispatch);
+    PyObject *dispatch = PyObject_GetAttr(callable, mt_str_dispatch);
     if (dispatch == NULL) {
         return NULL;
     }
@@ -125,18 +127,18 @@ passthrough_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
 }
 
 static PyObject *
-passthrough_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+mt_passthrough_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
 {
-    Passthrough *self = (Passthrough *)type->tp_alloc(type, 0);
+    MtPassthrough *self = (MtPassthrough *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->vectorcall = passthrough_vectorcall;
+        self->vectorcall = mt_passthrough_vectorcall;
         self->routes = Py_NewRef(Py_None);
     }
     return (PyObject *)self;
 }
 
 static int
-passthrough_traverse(Passthrough *self, visitproc visit, void *arg)
+mt_passthrough_traverse(MtPassthrough *self, visitproc visit, void *arg)
 {
     /* A heap subclass's traverse visits the type itself (subtype_traverse). */
     Py_VISIT(self->app);
@@ -145,7 +147,7 @@ passthrough_traverse(Passthrough *self, visitproc visit, void *arg)
 }
 
 static int
-passthrough_clear(Passthrough *self)
+mt_passthrough_clear(MtPassthrough *self)
 {
     Py_CLEAR(self->app);
     Py_CLEAR(self->routes);
@@ -154,38 +156,37 @@ passthrough_clear(Passthrough *self)
 
 /* A heap subclass's dealloc (subtype_dealloc) drops the type reference. */
 static void
-passthrough_dealloc(Passthrough *self)
+mt_passthrough_dealloc(MtPassthrough *self)
 {
     PyObject_GC_UnTrack(self);
-    passthrough_clear(self);
+    mt_passthrough_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyMemberDef passthrough_members[] = {
-    {"app", T_OBJECT_EX, offsetof(Passthrough, app), 0, "The wrapped ASGI app."},
-    {"_passthrough_routes", T_OBJECT_EX, offsetof(Passthrough, routes), 0,
+static PyMemberDef mt_passthrough_members[] = {
+    {"app", T_OBJECT_EX, offsetof(MtPassthrough, app), 0, "The wrapped ASGI app."},
+    {"_passthrough_routes", T_OBJECT_EX, offsetof(MtPassthrough, routes), 0,
      "Tuple of str: an http scope whose path contains none of them goes straight to app. "
      "None: every call goes to _dispatch."},
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyTypeObject PassthroughType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "memtracker_web._passthrough.Passthrough",
+static PyTypeObject MtPassthroughType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memtracker_web._passthrough.Passthrough",
     .tp_doc = "ASGI app base: calls app directly for http requests outside _passthrough_routes, "
               "and self._dispatch(scope, receive, send) for everything else.",
-    .tp_basicsize = sizeof(Passthrough),
+    .tp_basicsize = sizeof(MtPassthrough),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = passthrough_new,
-    .tp_traverse = (traverseproc)passthrough_traverse,
-    .tp_clear = (inquiry)passthrough_clear,
-    .tp_dealloc = (destructor)passthrough_dealloc,
+    .tp_new = mt_passthrough_new,
+    .tp_traverse = (traverseproc)mt_passthrough_traverse,
+    .tp_clear = (inquiry)mt_passthrough_clear,
+    .tp_dealloc = (destructor)mt_passthrough_dealloc,
     .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(Passthrough, vectorcall),
-    .tp_members = passthrough_members,
+    .tp_vectorcall_offset = offsetof(MtPassthrough, vectorcall),
+    .tp_members = mt_passthrough_members,
 };
 
-static struct PyModuleDef passthrough_module = {
+static struct PyModuleDef mt_passthrough_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "memtracker_web._passthrough",
     .m_doc = "The ASGI middleware's per-request pass-through test, in C.",
@@ -195,30 +196,30 @@ static struct PyModuleDef passthrough_module = {
 PyMODINIT_FUNC
 PyInit__passthrough(void)
 {
-    if (str_dispatch == NULL) {     /* set last: all four are there or none */
-        str_type = PyUnicode_InternFromString("type");
-        str_http = PyUnicode_InternFromString("http");
-        str_path = PyUnicode_InternFromString("path");
+    if (mt_str_dispatch == NULL) {     /* set last: all four are there or none */
+        mt_str_type = PyUnicode_InternFromString("type");
+        mt_str_http = PyUnicode_InternFromString("http");
+        mt_str_path = PyUnicode_InternFromString("path");
         PyObject *dispatch = PyUnicode_InternFromString("_dispatch");
-        if (str_type == NULL || str_http == NULL || str_path == NULL || dispatch == NULL) {
-            Py_CLEAR(str_type);
-            Py_CLEAR(str_http);
-            Py_CLEAR(str_path);
+        if (mt_str_type == NULL || mt_str_http == NULL || mt_str_path == NULL || dispatch == NULL) {
+            Py_CLEAR(mt_str_type);
+            Py_CLEAR(mt_str_http);
+            Py_CLEAR(mt_str_path);
             Py_XDECREF(dispatch);
             return NULL;
         }
-        str_dispatch = dispatch;
+        mt_str_dispatch = dispatch;
     }
-    if (PyType_Ready(&PassthroughType) < 0) {
+    if (PyType_Ready(&MtPassthroughType) < 0) {
         return NULL;
     }
-    PyObject *m = PyModule_Create(&passthrough_module);
+    PyObject *m = PyModule_Create(&mt_passthrough_module);
     if (m == NULL) {
         return NULL;
     }
-    Py_INCREF(&PassthroughType);
-    if (PyModule_AddObject(m, "Passthrough", (PyObject *)&PassthroughType) < 0) {
-        Py_DECREF(&PassthroughType);
+    Py_INCREF(&MtPassthroughType);
+    if (PyModule_AddObject(m, "Passthrough", (PyObject *)&MtPassthroughType) < 0) {
+        Py_DECREF(&MtPassthroughType);
         Py_DECREF(m);
         return NULL;
     }

@@ -1,0 +1,376 @@
+/* memtracker_web/_engine/watch.c: watch-all: net allocations of every type.
+ * The slow path's counting (its cache, rows, finalizable classes) and the
+ * module functions watch_start, watch_stop, watch_counts, watch_statistics.
+ *
+ * Part of the one translation unit memtracker_web/_tracker.c (which includes
+ * every unit in order; see there why): not compiled on its own.
+ */
+/* Whether a type's events may be counted in the watch cache alone: not when
+ * the slow path must see them too (tracked or marked types, and metatypes,
+ * whose instances' deaths must be seen). Under sampled watch-all with marks,
+ * a marked type may hold an entry: its events reach the cache only through
+ * mt_hook_slow_sampled, which goes on to the capture. */
+MT_HOOK_ONLY int
+mt_watch_cacheable(PyTypeObject *tp)
+{
+    if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS) || MT_WATCH_FINALIZABLE(tp)) {
+        return 0;
+    }
+#if MT_HAVE_TRACER
+    if (mt_engine.precise) {
+        return mt_engine.watch_sample > 1 || (tp->tp_watched & mt_engine.mark_bit) == 0;
+    }
+#endif
+    return !mt_engine.filter[MT_FILTER_INDEX(tp)]
+           && !(mt_engine.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type));
+}
+
+/* Move a cache entry's counts into its row; clear the entry if asked. */
+MT_HOOK_ONLY void
+mt_watch_cache_flush(MtWatchCache *entry, int clear)
+{
+    uint32_t row;
+    if (entry->type != NULL && (entry->count[0] || entry->count[1])
+        && mt_pm_get(&mt_engine.watch, (uintptr_t)entry->type, &row)) {
+        mt_engine.watch_rows[row].new_count += entry->count[0];
+        mt_engine.watch_rows[row].free_count += entry->count[1];
+    }
+    entry->count[0] = entry->count[1] = 0;
+    if (clear) {
+        entry->type = NULL;
+    }
+}
+
+static void
+mt_watch_cache_flush_all(int clear)
+{
+    for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
+        mt_watch_cache_flush(&mt_engine.watch_cache[i], clear);
+    }
+}
+
+/* The slow path's count: into the type's row (made on first sight), and the
+ * type takes the cache entry when nothing else needs to see its events. */
+MT_HOOK_ONLY void
+mt_watch_count(PyTypeObject *tp, int is_free)
+{
+    uint32_t row;
+    if (!mt_pm_get(&mt_engine.watch, (uintptr_t)tp, &row)) {
+        if (mt_engine.watch_free_head && mt_engine.watch_free_head < mt_engine.watch_n) {
+            row = mt_engine.watch_free_head;
+            mt_engine.watch_free_head = mt_engine.watch_rows[row].next_free;
+        }
+        else {
+            if (mt_engine.watch_n == mt_engine.watch_cap) {
+                uint32_t cap = mt_engine.watch_cap ? mt_engine.watch_cap * 2 : 256;
+                MtWatchRow *rows = (MtWatchRow *)realloc(mt_engine.watch_rows, (size_t)cap * sizeof(MtWatchRow));
+                if (rows == NULL) {
+                    mt_engine.watch_lost++;
+                    return;
+                }
+                mt_engine.watch_rows = rows;
+                mt_engine.watch_cap = cap;
+            }
+            row = mt_engine.watch_n++;
+        }
+        if (mt_pm_put(&mt_engine.watch, (uintptr_t)tp, row, NULL) < 0) {
+            /* give the row back */
+            mt_engine.watch_rows[row].type = NULL;
+            mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
+            mt_engine.watch_free_head = row;
+            mt_engine.watch_lost++;
+            return;
+        }
+        mt_engine.watch_rows[row].type = tp;
+        mt_engine.watch_rows[row].new_count = 0;
+        mt_engine.watch_rows[row].free_count = 0;
+    }
+    if (is_free) {
+        mt_engine.watch_rows[row].free_count++;
+    }
+    else {
+        mt_engine.watch_rows[row].new_count++;
+    }
+    if (mt_watch_cacheable(tp)) {
+        MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
+        mt_watch_cache_flush(entry, 0);
+        entry->type = tp;
+    }
+}
+
+#if MT_HAVE_TRACER
+/* Whether an event of a finalizable class's object (MT_WATCH_FINALIZABLE) is
+ * counted: a death is, unless the object already died since its creation
+ * (its finaliser resurrected it), so watch-all counts it freed once, as a
+ * capture does. A death whose finaliser is about to run keeps the address
+ * (a collected object was finalised already and cannot come back); the next
+ * creation at that address drops it, and so does a __class__ assignment that
+ * moves an object there. Ordinary deaths leave their addresses too, until a
+ * new object takes them: past MT_WATCH_DYING_MAX addresses the table starts
+ * over (dying_resets), and an object resurrected before that is counted freed
+ * twice; without memory for an address, likewise (counted as lost). */
+MT_HOOK_ONLY int
+mt_watch_first_death(PyObject *op, PyTypeObject *tp, PyRefTracerEvent event)
+{
+    MtPtrMap *dying = &mt_engine.watch_dying;
+    uintptr_t key = (uintptr_t)op;
+    if (event == PyRefTracer_CREATE) {
+        mt_pm_pop(dying, key, NULL);
+        return 1;
+    }
+    uint32_t seen;
+    if (mt_pm_get(dying, key, &seen)) {
+        mt_engine.watch_resurrected++;
+        return 0;
+    }
+    if (!PyType_IS_GC(tp) || !PyObject_GC_IsFinalized(op)) {
+        if (dying->used >= MT_WATCH_DYING_MAX) {
+            /* addresses that no new object took again: start over */
+            mt_pm_free(dying);
+            mt_engine.watch_dying_resets++;
+        }
+        if (mt_pm_put(dying, key, 1, NULL) < 0) {
+            mt_engine.watch_lost++;
+        }
+    }
+    return 1;
+}
+#endif
+
+static void
+mt_watch_forget(PyTypeObject *tp)
+{
+    uint32_t row;
+    MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
+    if (entry->type == tp) {
+        entry->type = NULL;
+        entry->count[0] = entry->count[1] = 0;
+    }
+    if (mt_pm_pop(&mt_engine.watch, (uintptr_t)tp, &row)) {
+        mt_engine.watch_rows[row].type = NULL;
+        mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
+        mt_engine.watch_free_head = row;
+    }
+}
+
+/* ---------------- watch-all's module functions (safe points) ---------------- */
+
+/* watch_start(sample=1): count every type's net allocations, of every
+ * object (sample=1) or of about one object in `sample` (by address). */
+static PyObject *
+mt_watch_start(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"sample", NULL};
+    long sample = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|l:watch_start", kwlist, &sample)) {
+        return NULL;
+    }
+    if (sample < 1 || sample > 65536) {
+        PyErr_Format(PyExc_ValueError, "sample must be between 1 and 65536 (one object in sample), got %ld", sample);
+        return NULL;
+    }
+    /* first: the self-test it may run releases the GIL, so what follows is read after it */
+    if (mt_engine_check_runtime() < 0) {
+        return NULL;
+    }
+    if (mt_engine.watch_on) {
+        if ((uint32_t)sample != mt_engine.watch_sample) {
+            PyErr_Format(PyExc_RuntimeError, "watch-all already runs with sample=%u: stop it first",
+                         (unsigned)mt_engine.watch_sample);
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    mt_engine.watch_sample = (uint32_t)sample;
+    /* about 2**32 / sample hashes fall below the limit (sample 1 never tests it) */
+    mt_engine.watch_limit = (uint32_t)((UINT64_C(1) << 32) / (uint64_t)sample);
+    mt_pm_free(&mt_engine.watch);
+    memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
+    mt_engine.watch_n = 0;
+    mt_engine.watch_free_head = 0;
+    mt_engine.watch_lost = 0;
+    mt_pm_free(&mt_engine.watch_dying);
+    mt_engine.watch_resurrected = mt_engine.watch_dying_resets = 0;
+    if (mt_engine.watch_cap == 0) {
+        mt_engine.watch_rows = (MtWatchRow *)calloc(256, sizeof(MtWatchRow));
+        if (mt_engine.watch_rows == NULL) {
+            return PyErr_NoMemory();
+        }
+        mt_engine.watch_cap = 256;
+    }
+    mt_engine.watch_n = 1;          /* row 0 is never used: 0 ends the free list */
+    mt_engine.watch_stale = 0;
+    if (mt_engine_install_if_needed() < 0) {
+        return NULL;
+    }
+    mt_engine.watch_on = 1;
+    mt_engine_update_plain();
+#if MT_HAVE_TRACER
+    mt_engine_select_hook();
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
+    mt_engine_check_displaced();
+    if (!mt_engine.watch_on) {
+        Py_RETURN_NONE;
+    }
+    mt_engine.watch_on = 0;
+    mt_engine_update_plain();
+#if MT_HAVE_TRACER
+    mt_engine_select_hook();
+#endif
+    mt_pm_free(&mt_engine.watch);
+    mt_pm_free(&mt_engine.watch_dying);
+    memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
+    mt_engine.watch_n = 0;
+    mt_engine.watch_free_head = 0;
+    mt_engine_uninstall_if_idle();
+    Py_RETURN_NONE;
+}
+
+/* Every class alive now (pointer => 1), walking type.__subclasses__ from
+ * object (the descriptor of `type` itself, so no metaclass can override it). */
+static int
+mt_collect_live_types(MtPtrMap *out)
+{
+    PyObject *subclasses = mt_getattr_interned((PyObject *)&PyType_Type, &mt_str_subclasses, "__subclasses__");
+    PyObject *stack = subclasses ? PyList_New(0) : NULL;
+    if (stack == NULL || PyList_Append(stack, (PyObject *)&PyBaseObject_Type) < 0) {
+        Py_XDECREF(subclasses);
+        Py_XDECREF(stack);
+        return -1;
+    }
+    int rc = 0;
+    while (PyList_GET_SIZE(stack) > 0) {
+        Py_ssize_t last = PyList_GET_SIZE(stack) - 1;
+        PyObject *tp = Py_NewRef(PyList_GET_ITEM(stack, last));
+        if (PyList_SetSlice(stack, last, last + 1, NULL) < 0) {
+            Py_DECREF(tp);
+            rc = -1;
+            break;
+        }
+        uint32_t seen;
+        if (mt_pm_get(out, (uintptr_t)tp, &seen)) {
+            Py_DECREF(tp);
+            continue;
+        }
+        if (mt_pm_put(out, (uintptr_t)tp, 1, NULL) < 0) {
+            Py_DECREF(tp);
+            PyErr_NoMemory();
+            rc = -1;
+            break;
+        }
+        PyObject *subs = PyObject_CallOneArg(subclasses, tp);
+        Py_DECREF(tp);
+        if (subs == NULL || PyList_SetSlice(stack, PyList_GET_SIZE(stack), PyList_GET_SIZE(stack), subs) < 0) {
+            Py_XDECREF(subs);
+            rc = -1;
+            break;
+        }
+        Py_DECREF(subs);
+    }
+    Py_DECREF(stack);
+    Py_DECREF(subclasses);
+    return rc;
+}
+
+/* [(type, new, free)] for every type seen since watch_start(). Type
+ * pointers are only trusted while our tracer saw every type destruction;
+ * a tool that replaced our tracer and later put it back cannot be noticed,
+ * so rows are also checked against the classes alive now. */
+static PyObject *
+mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
+    mt_engine_check_displaced();
+    if (!mt_engine.watch_on) {
+        return PyList_New(0);
+    }
+    if (mt_engine.displaced || mt_engine.watch_stale) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "watch-all counts are unavailable: another tool replaced the reference tracer");
+        return NULL;
+    }
+    /* Rows are copied before the result list is built: building it
+     * allocates, and those events move counts and may grow the rows. */
+    mt_engine_refresh_interps();
+    MtPtrMap live = {0};
+    if (mt_collect_live_types(&live) < 0) {
+        mt_pm_free(&live);
+        return NULL;
+    }
+    mt_watch_cache_flush_all(0);
+    for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
+        /* a __del__ added to a class after it was cached: its events take the
+         * slow path from now on (see MT_WATCH_FINALIZABLE) */
+        PyTypeObject *tp = mt_engine.watch_cache[i].type;
+        uint32_t alive;
+        if (tp != NULL && mt_pm_get(&live, (uintptr_t)tp, &alive) && MT_WATCH_FINALIZABLE(tp)) {
+            mt_engine.watch_cache[i].type = NULL;       /* (only live types are read) */
+        }
+    }
+    uint32_t n = mt_engine.watch_n;
+    MtWatchRow *rows = (MtWatchRow *)malloc((size_t)(n ? n : 1) * sizeof(MtWatchRow));
+    if (rows == NULL) {
+        mt_pm_free(&live);
+        return PyErr_NoMemory();
+    }
+    uint32_t m = 0, seen;
+    for (uint32_t i = 1; i < n; i++) {
+        PyTypeObject *tp = mt_engine.watch_rows[i].type;
+        if (tp == NULL) {
+            continue;
+        }
+        if (!mt_pm_get(&live, (uintptr_t)tp, &seen)) {
+            mt_watch_forget(tp);           /* died unseen: never dereference it */
+            continue;
+        }
+        rows[m] = mt_engine.watch_rows[i];
+        Py_INCREF(rows[m].type);        /* keep alive while we build */
+        m++;
+    }
+    mt_pm_free(&live);
+    PyObject *list = PyList_New(0);
+    for (uint32_t i = 0; i < m; i++) {
+        if (list != NULL) {
+            PyObject *item = Py_BuildValue("(OKK)", (PyObject *)rows[i].type, (unsigned long long)rows[i].new_count,
+                                           (unsigned long long)rows[i].free_count);
+            if (item == NULL || PyList_Append(list, item) < 0) {
+                Py_CLEAR(list);
+            }
+            Py_XDECREF(item);
+        }
+    }
+    for (uint32_t i = 0; i < m; i++) {
+        Py_DECREF(rows[i].type);
+    }
+    free(rows);
+    return list;
+}
+
+static PyObject *
+mt_watch_statistics(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    if (mt_require_main_interp() < 0) {
+        return NULL;
+    }
+    /* clang-format off */ /* one key and its value a line */
+    return Py_BuildValue("{s:n,s:n,s:K,s:K,s:K,s:I}",
+                         "types", (Py_ssize_t)mt_engine.watch.used,
+                         "bytes", (Py_ssize_t)(mt_pm_bytes(&mt_engine.watch) + mt_pm_bytes(&mt_engine.watch_dying)
+                                               + (size_t)mt_engine.watch_cap * sizeof(MtWatchRow)),
+                         "lost", (unsigned long long)mt_engine.watch_lost,
+                         "resurrected", (unsigned long long)mt_engine.watch_resurrected,
+                         "dying_resets", (unsigned long long)mt_engine.watch_dying_resets,
+                         "sample", (unsigned)(mt_engine.watch_on ? mt_engine.watch_sample : 0));
+    /* clang-format on */
+}
