@@ -9,10 +9,12 @@ C_SOURCES := memtracker_web/_tracker.c memtracker_web/_passthrough.c memtracker_
 
 .PHONY: lint format test bench ci
 
-# ruff (lint rules in pyproject.toml), mypy (the modules listed in [tool.mypy]) and
-# lint-imports (the layers: [tool.importlinter])
+# ruff (lint rules and formatting in pyproject.toml), clang-format (.clang-format), mypy
+# (the modules listed in [tool.mypy]) and lint-imports (the layers: [tool.importlinter])
 lint:
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	clang-format --dry-run --Werror $(C_SOURCES)
 	$(PYTHON) -m mypy
 	$(PYTHON) -c 'from importlinter.cli import lint_imports_command; lint_imports_command()'   # lint-imports
 

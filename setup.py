@@ -11,6 +11,7 @@ package installs without the extension and runs in census mode, and
 ``engine_status()["reason"]`` quotes the compiler. ``MEMTRACKER_REQUIRE_EXTENSION=1``
 (and ``MEMTRACKER_WERROR=1``, which CI sets) makes a failed build fatal instead.
 """
+
 from __future__ import annotations
 
 import ast
@@ -42,8 +43,7 @@ def _compiler_said(exc: Exception) -> str:
     match = re.search(r"Command '?(\[.*\])'? returned", str(exc))
     if match:
         try:
-            result = subprocess.run(ast.literal_eval(match.group(1)), capture_output=True, text=True,
-                                    timeout=300)
+            result = subprocess.run(ast.literal_eval(match.group(1)), capture_output=True, text=True, timeout=300)
             for line in (result.stderr + result.stdout).splitlines():
                 if "error" in line:
                     return " ".join(line.split())
@@ -71,14 +71,13 @@ class OptionalBuildExt(build_ext):
         for in-place and editable builds, the sources."""
         paths = [os.path.join(self.build_lib, "memtracker_web", BUILD_FAILURE_FILE)]
         if self._in_place:
-            paths.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "memtracker_web",
-                                      BUILD_FAILURE_FILE))
+            paths.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "memtracker_web", BUILD_FAILURE_FILE))
         return paths
 
     def build_extensions(self) -> None:
         for note in self._note_paths():
             if os.path.exists(note):
-                os.remove(note)     # an earlier build's failure
+                os.remove(note)  # an earlier build's failure
         super().build_extensions()
 
     def build_extension(self, ext: Extension) -> None:
@@ -88,8 +87,9 @@ class OptionalBuildExt(build_ext):
             if _required():
                 raise
             detail = _compiler_said(exc)[:300]
-            self.warn(f"building {ext.name} failed ({detail}); memtracker-web installs without it "
-                      "and runs in census mode")
+            self.warn(
+                f"building {ext.name} failed ({detail}); memtracker-web installs without it and runs in census mode"
+            )
             for note in self._note_paths():
                 os.makedirs(os.path.dirname(note), exist_ok=True)
                 with open(note, "a", encoding="utf-8") as fh:

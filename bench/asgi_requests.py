@@ -9,6 +9,7 @@ instructions. Under valgrind the process runs ~50x slower, so the monitor's
 60 s sample can land inside the N-request run; compare per-function totals
 (callgrind_annotate) to leave it out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,9 +20,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _scope() -> dict:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
-            "headers": [(b"host", b"bench")], "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
 
 
 async def _request(app) -> None:

@@ -10,6 +10,7 @@ configuration alike; each ratio is the median time over the baseline's median.
 
     python bench/bench_core.py [--rounds 7] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,10 @@ def allocation_heavy(n=20000):
 
 def handle_request(order_id):
     orders = [Order(order_id * 10 + k, [{"sku": f"S{k}{j}", "qty": j} for j in range(5)]) for k in range(10)]
-    body = {"orders": [{"id": o.id, "items": o.items, "total": sum(i["qty"] for i in o.items)} for o in orders],
-            "count": len(orders)}
+    body = {
+        "orders": [{"id": o.id, "items": o.items, "total": sum(i["qty"] for i in o.items)} for o in orders],
+        "count": len(orders),
+    }
     return json.dumps(body)
 
 
@@ -133,7 +136,7 @@ CONFIGS = [
 def run(rounds: int) -> dict:
     results: dict = {}
     for wname, workload in WORKLOADS.items():
-        workload()      # warm up: specialise the bytecode
+        workload()  # warm up: specialise the bytecode
         times = {c.name: [] for c in CONFIGS}
         for _ in range(rounds):
             for config in CONFIGS:
@@ -158,8 +161,10 @@ def main() -> None:
     if not mt.engine_status()["available"]:
         sys.exit(f"needs the exact engine: {mt.engine_status()['reason']}")
     results = run(args.rounds)
-    print(f"{sys.implementation.name} {sys.version.split()[0]}, {args.rounds} interleaved rounds, "
-          "median time / baseline median")
+    print(
+        f"{sys.implementation.name} {sys.version.split()[0]}, {args.rounds} interleaved rounds, "
+        "median time / baseline median"
+    )
     names = [c.name for c in CONFIGS]
     width = max(map(len, names))
     print(f"{'configuration':<{width}}  " + "  ".join(f"{w:>17}" for w in WORKLOADS))

@@ -14,6 +14,7 @@ the median over seeds is reported.
 
     python bench/bench_instructions.py [--configs NAME ...] [--seeds 1 2 3] [--jobs 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,10 @@ def instructions(config: str, workload: str, n: int, seed: int) -> int:
         env = dict(os.environ, PYTHONHASHSEED=str(seed))
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", code],
-            capture_output=True, text=True, env=env, cwd=os.path.dirname(HERE),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=os.path.dirname(HERE),
         )
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
@@ -81,8 +85,11 @@ def main() -> None:
         for config in configs:
             ratios = [counts[(workload, config, s)] / counts[(workload, "baseline", s)] for s in args.seeds]
             median_count = statistics.median(counts[(workload, config, s)] for s in args.seeds)
-            print(f"{workload:>17} {config:<40} {median_count:>14,.0f}  {statistics.median(ratios):.3f}x"
-                  f"  (seeds: {' '.join(f'{r:.3f}' for r in ratios)})", flush=True)
+            print(
+                f"{workload:>17} {config:<40} {median_count:>14,.0f}  {statistics.median(ratios):.3f}x"
+                f"  (seeds: {' '.join(f'{r:.3f}' for r in ratios)})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

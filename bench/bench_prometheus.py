@@ -14,6 +14,7 @@ registry, prometheus_client's default collectors, and MemoryCollector over a
   scrape of 2 workers' files (run in a subprocess, since PROMETHEUS_MULTIPROC_DIR
   must be set before prometheus_client is imported).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,20 +33,39 @@ def fake_snapshot(n_types: int) -> dict:
     types = []
     for i in range(n_types):
         live = 1000 + 37 * i
-        types.append({
-            "type": f"myapp.models.Model{i:03d}", "live": live, "allocations": live * 3,
-            "frees": live * 2, "high_water": live, "increases": i % 12, "analysing": i < 3,
-            "source": "tracked",
-            "history": [[1764115200.0 + 60 * k, live - 120 + k] for k in range(120)],
-            "top_paths": [{"count": live // (p + 2), "total_count": live, "path": [
-                f"myapp/module{i}.py:{10 + p} in make", "myapp/views.py:20 in handler"],
-                "frames": [{"filename": f"myapp/module{i}.py", "lineno": 10 + p, "function": "make"}]}
-                for p in range(3)],
-        })
-    return {"mode": "exact", "engine": {"available": True, "reason": "", "displaced": False,
-                                        "python": "3.13.5"},
-            "pid": os.getpid(), "sampled_at": 1764115200.0, "interval": 60.0,
-            "sample_duration_seconds": 0.002, "samples": 120, "types": types, "leaks": []}
+        types.append(
+            {
+                "type": f"myapp.models.Model{i:03d}",
+                "live": live,
+                "allocations": live * 3,
+                "frees": live * 2,
+                "high_water": live,
+                "increases": i % 12,
+                "analysing": i < 3,
+                "source": "tracked",
+                "history": [[1764115200.0 + 60 * k, live - 120 + k] for k in range(120)],
+                "top_paths": [
+                    {
+                        "count": live // (p + 2),
+                        "total_count": live,
+                        "path": [f"myapp/module{i}.py:{10 + p} in make", "myapp/views.py:20 in handler"],
+                        "frames": [{"filename": f"myapp/module{i}.py", "lineno": 10 + p, "function": "make"}],
+                    }
+                    for p in range(3)
+                ],
+            }
+        )
+    return {
+        "mode": "exact",
+        "engine": {"available": True, "reason": "", "displaced": False, "python": "3.13.5"},
+        "pid": os.getpid(),
+        "sampled_at": 1764115200.0,
+        "interval": 60.0,
+        "sample_duration_seconds": 0.002,
+        "samples": 120,
+        "types": types,
+        "leaks": [],
+    }
 
 
 class DictMonitor:
@@ -93,9 +113,14 @@ def multiprocess_rows(n_types: int, rounds: int) -> list[tuple[str, float, float
     """Runs this file in a child with PROMETHEUS_MULTIPROC_DIR set; returns its rows."""
     with tempfile.TemporaryDirectory() as path:
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=path)
-        out = subprocess.run([sys.executable, __file__, "--types", str(n_types), "--rounds", str(rounds),
-                              "--multiprocess-child"], env=env, capture_output=True, text=True,
-                             check=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, __file__, "--types", str(n_types), "--rounds", str(rounds), "--multiprocess-child"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
     return [tuple(row) for row in json.loads(out.stdout)]
 
 
@@ -111,9 +136,13 @@ def multiprocess_child(n_types: int, rounds: int) -> None:
         publishers.append(MultiprocessPublisher(DictMonitor(snap)))
         publishers[-1].publish()
     registry = metrics_registry()
-    result = timings({"multiprocess publish() per sample, 1 worker": publishers[-1].publish,
-                      "multiprocess scrape, 2 workers (liveall)": lambda: generate_latest(registry)},
-                     rounds)
+    result = timings(
+        {
+            "multiprocess publish() per sample, 1 worker": publishers[-1].publish,
+            "multiprocess scrape, 2 workers (liveall)": lambda: generate_latest(registry),
+        },
+        rounds,
+    )
     json.dump([[label, *ms] for label, ms in result.items()], sys.stdout)
 
 
@@ -170,10 +199,11 @@ def main() -> int:
     if monitor is None:
         print(f"(real monitor row skipped: {note})")
     # Budget rows: full scrapes through MemoryCollector (not the "of which" parts).
-    worst = max(median for label, median, _ in rows
-                if label.startswith(("MemoryCollector", "  +")))
-    print(f"slowest MemoryCollector scrape: {worst:.3f} ms "
-          f"({'within' if worst <= BUDGET_MS else 'OVER'} the {BUDGET_MS:.0f} ms budget)")
+    worst = max(median for label, median, _ in rows if label.startswith(("MemoryCollector", "  +")))
+    print(
+        f"slowest MemoryCollector scrape: {worst:.3f} ms "
+        f"({'within' if worst <= BUDGET_MS else 'OVER'} the {BUDGET_MS:.0f} ms budget)"
+    )
     return 0 if worst <= BUDGET_MS else 1
 
 

@@ -9,6 +9,7 @@
 
     python bench/bench_queries.py
 """
+
 from __future__ import annotations
 
 import gc
@@ -79,14 +80,18 @@ def main() -> None:
     if not mt.engine_status()["available"]:
         sys.exit(f"needs the exact engine: {mt.engine_status()['reason']}")
     print(f"CPython {sys.version.split()[0]}; objgraph {'installed' if objgraph else 'absent (same scan inline)'}")
-    print(f"{'mode':<14}{'live objects':>13}{'count_for':>12}{'heap scan':>12}{'scan/count':>12}"
-          f"{'table B/obj':>13}{'engine B/obj':>14}{'RSS B/obj':>11}")
+    print(
+        f"{'mode':<14}{'live objects':>13}{'count_for':>12}{'heap scan':>12}{'scan/count':>12}"
+        f"{'table B/obj':>13}{'engine B/obj':>14}{'RSS B/obj':>11}"
+    )
     for analysis in (False, True):
         for n in (10_000, 1_000_000):
             r = measure(n, analysis)
-            print(f"{'analysis' if analysis else 'count-only':<14}{n:>13,d}{r['count_for_us']:>10.3f}us"
-                  f"{r['scan_ms']:>10.2f}ms{r['scan_ratio']:>11,.0f}x{r['table_bytes_per_object']:>13.1f}"
-                  f"{r['engine_bytes_per_object']:>14.1f}{r['rss_bytes_per_object']:>11.1f}")
+            print(
+                f"{'analysis' if analysis else 'count-only':<14}{n:>13,d}{r['count_for_us']:>10.3f}us"
+                f"{r['scan_ms']:>10.2f}ms{r['scan_ratio']:>11,.0f}x{r['table_bytes_per_object']:>13.1f}"
+                f"{r['engine_bytes_per_object']:>14.1f}{r['rss_bytes_per_object']:>11.1f}"
+            )
 
 
 if __name__ == "__main__":

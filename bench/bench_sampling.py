@@ -7,6 +7,7 @@ class and list; for each rate, the estimate (sampled net count x rate) over the
 true count, then the same after freeing half. Addresses decide what is sampled,
 so results move a little from run to run.
 """
+
 from __future__ import annotations
 
 import gc
@@ -30,8 +31,10 @@ def main() -> None:
                 del keep[cls][: N // 2]
             half = {cls: (new - free) * sample for cls, new, free in _tracker.watch_counts()}
             errors = [abs(full[cls] / N - 1) for cls in kinds] + [abs(half[cls] / (N // 2) - 1) for cls in kinds]
-            print(f"1/{sample}: worst error {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}; "
-                  + " ".join(f"{full[cls] / N:.3f}|{half[cls] / (N // 2):.3f}" for cls in kinds))
+            print(
+                f"1/{sample}: worst error {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}; "
+                + " ".join(f"{full[cls] / N:.3f}|{half[cls] / (N // 2):.3f}" for cls in kinds)
+            )
             del keep
             gc.collect()
         finally:

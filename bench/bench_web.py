@@ -15,6 +15,7 @@ With --paired-rounds, each server is also loaded at the same time as a bare
 one (both on core 0, two wrk on core 1, both processes fresh each round): the
 ratio of their requests/s in one window is free of the drift between windows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,30 @@ def free_port() -> int:
 
 def start(mode: str, interval: float = 60.0, sample: int = 64) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), BENCH_WATCH_SAMPLE=str(sample),
-               PYTHONPATH=ROOT)
+    env = dict(
+        os.environ, BENCH_MODE=mode, BENCH_INTERVAL=str(interval), BENCH_WATCH_SAMPLE=str(sample), PYTHONPATH=ROOT
+    )
     # Server on core 0, wrk on core 1: the two would otherwise fight for both cores.
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "uvicorn", "bench.web_app:app",
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.web_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -59,7 +78,7 @@ def start(mode: str, interval: float = 60.0, sample: int = 64) -> tuple[subproce
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")    # utime + stime
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def wrk(port: int, seconds: int, pid: int | None = None) -> tuple[float, float]:
@@ -70,8 +89,14 @@ def wrk(port: int, seconds: int, pid: int | None = None) -> tuple[float, float]:
 def wrk_together(targets: list[tuple[int, int | None]], seconds: int) -> list[tuple[float, float]]:
     """wrk against every (port, pid) at once: (requests/s, CPU us per request) each."""
     before = [cpu_seconds(pid) if pid else 0.0 for _, pid in targets]
-    procs = [subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
-                              stdout=subprocess.PIPE, text=True) for port, _ in targets]
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for port, _ in targets
+    ]
     outs = [proc.communicate(timeout=seconds + 30)[0] for proc in procs]
     results = []
     for (_port, pid), start, out in zip(targets, before, outs, strict=True):
@@ -91,8 +116,10 @@ def paired(names: list[str], rounds: int, seconds: int) -> None:
     alternates (of two fresh bare servers, the one started second served 1%
     more)."""
     print(f"paired: each server and a bare one loaded at once, fresh processes, {rounds} rounds of {seconds}s")
-    print("| server | requests/s ratio to bare (geometric mean) | loss | server CPU a request, ratio to bare "
-          "| rounds (odd ones: started first) |")
+    print(
+        "| server | requests/s ratio to bare (geometric mean) | loss | server CPU a request, ratio to bare "
+        "| rounds (odd ones: started first) |"
+    )
     print("|---|---|---|---|---|")
     ratios: dict[str, list[float]] = {name: [] for name in names if name != "bare"}
     # The scheduler's split of the core between the two adds its own noise to
@@ -107,7 +134,7 @@ def paired(names: list[str], rounds: int, seconds: int) -> None:
                 pair = [start("bare"), start(*SERVERS[name][:3])]
             try:
                 targets = [(port, proc.pid) for proc, port in pair]
-                wrk_together(targets, 1)                    # warm up
+                wrk_together(targets, 1)  # warm up
                 (b, b_us), (x, x_us) = wrk_together(targets, seconds)
                 ratios[name].append(x / b)
                 cpu_ratios[name].append(x_us / b_us)
@@ -116,16 +143,18 @@ def paired(names: list[str], rounds: int, seconds: int) -> None:
                     proc.terminate()
                     proc.wait(10)
     for name, values in ratios.items():
-        ratio = statistics.geometric_mean(values)     # over both start orders alike
-        print(f"| {SERVERS[name][3]} | {ratio:.3f} | {100 * (1 - ratio):.1f}% | "
-              f"{statistics.geometric_mean(cpu_ratios[name]):.3f} | {', '.join(f'{r:.3f}' for r in values)} |")
+        ratio = statistics.geometric_mean(values)  # over both start orders alike
+        print(
+            f"| {SERVERS[name][3]} | {ratio:.3f} | {100 * (1 - ratio):.1f}% | "
+            f"{statistics.geometric_mean(cpu_ratios[name]):.3f} | {', '.join(f'{r:.3f}' for r in values)} |"
+        )
 
 
 def json_render_ms(n_types: int = 200) -> float:
     sys.path.insert(0, ROOT)
     import logging
 
-    logging.getLogger("memtracker_web").setLevel(logging.ERROR)   # the leak reports this causes
+    logging.getLogger("memtracker_web").setLevel(logging.ERROR)  # the leak reports this causes
     from memtracker_web.endpoint import Endpoint, EndpointOptions, Request
     from memtracker_web.monitor import MemoryMonitor
 
@@ -134,13 +163,18 @@ def json_render_ms(n_types: int = 200) -> float:
     keep = []
     for cls in classes:
         monitor.start_monitoring(cls)
-    for round_ in range(120):                   # a full history per type
+    for round_ in range(120):  # a full history per type
         for cls in classes[: 1 + round_ % 50]:
             keep.append(cls())
         monitor.sample()
     endpoint = Endpoint(EndpointOptions(monitor=monitor, allow=["127.0.0.1"]))
-    request = Request(method="GET", path="/debug/memory", query_string="format=json",
-                      headers={"accept": "application/json"}, client="127.0.0.1")
+    request = Request(
+        method="GET",
+        path="/debug/memory",
+        query_string="format=json",
+        headers={"accept": "application/json"},
+        client="127.0.0.1",
+    )
     times = []
     for _ in range(20):
         t0 = time.perf_counter()
@@ -155,11 +189,19 @@ SERVERS = {
     "bare": ("bare", 60.0, 64, "bare Starlette app"),
     "bare-again": ("bare", 60.0, 64, "a second bare app (checks the method: should be ~0%)"),
     "noop-tracer": ("noop-tracer", 60.0, 64, "bare app with a no-op reference tracer (CPython's tracer call alone)"),
-    "middleware-idle": ("middleware-idle", 60.0, 64,
-                        "middleware, monitor with nothing to count (no tracer: our layer alone)"),
+    "middleware-idle": (
+        "middleware-idle",
+        60.0,
+        64,
+        "middleware, monitor with nothing to count (no tracer: our layer alone)",
+    ),
     "middleware": ("middleware", 60.0, 64, "+ middleware, monitor (2 tracked types, 60 s interval)"),
-    "watch-only": ("watch-only", 60.0, 64,
-                   "middleware, monitor with watch-all sampled 1/64 (the default), no type named"),
+    "watch-only": (
+        "watch-only",
+        60.0,
+        64,
+        "middleware, monitor with watch-all sampled 1/64 (the default), no type named",
+    ),
     "watch-all": ("tracked", 60.0, 64, "+ watch-all sampled 1/64 (the default), 60 s interval"),
     "watch-all-exact": ("tracked", 60.0, 1, "+ watch-all exact (watch_sample=1), 60 s interval"),
     "watch-all-1s": ("tracked", 1.0, 64, "+ watch-all sampled 1/64, 1 s interval"),
@@ -171,8 +213,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--servers", nargs="*", default=list(SERVERS), choices=list(SERVERS))
-    parser.add_argument("--paired-rounds", type=int, default=0,
-                        help="also load each server together with the bare one, this many rounds")
+    parser.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=0,
+        help="also load each server together with the bare one, this many rounds",
+    )
     args = parser.parse_args()
     names = args.servers if "bare" in args.servers else ["bare", *args.servers]
     running = {}
@@ -181,11 +227,11 @@ def main() -> None:
             mode, interval, sample, _ = SERVERS[name]
             running[name] = start(mode, interval, sample)
         for _proc, port in running.values():
-            wrk(port, 2)                        # warm up
+            wrk(port, 2)  # warm up
         results = {name: [] for name in names}
         cpu = {name: [] for name in names}
         for _ in range(args.rounds):
-            for name in names:                  # alternating: drift hits every server alike
+            for name in names:  # alternating: drift hits every server alike
                 proc, port = running[name]
                 rps, us = wrk(port, args.seconds, proc.pid)
                 results[name].append(rps)
@@ -201,8 +247,10 @@ def main() -> None:
             proc.wait(10)
     if args.paired_rounds:
         paired(names, args.paired_rounds, args.seconds)
-    print(f"{sys.implementation.name} {sys.version.split()[0]}, engine modes {sorted(set(modes.values()))}, "
-          f"{args.rounds} alternating wrk rounds of {args.seconds}s (-t1 -c32)")
+    print(
+        f"{sys.implementation.name} {sys.version.split()[0]}, engine modes {sorted(set(modes.values()))}, "
+        f"{args.rounds} alternating wrk rounds of {args.seconds}s (-t1 -c32)"
+    )
     b, cb = statistics.median(results["bare"]), statistics.median(cpu["bare"])
     print("| server | requests/s (median) | loss | server CPU per request |")
     print("|---|---|---|---|")

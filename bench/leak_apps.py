@@ -8,6 +8,7 @@ work once. ``EXPECTED[shape]`` is the type a report must name and the line (a
 ``# ALLOC`` marker in this file) its top path must start at. The middleware is
 added as README says: ``watch_all=True``, ``interval`` from LEAK_INTERVAL (1 s).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ SHAPE = os.environ.get("LEAK_SHAPE", "healthy")
 
 
 # -- the shapes ---------------------------------------------------------------
+
 
 class Order:
     def __init__(self, n: int) -> None:
@@ -71,7 +73,7 @@ class QueryResult:
 
 
 class Repository:
-    @functools.cache      # noqa: B019 -- the leak this app shows: keeps every query (and self) for ever
+    @functools.cache  # noqa: B019 -- the leak this app shows: keeps every query (and self) for ever
     def find(self, key: str) -> QueryResult:
         return QueryResult([{"id": key, "v": i} for i in range(2)])  # ALLOC lru
 
@@ -89,7 +91,7 @@ class Subscription:
 
 
 async def _listen(sub: Subscription) -> None:
-    await asyncio.Event().wait()            # never set: the task never ends
+    await asyncio.Event().wait()  # never set: the task never ends
 
 
 TASKS: set = set()
@@ -169,6 +171,7 @@ EXPECTED = {
 
 # -- healthy work every request does ------------------------------------------
 
+
 class Empty:
     pass
 
@@ -180,7 +183,7 @@ class Query:
 
 def clone(query: Query) -> Query:
     copy = Empty()
-    copy.__class__ = Query                  # Django's Query.clone()
+    copy.__class__ = Query  # Django's Query.clone()
     copy.where = list(query.where)
     return copy
 
@@ -209,14 +212,13 @@ async def work(request):
 
 app = Starlette(routes=[Route("/", index), Route("/work", work)])
 
-if os.environ.get("LEAK_LOG"):                 # the monitor's log on stderr, for bench/leak_shapes.py
+if os.environ.get("LEAK_LOG"):  # the monitor's log on stderr, for bench/leak_shapes.py
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("memtracker_web").setLevel(logging.INFO)
 
-if not os.environ.get("LEAK_NO_TOOL"):          # LEAK_NO_TOOL=1: the app alone, CPU time's baseline
+if not os.environ.get("LEAK_NO_TOOL"):  # LEAK_NO_TOOL=1: the app alone, CPU time's baseline
     from memtracker_web.asgi import MemoryTrackerMiddleware
 
-    app.add_middleware(MemoryTrackerMiddleware, watch_all=True,
-                       interval=float(os.environ.get("LEAK_INTERVAL", "1.0")))
+    app.add_middleware(MemoryTrackerMiddleware, watch_all=True, interval=float(os.environ.get("LEAK_INTERVAL", "1.0")))

@@ -22,6 +22,7 @@ analysed.
 
 Prints a Markdown table (RESULTS.md keeps one with the command).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,9 +83,23 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
     if not tool:
         env["LEAK_NO_TOOL"] = "1"
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", HERE, "--port", str(port), "--log-level", "warning",
-         "leak_apps:app"], env=dict(env, LEAK_LOG="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            HERE,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "leak_apps:app",
+        ],
+        env=dict(env, LEAK_LOG="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stop = threading.Event()
     sent = [0]
 
@@ -99,10 +114,20 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
                     pass
             stop.wait(period)
 
-    result = {"shape": shape, "expected": EXPECTED[shape][0], "nominated": None, "analysing": None,
-              "reported": None, "right_line": None, "first_frame": None, "other_reports": set(),
-              "escalated_others": set(), "samples_at_report": None, "timeline": [],
-              "nominations": set()}
+    result = {
+        "shape": shape,
+        "expected": EXPECTED[shape][0],
+        "nominated": None,
+        "analysing": None,
+        "reported": None,
+        "right_line": None,
+        "first_frame": None,
+        "other_reports": set(),
+        "escalated_others": set(),
+        "samples_at_report": None,
+        "timeline": [],
+        "nominations": set(),
+    }
     want, marker = EXPECTED[shape]
     line = alloc_line(marker) if marker else None
     clock = {"started": None}
@@ -125,7 +150,7 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
                     settle(report)
                 continue
             if report is not None and report["first"] is None:
-                settle(report)                  # a report without paths
+                settle(report)  # a report without paths
             report = None
             if found := re.search(r"watch-all found (\S+) growing", text):
                 result["nominations"].add(found[1])
@@ -194,8 +219,7 @@ def phase_costs(row: dict, baseline: list) -> dict:
     end = row["seconds"]
     nominated = row["nominated"] if row["nominated"] is not None else end
     analysing = row["analysing"] if row["analysing"] is not None else end
-    windows = {"before nomination": (0.0, nominated), "counting": (nominated, analysing),
-               "analysing": (analysing, end)}
+    windows = {"before nomination": (0.0, nominated), "counting": (nominated, analysing), "analysing": (analysing, end)}
     costs = {}
     for phase, (start, stop) in windows.items():
         ours, alone = cpu_per_request(row["timeline"], start, stop), cpu_per_request(baseline, start, stop)
@@ -212,8 +236,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="per leak shape, at most")
     parser.add_argument("--healthy-seconds", type=float, default=180.0)
     parser.add_argument("--rate", type=float, default=30.0, help="rounds of /work and / per second")
-    parser.add_argument("--after-report", type=float, default=15.0,
-                        help="seconds a shape runs on after its first report (the analysing phase's CPU time)")
+    parser.add_argument(
+        "--after-report",
+        type=float,
+        default=15.0,
+        help="seconds a shape runs on after its first report (the analysing phase's CPU time)",
+    )
     args = parser.parse_args()
     rows = []
     runs = [(shape, args.seconds) for shape in args.shapes]
@@ -223,18 +251,24 @@ def main() -> None:
         row = run_shape(shape, seconds, args.rate, after_report=args.after_report)
         row["costs"] = phase_costs(row, run_baseline(shape, row["seconds"], args.rate))
         rows.append(row)
-        print(json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in row.items() if k != "timeline"}),
-              flush=True)
+        print(
+            json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in row.items() if k != "timeline"}),
+            flush=True,
+        )
     print()
-    print("| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame "
-          "| right line | other types reported | other types analysed |")
+    print(
+        "| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame "
+        "| right line | other types reported | other types analysed |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         report = "-" if r["reported"] is None else f"{r['reported']} ({r['samples_at_report']})"
-        print(f"| {r['shape']} | {r['expected'] or '(none)'} | {r['nominated'] if r['nominated'] is not None else '-'} "
-              f"| {r['analysing'] if r['analysing'] is not None else '-'} | {report} | {r['first_frame'] or '-'} "
-              f"| {'yes' if r['right_line'] else 'no' if r['right_line'] is False else '-'} "
-              f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} |")
+        print(
+            f"| {r['shape']} | {r['expected'] or '(none)'} | {r['nominated'] if r['nominated'] is not None else '-'} "
+            f"| {r['analysing'] if r['analysing'] is not None else '-'} | {report} | {r['first_frame'] or '-'} "
+            f"| {'yes' if r['right_line'] else 'no' if r['right_line'] is False else '-'} "
+            f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} |"
+        )
     print()
     print("CPU time per request with the tool / without it, over the same seconds of the run (and how long")
     print("the phase lasted: CPU time is counted in 10 ms ticks, so a phase of a few seconds is +-5-10%):")
@@ -244,8 +278,11 @@ def main() -> None:
     for r in rows:
         c = r["costs"]
         cells = [f"{c[p]:.3f}x ({c[p + ' seconds']} s)" if c[p] is not None else "-" for p in PHASES]
-        print(f"| {r['shape']} | {c['baseline ms/request'] if c['baseline ms/request'] is not None else '-'} | "
-              + " | ".join(cells) + " |")
+        print(
+            f"| {r['shape']} | {c['baseline ms/request'] if c['baseline ms/request'] is not None else '-'} | "
+            + " | ".join(cells)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

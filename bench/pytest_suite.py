@@ -8,6 +8,7 @@ The python running it must have the package (editable) and, for the memray
 variant, pytest-memray installed. The plugin's own tests are left out: they run
 pytest in subprocesses that no option of the outer run reaches.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,15 @@ import subprocess
 import sys
 import time
 
-NAMED = ["--memtracker-leaks",
-         "--memtracker-type", "memtracker_web.monitor.MemoryMonitor",
-         "--memtracker-type", "memtracker_web.core.capture.Capture",
-         "--memtracker-type", "memtracker_web.core.tracker.Tracker"]
+NAMED = [
+    "--memtracker-leaks",
+    "--memtracker-type",
+    "memtracker_web.monitor.MemoryMonitor",
+    "--memtracker-type",
+    "memtracker_web.core.capture.Capture",
+    "--memtracker-type",
+    "memtracker_web.core.tracker.Tracker",
+]
 VARIANTS = {
     "plain": [],
     "named classes": NAMED,
@@ -30,9 +36,23 @@ VARIANTS = {
 
 def run(args: list[str], log: str = "") -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-X", "dev", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--ignore", "tests/integrations/test_pytest_plugin.py", *args],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "dev",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--ignore",
+            "tests/integrations/test_pytest_plugin.py",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - start
     if log:
         with open(log, "w") as out:

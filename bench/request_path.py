@@ -17,6 +17,7 @@ subtract, like bench/asgi_requests.py. Unlike that script this one imports
 memtracker_web from PYTHONPATH (it prints which, on stderr), so one copy of it
 measures any checkout of the library.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,15 @@ import io
 import sys
 
 PATHS = {"app": "/", "ours-404": "/debug/memory/nope", "ours-json": "/debug/memory"}
-HEADERS = [("host", "localhost:8000"), ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),
-           ("accept", "application/json"), ("accept-language", "en-GB,en;q=0.5"),
-           ("accept-encoding", "gzip, deflate, br"), ("connection", "keep-alive"), ("sec-fetch-site", "none")]
+HEADERS = [
+    ("host", "localhost:8000"),
+    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),
+    ("accept", "application/json"),
+    ("accept-language", "en-GB,en;q=0.5"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("connection", "keep-alive"),
+    ("sec-fetch-site", "none"),
+]
 BODY = b'{"hello":"world","items":[1,2,3]}'
 
 
@@ -52,10 +59,20 @@ def asgi_app(mode: str):
 
 
 def _scope(path: str) -> dict:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS],
-            "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 8000)}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 8000),
+    }
 
 
 async def _asgi_run(app, path: str, n: int, want: int) -> None:
@@ -105,13 +122,28 @@ def wsgi_app(mode: str):
 
 def _environ(path: str) -> dict:
     """What wsgiref.simple_server gives an app (no RAW_URI/REQUEST_URI)."""
-    environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
-               "SERVER_NAME": "localhost", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-               "REMOTE_ADDR": "127.0.0.1", "REMOTE_HOST": "", "CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "",
-               "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "WSGIServer/0.2",
-               "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
-               "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": False,
-               "wsgi.run_once": False}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_HOST": "",
+        "CONTENT_TYPE": "text/plain",
+        "CONTENT_LENGTH": "",
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_SOFTWARE": "WSGIServer/0.2",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
     for name, value in HEADERS:
         environ["HTTP_" + name.upper().replace("-", "_")] = value
     return environ

@@ -8,6 +8,7 @@ global, and times, on the same heap: memtracker-web's search from 20 of them
 (whole search, and the longest single pass, which is the longest the GIL is held
 in one go), and objgraph.find_backref_chain from one of them to a module.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,10 @@ def main() -> None:
     found = retention.find_retainers(targets, budget_seconds=30.0)
     total = time.perf_counter() - start
     retention.gc.get_referrers = real
-    print(f"memtracker-web find_retainers, 20 objects: {total:.3f} s in {found['levels']} passes, "
-          f"longest pass {longest * 1000:.1f} ms; chains: {found['chains']}")
+    print(
+        f"memtracker-web find_retainers, 20 objects: {total:.3f} s in {found['levels']} passes, "
+        f"longest pass {longest * 1000:.1f} ms; chains: {found['chains']}"
+    )
 
     try:
         import objgraph
@@ -78,8 +81,10 @@ def main() -> None:
     start = time.perf_counter()
     chain = objgraph.find_backref_chain(targets[0], objgraph.is_proper_module)
     total = time.perf_counter() - start
-    print(f"objgraph.find_backref_chain, 1 object: {total:.3f} s (one gc.get_referrers pass per object "
-          f"visited), chain of {len(chain)}: {[type(o).__name__ for o in chain]}")
+    print(
+        f"objgraph.find_backref_chain, 1 object: {total:.3f} s (one gc.get_referrers pass per object "
+        f"visited), chain of {len(chain)}: {[type(o).__name__ for o in chain]}"
+    )
     del heap
 
 

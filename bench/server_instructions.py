@@ -15,6 +15,7 @@ of a request (socket calls, loopback TCP) is not counted, so the ratio to bare
 here is an upper bound on the loss in requests/s, whose denominator includes
 that share. The monitor's interval is an hour: no sample lands in the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,13 +45,37 @@ MODES = {
 def serve(mode: str, requests: int, connections: int = 1, sample: int = 64, keep: str | None = None) -> int:
     """Total instructions of a server that answered 50 + `requests` requests."""
     port = free_port()
-    env = dict(os.environ, BENCH_MODE=mode, BENCH_INTERVAL="3600", BENCH_WATCH_SAMPLE=str(sample),
-               PYTHONPATH=ROOT, PYTHONHASHSEED="0")
+    env = dict(
+        os.environ,
+        BENCH_MODE=mode,
+        BENCH_INTERVAL="3600",
+        BENCH_WATCH_SAMPLE=str(sample),
+        PYTHONPATH=ROOT,
+        PYTHONHASHSEED="0",
+    )
     out = os.path.join(keep, f"callgrind.{mode}.{requests}") if keep else "/dev/null"
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
-                             "uvicorn", "bench.web_app:app", "--host", "127.0.0.1", "--port", str(port),
-                             "--log-level", "warning", "--no-access-log"],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.web_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         conn = connect(port, proc)
         for _ in range(50 if connections > 1 else 50 + requests):
@@ -73,6 +98,7 @@ def serve(mode: str, requests: int, connections: int = 1, sample: int = 64, keep
 
 async def load(port: int, connections: int, each: int) -> None:
     """`connections` keep-alive connections at once, `each` GET / on every one."""
+
     async def one() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(each):
@@ -89,7 +115,7 @@ async def load(port: int, connections: int, each: int) -> None:
 
 
 def connect(port: int, proc: subprocess.Popen) -> http.client.HTTPConnection:
-    deadline = time.monotonic() + 300       # startup under valgrind is slow
+    deadline = time.monotonic() + 300  # startup under valgrind is slow
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
@@ -113,12 +139,15 @@ def main() -> None:
     requests = args.requests - args.requests % args.connections
     per_request = {}
     for mode in modes:
-        per_request[mode] = (serve(mode, requests, args.connections, keep=args.keep)
-                             - serve(mode, 0, args.connections, keep=args.keep)) / requests
+        per_request[mode] = (
+            serve(mode, requests, args.connections, keep=args.keep) - serve(mode, 0, args.connections, keep=args.keep)
+        ) / requests
         print(f"  {mode}: {per_request[mode]:,.0f}", file=sys.stderr, flush=True)
     bare = per_request["bare"]
-    print(f"{sys.implementation.name} {sys.version.split()[0]}, uvicorn one worker, {requests} keep-alive "
-          f"requests on {args.connections} connection(s) at once after 50 warm-up, callgrind (user space only)")
+    print(
+        f"{sys.implementation.name} {sys.version.split()[0]}, uvicorn one worker, {requests} keep-alive "
+        f"requests on {args.connections} connection(s) at once after 50 warm-up, callgrind (user space only)"
+    )
     print("| server | instructions a request | over bare |")
     print("|---|---|---|")
     for mode in modes:

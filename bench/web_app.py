@@ -1,7 +1,8 @@
 """The trivial app of bench_web.py: bare, or behind our middleware with watch-all on.
 
-    BENCH_MODE=bare|noop-tracer|middleware-idle|middleware|tracked|watch-only uvicorn bench.web_app:app
+BENCH_MODE=bare|noop-tracer|middleware-idle|middleware|tracked|watch-only uvicorn bench.web_app:app
 """
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,13 @@ elif MODE != "bare":
     # "watch-only": the middleware and a monitor with watch-all on, no type named;
     # "middleware-idle": the middleware and a monitor with nothing to count, so
     # no tracer is installed: what our layer alone costs.
-    app.add_middleware(MemoryTrackerMiddleware, metrics_path="/metrics",
-                       watch_all=MODE not in ("middleware", "middleware-idle"),
-                       watch_sample=int(os.environ.get("BENCH_WATCH_SAMPLE", "64")),
-                       interval=float(os.environ.get("BENCH_INTERVAL", "60")),
-                       track=[] if MODE in ("watch-only", "middleware-idle") else ["starlette.requests.Request",
-                                                             "starlette.responses.JSONResponse"])
+    app.add_middleware(
+        MemoryTrackerMiddleware,
+        metrics_path="/metrics",
+        watch_all=MODE not in ("middleware", "middleware-idle"),
+        watch_sample=int(os.environ.get("BENCH_WATCH_SAMPLE", "64")),
+        interval=float(os.environ.get("BENCH_INTERVAL", "60")),
+        track=[]
+        if MODE in ("watch-only", "middleware-idle")
+        else ["starlette.requests.Request", "starlette.responses.JSONResponse"],
+    )

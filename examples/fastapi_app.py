@@ -6,6 +6,7 @@ Run from the repository root:
 Then call http://127.0.0.1:8000/leak a few dozen times and open
 http://127.0.0.1:8000/debug/memory (JSON: add ?format=json).
 """
+
 from __future__ import annotations
 
 import os

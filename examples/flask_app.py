@@ -8,6 +8,7 @@ http://127.0.0.1:8000/debug/memory (JSON: add ?format=json). With several
 workers each one has its own monitor; with MEMTRACKER_SHARED_DIR (or
 PROMETHEUS_MULTIPROC_DIR) set, the page shows all of them (see gunicorn.conf.py).
 """
+
 from __future__ import annotations
 
 import os

@@ -28,6 +28,7 @@ installs the endpoint's metrics exporter before the first request.
 
 Command-line options (-w, -b) override the values below.
 """
+
 from __future__ import annotations
 
 import glob

@@ -5,6 +5,7 @@ allocation call paths for the types you choose, a monitor that notices growth
 and escalates to call-path analysis by itself, and exporters for Prometheus and
 a /debug/memory page. Frameworks are optional and never imported here.
 """
+
 from __future__ import annotations
 
 from .core.capture import Allocations, Capture

@@ -1,4 +1,5 @@
 """``python -m memtracker_web``; also the ``memtracker-web`` console script (pyproject)."""
+
 from __future__ import annotations
 
 import sys

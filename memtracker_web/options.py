@@ -18,6 +18,7 @@ a monitor that busy-loops on NaN or dies on infinity.
 tests/test_options.py checks every public signature and every adapter's
 docstring against this table.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -31,7 +32,7 @@ from typing import Any
 
 from .core.engine import check_watch_sample
 
-MAX_INTERVAL = 86_400.0         # seconds between samples: a day at most
+MAX_INTERVAL = 86_400.0  # seconds between samples: a day at most
 DEFAULT_PATH = "/debug/memory"
 DEFAULT_ALLOW: tuple[str, ...] = ("127.0.0.0/8", "::1")
 
@@ -55,6 +56,7 @@ FROM_ENV: Any = _FromEnv()
 
 # -- checks ------------------------------------------------------------------------
 
+
 def check_whole(name: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` if it is an int (not a bool) from ``low`` to ``high``, else a ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
@@ -65,8 +67,12 @@ def check_whole(name: str, value: Any, low: int, high: int | None = None) -> int
 
 def check_interval(value: Any, name: str = "interval") -> float:
     """Seconds between samples: a finite number above 0, at most a day."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 < value <= MAX_INTERVAL:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_INTERVAL
+    ):
         raise ValueError(f"{name} must be a number of seconds above 0 and at most {MAX_INTERVAL:g}, got {value!r}")
     return float(value)
 
@@ -98,10 +104,16 @@ def check_host_patterns(value: Iterable[str] | str | None) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else list(value or ())
     patterns = []
     for item in items:
-        if not isinstance(item, str) or not item.strip() or any(c in item for c in "/ @\t") \
-                or (":" in item and not item.startswith("[")):
-            raise ValueError(f"allowed_hosts: {item!r} is not a host name (like 'myapp.internal', "
-                             "'.example.com' for its subdomains, or '*')")
+        if (
+            not isinstance(item, str)
+            or not item.strip()
+            or any(c in item for c in "/ @\t")
+            or (":" in item and not item.startswith("["))
+        ):
+            raise ValueError(
+                f"allowed_hosts: {item!r} is not a host name (like 'myapp.internal', "
+                "'.example.com' for its subdomains, or '*')"
+            )
         patterns.append(item.strip().lower().rstrip("."))
     return tuple(patterns)
 
@@ -131,6 +143,7 @@ def _whole(name: str, low: int) -> Callable[[Any], int]:
 
 
 # -- the table -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Option:
@@ -199,77 +212,193 @@ class Option:
         else:
             default = self.default_doc or f"``{self.default!r}``"
         if self.settings:
-            default += " (" + ", ".join(f"{framework.capitalize()}'s ``{setting}`` under {framework.capitalize()}"
-                                        for framework, setting in self.settings.items()) + ")"
+            default += (
+                " ("
+                + ", ".join(
+                    f"{framework.capitalize()}'s ``{setting}`` under {framework.capitalize()}"
+                    for framework, setting in self.settings.items()
+                )
+                + ")"
+            )
         return f"{self.doc} Default: {default}."
 
 
 _OPTIONS = (
     # the endpoint's own
-    Option("path", DEFAULT_PATH, "str", "Where the page and its JSON are served (a leading slash, no trailing one).",
-           (ENDPOINT,), check=lambda v: check_route(v, "path")),
-    Option("metrics_path", None, "str | None", "Where Prometheus metrics are served; ``None`` serves none.",
-           (ENDPOINT,), check=lambda v: None if v is None else check_route(v, "metrics_path")),
-    Option("token", FROM_ENV, "str | None",
-           "A Bearer token that admits a request from any address; ``None``: no token.",
-           (ENDPOINT,), check=_check_token, env=("MEMTRACKER_TOKEN",),
-           default_doc="``$MEMTRACKER_TOKEN``, else ``None``"),
-    Option("allow", DEFAULT_ALLOW, "Iterable[str] | str | None",
-           "Addresses and networks admitted without a token.",
-           (ENDPOINT,), check=lambda v: check_networks(v, "allow"), attribute="allow_networks",
-           default_doc="loopback, ``('127.0.0.0/8', '::1')``"),
-    Option("allowed_hosts", (), "Iterable[str] | str | None",
-           "``Host`` names besides IP addresses and ``localhost`` that a request admitted by its address may "
-           "carry (``'.example.com'`` for its subdomains, ``'*'`` for any).",
-           (ENDPOINT,), check=check_host_patterns, settings={"django": "ALLOWED_HOSTS", "flask": "TRUSTED_HOSTS"},
-           default_doc="none"),
-    Option("trusted_proxies", (), "Iterable[str] | str | None",
-           "Peers whose ``X-Forwarded-For`` header is believed.",
-           (ENDPOINT,), check=lambda v: check_networks(v, "trusted_proxies"), attribute="proxy_networks",
-           default_doc="none"),
-    Option("monitor", None, "Any",
-           "A monitor of your own (the default monitor's options are then refused); ``None`` uses the "
-           "process-wide default monitor.", (ENDPOINT,)),
-    Option("track", (), "Iterable[type | str]", "Classes or ``'module.QualName'`` names to monitor.",
-           (DEFAULT_MONITOR, ENDPOINT), check=_as_tuple),
+    Option(
+        "path",
+        DEFAULT_PATH,
+        "str",
+        "Where the page and its JSON are served (a leading slash, no trailing one).",
+        (ENDPOINT,),
+        check=lambda v: check_route(v, "path"),
+    ),
+    Option(
+        "metrics_path",
+        None,
+        "str | None",
+        "Where Prometheus metrics are served; ``None`` serves none.",
+        (ENDPOINT,),
+        check=lambda v: None if v is None else check_route(v, "metrics_path"),
+    ),
+    Option(
+        "token",
+        FROM_ENV,
+        "str | None",
+        "A Bearer token that admits a request from any address; ``None``: no token.",
+        (ENDPOINT,),
+        check=_check_token,
+        env=("MEMTRACKER_TOKEN",),
+        default_doc="``$MEMTRACKER_TOKEN``, else ``None``",
+    ),
+    Option(
+        "allow",
+        DEFAULT_ALLOW,
+        "Iterable[str] | str | None",
+        "Addresses and networks admitted without a token.",
+        (ENDPOINT,),
+        check=lambda v: check_networks(v, "allow"),
+        attribute="allow_networks",
+        default_doc="loopback, ``('127.0.0.0/8', '::1')``",
+    ),
+    Option(
+        "allowed_hosts",
+        (),
+        "Iterable[str] | str | None",
+        "``Host`` names besides IP addresses and ``localhost`` that a request admitted by its address may "
+        "carry (``'.example.com'`` for its subdomains, ``'*'`` for any).",
+        (ENDPOINT,),
+        check=check_host_patterns,
+        settings={"django": "ALLOWED_HOSTS", "flask": "TRUSTED_HOSTS"},
+        default_doc="none",
+    ),
+    Option(
+        "trusted_proxies",
+        (),
+        "Iterable[str] | str | None",
+        "Peers whose ``X-Forwarded-For`` header is believed.",
+        (ENDPOINT,),
+        check=lambda v: check_networks(v, "trusted_proxies"),
+        attribute="proxy_networks",
+        default_doc="none",
+    ),
+    Option(
+        "monitor",
+        None,
+        "Any",
+        "A monitor of your own (the default monitor's options are then refused); ``None`` uses the "
+        "process-wide default monitor.",
+        (ENDPOINT,),
+    ),
+    Option(
+        "track",
+        (),
+        "Iterable[type | str]",
+        "Classes or ``'module.QualName'`` names to monitor.",
+        (DEFAULT_MONITOR, ENDPOINT),
+        check=_as_tuple,
+    ),
     # the monitor's, which the endpoint passes on to the default monitor
-    Option("watch_all", False, "bool", "Count every type, so that growing types are found without being named.",
-           (MONITOR, DEFAULT_MONITOR, ENDPOINT)),
-    Option("watch_sample", 64, "int",
-           "Watch-all counts about one object in this many and scales (1: every object, exactly; at most 65536).",
-           (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=check_watch_sample),
-    Option("threshold", 100, "int",
-           "Growth above a type's high-water mark that counts as an increase (0 counts every rise; the "
-           "endpoint's options ask for at least 1).",
-           (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=_whole("threshold", 0), endpoint_check=_whole("threshold", 1)),
-    Option("increases", 10, "int", "Increases before a leak report; call-path analysis starts then.",
-           (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=_whole("increases", 1)),
-    Option("interval", 60.0, "float", "Seconds between samples (above 0, at most a day).",
-           (MONITOR, DEFAULT_MONITOR, ENDPOINT), check=check_interval),
+    Option(
+        "watch_all",
+        False,
+        "bool",
+        "Count every type, so that growing types are found without being named.",
+        (MONITOR, DEFAULT_MONITOR, ENDPOINT),
+    ),
+    Option(
+        "watch_sample",
+        64,
+        "int",
+        "Watch-all counts about one object in this many and scales (1: every object, exactly; at most 65536).",
+        (MONITOR, DEFAULT_MONITOR, ENDPOINT),
+        check=check_watch_sample,
+    ),
+    Option(
+        "threshold",
+        100,
+        "int",
+        "Growth above a type's high-water mark that counts as an increase (0 counts every rise; the "
+        "endpoint's options ask for at least 1).",
+        (MONITOR, DEFAULT_MONITOR, ENDPOINT),
+        check=_whole("threshold", 0),
+        endpoint_check=_whole("threshold", 1),
+    ),
+    Option(
+        "increases",
+        10,
+        "int",
+        "Increases before a leak report; call-path analysis starts then.",
+        (MONITOR, DEFAULT_MONITOR, ENDPOINT),
+        check=_whole("increases", 1),
+    ),
+    Option(
+        "interval",
+        60.0,
+        "float",
+        "Seconds between samples (above 0, at most a day).",
+        (MONITOR, DEFAULT_MONITOR, ENDPOINT),
+        check=check_interval,
+    ),
     # the endpoint's own again
-    Option("shared_dir", FROM_ENV, "str | os.PathLike[str] | None",
-           "Directory where worker processes publish their snapshots and read commands; ``None``: this "
-           "process alone.",
-           (ENDPOINT,), check=_check_shared_dir, env=("MEMTRACKER_SHARED_DIR", "PROMETHEUS_MULTIPROC_DIR"),
-           default_doc="``$MEMTRACKER_SHARED_DIR``, else ``$PROMETHEUS_MULTIPROC_DIR``, else ``None``"),
-    Option("registry", None, "Any",
-           "The registry ``metrics_path`` serves; ``None``: prometheus_client's ``REGISTRY`` (a multiprocess one "
-           "when ``$PROMETHEUS_MULTIPROC_DIR`` is set).", (ENDPOINT,)),
+    Option(
+        "shared_dir",
+        FROM_ENV,
+        "str | os.PathLike[str] | None",
+        "Directory where worker processes publish their snapshots and read commands; ``None``: this process alone.",
+        (ENDPOINT,),
+        check=_check_shared_dir,
+        env=("MEMTRACKER_SHARED_DIR", "PROMETHEUS_MULTIPROC_DIR"),
+        default_doc="``$MEMTRACKER_SHARED_DIR``, else ``$PROMETHEUS_MULTIPROC_DIR``, else ``None``",
+    ),
+    Option(
+        "registry",
+        None,
+        "Any",
+        "The registry ``metrics_path`` serves; ``None``: prometheus_client's ``REGISTRY`` (a multiprocess one "
+        "when ``$PROMETHEUS_MULTIPROC_DIR`` is set).",
+        (ENDPOINT,),
+    ),
     # the monitor's alone
-    Option("tracker", None, "Tracker | None", "The Tracker that counts; ``None`` makes one with ``depth``.",
-           (MONITOR,)),
+    Option(
+        "tracker", None, "Tracker | None", "The Tracker that counts; ``None`` makes one with ``depth``.", (MONITOR,)
+    ),
     Option("depth", 10, "int", "Frames kept of each allocation's call path.", (MONITOR,), check=_whole("depth", 1)),
-    Option("max_analyzed", 3, "int", "Types in call-path analysis at once.", (MONITOR,),
-           check=_whole("max_analyzed", 0)),
-    Option("history", 120, "int", "Samples kept of each type's count and of resident memory.", (MONITOR,),
-           check=_whole("history", 2)),
-    Option("calm_samples", 30, "int",
-           "Samples without growth after which a type's analysis ends and its increases start afresh.", (MONITOR,),
-           check=_whole("calm_samples", 1)),
-    Option("discover_after", 3, "int", "Increases after which watch-all nominates a type to be counted exactly.",
-           (MONITOR,), check=_whole("discover_after", 1)),
-    Option("max_watch_promotions", 50, "int", "Types nominated by watch-all that are monitored at once.", (MONITOR,),
-           check=_whole("max_watch_promotions", 0)),
+    Option(
+        "max_analyzed", 3, "int", "Types in call-path analysis at once.", (MONITOR,), check=_whole("max_analyzed", 0)
+    ),
+    Option(
+        "history",
+        120,
+        "int",
+        "Samples kept of each type's count and of resident memory.",
+        (MONITOR,),
+        check=_whole("history", 2),
+    ),
+    Option(
+        "calm_samples",
+        30,
+        "int",
+        "Samples without growth after which a type's analysis ends and its increases start afresh.",
+        (MONITOR,),
+        check=_whole("calm_samples", 1),
+    ),
+    Option(
+        "discover_after",
+        3,
+        "int",
+        "Increases after which watch-all nominates a type to be counted exactly.",
+        (MONITOR,),
+        check=_whole("discover_after", 1),
+    ),
+    Option(
+        "max_watch_promotions",
+        50,
+        "int",
+        "Types nominated by watch-all that are monitored at once.",
+        (MONITOR,),
+        check=_whole("max_watch_promotions", 0),
+    ),
     Option("leak_reports", 50, "int", "Leak reports kept.", (MONITOR,), check=_whole("leak_reports", 1)),
 )
 
@@ -313,6 +442,9 @@ def param_docs(layer: str, names_: Iterable[str] | None = None, indent: int = 4,
     lines = []
     for name in names(layer) if names_ is None else names_:
         text = f":param {name}: {OPTIONS[name].describe(layer)}"
-        lines.extend(textwrap.wrap(text, width, initial_indent=" " * indent,
-                                   subsequent_indent=" " * (indent + 4), break_on_hyphens=False))
+        lines.extend(
+            textwrap.wrap(
+                text, width, initial_indent=" " * indent, subsequent_indent=" " * (indent + 4), break_on_hyphens=False
+            )
+        )
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Public path of the Prometheus export (the code: :mod:`memtracker_web.render.prometheus`;
 gunicorn's ``child_exit`` hook: :mod:`memtracker_web.integrations.gunicorn`)."""
+
 from .integrations.gunicorn import child_exit
 from .render.prometheus import (
     MULTIPROC_ENV,

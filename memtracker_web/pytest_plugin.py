@@ -48,6 +48,7 @@ What it cannot see, and what it counts that a person may not call a leak:
 * Test functions are checked (doctests are not), xfail tests are not; pytest's
   subtests are reported once per run, warm-up runs included.
 """
+
 from __future__ import annotations
 
 import gc
@@ -76,35 +77,70 @@ WATCH_SAMPLE = 64
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memtracker", "memtracker-web leak checks")
-    group.addoption("--memtracker-leaks", action="store_true", default=False,
-                    help="check every test for surviving objects of the classes named by "
-                         "--memtracker-type / memtracker_types (and any class with --memtracker-watch-all)")
-    group.addoption("--memtracker-type", action="append", default=[], metavar="DOTTED.NAME",
-                    help="a class every checked test must not leak (repeatable), e.g. myapp.models.Order")
-    group.addoption("--memtracker-watch-all", action="store_true", default=None,
-                    help="with --memtracker-leaks: also catch any class defined in Python code that grows")
-    group.addoption("--memtracker-warmup", default=None, metavar="N",
-                    help="run each checked test N times before the checked run (default 0)")
-    group.addoption("--memtracker-allow", default=None, metavar="N",
-                    help="surviving objects per class a checked test may leave (default 0)")
-    group.addoption("--memtracker-strict", action="store_true", default=None,
-                    help="fail, not skip, leak checks where the exact engine is unavailable")
-    parser.addini("memtracker_types", type="linelist", default=[],
-                  help="classes (dotted names) checked by --memtracker-leaks")
-    parser.addini("memtracker_watch_all", type="bool", default=False,
-                  help="--memtracker-leaks also catches any class defined in Python code (markers "
-                       "decide for themselves with watch_all=)")
+    group.addoption(
+        "--memtracker-leaks",
+        action="store_true",
+        default=False,
+        help="check every test for surviving objects of the classes named by "
+        "--memtracker-type / memtracker_types (and any class with --memtracker-watch-all)",
+    )
+    group.addoption(
+        "--memtracker-type",
+        action="append",
+        default=[],
+        metavar="DOTTED.NAME",
+        help="a class every checked test must not leak (repeatable), e.g. myapp.models.Order",
+    )
+    group.addoption(
+        "--memtracker-watch-all",
+        action="store_true",
+        default=None,
+        help="with --memtracker-leaks: also catch any class defined in Python code that grows",
+    )
+    group.addoption(
+        "--memtracker-warmup",
+        default=None,
+        metavar="N",
+        help="run each checked test N times before the checked run (default 0)",
+    )
+    group.addoption(
+        "--memtracker-allow",
+        default=None,
+        metavar="N",
+        help="surviving objects per class a checked test may leave (default 0)",
+    )
+    group.addoption(
+        "--memtracker-strict",
+        action="store_true",
+        default=None,
+        help="fail, not skip, leak checks where the exact engine is unavailable",
+    )
+    parser.addini(
+        "memtracker_types", type="linelist", default=[], help="classes (dotted names) checked by --memtracker-leaks"
+    )
+    parser.addini(
+        "memtracker_watch_all",
+        type="bool",
+        default=False,
+        help="--memtracker-leaks also catches any class defined in Python code (markers "
+        "decide for themselves with watch_all=)",
+    )
     parser.addini("memtracker_warmup", default="0", help="warm-up calls before a checked run")
     parser.addini("memtracker_allow", default="0", help="surviving objects per class a test may leave")
-    parser.addini("memtracker_strict", type="bool", default=False,
-                  help="fail, not skip, leak checks where the exact engine is unavailable")
+    parser.addini(
+        "memtracker_strict",
+        type="bool",
+        default=False,
+        help="fail, not skip, leak checks where the exact engine is unavailable",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(*types, allow=0, warmup=0, watch_all=False): fail when objects of these classes "
-        "(classes or dotted names) made by the test outlive it (memtracker-web)")
+        "(classes or dotted names) made by the test outlive it (memtracker-web)",
+    )
     settings = _Settings.from_config(config)
     config.stash[_SETTINGS] = settings
     session = _SessionState()
@@ -136,21 +172,21 @@ class _Settings:
             every_test=bool(config.getoption("memtracker_leaks")),
             type_names=[n.strip() for n in names if n.strip()],
             watch_all=bool(option("memtracker_watch_all", "memtracker_watch_all")),
-            warmup=_count("--memtracker-warmup / memtracker_warmup",
-                          option("memtracker_warmup", "memtracker_warmup"), MAX_WARMUP),
-            allow=_count("--memtracker-allow / memtracker_allow",
-                         option("memtracker_allow", "memtracker_allow"), None),
+            warmup=_count(
+                "--memtracker-warmup / memtracker_warmup", option("memtracker_warmup", "memtracker_warmup"), MAX_WARMUP
+            ),
+            allow=_count("--memtracker-allow / memtracker_allow", option("memtracker_allow", "memtracker_allow"), None),
             strict=bool(option("memtracker_strict", "memtracker_strict")),
         )
         if settings.every_test and not settings.type_names and not settings.watch_all:
             raise pytest.UsageError(
                 "--memtracker-leaks needs classes to check: name them with --memtracker-type "
-                "myapp.models.Order (or the memtracker_types ini option), or add --memtracker-watch-all")
+                "myapp.models.Order (or the memtracker_types ini option), or add --memtracker-watch-all"
+            )
         return settings
 
 
-def _count(what: str, value: Any, most: int | None,
-           error: Callable[[str], BaseException] = pytest.UsageError) -> int:
+def _count(what: str, value: Any, most: int | None, error: Callable[[str], BaseException] = pytest.UsageError) -> int:
     """A non-negative integer option (from the command line, ini or a marker), or an error naming it."""
     if isinstance(value, str):
         text = value.strip()
@@ -166,11 +202,11 @@ def _count(what: str, value: Any, most: int | None,
 
 @dataclass
 class _SessionState:
-    unchecked: int = 0                  # checks not run: no exact engine
+    unchecked: int = 0  # checks not run: no exact engine
     reason: str = ""
     resolved: list[type] | None = None
-    lost: list[str] = field(default_factory=list)   # checks that could not be trusted, and why
-    usage_error: str | None = None   # a class name that does not resolve, in an xdist worker
+    lost: list[str] = field(default_factory=list)  # checks that could not be trusted, and why
+    usage_error: str | None = None  # a class name that does not resolve, in an xdist worker
     watch_started: bool = False
     # classes whose objects pytest itself keeps past the test's call: watch-all leaves them out
     watch_ignored: frozenset = frozenset()
@@ -231,15 +267,18 @@ def _check_for(item: pytest.Item) -> _Check | None:
         where = f"@pytest.mark.{MARKER}"
         unknown = set(marker.kwargs) - {"types", "allow", "warmup", "watch_all"}
         if unknown:
-            raise _marker_error(f"{where}: unknown argument(s) {', '.join(sorted(unknown))}; "
-                                "it takes classes, types=, allow=, warmup= and watch_all=")
+            raise _marker_error(
+                f"{where}: unknown argument(s) {', '.join(sorted(unknown))}; "
+                "it takes classes, types=, allow=, warmup= and watch_all="
+            )
         named = list(marker.args)
         extra_types = marker.kwargs.get("types", ())
         if isinstance(extra_types, (type, str)):
             extra_types = [extra_types]
         if not isinstance(extra_types, (list, tuple, set, frozenset)):
-            raise _marker_error(f"{where}(types=) must be a list of classes or dotted names, "
-                                f"got {type(extra_types).__name__}")
+            raise _marker_error(
+                f"{where}(types=) must be a list of classes or dotted names, got {type(extra_types).__name__}"
+            )
         named.extend(extra_types)
         for value in named:
             cls = _resolve(value, where, _marker_error)
@@ -261,8 +300,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash[_SESSION]
     if settings.every_test and settings.type_names:
         try:
-            state.resolved = [_resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
-                              for name in settings.type_names]
+            state.resolved = [
+                _resolve(name, "--memtracker-type / memtracker_types", pytest.UsageError)
+                for name in settings.type_names
+            ]
         except pytest.UsageError as exc:
             if not hasattr(session.config, "workerinput"):
                 raise
@@ -278,13 +319,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     fixtures. Survivors are counted once the checked run's fixtures are torn down."""
     try:
         check = _check_for(item) if isinstance(item, pytest.Function) else None
-    except pytest.fail.Exception as exc:        # a bad marker: its test fails with what is wrong
+    except pytest.fail.Exception as exc:  # a bad marker: its test fails with what is wrong
         item.stash[_REFUSAL] = exc.msg
         return None
     if check is None:
         return None
     session = item.config.stash[_SESSION]
-    if session.usage_error is not None:         # an xdist worker: the controller cannot show a usage error
+    if session.usage_error is not None:  # an xdist worker: the controller cannot show a usage error
         item.stash[_REFUSAL] = session.usage_error
         item.session.shouldstop = session.usage_error
         return None
@@ -305,8 +346,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     again = item.parent
     reports: list[pytest.TestReport] = []
     for _ in range(check.warmup):
-        item._report_sections = []              # a report shows its own run's output only
-        reports = runtestprotocol(item, nextitem=again, log=False)    # type: ignore[arg-type]
+        item._report_sections = []  # a report shows its own run's output only
+        reports = runtestprotocol(item, nextitem=again, log=False)  # type: ignore[arg-type]
         if not all(report.passed for report in reports):
             # that failure is the test's result; finish the teardown the next item needs
             _finish_teardown(item, nextitem, reports)
@@ -333,8 +374,9 @@ class _Lost(Exception):
     """The check cannot be trusted (another tool took the tracer): say so, fail nothing."""
 
 
-def _checked_runs(item: pytest.Item, nextitem: pytest.Item | None, check: _Check,
-                  session: _SessionState) -> list[pytest.TestReport]:
+def _checked_runs(
+    item: pytest.Item, nextitem: pytest.Item | None, check: _Check, session: _SessionState
+) -> list[pytest.TestReport]:
     from _pytest.runner import runtestprotocol
 
     run = _Run(check, session, _test_of(getattr(item, "function", None)))
@@ -347,13 +389,13 @@ def _checked_runs(item: pytest.Item, nextitem: pytest.Item | None, check: _Check
     reports: list[pytest.TestReport] = []
     try:
         item._report_sections = []
-        reports = runtestprotocol(item, nextitem=first_next, log=False)     # type: ignore[arg-type]
+        reports = runtestprotocol(item, nextitem=first_next, log=False)  # type: ignore[arg-type]
         call = next((r for r in reports if r.when == "call"), None)
         if call is None or not call.passed or not run.began or hasattr(call, "wasxfail"):
-            return reports              # failed, skipped or xfail on its own: that is what to show
+            return reports  # failed, skipped or xfail on its own: that is what to show
         try:
             with quiet:
-                warnings.simplefilter("ignore")     # a displaced capture's warning: _Lost says it
+                warnings.simplefilter("ignore")  # a displaced capture's warning: _Lost says it
                 grown = run.finish()
                 if grown:
                     run.confirm_begin(grown)
@@ -389,7 +431,7 @@ def pytest_runtest_call(item: pytest.Item):
         pytest.fail(refusal, pytrace=False)
     run = item.stash.get(_ACTIVE, None)
     if run is not None:
-        run.start_counting()        # after the fixtures are set up: what they make is not the test's
+        run.start_counting()  # after the fixtures are set up: what they make is not the test's
     yield
 
 
@@ -471,7 +513,7 @@ class _Run:
     def confirm_finish(self, error: str | None) -> None:
         self._require_trusted()
         self.confirm_error = error
-        if not self.tracker.capture.running:       # the second run never reached its call
+        if not self.tracker.capture.running:  # the second run never reached its call
             self.confirm_error = error or "it did not reach the test's call"
         survivors = self._survivors_of([cls for cls, _n in self.confirming], collect=self.confirm_error is None)
         self.tracker.stop()
@@ -497,8 +539,10 @@ class _Run:
         from .core import engine
 
         if getattr(self.tracker.capture._core, "missed_events", False) or engine.engine_status()["displaced"]:
-            raise _Lost("another tool took CPython's reference tracer during the test "
-                        "(tracemalloc.start() does this), so its counts missed events")
+            raise _Lost(
+                "another tool took CPython's reference tracer during the test "
+                "(tracemalloc.start() does this), so its counts missed events"
+            )
 
     # -- watch-all ----------------------------------------------------------
 
@@ -518,11 +562,14 @@ class _Run:
 
         try:
             rows = engine._tracker.watch_counts()
-        except RuntimeError as exc:         # another tool took the tracer: counts cannot be trusted
+        except RuntimeError as exc:  # another tool took the tracer: counts cannot be trusted
             raise _Lost(f"watch-all: {exc}") from None
         ignored = self.session.watch_ignored
-        return {cls: new - free for cls, new, free in rows if counted_exactly_by_watch_all(cls)
-                and not _is_machinery_class(cls) and cls not in ignored}
+        return {
+            cls: new - free
+            for cls, new, free in rows
+            if counted_exactly_by_watch_all(cls) and not _is_machinery_class(cls) and cls not in ignored
+        }
 
     def _watch_growth(self) -> list[tuple[type, int]]:
         from .core import engine
@@ -531,8 +578,10 @@ class _Run:
             raise _Lost("the test stopped watch-all itself (a MemoryMonitor of its own?)")
         after = self._watch_net()
         grown = [(cls, n - self.before.get(cls, 0)) for cls, n in after.items()]
-        return sorted(((cls, d) for cls, d in grown if d > self.check.allow),
-                      key=lambda kv: (-kv[1], kv[0].__module__, kv[0].__qualname__))
+        return sorted(
+            ((cls, d) for cls, d in grown if d > self.check.allow),
+            key=lambda kv: (-kv[1], kv[0].__module__, kv[0].__qualname__),
+        )
 
     def _watch_stop(self) -> None:
         if self.watching and self.session.watch_started:
@@ -576,8 +625,12 @@ def _is_machinery_class(cls: type) -> bool:
     return isinstance(module, str) and module.partition(".")[0] in _MACHINERY
 
 
-def _leak_message(leaks: list[tuple[type, int, dict[str, Any] | None, str]], allow: int,
-                  confirm_error: str | None, test: tuple[str, str] | None) -> str:
+def _leak_message(
+    leaks: list[tuple[type, int, dict[str, Any] | None, str]],
+    allow: int,
+    confirm_error: str | None,
+    test: tuple[str, str] | None,
+) -> str:
     from .core.naming import type_name
 
     lines = []
@@ -585,9 +638,11 @@ def _leak_message(leaks: list[tuple[type, int, dict[str, Any] | None, str]], all
         name = type_name(cls)
         noun = "object" if live == 1 else "objects"
         if how == "unconfirmed":
-            lines.append(f"memtracker: {name} grew by {live} during the test (watch-all); running the test "
-                         f"again to find where they are made failed ({confirm_error}), so there are no "
-                         "call paths")
+            lines.append(
+                f"memtracker: {name} grew by {live} during the test (watch-all); running the test "
+                f"again to find where they are made failed ({confirm_error}), so there are no "
+                "call paths"
+            )
             continue
         made = "made by the test" if how == "named" else "made by a second run of the test"
         lines.append(f"memtracker: {live} {noun} of {name} {made} outlived it (allowed: {allow})")
@@ -611,15 +666,16 @@ def _path_lines(entry: dict[str, Any], test: tuple[str, str] | None) -> list[str
     if not frames:
         return [f"    {entry['count']:>6}  <call tree full: no frames recorded>"]
     app = entry.get("app_frame") or 0
-    end = next((i + 1 for i, f in enumerate(frames) if test is not None and _is_test_frame(f, test)),
-               len(frames))
+    end = next((i + 1 for i, f in enumerate(frames) if test is not None and _is_test_frame(f, test)), len(frames))
     lines = [f"    {entry['count']:>6}  {_frame(frames[app])}"]
     if app:
         lines.append(f"            allocated in {_frame(frames[0])}")
         lines.extend(f"            via {_frame(f)}" for f in frames[1:app][:FRAMES_SHOWN])
-    callers = frames[app + 1:end]
-    lines.extend(f"            {'called from' if i == 0 else '       from'} {_frame(f)}"
-                 for i, f in enumerate(callers[:FRAMES_SHOWN]))
+    callers = frames[app + 1 : end]
+    lines.extend(
+        f"            {'called from' if i == 0 else '       from'} {_frame(f)}"
+        for i, f in enumerate(callers[:FRAMES_SHOWN])
+    )
     if len(callers) > FRAMES_SHOWN:
         lines.append(f"            ... {len(callers) - FRAMES_SHOWN} more frames")
     return lines
@@ -700,8 +756,9 @@ class LeakChecker:
         gc.collect()
         live = _survivors(tracker, cls)
         if live > allow:
-            pytest.fail(_leak_message([(cls, live, _paths(tracker, cls), "named")], allow, None, self._test),
-                        pytrace=False)
+            pytest.fail(
+                _leak_message([(cls, live, _paths(tracker, cls), "named")], allow, None, self._test), pytrace=False
+            )
 
     def assert_live(self, cls: type, expected: int) -> None:
         """Fail unless exactly ``expected`` objects of ``cls`` made since
@@ -714,8 +771,9 @@ class LeakChecker:
             from .core.naming import type_name
 
             noun = "object" if live == 1 else "objects"
-            message = [(f"memtracker: {live} {noun} of {type_name(cls)} made since track() are alive, "
-                        f"expected {expected}")]
+            message = [
+                (f"memtracker: {live} {noun} of {type_name(cls)} made since track() are alive, expected {expected}")
+            ]
             if live:
                 detail = _leak_message([(cls, live, _paths(tracker, cls), "named")], 0, None, self._test)
                 message.extend(detail.splitlines()[1:])
@@ -773,7 +831,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if session.unchecked:
         checks = "check" if session.unchecked == 1 else "checks"
         terminalreporter.write_line(
-            f"memtracker: {session.unchecked} leak {checks} not run (the tests ran): {session.reason}")
+            f"memtracker: {session.unchecked} leak {checks} not run (the tests ran): {session.reason}"
+        )
     if session.lost:
         checks = "check" if len(session.lost) == 1 else "checks"
         terminalreporter.write_line(f"memtracker: {len(session.lost)} leak {checks} lost (the tests passed):")

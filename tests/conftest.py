@@ -1,5 +1,6 @@
 """Fixtures for every test. Shared helpers are in support.py (this file puts tests/
 on sys.path so test modules in the folders below can import it)."""
+
 from __future__ import annotations
 
 import sys
@@ -50,8 +51,6 @@ def _fresh_defaults():
         default, tracker_module._default = tracker_module._default, None
     if default is not None:
         default.stop()
-
-
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ FakeMonitor follows docs/CONTRACTS.md exactly; the endpoint and adapter tests al
 use it, so every layer is tested against the same contract. Fixtures live in
 conftest.py; this module is imported by test modules (``from support import ...``:
 tests/conftest.py puts tests/ on sys.path)."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ from memtracker_web.endpoint import Endpoint, EndpointOptions, Request
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.render import page
 
-ROOT = Path(__file__).resolve().parent.parent        # the repository
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 WAIT_SECONDS = 45.0
 
 # ---------------------------------------------------------------------------
@@ -36,9 +37,7 @@ WAIT_SECONDS = 45.0
 
 ENGINE = mt.engine_status()
 
-requires_engine = pytest.mark.skipif(
-    not ENGINE["available"], reason=f"exact engine unavailable: {ENGINE['reason']}"
-)
+requires_engine = pytest.mark.skipif(not ENGINE["available"], reason=f"exact engine unavailable: {ENGINE['reason']}")
 without_engine = pytest.mark.skipif(
     ENGINE["available"], reason="tests the fallback path; this interpreter runs the exact engine"
 )
@@ -86,7 +85,7 @@ def in_forked_child(body: Callable[[], Any]) -> tuple[int, Any]:
     returned (it must be JSON-serialisable)."""
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)   # fork with a live thread
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with a live thread
         pid = os.fork()
     if pid == 0:
         try:
@@ -118,17 +117,37 @@ class Basket:
 ORDER = type_name(Order)
 
 
-def make_entry(name: str, history: list[int], *, analysing: bool = False, source: str = "tracked",
-               top_paths: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"type": name, "live": history[-1], "allocations": history[-1] + 10, "frees": 10,
-            "high_water": max(history), "increases": len(history) - 1, "analysing": analysing,
-            "source": source, "history": [[1764115200.0 + i, v] for i, v in enumerate(history)],
-            "top_paths": list(top_paths or [])}
+def make_entry(
+    name: str,
+    history: list[int],
+    *,
+    analysing: bool = False,
+    source: str = "tracked",
+    top_paths: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": name,
+        "live": history[-1],
+        "allocations": history[-1] + 10,
+        "frees": 10,
+        "high_water": max(history),
+        "increases": len(history) - 1,
+        "analysing": analysing,
+        "source": source,
+        "history": [[1764115200.0 + i, v] for i, v in enumerate(history)],
+        "top_paths": list(top_paths or []),
+    }
 
 
-LEAK_PATH = {"count": 120, "total_count": 130, "path": ["shop/cache.py:17 in remember", "shop/views.py:40 in checkout"],
-             "frames": [{"filename": "shop/cache.py", "lineno": 17, "function": "remember"},
-                        {"filename": "shop/views.py", "lineno": 40, "function": "checkout"}]}
+LEAK_PATH = {
+    "count": 120,
+    "total_count": 130,
+    "path": ["shop/cache.py:17 in remember", "shop/views.py:40 in checkout"],
+    "frames": [
+        {"filename": "shop/cache.py", "lineno": 17, "function": "remember"},
+        {"filename": "shop/views.py", "lineno": 40, "function": "checkout"},
+    ],
+}
 
 
 class FakeMonitor:
@@ -169,23 +188,39 @@ class FakeMonitor:
 
     def snapshot(self) -> dict[str, Any]:
         types = sorted(self.tracked.values(), key=lambda e: (-page.growth(e), e["type"]))
-        snap = {"mode": self.mode,
-                "engine": {"available": self.mode == "exact", "reason": "fake engine", "displaced": False,
-                           "python": "3.13.5"},
-                "pid": 4242, "sampled_at": 1764115200.0, "interval": 1.0, "sample_duration_seconds": 0.0001,
-                "samples": 3, "types": [{**e, "top_paths": e["top_paths"][:3]} for e in types],
-                "leaks": list(self.leaks)}
+        snap = {
+            "mode": self.mode,
+            "engine": {
+                "available": self.mode == "exact",
+                "reason": "fake engine",
+                "displaced": False,
+                "python": "3.13.5",
+            },
+            "pid": 4242,
+            "sampled_at": 1764115200.0,
+            "interval": 1.0,
+            "sample_duration_seconds": 0.0001,
+            "samples": 3,
+            "types": [{**e, "top_paths": e["top_paths"][:3]} for e in types],
+            "leaks": list(self.leaks),
+        }
         if self.mode == "census":
-            snap["census"] = {"cost_seconds": 0.05, "objects_scanned": 123456,
-                              "blind_spots": "objects the garbage collector does not track are not counted"}
+            snap["census"] = {
+                "cost_seconds": 0.05,
+                "objects_scanned": 123456,
+                "blind_spots": "objects the garbage collector does not track are not counted",
+            }
         return snap
 
     def type_detail(self, name: str) -> dict[str, Any] | None:
         entry = self.tracked.get(name)
         if entry is None:
             return None
-        hotspots = [{"filename": "shop/cache.py", "lineno": 17, "function": "remember", "total_count": 130,
-                     "count": 120}] if entry["top_paths"] else []
+        hotspots = (
+            [{"filename": "shop/cache.py", "lineno": 17, "function": "remember", "total_count": 130, "count": 120}]
+            if entry["top_paths"]
+            else []
+        )
         return {**entry, "hotspots": hotspots}
 
 
@@ -193,12 +228,19 @@ def leaky_monitor(mode: str = "exact") -> FakeMonitor:
     monitor = FakeMonitor(mode)
     analysing = mode == "exact"
     monitor.tracked["shop.cache.Entry"] = make_entry(
-        "shop.cache.Entry", [100, 150, 220, 300], analysing=analysing,
-        top_paths=[LEAK_PATH] if analysing else [])
+        "shop.cache.Entry", [100, 150, 220, 300], analysing=analysing, top_paths=[LEAK_PATH] if analysing else []
+    )
     monitor.tracked["builtins.dict"] = make_entry("builtins.dict", [50, 50, 49], source="watch_all")
     if analysing:
-        monitor.leaks.append({"type": "shop.cache.Entry", "live": 300, "increases": 3,
-                              "detected_at": 1764115203.0, "top_paths": [LEAK_PATH]})
+        monitor.leaks.append(
+            {
+                "type": "shop.cache.Entry",
+                "live": 300,
+                "increases": 3,
+                "detected_at": 1764115203.0,
+                "top_paths": [LEAK_PATH],
+            }
+        )
     return monitor
 
 
@@ -206,11 +248,28 @@ def endpoint(monitor: Any = None, **options: Any) -> Endpoint:
     return Endpoint(EndpointOptions(monitor=monitor if monitor is not None else leaky_monitor(), **options))
 
 
-def call(ep: Endpoint, method: str = "GET", path: str = "/debug/memory", *, query: str = "",
-         headers: dict[str, str] | None = None, client: str | None = "127.0.0.1", body: bytes = b"",
-         script_name: str = "") -> tuple[int, dict[str, str], bytes]:
-    response = ep.handle(Request(method=method, path=path, query_string=query, headers=headers or {},
-                                 client=client, body=body, script_name=script_name))
+def call(
+    ep: Endpoint,
+    method: str = "GET",
+    path: str = "/debug/memory",
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    client: str | None = "127.0.0.1",
+    body: bytes = b"",
+    script_name: str = "",
+) -> tuple[int, dict[str, str], bytes]:
+    response = ep.handle(
+        Request(
+            method=method,
+            path=path,
+            query_string=query,
+            headers=headers or {},
+            client=client,
+            body=body,
+            script_name=script_name,
+        )
+    )
     hdrs = {}
     for k, v in response.headers:
         assert k.lower() not in hdrs, f"duplicate header {k}"
@@ -256,8 +315,7 @@ def wait_for(what: str, check, logs: list[Path], timeout: float = WAIT_SECONDS, 
     while time.monotonic() < deadline:
         for proc in processes:
             if proc.poll() is not None:
-                pytest.fail(f"{proc.args[0]} exited ({proc.returncode}) while waiting for {what}\n"
-                            + dump(logs))
+                pytest.fail(f"{proc.args[0]} exited ({proc.returncode}) while waiting for {what}\n" + dump(logs))
         try:
             result = check()
         except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
@@ -269,8 +327,7 @@ def wait_for(what: str, check, logs: list[Path], timeout: float = WAIT_SECONDS, 
 
 
 def dump(logs: list[Path]) -> str:
-    return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}"
-                     for log in logs if log.exists())
+    return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}" for log in logs if log.exists())
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Django's command-line utility for the example; serve it with gunicorn (see demo/wsgi.py):
 
-    MEMTRACKER_INTERVAL=0.3 gunicorn --chdir examples/django_project --workers 1 --bind 127.0.0.1:8000 demo.wsgi
+MEMTRACKER_INTERVAL=0.3 gunicorn --chdir examples/django_project --workers 1 --bind 127.0.0.1:8000 demo.wsgi
 """
+
 from __future__ import annotations
 
 import os

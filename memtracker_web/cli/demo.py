@@ -4,6 +4,7 @@ The server runs in a thread so the main thread owns the signals: SIGINT,
 SIGTERM and --duration all end in the same orderly shutdown (load thread,
 server, monitor) and exit code 0.
 """
+
 from __future__ import annotations
 
 import abc
@@ -27,7 +28,7 @@ from ..core.engine import engine_status
 from . import demo_app
 
 READY_TIMEOUT = 20.0
-LOAD_PERIOD = 0.25       # seconds between rounds of /leak + /
+LOAD_PERIOD = 0.25  # seconds between rounds of /leak + /
 STOP_TIMEOUT = 10.0
 MAX_CACHED = 100_000
 
@@ -36,8 +37,15 @@ class DemoError(Exception):
     """A problem the user can fix; shown as one line, exit code 2."""
 
 
-def run(host: str, port: int, *, duration: float | None = None, server: str = "auto",
-        interval: float = 1.0, out: TextIO = sys.stdout) -> int:
+def run(
+    host: str,
+    port: int,
+    *,
+    duration: float | None = None,
+    server: str = "auto",
+    interval: float = 1.0,
+    out: TextIO = sys.stdout,
+) -> int:
     stop = threading.Event()
     received: list[str] = []
 
@@ -55,10 +63,13 @@ def run(host: str, port: int, *, duration: float | None = None, server: str = "a
     try:
         monitor = demo_app.make_monitor(interval)
         kind = _choose_server(server)
-        candidate: _Server = _UvicornServer(demo_app.asgi_app(monitor)) if kind == "uvicorn" else \
-            _WsgirefServer(demo_app.wsgi_app(monitor))
+        candidate: _Server = (
+            _UvicornServer(demo_app.asgi_app(monitor))
+            if kind == "uvicorn"
+            else _WsgirefServer(demo_app.wsgi_app(monitor))
+        )
         candidate.start(host, port)
-        runner = candidate     # from here on it has a thread and a socket to stop
+        runner = candidate  # from here on it has a thread and a socket to stop
         runner.wait_ready(stop)
         if stop.is_set():
             say(f"stopping ({received[0]}) before the server was ready", last=True)
@@ -117,7 +128,7 @@ class _Printer:
         if self.broken:
             return
         try:
-            print(message, file=self.out, flush=True)   # flush: a pipe would hold progress back
+            print(message, file=self.out, flush=True)  # flush: a pipe would hold progress back
         except BrokenPipeError:
             # The reader went away (`| head`): the demo goes on, silently.
             self.broken = True
@@ -130,7 +141,7 @@ def silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):    # stdout without a file descriptor (tests): nothing to flush
+    except (OSError, ValueError):  # stdout without a file descriptor (tests): nothing to flush
         pass
 
 
@@ -164,8 +175,9 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ip.version == 6 else host
 
 
-def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, port: int, host: str,
-              duration: float | None) -> None:
+def _announce(
+    say: Callable[[str], None], monitor: Any, base: str, kind: str, port: int, host: str, duration: float | None
+) -> None:
     status = engine_status()
     say(f"memtracker-web demo: a leaking app on {host}:{port} ({kind})")
     if monitor.mode == "exact":
@@ -179,8 +191,9 @@ def _announce(say: Callable[[str], None], monitor: Any, base: str, kind: str, po
     say(f"page:    {base}{demo_app.PAGE_PATH}")
     say(f"json:    {base}{demo_app.PAGE_PATH}?format=json")
     say(f"metrics: {base}{demo_app.METRICS_PATH}")
-    say(f"load: /leak and / every {LOAD_PERIOD:g} s from this process; the monitor samples every "
-        f"{monitor.interval:g} s")
+    say(
+        f"load: /leak and / every {LOAD_PERIOD:g} s from this process; the monitor samples every {monitor.interval:g} s"
+    )
     say(f"stops after {duration:g} s" if duration is not None else "press Ctrl-C to stop")
 
 
@@ -192,9 +205,11 @@ def _source_tree_hint() -> str | None:
 
     if engine._tracker is not None or Path(__file__).resolve().parents[2] != Path.cwd().resolve():
         return None
-    return ("python -m imported the source tree in the current directory, which has no built extension, "
-            "not the installed package: run `memtracker-web demo`, run from another directory, "
-            "or install with `pip install -e .`")
+    return (
+        "python -m imported the source tree in the current directory, which has no built extension, "
+        "not the installed package: run `memtracker-web demo`, run from another directory, "
+        "or install with `pip install -e .`"
+    )
 
 
 def _watch_for_leaks(monitor: Any, say: Callable[[str], None], base: str) -> None:
@@ -208,8 +223,7 @@ def _watch_for_leaks(monitor: Any, say: Callable[[str], None], base: str) -> Non
             where = f"allocated at {report['top_paths'][0]['path'][0]}"
         else:
             where = "no call paths in census mode"
-        say(f"leak found: {report['type']} ({report['live']:,} live, grew {report['increases']} times), "
-            f"{where}")
+        say(f"leak found: {report['type']} ({report['live']:,} live, grew {report['increases']} times), {where}")
         say(f"  see {base}{demo_app.PAGE_PATH}")
 
     monitor.on_leak = on_leak
@@ -265,7 +279,7 @@ class _Server(abc.ABC):
         def body() -> None:
             try:
                 target()
-            except BaseException as exc:   # SystemExit from uvicorn included: report, don't vanish
+            except BaseException as exc:  # SystemExit from uvicorn included: report, don't vanish
                 self.error = f"{type(exc).__name__}: {exc}"
 
         self._thread = threading.Thread(target=body, name="memtracker-demo-server", daemon=True)
@@ -307,8 +321,9 @@ class _UvicornServer(_Server):
             raise _listen_error(host, port, exc) from None
         self.sock = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=3)
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+        )
         self.server = uvicorn.Server(config)
         self._serve(lambda: self.server.run(sockets=[sock]))
 
@@ -336,7 +351,7 @@ class _WsgirefServer(_Server):
 
         class Quiet(WSGIRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
-                pass    # one line per load request would bury the demo's messages
+                pass  # one line per load request would bury the demo's messages
 
         class Server(ThreadingMixIn, WSGIServer):
             daemon_threads = True

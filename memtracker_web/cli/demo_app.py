@@ -6,6 +6,7 @@ monitored, so the page shows one growing and one flat. The same routes exist
 as a Starlette (ASGI) app and as a plain WSGI app, for when uvicorn is not
 installed; either is wrapped in the package's middleware.
 """
+
 from __future__ import annotations
 
 import json

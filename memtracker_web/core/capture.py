@@ -4,6 +4,7 @@ The Python face of one ``_tracker.CaptureCore``. The C side counts inside the
 reference tracer; this side delivers callbacks at safe points, never inside an
 allocation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,7 @@ class Allocations:
 
     new_count: int
     free_count: int
-    lost_count: int = 0     # creations the tracer could not record (memory ran out)
+    lost_count: int = 0  # creations the tracer could not record (memory ran out)
 
     @property
     def retained_count(self) -> int:
@@ -112,7 +113,7 @@ class _Unbuilt:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
 
     def sample(self, cls: type, n: int) -> list:
-        engine.require_engine()         # raises EngineUnavailable (a RuntimeError): no engine here
+        engine.require_engine()  # raises EngineUnavailable (a RuntimeError): no engine here
         return []
 
 
@@ -287,7 +288,7 @@ class Capture:
         size = measured = 0
         for obj in objects:
             try:
-                size += sys.getsizeof(obj, 0)   # the object's own __sizeof__ may be the app's
+                size += sys.getsizeof(obj, 0)  # the object's own __sizeof__ may be the app's
             except Exception:  # noqa: BLE001 -- one odd object must not cost the estimate
                 continue
             measured += 1
@@ -306,7 +307,7 @@ class Capture:
             return 0
         delivered = 0
         try:
-            for _ in range(16):     # events pushed by callbacks themselves come in later rounds
+            for _ in range(16):  # events pushed by callbacks themselves come in later rounds
                 events = self._core.drain()
                 if not events:
                     break
@@ -338,8 +339,9 @@ class Capture:
                 callback(cls, "free", self._callback_data.pop(key, None))
         except Exception:
             self.callback_errors += 1
-            logger.exception("memtracker_web: callback %r for %s raised; tracking continues",
-                             callback, cls.__qualname__)
+            logger.exception(
+                "memtracker_web: callback %r for %s raised; tracking continues", callback, cls.__qualname__
+            )
         return 1
 
     def _warn_if_displaced(self) -> None:
@@ -355,7 +357,7 @@ class Capture:
         return self._core.unanalyse(cls)
 
     def _tree(self, cls: type):
-        self._flush_if_needed()     # queued events name leaves that pruning would move
+        self._flush_if_needed()  # queued events name leaves that pruning would move
         return self._core.tree(cls)
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ The fallback where the exact engine cannot run. It costs a walk of every
 GC-tracked object each sample (so it runs in the monitor's thread, never in a
 request) and it is blind to objects the collector does not track.
 """
+
 from __future__ import annotations
 
 import gc

@@ -6,6 +6,7 @@ still works; ``engine_status()`` says why the engine cannot run and
 ``Capture.start()`` raises ``EngineUnavailable`` with the interpreter, the
 reason and the fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,14 +41,20 @@ def _build_failure() -> str:
                 name, python, detail = (line.rstrip("\n").split("\t") + ["", ""])[:3]
                 if not name.endswith("._tracker"):
                     continue
-                said = (f"the C extension could not be built when memtracker-web was installed on "
-                        f"{python} (the compiler said: {detail})")
+                said = (
+                    f"the C extension could not be built when memtracker-web was installed on "
+                    f"{python} (the compiler said: {detail})"
+                )
                 if _tested(sys.version_info[:3]) and platform.python_implementation() == "CPython":
-                    return (f"{said}; this CPython is one it was tested on, so the build itself is "
-                            "what is missing: install a C compiler and the Python headers (gcc and "
-                            "python3-dev, or the image's -dev variant) and reinstall memtracker-web")
-                return (f"{said}; this release was tested on {TESTED}: use one of those, or a "
-                        f"memtracker-web release that supports {python}")
+                    return (
+                        f"{said}; this CPython is one it was tested on, so the build itself is "
+                        "what is missing: install a C compiler and the Python headers (gcc and "
+                        "python3-dev, or the image's -dev variant) and reinstall memtracker-web"
+                    )
+                return (
+                    f"{said}; this release was tested on {TESTED}: use one of those, or a "
+                    f"memtracker-web release that supports {python}"
+                )
     except OSError:
         pass
     return ""
@@ -56,7 +63,8 @@ def _build_failure() -> str:
 SUBINTERPRETER_REASON = (
     "memtracker_web's exact engine runs in the main interpreter only, and this is a subinterpreter "
     "(mod_wsgi runs each app in one unless WSGIApplicationGroup %{GLOBAL} is set): "
-    "memtracker_web counts in census mode here")
+    "memtracker_web counts in census mode here"
+)
 
 
 def subinterpreter() -> bool:
@@ -66,13 +74,13 @@ def subinterpreter() -> bool:
     type watcher belongs to one interpreter, so neither extension is imported
     in a subinterpreter: memtracker_web counts in census mode there and the
     main interpreter's engine is left alone."""
-    for name in ("_interpreters", "_xxsubinterpreters"):    # 3.13+, older
+    for name in ("_interpreters", "_xxsubinterpreters"):  # 3.13+, older
         try:
             interpreters = __import__(name)
         except ImportError:
             continue
         current, main = interpreters.get_current(), interpreters.get_main()
-        if isinstance(current, tuple):      # (id, how it was made) from 3.13 on
+        if isinstance(current, tuple):  # (id, how it was made) from 3.13 on
             current, main = current[0], main[0]
         return bool(current != main)
     return False
@@ -90,7 +98,8 @@ if not free_threaded() and not IN_SUBINTERPRETER:
         _tracker = None  # type: ignore[assignment]
         _IMPORT_ERROR = _build_failure() or (
             f"the C extension memtracker_web._tracker is not available ({exc}); "
-            "reinstall memtracker-web with a C compiler and the Python headers available")
+            "reinstall memtracker-web with a C compiler and the Python headers available"
+        )
     else:
         _IMPORT_ERROR = ""
 elif IN_SUBINTERPRETER:
@@ -101,15 +110,19 @@ else:
     # process; the engine does not run on these builds anyway (the tracer's tables
     # rely on the GIL), so neither extension is imported.
     _tracker = None  # type: ignore[assignment]
-    _IMPORT_ERROR = ("free-threaded CPython builds are not supported by the exact engine (its tables "
-                     "rely on the GIL, and loading it would turn the GIL back on); use a default "
-                     "(GIL) build of " + TESTED)
+    _IMPORT_ERROR = (
+        "free-threaded CPython builds are not supported by the exact engine (its tables "
+        "rely on the GIL, and loading it would turn the GIL back on); use a default "
+        "(GIL) build of " + TESTED
+    )
 
 if _tracker is not None:
     EngineUnavailable = _tracker.EngineUnavailable
 else:
+
     class EngineUnavailable(RuntimeError):  # type: ignore[no-redef]
         """The exact engine (CPython's reference tracer) cannot run on this interpreter."""
+
 
 EngineUnavailable.__module__ = "memtracker_web"
 
@@ -135,8 +148,7 @@ def tracer_slot() -> str:
 
 def replaced_tracer(slot_before: str) -> bool:
     """Whether installing our tracer just replaced another tool's (3.15+, not tracemalloc's)."""
-    return (slot_before == "other" and _tracker is not None
-            and _tracker.engine_state()["prior_tracer"] == "replaced")
+    return slot_before == "other" and _tracker is not None and _tracker.engine_state()["prior_tracer"] == "replaced"
 
 
 def check_watch_sample(value: Any) -> int:
@@ -150,7 +162,7 @@ def check_watch_sample(value: Any) -> int:
 def interpreter() -> str:
     """``CPython 3.13.5`` (and ``free-threaded`` when it is)."""
     name = f"{platform.python_implementation()} {platform.python_version()}"
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)    # 3.13+
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
     if is_gil_enabled is not None and not is_gil_enabled():
         name += " (free-threaded)"
     return name
@@ -158,8 +170,7 @@ def interpreter() -> str:
 
 def _unavailable_reason() -> str:
     if platform.python_implementation() != "CPython":
-        return (f"{platform.python_implementation()} has no CPython reference tracer; "
-                "use CPython 3.13.3 or newer")
+        return f"{platform.python_implementation()} has no CPython reference tracer; use CPython 3.13.3 or newer"
     if _tracker is None:
         return _IMPORT_ERROR
     return _tracker.engine_state()["reason"]

@@ -7,6 +7,7 @@ reach classes defined there. For names from requests (``import_modules=False``)
 nothing is imported, dunder segments are refused, and every name that is not
 a class we can track gets the same answer (no oracle on what else is there).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -81,8 +82,9 @@ def _lookup(obj: object, attrs: list[str]) -> object:
     for attr in attrs:
         try:
             if isinstance(obj, type):
-                found = next((vars(k)[attr] for k in type.__dict__["__mro__"].__get__(obj) if attr in vars(k)),
-                             _MISSING)
+                found = next(
+                    (vars(k)[attr] for k in type.__dict__["__mro__"].__get__(obj) if attr in vars(k)), _MISSING
+                )
             else:
                 namespace = object.__getattribute__(obj, "__dict__") if hasattr(type(obj), "__dict__") else None
                 found = namespace.get(attr, _MISSING) if isinstance(namespace, dict) else _MISSING

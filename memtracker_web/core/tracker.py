@@ -5,6 +5,7 @@ innermost frame is the Python line that was running when the object was
 created (for objects built inside C code, such as ``json.loads``'s dicts, the
 line that called into C).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -31,15 +32,14 @@ class Tracker:
     ...     print(tracker.stats(Order)["top_paths"][0]["path"])
     """
 
-    def __init__(self, depth: int = 10, *, max_nodes: int = DEFAULT_MAX_NODES,
-                 capture: Capture | None = None) -> None:
+    def __init__(self, depth: int = 10, *, max_nodes: int = DEFAULT_MAX_NODES, capture: Capture | None = None) -> None:
         if not isinstance(depth, int) or not 1 <= depth <= 64:
             raise ValueError(f"depth must be an int from 1 to 64, got {depth!r}")
         self.depth = depth
         self.max_nodes = max_nodes
         self.capture = capture if capture is not None else Capture()
         self._lock = threading.RLock()
-        self._analysis: dict[int, dict[str, int]] = {}   # id(cls) => options, for types under analysis
+        self._analysis: dict[int, dict[str, int]] = {}  # id(cls) => options, for types under analysis
 
     def _ensure_started(self) -> None:
         if not self.capture.running:
@@ -51,8 +51,14 @@ class Tracker:
             self.capture.track(cls, callback=callback)
             self._ensure_started()
 
-    def track_with_analysis(self, cls: type, depth: int | None = None, sample_every: int = 1,
-                            max_nodes: int | None = None, callback: Callback | None = None) -> None:
+    def track_with_analysis(
+        self,
+        cls: type,
+        depth: int | None = None,
+        sample_every: int = 1,
+        max_nodes: int | None = None,
+        callback: Callback | None = None,
+    ) -> None:
         """Count ``cls`` and record where each instance was allocated.
 
         ``sample_every=N`` records the path of one allocation in N (counts stay
@@ -102,8 +108,9 @@ class Tracker:
         if raw is None or allocations is None:
             return None
         nodes, meta = raw
-        return build_stats(nodes, meta, allocations.new_count, allocations.retained_count,
-                           limit=limit, hotspot_limit=hotspots)
+        return build_stats(
+            nodes, meta, allocations.new_count, allocations.retained_count, limit=limit, hotspot_limit=hotspots
+        )
 
     def stop(self) -> None:
         """Stop the capture; counts and stats stay readable, frozen."""
@@ -116,8 +123,9 @@ class Tracker:
         self.stop()
 
 
-def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
-                limit: int | None = 10, hotspot_limit: int = 20) -> dict[str, Any]:
+def build_stats(
+    nodes: list, meta: dict, new_count: int, live_count: int, *, limit: int | None = 10, hotspot_limit: int = 20
+) -> dict[str, Any]:
     """Turn the C call tree into the stats dict.
 
     ``nodes[i] = (parent, filename, lineno, function, total, retained, truncated)``;
@@ -138,8 +146,8 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         if total == 0 and retained == 0:
             continue
         chain: list[Frame] = []
-        app_depth = None            # how far out the app's own innermost frame is
-        caller_is_own = None        # whether the innermost frame outside the stdlib and libraries is ours
+        app_depth = None  # how far out the app's own innermost frame is
+        caller_is_own = None  # whether the innermost frame outside the stdlib and libraries is ours
         i = index
         while i > 0:
             if caller_is_own is None and (app[i] or own[i]):
@@ -160,7 +168,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             counts[0] += total
             counts[1] += retained
         if chain:
-            hot[chain[0]][2] += retained      # allocated right here, not in a callee
+            hot[chain[0]][2] += retained  # allocated right here, not in a callee
     # Most retained first; a tie goes to the path whose allocation is nearest the
     # app's own code (not the stdlib's or a library's), then by place, deterministically.
     order = lambda p: (-p[0], -p[1], p[4], [f.filename for f in p[2]], [f.lineno for f in p[2]])  # noqa: E731
@@ -180,7 +188,7 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
             "app_frame": app_depth if app_depth < len(chain) else None,
         }
         if truncated:
-            entry["truncated"] = True   # deeper frames were pruned or did not fit the node cap
+            entry["truncated"] = True  # deeper frames were pruned or did not fit the node cap
         top_paths.append(entry)
     hotspots = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][2], -kv[1][0], kv[0]))[:hotspot_limit]
     return {
@@ -195,8 +203,14 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
         # memtracker_web's own allocations of the type, left out of the paths above
         "own_allocations": {"count": own_retained * scale, "total_count": own_total * scale},
         "hotspots": [
-            {"filename": f.filename, "lineno": f.lineno, "function": f.function,
-             "total_count": c[0] * scale, "count": c[1] * scale, "self_count": c[2] * scale}
+            {
+                "filename": f.filename,
+                "lineno": f.lineno,
+                "function": f.function,
+                "total_count": c[0] * scale,
+                "count": c[1] * scale,
+                "self_count": c[2] * scale,
+            }
             for f, c in hotspots
         ],
         "call_tree": {
@@ -210,9 +224,16 @@ def build_stats(nodes: list, meta: dict, new_count: int, live_count: int, *,
     }
 
 
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep   # the package: memtracker_web/
-_LIBRARY_DIRS = tuple(sorted({os.path.abspath(p) + os.sep for name in ("stdlib", "platstdlib", "purelib", "platlib")
-                              if (p := sysconfig.get_paths().get(name))}))
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # the package: memtracker_web/
+_LIBRARY_DIRS = tuple(
+    sorted(
+        {
+            os.path.abspath(p) + os.sep
+            for name in ("stdlib", "platstdlib", "purelib", "platlib")
+            if (p := sysconfig.get_paths().get(name))
+        }
+    )
+)
 
 
 # The demo's leaking app ships inside the package, but it plays the user's app.
@@ -246,7 +267,7 @@ def _display_path(filename: str, cwd: str, roots: tuple[str, ...]) -> str:
             continue
         prefix = root.rstrip(os.sep) + os.sep
         if filename.startswith(prefix):
-            rel = filename[len(prefix):]
+            rel = filename[len(prefix) :]
             if len(rel) < len(best):
                 best = rel
     return best

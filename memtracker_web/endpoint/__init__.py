@@ -7,6 +7,7 @@ EndpointOptions: authorisation and the single-process routes) and :mod:`.cluster
 into a :class:`Request`, call :meth:`Endpoint.handle` and translate the
 :class:`Response` back.
 """
+
 from .messages import MAX_BODY, HTTPError, Request, Response, json_response
 from .routes import MAX_MONITORED, Endpoint, EndpointOptions, options_from_mapping, start_endpoints
 

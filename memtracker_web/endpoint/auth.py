@@ -1,6 +1,7 @@
 """Who may reach the endpoint: client addresses behind trusted proxies, the Host
 and Origin checks (the rest of the security model: :mod:`.routes`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,16 +46,14 @@ def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     # as much again as the rest of its authorisation; a client sends one Host)
     try:
         ipaddress.ip_address(host.strip("[]"))
-        return True                     # an address cannot be rebound to another
+        return True  # an address cannot be rebound to another
     except ValueError:
         pass
     if host == "localhost" or host.endswith(".localhost"):
-        return True                     # RFC 6761: always the loopback
-    return any(p == "*" or host == p or (p.startswith(".") and (host.endswith(p) or host == p[1:]))
-               for p in patterns)
+        return True  # RFC 6761: always the loopback
+    return any(p == "*" or host == p or (p.startswith(".") and (host.endswith(p) or host == p[1:])) for p in patterns)
 
 
 def _origin_authority(origin: str) -> str:
     """``host[:port]`` of an Origin header (scheme dropped), lower-case."""
     return origin.strip().lower().split("://", 1)[-1].rstrip("/")
-

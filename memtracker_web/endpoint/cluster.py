@@ -12,6 +12,7 @@ listed as pending and ``command.status_url`` shows them catching up (at most
 one sample interval each). Blocking a sync worker for the others' next sample
 would hold up the application's requests.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,17 +48,17 @@ def route(ep: Endpoint, request: Request, rest: str) -> Response | None:
     from .messages import HTTPError
 
     if rest.startswith("/workers/"):
-        parts = rest[len("/workers/"):].split("/", 2)
+        parts = rest[len("/workers/") :].split("/", 2)
         if len(parts) == 1 or (len(parts) == 3 and parts[1] == "types" and parts[2]):
             if ep.options.shared_dir is None:
                 raise HTTPError(404, "no shared directory configured: this process is the only worker shown")
             ep._allow(request.method.upper(), "GET")
             return _worker(ep, request, parts[0], parts[2] if len(parts) == 3 else None)
-    if rest.startswith("/commands/") and "/" not in rest[len("/commands/"):]:
+    if rest.startswith("/commands/") and "/" not in rest[len("/commands/") :]:
         if ep.options.shared_dir is None:
             raise HTTPError(404, "no shared directory configured: commands apply to this process only")
         ep._allow(request.method.upper(), "GET")
-        return _command(ep, request, rest[len("/commands/"):])
+        return _command(ep, request, rest[len("/commands/") :])
     return None
 
 
@@ -92,7 +93,7 @@ def _worker(ep: Endpoint, request: Request, pid_text: str, type_name: str | None
         nonce = secrets.token_urlsafe(16)
         return html_response(_render(render_worker, data, root=root, base=base, nonce=nonce), nonce)
     if status["self"]:
-        entry = ep.monitor.type_detail(type_name)      # here: every path and the hotspots
+        entry = ep.monitor.type_detail(type_name)  # here: every path and the hotspots
     else:
         entry = next((dict(t) for t in worker["snapshot"]["types"] if t["type"] == type_name), None)
     if entry is None:
@@ -113,8 +114,10 @@ def _render(render: Any, data: dict[str, Any], **kwargs: Any) -> str:
     try:
         return render(data, **kwargs)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, OSError) as exc:
-        raise HTTPError(502, f"the worker's published snapshot cannot be shown ({exc.__class__.__name__}); "
-                             "its JSON is at ?format=json") from None
+        raise HTTPError(
+            502,
+            f"the worker's published snapshot cannot be shown ({exc.__class__.__name__}); its JSON is at ?format=json",
+        ) from None
 
 
 def _command(ep: Endpoint, request: Request, command_id: str) -> Response:
@@ -139,17 +142,22 @@ def tracked_anywhere(ep: Endpoint, type_name: str) -> bool:
     """Whether another worker that is not gone lists ``type_name`` (for untrack's 404)."""
     me = (workers.hostname(), os.getpid())
     found, _ = workers.read_workers(_shared(ep))
-    return any(not w["gone"] and (w["host"], w["pid"]) != me
-               and any(t.get("type") == type_name for t in w["snapshot"]["types"]) for w in found)
+    return any(
+        not w["gone"]
+        and (w["host"], w["pid"]) != me
+        and any(t.get("type") == type_name for t in w["snapshot"]["types"])
+        for w in found
+    )
 
 
-def broadcast(ep: Endpoint, request: Request, action: str, type_name: str, *,
-              analysis: bool = False, threshold: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def broadcast(
+    ep: Endpoint, request: Request, action: str, type_name: str, *, analysis: bool = False, threshold: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Apply a command here, hand it to every other worker; (local result, status)."""
     from .messages import HTTPError
 
     try:
-        workers.check_shared_dir(_shared(ep), create=True)    # first: nothing applied on a refusal
+        workers.check_shared_dir(_shared(ep), create=True)  # first: nothing applied on a refusal
     except OSError as exc:
         raise HTTPError(503, str(exc)) from None
     command = workers.new_command(action, type_name, analysis=analysis, threshold=threshold)
@@ -161,8 +169,8 @@ def broadcast(ep: Endpoint, request: Request, action: str, type_name: str, *,
         raise HTTPError(404, f"{type_name!r} is not being tracked by any worker")
     publisher = ep.publisher()
     if publisher is not None:
-        publisher.record(command, local)           # before the file exists: never applied twice here
+        publisher.record(command, local)  # before the file exists: never applied twice here
     workers.write_command(_shared(ep), command)
     if publisher is not None:
-        publisher.publish()                        # readers see this worker's result now
+        publisher.publish()  # readers see this worker's result now
     return local, status(ep, request, command)

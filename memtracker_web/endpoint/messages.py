@@ -4,6 +4,7 @@
 The ASGI, WSGI, Flask and Django adapters translate their request into a
 :class:`Request` and the :class:`Response` back.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -38,9 +39,20 @@ class Response:
     body: bytes
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 def reason(status: int) -> str:
@@ -55,8 +67,11 @@ class HTTPError(Exception):
         self.headers = list(headers)
 
 
-BASE_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
-                 ("Referrer-Policy", "no-referrer")]
+BASE_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+]
 
 
 def json_response(status: int, data: Any, extra: Sequence[tuple[str, str]] = ()) -> Response:
@@ -70,8 +85,10 @@ def error_response(status: int, message: str, extra: Sequence[tuple[str, str]] =
 
 def html_response(page: str, nonce: str) -> Response:
     # No scripts at all; the only inline style block carries the nonce.
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
-           "form-action 'none'; frame-ancestors 'none'")
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
     headers = [("Content-Type", "text/html; charset=utf-8")] + BASE_HEADERS + [("Content-Security-Policy", csp)]
     return Response(200, headers, page.encode())
 
@@ -113,4 +130,3 @@ def decimal(value: str | None) -> int | None:
     if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
         return None
     return int(value)
-

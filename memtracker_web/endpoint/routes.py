@@ -14,6 +14,7 @@ the same host would otherwise make every visitor look like loopback.
 The responses show type names, counts and code locations; the monitor never
 hands out objects, so no contents or reprs can leak.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -47,7 +48,7 @@ from .messages import (
 
 log = logging.getLogger(__name__)
 
-MAX_MONITORED = 1000     # types POST /track may bring a monitor to (the engine's own cap is 4095)
+MAX_MONITORED = 1000  # types POST /track may bring a monitor to (the engine's own cap is 4095)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
@@ -77,45 +78,21 @@ class EndpointOptions:
     def __post_init__(self) -> None:
         for option in ENDPOINT_OPTIONS:
             setattr(self, option.attribute or option.name, option.take(getattr(self, option.name), ENDPOINT))
-        if self.metrics_path is not None and (self.metrics_path == self.path
-                                              or self.metrics_path.startswith(self.path + "/")):
+        if self.metrics_path is not None and (
+            self.metrics_path == self.path or self.metrics_path.startswith(self.path + "/")
+        ):
             raise ValueError("metrics_path must not be inside path")
         if self.monitor is not None:
             # These are constructor arguments of a monitor; silently ignoring
             # them for a monitor the caller built would hide a mistake.
             given = [n for n in MONITOR_OPTIONS if getattr(self, n) is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} configure the default monitor; "
-                                 "set them on the monitor you pass instead")
+                raise ValueError(
+                    f"{', '.join(given)} configure the default monitor; set them on the monitor you pass instead"
+                )
 
 
 ENDPOINT_OPTIONS = tuple(OPTIONS[name] for name in names(ENDPOINT))
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class Endpoint:
@@ -127,7 +104,7 @@ class Endpoint:
         self._lock = threading.Lock()
         self._ready = False
         self.started_monitor = False  # True only if we started its thread
-        self.serving = False          # start() ran: this process serves requests (a worker)
+        self.serving = False  # start() ran: this process serves requests (a worker)
         self._collector_registered = False
         _ENDPOINTS.add(self)
 
@@ -258,8 +235,7 @@ class Endpoint:
         if request.raw_path is not None and "%" in request.raw_path.split("?", 1)[0]:
             # Routing sees the decoded path: /debug%2Fmemory would be served, past a
             # front proxy's rule on /debug/memory. Our paths never need encoding.
-            raise HTTPError(400, "percent-encoded paths are not served by the memory endpoint; "
-                                 "send the path as it is")
+            raise HTTPError(400, "percent-encoded paths are not served by the memory endpoint; send the path as it is")
         opts = self.options
         bearer = None
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
@@ -273,8 +249,11 @@ class Endpoint:
             self._check_same_site(request)
             return
         if opts.token is not None:
-            raise HTTPError(401, "missing token: send 'Authorization: Bearer <token>'",
-                            [("WWW-Authenticate", 'Bearer realm="memtracker"')])
+            raise HTTPError(
+                401,
+                "missing token: send 'Authorization: Bearer <token>'",
+                [("WWW-Authenticate", 'Bearer realm="memtracker"')],
+            )
         raise HTTPError(403, "client address not allowed; configure 'allow' or a token")
 
     def _check_same_site(self, request: Request) -> None:
@@ -286,15 +265,20 @@ class Endpoint:
         # __post_init__ made allowed_hosts _host_patterns' tuple
         patterns = cast("tuple[str, ...]", self.options.allowed_hosts)
         if host is not None and not _host_allowed(host, patterns):
-            raise HTTPError(403, f"Host {host!r} is not allowed for requests admitted by address; "
-                                 "add it to allowed_hosts, or send a token")
+            raise HTTPError(
+                403,
+                f"Host {host!r} is not allowed for requests admitted by address; "
+                "add it to allowed_hosts, or send a token",
+            )
         if request.method.upper() != "POST":
             return
         if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
             raise HTTPError(403, "cross-site requests may not change what is tracked")
         origin = request.headers.get("origin")
-        if origin is not None and (origin.strip().lower() == "null"
-                                   or _origin_authority(origin) != (request.headers.get("host") or "").strip().lower()):
+        if origin is not None and (
+            origin.strip().lower() == "null"
+            or _origin_authority(origin) != (request.headers.get("host") or "").strip().lower()
+        ):
             raise HTTPError(403, "cross-site requests may not change what is tracked (Origin is not this Host)")
 
     def _client_address(self, request: Request) -> Any:
@@ -328,16 +312,16 @@ class Endpoint:
         if opts.metrics_path is not None and path == opts.metrics_path:
             self._allow(method, "GET")
             return self._metrics()
-        rest = path[len(opts.path):]
+        rest = path[len(opts.path) :]
         if rest in ("", "/"):
             self._allow(method, "GET")
             return self._overview(request)
         if rest.startswith("/types/") and rest.endswith("/retainers") and len(rest) > len("/types//retainers"):
             self._allow(method, "GET")
-            return self._type(request, rest[len("/types/"):-len("/retainers")], retainers=True)
+            return self._type(request, rest[len("/types/") : -len("/retainers")], retainers=True)
         if rest.startswith("/types/") and len(rest) > len("/types/"):
             self._allow(method, "GET")
-            return self._type(request, rest[len("/types/"):])
+            return self._type(request, rest[len("/types/") :])
         if rest in ("/track", "/untrack"):
             self._allow(method, "POST")
             return self._track(request, untrack=rest == "/untrack")
@@ -440,7 +424,7 @@ class Endpoint:
         if threshold is not None and (not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1):
             raise HTTPError(400, "'threshold' must be a positive integer")
         try:
-            cls = resolve_type(name, import_modules=False)   # a request never imports code
+            cls = resolve_type(name, import_modules=False)  # a request never imports code
         except TypeNameError as exc:
             raise HTTPError(404, str(exc)) from None
         resolved = type_name(cls)
@@ -450,25 +434,27 @@ class Endpoint:
             if not self.monitor.stop_monitoring(cls):
                 raise HTTPError(404, f"{resolved!r} is not being tracked")
             return json_response(200, {"type": resolved, "tracking": False})
-        monitored = getattr(self.monitor, "monitored", None)    # (a monitor of the user's may not say)
+        monitored = getattr(self.monitor, "monitored", None)  # (a monitor of the user's may not say)
         if callable(monitored) and len(monitored()) >= MAX_MONITORED and cls not in monitored():
             raise HTTPError(409, f"{MAX_MONITORED} types are monitored already; untrack one first")
         try:
             self.monitor.start_monitoring(cls, threshold=threshold, analysis=analysis)
-        except OverflowError as exc:        # the engine's own cap
+        except OverflowError as exc:  # the engine's own cap
             log.warning("memtracker: cannot monitor %s: %s", resolved, exc)
             raise HTTPError(409, f"cannot monitor {resolved!r}: {exc}") from None
         return json_response(200, {"type": resolved, "tracking": True, "analysis": analysis})
 
-    def _broadcast(self, request: Request, name: str, *, untrack: bool, analysis: bool,
-                   threshold: int | None) -> Response:
+    def _broadcast(
+        self, request: Request, name: str, *, untrack: bool, analysis: bool, threshold: int | None
+    ) -> Response:
         """Track/untrack in every worker through the shared directory (see endpoint/cluster.py)."""
         from . import cluster
 
         if untrack:
             local, status = cluster.broadcast(self, request, "untrack", name)
-            return json_response(200, {"type": name, "tracking": False, "was_tracking_here": local["was_tracking"],
-                                       "command": status})
+            return json_response(
+                200, {"type": name, "tracking": False, "was_tracking_here": local["was_tracking"], "command": status}
+            )
         _, status = cluster.broadcast(self, request, "track", name, analysis=analysis, threshold=threshold)
         return json_response(200, {"type": name, "tracking": True, "analysis": analysis, "command": status})
 
@@ -476,8 +462,7 @@ class Endpoint:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         self.install_exporter()
-        return Response(200, [("Content-Type", CONTENT_TYPE_LATEST)] + BASE_HEADERS,
-                        generate_latest(self._registry()))
+        return Response(200, [("Content-Type", CONTENT_TYPE_LATEST)] + BASE_HEADERS, generate_latest(self._registry()))
 
     def _registry(self) -> Any:
         if self.options.registry is not None:
@@ -522,7 +507,7 @@ class Endpoint:
 
 
 _ENDPOINTS: weakref.WeakSet[Endpoint] = weakref.WeakSet()
-_AT_LOAD: weakref.WeakSet[Endpoint] = weakref.WeakSet()      # started as the app loaded
+_AT_LOAD: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # started as the app loaded
 
 
 def _after_fork_in_parent() -> None:
@@ -536,8 +521,8 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     for ep in list(_AT_LOAD):
-        ep._lock = threading.Lock()     # the forking thread may have held it: it is not here
-        ep.started_monitor = False      # the thread did not come along (the monitor restarts on use)
+        ep._lock = threading.Lock()  # the forking thread may have held it: it is not here
+        ep.started_monitor = False  # the thread did not come along (the monitor restarts on use)
 
 
 if hasattr(os, "register_at_fork"):
@@ -565,14 +550,6 @@ def _register_once(key: tuple[Any, int], make: Callable[[], Any]) -> None:
             return
         _REGISTERED.add(key)
     make()
-
-
-
-
-
-
-
-
 
 
 def _refresh(query: Mapping[str, str]) -> int | None:

@@ -9,6 +9,7 @@ Once started, an http request that is not ours is the app's own call: calling
 the middleware returns what the app returned (its coroutine), with no frame of
 ours in between.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,6 +41,7 @@ try:
         # its interned names and type belong to the main interpreter (see core/engine.py)
         raise ImportError("not loaded in a subinterpreter")
     from .._passthrough import Passthrough as _Passthrough
+
     _BASE_IN_C = True
 except ImportError:  # no C extension (not CPython, or not built): tests/test_asgi_passthrough.py runs this too
     _BASE_IN_C = False
@@ -119,11 +121,25 @@ class MemoryTrackerMiddleware(_Passthrough):
         shared_dir: str | os.PathLike[str] | None = FROM_ENV,
     ) -> None:
         self.app = app
-        self.endpoint = Endpoint(EndpointOptions(
-            monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
-            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all,
-            watch_sample=watch_sample, threshold=threshold,
-            increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
+        self.endpoint = Endpoint(
+            EndpointOptions(
+                monitor=monitor,
+                path=path,
+                metrics_path=metrics_path,
+                token=token,
+                allow=allow,
+                trusted_proxies=trusted_proxies,
+                allowed_hosts=allowed_hosts,
+                track=track,
+                watch_all=watch_all,
+                watch_sample=watch_sample,
+                threshold=threshold,
+                increases=increases,
+                interval=interval,
+                registry=registry,
+                shared_dir=shared_dir,
+            )
+        )
         self._started = False  # started (or tried) once: lifespan or first request
         self.endpoint.start_at_load()
         if _BASE_IN_C and type(self).__call__ is _Passthrough.__call__:
@@ -178,12 +194,16 @@ class MemoryTrackerMiddleware(_Passthrough):
         headers = {name: ", ".join(parts) for name, parts in values.items()}
         client = scope.get("client")
         request = Request(
-            method=scope.get("method", "GET"), path=path,
-            query_string=(scope.get("query_string") or b"").decode("latin-1"), headers=headers,
-            client=client[0] if client else None, script_name=scope.get("root_path", "").rstrip("/"),
-            raw_path=raw.decode("latin-1") if isinstance(raw := scope.get("raw_path"), bytes) else None)
+            method=scope.get("method", "GET"),
+            path=path,
+            query_string=(scope.get("query_string") or b"").decode("latin-1"),
+            headers=headers,
+            client=client[0] if client else None,
+            script_name=scope.get("root_path", "").rstrip("/"),
+            raw_path=raw.decode("latin-1") if isinstance(raw := scope.get("raw_path"), bytes) else None,
+        )
         refusal = self.endpoint.refusal(request)
-        if refusal is not None:             # not admitted: its body is never read
+        if refusal is not None:  # not admitted: its body is never read
             await _send(send, refusal)
             return
         if request.method == "POST":
@@ -195,9 +215,9 @@ class MemoryTrackerMiddleware(_Passthrough):
 def _route_path(scope: Scope) -> str:
     # Servers differ on whether scope["path"] includes root_path; accept both.
     path = scope.get("path", "")
-    root = scope.get("root_path", "").rstrip("/")     # "/" mounts at the top, like ""
+    root = scope.get("root_path", "").rstrip("/")  # "/" mounts at the top, like ""
     if root and (path == root or path.startswith(root + "/")):
-        return path[len(root):] or "/"
+        return path[len(root) :] or "/"
     return path
 
 

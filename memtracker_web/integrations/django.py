@@ -7,6 +7,7 @@ Put it first so authentication or CSRF middleware never sees the endpoint's
 requests; it does its own auth (token or allowed addresses). It runs sync;
 Django adapts it under ASGI.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -77,11 +78,12 @@ class MemoryTrackerMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         # Django's ALLOWED_HOSTS (same patterns) applies to the endpoint too, unless set apart
-        options = with_framework_settings("django", dict(getattr(settings, "MEMTRACKER", None) or {}),
-                                          lambda name: getattr(settings, name, None))
+        options = with_framework_settings(
+            "django", dict(getattr(settings, "MEMTRACKER", None) or {}), lambda name: getattr(settings, name, None)
+        )
         self.endpoint = Endpoint(options_from_mapping(options))
         self._started = False
-        self.endpoint.start_at_load()       # fork-safe: see Endpoint.start_at_load
+        self.endpoint.start_at_load()  # fork-safe: see Endpoint.start_at_load
 
     def __call__(self, request: HttpRequest) -> Any:
         if not self._started:
@@ -99,8 +101,11 @@ class MemoryTrackerMiddleware:
 
 def _request(request: HttpRequest, path: str) -> Request:
     meta = request.META
-    headers = {key[5:].replace("_", "-").lower(): value for key, value in meta.items()
-               if key.startswith("HTTP_") and isinstance(value, str)}
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in meta.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if meta.get(key):
             headers[key.replace("_", "-").lower()] = meta[key]
@@ -112,7 +117,13 @@ def _request(request: HttpRequest, path: str) -> Request:
         # read() past the limit by one byte so the endpoint can answer 413;
         # Django bounds the stream by Content-Length.
         body = request.read(MAX_BODY + 1)
-    return Request(method=method, path=path, query_string=meta.get("QUERY_STRING", ""), headers=headers,
-                   client=meta.get("REMOTE_ADDR") or None, body=body,
-                   script_name=(meta.get("SCRIPT_NAME") or "").rstrip("/"),
-                   raw_path=meta.get("RAW_URI") or meta.get("REQUEST_URI") or None)
+    return Request(
+        method=method,
+        path=path,
+        query_string=meta.get("QUERY_STRING", ""),
+        headers=headers,
+        client=meta.get("REMOTE_ADDR") or None,
+        body=body,
+        script_name=(meta.get("SCRIPT_NAME") or "").rstrip("/"),
+        raw_path=meta.get("RAW_URI") or meta.get("REQUEST_URI") or None,
+    )

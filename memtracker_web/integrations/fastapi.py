@@ -3,6 +3,7 @@
 Equivalent to ``app.add_middleware(MemoryTrackerMiddleware, **options)``; it
 validates the options now instead of when the first request builds the stack.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ Options come from the constructor (for every app) and from
 wraps ``app.wsgi_app`` with the WSGI middleware, so the endpoint bypasses
 Flask's routing, sessions and before_request hooks.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,9 +13,7 @@ from typing import Any
 try:
     from flask import Flask
 except ImportError as exc:  # pragma: no cover - exercised only without Flask
-    raise ImportError(
-        "memtracker_web.flask needs Flask; install it with: pip install 'memtracker-web[flask]'"
-    ) from exc
+    raise ImportError("memtracker_web.flask needs Flask; install it with: pip install 'memtracker-web[flask]'") from exc
 
 from ..endpoint.routes import options_from_mapping
 from ..options import with_framework_settings

@@ -5,6 +5,7 @@ drops a dead worker's live Prometheus gauges. Both are also importable where the
 always were: ``memtracker_web.workers.post_worker_init`` and
 ``memtracker_web.prometheus.child_exit``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,4 +36,3 @@ def child_exit(server: Any, worker: Any) -> None:
 
     if multiprocess_enabled():
         mark_process_dead(worker.pid)
-

@@ -8,6 +8,7 @@ view before its first request; a process that forks before it serves (the
 master of ``gunicorn --preload``) hands them over to its children (see
 Endpoint.start_at_load).
 """
+
 from __future__ import annotations
 
 import os
@@ -89,11 +90,25 @@ class MemoryTrackerMiddleware:
         shared_dir: str | os.PathLike[str] | None = FROM_ENV,
     ) -> None:
         self.app = app
-        self.endpoint = Endpoint(EndpointOptions(
-            monitor=monitor, path=path, metrics_path=metrics_path, token=token, allow=allow,
-            trusted_proxies=trusted_proxies, allowed_hosts=allowed_hosts, track=track, watch_all=watch_all,
-            watch_sample=watch_sample, threshold=threshold,
-            increases=increases, interval=interval, registry=registry, shared_dir=shared_dir))
+        self.endpoint = Endpoint(
+            EndpointOptions(
+                monitor=monitor,
+                path=path,
+                metrics_path=metrics_path,
+                token=token,
+                allow=allow,
+                trusted_proxies=trusted_proxies,
+                allowed_hosts=allowed_hosts,
+                track=track,
+                watch_all=watch_all,
+                watch_sample=watch_sample,
+                threshold=threshold,
+                increases=increases,
+                interval=interval,
+                registry=registry,
+                shared_dir=shared_dir,
+            )
+        )
         self._started = False
         self.endpoint.start_at_load()
 
@@ -106,7 +121,7 @@ class MemoryTrackerMiddleware:
             return self.app(environ, start_response)
         request = request_from_environ(environ, path)
         refusal = self.endpoint.refusal(request)
-        if refusal is not None:             # not admitted: its body is never read
+        if refusal is not None:  # not admitted: its body is never read
             return send(refusal, start_response)
         if request.method == "POST":
             request.body = read_body(environ)
@@ -115,17 +130,25 @@ class MemoryTrackerMiddleware:
 
 def request_from_environ(environ: WSGIEnviron, path: str) -> Request:
     """The request without its body: read_body() reads it once the request is admitted."""
-    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
-               if key.startswith("HTTP_") and isinstance(value, str)}
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
             headers[key.replace("_", "-").lower()] = environ[key]
     method = environ.get("REQUEST_METHOD", "GET").upper()
-    return Request(method=method, path=path, query_string=environ.get("QUERY_STRING", ""), headers=headers,
-                   client=environ.get("REMOTE_ADDR") or None,
-                   script_name=environ.get("SCRIPT_NAME", "").rstrip("/"),
-                   # as sent (gunicorn: RAW_URI; uWSGI, mod_wsgi: REQUEST_URI); wsgiref gives neither
-                   raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI") or None)
+    return Request(
+        method=method,
+        path=path,
+        query_string=environ.get("QUERY_STRING", ""),
+        headers=headers,
+        client=environ.get("REMOTE_ADDR") or None,
+        script_name=environ.get("SCRIPT_NAME", "").rstrip("/"),
+        # as sent (gunicorn: RAW_URI; uWSGI, mod_wsgi: REQUEST_URI); wsgiref gives neither
+        raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI") or None,
+    )
 
 
 def read_body(environ: WSGIEnviron) -> bytes:

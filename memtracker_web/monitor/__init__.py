@@ -7,6 +7,7 @@ points and growth) and :mod:`.retention` (what keeps a type's objects alive).
 The names are imported on first use: the layers above import :mod:`.history`
 (through JSON text) without paying for the monitor until they build one.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

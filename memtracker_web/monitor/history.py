@@ -5,6 +5,7 @@ hands the history out as a :class:`History` (the list of points it always was,
 read-only, with its text); :func:`memtracker_web.render.jsontext.dumps` splices
 those texts into the JSON of everything else.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,8 @@ class PointRing:
         self.size = size
         self.times = array("d")
         self.lives = array("q")
-        self.lengths = array("l")       # each point's share of `text`
-        self.text = ""                  # each point's JSON and a comma, in order
+        self.lengths = array("l")  # each point's share of `text`
+        self.text = ""  # each point's JSON and a comma, in order
 
     def append(self, time: float, live: int) -> None:
         point = encode_point((time, live)) + ","
@@ -80,7 +81,6 @@ class History(list):
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy or a pickle is a plain list: mutable, and encoded the usual way.
         return (list, (list(self),))
-
 
 
 def growth(entry: Mapping[str, Any]) -> int:

@@ -4,6 +4,7 @@ The monitor reads the O(1) counts of the tracking core, so a sample costs
 microseconds per type whatever the heap size. Where the exact engine cannot run, it samples a census of
 ``gc.get_objects()`` instead (``mode == "census"``), with the same snapshot.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,11 +42,35 @@ SampleHook = Callable[["MemoryMonitor"], Any]
 class _TypeState:
     """What the monitor knows of one monitored type."""
 
-    __slots__ = ("ref", "name", "threshold", "high_water", "increases", "analysing", "forced",
-                 "history", "first_live", "live", "allocations", "frees", "source",
-                 "last_growth_sample", "grew", "reported", "builtin", "counted_from_zero", "nominated_at",
-                 "analysis_since", "rises", "sampled", "live_bytes", "bytes_measured", "retainers",
-                 "bytes_per_object", "bytes_at")
+    __slots__ = (
+        "ref",
+        "name",
+        "threshold",
+        "high_water",
+        "increases",
+        "analysing",
+        "forced",
+        "history",
+        "first_live",
+        "live",
+        "allocations",
+        "frees",
+        "source",
+        "last_growth_sample",
+        "grew",
+        "reported",
+        "builtin",
+        "counted_from_zero",
+        "nominated_at",
+        "analysis_since",
+        "rises",
+        "sampled",
+        "live_bytes",
+        "bytes_measured",
+        "retainers",
+        "bytes_per_object",
+        "bytes_at",
+    )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -54,7 +79,7 @@ class _TypeState:
         self.high_water: int | None = None
         self.increases = 0
         self.analysing = False
-        self.forced = forced            # analysis asked for by the user: never demoted
+        self.forced = forced  # analysis asked for by the user: never demoted
         self.history = PointRing(history)
         self.first_live: int | None = None
         self.live = 0
@@ -63,18 +88,18 @@ class _TypeState:
         self.source = source
         self.last_growth_sample = 0
         self.grew = False
-        self.reported = False           # a leak report was made since analysis began
+        self.reported = False  # a leak report was made since analysis began
         self.builtin = is_builtin_type(cls)
         self.counted_from_zero = False  # exact counts of objects created since monitoring began
-        self.nominated_at = 0           # the sample at which watch-all nominated it
-        self.analysis_since = 0         # the sample at which its analysis began
-        self.rises: deque = deque(maxlen=_NOISE_WINDOW)     # the samples of its last increases
-        self.sampled = False            # counts are watch-all's estimates, not the tracker's (see _discover)
-        self.live_bytes: int | None = None   # estimate: mean shallow size of a sample x live
-        self.bytes_measured = 0                 # how many live objects that estimate measured
-        self.retainers: dict | None = None   # the last retention search's result, when asked for
-        self.bytes_per_object: float | None = None   # from the last measurement
-        self.bytes_at = (0, 0)                  # (sample number, live count) of that measurement
+        self.nominated_at = 0  # the sample at which watch-all nominated it
+        self.analysis_since = 0  # the sample at which its analysis began
+        self.rises: deque = deque(maxlen=_NOISE_WINDOW)  # the samples of its last increases
+        self.sampled = False  # counts are watch-all's estimates, not the tracker's (see _discover)
+        self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
+        self.bytes_measured = 0  # how many live objects that estimate measured
+        self.retainers: dict | None = None  # the last retention search's result, when asked for
+        self.bytes_per_object: float | None = None  # from the last measurement
+        self.bytes_at = (0, 0)  # (sample number, live count) of that measurement
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -107,7 +132,7 @@ class _TypeState:
         return (lives[-1] - lives[0]) / (len(lives) - 1)
 
 
-_NOISE_WINDOW = 11      # samples of history a rise is measured against
+_NOISE_WINDOW = 11  # samples of history a rise is measured against
 
 
 def rise_step(values: list) -> float:
@@ -152,8 +177,8 @@ def _flags(cls: type) -> int:
     return _TYPE_FLAGS(cls)
 
 
-_IMMUTABLETYPE = 1 << 8     # Py_TPFLAGS_IMMUTABLETYPE
-_HEAPTYPE = 1 << 9          # Py_TPFLAGS_HEAPTYPE
+_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 class _WatchState:
@@ -168,7 +193,7 @@ class _WatchState:
         self.by_noise = by_noise
         self.high_water = 0 if by_noise else value
         self.increases = 0
-        self.last_increase = 0          # the sample of the last increase
+        self.last_increase = 0  # the sample of the last increase
         self.recent: deque = deque([0, value] if by_noise else [value], maxlen=_NOISE_WINDOW)
 
     def noise(self) -> float | None:
@@ -206,14 +231,38 @@ class MemoryMonitor:
         at most 65536). Default: ``64``.
     """
 
-    def __init__(self, tracker: Tracker | None = None, interval: float = 60.0, threshold: int = 100,
-                 increases: int = 10, depth: int = 10, max_analyzed: int = 3, watch_all: bool = False,
-                 history: int = 120, calm_samples: int = 30, discover_after: int = 3,
-                 max_watch_promotions: int = 50, leak_reports: int = 50, watch_sample: int = 64) -> None:
-        checked = options.take(options.MONITOR, dict(
-            interval=interval, threshold=threshold, increases=increases, depth=depth, max_analyzed=max_analyzed,
-            history=history, calm_samples=calm_samples, discover_after=discover_after,
-            max_watch_promotions=max_watch_promotions, leak_reports=leak_reports, watch_sample=watch_sample))
+    def __init__(
+        self,
+        tracker: Tracker | None = None,
+        interval: float = 60.0,
+        threshold: int = 100,
+        increases: int = 10,
+        depth: int = 10,
+        max_analyzed: int = 3,
+        watch_all: bool = False,
+        history: int = 120,
+        calm_samples: int = 30,
+        discover_after: int = 3,
+        max_watch_promotions: int = 50,
+        leak_reports: int = 50,
+        watch_sample: int = 64,
+    ) -> None:
+        checked = options.take(
+            options.MONITOR,
+            dict(
+                interval=interval,
+                threshold=threshold,
+                increases=increases,
+                depth=depth,
+                max_analyzed=max_analyzed,
+                history=history,
+                calm_samples=calm_samples,
+                discover_after=discover_after,
+                max_watch_promotions=max_watch_promotions,
+                leak_reports=leak_reports,
+                watch_sample=watch_sample,
+            ),
+        )
         self.mode = "exact" if engine.engine_status()["available"] else "census"
         self.tracker = tracker if tracker is not None else Tracker(depth=depth)
         self.interval = float(interval)
@@ -226,30 +275,30 @@ class MemoryMonitor:
         # and scales: an estimate, cheap enough to leave on. It only nominates
         # types; a nominated type is then counted exactly. 1 counts every object.
         self.watch_sample = checked["watch_sample"]
-        self._watching_sample = 0                     # the running watch-all's rate
-        self._watch_requested = 0                     # watch_sample when it was started
+        self._watching_sample = 0  # the running watch-all's rate
+        self._watch_requested = 0  # watch_sample when it was started
         self.history = int(history)
         self.calm_samples = int(calm_samples)
         self.discover_after = int(discover_after)
         self.max_watch_promotions = int(max_watch_promotions)
         self.on_leak: LeakCallback | None = None
-        self.sample_hooks: list[SampleHook] = []     # called after every sample (exporters)
-        self._types: dict[int, _TypeState] = {}       # id(cls) => state
-        self._watch: dict[int, _WatchState] = {}      # id(cls) => watch-all state
+        self.sample_hooks: list[SampleHook] = []  # called after every sample (exporters)
+        self._types: dict[int, _TypeState] = {}  # id(cls) => state
+        self._watch: dict[int, _WatchState] = {}  # id(cls) => watch-all state
         self._leaks: deque = deque(maxlen=leak_reports)
-        self._generation = 0                          # bumped when the monitored set changes
-        self._types_cache: tuple | None = None     # ((samples, top_paths, generation), entries)
+        self._generation = 0  # bumped when the monitored set changes
+        self._types_cache: tuple | None = None  # ((samples, top_paths, generation), entries)
         self._samples = 0
         self._sampled_at: float | None = None
         self._sample_duration = 0.0
         self._census_info: dict[str, Any] | None = None
         self._watching = False
-        self._watch_recycled = 0                      # nominated, went calm, and gave the place back
-        self._restarts: deque = deque(maxlen=20)      # when counting restarted after another tool's tracer
-        self._resident = PointRing(self.history)      # the process's resident memory at each sample
+        self._watch_recycled = 0  # nominated, went calm, and gave the place back
+        self._restarts: deque = deque(maxlen=20)  # when counting restarted after another tool's tracer
+        self._resident = PointRing(self.history)  # the process's resident memory at each sample
         self._config_errors: deque = deque(maxlen=20)  # configured types that could not be monitored
-        self._recycled_ids: set[int] = set()          # id(cls) of types given back, until watch-all sees them again
-        self._estimates: dict[int, tuple[int, int, int]] = {}     # id(cls) => watch-all's (net, new, free), scaled
+        self._recycled_ids: set[int] = set()  # id(cls) of types given back, until watch-all sees them again
+        self._estimates: dict[int, tuple[int, int, int]] = {}  # id(cls) => watch-all's (net, new, free), scaled
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
@@ -259,8 +308,7 @@ class MemoryMonitor:
 
     # -- what to watch -------------------------------------------------------
 
-    def start_monitoring(self, cls: type | str, threshold: int | None = None,
-                         analysis: bool = False) -> None:
+    def start_monitoring(self, cls: type | str, threshold: int | None = None, analysis: bool = False) -> None:
         """Monitor ``cls`` (a class or ``module.QualName``); ``threshold`` overrides the default.
 
         ``analysis=True`` starts call-path analysis now instead of waiting for growth.
@@ -273,11 +321,16 @@ class MemoryMonitor:
             if state is None or state.ref() is not cls:
                 if threshold is not None:
                     threshold = options.OPTIONS["threshold"].take(threshold, options.MONITOR)
-                state = _TypeState(cls, self.threshold if threshold is None else threshold, self.history,
-                                   "census" if self.mode == "census" else "tracked", analysis)
+                state = _TypeState(
+                    cls,
+                    self.threshold if threshold is None else threshold,
+                    self.history,
+                    "census" if self.mode == "census" else "tracked",
+                    analysis,
+                )
                 if self.mode == "exact":
                     already = cls in self.tracker.capture
-                    self.tracker.track(cls)     # first: at the engine's cap it raises, and nothing is recorded
+                    self.tracker.track(cls)  # first: at the engine's cap it raises, and nothing is recorded
                     state.counted_from_zero = not already
                 self._types[id(cls)] = state
             else:
@@ -292,7 +345,7 @@ class MemoryMonitor:
                     state.source = "census" if self.mode == "census" else "tracked"
                 if threshold is not None:
                     state.threshold = int(threshold)
-            self._watch.pop(id(cls), None)      # counted here from now on, not by watch-all's table
+            self._watch.pop(id(cls), None)  # counted here from now on, not by watch-all's table
             if analysis:
                 state.forced = True
                 self._begin_analysis(state, cls)
@@ -340,11 +393,11 @@ class MemoryMonitor:
                 self._resident.append(round(now, 3), resident)
             for key, state in list(self._types.items()):
                 cls = state.ref()
-                if cls is None:                 # the class itself died: nothing left to watch
+                if cls is None:  # the class itself died: nothing left to watch
                     del self._types[key]
                     continue
                 self._read_counts(state, cls, census)
-                state.history.append(round(now, 3), state.live)     # ms: shorter JSON
+                state.history.append(round(now, 3), state.live)  # ms: shorter JSON
                 if state.first_live is None:
                     state.first_live = state.live
                 state.grew = False
@@ -371,13 +424,18 @@ class MemoryMonitor:
                     reports.append(self._report(state, cls, now, stats))
                     state.reported = True
                 elif self.mode != "exact" and calm and state.increases and not state.forced:
-                    state.increases = 0                 # calm again (census): start counting afresh
+                    state.increases = 0  # calm again (census): start counting afresh
                     state.reported = False
                 elif state.analysing and not state.forced and calm:
-                    self._end_analysis(state, cls)     # calm again: back to counting only
+                    self._end_analysis(state, cls)  # calm again: back to counting only
                     state.increases = 0
-                elif state.source == "watch_all" and not state.analysing and not state.forced and calm and \
-                        self._samples - state.nominated_at > self.calm_samples:
+                elif (
+                    state.source == "watch_all"
+                    and not state.analysing
+                    and not state.forced
+                    and calm
+                    and self._samples - state.nominated_at > self.calm_samples
+                ):
                     # a nominated type that went calm gives its place back: discovery never stops
                     self.stop_monitoring(cls)
                     self._watch_recycled += 1
@@ -406,17 +464,19 @@ class MemoryMonitor:
             return
         capture = self.tracker.capture
         capture.stop()
-        capture.start()                 # the same types, analyses and call trees; counts from zero
+        capture.start()  # the same types, analyses and call trees; counts from zero
         for state in self._types.values():
             state.first_live = None
         if self._watching:
             engine._tracker.watch_stop()
-            self._watching = False      # restarted by the next _discover, counting from then
+            self._watching = False  # restarted by the next _discover, counting from then
             self._watch.clear()
         self._restarts.append(now)
-        logger.warning("memtracker_web: another tool replaced the reference tracer (tracemalloc.start() does "
-                       "this); the monitor took it back and counts again from now (objects made meanwhile "
-                       "are not counted)")
+        logger.warning(
+            "memtracker_web: another tool replaced the reference tracer (tracemalloc.start() does "
+            "this); the monitor took it back and counts again from now (objects made meanwhile "
+            "are not counted)"
+        )
 
     def _report_stats(self, state: _TypeState, cls: type) -> dict | None:
         """The stats a report is made of when one is due, else None. A type that met
@@ -425,9 +485,11 @@ class MemoryMonitor:
         growth. (One stats build serves the test and the report.)"""
         if state.increases < self.increases or not (state.grew or not state.reported):
             return None
-        if state.counted_by_noise() and state.live - (0 if state.counted_from_zero else state.first_live or 0) \
-                < state.threshold:
-            return None                         # small steps: the growth must also reach the threshold
+        if (
+            state.counted_by_noise()
+            and state.live - (0 if state.counted_from_zero else state.first_live or 0) < state.threshold
+        ):
+            return None  # small steps: the growth must also reach the threshold
         if self.mode != "exact":
             return {"top_paths": []}
         if not state.analysing:
@@ -443,14 +505,14 @@ class MemoryMonitor:
             return
         if state.sampled:
             estimate = self._estimates.get(id(cls))
-            if estimate is not None:            # (none while watch-all restarts: the last one stays)
+            if estimate is not None:  # (none while watch-all restarts: the last one stays)
                 state.live, state.allocations, state.frees = estimate
             return
         allocations = self.tracker.capture.allocations(cls)
-        if allocations is None:                 # untracked behind our back: track again
+        if allocations is None:  # untracked behind our back: track again
             self.tracker.track(cls)
             allocations = self.tracker.capture.allocations(cls)
-            assert allocations is not None      # track() just made it tracked
+            assert allocations is not None  # track() just made it tracked
         state.live = allocations.retained_count
         state.allocations = allocations.new_count
         state.frees = allocations.free_count
@@ -461,8 +523,11 @@ class MemoryMonitor:
         so it is done again only every BYTES_EVERY samples or when the live count moved
         by a tenth; in between the last mean size is scaled by the live count."""
         at_sample, at_live = state.bytes_at
-        if (state.bytes_per_object is None or self._samples - at_sample >= BYTES_EVERY
-                or abs(state.live - at_live) * 10 > max(at_live, 1)):
+        if (
+            state.bytes_per_object is None
+            or self._samples - at_sample >= BYTES_EVERY
+            or abs(state.live - at_live) * 10 > max(at_live, 1)
+        ):
             estimate = self.tracker.capture.live_bytes(cls, sample=BYTES_SAMPLE)
             if estimate is None:
                 state.live_bytes, state.bytes_measured, state.bytes_per_object = None, 0, None
@@ -488,7 +553,7 @@ class MemoryMonitor:
         if self.mode != "exact":
             return
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
-        met = lambda s: s.increases >= self.increases                         # noqa: E731
+        met = lambda s: s.increases >= self.increases  # noqa: E731
         rising = lambda s: s.increases >= 2 and recently(s.last_growth_sample)  # noqa: E731
         live = [s for s in self._types.values() if s.ref() is not None]
         growing = [s for s in live if s.analysing or met(s) or (s.counted_by_noise() and rising(s))]
@@ -498,9 +563,17 @@ class MemoryMonitor:
             any(s.rank() == 0 for s in growing)
             or any(s.rank() == 1 and rising(s) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
-            or (self._watch_promotions < self.max_watch_promotions and any(
-                w.increases >= 2 and recently(w.last_increase)
-                and (c := w.ref()) is not None and not is_builtin_type(c) for w in self._watch.values())))
+            or (
+                self._watch_promotions < self.max_watch_promotions
+                and any(
+                    w.increases >= 2
+                    and recently(w.last_increase)
+                    and (c := w.ref()) is not None
+                    and not is_builtin_type(c)
+                    for w in self._watch.values()
+                )
+            )
+        )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
         candidates.sort(key=lambda s: (s.rank(), not met(s), -s.rate(), s.name))
         for state in candidates:
@@ -510,12 +583,23 @@ class MemoryMonitor:
                 # the same rank without the evidence this one has; or the same
                 # rank, clearly slower, and given its chance (reported, or calm
                 # long enough); never one the user named or forced
-                yielding = [s for s in self._types.values()
-                            if s.analysing and not s.forced and s.rank() > 0
-                            and (s.rank() > state.rank()
-                                 or (s.rank() == state.rank() and met(state) and not met(s))
-                                 or (s.rank() == state.rank() and met(state) and s.rate() < state.rate() * 2 / 3
-                                     and (s.reported or self._samples - s.analysis_since > self.calm_samples)))]
+                yielding = [
+                    s
+                    for s in self._types.values()
+                    if s.analysing
+                    and not s.forced
+                    and s.rank() > 0
+                    and (
+                        s.rank() > state.rank()
+                        or (s.rank() == state.rank() and met(state) and not met(s))
+                        or (
+                            s.rank() == state.rank()
+                            and met(state)
+                            and s.rate() < state.rate() * 2 / 3
+                            and (s.reported or self._samples - s.analysis_since > self.calm_samples)
+                        )
+                    )
+                ]
                 weakest = max(yielding, key=lambda s: (s.rank(), not met(s), -s.rate(), s.name), default=None)
                 if weakest is None:
                     continue
@@ -534,13 +618,14 @@ class MemoryMonitor:
         state.reported = False
         state.analysis_since = self._samples
         state.last_growth_sample = self._samples
-        logger.info("memtracker_web: %s grew %d times; recording its allocation call paths",
-                    state.name, state.increases)
+        logger.info(
+            "memtracker_web: %s grew %d times; recording its allocation call paths", state.name, state.increases
+        )
 
     def _end_analysis(self, state: _TypeState, cls: type) -> None:
         if state.analysing:
             if state.sampled:
-                self.tracker.untrack(cls)       # its counts are watch-all's: the tracker's cost goes too
+                self.tracker.untrack(cls)  # its counts are watch-all's: the tracker's cost goes too
             else:
                 self.tracker.stop_analysis(cls)
             state.analysing = False
@@ -550,9 +635,9 @@ class MemoryMonitor:
         if census is not None:
             values = [(cls, n) for cls, n in census.items()]
         else:
-            wanted = self.watch_sample          # read once: get_default_monitor may set it meanwhile
+            wanted = self.watch_sample  # read once: get_default_monitor may set it meanwhile
             if self._watching and self._watch_requested != wanted:
-                engine._tracker.watch_stop()    # the rate changed: counts start again
+                engine._tracker.watch_stop()  # the rate changed: counts start again
                 self._watching = False
                 self._watch.clear()
             if not self._watching:
@@ -562,19 +647,25 @@ class MemoryMonitor:
                     running = wanted
                     if engine.replaced_tracer(slot_before):
                         logger.warning("%s", engine.REPLACED_TRACER)
-                except RuntimeError:            # someone else's watch-all runs at another rate: share it
+                except RuntimeError:  # someone else's watch-all runs at another rate: share it
                     running = engine._tracker.watch_statistics()["sample"]
-                    logger.warning("memtracker_web: watch-all already runs counting one object in %d; "
-                                   "this monitor reads it at that rate instead of %d", running, wanted)
+                    logger.warning(
+                        "memtracker_web: watch-all already runs counting one object in %d; "
+                        "this monitor reads it at that rate instead of %d",
+                        running,
+                        wanted,
+                    )
                 self._watching = True
                 self._watch_requested = wanted
                 self._watching_sample = running
-                return                          # first call: the baseline starts now
+                return  # first call: the baseline starts now
             scale = self._watching_sample
             try:
-                rows = [(cls, new, free, 1 if counted_exactly_by_watch_all(cls) else scale)
-                        for cls, new, free in engine._tracker.watch_counts()]
-            except RuntimeError as exc:         # displaced: type pointers can't be trusted; start again
+                rows = [
+                    (cls, new, free, 1 if counted_exactly_by_watch_all(cls) else scale)
+                    for cls, new, free in engine._tracker.watch_counts()
+                ]
+            except RuntimeError as exc:  # displaced: type pointers can't be trusted; start again
                 logger.warning("memtracker_web: watch-all restarts: %s", exc)
                 engine._tracker.watch_stop()
                 self._watching = False
@@ -583,14 +674,15 @@ class MemoryMonitor:
             values = [(cls, (new - free) * k) for cls, new, free, k in rows]
             # (only for the types counted by it: more would be bookkeeping of ours that grows)
             sampled = {key for key, state in self._types.items() if state.sampled}
-            self._estimates = {id(cls): ((new - free) * k, new * k, free * k)
-                               for cls, new, free, k in rows if id(cls) in sampled}
+            self._estimates = {
+                id(cls): ((new - free) * k, new * k, free * k) for cls, new, free, k in rows if id(cls) in sampled
+            }
         seen = set()
         for cls, value in values:
             key = id(cls)
             seen.add(key)
             if key in self._types or key in _OWN_CLASSES:
-                continue                        # monitored already, or the monitor's own bookkeeping
+                continue  # monitored already, or the monitor's own bookkeeping
             state = self._watch.get(key)
             if state is None or state.ref() is not cls:
                 # A class counted exactly rises by its own noise (rise_step);
@@ -598,7 +690,7 @@ class MemoryMonitor:
                 by_noise = census is None and counted_exactly_by_watch_all(cls) and not is_builtin_type(cls)
                 try:
                     state = self._watch[key] = _WatchState(cls, value, by_noise)
-                except TypeError:               # a type that refuses weak references
+                except TypeError:  # a type that refuses weak references
                     continue
                 if key in self._recycled_ids:
                     # monitored before and given back: its count since watch-all began
@@ -612,7 +704,7 @@ class MemoryMonitor:
             else:
                 state.recent.append(value)
             if self._samples - state.last_increase > self.calm_samples:
-                state.increases = 0             # rises must come in a run, not scattered over hours
+                state.increases = 0  # rises must come in a run, not scattered over hours
             if state.by_noise:
                 margin = rise_step(list(state.recent))
             else:
@@ -650,7 +742,7 @@ class MemoryMonitor:
                     nominated.last_growth_sample = self._samples
                     logger.info("memtracker_web: watch-all found %s growing; monitoring it", type_name(cls))
         for key in [k for k in self._watch if k not in seen]:
-            del self._watch[key]                # the type died
+            del self._watch[key]  # the type died
 
     def _grows_with(self, state: _TypeState) -> list[str]:
         """The other monitored types that rose in most of the samples this one
@@ -677,15 +769,14 @@ class MemoryMonitor:
             "grows_with": self._grows_with(state),
         }
         if state.retainers is not None:
-            report["retainers"] = state.retainers       # who held them, when someone asked last
+            report["retainers"] = state.retainers  # who held them, when someone asked last
         if self.mode != "exact":
-            report["note"] = ("no call paths in census mode: " + engine.engine_status()["reason"])
+            report["note"] = "no call paths in census mode: " + engine.engine_status()["reason"]
         return report
 
     def _publish_leak(self, report: dict) -> None:
         self._leaks.append(report)
-        lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, "
-                 f"grew {report['increases']} times"]
+        lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, grew {report['increases']} times"]
         if report["grows_with"]:
             lines.append(f"  grows with: {', '.join(report['grows_with'])}")
         for path in report["top_paths"]:
@@ -708,14 +799,15 @@ class MemoryMonitor:
 
     def start(self) -> None:
         """Sample every ``interval`` seconds in a daemon thread (idempotent)."""
-        self._after_fork_check()    # a parent's thread state must not leak into the child
+        self._after_fork_check()  # a parent's thread state must not leak into the child
         with self._lock:
             self._wanted_running = True
             if self.running:
                 return
             self._stop_event = threading.Event()
-            self._thread = threading.Thread(target=self._run, args=(self._stop_event,),
-                                            name="memtracker-monitor", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stop_event,), name="memtracker-monitor", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -771,8 +863,9 @@ class MemoryMonitor:
 
     # -- reading -------------------------------------------------------------
 
-    def _type_entry(self, state: _TypeState, cls: type | None,
-                    top: int | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def _type_entry(
+        self, state: _TypeState, cls: type | None, top: int | None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         stats = None
         if state.analysing and cls is not None and self.mode == "exact":
             stats = self.tracker.stats(cls, limit=top)
@@ -830,17 +923,24 @@ class MemoryMonitor:
                 "types": list(self._types_cache[1]),
                 "leaks": list(self._leaks),
                 "restarts": list(self._restarts),
-                "process": {"resident_bytes": self._resident.last_value(),
-                            "history": self._resident.history()},
+                "process": {"resident_bytes": self._resident.last_value(), "history": self._resident.history()},
                 "config_errors": list(self._config_errors),
             }
             if self.mode == "census":
-                snap["census"] = dict(self._census_info) if self._census_info else {
-                    "cost_seconds": None, "objects_scanned": None, "blind_spots": BLIND_SPOTS}
+                snap["census"] = (
+                    dict(self._census_info)
+                    if self._census_info
+                    else {"cost_seconds": None, "objects_scanned": None, "blind_spots": BLIND_SPOTS}
+                )
             elif self.watch_all:
                 rate = self._watching_sample if self._watching else self.watch_sample
-                snap["watch"] = {"candidates": len(self._watch), "promoted": self._watch_promotions,
-                                 "recycled": self._watch_recycled, "sample": rate, "estimated": rate > 1}
+                snap["watch"] = {
+                    "candidates": len(self._watch),
+                    "promoted": self._watch_promotions,
+                    "recycled": self._watch_recycled,
+                    "sample": rate,
+                    "estimated": rate > 1,
+                }
             return snap
 
     def type_detail(self, name: str) -> dict[str, Any] | None:
@@ -857,8 +957,9 @@ class MemoryMonitor:
                 return entry
         return None
 
-    def find_retainers(self, name: str, *, sample: int = RETAINER_SAMPLE,
-                       budget_seconds: float = RETAINER_BUDGET) -> dict[str, Any]:
+    def find_retainers(
+        self, name: str, *, sample: int = RETAINER_SAMPLE, budget_seconds: float = RETAINER_BUDGET
+    ) -> dict[str, Any]:
         """Who keeps the live objects of the monitored type ``name`` alive: retention
         chains from up to ``sample`` of them (see ``retention.find_retainers``), kept for
         the type page. KeyError: no such type; LookupError subclass RetentionUnavailable
@@ -872,11 +973,13 @@ class MemoryMonitor:
             if state is None or cls is None:
                 raise KeyError(name)
             if self.mode != "exact":
-                raise RetentionUnavailable("retention chains need the exact engine: census mode keeps no "
-                                           "table of live objects to start from")
+                raise RetentionUnavailable(
+                    "retention chains need the exact engine: census mode keeps no table of live objects to start from"
+                )
             if state.sampled or not self.tracker.is_tracking(cls):
-                raise RetentionUnavailable(f"{name} is estimated by watch-all, not counted object by object: "
-                                           "POST /track it first")
+                raise RetentionUnavailable(
+                    f"{name} is estimated by watch-all, not counted object by object: POST /track it first"
+                )
         try:
             objects = self.tracker.capture.sample(cls, sample)
         except RuntimeError as exc:
@@ -886,7 +989,7 @@ class MemoryMonitor:
         result["computed_at"] = round(time.time(), 3)
         with self._lock:
             state.retainers = result
-            for report in reversed(self._leaks):        # the type's latest report shows it too
+            for report in reversed(self._leaks):  # the type's latest report shows it too
                 if report.get("type") == name:
                     report["retainers"] = result
                     break
@@ -929,8 +1032,8 @@ _after_fork_monitors: weakref.WeakSet[MemoryMonitor] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for monitor in list(_after_fork_monitors):
-        if monitor._pid != os.getpid():     # (an endpoint's fork hook may have restarted it already)
-            monitor._pid = -1       # forces _reinit_after_fork on next use (not here: no threads yet)
+        if monitor._pid != os.getpid():  # (an endpoint's fork hook may have restarted it already)
+            monitor._pid = -1  # forces _reinit_after_fork on next use (not here: no threads yet)
 
 
 if hasattr(os, "register_at_fork"):
@@ -943,9 +1046,15 @@ _default_monitor: MemoryMonitor | None = None
 _default_lock = threading.Lock()
 
 
-def get_default_monitor(*, track: Iterable[type | str] = (), watch_all: bool | None = None,
-                        threshold: int | None = None, increases: int | None = None,
-                        interval: float | None = None, watch_sample: int | None = None) -> MemoryMonitor:
+def get_default_monitor(
+    *,
+    track: Iterable[type | str] = (),
+    watch_all: bool | None = None,
+    threshold: int | None = None,
+    increases: int | None = None,
+    interval: float | None = None,
+    watch_sample: int | None = None,
+) -> MemoryMonitor:
     """The process-wide monitor, created on first call.
 
     Later calls return the same monitor, add their ``track`` types and apply
@@ -968,9 +1077,16 @@ def get_default_monitor(*, track: Iterable[type | str] = (), watch_all: bool | N
     """
     global _default_monitor
     # watch_all is applied apart: a later False does not turn it off
-    given: dict[str, Any] = {name: value for name, value in (("threshold", threshold), ("increases", increases),
-                                             ("interval", interval), ("watch_sample", watch_sample))
-             if value is not None}
+    given: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("threshold", threshold),
+            ("increases", increases),
+            ("interval", interval),
+            ("watch_sample", watch_sample),
+        )
+        if value is not None
+    }
     with _default_lock:
         if _default_monitor is None:
             if watch_all is not None:
@@ -980,8 +1096,8 @@ def get_default_monitor(*, track: Iterable[type | str] = (), watch_all: bool | N
                 _default_monitor = MemoryMonitor(**given)
         monitor = _default_monitor
         if watch_all:
-            monitor.watch_all = True        # (False leaves it on: another caller asked for it)
-        for name, value in given.items():       # (a changed watch_sample restarts watch-all)
+            monitor.watch_all = True  # (False leaves it on: another caller asked for it)
+        for name, value in given.items():  # (a changed watch_sample restarts watch-all)
             setattr(monitor, name, options.OPTIONS[name].take(value, options.MONITOR))
     for cls in track:
         start_monitoring_logged(monitor, cls)
@@ -993,9 +1109,9 @@ def start_monitoring_logged(monitor: MemoryMonitor, cls: type | str) -> bool:
     (it would otherwise surface in whichever request started the monitor)."""
     try:
         monitor.start_monitoring(resolve_type(cls) if isinstance(cls, str) else cls)
-    except (TypeError, ValueError) as exc:          # TypeNameError is a ValueError
+    except (TypeError, ValueError) as exc:  # TypeNameError is a ValueError
         logger.error("memtracker_web: cannot monitor %r: %s", cls, exc)
-        errors = getattr(monitor, "_config_errors", None)    # (a monitor of another kind may have none)
+        errors = getattr(monitor, "_config_errors", None)  # (a monitor of another kind may have none)
         if errors is not None:
             with monitor._lock:
                 errors.append({"type": str(cls)[:200], "error": str(exc)[:500]})

@@ -17,6 +17,7 @@ Chains name types, module-level names, attribute names and container kinds,
 never contents: a dict key that is not a short word without digits is ``[key]``,
 a list or tuple position is ``[i]``.
 """
+
 from __future__ import annotations
 
 import gc
@@ -58,8 +59,7 @@ def _is_name(key: Any) -> bool:
 def _is_word_key(key: Any) -> bool:
     """A dict key shown as it is: an identifier-like word without digits, short. Anything
     else (a token, an id, a user's name with digits, a number) could be data: ``[key]``."""
-    return (type(key) is str and key.isidentifier() and len(key) <= 40
-            and not any(c.isdigit() for c in key))
+    return type(key) is str and key.isidentifier() and len(key) <= 40 and not any(c.isdigit() for c in key)
 
 
 def _is(holder: Any, kind: type | tuple[type, ...]) -> bool:
@@ -68,7 +68,7 @@ def _is(holder: Any, kind: type | tuple[type, ...]) -> bool:
 
 
 def _dict_items(holder: dict) -> Any:
-    return dict.items(holder)           # not a subclass's items(), which is the app's code
+    return dict.items(holder)  # not a subclass's items(), which is the app's code
 
 
 def _own_dict(holder: Any) -> Any:
@@ -156,14 +156,15 @@ def _frame_text(frame: types.FrameType) -> str:
 
 def _local_name(frame: types.FrameType, held: Any) -> str:
     try:
-        names = [name for name, value in frame.f_locals.items() if value is held]   # (a dict or a proxy of CPython's)
+        names = [name for name, value in frame.f_locals.items() if value is held]  # (a dict or a proxy of CPython's)
     except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: the chain still stands
         names = []
     return f" local {names[0]}" if names else ""
 
 
-def find_retainers(objects: list[Any], *, budget_seconds: float = 2.0, max_depth: int = MAX_DEPTH,
-                   top: int = 10) -> dict[str, Any]:
+def find_retainers(
+    objects: list[Any], *, budget_seconds: float = 2.0, max_depth: int = MAX_DEPTH, top: int = 10
+) -> dict[str, Any]:
     """Chains from a root to each of ``objects``, grouped and counted, most first:
     ``{"chains": [{"chain": text, "count": n}], "objects": n, "unreachable": k, "hidden": h,
     "unresolved": m, "stopped": reason or "", "levels": d, "seconds": t}``.
@@ -184,7 +185,7 @@ def find_retainers(objects: list[Any], *, budget_seconds: float = 2.0, max_depth
         return search.run(top)
     finally:
         if search is not None:
-            search.up.clear()           # holders include frames: leave no cycle behind
+            search.up.clear()  # holders include frames: leave no cycle behind
             search.targets.clear()
         _lock.release()
 
@@ -196,8 +197,9 @@ class _Search:
         self.max_depth = max_depth
         self.given = objects
         self.targets = list(objects)
-        self.modules = {id(m.__dict__): name for name, m in list(sys.modules.items())
-                        if issubclass(type(m), types.ModuleType)}
+        self.modules = {
+            id(m.__dict__): name for name, m in list(sys.modules.items()) if issubclass(type(m), types.ModuleType)
+        }
         # the frames of every thread's running functions (made into objects here)
         self.running: set[int] = set()
         frame: types.FrameType | None
@@ -219,7 +221,7 @@ class _Search:
             return name
         kind = type(holder)
         if issubclass(kind, type):
-            return type_name(holder)                # a class: the chain goes on with its attribute
+            return type_name(holder)  # a class: the chain goes on with its attribute
         if kind is types.FrameType:
             return f"frame of {_frame_text(holder)}{_local_name(holder, held)}"
         frame = _suspended_frame(holder)
@@ -268,7 +270,7 @@ class _Search:
             ours.update((id(frontier), id(referrers), id(following)))
             for holder in referrers:
                 hid = id(holder)
-                if hid in ours:                 # (this frame's id is among them)
+                if hid in ours:  # (this frame's id is among them)
                     continue
                 held = [o for o in gc.get_referents(holder) if id(o) in wanted]
                 if not held:
@@ -277,7 +279,7 @@ class _Search:
                     holders = self.up.get(id(obj))
                     if holders is None:
                         holders = self.up[id(obj)] = []
-                        ours.add(id(holders))      # our bookkeeping refers to them too: not a holder
+                        ours.add(id(holders))  # our bookkeeping refers to them too: not a holder
                         keep.append(holders)
                     holders.append(holder)
                 if hid in seen:
@@ -294,18 +296,18 @@ class _Search:
             if self.stopped:
                 break
             if self.roots and all(self.chain_of(t) is not None for t in self.targets):
-                break                       # every object has its chain: higher levels add nothing
+                break  # every object has its chain: higher levels add nothing
         # (loop variables let go: their references would look like a holder the collector cannot see)
-        holder = obj = held = holders = None        # type: ignore[assignment]  # noqa: F841
+        holder = obj = held = holders = None  # type: ignore[assignment]  # noqa: F841
         result = self.result(depth, exhausted, top, keep)
         keep.clear()
-        del here                            # a frame in its own locals is a cycle
+        del here  # a frame in its own locals is a cycle
         return result
 
     def chain_of(self, target: Any) -> str | None:
         """The chain from a root down to ``target``, or None if none was reached."""
         # breadth first up the holders found: the shortest chain to a root
-        paths = [[target]]                  # target, its holder, that one's holder, ...
+        paths = [[target]]  # target, its holder, that one's holder, ...
         visited = {id(target)}
         path: list[Any] | None = None
         while paths and path is None:
@@ -324,7 +326,7 @@ class _Search:
             paths = longer
         if path is None:
             return None
-        path.reverse()                      # root first
+        path.reverse()  # root first
         parts = [self.root_text(path[0], path[1]) or "?"]
         # the next dict is a class's or an object's namespace: its key is an attribute
         attribute = issubclass(type(path[0]), type) and type(path[1]) is dict
@@ -348,13 +350,13 @@ class _Search:
         code. Every reference to each of them must be one the search saw, or its own."""
         component = [left[index]]
         ids = {id(component[0])}
-        for obj in component:           # grows while it is walked: all holders, transitively
+        for obj in component:  # grows while it is walked: all holders, transitively
             for holder in self.up.get(id(obj), ()):
                 if id(holder) not in ids:
                     ids.add(id(holder))
                     component.append(holder)
-        holder = None                   # noqa: F841 -- a reference nobody else could see
-        containers = {id(c): c for c in (*keep, self.targets, self.given, left)}     # each once
+        holder = None  # noqa: F841 -- a reference nobody else could see
+        containers = {id(c): c for c in (*keep, self.targets, self.given, left)}  # each once
         # (a generator: a loop variable left holding one of them would be a reference too)
         ours = Counter(id(item) for container in containers.values() for item in container if id(item) in ids)
         # What getrefcount counts of this very loop (the list, the loop variable, and on
@@ -376,14 +378,15 @@ class _Search:
                 chains[text] += 1
             else:
                 left.append(target)
-        target = None                   # its reference would count as one nobody can see
+        target = None  # its reference would count as one nobody can see
         frozen = gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else 0
         if exhausted and left and frozen:
             # gc.get_referrers does not look at what gc.freeze() set aside (a preloading
             # server's modules and classes): an object held from there looks held by nothing
             exhausted = False
-            self.stopped = (f"gc.freeze() keeps {frozen:,} objects out of the search: "
-                            "chains through them cannot be followed")
+            self.stopped = (
+                f"gc.freeze() keeps {frozen:,} objects out of the search: chains through them cannot be followed"
+            )
         hidden = 0
         if exhausted:
             for index in range(len(left)):
@@ -394,7 +397,7 @@ class _Search:
             "unreachable": len(left) - hidden if exhausted else 0,
             "hidden": hidden,
             "unresolved": 0 if exhausted else len(left),
-            "stopped": self.stopped if left else "",    # every object has its chain: nothing was cut
+            "stopped": self.stopped if left else "",  # every object has its chain: nothing was cut
             "levels": depth,
             "seconds": round(time.monotonic() - self.started, 4),
         }

@@ -8,6 +8,7 @@ text from the sample that appended it, hands the history out as a `History`
 splices those texts into the JSON of everything else. The output is the same
 text `json.dumps(data, separators=(",", ":"), allow_nan=False)` gives.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,6 @@ from typing import Any
 from ..monitor.history import History
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-
-
-
-
 
 
 # Placeholders, which json writes as "\u0000history:N\u0000". Type names and
@@ -37,12 +32,12 @@ def dumps(data: Any) -> str:
     texts: list[str] = []
     try:
         skeleton = _encode(_swap(data, texts))
-    except RecursionError:      # a cycle or very deep data: json's own answer (ValueError, or its text)
+    except RecursionError:  # a cycle or very deep data: json's own answer (ValueError, or its text)
         return _encode(data)
     if not texts:
         return skeleton
     if len(_SLOT_TEXT.findall(skeleton)) != len(texts):
-        return _encode(data)    # the data itself holds a placeholder-like string
+        return _encode(data)  # the data itself holds a placeholder-like string
     return _SLOT_TEXT.sub(lambda found: texts[int(found.group(1))], skeleton)
 
 

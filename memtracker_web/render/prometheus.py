@@ -45,6 +45,7 @@ prometheus_client cannot delete a label set from its files, so a type that
 leaves the snapshot is published once more with value 0 and stays at 0 for the
 life of that worker.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -90,8 +91,10 @@ _HELP = {
     "sample_duration_seconds": "Wall time of the last monitor sample.",
     "types_dropped": "Types left out of the per-type series by the label cap.",
     "retained_objects": "Live objects of an analysed type by allocation site.",
-    "live_bytes": ("Estimate of the memory the live objects of a tracked type take themselves: "
-                   "the mean shallow size of up to 64 of them times the live count."),
+    "live_bytes": (
+        "Estimate of the memory the live objects of a tracked type take themselves: "
+        "the mean shallow size of up to 64 of them times the live count."
+    ),
     "resident_memory_bytes": "Resident memory of the process at the last monitor sample.",
 }
 
@@ -191,8 +194,17 @@ def _view(snapshot: Mapping[str, Any], max_types: int, retained_sites: int) -> _
     retained = []
     for name in kept:
         entry = merged[name]
-        rows.append(_TypeRow(name, entry["live"], entry["allocations"], entry["frees"],
-                             entry["increases"], entry["analysing"], entry["live_bytes"]))
+        rows.append(
+            _TypeRow(
+                name,
+                entry["live"],
+                entry["allocations"],
+                entry["frees"],
+                entry["increases"],
+                entry["analysing"],
+                entry["live_bytes"],
+            )
+        )
         if retained_sites and entry["analysing"]:
             for site, count in _top_sites(entry["top_paths"], retained_sites):
                 retained.append((name, site, count))
@@ -227,8 +239,14 @@ class MemoryCollector:
     ``memtracker_retained_objects`` for that many sites per analysed type.
     """
 
-    def __init__(self, monitor: Any, registry: CollectorRegistry | None = REGISTRY, *,
-                 max_types: int = DEFAULT_MAX_TYPES, retained_sites: int | bool = 0) -> None:
+    def __init__(
+        self,
+        monitor: Any,
+        registry: CollectorRegistry | None = REGISTRY,
+        *,
+        max_types: int = DEFAULT_MAX_TYPES,
+        retained_sites: int | bool = 0,
+    ) -> None:
         self.monitor = monitor
         self.max_types = _check_max_types(max_types)
         self.retained_sites = _site_count(retained_sites)
@@ -238,27 +256,30 @@ class MemoryCollector:
     def _families(self) -> dict[str, Any]:
         # Any: collect() calls each family's own add_metric, which Metric does not have
         families: dict[str, Any] = {
-            "live_objects": GaugeMetricFamily(
-                "memtracker_live_objects", _HELP["live_objects"], labels=["type"]),
+            "live_objects": GaugeMetricFamily("memtracker_live_objects", _HELP["live_objects"], labels=["type"]),
             "live_bytes": GaugeMetricFamily("memtracker_live_bytes", _HELP["live_bytes"], labels=["type"]),
             "resident_memory_bytes": GaugeMetricFamily(
-                "memtracker_resident_memory_bytes", _HELP["resident_memory_bytes"]),
-            "allocations": CounterMetricFamily(
-                "memtracker_allocations", _HELP["allocations"], labels=["type"]),
+                "memtracker_resident_memory_bytes", _HELP["resident_memory_bytes"]
+            ),
+            "allocations": CounterMetricFamily("memtracker_allocations", _HELP["allocations"], labels=["type"]),
             "frees": CounterMetricFamily("memtracker_frees", _HELP["frees"], labels=["type"]),
             "growth_increases": GaugeMetricFamily(
-                "memtracker_growth_increases", _HELP["growth_increases"], labels=["type"]),
+                "memtracker_growth_increases", _HELP["growth_increases"], labels=["type"]
+            ),
             "analysis_active": GaugeMetricFamily(
-                "memtracker_analysis_active", _HELP["analysis_active"], labels=["type"]),
+                "memtracker_analysis_active", _HELP["analysis_active"], labels=["type"]
+            ),
             "engine": InfoMetricFamily("memtracker_engine", _HELP["engine"]),
             "engine_up": GaugeMetricFamily("memtracker_engine_up", _HELP["engine_up"]),
             "sample_duration_seconds": GaugeMetricFamily(
-                "memtracker_sample_duration_seconds", _HELP["sample_duration_seconds"]),
+                "memtracker_sample_duration_seconds", _HELP["sample_duration_seconds"]
+            ),
             "types_dropped": GaugeMetricFamily("memtracker_types_dropped", _HELP["types_dropped"]),
         }
         if self.retained_sites:
             families["retained_objects"] = GaugeMetricFamily(
-                "memtracker_retained_objects", _HELP["retained_objects"], labels=["type", "site"])
+                "memtracker_retained_objects", _HELP["retained_objects"], labels=["type", "site"]
+            )
         return families
 
     def describe(self) -> list[Metric]:
@@ -305,7 +326,7 @@ class MemoryCollector:
             families["resident_memory_bytes"].add_metric([], view.resident)
         else:
             del families["resident_memory_bytes"]
-        if not live_bytes:          # no tracked type has an estimate (census mode, none yet)
+        if not live_bytes:  # no tracked type has an estimate (census mode, none yet)
             del families["live_bytes"]
         families["types_dropped"].add_metric([], view.dropped)
         if "retained_objects" in families:
@@ -339,8 +360,6 @@ def metrics_registry() -> CollectorRegistry:
     return registry
 
 
-
-
 class MultiprocessPublisher:
     """Publishes the snapshot through multiprocess-capable ``Gauge``/``Counter``.
 
@@ -350,8 +369,14 @@ class MultiprocessPublisher:
     storage at import).  See the module docstring for ``multiprocess_mode``.
     """
 
-    def __init__(self, monitor: Any, *, multiprocess_mode: str = "liveall",
-                 max_types: int = DEFAULT_MAX_TYPES, retained_sites: int | bool = 0) -> None:
+    def __init__(
+        self,
+        monitor: Any,
+        *,
+        multiprocess_mode: str = "liveall",
+        max_types: int = DEFAULT_MAX_TYPES,
+        retained_sites: int | bool = 0,
+    ) -> None:
         from prometheus_client import Counter, Gauge, values
 
         if not multiprocess_enabled():
@@ -359,13 +384,18 @@ class MultiprocessPublisher:
         if not getattr(values.ValueClass, "_multiprocess", False):
             raise RuntimeError(
                 f"prometheus_client was imported before {MULTIPROC_ENV} was set, so its "
-                "metrics live in process memory; set the variable before starting the server")
+                "metrics live in process memory; set the variable before starting the server"
+            )
         if multiprocess_mode not in Gauge._MULTIPROC_MODES:
-            raise ValueError(f"unknown multiprocess_mode {multiprocess_mode!r}; "
-                             f"expected one of {sorted(Gauge._MULTIPROC_MODES)}")
+            raise ValueError(
+                f"unknown multiprocess_mode {multiprocess_mode!r}; expected one of {sorted(Gauge._MULTIPROC_MODES)}"
+            )
         if multiprocess_mode not in _LIVE_MODES:
-            log.warning("memtracker: multiprocess_mode %r keeps dead workers' series; "
-                        "use a live* mode to have child_exit remove them", multiprocess_mode)
+            log.warning(
+                "memtracker: multiprocess_mode %r keeps dead workers' series; "
+                "use a live* mode to have child_exit remove them",
+                multiprocess_mode,
+            )
         self.monitor = monitor
         self.multiprocess_mode = multiprocess_mode
         self.max_types = _check_max_types(max_types)
@@ -373,8 +403,7 @@ class MultiprocessPublisher:
 
         def gauge(name: str, key: str, labels: tuple[str, ...] = ()) -> Any:
             # registry=None: these metrics reach /metrics through the files only.
-            return Gauge(name, _HELP[key], labels, registry=None,
-                         multiprocess_mode=multiprocess_mode)  # type: ignore[arg-type]  # checked above
+            return Gauge(name, _HELP[key], labels, registry=None, multiprocess_mode=multiprocess_mode)  # type: ignore[arg-type]  # checked above
 
         self._live = gauge("memtracker_live_objects", "live_objects", ("type",))
         self._live_bytes = gauge("memtracker_live_bytes", "live_bytes", ("type",))
@@ -478,8 +507,9 @@ class MultiprocessPublisher:
         self._attached_to = None
 
 
-def install(monitor: Any, registry: CollectorRegistry | None = REGISTRY, *,
-            multiprocess_mode: str = "liveall", **options: Any) -> MemoryCollector | MultiprocessPublisher:
+def install(
+    monitor: Any, registry: CollectorRegistry | None = REGISTRY, *, multiprocess_mode: str = "liveall", **options: Any
+) -> MemoryCollector | MultiprocessPublisher:
     """Export ``monitor`` the right way for this process.
 
     With ``PROMETHEUS_MULTIPROC_DIR`` set: a :class:`MultiprocessPublisher`,

@@ -3,6 +3,7 @@
 Standard library only (urllib), so it runs anywhere the package is
 installed, e.g. as a CI step against a staging server.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,11 +67,14 @@ def fetch(url: str, *, token: str | None = None, timeout: float = 10.0) -> dict[
     try:
         data = json.loads(body)
     except ValueError:
-        raise ReportError(f"{target} did not answer with JSON (Content-Type {content_type or 'missing'}); "
-                          "is it a memtracker /debug/memory endpoint?") from None
+        raise ReportError(
+            f"{target} did not answer with JSON (Content-Type {content_type or 'missing'}); "
+            "is it a memtracker /debug/memory endpoint?"
+        ) from None
     if not isinstance(data, dict) or any(key not in data for key in _SNAPSHOT_KEYS):
-        raise ReportError(f"{target} answered JSON that is not a memtracker snapshot "
-                          f"(expected the keys {', '.join(_SNAPSHOT_KEYS)})")
+        raise ReportError(
+            f"{target} answered JSON that is not a memtracker snapshot (expected the keys {', '.join(_SNAPSHOT_KEYS)})"
+        )
     problem = malformed(data)
     if problem:
         raise ReportError(f"{target} answered a memtracker snapshot this report cannot read: {problem}")
@@ -123,7 +127,7 @@ def leaks_by_type(snapshot: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any]
     latest: dict[str, tuple[dict[str, Any], int]] = {}
     for report in snapshot.get("leaks") or []:
         _, seen = latest.get(report["type"], (report, 0))
-        latest[report["type"]] = (report, seen + 1)   # reports are oldest first: the last one wins
+        latest[report["type"]] = (report, seen + 1)  # reports are oldest first: the last one wins
     return latest
 
 
@@ -136,15 +140,19 @@ def render(snapshot: Mapping[str, Any], url: str) -> str:
         lines.append(f"engine:  {engine.get('reason', 'no reason given')}")
     sampled = snapshot.get("sampled_at")
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(sampled)) if sampled else "no sample yet"
-    lines.append(f"process: pid {snapshot.get('pid')}, {snapshot.get('samples', 0)} samples every "
-                 f"{snapshot.get('interval', 0):g} s, last at {when}")
+    lines.append(
+        f"process: pid {snapshot.get('pid')}, {snapshot.get('samples', 0)} samples every "
+        f"{snapshot.get('interval', 0):g} s, last at {when}"
+    )
     census = snapshot.get("census")
     if census:
         cost = census.get("cost_seconds")
         scanned = census.get("objects_scanned")
-        lines.append(f"census:  {'?' if cost is None else f'{cost:.3f}'} s per sample, "
-                     f"{'?' if scanned is None else f'{scanned:,}'} objects scanned; "
-                     f"not counted: {census.get('blind_spots', '')}")
+        lines.append(
+            f"census:  {'?' if cost is None else f'{cost:.3f}'} s per sample, "
+            f"{'?' if scanned is None else f'{scanned:,}'} objects scanned; "
+            f"not counted: {census.get('blind_spots', '')}"
+        )
     lines.append("")
     lines.extend(_types_table(snapshot.get("types") or []))
     lines.append("")
@@ -156,8 +164,16 @@ def _types_table(types: list[Mapping[str, Any]]) -> list[str]:
     if not types:
         return ["no types monitored"]
     header = ("TYPE", "LIVE", "GROWTH", "INCREASES", "ANALYSING")
-    rows = [(entry["type"], f"{entry.get('live', 0):,}", f"{growth(entry):+,}", str(entry.get("increases", 0)),
-             "yes" if entry.get("analysing") else "no") for entry in types]
+    rows = [
+        (
+            entry["type"],
+            f"{entry.get('live', 0):,}",
+            f"{growth(entry):+,}",
+            str(entry.get("increases", 0)),
+            "yes" if entry.get("analysing") else "no",
+        )
+        for entry in types
+    ]
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
 
     def line(row: tuple[str, ...]) -> str:
@@ -174,8 +190,10 @@ def _leaks(snapshot: Mapping[str, Any]) -> list[str]:
     lines = [f"LEAKS: {len(leaks)} type(s) reported"]
     for name, (report, count) in leaks.items():
         detected = time.strftime("%H:%M:%S UTC", time.gmtime(report.get("detected_at") or 0))
-        lines.append(f"{name}: {report.get('live', 0):,} live, grew {report.get('increases', 0)} times "
-                     f"({count} report(s), last at {detected})")
+        lines.append(
+            f"{name}: {report.get('live', 0):,} live, grew {report.get('increases', 0)} times "
+            f"({count} report(s), last at {detected})"
+        )
         together = report.get("grows_with") or []
         if together:
             lines.append(f"  grows in step with: {', '.join(str(t) for t in together)}")
@@ -183,8 +201,10 @@ def _leaks(snapshot: Mapping[str, Any]) -> list[str]:
         if not paths:
             lines.append(f"  {report.get('note') or 'no call path recorded'}")
         for path in paths:
-            lines.append(f"  {path.get('count', 0):,} retained ({path.get('total_count', 0):,} allocated), "
-                         "allocated at (innermost first):")
+            lines.append(
+                f"  {path.get('count', 0):,} retained ({path.get('total_count', 0):,} allocated), "
+                "allocated at (innermost first):"
+            )
             lines.extend(f"    {frame}" for frame in path.get("path") or [])
             if path.get("truncated"):
                 lines.append("    ... deeper frames were not recorded")

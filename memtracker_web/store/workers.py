@@ -34,6 +34,7 @@ checked: only regular files (no FIFO to block on, no symlink to follow), of
 bounded size and nesting, with finite numbers, and only the keys this module
 uses, each of the type it expects; anything else is skipped with a note.
 """
+
 from __future__ import annotations
 
 import errno
@@ -58,23 +59,23 @@ from ..render import jsontext
 
 log = logging.getLogger(__name__)
 
-SHARED_DIR_ENV, PROMETHEUS_ENV = OPTIONS["shared_dir"].env     # MEMTRACKER_SHARED_DIR, PROMETHEUS_MULTIPROC_DIR
+SHARED_DIR_ENV, PROMETHEUS_ENV = OPTIONS["shared_dir"].env  # MEMTRACKER_SHARED_DIR, PROMETHEUS_MULTIPROC_DIR
 FORMAT = 1
 WORKER_PREFIX = "memtracker-worker-"
 COMMAND_PREFIX = "memtracker-command-"
 TMP_PREFIX = ".memtracker-tmp-"
 STALE_INTERVALS = 3
-STALE_GRACE = 1.0          # seconds: a sample and a write can be late under load
+STALE_GRACE = 1.0  # seconds: a sample and a write can be late under load
 KEEP_GONE = 60.0
 FORGET_AFTER = 3600.0
-TMP_MAX_AGE = 60.0         # a temp file this old belongs to a writer that died mid-write
+TMP_MAX_AGE = 60.0  # a temp file this old belongs to a writer that died mid-write
 COMMAND_TTL = 300.0
 MAX_COMMANDS = 64
 MAX_REMEMBERED = 256
 MAX_FILE_BYTES = 8 * 1024 * 1024
-MAX_DEPTH = 32             # a snapshot nests 8 deep; far less than what json or repr can recurse through
-MAX_NUMBER = 2 ** 63       # counts, times and intervals: a sum of these is still a short JSON number
-MAX_PID = 2 ** 31 - 1      # os.kill takes a C pid_t
+MAX_DEPTH = 32  # a snapshot nests 8 deep; far less than what json or repr can recurse through
+MAX_NUMBER = 2**63  # counts, times and intervals: a sum of these is still a short JSON number
+MAX_PID = 2**31 - 1  # os.kill takes a C pid_t
 MAX_HOST = 255
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -110,7 +111,7 @@ def shared_dir_problem(directory: str | os.PathLike[str]) -> str | None:
         return f"cannot be checked ({exc.__class__.__name__}: {exc.strerror})"
     if not stat.S_ISDIR(st.st_mode):
         return "is not a directory"
-    if not hasattr(os, "geteuid"):          # Windows: no owner or mode bits to check
+    if not hasattr(os, "geteuid"):  # Windows: no owner or mode bits to check
         return None
     if st.st_uid != os.geteuid():
         return f"is owned by uid {st.st_uid}, not by this process's uid {os.geteuid()}"
@@ -129,7 +130,8 @@ def check_shared_dir(directory: str | os.PathLike[str], *, create: bool = False)
         raise UnsafeSharedDir(
             f"memtracker: the shared directory {os.fspath(path)!r} {problem}, so it is not used; set "
             f"{SHARED_DIR_ENV} (or the option shared_dir=) to a directory only this user can write, "
-            "or run chmod go-w on it")
+            "or run chmod go-w on it"
+        )
     return path
 
 
@@ -162,8 +164,14 @@ def write_atomic(path: Path, data: Any, *, fsync: bool = False) -> None:
     """
     body = jsontext.dumps(data).encode()
     tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-             | getattr(os, "O_BINARY", 0))
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
     try:
         with os.fdopen(os.open(tmp, flags, FILE_MODE), "wb") as out:
             out.write(body)
@@ -196,8 +204,13 @@ def _load(path: Path) -> tuple[dict[str, Any], os.stat_result]:
     return data, st
 
 
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
-          stat.S_IFSOCK: "a socket"}
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
@@ -208,17 +221,22 @@ def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
     file: a FIFO, directory or device has no snapshot to give, and reading one
     could block or never end.
     """
-    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):   # EMLINK: FreeBSD's O_NOFOLLOW
+        if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):  # EMLINK: FreeBSD's O_NOFOLLOW
             raise ValueError("a symbolic link, not a regular file") from None
         raise
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):          # checked first: fdopen refuses a directory itself
+        if not stat.S_ISREG(st.st_mode):  # checked first: fdopen refuses a directory itself
             raise ValueError(f"{_KINDS.get(stat.S_IFMT(st.st_mode), 'something')}, not a regular file")
     except BaseException:
         os.close(fd)
@@ -246,7 +264,7 @@ def _finite_float(text: str) -> float:
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_ONE_KIND = bytes.maketrans(b"{}", b"[]")     # in valid JSON they pair up anyway: only the depth counts
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")  # in valid JSON they pair up anyway: only the depth counts
 
 
 def _too_deep(body: bytes) -> bool:
@@ -304,7 +322,7 @@ def pid_alive(pid: int, started: str | None = None) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:        # exists, owned by someone else
+    except PermissionError:  # exists, owned by someone else
         pass
     except OSError:
         return False
@@ -318,13 +336,18 @@ def pid_alive(pid: int, started: str | None = None) -> bool:
 # commands
 
 
-def new_command(action: str, type_name: str, *, analysis: bool = False, threshold: int | None = None,
-                now: float | None = None) -> dict[str, Any]:
+def new_command(
+    action: str, type_name: str, *, analysis: bool = False, threshold: int | None = None, now: float | None = None
+) -> dict[str, Any]:
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
-    command: dict[str, Any] = {"id": secrets.token_hex(8), "action": action, "type": type_name,
-                               "issued_at": time.time() if now is None else now,
-                               "issued_by": {"host": hostname(), "pid": os.getpid()}}
+    command: dict[str, Any] = {
+        "id": secrets.token_hex(8),
+        "action": action,
+        "type": type_name,
+        "issued_at": time.time() if now is None else now,
+        "issued_by": {"host": hostname(), "pid": os.getpid()},
+    }
     if action == "track":
         command["analysis"] = bool(analysis)
         command["threshold"] = threshold
@@ -337,7 +360,7 @@ def write_command(directory: str | os.PathLike[str], command: dict[str, Any]) ->
     directory = check_shared_dir(directory, create=True)
     # Keep the directory bounded: the oldest commands make room for this one.
     existing, _ = list_commands(directory, now=command["issued_at"])
-    for old in existing[:max(0, len(existing) - MAX_COMMANDS + 1)]:
+    for old in existing[: max(0, len(existing) - MAX_COMMANDS + 1)]:
         _unlink(command_path(directory, old["id"]))
     path = command_path(directory, command["id"])
     write_atomic(path, command)
@@ -353,15 +376,20 @@ def _valid_command(data: dict[str, Any]) -> bool:
     ``issued_by`` with a host and pid (shown in the command's status).
     """
     threshold, issued_by = data.get("threshold"), data.get("issued_by")
-    return (isinstance(data.get("id"), str) and bool(COMMAND_ID.match(data["id"]))
-            and data.get("action") in ACTIONS
-            and isinstance(data.get("type"), str) and 0 < len(data["type"]) <= MAX_NAME_LENGTH
-            and isinstance(data.get("analysis", False), bool)
-            and (threshold is None or (isinstance(threshold, int) and not isinstance(threshold, bool)
-                                       and threshold >= 1))
-            and _real(data.get("issued_at"))
-            and (issued_by is None or (isinstance(issued_by, dict) and _host(issued_by.get("host"))
-                                       and _pid(issued_by.get("pid")))))
+    return (
+        isinstance(data.get("id"), str)
+        and bool(COMMAND_ID.match(data["id"]))
+        and data.get("action") in ACTIONS
+        and isinstance(data.get("type"), str)
+        and 0 < len(data["type"]) <= MAX_NAME_LENGTH
+        and isinstance(data.get("analysis", False), bool)
+        and (threshold is None or (isinstance(threshold, int) and not isinstance(threshold, bool) and threshold >= 1))
+        and _real(data.get("issued_at"))
+        and (
+            issued_by is None
+            or (isinstance(issued_by, dict) and _host(issued_by.get("host")) and _pid(issued_by.get("pid")))
+        )
+    )
 
 
 def _command_age(data: dict[str, Any], st: os.stat_result, now: float) -> float:
@@ -371,8 +399,9 @@ def _command_age(data: dict[str, Any], st: os.stat_result, now: float) -> float:
     return now - min(data["issued_at"], st.st_mtime, now)
 
 
-def list_commands(directory: str | os.PathLike[str], *, now: float | None = None,
-                  ttl: float = COMMAND_TTL) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def list_commands(
+    directory: str | os.PathLike[str], *, now: float | None = None, ttl: float = COMMAND_TTL
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Unexpired commands, oldest first, and notes on the files skipped; removes expired ones.
 
     None from a directory someone else may write (a note says so).
@@ -387,7 +416,7 @@ def list_commands(directory: str | os.PathLike[str], *, now: float | None = None
             data, st = _load(path)
         except FileNotFoundError:
             continue
-        except Exception as exc:    # whatever is wrong with one file, the others still apply
+        except Exception as exc:  # whatever is wrong with one file, the others still apply
             notes.append({"file": path.name, "error": _why(exc)})
             continue
         if not _valid_command(data) or path.name != command_path(directory, data["id"]).name:
@@ -413,7 +442,7 @@ def read_command(directory: str | os.PathLike[str], command_id: str) -> dict[str
         return None
     try:
         data = read_json(command_path(directory, command_id))
-    except Exception:       # unreadable in any way: no such command
+    except Exception:  # unreadable in any way: no such command
         return None
     return data if _valid_command(data) and data["id"] == command_id else None
 
@@ -422,7 +451,7 @@ def apply_command(monitor: Any, command: dict[str, Any]) -> dict[str, Any]:
     """Apply one command to ``monitor``; the result is what the worker publishes."""
     result: dict[str, Any] = {"action": command["action"], "type": command["type"], "applied_at": time.time()}
     try:
-        cls = resolve_type(command["type"], import_modules=False)   # commands come from requests
+        cls = resolve_type(command["type"], import_modules=False)  # commands come from requests
         if command["action"] == "track":
             threshold = command.get("threshold")
             threshold = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) else None
@@ -430,7 +459,7 @@ def apply_command(monitor: Any, command: dict[str, Any]) -> dict[str, Any]:
         else:
             result["was_tracking"] = bool(monitor.stop_monitoring(cls))
         result.update(ok=True, error=None)
-    except Exception as exc:   # e.g. the type's module is not imported in this worker
+    except Exception as exc:  # e.g. the type's module is not imported in this worker
         result.update(ok=False, error=f"{exc.__class__.__name__}: {exc}"[:300])
     return result
 
@@ -448,10 +477,11 @@ class WorkerPublisher:
     constructor, and at each publish (logged, not raised, by the sample hook).
     """
 
-    def __init__(self, monitor: Any, directory: str | os.PathLike[str], *, fsync: bool = False,
-                 command_ttl: float = COMMAND_TTL) -> None:
+    def __init__(
+        self, monitor: Any, directory: str | os.PathLike[str], *, fsync: bool = False, command_ttl: float = COMMAND_TTL
+    ) -> None:
         self.monitor = monitor
-        self.directory = check_shared_dir(directory)     # made (0700) at the first publish if missing
+        self.directory = check_shared_dir(directory)  # made (0700) at the first publish if missing
         self.fsync = fsync
         self.command_ttl = float(command_ttl)
         self.host = hostname()
@@ -459,8 +489,8 @@ class WorkerPublisher:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._started = process_start(self._pid)
-        self.retired = False            # forgotten: it publishes no more
-        self._refused: str | None = None     # the last refusal logged by the sample hook
+        self.retired = False  # forgotten: it publishes no more
+        self._refused: str | None = None  # the last refusal logged by the sample hook
 
     @property
     def path(self) -> Path:
@@ -518,10 +548,20 @@ class WorkerPublisher:
             cutoff = time.time() - self.command_ttl
             commands = {cid: r for cid, r in self._applied.items() if r.get("applied_at", 0) >= cutoff}
             path = self.path
-            write_atomic(path, {"format": FORMAT, "host": self.host, "pid": os.getpid(),
-                                "process_start": self._started, "written_at": time.time(),
-                                "snapshot": snapshot, "commands": commands}, fsync=self.fsync)
-        if self.retired:                # retired while it wrote (forget_publisher, from a fork hook)
+            write_atomic(
+                path,
+                {
+                    "format": FORMAT,
+                    "host": self.host,
+                    "pid": os.getpid(),
+                    "process_start": self._started,
+                    "written_at": time.time(),
+                    "snapshot": snapshot,
+                    "commands": commands,
+                },
+                fsync=self.fsync,
+            )
+        if self.retired:  # retired while it wrote (forget_publisher, from a fork hook)
             _unlink(path)
         return path
 
@@ -541,8 +581,7 @@ class WorkerPublisher:
         """Publish after every sample; False if the monitor has no ``sample_hooks``."""
         hooks = getattr(self.monitor, "sample_hooks", None)
         if not isinstance(hooks, list):
-            log.warning("memtracker: %r has no sample_hooks; its snapshot is published only on demand",
-                        self.monitor)
+            log.warning("memtracker: %r has no sample_hooks; its snapshot is published only on demand", self.monitor)
             return False
         if self._hook not in hooks:
             hooks.append(self._hook)
@@ -551,7 +590,7 @@ class WorkerPublisher:
     def detach(self) -> None:
         try:
             self.monitor.sample_hooks.remove(self._hook)
-        except (ValueError, AttributeError):    # not attached, or a monitor without sample_hooks
+        except (ValueError, AttributeError):  # not attached, or a monitor without sample_hooks
             pass
 
 
@@ -618,7 +657,7 @@ def forget_publisher(monitor: Any, directory: str | os.PathLike[str], *, blockin
         del _PUBLISHERS[key]
     finally:
         _PUBLISHERS_LOCK.release()
-    publisher.retired = True            # first: a publish under way in another thread removes its file
+    publisher.retired = True  # first: a publish under way in another thread removes its file
     publisher.detach()
     _unlink(publisher.path)
 
@@ -630,8 +669,6 @@ def forget_publishers() -> None:
         _PUBLISHERS.clear()
     for publisher in publishers:
         publisher.detach()
-
-
 
 
 def clear_host_files(directory: str | os.PathLike[str]) -> list[str]:
@@ -685,9 +722,14 @@ def _freshness(data: dict[str, Any], now: float) -> tuple[float, bool]:
     return age, age > STALE_INTERVALS * interval + STALE_GRACE
 
 
-def read_workers(directory: str | os.PathLike[str], *, now: float | None = None, keep_gone: float = KEEP_GONE,
-                 forget_after: float = FORGET_AFTER, cleanup: bool = True
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def read_workers(
+    directory: str | os.PathLike[str],
+    *,
+    now: float | None = None,
+    keep_gone: float = KEEP_GONE,
+    forget_after: float = FORGET_AFTER,
+    cleanup: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Every worker file as ``{host, pid, written_at, snapshot, commands, age, stale, gone, file}``,
     sorted by host and pid, plus notes on the files that were skipped.
 
@@ -720,7 +762,7 @@ def read_workers(directory: str | os.PathLike[str], *, now: float | None = None,
             if cleanup and _mtime_age(path, now) > forget_after:
                 _unlink(path)
             continue
-        if data is None:        # removed between listing and reading
+        if data is None:  # removed between listing and reading
             continue
         age, stale = _freshness(data, now)
         local = data["host"] == here
@@ -730,9 +772,19 @@ def read_workers(directory: str | os.PathLike[str], *, now: float | None = None,
         if cleanup and ((gone and written_age > keep_gone) or (not local and written_age > forget_after)):
             _unlink(path)
             continue
-        workers.append({"host": data["host"], "pid": data["pid"], "written_at": data["written_at"],
-                        "snapshot": data["snapshot"], "commands": data.get("commands") or {},
-                        "age": age, "stale": stale, "gone": gone, "file": entry.name})
+        workers.append(
+            {
+                "host": data["host"],
+                "pid": data["pid"],
+                "written_at": data["written_at"],
+                "snapshot": data["snapshot"],
+                "commands": data.get("commands") or {},
+                "age": age,
+                "stale": stale,
+                "gone": gone,
+                "file": entry.name,
+            }
+        )
     workers.sort(key=lambda w: (w["host"], w["pid"]))
     return workers, notes
 
@@ -744,7 +796,7 @@ def _read_worker(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         problem = _worker_record(data)
     except FileNotFoundError:
         return None, None
-    except Exception as exc:    # whatever one file holds, the view shows the others
+    except Exception as exc:  # whatever one file holds, the view shows the others
         return None, _why(exc)
     return (data, None) if problem is None else (None, problem)
 
@@ -770,10 +822,16 @@ def _text(value: Any) -> str | None:
 
 
 def _type_row(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"type": entry["type"], "live": _number(entry.get("live")),
-            "allocations": _number(entry.get("allocations")), "frees": _number(entry.get("frees")),
-            "increases": _number(entry.get("increases")), "analysing": entry.get("analysing") is True,
-            "source": _text(entry.get("source")), "live_bytes": _number(entry.get("live_bytes"))}
+    return {
+        "type": entry["type"],
+        "live": _number(entry.get("live")),
+        "allocations": _number(entry.get("allocations")),
+        "frees": _number(entry.get("frees")),
+        "increases": _number(entry.get("increases")),
+        "analysing": entry.get("analysing") is True,
+        "source": _text(entry.get("source")),
+        "live_bytes": _number(entry.get("live_bytes")),
+    }
 
 
 def worker_row(worker: dict[str, Any], *, this: bool = False) -> dict[str, Any]:
@@ -786,12 +844,23 @@ def worker_row(worker: dict[str, Any], *, this: bool = False) -> dict[str, Any]:
     types = [_type_row(t) for t in snapshot.get("types") or []]
     process = snapshot.get("process")
     resident = _number(process.get("resident_bytes")) if isinstance(process, dict) else None
-    return {"pid": worker["pid"], "host": worker["host"], "self": this, "mode": _text(snapshot.get("mode")),
-            "sampled_at": _real_or_none(snapshot.get("sampled_at")), "written_at": worker["written_at"],
-            "age_seconds": round(worker["age"], 3), "stale": worker["stale"], "gone": worker["gone"],
-            "interval": _real_or_none(snapshot.get("interval")), "samples": _number(snapshot.get("samples")),
-            "resident_bytes": resident,
-            "types_count": len(types), "leaks_count": len(snapshot.get("leaks") or []), "types": types}
+    return {
+        "pid": worker["pid"],
+        "host": worker["host"],
+        "self": this,
+        "mode": _text(snapshot.get("mode")),
+        "sampled_at": _real_or_none(snapshot.get("sampled_at")),
+        "written_at": worker["written_at"],
+        "age_seconds": round(worker["age"], 3),
+        "stale": worker["stale"],
+        "gone": worker["gone"],
+        "interval": _real_or_none(snapshot.get("interval")),
+        "samples": _number(snapshot.get("samples")),
+        "resident_bytes": resident,
+        "types_count": len(types),
+        "leaks_count": len(snapshot.get("leaks") or []),
+        "types": types,
+    }
 
 
 def totals(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -802,8 +871,10 @@ def totals(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if row["gone"]:
             continue
         for t in row["types"]:
-            total = merged.setdefault(t["type"], {"type": t["type"], "live": 0, "workers": 0,
-                                                  "allocations": None, "frees": None, "live_bytes": None})
+            total = merged.setdefault(
+                t["type"],
+                {"type": t["type"], "live": 0, "workers": 0, "allocations": None, "frees": None, "live_bytes": None},
+            )
             total["live"] += t["live"] or 0
             total["workers"] += 1
             for key in ("allocations", "frees", "live_bytes"):
@@ -816,14 +887,26 @@ def local_worker(snapshot: dict[str, Any], publisher: WorkerPublisher | None, no
     """The answering worker, from its fresh in-memory snapshot."""
     data = {"snapshot": snapshot, "written_at": now}
     age, stale = _freshness(data, now)
-    return {"host": hostname(), "pid": os.getpid(), "written_at": now, "snapshot": snapshot,
-            "commands": publisher.applied() if publisher is not None else {},
-            "age": age, "stale": stale, "gone": False, "file": None}
+    return {
+        "host": hostname(),
+        "pid": os.getpid(),
+        "written_at": now,
+        "snapshot": snapshot,
+        "commands": publisher.applied() if publisher is not None else {},
+        "age": age,
+        "stale": stale,
+        "gone": False,
+        "file": None,
+    }
 
 
-def gather(directory: str | os.PathLike[str], local_snapshot: dict[str, Any] | None = None,
-           publisher: WorkerPublisher | None = None, *, now: float | None = None
-           ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def gather(
+    directory: str | os.PathLike[str],
+    local_snapshot: dict[str, Any] | None = None,
+    publisher: WorkerPublisher | None = None,
+    *,
+    now: float | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """All workers, with the answering one (if given) from its live snapshot instead of its file."""
     now = time.time() if now is None else now
     workers, notes = read_workers(directory, now=now)
@@ -859,7 +942,7 @@ def command_status(command: dict[str, Any], workers: list[dict[str, Any]]) -> di
     for worker in workers:
         result = worker["commands"].get(command["id"])
         row: dict[str, Any] = {"host": worker["host"], "pid": worker["pid"]}
-        if isinstance(result, dict):      # from the worker's file: picked by type, like worker_row
+        if isinstance(result, dict):  # from the worker's file: picked by type, like worker_row
             row["state"] = "applied" if result.get("ok") is True else "failed"
             row["error"] = _text(result.get("error"))
             row["applied_at"] = _real_or_none(result.get("applied_at"))
@@ -867,6 +950,13 @@ def command_status(command: dict[str, Any], workers: list[dict[str, Any]]) -> di
             row["state"] = "gone" if worker["gone"] else "stale" if worker["stale"] else "pending"
         states.append(row)
     count = {s: sum(1 for r in states if r["state"] == s) for s in ("applied", "failed", "pending")}
-    return {"id": command["id"], "action": command["action"], "type": command["type"],
-            "issued_at": command["issued_at"], "issued_by": command.get("issued_by"), "workers": states, **count,
-            "complete": count["pending"] == 0 and any(r["state"] in ("applied", "failed") for r in states)}
+    return {
+        "id": command["id"],
+        "action": command["action"],
+        "type": command["type"],
+        "issued_at": command["issued_at"],
+        "issued_by": command.get("issued_by"),
+        "workers": states,
+        **count,
+        "complete": count["pending"] == 0 and any(r["state"] in ("applied", "failed") for r in states),
+    }

@@ -3,6 +3,7 @@ one process), gunicorn ``make_gunicorn_app()`` (WSGI, in each worker, with
 PROMETHEUS_MULTIPROC_DIR). ``MEMTRACKER_TEST_MONITOR`` picks the monitor: "real" is
 ``memtracker_web.monitor.MemoryMonitor``; "counting" is a minimal monitor here that
 counts the leak list, which checks the exporter-to-Prometheus path on its own."""
+
 from __future__ import annotations
 
 import json
@@ -47,15 +48,31 @@ class CountingMonitor:
     def snapshot(self):
         from memtracker_web.core.naming import type_name
 
-        return {"mode": "exact",
-                "engine": {"available": True, "reason": "", "displaced": False,
-                           "python": platform.python_version()},
-                "pid": os.getpid(), "sampled_at": time.time(), "interval": 60.0,
-                "sample_duration_seconds": 0.0001, "samples": self.samples,
-                "types": [{"type": type_name(cls), "live": self.live, "allocations": self.live,
-                           "frees": 0, "high_water": self.live, "increases": 1, "analysing": False,
-                           "source": "tracked", "history": [], "top_paths": []} for cls in self.types],
-                "leaks": []}
+        return {
+            "mode": "exact",
+            "engine": {"available": True, "reason": "", "displaced": False, "python": platform.python_version()},
+            "pid": os.getpid(),
+            "sampled_at": time.time(),
+            "interval": 60.0,
+            "sample_duration_seconds": 0.0001,
+            "samples": self.samples,
+            "types": [
+                {
+                    "type": type_name(cls),
+                    "live": self.live,
+                    "allocations": self.live,
+                    "frees": 0,
+                    "high_water": self.live,
+                    "increases": 1,
+                    "analysing": False,
+                    "source": "tracked",
+                    "history": [],
+                    "top_paths": [],
+                }
+                for cls in self.types
+            ],
+            "leaks": [],
+        }
 
 
 def build_monitor(kind: str):
@@ -96,8 +113,9 @@ def make_app():
             status, body = 200, json.dumps({"live": len(_LEAKED)}).encode()
         else:
             status, body = 404, b"not found"
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
         await send({"type": "http.response.body", "body": body})
 
     return app

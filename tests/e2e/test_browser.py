@@ -4,6 +4,7 @@ Checks the rendered DOM (types table, sparklines, stacks) and keeps a screenshot
 in tests/artifacts/ (gitignored). The CSP is in force, so a style that did not
 apply or a blocked resource would show up here and not in the unit tests.
 """
+
 from __future__ import annotations
 
 import html.parser
@@ -52,9 +53,19 @@ def base_url() -> Iterator[str]:
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", *args]
+    argv = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *args,
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=90)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -117,7 +128,7 @@ class DomReader(html.parser.HTMLParser):
 
 def test_page_renders_in_chromium(base_url: str, tmp_path: Path) -> None:
     dom = chromium(tmp_path, "--dump-dom", f"{base_url}/debug/memory").stdout
-    assert dom.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
+    assert dom.startswith('<!DOCTYPE html>\n<html lang="en">')
     reader = DomReader()
     reader.feed(dom)
     assert [row[:7] for row in reader.rows] == [
@@ -146,8 +157,9 @@ def test_detail_page_and_screenshot(base_url: str, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "debug-memory.png"
     shot.unlink(missing_ok=True)
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1100", "--hide-scrollbars",
-             f"{base_url}/debug/memory")
+    chromium(
+        tmp_path, f"--screenshot={shot}", "--window-size=1280,1100", "--hide-scrollbars", f"{base_url}/debug/memory"
+    )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -186,8 +198,13 @@ def test_a_type_page_says_how_much_it_weighs_and_who_holds_it(tmp_path: Path) ->
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "type-page-retainers.png"
         shot.unlink(missing_ok=True)
-        chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1100", "--hide-scrollbars",
-                 url.removesuffix("/retainers"))
+        chromium(
+            tmp_path,
+            f"--screenshot={shot}",
+            "--window-size=1280,1100",
+            "--hide-scrollbars",
+            url.removesuffix("/retainers"),
+        )
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         server.shutdown()

@@ -3,6 +3,7 @@
 The demo is a real server on a free 127.0.0.1 port; every demo started here
 is bounded by --duration and stopped (or killed) by the test that started it.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,16 +46,25 @@ def free_port() -> int:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "PYTHONWARNINGS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "PYTHONWARNINGS")
+    }
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
 
 
 def cli(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-X", "dev", "-m", "memtracker_web", *args], cwd=ROOT,
-                          env=child_env(**env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-X", "dev", "-m", "memtracker_web", *args],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
@@ -75,8 +85,19 @@ class Demo:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.out, self.err = tmp / f"demo-{self.port}.out", tmp / f"demo-{self.port}.err"
-        argv = [sys.executable, "-X", "dev", "-m", "memtracker_web", "demo", "--port", str(self.port),
-                "--duration", str(duration), *args]
+        argv = [
+            sys.executable,
+            "-X",
+            "dev",
+            "-m",
+            "memtracker_web",
+            "demo",
+            "--port",
+            str(self.port),
+            "--duration",
+            str(duration),
+            *args,
+        ]
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(**env), stdout=out, stderr=err)
 
@@ -130,8 +151,7 @@ class Demo:
             if predicate(snap):
                 return snap
             time.sleep(0.2)
-        pytest.fail(f"condition not met within {timeout} s; last snapshot: {json.dumps(snap)[:2000]}\n"
-                    f"{self.output()}")
+        pytest.fail(f"condition not met within {timeout} s; last snapshot: {json.dumps(snap)[:2000]}\n{self.output()}")
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20) -> int:
         self.proc.send_signal(sig)
@@ -171,7 +191,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 def escalated(snap: dict[str, Any]) -> bool:
-    return any(leak["type"] == LEAKING for leak in snap["leaks"])   # census mode reports too
+    return any(leak["type"] == LEAKING for leak in snap["leaks"])  # census mode reports too
 
 
 def clean_stderr(text: str) -> None:
@@ -180,6 +200,7 @@ def clean_stderr(text: str) -> None:
 
 
 # -- the command itself -------------------------------------------------------
+
 
 def test_version() -> None:
     result = cli("--version")
@@ -203,12 +224,15 @@ def test_help_lists_commands_and_options() -> None:
         assert option in report.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "the following arguments are required: COMMAND"),
-    (("demo", "--port", "70000"), "70000 is not a port number"),
-    (("demo", "--duration", "-1"), "must be a positive number of seconds"),
-    (("report",), "the following arguments are required: URL"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "the following arguments are required: COMMAND"),
+        (("demo", "--port", "70000"), "70000 is not a port number"),
+        (("demo", "--duration", "-1"), "must be a positive number of seconds"),
+        (("report",), "the following arguments are required: URL"),
+    ],
+)
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
     result = cli(*args)
     assert result.returncode == 2
@@ -217,6 +241,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
 
 
 # -- demo ---------------------------------------------------------------------
+
 
 def test_demo_prints_urls_and_engine_and_serves_page_json_metrics(running: Demo) -> None:
     out = running.stdout()
@@ -300,11 +325,13 @@ def test_demo_port_in_use_is_one_line_and_exit_2(server: str) -> None:
         result = cli("demo", "--port", str(port), "--server", server, "--duration", "5")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == (f"memtracker-web demo: error: port {port} on 127.0.0.1 is already in use; "
-                             "pick another with --port\n")
+    assert result.stderr == (
+        f"memtracker-web demo: error: port {port} on 127.0.0.1 is already in use; pick another with --port\n"
+    )
 
 
 # -- report -------------------------------------------------------------------
+
 
 def test_report_gates_on_the_leak(running: Demo) -> None:
     running.wait_until(escalated)
@@ -328,8 +355,8 @@ def test_report_gates_on_the_leak(running: Demo) -> None:
 
 def test_report_json_keeps_exit_code(running: Demo) -> None:
     running.wait_until(escalated)
-    result = cli("report", running.base, "--json")    # a bare base URL means /debug/memory
-    assert result.returncode == 1, result.stderr      # census mode reports repeated growth too
+    result = cli("report", running.base, "--json")  # a bare base URL means /debug/memory
+    assert result.returncode == 1, result.stderr  # census mode reports repeated growth too
     snap = json.loads(result.stdout)
     assert snap["mode"] == ("exact" if EXACT else "census")
     assert any(t["type"] == LEAKING for t in snap["types"])
@@ -351,8 +378,9 @@ def test_report_wrong_token_shows_the_servers_message(running: Demo) -> None:
     result = cli("report", running.base + "/debug/memory", "--token", "wrong")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == (f"memtracker-web report: error: {running.base}/debug/memory?format=json "
-                             "answered 403 Forbidden: invalid token\n")
+    assert result.stderr == (
+        f"memtracker-web report: error: {running.base}/debug/memory?format=json answered 403 Forbidden: invalid token\n"
+    )
 
 
 def test_report_token_from_environment(running: Demo) -> None:
@@ -360,10 +388,13 @@ def test_report_token_from_environment(running: Demo) -> None:
     assert cli("report", running.base, MEMTRACKER_TOKEN=TOKEN).returncode in (0, 1)
 
 
-@pytest.mark.parametrize("path, message", [
-    ("/metrics", "did not answer with JSON (Content-Type text/plain"),
-    ("/leak", "answered JSON that is not a memtracker snapshot"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/metrics", "did not answer with JSON (Content-Type text/plain"),
+        ("/leak", "answered JSON that is not a memtracker snapshot"),
+    ],
+)
 def test_report_rejects_what_is_not_a_snapshot(running: Demo, path: str, message: str) -> None:
     result = cli("report", running.base + path)
     assert result.returncode == 2
@@ -372,12 +403,14 @@ def test_report_rejects_what_is_not_a_snapshot(running: Demo, path: str, message
 
 
 def test_report_unreachable_exits_2() -> None:
-    port = free_port()     # nothing listens there once the probe socket is closed
+    port = free_port()  # nothing listens there once the probe socket is closed
     result = cli("report", f"http://127.0.0.1:{port}/debug/memory", "--timeout", "5")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == (f"memtracker-web report: error: cannot reach "
-                             f"http://127.0.0.1:{port}/debug/memory?format=json: Connection refused\n")
+    assert result.stderr == (
+        f"memtracker-web report: error: cannot reach "
+        f"http://127.0.0.1:{port}/debug/memory?format=json: Connection refused\n"
+    )
 
 
 def test_report_rejects_non_http_urls() -> None:

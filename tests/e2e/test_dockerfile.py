@@ -2,6 +2,7 @@
 
 The HEALTHCHECK's command is also run for real against servers on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -38,7 +39,7 @@ def parse(text: str) -> list[Instruction]:
         if not pending and (not stripped or stripped.startswith("#")):
             continue
         if pending and stripped.startswith("#"):
-            continue    # Docker drops comment lines inside a continued instruction
+            continue  # Docker drops comment lines inside a continued instruction
         if not pending:
             start = number
         if stripped.endswith("\\"):
@@ -78,7 +79,7 @@ def exec_form(ins: Instruction) -> list[str]:
     """CMD/HEALTHCHECK CMD in JSON (exec) form: no shell between Docker and the program."""
     text = ins.args
     if ins.keyword == "HEALTHCHECK":
-        text = text[text.index(" CMD ") + len(" CMD "):]
+        text = text[text.index(" CMD ") + len(" CMD ") :]
     argv = json.loads(text)
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     return argv
@@ -121,8 +122,10 @@ def test_the_image_is_the_newest_cpython_ci_tests() -> None:
 def test_compiler_stays_in_the_build_stage() -> None:
     build, final = stages()
     assert build[0].args.endswith(" AS build")
-    assert any(ins.keyword == "RUN" and "apt-get install" in ins.args and " gcc " in f"{ins.args} "
-               and "libc6-dev" in ins.args for ins in build)
+    assert any(
+        ins.keyword == "RUN" and "apt-get install" in ins.args and " gcc " in f"{ins.args} " and "libc6-dev" in ins.args
+        for ins in build
+    )
     assert not [ins for ins in final if ins.keyword == "RUN" and re.search(r"\b(apt-get|gcc)\b", ins.args)]
     assert any(ins.keyword == "COPY" and ins.args == "--from=build /opt/venv /opt/venv" for ins in final)
     env = " ".join(ins.args for ins in final if ins.keyword == "ENV")
@@ -170,7 +173,7 @@ def test_cmd_is_gunicorn_with_uvicorn_workers_serving_the_fastapi_example() -> N
     argv = exec_form(only(FINAL, "CMD"))
     assert argv[0] == "gunicorn"
     worker = option(argv, "-k", "--worker-class")
-    assert worker == "uvicorn_worker.UvicornWorker"   # uvicorn.workers is deprecated upstream
+    assert worker == "uvicorn_worker.UvicornWorker"  # uvicorn.workers is deprecated upstream
     assert "uvicorn-worker==" in install_line()
     assert option(argv, "-b", "--bind") == f"0.0.0.0:{PORT}"
     config = option(argv, "-c", "--config")
@@ -193,7 +196,7 @@ def test_expose_and_healthcheck_use_the_served_port() -> None:
     argv = exec_form(health)
     assert argv[:2] == ["python", "-c"] and len(argv) == 3
     assert "urllib.request" in argv[2] and f"http://127.0.0.1:{PORT}/" in argv[2]
-    assert "curl" not in health.args and "wget" not in health.args   # slim images have neither
+    assert "curl" not in health.args and "wget" not in health.args  # slim images have neither
 
 
 def test_memtracker_token_is_documented_and_has_no_value() -> None:
@@ -204,18 +207,26 @@ def test_memtracker_token_is_documented_and_has_no_value() -> None:
 
 
 def test_dockerignore_keeps_builds_out_but_not_what_is_copied() -> None:
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for wanted in (".git", ".venv*", "build", "**/*.so", "**/__pycache__"):
         assert wanted in patterns
-    copied = {src.rstrip("/") for ins in INSTRUCTIONS if ins.keyword == "COPY" and "--from" not in ins.args
-              for src in ins.args.split()[:-1]}
+    copied = {
+        src.rstrip("/")
+        for ins in INSTRUCTIONS
+        if ins.keyword == "COPY" and "--from" not in ins.args
+        for src in ins.args.split()[:-1]
+    }
     for source in copied:
         hits = [p for p in patterns if fnmatch.fnmatch(source, p) or fnmatch.fnmatch(source, p.rstrip("/*"))]
         assert not hits, f"COPY {source} is excluded from the build context by {hits}"
 
 
 # -- the HEALTHCHECK command, run -------------------------------------------------
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200

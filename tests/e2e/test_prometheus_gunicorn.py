@@ -5,6 +5,7 @@ hook of examples/gunicorn.conf.py.
 gunicorn imports prometheus_app.py's ``make_gunicorn_app()`` in each worker;
 ``MEMTRACKER_TEST_MONITOR`` picks its monitor ("real" or "counting").
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,11 @@ def scrape(url: str) -> dict[tuple[str, frozenset], float]:
 
 
 def live_by_pid(samples) -> dict[int, float]:
-    return {int(dict(labels)["pid"]): value for (name, labels), value in samples.items()
-            if name == "memtracker_live_objects" and dict(labels).get("type") == TYPE}
+    return {
+        int(dict(labels)["pid"]): value
+        for (name, labels), value in samples.items()
+        if name == "memtracker_live_objects" and dict(labels).get("type") == TYPE
+    }
 
 
 def live_total(samples) -> float | None:
@@ -67,12 +71,31 @@ def test_gunicorn_workers_series_totals_and_dead_worker_cleanup(tmp_path, mode, 
     try:
         with log.open("wb") as out:
             master = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "examples" / "gunicorn.conf.py"),
-                 "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-                 "--pythonpath", f"{Path(__file__).parent},{ROOT / 'tests'}", "prometheus_app:make_gunicorn_app()"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                env=subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc),
-                                   MEMTRACKER_TEST_MONITOR=monitor_kind, MEMTRACKER_TEST_MODE=mode))
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    str(ROOT / "examples" / "gunicorn.conf.py"),
+                    "-w",
+                    "2",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "--graceful-timeout",
+                    "5",
+                    "--pythonpath",
+                    f"{Path(__file__).parent},{ROOT / 'tests'}",
+                    "prometheus_app:make_gunicorn_app()",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+                env=subprocess_env(
+                    PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+                    MEMTRACKER_TEST_MONITOR=monitor_kind,
+                    MEMTRACKER_TEST_MODE=mode,
+                ),
+            )
         logs, procs = [log], (master,)
 
         def published(expected_pids: set[int] | None = None):
@@ -91,8 +114,7 @@ def test_gunicorn_workers_series_totals_and_dead_worker_cleanup(tmp_path, mode, 
         pids, samples = wait_for("both workers to publish", published, logs, processes=procs)
         if mode == "liveall":
             assert live_by_pid(samples) == {pid: WORKER_LEAK for pid in pids}
-            assert {int(dict(labels)["pid"]) for (name, labels) in samples
-                    if name == "memtracker_engine_up"} == pids
+            assert {int(dict(labels)["pid"]) for (name, labels) in samples if name == "memtracker_engine_up"} == pids
         else:
             assert live_total(samples) == 2 * WORKER_LEAK
             # livesum: the info gauge counts the workers running that engine.

@@ -11,6 +11,7 @@
    newcomer would: in a fresh venv, from a clean copy of the repository, and
    the demo must answer on its port in the mode this interpreter supports.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,16 +40,22 @@ FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 WARNING_LINE = re.compile(r"\b\w*Warning: ")
 # Environment a newcomer does not have; PYTHONPATH would hide a broken install.
-FOREIGN_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONWARNINGS", "VIRTUAL_ENV", "MEMTRACKER_TOKEN",
-               "PROMETHEUS_MULTIPROC_DIR")
+FOREIGN_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONWARNINGS",
+    "VIRTUAL_ENV",
+    "MEMTRACKER_TOKEN",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 
 
 class Block(NamedTuple):
     lang: str
     code: str
-    line: int             # of the opening fence
-    heading: str          # nearest heading above it
-    level: int            # that heading's level
+    line: int  # of the opening fence
+    heading: str  # nearest heading above it
+    level: int  # that heading's level
     marker: tuple[str, str] | None
 
 
@@ -70,8 +77,16 @@ def parse(text: str) -> tuple[list[Block], list[tuple[int, int, str]]]:
                 body.append(lines[j])
                 j += 1
             marker = MARKER.match(previous.strip())
-            blocks.append(Block(fence.group(2).lower(), "\n".join(body) + "\n", i + 1, heading, level,
-                                (marker.group(1), marker.group(2)) if marker else None))
+            blocks.append(
+                Block(
+                    fence.group(2).lower(),
+                    "\n".join(body) + "\n",
+                    i + 1,
+                    heading,
+                    level,
+                    (marker.group(1), marker.group(2)) if marker else None,
+                )
+            )
             previous, i = "", j + 1
             continue
         match = HEADING.match(line)
@@ -105,8 +120,9 @@ def test_readme_has_python_examples_that_run() -> None:
     for block in PYTHON_BLOCKS:
         if block.marker:
             kind, value = block.marker
-            assert kind != "requires" or value == "exact", \
+            assert kind != "requires" or value == "exact", (
                 f"README.md line {block.line}: unknown requirement {value!r} (only 'exact')"
+            )
             assert kind != "no-run" or value, f"README.md line {block.line}: no-run needs a reason"
 
 
@@ -114,8 +130,9 @@ def test_readme_has_python_examples_that_run() -> None:
 def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     if block.marker and block.marker[0] == "no-run":
         pytest.skip(f"README.md line {block.line} is marked no-run: {block.marker[1]}")
-    if (block.marker == ("requires", "exact") or block.marker and block.marker[0] == "pytest-file") \
-            and not ENGINE["available"]:
+    if (block.marker == ("requires", "exact") or block.marker and block.marker[0] == "pytest-file") and not ENGINE[
+        "available"
+    ]:
         pytest.skip(f"README.md line {block.line} needs the exact engine: {ENGINE['reason']}")
     if block.marker and block.marker[0] == "pytest-file":
         run_test_file(block, tmp_path)
@@ -123,12 +140,20 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     script = tmp_path / f"readme_line{block.line}.py"
     script.write_text(block.code)
     # A scratch directory: blocks may write files; the repo comes from PYTHONPATH.
-    result = subprocess.run([sys.executable, "-X", "dev", str(script)], cwd=tmp_path,
-                            env=child_env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
-    shown = f"README.md line {block.line} (under {block.heading!r}):\n{block.code}\n" \
-            f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", str(script)],
+        cwd=tmp_path,
+        env=child_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    shown = (
+        f"README.md line {block.line} (under {block.heading!r}):\n{block.code}\n"
+        f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    )
     assert result.returncode == 0, shown
-    assert "Traceback" not in result.stderr, shown      # e.g. an exception in a thread
+    assert "Traceback" not in result.stderr, shown  # e.g. an exception in a thread
     assert not WARNING_LINE.search(result.stderr), shown
     check_printed(block, result.stdout, shown)
 
@@ -149,13 +174,12 @@ def check_printed(block: Block, stdout: str, shown: str) -> None:
         text = match.group("text")
         pattern = re.compile(re.escape(text).replace(re.escape("<file>"), r"\S+"))
         found = next((i for i in range(at, len(lines)) if pattern.fullmatch(lines[i].strip())), None)
-        assert found is not None, \
-            f"README.md line {block.line + offset}: the comment says it prints {text!r}\n{shown}"
+        assert found is not None, f"README.md line {block.line + offset}: the comment says it prints {text!r}\n{shown}"
         at = found + 1
 
 
 def test_the_printed_output_check_catches_a_wrong_comment() -> None:
-    block = Block("python", 'print(1, 2)    # 1 3\n', 1, "", 0, None)
+    block = Block("python", "print(1, 2)    # 1 3\n", 1, "", 0, None)
     with pytest.raises(AssertionError, match="the comment says it prints '1 3'"):
         check_printed(block, "1 2\n", "")
     check_printed(Block("python", 'print("x.py:3")   # <file>:3 -- a remark\n', 1, "", 0, None), "x.py:3\n", "")
@@ -167,9 +191,14 @@ def run_test_file(block: Block, tmp_path: Path) -> None:
     assert expected.lang == "text", f"README.md line {block.line}: a pytest-file block needs a ```text block after it"
     (tmp_path / block.marker[1]).write_text(block.code)
     # as a user runs it: the installed plugin, from the file's directory
-    result = subprocess.run([sys.executable, "-X", "dev", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             block.marker[1]], cwd=tmp_path, env=child_env(), capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-m", "pytest", "-q", "-p", "no:cacheprovider", block.marker[1]],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     shown = f"README.md line {block.line}:\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
     out = result.stdout.splitlines()
     *lines, last = expected.code.rstrip("\n").splitlines()
@@ -181,6 +210,7 @@ def run_test_file(block: Block, tmp_path: Path) -> None:
 
 # -- Quick start -----------------------------------------------------------------
 
+
 def quick_start_command() -> str:
     assert README.exists(), "README.md is missing (issue 7)"
     blocks, headings = parse(README.read_text())
@@ -190,8 +220,11 @@ def quick_start_command() -> str:
     end = next((line for line, lvl, _ in headings if line > start and lvl <= level), float("inf"))
     shell = [b for b in blocks if start < b.line < end and b.lang in ("bash", "sh", "shell", "console")]
     assert shell, "the Quick start section has no ```bash block"
-    commands = [line.strip().removeprefix("$ ") for line in shell[0].code.splitlines()
-                if line.strip() and not line.strip().startswith("#")]
+    commands = [
+        line.strip().removeprefix("$ ")
+        for line in shell[0].code.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
     assert commands, "the Quick start's first bash block is empty"
     return commands[0]
 
@@ -217,13 +250,16 @@ def translate(argv: list[str], venv: Path) -> list[str]:
 def with_option(argv: list[str], name: str, value: str) -> list[str]:
     if name in argv:
         i = argv.index(name)
-        return argv[:i + 1] + [value] + argv[i + 2:]
+        return argv[: i + 1] + [value] + argv[i + 2 :]
     return argv + [name, value]
 
 
 def is_demo(argv: list[str]) -> bool:
-    return argv[:3] == ["python", "-m", "memtracker_web"] and argv[3:4] == ["demo"] or \
-        argv[:2] == ["memtracker-web", "demo"]
+    return (
+        argv[:3] == ["python", "-m", "memtracker_web"]
+        and argv[3:4] == ["demo"]
+        or argv[:2] == ["memtracker-web", "demo"]
+    )
 
 
 def test_quick_start_in_a_fresh_venv(tmp_path: Path) -> None:
@@ -234,16 +270,22 @@ def test_quick_start_in_a_fresh_venv(tmp_path: Path) -> None:
 
     # A clean copy: no built extension, no egg-info, no venvs; README included (pyproject's readme).
     repo = tmp_path / "memtracker-web"
-    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".pytest_cache", "artifacts"))
+    shutil.copytree(
+        ROOT,
+        repo,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".pytest_cache", "artifacts"
+        ),
+    )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=180)
     env = child_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     log = tmp_path / "install.log"
     for step in steps[:-1]:
         with open(log, "ab") as out:
-            done = subprocess.run(translate(step, venv), cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=900)
+            done = subprocess.run(
+                translate(step, venv), cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900
+            )
         assert done.returncode == 0, f"{shlex.join(step)} failed:\n{log.read_text()[-4000:]}"
 
     port = free_port()
@@ -270,8 +312,14 @@ def test_quick_start_in_a_fresh_venv(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
 
-    script = subprocess.run([str(venv / "bin" / "memtracker-web"), "--version"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    script = subprocess.run(
+        [str(venv / "bin" / "memtracker-web"), "--version"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert script.stdout == f"memtracker-web {memtracker_web.__version__}\n", script.stderr
 
 

@@ -4,6 +4,7 @@ Each server is started and stopped here. /leak is hit repeatedly; the leaking
 type must grow in /debug/memory (any engine), and with the exact engine it
 must be escalated to analysis with its top path naming the leak line.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,17 +40,56 @@ def exact_engine() -> tuple[bool, str]:
 
 SERVERS = {
     "fastapi-uvicorn": {
-        "argv": ["-m", "uvicorn", "examples.fastapi_app:app", "--host", "127.0.0.1", "--port", "{port}",
-                 "--log-level", "warning", "--no-access-log"],
-        "cwd": ROOT, "type": "examples.fastapi_app.CacheEntry", "file": EXAMPLES / "fastapi_app.py"},
+        "argv": [
+            "-m",
+            "uvicorn",
+            "examples.fastapi_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        "cwd": ROOT,
+        "type": "examples.fastapi_app.CacheEntry",
+        "file": EXAMPLES / "fastapi_app.py",
+    },
     "flask-gunicorn": {
-        "argv": ["-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:{port}", "--log-level", "warning",
-                 "examples.flask_app:app"],
-        "cwd": ROOT, "type": "examples.flask_app.CacheEntry", "file": EXAMPLES / "flask_app.py"},
+        "argv": [
+            "-m",
+            "gunicorn",
+            "--workers",
+            "1",
+            "--bind",
+            "127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "examples.flask_app:app",
+        ],
+        "cwd": ROOT,
+        "type": "examples.flask_app.CacheEntry",
+        "file": EXAMPLES / "flask_app.py",
+    },
     "django-gunicorn": {
-        "argv": ["-m", "gunicorn", "--chdir", str(EXAMPLES / "django_project"), "--workers", "1",
-                 "--bind", "127.0.0.1:{port}", "--log-level", "warning", "demo.wsgi"],
-        "cwd": ROOT, "type": "demo.views.CacheEntry", "file": EXAMPLES / "django_project" / "demo" / "views.py"},
+        "argv": [
+            "-m",
+            "gunicorn",
+            "--chdir",
+            str(EXAMPLES / "django_project"),
+            "--workers",
+            "1",
+            "--bind",
+            "127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "demo.wsgi",
+        ],
+        "cwd": ROOT,
+        "type": "demo.views.CacheEntry",
+        "file": EXAMPLES / "django_project" / "demo" / "views.py",
+    },
 }
 
 
@@ -79,13 +119,17 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{name}.log"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "PYTHONWARNINGS")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "PYTHONWARNINGS")
+        }
         env.update(PYTHONPATH=str(ROOT), MEMTRACKER_INTERVAL=INTERVAL)
         argv = [sys.executable] + [a.replace("{port}", str(self.port)) for a in self.spec["argv"]]
         self._log_file = open(self.log, "wb")
-        self.proc = subprocess.Popen(argv, cwd=self.spec["cwd"], env=env, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, cwd=self.spec["cwd"], env=env, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -145,8 +189,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         srv.stop()
 
 
-def wait_for(server: Server, condition: Any, *, leak_per_round: int, timeout: float, what: str,
-             whole: bool = False) -> dict[str, Any]:
+def wait_for(
+    server: Server, condition: Any, *, leak_per_round: int, timeout: float, what: str, whole: bool = False
+) -> dict[str, Any]:
     """Leak a little, let the monitor sample, until condition holds (bounded).
 
     condition gets the type's entry, or the whole snapshot when whole=True.
@@ -170,8 +215,9 @@ def test_leaking_type_grows(server: Server) -> None:
     cached = server.leak(30)
     assert cached >= 300
     # Once the monitor has sampled after the last /leak, it counts every entry exactly.
-    entry = wait_for(server, lambda e: e["live"] >= cached, leak_per_round=0, timeout=15,
-                     what=f"live did not reach {cached}")
+    entry = wait_for(
+        server, lambda e: e["live"] >= cached, leak_per_round=0, timeout=15, what=f"live did not reach {cached}"
+    )
     assert entry["live"] == cached
     assert entry["history"][-1][1] == cached
     assert entry["history"][0][1] < cached
@@ -184,8 +230,10 @@ def test_leaking_type_grows(server: Server) -> None:
 def test_leak_is_escalated_to_its_line(server: Server) -> None:
     exact, reason = exact_engine()
     if not exact:
-        pytest.skip(f"exact engine unavailable on {sys.version.split()[0]} ({reason}); "
-                    "census mode has no call paths (growth is checked by test_leaking_type_grows)")
+        pytest.skip(
+            f"exact engine unavailable on {sys.version.split()[0]} ({reason}); "
+            "census mode has no call paths (growth is checked by test_leaking_type_grows)"
+        )
     line = leak_line(server.spec["file"])
     filename = server.spec["file"].relative_to(ROOT)
 
@@ -193,13 +241,16 @@ def test_leak_is_escalated_to_its_line(server: Server) -> None:
         return frame["lineno"] == line and same_file(frame["filename"], server.spec["file"])
 
     def at_leak_line(entry: dict[str, Any]) -> bool:
-        return bool(entry["analysing"] and entry["top_paths"]
-                    and any(is_leak_line(f) for f in entry["top_paths"][0]["frames"]))
+        return bool(
+            entry["analysing"] and entry["top_paths"] and any(is_leak_line(f) for f in entry["top_paths"][0]["frames"])
+        )
 
-    entry = wait_for(server, at_leak_line, leak_per_round=5, timeout=60,
-                     what=f"no escalation with a top path at {filename}:{line}")
+    entry = wait_for(
+        server, at_leak_line, leak_per_round=5, timeout=60, what=f"no escalation with a top path at {filename}:{line}"
+    )
     assert entry["analysing"] is True
     assert entry["increases"] >= 3
+
     # Analysing now: the next growth past the threshold files a leak report.
     def reported(snapshot: dict[str, Any]) -> bool:
         return any(leak["type"] == server.spec["type"] for leak in snapshot["leaks"])

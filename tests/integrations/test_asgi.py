@@ -1,4 +1,5 @@
 """ASGI middleware: Starlette and FastAPI in-process, lifespan, websockets, raw ASGI edge cases."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,15 @@ def make_app(events: list[str]) -> Starlette:
         yield
         events.append("app shutdown")
 
-    return Starlette(routes=[Route("/", home), Route("/debug/memoryless", home), WebSocketRoute("/ws", echo),
-                             WebSocketRoute("/debug/memory", echo)], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/debug/memoryless", home),
+            WebSocketRoute("/ws", echo),
+            WebSocketRoute("/debug/memory", echo),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def client(app: Any, address: tuple[str, int] = LOOPBACK, **kwargs: Any) -> TestClient:
@@ -57,8 +65,13 @@ def client(app: Any, address: tuple[str, int] = LOOPBACK, **kwargs: Any) -> Test
 def test_add_middleware_serves_endpoint_and_passes_through() -> None:
     monitor = leaky_monitor()
     app = make_app([])
-    app.add_middleware(MemoryTrackerMiddleware, path="/debug/memory", metrics_path="/metrics", monitor=monitor,
-                       registry=CollectorRegistry())
+    app.add_middleware(
+        MemoryTrackerMiddleware,
+        path="/debug/memory",
+        metrics_path="/metrics",
+        monitor=monitor,
+        registry=CollectorRegistry(),
+    )
     c = client(app)
     r = c.get("/debug/memory", headers=JSON)
     assert r.status_code == 200
@@ -116,15 +129,18 @@ def test_track_untrack_over_asgi() -> None:
     assert (r.status_code, r.json()) == (404, {"error": "no route '/debug/memory/missing'; see /debug/memory"})
 
 
-@pytest.mark.parametrize("address, token, headers, status", [
-    (LOOPBACK, None, {}, 200),
-    (("203.0.113.9", 1), None, {}, 403),
-    (("testclient", 50000), None, {}, 403),
-    (("203.0.113.9", 1), "tok", {}, 401),
-    (("203.0.113.9", 1), "tok", {"authorization": "Bearer tok"}, 200),
-    (("203.0.113.9", 1), "tok", {"authorization": "Bearer nope"}, 403),
-    (LOOPBACK, None, {"x-forwarded-for": "203.0.113.9"}, 403),
-])
+@pytest.mark.parametrize(
+    "address, token, headers, status",
+    [
+        (LOOPBACK, None, {}, 200),
+        (("203.0.113.9", 1), None, {}, 403),
+        (("testclient", 50000), None, {}, 403),
+        (("203.0.113.9", 1), "tok", {}, 401),
+        (("203.0.113.9", 1), "tok", {"authorization": "Bearer tok"}, 200),
+        (("203.0.113.9", 1), "tok", {"authorization": "Bearer nope"}, 403),
+        (LOOPBACK, None, {"x-forwarded-for": "203.0.113.9"}, 403),
+    ],
+)
 def test_auth_over_asgi(address: tuple[str, int], token: str | None, headers: dict[str, str], status: int) -> None:
     c = client(MemoryTrackerMiddleware(make_app([]), monitor=leaky_monitor(), token=token), address)
     r = c.get("/debug/memory", headers={**JSON, **headers})
@@ -160,7 +176,7 @@ def test_lifespan_leaves_a_running_monitor_alone() -> None:
 def test_the_monitor_starts_as_the_app_loads_without_lifespan() -> None:
     monitor = FakeMonitor()
     middleware = MemoryTrackerMiddleware(make_app([]), monitor=monitor)
-    assert monitor.starts == 1 and monitor.running          # a worker is in the view before its first request
+    assert monitor.starts == 1 and monitor.running  # a worker is in the view before its first request
     assert middleware.endpoint.serving is False
     c = client(middleware)
     c.get("/")
@@ -193,8 +209,13 @@ def test_fastapi_add_middleware_and_install() -> None:
         if use_install:
             install(api, path="/mem", metrics_path="/metrics", monitor=monitor, registry=CollectorRegistry())
         else:
-            api.add_middleware(MemoryTrackerMiddleware, path="/mem", metrics_path="/metrics", monitor=monitor,
-                               registry=CollectorRegistry())
+            api.add_middleware(
+                MemoryTrackerMiddleware,
+                path="/mem",
+                metrics_path="/metrics",
+                monitor=monitor,
+                registry=CollectorRegistry(),
+            )
         with client(api) as c:
             assert monitor.running
             assert c.get("/").json() == {"ok": "yes"}
@@ -225,11 +246,13 @@ def test_default_monitor_gets_the_options(monkeypatch: pytest.MonkeyPatch) -> No
     fake = types.ModuleType("memtracker_web.monitor")
     fake.get_default_monitor = get_default_monitor  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "memtracker_web.monitor", fake)
-    app = MemoryTrackerMiddleware(make_app([]), track=[Order, "x.Y"], watch_all=True, threshold=5,
-                                  increases=2, interval=0.5, watch_sample=8)
+    app = MemoryTrackerMiddleware(
+        make_app([]), track=[Order, "x.Y"], watch_all=True, threshold=5, increases=2, interval=0.5, watch_sample=8
+    )
     # built as the app loads (so the worker is in the view at once), once
-    assert calls == [{"track": (Order, "x.Y"), "watch_all": True, "watch_sample": 8, "threshold": 5,
-                      "increases": 2, "interval": 0.5}]
+    assert calls == [
+        {"track": (Order, "x.Y"), "watch_all": True, "watch_sample": 8, "threshold": 5, "increases": 2, "interval": 0.5}
+    ]
     with client(app) as c:
         assert len(calls) == 1
         assert c.get("/debug/memory", headers=JSON).json()["pid"] == 4242
@@ -240,6 +263,7 @@ def test_default_monitor_gets_the_options(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # -- raw ASGI: what the test clients cannot send -------------------------------------
+
 
 def run_asgi(app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
@@ -259,17 +283,30 @@ def run_asgi(app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]) ->
 
 
 def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
-            "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": headers,
-            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http"}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+    }
 
 
 def test_chunked_body_is_assembled_and_limited() -> None:
     monitor = FakeMonitor()
     app = MemoryTrackerMiddleware(make_app([]), monitor=monitor)
     body = json.dumps({"type": ORDER}).encode()
-    chunks = [{"type": "http.request", "body": body[:5], "more_body": True},
-              {"type": "http.request", "body": body[5:], "more_body": False}]
+    chunks = [
+        {"type": "http.request", "body": body[:5], "more_body": True},
+        {"type": "http.request", "body": body[5:], "more_body": False},
+    ]
     sent = run_asgi(app, http_scope("POST", "/debug/memory/track", [(b"content-type", b"application/json")]), chunks)
     assert sent[0]["status"] == 200
     assert json.loads(sent[1]["body"]) == {"type": ORDER, "tracking": True, "analysis": False}
@@ -306,14 +343,18 @@ def test_lifespan_scope_reaches_the_app_unchanged() -> None:
 
     monitor = FakeMonitor()
     scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    sent = run_asgi(MemoryTrackerMiddleware(app, monitor=monitor), scope,
-                    [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = run_asgi(
+        MemoryTrackerMiddleware(app, monitor=monitor),
+        scope,
+        [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}],
+    )
     assert seen == [scope, "lifespan.startup", "lifespan.shutdown"]
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert (monitor.starts, monitor.stops) == (1, 1)
 
 
 # -- the real monitor ------------------------------------------------------------------
+
 
 def test_real_default_monitor_over_asgi() -> None:
     import memtracker_web

@@ -1,6 +1,7 @@
 """The ASGI middleware's pass-through: http requests that are not ours reach the
 app with no layer of ours in between (the C base in _passthrough.c), every
 other call goes to the Python dispatch, and servers still see an ASGI 3 app."""
+
 from __future__ import annotations
 
 import asyncio
@@ -56,7 +57,7 @@ def started(app: Any, **options: Any) -> MemoryTrackerMiddleware:
     """A middleware whose first request (which starts it) has been served."""
     mw = MemoryTrackerMiddleware(app, monitor=FakeMonitor(), **options)
     first = mw({"type": "http", "path": "/"}, receive, send)
-    assert inspect.iscoroutine(first)   # before the start: the Python dispatch
+    assert inspect.iscoroutine(first)  # before the start: the Python dispatch
     asyncio.run(first)
     assert mw._started
     return mw
@@ -81,7 +82,7 @@ def test_an_http_request_not_ours_is_the_apps_own_call() -> None:
     mw = started(app, metrics_path="/metrics")
     assert mw._passthrough_routes == ("/debug/memory", "/metrics")
     scope = {"type": "http", "path": "/orders/7"}
-    assert mw(scope, receive, send) is app.result   # the app's awaitable itself: no frame of ours
+    assert mw(scope, receive, send) is app.result  # the app's awaitable itself: no frame of ours
     assert app.calls[-1] == (scope, receive, send)
     assert all(a is b for a, b in zip(app.calls[-1], (scope, receive, send), strict=True))
     assert asyncio.run(_await(mw(scope, receive, send))) is None
@@ -92,29 +93,32 @@ async def _await(awaitable: Any) -> Any:
 
 
 @needs_c
-@pytest.mark.parametrize("scope, direct", [
-    ({"type": "http", "path": "/"}, True),
-    ({"type": "http", "path": "/debug/memor"}, True),
-    ({"type": "http", "path": "/debug/memory"}, False),
-    ({"type": "http", "path": "/debug/memory/types/x.Y"}, False),
-    ({"type": "http", "path": "/shop/debug/memoryless"}, False),    # contains the route: Python decides
-    ({"type": "http", "path": "/metrics"}, False),
-    ({"type": "http", "root_path": "/api", "path": "/api/debug/memory"}, False),
-    ({"type": "http", "root_path": "/api", "path": "/api/orders"}, True),
-    ({"type": "http", "path": "/api/metrics/today"}, False),
-    ({"type": "http"}, False),                                       # no path
-    ({"type": "http", "path": b"/"}, False),                         # not a str
-    ({"type": "http", "path": StrSub("/")}, False),                  # not exactly a str
-    ({"type": StrSub("http"), "path": "/"}, False),
-    ({"type": "websocket", "path": "/"}, False),
-    ({"type": "lifespan"}, False),
-    ({"path": "/"}, False),                                          # no type
-    (collections.UserDict({"type": "http", "path": "/"}), False),    # not exactly a dict
-])
+@pytest.mark.parametrize(
+    "scope, direct",
+    [
+        ({"type": "http", "path": "/"}, True),
+        ({"type": "http", "path": "/debug/memor"}, True),
+        ({"type": "http", "path": "/debug/memory"}, False),
+        ({"type": "http", "path": "/debug/memory/types/x.Y"}, False),
+        ({"type": "http", "path": "/shop/debug/memoryless"}, False),  # contains the route: Python decides
+        ({"type": "http", "path": "/metrics"}, False),
+        ({"type": "http", "root_path": "/api", "path": "/api/debug/memory"}, False),
+        ({"type": "http", "root_path": "/api", "path": "/api/orders"}, True),
+        ({"type": "http", "path": "/api/metrics/today"}, False),
+        ({"type": "http"}, False),  # no path
+        ({"type": "http", "path": b"/"}, False),  # not a str
+        ({"type": "http", "path": StrSub("/")}, False),  # not exactly a str
+        ({"type": StrSub("http"), "path": "/"}, False),
+        ({"type": "websocket", "path": "/"}, False),
+        ({"type": "lifespan"}, False),
+        ({"path": "/"}, False),  # no type
+        (collections.UserDict({"type": "http", "path": "/"}), False),  # not exactly a dict
+    ],
+)
 def test_what_goes_straight_to_the_app(scope: Any, direct: bool) -> None:
     app = App()
     mw = started(app, metrics_path="/metrics")
-    spy = mw._dispatch = Spy()      # the C base looks _dispatch up on the instance
+    spy = mw._dispatch = Spy()  # the C base looks _dispatch up on the instance
     before = len(app.calls)
     result = mw(scope, receive, send)
     if direct:
@@ -159,7 +163,7 @@ def test_errors_surface_from_the_dispatch_as_before() -> None:
     with pytest.raises(KeyError, match="'type'"):
         asyncio.run(_await(mw({}, receive, send)))
     with pytest.raises(TypeError):
-        mw()   # no arguments: the dispatch's own signature error
+        mw()  # no arguments: the dispatch's own signature error
 
 
 @needs_c
@@ -169,7 +173,7 @@ def test_the_app_can_be_replaced() -> None:
     assert mw.app is first
     mw.app = second
     assert mw({"type": "http", "path": "/"}, receive, send) is second.result
-    del mw.app      # then no direct call: the dispatch raises what Python would
+    del mw.app  # then no direct call: the dispatch raises what Python would
     with pytest.raises(AttributeError, match="app"):
         asyncio.run(_await(mw({"type": "http", "path": "/"}, receive, send)))
 
@@ -207,7 +211,7 @@ def test_the_app_may_replace_itself_during_its_call() -> None:
 
         def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable:
             if self.armed:
-                del mw.app                  # the middleware holds its own reference for the call
+                del mw.app  # the middleware holds its own reference for the call
                 mw.app = second
                 mw._passthrough_routes = ("/",)
             return super().__call__(scope, receive, send)
@@ -219,7 +223,7 @@ def test_the_app_may_replace_itself_during_its_call() -> None:
     assert result is first.result
     del first
     spy = mw._dispatch = Spy()
-    assert mw({"type": "http", "path": "/x"}, receive, send) == "dispatched"   # "/" is in "/x" now
+    assert mw({"type": "http", "path": "/x"}, receive, send) == "dispatched"  # "/" is in "/x" now
     assert second.calls == [] and len(spy.calls) == 1
 
 
@@ -256,7 +260,7 @@ def test_a_subclass_call_is_still_called() -> None:
     asyncio.run(_await(mw(scope, receive, send)))
     asyncio.run(_await(mw(scope, receive, send)))
     assert calls == ["/", "/"] and len(app.calls) == 2
-    assert mw.__call__.__func__ is Logging.__call__     # not replaced by the instance attribute
+    assert mw.__call__.__func__ is Logging.__call__  # not replaced by the instance attribute
 
 
 def test_servers_see_an_asgi3_app() -> None:
@@ -267,7 +271,7 @@ def test_servers_see_an_asgi3_app() -> None:
     mw = MemoryTrackerMiddleware(App(), monitor=FakeMonitor())
     assert inspect.iscoroutinefunction(mw.__call__)
     assert is_async_callable(mw)
-    assert not is_double_callable(mw)       # asgiref (Django, Daphne): a single callable
+    assert not is_double_callable(mw)  # asgiref (Django, Daphne): a single callable
     config = uvicorn.Config(mw, log_level="warning")
     config.load()
     assert config.interface == "asgi3"
@@ -299,7 +303,13 @@ FALLBACK = textwrap.dedent("""
 
 
 def test_without_the_extension_the_python_base_serves() -> None:
-    out = subprocess.run([sys.executable, "-X", "dev", "-c", FALLBACK], cwd=ROOT, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", FALLBACK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "asgi3 home 200 200 ('/debug/memory', '/metrics')"

@@ -1,4 +1,5 @@
 """Django middleware through Django's test client; options from settings.MEMTRACKER."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ if not settings.configured:
         ALLOWED_HOSTS=["testserver"],
         SECRET_KEY="test-only",
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=["memtracker_web.django.MemoryTrackerMiddleware",
-                    "django.middleware.common.CommonMiddleware",
-                    "django.middleware.csrf.CsrfViewMiddleware"],
+        MIDDLEWARE=[
+            "memtracker_web.django.MemoryTrackerMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+        ],
         INSTALLED_APPS=[],
         DATABASES={},
     )
@@ -40,8 +43,9 @@ JSON = {"HTTP_ACCEPT": "application/json"}
 
 def test_serves_endpoint_and_passes_through() -> None:
     monitor = leaky_monitor()
-    with override_settings(MEMTRACKER={"monitor": monitor, "metrics_path": "/metrics",
-                                       "registry": CollectorRegistry()}):
+    with override_settings(
+        MEMTRACKER={"monitor": monitor, "metrics_path": "/metrics", "registry": CollectorRegistry()}
+    ):
         c = Client()
         r = c.get("/debug/memory", **JSON)
         assert r.status_code == 200
@@ -85,14 +89,17 @@ def test_post_bypasses_csrf_but_needs_json() -> None:
         assert len(monitor.calls) == 1
 
 
-@pytest.mark.parametrize("addr, token, headers, status", [
-    ("127.0.0.1", None, {}, 200),
-    ("192.0.2.1", None, {}, 403),
-    ("192.0.2.1", "tok", {}, 401),
-    ("192.0.2.1", "tok", {"HTTP_AUTHORIZATION": "Bearer tok"}, 200),
-    ("192.0.2.1", "tok", {"HTTP_AUTHORIZATION": "Bearer bad"}, 403),
-    ("127.0.0.1", None, {"HTTP_X_FORWARDED_FOR": "192.0.2.1"}, 403),
-])
+@pytest.mark.parametrize(
+    "addr, token, headers, status",
+    [
+        ("127.0.0.1", None, {}, 200),
+        ("192.0.2.1", None, {}, 403),
+        ("192.0.2.1", "tok", {}, 401),
+        ("192.0.2.1", "tok", {"HTTP_AUTHORIZATION": "Bearer tok"}, 200),
+        ("192.0.2.1", "tok", {"HTTP_AUTHORIZATION": "Bearer bad"}, 403),
+        ("127.0.0.1", None, {"HTTP_X_FORWARDED_FOR": "192.0.2.1"}, 403),
+    ],
+)
 def test_auth(addr: str, token: str | None, headers: dict[str, str], status: int) -> None:
     with override_settings(MEMTRACKER={"monitor": leaky_monitor(), "token": token}):
         c = Client()
@@ -126,7 +133,7 @@ def test_allowed_hosts_applies_to_the_endpoint_unless_memtracker_sets_its_own() 
     # DNS rebinding: a request admitted by address must name this server
     with override_settings(MEMTRACKER={"monitor": leaky_monitor()}):
         assert Client().get("/debug/memory", HTTP_HOST="evil.example", **JSON).status_code == 403
-        assert Client().get("/debug/memory", HTTP_HOST="testserver", **JSON).status_code == 200   # ALLOWED_HOSTS
+        assert Client().get("/debug/memory", HTTP_HOST="testserver", **JSON).status_code == 200  # ALLOWED_HOSTS
     with override_settings(MEMTRACKER={"monitor": leaky_monitor(), "allowed_hosts": ["ops.internal"]}):
         assert Client().get("/debug/memory", HTTP_HOST="ops.internal", **JSON).status_code == 200
         assert Client().get("/debug/memory", HTTP_HOST="testserver", **JSON).status_code == 403

@@ -1,4 +1,5 @@
 """Flask extension: MemoryTracker(app) and init_app, options from app.config."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,8 +50,9 @@ def test_init_app_with_config_overriding_constructor() -> None:
     c = app.test_client()
     assert c.get("/mem", headers=JSON).status_code == 200  # loopback is allowed without a token
     assert c.get("/ignored").status_code == 404
-    r = c.get("/mem", headers={**JSON, "Authorization": "Bearer from-ctor"},
-              environ_overrides={"REMOTE_ADDR": "198.51.100.7"})
+    r = c.get(
+        "/mem", headers={**JSON, "Authorization": "Bearer from-ctor"}, environ_overrides={"REMOTE_ADDR": "198.51.100.7"}
+    )
     assert r.status_code == 200
     r = c.get("/mem", headers=JSON, environ_overrides={"REMOTE_ADDR": "198.51.100.7"})
     assert (r.status_code, r.json) == (401, {"error": "missing token: send 'Authorization: Bearer <token>'"})

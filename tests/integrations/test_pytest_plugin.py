@@ -1,4 +1,5 @@
 """The pytest plugin, run as users run it: pytest in a subprocess on a test file of theirs."""
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,7 @@ from support import requires_engine, without_engine
 
 pytest_plugins = ["pytester"]
 
-ORDERS = '''
+ORDERS = """
 import pytest
 
 class Order:
@@ -33,7 +34,7 @@ def cached():
     if "order" not in _cache:
         _cache["order"] = Order()                      # CACHE-SITE
     return _cache["order"]
-'''
+"""
 
 
 def line(source: str, marker: str) -> int:
@@ -46,7 +47,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def write(pytester: pytest.Pytester, tests: str, name: str = "test_shop") -> str:
     path = pytester.makepyfile(**{name: ORDERS + textwrap.dedent(tests)})
-    return path.read_text()     # as written: line numbers are the file's
+    return path.read_text()  # as written: line numbers are the file's
 
 
 def failure_text(result: pytest.RunResult) -> str:
@@ -55,33 +56,42 @@ def failure_text(result: pytest.RunResult) -> str:
 
 @requires_engine
 def test_a_leaking_test_fails_with_the_type_the_count_and_the_line(pytester):
-    source = write(pytester, '''
+    source = write(
+        pytester,
+        """
         @pytest.mark.memtracker_no_leaks(types=[Order])
         def test_checkout():
             for i in range(3):
                 leaky(i)                               # TEST-SITE
             [Order(i) for i in range(50)]              # dies at once: not a leak
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(failed=1)
     text = failure_text(result)
     assert "memtracker: 3 objects of test_shop.Order made by the test outlived it (allowed: 0)" in text
     # the path: the allocation line first, then up to the test's own line, marked
-    path = [f"test_shop.py:{line(source, 'MAKE-SITE')} in make_order",
-            f"test_shop.py:{line(source, 'LEAKY-SITE')} in leaky",
-            f"test_shop.py:{line(source, 'TEST-SITE')} in test_checkout"]
+    path = [
+        f"test_shop.py:{line(source, 'MAKE-SITE')} in make_order",
+        f"test_shop.py:{line(source, 'LEAKY-SITE')} in leaky",
+        f"test_shop.py:{line(source, 'TEST-SITE')} in test_checkout",
+    ]
     body = text.split("outlived it (allowed: 0)\n")[1].splitlines()
-    assert body[:4] == ["  where (live objects, then the line in your code that made them):",
-                        f"         3  {path[0]}",
-                        f"            called from {path[1]}",
-                        f"                   from {path[2]}"]
+    assert body[:4] == [
+        "  where (live objects, then the line in your code that made them):",
+        f"         3  {path[0]}",
+        f"            called from {path[1]}",
+        f"                   from {path[2]}",
+    ]
     assert body[4].startswith("====")
-    assert "_pytest" not in text.split("outlived it")[1]     # pytest's own frames above the test are cut
+    assert "_pytest" not in text.split("outlived it")[1]  # pytest's own frames above the test are cut
 
 
 @requires_engine
 def test_a_clean_test_passes_and_the_plugin_stays_off_unless_asked(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         @pytest.mark.memtracker_no_leaks(types=[Order])
         def test_clean():
             orders = [Order(i) for i in range(100)]
@@ -89,7 +99,8 @@ def test_a_clean_test_passes_and_the_plugin_stays_off_unless_asked(pytester):
 
         def test_unmarked_leak_is_not_checked():
             leaky(1)
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=2)
     assert "memtracker" not in result.stdout.str()
@@ -97,7 +108,9 @@ def test_a_clean_test_passes_and_the_plugin_stays_off_unless_asked(pytester):
 
 @requires_engine
 def test_allow_lets_that_many_survive(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         @pytest.mark.memtracker_no_leaks(types=[Order], allow=2)
         def test_two_allowed():
             leaky(1); leaky(2)
@@ -105,7 +118,8 @@ def test_allow_lets_that_many_survive(pytester):
         @pytest.mark.memtracker_no_leaks(types=[Order], allow=2)
         def test_three_are_too_many():
             leaky(1); leaky(2); leaky(3)
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     assert "3 objects of test_shop.Order made by the test outlived it (allowed: 2)" in result.stdout.str()
@@ -113,7 +127,9 @@ def test_allow_lets_that_many_survive(pytester):
 
 @requires_engine
 def test_warmup_keeps_a_lazily_filled_cache_from_failing(pytester):
-    source = write(pytester, '''
+    source = write(
+        pytester,
+        """
         CALLS = []
 
         @pytest.mark.memtracker_no_leaks(types=[Order], warmup=1)
@@ -128,7 +144,8 @@ def test_warmup_keeps_a_lazily_filled_cache_from_failing(pytester):
 
         def test_warm_ran_twice():
             assert CALLS == ["warm", "warm"]
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*_ test_cold _*", "memtracker: 1 object of test_shop.Order made by the test*"])
@@ -137,7 +154,9 @@ def test_warmup_keeps_a_lazily_filled_cache_from_failing(pytester):
 
 @requires_engine
 def test_the_switch_checks_every_test_for_the_named_classes(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         def test_leaks():
             leaky(1)
 
@@ -146,7 +165,8 @@ def test_the_switch_checks_every_test_for_the_named_classes(pytester):
 
         def test_other_class_is_not_checked():
             HOARD.append(object())
-    ''')
+    """,
+    )
     pytester.syspathinsert()
     result = run(pytester, "--memtracker-leaks", "--memtracker-type", "test_shop.Order")
     result.assert_outcomes(passed=2, failed=1)
@@ -159,7 +179,9 @@ def test_the_switch_checks_every_test_for_the_named_classes(pytester):
 
 @requires_engine
 def test_watch_all_finds_a_class_nobody_named_and_a_one_off_is_not_a_leak(pytester):
-    source = write(pytester, '''
+    source = write(
+        pytester,
+        """
         class Node:
             pass
 
@@ -174,7 +196,8 @@ def test_watch_all_finds_a_class_nobody_named_and_a_one_off_is_not_a_leak(pytest
 
         def test_builtins_are_left_to_named_checks():
             KEEP.append({"a": 1})
-    ''')
+    """,
+    )
     result = run(pytester, "--memtracker-leaks", "--memtracker-watch-all")
     result.assert_outcomes(passed=2, failed=1)
     text = result.stdout.str()
@@ -184,7 +207,9 @@ def test_watch_all_finds_a_class_nobody_named_and_a_one_off_is_not_a_leak(pytest
 
 @requires_engine
 def test_watch_all_says_so_when_the_second_run_raises(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         class Node:
             pass
 
@@ -194,24 +219,34 @@ def test_watch_all_says_so_when_the_second_run_raises(pytester):
         def test_runs_once_only():
             assert not KEEP, "second run"
             KEEP.append(Node())
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        ("memtracker: test_shop.Node grew by 1 during the test (watch-all); running the test again to find "
-         "where they are made failed (call failed: test_shop.py:*: AssertionError), so there are no call paths")])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "memtracker: test_shop.Node grew by 1 during the test (watch-all); running the test again to find "
+                "where they are made failed (call failed: test_shop.py:*: AssertionError), so there are no call paths"
+            )
+        ]
+    )
     assert [text for text in result.outlines if text.startswith("memtracker: ")] == [
-        text for text in result.outlines if "test_shop.Node grew by 1" in text and text.startswith("memtracker")]
+        text for text in result.outlines if "test_shop.Node grew by 1" in text and text.startswith("memtracker")
+    ]
 
 
 @requires_engine
 def test_a_test_that_fails_on_its_own_shows_its_own_failure(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         @pytest.mark.memtracker_no_leaks(types=[Order])
         def test_broken():
             leaky(1)
             assert 1 == 2, "the test's own failure"
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(failed=1)
     assert "the test's own failure" in result.stdout.str()
@@ -220,7 +255,9 @@ def test_a_test_that_fails_on_its_own_shows_its_own_failure(pytester):
 
 @requires_engine
 def test_the_fixture_counts_from_track_and_fails_with_the_paths(pytester):
-    source = write(pytester, '''
+    source = write(
+        pytester,
+        """
         def test_fixture(memtracker):
             warm = cached()
             memtracker.track(Order)
@@ -246,7 +283,8 @@ def test_the_fixture_counts_from_track_and_fails_with_the_paths(pytester):
             memtracker.track(Order)
             with pytest.raises(ValueError, match=r"assert_no_growth\\(allow=\\) must be a whole number"):
                 memtracker.assert_no_growth(Order, allow=-1)
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=2)
     text = result.stdout.str()
@@ -257,7 +295,9 @@ def test_the_fixture_counts_from_track_and_fails_with_the_paths(pytester):
 
 @requires_engine
 def test_an_async_task_that_never_ends_is_found(pytester):
-    source = write(pytester, '''
+    source = write(
+        pytester,
+        """
         import asyncio
 
         TASKS = []
@@ -283,7 +323,8 @@ def test_an_async_task_that_never_ends_is_found(pytester):
         async def test_async_clean():
             Order()
             await asyncio.sleep(0)
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     assert "1 object of test_shop.Order made by the test outlived it" in result.stdout.str()
@@ -292,7 +333,10 @@ def test_an_async_task_that_never_ends_is_found(pytester):
 
 @requires_engine
 def test_each_xdist_worker_checks_its_own_tests(pytester):
-    write(pytester, '\n'.join(f'''
+    write(
+        pytester,
+        "\n".join(
+            f"""
 @pytest.mark.memtracker_no_leaks(types=[Order])
 def test_leaks_{i}():
     for _ in range({i + 1}):
@@ -301,29 +345,38 @@ def test_leaks_{i}():
 @pytest.mark.memtracker_no_leaks(types=[Order])
 def test_clean_{i}():
     Order()
-''' for i in range(4)))
+"""
+            for i in range(4)
+        ),
+    )
     result = run(pytester, "-p", "xdist", "-n", "2")
     result.assert_outcomes(passed=4, failed=4)
     text = result.stdout.str()
     workers = set()
     for i in range(4):
         noun = "object" if i == 0 else "objects"
-        found = re.search(rf"_ test_leaks_{i} _+\n\[(gw\d)\] .*\n"
-                          rf"memtracker: {i + 1} {noun} of test_shop\.Order made by the test outlived it", text)
+        found = re.search(
+            rf"_ test_leaks_{i} _+\n\[(gw\d)\] .*\n"
+            rf"memtracker: {i + 1} {noun} of test_shop\.Order made by the test outlived it",
+            text,
+        )
         assert found, text
         workers.add(found.group(1))
-    assert workers == {"gw0", "gw1"} or len(workers) == 1     # xdist picks the split; each one checked its own
+    assert workers == {"gw0", "gw1"} or len(workers) == 1  # xdist picks the split; each one checked its own
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--memtracker-leaks"], "--memtracker-leaks needs classes to check"),
-    (["--memtracker-leaks", "--memtracker-type", "no.such.Thing"], "no class named 'no.such.Thing' could be found"),
-    (["--memtracker-leaks", "--memtracker-type", "os.path"], "'os.path' is a module, not a class"),
-    (["--memtracker-warmup", "two"], "--memtracker-warmup / memtracker_warmup must be a whole number"),
-    (["--memtracker-warmup", "100000"], "must be at most 1000, got 100000"),
-    (["--memtracker-allow", "-1"], "--memtracker-allow / memtracker_allow must be a whole number"),
-    (["--memtracker-allow", "١"], "must be a whole number of 0 or more, got '١'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--memtracker-leaks"], "--memtracker-leaks needs classes to check"),
+        (["--memtracker-leaks", "--memtracker-type", "no.such.Thing"], "no class named 'no.such.Thing' could be found"),
+        (["--memtracker-leaks", "--memtracker-type", "os.path"], "'os.path' is a module, not a class"),
+        (["--memtracker-warmup", "two"], "--memtracker-warmup / memtracker_warmup must be a whole number"),
+        (["--memtracker-warmup", "100000"], "must be at most 1000, got 100000"),
+        (["--memtracker-allow", "-1"], "--memtracker-allow / memtracker_allow must be a whole number"),
+        (["--memtracker-allow", "١"], "must be a whole number of 0 or more, got '١'"),
+    ],
+)
 def test_bad_options_are_usage_errors_that_name_the_option(pytester, args, message):
     write(pytester, "def test_any():\n    pass\n")
     result = run(pytester, *args)
@@ -332,29 +385,37 @@ def test_bad_options_are_usage_errors_that_name_the_option(pytester, args, messa
 
 
 @requires_engine
-@pytest.mark.parametrize("marker, message", [
-    ("memtracker_no_leaks()", "needs classes to check (e.g. memtracker_no_leaks(types=[Order])) or watch_all=True"),
-    ("memtracker_no_leaks(types=[Order], allwo=1)", "unknown argument(s) allwo"),
-    ("memtracker_no_leaks(types=[Order], warmup=-1)", "(warmup=) must be a whole number of 0 or more, got -1"),
-    ("memtracker_no_leaks(types=[Order], allow='x')", "(allow=) must be a whole number of 0 or more, got 'x'"),
-    ("memtracker_no_leaks(types=['no.such.Thing'])", "no class named 'no.such.Thing' could be found"),
-    ("memtracker_no_leaks(types=[3])", "3 is neither a class nor a dotted name"),
-])
+@pytest.mark.parametrize(
+    "marker, message",
+    [
+        ("memtracker_no_leaks()", "needs classes to check (e.g. memtracker_no_leaks(types=[Order])) or watch_all=True"),
+        ("memtracker_no_leaks(types=[Order], allwo=1)", "unknown argument(s) allwo"),
+        ("memtracker_no_leaks(types=[Order], warmup=-1)", "(warmup=) must be a whole number of 0 or more, got -1"),
+        ("memtracker_no_leaks(types=[Order], allow='x')", "(allow=) must be a whole number of 0 or more, got 'x'"),
+        ("memtracker_no_leaks(types=['no.such.Thing'])", "no class named 'no.such.Thing' could be found"),
+        ("memtracker_no_leaks(types=[3])", "3 is neither a class nor a dotted name"),
+    ],
+)
 def test_a_bad_marker_fails_its_test_with_what_is_wrong(pytester, marker, message):
-    write(pytester, f'''
+    write(
+        pytester,
+        f"""
         @pytest.mark.{marker}
         def test_marked():
             pass
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(failed=1)
     assert message in result.stdout.str()
-    assert "pytest_plugin.py" not in result.stdout.str()       # the message alone, no traceback of ours
+    assert "pytest_plugin.py" not in result.stdout.str()  # the message alone, no traceback of ours
 
 
 @without_engine
 def test_without_the_engine_the_tests_run_and_one_line_says_why(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         @pytest.mark.memtracker_no_leaks(types=[Order])
         def test_one():
             leaky(1)
@@ -365,23 +426,29 @@ def test_without_the_engine_the_tests_run_and_one_line_says_why(pytester):
 
         def test_fixture(memtracker):
             memtracker.track(Order)
-    ''')
+    """,
+    )
     result = run(pytester, "-rs")
     result.assert_outcomes(passed=2, skipped=1)
     lines = [text for text in result.outlines if text.startswith("memtracker: ")]
     assert len(lines) == 1
-    assert re.fullmatch(r"memtracker: 2 leak checks not run \(the tests ran\): CPython 3\.\d+\.\d+: .*3\.13\.3.*",
-                        lines[0]), lines
+    assert re.fullmatch(
+        r"memtracker: 2 leak checks not run \(the tests ran\): CPython 3\.\d+\.\d+: .*3\.13\.3.*", lines[0]
+    ), lines
     strict = run(pytester, "--memtracker-strict")
     strict.assert_outcomes(failed=3)
     strict.stdout.fnmatch_lines(["*_ test_one _*", "memtracker: leak check cannot run on CPython 3.*"])
-    assert any(re.fullmatch(r"SKIPPED \[1\] test_shop\.py:\d+: memtracker: leak checks cannot run on .*", text)
-               for text in result.outlines), result.outlines     # the skip is placed at the test
+    assert any(
+        re.fullmatch(r"SKIPPED \[1\] test_shop\.py:\d+: memtracker: leak checks cannot run on .*", text)
+        for text in result.outlines
+    ), result.outlines  # the skip is placed at the test
 
 
 @requires_engine
 def test_objects_a_library_makes_are_shown_at_the_line_of_yours_that_called_it(pytester):
-    source = write(pytester, '''
+    source = write(
+        pytester,
+        """
         import json
 
         PARSED = []
@@ -395,7 +462,8 @@ def test_objects_a_library_makes_are_shown_at_the_line_of_yours_that_called_it(p
         @pytest.mark.memtracker_no_leaks(types=[dict, list])
         def test_builtins_clean():
             [json.loads('{"a": [1]}') for _ in range(100)]
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     text = result.stdout.str()
@@ -419,7 +487,9 @@ def test_a_count_option_is_a_whole_number_or_an_error_that_names_it(value):
 
 @requires_engine
 def test_each_run_has_its_own_fixtures_and_what_they_keep_until_teardown_is_no_leak(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         SETUPS = {"module": 0, "function": 0}
 
         @pytest.fixture(scope="module")
@@ -443,14 +513,17 @@ def test_each_run_has_its_own_fixtures_and_what_they_keep_until_teardown_is_no_l
         def test_setups():
             assert SETUPS == {"module": 1, "function": 3}
             assert HOARD == []
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=2)
 
 
 @requires_engine
 def test_a_failing_warmup_run_is_reported_as_the_failure(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         RUNS = []
 
         @pytest.mark.memtracker_no_leaks(types=[Order], warmup=3)
@@ -461,7 +534,8 @@ def test_a_failing_warmup_run_is_reported_as_the_failure(pytester):
 
         def test_ran_twice():
             assert len(RUNS) == 2
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     assert "failed on call 2" in result.stdout.str()
@@ -471,7 +545,9 @@ def test_a_failing_warmup_run_is_reported_as_the_failure(pytester):
 @requires_engine
 def test_a_test_that_takes_the_tracer_loses_its_check_and_says_so(pytester):
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
-    write(pytester, '''
+    write(
+        pytester,
+        """
         import tracemalloc
 
         @pytest.mark.memtracker_no_leaks(types=[Order])
@@ -485,25 +561,35 @@ def test_a_test_that_takes_the_tracer_loses_its_check_and_says_so(pytester):
         @pytest.mark.memtracker_no_leaks(types=[Order])
         def test_after_it():
             leaky(2)
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "*_ test_after_it _*",
-        "memtracker: 1 object of test_shop.Order made by the test outlived it (allowed: 0)",
-        "memtracker: 1 leak check lost (the tests passed):",
-        ("  test_shop.py::test_traces_memory: another tool took CPython's reference tracer during the test "
-         "(tracemalloc.start() does this), so its counts missed events")])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_after_it _*",
+            "memtracker: 1 object of test_shop.Order made by the test outlived it (allowed: 0)",
+            "memtracker: 1 leak check lost (the tests passed):",
+            (
+                "  test_shop.py::test_traces_memory: another tool took CPython's reference tracer during the test "
+                "(tracemalloc.start() does this), so its counts missed events"
+            ),
+        ]
+    )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
 @requires_engine
 def test_a_failing_warmup_still_tears_down_what_the_next_module_does_not_need(pytester):
-    pytester.makepyfile(test_b='''
+    pytester.makepyfile(
+        test_b="""
         def test_next_module():
             pass
-    ''')
-    write(pytester, '''
+    """
+    )
+    write(
+        pytester,
+        """
         EVENTS = []
 
         @pytest.fixture(scope="module")
@@ -514,7 +600,9 @@ def test_a_failing_warmup_still_tears_down_what_the_next_module_does_not_need(py
         @pytest.mark.memtracker_no_leaks(types=[Order], warmup=2)
         def test_fails_in_warmup(module_thing):
             assert False, "warm-up failure"
-    ''', name="test_a")
+    """,
+        name="test_a",
+    )
     result = run(pytester, "test_a.py", "test_b.py")
     result.assert_outcomes(passed=1, failed=1)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
@@ -523,7 +611,9 @@ def test_a_failing_warmup_still_tears_down_what_the_next_module_does_not_need(py
 
 @requires_engine
 def test_reruns_show_one_run_s_output_and_set_up_shared_fixtures_once(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         SETUPS = []
 
         @pytest.fixture(scope="module")
@@ -545,13 +635,17 @@ def test_reruns_show_one_run_s_output_and_set_up_shared_fixtures_once(pytester):
         @pytest.mark.memtracker_no_leaks(watch_all=True)
         def test_watch_all_runs_twice(module_thing):
             KEEP.append(Node())
-    ''', name="test_a")
-    pytester.makepyfile(test_b='''
+    """,
+        name="test_a",
+    )
+    pytester.makepyfile(
+        test_b="""
         import test_a
 
         def test_module_fixture_set_up_and_torn_down_once():
             assert test_a.SETUPS == ["setup", "teardown"]
-    ''')
+    """
+    )
     result = run(pytester, "test_a.py", "test_b.py")
     result.assert_outcomes(passed=1, failed=2)
     assert result.stdout.str().count("run output") == 1
@@ -560,7 +654,9 @@ def test_reruns_show_one_run_s_output_and_set_up_shared_fixtures_once(pytester):
 
 @requires_engine
 def test_xfail_and_skip_are_left_as_they_are(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         @pytest.mark.xfail(reason="known")
         @pytest.mark.memtracker_no_leaks(types=[Order])
         def test_xpass_that_leaks():
@@ -578,17 +674,29 @@ def test_xfail_and_skip_are_left_as_they_are(pytester):
 
         def test_last():
             pass
-    ''', name="test_a")
+    """,
+        name="test_a",
+    )
     pytester.makepyfile(test_b="def test_other_module():\n    pass\n")
-    result = run(pytester, "--memtracker-leaks", "--memtracker-type", "test_a.Order", "--memtracker-warmup", "1",
-                 "test_a.py", "test_b.py")
+    result = run(
+        pytester,
+        "--memtracker-leaks",
+        "--memtracker-type",
+        "test_a.Order",
+        "--memtracker-warmup",
+        "1",
+        "test_a.py",
+        "test_b.py",
+    )
     result.assert_outcomes(passed=2, skipped=1, xfailed=1, xpassed=1)
     assert result.ret == 0
 
 
 @requires_engine
 def test_bad_marker_values_fail_their_test_not_the_session(pytester):
-    write(pytester, '''
+    write(
+        pytester,
+        """
         @pytest.mark.memtracker_no_leaks(types=None, watch_all=True)
         def test_none():
             pass
@@ -599,7 +707,8 @@ def test_bad_marker_values_fail_their_test_not_the_session(pytester):
 
         def test_fine():
             pass
-    ''')
+    """,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=2)
     text = result.stdout.str()
@@ -620,11 +729,17 @@ def test_a_bad_class_name_under_xdist_stops_with_the_message(pytester):
 
 @without_engine
 def test_without_the_engine_under_xdist_the_one_line_still_comes(pytester):
-    write(pytester, "\n".join(f'''
+    write(
+        pytester,
+        "\n".join(
+            f"""
 @pytest.mark.memtracker_no_leaks(types=[Order])
 def test_{i}():
     leaky({i})
-''' for i in range(3)))
+"""
+            for i in range(3)
+        ),
+    )
     result = run(pytester, "-p", "xdist", "-n", "2")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["memtracker: 3 leak checks not run (the tests ran): CPython 3.*"])

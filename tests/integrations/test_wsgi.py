@@ -1,4 +1,5 @@
 """WSGI middleware through werkzeug's test client."""
+
 from __future__ import annotations
 
 import io
@@ -70,7 +71,9 @@ def test_type_detail_and_not_found() -> None:
     assert r.json["hotspots"][0]["lineno"] == 17
     r = get(c, "/debug/memory/types/nope.Nope?format=json")
     assert (r.status_code, r.json) == (
-        404, {"error": "unknown type 'nope.Nope': it is not tracked or seen by the monitor"})
+        404,
+        {"error": "unknown type 'nope.Nope': it is not tracked or seen by the monitor"},
+    )
 
 
 def test_track_untrack_and_errors() -> None:
@@ -91,15 +94,18 @@ def test_track_untrack_and_errors() -> None:
     assert len(monitor.calls) == 2
 
 
-@pytest.mark.parametrize("addr, token, headers, status", [
-    ("127.0.0.1", None, {}, 200),
-    ("::1", None, {}, 200),
-    ("198.51.100.4", None, {}, 403),
-    ("198.51.100.4", "tok", {}, 401),
-    ("198.51.100.4", "tok", {"Authorization": "Bearer tok"}, 200),
-    ("198.51.100.4", "tok", {"Authorization": "Bearer tik"}, 403),
-    ("127.0.0.1", None, {"X-Forwarded-For": "198.51.100.4"}, 403),
-])
+@pytest.mark.parametrize(
+    "addr, token, headers, status",
+    [
+        ("127.0.0.1", None, {}, 200),
+        ("::1", None, {}, 200),
+        ("198.51.100.4", None, {}, 403),
+        ("198.51.100.4", "tok", {}, 401),
+        ("198.51.100.4", "tok", {"Authorization": "Bearer tok"}, 200),
+        ("198.51.100.4", "tok", {"Authorization": "Bearer tik"}, 403),
+        ("127.0.0.1", None, {"X-Forwarded-For": "198.51.100.4"}, 403),
+    ],
+)
 def test_auth(addr: str, token: str | None, headers: dict[str, str], status: int) -> None:
     c, _ = make(token=token)
     assert get(c, "/debug/memory", addr, headers={**JSON, **headers}).status_code == status
@@ -125,15 +131,19 @@ def test_read_body_framing() -> None:
     assert read_body(environ(b"abc", CONTENT_LENGTH=str(MAX_BODY + 1))) == b""
     assert read_body(environ(b"abc")) == b""  # unframed: never block on read()
     big = b"x" * (MAX_BODY + 100)
-    assert read_body(environ(big, **{"wsgi.input_terminated": True})) == big[:MAX_BODY + 1]
+    assert read_body(environ(big, **{"wsgi.input_terminated": True})) == big[: MAX_BODY + 1]
     assert read_body({}) == b""
 
 
 def test_chunked_request_over_the_limit() -> None:
     monitor = FakeMonitor()
     mw = MemoryTrackerMiddleware(inner, monitor=monitor)
-    env = EnvironBuilder(path="/debug/memory/track", method="POST", input_stream=io.BytesIO(b" " * 20000),
-                         content_type="application/json").get_environ()
+    env = EnvironBuilder(
+        path="/debug/memory/track",
+        method="POST",
+        input_stream=io.BytesIO(b" " * 20000),
+        content_type="application/json",
+    ).get_environ()
     env.pop("CONTENT_LENGTH", None)
     env.update({"REMOTE_ADDR": "127.0.0.1", "wsgi.input_terminated": True})
     body, status, headers = run_wsgi_app(mw, env)
@@ -169,7 +179,7 @@ def test_real_monitor_over_wsgi() -> None:
     monitor = MemoryMonitor(interval=30.0, threshold=1, increases=1)
     try:
         c = Client(MemoryTrackerMiddleware(inner, monitor=monitor, track=[f"{Order.__module__}.Order"]))
-        assert monitor.running                  # started as the app loaded
+        assert monitor.running  # started as the app loaded
         assert get(c, "/").status_code == 200
         assert monitor.running and monitor.monitored() == [Order]
         keep = [Order() for _ in range(5)]

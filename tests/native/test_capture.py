@@ -1,4 +1,5 @@
 """The tracking core through its Python API: exact counts on every free path."""
+
 from __future__ import annotations
 
 import gc
@@ -46,7 +47,7 @@ def test_seed_scenario_counts_only_retained(capture):
     assert allocations.free_count == 100
     assert allocations.retained_count == 1000
     capture.stop()
-    assert capture.count_for(dict) == 1000     # frozen after stop
+    assert capture.count_for(dict) == 1000  # frozen after stop
 
 
 @requires_engine
@@ -67,9 +68,9 @@ def test_exact_type_only_subclass_is_its_own_type(capture):
 
 def _keep_and_drop(n):
     kept = [Order() for _ in range(n)]
-    Order()                      # unused call result
+    Order()  # unused call result
     x = Order()
-    x = Order()                  # rebinding a local frees the first
+    x = Order()  # rebinding a local frees the first
     del x
     return kept
 
@@ -100,7 +101,7 @@ def test_free_paths_container_clear_and_resize(capture):
     assert capture.count_for(Order) == 10
     table.clear()
     box = [Order() for _ in range(64)]
-    del box[8:]                  # list shrink
+    del box[8:]  # list shrink
     assert capture.count_for(Order) == 8
     del box
     assert capture.count_for(Order) == 0
@@ -110,7 +111,7 @@ def _float_churn(n):
     total = 0.0
     for i in range(n):
         f = float(i)
-        total = (f * 0.5) + 1.0      # specialised float ops free intermediates
+        total = (f * 0.5) + 1.0  # specialised float ops free intermediates
     return total
 
 
@@ -124,14 +125,14 @@ def _int_churn(n):
 def _str_churn(n):
     s = "x"
     for _ in range(n):
-        s = (s + "ab")[:20] + "c"     # specialised str concatenation
+        s = (s + "ab")[:20] + "c"  # specialised str concatenation
     return s
 
 
 @requires_engine
 @pytest.mark.parametrize("kind, churn", [(float, _float_churn), (int, _int_churn), (str, _str_churn)])
 def test_free_paths_specialised_decrefs(capture, kind, churn):
-    churn(100)                        # warm up: let the interpreter specialise
+    churn(100)  # warm up: let the interpreter specialise
     capture.track(kind)
     capture.start()
     result = churn(3000)
@@ -139,7 +140,7 @@ def test_free_paths_specialised_decrefs(capture, kind, churn):
     a = capture.allocations(kind)
     assert a.new_count >= 3000
     assert a.free_count == a.new_count - 1
-    del result, a               # the Allocations holds ints too
+    del result, a  # the Allocations holds ints too
     assert capture.count_for(kind) == 0
 
 
@@ -166,7 +167,7 @@ def test_objects_created_before_start_are_never_counted(capture):
     capture.track(Order)
     capture.start()
     after = [Order() for _ in range(10)]
-    del before                   # frees of unknown objects are ignored
+    del before  # frees of unknown objects are ignored
     assert capture.count_for(Order) == 10
     a = capture.allocations(Order)
     assert (a.new_count, a.free_count) == (10, 0)
@@ -185,7 +186,7 @@ def test_class_reassignment_decrements_the_creation_type(capture):
     objs = [Order() for _ in range(5)]
     for o in objs:
         o.__class__ = Other
-    assert capture.count_for(Order) == 5       # recorded at creation
+    assert capture.count_for(Order) == 5  # recorded at creation
     assert capture.count_for(Other) == 0
     del objs, o
     assert capture.count_for(Order) == 0
@@ -224,7 +225,7 @@ def test_two_captures_on_the_same_type_count_independently():
         second.stop()
         del late
         assert first.count_for(Order) == 0
-        assert second.count_for(Order) == 6      # frozen at stop
+        assert second.count_for(Order) == 6  # frozen at stop
     finally:
         first.stop()
         second.stop()
@@ -242,7 +243,7 @@ def test_start_stop_cycles_begin_new_periods(capture):
         del objs
         assert capture.count_for(Order) == cycle  # frozen
     capture.start()
-    assert capture.count_for(Order) == 0          # a new period
+    assert capture.count_for(Order) == 0  # a new period
     capture.stop()
     capture.clear()
     assert capture.allocations(Order).new_count == 0
@@ -296,10 +297,10 @@ def test_dynamic_class_tracked_then_dropped(capture):
         refs.append(weakref.ref(cls))
         del cls
     gc.collect()
-    assert all(r() is None for r in refs)       # the capture kept none alive
-    assert list(capture) == []                  # dead types left the tracked set
-    late = type("Late", (), {})                 # may reuse a dead class's address
-    _alive = [late() for _ in range(3)]      # instances exist while it is asked about
+    assert all(r() is None for r in refs)  # the capture kept none alive
+    assert list(capture) == []  # dead types left the tracked set
+    late = type("Late", (), {})  # may reuse a dead class's address
+    _alive = [late() for _ in range(3)]  # instances exist while it is asked about
     assert capture.count_for(late) == 0
     assert late not in capture
 
@@ -347,10 +348,10 @@ def test_callback_data_round_trip_and_order(capture):
     a = Order()
     b = Order()
     del a
-    assert capture.count_for(Order) == 1        # a count query is a safe point
+    assert capture.count_for(Order) == 1  # a count query is a safe point
     assert events == [(Order, "new", None), (Order, "new", None), (Order, "free", "token-1")]
     del b
-    capture.flush()             # delivers it unless the pending call already did
+    capture.flush()  # delivers it unless the pending call already did
     assert events[-1] == (Order, "free", "token-2")
     assert capture.flush() == 0
     assert capture.statistics()["callback_data_entries"] == 0
@@ -384,7 +385,7 @@ def test_callback_queue_is_bounded_and_drops_are_counted():
         stats = capture.statistics()
         assert stats["queue_length"] <= 10
         assert stats["dropped_events"] >= 15
-        assert capture.count_for(Order) == 25     # counts stay exact
+        assert capture.count_for(Order) == 25  # counts stay exact
         del objs
     finally:
         capture.stop()
@@ -396,7 +397,7 @@ def test_pending_call_delivers_callbacks_without_queries(capture):
     capture.track(Order, callback=lambda cls, event, data: seen.append(event))
     capture.start()
     o = Order()
-    for _ in range(1000):       # the eval loop reaches the pending call
+    for _ in range(1000):  # the eval loop reaches the pending call
         if seen:
             break
         sum(range(100))
@@ -447,13 +448,15 @@ def test_a_tracer_installed_before_ours_keeps_being_called(capture):
         capture.track(Order)
         capture.start()
         _fill_float_free_list()
-        fresh = float(sys.maxsize); line = sys._getframe().f_lineno  # noqa: E702
+        fresh = float(sys.maxsize)
+        line = sys._getframe().f_lineno - 1  # the line above
         assert tracemalloc.get_object_traceback(fresh)[0].lineno == line
         assert mt.engine_status()["displaced"] is False
         capture.stop()
         _fill_float_free_list()
-        again = float(sys.maxsize); line = sys._getframe().f_lineno  # noqa: E702
-        assert tracemalloc.get_object_traceback(again)[0].lineno == line   # restored
+        again = float(sys.maxsize)
+        line = sys._getframe().f_lineno - 1  # the line above
+        assert tracemalloc.get_object_traceback(again)[0].lineno == line  # restored
     finally:
         capture.stop()
         tracemalloc.stop()
@@ -479,7 +482,7 @@ def test_engine_unavailable_on_this_interpreter():
     assert "3.13.3" in status["reason"]
     assert status["python"].startswith("CPython 3.")
     capture = mt.Capture()
-    capture.track(dict)                          # editing the tracked set still works
+    capture.track(dict)  # editing the tracked set still works
     assert dict in capture
     with pytest.raises(mt.EngineUnavailable) as info:
         capture.start()
@@ -513,8 +516,12 @@ print("delivered", c.count_for({kind}) >= 100)
 def test_a_callback_on_a_type_the_drain_itself_makes_does_not_livelock_and_exit_finishes(kind, make):
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-X", "dev", "-c", CALLBACK_ON_A_BUILTIN.format(kind=kind, make=make)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", CALLBACK_ON_A_BUILTIN.format(kind=kind, make=make)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (proc.returncode, proc.stdout) == (0, "delivered True\n"), proc.stderr[-2000:]
 
 
@@ -543,8 +550,9 @@ def test_callbacks_wait_for_shallower_code_near_the_recursion_limit():
     # RecursionError, printed as unraisable in the program's output (2,560 times in this script).
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-X", "dev", "-c", CALLBACKS_IN_DEEP_RECURSION],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", CALLBACKS_IN_DEEP_RECURSION], capture_output=True, text=True, timeout=60
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "delivered True\n", "")
 
 
@@ -560,7 +568,7 @@ def test_callbacks_are_not_seen_by_settrace_as_calls_of_the_code_they_interrupt(
     def work():
         x = None
         for i in range(3000):
-            x = [i]             # each list queues a callback event, drained at a safe point in here
+            x = [i]  # each list queues a callback event, drained at a safe point in here
         return x
 
     c = mt.Capture()
@@ -577,7 +585,7 @@ def test_callbacks_are_not_seen_by_settrace_as_calls_of_the_code_they_interrupt(
         c.stop()
     assert {name for _, name in events} == {"work"}
     assert [e for e in events if e[0] == "call"] == [("call", "work")]
-    assert delivered.count("new") >= 3000           # delivered all the same
+    assert delivered.count("new") >= 3000  # delivered all the same
 
 
 @requires_engine
@@ -591,11 +599,11 @@ def test_sample_gives_live_objects_of_the_type_spread_over_them_and_live_bytes_s
     # spread: from all over the table, not the first ten made
     assert max(orders.index(o) for o in picked) > 500
     assert len(capture.sample(Order, 5000)) == 1000
-    assert capture.sample(dict, 10) == []                     # not tracked: nothing
+    assert capture.sample(dict, 10) == []  # not tracked: nothing
     del picked
     estimate, measured = capture.live_bytes(Order, sample=64)
     assert measured == 64
-    assert estimate == sys.getsizeof(orders[0]) * 1000       # all of one size here
+    assert estimate == sys.getsizeof(orders[0]) * 1000  # all of one size here
     with pytest.raises(ValueError, match="sample size must be from 0 to 10000, got -1"):
         capture.sample(Order, -1)
     with pytest.raises(TypeError, match="sample size must be an int"):
@@ -604,7 +612,7 @@ def test_sample_gives_live_objects_of_the_type_spread_over_them_and_live_bytes_s
     gc.collect()
     assert capture.live_bytes(Order) == (0, 0)
     capture.stop()
-    assert capture.live_bytes(Order) is None                   # stopped: addresses are not followed
+    assert capture.live_bytes(Order) is None  # stopped: addresses are not followed
     with pytest.raises(RuntimeError, match="the capture is stopped: its objects cannot be sampled"):
         capture.sample(Order, 1)
 
@@ -619,7 +627,7 @@ def test_sampling_while_objects_die_and_classes_change_never_crashes(capture):
     for _round in range(200):
         orders = [Order() for _ in range(50)]
         for o in orders[::3]:
-            o.__class__ = Other           # moved away: not an Order now
+            o.__class__ = Other  # moved away: not an Order now
         picked = capture.sample(Order, 20)
         assert all(type(o) is Order for o in picked)
         del orders[::2]
@@ -673,6 +681,7 @@ def test_callbacks_are_delivered_near_the_recursion_limit_and_the_c_stack_limit(
     # near the C stack's limit it waits; either way nothing of ours is printed or raised.
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-X", "dev", "-c", CALLBACKS_NEAR_THE_LIMIT, mode],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", CALLBACKS_NEAR_THE_LIMIT, mode], capture_output=True, text=True, timeout=120
+    )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True 0\n", "")

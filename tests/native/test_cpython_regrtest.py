@@ -12,6 +12,7 @@ the limit, tracemalloc taking the tracer slot.
 CPython's test files ship apart from the interpreter on Debian (libpython3.X-testsuite);
 .ci/run installs them and sets MEMTRACKER_REQUIRE_CPYTHON_TESTS=1, which turns a
 missing suite into a failure instead of a skip."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,24 @@ from support import requires_engine
 pytestmark = requires_engine
 
 HERE = Path(__file__).resolve().parent
-COMMON = ["test_list", "test_dict", "test_set", "test_tuple", "test_descr", "test_class", "test_weakref",
-          "test_finalization", "test_generators", "test_coroutines", "test_sys_settrace", "test_sys_setprofile",
-          "test_exceptions", "test_threading", "test_functools", "test_scope"]
+COMMON = [
+    "test_list",
+    "test_dict",
+    "test_set",
+    "test_tuple",
+    "test_descr",
+    "test_class",
+    "test_weakref",
+    "test_finalization",
+    "test_generators",
+    "test_coroutines",
+    "test_sys_settrace",
+    "test_sys_setprofile",
+    "test_exceptions",
+    "test_threading",
+    "test_functools",
+    "test_scope",
+]
 SUBSETS = {
     "count": COMMON + ["test_gc", "test_tracemalloc"],
     "analysis": COMMON + ["test_gc"],
@@ -59,16 +75,26 @@ def test_cpython_regression_tests_pass_with_tracking_on(mode, tmp_path):
         pytest.skip(message + " (Debian: libpython3.X-testsuite)")
     out = tmp_path / "results"
     out.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE / "regrtest"), os.environ.get("PYTHONPATH", "")]),
-           "MEMTRACKER_REGRTEST_MODE": mode, "MEMTRACKER_REGRTEST_OUT": str(out)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE / "regrtest"), os.environ.get("PYTHONPATH", "")]),
+        "MEMTRACKER_REGRTEST_MODE": mode,
+        "MEMTRACKER_REGRTEST_OUT": str(out),
+    }
     env.pop("PYTHONDEVMODE", None)
     env.pop("PYTHONWARNINGS", None)
     # SIGINT back to its default: a shell's background job ignores it, and test_threading's tests of
     # _thread.interrupt_main() then never see their KeyboardInterrupt (one recurses until it comes);
     # regrtest's own --timeout ends a test file that hangs anyway
-    proc = subprocess.run([sys.executable, "-m", "test", "-j2", "-q", "--timeout", "300", *SUBSETS[mode]],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.run(
+        [sys.executable, "-m", "test", "-j2", "-q", "--timeout", "300", *SUBSETS[mode]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     tail = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, tail
     assert "Result: SUCCESS" in proc.stdout, tail

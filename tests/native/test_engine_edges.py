@@ -1,6 +1,7 @@
 """Edge cases of the C engine found in review: each test failed (wrong counts or a
 crash) before its fix. They drive CaptureCore directly where the public API
 would hide the window."""
+
 from __future__ import annotations
 
 import gc
@@ -33,7 +34,7 @@ def test_pruning_into_the_root_keeps_retained_counts_honest():
         exec(source, namespace)
         keep: list = []
         namespace["make"](keep)
-        nodes, meta = c.tree(Obj)                    # prunes: 40 sites, 16 nodes
+        nodes, meta = c.tree(Obj)  # prunes: 40 sites, 16 nodes
         assert sum(n[5] for n in nodes) == 40 == c.live(Obj)
         assert meta["pruned_nodes"] + meta["overflow"] > 0
         keep.clear()
@@ -55,13 +56,13 @@ def test_a_type_that_died_while_displaced_is_forgotten():
     a.start()
     b = None
     try:
-        tracemalloc.start()                          # displaces our tracer
+        tracemalloc.start()  # displaces our tracer
         del dead
-        gc.collect()                                 # its destruction is not seen
+        gc.collect()  # its destruction is not seen
         tracemalloc.stop()
         keep = []
         reused = None
-        for i in range(20000):                       # a new class at the same address?
+        for i in range(20000):  # a new class at the same address?
             cls = type(f"V{i}", (), {})
             if id(cls) == dead_id:
                 reused = cls
@@ -69,7 +70,7 @@ def test_a_type_that_died_while_displaced_is_forgotten():
             keep.append(cls)
         b = _tracker.CaptureCore()
         b.track(int)
-        b.start()                                    # re-installs; the dead slot must go
+        b.start()  # re-installs; the dead slot must go
         if reused is not None:
             objs = [reused() for _ in range(100)]
             assert len(objs) == 100
@@ -120,7 +121,7 @@ def test_track_reentered_from_a_metaclass_gets_its_own_slot():
     class Meta(type):
         def __getattribute__(cls, name):
             if name == "__module__" and type.__getattribute__(cls, "__name__") == "Outer":
-                c.track(Other)                       # while track(Outer) is running
+                c.track(Other)  # while track(Outer) is running
             return type.__getattribute__(cls, name)
 
     class Outer(metaclass=Meta):
@@ -154,11 +155,11 @@ def test_queued_events_lose_leaves_of_a_replaced_tree():
     c.start()
     try:
         c.analyse(X, depth=1)
-        a = site_a()                                 # queued with a leaf of the first tree
-        c.analyse(X, depth=1)                        # a fresh tree
+        a = site_a()  # queued with a leaf of the first tree
+        c.analyse(X, depth=1)  # a fresh tree
         b = site_b()
         paths = [c.path_of(X, leaf) for slot, kind, seq, leaf in c.drain() if kind == 0]
-        assert paths[0] is None                      # not site_b's path
+        assert paths[0] is None  # not site_b's path
         assert paths[1][0][2].endswith("site_b")
         del a, b
     finally:
@@ -190,9 +191,9 @@ def test_tree_survives_a_code_weakref_callback_that_stops_analysis():
             refs.append(weakref.ref(f.__code__, on_code_death))
             del f, namespace, obj
         gc.collect()
-        result = c.tree(Obj)                         # prunes; dropped codes call back
+        result = c.tree(Obj)  # prunes; dropped codes call back
         assert result is not None and fired
-        assert c.tree(Obj) is None                   # the callback's unanalyse took effect
+        assert c.tree(Obj) is None  # the callback's unanalyse took effect
     finally:
         c.stop()
 
@@ -215,7 +216,7 @@ def test_start_reentered_from_a_code_weakref_callback_registers_once():
     gc.collect()
     try:
         c.stop()
-        c.start()                                    # frees the old tree: the callback starts us again
+        c.start()  # frees the old tree: the callback starts us again
         assert fired and _tracker.engine_state()["running_captures"] == 1
         objs = [X() for _ in range(10)]
         assert c.counts(X) == (10, 0, 0)
@@ -272,16 +273,16 @@ def test_a_hook_of_ours_from_an_earlier_mode_put_back_counts_as_displacement():
     try:
         data = ctypes.c_void_p()
         fn = api.PyRefTracer_GetTracer(ctypes.byref(data))
-        api.PyRefTracer_SetTracer(None, None)       # a tool takes the slot
-        _tracker.watch_start()                      # ours again, in watch mode
-        api.PyRefTracer_SetTracer(fn, data.value)   # the tool restores what it saw
+        api.PyRefTracer_SetTracer(None, None)  # a tool takes the slot
+        _tracker.watch_start()  # ours again, in watch mode
+        api.PyRefTracer_SetTracer(fn, data.value)  # the tool restores what it saw
         keep = [Probe() for _ in range(100)]
         with pytest.raises(RuntimeError, match="another tool replaced the reference tracer"):
             _tracker.watch_counts()
         assert _tracker.engine_state()["displaced"] is True
         assert core.missed_events is True
         _tracker.watch_stop()
-        _tracker.watch_start()                      # takes the slot back with the current hook
+        _tracker.watch_start()  # takes the slot back with the current hook
         assert _tracker.engine_state()["displaced"] is False
         keep += [Probe() for _ in range(100)]
         rows = {t: (n, f) for t, n, f in _tracker.watch_counts()}

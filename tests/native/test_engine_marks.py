@@ -5,6 +5,7 @@ through a type watcher id; an audit hook marks the target of a tracked
 object's ``__class__`` assignment. Without a watcher id or a working audit hook
 the engine falls back to a byte filter. Both must count the same; the
 scenarios below run under each."""
+
 from __future__ import annotations
 
 import contextlib
@@ -51,7 +52,7 @@ def test_the_engine_says_which_filter_it_uses(filter_mode):
         assert state["marked_types"] == (2 if filter_mode == "type-marks" else 0)
     _tracker._use_type_marks(True)
     assert _tracker.engine_state()["filter"] == "none"
-    assert _tracker.engine_state()["marked_types"] == 0     # stopping unmarks
+    assert _tracker.engine_state()["marked_types"] == 0  # stopping unmarks
 
 
 def test_switching_filters_while_installed_is_refused():
@@ -84,7 +85,7 @@ def test_reassigned_to_an_untracked_class_is_freed(filter_mode):
         state = _tracker.engine_state()
         if filter_mode == "type-marks":
             assert state["reassignment_targets"] == 1
-            assert state["marked_types"] == 3       # Order, type, Other
+            assert state["marked_types"] == 3  # Order, type, Other
         del objs
         assert c.count_for(Order) == 0
         assert c.statistics()["tracked_objects"] == 0
@@ -97,7 +98,7 @@ def test_reassignment_from_an_untracked_class_counts_nothing(filter_mode):
         o = Other()
         o.__class__ = Order
         assert c.count_for(Order) == 0
-        assert _tracker.engine_state()["reassignment_targets"] == 0   # Other is not marked
+        assert _tracker.engine_state()["reassignment_targets"] == 0  # Other is not marked
         del o
         assert c.count_for(Order) == 0
         assert c.allocations(Order).free_count == 0
@@ -144,7 +145,7 @@ def test_modifying_a_marked_class_keeps_counting(filter_mode):
 
     with _running(Mutable) as c:
         a = [Mutable() for _ in range(20)]
-        Mutable.added = 1               # calls the type watcher of a marked class
+        Mutable.added = 1  # calls the type watcher of a marked class
         Mutable.__init__ = lambda self: None
         b = [Mutable() for _ in range(30)]
         assert c.count_for(Mutable) == 50
@@ -157,17 +158,17 @@ def test_a_dead_tracked_class_loses_its_mark_at_the_next_safe_point():
         return type("Short", (), {})
 
     Short = make()
-    c = mt.Capture()                    # (not _running: its frame would keep Short alive)
+    c = mt.Capture()  # (not _running: its frame would keep Short alive)
     c.track(Short)
     c.track(Order)
     c.start()
     try:
-        assert _tracker.engine_state()["marked_types"] == 3     # Short, Order, type
+        assert _tracker.engine_state()["marked_types"] == 3  # Short, Order, type
         objs = [Short() for _ in range(5)]
         del objs, Short
         gc.collect()
-        c.track(Other)                  # a safe point that resyncs the marks
-        assert _tracker.engine_state()["marked_types"] == 3     # Order, Other, type
+        c.track(Other)  # a safe point that resyncs the marks
+        assert _tracker.engine_state()["marked_types"] == 3  # Order, Other, type
     finally:
         c.stop()
 
@@ -183,8 +184,8 @@ def test_watch_all_counts_exactly_beside_a_tracked_class(filter_mode):
             o = [Order() for _ in range(40)]
             del w[:300]
             counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
-            assert counts[Watched] == (1000, 300)   # cached counts are folded in on reading
-            assert counts[Order] == (40, 0)         # a tracked type's events are counted on the slow path
+            assert counts[Watched] == (1000, 300)  # cached counts are folded in on reading
+            assert counts[Order] == (40, 0)  # a tracked type's events are counted on the slow path
             assert c.count_for(Order) == 40
             del w, o
             counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
@@ -210,8 +211,9 @@ def test_watch_all_cache_collisions_lose_no_counts():
 
 
 def _run(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 

@@ -1,4 +1,5 @@
 """Stress of the C engine through its Python API (run the suite under python -X dev)."""
+
 from __future__ import annotations
 
 import gc
@@ -22,6 +23,7 @@ class Node:
 def test_watch_all_counts_net_allocations_and_forgets_dead_types():
     _tracker.watch_start()
     try:
+
         class Growing:
             pass
 
@@ -39,9 +41,9 @@ def test_watch_all_counts_net_allocations_and_forgets_dead_types():
             refs.append(weakref.ref(cls))
             del cls
         gc.collect()
-        assert all(r() is None for r in refs)          # the watch table kept no type alive
+        assert all(r() is None for r in refs)  # the watch table kept no type alive
         after = _tracker.watch_statistics()["types"]
-        assert after - before < 50        # 400 dead classes would have added 400 rows
+        assert after - before < 50  # 400 dead classes would have added 400 rows
         names = {cls.__name__ for cls, _, _ in _tracker.watch_counts()}
         assert not any(name.startswith("Temp") for name in names)
         del keep
@@ -117,7 +119,7 @@ def test_analysis_under_threads_and_gc_keeps_exact_counts():
         for t in threads:
             t.start()
         for _ in range(20):
-            tracker.stats(Node)        # prunes at safe points while threads allocate
+            tracker.stats(Node)  # prunes at safe points while threads allocate
             gc.collect()
         for t in threads:
             t.join()
@@ -178,7 +180,7 @@ def test_threads_reassigning_classes_under_watch_all_and_restarts(marks, sample)
                     o.__class__ = spare if rng.random() < 0.5 else Other
                 kept[k].extend(objs[:5])
                 del objs, o
-        except BaseException as exc:    # pragma: no cover - reported below
+        except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
@@ -230,11 +232,11 @@ def test_sampling_live_objects_while_threads_make_and_drop_them_and_cycles_are_c
             while not stop.is_set():
                 kept.extend(Node(Node()) for _ in range(rnd.randint(1, 50)))
                 a, b = Node(), Node()
-                a.other, b.other = b, a                     # a cycle only the collector frees
+                a.other, b.other = b, a  # a cycle only the collector frees
                 del a, b
                 if len(kept) > 2000:
                     del kept[: rnd.randint(0, 1500)]
-        except BaseException as exc:                       # pragma: no cover - reported below
+        except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=churn, args=(i,)) for i in range(3)]

@@ -1,6 +1,7 @@
 """What the engine does about the interpreter it runs on: the destruction
 self-test, a tracer installed before ours (whose treatment differs from 3.15 on),
 an extension that could not be built, and free-threaded builds."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ from memtracker_web.core.capture import ReplacedTracerWarning
 from support import requires_engine
 
 ROOT = Path(__file__).resolve().parents[2]
-TOLD_REMOVED = sys.version_info >= (3, 15)      # CPython tells a replaced tracer it was removed
+TOLD_REMOVED = sys.version_info >= (3, 15)  # CPython tells a replaced tracer it was removed
 
 
 def start_over_another_tool(capture) -> None:
@@ -35,10 +36,17 @@ class Order:
     pass
 
 
-def run_python(code: str, cwd: Path, env: dict[str, str] | None = None,
-               flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-X", "dev", *flags, "-c", textwrap.dedent(code)], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+def run_python(
+    code: str, cwd: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-X", "dev", *flags, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @requires_engine
@@ -47,8 +55,7 @@ def test_the_destruction_self_test_passed_here_and_sees_every_list():
 
     assert mt.engine_status()["selftest"] == "passed"
     result = _tracker._destruction_selftest(depth=30_000)
-    assert result == {"created": 30_001, "destroyed": 30_001, "completed": True, "threaded": True,
-                      "displaced": False}
+    assert result == {"created": 30_001, "destroyed": 30_001, "completed": True, "threaded": True, "displaced": False}
 
 
 @requires_engine
@@ -57,10 +64,10 @@ def test_the_self_test_counts_only_its_own_thread_and_chains_a_prior_tracer():
 
     tracemalloc.start()
     try:
-        keep = [[i] for i in range(1000)]       # lists of this thread, alive throughout
+        keep = [[i] for i in range(1000)]  # lists of this thread, alive throughout
         result = _tracker._destruction_selftest(depth=5000)
         assert result["created"] == result["destroyed"] == 5001
-        assert _tracker.engine_state()["tracer_slot"] == "other"     # tracemalloc's, given back
+        assert _tracker.engine_state()["tracer_slot"] == "other"  # tracemalloc's, given back
         del keep
     finally:
         tracemalloc.stop()
@@ -70,7 +77,8 @@ def test_the_self_test_counts_only_its_own_thread_and_chains_a_prior_tracer():
 def test_an_interpreter_that_loses_destructions_is_refused_naming_the_issue(tmp_path):
     # The self-test's tracer drops 3 destruction events, as an interpreter with
     # gh-156371 does for objects the trashcan deferred.
-    proc = run_python("""
+    proc = run_python(
+        """
         import memtracker_web as mt
         from memtracker_web import _tracker
         r = _tracker._destruction_selftest(drop=3, apply=True)
@@ -82,7 +90,9 @@ def test_an_interpreter_that_loses_destructions_is_refused_naming_the_issue(tmp_
             mt.Capture().start()
         except mt.EngineUnavailable as exc:
             print("refused:", exc)
-        """, cwd=ROOT)
+        """,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     reason, refused = proc.stdout.splitlines()
     assert "gh-156371" in reason and "20001 lists" in reason and "19998 were reported destroyed" in reason
@@ -103,9 +113,10 @@ def test_tracemalloc_installed_before_ours_is_chained_and_given_back(capture):
         assert capture.count_for(Order) == 3
         assert tracemalloc.get_object_traceback(kept[0]) is not None
         capture.stop()
-        assert _tracker.engine_state()["tracer_slot"] == "other"     # tracemalloc's again
-        fresh = Order(); line = sys._getframe().f_lineno  # noqa: E702
-        assert tracemalloc.get_object_traceback(fresh)[0].lineno == line   # tracemalloc still traces
+        assert _tracker.engine_state()["tracer_slot"] == "other"  # tracemalloc's again
+        fresh = Order()
+        line = sys._getframe().f_lineno - 1  # the line above
+        assert tracemalloc.get_object_traceback(fresh)[0].lineno == line  # tracemalloc still traces
     finally:
         capture.stop()
         tracemalloc.stop()
@@ -115,7 +126,7 @@ def test_tracemalloc_installed_before_ours_is_chained_and_given_back(capture):
 def test_another_tools_tracer_is_chained_before_315_and_replaced_from_315_on(capture):
     from memtracker_web import _tracker
 
-    _tracker._noop_tracer(True)         # a C tracer of "another tool"
+    _tracker._noop_tracer(True)  # a C tracer of "another tool"
     try:
         capture.track(Order)
         start_over_another_tool(capture)
@@ -141,7 +152,8 @@ def test_another_tools_tracer_is_chained_before_315_and_replaced_from_315_on(cap
 def test_threads_reaching_the_self_test_at_once_run_it_once(first_call):
     # The self-test releases the GIL while its thread runs: the others wait for
     # it (a start) or go on without it (a status query), and none chains its hook.
-    proc = run_python(f"""
+    proc = run_python(
+        f"""
         import threading
         from memtracker_web import _tracker
         class Order: pass
@@ -170,7 +182,9 @@ def test_threads_reaching_the_self_test_at_once_run_it_once(first_call):
         for c in captures: c.stop()
         _tracker.watch_stop()
         print(_tracker.engine_state()["tracer_slot"])
-        """, cwd=ROOT)
+        """,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     started = first_call == "capture_start"
     assert proc.stdout.split() == ["passed", str(4 if started else 0), str(20 if started else 0), "empty"]
@@ -179,13 +193,16 @@ def test_threads_reaching_the_self_test_at_once_run_it_once(first_call):
 @requires_engine
 def test_the_first_question_at_exit_does_not_hang():
     # At exit a new thread cannot take the GIL: the self-test is not run then.
-    proc = run_python("""
+    proc = run_python(
+        """
         from memtracker_web import _tracker
         class AtExit:
             def __del__(self):
                 print(_tracker.engine_state()["selftest"])
         keep = AtExit()
-        """, cwd=ROOT)
+        """,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["not run"]
 
@@ -222,7 +239,7 @@ def test_a_tool_that_replaced_tracemallocs_tracer_is_not_taken_for_tracemalloc()
     tracemalloc.start()
     capture = mt.Capture()
     try:
-        _tracker._probe_tracer(True)        # tracemalloc.is_tracing() stays true
+        _tracker._probe_tracer(True)  # tracemalloc.is_tracing() stays true
         capture.track(Order)
         start_over_another_tool(capture)
         assert _tracker.engine_state()["prior_tracer"] == "replaced"
@@ -238,23 +255,47 @@ def test_a_tool_that_replaced_tracemallocs_tracer_is_not_taken_for_tracemalloc()
 def _broken_build(tmp_path: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
     # A copy of the sources: no build folder of an earlier build to reuse objects from.
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "memtracker_web", src / "memtracker_web",
-                    ignore=shutil.ignore_patterns("*.so", "__pycache__", "_extension_build_failed.txt"))
+    shutil.copytree(
+        ROOT / "memtracker_web",
+        src / "memtracker_web",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__", "_extension_build_failed.txt"),
+    )
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     broken = tmp_path / "broken.h"
     # What a future CPython whose internal headers moved looks like to the compiler.
     broken.write_text('#error "pycore_interpframe.h: no such internal header on this interpreter"\n')
     return subprocess.run(
-        [sys.executable, *command], cwd=src,
-        env={**os.environ, "CFLAGS": f"-include {broken}", "MEMTRACKER_WERROR": "",
-             "MEMTRACKER_REQUIRE_EXTENSION": "", **env},
-        capture_output=True, text=True, timeout=600)
+        [sys.executable, *command],
+        cwd=src,
+        env={
+            **os.environ,
+            "CFLAGS": f"-include {broken}",
+            "MEMTRACKER_WERROR": "",
+            "MEMTRACKER_REQUIRE_EXTENSION": "",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _broken_install(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return _broken_build(tmp_path, env, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                         "--no-cache-dir", "--target", str(tmp_path / "site"), ".")
+    return _broken_build(
+        tmp_path,
+        env,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-cache-dir",
+        "--target",
+        str(tmp_path / "site"),
+        ".",
+    )
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
@@ -274,7 +315,8 @@ def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(
     installed = tmp_path / "site" / "memtracker_web"
     assert not list(installed.glob("_tracker*.so"))
     assert (installed / "_extension_build_failed.txt").is_file()
-    proc = run_python(f"""
+    proc = run_python(
+        f"""
         import memtracker_web as mt, sys
         assert mt.__file__.startswith({str(installed)!r}), mt.__file__
         status = mt.engine_status()
@@ -285,16 +327,21 @@ def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(
         except mt.EngineUnavailable as exc:
             print("refused")
         print(mt.MemoryMonitor(interval=60).snapshot()["mode"])
-        """, cwd=tmp_path, flags=("-S",),
+        """,
+        cwd=tmp_path,
+        flags=("-S",),
         # -S: no .pth files, so an editable install of this checkout cannot answer
         # for memtracker_web; the dependencies come from this environment's site-packages.
-        env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *site.getsitepackages()])})
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *site.getsitepackages()])},
+    )
     assert proc.returncode == 0, proc.stderr
     available, reason, refused, mode = proc.stdout.splitlines()
     assert (available, refused, mode) == ("False", "refused", "census")
     version = ".".join(map(str, sys.version_info[:3]))
-    assert reason.startswith(f"the C extension could not be built when memtracker-web was installed on "
-                             f"CPython {version} (the compiler said: ")
+    assert reason.startswith(
+        f"the C extension could not be built when memtracker-web was installed on "
+        f"CPython {version} (the compiler said: "
+    )
     assert "no such internal header on this interpreter" in reason
     if (3, 13, 3) <= sys.version_info[:3] < (3, 16):
         # a version it was tested on: the build is what is missing, not support
@@ -314,7 +361,8 @@ def test_a_free_threaded_build_loads_no_extension_and_keeps_the_gil_off(tmp_path
     # Simulated (no free-threaded CPython on this machine): sysconfig answers as
     # on a 3.14t build. Loading a single-phase extension there would turn the
     # GIL back on, so neither extension may be imported.
-    proc = run_python("""
+    proc = run_python(
+        """
         import sys, sysconfig
         real = sysconfig.get_config_var
         sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
@@ -326,7 +374,9 @@ def test_a_free_threaded_build_loads_no_extension_and_keeps_the_gil_off(tmp_path
         status = mt.engine_status()
         assert status["available"] is False
         print(status["reason"])
-        """, cwd=ROOT)
+        """,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("free-threaded CPython builds are not supported by the exact engine")
     assert "turn the GIL back on" in proc.stdout
@@ -426,11 +476,17 @@ print(json.dumps(result))
 def _subinterpreter_result(tmp_path: Path, script: str) -> dict:
     pytest.importorskip("_testcapi")
     (tmp_path / "script.py").write_text(script)
-    proc = subprocess.run([sys.executable, "-X", "dev", str(tmp_path / "script.py"), str(tmp_path / "out.json")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", str(tmp_path / "script.py"), str(tmp_path / "out.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
     import json
+
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -442,8 +498,14 @@ def test_a_subinterpreter_counts_in_census_mode_and_leaves_the_main_engine_worki
     assert "main interpreter only" in result["reason"] and "WSGIApplicationGroup" in result["reason"]
     assert "main interpreter only" in result["start"]
     assert result["main_interpreter"] is False and result["state"] is False
-    assert result["refused"] == ["watch_start", "watch_stop", "watch_counts", "set_pending_callable",
-                                 "_after_fork_child", "CaptureCore"]
+    assert result["refused"] == [
+        "watch_start",
+        "watch_stop",
+        "watch_counts",
+        "set_pending_callable",
+        "_after_fork_child",
+        "CaptureCore",
+    ]
     assert result["passthrough_in_c"] is False
     assert result["mode"] == "census" and result["widgets"] == 7
     # the main interpreter: its capture counted on, a new one starts, callbacks still arrive
@@ -454,7 +516,7 @@ def test_a_subinterpreter_counts_in_census_mode_and_leaves_the_main_engine_worki
 
 @requires_engine
 def test_a_subinterpreter_that_imports_first_leaves_the_main_interpreter_its_engine(tmp_path):
-    script = r'''
+    script = r"""
 import json, sys
 import _testcapi
 rc = _testcapi.run_in_subinterp("import memtracker_web as mt; assert not mt.engine_status()['available']")
@@ -465,7 +527,7 @@ c = mt.Capture(); c.track(Order); c.start()
 keep = [Order() for _ in range(4)]
 print(json.dumps({"rc": rc, "live": c.count_for(Order), "available": mt.engine_status()["available"]}))
 c.stop()
-'''
+"""
     assert _subinterpreter_result(tmp_path, script) == {"rc": 0, "live": 4, "available": True}
 
 
@@ -490,8 +552,7 @@ print(json.dumps({"available": available, "sub": "main interpreter only" in reas
                   "main": mt.engine_status()["available"]}))
 '''
     assert interpreters is not None
-    assert _subinterpreter_result(tmp_path, script) == {"available": False, "sub": True, "in_c": False,
-                                                         "main": True}
+    assert _subinterpreter_result(tmp_path, script) == {"available": False, "sub": True, "in_c": False, "main": True}
 
 
 @requires_engine
@@ -527,5 +588,9 @@ print(json.dumps({"rc": rc, "refused": json.load(open(sys.argv[1])), "filter": c
 cap.stop()
 '''
     assert _subinterpreter_result(tmp_path, script) == {
-        "rc": 0, "refused": ["track", "untrack", "analyse", "unanalyse", "stop", "clear"],
-        "filter": "type-marks", "live": 5, "running": True}
+        "rc": 0,
+        "refused": ["track", "untrack", "analyse", "unanalyse", "stop", "clear"],
+        "filter": "type-marks",
+        "live": 5,
+        "running": True,
+    }

@@ -8,6 +8,7 @@ top-level functions, classes and constants, each class's methods and attributes,
 each function's parameters against its C docstring (``track(type, callback=False)``)
 and the argument count its C calling convention enforces.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,7 +28,7 @@ def _is_type_only(node: ast.stmt) -> bool:
     if isinstance(node, ast.ClassDef):
         return any(isinstance(b, ast.Name) and b.id == "TypedDict" for b in node.bases)
     if isinstance(node, ast.Assign):
-        return isinstance(node.value, ast.Subscript)        # e.g. TreeNode = tuple[...]
+        return isinstance(node.value, ast.Subscript)  # e.g. TreeNode = tuple[...]
     return False
 
 
@@ -68,13 +69,15 @@ def _stub_parameters(node: ast.FunctionDef) -> list[tuple[str, object]]:
     defaults: list[object] = [NO_DEFAULT] * (len(positional) - len(args.defaults))
     defaults += [_literal(d) for d in args.defaults]
     params = list(zip([a.arg for a in positional], defaults, strict=True))
-    params += [(a.arg, NO_DEFAULT if d is None else _literal(d)) for a, d in zip(args.kwonlyargs, args.kw_defaults,
-                                                                                  strict=True)]
+    params += [
+        (a.arg, NO_DEFAULT if d is None else _literal(d))
+        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
     return [(n, d) for n, d in params if n not in ("self", "cls")]
 
 
 NO_DEFAULT = object()
-UNKNOWN = object()      # a stub default written `...`
+UNKNOWN = object()  # a stub default written `...`
 
 
 def _literal(node: ast.expr) -> object:
@@ -108,10 +111,10 @@ def _check_function(where: str, name: str, func: object, node: ast.FunctionDef) 
                 assert ours == theirs, f"{where}: default of {param}"
     if not stub:
         with pytest.raises(TypeError, match="takes no arguments"):
-            func(None)          # type: ignore[operator]
+            func(None)  # type: ignore[operator]
     elif len(stub) == 1 and node.args.posonlyargs and stub[0][1] is NO_DEFAULT:
         with pytest.raises(TypeError, match="exactly one argument"):
-            func()              # type: ignore[operator]
+            func()  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("module", ["_tracker", "_passthrough"])
@@ -125,7 +128,7 @@ def test_stub_names_match_the_module(module: str) -> None:
             assert isinstance(value, type), name
             members = _names(node.body)
             members.pop("__new__", None)
-            members.pop("__call__", None)       # checked below: the C type calls through vectorcall
+            members.pop("__call__", None)  # checked below: the C type calls through vectorcall
             assert set(members) == _public(value), f"{module}.{name}: stub members vs the type's"
             instance = value()
             for member, member_node in members.items():
@@ -135,7 +138,7 @@ def test_stub_names_match_the_module(module: str) -> None:
             assert callable(value), name
             _check_function(f"{module}.{name}", name, value, node)
         else:
-            assert isinstance(value, int), name         # the module's int constants
+            assert isinstance(value, int), name  # the module's int constants
 
 
 def _is_property(node: ast.FunctionDef) -> bool:
@@ -148,7 +151,7 @@ def test_the_passthrough_type_is_callable_as_its_stub_says() -> None:
     assert isinstance(node, ast.ClassDef)
     assert "__call__" in _names(node.body)
     assert callable(mod.Passthrough())
-    assert mod.Passthrough()._passthrough_routes is None     # the stub types it `tuple[str, ...] | None`
+    assert mod.Passthrough()._passthrough_routes is None  # the stub types it `tuple[str, ...] | None`
 
 
 def test_the_stubs_ship_with_the_package() -> None:
@@ -157,7 +160,7 @@ def test_the_stubs_ship_with_the_package() -> None:
         assert (PACKAGE / name).is_file(), name
     try:
         import tomllib
-    except ImportError:         # 3.10
+    except ImportError:  # 3.10
         pytest.skip("tomllib arrived in 3.11")
     pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
     shipped = pyproject["tool"]["setuptools"]["package-data"]["memtracker_web"]

@@ -3,6 +3,7 @@
 An object's creation and its destruction are both counted or both not, so a
 type's sampled net count times N estimates its net allocations, and goes back
 to exactly zero when all its objects are gone."""
+
 from __future__ import annotations
 
 import functools
@@ -30,10 +31,15 @@ def _slotted(n: int) -> type:
 SIZES = [_slotted(n) for n in (0, 1, 2, 4, 7, 12, 30)]
 
 # Built-in objects of several size classes, made anew each call: these are sampled.
-BUILTINS = {types.SimpleNamespace: lambda i: types.SimpleNamespace(), complex: lambda i: complex(i, 1),
-            slice: lambda i: slice(i, None),
-            range: lambda i: range(i), set: lambda i: set(), bytearray: lambda i: bytearray(),
-            list: lambda i: []}
+BUILTINS = {
+    types.SimpleNamespace: lambda i: types.SimpleNamespace(),
+    complex: lambda i: complex(i, 1),
+    slice: lambda i: slice(i, None),
+    range: lambda i: range(i),
+    set: lambda i: set(),
+    bytearray: lambda i: bytearray(),
+    list: lambda i: [],
+}
 
 
 class Plain:
@@ -54,7 +60,7 @@ def _counts() -> dict:
 
 
 def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mode):
-    n = 200_000     # about 3,125 sampled of each: a binomial deviation of 1.8%
+    n = 200_000  # about 3,125 sampled of each: a binomial deviation of 1.8%
     _tracker.watch_start(sample=64)
     try:
         assert _tracker.watch_statistics()["sample"] == 64
@@ -72,7 +78,7 @@ def test_estimates_are_close_for_every_size_class_and_go_back_to_zero(filter_mod
         counts = _counts()
         for cls in BUILTINS:
             if cls is list:
-                continue                        # lists are everywhere: not back to zero
+                continue  # lists are everywhere: not back to zero
             new, free = counts[cls]
             # back to about zero; every one of ours was seen (the runtime may make more meanwhile)
             assert abs(new - free) * 64 < 0.05 * n and new * 64 / n > 0.9, (cls, new, free)
@@ -87,7 +93,7 @@ def test_classes_defined_in_python_are_counted_exactly_and_immutable_types_are_s
     _tracker.watch_start(sample=64)
     try:
         keep = {cls: [cls() for _ in range(n)] for cls in SIZES + [Plain]}
-        partials = [functools.partial(int, i) for i in range(n)]    # an immutable heap type: a built-in
+        partials = [functools.partial(int, i) for i in range(n)]  # an immutable heap type: a built-in
         counts = _counts()
         for cls in SIZES + [Plain]:
             assert counts[cls] == (n, 0), cls
@@ -117,8 +123,8 @@ def test_a_tracked_class_and_a_tracked_builtin_are_exact_for_their_capture(filte
         arrays = [bytearray() for _ in range(100_000)]
         assert c.count_for(Tracked) == 100_000 and c.count_for(bytearray) == 100_000
         counts = _counts()
-        assert counts[Tracked] == (100_000, 0)      # watch-all counts a class's every object
-        assert 0.9 < _net(counts, bytearray) * 64 / 100_000 < 1.1       # the slow path samples a built-in
+        assert counts[Tracked] == (100_000, 0)  # watch-all counts a class's every object
+        assert 0.9 < _net(counts, bytearray) * 64 / 100_000 < 1.1  # the slow path samples a built-in
         del objs, arrays
         assert c.count_for(Tracked) == 0 and c.count_for(bytearray) == 0
         counts = _counts()
@@ -148,7 +154,7 @@ def test_sample_argument_errors():
     assert not _tracker.engine_state()["installed"]
     _tracker.watch_start(sample=32)
     try:
-        _tracker.watch_start(sample=32)         # the same rate: nothing to do
+        _tracker.watch_start(sample=32)  # the same rate: nothing to do
         with pytest.raises(RuntimeError, match="watch-all already runs with sample=32: stop it first"):
             _tracker.watch_start()
     finally:
@@ -168,7 +174,7 @@ def test_dead_classes_leave_no_rows_after_a_read():
             refs.append(weakref.ref(cls))
             del cls
         gc.collect()
-        assert all(r() is None for r in refs)       # no class kept alive
+        assert all(r() is None for r in refs)  # no class kept alive
         names = {cls.__name__ for cls in _counts()}
         assert not any(name.startswith("Temp") for name in names)
         assert _tracker.watch_statistics()["types"] < 200
@@ -194,11 +200,12 @@ def test_another_interpreters_objects_are_not_counted(sample):
         _tracker.watch_stop()
         _interpreters.destroy(iid)
     """
-    proc = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     theirs = int(proc.stdout)
-    assert abs(theirs) < 2_000, theirs     # not 200,000
+    assert abs(theirs) < 2_000, theirs  # not 200,000
 
 
 def test_no_capture_means_the_sample_test_alone_and_a_capture_brings_the_mark_test_back():
@@ -211,7 +218,7 @@ def test_no_capture_means_the_sample_test_alone_and_a_capture_brings_the_mark_te
         try:
             assert _tracker.engine_state()["hook"] == "sampled"
             objs = [Tracked() for _ in range(5000)]
-            assert c.count_for(Tracked) == 5000          # every object, sampled or not
+            assert c.count_for(Tracked) == 5000  # every object, sampled or not
             del objs[:1000]
             assert c.count_for(Tracked) == 4000
         finally:
@@ -239,7 +246,7 @@ def test_class_assignment_moves_the_watch_all_count_with_the_object(sample, with
     # as another. Net counts must not drift apart on the two types.
     capture = mt.Capture()
     if with_capture:
-        capture.track(Empty)            # marked: the audit hook's other path runs too
+        capture.track(Empty)  # marked: the audit hook's other path runs too
         capture.start()
     _tracker.watch_start(sample=sample)
     try:
@@ -251,10 +258,10 @@ def test_class_assignment_moves_the_watch_all_count_with_the_object(sample, with
                 kept.append(obj)
         del obj
         net = {t: new - free for t, new, free in _tracker.watch_counts()}
-        assert net.get(Empty, 0) == 0                  # every Empty became a Query
-        assert net[Query] == 5000                      # exactly the ones kept: classes are counted exactly
+        assert net.get(Empty, 0) == 0  # every Empty became a Query
+        assert net[Query] == 5000  # exactly the ones kept: classes are counted exactly
         if with_capture:
-            assert capture.count_for(Empty) == 5000    # a capture counts an object as what it was created
+            assert capture.count_for(Empty) == 5000  # a capture counts an object as what it was created
         del kept
         net = {t: new - free for t, new, free in _tracker.watch_counts()}
         assert net.get(Empty, 0) == 0 and net.get(Query, 0) == 0
@@ -300,7 +307,7 @@ _saved: list = []
 
 class Phoenix:
     def __del__(self):
-        _saved.append(self)             # resurrected; CPython runs __del__ once per object
+        _saved.append(self)  # resurrected; CPython runs __del__ once per object
 
 
 class CycleWithDel:
@@ -320,13 +327,13 @@ def test_an_object_resurrected_by_its_finaliser_is_counted_freed_once(sample, wi
         for _ in range(1000):
             Phoenix()
         assert len(_saved) == 1000
-        assert _counts()[Phoenix] == (1000, 1000)       # counted freed at the death its __del__ undid
+        assert _counts()[Phoenix] == (1000, 1000)  # counted freed at the death its __del__ undid
         if with_capture:
-            assert capture.count_for(Phoenix) == 0      # the capture counts it alike
-        _saved.clear()                                  # their real deaths: not counted again
+            assert capture.count_for(Phoenix) == 0  # the capture counts it alike
+        _saved.clear()  # their real deaths: not counted again
         assert _counts()[Phoenix] == (1000, 1000)
         assert _tracker.watch_statistics()["resurrected"] == 1000
-        for _ in range(500):                            # objects at the same addresses count as new
+        for _ in range(500):  # objects at the same addresses count as new
             Phoenix()
             _saved.clear()
         assert _counts()[Phoenix] == (1500, 1500)
@@ -348,10 +355,10 @@ def test_an_object_resurrected_by_its_finaliser_is_counted_freed_once(sample, wi
 def test_the_addresses_kept_for_resurrection_are_bounded():
     _tracker.watch_start(sample=64)
     try:
-        many = [CycleWithDel() for _ in range(70_000)]      # 70,000 addresses alive at once
-        del many                                            # each death keeps its address
+        many = [CycleWithDel() for _ in range(70_000)]  # 70,000 addresses alive at once
+        del many  # each death keeps its address
         stats = _tracker.watch_statistics()
-        assert stats["dying_resets"] == 1                   # the table started over at 65,536
+        assert stats["dying_resets"] == 1  # the table started over at 65,536
         assert stats["bytes"] < 4 << 20
         assert _counts()[CycleWithDel] == (70_000, 70_000)
     finally:
@@ -387,7 +394,7 @@ def test_a_resurrected_object_moved_to_another_class_is_not_counted_freed_again(
         for _ in range(500):
             Phoenix()
         for obj in _saved:
-            obj.__class__ = CycleWithDel            # the resurrected objects change class, then die
+            obj.__class__ = CycleWithDel  # the resurrected objects change class, then die
         del obj
         _saved.clear()
         assert _counts()[Phoenix] == (500, 500)
@@ -412,7 +419,7 @@ def test_async_generators_asyncio_keeps_alive_to_close_are_counted_freed_once(sa
         for _ in range(1000):
             g = agen()
             await g.__anext__()
-            del g               # unfinished: its finaliser hands it to asyncio, which closes it later
+            del g  # unfinished: its finaliser hands it to asyncio, which closes it later
         await asyncio.sleep(0.05)
 
     kind = type(agen())
@@ -435,9 +442,9 @@ def test_a_finaliser_added_to_a_cached_class_is_checked_from_the_next_read():
     saved = []
     _tracker.watch_start(sample=1)
     try:
-        Late()                                          # the class is cached
+        Late()  # the class is cached
         Late.__del__ = lambda self: saved.append(self)
-        _counts()                                       # a read (every monitor sample) takes it out
+        _counts()  # a read (every monitor sample) takes it out
         for _ in range(1000):
             Late()
         saved.clear()

@@ -1,4 +1,5 @@
 """Call-path analysis: exact allocation sites, retained vs total, bounds."""
+
 from __future__ import annotations
 
 import asyncio
@@ -118,7 +119,7 @@ def test_threads_keep_their_own_stacks(tracker):
     assert by_line[line_of("THREAD-B")]["count"] == 300
     assert by_line[line_of("THREAD-A")]["count"] == 200
     assert by_line[line_of("THREAD-A")]["frames"][0]["function"].endswith("<locals>.worker_a")
-    assert len(by_line[line_of("THREAD-A")]["frames"]) <= 4   # the thread's own bootstrap, not the test's
+    assert len(by_line[line_of("THREAD-A")]["frames"]) <= 4  # the thread's own bootstrap, not the test's
 
 
 async def _inner(kept):
@@ -200,8 +201,8 @@ def test_sampling_scales_and_marks_estimates(tracker):
     leak_items(1000)
     stats = tracker.stats(Item)
     assert stats["estimated"] is True and stats["sample_every"] == 10
-    assert stats["live_count"] == 1000              # counts stay exact
-    assert stats["top_paths"][0]["count"] == 1000   # 100 sampled x 10
+    assert stats["live_count"] == 1000  # counts stay exact
+    assert stats["top_paths"][0]["count"] == 1000  # 100 sampled x 10
 
 
 @requires_engine
@@ -235,8 +236,12 @@ def test_seed_custom_callback_filters_on_allocating_frame():
     from_models = []
 
     def on_alloc(cls, event, data):
-        if event == "new" and data and data[0].filename.endswith("test_callpaths.py") \
-                and data[0].function == "leak_items":
+        if (
+            event == "new"
+            and data
+            and data[0].filename.endswith("test_callpaths.py")
+            and data[0].function == "leak_items"
+        ):
             from_models.append(data[0])
 
     try:
@@ -289,20 +294,27 @@ def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
     # (parent, filename, lineno, function, total, retained, truncated); counts on the innermost frame
     nodes = [
         (0, "", 0, "", 0, 0, 0),
-        (0, app, 10, "handler", 0, 0, 0),        # 1: the app's view
-        (1, lib, 20, "cached", 7, 7, 0),         # 2: a library frame called by it: 7 retained
-        (1, stdlib, 30, "decode", 7, 7, 0),      # 3: the stdlib, called by it: 7 retained
-        (0, app, 40, "remember", 7, 7, 0),       # 4: the app allocating itself: 7 retained
-        (0, ours, 50, "sample", 99, 99, 0),      # 5: our own bookkeeping
-        (5, stdlib, 60, "encode", 11, 11, 0),    # 6: the stdlib working for us (json of a history point)
-        (1, ours, 70, "__call__", 0, 0, 0),      # 7: our middleware called by the app's code...
-        (7, app, 80, "view", 5, 5, 0),           # 8: ...calling the app again: the app's allocation
+        (0, app, 10, "handler", 0, 0, 0),  # 1: the app's view
+        (1, lib, 20, "cached", 7, 7, 0),  # 2: a library frame called by it: 7 retained
+        (1, stdlib, 30, "decode", 7, 7, 0),  # 3: the stdlib, called by it: 7 retained
+        (0, app, 40, "remember", 7, 7, 0),  # 4: the app allocating itself: 7 retained
+        (0, ours, 50, "sample", 99, 99, 0),  # 5: our own bookkeeping
+        (5, stdlib, 60, "encode", 11, 11, 0),  # 6: the stdlib working for us (json of a history point)
+        (1, ours, 70, "__call__", 0, 0, 0),  # 7: our middleware called by the app's code...
+        (7, app, 80, "view", 5, 5, 0),  # 8: ...calling the app again: the app's allocation
     ]
-    meta = {"sample_every": 1, "depth": 10, "max_nodes": 100, "pruned_nodes": 0, "pruned_allocations": 0,
-            "overflow": 0, "unattributed": 0}
+    meta = {
+        "sample_every": 1,
+        "depth": 10,
+        "max_nodes": 100,
+        "pruned_nodes": 0,
+        "pruned_allocations": 0,
+        "overflow": 0,
+        "unattributed": 0,
+    }
     stats = build_stats(nodes, meta, 136, 136, limit=None)
     innermost = [p["frames"][0]["lineno"] for p in stats["top_paths"]]
-    assert innermost[0] == 40                   # the app's own line wins the three-way tie
-    assert set(innermost) == {20, 30, 40, 80}   # ours (50, and 60 on our behalf) are not among them
+    assert innermost[0] == 40  # the app's own line wins the three-way tie
+    assert set(innermost) == {20, 30, 40, 80}  # ours (50, and 60 on our behalf) are not among them
     assert stats["own_allocations"] == {"count": 110, "total_count": 110}
-    assert build_stats(nodes, meta, 136, 136, limit=None)["top_paths"] == stats["top_paths"]   # deterministic
+    assert build_stats(nodes, meta, 136, 136, limit=None)["top_paths"] == stats["top_paths"]  # deterministic

@@ -3,6 +3,7 @@
 FakeMonitor follows docs/CONTRACTS.md exactly; the adapter tests import it
 from here so every layer is tested against the same contract.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,38 +49,57 @@ def test_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert EndpointOptions().token is None
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"path": "debug"}, "path must look like"),
-    ({"path": "/debug/"}, "path must look like"),
-    ({"path": "/"}, "path must look like"),
-    ({"path": "/a//b"}, "path must look like"),
-    ({"metrics_path": "/debug/memory/metrics"}, "metrics_path must not be inside path"),
-    ({"metrics_path": "metrics"}, "metrics_path must look like"),
-    ({"token": ""}, "token must be a non-empty string"),
-    ({"allow": ["localhost"]}, "allow: 'localhost' is not an IP address"),
-    ({"trusted_proxies": "10.0.0.300"}, "trusted_proxies: '10.0.0.300'"),
-    ({"threshold": 0}, "threshold must be a whole number >= 1, got 0"),
-    ({"increases": True}, "increases must be a whole number >= 1, got True"),
-    ({"interval": 0}, "interval must be a number of seconds above 0 and at most 86400, got 0"),
-    ({"watch_sample": 0}, "watch_sample must be an integer from 1 (every object) to 65536"),
-    ({"watch_sample": 65537}, "watch_sample must be an integer from 1"),
-    ({"watch_sample": True}, "watch_sample must be an integer from 1"),
-    ({"monitor": FakeMonitor(), "watch_sample": 1}, "watch_sample configure the default monitor"),
-    ({"monitor": FakeMonitor(), "interval": 1.0, "threshold": 5}, "threshold, interval configure the default monitor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"path": "debug"}, "path must look like"),
+        ({"path": "/debug/"}, "path must look like"),
+        ({"path": "/"}, "path must look like"),
+        ({"path": "/a//b"}, "path must look like"),
+        ({"metrics_path": "/debug/memory/metrics"}, "metrics_path must not be inside path"),
+        ({"metrics_path": "metrics"}, "metrics_path must look like"),
+        ({"token": ""}, "token must be a non-empty string"),
+        ({"allow": ["localhost"]}, "allow: 'localhost' is not an IP address"),
+        ({"trusted_proxies": "10.0.0.300"}, "trusted_proxies: '10.0.0.300'"),
+        ({"threshold": 0}, "threshold must be a whole number >= 1, got 0"),
+        ({"increases": True}, "increases must be a whole number >= 1, got True"),
+        ({"interval": 0}, "interval must be a number of seconds above 0 and at most 86400, got 0"),
+        ({"watch_sample": 0}, "watch_sample must be an integer from 1 (every object) to 65536"),
+        ({"watch_sample": 65537}, "watch_sample must be an integer from 1"),
+        ({"watch_sample": True}, "watch_sample must be an integer from 1"),
+        ({"monitor": FakeMonitor(), "watch_sample": 1}, "watch_sample configure the default monitor"),
+        (
+            {"monitor": FakeMonitor(), "interval": 1.0, "threshold": 5},
+            "threshold, interval configure the default monitor",
+        ),
+    ],
+)
 def test_options_rejected(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as info:
         EndpointOptions(**kwargs)
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("path", ["/debug/memory", "/debug/memory/types/x.Y", "/metrics", "/app/debug/memory",
-                                  "/app/metrics", "/debug/memoryx", "/debug", "/", "/other/metrics/x", ""])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/debug/memory",
+        "/debug/memory/types/x.Y",
+        "/metrics",
+        "/app/debug/memory",
+        "/app/metrics",
+        "/debug/memoryx",
+        "/debug",
+        "/",
+        "/other/metrics/x",
+        "",
+    ],
+)
 def test_may_own_never_refuses_a_path_owns_accepts(path: str) -> None:
     ep = endpoint(metrics_path="/metrics")
     for root in ("", "/app"):
         full = root + path if path.startswith(root) or not root else path
-        route = full[len(root):] if root and full.startswith(root) else full
+        route = full[len(root) :] if root and full.startswith(root) else full
         if ep.owns(route):
             assert ep.may_own(full), (root, path)
     assert ep.may_own("/debug/memory") and ep.may_own("/metrics")
@@ -123,6 +143,7 @@ def test_start_and_stop_only_what_we_started() -> None:
 
 # -- routing and ownership -----------------------------------------------------
 
+
 def test_owns_only_its_paths() -> None:
     ep = endpoint(metrics_path="/metrics")
     assert [ep.owns(p) for p in ("/debug/memory", "/debug/memory/", "/debug/memory/types/x", "/metrics")] == [True] * 4
@@ -140,17 +161,20 @@ def test_snapshot_as_json() -> None:
     assert json.loads(body) == monitor.snapshot()
 
 
-@pytest.mark.parametrize("accept, query, is_json", [
-    ("application/json", "", True),
-    ("application/json;q=0.9, text/html;q=0.8", "", True),
-    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", False),
-    ("*/*", "", False),
-    ("", "", False),
-    ("text/html, application/json;q=0.5", "", False),
-    ("application/json;q=0", "", False),
-    ("text/html", "format=json", True),
-    ("application/json", "format=html", False),
-])
+@pytest.mark.parametrize(
+    "accept, query, is_json",
+    [
+        ("application/json", "", True),
+        ("application/json;q=0.9, text/html;q=0.8", "", True),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", False),
+        ("*/*", "", False),
+        ("", "", False),
+        ("text/html, application/json;q=0.5", "", False),
+        ("application/json;q=0", "", False),
+        ("text/html", "format=json", True),
+        ("application/json", "format=html", False),
+    ],
+)
 def test_negotiation(accept: str, query: str, is_json: bool) -> None:
     status, headers, body = call(endpoint(), headers={"accept": accept}, query=query)
     assert status == 200
@@ -203,8 +227,9 @@ def test_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert body.decode().count("# TYPE memtracker_live_objects gauge") == 1
 
 
-def test_metrics_multiprocess_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_metrics_multiprocess_registry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     from prometheus_client import values
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
@@ -221,6 +246,7 @@ def test_metrics_multiprocess_registry(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 # -- POST track / untrack --------------------------------------------------------
 
+
 def test_track_and_untrack() -> None:
     monitor = FakeMonitor()
     ep = endpoint(monitor)
@@ -236,31 +262,40 @@ def test_track_and_untrack() -> None:
     assert (status, json.loads(out)) == (200, {"type": ORDER, "tracking": True, "analysis": False})
     assert monitor.calls[-1] == ("start_monitoring", Order, 7, False)
 
-    status, _, out = call(ep, "POST", "/debug/memory/untrack", headers=POST_JSON,
-                          body=json.dumps({"type": ORDER}).encode())
+    status, _, out = call(
+        ep, "POST", "/debug/memory/untrack", headers=POST_JSON, body=json.dumps({"type": ORDER}).encode()
+    )
     assert (status, json.loads(out)) == (200, {"type": ORDER, "tracking": False})
-    status, _, out = call(ep, "POST", "/debug/memory/untrack", headers=POST_JSON,
-                          body=json.dumps({"type": ORDER}).encode())
+    status, _, out = call(
+        ep, "POST", "/debug/memory/untrack", headers=POST_JSON, body=json.dumps({"type": ORDER}).encode()
+    )
     assert (status, json.loads(out)) == (404, {"error": f"{ORDER!r} is not being tracked"})
 
 
-@pytest.mark.parametrize("body, status, message", [
-    (b"{not json", 400, "body is not valid JSON"),
-    (b"\xff\xfe", 400, "body is not valid JSON"),
-    (b"[1, 2]", 400, 'body must be a JSON object like {"type": "myapp.models.Order"}'),
-    (b'{"type": "x.Y", "eval": 1}', 400, "unknown field(s): eval; allowed: analysis, threshold, type"),
-    (b'{"analysis": true}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
-    (b'{"type": "__import__(\'os\').system(\'id\')"}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
-    (b'{"type": "Order"}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
-    (b'{"type": "x.Y", "analysis": "yes"}', 400, "'analysis' must be true or false"),
-    (b'{"type": "x.Y", "threshold": -1}', 400, "'threshold' must be a positive integer"),
-    (b'{"type": "x.Y", "threshold": true}', 400, "'threshold' must be a positive integer"),
-    (b'{"type": "no_such_module_xyz.Thing"}', 404, "no class named 'no_such_module_xyz.Thing' is loaded"),
-    # one answer for whatever is not a class we can track: no oracle on what else is there
-    (b'{"type": "json.dumps"}', 404, "no class named 'json.dumps' is loaded"),
-    (b'{"type": "json.decoder.__class__"}', 404, "no class named 'json.decoder.__class__' is loaded"),
-    (b'{"type": "json.JSONDecoder.__init__"}', 404, "no class named 'json.JSONDecoder.__init__' is loaded"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (b"{not json", 400, "body is not valid JSON"),
+        (b"\xff\xfe", 400, "body is not valid JSON"),
+        (b"[1, 2]", 400, 'body must be a JSON object like {"type": "myapp.models.Order"}'),
+        (b'{"type": "x.Y", "eval": 1}', 400, "unknown field(s): eval; allowed: analysis, threshold, type"),
+        (b'{"analysis": true}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
+        (
+            b"{\"type\": \"__import__('os').system('id')\"}",
+            400,
+            "'type' must be a dotted name like 'myapp.models.Order'",
+        ),
+        (b'{"type": "Order"}', 400, "'type' must be a dotted name like 'myapp.models.Order'"),
+        (b'{"type": "x.Y", "analysis": "yes"}', 400, "'analysis' must be true or false"),
+        (b'{"type": "x.Y", "threshold": -1}', 400, "'threshold' must be a positive integer"),
+        (b'{"type": "x.Y", "threshold": true}', 400, "'threshold' must be a positive integer"),
+        (b'{"type": "no_such_module_xyz.Thing"}', 404, "no class named 'no_such_module_xyz.Thing' is loaded"),
+        # one answer for whatever is not a class we can track: no oracle on what else is there
+        (b'{"type": "json.dumps"}', 404, "no class named 'json.dumps' is loaded"),
+        (b'{"type": "json.decoder.__class__"}', 404, "no class named 'json.decoder.__class__' is loaded"),
+        (b'{"type": "json.JSONDecoder.__init__"}', 404, "no class named 'json.JSONDecoder.__init__' is loaded"),
+    ],
+)
 def test_track_errors(body: bytes, status: int, message: str) -> None:
     monitor = FakeMonitor()
     got, headers, out = call(endpoint(monitor), "POST", "/debug/memory/track", headers=POST_JSON, body=body)
@@ -270,14 +305,20 @@ def test_track_errors(body: bytes, status: int, message: str) -> None:
 
 
 def test_untrack_rejects_extra_fields() -> None:
-    status, _, out = call(endpoint(), "POST", "/debug/memory/untrack", headers=POST_JSON,
-                          body=b'{"type": "x.Y", "analysis": true}')
+    status, _, out = call(
+        endpoint(), "POST", "/debug/memory/untrack", headers=POST_JSON, body=b'{"type": "x.Y", "analysis": true}'
+    )
     assert (status, json.loads(out)) == (400, {"error": "unknown field(s): analysis; allowed: type"})
 
 
 def test_track_requires_json_content_type() -> None:
-    status, _, out = call(endpoint(), "POST", "/debug/memory/track", headers={"content-type": "text/plain"},
-                          body=json.dumps({"type": ORDER}).encode())
+    status, _, out = call(
+        endpoint(),
+        "POST",
+        "/debug/memory/track",
+        headers={"content-type": "text/plain"},
+        body=json.dumps({"type": ORDER}).encode(),
+    )
     assert (status, json.loads(out)) == (415, {"error": "Content-Type must be application/json"})
 
 
@@ -291,21 +332,26 @@ def test_body_limit() -> None:
     assert status == 200
     status, _, out = call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=exact + b" ")
     assert (status, json.loads(out)) == (413, {"error": "request body is larger than 16384 bytes"})
-    status, _, out = call(ep, "POST", "/debug/memory/track",
-                          headers={**POST_JSON, "content-length": str(MAX_BODY + 1)}, body=b"")
+    status, _, out = call(
+        ep, "POST", "/debug/memory/track", headers={**POST_JSON, "content-length": str(MAX_BODY + 1)}, body=b""
+    )
     assert status == 413
     assert len(monitor.calls) == 1
 
 
 # -- errors: routes and methods -----------------------------------------------
 
-@pytest.mark.parametrize("method, path, allow", [
-    ("POST", "/debug/memory", "GET"),
-    ("DELETE", "/debug/memory/types/shop.cache.Entry", "GET"),
-    ("GET", "/debug/memory/track", "POST"),
-    ("PUT", "/debug/memory/untrack", "POST"),
-    ("POST", "/metrics", "GET"),
-])
+
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("POST", "/debug/memory", "GET"),
+        ("DELETE", "/debug/memory/types/shop.cache.Entry", "GET"),
+        ("GET", "/debug/memory/track", "POST"),
+        ("PUT", "/debug/memory/untrack", "POST"),
+        ("POST", "/metrics", "GET"),
+    ],
+)
 def test_wrong_method(method: str, path: str, allow: str) -> None:
     status, headers, out = call(endpoint(metrics_path="/metrics"), method, path, headers=POST_JSON, body=b"{}")
     assert status == 405
@@ -313,11 +359,14 @@ def test_wrong_method(method: str, path: str, allow: str) -> None:
     assert json.loads(out) == {"error": f"method {method} not allowed; use {allow}"}
 
 
-@pytest.mark.parametrize("path, message", [
-    ("/debug/memory/nope", "no route '/debug/memory/nope'; see /debug/memory"),
-    ("/debug/memory/types/", "no route '/debug/memory/types/'; see /debug/memory"),
-    ("/debug/memory/types/no.such.Type", "unknown type 'no.such.Type': it is not tracked or seen by the monitor"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/debug/memory/nope", "no route '/debug/memory/nope'; see /debug/memory"),
+        ("/debug/memory/types/", "no route '/debug/memory/types/'; see /debug/memory"),
+        ("/debug/memory/types/no.such.Type", "unknown type 'no.such.Type': it is not tracked or seen by the monitor"),
+    ],
+)
 def test_not_found(path: str, message: str) -> None:
     status, headers, out = call(endpoint(), path=path, headers=JSON)
     assert (status, json.loads(out)) == (404, {"error": message})
@@ -337,31 +386,53 @@ def test_bad_query_parameters() -> None:
 
 # -- auth matrix ----------------------------------------------------------------
 
-@pytest.mark.parametrize("client, token, authorization, headers, status, error", [
-    ("127.0.0.1", None, None, {}, 200, None),
-    ("127.10.0.3", None, None, {}, 200, None),
-    ("::1", None, None, {}, 200, None),
-    ("::ffff:127.0.0.1", None, None, {}, 200, None),
-    ("203.0.113.9", None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
-    (None, None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
-    ("testclient", None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
-    ("203.0.113.9", None, "Bearer guess", {}, 403, "client address not allowed; configure 'allow' or a token"),
-    ("203.0.113.9", "s3cret", None, {}, 401, "missing token: send 'Authorization: Bearer <token>'"),
-    ("203.0.113.9", "s3cret", "Basic dXNlcjpwdw==", {}, 401, "missing token: send 'Authorization: Bearer <token>'"),
-    ("203.0.113.9", "s3cret", "Bearer s3cret", {}, 200, None),
-    ("203.0.113.9", "s3cret", "bearer s3cret", {}, 200, None),
-    ("203.0.113.9", "s3cret", "Bearer wrong", {}, 403, "invalid token"),
-    ("127.0.0.1", "s3cret", "Bearer wrong", {}, 403, "invalid token"),
-    ("127.0.0.1", "s3cret", None, {}, 200, None),
-    # A proxy on loopback forwarding a stranger: loopback alone is not enough.
-    ("127.0.0.1", None, None, {"x-forwarded-for": "203.0.113.9"}, 403,
-     "client address not allowed; configure 'allow' or a token"),
-    ("127.0.0.1", "s3cret", None, {"forwarded": "for=203.0.113.9"}, 401,
-     "missing token: send 'Authorization: Bearer <token>'"),
-    ("127.0.0.1", "s3cret", "Bearer s3cret", {"x-real-ip": "203.0.113.9"}, 200, None),
-])
-def test_auth_matrix(client: str | None, token: str | None, authorization: str | None, headers: dict[str, str],
-                     status: int, error: str | None) -> None:
+
+@pytest.mark.parametrize(
+    "client, token, authorization, headers, status, error",
+    [
+        ("127.0.0.1", None, None, {}, 200, None),
+        ("127.10.0.3", None, None, {}, 200, None),
+        ("::1", None, None, {}, 200, None),
+        ("::ffff:127.0.0.1", None, None, {}, 200, None),
+        ("203.0.113.9", None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
+        (None, None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
+        ("testclient", None, None, {}, 403, "client address not allowed; configure 'allow' or a token"),
+        ("203.0.113.9", None, "Bearer guess", {}, 403, "client address not allowed; configure 'allow' or a token"),
+        ("203.0.113.9", "s3cret", None, {}, 401, "missing token: send 'Authorization: Bearer <token>'"),
+        ("203.0.113.9", "s3cret", "Basic dXNlcjpwdw==", {}, 401, "missing token: send 'Authorization: Bearer <token>'"),
+        ("203.0.113.9", "s3cret", "Bearer s3cret", {}, 200, None),
+        ("203.0.113.9", "s3cret", "bearer s3cret", {}, 200, None),
+        ("203.0.113.9", "s3cret", "Bearer wrong", {}, 403, "invalid token"),
+        ("127.0.0.1", "s3cret", "Bearer wrong", {}, 403, "invalid token"),
+        ("127.0.0.1", "s3cret", None, {}, 200, None),
+        # A proxy on loopback forwarding a stranger: loopback alone is not enough.
+        (
+            "127.0.0.1",
+            None,
+            None,
+            {"x-forwarded-for": "203.0.113.9"},
+            403,
+            "client address not allowed; configure 'allow' or a token",
+        ),
+        (
+            "127.0.0.1",
+            "s3cret",
+            None,
+            {"forwarded": "for=203.0.113.9"},
+            401,
+            "missing token: send 'Authorization: Bearer <token>'",
+        ),
+        ("127.0.0.1", "s3cret", "Bearer s3cret", {"x-real-ip": "203.0.113.9"}, 200, None),
+    ],
+)
+def test_auth_matrix(
+    client: str | None,
+    token: str | None,
+    authorization: str | None,
+    headers: dict[str, str],
+    status: int,
+    error: str | None,
+) -> None:
     monitor = leaky_monitor()
     ep = endpoint(monitor, token=token)
     hdrs = {**JSON, **headers}
@@ -392,15 +463,18 @@ def test_custom_allow_list() -> None:
     assert call(endpoint(allow="192.0.2.7"), client="192.0.2.7", headers=JSON)[0] == 200
 
 
-@pytest.mark.parametrize("peer, forwarded, status", [
-    ("10.0.0.5", "127.0.0.1", 200),                 # trusted proxy says loopback
-    ("10.0.0.5", "203.0.113.9", 403),               # trusted proxy says stranger
-    ("10.0.0.5", "127.0.0.1, 10.0.0.6", 200),       # chain of our proxies
-    ("10.0.0.5", "127.0.0.1, 203.0.113.9", 403),    # stranger spoofed a loopback hop on the left
-    ("10.0.0.5", "garbage", 403),
-    ("10.0.0.5", None, 403),                        # the proxy itself is not allowed
-    ("198.51.100.1", "127.0.0.1", 403),             # untrusted peer: header ignored
-])
+@pytest.mark.parametrize(
+    "peer, forwarded, status",
+    [
+        ("10.0.0.5", "127.0.0.1", 200),  # trusted proxy says loopback
+        ("10.0.0.5", "203.0.113.9", 403),  # trusted proxy says stranger
+        ("10.0.0.5", "127.0.0.1, 10.0.0.6", 200),  # chain of our proxies
+        ("10.0.0.5", "127.0.0.1, 203.0.113.9", 403),  # stranger spoofed a loopback hop on the left
+        ("10.0.0.5", "garbage", 403),
+        ("10.0.0.5", None, 403),  # the proxy itself is not allowed
+        ("198.51.100.1", "127.0.0.1", 403),  # untrusted peer: header ignored
+    ],
+)
 def test_trusted_proxies(peer: str, forwarded: str | None, status: int) -> None:
     ep = endpoint(trusted_proxies=["10.0.0.0/24"])
     headers = dict(JSON)
@@ -411,26 +485,34 @@ def test_trusted_proxies(peer: str, forwarded: str | None, status: int) -> None:
 
 # -- HTML -------------------------------------------------------------------------
 
+
 def test_html_overview_content_and_headers() -> None:
     status, headers, body = call(endpoint(), script_name="/app")
     text = body.decode()
     assert status == 200
     csp = headers["content-security-policy"]
     nonce = re.search(r"style-src 'nonce-([^']+)'", csp).group(1)
-    assert csp == (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
-                   "form-action 'none'; frame-ancestors 'none'")
+    assert csp == (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
     assert f'<style nonce="{nonce}">' in text
     assert "<script" not in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in text
     assert 'style="' not in text  # inline style attributes would be blocked by the CSP
     assert '<span class="badge exact">exact mode</span>' in text
     assert "pid 4242" in text
-    rows = re.findall(r"<tr><td><a href=\"([^\"]+)\"><code>([^<]+)</code></a></td>"
-                      r"<td class=\"num\">([^<]+)</td><td class=\"num\">([^<]+)</td>"
-                      r"<td class=\"num[^\"]*\">([^<]+)</td>"
-                      r"<td class=\"num\">([^<]+)</td><td>(yes|no)</td>", text)
-    assert rows == [("/app/debug/memory/types/shop.cache.Entry", "shop.cache.Entry", "300", "–", "+200", "3", "yes"),
-                    ("/app/debug/memory/types/builtins.dict", "builtins.dict", "49", "–", "-1", "2", "no")]
+    rows = re.findall(
+        r"<tr><td><a href=\"([^\"]+)\"><code>([^<]+)</code></a></td>"
+        r"<td class=\"num\">([^<]+)</td><td class=\"num\">([^<]+)</td>"
+        r"<td class=\"num[^\"]*\">([^<]+)</td>"
+        r"<td class=\"num\">([^<]+)</td><td>(yes|no)</td>",
+        text,
+    )
+    assert rows == [
+        ("/app/debug/memory/types/shop.cache.Entry", "shop.cache.Entry", "300", "–", "+200", "3", "yes"),
+        ("/app/debug/memory/types/builtins.dict", "builtins.dict", "49", "–", "-1", "2", "no"),
+    ]
     assert text.count('<svg class="spark"') == 2
     assert '<polyline points="2.0,22.0 40.7,17.0 79.3,10.0 118.0,2.0"/>' in text
     assert "<code>shop/cache.py:17</code> in <code>remember</code>" in text
@@ -453,15 +535,20 @@ def test_html_census_mode() -> None:
     assert "Where the analysed types are allocated" not in text
 
 
-@pytest.mark.parametrize("sample, says", [
-    (64, "about one object in 64 is counted (by address) and scaled: estimates"),
-    (1, "every object is counted"),
-])
+@pytest.mark.parametrize(
+    "sample, says",
+    [
+        (64, "about one object in 64 is counted (by address) and scaled: estimates"),
+        (1, "every object is counted"),
+    ],
+)
 def test_html_says_how_watch_all_counts(sample: int, says: str) -> None:
     monitor = leaky_monitor()
     snapshot = monitor.snapshot
-    monitor.snapshot = lambda: {**snapshot(), "watch": {"candidates": 1234, "promoted": 2, "sample": sample,
-                                                         "estimated": sample > 1}}
+    monitor.snapshot = lambda: {
+        **snapshot(),
+        "watch": {"candidates": 1234, "promoted": 2, "sample": sample, "estimated": sample > 1},
+    }
     _, _, body = call(endpoint(monitor))
     text = body.decode()
     assert f"Watch-all looks for growing types nobody named: {says}. 1,234 types seen, 2 nominated" in text
@@ -479,9 +566,19 @@ def test_html_refresh() -> None:
 def test_html_escapes_everything() -> None:
     monitor = FakeMonitor()
     evil = "<script>alert(1)</script>"
-    entry = make_entry(f"m.{evil}", [1, 2], analysing=True, top_paths=[
-        {"count": 1, "total_count": 1, "path": [f"{evil}:1 in f"],
-         "frames": [{"filename": '"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}]}])
+    entry = make_entry(
+        f"m.{evil}",
+        [1, 2],
+        analysing=True,
+        top_paths=[
+            {
+                "count": 1,
+                "total_count": 1,
+                "path": [f"{evil}:1 in f"],
+                "frames": [{"filename": '"><img src=x onerror=alert(1)>', "lineno": 1, "function": evil}],
+            }
+        ],
+    )
     monitor.tracked[entry["type"]] = entry
     monitor.leaks.append({"type": evil, "live": 2, "increases": 1, "detected_at": 0.0, "top_paths": entry["top_paths"]})
     snapshot = monitor.snapshot()
@@ -491,15 +588,18 @@ def test_html_escapes_everything() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert '<style nonce="&quot;x">' in text
     assert "/debug/memory/types/m.%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in text
-    detail = page.render_type({**entry, "hotspots": [{"filename": evil, "lineno": 1, "function": "f"}]},
-                              base="/debug/memory", nonce="n")
+    detail = page.render_type(
+        {**entry, "hotspots": [{"filename": evil, "lineno": 1, "function": "f"}]}, base="/debug/memory", nonce="n"
+    )
     assert "<script>" not in detail and "<img" not in detail
 
 
 def test_sparkline_edges() -> None:
-    assert page.sparkline([]) == ('<svg class="spark" role="img" aria-label="live objects, 0 samples" width="120" '
-                                  'height="24" viewBox="0 0 120 24" xmlns="http://www.w3.org/2000/svg">'
-                                  "<title>live objects, 0 samples</title></svg>")
+    assert page.sparkline([]) == (
+        '<svg class="spark" role="img" aria-label="live objects, 0 samples" width="120" '
+        'height="24" viewBox="0 0 120 24" xmlns="http://www.w3.org/2000/svg">'
+        "<title>live objects, 0 samples</title></svg>"
+    )
     flat = page.sparkline([[0, 5], [1, 5]])
     assert '<polyline points="2.0,22.0 118.0,22.0"/>' in flat
     one = page.sparkline([[0, 7]])
@@ -511,7 +611,8 @@ def test_truncated_path_is_marked() -> None:
     assert text.endswith('</ol><p class="note">deeper frames were not recorded</p></div>')
     assert page.stack({"count": 2, "total_count": None, "path": ["a.py:1 in f"]}) == (
         '<div class="path"><div class="count">2 live since analysis began</div><ol class="stack">'
-        "<li><code>a.py:1 in f</code></li></ol></div>")
+        "<li><code>a.py:1 in f</code></li></ol></div>"
+    )
 
 
 def test_growth() -> None:
@@ -523,31 +624,74 @@ def test_the_page_shows_bytes_and_resident_memory_and_counts_samples_in_words():
     from memtracker_web.render.page import render_overview, render_type, size_text
 
     assert [size_text(v) for v in (0, 1023, 1536, 5 * 2**20, 3.5 * 2**30, None, -1, True, "1", float("inf"))] == [
-        "0 B", "1,023 B", "1.5 KiB", "5.0 MiB", "3.5 GiB", "–", "–", "–", "–", "–"]
-    snap = {"mode": "exact", "engine": {"available": True}, "pid": 1, "samples": 1, "interval": 1.0,
-            "sampled_at": 1764115200.0, "types": [
-                {"type": "shop.Order", "live": 1000, "live_bytes": 72000, "live_bytes_measured": 64,
-                 "history": [[1.0, 900], [2.0, 1000]], "increases": 2, "analysing": False, "source": "tracked"}],
-            "leaks": [], "process": {"resident_bytes": 52428800, "history": [[1.0, 50000000], [2.0, 52428800]]}}
+        "0 B",
+        "1,023 B",
+        "1.5 KiB",
+        "5.0 MiB",
+        "3.5 GiB",
+        "–",
+        "–",
+        "–",
+        "–",
+        "–",
+    ]
+    snap = {
+        "mode": "exact",
+        "engine": {"available": True},
+        "pid": 1,
+        "samples": 1,
+        "interval": 1.0,
+        "sampled_at": 1764115200.0,
+        "types": [
+            {
+                "type": "shop.Order",
+                "live": 1000,
+                "live_bytes": 72000,
+                "live_bytes_measured": 64,
+                "history": [[1.0, 900], [2.0, 1000]],
+                "increases": 2,
+                "analysing": False,
+                "source": "tracked",
+            }
+        ],
+        "leaks": [],
+        "process": {"resident_bytes": 52428800, "history": [[1.0, 50000000], [2.0, 52428800]]},
+    }
     page = render_overview(snap, base="/debug/memory", nonce="n")
     assert "pid 1 · 1 sample every" in page
     assert '<td class="num">1,000</td><td class="num">70.3 KiB</td>' in page
-    assert '<p class="meta" id="resident">resident memory 50.0 MiB <svg class="spark" role="img" ' \
-           'aria-label="resident bytes, 2 samples: 50,000,000 to 52,428,800"' in page
+    assert (
+        '<p class="meta" id="resident">resident memory 50.0 MiB <svg class="spark" role="img" '
+        'aria-label="resident bytes, 2 samples: 50,000,000 to 52,428,800"' in page
+    )
     detail = render_type(snap["types"][0], base="/debug/memory", nonce="n")
     assert "<tr><th>bytes</th><td>70.3 KiB (estimate from 64 objects, shallow)</td></tr>" in detail
 
 
 def test_a_stack_marks_the_app_s_frames_and_folds_library_runs() -> None:
-    frames = [{"filename": f, "lineno": n, "function": fn} for f, n, fn in (
-        ("json/decoder.py", 353, "raw_decode"), ("json/__init__.py", 346, "loads"),
-        ("shop/cache.py", 17, "remember"), ("shop/views.py", 30, "order"),
-        ("django/core/handlers/base.py", 197, "_get_response"), ("django/core/handlers/exception.py", 55, "inner"))]
+    frames = [
+        {"filename": f, "lineno": n, "function": fn}
+        for f, n, fn in (
+            ("json/decoder.py", 353, "raw_decode"),
+            ("json/__init__.py", 346, "loads"),
+            ("shop/cache.py", 17, "remember"),
+            ("shop/views.py", 30, "order"),
+            ("django/core/handlers/base.py", 197, "_get_response"),
+            ("django/core/handlers/exception.py", 55, "inner"),
+        )
+    ]
     text = page.stack({"count": 3, "total_count": 5, "frames": frames, "app_frames": [2, 3], "app_frame": 2})
     items = re.findall(r'<li( class="(?:app|lib)")?>(?:<details><summary>([^<]+)</summary>)?', text)
     assert [(cls, summary) for cls, summary in items] == [
-        ("", ""), (' class="lib"', "1 library frame"), ("", ""),
-        (' class="app"', ""), (' class="app"', ""), (' class="lib"', "2 library frames"), ("", ""), ("", "")]
+        ("", ""),
+        (' class="lib"', "1 library frame"),
+        ("", ""),
+        (' class="app"', ""),
+        (' class="app"', ""),
+        (' class="lib"', "2 library frames"),
+        ("", ""),
+        ("", ""),
+    ]
     assert text.startswith('<div class="path"><div class="count">3 live of 5 allocated since analysis began</div>')
     # paths stored before app_frames existed, or a worker file's odd value: every frame shown, none marked
     for marked in (None, "all", [True]):
@@ -562,18 +706,35 @@ def test_the_page_shows_types_that_could_not_be_monitored_and_a_report_s_count_t
     monitor = MemoryMonitor(interval=3600.0)
     assert start_monitoring_logged(monitor, "shop.models.Nope") is False
     snap = monitor.snapshot()
-    assert snap["config_errors"] == [{"type": "shop.models.Nope",
-                                      "error": "no class named 'shop.models.Nope' could be found"}]
+    assert snap["config_errors"] == [
+        {"type": "shop.models.Nope", "error": "no class named 'shop.models.Nope' could be found"}
+    ]
     snap["types"] = [{"type": "shop.Order", "live": 1200, "history": []}]
-    snap["leaks"] = [{"type": "shop.Order", "live": 1000, "increases": 1, "detected_at": 1764115200.0,
-                      "top_paths": []}]
+    snap["leaks"] = [{"type": "shop.Order", "live": 1000, "increases": 1, "detected_at": 1764115200.0, "top_paths": []}]
     text = render_overview(snap, base="/debug/memory", nonce="n")
-    assert ('<p class="note" id="config-errors"><strong>Not monitored:</strong> <code>shop.models.Nope</code>: '
-            "no class named &#x27;shop.models.Nope&#x27; could be found</p>") in text
+    assert (
+        '<p class="note" id="config-errors"><strong>Not monitored:</strong> <code>shop.models.Nope</code>: '
+        "no class named &#x27;shop.models.Nope&#x27; could be found</p>"
+    ) in text
     assert re.search(r"1,000 live when detected [^,]+, after 1 increase; 1,200 live now</p>", text), text
-    detail = render_type({"type": "shop.Order", "live": 3, "hotspots": [
-        {"filename": "shop/cache.py", "lineno": 17, "function": "remember", "count": 3, "self_count": 2,
-         "total_count": 9}]}, base="/debug/memory", nonce="n")
+    detail = render_type(
+        {
+            "type": "shop.Order",
+            "live": 3,
+            "hotspots": [
+                {
+                    "filename": "shop/cache.py",
+                    "lineno": 17,
+                    "function": "remember",
+                    "count": 3,
+                    "self_count": 2,
+                    "total_count": 9,
+                }
+            ],
+        },
+        base="/debug/memory",
+        nonce="n",
+    )
     assert ('<td class="num">3</td><td class="num">2</td><td class="num">9</td></tr>') in detail
     assert "<th>live, made here</th>" in detail
     monitor.close()
@@ -612,7 +773,7 @@ def test_who_holds_a_type_s_objects_on_demand_in_json_and_on_its_page():
         assert f"<code>{__name__}.PARCELS -&gt; builtins.list[i] -&gt; {name}</code>" in page
         status, _, body = call(ep, path=f"/debug/memory/types/{name}/retainers", method="POST")
         assert status == 405
-        assert retention._lock.acquire(blocking=False)      # another search is running
+        assert retention._lock.acquire(blocking=False)  # another search is running
         try:
             status, _, body = call(ep, path=f"/debug/memory/types/{name}/retainers", headers=JSON)
         finally:
@@ -629,16 +790,35 @@ def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_
     from memtracker_web.render.page import render_overview
 
     path = {"count": 5, "total_count": 9, "frames": [{"filename": "shop/a.py", "lineno": 3, "function": "f"}]}
-    snap = {"mode": "exact", "engine": {"available": True}, "pid": 1, "samples": 3, "interval": 1.0,
-            "types": [{"type": "shop.Order", "live": 9, "analysing": True, "top_paths": [path], "history": []},
-                      {"type": "shop.Line", "live": 4, "analysing": True, "top_paths": [path], "history": []}],
-            "leaks": [{"type": "shop.Order", "live": 9, "increases": 3, "detected_at": 1764115200.0,
-                       "top_paths": [path], "retainers": {"chains": [
-                           {"chain": "shop.cache.HOARD -> builtins.list[i] -> shop.Order", "count": 20}],
-                           "computed_at": 1764115100.0}}]}
+    snap = {
+        "mode": "exact",
+        "engine": {"available": True},
+        "pid": 1,
+        "samples": 3,
+        "interval": 1.0,
+        "types": [
+            {"type": "shop.Order", "live": 9, "analysing": True, "top_paths": [path], "history": []},
+            {"type": "shop.Line", "live": 4, "analysing": True, "top_paths": [path], "history": []},
+        ],
+        "leaks": [
+            {
+                "type": "shop.Order",
+                "live": 9,
+                "increases": 3,
+                "detected_at": 1764115200.0,
+                "top_paths": [path],
+                "retainers": {
+                    "chains": [{"chain": "shop.cache.HOARD -> builtins.list[i] -> shop.Order", "count": 20}],
+                    "computed_at": 1764115100.0,
+                },
+            }
+        ],
+    }
     text = render_overview(snap, base="/debug/memory", nonce="n")
-    assert ('<ul class="held"><li>20 <code>shop.cache.HOARD -&gt; builtins.list[i] -&gt; shop.Order</code></li></ul>'
-            in text)
+    assert (
+        '<ul class="held"><li>20 <code>shop.cache.HOARD -&gt; builtins.list[i] -&gt; shop.Order</code></li></ul>'
+        in text
+    )
     assert text.count('<section class="analysed">') == 1 and "shop.Line</code></a></h3>" in text
 
 
@@ -662,12 +842,27 @@ def test_the_type_page_chart_labels_both_axes_and_survives_odd_points() -> None:
 def test_the_type_page_says_what_a_search_could_not_trace() -> None:
     from memtracker_web.render.page import render_type
 
-    page = render_type({"type": "shop.Order", "live": 5, "retainers": {
-        "chains": [], "objects": 5, "unreachable": 2, "hidden": 2, "unresolved": 1,
-        "stopped": "time budget spent", "seconds": 2.0, "computed_at": 1764115200.0}},
-        base="/debug/memory", nonce="n")
-    assert ("2 unreachable, waiting for the garbage collector (nothing holds them from outside a reference cycle)"
-            in page)
+    page = render_type(
+        {
+            "type": "shop.Order",
+            "live": 5,
+            "retainers": {
+                "chains": [],
+                "objects": 5,
+                "unreachable": 2,
+                "hidden": 2,
+                "unresolved": 1,
+                "stopped": "time budget spent",
+                "seconds": 2.0,
+                "computed_at": 1764115200.0,
+            },
+        },
+        base="/debug/memory",
+        nonce="n",
+    )
+    assert (
+        "2 unreachable, waiting for the garbage collector (nothing holds them from outside a reference cycle)" in page
+    )
     assert "2 held where the collector cannot see: a running function's local variable, or C code" in page
     assert "1 not traced to a root before the search stopped" in page
     assert "stopped: time budget spent" in page and '<table id="retainers">' not in page

@@ -9,6 +9,7 @@ before any request: without our config when each worker loads the app, with
 it (post_worker_init) under --preload. A fork while the monitor is being
 built (an import of a tracked module that forks) does not deadlock.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ from support import children_of, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not Path("/proc/self/stat").exists(),
-                                reason="needs os.fork and /proc")
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "fork") or not Path("/proc/self/stat").exists(), reason="needs os.fork and /proc"
+)
 
 
 def pids_published(shared: Path) -> set[int]:
@@ -36,8 +38,9 @@ def pids_published(shared: Path) -> set[int]:
 def run_script(code: str, shared: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "MEMTRACKER_TOKEN")}
     env.update({"PYTHONPATH": str(ROOT), "MEMTRACKER_SHARED_DIR": str(shared)})
-    proc = subprocess.run([sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -70,7 +73,9 @@ PRELUDE = """
 
 
 def test_a_parent_that_forks_before_serving_is_not_a_worker(tmp_path: Path) -> None:
-    out = run_script(PRELUDE + """
+    out = run_script(
+        PRELUDE
+        + """
     children = []
     for _ in range(2):
         pid = os.fork()
@@ -85,7 +90,9 @@ def test_a_parent_that_forks_before_serving_is_not_a_worker(tmp_path: Path) -> N
         children.append(pid)
     print("parent published", os.getpid() in published())
     print("exits", [os.waitpid(pid, 0)[1] for pid in children])
-    """, tmp_path / "shared")
+    """,
+        tmp_path / "shared",
+    )
     assert out.split("\n")[:2] == ["parent published False", "exits [0, 0]"]
 
 
@@ -93,16 +100,19 @@ def test_a_fork_while_the_monitor_is_being_built_does_not_deadlock(tmp_path: Pat
     # A module named in `track` is imported while the endpoint builds its monitor;
     # if that import forks (subprocess with preexec_fn runs the fork hooks), the
     # hooks must not wait for a lock the forking thread holds.
-    (tmp_path / "forky.py").write_text(textwrap.dedent("""
+    (tmp_path / "forky.py").write_text(
+        textwrap.dedent("""
         import subprocess, sys
         subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None, check=True)
 
         class Thing:
             pass
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "MEMTRACKER_TOKEN")}
-    env.update({"PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
-                "MEMTRACKER_SHARED_DIR": str(tmp_path / "shared")})
+    env.update(
+        {"PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]), "MEMTRACKER_SHARED_DIR": str(tmp_path / "shared")}
+    )
     code = textwrap.dedent("""
         from memtracker_web.wsgi import MemoryTrackerMiddleware
         middleware = MemoryTrackerMiddleware(lambda e, s: [], track=["forky.Thing"], interval=0.2)
@@ -113,7 +123,9 @@ def test_a_fork_while_the_monitor_is_being_built_does_not_deadlock(tmp_path: Pat
 
 
 def test_a_worker_that_forks_after_serving_keeps_its_monitor_and_its_child_starts_none(tmp_path: Path) -> None:
-    out = run_script(PRELUDE + """
+    out = run_script(
+        PRELUDE
+        + """
     from werkzeug.test import Client
     assert Client(middleware).get("/").status_code == 200      # it served: a worker
     pid = os.fork()
@@ -124,20 +136,39 @@ def test_a_worker_that_forks_after_serving_keeps_its_monitor_and_its_child_start
     time.sleep(0.3)
     print("published", published() == [os.getpid()])
     print("child exit", os.waitpid(pid, 0)[1])
-    """, tmp_path / "shared")
+    """,
+        tmp_path / "shared",
+    )
     assert out.split("\n")[:3] == ["parent running True", "published True", "child exit 0"]
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["per-worker-load", "preload-with-our-config"])
 def test_gunicorn_workers_are_in_the_view_before_any_request(tmp_path: Path, preload: bool) -> None:
     shared = tmp_path / "shared"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "PYTHONWARNINGS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "PYTHONWARNINGS")
+    }
     env.update({"PYTHONPATH": str(ROOT), "MEMTRACKER_INTERVAL": "0.2", "MEMTRACKER_SHARED_DIR": str(shared)})
     log = open(tmp_path / "gunicorn.log", "wb")
-    command = [sys.executable, "-m", "gunicorn", "-w", "3", "-b", "127.0.0.1:0", "--graceful-timeout", "5",
-               "--log-level", "warning"] + (["--preload", "-c", str(ROOT / "examples" / "gunicorn.conf.py")]
-                                            if preload else []) + ["examples.flask_app:app"]
+    command = (
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "3",
+            "-b",
+            "127.0.0.1:0",
+            "--graceful-timeout",
+            "5",
+            "--log-level",
+            "warning",
+        ]
+        + (["--preload", "-c", str(ROOT / "examples" / "gunicorn.conf.py")] if preload else [])
+        + ["examples.flask_app:app"]
+    )
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -151,7 +182,7 @@ def test_gunicorn_workers_are_in_the_view_before_any_request(tmp_path: Path, pre
             time.sleep(0.1)
         else:
             pytest.fail(f"workers not all published: {seen}\n{(tmp_path / 'gunicorn.log').read_text()[-3000:]}")
-        assert proc.pid not in pids_published(shared)          # the master is not a worker
+        assert proc.pid not in pids_published(shared)  # the master is not a worker
     finally:
         stop_process(proc)
         log.close()

@@ -1,4 +1,5 @@
 """jsontext.dumps: the same text as json.dumps, with the monitor's pre-encoded histories spliced in."""
+
 from __future__ import annotations
 
 import collections
@@ -37,7 +38,7 @@ def test_a_real_snapshot_encodes_to_the_same_text() -> None:
     monitor.start_monitoring(Leaf)
     try:
         for round_ in range(8):
-            keep.extend(Node() for _ in range(5 * round_))    # grows: escalated, with paths and a report
+            keep.extend(Node() for _ in range(5 * round_))  # grows: escalated, with paths and a report
             keep.append(Leaf())
             monitor.sample()
         snapshot = monitor.snapshot()
@@ -55,14 +56,17 @@ def test_a_real_snapshot_encodes_to_the_same_text() -> None:
         monitor.close()
 
 
-@pytest.mark.parametrize("data", [
-    {},
-    [],
-    {"a": [1, 2.5, None, True, "x"], "b": {"c": (1, 2)}},
-    {"types": [{"type": 'we"ird\\name\u00e9\x01', "history": [(1.5, 2)]}]},
-    {1: "int key", "nested": [[{"history": (1, 2)}]]},
-    "just a string \x00history:0\x00",      # a placeholder-looking string that is data
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        [],
+        {"a": [1, 2.5, None, True, "x"], "b": {"c": (1, 2)}},
+        {"types": [{"type": 'we"ird\\name\u00e9\x01', "history": [(1.5, 2)]}]},
+        {1: "int key", "nested": [[{"history": (1, 2)}]]},
+        "just a string \x00history:0\x00",  # a placeholder-looking string that is data
+    ],
+)
 def test_data_without_histories_is_encoded_by_json(data: object) -> None:
     assert jsontext.dumps(data) == reference(data)
 
@@ -70,22 +74,27 @@ def test_data_without_histories_is_encoded_by_json(data: object) -> None:
 def test_histories_anywhere_give_the_same_text() -> None:
     h1 = history([(1795677158.379, 1), (1795677158.38, 2), (1795677159.0, 30)])
     h2 = history([])
-    data = {"types": [{"type": "a.B", "history": h1}, {"type": "c.D", "history": h2}],
-            "detail": {"history": h1},
-            "deep": [[h1]],                      # not reached by the splice: encoded as the list it is
-            7: ({"history": h1},),               # an int key, a tuple of dicts
-            "ordered": collections.OrderedDict([("z", 1), ("history", h2), ("a", 'q"\\')])}
+    data = {
+        "types": [{"type": "a.B", "history": h1}, {"type": "c.D", "history": h2}],
+        "detail": {"history": h1},
+        "deep": [[h1]],  # not reached by the splice: encoded as the list it is
+        7: ({"history": h1},),  # an int key, a tuple of dicts
+        "ordered": collections.OrderedDict([("z", 1), ("history", h2), ("a", 'q"\\')]),
+    }
     assert jsontext.dumps(data) == reference(data)
 
 
-@pytest.mark.parametrize("odd", [
-    {"\x00history:0\x00": 1},                  # as a key
-    {"v": 'x"\x00history:0\x00'},               # after an escaped quote
-    {"v": "\x00history:99\x00"},                # an index no placeholder has
-])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"\x00history:0\x00": 1},  # as a key
+        {"v": 'x"\x00history:0\x00'},  # after an escaped quote
+        {"v": "\x00history:99\x00"},  # an index no placeholder has
+    ],
+)
 def test_placeholder_like_data_falls_back(odd: dict) -> None:
     h = history([(1.5, 1)])
-    h.json = "[[9,9]]"                          # the splice would show
+    h.json = "[[9,9]]"  # the splice would show
     data = {"types": [{"history": h}], **odd}
     assert jsontext.dumps(data) == reference(data)
 
@@ -129,7 +138,7 @@ def test_the_texts_are_spliced_in() -> None:
     h.json = "[[9,9]]"
     data = {"types": [{"type": "a.B", "history": h}], "detail": {"history": h}}
     assert jsontext.dumps(data) == '{"types":[{"type":"a.B","history":[[9,9]]}],"detail":{"history":[[9,9]]}}'
-    data["note"] = "\x00history:0\x00"        # a placeholder-like string in the data: plain json instead
+    data["note"] = "\x00history:0\x00"  # a placeholder-like string in the data: plain json instead
     assert jsontext.dumps(data) == reference(data)
 
 
@@ -143,16 +152,26 @@ def test_nan_is_refused_like_json() -> None:
 def test_a_history_is_a_read_only_list() -> None:
     h = history([(1.0, 1), (2.0, 2)])
     assert h == [(1.0, 1), (2.0, 2)] and isinstance(h, list)
-    for mutate in (lambda: h.append((3.0, 3)), lambda: h.extend([]), lambda: h.insert(0, 1), lambda: h.pop(),
-                   lambda: h.remove((1.0, 1)), lambda: h.clear(), lambda: h.sort(), lambda: h.reverse(),
-                   lambda: h.__setitem__(0, 1), lambda: h.__delitem__(0), lambda: h.__iadd__([]),
-                   lambda: h.__imul__(2)):
+    for mutate in (
+        lambda: h.append((3.0, 3)),
+        lambda: h.extend([]),
+        lambda: h.insert(0, 1),
+        lambda: h.pop(),
+        lambda: h.remove((1.0, 1)),
+        lambda: h.clear(),
+        lambda: h.sort(),
+        lambda: h.reverse(),
+        lambda: h.__setitem__(0, 1),
+        lambda: h.__delitem__(0),
+        lambda: h.__iadd__([]),
+        lambda: h.__imul__(2),
+    ):
         with pytest.raises(TypeError, match="read-only"):
             mutate()
     assert h == [(1.0, 1), (2.0, 2)] and h.json == "[[1.0,1],[2.0,2]]"
     for twin in (copy.copy(h), copy.deepcopy(h), pickle.loads(pickle.dumps(h)), list(h), h[:]):
         assert type(twin) is list and twin == h
-        twin.append((3.0, 3))                   # copies are ordinary lists
+        twin.append((3.0, 3))  # copies are ordinary lists
     assert len(h) == 2
 
 
@@ -160,20 +179,21 @@ def test_a_point_ring_keeps_the_last_points_and_their_text() -> None:
     ring = PointRing(3)
     assert ring.history() == [] and ring.history().json == "[]"
     for i in range(7):
-        ring.append(1000.5 + i, i * 10 ** 12)
-        kept = [(1000.5 + j, j * 10 ** 12) for j in range(max(0, i - 2), i + 1)]
+        ring.append(1000.5 + i, i * 10**12)
+        kept = [(1000.5 + j, j * 10**12) for j in range(max(0, i - 2), i + 1)]
         h = ring.history()
         assert h == kept and len(ring) == len(kept)
         assert h.json == reference(kept) and jsontext.dumps({"history": h}) == reference({"history": kept})
-    assert ring.last_lives(2) == [5 * 10 ** 12, 6 * 10 ** 12]
+    assert ring.last_lives(2) == [5 * 10**12, 6 * 10**12]
 
 
 def test_a_point_ring_keeps_no_object_per_point() -> None:
     # The monitor's history must not grow the app's tuples, floats and strings
     # (it would look like a leak to the monitor itself): a full ring keeps four.
     import gc
+
     ring = PointRing(50)
     for i in range(200):
         ring.append(i + 0.25, i)
     kept = sorted(type(o).__name__ for o in gc.get_referents(ring) if o is not PointRing)
-    assert kept == ["array", "array", "array", "int", "str"]    # times, lives, lengths; size; text
+    assert kept == ["array", "array", "array", "int", "str"]  # times, lives, lengths; size; text

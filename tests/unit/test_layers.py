@@ -1,5 +1,6 @@
 """The package's layers (docs/CONTRACTS.md): import-linter's contracts in pyproject.toml
 hold, and the import paths users write still lead to the same objects."""
+
 from __future__ import annotations
 
 import importlib

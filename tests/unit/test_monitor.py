@@ -1,4 +1,5 @@
 """MemoryMonitor: growth detection, escalation, budget, calm-down, fork, watch-all, census."""
+
 from __future__ import annotations
 
 import json
@@ -65,13 +66,21 @@ def test_snapshot_shape_is_json_and_complete(monitor):
     monitor.sample()
     snap = monitor.snapshot()
     json.dumps(snap)
-    assert set(snap) >= {"mode", "engine", "pid", "sampled_at", "interval", "sample_duration_seconds",
-                         "types", "leaks"}
+    assert set(snap) >= {"mode", "engine", "pid", "sampled_at", "interval", "sample_duration_seconds", "types", "leaks"}
     assert snap["pid"] == os.getpid() and snap["interval"] == 0.05
     entry = snap["types"][0]
     assert entry["type"] == "test_monitor.Leaky"
-    assert set(entry) >= {"type", "live", "allocations", "frees", "high_water", "increases", "analysing",
-                          "history", "top_paths"}
+    assert set(entry) >= {
+        "type",
+        "live",
+        "allocations",
+        "frees",
+        "high_water",
+        "increases",
+        "analysing",
+        "history",
+        "top_paths",
+    }
     assert snap["sample_duration_seconds"] > 0
 
 
@@ -80,23 +89,23 @@ def test_leak_escalates_after_exactly_increases_and_reports_the_line(monitor):
     reports = []
     monitor.on_leak = reports.append
     monitor.start_monitoring(Leaky)
-    assert monitor.sample() == []            # baseline: high water 0
+    assert monitor.sample() == []  # baseline: high water 0
     for expected in (1, 2):
         leak(11)
         assert monitor.sample() == []
         entry = monitor.snapshot()["types"][0]
         assert entry["increases"] == expected and entry["analysing"] is False
     leak(11)
-    assert monitor.sample() == []            # the third growth starts analysis
+    assert monitor.sample() == []  # the third growth starts analysis
     entry = monitor.snapshot()["types"][0]
     assert entry["increases"] == 3 and entry["analysing"] is True
     leak(11)
-    got = monitor.sample()                   # growth while analysing: a report
+    got = monitor.sample()  # growth while analysing: a report
     assert len(got) == 1 and reports == got
     report = got[0]
     assert report["type"] == "test_monitor.Leaky" and report["live"] == 44 and report["increases"] == 4
     assert report["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
-    assert report["top_paths"][0]["count"] == 11    # recorded since analysis began
+    assert report["top_paths"][0]["count"] == 11  # recorded since analysis began
     assert monitor.snapshot()["leaks"] == got
 
 
@@ -150,7 +159,7 @@ def test_calm_type_goes_back_to_counting_and_its_tree_is_freed(monitor):
         leak(11)
         monitor.sample()
     assert monitor.tracker.stats(Leaky) is not None
-    for _ in range(4):                       # calm_samples=3 without growth
+    for _ in range(4):  # calm_samples=3 without growth
         monitor.sample()
     entry = monitor.snapshot()["types"][0]
     assert entry["analysing"] is False and entry["increases"] == 0
@@ -162,7 +171,7 @@ def test_calm_type_goes_back_to_counting_and_its_tree_is_freed(monitor):
 def test_watch_all_finds_a_leaking_class_nobody_named():
     m = MemoryMonitor(threshold=20, increases=2, watch_all=True, discover_after=2, watch_sample=1)
     try:
-        m.sample()                           # starts watch-all: baseline
+        m.sample()  # starts watch-all: baseline
         m.sample()
         for _ in range(6):
             leak(50, NeverNamed)
@@ -171,7 +180,7 @@ def test_watch_all_finds_a_leaking_class_nobody_named():
         assert "test_monitor.NeverNamed" in names
         entry = names["test_monitor.NeverNamed"]
         assert entry["source"] == "watch_all"
-        assert entry["live"] >= 100          # counted exactly since it was promoted
+        assert entry["live"] >= 100  # counted exactly since it was promoted
     finally:
         m.close()
         _store.clear()
@@ -191,10 +200,10 @@ _sampled_store: list = []
 
 @requires_engine
 def test_sampled_watch_all_finds_a_built_in_leak_and_its_counts_are_estimates():
-    m = MemoryMonitor(threshold=100, watch_all=True, discover_after=2)     # default: one object in 64
+    m = MemoryMonitor(threshold=100, watch_all=True, discover_after=2)  # default: one object in 64
     assert m.watch_sample == 64
     try:
-        m.sample()                           # starts watch-all: baseline
+        m.sample()  # starts watch-all: baseline
         m.sample()
         promoted_at = None
         for i in range(10):
@@ -226,13 +235,13 @@ def test_sampled_watch_all_counts_a_class_exactly_and_finds_its_leak_within_a_fe
     # 30 objects a sample, the rate of bench/leak_shapes.py: every sample rises
     # by its own noise, so the class is nominated at the third sample, analysed
     # from then on, and reported at the tenth (increases=10), with its line.
-    m = MemoryMonitor(watch_all=True, increases=10)     # threshold 100, one object in 64, discover_after 3
+    m = MemoryMonitor(watch_all=True, increases=10)  # threshold 100, one object in 64, discover_after 3
     reports = []
     try:
-        m.sample()                           # starts watch-all: counts from zero
+        m.sample()  # starts watch-all: counts from zero
         for i in range(1, 13):
             leak(30, NeverNamedSampled)
-            churn(40 + 20 * (i % 3))            # a class that only churns stays out
+            churn(40 + 20 * (i % 3))  # a class that only churns stays out
             reports += [(i, r) for r in m.sample()]
             entry = {t["type"]: t for t in m.snapshot()["types"]}.get("test_monitor.NeverNamedSampled")
             if i < 3:
@@ -240,7 +249,7 @@ def test_sampled_watch_all_counts_a_class_exactly_and_finds_its_leak_within_a_fe
                 assert m._watch[id(NeverNamedSampled)].increases == i
             elif i == 3:
                 assert entry["source"] == "watch_all" and entry["increases"] == 3
-                assert entry["analysing"] is True     # from its nomination: paths are ready in time
+                assert entry["analysing"] is True  # from its nomination: paths are ready in time
         assert [(i, r["type"]) for i, r in reports][:1] == [(10, "test_monitor.NeverNamedSampled")]
         report = reports[0][1]
         assert report["increases"] == 10 and report["live"] == 30 * 7
@@ -260,12 +269,12 @@ def test_sampled_watch_all_does_not_promote_a_type_that_only_churns():
     population: list = []
     try:
         for _ in range(40):
-            population = [Churning() for _ in range(rng.randrange(2000, 6000))]   # all renewed
+            population = [Churning() for _ in range(rng.randrange(2000, 6000))]  # all renewed
             m.sample()
         assert "test_monitor.Churning" not in {t["type"] for t in m.snapshot()["types"]}
         state = m._watch[id(Churning)]
         assert state.increases <= 1
-        assert state.noise() > 500          # what the margin is made of: it really moves
+        assert state.noise() > 500  # what the margin is made of: it really moves
     finally:
         m.close()
         del population
@@ -280,27 +289,33 @@ def test_changing_watch_sample_restarts_watch_all():
         m.watch_sample = 1
         m.sample()
         assert mt._tracker.watch_statistics()["sample"] == 1
-        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "recycled": 0, "sample": 1,
-                                         "estimated": False}
+        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "recycled": 0, "sample": 1, "estimated": False}
     finally:
         m.close()
 
 
 @requires_engine
 def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
-    mt._tracker.watch_start()                    # exact, by someone else
-    m = MemoryMonitor(watch_all=True, threshold=10)     # wants one object in 64
+    mt._tracker.watch_start()  # exact, by someone else
+    m = MemoryMonitor(watch_all=True, threshold=10)  # wants one object in 64
     try:
         m.start_monitoring(Leaky)
         with caplog.at_level(logging.WARNING, logger="memtracker_web"):
             m.sample()
-        assert ("watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
-                in caplog.text)
+        assert (
+            "watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
+            in caplog.text
+        )
         leak(50)
-        m.sample()                               # no restart, no error: tracked types are still read
+        m.sample()  # no restart, no error: tracked types are still read
         snap = m.snapshot()
-        assert snap["watch"] == {"candidates": snap["watch"]["candidates"], "promoted": 0, "recycled": 0,
-                                 "sample": 1, "estimated": False}
+        assert snap["watch"] == {
+            "candidates": snap["watch"]["candidates"],
+            "promoted": 0,
+            "recycled": 0,
+            "sample": 1,
+            "estimated": False,
+        }
         assert {t["type"]: t["live"] for t in snap["types"]}["test_monitor.Leaky"] == 50
         assert mt._tracker.watch_statistics()["sample"] == 1
     finally:
@@ -357,8 +372,12 @@ def test_fork_child_restarts_lazily_and_keeps_its_own_counts():
         while m.snapshot()["samples"] < start_samples + 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         snap = m.snapshot()
-        return {"running": m.running, "pid": snap["pid"], "live": snap["types"][0]["live"],
-                "samples_grew": snap["samples"] >= start_samples + 2}
+        return {
+            "running": m.running,
+            "pid": snap["pid"],
+            "live": snap["types"][0]["live"],
+            "samples_grew": snap["samples"] >= start_samples + 2,
+        }
 
     pid, result = support.in_forked_child(child)
     m.close()
@@ -434,6 +453,7 @@ def test_bad_options_name_the_problem():
 
 # -- which type gets analysed, and when it is reported (issue 15's policy) ----
 
+
 def _nominated(m: MemoryMonitor, cls: type) -> None:
     """As if watch-all had nominated ``cls`` (deterministic: no sampling noise)."""
     m.start_monitoring(cls)
@@ -459,8 +479,8 @@ def policy_monitor():
 @requires_engine
 def test_a_type_the_user_named_keeps_its_slot_against_faster_built_ins(policy_monitor):
     m = policy_monitor
-    m.start_monitoring(Leaky)                   # named by the user: grows 11 a sample
-    _nominated(m, bytearray)                    # nominated: grows 500 a sample
+    m.start_monitoring(Leaky)  # named by the user: grows 11 a sample
+    _nominated(m, bytearray)  # nominated: grows 500 a sample
     for _ in range(8):
         leak(11)
         leak_bytes(500)
@@ -493,20 +513,24 @@ def test_a_python_class_explains_the_growth_before_the_built_ins_it_drags():
 @requires_engine
 def test_a_built_in_is_analysed_when_no_class_grows_and_yields_to_one(policy_monitor):
     m = policy_monitor
-    m.calm_samples = 30                         # NeverNamed waits calm without being recycled
+    m.calm_samples = 30  # NeverNamed waits calm without being recycled
     _nominated(m, bytearray)
     _nominated(m, NeverNamed)
     for _ in range(4):
         leak_bytes(500)
         m.sample()
     assert {t["type"]: t["analysing"] for t in m.snapshot()["types"]} == {
-        "builtins.bytearray": True, "test_monitor.NeverNamed": False}
+        "builtins.bytearray": True,
+        "test_monitor.NeverNamed": False,
+    }
     for _ in range(4):
         leak_bytes(500)
         leak(11, NeverNamed)
         m.sample()
     assert {t["type"]: t["analysing"] for t in m.snapshot()["types"]} == {
-        "builtins.bytearray": False, "test_monitor.NeverNamed": True}
+        "builtins.bytearray": False,
+        "test_monitor.NeverNamed": True,
+    }
 
 
 @requires_engine
@@ -517,12 +541,12 @@ def test_forced_analysis_reports_as_soon_as_increases_are_met(monitor):
         leak(11)
         assert monitor.sample() == []
     leak(11)
-    got = monitor.sample()                   # the third growth: paths exist already, so report now
+    got = monitor.sample()  # the third growth: paths exist already, so report now
     assert len(got) == 1 and got[0]["increases"] == 3
     assert got[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LEAK-LINE')} in leak"
-    assert monitor.sample() == []            # no growth, no second report
+    assert monitor.sample() == []  # no growth, no second report
     leak(11)
-    assert len(monitor.sample()) == 1        # each growth after it reports again
+    assert len(monitor.sample()) == 1  # each growth after it reports again
 
 
 @requires_engine
@@ -531,9 +555,9 @@ def test_escalation_reports_at_the_first_sample_with_paths_after_it_starts(monit
     monitor.sample()
     for _ in range(3):
         leak(11)
-        assert monitor.sample() == []        # the third growth starts analysis: no paths yet
+        assert monitor.sample() == []  # the third growth starts analysis: no paths yet
     assert monitor.snapshot()["types"][0]["analysing"] is True
-    leak(5)                                  # below the threshold: no growth, but paths now
+    leak(5)  # below the threshold: no growth, but paths now
     got = monitor.sample()
     assert len(got) == 1 and got[0]["increases"] == 3 and got[0]["top_paths"][0]["count"] == 5
 
@@ -542,16 +566,17 @@ def test_escalation_reports_at_the_first_sample_with_paths_after_it_starts(monit
 def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
     monitor.start_monitoring(Leaky)
     leak(11)
-    monitor.sample()                         # the seed's baseline: 0, so this is an increase
+    monitor.sample()  # the seed's baseline: 0, so this is an increase
     assert monitor.snapshot()["types"][0]["increases"] == 1
 
 
 @requires_engine
 def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
-    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3,
-                      calm_samples=3, interval=0.05)
+    m = MemoryMonitor(
+        watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3, calm_samples=3, interval=0.05
+    )
     try:
-        m.sample()                           # watch-all's baseline
+        m.sample()  # watch-all's baseline
         for _ in range(8):
             leak(20, NeverNamed)
             m.sample()
@@ -559,11 +584,11 @@ def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
             if entry is not None:
                 break
         assert entry is not None and entry["source"] == "watch_all"
-        assert entry["increases"] == 3       # not 0: watch-all saw it grow three times
+        assert entry["increases"] == 3  # not 0: watch-all saw it grow three times
         assert m.snapshot()["watch"]["promoted"] >= 1
         promoted = m.snapshot()["watch"]["promoted"]
         for _ in range(5):
-            m.sample()                       # calm
+            m.sample()  # calm
         snap = m.snapshot()
         assert "test_monitor.NeverNamed" not in {t["type"] for t in snap["types"]}
         assert snap["watch"]["recycled"] >= 1 and snap["watch"]["promoted"] < promoted
@@ -587,14 +612,14 @@ def test_census_mode_reports_repeated_growth_without_paths_saying_why():
         report = reports[0]
         assert report["type"] == "test_monitor.Leaky" and report["increases"] == 3 and report["top_paths"] == []
         assert report["note"] == "no call paths in census mode: " + mt.engine_status()["reason"]
-        assert m.sample() == []              # no growth: no second report
+        assert m.sample() == []  # no growth: no second report
         m.calm_samples = 3
         for _ in range(4):
-            m.sample()                       # calm: counting starts afresh
+            m.sample()  # calm: counting starts afresh
         assert m.snapshot()["types"][0]["increases"] == 0
         leak(11)
         m.sample()
-        assert len(reports) == 1             # one growth after a calm spell is not a leak yet
+        assert len(reports) == 1  # one growth after a calm spell is not a leak yet
     finally:
         m.close()
         _store.clear()
@@ -625,7 +650,7 @@ def test_two_classes_of_one_rank_do_not_swap_the_slot_every_sample(policy_monito
         m.sample()
         now = [t["type"] for t in m.snapshot()["types"] if t["analysing"]]
         if holder and now != holder:
-            switches += 1                               # (the first start is not a switch)
+            switches += 1  # (the first start is not a switch)
         holder = now or holder
     assert switches == 0
     assert reports and {r["type"] for r in reports} == set(holder)
@@ -639,11 +664,11 @@ def test_untracking_or_naming_a_nominated_type_frees_its_place():
         _nominated(m, Jumpy)
         assert m._watch_promotions == 2
         assert m.stop_monitoring(Fast) is True
-        assert m._watch_promotions == 1                  # untracked (POST /untrack): its place is free
-        m.start_monitoring(Jumpy)                        # the user names it now
+        assert m._watch_promotions == 1  # untracked (POST /untrack): its place is free
+        m.start_monitoring(Jumpy)  # the user names it now
         assert m._watch_promotions == 0
         entry = next(t for t in m.snapshot()["types"] if t["type"] == "test_monitor.Jumpy")
-        assert entry["source"] == "tracked"              # ranks as theirs, never recycled
+        assert entry["source"] == "tracked"  # ranks as theirs, never recycled
     finally:
         m.close()
 
@@ -657,8 +682,16 @@ def test_stdlib_types_written_in_c_rank_as_built_ins():
 
     from memtracker_web.monitor import is_builtin_type
 
-    for cls in (dict, str, collections.deque, collections.defaultdict, functools.partial, asyncio.Future,
-                type(re.match("a", "a")), array.array):
+    for cls in (
+        dict,
+        str,
+        collections.deque,
+        collections.defaultdict,
+        functools.partial,
+        asyncio.Future,
+        type(re.match("a", "a")),
+        array.array,
+    ):
         assert is_builtin_type(cls), cls
     for cls in (Leaky, Fast, collections.Counter):
         assert not is_builtin_type(cls), cls
@@ -681,7 +714,7 @@ def test_the_monitors_own_bookkeeping_does_not_grow_once_its_history_is_full():
         counter.start()
         for _ in range(5):
             m.sample()
-            m.snapshot()            # (the last snapshot is kept until the next sample)
+            m.snapshot()  # (the last snapshot is kept until the next sample)
         before = {cls: counter.count_for(cls) for cls in (tuple, float, str)}
         for _ in range(40):
             m.sample()
@@ -719,6 +752,7 @@ def test_a_report_names_the_types_that_grow_in_step_with_it(monitor, caplog):
     assert "grows with: test_monitor.Line" in caplog.text
     from memtracker_web.render import page as html
     from memtracker_web.render import report as report_cli
+
     snap = monitor.snapshot()
     page = html.render_overview(snap, base="/debug/memory", nonce="n")
     assert 'Grows in step with <a href="/debug/memory/types/test_monitor.Line"' in page
@@ -736,11 +770,11 @@ def test_the_monitor_takes_the_tracer_back_after_tracemalloc_borrowed_it(still_t
         m.sample()
         leak(50)
         m.sample()
-        tracemalloc.start()                     # a one-off look during an incident
-        leak(1000)                              # not seen by us: our tracer is out of the slot
+        tracemalloc.start()  # a one-off look during an incident
+        leak(1000)  # not seen by us: our tracer is out of the slot
         if not still_tracing:
             tracemalloc.stop()
-        m.sample()                              # notices, takes the slot back, counts from now
+        m.sample()  # notices, takes the slot back, counts from now
         assert mt.engine_status()["displaced"] is False and mt.engine_status()["installed"] is True
         assert "the monitor took it back and counts again from now" in caplog.text
         assert len(m.snapshot()["restarts"]) == 1
@@ -749,9 +783,9 @@ def test_the_monitor_takes_the_tracer_back_after_tracemalloc_borrowed_it(still_t
             leak(30, NeverNamed)
             m.sample()
         entries = {t["type"]: t for t in m.snapshot()["types"]}
-        assert entries["test_monitor.Leaky"]["live"] == 120          # counted again, from the restart
-        assert entries["test_monitor.NeverNamed"]["source"] == "watch_all"   # watch-all finds types again
-        assert tracemalloc.is_tracing() is still_tracing             # chained, not stopped
+        assert entries["test_monitor.Leaky"]["live"] == 120  # counted again, from the restart
+        assert entries["test_monitor.NeverNamed"]["source"] == "watch_all"  # watch-all finds types again
+        assert tracemalloc.is_tracing() is still_tracing  # chained, not stopped
         if still_tracing:
             assert tracemalloc.get_traced_memory()[0] > 0
     finally:
@@ -772,7 +806,7 @@ def test_a_steady_population_refilling_after_a_restart_is_not_a_leak(caplog):
 
     m = MemoryMonitor(threshold=100, increases=5, interval=60.0)
     m.start_monitoring(Steady)
-    population = [Steady() for _ in range(2000)]    # counted: made after monitoring began (one increase)
+    population = [Steady() for _ in range(2000)]  # counted: made after monitoring began (one increase)
     reports = []
     try:
         for i in range(20):
@@ -782,14 +816,14 @@ def test_a_steady_population_refilling_after_a_restart_is_not_a_leak(caplog):
                 tracemalloc.stop()
             population = population[200:] + [Steady() for _ in range(200)]
             reports += m.sample()
-        assert len(m.snapshot()["restarts"]) >= 1      # (tracemalloc.stop() may empty the slot once more)
+        assert len(m.snapshot()["restarts"]) >= 1  # (tracemalloc.stop() may empty the slot once more)
         assert reports == [] and "MEMORY LEAK DETECTED" not in caplog.text
     finally:
         m.close()
 
 
 class FlagsMeta(type):
-    __flags__ = "custom"            # a metaclass may define anything as a class attribute
+    __flags__ = "custom"  # a metaclass may define anything as a class attribute
     __module__ = 42
 
 
@@ -804,7 +838,7 @@ def test_a_metaclass_attribute_named_like_type_internals_does_not_break_sampling
     try:
         for _ in range(6):
             keep.extend(Odd() for _ in range(50))
-            m.sample()                              # raised TypeError at every sample
+            m.sample()  # raised TypeError at every sample
         assert "test_monitor.Odd" in {t["type"] for t in m.snapshot()["types"]}
     finally:
         m.close()
@@ -812,8 +846,9 @@ def test_a_metaclass_attribute_named_like_type_internals_does_not_break_sampling
 
 @requires_engine
 def test_a_recycled_class_is_not_nominated_again_by_its_old_count():
-    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3,
-                      calm_samples=3, interval=0.05)
+    m = MemoryMonitor(
+        watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3, calm_samples=3, interval=0.05
+    )
     try:
         m.sample()
         for _ in range(4):
@@ -821,10 +856,10 @@ def test_a_recycled_class_is_not_nominated_again_by_its_old_count():
             m.sample()
         assert "test_monitor.NeverNamed" in {t["type"] for t in m.snapshot()["types"]}
         for _ in range(8):
-            m.sample()                              # calm: given back
+            m.sample()  # calm: given back
         assert m.snapshot()["watch"]["recycled"] >= 1
         for _ in range(2):
-            leak(1, NeverNamed)                     # its first sight again is a baseline, not a rise
+            leak(1, NeverNamed)  # its first sight again is a baseline, not a rise
             m.sample()
         assert "test_monitor.NeverNamed" not in {t["type"] for t in m.snapshot()["types"]}
         assert m._watch[id(NeverNamed)].increases == 1
@@ -835,8 +870,9 @@ def test_a_recycled_class_is_not_nominated_again_by_its_old_count():
 
 @requires_engine
 def test_a_sampled_built_in_is_analysed_by_the_tracker_only_while_it_is_analysed():
-    m = MemoryMonitor(watch_all=True, threshold=100, increases=4, discover_after=2, calm_samples=3,
-                      interval=60.0)                        # one object in 64
+    m = MemoryMonitor(
+        watch_all=True, threshold=100, increases=4, discover_after=2, calm_samples=3, interval=60.0
+    )  # one object in 64
     reports = []
     try:
         m.sample()
@@ -849,10 +885,12 @@ def test_a_sampled_built_in_is_analysed_by_the_tracker_only_while_it_is_analysed
         assert entry["sampled"] is True and entry["analysing"] is True
         frames = reports[0]["top_paths"][0]["frames"]
         assert [(f["lineno"], f["function"].rsplit(".", 1)[-1]) for f in frames[:2]] == [
-            (line_of("BYTES-LINE"), "<genexpr>"), (line_of("BYTES-LINE"), "leak_bytes")]
-        assert bytearray in m.tracker.capture               # for its call paths, while analysed
+            (line_of("BYTES-LINE"), "<genexpr>"),
+            (line_of("BYTES-LINE"), "leak_bytes"),
+        ]
+        assert bytearray in m.tracker.capture  # for its call paths, while analysed
         for _ in range(5):
-            m.sample()                                      # calm: analysis ends, the tracker lets go
+            m.sample()  # calm: analysis ends, the tracker lets go
         entry = {t["type"]: t for t in m.snapshot()["types"]}.get("builtins.bytearray")
         assert bytearray not in m.tracker.capture
         assert entry is None or entry["analysing"] is False
@@ -917,11 +955,11 @@ def test_bytes_are_measured_again_when_the_count_moves_and_scaled_in_between():
     calls = []
     real = monitor.tracker.capture.live_bytes
     monitor.tracker.capture.live_bytes = lambda *a, **k: calls.append(1) or real(*a, **k)
-    kept.extend(Box() for _ in range(50))           # 5%: scaled, not measured
+    kept.extend(Box() for _ in range(50))  # 5%: scaled, not measured
     monitor.sample()
     entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Box"))
     assert (calls, entry["live_bytes"]) == ([], size * 1050)
-    kept.extend(Box() for _ in range(200))          # more than a tenth: measured again
+    kept.extend(Box() for _ in range(200))  # more than a tenth: measured again
     monitor.sample()
     entry = next(t for t in monitor.snapshot()["types"] if t["type"].endswith("Box"))
     assert (calls, entry["live_bytes"], entry["live_bytes_measured"]) == ([1], size * 1250, 64)

@@ -1,4 +1,5 @@
 """Regressions for review findings in the Python layer: each failed before its fix."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,16 @@ def test_a_trusted_proxy_without_x_forwarded_for_does_not_admit_everyone(header)
     ep = endpoint(trusted_proxies=["127.0.0.1"])
     status, _, body = call(ep, headers={**JSON, **header}, client="127.0.0.1")
     assert status == 403, body
-    status, _, _ = call(ep, headers=JSON, client="127.0.0.1")     # the proxy itself, no headers
+    status, _, _ = call(ep, headers=JSON, client="127.0.0.1")  # the proxy itself, no headers
     assert status == 200
 
 
 def test_post_track_never_imports_a_module():
     assert "this" not in sys.modules or pytest.skip("module 'this' was imported by something else")
     ep = endpoint()
-    status, _, body = call(ep, "POST", "/debug/memory/track", headers=POST_JSON,
-                           body=json.dumps({"type": "this.Anything"}).encode())
+    status, _, body = call(
+        ep, "POST", "/debug/memory/track", headers=POST_JSON, body=json.dumps({"type": "this.Anything"}).encode()
+    )
     assert status == 404, body
     assert "this" not in sys.modules
 
@@ -70,7 +72,7 @@ def test_one_snapshot_build_per_sample(monkeypatch):
         m.sample()
         m.snapshot()
         assert len(builds) == 2
-        m.start_monitoring(list)                     # the monitored set changed: rebuilt
+        m.start_monitoring(list)  # the monitored set changed: rebuilt
         assert {t["type"] for t in m.snapshot()["types"]} == {"builtins.dict", "builtins.list"}
     finally:
         m.close()
@@ -82,7 +84,7 @@ def test_start_in_a_forked_child_runs_exactly_one_sampler():
     m.start()
 
     def child():
-        m.start()                                            # as Endpoint.start() does
+        m.start()  # as Endpoint.start() does
         time.sleep(0.3)
         threads = sum(t.name == "memtracker-monitor" for t in threading.enumerate())
         m.stop()

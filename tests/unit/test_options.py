@@ -1,5 +1,6 @@
 """The option table (memtracker_web.options) against every place that takes options:
 signatures, the settings readers, the docstrings users read, README's table."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,13 +23,17 @@ def _same(a: Any, b: Any) -> bool:
     return a is b if FROM_ENV in (a, b) else type(a) is type(b) and a == b
 
 
-def mismatches(fn: Callable[..., Any], layer: str, others: tuple[str, ...] = (),
-               keyword_only: bool = True) -> list[str]:
+def mismatches(
+    fn: Callable[..., Any], layer: str, others: tuple[str, ...] = (), keyword_only: bool = True
+) -> list[str]:
     """How ``fn``'s parameters differ from the table's options of ``layer`` (names, defaults,
     keyword-only), ``others`` being its parameters that are not options."""
     params = {name: p for name, p in inspect.signature(fn).parameters.items() if name != "self"}
-    wrong = [f"{name} is not an option of {layer} in the table" for name in params
-             if name not in others and name not in options.names(layer)]
+    wrong = [
+        f"{name} is not an option of {layer} in the table"
+        for name in params
+        if name not in others and name not in options.names(layer)
+    ]
     for name in options.names(layer):
         param = params.get(name)
         if param is None:
@@ -44,8 +49,9 @@ def mismatches(fn: Callable[..., Any], layer: str, others: tuple[str, ...] = (),
 
 
 def test_the_checker_finds_what_differs() -> None:
-    def drifted(app: Any, *, path: str = "/elsewhere", tokn: Any = None, monitor: object = None,
-                registry: Any = None) -> None: ...
+    def drifted(
+        app: Any, *, path: str = "/elsewhere", tokn: Any = None, monitor: object = None, registry: Any = None
+    ) -> None: ...
 
     found = mismatches(drifted, ENDPOINT, others=("app",))
     assert "tokn is not an option of endpoint in the table" in found
@@ -57,15 +63,20 @@ def test_the_checker_finds_what_differs() -> None:
     assert "interval is not keyword-only" in mismatches(lambda interval=60.0: None, MONITOR)
 
 
-@pytest.mark.parametrize("fn, layer, others, keyword_only", [
-    (monitor.MemoryMonitor.__init__, MONITOR, (), False),
-    (monitor.get_default_monitor, DEFAULT_MONITOR, (), True),
-    (asgi.MemoryTrackerMiddleware.__init__, ENDPOINT, ("app",), True),
-    (wsgi.MemoryTrackerMiddleware.__init__, ENDPOINT, ("app",), True),
-    (endpoint.EndpointOptions, ENDPOINT, (), False),
-], ids=["MemoryMonitor", "get_default_monitor", "asgi", "wsgi", "EndpointOptions"])
-def test_public_signatures_match_the_table(fn: Callable[..., Any], layer: str, others: tuple[str, ...],
-                                          keyword_only: bool) -> None:
+@pytest.mark.parametrize(
+    "fn, layer, others, keyword_only",
+    [
+        (monitor.MemoryMonitor.__init__, MONITOR, (), False),
+        (monitor.get_default_monitor, DEFAULT_MONITOR, (), True),
+        (asgi.MemoryTrackerMiddleware.__init__, ENDPOINT, ("app",), True),
+        (wsgi.MemoryTrackerMiddleware.__init__, ENDPOINT, ("app",), True),
+        (endpoint.EndpointOptions, ENDPOINT, (), False),
+    ],
+    ids=["MemoryMonitor", "get_default_monitor", "asgi", "wsgi", "EndpointOptions"],
+)
+def test_public_signatures_match_the_table(
+    fn: Callable[..., Any], layer: str, others: tuple[str, ...], keyword_only: bool
+) -> None:
     assert mismatches(fn, layer, others, keyword_only) == []
 
 
@@ -75,8 +86,9 @@ def test_the_endpoint_layer_passes_the_monitors_options_on() -> None:
     assert options.MONITOR_OPTIONS == tuple(n for n in options.names(DEFAULT_MONITOR) if n != "track")
     assert set(options.names(DEFAULT_MONITOR)) <= set(options.names(ENDPOINT))
     assert all(OPTIONS[n].of_monitor for n in options.MONITOR_OPTIONS)
-    assert {f.name for f in dataclasses.fields(endpoint.EndpointOptions) if not f.init} == \
-        {OPTIONS[n].attribute for n in options.names(ENDPOINT) if OPTIONS[n].attribute}
+    assert {f.name for f in dataclasses.fields(endpoint.EndpointOptions) if not f.init} == {
+        OPTIONS[n].attribute for n in options.names(ENDPOINT) if OPTIONS[n].attribute
+    }
 
 
 def test_every_option_is_taken_somewhere_and_documented() -> None:
@@ -120,8 +132,7 @@ def test_the_flask_extension_takes_the_tables_options(no_start: None, monkeypatc
     assert MemoryTracker().init_app(app).endpoint.options.allowed_hosts == ("shop.example",)
 
 
-def test_the_django_settings_reader_takes_the_tables_options(no_start: None,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_django_settings_reader_takes_the_tables_options(no_start: None, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("django")
     from memtracker_web.integrations import django as adapter
 
@@ -182,6 +193,7 @@ def test_a_layer_checks_by_the_table() -> None:
 
 # -- docstrings ------------------------------------------------------------------------
 
+
 def _params(doc: str) -> dict[str, str]:
     """``{name: text}`` of the ``:param name: text`` fields in ``doc`` (text on one line)."""
     found: dict[str, str] = {}
@@ -197,23 +209,44 @@ def _adapters() -> list[tuple[str, Any, str, tuple[str, ...], list[str]]]:
     found = [
         ("MemoryMonitor", monitor.MemoryMonitor, MONITOR, (), list(options.names(MONITOR))),
         ("get_default_monitor", monitor.get_default_monitor, DEFAULT_MONITOR, (), list(options.names(DEFAULT_MONITOR))),
-        ("asgi", asgi.MemoryTrackerMiddleware, ENDPOINT, ("app",),
-         [p for p in inspect.signature(asgi.MemoryTrackerMiddleware.__init__).parameters if p not in ("self", "app")]),
-        ("wsgi", wsgi.MemoryTrackerMiddleware, ENDPOINT, ("app",),
-         [p for p in inspect.signature(wsgi.MemoryTrackerMiddleware.__init__).parameters if p not in ("self", "app")]),
+        (
+            "asgi",
+            asgi.MemoryTrackerMiddleware,
+            ENDPOINT,
+            ("app",),
+            [
+                p
+                for p in inspect.signature(asgi.MemoryTrackerMiddleware.__init__).parameters
+                if p not in ("self", "app")
+            ],
+        ),
+        (
+            "wsgi",
+            wsgi.MemoryTrackerMiddleware,
+            ENDPOINT,
+            ("app",),
+            [
+                p
+                for p in inspect.signature(wsgi.MemoryTrackerMiddleware.__init__).parameters
+                if p not in ("self", "app")
+            ],
+        ),
     ]
     try:
         from memtracker_web.flask import MemoryTracker
+
         found.append(("flask", MemoryTracker, ENDPOINT, ("app",), endpoint_names))
     except ImportError:
         pass
     try:
         from memtracker_web.django import MemoryTrackerMiddleware
+
         found.append(("django", MemoryTrackerMiddleware, ENDPOINT, ("get_response",), endpoint_names))
     except ImportError:
         pass
     try:
         from memtracker_web.fastapi import install
+
         found.append(("fastapi", install, ENDPOINT, ("app",), endpoint_names))
     except ImportError:
         pass
@@ -221,13 +254,16 @@ def _adapters() -> list[tuple[str, Any, str, tuple[str, ...], list[str]]]:
 
 
 @pytest.mark.parametrize("label, target, layer, others, taken", [pytest.param(*a, id=a[0]) for a in _adapters()])
-def test_docstrings_document_every_option_as_the_table_says(label: str, target: Any, layer: str,
-                                                            others: tuple[str, ...], taken: list[str]) -> None:
+def test_docstrings_document_every_option_as_the_table_says(
+    label: str, target: Any, layer: str, others: tuple[str, ...], taken: list[str]
+) -> None:
     documented = _params(inspect.getdoc(target) or "")
     assert sorted(documented) == sorted([*others, *taken]), f"{label}: documented {sorted(documented)}"
     wrong = [name for name in taken if documented[name] != " ".join(OPTIONS[name].describe(layer).split())]
-    assert not wrong, (f"{label}: the docstring differs from the table for {wrong}; it should say:\n"
-                       + options.param_docs(layer, taken))
+    assert not wrong, (
+        f"{label}: the docstring differs from the table for {wrong}; it should say:\n"
+        + options.param_docs(layer, taken)
+    )
     for name in others:
         assert documented[name], f"{label}: {name} has no description"
 
@@ -235,6 +271,6 @@ def test_docstrings_document_every_option_as_the_table_says(label: str, target: 
 def test_readme_configuration_table_lists_every_endpoint_option() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    table = section.strip().split("\n\n")[0]      # one table, no blank line in it
+    table = section.strip().split("\n\n")[0]  # one table, no blank line in it
     rows = re.findall(r"^\| `(\w+)` \|", table, re.M)
     assert sorted(rows) == sorted(options.names(ENDPOINT))

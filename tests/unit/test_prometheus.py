@@ -1,5 +1,6 @@
 """Prometheus exporter: exposition, label cap, census/engine states, multi-process
 publishing, and the example configs checked by promtool."""
+
 from __future__ import annotations
 
 import copy
@@ -24,19 +25,29 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 needs_promtool = pytest.mark.skipif(
-    not Path(PROMTOOL).exists(), reason="promtool not installed (Debian package 'prometheus')")
+    not Path(PROMTOOL).exists(), reason="promtool not installed (Debian package 'prometheus')"
+)
 
 
 # ---------------------------------------------------------------------------
 # a monitor stand-in whose snapshot() has exactly the documented shape
 
 
-def type_entry(name, live, *, allocations=None, frees=None, increases=0, analysing=False,
-               source="tracked", top_paths=()):
-    return {"type": name, "live": live, "allocations": allocations, "frees": frees,
-            "high_water": live, "increases": increases, "analysing": analysing, "source": source,
-            "history": [[1764115140.0, max(live - 1, 0)], [1764115200.0, live]],
-            "top_paths": list(top_paths)}
+def type_entry(
+    name, live, *, allocations=None, frees=None, increases=0, analysing=False, source="tracked", top_paths=()
+):
+    return {
+        "type": name,
+        "live": live,
+        "allocations": allocations,
+        "frees": frees,
+        "high_water": live,
+        "increases": increases,
+        "analysing": analysing,
+        "source": source,
+        "history": [[1764115140.0, max(live - 1, 0)], [1764115200.0, live]],
+        "top_paths": list(top_paths),
+    }
 
 
 def top_path(count, *sites):
@@ -48,37 +59,65 @@ def top_path(count, *sites):
     return {"count": count, "total_count": count + 7, "path": list(sites), "frames": frames}
 
 
-def snapshot(types, *, mode="exact", available=True, displaced=False, python="3.13.5",
-             duration=0.00025):
-    snap = {"mode": mode,
-            "engine": {"available": available, "reason": "" if available else "needs CPython 3.13",
-                       "displaced": displaced, "python": python},
-            "pid": 4242, "sampled_at": 1764115200.0, "interval": 60.0,
-            "sample_duration_seconds": duration, "samples": 42, "types": types, "leaks": []}
+def snapshot(types, *, mode="exact", available=True, displaced=False, python="3.13.5", duration=0.00025):
+    snap = {
+        "mode": mode,
+        "engine": {
+            "available": available,
+            "reason": "" if available else "needs CPython 3.13",
+            "displaced": displaced,
+            "python": python,
+        },
+        "pid": 4242,
+        "sampled_at": 1764115200.0,
+        "interval": 60.0,
+        "sample_duration_seconds": duration,
+        "samples": 42,
+        "types": types,
+        "leaks": [],
+    }
     if mode == "census":
-        snap["census"] = {"cost_seconds": 0.05, "objects_scanned": 123456,
-                          "blind_spots": "objects the garbage collector does not track "
-                                         "(most str, int, float, ...) are not counted"}
+        snap["census"] = {
+            "cost_seconds": 0.05,
+            "objects_scanned": 123456,
+            "blind_spots": "objects the garbage collector does not track (most str, int, float, ...) are not counted",
+        }
     return snap
 
 
 def exact_snapshot():
-    return snapshot([
-        type_entry("myapp.models.Order", 1500, allocations=9000, frees=7500, increases=10,
-                   analysing=True, top_paths=[
-                       top_path(1200, "myapp/cache.py:17 in remember", "myapp/views.py:30 in order"),
-                       top_path(100, "myapp/cache.py:17 in remember", "myapp/jobs.py:8 in nightly"),
-                       top_path(250, 'myapp/views.py:5 in "index"'),
-                       top_path(3, "myapp/admin.py:2 in export"),
-                   ]),
-        type_entry("builtins.dict", 20, allocations=30, frees=10, source="watch_all"),
-    ])
+    return snapshot(
+        [
+            type_entry(
+                "myapp.models.Order",
+                1500,
+                allocations=9000,
+                frees=7500,
+                increases=10,
+                analysing=True,
+                top_paths=[
+                    top_path(1200, "myapp/cache.py:17 in remember", "myapp/views.py:30 in order"),
+                    top_path(100, "myapp/cache.py:17 in remember", "myapp/jobs.py:8 in nightly"),
+                    top_path(250, 'myapp/views.py:5 in "index"'),
+                    top_path(3, "myapp/admin.py:2 in export"),
+                ],
+            ),
+            type_entry("builtins.dict", 20, allocations=30, frees=10, source="watch_all"),
+        ]
+    )
 
 
 def census_snapshot():
-    return snapshot([type_entry("myapp.models.Order", 1500, increases=4, source="census"),
-                     type_entry("builtins.dict", 20, source="census")],
-                    mode="census", available=False, python="3.11.7", duration=0.05)
+    return snapshot(
+        [
+            type_entry("myapp.models.Order", 1500, increases=4, source="census"),
+            type_entry("builtins.dict", 20, source="census"),
+        ],
+        mode="census",
+        available=False,
+        python="3.11.7",
+        duration=0.05,
+    )
 
 
 class FakeMonitor:
@@ -117,7 +156,7 @@ def promtool(*args, stdin=None):
 # MemoryCollector
 
 
-EXPECTED_EXACT = '''\
+EXPECTED_EXACT = """\
 # HELP memtracker_live_objects Live objects of the type at the last monitor sample.
 # TYPE memtracker_live_objects gauge
 memtracker_live_objects{type="myapp.models.Order"} 1500.0
@@ -150,7 +189,7 @@ memtracker_sample_duration_seconds 0.00025
 # HELP memtracker_types_dropped Types left out of the per-type series by the label cap.
 # TYPE memtracker_types_dropped gauge
 memtracker_types_dropped 0.0
-'''
+"""
 
 
 def test_exposition_exact_text():
@@ -186,8 +225,7 @@ def test_cardinality_cap_keeps_largest_live_counts_and_counts_the_rest():
     types = [type_entry(f"app.T{i:03d}", i, allocations=i, frees=0) for i in range(250)]
     monitor = FakeMonitor(snapshot(types))
     got = samples(exposition(monitor))
-    live = {dict(labels)["type"]: value for (name, labels), value in got.items()
-            if name == "memtracker_live_objects"}
+    live = {dict(labels)["type"]: value for (name, labels), value in got.items() if name == "memtracker_live_objects"}
     assert len(live) == 200
     assert set(live) == {f"app.T{i:03d}" for i in range(50, 250)}
     assert live["app.T249"] == 249.0
@@ -219,8 +257,9 @@ def test_census_snapshot_has_no_counters_and_engine_down():
     assert got[("memtracker_sample_duration_seconds", frozenset())] == 0.05
 
 
-@pytest.mark.parametrize("available, displaced, up", [
-    (True, False, 1.0), (True, True, 0.0), (False, False, 0.0), (False, True, 0.0)])
+@pytest.mark.parametrize(
+    "available, displaced, up", [(True, False, 1.0), (True, True, 0.0), (False, False, 0.0), (False, True, 0.0)]
+)
 def test_engine_up_is_zero_when_unavailable_or_displaced(available, displaced, up):
     snap = snapshot([type_entry("a.A", 1)], available=available, displaced=displaced)
     assert samples(exposition(FakeMonitor(snap)))[("memtracker_engine_up", frozenset())] == up
@@ -236,8 +275,12 @@ def test_no_sample_yet_omits_duration():
 
 
 def test_duplicate_type_names_are_merged_into_one_series():
-    snap = snapshot([type_entry("app.Local", 3, allocations=5, frees=2, increases=1),
-                     type_entry("app.Local", 4, allocations=6, frees=2, increases=7, analysing=True)])
+    snap = snapshot(
+        [
+            type_entry("app.Local", 3, allocations=5, frees=2, increases=1),
+            type_entry("app.Local", 4, allocations=6, frees=2, increases=7, analysing=True),
+        ]
+    )
     got = samples(exposition(FakeMonitor(snap)))
     label = frozenset({("type", "app.Local")})
     assert got[("memtracker_live_objects", label)] == 7.0
@@ -395,8 +438,7 @@ def test_alert_rules_fire_as_documented(tmp_path):
 def dashboard_queries():
     dashboard = json.loads((EXAMPLES / "grafana-dashboard.json").read_text())
     queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    queries += [var["query"]["query"] for var in dashboard["templating"]["list"]
-                if var["type"] == "query"]
+    queries += [var["query"]["query"] for var in dashboard["templating"]["list"] if var["type"] == "query"]
     return dashboard, queries
 
 
@@ -407,8 +449,7 @@ def test_dashboard_covers_live_objects_growth_and_analysis_with_exported_metrics
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     exported = set()
-    for family in text_string_to_metric_families(exposition(FakeMonitor(exact_snapshot()),
-                                                            retained_sites=True)):
+    for family in text_string_to_metric_families(exposition(FakeMonitor(exact_snapshot()), retained_sites=True)):
         exported.update(sample.name for sample in family.samples)
     used = set(re.findall(r"\bmemtracker_[a-z_]+", " ".join(queries)))
     assert used and used <= exported, used - exported
@@ -485,10 +526,20 @@ def test_publisher_rejects_unknown_mode(multiproc_dir):
 
 
 def worker_snapshot(live, allocations):
-    return snapshot([type_entry("app.Leaky", live, allocations=allocations, frees=allocations - live,
-                                increases=2, analysing=True,
-                                top_paths=[top_path(live, "app/leak.py:3 in keep")]),
-                     type_entry("builtins.list", 5, allocations=9, frees=4)])
+    return snapshot(
+        [
+            type_entry(
+                "app.Leaky",
+                live,
+                allocations=allocations,
+                frees=allocations - live,
+                increases=2,
+                analysing=True,
+                top_paths=[top_path(live, "app/leak.py:3 in keep")],
+            ),
+            type_entry("builtins.list", 5, allocations=9, frees=4),
+        ]
+    )
 
 
 def test_liveall_publishes_one_series_per_worker_and_child_exit_removes_it(multiproc_dir):
@@ -504,10 +555,11 @@ def test_liveall_publishes_one_series_per_worker_and_child_exit_removes_it(multi
     leaky = ("type", "app.Leaky")
     assert got[("memtracker_live_objects", frozenset({leaky, ("pid", "101")}))] == 30.0
     assert got[("memtracker_live_objects", frozenset({leaky, ("pid", "102")}))] == 12.0
-    assert got[("memtracker_retained_objects",
-                frozenset({leaky, ("site", "app/leak.py:3 in keep"), ("pid", "102")}))] == 12.0
-    assert got[("memtracker_engine_info",
-                frozenset({("mode", "exact"), ("python", "3.13.5"), ("pid", "101")}))] == 1.0
+    assert (
+        got[("memtracker_retained_objects", frozenset({leaky, ("site", "app/leak.py:3 in keep"), ("pid", "102")}))]
+        == 12.0
+    )
+    assert got[("memtracker_engine_info", frozenset({("mode", "exact"), ("python", "3.13.5"), ("pid", "101")}))] == 1.0
     assert got[("memtracker_engine_up", frozenset({("pid", "102")}))] == 1.0
     # Counters have no per-worker series: prometheus_client sums them.
     assert got[("memtracker_allocations_total", frozenset({leaky}))] == 52.0
@@ -518,8 +570,7 @@ def test_liveall_publishes_one_series_per_worker_and_child_exit_removes_it(multi
     assert not [key for key in got if ("pid", "101") in key[1]]
     assert got[("memtracker_live_objects", frozenset({leaky, ("pid", "102")}))] == 12.0
     assert got[("memtracker_allocations_total", frozenset({leaky}))] == 52.0  # never goes back
-    assert sorted(p.name for p in path.iterdir()) == [
-        "counter_101.db", "counter_102.db", "gauge_liveall_102.db"]
+    assert sorted(p.name for p in path.iterdir()) == ["counter_101.db", "counter_102.db", "gauge_liveall_102.db"]
 
 
 def test_livesum_publishes_totals(multiproc_dir):
@@ -733,10 +784,14 @@ def test_real_monitor_retained_sites(real_monitor):
     remember_orders(keep, 12)
     real_monitor.sample()
     got = samples(exposition(real_monitor, retained_sites=True))
-    sites = {dict(labels)["site"]: value for (name, labels), value in got.items()
-             if name == "memtracker_retained_objects"}
-    line = next(number for number, text in enumerate(Path(__file__).read_text().splitlines(), 1)
-                if "the allocation site of the retained-objects test" in text)
+    sites = {
+        dict(labels)["site"]: value for (name, labels), value in got.items() if name == "memtracker_retained_objects"
+    }
+    line = next(
+        number
+        for number, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+        if "the allocation site of the retained-objects test" in text
+    )
     [(site, value)] = sites.items()
     assert site.endswith(f"test_prometheus.py:{line} in remember_orders")
     assert value == 12.0
@@ -746,15 +801,16 @@ def test_real_monitor_retained_sites(real_monitor):
 def test_bytes_gauges_come_from_the_estimates_and_the_resident_memory():
     snap = exact_snapshot()
     snap["types"][0]["live_bytes"] = 72000
-    snap["types"][1]["live_bytes"] = None          # no estimate: no series, not a zero
+    snap["types"][1]["live_bytes"] = None  # no estimate: no series, not a zero
     snap["process"] = {"resident_bytes": 52428800, "history": [[1764115200.0, 52428800]]}
     text = exposition(FakeMonitor(snap))
-    assert ('# HELP memtracker_live_bytes Estimate of the memory the live objects of a tracked type take '
-            'themselves: the mean shallow size of up to 64 of them times the live count.\n'
-            '# TYPE memtracker_live_bytes gauge\n'
-            'memtracker_live_bytes{type="myapp.models.Order"} 72000.0\n') in text
-    assert ('# TYPE memtracker_resident_memory_bytes gauge\n'
-            'memtracker_resident_memory_bytes 5.24288e+07\n') in text
+    assert (
+        "# HELP memtracker_live_bytes Estimate of the memory the live objects of a tracked type take "
+        "themselves: the mean shallow size of up to 64 of them times the live count.\n"
+        "# TYPE memtracker_live_bytes gauge\n"
+        'memtracker_live_bytes{type="myapp.models.Order"} 72000.0\n'
+    ) in text
+    assert ("# TYPE memtracker_resident_memory_bytes gauge\nmemtracker_resident_memory_bytes 5.24288e+07\n") in text
     assert 'memtracker_live_bytes{type="builtins.dict"}' not in text
     assert promtool("check", "metrics", stdin=text).returncode == 0
 

@@ -1,4 +1,5 @@
 """Who keeps objects alive: retention chains from a root to sampled live objects."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,7 @@ class Registry:
 
 
 class Repo:
-    @functools.cache        # noqa: B019 -- the leak under test
+    @functools.cache  # noqa: B019 -- the leak under test
     def query(self, q: str) -> Order:
         return Order()
 
@@ -57,8 +58,10 @@ def test_a_class_level_dict_shows_identifier_keys_and_hides_the_others():
     Registry.by_name = {"cart": Order(), "secret: 4111-1111": Order()}
     try:
         result = find_retainers(list(Registry.by_name.values()))
-        assert chains(result) == {f"{MOD}.Registry.by_name -> builtins.dict['cart'] -> {MOD}.Order": 1,
-                                  f"{MOD}.Registry.by_name -> builtins.dict[key] -> {MOD}.Order": 1}
+        assert chains(result) == {
+            f"{MOD}.Registry.by_name -> builtins.dict['cart'] -> {MOD}.Order": 1,
+            f"{MOD}.Registry.by_name -> builtins.dict[key] -> {MOD}.Order": 1,
+        }
         assert "4111" not in str(result)
     finally:
         Registry.by_name = {}
@@ -87,14 +90,15 @@ def test_a_closure_held_by_a_registered_callback():
         result = find_retainers([CALLBACKS[0].__closure__[0].cell_contents])
         assert chains(result) == {
             f"{MOD}.CALLBACKS -> builtins.list[i] -> builtins.function.__closure__ -> builtins.tuple[i] "
-            f"-> builtins.cell(closure cell) -> {MOD}.Order": 1}
+            f"-> builtins.cell(closure cell) -> {MOD}.Order": 1
+        }
     finally:
         CALLBACKS.clear()
 
 
 def test_an_instance_attribute_is_named():
     holder = Holder()
-    HOARD.append(holder)        # type: ignore[arg-type]
+    HOARD.append(holder)  # type: ignore[arg-type]
     try:
         result = find_retainers([holder.kept])
         assert chains(result) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Holder.kept -> {MOD}.Order": 1}
@@ -106,7 +110,7 @@ def test_an_object_held_by_a_running_asyncio_task_s_frame():
     found: dict = {}
 
     async def worker(ready: asyncio.Event, done: asyncio.Event) -> None:
-        order = Order()                         # WORKER-LOCAL
+        order = Order()  # WORKER-LOCAL
         found["order"] = id(order)
         ready.set()
         await done.wait()
@@ -123,8 +127,9 @@ def test_an_object_held_by_a_running_asyncio_task_s_frame():
     asyncio.run(main())
     [(text, count)] = chains(found["result"]).items()
     assert count == 1
-    assert text.startswith("coroutine frame of test_an_object_held_by_a_running_asyncio_task_s_frame.<locals>."
-                           f"worker ({__file__}:")
+    assert text.startswith(
+        f"coroutine frame of test_an_object_held_by_a_running_asyncio_task_s_frame.<locals>.worker ({__file__}:"
+    )
     assert text.endswith(f" local order -> {MOD}.Order")
 
 
@@ -180,7 +185,7 @@ def test_one_search_at_a_time():
     def search() -> None:
         try:
             find_retainers(list(HOARD))
-        except Exception as exc:    # pragma: no cover - reported below
+        except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     gc.get_referrers = slow
@@ -206,7 +211,7 @@ def test_the_search_leaves_nothing_behind():
         before = len(gc.get_objects())
         for _ in range(5):
             find_retainers(list(HOARD))
-        assert gc.collect() == 0                     # no cycles of ours left for the collector
+        assert gc.collect() == 0  # no cycles of ours left for the collector
         assert len(gc.get_objects()) - before < 50
     finally:
         HOARD.clear()
@@ -218,7 +223,7 @@ def test_objects_sampled_from_a_capture(capture):
     capture.start()
     try:
         HOARD[:] = [Order(i) for i in range(200)]
-        temp = [Order() for _ in range(50)]     # a local of this running function: the collector cannot see it
+        temp = [Order() for _ in range(50)]  # a local of this running function: the collector cannot see it
         result = find_retainers(capture.sample(Order, 20))
         # (a running function's locals are no object on 3.11+: "hidden", unless its frame object exists)
         assert result["objects"] == 20 and sum(c["count"] for c in result["chains"]) + result["hidden"] == 20
@@ -226,7 +231,8 @@ def test_objects_sampled_from_a_capture(capture):
         assert set(chains(result)) <= {
             f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order",
             f"frame of test_objects_sampled_from_a_capture ({__file__}:{sys._getframe().f_lineno - 4}) "
-            f"local temp -> builtins.list[i] -> {MOD}.Order"}
+            f"local temp -> builtins.list[i] -> {MOD}.Order",
+        }
         del temp
     finally:
         HOARD.clear()
@@ -237,7 +243,7 @@ class Session:
 
 
 def test_a_class_attribute_is_found_past_thousands_of_live_instances_of_the_class():
-    ordinary = [Session() for _ in range(6000)]         # each refers to its class
+    ordinary = [Session() for _ in range(6000)]  # each refers to its class
     Session.registry = [Session() for _ in range(20)]
     try:
         result = find_retainers(list(Session.registry))
@@ -253,7 +259,7 @@ ERRORS: list = []
 
 def test_a_finished_frame_kept_by_a_stored_exception_is_walked_past_to_its_owner():
     def handle() -> None:
-        order = Order()                 # noqa: F841 -- kept by the traceback's frame
+        order = Order()  # noqa: F841 -- kept by the traceback's frame
         raise ValueError("boom")
 
     try:
@@ -265,14 +271,16 @@ def test_a_finished_frame_kept_by_a_stored_exception_is_walked_past_to_its_owner
         result = find_retainers([frame.f_locals["order"]])
         del frame
         # (two tracebacks: this test's frame, then handle's)
-        assert chains(result) == {f"{MOD}.ERRORS -> builtins.list[i] -> builtins.ValueError -> builtins.traceback "
-                                  f"-> builtins.traceback -> builtins.frame -> {MOD}.Order": 1}
+        assert chains(result) == {
+            f"{MOD}.ERRORS -> builtins.list[i] -> builtins.ValueError -> builtins.traceback "
+            f"-> builtins.traceback -> builtins.frame -> {MOD}.Order": 1
+        }
     finally:
         ERRORS.clear()
 
 
 class Touchy(dict):
-    def items(self):                                    # the app's code: never called by the search
+    def items(self):  # the app's code: never called by the search
         raise RuntimeError("items() ran")
 
 
@@ -286,7 +294,7 @@ class Proxy:
         raise RuntimeError(f"__getattr__({name!r}) ran")
 
     @property
-    def __class__(self):                                # as lazy proxies do
+    def __class__(self):  # as lazy proxies do
         raise RuntimeError("__class__ ran")
 
 
@@ -299,8 +307,10 @@ def test_the_search_runs_no_code_of_the_app_s():
     PROXIES.append(Proxy(Order()))
     try:
         result = find_retainers([TOUCHY["a"], object.__getattribute__(PROXIES[0], "_target")])
-        assert chains(result) == {f"{MOD}.TOUCHY -> {MOD}.Touchy['a'] -> {MOD}.Order": 1,
-                                  f"{MOD}.PROXIES -> builtins.list[i] -> {MOD}.Proxy._target -> {MOD}.Order": 1}
+        assert chains(result) == {
+            f"{MOD}.TOUCHY -> {MOD}.Touchy['a'] -> {MOD}.Order": 1,
+            f"{MOD}.PROXIES -> builtins.list[i] -> {MOD}.Proxy._target -> {MOD}.Order": 1,
+        }
     finally:
         TOUCHY.clear()
         PROXIES.clear()
@@ -311,11 +321,13 @@ def test_dict_keys_that_could_be_data_are_hidden_and_chains_still_group():
 
     by_token = {uuid.uuid4().hex: Order() for _ in range(4)}
     by_token["cart"] = Order()
-    HOARD.append(by_token)          # type: ignore[arg-type]
+    HOARD.append(by_token)  # type: ignore[arg-type]
     try:
         result = find_retainers(list(by_token.values()))
-        assert chains(result) == {f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict[key] -> {MOD}.Order": 4,
-                                  f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict['cart'] -> {MOD}.Order": 1}
+        assert chains(result) == {
+            f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict[key] -> {MOD}.Order": 4,
+            f"{MOD}.HOARD -> builtins.list[i] -> builtins.dict['cart'] -> {MOD}.Order": 1,
+        }
         assert not any(token in str(result) for token in by_token if token != "cart")
     finally:
         HOARD.clear()

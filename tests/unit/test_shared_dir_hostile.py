@@ -6,6 +6,7 @@ numbers that parse to inf or NaN, values of the wrong type or size, FIFOs,
 directories and symlinks named like worker or command files, files anyone
 can read, and a directory someone else can write.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,17 +44,45 @@ GADGET = type_name(Gadget)
 
 def monitor_with_widgets(count: int) -> tuple[Any, list[Widget]]:
     return monitor_with(count, Widget)
+
+
 DEEP = "[" * 100_000
 
 
 def worker_data(pid: int, **snapshot: Any) -> dict[str, Any]:
     """A valid worker file's content; ``snapshot`` overrides the snapshot's keys."""
     now = time.time()
-    types = [{"type": WIDGET, "live": 5, "allocations": 6, "frees": 1, "increases": 0, "analysing": False,
-              "source": "tracked", "history": [[now, 5]], "top_paths": []}]
-    return {"format": workers.FORMAT, "host": HOST, "pid": pid, "written_at": now, "process_start": None,
-            "snapshot": {"mode": "exact", "pid": pid, "sampled_at": now, "interval": 1.0, "samples": 3,
-                         "types": types, "leaks": [], **snapshot}, "commands": {}}
+    types = [
+        {
+            "type": WIDGET,
+            "live": 5,
+            "allocations": 6,
+            "frees": 1,
+            "increases": 0,
+            "analysing": False,
+            "source": "tracked",
+            "history": [[now, 5]],
+            "top_paths": [],
+        }
+    ]
+    return {
+        "format": workers.FORMAT,
+        "host": HOST,
+        "pid": pid,
+        "written_at": now,
+        "process_start": None,
+        "snapshot": {
+            "mode": "exact",
+            "pid": pid,
+            "sampled_at": now,
+            "interval": 1.0,
+            "samples": 3,
+            "types": types,
+            "leaks": [],
+            **snapshot,
+        },
+        "commands": {},
+    }
 
 
 def put_worker(directory: Path, name: str, text: str) -> str:
@@ -83,7 +112,7 @@ def returns_within(seconds: float, function: Callable[[], Any]) -> Any:
     def run() -> None:
         try:
             result["value"] = function()
-        except BaseException as exc:      # re-raised below, in the test's thread
+        except BaseException as exc:  # re-raised below, in the test's thread
             result["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
@@ -100,7 +129,7 @@ def release_fifo(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
     except OSError:
-        pass                                # nobody is waiting: nothing to release
+        pass  # nobody is waiting: nothing to release
 
 
 # ---------------------------------------------------------------------------
@@ -146,7 +175,7 @@ def test_a_deeply_nested_command_file_is_skipped_and_the_others_apply(shared: Pa
         assert [c["id"] for c in commands] == [command["id"]]
         assert [n["file"] for n in notes] == [deep] and notes[0]["error"].startswith("not valid JSON (RecursionError")
         assert workers.read_command(shared, "00000000000000aa") is None
-        publisher.publish()                 # raised RecursionError at every sample before
+        publisher.publish()  # raised RecursionError at every sample before
         assert Gadget in monitor.monitored()
         assert json.loads(publisher.path.read_text())["commands"][command["id"]]["ok"] is True
     finally:
@@ -165,8 +194,9 @@ def test_overview_and_post_track_survive_deep_files(shared: Path) -> None:
         assert [n["file"] for n in data["worker_notes"]] == [deep]
         status, _, body = call(ep)
         assert status == 200 and deep in body.decode()
-        status, _, body = call(ep, "POST", "/debug/memory/track", headers=POST_JSON,
-                               body=json.dumps({"type": GADGET}).encode())
+        status, _, body = call(
+            ep, "POST", "/debug/memory/track", headers=POST_JSON, body=json.dumps({"type": GADGET}).encode()
+        )
         assert status == 200 and json.loads(body)["tracking"] is True
     finally:
         ep.monitor.close()
@@ -176,10 +206,17 @@ def test_overview_and_post_track_survive_deep_files(shared: Path) -> None:
 # 2. numbers out of range, values of the wrong type or size
 
 
-@pytest.mark.parametrize("text", [
-    '"samples": 1e400', '"samples": -1e400', '"samples": NaN', '"samples": Infinity', '"samples": -Infinity',
-    '"samples": 1' + "0" * 400 + ".5",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"samples": 1e400',
+        '"samples": -1e400',
+        '"samples": NaN',
+        '"samples": Infinity',
+        '"samples": -Infinity',
+        '"samples": 1' + "0" * 400 + ".5",
+    ],
+)
 def test_numbers_that_are_not_finite_skip_the_file(shared: Path, text: str) -> None:
     good = json.dumps(worker_data(os.getpid()))
     put_worker(shared, f"{HOST}-{os.getpid()}", good)
@@ -187,7 +224,7 @@ def test_numbers_that_are_not_finite_skip_the_file(shared: Path, text: str) -> N
     found, notes = workers.read_workers(shared)
     assert [w["pid"] for w in found] == [os.getpid()]
     assert [n["file"] for n in notes] == [bad] and notes[0]["error"].startswith("skipped: not valid JSON (ValueError: ")
-    jsontext.dumps(workers.cluster_view(found, notes))      # strict: no inf or NaN reached it
+    jsontext.dumps(workers.cluster_view(found, notes))  # strict: no inf or NaN reached it
 
 
 def test_overview_json_with_an_infinite_number_in_a_file(shared: Path) -> None:
@@ -196,25 +233,29 @@ def test_overview_json_with_an_infinite_number_in_a_file(shared: Path) -> None:
         put_worker(shared, "inf-3", json.dumps(worker_data(3)).replace('"samples": 3', '"samples": 1e400'))
         status, _, body = call(ep, headers=JSON)
         assert status == 200 and [n["file"] for n in json.loads(body)["worker_notes"]] == [
-            f"{workers.WORKER_PREFIX}inf-3.json"]
+            f"{workers.WORKER_PREFIX}inf-3.json"
+        ]
     finally:
         ep.monitor.close()
 
 
-@pytest.mark.parametrize("change, problem", [
-    ({"pid": 10 ** 400}, "no valid host and pid"),          # os.kill raised OverflowError
-    ({"pid": "7"}, "no valid host and pid"),
-    ({"host": ""}, "no valid host and pid"),
-    ({"host": "h" * 256}, "no valid host and pid"),
-    ({"written_at": 10 ** 400}, "no valid written_at"),     # now - written_at raised OverflowError
-    ({"written_at": "today"}, "no valid written_at"),
-    ({"written_at": True}, "no valid written_at"),
-    ({"snapshot": {"types": "x"}}, "no valid snapshot"),
-    ({"snapshot": {"types": [1, 2]}}, "snapshot has malformed types"),
-    ({"snapshot": []}, "no valid snapshot"),
-    ({"commands": [1]}, "no valid commands"),
-    ({"format": "x" * 1000}, "unknown format " + repr("x" * 1000)[:40]),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"pid": 10**400}, "no valid host and pid"),  # os.kill raised OverflowError
+        ({"pid": "7"}, "no valid host and pid"),
+        ({"host": ""}, "no valid host and pid"),
+        ({"host": "h" * 256}, "no valid host and pid"),
+        ({"written_at": 10**400}, "no valid written_at"),  # now - written_at raised OverflowError
+        ({"written_at": "today"}, "no valid written_at"),
+        ({"written_at": True}, "no valid written_at"),
+        ({"snapshot": {"types": "x"}}, "no valid snapshot"),
+        ({"snapshot": {"types": [1, 2]}}, "snapshot has malformed types"),
+        ({"snapshot": []}, "no valid snapshot"),
+        ({"commands": [1]}, "no valid commands"),
+        ({"format": "x" * 1000}, "unknown format " + repr("x" * 1000)[:40]),
+    ],
+)
 def test_a_worker_file_of_the_wrong_shape_is_skipped(shared: Path, change: dict[str, Any], problem: str) -> None:
     data = {**worker_data(os.getpid()), **change}
     put_worker(shared, f"{HOST}-{os.getpid()}", json.dumps(data))
@@ -223,42 +264,81 @@ def test_a_worker_file_of_the_wrong_shape_is_skipped(shared: Path, change: dict[
 
 
 def test_wrong_values_in_a_snapshot_are_shown_as_null(shared: Path) -> None:
-    huge = 10 ** 400
-    widest = int("9" * 4300)       # the longest int json reads; two of them sum to one it cannot print
-    odd = worker_data(os.getpid(), mode={"a": 1}, sampled_at="yesterday", interval=huge, samples=huge, types=[
-        {"type": WIDGET, "live": "many", "allocations": huge, "frees": 1.5, "increases": True, "analysing": "yes",
-         "source": ["tracked"]},
-        {"type": GADGET, "live": widest}])
+    huge = 10**400
+    widest = int("9" * 4300)  # the longest int json reads; two of them sum to one it cannot print
+    odd = worker_data(
+        os.getpid(),
+        mode={"a": 1},
+        sampled_at="yesterday",
+        interval=huge,
+        samples=huge,
+        types=[
+            {
+                "type": WIDGET,
+                "live": "many",
+                "allocations": huge,
+                "frees": 1.5,
+                "increases": True,
+                "analysing": "yes",
+                "source": ["tracked"],
+            },
+            {"type": GADGET, "live": widest},
+        ],
+    )
     put_worker(shared, f"{HOST}-{os.getpid()}", json.dumps(odd))
-    put_worker(shared, f"{HOST}-{os.getppid()}", json.dumps(worker_data(os.getppid(), types=[
-        {"type": GADGET, "live": widest}, {"type": WIDGET, "live": 2}])))
-    found, notes = workers.read_workers(shared)          # interval 10**400: float() raised OverflowError
+    put_worker(
+        shared,
+        f"{HOST}-{os.getppid()}",
+        json.dumps(worker_data(os.getppid(), types=[{"type": GADGET, "live": widest}, {"type": WIDGET, "live": 2}])),
+    )
+    found, notes = workers.read_workers(shared)  # interval 10**400: float() raised OverflowError
     assert notes == [] and len(found) == 2
     view = workers.cluster_view(found, notes)
     row = next(r for r in view["workers"] if r["pid"] == os.getpid())
     assert (row["mode"], row["sampled_at"], row["interval"], row["samples"]) == (None, None, None, None)
-    assert row["types"][0] == {"type": WIDGET, "live": None, "allocations": None, "frees": None, "increases": None,
-                               "analysing": False, "source": None, "live_bytes": None}
-    assert row["stale"] is False                      # its age counts from written_at, with the default interval
+    assert row["types"][0] == {
+        "type": WIDGET,
+        "live": None,
+        "allocations": None,
+        "frees": None,
+        "increases": None,
+        "analysing": False,
+        "source": None,
+        "live_bytes": None,
+    }
+    assert row["stale"] is False  # its age counts from written_at, with the default interval
     assert view["totals"] == [
         {"type": WIDGET, "live": 2, "workers": 2, "allocations": None, "frees": None, "live_bytes": None},
-        {"type": GADGET, "live": 0, "workers": 2, "allocations": None, "frees": None, "live_bytes": None}]
+        {"type": GADGET, "live": 0, "workers": 2, "allocations": None, "frees": None, "live_bytes": None},
+    ]
     json.loads(jsontext.dumps(view))
     monitor, _ = monitor_with_widgets(1)
     try:
-        found, _ = workers.gather(shared, monitor.snapshot(), None)      # this process's row replaces the odd one
+        found, _ = workers.gather(shared, monitor.snapshot(), None)  # this process's row replaces the odd one
     finally:
         monitor.close()
     rows = json.loads(jsontext.dumps(workers.cluster_view(found, [])))["workers"]
     assert [(r["pid"], r["self"], r["mode"] is not None) for r in rows] == sorted(
-        [(os.getpid(), True, True), (os.getppid(), False, True)])
+        [(os.getpid(), True, True), (os.getppid(), False, True)]
+    )
 
 
 def test_the_page_shows_a_hostile_but_well_formed_file(shared: Path) -> None:
     ep, kept = cluster_endpoint(shared)
     try:
-        put_worker(shared, f"{HOST}-{os.getppid()}", json.dumps(worker_data(
-            os.getppid(), mode=["x"] * 3, sampled_at=10 ** 400, interval=-1, types=[{"type": WIDGET, "live": "many"}])))
+        put_worker(
+            shared,
+            f"{HOST}-{os.getppid()}",
+            json.dumps(
+                worker_data(
+                    os.getppid(),
+                    mode=["x"] * 3,
+                    sampled_at=10**400,
+                    interval=-1,
+                    types=[{"type": WIDGET, "live": "many"}],
+                )
+            ),
+        )
         assert call(ep, headers=JSON)[0] == 200
         status, _, body = call(ep)
         assert status == 200 and '<table id="workers">' in body.decode()
@@ -269,7 +349,7 @@ def test_the_page_shows_a_hostile_but_well_formed_file(shared: Path) -> None:
 def test_command_results_in_a_worker_file_are_picked_by_type(shared: Path) -> None:
     command = workers.new_command("untrack", GADGET)
     data = worker_data(os.getpid())
-    data["commands"] = {command["id"]: {"ok": "yes", "error": {"deep": [1]}, "applied_at": 10 ** 400}}
+    data["commands"] = {command["id"]: {"ok": "yes", "error": {"deep": [1]}, "applied_at": 10**400}}
     put_worker(shared, f"{HOST}-{os.getpid()}", json.dumps(data))
     found, _ = workers.read_workers(shared)
     [row] = workers.command_status(command, found)["workers"]
@@ -318,7 +398,8 @@ def test_directories_and_symlinks_named_like_our_files_are_skipped(shared: Path,
     assert found == []
     assert {n["file"]: n["error"] for n in notes} == {
         link.name: "skipped: a symbolic link, not a regular file",
-        folder.name: "skipped: a directory, not a regular file"}
+        folder.name: "skipped: a directory, not a regular file",
+    }
     command = workers.new_command("track", GADGET)
     target = tmp_path / "command.json"
     target.write_text(json.dumps(command))
@@ -352,7 +433,7 @@ def test_the_shared_dir_is_created_private(tmp_path: Path) -> None:
     try:
         directory = tmp_path / "made" / "here"
         publisher = workers.WorkerPublisher(monitor, directory)
-        assert not directory.exists()       # made at the first publish, as before
+        assert not directory.exists()  # made at the first publish, as before
         publisher.publish()
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
         other = tmp_path / "commands"
@@ -365,8 +446,9 @@ def test_the_shared_dir_is_created_private(tmp_path: Path) -> None:
 def refuse_reading_and_writing(directory: Path, problem: str) -> None:
     """Every entry point refuses ``directory``, saying ``problem``, and leaves it alone."""
     put_worker(directory, f"{HOST}-{os.getppid()}", json.dumps(worker_data(os.getppid())))
-    put_command(directory, "00000000000000aa", json.dumps(
-        {**workers.new_command("track", GADGET), "id": "00000000000000aa"}))
+    put_command(
+        directory, "00000000000000aa", json.dumps({**workers.new_command("track", GADGET), "id": "00000000000000aa"})
+    )
     before = sorted(p.name for p in directory.iterdir())
     monitor, _ = monitor_with_widgets(1)
     try:
@@ -394,7 +476,7 @@ def test_a_directory_others_can_write_is_refused(shared: Path, caplog: pytest.Lo
         shared.chmod(mode)
         refuse_reading_and_writing(shared, "is writable by its group or by others")
     assert "is writable by its group or by others (mode 0o1777)" in caplog.text
-    shared.chmod(0o755)            # readable by others is fine (the files in it are not)
+    shared.chmod(0o755)  # readable by others is fine (the files in it are not)
     assert workers.read_workers(shared)[1] == []
 
 
@@ -404,14 +486,15 @@ def test_a_directory_of_another_user_is_refused(shared: Path, monkeypatch: pytes
     if os.geteuid() == 0:
         os.chown(shared, 65534, 65534)
         owner = 65534
-    else:                           # cannot give it away: be someone else instead
+    else:  # cannot give it away: be someone else instead
         owner = os.geteuid()
         monkeypatch.setattr(workers.os, "geteuid", lambda: owner + 1)
     refuse_reading_and_writing(shared, f"is owned by uid {owner}, not by this process's uid")
 
 
 def test_a_directory_opened_up_later_stops_publishing_with_one_log(
-        shared: Path, caplog: pytest.LogCaptureFixture) -> None:
+    shared: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     monitor, _ = monitor_with_widgets(1)
     try:
         publisher = workers.WorkerPublisher(monitor, shared)
@@ -430,7 +513,7 @@ def test_a_directory_opened_up_later_stops_publishing_with_one_log(
             monitor.sample()
         refusals = [r for r in caplog.records if "is writable by its group or by others" in r.getMessage()]
         assert len(refusals) == 1 and refusals[0].name == "memtracker_web.store.workers"
-        assert "sample hook" not in caplog.text             # logged by the hook, not a traceback per sample
+        assert "sample hook" not in caplog.text  # logged by the hook, not a traceback per sample
         assert samples_published() == 2
         shared.chmod(0o700)
         monitor.sample()
@@ -460,17 +543,32 @@ def write_raw_command(directory: Path, **fields: Any) -> dict[str, Any]:
     return command
 
 
-@pytest.mark.parametrize("fields", [
-    {"threshold": "5"}, {"threshold": True}, {"threshold": 0}, {"threshold": -3}, {"threshold": 1.5},
-    {"analysis": "yes"}, {"analysis": 1}, {"action": "exec"}, {"type": 5}, {"type": ""},
-    {"type": "a." + "b" * MAX_NAME_LENGTH}, {"issued_at": "now"}, {"issued_at": 10 ** 400},
-    {"issued_by": "me"}, {"issued_by": {"host": HOST, "pid": 10 ** 400}},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"threshold": "5"},
+        {"threshold": True},
+        {"threshold": 0},
+        {"threshold": -3},
+        {"threshold": 1.5},
+        {"analysis": "yes"},
+        {"analysis": 1},
+        {"action": "exec"},
+        {"type": 5},
+        {"type": ""},
+        {"type": "a." + "b" * MAX_NAME_LENGTH},
+        {"issued_at": "now"},
+        {"issued_at": 10**400},
+        {"issued_by": "me"},
+        {"issued_by": {"host": HOST, "pid": 10**400}},
+    ],
+)
 def test_commands_are_checked_like_the_post_that_makes_them(shared: Path, fields: dict[str, Any]) -> None:
     command = write_raw_command(shared, **fields)
     commands, notes = workers.list_commands(shared)
-    assert commands == [] and notes == [{"file": workers.command_path(shared, command["id"]).name,
-                                         "error": "not a memtracker command"}]
+    assert commands == [] and notes == [
+        {"file": workers.command_path(shared, command["id"]).name, "error": "not a memtracker command"}
+    ]
     assert workers.read_command(shared, command["id"]) is None
     monitor, _ = monitor_with_widgets(1)
     try:
@@ -492,11 +590,11 @@ def test_a_valid_command_still_applies(shared: Path) -> None:
 
 
 def test_a_command_issued_in_the_future_still_expires(shared: Path) -> None:
-    far = write_raw_command(shared, issued_at=time.time() + 10 ** 9)
-    soon = write_raw_command(shared, issued_at=time.time() + 60)    # a clock a minute ahead: applies
+    far = write_raw_command(shared, issued_at=time.time() + 10**9)
+    soon = write_raw_command(shared, issued_at=time.time() + 60)  # a clock a minute ahead: applies
     commands, _ = workers.list_commands(shared)
     assert [c["id"] for c in commands] == [soon["id"], far["id"]]
-    later = time.time() + workers.COMMAND_TTL + 1           # its file was written now
+    later = time.time() + workers.COMMAND_TTL + 1  # its file was written now
     commands, notes = workers.list_commands(shared, now=later)
     assert commands == [] and notes == []
     assert not workers.command_path(shared, far["id"]).exists()

@@ -4,6 +4,7 @@ routes, and real gunicorn servers with 3 workers (sync + Flask, uvicorn + FastAP
 Unit tests use temp directories and fake worker files; "alive" pids are this
 process, its parent and a sleeping child, "dead" ones a reaped child.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -62,18 +63,50 @@ def dead_pid() -> int:
 
 
 def entry(name: str, live: int, allocations: int | None = None, frees: int | None = None) -> dict[str, Any]:
-    return {"type": name, "live": live, "allocations": allocations, "frees": frees, "high_water": live,
-            "increases": 0, "analysing": False, "source": "tracked", "history": [[0.0, live]], "top_paths": []}
+    return {
+        "type": name,
+        "live": live,
+        "allocations": allocations,
+        "frees": frees,
+        "high_water": live,
+        "increases": 0,
+        "analysing": False,
+        "source": "tracked",
+        "history": [[0.0, live]],
+        "top_paths": [],
+    }
 
 
-def fake_worker(directory: Path, pid: int, types: list[dict[str, Any]], *, host: str = HOST, age: float = 0.0,
-                interval: float = 1.0, mode: str = "exact", commands: dict[str, Any] | None = None,
-                process_start: str | None = None) -> Path:
+def fake_worker(
+    directory: Path,
+    pid: int,
+    types: list[dict[str, Any]],
+    *,
+    host: str = HOST,
+    age: float = 0.0,
+    interval: float = 1.0,
+    mode: str = "exact",
+    commands: dict[str, Any] | None = None,
+    process_start: str | None = None,
+) -> Path:
     when = time.time() - age
-    data = {"format": workers.FORMAT, "host": host, "pid": pid, "written_at": when, "process_start": process_start,
-            "snapshot": {"mode": mode, "pid": pid, "sampled_at": when, "interval": interval, "samples": 7,
-                         "types": types, "leaks": []},
-            "commands": commands or {}}
+    data = {
+        "format": workers.FORMAT,
+        "host": host,
+        "pid": pid,
+        "written_at": when,
+        "process_start": process_start,
+        "snapshot": {
+            "mode": mode,
+            "pid": pid,
+            "sampled_at": when,
+            "interval": interval,
+            "samples": 7,
+            "types": types,
+            "leaks": [],
+        },
+        "commands": commands or {},
+    }
     path = workers.worker_path(directory, host, pid)
     workers.write_atomic(path, data)
     return path
@@ -144,7 +177,7 @@ def test_write_is_atomic_under_a_concurrent_reader(shared: Path) -> None:
     try:
         seen = set()
         for _ in range(300):
-            seen.add(workers.read_json(path)["n"])   # ValueError on a half-written file
+            seen.add(workers.read_json(path)["n"])  # ValueError on a half-written file
     finally:
         stop.set()
         writer.join(timeout=10)
@@ -175,7 +208,7 @@ def test_publisher_for_attaches_once_and_refuses_a_second_monitor(shared: Path, 
     other = MemoryMonitor(interval=3600.0)
     assert workers.publisher_for(other, shared) is None
     assert "another monitor of this process already publishes" in caplog.text
-    monitor.close()          # a closed monitor (say, reset_default_monitor) hands over
+    monitor.close()  # a closed monitor (say, reset_default_monitor) hands over
     second = workers.publisher_for(other, shared)
     assert second is not None and second.monitor is other and monitor.sample_hooks == []
     other.close()
@@ -197,11 +230,18 @@ def test_rows_and_totals(shared: Path, sleeper: int) -> None:
     assert set(rows) == {os.getppid(), sleeper, gone}
     assert [rows[os.getppid()]["gone"], rows[sleeper]["gone"], rows[gone]["gone"]] == [False, False, True]
     assert rows[sleeper]["mode"] == "census" and rows[sleeper]["types_count"] == 1
-    assert rows[os.getppid()]["types"][0] == {"type": WIDGET, "live": 10, "allocations": 15, "frees": 5,
-                                              "increases": 0, "analysing": False, "source": "tracked",
-                                              "live_bytes": None}
+    assert rows[os.getppid()]["types"][0] == {
+        "type": WIDGET,
+        "live": 10,
+        "allocations": 15,
+        "frees": 5,
+        "increases": 0,
+        "analysing": False,
+        "source": "tracked",
+        "live_bytes": None,
+    }
     assert rows[os.getppid()]["resident_bytes"] is None
-    assert "history" not in rows[os.getppid()]["types"][0]   # the per-worker page has the full snapshot
+    assert "history" not in rows[os.getppid()]["types"][0]  # the per-worker page has the full snapshot
     # The gone worker's objects died with it; allocations sum over the workers that count them.
     assert view["totals"] == [
         {"type": WIDGET, "live": 30, "workers": 2, "allocations": 15, "frees": 5, "live_bytes": None},
@@ -210,23 +250,25 @@ def test_rows_and_totals(shared: Path, sleeper: int) -> None:
 
 
 def test_bytes_sum_over_the_workers_that_estimate_them_and_foreign_values_are_dropped(
-        shared: Path, sleeper: int) -> None:
+    shared: Path, sleeper: int
+) -> None:
     with_bytes = dict(entry(WIDGET, 10, 15, 5), live_bytes=480)
     path = fake_worker(shared, os.getppid(), [with_bytes])
     data = json.loads(path.read_text())
     data["snapshot"]["process"] = {"resident_bytes": 50_000_000, "history": []}
     path.write_text(json.dumps(data))
-    fake_worker(shared, sleeper, [dict(entry(WIDGET, 20), live_bytes="a lot"),
-                                  dict(entry(GADGET, 1), live_bytes=10**40)])
+    fake_worker(
+        shared, sleeper, [dict(entry(WIDGET, 20), live_bytes="a lot"), dict(entry(GADGET, 1), live_bytes=10**40)]
+    )
     found, notes = workers.read_workers(shared)
     view = workers.cluster_view(found, notes)
     rows = {row["pid"]: row for row in view["workers"]}
     assert rows[os.getppid()]["resident_bytes"] == 50_000_000
     assert rows[sleeper]["resident_bytes"] is None
-    assert rows[sleeper]["types"][0]["live_bytes"] is None          # not a number: dropped
+    assert rows[sleeper]["types"][0]["live_bytes"] is None  # not a number: dropped
     totals = {t["type"]: t for t in view["totals"]}
     assert totals[WIDGET]["live_bytes"] == 480
-    assert totals[GADGET]["live_bytes"] is None                      # beyond any real size: dropped
+    assert totals[GADGET]["live_bytes"] is None  # beyond any real size: dropped
 
 
 def test_stale_after_three_intervals(shared: Path) -> None:
@@ -253,7 +295,7 @@ def test_reused_pid_is_gone(shared: Path) -> None:
     fake_worker(shared, os.getpid(), [entry(WIDGET, 1)], process_start=workers.process_start(os.getpid()))
     found, _ = workers.read_workers(shared)
     expected = {os.getpid(): False}
-    if workers.process_start(os.getppid()) is not None:     # /proc is there to tell
+    if workers.process_start(os.getppid()) is not None:  # /proc is there to tell
         expected[os.getppid()] = True
     assert {w["pid"]: w["gone"] for w in found if w["pid"] in expected} == expected
 
@@ -273,16 +315,19 @@ def test_corrupt_files_are_skipped_with_a_note(shared: Path, monkeypatch: pytest
     (shared / f"{workers.WORKER_PREFIX}half-5.json").write_text(half)
     (shared / f"{workers.WORKER_PREFIX}list-6.json").write_text("[1, 2]")
     (shared / f"{workers.WORKER_PREFIX}binary-7.json").write_bytes(b"\xff\xfe\x00garbage")
-    (shared / f"{workers.WORKER_PREFIX}shape-8.json").write_text(json.dumps(
-        {"format": 1, "host": HOST, "pid": 8, "written_at": 1.0, "snapshot": {"types": [{"live": 3}]}}))
+    (shared / f"{workers.WORKER_PREFIX}shape-8.json").write_text(
+        json.dumps({"format": 1, "host": HOST, "pid": 8, "written_at": 1.0, "snapshot": {"types": [{"live": 3}]}})
+    )
     (shared / f"{workers.WORKER_PREFIX}future-9.json").write_text(json.dumps({"format": 99}))
     (shared / f"{workers.WORKER_PREFIX}nan-10.json").write_text(
-        '{"format": 1, "host": "h", "pid": 10, "written_at": NaN, "snapshot": {"types": []}}')
-    (shared / f"{workers.WORKER_PREFIX}leaks-11.json").write_text(json.dumps(
-        {"format": 1, "host": HOST, "pid": 11, "written_at": 1.0, "snapshot": {"types": [], "leaks": 3}}))
-    temp = shared / f"{workers.TMP_PREFIX}123-abcd"           # a writer mid-write: not a worker
+        '{"format": 1, "host": "h", "pid": 10, "written_at": NaN, "snapshot": {"types": []}}'
+    )
+    (shared / f"{workers.WORKER_PREFIX}leaks-11.json").write_text(
+        json.dumps({"format": 1, "host": HOST, "pid": 11, "written_at": 1.0, "snapshot": {"types": [], "leaks": 3}})
+    )
+    temp = shared / f"{workers.TMP_PREFIX}123-abcd"  # a writer mid-write: not a worker
     temp.write_text("{")
-    (shared / "gauge_liveall_1.db").write_bytes(b"prometheus")   # other tools' files are left alone
+    (shared / "gauge_liveall_1.db").write_bytes(b"prometheus")  # other tools' files are left alone
     found, notes = workers.read_workers(shared)
     assert [w["file"] for w in found] == [good.name]
     assert {n["file"]: n["error"] for n in notes} == {
@@ -392,7 +437,7 @@ def test_commands_expire_and_stay_bounded(shared: Path) -> None:
     for command in issued:
         workers.write_command(shared, command)
     left = sorted(p.name for p in shared.glob(f"{workers.COMMAND_PREFIX}*"))
-    assert left == sorted(workers.command_path(shared, c["id"]).name for c in issued[-workers.MAX_COMMANDS:])
+    assert left == sorted(workers.command_path(shared, c["id"]).name for c in issued[-workers.MAX_COMMANDS :])
     publishers[0].publish()
     assert len(publishers[0].applied()) == workers.MAX_COMMANDS
     for i in range(workers.MAX_REMEMBERED + 10):
@@ -401,8 +446,10 @@ def test_commands_expire_and_stay_bounded(shared: Path) -> None:
     (shared / f"{workers.COMMAND_PREFIX}0123456789abcdef.json").write_text("{oops")
     commands, notes = workers.list_commands(shared)
     assert len(commands) == workers.MAX_COMMANDS
-    assert notes == [{"file": f"{workers.COMMAND_PREFIX}0123456789abcdef.json",
-                      "error": notes[0]["error"]}] and "not valid JSON" in notes[0]["error"]
+    assert (
+        notes == [{"file": f"{workers.COMMAND_PREFIX}0123456789abcdef.json", "error": notes[0]["error"]}]
+        and "not valid JSON" in notes[0]["error"]
+    )
     assert workers.read_command(shared, "0123456789abcdef") is None
     with pytest.raises(ValueError):
         workers.command_path(shared, "../../etc/passwd")
@@ -442,10 +489,14 @@ def test_overview_json_and_html_show_every_worker(shared: Path, sleeper: int) ->
         assert local_live == 12
         local_bytes = next(t["live_bytes"] for t in data["types"] if t["type"] == WIDGET)
         assert (local_bytes is None) == (ep.monitor.mode != "exact")
-        assert widget == {"type": WIDGET, "live": 12 + 8, "workers": 2,
-                          "allocations": (12 + 9) if ep.monitor.mode == "exact" else 9,
-                          "frees": (0 + 1) if ep.monitor.mode == "exact" else 1,
-                          "live_bytes": local_bytes}
+        assert widget == {
+            "type": WIDGET,
+            "live": 12 + 8,
+            "workers": 2,
+            "allocations": (12 + 9) if ep.monitor.mode == "exact" else 9,
+            "frees": (0 + 1) if ep.monitor.mode == "exact" else 1,
+            "live_bytes": local_bytes,
+        }
         assert [n["file"] for n in data["worker_notes"]] == [f"{workers.WORKER_PREFIX}broken-1.json"]
 
         status, headers, body = call(ep)
@@ -469,7 +520,7 @@ def test_worker_detail_pages(shared: Path, sleeper: int) -> None:
         data = json.loads(body)
         assert status == 200
         assert data["worker"]["pid"] == sleeper and data["worker"]["self"] is False
-        assert data["types"][0]["history"] == [[0.0, 8]]            # the whole published snapshot
+        assert data["types"][0]["history"] == [[0.0, 8]]  # the whole published snapshot
         status, _, body = call(ep, path=f"/debug/memory/workers/{sleeper}")
         page = body.decode()
         assert status == 200 and f"<h1>Worker {sleeper} on {HOST}" in page
@@ -492,10 +543,14 @@ def test_worker_detail_pages(shared: Path, sleeper: int) -> None:
         # this worker: the live monitor, with hotspots
         status, _, body = call(ep, path=f"/debug/memory/workers/{os.getpid()}/types/{WIDGET}", headers=JSON)
         assert status == 200 and json.loads(body)["live"] == 12 and "hotspots" in json.loads(body)
-        for path, code in ((f"/debug/memory/workers/{sleeper}/types/{GADGET}", 404),
-                           ("/debug/memory/workers/1", 404), ("/debug/memory/workers/0", 400),
-                           ("/debug/memory/workers/abc", 400), ("/debug/memory/commands/xyz", 400),
-                           ("/debug/memory/commands/0123456789abcdef", 404)):
+        for path, code in (
+            (f"/debug/memory/workers/{sleeper}/types/{GADGET}", 404),
+            ("/debug/memory/workers/1", 404),
+            ("/debug/memory/workers/0", 400),
+            ("/debug/memory/workers/abc", 400),
+            ("/debug/memory/commands/xyz", 400),
+            ("/debug/memory/commands/0123456789abcdef", 404),
+        ):
             assert call(ep, path=path, headers=JSON)[0] == code, path
         assert call(ep, path=f"/debug/memory/workers/{sleeper}", query="host=a/b", headers=JSON)[0] == 400
         assert call(ep, "POST", f"/debug/memory/workers/{sleeper}", headers=JSON)[0] == 405
@@ -530,8 +585,12 @@ def test_post_track_applies_here_and_reports_others_pending(shared: Path, sleepe
         assert command["status_url"] == f"/debug/memory/commands/{command['id']}"
         assert Gadget in ep.monitor.monitored()
         # The other worker applies it at its next sample (here: its file says so).
-        fake_worker(shared, sleeper, [entry(GADGET, 0)],
-                    commands={command["id"]: {"ok": True, "error": None, "applied_at": time.time()}})
+        fake_worker(
+            shared,
+            sleeper,
+            [entry(GADGET, 0)],
+            commands={command["id"]: {"ok": True, "error": None, "applied_at": time.time()}},
+        )
         status, _, out = call(ep, path=command["status_url"], headers=JSON)
         assert status == 200
         assert json.loads(out)["complete"] is True and json.loads(out)["applied"] == 2
@@ -561,8 +620,9 @@ def test_without_shared_dir_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> 
         assert "workers" not in data and "totals" not in data
         assert '<table id="workers">' not in call(ep)[2].decode()
         assert call(ep, path=f"/debug/memory/workers/{os.getpid()}", headers=JSON)[0] == 404
-        out = json.loads(call(ep, "POST", "/debug/memory/track", headers=POST_JSON,
-                              body=json.dumps({"type": GADGET}).encode())[2])
+        out = json.loads(
+            call(ep, "POST", "/debug/memory/track", headers=POST_JSON, body=json.dumps({"type": GADGET}).encode())[2]
+        )
         assert out == {"type": GADGET, "tracking": True, "analysis": False}
     finally:
         monitor.close()
@@ -574,16 +634,25 @@ def test_without_shared_dir_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> 
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = "0.3"
-TRACKED = "json.decoder.JSONDecoder"     # imported by every worker, tracked by none until the command
+TRACKED = "json.decoder.JSONDecoder"  # imported by every worker, tracked by none until the command
 # uvicorn's own gunicorn worker is deprecated in favour of the uvicorn-worker package; use that when present.
-UVICORN_WORKER = ("uvicorn_worker.UvicornWorker" if importlib.util.find_spec("uvicorn_worker")
-                  else "uvicorn.workers.UvicornWorker")
+UVICORN_WORKER = (
+    "uvicorn_worker.UvicornWorker" if importlib.util.find_spec("uvicorn_worker") else "uvicorn.workers.UvicornWorker"
+)
 SERVERS = {
     # the Flask example finds the directory through PROMETHEUS_MULTIPROC_DIR, the FastAPI one through ours
-    "flask-sync": {"app": "examples.flask_app:app", "worker_class": "sync", "env": "PROMETHEUS_MULTIPROC_DIR",
-                   "type": "examples.flask_app.CacheEntry"},
-    "fastapi-uvicorn": {"app": "examples.fastapi_app:app", "worker_class": UVICORN_WORKER,
-                        "env": "MEMTRACKER_SHARED_DIR", "type": "examples.fastapi_app.CacheEntry"},
+    "flask-sync": {
+        "app": "examples.flask_app:app",
+        "worker_class": "sync",
+        "env": "PROMETHEUS_MULTIPROC_DIR",
+        "type": "examples.flask_app.CacheEntry",
+    },
+    "fastapi-uvicorn": {
+        "app": "examples.fastapi_app:app",
+        "worker_class": UVICORN_WORKER,
+        "env": "MEMTRACKER_SHARED_DIR",
+        "type": "examples.fastapi_app.CacheEntry",
+    },
 }
 
 
@@ -593,19 +662,41 @@ class Gunicorn:
         self.kind, self.type = kind, spec["type"]
         self.shared = tmp / "shared"
         self.shared.mkdir()
-        fake_worker(self.shared, 999_999, [entry(self.type, 5)], age=10)   # a previous run's: on_starting removes it
+        fake_worker(self.shared, 999_999, [entry(self.type, 5)], age=10)  # a previous run's: on_starting removes it
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{kind}.log"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "MEMTRACKER_SHARED_DIR", "PYTHONWARNINGS")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("MEMTRACKER_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "MEMTRACKER_SHARED_DIR", "PYTHONWARNINGS")
+        }
         env.update({"PYTHONPATH": str(ROOT), "MEMTRACKER_INTERVAL": INTERVAL, spec["env"]: str(self.shared)})
         self._out = open(self.log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "examples" / "gunicorn.conf.py"), "-w", "3",
-             "-b", f"127.0.0.1:{self.port}", "-k", spec["worker_class"], "--graceful-timeout", "5",
-             "--log-level", "warning", spec["app"]],
-            cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "examples" / "gunicorn.conf.py"),
+                "-w",
+                "3",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-k",
+                spec["worker_class"],
+                "--graceful-timeout",
+                "5",
+                "--log-level",
+                "warning",
+                spec["app"],
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -637,7 +728,7 @@ class Gunicorn:
                 pytest.fail(f"{self.kind}: gunicorn exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 seen = condition()
-            except OSError as exc:         # not listening yet, or a worker died mid-request
+            except OSError as exc:  # not listening yet, or a worker died mid-request
                 seen = exc
             else:
                 if seen is not None and seen is not False:
@@ -676,7 +767,7 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
             return data if len(pids) == 3 and alive == pids else None
 
         data = server.wait("/debug/memory to show 3 workers", three_up)
-        assert not list(server.shared.glob(f"{workers.WORKER_PREFIX}*-999999.json"))   # on_starting cleared it
+        assert not list(server.shared.glob(f"{workers.WORKER_PREFIX}*-999999.json"))  # on_starting cleared it
         pids = {row["pid"] for row in data["workers"]}
         assert {row["mode"] for row in data["workers"]} == {"exact" if exact else "census"}
         assert {row["host"] for row in data["workers"]} == {HOST}
@@ -700,22 +791,23 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
             total = next((t for t in data["totals"] if t["type"] == server.type), None)
             if set(rows) != pids or total is None or total["live"] != expected:
                 return None
-            assert {pid: live_of(row, server.type) for pid, row in rows.items()} == \
-                {pid: cached.get(pid, 0) for pid in pids}
+            assert {pid: live_of(row, server.type) for pid, row in rows.items()} == {
+                pid: cached.get(pid, 0) for pid in pids
+            }
             assert total["workers"] == 3
-            if exact:   # every CacheEntry ever made is still cached
+            if exact:  # every CacheEntry ever made is still cached
                 assert total["allocations"] == expected and total["frees"] == 0
             else:
                 assert total["allocations"] is None and total["frees"] is None
             answered_by.add(data["pid"])
-            return data if len(answered_by) >= 2 else None   # the same view from different workers
+            return data if len(answered_by) >= 2 else None  # the same view from different workers
 
         server.wait("totals to equal the workers' own counts", totals_add_up)
 
         page = server.page("/debug/memory")
         assert '<table id="workers">' in page and '<table id="totals">' in page
         for pid in pids:
-            assert f'/debug/memory/workers/{pid}?host=' in page
+            assert f"/debug/memory/workers/{pid}?host=" in page
         other = next(pid for pid in sorted(pids, key=lambda p: -cached.get(p, 0)))
         status, detail = server.request(f"/debug/memory/workers/{other}")
         assert status == 200 and detail["worker"]["pid"] == other
@@ -728,7 +820,7 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
         command = answer["command"]
         states = {row["pid"]: row["state"] for row in command["workers"]}
         assert set(states) == pids
-        assert states[command["issued_by"]["pid"]] == "applied"     # at once, by the worker that answered
+        assert states[command["issued_by"]["pid"]] == "applied"  # at once, by the worker that answered
         assert set(states.values()) <= {"applied", "pending"}
 
         def applied_everywhere() -> Any:
@@ -741,8 +833,11 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
         def tracked_in(expected_pids: set[int]) -> Any:
             status, data = server.request("/debug/memory")
             rows = {row["pid"]: row for row in data["workers"] if not row["gone"]}
-            return data if set(rows) == expected_pids and all(
-                live_of(rows[pid], TRACKED) is not None for pid in expected_pids) else None
+            return (
+                data
+                if set(rows) == expected_pids and all(live_of(rows[pid], TRACKED) is not None for pid in expected_pids)
+                else None
+            )
 
         server.wait(f"{TRACKED} in every worker's rows", lambda: tracked_in(pids), timeout=15)
 
@@ -764,7 +859,7 @@ def test_gunicorn_three_workers_in_one_view(kind: str, tmp_path: Path) -> None:
 
         data, newcomer = server.wait("the killed worker to be gone and replaced", replaced)
         total = next(t for t in data["totals"] if t["type"] == server.type)
-        assert total["live"] == sum(cached.get(pid, 0) for pid in survivors)   # the dead worker's objects are gone
+        assert total["live"] == sum(cached.get(pid, 0) for pid in survivors)  # the dead worker's objects are gone
         assert total["workers"] == 3
         page = server.page("/debug/memory")
         assert '<span class="badge gone">gone</span>' in page
@@ -784,14 +879,14 @@ def test_a_publisher_forgotten_while_it_writes_leaves_no_file(shared: Path) -> N
 
         def snapshot_then_forgotten(*args: Any, **kwargs: Any) -> Any:
             data = real_snapshot(*args, **kwargs)
-            workers.forget_publisher(monitor, shared, blocking=False)   # the fork hook, meanwhile
+            workers.forget_publisher(monitor, shared, blocking=False)  # the fork hook, meanwhile
             return data
 
-        monitor.snapshot = snapshot_then_forgotten      # type: ignore[method-assign]
+        monitor.snapshot = snapshot_then_forgotten  # type: ignore[method-assign]
         path = publisher.publish()
         assert not path.exists()
-        monitor.snapshot = real_snapshot                # type: ignore[method-assign]
-        publisher.publish()                             # retired: writes nothing any more
+        monitor.snapshot = real_snapshot  # type: ignore[method-assign]
+        publisher.publish()  # retired: writes nothing any more
         assert not path.exists()
     finally:
         monitor.close()

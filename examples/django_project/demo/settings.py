@@ -1,4 +1,5 @@
 """Minimal settings for the memtracker-web Django example (no database, no apps)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """A healthy view and a leaky one."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse

@@ -9,6 +9,7 @@ sampled watch-all sampling every 0.1 s, and a callback on dict).
 At exit each process checks the invariants the engine promises (a live count is
 never negative, frees never exceed creations, call trees read back) and writes
 them as JSON into MEMTRACKER_REGRTEST_OUT."""
+
 from __future__ import annotations
 
 import atexit
@@ -80,27 +81,31 @@ def _setup() -> None:
                 events += 0 if stats is None else stats["total_allocations"]
                 # (the tree and the counts are read one after the other while this code allocates:
                 # only what holds across that gap is checked)
-                if stats is None or stats["live_count"] < 0 or stats["retained_allocations"] < 0 \
-                        or stats["retained_allocations"] + stats["own_allocations"]["count"] \
-                        > stats["total_allocations"] \
-                        or any(not 0 <= path["count"] <= path["total_count"] for path in stats["top_paths"]):
+                if (
+                    stats is None
+                    or stats["live_count"] < 0
+                    or stats["retained_allocations"] < 0
+                    or stats["retained_allocations"] + stats["own_allocations"]["count"] > stats["total_allocations"]
+                    or any(not 0 <= path["count"] <= path["total_count"] for path in stats["top_paths"])
+                ):
                     violations.append(f"{cls.__qualname__}: stats {stats!r}")
         if MODE == "watch":
             try:
                 counts = _tracker.watch_counts()
-            except RuntimeError as exc:     # a test took the tracer slot (test_tracemalloc): no counts
+            except RuntimeError as exc:  # a test took the tracer slot (test_tracemalloc): no counts
                 if "another tool replaced the reference tracer" not in str(exc):
                     raise
                 counts = []
             for cls, new, free in counts:
                 checked += 1
-                if id(cls) not in older_classes and cls.__flags__ & (1 << 9) and free > new:    # heap types
+                if id(cls) not in older_classes and cls.__flags__ & (1 << 9) and free > new:  # heap types
                     violations.append(f"watch {cls!r}: new {new}, free {free}")
         if monitor is not None:
             snapshot = monitor.snapshot()
             checked += 1
-            if snapshot["mode"] != "exact" or any(t["live"] is not None and t["live"] < 0
-                                                  and t.get("sampled") is not True for t in snapshot["types"]):
+            if snapshot["mode"] != "exact" or any(
+                t["live"] is not None and t["live"] < 0 and t.get("sampled") is not True for t in snapshot["types"]
+            ):
                 violations.append(f"monitor: {json.dumps(snapshot)[:2000]}")
             monitor.close()
         return checked, events
@@ -111,12 +116,21 @@ def _setup() -> None:
         displaced = bool(mt.engine_status()["displaced"])
         try:
             checked, events = check(violations)
-        except Exception as exc:        # a result is written whatever happens: a missing one fails the run
+        except Exception as exc:  # a result is written whatever happens: a missing one fails the run
             violations.append(f"the check itself failed: {exc!r}")
-        result = {"mode": MODE, "pid": os.getpid(), "argv": sys.argv[:6], "checked": checked, "events": events,
-                  "violations": violations, "displaced": displaced, "callback_events": callback_events[0]}
+        result = {
+            "mode": MODE,
+            "pid": os.getpid(),
+            "argv": sys.argv[:6],
+            "checked": checked,
+            "events": events,
+            "violations": violations,
+            "displaced": displaced,
+            "callback_events": callback_events[0],
+        }
         with open(os.path.join(OUT, f"{os.getpid()}.json"), "w", encoding="utf-8") as fh:
             json.dump(result, fh)
+
     atexit.register(report)
 
 
