@@ -221,4 +221,7 @@ if os.environ.get("LEAK_LOG"):  # the monitor's log on stderr, for bench/leak_sh
 if not os.environ.get("LEAK_NO_TOOL"):  # LEAK_NO_TOOL=1: the app alone, CPU time's baseline
     from memtracker_web.asgi import MemoryTrackerMiddleware
 
-    app.add_middleware(MemoryTrackerMiddleware, watch_all=True, interval=float(os.environ.get("LEAK_INTERVAL", "1.0")))
+    options = {"watch_all": True, "interval": float(os.environ.get("LEAK_INTERVAL", "1.0"))}
+    if os.environ.get("LEAK_WATCH_SAMPLE"):  # another rate than the default, to compare
+        options["watch_sample"] = int(os.environ["LEAK_WATCH_SAMPLE"])
+    app.add_middleware(MemoryTrackerMiddleware, **options)

@@ -118,6 +118,7 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
         "shape": shape,
         "expected": EXPECTED[shape][0],
         "nominated": None,
+        "verified": None,
         "analysing": None,
         "reported": None,
         "right_line": None,
@@ -127,6 +128,7 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
         "samples_at_report": None,
         "timeline": [],
         "nominations": set(),
+        "set_aside": set(),
     }
     want, marker = EXPECTED[shape]
     line = alloc_line(marker) if marker else None
@@ -161,6 +163,11 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
                     result["analysing"] = result["analysing"] if result["analysing"] is not None else now
                 else:
                     result["escalated_others"].add(found[1])
+            elif found := re.search(r"memtracker_web: (\S+) grows and its new objects are kept by", text):
+                if found[1] == want and result["verified"] is None:
+                    result["verified"] = now
+            elif found := re.search(r"memtracker_web: (\S+) grows, not a leak for now: (.*)", text):
+                result["set_aside"].add(f"{found[1]} ({found[2].strip()})")
             elif found := re.search(r"MEMORY LEAK DETECTED: (\S+): ", text):
                 report = {"type": found[1], "at": now, "first": None}
 
@@ -230,6 +237,10 @@ def phase_costs(row: dict, baseline: list) -> dict:
     return costs
 
 
+def dash(value: float | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="*", default=[s for s in EXPECTED if s != "healthy"])
@@ -257,17 +268,18 @@ def main() -> None:
         )
     print()
     print(
-        "| shape | expected type | nominated (s) | analysing (s) | first report (s, samples) | top frame "
-        "| right line | other types reported | other types analysed |"
+        "| shape | expected type | nominated (s) | verified (s) | analysing (s) | first report (s, samples) "
+        "| top frame | right line | other types reported | other types analysed | set aside (why) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         report = "-" if r["reported"] is None else f"{r['reported']} ({r['samples_at_report']})"
         print(
-            f"| {r['shape']} | {r['expected'] or '(none)'} | {r['nominated'] if r['nominated'] is not None else '-'} "
-            f"| {r['analysing'] if r['analysing'] is not None else '-'} | {report} | {r['first_frame'] or '-'} "
+            f"| {r['shape']} | {r['expected'] or '(none)'} | {dash(r['nominated'])} | {dash(r['verified'])} "
+            f"| {dash(r['analysing'])} | {report} | {r['first_frame'] or '-'} "
             f"| {'yes' if r['right_line'] else 'no' if r['right_line'] is False else '-'} "
-            f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} |"
+            f"| {', '.join(sorted(r['other_reports'])) or '-'} | {', '.join(sorted(r['escalated_others'])) or '-'} "
+            f"| {'; '.join(sorted(r['set_aside'])) or '-'} |"
         )
     print()
     print("CPU time per request with the tool / without it, over the same seconds of the run (and how long")

@@ -23,10 +23,21 @@ from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import resolve_type, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
+from .retention import RetentionBusy, find_retainers
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
 RETAINER_BUDGET = 2.0
+# Before a type watch-all found is analysed or reported: samples its new objects
+# are counted first, and the retention search's time budget (it holds the GIL).
+VERIFY_AFTER = 1
+VERIFY_BUDGET = 0.5
+# A built-in analysed records about this many call paths a second at most (one
+# allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
+# than the whole hunt.
+PATHS_PER_SECOND = 256
+MAX_PATH_SAMPLING = 64
+UNKNOWN_RATE_PATH_SAMPLING = 16
 
 
 class RetentionUnavailable(LookupError):
@@ -64,7 +75,15 @@ class _TypeState:
         "nominated_at",
         "analysis_since",
         "rises",
-        "sampled",
+        "by_watch",
+        "by_noise",
+        "verify_since",
+        "verified",
+        "verdict",
+        "dismissed_until",
+        "explained_by",
+        "root_of",
+        "new_per_sample",
         "live_bytes",
         "bytes_measured",
         "retainers",
@@ -94,7 +113,16 @@ class _TypeState:
         self.nominated_at = 0  # the sample at which watch-all nominated it
         self.analysis_since = 0  # the sample at which its analysis began
         self.rises: deque = deque(maxlen=_NOISE_WINDOW)  # the samples of its last increases
-        self.sampled = False  # counts are watch-all's estimates, not the tracker's (see _discover)
+        # counts are watch-all's (exact, or estimates when it samples), not the tracker's (see _discover)
+        self.by_watch = False
+        self.by_noise = False  # rises measured against its own noise, not the threshold (see margin)
+        self.verify_since: int | None = None  # the sample from which the tracker has its objects' table
+        self.verified = False  # a retention search found what keeps its new objects: a leak
+        self.verdict: str | None = None  # what the last retention search concluded, in words
+        self.dismissed_until = 0  # not escalated before this sample (a bounded cache filling, ...)
+        self.explained_by: str | None = None  # the growing type that holds its new objects
+        self.root_of: set[str] = set()  # growing types whose new objects this one holds
+        self.new_per_sample = 0  # objects made between the last two samples (watch-all's count)
         self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0  # how many live objects that estimate measured
         self.retainers: dict | None = None  # the last retention search's result, when asked for
@@ -103,26 +131,28 @@ class _TypeState:
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
-        in Python code (1), then built-ins (2), which a leaked object drags along."""
+        in Python code and types that hold other growing types' new objects (1),
+        then built-ins (2), which a leaked object drags along."""
         if self.source != "watch_all":
             return 0
-        return 2 if self.builtin else 1
+        return 2 if self.builtin and not self.root_of else 1
 
     def growth(self) -> int:
         return self.live - (self.first_live or 0)
 
     def counted_by_noise(self) -> bool:
-        """A class watch-all found: its rises are measured against its own
-        recent changes (see rise_step), not the fixed threshold."""
-        return self.source == "watch_all" and not self.builtin
+        """A type watch-all found and counts exactly: its rises are measured
+        against its own recent changes (see rise_step), not the fixed threshold."""
+        return self.source == "watch_all" and self.by_noise
 
-    def margin(self, threshold: int) -> float:
-        if self.sampled:
+    def margin(self, threshold: int, increases: int) -> float:
+        if self.counted_by_noise():
+            step = rise_step(self.history.last_lives(_NOISE_WINDOW))
+            return max(step, least_builtin_step(threshold, increases)) if self.builtin else step
+        if self.by_watch:
             # an estimate moves by sampling noise alone: a rise stands out of it by three deviations
             return threshold + 3 * (change_deviation(self.history.last_lives(_NOISE_WINDOW)) or 0)
-        if not self.counted_by_noise():
-            return threshold
-        return rise_step(self.history.last_lives(_NOISE_WINDOW))
+        return threshold
 
     def rate(self) -> float:
         """Growth per sample over the kept history."""
@@ -133,6 +163,14 @@ class _TypeState:
 
 
 _NOISE_WINDOW = 11  # samples of history a rise is measured against
+
+
+def least_builtin_step(threshold: int, increases: int) -> float:
+    """The least rise of a built-in counted exactly that is an increase: ``increases``
+    of them make ``threshold`` objects. Many built-ins drift by a few objects a sample
+    in a healthy app (timers' floats, the interpreter's caches, our own tables);
+    a leak of built-ins adds more than that or takes several samples per increase."""
+    return threshold / max(increases, 1)
 
 
 def rise_step(values: list) -> float:
@@ -184,17 +222,20 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 class _WatchState:
     """A type seen by watch-all (exact: net allocations; census: live count)."""
 
-    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise")
+    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise", "from_zero", "builtin")
 
-    def __init__(self, cls: type, value: int, by_noise: bool) -> None:
+    def __init__(self, cls: type, value: int, by_noise: bool, from_zero: bool = False) -> None:
         self.ref = weakref.ref(cls)
-        # A class counted exactly has net allocations since watch-all began: it
-        # had 0 then, so its first sight may already be a rise.
         self.by_noise = by_noise
-        self.high_water = 0 if by_noise else value
+        # A class counted exactly has net allocations since watch-all began: it
+        # had 0 then, so its first sight may already be a rise. (A built-in's net
+        # count is its objects made minus all freed since then, older ones too.)
+        self.from_zero = from_zero
+        self.builtin = False
+        self.high_water = 0 if from_zero else value
         self.increases = 0
         self.last_increase = 0  # the sample of the last increase
-        self.recent: deque = deque([0, value] if by_noise else [value], maxlen=_NOISE_WINDOW)
+        self.recent: deque = deque([0, value] if from_zero else [value], maxlen=_NOISE_WINDOW)
 
     def noise(self) -> float | None:
         """The standard deviation of the last changes, or None before two."""
@@ -228,7 +269,7 @@ class MemoryMonitor:
     :param max_watch_promotions: Types nominated by watch-all that are monitored at once. Default: ``50``.
     :param leak_reports: Leak reports kept. Default: ``50``.
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
-        at most 65536). Default: ``64``.
+        at most 65536). Default: ``1``.
     """
 
     def __init__(
@@ -245,7 +286,7 @@ class MemoryMonitor:
         discover_after: int = 3,
         max_watch_promotions: int = 50,
         leak_reports: int = 50,
-        watch_sample: int = 64,
+        watch_sample: int = 1,
     ) -> None:
         checked = options.take(
             options.MONITOR,
@@ -298,7 +339,9 @@ class MemoryMonitor:
         self._resident = PointRing(self.history)  # the process's resident memory at each sample
         self._config_errors: deque = deque(maxlen=20)  # configured types that could not be monitored
         self._recycled_ids: set[int] = set()  # id(cls) of types given back, until watch-all sees them again
-        self._estimates: dict[int, tuple[int, int, int]] = {}  # id(cls) => watch-all's (net, new, free), scaled
+        self._estimates: dict[
+            int, tuple[int, int | None, int | None]
+        ] = {}  # id(cls) => watch-all's (net, new, free), scaled
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
@@ -334,15 +377,17 @@ class MemoryMonitor:
                     state.counted_from_zero = not already
                 self._types[id(cls)] = state
             else:
-                if state.sampled:
+                if state.by_watch:
                     # counted by the tracker from now on, exactly, from zero
                     self.tracker.track(cls)
-                    state.sampled = False
+                    state.by_watch = state.by_noise = False
                     state.counted_from_zero = True
                     state.high_water = state.first_live = None
                 if state.source == "watch_all":
-                    # named now by the user: it ranks as theirs, and is never recycled
+                    # named now by the user: it ranks as theirs, is never recycled, and
+                    # what a verification said of it no longer holds it back
                     state.source = "census" if self.mode == "census" else "tracked"
+                    state.dismissed_until, state.explained_by, state.verdict = 0, None, None
                 if threshold is not None:
                     state.threshold = int(threshold)
             self._watch.pop(id(cls), None)  # counted here from now on, not by watch-all's table
@@ -358,9 +403,15 @@ class MemoryMonitor:
             if state is None:
                 return False
             self._generation += 1
-            if self.mode == "exact" and (not state.sampled or state.analysing):
+            if self.mode == "exact" and self._tracked_for(state):
                 self.tracker.untrack(cls)
             return True
+
+    @staticmethod
+    def _tracked_for(state: _TypeState) -> bool:
+        """Whether the tracker counts the type for this state: always, unless watch-all
+        counts it, and then while its objects are verified or analysed."""
+        return not state.by_watch or state.analysing or state.verify_since is not None
 
     @property
     def _watch_promotions(self) -> int:
@@ -406,7 +457,7 @@ class MemoryMonitor:
                     # growth before the first sample counts. Otherwise
                     # (census, or counts from earlier) the first sample is the baseline.
                     state.high_water = 0 if state.counted_from_zero else state.live
-                if state.live > state.high_water + state.margin(state.threshold):
+                if state.live > state.high_water + state.margin(state.threshold, self.increases):
                     state.high_water = state.live
                     state.increases += 1
                     state.grew = True
@@ -429,6 +480,7 @@ class MemoryMonitor:
                 elif state.analysing and not state.forced and calm:
                     self._end_analysis(state, cls)  # calm again: back to counting only
                     state.increases = 0
+                    state.root_of.clear()
                 elif (
                     state.source == "watch_all"
                     and not state.analysing
@@ -442,6 +494,7 @@ class MemoryMonitor:
                     self._recycled_ids.add(key)
             self._sampled_at = now
             self._sample_duration = time.perf_counter() - started
+
         for report in reports:
             self._publish_leak(report)
         for hook in list(self.sample_hooks):
@@ -492,7 +545,7 @@ class MemoryMonitor:
             return None  # small steps: the growth must also reach the threshold
         if self.mode != "exact":
             return {"top_paths": []}
-        if not state.analysing:
+        if not state.analysing or (state.source == "watch_all" and not state.verified):
             return None
         stats = self.tracker.stats(cls, limit=3, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
@@ -503,10 +556,13 @@ class MemoryMonitor:
         if census is not None:
             state.live = census.get(cls, 0)
             return
-        if state.sampled:
+        if state.by_watch:
             estimate = self._estimates.get(id(cls))
             if estimate is not None:  # (none while watch-all restarts: the last one stays)
+                before = state.allocations
                 state.live, state.allocations, state.frees = estimate
+                if before is not None and state.allocations is not None:
+                    state.new_per_sample = max(0, state.allocations - before)
             return
         allocations = self.tracker.capture.allocations(cls)
         if allocations is None:  # untracked behind our back: track again
@@ -541,21 +597,25 @@ class MemoryMonitor:
     def _escalate(self) -> None:
         """Start analysis for types that reached ``increases``, within the budget
         of ``max_analyzed`` slots. Types the user named come first and keep their
-        slot; then classes defined in Python code; built-ins only while no such
-        class is growing (a leaked object drags its dicts, strings and numbers
-        along: the class explains the leak, its built-ins do not). A class
-        watch-all found is analysed from its nomination while it keeps rising,
-        so that its paths are there when it reaches ``increases``. Within a rank,
-        a type that reached ``increases`` goes before one that did not, then
-        the fastest grower; it takes a full budget's slot only from one that has
-        not reached it, or one growing at most 2/3 as fast that was reported or
-        stayed calm."""
+        slot; then classes defined in Python code, and types whose new objects
+        hold another growing type's (the root of a chain, see _verify); built-ins
+        only while no such class is growing (a leaked object drags its dicts,
+        strings and numbers along: the class explains the leak, its built-ins do
+        not). A type watch-all found is verified first (_verify), a sample after
+        its nomination for a class, and then analysed while it keeps rising, so
+        that its paths are there when it reaches ``increases``. Within a rank, a type that
+        reached ``increases`` goes before one that did not, then the fastest
+        grower; it takes a full budget's slot only from one that has not reached
+        it, or one growing at most 2/3 as fast that was reported or stayed calm.
+        A type set aside by its verification (a bounded cache filling, held by
+        another growing type) waits ``calm_samples`` before it is looked at again."""
         if self.mode != "exact":
             return
+        self._verify_pending()
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         met = lambda s: s.increases >= self.increases  # noqa: E731
         rising = lambda s: s.increases >= 2 and recently(s.last_growth_sample)  # noqa: E731
-        live = [s for s in self._types.values() if s.ref() is not None]
+        live = [s for s in self._types.values() if s.ref() is not None and not self._set_aside(s)]
         growing = [s for s in live if s.analysing or met(s) or (s.counted_by_noise() and rising(s))]
         # A class counts as growing before it reaches `increases`, even before it is
         # nominated: the built-ins it drags along grow faster and would be first.
@@ -576,7 +636,16 @@ class MemoryMonitor:
         )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
         candidates.sort(key=lambda s: (s.rank(), not met(s), -s.rate(), s.name))
+        verifying = sum(1 for s in live if s.by_watch and s.verify_since is not None and not s.verified)
         for state in candidates:
+            if state.source == "watch_all" and not state.verified:
+                # a type watch-all found is verified before it is analysed: its growth
+                # may be a cache warming up, or what another growing type keeps (see
+                # _verify); a class is tabled from its nomination, a built-in from now
+                if state.verify_since is None and verifying < self.max_analyzed:
+                    self._start_verification(state)
+                    verifying += 1
+                continue
             budget = self.max_analyzed - sum(1 for s in self._types.values() if s.analysing)
             if budget <= 0:
                 # displace the analysed type that explains least: a worse rank; or
@@ -609,11 +678,186 @@ class MemoryMonitor:
             cls = state.ref()
             if cls is not None:
                 self._begin_analysis(state, cls)
+        for state in live:
+            cls = state.ref()
+            if state.by_watch and state.verified and not state.analysing and state.verify_since is not None and cls:
+                # verified, but no slot: the tracker lets its objects go meanwhile (the
+                # verdict stays; analysis starts its own table when a slot frees up)
+                state.verify_since = None
+                self.tracker.untrack(cls)
+
+    def _set_aside(self, state: _TypeState) -> bool:
+        """Whether its verification set the type aside for now; when that time is
+        over, what it said is forgotten and the type is looked at afresh."""
+        if state.dismissed_until > self._samples and state.source == "watch_all":
+            return True
+        if state.explained_by is not None or state.dismissed_until:
+            state.explained_by = None
+            state.dismissed_until = 0
+        return False
+
+    # -- verification: what keeps a growing type's new objects ----------------
+
+    def _start_verification(self, state: _TypeState) -> None:
+        """Have the tracker count a built-in watch-all counts, so that its objects
+        made from now on are in a table a retention search can start from."""
+        cls = state.ref()
+        if cls is None or state.verify_since is not None:
+            return
+        if state.by_watch:
+            try:
+                self.tracker.track(cls)
+            except (OverflowError, ValueError) as exc:  # the engine's cap on tracked types
+                self._set_growth_aside(state, cls, f"its objects cannot be tabled to verify it: {exc}")
+                return
+        state.verify_since = self._samples
+
+    def _verify_pending(self) -> None:
+        for state in list(self._types.values()):
+            if (
+                state.source != "watch_all"
+                or state.verified
+                or state.verify_since is None
+                or self._samples - state.verify_since < VERIFY_AFTER
+                or not (state.increases >= 2 and self._samples - state.last_growth_sample <= self.calm_samples)
+                or self._set_aside(state)
+            ):
+                continue
+            cls = state.ref()
+            if cls is not None:
+                self._verify(state, cls)
+
+    def _verify(self, state: _TypeState, cls: type) -> None:
+        """Before a type watch-all found is reported (before a built-in is even
+        analysed): a retention search from some of its objects made since the
+        tracker has its table, that is, the new ones still alive. The growth is
+        set aside when most of them are held by a cache with a size bound it has
+        not reached (a cache warming up: its growth ends at the bound), when
+        most are garbage in reference cycles, or when none survived. When most
+        are each held through a new object of another growing type, that type
+        is the root: a traceback chain growing by one traceback per request
+        keeps that request's frames and all they refer to; the root is nominated
+        and analysed in their place. Otherwise whatever holds them is a leak's
+        holder, and the type is verified."""
+        assert state.verify_since is not None
+        try:
+            objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
+        except RuntimeError:
+            return  # stopped, or another tool took the tracer: try again at the next sample
+        if not objects:
+            if self._samples - state.verify_since >= VERIFY_AFTER + 2:
+                self._set_growth_aside(
+                    state,
+                    cls,
+                    f"none of its objects made in the last {self._samples - state.verify_since} samples is alive",
+                )
+            return
+        try:
+            found = find_retainers(objects, budget_seconds=VERIFY_BUDGET)
+        except RetentionBusy:
+            return  # someone's search from the page: at the next sample
+        finally:
+            del objects
+        found["computed_at"] = round(time.time(), 3)
+        state.retainers = found
+        total = found["objects"]
+        # Most of its new objects must be kept by the app, as a leak keeps them. The
+        # rest is growth that ends by itself, or is not the app's:
+        own = found["roots"]["own"]
+        not_leaks = [
+            # (counting every object, watch-all sees the monitor's own tables grow as it
+            # nominates types: they are bounded, and never a leak of the app's)
+            (own, "its new objects are memtracker_web's own bookkeeping"),
+            (
+                max(0, sum(b["count"] for b in found["bounded"]) - own),
+                "it fills a cache with a size bound: " + (found["bounded"][0]["holder"] if found["bounded"] else ""),
+            ),
+            (
+                found["roots"]["library frame"],
+                "its new objects are held by functions of the standard library or installed packages that "
+                "are running or waiting (work in progress, such as timers and requests being served)",
+            ),
+            (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
+        ]
+        if sum(n for n, _ in not_leaks) * 2 >= total:
+            self._set_growth_aside(state, cls, max(not_leaks, key=lambda reason: reason[0])[1])
+            return
+        growing = self._growing_types()
+        for holder in found["holders"]:  # the farthest from the objects (nearest the root) first
+            name = holder["type"]
+            if (
+                name in growing
+                and name != state.name
+                and holder["objects"] * 2 > total
+                and holder["distinct"] * 2 > holder["objects"]
+                and holder["distinct"] >= min(3, total)
+            ):
+                self._explain_by(state, cls, name, growing[name])
+                return
+        state.verified = True
+        chain = found["kept_by"]
+        state.verdict = f"kept by {chain}" if chain else "kept alive by something the search could not name"
+        logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
+
+    def _growing_types(self) -> dict[str, _TypeState | _WatchState]:
+        """The types that rose at least twice lately, by name: monitored or not."""
+        lately = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
+        # (not those set aside: two types holding each other's new objects must not
+        # explain each other away)
+        found: dict[str, _TypeState | _WatchState] = {
+            s.name: s
+            for s in self._types.values()
+            if s.increases >= 2 and lately(s.last_growth_sample) and s.dismissed_until <= self._samples
+        }
+        for watched in self._watch.values():
+            if watched.increases >= 2 and lately(watched.last_increase) and (cls := watched.ref()) is not None:
+                name = type_name(cls)
+                if name not in self._names_set_aside():
+                    found.setdefault(name, watched)
+        return found
+
+    def _names_set_aside(self) -> set[str]:
+        return {s.name for s in self._types.values() if s.dismissed_until > self._samples}
+
+    def _set_growth_aside(self, state: _TypeState, cls: type, why: str) -> None:
+        state.verdict = f"not a leak for now: {why}"
+        state.dismissed_until = self._samples + self.calm_samples
+        self._end_analysis(state, cls)
+        logger.info("memtracker_web: %s grows, %s", state.name, state.verdict)
+
+    def _explain_by(self, state: _TypeState, cls: type, name: str, root: _TypeState | _WatchState) -> None:
+        if isinstance(root, _WatchState):
+            root_cls = root.ref()
+            if root_cls is None:  # (it died meanwhile: looked at again next time)
+                self._set_growth_aside(state, cls, f"its new objects are held through new {name} objects, now gone")
+                return
+            # (beyond max_watch_promotions if need be: the root of a leak is not left out
+            # for want of a place, and each root is one type)
+            try:
+                root = self._nominate(root_cls, root, (root.recent[-1], None, None) if root.recent else None)
+            except (OverflowError, ValueError) as exc:  # the engine's cap on tracked types
+                self._set_growth_aside(state, cls, f"held through new {name} objects, which cannot be monitored: {exc}")
+                return
+        root.root_of.add(state.name)
+        self._set_growth_aside(state, cls, f"its new objects are held through new {name} objects, which grow too")
+        state.explained_by = name
 
     def _begin_analysis(self, state: _TypeState, cls: type) -> None:
         if state.analysing or self.mode != "exact":
             return
-        self.tracker.track_with_analysis(cls, depth=self.depth)
+        sample_every = 1
+        if state.by_watch and not state.new_per_sample:
+            sample_every = UNKNOWN_RATE_PATH_SAMPLING  # (its rate is not known yet: watch-all restarted)
+        elif state.by_watch:
+            # a hot built-in (dict, str): the path of one allocation in sample_every
+            # (the stats are scaled and say "estimated"), so that analysing it costs
+            # the app about what analysing a class does
+            per_second = state.new_per_sample / self.interval
+            while sample_every < MAX_PATH_SAMPLING and per_second / sample_every > PATHS_PER_SECOND:
+                sample_every *= 2
+        self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=sample_every)
+        if state.verify_since is None:
+            state.verify_since = self._samples  # (a type the user named is not verified)
         state.analysing = True
         state.reported = False
         state.analysis_since = self._samples
@@ -624,11 +868,15 @@ class MemoryMonitor:
 
     def _end_analysis(self, state: _TypeState, cls: type) -> None:
         if state.analysing:
-            if state.sampled:
+            state.analysing = False
+            if not self._tracked_for(state):
                 self.tracker.untrack(cls)  # its counts are watch-all's: the tracker's cost goes too
             else:
                 self.tracker.stop_analysis(cls)
-            state.analysing = False
+        state.verified = False
+        if state.by_watch and state.verify_since is not None:
+            state.verify_since = None
+            self.tracker.untrack(cls)
 
     def _discover(self, census) -> None:
         """Watch-all: notice growing types nobody named and monitor them."""
@@ -673,7 +921,7 @@ class MemoryMonitor:
                 return
             values = [(cls, (new - free) * k) for cls, new, free, k in rows]
             # (only for the types counted by it: more would be bookkeeping of ours that grows)
-            sampled = {key for key, state in self._types.items() if state.sampled}
+            sampled = {key for key, state in self._types.items() if state.by_watch}
             self._estimates = {
                 id(cls): ((new - free) * k, new * k, free * k) for cls, new, free, k in rows if id(cls) in sampled
             }
@@ -685,11 +933,13 @@ class MemoryMonitor:
                 continue  # monitored already, or the monitor's own bookkeeping
             state = self._watch.get(key)
             if state is None or state.ref() is not cls:
-                # A class counted exactly rises by its own noise (rise_step);
+                # A type counted exactly rises by its own noise (rise_step);
                 # estimates and census counts by the threshold.
-                by_noise = census is None and counted_exactly_by_watch_all(cls) and not is_builtin_type(cls)
+                is_class = counted_exactly_by_watch_all(cls) and not is_builtin_type(cls)
+                by_noise = census is None and (is_class or self._watching_sample == 1)
                 try:
-                    state = self._watch[key] = _WatchState(cls, value, by_noise)
+                    state = self._watch[key] = _WatchState(cls, value, by_noise, from_zero=by_noise and is_class)
+                    state.builtin = not is_class
                 except TypeError:  # a type that refuses weak references
                     continue
                 if key in self._recycled_ids:
@@ -699,7 +949,7 @@ class MemoryMonitor:
                     state.high_water = value
                     state.recent = deque([value], maxlen=_NOISE_WINDOW)
                     continue
-                if not by_noise:
+                if not state.from_zero:
                     continue
             else:
                 state.recent.append(value)
@@ -707,6 +957,8 @@ class MemoryMonitor:
                 state.increases = 0  # rises must come in a run, not scattered over hours
             if state.by_noise:
                 margin = rise_step(list(state.recent))
+                if state.builtin:
+                    margin = max(margin, least_builtin_step(self.threshold, self.increases))
             else:
                 margin = self.threshold
                 if census is None and self._watching_sample > 1:
@@ -721,28 +973,42 @@ class MemoryMonitor:
                 state.increases += 1
                 state.last_increase = self._samples
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
-                    del self._watch[key]
-                    if census is None and self._watching_sample > 1 and not state.by_noise:
-                        # A built-in watch-all samples (dict, str, ...): counting every one
-                        # through the tracker would cost the app as much as the hunt
-                        # itself; it stays counted by watch-all's estimate, and the
-                        # tracker sees it only while its call paths are analysed.
-                        nominated = _TypeState(cls, self.threshold, self.history, "watch_all", False)
-                        nominated.sampled = True
-                        self._types[key] = nominated
-                        self._estimates[key] = next(((n - f) * k, n * k, f * k) for c, n, f, k in rows if c is cls)
-                        self._generation += 1
-                    else:
-                        self.start_monitoring(cls)
-                        nominated = self._types[key]
-                    nominated.source = "watch_all"
-                    nominated.nominated_at = self._samples
-                    # the evidence watch-all gathered carries over: its increases count
-                    nominated.increases = state.increases
-                    nominated.last_growth_sample = self._samples
-                    logger.info("memtracker_web: watch-all found %s growing; monitoring it", type_name(cls))
+                    estimate = None
+                    if census is None:
+                        estimate = next(((n - f) * k, n * k, f * k) for c, n, f, k in rows if c is cls)
+                    self._nominate(cls, state, estimate)
         for key in [k for k in self._watch if k not in seen]:
             del self._watch[key]  # the type died
+
+    def _nominate(
+        self, cls: type, watched: _WatchState, estimate: tuple[int, int | None, int | None] | None
+    ) -> _TypeState:
+        """Monitor a type watch-all saw grow, with the evidence it gathered."""
+        key = id(cls)
+        del self._watch[key]
+        if estimate is not None and (is_builtin_type(cls) or not counted_exactly_by_watch_all(cls)):
+            # A built-in (dict, str, ...): counting every one through the tracker
+            # would cost the app as much as the hunt itself; it stays counted by
+            # watch-all (exactly, or by its estimate when it samples), and the
+            # tracker sees it only while its objects are verified or analysed.
+            nominated = _TypeState(cls, self.threshold, self.history, "watch_all", False)
+            nominated.by_watch = True
+            self._types[key] = nominated
+            self._estimates[key] = estimate
+            self._generation += 1
+        else:
+            self.start_monitoring(cls)
+            nominated = self._types[key]
+        nominated.source = "watch_all"
+        nominated.by_noise = watched.by_noise
+        if not nominated.by_watch:
+            nominated.verify_since = self._samples  # the tracker's table of its objects starts now
+        nominated.nominated_at = self._samples
+        # the evidence watch-all gathered carries over: its increases count
+        nominated.increases = watched.increases
+        nominated.last_growth_sample = self._samples
+        logger.info("memtracker_web: watch-all found %s growing; monitoring it", nominated.name)
+        return nominated
 
     def _grows_with(self, state: _TypeState) -> list[str]:
         """The other monitored types that rose in most of the samples this one
@@ -768,6 +1034,8 @@ class MemoryMonitor:
             "top_paths": stats["top_paths"],
             "grows_with": self._grows_with(state),
         }
+        if state.verdict is not None:
+            report["verdict"] = state.verdict  # what keeps its new objects, from the verification
         if state.retainers is not None:
             report["retainers"] = state.retainers  # who held them, when someone asked last
         if self.mode != "exact":
@@ -777,6 +1045,8 @@ class MemoryMonitor:
     def _publish_leak(self, report: dict) -> None:
         self._leaks.append(report)
         lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, grew {report['increases']} times"]
+        if report.get("verdict"):
+            lines.append(f"  {report['verdict']}")
         if report["grows_with"]:
             lines.append(f"  grows with: {', '.join(report['grows_with'])}")
         for path in report["top_paths"]:
@@ -878,7 +1148,8 @@ class MemoryMonitor:
             "increases": state.increases,
             "analysing": state.analysing,
             "source": state.source,
-            "sampled": state.sampled,
+            "sampled": state.by_watch and self._watching_sample > 1,
+            "verdict": state.verdict,
             "threshold": state.threshold,
             # (a sampled built-in is never measured: None and 0)
             "live_bytes": state.live_bytes,
@@ -964,8 +1235,6 @@ class MemoryMonitor:
         chains from up to ``sample`` of them (see ``retention.find_retainers``), kept for
         the type page. KeyError: no such type; LookupError subclass RetentionUnavailable
         (with why) when its objects cannot be sampled; RetentionBusy when another search runs."""
-        from .retention import find_retainers
-
         self._after_fork_check()
         with self._lock:
             state = next((s for s in self._types.values() if s.name == name), None)
@@ -976,7 +1245,7 @@ class MemoryMonitor:
                 raise RetentionUnavailable(
                     "retention chains need the exact engine: census mode keeps no table of live objects to start from"
                 )
-            if state.sampled or not self.tracker.is_tracking(cls):
+            if not self.tracker.is_tracking(cls):
                 raise RetentionUnavailable(
                     f"{name} is estimated by watch-all, not counted object by object: POST /track it first"
                 )
@@ -1073,7 +1342,7 @@ def get_default_monitor(
     :param interval: Seconds between samples (above 0, at most a day). Default: ``None``, which keeps the
         default monitor's (``60.0`` when it is created).
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
-        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
+        at most 65536). Default: ``None``, which keeps the default monitor's (``1`` when it is created).
     """
     global _default_monitor
     # watch_all is applied apart: a later False does not turn it off

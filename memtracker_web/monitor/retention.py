@@ -20,6 +20,7 @@ a list or tuple position is ``[i]``.
 
 from __future__ import annotations
 
+import collections
 import gc
 import sys
 import threading
@@ -29,6 +30,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.naming import type_name
+from ..core.tracker import is_app_file, is_own_file
 
 __all__ = ["find_retainers", "RetentionBusy"]
 
@@ -37,6 +39,7 @@ MAX_DEPTH = 16
 MAX_FRONTIER = 5000
 
 _lock = threading.Lock()
+_OWN_PACKAGE = __name__.split(".")[0]
 # A suspended coroutine (an asyncio task's), generator or async generator: where its frame is
 _FRAME_OF = {types.CoroutineType: "cr_frame", types.GeneratorType: "gi_frame", types.AsyncGeneratorType: "ag_frame"}
 
@@ -45,6 +48,44 @@ def _suspended_frame(holder: Any) -> types.FrameType | None:
     """The frame of a coroutine or generator that has not finished, else None."""
     attribute = _FRAME_OF.get(type(holder))
     return getattr(holder, attribute) if attribute is not None else None
+
+
+# a metaclass may define __name__ or __module__ itself: read type's descriptors, which run no code of the app's
+_TYPE_NAME = type.__dict__["__name__"].__get__
+_TYPE_MODULE = type.__dict__["__module__"].__get__
+
+
+def bounded_with_room(holder: Any) -> str | None:
+    """If ``holder`` is a cache or queue with a size bound it has not reached: what
+    it is, with its size and bound (objects it takes in now push none out, so
+    the growth it causes ends at its bound: a cache warming up, not a leak).
+    Recognised: ``functools.lru_cache(maxsize=N)``, ``collections.deque(maxlen=N)``
+    and cachetools' caches; None for anything else, full or unbounded ones. Runs
+    none of the app's code (C methods and instance attributes only)."""
+    kind = type(holder)
+    try:
+        if _is_lru_wrapper(holder):
+            info = kind.cache_info(holder)  # functools' own C method
+            if info.maxsize is not None and info.currsize < info.maxsize:
+                name = getattr(holder, "__qualname__", "?")
+                module = getattr(holder, "__module__", None)
+                name = f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) else str(name)
+                return f"functools.lru_cache {name} ({info.currsize} of {info.maxsize})"
+            return None
+        if issubclass(kind, collections.deque):
+            maxlen = collections.deque.maxlen.__get__(holder)
+            size = collections.deque.__len__(holder)
+            if maxlen is not None and size < maxlen:
+                return f"{type_name(kind)} ({size} of maxlen {maxlen})"
+            return None
+        if any(_TYPE_MODULE(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
+            attributes = _own_dict(holder) or {}
+            current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
+            if isinstance(current, (int, float)) and isinstance(bound, (int, float)) and current < bound:
+                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})"
+    except Exception:  # noqa: BLE001 -- an odd object that looks like one: not known to be bounded
+        return None
+    return None
 
 
 class RetentionBusy(RuntimeError):
@@ -134,6 +175,79 @@ def _mangled(klass: type, name: str) -> str:
     if name.startswith("__") and not name.endswith("__"):
         return f"_{klass.__name__.lstrip('_')}{name}"
     return name
+
+
+def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
+    """The kinds of object a chain goes through above its object (``upward``: the
+    object, its holder, that one's holder, ... without the root), each with id()
+    of the one nearest the object and how far above it the farthest one is. A
+    class's or an instance's own namespace dict is part of its owner, not a
+    holder of its own; the object's own type is left out (a chain of them is how
+    it grows). The monitor reads this to find a growing type that holds a
+    growing one: each object held through a new holder of its own (a traceback
+    chain keeping frames, and these what they referred to) is the holder's
+    growth, not its own."""
+    target_kind = type(upward[0])
+    kinds: dict[str, tuple[int, int]] = {}
+    own_farthest = 0
+    for distance in range(1, len(upward)):
+        holder = upward[distance]
+        kind = type(holder)
+        if kind is target_kind:
+            own_farthest = distance
+            continue
+        if kind is dict and distance + 1 < len(upward):
+            owner = upward[distance + 1]
+            if issubclass(type(owner), type) or holder is _own_dict(owner):
+                continue  # a class's or an instance's namespace
+        name = type_name(kind)
+        nearest = kinds.get(name)
+        kinds[name] = (id(holder) if nearest is None else nearest[0], distance)
+    # A kind met only below an object of the same type as this one is part of a
+    # structure of that type (a tree's nodes keep lists of nodes): it holds nothing
+    # of its own.
+    return {name: found for name, found in kinds.items() if found[1] > own_farthest}
+
+
+def _own_inside(path: list[Any]) -> str | None:
+    """ "own" when an object of memtracker_web's own types is on the chain (the
+    monitor's tables, kept by an app's global that holds the monitor)."""
+    for holder in path[:-1]:
+        module = _TYPE_MODULE(type(holder))
+        if isinstance(module, str) and module.split(".")[0] == _OWN_PACKAGE:
+            return "own"
+    return None
+
+
+def _is_lru_wrapper(obj: Any) -> bool:
+    kind = type(obj)
+    return _TYPE_NAME(kind) == "_lru_cache_wrapper" and _TYPE_MODULE(kind) == "functools"
+
+
+def _bounded_holder(path: list[Any]) -> str | None:
+    """The bounded cache with room that holds the last object of ``path`` (root first)
+    itself: as its direct holder, or through its own storage (an lru_cache's dict of
+    entries, a cachetools cache's data dict). An object held by a value such a cache
+    keeps (a cached list that grows) is not the cache's: its bound does not limit it."""
+    if len(path) < 2:
+        return None
+    holder = path[-2]
+    room = bounded_with_room(holder)
+    if room is not None or type(holder) is not dict:
+        return room
+    try:
+        owner = path[-3] if len(path) >= 3 else None
+        if owner is not None and _is_lru_wrapper(owner):
+            first = next(iter(dict.values(holder)), None)
+            if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
+                return bounded_with_room(owner)  # its entries' dict: the object is a key or an entry
+        for owner in path[-3:-5:-1]:  # a cachetools cache, maybe through its own __dict__
+            attributes = _own_dict(owner) if not _is(owner, dict) else owner
+            if attributes is not None and attributes.get("_Cache__data") is holder:
+                return bounded_with_room(path[path.index(owner) - 1] if _is(owner, dict) else owner)
+    except Exception:  # noqa: BLE001 -- an odd object: not known to be a cache's
+        return None
+    return None
 
 
 class _Mark:
@@ -231,6 +345,26 @@ class _Search:
             return "sys.modules"
         return None
 
+    def root_kind(self, root: Any) -> str | None:
+        """ "own": a global of memtracker_web or a frame of its code (its bookkeeping);
+        "library frame": a frame, running or suspended, of the standard library's or an
+        installed package's code (work in progress: a timer waiting, a request being
+        read); None: anything else (the app's globals and frames, a library's globals)."""
+        kind = type(root)
+        if kind is types.FrameType:
+            frame: types.FrameType | None = root
+        else:
+            frame = _suspended_frame(root)
+        if frame is None:
+            name = self.modules.get(id(root))
+            if name is None and issubclass(kind, type):
+                name = _TYPE_MODULE(root)
+            return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
+        filename = frame.f_code.co_filename
+        if is_own_file(filename):
+            return "own"
+        return None if is_app_file(filename) else "library frame"
+
     def is_root(self, holder: Any) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
         coroutine or generator. A frame that finished (kept by a traceback) is walked past."""
@@ -306,6 +440,11 @@ class _Search:
 
     def chain_of(self, target: Any) -> str | None:
         """The chain from a root down to ``target``, or None if none was reached."""
+        path = self.path_of(target)
+        return None if path is None else self.text_of(path)
+
+    def path_of(self, target: Any) -> list[Any] | None:
+        """The objects from a root down to ``target``, or None if none was reached."""
         # breadth first up the holders found: the shortest chain to a root
         paths = [[target]]  # target, its holder, that one's holder, ...
         visited = {id(target)}
@@ -327,6 +466,22 @@ class _Search:
         if path is None:
             return None
         path.reverse()  # root first
+        return path
+
+    def partial_upward(self, target: Any) -> list[Any]:
+        """For an object whose root was not reached: the object and one line of
+        holders above it, as far as the search went."""
+        upward = [target]
+        seen = {id(target)}
+        while True:
+            holders = self.up.get(id(upward[-1]))
+            holder = next((h for h in holders or () if id(h) not in seen), None)
+            if holder is None:
+                return upward
+            seen.add(id(holder))
+            upward.append(holder)
+
+    def text_of(self, path: list[Any]) -> str:
         parts = [self.root_text(path[0], path[1]) or "?"]
         # the next dict is a class's or an object's namespace: its key is an attribute
         attribute = issubclass(type(path[0]), type) and type(path[1]) is dict
@@ -341,7 +496,7 @@ class _Search:
                 parts.append(type_name(type(holder)))
                 continue
             parts.append(f"{type_name(type(holder))}{_edge(holder, held)}")
-        parts.append(type_name(type(target)))
+        parts.append(type_name(type(path[-1])))
         return " -> ".join(parts)
 
     def hidden(self, left: list[Any], index: int, keep: list[Any]) -> bool:
@@ -371,14 +526,35 @@ class _Search:
 
     def result(self, depth: int, exhausted: bool, top: int, keep: list[Any]) -> dict[str, Any]:
         chains: Counter[str] = Counter()
+        bounded: Counter[str] = Counter()
+        roots: Counter[str] = Counter()
+        kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
+        held_through: dict[str, list[Any]] = {}  # holder type => [objects held through one, nearest one ids, depths]
         left: list[Any] = []
         for target in self.targets:
-            text = self.chain_of(target)
-            if text is not None:
-                chains[text] += 1
-            else:
+            path = self.path_of(target)
+            if path is None:
                 left.append(target)
-        target = None  # its reference would count as one nobody can see
+                upward = self.partial_upward(target)
+            else:
+                text = self.text_of(path)
+                chains[text] += 1
+                kind = self.root_kind(path[0]) or _own_inside(path)
+                if kind is not None:
+                    roots[kind] += 1
+                else:
+                    kept[text] += 1
+                room = _bounded_holder(path)
+                if room is not None:
+                    bounded[room] += 1
+                upward = path[:0:-1]  # the object first, without the root
+            for kind, (nearest, distance) in _holder_kinds(upward).items():
+                entry = held_through.setdefault(kind, [0, set(), 0])
+                entry[0] += 1
+                entry[1].add(nearest)
+                entry[2] += distance
+        # their references would count as ones nobody can see
+        target = path = upward = None  # type: ignore[assignment]
         frozen = gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else 0
         if exhausted and left and frozen:
             # gc.get_referrers does not look at what gc.freeze() set aside (a preloading
@@ -393,6 +569,16 @@ class _Search:
                 hidden += self.hidden(left, index, keep)
         return {
             "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
+            "bounded": [{"holder": text, "count": n} for text, n in bounded.most_common(top)],
+            "roots": {kind: roots[kind] for kind in ("own", "library frame")},
+            "kept_by": kept.most_common(1)[0][0] if kept else None,
+            "holders": sorted(
+                (
+                    {"type": kind, "objects": n, "distinct": len(nearest), "distance": round(distances / n, 2)}
+                    for kind, (n, nearest, distances) in held_through.items()
+                ),
+                key=lambda h: (-h["distance"], h["type"]),
+            ),
             "objects": len(self.targets),
             "unreachable": len(left) - hidden if exhausted else 0,
             "hidden": hidden,

@@ -547,6 +547,7 @@ def render_type(detail: Mapping[str, Any], *, base: str, nonce: str, search_base
         ("increases", detail.get("increases")),
         ("analysing", "yes" if detail.get("analysing") else "no"),
         ("source", detail.get("source")),
+        ("verdict", detail.get("verdict")),
     ]
     facts_html = "".join(f"<tr><th>{esc(k)}</th><td>{_num(v)}</td></tr>" for k, v in facts)
     paths = "".join(stack(p) for p in detail.get("top_paths") or [])

@@ -194,6 +194,8 @@ def _leaks(snapshot: Mapping[str, Any]) -> list[str]:
             f"{name}: {report.get('live', 0):,} live, grew {report.get('increases', 0)} times "
             f"({count} report(s), last at {detected})"
         )
+        if report.get("verdict"):
+            lines.append(f"  {report['verdict']}")
         together = report.get("grows_with") or []
         if together:
             lines.append(f"  grows in step with: {', '.join(str(t) for t in together)}")
