@@ -731,14 +731,16 @@ class MemoryMonitor:
         """Before a type watch-all found is reported (before a built-in is even
         analysed): a retention search from some of its objects made since the
         tracker has its table, that is, the new ones still alive. The growth is
-        set aside when most of them are held by a cache with a size bound it has
-        not reached (a cache warming up: its growth ends at the bound), when
-        most are garbage in reference cycles, or when none survived. When most
-        are each held through a new object of another growing type, that type
-        is the root: a traceback chain growing by one traceback per request
-        keeps that request's frames and all they refer to; the root is nominated
-        and analysed in their place. Otherwise whatever holds them is a leak's
-        holder, and the type is verified."""
+        set aside for ``calm_samples`` when at least half of them are held by a
+        cache with a size bound it has not reached (a cache warming up: its
+        growth ends at the bound), by functions of the standard library or an
+        installed package that are running or waiting (work in progress), by
+        memtracker_web's own tables, or are garbage in reference cycles; or when
+        none survived. When more than half are each held through a new object of
+        another growing type, that type is the root: a traceback chain growing
+        by one traceback per request keeps that request's frames and all they
+        refer to; the root is nominated and analysed in their place. Otherwise
+        whatever holds them is a leak's holder, and the type is verified."""
         assert state.verify_since is not None
         try:
             objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
