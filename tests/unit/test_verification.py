@@ -419,8 +419,8 @@ def test_objects_kept_by_a_waiting_library_function_are_work_in_progress():
     found = find_retainers([g.gi_frame.f_locals["items"][0] for g in mine])
     assert found["roots"] == {"own": 0, "library frame": 0}
     assert (
-        found["kept_by"]
-        == f"generator frame of _waiting ({__file__}:{line_of('WAITING-LINE')}) local items -> builtins.list[i] -> builtins.bytearray"
+        found["kept_by"] == f"generator frame of _waiting ({__file__}:{line_of('WAITING-LINE')}) local items"
+        " -> builtins.list[i] -> builtins.bytearray"
     )
 
 
