@@ -143,6 +143,8 @@ class Capture:
     stopped, so earlier counts cannot carry over); ``stop()`` freezes the counts.
     """
 
+    _memtracker_bookkeeping = True  # (monitor.retention.BOOKKEEPING: a chain through it is our own)
+
     def __init__(self, *, queue_size: int = 65536) -> None:
         core_type = engine._tracker.CaptureCore if engine._tracker is not None else _Unbuilt
         self._core = core_type(queue_size=queue_size)

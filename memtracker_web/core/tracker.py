@@ -32,6 +32,8 @@ class Tracker:
     ...     print(tracker.stats(Order)["top_paths"][0]["path"])
     """
 
+    _memtracker_bookkeeping = True  # (monitor.retention.BOOKKEEPING: a chain through it is our own)
+
     def __init__(self, depth: int = 10, *, max_nodes: int = DEFAULT_MAX_NODES, capture: Capture | None = None) -> None:
         if not isinstance(depth, int) or not 1 <= depth <= 64:
             raise ValueError(f"depth must be an int from 1 to 64, got {depth!r}")

@@ -30,6 +30,8 @@ class PointRing:
     monitor itself. A sample replaces the string and the arrays' contents;
     the number of objects kept stays the same."""
 
+    _memtracker_bookkeeping = True  # (monitor.retention.BOOKKEEPING: a chain through it is our own)
+
     __slots__ = ("size", "times", "lives", "lengths", "text")
 
     def __init__(self, size: int) -> None:

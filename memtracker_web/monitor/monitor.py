@@ -53,6 +53,8 @@ SampleHook = Callable[["MemoryMonitor"], Any]
 class _TypeState:
     """What the monitor knows of one monitored type."""
 
+    _memtracker_bookkeeping = True  # (retention.BOOKKEEPING: a chain through it is our own)
+
     __slots__ = (
         "ref",
         "name",
@@ -208,7 +210,14 @@ def is_builtin_type(cls: type) -> bool:
 # A metaclass may define __flags__ or __module__ as class attributes of its own:
 # read type's descriptors, which run no code of anyone's.
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
-_TYPE_MODULE = type.__dict__["__module__"].__get__
+_TYPE_MODULE_OF = type.__dict__["__module__"].__get__
+
+
+def _TYPE_MODULE(cls: type) -> str | None:  # noqa: N802 -- read like the descriptor beside it
+    try:
+        return _TYPE_MODULE_OF(cls)
+    except AttributeError:  # a class made where globals had no __name__ has no module
+        return None
 
 
 def _flags(cls: type) -> int:
@@ -221,6 +230,8 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 class _WatchState:
     """A type seen by watch-all (exact: net allocations; census: live count)."""
+
+    _memtracker_bookkeeping = True
 
     __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise", "from_zero", "builtin")
 
@@ -271,6 +282,8 @@ class MemoryMonitor:
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
         at most 65536). Default: ``1``.
     """
+
+    _memtracker_bookkeeping = True  # (retention.BOOKKEEPING: a chain through it is our own)
 
     def __init__(
         self,
@@ -713,6 +726,8 @@ class MemoryMonitor:
         state.verify_since = self._samples
 
     def _verify_pending(self) -> None:
+        # the searches of one sample share one time budget: the GIL is held while they run
+        deadline = time.monotonic() + VERIFY_BUDGET
         for state in list(self._types.values()):
             if (
                 state.source != "watch_all"
@@ -723,11 +738,14 @@ class MemoryMonitor:
                 or self._set_aside(state)
             ):
                 continue
+            left = deadline - time.monotonic()
+            if left < VERIFY_BUDGET / 10:
+                return  # the others at the next sample
             cls = state.ref()
             if cls is not None:
-                self._verify(state, cls)
+                self._verify(state, cls, left)
 
-    def _verify(self, state: _TypeState, cls: type) -> None:
+    def _verify(self, state: _TypeState, cls: type, budget: float = VERIFY_BUDGET) -> None:
         """Before a type watch-all found is reported (before a built-in is even
         analysed): a retention search from some of its objects made since the
         tracker has its table, that is, the new ones still alive. The growth is
@@ -755,9 +773,13 @@ class MemoryMonitor:
                 )
             return
         try:
-            found = find_retainers(objects, budget_seconds=VERIFY_BUDGET)
+            found = find_retainers(objects, budget_seconds=budget)
         except RetentionBusy:
             return  # someone's search from the page: at the next sample
+        except Exception as exc:  # a defect of ours must not stop the monitor's samples
+            logger.exception("memtracker_web: verifying %s failed", state.name)
+            self._set_growth_aside(state, cls, f"its verification failed ({type(exc).__name__}: {exc})"[:300])
+            return
         finally:
             del objects
         found["computed_at"] = round(time.time(), 3)
@@ -804,12 +826,13 @@ class MemoryMonitor:
     def _growing_types(self) -> dict[str, _TypeState | _WatchState]:
         """The types that rose at least twice lately, by name: monitored or not."""
         lately = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
-        # (not those set aside: two types holding each other's new objects must not
-        # explain each other away)
+        # (not those explained by another: two types holding each other's new objects
+        # must not explain each other away; a root set aside for another reason still
+        # holds what it explained)
         found: dict[str, _TypeState | _WatchState] = {
             s.name: s
             for s in self._types.values()
-            if s.increases >= 2 and lately(s.last_growth_sample) and s.dismissed_until <= self._samples
+            if s.increases >= 2 and lately(s.last_growth_sample) and not self._explained(s)
         }
         for watched in self._watch.values():
             if watched.increases >= 2 and lately(watched.last_increase) and (cls := watched.ref()) is not None:
@@ -818,14 +841,21 @@ class MemoryMonitor:
                     found.setdefault(name, watched)
         return found
 
+    def _explained(self, state: _TypeState) -> bool:
+        return state.explained_by is not None and state.dismissed_until > self._samples
+
     def _names_set_aside(self) -> set[str]:
-        return {s.name for s in self._types.values() if s.dismissed_until > self._samples}
+        return {s.name for s in self._types.values() if self._explained(s)}
 
     def _set_growth_aside(self, state: _TypeState, cls: type, why: str) -> None:
         state.verdict = f"not a leak for now: {why}"
         state.dismissed_until = self._samples + self.calm_samples
         self._end_analysis(state, cls)
         logger.info("memtracker_web: %s grows, %s", state.name, state.verdict)
+        # what it held is set aside with it, as long (its growth is this one's)
+        for other in self._types.values():
+            if other.explained_by == state.name and other is not state:
+                other.dismissed_until = max(other.dismissed_until, state.dismissed_until)
 
     def _explain_by(self, state: _TypeState, cls: type, name: str, root: _TypeState | _WatchState) -> None:
         if isinstance(root, _WatchState):
@@ -1002,9 +1032,12 @@ class MemoryMonitor:
             self.start_monitoring(cls)
             nominated = self._types[key]
         nominated.source = "watch_all"
-        nominated.by_noise = watched.by_noise
-        if not nominated.by_watch:
-            nominated.verify_since = self._samples  # the tracker's table of its objects starts now
+        # (a census counts every live object of a class: it rises by its own drops too)
+        nominated.by_noise = watched.by_noise or (self.mode == "census" and not nominated.builtin)
+        if not nominated.by_watch and self.mode == "exact":
+            # the tracker's table of its objects starts now; (this sample's number is
+            # not counted yet: it is verified at the next one, not in this pass)
+            nominated.verify_since = self._samples + 1
         nominated.nominated_at = self._samples
         # the evidence watch-all gathered carries over: its increases count
         nominated.increases = watched.increases

@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.naming import type_name
-from ..core.tracker import is_app_file, is_own_file
+from ..core.tracker import is_app_file
 
 __all__ = ["find_retainers", "RetentionBusy"]
 
@@ -52,7 +52,16 @@ def _suspended_frame(holder: Any) -> types.FrameType | None:
 
 # a metaclass may define __name__ or __module__ itself: read type's descriptors, which run no code of the app's
 _TYPE_NAME = type.__dict__["__name__"].__get__
-_TYPE_MODULE = type.__dict__["__module__"].__get__
+_TYPE_MODULE_OF = type.__dict__["__module__"].__get__
+
+
+def _TYPE_MODULE(kind: type) -> str:  # noqa: N802 -- read like the descriptor beside it
+    """The type's module, or "" (a class made where globals had no __name__ has none)."""
+    try:
+        module = _TYPE_MODULE_OF(kind)
+    except AttributeError:
+        return ""
+    return module if isinstance(module, str) else ""
 
 
 def bounded_with_room(holder: Any) -> str | None:
@@ -209,12 +218,15 @@ def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
     return {name: found for name, found in kinds.items() if found[1] > own_farthest}
 
 
+BOOKKEEPING = "_memtracker_bookkeeping"  # a class attribute of the classes that keep our tables
+
+
 def _own_inside(path: list[Any]) -> str | None:
-    """ "own" when an object of memtracker_web's own types is on the chain (the
-    monitor's tables, kept by an app's global that holds the monitor)."""
+    """The string "own" when one of memtracker_web's bookkeeping objects is on the
+    chain (the monitor's tables, kept by an app's global that holds the monitor).
+    Not any object of ours: a middleware wrapping the app holds all the app holds."""
     for holder in path[:-1]:
-        module = _TYPE_MODULE(type(holder))
-        if isinstance(module, str) and module.split(".")[0] == _OWN_PACKAGE:
+        if any(BOOKKEEPING in vars(klass) for klass in type(holder).__mro__):
             return "own"
     return None
 
@@ -241,10 +253,13 @@ def _bounded_holder(path: list[Any]) -> str | None:
             first = next(iter(dict.values(holder)), None)
             if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
                 return bounded_with_room(owner)  # its entries' dict: the object is a key or an entry
-        for owner in path[-3:-5:-1]:  # a cachetools cache, maybe through its own __dict__
-            attributes = _own_dict(owner) if not _is(owner, dict) else owner
-            if attributes is not None and attributes.get("_Cache__data") is holder:
-                return bounded_with_room(path[path.index(owner) - 1] if _is(owner, dict) else owner)
+        for index in (len(path) - 3, len(path) - 4):  # a cachetools cache, maybe through its own __dict__
+            if index < 0:
+                break
+            owner = path[index]
+            attributes = owner if _is(owner, dict) else _own_dict(owner)
+            if attributes is not None and dict.get(attributes, "_Cache__data") is holder:
+                return bounded_with_room(path[index - 1] if _is(owner, dict) and index > 0 else owner)
     except Exception:  # noqa: BLE001 -- an odd object: not known to be a cache's
         return None
     return None
@@ -346,10 +361,11 @@ class _Search:
         return None
 
     def root_kind(self, root: Any) -> str | None:
-        """ "own": a global of memtracker_web or a frame of its code (its bookkeeping);
-        "library frame": a frame, running or suspended, of the standard library's or an
-        installed package's code (work in progress: a timer waiting, a request being
-        read); None: anything else (the app's globals and frames, a library's globals)."""
+        """The string "own" for a global of memtracker_web (its bookkeeping); "library
+        frame" for a frame, running or suspended, of the standard library's, an installed
+        package's or our code (work in progress: a timer waiting, a request being read,
+        our middleware waiting for the app); None for anything else (the app's globals
+        and frames, a library's globals)."""
         kind = type(root)
         if kind is types.FrameType:
             frame: types.FrameType | None = root
@@ -360,10 +376,7 @@ class _Search:
             if name is None and issubclass(kind, type):
                 name = _TYPE_MODULE(root)
             return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
-        filename = frame.f_code.co_filename
-        if is_own_file(filename):
-            return "own"
-        return None if is_app_file(filename) else "library frame"
+        return None if is_app_file(frame.f_code.co_filename) else "library frame"
 
     def is_root(self, holder: Any) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
@@ -539,14 +552,16 @@ class _Search:
             else:
                 text = self.text_of(path)
                 chains[text] += 1
-                kind = self.root_kind(path[0]) or _own_inside(path)
-                if kind is not None:
+                # each object in one of these at most: our own, a bounded cache's, a
+                # library function's at work, or the app's (kept)
+                kind = _own_inside(path) or self.root_kind(path[0])
+                room = None if kind == "own" else _bounded_holder(path)
+                if room is not None:
+                    bounded[room] += 1
+                elif kind is not None:
                     roots[kind] += 1
                 else:
                     kept[text] += 1
-                room = _bounded_holder(path)
-                if room is not None:
-                    bounded[room] += 1
                 upward = path[:0:-1]  # the object first, without the root
             for kind, (nearest, distance) in _holder_kinds(upward).items():
                 entry = held_through.setdefault(kind, [0, set(), 0])
