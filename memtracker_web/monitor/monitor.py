@@ -29,9 +29,10 @@ from .retention import RetentionBusy, find_retainers
 RETAINER_SAMPLE = 20
 RETAINER_BUDGET = 2.0
 # Before a type watch-all found is analysed or reported: samples its new objects
-# are counted first, and the retention search's time budget (it holds the GIL).
+# are counted first, and the time budget of one sample's searches (they hold the GIL;
+# an object whose root was not reached within it counts as the app's).
 VERIFY_AFTER = 1
-VERIFY_BUDGET = 0.5
+VERIFY_BUDGET = 0.2
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -820,7 +821,11 @@ class MemoryMonitor:
                 return
         state.verified = True
         chain = found["kept_by"]
-        state.verdict = f"kept by {chain}" if chain else "kept alive by something the search could not name"
+        state.verdict = (
+            f"kept by {chain}"
+            if chain
+            else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})"
+        )
         logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
 
     def _growing_types(self) -> dict[str, _TypeState | _WatchState]:
