@@ -200,7 +200,7 @@ _sampled_store: list = []
 
 @requires_engine
 def test_sampled_watch_all_finds_a_built_in_leak_and_its_counts_are_estimates():
-    assert MemoryMonitor().watch_sample == 1  # the default counts every object
+    assert MemoryMonitor().watch_sample == 64  # the default samples built-ins
     m = MemoryMonitor(threshold=100, watch_all=True, discover_after=2, watch_sample=64)
     try:
         m.sample()  # starts watch-all: baseline
@@ -302,14 +302,14 @@ def test_changing_watch_sample_restarts_watch_all():
 
 @requires_engine
 def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
-    mt._tracker.watch_start(sample=64)  # sampled, by someone else
-    m = MemoryMonitor(watch_all=True, threshold=10)  # wants every object (the default)
+    mt._tracker.watch_start()  # exact, by someone else
+    m = MemoryMonitor(watch_all=True, threshold=10)  # wants one object in 64
     try:
         m.start_monitoring(Leaky)
         with caplog.at_level(logging.WARNING, logger="memtracker_web"):
             m.sample()
         assert (
-            "watch-all already runs counting one object in 64; this monitor reads it at that rate instead of 1"
+            "watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
             in caplog.text
         )
         leak(50)
@@ -319,11 +319,11 @@ def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
             "candidates": snap["watch"]["candidates"],
             "promoted": 0,
             "recycled": 0,
-            "sample": 64,
-            "estimated": True,
+            "sample": 1,
+            "estimated": False,
         }
         assert {t["type"]: t["live"] for t in snap["types"]}["test_monitor.Leaky"] == 50
-        assert mt._tracker.watch_statistics()["sample"] == 64
+        assert mt._tracker.watch_statistics()["sample"] == 1
     finally:
         m.close()
         mt._tracker.watch_stop()
