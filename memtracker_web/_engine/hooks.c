@@ -442,8 +442,13 @@ mt_watch_cached_event(PyObject *op, PyRefTracerEvent event, MtWatchCache *cache)
 static int
 mt_hook_watch(PyObject *op, PyRefTracerEvent event, void *data)
 {
+    /* `data` is not read: CPython stores the hook and its data one after the
+     * other, and a thread of an interpreter with a GIL of its own may call us
+     * between the two stores with another hook's data (a mark bit, not this
+     * cache's address). */
+    (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    return mt_watch_cached_event(op, event, (MtWatchCache *)data);
+    return mt_watch_cached_event(op, event, mt_engine.watch_cache);
 }
 
 /* With several interpreters: another one may run under its own GIL, hands
