@@ -198,6 +198,7 @@ def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
     growth, not its own."""
     target_kind = type(upward[0])
     kinds: dict[str, tuple[int, int]] = {}
+    first: dict[str, int] = {}
     own_farthest = 0
     for distance in range(1, len(upward)):
         holder = upward[distance]
@@ -212,10 +213,11 @@ def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
         name = type_name(kind)
         nearest = kinds.get(name)
         kinds[name] = (id(holder) if nearest is None else nearest[0], distance)
-    # A kind met only below an object of the same type as this one is part of a
-    # structure of that type (a tree's nodes keep lists of nodes): it holds nothing
-    # of its own.
-    return {name: found for name, found in kinds.items() if found[1] > own_farthest}
+        first.setdefault(name, distance)
+    # A kind met below an object of the same type as this one is part of a structure
+    # of that type (a tree's nodes keep lists of nodes): it holds nothing of its own.
+    # (Its first sight counts, not its farthest: a search cut short may end on either.)
+    return {name: found for name, found in kinds.items() if first[name] > own_farthest}
 
 
 BOOKKEEPING = "_memtracker_bookkeeping"  # a class attribute of the classes that keep our tables
