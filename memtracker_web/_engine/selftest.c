@@ -49,12 +49,17 @@ typedef struct {
 
 static int mt_selftest_state = MT_SELFTEST_NOT_RUN;
 static int mt_selftest_busy = 0;        /* a self-test holds the slot (the GIL may be released) */
+/* The running test's state. Its hook reads it here, not from the data CPython
+ * passes: a thread of an interpreter with a GIL of its own may read the hook
+ * and its data half switched (see mt_hook_watch), and a static never goes away. */
+static MtSelftest mt_selftest_live;
 static char mt_selftest_reason[512];
 
 static int
 mt_selftest_hook(PyObject *op, PyRefTracerEvent event, void *data)
 {
-    MtSelftest *st = (MtSelftest *)data;
+    (void)data;
+    MtSelftest *st = &mt_selftest_live;
     if (op == NULL) {
         return 0;       /* 3.15+: replaced (by us, restoring the slot) */
     }
@@ -115,11 +120,13 @@ mt_selftest_thread(void *arg)
 /* Run the self-test (the GIL held; a safe point). Returns -1 when it could
  * not run (another self-test holds the slot). */
 static int
-mt_selftest_run(MtSelftest *st)
+mt_selftest_run(MtSelftest *test)
 {
     if (mt_selftest_busy) {
         return -1;
     }
+    MtSelftest *st = &mt_selftest_live;
+    *st = *test;
     void *data = NULL;
     PyRefTracer prev = PyRefTracer_GetTracer(&data);
     int ours = mt_is_our_hook(prev);        /* a hook of ours left by an earlier install */
@@ -134,6 +141,7 @@ mt_selftest_run(MtSelftest *st)
     if (rc < 0) {
         PyErr_Clear();
         mt_selftest_busy = 0;
+        *test = *st;
         return 0;
     }
 #  if MT_HAVE_PTHREAD
@@ -168,6 +176,7 @@ mt_selftest_run(MtSelftest *st)
         st->displaced = 1;      /* a tool took the slot meanwhile; it keeps it */
     }
     mt_selftest_busy = 0;
+    *test = *st;
     return 0;
 }
 

@@ -22,6 +22,21 @@ class TypeNameError(ValueError):
     """A type name that is malformed or does not name a class."""
 
 
+# A metaclass may define __module__ as a class attribute of its own: read type's
+# descriptor, which runs no code of anyone's.
+_TYPE_MODULE_OF = type.__dict__["__module__"].__get__
+
+
+def type_module(cls: type) -> str:
+    """The class's module as type itself keeps it, or "" (a class made where
+    globals had no ``__name__`` has none)."""
+    try:
+        module = _TYPE_MODULE_OF(cls)
+    except AttributeError:
+        return ""
+    return module if isinstance(module, str) else ""
+
+
 def type_name(cls: type) -> str:
     """``module.QualName`` of a class; builtins as ``builtins.dict``."""
     module = getattr(cls, "__module__", None) or "builtins"

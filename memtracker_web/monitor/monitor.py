@@ -20,7 +20,7 @@ from typing import Any
 from .. import options
 from ..core import engine
 from ..core.census import BLIND_SPOTS, take_census
-from ..core.naming import resolve_type, type_name
+from ..core.naming import resolve_type, type_module, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
 from .retention import RetentionBusy, find_retainers
@@ -205,20 +205,12 @@ def is_builtin_type(cls: type) -> bool:
     types), not by Python code. Many stdlib C types are heap types since 3.12, but
     they are immutable, which no class statement makes."""
     flags = _flags(cls)
-    return not (flags & _HEAPTYPE) or bool(flags & _IMMUTABLETYPE) or _TYPE_MODULE(cls) == "builtins"
+    return not (flags & _HEAPTYPE) or bool(flags & _IMMUTABLETYPE) or type_module(cls) == "builtins"
 
 
-# A metaclass may define __flags__ or __module__ as class attributes of its own:
-# read type's descriptors, which run no code of anyone's.
+# A metaclass may define __flags__ as a class attribute of its own: read type's
+# descriptor, which runs no code of anyone's.
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
-_TYPE_MODULE_OF = type.__dict__["__module__"].__get__
-
-
-def _TYPE_MODULE(cls: type) -> str | None:  # noqa: N802 -- read like the descriptor beside it
-    try:
-        return _TYPE_MODULE_OF(cls)
-    except AttributeError:  # a class made where globals had no __name__ has no module
-        return None
 
 
 def _flags(cls: type) -> int:
@@ -839,10 +831,11 @@ class MemoryMonitor:
             for s in self._types.values()
             if s.increases >= 2 and lately(s.last_growth_sample) and not self._explained(s)
         }
+        set_aside = self._names_set_aside()
         for watched in self._watch.values():
             if watched.increases >= 2 and lately(watched.last_increase) and (cls := watched.ref()) is not None:
                 name = type_name(cls)
-                if name not in self._names_set_aside():
+                if name not in set_aside:
                     found.setdefault(name, watched)
         return found
 

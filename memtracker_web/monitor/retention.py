@@ -29,7 +29,7 @@ import types
 from collections import Counter
 from typing import Any
 
-from ..core.naming import type_name
+from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file
 
 __all__ = ["find_retainers", "RetentionBusy"]
@@ -50,18 +50,8 @@ def _suspended_frame(holder: Any) -> types.FrameType | None:
     return getattr(holder, attribute) if attribute is not None else None
 
 
-# a metaclass may define __name__ or __module__ itself: read type's descriptors, which run no code of the app's
+# a metaclass may define __name__ itself: read type's descriptor, which runs no code of the app's
 _TYPE_NAME = type.__dict__["__name__"].__get__
-_TYPE_MODULE_OF = type.__dict__["__module__"].__get__
-
-
-def _TYPE_MODULE(kind: type) -> str:  # noqa: N802 -- read like the descriptor beside it
-    """The type's module, or "" (a class made where globals had no __name__ has none)."""
-    try:
-        module = _TYPE_MODULE_OF(kind)
-    except AttributeError:
-        return ""
-    return module if isinstance(module, str) else ""
 
 
 def bounded_with_room(holder: Any) -> str | None:
@@ -87,7 +77,7 @@ def bounded_with_room(holder: Any) -> str | None:
             if maxlen is not None and size < maxlen:
                 return f"{type_name(kind)} ({size} of maxlen {maxlen})"
             return None
-        if any(_TYPE_MODULE(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
+        if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
             attributes = _own_dict(holder) or {}
             current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
             if isinstance(current, (int, float)) and isinstance(bound, (int, float)) and current < bound:
@@ -235,7 +225,7 @@ def _own_inside(path: list[Any]) -> str | None:
 
 def _is_lru_wrapper(obj: Any) -> bool:
     kind = type(obj)
-    return _TYPE_NAME(kind) == "_lru_cache_wrapper" and _TYPE_MODULE(kind) == "functools"
+    return _TYPE_NAME(kind) == "_lru_cache_wrapper" and type_module(kind) == "functools"
 
 
 def _bounded_holder(path: list[Any]) -> str | None:
@@ -376,7 +366,7 @@ class _Search:
         if frame is None:
             name = self.modules.get(id(root))
             if name is None and issubclass(kind, type):
-                name = _TYPE_MODULE(root)
+                name = type_module(root)
             return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
         return None if is_app_file(frame.f_code.co_filename) else "library frame"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import pytest
 
 import memtracker_web as mt
 import support
+from memtracker_web.core.naming import type_module
 from memtracker_web.core.tracker import display_path
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
 from memtracker_web.render.jsontext import dumps
@@ -842,6 +844,15 @@ class FlagsMeta(type):
 
 class Odd(metaclass=FlagsMeta):
     pass
+
+
+def test_type_module_reads_what_type_keeps_and_never_fails():
+    made: dict = {}
+    exec("Nameless = type('Nameless', (), {})", made)  # type() where globals have no __name__
+    assert type_module(Odd) == __name__  # not the metaclass's 42
+    assert type_module(made["Nameless"]) == ""
+    assert type_module(dict) == "builtins"
+    assert type_module(collections.OrderedDict) == "collections"
 
 
 @requires_engine

@@ -163,14 +163,21 @@ def verifying_monitor():
     LAST_ERROR.__traceback__ = None
 
 
+def fill_render_cache(m, samples: int) -> list:
+    """``samples`` samples, 40 new entries of the bounded cache before each: the reports."""
+    reports = []
+    for sample in range(samples):
+        for n in range(40):
+            render(sample * 40 + n)
+        reports += m.sample()
+    return reports
+
+
 @requires_engine
 def test_a_built_in_filling_a_bounded_cache_is_set_aside_not_analysed(verifying_monitor):
     m = verifying_monitor
     found_by_watch_all(m, bytearray)
-    for sample in range(8):
-        for n in range(40):
-            render(sample * 40 + n)
-        assert m.sample() == []
+    assert fill_render_cache(m, 8) == []
     entry = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.bytearray")
     assert entry["analysing"] is False
     assert entry["verdict"].startswith(
@@ -327,10 +334,7 @@ def test_the_root_is_monitored_even_when_the_places_for_nominations_are_taken(ve
 def test_a_type_the_user_names_after_it_was_set_aside_is_monitored_as_theirs(verifying_monitor):
     m = verifying_monitor
     found_by_watch_all(m, bytearray)
-    for sample in range(5):
-        for n in range(40):
-            render(sample * 40 + n)
-        m.sample()
+    fill_render_cache(m, 5)
     assert m._types[id(bytearray)].verdict.startswith("not a leak for now: it fills a cache")
     m.start_monitoring(bytearray)  # the user names it now
     reports = []
