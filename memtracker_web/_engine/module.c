@@ -289,7 +289,44 @@ mt_main_interpreter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(mt_main_interp());
 }
 
+/* running_frames() -> [frame]: the innermost frame of every thread of this
+ * interpreter that is running Python code. sys._current_frames() walks every
+ * interpreter instead and makes frame objects of other interpreters' frames
+ * with this interpreter's allocator: a subinterpreter with a GIL of its own
+ * later frees one with its own allocator, and the process aborts. Nothing
+ * here runs Python code, so the GIL is held throughout and no thread of this
+ * interpreter ends while its list is walked (one that starts is put at the
+ * head, before where the walk began). */
+static PyObject *
+mt_running_frames(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    PyObject *frames = PyList_New(0);
+    if (frames == NULL) {
+        return NULL;
+    }
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL; ts = PyThreadState_Next(ts)) {
+        PyFrameObject *frame = PyThreadState_GetFrame(ts);
+        if (frame == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(frames);
+                return NULL;
+            }
+            continue;       /* runs no Python code now */
+        }
+        int rc = PyList_Append(frames, (PyObject *)frame);
+        Py_DECREF(frame);
+        if (rc < 0) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+    }
+    return frames;
+}
+
 static PyMethodDef mt_methods[] = {
+    {"running_frames", mt_running_frames, METH_NOARGS,
+     "running_frames() -> [frame]: the innermost frame of each thread of this interpreter running Python code."},
     {"main_interpreter", mt_main_interpreter, METH_NOARGS,
      "main_interpreter() -> bool: the engine runs in the main interpreter only."},
     {"_after_fork_child", mt_after_fork_child, METH_NOARGS, "Reset per-process state in a forked child."},

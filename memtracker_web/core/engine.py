@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import sysconfig
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -157,6 +158,23 @@ def check_watch_sample(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
         raise ValueError(f"watch_sample must be an integer from 1 (every object) to 65536, got {value!r}")
     return value
+
+
+def running_frames() -> list[types.FrameType]:
+    """The innermost frame of every thread of this interpreter running Python code.
+
+    Not ``sys._current_frames()``: since 3.12 it walks every interpreter and makes
+    frame objects of other interpreters' frames with this one's allocator, and a
+    subinterpreter with a GIL of its own frees them with its own: the process
+    aborts (``free(): invalid pointer``). The extension walks this interpreter's
+    threads only. Where it is not loaded (a subinterpreter, a free-threaded build)
+    only this thread's frame is given, short of the others'. Before 3.12 every
+    interpreter shares one GIL and one allocator, and the whole walk is safe."""
+    if sys.version_info < (3, 12):
+        return list(sys._current_frames().values())
+    if _tracker is not None:
+        return _tracker.running_frames()
+    return [sys._getframe(1)]
 
 
 def interpreter() -> str:

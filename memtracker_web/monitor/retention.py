@@ -29,6 +29,7 @@ import types
 from collections import Counter
 from typing import Any
 
+from ..core.engine import running_frames
 from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file
 
@@ -324,7 +325,7 @@ class _Search:
         # the frames of every thread's running functions (made into objects here)
         self.running: set[int] = set()
         frame: types.FrameType | None
-        for frame in sys._current_frames().values():
+        for frame in running_frames():
             while frame is not None:
                 self.running.add(id(frame))
                 frame = frame.f_back
