@@ -226,7 +226,17 @@ class _WatchState:
 
     _memtracker_bookkeeping = True
 
-    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise", "from_zero", "builtin")
+    __slots__ = (
+        "ref",
+        "high_water",
+        "increases",
+        "recent",
+        "last_increase",
+        "by_noise",
+        "from_zero",
+        "builtin",
+        "short_rise",
+    )
 
     def __init__(self, cls: type, value: int, by_noise: bool, from_zero: bool = False) -> None:
         self.ref = weakref.ref(cls)
@@ -239,6 +249,7 @@ class _WatchState:
         self.high_water = 0 if from_zero else value
         self.increases = 0
         self.last_increase = 0  # the sample of the last increase
+        self.short_rise = -1  # the sample of a built-in's last rise out of its noise short of its least step
         self.recent: deque = deque([0, value] if from_zero else [value], maxlen=_NOISE_WINDOW)
 
     def noise(self) -> float | None:
@@ -985,8 +996,9 @@ class MemoryMonitor:
                 state.recent.append(value)
             if self._samples - state.last_increase > self.calm_samples:
                 state.increases = 0  # rises must come in a run, not scattered over hours
+            noise_step = None
             if state.by_noise:
-                margin = rise_step(list(state.recent))
+                margin = noise_step = rise_step(list(state.recent))
                 if state.builtin:
                     margin = max(margin, least_builtin_step(self.threshold, self.increases))
             else:
@@ -1000,13 +1012,19 @@ class MemoryMonitor:
                     margin += 3 * noise
             if value > state.high_water + margin:
                 state.high_water = value
-                state.increases += 1
+                # A leak's first sample saw only the part of the interval after the
+                # leak began: a built-in's rise out of its noise but short of its
+                # least step, just before a run's first increase, was that start.
+                started = state.increases == 0 and state.short_rise == self._samples - 1
+                state.increases += 2 if started else 1
                 state.last_increase = self._samples
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
                     estimate = None
                     if census is None:
                         estimate = next(((n - f) * k, n * k, f * k) for c, n, f, k in rows if c is cls)
                     self._nominate(cls, state, estimate)
+            elif noise_step is not None and state.builtin and value > state.high_water + noise_step:
+                state.short_rise = self._samples
         for key in [k for k in self._watch if k not in seen]:
             del self._watch[key]  # the type died
 
