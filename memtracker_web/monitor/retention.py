@@ -542,6 +542,10 @@ class _Search:
             if path is None:
                 left.append(target)
                 upward = self.partial_upward(target)
+                # held by our tables, whatever holds them (a monitor in a running
+                # function's local variable, which the collector does not show)
+                if _own_inside(upward[::-1]):
+                    roots["own"] += 1
             else:
                 text = self.text_of(path)
                 chains[text] += 1

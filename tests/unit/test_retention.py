@@ -344,3 +344,26 @@ def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden():
     finally:
         gc.unfreeze()
         HOARD.clear()
+
+
+class Tables:
+    _memtracker_bookkeeping = True  # as the monitor's own classes are marked
+
+    def __init__(self) -> None:
+        self.rows: list = []
+
+
+class Row:
+    pass
+
+
+def test_objects_in_our_tables_held_by_a_local_variable_are_our_own():
+    # the tables are held by this function's local variable only, which the collector
+    # does not show: the chain stops at them, no root found, and still they are ours
+    tables = Tables()
+    tables.rows.extend(Row() for _ in range(5))
+    found = find_retainers(list(tables.rows))
+    assert found["chains"] == [] and found["hidden"] == 5
+    assert found["roots"] == {"own": 5, "library frame": 0}
+    plain = [Row() for _ in range(5)]  # the same without our tables: nobody's
+    assert find_retainers(plain[:])["roots"] == {"own": 0, "library frame": 0}
