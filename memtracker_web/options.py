@@ -308,7 +308,7 @@ _OPTIONS = (
     ),
     Option(
         "watch_sample",
-        64,
+        1,
         "int",
         "Watch-all counts about one object in this many and scales (1: every object, exactly; at most 65536).",
         (MONITOR, DEFAULT_MONITOR, ENDPOINT),

@@ -54,7 +54,7 @@ class MemoryTrackerMiddleware:
     :param watch_all: Count every type, so that growing types are found without being named. Default:
         ``None``, which keeps the default monitor's (``False`` when it is created).
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
-        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
+        at most 65536). Default: ``None``, which keeps the default monitor's (``1`` when it is created).
     :param threshold: Growth above a type's high-water mark that counts as an increase (0 counts every rise;
         the endpoint's options ask for at least 1). Default: ``None``, which keeps the default monitor's
         (``100`` when it is created).

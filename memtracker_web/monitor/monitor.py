@@ -284,7 +284,7 @@ class MemoryMonitor:
     :param max_watch_promotions: Types nominated by watch-all that are monitored at once. Default: ``50``.
     :param leak_reports: Leak reports kept. Default: ``50``.
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
-        at most 65536). Default: ``64``.
+        at most 65536). Default: ``1``.
     """
 
     _memtracker_bookkeeping = True  # (retention.BOOKKEEPING: a chain through it is our own)
@@ -303,7 +303,7 @@ class MemoryMonitor:
         discover_after: int = 3,
         max_watch_promotions: int = 50,
         leak_reports: int = 50,
-        watch_sample: int = 64,
+        watch_sample: int = 1,
     ) -> None:
         checked = options.take(
             options.MONITOR,
@@ -1393,7 +1393,7 @@ def get_default_monitor(
     :param interval: Seconds between samples (above 0, at most a day). Default: ``None``, which keeps the
         default monitor's (``60.0`` when it is created).
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
-        at most 65536). Default: ``None``, which keeps the default monitor's (``64`` when it is created).
+        at most 65536). Default: ``None``, which keeps the default monitor's (``1`` when it is created).
     """
     global _default_monitor
     # watch_all is applied apart: a later False does not turn it off

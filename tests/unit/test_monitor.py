@@ -202,7 +202,7 @@ _sampled_store: list = []
 
 @requires_engine
 def test_sampled_watch_all_finds_a_built_in_leak_and_its_counts_are_estimates():
-    assert MemoryMonitor().watch_sample == 64  # the default samples built-ins
+    assert MemoryMonitor().watch_sample == 1  # the default counts every object
     m = MemoryMonitor(threshold=100, watch_all=True, discover_after=2, watch_sample=64)
     try:
         m.sample()  # starts watch-all: baseline
@@ -304,14 +304,14 @@ def test_changing_watch_sample_restarts_watch_all():
 
 @requires_engine
 def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
-    mt._tracker.watch_start()  # exact, by someone else
-    m = MemoryMonitor(watch_all=True, threshold=10)  # wants one object in 64
+    mt._tracker.watch_start(sample=64)  # sampled, by someone else
+    m = MemoryMonitor(watch_all=True, threshold=10)  # wants every object (the default)
     try:
         m.start_monitoring(Leaky)
         with caplog.at_level(logging.WARNING, logger="memtracker_web"):
             m.sample()
         assert (
-            "watch-all already runs counting one object in 1; this monitor reads it at that rate instead of 64"
+            "watch-all already runs counting one object in 64; this monitor reads it at that rate instead of 1"
             in caplog.text
         )
         leak(50)
@@ -321,11 +321,11 @@ def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
             "candidates": snap["watch"]["candidates"],
             "promoted": 0,
             "recycled": 0,
-            "sample": 1,
-            "estimated": False,
+            "sample": 64,
+            "estimated": True,
         }
         assert {t["type"]: t["live"] for t in snap["types"]}["test_monitor.Leaky"] == 50
-        assert mt._tracker.watch_statistics()["sample"] == 1
+        assert mt._tracker.watch_statistics()["sample"] == 64
     finally:
         m.close()
         mt._tracker.watch_stop()
