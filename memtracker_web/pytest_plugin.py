@@ -71,7 +71,9 @@ CALL_DEPTH = 32
 PATHS_SHOWN = 5
 FRAMES_SHOWN = 6
 # Sampled watch-all still counts every object of a class defined in Python
-# exactly; one in 64 is what the monitor runs at, so a session that has both shares it.
+# exactly, and classes are all the plugin checks: sampling built-ins costs the
+# session less. (A MemoryMonitor with watch-all started in the same session reads
+# it at this rate and logs that it does.)
 WATCH_SAMPLE = 64
 
 

@@ -294,9 +294,12 @@ mt_main_interpreter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
  * interpreter instead and makes frame objects of other interpreters' frames
  * with this interpreter's allocator: a subinterpreter with a GIL of its own
  * later frees one with its own allocator, and the process aborts. Nothing
- * here runs Python code, so the GIL is held throughout and no thread of this
- * interpreter ends while its list is walked (one that starts is put at the
- * head, before where the walk began). */
+ * here runs Python code, so the GIL is held throughout: a thread of this
+ * interpreter ends (unlinks its state) only holding the GIL, and one that
+ * starts is put at the head, before where the walk began. (CPython's own walk
+ * also takes the runtime's lock of the list, which is not public: C code that
+ * deletes another thread's state without the GIL, which the C API allows after
+ * PyThreadState_Clear, could still race with this walk.) */
 static PyObject *
 mt_running_frames(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {

@@ -176,6 +176,17 @@ def least_builtin_step(threshold: int, increases: int) -> float:
     return threshold / max(increases, 1)
 
 
+def _began_a_sample_ago(state: _WatchState, margin: float, noise_step: float | None) -> bool:
+    """Whether a built-in's rise began at the sample before this one, which saw only
+    the part of its interval after a leak began: flat before it, a rise out of its
+    noise but short of ``margin`` then, and a rise past ``margin`` by itself now (a
+    drift that adds a little every sample until its sum passes is not one)."""
+    if noise_step is None or not state.builtin or len(state.recent) < 4:
+        return False
+    before, first, then, now = list(state.recent)[-4:]
+    return first - before <= noise_step < then - first <= margin < now - then
+
+
 def rise_step(values: list) -> float:
     """How far an exact count must rise over its high-water mark to count as an
     increase: three times the typical drop among its recent changes (their
@@ -226,17 +237,7 @@ class _WatchState:
 
     _memtracker_bookkeeping = True
 
-    __slots__ = (
-        "ref",
-        "high_water",
-        "increases",
-        "recent",
-        "last_increase",
-        "by_noise",
-        "from_zero",
-        "builtin",
-        "short_rise",
-    )
+    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise", "from_zero", "builtin")
 
     def __init__(self, cls: type, value: int, by_noise: bool, from_zero: bool = False) -> None:
         self.ref = weakref.ref(cls)
@@ -249,7 +250,6 @@ class _WatchState:
         self.high_water = 0 if from_zero else value
         self.increases = 0
         self.last_increase = 0  # the sample of the last increase
-        self.short_rise = -1  # the sample of a built-in's last rise out of its noise short of its least step
         self.recent: deque = deque([0, value] if from_zero else [value], maxlen=_NOISE_WINDOW)
 
     def noise(self) -> float | None:
@@ -1012,19 +1012,13 @@ class MemoryMonitor:
                     margin += 3 * noise
             if value > state.high_water + margin:
                 state.high_water = value
-                # A leak's first sample saw only the part of the interval after the
-                # leak began: a built-in's rise out of its noise but short of its
-                # least step, just before a run's first increase, was that start.
-                started = state.increases == 0 and state.short_rise == self._samples - 1
-                state.increases += 2 if started else 1
+                state.increases += 2 if state.increases == 0 and _began_a_sample_ago(state, margin, noise_step) else 1
                 state.last_increase = self._samples
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
                     estimate = None
                     if census is None:
                         estimate = next(((n - f) * k, n * k, f * k) for c, n, f, k in rows if c is cls)
                     self._nominate(cls, state, estimate)
-            elif noise_step is not None and state.builtin and value > state.high_water + noise_step:
-                state.short_rise = self._samples
         for key in [k for k in self._watch if k not in seen]:
             del self._watch[key]  # the type died
 

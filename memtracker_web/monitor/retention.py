@@ -224,6 +224,24 @@ def _own_inside(path: list[Any]) -> str | None:
     return None
 
 
+_PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
+
+
+def _in_own_tables(upward: list[Any]) -> bool:
+    """For an object whose root was not reached (``upward``: it, then one line of its
+    holders): whether it sits in memtracker_web's own tables, whatever holds them (a
+    monitor in a running function's local variable, which the collector does not
+    show). Only plain containers, or ours, may come between it and our bookkeeping
+    object: an app's object there (a callback the monitor was given) makes it the app's."""
+    for holder in upward[1:]:
+        kind = type(holder)
+        if any(BOOKKEEPING in vars(klass) for klass in kind.__mro__):
+            return True
+        if kind not in _PLAIN_CONTAINERS and not type_module(kind).startswith(f"{_OWN_PACKAGE}."):
+            return False
+    return False
+
+
 def _is_lru_wrapper(obj: Any) -> bool:
     kind = type(obj)
     return _TYPE_NAME(kind) == "_lru_cache_wrapper" and type_module(kind) == "functools"
@@ -540,12 +558,11 @@ class _Search:
         for target in self.targets:
             path = self.path_of(target)
             if path is None:
-                left.append(target)
                 upward = self.partial_upward(target)
-                # held by our tables, whatever holds them (a monitor in a running
-                # function's local variable, which the collector does not show)
-                if _own_inside(upward[::-1]):
+                if _in_own_tables(upward):
                     roots["own"] += 1
+                else:
+                    left.append(target)
             else:
                 text = self.text_of(path)
                 chains[text] += 1

@@ -363,7 +363,24 @@ def test_objects_in_our_tables_held_by_a_local_variable_are_our_own():
     tables = Tables()
     tables.rows.extend(Row() for _ in range(5))
     found = find_retainers(list(tables.rows))
-    assert found["chains"] == [] and found["hidden"] == 5
-    assert found["roots"] == {"own": 5, "library frame": 0}
+    assert found["chains"] == [] and found["roots"] == {"own": 5, "library frame": 0}
+    assert found["hidden"] == found["unreachable"] == found["unresolved"] == 0  # each counted once
     plain = [Row() for _ in range(5)]  # the same without our tables: nobody's
     assert find_retainers(plain[:])["roots"] == {"own": 0, "library frame": 0}
+
+
+class Alerts:  # an app's object the monitor was given (an on_leak callback's owner)
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, report: dict) -> None:
+        self.sent.append(report)
+
+
+def test_an_apps_object_our_tables_hold_keeps_what_it_holds_as_the_apps():
+    tables, alerts = Tables(), Alerts()
+    tables.rows.append(alerts.send)  # as MemoryMonitor(on_leak=alerts.send) keeps it
+    alerts.sent.extend(Row() for _ in range(5))
+    del alerts  # now held by our tables only, through the bound method
+    found = find_retainers(list(tables.rows[0].__self__.sent))
+    assert found["roots"] == {"own": 0, "library frame": 0} and found["hidden"] == 5
