@@ -76,7 +76,9 @@ def run_baseline(shape: str, seconds: float, rate: float) -> list:
     return run_shape(shape, seconds, rate, tool=False)["timeline"]
 
 
-def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_report: float = 0.0) -> dict:
+def run_shape(
+    shape: str, seconds: float, rate: float, tool: bool = True, after_report: float = 0.0, log_dir: str | None = None
+) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, LEAK_SHAPE=shape, LEAK_INTERVAL="1.0")
@@ -140,7 +142,11 @@ def run_shape(shape: str, seconds: float, rate: float, tool: bool = True, after_
         # reports as they happen, read here instead of polling the page, whose
         # answers would cost the server CPU time the app alone does not spend.
         report = None
+        log = open(os.path.join(log_dir, f"{shape}.log"), "w") if log_dir and tool else None  # noqa: SIM115
         for text in server.stderr:
+            if log is not None:
+                log.write(text)
+                log.flush()
             tail.append(text)
             del tail[:-50]
             if clock["started"] is None:
@@ -253,13 +259,14 @@ def main() -> None:
         default=15.0,
         help="seconds a shape runs on after its first report (the analysing phase's CPU time)",
     )
+    parser.add_argument("--log-dir", help="keep each shape's server log (the monitor's INFO lines) here")
     args = parser.parse_args()
     rows = []
     runs = [(shape, args.seconds) for shape in args.shapes]
     if args.healthy_seconds > 0:
         runs.append(("healthy", args.healthy_seconds))
     for shape, seconds in runs:
-        row = run_shape(shape, seconds, args.rate, after_report=args.after_report)
+        row = run_shape(shape, seconds, args.rate, after_report=args.after_report, log_dir=args.log_dir)
         row["costs"] = phase_costs(row, run_baseline(shape, row["seconds"], args.rate))
         rows.append(row)
         print(

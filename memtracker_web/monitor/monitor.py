@@ -23,14 +23,15 @@ from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import resolve_type, type_module, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
-from .retention import RetentionBusy, find_retainers
+from .retention import RetentionBusy, find_retainers, find_retainers_of_groups
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
 RETAINER_BUDGET = 2.0
 # Before a type watch-all found is analysed or reported: samples its new objects
-# are counted first, and the time budget of one sample's searches (they hold the GIL;
-# an object whose root was not reached within it counts as the app's).
+# are counted first, and the time budget of one sample's search (one search for all
+# the types waiting; it holds the GIL; an object whose root was not reached within it
+# counts as the app's).
 VERIFY_AFTER = 1
 VERIFY_BUDGET = 0.2
 # A built-in analysed records about this many call paths a second at most (one
@@ -730,8 +731,12 @@ class MemoryMonitor:
         state.verify_since = self._samples
 
     def _verify_pending(self) -> None:
-        # the searches of one sample share one time budget: the GIL is held while they run
-        deadline = time.monotonic() + VERIFY_BUDGET
+        """Verify the types waiting for it (see _judge), all from one retention search:
+        each level of a search asks the collector once about every object it looks
+        for, so one search for all costs about as much as one for a single type. It
+        holds the GIL while it runs: at most VERIFY_BUDGET seconds a sample."""
+        pending: list[tuple[_TypeState, type]] = []
+        groups: list[list[Any]] = []
         for state in list(self._types.values()):
             if (
                 state.source != "watch_all"
@@ -742,20 +747,44 @@ class MemoryMonitor:
                 or self._set_aside(state)
             ):
                 continue
-            left = deadline - time.monotonic()
-            if left < VERIFY_BUDGET / 10:
-                return  # the others at the next sample
             cls = state.ref()
-            if cls is not None:
-                self._verify(state, cls, left)
+            if cls is None:
+                continue
+            try:
+                objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
+            except RuntimeError:
+                continue  # stopped, or another tool took the tracer: try again at the next sample
+            if objects:
+                pending.append((state, cls))
+                groups.append(objects)
+            elif self._samples - state.verify_since >= VERIFY_AFTER + 2:
+                why = f"none of its objects made in the last {self._samples - state.verify_since} samples is alive"
+                self._set_growth_aside(state, cls, why)
+        objects = []
+        if not pending:
+            return
+        try:
+            results = find_retainers_of_groups(groups, budget_seconds=VERIFY_BUDGET)
+        except RetentionBusy:
+            return  # someone's search from the page: at the next sample
+        except Exception as exc:  # a defect of ours must not stop the monitor's samples
+            logger.exception("memtracker_web: verifying %s failed", ", ".join(state.name for state, _ in pending))
+            for state, cls in pending:
+                self._set_growth_aside(state, cls, f"its verification failed ({type(exc).__name__}: {exc})"[:300])
+            return
+        finally:
+            groups.clear()  # the objects themselves are not kept past the search
+        for (state, cls), found in zip(pending, results, strict=True):
+            if not state.verified and not self._set_aside(state):  # (a root judged before it may explain it)
+                self._judge(state, cls, found)
 
-    def _verify(self, state: _TypeState, cls: type, budget: float = VERIFY_BUDGET) -> None:
+    def _judge(self, state: _TypeState, cls: type, found: dict[str, Any]) -> None:
         """Before a type watch-all found is reported (before a built-in is even
-        analysed): a retention search from some of its objects made since the
-        tracker has its table, that is, the new ones still alive. The growth is
-        set aside for ``calm_samples`` when at least half of them are held by a
-        cache with a size bound it has not reached (a cache warming up: its
-        growth ends at the bound), by functions of the standard library or an
+        analysed): ``found`` is a retention search from some of its objects made
+        since the tracker has its table, that is, the new ones still alive. The
+        growth is set aside for ``calm_samples`` when at least half of them are
+        held by a cache with a size bound it has not reached (a cache warming up:
+        its growth ends at the bound), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
         memtracker_web's own tables, or are garbage in reference cycles; or when
         none survived. When more than half are each held through a new object of
@@ -763,29 +792,6 @@ class MemoryMonitor:
         by one traceback per request keeps that request's frames and all they
         refer to; the root is nominated and analysed in their place. Otherwise
         whatever holds them is a leak's holder, and the type is verified."""
-        assert state.verify_since is not None
-        try:
-            objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
-        except RuntimeError:
-            return  # stopped, or another tool took the tracer: try again at the next sample
-        if not objects:
-            if self._samples - state.verify_since >= VERIFY_AFTER + 2:
-                self._set_growth_aside(
-                    state,
-                    cls,
-                    f"none of its objects made in the last {self._samples - state.verify_since} samples is alive",
-                )
-            return
-        try:
-            found = find_retainers(objects, budget_seconds=budget)
-        except RetentionBusy:
-            return  # someone's search from the page: at the next sample
-        except Exception as exc:  # a defect of ours must not stop the monitor's samples
-            logger.exception("memtracker_web: verifying %s failed", state.name)
-            self._set_growth_aside(state, cls, f"its verification failed ({type(exc).__name__}: {exc})"[:300])
-            return
-        finally:
-            del objects
         found["computed_at"] = round(time.time(), 3)
         state.retainers = found
         total = found["objects"]

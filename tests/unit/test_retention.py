@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from memtracker_web.monitor.retention import RetentionBusy, find_retainers
+from memtracker_web.monitor.retention import RetentionBusy, find_retainers, find_retainers_of_groups
 from support import requires_engine
 
 MOD = __name__
@@ -384,3 +384,46 @@ def test_an_apps_object_our_tables_hold_keeps_what_it_holds_as_the_apps():
     del alerts  # now held by our tables only, through the bound method
     found = find_retainers(list(tables.rows[0].__self__.sent))
     assert found["roots"] == {"own": 0, "library frame": 0} and found["hidden"] == 5
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def a_cycle() -> Node:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return a
+
+
+def without_timing(result: dict) -> dict:
+    return {key: value for key, value in result.items() if key not in ("seconds", "levels")}
+
+
+def test_one_search_for_several_groups_answers_for_each_as_alone():
+    HOARD[:] = [Order(i) for i in range(3)]
+    tables = Tables()
+    tables.rows.extend(Row() for _ in range(2))
+
+    def search(alone: bool) -> list[dict]:
+        hidden = [Holder(), Holder()]  # a local: held where the collector cannot see
+        groups = [list(HOARD), [a_cycle(), a_cycle()], list(tables.rows), list(hidden), []]
+        if alone:
+            return [find_retainers(group) for group in groups]
+        return find_retainers_of_groups(groups)
+
+    try:
+        grouped, alone = search(False), search(True)
+        assert [without_timing(r) for r in grouped] == [without_timing(r) for r in alone]
+        assert [(r["objects"], r["unreachable"], r["hidden"], r["roots"]["own"]) for r in grouped] == [
+            (3, 0, 0, 0),
+            (2, 2, 0, 0),
+            (2, 0, 0, 2),
+            (2, 0, 2, 0),
+            (0, 0, 0, 0),
+        ]
+        assert chains(grouped[0]) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order": 3}
+    finally:
+        HOARD.clear()
+        gc.collect()

@@ -610,3 +610,39 @@ def test_a_class_without_a_module_does_not_stop_the_samples(verifying_monitor):
 
 
 HOLD = None
+
+
+class Ticket:
+    pass
+
+
+_tickets: list = []
+
+
+@requires_engine
+def test_the_types_waiting_in_one_sample_are_verified_by_one_search(verifying_monitor, monkeypatch):
+    from memtracker_web.monitor import monitor as monitor_module
+
+    searches: list[int] = []
+    real = monitor_module.find_retainers_of_groups
+
+    def counted(groups, **kwargs):
+        searches.append(len(groups))
+        return real(groups, **kwargs)
+
+    monkeypatch.setattr(monitor_module, "find_retainers_of_groups", counted)
+    m = verifying_monitor
+    found_by_watch_all(m, bytearray)
+    found_by_watch_all(m, Ticket)
+    try:
+        for _ in range(4):
+            _payloads.extend(bytearray(3) for _ in range(40))
+            _tickets.extend(Ticket() for _ in range(40))
+            m.sample()
+        assert searches == [2]  # both at once, then neither again: both verified
+        verdicts = {t["type"]: t["verdict"] for t in m.snapshot()["types"]}
+        lists = "builtins.list[i]"
+        assert verdicts["builtins.bytearray"] == f"kept by {__name__}._payloads -> {lists} -> builtins.bytearray"
+        assert verdicts[f"{__name__}.Ticket"] == f"kept by {__name__}._tickets -> {lists} -> {__name__}.Ticket"
+    finally:
+        _tickets.clear()
