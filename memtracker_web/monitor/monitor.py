@@ -63,6 +63,7 @@ class _TypeState:
         "threshold",
         "high_water",
         "increases",
+        "evidence_from",
         "analysing",
         "forced",
         "history",
@@ -101,6 +102,7 @@ class _TypeState:
         self.threshold = threshold
         self.high_water: int | None = None
         self.increases = 0
+        self.evidence_from = 0  # its increases when a set-aside ended: those were explained
         self.analysing = False
         self.forced = forced  # analysis asked for by the user: never demoted
         self.history = PointRing(history)
@@ -493,11 +495,11 @@ class MemoryMonitor:
                     reports.append(self._report(state, cls, now, stats))
                     state.reported = True
                 elif self.mode != "exact" and calm and state.increases and not state.forced:
-                    state.increases = 0  # calm again (census): start counting afresh
+                    state.increases = state.evidence_from = 0  # calm again (census): start counting afresh
                     state.reported = False
                 elif state.analysing and not state.forced and calm:
                     self._end_analysis(state, cls)  # calm again: back to counting only
-                    state.increases = 0
+                    state.increases = state.evidence_from = 0
                     state.root_of.clear()
                 elif (
                     state.source == "watch_all"
@@ -554,7 +556,7 @@ class MemoryMonitor:
         ``increases`` is reported as soon as its call paths show where the growth
         comes from (exact), or at once (census: there are none), then again at each
         growth. (One stats build serves the test and the report.)"""
-        if state.increases < self.increases or not (state.grew or not state.reported):
+        if state.increases - state.evidence_from < self.increases or not (state.grew or not state.reported):
             return None
         if (
             state.counted_by_noise()
@@ -712,6 +714,9 @@ class MemoryMonitor:
         if state.explained_by is not None or state.dismissed_until:
             state.explained_by = None
             state.dismissed_until = 0
+            # what it grew by, before and while it was set aside, was explained (a cache
+            # filling): a report needs `increases` rises from now on
+            state.evidence_from = state.increases
         return False
 
     # -- verification: what keeps a growing type's new objects ----------------

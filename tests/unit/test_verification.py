@@ -646,3 +646,26 @@ def test_the_types_waiting_in_one_sample_are_verified_by_one_search(verifying_mo
         assert verdicts[f"{__name__}.Ticket"] == f"kept by {__name__}._tickets -> {lists} -> {__name__}.Ticket"
     finally:
         _tickets.clear()
+
+
+@requires_engine
+def test_rises_while_set_aside_are_no_evidence_once_the_time_is_over(verifying_monitor):
+    # a cache filled for a while (set aside, rising meanwhile); once the time aside is
+    # over, a report needs `increases` rises of its own, not at once on those earned
+    m = verifying_monitor  # increases=4
+    found_by_watch_all(m, bytearray)
+    m.sample()
+    state = m._types[id(bytearray)]
+    m._begin_analysis(state, bytearray)
+    state.verified = state.grew = True
+    state.increases, state.dismissed_until = 9, m._samples  # its time aside ends now
+    assert not m._set_aside(state) and state.evidence_from == 9
+    assert m._report_stats(state, bytearray) is None  # (9 rises: reported at once before)
+    reports: list = []
+    samples = 0
+    while not reports and samples < 10:
+        _payloads.extend(bytearray(3) for _ in range(40))
+        reports += m.sample()
+        samples += 1
+    assert reports and reports[0]["type"] == "builtins.bytearray"
+    assert state.increases - state.evidence_from >= 4 and samples >= 4
