@@ -218,10 +218,11 @@ def _own_inside(path: list[Any]) -> str | None:
     """The string "own" when one of memtracker_web's bookkeeping objects is on the
     chain (the monitor's tables, kept by an app's global that holds the monitor).
     Not any object of ours: a middleware wrapping the app holds all the app holds."""
-    for holder in path[:-1]:
-        if any(BOOKKEEPING in vars(klass) for klass in type(holder).__mro__):
-            return "own"
-    return None
+    return "own" if any(_is_bookkeeping(holder) for holder in path[:-1]) else None
+
+
+def _is_bookkeeping(holder: Any) -> bool:
+    return any(BOOKKEEPING in vars(klass) for klass in type(holder).__mro__)
 
 
 _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
@@ -234,9 +235,9 @@ def _in_own_tables(upward: list[Any]) -> bool:
     show). Only plain containers, or ours, may come between it and our bookkeeping
     object: an app's object there (a callback the monitor was given) makes it the app's."""
     for holder in upward[1:]:
-        kind = type(holder)
-        if any(BOOKKEEPING in vars(klass) for klass in kind.__mro__):
+        if _is_bookkeeping(holder):
             return True
+        kind = type(holder)
         if kind not in _PLAIN_CONTAINERS and not type_module(kind).startswith(f"{_OWN_PACKAGE}."):
             return False
     return False
@@ -347,7 +348,6 @@ class _Search:
         self.started = time.monotonic()
         self.deadline = self.started + budget
         self.max_depth = max_depth
-        self.groups = groups
         self.given = list(groups)  # the caller's lists: they hold the objects, and are not holders
         self.targets = [obj for group in groups for obj in group]
         self.modules = {
@@ -414,7 +414,7 @@ class _Search:
 
     def run(self, top: int) -> list[dict[str, Any]]:
         here = sys._getframe()
-        ours = {id(self.given), id(self.groups), id(self.targets), id(self.up), id(here), id(self.__dict__)}
+        ours = {id(self.given), id(self.targets), id(self.up), id(here), id(self.__dict__)}
         ours.update(id(group) for group in self.given)
         # our own containers stay alive until the end: an id in `ours` is never reused meanwhile
         keep: list[Any] = []
