@@ -399,7 +399,14 @@ _OPTIONS = (
         (MONITOR,),
         check=_whole("max_watch_promotions", 0),
     ),
-    Option("leak_reports", 50, "int", "Leak reports kept.", (MONITOR,), check=_whole("leak_reports", 1)),
+    Option(
+        "leak_reports",
+        50,
+        "int",
+        "Leak reports kept: the latest of each type, for this many types.",
+        (MONITOR,),
+        check=_whole("leak_reports", 1),
+    ),
 )
 
 OPTIONS: Mapping[str, Option] = {option.name: option for option in _OPTIONS}

@@ -245,9 +245,10 @@ class _WatchState:
     def __init__(self, cls: type, value: int, by_noise: bool, from_zero: bool = False) -> None:
         self.ref = weakref.ref(cls)
         self.by_noise = by_noise
-        # A class counted exactly has net allocations since watch-all began: it
-        # had 0 then, so its first sight may already be a rise. (A built-in's net
-        # count is its objects made minus all freed since then, older ones too.)
+        # A type counted exactly has net allocations since watch-all began: it
+        # had 0 then, so its first sight may already be a rise (a leak that began
+        # in watch-all's first interval is counted from its start, as it is at
+        # every later one). An estimate's first value is a baseline.
         self.from_zero = from_zero
         self.builtin = False
         self.high_water = 0 if from_zero else value
@@ -285,7 +286,7 @@ class MemoryMonitor:
     :param discover_after: Increases after which watch-all nominates a type to be counted exactly. Default:
         ``3``.
     :param max_watch_promotions: Types nominated by watch-all that are monitored at once. Default: ``50``.
-    :param leak_reports: Leak reports kept. Default: ``50``.
+    :param leak_reports: Leak reports kept: the latest of each type, for this many types. Default: ``50``.
     :param watch_sample: Watch-all counts about one object in this many and scales (1: every object, exactly;
         at most 65536). Default: ``1``.
     """
@@ -990,7 +991,7 @@ class MemoryMonitor:
                 is_class = counted_exactly_by_watch_all(cls) and not is_builtin_type(cls)
                 by_noise = census is None and (is_class or self._watching_sample == 1)
                 try:
-                    state = self._watch[key] = _WatchState(cls, value, by_noise, from_zero=by_noise and is_class)
+                    state = self._watch[key] = _WatchState(cls, value, by_noise, from_zero=by_noise)
                     state.builtin = not is_class
                 except TypeError:  # a type that refuses weak references
                     continue
@@ -1099,6 +1100,16 @@ class MemoryMonitor:
         return report
 
     def _publish_leak(self, report: dict) -> None:
+        # A leaking type is reported at every growth: it keeps its latest report,
+        # with how many it had and since when (copies of each would be the monitor's
+        # own growth, every sample, as long as the leak lasts).
+        earlier = next((kept for kept in self._leaks if kept["type"] == report["type"]), None)
+        report["reports"] = 1
+        report["first_detected_at"] = report["detected_at"]
+        if earlier is not None:
+            report["reports"] += earlier["reports"]
+            report["first_detected_at"] = earlier["first_detected_at"]
+            self._leaks.remove(earlier)
         self._leaks.append(report)
         lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, grew {report['increases']} times"]
         if report.get("verdict"):

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..monitor.history import growth
+from .report import report_count
 
 SPARK_WIDTH = 120
 SPARK_HEIGHT = 24
@@ -281,14 +282,15 @@ def _leaks(snapshot: Mapping[str, Any], base: str) -> str:
     now = {t.get("type"): t.get("live") for t in snapshot.get("types") or [] if isinstance(t, Mapping)}
     if not leaks:
         return '<h2>Leak reports</h2><p class="note">No type has grown past its threshold yet.</p>'
-    # A leaking type files a report at every growth: show its latest one, and how many there were.
+    # A leaking type files a report at every growth: show its latest one, and how many there were
+    # (the monitor keeps the latest with its count; a list with several of one type counts them).
     latest: dict[str, Mapping[str, Any]] = {}
     counts: dict[str, int] = {}
     first: dict[str, Any] = {}
     for leak in leaks:
         name = str(leak.get("type", "?"))
-        counts[name] = counts.get(name, 0) + 1
-        first.setdefault(name, leak.get("detected_at"))
+        counts[name] = counts.get(name, 0) + report_count(leak)
+        first.setdefault(name, leak.get("first_detected_at", leak.get("detected_at")))
         latest[name] = leak
     rows = []
     for name, leak in sorted(latest.items(), key=lambda kv: -(kv[1].get("detected_at") or 0)):

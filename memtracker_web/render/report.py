@@ -122,12 +122,19 @@ def _http_error(url: str, code: int, reason: str, body: bytes) -> str:
     return text
 
 
+def report_count(report: Mapping[str, Any]) -> int:
+    """How many reports of its type one kept report stands for (the monitor keeps a
+    type's latest with its count; a snapshot from before that has one per report)."""
+    count = report.get("reports", 1)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 1
+
+
 def leaks_by_type(snapshot: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], int]]:
     """The latest leak report of each type, with how many reports the type has."""
     latest: dict[str, tuple[dict[str, Any], int]] = {}
     for report in snapshot.get("leaks") or []:
         _, seen = latest.get(report["type"], (report, 0))
-        latest[report["type"]] = (report, seen + 1)  # reports are oldest first: the last one wins
+        latest[report["type"]] = (report, seen + report_count(report))  # oldest first: the last one wins
     return latest
 
 

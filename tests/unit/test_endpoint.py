@@ -822,6 +822,38 @@ def test_a_leak_report_shows_who_held_them_once_searched_and_an_unreported_type_
     assert text.count('<section class="analysed">') == 1 and "shop.Line</code></a></h3>" in text
 
 
+@pytest.mark.parametrize(
+    ("kept", "shown"),
+    [
+        ({"reports": 3, "first_detected_at": 1764115080.0}, "(3 reports since "),
+        ({"reports": 1, "first_detected_at": 1764115200.0}, None),
+        ({}, None),  # from a monitor that kept one entry per report
+        ({"reports": "many"}, None),
+        ({"reports": -2}, None),
+        ({"reports": True}, None),
+        ({"reports": 2, "first_detected_at": "yesterday"}, "(2 reports since "),
+    ],
+)
+def test_a_kept_leak_report_says_how_many_the_type_had(kept: dict, shown: str | None) -> None:
+    from memtracker_web.render.page import render_overview
+    from memtracker_web.render.report import leaks_by_type
+
+    report = {"type": "shop.Order", "live": 9, "increases": 3, "detected_at": 1764115200.0, "top_paths": []}
+    snap = {"mode": "exact", "engine": {"available": True}, "pid": 1, "samples": 3, "interval": 1.0, "types": []}
+    snap["leaks"] = [dict(report, **kept)]
+    text = render_overview(snap, base="/debug/memory", nonce="n")
+    assert '<section class="leak-report">' in text
+    assert (" reports since " in text) is (shown is not None)
+    if shown is not None:
+        assert shown in text
+    count = kept["reports"] if shown else 1
+    assert leaks_by_type(snap)["shop.Order"][1] == count
+    # the older kind of list, one entry per report, still counts them
+    snap["leaks"] = [report, dict(report, live=12)]
+    assert leaks_by_type(snap)["shop.Order"] == (snap["leaks"][1], 2)
+    assert "(2 reports since " in render_overview(snap, base="/debug/memory", nonce="n")
+
+
 def test_the_type_page_chart_labels_both_axes_and_survives_odd_points() -> None:
     import time as _time
 

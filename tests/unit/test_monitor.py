@@ -578,6 +578,37 @@ def test_escalation_reports_at_the_first_sample_with_paths_after_it_starts(monit
 
 
 @requires_engine
+def test_a_type_reported_again_keeps_its_latest_report_with_the_count(monitor):
+    # a report at every growth: the snapshot keeps one per type, not a copy a sample
+    reports = []
+    monitor.on_leak = reports.append
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    for _ in range(6):
+        leak(11)
+        monitor.sample()
+    assert [r["live"] for r in reports] == [44, 55, 66]
+    assert [r["reports"] for r in reports] == [1, 2, 3]
+    kept = monitor.snapshot()["leaks"]
+    assert kept == [reports[-1]]
+    assert kept[0]["first_detected_at"] == reports[0]["detected_at"] <= kept[0]["detected_at"]
+    monitor.start_monitoring(Other)
+    for _ in range(4):
+        leak(11)
+        leak(11, Other)
+        monitor.sample()
+    assert [(r["type"], r["reports"]) for r in monitor.snapshot()["leaks"]] == [
+        ("test_monitor.Leaky", 7),
+        ("test_monitor.Other", 1),
+    ]
+    leak(11)
+    monitor.sample()  # Leaky grows again: its latest report moves behind Other's
+    assert [(r["type"], r["reports"]) for r in monitor.snapshot()["leaks"]] == [
+        ("test_monitor.Other", 1),
+        ("test_monitor.Leaky", 8),
+    ]
+
+
 def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
     monitor.start_monitoring(Leaky)
     leak(11)

@@ -283,6 +283,26 @@ def test_a_built_in_leaks_first_sample_counts_even_short_of_its_least_step(steps
         m.close()
 
 
+@requires_engine
+@pytest.mark.parametrize(("first", "rises"), [(0, 2), (2, 2), (20, 3)])
+def test_a_built_in_leak_in_watch_alls_first_interval_counts_from_zero(first, rises):
+    # every type had a net count of 0 when watch-all began: a built-in leaking in
+    # its first interval rises then, as a class does
+    m = MemoryMonitor(
+        watch_all=True, watch_sample=1, threshold=30, increases=10, discover_after=5, interval=0.05, calm_samples=30
+    )
+    try:
+        m.sample()  # watch-all begins
+        kept = [bytearray(1) for _ in range(first)]
+        m.sample()  # its first sight of bytearray
+        for _ in range(2):
+            kept.extend(bytearray(1) for _ in range(20))
+            m.sample()
+        assert m._watch[id(bytearray)].increases == rises
+    finally:
+        m.close()
+
+
 # -- what a reviewer found (each failed before its fix) ------------------------
 
 
@@ -395,7 +415,7 @@ def test_a_verified_built_in_waiting_for_a_slot_is_not_tabled_meanwhile():
     try:
         for i in range(20):
             kept_bytes.extend(bytearray(2) for _ in range(150))
-            if i >= 4:
+            if i >= 3:
                 sessions.extend(Session() for _ in range(60))  # a class grows: built-ins wait
             m.sample()
         state = m._types[id(bytearray)]
