@@ -18,7 +18,11 @@ Each run is followed by the same app and load without our middleware for as
 long: the app's CPU time per request (the server process's, from /proc) with
 the tool over without it, in each phase of the tooled run: before the
 expected type was nominated, while it was only counted, while it was
-analysed.
+analysed. The same split by thread (Linux names Python's threads from 3.14):
+the threads serving requests, where the tracer's work in every allocation
+is, and the monitor's sampling thread, whose work is per sample (one a second
+here, sixty times fewer at the default interval) and does not grow with the
+load.
 
 Prints a Markdown table (RESULTS.md keeps one with the command).
 """
@@ -55,20 +59,54 @@ def get(url: str, timeout: float = 5.0) -> bytes:
         return response.read()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as fh:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (or one of its threads) so far (Linux /proc)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_per_request(timeline: list, start: float, end: float) -> float | None:
+MONITOR_THREAD = "memtracker-moni"  # the monitor thread's name as Linux keeps it (15 bytes; set since 3.14)
+
+
+def monitor_thread(pid: int) -> int | None:
+    """The thread id of the monitor's sampling thread, or None (not started, or an
+    interpreter before 3.14, which does not name its threads for the system)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as fh:
+                if fh.read().strip() == MONITOR_THREAD:
+                    return int(tid)
+        except OSError:
+            continue
+    return None
+
+
+def cpu_per_request(timeline: list, start: float, end: float, serving: bool = False) -> float | None:
     """CPU seconds per request between two times of a run's timeline of
-    (seconds, cpu seconds, requests), or None when too few requests fell there."""
+    (seconds, cpu seconds, requests, the monitor thread's cpu seconds), or None
+    when too few requests fell there. ``serving``: without the monitor thread's
+    time (what the threads serving requests spent, the tracer's work in them included)."""
     inside = [p for p in timeline if start <= p[0] <= end]
     if len(inside) < 2 or inside[-1][2] - inside[0][2] < 100:
         return None
-    return (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2])
+    spent = inside[-1][1] - inside[0][1]
+    if serving:
+        spent -= inside[-1][3] - inside[0][3]
+    return spent / (inside[-1][2] - inside[0][2])
+
+
+def monitor_ms_per_second(timeline: list, start: float, end: float) -> float | None:
+    """The monitor thread's CPU milliseconds per second of the run between two times."""
+    inside = [p for p in timeline if start <= p[0] <= end]
+    if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1.0:
+        return None
+    return (inside[-1][3] - inside[0][3]) * 1000 / (inside[-1][0] - inside[0][0])
 
 
 def run_baseline(shape: str, seconds: float, rate: float) -> list:
@@ -198,13 +236,17 @@ def run_shape(
                     raise RuntimeError(f"{shape}: the server did not start: {''.join(tail)[-2000:]}") from err
                 time.sleep(0.2)
         loader = threading.Thread(target=load, daemon=True)
+        monitor_tid = None
         started = clock["started"] = time.monotonic()
         loader.start()
         stop_at = started + seconds
         while time.monotonic() < stop_at:
             time.sleep(0.5)
             now = round(time.monotonic() - started, 1)
-            result["timeline"].append((now, cpu_seconds(server.pid), sent[0]))
+            if tool and monitor_tid is None:
+                monitor_tid = monitor_thread(server.pid)
+            watcher = cpu_seconds(server.pid, monitor_tid) if monitor_tid is not None else 0.0
+            result["timeline"].append((now, cpu_seconds(server.pid), sent[0], watcher))
             if want is not None and result["reported"] is not None and result["samples_at_report"] is None:
                 # once: how many samples the monitor had taken by then
                 snap = json.loads(get(base + "/debug/memory?format=json"))
@@ -236,7 +278,10 @@ def phase_costs(row: dict, baseline: list) -> dict:
     costs = {}
     for phase, (start, stop) in windows.items():
         ours, alone = cpu_per_request(row["timeline"], start, stop), cpu_per_request(baseline, start, stop)
+        serving = cpu_per_request(row["timeline"], start, stop, serving=True)
         costs[phase] = None if ours is None or alone is None else round(ours / alone, 3)
+        costs[phase + " serving"] = None if serving is None or alone is None else round(serving / alone, 3)
+        costs[phase + " monitor"] = monitor_ms_per_second(row["timeline"], start, stop)
         costs[phase + " seconds"] = round(stop - start, 1)
     whole = cpu_per_request(baseline, 0.0, end)
     costs["baseline ms/request"] = None if whole is None else round(whole * 1000, 3)
@@ -302,6 +347,22 @@ def main() -> None:
             + " | ".join(cells)
             + " |"
         )
+    print()
+    print("The same split by thread: the threads serving requests (the tracer's work in each allocation is")
+    print("there) over the app alone, and the monitor thread's CPU milliseconds per second (its samples, one")
+    print("a second here: verification searches, reports; at the default interval of 60 s, a sixtieth):")
+    print()
+    print("| shape | " + " | ".join(f"{p}: serving / monitor ms/s" for p in PHASES) + " |")
+    print("|---|" + "---|" * len(PHASES))
+    for r in rows:
+        c = r["costs"]
+        cells = [
+            f"{c[p + ' serving']:.3f}x / {c[p + ' monitor']:.1f}"
+            if c[p + " serving"] is not None and c[p + " monitor"] is not None
+            else "-"
+            for p in PHASES
+        ]
+        print(f"| {r['shape']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -979,6 +979,7 @@ class MemoryMonitor:
                 id(cls): ((new - free) * k, new * k, free * k) for cls, new, free, k in rows if id(cls) in sampled
             }
         seen = set()
+        least_step = least_builtin_step(self.threshold, self.increases) if census is None else self.threshold
         for cls, value in values:
             key = id(cls)
             seen.add(key)
@@ -1008,6 +1009,8 @@ class MemoryMonitor:
                 state.recent.append(value)
             if self._samples - state.last_increase > self.calm_samples:
                 state.increases = 0  # rises must come in a run, not scattered over hours
+            if value <= state.high_water + (least_step if state.builtin else 1.0 if state.by_noise else self.threshold):
+                continue  # within the least margin it can have: no rise (most types, every sample)
             noise_step = None
             if state.by_noise:
                 margin = noise_step = rise_step(list(state.recent))
