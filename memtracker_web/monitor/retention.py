@@ -338,6 +338,7 @@ def find_retainers_of_groups(
     finally:
         if search is not None:
             search.up.clear()  # holders include frames: leave no cycle behind
+            search.suspended.clear()
             search.targets.clear()
             search.given.clear()
         _lock.release()
@@ -360,6 +361,9 @@ class _Search:
             while frame is not None:
                 self.running.add(id(frame))
                 frame = frame.f_back
+        # a root coroutine's or generator's frame when it was found: between two passes the
+        # app runs on, and it may have resumed or finished before the chains are written
+        self.suspended: dict[int, types.FrameType] = {}
         # id(obj) -> the holders found for it, level by level
         self.up: dict[int, list[Any]] = {}
         self.roots: set[int] = set()
@@ -377,7 +381,7 @@ class _Search:
             return type_name(holder)  # a class: the chain goes on with its attribute
         if kind is types.FrameType:
             return f"frame of {_frame_text(holder)}{_local_name(holder, held)}"
-        frame = _suspended_frame(holder)
+        frame = self.suspended.get(id(holder))
         if frame is not None:
             return f"{kind.__name__} frame of {_frame_text(frame)}{_local_name(frame, held)}"
         if holder is sys.modules:
@@ -394,7 +398,7 @@ class _Search:
         if kind is types.FrameType:
             frame: types.FrameType | None = root
         else:
-            frame = _suspended_frame(root)
+            frame = self.suspended.get(id(root))
         if frame is None:
             name = self.modules.get(id(root))
             if name is None and issubclass(kind, type):
@@ -404,17 +408,22 @@ class _Search:
 
     def is_root(self, holder: Any) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
-        coroutine or generator. A frame that finished (kept by a traceback) is walked past."""
+        coroutine or generator (whose frame is kept for the chain's text). A frame that
+        finished (kept by a traceback) is walked past."""
         kind = type(holder)
         if id(holder) in self.modules or issubclass(kind, type) or holder is sys.modules:
             return True
         if kind is types.FrameType:
             return id(holder) in self.running
-        return _suspended_frame(holder) is not None
+        frame = _suspended_frame(holder)
+        if frame is None:
+            return False
+        self.suspended[id(holder)] = frame
+        return True
 
     def run(self, top: int) -> list[dict[str, Any]]:
         here = sys._getframe()
-        ours = {id(self.given), id(self.targets), id(self.up), id(here), id(self.__dict__)}
+        ours = {id(self.given), id(self.targets), id(self.up), id(self.suspended), id(here), id(self.__dict__)}
         ours.update(id(group) for group in self.given)
         # our own containers stay alive until the end: an id in `ours` is never reused meanwhile
         keep: list[Any] = []

@@ -427,3 +427,30 @@ def test_one_search_for_several_groups_answers_for_each_as_alone():
     finally:
         HOARD.clear()
         gc.collect()
+
+
+def test_a_root_generator_that_finishes_before_the_chains_are_written_keeps_its_name(monkeypatch):
+    # between two passes the app runs on: a coroutine or generator found suspended may
+    # have resumed or finished when the result is written ("? -> ..." before)
+    from memtracker_web.monitor import retention
+
+    def holding(items: list):
+        yield
+
+    gen = holding([Order(), Order()])
+    next(gen)
+    targets = list(gen.gi_frame.f_locals["items"])
+    write = retention._Search.result
+
+    def finish_then_write(self, *args, **kwargs):
+        gen.close()  # it finished meanwhile
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(retention._Search, "result", finish_then_write)
+    found = find_retainers(targets)
+    assert gen.gi_frame is None
+    [(text, count)] = chains(found).items()
+    assert count == 2
+    assert text.startswith(f"generator frame of {holding.__qualname__} ({__file__}:")
+    assert text.endswith(f" local items -> builtins.list[i] -> {MOD}.Order")
+    assert found["kept_by"] == text
