@@ -34,6 +34,10 @@ RETAINER_BUDGET = 2.0
 # counts as the app's).
 VERIFY_AFTER = 1
 VERIFY_BUDGET = 0.2
+# Levels a verification searches on without another object reaching a root, once
+# one did: chains of a leak are a few levels long; a few objects held from far off
+# cost a pass over the heap a level up to the search's depth, and change no verdict.
+VERIFY_PATIENCE = 3
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -770,7 +774,7 @@ class MemoryMonitor:
         if not pending:
             return
         try:
-            results = find_retainers_of_groups(groups, budget_seconds=VERIFY_BUDGET)
+            results = find_retainers_of_groups(groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE)
         except RetentionBusy:
             return  # someone's search from the page: at the next sample
         except Exception as exc:  # a defect of ours must not stop the monitor's samples

@@ -322,18 +322,30 @@ def find_retainers(
 
 
 def find_retainers_of_groups(
-    groups: list[list[Any]], *, budget_seconds: float = 2.0, max_depth: int = MAX_DEPTH, top: int = 10
+    groups: list[list[Any]],
+    *,
+    budget_seconds: float = 2.0,
+    max_depth: int = MAX_DEPTH,
+    top: int = 10,
+    patience: int | None = None,
 ) -> list[dict[str, Any]]:
     """``find_retainers`` for each group of objects (a type's, say), from one search of
     them all: each level of a search asks the collector once about every object it
     holds, so searching for several groups at once costs about as much as one. The
     results are as ``find_retainers`` gives each group alone, but for ``levels`` and
-    ``seconds``, which are the one search's."""
+    ``seconds``, which are the one search's.
+
+    ``patience``: once some object has its chain, stop after this many levels in a row
+    that gave no other object one (the rest are ``unresolved``). A few objects held
+    far from any root would otherwise cost every level up to ``max_depth``, one pass
+    over the heap each, for what the others already tell."""
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be 1 or more levels, got {patience}")
     if not _lock.acquire(blocking=False):
         raise RetentionBusy("a retention search is already running in this process")
     search = None
     try:
-        search = _Search(groups, budget_seconds, max_depth)
+        search = _Search(groups, budget_seconds, max_depth, patience)
         return search.run(top)
     finally:
         if search is not None:
@@ -345,10 +357,11 @@ def find_retainers_of_groups(
 
 
 class _Search:
-    def __init__(self, groups: list[list[Any]], budget: float, max_depth: int) -> None:
+    def __init__(self, groups: list[list[Any]], budget: float, max_depth: int, patience: int | None = None) -> None:
         self.started = time.monotonic()
         self.deadline = self.started + budget
         self.max_depth = max_depth
+        self.patience = patience
         self.given = list(groups)  # the caller's lists: they hold the objects, and are not holders
         self.targets = [obj for group in groups for obj in group]
         self.modules = {
@@ -432,6 +445,8 @@ class _Search:
         frontier = list(self.targets)
         depth = 0
         exhausted = False
+        resolved: set[int] = set()  # ids of the targets a chain reaches
+        progress = 0  # the last level that gave a target its chain
         while True:
             if not frontier:
                 exhausted = True
@@ -476,8 +491,19 @@ class _Search:
             frontier = following
             if self.stopped:
                 break
-            if self.roots and all(self.chain_of(t) is not None for t in self.targets):
-                break  # every object has its chain: higher levels add nothing
+            if self.roots and self.patience is None:
+                if all(self.chain_of(t) is not None for t in self.targets):
+                    break  # every object has its chain: higher levels add nothing
+            elif self.roots:
+                before = len(resolved)
+                resolved.update(id(t) for t in self.targets if id(t) not in resolved and self.path_of(t) is not None)
+                if len(resolved) == len({id(t) for t in self.targets}):
+                    break  # every object has its chain: higher levels add nothing
+                if len(resolved) > before:
+                    progress = depth
+                elif resolved and self.patience is not None and depth - progress >= self.patience:
+                    self.stopped = f"no other object reached a root in {self.patience} more levels"
+                    break
         # (loop variables let go: their references would look like a holder the collector cannot see)
         holder = obj = held = holders = None  # type: ignore[assignment]  # noqa: F841
         results = [self.result(group, depth, exhausted, top, keep) for group in self.given]

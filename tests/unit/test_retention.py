@@ -454,3 +454,43 @@ def test_a_root_generator_that_finishes_before_the_chains_are_written_keeps_its_
     assert text.startswith(f"generator frame of {holding.__qualname__} ({__file__}:")
     assert text.endswith(f" local items -> builtins.list[i] -> {MOD}.Order")
     assert found["kept_by"] == text
+
+
+NEAR: list = []
+FAR: list = []
+
+
+def test_patience_stops_a_search_once_more_levels_reach_no_other_object():
+    NEAR.extend(Order() for _ in range(6))
+    far = Order()
+    holder: list = [far]
+    for _ in range(9):  # ten lists deep, in FAR: twelve levels below its module
+        holder = [holder]
+    FAR.append(holder)
+    try:
+        targets = [*NEAR, far]
+        whole = find_retainers_of_groups([targets])[0]
+        assert whole["unresolved"] == 0 and whole["stopped"] == ""
+        assert chains(whole) == {f"{MOD}.NEAR -> builtins.list[i] -> {MOD}.Order": 6, chains_far(): 1}
+        patient = find_retainers_of_groups([targets], patience=3)[0]
+        assert chains(patient) == {f"{MOD}.NEAR -> builtins.list[i] -> {MOD}.Order": 6}
+        assert patient["unresolved"] == 1 and patient["levels"] == 2 + 3  # NEAR's chains came at level 2
+        assert patient["stopped"] == "no other object reached a root in 3 more levels"
+        # progress on the way resets it: the far one is reached with patience enough
+        assert chains(find_retainers_of_groups([targets], patience=11)[0]) == chains(whole)
+        # nothing reached yet: it does not stop (a leak held from far off is still found)
+        alone = find_retainers_of_groups([[far]], patience=1)[0]
+        assert chains(alone) == {chains_far(): 1}
+    finally:
+        NEAR.clear()
+        FAR.clear()
+
+
+def chains_far() -> str:
+    return f"{MOD}.FAR -> " + "builtins.list[i] -> " * 11 + f"{MOD}.Order"
+
+
+@pytest.mark.parametrize("patience", [0, -1])
+def test_patience_below_one_level_is_refused(patience):
+    with pytest.raises(ValueError, match=f"patience must be 1 or more levels, got {patience}"):
+        find_retainers_of_groups([[Order()]], patience=patience)

@@ -648,6 +648,8 @@ def test_the_types_waiting_in_one_sample_are_verified_by_one_search(verifying_mo
 
     def counted(groups, **kwargs):
         searches.append(len(groups))
+        # (a few objects held from far off do not take the search to its full depth)
+        assert kwargs["patience"] == monitor_module.VERIFY_PATIENCE == 3
         return real(groups, **kwargs)
 
     monkeypatch.setattr(monitor_module, "find_retainers_of_groups", counted)
