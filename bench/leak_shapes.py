@@ -97,6 +97,8 @@ def cpu_per_request(timeline: list, start: float, end: float, serving: bool = Fa
         return None
     spent = inside[-1][1] - inside[0][1]
     if serving:
+        if inside[0][3] is None or inside[-1][3] is None:
+            return None  # the monitor thread not found (yet): no split
         spent -= inside[-1][3] - inside[0][3]
     return spent / (inside[-1][2] - inside[0][2])
 
@@ -104,7 +106,7 @@ def cpu_per_request(timeline: list, start: float, end: float, serving: bool = Fa
 def monitor_ms_per_second(timeline: list, start: float, end: float) -> float | None:
     """The monitor thread's CPU milliseconds per second of the run between two times."""
     inside = [p for p in timeline if start <= p[0] <= end]
-    if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1.0:
+    if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1.0 or inside[0][3] is None or inside[-1][3] is None:
         return None
     return (inside[-1][3] - inside[0][3]) * 1000 / (inside[-1][0] - inside[0][0])
 
@@ -245,7 +247,7 @@ def run_shape(
             now = round(time.monotonic() - started, 1)
             if tool and monitor_tid is None:
                 monitor_tid = monitor_thread(server.pid)
-            watcher = cpu_seconds(server.pid, monitor_tid) if monitor_tid is not None else 0.0
+            watcher = cpu_seconds(server.pid, monitor_tid) if monitor_tid is not None else None
             result["timeline"].append((now, cpu_seconds(server.pid), sent[0], watcher))
             if want is not None and result["reported"] is not None and result["samples_at_report"] is None:
                 # once: how many samples the monitor had taken by then

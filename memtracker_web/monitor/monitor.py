@@ -35,8 +35,9 @@ RETAINER_BUDGET = 2.0
 VERIFY_AFTER = 1
 VERIFY_BUDGET = 0.2
 # Levels a verification searches on without another object reaching a root, once
-# one did: chains of a leak are a few levels long; a few objects held from far off
-# cost a pass over the heap a level up to the search's depth, and change no verdict.
+# the chains found set the growth aside (half of the objects not the app's): a few
+# objects held from far off would cost a pass over the heap a level up to the
+# search's depth, and could not undo that verdict.
 VERIFY_PATIENCE = 3
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
@@ -252,7 +253,11 @@ class _WatchState:
         # A type counted exactly has net allocations since watch-all began: it
         # had 0 then, so its first sight may already be a rise (a leak that began
         # in watch-all's first interval is counted from its start, as it is at
-        # every later one). An estimate's first value is a baseline.
+        # every later one). An estimate's first value is a baseline, and so is a
+        # count below 0 (older objects freed): from 0, it would look like a drop
+        # that a rise must stand out of for a while, and a leak would first have
+        # to climb back to 0.
+        from_zero = from_zero and value >= 0
         self.from_zero = from_zero
         self.builtin = False
         self.high_water = 0 if from_zero else value
@@ -352,6 +357,7 @@ class MemoryMonitor:
         self._types: dict[int, _TypeState] = {}  # id(cls) => state
         self._watch: dict[int, _WatchState] = {}  # id(cls) => watch-all state
         self._leaks: deque = deque(maxlen=leak_reports)
+        self._leak_counts: dict[str, tuple[int, float]] = {}  # a reported type's reports and the first one's time
         self._generation = 0  # bumped when the monitored set changes
         self._types_cache: tuple | None = None  # ((samples, top_paths, generation), entries)
         self._samples = 0
@@ -796,8 +802,10 @@ class MemoryMonitor:
         held by a cache with a size bound it has not reached (a cache warming up:
         its growth ends at the bound), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
-        memtracker_web's own tables, or are garbage in reference cycles; or when
-        none survived. When more than half are each held through a new object of
+        memtracker_web's own tables, or are garbage in reference cycles, or are
+        held only where the collector cannot see (a running function's local
+        variables, C code: nothing shows the app keeps them); or when none
+        survived. When more than half are each held through a new object of
         another growing type, that type is the root: a traceback chain growing
         by one traceback per request keeps that request's frames and all they
         refer to; the root is nominated and analysed in their place. Otherwise
@@ -813,7 +821,8 @@ class MemoryMonitor:
             # nominates types: they are bounded, and never a leak of the app's)
             (own, "its new objects are memtracker_web's own bookkeeping"),
             (
-                max(0, sum(b["count"] for b in found["bounded"]) - own),
+                # (an object the monitor's own tables hold is counted there, not here)
+                sum(b["count"] for b in found["bounded"]),
                 "it fills a cache with a size bound: " + (found["bounded"][0]["holder"] if found["bounded"] else ""),
             ),
             (
@@ -822,6 +831,11 @@ class MemoryMonitor:
                 "are running or waiting (work in progress, such as timers and requests being served)",
             ),
             (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
+            (
+                found["hidden"],
+                "its new objects are held only where the collector cannot see: the local variables of "
+                "functions running now (work in progress) or C code; nothing shows the app keeps them",
+            ),
         ]
         if sum(n for n, _ in not_leaks) * 2 >= total:
             self._set_growth_aside(state, cls, max(not_leaks, key=lambda reason: reason[0])[1])
@@ -1110,14 +1124,22 @@ class MemoryMonitor:
         # A leaking type is reported at every growth: it keeps its latest report,
         # with how many it had and since when (copies of each would be the monitor's
         # own growth, every sample, as long as the leak lasts).
-        earlier = next((kept for kept in self._leaks if kept["type"] == report["type"]), None)
-        report["reports"] = 1
-        report["first_detected_at"] = report["detected_at"]
-        if earlier is not None:
-            report["reports"] += earlier["reports"]
-            report["first_detected_at"] = earlier["first_detected_at"]
-            self._leaks.remove(earlier)
-        self._leaks.append(report)
+        # (The count is the monitor's own, not read back from a report a callback was given.)
+        with self._lock:
+            name = report["type"]
+            count, first = self._leak_counts.get(name, (0, report["detected_at"]))
+            report["reports"] = count + 1
+            report["first_detected_at"] = first
+            for index, kept in enumerate(self._leaks):
+                if kept["type"] == name:
+                    del self._leaks[index]
+                    break
+            self._leaks.append(report)  # (one that falls off the deque's end takes its count along:)
+            self._leak_counts[name] = (count + 1, first)
+            if len(self._leak_counts) > len(self._leaks):
+                kept_names = {kept["type"] for kept in self._leaks}
+                for gone in [n for n in self._leak_counts if n not in kept_names]:
+                    del self._leak_counts[gone]
         lines = [f"MEMORY LEAK DETECTED: {report['type']}: {report['live']} live, grew {report['increases']} times"]
         if report.get("verdict"):
             lines.append(f"  {report['verdict']}")

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..core.engine import running_frames
 from ..core.naming import type_module, type_name
-from ..core.tracker import is_app_file
+from ..core.tracker import is_app_file, is_own_file
 
 __all__ = ["find_retainers", "RetentionBusy"]
 
@@ -191,16 +191,18 @@ def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
     kinds: dict[str, tuple[int, int]] = {}
     first: dict[str, int] = {}
     own_farthest = 0
-    for distance in range(1, len(upward)):
-        holder = upward[distance]
+    distance = 0  # (a namespace dict is no step: whether an instance has one made is CPython's choice)
+    for index in range(1, len(upward)):
+        holder = upward[index]
         kind = type(holder)
+        if kind is dict and index + 1 < len(upward):
+            owner = upward[index + 1]
+            if issubclass(type(owner), type) or holder is _own_dict(owner):
+                continue  # a class's or an instance's namespace
+        distance += 1
         if kind is target_kind:
             own_farthest = distance
             continue
-        if kind is dict and distance + 1 < len(upward):
-            owner = upward[distance + 1]
-            if issubclass(type(owner), type) or holder is _own_dict(owner):
-                continue  # a class's or an instance's namespace
         name = type_name(kind)
         nearest = kinds.get(name)
         kinds[name] = (id(holder) if nearest is None else nearest[0], distance)
@@ -215,10 +217,11 @@ BOOKKEEPING = "_memtracker_bookkeeping"  # a class attribute of the classes that
 
 
 def _own_inside(path: list[Any]) -> str | None:
-    """The string "own" when one of memtracker_web's bookkeeping objects is on the
-    chain (the monitor's tables, kept by an app's global that holds the monitor).
-    Not any object of ours: a middleware wrapping the app holds all the app holds."""
-    return "own" if any(_is_bookkeeping(holder) for holder in path[:-1]) else None
+    """The string "own" when the chain (root first) holds its object in one of
+    memtracker_web's bookkeeping objects (the monitor's tables, kept by an app's
+    global that holds the monitor), as ``_in_own_tables`` tells. Not any object of
+    ours: a middleware wrapping the app holds all the app holds."""
+    return "own" if _in_own_tables(path[::-1]) else None
 
 
 def _is_bookkeeping(holder: Any) -> bool:
@@ -296,11 +299,28 @@ def _frame_text(frame: types.FrameType) -> str:
 
 
 def _local_name(frame: types.FrameType, held: Any) -> str:
+    """The name of a local variable of ``frame`` that is ``held``, or ""."""
     try:
         names = [name for name, value in frame.f_locals.items() if value is held]  # (a dict or a proxy of CPython's)
     except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: the chain still stands
         names = []
-    return f" local {names[0]}" if names else ""
+    return names[0] if names else ""
+
+
+_CO_OPTIMIZED = 0x1  # a function's frame, not a module's or a class body's (whose locals are a dict the collector sees)
+
+
+def _locals_values(frame: types.FrameType) -> list[Any]:
+    try:
+        return list(frame.f_locals.values())  # (a dict or a proxy of CPython's)
+    except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: it holds nothing we can show
+        return []
+
+
+def _frame_kind(frame: types.FrameType) -> str | None:
+    """ "library frame" for a frame of the standard library's, an installed package's or
+    our code (work in progress); None for the app's."""
+    return None if is_app_file(frame.f_code.co_filename) else "library frame"
 
 
 def find_retainers(
@@ -310,14 +330,17 @@ def find_retainers(
     ``{"chains": [{"chain": text, "count": n}], "objects": n, "unreachable": k, "hidden": h,
     "unresolved": m, "stopped": reason or "", "levels": d, "seconds": t}``.
 
-    When the search walked all the way around an object without meeting a module, a
-    class or a frame, every reference to it and to what holds it is counted: if the
-    collector sees them all, nothing outside a reference cycle holds it
-    (``unreachable``: waiting for the garbage collector); if not, something the
-    collector cannot see holds it (``hidden``: a running function's local variable,
-    which 3.11+ keeps in no object, or C code). ``unresolved``: objects whose root was
-    not reached before the search stopped. One search at a time per process
-    (RetentionBusy otherwise)."""
+    A running function's local variables are in no object the collector sees (3.11+):
+    once the passes are over, the running frames of the app's and the libraries'
+    functions are read, and one whose local holds an object met is the root of its
+    chain ("frame of handle (app.py:12) local items -> ...") where nothing else
+    reaches it. When the search walked all the way around an object without meeting
+    a root, every reference to it and to what holds it is counted: if the collector
+    sees them all, nothing outside a reference cycle holds it (``unreachable``:
+    waiting for the garbage collector); if not, something the collector cannot see
+    holds it (``hidden``: C code, or a running function of our own).
+    ``unresolved``: objects whose root was not reached before the search stopped.
+    One search at a time per process (RetentionBusy otherwise)."""
     return find_retainers_of_groups([objects], budget_seconds=budget_seconds, max_depth=max_depth, top=top)[0]
 
 
@@ -335,10 +358,12 @@ def find_retainers_of_groups(
     results are as ``find_retainers`` gives each group alone, but for ``levels`` and
     ``seconds``, which are the one search's.
 
-    ``patience``: once some object has its chain, stop after this many levels in a row
-    that gave no other object one (the rest are ``unresolved``). A few objects held
-    far from any root would otherwise cost every level up to ``max_depth``, one pass
-    over the heap each, for what the others already tell."""
+    ``patience``: stop after this many levels in a row that gave no other object its
+    chain, once the chains found show that at least half of each group's objects are
+    not the app's (the monitor's own, a bounded cache's, a library's work in progress;
+    the rest are ``unresolved``). A few objects held far from any root would otherwise
+    cost every level up to ``max_depth``, one pass over the heap each, when what the
+    others tell already sets the growth aside (see the monitor's verification)."""
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be 1 or more levels, got {patience}")
     if not _lock.acquire(blocking=False):
@@ -351,6 +376,7 @@ def find_retainers_of_groups(
         if search is not None:
             search.up.clear()  # holders include frames: leave no cycle behind
             search.suspended.clear()
+            search.local_up.clear()
             search.targets.clear()
             search.given.clear()
         _lock.release()
@@ -374,11 +400,17 @@ class _Search:
             while frame is not None:
                 self.running.add(id(frame))
                 frame = frame.f_back
-        # a root coroutine's or generator's frame when it was found: between two passes the
-        # app runs on, and it may have resumed or finished before the chains are written
-        self.suspended: dict[int, types.FrameType] = {}
+        # a root coroutine or generator, by id: its frame's text, kind (see root_kind) and
+        # local variables' names by id() of their values among the objects it holds, read
+        # when it was found: between two passes the app runs on, and it may have resumed
+        # or finished before the chains are written (its frame is not kept: a frame that
+        # outlives its generator takes over its locals, and would hold them for the search)
+        self.suspended: dict[int, tuple[str, str | None, dict[int, str]]] = {}
         # id(obj) -> the holders found for it, level by level
         self.up: dict[int, list[Any]] = {}
+        # id(obj) -> the running frames whose local variables hold it (attach_running_locals)
+        self.local_up: dict[int, list[types.FrameType]] = {}
+        self.local_roots: set[int] = set()  # those frames
         self.roots: set[int] = set()
         self.stopped = ""
 
@@ -393,10 +425,13 @@ class _Search:
         if issubclass(kind, type):
             return type_name(holder)  # a class: the chain goes on with its attribute
         if kind is types.FrameType:
-            return f"frame of {_frame_text(holder)}{_local_name(holder, held)}"
-        frame = self.suspended.get(id(holder))
-        if frame is not None:
-            return f"{kind.__name__} frame of {_frame_text(frame)}{_local_name(frame, held)}"
+            name = _local_name(holder, held)
+            return f"frame of {_frame_text(holder)}" + (f" local {name}" if name else "")
+        found = self.suspended.get(id(holder))
+        if found is not None:
+            text, _, names = found
+            name = names.get(id(held))
+            return f"{kind.__name__} frame of {text}" + (f" local {name}" if name is not None else "")
         if holder is sys.modules:
             return "sys.modules"
         return None
@@ -409,20 +444,27 @@ class _Search:
         and frames, a library's globals)."""
         kind = type(root)
         if kind is types.FrameType:
-            frame: types.FrameType | None = root
-        else:
-            frame = self.suspended.get(id(root))
-        if frame is None:
-            name = self.modules.get(id(root))
-            if name is None and issubclass(kind, type):
-                name = type_module(root)
-            return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
-        return None if is_app_file(frame.f_code.co_filename) else "library frame"
+            return _frame_kind(root)
+        found = self.suspended.get(id(root))
+        if found is not None:
+            return found[1]
+        name = self.modules.get(id(root))
+        if name is None and issubclass(kind, type):
+            name = type_module(root)
+        return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
 
-    def is_root(self, holder: Any) -> bool:
+    def not_the_apps(self, path: list[Any]) -> bool:
+        """Whether a chain (root first) shows its object is not the app's: held through
+        the monitor's own tables, by a bounded cache with room, or from a frame of
+        the standard library's or an installed package's (see ``result``)."""
+        kind = _own_inside(path) or self.root_kind(path[0])
+        return kind is not None or _bounded_holder(path) is not None
+
+    def is_root(self, holder: Any, held: list[Any]) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
-        coroutine or generator (whose frame is kept for the chain's text). A frame that
-        finished (kept by a traceback) is walked past."""
+        coroutine or generator (what the chain's text needs of it is read now, ``held``
+        being the objects it holds). A frame that finished (kept by a traceback) is
+        walked past."""
         kind = type(holder)
         if id(holder) in self.modules or issubclass(kind, type) or holder is sys.modules:
             return True
@@ -431,7 +473,8 @@ class _Search:
         frame = _suspended_frame(holder)
         if frame is None:
             return False
-        self.suspended[id(holder)] = frame
+        names = {id(obj): name for obj in held if (name := _local_name(frame, obj))}
+        self.suspended[id(holder)] = (_frame_text(frame), _frame_kind(frame), names)
         return True
 
     def run(self, top: int) -> list[dict[str, Any]]:
@@ -445,7 +488,9 @@ class _Search:
         frontier = list(self.targets)
         depth = 0
         exhausted = False
-        resolved: set[int] = set()  # ids of the targets a chain reaches
+        # id of a target a chain reaches -> whether the chain shows it is not the app's
+        # (the monitor's own, a bounded cache's, a library's work in progress)
+        resolved: dict[int, bool] = {}
         progress = 0  # the last level that gave a target its chain
         while True:
             if not frontier:
@@ -481,7 +526,7 @@ class _Search:
                 if hid in seen:
                     continue
                 seen.add(hid)
-                if self.is_root(holder):
+                if self.is_root(holder, held):
                     self.roots.add(hid)
                 else:
                     following.append(holder)
@@ -496,20 +541,58 @@ class _Search:
                     break  # every object has its chain: higher levels add nothing
             elif self.roots:
                 before = len(resolved)
-                resolved.update(id(t) for t in self.targets if id(t) not in resolved and self.path_of(t) is not None)
+                for target in self.targets:
+                    if id(target) not in resolved and (path := self.path_of(target)) is not None:
+                        resolved[id(target)] = self.not_the_apps(path)
+                    if time.monotonic() > self.deadline:
+                        break  # (the next level says so)
+                path = target = None  # type: ignore[assignment]
                 if len(resolved) == len({id(t) for t in self.targets}):
                     break  # every object has its chain: higher levels add nothing
                 if len(resolved) > before:
                     progress = depth
-                elif resolved and self.patience is not None and depth - progress >= self.patience:
+                elif depth - progress >= self.patience and all(
+                    2 * sum(resolved.get(id(t), False) for t in group) >= len(group) for group in self.given
+                ):
+                    # at least half of each group is shown not to be the app's already:
+                    # what more levels could find would not make it the app's
                     self.stopped = f"no other object reached a root in {self.patience} more levels"
                     break
         # (loop variables let go: their references would look like a holder the collector cannot see)
         holder = obj = held = holders = None  # type: ignore[assignment]  # noqa: F841
+        self.attach_running_locals(keep)
         results = [self.result(group, depth, exhausted, top, keep) for group in self.given]
         keep.clear()
         del here  # a frame in its own locals is a cycle
         return results
+
+    def attach_running_locals(self, keep: list[Any]) -> None:
+        """The running frames whose local variables hold an object the search met, read
+        once it is over: 3.11+ keeps a running function's locals in no object the
+        collector sees, so gc.get_referrers cannot show these holders (a thread's loop
+        keeping what it gathers, a request's handler at work). They are roots of a
+        chain only for an object no other root reaches (``path_of``): a leak's objects
+        are also held for a moment by the function that made them, and the chain that
+        keeps them is the other one. Not our own functions': the search's and the
+        monitor's locals hold what they look at."""
+        met = {id(obj): obj for obj in self.targets}
+        met.update((id(holder), holder) for holders in self.up.values() for holder in holders)
+        frame: types.FrameType | None
+        for frame in running_frames():
+            while frame is not None:
+                code = frame.f_code
+                if code.co_flags & _CO_OPTIMIZED and not is_own_file(code.co_filename):
+                    for value in _locals_values(frame):
+                        if id(value) in met and met[id(value)] is value:
+                            holders = self.local_up.setdefault(id(value), [])
+                            if not holders:
+                                keep.append(holders)
+                            if not any(holder is frame for holder in holders):
+                                holders.append(frame)
+                                self.local_roots.add(id(frame))
+                    value = None
+                frame = frame.f_back
+        met.clear()
 
     def chain_of(self, target: Any) -> str | None:
         """The chain from a root down to ``target``, or None if none was reached."""
@@ -517,7 +600,11 @@ class _Search:
         return None if path is None else self.text_of(path)
 
     def path_of(self, target: Any) -> list[Any] | None:
-        """The objects from a root down to ``target``, or None if none was reached."""
+        """The objects from a root down to ``target``, or None if none was reached; through
+        a running function's local variable only where nothing else reaches it."""
+        return self.shortest_path(target, False) or (self.shortest_path(target, True) if self.local_up else None)
+
+    def shortest_path(self, target: Any, with_locals: bool) -> list[Any] | None:
         # breadth first up the holders found: the shortest chain to a root
         paths = [[target]]  # target, its holder, that one's holder, ...
         visited = {id(target)}
@@ -525,11 +612,14 @@ class _Search:
         while paths and path is None:
             longer = []
             for candidate in paths:
-                for holder in self.up.get(id(candidate[-1]), ()):
+                above = self.up.get(id(candidate[-1]), ())
+                if with_locals:
+                    above = [*above, *self.local_up.get(id(candidate[-1]), ())]
+                for holder in above:
                     if id(holder) in visited:
                         continue
                     visited.add(id(holder))
-                    if id(holder) in self.roots:
+                    if id(holder) in self.roots or (with_locals and id(holder) in self.local_roots):
                         path = candidate + [holder]
                         break
                     longer.append(candidate + [holder])

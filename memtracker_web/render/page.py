@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..monitor.history import growth
-from .report import report_count
+from .leaks import report_count
 
 SPARK_WIDTH = 120
 SPARK_HEIGHT = 24

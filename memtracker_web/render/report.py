@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import __version__
 from ..monitor.history import growth
+from .leaks import report_count
 
 MAX_BYTES = 64 * 1024 * 1024
 _SNAPSHOT_KEYS = ("mode", "types", "leaks")
@@ -120,13 +121,6 @@ def _http_error(url: str, code: int, reason: str, body: bytes) -> str:
     if code == 401:
         text += " (pass --token or set MEMTRACKER_TOKEN)"
     return text
-
-
-def report_count(report: Mapping[str, Any]) -> int:
-    """How many reports of its type one kept report stands for (the monitor keeps a
-    type's latest with its count; a snapshot from before that has one per report)."""
-    count = report.get("reports", 1)
-    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 1
 
 
 def leaks_by_type(snapshot: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], int]]:

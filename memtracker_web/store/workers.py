@@ -56,6 +56,7 @@ from typing import Any
 from ..core.naming import MAX_NAME_LENGTH, resolve_type
 from ..options import OPTIONS
 from ..render import jsontext
+from ..render.leaks import report_count
 
 log = logging.getLogger(__name__)
 
@@ -858,7 +859,8 @@ def worker_row(worker: dict[str, Any], *, this: bool = False) -> dict[str, Any]:
         "samples": _number(snapshot.get("samples")),
         "resident_bytes": resident,
         "types_count": len(types),
-        "leaks_count": len(snapshot.get("leaks") or []),
+        # (a kept report stands for all of its type's: the same count from workers of any version)
+        "leaks_count": sum(report_count(leak) for leak in snapshot.get("leaks") or [] if isinstance(leak, dict)),
         "types": types,
     }
 

@@ -845,7 +845,7 @@ def test_a_kept_leak_report_says_how_many_the_type_had(kept: dict, shown: str | 
     assert '<section class="leak-report">' in text
     assert (" reports since " in text) is (shown is not None)
     if shown is not None:
-        assert shown in text
+        assert shown + page._when(kept["first_detected_at"]) + ")" in text  # the first report's time
     count = kept["reports"] if shown else 1
     assert leaks_by_type(snap)["shop.Order"][1] == count
     # the older kind of list, one entry per report, still counts them

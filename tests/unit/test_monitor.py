@@ -609,6 +609,23 @@ def test_a_type_reported_again_keeps_its_latest_report_with_the_count(monitor):
     ]
 
 
+@requires_engine
+def test_a_callback_that_changes_its_report_does_not_change_the_count(monitor):
+    seen = []
+
+    def careless(report: dict) -> None:
+        seen.append((report.pop("reports"), report.pop("first_detected_at")))
+
+    monitor.on_leak = careless
+    monitor.start_monitoring(Leaky)
+    monitor.sample()
+    for _ in range(6):
+        leak(11)
+        monitor.sample()
+    assert [n for n, _ in seen] == [1, 2, 3] and len({first for _, first in seen}) == 1
+
+
+@requires_engine
 def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
     monitor.start_monitoring(Leaky)
     leak(11)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import gc
 import sys
 import threading
+from typing import Any
 
 import pytest
 
 from memtracker_web.monitor.retention import RetentionBusy, find_retainers, find_retainers_of_groups
+from support import line_of as line_in
 from support import requires_engine
+
+
+def line_of(marker: str) -> int:
+    return line_in(__file__, marker)
+
 
 MOD = __name__
 
@@ -134,12 +142,46 @@ def test_an_object_held_by_a_running_asyncio_task_s_frame():
 
 
 def test_a_running_function_s_local_is_a_holder_the_collector_cannot_see():
+    # 3.11+ keeps a running function's locals in no object: the frame is read once the
+    # search is over, and names the local
     def running() -> dict:
         kept = [Order(), Order()]
-        return find_retainers(list(kept))
+        return find_retainers(list(kept))  # RUNNING-LINE
 
     result = running()
-    assert (result["chains"], result["hidden"], result["unreachable"], result["unresolved"]) == ([], 2, 0, 0)
+    assert (result["hidden"], result["unreachable"], result["unresolved"]) == (0, 0, 0)
+    assert chains(result) == {
+        f"frame of {running.__qualname__} ({__file__}:{line_of('RUNNING-LINE')}) local kept "
+        f"-> builtins.list[i] -> {MOD}.Order": 2
+    }
+
+
+def test_a_running_function_s_local_is_the_chain_only_where_no_other_root_keeps_them():
+    # the function that made a leak's objects holds them for a moment too: the chain
+    # that keeps them is the other one
+    HOARD[:] = [Order(), Order()]
+    made = list(HOARD)
+    try:
+        assert chains(find_retainers(list(made))) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order": 2}
+    finally:
+        HOARD.clear()
+
+
+def test_objects_held_where_nothing_can_see_are_hidden():
+    # (a C structure holds them: a reference no object the collector knows shows)
+    import ctypes
+
+    kept = [Order(), Order()]
+    for obj in kept:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    del obj
+    targets = [kept.pop(), kept.pop()]
+    try:
+        result = find_retainers(targets)
+        assert (result["chains"], result["hidden"], result["unresolved"]) == ([], 2, 0)
+    finally:
+        for obj in targets:
+            ctypes.pythonapi.Py_DecRef(ctypes.py_object(obj))
 
 
 def test_a_cycle_nothing_outside_holds_is_unreachable():
@@ -224,13 +266,12 @@ def test_objects_sampled_from_a_capture(capture):
     try:
         HOARD[:] = [Order(i) for i in range(200)]
         temp = [Order() for _ in range(50)]  # a local of this running function: the collector cannot see it
-        result = find_retainers(capture.sample(Order, 20))
-        # (a running function's locals are no object on 3.11+: "hidden", unless its frame object exists)
-        assert result["objects"] == 20 and sum(c["count"] for c in result["chains"]) + result["hidden"] == 20
-        assert result["unreachable"] == 0
+        result = find_retainers(capture.sample(Order, 20))  # SAMPLED-LINE
+        assert result["objects"] == 20 and sum(c["count"] for c in result["chains"]) == 20
+        assert result["unreachable"] == result["hidden"] == result["unresolved"] == 0
         assert set(chains(result)) <= {
             f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order",
-            f"frame of test_objects_sampled_from_a_capture ({__file__}:{sys._getframe().f_lineno - 4}) "
+            f"frame of test_objects_sampled_from_a_capture ({__file__}:{line_of('SAMPLED-LINE')}) "
             f"local temp -> builtins.list[i] -> {MOD}.Order",
         }
         del temp
@@ -362,8 +403,12 @@ def test_objects_in_our_tables_held_by_a_local_variable_are_our_own():
     # does not show: the chain stops at them, no root found, and still they are ours
     tables = Tables()
     tables.rows.extend(Row() for _ in range(5))
-    found = find_retainers(list(tables.rows))
-    assert found["chains"] == [] and found["roots"] == {"own": 5, "library frame": 0}
+    found = find_retainers(list(tables.rows))  # TABLES-LINE
+    assert found["roots"] == {"own": 5, "library frame": 0}
+    assert chains(found) == {
+        f"frame of {sys._getframe().f_code.co_name} ({__file__}:{line_of('TABLES-LINE')}) local tables "
+        f"-> {MOD}.Tables.rows -> builtins.list[i] -> {MOD}.Row": 5
+    }
     assert found["hidden"] == found["unreachable"] == found["unresolved"] == 0  # each counted once
     plain = [Row() for _ in range(5)]  # the same without our tables: nobody's
     assert find_retainers(plain[:])["roots"] == {"own": 0, "library frame": 0}
@@ -383,7 +428,9 @@ def test_an_apps_object_our_tables_hold_keeps_what_it_holds_as_the_apps():
     alerts.sent.extend(Row() for _ in range(5))
     del alerts  # now held by our tables only, through the bound method
     found = find_retainers(list(tables.rows[0].__self__.sent))
-    assert found["roots"] == {"own": 0, "library frame": 0} and found["hidden"] == 5
+    assert found["roots"] == {"own": 0, "library frame": 0} and found["hidden"] == 0
+    assert found["kept_by"].startswith(f"frame of {sys._getframe().f_code.co_name} (")
+    assert found["kept_by"].endswith(f"{MOD}.Alerts.sent -> builtins.list[i] -> {MOD}.Row")
 
 
 class Node:
@@ -407,11 +454,9 @@ def test_one_search_for_several_groups_answers_for_each_as_alone():
     tables.rows.extend(Row() for _ in range(2))
 
     def search(alone: bool) -> list[dict]:
-        hidden = [Holder(), Holder()]  # a local: held where the collector cannot see
-        groups = [list(HOARD), [a_cycle(), a_cycle()], list(tables.rows), list(hidden), []]
-        if alone:
-            return [find_retainers(group) for group in groups]
-        return find_retainers_of_groups(groups)
+        local = [Holder(), Holder()]  # a local: held where the collector cannot see, read once it is over
+        groups = [list(HOARD), [a_cycle(), a_cycle()], list(tables.rows), list(local), []]
+        return [find_retainers(group) for group in groups] if alone else find_retainers_of_groups(groups)
 
     try:
         grouped, alone = search(False), search(True)
@@ -420,9 +465,13 @@ def test_one_search_for_several_groups_answers_for_each_as_alone():
             (3, 0, 0, 0),
             (2, 2, 0, 0),
             (2, 0, 0, 2),
-            (2, 0, 2, 0),
+            (2, 0, 0, 0),
             (0, 0, 0, 0),
         ]
+        assert grouped[3]["kept_by"].startswith(
+            "frame of test_one_search_for_several_groups_answers_for_each_as_alone."
+        )
+        assert grouped[3]["kept_by"].endswith(f" local local -> builtins.list[i] -> {MOD}.Holder")
         assert chains(grouped[0]) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order": 3}
     finally:
         HOARD.clear()
@@ -456,38 +505,60 @@ def test_a_root_generator_that_finishes_before_the_chains_are_written_keeps_its_
     assert found["kept_by"] == text
 
 
-NEAR: list = []
+NEAR = collections.deque(maxlen=100)  # a bounded cache with room: not the app's
+NEAR_APP: list = []
+MID: list = []
 FAR: list = []
 
 
-def test_patience_stops_a_search_once_more_levels_reach_no_other_object():
-    NEAR.extend(Order() for _ in range(6))
-    far = Order()
-    holder: list = [far]
-    for _ in range(9):  # ten lists deep, in FAR: twelve levels below its module
+def nested(obj: Any, lists: int) -> list:
+    holder: list = [obj]
+    for _ in range(lists - 1):
         holder = [holder]
-    FAR.append(holder)
+    return holder
+
+
+def test_patience_stops_a_search_once_more_levels_reach_no_other_object_and_half_are_not_the_apps():
+    NEAR.extend(Order() for _ in range(6))
+    MID.append(nested(Order(), 2))  # four levels below its module
+    FAR.append(nested(Order(), 10))  # twelve
+    mid, far = MID[0][0][0], FAR[0]
+    for _ in range(9):
+        far = far[0]
+    far = far[0]  # (the search reads the running test's locals: only the targets list may hold them)
+    near_chain = f"{MOD}.NEAR -> collections.deque[i] -> {MOD}.Order"
+    mid_chain = f"{MOD}.MID -> " + "builtins.list[i] -> " * 3 + f"{MOD}.Order"
+    far_chain = f"{MOD}.FAR -> " + "builtins.list[i] -> " * 11 + f"{MOD}.Order"
+    targets = [*NEAR, mid, far]
+    del mid, far
     try:
-        targets = [*NEAR, far]
         whole = find_retainers_of_groups([targets])[0]
-        assert whole["unresolved"] == 0 and whole["stopped"] == ""
-        assert chains(whole) == {f"{MOD}.NEAR -> builtins.list[i] -> {MOD}.Order": 6, chains_far(): 1}
-        patient = find_retainers_of_groups([targets], patience=3)[0]
-        assert chains(patient) == {f"{MOD}.NEAR -> builtins.list[i] -> {MOD}.Order": 6}
-        assert patient["unresolved"] == 1 and patient["levels"] == 2 + 3  # NEAR's chains came at level 2
-        assert patient["stopped"] == "no other object reached a root in 3 more levels"
-        # progress on the way resets it: the far one is reached with patience enough
-        assert chains(find_retainers_of_groups([targets], patience=11)[0]) == chains(whole)
+        assert whole["unresolved"] == 0 and whole["stopped"] == "" and whole["levels"] == 12
+        assert chains(whole) == {near_chain: 6, mid_chain: 1, far_chain: 1}
+        patient = find_retainers_of_groups([targets], patience=2)[0]
+        # NEAR's at level 2, MID's at 4: two more levels without another, and 6 of 8 not the app's
+        assert chains(patient) == {near_chain: 6, mid_chain: 1}
+        assert patient["unresolved"] == 1 and patient["levels"] == 4 + 2
+        assert patient["stopped"] == "no other object reached a root in 2 more levels"
+        assert patient["bounded"] == [{"holder": "collections.deque (6 of maxlen 100)", "count": 6}]
         # nothing reached yet: it does not stop (a leak held from far off is still found)
-        alone = find_retainers_of_groups([[far]], patience=1)[0]
-        assert chains(alone) == {chains_far(): 1}
+        alone = find_retainers_of_groups([targets[-1:]], patience=1)[0]
+        assert chains(alone) == {far_chain: 1}
+        # half of a group the app's own: its verdict could still change, the search goes on
+        NEAR_APP.extend(NEAR)
+        NEAR.clear()
+        app = find_retainers_of_groups([targets], patience=2)[0]
+        assert app["unresolved"] == 0 and app["levels"] == 12
+        # each group on its own: one mostly not the app's is not enough
+        NEAR.extend(NEAR_APP)
+        NEAR_APP.clear()
+        groups = find_retainers_of_groups([targets[:6], targets[-1:]], patience=2)
+        assert [g["unresolved"] for g in groups] == [0, 0]
     finally:
         NEAR.clear()
+        NEAR_APP.clear()
+        MID.clear()
         FAR.clear()
-
-
-def chains_far() -> str:
-    return f"{MOD}.FAR -> " + "builtins.list[i] -> " * 11 + f"{MOD}.Order"
 
 
 @pytest.mark.parametrize("patience", [0, -1])

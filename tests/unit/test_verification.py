@@ -303,6 +303,28 @@ def test_a_built_in_leak_in_watch_alls_first_interval_counts_from_zero(first, ri
         m.close()
 
 
+@requires_engine
+def test_a_built_in_whose_first_count_is_below_zero_starts_from_there():
+    # older objects freed in watch-all's first interval: its first count is below 0,
+    # a baseline (from 0 it would be a drop that hides the next rises)
+    m = MemoryMonitor(
+        watch_all=True, watch_sample=1, threshold=30, increases=10, discover_after=5, interval=0.05, calm_samples=30
+    )
+    old = [bytearray(1) for _ in range(60)]
+    try:
+        m.sample()  # watch-all begins
+        old.clear()
+        m.sample()  # its first sight of bytearray: about -60
+        assert m._watch[id(bytearray)].high_water <= -55
+        kept = []
+        for _ in range(2):
+            kept.extend(bytearray(1) for _ in range(20))
+            m.sample()
+        assert m._watch[id(bytearray)].increases == 2
+    finally:
+        m.close()
+
+
 # -- what a reviewer found (each failed before its fix) ------------------------
 
 
