@@ -802,10 +802,8 @@ class MemoryMonitor:
         held by a cache with a size bound it has not reached (a cache warming up:
         its growth ends at the bound), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
-        memtracker_web's own tables, or are garbage in reference cycles, or are
-        held only where the collector cannot see (a running function's local
-        variables, C code: nothing shows the app keeps them); or when none
-        survived. When more than half are each held through a new object of
+        memtracker_web's own tables, or are garbage in reference cycles; or when
+        none survived. When more than half are each held through a new object of
         another growing type, that type is the root: a traceback chain growing
         by one traceback per request keeps that request's frames and all they
         refer to; the root is nominated and analysed in their place. Otherwise
@@ -831,11 +829,6 @@ class MemoryMonitor:
                 "are running or waiting (work in progress, such as timers and requests being served)",
             ),
             (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
-            (
-                found["hidden"],
-                "its new objects are held only where the collector cannot see: the local variables of "
-                "functions running now (work in progress) or C code; nothing shows the app keeps them",
-            ),
         ]
         if sum(n for n, _ in not_leaks) * 2 >= total:
             self._set_growth_aside(state, cls, max(not_leaks, key=lambda reason: reason[0])[1])
@@ -1153,7 +1146,7 @@ class MemoryMonitor:
         logger.warning("\n".join(lines))
         if self.on_leak is not None:
             try:
-                self.on_leak(report)
+                self.on_leak(dict(report))  # (a copy: what the callback does to it stays its own)
             except Exception:
                 logger.exception("memtracker_web: on_leak callback failed")
 

@@ -308,6 +308,9 @@ def _local_name(frame: types.FrameType, held: Any) -> str:
 
 
 _CO_OPTIMIZED = 0x1  # a function's frame, not a module's or a class body's (whose locals are a dict the collector sees)
+# Reading another thread's running frame's locals has no side effect from 3.13 on (PEP 667);
+# before, it left a snapshot dict on the frame, holding what the function had let go.
+_LOCALS_READ_SAFELY = sys.version_info >= (3, 13)
 
 
 def _locals_values(frame: types.FrameType) -> list[Any]:
@@ -453,6 +456,17 @@ class _Search:
             name = type_module(root)
         return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
 
+    def mostly_not_the_apps(self, resolved: dict[int, bool]) -> bool:
+        """Whether the chains found show at least half of each group's objects are not
+        the app's, each chain read again now as ``result`` will (the app ran on
+        meanwhile: a cache's fill, a shorter chain found since)."""
+        for target in self.targets:
+            if id(target) in resolved:
+                path = self.path_of(target)
+                resolved[id(target)] = path is not None and self.not_the_apps(path)
+        path = target = None  # type: ignore[assignment]  # noqa: F841
+        return all(2 * sum(resolved.get(id(t), False) for t in group) >= len(group) for group in self.given)
+
     def not_the_apps(self, path: list[Any]) -> bool:
         """Whether a chain (root first) shows its object is not the app's: held through
         the monitor's own tables, by a bounded cache with room, or from a frame of
@@ -484,87 +498,90 @@ class _Search:
         # our own containers stay alive until the end: an id in `ours` is never reused meanwhile
         keep: list[Any] = []
         ours.add(id(keep))
-        seen = {id(t) for t in self.targets}
-        frontier = list(self.targets)
-        depth = 0
-        exhausted = False
-        # id of a target a chain reaches -> whether the chain shows it is not the app's
-        # (the monitor's own, a bounded cache's, a library's work in progress)
-        resolved: dict[int, bool] = {}
-        progress = 0  # the last level that gave a target its chain
-        while True:
-            if not frontier:
-                exhausted = True
-                break
-            if depth >= self.max_depth:
-                self.stopped = f"max depth {self.max_depth} reached"
-                break
-            if time.monotonic() > self.deadline:
-                self.stopped = "time budget spent"
-                break
-            depth += 1
-            wanted = {id(o) for o in frontier}
-            # (without our call's own argument tuple, which refers to the whole frontier)
-            referrers = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
-            following: list[Any] = []
-            keep += (frontier, referrers, following)
-            ours.update((id(frontier), id(referrers), id(following)))
-            for holder in referrers:
-                hid = id(holder)
-                if hid in ours:  # (this frame's id is among them)
-                    continue
-                held = [o for o in gc.get_referents(holder) if id(o) in wanted]
-                if not held:
-                    continue
-                for obj in held:
-                    holders = self.up.get(id(obj))
-                    if holders is None:
-                        holders = self.up[id(obj)] = []
-                        ours.add(id(holders))  # our bookkeeping refers to them too: not a holder
-                        keep.append(holders)
-                    holders.append(holder)
-                if hid in seen:
-                    continue
-                seen.add(hid)
-                if self.is_root(holder, held):
-                    self.roots.add(hid)
-                else:
-                    following.append(holder)
-                if len(following) >= MAX_FRONTIER:
-                    self.stopped = f"more than {MAX_FRONTIER} referrers at one level"
+        try:
+            seen = {id(t) for t in self.targets}
+            frontier = list(self.targets)
+            depth = 0
+            exhausted = False
+            # id of a target a chain reaches -> whether the chain shows it is not the app's
+            # (the monitor's own, a bounded cache's, a library's work in progress)
+            resolved: dict[int, bool] = {}
+            progress = 0  # the last level that gave a target its chain
+            while True:
+                if not frontier:
+                    exhausted = True
                     break
-            frontier = following
-            if self.stopped:
-                break
-            if self.roots and self.patience is None:
-                if all(self.chain_of(t) is not None for t in self.targets):
-                    break  # every object has its chain: higher levels add nothing
-            elif self.roots:
-                before = len(resolved)
-                for target in self.targets:
-                    if id(target) not in resolved and (path := self.path_of(target)) is not None:
-                        resolved[id(target)] = self.not_the_apps(path)
-                    if time.monotonic() > self.deadline:
-                        break  # (the next level says so)
-                path = target = None  # type: ignore[assignment]
-                if len(resolved) == len({id(t) for t in self.targets}):
-                    break  # every object has its chain: higher levels add nothing
-                if len(resolved) > before:
-                    progress = depth
-                elif depth - progress >= self.patience and all(
-                    2 * sum(resolved.get(id(t), False) for t in group) >= len(group) for group in self.given
-                ):
-                    # at least half of each group is shown not to be the app's already:
-                    # what more levels could find would not make it the app's
-                    self.stopped = f"no other object reached a root in {self.patience} more levels"
+                if depth >= self.max_depth:
+                    self.stopped = f"max depth {self.max_depth} reached"
                     break
-        # (loop variables let go: their references would look like a holder the collector cannot see)
-        holder = obj = held = holders = None  # type: ignore[assignment]  # noqa: F841
-        self.attach_running_locals(keep)
-        results = [self.result(group, depth, exhausted, top, keep) for group in self.given]
-        keep.clear()
-        del here  # a frame in its own locals is a cycle
-        return results
+                if time.monotonic() > self.deadline:
+                    self.stopped = "time budget spent"
+                    break
+                depth += 1
+                wanted = {id(o) for o in frontier}
+                # (without our call's own argument tuple, which refers to the whole frontier)
+                referrers = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
+                following: list[Any] = []
+                keep += (frontier, referrers, following)
+                ours.update((id(frontier), id(referrers), id(following)))
+                for holder in referrers:
+                    hid = id(holder)
+                    if hid in ours:  # (this frame's id is among them)
+                        continue
+                    held = [o for o in gc.get_referents(holder) if id(o) in wanted]
+                    if not held:
+                        continue
+                    for obj in held:
+                        holders = self.up.get(id(obj))
+                        if holders is None:
+                            holders = self.up[id(obj)] = []
+                            ours.add(id(holders))  # our bookkeeping refers to them too: not a holder
+                            keep.append(holders)
+                        holders.append(holder)
+                    if hid in seen:
+                        continue
+                    seen.add(hid)
+                    if self.is_root(holder, held):
+                        self.roots.add(hid)
+                    else:
+                        following.append(holder)
+                    if len(following) >= MAX_FRONTIER:
+                        self.stopped = f"more than {MAX_FRONTIER} referrers at one level"
+                        break
+                frontier = following
+                if self.stopped:
+                    break
+                if self.roots and self.patience is None:
+                    if all(self.chain_of(t) is not None for t in self.targets):
+                        break  # every object has its chain: higher levels add nothing
+                elif self.roots:
+                    before = len(resolved)
+                    for target in self.targets:
+                        if id(target) not in resolved and (path := self.path_of(target)) is not None:
+                            resolved[id(target)] = self.not_the_apps(path)
+                        if time.monotonic() > self.deadline:
+                            break  # (the next level says so)
+                    path = target = None  # type: ignore[assignment]
+                    if len(resolved) == len({id(t) for t in self.targets}):
+                        break  # every object has its chain: higher levels add nothing
+                    if len(resolved) > before:
+                        progress = depth
+                    elif depth - progress >= self.patience and self.mostly_not_the_apps(resolved):
+                        # at least half of each group is shown not to be the app's already:
+                        # what more levels could find would not make it the app's
+                        self.stopped = f"no other object reached a root in {self.patience} more levels"
+                        break
+            # (loop variables let go: their references would look like a holder the collector cannot see)
+            holder = obj = held = holders = None  # type: ignore[assignment]  # noqa: F841
+            if exhausted and _LOCALS_READ_SAFELY and any(self.path_of(t) is None for t in self.targets):
+                # (only once the passes found every holder there is: a search cut short
+                # would take the running functions for what keeps what it did not reach)
+                self.attach_running_locals(keep)
+            results = [self.result(group, depth, exhausted, top, keep) for group in self.given]
+            return results
+        finally:
+            keep.clear()  # (also when something failed: the frames it holds keep what they held)
+            del here  # a frame in its own locals is a cycle
 
     def attach_running_locals(self, keep: list[Any]) -> None:
         """The running frames whose local variables hold an object the search met, read
@@ -574,7 +591,9 @@ class _Search:
         chain only for an object no other root reaches (``path_of``): a leak's objects
         are also held for a moment by the function that made them, and the chain that
         keeps them is the other one. Not our own functions': the search's and the
-        monitor's locals hold what they look at."""
+        monitor's locals hold what they look at. Where both an app's function and a
+        library's hold it (the app's main() and the server it called), the app's
+        is the chain."""
         met = {id(obj): obj for obj in self.targets}
         met.update((id(holder), holder) for holders in self.up.values() for holder in holders)
         frame: types.FrameType | None
@@ -593,6 +612,8 @@ class _Search:
                     value = None
                 frame = frame.f_back
         met.clear()
+        for holders in self.local_up.values():
+            holders.sort(key=lambda frame: _frame_kind(frame) is not None)  # the app's first
 
     def chain_of(self, target: Any) -> str | None:
         """The chain from a root down to ``target``, or None if none was reached."""

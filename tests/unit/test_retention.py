@@ -21,6 +21,9 @@ def line_of(marker: str) -> int:
     return line_in(__file__, marker)
 
 
+LOCALS_READ = sys.version_info >= (3, 13)  # running functions' locals are read (retention._LOCALS_READ_SAFELY)
+
+
 MOD = __name__
 
 
@@ -149,6 +152,9 @@ def test_a_running_function_s_local_is_a_holder_the_collector_cannot_see():
         return find_retainers(list(kept))  # RUNNING-LINE
 
     result = running()
+    if not LOCALS_READ:  # (before 3.13 reading them leaves a snapshot on the frame: not read)
+        assert (result["chains"], result["hidden"], result["unreachable"], result["unresolved"]) == ([], 2, 0, 0)
+        return
     assert (result["hidden"], result["unreachable"], result["unresolved"]) == (0, 0, 0)
     assert chains(result) == {
         f"frame of {running.__qualname__} ({__file__}:{line_of('RUNNING-LINE')}) local kept "
@@ -405,10 +411,11 @@ def test_objects_in_our_tables_held_by_a_local_variable_are_our_own():
     tables.rows.extend(Row() for _ in range(5))
     found = find_retainers(list(tables.rows))  # TABLES-LINE
     assert found["roots"] == {"own": 5, "library frame": 0}
-    assert chains(found) == {
+    through_local = (
         f"frame of {sys._getframe().f_code.co_name} ({__file__}:{line_of('TABLES-LINE')}) local tables "
-        f"-> {MOD}.Tables.rows -> builtins.list[i] -> {MOD}.Row": 5
-    }
+        f"-> {MOD}.Tables.rows -> builtins.list[i] -> {MOD}.Row"
+    )
+    assert chains(found) == ({through_local: 5} if LOCALS_READ else {})
     assert found["hidden"] == found["unreachable"] == found["unresolved"] == 0  # each counted once
     plain = [Row() for _ in range(5)]  # the same without our tables: nobody's
     assert find_retainers(plain[:])["roots"] == {"own": 0, "library frame": 0}
@@ -428,9 +435,10 @@ def test_an_apps_object_our_tables_hold_keeps_what_it_holds_as_the_apps():
     alerts.sent.extend(Row() for _ in range(5))
     del alerts  # now held by our tables only, through the bound method
     found = find_retainers(list(tables.rows[0].__self__.sent))
-    assert found["roots"] == {"own": 0, "library frame": 0} and found["hidden"] == 0
-    assert found["kept_by"].startswith(f"frame of {sys._getframe().f_code.co_name} (")
-    assert found["kept_by"].endswith(f"{MOD}.Alerts.sent -> builtins.list[i] -> {MOD}.Row")
+    assert found["roots"] == {"own": 0, "library frame": 0} and found["hidden"] == (0 if LOCALS_READ else 5)
+    if LOCALS_READ:
+        assert found["kept_by"].startswith(f"frame of {sys._getframe().f_code.co_name} (")
+        assert found["kept_by"].endswith(f"{MOD}.Alerts.sent -> builtins.list[i] -> {MOD}.Row")
 
 
 class Node:
@@ -465,13 +473,13 @@ def test_one_search_for_several_groups_answers_for_each_as_alone():
             (3, 0, 0, 0),
             (2, 2, 0, 0),
             (2, 0, 0, 2),
-            (2, 0, 0, 0),
+            (2, 0, 0 if LOCALS_READ else 2, 0),
             (0, 0, 0, 0),
         ]
-        assert grouped[3]["kept_by"].startswith(
+        assert not LOCALS_READ or grouped[3]["kept_by"].startswith(
             "frame of test_one_search_for_several_groups_answers_for_each_as_alone."
         )
-        assert grouped[3]["kept_by"].endswith(f" local local -> builtins.list[i] -> {MOD}.Holder")
+        assert not LOCALS_READ or grouped[3]["kept_by"].endswith(f" local local -> builtins.list[i] -> {MOD}.Holder")
         assert chains(grouped[0]) == {f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order": 3}
     finally:
         HOARD.clear()
@@ -565,3 +573,23 @@ def test_patience_stops_a_search_once_more_levels_reach_no_other_object_and_half
 def test_patience_below_one_level_is_refused(patience):
     with pytest.raises(ValueError, match=f"patience must be 1 or more levels, got {patience}"):
         find_retainers_of_groups([[Order()]], patience=patience)
+
+
+@pytest.mark.skipif(not LOCALS_READ, reason="running functions' locals are read from 3.13")
+def test_where_an_apps_function_and_a_librarys_both_hold_it_the_chain_is_the_apps():
+    # an app's main() made the object and handed it to a server, which runs on
+    import os
+
+    library = {}
+    source = "def serve(app, targets, find):\n    return find(targets)\n"
+    exec(compile(source, os.path.join(os.path.dirname(os.__file__), "fake_server.py"), "exec"), library)
+
+    def main() -> dict:
+        app = Order()
+        return library["serve"](app, [app], find_retainers)  # MAIN-LINE
+
+    found = main()
+    assert found["roots"] == {"own": 0, "library frame": 0}
+    assert chains(found) == {
+        f"frame of {main.__qualname__} ({__file__}:{line_of('MAIN-LINE')}) local app -> {MOD}.Order": 1
+    }
