@@ -464,7 +464,7 @@ class _Search:
             if id(target) in resolved:
                 path = self.path_of(target)
                 resolved[id(target)] = path is not None and self.not_the_apps(path)
-        path = target = None  # type: ignore[assignment]  # noqa: F841
+        path = target = None  # noqa: F841
         return all(2 * sum(resolved.get(id(t), False) for t in group) >= len(group) for group in self.given)
 
     def not_the_apps(self, path: list[Any]) -> bool:
@@ -561,12 +561,12 @@ class _Search:
                             resolved[id(target)] = self.not_the_apps(path)
                         if time.monotonic() > self.deadline:
                             break  # (the next level says so)
-                    path = target = None  # type: ignore[assignment]
+                    path = target = None
                     if len(resolved) == len({id(t) for t in self.targets}):
                         break  # every object has its chain: higher levels add nothing
                     if len(resolved) > before:
                         progress = depth
-                    elif depth - progress >= self.patience and self.mostly_not_the_apps(resolved):
+                    elif depth - progress >= (self.patience or 0) and self.mostly_not_the_apps(resolved):
                         # at least half of each group is shown not to be the app's already:
                         # what more levels could find would not make it the app's
                         self.stopped = f"no other object reached a root in {self.patience} more levels"
