@@ -298,26 +298,22 @@ def _frame_text(frame: types.FrameType) -> str:
     return f"{name} ({code.co_filename}:{frame.f_lineno})"
 
 
+def _locals_items(frame: types.FrameType) -> list[tuple[str, Any]]:
+    try:
+        return list(frame.f_locals.items())  # (a dict or a proxy of CPython's)
+    except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: it holds nothing we can show
+        return []
+
+
 def _local_name(frame: types.FrameType, held: Any) -> str:
     """The name of a local variable of ``frame`` that is ``held``, or ""."""
-    try:
-        names = [name for name, value in frame.f_locals.items() if value is held]  # (a dict or a proxy of CPython's)
-    except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: the chain still stands
-        names = []
-    return names[0] if names else ""
+    return next((name for name, value in _locals_items(frame) if value is held), "")
 
 
 _CO_OPTIMIZED = 0x1  # a function's frame, not a module's or a class body's (whose locals are a dict the collector sees)
 # Reading another thread's running frame's locals has no side effect from 3.13 on (PEP 667);
 # before, it left a snapshot dict on the frame, holding what the function had let go.
 _LOCALS_READ_SAFELY = sys.version_info >= (3, 13)
-
-
-def _locals_values(frame: types.FrameType) -> list[Any]:
-    try:
-        return list(frame.f_locals.values())  # (a dict or a proxy of CPython's)
-    except Exception:  # noqa: BLE001 -- a frame's locals can fail to read: it holds nothing we can show
-        return []
 
 
 def _frame_kind(frame: types.FrameType) -> str | None:
@@ -601,7 +597,7 @@ class _Search:
             while frame is not None:
                 code = frame.f_code
                 if code.co_flags & _CO_OPTIMIZED and not is_own_file(code.co_filename):
-                    for value in _locals_values(frame):
+                    for _, value in _locals_items(frame):
                         if id(value) in met and met[id(value)] is value:
                             holders = self.local_up.setdefault(id(value), [])
                             if not holders:

@@ -245,6 +245,13 @@ def test_an_exact_built_in_drifting_a_few_objects_a_sample_is_not_nominated():
         m.close()
 
 
+def bytearray_watcher() -> MemoryMonitor:
+    """Exact watch-all, a built-in's least step 3 objects, nominations after 5 rises."""
+    return MemoryMonitor(
+        watch_all=True, watch_sample=1, threshold=30, increases=10, discover_after=5, interval=0.05, calm_samples=30
+    )
+
+
 def rises_of_bytearray(m: MemoryMonitor, steps: list) -> int:
     """Baseline samples, then a sample after each step's number of new bytearrays:
     watch-all's increase count for bytearray after them."""
@@ -274,9 +281,7 @@ def rises_of_bytearray(m: MemoryMonitor, steps: list) -> int:
 def test_a_built_in_leaks_first_sample_counts_even_short_of_its_least_step(steps, increases):
     # the sample that catches a leak's first fraction of a second rises by less than
     # the least step (3 here): out of its noise (more than 1 object), it starts the run
-    m = MemoryMonitor(
-        watch_all=True, watch_sample=1, threshold=30, increases=10, discover_after=5, interval=0.05, calm_samples=30
-    )
+    m = bytearray_watcher()
     try:
         assert rises_of_bytearray(m, steps) == increases
     finally:
@@ -288,9 +293,7 @@ def test_a_built_in_leaks_first_sample_counts_even_short_of_its_least_step(steps
 def test_a_built_in_leak_in_watch_alls_first_interval_counts_from_zero(first, rises):
     # every type had a net count of 0 when watch-all began: a built-in leaking in
     # its first interval rises then, as a class does
-    m = MemoryMonitor(
-        watch_all=True, watch_sample=1, threshold=30, increases=10, discover_after=5, interval=0.05, calm_samples=30
-    )
+    m = bytearray_watcher()
     try:
         m.sample()  # watch-all begins
         kept = [bytearray(1) for _ in range(first)]
@@ -307,9 +310,7 @@ def test_a_built_in_leak_in_watch_alls_first_interval_counts_from_zero(first, ri
 def test_a_built_in_whose_first_count_is_below_zero_starts_from_there():
     # older objects freed in watch-all's first interval: its first count is below 0,
     # a baseline (from 0 it would be a drop that hides the next rises)
-    m = MemoryMonitor(
-        watch_all=True, watch_sample=1, threshold=30, increases=10, discover_after=5, interval=0.05, calm_samples=30
-    )
+    m = bytearray_watcher()
     old = [bytearray(1) for _ in range(60)]
     try:
         m.sample()  # watch-all begins
