@@ -203,7 +203,7 @@ mt_getattr_interned(PyObject *obj, PyObject **cache, const char *name)
     return PyObject_GetAttr(obj, *cache);
 }
 
-static PyObject *mt_str_module, *mt_str_qualname, *mt_str_co_qualname, *mt_str_subclasses;
+static PyObject *mt_str_module, *mt_str_qualname, *mt_str_co_qualname;
 
 static PyObject *
 mt_type_display_name(PyTypeObject *tp)

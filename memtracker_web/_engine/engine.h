@@ -116,10 +116,12 @@ mt_bind_cache_index(PyTypeObject *tp)
 }
 
 typedef struct {
-    PyTypeObject *type;
+    PyTypeObject *type;     /* NULL: an unused row (on the free list, or waiting for its ref to go) */
     uint64_t new_count, free_count;
+    PyObject *ref;          /* a weak reference to a class, made at a safe point (mt_watch_verify_rows);
+                             * NULL before that, and for static types */
     uint32_t next_free;     /* free-list link of an unused row (0 ends the list) */
-    uint32_t pad;
+    uint32_t is_static;     /* a static type: never freed, so its pointer needs no check */
 } MtWatchRow;
 
 /* Direct-mapped cache in front of mt_engine.watch: type pointer => counts not yet
@@ -256,6 +258,7 @@ static void mt_watch_count(PyTypeObject *tp, int is_free);
 static int mt_watch_first_death(PyObject *op, PyTypeObject *tp, PyRefTracerEvent event);
 #endif
 static void mt_watch_forget(PyTypeObject *tp);
+static void mt_watch_release_all(void);
 
 /* state.c */
 static void mt_engine_rebuild_bindings(void);

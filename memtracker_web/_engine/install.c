@@ -344,6 +344,7 @@ mt_engine_install_if_needed(void)
         /* Taking the slot back (chaining whoever holds it now): captures that
          * ran meanwhile keep their `missed` mark; watch-all starts afresh. */
         if (mt_engine.watch_on && mt_engine.watch_stale) {
+            mt_watch_release_all();
             mt_pm_free(&mt_engine.watch);
             memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
             mt_engine.watch_n = 1;

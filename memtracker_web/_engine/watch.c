@@ -84,6 +84,8 @@ mt_watch_count(PyTypeObject *tp, int is_free)
         mt_engine.watch_rows[row].type = tp;
         mt_engine.watch_rows[row].new_count = 0;
         mt_engine.watch_rows[row].free_count = 0;
+        mt_engine.watch_rows[row].ref = NULL;
+        mt_engine.watch_rows[row].is_static = !PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE);
     }
     if (is_free) {
         mt_engine.watch_rows[row].free_count++;
@@ -137,6 +139,10 @@ mt_watch_first_death(PyObject *op, PyTypeObject *tp, PyRefTracerEvent event)
 }
 #endif
 
+/* A type's row goes (the type died, or may have). Its pointer is only a key
+ * here, never read. A row holding a weak reference waits for the next safe
+ * point to drop it (mt_watch_release): releasing an object in the hook would
+ * run a deallocation inside someone else's. */
 static void
 mt_watch_forget(PyTypeObject *tp)
 {
@@ -148,8 +154,34 @@ mt_watch_forget(PyTypeObject *tp)
     }
     if (mt_pm_pop(&mt_engine.watch, (uintptr_t)tp, &row)) {
         mt_engine.watch_rows[row].type = NULL;
-        mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
-        mt_engine.watch_free_head = row;
+        if (mt_engine.watch_rows[row].ref == NULL) {
+            mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
+            mt_engine.watch_free_head = row;
+        }
+    }
+}
+
+/* (Safe points.) A forgotten row's weak reference is dropped and the row
+ * freed. Dropping it runs our hook, which may add rows and move the table:
+ * the row is read and freed first. */
+static void
+mt_watch_release(uint32_t row)
+{
+    PyObject *ref = mt_engine.watch_rows[row].ref;
+    mt_engine.watch_rows[row].ref = NULL;
+    mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
+    mt_engine.watch_free_head = row;
+    Py_XDECREF(ref);
+}
+
+/* (Safe points, before the rows are reset.) Every row's weak reference dropped. */
+static void
+mt_watch_release_all(void)
+{
+    for (uint32_t i = 1; i < mt_engine.watch_n; i++) {
+        PyObject *ref = mt_engine.watch_rows[i].ref;
+        mt_engine.watch_rows[i].ref = NULL;
+        Py_XDECREF(ref);
     }
 }
 
@@ -226,6 +258,7 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 #if MT_HAVE_TRACER
     mt_engine_select_hook();
 #endif
+    mt_watch_release_all();
     mt_pm_free(&mt_engine.watch);
     mt_pm_free(&mt_engine.watch_dying);
     memset(mt_engine.watch_cache, 0, sizeof(mt_engine.watch_cache));
@@ -234,6 +267,8 @@ mt_watch_stop(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     mt_engine_uninstall_if_idle();
     Py_RETURN_NONE;
 }
+
+static PyObject *mt_str_subclasses;
 
 /* Every class alive now (pointer => 1), walking type.__subclasses__ from
  * object (the descriptor of `type` itself, so no metaclass can override it). */
@@ -281,10 +316,94 @@ mt_collect_live_types(MtPtrMap *out)
     return rc;
 }
 
-/* [(type, new, free)] for every type seen since watch_start(). Type
- * pointers are only trusted while our tracer saw every type destruction;
- * a tool that replaced our tracer and later put it back cannot be noticed,
- * so rows are also checked against the classes alive now. */
+/* Whether the class a weak reference points to is still alive. */
+static int
+mt_watch_ref_alive(PyObject *ref)
+{
+#if MT_HAVE_WEAKREF_GETREF
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(ref, &obj) <= 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(obj);         /* a live class: not its last reference */
+    return 1;
+#else
+    return PyWeakref_GetObject(ref) != Py_None;
+#endif
+}
+
+/* (Safe point.) Make every row's type pointer safe to read, so no row
+ * outlives its class unseen. Sampled watch-all does not see every class die
+ * (a class object is sampled by its address like any other), and exact
+ * watch-all misses the deaths while another tool replaced our tracer and
+ * before it put it back, which CPython tells us from 3.15 only (the rows are
+ * then stale as a whole: nothing to check). So a class's row holds a weak
+ * reference, which CPython clears at its death whoever traces; a row made
+ * since the last call is checked once against every class alive now, then
+ * given its reference. Rows are read by index: releasing and making
+ * references runs our hook, which may add rows and move the table. */
+static int
+mt_watch_verify_rows(void)
+{
+    for (uint32_t i = 1; i < mt_engine.watch_n; i++) {
+        if (mt_engine.watch_rows[i].type == NULL && mt_engine.watch_rows[i].ref != NULL) {
+            mt_watch_release(i);        /* forgotten in the hook: its class died */
+        }
+    }
+    if (MT_TRACER_TOLD_REMOVED && mt_engine.watch_sample == 1) {
+        return 0;
+    }
+    int unchecked = 0;
+    uint32_t n = mt_engine.watch_n;
+    for (uint32_t i = 1; i < n; i++) {
+        MtWatchRow *row = &mt_engine.watch_rows[i];
+        if (row->type == NULL || row->is_static) {
+            continue;
+        }
+        if (row->ref == NULL) {
+            unchecked = 1;
+        }
+        else if (!mt_watch_ref_alive(row->ref)) {
+            mt_watch_forget(row->type);         /* died unseen: never dereference it */
+            mt_watch_release(i);
+        }
+    }
+    if (!unchecked) {
+        return 0;
+    }
+    MtPtrMap live = {0};
+    if (mt_collect_live_types(&live) < 0) {
+        mt_pm_free(&live);
+        return -1;
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        PyTypeObject *tp = mt_engine.watch_rows[i].type;
+        uint32_t seen;
+        if (tp == NULL || mt_engine.watch_rows[i].is_static || mt_engine.watch_rows[i].ref != NULL) {
+            continue;
+        }
+        if (!mt_pm_get(&live, (uintptr_t)tp, &seen)) {
+            mt_watch_forget(tp);                /* died unseen */
+            continue;
+        }
+        /* Held while the reference is made: making it allocates, and a
+         * collection then may free the class (our hook sees that death). */
+        Py_INCREF(tp);
+        PyObject *ref = PyWeakref_NewRef((PyObject *)tp, NULL);
+        if (ref == NULL) {
+            PyErr_Clear();                      /* checked again next time */
+        }
+        else {
+            mt_engine.watch_rows[i].ref = ref;  /* (its row cannot go while the class is held) */
+        }
+        Py_DECREF(tp);                          /* if that was the last reference, its row is forgotten here */
+    }
+    mt_pm_free(&live);
+    return 0;
+}
+
+/* [(type, new, free)] for every type seen since watch_start(). */
 static PyObject *
 mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 {
@@ -300,45 +419,37 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
                         "watch-all counts are unavailable: another tool replaced the reference tracer");
         return NULL;
     }
-    /* Rows are copied before the result list is built: building it
-     * allocates, and those events move counts and may grow the rows. */
     mt_engine_refresh_interps();
-    MtPtrMap live = {0};
-    if (mt_collect_live_types(&live) < 0) {
-        mt_pm_free(&live);
+    if (mt_watch_verify_rows() < 0) {
         return NULL;
     }
+    /* Every row's type and every cached type is alive from here: a cache
+     * entry goes with its row. */
     mt_watch_cache_flush_all(0);
     for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
         /* a __del__ added to a class after it was cached: its events take the
          * slow path from now on (see MT_WATCH_FINALIZABLE) */
         PyTypeObject *tp = mt_engine.watch_cache[i].type;
-        uint32_t alive;
-        if (tp != NULL && mt_pm_get(&live, (uintptr_t)tp, &alive) && MT_WATCH_FINALIZABLE(tp)) {
-            mt_engine.watch_cache[i].type = NULL;       /* (only live types are read) */
+        if (tp != NULL && MT_WATCH_FINALIZABLE(tp)) {
+            mt_engine.watch_cache[i].type = NULL;
         }
     }
+    /* Rows are copied before the result list is built: building it
+     * allocates, and those events move counts and may grow the rows. */
     uint32_t n = mt_engine.watch_n;
     MtWatchRow *rows = (MtWatchRow *)malloc((size_t)(n ? n : 1) * sizeof(MtWatchRow));
     if (rows == NULL) {
-        mt_pm_free(&live);
         return PyErr_NoMemory();
     }
-    uint32_t m = 0, seen;
+    uint32_t m = 0;
     for (uint32_t i = 1; i < n; i++) {
-        PyTypeObject *tp = mt_engine.watch_rows[i].type;
-        if (tp == NULL) {
-            continue;
-        }
-        if (!mt_pm_get(&live, (uintptr_t)tp, &seen)) {
-            mt_watch_forget(tp);           /* died unseen: never dereference it */
+        if (mt_engine.watch_rows[i].type == NULL) {
             continue;
         }
         rows[m] = mt_engine.watch_rows[i];
         Py_INCREF(rows[m].type);        /* keep alive while we build */
         m++;
     }
-    mt_pm_free(&live);
     PyObject *list = PyList_New(0);
     for (uint32_t i = 0; i < m; i++) {
         if (list != NULL) {
