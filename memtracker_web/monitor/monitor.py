@@ -23,10 +23,11 @@ from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import resolve_type, type_module, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
-from .retention import RetentionBusy, find_retainers, find_retainers_of_groups
+from .retention import RetentionBusy, find_retainers, find_retainers_of_groups, own_table_ids
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
+OWN_BOOKKEEPING = "its new objects are memtracker_web's own bookkeeping"
 RETAINER_BUDGET = 2.0
 # Before a type watch-all found is analysed or reported: samples its new objects
 # are counted first, and the time budget of one sample's search (one search for all
@@ -777,6 +778,8 @@ class MemoryMonitor:
                 why = f"none of its objects made in the last {self._samples - state.verify_since} samples is alive"
                 self._set_growth_aside(state, cls, why)
         objects = []
+        if pending:
+            self._set_own_growth_aside(pending, groups)
         if not pending:
             return
         try:
@@ -793,6 +796,22 @@ class MemoryMonitor:
         for (state, cls), found in zip(pending, results, strict=True):
             if not state.verified and not self._set_aside(state):  # (a root judged before it may explain it)
                 self._judge(state, cls, found)
+
+    def _set_own_growth_aside(self, pending: list[tuple[_TypeState, type]], groups: list[list[Any]]) -> None:
+        """Set aside, without a search, each pending type whose new objects are at least
+        half in the monitor's own tables, as the search would (see _judge): counting
+        every object, watch-all sees those tables grow while the monitor takes on the
+        types an app's warm-up makes, and a search costs one pass over the heap a level,
+        where this is one walk of our tables. Taken out of ``pending`` and ``groups``."""
+        own = own_table_ids([self])
+        if own is None:
+            return
+        for i in reversed(range(len(pending))):
+            objects = groups[i]
+            if sum(id(obj) in own for obj in objects) * 2 >= len(objects):
+                state, cls = pending.pop(i)
+                del groups[i]
+                self._set_growth_aside(state, cls, OWN_BOOKKEEPING)
 
     def _judge(self, state: _TypeState, cls: type, found: dict[str, Any]) -> None:
         """Before a type watch-all found is reported (before a built-in is even
@@ -817,7 +836,7 @@ class MemoryMonitor:
         not_leaks = [
             # (counting every object, watch-all sees the monitor's own tables grow as it
             # nominates types: they are bounded, and never a leak of the app's)
-            (own, "its new objects are memtracker_web's own bookkeeping"),
+            (own, OWN_BOOKKEEPING),
             (
                 # (an object the monitor's own tables hold is counted there, not here)
                 sum(b["count"] for b in found["bounded"]),

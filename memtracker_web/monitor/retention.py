@@ -33,7 +33,7 @@ from ..core.engine import running_frames
 from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
-__all__ = ["find_retainers", "RetentionBusy"]
+__all__ = ["find_retainers", "RetentionBusy", "own_table_ids"]
 
 MAX_DEPTH = 16
 # Referrer objects considered per level: a frontier that fans out past this is cut.
@@ -244,6 +244,28 @@ def _in_own_tables(upward: list[Any]) -> bool:
         if kind not in _PLAIN_CONTAINERS and not type_module(kind).startswith(f"{_OWN_PACKAGE}."):
             return False
     return False
+
+
+def own_table_ids(roots: list[Any], limit: int = 100_000) -> set[int] | None:
+    """The ids of every object memtracker_web's bookkeeping objects ``roots`` keep
+    through plain containers or other bookkeeping objects: what ``_in_own_tables``
+    calls our own, found forwards from our tables, in one walk of their size, not
+    the heap's. None when they hold more than ``limit`` objects (a search then
+    tells). Only objects kept alive while the ids are compared may be looked up."""
+    seen: set[int] = set()
+    todo = [root for root in roots if _is_bookkeeping(root)]
+    seen.update(map(id, todo))
+    while todo:
+        if len(seen) > limit:
+            return None
+        holder = todo.pop()
+        for held in gc.get_referents(holder):
+            if id(held) in seen or isinstance(held, type):
+                continue
+            seen.add(id(held))
+            if type(held) in _PLAIN_CONTAINERS or _is_bookkeeping(held):
+                todo.append(held)
+    return seen
 
 
 def _is_lru_wrapper(obj: Any) -> bool:

@@ -19,7 +19,7 @@ import support
 from memtracker_web.core.tracker import display_path
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.monitor.monitor import least_builtin_step
-from memtracker_web.monitor.retention import bounded_with_room, find_retainers
+from memtracker_web.monitor.retention import bounded_with_room, find_retainers, own_table_ids
 from support import requires_engine
 
 HERE = display_path(__file__)
@@ -458,6 +458,54 @@ def test_a_chain_through_the_monitor_s_own_objects_is_its_own_bookkeeping():
         assert found["roots"]["own"] == 3 and found["kept_by"] is None
     finally:
         _MONITOR_HELD = None
+
+
+@requires_engine
+@pytest.mark.parametrize(("own", "searched"), [(40, False), (8, True)])
+def test_a_built_in_growing_in_the_monitor_s_own_tables_is_set_aside_without_a_search(
+    verifying_monitor, monkeypatch, own, searched
+):
+    from memtracker_web.monitor import monitor as monitor_module
+
+    searches = []
+    real = monitor_module.find_retainers_of_groups
+    monkeypatch.setattr(
+        monitor_module, "find_retainers_of_groups", lambda groups, **kw: searches.append(1) or real(groups, **kw)
+    )
+    m = verifying_monitor
+    found_by_watch_all(m, bytearray)
+    reports = []
+    for sample in range(8):
+        m._estimates[-1 - sample] = [bytearray(1) for _ in range(own)]  # as if the monitor's tables grew
+        _payloads.extend(bytearray(2) for _ in range(40 - own))  # an app's module list
+        reports += m.sample()
+    entry = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.bytearray")
+    if searched:
+        assert searches and reports and reports[0]["type"] == "builtins.bytearray"
+        assert entry["verdict"] == f"kept by {__name__}._payloads -> builtins.list[i] -> builtins.bytearray"
+    else:
+        assert searches == [] and reports == []
+        assert entry["verdict"] == "not a leak for now: its new objects are memtracker_web's own bookkeeping"
+        assert entry["analysing"] is False
+
+
+def test_own_table_ids_follow_plain_containers_and_our_objects_only():
+    class AppThing:
+        def __init__(self) -> None:
+            self.inside = [object()]
+
+    holder = MemoryMonitor(interval=3600.0)
+    try:
+        thing, kept, deep = AppThing(), object(), object()
+        holder._estimates[1] = [kept, {"k": (deep,)}, thing]
+        ids = own_table_ids([holder])
+        assert ids is not None
+        assert {id(kept), id(deep), id(thing)} <= ids
+        assert id(thing.inside) not in ids and id(thing.inside[0]) not in ids  # an app's object is not entered
+        assert own_table_ids([holder], limit=10) is None
+        assert own_table_ids([thing]) == set()  # not ours: nothing is
+    finally:
+        holder.close()
         holder.close()
 
 
