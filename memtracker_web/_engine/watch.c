@@ -74,8 +74,10 @@ mt_watch_count(PyTypeObject *tp, int is_free)
             row = mt_engine.watch_n++;
         }
         if (mt_pm_put(&mt_engine.watch, (uintptr_t)tp, row, NULL) < 0) {
-            /* give the row back */
+            /* give the row back (a row just appended holds whatever realloc left) */
             mt_engine.watch_rows[row].type = NULL;
+            mt_engine.watch_rows[row].ref = NULL;
+            mt_engine.watch_rows[row].is_static = 0;
             mt_engine.watch_rows[row].next_free = mt_engine.watch_free_head;
             mt_engine.watch_free_head = row;
             mt_engine.watch_lost++;
@@ -365,8 +367,15 @@ mt_watch_verify_rows(void)
             unchecked = 1;
         }
         else if (!mt_watch_ref_alive(row->ref)) {
-            mt_watch_forget(row->type);         /* died unseen: never dereference it */
-            mt_watch_release(i);
+            /* Its class died unseen. Another may have been made at its address
+             * since, whose events this row has been counting (the dead class
+             * had no objects left): checked against the classes alive like a
+             * new row, below. Dropping the reference runs our hook, which may
+             * move the table: the row is re-read by index. */
+            PyObject *ref = row->ref;
+            row->ref = NULL;
+            unchecked = 1;
+            Py_DECREF(ref);
         }
     }
     if (!unchecked) {

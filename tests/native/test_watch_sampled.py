@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -550,3 +552,103 @@ def test_a_finaliser_added_to_a_cached_class_is_checked_from_the_next_read():
         assert _counts()[Late] == (1001, 1001)
     finally:
         _tracker.watch_stop()
+
+
+def _followed_at(address: int, sample: int) -> bool:
+    return ((address & 0xFFFFFFFF) * 0x9E3779B1) & 0xFFFFFFFF < (1 << 32) // sample
+
+
+def test_a_class_made_where_a_class_died_unseen_keeps_its_counts():
+    """Sampled watch-all does not see a class die whose address is not sampled. A
+    new class made at that address counts in the dead one's row; the dead weak
+    reference must not take the new class's counts away with the row."""
+    sample = 64
+    _tracker.watch_start(sample=sample)
+    try:
+        for _attempt in range(500):
+            first = type("First", (), {})
+            objects = [first() for _ in range(10)]
+            _counts()  # its row is checked (given its weak reference)
+            address = id(first)
+            del objects, first
+            gc.collect()
+            second = type("Second", (), {})
+            if id(second) != address or _followed_at(address, sample):
+                del second
+                gc.collect()
+                continue
+            kept = [second() for _ in range(1000)]
+            assert _counts()[second][0] - _counts()[second][1] >= 1000
+            del kept
+            gc.collect()
+            new, free = _counts()[second]
+            assert new == free >= 1000
+            return
+        pytest.fail("no class was made at a dead class's address in 500 tries")
+    finally:
+        _tracker.watch_stop()
+
+
+# Fails one calloc(n, 8) with n >= 64 when asked (the watch table's growth), and
+# fills what realloc adds with 0x41, so that a field left unset shows.
+_ALLOC_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <malloc.h>
+#include <string.h>
+int shim_fail_next = 0;
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+void *calloc(size_t n, size_t s) {
+    static int in_init; static char boot[4096];
+    if (!real_calloc) {
+        if (in_init) { memset(boot, 0, sizeof boot); return boot; }
+        in_init = 1; real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc"); in_init = 0;
+    }
+    if (shim_fail_next && s == 8 && n >= 64) { shim_fail_next = 0; return NULL; }
+    return real_calloc(n, s);
+}
+void *realloc(void *p, size_t s) {
+    if (!real_realloc) real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    size_t old = p ? malloc_usable_size(p) : 0;
+    void *q = real_realloc(p, s);
+    if (q && s > old) memset((char *)q + old, 0x41, s - old);
+    return q;
+}
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("cc") is None, reason="needs Linux and cc")
+def test_a_row_given_back_when_the_table_cannot_grow_holds_nothing(tmp_path):
+    shim = tmp_path / "shim.so"
+    source = tmp_path / "shim.c"
+    source.write_text(_ALLOC_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(shim), str(source), "-ldl"], check=True)
+    code = textwrap.dedent(
+        f"""
+        import ctypes, gc
+        from memtracker_web import _tracker
+        fail = ctypes.c_int.in_dll(ctypes.CDLL({str(shim)!r}), "shim_fail_next")
+        _tracker.watch_start(sample=1)
+        classes, objects = [], []
+        while _tracker.watch_statistics()["types"] < 384:  # the table's next row makes it grow
+            cls = type(f"C{{len(classes)}}", (), {{}})
+            classes.append(cls)
+            objects.append(cls())
+        Late = type("Late", (), {{}})
+        fail.value = 1
+        late = Late()
+        _tracker.watch_counts()  # the row given back is not released, nor freed twice
+        assert _tracker.watch_statistics()["lost"] == 1, _tracker.watch_statistics()
+        more = [type(f"M{{i}}", (), {{}})() for i in range(300)]
+        counts = {{cls: (n, f) for cls, n, f in _tracker.watch_counts()}}
+        assert all(counts[type(m)] == (1, 0) for m in more)
+        _tracker.watch_stop()
+        print("ok")
+        """
+    )
+    env = dict(os.environ, LD_PRELOAD=str(shim))
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
