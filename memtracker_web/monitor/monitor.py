@@ -23,7 +23,7 @@ from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import resolve_type, type_module, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
-from .retention import RetentionBusy, find_retainers, find_retainers_of_groups, own_table_ids
+from .retention import RetentionBusy, find_retainers, find_retainers_of_groups, only_in_own_tables, own_table_refs
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
@@ -803,12 +803,11 @@ class MemoryMonitor:
         every object, watch-all sees those tables grow while the monitor takes on the
         types an app's warm-up makes, and a search costs one pass over the heap a level,
         where this is one walk of our tables. Taken out of ``pending`` and ``groups``."""
-        own = own_table_ids([self])
+        own = own_table_refs([self])
         if own is None:
             return
         for i in reversed(range(len(pending))):
-            objects = groups[i]
-            if sum(id(obj) in own for obj in objects) * 2 >= len(objects):
+            if sum(only_in_own_tables(groups[i], own)) * 2 >= len(groups[i]):
                 state, cls = pending.pop(i)
                 del groups[i]
                 self._set_growth_aside(state, cls, OWN_BOOKKEEPING)

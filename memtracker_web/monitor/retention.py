@@ -33,7 +33,7 @@ from ..core.engine import running_frames
 from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
-__all__ = ["find_retainers", "RetentionBusy", "own_table_ids"]
+__all__ = ["find_retainers", "RetentionBusy", "only_in_own_tables", "own_table_refs"]
 
 MAX_DEPTH = 16
 # Referrer objects considered per level: a frontier that fans out past this is cut.
@@ -246,26 +246,47 @@ def _in_own_tables(upward: list[Any]) -> bool:
     return False
 
 
-def own_table_ids(roots: list[Any], limit: int = 100_000) -> set[int] | None:
-    """The ids of every object memtracker_web's bookkeeping objects ``roots`` keep
-    through plain containers or other bookkeeping objects: what ``_in_own_tables``
-    calls our own, found forwards from our tables, in one walk of their size, not
-    the heap's. None when they hold more than ``limit`` objects (a search then
-    tells). Only objects kept alive while the ids are compared may be looked up."""
-    seen: set[int] = set()
+def own_table_refs(roots: list[Any], limit: int = 100_000) -> dict[int, int] | None:
+    """How many references memtracker_web's bookkeeping objects ``roots`` hold to
+    each object (by id) they keep through plain containers or other bookkeeping
+    objects: what ``_in_own_tables`` calls our own, found forwards from our tables,
+    in one walk of their size, not the heap's. None when they hold more than
+    ``limit`` objects (a search then tells). Only objects kept alive while the ids
+    are compared may be looked up (see ``only_in_own_tables``)."""
+    refs: dict[int, int] = {}
     todo = [root for root in roots if _is_bookkeeping(root)]
-    seen.update(map(id, todo))
+    seen = set(map(id, todo))
     while todo:
         if len(seen) > limit:
             return None
         holder = todo.pop()
         for held in gc.get_referents(holder):
-            if id(held) in seen or isinstance(held, type):
+            if isinstance(held, type):
                 continue
-            seen.add(id(held))
+            key = id(held)
+            refs[key] = refs.get(key, 0) + 1
+            if key in seen:
+                continue
+            seen.add(key)
             if type(held) in _PLAIN_CONTAINERS or _is_bookkeeping(held):
                 todo.append(held)
-    return seen
+    return refs
+
+
+def _references_beyond(objects: list[Any], refs: dict[int, int]) -> list[int]:
+    # (one function for the objects and for the probe: the same frame, the same references)
+    return [sys.getrefcount(obj) - refs.get(id(obj), 0) for obj in objects]
+
+
+def only_in_own_tables(objects: list[Any], refs: dict[int, int]) -> list[bool]:
+    """For each object of ``objects`` (a list holding each once, the caller's only
+    reference to them): whether every other reference to it is one of our tables'
+    (``refs``, from ``own_table_refs``). An object the app keeps as well (a callback's
+    result it also appends to a list of its own) is not only ours: its holder is
+    the app's, and a search finds it."""
+    probe = _references_beyond([object()], {})[0]  # a new object held by a list alone
+    beyond = _references_beyond(objects, refs)
+    return [id(obj) in refs and extra <= probe for obj, extra in zip(objects, beyond, strict=True)]
 
 
 def _is_lru_wrapper(obj: Any) -> bool:

@@ -19,7 +19,12 @@ import support
 from memtracker_web.core.tracker import display_path
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.monitor.monitor import least_builtin_step
-from memtracker_web.monitor.retention import bounded_with_room, find_retainers, own_table_ids
+from memtracker_web.monitor.retention import (
+    bounded_with_room,
+    find_retainers,
+    only_in_own_tables,
+    own_table_refs,
+)
 from support import requires_engine
 
 HERE = display_path(__file__)
@@ -489,7 +494,7 @@ def test_a_built_in_growing_in_the_monitor_s_own_tables_is_set_aside_without_a_s
         assert entry["analysing"] is False
 
 
-def test_own_table_ids_follow_plain_containers_and_our_objects_only():
+def test_own_table_refs_follow_plain_containers_and_our_objects_only():
     class AppThing:
         def __init__(self) -> None:
             self.inside = [object()]
@@ -497,16 +502,75 @@ def test_own_table_ids_follow_plain_containers_and_our_objects_only():
     holder = MemoryMonitor(interval=3600.0)
     try:
         thing, kept, deep = AppThing(), object(), object()
-        holder._estimates[1] = [kept, {"k": (deep,)}, thing]
-        ids = own_table_ids([holder])
-        assert ids is not None
-        assert {id(kept), id(deep), id(thing)} <= ids
-        assert id(thing.inside) not in ids and id(thing.inside[0]) not in ids  # an app's object is not entered
-        assert own_table_ids([holder], limit=10) is None
-        assert own_table_ids([thing]) == set()  # not ours: nothing is
+        holder._estimates[1] = [kept, {"k": (deep, deep)}, thing, kept]
+        refs = own_table_refs([holder])
+        assert refs is not None
+        assert (refs[id(kept)], refs[id(deep)], refs[id(thing)]) == (2, 2, 1)
+        assert id(thing.inside) not in refs and id(thing.inside[0]) not in refs  # an app's object is not entered
+        assert own_table_refs([holder], limit=10) is None
+        assert own_table_refs([thing]) == {}  # not ours: nothing is
     finally:
         holder.close()
+
+
+def test_only_in_own_tables_counts_every_reference():
+    holder = MemoryMonitor(interval=3600.0)
+    app_list: list = []
+    try:
+        ours, shared, apps = bytearray(1), bytearray(2), bytearray(3)
+        holder._estimates[1] = [ours, shared, {"again": ours}]
+        app_list.append(shared)  # the app keeps this one as well
+        refs = own_table_refs([holder])
+        assert refs is not None
+        group = [ours, shared, apps]
+        del ours, shared, apps  # (the group is the test's only reference, as the monitor's)
+        assert only_in_own_tables(group, refs) == [True, False, False]
+    finally:
         holder.close()
+
+
+class _SharedOrder:
+    pass
+
+
+_AUDIT: list = []  # the app's leak: records its callback also hands to the tracker
+_ORDERS: list = []
+
+
+@requires_engine
+def test_an_app_list_of_records_the_tracker_also_keeps_is_the_apps_leak():
+    """A callback's result stays in the capture's table while its object lives; the
+    app appending the same records to a list of its own leaks them, and the report
+    names that list, not our bookkeeping."""
+    from memtracker_web.core.tracker import Tracker
+
+    def on_order(cls, event, data):
+        if event == "new":
+            record = bytearray(16)
+            _AUDIT.append(record)
+            return record
+        return None
+
+    tracker = Tracker()
+    tracker.track(_SharedOrder, callback=on_order)
+    m = MemoryMonitor(tracker=tracker, threshold=30, increases=4, interval=3600.0, calm_samples=30, max_analyzed=3)
+    try:
+        m.start_monitoring(bytearray)
+        state = m._types[id(bytearray)]
+        state.source, state.by_noise, state.verify_since = "watch_all", True, m._samples
+        reports = []
+        for _ in range(8):
+            _ORDERS.extend(_SharedOrder() for _ in range(40))
+            tracker.capture.flush()
+            reports += m.sample()
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.bytearray")
+        assert entry["verdict"] == f"kept by {__name__}._AUDIT -> builtins.list[i] -> builtins.bytearray"
+        assert [r["type"] for r in reports][:1] == ["builtins.bytearray"]
+    finally:
+        m.close()
+        tracker.stop()
+        _AUDIT.clear()
+        _ORDERS.clear()
 
 
 _MONITOR_HELD = None
