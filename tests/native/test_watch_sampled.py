@@ -565,26 +565,28 @@ def test_a_class_made_where_a_class_died_unseen_keeps_its_counts():
     sample = 64
     _tracker.watch_start(sample=sample)
     try:
-        for _attempt in range(500):
-            first = type("First", (), {})
-            objects = [first() for _ in range(10)]
-            _counts()  # its row is checked (given its weak reference)
-            address = id(first)
-            del objects, first
+        for _attempt in range(20):
+            firsts = [type(f"First{i}", (), {}) for i in range(200)]
+            objects = [cls() for cls in firsts for _ in range(3)]
+            _counts()  # their rows are checked (given their weak references)
+            dead = {id(cls) for cls in firsts if not _followed_at(id(cls), sample)}
+            del objects, firsts
             gc.collect()
-            second = type("Second", (), {})
-            if id(second) != address or _followed_at(address, sample):
-                del second
+            seconds = [type(f"Second{i}", (), {}) for i in range(200)]
+            again = [cls for cls in seconds if id(cls) in dead]
+            if not again:
+                del seconds
                 gc.collect()
                 continue
-            kept = [second() for _ in range(1000)]
-            assert _counts()[second][0] - _counts()[second][1] >= 1000
+            kept = [cls() for cls in again for _ in range(100)]
+            counts = _counts()
+            assert all(counts[cls][0] - counts[cls][1] >= 100 for cls in again)
             del kept
             gc.collect()
-            new, free = _counts()[second]
-            assert new == free >= 1000
+            counts = _counts()
+            assert all(counts[cls][0] == counts[cls][1] >= 100 for cls in again)
             return
-        pytest.fail("no class was made at a dead class's address in 500 tries")
+        pytest.fail("no class was made at a dead class's address in 20 rounds of 200")
     finally:
         _tracker.watch_stop()
 
