@@ -118,6 +118,22 @@ def _watch_config(sample: int, types=()):
     return Config(name + (f" + count-only, {len(types)} user types" if types else ""), start, stop)
 
 
+def _watch_analysis_config(name, cls, sample_every, by_address):
+    state = {}
+
+    def start():
+        _tracker.watch_start(sample=64)
+        tracker = mt.Tracker(depth=10)
+        tracker.track_with_analysis(cls, sample_every=sample_every, sample_objects=sample_every if by_address else 1)
+        state["t"] = tracker
+
+    def stop():
+        state.pop("t").stop()
+        _tracker.watch_stop()
+
+    return Config(name, start, stop)
+
+
 CONFIGS = [
     Config("baseline", lambda: None, lambda: None),
     Config("no-op tracer (floor)", lambda: _tracker._noop_tracer(True), lambda: _tracker._noop_tracer(False)),
@@ -128,6 +144,11 @@ CONFIGS = [
     _watch_config(64, [Point, Order, Customer]),
     _capture_config("ours: analysis of a user class", [], analyse=Order),
     _capture_config("ours: analysis of dict", [], analyse=dict),
+    # what the monitor runs while a leak of dicts is analysed: sampled watch-all, and
+    # dict's paths one allocation in 64, every dict tabled (before) or one in about
+    # 64 tabled and counted, by address (sample_objects)
+    _watch_analysis_config("ours: watch-all 1/64 + paths of dict 1/64, every dict tabled", dict, 64, False),
+    _watch_analysis_config("ours: watch-all 1/64 + dict sampled 1/64 by address", dict, 64, True),
     Config("tracemalloc(1)", lambda: tracemalloc.start(1), tracemalloc.stop),
     Config("tracemalloc(10)", lambda: tracemalloc.start(10), tracemalloc.stop),
 ]

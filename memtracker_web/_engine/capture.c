@@ -118,6 +118,35 @@ mt_capture_forget_events(MtCaptureCore *c, uint32_t slot, int leaf_only)
     }
 }
 
+/* Count every object of a slot (n = 1), or one in about n by address (see
+ * MtSlot.object_sample). A change starts the type's counting over: the
+ * objects tabled under the old rule, its counts and its tree's counts go. */
+static void
+mt_capture_set_object_sample(MtCaptureCore *c, uint32_t s, uint32_t n)
+{
+    MtSlot *slot = &c->slots[s];
+    if (slot->object_sample == n) {
+        return;
+    }
+    mt_capture_purge_objects(c, s, 0);
+    mt_capture_forget_events(c, s, 0);
+    slot->new_count = slot->free_count = slot->lost = 0;
+    if (slot->tree != NULL) {
+        for (uint32_t i = 0; i < slot->tree->n_nodes; i++) {
+            slot->tree->nodes[i].total = slot->tree->nodes[i].retained = 0;
+        }
+    }
+    slot->object_sample = n;
+    /* the hash is below the limit for about 2**32 / n of the addresses */
+    slot->addr_limit = n > 1 ? (uint32_t)((UINT64_C(1) << 32) / n) : 0;
+    if (slot->tree != NULL) {
+        slot->path_every = slot->tree->sample_every / n;    /* (n divides it: checked by the callers) */
+    }
+    if (c->running) {
+        mt_engine_rebuild_bindings();   /* the shortcut that skips unsampled objects */
+    }
+}
+
 static PyObject *
 MtCaptureCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -239,19 +268,45 @@ MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
     if (mt_require_main_interp() < 0) {
         return NULL;
     }
-    static char *kwlist[] = {"type", "callback", NULL};
+    static char *kwlist[] = {"type", "callback", "object_sample", NULL};
     PyObject *tp;
     int callback = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|p:track", kwlist, &tp, &callback)) {
+    unsigned long object_sample = 0;    /* 0: as it is (every object, for a type not tracked yet) */
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|pk:track", kwlist, &tp, &callback, &object_sample)) {
         return NULL;
     }
     if (!PyType_Check(tp)) {
         PyErr_Format(PyExc_TypeError, "track() needs a class, got %.100s object", Py_TYPE(tp)->tp_name);
         return NULL;
     }
+    if (object_sample > 65536) {
+        PyErr_Format(PyExc_ValueError, "object_sample must be between 1 and 65536, got %lu", object_sample);
+        return NULL;
+    }
+    /* Sampling by address only where an object's type is its type for life and
+     * the death of one of them is nothing more: not a class whose __class__ can
+     * be assigned, not a metaclass (a class's death must always be seen), not
+     * with a callback (it is for every object). Elsewhere every object counts. */
+    if (object_sample > 1
+        && (callback || !PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_IMMUTABLETYPE)
+            || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
+            || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type))) {
+        object_sample = 1;
+    }
     int64_t found = mt_capture_find(c, (PyTypeObject *)tp);
     if (found >= 0) {
         MtSlot *slot = &c->slots[found];
+        if (callback) {
+            object_sample = 1;     /* a callback is for every object */
+        }
+        if (object_sample && slot->tree != NULL && slot->tree->sample_every % object_sample != 0) {
+            PyErr_Format(PyExc_ValueError, "object_sample must divide the type's sample_every (%lu), got %lu",
+                         (unsigned long)slot->tree->sample_every, object_sample);
+            return NULL;
+        }
+        if (object_sample) {
+            mt_capture_set_object_sample(c, (uint32_t)found, (uint32_t)object_sample);
+        }
         slot->callback = (uint8_t)callback;
         if (callback && c->queue == NULL) {
             c->queue = (MtEvent *)malloc((size_t)c->q_cap * sizeof(MtEvent));
@@ -330,6 +385,8 @@ MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
     slot->weakref = wr;
     slot->name = name;
     slot->new_count = slot->free_count = slot->lost = 0;
+    slot->object_sample = object_sample ? (uint32_t)object_sample : 1;
+    slot->addr_limit = slot->object_sample > 1 ? (uint32_t)((UINT64_C(1) << 32) / slot->object_sample) : 0;
     slot->callback = (uint8_t)callback;
     /* __class__ assignment works between mutable types, and between module types */
     slot->mutable_type = !PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_IMMUTABLETYPE)
@@ -374,6 +431,8 @@ MtCaptureCore_untrack(MtCaptureCore *c, PyObject *tp)
     slot->weakref = NULL;
     slot->name = NULL;
     slot->new_count = slot->free_count = slot->lost = 0;
+    slot->object_sample = 1;
+    slot->addr_limit = 0;
     /* releases last: they can run arbitrary code */
     Py_XDECREF(old_wr);
     Py_XDECREF(old_name);
@@ -657,11 +716,12 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
     if (mt_require_main_interp() < 0) {
         return NULL;
     }
-    static char *kwlist[] = {"type", "depth", "sample_every", "max_nodes", NULL};
+    static char *kwlist[] = {"type", "depth", "sample_every", "max_nodes", "object_sample", NULL};
     PyObject *tp;
     int depth = 10;
-    unsigned long sample_every = 1, max_nodes = 10000;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|ikk:analyse", kwlist, &tp, &depth, &sample_every, &max_nodes)) {
+    unsigned long sample_every = 1, max_nodes = 10000, object_sample = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|ikkk:analyse", kwlist, &tp, &depth, &sample_every, &max_nodes,
+                                     &object_sample)) {
         return NULL;
     }
     if (!PyType_Check(tp)) {
@@ -680,12 +740,24 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "max_nodes must be between 16 and %u", MT_MAX_NODES - 2);
         return NULL;
     }
+    if (object_sample < 1 || object_sample > sample_every || sample_every % object_sample != 0) {
+        PyErr_Format(PyExc_ValueError, "object_sample must divide sample_every (%lu), got %lu", sample_every,
+                     object_sample);
+        return NULL;
+    }
     int64_t s = mt_capture_find(c, (PyTypeObject *)tp);
     if (s < 0) {
         PyErr_SetString(PyExc_KeyError, "type is not tracked by this capture");
         return NULL;
     }
     MtSlot *slot = &c->slots[s];
+    /* By address only where an object's type is its type for life and the
+     * death of one of them is nothing more: not a class whose __class__ can be
+     * assigned, not a metaclass (a class's death must always be seen), not
+     * with a callback (it is for every object). Elsewhere every object counts. */
+    if (slot->mutable_type || slot->callback || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type)) {
+        object_sample = 1;  /* (as in track) */
+    }
     MtTree *t = mt_tree_new(depth, (uint32_t)sample_every, (uint32_t)max_nodes);
     if (t == NULL) {
         return PyErr_NoMemory();
@@ -697,6 +769,8 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         mt_capture_forget_events(c, (uint32_t)s, 1);
     }
     slot->tree = t;
+    mt_capture_set_object_sample(c, (uint32_t)s, (uint32_t)object_sample);
+    slot->path_every = (uint32_t)(sample_every / object_sample);
     mt_tree_free(old);
     Py_RETURN_NONE;
 }
@@ -776,6 +850,21 @@ MtCaptureCore_items(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
         Py_DECREF(item);
     }
     return list;
+}
+
+/* object_sample(type) -> 1 (every object counted) or N (one in about N, by
+ * address: counts(), live() and the tree are of those alone); None if untracked. */
+static PyObject *
+MtCaptureCore_object_sample(MtCaptureCore *c, PyObject *tp)
+{
+    int64_t s = mt_slot_arg(c, tp, "object_sample");
+    if (s == -2) {
+        return NULL;
+    }
+    if (s < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(c->slots[s].object_sample);
 }
 
 static PyObject *
@@ -1081,10 +1170,12 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
 
 static PyMethodDef mt_capture_methods[] = {
     {"track", (PyCFunction)(void (*)(void))MtCaptureCore_track, METH_VARARGS | METH_KEYWORDS,
-     "track(type, callback=False) -> slot: count objects of exactly this type."},
+     "track(type, callback=False, object_sample=0) -> slot: count objects of exactly this type "
+     "(object_sample=N: one in about N, by address; 0: as it is)."},
     {"untrack", (PyCFunction)MtCaptureCore_untrack, METH_O, "untrack(type) -> bool"},
     {"analyse", (PyCFunction)(void (*)(void))MtCaptureCore_analyse, METH_VARARGS | METH_KEYWORDS,
-     "analyse(type, depth=10, sample_every=1, max_nodes=10000): record allocation call paths."},
+     "analyse(type, depth=10, sample_every=1, max_nodes=10000, object_sample=1): record allocation call paths "
+     "(object_sample=N: follow one object in about N, picked by address, and count those alone)."},
     {"unanalyse", (PyCFunction)MtCaptureCore_unanalyse, METH_O, "unanalyse(type) -> bool: drop the call tree."},
     {"start", (PyCFunction)MtCaptureCore_start, METH_NOARGS, "start(): begin a new counting period."},
     {"stop", (PyCFunction)MtCaptureCore_stop, METH_NOARGS, "stop(): freeze counts."},
@@ -1093,6 +1184,8 @@ static PyMethodDef mt_capture_methods[] = {
     {"live", (PyCFunction)MtCaptureCore_live, METH_O, "live(type) -> int (0 when not tracked)"},
     {"items", (PyCFunction)MtCaptureCore_items, METH_NOARGS, "items() -> [(type, new, free, lost, analysing)]"},
     {"slot_of", (PyCFunction)MtCaptureCore_slot_of, METH_O, "slot_of(type) -> int or None"},
+    {"object_sample", (PyCFunction)MtCaptureCore_object_sample, METH_O,
+     "object_sample(type) -> 1 (every object counted), N (one in about N, by address) or None"},
     {"drain", (PyCFunction)MtCaptureCore_drain, METH_NOARGS, "drain() -> [(slot, kind, seq, leaf)]"},
     {"pending", (PyCFunction)MtCaptureCore_pending, METH_NOARGS, "pending() -> queued events"},
     {"tree", (PyCFunction)MtCaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},

@@ -49,6 +49,16 @@ typedef struct {
     uint8_t mutable_type;   /* __class__ can be assigned away from it */
     uint16_t filter_index;  /* MT_FILTER_INDEX of the type and of its metaclass */
     uint16_t meta_index;
+    /* 1: every object is tabled and counted. N > 1 (analyse(object_sample=N), an
+     * immutable type only): one object in about N, those whose address hash is
+     * below addr_limit (MT_WATCH_SAMPLED), and the counts are of them alone (the
+     * caller scales by N). An object keeps its address for life, so its creation
+     * and its death are sampled alike; an object still alive keeps its address
+     * from reuse, so a leak's objects are sampled fairly, whatever the churn
+     * around them. */
+    uint32_t object_sample;
+    uint32_t addr_limit;
+    uint32_t path_every;    /* of the objects tabled, one in this many gets its call path */
 } MtSlot;
 
 typedef struct {
@@ -107,6 +117,8 @@ typedef struct {
     MtCaptureCore *capture;
     uint32_t slot;
     uint32_t val;           /* its objects' entry: slot << MT_LEAF_BITS | MT_NO_LEAF */
+    uint32_t limit;         /* nonzero: the slot samples objects by address (MtSlot.addr_limit);
+                             * an object not sampled needs nothing, the others the full path */
 } MtPlainEntry;
 
 static inline size_t

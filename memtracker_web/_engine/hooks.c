@@ -68,11 +68,14 @@ MT_HOOK_ONLY void
 mt_capture_on_create(MtCaptureCore *c, uint32_t s, PyObject *op)
 {
     MtSlot *slot = &c->slots[s];
+    if (slot->addr_limit && !MT_WATCH_SAMPLED(op, slot->addr_limit)) {
+        return;     /* not one of the objects this slot samples */
+    }
     uint32_t leaf = MT_NO_LEAF;
 #if MT_HAVE_TRACER
     MtTree *t = slot->tree;
     if (t != NULL) {
-        if (t->sample_counter++ % t->sample_every == 0) {
+        if (t->sample_counter++ % slot->path_every == 0) {
             leaf = mt_capture_stack(t);
             if (leaf != MT_NO_LEAF) {
                 t->nodes[leaf].total++;
@@ -135,7 +138,7 @@ mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject 
 {
     MtSlot *slot = &c->slots[s];
     MtPtrMap *m = &c->objects;
-    if (slot->tree != NULL || slot->callback || m->used >= m->limit) {
+    if (slot->tree != NULL || slot->callback || slot->addr_limit || m->used >= m->limit) {
         return 0;
     }
     size_t i = mt_pm_hash(m, (uintptr_t)op);
@@ -332,10 +335,20 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
      * Nothing here can re-enter the hook, and the table is empty while we
      * chain a prior tracer, so the guard is neither tested nor set. */
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
-    if (plain->type == tp
-        && (event == PyRefTracer_CREATE ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                                        : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
-        return 0;
+    if (plain->type == tp) {
+        if (plain->limit) {
+            /* A type whose one capture samples its objects by address: an
+             * object not sampled has nothing to do (it touches no table, so
+             * the interpreter need not be asked either). */
+            if (!MT_WATCH_SAMPLED(op, plain->limit)) {
+                return 0;
+            }
+        }
+        else if (event == PyRefTracer_CREATE
+                     ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                     : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)) {
+            return 0;
+        }
     }
     return mt_hook_full(op, event);
 }

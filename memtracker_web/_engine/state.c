@@ -267,15 +267,20 @@ mt_engine_update_plain(void)
         MtPlainEntry *entry = &mt_engine.plain_types[mt_bind_cache_index(tp)];
         MtBind *bind = &mt_engine.binds[mt_engine.bindings.vals[i]];
         /* (no type is dereferenced here: one may have died while we were displaced) */
-        int eligible = bind->count == 1 && bind->own_class;
+        MtSub *sub = &mt_engine.subs[bind->first];
+        /* a type sampled by address (never a metaclass: see analyse) skips its
+         * unsampled objects whatever its kind */
+        uint32_t limit = bind->count == 1 ? sub->capture->slots[sub->slot].addr_limit : 0;
+        int eligible = bind->count == 1 && (bind->own_class || limit);
         if (entry->type != NULL || !eligible) {
             entry->type = entry->type != NULL ? MT_BIND_COLLIDED : entry->type;
             continue;
         }
         entry->type = tp;
-        entry->capture = mt_engine.subs[bind->first].capture;
-        entry->slot = mt_engine.subs[bind->first].slot;
+        entry->capture = sub->capture;
+        entry->slot = sub->slot;
         entry->val = (entry->slot << MT_LEAF_BITS) | MT_NO_LEAF;
+        entry->limit = limit;
     }
 }
 

@@ -43,11 +43,23 @@ class ReplacedTracerWarning(RuntimeWarning):
 
 @dataclass(frozen=True)
 class Allocations:
-    """Counts of one tracked type since the capture started."""
+    """Counts of one tracked type since the capture started.
+
+    ``sample`` is 1 when every object was counted. N > 1 (a type analysed with
+    ``sample_objects=N``): one object in about N was followed, picked by its
+    address, and the counts are theirs times N, estimates. An object keeps its
+    address while it lives, so the objects a leak keeps are sampled as fairly as
+    any; the relative error of a count of n sampled objects is about 1/sqrt(n).
+    """
 
     new_count: int
     free_count: int
     lost_count: int = 0  # creations the tracer could not record (memory ran out)
+    sample: int = 1
+
+    @property
+    def estimated(self) -> bool:
+        return self.sample > 1
 
     @property
     def retained_count(self) -> int:
@@ -63,7 +75,7 @@ class _Unbuilt:
     def __init__(self, queue_size: int = 0) -> None:
         self._types: dict[int, type] = {}
 
-    def track(self, cls: type, callback: bool = False) -> int:
+    def track(self, cls: type, callback: bool = False, object_sample: int = 0) -> int:
         self._types[id(cls)] = cls
         return len(self._types) - 1
 
@@ -72,6 +84,9 @@ class _Unbuilt:
 
     def slot_of(self, cls: type) -> int | None:
         return 0 if id(cls) in self._types else None
+
+    def object_sample(self, cls: type) -> int | None:
+        return 1 if id(cls) in self._types else None
 
     def counts(self, cls: type):
         return (0, 0, 0) if id(cls) in self._types else None
@@ -157,7 +172,7 @@ class Capture:
 
     # -- tracked set -------------------------------------------------------
 
-    def track(self, cls: type, callback: Callback | None = None) -> None:
+    def track(self, cls: type, callback: Callback | None = None, sample_objects: int | None = None) -> None:
         """Count objects of exactly ``cls`` (a subclass is its own type).
 
         ``callback(cls, event, data)`` runs later, at a safe point, for each
@@ -165,11 +180,20 @@ class Capture:
         the allocation's call path (a tuple of Frame, innermost first) when the
         type is under call-path analysis, else None; whatever the callback
         returns for "new" comes back as ``data`` on that object's "free".
+
+        ``sample_objects=N`` counts one object in about N, picked by address
+        (see ``Allocations.sample``; types whose objects can change class, and
+        classes of classes, count every object), 1 every object; None leaves a
+        tracked type as it is. A change starts the type's counts over.
         """
         _check_class(cls, "track")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        slot = self._core.track(cls, callback=callback is not None)
+        if sample_objects is not None and (
+            isinstance(sample_objects, bool) or not isinstance(sample_objects, int) or not 1 <= sample_objects <= 65536
+        ):
+            raise ValueError(f"sample_objects must be an int from 1 to 65536, got {sample_objects!r}")
+        slot = self._core.track(cls, callback=callback is not None, object_sample=sample_objects or 0)
         if callback is not None:
             self._callbacks[slot] = (cls, callback)
             _with_callbacks.add(self)
@@ -198,7 +222,8 @@ class Capture:
     def __iter__(self) -> Iterator[tuple[type, Allocations]]:
         self._flush_if_needed()
         for cls, new, free, lost, _analysing in self._core.items():
-            yield cls, Allocations(new, free, lost)
+            n = self._core.object_sample(cls) or 1
+            yield cls, Allocations(new * n, free * n, lost * n, n)
 
     def __len__(self) -> int:
         return len(self._core.items())
@@ -241,10 +266,20 @@ class Capture:
     # -- queries -----------------------------------------------------------
 
     def count_for(self, cls: type) -> int:
-        """Live objects of exactly ``cls`` created while tracked; 0 if untracked. O(1)."""
+        """Live objects of exactly ``cls`` created while tracked; 0 if untracked. O(1).
+        An estimate for a type followed by sample (see ``Allocations.sample``)."""
         self._flush_if_needed()
         self._warn_if_displaced()
-        return self._core.live(cls)
+        return self._live(cls)
+
+    def _live(self, cls: type) -> int:
+        return self._core.live(cls) * (self._core.object_sample(cls) or 1)
+
+    def object_sample(self, cls: type) -> int | None:
+        """1 when every object of ``cls`` is counted, N when one in about N is
+        (``Allocations.sample``); None if untracked."""
+        _check_class(cls, "object_sample")
+        return self._core.object_sample(cls)
 
     def allocations(self, cls: type) -> Allocations | None:
         """new_count, free_count and retained_count of ``cls``, or None if untracked."""
@@ -252,7 +287,10 @@ class Capture:
         self._flush_if_needed()
         self._warn_if_displaced()
         counts = self._core.counts(cls)
-        return None if counts is None else Allocations(*counts)
+        if counts is None:
+            return None
+        n = self._core.object_sample(cls) or 1
+        return Allocations(counts[0] * n, counts[1] * n, counts[2] * n, n)
 
     def statistics(self) -> dict[str, Any]:
         """Memory the capture holds (tables, call trees, queue) and dropped events."""
@@ -284,7 +322,7 @@ class Capture:
             objects = self.sample(cls, sample)
         except RuntimeError:
             return None
-        live = self._core.live(cls)
+        live = self._live(cls)
         if not objects:
             return (0, 0) if live == 0 and self.is_tracking(cls) else None
         size = measured = 0
@@ -352,8 +390,10 @@ class Capture:
 
     # -- call-path analysis (used by Tracker) ------------------------------
 
-    def _analyse(self, cls: type, depth: int, sample_every: int, max_nodes: int) -> None:
-        self._core.analyse(cls, depth=depth, sample_every=sample_every, max_nodes=max_nodes)
+    def _analyse(self, cls: type, depth: int, sample_every: int, max_nodes: int, object_sample: int = 1) -> None:
+        self._core.analyse(
+            cls, depth=depth, sample_every=sample_every, max_nodes=max_nodes, object_sample=object_sample
+        )
 
     def _unanalyse(self, cls: type) -> bool:
         return self._core.unanalyse(cls)

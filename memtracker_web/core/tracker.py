@@ -47,10 +47,10 @@ class Tracker:
         if not self.capture.running:
             self.capture.start()
 
-    def track(self, cls: type, callback: Callback | None = None) -> None:
-        """Count ``cls`` (no call paths)."""
+    def track(self, cls: type, callback: Callback | None = None, sample_objects: int | None = None) -> None:
+        """Count ``cls`` (no call paths); ``sample_objects`` as in ``Capture.track``."""
         with self._lock:
-            self.capture.track(cls, callback=callback)
+            self.capture.track(cls, callback=callback, sample_objects=sample_objects)
             self._ensure_started()
 
     def track_with_analysis(
@@ -60,25 +60,50 @@ class Tracker:
         sample_every: int = 1,
         max_nodes: int | None = None,
         callback: Callback | None = None,
+        sample_objects: int = 1,
     ) -> None:
         """Count ``cls`` and record where each instance was allocated.
 
         ``sample_every=N`` records the path of one allocation in N (counts stay
         exact; path figures are scaled by N and marked as estimates).
+
+        ``sample_objects=M`` (M dividing N) follows one object in about M,
+        picked by its address, instead of every object, and records the path
+        of one in N/M of those: the counts are theirs times M
+        (``Allocations.sample``; estimates), and an object not followed costs the
+        tracer one multiplication. For a hot built-in (``dict``, ``str``) that is
+        most of the cost of analysing it. ``stop_analysis`` keeps it sampled.
+        An object keeps its address while it lives, so the objects a leak keeps
+        are sampled fairly, however many others come and go. Only for types
+        whose objects keep their class for life and are not classes themselves
+        (built-ins, C types); any other type counts every object. A callback
+        needs every object: giving one counts every object again. A change of
+        ``sample_objects`` starts the type's counts over.
         """
         depth = self.depth if depth is None else depth
         max_nodes = self.max_nodes if max_nodes is None else max_nodes
         if not isinstance(sample_every, int) or sample_every < 1:
             raise ValueError(f"sample_every must be an int >= 1, got {sample_every!r}")
+        if (
+            isinstance(sample_objects, bool)
+            or not isinstance(sample_objects, int)
+            or not 1 <= sample_objects <= sample_every
+            or sample_every % sample_objects
+        ):
+            raise ValueError(
+                f"sample_objects must be an int dividing sample_every ({sample_every}), got {sample_objects!r}"
+            )
         with self._lock:
             if callback is not None or cls not in self.capture:
-                self.capture.track(cls, callback=callback)
+                self.capture.track(cls, callback=callback, sample_objects=sample_objects)
             self._ensure_started()
-            self.capture._analyse(cls, depth=depth, sample_every=sample_every, max_nodes=max_nodes)
+            self.capture._analyse(
+                cls, depth=depth, sample_every=sample_every, max_nodes=max_nodes, object_sample=sample_objects
+            )
             self._analysis[id(cls)] = {"depth": depth, "sample_every": sample_every}
 
     def stop_analysis(self, cls: type) -> bool:
-        """Keep counting ``cls`` but drop its call tree."""
+        """Keep counting ``cls`` (as it was: every object, or a sample) but drop its call tree."""
         with self._lock:
             self._analysis.pop(id(cls), None)
             return self.capture._unanalyse(cls)
@@ -110,9 +135,12 @@ class Tracker:
         if raw is None or allocations is None:
             return None
         nodes, meta = raw
-        return build_stats(
+        stats = build_stats(
             nodes, meta, allocations.new_count, allocations.retained_count, limit=limit, hotspot_limit=hotspots
         )
+        # one object in object_sample followed: live_count and total_allocations are estimates too
+        stats["object_sample"] = allocations.sample
+        return stats
 
     def stop(self) -> None:
         """Stop the capture; counts and stats stay readable, frozen."""

@@ -46,6 +46,12 @@ VERIFY_PATIENCE = 3
 PATHS_PER_SECOND = 256
 MAX_PATH_SAMPLING = 64
 UNKNOWN_RATE_PATH_SAMPLING = 16
+# A built-in watch-all nominated is tabled (to verify it, then to analyse it) one
+# object in up to MAX_PATH_SAMPLING, picked by address, as long as about this many of
+# the objects its growth adds each sample are still tabled: tabling every dict costs
+# the app more than its paths do, and a sample of the survivors is what verification
+# and the report need.
+SURVIVORS_PER_SAMPLE = 8
 
 
 class RetentionUnavailable(LookupError):
@@ -100,6 +106,8 @@ class _TypeState:
         "retainers",
         "bytes_per_object",
         "bytes_at",
+        "object_sample",
+        "watch_growth",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -140,6 +148,8 @@ class _TypeState:
         self.retainers: dict | None = None  # the last retention search's result, when asked for
         self.bytes_per_object: float | None = None  # from the last measurement
         self.bytes_at = (0, 0)  # (sample number, live count) of that measurement
+        self.object_sample = 1  # the tracker tables one of its objects in this many (see SURVIVORS_PER_SAMPLE)
+        self.watch_growth = 0.0  # its growth a sample over watch-all's last samples when it was nominated
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -411,7 +421,8 @@ class MemoryMonitor:
             else:
                 if state.by_watch:
                     # counted by the tracker from now on, exactly, from zero
-                    self.tracker.track(cls)
+                    self.tracker.track(cls, sample_objects=1)
+                    state.object_sample = 1
                     state.by_watch = state.by_noise = False
                     state.counted_from_zero = True
                     state.high_water = state.first_live = None
@@ -741,7 +752,8 @@ class MemoryMonitor:
             return
         if state.by_watch:
             try:
-                self.tracker.track(cls)
+                state.object_sample = self._sampling(state)[1]
+                self.tracker.track(cls, sample_objects=state.object_sample)
             except (OverflowError, ValueError) as exc:  # the engine's cap on tracked types
                 self._set_growth_aside(state, cls, f"its objects cannot be tabled to verify it: {exc}")
                 return
@@ -924,20 +936,41 @@ class MemoryMonitor:
         self._set_growth_aside(state, cls, f"its new objects are held through new {name} objects, which grow too")
         state.explained_by = name
 
-    def _begin_analysis(self, state: _TypeState, cls: type) -> None:
-        if state.analysing or self.mode != "exact":
-            return
-        sample_every = 1
-        if state.by_watch and not state.new_per_sample:
-            sample_every = UNKNOWN_RATE_PATH_SAMPLING  # (its rate is not known yet: watch-all restarted)
-        elif state.by_watch:
-            # a hot built-in (dict, str): the path of one allocation in sample_every
-            # (the stats are scaled and say "estimated"), so that analysing it costs
-            # the app about what analysing a class does
+    def _sampling(self, state: _TypeState) -> tuple[int, int]:
+        """For a type watch-all counts: the path of one allocation in how many, and one
+        object in how many tabled (both powers of two, the second dividing the first).
+        A hot built-in (dict, str): paths at about PATHS_PER_SECOND (the stats are
+        scaled and say "estimated"), so that analysing it costs the app about what
+        analysing a class does; objects by address, keeping SURVIVORS_PER_SAMPLE of
+        its growth a sample. Any other type: every object, every path."""
+        if not state.by_watch:
+            return 1, 1
+        if not state.new_per_sample:
+            sample_every = (
+                UNKNOWN_RATE_PATH_SAMPLING  # (its rate is not known yet: just nominated, or watch-all restarted)
+            )
+        else:
+            sample_every = 1
             per_second = state.new_per_sample / self.interval
             while sample_every < MAX_PATH_SAMPLING and per_second / sample_every > PATHS_PER_SECOND:
                 sample_every *= 2
-        self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=sample_every)
+        lives = state.history.last_lives(4)
+        growth = (lives[-1] - lives[0]) / (len(lives) - 1) if len(lives) == 4 else state.watch_growth
+        object_sample = 1
+        while object_sample < sample_every and growth / (object_sample * 2) >= SURVIVORS_PER_SAMPLE:
+            object_sample *= 2
+        return sample_every, object_sample
+
+    def _begin_analysis(self, state: _TypeState, cls: type) -> None:
+        if state.analysing or self.mode != "exact":
+            return
+        sample_every, object_sample = self._sampling(state)
+        if state.by_watch and state.verify_since is not None:
+            # tabled since its verification began: the same objects, the same table
+            object_sample = state.object_sample
+            sample_every = max(sample_every, object_sample)
+        state.object_sample = object_sample
+        self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=sample_every, sample_objects=object_sample)
         if state.verify_since is None:
             state.verify_since = self._samples  # (a type the user named is not verified)
         state.analysing = True
@@ -1093,8 +1126,11 @@ class MemoryMonitor:
             # not counted yet: it is verified at the next one, not in this pass)
             nominated.verify_since = self._samples + 1
         nominated.nominated_at = self._samples
-        # the evidence watch-all gathered carries over: its increases count
+        # the evidence watch-all gathered carries over: its increases count, and its
+        # growth tells how many of its objects the tracker need table (see _sampling)
         nominated.increases = watched.increases
+        last = list(watched.recent)[-4:]
+        nominated.watch_growth = (last[-1] - last[0]) / (len(last) - 1) if len(last) > 1 else 0.0
         nominated.last_growth_sample = self._samples
         logger.info("memtracker_web: watch-all found %s growing; monitoring it", nominated.name)
         return nominated

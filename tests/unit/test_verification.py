@@ -601,6 +601,66 @@ def test_a_hot_built_in_records_the_path_of_one_allocation_in_several():
         _hot.clear()
 
 
+_slow: list = []
+
+
+@requires_engine
+def test_a_hot_built_in_is_tabled_by_address_keeping_enough_of_its_growth():
+    # 5,000 new objects a sample of 1 s, 48 of them kept: paths one in 32 (under 256 a
+    # second); the table follows one object in 4, which keeps 12 of the 48 a sample
+    # (SURVIVORS_PER_SAMPLE is 8: one in 8 would keep 6)
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30)
+    reports = []
+    samples_seen = set()
+    try:
+        m.sample()
+        for _ in range(12):
+            churn = [bytearray(2) for _ in range(4952)]
+            del churn
+            _slow.extend(bytearray(3) for _ in range(48))  # SLOW-LINE
+            reports += [r for r in m.sample() if r["type"] == "builtins.bytearray"]
+            if bytearray in m.tracker.capture:
+                samples_seen.add(m.tracker.capture.object_sample(bytearray))
+            if reports:
+                break
+        state = m._types[id(bytearray)]
+        assert samples_seen == {4} and state.object_sample == 4  # the same table from verification on
+        assert m.tracker._analysis[id(bytearray)]["sample_every"] == 32
+        assert m.tracker.capture.allocations(bytearray).sample == 4
+        frames = reports[0]["top_paths"][0]["frames"]
+        assert (frames[0]["lineno"], frames[0]["function"].rsplit(".", 1)[-1]) == (line_of("SLOW-LINE"), "<genexpr>")
+        assert reports[0]["verdict"].startswith(f"kept by {__name__}._slow -> builtins.list[i]")
+    finally:
+        m.close()
+        _slow.clear()
+
+
+def test_the_sampling_of_a_type_watch_all_counts():
+    m = MemoryMonitor(interval=1.0)
+    try:
+        m.start_monitoring(bytearray)
+        state = m._types[id(bytearray)]
+        assert m._sampling(state) == (1, 1)  # counted by the tracker: every object
+        state.by_watch = True
+        assert m._sampling(state) == (16, 1)  # its rate not known yet, nor its growth
+        state.watch_growth = 1000.0  # what watch-all saw at its nomination
+        assert m._sampling(state) == (16, 16)
+        for new, lives, expected in [
+            (100, [0, 10, 20, 30], (1, 1)),
+            (5000, [0, 48, 96, 144], (32, 4)),
+            (5000, [0, 0, 0, 0], (32, 1)),
+            (100_000, [0, 1000, 2000, 3000], (64, 64)),
+            (100_000, [0, 100, 200, 300], (64, 8)),
+        ]:
+            state.new_per_sample = new
+            state.history = type(state.history)(60)
+            for t, live in enumerate(lives):
+                state.history.append(float(t), live)
+            assert m._sampling(state) == expected, (new, lives)
+    finally:
+        m.close()
+
+
 def _waiting(items: list):
     # suspended at its yield, its frame keeping `items`
     yield len(items)  # WAITING-LINE

@@ -1,0 +1,241 @@
+"""A tracked built-in followed by address sample: one object in about N is tabled
+and counted (``Capture.track(cls, sample_objects=N)``,
+``Tracker.track_with_analysis(cls, sample_every=S, sample_objects=N)``).
+
+An object keeps its address while it lives, so its creation and its death are
+both followed or both not; the counts are the followed objects' times N, and an
+object not followed touches no table."""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+
+import pytest
+
+import memtracker_web as mt
+from memtracker_web import _tracker
+from support import requires_engine
+
+pytestmark = requires_engine
+
+HASH_MULT = 0x9E3779B1  # MT_WATCH_HASH_MULT
+
+
+def followed(obj: object, n: int) -> bool:
+    """Whether the engine follows ``obj`` at one object in ``n`` (its address hash)."""
+    limit = (1 << 32) // n
+    return ((id(obj) & 0xFFFFFFFF) * HASH_MULT) & 0xFFFFFFFF < limit
+
+
+def make_payload(i: int) -> dict:
+    return {"i": i}  # the allocating line of these tests' dicts
+
+
+class Plain:
+    pass
+
+
+class Meta(type):
+    pass
+
+
+def test_counts_are_the_followed_objects_times_n(capture):
+    capture.track(dict, sample_objects=16)
+    capture.start()
+    kept = [make_payload(i) for i in range(200_000)]
+    raw_new, raw_free, _ = capture._core.counts(dict)
+    # exactly the kept dicts whose address is followed (the loop's own dicts die)
+    assert raw_new - raw_free == sum(followed(d, 16) for d in kept)
+    allocations = capture.allocations(dict)
+    assert allocations.sample == 16 and allocations.estimated
+    assert allocations.retained_count == (raw_new - raw_free) * 16
+    assert capture.count_for(dict) == allocations.retained_count
+    assert abs(allocations.retained_count - 200_000) < 200_000 * 0.05
+    del kept
+    gc.collect()
+    raw_new, raw_free, _ = capture._core.counts(dict)
+    assert raw_new == raw_free  # every followed dict's death seen
+    assert capture.count_for(dict) == 0
+
+
+def test_the_table_holds_only_followed_objects(capture):
+    capture.track(dict, sample_objects=8)
+    capture.start()
+    kept = [make_payload(i) for i in range(20_000)]
+    sampled = capture.sample(dict, 1000)
+    assert sampled and all(followed(d, 8) for d in sampled)
+    assert capture.statistics()["tracked_objects"] == capture._core.live(dict)
+    del kept, sampled
+
+
+def test_every_followed_object_has_its_path_when_both_rates_agree():
+    tracker = mt.Tracker(depth=4)
+    tracker.track_with_analysis(dict, sample_every=16, sample_objects=16)
+    kept = [make_payload(i) for i in range(50_000)]
+    stats = tracker.stats(dict, limit=1)
+    tracker.stop()
+    assert stats["object_sample"] == 16 and stats["sample_every"] == 16 and stats["estimated"]
+    top = stats["top_paths"][0]
+    assert top["frames"][0]["function"] == "make_payload"
+    # every kept dict followed has its path: the top path is the whole live count
+    assert top["count"] == stats["live_count"] == sum(followed(d, 16) for d in kept) * 16
+    del kept
+
+
+def test_one_path_in_s_over_n_of_the_followed_objects():
+    tracker = mt.Tracker(depth=4)
+    tracker.track_with_analysis(dict, sample_every=64, sample_objects=16)
+    kept = [make_payload(i) for i in range(50_000)]
+    nodes, meta = tracker.capture._tree(dict)
+    raw_new = tracker.capture._core.counts(dict)[0]
+    tracker.stop()
+    assert meta["sample_every"] == 64
+    # followed objects 0, 4, 8, ... get their path
+    assert sum(n[4] for n in nodes) == math.ceil(raw_new / 4)
+    del kept
+
+
+@pytest.mark.parametrize("cls", [Plain, Meta, type])
+def test_types_whose_objects_change_class_or_are_classes_count_every_object(capture, cls):
+    capture.track(cls, sample_objects=16)
+    assert capture.object_sample(cls) == 1
+    capture._analyse(cls, depth=4, sample_every=16, max_nodes=1000, object_sample=16)
+    assert capture.object_sample(cls) == 1
+
+
+def test_a_callback_counts_every_object(capture):
+    capture.track(dict, sample_objects=16)
+    assert capture.object_sample(dict) == 16
+    capture.track(dict, callback=lambda cls, event, data: None)
+    assert capture.object_sample(dict) == 1
+    capture.track(set, callback=lambda cls, event, data: None, sample_objects=16)
+    assert capture.object_sample(set) == 1
+
+
+def test_a_change_of_sample_starts_the_counts_over_and_none_keeps_it(capture):
+    capture.track(dict)
+    capture.start()
+    kept = [make_payload(i) for i in range(1000)]
+    assert capture.count_for(dict) == 1000
+    capture.track(dict)  # None: as it is
+    assert capture.count_for(dict) == 1000 and capture.object_sample(dict) == 1
+    capture.track(dict, sample_objects=8)
+    assert capture.allocations(dict) == mt.Allocations(0, 0, 0, 8)
+    assert capture.statistics()["tracked_objects"] == 0  # the exact table went with the old rule
+    more = [make_payload(i) for i in range(8000)]
+    assert capture.count_for(dict) == sum(followed(d, 8) for d in more) * 8
+    capture.track(dict, sample_objects=1)
+    assert capture.allocations(dict) == mt.Allocations(0, 0, 0, 1)
+    del kept, more
+
+
+def test_stopping_analysis_keeps_the_sample():
+    tracker = mt.Tracker(depth=4)
+    tracker.track_with_analysis(dict, sample_every=32, sample_objects=8)
+    kept = [make_payload(i) for i in range(8000)]
+    before = tracker.capture.allocations(dict)
+    assert tracker.stop_analysis(dict)
+    assert tracker.capture.allocations(dict) == before and before.sample == 8
+    assert tracker.stats(dict) is None
+    tracker.stop()
+    del kept
+
+
+def test_options_are_checked():
+    tracker = mt.Tracker()
+    with pytest.raises(ValueError, match="sample_objects must be an int dividing sample_every"):
+        tracker.track_with_analysis(dict, sample_every=8, sample_objects=3)
+    with pytest.raises(ValueError, match="sample_objects must be an int dividing sample_every"):
+        tracker.track_with_analysis(dict, sample_every=8, sample_objects=16)
+    with pytest.raises(ValueError, match="sample_objects must be an int dividing sample_every"):
+        tracker.track_with_analysis(dict, sample_every=8, sample_objects=True)
+    with pytest.raises(ValueError, match="sample_objects must be an int from 1 to 65536"):
+        tracker.track(dict, sample_objects=0)
+    with pytest.raises(ValueError, match="sample_objects must be an int from 1 to 65536"):
+        tracker.capture.track(dict, sample_objects=1 << 17)
+    core = _tracker.CaptureCore()
+    core.track(dict)
+    with pytest.raises(ValueError, match="object_sample must divide sample_every"):
+        core.analyse(dict, sample_every=8, object_sample=3)
+    core.analyse(dict, sample_every=8, object_sample=4)
+    with pytest.raises(ValueError, match="object_sample must divide the type's sample_every"):
+        core.track(dict, object_sample=16)
+    tracker.stop()
+
+
+def test_watch_all_counts_every_dict_beside_a_sampled_one():
+    """Exact watch-all must see every dict: the tracker's shortcut for objects it does
+    not follow is off then."""
+    tracker = mt.Tracker(depth=4)
+    _tracker.watch_start(sample=1)
+    try:
+        tracker.track_with_analysis(dict, sample_every=64, sample_objects=64)
+        before = dict((cls, n - f) for cls, n, f in _tracker.watch_counts()).get(dict, 0)
+        kept = [make_payload(i) for i in range(10_000)]
+        after = dict((cls, n - f) for cls, n, f in _tracker.watch_counts()).get(dict, 0)
+    finally:
+        _tracker.watch_stop()
+        tracker.stop()
+    assert 10_000 <= after - before < 10_100
+    del kept
+
+
+def test_sampled_watch_all_and_a_sampled_dict_both_estimate():
+    tracker = mt.Tracker(depth=4)
+    _tracker.watch_start(sample=64)
+    try:
+        tracker.track_with_analysis(dict, sample_every=64, sample_objects=64)
+        before = dict((cls, n - f) for cls, n, f in _tracker.watch_counts()).get(dict, 0)
+        kept = [make_payload(i) for i in range(200_000)]
+        after = dict((cls, n - f) for cls, n, f in _tracker.watch_counts()).get(dict, 0)
+        raw_new, raw_free, _ = tracker.capture._core.counts(dict)
+    finally:
+        _tracker.watch_stop()
+        tracker.stop()
+    # the same hash and rate: the same dicts followed by both (watch-all's counts are raw)
+    assert raw_new - raw_free == sum(followed(d, 64) for d in kept)
+    assert after - before == raw_new - raw_free
+    assert abs((after - before) * 64 - 200_000) < 200_000 * 0.1
+    del kept
+
+
+def test_threads_gc_and_changes_of_sample_keep_the_table_and_counts_in_step():
+    capture = mt.Capture()
+    capture.track(dict, sample_objects=4)
+    capture.track(tuple, sample_objects=2)
+    capture.start()
+    stop = threading.Event()
+
+    def churn(seed: int) -> None:
+        kept: list = []
+        i = 0
+        while not stop.is_set():
+            kept.append({"seed": seed, "i": (i,)})
+            if len(kept) > 500:
+                del kept[: 250 + seed]
+            i += 1
+            if i % 1000 == 0:
+                gc.collect()
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for round_ in range(40):
+            n = (1, 2, 4, 8)[round_ % 4]
+            capture.track(dict, sample_objects=n)
+            if round_ % 5 == 0:
+                capture._analyse(tuple, depth=4, sample_every=8, max_nodes=1000, object_sample=2)
+            elif round_ % 5 == 2:
+                capture._unanalyse(tuple)
+            gc.collect()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    gc.collect()
+    # (read while running: the table and the counts of every slot agree)
+    assert capture.statistics()["tracked_objects"] == capture._core.live(dict) + capture._core.live(tuple)
+    capture.stop()
