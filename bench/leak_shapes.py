@@ -14,11 +14,13 @@ questions (the page is read once, after the first report, for its sample count).
 
     python bench/leak_shapes.py [--shapes user-class lru ...] [--seconds 60] [--healthy-seconds 180]
 
-Each run is followed by the same app and load without our middleware for as
-long: the app's CPU time per request (the server process's, from /proc) with
-the tool over without it, in each phase of the tooled run: before the
-expected type was nominated, while it was only counted, while it was
-analysed. The same split by thread (Linux names Python's threads from 3.14):
+The same app without our middleware runs beside it, in the same seconds: each
+round of the load goes to both, one request to one and the same to the other,
+so the two share whatever else the machine does meanwhile (a baseline run
+minutes apart moved the ratio by up to 17 points). Compared: the app's CPU time
+per request (the server process's, from /proc) with the tool over without it,
+in each phase of the tooled run: before the expected type was nominated, while
+it was only counted, while it was analysed. The same split by thread (Linux names Python's threads from 3.14):
 the threads serving requests, where the tracer's work in every allocation
 is, and the monitor's sampling thread, whose work is per sample (one a second
 here, sixty times fewer at the default interval) and does not grow with the
@@ -87,20 +89,25 @@ def monitor_thread(pid: int) -> int | None:
     return None
 
 
-def cpu_per_request(timeline: list, start: float, end: float, serving: bool = False) -> float | None:
+def cpu_per_request(
+    timeline: list, start: float, end: float, serving: bool = False, alone: bool = False
+) -> float | None:
     """CPU seconds per request between two times of a run's timeline of
-    (seconds, cpu seconds, requests, the monitor thread's cpu seconds), or None
-    when too few requests fell there. ``serving``: without the monitor thread's
-    time (what the threads serving requests spent, the tracer's work in them included)."""
+    (seconds, cpu seconds, requests, the monitor thread's cpu seconds, the app
+    alone's cpu seconds, its requests), or None when too few requests fell
+    there. ``serving``: without the monitor thread's time (what the threads
+    serving requests spent, the tracer's work in them included). ``alone``: the
+    app without the tool, beside it."""
     inside = [p for p in timeline if start <= p[0] <= end]
-    if len(inside) < 2 or inside[-1][2] - inside[0][2] < 100:
+    cpu, requests = (4, 5) if alone else (1, 2)
+    if len(inside) < 2 or inside[-1][requests] - inside[0][requests] < 100:
         return None
-    spent = inside[-1][1] - inside[0][1]
+    spent = inside[-1][cpu] - inside[0][cpu]
     if serving:
         if inside[0][3] is None or inside[-1][3] is None:
             return None  # the monitor thread not found (yet): no split
         spent -= inside[-1][3] - inside[0][3]
-    return spent / (inside[-1][2] - inside[0][2])
+    return spent / (inside[-1][requests] - inside[0][requests])
 
 
 def monitor_ms_per_second(timeline: list, start: float, end: float) -> float | None:
@@ -111,17 +118,9 @@ def monitor_ms_per_second(timeline: list, start: float, end: float) -> float | N
     return (inside[-1][3] - inside[0][3]) * 1000 / (inside[-1][0] - inside[0][0])
 
 
-def run_baseline(shape: str, seconds: float, rate: float) -> list:
-    """The same app and load without our middleware: its CPU timeline."""
-    return run_shape(shape, seconds, rate, tool=False)["timeline"]
-
-
-def run_shape(
-    shape: str, seconds: float, rate: float, tool: bool = True, after_report: float = 0.0, log_dir: str | None = None
-) -> dict:
+def start_server(shape: str, tool: bool, log: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, LEAK_SHAPE=shape, LEAK_INTERVAL="1.0")
+    env = dict(os.environ, LEAK_SHAPE=shape, LEAK_INTERVAL="1.0", LEAK_LOG="1")
     if not tool:
         env["LEAK_NO_TOOL"] = "1"
     server = subprocess.Popen(
@@ -137,23 +136,42 @@ def run_shape(
             "warning",
             "leak_apps:app",
         ],
-        env=dict(env, LEAK_LOG="1"),
+        env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if log else subprocess.DEVNULL,
         text=True,
     )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def run_shape(
+    shape: str,
+    seconds: float,
+    rate: float,
+    after_report: float = 0.0,
+    log_dir: str | None = None,
+    control: bool = False,
+) -> dict:
+    server, base = start_server(shape, tool=not control, log=True)
+    alone, alone_base = start_server(shape, tool=False, log=False)
     stop = threading.Event()
-    sent = [0]
+    sent = [0, 0]  # requests answered by the app with the tool, by the app alone
 
     def load() -> None:
         period = 1.0 / rate
+        turn = 0
         while not stop.is_set():
+            # the same requests to each; first in a round (just after the pause, when
+            # caches are cold) the one that went second in the round before
+            order = ((base, 0), (alone_base, 1)) if turn % 2 == 0 else ((alone_base, 1), (base, 0))
+            turn += 1
             for path in ("/work", "/"):
-                try:
-                    get(base + path)
-                    sent[0] += 1
-                except OSError:
-                    pass
+                for where, which in order:
+                    try:
+                        get(where + path)
+                        sent[which] += 1
+                    except OSError:
+                        pass
             stop.wait(period)
 
     result = {
@@ -182,7 +200,7 @@ def run_shape(
         # reports as they happen, read here instead of polling the page, whose
         # answers would cost the server CPU time the app alone does not spend.
         report = None
-        log = open(os.path.join(log_dir, f"{shape}.log"), "w") if log_dir and tool else None  # noqa: SIM115
+        log = open(os.path.join(log_dir, f"{shape}.log"), "w") if log_dir else None  # noqa: SIM115
         for text in server.stderr:
             if log is not None:
                 log.write(text)
@@ -229,14 +247,15 @@ def run_shape(
     reader.start()
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                get(base + "/")
-                break
-            except OSError as err:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"{shape}: the server did not start: {''.join(tail)[-2000:]}") from err
-                time.sleep(0.2)
+        for where, process in ((base, server), (alone_base, alone)):
+            while True:
+                try:
+                    get(where + "/")
+                    break
+                except OSError as err:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError(f"{shape}: the server did not start: {''.join(tail)[-2000:]}") from err
+                    time.sleep(0.2)
         loader = threading.Thread(target=load, daemon=True)
         monitor_tid = None
         started = clock["started"] = time.monotonic()
@@ -245,10 +264,10 @@ def run_shape(
         while time.monotonic() < stop_at:
             time.sleep(0.5)
             now = round(time.monotonic() - started, 1)
-            if tool and monitor_tid is None:
+            if monitor_tid is None:
                 monitor_tid = monitor_thread(server.pid)
             watcher = cpu_seconds(server.pid, monitor_tid) if monitor_tid is not None else None
-            result["timeline"].append((now, cpu_seconds(server.pid), sent[0], watcher))
+            result["timeline"].append((now, cpu_seconds(server.pid), sent[0], watcher, cpu_seconds(alone.pid), sent[1]))
             if want is not None and result["reported"] is not None and result["samples_at_report"] is None:
                 # once: how many samples the monitor had taken by then
                 snap = json.loads(get(base + "/debug/memory?format=json"))
@@ -258,34 +277,43 @@ def run_shape(
         result["seconds"] = round(time.monotonic() - started, 1)
     finally:
         stop.set()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for process in (server, alone):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     return result
 
 
 PHASES = ("before nomination", "counting", "analysing")
 
 
-def phase_costs(row: dict, baseline: list) -> dict:
-    """Per phase, the app's CPU time per request with the tool over the same
-    window of the run without it (None: the phase was too short to measure)."""
+def phase_costs(row: dict) -> dict:
+    """Per phase, the app's CPU time per request with the tool over the app alone's
+    in the same seconds (None: the phase was too short to measure)."""
     end = row["seconds"]
     nominated = row["nominated"] if row["nominated"] is not None else end
     analysing = row["analysing"] if row["analysing"] is not None else end
     windows = {"before nomination": (0.0, nominated), "counting": (nominated, analysing), "analysing": (analysing, end)}
     costs = {}
     for phase, (start, stop) in windows.items():
-        ours, alone = cpu_per_request(row["timeline"], start, stop), cpu_per_request(baseline, start, stop)
+        ours = cpu_per_request(row["timeline"], start, stop)
+        alone = cpu_per_request(row["timeline"], start, stop, alone=True)
         serving = cpu_per_request(row["timeline"], start, stop, serving=True)
         costs[phase] = None if ours is None or alone is None else round(ours / alone, 3)
         costs[phase + " serving"] = None if serving is None or alone is None else round(serving / alone, 3)
+        # the monitor thread's work is per sample: at the default interval (60 s, not
+        # the 1 s here) a sixtieth of it, over the same requests
+        costs[phase + " at 60 s"] = (
+            None
+            if ours is None or serving is None or alone is None
+            else round((serving + (ours - serving) / 60) / alone, 3)
+        )
         costs[phase + " monitor"] = monitor_ms_per_second(row["timeline"], start, stop)
         costs[phase + " seconds"] = round(stop - start, 1)
-    whole = cpu_per_request(baseline, 0.0, end)
+    whole = cpu_per_request(row["timeline"], 0.0, end, alone=True)
     costs["baseline ms/request"] = None if whole is None else round(whole * 1000, 3)
     return costs
 
@@ -307,14 +335,21 @@ def main() -> None:
         help="seconds a shape runs on after its first report (the analysing phase's CPU time)",
     )
     parser.add_argument("--log-dir", help="keep each shape's server log (the monitor's INFO lines) here")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="both apps without the tool: what the comparison reads when nothing differs (its noise)",
+    )
     args = parser.parse_args()
     rows = []
     runs = [(shape, args.seconds) for shape in args.shapes]
     if args.healthy_seconds > 0:
         runs.append(("healthy", args.healthy_seconds))
     for shape, seconds in runs:
-        row = run_shape(shape, seconds, args.rate, after_report=args.after_report, log_dir=args.log_dir)
-        row["costs"] = phase_costs(row, run_baseline(shape, row["seconds"], args.rate))
+        row = run_shape(
+            shape, seconds, args.rate, after_report=args.after_report, log_dir=args.log_dir, control=args.control
+        )
+        row["costs"] = phase_costs(row)
         rows.append(row)
         print(
             json.dumps({k: sorted(v) if isinstance(v, set) else v for k, v in row.items() if k != "timeline"}),
@@ -336,7 +371,7 @@ def main() -> None:
             f"| {'; '.join(sorted(r['set_aside'])) or '-'} |"
         )
     print()
-    print("CPU time per request with the tool / without it, over the same seconds of the run (and how long")
+    print("CPU time per request with the tool / the app alone beside it, in the same seconds (and how long")
     print("the phase lasted: CPU time is counted in 10 ms ticks, so a phase of a few seconds is +-5-10%):")
     print()
     print("| shape | app alone (ms/request) | " + " | ".join(PHASES) + " |")
@@ -354,13 +389,17 @@ def main() -> None:
     print("there) over the app alone, and the monitor thread's CPU milliseconds per second (its samples, one")
     print("a second here: verification searches, reports; at the default interval of 60 s, a sixtieth):")
     print()
-    print("| shape | " + " | ".join(f"{p}: serving / monitor ms/s" for p in PHASES) + " |")
+    print(
+        "| shape | "
+        + " | ".join(f"{p}: serving / monitor ms/s / whole at a 60 s interval (computed)" for p in PHASES)
+        + " |"
+    )
     print("|---|" + "---|" * len(PHASES))
     for r in rows:
         c = r["costs"]
         cells = [
-            f"{c[p + ' serving']:.3f}x / {c[p + ' monitor']:.1f}"
-            if c[p + " serving"] is not None and c[p + " monitor"] is not None
+            f"{c[p + ' serving']:.3f}x / {c[p + ' monitor']:.1f} / {c[p + ' at 60 s']:.3f}x"
+            if c[p + " serving"] is not None and c[p + " monitor"] is not None and c[p + " at 60 s"] is not None
             else "-"
             for p in PHASES
         ]
