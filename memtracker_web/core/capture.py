@@ -301,7 +301,7 @@ class Capture:
 
     def sample(self, cls: type, n: int = 64) -> list[Any]:
         """Up to ``n`` live objects of the tracked ``cls``, spread over all of them
-        (references: let them go soon). Empty when ``cls`` is not tracked. Only
+        (over those it follows, for a type followed by sample; references: let them go soon). Empty when ``cls`` is not tracked. Only
         while the capture runs and has missed no event (RuntimeError otherwise):
         then every object it knows of is alive. As with ``gc.get_objects()``, one
         may still be under construction in another thread (a tuple being filled):

@@ -142,7 +142,7 @@ class _TypeState:
         self.dismissed_until = 0  # not escalated before this sample (a bounded cache filling, ...)
         self.explained_by: str | None = None  # the growing type that holds its new objects
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
-        self.new_per_sample = 0  # objects made between the last two samples (watch-all's count)
+        self.new_per_sample = 0  # objects made between the last two samples (watch-all's count, or the tracker's)
         self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0  # how many live objects that estimate measured
         self.retainers: dict | None = None  # the last retention search's result, when asked for
@@ -612,6 +612,8 @@ class MemoryMonitor:
             self.tracker.track(cls)
             allocations = self.tracker.capture.allocations(cls)
             assert allocations is not None  # track() just made it tracked
+        if state.allocations is not None and allocations.new_count >= state.allocations:
+            state.new_per_sample = allocations.new_count - state.allocations
         state.live = allocations.retained_count
         state.allocations = allocations.new_count
         state.frees = allocations.free_count
@@ -937,14 +939,22 @@ class MemoryMonitor:
         state.explained_by = name
 
     def _sampling(self, state: _TypeState) -> tuple[int, int]:
-        """For a type watch-all counts: the path of one allocation in how many, and one
+        """For a type watch-all found: the path of one allocation in how many, and one
         object in how many tabled (both powers of two, the second dividing the first).
-        A hot built-in (dict, str): paths at about PATHS_PER_SECOND (the stats are
-        scaled and say "estimated"), so that analysing it costs the app about what
-        analysing a class does; objects by address, keeping SURVIVORS_PER_SAMPLE of
-        its growth a sample. Any other type: every object, every path."""
-        if not state.by_watch:
+        A hot one (dict, str, or a class made by the thousand a second): paths at about
+        PATHS_PER_SECOND (the stats are scaled and say "estimated"), so that analysing
+        it costs the app about what analysing a quiet class does. A built-in watch-all
+        counts: objects by address too, keeping SURVIVORS_PER_SAMPLE of its growth a
+        sample. A type the user named: every object, every path."""
+        if state.source != "watch_all":
             return 1, 1
+        if not state.by_watch:
+            # a class the tracker counts (every object: its objects can change class)
+            sample_every = 1
+            per_second = state.new_per_sample / self.interval
+            while sample_every < MAX_PATH_SAMPLING and per_second / sample_every > PATHS_PER_SECOND:
+                sample_every *= 2
+            return sample_every, 1
         if not state.new_per_sample:
             sample_every = (
                 UNKNOWN_RATE_PATH_SAMPLING  # (its rate is not known yet: just nominated, or watch-all restarted)

@@ -635,13 +635,56 @@ def test_a_hot_built_in_is_tabled_by_address_keeping_enough_of_its_growth():
         _slow.clear()
 
 
+class _Churned:
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+_kept_churned: list = []
+
+
+@requires_engine
+def test_a_hot_class_watch_all_found_records_one_path_in_several():
+    # 5,000 new objects of the class a sample of 1 s, 48 of them kept: the tracker
+    # counts every one (a class), the path of one in 32 is recorded (under 256 a second)
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30)
+    reports = []
+    try:
+        m.sample()
+        for _ in range(12):
+            churn = [_Churned(i) for i in range(4952)]
+            del churn
+            _kept_churned.extend(_Churned(i) for i in range(48))  # CHURNED-LINE
+            reports += [r for r in m.sample() if r["type"].endswith("._Churned")]
+            if reports:
+                break
+        assert m.tracker._analysis[id(_Churned)]["sample_every"] == 32
+        assert m.tracker.capture.allocations(_Churned).sample == 1  # counted exactly
+        frames = reports[0]["top_paths"][0]["frames"]
+        assert (frames[0]["lineno"], frames[0]["function"].rsplit(".", 1)[-1]) == (
+            line_of("CHURNED-LINE"),
+            "<genexpr>",
+        )
+    finally:
+        m.close()
+        _kept_churned.clear()
+
+
 def test_the_sampling_of_a_type_watch_all_counts():
     m = MemoryMonitor(interval=1.0)
     try:
         m.start_monitoring(bytearray)
         state = m._types[id(bytearray)]
-        assert m._sampling(state) == (1, 1)  # counted by the tracker: every object
-        state.by_watch = True
+        assert m._sampling(state) == (1, 1)  # named by the user: every object, every path
+        state.source = "watch_all"
+        state.new_per_sample = 12_600  # a class made by the thousand a second, counted by the tracker
+        assert m._sampling(state) == (64, 1)
+        state.new_per_sample = 3000
+        assert m._sampling(state) == (16, 1)
+        state.new_per_sample = 0
+        state.by_watch = True  # a built-in watch-all counts
         assert m._sampling(state) == (16, 1)  # its rate not known yet, nor its growth
         state.watch_growth = 1000.0  # what watch-all saw at its nomination
         assert m._sampling(state) == (16, 16)
