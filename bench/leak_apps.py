@@ -130,7 +130,7 @@ def slow_leak(n: int) -> None:
     del batch
 
 
-STOP_AFTER = 300
+STOP_AFTER = 600  # requests: about 20 s of load, twice the 10 increases a report needs
 SESSIONS: list = []
 
 
