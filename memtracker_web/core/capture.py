@@ -301,11 +301,12 @@ class Capture:
 
     def sample(self, cls: type, n: int = 64) -> list[Any]:
         """Up to ``n`` live objects of the tracked ``cls``, spread over all of them
-        (over those it follows, for a type followed by sample; references: let them go soon). Empty when ``cls`` is not tracked. Only
-        while the capture runs and has missed no event (RuntimeError otherwise):
-        then every object it knows of is alive. As with ``gc.get_objects()``, one
-        may still be under construction in another thread (a tuple being filled):
-        look at its type and size, not into it. Scans the capture's object table."""
+        (over those it follows, for a type followed by sample; references: let them go
+        soon). Empty when ``cls`` is not tracked. Only while the capture runs and has
+        missed no event (RuntimeError otherwise): then every object it knows of is
+        alive. As with ``gc.get_objects()``, one may still be under construction in
+        another thread (a tuple being filled): look at its type and size, not into it.
+        Scans the capture's object table."""
         _check_class(cls, "sample")
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError(f"sample size must be an int, got {type(n).__name__}")
