@@ -246,16 +246,28 @@ def _in_own_tables(upward: list[Any]) -> bool:
     return False
 
 
-def own_table_refs(roots: list[Any], limit: int = 100_000) -> dict[int, int] | None:
-    """How many references memtracker_web's bookkeeping objects ``roots`` hold to
-    each object (by id) they keep through plain containers or other bookkeeping
-    objects: what ``_in_own_tables`` calls our own, found forwards from our tables,
-    in one walk of their size, not the heap's. None when they hold more than
-    ``limit`` objects (a search then tells). Only objects kept alive while the ids
-    are compared may be looked up (see ``only_in_own_tables``)."""
+class OwnTables:
+    """What memtracker_web's bookkeeping objects keep through plain containers or
+    other bookkeeping objects (what ``_in_own_tables`` calls our own), found
+    forwards from our tables, in one walk of their size, not the heap's: for each
+    object, how many references our tables hold to it and which of them hold it."""
+
+    def __init__(self, refs: dict[int, int], holders: dict[int, list[int]], exclusive: set[int]) -> None:
+        self.refs = refs
+        self.holders = holders
+        self.exclusive = exclusive  # our containers no one else holds, on a chain of such from a root
+
+
+def own_table_refs(roots: list[Any], limit: int = 100_000) -> OwnTables | None:
+    """The walk of ``OwnTables`` from ``roots``; None when they hold more than
+    ``limit`` objects (a search then tells). Only objects kept alive while the
+    ids are compared may be looked up (see ``only_in_own_tables``)."""
     refs: dict[int, int] = {}
+    holders: dict[int, list[int]] = {}
+    entered: dict[int, Any] = {}  # the containers walked into, kept while their counts are read
     todo = [root for root in roots if _is_bookkeeping(root)]
-    seen = set(map(id, todo))
+    roots_ids = set(map(id, todo))
+    seen = set(roots_ids)
     while todo:
         if len(seen) > limit:
             return None
@@ -265,12 +277,37 @@ def own_table_refs(roots: list[Any], limit: int = 100_000) -> dict[int, int] | N
                 continue
             key = id(held)
             refs[key] = refs.get(key, 0) + 1
+            holders.setdefault(key, []).append(id(holder))
             if key in seen:
                 continue
             seen.add(key)
             if type(held) in _PLAIN_CONTAINERS or _is_bookkeeping(held):
                 todo.append(held)
-    return refs
+                entered[key] = held
+    # A container the app holds as well (a record a tracker callback returned, which
+    # the capture keeps and the app appends to a list of its own) is the app's: what
+    # it holds is not only ours. Ours: a bookkeeping object, or a container only our
+    # tables hold, itself held only by such.
+    probe_holder = {0: object()}
+    probe = _references_beyond(list(probe_holder.values()), {})[0]
+    only_ours = {
+        key
+        for key, extra in zip(entered, _references_beyond(list(entered.values()), refs), strict=True)
+        if extra <= probe  # (``entered`` holds each, as ``probe_holder`` the probe)
+    }
+    exclusive = set(roots_ids)
+    for key, obj in entered.items():
+        if _is_bookkeeping(obj):
+            exclusive.add(key)
+    changed = True
+    while changed:
+        changed = False
+        for key in only_ours - exclusive:
+            if all(holder in exclusive for holder in holders.get(key, ())):
+                exclusive.add(key)
+                changed = True
+    entered.clear()
+    return OwnTables(refs, holders, exclusive)
 
 
 def _references_beyond(objects: list[Any], refs: dict[int, int]) -> list[int]:
@@ -278,15 +315,18 @@ def _references_beyond(objects: list[Any], refs: dict[int, int]) -> list[int]:
     return [sys.getrefcount(obj) - refs.get(id(obj), 0) for obj in objects]
 
 
-def only_in_own_tables(objects: list[Any], refs: dict[int, int]) -> list[bool]:
+def only_in_own_tables(objects: list[Any], own: OwnTables) -> list[bool]:
     """For each object of ``objects`` (a list holding each once, the caller's only
-    reference to them): whether every other reference to it is one of our tables'
-    (``refs``, from ``own_table_refs``). An object the app keeps as well (a callback's
-    result it also appends to a list of its own) is not only ours: its holder is
-    the app's, and a search finds it."""
+    reference to them): whether every other reference to it is from one of our
+    tables that no one else holds (``own``, from ``own_table_refs``). An object the
+    app keeps as well, or keeps a container of, is not only ours: its holder is the
+    app's, and a search finds it."""
     probe = _references_beyond([object()], {})[0]  # a new object held by a list alone
-    beyond = _references_beyond(objects, refs)
-    return [id(obj) in refs and extra <= probe for obj, extra in zip(objects, beyond, strict=True)]
+    beyond = _references_beyond(objects, own.refs)
+    return [
+        id(obj) in own.refs and extra <= probe and all(h in own.exclusive for h in own.holders.get(id(obj), ()))
+        for obj, extra in zip(objects, beyond, strict=True)
+    ]
 
 
 def _is_lru_wrapper(obj: Any) -> bool:
