@@ -768,9 +768,9 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         mt_capture_purge_objects(c, s, 1);
         mt_capture_forget_events(c, (uint32_t)s, 1);
     }
+    slot->path_every = (uint32_t)(sample_every / object_sample);    /* before the tree: the hook reads both */
     slot->tree = t;
     mt_capture_set_object_sample(c, (uint32_t)s, (uint32_t)object_sample);
-    slot->path_every = (uint32_t)(sample_every / object_sample);
     mt_tree_free(old);
     Py_RETURN_NONE;
 }

@@ -60,7 +60,7 @@ class Tracker:
         sample_every: int = 1,
         max_nodes: int | None = None,
         callback: Callback | None = None,
-        sample_objects: int = 1,
+        sample_objects: int | None = None,
     ) -> None:
         """Count ``cls`` and record where each instance was allocated.
 
@@ -78,12 +78,20 @@ class Tracker:
         whose objects keep their class for life and are not classes themselves
         (built-ins, C types); any other type counts every object. A callback
         needs every object: giving one counts every object again. A change of
-        ``sample_objects`` starts the type's counts over.
+        ``sample_objects`` starts the type's counts over; None keeps a tracked type's
+        (it must divide ``sample_every``), and is 1 for a type not tracked yet.
         """
         depth = self.depth if depth is None else depth
         max_nodes = self.max_nodes if max_nodes is None else max_nodes
         if not isinstance(sample_every, int) or sample_every < 1:
             raise ValueError(f"sample_every must be an int >= 1, got {sample_every!r}")
+        if sample_objects is None:
+            sample_objects = (self.capture.object_sample(cls) if isinstance(cls, type) else None) or 1
+            if sample_every % sample_objects:
+                raise ValueError(
+                    f"{cls.__qualname__} is followed one object in {sample_objects}: sample_every ({sample_every}) "
+                    "must be a multiple of it, or pass sample_objects"
+                )
         if (
             isinstance(sample_objects, bool)
             or not isinstance(sample_objects, int)

@@ -430,6 +430,8 @@ class MemoryMonitor:
                     # named now by the user: it ranks as theirs, is never recycled, and
                     # what a verification said of it no longer holds it back
                     state.source = "census" if self.mode == "census" else "tracked"
+                    if state.analysing:  # every path from now on, as for any type the user names
+                        self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=1, sample_objects=1)
                     state.dismissed_until, state.explained_by, state.verdict = 0, None, None
                 if threshold is not None:
                     state.threshold = int(threshold)

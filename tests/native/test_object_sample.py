@@ -239,3 +239,20 @@ def test_threads_gc_and_changes_of_sample_keep_the_table_and_counts_in_step():
     # (read while running: the table and the counts of every slot agree)
     assert capture.statistics()["tracked_objects"] == capture._core.live(dict) + capture._core.live(tuple)
     capture.stop()
+
+
+def test_analysis_without_a_sample_keeps_the_types():
+    tracker = mt.Tracker(depth=4)
+    tracker.track(dict, sample_objects=8)
+    kept = [make_payload(i) for i in range(8000)]
+    before = tracker.capture.allocations(dict)
+    tracker.track_with_analysis(dict, sample_every=16)
+    after = tracker.capture.allocations(dict)
+    assert after.sample == before.sample == 8
+    assert after.new_count >= before.new_count > 0  # not started over (the call's own dicts may add)
+    with pytest.raises(ValueError, match="followed one object in 8: sample_every \\(4\\) must be a multiple"):
+        tracker.track_with_analysis(dict, sample_every=4)
+    tracker.track_with_analysis(set)  # not tracked yet: every object
+    assert tracker.capture.object_sample(set) == 1
+    tracker.stop()
+    del kept
