@@ -23,6 +23,11 @@
  *                          object destruction events: 3.13.0-3.13.2
  *   MT_RUNTIME_HAS_TRACER(v)  the running CPython has the reference tracer
  *   MT_HAVE_DICT_GETITEMREF  PyDict_GetItemRef (3.13+)
+ *   MT_HAVE_GC_VISIT       PyUnstable_GC_VisitObjects (3.12+): every object the
+ *                          collector tracks, without a list of them
+ *   MT_RUNTIME_GC_VISITS_FROZEN(v)  the running CPython's PyUnstable_GC_VisitObjects
+ *                          also visits what gc.freeze() set aside (3.12.10+,
+ *                          3.13.3+, 3.14+: gh-131740)
  *
  * Platform and compiler differences too:
  *   MT_HAVE_PTHREAD        pthreads and sched_yield (the self-test's thread)
@@ -86,6 +91,14 @@
 /* Of the running interpreter (Py_Version), not the headers built against. */
 #define MT_RUNTIME_LOSES_DESTROYS(v) ((v) < 0x030D03F0 && ((v) & 0xFFFF0000) == 0x030D0000)
 #define MT_RUNTIME_HAS_TRACER(v) ((v) >= 0x030D0000)
+
+#if PY_VERSION_HEX >= 0x030C0000
+#  define MT_HAVE_GC_VISIT 1
+#else
+#  define MT_HAVE_GC_VISIT 0
+#endif
+#define MT_RUNTIME_GC_VISITS_FROZEN(v) \
+    ((v) >= 0x030E0000 || ((v) >= 0x030D03F0 && (v) < 0x030E0000) || ((v) >= 0x030C0AF0 && (v) < 0x030D0000))
 
 #if PY_VERSION_HEX >= 0x030E0000
 #  define MT_TRASHCAN_BY_STACK 1

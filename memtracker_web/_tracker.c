@@ -52,6 +52,7 @@
  *   install.c      taking and giving back the tracer slot, displacement
  *   capture.c      the CaptureCore type
  *   watch.c        watch-all
+ *   referrers.c    referrers(objects): gc.get_referrers for many objects in one pass
  *   module.c       module functions and PyInit__tracker
  * Every version and platform guard is in memtracker_web/_compat.h.
  *
@@ -73,4 +74,5 @@
 #include "_engine/install.c"
 #include "_engine/capture.c"
 #include "_engine/watch.c"
+#include "_engine/referrers.c"
 #include "_engine/module.c"

@@ -347,6 +347,9 @@ static PyMethodDef mt_methods[] = {
     {"watch_counts", mt_watch_counts, METH_NOARGS, "watch_counts() -> [(type, new, free)]"},
     {"watch_statistics", mt_watch_statistics, METH_NOARGS, "watch_statistics() -> dict"},
     {"set_pending_callable", mt_set_pending_callable, METH_O, "Register the callback drainer."},
+    {"referrers", mt_referrers, METH_O,
+     "referrers(objects) -> list: the objects the collector tracks that refer to any item of the list objects "
+     "(not the list itself), in one pass over them."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -415,7 +418,8 @@ PyInit__tracker(void)
     if (PyModule_AddIntConstant(m, "HAVE_TRACER", MT_HAVE_TRACER) < 0
         || PyModule_AddIntConstant(m, "MAX_DEPTH", MT_MAX_DEPTH) < 0
         || PyModule_AddIntConstant(m, "MAX_SLOTS", MT_MAX_SLOTS) < 0
-        || PyModule_AddIntConstant(m, "MAX_NODES", MT_MAX_NODES) < 0) {
+        || PyModule_AddIntConstant(m, "MAX_NODES", MT_MAX_NODES) < 0
+        || PyModule_AddIntConstant(m, "REFERRERS_SEE_FROZEN", MT_REFERRERS_SEE_FROZEN) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -177,6 +177,20 @@ def running_frames() -> list[types.FrameType]:
     return [sys._getframe(1)]
 
 
+def referrers(objects: list[Any]) -> list[Any] | None:
+    """The objects the collector tracks that refer to any item of ``objects`` (not
+    the list itself), in one pass over the heap; or None where the extension is not
+    loaded (then ``gc.get_referrers``, whose cost grows with the number of objects
+    asked about: it compares every reference with each of them). See
+    ``REFERRERS_SEE_FROZEN``."""
+    return _tracker.referrers(objects) if _tracker is not None else None
+
+
+# Whether ``referrers`` also looks at what ``gc.freeze()`` set aside (the extension
+# on CPython 3.12.10+, 3.13.3+ and 3.14+), which ``gc.get_referrers`` never does.
+REFERRERS_SEE_FROZEN = bool(_tracker.REFERRERS_SEE_FROZEN) if _tracker is not None else False
+
+
 def interpreter() -> str:
     """``CPython 3.13.5`` (and ``free-threaded`` when it is)."""
     name = f"{platform.python_implementation()} {platform.python_version()}"

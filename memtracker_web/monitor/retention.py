@@ -7,11 +7,13 @@ frame of a running function (a thread's or an asyncio task's), or nothing
 outside a reference cycle ("unreachable, waiting for the garbage collector").
 Identical chains are grouped and counted.
 
-Each level is one ``gc.get_referrers`` call for the whole frontier, so the cost
-is one pass over the garbage collector's objects per level (``max_depth`` at
-most), not one per object visited as in a depth-first search; it stops when
-``budget_seconds`` is spent and says so. The pass holds the GIL: on a heap of
-10^6 objects a level takes tens of milliseconds (bench/RESULTS.md).
+Each level is one pass over the garbage collector's objects for the whole
+frontier (``max_depth`` at most), not one per object visited as in a
+depth-first search: the extension's ``referrers``, whose pass costs the same
+for one object or thousands (``gc.get_referrers`` compares every reference with
+each object asked about, and is used only where the extension is not loaded).
+It stops when ``budget_seconds`` is spent and says so. The pass holds the GIL:
+on a heap of 10^6 objects a level takes tens of milliseconds (bench/RESULTS.md).
 
 Chains name types, module-level names, attribute names and container kinds,
 never contents: a dict key that is not a short word without digits is ``[key]``,
@@ -29,7 +31,7 @@ import types
 from collections import Counter
 from typing import Any
 
-from ..core.engine import running_frames
+from ..core.engine import REFERRERS_SEE_FROZEN, referrers, running_frames
 from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
@@ -371,6 +373,15 @@ class _Mark:
 _MARK = _Mark()
 
 
+def _referrers_of(frontier: list[Any]) -> list[Any]:
+    """What the collector sees refer to an object of ``frontier`` (not the list itself)."""
+    found = referrers(frontier)
+    if found is None:
+        # (without our call's own argument tuple, which refers to the whole frontier)
+        found = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
+    return found
+
+
 def _is_call_arguments(holder: Any) -> bool:
     return type(holder) is tuple and len(holder) > 0 and holder[0] is _MARK
 
@@ -598,12 +609,11 @@ class _Search:
                     break
                 depth += 1
                 wanted = {id(o) for o in frontier}
-                # (without our call's own argument tuple, which refers to the whole frontier)
-                referrers = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
+                found = _referrers_of(frontier)
                 following: list[Any] = []
-                keep += (frontier, referrers, following)
-                ours.update((id(frontier), id(referrers), id(following)))
-                for holder in referrers:
+                keep += (frontier, found, following)
+                ours.update((id(frontier), id(found), id(following)))
+                for holder in found:
                     hid = id(holder)
                     if hid in ours:  # (this frame's id is among them)
                         continue
@@ -824,7 +834,7 @@ class _Search:
         # their references would count as ones nobody can see
         target = path = upward = None  # type: ignore[assignment]
         frozen = gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else 0
-        if exhausted and left and frozen:
+        if exhausted and left and frozen and not REFERRERS_SEE_FROZEN:
             # gc.get_referrers does not look at what gc.freeze() set aside (a preloading
             # server's modules and classes): an object held from there looks held by nothing
             exhausted = False

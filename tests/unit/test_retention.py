@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from memtracker_web.core import engine
+from memtracker_web.monitor import retention
 from memtracker_web.monitor.retention import RetentionBusy, find_retainers, find_retainers_of_groups
 from support import line_of as line_in
 from support import requires_engine
@@ -218,15 +220,15 @@ def test_the_search_stops_at_its_budget_and_says_so():
         HOARD.clear()
 
 
-def test_one_search_at_a_time():
+def test_one_search_at_a_time(monkeypatch):
     HOARD[:] = [Order()]
     entered, release = threading.Event(), threading.Event()
-    real = gc.get_referrers
+    real = retention._referrers_of
 
-    def slow(*objects):
+    def slow(frontier):
         entered.set()
         release.wait(10)
-        return real(*objects)
+        return real(frontier)
 
     errors = []
 
@@ -236,7 +238,7 @@ def test_one_search_at_a_time():
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    gc.get_referrers = slow
+    monkeypatch.setattr(retention, "_referrers_of", slow)
     try:
         first = threading.Thread(target=search)
         first.start()
@@ -246,7 +248,6 @@ def test_one_search_at_a_time():
     finally:
         release.set()
         first.join()
-        gc.get_referrers = real
         HOARD.clear()
     assert errors == []
 
@@ -380,8 +381,9 @@ def test_dict_keys_that_could_be_data_are_hidden_and_chains_still_group():
         HOARD.clear()
 
 
-@pytest.mark.skipif(not hasattr(gc, "freeze"), reason="gc.freeze() is 3.7+")
-def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden():
+def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden(monkeypatch):
+    monkeypatch.setattr(retention, "referrers", lambda objects: None)  # gc.get_referrers, which skips frozen objects
+    monkeypatch.setattr(retention, "REFERRERS_SEE_FROZEN", False)
     HOARD[:] = [Order() for _ in range(3)]
     gc.freeze()
     try:
@@ -390,6 +392,31 @@ def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden():
         assert result["stopped"].startswith("gc.freeze() keeps ")
     finally:
         gc.unfreeze()
+        HOARD.clear()
+
+
+@pytest.mark.skipif(not engine.REFERRERS_SEE_FROZEN, reason="the extension's pass skips frozen objects here")
+def test_after_gc_freeze_the_extension_still_follows_chains_through_frozen_objects():
+    HOARD[:] = [Order() for _ in range(3)]
+    gc.freeze()  # HOARD and this module's namespace are set aside now
+    try:
+        result = find_retainers(list(HOARD))
+        assert result["chains"] == [{"chain": f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order", "count": 3}]
+        assert (result["unresolved"], result["hidden"], result["unreachable"], result["stopped"]) == (0, 0, 0, "")
+    finally:
+        gc.unfreeze()
+        HOARD.clear()
+
+
+def test_the_search_without_the_extension_finds_the_same_chains(monkeypatch):
+    HOARD[:] = [Order() for _ in range(4)]
+    try:
+        with_extension = find_retainers(list(HOARD))
+        monkeypatch.setattr(retention, "referrers", lambda objects: None)
+        without = find_retainers(list(HOARD))
+        expected = [{"chain": f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order", "count": 4}]
+        assert with_extension["chains"] == without["chains"] == expected
+    finally:
         HOARD.clear()
 
 

@@ -1,0 +1,175 @@
+"""_tracker.referrers(objects): what gc.get_referrers(*objects) answers, in one pass.
+
+The retention search asks it, level by level, about up to thousands of objects at
+once. Checked here against gc.get_referrers itself, on hand-made and on generated
+object graphs, with frozen objects, and with threads changing the heap meanwhile.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memtracker_web.core import engine
+
+_tracker = pytest.importorskip("memtracker_web._tracker", reason="the C extension is not built here")
+
+pytestmark = pytest.mark.skipif(engine.referrers([]) is None, reason="the C extension is not loaded here")
+
+
+class Node:
+    def __init__(self) -> None:
+        self.refs: list = []
+
+
+MARK = object()  # the first of gc.get_referrers' arguments: its argument tuple is the one tuple that starts with it
+
+
+def by_gc(objects: list) -> set[int]:
+    """gc.get_referrers' answer, without its own argument tuple, the list of objects and
+    what refers to MARK only (this module's namespace)."""
+    wanted = {id(o) for o in objects}
+    return {
+        id(r)
+        for r in gc.get_referrers(MARK, *objects)
+        if r is not objects
+        and not (type(r) is tuple and r and r[0] is MARK)
+        and any(id(x) in wanted for x in gc.get_referents(r))
+    }
+
+
+def test_it_finds_every_kind_of_holder_and_only_those():
+    target = Node()
+    other = Node()
+    in_list, in_dict_value, in_dict_key, in_tuple, in_set = [target], {"k": target}, {target: 1}, (target,), {target}
+    holder = Node()
+    holder.refs.append(target)  # held by the list in holder.__dict__, not by holder itself
+    found = engine.referrers([target])
+    ids = {id(r) for r in found}
+    assert {id(in_list), id(in_dict_value), id(in_dict_key), id(in_tuple), id(in_set), id(holder.refs)} <= ids
+    assert id(holder) not in ids and id(other) not in ids
+    assert ids == by_gc([target])
+    assert len(found) == len(ids)  # each referrer once
+
+
+def test_the_list_asked_with_is_not_an_answer_and_each_referrer_comes_once():
+    a, b = Node(), Node()
+    both = [a, b]  # a list holding both: one answer, not two
+    objects = [a, b]
+    found = engine.referrers(objects)
+    assert all(r is not objects for r in found)
+    assert sum(1 for r in found if r is both) == 1
+    assert {id(r) for r in found} == by_gc(objects)
+
+
+def test_objects_the_collector_does_not_track_can_be_looked_for():
+    text, number = "a string of our own " + str(id(object())), 10**30 + 7
+    holder = [text, number]  # (a dict of strings and numbers only is not tracked by the collector before 3.14)
+    found = engine.referrers([text, number])
+    assert any(r is holder for r in found)
+    assert {id(r) for r in found} == by_gc([text, number])
+
+
+def test_empty_and_wrong_arguments():
+    assert engine.referrers([]) == []
+    with pytest.raises(TypeError, match="referrers\\(\\) takes a list of objects, not tuple"):
+        _tracker.referrers((Node(),))
+    with pytest.raises(TypeError, match="not NoneType"):
+        _tracker.referrers(None)
+    with pytest.raises(TypeError):
+        _tracker.referrers()  # type: ignore[call-arg]
+
+
+def test_many_objects_at_once():
+    nodes = [Node() for _ in range(3000)]
+    holders = [[n] for n in nodes]
+    found = engine.referrers(nodes)
+    assert {id(h) for h in holders} <= {id(r) for r in found}
+    assert {id(r) for r in found} == by_gc(nodes)
+
+
+graphs = st.lists(st.lists(st.integers(min_value=0, max_value=39), max_size=4), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(edges=graphs, wanted=st.sets(st.integers(min_value=0, max_value=39), max_size=10))
+def test_the_same_answer_as_gc_get_referrers_on_any_graph(edges, wanted):
+    # node i refers to the nodes edges[i] lists, through its list, a tuple or a dict
+    nodes = [Node() for _ in edges]
+    for i, out in enumerate(edges):
+        kind = i % 3
+        refs = [nodes[j % len(nodes)] for j in out]
+        nodes[i].refs.append(refs if kind == 0 else tuple(refs) if kind == 1 else {k: r for k, r in enumerate(refs)})
+    objects = [nodes[j % len(nodes)] for j in sorted(wanted)]
+    assert {id(r) for r in engine.referrers(objects)} == by_gc(objects)
+
+
+FROZEN_FROM = {(3, 12): (3, 12, 10), (3, 13): (3, 13, 3)}  # gh-131740; every later version
+
+
+def test_whether_frozen_objects_are_seen_follows_the_running_version():
+    version = sys.version_info[:3]
+    if version < (3, 12):
+        expected = False  # gc.get_objects(), which skips them
+    else:
+        expected = version >= FROZEN_FROM.get(version[:2], (0,))
+    assert engine.REFERRERS_SEE_FROZEN is expected
+
+
+def test_a_frozen_holder_is_found_where_frozen_objects_are_seen():
+    target = Node()
+    holder = [target]
+    gc.freeze()
+    try:
+        found = any(r is holder for r in engine.referrers([target]))
+        assert found is engine.REFERRERS_SEE_FROZEN
+        assert not any(r is holder for r in gc.get_referrers(target))  # gc.get_referrers never sees them
+    finally:
+        gc.unfreeze()
+
+
+def test_threads_changing_the_heap_meanwhile():
+    kept = [Node() for _ in range(50)]
+    holders = [[k] for k in kept]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        while not stop.is_set():
+            junk = [[Node(), {"k": Node()}] for _ in range(200)]
+            del junk
+            gc.collect(0)
+
+    def ask() -> None:
+        try:
+            for _ in range(30):
+                found = {id(r) for r in engine.referrers(kept)}
+                assert {id(h) for h in holders} <= found
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    churners = [threading.Thread(target=churn) for _ in range(2)]
+    askers = [threading.Thread(target=ask) for _ in range(3)]
+    for t in churners + askers:
+        t.start()
+    for t in askers:
+        t.join()
+    stop.set()
+    for t in churners:
+        t.join()
+    assert errors == []
+
+
+def test_no_reference_is_leaked():
+    target = Node()
+    holders = [[target] for _ in range(10)]
+    before = [sys.getrefcount(h) for h in holders]
+    for _ in range(100):
+        found = engine.referrers([target])
+        del found
+    assert [sys.getrefcount(h) for h in holders] == before
