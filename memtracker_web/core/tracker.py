@@ -168,51 +168,79 @@ def build_stats(
 
     ``nodes[i] = (parent, filename, lineno, function, total, retained, truncated)``;
     counts are per innermost frame, so each node with counts is one call path.
+    A node comes after its parent (the engine appends children, and pruning keeps
+    the order), so one pass in index order gives every node what its path needs
+    (how deep it is, how far out the app's innermost frame is, whether it is ours)
+    from its parent's; only the paths shown, and the hotspots when asked for, are
+    walked frame by frame.
     """
     scale = meta["sample_every"]
     shorten = path_shortener()
-    # [0] stands for the root, which has no frame; chains stop before it, so it is never read
-    frames = [Frame("", 0, "")] + [Frame(shorten(n[1]), n[2], n[3]) for n in nodes[1:]]
-    app = [False] + [is_app_file(n[1]) for n in nodes[1:]]
-    own = [False] + [is_own_file(n[1]) for n in nodes[1:]]
-    app_frames = {frames[i] for i in range(1, len(nodes)) if app[i]}
-    paths = []
+    count = len(nodes)
+    depth = [0] * count
+    # how far out the app's own innermost frame is (0: the node itself), -1 for none
+    app_depth = [-1] * count
+    # whether the innermost frame outside the stdlib and libraries is ours
+    caller_is_own = [False] * count
+    app = [False] * count
+    for index in range(1, count):
+        parent, filename = nodes[index][0], nodes[index][1]
+        app[index] = is_app_file(filename)
+        mine = is_own_file(filename)
+        depth[index] = depth[parent] + 1
+        if app[index]:
+            app_depth[index] = 0
+        elif app_depth[parent] >= 0:
+            app_depth[index] = app_depth[parent] + 1
+        caller_is_own[index] = mine if app[index] or mine else caller_is_own[parent]
+    frames: dict[int, Frame] = {}
+
+    def chain_of(index: int) -> tuple[list[Frame], list[int]]:
+        chain: list[Frame] = []
+        indexes: list[int] = []
+        while index > 0:
+            frame = frames.get(index)
+            if frame is None:
+                node = nodes[index]
+                frame = frames[index] = Frame(shorten(node[1]), node[2], node[3])
+            chain.append(frame)
+            indexes.append(index)
+            index = nodes[index][0]
+        return chain, indexes
+
+    # (retained, total, node, app depth: the chain's length when it has no app frame)
+    paths: list[tuple[int, int, int, int]] = []
     own_retained = own_total = 0
-    hot: dict[Frame, list[int]] = {}
-    for index in range(len(nodes)):
-        _parent, _file, _line, _func, total, retained, truncated = nodes[index]
+    for index in range(count):
+        total, retained = nodes[index][4], nodes[index][5]
         if total == 0 and retained == 0:
             continue
-        chain: list[Frame] = []
-        app_depth = None  # how far out the app's own innermost frame is
-        caller_is_own = None  # whether the innermost frame outside the stdlib and libraries is ours
-        i = index
-        while i > 0:
-            if caller_is_own is None and (app[i] or own[i]):
-                caller_is_own = own[i]
-            if app_depth is None and app[i]:
-                app_depth = len(chain)
-            chain.append(frames[i])
-            i = nodes[i][0]
-        if caller_is_own:
+        if caller_is_own[index]:
             # allocated for memtracker_web itself (its bookkeeping, directly or through
             # the stdlib, e.g. json encoding a history point): never reported as the app's
             own_retained += retained
             own_total += total
             continue
-        paths.append((retained, total, chain, truncated, len(chain) if app_depth is None else app_depth))
-        for frame in set(chain):
-            counts = hot.setdefault(frame, [0, 0, 0])
-            counts[0] += total
-            counts[1] += retained
-        if chain:
-            hot[chain[0]][2] += retained  # allocated right here, not in a callee
+        paths.append((retained, total, index, depth[index] if app_depth[index] < 0 else app_depth[index]))
     # Most retained first; a tie goes to the path whose allocation is nearest the
     # app's own code (not the stdlib's or a library's), then by place, deterministically.
-    order = lambda p: (-p[0], -p[1], p[4], [f.filename for f in p[2]], [f.lineno for f in p[2]])  # noqa: E731
-    shown = sorted(paths, key=order) if limit is None else heapq.nsmallest(limit, paths, key=order)
+    # The places are read only for the paths that could be shown: those within `limit`
+    # by the counts and the app's distance, and every path tied with the last of them.
+    near = lambda p: (-p[0], -p[1], p[3])  # noqa: E731
+    if limit is None:
+        candidates = paths
+    else:
+        candidates = heapq.nsmallest(limit, paths, key=near)
+        if candidates:
+            last = near(candidates[-1])
+            candidates += [p for p in paths if near(p) == last and p not in candidates]
+    chains = {p[2]: chain_of(p[2]) for p in candidates}
+    order = lambda p: (*near(p), [f.filename for f in chains[p[2]][0]], [f.lineno for f in chains[p[2]][0]])  # noqa: E731
+    shown = sorted(candidates, key=order)[:limit]
     top_paths = []
-    for retained, total, chain, truncated, app_depth in shown:
+    for retained, total, index, _ in shown:
+        chain, indexes = chains[index]
+        truncated = nodes[index][6]
         entry = {
             "count": retained * scale,
             "total_count": total * scale,
@@ -220,14 +248,24 @@ def build_stats(
             "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain] or ["<call tree full>"],
             "frames": [{"filename": f.filename, "lineno": f.lineno, "function": f.function} for f in chain],
             # which of them are the app's own code (not the stdlib's, a library's or ours)
-            "app_frames": [i for i, f in enumerate(chain) if f in app_frames],
+            "app_frames": [i for i, node in enumerate(indexes) if app[node]],
             # index in frames of the innermost frame of the app's own code (not the stdlib's,
             # a library's or ours), None when the path has none
-            "app_frame": app_depth if app_depth < len(chain) else None,
+            "app_frame": app_depth[index] if app_depth[index] >= 0 else None,
         }
         if truncated:
             entry["truncated"] = True  # deeper frames were pruned or did not fit the node cap
         top_paths.append(entry)
+    hot: dict[Frame, list[int]] = {}
+    if hotspot_limit > 0:
+        for retained, total, index, _ in paths:
+            chain = chains[index][0] if index in chains else chain_of(index)[0]
+            for frame in set(chain):
+                counts = hot.setdefault(frame, [0, 0, 0])
+                counts[0] += total
+                counts[1] += retained
+            if chain:
+                hot[chain[0]][2] += retained  # allocated right here, not in a callee
     hotspots = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][2], -kv[1][0], kv[0]))[:hotspot_limit]
     return {
         "live_count": live_count,

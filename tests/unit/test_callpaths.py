@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import sysconfig
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import memtracker_web as mt
 import support
@@ -318,3 +322,66 @@ def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
     assert set(innermost) == {20, 30, 40, 80}  # ours (50, and 60 on our behalf) are not among them
     assert stats["own_allocations"] == {"count": 110, "total_count": 110}
     assert build_stats(nodes, meta, 136, 136, limit=None)["top_paths"] == stats["top_paths"]  # deterministic
+
+
+def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> list[dict]:
+    """The top paths as their definition reads: walk each node's chain out to the root,
+    leave out ours, order by retained, total, the app's nearness, then place (the file
+    as shown, then the line)."""
+    from memtracker_web.core.tracker import is_app_file, is_own_file
+
+    paths = []
+    for index, (_p, _f, _l, _fn, total, retained, _t) in enumerate(nodes):
+        if not total and not retained:
+            continue
+        chain, i = [], index
+        while i > 0:
+            chain.append(i)
+            i = nodes[i][0]
+        decided = [j for j in chain if is_app_file(nodes[j][1]) or is_own_file(nodes[j][1])]
+        if decided and is_own_file(nodes[decided[0]][1]):
+            continue
+        app = [k for k, j in enumerate(chain) if is_app_file(nodes[j][1])]
+        near = app[0] if app else len(chain)
+        key = (-retained, -total, near, [display_path(nodes[j][1]) for j in chain], [nodes[j][2] for j in chain])
+        shown = [f"{display_path(nodes[j][1])}:{nodes[j][2]} in {nodes[j][3]}" for j in chain]
+        paths.append((key, shown or ["<call tree full>"]))
+    paths.sort(key=lambda p: p[0])
+    return [{"count": -key[0], "path": path} for key, path in paths[:limit]]
+
+
+_FILES = [
+    os.path.join(os.getcwd(), "myapp", "views.py"),
+    os.path.join(os.getcwd(), "myapp", "models.py"),
+    os.path.join(sysconfig.get_paths()["purelib"], "framework", "cache.py"),
+    os.path.join(sysconfig.get_paths()["stdlib"], "json", "decoder.py"),
+    os.path.join(os.path.dirname(mt.__file__), "monitor", "monitor.py"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shape=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10**6),  # the parent, among the nodes before
+            st.integers(min_value=0, max_value=len(_FILES) - 1),
+            st.integers(min_value=1, max_value=3),  # line: few, for ties
+            st.integers(min_value=0, max_value=3),  # retained
+            st.integers(min_value=0, max_value=2),  # total beyond retained
+        ),
+        max_size=40,
+    ),
+    limit=st.one_of(st.none(), st.integers(min_value=1, max_value=6)),
+)
+def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit):
+    from memtracker_web.core.tracker import build_stats
+
+    nodes = [(-1, "", 0, "", 0, 0, False)]
+    for index, (parent, file, line, retained, extra) in enumerate(shape, 1):
+        nodes.append((parent % index, _FILES[file], line, f"f{line}", retained + extra, retained, False))
+    meta = {"sample_every": 1, "depth": 40, "max_nodes": 100, "pruned_nodes": 0}
+    meta.update(pruned_allocations=0, overflow=0, unattributed=0)
+    with_places = build_stats(nodes, meta, 0, 0, limit=limit, hotspot_limit=0)
+    shown = [{"count": p["count"], "path": p["path"]} for p in with_places["top_paths"]]
+    assert shown == _stats_by_walking_each_path(nodes, meta, limit)
+    assert with_places["paths"] == len(_stats_by_walking_each_path(nodes, meta, None))
