@@ -46,11 +46,13 @@ VERIFY_PATIENCE = 3
 PATHS_PER_SECOND = 256
 MAX_PATH_SAMPLING = 64
 UNKNOWN_RATE_PATH_SAMPLING = 16
-# A built-in watch-all nominated is tabled (to verify it, then to analyse it) one
-# object in up to MAX_PATH_SAMPLING, picked by address, as long as about this many of
-# the objects its growth adds each sample are still tabled: tabling every dict costs
-# the app more than its paths do, and a sample of the survivors is what verification
-# and the report need.
+# A built-in watch-all nominated is tabled to verify it one object in up to
+# MAX_PATH_SAMPLING, picked by address, as long as about this many of the objects its
+# growth adds each sample are still tabled: tabling every dict costs the app more than
+# its paths do, and a sample of the survivors is what verification searches from.
+# Analysed, it is tabled one object in as many as its paths are sampled (each object
+# followed gets its path): the paths' evidence is the same, at a table entry for
+# every path instead of several.
 SURVIVORS_PER_SAMPLE = 8
 
 
@@ -942,30 +944,24 @@ class MemoryMonitor:
 
     def _sampling(self, state: _TypeState) -> tuple[int, int]:
         """For a type watch-all found: the path of one allocation in how many, and one
-        object in how many tabled (both powers of two, the second dividing the first).
-        A hot one (dict, str, or a class made by the thousand a second): paths at about
-        PATHS_PER_SECOND (the stats are scaled and say "estimated"), so that analysing
-        it costs the app about what analysing a quiet class does. A built-in watch-all
-        counts: objects by address too, keeping SURVIVORS_PER_SAMPLE of its growth a
-        sample. A type the user named: every object, every path."""
+        object in how many tabled to verify it (both powers of two, the second dividing
+        the first). A hot one (dict, str, or a class made by the thousand a second):
+        paths at about PATHS_PER_SECOND (the stats are scaled and say "estimated"), so
+        that analysing it costs the app about what analysing a quiet class does. A
+        built-in watch-all counts: objects by address too, keeping SURVIVORS_PER_SAMPLE
+        of its growth a sample. A type the user named: every object, every path."""
         if state.source != "watch_all":
             return 1, 1
-        if not state.by_watch:
-            # a class the tracker counts (every object: its objects can change class)
-            sample_every = 1
-            per_second = state.new_per_sample / self.interval
-            while sample_every < MAX_PATH_SAMPLING and per_second / sample_every > PATHS_PER_SECOND:
-                sample_every *= 2
-            return sample_every, 1
-        if not state.new_per_sample:
-            sample_every = (
-                UNKNOWN_RATE_PATH_SAMPLING  # (its rate is not known yet: just nominated, or watch-all restarted)
-            )
+        if state.by_watch and not state.new_per_sample:
+            # (its rate is not known yet: just nominated, or watch-all restarted)
+            sample_every = UNKNOWN_RATE_PATH_SAMPLING
         else:
             sample_every = 1
             per_second = state.new_per_sample / self.interval
             while sample_every < MAX_PATH_SAMPLING and per_second / sample_every > PATHS_PER_SECOND:
                 sample_every *= 2
+        if not state.by_watch:
+            return sample_every, 1  # a class the tracker counts (every object: its objects can change class)
         lives = state.history.last_lives(4)
         growth = (lives[-1] - lives[0]) / (len(lives) - 1) if len(lives) == 4 else state.watch_growth
         object_sample = 1
@@ -977,10 +973,10 @@ class MemoryMonitor:
         if state.analysing or self.mode != "exact":
             return
         sample_every, object_sample = self._sampling(state)
-        if state.by_watch and state.verify_since is not None:
-            # tabled since its verification began: the same objects, the same table
-            object_sample = state.object_sample
-            sample_every = max(sample_every, object_sample)
+        if state.by_watch:
+            # each object followed gets its path (its counts are watch-all's; the
+            # table verification searched from, denser, is let go of)
+            object_sample = sample_every
         state.object_sample = object_sample
         self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=sample_every, sample_objects=object_sample)
         if state.verify_since is None:
