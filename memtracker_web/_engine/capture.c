@@ -740,6 +740,10 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "max_nodes must be between 16 and %u", MT_MAX_NODES - 2);
         return NULL;
     }
+    if (object_sample > 65536) { /* (as in track: the address limit is 2^32 / object_sample) */
+        PyErr_Format(PyExc_ValueError, "object_sample must be between 1 and 65536, got %lu", object_sample);
+        return NULL;
+    }
     if (object_sample < 1 || object_sample > sample_every || sample_every % object_sample != 0) {
         PyErr_Format(PyExc_ValueError, "object_sample must divide sample_every (%lu), got %lu", sample_every,
                      object_sample);

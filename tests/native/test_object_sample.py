@@ -164,6 +164,8 @@ def test_options_are_checked():
     core.track(dict)
     with pytest.raises(ValueError, match="object_sample must divide sample_every"):
         core.analyse(dict, sample_every=8, object_sample=3)
+    with pytest.raises(ValueError, match="object_sample must be between 1 and 65536, got 131072"):
+        core.analyse(dict, sample_every=1 << 17, object_sample=1 << 17)  # (as track refuses it)
     core.analyse(dict, sample_every=8, object_sample=4)
     with pytest.raises(ValueError, match="object_sample must divide the type's sample_every"):
         core.track(dict, object_sample=16)

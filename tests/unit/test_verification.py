@@ -590,23 +590,40 @@ _MONITOR_HELD = None
 _hot: list = []
 
 
+def _hot_monitor() -> MemoryMonitor:
+    return MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30)
+
+
+def _hunt(m: MemoryMonitor, type_name: str, work, rounds: int, each=None) -> list[dict]:
+    """Sample once, then do a round of ``work`` and sample, up to ``rounds`` times,
+    until ``type_name`` is reported: its reports. ``each(m)`` after every sample."""
+    reports: list[dict] = []
+    m.sample()
+    for _ in range(rounds):
+        work()
+        reports += [r for r in m.sample() if r["type"] == type_name]
+        if each is not None:
+            each(m)
+        if reports:
+            break
+    return reports
+
+
+def _first_frame(report: dict) -> tuple[int, str]:
+    frame = report["top_paths"][0]["frames"][0]
+    return frame["lineno"], frame["function"].rsplit(".", 1)[-1]
+
+
 @requires_engine
 def test_a_hot_built_in_records_the_path_of_one_allocation_in_several():
     # 3,000 new objects a sample of 1 s: one path in 16 keeps it under 256 a second
-    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30)
-    reports = []
+    m = _hot_monitor()
     try:
-        m.sample()
-        for _ in range(10):
-            _hot.extend(bytearray(2) for _ in range(3000))  # HOT-LINE
-            reports += [r for r in m.sample() if r["type"] == "builtins.bytearray"]
-            if reports:
-                break
+        reports = _hunt(m, "builtins.bytearray", lambda: _hot.extend(bytearray(2) for _ in range(3000)), 10)  # HOT-LINE
         assert m.tracker._analysis[id(bytearray)]["sample_every"] == 16
         entry = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.bytearray")
         assert entry["estimated"] is True and entry["sampled"] is False  # exact counts, sampled paths
-        frames = reports[0]["top_paths"][0]["frames"]
-        assert (frames[0]["lineno"], frames[0]["function"].rsplit(".", 1)[-1]) == (line_of("HOT-LINE"), "<genexpr>")
+        assert _first_frame(reports[0]) == (line_of("HOT-LINE"), "<genexpr>")
     finally:
         m.close()
         _hot.clear()
@@ -615,32 +632,32 @@ def test_a_hot_built_in_records_the_path_of_one_allocation_in_several():
 _slow: list = []
 
 
+def _churn_and_keep_48_bytearrays() -> None:
+    churn = [bytearray(2) for _ in range(4952)]
+    del churn
+    _slow.extend(bytearray(3) for _ in range(48))  # SLOW-LINE
+
+
 @requires_engine
 def test_a_hot_built_in_is_tabled_by_address_keeping_enough_of_its_growth():
     # 5,000 new objects a sample of 1 s, 48 of them kept: paths one in 32 (under 256 a
     # second); to verify it, the table follows one object in 4, which keeps 12 of the 48
     # a sample (SURVIVORS_PER_SAMPLE is 8: one in 8 would keep 6); analysed, one in 32,
     # each with its path
-    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30)
-    reports = []
+    m = _hot_monitor()
     samples_seen = set()
+
+    def table_sample(m: MemoryMonitor) -> None:
+        if bytearray in m.tracker.capture:
+            samples_seen.add(m.tracker.capture.object_sample(bytearray))
+
     try:
-        m.sample()
-        for _ in range(12):
-            churn = [bytearray(2) for _ in range(4952)]
-            del churn
-            _slow.extend(bytearray(3) for _ in range(48))  # SLOW-LINE
-            reports += [r for r in m.sample() if r["type"] == "builtins.bytearray"]
-            if bytearray in m.tracker.capture:
-                samples_seen.add(m.tracker.capture.object_sample(bytearray))
-            if reports:
-                break
+        reports = _hunt(m, "builtins.bytearray", _churn_and_keep_48_bytearrays, 12, each=table_sample)
         state = m._types[id(bytearray)]
         assert samples_seen == {4, 32} and state.object_sample == 32
         assert m.tracker._analysis[id(bytearray)]["sample_every"] == 32
         assert m.tracker.capture.allocations(bytearray).sample == 32
-        frames = reports[0]["top_paths"][0]["frames"]
-        assert (frames[0]["lineno"], frames[0]["function"].rsplit(".", 1)[-1]) == (line_of("SLOW-LINE"), "<genexpr>")
+        assert _first_frame(reports[0]) == (line_of("SLOW-LINE"), "<genexpr>")
         assert reports[0]["verdict"].startswith(f"kept by {__name__}._slow -> builtins.list[i]")
     finally:
         m.close()
@@ -657,28 +674,22 @@ class _Churned:
 _kept_churned: list = []
 
 
+def _churn_and_keep_48() -> None:
+    churn = [_Churned(i) for i in range(4952)]
+    del churn
+    _kept_churned.extend(_Churned(i) for i in range(48))  # CHURNED-LINE
+
+
 @requires_engine
 def test_a_hot_class_watch_all_found_records_one_path_in_several():
     # 5,000 new objects of the class a sample of 1 s, 48 of them kept: the tracker
     # counts every one (a class), the path of one in 32 is recorded (under 256 a second)
-    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30)
-    reports = []
+    m = _hot_monitor()
     try:
-        m.sample()
-        for _ in range(12):
-            churn = [_Churned(i) for i in range(4952)]
-            del churn
-            _kept_churned.extend(_Churned(i) for i in range(48))  # CHURNED-LINE
-            reports += [r for r in m.sample() if r["type"].endswith("._Churned")]
-            if reports:
-                break
+        reports = _hunt(m, f"{__name__}._Churned", _churn_and_keep_48, 12)
         assert m.tracker._analysis[id(_Churned)]["sample_every"] == 32
         assert m.tracker.capture.allocations(_Churned).sample == 1  # counted exactly
-        frames = reports[0]["top_paths"][0]["frames"]
-        assert (frames[0]["lineno"], frames[0]["function"].rsplit(".", 1)[-1]) == (
-            line_of("CHURNED-LINE"),
-            "<genexpr>",
-        )
+        assert _first_frame(reports[0]) == (line_of("CHURNED-LINE"), "<genexpr>")
     finally:
         m.close()
         _kept_churned.clear()
