@@ -929,6 +929,60 @@ mt_resolve_frame(PyCodeObject *code, int32_t lasti)
     return res;
 }
 
+/* The places (code, instruction) of one tree read, each resolved once: a table
+ * from a hash of the place to its entry, checked against the entry (two places
+ * with one hash: the second is resolved each time, uncached). Memory is raw; when
+ * it runs out, every place is resolved each time. */
+typedef struct {
+    PyCodeObject *code;     /* borrowed: the tree's copy holds it */
+    int32_t lasti;
+    PyObject *frame;        /* (filename, lineno, qualname) */
+} MtPlace;
+
+typedef struct {
+    MtPtrMap index;         /* hash of (code, lasti) | 1 => entry */
+    MtPlace *entries;
+    uint32_t used, cap;
+} MtPlaces;
+
+static void
+mt_places_init(MtPlaces *places, uint32_t most)
+{
+    memset(places, 0, sizeof(*places));
+    places->entries = (MtPlace *)malloc((size_t)(most ? most : 1) * sizeof(MtPlace));
+    places->cap = places->entries != NULL ? most : 0;
+}
+
+static void
+mt_places_free(MtPlaces *places)
+{
+    for (uint32_t k = 0; k < places->used; k++) {
+        Py_DECREF(places->entries[k].frame);
+    }
+    free(places->entries);
+    mt_pm_free(&places->index);
+}
+
+/* A new reference to the place's (filename, lineno, qualname), or NULL with an exception. */
+static PyObject *
+mt_places_resolve(MtPlaces *places, PyCodeObject *code, int32_t lasti)
+{
+    uintptr_t key = (((uintptr_t)code >> 4) * (uintptr_t)UINT64_C(0x9E3779B97F4A7C15)) ^ (uintptr_t)(uint32_t)lasti;
+    key |= 1;
+    uint32_t k;
+    if (mt_pm_get(&places->index, key, &k)) {
+        if (places->entries[k].code == code && places->entries[k].lasti == lasti) {
+            return Py_NewRef(places->entries[k].frame);
+        }
+        return mt_resolve_frame(code, lasti); /* (another place with this hash) */
+    }
+    PyObject *frame = mt_resolve_frame(code, lasti);
+    if (frame != NULL && places->used < places->cap && mt_pm_put(&places->index, key, places->used, NULL) >= 0) {
+        places->entries[places->used++] = (MtPlace){code, lasti, Py_NewRef(frame)};
+    }
+    return frame;
+}
+
 static void
 mt_release_codes(PyCodeObject **codes, uint32_t n)
 {
@@ -975,6 +1029,10 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
                                    "unattributed", (unsigned long long)t->unattributed);
     /* clang-format on */
     PyObject *nodes = meta ? PyList_New(n) : NULL;
+    /* Many nodes are the same place reached by other paths (8,826 nodes, 1,342
+     * places in a dict tree of the stdlib's): each place is resolved once a call. */
+    MtPlaces places;
+    mt_places_init(&places, n);
     for (uint32_t i = 0; nodes != NULL && i < n; i++) {
         MtNode *node = &copy[i];
         PyObject *item = NULL;
@@ -984,7 +1042,7 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
                                  (unsigned long long)node->retained, truncated);
         }
         else {
-            PyObject *frame = mt_resolve_frame(node->code, node->lasti);
+            PyObject *frame = mt_places_resolve(&places, node->code, node->lasti);
             if (frame != NULL) {
                 item = Py_BuildValue("(IOOOKKO)", node->parent, PyTuple_GET_ITEM(frame, 0), PyTuple_GET_ITEM(frame, 1),
                                      PyTuple_GET_ITEM(frame, 2), (unsigned long long)node->total,
@@ -998,6 +1056,7 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
         }
         PyList_SET_ITEM(nodes, i, item);
     }
+    mt_places_free(&places);
     for (uint32_t i = 1; i < n; i++) {
         Py_DECREF(copy[i].code);
     }

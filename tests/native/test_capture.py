@@ -33,16 +33,21 @@ class Slotted:
 def test_seed_scenario_counts_only_retained(capture):
     capture.track(dict)
     capture.track(list)
-    capture.start()
-    leaked = []
-    for _ in range(1000):
-        h = {}
-        leaked.append(h)
-    for _ in range(100):
-        h = {}
-    del h
+    gc.collect()
+    gc.disable()  # (a collection in the window would free older dicts: counted as frees)
+    try:
+        capture.start()
+        leaked = []
+        for _ in range(1000):
+            h = {}
+            leaked.append(h)
+        for _ in range(100):
+            h = {}
+        del h
+        allocations = capture.allocations(dict)
+    finally:
+        gc.enable()
     assert capture.count_for(dict) == 1000
-    allocations = capture.allocations(dict)
     assert allocations.new_count == 1100
     assert allocations.free_count == 100
     assert allocations.retained_count == 1000
