@@ -737,8 +737,15 @@ class MemoryMonitor:
 
     def _set_aside(self, state: _TypeState) -> bool:
         """Whether its verification set the type aside for now; when that time is
-        over, what it said is forgotten and the type is looked at afresh."""
+        over, what it said is forgotten and the type is looked at afresh. A type
+        whose new objects were held through another's (the root) stays set aside
+        while the root is verified a leak and still grows: a search would find
+        them held through it again, at a pass over the heap a level up the root's
+        chain, which grows with the leak (a traceback chain: one level a request)."""
         if state.dismissed_until > self._samples and state.source == "watch_all":
+            return True
+        if state.explained_by is not None and state.source == "watch_all" and self._root_still_leaks(state):
+            state.dismissed_until = self._samples + self.calm_samples
             return True
         if state.explained_by is not None or state.dismissed_until:
             state.explained_by = None
@@ -747,6 +754,18 @@ class MemoryMonitor:
             # filling): a report needs `increases` rises from now on
             state.evidence_from = state.increases
         return False
+
+    def _root_still_leaks(self, state: _TypeState) -> bool:
+        """Whether the type that explained ``state`` is verified a leak and rose lately."""
+        root = next((s for s in self._types.values() if s.name == state.explained_by), None)
+        return (
+            root is not None
+            and root is not state
+            and root.verified
+            and root.increases >= 2
+            and self._samples - root.last_growth_sample <= self.calm_samples
+            and not self._explained(root)
+        )
 
     # -- verification: what keeps a growing type's new objects ----------------
 

@@ -18,6 +18,7 @@ import pytest
 import support
 from memtracker_web.core.tracker import display_path
 from memtracker_web.monitor import MemoryMonitor
+from memtracker_web.monitor import monitor as monitor_module
 from memtracker_web.monitor.monitor import least_builtin_step
 from memtracker_web.monitor.retention import (
     bounded_with_room,
@@ -470,7 +471,6 @@ def test_a_chain_through_the_monitor_s_own_objects_is_its_own_bookkeeping():
 def test_a_built_in_growing_in_the_monitor_s_own_tables_is_set_aside_without_a_search(
     verifying_monitor, monkeypatch, own, searched
 ):
-    from memtracker_web.monitor import monitor as monitor_module
 
     searches = []
     real = monitor_module.find_retainers_of_groups
@@ -922,7 +922,6 @@ _tickets: list = []
 
 @requires_engine
 def test_the_types_waiting_in_one_sample_are_verified_by_one_search(verifying_monitor, monkeypatch):
-    from memtracker_web.monitor import monitor as monitor_module
 
     searches: list[int] = []
     real = monitor_module.find_retainers_of_groups
@@ -972,3 +971,38 @@ def test_rises_while_set_aside_are_no_evidence_once_the_time_is_over(verifying_m
         samples += 1
     assert reports and reports[0]["type"] == "builtins.bytearray"
     assert state.increases - state.evidence_from >= 4 and samples >= 4
+
+
+@requires_engine
+def test_a_type_explained_by_a_root_that_still_leaks_is_not_searched_again():
+    # calm_samples 3: Held's verdict would be looked at afresh every 3 samples; while the
+    # traceback chain that holds its new objects is a verified leak and grows, one search
+    # says it all (each further one would climb the chain, a level a request)
+    m = MemoryMonitor(threshold=30, increases=4, interval=0.05, calm_samples=3, max_analyzed=3)
+    searched: list[int] = []
+    real = monitor_module.find_retainers_of_groups
+
+    def counting(groups, **options):
+        searched.append(m._samples)
+        return real(groups, **options)
+
+    monitor_module.find_retainers_of_groups = counting
+    try:
+        found_by_watch_all(m, Held)
+        found_by_watch_all(m, types.TracebackType)
+        for _ in range(16):
+            for _ in range(40):
+                keep_one_through_the_chain()
+            m.sample()
+        held = m._types[id(Held)]
+        assert held.explained_by == "builtins.traceback" and m._set_aside(held)
+        assert m._types[id(types.TracebackType)].verified
+        assert len(searched) <= 3, searched  # Held's and the chain's, not one every 3 samples
+        # the chain stops growing: once it is calm, Held is looked at afresh
+        for _ in range(5):
+            m.sample()
+        assert not m._set_aside(held) and held.explained_by is None
+    finally:
+        monitor_module.find_retainers_of_groups = real
+        m.close()
+        LAST_ERROR.__traceback__ = None
