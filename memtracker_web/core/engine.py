@@ -183,12 +183,15 @@ def referrers(objects: list[Any]) -> list[Any] | None:
     loaded (then ``gc.get_referrers``, whose cost grows with the number of objects
     asked about: it compares every reference with each of them). See
     ``REFERRERS_SEE_FROZEN``."""
-    return _tracker.referrers(objects) if _tracker is not None else None
+    # (getattr: an extension built before referrers() existed still loads; the
+    # search then asks gc.get_referrers, as without the extension)
+    walk = getattr(_tracker, "referrers", None) if _tracker is not None else None
+    return walk(objects) if walk is not None else None
 
 
 # Whether ``referrers`` also looks at what ``gc.freeze()`` set aside (the extension
 # on CPython 3.12.10+, 3.13.3+ and 3.14+), which ``gc.get_referrers`` never does.
-REFERRERS_SEE_FROZEN = bool(_tracker.REFERRERS_SEE_FROZEN) if _tracker is not None else False
+REFERRERS_SEE_FROZEN = bool(getattr(_tracker, "referrers", None) and _tracker.REFERRERS_SEE_FROZEN)
 
 
 def interpreter() -> str:

@@ -137,6 +137,10 @@ class Tracker:
         is JSON-serialisable; ``top_paths`` is ordered by retained count.
         """
         _check_class(cls, "stats")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"stats(): limit must be None or an int >= 0, not {limit!r}")
+        if isinstance(hotspots, bool) or not isinstance(hotspots, int) or hotspots < 0:
+            raise ValueError(f"stats(): hotspots must be an int >= 0, not {hotspots!r}")
         with self._lock:
             raw = self.capture._tree(cls)
             allocations = self.capture.allocations(cls)

@@ -40,6 +40,11 @@ VERIFY_BUDGET = 0.2
 # objects held from far off would cost a pass over the heap a level up to the
 # search's depth, and could not undo that verdict.
 VERIFY_PATIENCE = 3
+# A type whose new objects a search found held through another growing type (the
+# root) stays set aside while the root is a verified leak that still grows; it is
+# searched again after this many calm_samples, so that a leak of its own beside the
+# root's shows within a bound (each search of a chain that grows climbs it further).
+EXPLAINED_RECHECK_PERIODS = 4
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -101,6 +106,7 @@ class _TypeState:
         "verdict",
         "dismissed_until",
         "explained_by",
+        "explained_at",
         "root_of",
         "new_per_sample",
         "live_bytes",
@@ -143,6 +149,7 @@ class _TypeState:
         self.verdict: str | None = None  # what the last retention search concluded, in words
         self.dismissed_until = 0  # not escalated before this sample (a bounded cache filling, ...)
         self.explained_by: str | None = None  # the growing type that holds its new objects
+        self.explained_at = 0  # the sample of the search that found it so
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
         self.new_per_sample = 0  # objects made between the last two samples (watch-all's count, or the tracker's)
         self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
@@ -741,10 +748,17 @@ class MemoryMonitor:
         whose new objects were held through another's (the root) stays set aside
         while the root is verified a leak and still grows: a search would find
         them held through it again, at a pass over the heap a level up the root's
-        chain, which grows with the leak (a traceback chain: one level a request)."""
+        chain, which grows with the leak (a traceback chain: one level a request).
+        Not for ever: every EXPLAINED_RECHECK_PERIODS x ``calm_samples`` it is searched
+        again, so that a leak of its own, beside the root's, is found in bounded time."""
         if state.dismissed_until > self._samples and state.source == "watch_all":
             return True
-        if state.explained_by is not None and state.source == "watch_all" and self._root_still_leaks(state):
+        if (
+            state.explained_by is not None
+            and state.source == "watch_all"
+            and self._samples - state.explained_at < EXPLAINED_RECHECK_PERIODS * self.calm_samples
+            and self._root_still_leaks(state)
+        ):
             state.dismissed_until = self._samples + self.calm_samples
             return True
         if state.explained_by is not None or state.dismissed_until:
@@ -960,6 +974,7 @@ class MemoryMonitor:
         root.root_of.add(state.name)
         self._set_growth_aside(state, cls, f"its new objects are held through new {name} objects, which grow too")
         state.explained_by = name
+        state.explained_at = self._samples
 
     def _sampling(self, state: _TypeState) -> tuple[int, int]:
         """For a type watch-all found: the path of one allocation in how many, and one

@@ -278,6 +278,27 @@ def test_tracker_validates_arguments():
         mt.Tracker().track_with_analysis(Item, sample_every=0)
 
 
+@requires_engine
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"limit": -1}, "limit"),
+        ({"limit": 2.5}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"hotspots": -1}, "hotspots"),
+        ({"hotspots": None}, "hotspots"),
+        ({"hotspots": "3"}, "hotspots"),
+    ],
+)
+def test_stats_refuses_a_negative_or_non_int_limit(tracker, options, named):
+    # (a negative limit once meant "all paths but the last", by slicing)
+    tracker.track_with_analysis(Item)
+    churn_items(10)
+    with pytest.raises(ValueError, match=f"stats\\(\\): {named} must be"):
+        tracker.stats(Item, **options)
+    assert tracker.stats(Item, limit=None, hotspots=0)["hotspots"] == []
+
+
 def test_display_path_prefers_the_shorter_relative_form():
     assert display_path("<frozen importlib._bootstrap>") == "<frozen importlib._bootstrap>"
     stdlib_json = sys.modules["json"].__file__

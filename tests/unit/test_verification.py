@@ -998,6 +998,18 @@ def test_a_type_explained_by_a_root_that_still_leaks_is_not_searched_again():
         assert held.explained_by == "builtins.traceback" and m._set_aside(held)
         assert m._types[id(types.TracebackType)].verified
         assert len(searched) <= 3, searched  # Held's and the chain's, not one every 3 samples
+        explained_at = held.explained_at
+        # not for ever: EXPLAINED_RECHECK_PERIODS x calm_samples after that search, Held is
+        # searched again (a leak of its own would show), and is found held through it again
+        periods = monitor_module.EXPLAINED_RECHECK_PERIODS
+        before = len(searched)
+        while m._samples < explained_at + periods * 3 + 2:
+            for _ in range(40):
+                keep_one_through_the_chain()
+            m.sample()
+        assert len(searched) == before + 1, (searched, explained_at)
+        assert explained_at + periods * 3 <= searched[-1] <= explained_at + periods * 3 + 2
+        assert held.explained_by == "builtins.traceback" and held.explained_at > explained_at
         # the chain stops growing: once it is calm, Held is looked at afresh
         for _ in range(5):
             m.sample()
