@@ -371,6 +371,37 @@ def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> l
     return [{"count": -key[0], "path": path} for key, path in paths[:limit]]
 
 
+def _hotspots_by_walking_each_path(nodes: list, limit: int) -> list[dict]:
+    """The hotspots as their definition reads: every frame of every path that is not ours
+    adds the path's counts once (a frame twice in one path counts once), the innermost
+    frame its retained count as self; most retained first, then self, then total, then place."""
+    from memtracker_web.core.tracker import is_app_file, is_own_file
+
+    hot: dict[tuple, list[int]] = {}
+    for index, (_p, _f, _l, _fn, total, retained, _t) in enumerate(nodes):
+        if not total and not retained:
+            continue
+        chain, i = [], index
+        while i > 0:
+            chain.append(i)
+            i = nodes[i][0]
+        decided = [j for j in chain if is_app_file(nodes[j][1]) or is_own_file(nodes[j][1])]
+        if decided and is_own_file(nodes[decided[0]][1]):
+            continue
+        places = [(display_path(nodes[j][1]), nodes[j][2], nodes[j][3]) for j in chain]
+        for place in set(places):
+            counts = hot.setdefault(place, [0, 0, 0])
+            counts[0] += total
+            counts[1] += retained
+        if places:
+            hot[places[0]][2] += retained
+    ranked = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][2], -kv[1][0], kv[0]))[:limit]
+    return [
+        {"filename": f, "lineno": line, "function": fn, "total_count": c[0], "count": c[1], "self_count": c[2]}
+        for (f, line, fn), c in ranked
+    ]
+
+
 _FILES = [
     os.path.join(os.getcwd(), "myapp", "views.py"),
     os.path.join(os.getcwd(), "myapp", "models.py"),
@@ -393,8 +424,9 @@ _FILES = [
         max_size=40,
     ),
     limit=st.one_of(st.none(), st.integers(min_value=1, max_value=6)),
+    hotspot_limit=st.integers(min_value=0, max_value=8),
 )
-def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit):
+def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit, hotspot_limit):
     from memtracker_web.core.tracker import build_stats
 
     nodes = [(-1, "", 0, "", 0, 0, False)]
@@ -402,7 +434,8 @@ def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit):
         nodes.append((parent % index, _FILES[file], line, f"f{line}", retained + extra, retained, False))
     meta = {"sample_every": 1, "depth": 40, "max_nodes": 100, "pruned_nodes": 0}
     meta.update(pruned_allocations=0, overflow=0, unattributed=0)
-    with_places = build_stats(nodes, meta, 0, 0, limit=limit, hotspot_limit=0)
+    with_places = build_stats(nodes, meta, 0, 0, limit=limit, hotspot_limit=hotspot_limit)
     shown = [{"count": p["count"], "path": p["path"]} for p in with_places["top_paths"]]
     assert shown == _stats_by_walking_each_path(nodes, meta, limit)
     assert with_places["paths"] == len(_stats_by_walking_each_path(nodes, meta, None))
+    assert with_places["hotspots"] == _hotspots_by_walking_each_path(nodes, hotspot_limit)
