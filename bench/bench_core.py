@@ -118,13 +118,14 @@ def _watch_config(sample: int, types=()):
     return Config(name + (f" + count-only, {len(types)} user types" if types else ""), start, stop)
 
 
-def _watch_analysis_config(name, cls, sample_every, by_address):
+def _watch_analysis_config(name, classes, sample_every, by_address, watch_sample=64):
     state = {}
 
     def start():
-        _tracker.watch_start(sample=64)
+        _tracker.watch_start(sample=watch_sample)
         tracker = mt.Tracker(depth=10)
-        tracker.track_with_analysis(cls, sample_every=sample_every, sample_objects=sample_every if by_address else 1)
+        for cls in classes:
+            tracker.track_with_analysis(cls, sample_every=sample_every, sample_objects=sample_every if by_address else 1)
         state["t"] = tracker
 
     def stop():
@@ -147,8 +148,18 @@ CONFIGS = [
     # what the monitor runs while a leak of dicts is analysed: sampled watch-all, and
     # dict's paths one allocation in 64, every dict tabled (before) or one in about
     # 64 tabled and counted, by address (sample_objects)
-    _watch_analysis_config("ours: watch-all 1/64 + paths of dict 1/64, every dict tabled", dict, 64, False),
-    _watch_analysis_config("ours: watch-all 1/64 + dict sampled 1/64 by address", dict, 64, True),
+    _watch_analysis_config("ours: watch-all 1/64 + paths of dict 1/64, every dict tabled", [dict], 64, False),
+    _watch_analysis_config("ours: watch-all 1/64 + dict sampled 1/64 by address", [dict], 64, True),
+    # what it runs while a class made by the thousand a second is analysed (the slow
+    # leak shape): exact watch-all, the class's paths one allocation in 64, every
+    # object tabled (as now) or one in about 64 by address; Point is made 20,000
+    # times a run of the allocation-heavy workload, Order 20,000 of the request one
+    _watch_analysis_config(
+        "ours: watch-all exact + paths of 2 classes 1/64, every object tabled", [Point, Order], 64, False, 1
+    ),
+    _watch_analysis_config(
+        "ours: watch-all exact + 2 classes sampled 1/64 by address", [Point, Order], 64, True, 1
+    ),
     Config("tracemalloc(1)", lambda: tracemalloc.start(1), tracemalloc.stop),
     Config("tracemalloc(10)", lambda: tracemalloc.start(10), tracemalloc.stop),
 ]
