@@ -110,8 +110,8 @@ typedef struct {
 
 /* Direct-mapped like BindCache: a type that the slow path may hand straight
  * to its one capture (see mt_engine_update_plain). Empty unless the shortcut's
- * conditions hold (marks, one interpreter, no exact watch-all, no
- * reassignment targets, nothing chained). */
+ * conditions hold (marks, one interpreter, no reassignment targets, nothing
+ * chained). Exact watch-all takes it only from mt_hook_watch_miss. */
 typedef struct {
     PyTypeObject *type;
     MtCaptureCore *capture;
@@ -137,12 +137,18 @@ typedef struct {
 } MtWatchRow;
 
 /* Direct-mapped cache in front of mt_engine.watch: type pointer => counts not yet
- * added to its row (index: CREATE 0, DESTROY 1). It only ever holds types
- * whose events need nothing else (see mt_watch_cacheable), so a hit is one add. */
+ * added to its row (index: CREATE 0, DESTROY 1). Its first MT_FILTER_SIZE
+ * entries only ever hold types whose events need nothing else (see
+ * mt_watch_cacheable), so a hit there is one add. The second half, under exact
+ * watch-all, holds tracked classes (MT_WATCH_MARKED_ENTRY): the hook's miss
+ * path counts one there when its one capture's shortcut takes the event
+ * (mt_hook_watch_miss), instead of a lookup in mt_engine.watch. */
 typedef struct {
     PyTypeObject *type;
     uint64_t count[2];
 } MtWatchCache;
+#define MT_WATCH_CACHE_ENTRIES (2 * MT_FILTER_SIZE)
+#define MT_WATCH_MARKED_ENTRY(tp) (&mt_engine.watch_cache[MT_FILTER_SIZE + MT_FILTER_INDEX(tp)])
 
 /* Sampled watch-all counts an object when a multiplicative hash of its
  * address falls below a limit. An object keeps its address for life, so its
@@ -234,7 +240,7 @@ typedef struct MtEngine {
     uint32_t watch_sample;  /* 1: every object counted; N: about one object in N (see MT_WATCH_SAMPLED) */
     uint32_t watch_limit;   /* an object is sampled when its address hash is below this */
     int watch_stale;        /* displaced while watching: type pointers may dangle */
-    MtWatchCache watch_cache[MT_FILTER_SIZE];
+    MtWatchCache watch_cache[MT_WATCH_CACHE_ENTRIES];   /* (sizeof covers both halves) */
     int multi_interp;       /* another interpreter exists (refreshed at safe points) */
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */

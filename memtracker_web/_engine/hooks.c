@@ -129,18 +129,25 @@ mt_capture_on_destroy(MtCaptureCore *c, PyObject *op)
     }
 }
 
-/* The common case of mt_capture_on_create, inline and without a call: a
- * count-only slot (no call tree, no callback) and a table with room. Returns
- * 0, having changed nothing, for anything else (a stale entry at this address
- * included): the caller then takes the full path. */
+/* The common case of mt_capture_on_create, inline and without a call: an
+ * object that gets no call path (a count-only slot, or one whose paths are
+ * sampled and this allocation is not the one in path_every), no callback and
+ * a table with room. Returns 0, having changed nothing, for anything else (a
+ * stale entry at this address included): the caller then takes the full path. */
 static inline int
 mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 {
     MtSlot *slot = &c->slots[s];
     MtPtrMap *m = &c->objects;
-    if (slot->tree != NULL || slot->callback || slot->addr_limit || m->used >= m->limit) {
+    if (slot->callback || slot->addr_limit || m->used >= m->limit) {
         return 0;
     }
+#if MT_HAVE_TRACER
+    MtTree *t = slot->tree;
+    if (t != NULL && t->sample_counter % slot->path_every == 0) {
+        return 0;   /* its path is taken: the full path counts it */
+    }
+#endif
     size_t i = mt_pm_hash(m, (uintptr_t)op);
     uintptr_t k;
     while ((k = m->keys[i]) != 0) {
@@ -153,6 +160,11 @@ mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject 
     m->vals[i] = val;
     m->used++;
     slot->new_count++;
+#if MT_HAVE_TRACER
+    if (t != NULL) {
+        t->sample_counter++;
+    }
+#endif
     return 1;
 }
 
@@ -437,15 +449,36 @@ mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
  * anything else takes the slow path, which counts it and may cache it. */
 _Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1, "the watch cache indexes its counts by event");
 
-/* A counted event: one add in the cache when its type is there, else the
- * full slow path, which counts it and may cache the type. (Under watch-all
- * the slow path's shortcut table is empty, or skipped for counted objects.) */
+/* A sampled watch-all's counted event: one add in the cache when its type is
+ * there, else the full slow path, which counts it and may cache the type (it
+ * never takes the slow path's shortcut, which does not count). */
 static inline int
 mt_watch_cached_event(PyObject *op, PyRefTracerEvent event, MtWatchCache *cache)
 {
     uintptr_t tp = (uintptr_t)Py_TYPE(op);
     MtWatchCache *entry = &cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
     if ((uintptr_t)entry->type == tp && !mt_engine.busy) {
+        entry->count[(unsigned)event]++;
+        return 0;
+    }
+    return mt_hook_full(op, event);
+}
+
+/* Exact watch-all, a type not in the cache's first half. A tracked class
+ * whose one capture's shortcut takes the event (see mt_engine_update_plain),
+ * when the class holds its entry in the second half (mt_watch_count puts it
+ * there): counted there with one add. Anything else: the full slow path,
+ * which counts it (and caches the type). */
+static MT_NOINLINE int
+mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
+    MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
+    if (plain->type == tp && entry->type == tp && !mt_engine.busy
+        && (plain->limit                  ? !MT_WATCH_SAMPLED(op, plain->limit)
+            : event == PyRefTracer_CREATE ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                                          : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
         entry->count[(unsigned)event]++;
         return 0;
     }
@@ -461,7 +494,13 @@ mt_hook_watch(PyObject *op, PyRefTracerEvent event, void *data)
      * cache's address). */
     (void)data;
     MT_HOOK_REMOVED_GUARD(op, event)
-    return mt_watch_cached_event(op, event, mt_engine.watch_cache);
+    uintptr_t tp = (uintptr_t)Py_TYPE(op);
+    MtWatchCache *entry = &mt_engine.watch_cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
+    if ((uintptr_t)entry->type == tp && !mt_engine.busy) {
+        entry->count[(unsigned)event]++;
+        return 0;
+    }
+    return mt_hook_watch_miss(op, event);
 }
 
 /* With several interpreters: another one may run under its own GIL, hands

@@ -247,9 +247,10 @@ mt_engine_sync_marks(void)
 static void
 mt_engine_update_plain(void)
 {
-    /* (sampled watch-all: the sampled objects' events skip the shortcut) */
-    int plain = mt_engine.precise && (!mt_engine.watch_on || mt_engine.watch_sample > 1) && mt_engine.n_retargets == 0
-                && !mt_engine.multi_interp;
+    /* (sampled watch-all: the sampled objects' events skip the shortcut; exact
+     * watch-all takes it only for a type in its marked cache entry, which counts
+     * the event: see mt_hook_watch_miss) */
+    int plain = mt_engine.precise && mt_engine.n_retargets == 0 && !mt_engine.multi_interp;
 #if MT_HAVE_TRACER
     /* chained: the prior tracer may call a hook of ours back (mt_engine.busy says so),
      * and the shortcut does not look at mt_engine.busy */

@@ -44,7 +44,7 @@ mt_watch_cache_flush(MtWatchCache *entry, int clear)
 static void
 mt_watch_cache_flush_all(int clear)
 {
-    for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
+    for (size_t i = 0; i < MT_WATCH_CACHE_ENTRIES; i++) {
         mt_watch_cache_flush(&mt_engine.watch_cache[i], clear);
     }
 }
@@ -100,6 +100,15 @@ mt_watch_count(PyTypeObject *tp, int is_free)
         mt_watch_cache_flush(entry, 0);
         entry->type = tp;
     }
+#if MT_HAVE_TRACER
+    else if (mt_engine.precise && mt_engine.watch_sample == 1 && (tp->tp_watched & mt_engine.mark_bit)
+             && !PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS) && !MT_WATCH_FINALIZABLE(tp)) {
+        /* a tracked class under exact watch-all: see mt_hook_watch_miss */
+        MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
+        mt_watch_cache_flush(entry, 0);
+        entry->type = tp;
+    }
+#endif
 }
 
 #if MT_HAVE_TRACER
@@ -149,10 +158,12 @@ static void
 mt_watch_forget(PyTypeObject *tp)
 {
     uint32_t row;
-    MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
-    if (entry->type == tp) {
-        entry->type = NULL;
-        entry->count[0] = entry->count[1] = 0;
+    MtWatchCache *entries[2] = {&mt_engine.watch_cache[MT_FILTER_INDEX(tp)], MT_WATCH_MARKED_ENTRY(tp)};
+    for (int i = 0; i < 2; i++) {
+        if (entries[i]->type == tp) {
+            entries[i]->type = NULL;
+            entries[i]->count[0] = entries[i]->count[1] = 0;
+        }
     }
     if (mt_pm_pop(&mt_engine.watch, (uintptr_t)tp, &row)) {
         mt_engine.watch_rows[row].type = NULL;
@@ -435,7 +446,7 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     /* Every row's type and every cached type is alive from here: a cache
      * entry goes with its row. */
     mt_watch_cache_flush_all(0);
-    for (size_t i = 0; i < MT_FILTER_SIZE; i++) {
+    for (size_t i = 0; i < MT_WATCH_CACHE_ENTRIES; i++) {
         /* a __del__ added to a class after it was cached: its events take the
          * slow path from now on (see MT_WATCH_FINALIZABLE) */
         PyTypeObject *tp = mt_engine.watch_cache[i].type;

@@ -98,9 +98,15 @@ def test_captures_started_and_stopped_while_threads_allocate():
 
 
 @requires_engine
-def test_analysis_under_threads_and_gc_keeps_exact_counts():
+@pytest.mark.parametrize("watch", [None, 1, 64], ids=["no-watch-all", "exact-watch-all", "sampled-watch-all"])
+@pytest.mark.parametrize("sample_every", [1, 8], ids=["every-path", "paths-1-in-8"])
+def test_analysis_under_threads_and_gc_keeps_exact_counts(watch, sample_every):
+    # (each way a tracked class's event may take: the hook's shortcut for one capture,
+    # with or without watch-all counting it, and the full path for an object whose path is taken)
+    if watch is not None:
+        _tracker.watch_start(sample=watch)
     tracker = mt.Tracker(depth=8)
-    tracker.track_with_analysis(Node, max_nodes=64)
+    tracker.track_with_analysis(Node, max_nodes=64, sample_every=sample_every)
     kept = []
     lock = threading.Lock()
 
@@ -126,13 +132,23 @@ def test_analysis_under_threads_and_gc_keeps_exact_counts():
         stats = tracker.stats(Node)
         live = sum(1 + (n.other is not None) for n in kept)
         assert stats["live_count"] == live
-        assert stats["retained_allocations"] == live
+        if sample_every == 1:
+            assert stats["retained_allocations"] == live
+        else:
+            assert stats["estimated"] and stats["retained_allocations"] % sample_every == 0
         assert stats["call_tree"]["nodes"] <= 64
+        if watch is not None:
+            new, free = next((n, f) for cls, n, f in _tracker.watch_counts() if cls is Node)
+            assert new - free == live  # a class: counted exactly by watch-all, sampled or not
         kept.clear()
         stats = tracker.stats(Node)
         assert stats["live_count"] == 0 and stats["retained_allocations"] == 0
+        if watch is not None:
+            new, free = next((n, f) for cls, n, f in _tracker.watch_counts() if cls is Node)
+            assert new == free
     finally:
         tracker.stop()
+        _tracker.watch_stop()
 
 
 @requires_engine

@@ -371,26 +371,38 @@ def test_class_assignment_moves_the_watch_all_count_with_the_object(sample, with
         capture.stop()
 
 
-@pytest.mark.parametrize("how", ["one-capture", "two-captures", "analysis"])
-def test_a_tracked_class_is_counted_once_by_watch_all_whichever_path_its_events_take(how, filter_mode):
-    # One capture counting it takes the engine's shortcut; two, or call paths, the full path.
-    captures = [mt.Capture() for _ in range(2 if how == "two-captures" else 1)]
+@pytest.mark.parametrize("sample", [1, 64])
+@pytest.mark.parametrize("how", ["one-capture", "two-captures", "analysis", "paths-1-in-8"])
+def test_a_tracked_class_is_counted_once_by_watch_all_whichever_path_its_events_take(how, sample, filter_mode):
+    # One capture counting it takes the engine's shortcut, and so does one analysing it
+    # for an object whose path is not taken; two captures, or a path taken, the full path.
+    captures = [mt.Capture() for _ in range({"one-capture": 1, "two-captures": 2}.get(how, 0))]
     tracker = None
     for c in captures:
         c.track(Tracked)
         c.start()
-    if how == "analysis":
+    if how in ("analysis", "paths-1-in-8"):
         tracker = mt.Tracker(depth=4)
-        tracker.track_with_analysis(Tracked)
-    _tracker.watch_start(sample=64)
+        tracker.track_with_analysis(Tracked, sample_every=8 if how == "paths-1-in-8" else 1)
+    _tracker.watch_start(sample=sample)
     try:
         for rounds in range(1, 4):
             objs = [Tracked() for _ in range(30_000)]
             del objs[::3]
             assert _counts()[Tracked] == (30_000 * rounds, 10_000 + 30_000 * (rounds - 1))
             assert all(c.count_for(Tracked) == 20_000 for c in captures)
+            if tracker is not None:
+                every = 8 if how == "paths-1-in-8" else 1
+                nodes, meta = tracker.capture._tree(Tracked)
+                # objects 0, every, 2 * every, ... of all made get their path; of this
+                # round's (30,000 is a multiple of 8), those not deleted (not 0 mod 3) live on
+                assert sum(n[4] for n in nodes) + meta["unattributed"] == 30_000 * rounds // every
+                assert sum(n[5] for n in nodes) == sum(1 for i in range(0, 30_000, every) if i % 3)
+                assert tracker.capture.count_for(Tracked) == 20_000
             del objs
         assert _net(_counts(), Tracked) == 0
+        if tracker is not None:
+            assert sum(n[5] for n in tracker.capture._tree(Tracked)[0]) == 0
     finally:
         _tracker.watch_stop()
         for c in captures:
