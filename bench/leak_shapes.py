@@ -341,6 +341,10 @@ def main() -> None:
         help="both apps without the tool: what the comparison reads when nothing differs (its noise)",
     )
     args = parser.parse_args()
+    if args.log_dir:
+        # Made here, before any server starts: the log reader runs in a thread, where a
+        # missing directory would end it silently and lose every nomination after.
+        os.makedirs(args.log_dir, exist_ok=True)
     rows = []
     runs = [(shape, args.seconds) for shape in args.shapes]
     if args.healthy_seconds > 0:
