@@ -12,6 +12,7 @@ ours in between.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import weakref
@@ -242,7 +243,16 @@ async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
 
 async def _run_sync(fn: Callable[[Request], Response], request: Request) -> Response:
     # Snapshot and HTML rendering are CPU work; keep them off the event loop.
-    # anyio comes with starlette; fall back to inline when it is not there.
+    # Under asyncio, in the loop's default executor: anyio's to_thread would load its
+    # asyncio backend on the page's first view (hundreds of dicts and functions made at
+    # once in an app that never needed it, into the counts of a dict leak being
+    # analysed, with import paths in its report). Another loop (trio): anyio's.
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        return await loop.run_in_executor(None, fn, request)
     try:
         from anyio import to_thread
     except ImportError:  # pragma: no cover - starlette always brings anyio

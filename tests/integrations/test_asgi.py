@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import sys
 import types
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -387,3 +389,52 @@ def test_real_default_monitor_over_asgi() -> None:
         assert not monitor.running  # stopped by lifespan shutdown: we started it
     finally:
         mon.reset_default_monitor()
+
+
+PAGE_UNDER_ASYNCIO = """
+import asyncio, sys, threading
+sys.path.insert(0, sys.argv[1])
+from memtracker_web.asgi import MemoryTrackerMiddleware
+from support import leaky_monitor
+
+seen = {}
+
+async def app(scope, receive, send):
+    raise AssertionError("the page is ours")
+
+monitor = leaky_monitor()
+snapshot = monitor.snapshot
+def snapshot_off_the_loop(*args, **kwargs):
+    seen["thread"] = threading.get_ident()
+    return snapshot(*args, **kwargs)
+monitor.snapshot = snapshot_off_the_loop
+middleware = MemoryTrackerMiddleware(app, monitor=monitor)
+
+async def main():
+    sent = []
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/debug/memory", "raw_path": b"/debug/memory", "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"localhost"), (b"accept", b"application/json")],
+             "client": ("127.0.0.1", 50000), "server": ("localhost", 80)}
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        sent.append(message)
+    await middleware(scope, receive, send)
+    return sent
+
+sent = asyncio.run(main())
+print(sent[0]["status"], sent[1]["body"][:1].decode(), seen["thread"] != threading.get_ident(),
+      "anyio._backends._asyncio" in sys.modules)
+"""
+
+
+def test_the_page_runs_off_the_loop_without_loading_anyio_under_asyncio() -> None:
+    # anyio's to_thread would load its asyncio backend on the page's first view: hundreds
+    # of objects made at once in an all-async app, into the counts of a leak being analysed
+    tests = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", PAGE_UNDER_ASYNCIO, tests], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "{", "True", "False"]
