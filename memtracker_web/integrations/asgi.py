@@ -13,6 +13,7 @@ ours in between.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import weakref
@@ -252,7 +253,9 @@ async def _run_sync(fn: Callable[[Request], Response], request: Request) -> Resp
     except RuntimeError:
         loop = None
     if loop is not None:
-        return await loop.run_in_executor(None, fn, request)
+        # (in the request's context, as anyio's to_thread does: a log record made by
+        # the page carries what the app's middleware put there)
+        return await loop.run_in_executor(None, contextvars.copy_context().run, fn, request)
     try:
         from anyio import to_thread
     except ImportError:  # pragma: no cover - starlette always brings anyio
