@@ -468,14 +468,17 @@ mt_watch_cached_event(PyObject *op, PyRefTracerEvent event, MtWatchCache *cache)
  * whose one capture's shortcut takes the event (see mt_engine_update_plain),
  * when the class holds its entry in the second half (mt_watch_count puts it
  * there): counted there with one add. Anything else: the full slow path,
- * which counts it (and caches the type). */
+ * which counts it (and caches the type). A class given a finaliser after it
+ * took its entry leaves the shortcut here, at once: its deaths must be
+ * counted once each (mt_watch_first_death), and a tracked class used to be
+ * checked at every event. */
 static MT_NOINLINE int
 mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
 {
     PyTypeObject *tp = Py_TYPE(op);
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
     MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
-    if (plain->type == tp && entry->type == tp && !mt_engine.busy
+    if (plain->type == tp && entry->type == tp && !mt_engine.busy && !MT_WATCH_FINALIZABLE(tp)
         && (plain->limit                  ? !MT_WATCH_SAMPLED(op, plain->limit)
             : event == PyRefTracer_CREATE ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
                                           : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {

@@ -465,6 +465,42 @@ def test_an_object_resurrected_by_its_finaliser_is_counted_freed_once(sample, wi
         _saved.clear()
 
 
+def test_a_finaliser_added_to_a_tracked_class_after_it_was_counted_is_seen(filter_mode):
+    # A tracked class under exact watch-all is counted in the cache's second half (the
+    # one-capture shortcut) only while it has no finaliser: a __del__ given to it later
+    # takes its events off the shortcut at once, so a resurrected object is counted freed
+    # once, not at each of its deaths.
+    kept: list = []
+
+    class Late:
+        pass
+
+    capture = mt.Capture()
+    capture.track(Late)
+    capture.start()
+    _tracker.watch_start(sample=1)
+    try:
+        objs = [Late() for _ in range(100)]
+        del objs
+        assert _counts()[Late] == (100, 100)
+        objs = [Late() for _ in range(100)]  # counted in the cache entry the class holds
+
+        def resurrect(self):
+            if not getattr(self, "back", False):
+                self.back = True
+                kept.append(self)
+
+        Late.__del__ = resurrect
+        del objs  # each dies, comes back, and dies for good below
+        assert len(kept) == 100
+        kept.clear()
+        assert _counts()[Late] == (200, 200)
+        assert capture.count_for(Late) == 0
+    finally:
+        _tracker.watch_stop()
+        capture.stop()
+
+
 def test_the_addresses_kept_for_resurrection_are_bounded():
     _tracker.watch_start(sample=64)
     try:
