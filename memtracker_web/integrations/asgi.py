@@ -255,7 +255,11 @@ async def _run_sync(fn: Callable[[Request], Response], request: Request) -> Resp
     if loop is not None:
         # (in the request's context, as anyio's to_thread does: a log record made by
         # the page carries what the app's middleware put there)
-        return await loop.run_in_executor(None, contextvars.copy_context().run, fn, request)
+        try:
+            done = loop.run_in_executor(None, contextvars.copy_context().run, fn, request)
+        except RuntimeError:  # the default executor was shut down: the loop is ending
+            return fn(request)
+        return await done
     try:
         from anyio import to_thread
     except ImportError:  # pragma: no cover - starlette always brings anyio
