@@ -783,9 +783,10 @@ def test_the_monitors_own_bookkeeping_does_not_grow_once_its_history_is_full():
             m.sample()
             m.snapshot()
         grown = {cls.__name__: counter.count_for(cls) - before[cls] for cls in before}
-        # (a few log records of what watch-all noticed in the test run itself
-        # are kept by pytest's log capture; one string or more a sample was not)
-        assert max(grown.values()) <= 5, grown
+        # (a few log records of what watch-all noticed in the test run itself are
+        # kept by pytest's log capture: 6 strings were seen once on 3.14 in CI; one
+        # string or more a sample, 40 or more here, was not)
+        assert max(grown.values()) <= 10, grown
     finally:
         counter.stop()
         m.close()
