@@ -469,9 +469,9 @@ mt_watch_cached_event(PyObject *op, PyRefTracerEvent event, MtWatchCache *cache)
  * when the class holds its entry in the second half (mt_watch_count puts it
  * there): counted there with one add. Anything else: the full slow path,
  * which counts it (and caches the type). A class given a finaliser after it
- * took its entry leaves the shortcut here, at once: its deaths must be
- * counted once each (mt_watch_first_death), and a tracked class used to be
- * checked at every event. */
+ * took its entry leaves the shortcut here, at once, not at the next read: an
+ * object its finaliser resurrects must be counted freed once
+ * (mt_watch_first_death), which only the full path does. */
 static MT_NOINLINE int
 mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
 {
