@@ -766,28 +766,38 @@ def test_the_monitors_own_bookkeeping_does_not_grow_once_its_history_is_full():
     # than before: the monitor's own growth must never look like a leak to it.
     m = MemoryMonitor(history=10, watch_all=True)
     counter = mt.Capture()
+    logger = logging.getLogger("memtracker_web")
+    discard = logging.NullHandler()
     for cls in (tuple, float, str, Leaky, Churny):
         counter.track(cls)
     try:
         for cls in (Leaky, Churny, Other, NeverNamed):
             m.start_monitoring(cls)
-        for _ in range(12):
+        # Watch-all notices the monitor's own tuples, floats, ints, strings and deques
+        # growing in the first samples, nominates them, finds them to be its own and
+        # looks again 30 samples later (a retention search, whose first run fills
+        # CPython's ABC caches): one-off work, over within about 45 samples here, and
+        # a type nominated keeps a history that is full 10 samples later.
+        for _ in range(60):
             m.sample()
             m.snapshot()
         counter.start()
         for _ in range(5):
             m.sample()
             m.snapshot()  # (the last snapshot is kept until the next sample)
+        # pytest's log capture would keep the records of any such look (a few strings
+        # each), which are not the monitor's, so they go nowhere meanwhile.
+        logger.propagate = False
+        logger.addHandler(discard)
         before = {cls: counter.count_for(cls) for cls in (tuple, float, str)}
         for _ in range(40):
             m.sample()
             m.snapshot()
         grown = {cls.__name__: counter.count_for(cls) - before[cls] for cls in before}
-        # (a few log records of what watch-all noticed in the test run itself are
-        # kept by pytest's log capture: 6 strings were seen once on 3.14 in CI; one
-        # string or more a sample, 40 or more here, was not)
-        assert max(grown.values()) <= 10, grown
+        assert max(grown.values()) <= 5, grown
     finally:
+        logger.removeHandler(discard)
+        logger.propagate = True
         counter.stop()
         m.close()
 
