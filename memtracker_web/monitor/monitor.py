@@ -23,7 +23,14 @@ from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import resolve_type, type_module, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
-from .retention import RetentionBusy, find_retainers, find_retainers_of_groups, only_in_own_tables, own_table_refs
+from .retention import (
+    RetentionBusy,
+    app_threads_held_off,
+    find_retainers,
+    find_retainers_of_groups,
+    only_in_own_tables,
+    own_table_refs,
+)
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
@@ -386,6 +393,9 @@ class MemoryMonitor:
         self._census_info: dict[str, Any] | None = None
         self._watching = False
         self._watch_recycled = 0  # nominated, went calm, and gave the place back
+        # verification searches, and the seconds the app's threads waited for them in all
+        # and at most (see app_threads_held_off)
+        self._held_off = [0, 0.0, 0.0]
         self._restarts: deque = deque(maxlen=20)  # when counting restarted after another tool's tracer
         self._resident = PointRing(self.history)  # the process's resident memory at each sample
         self._config_errors: deque = deque(maxlen=20)  # configured types that could not be monitored
@@ -801,23 +811,44 @@ class MemoryMonitor:
     def _verify_pending(self) -> None:
         """Verify the types waiting for it (see _judge), all from one retention search:
         each level of a search asks the collector once about every object it looks
-        for, so one search for all costs about as much as one for a single type. It
-        holds the GIL while it runs: at most VERIFY_BUDGET seconds a sample."""
+        for, so one search for all costs about as much as one for a single type. No
+        app thread runs while it holds their objects: at most VERIFY_BUDGET seconds a
+        sample (see ``app_threads_held_off``)."""
+        waiting = [
+            state
+            for state in list(self._types.values())
+            if state.source == "watch_all"
+            and not state.verified
+            and state.verify_since is not None
+            and self._samples - state.verify_since >= VERIFY_AFTER
+            and state.increases >= 2
+            and self._samples - state.last_growth_sample <= self.calm_samples
+            and not self._set_aside(state)
+        ]
+        if not waiting:
+            return
+        with app_threads_held_off():
+            started = time.perf_counter()
+            results = self._search_for_pending(waiting)
+            held = time.perf_counter() - started
+        self._held_off[0] += 1
+        self._held_off[1] += held
+        self._held_off[2] = max(self._held_off[2], held)
+        for (state, cls), found in results:
+            if not state.verified and not self._set_aside(state):  # (a root judged before it may explain it)
+                self._judge(state, cls, found)
+
+    def _search_for_pending(self, waiting: list[_TypeState]) -> list[tuple[tuple[_TypeState, type], dict[str, Any]]]:
+        """The retention search of _verify_pending, from the moment it holds objects of
+        the app's to the moment it lets them go: no app thread runs in between (see
+        ``app_threads_held_off``)."""
         pending: list[tuple[_TypeState, type]] = []
         groups: list[list[Any]] = []
-        for state in list(self._types.values()):
-            if (
-                state.source != "watch_all"
-                or state.verified
-                or state.verify_since is None
-                or self._samples - state.verify_since < VERIFY_AFTER
-                or not (state.increases >= 2 and self._samples - state.last_growth_sample <= self.calm_samples)
-                or self._set_aside(state)
-            ):
-                continue
+        for state in waiting:
             cls = state.ref()
             if cls is None:
                 continue
+            assert state.verify_since is not None  # (waiting has only those)
             try:
                 objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
             except RuntimeError:
@@ -832,21 +863,19 @@ class MemoryMonitor:
         if pending:
             self._set_own_growth_aside(pending, groups)
         if not pending:
-            return
+            return []
         try:
             results = find_retainers_of_groups(groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE)
         except RetentionBusy:
-            return  # someone's search from the page: at the next sample
+            return []  # someone's search from the page: at the next sample
         except Exception as exc:  # a defect of ours must not stop the monitor's samples
             logger.exception("memtracker_web: verifying %s failed", ", ".join(state.name for state, _ in pending))
             for state, cls in pending:
                 self._set_growth_aside(state, cls, f"its verification failed ({type(exc).__name__}: {exc})"[:300])
-            return
+            return []
         finally:
             groups.clear()  # the objects themselves are not kept past the search
-        for (state, cls), found in zip(pending, results, strict=True):
-            if not state.verified and not self._set_aside(state):  # (a root judged before it may explain it)
-                self._judge(state, cls, found)
+        return list(zip(pending, results, strict=True))
 
     def _set_own_growth_aside(self, pending: list[tuple[_TypeState, type]], groups: list[list[Any]]) -> None:
         """Set aside, without a search, each pending type whose new objects are at least
@@ -1394,6 +1423,11 @@ class MemoryMonitor:
                     "candidates": len(self._watch),
                     "promoted": self._watch_promotions,
                     "recycled": self._watch_recycled,
+                    "held_off": {
+                        "times": self._held_off[0],
+                        "seconds": round(self._held_off[1], 6),
+                        "longest_seconds": round(self._held_off[2], 6),
+                    },
                     "sample": rate,
                     "estimated": rate > 1,
                 }

@@ -23,25 +23,66 @@ a list or tuple position is ``[i]``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import sys
 import threading
 import time
 import types
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from ..core.engine import REFERRERS_SEE_FROZEN, referrers, running_frames
 from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
-__all__ = ["find_retainers", "RetentionBusy", "only_in_own_tables", "own_table_refs"]
+__all__ = ["app_threads_held_off", "find_retainers", "RetentionBusy", "only_in_own_tables", "own_table_refs"]
 
 MAX_DEPTH = 16
 # Referrer objects considered per level: a frontier that fans out past this is cut.
 MAX_FRONTIER = 5000
 
+# While the app's threads are held off (see app_threads_held_off): the thread switch
+# interval, the longest a search of the monitor's verification may take before an app
+# thread can ask for the GIL again (VERIFY_BUDGET is 0.2 s).
+HOLD_OFF_INTERVAL = 0.5
+
 _lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def app_threads_held_off() -> Iterator[None]:
+    """Run the block without the interpreter handing the GIL to another thread.
+
+    A search holds references to the app's objects (those it starts from, their
+    holders). Were an app thread to run meanwhile and drop its last reference to one
+    of them, that object would outlive it until the search ends: a weakref still
+    alive, a ``__del__`` or a callback late by milliseconds, where CPython's own
+    tests (test_weakref) expect it at once. The GIL passes to a waiting thread only
+    once it has waited the switch interval; that interval is made longer than a
+    search for the block's duration, and the block starts only once every thread
+    that began waiting under the old interval has had its turn (a sleep as long as
+    that interval), so none of them asks mid-block.
+
+    The price: the app's threads wait for the block (a search of the monitor's
+    verification, bounded by its budget), as they wait for a collection of
+    CPython's garbage collector. A block that blocks (I/O, a lock held by another
+    thread) lets others run, as before. A switch interval someone else set
+    meanwhile is left as they set it."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(HOLD_OFF_INTERVAL)
+    try:
+        time.sleep(previous + 0.001)
+        yield
+    finally:
+        if sys.getswitchinterval() == HOLD_OFF_INTERVAL:
+            sys.setswitchinterval(previous)
+        # A thread that began waiting in the block waits the long interval: letting go
+        # of the GIL wakes it, and it waits the restored one from then on.
+        time.sleep(0)
+
+
 _OWN_PACKAGE = __name__.split(".")[0]
 # A suspended coroutine (an asyncio task's), generator or async generator: where its frame is
 _FRAME_OF = {types.CoroutineType: "cr_frame", types.GeneratorType: "gi_frame", types.AsyncGeneratorType: "ag_frame"}

@@ -59,6 +59,13 @@ def _num(value: Any) -> str:
     return "–" if value is None else esc(f"{value:,}" if isinstance(value, int) else value)
 
 
+def _ms(seconds: Any) -> str:
+    """Seconds as milliseconds ("12.30 ms"); a dash for anything that is not a duration."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e9:
+        return "–"
+    return f"{seconds * 1000:,.2f} ms"
+
+
 def size_text(value: Any) -> str:
     """Bytes in IEC units ("1.5 MiB"); a dash for anything that is not a size."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**70:
@@ -274,6 +281,14 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
             f"(a nominated type is counted exactly from then on), {_num(watch.get('recycled'))} "
             f"dropped again after a calm spell.</p>"
         )
+        held = watch.get("held_off")
+        if isinstance(held, Mapping) and held.get("times"):
+            out += (
+                f'<p class="note">Verifying a nominated type held the app\'s threads off '
+                f"{_plural(held.get('times'), 'time')}, {_ms(held.get('seconds'))} in all, "
+                f"{_ms(held.get('longest_seconds'))} at most: a retention search holds objects of the app's, "
+                f"which must not outlive their last reference meanwhile.</p>"
+            )
     return out
 
 

@@ -297,7 +297,14 @@ def test_changing_watch_sample_restarts_watch_all():
         m.watch_sample = 1
         m.sample()
         assert mt._tracker.watch_statistics()["sample"] == 1
-        assert m.snapshot()["watch"] == {"candidates": 0, "promoted": 0, "recycled": 0, "sample": 1, "estimated": False}
+        assert m.snapshot()["watch"] == {
+            "candidates": 0,
+            "promoted": 0,
+            "recycled": 0,
+            "held_off": {"times": 0, "seconds": 0.0, "longest_seconds": 0.0},
+            "sample": 1,
+            "estimated": False,
+        }
     finally:
         m.close()
 
@@ -321,6 +328,7 @@ def test_watch_all_started_elsewhere_at_another_rate_is_shared(caplog):
             "candidates": snap["watch"]["candidates"],
             "promoted": 0,
             "recycled": 0,
+            "held_off": {"times": 0, "seconds": 0.0, "longest_seconds": 0.0},
             "sample": 64,
             "estimated": True,
         }

@@ -620,3 +620,67 @@ def test_where_an_apps_function_and_a_librarys_both_hold_it_the_chain_is_the_app
     assert chains(found) == {
         f"frame of {main.__qualname__} ({__file__}:{line_of('MAIN-LINE')}) local app -> {MOD}.Order": 1
     }
+
+
+class Spinner:
+    """A thread of the app's that never waits: it counts as long as it has the GIL."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop:
+            self.count += 1
+
+    def __enter__(self) -> Spinner:
+        self.thread.start()
+        while self.count == 0:  # running, and asking for the GIL from now on
+            pass
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop = True
+        self.thread.join()
+
+
+def spin(seconds: float) -> None:
+    """Python code of our own for ``seconds`` of thread time, without waiting."""
+    import time
+
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_no_app_thread_runs_while_they_are_held_off():
+    interval = sys.getswitchinterval()
+    with Spinner() as app:
+        before = app.count
+        spin(0.05)  # ten times the switch interval: the app's thread has its turns
+        assert app.count > before
+        with retention.app_threads_held_off():
+            assert sys.getswitchinterval() == retention.HOLD_OFF_INTERVAL
+            before = app.count
+            spin(0.05)
+            after = app.count
+        assert after == before
+        assert sys.getswitchinterval() == interval
+        before = app.count
+        spin(0.05)
+        assert app.count > before  # and it runs again after
+
+
+def test_a_switch_interval_set_while_app_threads_are_held_off_is_kept():
+    interval = sys.getswitchinterval()
+    try:
+        with retention.app_threads_held_off():
+            sys.setswitchinterval(0.002)
+        assert sys.getswitchinterval() == 0.002
+        sys.setswitchinterval(0.003)
+        with retention.app_threads_held_off():
+            pass
+        assert sys.getswitchinterval() == 0.003
+    finally:
+        sys.setswitchinterval(interval)

@@ -1018,3 +1018,44 @@ def test_a_type_explained_by_a_root_that_still_leaks_is_not_searched_again():
         monitor_module.find_retainers_of_groups = real
         m.close()
         LAST_ERROR.__traceback__ = None
+
+
+@requires_engine
+def test_no_app_thread_runs_while_a_verification_holds_its_objects(monkeypatch):
+    # An object the app drops while a search holds it would outlive its last reference
+    # (CPython's test_weakref saw one alive under a monitor's verification).
+    from test_retention import Spinner, spin
+
+    import memtracker_web.monitor.monitor as monitor_module
+
+    m = MemoryMonitor(threshold=30, increases=4, interval=0.05, calm_samples=30, watch_all=True)
+    searched = []
+
+    def search_that_takes_its_time(groups, **options):
+        before = app.count
+        spin(0.05)
+        found = monitor_module.find_retainers_of_groups.__wrapped__(groups, **options)
+        searched.append((sum(len(g) for g in groups), app.count - before))
+        return found
+
+    search_that_takes_its_time.__wrapped__ = monitor_module.find_retainers_of_groups  # type: ignore[attr-defined]
+    monkeypatch.setattr(monitor_module, "find_retainers_of_groups", search_that_takes_its_time)
+    try:
+        found_by_watch_all(m, bytearray)
+        with Spinner() as app:
+            for _ in range(8):
+                _payloads.extend(bytearray(3) for _ in range(40))
+                m.sample()
+        assert searched and searched[0][0] > 0, m.snapshot()["types"]
+        assert [ran for _, ran in searched] == [0] * len(searched)
+        snap = m.snapshot()
+    finally:
+        m.close()
+        _payloads.clear()
+    held = snap["watch"]["held_off"]
+    assert held["times"] >= len(searched)  # (and one for each look that needed no search)
+    assert held["seconds"] >= held["longest_seconds"] >= 0.05
+    from memtracker_web.render import page as html
+
+    page = html.render_overview(snap, base="/debug/memory", nonce="n")
+    assert f"held the app's threads off {held['times']} times, " in page
