@@ -1149,25 +1149,24 @@ MtCaptureCore_get_running(MtCaptureCore *c, void *Py_UNUSED(closure))
 }
 
 /* Up to n live objects of one tracked type, spread evenly over its table
- * entries: new references, for estimates of what the type holds (their sizes).
+ * entries, each with a new reference: *picked (PyMem_Free it), *count of them;
+ * NULL and 0 when there is none. -1 with an exception set on a bad argument.
  * Only while the capture runs and saw every event: otherwise an entry may name
  * an object that died unseen, and its address must not be followed. */
 #define MT_SAMPLE_MAX 10000
-static PyObject *
-MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
+static int
+mt_capture_pick(MtCaptureCore *c, PyObject *tp, Py_ssize_t n, const char *what, PyObject ***picked_out,
+                Py_ssize_t *count)
 {
-    PyObject *tp;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "On:sample", &tp, &n)) {
-        return NULL;
-    }
+    *picked_out = NULL;
+    *count = 0;
     if (n < 0 || n > MT_SAMPLE_MAX) {
         PyErr_Format(PyExc_ValueError, "sample size must be from 0 to %d, got %zd", MT_SAMPLE_MAX, n);
-        return NULL;
+        return -1;
     }
-    int64_t s = mt_slot_arg(c, tp, "sample");
+    int64_t s = mt_slot_arg(c, tp, what);
     if (s == -2) {
-        return NULL;
+        return -1;
     }
     mt_engine_check_displaced();
     if (s >= 0 && (!c->running || c->missed)) {
@@ -1175,16 +1174,16 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
                         c->missed
                             ? "the capture missed events (another tool took the tracer): its objects cannot be sampled"
                             : "the capture is stopped: its objects cannot be sampled");
-        return NULL;
+        return -1;
     }
     MtPtrMap *m = &c->objects;
     if (s < 0 || n == 0 || m->used == 0 || c->slots[s].type == NULL) {
-        return PyList_New(0);
+        return 0;
     }
     MtSlot *slot = &c->slots[s];
     uint64_t live = slot->new_count > slot->free_count ? slot->new_count - slot->free_count : 0;
     if (live == 0) {
-        return PyList_New(0);   /* no scan of the table for a type with nothing alive */
+        return 0;   /* no scan of the table for a type with nothing alive */
     }
     uint64_t step = live > (uint64_t)n ? live / (uint64_t)n : 1;
     if ((uint64_t)n > live) {
@@ -1192,7 +1191,8 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
     }
     PyObject **picked = PyMem_Malloc((size_t)n * sizeof(PyObject *));
     if (picked == NULL) {
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     /* Collect first, allocating nothing: a Python allocation here could run the
      * garbage collector, free objects and change the table under the scan. */
@@ -1212,23 +1212,101 @@ MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
         }
         picked[k++] = op;
     }
-    /* Held before anything allocates: the list's allocation may collect garbage. */
+    /* Held before anything allocates: the caller's allocations may collect garbage. */
     for (Py_ssize_t j = 0; j < k; j++) {
         Py_INCREF(picked[j]);
     }
+    *picked_out = picked;
+    *count = k;
+    return 0;
+}
+
+static void
+mt_release_picked(PyObject **picked, Py_ssize_t count)
+{
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_DECREF(picked[j]);
+    }
+    PyMem_Free(picked);
+}
+
+/* sample(type, n): the picked objects, for estimates of what the type holds. */
+static PyObject *
+MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "On:sample", &tp, &n)) {
+        return NULL;
+    }
+    PyObject **picked;
+    Py_ssize_t k;
+    if (mt_capture_pick(c, tp, n, "sample", &picked, &k) < 0) {
+        return NULL;
+    }
     PyObject *list = PyList_New(k);
     if (list == NULL) {
-        for (Py_ssize_t j = 0; j < k; j++) {
-            Py_DECREF(picked[j]);
-        }
-        PyMem_Free(picked);
+        mt_release_picked(picked, k);
         return NULL;
     }
     for (Py_ssize_t j = 0; j < k; j++) {
-        PyList_SET_ITEM(list, j, picked[j]);
+        PyList_SET_ITEM(list, j, picked[j]);    /* (the list takes the references) */
     }
     PyMem_Free(picked);
     return list;
+}
+
+/* sizes(type, n) -> (bytes, measured) or None: sys.getsizeof of the objects
+ * sample() would pick, summed here, without handing them out. Nothing in it runs
+ * Python code, so no other thread runs while it holds them: an object the app drops
+ * meanwhile is not kept past its last reference. None when the type's __sizeof__
+ * is not C code (or sys.getsizeof was replaced): the caller measures a sample then. */
+static PyObject *
+MtCaptureCore_sizes(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "On:sizes", &tp, &n)) {
+        return NULL;
+    }
+    PyObject **picked;
+    Py_ssize_t k;
+    if (mt_capture_pick(c, tp, n, "sizes", &picked, &k) < 0) {
+        return NULL;
+    }
+    if (k == 0) {
+        return Py_BuildValue("(ii)", 0, 0);
+    }
+    PyObject *name = PyUnicode_InternFromString("__sizeof__");
+    if (name == NULL) {
+        mt_release_picked(picked, k);
+        return NULL;
+    }
+    PyObject *method = _PyType_Lookup((PyTypeObject *)tp, name);    /* (borrowed; runs no code) */
+    Py_DECREF(name);
+    PyObject *getsizeof = PySys_GetObject("getsizeof");                /* (borrowed) */
+    if (method == NULL || !Py_IS_TYPE(method, &PyMethodDescr_Type) || getsizeof == NULL
+        || !PyCFunction_Check(getsizeof)) {
+        mt_release_picked(picked, k);
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(getsizeof);
+    long long total = 0;
+    Py_ssize_t measured = 0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *size = PyObject_CallOneArg(getsizeof, picked[j]);
+        long long bytes = size != NULL ? PyLong_AsLongLong(size) : -1;
+        Py_XDECREF(size);
+        if (bytes < 0) {
+            PyErr_Clear();      /* one odd object must not cost the estimate */
+            continue;
+        }
+        total += bytes;
+        measured++;
+    }
+    Py_DECREF(getsizeof);
+    mt_release_picked(picked, k);
+    return Py_BuildValue("(Ln)", total, measured);
 }
 
 static PyMethodDef mt_capture_methods[] = {
@@ -1257,6 +1335,9 @@ static PyMethodDef mt_capture_methods[] = {
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
     {"sample", (PyCFunction)MtCaptureCore_sample, METH_VARARGS,
      "sample(type, n) -> up to n live objects of a tracked type, spread over its table (running captures only)"},
+    {"sizes", (PyCFunction)MtCaptureCore_sizes, METH_VARARGS,
+     "sizes(type, n) -> (bytes, measured): sys.getsizeof summed over the objects sample(type, n) would give, "
+     "or None when the type's __sizeof__ is not C code"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -131,6 +131,10 @@ class _Unbuilt:
         engine.require_engine()  # raises EngineUnavailable (a RuntimeError): no engine here
         return []
 
+    def sizes(self, cls: type, n: int) -> tuple[int, int] | None:
+        engine.require_engine()
+        return None
+
 
 # Captures with callbacks, drained by the pending call the C hook schedules.
 _with_callbacks: weakref.WeakSet[Capture] = weakref.WeakSet()
@@ -318,12 +322,29 @@ class Capture:
         the mean shallow ``sys.getsizeof`` of up to ``sample`` of them, times the
         live count; with how many were measured. Shallow: what an object refers
         to (a dict's values, an instance's attributes' objects) is not included.
-        None when it cannot be estimated (not tracked, stopped, displaced)."""
+        None when it cannot be estimated (not tracked, stopped, displaced).
+
+        The engine measures them itself when the type's ``__sizeof__`` is C code:
+        no Python code runs while it holds them, so no other thread can drop its last
+        reference to one meanwhile and see it outlive that."""
+        _check_class(cls, "live_bytes")
+        if isinstance(sample, bool) or not isinstance(sample, int):
+            raise TypeError(f"sample size must be an int, got {type(sample).__name__}")
+        self._flush_if_needed()
         try:
-            objects = self.sample(cls, sample)
+            sizes = self._core.sizes(cls, sample)
         except RuntimeError:
             return None
         live = self._live(cls)
+        if sizes is not None:
+            size, measured = sizes
+            if measured == 0:
+                return (0, 0) if live == 0 and self.is_tracking(cls) else None
+            return round(size / measured * live), measured
+        try:
+            objects = self.sample(cls, sample)  # its __sizeof__ is the app's: measured here
+        except RuntimeError:
+            return None
         if not objects:
             return (0, 0) if live == 0 and self.is_tracking(cls) else None
         size = measured = 0

@@ -622,6 +622,66 @@ def test_sample_gives_live_objects_of_the_type_spread_over_them_and_live_bytes_s
         capture.sample(Order, 1)
 
 
+class SizedByTheApp:
+    def __sizeof__(self) -> int:
+        return 1000
+
+
+@requires_engine
+def test_live_bytes_measures_in_the_engine_without_handing_the_objects_to_python(capture, monkeypatch):
+    # A Python loop over sampled objects lets other threads run while it holds them; the
+    # engine sums sys.getsizeof itself where the type's __sizeof__ is C code.
+    mine = (bytearray, Order, Slotted)  # types nothing else makes meanwhile: exact figures
+    for cls in (*mine, dict, list, SizedByTheApp):
+        capture.track(cls)
+    capture.start()
+    made = {
+        bytearray: [bytearray(i % 50) for i in range(300)],
+        Order: [Order() for _ in range(300)],
+        Slotted: [Slotted() for _ in range(300)],
+        SizedByTheApp: [SizedByTheApp() for _ in range(300)],
+    }
+    others = [{i: i} for i in range(300)], [[None] * (i % 7) for i in range(300)]
+    expected = {}
+    for cls in made:
+        picked = capture.sample(cls, 64)
+        expected[cls] = (round(sum(sys.getsizeof(o) for o in picked) / len(picked) * 300), len(picked))
+        del picked
+    with monkeypatch.context() as patch:
+        patch.setattr(capture, "sample", lambda cls, n=64: pytest.fail(f"{cls.__name__}'s objects handed out"))
+        for cls in mine:
+            assert capture.live_bytes(cls, sample=64) == expected[cls], cls
+        for cls in (dict, list):
+            size, measured = capture._core.sizes(cls, 64)
+            assert measured == 64 and size >= 64 * sys.getsizeof([]), cls
+    # the app's own __sizeof__ is Python code: measured from a sample, as before
+    assert capture._core.sizes(SizedByTheApp, 64) is None
+    assert (
+        capture.live_bytes(SizedByTheApp, sample=64)
+        == expected[SizedByTheApp]
+        == (
+            300 * sys.getsizeof(made[SizedByTheApp][0]),
+            64,
+        )
+    )
+    # a replaced sys.getsizeof is not called from the engine either
+    monkeypatch.setattr(sys, "getsizeof", lambda obj, default=0: 7)
+    assert capture._core.sizes(dict, 64) is None
+    estimate, measured = capture.live_bytes(dict, sample=64)
+    assert measured == 64 and estimate % 7 == 0 and estimate >= 7 * 300
+    monkeypatch.undo()
+    del others
+    with pytest.raises(TypeError, match="live_bytes\\(\\) needs a class"):
+        capture.live_bytes("dict")
+    with pytest.raises(TypeError, match="sample size must be an int"):
+        capture.live_bytes(dict, sample=True)
+    with pytest.raises(ValueError, match="sample size must be from 0 to 10000, got 10001"):
+        capture.live_bytes(dict, sample=10001)
+    assert capture._core.sizes(dict, 0) == (0, 0)
+    capture.stop()
+    assert capture.live_bytes(dict) is None
+
+
 @requires_engine
 def test_sampling_while_objects_die_and_classes_change_never_crashes(capture):
     class Other:
