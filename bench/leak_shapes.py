@@ -275,6 +275,10 @@ def run_shape(
                 stop_at = min(stop_at, started + result["reported"] + after_report)
         result["requests"] = sent[0]
         result["seconds"] = round(time.monotonic() - started, 1)
+        if not control:
+            # after the measured seconds: how long verification searches held the app's threads off
+            snap = json.loads(get(base + "/debug/memory?format=json"))
+            result["held_off"] = snap.get("watch", {}).get("held_off")
     finally:
         stop.set()
         for process in (server, alone):
@@ -408,6 +412,18 @@ def main() -> None:
             for p in PHASES
         ]
         print(f"| {r['shape']} | " + " | ".join(cells) + " |")
+    print()
+    print("Verification searches, during which no app thread runs (the snapshot's watch.held_off):")
+    print()
+    print("| shape | searches | held off in all (ms) | longest (ms) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        held = r.get("held_off") or {}
+        if held:
+            print(
+                f"| {r['shape']} | {held['times']} | {held['seconds'] * 1000:.1f} "
+                f"| {held['longest_seconds'] * 1000:.1f} |"
+            )
 
 
 if __name__ == "__main__":
