@@ -49,6 +49,10 @@ MAX_FRONTIER = 5000
 HOLD_OFF_INTERVAL = 0.5
 
 _lock = threading.Lock()
+# Blocks of app_threads_held_off running now (two monitors' verifications may overlap),
+# the interval they set, and the one to restore when the last of them ends.
+_held_off = {"blocks": 0, "interval": 0.0, "restore": 0.0}
+_held_off_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -68,16 +72,24 @@ def app_threads_held_off() -> Iterator[None]:
     The price: the app's threads wait for the block (a search of the monitor's
     verification, bounded by its budget), as they wait for a collection of
     CPython's garbage collector. A block that blocks (I/O, a lock held by another
-    thread) lets others run, as before. A switch interval someone else set
-    meanwhile is left as they set it."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(HOLD_OFF_INTERVAL)
+    thread) lets others run, as before. An interval already longer is kept; one
+    someone else set meanwhile is left as they set it; overlapping blocks (two
+    monitors) restore the interval when the last of them ends."""
+    with _held_off_lock:
+        if _held_off["blocks"] == 0:
+            _held_off["restore"] = sys.getswitchinterval()
+            _held_off["interval"] = max(HOLD_OFF_INTERVAL, _held_off["restore"])
+            sys.setswitchinterval(_held_off["interval"])
+        _held_off["blocks"] += 1
+        settle = _held_off["restore"] + 0.001
     try:
-        time.sleep(previous + 0.001)
+        time.sleep(settle)
         yield
     finally:
-        if sys.getswitchinterval() == HOLD_OFF_INTERVAL:
-            sys.setswitchinterval(previous)
+        with _held_off_lock:
+            _held_off["blocks"] -= 1
+            if _held_off["blocks"] == 0 and sys.getswitchinterval() == _held_off["interval"]:
+                sys.setswitchinterval(_held_off["restore"])
         # A thread that began waiting in the block waits the long interval: letting go
         # of the GIL wakes it, and it waits the restored one from then on.
         time.sleep(0)

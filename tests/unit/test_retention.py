@@ -684,3 +684,35 @@ def test_a_switch_interval_set_while_app_threads_are_held_off_is_kept():
         assert sys.getswitchinterval() == 0.003
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_overlapping_blocks_restore_the_switch_interval_when_the_last_one_ends():
+    interval = sys.getswitchinterval()
+    inside, leave = threading.Event(), threading.Event()
+
+    def other_monitor() -> None:
+        with retention.app_threads_held_off():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other_monitor)
+    try:
+        with retention.app_threads_held_off():
+            thread.start()
+            assert inside.wait(10)
+        assert sys.getswitchinterval() == retention.HOLD_OFF_INTERVAL  # the other block still runs
+    finally:
+        leave.set()
+        thread.join()
+    assert sys.getswitchinterval() == interval
+
+
+def test_a_switch_interval_longer_than_the_hold_off_is_kept():
+    interval = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.6)
+        with retention.app_threads_held_off():
+            assert sys.getswitchinterval() == 0.6
+        assert sys.getswitchinterval() == 0.6
+    finally:
+        sys.setswitchinterval(interval)
