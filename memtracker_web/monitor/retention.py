@@ -44,15 +44,24 @@ MAX_DEPTH = 16
 MAX_FRONTIER = 5000
 
 # While the app's threads are held off (see app_threads_held_off): the thread switch
-# interval, the longest a search of the monitor's verification may take before an app
-# thread can ask for the GIL again (VERIFY_BUDGET is 0.2 s).
-HOLD_OFF_INTERVAL = 0.5
+# interval, how long a block may run before a waiting thread can ask for the GIL. Also
+# how long a thread of the app's that computes without pause may keep the GIL from the
+# others while the block waits to start: verification searches took 10-68 ms in
+# bench/leak_shapes.py (budget 0.2 s), so most run whole with it.
+HOLD_OFF_INTERVAL = 0.05
 
 _lock = threading.Lock()
 # Blocks of app_threads_held_off running now (two monitors' verifications may overlap),
 # the interval they set, and the one to restore when the last of them ends.
-_held_off = {"blocks": 0, "interval": 0.0, "restore": 0.0}
+_held_off: dict[str, Any] = {"blocks": 0, "interval": None, "restore": 0.0}
 _held_off_lock = threading.Lock()
+
+
+def _set_switch_interval(seconds: float) -> None:
+    """``sys.setswitchinterval`` to the microsecond ``seconds`` reads as: CPython keeps
+    whole microseconds and truncates (0.1 would become 99,999 µs, read back as
+    0.099999; set again, 99,998 µs), so half a microsecond more lands on the same one."""
+    sys.setswitchinterval(seconds + 5e-7)
 
 
 @contextlib.contextmanager
@@ -67,19 +76,24 @@ def app_threads_held_off() -> Iterator[None]:
     once it has waited the switch interval; that interval is made longer than a
     search for the block's duration, and the block starts only once every thread
     that began waiting under the old interval has had its turn (a sleep as long as
-    that interval), so none of them asks mid-block.
+    that interval), so none of them asks mid-block. A block that runs longer than
+    HOLD_OFF_INTERVAL, or blocks itself (I/O, a lock another thread holds), lets
+    others run, as before.
 
     The price: the app's threads wait for the block (a search of the monitor's
     verification, bounded by its budget), as they wait for a collection of
-    CPython's garbage collector. A block that blocks (I/O, a lock held by another
-    thread) lets others run, as before. An interval already longer is kept; one
+    CPython's garbage collector; and while the block waits to start, a thread that
+    computes without pause keeps the GIL from the others for up to HOLD_OFF_INTERVAL
+    instead of the usual 5 ms. An interval already longer is kept; one
     someone else set meanwhile is left as they set it; overlapping blocks (two
     monitors) restore the interval when the last of them ends."""
     with _held_off_lock:
         if _held_off["blocks"] == 0:
             _held_off["restore"] = sys.getswitchinterval()
-            _held_off["interval"] = max(HOLD_OFF_INTERVAL, _held_off["restore"])
-            sys.setswitchinterval(_held_off["interval"])
+            _held_off["interval"] = None  # (an interval as long already holds them off)
+            if _held_off["restore"] < HOLD_OFF_INTERVAL:
+                _set_switch_interval(HOLD_OFF_INTERVAL)
+                _held_off["interval"] = sys.getswitchinterval()
         _held_off["blocks"] += 1
         settle = _held_off["restore"] + 0.001
     try:
@@ -88,8 +102,12 @@ def app_threads_held_off() -> Iterator[None]:
     finally:
         with _held_off_lock:
             _held_off["blocks"] -= 1
-            if _held_off["blocks"] == 0 and sys.getswitchinterval() == _held_off["interval"]:
-                sys.setswitchinterval(_held_off["restore"])
+            if (
+                _held_off["blocks"] == 0
+                and _held_off["interval"] is not None
+                and sys.getswitchinterval() == _held_off["interval"]
+            ):
+                _set_switch_interval(_held_off["restore"])
         # A thread that began waiting in the block waits the long interval: letting go
         # of the GIL wakes it, and it waits the restored one from then on.
         time.sleep(0)
