@@ -15,6 +15,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import options
@@ -30,6 +31,8 @@ from .retention import (
     find_retainers_of_groups,
     only_in_own_tables,
     own_table_refs,
+    restore_a_switch_interval_left_raised,
+    search_running,
 )
 
 # Live objects a retention search starts from, and its time budget.
@@ -76,6 +79,16 @@ logger = logging.getLogger("memtracker_web")
 
 LeakCallback = Callable[[dict], Any]
 SampleHook = Callable[["MemoryMonitor"], Any]
+
+
+@dataclass
+class _Searched:
+    """What a verification search decided, for _verify_pending to act on once the app's
+    threads run again."""
+
+    found: list[tuple[tuple[_TypeState, type], dict[str, Any]]] = field(default_factory=list)
+    set_aside: list[tuple[_TypeState, type, str]] = field(default_factory=list)
+    failure: Exception | None = None
 
 
 class _TypeState:
@@ -492,6 +505,7 @@ class MemoryMonitor:
     def sample(self) -> list[dict]:
         """One pass now. Returns the leak reports it produced."""
         self._after_fork_check()
+        restore_a_switch_interval_left_raised()
         with self._lock:
             started = time.perf_counter()
             now = time.time()
@@ -811,44 +825,63 @@ class MemoryMonitor:
     def _verify_pending(self) -> None:
         """Verify the types waiting for it (see _judge), all from one retention search:
         each level of a search asks the collector once about every object it looks
-        for, so one search for all costs about as much as one for a single type. No
-        app thread runs while it holds their objects: at most VERIFY_BUDGET seconds a
-        sample (see ``app_threads_held_off``)."""
-        waiting = [
-            state
-            for state in list(self._types.values())
-            if state.source == "watch_all"
-            and not state.verified
-            and state.verify_since is not None
-            and self._samples - state.verify_since >= VERIFY_AFTER
-            and state.increases >= 2
-            and self._samples - state.last_growth_sample <= self.calm_samples
-            and not self._set_aside(state)
-        ]
-        if not waiting:
+        for, so one search for all costs about as much as one for a single type, and
+        VERIFY_BUDGET seconds at most (checked between levels). No app thread runs while
+        it holds their objects, for up to HOLD_OFF_INTERVAL (see
+        ``app_threads_held_off``); only types with objects to search start it."""
+        waiting: list[tuple[_TypeState, type]] = []
+        for state in list(self._types.values()):
+            if (
+                state.source != "watch_all"
+                or state.verified
+                or state.verify_since is None
+                or self._samples - state.verify_since < VERIFY_AFTER
+                or not (state.increases >= 2 and self._samples - state.last_growth_sample <= self.calm_samples)
+                or self._set_aside(state)
+            ):
+                continue
+            cls = state.ref()
+            allocations = self.tracker.capture.allocations(cls) if cls is not None else None
+            if cls is None or allocations is None:
+                continue
+            if allocations.retained_count:
+                waiting.append((state, cls))
+            elif self._samples - state.verify_since >= VERIFY_AFTER + 2:
+                self._set_growth_aside(state, cls, self._none_alive(state))
+        if not waiting or search_running():  # (someone's search from the page: at the next sample)
             return
+        started = time.perf_counter()
         with app_threads_held_off():
-            started = time.perf_counter()
-            results = self._search_for_pending(waiting)
-            held = time.perf_counter() - started
+            searched = self._search_for_pending(waiting)
+        held = time.perf_counter() - started
         self._held_off[0] += 1
         self._held_off[1] += held
         self._held_off[2] = max(self._held_off[2], held)
-        for (state, cls), found in results:
+        # what the search decided, done now that the app's threads run again (logging may wait)
+        for state, cls, why in searched.set_aside:
+            self._set_growth_aside(state, cls, why)
+        if searched.failure is not None:
+            exc = searched.failure
+            names = ", ".join(state.name for (state, _), _found in searched.found)
+            logger.error("memtracker_web: verifying %s failed", names, exc_info=exc)
+            for (state, cls), _found in searched.found:
+                self._set_growth_aside(state, cls, f"its verification failed ({type(exc).__name__}: {exc})"[:300])
+            return
+        for (state, cls), found in searched.found:
             if not state.verified and not self._set_aside(state):  # (a root judged before it may explain it)
                 self._judge(state, cls, found)
 
-    def _search_for_pending(self, waiting: list[_TypeState]) -> list[tuple[tuple[_TypeState, type], dict[str, Any]]]:
+    def _none_alive(self, state: _TypeState) -> str:
+        return f"none of its objects made in the last {self._samples - (state.verify_since or 0)} samples is alive"
+
+    def _search_for_pending(self, waiting: list[tuple[_TypeState, type]]) -> _Searched:
         """The retention search of _verify_pending, from the moment it holds objects of
-        the app's to the moment it lets them go: no app thread runs in between (see
-        ``app_threads_held_off``)."""
+        the app's to the moment it lets them go, run while no app thread runs (see
+        ``app_threads_held_off``): it decides, and _verify_pending acts afterwards."""
+        searched = _Searched()
         pending: list[tuple[_TypeState, type]] = []
         groups: list[list[Any]] = []
-        for state in waiting:
-            cls = state.ref()
-            if cls is None:
-                continue
-            assert state.verify_since is not None  # (waiting has only those)
+        for state, cls in waiting:
             try:
                 objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
             except RuntimeError:
@@ -856,41 +889,44 @@ class MemoryMonitor:
             if objects:
                 pending.append((state, cls))
                 groups.append(objects)
-            elif self._samples - state.verify_since >= VERIFY_AFTER + 2:
-                why = f"none of its objects made in the last {self._samples - state.verify_since} samples is alive"
-                self._set_growth_aside(state, cls, why)
+            elif self._samples - (state.verify_since or 0) >= VERIFY_AFTER + 2:
+                searched.set_aside.append((state, cls, self._none_alive(state)))  # (they died meanwhile)
         objects = []
-        if pending:
-            self._set_own_growth_aside(pending, groups)
+        for state, cls in self._take_out_own_growth(pending, groups):
+            searched.set_aside.append((state, cls, OWN_BOOKKEEPING))
         if not pending:
-            return []
+            return searched
         try:
             results = find_retainers_of_groups(groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE)
         except RetentionBusy:
-            return []  # someone's search from the page: at the next sample
+            return searched  # someone's search from the page began meanwhile: at the next sample
         except Exception as exc:  # a defect of ours must not stop the monitor's samples
-            logger.exception("memtracker_web: verifying %s failed", ", ".join(state.name for state, _ in pending))
-            for state, cls in pending:
-                self._set_growth_aside(state, cls, f"its verification failed ({type(exc).__name__}: {exc})"[:300])
-            return []
+            searched.failure = exc
+            searched.found = [(entry, {}) for entry in pending]
+            return searched
         finally:
             groups.clear()  # the objects themselves are not kept past the search
-        return list(zip(pending, results, strict=True))
+        searched.found = list(zip(pending, results, strict=True))
+        return searched
 
-    def _set_own_growth_aside(self, pending: list[tuple[_TypeState, type]], groups: list[list[Any]]) -> None:
-        """Set aside, without a search, each pending type whose new objects are at least
-        half in the monitor's own tables, as the search would (see _judge): counting
-        every object, watch-all sees those tables grow while the monitor takes on the
-        types an app's warm-up makes, and a search costs one pass over the heap a level,
-        where this is one walk of our tables. Taken out of ``pending`` and ``groups``."""
+    def _take_out_own_growth(
+        self, pending: list[tuple[_TypeState, type]], groups: list[list[Any]]
+    ) -> list[tuple[_TypeState, type]]:
+        """The pending types whose new objects are at least half in the monitor's own
+        tables, taken out of ``pending`` and ``groups``: set aside without a search, as
+        the search would (see _judge). Counting every object, watch-all sees those
+        tables grow while the monitor takes on the types an app's warm-up makes, and a
+        search costs one pass over the heap a level, where this is one walk of our
+        tables."""
         own = own_table_refs([self])
-        if own is None:
-            return
+        if own is None or not pending:
+            return []
+        taken = []
         for i in reversed(range(len(pending))):
             if sum(only_in_own_tables(groups[i], own)) * 2 >= len(groups[i]):
-                state, cls = pending.pop(i)
+                taken.append(pending.pop(i))
                 del groups[i]
-                self._set_growth_aside(state, cls, OWN_BOOKKEEPING)
+        return taken[::-1]
 
     def _judge(self, state: _TypeState, cls: type, found: dict[str, Any]) -> None:
         """Before a type watch-all found is reported (before a built-in is even

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
+import os
 import sys
 import threading
 import time
@@ -37,7 +38,15 @@ from ..core.engine import REFERRERS_SEE_FROZEN, referrers, running_frames
 from ..core.naming import type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
-__all__ = ["app_threads_held_off", "find_retainers", "RetentionBusy", "only_in_own_tables", "own_table_refs"]
+__all__ = [
+    "app_threads_held_off",
+    "find_retainers",
+    "restore_a_switch_interval_left_raised",
+    "search_running",
+    "RetentionBusy",
+    "only_in_own_tables",
+    "own_table_refs",
+]
 
 MAX_DEPTH = 16
 # Referrer objects considered per level: a frontier that fans out past this is cut.
@@ -52,9 +61,16 @@ HOLD_OFF_INTERVAL = 0.05
 
 _lock = threading.Lock()
 # Blocks of app_threads_held_off running now (two monitors' verifications may overlap),
-# the interval they set, and the one to restore when the last of them ends.
+# the interval the first of them set (None: it found one as long and left it), and the
+# one to restore when the last of them ends.
 _held_off: dict[str, Any] = {"blocks": 0, "interval": None, "restore": 0.0}
 _held_off_lock = threading.Lock()
+
+
+def search_running() -> bool:
+    """Whether a retention search runs in this process now (find_retainers would raise
+    RetentionBusy): a caller can skip its preparations."""
+    return _lock.locked()
 
 
 def _set_switch_interval(seconds: float) -> None:
@@ -62,6 +78,40 @@ def _set_switch_interval(seconds: float) -> None:
     whole microseconds and truncates (0.1 would become 99,999 µs, read back as
     0.099999; set again, 99,998 µs), so half a microsecond more lands on the same one."""
     sys.setswitchinterval(seconds + 5e-7)
+
+
+def _still_raised(raised: float | None) -> bool:
+    """Whether the switch interval is the one a block raised it to: within the
+    microsecond an app's ``setswitchinterval(getswitchinterval())`` loses."""
+    return raised is not None and abs(sys.getswitchinterval() - raised) < 1.5e-6
+
+
+def restore_a_switch_interval_left_raised() -> None:
+    """Put back the app's switch interval where code of the app's saved ours while a
+    block ran and restored it after (CPython's test_threading does: ``old =
+    sys.getswitchinterval() ... finally: sys.setswitchinterval(old)``), which left
+    HOLD_OFF_INTERVAL for good. Called at each monitor sample; a no-op otherwise. (An
+    interval of exactly HOLD_OFF_INTERVAL set on purpose after a block looks the same
+    and is put back too.)"""
+    with _held_off_lock:
+        raised = _held_off["interval"]
+        if _held_off["blocks"] == 0 and _still_raised(raised):
+            _set_switch_interval(_held_off["restore"])
+
+
+def _reset_in_forked_child() -> None:
+    """A child forked while a block ran (by another thread than the block's, which
+    the child does not have) would keep the raised interval: restore it there."""
+    global _held_off_lock
+    _held_off_lock = threading.Lock()  # (the parent's block may have held it)
+    if _held_off["blocks"]:
+        _held_off["blocks"] = 0
+        if _still_raised(_held_off["interval"]):
+            _set_switch_interval(_held_off["restore"])
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_forked_child)
 
 
 @contextlib.contextmanager
@@ -73,40 +123,44 @@ def app_threads_held_off() -> Iterator[None]:
     of them, that object would outlive it until the search ends: a weakref still
     alive, a ``__del__`` or a callback late by milliseconds, where CPython's own
     tests (test_weakref) expect it at once. The GIL passes to a waiting thread only
-    once it has waited the switch interval; that interval is made longer than a
-    search for the block's duration, and the block starts only once every thread
-    that began waiting under the old interval has had its turn (a sleep as long as
-    that interval), so none of them asks mid-block. A block that runs longer than
-    HOLD_OFF_INTERVAL, or blocks itself (I/O, a lock another thread holds), lets
-    others run, as before.
+    once it has waited the switch interval; that interval is raised to
+    HOLD_OFF_INTERVAL for the block's duration, and the block starts only once every
+    thread that began waiting under the old interval has had its turn (a sleep as
+    long as that interval), so none of them asks mid-block. A block that runs longer
+    than HOLD_OFF_INTERVAL, or blocks itself (I/O, a lock another thread holds), lets
+    others run, and then waits up to HOLD_OFF_INTERVAL to go on: keep logging and
+    anything else that may wait out of it.
 
     The price: the app's threads wait for the block (a search of the monitor's
     verification, bounded by its budget), as they wait for a collection of
     CPython's garbage collector; and while the block waits to start, a thread that
     computes without pause keeps the GIL from the others for up to HOLD_OFF_INTERVAL
-    instead of the usual 5 ms. An interval already longer is kept; one
-    someone else set meanwhile is left as they set it; overlapping blocks (two
-    monitors) restore the interval when the last of them ends."""
+    instead of the usual 5 ms. An interval already as long is left as it is (and
+    no sleep is needed); one someone else set meanwhile is left as they set it;
+    overlapping blocks (two monitors) restore the interval when the last of them
+    ends; a child forked meanwhile gets it back at once."""
+    restore_a_switch_interval_left_raised()
     with _held_off_lock:
+        settle = 0.0
         if _held_off["blocks"] == 0:
             _held_off["restore"] = sys.getswitchinterval()
-            _held_off["interval"] = None  # (an interval as long already holds them off)
+            _held_off["interval"] = None
             if _held_off["restore"] < HOLD_OFF_INTERVAL:
                 _set_switch_interval(HOLD_OFF_INTERVAL)
                 _held_off["interval"] = sys.getswitchinterval()
+        if _held_off["interval"] is not None:
+            settle = _held_off["restore"] + 0.001
         _held_off["blocks"] += 1
-        settle = _held_off["restore"] + 0.001
     try:
-        time.sleep(settle)
+        if settle:
+            time.sleep(settle)
         yield
     finally:
         with _held_off_lock:
-            _held_off["blocks"] -= 1
-            if (
-                _held_off["blocks"] == 0
-                and _held_off["interval"] is not None
-                and sys.getswitchinterval() == _held_off["interval"]
-            ):
+            # (a child forked by this thread mid-block comes here with blocks reset to 0)
+            _held_off["blocks"] = max(0, _held_off["blocks"] - 1)
+            raised = _held_off["interval"]
+            if _held_off["blocks"] == 0 and _still_raised(raised):
                 _set_switch_interval(_held_off["restore"])
         # A thread that began waiting in the block waits the long interval: letting go
         # of the GIL wakes it, and it waits the restored one from then on.

@@ -282,10 +282,12 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
             f"dropped again after a calm spell.</p>"
         )
         held = watch.get("held_off")
-        if isinstance(held, Mapping) and held.get("times"):
+        held = held if isinstance(held, Mapping) else {}
+        times = held.get("times")
+        if isinstance(times, int) and not isinstance(times, bool) and times > 0:
             out += (
                 f'<p class="note">Verifying a nominated type held the app\'s threads off '
-                f"{_plural(held.get('times'), 'time')}, {_ms(held.get('seconds'))} in all, "
+                f"{_plural(times, 'time')}, {_ms(held.get('seconds'))} in all, "
                 f"{_ms(held.get('longest_seconds'))} at most: a retention search holds objects of the app's, "
                 f"which must not outlive their last reference meanwhile.</p>"
             )

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import functools
 import gc
+import os
 import sys
 import threading
 from typing import Any
@@ -722,3 +723,73 @@ def test_the_switch_interval_comes_back_to_the_microsecond(seconds):
             assert sys.getswitchinterval() == before
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_an_interval_the_app_saved_mid_block_and_restored_after_is_put_back():
+    # CPython's test_threading saves the switch interval and restores it in a finally: done
+    # across a block, it would leave the raised one for good
+    interval = sys.getswitchinterval()
+    try:
+        with retention.app_threads_held_off():
+            saved = sys.getswitchinterval()
+        sys.setswitchinterval(saved)  # (a microsecond lower: CPython truncates)
+        assert sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL, abs=2e-6)
+        from memtracker_web.monitor import MemoryMonitor
+
+        m = MemoryMonitor(interval=60.0)
+        try:
+            m.sample()
+        finally:
+            m.close()
+        assert sys.getswitchinterval() == interval
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_an_interval_already_as_long_is_left_and_the_block_does_not_wait():
+    import time
+
+    interval = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.3)
+        started = time.perf_counter()
+        with retention.app_threads_held_off():
+            assert sys.getswitchinterval() == pytest.approx(0.3)
+        assert time.perf_counter() - started < 0.2  # (no sleep as long as that interval)
+        assert sys.getswitchinterval() == pytest.approx(0.3)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_holds_the_app_off_gets_the_interval_back():
+    interval = sys.getswitchinterval()
+    inside, leave = threading.Event(), threading.Event()
+
+    def monitor_thread() -> None:
+        with retention.app_threads_held_off():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=monitor_thread)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # (fork with threads, 3.12+)
+            pid = os.fork()
+        if pid == 0:
+            ok = sys.getswitchinterval() == interval
+            with retention.app_threads_held_off():  # and blocks work there
+                ok = ok and sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL)
+            ok = ok and sys.getswitchinterval() == interval
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL)  # the parent's block runs on
+    finally:
+        leave.set()
+        thread.join()
+    assert sys.getswitchinterval() == interval

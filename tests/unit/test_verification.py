@@ -10,6 +10,7 @@ import functools
 import gc
 import os
 import sysconfig
+import time
 import types
 import weakref
 
@@ -1044,6 +1045,14 @@ def test_no_app_thread_runs_while_a_verification_holds_its_objects(monkeypatch):
 
     search_that_takes_its_time.__wrapped__ = monitor_module.find_retainers_of_groups  # type: ignore[attr-defined]
     monkeypatch.setattr(monitor_module, "find_retainers_of_groups", search_that_takes_its_time)
+    sampled_in_blocks = []
+    sample = m.tracker.capture.sample
+
+    def sample_in_a_block(cls, n=64):
+        sampled_in_blocks.append(retention._held_off["blocks"])
+        return sample(cls, n)
+
+    monkeypatch.setattr(m.tracker.capture, "sample", sample_in_a_block)
     try:
         found_by_watch_all(m, bytearray)
         with Spinner() as app:
@@ -1052,14 +1061,47 @@ def test_no_app_thread_runs_while_a_verification_holds_its_objects(monkeypatch):
                 m.sample()
         assert searched and searched[0][0] > 0, m.snapshot()["types"]
         assert [ran for _, ran in searched] == [0] * len(searched)
+        assert sampled_in_blocks and 0 not in sampled_in_blocks  # held from the moment they are sampled
         snap = m.snapshot()
     finally:
         m.close()
         _payloads.clear()
     held = snap["watch"]["held_off"]
-    assert held["times"] >= len(searched)  # (and one for each look that needed no search)
+    # (and one for each look that found the objects to be the monitor's own: held, not searched)
+    assert len(sampled_in_blocks) >= held["times"] >= len(searched)
     assert held["seconds"] >= held["longest_seconds"] >= 0.02
     from memtracker_web.render import page as html
 
     page = html.render_overview(snap, base="/debug/memory", nonce="n")
     assert f"held the app's threads off {held['times']} times, " in page
+
+
+@requires_engine
+@pytest.mark.parametrize("why", ["none alive", "a search runs"])
+def test_a_verification_with_nothing_to_search_holds_no_thread_off(verifying_monitor, why):
+    from memtracker_web.monitor import retention
+
+    m = verifying_monitor
+    found_by_watch_all(m, bytearray)
+    state = m._types[id(bytearray)]
+    state.increases, state.last_growth_sample = 2, m._samples
+    state.verify_since = m._samples - 3
+    m.tracker.track(bytearray)  # what _start_verification does: its new objects are tabled
+    if why == "a search runs":
+        keep = [bytearray(3) for _ in range(40)]  # noqa: F841 -- alive: something to search
+        retention._lock.acquire()  # someone's search from the page
+    try:
+        started = time.perf_counter()
+        m._verify_pending()
+        took = time.perf_counter() - started
+    finally:
+        if why == "a search runs":
+            retention._lock.release()
+    assert m._held_off == [0, 0.0, 0.0]
+    assert took < retention.HOLD_OFF_INTERVAL  # (no sleep, no wait for the GIL)
+    if why == "none alive":
+        assert state.verdict.startswith("not a leak for now: none of its objects made in the last 3 samples"), (
+            state.verdict
+        )
+    else:
+        assert not state.verified and state.verdict is None  # tried again at the next sample
