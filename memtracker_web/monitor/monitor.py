@@ -12,6 +12,7 @@ import os
 import statistics
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -901,6 +902,8 @@ class MemoryMonitor:
         except RetentionBusy:
             return searched  # someone's search from the page began meanwhile: at the next sample
         except Exception as exc:  # a defect of ours must not stop the monitor's samples
+            # logged after the block: its traceback's frames let go of the objects they held
+            traceback.clear_frames(exc.__traceback__)
             searched.failure = exc
             searched.found = [(entry, {}) for entry in pending]
             return searched

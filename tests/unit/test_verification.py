@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import functools
 import gc
+import logging
 import os
 import sysconfig
 import time
@@ -1105,3 +1106,35 @@ def test_a_verification_with_nothing_to_search_holds_no_thread_off(verifying_mon
         )
     else:
         assert not state.verified and state.verdict is None  # tried again at the next sample
+
+
+class Dropped:
+    pass
+
+
+@requires_engine
+def test_a_search_that_fails_sets_the_type_aside_and_its_log_record_keeps_none_of_the_objects(
+    verifying_monitor, monkeypatch, caplog
+):
+    import memtracker_web.monitor.monitor as monitor_module
+
+    def failing_search(groups, **options):
+        first = groups[0][0]  # noqa: F841 -- a frame's local, as a real search's frames have
+        raise ValueError("boom")
+
+    monkeypatch.setattr(monitor_module, "find_retainers_of_groups", failing_search)
+    m = verifying_monitor
+    found_by_watch_all(m, Dropped)
+    state = m._types[id(Dropped)]
+    state.increases, state.last_growth_sample = 2, m._samples
+    state.verify_since = m._samples - 1
+    kept = [Dropped() for _ in range(30)]
+    with caplog.at_level(logging.INFO, logger="memtracker_web"):
+        m._verify_pending()
+    assert state.verdict == "not a leak for now: its verification failed (ValueError: boom)"
+    failed = [r for r in caplog.records if r.getMessage() == f"memtracker_web: verifying {__name__}.Dropped failed"]
+    assert len(failed) == 1 and failed[0].exc_info[0] is ValueError  # with its traceback, logged
+    assert "failing_search" in caplog.text
+    refs = [weakref.ref(obj) for obj in kept]
+    del kept
+    assert [ref for ref in refs if ref() is not None] == []  # the record's traceback holds none
