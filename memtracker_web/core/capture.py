@@ -238,6 +238,12 @@ class Capture:
     def running(self) -> bool:
         return bool(self._core.running)
 
+    @property
+    def can_sample(self) -> bool:
+        """Whether ``sample`` can follow the table now: running, no event missed (a
+        stopped or displaced capture's counts are frozen too)."""
+        return bool(self._core.running) and not getattr(self._core, "missed_events", False)
+
     def start(self) -> None:
         """Begin a new counting period. Raises EngineUnavailable where the
         reference tracer cannot run (it names the interpreter and the fix)."""

@@ -830,6 +830,8 @@ class MemoryMonitor:
         VERIFY_BUDGET seconds at most (checked between levels). No app thread runs while
         it holds their objects, for up to HOLD_OFF_INTERVAL (see
         ``app_threads_held_off``); only types with objects to search start it."""
+        if not self.tracker.capture.can_sample:
+            return  # stopped, or another tool took the tracer: its counts say nothing now
         waiting: list[tuple[_TypeState, type]] = []
         for state in list(self._types.values()):
             if (
@@ -842,10 +844,10 @@ class MemoryMonitor:
             ):
                 continue
             cls = state.ref()
-            allocations = self.tracker.capture.allocations(cls) if cls is not None else None
-            if cls is None or allocations is None:
+            if cls is None:
                 continue
-            if allocations.retained_count:
+            allocations = self.tracker.capture.allocations(cls)
+            if allocations is not None and allocations.retained_count:
                 waiting.append((state, cls))
             elif self._samples - state.verify_since >= VERIFY_AFTER + 2:
                 self._set_growth_aside(state, cls, self._none_alive(state))
@@ -929,7 +931,7 @@ class MemoryMonitor:
             if sum(only_in_own_tables(groups[i], own)) * 2 >= len(groups[i]):
                 taken.append(pending.pop(i))
                 del groups[i]
-        return taken[::-1]
+        return taken
 
     def _judge(self, state: _TypeState, cls: type, found: dict[str, Any]) -> None:
         """Before a type watch-all found is reported (before a built-in is even

@@ -90,13 +90,14 @@ def restore_a_switch_interval_left_raised() -> None:
     """Put back the app's switch interval where code of the app's saved ours while a
     block ran and restored it after (CPython's test_threading does: ``old =
     sys.getswitchinterval() ... finally: sys.setswitchinterval(old)``), which left
-    HOLD_OFF_INTERVAL for good. Called at each monitor sample; a no-op otherwise. (An
-    interval of exactly HOLD_OFF_INTERVAL set on purpose after a block looks the same
-    and is put back too.)"""
+    HOLD_OFF_INTERVAL for good. Called at each monitor sample and block, it looks once
+    after a block ends; a no-op otherwise. (An interval of exactly HOLD_OFF_INTERVAL set
+    on purpose between a block and the next sample looks the same and is put back too.)"""
     with _held_off_lock:
-        raised = _held_off["interval"]
-        if _held_off["blocks"] == 0 and _still_raised(raised):
-            _set_switch_interval(_held_off["restore"])
+        if _held_off["blocks"] == 0:
+            if _still_raised(_held_off["interval"]):
+                _set_switch_interval(_held_off["restore"])
+            _held_off["interval"] = None  # once: a value the app sets later is its own
 
 
 def _reset_in_forked_child() -> None:
@@ -145,7 +146,7 @@ def app_threads_held_off() -> Iterator[None]:
         if _held_off["blocks"] == 0:
             _held_off["restore"] = sys.getswitchinterval()
             _held_off["interval"] = None
-            if _held_off["restore"] < HOLD_OFF_INTERVAL:
+            if _held_off["restore"] < HOLD_OFF_INTERVAL - 1.5e-6:  # (0.05 set reads 0.0499...)
                 _set_switch_interval(HOLD_OFF_INTERVAL)
                 _held_off["interval"] = sys.getswitchinterval()
         if _held_off["interval"] is not None:

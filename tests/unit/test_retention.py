@@ -655,7 +655,10 @@ def spin(seconds: float) -> None:
         pass
 
 
-def test_no_app_thread_runs_while_they_are_held_off():
+def test_no_app_thread_runs_while_they_are_held_off(monkeypatch):
+    # (an interval well above the block's 20 ms: a test process the machine deschedules
+    # for a while must not let the app's thread ask meanwhile)
+    monkeypatch.setattr(retention, "HOLD_OFF_INTERVAL", 0.5)
     interval = sys.getswitchinterval()
     with Spinner() as app:
         before = app.count
@@ -708,10 +711,10 @@ def test_overlapping_blocks_restore_the_switch_interval_when_the_last_one_ends()
     assert sys.getswitchinterval() == interval
 
 
-@pytest.mark.parametrize("seconds", [0.1, 0.0123457, 0.001, 0.0049999])
+@pytest.mark.parametrize("seconds", [0.007, 0.025, 1e-4, 0.0123457, 0.1])
 def test_the_switch_interval_comes_back_to_the_microsecond(seconds):
     # CPython keeps whole microseconds and truncates: a value read back and set again
-    # can lose one each time (0.1 -> 0.099999 -> 0.099998)
+    # can lose one each time (0.007 -> 0.006999, 0.025 -> 0.024999, 1e-4 -> 9.9e-05)
     interval = sys.getswitchinterval()
     try:
         sys.setswitchinterval(seconds)
@@ -739,24 +742,31 @@ def test_an_interval_the_app_saved_mid_block_and_restored_after_is_put_back():
         m = MemoryMonitor(interval=60.0)
         try:
             m.sample()
+            assert sys.getswitchinterval() == interval
+            # once: the same value set on purpose later is the app's own
+            sys.setswitchinterval(retention.HOLD_OFF_INTERVAL)
+            chosen = sys.getswitchinterval()
+            m.sample()
+            assert sys.getswitchinterval() == chosen
         finally:
             m.close()
-        assert sys.getswitchinterval() == interval
     finally:
         sys.setswitchinterval(interval)
 
 
-def test_an_interval_already_as_long_is_left_and_the_block_does_not_wait():
+@pytest.mark.parametrize("seconds", [0.3, retention.HOLD_OFF_INTERVAL])
+def test_an_interval_already_as_long_is_left_and_the_block_does_not_wait(seconds):
     import time
 
     interval = sys.getswitchinterval()
     try:
-        sys.setswitchinterval(0.3)
+        sys.setswitchinterval(seconds)  # (0.05 reads back as 0.0499...: as long all the same)
+        before = sys.getswitchinterval()
         started = time.perf_counter()
         with retention.app_threads_held_off():
-            assert sys.getswitchinterval() == pytest.approx(0.3)
-        assert time.perf_counter() - started < 0.2  # (no sleep as long as that interval)
-        assert sys.getswitchinterval() == pytest.approx(0.3)
+            assert sys.getswitchinterval() == before
+        assert time.perf_counter() - started < 0.04  # (no sleep as long as that interval)
+        assert sys.getswitchinterval() == before
     finally:
         sys.setswitchinterval(interval)
 
@@ -793,3 +803,31 @@ def test_a_child_forked_while_another_thread_holds_the_app_off_gets_the_interval
         leave.set()
         thread.join()
     assert sys.getswitchinterval() == interval
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_by_the_blocks_own_thread_ends_the_block_there_and_the_parent_is_untouched():
+    import warnings
+
+    interval = sys.getswitchinterval()
+    pid = -1
+    try:
+        with retention.app_threads_held_off():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # (fork with threads, 3.12+)
+                pid = os.fork()
+            if pid == 0:
+                back_at_once = sys.getswitchinterval() == interval
+            else:
+                _, status = os.waitpid(pid, 0)
+                assert os.waitstatus_to_exitcode(status) == 0
+                assert sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL)
+        if pid == 0:  # the child, through the block's end too
+            ended = sys.getswitchinterval() == interval and not retention._held_off["blocks"]
+            os._exit(0 if back_at_once and ended else 1)
+    except BaseException:
+        if pid == 0:
+            os._exit(2)
+        raise
+    assert sys.getswitchinterval() == interval
+    assert retention._held_off["blocks"] == 0

@@ -1078,7 +1078,7 @@ def test_no_app_thread_runs_while_a_verification_holds_its_objects(monkeypatch):
 
 
 @requires_engine
-@pytest.mark.parametrize("why", ["none alive", "a search runs"])
+@pytest.mark.parametrize("why", ["none alive", "a search runs", "the capture stopped"])
 def test_a_verification_with_nothing_to_search_holds_no_thread_off(verifying_monitor, why):
     from memtracker_web.monitor import retention
 
@@ -1088,9 +1088,12 @@ def test_a_verification_with_nothing_to_search_holds_no_thread_off(verifying_mon
     state.increases, state.last_growth_sample = 2, m._samples
     state.verify_since = m._samples - 3
     m.tracker.track(bytearray)  # what _start_verification does: its new objects are tabled
-    if why == "a search runs":
+    if why != "none alive":
         keep = [bytearray(3) for _ in range(40)]  # noqa: F841 -- alive: something to search
+    if why == "a search runs":
         retention._lock.acquire()  # someone's search from the page
+    if why == "the capture stopped":
+        m.tracker.capture.stop()  # (its counts are frozen: they say nothing about what lives)
     try:
         started = time.perf_counter()
         m._verify_pending()
@@ -1106,6 +1109,11 @@ def test_a_verification_with_nothing_to_search_holds_no_thread_off(verifying_mon
         )
     else:
         assert not state.verified and state.verdict is None  # tried again at the next sample
+    if why == "the capture stopped":
+        del keep
+        gc.collect()
+        m._verify_pending()  # none alive now, but the stopped capture cannot tell
+        assert state.verdict is None and m._held_off == [0, 0.0, 0.0]
 
 
 class Dropped:
