@@ -339,29 +339,15 @@ class Capture:
         self._flush_if_needed()
         try:
             sizes = self._core.sizes(cls, sample)
+            if sizes is None:  # its __sizeof__ is the app's (Python code): measured here
+                sizes = _shallow_sizes(self._core.sample(cls, sample))
         except RuntimeError:
             return None
         live = self._live(cls)
-        if sizes is not None:
-            size, measured = sizes
-            if measured == 0:
-                return (0, 0) if live == 0 and self.is_tracking(cls) else None
-            return round(size / measured * live), measured
-        try:
-            objects = self.sample(cls, sample)  # its __sizeof__ is the app's: measured here
-        except RuntimeError:
-            return None
-        if not objects:
+        size, measured = sizes
+        if not measured:
             return (0, 0) if live == 0 and self.is_tracking(cls) else None
-        size = measured = 0
-        for obj in objects:
-            try:
-                size += sys.getsizeof(obj, 0)  # the object's own __sizeof__ may be the app's
-            except Exception:  # noqa: BLE001 -- one odd object must not cost the estimate
-                continue
-            measured += 1
-        del objects
-        return (round(size / measured * live), measured) if measured else None
+        return round(size / measured * live), measured
 
     # -- callbacks -----------------------------------------------------------
 
@@ -433,6 +419,18 @@ class Capture:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Capture {state}, {len(self)} types>"
+
+
+def _shallow_sizes(objects: list[Any]) -> tuple[int, int]:
+    """The summed ``sys.getsizeof`` of ``objects`` and how many were measured."""
+    size = measured = 0
+    for obj in objects:
+        try:
+            size += sys.getsizeof(obj, 0)  # the object's own __sizeof__ may be the app's
+        except Exception:  # noqa: BLE001 -- one odd object must not cost the estimate
+            continue
+        measured += 1
+    return size, measured
 
 
 def _check_class(cls: object, what: str) -> None:

@@ -849,8 +849,8 @@ class MemoryMonitor:
             allocations = self.tracker.capture.allocations(cls)
             if allocations is not None and allocations.retained_count:
                 waiting.append((state, cls))
-            elif self._samples - state.verify_since >= VERIFY_AFTER + 2:
-                self._set_growth_aside(state, cls, self._none_alive(state))
+            elif why := self._why_none_alive(state):
+                self._set_growth_aside(state, cls, why)
         if not waiting or search_running():  # (someone's search from the page: at the next sample)
             return
         started = time.perf_counter()
@@ -874,8 +874,11 @@ class MemoryMonitor:
             if not state.verified and not self._set_aside(state):  # (a root judged before it may explain it)
                 self._judge(state, cls, found)
 
-    def _none_alive(self, state: _TypeState) -> str:
-        return f"none of its objects made in the last {self._samples - (state.verify_since or 0)} samples is alive"
+    def _why_none_alive(self, state: _TypeState) -> str | None:
+        """Why a type whose new objects all died is set aside, once it was verified long
+        enough for that to mean something; None before."""
+        since = self._samples - (state.verify_since or 0)
+        return f"none of its objects made in the last {since} samples is alive" if since >= VERIFY_AFTER + 2 else None
 
     def _search_for_pending(self, waiting: list[tuple[_TypeState, type]]) -> _Searched:
         """The retention search of _verify_pending, from the moment it holds objects of
@@ -892,8 +895,8 @@ class MemoryMonitor:
             if objects:
                 pending.append((state, cls))
                 groups.append(objects)
-            elif self._samples - (state.verify_since or 0) >= VERIFY_AFTER + 2:
-                searched.set_aside.append((state, cls, self._none_alive(state)))  # (they died meanwhile)
+            elif why := self._why_none_alive(state):
+                searched.set_aside.append((state, cls, why))  # (they died meanwhile)
         objects = []
         for state, cls in self._take_out_own_growth(pending, groups):
             searched.set_aside.append((state, cls, OWN_BOOKKEEPING))

@@ -86,6 +86,13 @@ def _still_raised(raised: float | None) -> bool:
     return raised is not None and abs(sys.getswitchinterval() - raised) < 1.5e-6
 
 
+def _restore_if_still_raised() -> None:
+    """The switch interval back to what a block found, unless someone changed it since
+    (with _held_off_lock held, or in a forked child)."""
+    if _still_raised(_held_off["interval"]):
+        _set_switch_interval(_held_off["restore"])
+
+
 def restore_a_switch_interval_left_raised() -> None:
     """Put back the app's switch interval where code of the app's saved ours while a
     block ran and restored it after (CPython's test_threading does: ``old =
@@ -95,8 +102,7 @@ def restore_a_switch_interval_left_raised() -> None:
     on purpose between a block and the next sample looks the same and is put back too.)"""
     with _held_off_lock:
         if _held_off["blocks"] == 0:
-            if _still_raised(_held_off["interval"]):
-                _set_switch_interval(_held_off["restore"])
+            _restore_if_still_raised()
             _held_off["interval"] = None  # once: a value the app sets later is its own
 
 
@@ -107,8 +113,7 @@ def _reset_in_forked_child() -> None:
     _held_off_lock = threading.Lock()  # (the parent's block may have held it)
     if _held_off["blocks"]:
         _held_off["blocks"] = 0
-        if _still_raised(_held_off["interval"]):
-            _set_switch_interval(_held_off["restore"])
+        _restore_if_still_raised()
 
 
 if hasattr(os, "register_at_fork"):
@@ -160,9 +165,8 @@ def app_threads_held_off() -> Iterator[None]:
         with _held_off_lock:
             # (a child forked by this thread mid-block comes here with blocks reset to 0)
             _held_off["blocks"] = max(0, _held_off["blocks"] - 1)
-            raised = _held_off["interval"]
-            if _held_off["blocks"] == 0 and _still_raised(raised):
-                _set_switch_interval(_held_off["restore"])
+            if _held_off["blocks"] == 0:
+                _restore_if_still_raised()
         # A thread that began waiting in the block waits the long interval: letting go
         # of the GIL wakes it, and it waits the restored one from then on.
         time.sleep(0)

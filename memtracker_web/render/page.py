@@ -63,7 +63,7 @@ def _ms(seconds: Any) -> str:
     """Seconds as milliseconds ("12.30 ms"); a dash for anything that is not a duration."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e9:
         return "–"
-    return f"{seconds * 1000:,.2f} ms"
+    return f"{seconds * 1000:.2f} ms"
 
 
 def size_text(value: Any) -> str:
@@ -240,9 +240,9 @@ def _engine(snapshot: Mapping[str, Any]) -> str:
         f"pid {esc(snapshot.get('pid', '?'))} · {_plural(snapshot.get('samples'), 'sample')} every "
         f"{esc(snapshot.get('interval', '?'))} s · last sample {_when(snapshot.get('sampled_at'))}"
     )
-    duration = snapshot.get("sample_duration_seconds")
-    if isinstance(duration, (int, float)):
-        stats += f" · took {duration * 1000:.2f} ms"
+    took = _ms(snapshot.get("sample_duration_seconds"))
+    if took != "–":
+        stats += f" · took {took}"
     out = f'<p class="meta">{line}</p><p class="meta">{stats}</p>'
     process = snapshot.get("process")
     if isinstance(process, Mapping) and process.get("resident_bytes") is not None:
