@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import gc
 import os
 import sys
 import threading
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -690,8 +693,9 @@ def test_a_switch_interval_set_while_app_threads_are_held_off_is_kept():
         sys.setswitchinterval(interval)
 
 
-def test_overlapping_blocks_restore_the_switch_interval_when_the_last_one_ends():
-    interval = sys.getswitchinterval()
+@contextlib.contextmanager
+def a_block_in_another_thread() -> Iterator[None]:
+    """Another monitor's block, running in a thread of its own until the with ends."""
     inside, leave = threading.Event(), threading.Event()
 
     def other_monitor() -> None:
@@ -700,14 +704,27 @@ def test_overlapping_blocks_restore_the_switch_interval_when_the_last_one_ends()
             leave.wait(10)
 
     thread = threading.Thread(target=other_monitor)
+    thread.start()
     try:
-        with retention.app_threads_held_off():
-            thread.start()
-            assert inside.wait(10)
-        assert sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL)  # the other block still runs
+        assert inside.wait(10)
+        yield
     finally:
         leave.set()
         thread.join()
+
+
+def fork() -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (fork with threads, 3.12+)
+        return os.fork()
+
+
+def test_overlapping_blocks_restore_the_switch_interval_when_the_last_one_ends():
+    interval = sys.getswitchinterval()
+    with contextlib.ExitStack() as other:
+        with retention.app_threads_held_off():
+            other.enter_context(a_block_in_another_thread())
+        assert sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL)  # the other block still runs
     assert sys.getswitchinterval() == interval
 
 
@@ -774,22 +791,8 @@ def test_an_interval_already_as_long_is_left_and_the_block_does_not_wait(seconds
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_while_another_thread_holds_the_app_off_gets_the_interval_back():
     interval = sys.getswitchinterval()
-    inside, leave = threading.Event(), threading.Event()
-
-    def monitor_thread() -> None:
-        with retention.app_threads_held_off():
-            inside.set()
-            leave.wait(10)
-
-    thread = threading.Thread(target=monitor_thread)
-    thread.start()
-    try:
-        assert inside.wait(10)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # (fork with threads, 3.12+)
-            pid = os.fork()
+    with a_block_in_another_thread():
+        pid = fork()
         if pid == 0:
             ok = sys.getswitchinterval() == interval
             with retention.app_threads_held_off():  # and blocks work there
@@ -799,23 +802,16 @@ def test_a_child_forked_while_another_thread_holds_the_app_off_gets_the_interval
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert sys.getswitchinterval() == pytest.approx(retention.HOLD_OFF_INTERVAL)  # the parent's block runs on
-    finally:
-        leave.set()
-        thread.join()
     assert sys.getswitchinterval() == interval
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_child_forked_by_the_blocks_own_thread_ends_the_block_there_and_the_parent_is_untouched():
-    import warnings
-
     interval = sys.getswitchinterval()
     pid = -1
     try:
         with retention.app_threads_held_off():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # (fork with threads, 3.12+)
-                pid = os.fork()
+            pid = fork()
             if pid == 0:
                 back_at_once = sys.getswitchinterval() == interval
             else:
