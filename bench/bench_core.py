@@ -158,6 +158,8 @@ CONFIGS = [
     # Point is made 20,000 times a run of the allocation-heavy workload, Order 20,000
     # times a run of the request one
     _watch_analysis_config("ours: watch-all exact + paths of 2 classes 1/64", [Point, Order], 64, False, 1),
+    # the same, one object of each class in about 64 followed by address (each with its path)
+    _watch_analysis_config("ours: watch-all exact + 2 classes sampled 1/64 by address", [Point, Order], 64, True, 1),
     # and while a leak of dicts is (the builtins leak shape, exact watch-all)
     _watch_analysis_config("ours: watch-all exact + dict sampled 1/64 by address", [dict], 64, True, 1),
     Config("tracemalloc(1)", lambda: tracemalloc.start(1), tracemalloc.stop),

@@ -283,13 +283,14 @@ MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "object_sample must be between 1 and 65536, got %lu", object_sample);
         return NULL;
     }
-    /* Sampling by address only where an object's type is its type for life and
-     * the death of one of them is nothing more: not a class whose __class__ can
-     * be assigned, not a metaclass (a class's death must always be seen), not
-     * with a callback (it is for every object). Elsewhere every object counts. */
+    /* Sampling by address only where the death of an object is nothing more:
+     * not a metaclass (a class's death must always be seen), not a module type,
+     * not with a callback (it is for every object). Elsewhere every object
+     * counts. A class whose __class__ can be assigned may sample: an object
+     * keeps its address whatever its class, and one that was sampled is in
+     * the table, where its death is found under any class (see retargets). */
     if (object_sample > 1
-        && (callback || !PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_IMMUTABLETYPE)
-            || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
+        && (callback || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
             || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type))) {
         object_sample = 1;
     }
@@ -755,11 +756,9 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         return NULL;
     }
     MtSlot *slot = &c->slots[s];
-    /* By address only where an object's type is its type for life and the
-     * death of one of them is nothing more: not a class whose __class__ can be
-     * assigned, not a metaclass (a class's death must always be seen), not
-     * with a callback (it is for every object). Elsewhere every object counts. */
-    if (slot->mutable_type || slot->callback || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type)) {
+    /* By address only where the death of an object is nothing more (as in track). */
+    if (slot->callback || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
+        || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type)) {
         object_sample = 1;  /* (as in track) */
     }
     MtTree *t = mt_tree_new(depth, (uint32_t)sample_every, (uint32_t)max_nodes);

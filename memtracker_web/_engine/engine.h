@@ -118,7 +118,7 @@ typedef struct {
     uint32_t slot;
     uint32_t val;           /* its objects' entry: slot << MT_LEAF_BITS | MT_NO_LEAF */
     uint32_t limit;         /* nonzero: the slot samples objects by address (MtSlot.addr_limit);
-                             * an object not sampled needs nothing, the others the full path */
+                             * an object not sampled needs nothing, the others what any object needs */
 } MtPlainEntry;
 
 static inline size_t
@@ -168,6 +168,10 @@ typedef struct {
 #define MT_WATCH_EXACT_TYPE(tp) \
     (((tp)->tp_flags & (Py_TPFLAGS_HEAPTYPE | Py_TPFLAGS_IMMUTABLETYPE)) == Py_TPFLAGS_HEAPTYPE)
 #define MT_WATCH_COUNTED(op, tp, limit) (MT_WATCH_SAMPLED(op, limit) || MT_WATCH_EXACT_TYPE(tp))
+
+/* An object the plain shortcut's slot does not sample: nothing to do (it
+ * touches no table, so the interpreter need not be asked either). */
+#define MT_PLAIN_SKIPS(plain, op) ((plain)->limit && !MT_WATCH_SAMPLED(op, (plain)->limit))
 
 /* A type with a finaliser (a class with __del__; generators, coroutines and
  * async generators, which asyncio's hooks keep alive to close): its objects

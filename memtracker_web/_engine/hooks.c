@@ -133,13 +133,15 @@ mt_capture_on_destroy(MtCaptureCore *c, PyObject *op)
  * object that gets no call path (a count-only slot, or one whose paths are
  * sampled and this allocation is not the one in path_every), no callback and
  * a table with room. Returns 0, having changed nothing, for anything else (a
- * stale entry at this address included): the caller then takes the full path. */
+ * stale entry at this address included): the caller then takes the full path.
+ * A slot that samples its objects by address: the caller passes only objects
+ * it samples (MT_PLAIN_SKIPS). */
 static inline int
 mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject *op)
 {
     MtSlot *slot = &c->slots[s];
     MtPtrMap *m = &c->objects;
-    if (slot->callback || slot->addr_limit || m->used >= m->limit) {
+    if (slot->callback || m->used >= m->limit) {
         return 0;
     }
 #if MT_HAVE_TRACER
@@ -347,20 +349,12 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
      * Nothing here can re-enter the hook, and the table is empty while we
      * chain a prior tracer, so the guard is neither tested nor set. */
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
-    if (plain->type == tp) {
-        if (plain->limit) {
-            /* A type whose one capture samples its objects by address: an
-             * object not sampled has nothing to do (it touches no table, so
-             * the interpreter need not be asked either). */
-            if (!MT_WATCH_SAMPLED(op, plain->limit)) {
-                return 0;
-            }
-        }
-        else if (event == PyRefTracer_CREATE
-                     ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                     : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)) {
-            return 0;
-        }
+    if (plain->type == tp
+        && (MT_PLAIN_SKIPS(plain, op)
+            || (event == PyRefTracer_CREATE
+                    ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                    : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)))) {
+        return 0;
     }
     return mt_hook_full(op, event);
 }
@@ -383,9 +377,10 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
         MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
         MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
         if (entry->type == tp && plain->type == tp
-            && (event == PyRefTracer_CREATE
-                    ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                    : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+            && (MT_PLAIN_SKIPS(plain, op)
+                || (event == PyRefTracer_CREATE
+                        ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                        : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)))) {
             entry->count[(unsigned)event]++;
             return 0;
         }
@@ -479,9 +474,10 @@ mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
     MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
     if (plain->type == tp && entry->type == tp && !mt_engine.busy && !MT_WATCH_FINALIZABLE(tp)
-        && (plain->limit                  ? !MT_WATCH_SAMPLED(op, plain->limit)
-            : event == PyRefTracer_CREATE ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                                          : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op))) {
+        && (MT_PLAIN_SKIPS(plain, op)
+            || (event == PyRefTracer_CREATE
+                    ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
+                    : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)))) {
         entry->count[(unsigned)event]++;
         return 0;
     }

@@ -186,8 +186,8 @@ class Capture:
         returns for "new" comes back as ``data`` on that object's "free".
 
         ``sample_objects=N`` counts one object in about N, picked by address
-        (see ``Allocations.sample``; types whose objects can change class, and
-        classes of classes, count every object), 1 every object; None leaves a
+        (see ``Allocations.sample``; classes of classes, module types and types
+        with a callback count every object), 1 every object; None leaves a
         tracked type as it is. A change starts the type's counts over.
         """
         _check_class(cls, "track")

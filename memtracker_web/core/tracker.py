@@ -71,12 +71,12 @@ class Tracker:
         picked by its address, instead of every object, and records the path
         of one in N/M of those: the counts are theirs times M
         (``Allocations.sample``; estimates), and an object not followed costs the
-        tracer one multiplication. For a hot built-in (``dict``, ``str``) that is
+        tracer one multiplication. For a hot type (``dict``, ``str``, a class made by the thousand) that is
         most of the cost of analysing it. ``stop_analysis`` keeps it sampled.
         An object keeps its address while it lives, so the objects a leak keeps
-        are sampled fairly, however many others come and go. Only for types
-        whose objects keep their class for life and are not classes themselves
-        (built-ins, C types); any other type counts every object. A callback
+        are sampled fairly, however many others come and go. Not for types
+        whose objects are classes, nor module types: they count every object. (An
+        object whose ``__class__`` is assigned stays the type's it was made as.) A callback
         needs every object: giving one counts every object again. A change of
         ``sample_objects`` starts the type's counts over; None keeps a tracked type's
         (it must divide ``sample_every``), and is 1 for a type not tracked yet.

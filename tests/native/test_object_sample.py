@@ -98,12 +98,55 @@ def test_one_path_in_s_over_n_of_the_followed_objects():
     del kept
 
 
-@pytest.mark.parametrize("cls", [Plain, Meta, type])
-def test_types_whose_objects_change_class_or_are_classes_count_every_object(capture, cls):
+@pytest.mark.parametrize("cls", [Meta, type])
+def test_types_whose_objects_are_classes_count_every_object(capture, cls):
     capture.track(cls, sample_objects=16)
     assert capture.object_sample(cls) == 1
     capture._analyse(cls, depth=4, sample_every=16, max_nodes=1000, object_sample=16)
     assert capture.object_sample(cls) == 1
+
+
+class Other:
+    pass
+
+
+@pytest.mark.parametrize("watch", [None, 1, 64], ids=["no watch-all", "exact watch-all", "sampled watch-all"])
+@pytest.mark.parametrize("analysed", [False, True], ids=["counted", "analysed"])
+def test_a_class_is_followed_by_address_whatever_class_its_objects_take(capture, watch, analysed):
+    """A class samples its objects like a built-in: an object keeps its address
+    whatever ``__class__`` says, so one followed at its creation is in the table,
+    where its death is found under any class; one not followed touches nothing."""
+    if watch is not None:
+        _tracker.watch_start(sample=watch)
+    try:
+        capture.track(Plain, sample_objects=8)
+        if analysed:
+            capture._analyse(Plain, depth=4, sample_every=16, max_nodes=1000, object_sample=8)
+        capture.track(Other)  # every object
+        assert capture.object_sample(Plain) == 8
+        capture.start()
+        kept = [Plain() for _ in range(20_000)]
+        assert capture._core.live(Plain) == sum(followed(o, 8) for o in kept) > 0
+        for o in kept[::2]:
+            o.__class__ = Other
+        others = [Other() for _ in range(1000)]
+        for o in others[::2]:
+            o.__class__ = Plain
+        # each counted by its class at creation, whatever it is now
+        assert capture._core.live(Plain) == sum(followed(o, 8) for o in kept)
+        assert capture._core.live(Other) == 1000
+        assert all(followed(o, 8) for o in capture.sample(Plain, 10_000))
+        del kept[::3], others[1::3]
+        gc.collect()
+        assert capture._core.live(Plain) == sum(followed(o, 8) for o in kept)
+        assert capture._core.live(Other) == len(others)
+        del kept, others, o
+        gc.collect()
+        assert capture._core.live(Plain) == capture._core.live(Other) == 0
+        assert capture.statistics()["tracked_objects"] == 0
+    finally:
+        if watch is not None:
+            _tracker.watch_stop()
 
 
 def test_a_callback_counts_every_object(capture):
