@@ -286,7 +286,18 @@ class _WatchState:
 
     _memtracker_bookkeeping = True
 
-    __slots__ = ("ref", "high_water", "increases", "recent", "last_increase", "by_noise", "from_zero", "builtin")
+    __slots__ = (
+        "ref",
+        "high_water",
+        "increases",
+        "recent",
+        "last_increase",
+        "by_noise",
+        "from_zero",
+        "builtin",
+        "allocations",
+        "new_per_sample",
+    )
 
     def __init__(self, cls: type, value: int, by_noise: bool, from_zero: bool = False) -> None:
         self.ref = weakref.ref(cls)
@@ -305,6 +316,13 @@ class _WatchState:
         self.increases = 0
         self.last_increase = 0  # the sample of the last increase
         self.recent: deque = deque([0, value] if from_zero else [value], maxlen=_NOISE_WINDOW)
+        self.allocations: int | None = None  # watch-all's count of its creations (exact mode)
+        self.new_per_sample = 0  # of those, between its last two samples
+
+    def count_new(self, allocations: int | None) -> None:
+        if allocations is not None and self.allocations is not None and allocations >= self.allocations:
+            self.new_per_sample = allocations - self.allocations
+        self.allocations = allocations
 
     def noise(self) -> float | None:
         """The standard deviation of the last changes, or None before two."""
@@ -642,6 +660,8 @@ class MemoryMonitor:
                 state.live, state.allocations, state.frees = estimate
                 if before is not None and state.allocations is not None:
                     state.new_per_sample = max(0, state.allocations - before)
+            if not state.builtin and self._tracked_for(state):
+                self._estimate_bytes(state, cls)  # (from the objects the tracker tables)
             return
         allocations = self.tracker.capture.allocations(cls)
         if allocations is None:  # untracked behind our back: track again
@@ -669,10 +689,11 @@ class MemoryMonitor:
             if estimate is None:
                 state.live_bytes, state.bytes_measured, state.bytes_per_object = None, 0, None
                 return
-            state.live_bytes, state.bytes_measured = estimate
-            state.bytes_per_object = estimate[0] / state.live if state.live else 0.0
+            # (per object of the tracker's count: watch-all's, when it counts the type, may differ)
+            tabled = self.tracker.capture.count_for(cls)
+            state.bytes_per_object = estimate[0] / tabled if tabled else 0.0
+            state.bytes_measured = estimate[1]
             state.bytes_at = (self._samples, state.live)
-            return
         state.live_bytes = round(state.bytes_per_object * state.live)
 
     def _escalate(self) -> None:
@@ -717,7 +738,8 @@ class MemoryMonitor:
         )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
         candidates.sort(key=lambda s: (s.rank(), not met(s), -s.rate(), s.name))
-        verifying = sum(1 for s in live if s.by_watch and s.verify_since is not None and not s.verified)
+        # (built-ins: a class is tabled from its nomination and needs no place to wait for)
+        verifying = sum(1 for s in live if s.by_watch and s.builtin and s.verify_since is not None and not s.verified)
         for state in candidates:
             if state.source == "watch_all" and not state.verified:
                 # a type watch-all found is verified before it is analysed: its growth
@@ -1055,8 +1077,9 @@ class MemoryMonitor:
         the first). A hot one (dict, str, or a class made by the thousand a second):
         paths at about PATHS_PER_SECOND (the stats are scaled and say "estimated"), so
         that analysing it costs the app about what analysing a quiet class does. A
-        built-in watch-all counts: objects by address too, keeping SURVIVORS_PER_SAMPLE
-        of its growth a sample. A type the user named: every object, every path."""
+        type watch-all counts (a built-in, or any type it found in exact mode): objects by
+        address too, keeping SURVIVORS_PER_SAMPLE of its growth a sample. A type the
+        user named: every object, every path."""
         if state.source != "watch_all":
             return 1, 1
         if state.by_watch and not state.new_per_sample:
@@ -1068,7 +1091,7 @@ class MemoryMonitor:
             while sample_every < MAX_PATH_SAMPLING and per_second / sample_every > PATHS_PER_SECOND:
                 sample_every *= 2
         if not state.by_watch:
-            return sample_every, 1  # a class the tracker counts (every object: its objects can change class)
+            return sample_every, 1  # a type the tracker counts exactly: every object
         lives = state.history.last_lives(4)
         growth = (lives[-1] - lives[0]) / (len(lives) - 1) if len(lives) == 4 else state.watch_growth
         object_sample = 1
@@ -1111,7 +1134,7 @@ class MemoryMonitor:
     def _discover(self, census) -> None:
         """Watch-all: notice growing types nobody named and monitor them."""
         if census is not None:
-            values = [(cls, n) for cls, n in census.items()]
+            values: list[tuple[type, int, int | None]] = [(cls, n, None) for cls, n in census.items()]
         else:
             wanted = self.watch_sample  # read once: get_default_monitor may set it meanwhile
             if self._watching and self._watch_requested != wanted:
@@ -1149,7 +1172,7 @@ class MemoryMonitor:
                 self._watching = False
                 self._watch.clear()
                 return
-            values = [(cls, (new - free) * k) for cls, new, free, k in rows]
+            values = [(cls, (new - free) * k, new * k) for cls, new, free, k in rows]
             # (only for the types counted by it: more would be bookkeeping of ours that grows)
             sampled = {key for key, state in self._types.items() if state.by_watch}
             self._estimates = {
@@ -1157,7 +1180,7 @@ class MemoryMonitor:
             }
         seen = set()
         least_step = least_builtin_step(self.threshold, self.increases) if census is None else self.threshold
-        for cls, value in values:
+        for cls, value, allocations in values:
             key = id(cls)
             seen.add(key)
             if key in self._types or key in _OWN_CLASSES:
@@ -1173,6 +1196,7 @@ class MemoryMonitor:
                     state.builtin = not is_class
                 except TypeError:  # a type that refuses weak references
                     continue
+                state.count_new(allocations)
                 if key in self._recycled_ids:
                     # monitored before and given back: its count since watch-all began
                     # is old news, not a first rise
@@ -1184,6 +1208,7 @@ class MemoryMonitor:
                     continue
             else:
                 state.recent.append(value)
+                state.count_new(allocations)
             if self._samples - state.last_increase > self.calm_samples:
                 state.increases = 0  # rises must come in a run, not scattered over hours
             if value <= state.high_water + (least_step if state.builtin else 1.0 if state.by_noise else self.threshold):
@@ -1219,33 +1244,45 @@ class MemoryMonitor:
     ) -> _TypeState:
         """Monitor a type watch-all saw grow, with the evidence it gathered."""
         key = id(cls)
-        del self._watch[key]
-        if estimate is not None and (is_builtin_type(cls) or not counted_exactly_by_watch_all(cls)):
-            # A built-in (dict, str, ...): counting every one through the tracker
-            # would cost the app as much as the hunt itself; it stays counted by
-            # watch-all (exactly, or by its estimate when it samples), and the
-            # tracker sees it only while its objects are verified or analysed.
+        last = list(watched.recent)[-4:]
+        watch_growth = (last[-1] - last[0]) / (len(last) - 1) if len(last) > 1 else 0.0
+        if estimate is not None:
+            # Counting every object of a type through the tracker would cost the app
+            # as much as the hunt itself (a dict, or a class made by the thousand a
+            # second): it stays counted by watch-all (exactly, or by its estimate when
+            # it samples a built-in), and the tracker tables one of its objects in
+            # object_sample (see _sampling) while they are verified or analysed.
             nominated = _TypeState(cls, self.threshold, self.history, "watch_all", False)
             nominated.by_watch = True
+            nominated.new_per_sample = watched.new_per_sample
+            nominated.watch_growth = watch_growth
+            if not nominated.builtin:
+                # a class is tabled from now on (first: at the engine's cap on tracked
+                # types it raises, and nothing is recorded); (this sample's number is not
+                # counted yet: it is verified at the next one, not in this pass)
+                object_sample = self._sampling(nominated)[1]
+                self.tracker.track(cls, sample_objects=object_sample)
+                nominated.object_sample = object_sample
+                nominated.verify_since = self._samples + 1
+            del self._watch[key]
             self._types[key] = nominated
             self._estimates[key] = estimate
             self._generation += 1
         else:
+            del self._watch[key]
             self.start_monitoring(cls)
             nominated = self._types[key]
+            nominated.watch_growth = watch_growth
         nominated.source = "watch_all"
         # (a census counts every live object of a class: it rises by its own drops too)
         nominated.by_noise = watched.by_noise or (self.mode == "census" and not nominated.builtin)
         if not nominated.by_watch and self.mode == "exact":
-            # the tracker's table of its objects starts now; (this sample's number is
-            # not counted yet: it is verified at the next one, not in this pass)
+            # the tracker's table of its objects starts now (as for a class above)
             nominated.verify_since = self._samples + 1
         nominated.nominated_at = self._samples
         # the evidence watch-all gathered carries over: its increases count, and its
-        # growth tells how many of its objects the tracker need table (see _sampling)
+        # growth and rate tell how many of its objects the tracker need table (see _sampling)
         nominated.increases = watched.increases
-        last = list(watched.recent)[-4:]
-        nominated.watch_growth = (last[-1] - last[0]) / (len(last) - 1) if len(last) > 1 else 0.0
         nominated.last_growth_sample = self._samples
         logger.info("memtracker_web: watch-all found %s growing; monitoring it", nominated.name)
         return nominated
@@ -1406,7 +1443,7 @@ class MemoryMonitor:
             "increases": state.increases,
             "analysing": state.analysing,
             "source": state.source,
-            "sampled": state.by_watch and self._watching_sample > 1,
+            "sampled": state.by_watch and state.builtin and self._watching_sample > 1,
             "verdict": state.verdict,
             "threshold": state.threshold,
             # (a sampled built-in is never measured: None and 0)

@@ -684,13 +684,24 @@ def _churn_and_keep_48() -> None:
 
 @requires_engine
 def test_a_hot_class_watch_all_found_records_one_path_in_several():
-    # 5,000 new objects of the class a sample of 1 s, 48 of them kept: the tracker
-    # counts every one (a class), the path of one in 32 is recorded (under 256 a second)
+    # 5,000 new objects of the class a sample of 1 s, 48 of them kept: watch-all
+    # counts every one (a class: exactly), and the tracker tables one in 4 by address
+    # from its nomination (its rate is watch-all's), which keeps 12 of the 48 a sample
+    # to verify it; analysed, one in 32, each with its path (under 256 a second)
     m = _hot_monitor()
+    samples_seen = set()
+
+    def table_sample(m: MemoryMonitor) -> None:
+        if _Churned in m.tracker.capture:
+            samples_seen.add(m.tracker.capture.object_sample(_Churned))
+
     try:
-        reports = _hunt(m, f"{__name__}._Churned", _churn_and_keep_48, 12)
+        reports = _hunt(m, f"{__name__}._Churned", _churn_and_keep_48, 12, each=table_sample)
+        assert samples_seen == {4, 32} and m._types[id(_Churned)].object_sample == 32
         assert m.tracker._analysis[id(_Churned)]["sample_every"] == 32
-        assert m.tracker.capture.allocations(_Churned).sample == 1  # counted exactly
+        assert m.tracker.capture.allocations(_Churned).sample == 32
+        assert reports[0]["live"] == len(_kept_churned)  # watch-all's count: exact
+        assert reports[0]["verdict"].startswith(f"kept by {__name__}._kept_churned -> builtins.list[i]")
         assert _first_frame(reports[0]) == (line_of("CHURNED-LINE"), "<genexpr>")
     finally:
         m.close()
