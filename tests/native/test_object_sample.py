@@ -299,6 +299,78 @@ def test_threads_gc_and_changes_of_sample_keep_the_table_and_counts_in_step():
     capture.stop()
 
 
+class Swapped:
+    pass
+
+
+class Cyclic:
+    def __init__(self) -> None:
+        self.me = self  # freed by the collector
+
+
+def test_threads_class_swaps_cycles_and_changes_of_sample_keep_a_class_table_in_step():
+    """Classes sampled by address under exact watch-all, with objects changing class
+    both ways and dying in cycles on three threads while the main thread changes
+    the sample: the table and the counts agree, and once every object is gone
+    every count is back to 0."""
+    _tracker.watch_start(sample=1)
+    capture = mt.Capture()
+    capture.track(Plain, sample_objects=4)
+    capture.track(Swapped, sample_objects=2)
+    capture.track(Cyclic, sample_objects=8)
+    capture.start()
+    stop = threading.Event()
+    survivors: list = []
+
+    def churn(seed: int) -> None:
+        kept: list = []
+        survivors.append(kept)
+        i = 0
+        while not stop.is_set():
+            obj = Plain() if i % 2 else Swapped()
+            if i % 3 == 0:
+                obj.__class__ = Swapped if type(obj) is Plain else Plain
+            kept.append(obj)
+            Cyclic()
+            if len(kept) > 500:
+                del kept[: 250 + seed]
+            i += 1
+            if i % 1000 == 0:
+                gc.collect()
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        for round_ in range(40):
+            capture.track(Plain, sample_objects=(1, 2, 4, 8)[round_ % 4])
+            if round_ % 5 == 0:
+                capture._analyse(Swapped, depth=4, sample_every=8, max_nodes=1000, object_sample=2)
+            elif round_ % 5 == 2:
+                capture._unanalyse(Swapped)
+            gc.collect()
+        stop.set()
+        for t in threads:
+            t.join()
+        gc.collect()
+        assert sum(map(len, survivors)) > 0
+        assert capture.statistics()["tracked_objects"] == sum(
+            capture._core.live(cls) for cls in (Plain, Swapped, Cyclic)
+        )
+        survivors.clear()
+        gc.collect()
+        # every object is gone: each count is back to 0, the table is empty
+        assert [capture._core.live(cls) for cls in (Plain, Swapped, Cyclic)] == [0, 0, 0]
+        assert capture.statistics()["tracked_objects"] == 0
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join()
+        capture.stop()
+        _tracker.watch_stop()
+
+
 def test_analysis_without_a_sample_keeps_the_types():
     tracker = mt.Tracker(depth=4)
     tracker.track(dict, sample_objects=8)
