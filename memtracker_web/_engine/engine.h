@@ -118,7 +118,10 @@ typedef struct {
     uint32_t slot;
     uint32_t val;           /* its objects' entry: slot << MT_LEAF_BITS | MT_NO_LEAF */
     uint32_t limit;         /* nonzero: the slot samples objects by address (MtSlot.addr_limit);
-                             * an object not sampled needs nothing, the others what any object needs */
+                             * an object not sampled needs nothing */
+    uint32_t own;           /* one of our classes (MtBind.own_class): its objects, followed, take
+                             * the shortcut; a built-in's need the full path, which asks which
+                             * interpreter this is (another may share the type, under its own GIL) */
 } MtPlainEntry;
 
 static inline size_t
@@ -172,6 +175,12 @@ typedef struct {
 /* An object the plain shortcut's slot does not sample: nothing to do (it
  * touches no table, so the interpreter need not be asked either). */
 #define MT_PLAIN_SKIPS(plain, op) ((plain)->limit && !MT_WATCH_SAMPLED(op, (plain)->limit))
+/* An object the shortcut's capture may take right there: one of our classes'. */
+#define MT_PLAIN_TAKES(plain, op, event) \
+    ((plain)->own \
+     && ((event) == PyRefTracer_CREATE \
+             ? mt_capture_on_create_plain((plain)->capture, (plain)->slot, (plain)->val, (op)) \
+             : mt_capture_on_destroy_plain((plain)->capture, (plain)->slot, (plain)->val, (op))))
 
 /* A type with a finaliser (a class with __del__; generators, coroutines and
  * async generators, which asyncio's hooks keep alive to close): its objects

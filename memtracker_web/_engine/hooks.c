@@ -349,11 +349,7 @@ mt_hook_slow(PyObject *op, PyRefTracerEvent event)
      * Nothing here can re-enter the hook, and the table is empty while we
      * chain a prior tracer, so the guard is neither tested nor set. */
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
-    if (plain->type == tp
-        && (MT_PLAIN_SKIPS(plain, op)
-            || (event == PyRefTracer_CREATE
-                    ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                    : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)))) {
+    if (plain->type == tp && (MT_PLAIN_SKIPS(plain, op) || MT_PLAIN_TAKES(plain, op, event))) {
         return 0;
     }
     return mt_hook_full(op, event);
@@ -376,11 +372,7 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
          * path, which counts it (and caches the type). */
         MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
         MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
-        if (entry->type == tp && plain->type == tp
-            && (MT_PLAIN_SKIPS(plain, op)
-                || (event == PyRefTracer_CREATE
-                        ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                        : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)))) {
+        if (entry->type == tp && plain->type == tp && (MT_PLAIN_SKIPS(plain, op) || MT_PLAIN_TAKES(plain, op, event))) {
             entry->count[(unsigned)event]++;
             return 0;
         }
@@ -474,10 +466,7 @@ mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
     MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
     if (plain->type == tp && entry->type == tp && !mt_engine.busy && !MT_WATCH_FINALIZABLE(tp)
-        && (MT_PLAIN_SKIPS(plain, op)
-            || (event == PyRefTracer_CREATE
-                    ? mt_capture_on_create_plain(plain->capture, plain->slot, plain->val, op)
-                    : mt_capture_on_destroy_plain(plain->capture, plain->slot, plain->val, op)))) {
+        && (MT_PLAIN_SKIPS(plain, op) || MT_PLAIN_TAKES(plain, op, event))) {
         entry->count[(unsigned)event]++;
         return 0;
     }

@@ -282,6 +282,7 @@ mt_engine_update_plain(void)
         entry->slot = sub->slot;
         entry->val = (entry->slot << MT_LEAF_BITS) | MT_NO_LEAF;
         entry->limit = limit;
+        entry->own = bind->own_class;
     }
 }
 

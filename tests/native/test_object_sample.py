@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import gc
 import math
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -147,6 +150,33 @@ def test_a_class_is_followed_by_address_whatever_class_its_objects_take(capture,
     finally:
         if watch is not None:
             _tracker.watch_stop()
+
+
+def test_another_interpreters_objects_of_a_sampled_built_in_are_not_counted():
+    """A built-in's type is shared with interpreters that run under a GIL of their
+    own: the objects of it a slot follows take the path that asks which interpreter
+    this is, and another's are neither counted nor tabled."""
+    code = """
+        import _interpreters, gc, threading
+        from memtracker_web import _tracker
+        capture = _tracker.CaptureCore()
+        capture.track(bytearray, object_sample=8)
+        capture.start()
+        iid = _interpreters.create()
+        run = threading.Thread(target=_interpreters.exec, args=(iid, "keep = [bytearray(3) for i in range(200000)]"))
+        run.start()
+        run.join()
+        print(capture.live(bytearray), capture.statistics()["tracked_objects"])
+        _interpreters.destroy(iid)
+        gc.collect()
+        print(capture.live(bytearray), capture.statistics()["tracked_objects"])
+        capture.stop()
+    """
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["0", "0", "0", "0"]  # (before the fix the followed ones were counted)
 
 
 def test_a_callback_counts_every_object(capture):
