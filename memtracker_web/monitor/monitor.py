@@ -247,6 +247,14 @@ def rise_step(values: list) -> float:
     return max(1.0, 3 * statistics.median(drops)) if drops else 1.0
 
 
+def growth_per_sample(values: list) -> float:
+    """What ``values`` grew by a sample: the median of their changes, so that one
+    burst (a cache filled at once, watch-all's first interval) does not count as a
+    steady growth, which would table too few of a slower leak's objects to verify it."""
+    changes = [b - a for a, b in zip(values, values[1:], strict=False)]
+    return float(statistics.median(changes)) if changes else 0.0
+
+
 def change_deviation(values: list) -> float | None:
     """The standard deviation of the changes between ``values``, or None before two
     changes: how much a sampled estimate moves by sampling noise alone."""
@@ -660,8 +668,11 @@ class MemoryMonitor:
                 state.live, state.allocations, state.frees = estimate
                 if before is not None and state.allocations is not None:
                     state.new_per_sample = max(0, state.allocations - before)
-            if not state.builtin and self._tracked_for(state):
-                self._estimate_bytes(state, cls)  # (from the objects the tracker tables)
+            if not state.builtin:
+                if self._tracked_for(state):
+                    self._estimate_bytes(state, cls)  # (from the objects the tracker tables)
+                elif state.bytes_per_object is not None:
+                    state.live_bytes = round(state.bytes_per_object * state.live)  # (its last mean size)
             return
         allocations = self.tracker.capture.allocations(cls)
         if allocations is None:  # untracked behind our back: track again
@@ -687,6 +698,11 @@ class MemoryMonitor:
         ):
             estimate = self.tracker.capture.live_bytes(cls, sample=BYTES_SAMPLE)
             if estimate is None:
+                state.live_bytes, state.bytes_measured, state.bytes_per_object = None, 0, None
+                return
+            if not estimate[1] and state.live:
+                # none of the tabled objects to measure (a table just begun, or sparse):
+                # unknown, measured again at the next sample
                 state.live_bytes, state.bytes_measured, state.bytes_per_object = None, 0, None
                 return
             # (per object of the tracker's count: watch-all's, when it counts the type, may differ)
@@ -1093,7 +1109,7 @@ class MemoryMonitor:
         if not state.by_watch:
             return sample_every, 1  # a type the tracker counts exactly: every object
         lives = state.history.last_lives(4)
-        growth = (lives[-1] - lives[0]) / (len(lives) - 1) if len(lives) == 4 else state.watch_growth
+        growth = growth_per_sample(lives) if len(lives) == 4 else state.watch_growth
         object_sample = 1
         while object_sample < sample_every and growth / (object_sample * 2) >= SURVIVORS_PER_SAMPLE:
             object_sample *= 2
@@ -1244,9 +1260,8 @@ class MemoryMonitor:
     ) -> _TypeState:
         """Monitor a type watch-all saw grow, with the evidence it gathered."""
         key = id(cls)
-        last = list(watched.recent)[-4:]
-        watch_growth = (last[-1] - last[0]) / (len(last) - 1) if len(last) > 1 else 0.0
-        if estimate is not None:
+        watch_growth = growth_per_sample(list(watched.recent)[-4:])
+        if estimate is not None and cls not in self.tracker.capture:
             # Counting every object of a type through the tracker would cost the app
             # as much as the hunt itself (a dict, or a class made by the thousand a
             # second): it stays counted by watch-all (exactly, or by its estimate when
@@ -1269,6 +1284,8 @@ class MemoryMonitor:
             self._estimates[key] = estimate
             self._generation += 1
         else:
+            # (census; or a type the tracker counts already, for a user who shares their
+            # tracker with the monitor: its counting is theirs, left as they set it)
             del self._watch[key]
             self.start_monitoring(cls)
             nominated = self._types[key]
@@ -1547,7 +1564,8 @@ class MemoryMonitor:
                 )
             if not self.tracker.is_tracking(cls):
                 raise RetentionUnavailable(
-                    f"{name} is estimated by watch-all, not counted object by object: POST /track it first"
+                    f"{name} is counted by watch-all, which keeps no table of its objects to start from "
+                    "(the tracker tables them only while they are verified or analysed): POST /track it first"
                 )
         try:
             objects = self.tracker.capture.sample(cls, sample)
