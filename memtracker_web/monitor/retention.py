@@ -146,25 +146,31 @@ def app_threads_held_off() -> Iterator[None]:
     overlapping blocks (two monitors) restore the interval when the last of them
     ends; a child forked meanwhile gets it back at once."""
     restore_a_switch_interval_left_raised()
-    with _held_off_lock:
-        settle = 0.0
-        if _held_off["blocks"] == 0:
-            _held_off["restore"] = sys.getswitchinterval()
-            _held_off["interval"] = None
-            if _held_off["restore"] < HOLD_OFF_INTERVAL - 1.5e-6:  # (0.05 set reads 0.0499...)
-                _set_switch_interval(HOLD_OFF_INTERVAL)
-                _held_off["interval"] = sys.getswitchinterval()
-        if _held_off["interval"] is not None:
-            settle = _held_off["restore"] + 0.001
-        _held_off["blocks"] += 1
+    counted = False
+    # (the count is taken inside the try: an exception between the two, a
+    # KeyboardInterrupt, would leave it above 0 and the interval raised for good)
     try:
+        with _held_off_lock:
+            settle = 0.0
+            if _held_off["blocks"] == 0:
+                _held_off["restore"] = sys.getswitchinterval()
+                _held_off["interval"] = None
+                if _held_off["restore"] < HOLD_OFF_INTERVAL - 1.5e-6:  # (0.05 set reads 0.0499...)
+                    _held_off["interval"] = HOLD_OFF_INTERVAL  # (first: restored should what follows fail)
+                    _set_switch_interval(HOLD_OFF_INTERVAL)
+                    _held_off["interval"] = sys.getswitchinterval()
+            if _held_off["interval"] is not None:
+                settle = _held_off["restore"] + 0.001
+            _held_off["blocks"] += 1
+            counted = True
         if settle:
             time.sleep(settle)
         yield
     finally:
         with _held_off_lock:
             # (a child forked by this thread mid-block comes here with blocks reset to 0)
-            _held_off["blocks"] = max(0, _held_off["blocks"] - 1)
+            if counted:
+                _held_off["blocks"] = max(0, _held_off["blocks"] - 1)
             if _held_off["blocks"] == 0:
                 _restore_if_still_raised()
         # A thread that began waiting in the block waits the long interval: letting go

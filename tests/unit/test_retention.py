@@ -224,6 +224,32 @@ def test_the_search_stops_at_its_budget_and_says_so():
         HOARD.clear()
 
 
+def test_an_exception_as_a_block_begins_leaves_the_interval_as_it_was(monkeypatch):
+    # (a KeyboardInterrupt can land anywhere; here, reading back the raised interval)
+    before = sys.getswitchinterval()
+    reads = []
+
+    class Interrupting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sys, name)
+
+        def getswitchinterval(self) -> float:
+            reads.append(1)
+            if len(reads) == 2:
+                raise KeyboardInterrupt
+            return sys.getswitchinterval()
+
+    monkeypatch.setattr(retention, "sys", Interrupting())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with retention.app_threads_held_off():
+                pytest.fail("the block ran")
+    finally:
+        monkeypatch.undo()
+    assert abs(sys.getswitchinterval() - before) < 1.5e-6
+    assert retention._held_off["blocks"] == 0
+
+
 def test_one_search_at_a_time(monkeypatch):
     HOARD[:] = [Order()]
     entered, release = threading.Event(), threading.Event()
