@@ -369,10 +369,13 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
          * type holds its watch cache entry (sampled watch-all lets marked types
          * hold one: see mt_watch_cacheable) and its one capture's shortcut
          * takes the event, one add counts it; anything else takes the full
-         * path, which counts it (and caches the type). */
+         * path, which counts it (and caches the type). So does a class given a
+         * finaliser after it took its entry: a resurrected object's deaths
+         * must pass mt_watch_first_death. */
         MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
         MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
-        if (entry->type == tp && plain->type == tp && (MT_PLAIN_SKIPS(plain, op) || MT_PLAIN_TAKES(plain, op, event))) {
+        if (entry->type == tp && plain->type == tp && !MT_WATCH_FINALIZABLE(tp)
+            && (MT_PLAIN_SKIPS(plain, op) || MT_PLAIN_TAKES(plain, op, event))) {
             entry->count[(unsigned)event]++;
             return 0;
         }

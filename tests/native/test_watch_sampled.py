@@ -465,20 +465,22 @@ def test_an_object_resurrected_by_its_finaliser_is_counted_freed_once(sample, wi
         _saved.clear()
 
 
-def test_a_finaliser_added_to_a_tracked_class_after_it_was_counted_is_seen(filter_mode):
-    # A tracked class under exact watch-all is counted in the cache's second half (the
-    # one-capture shortcut) only while it has no finaliser: a __del__ given to it later
-    # takes its events off the shortcut at once, so a resurrected object is counted freed
-    # once, not at each of its deaths.
+@pytest.mark.parametrize("watch", [1, 64], ids=["exact watch-all", "sampled watch-all"])
+@pytest.mark.parametrize("objects", [None, 8], ids=["every object", "one in 8 followed"])
+def test_a_finaliser_added_to_a_tracked_class_after_it_was_counted_is_seen(filter_mode, watch, objects):
+    # A tracked class under watch-all is counted in a cache entry with the one-capture
+    # shortcut only while it has no finaliser: a __del__ given to it later takes its
+    # events off the shortcut at once, so a resurrected object is counted freed once,
+    # not at each of its deaths.
     kept: list = []
 
     class Late:
         pass
 
     capture = mt.Capture()
-    capture.track(Late)
+    capture.track(Late, sample_objects=objects)
     capture.start()
-    _tracker.watch_start(sample=1)
+    _tracker.watch_start(sample=watch)
     try:
         objs = [Late() for _ in range(100)]
         del objs
