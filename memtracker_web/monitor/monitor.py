@@ -137,6 +137,8 @@ class _TypeState:
         "bytes_at",
         "object_sample",
         "watch_growth",
+        "theirs_tracked",
+        "theirs_analysed",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -180,6 +182,10 @@ class _TypeState:
         self.bytes_at = (0, 0)  # (sample number, live count) of that measurement
         self.object_sample = 1  # the tracker tables one of its objects in this many (see SURVIVORS_PER_SAMPLE)
         self.watch_growth = 0.0  # its growth a sample over watch-all's last samples when it was nominated
+        # the tracker counted it (analysed it) before the monitor did: someone else's
+        # (a tracker shared with the monitor), left as they set it
+        self.theirs_tracked = False
+        self.theirs_analysed = False
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -476,6 +482,7 @@ class MemoryMonitor:
                     already = cls in self.tracker.capture
                     self.tracker.track(cls)  # first: at the engine's cap it raises, and nothing is recorded
                     state.counted_from_zero = not already
+                    state.theirs_tracked = already
                 self._types[id(cls)] = state
             else:
                 if state.by_watch:
@@ -489,7 +496,8 @@ class MemoryMonitor:
                     # named now by the user: it ranks as theirs, is never recycled, and
                     # what a verification said of it no longer holds it back
                     state.source = "census" if self.mode == "census" else "tracked"
-                    if state.analysing:  # every path from now on, as for any type the user names
+                    if state.analysing and not state.theirs_analysed:
+                        # every path from now on, as for any type the user names
                         self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=1, sample_objects=1)
                     state.dismissed_until, state.explained_by, state.verdict = 0, None, None
                 if threshold is not None:
@@ -508,7 +516,10 @@ class MemoryMonitor:
                 return False
             self._generation += 1
             if self.mode == "exact" and self._tracked_for(state):
-                self.tracker.untrack(cls)
+                if not state.theirs_tracked:
+                    self.tracker.untrack(cls)
+                elif state.analysing and not state.theirs_analysed:
+                    self.tracker.stop_analysis(cls)  # (ours; their counting goes on)
             return True
 
     @staticmethod
@@ -1118,13 +1129,20 @@ class MemoryMonitor:
     def _begin_analysis(self, state: _TypeState, cls: type) -> None:
         if state.analysing or self.mode != "exact":
             return
-        sample_every, object_sample = self._sampling(state)
-        if state.by_watch:
-            # each object followed gets its path (its counts are watch-all's; the
-            # table verification searched from, denser, is let go of)
-            object_sample = sample_every
-        state.object_sample = object_sample
-        self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=sample_every, sample_objects=object_sample)
+        if self.tracker.is_analysing(cls):
+            # someone else's analysis (a tracker shared with the monitor): used as it is
+            state.theirs_analysed = True
+            state.object_sample = self.tracker.capture.object_sample(cls) or 1
+        else:
+            sample_every, object_sample = self._sampling(state)
+            if state.by_watch:
+                # each object followed gets its path (its counts are watch-all's; the
+                # table verification searched from, denser, is let go of)
+                object_sample = sample_every
+            state.object_sample = object_sample
+            self.tracker.track_with_analysis(
+                cls, depth=self.depth, sample_every=sample_every, sample_objects=object_sample
+            )
         if state.verify_since is None:
             state.verify_since = self._samples  # (a type the user named is not verified)
         state.analysing = True
@@ -1138,7 +1156,9 @@ class MemoryMonitor:
     def _end_analysis(self, state: _TypeState, cls: type) -> None:
         if state.analysing:
             state.analysing = False
-            if not self._tracked_for(state):
+            if state.theirs_analysed:
+                state.theirs_analysed = False  # (theirs: it goes on)
+            elif not self._tracked_for(state):
                 self.tracker.untrack(cls)  # its counts are watch-all's: the tracker's cost goes too
             else:
                 self.tracker.stop_analysis(cls)

@@ -744,6 +744,12 @@ def test_a_class_the_users_own_tracker_counts_keeps_the_users_counting(analysed)
         assert _first_frame(reports[0]) == (line_of("SHARED-LINE"), "<genexpr>")
         assert tracker.capture.object_sample(_Shared) == 1
         assert tracker.count(_Shared) == len(_kept_shared)  # exact, from the user's start
+        if analysed:  # their analysis, used as it is: every path
+            assert tracker.stats(_Shared)["sample_every"] == 1
+            assert reports[0]["top_paths"][0]["count"] == len(_kept_shared)  # exact: every kept one's path
+        assert m.stop_monitoring(_Shared)
+        # theirs again, as they set it
+        assert tracker.is_tracking(_Shared) and tracker.is_analysing(_Shared) == analysed
     finally:
         m.close()
         tracker.stop()
