@@ -118,6 +118,19 @@ mt_capture_forget_events(MtCaptureCore *c, uint32_t slot, int leaf_only)
     }
 }
 
+/* Sampling by address only where the death of an object is nothing more:
+ * not a metaclass (a class's death must always be seen), not a module type,
+ * not with a callback (it is for every object). Elsewhere every object
+ * counts. A class whose __class__ can be assigned may sample: an object
+ * keeps its address whatever its class, and one that was sampled is in the
+ * table, where its death is found under any class (see retargets). */
+static int
+mt_counts_every_object(PyObject *tp, int callback)
+{
+    return callback || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
+           || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type);
+}
+
 /* Count every object of a slot (n = 1), or one in about n by address (see
  * MtSlot.object_sample). A change starts the type's counting over: the
  * objects tabled under the old rule, its counts and its tree's counts go. */
@@ -283,15 +296,7 @@ MtCaptureCore_track(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "object_sample must be between 1 and 65536, got %lu", object_sample);
         return NULL;
     }
-    /* Sampling by address only where the death of an object is nothing more:
-     * not a metaclass (a class's death must always be seen), not a module type,
-     * not with a callback (it is for every object). Elsewhere every object
-     * counts. A class whose __class__ can be assigned may sample: an object
-     * keeps its address whatever its class, and one that was sampled is in
-     * the table, where its death is found under any class (see retargets). */
-    if (object_sample > 1
-        && (callback || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
-            || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type))) {
+    if (object_sample > 1 && mt_counts_every_object(tp, callback)) {
         object_sample = 1;
     }
     int64_t found = mt_capture_find(c, (PyTypeObject *)tp);
@@ -756,10 +761,8 @@ MtCaptureCore_analyse(MtCaptureCore *c, PyObject *args, PyObject *kwds)
         return NULL;
     }
     MtSlot *slot = &c->slots[s];
-    /* By address only where the death of an object is nothing more (as in track). */
-    if (slot->callback || PyType_IsSubtype((PyTypeObject *)tp, &PyModule_Type)
-        || PyType_IsSubtype((PyTypeObject *)tp, &PyType_Type)) {
-        object_sample = 1;  /* (as in track) */
+    if (mt_counts_every_object(tp, slot->callback)) {
+        object_sample = 1;
     }
     MtTree *t = mt_tree_new(depth, (uint32_t)sample_every, (uint32_t)max_nodes);
     if (t == NULL) {

@@ -1293,12 +1293,9 @@ class MemoryMonitor:
             nominated.watch_growth = watch_growth
             if not nominated.builtin:
                 # a class is tabled from now on (first: at the engine's cap on tracked
-                # types it raises, and nothing is recorded); (this sample's number is not
-                # counted yet: it is verified at the next one, not in this pass)
-                object_sample = self._sampling(nominated)[1]
-                self.tracker.track(cls, sample_objects=object_sample)
-                nominated.object_sample = object_sample
-                nominated.verify_since = self._samples + 1
+                # types it raises, and nothing is recorded)
+                nominated.object_sample = self._sampling(nominated)[1]
+                self.tracker.track(cls, sample_objects=nominated.object_sample)
             del self._watch[key]
             self._types[key] = nominated
             self._estimates[key] = estimate
@@ -1313,8 +1310,9 @@ class MemoryMonitor:
         nominated.source = "watch_all"
         # (a census counts every live object of a class: it rises by its own drops too)
         nominated.by_noise = watched.by_noise or (self.mode == "census" and not nominated.builtin)
-        if not nominated.by_watch and self.mode == "exact":
-            # the tracker's table of its objects starts now (as for a class above)
+        if self.mode == "exact" and not (nominated.by_watch and nominated.builtin):
+            # the tracker's table of its objects starts now; (this sample's number is
+            # not counted yet: it is verified at the next one, not in this pass)
             nominated.verify_since = self._samples + 1
         nominated.nominated_at = self._samples
         # the evidence watch-all gathered carries over: its increases count, and its
