@@ -708,22 +708,6 @@ def test_a_hot_class_watch_all_found_records_one_path_in_several():
         _kept_churned.clear()
 
 
-class _Shared:
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-
-_kept_shared: list = []
-
-
-def _churn_and_keep_48_shared() -> None:
-    churn = [_Shared(i) for i in range(4952)]
-    del churn
-    _kept_shared.extend(_Shared(i) for i in range(48))  # SHARED-LINE
-
-
 @requires_engine
 @pytest.mark.parametrize("analysed", [False, True], ids=["counted", "analysed"])
 def test_a_class_the_users_own_tracker_counts_keeps_the_users_counting(analysed):
@@ -733,34 +717,27 @@ def test_a_class_the_users_own_tracker_counts_keeps_the_users_counting(analysed)
     # an analysis of every path admits no object sample)
     tracker = Tracker()
     if analysed:
-        tracker.track_with_analysis(_Shared)  # every path
+        tracker.track_with_analysis(_Churned)  # every path
     else:
-        tracker.track(_Shared)
+        tracker.track(_Churned)
     m = MemoryMonitor(
         tracker=tracker, watch_all=True, watch_sample=1, threshold=100, increases=4, interval=1.0, calm_samples=30
     )
     try:
-        reports = _hunt(m, f"{__name__}._Shared", _churn_and_keep_48_shared, 12)
-        assert _first_frame(reports[0]) == (line_of("SHARED-LINE"), "<genexpr>")
-        assert tracker.capture.object_sample(_Shared) == 1
-        assert tracker.count(_Shared) == len(_kept_shared)  # exact, from the user's start
+        reports = _hunt(m, f"{__name__}._Churned", _churn_and_keep_48, 12)
+        assert _first_frame(reports[0]) == (line_of("CHURNED-LINE"), "<genexpr>")
+        assert tracker.capture.object_sample(_Churned) == 1
+        assert tracker.count(_Churned) == len(_kept_churned)  # exact, from the user's start
         if analysed:  # their analysis, used as it is: every path
-            assert tracker.stats(_Shared)["sample_every"] == 1
-            assert reports[0]["top_paths"][0]["count"] == len(_kept_shared)  # exact: every kept one's path
-        assert m.stop_monitoring(_Shared)
+            assert tracker.stats(_Churned)["sample_every"] == 1
+            assert reports[0]["top_paths"][0]["count"] == len(_kept_churned)  # exact: every kept one's path
+        assert m.stop_monitoring(_Churned)
         # theirs again, as they set it
-        assert tracker.is_tracking(_Shared) and tracker.is_analysing(_Shared) == analysed
+        assert tracker.is_tracking(_Churned) and tracker.is_analysing(_Churned) == analysed
     finally:
         m.close()
         tracker.stop()
-        _kept_shared.clear()
-
-
-class _Burst:
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
+        _kept_churned.clear()
 
 
 _burst_cache: list = []
@@ -778,17 +755,17 @@ def test_a_burst_before_its_nomination_does_not_thin_the_table_that_verifies_a_s
     first = [True]
 
     def work() -> None:
-        churn = [_Burst(i) for i in range(5000)]
+        churn = [_Churned(i) for i in range(5000)]
         del churn
         if first[0]:
-            _burst_cache.extend(_Burst(i) for i in range(20_000))
+            _burst_cache.extend(_Churned(i) for i in range(20_000))
             first[0] = False
-        _burst_kept.extend(_Burst(i) for i in range(3))  # BURST-LINE
+        _burst_kept.extend(_Churned(i) for i in range(3))  # BURST-LINE
 
     def table_sample(m: MemoryMonitor) -> None:
-        state = m._types.get(id(_Burst))
+        state = m._types.get(id(_Churned))
         if state is not None and not state.analysing:
-            samples_seen.add(m.tracker.capture.object_sample(_Burst))
+            samples_seen.add(m.tracker.capture.object_sample(_Churned))
 
     try:
         m.sample()
@@ -797,7 +774,7 @@ def test_a_burst_before_its_nomination_does_not_thin_the_table_that_verifies_a_s
             m.sample()
             table_sample(m)
         assert samples_seen == {1}
-        entry = next(t for t in m.snapshot()["types"] if t["type"] == f"{__name__}._Burst")
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == f"{__name__}._Churned")
         # verified a leak (a table of one in 32, with 3 new objects a sample, would most
         # often hold none of them: "none of its objects made in the last 3 samples is alive")
         assert entry["verdict"].startswith(f"kept by {__name__}._burst_kept -> builtins.list[i]")
@@ -813,17 +790,17 @@ def test_a_watch_all_class_with_none_of_its_objects_tabled_has_its_bytes_unknown
     m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=20, increases=4, interval=1.0, calm_samples=30)
     try:
         m.sample()
-        _burst_kept.extend(_Burst(i) for i in range(3000))
+        _burst_kept.extend(_Churned(i) for i in range(3000))
         m.sample()
-        _burst_kept.extend(_Burst(i) for i in range(3000))
+        _burst_kept.extend(_Churned(i) for i in range(3000))
         m.sample()
-        _burst_kept.extend(_Burst(i) for i in range(3000))
+        _burst_kept.extend(_Churned(i) for i in range(3000))
         m.sample()  # nominated here: its table starts empty
-        entry = next(t for t in m.snapshot()["types"] if t["type"] == f"{__name__}._Burst")
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == f"{__name__}._Churned")
         assert entry["live"] == 9000 and entry["live_bytes"] is None and entry["live_bytes_measured"] == 0
-        _burst_kept.extend(_Burst(i) for i in range(3000))
+        _burst_kept.extend(_Churned(i) for i in range(3000))
         m.sample()  # measured from the tabled objects, scaled to watch-all's count
-        entry = next(t for t in m.snapshot()["types"] if t["type"] == f"{__name__}._Burst")
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == f"{__name__}._Churned")
         size = sys.getsizeof(_burst_kept[0])
         assert entry["live"] == 12_000 and entry["live_bytes"] == 12_000 * size and entry["live_bytes_measured"] > 0
     finally:
