@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import weakref
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -296,25 +297,19 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 class _WatchState:
-    """A type seen by watch-all (exact: net allocations; census: live count)."""
+    """A type seen by watch-all (exact: net allocations; census: live count).
+
+    Its numbers are a row of its ``_WatchTable``'s arrays, not int objects of its
+    own (see there)."""
 
     _memtracker_bookkeeping = True
 
-    __slots__ = (
-        "ref",
-        "high_water",
-        "increases",
-        "recent",
-        "last_increase",
-        "by_noise",
-        "from_zero",
-        "builtin",
-        "allocations",
-        "new_per_sample",
-    )
+    __slots__ = ("ref", "table", "row", "by_noise", "from_zero", "builtin")
 
-    def __init__(self, cls: type, value: int, by_noise: bool, from_zero: bool = False) -> None:
+    def __init__(self, table: _WatchTable, row: int, cls: type, value: int, by_noise: bool, from_zero: bool) -> None:
         self.ref = weakref.ref(cls)
+        self.table = table
+        self.row = row
         self.by_noise = by_noise
         # A type counted exactly has net allocations since watch-all began: it
         # had 0 then, so its first sight may already be a rise (a leak that began
@@ -326,21 +321,143 @@ class _WatchState:
         from_zero = from_zero and value >= 0
         self.from_zero = from_zero
         self.builtin = False
-        self.high_water = 0 if from_zero else value
-        self.increases = 0
-        self.last_increase = 0  # the sample of the last increase
-        self.recent: deque = deque([0, value] if from_zero else [value], maxlen=_NOISE_WINDOW)
-        self.allocations: int | None = None  # watch-all's count of its creations (exact mode)
-        self.new_per_sample = 0  # of those, between its last two samples
+        if from_zero:
+            self.restart_at(0)
+            self.note(value)
+        else:
+            self.restart_at(value)
+
+    def _field(self, field: int) -> int:
+        return self.table.numbers[self.row * _WatchTable.FIELDS + field]
+
+    def _set(self, field: int, value: int) -> None:
+        self.table.numbers[self.row * _WatchTable.FIELDS + field] = value
+
+    def note(self, value: int) -> None:
+        """Its value at this sample, kept among the last _NOISE_WINDOW."""
+        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, self._field(_WatchTable.RECENT)
+        if kept == _NOISE_WINDOW:
+            recent[start : start + kept - 1] = recent[start + 1 : start + kept]
+            kept -= 1
+        recent[start + kept] = value
+        self._set(_WatchTable.RECENT, kept + 1)
+
+    def restart_at(self, value: int) -> None:
+        """Its value now is its baseline (and high-water mark): no rise before it counts."""
+        self._set(_WatchTable.RECENT, 0)
+        self.note(value)
+        self.high_water = value
+
+    @property
+    def recent(self) -> list[int]:
+        """Its last values, oldest first."""
+        start = self.row * _NOISE_WINDOW
+        return self.table.recent[start : start + self._field(_WatchTable.RECENT)].tolist()
+
+    @property
+    def high_water(self) -> int:
+        return self._field(_WatchTable.HIGH_WATER)
+
+    @high_water.setter
+    def high_water(self, value: int) -> None:
+        self._set(_WatchTable.HIGH_WATER, value)
+
+    @property
+    def increases(self) -> int:
+        return self._field(_WatchTable.INCREASES)
+
+    @increases.setter
+    def increases(self, value: int) -> None:
+        self._set(_WatchTable.INCREASES, value)
+
+    @property
+    def last_increase(self) -> int:
+        """The sample of its last increase."""
+        return self._field(_WatchTable.LAST_INCREASE)
+
+    @last_increase.setter
+    def last_increase(self, value: int) -> None:
+        self._set(_WatchTable.LAST_INCREASE, value)
+
+    @property
+    def allocations(self) -> int | None:
+        """Watch-all's count of its creations (exact mode)."""
+        count = self._field(_WatchTable.ALLOCATIONS)
+        return None if count == _WatchTable.UNKNOWN else count
+
+    @property
+    def new_per_sample(self) -> int:
+        """Of those, the ones between its last two samples."""
+        return self._field(_WatchTable.NEW_PER_SAMPLE)
 
     def count_new(self, allocations: int | None) -> None:
-        if allocations is not None and self.allocations is not None and allocations >= self.allocations:
-            self.new_per_sample = allocations - self.allocations
-        self.allocations = allocations
+        before = self.allocations
+        if allocations is not None and before is not None and allocations >= before:
+            self._set(_WatchTable.NEW_PER_SAMPLE, allocations - before)
+        self._set(_WatchTable.ALLOCATIONS, _WatchTable.UNKNOWN if allocations is None else allocations)
 
     def noise(self) -> float | None:
         """The standard deviation of the last changes, or None before two."""
-        return change_deviation(list(self.recent))
+        return change_deviation(self.recent)
+
+
+class _WatchTable(dict):
+    """The types watch-all sees, by ``id``: ``_WatchState`` each, their numbers in rows
+    of two arrays shared by all. Watch-all sees every type the app has (hundreds), and
+    an int object per number, replaced at each sample (a deque of them per type),
+    would keep hundreds of new ints alive at any time: watch-all, counting every
+    object, would see ints (and deques, or arrays) grow with the types it meets,
+    and the verification of an app's leak of ints would find most new ones ours. The
+    arrays grow in place; a row given back is used again."""
+
+    _memtracker_bookkeeping = True
+
+    HIGH_WATER, INCREASES, LAST_INCREASE, ALLOCATIONS, NEW_PER_SAMPLE, RECENT = range(6)
+    FIELDS = 6
+    UNKNOWN = -1  # allocations not counted (census mode), or not yet
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers = array("q")  # FIELDS a row
+        self.recent = array("q")  # _NOISE_WINDOW a row, oldest first
+        self.free = array("q")  # rows given back
+
+    def add(self, key: int, cls: type, value: int, by_noise: bool, from_zero: bool) -> _WatchState:
+        """A new state for ``cls`` (its ``id`` is ``key``), replacing any under that key."""
+        self.pop(key, None)
+        if self.free:
+            row = self.free.pop()
+        else:
+            row = len(self.numbers) // self.FIELDS
+            self.numbers.extend((0,) * self.FIELDS)
+            self.recent.extend((0,) * _NOISE_WINDOW)
+        base = row * self.FIELDS
+        self.numbers[base : base + self.FIELDS] = array("q", (0, 0, 0, self.UNKNOWN, 0, 0))
+        try:
+            state = _WatchState(self, row, cls, value, by_noise, from_zero)
+        except TypeError:  # a type that refuses weak references
+            self.free.append(row)
+            raise
+        super().__setitem__(key, state)
+        return state
+
+    def __setitem__(self, key: int, state: _WatchState) -> None:
+        raise TypeError("a watch-all state is made by _WatchTable.add")
+
+    def __delitem__(self, key: int) -> None:
+        self.free.append(self[key].row)
+        super().__delitem__(key)
+
+    def pop(self, key: int, *default: Any) -> Any:
+        if key not in self:
+            return super().pop(key, *default)
+        state = super().pop(key)
+        self.free.append(state.row)
+        return state
+
+    def clear(self) -> None:
+        super().clear()
+        del self.numbers[:], self.recent[:], self.free[:]
 
 
 class MemoryMonitor:
@@ -428,7 +545,7 @@ class MemoryMonitor:
         self.on_leak: LeakCallback | None = None
         self.sample_hooks: list[SampleHook] = []  # called after every sample (exporters)
         self._types: dict[int, _TypeState] = {}  # id(cls) => state
-        self._watch: dict[int, _WatchState] = {}  # id(cls) => watch-all state
+        self._watch = _WatchTable()  # id(cls) => watch-all state
         self._leaks: deque = deque(maxlen=leak_reports)
         self._leak_counts: dict[str, tuple[int, float]] = {}  # a reported type's reports and the first one's time
         self._generation = 0  # bumped when the monitored set changes
@@ -1228,7 +1345,7 @@ class MemoryMonitor:
                 is_class = counted_exactly_by_watch_all(cls) and not is_builtin_type(cls)
                 by_noise = census is None and (is_class or self._watching_sample == 1)
                 try:
-                    state = self._watch[key] = _WatchState(cls, value, by_noise, from_zero=by_noise)
+                    state = self._watch.add(key, cls, value, by_noise, from_zero=by_noise)
                     state.builtin = not is_class
                 except TypeError:  # a type that refuses weak references
                     continue
@@ -1237,13 +1354,12 @@ class MemoryMonitor:
                     # monitored before and given back: its count since watch-all began
                     # is old news, not a first rise
                     self._recycled_ids.discard(key)
-                    state.high_water = value
-                    state.recent = deque([value], maxlen=_NOISE_WINDOW)
+                    state.restart_at(value)
                     continue
                 if not state.from_zero:
                     continue
             else:
-                state.recent.append(value)
+                state.note(value)
                 state.count_new(allocations)
             if self._samples - state.last_increase > self.calm_samples:
                 state.increases = 0  # rises must come in a run, not scattered over hours
