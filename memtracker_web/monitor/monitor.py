@@ -8,6 +8,7 @@ microseconds per type whatever the heap size. Where the exact engine cannot run,
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import threading
@@ -1005,8 +1006,13 @@ class MemoryMonitor:
                 or state.verified
                 or state.verify_since is None
                 or self._samples - state.verify_since < VERIFY_AFTER
-                or not (state.increases >= 2 and self._samples - state.last_growth_sample <= self.calm_samples)
                 or self._set_aside(state)
+                # (rises since what a set-aside explained: a cache full when its time ended
+                # is searched again only if the type grows on)
+                or not (
+                    state.increases - state.evidence_from >= 2
+                    and self._samples - state.last_growth_sample <= self.calm_samples
+                )
             ):
                 continue
             cls = state.ref()
@@ -1139,7 +1145,9 @@ class MemoryMonitor:
             (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
         ]
         if sum(n for n, _ in not_leaks) * 2 >= total:
-            self._set_growth_aside(state, cls, max(not_leaks, key=lambda reason: reason[0])[1])
+            reason = max(not_leaks, key=lambda reason: reason[0])
+            filling = reason is not_leaks[1] and found["bounded"]
+            self._set_growth_aside(state, cls, reason[1], self._samples_to_fill(state, found) if filling else None)
             return
         growing = self._growing_types()
         for holder in found["holders"]:  # the farthest from the objects (nearest the root) first
@@ -1187,9 +1195,25 @@ class MemoryMonitor:
     def _names_set_aside(self) -> set[str]:
         return {s.name for s in self._types.values() if self._explained(s)}
 
-    def _set_growth_aside(self, state: _TypeState, cls: type, why: str) -> None:
+    def _samples_to_fill(self, state: _TypeState, found: dict[str, Any]) -> int:
+        """How long a type whose new objects fill a bounded cache is set aside: until
+        the cache is full (its room over the entries it takes in a sample, counted as
+        one of the type's new objects each: soon rather than late), and at least
+        ``calm_samples``; at most twice that, when it fills slowly. Set aside only for
+        ``calm_samples``, a cache filling for longer was searched again at its next
+        nomination, to find it filling still."""
+        cache = found["bounded"][0]
+        lives = state.history.last_lives(4)
+        growth = growth_per_sample(lives) if len(lives) >= 2 else state.watch_growth
+        entries = growth * cache["count"] / max(found["objects"], 1)
+        if entries <= 0:
+            return self.calm_samples
+        # (+2: its nomination and verification take a sample each after the hold ends)
+        return max(self.calm_samples, min(2 * self.calm_samples, math.ceil(cache["room"] / entries) + 2))
+
+    def _set_growth_aside(self, state: _TypeState, cls: type, why: str, samples: int | None = None) -> None:
         state.verdict = f"not a leak for now: {why}"
-        state.dismissed_until = self._samples + self.calm_samples
+        state.dismissed_until = self._samples + (self.calm_samples if samples is None else samples)
         self._end_analysis(state, cls)
         logger.info("memtracker_web: %s grows, %s", state.name, state.verdict)
         # what it held is set aside with it, as long (its growth is this one's)

@@ -200,6 +200,13 @@ def bounded_with_room(holder: Any) -> str | None:
     Recognised: ``functools.lru_cache(maxsize=N)``, ``collections.deque(maxlen=N)``
     and cachetools' caches; None for anything else, full or unbounded ones. Runs
     none of the app's code (C methods and instance attributes only)."""
+    found = cache_room(holder)
+    return found[0] if found is not None else None
+
+
+def cache_room(holder: Any) -> tuple[str, float] | None:
+    """``bounded_with_room``'s text, and the room left below the bound (entries; for
+    a cachetools cache, in the units of its ``getsizeof``, one an entry by default)."""
     kind = type(holder)
     try:
         if _is_lru_wrapper(holder):
@@ -208,19 +215,19 @@ def bounded_with_room(holder: Any) -> str | None:
                 name = getattr(holder, "__qualname__", "?")
                 module = getattr(holder, "__module__", None)
                 name = f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) else str(name)
-                return f"functools.lru_cache {name} ({info.currsize} of {info.maxsize})"
+                return f"functools.lru_cache {name} ({info.currsize} of {info.maxsize})", info.maxsize - info.currsize
             return None
         if issubclass(kind, collections.deque):
             maxlen = collections.deque.maxlen.__get__(holder)
             size = collections.deque.__len__(holder)
             if maxlen is not None and size < maxlen:
-                return f"{type_name(kind)} ({size} of maxlen {maxlen})"
+                return f"{type_name(kind)} ({size} of maxlen {maxlen})", maxlen - size
             return None
         if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
             attributes = _own_dict(holder) or {}
             current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
             if isinstance(current, (int, float)) and isinstance(bound, (int, float)) and current < bound:
-                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})"
+                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})", float(bound - current)
     except Exception:  # noqa: BLE001 -- an odd object that looks like one: not known to be bounded
         return None
     return None
@@ -472,15 +479,15 @@ def _is_lru_wrapper(obj: Any) -> bool:
     return _TYPE_NAME(kind) == "_lru_cache_wrapper" and type_module(kind) == "functools"
 
 
-def _bounded_holder(path: list[Any]) -> str | None:
-    """The bounded cache with room that holds the last object of ``path`` (root first)
-    itself: as its direct holder, or through its own storage (an lru_cache's dict of
+def _bounded_holder(path: list[Any]) -> tuple[str, float] | None:
+    """The bounded cache with room (``cache_room``) that holds the last object of
+    ``path`` (root first) itself: as its direct holder, or through its own storage (an lru_cache's dict of
     entries, a cachetools cache's data dict). An object held by a value such a cache
     keeps (a cached list that grows) is not the cache's: its bound does not limit it."""
     if len(path) < 2:
         return None
     holder = path[-2]
-    room = bounded_with_room(holder)
+    room = cache_room(holder)
     if room is not None or type(holder) is not dict:
         return room
     try:
@@ -488,14 +495,14 @@ def _bounded_holder(path: list[Any]) -> str | None:
         if owner is not None and _is_lru_wrapper(owner):
             first = next(iter(dict.values(holder)), None)
             if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
-                return bounded_with_room(owner)  # its entries' dict: the object is a key or an entry
+                return cache_room(owner)  # its entries' dict: the object is a key or an entry
         for index in (len(path) - 3, len(path) - 4):  # a cachetools cache, maybe through its own __dict__
             if index < 0:
                 break
             owner = path[index]
             attributes = owner if _is(owner, dict) else _own_dict(owner)
             if attributes is not None and dict.get(attributes, "_Cache__data") is holder:
-                return bounded_with_room(path[index - 1] if _is(owner, dict) and index > 0 else owner)
+                return cache_room(path[index - 1] if _is(owner, dict) and index > 0 else owner)
     except Exception:  # noqa: BLE001 -- an odd object: not known to be a cache's
         return None
     return None
@@ -936,6 +943,7 @@ class _Search:
     def result(self, targets: list[Any], depth: int, exhausted: bool, top: int, keep: list[Any]) -> dict[str, Any]:
         chains: Counter[str] = Counter()
         bounded: Counter[str] = Counter()
+        rooms: dict[str, float] = {}  # the room each bounded cache has left
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
         held_through: dict[str, list[Any]] = {}  # holder type => [objects held through one, nearest one ids, depths]
@@ -956,7 +964,8 @@ class _Search:
                 kind = _own_inside(path) or self.root_kind(path[0])
                 room = None if kind == "own" else _bounded_holder(path)
                 if room is not None:
-                    bounded[room] += 1
+                    bounded[room[0]] += 1
+                    rooms[room[0]] = room[1]
                 elif kind is not None:
                     roots[kind] += 1
                 else:
@@ -983,7 +992,7 @@ class _Search:
                 hidden += self.hidden(left, index, keep)
         return {
             "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
-            "bounded": [{"holder": text, "count": n} for text, n in bounded.most_common(top)],
+            "bounded": [{"holder": text, "count": n, "room": rooms[text]} for text, n in bounded.most_common(top)],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},
             "kept_by": kept.most_common(1)[0][0] if kept else None,
             "holders": sorted(

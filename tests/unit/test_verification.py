@@ -80,7 +80,7 @@ def test_a_cachetools_cache_with_room_counts_what_it_stores_not_what_its_values_
             CACHE[n] = [bytearray(n + 1)]
         assert bounded_with_room(CACHE) == "cachetools.LRUCache (3 of maxsize 10)"
         found = find_retainers([CACHE[n] for n in range(3)])
-        assert found["bounded"] == [{"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3}]
+        assert found["bounded"] == [{"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0}]
         # a value the cache keeps may grow without bound: what it holds is not the cache's
         assert find_retainers([CACHE[n][0] for n in range(3)])["bounded"] == []
         for n in range(3, 10):
@@ -97,7 +97,9 @@ def test_a_search_counts_the_objects_a_bounded_cache_holds():
     small_cache.cache_clear()
     kept = [small_cache(n) for n in range(3)]
     found = find_retainers(kept)
-    assert found["bounded"] == [{"holder": f"functools.lru_cache {__name__}.small_cache (3 of 4)", "count": 3}]
+    assert found["bounded"] == [
+        {"holder": f"functools.lru_cache {__name__}.small_cache (3 of 4)", "count": 3, "room": 1}
+    ]
     assert found["holders"] == [{"type": "functools._lru_cache_wrapper", "objects": 3, "distinct": 1, "distance": 1.0}]
 
 
@@ -194,6 +196,55 @@ def test_a_built_in_filling_a_bounded_cache_is_set_aside_not_analysed(verifying_
     )
     assert entry["verdict"].endswith(" of 100000)")
     assert m.snapshot()["leaks"] == []
+
+
+@functools.lru_cache(maxsize=1800)
+def render_small(n: int) -> bytearray:
+    return bytearray(n % 5 + 1)
+
+
+@requires_engine
+@pytest.mark.parametrize(("per_sample", "held_samples"), [(40, None), (20, 60), (400, 30)])
+def test_a_built_in_filling_a_bounded_cache_is_set_aside_until_the_cache_is_full(
+    verifying_monitor, monkeypatch, per_sample, held_samples
+):
+    # A cache of 1,800 entries taking in `per_sample` a sample: set aside until it is full
+    # (+2 samples), not searched again when the calm time is over with the cache filling
+    # still; at least calm_samples (30), at most twice that.
+    searches = []
+    real = monitor_module.find_retainers_of_groups
+    monkeypatch.setattr(
+        monitor_module, "find_retainers_of_groups", lambda groups, **kw: searches.append(1) or real(groups, **kw)
+    )
+    m = verifying_monitor
+    render_small.cache_clear()
+    found_by_watch_all(m, bytearray)
+    state = m._types[id(bytearray)]
+    made = 0
+    for _ in range(4):
+        for _ in range(per_sample):
+            render_small(made)
+            made += 1
+        m.sample()
+        if state.verdict:
+            break
+    assert state.verdict.startswith("not a leak for now: it fills a cache with a size bound: ")
+    room = state.retainers["bounded"][0]["room"]
+    assert room == 1800 - made
+    if held_samples is None:  # the cache's room over the 40 entries it takes in a sample, +2
+        held_samples = -(-room // 40) + 2
+        assert 30 < held_samples < 60
+    assert state.dismissed_until - m._samples == held_samples
+    try:
+        for _ in range(80):
+            for _ in range(per_sample):
+                render_small(made)
+                made += 1
+            assert m.sample() == []
+    finally:
+        render_small.cache_clear()
+    assert len(searches) == (2 if per_sample == 20 else 1), (searches, state.verdict)  # 20 a sample: full in 88
+    assert not state.analysing
 
 
 @requires_engine
