@@ -240,7 +240,7 @@ def _began_a_sample_ago(state: _WatchState, margin: float, noise_step: float | N
     drift that adds a little every sample until its sum passes is not one)."""
     if noise_step is None or not state.builtin or len(state.recent) < 4:
         return False
-    before, first, then, now = list(state.recent)[-4:]
+    before, first, then, now = state.recent[-4:]
     return first - before <= noise_step < then - first <= margin < now - then
 
 
@@ -1391,7 +1391,7 @@ class MemoryMonitor:
                 continue  # within the least margin it can have: no rise (most types, every sample)
             noise_step = None
             if state.by_noise:
-                margin = noise_step = rise_step(list(state.recent))
+                margin = noise_step = rise_step(state.recent)
                 if state.builtin:
                     margin = max(margin, least_builtin_step(self.threshold, self.increases))
             else:
@@ -1420,7 +1420,8 @@ class MemoryMonitor:
     ) -> _TypeState:
         """Monitor a type watch-all saw grow, with the evidence it gathered."""
         key = id(cls)
-        watch_growth = growth_per_sample(list(watched.recent)[-4:])
+        watch_growth = growth_per_sample(watched.recent[-4:])
+        increases = watched.increases  # (read before its row is given back to the table)
         if estimate is not None and cls not in self.tracker.capture:
             # Counting every object of a type through the tracker would cost the app
             # as much as the hunt itself (a dict, or a class made by the thousand a
@@ -1457,7 +1458,7 @@ class MemoryMonitor:
         nominated.nominated_at = self._samples
         # the evidence watch-all gathered carries over: its increases count, and its
         # growth and rate tell how many of its objects the tracker need table (see _sampling)
-        nominated.increases = watched.increases
+        nominated.increases = increases
         nominated.last_growth_sample = self._samples
         logger.info("memtracker_web: watch-all found %s growing; monitoring it", nominated.name)
         return nominated
