@@ -225,6 +225,14 @@ class _TypeState:
 _NOISE_WINDOW = 11  # samples of history a rise is measured against
 
 
+def _bounded_reason(cache: dict[str, Any]) -> str:
+    """Why objects a bounded cache holds are no leak: it fills up to its bound, or,
+    full, takes in each new one in place of an old one."""
+    if cache["room"] > 0:
+        return "it fills a cache with a size bound: " + cache["holder"]
+    return "its new objects take old ones' places in a full cache with a size bound: " + cache["holder"]
+
+
 def least_builtin_step(threshold: int, increases: int) -> float:
     """The least rise of a built-in counted exactly that is an increase: ``increases``
     of them make ``threshold`` objects. Many built-ins drift by a few objects a sample
@@ -1113,8 +1121,8 @@ class MemoryMonitor:
         analysed): ``found`` is a retention search from some of its objects made
         since the tracker has its table, that is, the new ones still alive. The
         growth is set aside for ``calm_samples`` when at least half of them are
-        held by a cache with a size bound it has not reached (a cache warming up:
-        its growth ends at the bound), by functions of the standard library or an
+        held by a cache with a size bound (one warming up: its growth ends at the
+        bound; a full one: they replaced old entries), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
         memtracker_web's own tables, or are garbage in reference cycles; or when
         none survived. When more than half are each held through a new object of
@@ -1135,7 +1143,7 @@ class MemoryMonitor:
             (
                 # (an object the monitor's own tables hold is counted there, not here)
                 sum(b["count"] for b in found["bounded"]),
-                "it fills a cache with a size bound: " + (found["bounded"][0]["holder"] if found["bounded"] else ""),
+                _bounded_reason(found["bounded"][0]) if found["bounded"] else "",
             ),
             (
                 found["roots"]["library frame"],

@@ -201,33 +201,37 @@ def bounded_with_room(holder: Any) -> str | None:
     and cachetools' caches; None for anything else, full or unbounded ones. Runs
     none of the app's code (C methods and instance attributes only)."""
     found = cache_room(holder)
-    return found[0] if found is not None else None
+    return found[0] if found is not None and found[1] > 0 else None
 
 
 def cache_room(holder: Any) -> tuple[str, float] | None:
-    """``bounded_with_room``'s text, and the room left below the bound (entries; for
-    a cachetools cache, in the units of its ``getsizeof``, one an entry by default)."""
+    """If ``holder`` is a cache or queue with a size bound (``bounded_with_room``
+    says which): its text, and the room left below the bound (entries; for a
+    cachetools cache, in the units of its ``getsizeof``, one an entry by default).
+    0 for a full one: each object it takes in pushes an old one out. None for
+    anything else."""
     kind = type(holder)
     try:
         if _is_lru_wrapper(holder):
             info = kind.cache_info(holder)  # functools' own C method
-            if info.maxsize is not None and info.currsize < info.maxsize:
+            if info.maxsize is not None:
                 name = getattr(holder, "__qualname__", "?")
                 module = getattr(holder, "__module__", None)
                 name = f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) else str(name)
-                return f"functools.lru_cache {name} ({info.currsize} of {info.maxsize})", info.maxsize - info.currsize
+                text = f"functools.lru_cache {name} ({info.currsize} of {info.maxsize})"
+                return text, max(0, info.maxsize - info.currsize)
             return None
         if issubclass(kind, collections.deque):
             maxlen = collections.deque.maxlen.__get__(holder)
             size = collections.deque.__len__(holder)
-            if maxlen is not None and size < maxlen:
-                return f"{type_name(kind)} ({size} of maxlen {maxlen})", maxlen - size
+            if maxlen is not None:
+                return f"{type_name(kind)} ({size} of maxlen {maxlen})", max(0, maxlen - size)
             return None
         if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
             attributes = _own_dict(holder) or {}
             current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
-            if isinstance(current, (int, float)) and isinstance(bound, (int, float)) and current < bound:
-                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})", float(bound - current)
+            if isinstance(current, (int, float)) and isinstance(bound, (int, float)):
+                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})", float(max(0, bound - current))
     except Exception:  # noqa: BLE001 -- an odd object that looks like one: not known to be bounded
         return None
     return None
@@ -480,7 +484,7 @@ def _is_lru_wrapper(obj: Any) -> bool:
 
 
 def _bounded_holder(path: list[Any]) -> tuple[str, float] | None:
-    """The bounded cache with room (``cache_room``) that holds the last object of
+    """The bounded cache (``cache_room``: full or not) that holds the last object of
     ``path`` (root first) itself: as its direct holder, or through its own storage (an lru_cache's dict of
     entries, a cachetools cache's data dict). An object held by a value such a cache
     keeps (a cached list that grows) is not the cache's: its bound does not limit it."""
@@ -702,7 +706,7 @@ class _Search:
 
     def not_the_apps(self, path: list[Any]) -> bool:
         """Whether a chain (root first) shows its object is not the app's: held through
-        the monitor's own tables, by a bounded cache with room, or from a frame of
+        the monitor's own tables, by a bounded cache (full or not), or from a frame of
         the standard library's or an installed package's (see ``result``)."""
         kind = _own_inside(path) or self.root_kind(path[0])
         return kind is not None or _bounded_holder(path) is not None
