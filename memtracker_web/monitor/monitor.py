@@ -453,6 +453,12 @@ class _WatchTable(dict):
     def __setitem__(self, key: int, state: _WatchState) -> None:
         raise TypeError("a watch-all state is made by _WatchTable.add")
 
+    def _changed_elsewhere(self, *args: Any, **kwargs: Any) -> Any:
+        # (dict's own would put a state under a second key, or drop its row unreturned)
+        raise TypeError("a _WatchTable changes by add, del, pop and clear only")
+
+    setdefault = update = popitem = __ior__ = _changed_elsewhere
+
     def __delitem__(self, key: int) -> None:
         self.free.append(self[key].row)
         super().__delitem__(key)
@@ -1120,9 +1126,10 @@ class MemoryMonitor:
         """Before a type watch-all found is reported (before a built-in is even
         analysed): ``found`` is a retention search from some of its objects made
         since the tracker has its table, that is, the new ones still alive. The
-        growth is set aside for ``calm_samples`` when at least half of them are
-        held by a cache with a size bound (one warming up: its growth ends at the
-        bound; a full one: they replaced old entries), by functions of the standard library or an
+        growth is set aside (for ``calm_samples``; see _samples_to_fill for a cache
+        filling) when at least half of them are held by a cache with a size bound (one
+        warming up: its growth ends at the bound; a full one, when nothing else holds
+        them: they replaced old entries), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
         memtracker_web's own tables, or are garbage in reference cycles; or when
         none survived. When more than half are each held through a new object of

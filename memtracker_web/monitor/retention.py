@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
+import math
 import os
 import sys
 import threading
@@ -206,10 +207,10 @@ def bounded_with_room(holder: Any) -> str | None:
 
 def cache_room(holder: Any) -> tuple[str, float] | None:
     """If ``holder`` is a cache or queue with a size bound (``bounded_with_room``
-    says which): its text, and the room left below the bound (entries; for a
-    cachetools cache, in the units of its ``getsizeof``, one an entry by default).
-    0 for a full one: each object it takes in pushes an old one out. None for
-    anything else."""
+    says which): its text, and the room left below the bound, in entries (for a
+    cachetools cache with a ``getsizeof``, entries of the mean size of those it
+    holds). 0 for a full one: each object it takes in pushes an old one out. None
+    for anything else."""
     kind = type(holder)
     try:
         if _is_lru_wrapper(holder):
@@ -230,8 +231,18 @@ def cache_room(holder: Any) -> tuple[str, float] | None:
         if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
             attributes = _own_dict(holder) or {}
             current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
-            if isinstance(current, (int, float)) and isinstance(bound, (int, float)):
-                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})", float(max(0, bound - current))
+            data = attributes.get("_Cache__data")
+            if (
+                isinstance(current, (int, float))
+                and isinstance(bound, (int, float))
+                and math.isfinite(current)
+                and math.isfinite(bound)  # (maxsize=math.inf: no bound)
+            ):
+                room = float(max(0, bound - current))
+                entries = dict.__len__(data) if isinstance(data, dict) else 0
+                if entries and current > 0:
+                    room = float(math.floor(room / (current / entries)))  # (in entries of the mean size)
+                return f"{type_name(kind)} ({current:g} of maxsize {bound:g})", room
     except Exception:  # noqa: BLE001 -- an odd object that looks like one: not known to be bounded
         return None
     return None
@@ -483,33 +494,56 @@ def _is_lru_wrapper(obj: Any) -> bool:
     return _TYPE_NAME(kind) == "_lru_cache_wrapper" and type_module(kind) == "functools"
 
 
-def _bounded_holder(path: list[Any]) -> tuple[str, float] | None:
+def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     """The bounded cache (``cache_room``: full or not) that holds the last object of
-    ``path`` (root first) itself: as its direct holder, or through its own storage (an lru_cache's dict of
-    entries, a cachetools cache's data dict). An object held by a value such a cache
-    keeps (a cached list that grows) is not the cache's: its bound does not limit it."""
+    ``path`` (root first) itself, with its text and room: as its direct holder, or
+    through its own storage (an lru_cache's dict of entries, a cachetools cache's data
+    dict). An object held by a value such a cache keeps (a cached list that grows) is
+    not the cache's: its bound does not limit it."""
     if len(path) < 2:
         return None
     holder = path[-2]
     room = cache_room(holder)
     if room is not None or type(holder) is not dict:
-        return room
+        return (*room, holder) if room is not None else None
     try:
         owner = path[-3] if len(path) >= 3 else None
         if owner is not None and _is_lru_wrapper(owner):
             first = next(iter(dict.values(holder)), None)
             if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
-                return cache_room(owner)  # its entries' dict: the object is a key or an entry
+                room = cache_room(owner)  # its entries' dict: the object is a key or an entry
+                return (*room, owner) if room is not None else None
         for index in (len(path) - 3, len(path) - 4):  # a cachetools cache, maybe through its own __dict__
             if index < 0:
                 break
             owner = path[index]
             attributes = owner if _is(owner, dict) else _own_dict(owner)
             if attributes is not None and dict.get(attributes, "_Cache__data") is holder:
-                return cache_room(path[index - 1] if _is(owner, dict) and index > 0 else owner)
+                cache = path[index - 1] if _is(owner, dict) and index > 0 else owner
+                room = cache_room(cache)
+                return (*room, cache) if room is not None else None
     except Exception:  # noqa: BLE001 -- an odd object: not known to be a cache's
         return None
     return None
+
+
+def _cache_parts(cache: Any, path: list[Any]) -> set[int]:
+    """The ids of a bounded cache and of the storage it holds its entries in: itself,
+    what it refers to (an lru_cache's dict of entries), its instance dict and what that
+    refers to (a cachetools cache's data and order), and the chain from it to the
+    object (``path``, root first)."""
+    parts = {id(cache)}
+    parts.update(id(part) for part in gc.get_referents(cache))
+    attributes = _own_dict(cache)
+    if attributes is not None:
+        parts.add(id(attributes))
+        parts.update(id(part) for part in gc.get_referents(attributes))
+    below = False
+    for node in path:
+        below = below or node is cache
+        if below:
+            parts.add(id(node))
+    return parts
 
 
 class _Mark:
@@ -709,7 +743,20 @@ class _Search:
         the monitor's own tables, by a bounded cache (full or not), or from a frame of
         the standard library's or an installed package's (see ``result``)."""
         kind = _own_inside(path) or self.root_kind(path[0])
-        return kind is not None or _bounded_holder(path) is not None
+        return kind is not None or self.bounded_holder(path) is not None
+
+    def bounded_holder(self, path: list[Any]) -> tuple[str, float, Any] | None:
+        """``_bounded_holder``, but for a full cache only when nothing else holds the
+        object (of what the search found): a full cache takes each new object in place
+        of an old one, and keeps no growth, but an object the app keeps as well is the
+        app's (a leak that also puts each object in a ring of recent ones)."""
+        found = _bounded_holder(path)
+        if found is None or found[1] > 0:
+            return found
+        parts = _cache_parts(found[2], path)
+        if any(id(holder) not in parts for holder in self.up.get(id(path[-1]), ())):
+            return None
+        return found
 
     def is_root(self, holder: Any, held: list[Any]) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
@@ -966,7 +1013,7 @@ class _Search:
                 # each object in one of these at most: our own, a bounded cache's, a
                 # library function's at work, or the app's (kept)
                 kind = _own_inside(path) or self.root_kind(path[0])
-                room = None if kind == "own" else _bounded_holder(path)
+                room = None if kind == "own" else self.bounded_holder(path)
                 if room is not None:
                     bounded[room[0]] += 1
                     rooms[room[0]] = room[1]

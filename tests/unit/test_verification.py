@@ -9,6 +9,7 @@ import collections
 import functools
 import gc
 import logging
+import math
 import os
 import sys
 import sysconfig
@@ -25,6 +26,7 @@ from memtracker_web.monitor import monitor as monitor_module
 from memtracker_web.monitor.monitor import least_builtin_step
 from memtracker_web.monitor.retention import (
     bounded_with_room,
+    cache_room,
     find_retainers,
     only_in_own_tables,
     own_table_refs,
@@ -86,6 +88,16 @@ def test_a_cachetools_cache_with_room_counts_what_it_stores_not_what_its_values_
         for n in range(3, 10):
             CACHE[n] = [bytearray(1)]
         assert bounded_with_room(CACHE) is None  # full
+        assert cache_room(CACHE) == ("cachetools.LRUCache (10 of maxsize 10)", 0.0)
+        # no bound at all: not a cache warming up (and no infinite room in a verdict or in JSON)
+        CACHE = cachetools.LRUCache(maxsize=math.inf)
+        CACHE[1] = [bytearray(1)]
+        assert bounded_with_room(CACHE) is None and cache_room(CACHE) is None
+        assert find_retainers([CACHE[1]])["bounded"] == []
+        # sized by getsizeof: the room is in entries of the mean size of those it holds
+        CACHE = cachetools.LRUCache(maxsize=4000, getsizeof=len)
+        CACHE[1], CACHE[2] = bytes(100), bytes(300)
+        assert cache_room(CACHE) == ("cachetools.LRUCache (400 of maxsize 4000)", 18.0)  # 3600 / 200
     finally:
         CACHE = None
 
@@ -282,6 +294,34 @@ def test_new_objects_that_take_old_ones_places_in_a_full_cache_are_no_leak(verif
         assert state.dismissed_until - m._samples == m.calm_samples
     finally:
         render_full.cache_clear()
+
+
+_recent: collections.deque = collections.deque(maxlen=100)
+_sessions: dict[str, list] = {"s1": []}
+
+
+@requires_engine
+def test_a_leak_whose_objects_also_sit_in_a_full_ring_of_recent_ones_is_a_leak(verifying_monitor):
+    # Each object the app leaks also goes into a full deque of the last 100: the
+    # ring's chain is the shorter, but the ring is not all that holds them.
+    m = verifying_monitor
+    _recent.extend(bytearray(1) for _ in range(100))
+    found_by_watch_all(m, bytearray)
+    try:
+        reports = []
+        for _ in range(8):
+            for _ in range(40):
+                leaked = bytearray(3)
+                _sessions["s1"].append(leaked)
+                _recent.append(leaked)
+            reports += m.sample()
+        state = m._types[id(bytearray)]
+        assert state.verified and state.verdict.startswith("kept by "), state.verdict
+        assert state.retainers["bounded"] == []
+        assert reports and reports[0]["type"] == "builtins.bytearray"
+    finally:
+        _recent.clear()
+        _sessions["s1"].clear()
 
 
 @requires_engine
@@ -643,6 +683,15 @@ def test_the_watch_all_table_gives_rows_back_and_keeps_each_types_numbers_apart(
     with pytest.raises(TypeError):
         table.add(4, object(), 1, by_noise=False, from_zero=False)  # (an object without weak references)
     assert (table.free.tolist(), len(table)) == ([second.row], 1)
+    for change in (
+        lambda: table.setdefault(5, fourth),
+        lambda: table.update({5: fourth}),
+        lambda: table.popitem(),
+        lambda: table.__ior__({5: fourth}),
+    ):
+        with pytest.raises(TypeError, match="_WatchTable"):
+            change()  # (a row given back twice, or a state under two keys)
+    assert (list(table), table.free.tolist()) == ([3], [second.row])
     table.clear()
     assert (len(table), len(table.numbers), len(table.free)) == (0, 0, 0)
 
