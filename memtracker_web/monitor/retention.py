@@ -527,22 +527,16 @@ def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     return None
 
 
-def _cache_parts(cache: Any, path: list[Any]) -> set[int]:
+def _cache_parts(cache: Any) -> set[int]:
     """The ids of a bounded cache and of the storage it holds its entries in: itself,
     what it refers to (an lru_cache's dict of entries), its instance dict and what that
-    refers to (a cachetools cache's data and order), and the chain from it to the
-    object (``path``, root first)."""
+    refers to (a cachetools cache's data and order)."""
     parts = {id(cache)}
     parts.update(id(part) for part in gc.get_referents(cache))
     attributes = _own_dict(cache)
     if attributes is not None:
         parts.add(id(attributes))
         parts.update(id(part) for part in gc.get_referents(attributes))
-    below = False
-    for node in path:
-        below = below or node is cache
-        if below:
-            parts.add(id(node))
     return parts
 
 
@@ -649,6 +643,7 @@ def find_retainers_of_groups(
     finally:
         if search is not None:
             search.up.clear()  # holders include frames: leave no cycle behind
+            search.cache_parts.clear()
             search.suspended.clear()
             search.local_up.clear()
             search.targets.clear()
@@ -682,6 +677,7 @@ class _Search:
         self.suspended: dict[int, tuple[str, str | None, dict[int, str]]] = {}
         # id(obj) -> the holders found for it, level by level
         self.up: dict[int, list[Any]] = {}
+        self.cache_parts: dict[int, set[int]] = {}  # id of a full bounded cache => _cache_parts
         # id(obj) -> the running frames whose local variables hold it (attach_running_locals)
         self.local_up: dict[int, list[types.FrameType]] = {}
         self.local_roots: set[int] = set()  # those frames
@@ -753,8 +749,16 @@ class _Search:
         found = _bounded_holder(path)
         if found is None or found[1] > 0:
             return found
-        parts = _cache_parts(found[2], path)
-        if any(id(holder) not in parts for holder in self.up.get(id(path[-1]), ())):
+        cache = found[2]
+        parts = self.cache_parts.get(id(cache))
+        if parts is None:  # (once a search: an lru_cache's parts are its thousands of entries)
+            parts = self.cache_parts[id(cache)] = _cache_parts(cache)
+        below: set[int] = set()  # and the chain from the cache to the object
+        for node in reversed(path):
+            below.add(id(node))
+            if node is cache:
+                break
+        if any(id(h) not in parts and id(h) not in below for h in self.up.get(id(path[-1]), ())):
             return None
         return found
 
