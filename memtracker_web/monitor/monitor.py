@@ -214,6 +214,12 @@ class _TypeState:
             return threshold + 3 * (change_deviation(self.history.last_lives(_NOISE_WINDOW)) or 0)
         return threshold
 
+    def recent_growth(self, points: int) -> float:
+        """Its growth a sample over its last 4 history points (``growth_per_sample``)
+        once it has ``points`` of them; before, watch-all's when it was nominated."""
+        lives = self.history.last_lives(4)
+        return growth_per_sample(lives) if len(lives) >= points else self.watch_growth
+
     def rate(self) -> float:
         """Growth per sample over the kept history."""
         if len(self.history) < 2:
@@ -305,6 +311,26 @@ _IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
+# The fields of a _WatchState's row in its _WatchTable's numbers
+_HIGH_WATER, _INCREASES, _LAST_INCREASE, _ALLOCATIONS, _NEW_PER_SAMPLE, _RECENT = range(6)
+_ROW_FIELDS = 6
+_UNKNOWN = -1  # allocations not counted (census mode), or not yet
+
+
+class _RowField:
+    """One of a _WatchState's numbers, a field of its row (see _WatchTable)."""
+
+    def __init__(self, field: int, doc: str | None = None) -> None:
+        self.field = field
+        self.__doc__ = doc
+
+    def __get__(self, state: _WatchState, owner: type | None = None) -> int:
+        return state._field(self.field)
+
+    def __set__(self, state: _WatchState, value: int) -> None:
+        state._set(self.field, value)
+
+
 class _WatchState:
     """A type seen by watch-all (exact: net allocations; census: live count).
 
@@ -337,23 +363,23 @@ class _WatchState:
             self.restart_at(value)
 
     def _field(self, field: int) -> int:
-        return self.table.numbers[self.row * _WatchTable.FIELDS + field]
+        return self.table.numbers[self.row * _ROW_FIELDS + field]
 
     def _set(self, field: int, value: int) -> None:
-        self.table.numbers[self.row * _WatchTable.FIELDS + field] = value
+        self.table.numbers[self.row * _ROW_FIELDS + field] = value
 
     def note(self, value: int) -> None:
         """Its value at this sample, kept among the last _NOISE_WINDOW."""
-        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, self._field(_WatchTable.RECENT)
+        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, self._field(_RECENT)
         if kept == _NOISE_WINDOW:
             recent[start : start + kept - 1] = recent[start + 1 : start + kept]
             kept -= 1
         recent[start + kept] = value
-        self._set(_WatchTable.RECENT, kept + 1)
+        self._set(_RECENT, kept + 1)
 
     def restart_at(self, value: int) -> None:
         """Its value now is its baseline (and high-water mark): no rise before it counts."""
-        self._set(_WatchTable.RECENT, 0)
+        self._set(_RECENT, 0)
         self.note(value)
         self.high_water = value
 
@@ -361,49 +387,24 @@ class _WatchState:
     def recent(self) -> list[int]:
         """Its last values, oldest first."""
         start = self.row * _NOISE_WINDOW
-        return self.table.recent[start : start + self._field(_WatchTable.RECENT)].tolist()
+        return self.table.recent[start : start + self._field(_RECENT)].tolist()
 
-    @property
-    def high_water(self) -> int:
-        return self._field(_WatchTable.HIGH_WATER)
-
-    @high_water.setter
-    def high_water(self, value: int) -> None:
-        self._set(_WatchTable.HIGH_WATER, value)
-
-    @property
-    def increases(self) -> int:
-        return self._field(_WatchTable.INCREASES)
-
-    @increases.setter
-    def increases(self, value: int) -> None:
-        self._set(_WatchTable.INCREASES, value)
-
-    @property
-    def last_increase(self) -> int:
-        """The sample of its last increase."""
-        return self._field(_WatchTable.LAST_INCREASE)
-
-    @last_increase.setter
-    def last_increase(self, value: int) -> None:
-        self._set(_WatchTable.LAST_INCREASE, value)
+    high_water = _RowField(_HIGH_WATER)
+    increases = _RowField(_INCREASES)
+    last_increase = _RowField(_LAST_INCREASE, "The sample of its last increase.")
+    new_per_sample = _RowField(_NEW_PER_SAMPLE, "Of its creations, the ones between its last two samples.")
 
     @property
     def allocations(self) -> int | None:
         """Watch-all's count of its creations (exact mode)."""
-        count = self._field(_WatchTable.ALLOCATIONS)
-        return None if count == _WatchTable.UNKNOWN else count
-
-    @property
-    def new_per_sample(self) -> int:
-        """Of those, the ones between its last two samples."""
-        return self._field(_WatchTable.NEW_PER_SAMPLE)
+        count = self._field(_ALLOCATIONS)
+        return None if count == _UNKNOWN else count
 
     def count_new(self, allocations: int | None) -> None:
         before = self.allocations
         if allocations is not None and before is not None and allocations >= before:
-            self._set(_WatchTable.NEW_PER_SAMPLE, allocations - before)
-        self._set(_WatchTable.ALLOCATIONS, _WatchTable.UNKNOWN if allocations is None else allocations)
+            self.new_per_sample = allocations - before
+        self._set(_ALLOCATIONS, _UNKNOWN if allocations is None else allocations)
 
     def noise(self) -> float | None:
         """The standard deviation of the last changes, or None before two."""
@@ -421,13 +422,9 @@ class _WatchTable(dict):
 
     _memtracker_bookkeeping = True
 
-    HIGH_WATER, INCREASES, LAST_INCREASE, ALLOCATIONS, NEW_PER_SAMPLE, RECENT = range(6)
-    FIELDS = 6
-    UNKNOWN = -1  # allocations not counted (census mode), or not yet
-
     def __init__(self) -> None:
         super().__init__()
-        self.numbers = array("q")  # FIELDS a row
+        self.numbers = array("q")  # _ROW_FIELDS a row
         self.recent = array("q")  # _NOISE_WINDOW a row, oldest first
         self.free = array("q")  # rows given back
 
@@ -437,11 +434,11 @@ class _WatchTable(dict):
         if self.free:
             row = self.free.pop()
         else:
-            row = len(self.numbers) // self.FIELDS
-            self.numbers.extend((0,) * self.FIELDS)
+            row = len(self.numbers) // _ROW_FIELDS
+            self.numbers.extend((0,) * _ROW_FIELDS)
             self.recent.extend((0,) * _NOISE_WINDOW)
-        base = row * self.FIELDS
-        self.numbers[base : base + self.FIELDS] = array("q", (0, 0, 0, self.UNKNOWN, 0, 0))
+        base = row * _ROW_FIELDS
+        self.numbers[base : base + _ROW_FIELDS] = array("q", (0, 0, 0, _UNKNOWN, 0, 0))
         try:
             state = _WatchState(self, row, cls, value, by_noise, from_zero)
         except TypeError:  # a type that refuses weak references
@@ -1214,13 +1211,11 @@ class MemoryMonitor:
         """How long a type whose new objects fill a bounded cache is set aside: until
         the cache is full (its room over the entries it takes in a sample, counted as
         one of the type's new objects each: soon rather than late), and at least
-        ``calm_samples``; at most twice that, when it fills slowly. Set aside only for
-        ``calm_samples``, a cache filling for longer was searched again at its next
-        nomination, to find it filling still."""
+        ``calm_samples``; at most twice that, when it fills slowly (held only
+        ``calm_samples``, a cache filling for longer would be searched again only to be
+        found filling still)."""
         cache = found["bounded"][0]
-        lives = state.history.last_lives(4)
-        growth = growth_per_sample(lives) if len(lives) >= 2 else state.watch_growth
-        entries = growth * cache["count"] / max(found["objects"], 1)
+        entries = state.recent_growth(2) * cache["count"] / max(found["objects"], 1)
         if entries <= 0:
             return self.calm_samples
         # (+2: its nomination and verification take a sample each after the hold ends)
@@ -1275,8 +1270,7 @@ class MemoryMonitor:
                 sample_every *= 2
         if not state.by_watch:
             return sample_every, 1  # a type the tracker counts exactly: every object
-        lives = state.history.last_lives(4)
-        growth = growth_per_sample(lives) if len(lives) == 4 else state.watch_growth
+        growth = state.recent_growth(4)
         object_sample = 1
         while object_sample < sample_every and growth / (object_sample * 2) >= SURVIVORS_PER_SAMPLE:
             object_sample *= 2

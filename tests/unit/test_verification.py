@@ -186,6 +186,17 @@ def verifying_monitor():
     LAST_ERROR.__traceback__ = None
 
 
+@pytest.fixture
+def searches(monkeypatch) -> list:
+    """The verification searches the monitor makes: one entry each (how many groups)."""
+    made: list[int] = []
+    real = monitor_module.find_retainers_of_groups
+    monkeypatch.setattr(
+        monitor_module, "find_retainers_of_groups", lambda groups, **kw: made.append(len(groups)) or real(groups, **kw)
+    )
+    return made
+
+
 def fill_render_cache(m, samples: int) -> list:
     """``samples`` samples, 40 new entries of the bounded cache before each: the reports."""
     reports = []
@@ -218,16 +229,11 @@ def render_small(n: int) -> bytearray:
 @requires_engine
 @pytest.mark.parametrize(("per_sample", "held_samples"), [(40, None), (20, 60), (400, 30)])
 def test_a_built_in_filling_a_bounded_cache_is_set_aside_until_the_cache_is_full(
-    verifying_monitor, monkeypatch, per_sample, held_samples
+    verifying_monitor, searches, per_sample, held_samples
 ):
     # A cache of 1,800 entries taking in `per_sample` a sample: set aside until it is full
     # (+2 samples), not searched again when the calm time is over with the cache filling
     # still; at least calm_samples (30), at most twice that.
-    searches = []
-    real = monitor_module.find_retainers_of_groups
-    monkeypatch.setattr(
-        monitor_module, "find_retainers_of_groups", lambda groups, **kw: searches.append(1) or real(groups, **kw)
-    )
     m = verifying_monitor
     render_small.cache_clear()
     found_by_watch_all(m, bytearray)
@@ -600,14 +606,8 @@ def test_a_chain_through_the_monitor_s_own_objects_is_its_own_bookkeeping():
 @requires_engine
 @pytest.mark.parametrize(("own", "searched"), [(40, False), (8, True)])
 def test_a_built_in_growing_in_the_monitor_s_own_tables_is_set_aside_without_a_search(
-    verifying_monitor, monkeypatch, own, searched
+    verifying_monitor, searches, own, searched
 ):
-
-    searches = []
-    real = monitor_module.find_retainers_of_groups
-    monkeypatch.setattr(
-        monitor_module, "find_retainers_of_groups", lambda groups, **kw: searches.append(1) or real(groups, **kw)
-    )
     m = verifying_monitor
     found_by_watch_all(m, bytearray)
     reports = []
