@@ -502,26 +502,31 @@ def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     not the cache's: its bound does not limit it."""
     if len(path) < 2:
         return None
+    cache = _cache_holding(path)
+    room = cache_room(cache) if cache is not None else None
+    return (*room, cache) if room is not None else None
+
+
+def _cache_holding(path: list[Any]) -> Any:
+    """What may be a cache holding the last object of ``path`` (see
+    ``_bounded_holder``): its holder, or for a plain dict, the lru_cache or cachetools
+    cache whose storage it is; None when it is a plain dict of no such cache."""
     holder = path[-2]
-    room = cache_room(holder)
-    if room is not None or type(holder) is not dict:
-        return (*room, holder) if room is not None else None
+    if type(holder) is not dict:
+        return holder
     try:
         owner = path[-3] if len(path) >= 3 else None
         if owner is not None and _is_lru_wrapper(owner):
             first = next(iter(dict.values(holder)), None)
             if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
-                room = cache_room(owner)  # its entries' dict: the object is a key or an entry
-                return (*room, owner) if room is not None else None
+                return owner  # its entries' dict: the object is a key or an entry
         for index in (len(path) - 3, len(path) - 4):  # a cachetools cache, maybe through its own __dict__
             if index < 0:
                 break
             owner = path[index]
             attributes = owner if _is(owner, dict) else _own_dict(owner)
             if attributes is not None and dict.get(attributes, "_Cache__data") is holder:
-                cache = path[index - 1] if _is(owner, dict) and index > 0 else owner
-                room = cache_room(cache)
-                return (*room, cache) if room is not None else None
+                return path[index - 1] if _is(owner, dict) and index > 0 else owner
     except Exception:  # noqa: BLE001 -- an odd object: not known to be a cache's
         return None
     return None
