@@ -218,6 +218,11 @@ if os.environ.get("LEAK_LOG"):  # the monitor's log on stderr, for bench/leak_sh
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("memtracker_web").setLevel(logging.INFO)
 
+if os.environ.get("LEAK_NOOP_TRACER"):  # with LEAK_NO_TOOL=1: the floor, CPython's tracer call alone
+    from memtracker_web import _tracker
+
+    _tracker._noop_tracer(True)
+
 if not os.environ.get("LEAK_NO_TOOL"):  # LEAK_NO_TOOL=1: the app alone, CPU time's baseline
     from memtracker_web.asgi import MemoryTrackerMiddleware
 

@@ -17,8 +17,10 @@ questions (the page is read once, after the first report, for its sample count).
 The same app without our middleware runs beside it, in the same seconds: each
 round of the load goes to both, one request to one and the same to the other,
 so the two share whatever else the machine does meanwhile (a baseline run
-minutes apart moved the ratio by up to 17 points). Compared: the app's CPU time
-per request (the server process's, from /proc) with the tool over without it,
+minutes apart moved the ratio by up to 17 points). A third copy, the floor (from
+CPython 3.13), is the app alone with a reference tracer that does nothing: what
+any tool built on CPython's tracer costs before doing anything. Compared: the
+app's CPU time per request (the server process's, in nanoseconds) with the tool over without it,
 in each phase of the tooled run: before the expected type was nominated, while
 it was only counted, while it was analysed. The same split by thread (Linux names Python's threads from 3.14):
 the threads serving requests, where the tracer's work in every allocation
@@ -62,11 +64,17 @@ def get(url: str, timeout: float = 5.0) -> bytes:
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of a process (or one of its threads) so far (Linux /proc)."""
-    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    with open(path) as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process (every thread it ran, ended ones too), or of one of its
+    threads, so far, to the nanosecond. Not /proc/<pid>/stat's user and system times:
+    those count 10 ms ticks, +-1% of a half-minute phase at this load before any
+    other noise. A process: Linux's CPU-time clock of another process, the clock id
+    clock_getcpuclockid(3) makes (CPUCLOCK_SCHED of the pid). A thread: the time the
+    scheduler ran it, from /proc (that clock exists for threads of one's own process
+    only)."""
+    if tid is None:
+        return time.clock_gettime_ns((~pid << 3) | 2) / 1e9
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+        return int(fh.read().split()[0]) / 1e9
 
 
 MONITOR_THREAD = "memtracker-moni"  # the monitor thread's name as Linux keeps it (15 bytes; set since 3.14)
@@ -89,40 +97,55 @@ def monitor_thread(pid: int) -> int | None:
     return None
 
 
-def cpu_per_request(
-    timeline: list, start: float, end: float, serving: bool = False, alone: bool = False
-) -> float | None:
-    """CPU seconds per request between two times of a run's timeline of
-    (seconds, cpu seconds, requests, the monitor thread's cpu seconds, the app
-    alone's cpu seconds, its requests), or None when too few requests fell
-    there. ``serving``: without the monitor thread's time (what the threads
-    serving requests spent, the tracer's work in them included). ``alone``: the
-    app without the tool, beside it."""
+# Where each server's numbers are in a timeline point: (seconds, then cpu seconds and
+# requests of each server, then the monitor thread's cpu seconds)
+COLUMNS = {"tool": (1, 2), "alone": (3, 4), "floor": (5, 6)}
+MONITOR_COLUMN = 7
+
+
+def cpu_per_request(timeline: list, start: float, end: float, serving: bool = False, app: str = "tool") -> float | None:
+    """CPU seconds per request between two times of a run's timeline, or None when
+    too few requests fell there (or the server did not run). ``app``: the app with
+    the tool, ``alone`` (without it, beside it) or ``floor`` (without it, with a
+    reference tracer that does nothing: what CPython's call of a tracer costs by
+    itself). ``serving``: the tool's app without the monitor thread's time (what
+    the threads serving requests spent, the tracer's work in them included)."""
     inside = [p for p in timeline if start <= p[0] <= end]
-    cpu, requests = (4, 5) if alone else (1, 2)
-    if len(inside) < 2 or inside[-1][requests] - inside[0][requests] < 100:
+    cpu, requests = COLUMNS[app]
+    if len(inside) < 2 or inside[0][cpu] is None or inside[-1][requests] - inside[0][requests] < 100:
         return None
     spent = inside[-1][cpu] - inside[0][cpu]
     if serving:
-        if inside[0][3] is None or inside[-1][3] is None:
+        if inside[0][MONITOR_COLUMN] is None or inside[-1][MONITOR_COLUMN] is None:
             return None  # the monitor thread not found (yet): no split
-        spent -= inside[-1][3] - inside[0][3]
+        spent -= inside[-1][MONITOR_COLUMN] - inside[0][MONITOR_COLUMN]
     return spent / (inside[-1][requests] - inside[0][requests])
 
 
 def monitor_ms_per_second(timeline: list, start: float, end: float) -> float | None:
     """The monitor thread's CPU milliseconds per second of the run between two times."""
     inside = [p for p in timeline if start <= p[0] <= end]
-    if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1.0 or inside[0][3] is None or inside[-1][3] is None:
+    if (
+        len(inside) < 2
+        or inside[-1][0] - inside[0][0] < 1.0
+        or inside[0][MONITOR_COLUMN] is None
+        or inside[-1][MONITOR_COLUMN] is None
+    ):
         return None
-    return (inside[-1][3] - inside[0][3]) * 1000 / (inside[-1][0] - inside[0][0])
+    return (inside[-1][MONITOR_COLUMN] - inside[0][MONITOR_COLUMN]) * 1000 / (inside[-1][0] - inside[0][0])
 
 
-def start_server(shape: str, tool: bool, log: bool) -> tuple[subprocess.Popen, str]:
+# The floor needs CPython's reference tracer (3.13+)
+HAS_FLOOR = sys.version_info >= (3, 13)
+
+
+def start_server(shape: str, tool: bool, log: bool, floor: bool = False) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, LEAK_SHAPE=shape, LEAK_INTERVAL="1.0", LEAK_LOG="1")
     if not tool:
         env["LEAK_NO_TOOL"] = "1"
+    if floor:
+        env["LEAK_NOOP_TRACER"] = "1"
     server = subprocess.Popen(
         [
             sys.executable,
@@ -154,16 +177,18 @@ def run_shape(
 ) -> dict:
     server, base = start_server(shape, tool=not control, log=True)
     alone, alone_base = start_server(shape, tool=False, log=False)
+    floor, floor_base = start_server(shape, tool=False, log=False, floor=True) if HAS_FLOOR else (None, None)
+    targets = [(base, 0), (alone_base, 1)] + ([(floor_base, 2)] if floor_base else [])
     stop = threading.Event()
-    sent = [0, 0]  # requests answered by the app with the tool, by the app alone
+    sent = [0, 0, 0]  # requests answered by the app with the tool, by the app alone, by the floor's
 
     def load() -> None:
         period = 1.0 / rate
         turn = 0
         while not stop.is_set():
             # the same requests to each; first in a round (just after the pause, when
-            # caches are cold) the one that went second in the round before
-            order = ((base, 0), (alone_base, 1)) if turn % 2 == 0 else ((alone_base, 1), (base, 0))
+            # caches are cold) each in turn
+            order = targets[turn % len(targets) :] + targets[: turn % len(targets)]
             turn += 1
             for path in ("/work", "/"):
                 for where, which in order:
@@ -247,7 +272,7 @@ def run_shape(
     reader.start()
     try:
         deadline = time.monotonic() + 30
-        for where, process in ((base, server), (alone_base, alone)):
+        for where, process in [(base, server), (alone_base, alone)] + ([(floor_base, floor)] if floor else []):
             while True:
                 try:
                     get(where + "/")
@@ -267,7 +292,10 @@ def run_shape(
             if monitor_tid is None:
                 monitor_tid = monitor_thread(server.pid)
             watcher = cpu_seconds(server.pid, monitor_tid) if monitor_tid is not None else None
-            result["timeline"].append((now, cpu_seconds(server.pid), sent[0], watcher, cpu_seconds(alone.pid), sent[1]))
+            floor_cpu = cpu_seconds(floor.pid) if floor else None
+            result["timeline"].append(
+                (now, cpu_seconds(server.pid), sent[0], cpu_seconds(alone.pid), sent[1], floor_cpu, sent[2], watcher)
+            )
             if want is not None and result["reported"] is not None and result["samples_at_report"] is None:
                 # once: how many samples the monitor had taken by then
                 snap = json.loads(get(base + "/debug/memory?format=json"))
@@ -281,7 +309,9 @@ def run_shape(
             result["held_off"] = snap.get("watch", {}).get("held_off")
     finally:
         stop.set()
-        for process in (server, alone):
+        for process in (server, alone, floor):
+            if process is None:
+                continue
             process.terminate()
             try:
                 process.wait(10)
@@ -296,7 +326,8 @@ PHASES = ("before nomination", "counting", "analysing")
 
 def phase_costs(row: dict) -> dict:
     """Per phase, the app's CPU time per request with the tool over the app alone's
-    in the same seconds (None: the phase was too short to measure)."""
+    in the same seconds, and the floor's (a no-op reference tracer) over the app
+    alone's (None: the phase was too short to measure)."""
     end = row["seconds"]
     nominated = row["nominated"] if row["nominated"] is not None else end
     analysing = row["analysing"] if row["analysing"] is not None else end
@@ -304,9 +335,11 @@ def phase_costs(row: dict) -> dict:
     costs = {}
     for phase, (start, stop) in windows.items():
         ours = cpu_per_request(row["timeline"], start, stop)
-        alone = cpu_per_request(row["timeline"], start, stop, alone=True)
+        alone = cpu_per_request(row["timeline"], start, stop, app="alone")
+        floor = cpu_per_request(row["timeline"], start, stop, app="floor")
         serving = cpu_per_request(row["timeline"], start, stop, serving=True)
         costs[phase] = None if ours is None or alone is None else round(ours / alone, 3)
+        costs[phase + " floor"] = None if floor is None or alone is None else round(floor / alone, 3)
         costs[phase + " serving"] = None if serving is None or alone is None else round(serving / alone, 3)
         # the monitor thread's work is per sample: at the default interval (60 s, not
         # the 1 s here) a sixtieth of it, over the same requests
@@ -317,7 +350,7 @@ def phase_costs(row: dict) -> dict:
         )
         costs[phase + " monitor"] = monitor_ms_per_second(row["timeline"], start, stop)
         costs[phase + " seconds"] = round(stop - start, 1)
-    whole = cpu_per_request(row["timeline"], 0.0, end, alone=True)
+    whole = cpu_per_request(row["timeline"], 0.0, end, app="alone")
     costs["baseline ms/request"] = None if whole is None else round(whole * 1000, 3)
     return costs
 
@@ -379,14 +412,20 @@ def main() -> None:
             f"| {'; '.join(sorted(r['set_aside'])) or '-'} |"
         )
     print()
-    print("CPU time per request with the tool / the app alone beside it, in the same seconds (and how long")
-    print("the phase lasted: CPU time is counted in 10 ms ticks, so a phase of a few seconds is +-5-10%):")
+    print("CPU time per request with the tool / the app alone beside it, in the same seconds (how long the")
+    print("phase lasted), and after the slash the floor's: the app alone with a reference tracer that does")
+    print("nothing, what CPython's call of a tracer at every allocation and release costs by itself:")
     print()
-    print("| shape | app alone (ms/request) | " + " | ".join(PHASES) + " |")
+    print("| shape | app alone (ms/request) | " + " | ".join(f"{p}: tool (s) / floor" for p in PHASES) + " |")
     print("|---|---|" + "---|" * len(PHASES))
     for r in rows:
         c = r["costs"]
-        cells = [f"{c[p]:.3f}x ({c[p + ' seconds']} s)" if c[p] is not None else "-" for p in PHASES]
+        cells = [
+            f"{c[p]:.3f}x ({c[p + ' seconds']} s) / {dash(c[p + ' floor'])}{'x' if c[p + ' floor'] else ''}"
+            if c[p] is not None
+            else "-"
+            for p in PHASES
+        ]
         print(
             f"| {r['shape']} | {c['baseline ms/request'] if c['baseline ms/request'] is not None else '-'} | "
             + " | ".join(cells)
