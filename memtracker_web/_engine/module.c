@@ -350,6 +350,8 @@ static PyMethodDef mt_methods[] = {
     {"referrers", mt_referrers, METH_O,
      "referrers(objects) -> list: the objects the collector tracks that refer to any item of the list objects "
      "(not the list itself), in one pass over them."},
+    {"clear_type_cache", mt_clear_type_cache, METH_NOARGS,
+     "clear_type_cache(): let go of the attribute names CPython's type attribute cache holds (PyType_ClearCache)."},
     {NULL, NULL, 0, NULL},
 };
 

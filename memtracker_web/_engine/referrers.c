@@ -1,5 +1,6 @@
 /* memtracker_web/_engine/referrers.c: referrers(objects), gc.get_referrers for
- * many objects at once.
+ * many objects at once; clear_type_cache(), for what a search must not take
+ * for a hidden holder.
  *
  * A retention search (memtracker_web/monitor/retention.py) asks, level by level,
  * which objects refer to any of a frontier of up to a few thousand objects.
@@ -145,4 +146,20 @@ mt_referrers(PyObject *Py_UNUSED(self), PyObject *objects)
     search.count = 0;
     mt_referrers_clear(&search);
     return result;
+}
+
+/* clear_type_cache(): let go of the attribute names CPython's type attribute
+ * cache holds. Each of its 4,096 entries keeps a strong reference to the last name
+ * looked up there (type_cache_entry.name), a reference no collector pass sees: a
+ * str made at run time and used as an attribute name (getattr(obj, name) with a
+ * name read from a request) stays alive in the cache until another lookup takes
+ * its entry, and a search from it finds something hidden holding it. A search
+ * calls this before it samples the objects it starts from; the cache fills again
+ * as lookups miss it. PyType_ClearCache, not sys._clear_internal_caches (3.13+),
+ * which also throws away every JIT trace. */
+static PyObject *
+mt_clear_type_cache(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    PyType_ClearCache();
+    Py_RETURN_NONE;
 }

@@ -189,6 +189,15 @@ def referrers(objects: list[Any]) -> list[Any] | None:
     return walk(objects) if walk is not None else None
 
 
+def clear_type_cache() -> None:
+    """Let go of the attribute names CPython's type attribute cache keeps alive (a
+    reference from C that no search sees; see the extension's ``clear_type_cache``).
+    Nothing where the extension is not loaded."""
+    clear = getattr(_tracker, "clear_type_cache", None) if _tracker is not None else None
+    if clear is not None:
+        clear()
+
+
 # Whether ``referrers`` also looks at what ``gc.freeze()`` set aside (the extension
 # on CPython 3.12.10+, 3.13.3+ and 3.14+), which ``gc.get_referrers`` never does.
 REFERRERS_SEE_FROZEN = bool(getattr(_tracker, "referrers", None) and _tracker.REFERRERS_SEE_FROZEN)

@@ -1070,6 +1070,11 @@ class MemoryMonitor:
         searched = _Searched()
         pending: list[tuple[_TypeState, type]] = []
         groups: list[list[Any]] = []
+        # Names kept alive by CPython's type attribute cache alone die now, instead of
+        # being sampled and found held by something hidden: a str made per request and
+        # looked up as an attribute name (a healthy app's, or a library's) would
+        # otherwise verify as a leak of str.
+        engine.clear_type_cache()
         for state, cls in waiting:
             try:
                 objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
@@ -1735,6 +1740,7 @@ class MemoryMonitor:
                     f"{name} is counted by watch-all, which keeps no table of its objects to start from "
                     "(the tracker tables them only while they are verified or analysed): POST /track it first"
                 )
+        engine.clear_type_cache()  # (see _search_for_pending)
         try:
             objects = self.tracker.capture.sample(cls, sample)
         except RuntimeError as exc:

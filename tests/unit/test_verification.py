@@ -302,6 +302,47 @@ def test_new_objects_that_take_old_ones_places_in_a_full_cache_are_no_leak(verif
         render_full.cache_clear()
 
 
+# Classes whose attributes are looked up by names made at run time
+_LOOKED_UP = [type(f"LookedUp{k}", (), {}) for k in range(40)]
+
+
+@requires_engine
+def test_names_only_cpythons_type_cache_keeps_are_no_leak(verifying_monitor):
+    # A name made per request and looked up on a class (getattr(cls, name) with a name
+    # read from a request, as a healthy app or a library does) stays alive in CPython's
+    # type attribute cache until another lookup takes its entry: a reference from C the
+    # search cannot see. Before the search cleared that cache, such strs were found
+    # "kept by something the search did not reach" and verified as a leak of str.
+    m = verifying_monitor
+    found_by_watch_all(m, str)
+    state = m._types[id(str)]
+    reports = []
+    for sample in range(10):
+        for k, cls in enumerate(_LOOKED_UP):
+            name = "".join(("attr_", str(sample), "_", str(k)))  # a new str, not interned
+            assert getattr(cls, name, None) is None
+            del name
+        reports += m.sample()
+        assert not state.verified, state.retainers
+    assert reports == []
+    # the search did happen, and the names it started from had died
+    assert state.verify_since is not None and m._samples - state.verify_since >= monitor_module.VERIFY_AFTER
+
+
+def test_a_name_looked_up_on_a_class_is_kept_by_the_type_cache_until_it_is_cleared():
+    # What the test above relies on, on every CPython we support: the cache takes a
+    # reference to the name, and the extension's clear_type_cache lets go of it.
+    from memtracker_web.core import engine
+
+    name = "".join(("only_", "here"))
+    before = sys.getrefcount(name)
+    getattr(_LOOKED_UP[0], name, None)
+    assert sys.getrefcount(name) > before
+    engine.clear_type_cache()
+    if engine._tracker is not None and hasattr(engine._tracker, "clear_type_cache"):
+        assert sys.getrefcount(name) == before
+
+
 _recent: collections.deque = collections.deque(maxlen=100)
 _sessions: dict[str, list] = {"s1": []}
 
