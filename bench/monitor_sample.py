@@ -8,7 +8,7 @@ nominations and verification searches of the start). Printed: milliseconds a
 sample (median and mean), and of it watch-all's pass over every type it sees
 (``_discover``), and how many types that pass saw.
 
-    python bench/monitor_sample.py [--shape healthy] [--samples 60] [--warm 20] [--rounds 30]
+    python bench/monitor_sample.py [--shape healthy] [--samples 60] [--warm 20] [--rounds 30] [--log FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60)
     parser.add_argument("--warm", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=30, help="rounds of /work and / between samples")
+    parser.add_argument("--log", default=os.devnull, help="where the monitor's log goes (INFO)")
     args = parser.parse_args()
     os.environ["LEAK_SHAPE"] = args.shape
     os.environ["LEAK_NO_TOOL"] = "1"  # the monitor is made here, sampled by this thread
@@ -40,9 +41,9 @@ def main() -> None:
 
     import leak_apps
 
-    # the monitor's reports formatted as in a server, written nowhere
+    # the monitor's reports formatted as in a server (written nowhere unless --log)
     log = logging.getLogger("memtracker_web")
-    log.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
+    log.addHandler(logging.StreamHandler(open(args.log, "w")))  # noqa: SIM115
     log.setLevel(logging.INFO)
     log.propagate = False
 

@@ -1055,6 +1055,7 @@ class _Search:
             "bounded": [{"holder": text, "count": n, "room": rooms[text]} for text, n in bounded.most_common(top)],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},
             "kept_by": kept.most_common(1)[0][0] if kept else None,
+            "kept": sum(kept.values()),
             "holders": sorted(
                 (
                     {"type": kind, "objects": n, "distinct": len(nearest), "distance": round(distances / n, 2)}
