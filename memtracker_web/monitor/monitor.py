@@ -426,6 +426,31 @@ class _WatchState:
             self.new_per_sample = allocations - before
         self._set(_ALLOCATIONS, _UNKNOWN if allocations is None else allocations)
 
+    def advance(self, value: int, allocations: int | None, sample: int, calm_samples: int) -> int:
+        """A sample's reading of a type seen before: ``note(value)``,
+        ``count_new(allocations)``, and its increases forgotten after ``calm_samples``
+        without one (rises must come in a run, not scattered over hours); its high-water
+        mark returned. One call reading the row directly: watch-all takes this step
+        for every type it sees (hundreds) at every sample, where the properties' calls
+        cost more than the work."""
+        numbers, base = self.table.numbers, self.row * _ROW_FIELDS
+        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, numbers[base + _RECENT]
+        if kept == _NOISE_WINDOW:
+            recent[start : start + kept - 1] = recent[start + 1 : start + kept]
+            kept -= 1
+        recent[start + kept] = value
+        numbers[base + _RECENT] = kept + 1
+        before = numbers[base + _ALLOCATIONS]
+        if allocations is None:
+            numbers[base + _ALLOCATIONS] = _UNKNOWN
+        else:
+            if before != _UNKNOWN and allocations >= before:
+                numbers[base + _NEW_PER_SAMPLE] = allocations - before
+            numbers[base + _ALLOCATIONS] = allocations
+        if sample - numbers[base + _LAST_INCREASE] > calm_samples:
+            numbers[base + _INCREASES] = 0
+        return numbers[base + _HIGH_WATER]
+
     def noise(self) -> float | None:
         """The standard deviation of the last changes, or None before two."""
         return change_deviation(self.recent)
@@ -1373,8 +1398,9 @@ class MemoryMonitor:
                 return  # first call: the baseline starts now
             scale = self._watching_sample
             try:
+                # (counted_exactly_by_watch_all inlined: hundreds of types a sample)
                 rows = [
-                    (cls, new, free, 1 if counted_exactly_by_watch_all(cls) else scale)
+                    (cls, new, free, 1 if _TYPE_FLAGS(cls) & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE else scale)
                     for cls, new, free in engine._tracker.watch_counts()
                 ]
             except RuntimeError as exc:  # displaced: type pointers can't be trusted; start again
@@ -1416,12 +1442,10 @@ class MemoryMonitor:
                     continue
                 if not state.from_zero:
                     continue
+                high_water = state.high_water  # (0, no increase yet: nothing to forget)
             else:
-                state.note(value)
-                state.count_new(allocations)
-            if self._samples - state.last_increase > self.calm_samples:
-                state.increases = 0  # rises must come in a run, not scattered over hours
-            if value <= state.high_water + (least_step if state.builtin else 1.0 if state.by_noise else self.threshold):
+                high_water = state.advance(value, allocations, self._samples, self.calm_samples)
+            if value <= high_water + (least_step if state.builtin else 1.0 if state.by_noise else self.threshold):
                 continue  # within the least margin it can have: no rise (most types, every sample)
             noise_step = None
             if state.by_noise:

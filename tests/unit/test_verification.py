@@ -18,6 +18,8 @@ import types
 import weakref
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import support
 from memtracker_web.core.tracker import Tracker, display_path
@@ -786,6 +788,43 @@ def test_the_watch_all_table_gives_rows_back_and_keeps_each_types_numbers_apart(
     assert (list(table), table.free.tolist()) == ([3], [second.row])
     table.clear()
     assert (len(table), len(table.numbers), len(table.free)) == (0, 0, 0)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(-(2**40), 2**40),  # the value read
+            st.one_of(st.none(), st.integers(0, 2**40)),  # allocations (None: census mode)
+            st.integers(0, 70),  # samples since the last
+            st.booleans(),  # an increase noted after the step
+        ),
+        max_size=40,
+    ),
+    calm=st.integers(1, 40),
+)
+@settings(max_examples=200, deadline=None)
+def test_advance_is_note_count_new_and_forgetting_scattered_increases(steps, calm):
+    # _discover's one call a type a sample, against the steps it stands for, on two
+    # rows of one table.
+    table = monitor_module._WatchTable()
+    kind = type("Kind", (), {})
+    fast = table.add(1, kind, 0, by_noise=False, from_zero=False)
+    slow = table.add(2, kind, 0, by_noise=False, from_zero=False)
+    sample = 0
+    for value, allocations, gap, rise in steps:
+        sample += gap
+        assert fast.advance(value, allocations, sample, calm) == slow.high_water
+        slow.note(value)
+        slow.count_new(allocations)
+        if sample - slow.last_increase > calm:
+            slow.increases = 0
+        if rise:
+            for state in (fast, slow):
+                state.high_water, state.increases, state.last_increase = value, state.increases + 1, sample
+        width = monitor_module._ROW_FIELDS
+        rows = [table.numbers[state.row * width : (state.row + 1) * width] for state in (fast, slow)]
+        assert rows[0] == rows[1]
+        assert fast.recent == slow.recent
 
 
 def test_own_table_refs_follow_plain_containers_and_our_objects_only():
