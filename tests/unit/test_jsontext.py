@@ -9,6 +9,8 @@ import math
 import pickle
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memtracker_web.monitor import MemoryMonitor
 from memtracker_web.monitor.history import History, PointRing, encode_point
@@ -147,6 +149,20 @@ def test_nan_is_refused_like_json() -> None:
         jsontext.dumps({"x": math.nan})
     with pytest.raises(ValueError):
         encode_point((math.inf, 1))
+
+
+@given(
+    st.one_of(st.floats(), st.integers(-(2**70), 2**70), st.booleans()),
+    st.one_of(st.integers(-(2**70), 2**70), st.floats(), st.booleans()),
+)
+def test_a_point_is_written_as_json_writes_it(time, live) -> None:
+    try:
+        expected = json.dumps([time, live], separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        with pytest.raises(ValueError):
+            encode_point((time, live))
+    else:
+        assert encode_point((time, live)) == expected
 
 
 def test_a_history_is_a_read_only_list() -> None:
