@@ -1417,12 +1417,14 @@ class MemoryMonitor:
             }
         seen = set()
         least_step = least_builtin_step(self.threshold, self.increases) if census is None else self.threshold
+        # (read once, not once a type: the loop runs for every type there is)
+        monitored, watched, samples, calm = self._types, self._watch, self._samples, self.calm_samples
         for cls, value, allocations in values:
             key = id(cls)
             seen.add(key)
-            if key in self._types or key in _OWN_CLASSES:
+            if key in monitored or key in _OWN_CLASSES:
                 continue  # monitored already, or the monitor's own bookkeeping
-            state = self._watch.get(key)
+            state = watched.get(key)
             if state is None or state.ref() is not cls:
                 # A type counted exactly rises by its own noise (rise_step);
                 # estimates and census counts by the threshold.
@@ -1444,7 +1446,7 @@ class MemoryMonitor:
                     continue
                 high_water = state.high_water  # (0, no increase yet: nothing to forget)
             else:
-                high_water = state.advance(value, allocations, self._samples, self.calm_samples)
+                high_water = state.advance(value, allocations, samples, calm)
             if value <= high_water + (least_step if state.builtin else 1.0 if state.by_noise else self.threshold):
                 continue  # within the least margin it can have: no rise (most types, every sample)
             noise_step = None
