@@ -135,8 +135,12 @@ def monitor_ms_per_second(timeline: list, start: float, end: float) -> float | N
     return (inside[-1][MONITOR_COLUMN] - inside[0][MONITOR_COLUMN]) * 1000 / (inside[-1][0] - inside[0][0])
 
 
-# The floor needs CPython's reference tracer (3.13+)
-HAS_FLOOR = sys.version_info >= (3, 13)
+def has_floor() -> bool:
+    """Whether the floor can run here: it needs the engine's reference tracer (CPython
+    3.13+, not a free-threaded build), which a child with this interpreter has too."""
+    from memtracker_web.core.engine import engine_status
+
+    return bool(engine_status()["available"])
 
 
 def start_server(shape: str, tool: bool, log: bool, floor: bool = False) -> tuple[subprocess.Popen, str]:
@@ -177,7 +181,7 @@ def run_shape(
 ) -> dict:
     server, base = start_server(shape, tool=not control, log=True)
     alone, alone_base = start_server(shape, tool=False, log=False)
-    floor, floor_base = start_server(shape, tool=False, log=False, floor=True) if HAS_FLOOR else (None, None)
+    floor, floor_base = start_server(shape, tool=False, log=False, floor=True) if has_floor() else (None, None)
     targets = [(base, 0), (alone_base, 1)] + ([(floor_base, 2)] if floor_base else [])
     stop = threading.Event()
     sent = [0, 0, 0]  # requests answered by the app with the tool, by the app alone, by the floor's

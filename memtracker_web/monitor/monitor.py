@@ -239,8 +239,10 @@ KEPT_PAST_GARBAGE = 3
 def _kept_past_garbage(found: dict[str, Any]) -> bool:
     """Whether a type's new objects that are garbage in reference cycles are all that
     would set it aside, while at least KEPT_PAST_GARBAGE of the others, and most of
-    them, are kept (a chain from a module global, a class or a frame of the app's:
-    ``found["kept"]``, the search's result). Garbage says nothing of
+    them, are kept by a root that lasts: a chain from a module global or a class
+    (``found["kept"]``, the search's result), not from a running or suspended
+    function's frame (a request in flight holds its objects for a moment: as many a
+    sample, however much garbage piles up beside them). Garbage says nothing of
     what the rest does: it dies at the collector's next pass, whatever keeps the
     others. A type the app leaks and also churns in cycles (an exception kept in a
     global, while every other request's exceptions wait for the collector, longer

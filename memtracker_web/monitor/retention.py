@@ -767,14 +767,19 @@ class _Search:
             return None
         return found
 
+    def is_global(self, holder: Any) -> bool:
+        """A module's namespace, a class, or sys.modules: a root that lasts, unlike a
+        running or suspended function's frame (work in progress)."""
+        return id(holder) in self.modules or issubclass(type(holder), type) or holder is sys.modules
+
     def is_root(self, holder: Any, held: list[Any]) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
         coroutine or generator (what the chain's text needs of it is read now, ``held``
         being the objects it holds). A frame that finished (kept by a traceback) is
         walked past."""
-        kind = type(holder)
-        if id(holder) in self.modules or issubclass(kind, type) or holder is sys.modules:
+        if self.is_global(holder):
             return True
+        kind = type(holder)
         if kind is types.FrameType:
             return id(holder) in self.running
         frame = _suspended_frame(holder)
@@ -1006,6 +1011,7 @@ class _Search:
         rooms: dict[str, float] = {}  # the room each bounded cache has left
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
+        kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
         held_through: dict[str, list[Any]] = {}  # holder type => [objects held through one, nearest one ids, depths]
         left: list[Any] = []
         for target in targets:
@@ -1030,6 +1036,7 @@ class _Search:
                     roots[kind] += 1
                 else:
                     kept[text] += 1
+                    kept_by_globals += self.is_global(path[0])
                 upward = path[:0:-1]  # the object first, without the root
             for kind, (nearest, distance) in _holder_kinds(upward).items():
                 entry = held_through.setdefault(kind, [0, set(), 0])
@@ -1055,7 +1062,7 @@ class _Search:
             "bounded": [{"holder": text, "count": n, "room": rooms[text]} for text, n in bounded.most_common(top)],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},
             "kept_by": kept.most_common(1)[0][0] if kept else None,
-            "kept": sum(kept.values()),
+            "kept": kept_by_globals,
             "holders": sorted(
                 (
                     {"type": kind, "objects": n, "distinct": len(nearest), "distance": round(distances / n, 2)}
