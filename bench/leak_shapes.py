@@ -182,7 +182,9 @@ def run_shape(
     server, base = start_server(shape, tool=not control, log=True)
     alone, alone_base = start_server(shape, tool=False, log=False)
     floor, floor_base = start_server(shape, tool=False, log=False, floor=True) if has_floor() else (None, None)
-    targets = [(base, 0), (alone_base, 1)] + ([(floor_base, 2)] if floor_base else [])
+    # each server, its address and its place in `sent`
+    servers = [(server, base, 0), (alone, alone_base, 1)] + ([(floor, floor_base, 2)] if floor else [])
+    targets = [(where, which) for _, where, which in servers]
     stop = threading.Event()
     sent = [0, 0, 0]  # requests answered by the app with the tool, by the app alone, by the floor's
 
@@ -276,7 +278,7 @@ def run_shape(
     reader.start()
     try:
         deadline = time.monotonic() + 30
-        for where, process in [(base, server), (alone_base, alone)] + ([(floor_base, floor)] if floor else []):
+        for process, where, _ in servers:
             while True:
                 try:
                     get(where + "/")
@@ -313,9 +315,7 @@ def run_shape(
             result["held_off"] = snap.get("watch", {}).get("held_off")
     finally:
         stop.set()
-        for process in (server, alone, floor):
-            if process is None:
-                continue
+        for process, _, _ in servers:
             process.terminate()
             try:
                 process.wait(10)

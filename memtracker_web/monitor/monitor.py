@@ -236,20 +236,20 @@ _NOISE_WINDOW = 11  # samples of history a rise is measured against
 KEPT_PAST_GARBAGE = 3
 
 
-def _kept_past_garbage(found: dict[str, Any]) -> bool:
+def _kept_past_garbage(found: dict[str, Any], others: int) -> bool:
     """Whether a type's new objects that are garbage in reference cycles are all that
-    would set it aside, while at least KEPT_PAST_GARBAGE of the others, and most of
-    them, are kept by a root that lasts: a chain from a module global or a class
-    (``found["kept"]``, the search's result), not from a running or suspended
-    function's frame (a request in flight holds its objects for a moment: as many a
-    sample, however much garbage piles up beside them). Garbage says nothing of
+    would set it aside (``others``: how many the other reasons count), while at least
+    KEPT_PAST_GARBAGE of the rest, and most of them, are kept by a root that lasts:
+    a chain from a module global or a class (``found["kept"]``, the search's
+    result), not from a running or suspended function's frame (a request in flight
+    holds its objects for a moment: as many a sample, however much garbage piles up
+    beside them). Garbage says nothing of
     what the rest does: it dies at the collector's next pass, whatever keeps the
     others. A type the app leaks and also churns in cycles (an exception kept in a
     global, while every other request's exceptions wait for the collector, longer
     under 3.14's incremental one) has more than half its new objects garbage at some
     searches, and was set aside for ``calm_samples`` there."""
     garbage, kept = found["unreachable"], found["kept"]
-    others = found["roots"]["own"] + found["roots"]["library frame"] + sum(b["count"] for b in found["bounded"])
     return others * 2 < found["objects"] and kept >= KEPT_PAST_GARBAGE and kept * 2 > found["objects"] - garbage
 
 
@@ -392,12 +392,13 @@ class _WatchState:
 
     def note(self, value: int) -> None:
         """Its value at this sample, kept among the last _NOISE_WINDOW."""
-        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, self._field(_RECENT)
+        numbers, field = self.table.numbers, self.row * _ROW_FIELDS + _RECENT
+        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, numbers[field]
         if kept == _NOISE_WINDOW:
             recent[start : start + kept - 1] = recent[start + 1 : start + kept]
             kept -= 1
         recent[start + kept] = value
-        self._set(_RECENT, kept + 1)
+        numbers[field] = kept + 1
 
     def restart_at(self, value: int) -> None:
         """Its value now is its baseline (and high-water mark): no rise before it counts."""
@@ -423,25 +424,9 @@ class _WatchState:
         return None if count == _UNKNOWN else count
 
     def count_new(self, allocations: int | None) -> None:
-        before = self.allocations
-        if allocations is not None and before is not None and allocations >= before:
-            self.new_per_sample = allocations - before
-        self._set(_ALLOCATIONS, _UNKNOWN if allocations is None else allocations)
-
-    def advance(self, value: int, allocations: int | None, sample: int, calm_samples: int) -> int:
-        """A sample's reading of a type seen before: ``note(value)``,
-        ``count_new(allocations)``, and its increases forgotten after ``calm_samples``
-        without one (rises must come in a run, not scattered over hours); its high-water
-        mark returned. One call reading the row directly: watch-all takes this step
-        for every type it sees (hundreds) at every sample, where the properties' calls
-        cost more than the work."""
+        """Watch-all's count of its creations now (None: not counted), and so how many
+        of them came since the last sample."""
         numbers, base = self.table.numbers, self.row * _ROW_FIELDS
-        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, numbers[base + _RECENT]
-        if kept == _NOISE_WINDOW:
-            recent[start : start + kept - 1] = recent[start + 1 : start + kept]
-            kept -= 1
-        recent[start + kept] = value
-        numbers[base + _RECENT] = kept + 1
         before = numbers[base + _ALLOCATIONS]
         if allocations is None:
             numbers[base + _ALLOCATIONS] = _UNKNOWN
@@ -449,6 +434,17 @@ class _WatchState:
             if before != _UNKNOWN and allocations >= before:
                 numbers[base + _NEW_PER_SAMPLE] = allocations - before
             numbers[base + _ALLOCATIONS] = allocations
+
+    def advance(self, value: int, allocations: int | None, sample: int, calm_samples: int) -> int:
+        """A sample's reading of a type seen before: ``note(value)``,
+        ``count_new(allocations)``, and its increases forgotten after ``calm_samples``
+        without one (rises must come in a run, not scattered over hours); its high-water
+        mark returned. Watch-all takes this step for every type it sees (hundreds) at
+        every sample: the row is read directly, not through the properties' calls,
+        which cost more than the work."""
+        self.note(value)
+        self.count_new(allocations)
+        numbers, base = self.table.numbers, self.row * _ROW_FIELDS
         if sample - numbers[base + _LAST_INCREASE] > calm_samples:
             numbers[base + _INCREASES] = 0
         return numbers[base + _HIGH_WATER]
@@ -1208,7 +1204,8 @@ class MemoryMonitor:
             ),
             (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
         ]
-        if sum(n for n, _ in not_leaks) * 2 >= total and not _kept_past_garbage(found):
+        not_leak = sum(n for n, _ in not_leaks)
+        if not_leak * 2 >= total and not _kept_past_garbage(found, not_leak - found["unreachable"]):
             reason = max(not_leaks, key=lambda reason: reason[0])
             filling = reason is not_leaks[1] and found["bounded"]
             self._set_growth_aside(state, cls, reason[1], self._samples_to_fill(state, found) if filling else None)
@@ -1400,9 +1397,8 @@ class MemoryMonitor:
                 return  # first call: the baseline starts now
             scale = self._watching_sample
             try:
-                # (counted_exactly_by_watch_all inlined: hundreds of types a sample)
                 rows = [
-                    (cls, new, free, 1 if _TYPE_FLAGS(cls) & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE else scale)
+                    (cls, new, free, 1 if counted_exactly_by_watch_all(cls) else scale)
                     for cls, new, free in engine._tracker.watch_counts()
                 ]
             except RuntimeError as exc:  # displaced: type pointers can't be trusted; start again
