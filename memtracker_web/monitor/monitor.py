@@ -7,6 +7,7 @@ microseconds per type whatever the heap size. Where the exact engine cannot run,
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -134,7 +135,7 @@ class _TypeState:
         "new_per_sample",
         "live_bytes",
         "bytes_measured",
-        "retainers",
+        "retainers_text",
         "bytes_per_object",
         "bytes_at",
         "object_sample",
@@ -179,7 +180,7 @@ class _TypeState:
         self.new_per_sample = 0  # objects made between the last two samples (watch-all's count, or the tracker's)
         self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0  # how many live objects that estimate measured
-        self.retainers: dict | None = None  # the last retention search's result, when asked for
+        self.retainers_text: str | None = None  # see retainers
         self.bytes_per_object: float | None = None  # from the last measurement
         self.bytes_at = (0, 0)  # (sample number, live count) of that measurement
         self.object_sample = 1  # the tracker tables one of its objects in this many (see SURVIVORS_PER_SAMPLE)
@@ -188,6 +189,20 @@ class _TypeState:
         # (a tracker shared with the monitor), left as they set it
         self.theirs_tracked = False
         self.theirs_analysed = False
+
+    @property
+    def retainers(self) -> dict[str, Any] | None:
+        """The last retention search's result (a verification's, or one asked for), a
+        new dict at each read; None before any. Kept as its JSON text: one str where
+        the result is dozens of dicts, lists, strs, ints and floats. The monitor
+        verifies every type watch-all nominates, and their results, kept as they
+        came, would grow the app's floats, ints and strs by as many a type, which
+        watch-all (counting every object) would see rise, and verify in turn."""
+        return None if self.retainers_text is None else json.loads(self.retainers_text)
+
+    @retainers.setter
+    def retainers(self, found: dict[str, Any] | None) -> None:
+        self.retainers_text = None if found is None else json.dumps(found, separators=(",", ":"))
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -1547,7 +1562,7 @@ class MemoryMonitor:
         }
         if state.verdict is not None:
             report["verdict"] = state.verdict  # what keeps its new objects, from the verification
-        if state.retainers is not None:
+        if state.retainers_text is not None:
             report["retainers"] = state.retainers  # who held them, when someone asked last
         if self.mode != "exact":
             report["note"] = "no call paths in census mode: " + engine.engine_status()["reason"]

@@ -463,6 +463,28 @@ def test_a_built_in_kept_in_a_module_list_is_verified_analysed_and_reported(veri
 
 
 @requires_engine
+def test_a_verification_keeps_its_result_as_one_string(verifying_monitor):
+    # Kept as it came, a result is dozens of dicts, lists, strs, ints and floats (a
+    # distance a holder): a few verifications made the monitor's own floats most of the
+    # new floats alive in an app, and watch-all nominated floats, then verified them.
+    m = verifying_monitor
+    found_by_watch_all(m, bytearray)
+    for _ in range(8):
+        _payloads.extend(bytearray(3) for _ in range(40))
+        m.sample()
+    state = next(s for s in m._types.values() if s.name == "builtins.bytearray")
+    assert state.verified
+    kept = [held for held in gc.get_referents(state) if isinstance(held, (dict, list))]
+    assert kept == [] and isinstance(state.retainers_text, str)
+    found = state.retainers
+    assert found["kept_by"] == f"{__name__}._payloads -> builtins.list[i] -> builtins.bytearray"
+    assert found["holders"][0]["type"] == "builtins.list" and isinstance(found["holders"][0]["distance"], float)
+    assert state.retainers == found and state.retainers is not found  # a copy at each read
+    detail = m.type_detail("builtins.bytearray")
+    assert detail is not None and detail["retainers"] == found
+
+
+@requires_engine
 def test_a_class_kept_by_a_growing_traceback_chain_gives_way_to_the_chain(verifying_monitor):
     m = verifying_monitor
     found_by_watch_all(m, Held)
