@@ -136,6 +136,7 @@ class _TypeState:
         "live_bytes",
         "bytes_measured",
         "retainers_text",
+        "report_retainers",
         "bytes_per_object",
         "bytes_at",
         "object_sample",
@@ -181,6 +182,7 @@ class _TypeState:
         self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0  # how many live objects that estimate measured
         self.retainers_text: str | None = None  # see retainers
+        self.report_retainers: tuple[str, dict[str, Any]] | None = None  # see retainers_for_report
         self.bytes_per_object: float | None = None  # from the last measurement
         self.bytes_at = (0, 0)  # (sample number, live count) of that measurement
         self.object_sample = 1  # the tracker tables one of its objects in this many (see SURVIVORS_PER_SAMPLE)
@@ -203,6 +205,18 @@ class _TypeState:
     @retainers.setter
     def retainers(self, found: dict[str, Any] | None) -> None:
         self.retainers_text = None if found is None else json.dumps(found, separators=(",", ":"))
+        self.report_retainers = None
+
+    def retainers_for_report(self) -> dict[str, Any] | None:
+        """``retainers`` as the type's leak reports carry it: read once a result and
+        shared by the reports that follow. A leaking type is reported at every growth
+        (each sample), and a new copy in each would be as many new objects a sample."""
+        text = self.retainers_text
+        if text is None:
+            return None
+        if self.report_retainers is None:  # (the setter forgets the copy of a result replaced)
+            self.report_retainers = (text, json.loads(text))
+        return self.report_retainers[1]
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -1562,8 +1576,8 @@ class MemoryMonitor:
         }
         if state.verdict is not None:
             report["verdict"] = state.verdict  # what keeps its new objects, from the verification
-        if state.retainers_text is not None:
-            report["retainers"] = state.retainers  # who held them, when someone asked last
+        if (retainers := state.retainers_for_report()) is not None:
+            report["retainers"] = retainers  # who held them, when someone asked last
         if self.mode != "exact":
             report["note"] = "no call paths in census mode: " + engine.engine_status()["reason"]
         return report
@@ -1809,6 +1823,8 @@ class MemoryMonitor:
         result["computed_at"] = round(time.time(), 3)
         with self._lock:
             state.retainers = result
+            if state.retainers_text is not None:  # (it is: the reports below and to come show this one)
+                state.report_retainers = (state.retainers_text, result)
             for report in reversed(self._leaks):  # the type's latest report shows it too
                 if report.get("type") == name:
                     report["retainers"] = result

@@ -469,9 +469,10 @@ def test_a_verification_keeps_its_result_as_one_string(verifying_monitor):
     # new floats alive in an app, and watch-all nominated floats, then verified them.
     m = verifying_monitor
     found_by_watch_all(m, bytearray)
-    for _ in range(8):
+    reports = []
+    for _ in range(10):
         _payloads.extend(bytearray(3) for _ in range(40))
-        m.sample()
+        reports += m.sample()
     state = next(s for s in m._types.values() if s.name == "builtins.bytearray")
     assert state.verified
     kept = [held for held in gc.get_referents(state) if isinstance(held, (dict, list))]
@@ -480,6 +481,9 @@ def test_a_verification_keeps_its_result_as_one_string(verifying_monitor):
     assert found["kept_by"] == f"{__name__}._payloads -> builtins.list[i] -> builtins.bytearray"
     assert found["holders"][0]["type"] == "builtins.list" and isinstance(found["holders"][0]["distance"], float)
     assert state.retainers == found and state.retainers is not found  # a copy at each read
+    # a leak reported at every sample: its reports share one copy, not a new one each
+    assert len(reports) >= 2 and {r["type"] for r in reports} == {"builtins.bytearray"}
+    assert reports[-1]["retainers"] == found and reports[-1]["retainers"] is reports[-2]["retainers"]
     detail = m.type_detail("builtins.bytearray")
     assert detail is not None and detail["retainers"] == found
 
