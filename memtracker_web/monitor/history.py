@@ -31,12 +31,13 @@ def encode_point(point: Any) -> str:
 class PointRing:
     """The last ``size`` (time, live) points of a type, and their JSON text.
 
-    Kept in two arrays and one string, not as a tuple, a float and a string
-    per point: the monitor's own history would otherwise grow the app's
-    tuples, floats and strings by one each per monitored type and sample,
+    Kept in arrays and a bytearray changed in place, not as a tuple, a float
+    and a string per point: the monitor's own history would otherwise grow the
+    app's tuples, floats and strings by one each per monitored type and sample,
     until full, and a bounded cache filling up looks like a leak to the
-    monitor itself. A sample replaces the string and the arrays' contents;
-    the number of objects kept stays the same."""
+    monitor itself. Nor is the text a string replaced at each sample: that
+    would be a new str of the monitor's, alive, for every monitored type, and
+    a verification of the app's growing strs samples new ones alive."""
 
     _memtracker_bookkeeping = True  # (monitor.retention.BOOKKEEPING: a chain through it is our own)
 
@@ -47,14 +48,14 @@ class PointRing:
         self.times = array("d")
         self.lives = array("q")
         self.lengths = array("l")  # each point's share of `text`
-        self.text = ""  # each point's JSON and a comma, in order
+        self.text = bytearray()  # each point's JSON (ASCII) and a comma, in order
 
     def append(self, time: float, live: int) -> None:
-        point = encode_point((time, live)) + ","
+        point = (encode_point((time, live)) + ",").encode("ascii")
         if len(self.times) == self.size:
             cut = self.lengths[0]
             del self.times[0], self.lives[0], self.lengths[0]
-            self.text = self.text[cut:]
+            del self.text[:cut]
         self.times.append(time)
         self.lives.append(live)
         self.lengths.append(len(point))
@@ -70,7 +71,7 @@ class PointRing:
         return self.lives[-1] if self.lives else None
 
     def history(self) -> History:
-        return History(zip(self.times, self.lives, strict=True), "[" + self.text[:-1] + "]")
+        return History(zip(self.times, self.lives, strict=True), "[" + self.text[:-1].decode("ascii") + "]")
 
 
 class History(list):

@@ -95,6 +95,34 @@ class _Searched:
     failure: Exception | None = None
 
 
+_UNKNOWN = -1  # allocations not counted (census mode), or not yet
+
+
+class _Count:
+    """One of a _TypeState's counts, an item of its ``counts`` array."""
+
+    def __init__(self, index: int, doc: str) -> None:
+        self.index = index
+        self.__doc__ = doc
+
+    def __get__(self, state: _TypeState, owner: type | None = None) -> int:
+        return state.counts[self.index]
+
+    def __set__(self, state: _TypeState, value: int) -> None:
+        state.counts[self.index] = value
+
+
+class _OptionalCount(_Count):
+    """A count that may be unknown (None), kept as _UNKNOWN: it is never negative."""
+
+    def __get__(self, state: _TypeState, owner: type | None = None) -> int | None:  # type: ignore[override]
+        value = state.counts[self.index]
+        return None if value == _UNKNOWN else value
+
+    def __set__(self, state: _TypeState, value: int | None) -> None:
+        state.counts[self.index] = _UNKNOWN if value is None else value
+
+
 class _TypeState:
     """What the monitor knows of one monitored type."""
 
@@ -111,9 +139,7 @@ class _TypeState:
         "forced",
         "history",
         "first_live",
-        "live",
-        "allocations",
-        "frees",
+        "counts",
         "source",
         "last_growth_sample",
         "grew",
@@ -132,8 +158,6 @@ class _TypeState:
         "explained_by",
         "explained_at",
         "root_of",
-        "new_per_sample",
-        "live_bytes",
         "bytes_measured",
         "retainers_text",
         "report_retainers",
@@ -156,9 +180,7 @@ class _TypeState:
         self.forced = forced  # analysis asked for by the user: never demoted
         self.history = PointRing(history)
         self.first_live: int | None = None
-        self.live = 0
-        self.allocations: int | None = None
-        self.frees: int | None = None
+        self.counts = array("q", (0, _UNKNOWN, _UNKNOWN, 0, _UNKNOWN))  # see live
         self.source = source
         self.last_growth_sample = 0
         self.grew = False
@@ -178,8 +200,6 @@ class _TypeState:
         self.explained_by: str | None = None  # the growing type that holds its new objects
         self.explained_at = 0  # the sample of the search that found it so
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
-        self.new_per_sample = 0  # objects made between the last two samples (watch-all's count, or the tracker's)
-        self.live_bytes: int | None = None  # estimate: mean shallow size of a sample x live
         self.bytes_measured = 0  # how many live objects that estimate measured
         self.retainers_text: str | None = None  # see retainers
         self.report_retainers: tuple[str, dict[str, Any]] | None = None  # see retainers_for_report
@@ -191,6 +211,16 @@ class _TypeState:
         # (a tracker shared with the monitor), left as they set it
         self.theirs_tracked = False
         self.theirs_analysed = False
+
+    # Its counts at the last sample, in ``counts`` (changed in place): as attributes of
+    # their own, each sample would replace them with new ints (beyond 256) that the
+    # monitor keeps alive, up to five a monitored type, and a verification of the
+    # app's growing ints samples new ones alive (see _take_out_own_growth).
+    live = _Count(0, "Its live objects (watch-all's estimate for a built-in it samples).")
+    allocations = _OptionalCount(1, "Of them, the creations counted (None: not counted).")
+    frees = _OptionalCount(2, "The deaths counted (None: not counted).")
+    new_per_sample = _Count(3, "Objects made between its last two samples (watch-all's count, or the tracker's).")
+    live_bytes = _OptionalCount(4, "An estimate: the mean shallow size of a sample of them times ``live``.")
 
     @property
     def retainers(self) -> dict[str, Any] | None:
@@ -365,7 +395,6 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 # The fields of a _WatchState's row in its _WatchTable's numbers
 _HIGH_WATER, _INCREASES, _LAST_INCREASE, _ALLOCATIONS, _NEW_PER_SAMPLE, _RECENT = range(6)
 _ROW_FIELDS = 6
-_UNKNOWN = -1  # allocations not counted (census mode), or not yet
 
 
 class _RowField:
@@ -874,7 +903,9 @@ class MemoryMonitor:
             state.live = census.get(cls, 0)
             return
         if state.by_watch:
-            estimate = self._estimates.get(id(cls))
+            # (taken out: kept to the next sample, each type's tuple and key would be
+            # new objects of the monitor's alive, as many as it monitors)
+            estimate = self._estimates.pop(id(cls), None)
             if estimate is not None:  # (none while watch-all restarts: the last one stays)
                 before = state.allocations
                 state.live, state.allocations, state.frees = estimate

@@ -798,6 +798,50 @@ def test_a_leak_of_ints_is_the_apps_while_watch_all_follows_hundreds_of_changing
         _big_ints.clear()
 
 
+def _held_by_monitor(m: MemoryMonitor) -> dict[int, object]:
+    """What the monitor's objects and the containers under them hold, by id (types,
+    modules, functions and frames not followed)."""
+    held: dict[int, object] = {id(m): m}
+    todo: list[object] = [m]
+    while todo:
+        for obj in gc.get_referents(todo.pop()):
+            if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.FrameType)) or id(obj) in held:
+                continue
+            held[id(obj)] = obj
+            todo.append(obj)
+    return held
+
+
+@requires_engine
+def test_a_sample_keeps_no_new_numbers_or_strings_of_its_own_a_monitored_type():
+    # Each sample replaced a monitored type's counts (ints beyond 256), its history's
+    # text (a str) and, for a type watch-all counts, its estimate (a tuple keyed by a
+    # new int): 3-5 new objects a type alive at any time, which a verification of the
+    # app's growing ints or strs sampled as if they were growth, and set aside as the
+    # monitor's own bookkeeping when the app's own new ones were fewer.
+    classes = [type(f"Counted{i}", (), {}) for i in range(40)]
+    population: list = []
+    m = MemoryMonitor(watch_all=True, interval=3600.0)
+    try:
+        for i, cls in enumerate(classes):
+            m.start_monitoring(cls)
+            if i % 2:
+                m._types[id(cls)].by_watch = True  # counted by watch-all, as a nomination is
+        before: dict[int, object] = {}
+        for sample in range(7):  # (none before watch-all's first count: its counts are net of that)
+            population[:] = [cls() for cls in classes for _ in range(400 + 20 * (sample % 2))] if sample else []
+            m.sample()
+            if sample == 5:
+                before = _held_by_monitor(m)
+        assert {m._types[id(cls)].live for cls in classes} == {400}  # (counts that change, beyond 256)
+        new = collections.Counter(
+            type(obj).__name__ for key, obj in _held_by_monitor(m).items() if before.get(key) is not obj
+        )
+        assert sum(new[kind] for kind in ("int", "str", "tuple", "float")) <= 8, new
+    finally:
+        m.close()
+
+
 def test_the_watch_all_table_gives_rows_back_and_keeps_each_types_numbers_apart():
     table = monitor_module._WatchTable()
     kinds = [type(f"Kind{i}", (), {}) for i in range(3)]
