@@ -390,6 +390,15 @@ def _flags(cls: type) -> int:
 
 _IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+_HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
+
+# The containers the collector stops tracking while they hold only objects that refer
+# to none (see _judge), and the verdict on such objects when one of them leaks.
+_OUT_OF_SIGHT_CONTAINERS = ("builtins.dict", "builtins.tuple")
+_UNSEEN_IN_LEAK = (
+    "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
+    "objects: most likely in the new {name} objects, which leak"
+)
 
 
 # The fields of a _WatchState's row in its _WatchTable's numbers
@@ -1240,7 +1249,9 @@ class MemoryMonitor:
         none survived. When more than half are each held through a new object of
         another growing type, that type is the root: a traceback chain growing
         by one traceback per request keeps that request's frames and all they
-        refer to; the root is nominated and analysed in their place. Otherwise
+        refer to; the root is nominated and analysed in their place. So it is
+        when the root is verified as a leak already and those objects, with the
+        growth set aside above, are more than half. Otherwise
         whatever holds them is a leak's holder, and the type is verified."""
         found["computed_at"] = round(time.time(), 3)
         state.retainers = found
@@ -1271,17 +1282,31 @@ class MemoryMonitor:
             self._set_growth_aside(state, cls, reason[1], self._samples_to_fill(state, found) if filling else None)
             return
         growing = self._growing_types()
+        leaks = {s.name for s in self._types.values() if s.verified}
         for holder in found["holders"]:  # the farthest from the objects (nearest the root) first
             name = holder["type"]
             if (
                 name in growing
                 and name != state.name
-                and holder["objects"] * 2 > total
+                # (through a leak already verified, beside growth that ends by itself:
+                # a leak of dicts, each with a new int, and a bounded cache of ints
+                # filling up, neither most of the new ints, are no leak of ints)
+                and (holder["objects"] if name not in leaks else holder["objects"] + not_leak) * 2 > total
                 and holder["distinct"] * 2 > holder["objects"]
                 and holder["distinct"] >= min(3, total)
             ):
                 self._explain_by(state, cls, name, growing[name])
                 return
+        if not _flags(cls) & _HAVE_GC:
+            # An object that refers to none (an int, a str, bytes) is most often held by a
+            # dict or tuple: CPython takes those out of the collector's sight while they
+            # hold only such objects, and no search sees who holds them then. Beside a
+            # leak of dicts or tuples, such objects out of sight are most likely its own.
+            unseen = found["unresolved"] + found["hidden"]
+            for name in _OUT_OF_SIGHT_CONTAINERS:
+                if name in leaks and name in growing and name != state.name and (unseen + not_leak) * 2 > total:
+                    self._explain_by(state, cls, name, growing[name], _UNSEEN_IN_LEAK)
+                    return
         state.verified = True
         chain = found["kept_by"]
         state.verdict = (
@@ -1340,7 +1365,14 @@ class MemoryMonitor:
             if other.explained_by == state.name and other is not state:
                 other.dismissed_until = max(other.dismissed_until, state.dismissed_until)
 
-    def _explain_by(self, state: _TypeState, cls: type, name: str, root: _TypeState | _WatchState) -> None:
+    def _explain_by(
+        self,
+        state: _TypeState,
+        cls: type,
+        name: str,
+        root: _TypeState | _WatchState,
+        why: str = "its new objects are held through new {name} objects, which grow too",
+    ) -> None:
         if isinstance(root, _WatchState):
             root_cls = root.ref()
             if root_cls is None:  # (it died meanwhile: looked at again next time)
@@ -1354,7 +1386,7 @@ class MemoryMonitor:
                 self._set_growth_aside(state, cls, f"held through new {name} objects, which cannot be monitored: {exc}")
                 return
         root.root_of.add(state.name)
-        self._set_growth_aside(state, cls, f"its new objects are held through new {name} objects, which grow too")
+        self._set_growth_aside(state, cls, why.format(name=name))
         state.explained_by = name
         state.explained_at = self._samples
 
