@@ -488,6 +488,23 @@ def test_a_verification_keeps_its_result_as_one_string(verifying_monitor):
     assert detail is not None and detail["retainers"] == found
 
 
+def _judged_beside_dicts(cls: type, dict_verified: bool, found: dict) -> tuple:
+    """The states of dict (grown 5 times; verified as a leak or not) and of ``cls``,
+    both as watch-all nominates them, once ``cls`` is judged on ``found``."""
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        m.start_monitoring(dict)
+        m.start_monitoring(cls)
+        root, state = m._types[id(dict)], m._types[id(cls)]
+        for each in (root, state):
+            each.source, each.by_watch = "watch_all", True
+        root.increases, root.last_growth_sample, root.verified = 5, m._samples, dict_verified
+        m._judge(state, cls, found)
+        return root, state
+    finally:
+        m.close()
+
+
 @pytest.mark.parametrize(
     ("through", "bounded", "dict_verified", "explained"),
     [
@@ -504,43 +521,33 @@ def test_objects_a_verified_leak_holds_beside_growth_that_ends_count_as_that_lea
     # with a new int, beside an lru_cache of ints filling up) reported builtins.int
     # as a second leak, its path the cache's keys: 20 new ints searched, some held
     # through the leaking dicts, some in the cache, neither more than half.
-    m = MemoryMonitor(interval=3600.0)
-    try:
-        m.start_monitoring(dict)
-        m.start_monitoring(int)
-        root, ints = m._types[id(dict)], m._types[id(int)]
-        for state in (root, ints):
-            state.source, state.by_watch = "watch_all", True
-        root.increases, root.last_growth_sample, root.verified = 5, m._samples, dict_verified
-        found = {
-            "objects": 20,
-            "holders": [
-                {"type": "builtins.list", "objects": through, "distinct": 1, "distance": 2.0},
-                {"type": "builtins.dict", "objects": through, "distinct": through, "distance": 1.0},
-            ],
-            "bounded": [{"holder": "functools.lru_cache app.render (300 of 1024)", "count": bounded, "room": 724}]
-            if bounded
-            else [],
-            "roots": {"own": 0, "library frame": 0},
-            "unreachable": 0,
-            "unresolved": 0,
-            "hidden": 0,
-            "kept": through,
-            "kept_by": "app.PAYLOADS -> builtins.list[i] -> builtins.dict['request'] -> builtins.int",
-            "stopped": "",
-        }
-        m._judge(ints, int, found)
-        if explained:
-            assert not ints.verified and ints.explained_by == "builtins.dict"
-            assert (
-                ints.verdict
-                == "not a leak for now: its new objects are held through new builtins.dict objects, which grow too"
-            )
-            assert "builtins.int" in root.root_of
-        else:
-            assert ints.verified and ints.explained_by is None, ints.verdict
-    finally:
-        m.close()
+    found = {
+        "objects": 20,
+        "holders": [
+            {"type": "builtins.list", "objects": through, "distinct": 1, "distance": 2.0},
+            {"type": "builtins.dict", "objects": through, "distinct": through, "distance": 1.0},
+        ],
+        "bounded": [{"holder": "functools.lru_cache app.render (300 of 1024)", "count": bounded, "room": 724}]
+        if bounded
+        else [],
+        "roots": {"own": 0, "library frame": 0},
+        "unreachable": 0,
+        "unresolved": 0,
+        "hidden": 0,
+        "kept": through,
+        "kept_by": "app.PAYLOADS -> builtins.list[i] -> builtins.dict['request'] -> builtins.int",
+        "stopped": "",
+    }
+    root, ints = _judged_beside_dicts(int, dict_verified, found)
+    if explained:
+        assert not ints.verified and ints.explained_by == "builtins.dict"
+        assert (
+            ints.verdict
+            == "not a leak for now: its new objects are held through new builtins.dict objects, which grow too"
+        )
+        assert "builtins.int" in root.root_of
+    else:
+        assert ints.verified and ints.explained_by is None, ints.verdict
 
 
 @pytest.mark.parametrize(
@@ -560,37 +567,27 @@ def test_objects_out_of_the_searchs_sight_beside_a_leak_of_dicts_are_that_leaks(
     # builtins.int as a second leak: 3 of the 5 new ints searched were reached by no
     # search, held in those dicts, which the collector does not track while they
     # hold only ints and strs.
-    m = MemoryMonitor(interval=3600.0)
-    try:
-        m.start_monitoring(dict)
-        m.start_monitoring(cls)
-        root, state = m._types[id(dict)], m._types[id(cls)]
-        for each in (root, state):
-            each.source, each.by_watch = "watch_all", True
-        root.increases, root.last_growth_sample, root.verified = 5, m._samples, dict_verified
-        found = {
-            "objects": 5,
-            "holders": [{"type": "app.Holder", "objects": 5 - unseen - own, "distinct": 1, "distance": 1.0}],
-            "bounded": [],
-            "roots": {"own": own, "library frame": 0},
-            "unreachable": 0,
-            "unresolved": unseen,
-            "hidden": 0,
-            "kept": 5 - unseen - own,
-            "kept_by": None if unseen + own == 5 else f"app.HELD -> app.Holder -> builtins.{cls.__name__}",
-            "stopped": "max depth 16 reached",
-        }
-        m._judge(state, cls, found)
-        if explained:
-            assert not state.verified and state.explained_by == "builtins.dict"
-            assert state.verdict == (
-                "not a leak for now: most of its new objects are out of the search's sight, as in a dict or "
-                "tuple that holds only such objects: most likely in the new builtins.dict objects, which leak"
-            )
-        else:
-            assert state.verified and state.explained_by is None, state.verdict
-    finally:
-        m.close()
+    found = {
+        "objects": 5,
+        "holders": [{"type": "app.Holder", "objects": 5 - unseen - own, "distinct": 1, "distance": 1.0}],
+        "bounded": [],
+        "roots": {"own": own, "library frame": 0},
+        "unreachable": 0,
+        "unresolved": unseen,
+        "hidden": 0,
+        "kept": 5 - unseen - own,
+        "kept_by": None if unseen + own == 5 else f"app.HELD -> app.Holder -> builtins.{cls.__name__}",
+        "stopped": "max depth 16 reached",
+    }
+    _root, state = _judged_beside_dicts(cls, dict_verified, found)
+    if explained:
+        assert not state.verified and state.explained_by == "builtins.dict"
+        assert state.verdict == (
+            "not a leak for now: most of its new objects are out of the search's sight, as in a dict or "
+            "tuple that holds only such objects: most likely in the new builtins.dict objects, which leak"
+        )
+    else:
+        assert state.verified and state.explained_by is None, state.verdict
 
 
 @requires_engine
