@@ -295,6 +295,31 @@ _NOISE_WINDOW = 11  # samples of history a rise is measured against
 KEPT_PAST_GARBAGE = 3
 
 
+def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
+    """Of a retention search's objects (see MemoryMonitor._judge), those whose growth
+    ends by itself or is not the app's, how many for each reason, and the reason."""
+    return [
+        # (counting every object, watch-all sees the monitor's own tables grow as it
+        # nominates types: they are bounded, and never a leak of the app's)
+        (found["roots"]["own"], OWN_BOOKKEEPING),
+        (
+            # (an object the monitor's own tables hold is counted there, not here)
+            sum(b["count"] for b in found["bounded"]),
+            _bounded_reason(found["bounded"][0]) if found["bounded"] else "",
+        ),
+        (
+            found["roots"]["library frame"],
+            "its new objects are held by functions of the standard library or installed packages that "
+            "are running or waiting (work in progress, such as timers and requests being served)",
+        ),
+        (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
+    ]
+
+
+def _not_leak_count(found: dict[str, Any]) -> int:
+    return sum(n for n, _ in _not_leaks(found))
+
+
 def _kept_past_garbage(found: dict[str, Any], others: int) -> bool:
     """Whether a type's new objects that are garbage in reference cycles are all that
     would set it aside (``others``: how many the other reasons count), while at least
@@ -395,6 +420,7 @@ _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
 # The containers the collector stops tracking while they hold only objects that refer
 # to none (see _judge), and the verdict on such objects when one of them leaks.
 _OUT_OF_SIGHT_CONTAINERS = ("builtins.dict", "builtins.tuple")
+_HELD_THROUGH = "its new objects are held through new {name} objects, which grow too"
 _UNSEEN_IN_LEAK = (
     "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
     "objects: most likely in the new {name} objects, which leak"
@@ -1252,35 +1278,39 @@ class MemoryMonitor:
         refer to; the root is nominated and analysed in their place. So it is
         when the root is verified as a leak already and those objects, with the
         growth set aside above, are more than half. Otherwise
-        whatever holds them is a leak's holder, and the type is verified."""
+        whatever holds them is a leak's holder, and the type is verified (and the types
+        verified before it that it explains are regrouped under it: _regroup_under)."""
         found["computed_at"] = round(time.time(), 3)
         state.retainers = found
         total = found["objects"]
         # Most of its new objects must be kept by the app, as a leak keeps them. The
         # rest is growth that ends by itself, or is not the app's:
-        own = found["roots"]["own"]
-        not_leaks = [
-            # (counting every object, watch-all sees the monitor's own tables grow as it
-            # nominates types: they are bounded, and never a leak of the app's)
-            (own, OWN_BOOKKEEPING),
-            (
-                # (an object the monitor's own tables hold is counted there, not here)
-                sum(b["count"] for b in found["bounded"]),
-                _bounded_reason(found["bounded"][0]) if found["bounded"] else "",
-            ),
-            (
-                found["roots"]["library frame"],
-                "its new objects are held by functions of the standard library or installed packages that "
-                "are running or waiting (work in progress, such as timers and requests being served)",
-            ),
-            (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
-        ]
+        not_leaks = _not_leaks(found)
         not_leak = sum(n for n, _ in not_leaks)
         if not_leak * 2 >= total and not _kept_past_garbage(found, not_leak - found["unreachable"]):
             reason = max(not_leaks, key=lambda reason: reason[0])
             filling = reason is not_leaks[1] and found["bounded"]
             self._set_growth_aside(state, cls, reason[1], self._samples_to_fill(state, found) if filling else None)
             return
+        if (root := self._root_of(state, cls, found, not_leak)) is not None:
+            self._explain_by(state, cls, *root)
+            return
+        state.verified = True
+        chain = found["kept_by"]
+        state.verdict = (
+            f"kept by {chain}"
+            if chain
+            else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})"
+        )
+        logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
+        self._regroup_under(state)
+
+    def _root_of(
+        self, state: _TypeState, cls: type, found: dict[str, Any], not_leak: int
+    ) -> tuple[str, _TypeState | _WatchState, str] | None:
+        """The growing type that explains ``state``'s growth from its retention search
+        ``found`` (see _judge): its name, its state and why; None when none does."""
+        total = found["objects"]
         growing = self._growing_types()
         leaks = {s.name for s in self._types.values() if s.verified}
         for holder in found["holders"]:  # the farthest from the objects (nearest the root) first
@@ -1295,8 +1325,7 @@ class MemoryMonitor:
                 and holder["distinct"] * 2 > holder["objects"]
                 and holder["distinct"] >= min(3, total)
             ):
-                self._explain_by(state, cls, name, growing[name])
-                return
+                return name, growing[name], _HELD_THROUGH
         if not _flags(cls) & _HAVE_GC:
             # An object that refers to none (an int, a str, bytes) is most often held by a
             # dict or tuple: CPython takes those out of the collector's sight while they
@@ -1305,16 +1334,25 @@ class MemoryMonitor:
             unseen = found["unresolved"] + found["hidden"]
             for name in _OUT_OF_SIGHT_CONTAINERS:
                 if name in leaks and name in growing and name != state.name and (unseen + not_leak) * 2 > total:
-                    self._explain_by(state, cls, name, growing[name], _UNSEEN_IN_LEAK)
-                    return
-        state.verified = True
-        chain = found["kept_by"]
-        state.verdict = (
-            f"kept by {chain}"
-            if chain
-            else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})"
-        )
-        logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
+                    return name, growing[name], _UNSEEN_IN_LEAK
+        return None
+
+    def _regroup_under(self, root: _TypeState) -> None:
+        """A type just verified as a leak may be the root of one verified before it: a
+        leak of dicts, each with a new int, whose ints watch-all saw rise first (a type
+        made by the thousand a second, as dicts are, rises out of its noise later than
+        a quiet one). Each verified type is judged again on its search's result, which
+        is kept: now that the root is a leak, it explains the objects it holds, and the
+        report leads with it."""
+        for other in list(self._types.values()):
+            if other is root or not other.verified or other.source != "watch_all":
+                continue
+            cls, found = other.ref(), other.retainers
+            if cls is None or not found:
+                continue
+            explained = self._root_of(other, cls, found, _not_leak_count(found))
+            if explained is not None and explained[0] == root.name:
+                self._explain_by(other, cls, *explained)
 
     def _growing_types(self) -> dict[str, _TypeState | _WatchState]:
         """The types that rose at least twice lately, by name: monitored or not."""
@@ -1371,7 +1409,7 @@ class MemoryMonitor:
         cls: type,
         name: str,
         root: _TypeState | _WatchState,
-        why: str = "its new objects are held through new {name} objects, which grow too",
+        why: str = _HELD_THROUGH,
     ) -> None:
         if isinstance(root, _WatchState):
             root_cls = root.ref()
