@@ -202,7 +202,7 @@ class _TypeState:
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
         self.bytes_measured = 0  # how many live objects that estimate measured
         self.retainers_text: str | None = None  # see retainers
-        self.report_retainers: tuple[str, dict[str, Any]] | None = None  # see retainers_for_report
+        self.report_retainers: dict[str, Any] | None = None  # see retainers_for_report
         self.bytes_per_object: float | None = None  # from the last measurement
         self.bytes_at = (0, 0)  # (sample number, live count) of that measurement
         self.object_sample = 1  # the tracker tables one of its objects in this many (see SURVIVORS_PER_SAMPLE)
@@ -241,12 +241,10 @@ class _TypeState:
         """``retainers`` as the type's leak reports carry it: read once a result and
         shared by the reports that follow. A leaking type is reported at every growth
         (each sample), and a new copy in each would be as many new objects a sample."""
-        text = self.retainers_text
-        if text is None:
-            return None
-        if self.report_retainers is None:  # (the setter forgets the copy of a result replaced)
-            self.report_retainers = (text, json.loads(text))
-        return self.report_retainers[1]
+        if self.report_retainers is None and self.retainers_text is not None:
+            # (the setter forgets the copy of a result it replaces)
+            self.report_retainers = json.loads(self.retainers_text)
+        return self.report_retainers
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
@@ -1924,8 +1922,7 @@ class MemoryMonitor:
         result["computed_at"] = round(time.time(), 3)
         with self._lock:
             state.retainers = result
-            if state.retainers_text is not None:  # (it is: the reports below and to come show this one)
-                state.report_retainers = (state.retainers_text, result)
+            state.report_retainers = result  # (the reports below and to come show this one)
             for report in reversed(self._leaks):  # the type's latest report shows it too
                 if report.get("type") == name:
                     report["retainers"] = result
