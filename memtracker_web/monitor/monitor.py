@@ -1304,10 +1304,11 @@ class MemoryMonitor:
         self._regroup_under(state)
 
     def _root_of(
-        self, state: _TypeState, cls: type, found: dict[str, Any], not_leak: int
+        self, state: _TypeState, cls: type, found: dict[str, Any], not_leak: int, only: str | None = None
     ) -> tuple[str, _TypeState | _WatchState, str] | None:
         """The growing type that explains ``state``'s growth from its retention search
-        ``found`` (see _judge): its name, its state and why; None when none does."""
+        ``found`` (see _judge): its name, its state and why; None when none does. With
+        ``only``: whether that type does, whatever others may."""
         total = found["objects"]
         growing = self._growing_types()
         leaks = {s.name for s in self._types.values() if s.verified}
@@ -1316,6 +1317,7 @@ class MemoryMonitor:
             if (
                 name in growing
                 and name != state.name
+                and only in (None, name)
                 # (through a leak already verified, beside growth that ends by itself:
                 # a leak of dicts, each with a new int, and a bounded cache of ints
                 # filling up, neither most of the new ints, are no leak of ints)
@@ -1331,7 +1333,13 @@ class MemoryMonitor:
             # leak of dicts or tuples, such objects out of sight are most likely its own.
             unseen = found["unresolved"] + found["hidden"]
             for name in _OUT_OF_SIGHT_CONTAINERS:
-                if name in leaks and name in growing and name != state.name and (unseen + not_leak) * 2 > total:
+                if (
+                    name in leaks
+                    and name in growing
+                    and name != state.name
+                    and only in (None, name)
+                    and (unseen + not_leak) * 2 > total
+                ):
                     return name, growing[name], _UNSEEN_IN_LEAK
         return None
 
@@ -1339,18 +1347,32 @@ class MemoryMonitor:
         """A type just verified as a leak may be the root of one verified before it: a
         leak of dicts, each with a new int, whose ints watch-all saw rise first (a type
         made by the thousand a second, as dicts are, rises out of its noise later than
-        a quiet one). Each verified type is judged again on its search's result, which
-        is kept: now that the root is a leak, it explains the objects it holds, and the
-        report leads with it."""
+        a quiet one). Each type watch-all found and verified is judged again on its
+        search's result, which is kept (from its verification, or a search asked for
+        since): when the new leak explains it by _judge's rules, it is set aside as
+        held through that leak, and its reports are withdrawn (they named the wrong
+        type; the log keeps them). Only the new leak is looked for: another type that
+        began to grow since is no reason to undo a verification."""
         for other in list(self._types.values()):
             if other is root or not other.verified or other.source != "watch_all":
                 continue
             cls, found = other.ref(), other.retainers
             if cls is None or not found:
                 continue
-            explained = self._root_of(other, cls, found, _not_leak_count(found))
-            if explained is not None and explained[0] == root.name:
+            explained = self._root_of(other, cls, found, _not_leak_count(found), only=root.name)
+            if explained is not None:
                 self._explain_by(other, cls, *explained)
+                self._withdraw_reports(other)
+
+    def _withdraw_reports(self, state: _TypeState) -> None:
+        with self._lock:
+            kept = [report for report in self._leaks if report["type"] != state.name]
+            if len(kept) == len(self._leaks):
+                return
+            self._leaks.clear()
+            self._leaks.extend(kept)
+            self._leak_counts.pop(state.name, None)
+        logger.warning("memtracker_web: the reports of %s are withdrawn: %s", state.name, state.verdict)
 
     def _growing_types(self) -> dict[str, _TypeState | _WatchState]:
         """The types that rose at least twice lately, by name: monitored or not."""
@@ -1425,6 +1447,12 @@ class MemoryMonitor:
         self._set_growth_aside(state, cls, why.format(name=name))
         state.explained_by = name
         state.explained_at = self._samples
+        for other in self._types.values():
+            if other.explained_by == state.name and other is not state and other.name != name:
+                # what it held is held through the root too, and waits on the root's
+                # leak (see _root_still_leaks), not on this type's, which is over
+                other.explained_by = name
+                root.root_of.add(other.name)
 
     def _sampling(self, state: _TypeState) -> tuple[int, int]:
         """For a type watch-all found: the path of one allocation in how many, and one
