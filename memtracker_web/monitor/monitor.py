@@ -692,6 +692,7 @@ class MemoryMonitor:
         self.sample_hooks: list[SampleHook] = []  # called after every sample (exporters)
         self._types: dict[int, _TypeState] = {}  # id(cls) => state
         self._watch = _WatchTable()  # id(cls) => watch-all state
+        self._watch_risen: set[int] = set()  # keys of _watch that rose twice (see _watch_risen_lately)
         self._leaks: deque = deque(maxlen=leak_reports)
         self._leak_counts: dict[str, tuple[int, float]] = {}  # a reported type's reports and the first one's time
         self._generation = 0  # bumped when the monitored set changes
@@ -1019,13 +1020,7 @@ class MemoryMonitor:
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (
                 self._watch_promotions < self.max_watch_promotions
-                and any(
-                    w.increases >= 2
-                    and recently(w.last_increase)
-                    and (c := w.ref()) is not None
-                    and not is_builtin_type(c)
-                    for w in self._watch.values()
-                )
+                and any(not is_builtin_type(cls) for cls, _ in self._watch_risen_lately())
             )
         )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
@@ -1386,12 +1381,29 @@ class MemoryMonitor:
             if s.increases >= 2 and lately(s.last_growth_sample) and not self._explained(s)
         }
         set_aside = self._names_set_aside()
-        for watched in self._watch.values():
-            if watched.increases >= 2 and lately(watched.last_increase) and (cls := watched.ref()) is not None:
-                name = type_name(cls)
-                if name not in set_aside:
-                    found.setdefault(name, watched)
+        for cls, watched in self._watch_risen_lately():
+            name = type_name(cls)
+            if name not in set_aside:
+                found.setdefault(name, watched)
         return found
+
+    def _watch_risen_lately(self) -> list[tuple[type, _WatchState]]:
+        """The types watch-all sees (not monitored) that rose at least twice in the last
+        ``calm_samples`` samples, with their states. Read from the few _discover saw
+        rise twice, not from every type it sees (hundreds, at every sample)."""
+        risen = []
+        for key in list(self._watch_risen):
+            watched = self._watch.get(key)
+            if (
+                watched is None
+                or watched.increases < 2
+                or self._samples - watched.last_increase > self.calm_samples
+                or (cls := watched.ref()) is None
+            ):
+                self._watch_risen.discard(key)  # (it rises again before it counts again)
+            else:
+                risen.append((cls, watched))
+        return risen
 
     def _explained(self, state: _TypeState) -> bool:
         return state.explained_by is not None and state.dismissed_until > self._samples
@@ -1553,8 +1565,10 @@ class MemoryMonitor:
                 return  # first call: the baseline starts now
             scale = self._watching_sample
             try:
+                # (the default, every type counted exactly, needs no type's flags)
+                exact = scale == 1
                 rows = [
-                    (cls, new, free, 1 if counted_exactly_by_watch_all(cls) else scale)
+                    (cls, new, free, 1 if exact or counted_exactly_by_watch_all(cls) else scale)
                     for cls, new, free in engine._tracker.watch_counts()
                 ]
             except RuntimeError as exc:  # displaced: type pointers can't be trusted; start again
@@ -1621,6 +1635,8 @@ class MemoryMonitor:
                 state.high_water = value
                 state.increases += 2 if state.increases == 0 and _began_a_sample_ago(state, margin, noise_step) else 1
                 state.last_increase = self._samples
+                if state.increases >= 2:
+                    self._watch_risen.add(key)
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
                     estimate = None
                     if census is None:

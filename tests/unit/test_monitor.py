@@ -13,7 +13,7 @@ import pytest
 
 import memtracker_web as mt
 import support
-from memtracker_web.core.naming import type_module
+from memtracker_web.core.naming import type_module, type_name
 from memtracker_web.core.tracker import display_path
 from memtracker_web.monitor import MemoryMonitor, get_default_monitor, reset_default_monitor
 from memtracker_web.render.jsontext import dumps
@@ -1076,3 +1076,31 @@ def test_a_leak_report_made_before_a_search_shows_its_result():
     assert monitor.snapshot()["leaks"][-1]["retainers"] is found
     assert found["hidden"] + sum(c["count"] for c in found["chains"]) == found["objects"] == 20
     monitor.close()
+
+
+class RisingUnnominated:
+    pass
+
+
+@requires_engine
+def test_a_class_watch_all_saw_rise_twice_lately_holds_the_built_ins_back_until_it_calms():
+    # (discover_after is out of reach: the class stays watch-all's, never nominated)
+    m = MemoryMonitor(
+        watch_all=True, watch_sample=1, threshold=10, increases=3, interval=0.05, calm_samples=3, discover_after=99
+    )
+    kept: list = []
+    try:
+        m.sample()  # watch-all's baseline
+        for _ in range(3):
+            kept.extend(RisingUnnominated() for _ in range(50))
+            m.sample()
+        risen = [type_name(cls) for cls, _ in m._watch_risen_lately()]
+        assert risen.count("test_monitor.RisingUnnominated") == 1
+        assert id(RisingUnnominated) not in m._types
+        for _ in range(4):  # calm for more than calm_samples
+            m.sample()
+        assert "test_monitor.RisingUnnominated" not in [type_name(cls) for cls, _ in m._watch_risen_lately()]
+        assert id(RisingUnnominated) not in m._watch_risen  # forgotten until it rises again
+    finally:
+        m.close()
+        kept.clear()
