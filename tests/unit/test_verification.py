@@ -716,6 +716,7 @@ def test_regrouping_withdraws_the_reports_of_the_type_a_later_leak_explains(capl
         m.close()
 
 
+@requires_engine  # (naming a type verified by watch-all tracks it: exact mode only)
 def test_a_type_the_user_named_is_not_regrouped():
     m = MemoryMonitor(interval=3600.0)
     try:
