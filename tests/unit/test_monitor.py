@@ -1090,17 +1090,24 @@ def test_a_class_watch_all_saw_rise_twice_lately_holds_the_built_ins_back_until_
     )
     kept: list = []
     try:
+        _nominated(m, bytearray)
+        built_in = m._types[id(bytearray)]
         m.sample()  # watch-all's baseline
-        for _ in range(3):
+        for _ in range(4):
             kept.extend(RisingUnnominated() for _ in range(50))
+            leak_bytes(500)
             m.sample()
         risen = [type_name(cls) for cls, _ in m._watch_risen_lately()]
         assert risen.count("test_monitor.RisingUnnominated") == 1
         assert id(RisingUnnominated) not in m._types
-        for _ in range(4):  # calm for more than calm_samples
+        assert built_in.increases >= 3 and built_in.verify_since is None and not built_in.analysing
+        for _ in range(5):  # the class calm for more than calm_samples; the bytearrays go on
+            leak_bytes(500)
             m.sample()
         assert "test_monitor.RisingUnnominated" not in [type_name(cls) for cls, _ in m._watch_risen_lately()]
         assert id(RisingUnnominated) not in m._watch_risen  # forgotten until it rises again
+        assert built_in.verify_since is not None or built_in.verified, built_in.verdict
     finally:
         m.close()
         kept.clear()
+        _bytes_store.clear()
