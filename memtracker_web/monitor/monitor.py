@@ -561,6 +561,7 @@ class _WatchTable(dict):
         self.numbers = array("q")  # _ROW_FIELDS a row
         self.recent = array("q")  # _NOISE_WINDOW a row, oldest first
         self.free = array("q")  # rows given back
+        self.risen: set[int] = set()  # keys of states that rose twice (see MemoryMonitor._watch_risen_lately)
 
     def add(self, key: int, cls: type, value: int, by_noise: bool, from_zero: bool) -> _WatchState:
         """A new state for ``cls`` (its ``id`` is ``key``), replacing any under that key."""
@@ -592,6 +593,7 @@ class _WatchTable(dict):
 
     def __delitem__(self, key: int) -> None:
         self.free.append(self[key].row)
+        self.risen.discard(key)
         super().__delitem__(key)
 
     def pop(self, key: int, *default: Any) -> Any:
@@ -599,11 +601,13 @@ class _WatchTable(dict):
             return super().pop(key, *default)
         state = super().pop(key)
         self.free.append(state.row)
+        self.risen.discard(key)
         return state
 
     def clear(self) -> None:
         super().clear()
         del self.numbers[:], self.recent[:], self.free[:]
+        self.risen.clear()
 
 
 class MemoryMonitor:
@@ -692,7 +696,6 @@ class MemoryMonitor:
         self.sample_hooks: list[SampleHook] = []  # called after every sample (exporters)
         self._types: dict[int, _TypeState] = {}  # id(cls) => state
         self._watch = _WatchTable()  # id(cls) => watch-all state
-        self._watch_risen: set[int] = set()  # keys of _watch that rose twice (see _watch_risen_lately)
         self._leaks: deque = deque(maxlen=leak_reports)
         self._leak_counts: dict[str, tuple[int, float]] = {}  # a reported type's reports and the first one's time
         self._generation = 0  # bumped when the monitored set changes
@@ -1381,18 +1384,22 @@ class MemoryMonitor:
             if s.increases >= 2 and lately(s.last_growth_sample) and not self._explained(s)
         }
         set_aside = self._names_set_aside()
-        for cls, watched in self._watch_risen_lately():
-            name = type_name(cls)
-            if name not in set_aside:
-                found.setdefault(name, watched)
+        # (every state, in the table's order, not _watch_risen_lately's: of types that
+        # share a name, the first one seen is the root nominated, whatever their addresses)
+        for watched in self._watch.values():
+            if watched.increases >= 2 and lately(watched.last_increase) and (cls := watched.ref()) is not None:
+                name = type_name(cls)
+                if name not in set_aside:
+                    found.setdefault(name, watched)
         return found
 
     def _watch_risen_lately(self) -> list[tuple[type, _WatchState]]:
         """The types watch-all sees (not monitored) that rose at least twice in the last
         ``calm_samples`` samples, with their states. Read from the few _discover saw
-        rise twice, not from every type it sees (hundreds, at every sample)."""
+        rise twice, not from every type it sees (hundreds, at every sample); the table
+        forgets a key with its state."""
         risen = []
-        for key in list(self._watch_risen):
+        for key in list(self._watch.risen):
             watched = self._watch.get(key)
             if (
                 watched is None
@@ -1400,7 +1407,7 @@ class MemoryMonitor:
                 or self._samples - watched.last_increase > self.calm_samples
                 or (cls := watched.ref()) is None
             ):
-                self._watch_risen.discard(key)  # (it rises again before it counts again)
+                self._watch.risen.discard(key)  # (it rises again before it counts again)
             else:
                 risen.append((cls, watched))
         return risen
@@ -1636,7 +1643,7 @@ class MemoryMonitor:
                 state.increases += 2 if state.increases == 0 and _began_a_sample_ago(state, margin, noise_step) else 1
                 state.last_increase = self._samples
                 if state.increases >= 2:
-                    self._watch_risen.add(key)
+                    self._watch.risen.add(key)
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
                     estimate = None
                     if census is None:

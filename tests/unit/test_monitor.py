@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import logging
 import os
@@ -1105,9 +1106,38 @@ def test_a_class_watch_all_saw_rise_twice_lately_holds_the_built_ins_back_until_
             leak_bytes(500)
             m.sample()
         assert "test_monitor.RisingUnnominated" not in [type_name(cls) for cls, _ in m._watch_risen_lately()]
-        assert id(RisingUnnominated) not in m._watch_risen  # forgotten until it rises again
+        assert id(RisingUnnominated) not in m._watch.risen  # forgotten until it rises again
         assert built_in.verify_since is not None or built_in.verified, built_in.verdict
     finally:
         m.close()
         kept.clear()
         _bytes_store.clear()
+
+
+@requires_engine
+def test_watch_all_forgets_the_rises_of_types_that_died():
+    # classes made by a factory, each rising twice and dying: the keys kept of the
+    # types that rose are those of types watch-all still sees, not one per type made
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=10, interval=0.05, calm_samples=50, discover_after=99)
+    try:
+        # (a type the user named grows too: no sample then asks which classes watch-all
+        # saw rise, and the table alone forgets them)
+        m.start_monitoring(Leaky)
+        m.sample()
+        risen_at_most = 0
+        for _ in range(8):
+            models = [type("Model", (), {}) for _ in range(5)]
+            kept = []
+            for _ in range(3):
+                kept.extend(model() for model in models for _ in range(50))
+                leak(11)
+                m.sample()
+            risen_at_most = max(risen_at_most, len(m._watch.risen))
+            del kept, models
+            gc.collect()
+            m.sample()
+            assert m._watch.risen <= set(m._watch)
+        assert risen_at_most >= 5  # (they did rise twice)
+    finally:
+        m.close()
+        _store.clear()
