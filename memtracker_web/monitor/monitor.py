@@ -43,6 +43,12 @@ from .retention import (
 RETAINER_SAMPLE = 20
 OWN_BOOKKEEPING = "its new objects are memtracker_web's own bookkeeping"
 RETAINER_BUDGET = 2.0
+# A class that rose at least twice holds the built-ins back from analysis (they may be
+# what its objects drag along) until it has not risen for this many samples: a class
+# cache filling as an app warms up, two or three rises and flat since, would otherwise
+# keep a leak of built-ins from its report for calm_samples samples (30, half an hour
+# at the default interval).
+CLASS_HOLDS_BUILTINS_FOR = 3
 # Before a type watch-all found is analysed or reported: samples its new objects
 # are counted first, and the time budget of one sample's search (one search for all
 # the types waiting; it holds the GIL; an object whose root was not reached within it
@@ -999,7 +1005,8 @@ class MemoryMonitor:
         hold another growing type's (the root of a chain, see _verify); built-ins
         only while no such class is growing (a leaked object drags its dicts,
         strings and numbers along: the class explains the leak, its built-ins do
-        not). A type watch-all found is verified first (_verify), a sample after
+        not; a class holds them back while it rises, and CLASS_HOLDS_BUILTINS_FOR
+        samples after). A type watch-all found is verified first (_verify), a sample after
         its nomination for a class, and then analysed while it keeps rising, so
         that its paths are there when it reaches ``increases``. Within a rank, a type that
         reached ``increases`` goes before one that did not, then the fastest
@@ -1016,14 +1023,19 @@ class MemoryMonitor:
         live = [s for s in self._types.values() if s.ref() is not None and not self._set_aside(s)]
         growing = [s for s in live if s.analysing or met(s) or (s.counted_by_noise() and rising(s))]
         # A class counts as growing before it reaches `increases`, even before it is
-        # nominated: the built-ins it drags along grow faster and would be first.
+        # nominated: the built-ins it drags along grow faster and would be first. (While
+        # it rises: see CLASS_HOLDS_BUILTINS_FOR.)
+        rising_now = lambda sample: self._samples - sample <= CLASS_HOLDS_BUILTINS_FOR  # noqa: E731
         classes_growing = (
             any(s.rank() == 0 for s in growing)
-            or any(s.rank() == 1 and rising(s) for s in live)
+            or any(s.rank() == 1 and s.increases >= 2 and rising_now(s.last_growth_sample) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (
                 self._watch_promotions < self.max_watch_promotions
-                and any(not is_builtin_type(cls) for cls, _ in self._watch_risen_lately())
+                and any(
+                    not is_builtin_type(cls) and rising_now(watched.last_increase)
+                    for cls, watched in self._watch_risen_lately()
+                )
             )
         )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
