@@ -1027,8 +1027,9 @@ class MemoryMonitor:
         # it rises: see CLASS_HOLDS_BUILTINS_FOR.)
         rising_now = lambda sample: self._samples - sample <= CLASS_HOLDS_BUILTINS_FOR  # noqa: E731
         classes_growing = (
-            any(s.rank() == 0 for s in growing)
-            or any(s.rank() == 1 and s.increases >= 2 and rising_now(s.last_growth_sample) for s in live)
+            # (a type the user named: while it rises too, not while it is only analysed,
+            # which it may be from the start, asked for, growing or not)
+            any(s.rank() <= 1 and s.increases >= 2 and rising_now(s.last_growth_sample) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (
                 self._watch_promotions < self.max_watch_promotions

@@ -1168,3 +1168,34 @@ def test_a_class_that_filled_a_cache_as_the_app_warmed_up_does_not_delay_a_leak_
         assert first == (10, {"builtins.dict"})  # the 11th sample, as without the warm-up
     finally:
         m.close()
+
+
+class NamedByTheUser:
+    pass
+
+
+@requires_engine
+@pytest.mark.parametrize("named_grows", [False, True])
+def test_a_type_the_user_has_analysed_holds_the_built_ins_back_only_while_it_rises(named_grows):
+    # analysis asked for from the start (POST /track with analysis, or analysis=True):
+    # analysed, growing or not, it kept a leak of dicts from ever being analysed
+    m = MemoryMonitor(watch_all=True, interval=3600.0)  # the defaults otherwise
+    named = [NamedByTheUser() for _ in range(10)]
+    leaked: list = []
+    first = None
+    try:
+        m.start_monitoring(NamedByTheUser, analysis=True)
+        for i in range(20):
+            if named_grows:
+                named.extend(NamedByTheUser() for _ in range(200))
+            leaked.extend({"n": j} for j in range(40))
+            reports = m.sample()
+            if first is None and "builtins.dict" in {r["type"] for r in reports}:
+                first = i
+        dicts = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.dict")
+        if named_grows:  # the user's type explains the growth: its built-ins wait
+            assert first is None and dicts["analysing"] is False
+        else:
+            assert first == 10 and dicts["analysing"] is True
+    finally:
+        m.close()
