@@ -43,13 +43,6 @@ from .retention import (
 RETAINER_SAMPLE = 20
 OWN_BOOKKEEPING = "its new objects are memtracker_web's own bookkeeping"
 RETAINER_BUDGET = 2.0
-# A class that rose at least twice holds the built-ins back from analysis (they may be
-# what its objects drag along) for at least this many samples after its last rise,
-# longer when its rises come further apart (see MemoryMonitor._holds_builtins_back):
-# a class cache filling as an app warms up, a rise a sample and flat since, would
-# otherwise keep a leak of built-ins from its report for calm_samples samples (30,
-# half an hour at the default interval).
-CLASS_HOLDS_BUILTINS_FOR = 3
 # Before a type watch-all found is analysed or reported: samples its new objects
 # are counted first, and the time budget of one sample's search (one search for all
 # the types waiting; it holds the GIL; an object whose root was not reached within it
@@ -433,8 +426,8 @@ _UNSEEN_IN_LEAK = (
 
 
 # The fields of a _WatchState's row in its _WatchTable's numbers
-_HIGH_WATER, _INCREASES, _LAST_INCREASE, _ALLOCATIONS, _NEW_PER_SAMPLE, _RECENT, _PREVIOUS_INCREASE = range(7)
-_ROW_FIELDS = 7
+_HIGH_WATER, _INCREASES, _LAST_INCREASE, _ALLOCATIONS, _NEW_PER_SAMPLE, _RECENT = range(6)
+_ROW_FIELDS = 6
 
 
 class _RowField:
@@ -514,9 +507,6 @@ class _WatchState:
     increases = _RowField(_INCREASES)
     last_increase = _RowField(_LAST_INCREASE, "The sample of its last increase.")
     new_per_sample = _RowField(_NEW_PER_SAMPLE, "Of its creations, the ones between its last two samples.")
-    previous_increase = _RowField(
-        _PREVIOUS_INCREASE, "The sample of the increase before its last one in this run of them (_UNKNOWN: none)."
-    )
 
     @property
     def allocations(self) -> int | None:
@@ -583,7 +573,7 @@ class _WatchTable(dict):
             self.numbers.extend((0,) * _ROW_FIELDS)
             self.recent.extend((0,) * _NOISE_WINDOW)
         base = row * _ROW_FIELDS
-        self.numbers[base : base + _ROW_FIELDS] = array("q", (0, 0, 0, _UNKNOWN, 0, 0, _UNKNOWN))
+        self.numbers[base : base + _ROW_FIELDS] = array("q", (0, 0, 0, _UNKNOWN, 0, 0))
         try:
             state = _WatchState(self, row, cls, value, by_noise, from_zero)
         except TypeError:  # a type that refuses weak references
@@ -1009,8 +999,7 @@ class MemoryMonitor:
         hold another growing type's (the root of a chain, see _verify); built-ins
         only while no such class is growing (a leaked object drags its dicts,
         strings and numbers along: the class explains the leak, its built-ins do
-        not; a class holds them back while it rises: _holds_builtins_back). A type
-        watch-all found is verified first (_verify), a sample after
+        not). A type watch-all found is verified first (_verify), a sample after
         its nomination for a class, and then analysed while it keeps rising, so
         that its paths are there when it reaches ``increases``. Within a rank, a type that
         reached ``increases`` goes before one that did not, then the fastest
@@ -1027,24 +1016,16 @@ class MemoryMonitor:
         live = [s for s in self._types.values() if s.ref() is not None and not self._set_aside(s)]
         growing = [s for s in live if s.analysing or met(s) or (s.counted_by_noise() and rising(s))]
         # A class counts as growing before it reaches `increases`, even before it is
-        # nominated: the built-ins it drags along grow faster and would be first. (While
-        # it rises: see CLASS_HOLDS_BUILTINS_FOR.)
+        # nominated: the built-ins it drags along grow faster and would be first.
         classes_growing = (
-            # (a type the user named: once it rose, not while it is only analysed, which
-            # it may be from the start, asked for, growing or not)
-            any(
-                s.increases >= (1 if s.rank() == 0 else 2)
-                and s.rank() <= 1
-                and self._holds_builtins_back(s.last_growth_sample, s.rises[-2] if len(s.rises) >= 2 else None)
-                for s in live
-            )
+            # (a type the user named: once it rose lately, not while it is only analysed,
+            # which it may be from the start, asked for, growing or not)
+            any(s.rank() == 0 and s.increases >= 1 and recently(s.last_growth_sample) for s in live)
+            or any(s.rank() == 1 and rising(s) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (
                 self._watch_promotions < self.max_watch_promotions
-                and any(
-                    not is_builtin_type(cls) and self._holds_builtins_back(w.last_increase, w.previous_increase)
-                    for cls, w in self._watch_risen_lately()
-                )
+                and any(not is_builtin_type(cls) for cls, _ in self._watch_risen_lately())
             )
         )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
@@ -1414,21 +1395,6 @@ class MemoryMonitor:
                     found.setdefault(name, watched)
         return found
 
-    def _holds_builtins_back(self, last: int, previous: int | None) -> bool:
-        """Whether a class (or a type the user named) whose last increase came at sample
-        ``last``, and the one before it at ``previous`` (None or _UNKNOWN: not known),
-        still holds the built-ins back: for twice the samples between the two, at least
-        CLASS_HOLDS_BUILTINS_FOR and at most ``calm_samples``. A class cache filling as
-        the app warms up (a rise a sample, flat since) holds them back for a few
-        samples; a class that leaks slower than its own swings, rising every few
-        samples, holds them back between its rises, where its dicts and lists, each
-        of its objects holding several, rise every sample."""
-        if previous is None or previous < 0:
-            window = self.calm_samples
-        else:
-            window = min(self.calm_samples, max(CLASS_HOLDS_BUILTINS_FOR, 2 * (last - previous)))
-        return self._samples - last <= window
-
     def _watch_risen_lately(self) -> list[tuple[type, _WatchState]]:
         """The types watch-all sees (not monitored) that rose at least twice in the last
         ``calm_samples`` samples, with their states. Read from the few _discover saw
@@ -1676,9 +1642,7 @@ class MemoryMonitor:
                     margin += 3 * noise
             if value > state.high_water + margin:
                 state.high_water = value
-                first_of_a_run = state.increases == 0
-                state.increases += 2 if first_of_a_run and _began_a_sample_ago(state, margin, noise_step) else 1
-                state.previous_increase = _UNKNOWN if first_of_a_run else state.last_increase
+                state.increases += 2 if state.increases == 0 and _began_a_sample_ago(state, margin, noise_step) else 1
                 state.last_increase = self._samples
                 if state.increases >= 2:
                     self._watch.risen.add(key)
@@ -1697,7 +1661,6 @@ class MemoryMonitor:
         key = id(cls)
         watch_growth = growth_per_sample(watched.recent[-4:])
         increases = watched.increases  # (read before its row is given back to the table)
-        rises = [r for r in (watched.previous_increase, watched.last_increase) if r != _UNKNOWN and increases]
         if estimate is not None and cls not in self.tracker.capture:
             # Counting every object of a type through the tracker would cost the app
             # as much as the hunt itself (a dict, or a class made by the thousand a
@@ -1736,7 +1699,6 @@ class MemoryMonitor:
         # growth and rate tell how many of its objects the tracker need table (see _sampling)
         nominated.increases = increases
         nominated.last_growth_sample = self._samples
-        nominated.rises.extend(rises)  # (how far apart they came: see _holds_builtins_back)
         logger.info("memtracker_web: watch-all found %s growing; monitoring it", nominated.name)
         return nominated
 
