@@ -491,6 +491,39 @@ def test_a_verification_keeps_its_result_as_one_string(verifying_monitor):
     assert detail is not None and detail["retainers"] == found
 
 
+def _search_result(
+    holders: list,
+    *,
+    kept_by: str | None,
+    objects: int = 20,
+    unseen: int = 0,
+    bounded: int = 0,
+    own: int = 0,
+    kept: int | None = None,
+    stopped: str = "",
+) -> dict:
+    """A retention search of ``objects`` new objects, as _judge gets it (``kept``: by a
+    root that lasts, all those in sight and in no bounded cache unless given)."""
+    return {
+        "objects": objects,
+        "holders": holders,
+        "bounded": [{"holder": "functools.lru_cache app.render (300 of 1024)", "count": bounded, "room": 724}]
+        if bounded
+        else [],
+        "roots": {"own": own, "library frame": 0},
+        "unreachable": 0,
+        "unresolved": unseen,
+        "hidden": 0,
+        "kept": objects - unseen - bounded if kept is None else kept,
+        "kept_by": kept_by,
+        "stopped": stopped,
+    }
+
+
+def _through(name: str, objects: int, distance: float = 1.0) -> dict:
+    return {"type": name, "objects": objects, "distinct": objects, "distance": distance}
+
+
 def _judged_beside_dicts(cls: type, dict_verified: bool, found: dict) -> tuple:
     """The states of dict (grown 5 times; verified as a leak or not) and of ``cls``,
     both as watch-all nominates them, once ``cls`` is judged on ``found``."""
@@ -524,23 +557,15 @@ def test_objects_a_verified_leak_holds_beside_growth_that_ends_count_as_that_lea
     # with a new int, beside an lru_cache of ints filling up) reported builtins.int
     # as a second leak, its path the cache's keys: 20 new ints searched, some held
     # through the leaking dicts, some in the cache, neither more than half.
-    found = {
-        "objects": 20,
-        "holders": [
+    found = _search_result(
+        [
             {"type": "builtins.list", "objects": through, "distinct": 1, "distance": 2.0},
-            {"type": "builtins.dict", "objects": through, "distinct": through, "distance": 1.0},
+            _through("builtins.dict", through),
         ],
-        "bounded": [{"holder": "functools.lru_cache app.render (300 of 1024)", "count": bounded, "room": 724}]
-        if bounded
-        else [],
-        "roots": {"own": 0, "library frame": 0},
-        "unreachable": 0,
-        "unresolved": 0,
-        "hidden": 0,
-        "kept": through,
-        "kept_by": "app.PAYLOADS -> builtins.list[i] -> builtins.dict['request'] -> builtins.int",
-        "stopped": "",
-    }
+        kept_by="app.PAYLOADS -> builtins.list[i] -> builtins.dict['request'] -> builtins.int",
+        bounded=bounded,
+        kept=through,
+    )
     root, ints = _judged_beside_dicts(int, dict_verified, found)
     if explained:
         assert not ints.verified and ints.explained_by == "builtins.dict"
@@ -570,18 +595,15 @@ def test_objects_out_of_the_searchs_sight_beside_a_leak_of_dicts_are_that_leaks(
     # builtins.int as a second leak: 3 of the 5 new ints searched were reached by no
     # search, held in those dicts, which the collector does not track while they
     # hold only ints and strs.
-    found = {
-        "objects": 5,
-        "holders": [{"type": "app.Holder", "objects": 5 - unseen - own, "distinct": 1, "distance": 1.0}],
-        "bounded": [],
-        "roots": {"own": own, "library frame": 0},
-        "unreachable": 0,
-        "unresolved": unseen,
-        "hidden": 0,
-        "kept": 5 - unseen - own,
-        "kept_by": None if unseen + own == 5 else f"app.HELD -> app.Holder -> builtins.{cls.__name__}",
-        "stopped": "max depth 16 reached",
-    }
+    found = _search_result(
+        [{"type": "app.Holder", "objects": 5 - unseen - own, "distinct": 1, "distance": 1.0}],
+        kept_by=None if unseen + own == 5 else f"app.HELD -> app.Holder -> builtins.{cls.__name__}",
+        objects=5,
+        unseen=unseen,
+        own=own,
+        kept=5 - unseen - own,
+        stopped="max depth 16 reached",
+    )
     _root, state = _judged_beside_dicts(cls, dict_verified, found)
     if explained:
         assert not state.verified and state.explained_by == "builtins.dict"
@@ -591,28 +613,6 @@ def test_objects_out_of_the_searchs_sight_beside_a_leak_of_dicts_are_that_leaks(
         )
     else:
         assert state.verified and state.explained_by is None, state.verdict
-
-
-def _search_result(holders: list, *, kept_by: str, unseen: int = 0, bounded: int = 0) -> dict:
-    """A retention search of 20 new objects, as _judge gets it."""
-    return {
-        "objects": 20,
-        "holders": holders,
-        "bounded": [{"holder": "functools.lru_cache app.render (300 of 1024)", "count": bounded, "room": 724}]
-        if bounded
-        else [],
-        "roots": {"own": 0, "library frame": 0},
-        "unreachable": 0,
-        "unresolved": unseen,
-        "hidden": 0,
-        "kept": 20 - unseen - bounded,
-        "kept_by": kept_by,
-        "stopped": "",
-    }
-
-
-def _through(name: str, objects: int, distance: float = 1.0) -> dict:
-    return {"type": name, "objects": objects, "distinct": objects, "distance": distance}
 
 
 _DICTS_IN_A_LIST = _search_result(
