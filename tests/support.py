@@ -298,9 +298,20 @@ def monitor_with(count: int, cls: type) -> tuple[MemoryMonitor, list[Any]]:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` ports free now, all different: each probe socket stays bound until all
+    are taken (closed one by one, the kernel may hand the same port out again)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:

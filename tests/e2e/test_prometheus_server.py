@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from prometheus_app import FIRST_LEAK, MORE_LEAK
 
-from support import free_port, http_get, stop_process, subprocess_env, wait_for
+from support import free_ports, http_get, stop_process, subprocess_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = "/usr/bin/prometheus"
@@ -36,7 +36,7 @@ MONITORS = ["counting", "real"]
 )
 @pytest.mark.parametrize("monitor_kind", MONITORS)
 def test_prometheus_scrapes_live_objects_of_the_leaking_type(tmp_path, monitor_kind):
-    app_port, prom_port = free_port(), free_port()
+    app_port, prom_port = free_ports(2)
     app_log, prom_log = tmp_path / "uvicorn.log", tmp_path / "prometheus.log"
     config = tmp_path / "prometheus.yml"
     config.write_text(
