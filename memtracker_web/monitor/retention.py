@@ -391,14 +391,18 @@ def _is_bookkeeping(holder: Any) -> bool:
 _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
 
 
-def _in_own_tables(upward: list[Any]) -> bool:
+def _in_own_tables(upward: list[Any], own_locals: frozenset[int] | set[int] = frozenset()) -> bool:
     """For an object whose root was not reached (``upward``: it, then one line of its
     holders): whether it sits in memtracker_web's own tables, whatever holds them (a
     monitor in a running function's local variable, which the collector does not
-    show). Only plain containers, or ours, may come between it and our bookkeeping
-    object: an app's object there (a callback the monitor was given) makes it the app's."""
+    show), or in a local variable of one of our functions running in this thread
+    (``own_locals``, ids: see _Search.held_by_own_locals). Only plain containers, or
+    ours, may come between it and our bookkeeping object: an app's object there (a
+    callback the monitor was given) makes it the app's."""
+    if id(upward[0]) in own_locals:
+        return True
     for holder in upward[1:]:
-        if _is_bookkeeping(holder):
+        if _is_bookkeeping(holder) or id(holder) in own_locals:
             return True
         kind = type(holder)
         if kind not in _PLAIN_CONTAINERS and not type_module(kind).startswith(f"{_OWN_PACKAGE}."):
@@ -686,6 +690,7 @@ class _Search:
         # id(obj) -> the running frames whose local variables hold it (attach_running_locals)
         self.local_up: dict[int, list[types.FrameType]] = {}
         self.local_roots: set[int] = set()  # those frames
+        self.own_locals: set[int] = set()  # ids held by our own functions' locals (held_by_own_locals)
         self.roots: set[int] = set()
         self.stopped = ""
 
@@ -874,6 +879,8 @@ class _Search:
                 # (only once the passes found every holder there is: a search cut short
                 # would take the running functions for what keeps what it did not reach)
                 self.attach_running_locals(keep)
+            if any(self.path_of(t) is None for t in self.targets):
+                self.own_locals = self.held_by_own_locals(here)
             results = [self.result(group, depth, exhausted, top, keep) for group in self.given]
             return results
         finally:
@@ -911,6 +918,29 @@ class _Search:
         met.clear()
         for holders in self.local_up.values():
             holders.sort(key=lambda frame: _frame_kind(frame) is not None)  # the app's first
+
+    def held_by_own_locals(self, here: types.FrameType) -> set[int]:
+        """The ids of the objects met (those searched for, their holders) that a local
+        variable of one of our own functions running in this thread holds, outside this
+        module: the monitor looking at what it just read while it searches (a record of
+        counts, whose new ints are objects of a type being verified). No chain shows
+        such a holder; an object the search left without a root under one is our own,
+        not the app's (see result). Read from this thread alone: its frames wait for
+        the search, and reading them is safe on every version."""
+        met = {id(obj): obj for obj in self.targets}
+        met.update((id(holder), holder) for holders in self.up.values() for holder in holders)
+        held: set[int] = set()
+        frame: types.FrameType | None = here.f_back
+        while frame is not None:
+            code = frame.f_code
+            if code.co_flags & _CO_OPTIMIZED and is_own_file(code.co_filename) and code.co_filename != __file__:
+                for _, value in _locals_items(frame):
+                    if met.get(id(value)) is value:
+                        held.add(id(value))
+                value = None
+            frame = frame.f_back
+        met.clear()
+        return held
 
     def chain_of(self, target: Any) -> str | None:
         """The chain from a root down to ``target``, or None if none was reached."""
@@ -1018,7 +1048,7 @@ class _Search:
             path = self.path_of(target)
             if path is None:
                 upward = self.partial_upward(target)
-                if _in_own_tables(upward):
+                if _in_own_tables(upward, self.own_locals):
                     roots["own"] += 1
                 else:
                     left.append(target)

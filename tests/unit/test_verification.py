@@ -607,10 +607,7 @@ def test_objects_out_of_the_searchs_sight_beside_a_leak_of_dicts_are_that_leaks(
     _root, state = _judged_beside_dicts(cls, dict_verified, found)
     if explained:
         assert not state.verified and state.explained_by == "builtins.dict"
-        assert state.verdict == (
-            "not a leak for now: most of its new objects are out of the search's sight, as in a dict or "
-            "tuple that holds only such objects: most likely in the new builtins.dict objects, which leak"
-        )
+        assert state.verdict == "not a leak for now: " + _UNSEEN_VERDICT.format(name="builtins.dict")
     else:
         assert state.verified and state.explained_by is None, state.verdict
 
@@ -621,7 +618,7 @@ _DICTS_IN_A_LIST = _search_result(
 )
 _UNSEEN_VERDICT = (
     "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
-    "objects: most likely in the new {name} objects, which leak"
+    "objects or a bytearray's buffer: most likely in the new {name} objects, which leak"
 )
 _HELD_VERDICT = "its new objects are held through new {name} objects, which grow too"
 
@@ -997,13 +994,14 @@ def test_a_verified_built_in_waiting_for_a_slot_is_not_tabled_meanwhile():
     m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=4, interval=0.05, calm_samples=10)
     try:
         for i in range(20):
-            kept_bytes.extend(bytearray(2) for _ in range(150))
+            # (complex: from 3.15 each bytearray keeps a new bytes, whose growth it explains)
+            kept_bytes.extend(complex(2, i) for _ in range(150))
             if i >= 3:
                 sessions.extend(Session() for _ in range(60))  # a class grows: built-ins wait
             m.sample()
-        state = m._types[id(bytearray)]
+        state = m._types[id(complex)]
         assert state.verified and not state.analysing
-        assert not m.tracker.is_tracking(bytearray)  # the tracker let its objects go
+        assert not m.tracker.is_tracking(complex)  # the tracker let its objects go
     finally:
         m.close()
 
@@ -1954,3 +1952,86 @@ def test_a_search_that_fails_sets_the_type_aside_and_its_log_record_keeps_none_o
     refs = [weakref.ref(obj) for obj in kept]
     del kept
     assert [ref for ref in refs if ref() is not None] == []  # the record's traceback holds none
+
+
+_grown: list = []
+_slot: dict = {}
+
+
+@requires_engine
+def test_a_built_in_is_searched_only_once_it_rose_after_its_table_began(searches):
+    # The rises watch-all saw came before the tracker tabled the built-in: when they
+    # end right then (a cache that just filled), its objects made since are what a
+    # counter or the last request holds for a moment. Searched, those few verified as
+    # a leak "kept by COUNTER -> dict['n']" (a server run, once its cache was full).
+    m = MemoryMonitor(watch_all=True, interval=3600.0, calm_samples=30)
+    try:
+        state = None
+        for _ in range(40):
+            _grown.extend(complex(1.5, 7) for _ in range(300))
+            m.sample()
+            state = m._types.get(id(complex))
+            if state is not None and state.verify_since is not None:
+                break
+        assert state is not None and state.verify_since is not None and not state.verified
+        for _ in range(12):  # calm: only a slot the app overwrites
+            _slot["n"] = complex(1.5, 7)
+            assert m.sample() == []
+        assert searches == [] and not state.verified
+        reports = []
+        for _ in range(12):  # it rises again: searched, verified and reported
+            _grown.extend(complex(1.5, 7) for _ in range(300))
+            reports += m.sample()
+        assert searches and state.verified
+        assert state.verdict == f"kept by {__name__}._grown -> builtins.list[i] -> builtins.complex"
+        assert reports and reports[0]["type"] == "builtins.complex"
+    finally:
+        m.close()
+        _grown.clear()
+        _slot.clear()
+
+
+OWN_SOURCE = """
+def hold_and_search(find, objects):
+    record = [objects[:]]  # as the monitor holds what it read while it searches
+    objects.clear()
+    return find(list(record[0]))
+"""
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_objects_held_only_by_our_own_running_functions_are_our_bookkeeping(ours):
+    # A local variable of one of memtracker_web's functions (the monitor holding a
+    # record of counts it read, whose new ints are objects of a type it verifies) is in
+    # no object the collector sees: without a look at those frames, the search counted
+    # such objects as kept by something it could not reach, the app's.
+    filename = os.path.join(os.path.dirname(monitor_module.__file__), "reading.py") if ours else __file__
+    namespace: dict = {}
+    exec(compile(OWN_SOURCE, filename, "exec"), namespace)
+    found = namespace["hold_and_search"](find_retainers, [bytearray(3) for _ in range(4)])
+    if ours:
+        assert found["roots"]["own"] == 4 and found["hidden"] == 0 and found["unresolved"] == 0
+    else:
+        assert found["roots"]["own"] == 0 and found["kept_by"] is not None and "hold_and_search" in found["kept_by"]
+
+
+@requires_engine
+def test_a_leak_of_bytearrays_is_reported_alone_though_each_keeps_a_new_bytes_out_of_sight():
+    # From 3.15 a bytearray keeps its buffer in a bytes object, which no search sees:
+    # watch-all sees bytes grow as fast, and its objects "kept by something the
+    # search did not reach" were a second leak report beside the bytearrays'.
+    m = MemoryMonitor(watch_all=True, interval=3600.0, calm_samples=30)
+    try:
+        reports = []
+        for _ in range(16):
+            _grown.extend(bytearray(7) for _ in range(300))
+            reports += m.sample()
+        assert {r["type"] for r in reports} == {"builtins.bytearray"}
+        if sys.version_info >= (3, 15):
+            entries = {t["type"]: t for t in m.snapshot()["types"]}
+            assert entries["builtins.bytes"]["verdict"] == "not a leak for now: " + _UNSEEN_VERDICT.format(
+                name="builtins.bytearray"
+            )
+    finally:
+        m.close()
+        _grown.clear()
