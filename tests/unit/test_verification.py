@@ -2011,8 +2011,10 @@ def test_objects_held_only_by_our_own_running_functions_are_our_bookkeeping(ours
     found = namespace["hold_and_search"](find_retainers, [bytearray(3) for _ in range(4)])
     if ours:
         assert found["roots"]["own"] == 4 and found["hidden"] == 0 and found["unresolved"] == 0
-    else:
+    elif sys.version_info >= (3, 13):  # (an app's running function is the root of their chain)
         assert found["roots"]["own"] == 0 and found["kept_by"] is not None and "hold_and_search" in found["kept_by"]
+    else:  # (whose locals the search does not read before 3.13: held by something it cannot see)
+        assert found["roots"]["own"] == 0 and found["hidden"] == 4
 
 
 @requires_engine
