@@ -314,6 +314,18 @@ def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
     ]
 
 
+def _climbs(lives: list[int]) -> bool:
+    """Whether a count (its last values, oldest first, up to _NOISE_WINDOW) still
+    climbs: the lowest of the newer half above the lowest of the older half, so that
+    a class leaking a few objects a sample among many more that come and go climbs
+    through its swings, where a cache that filled stays level. Fewer than 4 values (a
+    class just nominated, its history begun then) tell nothing yet: it climbs."""
+    if len(lives) < 4:
+        return True
+    half = len(lives) // 2
+    return min(lives[half:]) > min(lives[:half])
+
+
 def _not_leak_count(found: dict[str, Any]) -> int:
     return sum(n for n, _ in _not_leaks(found))
 
@@ -1019,15 +1031,18 @@ class MemoryMonitor:
         growing = [s for s in live if s.analysing or met(s) or (s.counted_by_noise() and rising(s))]
         # A class counts as growing before it reaches `increases`, even before it is
         # nominated: the built-ins it drags along grow faster and would be first.
+        # (A class whose count no longer climbs holds nothing back: a class cache filled
+        # as the app warmed up, or per-request objects swinging with the collector's
+        # passes, would keep a leak of built-ins waiting for calm_samples samples.)
         classes_growing = (
             # (a type the user named: once it rose lately, not while it is only analysed,
             # which it may be from the start, asked for, growing or not)
             any(s.rank() == 0 and s.increases >= 1 and recently(s.last_growth_sample) for s in live)
-            or any(s.rank() == 1 and rising(s) for s in live)
+            or any(s.rank() == 1 and rising(s) and _climbs(s.history.last_lives(_NOISE_WINDOW)) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (
                 self._watch_promotions < self.max_watch_promotions
-                and any(not is_builtin_type(cls) for cls, _ in self._watch_risen_lately())
+                and any(not is_builtin_type(cls) and _climbs(w.recent) for cls, w in self._watch_risen_lately())
             )
         )
         candidates = [s for s in growing if not s.analysing and (s.rank() < 2 or not classes_growing)]
