@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import statistics
+import sys
 import threading
 import time
 import traceback
@@ -428,14 +429,23 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
 
 # The containers the collector stops tracking while they hold only objects that refer
-# to none (see _judge), and the verdict on such objects when one of them leaks. (A
-# bytearray, never tracked, keeps its buffer in a bytes object from 3.15 on: one new
-# bytes beside each new bytearray, held where no search sees it.)
-_OUT_OF_SIGHT_CONTAINERS = ("builtins.dict", "builtins.tuple", "builtins.bytearray")
+# to none (see _judge), and the verdict on such objects when one of them leaks.
+_OUT_OF_SIGHT_CONTAINERS = ("builtins.dict", "builtins.tuple")
 _HELD_THROUGH = "its new objects are held through new {name} objects, which grow too"
+_NO_RISE_SINCE_TABLED = (
+    "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
+    "objects made since do not pile up"
+)
 _UNSEEN_IN_LEAK = (
     "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
-    "objects or a bytearray's buffer: most likely in the new {name} objects, which leak"
+    "objects: most likely in the new {name} objects, which leak"
+)
+# From 3.15 a bytearray keeps its buffer in a bytes object, which it shows no search:
+# one new bytes beside each new bytearray.
+_BYTES_IN_BYTEARRAYS = sys.version_info >= (3, 15)
+_BUFFERS_IN_LEAK = (
+    "most of its new objects are out of the search's sight, as a bytearray's buffer is: most likely "
+    "the buffers of the new {name} objects, which leak"
 )
 
 
@@ -1177,16 +1187,20 @@ class MemoryMonitor:
                     state.increases - state.evidence_from >= 2
                     and self._samples - state.last_growth_sample <= self.calm_samples
                 )
-                # (a built-in is tabled when its verification begins, after the rises
-                # watch-all saw: until it rises again, its objects made since are not
-                # its growth, only what a counter, a request in flight or the last
-                # response holds for a moment, and a search of those finds a
-                # variable the app overwrites, not a leak)
-                or (state.by_watch and state.builtin and state.last_growth_sample < state.verify_since)
             ):
                 continue
             cls = state.ref()
             if cls is None:
+                continue
+            if state.by_watch and state.builtin and state.last_growth_sample < state.verify_since:
+                # A built-in is tabled when its verification begins, after the rises
+                # watch-all saw: until it rises again, its objects made since are not
+                # its growth, only what a counter, a request in flight or the last
+                # response holds for a moment, and a search of those finds a variable
+                # the app overwrites, not a leak. Two samples without a rise: its
+                # table and its place among the types verified go (see _escalate).
+                if self._samples - state.verify_since > VERIFY_AFTER:
+                    self._set_growth_aside(state, cls, _NO_RISE_SINCE_TABLED.format(self._samples - state.verify_since))
                 continue
             allocations = self.tracker.capture.allocations(cls)
             if allocations is not None and allocations.retained_count:
@@ -1355,7 +1369,10 @@ class MemoryMonitor:
             # hold only such objects, and no search sees who holds them then. Beside a
             # leak of dicts or tuples, such objects out of sight are most likely its own.
             unseen = found["unresolved"] + found["hidden"]
-            for name in _OUT_OF_SIGHT_CONTAINERS:
+            containers = [(name, _UNSEEN_IN_LEAK) for name in _OUT_OF_SIGHT_CONTAINERS]
+            if cls is bytes and _BYTES_IN_BYTEARRAYS:
+                containers.append(("builtins.bytearray", _BUFFERS_IN_LEAK))
+            for name, why in containers:
                 if (
                     name in leaks
                     and name in growing
@@ -1363,7 +1380,7 @@ class MemoryMonitor:
                     and only in (None, name)
                     and (unseen + not_leak) * 2 > total
                 ):
-                    return name, growing[name], _UNSEEN_IN_LEAK
+                    return name, growing[name], why
         return None
 
     def _regroup_under(self, root: _TypeState) -> None:
@@ -1721,7 +1738,9 @@ class MemoryMonitor:
         # the evidence watch-all gathered carries over: its increases count, and its
         # growth and rate tell how many of its objects the tracker need table (see _sampling)
         nominated.increases = increases
-        nominated.last_growth_sample = self._samples
+        # (its last rise, as watch-all saw it: a root nominated by a verification, after
+        # this sample's count, rose no later than that)
+        nominated.last_growth_sample = watched.last_increase if watched.last_increase >= 0 else self._samples
         logger.info("memtracker_web: watch-all found %s growing; monitoring it", nominated.name)
         return nominated
 

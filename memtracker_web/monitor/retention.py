@@ -402,11 +402,13 @@ def _in_own_tables(upward: list[Any], own_locals: frozenset[int] | set[int] = fr
     if id(upward[0]) in own_locals:
         return True
     for holder in upward[1:]:
-        if _is_bookkeeping(holder) or id(holder) in own_locals:
+        if _is_bookkeeping(holder):
             return True
         kind = type(holder)
         if kind not in _PLAIN_CONTAINERS and not type_module(kind).startswith(f"{_OWN_PACKAGE}."):
             return False
+        if id(holder) in own_locals:
+            return True
     return False
 
 
