@@ -877,17 +877,26 @@ class _Search:
                         break
             # (loop variables let go: their references would look like a holder the collector cannot see)
             holder = obj = held = holders = None  # type: ignore[assignment]  # noqa: F841
-            if exhausted and _LOCALS_READ_SAFELY and any(self.path_of(t) is None for t in self.targets):
+            unreached = any(self.path_of(t) is None for t in self.targets)
+            if unreached and exhausted and _LOCALS_READ_SAFELY:
                 # (only once the passes found every holder there is: a search cut short
                 # would take the running functions for what keeps what it did not reach)
                 self.attach_running_locals(keep)
-            if any(self.path_of(t) is None for t in self.targets):
+                unreached = any(self.path_of(t) is None for t in self.targets)
+            if unreached:
                 self.own_locals = self.held_by_own_locals(here)
             results = [self.result(group, depth, exhausted, top, keep) for group in self.given]
             return results
         finally:
             keep.clear()  # (also when something failed: the frames it holds keep what they held)
             del here  # a frame in its own locals is a cycle
+
+    def met(self) -> dict[int, Any]:
+        """The objects the search met, by id: those searched for and their holders
+        (the caller clears it when done: it holds them all)."""
+        met = {id(obj): obj for obj in self.targets}
+        met.update((id(holder), holder) for holders in self.up.values() for holder in holders)
+        return met
 
     def attach_running_locals(self, keep: list[Any]) -> None:
         """The running frames whose local variables hold an object the search met, read
@@ -900,8 +909,7 @@ class _Search:
         monitor's locals hold what they look at. Where both an app's function and a
         library's hold it (the app's main() and the server it called), the app's
         is the chain."""
-        met = {id(obj): obj for obj in self.targets}
-        met.update((id(holder), holder) for holders in self.up.values() for holder in holders)
+        met = self.met()
         frame: types.FrameType | None
         for frame in running_frames():
             while frame is not None:
@@ -929,8 +937,7 @@ class _Search:
         such a holder; an object the search left without a root under one is our own,
         not the app's (see result). Read from this thread alone: its frames wait for
         the search, and reading them is safe on every version."""
-        met = {id(obj): obj for obj in self.targets}
-        met.update((id(holder), holder) for holders in self.up.values() for holder in holders)
+        met = self.met()
         held: set[int] = set()
         frame: types.FrameType | None = here.f_back
         while frame is not None:
