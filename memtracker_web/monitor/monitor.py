@@ -168,6 +168,7 @@ class _TypeState:
         "watch_growth",
         "theirs_tracked",
         "theirs_analysed",
+        "watched_lives",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -212,6 +213,17 @@ class _TypeState:
         # (a tracker shared with the monitor), left as they set it
         self.theirs_tracked = False
         self.theirs_analysed = False
+        # watch-all's values before the sample that nominated it, when its counts go on
+        # being watch-all's (an array: ints would be new objects of ours alive)
+        self.watched_lives = array("q")
+
+    def last_lives(self) -> list[int]:
+        """Its last _NOISE_WINDOW values, oldest first: its own history, after watch-all's
+        values before its nomination when those are on the same scale."""
+        lives = self.history.last_lives(_NOISE_WINDOW)
+        if len(lives) < _NOISE_WINDOW and self.watched_lives:
+            lives = self.watched_lives[len(lives) - _NOISE_WINDOW :].tolist() + lives
+        return lives
 
     # Its counts at the last sample, in ``counts`` (changed in place): as attributes of
     # their own, each sample would replace them with new ints (beyond 256) that the
@@ -436,6 +448,10 @@ _NO_RISE_SINCE_TABLED = (
     "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
     "objects made since do not pile up"
 )
+_UNREACHED_LEVEL = (
+    "its new objects are out of the search's sight and its count does not climb: the lowest of its last "
+    "{} samples is no higher than the lowest of the {} before"
+)
 _UNSEEN_IN_LEAK = (
     "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
     "objects: most likely in the new {name} objects, which leak"
@@ -524,8 +540,12 @@ class _WatchState:
     @property
     def recent(self) -> list[int]:
         """Its last values, oldest first."""
+        return self.recent_values().tolist()
+
+    def recent_values(self) -> array:
+        """``recent`` as an array (no int objects)."""
         start = self.row * _NOISE_WINDOW
-        return self.table.recent[start : start + self._field(_RECENT)].tolist()
+        return self.table.recent[start : start + self._field(_RECENT)]
 
     high_water = _RowField(_HIGH_WATER)
     increases = _RowField(_INCREASES)
@@ -1314,7 +1334,9 @@ class MemoryMonitor:
         when the root is verified as a leak already and those objects, with the
         growth set aside above, are more than half. Otherwise
         whatever holds them is a leak's holder, and the type is verified (and the types
-        verified before it that it explains are regrouped under it: _regroup_under)."""
+        verified before it that it explains are regrouped under it: _regroup_under);
+        when the search reached nothing that holds them, only while its count still
+        climbs (_climbs), the one evidence left."""
         found["computed_at"] = round(time.time(), 3)
         state.retainers = found
         total = found["objects"]
@@ -1330,8 +1352,18 @@ class MemoryMonitor:
         if (root := self._root_of(state, cls, found, not_leak)) is not None:
             self._explain_by(state, cls, *root)
             return
-        state.verified = True
         chain = found["kept_by"]
+        if not chain and not _climbs(lives := state.last_lives()):
+            # Nothing the search reached keeps them: the count itself is the only
+            # evidence left, and a leak's climbs through its swings. One that rose twice
+            # lately and stays level (a full cache churning its entries, a request's
+            # objects held by C code for a moment) is no leak of the app's. Set aside
+            # until the newer half of the window is all samples after this one: a
+            # leak that had just begun climbs through them.
+            newer = len(lives) - len(lives) // 2
+            self._set_growth_aside(state, cls, _UNREACHED_LEVEL.format(newer, len(lives) - newer), newer)
+            return
+        state.verified = True
         state.verdict = (
             f"kept by {chain}"
             if chain
@@ -1711,6 +1743,7 @@ class MemoryMonitor:
             nominated.by_watch = True
             nominated.new_per_sample = watched.new_per_sample
             nominated.watch_growth = watch_growth
+            nominated.watched_lives = watched.recent_values()[:-1]  # (this sample's value: its history's first)
             if not nominated.builtin:
                 # a class is tabled from now on (first: at the engine's cap on tracked
                 # types it raises, and nothing is recorded)

@@ -659,6 +659,8 @@ def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
                 break
         assert entry is not None and entry["source"] == "watch_all"
         assert entry["increases"] == 3  # not 0: watch-all saw it grow three times
+        # and its values before: the window its climb is judged on begins with them
+        assert m._types[id(NeverNamed)].last_lives() == [0, 20, 40, 60]
         assert m.snapshot()["watch"]["promoted"] >= 1
         for _ in range(5):
             m.sample()  # calm
