@@ -29,6 +29,8 @@ mt_tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
     t->max_nodes = max_nodes;
     t->depth = depth;
     t->sample_every = sample_every ? sample_every : 1;
+    /* any non-zero seed; each tree its own (the first allocation's path is taken) */
+    t->rng = (uint32_t)(((uintptr_t)t >> 4) * UINT64_C(2654435761)) | 1u;
     return t;
 }
 

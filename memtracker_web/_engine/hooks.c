@@ -75,7 +75,8 @@ mt_capture_on_create(MtCaptureCore *c, uint32_t s, PyObject *op)
 #if MT_HAVE_TRACER
     MtTree *t = slot->tree;
     if (t != NULL) {
-        if (t->sample_counter++ % slot->path_every == 0) {
+        if (t->countdown == 0) {
+            t->countdown = mt_tree_next_gap(t, slot->path_every);
             leaf = mt_capture_stack(t);
             if (leaf != MT_NO_LEAF) {
                 t->nodes[leaf].total++;
@@ -84,6 +85,9 @@ mt_capture_on_create(MtCaptureCore *c, uint32_t s, PyObject *op)
             else {
                 t->unattributed++;      /* no Python frame on this thread */
             }
+        }
+        else {
+            t->countdown--;
         }
     }
 #endif
@@ -146,7 +150,7 @@ mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject 
     }
 #if MT_HAVE_TRACER
     MtTree *t = slot->tree;
-    if (t != NULL && t->sample_counter % slot->path_every == 0) {
+    if (t != NULL && t->countdown == 0) {
         return 0;   /* its path is taken: the full path counts it */
     }
 #endif
@@ -164,7 +168,7 @@ mt_capture_on_create_plain(MtCaptureCore *c, uint32_t s, uint32_t val, PyObject 
     slot->new_count++;
 #if MT_HAVE_TRACER
     if (t != NULL) {
-        t->sample_counter++;
+        t->countdown--;
     }
 #endif
     return 1;

@@ -64,8 +64,9 @@ class Tracker:
     ) -> None:
         """Count ``cls`` and record where each instance was allocated.
 
-        ``sample_every=N`` records the path of one allocation in N (counts stay
-        exact; path figures are scaled by N and marked as estimates).
+        ``sample_every=N`` records the path of one allocation in about N, at random
+        gaps, not to keep in step with an app's own pattern (counts stay exact; path
+        figures are scaled by N and marked as estimates).
 
         ``sample_objects=M`` (M dividing N) follows one object in about M,
         picked by its address, instead of every object, and records the path

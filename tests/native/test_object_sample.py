@@ -9,7 +9,6 @@ object not followed touches no table."""
 from __future__ import annotations
 
 import gc
-import math
 import subprocess
 import sys
 import textwrap
@@ -96,8 +95,10 @@ def test_one_path_in_s_over_n_of_the_followed_objects():
     raw_new = tracker.capture._core.counts(dict)[0]
     tracker.stop()
     assert meta["sample_every"] == 64
-    # followed objects 0, 4, 8, ... get their path (one made with no Python frame is unattributed)
-    assert abs(sum(n[4] for n in nodes) + meta["unattributed"] - math.ceil(raw_new / 4)) <= 2
+    # one followed object in about 4 gets its path, at random gaps (one made with no
+    # Python frame is unattributed)
+    expected = raw_new / 4
+    assert abs(sum(n[4] for n in nodes) + meta["unattributed"] - expected) <= 0.1 * expected
     del kept
 
 

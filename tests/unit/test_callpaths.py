@@ -202,11 +202,32 @@ def test_node_cap_prunes_and_reports(tracker):
 @requires_engine
 def test_sampling_scales_and_marks_estimates(tracker):
     tracker.track_with_analysis(Item, sample_every=10)
-    leak_items(1000)
+    leak_items(10_000)
     stats = tracker.stats(Item)
     assert stats["estimated"] is True and stats["sample_every"] == 10
-    assert stats["live_count"] == 1000  # counts stay exact
-    assert stats["top_paths"][0]["count"] == 1000  # 100 sampled x 10
+    assert stats["live_count"] == 10_000  # counts stay exact
+    # about 1,000 sampled (at random gaps) x 10; within 10%: over five deviations
+    assert abs(stats["top_paths"][0]["count"] - 10_000) <= 1_000
+    assert stats["top_paths"][0]["count"] % 10 == 0
+
+
+@requires_engine
+def test_sampled_paths_are_not_in_step_with_the_apps_own_pattern(tracker):
+    # Two objects of the type each round, one kept and one let go at once: a path
+    # taken at a fixed step of 8 (the engine's before) was the one let go's every
+    # time, and the line that keeps them was never seen.
+    tracker.track_with_analysis(Item, sample_every=8)
+    kept = []
+    for _ in range(8_000):
+        kept.append(Item())  # KEPT-LINE
+        Item()
+    stats = tracker.stats(Item)
+    top = stats["top_paths"][0]
+    here = "test_sampled_paths_are_not_in_step_with_the_apps_own_pattern"
+    assert top["path"][0] == f"{HERE}:{line_of('KEPT-LINE')} in {here}"
+    # about 1,000 of the kept ones' 8,000 allocations sampled, x 8
+    assert abs(top["count"] - 8_000) <= 800, top
+    assert abs(stats["retained_allocations"] - 8_000) <= 800, stats["retained_allocations"]
 
 
 @requires_engine
