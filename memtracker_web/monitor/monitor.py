@@ -136,6 +136,8 @@ class _TypeState:
         "high_water",
         "increases",
         "evidence_from",
+        "recheck_from",
+        "aside_explains",
         "analysing",
         "forced",
         "history",
@@ -178,6 +180,8 @@ class _TypeState:
         self.high_water: int | None = None
         self.increases = 0
         self.evidence_from = 0  # its increases when a set-aside ended: those were explained
+        self.recheck_from = 0  # its increases when any set-aside ended: searched again after 2 more
+        self.aside_explains = True  # whether the set-aside in force explains the growth before it
         self.analysing = False
         self.forced = forced  # analysis asked for by the user: never demoted
         self.history = PointRing(history)
@@ -219,9 +223,10 @@ class _TypeState:
 
     def last_lives(self) -> list[int]:
         """Its last _NOISE_WINDOW values, oldest first: its own history, after watch-all's
-        values before its nomination when those are on the same scale."""
+        values before its nomination (on the same scale) until its history is full
+        (with ``history`` below _NOISE_WINDOW, they would stay in the window for ever)."""
         lives = self.history.last_lives(_NOISE_WINDOW)
-        if len(lives) < _NOISE_WINDOW and self.watched_lives:
+        if len(lives) < _NOISE_WINDOW and len(lives) < self.history.size and self.watched_lives:
             lives = self.watched_lives[len(lives) - _NOISE_WINDOW :].tolist() + lives
         return lives
 
@@ -449,8 +454,8 @@ _NO_RISE_SINCE_TABLED = (
     "objects made since do not pile up"
 )
 _UNREACHED_LEVEL = (
-    "its new objects are out of the search's sight and its count does not climb: the lowest of its last "
-    "{} samples is no higher than the lowest of the {} before"
+    "{sight} and its count does not climb: the lowest of its last {newer} samples is no higher than the "
+    "lowest of the {older} before"
 )
 _UNSEEN_IN_LEAK = (
     "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
@@ -902,11 +907,11 @@ class MemoryMonitor:
                     reports.append(self._report(state, cls, now, stats))
                     state.reported = True
                 elif self.mode != "exact" and calm and state.increases and not state.forced:
-                    state.increases = state.evidence_from = 0  # calm again (census): start counting afresh
+                    state.increases = state.evidence_from = state.recheck_from = 0  # calm again (census): afresh
                     state.reported = False
                 elif state.analysing and not state.forced and calm:
                     self._end_analysis(state, cls)  # calm again: back to counting only
-                    state.increases = state.evidence_from = 0
+                    state.increases = state.evidence_from = state.recheck_from = 0
                     state.root_of.clear()
                 elif (
                     state.source == "watch_all"
@@ -1150,9 +1155,13 @@ class MemoryMonitor:
         if state.explained_by is not None or state.dismissed_until:
             state.explained_by = None
             state.dismissed_until = 0
-            # what it grew by, before and while it was set aside, was explained (a cache
-            # filling): a report needs `increases` rises from now on
-            state.evidence_from = state.increases
+            # it is searched again once it rose twice more; and what it grew by, before and
+            # while it was set aside, was explained (a cache filling), unless that set-aside
+            # only waited for its count to tell (see _judge): a report needs `increases`
+            # rises from now on
+            state.recheck_from = state.increases
+            if state.aside_explains:
+                state.evidence_from = state.increases
         return False
 
     def _root_still_leaks(self, state: _TypeState) -> bool:
@@ -1201,10 +1210,10 @@ class MemoryMonitor:
                 or state.verify_since is None
                 or self._samples - state.verify_since < VERIFY_AFTER
                 or self._set_aside(state)
-                # (rises since what a set-aside explained: a cache full when its time ended
-                # is searched again only if the type grows on)
+                # (rises since a set-aside ended: a cache full when its time ended is
+                # searched again only if the type grows on)
                 or not (
-                    state.increases - state.evidence_from >= 2
+                    state.increases - state.recheck_from >= 2
                     and self._samples - state.last_growth_sample <= self.calm_samples
                 )
             ):
@@ -1306,15 +1315,21 @@ class MemoryMonitor:
         the search would (see _judge). Counting every object, watch-all sees those
         tables grow while the monitor takes on the types an app's warm-up makes, and a
         search costs one pass over the heap a level, where this is one walk of our
-        tables."""
+        tables. From the other groups their few such objects go: a search from one (a
+        verdict's text) goes on up through whatever holds the monitor, a deep graph in a
+        server, and cut short at its depth it would leave the app's objects out of its
+        sight unjudged."""
         own = own_table_refs([self])
         if own is None or not pending:
             return []
         taken = []
         for i in reversed(range(len(pending))):
-            if sum(only_in_own_tables(groups[i], own)) * 2 >= len(groups[i]):
+            ours = only_in_own_tables(groups[i], own)
+            if sum(ours) * 2 >= len(groups[i]):
                 taken.append(pending.pop(i))
                 del groups[i]
+            elif any(ours):
+                groups[i][:] = [obj for obj, own_one in zip(groups[i], ours, strict=True) if not own_one]
         return taken
 
     def _judge(self, state: _TypeState, cls: type, found: dict[str, Any]) -> None:
@@ -1359,9 +1374,16 @@ class MemoryMonitor:
             # lately and stays level (a full cache churning its entries, a request's
             # objects held by C code for a moment) is no leak of the app's. Set aside
             # until the newer half of the window is all samples after this one: a
-            # leak that had just begun climbs through them.
+            # leak that had just begun climbs through them. Its rises stay evidence: this
+            # says only that the count does not tell yet, not what they were.
             newer = len(lives) - len(lives) // 2
-            self._set_growth_aside(state, cls, _UNREACHED_LEVEL.format(newer, len(lives) - newer), newer)
+            sight = (
+                f"the search stopped before it reached what keeps its new objects ({found['stopped']})"
+                if found["stopped"]
+                else "its new objects are out of the search's sight"
+            )
+            why = _UNREACHED_LEVEL.format(sight=sight, newer=newer, older=len(lives) - newer)
+            self._set_growth_aside(state, cls, why, newer, explains=False)
             return
         state.verified = True
         state.verdict = (
@@ -1506,8 +1528,13 @@ class MemoryMonitor:
         # (+2: its nomination and verification take a sample each after the hold ends)
         return max(self.calm_samples, min(2 * self.calm_samples, math.ceil(cache["room"] / entries) + 2))
 
-    def _set_growth_aside(self, state: _TypeState, cls: type, why: str, samples: int | None = None) -> None:
+    def _set_growth_aside(
+        self, state: _TypeState, cls: type, why: str, samples: int | None = None, explains: bool = True
+    ) -> None:
+        """Set its growth aside for ``samples`` (``calm_samples``); ``explains``: what it
+        grew by so far was not a leak's, and is not evidence any more when the time is over."""
         state.verdict = f"not a leak for now: {why}"
+        state.aside_explains = explains
         state.dismissed_until = self._samples + (self.calm_samples if samples is None else samples)
         self._end_analysis(state, cls)
         logger.info("memtracker_web: %s grows, %s", state.name, state.verdict)
@@ -1532,7 +1559,9 @@ class MemoryMonitor:
             # (beyond max_watch_promotions if need be: the root of a leak is not left out
             # for want of a place, and each root is one type)
             try:
-                root = self._nominate(root_cls, root, (root.recent[-1], None, None) if root.recent else None)
+                root = self._nominate(
+                    root_cls, root, (root.recent[-1], None, None) if root.recent else None, counted=False
+                )
             except (OverflowError, ValueError) as exc:  # the engine's cap on tracked types
                 self._set_growth_aside(state, cls, f"held through new {name} objects, which cannot be monitored: {exc}")
                 return
@@ -1727,9 +1756,15 @@ class MemoryMonitor:
             del self._watch[key]  # the type died
 
     def _nominate(
-        self, cls: type, watched: _WatchState, estimate: tuple[int, int | None, int | None] | None
+        self,
+        cls: type,
+        watched: _WatchState,
+        estimate: tuple[int, int | None, int | None] | None,
+        counted: bool = True,
     ) -> _TypeState:
-        """Monitor a type watch-all saw grow, with the evidence it gathered."""
+        """Monitor a type watch-all saw grow, with the evidence it gathered. ``counted``:
+        nominated before this sample's counts are read (discovery), so that its history
+        begins with watch-all's last value; not so for a root a verification nominates."""
         key = id(cls)
         watch_growth = growth_per_sample(watched.recent[-4:])
         increases = watched.increases  # (read before its row is given back to the table)
@@ -1743,7 +1778,9 @@ class MemoryMonitor:
             nominated.by_watch = True
             nominated.new_per_sample = watched.new_per_sample
             nominated.watch_growth = watch_growth
-            nominated.watched_lives = watched.recent_values()[:-1]  # (this sample's value: its history's first)
+            nominated.watched_lives = watched.recent_values()
+            if counted:
+                nominated.watched_lives.pop()  # (this sample's value: its history's first)
             if not nominated.builtin:
                 # a class is tabled from now on (first: at the engine's cap on tracked
                 # types it raises, and nothing is recorded)

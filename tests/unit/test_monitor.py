@@ -645,6 +645,40 @@ def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
 
 
 @requires_engine
+def test_watch_alls_values_leave_the_window_once_a_short_history_is_full():
+    # With `history` below the 11 samples a climb is judged on, the values watch-all
+    # had before the nomination fill the window only until the type's own fill it.
+    m = MemoryMonitor(
+        watch_all=True,
+        watch_sample=1,
+        threshold=10,
+        increases=10,
+        discover_after=3,
+        calm_samples=3,
+        interval=0.05,
+        history=5,
+    )
+    try:
+        m.sample()  # watch-all's baseline
+        for _ in range(8):
+            leak(20, NeverNamed)
+            m.sample()
+            if id(NeverNamed) in m._types:
+                break
+        state = m._types[id(NeverNamed)]
+        assert state.last_lives() == [0, 20, 40, 60]
+        for _ in range(4):
+            leak(20, NeverNamed)
+            m.sample()
+        assert state.last_lives() == [60, 80, 100, 120, 140]
+        leak(20, NeverNamed)
+        m.sample()
+        assert state.last_lives() == [80, 100, 120, 140, 160]
+    finally:
+        m.close()
+
+
+@requires_engine
 def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
     m = MemoryMonitor(
         watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3, calm_samples=3, interval=0.05
