@@ -644,10 +644,8 @@ def test_growth_before_the_first_sample_counts_when_counted_from_zero(monitor):
     assert monitor.snapshot()["types"][0]["increases"] == 1
 
 
-@requires_engine
-def test_watch_alls_values_leave_the_window_once_a_short_history_is_full():
-    # With `history` below the 11 samples a climb is judged on, the values watch-all
-    # had before the nomination fill the window only until the type's own fill it.
+def _watch_all_monitor(**options) -> MemoryMonitor:
+    """A monitor whose watch-all nominates a type after 3 rises of 10 or more; its baseline is taken."""
     m = MemoryMonitor(
         watch_all=True,
         watch_sample=1,
@@ -656,16 +654,28 @@ def test_watch_alls_values_leave_the_window_once_a_short_history_is_full():
         discover_after=3,
         calm_samples=3,
         interval=0.05,
-        history=5,
+        **options,
     )
+    m.sample()  # watch-all's baseline
+    return m
+
+
+def _leak_until_nominated(m: MemoryMonitor, cls: type, samples: int = 8):
+    for _ in range(samples):
+        leak(20, cls)
+        m.sample()
+        if id(cls) in m._types:
+            return m._types[id(cls)]
+    raise AssertionError(f"{cls.__name__} was not nominated in {samples} samples")
+
+
+@requires_engine
+def test_watch_alls_values_leave_the_window_once_a_short_history_is_full():
+    # With `history` below the 11 samples a climb is judged on, the values watch-all
+    # had before the nomination fill the window only until the type's own fill it.
+    m = _watch_all_monitor(history=5)
     try:
-        m.sample()  # watch-all's baseline
-        for _ in range(8):
-            leak(20, NeverNamed)
-            m.sample()
-            if id(NeverNamed) in m._types:
-                break
-        state = m._types[id(NeverNamed)]
+        state = _leak_until_nominated(m, NeverNamed)
         assert state.last_lives() == [0, 20, 40, 60]
         for _ in range(4):
             leak(20, NeverNamed)
@@ -676,25 +686,19 @@ def test_watch_alls_values_leave_the_window_once_a_short_history_is_full():
         assert state.last_lives() == [80, 100, 120, 140, 160]
     finally:
         m.close()
+        _store.clear()
 
 
 @requires_engine
 def test_watch_all_evidence_carries_over_and_calm_nominations_are_recycled():
-    m = MemoryMonitor(
-        watch_all=True, watch_sample=1, threshold=10, increases=10, discover_after=3, calm_samples=3, interval=0.05
-    )
+    m = _watch_all_monitor()
     try:
-        m.sample()  # watch-all's baseline
-        for _ in range(8):
-            leak(20, NeverNamed)
-            m.sample()
-            entry = next((t for t in m.snapshot()["types"] if t["type"] == "test_monitor.NeverNamed"), None)
-            if entry is not None:
-                break
-        assert entry is not None and entry["source"] == "watch_all"
+        state = _leak_until_nominated(m, NeverNamed)
+        entry = next(t for t in m.snapshot()["types"] if t["type"] == "test_monitor.NeverNamed")
+        assert entry["source"] == "watch_all"
         assert entry["increases"] == 3  # not 0: watch-all saw it grow three times
         # and its values before: the window its climb is judged on begins with them
-        assert m._types[id(NeverNamed)].last_lives() == [0, 20, 40, 60]
+        assert state.last_lives() == [0, 20, 40, 60]
         assert m.snapshot()["watch"]["promoted"] >= 1
         for _ in range(5):
             m.sample()  # calm
