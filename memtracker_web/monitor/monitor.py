@@ -138,6 +138,7 @@ class _TypeState:
         "evidence_from",
         "recheck_from",
         "aside_explains",
+        "aside_awaits_rises",
         "analysing",
         "forced",
         "history",
@@ -182,6 +183,7 @@ class _TypeState:
         self.evidence_from = 0  # its increases when a set-aside ended: those were explained
         self.recheck_from = 0  # its increases when any set-aside ended: searched again after 2 more
         self.aside_explains = True  # whether the set-aside in force explains the growth before it
+        self.aside_awaits_rises = True  # whether its end waits for 2 new rises before a search
         self.analysing = False
         self.forced = forced  # analysis asked for by the user: never demoted
         self.history = PointRing(history)
@@ -344,6 +346,69 @@ def _climbs(lives: list[int]) -> bool:
     return min(lives[half:]) > min(lives[:half])
 
 
+# Values of a count the judge of objects out of a search's sight needs, at least (see
+# _no_climb: with fewer, no order of them passes its trend test)
+LEAST_TO_JUDGE = 6
+# How far a count's values must rise in order past values in random order, in standard
+# deviations of Mann-Kendall's statistic (one-sided, 1 time in 100 by chance)
+TREND_DEVIATIONS = 2.33
+
+
+def trend_deviations(lives: list[int]) -> float:
+    """Mann-Kendall's trend test of a count's values, oldest first: by how many
+    standard deviations its pairs in rising order outnumber those in falling order,
+    against the same values in random order (continuity-corrected; ties are not
+    corrected for, which errs towards no trend)."""
+    n = len(lives)
+    if n < 2:
+        return 0.0
+    s = sum((b > a) - (b < a) for i, a in enumerate(lives) for b in lives[i + 1 :])
+    return (s - 1 if s > 0 else s + 1 if s < 0 else 0) / math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
+
+
+def _no_climb(lives: list[int]) -> tuple[str, int, bool] | None:
+    """Why a count whose new objects no search reaches is not seen to climb, for how
+    many samples to set it aside, and whether a search after that waits for two new
+    rises (not when it only waits for enough values); None when it climbs. Its count is its one
+    evidence left (see MemoryMonitor._judge), so judged strictly: the lowest of the
+    newer half of its window above the lowest of the older half (a leak climbs
+    through its swings, where a cache that filled stays level, its peaks rising or
+    not), and its values rising in order past chance (Mann-Kendall's test). A pool
+    swinging at random around a level passes the first test about one time in two
+    (its lowest value is in either half alike), and would be verified at one of the
+    searches its higher peaks bring; both, less than one time in 100 (simulated with
+    normal and uniform swings, 6 to 11 values), while a leak adding a third of its
+    swings' size a sample passes 96 times in 100 over a full window of
+    _NOISE_WINDOW. Set aside until the window has LEAST_TO_JUDGE values, or until its
+    newer half is all samples after this one: a leak that had just begun climbs
+    through them."""
+    if len(lives) < LEAST_TO_JUDGE:
+        return (
+            f"its count has {len(lives)} samples, too few to tell whether it climbs (at least {LEAST_TO_JUDGE})",
+            LEAST_TO_JUDGE - len(lives),
+            False,
+        )
+    older = len(lives) // 2
+    newer = len(lives) - older
+    if min(lives[older:]) <= min(lives[:older]):
+        return (
+            f"its count does not climb: the lowest of its last {newer} samples is no higher than the lowest of "
+            f"the {older} before",
+            newer,
+            True,
+        )
+    deviations = trend_deviations(lives)
+    if deviations <= TREND_DEVIATIONS:
+        return (
+            f"its count does not climb past its swings: its last {len(lives)} samples rise in order by "
+            f"{deviations:.2f} standard deviations in Mann-Kendall's test, short of the {TREND_DEVIATIONS} that "
+            "values in random order pass 1 time in 100",
+            newer,
+            True,
+        )
+    return None
+
+
 def _not_leak_count(found: dict[str, Any]) -> int:
     return sum(n for n, _ in _not_leaks(found))
 
@@ -452,10 +517,6 @@ _HELD_THROUGH = "its new objects are held through new {name} objects, which grow
 _NO_RISE_SINCE_TABLED = (
     "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
     "objects made since do not pile up"
-)
-_UNREACHED_LEVEL = (
-    "{sight} and its count does not climb: the lowest of its last {newer} samples is no higher than the "
-    "lowest of the {older} before"
 )
 _UNSEEN_IN_LEAK = (
     "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
@@ -1155,11 +1216,13 @@ class MemoryMonitor:
         if state.explained_by is not None or state.dismissed_until:
             state.explained_by = None
             state.dismissed_until = 0
-            # it is searched again once it rose twice more; and what it grew by, before and
-            # while it was set aside, was explained (a cache filling), unless that set-aside
-            # only waited for its count to tell (see _judge): a report needs `increases`
-            # rises from now on
-            state.recheck_from = state.increases
+            # it is searched again once it rose twice more (unless the set-aside only
+            # waited for enough values to judge its count by: at once, if it rose
+            # lately); and what it grew by, before and while it was set aside, was
+            # explained (a cache filling), unless that set-aside only waited for its
+            # count to tell (see _judge): a report needs `increases` rises from now on
+            if state.aside_awaits_rises:
+                state.recheck_from = state.increases
             if state.aside_explains:
                 state.evidence_from = state.increases
         return False
@@ -1351,7 +1414,7 @@ class MemoryMonitor:
         whatever holds them is a leak's holder, and the type is verified (and the types
         verified before it that it explains are regrouped under it: _regroup_under);
         when the search reached nothing that holds them, only while its count still
-        climbs (_climbs), the one evidence left."""
+        climbs (_no_climb), the one evidence left."""
         found["computed_at"] = round(time.time(), 3)
         state.retainers = found
         total = found["objects"]
@@ -1368,22 +1431,20 @@ class MemoryMonitor:
             self._explain_by(state, cls, *root)
             return
         chain = found["kept_by"]
-        if not chain and not _climbs(lives := state.last_lives()):
+        if not chain and (no_climb := _no_climb(state.last_lives())) is not None:
             # Nothing the search reached keeps them: the count itself is the only
             # evidence left, and a leak's climbs through its swings. One that rose twice
             # lately and stays level (a full cache churning its entries, a request's
-            # objects held by C code for a moment) is no leak of the app's. Set aside
-            # until the newer half of the window is all samples after this one: a
-            # leak that had just begun climbs through them. Its rises stay evidence: this
-            # says only that the count does not tell yet, not what they were.
-            newer = len(lives) - len(lives) // 2
+            # objects held by C code for a moment) is no leak of the app's. Its rises
+            # stay evidence: this says only that the count does not tell yet, not what
+            # they were.
             sight = (
                 f"the search stopped before it reached what keeps its new objects ({found['stopped']})"
                 if found["stopped"]
                 else "its new objects are out of the search's sight"
             )
-            why = _UNREACHED_LEVEL.format(sight=sight, newer=newer, older=len(lives) - newer)
-            self._set_growth_aside(state, cls, why, newer, explains=False)
+            why, wait, awaits_rises = no_climb
+            self._set_growth_aside(state, cls, f"{sight} and {why}", wait, explains=False, awaits_rises=awaits_rises)
             return
         state.verified = True
         state.verdict = (
@@ -1529,12 +1590,20 @@ class MemoryMonitor:
         return max(self.calm_samples, min(2 * self.calm_samples, math.ceil(cache["room"] / entries) + 2))
 
     def _set_growth_aside(
-        self, state: _TypeState, cls: type, why: str, samples: int | None = None, explains: bool = True
+        self,
+        state: _TypeState,
+        cls: type,
+        why: str,
+        samples: int | None = None,
+        explains: bool = True,
+        awaits_rises: bool = True,
     ) -> None:
         """Set its growth aside for ``samples`` (``calm_samples``); ``explains``: what it
-        grew by so far was not a leak's, and is not evidence any more when the time is over."""
+        grew by so far was not a leak's, and is not evidence any more when the time is over;
+        ``awaits_rises``: it is searched again only once it rose twice more after that."""
         state.verdict = f"not a leak for now: {why}"
         state.aside_explains = explains
+        state.aside_awaits_rises = awaits_rises
         state.dismissed_until = self._samples + (self.calm_samples if samples is None else samples)
         self._end_analysis(state, cls)
         logger.info("memtracker_web: %s grows, %s", state.name, state.verdict)
