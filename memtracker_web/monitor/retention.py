@@ -1019,10 +1019,20 @@ class _Search:
         parts.append(type_name(type(path[-1])))
         return " -> ".join(parts)
 
-    def hidden(self, left: list[Any], index: int, keep: list[Any]) -> bool:
+    def own_references(self, left: list[Any], keep: list[Any]) -> Counter[int]:
+        """How many references the search's own containers hold to each object, by id:
+        what ``hidden`` takes off an object's reference count (counted once for all the
+        objects ``left``, not once each: the containers hold every level's frontier and
+        referrers, thousands of objects)."""
+        containers = {id(c): c for c in (*keep, self.targets, *self.given, left)}  # each once
+        # (a generator: a loop variable left holding one of them would be a reference too)
+        return Counter(id(item) for container in containers.values() for item in container)
+
+    def hidden(self, left: list[Any], index: int, ours: Counter[int]) -> bool:
         """Whether something the collector cannot see holds ``left[index]`` or what holds
         it: a running function's local variable (3.11+ keeps them outside any object), C
-        code. Every reference to each of them must be one the search saw, or its own."""
+        code. Every reference to each of them must be one the search saw, or its own
+        (``ours``: see ``own_references``)."""
         component = [left[index]]
         ids = {id(component[0])}
         for obj in component:  # grows while it is walked: all holders, transitively
@@ -1031,9 +1041,6 @@ class _Search:
                     ids.add(id(holder))
                     component.append(holder)
         holder = None  # noqa: F841 -- a reference nobody else could see
-        containers = {id(c): c for c in (*keep, self.targets, *self.given, left)}  # each once
-        # (a generator: a loop variable left holding one of them would be a reference too)
-        ours = Counter(id(item) for container in containers.values() for item in container if id(item) in ids)
         # What getrefcount counts of this very loop (the list, the loop variable, and on
         # some versions its own argument), measured on an object held by nothing else.
         base = 0
@@ -1093,9 +1100,10 @@ class _Search:
                 f"gc.freeze() keeps {frozen:,} objects out of the search: chains through them cannot be followed"
             )
         hidden = 0
-        if exhausted:
+        if exhausted and left:
+            ours = self.own_references(left, keep)
             for index in range(len(left)):
-                hidden += self.hidden(left, index, keep)
+                hidden += self.hidden(left, index, ours)
         return {
             "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
             "bounded": [{"holder": text, "count": n, "room": rooms[text]} for text, n in bounded.most_common(top)],
