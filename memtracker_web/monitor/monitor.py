@@ -366,7 +366,7 @@ def trend_deviations(lives: list[int]) -> float:
     return (s - 1 if s > 0 else s + 1 if s < 0 else 0) / math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
 
 
-def _no_climb(lives: list[int]) -> tuple[str, int, bool] | None:
+def _no_climb(lives: list[int], capacity: int = _NOISE_WINDOW) -> tuple[str, int, bool] | None:
     """Why a count whose new objects no search reaches is not seen to climb, for how
     many samples to set it aside, and whether a search after that waits for two new
     rises (not when it only waits for enough values); None when it climbs. Its count is its one
@@ -381,11 +381,14 @@ def _no_climb(lives: list[int]) -> tuple[str, int, bool] | None:
     swings' size a sample passes 96 times in 100 over a full window of
     _NOISE_WINDOW. Set aside until the window has LEAST_TO_JUDGE values, or until its
     newer half is all samples after this one: a leak that had just begun climbs
-    through them."""
-    if len(lives) < LEAST_TO_JUDGE:
+    through them. ``capacity``: the most values its window can hold (a ``history``
+    under LEAST_TO_JUDGE samples); below LEAST_TO_JUDGE, the first test alone judges
+    a full window, as no order of fewer values passes the second."""
+    least = min(LEAST_TO_JUDGE, max(capacity, 2))
+    if len(lives) < least:
         return (
-            f"its count has {len(lives)} samples, too few to tell whether it climbs (at least {LEAST_TO_JUDGE})",
-            LEAST_TO_JUDGE - len(lives),
+            f"its count has {len(lives)} samples, too few to tell whether it climbs (at least {least})",
+            least - len(lives),
             False,
         )
     older = len(lives) // 2
@@ -398,7 +401,7 @@ def _no_climb(lives: list[int]) -> tuple[str, int, bool] | None:
             True,
         )
     deviations = trend_deviations(lives)
-    if deviations <= TREND_DEVIATIONS:
+    if len(lives) >= LEAST_TO_JUDGE and deviations <= TREND_DEVIATIONS:
         return (
             f"its count does not climb past its swings: its last {len(lives)} samples rise in order by "
             f"{deviations:.2f} standard deviations in Mann-Kendall's test, short of the {TREND_DEVIATIONS} that "
@@ -1431,7 +1434,8 @@ class MemoryMonitor:
             self._explain_by(state, cls, *root)
             return
         chain = found["kept_by"]
-        if not chain and (no_climb := _no_climb(state.last_lives())) is not None:
+        capacity = min(_NOISE_WINDOW, state.history.size)
+        if not chain and (no_climb := _no_climb(state.last_lives(), capacity)) is not None:
             # Nothing the search reached keeps them: the count itself is the only
             # evidence left, and a leak's climbs through its swings. One that rose twice
             # lately and stays level (a full cache churning its entries, a request's

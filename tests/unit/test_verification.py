@@ -605,28 +605,62 @@ def test_a_count_out_of_sight_too_short_to_judge_is_searched_again_once_it_can_b
         _UNSEEN.clear()
 
 
+@requires_engine
+def test_a_count_out_of_sight_with_a_short_history_is_judged_on_the_values_it_keeps(searches):
+    # With `history` under 6 samples the window never holds 6 values: it is judged when
+    # full, on its lows alone, not searched at every sample for ever, waiting for more.
+    m = MemoryMonitor(threshold=30, increases=4, interval=0.05, calm_samples=30, max_analyzed=3, history=4)
+    found_by_watch_all(m, str)
+    state = m._types[id(str)]
+    verdicts: list = []
+    try:
+        for sample in range(12):
+            _hold_unseen(_new_strs(f"leak{sample}", 40))
+            m.sample()
+            verdicts.append(_copy_of(state.verdict))
+            if state.verified:
+                break
+        assert verdicts[1] == (
+            b"not a leak for now: its new objects are out of the search's sight and its count has 2 samples, too "
+            b"few to tell whether it climbs (at least 4)"
+        ), verdicts
+        assert state.verified and sample == 3, verdicts
+        assert len(searches) == 2
+    finally:
+        m.close()
+        _UNSEEN.clear()
+
+
 _LEVEL_HALVES = (
     "its count does not climb: the lowest of its last 6 samples is no higher than the lowest of the 5 before"
 )
 
 
+_SHORT_LEVEL = "its count does not climb: the lowest of its last 2 samples is no higher than the lowest of the 2 before"
+
+
 @pytest.mark.parametrize(
-    ("lives", "why"),
+    ("lives", "capacity", "why"),
     [
-        ([40, 80, 120, 160, 200], "its count has 5 samples, too few to tell whether it climbs (at least 6)"),
-        ([40, 80, 120, 160, 200, 240], None),  # a steady leak
-        ([700, 580, 780, 660, 860, 740, 940, 820, 1020, 900, 1100], None),  # 40 a sample through swings of 160
-        ([600] * 11, _LEVEL_HALVES),  # a cache that filled
-        ([200, 195, 380, 195, 200, 195, 200, 580, 200, 195, 200], _LEVEL_HALVES),  # peaks rising, lows level
+        ([40, 80, 120, 160, 200], 11, "its count has 5 samples, too few to tell whether it climbs (at least 6)"),
+        ([40, 80, 120, 160, 200, 240], 11, None),  # a steady leak
+        ([700, 580, 780, 660, 860, 740, 940, 820, 1020, 900, 1100], 11, None),  # 40 a sample through swings of 160
+        ([600] * 11, 11, _LEVEL_HALVES),  # a cache that filled
+        ([200, 195, 380, 195, 200, 195, 200, 580, 200, 195, 200], 11, _LEVEL_HALVES),  # peaks rising, lows level
         (
             [209, 186, 217, 192, 220, 214, 230, 223, 217, 211, 229],  # random swings, the newer lows higher by chance
+            11,
             "its count does not climb past its swings: its last 11 samples rise in order by 1.63 standard "
             "deviations in Mann-Kendall's test, short of the 2.33 that values in random order pass 1 time in 100",
         ),
+        # a history of 4 samples: its full window, judged on its lows alone
+        ([600, 610, 620], 4, "its count has 3 samples, too few to tell whether it climbs (at least 4)"),
+        ([600, 610, 620, 630], 4, None),
+        ([600, 600, 600, 610], 4, _SHORT_LEVEL),
     ],
 )
-def test_a_count_out_of_sight_climbs_when_its_lows_and_its_order_both_rise(lives, why):
-    judged = monitor_module._no_climb(lives)
+def test_a_count_out_of_sight_climbs_when_its_lows_and_its_order_both_rise(lives, capacity, why):
+    judged = monitor_module._no_climb(lives, capacity)
     assert (None if judged is None else judged[0]) == why
 
 
