@@ -181,7 +181,7 @@ class _TypeState:
         self.high_water: int | None = None
         self.increases = 0
         self.evidence_from = 0  # its increases when a set-aside ended: those were explained
-        self.recheck_from = 0  # its increases when any set-aside ended: searched again after 2 more
+        self.recheck_from = 0  # its increases when a set-aside that awaits rises ended: searched again after 2 more
         self.aside_explains = True  # whether the set-aside in force explains the growth before it
         self.aside_awaits_rises = True  # whether its end waits for 2 new rises before a search
         self.analysing = False
@@ -376,10 +376,14 @@ def _no_climb(lives: list[int], capacity: int = _NOISE_WINDOW) -> tuple[str, int
     not), and its values rising in order past chance (Mann-Kendall's test). A pool
     swinging at random around a level passes the first test about one time in two
     (its lowest value is in either half alike), and would be verified at one of the
-    searches its higher peaks bring; both, less than one time in 100 (simulated with
-    normal and uniform swings, 6 to 11 values), while a leak adding a third of its
-    swings' size a sample passes 96 times in 100 over a full window of
-    _NOISE_WINDOW. Set aside until the window has LEAST_TO_JUDGE values, or until its
+    searches its higher peaks bring; both, less than one time in 100 for swings
+    independent of each other (normal, uniform, bursts; 6 to 11 values), more where
+    they are not: 2-9 in 100 for swings that carry on from one sample to the next
+    (autoregressive, 0.3-0.7), up to 4 when the last value is the window's highest,
+    as it is at a search a new peak brought. A leak adding half a standard deviation
+    of its swings a sample passes 93-95 times in 100 over a full window of
+    _NOISE_WINDOW, a third of one 60 times: a slow leak among large swings waits for
+    a clearer window. Set aside until the window has LEAST_TO_JUDGE values, or until its
     newer half is all samples after this one: a leak that had just begun climbs
     through them. ``capacity``: the most values its window can hold (a ``history``
     under LEAST_TO_JUDGE samples); below LEAST_TO_JUDGE, the first test alone judges

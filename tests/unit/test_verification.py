@@ -605,6 +605,25 @@ def test_a_count_out_of_sight_too_short_to_judge_is_searched_again_once_it_can_b
         _UNSEEN.clear()
 
 
+def test_a_set_aside_after_one_that_waited_for_values_waits_for_rises_again():
+    # A set-aside that only waited for enough values leaves the gate of two new rises
+    # where it was; the next set-aside, for any other reason, moves it again.
+    m = MemoryMonitor(interval=3600.0, calm_samples=3)
+    try:
+        m.start_monitoring(Held)
+        state = m._types[id(Held)]
+        state.source, state.increases = "watch_all", 5
+        m._set_growth_aside(state, Held, "too few", 2, explains=False, awaits_rises=False)
+        m._samples += 3
+        assert not m._set_aside(state) and state.recheck_from == 0 and state.evidence_from == 0
+        state.increases = 7
+        m._set_growth_aside(state, Held, "it fills a cache with a size bound")
+        m._samples += 4
+        assert not m._set_aside(state) and state.recheck_from == 7 and state.evidence_from == 7
+    finally:
+        m.close()
+
+
 @requires_engine
 def test_a_count_out_of_sight_with_a_short_history_is_judged_on_the_values_it_keeps(searches):
     # With `history` under 6 samples the window never holds 6 values: it is judged when
