@@ -539,16 +539,21 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
 
 # The containers the collector stops tracking while they hold only objects that refer
-# to none (see _judge), and the verdict on such objects when one of them leaks.
-_OUT_OF_SIGHT_CONTAINERS = ("builtins.dict", "builtins.tuple")
+# to none (see _judge), and the verdict on such objects when one of them leaks. From
+# 3.15 a frozenset of such objects is never tracked either (made so).
+_OUT_OF_SIGHT_CONTAINERS = ("builtins.dict", "builtins.tuple") + (
+    () if gc.is_tracked(frozenset((0,))) else ("builtins.frozenset",)
+)
 _HELD_THROUGH = "its new objects are held through new {name} objects, which grow too"
 _NO_RISE_SINCE_TABLED = (
     "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
     "objects made since do not pile up"
 )
 _UNSEEN_IN_LEAK = (
-    "most of its new objects are out of the search's sight, as in a dict or tuple that holds only such "
-    "objects: most likely in the new {name} objects, which leak"
+    "most of its new objects are out of the search's sight, as in a "
+    + ", ".join(name.removeprefix("builtins.") for name in _OUT_OF_SIGHT_CONTAINERS[:-1])
+    + f" or {_OUT_OF_SIGHT_CONTAINERS[-1].removeprefix('builtins.')}"
+    + " that holds only such objects: most likely in the new {name} objects, which leak"
 )
 # From 3.15 a bytearray keeps its buffer in a bytes object, which it shows no search:
 # one new bytes beside each new bytearray.
@@ -1510,9 +1515,10 @@ class MemoryMonitor:
                 return name, growing[name], _HELD_THROUGH
         if not _flags(cls) & _HAVE_GC:
             # An object that refers to none (an int, a str, bytes) is most often held by a
-            # dict or tuple: CPython takes those out of the collector's sight while they
-            # hold only such objects, and no search sees who holds them then. Beside a
-            # leak of dicts or tuples, such objects out of sight are most likely its own.
+            # dict or tuple (or from 3.15 a frozenset): CPython takes those out of the
+            # collector's sight while they hold only such objects, and no search sees who
+            # holds them then. Beside a leak of such containers, such objects out of
+            # sight are most likely its own.
             unseen = found["unresolved"] + found["hidden"]
             containers = [(name, _UNSEEN_IN_LEAK) for name in _OUT_OF_SIGHT_CONTAINERS]
             if cls is bytes and _BYTES_IN_BYTEARRAYS:
