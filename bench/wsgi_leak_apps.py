@@ -1,0 +1,172 @@
+"""Leaks of other shapes than bench/leak_apps.py's, in Flask and Django apps served by
+gunicorn, for bench/wsgi_leaks.py.
+
+    LEAK_FRAMEWORK=flask LEAK_SHAPE=closure gunicorn -w 1 wsgi_leak_apps:app   (from bench/)
+
+Each app answers ``/`` (healthy work: a JSON body, a bounded cache) and ``/work``,
+which also does the shape's work once. The middleware is added as README says,
+through each framework's adapter: ``watch_all=True``, ``interval=1.0``, the rest
+default. Both frameworks make garbage in reference cycles every request of their
+own (Flask's router: werkzeug's recursive matcher closure), so a leak of functions
+or cells shares its type with a count that saws between the collector's passes.
+``EXPECTED[shape]``: the type a report must name and the ``# ALLOC`` marker of the
+line its top path must start at.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import os
+import uuid
+
+FRAMEWORK = os.environ.get("LEAK_FRAMEWORK", "flask")
+SHAPE = os.environ.get("LEAK_SHAPE", "healthy")
+MEMTRACKER = {"path": "/debug/memory", "watch_all": True, "interval": 1.0}
+
+
+# -- the shapes ---------------------------------------------------------------
+
+HANDLERS: list = []
+BLOBS: dict = {}
+SEEN: set = set()
+
+
+def closure(n: int) -> None:
+    HANDLERS.append(lambda: n)  # ALLOC closure
+
+
+def keyed_bytes(n: int) -> None:
+    BLOBS[uuid.uuid4().hex] = os.urandom(64)  # ALLOC bytes
+
+
+@dataclasses.dataclass
+class Visit:
+    path: str
+    n: int
+
+
+class Registry:
+    by_user: collections.defaultdict = collections.defaultdict(list)
+
+
+def dataclass_in_class_attribute(n: int) -> None:
+    Registry.by_user[n % 7].append(Visit("/work", n))  # ALLOC dataclass
+
+
+def frozensets(n: int) -> None:
+    SEEN.add(frozenset({n, -n}))  # ALLOC frozenset
+
+
+class Handler:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_event(self, **kwargs) -> int:
+        return self.n
+
+
+def bound_method(n: int) -> None:
+    HANDLERS.append(Handler(n).on_event)  # ALLOC method
+
+
+def partial(n: int) -> None:
+    HANDLERS.append(functools.partial(print, n))  # ALLOC partial
+
+
+def signal_receiver(n: int) -> None:
+    if FRAMEWORK == "django":
+        from django.dispatch import Signal
+
+        signal = _SIGNALS.setdefault("order_placed", Signal())
+        signal.connect(lambda sender, **kw: n, weak=False)  # ALLOC signal-django
+    else:
+        from blinker import Signal as BlinkerSignal
+
+        signal = _SIGNALS.setdefault("order_placed", BlinkerSignal())
+        signal.connect(lambda sender, **kw: n, weak=False)  # ALLOC signal-flask
+
+
+_SIGNALS: dict = {}
+
+SHAPES = {
+    "closure": closure,
+    "bytes": keyed_bytes,
+    "dataclass": dataclass_in_class_attribute,
+    "frozenset": frozensets,
+    "method": bound_method,
+    "partial": partial,
+    "signal": signal_receiver,
+    "healthy": lambda n: None,
+}
+
+# shape => (the type a report must name, the ALLOC marker its top path starts at), by framework
+EXPECTED = {
+    "closure": ("builtins.function", "closure"),
+    "bytes": ("builtins.bytes", "bytes"),
+    "dataclass": ("wsgi_leak_apps.Visit", "dataclass"),
+    "frozenset": ("builtins.frozenset", "frozenset"),
+    "method": ("builtins.method", "method"),
+    "partial": ("functools.partial", "partial"),
+    # Django keeps a receiver as a tuple in Signal.receivers, made in connect();
+    # blinker keeps the function itself in a dict
+    "signal": ("builtins.tuple", "signal-django") if FRAMEWORK == "django" else ("builtins.function", "signal-flask"),
+    "healthy": (None, None),
+}
+
+
+# -- healthy work every request does ------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def render(n: int) -> str:
+    return f"<p>{n}</p>" * 3
+
+
+COUNTER = {"n": 0}
+
+
+def index_body() -> dict:
+    COUNTER["n"] += 1
+    n = COUNTER["n"]
+    return {"page": render(n % 2048), "items": [{"i": i, "name": f"row{i}"} for i in range(30)]}
+
+
+def work_body() -> dict:
+    COUNTER["n"] += 1
+    SHAPES[SHAPE](COUNTER["n"])
+    return {"ok": True, "n": COUNTER["n"]}
+
+
+if FRAMEWORK == "flask":
+    from flask import Flask
+
+    from memtracker_web.flask import MemoryTracker
+
+    app = Flask(__name__)
+    app.config["MEMTRACKER"] = MEMTRACKER
+    MemoryTracker(app)
+    app.add_url_rule("/", "index", index_body)
+    app.add_url_rule("/work", "work", work_body)
+else:
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.http import JsonResponse
+    from django.urls import path
+
+    settings.configure(
+        SECRET_KEY="bench-only",
+        DEBUG=False,
+        ALLOWED_HOSTS=["127.0.0.1"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=["memtracker_web.django.MemoryTrackerMiddleware", "django.middleware.common.CommonMiddleware"],
+        MEMTRACKER=MEMTRACKER,
+    )
+    django.setup()
+    urlpatterns = [
+        path("", lambda request: JsonResponse(index_body())),
+        path("work", lambda request: JsonResponse(work_body())),
+    ]
+    app = get_wsgi_application()

@@ -1,0 +1,138 @@
+"""Leaks of other shapes, in Flask and Django under gunicorn: does the monitor find each
+by itself, name its type and the line, and how fast? And do both apps stay quiet
+when healthy?
+
+For each framework and shape of bench/wsgi_leak_apps.py: ``gunicorn -w 1`` serves the
+app (its framework's adapter, ``watch_all=True``, ``interval=1.0``, the rest default),
+a client sends ``/work`` and ``/`` at up to 30 rounds a second for ``--seconds``,
+then reads ``/debug/memory?format=json`` once. Recorded: the seconds from the first
+``/work`` to the expected type's first report (one sample a second), whether that
+report's top path starts at the allocating line (the ``# ALLOC`` marker), and every
+other type reported or analysed (a report of a type that does not explain the leak is
+noise; on the healthy app, any is a false alarm).
+
+    python bench/wsgi_leaks.py [--frameworks flask django] [--shapes closure ...] [--seconds 40]
+
+Prints a Markdown table (RESULTS.md keeps one with the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SHAPES = ["closure", "bytes", "dataclass", "frozenset", "method", "partial", "signal", "healthy"]
+EXPECTED_TYPES = {  # (mirrors wsgi_leak_apps.EXPECTED, which needs the framework set to import)
+    "closure": "builtins.function",
+    "bytes": "builtins.bytes",
+    "dataclass": "wsgi_leak_apps.Visit",
+    "frozenset": "builtins.frozenset",
+    "method": "builtins.method",
+    "partial": "functools.partial",
+    "signal": {"django": "builtins.tuple", "flask": "builtins.function"},
+    "healthy": None,
+}
+
+sys.path.insert(0, HERE)
+from bench_web import free_port  # noqa: E402
+
+
+def alloc_line(marker: str) -> int:
+    with open(os.path.join(HERE, "wsgi_leak_apps.py")) as fh:
+        for number, text in enumerate(fh, 1):
+            if re.search(rf"# ALLOC {re.escape(marker)}$", text.rstrip()):
+                return number
+    raise LookupError(marker)
+
+
+def get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def run(framework: str, shape: str, seconds: float) -> dict:
+    port = free_port()
+    env = dict(os.environ, LEAK_FRAMEWORK=framework, LEAK_SHAPE=shape, PYTHONPATH=os.pathsep.join([HERE, ROOT]))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi_leak_apps:app"],
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                get(base + "/")
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{framework} {shape}: the server did not answer")
+        started = time.time()
+        rounds = 0
+        while time.time() - started < seconds:
+            began = time.time()
+            get(base + "/work")
+            get(base + "/")
+            rounds += 1
+            time.sleep(max(0.0, 1 / 30 - (time.time() - began)))
+        snapshot = json.loads(get(base + "/debug/memory?format=json"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    expected = EXPECTED_TYPES[shape]
+    if isinstance(expected, dict):
+        expected = expected[framework]
+    leaks = {leak["type"]: leak for leak in snapshot["leaks"]}
+    row: dict = {"framework": framework, "shape": shape, "expected": expected, "rounds": rounds}
+    if expected is not None and expected in leaks:
+        leak = leaks[expected]
+        row["reported"] = round(leak["first_detected_at"] - started, 1)
+        first_frame = leak["top_paths"][0]["path"][0] if leak["top_paths"] else None
+        row["first_frame"] = first_frame
+        marker = {"signal": f"signal-{framework}"}.get(shape, shape)
+        line = f"wsgi_leak_apps.py:{alloc_line(marker)} "
+        row["right_line"] = first_frame is not None and first_frame.startswith(line)
+    row["other_reports"] = sorted(name for name in leaks if name != expected)
+    row["other_analysed"] = sorted(t["type"] for t in snapshot["types"] if t["analysing"] and t["type"] != expected)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frameworks", nargs="+", default=["flask", "django"], choices=["flask", "django"])
+    parser.add_argument("--shapes", nargs="+", default=SHAPES, choices=SHAPES)
+    parser.add_argument("--seconds", type=float, default=40.0)
+    args = parser.parse_args()
+    rows = []
+    for framework in args.frameworks:
+        for shape in args.shapes:
+            row = run(framework, shape, args.seconds)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    print()
+    print(
+        "| framework | shape | expected type | first report (s) | top frame | right line | other types reported "
+        "| other types analysed |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['framework']} | {r['shape']} | {r['expected'] or '(none)'} | {r.get('reported', '-')} | "
+            f"{r.get('first_frame') or '-'} | {'yes' if r.get('right_line') else 'no' if r['expected'] else '-'} | "
+            f"{', '.join(r['other_reports']) or '-'} | {', '.join(r['other_analysed']) or '-'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
