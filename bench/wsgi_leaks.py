@@ -104,6 +104,7 @@ def run(framework: str, shape: str, seconds: float) -> dict:
         line = f"wsgi_leak_apps.py:{alloc_line(marker)} "
         row["right_line"] = first_frame is not None and first_frame.startswith(line)
     row["other_reports"] = sorted(name for name in leaks if name != expected)
+    row["other_verdicts"] = {name: leaks[name]["verdict"] for name in row["other_reports"]}
     row["other_analysed"] = sorted(t["type"] for t in snapshot["types"] if t["analysing"] and t["type"] != expected)
     return row
 

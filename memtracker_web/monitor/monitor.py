@@ -446,24 +446,35 @@ def _bounded_reason(cache: dict[str, Any]) -> str:
     return "its new objects take old ones' places in a full cache with a size bound: " + cache["holder"]
 
 
-def _collect_young_garbage() -> None:
-    """Collect the youngest generation's garbage before a sample reads its counts. Many
-    apps make reference cycles every request that are garbage at once (werkzeug's
-    router leaves a recursive closure, its functions and cells, every request), and
-    they stay counted until the collector's next pass over the youngest objects,
-    which comes every 2,000 net allocations: every few seconds under light load.
-    Read between passes, such a type's count climbs and drops by hundreds in a saw,
-    its rises must clear its drops (rise_step), and a leak of the same type a few
-    dozen a second hides in it (a Flask app under gunicorn keeping a closure a
-    request: not reported in 40 samples; collected first, at the 10th). Collected
-    first, the count holds what is still reachable, and a leak climbs through every
-    sample. A young pass is short (about 0.1 ms at 30 requests a second: only what
-    was made since the last one), and the app's own next one comes later. Not when
-    the app turned the collector off (gc.disable(), or a threshold of 0): it chose
-    not to collect. Outside the monitor's lock: the garbage's finalisers run in
-    this thread, and may call the monitor."""
-    if gc.isenabled() and gc.get_threshold()[0] > 0:
-        gc.collect(0)
+_FREE_THREADED = engine.free_threaded()
+
+
+def _collect_young_garbage() -> float:
+    """Collect the youngest generation's garbage before a sample reads its counts; the
+    seconds it took. Many apps make reference cycles every request that are garbage
+    at once (werkzeug's router leaves a recursive closure, its functions and cells,
+    every request), and they stay counted until the collector's next pass over the
+    youngest objects, which comes every 2,000 net allocations: every few seconds
+    under light load. Read between passes, such a type's count climbs and drops by
+    hundreds in a saw, its rises must clear its drops (rise_step), and a leak of the
+    same type a few dozen a second hides in it (a Flask app under gunicorn keeping a
+    closure a request: not reported in 40 samples; collected first, at the 10th).
+    Collected first, the count holds no young garbage in cycles (a cycle that lived
+    through a pass before it died waits for an older generation's, as without us),
+    and a leak climbs through every sample. A young pass is short at the default
+    threshold (about 0.1 ms at 30 requests a second: only what was made since the
+    last one; a young generation raised to 200,000 objects takes milliseconds); it
+    restarts the count toward the app's own next young pass, and counts toward the
+    next older one. Not when the app turned the collector off (gc.disable(), or a
+    threshold of 0): it chose not to collect. Not on a free-threaded build, whose
+    collector has no young generation: every pass there is of the whole heap.
+    Outside the monitor's lock: the garbage's finalisers run in this thread, and
+    may call the monitor."""
+    if not gc.isenabled() or gc.get_threshold()[0] <= 0 or _FREE_THREADED:
+        return 0.0
+    started = time.perf_counter()
+    gc.collect(0)
+    return time.perf_counter() - started
 
 
 def least_builtin_step(threshold: int, increases: int) -> float:
@@ -954,9 +965,9 @@ class MemoryMonitor:
         """One pass now. Returns the leak reports it produced."""
         self._after_fork_check()
         restore_a_switch_interval_left_raised()
-        started = time.perf_counter()
-        _collect_young_garbage()
+        collecting = _collect_young_garbage()  # (its finalisers' time included, not the lock's wait)
         with self._lock:
+            started = time.perf_counter() - collecting
             now = time.time()
             reports: list[dict] = []
             census = None

@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import time
-import types
 import weakref
 
 import pytest
@@ -743,7 +742,7 @@ def test_a_leak_of_closures_among_cyclic_garbage_is_reported_with_its_line(monke
     # its peaks, which must clear 3 times its drops. The monitor collects the young
     # garbage before it reads the counts, and the leak climbs through every sample.
     if not collected:  # (what the monitor did before: the saw kept it from the leak)
-        monkeypatch.setattr(monitor_module, "_collect_young_garbage", lambda: None)
+        monkeypatch.setattr(monitor_module, "_collect_young_garbage", lambda: 0.0)
     threshold = gc.get_threshold()
     gc.set_threshold(1_000_000)  # the young passes are the rounds' own, every third one
     m = MemoryMonitor(watch_all=True, watch_sample=1, interval=0.05)
@@ -756,9 +755,6 @@ def test_a_leak_of_closures_among_cyclic_garbage_is_reported_with_its_line(monke
             assert reports[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('CLOSURE-LINE')} in _kept_closure"
         else:
             assert reports == []
-            # never nominated: its peaks rose past its drops once in 25 samples
-            assert id(types.FunctionType) not in m._types
-            assert m._watch[id(types.FunctionType)].increases < m.discover_after
     finally:
         gc.set_threshold(*threshold)
         m.close()
