@@ -38,6 +38,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def alloc_line(source: str, marker: str) -> int:
+    """The line of bench/``source`` that ends with ``# ALLOC <marker>``: where a leak
+    app allocates what leaks, the first frame its report's top path must name."""
+    with open(os.path.join(ROOT, "bench", source)) as fh:
+        for number, text in enumerate(fh, 1):
+            if re.search(rf"# ALLOC {re.escape(marker)}$", text.rstrip()):
+                return number
+    raise LookupError(marker)
+
+
 def start(mode: str, interval: float = 60.0, sample: int = 64) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = dict(

@@ -41,26 +41,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_web import free_port  # noqa: E402
+from bench_web import alloc_line, free_port, get  # noqa: E402
 from leak_apps import EXPECTED  # noqa: E402
-
-
-def alloc_line(marker: str) -> int:
-    with open(os.path.join(HERE, "leak_apps.py")) as fh:
-        for number, text in enumerate(fh, 1):
-            if re.search(rf"# ALLOC {re.escape(marker)}$", text.rstrip()):
-                return number
-    raise LookupError(marker)
-
-
-def get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
@@ -222,7 +208,7 @@ def run_shape(
         "set_aside": set(),
     }
     want, marker = EXPECTED[shape]
-    line = alloc_line(marker) if marker else None
+    line = alloc_line("leak_apps.py", marker) if marker else None
     clock = {"started": None}
     tail: list = []
 

@@ -9,8 +9,8 @@ through each framework's adapter: ``watch_all=True``, ``interval=1.0``, the rest
 default. Both frameworks make garbage in reference cycles every request of their
 own (Flask's router: werkzeug's recursive matcher closure), so a leak of functions
 or cells shares its type with a count that saws between the collector's passes.
-``EXPECTED[shape]``: the type a report must name and the ``# ALLOC`` marker of the
-line its top path must start at.
+bench/wsgi_leaks.py's ``EXPECTED[shape]``: the type a report must name and the
+``# ALLOC`` marker of the line its top path must start at.
 """
 
 from __future__ import annotations
@@ -100,21 +100,6 @@ SHAPES = {
     "signal": signal_receiver,
     "healthy": lambda n: None,
 }
-
-# shape => (the type a report must name, the ALLOC marker its top path starts at), by framework
-EXPECTED = {
-    "closure": ("builtins.function", "closure"),
-    "bytes": ("builtins.bytes", "bytes"),
-    "dataclass": ("wsgi_leak_apps.Visit", "dataclass"),
-    "frozenset": ("builtins.frozenset", "frozenset"),
-    "method": ("builtins.method", "method"),
-    "partial": ("functools.partial", "partial"),
-    # Django keeps a receiver as a tuple in Signal.receivers, made in connect();
-    # blinker keeps the function itself in a dict
-    "signal": ("builtins.tuple", "signal-django") if FRAMEWORK == "django" else ("builtins.function", "signal-flask"),
-    "healthy": (None, None),
-}
-
 
 # -- healthy work every request does ------------------------------------------
 

@@ -21,41 +21,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SHAPES = ["closure", "bytes", "dataclass", "frozenset", "method", "partial", "signal", "healthy"]
-EXPECTED_TYPES = {  # (mirrors wsgi_leak_apps.EXPECTED, which needs the framework set to import)
-    "closure": "builtins.function",
-    "bytes": "builtins.bytes",
-    "dataclass": "wsgi_leak_apps.Visit",
-    "frozenset": "builtins.frozenset",
-    "method": "builtins.method",
-    "partial": "functools.partial",
-    "signal": {"django": "builtins.tuple", "flask": "builtins.function"},
-    "healthy": None,
+# shape => the type a report must name and the ALLOC marker (in wsgi_leak_apps.py) of
+# the line its top path must start at; by framework where they differ
+EXPECTED: dict = {
+    "closure": ("builtins.function", "closure"),
+    "bytes": ("builtins.bytes", "bytes"),
+    "dataclass": ("wsgi_leak_apps.Visit", "dataclass"),
+    "frozenset": ("builtins.frozenset", "frozenset"),
+    "method": ("builtins.method", "method"),
+    "partial": ("functools.partial", "partial"),
+    # Django keeps a receiver as a tuple in Signal.receivers, made in connect();
+    # blinker keeps the function itself in a dict
+    "signal": {"django": ("builtins.tuple", "signal-django"), "flask": ("builtins.function", "signal-flask")},
+    "healthy": (None, None),
 }
+SHAPES = list(EXPECTED)
 
 sys.path.insert(0, HERE)
-from bench_web import free_port  # noqa: E402
-
-
-def alloc_line(marker: str) -> int:
-    with open(os.path.join(HERE, "wsgi_leak_apps.py")) as fh:
-        for number, text in enumerate(fh, 1):
-            if re.search(rf"# ALLOC {re.escape(marker)}$", text.rstrip()):
-                return number
-    raise LookupError(marker)
-
-
-def get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
+from bench_web import alloc_line, free_port, get  # noqa: E402
 
 
 def run(framework: str, shape: str, seconds: float) -> dict:
@@ -90,9 +79,7 @@ def run(framework: str, shape: str, seconds: float) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    expected = EXPECTED_TYPES[shape]
-    if isinstance(expected, dict):
-        expected = expected[framework]
+    expected, marker = EXPECTED[shape][framework] if isinstance(EXPECTED[shape], dict) else EXPECTED[shape]
     leaks = {leak["type"]: leak for leak in snapshot["leaks"]}
     row: dict = {"framework": framework, "shape": shape, "expected": expected, "rounds": rounds}
     if expected is not None and expected in leaks:
@@ -100,8 +87,7 @@ def run(framework: str, shape: str, seconds: float) -> dict:
         row["reported"] = round(leak["first_detected_at"] - started, 1)
         first_frame = leak["top_paths"][0]["path"][0] if leak["top_paths"] else None
         row["first_frame"] = first_frame
-        marker = {"signal": f"signal-{framework}"}.get(shape, shape)
-        line = f"wsgi_leak_apps.py:{alloc_line(marker)} "
+        line = f"wsgi_leak_apps.py:{alloc_line('wsgi_leak_apps.py', marker)} "
         row["right_line"] = first_frame is not None and first_frame.startswith(line)
     row["other_reports"] = sorted(name for name in leaks if name != expected)
     row["other_verdicts"] = {name: leaks[name]["verdict"] for name in row["other_reports"]}
