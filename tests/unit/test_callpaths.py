@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 import sysconfig
@@ -366,6 +367,42 @@ def test_ties_go_to_the_app_and_memtracker_webs_own_paths_are_left_out():
     assert build_stats(nodes, meta, 136, 136, limit=None)["top_paths"] == stats["top_paths"]  # deterministic
 
 
+@pytest.mark.parametrize(
+    ("sample_every", "counts", "order"),
+    [
+        # one object a request at each of three sites, one in 64 followed: 10, 7 and 3
+        # sampled, as Django's signal read (two tuples in Signal.connect, one in the
+        # app): the sample cannot tell them apart, and the app's line goes first
+        (64, (10, 7, 3), [20, 151, 176]),
+        (64, (3, 7, 10), [20, 176, 151]),
+        # far apart, beyond the noise (40 - 3 > 2 * sqrt(43)): the count decides; of
+        # the two left, 7 and 3 are within it again
+        (64, (40, 7, 3), [151, 20, 176]),
+        (64, (40, 30, 3), [151, 176, 20]),
+        # exact counts are not noise: 10 is more than 3
+        (1, (10, 7, 3), [151, 176, 20]),
+    ],
+)
+def test_sampled_counts_within_their_noise_go_to_the_path_that_starts_in_the_app(sample_every, counts, order):
+    from memtracker_web.core.tracker import build_stats
+
+    lib = os.path.join(sysconfig.get_paths()["purelib"], "django", "dispatch", "dispatcher.py")
+    app = os.path.join(os.getcwd(), "myapp", "views.py")
+    nodes = [
+        (-1, "", 0, "", 0, 0, False),
+        (0, app, 20, "work", counts[2], counts[2], False),  # 1: the app's line makes one itself
+        (1, lib, 151, "Signal.connect", counts[0], counts[0], False),  # 2: connect, called from it
+        (1, lib, 176, "Signal.connect", counts[1], counts[1], False),  # 3: connect's other one
+    ]
+    meta = {"sample_every": sample_every, "depth": 10, "max_nodes": 100, "pruned_nodes": 0}
+    meta.update(pruned_allocations=0, overflow=0, unattributed=0)
+    count_of = dict(zip((151, 176, 20), counts, strict=True))
+    for limit in (1, 2, 3, None):
+        shown = build_stats(nodes, meta, 0, 0, limit=limit)["top_paths"]
+        assert [p["frames"][0]["lineno"] for p in shown] == order[:limit]
+        assert [p["count"] for p in shown] == [sample_every * count_of[line] for line in order[:limit]]
+
+
 def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> list[dict]:
     """The top paths as their definition reads: walk each node's chain out to the root,
     leave out ours, order by retained, total, the app's nearness, then place (the file
@@ -389,10 +426,22 @@ def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> l
         shown = [f"{display_path(nodes[j][1])}:{nodes[j][2]} in {nodes[j][3]}" for j in chain]
         paths.append((key, shown or ["<call tree full>"]))
     paths.sort(key=lambda p: p[0])
-    return [{"count": -key[0], "path": path} for key, path in paths[:limit]]
+    scale = meta["sample_every"]
+    if scale > 1:
+        # sampled: one at a time, the nearest to the app among the paths whose count is
+        # within two deviations of the largest left's (sqrt of the two counts' sum)
+        left, ordered = paths, []
+        while left and len(ordered) < min(limit or 10, 10):
+            top = -left[0][0][0]
+            close = [p for p in left if top > 0 and top + p[0][0] <= 2 * math.sqrt(top - p[0][0])] or left[:1]
+            chosen = min(close, key=lambda p: (p[0][2], left.index(p)))
+            ordered.append(chosen)
+            left = [p for p in left if p is not chosen]
+        paths = ordered + left
+    return [{"count": -key[0] * scale, "path": path} for key, path in paths[:limit]]
 
 
-def _hotspots_by_walking_each_path(nodes: list, limit: int) -> list[dict]:
+def _hotspots_by_walking_each_path(nodes: list, limit: int, scale: int = 1) -> list[dict]:
     """The hotspots as their definition reads: every frame of every path that is not ours
     adds the path's counts once (a frame twice in one path counts once), the innermost
     frame its retained count as self; most retained first, then self, then total, then place."""
@@ -418,7 +467,14 @@ def _hotspots_by_walking_each_path(nodes: list, limit: int) -> list[dict]:
             hot[places[0]][2] += retained
     ranked = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][2], -kv[1][0], kv[0]))[:limit]
     return [
-        {"filename": f, "lineno": line, "function": fn, "total_count": c[0], "count": c[1], "self_count": c[2]}
+        {
+            "filename": f,
+            "lineno": line,
+            "function": fn,
+            "total_count": c[0] * scale,
+            "count": c[1] * scale,
+            "self_count": c[2] * scale,
+        }
         for (f, line, fn), c in ranked
     ]
 
@@ -439,24 +495,26 @@ _FILES = [
             st.integers(min_value=0, max_value=10**6),  # the parent, among the nodes before
             st.integers(min_value=0, max_value=len(_FILES) - 1),
             st.integers(min_value=1, max_value=3),  # line: few, for ties
-            st.integers(min_value=0, max_value=3),  # retained
+            # retained: few values for ties; up to 60 for counts apart by more than a sample's noise
+            st.one_of(st.integers(min_value=0, max_value=3), st.integers(min_value=0, max_value=60)),
             st.integers(min_value=0, max_value=2),  # total beyond retained
         ),
         max_size=40,
     ),
-    limit=st.one_of(st.none(), st.integers(min_value=1, max_value=6)),
+    limit=st.one_of(st.none(), st.integers(min_value=1, max_value=12)),
     hotspot_limit=st.integers(min_value=0, max_value=8),
+    sample_every=st.sampled_from([1, 64]),
 )
-def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit, hotspot_limit):
+def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit, hotspot_limit, sample_every):
     from memtracker_web.core.tracker import build_stats
 
     nodes = [(-1, "", 0, "", 0, 0, False)]
     for index, (parent, file, line, retained, extra) in enumerate(shape, 1):
         nodes.append((parent % index, _FILES[file], line, f"f{line}", retained + extra, retained, False))
-    meta = {"sample_every": 1, "depth": 40, "max_nodes": 100, "pruned_nodes": 0}
+    meta = {"sample_every": sample_every, "depth": 40, "max_nodes": 100, "pruned_nodes": 0}
     meta.update(pruned_allocations=0, overflow=0, unattributed=0)
     with_places = build_stats(nodes, meta, 0, 0, limit=limit, hotspot_limit=hotspot_limit)
     shown = [{"count": p["count"], "path": p["path"]} for p in with_places["top_paths"]]
     assert shown == _stats_by_walking_each_path(nodes, meta, limit)
     assert with_places["paths"] == len(_stats_by_walking_each_path(nodes, meta, None))
-    assert with_places["hotspots"] == _hotspots_by_walking_each_path(nodes, hotspot_limit)
+    assert with_places["hotspots"] == _hotspots_by_walking_each_path(nodes, hotspot_limit, sample_every)
