@@ -227,16 +227,35 @@ def build_stats(
     # whether the innermost frame outside the stdlib and libraries is ours
     caller_is_own = [False] * count
     app = [False] * count
-    for index in range(1, count):
-        parent, filename = nodes[index][0], nodes[index][1]
-        app[index] = is_app_file(filename)
-        mine = is_own_file(filename)
-        depth[index] = depth[parent] + 1
-        if app[index]:
-            app_depth[index] = 0
-        elif app_depth[parent] >= 0:
-            app_depth[index] = app_depth[parent] + 1
-        caller_is_own[index] = mine if app[index] or mine else caller_is_own[parent]
+    # (retained, total, node, app depth: the chain's length when it has no app frame)
+    paths: list[tuple[int, int, int, int]] = []
+    own_retained = own_total = 0
+    kinds: dict[str, tuple[bool, bool]] = {}  # a file's: (the app's, ours); few files, many nodes
+    for index in range(count):
+        node = nodes[index]
+        if index:  # (the root has no frame: allocations made when the tree was full)
+            parent, filename = node[0], node[1]
+            kind = kinds.get(filename)
+            if kind is None:
+                kind = kinds[filename] = (is_app_file(filename), is_own_file(filename))
+            is_app, mine = kind
+            app[index] = is_app
+            depth[index] = depth[parent] + 1
+            if is_app:
+                app_depth[index] = 0
+            elif app_depth[parent] >= 0:
+                app_depth[index] = app_depth[parent] + 1
+            caller_is_own[index] = mine if is_app or mine else caller_is_own[parent]
+        total, retained = node[4], node[5]
+        if total == 0 and retained == 0:
+            continue
+        if caller_is_own[index]:
+            # allocated for memtracker_web itself (its bookkeeping, directly or through
+            # the stdlib, e.g. json encoding a history point): never reported as the app's
+            own_retained += retained
+            own_total += total
+            continue
+        paths.append((retained, total, index, depth[index] if app_depth[index] < 0 else app_depth[index]))
     frames: dict[int, Frame] = {}
 
     def chain_of(index: int) -> tuple[list[Frame], list[int]]:
@@ -252,20 +271,6 @@ def build_stats(
             index = nodes[index][0]
         return chain, indexes
 
-    # (retained, total, node, app depth: the chain's length when it has no app frame)
-    paths: list[tuple[int, int, int, int]] = []
-    own_retained = own_total = 0
-    for index in range(count):
-        total, retained = nodes[index][4], nodes[index][5]
-        if total == 0 and retained == 0:
-            continue
-        if caller_is_own[index]:
-            # allocated for memtracker_web itself (its bookkeeping, directly or through
-            # the stdlib, e.g. json encoding a history point): never reported as the app's
-            own_retained += retained
-            own_total += total
-            continue
-        paths.append((retained, total, index, depth[index] if app_depth[index] < 0 else app_depth[index]))
     # Most retained first; a tie goes to the path whose allocation is nearest the
     # app's own code (not the stdlib's or a library's), then by place, deterministically.
     # The places are read only for the paths that could be shown: those within `limit`
