@@ -1024,6 +1024,46 @@ def test_ints_in_leaking_frozensets_are_that_leaks_whether_the_collector_sees_th
         _SEEN_PAIRS.clear()
 
 
+_HOARD: dict = {}  # a leak of ints: a dict of ints (untracked before 3.14)
+_LATEST: list = [()]  # or one tuple of them, replaced a sample: out of sight everywhere
+_FEW: list = []  # an unrelated leak of 3 containers a sample, 2 new ints each
+
+
+@requires_engine
+@pytest.mark.parametrize("holder", ["dict", "one tuple"])
+@pytest.mark.parametrize("container", [frozenset, tuple])
+def test_a_small_leak_of_containers_does_not_explain_a_larger_leak_of_ints_kept_elsewhere(
+    verifying_monitor, container, holder
+):
+    # 60 new ints a sample kept where no search sees who holds them, beside an unrelated
+    # leak of 3 frozensets (or tuples) a sample: those hold 6 of the 60, and the ints
+    # were explained away as theirs (the out-of-sight rule compared no amounts).
+    m = verifying_monitor
+    found_by_watch_all(m, int)
+    found_by_watch_all(m, container)
+    ints, boxes = m._types[id(int)], m._types[id(container)]
+    try:
+        for sample in range(40):
+            for k in range(30):
+                n = 10**7 + 1000 * sample + k
+                if holder == "dict":
+                    _HOARD[n] = n + 10**9
+                else:
+                    _LATEST[0] = (*_LATEST[0], n, n + 10**9)
+            for k in range(3):
+                n = 2 * 10**7 + 1000 * sample + k
+                _FEW.append(container((n, -n)))
+            m.sample()
+            if boxes.verified and (ints.verified or ints.explained_by):
+                break
+        assert boxes.verified, boxes.verdict
+        assert ints.verified and ints.explained_by is None, ints.verdict
+    finally:
+        _HOARD.clear()
+        _FEW.clear()
+        _LATEST[0] = ()
+
+
 class _Node:
     pass
 
