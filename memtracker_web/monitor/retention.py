@@ -388,6 +388,26 @@ def _is_bookkeeping(holder: Any) -> bool:
     return any(BOOKKEEPING in vars(klass) for klass in type(holder).__mro__)
 
 
+def _through_others(path: list[Any]) -> bool:
+    """Whether a chain (root first) passes, between its root and its object, through an
+    object of a class another package or the app defines in Python code (a
+    ``logging.Logger``, whose manager is logging's, shared by all): not containers
+    (subclasses too: a ``Counter``), nor C types (functions, methods, cells), nor ours."""
+    for holder in path[1:-1]:
+        kind = type(holder)
+        if (
+            _TYPE_FLAGS(kind) & _HEAPTYPE
+            and not issubclass(kind, _PLAIN_CONTAINERS)
+            and not type_module(kind).startswith(f"{_OWN_PACKAGE}.")
+        ):
+            return True
+    return False
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or type()
+_TYPE_FLAGS = type.__dict__["__flags__"].__get__  # (a metaclass's own __flags__ runs no code here)
+
+
 _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
 
 
@@ -730,10 +750,26 @@ class _Search:
         found = self.suspended.get(id(root))
         if found is not None:
             return found[1]
+        return "own" if self.is_own_global(root) else None
+
+    def is_own_global(self, root: Any) -> bool:
+        """Whether ``root`` is a module namespace or a class of memtracker_web's."""
         name = self.modules.get(id(root))
-        if name is None and issubclass(kind, type):
+        if name is None and issubclass(type(root), type):
             name = type_module(root)
-        return "own" if isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE else None
+        return isinstance(name, str) and name.split(".")[0] == _OWN_PACKAGE
+
+    def chain_kind(self, path: list[Any]) -> str | None:
+        """What a chain (root first) says of its object: "own" when it is held in
+        memtracker_web's tables, or from a global of ours through nothing but plain
+        containers and our own objects; "library frame" (see root_kind); None for the
+        app's. A global of ours that reaches it through another's object is no
+        bookkeeping of ours: our module's ``logger`` holds a ``logging.Logger``, whose
+        manager holds every logger the app makes."""
+        kind = _own_inside(path) or self.root_kind(path[0])
+        if kind == "own" and not _own_inside(path) and _through_others(path):
+            return None
+        return kind
 
     def mostly_not_the_apps(self, resolved: dict[int, bool]) -> bool:
         """Whether the chains found show at least half of each group's objects are not
@@ -750,7 +786,7 @@ class _Search:
         """Whether a chain (root first) shows its object is not the app's: held through
         the monitor's own tables, by a bounded cache (full or not), or from a frame of
         the standard library's or an installed package's (see ``result``)."""
-        kind = _own_inside(path) or self.root_kind(path[0])
+        kind = self.chain_kind(path)
         return kind is not None or self.bounded_holder(path) is not None
 
     def bounded_holder(self, path: list[Any]) -> tuple[str, float, Any] | None:
@@ -957,11 +993,17 @@ class _Search:
         return None if path is None else self.text_of(path)
 
     def path_of(self, target: Any) -> list[Any] | None:
-        """The objects from a root down to ``target``, or None if none was reached; through
-        a running function's local variable only where nothing else reaches it."""
-        return self.shortest_path(target, False) or (self.shortest_path(target, True) if self.local_up else None)
+        """The objects from a root down to ``target``, or None if none was reached; from a
+        global of ours through another's object (see chain_kind) only where no other
+        root reaches it; through a running function's local variable only where nothing
+        else does."""
+        return (
+            self.shortest_path(target, False, False)
+            or self.shortest_path(target, False)
+            or (self.shortest_path(target, True) if self.local_up else None)
+        )
 
-    def shortest_path(self, target: Any, with_locals: bool) -> list[Any] | None:
+    def shortest_path(self, target: Any, with_locals: bool, via_others_from_ours: bool = True) -> list[Any] | None:
         # breadth first up the holders found: the shortest chain to a root
         paths = [[target]]  # target, its holder, that one's holder, ...
         visited = {id(target)}
@@ -977,6 +1019,12 @@ class _Search:
                         continue
                     visited.add(id(holder))
                     if id(holder) in self.roots or (with_locals and id(holder) in self.local_roots):
+                        if (
+                            not via_others_from_ours
+                            and self.is_own_global(holder)
+                            and _through_others([holder, *reversed(candidate)])
+                        ):
+                            continue  # (another root may reach it: the first pass looks no further up here)
                         path = candidate + [holder]
                         break
                     longer.append(candidate + [holder])
@@ -1073,7 +1121,7 @@ class _Search:
                 chains[text] += 1
                 # each object in one of these at most: our own, a bounded cache's, a
                 # library function's at work, or the app's (kept)
-                kind = _own_inside(path) or self.root_kind(path[0])
+                kind = self.chain_kind(path)
                 room = None if kind == "own" else self.bounded_holder(path)
                 if room is not None:
                     bounded[room[0]] += 1

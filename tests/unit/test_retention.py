@@ -478,6 +478,50 @@ def test_objects_in_our_tables_held_by_a_local_variable_are_our_own():
     assert find_retainers(plain[:])["roots"] == {"own": 0, "library frame": 0}
 
 
+class Manager:  # as logging's: one manager, shared by every logger, holds them all
+    def __init__(self) -> None:
+        self.loggers: dict = {}
+
+
+class Logger:
+    manager = Manager()
+
+
+def test_what_a_global_of_ours_reaches_through_anothers_object_is_not_ours(monkeypatch):
+    # memtracker_web's modules keep a logging.Logger (``logger = logging.getLogger(...)``),
+    # whose manager holds every logger the app makes: a logger leak was set aside as our
+    # own bookkeeping when the search reached it from our module's global first
+    from memtracker_web.core import naming
+
+    ours = Logger()
+    ours.manager = Logger.manager  # (logging sets each logger's manager on the instance)
+    made = [Logger() for _ in range(5)]
+    registry = Logger.manager.loggers
+    registry.update((f"shop.{n}", logger) for n, logger in enumerate(made))
+    monkeypatch.setattr(naming, "logger", ours, raising=False)
+    try:
+        found = find_retainers(made[:])
+        assert found["roots"] == {"own": 0, "library frame": 0}
+        through_logging = f"{MOD}.Logger.manager -> {MOD}.Manager.loggers -> builtins.dict[key] -> {MOD}.Logger"
+        assert chains(found) == {through_logging: 5}
+        # with our global the only root: the app's all the same, named as reached
+        monkeypatch.setattr(Logger, "manager", None)
+        found = find_retainers(made[:])
+        assert found["roots"] == {"own": 0, "library frame": 0}
+        assert chains(found) == {
+            f"memtracker_web.core.naming.logger -> {MOD}.Logger.manager -> {MOD}.Manager.loggers "
+            f"-> builtins.dict[key] -> {MOD}.Logger": 5
+        }
+        # and through our own objects and plain containers only, it is ours
+        tables = Tables()
+        tables.rows.extend(made)
+        monkeypatch.setattr(naming, "logger", tables)
+        ours.manager = None
+        assert find_retainers(made[:])["roots"] == {"own": 5, "library frame": 0}
+    finally:
+        registry.clear()
+
+
 class Alerts:  # an app's object the monitor was given (an on_leak callback's owner)
     def __init__(self) -> None:
         self.sent: list = []
