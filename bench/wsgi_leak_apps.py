@@ -10,7 +10,8 @@ default. Both frameworks make garbage in reference cycles every request of their
 own (Flask's router: werkzeug's recursive matcher closure), so a leak of functions
 or cells shares its type with a count that saws between the collector's passes.
 bench/wsgi_leaks.py's ``EXPECTED[shape]``: the type a report must name and the
-``# ALLOC`` marker of the line its top path must start at.
+``# ALLOC`` marker of the line its top path must start at (for a library's objects, the
+logger and the metric label, the line of the app's own code its top path names first).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import logging
 import os
 import uuid
+
+from prometheus_client import CollectorRegistry, Counter
 
 FRAMEWORK = os.environ.get("LEAK_FRAMEWORK", "flask")
 SHAPE = os.environ.get("LEAK_SHAPE", "healthy")
@@ -31,6 +35,7 @@ MEMTRACKER = {"path": "/debug/memory", "watch_all": True, "interval": 1.0}
 HANDLERS: list = []
 BLOBS: dict = {}
 SEEN: set = set()
+CHECKOUTS = Counter("checkouts", "Checkouts by path", ["path"], registry=CollectorRegistry())
 
 
 def closure(n: int) -> None:
@@ -90,6 +95,17 @@ def signal_receiver(n: int) -> None:
 
 _SIGNALS: dict = {}
 
+
+def logger_per_call(n: int) -> None:
+    # a logger named after the request: logging's manager keeps every one for ever
+    logging.getLogger(f"shop.checkout.{n}").debug("start")  # ALLOC logger
+
+
+def metric_label(n: int) -> None:
+    # a label value per distinct URL: prometheus_client keeps a child metric for each
+    CHECKOUTS.labels(path=f"/cart/{n}").inc()  # ALLOC metric-label
+
+
 SHAPES = {
     "closure": closure,
     "bytes": keyed_bytes,
@@ -98,6 +114,8 @@ SHAPES = {
     "method": bound_method,
     "partial": partial,
     "signal": signal_receiver,
+    "logger": logger_per_call,
+    "metric-label": metric_label,
     "healthy": lambda n: None,
 }
 
