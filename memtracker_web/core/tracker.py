@@ -181,8 +181,10 @@ def _within_noise(larger: int, smaller: int) -> bool:
     """Whether two retained counts of sampled paths (in sampled objects) may be the
     same rate seen through the sample: each is about Poisson, so their difference has
     a standard deviation of about sqrt(larger + smaller). (Three sites making one
-    object a request each read 10, 7 and 3 sampled objects after 20 requests.)"""
-    return larger > 0 and larger - smaller <= NOISE_DEVIATIONS * math.sqrt(larger + smaller)
+    object a request each read 10, 7 and 3 sampled objects after 20 requests.) A path
+    that keeps none is no tie of one that keeps some: a leak's path would give its
+    place to a site of short-lived objects nearer the app."""
+    return smaller > 0 and larger - smaller <= NOISE_DEVIATIONS * math.sqrt(larger + smaller)
 
 
 def _nearest_the_app_within_noise(ranked: list, picks: int) -> list:
@@ -255,7 +257,9 @@ def build_stats(
             own_retained += retained
             own_total += total
             continue
-        paths.append((retained, total, index, depth[index] if app_depth[index] < 0 else app_depth[index]))
+        # (how near the app: the root's allocations have no frames, the farthest of all)
+        near_app = app_depth[index] if app_depth[index] >= 0 else depth[index] if index else count
+        paths.append((retained, total, index, near_app))
     frames: dict[int, Frame] = {}
 
     def chain_of(index: int) -> tuple[list[Frame], list[int]]:
@@ -284,9 +288,9 @@ def build_stats(
         if candidates:
             last = near(candidates[-1])
             taken = {p[2] for p in candidates}
-            # (the smallest count shown but 0 is the widest noise: the margin grows
-            # slower than the count)
-            least = min((p[0] for p in candidates if p[0] > 0), default=0)
+            # (the smallest count shown is the widest noise: the margin grows slower
+            # than the count)
+            least = min((p[0] for p in candidates), default=0)
             candidates += [
                 p
                 for p in paths

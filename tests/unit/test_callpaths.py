@@ -403,6 +403,32 @@ def test_sampled_counts_within_their_noise_go_to_the_path_that_starts_in_the_app
         assert [p["count"] for p in shown] == [sample_every * count_of[line] for line in order[:limit]]
 
 
+def test_a_path_that_keeps_none_or_has_no_frames_does_not_take_a_tie_from_the_apps_side():
+    from memtracker_web.core.tracker import build_stats
+
+    lib = os.path.join(sysconfig.get_paths()["purelib"], "somelib", "store.py")
+    app = os.path.join(os.getcwd(), "myapp", "views.py")
+    meta = {"sample_every": 64, "depth": 10, "max_nodes": 100, "pruned_nodes": 0}
+    meta.update(pruned_allocations=0, overflow=0, unattributed=0)
+    # the app's line makes short-lived objects (none kept), a library called from it
+    # keeps 3 sampled: the library's path first (a report needs a first path that keeps some)
+    nodes = [
+        (-1, "", 0, "", 0, 0, False),
+        (0, app, 10, "view", 40, 0, False),
+        (1, lib, 99, "Store.add", 3, 3, False),
+    ]
+    assert [p["count"] for p in build_stats(nodes, meta, 0, 0, limit=3)["top_paths"]] == [192, 0]
+    # allocations made while the tree was full (the root's, no frames) are nearest nothing:
+    # within the noise, the app's path and then the library's go first
+    nodes = [
+        (-1, "", 0, "", 7, 7, False),
+        (0, app, 10, "view", 12, 12, False),
+        (0, lib, 99, "Store.add", 9, 9, False),
+    ]
+    shown = build_stats(nodes, meta, 0, 0, limit=3)["top_paths"]
+    assert [p["path"][0].split(":")[0] for p in shown] == ["myapp/views.py", "somelib/store.py", "<call tree full>"]
+
+
 def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> list[dict]:
     """The top paths as their definition reads: walk each node's chain out to the root,
     leave out ours, order by retained, total, the app's nearness, then place (the file
@@ -421,7 +447,7 @@ def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> l
         if decided and is_own_file(nodes[decided[0]][1]):
             continue
         app = [k for k, j in enumerate(chain) if is_app_file(nodes[j][1])]
-        near = app[0] if app else len(chain)
+        near = app[0] if app else len(chain) if chain else math.inf  # (no frames: the tree was full)
         key = (-retained, -total, near, [display_path(nodes[j][1]) for j in chain], [nodes[j][2] for j in chain])
         shown = [f"{display_path(nodes[j][1])}:{nodes[j][2]} in {nodes[j][3]}" for j in chain]
         paths.append((key, shown or ["<call tree full>"]))
@@ -433,7 +459,7 @@ def _stats_by_walking_each_path(nodes: list, meta: dict, limit: int | None) -> l
         left, ordered = paths, []
         while left and len(ordered) < min(limit or 10, 10):
             top = -left[0][0][0]
-            close = [p for p in left if top > 0 and top + p[0][0] <= 2 * math.sqrt(top - p[0][0])] or left[:1]
+            close = [p for p in left if -p[0][0] > 0 and top + p[0][0] <= 2 * math.sqrt(top - p[0][0])] or left[:1]
             chosen = min(close, key=lambda p: (p[0][2], left.index(p)))
             ordered.append(chosen)
             left = [p for p in left if p is not chosen]
@@ -504,11 +530,13 @@ _FILES = [
     limit=st.one_of(st.none(), st.integers(min_value=1, max_value=12)),
     hotspot_limit=st.integers(min_value=0, max_value=8),
     sample_every=st.sampled_from([1, 64]),
+    at_root=st.tuples(st.integers(min_value=0, max_value=8), st.integers(min_value=0, max_value=2)),
 )
-def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit, hotspot_limit, sample_every):
-    from memtracker_web.core.tracker import build_stats
+def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit, hotspot_limit, sample_every, at_root):
+    from memtracker_web.core.tracker import NOISE_DEVIATIONS, build_stats
 
-    nodes = [(-1, "", 0, "", 0, 0, False)]
+    # (the root's counts: allocations made while the tree was full, a path without frames)
+    nodes = [(-1, "", 0, "", at_root[0] + at_root[1], at_root[0], False)]
     for index, (parent, file, line, retained, extra) in enumerate(shape, 1):
         nodes.append((parent % index, _FILES[file], line, f"f{line}", retained + extra, retained, False))
     meta = {"sample_every": sample_every, "depth": 40, "max_nodes": 100, "pruned_nodes": 0}
@@ -518,3 +546,9 @@ def test_top_paths_are_those_of_walking_each_path_on_any_tree(shape, limit, hots
     assert shown == _stats_by_walking_each_path(nodes, meta, limit)
     assert with_places["paths"] == len(_stats_by_walking_each_path(nodes, meta, None))
     assert with_places["hotspots"] == _hotspots_by_walking_each_path(nodes, hotspot_limit, sample_every)
+    # whatever the tie rule: a path that keeps none never goes before one that keeps some,
+    # and a count comes after a larger one only when the two are within the noise
+    counts = [p["count"] // sample_every for p in with_places["top_paths"]]
+    for before, after in zip(counts, counts[1:], strict=False):
+        assert before > 0 or after == 0
+        assert after <= before or (sample_every > 1 and after - before <= NOISE_DEVIATIONS * math.sqrt(after + before))
