@@ -46,6 +46,8 @@ RETAINER_SAMPLE = 20
 # Objects of a leaking container looked into for how many objects of a type out of
 # the search's sight each holds (_holds_its_growth).
 CONTAINERS_LOOKED_AT = 64
+# Values of each count whose changes' median is its growth a sample there (5 changes)
+_GROWTH_VALUES = 6
 OWN_BOOKKEEPING = "its new objects are memtracker_web's own bookkeeping"
 RETAINER_BUDGET = 2.0
 # Before a type watch-all found is analysed or reported: samples its new objects
@@ -1555,19 +1557,25 @@ class MemoryMonitor:
         self, holder: _TypeState | _WatchState, cls: type, state: _TypeState, each: float | None = None
     ) -> bool:
         """Whether the new objects of a leaking container type (``holder``) can hold
-        at least half of what ``state`` (objects of ``cls``) grows by a sample: the median
-        number of ``cls`` objects its tabled live objects refer to (not the mean: one
-        tuple of thousands, replaced each request and growing by one, holds most of
-        them and is not its leak), times its growth a sample. A few frozensets leaking
-        beside sixty new ints a sample kept elsewhere do not explain those ints.
+        at least half of what ``state`` (objects of ``cls``) grows by a sample: the mean
+        number of ``cls`` objects its tabled live objects refer to, each counted up to
+        that growth (one tuple of thousands, replaced each request, is among them and is
+        not its leak; a mix of sizes is), times its growth a sample. A few frozensets
+        leaking beside sixty new ints a sample kept elsewhere do not explain those ints.
         ``each``: how many each holds when known (a bytearray's buffer, one bytes, is
-        no referent). Unknown (fewer than two values of either count, its objects not
-        tabled, or none alive): the out-of-sight rule alone decides."""
+        no referent). Unknown, and the out-of-sight rule alone decides: either count an
+        estimate (watch-all sampling built-ins: they move by its steps), fewer than two
+        values of either, its objects not tabled or none alive."""
         container = holder.ref()
         if container is None:
             return False
-        own_lives = state.last_lives()[-4:]
-        lives = (holder.last_lives() if isinstance(holder, _TypeState) else holder.recent)[-4:]
+        if self._watching_sample > 1 and any(
+            (isinstance(s, _WatchState) or s.by_watch) and not counted_exactly_by_watch_all(kind)
+            for s, kind in ((holder, container), (state, cls))
+        ):
+            return True
+        own_lives = state.last_lives()[-_GROWTH_VALUES:]
+        lives = (holder.last_lives() if isinstance(holder, _TypeState) else holder.recent)[-_GROWTH_VALUES:]
         if len(own_lives) < 2 or len(lives) < 2:
             return True
         own_growth = growth_per_sample(own_lives)
@@ -1584,7 +1592,7 @@ class MemoryMonitor:
                 objects.clear()
             if not held:
                 return True
-            each = statistics.median(held)
+            each = sum(min(n, own_growth) for n in held) / len(held)
         return each * container_growth * 2 >= own_growth
 
     def _regroup_under(self, root: _TypeState) -> None:
