@@ -388,23 +388,37 @@ def _is_bookkeeping(holder: Any) -> bool:
     return any(BOOKKEEPING in vars(klass) for klass in type(holder).__mro__)
 
 
+_NEUTRAL, _OURS, _OTHERS = 0, 1, 2
+
+
+def _whose(holder: Any, below: int) -> int:
+    """Going up a chain: _OURS or _OTHERS when ``holder`` is an object of ours or of
+    another's Python class (see _through_others), else what was nearest the root below it."""
+    kind = type(holder)
+    if type_module(kind).split(".")[0] == _OWN_PACKAGE:
+        return _OURS
+    if _TYPE_FLAGS(kind) & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE and not issubclass(kind, _PLAIN_CONTAINERS):
+        return _OTHERS
+    return below
+
+
 def _through_others(path: list[Any]) -> bool:
-    """Whether a chain (root first) passes, between its root and its object, through an
-    object of a class another package or the app defines in Python code (a
-    ``logging.Logger``, whose manager is logging's, shared by all): not containers
-    (subclasses too: a ``Counter``), nor C types (functions, methods, cells), nor ours."""
-    for holder in path[1:-1]:
-        kind = type(holder)
-        if (
-            _TYPE_FLAGS(kind) & _HEAPTYPE
-            and not issubclass(kind, _PLAIN_CONTAINERS)
-            and not type_module(kind).startswith(f"{_OWN_PACKAGE}.")
-        ):
-            return True
-    return False
+    """Whether a chain (root first) passes, on its way down from its root and before any
+    object of memtracker_web's, through an object of a class another package or the
+    app defines in Python code (a ``logging.Logger`` our module keeps, whose manager is
+    logging's, shared by all). Not containers (subclasses too: a ``Counter``), nor C
+    types (functions, methods, cells, locks), nor ours; below an object of ours, what it
+    holds is its own (a publisher of ours keeps its prometheus_client metrics)."""
+    whose = _NEUTRAL
+    for holder in reversed(path[1:-1]):
+        whose = _whose(holder, whose)
+    return whose == _OTHERS
 
 
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or type()
+# A class made by a class statement or type() is a heap type that is not immutable; C
+# types are static, or (from 3.10) heap types made immutable (functools.partial, locks).
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__  # (a metaclass's own __flags__ runs no code here)
 
 
@@ -1004,30 +1018,31 @@ class _Search:
         )
 
     def shortest_path(self, target: Any, with_locals: bool, via_others_from_ours: bool = True) -> list[Any] | None:
-        # breadth first up the holders found: the shortest chain to a root
-        paths = [[target]]  # target, its holder, that one's holder, ...
-        visited = {id(target)}
+        # breadth first up the holders found: the shortest chain to a root. Without
+        # via_others_from_ours, a global of ours is a root only for a chain that does not
+        # pass through another's object before one of ours (_through_others); each chain
+        # then carries whose the object nearest its root so far is (_whose), and two
+        # chains through one holder but with a different answer are both followed.
+        paths: list[tuple[list[Any], int]] = [([target], _NEUTRAL)]  # target, its holder, ...
+        visited = {(id(target), _NEUTRAL)}
         path: list[Any] | None = None
         while paths and path is None:
             longer = []
-            for candidate in paths:
+            for candidate, whose in paths:
                 above = self.up.get(id(candidate[-1]), ())
                 if with_locals:
                     above = [*above, *self.local_up.get(id(candidate[-1]), ())]
                 for holder in above:
-                    if id(holder) in visited:
-                        continue
-                    visited.add(id(holder))
                     if id(holder) in self.roots or (with_locals and id(holder) in self.local_roots):
-                        if (
-                            not via_others_from_ours
-                            and self.is_own_global(holder)
-                            and _through_others([holder, *reversed(candidate)])
-                        ):
-                            continue  # (another root may reach it: the first pass looks no further up here)
+                        if not via_others_from_ours and whose == _OTHERS and self.is_own_global(holder):
+                            continue  # (another root may reach it)
                         path = candidate + [holder]
                         break
-                    longer.append(candidate + [holder])
+                    above_whose = _whose(holder, whose) if not via_others_from_ours else whose
+                    if (id(holder), above_whose) in visited:
+                        continue
+                    visited.add((id(holder), above_whose))
+                    longer.append((candidate + [holder], above_whose))
                 if path is not None:
                     break
             paths = longer

@@ -522,6 +522,36 @@ def test_what_a_global_of_ours_reaches_through_anothers_object_is_not_ours(monke
         registry.clear()
 
 
+# a class of memtracker_web's as the search reads it (its module is ours), for a publisher of
+# ours that keeps another package's objects (prometheus_client metrics)
+Publisher = type("Publisher", (), {"__module__": "memtracker_web.render.prometheus"})
+
+
+class MetricFamily:  # another package's class, made and kept by an object of ours
+    def __init__(self) -> None:
+        self.children: dict = {}
+
+
+def test_what_an_object_of_ours_keeps_through_anothers_object_and_a_second_clean_chain_stay_ours(monkeypatch):
+    from memtracker_web.core import naming
+
+    made = [Row() for _ in range(5)]
+    # a global of ours -> an object of ours -> another package's object it made -> ...:
+    # ours (a multiprocess publisher's metric children, one per label it ever published)
+    publisher = Publisher()
+    publisher.metrics = MetricFamily()
+    publisher.metrics.children.update(enumerate(made))
+    monkeypatch.setattr(naming, "publisher", publisher, raising=False)
+    assert find_retainers(made[:])["roots"] == {"own": 5, "library frame": 0}
+    monkeypatch.delattr(naming, "publisher")
+    # the same global of ours reaching them both through another's object and, as short,
+    # through containers only: the clean chain is found, and they are ours
+    other = MetricFamily()
+    other.children.update(enumerate(made))
+    monkeypatch.setattr(naming, "both", [other, [list(made)]], raising=False)
+    assert find_retainers(made[:])["roots"] == {"own": 5, "library frame": 0}
+
+
 class Alerts:  # an app's object the monitor was given (an on_leak callback's owner)
     def __init__(self) -> None:
         self.sent: list = []
