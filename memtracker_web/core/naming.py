@@ -37,6 +37,20 @@ def type_module(cls: type) -> str:
     return module if isinstance(module, str) else ""
 
 
+# A metaclass may define __flags__ as a class attribute of its own: read type's
+# descriptor, which runs no code of anyone's.
+type_flags = type.__dict__["__flags__"].__get__
+IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
+HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
+
+def is_python_class(cls: type) -> bool:
+    """A class defined in Python code (a class statement or type()): a heap type that
+    is not immutable. C types are static, or (many of the stdlib's since 3.12, and
+    functools.partial, locks) heap types made immutable, which no class statement makes."""
+    return type_flags(cls) & (HEAPTYPE | IMMUTABLETYPE) == HEAPTYPE
+
+
 def type_name(cls: type) -> str:
     """``module.QualName`` of a class; builtins as ``builtins.dict``."""
     module = getattr(cls, "__module__", None) or "builtins"

@@ -27,7 +27,7 @@ from typing import Any
 from .. import options
 from ..core import engine
 from ..core.census import BLIND_SPOTS, take_census
-from ..core.naming import resolve_type, type_module, type_name
+from ..core.naming import is_python_class, resolve_type, type_flags, type_module, type_name
 from ..core.tracker import Tracker
 from .history import History, PointRing
 from .retention import (
@@ -530,28 +530,16 @@ def change_deviation(values: list) -> float | None:
 def counted_exactly_by_watch_all(cls: type) -> bool:
     """Sampled watch-all still counts every object of a class defined in
     Python code (a mutable heap type: the engine's MT_WATCH_EXACT_TYPE)."""
-    return _flags(cls) & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE
+    return is_python_class(cls)
 
 
 def is_builtin_type(cls: type) -> bool:
     """A type defined in C (str, dict, frame, deque, asyncio's Future, a C extension's
     types), not by Python code. Many stdlib C types are heap types since 3.12, but
     they are immutable, which no class statement makes."""
-    flags = _flags(cls)
-    return not (flags & _HEAPTYPE) or bool(flags & _IMMUTABLETYPE) or type_module(cls) == "builtins"
+    return not is_python_class(cls) or type_module(cls) == "builtins"
 
 
-# A metaclass may define __flags__ as a class attribute of its own: read type's
-# descriptor, which runs no code of anyone's.
-_TYPE_FLAGS = type.__dict__["__flags__"].__get__
-
-
-def _flags(cls: type) -> int:
-    return _TYPE_FLAGS(cls)
-
-
-_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 _HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
 
 # The containers the collector stops tracking while they hold only objects that refer
@@ -1529,7 +1517,7 @@ class MemoryMonitor:
                 and holder["distinct"] >= min(3, total)
             ):
                 return name, growing[name], _HELD_THROUGH
-        if not _flags(cls) & _HAVE_GC:
+        if not type_flags(cls) & _HAVE_GC:
             # An object that refers to none (an int, a str, bytes) is most often held by a
             # dict or tuple (or from 3.15 a frozenset): CPython takes those out of the
             # collector's sight while they hold only such objects, and no search sees who

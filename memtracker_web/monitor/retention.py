@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.engine import REFERRERS_SEE_FROZEN, referrers, running_frames
-from ..core.naming import type_module, type_name
+from ..core.naming import is_python_class, type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
 __all__ = [
@@ -397,7 +397,7 @@ def _whose(holder: Any, below: int) -> int:
     kind = type(holder)
     if type_module(kind).split(".")[0] == _OWN_PACKAGE:
         return _OURS
-    if _TYPE_FLAGS(kind) & (_HEAPTYPE | _IMMUTABLETYPE) == _HEAPTYPE and not issubclass(kind, _PLAIN_CONTAINERS):
+    if is_python_class(kind) and not issubclass(kind, _PLAIN_CONTAINERS):
         return _OTHERS
     return below
 
@@ -413,13 +413,6 @@ def _through_others(path: list[Any]) -> bool:
     for holder in reversed(path[1:-1]):
         whose = _whose(holder, whose)
     return whose == _OTHERS
-
-
-# A class made by a class statement or type() is a heap type that is not immutable; C
-# types are static, or (from 3.10) heap types made immutable (functools.partial, locks).
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
-_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
-_TYPE_FLAGS = type.__dict__["__flags__"].__get__  # (a metaclass's own __flags__ runs no code here)
 
 
 _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
@@ -780,10 +773,10 @@ class _Search:
         app's. A global of ours that reaches it through another's object is no
         bookkeeping of ours: our module's ``logger`` holds a ``logging.Logger``, whose
         manager holds every logger the app makes."""
-        kind = _own_inside(path) or self.root_kind(path[0])
-        if kind == "own" and not _own_inside(path) and _through_others(path):
-            return None
-        return kind
+        if _own_inside(path):
+            return "own"
+        kind = self.root_kind(path[0])
+        return None if kind == "own" and _through_others(path) else kind
 
     def mostly_not_the_apps(self, resolved: dict[int, bool]) -> bool:
         """Whether the chains found show at least half of each group's objects are not
@@ -1011,21 +1004,19 @@ class _Search:
         global of ours through another's object (see chain_kind) only where no other
         root reaches it; through a running function's local variable only where nothing
         else does."""
-        return (
-            self.shortest_path(target, False, False)
-            or self.shortest_path(target, False)
-            or (self.shortest_path(target, True) if self.local_up else None)
-        )
+        return self.shortest_path(target, False) or (self.shortest_path(target, True) if self.local_up else None)
 
-    def shortest_path(self, target: Any, with_locals: bool, via_others_from_ours: bool = True) -> list[Any] | None:
+    def shortest_path(self, target: Any, with_locals: bool) -> list[Any] | None:
         # breadth first up the holders found: the shortest chain to a root. Without
-        # via_others_from_ours, a global of ours is a root only for a chain that does not
-        # pass through another's object before one of ours (_through_others); each chain
-        # then carries whose the object nearest its root so far is (_whose), and two
-        # chains through one holder but with a different answer are both followed.
+        # locals, a chain from a global of ours that passes through another's object
+        # before one of ours (_through_others) is kept aside and returned only if no
+        # other chain reaches a root: each chain carries whose the object nearest its
+        # root so far is (_whose), and two chains through one holder but with a
+        # different answer are both followed.
         paths: list[tuple[list[Any], int]] = [([target], _NEUTRAL)]  # target, its holder, ...
         visited = {(id(target), _NEUTRAL)}
         path: list[Any] | None = None
+        aside: list[Any] | None = None  # the shortest chain from a global of ours through another's
         while paths and path is None:
             longer = []
             for candidate, whose in paths:
@@ -1034,11 +1025,13 @@ class _Search:
                     above = [*above, *self.local_up.get(id(candidate[-1]), ())]
                 for holder in above:
                     if id(holder) in self.roots or (with_locals and id(holder) in self.local_roots):
-                        if not via_others_from_ours and whose == _OTHERS and self.is_own_global(holder):
+                        if whose == _OTHERS and self.is_own_global(holder):
+                            if aside is None:
+                                aside = candidate + [holder]
                             continue  # (another root may reach it)
                         path = candidate + [holder]
                         break
-                    above_whose = _whose(holder, whose) if not via_others_from_ours else whose
+                    above_whose = whose if with_locals else _whose(holder, whose)
                     if (id(holder), above_whose) in visited:
                         continue
                     visited.add((id(holder), above_whose))
@@ -1046,6 +1039,7 @@ class _Search:
                 if path is not None:
                     break
             paths = longer
+        path = path or aside
         if path is None:
             return None
         path.reverse()  # root first
