@@ -1024,6 +1024,20 @@ def test_ints_in_leaking_frozensets_are_that_leaks_whether_the_collector_sees_th
         _SEEN_PAIRS.clear()
 
 
+def _ints_judged_beside(m: MemoryMonitor, container: type, each_sample) -> tuple:
+    """int and ``container`` as watch-all nominates them, ``each_sample(sample)`` run
+    before each of up to 40 samples until both are judged: their states."""
+    found_by_watch_all(m, int)
+    found_by_watch_all(m, container)
+    ints, boxes = m._types[id(int)], m._types[id(container)]
+    for sample in range(40):
+        each_sample(sample)
+        m.sample()
+        if boxes.verified and (ints.verified or ints.explained_by):
+            break
+    return ints, boxes
+
+
 _HOARD: dict = {}  # a leak of ints: a dict of ints (untracked before 3.14)
 _LATEST: list = [()]  # or one tuple of them, replaced a sample: out of sight everywhere
 _FEW: list = []  # an unrelated leak of 3 containers a sample, 2 new ints each
@@ -1038,24 +1052,19 @@ def test_a_small_leak_of_containers_does_not_explain_a_larger_leak_of_ints_kept_
     # 60 new ints a sample kept where no search sees who holds them, beside an unrelated
     # leak of 3 frozensets (or tuples) a sample: those hold 6 of the 60, and the ints
     # were explained away as theirs (the out-of-sight rule compared no amounts).
-    m = verifying_monitor
-    found_by_watch_all(m, int)
-    found_by_watch_all(m, container)
-    ints, boxes = m._types[id(int)], m._types[id(container)]
+    def each_sample(sample: int) -> None:
+        for k in range(30):
+            n = 10**7 + 1000 * sample + k
+            if holder == "dict":
+                _HOARD[n] = n + 10**9
+            else:
+                _LATEST[0] = (*_LATEST[0], n, n + 10**9)
+        for k in range(3):
+            n = 2 * 10**7 + 1000 * sample + k
+            _FEW.append(container((n, -n)))
+
     try:
-        for sample in range(40):
-            for k in range(30):
-                n = 10**7 + 1000 * sample + k
-                if holder == "dict":
-                    _HOARD[n] = n + 10**9
-                else:
-                    _LATEST[0] = (*_LATEST[0], n, n + 10**9)
-            for k in range(3):
-                n = 2 * 10**7 + 1000 * sample + k
-                _FEW.append(container((n, -n)))
-            m.sample()
-            if boxes.verified and (ints.verified or ints.explained_by):
-                break
+        ints, boxes = _ints_judged_beside(verifying_monitor, container, each_sample)
         assert boxes.verified, boxes.verdict
         assert ints.verified and ints.explained_by is None, ints.verdict
     finally:
@@ -1068,19 +1077,12 @@ _RECORDS: list = []
 
 
 def _in_leaking_containers(m: MemoryMonitor, container: type, make) -> tuple:
-    """30 of ``make(n, k)`` a sample kept in a module list, int and ``container`` as
-    watch-all nominates them, until both are judged: their states."""
-    found_by_watch_all(m, int)
-    found_by_watch_all(m, container)
-    ints, boxes = m._types[id(int)], m._types[id(container)]
+    """30 of ``make(n, k)`` a sample kept in a module list, until int and ``container``
+    are judged: their states."""
     try:
-        for sample in range(40):
-            for k in range(30):
-                _RECORDS.append(make(10**8 + 1000 * sample + k, k))
-            m.sample()
-            if boxes.verified and (ints.verified or ints.explained_by):
-                break
-        return ints, boxes
+        return _ints_judged_beside(
+            m, container, lambda sample: _RECORDS.extend(make(10**8 + 1000 * sample + k, k) for k in range(30))
+        )
     finally:
         _RECORDS.clear()
 
