@@ -578,8 +578,10 @@ _BUFFERS_IN_LEAK = (
 
 
 # The fields of a _WatchState's row in its _WatchTable's numbers
-_HIGH_WATER, _INCREASES, _LAST_INCREASE, _ALLOCATIONS, _NEW_PER_SAMPLE, _RECENT = range(6)
-_ROW_FIELDS = 6
+# (_RECENT: how many of its last values are kept, up to _NOISE_WINDOW; _NEXT: where in
+# its ring of them the next one goes, so that a value noted moves none of the others)
+_HIGH_WATER, _INCREASES, _LAST_INCREASE, _ALLOCATIONS, _NEW_PER_SAMPLE, _RECENT, _NEXT = range(7)
+_ROW_FIELDS = 7
 
 
 class _RowField:
@@ -635,17 +637,17 @@ class _WatchState:
 
     def note(self, value: int) -> None:
         """Its value at this sample, kept among the last _NOISE_WINDOW."""
-        numbers, field = self.table.numbers, self.row * _ROW_FIELDS + _RECENT
-        recent, start, kept = self.table.recent, self.row * _NOISE_WINDOW, numbers[field]
-        if kept == _NOISE_WINDOW:
-            recent[start : start + kept - 1] = recent[start + 1 : start + kept]
-            kept -= 1
-        recent[start + kept] = value
-        numbers[field] = kept + 1
+        numbers, base = self.table.numbers, self.row * _ROW_FIELDS
+        at = numbers[base + _NEXT]
+        self.table.recent[self.row * _NOISE_WINDOW + at] = value
+        numbers[base + _NEXT] = 0 if at == _NOISE_WINDOW - 1 else at + 1
+        if numbers[base + _RECENT] < _NOISE_WINDOW:
+            numbers[base + _RECENT] += 1
 
     def restart_at(self, value: int) -> None:
         """Its value now is its baseline (and high-water mark): no rise before it counts."""
         self._set(_RECENT, 0)
+        self._set(_NEXT, 0)
         self.note(value)
         self.high_water = value
 
@@ -656,8 +658,12 @@ class _WatchState:
 
     def recent_values(self) -> array:
         """``recent`` as an array (no int objects)."""
-        start = self.row * _NOISE_WINDOW
-        return self.table.recent[start : start + self._field(_RECENT)]
+        start, kept = self.row * _NOISE_WINDOW, self._field(_RECENT)
+        recent = self.table.recent
+        if kept < _NOISE_WINDOW:  # (not yet round the ring: from its start)
+            return recent[start : start + kept]
+        at = start + self._field(_NEXT)  # the oldest
+        return recent[at : start + _NOISE_WINDOW] + recent[start:at]
 
     high_water = _RowField(_HIGH_WATER)
     increases = _RowField(_INCREASES)
@@ -729,7 +735,7 @@ class _WatchTable(dict):
             self.numbers.extend((0,) * _ROW_FIELDS)
             self.recent.extend((0,) * _NOISE_WINDOW)
         base = row * _ROW_FIELDS
-        self.numbers[base : base + _ROW_FIELDS] = array("q", (0, 0, 0, _UNKNOWN, 0, 0))
+        self.numbers[base : base + _ROW_FIELDS] = array("q", (0, 0, 0, _UNKNOWN, 0, 0, 0))
         try:
             state = _WatchState(self, row, cls, value, by_noise, from_zero)
         except TypeError:  # a type that refuses weak references
@@ -1810,8 +1816,9 @@ class MemoryMonitor:
 
     def _discover(self, census) -> None:
         """Watch-all: notice growing types nobody named and monitor them."""
+        sampled: set[int] = set()
         if census is not None:
-            values: list[tuple[type, int, int | None]] = [(cls, n, None) for cls, n in census.items()]
+            values: list[tuple[type, int, int | None, int | None]] = [(cls, n, None, None) for cls, n in census.items()]
         else:
             wanted = self.watch_sample  # read once: get_default_monitor may set it meanwhile
             if self._watching and self._watch_requested != wanted:
@@ -1841,31 +1848,38 @@ class MemoryMonitor:
             try:
                 # (the default, every type counted exactly, needs no type's flags)
                 exact = scale == 1
-                rows = [
-                    (cls, new, free, 1 if exact or counted_exactly_by_watch_all(cls) else scale)
-                    for cls, new, free in engine._tracker.watch_counts()
-                ]
+                rows = engine._tracker.watch_counts()
             except RuntimeError as exc:  # displaced: type pointers can't be trusted; start again
                 logger.warning("memtracker_web: watch-all restarts: %s", exc)
                 engine._tracker.watch_stop()
                 self._watching = False
                 self._watch.clear()
                 return
-            values = [(cls, (new - free) * k, new * k) for cls, new, free, k in rows]
+            if exact:
+                values = [(cls, new - free, new, free) for cls, new, free in rows]
+            else:
+                values = []
+                for cls, new, free in rows:
+                    k = 1 if counted_exactly_by_watch_all(cls) else scale
+                    values.append((cls, (new - free) * k, new * k, free * k))
             # (only for the types counted by it: more would be bookkeeping of ours that grows)
             sampled = {key for key, state in self._types.items() if state.by_watch}
-            self._estimates = {
-                id(cls): ((new - free) * k, new * k, free * k) for cls, new, free, k in rows if id(cls) in sampled
-            }
-        seen = set()
+        estimates: dict[int, tuple[int, int | None, int | None]] = {}
+        if census is None:
+            self._estimates = estimates  # (filled below; _nominate adds its type's)
+        matched = 0  # of the types read, those with a state in ``watched`` after their step
         least_step = least_builtin_step(self.threshold, self.increases) if census is None else self.threshold
         # (read once, not once a type: the loop runs for every type there is)
         monitored, watched, samples, calm = self._types, self._watch, self._samples, self.calm_samples
-        for cls, value, allocations in values:
+        for cls, value, allocations, freed in values:
             key = id(cls)
-            seen.add(key)
             if key in monitored or key in _OWN_CLASSES:
+                if key in sampled:
+                    estimates[key] = (value, allocations, freed)
+                if key in watched:
+                    matched += 1
                 continue  # monitored already, or the monitor's own bookkeeping
+            matched += 1  # (undone below where it has no state after all)
             state = watched.get(key)
             if state is None or state.ref() is not cls:
                 # A type counted exactly rises by its own noise (rise_step);
@@ -1876,6 +1890,7 @@ class MemoryMonitor:
                     state = self._watch.add(key, cls, value, by_noise, from_zero=by_noise)
                     state.builtin = not is_class
                 except TypeError:  # a type that refuses weak references
+                    matched -= 1
                     continue
                 state.count_new(allocations)
                 if key in self._recycled_ids:
@@ -1912,12 +1927,12 @@ class MemoryMonitor:
                 if state.increases >= 2:
                     self._watch.risen.add(key)
                 if state.increases >= self.discover_after and self._watch_promotions < self.max_watch_promotions:
-                    estimate = None
-                    if census is None:
-                        estimate = next(((n - f) * k, n * k, f * k) for c, n, f, k in rows if c is cls)
-                    self._nominate(cls, state, estimate)
-        for key in [k for k in self._watch if k not in seen]:
-            del self._watch[key]  # the type died
+                    matched -= 1  # (its state leaves ``watched``)
+                    self._nominate(cls, state, None if census is not None else (value, allocations, freed))
+        if len(watched) != matched:
+            seen = {id(cls) for cls, *_ in values}
+            for key in [k for k in watched if k not in seen]:
+                del watched[key]  # the type died
 
     def _nominate(
         self,
@@ -2281,8 +2296,14 @@ def resident_bytes() -> int | None:
     if _PAGE_SIZE is None:
         return None
     try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
+        # (os-level calls: a file object's layers cost more than the read, every sample;
+        # opened each time: "self" is resolved at open, and a forked child is another)
+        fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 256)
+        finally:
+            os.close(fd)
+        return int(text.split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return None
 
