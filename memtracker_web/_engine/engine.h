@@ -139,10 +139,14 @@ typedef struct {
     uint32_t is_static;     /* a static type: never freed, so its pointer needs no check */
 } MtWatchRow;
 
-/* Direct-mapped cache in front of mt_engine.watch: type pointer => counts not yet
- * added to its row (index: CREATE 0, DESTROY 1). Its first MT_FILTER_SIZE
- * entries only ever hold types whose events need nothing else (see
- * mt_watch_cacheable), so a hit there is one add. The second half, under exact
+/* Cache in front of mt_engine.watch: type pointer => counts not yet added to
+ * its row (index: CREATE 0, DESTROY 1). Its first MT_FILTER_SIZE entries only
+ * ever hold types whose events need nothing else (see mt_watch_cacheable), so
+ * a hit there is one add. They are two-way: a type sits at its index or the
+ * one beside it (MT_WATCH_OTHER_WAY), and the hook looks at the second only
+ * when the first misses. Direct-mapped, two hot types sharing an index (a few
+ * of a server's hundreds of types do, as its heap's layout falls) took turns
+ * through the slow path at every switch. The second half, under exact
  * watch-all, holds tracked classes (MT_WATCH_MARKED_ENTRY): the hook's miss
  * path counts one there when its one capture's shortcut takes the event
  * (mt_hook_watch_miss), instead of a lookup in mt_engine.watch. */
@@ -150,8 +154,15 @@ typedef struct {
     PyTypeObject *type;
     uint64_t count[2];
 } MtWatchCache;
-#define MT_WATCH_CACHE_ENTRIES (2 * MT_FILTER_SIZE)
+#define MT_WATCH_CACHE_ENTRIES (3 * MT_FILTER_SIZE)
 #define MT_WATCH_MARKED_ENTRY(tp) (&mt_engine.watch_cache[MT_FILTER_SIZE + MT_FILTER_INDEX(tp)])
+/* The third part holds finalizable types whose events need nothing else
+ * (generators, coroutines, classes with __del__: a server makes thousands a
+ * second): counted there once mt_watch_first_death says so, without the full
+ * slow path (mt_watch_final_or_full). */
+#define MT_WATCH_FINAL_ENTRY(tp) (&mt_engine.watch_cache[2 * MT_FILTER_SIZE + MT_FILTER_INDEX(tp)])
+/* The first half's second way for a type: the entry beside its own. */
+#define MT_WATCH_OTHER_WAY(tp) (&mt_engine.watch_cache[MT_FILTER_INDEX(tp) ^ 1])
 
 /* Sampled watch-all counts an object when a multiplicative hash of its
  * address falls below a limit. An object keeps its address for life, so its
@@ -253,7 +264,7 @@ typedef struct MtEngine {
     uint32_t watch_sample;  /* 1: every object counted; N: about one object in N (see MT_WATCH_SAMPLED) */
     uint32_t watch_limit;   /* an object is sampled when its address hash is below this */
     int watch_stale;        /* displaced while watching: type pointers may dangle */
-    MtWatchCache watch_cache[MT_WATCH_CACHE_ENTRIES];   /* (sizeof covers both halves) */
+    MtWatchCache watch_cache[MT_WATCH_CACHE_ENTRIES];   /* (sizeof covers every part) */
     int multi_interp;       /* another interpreter exists (refreshed at safe points) */
     /* callbacks */
     PyObject *pending_callable;     /* called by the pending call: drains queues */

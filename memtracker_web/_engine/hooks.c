@@ -377,6 +377,9 @@ mt_hook_slow_sampled(PyObject *op, PyRefTracerEvent event)
          * finaliser after it took its entry: a resurrected object's deaths
          * must pass mt_watch_first_death. */
         MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
+        if (entry->type != tp) {
+            entry = MT_WATCH_OTHER_WAY(tp);
+        }
         MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
         if (entry->type == tp && plain->type == tp && !MT_WATCH_FINALIZABLE(tp)
             && (MT_PLAIN_SKIPS(plain, op) || MT_PLAIN_TAKES(plain, op, event))) {
@@ -443,19 +446,41 @@ mt_hook_filtered(PyObject *op, PyRefTracerEvent event, void *data)
  * anything else takes the slow path, which counts it and may cache it. */
 _Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1, "the watch cache indexes its counts by event");
 
+/* An event watch-all's cache missed: a finalizable type that holds its entry
+ * in the third part is counted there when mt_watch_first_death says so (which
+ * neither calls Python nor re-enters the hook); anything else takes the full
+ * slow path. */
+static MT_NOINLINE int
+mt_watch_final_or_full(PyObject *op, PyRefTracerEvent event)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    MtWatchCache *final = MT_WATCH_FINAL_ENTRY(tp);
+    if (final->type == tp && !mt_engine.busy) {
+        if (mt_watch_first_death(op, tp, event)) {
+            final->count[(unsigned)event]++;
+        }
+        return 0;
+    }
+    return mt_hook_full(op, event);
+}
+
 /* A sampled watch-all's counted event: one add in the cache when its type is
- * there, else the full slow path, which counts it and may cache the type (it
- * never takes the slow path's shortcut, which does not count). */
+ * there (either way), else the full slow path, which counts it and may cache
+ * the type (it never takes the slow path's shortcut, which does not count). */
 static inline int
 mt_watch_cached_event(PyObject *op, PyRefTracerEvent event, MtWatchCache *cache)
 {
     uintptr_t tp = (uintptr_t)Py_TYPE(op);
-    MtWatchCache *entry = &cache[(tp >> 4) & (MT_FILTER_SIZE - 1)];
+    size_t index = (tp >> 4) & (MT_FILTER_SIZE - 1);
+    MtWatchCache *entry = &cache[index];
+    if ((uintptr_t)entry->type != tp) {
+        entry = &cache[index ^ 1];
+    }
     if ((uintptr_t)entry->type == tp && !mt_engine.busy) {
         entry->count[(unsigned)event]++;
         return 0;
     }
-    return mt_hook_full(op, event);
+    return mt_watch_final_or_full(op, event);
 }
 
 /* Exact watch-all, a type not in the cache's first half. A tracked class
@@ -470,6 +495,11 @@ static MT_NOINLINE int
 mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
 {
     PyTypeObject *tp = Py_TYPE(op);
+    MtWatchCache *other = MT_WATCH_OTHER_WAY(tp);
+    if (other->type == tp && !mt_engine.busy) {
+        other->count[(unsigned)event]++;
+        return 0;
+    }
     MtPlainEntry *plain = &mt_engine.plain_types[mt_bind_cache_index(tp)];
     MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
     if (plain->type == tp && entry->type == tp && !mt_engine.busy && !MT_WATCH_FINALIZABLE(tp)
@@ -477,7 +507,7 @@ mt_hook_watch_miss(PyObject *op, PyRefTracerEvent event)
         entry->count[(unsigned)event]++;
         return 0;
     }
-    return mt_hook_full(op, event);
+    return mt_watch_final_or_full(op, event);
 }
 
 static int

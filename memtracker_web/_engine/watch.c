@@ -5,15 +5,15 @@
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
  */
-/* Whether a type's events may be counted in the watch cache alone: not when
- * the slow path must see them too (tracked or marked types, and metatypes,
- * whose instances' deaths must be seen). Under sampled watch-all with marks,
- * a marked type may hold an entry: its events reach the cache only through
- * mt_hook_slow_sampled, which goes on to the capture. */
-MT_HOOK_ONLY int
-mt_watch_cacheable(PyTypeObject *tp)
+/* Whether nothing but watch-all's count needs to see a type's events: not
+ * when the slow path must see them too (tracked or marked types, and
+ * metatypes, whose instances' deaths must be seen). Under sampled watch-all
+ * with marks, a marked type may hold an entry: its events reach the cache only
+ * through mt_hook_slow_sampled, which goes on to the capture. */
+static inline int
+mt_watch_alone(PyTypeObject *tp)
 {
-    if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS) || MT_WATCH_FINALIZABLE(tp)) {
+    if (PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS)) {
         return 0;
     }
 #if MT_HAVE_TRACER
@@ -23,6 +23,14 @@ mt_watch_cacheable(PyTypeObject *tp)
 #endif
     return !mt_engine.filter[MT_FILTER_INDEX(tp)]
            && !(mt_engine.any_mutable && (!PyType_HasFeature(tp, Py_TPFLAGS_IMMUTABLETYPE) || tp == &PyModule_Type));
+}
+
+/* Whether a type's events may be counted in the cache's first half alone (a
+ * finalizable type's deaths must pass mt_watch_first_death: the third part). */
+MT_HOOK_ONLY int
+mt_watch_cacheable(PyTypeObject *tp)
+{
+    return !MT_WATCH_FINALIZABLE(tp) && mt_watch_alone(tp);
 }
 
 /* Move a cache entry's counts into its row; clear the entry if asked. */
@@ -47,6 +55,29 @@ mt_watch_cache_flush_all(int clear)
     for (size_t i = 0; i < MT_WATCH_CACHE_ENTRIES; i++) {
         mt_watch_cache_flush(&mt_engine.watch_cache[i], clear);
     }
+}
+
+/* Where a type goes in the cache's first half: the way that holds it already,
+ * else an empty one, else the one with fewer counts since the last read (a type
+ * seen once long ago gives way to one counted now). */
+static inline MtWatchCache *
+mt_watch_way_for(PyTypeObject *tp)
+{
+    MtWatchCache *first = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
+    MtWatchCache *second = MT_WATCH_OTHER_WAY(tp);
+    if (first->type == tp) {
+        return first;
+    }
+    if (second->type == tp) {
+        return second;
+    }
+    if (first->type == NULL) {
+        return first;
+    }
+    if (second->type == NULL) {
+        return second;
+    }
+    return first->count[0] + first->count[1] <= second->count[0] + second->count[1] ? first : second;
 }
 
 /* The slow path's count: into the type's row (made on first sight), and the
@@ -96,11 +127,21 @@ mt_watch_count(PyTypeObject *tp, int is_free)
         mt_engine.watch_rows[row].new_count++;
     }
     if (mt_watch_cacheable(tp)) {
-        MtWatchCache *entry = &mt_engine.watch_cache[MT_FILTER_INDEX(tp)];
-        mt_watch_cache_flush(entry, 0);
-        entry->type = tp;
+        MtWatchCache *entry = mt_watch_way_for(tp);
+        if (entry->type != tp) {
+            mt_watch_cache_flush(entry, 0);
+            entry->type = tp;
+        }
     }
 #if MT_HAVE_TRACER
+    else if (MT_WATCH_FINALIZABLE(tp) && mt_watch_alone(tp)) {
+        /* (this event passed mt_watch_first_death already) */
+        MtWatchCache *entry = MT_WATCH_FINAL_ENTRY(tp);
+        if (entry->type != tp) {
+            mt_watch_cache_flush(entry, 0);
+            entry->type = tp;
+        }
+    }
     else if (mt_engine.precise && mt_engine.watch_sample == 1 && (tp->tp_watched & mt_engine.mark_bit)
              && !PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS) && !MT_WATCH_FINALIZABLE(tp)) {
         /* a tracked class under exact watch-all: see mt_hook_watch_miss */
@@ -158,8 +199,9 @@ static void
 mt_watch_forget(PyTypeObject *tp)
 {
     uint32_t row;
-    MtWatchCache *entries[2] = {&mt_engine.watch_cache[MT_FILTER_INDEX(tp)], MT_WATCH_MARKED_ENTRY(tp)};
-    for (int i = 0; i < 2; i++) {
+    MtWatchCache *entries[4] = {&mt_engine.watch_cache[MT_FILTER_INDEX(tp)], MT_WATCH_OTHER_WAY(tp),
+                                MT_WATCH_MARKED_ENTRY(tp), MT_WATCH_FINAL_ENTRY(tp)};
+    for (int i = 0; i < 4; i++) {
         if (entries[i]->type == tp) {
             entries[i]->type = NULL;
             entries[i]->count[0] = entries[i]->count[1] = 0;
@@ -446,9 +488,10 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     /* Every row's type and every cached type is alive from here: a cache
      * entry goes with its row. */
     mt_watch_cache_flush_all(0);
-    for (size_t i = 0; i < MT_WATCH_CACHE_ENTRIES; i++) {
+    for (size_t i = 0; i < 2 * MT_FILTER_SIZE; i++) {
         /* a __del__ added to a class after it was cached: its events take the
-         * slow path from now on (see MT_WATCH_FINALIZABLE) */
+         * slow path from now on (see MT_WATCH_FINALIZABLE; the third part holds
+         * finalizable types, and counts their events past mt_watch_first_death) */
         PyTypeObject *tp = mt_engine.watch_cache[i].type;
         if (tp != NULL && MT_WATCH_FINALIZABLE(tp)) {
             mt_engine.watch_cache[i].type = NULL;

@@ -210,6 +210,49 @@ def test_watch_all_cache_collisions_lose_no_counts():
         _tracker.watch_stop()
 
 
+def _sharing_one_cache_set(how_many: int) -> tuple[list[type], list[type]]:
+    """``how_many`` classes whose type pointers share one pair of the watch cache's
+    entries (the engine's index, (address >> 4) & 1023, and the one beside it), and
+    the pool that keeps the others alive meanwhile."""
+    pool = [type(f"Shared{i}", (), {}) for i in range(6000)]
+    by_pair: dict[int, list[type]] = {}
+    for cls in pool:
+        by_pair.setdefault((id(cls) >> 4) & 1022, []).append(cls)
+    group = max(by_pair.values(), key=len)
+    assert len(group) >= how_many, "no cache pair shared by enough classes"
+    return group[:how_many], pool
+
+
+@pytest.mark.parametrize("sample", [1, 64])
+def test_types_sharing_a_cache_set_are_counted_exactly_whichever_way_they_sit(sample):
+    # Three and four hot types in one pair of entries: each event of one may find the
+    # other in its way; the counts stay exact, and stay so after one of them dies.
+    group, pool = _sharing_one_cache_set(4)
+    _tracker.watch_start(sample=sample)  # (classes are counted exactly at any rate)
+    try:
+        for _ in range(500):
+            for cls in group:
+                made = cls()
+                del made
+        kept = [cls() for _ in range(30) for cls in group[:3]]
+        counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
+        assert [counts[cls] for cls in group] == [(530, 500)] * 3 + [(500, 500)]
+        gone = group.pop()
+        pool.remove(gone)
+        del gone, cls, counts  # (the loop's name and the counts held it too)
+        gc.collect()  # the class dies: its entry is dropped from either way
+        for _ in range(200):
+            for cls in group:
+                made = cls()
+                del made
+        del kept
+        counts = {t: (new, free) for t, new, free in _tracker.watch_counts()}
+        assert [counts[cls] for cls in group] == [(730, 730)] * 3
+        assert not any(t.__name__.startswith("Shared") and t not in pool for t in counts)
+    finally:
+        _tracker.watch_stop()
+
+
 def _run(code: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-X", "dev", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
