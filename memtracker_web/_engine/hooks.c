@@ -449,13 +449,20 @@ _Static_assert(PyRefTracer_CREATE == 0 && PyRefTracer_DESTROY == 1, "the watch c
 /* An event watch-all's cache missed: a finalizable type that holds its entry
  * in the third part is counted there when mt_watch_first_death says so (which
  * neither calls Python nor re-enters the hook); anything else takes the full
- * slow path. */
+ * slow path. The interpreter is checked as mt_hook_full checks it: until the
+ * next safe point sees a new subinterpreter (mt_engine_refresh_interps), the
+ * unchecked hooks run in it too, and its generators (a static type, shared)
+ * must not reach the table of addresses, which another GIL may be changing. */
 static MT_NOINLINE int
 mt_watch_final_or_full(PyObject *op, PyRefTracerEvent event)
 {
     PyTypeObject *tp = Py_TYPE(op);
     MtWatchCache *final = MT_WATCH_FINAL_ENTRY(tp);
     if (final->type == tp && !mt_engine.busy) {
+        PyThreadState *ts = PyThreadState_GetUnchecked();
+        if (ts == NULL || ts->interp != mt_engine.interp) {
+            return 0;
+        }
         if (mt_watch_first_death(op, tp, event)) {
             final->count[(unsigned)event]++;
         }

@@ -135,7 +135,8 @@ mt_watch_count(PyTypeObject *tp, int is_free)
     }
 #if MT_HAVE_TRACER
     else if (MT_WATCH_FINALIZABLE(tp) && mt_watch_alone(tp)) {
-        /* (this event passed mt_watch_first_death already) */
+        /* (a hook's event passed mt_watch_first_death already; the __class__
+         * audit hook's count needs no such check) */
         MtWatchCache *entry = MT_WATCH_FINAL_ENTRY(tp);
         if (entry->type != tp) {
             mt_watch_cache_flush(entry, 0);
@@ -488,12 +489,13 @@ mt_watch_counts(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     /* Every row's type and every cached type is alive from here: a cache
      * entry goes with its row. */
     mt_watch_cache_flush_all(0);
-    for (size_t i = 0; i < 2 * MT_FILTER_SIZE; i++) {
+    for (size_t i = 0; i < MT_WATCH_CACHE_ENTRIES; i++) {
         /* a __del__ added to a class after it was cached: its events take the
-         * slow path from now on (see MT_WATCH_FINALIZABLE; the third part holds
-         * finalizable types, and counts their events past mt_watch_first_death) */
+         * slow path from now on (see MT_WATCH_FINALIZABLE), which caches it in
+         * the third part; one removed leaves the third part (its deaths need no
+         * address kept) */
         PyTypeObject *tp = mt_engine.watch_cache[i].type;
-        if (tp != NULL && MT_WATCH_FINALIZABLE(tp)) {
+        if (tp != NULL && (i < 2 * MT_FILTER_SIZE) == (MT_WATCH_FINALIZABLE(tp) != 0)) {
             mt_engine.watch_cache[i].type = NULL;
         }
     }

@@ -721,7 +721,7 @@ class _WatchTable(dict):
     def __init__(self) -> None:
         super().__init__()
         self.numbers = array("q")  # _ROW_FIELDS a row
-        self.recent = array("q")  # _NOISE_WINDOW a row, oldest first
+        self.recent = array("q")  # _NOISE_WINDOW a row, a ring (see _WatchState.recent_values)
         self.free = array("q")  # rows given back
         self.risen: set[int] = set()  # keys of states that rose twice (see MemoryMonitor._watch_risen_lately)
 

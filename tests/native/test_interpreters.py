@@ -516,6 +516,44 @@ def test_a_subinterpreter_counts_in_census_mode_and_leaves_the_main_engine_worki
 
 
 @requires_engine
+@pytest.mark.parametrize("sample", [1, 64])
+def test_a_subinterpreter_made_between_two_reads_adds_nothing_to_watch_alls_counts(tmp_path, sample):
+    # Until the next read sees it, a new subinterpreter runs under the hook that checks
+    # no interpreter; its generators (a static type, shared) must not be counted, nor
+    # reach the table of addresses kept for finalizable types' deaths.
+    pytest.importorskip("_interpreters")
+    script = rf"""
+import json, types
+import _interpreters
+from memtracker_web import _tracker
+
+def generators():  # (no generator of its own: it would count)
+    for cls, new, free in _tracker.watch_counts():
+        if cls is types.GeneratorType:
+            return new, free
+    return 0, 0
+
+_tracker.watch_start(sample={sample})
+def g():
+    yield 1
+keep = [g() for _ in range(10)]
+del keep
+before = generators()
+sub = _interpreters.create("legacy")
+_interpreters.exec(sub, "def g():\n    yield 1\nkeep = [g() for _ in range(5000)]\ndel keep\n")
+after = generators()
+_interpreters.destroy(sub)
+print(json.dumps({{"before": before, "after": after, "again": generators()}}))
+_tracker.watch_stop()
+"""
+    result = _subinterpreter_result(tmp_path, script)
+    # (at 64, generators are counted one in 64 by address: the same before and after)
+    assert result["before"] == result["after"] == result["again"]
+    if sample == 1:
+        assert result["before"] == [10, 10]
+
+
+@requires_engine
 def test_a_subinterpreter_that_imports_first_leaves_the_main_interpreter_its_engine(tmp_path):
     script = r"""
 import json, sys
