@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import uuid
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -130,6 +131,14 @@ def slow_leak(n: int) -> None:
     del batch
 
 
+SESSION_IDS: set = set()
+
+
+def str_set(n: int) -> None:
+    # a set of session ids nobody prunes: strs only, amid every request's churn of strs
+    SESSION_IDS.add(f"session-{n}-{uuid.uuid4().hex}")  # ALLOC str-set
+
+
 STOP_AFTER = 600  # requests: about 20 s of load, twice the 10 increases a report needs
 SESSIONS: list = []
 
@@ -151,6 +160,7 @@ SHAPES = {
     "task": never_ending_task,
     "traceback": traceback_chain,
     "slow": slow_leak,
+    "str-set": str_set,
     "stops": leak_that_stops,
     "healthy": lambda n: None,
 }
@@ -164,6 +174,7 @@ EXPECTED = {
     "task": ("leak_apps.Subscription", "task"),
     "traceback": ("builtins.traceback", "traceback"),
     "slow": ("leak_apps.Item", "slow"),
+    "str-set": ("builtins.str", "str-set"),
     "stops": ("leak_apps.Session", "stops"),
     "healthy": (None, None),
 }
