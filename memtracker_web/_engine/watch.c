@@ -49,6 +49,17 @@ mt_watch_cache_flush(MtWatchCache *entry, int clear)
     }
 }
 
+/* Give a cache entry to `tp`: what another type counted there goes to that
+ * type's row first. An entry that holds `tp` already keeps its counts. */
+static inline void
+mt_watch_cache_take(MtWatchCache *entry, PyTypeObject *tp)
+{
+    if (entry->type != tp) {
+        mt_watch_cache_flush(entry, 0);
+        entry->type = tp;
+    }
+}
+
 static void
 mt_watch_cache_flush_all(int clear)
 {
@@ -127,28 +138,18 @@ mt_watch_count(PyTypeObject *tp, int is_free)
         mt_engine.watch_rows[row].new_count++;
     }
     if (mt_watch_cacheable(tp)) {
-        MtWatchCache *entry = mt_watch_way_for(tp);
-        if (entry->type != tp) {
-            mt_watch_cache_flush(entry, 0);
-            entry->type = tp;
-        }
+        mt_watch_cache_take(mt_watch_way_for(tp), tp);
     }
 #if MT_HAVE_TRACER
     else if (MT_WATCH_FINALIZABLE(tp) && mt_watch_alone(tp)) {
         /* (a hook's event passed mt_watch_first_death already; the __class__
          * audit hook's count needs no such check) */
-        MtWatchCache *entry = MT_WATCH_FINAL_ENTRY(tp);
-        if (entry->type != tp) {
-            mt_watch_cache_flush(entry, 0);
-            entry->type = tp;
-        }
+        mt_watch_cache_take(MT_WATCH_FINAL_ENTRY(tp), tp);
     }
     else if (mt_engine.precise && mt_engine.watch_sample == 1 && (tp->tp_watched & mt_engine.mark_bit)
              && !PyType_FastSubclass(tp, Py_TPFLAGS_TYPE_SUBCLASS) && !MT_WATCH_FINALIZABLE(tp)) {
         /* a tracked class under exact watch-all: see mt_hook_watch_miss */
-        MtWatchCache *entry = MT_WATCH_MARKED_ENTRY(tp);
-        mt_watch_cache_flush(entry, 0);
-        entry->type = tp;
+        mt_watch_cache_take(MT_WATCH_MARKED_ENTRY(tp), tp);
     }
 #endif
 }
