@@ -540,6 +540,23 @@ def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     return (*room, cache) if room is not None else None
 
 
+def _cached_function(cache: Any) -> list | None:
+    """Where the function whose results an ``lru_cache`` keeps is: ``[filename,
+    qualified name, first line, last line]`` of its code (a list: JSON keeps it as it
+    is), so that call paths through it can be told apart (what it returns is what the
+    cache fills with); None for another cache, or a function that is not plain Python.
+    Runs none of the app's code (the wrapper's own dict, the code object's fields)."""
+    if not _is_lru_wrapper(cache):
+        return None
+    function = (_own_dict(cache) or {}).get("__wrapped__")
+    if type(function) is not types.FunctionType:
+        return None
+    code = function.__code__
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    name = getattr(code, "co_qualname", code.co_name)  # (3.11+)
+    return [code.co_filename, name, code.co_firstlineno, max(lines, default=code.co_firstlineno)]
+
+
 def _cache_holding(path: list[Any]) -> Any:
     """What may be a cache holding the last object of ``path`` (see
     ``_bounded_holder``): its holder, or for a plain dict, the lru_cache or cachetools
@@ -1112,6 +1129,7 @@ class _Search:
         chains: Counter[str] = Counter()
         bounded: Counter[str] = Counter()
         rooms: dict[str, float] = {}  # the room each bounded cache has left
+        fills: dict[str, list | None] = {}  # the function whose results each keeps (see _cached_function)
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
         kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
@@ -1135,6 +1153,8 @@ class _Search:
                 if room is not None:
                     bounded[room[0]] += 1
                     rooms[room[0]] = room[1]
+                    if room[0] not in fills:
+                        fills[room[0]] = _cached_function(room[2])
                 elif kind is not None:
                     roots[kind] += 1
                 else:
@@ -1163,7 +1183,10 @@ class _Search:
                 hidden += self.hidden(left, index, ours)
         return {
             "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
-            "bounded": [{"holder": text, "count": n, "room": rooms[text]} for text, n in bounded.most_common(top)],
+            "bounded": [
+                {"holder": text, "count": n, "room": rooms[text], "function": fills[text]}
+                for text, n in bounded.most_common(top)
+            ],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},
             "kept_by": kept.most_common(1)[0][0] if kept else None,
             "kept": kept_by_globals,

@@ -48,7 +48,7 @@ def line_of(marker: str) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def small_cache(n: int) -> bytearray:
+def small_cache(n: int) -> bytearray:  # SMALL-CACHE-DEF
     return bytearray(n + 1)
 
 
@@ -86,7 +86,9 @@ def test_a_cachetools_cache_with_room_counts_what_it_stores_not_what_its_values_
             CACHE[n] = [bytearray(n + 1)]
         assert bounded_with_room(CACHE) == "cachetools.LRUCache (3 of maxsize 10)"
         found = find_retainers([CACHE[n] for n in range(3)])
-        assert found["bounded"] == [{"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0}]
+        assert found["bounded"] == [
+            {"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0, "function": None}
+        ]
         # a value the cache keeps may grow without bound: what it holds is not the cache's
         assert find_retainers([CACHE[n][0] for n in range(3)])["bounded"] == []
         for n in range(3, 10):
@@ -114,9 +116,48 @@ def test_a_search_counts_the_objects_a_bounded_cache_holds():
     kept = [small_cache(n) for n in range(3)]
     found = find_retainers(kept)
     assert found["bounded"] == [
-        {"holder": f"functools.lru_cache {__name__}.small_cache (3 of 4)", "count": 3, "room": 1}
+        {
+            "holder": f"functools.lru_cache {__name__}.small_cache (3 of 4)",
+            "count": 3,
+            "room": 1,
+            # where the function whose results it keeps is (its def line to its last line)
+            "function": [__file__, "small_cache", line_of("SMALL-CACHE-DEF") - 1, line_of("SMALL-CACHE-DEF") + 1],
+        }
     ]
     assert found["holders"] == [{"type": "functools._lru_cache_wrapper", "objects": 3, "distinct": 1, "distance": 1.0}]
+
+
+def _path(count: int, *frames: tuple[str, int, str]) -> dict:
+    return {"count": count, "frames": [{"filename": f, "lineno": n, "function": fn} for f, n, fn in frames]}
+
+
+def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others():
+    from memtracker_web.monitor.monitor import _past_cached_functions
+
+    # (the verification saw 5 new strs in the render cache and 7 in the app's set)
+    found = {
+        "bounded": [
+            {
+                "holder": "functools.lru_cache app.render (150 of 1024)",
+                "count": 5,
+                "room": 874,
+                "function": ["/srv/app/app.py", "render", 20, 22],
+            },
+            {"holder": "collections.deque (3 of maxlen 9)", "count": 2, "room": 6, "function": None},
+        ]
+    }
+    render = _path(152, ("app.py", 21, "render"), ("app.py", 40, "index"))
+    leak = _path(128, ("app.py", 12, "str_set"), ("app.py", 44, "work"))
+    called = _path(90, ("json/encoder.py", 200, "encode"), ("app.py", 22, "render"))  # through it, deeper
+    elsewhere = _path(80, ("other.py", 21, "render"))  # another file's function of that name
+    outside = _path(70, ("app.py", 23, "render"))  # past its last line: another function's
+    none_kept = _path(0, ("app.py", 13, "str_set"))
+    ranked = [render, called, leak, elsewhere, none_kept, outside]
+    assert _past_cached_functions(ranked, found) == [leak, elsewhere, outside, render, called, none_kept]
+    # no cache seen holding the type's new objects, or no verification: as they came
+    assert _past_cached_functions(ranked, {"bounded": [{**found["bounded"][0], "count": 0}]}) == ranked
+    assert _past_cached_functions(ranked, None) == ranked
+    assert _past_cached_functions([none_kept, render], found) == [render, none_kept]
 
 
 class NotReady(Exception):
