@@ -516,23 +516,32 @@ _PATHS_PAST_A_CACHE = 3
 
 def _past_cached_functions(paths: list[dict], found: dict[str, Any] | None) -> list[dict]:
     """A report's top paths (most retained first), those through a function whose
-    results a bounded ``lru_cache`` keeps after the others that keep some: when the
-    verification search (``found``) saw new objects of the type in that cache, such a
-    path is the cache filling, not the leak its verdict names. A leak of strs in a
-    module set beside a cache of rendered strs filling as fast: the render line led the
-    report with 152 retained to the leak's 128 (leak shapes run 59), under "kept by"
-    the set. Paths that keep none stay last; the order within each part is kept."""
+    results a bounded ``lru_cache`` keeps after the others that keep some, while they
+    keep no more than the cache's bound: when the verification search (``found``) saw
+    new objects of the type in that cache, such a path is the cache filling, not the
+    leak its verdict names. A leak of strs in a module set beside a cache of rendered
+    strs filling as fast: the render line led the report with 152 retained to the
+    leak's 128 (leak shapes run 59), under "kept by" the set. A leak whose own line is
+    in the cached function gets its place back once it keeps more than the bound.
+    Paths that keep none stay last; the order within each part is kept."""
     functions = [
         b["function"] for b in (found or {}).get("bounded", ()) if b.get("function") is not None and b["count"] > 0
     ]
     if not functions:
         return paths
 
+    def in_file(raw: str, short: str) -> bool:
+        # (a path's file names are shortened to a tail of the code's own)
+        return raw == short or any(sep and raw.endswith(sep + short) for sep in (os.sep, os.altsep))
+
     def through_cache(path: dict) -> bool:
         return any(
-            frame["function"] == name and first <= frame["lineno"] <= last and filename.endswith(frame["filename"])
+            path["count"] <= function["bound"]
+            and frame["function"] == function["name"]
+            and function["lines"][0] <= frame["lineno"] <= function["lines"][1]
+            and in_file(function["file"], frame["filename"])
             for frame in path["frames"]
-            for filename, name, first, last in functions
+            for function in functions
         )
 
     return sorted(paths, key=lambda path: (path["count"] <= 0, through_cache(path)))
@@ -610,8 +619,8 @@ _NO_RISE_SINCE_TABLED = (
     "objects made since do not pile up"
 )
 _ONE_OBJECT_KEPT = (
-    "not verified yet: one of its new objects looked at is the app's, kept by {chain}: too few to tell a leak "
-    "from a variable the app overwrites; searched again after two more rises"
+    "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
+    "tell a leak from a variable the app overwrites; searched again after two more rises"
 )
 _UNSEEN_IN_LEAK = (
     "most of its new objects are out of the search's sight, as in a "
@@ -1556,12 +1565,13 @@ class MemoryMonitor:
             why, wait, awaits_rises = no_climb
             self._set_growth_aside(state, cls, f"{sight} and {why}", wait, explains=False, awaits_rises=awaits_rises)
             return
-        if chain and total - not_leak < 2:
-            # One object of the app's is what a variable it overwrites holds (a request
-            # counter's current value: its int in a module dict, found after a cache of
-            # ints filled and the count drifted up twice), and a leak holds more. Its
-            # table stays, so a slow leak's objects add up until the next search, after
-            # two more rises; nothing is set aside and its rises stay evidence.
+        if chain and total - not_leak - found.get("hidden", 0) - found.get("unresolved", 0) < 2:
+            # One object of the app's in sight is what a variable it overwrites holds (a
+            # request counter's current value: its int in a module dict, found after a
+            # cache of ints filled and the count drifted up twice), and a leak holds more.
+            # (Two such variables, two counters, still make two.) Its table stays, so a
+            # slow leak's objects add up until the next search, after two more rises;
+            # nothing is set aside and its rises stay evidence.
             state.recheck_from = state.increases
             state.verdict = _ONE_OBJECT_KEPT.format(chain=chain)
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)

@@ -540,21 +540,36 @@ def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     return (*room, cache) if room is not None else None
 
 
-def _cached_function(cache: Any) -> list | None:
-    """Where the function whose results an ``lru_cache`` keeps is: ``[filename,
-    qualified name, first line, last line]`` of its code (a list: JSON keeps it as it
-    is), so that call paths through it can be told apart (what it returns is what the
-    cache fills with); None for another cache, or a function that is not plain Python.
-    Runs none of the app's code (the wrapper's own dict, the code object's fields)."""
-    if not _is_lru_wrapper(cache):
+def _cached_function(cache: Any) -> dict[str, Any] | None:
+    """Where the function whose results an ``lru_cache`` keeps is, and the cache's
+    bound: ``{"file": ..., "name": qualified name, "lines": [first, last], "bound":
+    maxsize}``, so that call paths through it can be told apart (what it returns is
+    what the cache fills with); through other decorators that keep ``__wrapped__``
+    (``functools.wraps``), the innermost function. None for another cache, or a
+    function that is not plain Python. Runs none of the app's code (the wrappers' own
+    dicts, the code object's fields, functools' own ``cache_info``)."""
+    try:
+        if not _is_lru_wrapper(cache):
+            return None
+        bound = type(cache).cache_info(cache).maxsize
+        function = cache
+        for _ in range(16):  # (a chain of wrappers; a loop ends here)
+            inner = (_own_dict(function) or {}).get("__wrapped__")
+            if inner is None:
+                break
+            function = inner
+        if type(function) is not types.FunctionType:
+            return None
+        code = function.__code__
+        lines = [line for _, _, line in code.co_lines() if line is not None]
+        return {
+            "file": code.co_filename,
+            "name": getattr(code, "co_qualname", code.co_name),  # (3.11+)
+            "lines": [code.co_firstlineno, max(lines, default=code.co_firstlineno)],
+            "bound": bound,
+        }
+    except Exception:  # noqa: BLE001 -- an odd object: its paths are ranked as any others
         return None
-    function = (_own_dict(cache) or {}).get("__wrapped__")
-    if type(function) is not types.FunctionType:
-        return None
-    code = function.__code__
-    lines = [line for _, _, line in code.co_lines() if line is not None]
-    name = getattr(code, "co_qualname", code.co_name)  # (3.11+)
-    return [code.co_filename, name, code.co_firstlineno, max(lines, default=code.co_firstlineno)]
 
 
 def _cache_holding(path: list[Any]) -> Any:
