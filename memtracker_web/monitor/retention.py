@@ -1144,7 +1144,7 @@ class _Search:
         chains: Counter[str] = Counter()
         bounded: Counter[str] = Counter()
         rooms: dict[str, float] = {}  # the room each bounded cache has left
-        fills: dict[str, list | None] = {}  # the function whose results each keeps (see _cached_function)
+        fills: dict[str, dict[str, Any] | None] = {}  # the function whose results each keeps (see _cached_function)
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
         kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
