@@ -509,24 +509,29 @@ def _let_go_of_cached_names() -> None:
     engine.clear_type_cache()
 
 
-# Paths a report's stats take beyond the 3 it shows, so that those through a bounded
-# cache's function can give their places to others (see _past_cached_functions)
+# Call paths a leak report shows, and those its stats take beyond them when some may be
+# a bounded cache's filling, so that those can give their places to others (see
+# _past_cached_functions)
+_REPORT_PATHS = 3
 _PATHS_PAST_A_CACHE = 3
 
 
-def _past_cached_functions(paths: list[dict], found: dict[str, Any] | None) -> list[dict]:
+def _cached_functions(found: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The functions whose results a bounded cache keeps (retention's ``function``),
+    of the caches a verification search (``found``) saw holding new objects of the type."""
+    return [b["function"] for b in (found or {}).get("bounded", ()) if b.get("function") is not None and b["count"] > 0]
+
+
+def _past_cached_functions(paths: list[dict], functions: list[dict[str, Any]]) -> list[dict]:
     """A report's top paths (most retained first), those through a function whose
-    results a bounded ``lru_cache`` keeps after the others that keep some, while they
-    keep no more than the cache's bound: when the verification search (``found``) saw
-    new objects of the type in that cache, such a path is the cache filling, not the
+    results a bounded ``lru_cache`` keeps (``functions``: see _cached_functions) after
+    the others that keep some, while they keep no more than the cache's bound: when the
+    verification search saw new objects of the type in that cache, such a path is the cache filling, not the
     leak its verdict names. A leak of strs in a module set beside a cache of rendered
     strs filling as fast: the render line led the report with 152 retained to the
     leak's 128 (leak shapes run 59), under "kept by" the set. A leak whose own line is
     in the cached function gets its place back once it keeps more than the bound.
     Paths that keep none stay last; the order within each part is kept."""
-    functions = [
-        b["function"] for b in (found or {}).get("bounded", ()) if b.get("function") is not None and b["count"] > 0
-    ]
     if not functions:
         return paths
 
@@ -1155,9 +1160,11 @@ class MemoryMonitor:
             return {"top_paths": []}
         if not state.analysing or (state.source == "watch_all" and not state.verified):
             return None
-        stats = self.tracker.stats(cls, limit=3 + _PATHS_PAST_A_CACHE, hotspots=0)
-        if stats:
-            stats["top_paths"] = _past_cached_functions(stats["top_paths"], state.retainers)[:3]
+        # (more paths, and their order changed, only where a cache's filling may be among them)
+        functions = _cached_functions(state.retainers)
+        stats = self.tracker.stats(cls, limit=_REPORT_PATHS + (_PATHS_PAST_A_CACHE if functions else 0), hotspots=0)
+        if stats and functions:
+            stats["top_paths"] = _past_cached_functions(stats["top_paths"], functions)[:_REPORT_PATHS]
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
         return stats
@@ -1565,7 +1572,7 @@ class MemoryMonitor:
             why, wait, awaits_rises = no_climb
             self._set_growth_aside(state, cls, f"{sight} and {why}", wait, explains=False, awaits_rises=awaits_rises)
             return
-        if chain and total - not_leak - found.get("hidden", 0) - found.get("unresolved", 0) < 2:
+        if chain and total - not_leak - found["hidden"] - found["unresolved"] < 2:
             # One object of the app's in sight is what a variable it overwrites holds (a
             # request counter's current value: its int in a module dict, found after a
             # cache of ints filled and the count drifted up twice), and a leak holds more.

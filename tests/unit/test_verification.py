@@ -165,7 +165,7 @@ def _path(count: int, *frames: tuple[str, int, str]) -> dict:
 
 
 def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others():
-    from memtracker_web.monitor.monitor import _past_cached_functions
+    from memtracker_web.monitor.monitor import _cached_functions, _past_cached_functions
 
     # (the verification saw 5 new strs in the render cache and 7 in the app's set)
     found = {
@@ -187,15 +187,25 @@ def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others
     other_app = _path(60, ("/srv/webapp.py", 21, "render"))  # a file whose name ends alike
     none_kept = _path(0, ("app.py", 13, "str_set"))
     ranked = [render, called, leak, elsewhere, none_kept, outside, other_app]
-    assert _past_cached_functions(ranked, found) == [leak, elsewhere, outside, other_app, render, called, none_kept]
+    assert _past_cached_functions(ranked, _cached_functions(found)) == [
+        leak,
+        elsewhere,
+        outside,
+        other_app,
+        render,
+        called,
+        none_kept,
+    ]
     # a path through it that keeps more than the cache can hold is not (only) the cache's:
     # a leak whose own line is in the cached function
     beyond = _path(1500, ("app.py", 21, "render"))
-    assert _past_cached_functions([beyond, leak, render], found) == [beyond, leak, render]
+    assert _past_cached_functions([beyond, leak, render], _cached_functions(found)) == [beyond, leak, render]
     # no cache seen holding the type's new objects, or no verification: as they came
-    assert _past_cached_functions(ranked, {"bounded": [{**found["bounded"][0], "count": 0}]}) == ranked
-    assert _past_cached_functions(ranked, None) == ranked
-    assert _past_cached_functions([none_kept, render], found) == [render, none_kept]
+    assert (
+        _past_cached_functions(ranked, _cached_functions({"bounded": [{**found["bounded"][0], "count": 0}]})) == ranked
+    )
+    assert _past_cached_functions(ranked, _cached_functions(None)) == ranked
+    assert _past_cached_functions([none_kept, render], _cached_functions(found)) == [render, none_kept]
 
 
 class NotReady(Exception):
