@@ -4,6 +4,10 @@
  * Part of the one translation unit memtracker_web/_tracker.c (which includes
  * every unit in order; see there why): not compiled on its own.
  */
+/* The last layout number given (see MtTree.layout); trees are made and pruned at
+ * safe points only, with the GIL held. */
+static uint64_t mt_tree_layouts;
+
 static MtTree *
 mt_tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
 {
@@ -29,6 +33,7 @@ mt_tree_new(int depth, uint32_t sample_every, uint32_t max_nodes)
     t->max_nodes = max_nodes;
     t->depth = depth;
     t->sample_every = sample_every ? sample_every : 1;
+    t->layout = ++mt_tree_layouts;
     /* any non-zero seed; each tree its own (the first allocation's path is taken) */
     t->rng = (uint32_t)(((uintptr_t)t >> 4) * UINT64_C(2654435761)) | 1u;
     return t;

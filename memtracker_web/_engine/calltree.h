@@ -36,6 +36,7 @@ typedef struct {
     uint64_t pruned_nodes;      /* nodes removed by pruning, over the tree's life */
     uint64_t pruned_total;      /* allocations folded into ancestors by pruning */
     uint64_t unattributed;      /* sampled allocations made with no Python frame */
+    uint64_t layout;            /* names how the nodes are numbered: new for each tree and each pruning */
     int wants_prune;
 } MtTree;
 

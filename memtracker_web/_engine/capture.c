@@ -687,6 +687,7 @@ mt_capture_prune_tree(MtCaptureCore *c, uint32_t s, PyCodeObject ***drop_out, ui
     t->n_nodes = next;
     mt_tree_rebuild_children(t);
     t->wants_prune = 0;
+    t->layout = ++mt_tree_layouts;     /* the nodes were numbered again */
     /* Live objects of this slot point at old leaves. */
     MtPtrMap *om = &c->objects;
     if (om->used) {
@@ -994,61 +995,96 @@ mt_release_codes(PyCodeObject **codes, uint32_t n)
     free(codes);
 }
 
-/* The tree as a list of (parent, filename, lineno, function, total, retained, truncated).
- * Nodes are copied (with their code objects held) before any Python object is
- * built: building allocates, and allocations of this very type grow the tree. */
-static PyObject *
-MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
+/* A tree's nodes copied, their code objects held (see mt_tree_copy_free), after
+ * pruning it if it asked to be: reading builds Python objects, and allocations of
+ * the very type being read grow the tree meanwhile. */
+typedef struct {
+    MtNode *nodes;
+    uint32_t n;
+    PyObject *meta;
+    uint64_t layout;
+    PyCodeObject **drop;    /* codes pruning let go of: released after the read */
+    uint32_t n_drop;
+} MtTreeCopy;
+
+/* 1 with the copy made, 0 for a type without a tree, -1 with an exception. */
+static int
+mt_tree_copy(MtCaptureCore *c, PyObject *tp, const char *what, MtTreeCopy *out)
 {
-    int64_t s = mt_slot_arg(c, tp, "tree");
+    memset(out, 0, sizeof(*out));
+    int64_t s = mt_slot_arg(c, tp, what);
     if (s == -2) {
-        return NULL;
+        return -1;
     }
     if (s < 0 || c->slots[s].tree == NULL) {
-        Py_RETURN_NONE;
+        return 0;
     }
-    PyCodeObject **drop;
-    uint32_t n_drop;
-    mt_capture_prune_tree(c, (uint32_t)s, &drop, &n_drop);
+    mt_capture_prune_tree(c, (uint32_t)s, &out->drop, &out->n_drop);
     MtTree *t = c->slots[s].tree;
-    uint32_t n = t->n_nodes;
-    MtNode *copy = (MtNode *)malloc((size_t)n * sizeof(MtNode));
-    if (copy == NULL) {
-        mt_release_codes(drop, n_drop);
-        return PyErr_NoMemory();
+    out->n = t->n_nodes;
+    out->layout = t->layout;
+    out->nodes = (MtNode *)malloc((size_t)out->n * sizeof(MtNode));
+    if (out->nodes == NULL) {
+        mt_release_codes(out->drop, out->n_drop);
+        PyErr_NoMemory();
+        return -1;
     }
-    memcpy(copy, t->nodes, (size_t)n * sizeof(MtNode));
-    for (uint32_t i = 1; i < n; i++) {
-        Py_INCREF(copy[i].code);
+    memcpy(out->nodes, t->nodes, (size_t)out->n * sizeof(MtNode));
+    for (uint32_t i = 1; i < out->n; i++) {
+        Py_INCREF(out->nodes[i].code);
     }
     /* clang-format off */ /* one key and its value a line */
-    PyObject *meta = Py_BuildValue("{s:i,s:k,s:k,s:K,s:K,s:K,s:K}",
-                                   "depth", t->depth, "sample_every", (unsigned long)t->sample_every,
-                                   "max_nodes", (unsigned long)t->max_nodes,
-                                   "overflow", (unsigned long long)t->overflow,
-                                   "pruned_nodes", (unsigned long long)t->pruned_nodes,
-                                   "pruned_allocations", (unsigned long long)t->pruned_total,
-                                   "unattributed", (unsigned long long)t->unattributed);
+    out->meta = Py_BuildValue("{s:i,s:k,s:k,s:K,s:K,s:K,s:K}",
+                              "depth", t->depth, "sample_every", (unsigned long)t->sample_every,
+                              "max_nodes", (unsigned long)t->max_nodes,
+                              "overflow", (unsigned long long)t->overflow,
+                              "pruned_nodes", (unsigned long long)t->pruned_nodes,
+                              "pruned_allocations", (unsigned long long)t->pruned_total,
+                              "unattributed", (unsigned long long)t->unattributed);
     /* clang-format on */
-    PyObject *nodes = meta ? PyList_New(n) : NULL;
+    return 1;
+}
+
+static void
+mt_tree_copy_free(MtTreeCopy *copy)
+{
+    for (uint32_t i = 1; i < copy->n; i++) {
+        Py_DECREF(copy->nodes[i].code);
+    }
+    free(copy->nodes);
+    mt_release_codes(copy->drop, copy->n_drop);
+    Py_XDECREF(copy->meta);
+    memset(copy, 0, sizeof(*copy));
+}
+
+/* The nodes start .. n-1 of a copy as a list, each node its place (parent,
+ * filename, lineno, function) and, with `counts`, its (total, retained,
+ * truncated) after it. */
+static PyObject *
+mt_tree_copy_nodes(const MtTreeCopy *copy, uint32_t start, int counts)
+{
+    PyObject *nodes = PyList_New(copy->n - start);
     /* Many nodes are the same place reached by other paths (8,826 nodes, 1,342
      * places in a dict tree of the stdlib's): each place is resolved once a call. */
     MtPlaces places;
-    mt_places_init(&places, n);
-    for (uint32_t i = 0; nodes != NULL && i < n; i++) {
-        MtNode *node = &copy[i];
+    mt_places_init(&places, copy->n - start);
+    for (uint32_t i = start; nodes != NULL && i < copy->n; i++) {
+        const MtNode *node = &copy->nodes[i];
         PyObject *item = NULL;
         PyObject *truncated = (node->flags & MT_NODE_TRUNCATED) ? Py_True : Py_False;
+        unsigned long long total = node->total, retained = node->retained;
         if (i == 0) {
-            item = Py_BuildValue("(isisKKO)", -1, "", 0, "", (unsigned long long)node->total,
-                                 (unsigned long long)node->retained, truncated);
+            item = counts ? Py_BuildValue("(isisKKO)", -1, "", 0, "", total, retained, truncated)
+                          : Py_BuildValue("(isis)", -1, "", 0, "");
         }
         else {
             PyObject *frame = mt_places_resolve(&places, node->code, node->lasti);
             if (frame != NULL) {
-                item = Py_BuildValue("(IOOOKKO)", node->parent, PyTuple_GET_ITEM(frame, 0), PyTuple_GET_ITEM(frame, 1),
-                                     PyTuple_GET_ITEM(frame, 2), (unsigned long long)node->total,
-                                     (unsigned long long)node->retained, truncated);
+                PyObject *filename = PyTuple_GET_ITEM(frame, 0), *lineno = PyTuple_GET_ITEM(frame, 1),
+                         *function = PyTuple_GET_ITEM(frame, 2);
+                item = counts ? Py_BuildValue("(IOOOKKO)", node->parent, filename, lineno, function, total, retained,
+                                              truncated)
+                              : Py_BuildValue("(IOOO)", node->parent, filename, lineno, function);
                 Py_DECREF(frame);
             }
         }
@@ -1056,21 +1092,71 @@ MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
             Py_CLEAR(nodes);
             break;
         }
-        PyList_SET_ITEM(nodes, i, item);
+        PyList_SET_ITEM(nodes, i - start, item);
     }
     mt_places_free(&places);
-    for (uint32_t i = 1; i < n; i++) {
-        Py_DECREF(copy[i].code);
+    return nodes;
+}
+
+/* The tree as a list of (parent, filename, lineno, function, total, retained, truncated). */
+static PyObject *
+MtCaptureCore_tree(MtCaptureCore *c, PyObject *tp)
+{
+    MtTreeCopy copy;
+    int got = mt_tree_copy(c, tp, "tree", &copy);
+    if (got <= 0) {
+        return got < 0 ? NULL : Py_NewRef(Py_None);
     }
-    free(copy);
-    mt_release_codes(drop, n_drop);
-    if (nodes == NULL) {
-        Py_XDECREF(meta);
+    PyObject *nodes = copy.meta != NULL ? mt_tree_copy_nodes(&copy, 0, 1) : NULL;
+    PyObject *res = nodes != NULL ? PyTuple_Pack(2, nodes, copy.meta) : NULL;
+    Py_XDECREF(nodes);
+    mt_tree_copy_free(&copy);
+    return res;
+}
+
+/* tree_update(type, layout, known) -> (layout, start, places, counts, meta) or None.
+ * A reader that keeps the places of a tree's first `known` nodes, read under
+ * `layout`, gets the places of the nodes after them, from `start`: `known`
+ * while the tree keeps that layout, else 0 (pruning numbered the nodes again, or
+ * the tree is another). `counts` has every node's total, retained and flags
+ * (MT_NODE_TRUNCATED, 1), three native unsigned 64-bit ints a node: each read
+ * builds a few objects, not a tuple and two ints a node. */
+static PyObject *
+MtCaptureCore_tree_update(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp, *layout_arg, *known_arg;
+    if (!PyArg_ParseTuple(args, "OO!O!:tree_update", &tp, &PyLong_Type, &layout_arg, &PyLong_Type, &known_arg)) {
         return NULL;
     }
-    PyObject *res = PyTuple_Pack(2, nodes, meta);
-    Py_DECREF(nodes);
-    Py_DECREF(meta);
+    /* (checked: a negative layout or count is an error, not a huge one) */
+    unsigned long long layout = PyLong_AsUnsignedLongLong(layout_arg);
+    unsigned long long known =
+        layout == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(known_arg);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    MtTreeCopy copy;
+    int got = mt_tree_copy(c, tp, "tree_update", &copy);
+    if (got <= 0) {
+        return got < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    uint32_t start = copy.layout == layout && known <= copy.n ? (uint32_t)known : 0;
+    PyObject *places = copy.meta != NULL ? mt_tree_copy_nodes(&copy, start, 0) : NULL;
+    PyObject *counts =
+        places != NULL ? PyBytes_FromStringAndSize(NULL, (Py_ssize_t)copy.n * 3 * sizeof(uint64_t)) : NULL;
+    PyObject *res = NULL;
+    if (counts != NULL) {
+        uint64_t *out = (uint64_t *)PyBytes_AS_STRING(counts);
+        for (uint32_t i = 0; i < copy.n; i++) {
+            out[3 * i] = copy.nodes[i].total;
+            out[3 * i + 1] = copy.nodes[i].retained;
+            out[3 * i + 2] = copy.nodes[i].flags & MT_NODE_TRUNCATED;
+        }
+        res = Py_BuildValue("(KIOOO)", (unsigned long long)copy.layout, start, places, counts, copy.meta);
+    }
+    Py_XDECREF(places);
+    Py_XDECREF(counts);
+    mt_tree_copy_free(&copy);
     return res;
 }
 
@@ -1332,6 +1418,9 @@ static PyMethodDef mt_capture_methods[] = {
     {"drain", (PyCFunction)MtCaptureCore_drain, METH_NOARGS, "drain() -> [(slot, kind, seq, leaf)]"},
     {"pending", (PyCFunction)MtCaptureCore_pending, METH_NOARGS, "pending() -> queued events"},
     {"tree", (PyCFunction)MtCaptureCore_tree, METH_O, "tree(type) -> (nodes, meta) or None"},
+    {"tree_update", (PyCFunction)MtCaptureCore_tree_update, METH_VARARGS,
+     "tree_update(type, layout, known) -> (layout, start, places, counts, meta) or None: the places of the "
+     "nodes after the first `known` of a tree read under `layout` (all when it changed), every node's counts"},
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
      "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},

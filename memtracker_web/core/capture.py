@@ -121,6 +121,9 @@ class _Unbuilt:
     def tree(self, cls: type):
         return None
 
+    def tree_update(self, cls: type, layout: int, known: int):
+        return None
+
     def path_of(self, cls: type, leaf: int):
         return None
 
@@ -415,6 +418,10 @@ class Capture:
     def _tree(self, cls: type):
         self._flush_if_needed()  # queued events name leaves that pruning would move
         return self._core.tree(cls)
+
+    def _tree_update(self, cls: type, layout: int, known: int):
+        self._flush_if_needed()  # (as _tree)
+        return self._core.tree_update(cls, layout, known)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -8,12 +8,14 @@ line that called into C).
 
 from __future__ import annotations
 
-import heapq
+import itertools
 import math
+import operator
 import os
 import sys
 import sysconfig
 import threading
+from array import array
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +45,7 @@ class Tracker:
         self.capture = capture if capture is not None else Capture()
         self._lock = threading.RLock()
         self._analysis: dict[int, dict[str, int]] = {}  # id(cls) => options, for types under analysis
+        self._views: dict[int, CallTreeView] = {}  # id(cls) => its call tree as last read (see stats)
 
     def _ensure_started(self) -> None:
         if not self.capture.running:
@@ -116,6 +119,7 @@ class Tracker:
         """Keep counting ``cls`` (as it was: every object, or a sample) but drop its call tree."""
         with self._lock:
             self._analysis.pop(id(cls), None)
+            self._views.pop(id(cls), None)
             return self.capture._unanalyse(cls)
 
     def is_analysing(self, cls: type) -> bool:
@@ -130,6 +134,7 @@ class Tracker:
     def untrack(self, cls: type) -> bool:
         with self._lock:
             self._analysis.pop(id(cls), None)
+            self._views.pop(id(cls), None)
             return self.capture.untrack(cls)
 
     def stats(self, cls: type, *, limit: int | None = 10, hotspots: int = 20) -> dict[str, Any] | None:
@@ -145,15 +150,29 @@ class Tracker:
             raise ValueError(f"stats(): limit must be None or an int >= 0, not {limit!r}")
         if isinstance(hotspots, bool) or not isinstance(hotspots, int) or hotspots < 0:
             raise ValueError(f"stats(): hotspots must be an int >= 0, not {hotspots!r}")
-        with self._lock:
-            raw = self.capture._tree(cls)
+        with self._lock:  # (the views are shared by every thread that asks)
+            view = self._views.get(id(cls))
+            raw = self.capture._tree_update(cls, view.layout if view else 0, len(view) if view else 0)
             allocations = self.capture.allocations(cls)
-        if raw is None or allocations is None:
-            return None
-        nodes, meta = raw
-        stats = build_stats(
-            nodes, meta, allocations.new_count, allocations.retained_count, limit=limit, hotspot_limit=hotspots
-        )
+            if raw is None or allocations is None:
+                self._views.pop(id(cls), None)
+                return None
+            layout, start, places, counts, meta = raw
+            if view is None:
+                # (a type analysed once and no more, its class gone, leaves none behind)
+                for key in [key for key in self._views if key not in self._analysis]:
+                    del self._views[key]
+                view = self._views[id(cls)] = CallTreeView()
+            view.update(layout, start, places)
+            stats = stats_of_view(
+                view,
+                array("Q", counts),
+                meta,
+                allocations.new_count,
+                allocations.retained_count,
+                limit=limit,
+                hotspot_limit=hotspots,
+            )
         # one object in object_sample followed: live_count and total_allocations are estimates too
         stats["object_sample"] = allocations.sample
         return stats
@@ -207,6 +226,72 @@ def _nearest_the_app_within_noise(ranked: list, picks: int) -> list:
     return picked + left
 
 
+class CallTreeView:
+    """A type's call tree as the stats read it, kept from one read to the next: the
+    place of each node (its parent, file, line and function) and what its path
+    needs (how deep it is, how far out the app's innermost frame is, whether it is
+    ours), worked out once a node. The engine numbers the nodes in the order it
+    makes them and gives each numbering a layout number (a tree's own, a new one at
+    each pruning), so a read under the same layout adds only the nodes made since
+    (``CaptureCore.tree_update``): a leak reported at every growth, its tree of
+    hundreds of nodes read each second, costs the new nodes and the counts.
+    Columns of arrays and lists of the engine's own strings: neither the places nor
+    their facts are a Python object a node that a verification could count as the
+    monitor's growth."""
+
+    __slots__ = ("layout", "parents", "filenames", "linenos", "functions", "depth", "app_depth", "app", "ours", "kinds")
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self.layout = 0  # (the engine numbers layouts from 1)
+        self.parents = array("q")
+        self.filenames: list[str] = []
+        self.linenos = array("q")
+        self.functions: list[str] = []
+        self.depth = array("q")
+        # how far out the app's own innermost frame is (0: the node itself), -1 for none
+        self.app_depth = array("q")
+        self.app = bytearray()  # the node's frame is the app's own code
+        # whether the innermost frame outside the stdlib and libraries is ours
+        self.ours = bytearray()
+        self.kinds: dict[str, int] = {}  # a file's: 2 if the app's, + 1 if ours; few files, many nodes
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    def update(self, layout: int, start: int, places: list) -> None:
+        """Take the places of nodes ``start`` on (``(parent, filename, lineno,
+        function)`` each) read under ``layout``; from 0, the nodes kept go."""
+        if start == 0:
+            self._clear()
+        elif start != len(self):
+            raise ValueError(f"call tree read from node {start}, {len(self)} known")
+        self.layout = layout
+        kinds, depth, app_depth, app, ours = self.kinds, self.depth, self.app_depth, self.app, self.ours
+        for parent, filename, lineno, function in places:
+            index = len(self.parents)
+            self.parents.append(parent)
+            self.filenames.append(filename)
+            self.linenos.append(lineno)
+            self.functions.append(function)
+            if not index:  # (the root has no frame: allocations made when the tree was full)
+                depth.append(0)
+                app_depth.append(-1)
+                app.append(0)
+                ours.append(0)
+                continue
+            kind = kinds.get(filename)
+            if kind is None:
+                kind = kinds[filename] = 2 * is_app_file(filename) + is_own_file(filename)
+            is_app, mine = kind >> 1, kind & 1
+            app.append(is_app)
+            depth.append(depth[parent] + 1)
+            app_depth.append(0 if is_app else app_depth[parent] + 1 if app_depth[parent] >= 0 else -1)
+            ours.append(mine if is_app or mine else ours[parent])
+
+
 def build_stats(
     nodes: list, meta: dict, new_count: int, live_count: int, *, limit: int | None = 10, hotspot_limit: int = 20
 ) -> dict[str, Any]:
@@ -216,42 +301,44 @@ def build_stats(
     counts are per innermost frame, so each node with counts is one call path.
     A node comes after its parent (the engine appends children, and pruning keeps
     the order), so one pass in index order gives every node what its path needs
-    (how deep it is, how far out the app's innermost frame is, whether it is ours)
-    from its parent's; only the paths shown, and the hotspots when asked for, are
-    walked frame by frame.
+    from its parent's (CallTreeView); only the paths shown, and the hotspots when
+    asked for, are walked frame by frame.
     """
+    view = CallTreeView()
+    view.update(1, 0, [node[:4] for node in nodes])
+    counts = array("Q")
+    for node in nodes:
+        counts.extend((node[4], node[5], 1 if node[6] else 0))
+    return stats_of_view(view, counts, meta, new_count, live_count, limit=limit, hotspot_limit=hotspot_limit)
+
+
+def stats_of_view(
+    view: CallTreeView,
+    counts: array,
+    meta: dict,
+    new_count: int,
+    live_count: int,
+    *,
+    limit: int | None = 10,
+    hotspot_limit: int = 20,
+) -> dict[str, Any]:
+    """build_stats from a CallTreeView and its nodes' counts (each node's total,
+    retained and truncated flag, in a row)."""
     scale = meta["sample_every"]
     shorten = path_shortener()
-    count = len(nodes)
-    depth = [0] * count
-    # how far out the app's own innermost frame is (0: the node itself), -1 for none
-    app_depth = [-1] * count
-    # whether the innermost frame outside the stdlib and libraries is ours
-    caller_is_own = [False] * count
-    app = [False] * count
-    # (retained, total, node, app depth: the chain's length when it has no app frame)
-    paths: list[tuple[int, int, int, int]] = []
-    own_retained = own_total = 0
-    kinds: dict[str, tuple[bool, bool]] = {}  # a file's: (the app's, ours); few files, many nodes
-    for index in range(count):
-        node = nodes[index]
-        if index:  # (the root has no frame: allocations made when the tree was full)
-            parent, filename = node[0], node[1]
-            kind = kinds.get(filename)
-            if kind is None:
-                kind = kinds[filename] = (is_app_file(filename), is_own_file(filename))
-            is_app, mine = kind
-            app[index] = is_app
-            depth[index] = depth[parent] + 1
-            if is_app:
-                app_depth[index] = 0
-            elif app_depth[parent] >= 0:
-                app_depth[index] = app_depth[parent] + 1
-            caller_is_own[index] = mine if is_app or mine else caller_is_own[parent]
-        total, retained = node[4], node[5]
-        if total == 0 and retained == 0:
-            continue
-        if caller_is_own[index]:
+    count = len(view)
+    if len(counts) != 3 * count:
+        raise ValueError(f"{len(counts)} counts for {count} call tree nodes")
+    totals, retains, flags = counts[0::3], counts[1::3], counts[2::3]
+    parents, depth, app_depth, app = view.parents, view.depth, view.app_depth, view.app
+    # each path (a node with counts) as it ranks: (-retained, -total, how near the app's
+    # code its allocation is (the chain's length when it has no app frame), node)
+    keyed: list[tuple[int, int, int, int]] = []
+    own_retained = own_total = retained_sum = 0
+    ours = view.ours
+    for index in itertools.compress(range(count), map(operator.or_, totals, retains)):
+        total, retained = totals[index], retains[index]
+        if ours[index]:
             # allocated for memtracker_web itself (its bookkeeping, directly or through
             # the stdlib, e.g. json encoding a history point): never reported as the app's
             own_retained += retained
@@ -259,7 +346,9 @@ def build_stats(
             continue
         # (how near the app: the root's allocations have no frames, the farthest of all)
         near_app = app_depth[index] if app_depth[index] >= 0 else depth[index] if index else count
-        paths.append((retained, total, index, near_app))
+        keyed.append((-retained, -total, near_app, index))
+        retained_sum += retained
+    keyed.sort()
     frames: dict[int, Frame] = {}
 
     def chain_of(index: int) -> tuple[list[Frame], list[int]]:
@@ -268,11 +357,12 @@ def build_stats(
         while index > 0:
             frame = frames.get(index)
             if frame is None:
-                node = nodes[index]
-                frame = frames[index] = Frame(shorten(node[1]), node[2], node[3])
+                frame = frames[index] = Frame(
+                    shorten(view.filenames[index]), view.linenos[index], view.functions[index]
+                )
             chain.append(frame)
             indexes.append(index)
-            index = nodes[index][0]
+            index = parents[index]
         return chain, indexes
 
     # Most retained first; a tie goes to the path whose allocation is nearest the
@@ -280,22 +370,23 @@ def build_stats(
     # The places are read only for the paths that could be shown: those within `limit`
     # by the counts and the app's distance, and every path tied with the last of them
     # (or, sampled, within the sampling's noise of it: see _nearest_the_app_within_noise).
-    near = lambda p: (-p[0], -p[1], p[3])  # noqa: E731
     if limit is None:
-        candidates = paths
+        picked = keyed
     else:
-        candidates = heapq.nsmallest(limit, paths, key=near)
-        if candidates:
-            last = near(candidates[-1])
-            taken = {p[2] for p in candidates}
+        picked = keyed[:limit]
+        if picked:
+            last = picked[-1][:3]
             # (the smallest count shown is the widest noise: the margin grows slower
-            # than the count)
-            least = min((p[0] for p in candidates), default=0)
-            candidates += [
-                p
-                for p in paths
-                if p[2] not in taken and (near(p) == last or (scale > 1 and _within_noise(least, p[0])))
-            ]
+            # than the count; ranked, every path after the first one neither tied nor
+            # within it is neither)
+            least = -last[0]
+            for key in keyed[limit:]:
+                if not (key[:3] == last or (scale > 1 and _within_noise(least, -key[0]))):
+                    break
+                picked.append(key)
+    # (retained, total, node, how near the app)
+    candidates = [(-key[0], -key[1], key[3], key[2]) for key in picked]
+    near = lambda p: (-p[0], -p[1], p[3])  # noqa: E731
     chains = {p[2]: chain_of(p[2]) for p in candidates}
     order = lambda p: (*near(p), [f.filename for f in chains[p[2]][0]], [f.lineno for f in chains[p[2]][0]])  # noqa: E731
     ranked = sorted(candidates, key=order)
@@ -305,7 +396,7 @@ def build_stats(
     top_paths = []
     for retained, total, index, _ in shown:
         chain, indexes = chains[index]
-        truncated = nodes[index][6]
+        truncated = flags[index]
         entry = {
             "count": retained * scale,
             "total_count": total * scale,
@@ -323,23 +414,24 @@ def build_stats(
         top_paths.append(entry)
     hot: dict[Frame, list[int]] = {}
     if hotspot_limit > 0:
-        for retained, total, index, _ in paths:
+        for negative_retained, negative_total, _, index in keyed:
+            retained, total = -negative_retained, -negative_total
             chain = chains[index][0] if index in chains else chain_of(index)[0]
             for frame in set(chain):
-                counts = hot.setdefault(frame, [0, 0, 0])
-                counts[0] += total
-                counts[1] += retained
+                tally = hot.setdefault(frame, [0, 0, 0])
+                tally[0] += total
+                tally[1] += retained
             if chain:
                 hot[chain[0]][2] += retained  # allocated right here, not in a callee
     hotspots = sorted(hot.items(), key=lambda kv: (-kv[1][1], -kv[1][2], -kv[1][0], kv[0]))[:hotspot_limit]
     return {
         "live_count": live_count,
         "total_allocations": new_count,
-        "retained_allocations": sum(p[0] for p in paths) * scale,
+        "retained_allocations": retained_sum * scale,
         "estimated": scale > 1,
         "sample_every": scale,
         "depth": meta["depth"],
-        "paths": len(paths),
+        "paths": len(keyed),
         "top_paths": top_paths,
         # memtracker_web's own allocations of the type, left out of the paths above
         "own_allocations": {"count": own_retained * scale, "total_count": own_total * scale},
@@ -355,7 +447,7 @@ def build_stats(
             for f, c in hotspots
         ],
         "call_tree": {
-            "nodes": len(nodes) - 1,
+            "nodes": count - 1,
             "max_nodes": meta["max_nodes"],
             "pruned_nodes": meta["pruned_nodes"],
             "pruned_allocations": meta["pruned_allocations"] * scale,
