@@ -2221,7 +2221,12 @@ class MemoryMonitor:
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         stats = None
         if state.analysing and cls is not None and self.mode == "exact":
-            stats = self.tracker.stats(cls, limit=top)
+            # (ordered as a report's: see _report_stats)
+            functions = _cached_functions(state.retainers)
+            more = _PATHS_PAST_A_CACHE if functions and top is not None else 0
+            stats = self.tracker.stats(cls, limit=None if top is None else top + more)
+            if stats and functions:
+                stats["top_paths"] = _past_cached_functions(stats["top_paths"], functions)[:top]
         entry = {
             "type": state.name,
             "live": state.live,

@@ -208,6 +208,44 @@ def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others
     assert _past_cached_functions([none_kept, render], _cached_functions(found)) == [render, none_kept]
 
 
+class Rendered:
+    pass
+
+
+def render_rendered(keep: list, n: int) -> None:  # RENDERED-DEF
+    keep.extend(Rendered() for _ in range(n))  # RENDERED-LINE
+
+
+def leak_rendered(keep: list, n: int) -> None:
+    keep.extend(Rendered() for _ in range(n))  # RENDERED-LEAK
+
+
+@requires_engine
+def test_the_snapshots_paths_are_ordered_as_the_reports_are():
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        m.start_monitoring(Rendered, analysis=True)
+        keep: list = []
+        render_rendered(keep, 30)
+        leak_rendered(keep, 20)
+        state = next(iter(m._types.values()))
+        first = lambda entry: entry["top_paths"][0]["frames"][0]["lineno"]  # noqa: E731
+        assert first(m.snapshot(top_paths=1)["types"][0]) == line_of("RENDERED-LINE")  # most retained
+        # the verification saw the cache of render_rendered holding new objects of the type
+        start = line_of("RENDERED-DEF")
+        function = {"file": __file__, "name": "render_rendered", "lines": [start, start + 1], "bound": 1024}
+        cache = {"holder": "functools.lru_cache", "count": 3, "room": 994, "function": function}
+        state.retainers = {"bounded": [cache]}
+        m._generation += 1  # (the snapshot's cache is per sample)
+        assert first(m.snapshot(top_paths=1)["types"][0]) == line_of("RENDERED-LEAK")
+        assert [p["count"] for p in m.snapshot(top_paths=2)["types"][0]["top_paths"]] == [20, 30]
+        detail = m.type_detail(state.name)
+        assert detail is not None and [p["count"] for p in detail["top_paths"]] == [20, 30]
+        del keep
+    finally:
+        m.stop()
+
+
 class NotReady(Exception):
     pass
 
