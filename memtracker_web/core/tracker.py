@@ -46,6 +46,7 @@ class Tracker:
         self._lock = threading.RLock()
         self._analysis: dict[int, dict[str, int]] = {}  # id(cls) => options, for types under analysis
         self._views: dict[int, CallTreeView] = {}  # id(cls) => its call tree as last read (see stats)
+        self._reading = 0  # reads of a view under way on the thread holding the lock (see stats)
 
     def _ensure_started(self) -> None:
         if not self.capture.running:
@@ -151,28 +152,43 @@ class Tracker:
         if isinstance(hotspots, bool) or not isinstance(hotspots, int) or hotspots < 0:
             raise ValueError(f"stats(): hotspots must be an int >= 0, not {hotspots!r}")
         with self._lock:  # (the views are shared by every thread that asks)
-            view = self._views.get(id(cls))
-            raw = self.capture._tree_update(cls, view.layout if view else 0, len(view) if view else 0)
-            allocations = self.capture.allocations(cls)
-            if raw is None or allocations is None:
+            nested = self._reading > 0
+            self._reading += 1
+            try:
+                stats = self._stats_of(cls, nested, limit, hotspots)
+            finally:
+                self._reading -= 1
+        return stats
+
+    def _stats_of(self, cls: type, nested: bool, limit: int | None, hotspots: int) -> dict[str, Any] | None:
+        # A callback a flush runs (or a pending call) in the middle of a read, reading
+        # too (``nested``), reads from a view of its own: the one kept stays as the
+        # outer read found it.
+        view = None if nested else self._views.get(id(cls))
+        raw = self.capture._tree_update(cls, view.layout if view else 0, len(view) if view else 0)
+        allocations = self.capture.allocations(cls)
+        if raw is None or allocations is None:
+            if not nested:
                 self._views.pop(id(cls), None)
-                return None
-            layout, start, places, counts, meta = raw
-            if view is None:
-                # (a type analysed once and no more, its class gone, leaves none behind)
-                for key in [key for key in self._views if key not in self._analysis]:
-                    del self._views[key]
-                view = self._views[id(cls)] = CallTreeView()
-            view.update(layout, start, places)
-            stats = stats_of_view(
-                view,
-                array("Q", counts),
-                meta,
-                allocations.new_count,
-                allocations.retained_count,
-                limit=limit,
-                hotspot_limit=hotspots,
-            )
+            return None
+        layout, start, places, counts, meta = raw
+        if nested:
+            view = CallTreeView()
+        elif view is None:
+            # (a type analysed once and no more, its class gone, leaves none behind)
+            for key in [key for key in self._views if key not in self._analysis]:
+                del self._views[key]
+            view = self._views[id(cls)] = CallTreeView()
+        view.update(layout, start, places)
+        stats = stats_of_view(
+            view,
+            array("Q", counts),
+            meta,
+            allocations.new_count,
+            allocations.retained_count,
+            limit=limit,
+            hotspot_limit=hotspots,
+        )
         # one object in object_sample followed: live_count and total_allocations are estimates too
         stats["object_sample"] = allocations.sample
         return stats
@@ -239,6 +255,8 @@ class CallTreeView:
     their facts are a Python object a node that a verification could count as the
     monitor's growth."""
 
+    _memtracker_bookkeeping = True  # (monitor.retention.BOOKKEEPING: a chain through it is our own)
+
     __slots__ = ("layout", "parents", "filenames", "linenos", "functions", "depth", "app_depth", "app", "ours", "kinds")
 
     def __init__(self) -> None:
@@ -266,9 +284,16 @@ class CallTreeView:
         function)`` each) read under ``layout``; from 0, the nodes kept go."""
         if start == 0:
             self._clear()
-        elif start != len(self):
-            raise ValueError(f"call tree read from node {start}, {len(self)} known")
+        elif start != len(self) or layout != self.layout:
+            raise ValueError(f"call tree read from node {start} under layout {layout}, {len(self)} known")
+        try:
+            self._add(places)
+        except BaseException:
+            self._clear()  # (interrupted part way: columns out of step would mislead every read after)
+            raise
         self.layout = layout
+
+    def _add(self, places: list) -> None:
         kinds, depth, app_depth, app, ours = self.kinds, self.depth, self.app_depth, self.app, self.ours
         for parent, filename, lineno, function in places:
             index = len(self.parents)

@@ -2202,6 +2202,7 @@ class MemoryMonitor:
         # locks held by threads that did not survive the fork would never be released
         self._lock = threading.RLock()
         self.tracker._lock = threading.RLock()
+        self.tracker._reading = 0  # (a read under way in a thread the fork left behind)
         self.tracker.capture._flush_lock = threading.Lock()
         self._thread = None
         self._stop_event = threading.Event()

@@ -6,6 +6,7 @@ pruning, a reset, and another tree of the same type."""
 from __future__ import annotations
 
 import array
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -161,7 +162,7 @@ _NONE = {"overflow": 0, "unattributed": 0}
 def test_a_view_takes_only_the_nodes_after_those_it_has():
     view = CallTreeView()
     view.update(5, 0, [(-1, "", 0, ""), (0, "/srv/app/a.py", 3, "f")])
-    with pytest.raises(ValueError, match="read from node 3, 2 known"):
+    with pytest.raises(ValueError, match="read from node 3 under layout 5, 2 known"):
         view.update(5, 3, [(2, "/srv/app/a.py", 4, "g")])
     view.update(5, 2, [(1, "/srv/app/a.py", 4, "g")])
     assert len(view) == 3 and list(view.depth) == [0, 1, 2] and list(view.app_depth) == [-1, 0, 0]
@@ -207,3 +208,83 @@ def test_a_view_built_in_two_reads_ranks_as_one_built_at_once(nodes, cut, scale,
     counts = array.array("Q", [n for node in nodes for n in (node[4], node[5], int(node[6]))])
     in_two = stats_of_view(view, counts, meta, 50, 20, limit=limit, hotspot_limit=5)
     assert in_two == build_stats(nodes, meta, 50, 20, limit=limit, hotspot_limit=5)
+
+
+def test_a_view_interrupted_part_way_starts_again_from_the_first_node(monkeypatch):
+    from memtracker_web.core import tracker as tracker_module
+
+    view = CallTreeView()
+    view.update(3, 0, [(-1, "", 0, ""), (0, "/srv/app/a.py", 2, "f")])
+
+    def interrupted(filename: str) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tracker_module, "is_app_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        view.update(3, 2, [(0, "/srv/app/b.py", 2, "f")])
+    # nothing half added: the next read (layout 0 now) is a whole one
+    assert len(view) == 0 and view.layout == 0
+    assert [len(column) for column in (view.filenames, view.depth, view.app, view.ours)] == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="from node 2 under layout 3, 0 known"):
+        view.update(3, 2, [(0, "/srv/app/b.py", 2, "f")])
+
+
+@requires_engine
+def test_a_callback_reading_stats_inside_a_read_leaves_the_kept_view_as_it_was():
+    # Callbacks run where events are flushed: made in a thread while the main
+    # thread waits in join() (where the engine's pending call cannot run), the
+    # objects' events are still queued when that thread reads, and its read's
+    # flush runs the callback, which reads too.
+    tracker = Tracker(depth=3)
+    inner: list = []
+
+    def callback(cls, event, data):
+        if event == "new":
+            inner.append((tracker._reading, tracker.stats(Obj, limit=None, hotspots=0)))
+
+    tracker.track_with_analysis(Obj, callback=callback)
+    make = _sites(12)
+    keep: list = []
+    outer: list = []
+
+    def work(which: int) -> None:
+        make(keep, which)
+        outer.append(tracker.stats(Obj, limit=None, hotspots=0))
+
+    try:
+        for which in range(12):
+            thread = threading.Thread(target=work, args=(which,))
+            thread.start()
+            thread.join()
+            assert outer[-1] == _fresh(tracker, Obj, None, 0)
+        # each callback ran inside its thread's read, and read as well
+        assert [(reading, stats is not None) for reading, stats in inner] == [(1, True)] * 12
+    finally:
+        tracker.stop()
+
+
+def test_the_truncated_flag_is_the_shown_paths_own():
+    nodes = [
+        (-1, "", 0, "", 0, 0, False),
+        (0, "/srv/app/views.py", 10, "index", 4, 4, False),
+        (1, "/srv/app/models.py", 20, "load", 9, 9, True),  # absorbed pruned children
+        (0, "/srv/app/views.py", 30, "other", 2, 2, False),
+    ]
+    shown = build_stats(nodes, _meta(1), 15, 15, limit=None)["top_paths"]
+    assert [(p["frames"][0]["lineno"], p.get("truncated", False)) for p in shown] == [
+        (20, True),
+        (10, False),
+        (30, False),
+    ]
+
+
+def test_a_view_is_the_monitors_own_bookkeeping():
+    from memtracker_web.monitor.retention import only_in_own_tables, own_table_refs
+
+    tracker = Tracker(depth=2)
+    view = tracker._views[0] = CallTreeView()
+    view.update(1, 0, [(-1, "", 0, ""), (0, "/srv/app/a.py", 2, "f")])
+    own = own_table_refs([tracker])
+    assert own is not None
+    columns = [view.parents, view.depth, view.app, view.kinds, view.filenames]
+    assert only_in_own_tables(columns, own) == [True] * 5
