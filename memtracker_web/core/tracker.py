@@ -242,6 +242,15 @@ def _nearest_the_app_within_noise(ranked: list, picks: int) -> list:
     return picked + left
 
 
+class _EngineStrings(list):
+    """A column of the engine's strings (files and functions: the code objects'
+    own). Not a plain list, so that the monitor's walk of its own tables
+    (monitor.retention.own_table_refs) counts the column as the view's without a
+    step for each of its thousands of strings, none of them ours."""
+
+    __slots__ = ()
+
+
 class CallTreeView:
     """A type's call tree as the stats read it, kept from one read to the next: the
     place of each node (its parent, file, line and function) and what its path
@@ -265,9 +274,9 @@ class CallTreeView:
     def _clear(self) -> None:
         self.layout = 0  # (the engine numbers layouts from 1)
         self.parents = array("q")
-        self.filenames: list[str] = []
+        self.filenames: list[str] = _EngineStrings()
         self.linenos = array("q")
-        self.functions: list[str] = []
+        self.functions: list[str] = _EngineStrings()
         self.depth = array("q")
         # how far out the app's own innermost frame is (0: the node itself), -1 for none
         self.app_depth = array("q")

@@ -2355,6 +2355,7 @@ class MemoryMonitor:
         with self._lock:
             state.retainers = result
             state.report_retainers = result  # (the reports below and to come show this one)
+            self._types_cache = None  # (the snapshot's paths are ordered by what it found)
             for report in reversed(self._leaks):  # the type's latest report shows it too
                 if report.get("type") == name:
                     report["retainers"] = result

@@ -231,34 +231,62 @@ def test_a_view_interrupted_part_way_starts_again_from_the_first_node(monkeypatc
 
 @requires_engine
 def test_a_callback_reading_stats_inside_a_read_leaves_the_kept_view_as_it_was():
-    # Callbacks run where events are flushed: made in a thread while the main
-    # thread waits in join() (where the engine's pending call cannot run), the
-    # objects' events are still queued when that thread reads, and its read's
-    # flush runs the callback, which reads too.
+    # Callbacks run where events are flushed. A thread makes objects and reads
+    # while the main thread waits in join(), where the engine's pending call (the
+    # main thread's) cannot run: the events are still queued when the thread reads,
+    # and its read's flush runs the callback, which reads too.
     tracker = Tracker(depth=3)
     inner: list = []
 
     def callback(cls, event, data):
         if event == "new":
-            inner.append((tracker._reading, tracker.stats(Obj, limit=None, hotspots=0)))
+            reading = tracker._reading
+            inner.append((threading.current_thread().name, reading, tracker.stats(Obj, limit=None, hotspots=0)))
 
     tracker.track_with_analysis(Obj, callback=callback)
     make = _sites(12)
     keep: list = []
     outer: list = []
 
-    def work(which: int) -> None:
+    def work(which: int, go: threading.Event) -> None:
+        go.wait()  # (until the main thread lets go of the GIL, in join())
         make(keep, which)
         outer.append(tracker.stats(Obj, limit=None, hotspots=0))
 
     try:
         for which in range(12):
-            thread = threading.Thread(target=work, args=(which,))
+            go = threading.Event()
+            thread = threading.Thread(target=work, args=(which, go), name=f"reader-{which}")
             thread.start()
+            go.set()
             thread.join()
             assert outer[-1] == _fresh(tracker, Obj, None, 0)
-        # each callback ran inside its thread's read, and read as well
-        assert [(reading, stats is not None) for reading, stats in inner] == [(1, True)] * 12
+        # each callback ran inside its thread's read (the only read under way), and read as well
+        assert [(name, reading, stats is not None) for name, reading, stats in inner] == [
+            (f"reader-{which}", 1, True) for which in range(12)
+        ]
+    finally:
+        tracker.stop()
+
+
+@requires_engine
+def test_a_read_that_fails_leaves_no_read_under_way(monkeypatch):
+    tracker = Tracker(depth=2)
+    tracker.track_with_analysis(Obj)
+    try:
+        keep = [Obj()]
+
+        def fails(*args):
+            raise MemoryError
+
+        with monkeypatch.context() as patch:
+            patch.setattr(tracker.capture, "_tree_update", fails)
+            with pytest.raises(MemoryError):
+                tracker.stats(Obj)
+        assert tracker._reading == 0
+        # (a read after it is an outer one again: it keeps its view)
+        assert tracker.stats(Obj) is not None and len(tracker._views[id(Obj)]) > 1
+        del keep
     finally:
         tracker.stop()
 
@@ -288,3 +316,5 @@ def test_a_view_is_the_monitors_own_bookkeeping():
     assert own is not None
     columns = [view.parents, view.depth, view.app, view.kinds, view.filenames]
     assert only_in_own_tables(columns, own) == [True] * 5
+    # (its strings are the code objects': the walk takes no step for each)
+    assert id(view.filenames[1]) not in own.refs and id(view.functions[1]) not in own.refs

@@ -220,27 +220,34 @@ def leak_rendered(keep: list, n: int) -> None:
     keep.extend(Rendered() for _ in range(n))  # RENDERED-LEAK
 
 
+def keep_rendered(keep: list, n: int) -> None:
+    keep.extend(Rendered() for _ in range(n))  # RENDERED-KEPT
+
+
 @requires_engine
-def test_the_snapshots_paths_are_ordered_as_the_reports_are():
+def test_the_snapshots_paths_are_ordered_as_the_reports_are(monkeypatch):
     m = MemoryMonitor(interval=3600.0)
     try:
         m.start_monitoring(Rendered, analysis=True)
         keep: list = []
         render_rendered(keep, 30)
         leak_rendered(keep, 20)
+        keep_rendered(keep, 10)
         state = next(iter(m._types.values()))
-        first = lambda entry: entry["top_paths"][0]["frames"][0]["lineno"]  # noqa: E731
-        assert first(m.snapshot(top_paths=1)["types"][0]) == line_of("RENDERED-LINE")  # most retained
-        # the verification saw the cache of render_rendered holding new objects of the type
+        lines = lambda entry: [p["frames"][0]["lineno"] for p in entry["top_paths"]]  # noqa: E731
+        rendered, leaked, kept = (line_of(marker) for marker in ("RENDERED-LINE", "RENDERED-LEAK", "RENDERED-KEPT"))
+        assert lines(m.snapshot(top_paths=2)["types"][0]) == [rendered, leaked]  # most retained first
+        # a search from the page finds the cache of render_rendered holding new objects of the type
         start = line_of("RENDERED-DEF")
         function = {"file": __file__, "name": "render_rendered", "lines": [start, start + 1], "bound": 1024}
         cache = {"holder": "functools.lru_cache", "count": 3, "room": 994, "function": function}
-        state.retainers = {"bounded": [cache]}
-        m._generation += 1  # (the snapshot's cache is per sample)
-        assert first(m.snapshot(top_paths=1)["types"][0]) == line_of("RENDERED-LEAK")
-        assert [p["count"] for p in m.snapshot(top_paths=2)["types"][0]["top_paths"]] == [20, 30]
+        monkeypatch.setattr(monitor_module, "find_retainers", lambda objects, **_: {"bounded": [cache]})
+        m.find_retainers(state.name)
+        # (in the same sample: the snapshot's cache of the last one goes with the search)
+        assert lines(m.snapshot(top_paths=2)["types"][0]) == [leaked, kept]
+        assert lines(m.snapshot(top_paths=1)["types"][0]) == [leaked]
         detail = m.type_detail(state.name)
-        assert detail is not None and [p["count"] for p in detail["top_paths"]] == [20, 30]
+        assert detail is not None and [p["count"] for p in detail["top_paths"]] == [20, 10, 30]
         del keep
     finally:
         m.stop()
