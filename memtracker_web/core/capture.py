@@ -154,6 +154,21 @@ if engine._tracker is not None:
         os.register_at_fork(after_in_child=engine._tracker._after_fork_child)
 
 
+def _release_flushes_of_gone_threads() -> None:
+    """In a forked child: a flush another thread was running at the fork never ends
+    there, and its lock would keep every flush after it from delivering (callbacks
+    lost for good). The forking thread's own flush goes on in the child and lets go
+    of its lock itself."""
+    for capture in list(_with_callbacks):
+        if capture._flush_lock.locked() and capture._flushing != threading.get_ident():
+            capture._flush_lock = threading.Lock()
+            capture._flushing = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_flushes_of_gone_threads)
+
+
 class Capture:
     """Counts live objects of exactly the tracked types, created while tracked.
 
@@ -175,6 +190,7 @@ class Capture:
         # (slot, seq) => what the callback returned for "new", handed back on "free"
         self._callback_data: dict[tuple[int, int], Any] = {}
         self._flush_lock = threading.Lock()
+        self._flushing: int | None = None  # the thread that holds _flush_lock (see _after_fork_in_child)
         self.callback_errors = 0
 
     # -- tracked set -------------------------------------------------------
@@ -362,6 +378,7 @@ class Capture:
         """
         if not self._callbacks or not self._flush_lock.acquire(blocking=False):
             return 0
+        self._flushing = threading.get_ident()
         delivered = 0
         try:
             for _ in range(16):  # events pushed by callbacks themselves come in later rounds
@@ -371,6 +388,7 @@ class Capture:
                 for slot, kind, seq, leaf in events:
                     delivered += self._deliver(slot, kind, seq, leaf)
         finally:
+            self._flushing = None
             self._flush_lock.release()
         return delivered
 

@@ -15,6 +15,7 @@ import os
 import sys
 import sysconfig
 import threading
+import weakref
 from array import array
 from functools import lru_cache
 from typing import Any
@@ -47,6 +48,7 @@ class Tracker:
         self._analysis: dict[int, dict[str, int]] = {}  # id(cls) => options, for types under analysis
         self._views: dict[int, CallTreeView] = {}  # id(cls) => its call tree as last read (see stats)
         self._reading = 0  # reads of a view under way on the thread holding the lock (see stats)
+        _trackers.add(self)
 
     def _ensure_started(self) -> None:
         if not self.capture.running:
@@ -202,6 +204,23 @@ class Tracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A thread that held a tracker's lock when another thread forked does not exist
+    in the child: the lock would stay held, and the child's first read would wait for
+    ever. The forking thread's own hold goes on in the child, which lets go of it."""
+    for tracker in list(_trackers):
+        if not tracker._lock._is_owned():  # type: ignore[attr-defined]  # (RLock's, in C)
+            tracker._lock = threading.RLock()
+            tracker._reading = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Sampled counts (one object in ``sample_every`` followed) this many standard deviations

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from memtracker_web.store import workers
-from support import children_of, stop_process
+from support import children_of, requires_engine, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,3 +186,52 @@ def test_gunicorn_workers_are_in_the_view_before_any_request(tmp_path: Path, pre
     finally:
         stop_process(proc)
         log.close()
+
+
+_FORK_WHILE_HELD = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process with threads, on purpose)
+from memtracker_web import Tracker
+class Obj:
+    pass
+
+tracker = Tracker(depth=2)
+seen = []
+tracker.track(Obj, callback=lambda cls, event, data: seen.append(event))
+held, release = threading.Event(), threading.Event()
+
+def hold():  # a thread in the middle of a read, and of a flush, when the fork comes
+    with tracker._lock:
+        tracker.capture._flush_lock.acquire()
+        tracker.capture._flushing = threading.get_ident()
+        held.set()
+        release.wait()
+        tracker.capture._flushing = None
+        tracker.capture._flush_lock.release()
+
+holder = threading.Thread(target=hold)
+holder.start()
+held.wait()
+keep = [Obj() for _ in range(3)]
+pid = os.fork()
+if pid == 0:
+    finished = []
+    def read():
+        tracker.stats(Obj)  # (takes the tracker's lock, and flushes: None, not analysed)
+        finished.append(tracker.capture.flush())  # (0: that flush delivered them)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    os.write(1, f"child {finished} {seen.count('new')}\\n".encode())
+    os._exit(0 if finished else 3)
+release.set()
+holder.join()
+print("parent exit", os.waitpid(pid, 0)[1])
+"""
+
+
+@requires_engine
+def test_a_child_forked_while_another_thread_reads_or_flushes_does_not_wait_for_it(tmp_path: Path) -> None:
+    out = run_script(_FORK_WHILE_HELD, tmp_path / "shared")
+    # the child read at once, and delivered the events the gone thread's flush held back
+    assert out.strip().split("\n") == ["child [0] 3", "parent exit 0"], out
