@@ -190,7 +190,7 @@ class Capture:
         # (slot, seq) => what the callback returned for "new", handed back on "free"
         self._callback_data: dict[tuple[int, int], Any] = {}
         self._flush_lock = threading.Lock()
-        self._flushing: int | None = None  # the thread that holds _flush_lock (see _after_fork_in_child)
+        self._flushing: int | None = None  # the thread that holds _flush_lock (see _release_flushes_of_gone_threads)
         self.callback_errors = 0
 
     # -- tracked set -------------------------------------------------------
@@ -376,7 +376,8 @@ class Capture:
         Only one thread drains at a time; a flush that finds another one
         running returns 0 (that one delivers the events, in order).
         """
-        if not self._callbacks or not self._flush_lock.acquire(blocking=False):
+        lock = self._flush_lock  # (released as taken: a fork's hook may give the child another)
+        if not self._callbacks or not lock.acquire(blocking=False):
             return 0
         self._flushing = threading.get_ident()
         delivered = 0
@@ -389,7 +390,7 @@ class Capture:
                     delivered += self._deliver(slot, kind, seq, leaf)
         finally:
             self._flushing = None
-            self._flush_lock.release()
+            lock.release()
         return delivered
 
     def _flush_if_needed(self) -> None:

@@ -212,11 +212,13 @@ _trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     """A thread that held a tracker's lock when another thread forked does not exist
     in the child: the lock would stay held, and the child's first read would wait for
-    ever. The forking thread's own hold goes on in the child, which lets go of it."""
+    ever; and a view it was adding to may be half written. The forking thread's own
+    hold goes on in the child, which lets go of it."""
     for tracker in list(_trackers):
         if not tracker._lock._is_owned():  # type: ignore[attr-defined]  # (RLock's, in C)
             tracker._lock = threading.RLock()
             tracker._reading = 0
+            tracker._views.clear()  # (read afresh)
 
 
 if hasattr(os, "register_at_fork"):

@@ -2200,10 +2200,9 @@ class MemoryMonitor:
     def _reinit_after_fork(self) -> None:
         self._pid = os.getpid()
         # locks held by threads that did not survive the fork would never be released
+        # (the tracker's and the capture's: their own fork hooks, which know whether the
+        # forking thread holds them)
         self._lock = threading.RLock()
-        self.tracker._lock = threading.RLock()
-        self.tracker._reading = 0  # (a read under way in a thread the fork left behind)
-        self.tracker.capture._flush_lock = threading.Lock()
         self._thread = None
         self._stop_event = threading.Event()
         if self._wanted_running:
