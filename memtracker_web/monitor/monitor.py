@@ -1160,13 +1160,20 @@ class MemoryMonitor:
             return {"top_paths": []}
         if not state.analysing or (state.source == "watch_all" and not state.verified):
             return None
-        # (more paths, and their order changed, only where a cache's filling may be among them)
-        functions = _cached_functions(state.retainers)
-        stats = self.tracker.stats(cls, limit=_REPORT_PATHS + (_PATHS_PAST_A_CACHE if functions else 0), hotspots=0)
-        if stats and functions:
-            stats["top_paths"] = _past_cached_functions(stats["top_paths"], functions)[:_REPORT_PATHS]
+        stats = self._stats_as_reported(state, cls, _REPORT_PATHS, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
+        return stats
+
+    def _stats_as_reported(self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20) -> dict | None:
+        """The tracker's stats of ``cls`` with its ``top`` paths (None: all) in the order a
+        leak report shows them: more paths asked for, and their order changed, only where
+        a cache's filling may be among them (see _past_cached_functions)."""
+        functions = _cached_functions(state.retainers)
+        more = _PATHS_PAST_A_CACHE if functions and top is not None else 0
+        stats = self.tracker.stats(cls, limit=None if top is None else top + more, hotspots=hotspots)
+        if stats and functions:
+            stats["top_paths"] = _past_cached_functions(stats["top_paths"], functions)[:top]
         return stats
 
     def _read_counts(self, state: _TypeState, cls: type, census) -> None:
@@ -2221,12 +2228,7 @@ class MemoryMonitor:
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         stats = None
         if state.analysing and cls is not None and self.mode == "exact":
-            # (ordered as a report's: see _report_stats)
-            functions = _cached_functions(state.retainers)
-            more = _PATHS_PAST_A_CACHE if functions and top is not None else 0
-            stats = self.tracker.stats(cls, limit=None if top is None else top + more)
-            if stats and functions:
-                stats["top_paths"] = _past_cached_functions(stats["top_paths"], functions)[:top]
+            stats = self._stats_as_reported(state, cls, top)
         entry = {
             "type": state.name,
             "live": state.live,

@@ -42,65 +42,63 @@ def _fresh(tracker: Tracker, cls: type, limit: int | None, hotspots: int) -> dic
     return stats
 
 
-@requires_engine
-def test_tree_update_gives_the_nodes_after_those_known_and_every_nodes_counts():
-    c = _tracker.CaptureCore()
-    c.track(Obj)
-    c.start()
-    try:
-        c.analyse(Obj, depth=2)
-        make = _sites(3)
-        keep: list = []
-        make(keep, 0)
-        layout, start, places, counts, meta = c.tree_update(Obj, 0, 0)
-        assert layout > 0 and start == 0 and meta["max_nodes"] == 10_000
-        assert places[0] == (-1, "", 0, "")  # the root
-        whole = c.tree(Obj)[0]
-        assert places == [node[:4] for node in whole]
-        assert list(array.array("Q", counts)) == [n for node in whole for n in (node[4], node[5], int(node[6]))]
-        known = len(places)
-        for _ in range(2):
-            make(keep, 1)  # (one line calling, one line making: two nodes)
-        again = c.tree_update(Obj, layout, known)
-        assert again[0] == layout and again[1] == known
-        whole = c.tree(Obj)[0]
-        assert again[2] == [node[:4] for node in whole[known:]] and len(again[2]) == 2
-        assert len(again[3]) == 3 * 8 * len(whole)
-        # another layout, or more nodes known than there are: everything again
-        assert c.tree_update(Obj, layout + 1, known)[1:3] == (0, [node[:4] for node in whole])
-        assert c.tree_update(Obj, layout, len(whole) + 1)[1] == 0
-        assert c.tree_update(Obj, layout, len(whole))[1:3] == (len(whole), [])
-        c.unanalyse(Obj)
-        assert c.tree_update(Obj, layout, 0) is None
-        c.analyse(Obj, depth=2)  # another tree: another layout
-        assert c.tree_update(Obj, layout, 1)[:2] == (c.tree_update(Obj, 0, 0)[0], 0)
-        assert c.tree_update(Obj, 0, 0)[0] > layout
-        with pytest.raises(TypeError):
-            c.tree_update("Obj", 0, 0)
-        with pytest.raises(OverflowError):
-            c.tree_update(Obj, -1, 0)
-    finally:
-        c.stop()
+@pytest.fixture
+def c():
+    """A running engine capture counting Obj."""
+    core = _tracker.CaptureCore()
+    core.track(Obj)
+    core.start()
+    yield core
+    core.stop()
 
 
 @requires_engine
-def test_pruning_gives_the_tree_a_new_layout():
-    c = _tracker.CaptureCore()
-    c.track(Obj)
-    c.start()
-    try:
-        c.analyse(Obj, depth=2, max_nodes=16)
-        make = _sites(40)
-        keep: list = []
-        make(keep, 0)
-        layout, _, places, _, _ = c.tree_update(Obj, 0, 0)
-        for which in range(40):
-            make(keep, which)
-        pruned = c.tree_update(Obj, layout, len(places))  # past 90% of 16 nodes: pruned first
-        assert pruned[0] != layout and pruned[1] == 0 and pruned[4]["pruned_nodes"] > 0
-        assert pruned[2] == [node[:4] for node in c.tree(Obj)[0]]
-    finally:
-        c.stop()
+def test_tree_update_gives_the_nodes_after_those_known_and_every_nodes_counts(c):
+    c.analyse(Obj, depth=2)
+    make = _sites(3)
+    keep: list = []
+    make(keep, 0)
+    layout, start, places, counts, meta = c.tree_update(Obj, 0, 0)
+    assert layout > 0 and start == 0 and meta["max_nodes"] == 10_000
+    assert places[0] == (-1, "", 0, "")  # the root
+    whole = c.tree(Obj)[0]
+    assert places == [node[:4] for node in whole]
+    assert list(array.array("Q", counts)) == [n for node in whole for n in (node[4], node[5], int(node[6]))]
+    known = len(places)
+    for _ in range(2):
+        make(keep, 1)  # (one line calling, one line making: two nodes)
+    again = c.tree_update(Obj, layout, known)
+    assert again[0] == layout and again[1] == known
+    whole = c.tree(Obj)[0]
+    assert again[2] == [node[:4] for node in whole[known:]] and len(again[2]) == 2
+    assert len(again[3]) == 3 * 8 * len(whole)
+    # another layout, or more nodes known than there are: everything again
+    assert c.tree_update(Obj, layout + 1, known)[1:3] == (0, [node[:4] for node in whole])
+    assert c.tree_update(Obj, layout, len(whole) + 1)[1] == 0
+    assert c.tree_update(Obj, layout, len(whole))[1:3] == (len(whole), [])
+    c.unanalyse(Obj)
+    assert c.tree_update(Obj, layout, 0) is None
+    c.analyse(Obj, depth=2)  # another tree: another layout
+    assert c.tree_update(Obj, layout, 1)[:2] == (c.tree_update(Obj, 0, 0)[0], 0)
+    assert c.tree_update(Obj, 0, 0)[0] > layout
+    with pytest.raises(TypeError):
+        c.tree_update("Obj", 0, 0)
+    with pytest.raises(OverflowError):
+        c.tree_update(Obj, -1, 0)
+
+
+@requires_engine
+def test_pruning_gives_the_tree_a_new_layout(c):
+    c.analyse(Obj, depth=2, max_nodes=16)
+    make = _sites(40)
+    keep: list = []
+    make(keep, 0)
+    layout, _, places, _, _ = c.tree_update(Obj, 0, 0)
+    for which in range(40):
+        make(keep, which)
+    pruned = c.tree_update(Obj, layout, len(places))  # past 90% of 16 nodes: pruned first
+    assert pruned[0] != layout and pruned[1] == 0 and pruned[4]["pruned_nodes"] > 0
+    assert pruned[2] == [node[:4] for node in c.tree(Obj)[0]]
 
 
 @requires_engine
