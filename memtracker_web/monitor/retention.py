@@ -337,7 +337,7 @@ def _mangled(klass: type, name: str) -> str:
     return name
 
 
-def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
+def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[int, int]]:
     """The kinds of object a chain goes through above its object (``upward``: the
     object, its holder, that one's holder, ... without the root), each with id()
     of the one nearest the object and how far above it the farthest one is. A
@@ -346,7 +346,8 @@ def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
     it grows). The monitor reads this to find a growing type that holds a
     growing one: each object held through a new holder of its own (a traceback
     chain keeping frames, and these what they referred to) is the holder's
-    growth, not its own."""
+    growth, not its own. ``rooted``: the chain reached a root, and its last
+    object is what the root holds."""
     target_kind = type(upward[0])
     kinds: dict[str, tuple[int, int]] = {}
     first: dict[str, int] = {}
@@ -361,7 +362,10 @@ def _holder_kinds(upward: list[Any]) -> dict[str, tuple[int, int]]:
                 continue  # a class's or an instance's namespace
         distance += 1
         if kind is target_kind:
-            own_farthest = distance
+            # (what a root holds is where the leak is kept, not a structure of the
+            # type: a module list of records, each a dict holding a new list)
+            if not (rooted and index == len(upward) - 1):
+                own_farthest = distance
             continue
         name = type_name(kind)
         nearest = kinds.get(name)
@@ -1176,7 +1180,7 @@ class _Search:
                     kept[text] += 1
                     kept_by_globals += self.is_global(path[0])
                 upward = path[:0:-1]  # the object first, without the root
-            for kind, (nearest, distance) in _holder_kinds(upward).items():
+            for kind, (nearest, distance) in _holder_kinds(upward, rooted=path is not None).items():
                 entry = held_through.setdefault(kind, [0, set(), 0])
                 entry[0] += 1
                 entry[1].add(nearest)

@@ -295,6 +295,43 @@ def test_objects_held_through_a_chain_name_each_holder_kind_with_how_many_distin
     LAST_ERROR.__traceback__ = None
 
 
+_RECORDS_OF_LISTS: list = []  # a module list of records, each a dict holding a dict holding a new list
+
+
+class _TreeNode:
+    def __init__(self) -> None:
+        self.children: list = []
+
+
+_TREE = _TreeNode()
+
+
+def test_what_a_root_holds_is_no_structure_of_the_type_it_keeps():
+    # A new list in each record of a module list: the records' dicts hold the lists, and
+    # the module list at the chain's top is where they are kept, not a structure of
+    # lists (before, a list above them set the dicts aside, and a leak of those
+    # records was reported twice, as dicts and as lists).
+    _RECORDS_OF_LISTS.extend({"a": {"b": [n]}} for n in range(8))
+    try:
+        found = find_retainers([record["a"]["b"] for record in _RECORDS_OF_LISTS])
+    finally:
+        _RECORDS_OF_LISTS.clear()
+    kinds = {h["type"]: h for h in found["holders"]}
+    assert kinds["builtins.dict"]["objects"] == kinds["builtins.dict"]["distinct"] == 8, found["holders"]
+    assert kinds["builtins.dict"]["distance"] == 2.0
+    # A tree of nodes, each keeping its children in a list: a new leaf is held through
+    # lists, but those are the tree's own structure, below nodes of the leaf's type.
+    for _ in range(4):
+        branch = _TreeNode()
+        _TREE.children.append(branch)
+        branch.children.extend(_TreeNode() for _ in range(2))
+    try:
+        found = find_retainers([leaf for branch in _TREE.children for leaf in branch.children])
+    finally:
+        _TREE.children.clear()
+    assert "builtins.list" not in {h["type"] for h in found["holders"]}, found["holders"]
+
+
 # -- what the monitor does with it ---------------------------------------------
 
 
