@@ -1641,7 +1641,8 @@ class MemoryMonitor:
                     and name != state.name
                     and only in (None, name)
                     and (unseen + not_leak) * 2 > total
-                    and self._holds_its_growth(growing[name], cls, state, each, unseen / total)
+                    and unseen > 0
+                    and self._holds_its_growth(growing[name], cls, state, each, (total - not_leak) / total)
                 ):
                     return name, growing[name], why
         return None
@@ -1652,23 +1653,23 @@ class MemoryMonitor:
         cls: type,
         state: _TypeState,
         each: float | None = None,
-        unseen: float = 1.0,
+        not_set_apart: float = 1.0,
     ) -> bool:
         """Whether the new objects of a leaking container type (``holder``) can hold
-        at least half of what ``state`` (objects of ``cls``) grows by a sample out of
-        the search's sight: the mean number of ``cls`` objects its tabled live objects
-        refer to, each counted up to that growth (one tuple of thousands, replaced each
-        request, is among them and is not its leak; a mix of sizes is), times its growth
-        a sample. A few frozensets leaking beside sixty new ints a sample kept elsewhere
-        do not explain those ints. ``unseen``: the share of its new objects looked at
-        that the search did not see held (the rest a bounded cache filling, say, which
-        the search saw and set apart: a leak of tuples of one str each beside a render
-        cache taking as many new strs a sample holds half of str's growth, all of what
-        is out of sight). ``each``: how many each holds when known (a bytearray's
-        buffer, one bytes, is no referent). Unknown, and the out-of-sight rule alone
-        decides: either count an estimate (watch-all sampling built-ins: they move by
-        its steps), fewer than two values of either, its objects not tabled or none
-        alive."""
+        at least half of what ``state`` (objects of ``cls``) grows by a sample, less
+        what its search set apart: the mean number of ``cls`` objects its tabled live
+        objects refer to, each counted up to that growth (one tuple of thousands,
+        replaced each request, is among them and is not its leak; a mix of sizes is),
+        times its growth a sample. A few frozensets leaking beside sixty new ints a
+        sample kept elsewhere do not explain those ints. ``not_set_apart``: the share
+        of its new objects looked at that the search did not set apart (a bounded cache
+        filling, say: a leak of tuples of one str each beside a render cache taking as
+        many new strs a sample holds half of str's growth, all of what is left; what
+        the search saw the app keep is left, and a container must hold it too).
+        ``each``: how many each holds when known (a bytearray's buffer, one bytes, is
+        no referent). Unknown, and the out-of-sight rule alone decides: either count an
+        estimate (watch-all sampling built-ins: they move by its steps), fewer than two
+        values of either, its objects not tabled or none alive."""
         container = holder.ref()
         if container is None:
             return False
@@ -1684,9 +1685,9 @@ class MemoryMonitor:
         own_growth = growth_per_sample(own_lives)
         if own_growth <= 0:
             return True
-        own_growth *= unseen
+        own_growth *= not_set_apart
         if own_growth <= 0:
-            return False  # (nothing out of sight for it to hold)
+            return False  # (nothing left for it to hold)
         container_growth = max(0.0, growth_per_sample(lives))
         if each is None:
             with app_threads_held_off():  # (their contents are the app's: held for no moment past this)

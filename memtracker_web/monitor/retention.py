@@ -346,12 +346,11 @@ def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[in
     it grows). The monitor reads this to find a growing type that holds a
     growing one: each object held through a new holder of its own (a traceback
     chain keeping frames, and these what they referred to) is the holder's
-    growth, not its own. ``rooted``: the chain reached a root, and its last
-    object is what the root holds."""
+    growth, not its own. ``rooted``: the chain reached a root."""
     target_kind = type(upward[0])
     kinds: dict[str, tuple[int, int]] = {}
     first: dict[str, int] = {}
-    own_farthest = 0
+    own = [0]  # how far above the object each one of its own type is (0: none)
     distance = 0  # (a namespace dict is no step: whether an instance has one made is CPython's choice)
     for index in range(1, len(upward)):
         holder = upward[index]
@@ -362,10 +361,7 @@ def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[in
                 continue  # a class's or an instance's namespace
         distance += 1
         if kind is target_kind:
-            # (what a root holds is where the leak is kept, not a structure of the
-            # type: a module list of records, each a dict holding a new list)
-            if not (rooted and index == len(upward) - 1):
-                own_farthest = distance
+            own.append(distance)
             continue
         name = type_name(kind)
         nearest = kinds.get(name)
@@ -374,6 +370,13 @@ def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[in
     # A kind met below an object of the same type as this one is part of a structure
     # of that type (a tree's nodes keep lists of nodes): it holds nothing of its own.
     # (Its first sight counts, not its farthest: a search cut short may end on either.)
+    # The farthest of a chain that reached a root is where the objects are kept, not
+    # such a structure when no other of the type is above what it holds: a list of
+    # records, each a dict holding a new list, in a module's global, a class's
+    # attribute or an app object's (a tree's nodes still have its root above them).
+    if rooted and len(own) > 1:
+        own.pop()  # (the farthest: they were met in order)
+    own_farthest = own[-1]
     return {name: found for name, found in kinds.items() if first[name] > own_farthest}
 
 
