@@ -1686,8 +1686,6 @@ class MemoryMonitor:
         if own_growth <= 0:
             return True
         own_growth *= not_set_apart
-        if own_growth <= 0:
-            return False  # (nothing left for it to hold)
         container_growth = max(0.0, growth_per_sample(lives))
         if each is None:
             with app_threads_held_off():  # (their contents are the app's: held for no moment past this)

@@ -337,7 +337,7 @@ def _mangled(klass: type, name: str) -> str:
     return name
 
 
-def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[int, int]]:
+def _holder_kinds(upward: list[Any], root: Any = None) -> dict[str, tuple[int, int]]:
     """The kinds of object a chain goes through above its object (``upward``: the
     object, its holder, that one's holder, ... without the root), each with id()
     of the one nearest the object and how far above it the farthest one is. A
@@ -346,11 +346,12 @@ def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[in
     it grows). The monitor reads this to find a growing type that holds a
     growing one: each object held through a new holder of its own (a traceback
     chain keeping frames, and these what they referred to) is the holder's
-    growth, not its own. ``rooted``: the chain reached a root."""
+    growth, not its own. ``root``: the chain's root, when it reached one."""
     target_kind = type(upward[0])
     kinds: dict[str, tuple[int, int]] = {}
     first: dict[str, int] = {}
-    own = [0]  # how far above the object each one of its own type is (0: none)
+    own = [(0, 0)]  # (distance, index) of each one of its own type above the object ((0, 0): none)
+    namespaces = set()  # indexes of the namespace dicts passed
     distance = 0  # (a namespace dict is no step: whether an instance has one made is CPython's choice)
     for index in range(1, len(upward)):
         holder = upward[index]
@@ -358,26 +359,36 @@ def _holder_kinds(upward: list[Any], rooted: bool = False) -> dict[str, tuple[in
         if kind is dict and index + 1 < len(upward):
             owner = upward[index + 1]
             if issubclass(type(owner), type) or holder is _own_dict(owner):
+                namespaces.add(index)
                 continue  # a class's or an instance's namespace
         distance += 1
         if kind is target_kind:
-            own.append(distance)
+            own.append((distance, index))
             continue
         name = type_name(kind)
         nearest = kinds.get(name)
         kinds[name] = (id(holder) if nearest is None else nearest[0], distance)
         first.setdefault(name, distance)
+    if root is not None and isinstance(root, type) and len(upward) > 1 and type(upward[-1]) is dict:
+        namespaces.add(len(upward) - 1)  # (the root class's namespace)
     # A kind met below an object of the same type as this one is part of a structure
     # of that type (a tree's nodes keep lists of nodes): it holds nothing of its own.
     # (Its first sight counts, not its farthest: a search cut short may end on either.)
-    # The farthest of a chain that reached a root is where the objects are kept, not
-    # such a structure when no other of the type is above what it holds: a list of
-    # records, each a dict holding a new list, in a module's global, a class's
-    # attribute or an app object's (a tree's nodes still have its root above them).
-    if rooted and len(own) > 1:
-        own.pop()  # (the farthest: they were met in order)
-    own_farthest = own[-1]
+    # Not below the farthest of them when that one is a store: only namespaces, classes,
+    # modules and the app's objects between it and the root (a list of records, each
+    # a dict holding a new list, in a module's global, a class's attribute or an app
+    # object's). A tree's top node in a registry dict is one of its nodes still.
+    if root is not None and len(own) > 1:
+        farthest = own[-1][1]
+        if all(i in namespaces or not isinstance(upward[i], _STORE_HOLDERS) for i in range(farthest + 1, len(upward))):
+            own.pop()
+    own_farthest = own[-1][0]
     return {name: found for name, found in kinds.items() if first[name] > own_farthest}
+
+
+# What holds a store of objects as one of its items, not as an attribute: a store held
+# so is a part of a bigger structure (a tree's node in a registry dict)
+_STORE_HOLDERS = (dict, list, tuple, set, frozenset, collections.deque)
 
 
 BOOKKEEPING = "_memtracker_bookkeeping"  # a class attribute of the classes that keep our tables
@@ -1183,7 +1194,7 @@ class _Search:
                     kept[text] += 1
                     kept_by_globals += self.is_global(path[0])
                 upward = path[:0:-1]  # the object first, without the root
-            for kind, (nearest, distance) in _holder_kinds(upward, rooted=path is not None).items():
+            for kind, (nearest, distance) in _holder_kinds(upward, None if path is None else path[0]).items():
                 entry = held_through.setdefault(kind, [0, set(), 0])
                 entry[0] += 1
                 entry[1].add(nearest)

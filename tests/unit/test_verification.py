@@ -316,6 +316,7 @@ class _TreeNode:
 
 
 _TREE = _TreeNode()
+_THREADS: dict = {}  # a registry of trees: comment threads, each reply a node under its top one
 
 
 def test_what_a_root_holds_is_no_structure_of_the_type_it_keeps():
@@ -350,6 +351,16 @@ def test_what_a_root_holds_is_no_structure_of_the_type_it_keeps():
         found = find_retainers([leaf for branch in _TREE.children for leaf in branch.children])
     finally:
         _TREE.children.clear()
+    assert "builtins.list" not in {h["type"] for h in found["holders"]}, found["holders"]
+    # Nor when its top nodes are kept in a registry dict: each new reply is held by
+    # its thread's old list of replies, not by new lists (each reply makes one)
+    _THREADS.update((k, _TreeNode()) for k in range(4))
+    for k in range(8):
+        _THREADS[k % 4].children.append(_TreeNode())
+    try:
+        found = find_retainers([reply for top in _THREADS.values() for reply in top.children])
+    finally:
+        _THREADS.clear()
     assert "builtins.list" not in {h["type"] for h in found["holders"]}, found["holders"]
 
 
