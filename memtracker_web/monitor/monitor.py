@@ -1641,7 +1641,10 @@ class MemoryMonitor:
                     and name != state.name
                     and only in (None, name)
                     and (unseen + not_leak) * 2 > total
+                    # (of those not set apart, at least half out of sight: the rest the search saw kept
+                    # where no such container holds them, a leak of their own)
                     and unseen > 0
+                    and unseen * 2 >= total - not_leak
                     and self._holds_its_growth(growing[name], cls, state, each, (total - not_leak) / total)
                 ):
                     return name, growing[name], why

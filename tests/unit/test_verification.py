@@ -1374,8 +1374,9 @@ def test_new_objects_out_of_sight_in_leaking_containers_of_any_shape_are_that_le
         (20, 0, 30, False, False),  # all 20 out of sight: 30 of 61 is no explanation
         (2, 9, 4, False, False),  # 9 kept where the search sees: 4 tuples a sample hold none of them
         (0, 12, 30, True, False),  # nothing out of sight (12 garbage, 8 kept): nothing to explain
+        (2, 9, 30, True, False),  # sampled, amounts unknown: 9 kept in sight against 2 out of it
     ],
-    ids=["cache-beside", "all-out-of-sight", "kept-in-sight", "none-out-of-sight"],
+    ids=["cache-beside", "all-out-of-sight", "kept-in-sight", "none-out-of-sight", "sampled-kept-in-sight"],
 )
 def test_a_leaking_container_is_weighed_against_the_growth_its_search_did_not_set_apart(
     monkeypatch, hidden, set_apart, tuples_a_sample, sampled, explained
