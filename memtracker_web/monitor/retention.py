@@ -369,7 +369,7 @@ def _holder_kinds(upward: list[Any], root: Any = None) -> dict[str, tuple[int, i
         nearest = kinds.get(name)
         kinds[name] = (id(holder) if nearest is None else nearest[0], distance)
         first.setdefault(name, distance)
-    if root is not None and isinstance(root, type) and len(upward) > 1 and type(upward[-1]) is dict:
+    if isinstance(root, type) and len(upward) > 1 and type(upward[-1]) is dict:
         namespaces.add(len(upward) - 1)  # (the root class's namespace)
     # A kind met below an object of the same type as this one is part of a structure
     # of that type (a tree's nodes keep lists of nodes): it holds nothing of its own.
@@ -378,17 +378,15 @@ def _holder_kinds(upward: list[Any], root: Any = None) -> dict[str, tuple[int, i
     # modules and the app's objects between it and the root (a list of records, each
     # a dict holding a new list, in a module's global, a class's attribute or an app
     # object's). A tree's top node in a registry dict is one of its nodes still.
+    # (a container above holds it as an item: part of a bigger structure, as a tree's
+    # node in a registry dict is)
     if root is not None and len(own) > 1:
         farthest = own[-1][1]
-        if all(i in namespaces or not isinstance(upward[i], _STORE_HOLDERS) for i in range(farthest + 1, len(upward))):
+        above = range(farthest + 1, len(upward))
+        if all(i in namespaces or not isinstance(upward[i], _PLAIN_CONTAINERS) for i in above):
             own.pop()
     own_farthest = own[-1][0]
     return {name: found for name, found in kinds.items() if first[name] > own_farthest}
-
-
-# What holds a store of objects as one of its items, not as an attribute: a store held
-# so is a part of a bigger structure (a tree's node in a registry dict)
-_STORE_HOLDERS = (dict, list, tuple, set, frozenset, collections.deque)
 
 
 BOOKKEEPING = "_memtracker_bookkeeping"  # a class attribute of the classes that keep our tables
