@@ -432,6 +432,31 @@ def _through_others(path: list[Any]) -> bool:
 
 
 _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
+# Those whose len() grows as the app adds to them (exactly these types: a subclass's
+# __len__ is the app's code)
+_GROWABLE_GLOBALS = (list, dict, set, collections.deque)
+
+
+def global_container_size(module: str, name: str) -> int | None:
+    """The size of the module global ``module.name`` when it is still a plain list,
+    dict, set or deque (see _Search.global_container); None when the module or the
+    global is gone or is something else now. Runs none of the app's code."""
+    found = sys.modules.get(module)
+    if found is None or not issubclass(type(found), types.ModuleType):
+        return None
+    try:
+        namespace = object.__getattribute__(found, "__dict__")
+    except Exception:  # noqa: BLE001 -- an odd module object
+        return None
+    if type(namespace) is not dict:
+        return None
+    container: Any = dict.get(namespace, name)
+    return len(container) if _growable(container) else None
+
+
+def _growable(obj: Any) -> bool:
+    kind = type(obj)  # (by identity: an app's metaclass may define __eq__)
+    return any(kind is plain for plain in _GROWABLE_GLOBALS)
 
 
 def _in_own_tables(upward: list[Any], own_locals: frozenset[int] | set[int] = frozenset()) -> bool:
@@ -694,7 +719,11 @@ def find_retainers(
     waiting for the garbage collector); if not, something the collector cannot see
     holds it (``hidden``: C code, or a running function of our own).
     ``unresolved``: objects whose root was not reached before the search stopped.
-    One search at a time per process (RetentionBusy otherwise)."""
+    ``kept_in``: the module globals, plain lists, dicts, sets or deques, that hold
+    some of the objects themselves (``{"module", "name", "count", "size", "chain"}``,
+    most first): where a leak is kept, whose size anyone can read again later
+    (``global_container_size``). One search at a time per process (RetentionBusy
+    otherwise)."""
     return find_retainers_of_groups([objects], budget_seconds=budget_seconds, max_depth=max_depth, top=top)[0]
 
 
@@ -864,6 +893,19 @@ class _Search:
         if any(id(h) not in parts and id(h) not in below for h in self.up.get(id(path[-1]), ())):
             return None
         return found
+
+    def global_container(self, path: list[Any]) -> tuple[str, str] | None:
+        """(module name, global name) when the object is held by a plain list, dict, set
+        or deque that is a module global: a place whose size anyone can read again
+        (global_container_size), and which grows by one a new object of a leak kept
+        there. None for a chain of any other shape."""
+        if len(path) != 3 or not _growable(path[1]):
+            return None
+        module = self.modules.get(id(path[0]))
+        if module is None:
+            return None
+        key = next((k for k, v in _dict_items(path[0]) if v is path[1]), None)
+        return (module, key) if isinstance(key, str) and _is_name(key) else None
 
     def is_global(self, holder: Any) -> bool:
         """A module's namespace, a class, or sys.modules: a root that lasts, unlike a
@@ -1164,6 +1206,8 @@ class _Search:
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
         kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
+        in_globals: Counter[tuple[str, str]] = Counter()  # of those, held by a module global's plain container
+        global_sizes: dict[tuple[str, str], tuple[int, str]] = {}  # its size now and the chain's text
         held_through: dict[str, list[Any]] = {}  # holder type => [objects held through one, nearest one ids, depths]
         left: list[Any] = []
         for target in targets:
@@ -1191,6 +1235,9 @@ class _Search:
                 else:
                     kept[text] += 1
                     kept_by_globals += self.is_global(path[0])
+                    if (place := self.global_container(path)) is not None:
+                        in_globals[place] += 1
+                        global_sizes[place] = (len(path[1]), text)
                 upward = path[:0:-1]  # the object first, without the root
             for kind, (nearest, distance) in _holder_kinds(upward, None if path is None else path[0]).items():
                 entry = held_through.setdefault(kind, [0, set(), 0])
@@ -1220,6 +1267,16 @@ class _Search:
             ],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},
             "kept_by": kept.most_common(1)[0][0] if kept else None,
+            "kept_in": [
+                {
+                    "module": module,
+                    "name": name,
+                    "count": n,
+                    "size": global_sizes[module, name][0],
+                    "chain": global_sizes[module, name][1],
+                }
+                for (module, name), n in in_globals.most_common(top)
+            ],
             "kept": kept_by_globals,
             "holders": sorted(
                 (

@@ -33,6 +33,7 @@ from memtracker_web.monitor.retention import (
     bounded_with_room,
     cache_room,
     find_retainers,
+    global_container_size,
     only_in_own_tables,
     own_table_refs,
 )
@@ -110,6 +111,29 @@ def test_a_cachetools_cache_with_room_counts_what_it_stores_not_what_its_values_
 
 
 CACHE = None
+_KEPT_IDS: set = set()
+_KEPT_NESTED: dict = {"ids": []}
+
+
+def test_a_search_names_the_module_globals_that_hold_its_objects_themselves():
+    # (only a plain container that is itself the global: its size is the leak's count)
+    kept = [str(n) + "-id" for n in range(5)]
+    _KEPT_IDS.update(kept[:3])
+    _KEPT_NESTED["ids"].extend(kept[3:])
+    try:
+        found = find_retainers(kept)
+        assert found["kept_in"] == [
+            {
+                "module": __name__,
+                "name": "_KEPT_IDS",
+                "count": 3,
+                "size": 3,
+                "chain": f"{__name__}._KEPT_IDS -> builtins.set[i] -> builtins.str",
+            }
+        ]
+    finally:
+        _KEPT_IDS.clear()
+        _KEPT_NESTED["ids"].clear()
 
 
 def test_a_search_counts_the_objects_a_bounded_cache_holds():
@@ -1026,6 +1050,145 @@ def test_a_leak_of_strs_beside_names_the_type_cache_keeps_is_reported_at_its_ten
     finally:
         m.close()
         _session_ids.clear()
+
+
+@functools.lru_cache(maxsize=4096)
+def render_page(n: int) -> bytearray:
+    return bytearray(n % 7 + 1)  # PAGE-LINE
+
+
+_kept_pages: list = []
+
+
+def _pages_beside_a_cache(m: MemoryMonitor, keep_last: int | None, samples: int = 20) -> tuple:
+    """Each of 40 requests a sample renders two pages into a bounded cache (two new
+    bytearrays) and keeps one more in a module list (only its last ``keep_last``
+    when given, a list that turns over), until a report: the reports and the sample."""
+    found_by_watch_all(m, bytearray)
+    reports: list = []
+    for sample in range(samples):
+        for k in range(40):
+            n = 80 * sample + 2 * k
+            render_page(n)
+            render_page(n + 1)
+            _kept_pages.append(bytearray(3))  # KEPT-PAGE-LINE
+            if keep_last is not None and len(_kept_pages) > keep_last:
+                del _kept_pages[0]
+        reports += m.sample()
+        if reports:
+            break
+    return reports, sample
+
+
+@requires_engine
+def test_a_leak_beside_a_bounded_cache_filling_faster_is_reported_once_its_global_grows(verifying_monitor, monkeypatch):
+    # The cache holds two thirds of the new bytearrays a search looks at, and the
+    # growth was set aside until the cache is full (4096 entries: 52 samples here).
+    # A third are in a module list: read again at the next samples, it grew by 40 at
+    # each, a leak beside the cache (whose growth ends at its bound). (The search looks
+    # at 300, not 20: the split as it is, not a draw of 20 from it.)
+    monkeypatch.setattr(monitor_module, "RETAINER_SAMPLE", 300)
+    m = verifying_monitor
+    try:
+        reports, sample = _pages_beside_a_cache(m, keep_last=None)
+        state = m._types[id(bytearray)]
+        assert reports, state.verdict
+        assert [r["type"] for r in reports] == ["builtins.bytearray"]
+        assert state.verdict.startswith(
+            f"kept by {__name__}._kept_pages -> builtins.list[i] -> builtins.bytearray, which grew by 120 in 3"
+            f" samples beside functools.lru_cache {__name__}.render_page ("
+        ), state.verdict
+        assert state.verdict.endswith("), a cache with a size bound filling with its new objects")
+        assert reports[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('KEPT-PAGE-LINE')} in _pages_beside_a_cache"
+        assert sample == 5, sample  # (searched at the 2nd, read again at the 3rd to 5th, reported at the 6th)
+    finally:
+        render_page.cache_clear()
+        _kept_pages.clear()
+
+
+@requires_engine
+def test_a_list_that_only_turns_over_beside_a_bounded_cache_filling_is_no_leak(verifying_monitor, monkeypatch):
+    # The same, but the list keeps only the last 100 (live sessions): its size stops
+    # growing, the watch ends, and the growth stays set aside with the cache.
+    monkeypatch.setattr(monitor_module, "RETAINER_SAMPLE", 300)
+    m = verifying_monitor
+    try:
+        reports, _ = _pages_beside_a_cache(m, keep_last=100)
+        state = m._types[id(bytearray)]
+        assert reports == []
+        assert not state.verified and state.beside_cache is None
+        assert state.verdict.startswith("not a leak for now: it fills a cache with a size bound"), state.verdict
+    finally:
+        render_page.cache_clear()
+        _kept_pages.clear()
+
+
+_watched_global: list = []
+
+
+class _CountedList(list):
+    def __len__(self) -> int:
+        raise AssertionError("the app's __len__ ran")
+
+
+@pytest.mark.parametrize(
+    ("looked_at", "grows", "verified"),
+    [
+        (6, [40, 40, 40], True),  # 6 of 20 looked at, 40 a sample beside the type's 120
+        (5, [20, 20, 20], True),  # a quarter: 60 >= 5/20 x 360 / 2
+        (4, [40, 40, 40], False),  # under a quarter of those looked at: not watched
+        (6, [40, 0, 40], False),  # a sample without growth ends the watch
+        (6, [17, 17, 17], False),  # far less than its share of the type's growth: 51 < 6/20 x 360 / 2
+        (6, [40, 40, -200], False),  # emptied
+    ],
+)
+def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share_each_sample(looked_at, grows, verified):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, bytearray)
+        state = m._types[id(bytearray)]
+        live = 1000
+        state.history.append(0.0, live)
+        m._samples, state.dismissed_until = 1, 100
+        _watched_global[:] = [0] * 300
+        place = {"module": __name__, "name": "_watched_global", "count": looked_at, "size": 300, "chain": "c"}
+        m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        assert (state.beside_cache is not None) is (looked_at * 4 >= 20)
+        for sample, grow in enumerate(grows, start=1):
+            if grow >= 0:
+                _watched_global.extend([0] * grow)
+            else:
+                del _watched_global[grow:]
+            live += 120
+            state.history.append(float(sample), live)
+            m._samples += 1
+            m._check_beside_caches()
+        assert state.verified is verified
+        assert state.beside_cache is None
+        if verified:
+            assert state.dismissed_until == 0
+            assert state.verdict == (
+                f"kept by c, which grew by {sum(grows)} in 3 samples beside a cache (10 of 1024),"
+                " a cache with a size bound filling with its new objects"
+            )
+        else:
+            assert state.dismissed_until == 100
+    finally:
+        _watched_global.clear()
+        m.close()
+
+
+def test_the_size_of_a_module_global_is_read_only_from_a_plain_container(monkeypatch):
+    module = types.ModuleType("memtracker_test_globals")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    module.items, module.index, module.ids = [1, 2], {"a": 1}, {1, 2, 3}
+    module.recent, module.count, module.odd = collections.deque([1]), 5, _CountedList([1])
+    sizes = {name: global_container_size(module.__name__, name) for name in vars(module) if not name.startswith("__")}
+    assert sizes == {"items": 2, "index": 1, "ids": 3, "recent": 1, "count": None, "odd": None}
+    assert global_container_size(module.__name__, "gone") is None
+    assert global_container_size("memtracker_test_no_such_module", "items") is None
+    monkeypatch.setitem(sys.modules, module.__name__, object())  # (a lazy module's stand-in)
+    assert global_container_size(module.__name__, "items") is None
 
 
 _recent: collections.deque = collections.deque(maxlen=100)
