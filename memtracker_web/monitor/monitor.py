@@ -84,9 +84,12 @@ EXPLAINED_RECHECK_PERIODS = 4
 # A type set aside because a bounded cache filling holds most of its new objects
 # looked at, while a quarter or more of them sit in a module global's list, dict,
 # set or deque: that global is read again at each of this many samples, and when it
-# grew at each, by at least half its share of the type's growth, the type is a leak
-# kept there (see _check_beside_caches).
+# never shrank and grew by at least a quarter of its share of the type's growth, the
+# type is a leak kept there (see _check_beside_caches).
 BESIDE_CACHE_SAMPLES = 3
+# Samples of analysis a report waits while all its paths that keep some go through
+# a function whose results a bounded cache filling keeps (see _report_stats)
+CACHE_PATHS_WAIT = 5
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -1183,12 +1186,18 @@ class MemoryMonitor:
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
         functions = _cached_functions(state.retainers)
-        if functions and _through_cached_function(stats["top_paths"][0], functions):
+        if (
+            functions
+            and self._samples - state.analysis_since < CACHE_PATHS_WAIT
+            and _through_cached_function(stats["top_paths"][0], functions)
+        ):
             # Every path that keeps some is a bounded cache's filling (those go last):
-            # the leak's own has not shown yet. A built-in's paths follow one object in
-            # 64: the str-set leak of bench/leak_apps.py, 30 new strs a sample, had none
-            # sampled in its first two samples of analysis once in four runs, and its
-            # report led with the render cache's line alone.
+            # the leak's own may not have shown yet. A built-in's paths follow one
+            # object in 64: the str-set leak of bench/leak_apps.py, 30 new strs a
+            # sample, had none sampled in its first two samples of analysis once in
+            # four runs, and its report led with the render cache's line alone. Not
+            # for longer: a leak made inside the cached function itself is on such a
+            # path, and would wait until it outgrew the cache's bound.
             return None
         return stats
 
@@ -1565,10 +1574,11 @@ class MemoryMonitor:
         them: they replaced old entries), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
         memtracker_web's own tables, or are garbage in reference cycles; or when
-        none survived. When more than half are each held through a new object of
-        another growing type, that type is the root: a traceback chain growing
-        by one traceback per request keeps that request's frames and all they
-        refer to; the root is nominated and analysed in their place. So it is
+        none survived (a module global beside a filling cache that holds a quarter or
+        more of them is read again meanwhile: _watch_beside_cache). When more than
+        half are each held through a new object of another growing type, that type
+        is the root: a traceback chain growing by one traceback per request keeps
+        that request's frames and all they refer to; the root is nominated and analysed in their place. So it is
         when the root is verified as a leak already and those objects, with the
         growth set aside above, are more than half. Otherwise
         whatever holds them is a leak's holder, and the type is verified (and the types
@@ -1654,47 +1664,58 @@ class MemoryMonitor:
 
     def _check_beside_caches(self) -> None:
         """Each type watched beside a bounded cache (_watch_beside_cache): the module
-        global's size now. When it grew at each of BESIDE_CACHE_SAMPLES samples, by at
-        least half of what its share of the objects looked at makes of the type's growth
-        meanwhile, the type is verified as a leak kept there, cache or not: a cache's
-        growth ends at its bound, the global's does not. A set of the app's that only
-        turns over (live sessions) does not grow at every sample, nor by that much; a
-        sample without growth ends the watch and the set-aside runs its course."""
+        global's size now. When over BESIDE_CACHE_SAMPLES samples it never shrank and
+        grew by at least a quarter of what its share of the objects looked at makes of
+        the type's growth meanwhile (a quarter: a dict's entry may hold two of them, a
+        key and a value), the type is verified as a leak kept there, as it would be with
+        no cache beside it. A set of the app's that only turns over (live sessions)
+        does not grow by that much; a drop ends the watch and the set-aside runs its
+        course. A global still filling towards a bound of the app's own (a list
+        trimmed to its last thousand) is verified, as it is without a cache: three
+        samples cannot tell it from a leak, and its report still waits for the type's
+        ``increases``."""
         for state in list(self._types.values()):
             watch = state.beside_cache
             if watch is None:
                 continue
-            cls = state.ref()
-            lives = state.last_lives()
-            size = global_container_size(watch["module"], watch["name"])
-            if (
-                cls is None
-                or state.verified
-                or state.explained_by is not None
-                or state.dismissed_until <= self._samples
-                or size is None
-                or not lives
-                or size <= watch["sizes"][-1]
-            ):
+            try:
+                self._check_beside_cache(state, watch)
+            except Exception:  # (a sample must go on: the set-aside runs its course)
+                logger.exception("memtracker_web: reading where %s is kept failed", state.name)
                 state.beside_cache = None
-                continue
-            watch["sizes"].append(size)
-            watch["lives"].append(lives[-1])
-            if len(watch["sizes"]) <= BESIDE_CACHE_SAMPLES:
-                continue
+
+    def _check_beside_cache(self, state: _TypeState, watch: dict[str, Any]) -> None:
+        lives = state.last_lives()
+        size = global_container_size(watch["module"], watch["name"])
+        if (
+            state.ref() is None
+            or state.verified
+            or state.explained_by is not None
+            or state.dismissed_until <= self._samples
+            or size is None
+            or not lives
+            or size < watch["sizes"][-1]
+        ):
             state.beside_cache = None
-            grew = watch["sizes"][-1] - watch["sizes"][0]
-            if grew < max(BESIDE_CACHE_SAMPLES, watch["share"] * (watch["lives"][-1] - watch["lives"][0]) / 2):
-                continue
-            # (its rises before count: the cache did not explain them after all)
-            state.dismissed_until = 0
-            state.verified = True
-            state.verdict = (
-                f"kept by {watch['chain']}, which grew by {grew} in {BESIDE_CACHE_SAMPLES} samples"
-                f" beside {watch['cache']}, a cache with a size bound filling with its new objects"
-            )
-            logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
-            self._regroup_under(state)
+            return
+        watch["sizes"].append(size)
+        watch["lives"].append(lives[-1])
+        if len(watch["sizes"]) <= BESIDE_CACHE_SAMPLES:
+            return
+        state.beside_cache = None
+        grew = watch["sizes"][-1] - watch["sizes"][0]
+        type_grew = watch["lives"][-1] - watch["lives"][0]
+        if type_grew <= 0 or grew < max(BESIDE_CACHE_SAMPLES, watch["share"] * type_grew / 4):
+            return
+        # (its rises before count: the cache did not explain them after all)
+        state.dismissed_until = 0
+        state.verified = True
+        state.verdict = (
+            f"kept by {watch['chain']}, which grew by {grew} in {BESIDE_CACHE_SAMPLES} samples"
+            f" beside {watch['cache']}, a cache with a size bound that holds others of its new objects"
+        )
+        logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
+        self._regroup_under(state)
 
     def _root_of(
         self, state: _TypeState, cls: type, found: dict[str, Any], not_leak: int, only: str | None = None

@@ -435,6 +435,7 @@ _PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
 # Those whose len() grows as the app adds to them (exactly these types: a subclass's
 # __len__ is the app's code)
 _GROWABLE_GLOBALS = (list, dict, set, collections.deque)
+_MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
 
 
 def global_container_size(module: str, name: str) -> int | None:
@@ -444,8 +445,8 @@ def global_container_size(module: str, name: str) -> int | None:
     found = sys.modules.get(module)
     if found is None or not issubclass(type(found), types.ModuleType):
         return None
-    try:
-        namespace = object.__getattribute__(found, "__dict__")
+    try:  # (ModuleType's own __dict__, not a property a subclass of the app's may define)
+        namespace = _MODULE_DICT.__get__(found)
     except Exception:  # noqa: BLE001 -- an odd module object
         return None
     if type(namespace) is not dict:

@@ -1088,6 +1088,7 @@ def test_a_leak_beside_a_bounded_cache_filling_faster_is_reported_once_its_globa
     # each, a leak beside the cache (whose growth ends at its bound). (The search looks
     # at 300, not 20: the split as it is, not a draw of 20 from it.)
     monkeypatch.setattr(monitor_module, "RETAINER_SAMPLE", 300)
+    monkeypatch.setattr(monitor_module, "MAX_PATH_SAMPLING", 1)  # (every path: the sample it comes at is fixed)
     m = verifying_monitor
     try:
         reports, sample = _pages_beside_a_cache(m, keep_last=None)
@@ -1098,11 +1099,47 @@ def test_a_leak_beside_a_bounded_cache_filling_faster_is_reported_once_its_globa
             f"kept by {__name__}._kept_pages -> builtins.list[i] -> builtins.bytearray, which grew by 120 in 3"
             f" samples beside functools.lru_cache {__name__}.render_page ("
         ), state.verdict
-        assert state.verdict.endswith("), a cache with a size bound filling with its new objects")
+        assert state.verdict.endswith("), a cache with a size bound that holds others of its new objects")
         assert reports[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('KEPT-PAGE-LINE')} in _pages_beside_a_cache"
         assert sample == 5, sample  # (searched at the 2nd, read again at the 3rd to 5th, reported at the 6th)
     finally:
         render_page.cache_clear()
+        _kept_pages.clear()
+
+
+@functools.lru_cache(maxsize=100_000)
+def render_and_keep(n: int) -> bytearray:
+    _kept_pages.append(bytearray(3))  # KEPT-IN-CACHED-LINE
+    return bytearray(n % 7 + 1)
+
+
+@requires_engine
+def test_a_leak_made_inside_a_cached_function_is_reported_after_a_bounded_wait(verifying_monitor, monkeypatch):
+    # Its line is in the function whose results a bounded cache filling keeps: a report
+    # waits while all its paths are such, for the leak's own paths to be sampled, but
+    # not until the leak outgrows the cache's bound (a hundred thousand here).
+    monkeypatch.setattr(monitor_module, "RETAINER_SAMPLE", 300)
+    monkeypatch.setattr(monitor_module, "MAX_PATH_SAMPLING", 1)
+    m = verifying_monitor
+    found_by_watch_all(m, bytearray)
+    state = m._types[id(bytearray)]
+    reports: list = []
+    try:
+        for sample in range(20):
+            for k in range(40):
+                render_and_keep(40 * sample + k)
+            reports += m.sample()
+            if reports:
+                break
+        assert reports, state.verdict
+        assert state.verdict.startswith(f"kept by {__name__}._kept_pages -> builtins.list[i] -> builtins.bytearray")
+        assert m._samples - state.analysis_since == monitor_module.CACHE_PATHS_WAIT, (m._samples, state.analysis_since)
+        assert {path["path"][0] for path in reports[0]["top_paths"][:2]} == {
+            f"{HERE}:{line_of('KEPT-IN-CACHED-LINE')} in render_and_keep",
+            f"{HERE}:{line_of('KEPT-IN-CACHED-LINE') + 1} in render_and_keep",
+        }
+    finally:
+        render_and_keep.cache_clear()
         _kept_pages.clear()
 
 
@@ -1132,17 +1169,19 @@ class _CountedList(list):
 
 
 @pytest.mark.parametrize(
-    ("looked_at", "grows", "verified"),
+    ("looked_at", "grows", "type_grows", "verified"),
     [
-        (6, [40, 40, 40], True),  # 6 of 20 looked at, 40 a sample beside the type's 120
-        (5, [20, 20, 20], True),  # a quarter: 60 >= 5/20 x 360 / 2
-        (4, [40, 40, 40], False),  # under a quarter of those looked at: not watched
-        (6, [40, 0, 40], False),  # a sample without growth ends the watch
-        (6, [17, 17, 17], False),  # far less than its share of the type's growth: 51 < 6/20 x 360 / 2
-        (6, [40, 40, -200], False),  # emptied
+        (6, [40, 40, 40], 120, True),  # 6 of 20 looked at, 40 a sample beside the type's 120
+        (5, [8, 8, 7], 120, True),  # a quarter of its share: 23 >= 5/20 x 360 / 4
+        (4, [40, 40, 40], 120, False),  # under a quarter of those looked at: not watched
+        (6, [40, 0, 40], 120, True),  # a sample without growth (a lull in traffic) does not end it
+        (6, [8, 8, 8], 120, False),  # less than a quarter of its share of the type's growth: 24 < 6/20 x 360 / 4
+        (6, [40, 40, -1], 120, False),  # a drop ends it
+        (6, [40, 40, 40], 0, False),  # the type did not grow meanwhile (counts started again)
+        (6, [0, 0, 0], 120, False),  # the same size throughout (a list that turns over)
     ],
 )
-def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share_each_sample(looked_at, grows, verified):
+def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share(looked_at, grows, type_grows, verified):
     m = MemoryMonitor(interval=3600.0)
     try:
         found_by_watch_all(m, bytearray)
@@ -1159,7 +1198,7 @@ def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share_ea
                 _watched_global.extend([0] * grow)
             else:
                 del _watched_global[grow:]
-            live += 120
+            live += type_grows
             state.history.append(float(sample), live)
             m._samples += 1
             m._check_beside_caches()
@@ -1169,10 +1208,40 @@ def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share_ea
             assert state.dismissed_until == 0
             assert state.verdict == (
                 f"kept by c, which grew by {sum(grows)} in 3 samples beside a cache (10 of 1024),"
-                " a cache with a size bound filling with its new objects"
+                " a cache with a size bound that holds others of its new objects"
             )
         else:
             assert state.dismissed_until == 100
+    finally:
+        _watched_global.clear()
+        m.close()
+
+
+@pytest.mark.parametrize("ends", ["set-aside over", "explained", "global gone", "read fails"])
+def test_a_watch_beside_a_cache_ends_with_its_set_aside_or_its_global(monkeypatch, caplog, ends):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, bytearray)
+        state = m._types[id(bytearray)]
+        state.history.append(0.0, 1000)
+        m._samples, state.dismissed_until = 1, 3
+        _watched_global[:] = [0] * 300
+        place = {"module": __name__, "name": "_watched_global", "count": 10, "size": 300, "chain": "c"}
+        m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        if ends == "set-aside over":
+            m._samples = 3
+        elif ends == "explained":
+            state.explained_by = "builtins.tuple"
+        elif ends == "global gone":
+            state.beside_cache["name"] = "_no_such_global"
+        else:
+            monkeypatch.setattr(monitor_module, "global_container_size", lambda module, name: 1 // 0)
+        _watched_global.extend([0] * 40)
+        state.history.append(1.0, 1120)
+        with caplog.at_level(logging.ERROR, logger="memtracker_web"):
+            m._check_beside_caches()  # (never raises out of a sample)
+        assert state.beside_cache is None and not state.verified
+        assert ("reading where builtins.bytearray is kept failed" in caplog.text) is (ends == "read fails")
     finally:
         _watched_global.clear()
         m.close()
@@ -1189,6 +1258,16 @@ def test_the_size_of_a_module_global_is_read_only_from_a_plain_container(monkeyp
     assert global_container_size("memtracker_test_no_such_module", "items") is None
     monkeypatch.setitem(sys.modules, module.__name__, object())  # (a lazy module's stand-in)
     assert global_container_size(module.__name__, "items") is None
+
+    class Guarded(types.ModuleType):
+        @property
+        def __dict__(self):  # type: ignore[override]
+            raise AssertionError("the app's property ran")
+
+    guarded = Guarded("memtracker_test_guarded")
+    vars(types.ModuleType)["__dict__"].__get__(guarded)["items"] = [1, 2, 3]
+    monkeypatch.setitem(sys.modules, guarded.__name__, guarded)
+    assert global_container_size(guarded.__name__, "items") == 3
 
 
 _recent: collections.deque = collections.deque(maxlen=100)
