@@ -82,14 +82,19 @@ VERIFY_PATIENCE = 3
 # root's shows within a bound (each search of a chain that grows climbs it further).
 EXPLAINED_RECHECK_PERIODS = 4
 # A type set aside because a bounded cache filling holds most of its new objects
-# looked at, while a quarter or more of them sit in a module global's list, dict,
-# set or deque: that global is read again at each of this many samples, and when it
-# never shrank and grew by at least a quarter of its share of the type's growth, the
-# type is a leak kept there (see _check_beside_caches).
+# looked at, while at least BESIDE_CACHE_OBJECTS of them sit in a module global's
+# list, dict, set or deque: that global is read again at each of this many samples,
+# and when it never shrank and grew by a built-in's least step a sample and by at
+# least a quarter of its share of the type's growth, the type is a leak kept there
+# (see _check_beside_caches).
 BESIDE_CACHE_SAMPLES = 3
-# Samples of analysis a report waits while all its paths that keep some go through
-# a function whose results a bounded cache filling keeps (see _report_stats)
+BESIDE_CACHE_OBJECTS = 3
+# Samples of analysis a report waits, at least, while all its paths that keep some
+# go through a function whose results a bounded cache filling keeps; longer while
+# fewer than CACHE_PATHS_SAMPLED of the rest's new objects can have had their paths
+# sampled, up to calm_samples (see _report_stats)
 CACHE_PATHS_WAIT = 5
+CACHE_PATHS_SAMPLED = 5
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -1185,21 +1190,36 @@ class MemoryMonitor:
         stats = self._stats_as_reported(state, cls, _REPORT_PATHS, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
-        functions = _cached_functions(state.retainers)
         if (
-            functions
-            and self._samples - state.analysis_since < CACHE_PATHS_WAIT
+            self._samples - state.analysis_since < self.calm_samples
+            and (functions := _cached_functions(state.retainers))
             and _through_cached_function(stats["top_paths"][0], functions)
+            and self._samples - state.analysis_since < self._cache_paths_wait(state)
         ):
             # Every path that keeps some is a bounded cache's filling (those go last):
             # the leak's own may not have shown yet. A built-in's paths follow one
             # object in 64: the str-set leak of bench/leak_apps.py, 30 new strs a
             # sample, had none sampled in its first two samples of analysis once in
             # four runs, and its report led with the render cache's line alone. Not
-            # for longer: a leak made inside the cached function itself is on such a
+            # for ever: a leak made inside the cached function itself is on such a
             # path, and would wait until it outgrew the cache's bound.
             return None
         return stats
+
+    def _cache_paths_wait(self, state: _TypeState) -> int:
+        """Samples of analysis a report of ``state`` waits while its paths are all a
+        bounded cache's filling (see _report_stats): until CACHE_PATHS_SAMPLED of its
+        growth the cache does not take (by its search's share) can have had their paths
+        sampled (one allocation in ``every``: about 11 samples for str-set's 30 strs a
+        sample, one in 64 followed, where 5 samples miss them all in 9% of runs), at
+        least CACHE_PATHS_WAIT, at most ``calm_samples``."""
+        found = state.retainers or {}
+        looked_at = max(found.get("objects", 0), 1)
+        in_caches = sum(b["count"] for b in found.get("bounded", ()))
+        rest = state.recent_growth(2) * max(looked_at - in_caches, 0) / looked_at
+        every = max(state.object_sample, self._sampling(state)[0])
+        wanted = math.ceil(CACHE_PATHS_SAMPLED * every / rest) if rest > 0 else self.calm_samples
+        return min(self.calm_samples, max(CACHE_PATHS_WAIT, wanted))
 
     def _stats_as_reported(self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20) -> dict | None:
         """The tracker's stats of ``cls`` with its ``top`` paths (None: all) in the order a
@@ -1574,8 +1594,8 @@ class MemoryMonitor:
         them: they replaced old entries), by functions of the standard library or an
         installed package that are running or waiting (work in progress), by
         memtracker_web's own tables, or are garbage in reference cycles; or when
-        none survived (a module global beside a filling cache that holds a quarter or
-        more of them is read again meanwhile: _watch_beside_cache). When more than
+        none survived (a module global beside a filling cache that holds some of
+        them is read again meanwhile: _watch_beside_cache). When more than
         half are each held through a new object of another growing type, that type
         is the root: a traceback chain growing by one traceback per request keeps
         that request's frames and all they refer to; the root is nominated and analysed in their place. So it is
@@ -1643,13 +1663,15 @@ class MemoryMonitor:
         """A type set aside for a bounded cache filling (``cache``: how the verdict
         names it) may leak beside it: the session ids of a module set nobody prunes,
         beside a render cache taking as many new strs a request. The search's 20 objects
-        are then split between the two, and which way they lean decides. When a quarter
-        or more of them sit in a module global's plain container, that container's size
-        is read again at the next samples: see _check_beside_caches. ``cache``: the
-        cache's name in the search's result."""
+        are then split between the two, and which way they lean decides. When at least
+        BESIDE_CACHE_OBJECTS of them sit in a module global's plain container (a
+        quarter or more was too many: through uvicorn the cache took 8 of 14 looked
+        at, a request in flight some, and the set fewer than a quarter, in 1 run of
+        6), that container's size is read again at the next samples: see
+        _check_beside_caches. ``cache``: the cache's name in the search's result."""
         place = next(iter(found.get("kept_in") or ()), None)
         lives = state.last_lives()
-        if place is None or place["count"] * 4 < found["objects"] or not lives:
+        if place is None or place["count"] < min(BESIDE_CACHE_OBJECTS, found["objects"]) or not lives:
             state.beside_cache = None
             return
         state.beside_cache = {
@@ -1661,16 +1683,20 @@ class MemoryMonitor:
             "sizes": [place["size"]],
             "lives": [lives[-1]],
         }
+        # (the watch reads it at the next BESIDE_CACHE_SAMPLES samples: a set-aside
+        # shorter than that, with calm_samples of 3 or fewer, would end it first)
+        state.dismissed_until = max(state.dismissed_until, self._samples + BESIDE_CACHE_SAMPLES + 1)
 
     def _check_beside_caches(self) -> None:
         """Each type watched beside a bounded cache (_watch_beside_cache): the module
         global's size now. When over BESIDE_CACHE_SAMPLES samples it never shrank and
-        grew by at least a quarter of what its share of the objects looked at makes of
-        the type's growth meanwhile (a quarter: a dict's entry may hold two of them, a
-        key and a value), the type is verified as a leak kept there, as it would be with
-        no cache beside it. A set of the app's that only turns over (live sessions)
-        does not grow by that much; a drop ends the watch and the set-aside runs its
-        course. A global still filling towards a bound of the app's own (a list
+        grew by a built-in's least step a sample (threshold / increases: 10 by
+        default) and by at least a quarter of what its share of the objects looked at
+        makes of the type's growth meanwhile (a quarter: a dict's entry may hold two of
+        them, a key and a value), the type is verified as a leak kept there, as it
+        would be with no cache beside it. A set of the app's that only turns over (live
+        sessions) does not grow by that much; a drop ends the watch and the set-aside
+        runs its course. A global still filling towards a bound of the app's own (a list
         trimmed to its last thousand) is verified, as it is without a cache: three
         samples cannot tell it from a leak, and its report still waits for the type's
         ``increases``."""
@@ -1679,14 +1705,15 @@ class MemoryMonitor:
             if watch is None:
                 continue
             try:
-                self._check_beside_cache(state, watch)
+                size = global_container_size(watch["module"], watch["name"])
             except Exception:  # (a sample must go on: the set-aside runs its course)
                 logger.exception("memtracker_web: reading where %s is kept failed", state.name)
                 state.beside_cache = None
+                continue
+            self._check_beside_cache(state, watch, size)
 
-    def _check_beside_cache(self, state: _TypeState, watch: dict[str, Any]) -> None:
+    def _check_beside_cache(self, state: _TypeState, watch: dict[str, Any], size: int | None) -> None:
         lives = state.last_lives()
-        size = global_container_size(watch["module"], watch["name"])
         if (
             state.ref() is None
             or state.verified
@@ -1705,7 +1732,8 @@ class MemoryMonitor:
         state.beside_cache = None
         grew = watch["sizes"][-1] - watch["sizes"][0]
         type_grew = watch["lives"][-1] - watch["lives"][0]
-        if type_grew <= 0 or grew < max(BESIDE_CACHE_SAMPLES, watch["share"] * type_grew / 4):
+        least = BESIDE_CACHE_SAMPLES * max(1.0, least_builtin_step(self.threshold, self.increases))
+        if type_grew <= 0 or grew < max(least, watch["share"] * type_grew / 4):
             return
         # (its rises before count: the cache did not explain them after all)
         state.dismissed_until = 0

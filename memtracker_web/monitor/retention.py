@@ -273,8 +273,9 @@ def _dict_items(holder: dict) -> Any:
 
 
 def _own_dict(holder: Any) -> Any:
-    """An instance's __dict__, without running the app's code (no __getattr__, no property);
-    None if it has none. On 3.13+ this makes the dict of an instance that kept its
+    """An instance's __dict__, without running the app's __getattr__ or
+    __getattribute__ (a property its class names ``__dict__`` would still run); None
+    if it has none. On 3.13+ this makes the dict of an instance that kept its
     attributes inline."""
     try:
         found = object.__getattribute__(holder, "__dict__")
@@ -442,17 +443,23 @@ def global_container_size(module: str, name: str) -> int | None:
     """The size of the module global ``module.name`` when it is still a plain list,
     dict, set or deque (see _Search.global_container); None when the module or the
     global is gone or is something else now. Runs none of the app's code."""
-    found = sys.modules.get(module)
-    if found is None or not issubclass(type(found), types.ModuleType):
-        return None
-    try:  # (ModuleType's own __dict__, not a property a subclass of the app's may define)
-        namespace = _MODULE_DICT.__get__(found)
-    except Exception:  # noqa: BLE001 -- an odd module object
-        return None
-    if type(namespace) is not dict:
+    namespace = module_namespace(sys.modules.get(module))
+    if namespace is None:
         return None
     container: Any = dict.get(namespace, name)
     return len(container) if _growable(container) else None
+
+
+def module_namespace(module: Any) -> dict | None:
+    """A module's dict, read through ModuleType's own ``__dict__`` (a property that a
+    subclass of the app's may define is its code); None for anything else."""
+    if not issubclass(type(module), types.ModuleType):
+        return None
+    try:
+        namespace = _MODULE_DICT.__get__(module)
+    except Exception:  # noqa: BLE001 -- an odd module object
+        return None
+    return namespace if type(namespace) is dict else None
 
 
 def _growable(obj: Any) -> bool:
@@ -776,7 +783,9 @@ class _Search:
         self.given = list(groups)  # the caller's lists: they hold the objects, and are not holders
         self.targets = [obj for group in groups for obj in group]
         self.modules = {
-            id(m.__dict__): name for name, m in list(sys.modules.items()) if issubclass(type(m), types.ModuleType)
+            id(namespace): name
+            for name, m in list(sys.modules.items())
+            if (namespace := module_namespace(m)) is not None
         }
         # the frames of every thread's running functions (made into objects here)
         self.running: set[int] = set()

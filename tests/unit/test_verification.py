@@ -1172,10 +1172,11 @@ class _CountedList(list):
     ("looked_at", "grows", "type_grows", "verified"),
     [
         (6, [40, 40, 40], 120, True),  # 6 of 20 looked at, 40 a sample beside the type's 120
-        (5, [8, 8, 7], 120, True),  # a quarter of its share: 23 >= 5/20 x 360 / 4
-        (4, [40, 40, 40], 120, False),  # under a quarter of those looked at: not watched
+        (3, [10, 10, 10], 120, True),  # 3 looked at, the least step a sample (threshold / increases)
+        (2, [40, 40, 40], 120, False),  # fewer than 3 of those looked at: not watched
         (6, [40, 0, 40], 120, True),  # a sample without growth (a lull in traffic) does not end it
-        (6, [8, 8, 8], 120, False),  # less than a quarter of its share of the type's growth: 24 < 6/20 x 360 / 4
+        (6, [9, 10, 10], 120, False),  # less than the least step a sample: 29 < 3 x 10
+        (10, [12, 12, 12], 120, False),  # less than a quarter of its share of the type's growth: 36 < 10/20 x 360 / 4
         (6, [40, 40, -1], 120, False),  # a drop ends it
         (6, [40, 40, 40], 0, False),  # the type did not grow meanwhile (counts started again)
         (6, [0, 0, 0], 120, False),  # the same size throughout (a list that turns over)
@@ -1192,7 +1193,7 @@ def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share(lo
         _watched_global[:] = [0] * 300
         place = {"module": __name__, "name": "_watched_global", "count": looked_at, "size": 300, "chain": "c"}
         m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
-        assert (state.beside_cache is not None) is (looked_at * 4 >= 20)
+        assert (state.beside_cache is not None) is (looked_at >= 3)
         for sample, grow in enumerate(grows, start=1):
             if grow >= 0:
                 _watched_global.extend([0] * grow)
@@ -1217,6 +1218,29 @@ def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share(lo
         m.close()
 
 
+@pytest.mark.parametrize(
+    ("growth", "every", "wait"),
+    [
+        (60, 64, 11),  # str-set: 30 of its 60 a sample not the cache's, one in 64 followed: 5 x 64 / 30
+        (60, 1, 5),  # every path followed: the least wait
+        (2, 64, 30),  # a slow growth: calm_samples at most
+        (0, 64, 30),  # no growth to sample from
+    ],
+)
+def test_a_report_waits_for_the_paths_of_what_the_cache_does_not_take(monkeypatch, growth, every, wait):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, str)
+        state = m._types[id(str)]
+        for sample in range(4):
+            state.history.append(float(sample), 1000 + growth * sample)
+        state.retainers = {"objects": 20, "bounded": [{"count": 10}]}
+        monkeypatch.setattr(m, "_sampling", lambda state: (every, every))
+        assert m._cache_paths_wait(state) == wait
+    finally:
+        m.close()
+
+
 @pytest.mark.parametrize("ends", ["set-aside over", "explained", "global gone", "read fails"])
 def test_a_watch_beside_a_cache_ends_with_its_set_aside_or_its_global(monkeypatch, caplog, ends):
     m = MemoryMonitor(interval=3600.0)
@@ -1228,8 +1252,9 @@ def test_a_watch_beside_a_cache_ends_with_its_set_aside_or_its_global(monkeypatc
         _watched_global[:] = [0] * 300
         place = {"module": __name__, "name": "_watched_global", "count": 10, "size": 300, "chain": "c"}
         m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        assert state.dismissed_until == 5  # (extended: the watch's 3 reads come first)
         if ends == "set-aside over":
-            m._samples = 3
+            m._samples = 5
         elif ends == "explained":
             state.explained_by = "builtins.tuple"
         elif ends == "global gone":
