@@ -1241,6 +1241,50 @@ def test_a_report_waits_for_the_paths_of_what_the_cache_does_not_take(monkeypatc
         m.close()
 
 
+@pytest.mark.parametrize(
+    ("looked_at", "object_sample", "set_aside"),
+    [
+        (6, 8, False),  # a handful of a sampled table: searched again once more have added up
+        (10, 8, True),  # half a search's worth: enough to judge
+        (6, 1, True),  # every new object tabled: the handful is all there is
+    ],
+)
+def test_a_cache_sets_a_growth_aside_only_on_enough_objects_looked_at(looked_at, object_sample, set_aside):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, str)
+        state = m._types[id(str)]
+        state.object_sample, state.increases, m._samples = object_sample, 5, 6
+        cache = {"holder": "functools.lru_cache app.render (96 of 1024)", "count": looked_at - 1, "room": 928}
+        found = {
+            "chains": [],
+            "bounded": [{**cache, "function": None}],
+            "roots": {"own": 0, "library frame": 0},
+            "kept_by": None,
+            "kept_in": [],
+            "kept": 0,
+            "holders": [],
+            "objects": looked_at,
+            "unreachable": 0,
+            "hidden": 1,
+            "unresolved": 0,
+            "stopped": "",
+        }
+        m._judge(state, str, found)
+        assert (state.dismissed_until > m._samples) is set_aside, state.verdict
+        if set_aside:
+            assert state.verdict == "not a leak for now: it fills a cache with a size bound: " + cache["holder"]
+        else:
+            assert state.verdict == (
+                f"not verified yet: 5 of the 6 new objects looked at are in {cache['holder']}, too few looked at to"
+                " set its growth aside for the cache's filling (one object in 8 is tabled); searched again after"
+                " two more rises"
+            )
+            assert state.recheck_from == 5 and not state.verified
+    finally:
+        m.close()
+
+
 @pytest.mark.parametrize("ends", ["set-aside over", "explained", "global gone", "read fails"])
 def test_a_watch_beside_a_cache_ends_with_its_set_aside_or_its_global(monkeypatch, caplog, ends):
     m = MemoryMonitor(interval=3600.0)
