@@ -84,9 +84,9 @@ EXPLAINED_RECHECK_PERIODS = 4
 # A type set aside because a bounded cache filling holds most of its new objects
 # looked at, while at least BESIDE_CACHE_OBJECTS of them sit in a module global's
 # list, dict, set or deque: that global is read again at each of this many samples,
-# and when it never shrank and grew by a built-in's least step a sample and by at
-# least a quarter of its share of the type's growth, the type is a leak kept there
-# (see _check_beside_caches).
+# and when it never shrank and grew by a built-in's least step a sample (by one a
+# sample for a class) and by at least a quarter of its share of the type's growth,
+# the type is a leak kept there (see _check_beside_caches).
 BESIDE_CACHE_SAMPLES = 3
 BESIDE_CACHE_OBJECTS = 3
 # Samples of analysis a report waits, at least, while all its paths that keep some
@@ -208,6 +208,8 @@ class _TypeState:
         "theirs_analysed",
         "watched_lives",
         "beside_cache",
+        "kept_in_global",
+        "path_sample",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -244,6 +246,9 @@ class _TypeState:
         # while set aside for a bounded cache: the module global that holds some of its
         # new objects, and its sizes since (see _check_beside_caches)
         self.beside_cache: dict[str, Any] | None = None
+        # verified by that watch: [module, name, size at its last report] (see _report_stats)
+        self.kept_in_global: list[Any] | None = None
+        self.path_sample = 1  # its analysis follows the path of one allocation in this many
         self.explained_by: str | None = None  # the growing type that holds its new objects
         self.explained_at = 0  # the sample of the search that found it so
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
@@ -1194,11 +1199,14 @@ class MemoryMonitor:
         stats = self._stats_as_reported(state, cls, _REPORT_PATHS, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
+        if state.kept_in_global is not None and not self._still_grows_where_kept(state):
+            return None
         if (
             self._samples - state.analysis_since < self.calm_samples
-            and (functions := _cached_functions(state.retainers))
+            and (found := state.retainers_for_report())
+            and (functions := _cached_functions(found))
             and _through_cached_function(stats["top_paths"][0], functions)
-            and self._samples - state.analysis_since < self._cache_paths_wait(state)
+            and self._samples - state.analysis_since < self._cache_paths_wait(state, found)
         ):
             # Every path that keeps some is a bounded cache's filling (those go last):
             # the leak's own may not have shown yet. A built-in's paths follow one
@@ -1210,20 +1218,37 @@ class MemoryMonitor:
             return None
         return stats
 
-    def _cache_paths_wait(self, state: _TypeState) -> int:
+    def _cache_paths_wait(self, state: _TypeState, found: dict[str, Any]) -> int:
         """Samples of analysis a report of ``state`` waits while its paths are all a
-        bounded cache's filling (see _report_stats): until CACHE_PATHS_SAMPLED of its
-        growth the cache does not take (by its search's share) can have had their paths
-        sampled (one allocation in ``every``: about 11 samples for str-set's 30 strs a
-        sample, one in 64 followed, where 5 samples miss them all in 9% of runs), at
-        least CACHE_PATHS_WAIT, at most ``calm_samples``."""
-        found = state.retainers or {}
+        bounded cache's filling (see _report_stats; ``found``: its search's result):
+        until CACHE_PATHS_SAMPLED of its growth the cache does not take (by the search's
+        share) can have had their paths sampled (one allocation in ``path_sample``:
+        about 11 samples for str-set's 30 strs a sample, one in 64 followed, where 5
+        samples miss them all in 9% of runs); CACHE_PATHS_WAIT at least, and
+        ``calm_samples`` at most (which wins when smaller, or when the type did not
+        grow lately)."""
         looked_at = max(found.get("objects", 0), 1)
         in_caches = sum(b["count"] for b in found.get("bounded", ()))
         rest = state.recent_growth(2) * max(looked_at - in_caches, 0) / looked_at
-        every = max(state.object_sample, self._sampling(state)[0])
-        wanted = math.ceil(CACHE_PATHS_SAMPLED * every / rest) if rest > 0 else self.calm_samples
+        wanted = math.ceil(CACHE_PATHS_SAMPLED * state.path_sample / rest) if rest > 0 else self.calm_samples
         return min(self.calm_samples, max(CACHE_PATHS_WAIT, wanted))
+
+    def _still_grows_where_kept(self, state: _TypeState) -> bool:
+        """For a type verified by the watch beside a cache (_check_beside_cache):
+        whether the module global it is kept in grew since its last report (or since
+        the watch verified it), read as the watch reads it; a failing read, or the
+        global gone, counts as no growth."""
+        if state.kept_in_global is None:
+            return True
+        module, name, before = state.kept_in_global
+        try:
+            size = global_container_size(module, name)
+        except Exception:  # noqa: BLE001 -- (a sample must go on)
+            size = None
+        if size is None or size <= before:
+            return False
+        state.kept_in_global[2] = size
+        return True
 
     def _stats_as_reported(self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20) -> dict | None:
         """The tracker's stats of ``cls`` with its ``top`` paths (None: all) in the order a
@@ -1619,16 +1644,25 @@ class MemoryMonitor:
         if not_leak * 2 >= total and not _kept_past_garbage(found, not_leak - found["unreachable"]):
             reason = max(not_leaks, key=lambda reason: reason[0])
             filling = reason is not_leaks[1] and found["bounded"]
-            if filling and state.object_sample > 1 and total < RETAINER_SAMPLE // 2:
+            if (
+                filling
+                and state.object_sample > 1
+                and total < RETAINER_SAMPLE // 2
+                and state.verify_since is not None
+                and self._samples - state.verify_since <= VERIFY_AFTER + 1
+            ):
                 # A hot built-in is tabled one object in several: a search a sample
                 # after its table began looks at a handful (6 strs, 5 of them in the
                 # render cache, none of the leak's set beside it, through uvicorn), and
                 # a cache's set-aside lasts until it is full. The table stays, so that
                 # more add up, and the type is searched again after two more rises;
-                # nothing is set aside and its rises stay evidence.
+                # nothing is set aside and its rises stay evidence. (Once a table: its
+                # first search only, which comes VERIFY_AFTER samples after it began; a
+                # type tabled sparsely for a slow growth would be searched every two
+                # rises until ten added up.)
                 state.recheck_from = state.increases
                 state.verdict = _FEW_LOOKED_AT.format(
-                    cached=sum(b["count"] for b in found["bounded"]),
+                    cached=found["bounded"][0]["count"],
                     objects=total,
                     cache=found["bounded"][0]["holder"],
                     sample=state.object_sample,
@@ -1671,6 +1705,7 @@ class MemoryMonitor:
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
             return
         state.verified = True
+        state.kept_in_global = None
         state.verdict = (
             f"kept by {chain}"
             if chain
@@ -1719,15 +1754,16 @@ class MemoryMonitor:
         """Each type watched beside a bounded cache (_watch_beside_cache): the module
         global's size now. When over BESIDE_CACHE_SAMPLES samples it never shrank and
         grew by a built-in's least step a sample (threshold / increases: 10 by
-        default) and by at least a quarter of what its share of the objects looked at
+        default; by one a sample for a class) and by at least a quarter of what its share of the objects looked at
         makes of the type's growth meanwhile (a quarter: a dict's entry may hold two of
         them, a key and a value), the type is verified as a leak kept there, as it
         would be with no cache beside it. A set of the app's that only turns over (live
         sessions) does not grow by that much; a drop ends the watch and the set-aside
         runs its course. A global still filling towards a bound of the app's own (a list
         trimmed to its last thousand) is verified, as it is without a cache: three
-        samples cannot tell it from a leak, and its report still waits for the type's
-        ``increases``."""
+        samples cannot tell it from a leak; but its reports, which the cache's rises
+        bring sooner, each need the global grown since the last
+        (_still_grows_where_kept)."""
         for state in list(self._types.values()):
             watch = state.beside_cache
             if watch is None:
@@ -1768,7 +1804,9 @@ class MemoryMonitor:
         state.beside_cache = None
         grew = watch["sizes"][-1] - watch["sizes"][0]
         type_grew = watch["lives"][-1] - watch["lives"][0]
-        least = BESIDE_CACHE_SAMPLES * max(1.0, least_builtin_step(self.threshold, self.increases))
+        # (a built-in's least step a sample; a class rises by its own noise: any growth)
+        step = max(1.0, least_builtin_step(state.threshold, self.increases)) if state.builtin else 1.0
+        least = BESIDE_CACHE_SAMPLES * step
         if type_grew <= 0 or grew < max(least, watch["share"] * type_grew / 4):
             logger.info(
                 "memtracker_web: %s: %s.%s grew by %d in %d samples, the type by %d: no leak of its own",
@@ -1780,8 +1818,12 @@ class MemoryMonitor:
                 type_grew,
             )
             return
-        # (its rises before count: the cache did not explain them after all)
+        # (its rises before count: the cache did not explain them after all; but many
+        # of them were the cache's, and each report needs the global grown since the
+        # last: a global of the app's that grew for these samples only, a dict filling
+        # as the app warms up, is no leak the cache's rises may report)
         state.dismissed_until = 0
+        state.kept_in_global = [watch["module"], watch["name"], size]
         state.verified = True
         state.verdict = (
             f"kept by {watch['chain']}, which grew by {grew} in {BESIDE_CACHE_SAMPLES} samples"
@@ -2075,8 +2117,10 @@ class MemoryMonitor:
             # someone else's analysis (a tracker shared with the monitor): used as it is
             state.theirs_analysed = True
             state.object_sample = self.tracker.capture.object_sample(cls) or 1
+            state.path_sample = state.object_sample
         else:
             sample_every, object_sample = self._sampling(state)
+            state.path_sample = sample_every
             if state.by_watch:
                 # each object followed gets its path (its counts are watch-all's; the
                 # table verification searched from, denser, is let go of)
@@ -2105,6 +2149,7 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
+        state.kept_in_global = None
         if state.by_watch and state.verify_since is not None:
             state.verify_since = None
             self.tracker.untrack(cls)

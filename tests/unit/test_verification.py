@@ -1218,6 +1218,77 @@ def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share(lo
         m.close()
 
 
+class _Ticket:
+    pass
+
+
+@pytest.mark.parametrize(("cls", "verified"), [(_Ticket, True), (bytearray, False)])
+def test_a_class_beside_a_filling_cache_needs_no_built_in_step(cls, verified):
+    # 2 a sample kept in the global, 6 a sample of the type: a class rises by its own
+    # noise, a built-in by threshold / increases (10) a sample at least
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, cls)
+        state = m._types[id(cls)]
+        state.history.append(0.0, 100)
+        m._samples, state.dismissed_until = 1, 100
+        place = {"module": __name__, "name": "_watched_global", "count": 6, "size": 0, "chain": "c"}
+        m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        for sample in range(1, 4):
+            _watched_global.extend([0, 0])
+            state.history.append(float(sample), 100 + 6 * sample)
+            m._samples += 1
+            m._check_beside_caches()
+        assert state.verified is verified
+    finally:
+        _watched_global.clear()
+        m.close()
+
+
+def test_a_report_whose_paths_are_all_a_caches_filling_waits_as_long_as_its_sampling_needs(monkeypatch):
+    # 60 new strs a sample, half of them the cache's, one path in 64 followed: 11 samples
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, str)
+        state = m._types[id(str)]
+        for sample in range(4):
+            state.history.append(float(sample), 1000 + 60 * sample)
+        function = {"file": __file__, "name": "render_page", "lines": [1, 10**6], "bound": 4096}
+        state.retainers = {"objects": 20, "bounded": [{"count": 10, "function": function}]}
+        state.increases, state.verified, state.analysing, state.by_noise = 20, True, True, False
+        state.path_sample, state.analysis_since = 64, 100
+        frame = {"filename": HERE, "function": "render_page", "lineno": 5}
+        stats = {"top_paths": [{"count": 64, "frames": [frame], "path": ["x"]}]}
+        monkeypatch.setattr(m, "_stats_as_reported", lambda *args, **kwargs: stats)
+        waited = []
+        for m._samples in range(100, 120):
+            if m._report_stats(state, str) is None:
+                waited.append(m._samples)
+        assert waited == list(range(100, 111))
+    finally:
+        m.close()
+
+
+def test_a_type_verified_by_the_watch_is_reported_only_while_its_global_grows():
+    # The cache's rises count toward its report: each report needs the global grown
+    # since the last (a dict of the app's that filled for three samples only is no leak)
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        found_by_watch_all(m, bytearray)
+        state = m._types[id(bytearray)]
+        state.kept_in_global = [__name__, "_watched_global", 5]
+        _watched_global[:] = [0] * 5
+        assert not m._still_grows_where_kept(state)  # the same size
+        _watched_global.append(0)
+        assert m._still_grows_where_kept(state) and state.kept_in_global[2] == 6
+        assert not m._still_grows_where_kept(state)  # not again, until it grows again
+        state.kept_in_global[1] = "_no_such_global"
+        assert not m._still_grows_where_kept(state)
+    finally:
+        _watched_global.clear()
+        m.close()
+
+
 @pytest.mark.parametrize(
     ("growth", "every", "wait"),
     [
@@ -1227,34 +1298,35 @@ def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share(lo
         (0, 64, 30),  # no growth to sample from
     ],
 )
-def test_a_report_waits_for_the_paths_of_what_the_cache_does_not_take(monkeypatch, growth, every, wait):
+def test_a_report_waits_for_the_paths_of_what_the_cache_does_not_take(growth, every, wait):
     m = MemoryMonitor(interval=3600.0)
     try:
         found_by_watch_all(m, str)
         state = m._types[id(str)]
         for sample in range(4):
             state.history.append(float(sample), 1000 + growth * sample)
-        state.retainers = {"objects": 20, "bounded": [{"count": 10}]}
-        monkeypatch.setattr(m, "_sampling", lambda state: (every, every))
-        assert m._cache_paths_wait(state) == wait
+        state.path_sample = every  # (as its analysis began: see _begin_analysis)
+        assert m._cache_paths_wait(state, {"objects": 20, "bounded": [{"count": 10}]}) == wait
     finally:
         m.close()
 
 
 @pytest.mark.parametrize(
-    ("looked_at", "object_sample", "set_aside"),
+    ("looked_at", "object_sample", "since_table", "set_aside"),
     [
-        (6, 8, False),  # a handful of a sampled table: searched again once more have added up
-        (10, 8, True),  # half a search's worth: enough to judge
-        (6, 1, True),  # every new object tabled: the handful is all there is
+        (6, 8, 1, False),  # a handful of a sampled table: searched again once more have added up
+        (10, 8, 1, True),  # half a search's worth: enough to judge
+        (6, 1, 1, True),  # every new object tabled: the handful is all there is
+        (6, 8, 3, True),  # once a table: a later search of a handful sets it aside
     ],
 )
-def test_a_cache_sets_a_growth_aside_only_on_enough_objects_looked_at(looked_at, object_sample, set_aside):
+def test_a_cache_sets_a_growth_aside_only_on_enough_objects_looked_at(looked_at, object_sample, since_table, set_aside):
     m = MemoryMonitor(interval=3600.0)
     try:
         found_by_watch_all(m, str)
         state = m._types[id(str)]
-        state.object_sample, state.increases, m._samples = object_sample, 5, 6
+        state.object_sample, state.increases, state.evidence_from, m._samples = object_sample, 5, 1, 6
+        state.verify_since = m._samples - since_table
         cache = {"holder": "functools.lru_cache app.render (96 of 1024)", "count": looked_at - 1, "room": 928}
         found = {
             "chains": [],
@@ -1281,6 +1353,9 @@ def test_a_cache_sets_a_growth_aside_only_on_enough_objects_looked_at(looked_at,
                 " two more rises"
             )
             assert state.recheck_from == 5 and not state.verified
+            # the table and the evidence stay; no watch (nothing was set aside)
+            assert state.verify_since == 5 and str in m.tracker.capture
+            assert state.evidence_from == 1 and state.beside_cache is None
     finally:
         m.close()
 
