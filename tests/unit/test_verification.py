@@ -1245,6 +1245,7 @@ def test_a_class_beside_a_filling_cache_needs_no_built_in_step(cls, verified):
         m.close()
 
 
+@requires_engine
 def test_a_report_whose_paths_are_all_a_caches_filling_waits_as_long_as_its_sampling_needs(monkeypatch):
     # 60 new strs a sample, half of them the cache's, one path in 64 followed: 11 samples
     m = MemoryMonitor(interval=3600.0)
@@ -1311,6 +1312,7 @@ def test_a_report_waits_for_the_paths_of_what_the_cache_does_not_take(growth, ev
         m.close()
 
 
+@requires_engine
 @pytest.mark.parametrize(
     ("looked_at", "object_sample", "since_table", "set_aside"),
     [
