@@ -1624,12 +1624,12 @@ class MemoryMonitor:
         installed package that are running or waiting (work in progress), by
         memtracker_web's own tables, or are garbage in reference cycles; or when
         none survived (a module global beside a filling cache that holds some of
-        them is read again meanwhile: _watch_beside_cache). When more than
-        half are each held through a new object of another growing type, that type
-        is the root: a traceback chain growing by one traceback per request keeps
-        that request's frames and all they refer to; the root is nominated and analysed in their place. So it is
-        when the root is verified as a leak already and those objects, with the
-        growth set aside above, are more than half. Otherwise
+        them is read again meanwhile: _watch_beside_cache). When more than half are
+        each held through a new object of another growing type, that type is the
+        root: a traceback chain growing by one traceback per request keeps that
+        request's frames and all they refer to; the root is nominated and analysed
+        in their place. So it is when the root is verified as a leak already and
+        those objects, with the growth set aside above, are more than half. Otherwise
         whatever holds them is a leak's holder, and the type is verified (and the types
         verified before it that it explains are regrouped under it: _regroup_under);
         when the search reached nothing that holds them, only while its count still
@@ -1704,13 +1704,20 @@ class MemoryMonitor:
             state.verdict = _ONE_OBJECT_KEPT.format(chain=chain)
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
             return
-        state.verified = True
-        state.kept_in_global = None
-        state.verdict = (
+        self._verify_as_kept(
+            state,
             f"kept by {chain}"
             if chain
-            else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})"
+            else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})",
         )
+
+    def _verify_as_kept(self, state: _TypeState, verdict: str, kept_in_global: list[Any] | None = None) -> None:
+        """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
+        global a watch beside a cache found it in, see _check_beside_cache); the types
+        verified before it that it explains are regrouped under it."""
+        state.verified = True
+        state.kept_in_global = kept_in_global
+        state.verdict = verdict
         logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
         self._regroup_under(state)
 
@@ -1726,7 +1733,7 @@ class MemoryMonitor:
         _check_beside_caches. ``cache``: the cache's name in the search's result."""
         place = next(iter(found.get("kept_in") or ()), None)
         lives = state.last_lives()
-        if place is None or place["count"] < min(BESIDE_CACHE_OBJECTS, found["objects"]) or not lives:
+        if place is None or place["count"] < BESIDE_CACHE_OBJECTS or not lives:
             state.beside_cache = None
             return
         state.beside_cache = {
@@ -1754,16 +1761,16 @@ class MemoryMonitor:
         """Each type watched beside a bounded cache (_watch_beside_cache): the module
         global's size now. When over BESIDE_CACHE_SAMPLES samples it never shrank and
         grew by a built-in's least step a sample (threshold / increases: 10 by
-        default; by one a sample for a class) and by at least a quarter of what its share of the objects looked at
-        makes of the type's growth meanwhile (a quarter: a dict's entry may hold two of
-        them, a key and a value), the type is verified as a leak kept there, as it
-        would be with no cache beside it. A set of the app's that only turns over (live
-        sessions) does not grow by that much; a drop ends the watch and the set-aside
-        runs its course. A global still filling towards a bound of the app's own (a list
-        trimmed to its last thousand) is verified, as it is without a cache: three
-        samples cannot tell it from a leak; but its reports, which the cache's rises
-        bring sooner, each need the global grown since the last
-        (_still_grows_where_kept)."""
+        default; by one a sample for a class) and by at least a quarter of what its
+        share of the objects looked at makes of the type's growth meanwhile (a
+        quarter: a dict's entry may hold two of them, a key and a value), the type is
+        verified as a leak kept there, as it would be with no cache beside it. A set of
+        the app's that only turns over (live sessions) does not grow by that much; a
+        drop ends the watch and the set-aside runs its course. A global still filling
+        towards a bound of the app's own (a list trimmed to its last thousand) is
+        verified, as it is without a cache: three samples cannot tell it from a leak;
+        but its reports, which the cache's rises bring sooner, each need the global
+        grown since the last (_still_grows_where_kept)."""
         for state in list(self._types.values()):
             watch = state.beside_cache
             if watch is None:
@@ -1823,14 +1830,12 @@ class MemoryMonitor:
         # last: a global of the app's that grew for these samples only, a dict filling
         # as the app warms up, is no leak the cache's rises may report)
         state.dismissed_until = 0
-        state.kept_in_global = [watch["module"], watch["name"], size]
-        state.verified = True
-        state.verdict = (
+        self._verify_as_kept(
+            state,
             f"kept by {watch['chain']}, which grew by {grew} in {BESIDE_CACHE_SAMPLES} samples"
-            f" beside {watch['cache']}, a cache with a size bound that holds others of its new objects"
+            f" beside {watch['cache']}, a cache with a size bound that holds others of its new objects",
+            [watch["module"], watch["name"], size],
         )
-        logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
-        self._regroup_under(state)
 
     def _root_of(
         self, state: _TypeState, cls: type, found: dict[str, Any], not_leak: int, only: str | None = None
