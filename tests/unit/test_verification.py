@@ -1168,6 +1168,20 @@ class _CountedList(list):
         raise AssertionError("the app's __len__ ran")
 
 
+def _watched_beside_a_cache(m: MemoryMonitor, cls: type, looked_at: int, live: int, size: int, until: int = 100):
+    """``cls`` as watch-all nominates it, ``live`` at the first sample, set aside until
+    sample ``until`` by a filling cache, while ``_watched_global`` (``size`` entries
+    now) held ``looked_at`` of the 20 new objects its search looked at: its state."""
+    found_by_watch_all(m, cls)
+    state = m._types[id(cls)]
+    state.history.append(0.0, live)
+    m._samples, state.dismissed_until = 1, until
+    _watched_global[:] = [0] * size
+    place = {"module": __name__, "name": "_watched_global", "count": looked_at, "size": size, "chain": "c"}
+    m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+    return state
+
+
 @pytest.mark.parametrize(
     ("looked_at", "grows", "type_grows", "verified"),
     [
@@ -1185,14 +1199,8 @@ class _CountedList(list):
 def test_a_global_beside_a_filling_cache_is_a_leak_when_it_grows_by_its_share(looked_at, grows, type_grows, verified):
     m = MemoryMonitor(interval=3600.0)
     try:
-        found_by_watch_all(m, bytearray)
-        state = m._types[id(bytearray)]
         live = 1000
-        state.history.append(0.0, live)
-        m._samples, state.dismissed_until = 1, 100
-        _watched_global[:] = [0] * 300
-        place = {"module": __name__, "name": "_watched_global", "count": looked_at, "size": 300, "chain": "c"}
-        m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        state = _watched_beside_a_cache(m, bytearray, looked_at, live, size=300)
         assert (state.beside_cache is not None) is (looked_at >= 3)
         for sample, grow in enumerate(grows, start=1):
             if grow >= 0:
@@ -1228,12 +1236,7 @@ def test_a_class_beside_a_filling_cache_needs_no_built_in_step(cls, verified):
     # noise, a built-in by threshold / increases (10) a sample at least
     m = MemoryMonitor(interval=3600.0)
     try:
-        found_by_watch_all(m, cls)
-        state = m._types[id(cls)]
-        state.history.append(0.0, 100)
-        m._samples, state.dismissed_until = 1, 100
-        place = {"module": __name__, "name": "_watched_global", "count": 6, "size": 0, "chain": "c"}
-        m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        state = _watched_beside_a_cache(m, cls, looked_at=6, live=100, size=0)
         for sample in range(1, 4):
             _watched_global.extend([0, 0])
             state.history.append(float(sample), 100 + 6 * sample)
@@ -1366,13 +1369,7 @@ def test_a_cache_sets_a_growth_aside_only_on_enough_objects_looked_at(looked_at,
 def test_a_watch_beside_a_cache_ends_with_its_set_aside_or_its_global(monkeypatch, caplog, ends):
     m = MemoryMonitor(interval=3600.0)
     try:
-        found_by_watch_all(m, bytearray)
-        state = m._types[id(bytearray)]
-        state.history.append(0.0, 1000)
-        m._samples, state.dismissed_until = 1, 3
-        _watched_global[:] = [0] * 300
-        place = {"module": __name__, "name": "_watched_global", "count": 10, "size": 300, "chain": "c"}
-        m._watch_beside_cache(state, {"objects": 20, "kept_in": [place]}, "a cache (10 of 1024)")
+        state = _watched_beside_a_cache(m, bytearray, looked_at=10, live=1000, size=300, until=3)
         assert state.dismissed_until == 5  # (extended: the watch's 3 reads come first)
         if ends == "set-aside over":
             m._samples = 5
