@@ -210,6 +210,7 @@ class _TypeState:
         "beside_cache",
         "kept_in_global",
         "path_sample",
+        "same_leak_as",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -249,6 +250,8 @@ class _TypeState:
         # verified by that watch: [module, name, size at its last report] (see _report_stats)
         self.kept_in_global: list[Any] | None = None
         self.path_sample = 1  # its analysis follows the path of one allocation in this many
+        # a built-in whose reports are another's, made by the same statement (see _one_report_a_leak)
+        self.same_leak_as: str | None = None
         self.explained_by: str | None = None  # the growing type that holds its new objects
         self.explained_at = 0  # the sample of the search that found it so
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
@@ -490,6 +493,14 @@ def _bounded_reason(cache: dict[str, Any]) -> str:
 
 
 _FREE_THREADED = engine.free_threaded()
+
+
+def _chain_steps(verdict: str | None) -> int:
+    """How many steps the retention chain a "kept by" verdict names has (fewer: its
+    objects are held nearer the root); a verdict without one ("kept by something the
+    search did not reach"), more than any."""
+    steps = verdict.count(" -> ") if verdict and verdict.startswith("kept by ") else 0
+    return steps or 1 << 30
 
 
 def _collect_young_garbage() -> float:
@@ -1114,6 +1125,7 @@ class MemoryMonitor:
                     state.rises.append(self._samples)
             self._samples += 1
             self._escalate()
+            due: list[tuple[_TypeState, dict]] = []
             for key, state in list(self._types.items()):
                 cls = state.ref()
                 if cls is None:
@@ -1121,7 +1133,7 @@ class MemoryMonitor:
                 calm = self._samples - state.last_growth_sample > self.calm_samples
                 stats = self._report_stats(state, cls)
                 if stats is not None:
-                    reports.append(self._report(state, cls, now, stats))
+                    due.append((state, self._report(state, cls, now, stats)))
                     state.reported = True
                 elif self.mode != "exact" and calm and state.increases and not state.forced:
                     state.increases = state.evidence_from = state.recheck_from = 0  # calm again (census): afresh
@@ -1141,6 +1153,7 @@ class MemoryMonitor:
                     self.stop_monitoring(cls)
                     self._watch_recycled += 1
                     self._recycled_ids.add(key)
+            reports = self._one_report_a_leak(due) if due else reports
             self._sampled_at = now
             self._sample_duration = time.perf_counter() - started
 
@@ -1962,7 +1975,8 @@ class MemoryMonitor:
                 self._explain_by(other, cls, *explained)
                 self._withdraw_reports(other)
 
-    def _withdraw_reports(self, state: _TypeState) -> None:
+    def _withdraw_reports(self, state: _TypeState, why: str | None = None) -> None:
+        """Drop the kept report of ``state`` (``why``: the log's reason; its verdict by default)."""
         with self._lock:
             kept = [report for report in self._leaks if report["type"] != state.name]
             if len(kept) == len(self._leaks):
@@ -1970,7 +1984,7 @@ class MemoryMonitor:
             self._leaks.clear()
             self._leaks.extend(kept)
             self._leak_counts.pop(state.name, None)
-        logger.warning("memtracker_web: the reports of %s are withdrawn: %s", state.name, state.verdict)
+        logger.warning("memtracker_web: the reports of %s are withdrawn: %s", state.name, why or state.verdict)
 
     def _growing_types(self) -> dict[str, _TypeState | _WatchState]:
         """The types that rose at least twice lately, by name: monitored or not."""
@@ -2155,6 +2169,7 @@ class MemoryMonitor:
                 self.tracker.stop_analysis(cls)
         state.verified = False
         state.kept_in_global = None
+        state.same_leak_as = None
         if state.by_watch and state.verify_since is not None:
             state.verify_since = None
             self.tracker.untrack(cls)
@@ -2370,6 +2385,74 @@ class MemoryMonitor:
             report["note"] = "no call paths in census mode: " + engine.engine_status()["reason"]
         return report
 
+    def _one_report_a_leak(self, due: list[tuple[_TypeState, dict]]) -> list[dict]:
+        """The reports ``due`` this sample, less those of a built-in type made by the same
+        statement as another built-in reported for the same leak. ``{"a": {"b": [n]}}``
+        makes two dicts and a list: kept in a module list, each list is held through its
+        new dicts, and the list is their growth (_root_of). Kept one level deeper, in a
+        dict of lists, in Starlette's ``app.state`` or in an object inside a module list,
+        a list is met above the new lists too, a structure of lists for all the search
+        can tell (a tree's nodes keep lists of nodes), and both types were verified and
+        reported, with the same line. So a verified built-in that watch-all found, whose
+        top path is another's (each frame the same: one statement in one call), is that
+        one's leak: reported once, under the type whose objects are held nearer the root
+        (the shorter chain in its verdict: a record's dict, not the list inside it; then
+        by name), the other named in its ``grows_with`` and its ``same_leak_as`` (its
+        report kept before is dropped). Not a class: a class outranks the built-ins it
+        drags along; not a type the user named."""
+        pairs = list(due)
+        if len(pairs) + len(self._leaks) >= 2:
+            by_name = {state.name: state for state in self._types.values()}
+            reported_now = {state.name for state, _ in due}
+            pairs.extend(
+                (state, kept)
+                for kept in self._leaks
+                if kept["type"] not in reported_now and (state := by_name.get(kept["type"])) is not None
+            )
+        groups: dict[tuple[str, ...], list[_TypeState]] = {}
+        paths: dict[str, dict] = {}
+        for state, report in pairs:
+            if (
+                state.builtin
+                and state.source == "watch_all"
+                and state.verified
+                and state.analysing
+                and not state.forced
+                and report["top_paths"]
+            ):
+                groups.setdefault(tuple(report["top_paths"][0]["path"]), []).append(state)
+                paths[state.name] = report
+        folded: dict[str, str] = {}
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            keeper = min(members, key=lambda state: (_chain_steps(state.verdict), state.name))
+            for state in members:
+                if state is keeper:
+                    continue
+                folded[state.name] = keeper.name
+                if state.same_leak_as != keeper.name:
+                    state.same_leak_as = keeper.name
+                    # (its report kept before, if any, was this leak's)
+                    self._withdraw_reports(
+                        state,
+                        f"made by the same statement as {keeper.name} "
+                        f"({paths[state.name]['top_paths'][0]['path'][0]}): one leak, reported as {keeper.name}",
+                    )
+        for state, _report in due:
+            if state.name not in folded:
+                state.same_leak_as = None
+        if not folded:
+            return [report for _, report in due]
+        reports = []
+        for state, report in due:
+            if state.name in folded:
+                continue
+            together = report["grows_with"]
+            together.extend(name for name, keeper in folded.items() if keeper == state.name and name not in together)
+            reports.append(report)
+        return reports
+
     def _publish_leak(self, report: dict) -> None:
         # A leaking type is reported at every growth: it keeps its latest report,
         # with how many it had and since when (copies of each would be the monitor's
@@ -2496,6 +2579,7 @@ class MemoryMonitor:
             "source": state.source,
             "sampled": state.by_watch and state.builtin and self._watching_sample > 1,
             "verdict": state.verdict,
+            "same_leak_as": state.same_leak_as,
             "threshold": state.threshold,
             # (a sampled built-in is never measured: None and 0)
             "live_bytes": state.live_bytes,

@@ -2182,6 +2182,126 @@ def test_a_tree_whose_nodes_keep_lists_of_nodes_is_reported_by_its_class():
         TREE.children.clear()
 
 
+_USERS: dict = {}  # a registry of lists of records: a dict of lists, each record a dict holding a new list
+
+
+@requires_engine
+def test_records_made_by_one_statement_in_a_dict_of_lists_are_one_leak():
+    # {"a": {"b": [n]}} a record, kept in a module dict's list: the lists are held through
+    # the records' new dicts, but a list (the registry's) is above them too, and both
+    # types were verified and reported, with the same line
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=6, interval=0.05, calm_samples=10)
+    reports = []
+    try:
+        for _ in range(16):
+            _USERS.setdefault("users", []).extend({"a": {"b": [n]}} for n in range(60))  # RECORD-LINE
+            reports += m.sample()
+        reported = {r["type"] for r in reports}
+        assert "builtins.dict" in reported and "builtins.list" not in reported, reported
+        assert [leak["type"] for leak in m.snapshot()["leaks"]].count("builtins.list") == 0
+        dicts = next(r for r in reports if r["type"] == "builtins.dict")
+        assert any(frame.startswith(f"{HERE}:{line_of('RECORD-LINE')} ") for frame in dicts["top_paths"][0]["path"])
+        lists = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.list")
+        if lists["verdict"] and lists["verdict"].startswith("kept by "):
+            # verified on its own: it is that leak, and the dicts' reports name it
+            assert lists["same_leak_as"] == "builtins.dict"
+            assert "builtins.list" in reports[-1]["grows_with"] or reports[-1]["type"] != "builtins.dict"
+        else:
+            assert lists["same_leak_as"] is None
+    finally:
+        m.close()
+        _USERS.clear()
+
+
+def _due(m: MemoryMonitor, state, path: list[str], verdict: str) -> tuple:
+    """``state`` verified with ``verdict`` and analysed, and its report due with ``path`` on top."""
+    state.verified, state.analysing, state.verdict = True, True, verdict
+    report = {
+        "type": state.name,
+        "live": 400,
+        "increases": 6,
+        "detected_at": 1764115200.0,
+        "top_paths": [{"path": list(path), "count": 40, "total_count": 40}],
+        "grows_with": [],
+    }
+    return state, report
+
+
+_LINE = ["app.py:12 in remember", "app.py:30 in handle"]
+_DICTS_KEPT = "kept by app.USERS -> builtins.dict['users'] -> builtins.list[i] -> builtins.dict"
+_LISTS_KEPT = "kept by app.USERS -> builtins.dict['users'] -> builtins.list[i] -> builtins.dict['a'] -> builtins.list"
+
+
+def test_built_ins_whose_reports_name_the_same_path_are_reported_once_under_the_outer():
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        dicts, lists = _as_watch_all_found(m, dict, list)
+        due = [_due(m, lists, _LINE, _LISTS_KEPT), _due(m, dicts, _LINE, _DICTS_KEPT)]
+        reports = m._one_report_a_leak(due)
+        assert [r["type"] for r in reports] == ["builtins.dict"]
+        assert reports[0]["grows_with"] == ["builtins.list"]
+        assert (lists.same_leak_as, dicts.same_leak_as) == ("builtins.dict", None)
+        # each frame must be the same: the same line called from elsewhere is another leak
+        due = [_due(m, lists, ["app.py:12 in remember", "app.py:44 in other"], _LISTS_KEPT)]
+        due.append(_due(m, dicts, _LINE, _DICTS_KEPT))
+        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.list", "builtins.dict"]
+        assert lists.same_leak_as is None
+        # chains as long: by name
+        due = [_due(m, lists, _LINE, _DICTS_KEPT), _due(m, dicts, _LINE, _DICTS_KEPT)]
+        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.dict"]
+        # a verdict without a chain (the search did not reach a root) gives way to one with
+        due = [_due(m, dicts, _LINE, "kept by something the search did not reach (no root found)")]
+        due.append(_due(m, lists, _LINE, _LISTS_KEPT))
+        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.list"]
+        assert dicts.same_leak_as == "builtins.list"
+    finally:
+        m.close()
+
+
+def test_a_report_kept_before_counts_for_one_due_now_with_the_same_path(caplog):
+    caplog.set_level(logging.WARNING, logger="memtracker_web")
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        dicts, lists = _as_watch_all_found(m, dict, list)
+        # the lists' report came first; the dicts' now: the lists' kept one is dropped
+        (report,) = m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT)])
+        m._publish_leak(report)
+        assert [leak["type"] for leak in m.snapshot()["leaks"]] == ["builtins.list"]
+        (report,) = m._one_report_a_leak([_due(m, dicts, _LINE, _DICTS_KEPT)])
+        assert report["type"] == "builtins.dict" and report["grows_with"] == ["builtins.list"]
+        m._publish_leak(report)
+        assert [leak["type"] for leak in m.snapshot()["leaks"]] == ["builtins.dict"]
+        assert m._leak_counts == {"builtins.dict": (1, report["detected_at"])}
+        assert (
+            "memtracker_web: the reports of builtins.list are withdrawn: made by the same statement as "
+            "builtins.dict (app.py:12 in remember): one leak, reported as builtins.dict"
+        ) in caplog.messages
+        # the lists grow again, the dicts not this sample: still the dicts' leak
+        assert m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT)]) == []
+        assert lists.same_leak_as == "builtins.dict"
+        # its analysis ends (calm again): no longer anyone's
+        m._end_analysis(lists, list)
+        assert lists.same_leak_as is None
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("which", ["class", "named", "not verified"])
+def test_a_class_a_type_the_user_named_or_one_not_verified_is_reported_on_its_own(which):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        dicts, other = _as_watch_all_found(m, dict, Node if which == "class" else list)
+        due = [_due(m, dicts, _LINE, _DICTS_KEPT), _due(m, other, _LINE, _DICTS_KEPT.replace("[i]", "[i] -> x"))]
+        if which == "named":
+            other.source = "tracked"
+        elif which == "not verified":
+            other.verified = False
+        assert {r["type"] for r in m._one_report_a_leak(due)} == {"builtins.dict", other.name}
+        assert other.same_leak_as is None and dicts.same_leak_as is None
+    finally:
+        m.close()
+
+
 @requires_engine
 def test_the_root_is_monitored_even_when_the_places_for_nominations_are_taken(verifying_monitor):
     m = MemoryMonitor(
