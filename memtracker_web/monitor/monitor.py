@@ -95,6 +95,10 @@ BESIDE_CACHE_OBJECTS = 3
 # sampled, up to calm_samples (see _report_stats)
 CACHE_PATHS_WAIT = 5
 CACHE_PATHS_SAMPLED = 5
+# A leak's kept report stands for the built-ins one statement makes with it for this
+# many samples after it was made: one no longer reported (a type whose global stopped
+# growing) hides none of them (see _one_report_a_leak)
+SAME_LEAK_RECENT = 3
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -211,6 +215,7 @@ class _TypeState:
         "kept_in_global",
         "path_sample",
         "same_leak_as",
+        "reported_at",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -252,6 +257,7 @@ class _TypeState:
         self.path_sample = 1  # its analysis follows the path of one allocation in this many
         # a built-in whose reports are another's, made by the same statement (see _one_report_a_leak)
         self.same_leak_as: str | None = None
+        self.reported_at = -1  # the sample of its last report
         self.explained_by: str | None = None  # the growing type that holds its new objects
         self.explained_at = 0  # the sample of the search that found it so
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
@@ -495,12 +501,36 @@ def _bounded_reason(cache: dict[str, Any]) -> str:
 _FREE_THREADED = engine.free_threaded()
 
 
-def _chain_steps(verdict: str | None) -> int:
-    """How many steps the retention chain a "kept by" verdict names has (fewer: its
-    objects are held nearer the root); a verdict without one ("kept by something the
-    search did not reach"), more than any."""
-    steps = verdict.count(" -> ") if verdict and verdict.startswith("kept by ") else 0
-    return steps or 1 << 30
+def _foldable_chain(state: _TypeState, report: dict) -> list[str] | None:
+    """The steps of the chain in ``state``'s verdict when its ``report`` may be folded
+    into another's (see MemoryMonitor._one_report_a_leak), else None."""
+    if not (
+        state.builtin
+        and state.source == "watch_all"
+        and state.verified
+        and state.analysing
+        and not state.forced
+        and report["top_paths"]
+    ):
+        return None
+    top = report["top_paths"][0]
+    if top.get("truncated") or top.get("app_frame") is None:
+        return None
+    verdict = state.verdict or ""
+    if not verdict.startswith("kept by ") or " -> " not in verdict:
+        return None  # (kept by something the search did not reach: no chain)
+    # (a global watched beside a cache: "kept by <chain>, which grew by ...")
+    return verdict[len("kept by ") :].split(", which ")[0].split(" -> ")
+
+
+def _held_through(chain: list[str], nearer: list[str]) -> bool:
+    """Whether ``chain`` goes through ``nearer`` (up to its object) and on: its object is
+    held by one of the type ``nearer`` ends at, where that one's objects are kept."""
+    end = len(nearer) - 1
+    if len(chain) <= len(nearer) or chain[:end] != nearer[:end]:
+        return False
+    step, kind = chain[end], nearer[end]
+    return step == kind or (step.startswith(kind) and step[len(kind)] in "[.(")
 
 
 def _collect_young_garbage() -> float:
@@ -1089,7 +1119,6 @@ class MemoryMonitor:
         with self._lock:
             started = time.perf_counter() - collecting
             now = time.time()
-            reports: list[dict] = []
             census = None
             if self.mode == "census":
                 census, self._census_info = take_census()
@@ -1135,6 +1164,7 @@ class MemoryMonitor:
                 if stats is not None:
                     due.append((state, self._report(state, cls, now, stats)))
                     state.reported = True
+                    state.reported_at = self._samples
                 elif self.mode != "exact" and calm and state.increases and not state.forced:
                     state.increases = state.evidence_from = state.recheck_from = 0  # calm again (census): afresh
                     state.reported = False
@@ -1153,7 +1183,7 @@ class MemoryMonitor:
                     self.stop_monitoring(cls)
                     self._watch_recycled += 1
                     self._recycled_ids.add(key)
-            reports = self._one_report_a_leak(due) if due else reports
+            reports = self._one_report_a_leak(due)
             self._sampled_at = now
             self._sample_duration = time.perf_counter() - started
 
@@ -2386,72 +2416,97 @@ class MemoryMonitor:
         return report
 
     def _one_report_a_leak(self, due: list[tuple[_TypeState, dict]]) -> list[dict]:
-        """The reports ``due`` this sample, less those of a built-in type made by the same
+        """The reports ``due`` this sample, less those of a built-in made by the same
         statement as another built-in reported for the same leak. ``{"a": {"b": [n]}}``
         makes two dicts and a list: kept in a module list, each list is held through its
         new dicts, and the list is their growth (_root_of). Kept one level deeper, in a
         dict of lists, in Starlette's ``app.state`` or in an object inside a module list,
         a list is met above the new lists too, a structure of lists for all the search
         can tell (a tree's nodes keep lists of nodes), and both types were verified and
-        reported, with the same line. So a verified built-in that watch-all found, whose
-        top path is another's (each frame the same: one statement in one call), is that
-        one's leak: reported once, under the type whose objects are held nearer the root
-        (the shorter chain in its verdict: a record's dict, not the list inside it; then
-        by name), the other named in its ``grows_with`` and its ``same_leak_as`` (its
-        report kept before is dropped). Not a class: a class outranks the built-ins it
-        drags along; not a type the user named."""
-        pairs = list(due)
-        if len(pairs) + len(self._leaks) >= 2:
-            by_name = {state.name: state for state in self._types.values()}
-            reported_now = {state.name for state, _ in due}
-            pairs.extend(
-                (state, kept)
-                for kept in self._leaks
-                if kept["type"] not in reported_now and (state := by_name.get(kept["type"])) is not None
-            )
-        groups: dict[tuple[str, ...], list[_TypeState]] = {}
-        paths: dict[str, dict] = {}
-        for state, report in pairs:
-            if (
-                state.builtin
-                and state.source == "watch_all"
-                and state.verified
-                and state.analysing
-                and not state.forced
-                and report["top_paths"]
-            ):
-                groups.setdefault(tuple(report["top_paths"][0]["path"]), []).append(state)
-                paths[state.name] = report
+        reported, with the same line. So a verified built-in that watch-all found is
+        another's leak when both hold:
+
+        - their reports' top paths are the same, frame for frame (one statement in one
+          call), and a whole path with a frame of the app's: not cut short (a full call
+          tree books an allocation on a shallower node) nor all a library's frames;
+        - its verdict's chain goes through the other's to an object of the other's type
+          and on (``USERS -> dict['users'] -> list[i] -> dict`` for the records' dicts,
+          ``USERS -> dict['users'] -> list[i] -> dict['a'] -> list`` for their lists):
+          its objects are held by the other's. ``json.loads`` of a request's body, its
+          dicts kept in one global (or under one key) and its lists in another, is two
+          leaks.
+
+        It is then reported once, under the type held nearer the root, the other named
+        in the report's ``grows_with`` and in its own ``same_leak_as`` (a report of it
+        kept before is withdrawn, with a warning). The other type's report kept from
+        up to SAME_LEAK_RECENT samples ago counts too: the two need not rise in the same
+        sample. Not a class (a class outranks the built-ins it drags along), nor a type
+        the user named, nor one whose verdict names no chain."""
+        if not due and all(state.same_leak_as is None for state in self._types.values()):
+            return []
+        by_name = {state.name: state for state in self._types.values()}
+        candidates = list(due)
+        if len(due) + len(self._leaks) >= 2:
+            now_due = {state.name for state, _ in due}
+            for kept in self._leaks:
+                state = by_name.get(kept["type"])
+                if (
+                    state is not None
+                    and state.name not in now_due
+                    and self._samples - state.reported_at <= SAME_LEAK_RECENT
+                ):
+                    candidates.append((state, kept))
+        groups: dict[tuple[str, ...], list[tuple[list[str], _TypeState]]] = {}
+        for state, report in candidates:
+            if (chain := _foldable_chain(state, report)) is not None:
+                groups.setdefault(tuple(report["top_paths"][0]["path"]), []).append((chain, state))
+        line = {state.name: path[0] for path, group in groups.items() for _, state in group}
         folded: dict[str, str] = {}
-        for members in groups.values():
-            if len(members) < 2:
+        for group in groups.values():
+            if len(group) < 2:
                 continue
-            keeper = min(members, key=lambda state: (_chain_steps(state.verdict), state.name))
-            for state in members:
-                if state is keeper:
-                    continue
-                folded[state.name] = keeper.name
-                if state.same_leak_as != keeper.name:
-                    state.same_leak_as = keeper.name
-                    # (its report kept before, if any, was this leak's)
+            near, keeper = min(group, key=lambda member: (len(member[0]), member[1].name))
+            for chain, state in group:
+                if state is not keeper and _held_through(chain, near):
+                    folded[state.name] = keeper.name
+        due_names = {state.name for state, _ in due}
+        for state in self._types.values():
+            keeper_name = folded.get(state.name)
+            if keeper_name is not None:
+                if state.same_leak_as != keeper_name:
+                    state.same_leak_as = keeper_name
                     self._withdraw_reports(
                         state,
-                        f"made by the same statement as {keeper.name} "
-                        f"({paths[state.name]['top_paths'][0]['path'][0]}): one leak, reported as {keeper.name}",
+                        f"made by the same statement as {keeper_name} ({line[state.name]}), and held"
+                        f" by its objects: one leak, reported as {keeper_name}",
                     )
-        for state, _report in due:
-            if state.name not in folded:
-                state.same_leak_as = None
-        if not folded:
-            return [report for _, report in due]
+            elif state.same_leak_as is not None and (
+                state.name in due_names or not self._still_reports(by_name.get(state.same_leak_as))
+            ):
+                state.same_leak_as = None  # reported on its own, or its leak's type reports no more
         reports = []
         for state, report in due:
             if state.name in folded:
                 continue
             together = report["grows_with"]
-            together.extend(name for name, keeper in folded.items() if keeper == state.name and name not in together)
+            together.extend(
+                other.name
+                for other in self._types.values()
+                if other.same_leak_as == state.name and other.name not in together
+            )
             reports.append(report)
         return reports
+
+    def _still_reports(self, state: _TypeState | None) -> bool:
+        """Whether ``state``'s report stands for the built-ins one statement makes with it
+        (see _one_report_a_leak): verified, analysed, reported lately, no other's."""
+        return (
+            state is not None
+            and state.verified
+            and state.analysing
+            and state.same_leak_as is None
+            and self._samples - state.reported_at <= SAME_LEAK_RECENT
+        )
 
     def _publish_leak(self, report: dict) -> None:
         # A leaking type is reported at every growth: it keeps its latest report,

@@ -2196,32 +2196,33 @@ def test_records_made_by_one_statement_in_a_dict_of_lists_are_one_leak():
         for _ in range(16):
             _USERS.setdefault("users", []).extend({"a": {"b": [n]}} for n in range(60))  # RECORD-LINE
             reports += m.sample()
-        reported = {r["type"] for r in reports}
-        assert "builtins.dict" in reported and "builtins.list" not in reported, reported
-        assert [leak["type"] for leak in m.snapshot()["leaks"]].count("builtins.list") == 0
-        dicts = next(r for r in reports if r["type"] == "builtins.dict")
-        assert any(frame.startswith(f"{HERE}:{line_of('RECORD-LINE')} ") for frame in dicts["top_paths"][0]["path"])
-        lists = next(t for t in m.snapshot()["types"] if t["type"] == "builtins.list")
-        if lists["verdict"] and lists["verdict"].startswith("kept by "):
-            # verified on its own: it is that leak, and the dicts' reports name it
-            assert lists["same_leak_as"] == "builtins.dict"
-            assert "builtins.list" in reports[-1]["grows_with"] or reports[-1]["type"] != "builtins.dict"
-        else:
-            assert lists["same_leak_as"] is None
+        snapshot = m.snapshot()
+        assert [leak["type"] for leak in snapshot["leaks"] if leak["type"].startswith("builtins.")] == ["builtins.dict"]
+        dicts = [r for r in reports if r["type"] == "builtins.dict"]
+        assert any(frame.startswith(f"{HERE}:{line_of('RECORD-LINE')} ") for frame in dicts[0]["top_paths"][0]["path"])
+        lists = next(t for t in snapshot["types"] if t["type"] == "builtins.list")
+        # verified on its own, and that leak
+        assert lists["verdict"].startswith(f"kept by {__name__}._USERS -> builtins.dict['users'] -> "), lists
+        assert lists["same_leak_as"] == "builtins.dict"
+        assert "builtins.list" in dicts[-1]["grows_with"]
+        # (a report of the lists may come first, and is withdrawn: none is kept)
+        assert [r["type"] for r in reports if r["type"] == "builtins.list"] in ([], ["builtins.list"])
     finally:
         m.close()
         _USERS.clear()
 
 
-def _due(m: MemoryMonitor, state, path: list[str], verdict: str) -> tuple:
-    """``state`` verified with ``verdict`` and analysed, and its report due with ``path`` on top."""
+def _due(m: MemoryMonitor, state, path: list[str], verdict: str, **top: object) -> tuple:
+    """``state`` verified with ``verdict`` and analysed, and its report due this sample
+    with ``path`` on top (a frame of the app's first, unless ``top`` says otherwise)."""
     state.verified, state.analysing, state.verdict = True, True, verdict
+    state.reported, state.reported_at = True, m._samples
     report = {
         "type": state.name,
         "live": 400,
         "increases": 6,
         "detected_at": 1764115200.0,
-        "top_paths": [{"path": list(path), "count": 40, "total_count": 40}],
+        "top_paths": [{"path": list(path), "count": 40, "total_count": 40, "app_frame": 0, **top}],
         "grows_with": [],
     }
     return state, report
@@ -2232,7 +2233,7 @@ _DICTS_KEPT = "kept by app.USERS -> builtins.dict['users'] -> builtins.list[i] -
 _LISTS_KEPT = "kept by app.USERS -> builtins.dict['users'] -> builtins.list[i] -> builtins.dict['a'] -> builtins.list"
 
 
-def test_built_ins_whose_reports_name_the_same_path_are_reported_once_under_the_outer():
+def test_built_ins_made_by_one_statement_and_held_one_by_the_other_are_reported_once():
     m = MemoryMonitor(interval=3600.0)
     try:
         dicts, lists = _as_watch_all_found(m, dict, list)
@@ -2241,29 +2242,54 @@ def test_built_ins_whose_reports_name_the_same_path_are_reported_once_under_the_
         assert [r["type"] for r in reports] == ["builtins.dict"]
         assert reports[0]["grows_with"] == ["builtins.list"]
         assert (lists.same_leak_as, dicts.same_leak_as) == ("builtins.dict", None)
-        # each frame must be the same: the same line called from elsewhere is another leak
-        due = [_due(m, lists, ["app.py:12 in remember", "app.py:44 in other"], _LISTS_KEPT)]
-        due.append(_due(m, dicts, _LINE, _DICTS_KEPT))
-        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.list", "builtins.dict"]
-        assert lists.same_leak_as is None
-        # chains as long: by name
-        due = [_due(m, lists, _LINE, _DICTS_KEPT), _due(m, dicts, _LINE, _DICTS_KEPT)]
+        # the dicts due alone: the report names the lists still
+        (report,) = m._one_report_a_leak([_due(m, dicts, _LINE, _DICTS_KEPT)])
+        assert report["grows_with"] == ["builtins.list"] and lists.same_leak_as == "builtins.dict"
+        # (a verdict of a global watched beside a cache ends in words)
+        due = [_due(m, lists, _LINE, _LISTS_KEPT + ", which grew by 90 in 3 samples beside x")]
+        due.append(_due(m, dicts, _LINE, _DICTS_KEPT + ", which grew by 90 in 3 samples beside x"))
         assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.dict"]
-        # a verdict without a chain (the search did not reach a root) gives way to one with
-        due = [_due(m, dicts, _LINE, "kept by something the search did not reach (no root found)")]
-        due.append(_due(m, lists, _LINE, _LISTS_KEPT))
-        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.list"]
-        assert dicts.same_leak_as == "builtins.list"
     finally:
         m.close()
 
 
-def test_a_report_kept_before_counts_for_one_due_now_with_the_same_path(caplog):
+@pytest.mark.parametrize(
+    ("lists_path", "lists_kept", "top"),
+    [
+        # the same line called from elsewhere: another leak
+        (["app.py:12 in remember", "app.py:44 in other"], _LISTS_KEPT, {}),
+        # kept in another global (json.loads of a body, its dicts kept in one, its lists in another)
+        (_LINE, _LISTS_KEPT.replace("app.USERS", "app.TAGS"), {}),
+        # or under another key of the same one
+        (_LINE, _LISTS_KEPT.replace("['users']", "['tags']"), {}),
+        # its objects not held by the dicts' type where those are kept
+        (_LINE, "kept by app.USERS -> builtins.dict['users'] -> builtins.list[i] -> builtins.set -> builtins.list", {}),
+        # no chain: the search did not reach a root
+        (_LINE, "kept by something the search did not reach (no root found)", {}),
+        # a path cut short (a full call tree books it on a shallower node)
+        (_LINE, _LISTS_KEPT, {"truncated": True}),
+        # a path of library frames alone (depth 10 of a deep library's stack)
+        (_LINE, _LISTS_KEPT, {"app_frame": None}),
+    ],
+    ids=["other-caller", "other-global", "other-key", "not-held-by-dicts", "no-chain", "cut-short", "library-only"],
+)
+def test_built_ins_of_one_line_are_two_leaks_unless_one_holds_the_other_on_a_whole_path(lists_path, lists_kept, top):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        dicts, lists = _as_watch_all_found(m, dict, list)
+        due = [_due(m, dicts, _LINE, _DICTS_KEPT, **top), _due(m, lists, lists_path, lists_kept, **top)]
+        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.dict", "builtins.list"]
+        assert (lists.same_leak_as, dicts.same_leak_as) == (None, None)
+    finally:
+        m.close()
+
+
+def test_a_report_kept_lately_counts_for_one_due_now_with_the_same_path(caplog):
     caplog.set_level(logging.WARNING, logger="memtracker_web")
     m = MemoryMonitor(interval=3600.0)
     try:
         dicts, lists = _as_watch_all_found(m, dict, list)
-        # the lists' report came first; the dicts' now: the lists' kept one is dropped
+        # the lists' report came first; the dicts' now: the lists' kept one is withdrawn
         (report,) = m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT)])
         m._publish_leak(report)
         assert [leak["type"] for leak in m.snapshot()["leaks"]] == ["builtins.list"]
@@ -2274,28 +2300,59 @@ def test_a_report_kept_before_counts_for_one_due_now_with_the_same_path(caplog):
         assert m._leak_counts == {"builtins.dict": (1, report["detected_at"])}
         assert (
             "memtracker_web: the reports of builtins.list are withdrawn: made by the same statement as "
-            "builtins.dict (app.py:12 in remember): one leak, reported as builtins.dict"
+            "builtins.dict (app.py:12 in remember), and held by its objects: one leak, reported as builtins.dict"
         ) in caplog.messages
         # the lists grow again, the dicts not this sample: still the dicts' leak
+        m._samples += monitor_module.SAME_LEAK_RECENT
         assert m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT)]) == []
         assert lists.same_leak_as == "builtins.dict"
-        # its analysis ends (calm again): no longer anyone's
-        m._end_analysis(lists, list)
+        # the dicts reported no more lately (a global beside a cache that stopped growing
+        # while the dicts still rise): the lists are reported on their own
+        m._samples += monitor_module.SAME_LEAK_RECENT + 1
+        assert [r["type"] for r in m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT)])] == ["builtins.list"]
         assert lists.same_leak_as is None
     finally:
         m.close()
 
 
-@pytest.mark.parametrize("which", ["class", "named", "not verified"])
-def test_a_class_a_type_the_user_named_or_one_not_verified_is_reported_on_its_own(which):
+def test_the_type_a_leak_is_reported_under_is_forgotten_when_that_one_stops():
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        dicts, lists, tuples = _as_watch_all_found(m, dict, list, tuple)
+        m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT), _due(m, dicts, _LINE, _DICTS_KEPT)])
+        assert lists.same_leak_as == "builtins.dict"
+        m._end_analysis(dicts, dict)  # calm again
+        m._one_report_a_leak([_due(m, tuples, ["other.py:1 in f"], _DICTS_KEPT)])
+        assert lists.same_leak_as is None
+        # and its own analysis ending forgets it too
+        m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT), _due(m, dicts, _LINE, _DICTS_KEPT)])
+        assert lists.same_leak_as == "builtins.dict"
+        m._end_analysis(lists, list)
+        assert lists.same_leak_as is None
+        # as does the other's reports growing old, though neither is due
+        m._one_report_a_leak([_due(m, lists, _LINE, _LISTS_KEPT), _due(m, dicts, _LINE, _DICTS_KEPT)])
+        m._samples += monitor_module.SAME_LEAK_RECENT
+        assert m._one_report_a_leak([]) == [] and lists.same_leak_as == "builtins.dict"
+        m._samples += 1
+        assert m._one_report_a_leak([]) == [] and lists.same_leak_as is None
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("which", ["class", "named", "forced", "not verified", "not analysing"])
+def test_a_class_a_type_the_user_named_or_one_not_analysed_as_a_leak_is_reported_on_its_own(which):
     m = MemoryMonitor(interval=3600.0)
     try:
         dicts, other = _as_watch_all_found(m, dict, Node if which == "class" else list)
-        due = [_due(m, dicts, _LINE, _DICTS_KEPT), _due(m, other, _LINE, _DICTS_KEPT.replace("[i]", "[i] -> x"))]
+        due = [_due(m, dicts, _LINE, _DICTS_KEPT), _due(m, other, _LINE, _LISTS_KEPT)]
         if which == "named":
             other.source = "tracked"
+        elif which == "forced":
+            other.forced = True
         elif which == "not verified":
             other.verified = False
+        elif which == "not analysing":
+            other.analysing = False
         assert {r["type"] for r in m._one_report_a_leak(due)} == {"builtins.dict", other.name}
         assert other.same_leak_as is None and dicts.same_leak_as is None
     finally:
