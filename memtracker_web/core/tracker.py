@@ -583,6 +583,17 @@ _default: Tracker | None = None
 _default_lock = threading.Lock()
 
 
+def _new_default_lock_in_child() -> None:
+    """As for each tracker's lock (_after_fork_in_child): a thread that held the
+    default tracker's lock when another forked does not exist in the child."""
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_default_lock_in_child)
+
+
 def default_tracker() -> Tracker:
     """The process-wide Tracker behind the module-level functions."""
     global _default

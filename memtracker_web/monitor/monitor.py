@@ -2815,6 +2815,18 @@ _default_monitor: MemoryMonitor | None = None
 _default_lock = threading.Lock()
 
 
+def _new_default_lock_in_child() -> None:
+    """A thread that held the default monitor's lock when another forked does not exist
+    in the child: the lock would stay held, and the child's first get_default_monitor()
+    would wait for ever. (A hold of the forking thread's own lets go of the old one.)"""
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_default_lock_in_child)
+
+
 def get_default_monitor(
     *,
     track: Iterable[type | str] = (),

@@ -122,6 +122,44 @@ def test_a_fork_while_the_monitor_is_being_built_does_not_deadlock(tmp_path: Pat
     assert (proc.returncode, proc.stdout) == (0, "built True\n"), proc.stderr[-2000:]
 
 
+def test_a_fork_while_another_thread_holds_a_default_lock_does_not_deadlock_the_child(tmp_path: Path) -> None:
+    out = run_script(
+        """
+    import os, threading, time
+    from memtracker_web.core import tracker
+    from memtracker_web.monitor import monitor
+
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with monitor._default_lock, tracker._default_lock:
+            held.set()
+            done.wait()
+
+    threading.Thread(target=hold).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:        # the holder does not exist here: its holds must not either
+        ok = monitor.get_default_monitor() is monitor.get_default_monitor() and tracker.default_tracker() is not None
+        os._exit(0 if ok else 3)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        status = os.waitpid(pid, 0)[1]
+    done.set()
+    exited = os.WIFEXITED(status)
+    print("child", "exited" if exited else "killed", os.WEXITSTATUS(status) if exited else "")
+    """,
+        tmp_path / "shared",
+    )
+    assert out == "child exited 0\n"
+
+
 def test_a_worker_that_forks_after_serving_keeps_its_monitor_and_its_child_starts_none(tmp_path: Path) -> None:
     out = run_script(
         PRELUDE
