@@ -95,10 +95,6 @@ BESIDE_CACHE_OBJECTS = 3
 # sampled, up to calm_samples (see _report_stats)
 CACHE_PATHS_WAIT = 5
 CACHE_PATHS_SAMPLED = 5
-# A leak's kept report stands for the built-ins one statement makes with it for this
-# many samples after it was made: one no longer reported (a type whose global stopped
-# growing) hides none of them (see _one_report_a_leak)
-SAME_LEAK_RECENT = 3
 # A built-in analysed records about this many call paths a second at most (one
 # allocation in up to MAX_PATH_SAMPLING): paths of every dict would cost the app more
 # than the whole hunt.
@@ -215,7 +211,6 @@ class _TypeState:
         "kept_in_global",
         "path_sample",
         "same_leak_as",
-        "reported_at",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -257,7 +252,6 @@ class _TypeState:
         self.path_sample = 1  # its analysis follows the path of one allocation in this many
         # a built-in whose reports are another's, made by the same statement (see _one_report_a_leak)
         self.same_leak_as: str | None = None
-        self.reported_at = -1  # the sample of its last report
         self.explained_by: str | None = None  # the growing type that holds its new objects
         self.explained_at = 0  # the sample of the search that found it so
         self.root_of: set[str] = set()  # growing types whose new objects this one holds
@@ -1164,7 +1158,6 @@ class MemoryMonitor:
                 if stats is not None:
                     due.append((state, self._report(state, cls, now, stats)))
                     state.reported = True
-                    state.reported_at = self._samples
                 elif self.mode != "exact" and calm and state.increases and not state.forced:
                     state.increases = state.evidence_from = state.recheck_from = 0  # calm again (census): afresh
                     state.reported = False
@@ -2439,28 +2432,28 @@ class MemoryMonitor:
         It is then reported once, under the type held nearer the root, the other named
         in the report's ``grows_with`` and in its own ``same_leak_as`` (a report of it
         kept before is withdrawn, with a warning). The other type's report kept from
-        up to SAME_LEAK_RECENT samples ago counts too: the two need not rise in the same
-        sample. Not a class (a class outranks the built-ins it drags along), nor a type
-        the user named, nor one whose verdict names no chain."""
+        an earlier sample counts too, while that type still leaks (_still_reports): the
+        two rise past their margins in different samples, far apart in a slow leak. Not
+        a class (a class outranks the built-ins it drags along), nor a type the user
+        named, nor one whose verdict names no chain."""
         if not due and all(state.same_leak_as is None for state in self._types.values()):
             return []
         by_name = {state.name: state for state in self._types.values()}
+        kept_reports = {kept["type"]: kept for kept in self._leaks}
         candidates = list(due)
-        if len(due) + len(self._leaks) >= 2:
+        if len(due) + len(kept_reports) >= 2:
             now_due = {state.name for state, _ in due}
-            for kept in self._leaks:
-                state = by_name.get(kept["type"])
-                if (
-                    state is not None
-                    and state.name not in now_due
-                    and self._samples - state.reported_at <= SAME_LEAK_RECENT
-                ):
+            for name, kept in kept_reports.items():
+                state = by_name.get(name)
+                if state is not None and name not in now_due and self._still_reports(state, kept_reports):
                     candidates.append((state, kept))
         groups: dict[tuple[str, ...], list[tuple[list[str], _TypeState]]] = {}
+        line: dict[str, str] = {}  # (the app's line that made them, for the log)
         for state, report in candidates:
             if (chain := _foldable_chain(state, report)) is not None:
-                groups.setdefault(tuple(report["top_paths"][0]["path"]), []).append((chain, state))
-        line = {state.name: path[0] for path, group in groups.items() for _, state in group}
+                top = report["top_paths"][0]
+                groups.setdefault(tuple(top["path"]), []).append((chain, state))
+                line[state.name] = top["path"][top["app_frame"]]
         folded: dict[str, str] = {}
         for group in groups.values():
             if len(group) < 2:
@@ -2481,7 +2474,7 @@ class MemoryMonitor:
                         f" by its objects: one leak, reported as {keeper_name}",
                     )
             elif state.same_leak_as is not None and (
-                state.name in due_names or not self._still_reports(by_name.get(state.same_leak_as))
+                state.name in due_names or not self._still_reports(by_name.get(state.same_leak_as), kept_reports)
             ):
                 state.same_leak_as = None  # reported on its own, or its leak's type reports no more
         reports = []
@@ -2497,15 +2490,19 @@ class MemoryMonitor:
             reports.append(report)
         return reports
 
-    def _still_reports(self, state: _TypeState | None) -> bool:
+    def _still_reports(self, state: _TypeState | None, kept_reports: dict[str, dict]) -> bool:
         """Whether ``state``'s report stands for the built-ins one statement makes with it
-        (see _one_report_a_leak): verified, analysed, reported lately, no other's."""
+        (see _one_report_a_leak): a leak verified, analysed and reported (its report kept,
+        in ``kept_reports``), no other's, and still rising (within ``calm_samples``; one
+        calm longer ends its analysis, and a type whose global stopped growing beside a
+        cache, no longer reported, hides nothing for long)."""
         return (
             state is not None
             and state.verified
             and state.analysing
             and state.same_leak_as is None
-            and self._samples - state.reported_at <= SAME_LEAK_RECENT
+            and state.name in kept_reports
+            and self._samples - state.last_growth_sample <= self.calm_samples
         )
 
     def _publish_leak(self, report: dict) -> None:
