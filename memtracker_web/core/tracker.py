@@ -213,7 +213,10 @@ def _after_fork_in_child() -> None:
     """A thread that held a tracker's lock when another thread forked does not exist
     in the child: the lock would stay held, and the child's first read would wait for
     ever; and a view it was adding to may be half written. The forking thread's own
-    hold goes on in the child, which lets go of it."""
+    hold goes on in the child, which lets go of it. So for the default tracker's lock,
+    made anew."""
+    global _default_lock
+    _default_lock = threading.Lock()
     for tracker in list(_trackers):
         if not tracker._lock._is_owned():  # type: ignore[attr-defined]  # (RLock's, in C)
             tracker._lock = threading.RLock()
@@ -581,17 +584,6 @@ def display_path(filename: str) -> str:
 
 _default: Tracker | None = None
 _default_lock = threading.Lock()
-
-
-def _new_default_lock_in_child() -> None:
-    """As for each tracker's lock (_after_fork_in_child): a thread that held the
-    default tracker's lock when another forked does not exist in the child."""
-    global _default_lock
-    _default_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_default_lock_in_child)
 
 
 def default_tracker() -> Tracker:

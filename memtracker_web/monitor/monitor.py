@@ -2440,12 +2440,12 @@ class MemoryMonitor:
             return []
         by_name = {state.name: state for state in self._types.values()}
         kept_reports = {kept["type"]: kept for kept in self._leaks}
+        due_names = {state.name for state, _ in due}
         candidates = list(due)
         if len(due) + len(kept_reports) >= 2:
-            now_due = {state.name for state, _ in due}
             for name, kept in kept_reports.items():
                 state = by_name.get(name)
-                if state is not None and name not in now_due and self._still_reports(state, kept_reports):
+                if state is not None and name not in due_names and self._still_reports(state, kept_reports):
                     candidates.append((state, kept))
         groups: dict[tuple[str, ...], list[tuple[list[str], _TypeState]]] = {}
         line: dict[str, str] = {}  # (the app's line that made them, for the log)
@@ -2462,7 +2462,6 @@ class MemoryMonitor:
             for chain, state in group:
                 if state is not keeper and _held_through(chain, near):
                     folded[state.name] = keeper.name
-        due_names = {state.name for state, _ in due}
         for state in self._types.values():
             keeper_name = folded.get(state.name)
             if keeper_name is not None:
@@ -2797,6 +2796,12 @@ _after_fork_monitors: weakref.WeakSet[MemoryMonitor] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    """Each monitor restarts at its next use; the default monitor's lock is made anew: a
+    thread that held it when another forked does not exist in the child, and its first
+    get_default_monitor() would wait for ever (a hold of the forking thread's own lets
+    go of the old one)."""
+    global _default_lock
+    _default_lock = threading.Lock()
     for monitor in list(_after_fork_monitors):
         if monitor._pid != os.getpid():  # (an endpoint's fork hook may have restarted it already)
             monitor._pid = -1  # forces _reinit_after_fork on next use (not here: no threads yet)
@@ -2810,18 +2815,6 @@ if hasattr(os, "register_at_fork"):
 
 _default_monitor: MemoryMonitor | None = None
 _default_lock = threading.Lock()
-
-
-def _new_default_lock_in_child() -> None:
-    """A thread that held the default monitor's lock when another forked does not exist
-    in the child: the lock would stay held, and the child's first get_default_monitor()
-    would wait for ever. (A hold of the forking thread's own lets go of the old one.)"""
-    global _default_lock
-    _default_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_default_lock_in_child)
 
 
 def get_default_monitor(
