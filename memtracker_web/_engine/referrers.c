@@ -23,6 +23,7 @@
 typedef struct {
     MtPtrMap wanted;         /* the objects looked for (values unused) */
     PyObject *skip;          /* the caller's container of them: a referrer of each, never an answer */
+    int strings;             /* some of them are strs: dicts' keys are looked at too */
     PyObject **found;        /* strong references */
     size_t count;
     size_t capacity;
@@ -37,6 +38,24 @@ mt_referrers_match(PyObject *referent, void *arg)
     return referent != NULL && mt_pm_get(&search->wanted, (uintptr_t)referent, &unused);
 }
 
+/* Whether a dict holds one of the objects looked for as a key. A dict whose keys
+ * are all strs does not visit them in its tp_traverse (a str refers to nothing, so
+ * it can be in no cycle): a leak of strs kept as the keys of a module's dict
+ * (CACHE[f"session-{n}"] = value) had no referrer a search could find. PyDict_Next
+ * makes no object and lends its references. */
+static int
+mt_referrers_dict_keys_match(PyObject *op, MtReferrers *search)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(op, &pos, &key, &value)) {
+        if (mt_referrers_match(key, search)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* One object of the heap: kept when it refers to one of the objects looked for.
  * Returns 1 to go on, 0 to stop (out of memory). */
 static int
@@ -44,7 +63,11 @@ mt_referrers_visit(PyObject *op, void *arg)
 {
     MtReferrers *search = (MtReferrers *)arg;
     traverseproc traverse = Py_TYPE(op)->tp_traverse;
-    if (op == search->skip || traverse == NULL || !traverse(op, mt_referrers_match, search)) {
+    if (op == search->skip || traverse == NULL) {
+        return 1;
+    }
+    if (!traverse(op, mt_referrers_match, search)
+        && !(search->strings && PyDict_Check(op) && mt_referrers_dict_keys_match(op, search))) {
         return 1;
     }
     if (search->count == search->capacity) {
@@ -125,6 +148,7 @@ mt_referrers(PyObject *Py_UNUSED(self), PyObject *objects)
     memset(&search, 0, sizeof(search));
     search.skip = objects;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+        search.strings |= PyUnicode_Check(PyList_GET_ITEM(objects, i));
         if (mt_pm_put(&search.wanted, (uintptr_t)PyList_GET_ITEM(objects, i), 0, NULL) < 0) {
             mt_referrers_clear(&search);
             return PyErr_NoMemory();

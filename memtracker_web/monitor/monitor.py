@@ -510,6 +510,11 @@ def _foldable_chain(state: _TypeState, report: dict) -> list[str] | None:
     top = report["top_paths"][0]
     if top.get("truncated") or top.get("app_frame") is None:
         return None
+    return _verdict_chain(state)
+
+
+def _verdict_chain(state: _TypeState) -> list[str] | None:
+    """The steps of the chain ``state``'s verdict names, or None."""
     verdict = state.verdict or ""
     if not verdict.startswith("kept by ") or " -> " not in verdict:
         return None  # (kept by something the search did not reach: no chain)
@@ -525,6 +530,30 @@ def _held_through(chain: list[str], nearer: list[str]) -> bool:
         return False
     step, kind = chain[end], nearer[end]
     return step == kind or (step.startswith(kind) and step[len(kind)] in "[.(")
+
+
+# The frames from the app's on that two top paths share when one statement in one
+# call made both: a path is cut at the monitor's ``depth`` (10 frames), and one made in a
+# library's function the statement called (``uuid.uuid4().hex``: in UUID.hex) has
+# frames of its own before the app's, so its last callers are cut off.
+_SAME_CALL_FRAMES = 4
+
+_A_KEY = "(a key)"  # retention's edge from a dict to one of its keys
+
+
+def _ends_at_a_key(chain: list[str]) -> bool:
+    """Whether ``chain``'s object is a key of the dict before it."""
+    return len(chain) >= 2 and chain[-2].endswith(_A_KEY)
+
+
+def _key_beside(chain: list[str], value: list[str]) -> bool:
+    """Whether ``chain`` ends at a key of the dict whose value ``value`` ends at (the
+    same steps up to that dict): ``CACHE[f"session-{n}"] = n * 2.5``, its strs kept as
+    the keys, its floats as the values."""
+    if not _ends_at_a_key(chain) or len(chain) != len(value) or chain[:-2] != value[:-2]:
+        return False
+    kind, step = chain[-2][: -len(_A_KEY)], value[-2]
+    return step.startswith(kind + "[")
 
 
 def _collect_young_garbage() -> float:
@@ -2419,9 +2448,11 @@ class MemoryMonitor:
         reported, with the same line. So a verified built-in that watch-all found is
         another's leak when both hold:
 
-        - their reports' top paths are the same, frame for frame (one statement in one
-          call), and a whole path with a frame of the app's: not cut short (a full call
-          tree books an allocation on a shallower node) nor all a library's frames;
+        - their reports' top paths are the same from the app's frame on, frame for frame
+          (one statement in one call; the frames before it are the library functions the
+          statement called, ``uuid.uuid4().hex`` for a str), and whole paths with a frame
+          of the app's: not cut short (a full call tree books an allocation on a
+          shallower node) nor all a library's frames;
         - its verdict's chain goes through the other's to an object of the other's type
           and on (``USERS -> dict['users'] -> list[i] -> dict`` for the records' dicts,
           ``USERS -> dict['users'] -> list[i] -> dict['a'] -> list`` for their lists):
@@ -2435,7 +2466,14 @@ class MemoryMonitor:
         an earlier sample counts too, while that type still leaks (_still_reports): the
         two rise past their margins in different samples, far apart in a slow leak. Not
         a class (a class outranks the built-ins it drags along), nor a type the user
-        named, nor one whose verdict names no chain."""
+        named, nor one whose verdict names no chain.
+
+        The keys of a dict whose values leak are that leak too, whatever line made
+        each (``cache[request.path] = render(...)``): a built-in found as above, with a
+        whole path of the app's, whose chain ends at the keys of the dict another
+        verified leak's chain (a class's too) ends at the values of, by the same steps
+        (``CACHE -> dict(a key) -> str`` beside ``CACHE -> dict[key] -> float``), is
+        reported as the values' type, which says what the leak keeps."""
         if not due and all(state.same_leak_as is None for state in self._types.values()):
             return []
         by_name = {state.name: state for state in self._types.values()}
@@ -2449,12 +2487,20 @@ class MemoryMonitor:
                     candidates.append((state, kept))
         groups: dict[tuple[str, ...], list[tuple[list[str], _TypeState]]] = {}
         line: dict[str, str] = {}  # (the app's line that made them, for the log)
+        keys: list[tuple[list[str], _TypeState]] = []  # the members whose objects are a dict's keys
+        values: list[tuple[list[str], _TypeState]] = []  # any leak's, a class's too, kept in a chain
         for state, report in candidates:
             if (chain := _foldable_chain(state, report)) is not None:
                 top = report["top_paths"][0]
-                groups.setdefault(tuple(top["path"]), []).append((chain, state))
-                line[state.name] = top["path"][top["app_frame"]]
+                at = top["app_frame"]
+                groups.setdefault(tuple(top["path"][at : at + _SAME_CALL_FRAMES]), []).append((chain, state))
+                line[state.name] = top["path"][at]
+                if _ends_at_a_key(chain):
+                    keys.append((chain, state))
+            if state.verified and state.analysing and (chain := _verdict_chain(state)) and not _ends_at_a_key(chain):
+                values.append((chain, state))
         folded: dict[str, str] = {}
+        how: dict[str, str] = {}  # (how its objects are kept by the other's, for the log)
         for group in groups.values():
             if len(group) < 2:
                 continue
@@ -2462,6 +2508,25 @@ class MemoryMonitor:
             for chain, state in group:
                 if state is not keeper and _held_through(chain, near):
                     folded[state.name] = keeper.name
+                    how[state.name] = (
+                        f"made by the same statement as {keeper.name} ({line[state.name]}), and held by its objects"
+                    )
+        # The keys of a dict whose values leak are that leak, whatever line made each
+        # (``cache[request.path] = render(...)``): the value says what the leak keeps.
+        for chain, state in keys:
+            if state.name in folded:
+                continue
+            beside = [other for other in values if other[1].name not in folded and _key_beside(chain, other[0])]
+            if beside:
+                values_name = min(other[1].name for other in beside)
+                folded[state.name] = values_name
+                how[state.name] = (
+                    f"made at {line[state.name]}, and kept as the keys of the dict that keeps {values_name}'s objects"
+                )
+        for name, kept_as in folded.items():  # (a tuple key's ints: the tuples', which are the values')
+            while kept_as in folded:
+                kept_as = folded[kept_as]
+            folded[name] = kept_as
         for state in self._types.values():
             keeper_name = folded.get(state.name)
             if keeper_name is not None:
@@ -2469,8 +2534,7 @@ class MemoryMonitor:
                     state.same_leak_as = keeper_name
                     self._withdraw_reports(
                         state,
-                        f"made by the same statement as {keeper_name} ({line[state.name]}), and held"
-                        f" by its objects: one leak, reported as {keeper_name}",
+                        f"{how[state.name]}: one leak, reported as {keeper_name}",
                     )
             elif state.same_leak_as is not None and (
                 state.name in due_names or not self._still_reports(by_name.get(state.same_leak_as), kept_reports)

@@ -17,7 +17,7 @@ on a heap of 10^6 objects a level takes tens of milliseconds (bench/RESULTS.md).
 
 Chains name types, module-level names, attribute names and container kinds,
 never contents: a dict key that is not a short word without digits is ``[key]``,
-a list or tuple position is ``[i]``.
+a list or tuple position is ``[i]``, an object kept as a dict's key ``dict(a key)``.
 """
 
 from __future__ import annotations
@@ -659,6 +659,20 @@ def _cache_parts(cache: Any) -> set[int]:
     return parts
 
 
+def _held_of(holder: Any, wanted: set[int], strings: bool) -> list[Any]:
+    """What ``holder`` refers to of the objects whose ids are ``wanted``; ``strings``:
+    some of them are strs, and a dict's keys are looked at too. A dict whose keys are
+    all strs does not show them to the collector (a str is in no cycle): the strs
+    kept as the keys of a module's dict (``CACHE[f"session-{n}"] = ...``) had no
+    holder, and were reported as kept by something the search did not reach."""
+    held = [o for o in gc.get_referents(holder) if id(o) in wanted]
+    if strings and _is(holder, dict):
+        ids = {id(o) for o in held}
+        # (list(): one C call, which no other thread's change to the dict can break)
+        held += [key for key in list(dict.keys(holder)) if id(key) in wanted and id(key) not in ids]
+    return held
+
+
 class _Mark:
     """Passed first to each gc.get_referrers call: the call's own argument tuple, which
     refers to the whole frontier, is the one tuple that starts with it."""
@@ -967,6 +981,7 @@ class _Search:
                     break
                 depth += 1
                 wanted = {id(o) for o in frontier}
+                strings = any(_is(o, str) for o in frontier)
                 found = _referrers_of(frontier)
                 following: list[Any] = []
                 keep += (frontier, found, following)
@@ -975,7 +990,7 @@ class _Search:
                     hid = id(holder)
                     if hid in ours:  # (this frame's id is among them)
                         continue
-                    held = [o for o in gc.get_referents(holder) if id(o) in wanted]
+                    held = _held_of(holder, wanted, strings)
                     if not held:
                         continue
                     for obj in held:

@@ -3,6 +3,8 @@
 The retention search asks it, level by level, about up to thousands of objects at
 once. Checked here against gc.get_referrers itself, on hand-made and on generated
 object graphs, with frozen objects, and with threads changing the heap meanwhile.
+One answer more: a dict holding a str looked for as a key, which gc.get_referrers
+misses where all the dict's keys are strs.
 """
 
 from __future__ import annotations
@@ -73,6 +75,24 @@ def test_objects_the_collector_does_not_track_can_be_looked_for():
     found = engine.referrers([text, number])
     assert any(r is holder for r in found)
     assert {id(r) for r in found} == by_gc([text, number])
+
+
+def test_a_str_kept_as_a_key_is_found_where_the_collector_does_not_show_it():
+    # A dict whose keys are all strs does not visit them in its tp_traverse (a str is
+    # in no cycle): the strs an app keeps as the keys of a registry had no referrer.
+    key = "session-" + str(id(object()))
+    registry = {key: Node()}  # (a value the collector tracks: the dict is tracked on every version)
+    other = {"session-" + str(id(object()) + 1): Node()}
+    both = {key: key, "node": Node()}  # the key and a value: one answer
+    found = engine.referrers([key])
+    assert sum(r is registry for r in found) == 1 and sum(r is both for r in found) == 1
+    assert not any(r is other for r in found)
+    assert not any(r is registry for r in gc.get_referrers(key))  # what the collector shows
+    # (not a str looked for: the keys are not read, and a dict of other keys is as before)
+    node = Node()
+    by_node = {node: 1}
+    assert [r for r in engine.referrers([node]) if type(r) is dict] == [by_node]
+    assert {id(r) for r in engine.referrers([node])} == by_gc([node])
 
 
 def test_empty_and_wrong_arguments():

@@ -411,6 +411,27 @@ def test_dict_keys_that_could_be_data_are_hidden_and_chains_still_group():
         HOARD.clear()
 
 
+SESSIONS: dict = {}
+
+
+@pytest.mark.skipif(engine.referrers([]) is None, reason="the C extension is not loaded here")
+def test_strs_kept_as_the_keys_of_a_dict_are_held_by_it(monkeypatch):
+    # the dict's keys are all strs: it does not show them to the collector, and the
+    # search looks at a dict's keys itself (in the extension's pass, and after it)
+    SESSIONS.update((f"session-{n}-{id(object())}", Order(n)) for n in range(4))
+    try:
+        result = find_retainers(list(SESSIONS))
+        assert chains(result) == {f"{MOD}.SESSIONS -> builtins.dict(a key) -> builtins.str": 4}
+        assert (result["objects"], result["hidden"], result["unreachable"], result["unresolved"]) == (4, 0, 0, 0)
+        assert not any(key in str(result) for key in SESSIONS)
+        # without the extension (gc.get_referrers), as before: something hides them
+        monkeypatch.setattr(retention, "referrers", lambda objects: None)
+        without = find_retainers(list(SESSIONS))
+        assert (without["chains"], without["hidden"]) == ([], 4)
+    finally:
+        SESSIONS.clear()
+
+
 def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden(monkeypatch):
     monkeypatch.setattr(retention, "referrers", lambda objects: None)  # gc.get_referrers, which skips frozen objects
     monkeypatch.setattr(retention, "REFERRERS_SEE_FROZEN", False)

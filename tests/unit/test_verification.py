@@ -2263,6 +2263,15 @@ def test_built_ins_made_by_one_statement_and_held_one_by_the_other_are_reported_
         due = [_due(m, lists, _LINE, _LISTS_KEPT + ", which grew by 90 in 3 samples beside x")]
         due.append(_due(m, dicts, _LINE, _DICTS_KEPT + ", which grew by 90 in 3 samples beside x"))
         assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.dict"]
+        # made in a library function the statement called (json.loads): frames of its own
+        # first, and the path's last callers cut off at the monitor's depth
+        deep = [f"app.py:{n} in caller{n}" for n in range(8)]
+        made_in_json = ["json/decoder.py:354 in JSONDecoder.raw_decode", "json/decoder.py:345 in decode"]
+        due = [
+            _due(m, lists, [*made_in_json, *_LINE, *deep][:10], _LISTS_KEPT, app_frame=2),
+            _due(m, dicts, [*_LINE, *deep][:10], _DICTS_KEPT),
+        ]
+        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.dict"]
     finally:
         m.close()
 
@@ -2377,6 +2386,116 @@ def test_a_class_a_type_the_user_named_or_one_not_analysed_as_a_leak_is_reported
             other.analysing = False
         assert {r["type"] for r in m._one_report_a_leak(due)} == {"builtins.dict", other.name}
         assert other.same_leak_as is None and dicts.same_leak_as is None
+    finally:
+        m.close()
+
+
+_SESSIONS: dict = {}
+
+
+def _session_value(n: int) -> float:
+    return n * 2.5  # VALUE-LINE
+
+
+@requires_engine
+@pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="before 3.14 a dict of strs and floats is not tracked: no search sees it"
+)
+def test_a_dict_s_keys_and_values_made_at_two_lines_are_one_leak_reported_by_its_values():
+    m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=6, interval=0.05, calm_samples=10)
+    published: list[tuple[int, str]] = []  # (not the reports: kept, their dicts would be a leak of the test's)
+    at = [0]
+    m.on_leak = lambda report: published.append((at[0], report["type"]))
+    try:
+        for sample in range(20):
+            at[0] = sample
+            for k in range(60):
+                _SESSIONS[f"session-{sample}-{k}"] = _session_value(10**8 + 100 * sample + k)  # KEY-LINE
+            m.sample()
+        snapshot = m.snapshot()
+        assert [leak["type"] for leak in snapshot["leaks"]] == ["builtins.float"]
+        (floats,) = snapshot["leaks"]
+        assert floats["top_paths"][0]["path"][0].startswith(f"{HERE}:{line_of('VALUE-LINE')} ")
+        assert "builtins.str" in floats["grows_with"]
+        strs = next(t for t in snapshot["types"] if t["type"] == "builtins.str")
+        # (the dict's keys are all strs: the collector does not show them, the search does)
+        assert strs["verdict"] == f"kept by {__name__}._SESSIONS -> builtins.dict(a key) -> builtins.str"
+        assert strs["same_leak_as"] == "builtins.float"
+        # (a report of the strs may come before the floats' first, and is withdrawn; none after it)
+        first = min(sample for sample, name in published if name == "builtins.float")
+        assert [sample for sample, name in published if name == "builtins.str" and sample > first] == []
+    finally:
+        m.close()
+        _SESSIONS.clear()
+
+
+_KEYS_KEPT = "kept by app.SESSIONS -> builtins.dict(a key) -> builtins.str"
+_VALUES_KEPT = "kept by app.SESSIONS -> builtins.dict[key] -> builtins.tuple"
+_KEY_MADE = ["uuid.py:400 in UUID.hex", "app.py:11 in remember", "app.py:30 in handle"]  # (token = uuid4().hex)
+
+
+def test_the_keys_of_a_dict_whose_values_leak_are_that_leak_reported_by_its_values(caplog):
+    caplog.set_level(logging.WARNING, logger="memtracker_web")
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        strs, tuples = _as_watch_all_found(m, str, tuple)
+        # the keys' report came first, on their own: the values' now, made at another line
+        (report,) = m._one_report_a_leak([_due(m, strs, _KEY_MADE, _KEYS_KEPT, app_frame=1)])
+        m._publish_leak(report)
+        due = [_due(m, strs, _KEY_MADE, _KEYS_KEPT, app_frame=1), _due(m, tuples, _LINE, _VALUES_KEPT)]
+        (report,) = m._one_report_a_leak(due)
+        # (the values' type, though "builtins.str" comes first by name)
+        assert report["type"] == "builtins.tuple" and report["grows_with"] == ["builtins.str"]
+        assert (strs.same_leak_as, tuples.same_leak_as) == ("builtins.tuple", None)
+        assert (
+            "memtracker_web: the reports of builtins.str are withdrawn: made at app.py:11 in remember, and kept as "
+            "the keys of the dict that keeps builtins.tuple's objects: one leak, reported as builtins.tuple"
+        ) in caplog.messages
+        m._publish_leak(report)
+        assert [leak["type"] for leak in m.snapshot()["leaks"]] == ["builtins.tuple"]
+        # a class's objects kept as the values: its leak too
+        strs.same_leak_as, tuples.analysing = None, False
+        nodes = _as_watch_all_found(m, Node)[0]
+        due = [
+            _due(m, strs, _KEY_MADE, _KEYS_KEPT, app_frame=1),
+            _due(m, nodes, _LINE, _VALUES_KEPT.replace("builtins.tuple", nodes.name)),
+        ]
+        assert [r["type"] for r in m._one_report_a_leak(due)] == [nodes.name] and strs.same_leak_as == nodes.name
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize(
+    ("keys_kept", "values_kept", "which"),
+    [
+        # the keys of another global's dict
+        (_KEYS_KEPT.replace("SESSIONS", "TOKENS"), _VALUES_KEPT, None),
+        # of a dict one level deeper
+        ("kept by app.SESSIONS -> builtins.dict['all'] -> builtins.dict(a key) -> builtins.str", _VALUES_KEPT, None),
+        # values kept in a list there, not in the dict
+        (_KEYS_KEPT, "kept by app.SESSIONS -> builtins.list[i] -> builtins.tuple", None),
+        # held inside the values, not the values themselves
+        (_KEYS_KEPT, "kept by app.SESSIONS -> builtins.dict[key] -> builtins.list[i] -> builtins.tuple", None),
+        # the values' leak is not (yet) verified
+        (_KEYS_KEPT, _VALUES_KEPT, "values not verified"),
+        # keys of a type the user named, or on a path of a library's frames alone
+        (_KEYS_KEPT, _VALUES_KEPT, "keys named"),
+        (_KEYS_KEPT, _VALUES_KEPT, "keys library-only"),
+    ],
+    ids=["other-global", "deeper-dict", "values-in-a-list", "inside-the-values", "unverified", "named", "library-only"],
+)
+def test_keys_are_reported_on_their_own_unless_beside_the_values_of_the_same_dict(keys_kept, values_kept, which):
+    m = MemoryMonitor(interval=3600.0)
+    try:
+        strs, tuples = _as_watch_all_found(m, str, tuple)
+        key_top = {"app_frame": None} if which == "keys library-only" else {"app_frame": 1}
+        due = [_due(m, strs, _KEY_MADE, keys_kept, **key_top), _due(m, tuples, _LINE, values_kept)]
+        if which == "values not verified":
+            tuples.verified = False
+        elif which == "keys named":
+            strs.source = "tracked"
+        assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.str", "builtins.tuple"]
+        assert (strs.same_leak_as, tuples.same_leak_as) == (None, None)
     finally:
         m.close()
 
