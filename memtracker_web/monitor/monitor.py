@@ -31,6 +31,7 @@ from ..core.naming import is_python_class, resolve_type, type_flags, type_module
 from ..core.tracker import Tracker
 from .history import History, PointRing
 from .retention import (
+    KEY_EDGE,
     RetentionBusy,
     app_threads_held_off,
     find_retainers,
@@ -495,22 +496,18 @@ def _bounded_reason(cache: dict[str, Any]) -> str:
 _FREE_THREADED = engine.free_threaded()
 
 
-def _foldable_chain(state: _TypeState, report: dict) -> list[str] | None:
-    """The steps of the chain in ``state``'s verdict when its ``report`` may be folded
-    into another's (see MemoryMonitor._one_report_a_leak), else None."""
-    if not (
-        state.builtin
-        and state.source == "watch_all"
-        and state.verified
-        and state.analysing
-        and not state.forced
-        and report["top_paths"]
-    ):
+def _foldable(state: _TypeState) -> bool:
+    """Whether ``state``'s report may be folded into another's (see
+    MemoryMonitor._one_report_a_leak): a built-in watch-all found, verified and analysed."""
+    return state.builtin and state.source == "watch_all" and state.verified and state.analysing and not state.forced
+
+
+def _whole_top_path(report: dict) -> dict | None:
+    """The report's top path when it is whole: not cut short, with a frame of the app's."""
+    top = report["top_paths"][0] if report["top_paths"] else None
+    if top is None or top.get("truncated") or top.get("app_frame") is None:
         return None
-    top = report["top_paths"][0]
-    if top.get("truncated") or top.get("app_frame") is None:
-        return None
-    return _verdict_chain(state)
+    return top
 
 
 def _verdict_chain(state: _TypeState) -> list[str] | None:
@@ -532,27 +529,29 @@ def _held_through(chain: list[str], nearer: list[str]) -> bool:
     return step == kind or (step.startswith(kind) and step[len(kind)] in "[.(")
 
 
-# The frames from the app's on that two top paths share when one statement in one
-# call made both: a path is cut at the monitor's ``depth`` (10 frames), and one made in a
-# library's function the statement called (``uuid.uuid4().hex``: in UUID.hex) has
-# frames of its own before the app's, so its last callers are cut off.
+# The frames that two top paths share when one statement in one call made both: the
+# app's and its callers. A path is cut at the monitor's ``depth`` (10 frames), and one
+# made in a library's function the statement called (``uuid.uuid4().hex``: in UUID.hex)
+# has frames of its own before the app's, so its last callers are cut off.
 _SAME_CALL_FRAMES = 4
-
-_A_KEY = "(a key)"  # retention's edge from a dict to one of its keys
 
 
 def _ends_at_a_key(chain: list[str]) -> bool:
-    """Whether ``chain``'s object is a key of the dict before it."""
-    return len(chain) >= 2 and chain[-2].endswith(_A_KEY)
+    """Whether ``chain``'s object is a key of the dict (or namespace) before it."""
+    return len(chain) >= 2 and chain[-2].endswith(KEY_EDGE)
 
 
 def _key_beside(chain: list[str], value: list[str]) -> bool:
-    """Whether ``chain`` ends at a key of the dict whose value ``value`` ends at (the
-    same steps up to that dict): ``CACHE[f"session-{n}"] = n * 2.5``, its strs kept as
-    the keys, its floats as the values."""
+    """Whether ``chain`` ends at a key of the dict whose value ``value`` ends at: the same
+    steps up to that dict, each naming the one object it goes to (no position ``[i]``
+    nor unnamed key ``[key]``: the keys of one dict in a list and the values of another
+    would read alike). ``CACHE[f"session-{n}"] = n * 2.5``: its strs kept as the keys,
+    its floats as the values."""
     if not _ends_at_a_key(chain) or len(chain) != len(value) or chain[:-2] != value[:-2]:
         return False
-    kind, step = chain[-2][: -len(_A_KEY)], value[-2]
+    if any(step.endswith(("[i]", "[key]")) for step in chain[1:-2]):
+        return False
+    kind, step = chain[-2][: -len(KEY_EDGE)], value[-2]
     return step.startswith(kind + "[")
 
 
@@ -1025,6 +1024,8 @@ class MemoryMonitor:
         self._watch = _WatchTable()  # id(cls) => watch-all state
         self._leaks: deque = deque(maxlen=leak_reports)
         self._leak_counts: dict[str, tuple[int, float]] = {}  # a reported type's reports and the first one's time
+        # a type folded into another's leak => its report when it was (see _one_report_a_leak)
+        self._folded_reports: dict[str, dict] = {}
         self._generation = 0  # bumped when the monitored set changes
         self._types_cache: tuple | None = None  # ((samples, top_paths, generation), entries)
         self._samples = 0
@@ -2222,6 +2223,7 @@ class MemoryMonitor:
         state.verified = False
         state.kept_in_global = None
         state.same_leak_as = None
+        self._folded_reports.pop(state.name, None)
         if state.by_watch and state.verify_since is not None:
             state.verify_since = None
             self.tracker.untrack(cls)
@@ -2448,11 +2450,12 @@ class MemoryMonitor:
         reported, with the same line. So a verified built-in that watch-all found is
         another's leak when both hold:
 
-        - their reports' top paths are the same from the app's frame on, frame for frame
-          (one statement in one call; the frames before it are the library functions the
-          statement called, ``uuid.uuid4().hex`` for a str), and whole paths with a frame
-          of the app's: not cut short (a full call tree books an allocation on a
-          shallower node) nor all a library's frames;
+        - their reports' top paths are the same in the app's frame and the 3 callers
+          after it (one statement in one call; the frames before it are the library
+          functions the statement called, ``uuid.uuid4().hex`` for a str, and push its
+          last callers past the path's depth), and whole paths with a frame of the
+          app's: not cut short (a full call tree books an allocation on a shallower
+          node) nor all a library's frames;
         - its verdict's chain goes through the other's to an object of the other's type
           and on (``USERS -> dict['users'] -> list[i] -> dict`` for the records' dicts,
           ``USERS -> dict['users'] -> list[i] -> dict['a'] -> list`` for their lists):
@@ -2460,20 +2463,25 @@ class MemoryMonitor:
           dicts kept in one global (or under one key) and its lists in another, is two
           leaks.
 
-        It is then reported once, under the type held nearer the root, the other named
-        in the report's ``grows_with`` and in its own ``same_leak_as`` (a report of it
-        kept before is withdrawn, with a warning). The other type's report kept from
-        an earlier sample counts too, while that type still leaks (_still_reports): the
-        two rise past their margins in different samples, far apart in a slow leak. Not
-        a class (a class outranks the built-ins it drags along), nor a type the user
-        named, nor one whose verdict names no chain.
+        It is the leak of the nearest such type (the longest chain it goes through),
+        and so on up to one that is no other's: reported once, under that type, the
+        others named in the report's ``grows_with`` and in their own ``same_leak_as``
+        (a report of one kept before is withdrawn, with a warning). Another type's
+        report kept from an earlier sample counts too, while that type still leaks
+        (_still_reports), as does a folded type's last report while it still rises:
+        the types rise past their margins in different samples, far apart in a slow
+        leak. Not a class (a class outranks the built-ins it drags along), nor a type
+        the user named, nor one whose verdict names no chain.
 
-        The keys of a dict whose values leak are that leak too, whatever line made
-        each (``cache[request.path] = render(...)``): a built-in found as above, with a
-        whole path of the app's, whose chain ends at the keys of the dict another
-        verified leak's chain (a class's too) ends at the values of, by the same steps
-        (``CACHE -> dict(a key) -> str`` beside ``CACHE -> dict[key] -> float``), is
-        reported as the values' type, which says what the leak keeps."""
+        The keys of a dict whose values leak, or of a leak's own objects, are that leak
+        too, whatever line made each (``cache[uuid.uuid4().hex] = render(...)``, or keys
+        the server made, with no frame of the app's): a built-in found as above whose
+        chain ends at the keys of the dict another verified leak's chain (a class's
+        too) ends at the values of, by the same steps, none of them a position or an
+        unnamed key (``CACHE -> dict(a key) -> str`` beside ``CACHE -> dict[key] ->
+        float``); or at the keys of that leak's objects (``HISTORY -> list[i] ->
+        dict(a key) -> str`` through ``HISTORY -> list[i] -> dict``). It is reported as
+        the values' type, which says what the leak keeps."""
         if not due and all(state.same_leak_as is None for state in self._types.values()):
             return []
         by_name = {state.name: state for state in self._types.values()}
@@ -2485,61 +2493,79 @@ class MemoryMonitor:
                 state = by_name.get(name)
                 if state is not None and name not in due_names and self._still_reports(state, kept_reports):
                     candidates.append((state, kept))
+        # (a type folded before, not due now: its report then, while it still rises)
+        for name, report in list(self._folded_reports.items()):
+            state = by_name.get(name)
+            if state is None:
+                del self._folded_reports[name]  # (no longer monitored)
+            elif name not in due_names and self._still_rises(state):
+                candidates.append((state, report))
         groups: dict[tuple[str, ...], list[tuple[list[str], _TypeState]]] = {}
         line: dict[str, str] = {}  # (the app's line that made them, for the log)
-        keys: list[tuple[list[str], _TypeState]] = []  # the members whose objects are a dict's keys
+        keys: list[tuple[list[str], _TypeState]] = []  # the foldable whose objects are a dict's keys
         values: list[tuple[list[str], _TypeState]] = []  # any leak's, a class's too, kept in a chain
+        reported: dict[str, dict] = {}
         for state, report in candidates:
-            if (chain := _foldable_chain(state, report)) is not None:
-                top = report["top_paths"][0]
-                at = top["app_frame"]
-                groups.setdefault(tuple(top["path"][at : at + _SAME_CALL_FRAMES]), []).append((chain, state))
-                line[state.name] = top["path"][at]
+            if (chain := _verdict_chain(state)) is None:
+                continue
+            if _foldable(state):
+                reported[state.name] = report
+                if (top := _whole_top_path(report)) is not None:
+                    at = top["app_frame"]
+                    groups.setdefault(tuple(top["path"][at : at + _SAME_CALL_FRAMES]), []).append((chain, state))
+                    line[state.name] = top["path"][at]
                 if _ends_at_a_key(chain):
                     keys.append((chain, state))
-            if state.verified and state.analysing and (chain := _verdict_chain(state)) and not _ends_at_a_key(chain):
+                    if state.name not in line:
+                        paths = report["top_paths"]
+                        line[state.name] = paths[0]["path"][0] if paths and paths[0]["path"] else "a place not known"
+            if state.verified and state.analysing and not _ends_at_a_key(chain):
                 values.append((chain, state))
-        folded: dict[str, str] = {}
-        how: dict[str, str] = {}  # (how its objects are kept by the other's, for the log)
+        # each folded type => the type whose objects hold its own (or keep them as keys), and why
+        nearest: dict[str, tuple[str, str]] = {}
         for group in groups.values():
-            if len(group) < 2:
-                continue
-            near, keeper = min(group, key=lambda member: (len(member[0]), member[1].name))
             for chain, state in group:
-                if state is not keeper and _held_through(chain, near):
-                    folded[state.name] = keeper.name
-                    how[state.name] = (
-                        f"made by the same statement as {keeper.name} ({line[state.name]}), and held by its objects"
+                holders = [(len(c), other.name) for c, other in group if other is not state and _held_through(chain, c)]
+                if holders:
+                    holder = min(holders)[1]
+                    nearest[state.name] = (
+                        holder,
+                        f"made by the same statement as {holder} ({line[state.name]}), and held by its objects",
                     )
-        # The keys of a dict whose values leak are that leak, whatever line made each
-        # (``cache[request.path] = render(...)``): the value says what the leak keeps.
+        # The keys of a dict whose values leak, or of a leak's own objects, are that leak,
+        # whatever line made each (``cache[uuid.uuid4().hex] = render(...)``,
+        # ``HISTORY.append({token: [payload]})``): the value says what the leak keeps.
         for chain, state in keys:
-            if state.name in folded:
+            if state.name in nearest:
                 continue
-            beside = [other for other in values if other[1].name not in folded and _key_beside(chain, other[0])]
-            if beside:
-                values_name = min(other[1].name for other in beside)
-                folded[state.name] = values_name
-                how[state.name] = (
-                    f"made at {line[state.name]}, and kept as the keys of the dict that keeps {values_name}'s objects"
-                )
-        for name, kept_as in folded.items():  # (a tuple key's ints: the tuples', which are the values')
-            while kept_as in folded:
-                kept_as = folded[kept_as]
-            folded[name] = kept_as
+            if beside := sorted(other.name for c, other in values if other is not state and _key_beside(chain, c)):
+                why = f"made at {line[state.name]}, and kept as the keys of the dict that keeps {beside[0]}'s objects"
+                nearest[state.name] = (beside[0], why)
+            elif holders := sorted(
+                (-len(c), other.name) for c, other in values if other is not state and _held_through(chain, c)
+            ):
+                holder = holders[0][1]
+                nearest[state.name] = (holder, f"made at {line[state.name]}, and kept as keys by {holder}'s objects")
+        folded: dict[str, str] = {}  # each folded type => the type it is reported as
+        for name in nearest:  # (a tuple key's ints: held by the tuples, the keys beside the values)
+            keeper, seen = nearest[name][0], {name}
+            while keeper in nearest and keeper not in seen:
+                seen.add(keeper)
+                keeper = nearest[keeper][0]
+            if keeper not in seen:  # (no cycle can form: each step is to a shorter chain, or off the keys)
+                folded[name] = keeper
         for state in self._types.values():
             keeper_name = folded.get(state.name)
             if keeper_name is not None:
+                self._folded_reports[state.name] = reported[state.name]
                 if state.same_leak_as != keeper_name:
                     state.same_leak_as = keeper_name
-                    self._withdraw_reports(
-                        state,
-                        f"{how[state.name]}: one leak, reported as {keeper_name}",
-                    )
+                    self._withdraw_reports(state, f"{nearest[state.name][1]}: one leak, reported as {keeper_name}")
             elif state.same_leak_as is not None and (
                 state.name in due_names or not self._still_reports(by_name.get(state.same_leak_as), kept_reports)
             ):
                 state.same_leak_as = None  # reported on its own, or its leak's type reports no more
+                self._folded_reports.pop(state.name, None)
         reports = []
         for state, report in due:
             if state.name in folded:
@@ -2552,6 +2578,11 @@ class MemoryMonitor:
             )
             reports.append(report)
         return reports
+
+    def _still_rises(self, state: _TypeState) -> bool:
+        """Whether ``state``, folded into another's leak, still stands for part of it: a
+        leak verified and analysed that rose within ``calm_samples``."""
+        return state.verified and state.analysing and self._samples - state.last_growth_sample <= self.calm_samples
 
     def _still_reports(self, state: _TypeState | None, kept_reports: dict[str, dict]) -> bool:
         """Whether ``state``'s report stands for the built-ins one statement makes with it

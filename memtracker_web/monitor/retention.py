@@ -284,6 +284,9 @@ def _own_dict(holder: Any) -> Any:
     return found if type(found) is dict else None
 
 
+KEY_EDGE = "(a key)"  # the edge from a dict (or a namespace) to one of its keys
+
+
 def _edge(holder: Any, held: Any) -> str:
     """How ``holder`` refers to ``held``: an attribute, a key, a position, or its kind."""
     try:
@@ -298,7 +301,7 @@ def _edge_of(holder: Any, held: Any) -> str:
             if value is held:
                 return f"[{key!r}]" if _is_word_key(key) else "[key]"
             if key is held:
-                return "(a key)"
+                return KEY_EDGE
         return "[key]"
     if _is(holder, (list, tuple, set, frozenset)) or type(holder).__name__ == "deque":
         return "[i]"
@@ -1180,7 +1183,10 @@ class _Search:
         for holder, held in zip(path[1:], path[2:], strict=False):
             if attribute and type(holder) is dict:
                 key = next((k for k, v in _dict_items(holder) if v is held), None)
-                parts[-1] += f".{key}" if _is_name(key) else "[key]"
+                if key is None and any(k is held for k in dict.keys(holder)):
+                    parts[-1] += KEY_EDGE  # (an attribute's name: setattr(obj, name, ...) with a new name each time)
+                else:
+                    parts[-1] += f".{key}" if _is_name(key) else "[key]"
                 attribute = False
                 continue
             attribute = type(held) is dict and not _is(holder, dict) and held is _own_dict(holder)

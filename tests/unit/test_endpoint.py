@@ -670,7 +670,8 @@ def test_the_page_shows_bytes_and_resident_memory_and_counts_samples_in_words():
     folded = dict(snap["types"][0], same_leak_as="builtins.dict")
     detail = render_type(folded, base="/debug/memory", nonce="n")
     assert (
-        "<tr><th>reported as</th><td>part of the leak of builtins.dict (made by the same statement)</td></tr>" in detail
+        "<tr><th>reported as</th><td>part of the leak of builtins.dict, whose report names this type in"
+        " grows_with</td></tr>" in detail
     )
 
 

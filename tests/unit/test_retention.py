@@ -432,6 +432,36 @@ def test_strs_kept_as_the_keys_of_a_dict_are_held_by_it(monkeypatch):
         SESSIONS.clear()
 
 
+class Namespace:
+    pass
+
+
+SPACE = Namespace()
+
+
+@pytest.mark.skipif(engine.referrers([]) is None, reason="the C extension is not loaded here")
+def test_attribute_names_kept_by_an_object_or_a_class_are_its_keys():
+    # setattr(obj, f"seen_{n}", ...): the names are the keys of its namespace, never its values
+    for n in range(3):
+        setattr(SPACE, f"seen_{n}_{id(SPACE)}", [n])
+        setattr(Namespace, f"known_{n}_{id(SPACE)}", [n])  # (names are interned: others than the object's)
+    try:
+        # (outside the assert: pytest would keep vars()'s dict in a local of this frame)
+        result = find_retainers(list(vars(SPACE)))
+        if sys.version_info >= (3, 14):
+            assert chains(result) == {f"{MOD}.SPACE -> {MOD}.Namespace(a key) -> builtins.str": 3}
+        else:
+            # 3.13 visits an object's inline values, not the namespace dict vars() made
+            # over them: nothing the collector shows holds that dict
+            assert (result["chains"], result["hidden"]) == ([], 3)
+        result = find_retainers([name for name in vars(Namespace) if name.startswith("known_")])
+        assert chains(result) == {f"{MOD}.Namespace(a key) -> builtins.str": 3}
+    finally:
+        for n in range(3):
+            delattr(SPACE, f"seen_{n}_{id(SPACE)}")
+            delattr(Namespace, f"known_{n}_{id(SPACE)}")
+
+
 def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden(monkeypatch):
     monkeypatch.setattr(retention, "referrers", lambda objects: None)  # gc.get_referrers, which skips frozen objects
     monkeypatch.setattr(retention, "REFERRERS_SEE_FROZEN", False)

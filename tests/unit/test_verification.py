@@ -2175,6 +2175,7 @@ def test_records_made_by_one_statement_in_a_dict_of_lists_are_one_leak(records, 
     # the records' new dicts, but a list (the registry's) is above them too, and both
     # types were verified and reported, with the same line. Slow, the two rise past
     # their margins tens of samples apart.
+    gc.collect()  # (what earlier tests left dying meanwhile would drop the counts, a slow leak's rises within it)
     m = MemoryMonitor(watch_all=True, watch_sample=1, threshold=100, increases=6, interval=0.05, calm_samples=10)
     published: list[tuple[int, str]] = []
     at = [0]  # (the sample: a callback that read m._samples would keep m in a cycle past close())
@@ -2430,6 +2431,86 @@ def test_the_keys_of_a_dict_whose_values_leak_are_that_leak_reported_by_its_valu
         _due(m, nodes, _LINE, _VALUES_KEPT.replace("builtins.tuple", nodes.name)),
     ]
     assert [r["type"] for r in m._one_report_a_leak(due)] == [nodes.name] and strs.same_leak_as == nodes.name
+    # keys the server made (``cache[request.path] = ...``: no frame of the app's), and the
+    # attribute names of a namespace (``setattr(BOX, f"seen_{n}", time.time())``)
+    strs.same_leak_as, nodes.analysing, tuples.analysing = None, False, True
+    server = ["http/server.py:10 in parse", "gunicorn/sync.py:20 in handle"]
+    due = [_due(m, strs, server, _KEYS_KEPT, app_frame=None), _due(m, tuples, _LINE, _VALUES_KEPT)]
+    assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.tuple"]
+    assert strs.same_leak_as == "builtins.tuple"
+    strs.same_leak_as = None
+    due = [
+        _due(m, strs, _KEY_MADE, "kept by app.BOX -> app.Box(a key) -> builtins.str", app_frame=1),
+        _due(m, tuples, _LINE, "kept by app.BOX -> app.Box[key] -> builtins.tuple"),
+    ]
+    assert [r["type"] for r in m._one_report_a_leak(due)] == ["builtins.tuple"]
+    assert strs.same_leak_as == "builtins.tuple"
+
+
+def test_a_statement_s_keys_or_a_type_it_keeps_elsewhere_do_not_keep_its_other_types_apart(idle_monitor):
+    # CACHE[f"user:{n}"] = ([n], time.time()): strs, tuples, lists and floats made by
+    # one line. The strs' chain is as short as the tuples', and "builtins.str" comes
+    # first by name: taken for the one type the others are held by, nothing was folded
+    m = idle_monitor
+    strs, tuples, lists, floats = _as_watch_all_found(m, str, tuple, list, float)
+
+    def due(strs_kept: str) -> list:
+        return [
+            _due(m, strs, _LINE, strs_kept),
+            _due(m, tuples, _LINE, "kept by app.CACHE -> builtins.dict[key] -> builtins.tuple"),
+            _due(m, lists, _LINE, "kept by app.CACHE -> builtins.dict[key] -> builtins.tuple[i] -> builtins.list"),
+            _due(m, floats, _LINE, "kept by app.CACHE -> builtins.dict[key] -> builtins.tuple[i] -> builtins.float"),
+        ]
+
+    (report,) = m._one_report_a_leak(due("kept by app.CACHE -> builtins.dict(a key) -> builtins.str"))
+    assert report["type"] == "builtins.tuple"
+    assert sorted(report["grows_with"]) == ["builtins.float", "builtins.list", "builtins.str"]
+    # the strs kept in another global (a second leak on the line): the rest is still one
+    for state in (strs, lists, floats):
+        state.same_leak_as = None
+    reports = m._one_report_a_leak(due("kept by app.TOKENS -> builtins.list[i] -> builtins.str"))
+    assert [r["type"] for r in reports] == ["builtins.str", "builtins.tuple"]
+    assert sorted(reports[1]["grows_with"]) == ["builtins.float", "builtins.list"]
+
+
+def test_a_type_folded_through_another_stays_folded_while_that_one_is_not_due(idle_monitor):
+    # CACHE[(n, f"x{n}")] = n * 1.5: the ints are held by the tuple keys, which are the
+    # keys beside the floats. The tuples' report is folded away, and later a sample
+    # where the ints rise and the tuples do not must still know the tuples' place
+    m = idle_monitor
+    ints, tuples, floats = _as_watch_all_found(m, int, tuple, float)
+    ints_kept = "kept by app.CACHE -> builtins.dict(a key) -> builtins.tuple[i] -> builtins.int"
+    tuples_kept = "kept by app.CACHE -> builtins.dict(a key) -> builtins.tuple"
+    floats_kept = "kept by app.CACHE -> builtins.dict[key] -> builtins.float"
+    due = [_due(m, ints, _LINE, ints_kept), _due(m, tuples, _LINE, tuples_kept), _due(m, floats, _LINE, floats_kept)]
+    (report,) = m._one_report_a_leak(due)
+    assert report["type"] == "builtins.float" and sorted(report["grows_with"]) == ["builtins.int", "builtins.tuple"]
+    assert (ints.same_leak_as, tuples.same_leak_as) == ("builtins.float", "builtins.float")
+    m._publish_leak(report)
+    for _ in range(3):
+        m._samples += 1
+        assert m._one_report_a_leak([_due(m, ints, _LINE, ints_kept)]) == []
+        assert ints.same_leak_as == "builtins.float"
+    # the tuples calm for longer than calm_samples: the ints are on their own
+    m._samples += m.calm_samples + 1
+    floats.last_growth_sample = m._samples
+    assert [r["type"] for r in m._one_report_a_leak([_due(m, ints, _LINE, ints_kept)])] == ["builtins.int"]
+    assert ints.same_leak_as is None
+
+
+def test_the_keys_of_a_leak_s_own_objects_are_that_leak_whatever_line_made_them(idle_monitor):
+    # HISTORY.append({token: [payload]}), the token made at another line: the strs are
+    # the keys of the new dicts, whose lists are their leak too
+    m = idle_monitor
+    strs, dicts, lists = _as_watch_all_found(m, str, dict, list)
+    due = [
+        _due(m, strs, _KEY_MADE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict(a key) -> builtins.str"),
+        _due(m, dicts, _LINE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict"),
+        _due(m, lists, _LINE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict[key] -> builtins.list"),
+    ]
+    (report,) = m._one_report_a_leak(due)
+    assert report["type"] == "builtins.dict" and sorted(report["grows_with"]) == ["builtins.list", "builtins.str"]
+    assert (strs.same_leak_as, lists.same_leak_as) == ("builtins.dict", "builtins.dict")
 
 
 @pytest.mark.parametrize(
@@ -2445,19 +2526,37 @@ def test_the_keys_of_a_dict_whose_values_leak_are_that_leak_reported_by_its_valu
         (_KEYS_KEPT, "kept by app.SESSIONS -> builtins.dict[key] -> builtins.list[i] -> builtins.tuple", None),
         # the values' leak is not (yet) verified
         (_KEYS_KEPT, _VALUES_KEPT, "values not verified"),
-        # keys of a type the user named, or on a path of a library's frames alone
+        # keys of a type the user named
         (_KEYS_KEPT, _VALUES_KEPT, "keys named"),
-        (_KEYS_KEPT, _VALUES_KEPT, "keys library-only"),
+        # dicts in a list (or under unnamed keys): the keys of one and the values of another read alike
+        (
+            "kept by app.SHARDS -> builtins.list[i] -> builtins.dict(a key) -> builtins.str",
+            "kept by app.SHARDS -> builtins.list[i] -> builtins.dict[key] -> builtins.tuple",
+            None,
+        ),
+        (
+            "kept by app.TENANTS -> builtins.dict[key] -> builtins.dict(a key) -> builtins.str",
+            "kept by app.TENANTS -> builtins.dict[key] -> builtins.dict[key] -> builtins.tuple",
+            None,
+        ),
     ],
-    ids=["other-global", "deeper-dict", "values-in-a-list", "inside-the-values", "unverified", "named", "library-only"],
+    ids=[
+        "other-global",
+        "deeper-dict",
+        "values-in-a-list",
+        "inside-the-values",
+        "unverified",
+        "named",
+        "shards",
+        "tenants",
+    ],
 )
 def test_keys_are_reported_on_their_own_unless_beside_the_values_of_the_same_dict(
     idle_monitor, keys_kept, values_kept, which
 ):
     m = idle_monitor
     strs, tuples = _as_watch_all_found(m, str, tuple)
-    key_top = {"app_frame": None} if which == "keys library-only" else {"app_frame": 1}
-    due = [_due(m, strs, _KEY_MADE, keys_kept, **key_top), _due(m, tuples, _LINE, values_kept)]
+    due = [_due(m, strs, _KEY_MADE, keys_kept, app_frame=1), _due(m, tuples, _LINE, values_kept)]
     if which == "values not verified":
         tuples.verified = False
     elif which == "keys named":
