@@ -1109,6 +1109,7 @@ class MemoryMonitor:
             state = self._types.pop(id(cls), None)
             if state is None:
                 return False
+            self._folded_reports.pop(state.name, None)
             self._generation += 1
             if self.mode == "exact" and self._tracked_for(state):
                 if not state.theirs_tracked:
@@ -2473,15 +2474,16 @@ class MemoryMonitor:
         leak. Not a class (a class outranks the built-ins it drags along), nor a type
         the user named, nor one whose verdict names no chain.
 
-        The keys of a dict whose values leak, or of a leak's own objects, are that leak
-        too, whatever line made each (``cache[uuid.uuid4().hex] = render(...)``, or keys
-        the server made, with no frame of the app's): a built-in found as above whose
-        chain ends at the keys of the dict another verified leak's chain (a class's
-        too) ends at the values of, by the same steps, none of them a position or an
-        unnamed key (``CACHE -> dict(a key) -> str`` beside ``CACHE -> dict[key] ->
-        float``); or at the keys of that leak's objects (``HISTORY -> list[i] ->
-        dict(a key) -> str`` through ``HISTORY -> list[i] -> dict``). It is reported as
-        the values' type, which says what the leak keeps."""
+        The keys of a dict whose values leak are that leak too, whatever line made each
+        (``cache[uuid.uuid4().hex] = render(...)``, or keys the server made, with no
+        frame of the app's): a built-in found as above whose chain ends at the keys of
+        the dict another verified leak's chain (a class's too) ends at the values of,
+        by the same steps, none of them a position or an unnamed key (``CACHE ->
+        dict(a key) -> str`` beside ``CACHE -> dict[key] -> float``), is reported as
+        the values' type, which says what the leak keeps, while that one reports. The
+        keys of a leak's own objects are folded by the first rule when one statement
+        made both; made at another line, they may be the keys of an old object of that
+        type (``SHARDS[0][path] = True`` beside ``SHARDS.append({...})``), another leak."""
         if not due and all(state.same_leak_as is None for state in self._types.values()):
             return []
         by_name = {state.name: state for state in self._types.values()}
@@ -2532,27 +2534,25 @@ class MemoryMonitor:
                         holder,
                         f"made by the same statement as {holder} ({line[state.name]}), and held by its objects",
                     )
-        # The keys of a dict whose values leak, or of a leak's own objects, are that leak,
-        # whatever line made each (``cache[uuid.uuid4().hex] = render(...)``,
-        # ``HISTORY.append({token: [payload]})``): the value says what the leak keeps.
+        # The keys of a dict whose values leak are that leak, whatever line made each
+        # (``cache[uuid.uuid4().hex] = render(...)``): the value says what the leak keeps.
+        # (Keys of a leak's own objects made by the same statement are folded above; made
+        # elsewhere, they may be the keys of an old object of that type, another leak.)
         for chain, state in keys:
             if state.name in nearest:
                 continue
             if beside := sorted(other.name for c, other in values if other is not state and _key_beside(chain, c)):
                 why = f"made at {line[state.name]}, and kept as the keys of the dict that keeps {beside[0]}'s objects"
                 nearest[state.name] = (beside[0], why)
-            elif holders := sorted(
-                (-len(c), other.name) for c, other in values if other is not state and _held_through(chain, c)
-            ):
-                holder = holders[0][1]
-                nearest[state.name] = (holder, f"made at {line[state.name]}, and kept as keys by {holder}'s objects")
         folded: dict[str, str] = {}  # each folded type => the type it is reported as
         for name in nearest:  # (a tuple key's ints: held by the tuples, the keys beside the values)
             keeper, seen = nearest[name][0], {name}
             while keeper in nearest and keeper not in seen:
                 seen.add(keeper)
                 keeper = nearest[keeper][0]
-            if keeper not in seen:  # (no cycle can form: each step is to a shorter chain, or off the keys)
+            # (no cycle can form: each step is to a shorter chain, or off the keys; and the
+            # type it ends at must report: a folded type's last report stands for no report)
+            if keeper not in seen and (keeper in due_names or self._still_reports(by_name.get(keeper), kept_reports)):
                 folded[name] = keeper
         for state in self._types.values():
             keeper_name = folded.get(state.name)

@@ -1182,8 +1182,9 @@ class _Search:
         attribute = issubclass(type(path[0]), type) and type(path[1]) is dict
         for holder, held in zip(path[1:], path[2:], strict=False):
             if attribute and type(holder) is dict:
-                key = next((k for k, v in _dict_items(holder) if v is held), None)
-                if key is None and any(k is held for k in dict.keys(holder)):
+                # (list(): one C call, which no other thread's change to the dict can break)
+                key = next((k for k, v in list(_dict_items(holder)) if v is held), None)
+                if key is None and any(k is held for k in list(dict.keys(holder))):
                     parts[-1] += KEY_EDGE  # (an attribute's name: setattr(obj, name, ...) with a new name each time)
                 else:
                     parts[-1] += f".{key}" if _is_name(key) else "[key]"

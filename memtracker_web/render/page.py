@@ -569,9 +569,7 @@ def render_type(detail: Mapping[str, Any], *, base: str, nonce: str, search_base
         ("verdict", detail.get("verdict")),
     ]
     if detail.get("same_leak_as"):
-        facts.append(
-            ("reported as", f"part of the leak of {detail['same_leak_as']}, whose report names this type in grows_with")
-        )
+        facts.append(("reported as", f"part of the leak of {detail['same_leak_as']}"))
     facts_html = "".join(f"<tr><th>{esc(k)}</th><td>{_num(v)}</td></tr>" for k, v in facts)
     paths = "".join(stack(p) for p in detail.get("top_paths") or [])
     if not paths:

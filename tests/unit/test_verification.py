@@ -2491,26 +2491,47 @@ def test_a_type_folded_through_another_stays_folded_while_that_one_is_not_due(id
         m._samples += 1
         assert m._one_report_a_leak([_due(m, ints, _LINE, ints_kept)]) == []
         assert ints.same_leak_as == "builtins.float"
-    # the tuples calm for longer than calm_samples: the ints are on their own
+    # the floats' analysis ends while the tuples still rise: the tuples stood for no
+    # report of their own, and the ints are reported on their own at once
+    m._end_analysis(floats, float)
+    tuples.last_growth_sample = m._samples
+    assert [r["type"] for r in m._one_report_a_leak([_due(m, ints, _LINE, ints_kept)])] == ["builtins.int"]
+    assert ints.same_leak_as is None
+    # again folded while the floats report; the tuples calm for longer than calm_samples:
+    # the ints are on their own
+    (report,) = m._one_report_a_leak(
+        [_due(m, ints, _LINE, ints_kept), _due(m, tuples, _LINE, tuples_kept), _due(m, floats, _LINE, floats_kept)]
+    )
+    m._publish_leak(report)
+    assert ints.same_leak_as == "builtins.float"
     m._samples += m.calm_samples + 1
     floats.last_growth_sample = m._samples
     assert [r["type"] for r in m._one_report_a_leak([_due(m, ints, _LINE, ints_kept)])] == ["builtins.int"]
     assert ints.same_leak_as is None
 
 
-def test_the_keys_of_a_leak_s_own_objects_are_that_leak_whatever_line_made_them(idle_monitor):
-    # HISTORY.append({token: [payload]}), the token made at another line: the strs are
-    # the keys of the new dicts, whose lists are their leak too
+def test_the_keys_of_a_leak_s_own_objects_are_that_leak_when_one_statement_made_them(idle_monitor):
+    # HISTORY.append({f"t{n}": [payload]}): the strs are the keys of the new dicts, whose
+    # lists are their leak too
     m = idle_monitor
     strs, dicts, lists = _as_watch_all_found(m, str, dict, list)
+    strs_kept = "kept by app.HISTORY -> builtins.list[i] -> builtins.dict(a key) -> builtins.str"
     due = [
-        _due(m, strs, _KEY_MADE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict(a key) -> builtins.str"),
+        _due(m, strs, _LINE, strs_kept),
         _due(m, dicts, _LINE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict"),
         _due(m, lists, _LINE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict[key] -> builtins.list"),
     ]
     (report,) = m._one_report_a_leak(due)
     assert report["type"] == "builtins.dict" and sorted(report["grows_with"]) == ["builtins.list", "builtins.str"]
     assert (strs.same_leak_as, lists.same_leak_as) == ("builtins.dict", "builtins.dict")
+    # made at another line, they may be the keys of an old dict there (SHARDS[0][path] =
+    # True beside SHARDS.append({"id": None})): another leak, which must not be hidden
+    strs.same_leak_as = lists.same_leak_as = None
+    due[0] = _due(m, strs, _KEY_MADE, strs_kept, app_frame=1)
+    reports = m._one_report_a_leak(
+        [due[0], _due(m, dicts, _LINE, "kept by app.HISTORY -> builtins.list[i] -> builtins.dict")]
+    )
+    assert [r["type"] for r in reports] == ["builtins.str", "builtins.dict"] and strs.same_leak_as is None
 
 
 @pytest.mark.parametrize(
