@@ -2591,12 +2591,7 @@ class MemoryMonitor:
         calm longer ends its analysis, and a type whose global stopped growing beside a
         cache, no longer reported, hides nothing for long)."""
         return (
-            state is not None
-            and state.verified
-            and state.analysing
-            and state.same_leak_as is None
-            and state.name in kept_reports
-            and self._samples - state.last_growth_sample <= self.calm_samples
+            state is not None and self._still_rises(state) and state.same_leak_as is None and state.name in kept_reports
         )
 
     def _publish_leak(self, report: dict) -> None:
