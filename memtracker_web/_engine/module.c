@@ -347,9 +347,10 @@ static PyMethodDef mt_methods[] = {
     {"watch_counts", mt_watch_counts, METH_NOARGS, "watch_counts() -> [(type, new, free)]"},
     {"watch_statistics", mt_watch_statistics, METH_NOARGS, "watch_statistics() -> dict"},
     {"set_pending_callable", mt_set_pending_callable, METH_O, "Register the callback drainer."},
-    {"referrers", mt_referrers, METH_O,
-     "referrers(objects) -> list: the objects the collector tracks that refer to any item of the list objects "
-     "(not the list itself), in one pass over them."},
+    {"referrers", mt_referrers, METH_VARARGS,
+     "referrers(objects, ignored=None) -> list: the objects the collector tracks that refer to any item of the "
+     "list objects (not the list itself, nor an object whose id is in ignored), in one pass over them; and the "
+     "untracked containers below them that hold an item no tracked object holds."},
     {"clear_type_cache", mt_clear_type_cache, METH_NOARGS,
      "clear_type_cache(): let go of the attribute names CPython's type attribute cache holds (PyType_ClearCache)."},
     {NULL, NULL, 0, NULL},

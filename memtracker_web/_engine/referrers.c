@@ -10,6 +10,17 @@
  * one object takes 1.2). Here the objects looked for are in a pointer table, and
  * a level costs one pass whatever its size.
  *
+ * A second pass finds the containers the collector stopped tracking: CPython
+ * untracks a tuple (and before 3.14 a dict) holding only objects that can be in no
+ * cycle, and no pass over what it tracks meets them. A request id kept as a key of
+ * SEEN = {} with a float as its value (3.13), a str in a tuple of strs, an
+ * lru_cache's links in its cache's dict (3.13): each has such a holder and no
+ * other. When an object looked for has no holder after the first pass and could be
+ * in one (it is not tracked itself), every tracked object's untracked referents are
+ * looked into (and theirs, to MT_UNTRACKED_DEPTH), each once; one holding such an
+ * object is an answer too. The first pass reads no referent's memory, this one
+ * reads each referent's type: it runs only when needed.
+ *
  * The pass: PyUnstable_GC_VisitObjects (3.12+), which makes no list of the heap;
  * before 3.12, gc.get_objects(). The referrers met are kept in a raw array while
  * the pass runs (the visit must not create objects, which it might or might not
@@ -23,12 +34,21 @@
 typedef struct {
     MtPtrMap wanted;         /* the objects looked for (values unused) */
     PyObject *skip;          /* the caller's container of them: a referrer of each, never an answer */
+    MtPtrMap ignored;        /* the caller's other containers (by id): never answers either */
     int strings;             /* some of them are strs: dicts' keys are looked at too */
     PyObject **found;        /* strong references */
     size_t count;
     size_t capacity;
     int out_of_memory;
+    /* the second pass (see above) */
+    MtPtrMap unheld;         /* the objects looked for that no tracked object holds */
+    MtPtrMap looked_into;    /* the untracked containers looked into */
+    int unheld_strings;      /* some of them are strs */
 } MtReferrers;
+
+/* How deep untracked containers are looked into below a tracked object (a tuple of
+ * tuples of strs is two): the recursion's bound. */
+#define MT_UNTRACKED_DEPTH 16
 
 static int
 mt_referrers_match(PyObject *referent, void *arg)
@@ -56,20 +76,10 @@ mt_referrers_dict_keys_match(PyObject *op, MtReferrers *search)
     return 0;
 }
 
-/* One object of the heap: kept when it refers to one of the objects looked for.
- * Returns 1 to go on, 0 to stop (out of memory). */
+/* Keeps op (a new reference) among the answers; 0 when out of memory. */
 static int
-mt_referrers_visit(PyObject *op, void *arg)
+mt_referrers_keep(MtReferrers *search, PyObject *op)
 {
-    MtReferrers *search = (MtReferrers *)arg;
-    traverseproc traverse = Py_TYPE(op)->tp_traverse;
-    if (op == search->skip || traverse == NULL) {
-        return 1;
-    }
-    if (!traverse(op, mt_referrers_match, search)
-        && !(search->strings && PyDict_Check(op) && mt_referrers_dict_keys_match(op, search))) {
-        return 1;
-    }
     if (search->count == search->capacity) {
         size_t capacity = search->capacity ? search->capacity * 2 : 64;
         PyObject **grown = (PyObject **)realloc(search->found, capacity * sizeof(PyObject *));
@@ -84,6 +94,122 @@ mt_referrers_visit(PyObject *op, void *arg)
     return 1;
 }
 
+/* One object of the heap: kept when it refers to one of the objects looked for.
+ * Returns 1 to go on, 0 to stop (out of memory). */
+static int
+mt_referrers_visit(PyObject *op, void *arg)
+{
+    MtReferrers *search = (MtReferrers *)arg;
+    traverseproc traverse = Py_TYPE(op)->tp_traverse;
+    uint32_t unused;
+    if (op == search->skip || traverse == NULL || mt_pm_get(&search->ignored, (uintptr_t)op, &unused)) {
+        return 1;
+    }
+    if (!traverse(op, mt_referrers_match, search)
+        && !(search->strings && PyDict_Check(op) && mt_referrers_dict_keys_match(op, search))) {
+        return 1;
+    }
+    return mt_referrers_keep(search, op);
+}
+
+/* ---- the second pass: containers the collector does not track ---- */
+
+static int
+mt_is_untracked_container(PyObject *op)
+{
+    return PyObject_IS_GC(op) && !PyObject_GC_IsTracked(op) && Py_TYPE(op)->tp_traverse != NULL;
+}
+
+/* Marks an object looked for as held (by one of the first pass's answers). */
+static int
+mt_referrers_mark(PyObject *referent, void *arg)
+{
+    MtReferrers *search = (MtReferrers *)arg;
+    if (referent != NULL) {
+        mt_pm_pop(&search->unheld, (uintptr_t)referent, NULL);
+    }
+    return 0;
+}
+
+typedef struct {
+    MtReferrers *search;
+    int depth;
+    int holds;
+} MtInside;
+
+static void mt_referrers_look_into(MtReferrers *search, PyObject *container, int depth);
+
+static int
+mt_referrers_inside_visit(PyObject *referent, void *arg)
+{
+    MtInside *inside = (MtInside *)arg;
+    MtReferrers *search = inside->search;
+    if (referent == NULL) {
+        return 0;
+    }
+    uint32_t unused;
+    if (mt_pm_get(&search->unheld, (uintptr_t)referent, &unused)) {
+        inside->holds = 1;
+    }
+    else if (inside->depth < MT_UNTRACKED_DEPTH && mt_is_untracked_container(referent)) {
+        mt_referrers_look_into(search, referent, inside->depth + 1);
+    }
+    return search->out_of_memory;
+}
+
+/* An untracked container met below a tracked object, looked into once: kept when
+ * it holds an object looked for that no tracked object holds. */
+static void
+mt_referrers_look_into(MtReferrers *search, PyObject *container, int depth)
+{
+    uint32_t unused;
+    if (search->out_of_memory || mt_pm_get(&search->looked_into, (uintptr_t)container, &unused)) {
+        return;
+    }
+    if (mt_pm_put(&search->looked_into, (uintptr_t)container, 0, NULL) < 0) {
+        search->out_of_memory = 1;
+        return;
+    }
+    MtInside inside = {search, depth, 0};
+    Py_TYPE(container)->tp_traverse(container, mt_referrers_inside_visit, &inside);
+    if (!inside.holds && search->unheld_strings && PyDict_Check(container)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(container, &pos, &key, &value)) {
+            if (mt_pm_get(&search->unheld, (uintptr_t)key, &unused)) {
+                inside.holds = 1;
+                break;
+            }
+        }
+    }
+    if (inside.holds && !search->out_of_memory && !mt_referrers_keep(search, container)) {
+        search->out_of_memory = 1;
+    }
+}
+
+static int
+mt_referrers_untracked_visit(PyObject *referent, void *arg)
+{
+    MtReferrers *search = (MtReferrers *)arg;
+    if (referent != NULL && mt_is_untracked_container(referent)) {
+        mt_referrers_look_into(search, referent, 1);
+    }
+    return search->out_of_memory;
+}
+
+/* One tracked object of the heap in the second pass: its untracked referents looked into. */
+static int
+mt_referrers_untracked_pass_visit(PyObject *op, void *arg)
+{
+    MtReferrers *search = (MtReferrers *)arg;
+    traverseproc traverse = Py_TYPE(op)->tp_traverse;
+    uint32_t unused;
+    if (op != search->skip && traverse != NULL && !mt_pm_get(&search->ignored, (uintptr_t)op, &unused)) {
+        traverse(op, mt_referrers_untracked_visit, search);
+    }
+    return !search->out_of_memory;
+}
+
 static void
 mt_referrers_clear(MtReferrers *search)
 {
@@ -92,7 +218,12 @@ mt_referrers_clear(MtReferrers *search)
     }
     free(search->found);
     mt_pm_free(&search->wanted);
+    mt_pm_free(&search->unheld);
+    mt_pm_free(&search->looked_into);
+    mt_pm_free(&search->ignored);
 }
+
+typedef int (*mt_object_visitor)(PyObject *, void *);
 
 #if MT_HAVE_GC_VISIT
 #  define MT_REFERRERS_SEE_FROZEN MT_RUNTIME_GC_VISITS_FROZEN(Py_Version)
@@ -104,7 +235,7 @@ mt_referrers_clear(MtReferrers *search)
 /* Before 3.12: every object from gc.get_objects(); the list is its own referrer
  * of nothing we look for (it is made after the objects it lists). */
 static int
-mt_referrers_pass(MtReferrers *search)
+mt_referrers_pass(MtReferrers *search, mt_object_visitor visit)
 {
     PyObject *gc = PyImport_ImportModule("gc");
     if (gc == NULL) {
@@ -121,7 +252,7 @@ mt_referrers_pass(MtReferrers *search)
         return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(everything); i++) {
-        if (!mt_referrers_visit(PyList_GET_ITEM(everything, i), search)) {
+        if (!visit(PyList_GET_ITEM(everything, i), search)) {
             break;
         }
     }
@@ -130,16 +261,56 @@ mt_referrers_pass(MtReferrers *search)
 }
 #else
 static int
-mt_referrers_pass(MtReferrers *search)
+mt_referrers_pass(MtReferrers *search, mt_object_visitor visit)
 {
-    PyUnstable_GC_VisitObjects(mt_referrers_visit, search);
+    PyUnstable_GC_VisitObjects(visit, search);
     return 0;
 }
 #endif
 
-static PyObject *
-mt_referrers(PyObject *Py_UNUSED(self), PyObject *objects)
+/* The ids of `ignored` (an iterable of ints, or None) into search->ignored; -1
+ * with an exception set when one is not an int. */
+static int
+mt_referrers_ignore(MtReferrers *search, PyObject *ignored)
 {
+    if (ignored == NULL || ignored == Py_None) {
+        return 0;
+    }
+    PyObject *iterator = PyObject_GetIter(ignored);
+    if (iterator == NULL) {
+        return -1;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(iterator)) != NULL) {
+        if (!PyLong_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "referrers()'s ignored holds ids (ints), not %.200s", Py_TYPE(item)->tp_name);
+            Py_DECREF(item);
+            break;
+        }
+        void *address = PyLong_AsVoidPtr(item);
+        Py_DECREF(item);
+        if (address == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "referrers()'s ignored holds 0, which is no object's id");
+            }
+            break;
+        }
+        if (mt_pm_put(&search->ignored, (uintptr_t)address, 0, NULL) < 0) {
+            PyErr_NoMemory();
+            break;
+        }
+    }
+    Py_DECREF(iterator);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *
+mt_referrers(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *objects, *ignored = NULL;
+    if (!PyArg_ParseTuple(args, "O|O:referrers", &objects, &ignored)) {
+        return NULL;
+    }
     if (!PyList_Check(objects)) {
         PyErr_Format(PyExc_TypeError, "referrers() takes a list of objects, not %.200s", Py_TYPE(objects)->tp_name);
         return NULL;
@@ -147,14 +318,39 @@ mt_referrers(PyObject *Py_UNUSED(self), PyObject *objects)
     MtReferrers search;
     memset(&search, 0, sizeof(search));
     search.skip = objects;
+    if (mt_referrers_ignore(&search, ignored) < 0) {
+        mt_referrers_clear(&search);
+        return NULL;
+    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
-        search.strings |= PyUnicode_Check(PyList_GET_ITEM(objects, i));
-        if (mt_pm_put(&search.wanted, (uintptr_t)PyList_GET_ITEM(objects, i), 0, NULL) < 0) {
+        PyObject *object = PyList_GET_ITEM(objects, i);
+        search.strings |= PyUnicode_Check(object);
+        int hideable = !PyObject_IS_GC(object) || !PyObject_GC_IsTracked(object);
+        search.unheld_strings |= hideable && PyUnicode_Check(object);
+        if (mt_pm_put(&search.wanted, (uintptr_t)object, 0, NULL) < 0
+            || (hideable && mt_pm_put(&search.unheld, (uintptr_t)object, 0, NULL) < 0)) {
             mt_referrers_clear(&search);
             return PyErr_NoMemory();
         }
     }
-    int rc = search.wanted.used ? mt_referrers_pass(&search) : 0;
+    int rc = search.wanted.used ? mt_referrers_pass(&search, mt_referrers_visit) : 0;
+    if (rc == 0 && !search.out_of_memory && search.unheld.used) {
+        /* what the first pass's answers hold is held */
+        for (size_t i = 0; i < search.count && search.unheld.used; i++) {
+            PyObject *holder = search.found[i];
+            Py_TYPE(holder)->tp_traverse(holder, mt_referrers_mark, &search);
+            if (search.unheld_strings && PyDict_Check(holder)) {
+                Py_ssize_t pos = 0;
+                PyObject *key, *value;
+                while (PyDict_Next(holder, &pos, &key, &value)) {
+                    mt_referrers_mark(key, &search);
+                }
+            }
+        }
+        if (search.unheld.used) {
+            rc = mt_referrers_pass(&search, mt_referrers_untracked_pass_visit);
+        }
+    }
     if (rc < 0 || search.out_of_memory) {
         mt_referrers_clear(&search);
         return rc < 0 ? NULL : PyErr_NoMemory();

@@ -14,7 +14,7 @@ import platform
 import sys
 import sysconfig
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Versions this release was built and tested on with the exact engine.
@@ -177,16 +177,21 @@ def running_frames() -> list[types.FrameType]:
     return [sys._getframe(1)]
 
 
-def referrers(objects: list[Any]) -> list[Any] | None:
+def referrers(objects: list[Any], ignored: Iterable[int] | None = None) -> list[Any] | None:
     """The objects the collector tracks that refer to any item of ``objects`` (not
-    the list itself), in one pass over the heap; or None where the extension is not
-    loaded (then ``gc.get_referrers``, whose cost grows with the number of objects
-    asked about: it compares every reference with each of them). See
-    ``REFERRERS_SEE_FROZEN``."""
+    the list itself, nor one whose id is in ``ignored``: the caller's own containers),
+    in one pass over the heap; or None where the extension is not loaded (then
+    ``gc.get_referrers``, whose cost grows with the number of objects asked about: it
+    compares every reference with each of them). See ``REFERRERS_SEE_FROZEN``.
+
+    Also the containers the collector does not track (a tuple, or before 3.14 a
+    dict, holding only objects that can be in no cycle) that hold an item no tracked
+    object holds, found below the tracked objects that hold them: no pass over what
+    the collector tracks meets them, and ``gc.get_referrers`` misses them."""
     # (getattr: an extension built before referrers() existed still loads; the
     # search then asks gc.get_referrers, as without the extension)
     walk = getattr(_tracker, "referrers", None) if _tracker is not None else None
-    return walk(objects) if walk is not None else None
+    return walk(objects, ignored) if walk is not None else None
 
 
 def clear_type_cache() -> None:

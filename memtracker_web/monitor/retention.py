@@ -684,9 +684,11 @@ class _Mark:
 _MARK = _Mark()
 
 
-def _referrers_of(frontier: list[Any]) -> list[Any]:
-    """What the collector sees refer to an object of ``frontier`` (not the list itself)."""
-    found = referrers(frontier)
+def _referrers_of(frontier: list[Any], ours: set[int]) -> list[Any]:
+    """What refers to an object of ``frontier``, but the search's own containers (the
+    ids ``ours``): what the collector sees, and with the extension the untracked
+    containers holding an object nothing else holds."""
+    found = referrers(frontier, ours)
     if found is None:
         # (without our call's own argument tuple, which refers to the whole frontier)
         found = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
@@ -985,7 +987,7 @@ class _Search:
                 depth += 1
                 wanted = {id(o) for o in frontier}
                 strings = any(_is(o, str) for o in frontier)
-                found = _referrers_of(frontier)
+                found = _referrers_of(frontier, ours)
                 following: list[Any] = []
                 keep += (frontier, found, following)
                 ours.update((id(frontier), id(found), id(following)))

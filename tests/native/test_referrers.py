@@ -3,12 +3,15 @@
 The retention search asks it, level by level, about up to thousands of objects at
 once. Checked here against gc.get_referrers itself, on hand-made and on generated
 object graphs, with frozen objects, and with threads changing the heap meanwhile.
-One answer more: a dict holding a str looked for as a key, which gc.get_referrers
-misses where all the dict's keys are strs.
+Answers more: a dict holding a str looked for as a key, which gc.get_referrers
+misses where all the dict's keys are strs; and the containers the collector does
+not track (a tuple, or before 3.14 a dict, of objects in no cycle) holding an object
+nothing it tracks holds.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 import threading
@@ -95,6 +98,85 @@ def test_a_str_kept_as_a_key_is_found_where_the_collector_does_not_show_it():
     assert {id(r) for r in engine.referrers([node])} == by_gc([node])
 
 
+def _fresh(tag: str) -> str:
+    return f"{tag}-{id(object())}-{len(tag)}"  # a new str, held by nothing else
+
+
+def test_a_container_the_collector_does_not_track_is_found_below_what_holds_it():
+    # A tuple of strs is set aside by the collector's first pass over it; no pass over
+    # what it tracks meets it, and gc.get_referrers does not name it
+    kept = [(_fresh("a"), _fresh("b"))]
+    deep = [(((_fresh("c"),),),)]
+    gc.collect()
+    pair, inner = kept[0], deep[0][0][0]
+    assert not gc.is_tracked(pair) and not gc.is_tracked(inner)
+    found = engine.referrers([pair[0]])
+    assert [r for r in found if r is pair] == [pair] and len(found) == 1
+    assert not any(r is pair for r in gc.get_referrers(pair[0]))
+    # two levels below the list: the one holding the str is the answer, not its holder
+    found = engine.referrers([inner[0]])
+    assert len(found) == 1 and found[0] is inner
+    del found  # (a list holding inner)
+    # and the search's next level, from it, finds the tuple holding it
+    found = engine.referrers([inner])
+    assert len(found) == 1 and found[0] is deep[0][0]
+
+
+def test_a_dict_of_strs_and_floats_is_found_on_every_version():
+    # SEEN[request_id] = time.time(): before 3.14 such a dict is not tracked
+    seen: dict = {}
+    for n in range(3):
+        seen[_fresh(f"req{n}")] = n * 2.5 + id(seen)
+    holder = [seen]
+    # (each asked alone: a tuple or list of both, tracked, would hold them)
+    found = engine.referrers([next(iter(seen))])
+    assert sum(r is seen for r in found) == 1, [type(r) for r in found]
+    found = engine.referrers([next(iter(seen.values()))])
+    assert sum(r is seen for r in found) == 1, [type(r) for r in found]
+    assert holder
+
+
+def test_an_lru_caches_links_are_found_in_its_dict():
+    @functools.lru_cache(maxsize=8)
+    def cached(n: int) -> int:
+        return n * 1000003
+
+    for n in range(4):
+        cached(n * 7919)
+    links = [o for d in gc.get_referents(cached) if type(d) is dict for o in d.values()]
+    links = [link for link in links if type(link).__name__ == "_lru_list_elem"]
+    (cache,) = [d for d in gc.get_referents(cached) if type(d) is dict and links[0] in d.values()]
+    assert len(links) == 4
+    found = engine.referrers(links)
+    assert [r for r in found if r is cache] == [cache]
+    del links
+
+
+def test_untracked_containers_are_looked_into_only_for_what_nothing_tracked_holds():
+    # (the second pass reads every referent's type: it runs only when needed)
+    text = _fresh("both")
+    in_list, in_tuple = [text], [(text, "x")]
+    gc.collect()
+    assert not gc.is_tracked(in_tuple[0])
+    found = engine.referrers([text])
+    assert any(r is in_list for r in found) and not any(r is in_tuple[0] for r in found)
+    # an object the collector tracks is in no untracked container
+    node = Node()
+    assert {id(r) for r in engine.referrers([node])} == by_gc([node])
+
+
+def test_the_callers_own_containers_are_ignored_by_id():
+    text = _fresh("ours")
+    ours, theirs = [text], [(text,)]
+    gc.collect()
+    found = engine.referrers([text])
+    assert any(r is ours for r in found) and not any(r is theirs[0] for r in found)
+    found = engine.referrers([text], {id(ours)})
+    # ours is no answer, and what it holds does not count as held: the tuple is found
+    assert not any(r is ours for r in found) and any(r is theirs[0] for r in found)
+    assert {id(r) for r in engine.referrers([text], [])} == {id(r) for r in engine.referrers([text], None)}
+
+
 def test_empty_and_wrong_arguments():
     assert engine.referrers([]) == []
     with pytest.raises(TypeError, match="referrers\\(\\) takes a list of objects, not tuple"):
@@ -103,6 +185,16 @@ def test_empty_and_wrong_arguments():
         _tracker.referrers(None)
     with pytest.raises(TypeError):
         _tracker.referrers()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="referrers\\(\\)'s ignored holds ids \\(ints\\), not str"):
+        _tracker.referrers([Node()], ["x"])
+    with pytest.raises(TypeError, match="not iterable"):
+        _tracker.referrers([Node()], 5)
+    with pytest.raises(ValueError, match="holds 0, which is no object's id"):
+        _tracker.referrers([Node()], [0])
+    with pytest.raises(OverflowError):
+        _tracker.referrers([Node()], [2**200])
+    with pytest.raises(TypeError):
+        _tracker.referrers([], None, None)  # type: ignore[call-arg]
 
 
 def test_many_objects_at_once():
@@ -188,8 +280,49 @@ def test_threads_changing_the_heap_meanwhile():
 def test_no_reference_is_leaked():
     target = Node()
     holders = [[target] for _ in range(10)]
-    before = [sys.getrefcount(h) for h in holders]
+    text = _fresh("leak")
+    untracked = []
+    for _ in range(10):  # (not a comprehension: before 3.12 its function's cell would hold text)
+        untracked.append((text,))
+    gc.collect()
+    before = [sys.getrefcount(h) for h in holders + untracked]
     for _ in range(100):
         found = engine.referrers([target])
         del found
-    assert [sys.getrefcount(h) for h in holders] == before
+        found = engine.referrers([text])
+        assert len(found) == 10
+        del found
+    assert [sys.getrefcount(h) for h in holders + untracked] == before
+
+
+def test_threads_changing_the_heap_while_untracked_containers_are_looked_into():
+    kept = [_fresh(f"k{n}") for n in range(50)]
+    holders = [[(k, "x")] for k in kept]
+    gc.collect()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        while not stop.is_set():
+            junk = [[(_fresh("j"), 1.5), {"k": _fresh("v")}] for _ in range(200)]
+            del junk
+            gc.collect(0)
+
+    def ask() -> None:
+        try:
+            for _ in range(30):
+                found = {id(r) for r in engine.referrers(kept, {id(kept)})}
+                assert {id(h[0]) for h in holders} <= found
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    churners = [threading.Thread(target=churn) for _ in range(2)]
+    askers = [threading.Thread(target=ask) for _ in range(3)]
+    for t in churners + askers:
+        t.start()
+    for t in askers:
+        t.join()
+    stop.set()
+    for t in churners:
+        t.join()
+    assert errors == []

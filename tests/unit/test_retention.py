@@ -255,10 +255,10 @@ def test_one_search_at_a_time(monkeypatch):
     entered, release = threading.Event(), threading.Event()
     real = retention._referrers_of
 
-    def slow(frontier):
+    def slow(frontier, ours):
         entered.set()
         release.wait(10)
-        return real(frontier)
+        return real(frontier, ours)
 
     errors = []
 
@@ -425,7 +425,7 @@ def test_strs_kept_as_the_keys_of_a_dict_are_held_by_it(monkeypatch):
         assert (result["objects"], result["hidden"], result["unreachable"], result["unresolved"]) == (4, 0, 0, 0)
         assert not any(key in str(result) for key in SESSIONS)
         # without the extension (gc.get_referrers), as before: something hides them
-        monkeypatch.setattr(retention, "referrers", lambda objects: None)
+        monkeypatch.setattr(retention, "referrers", lambda objects, ignored=None: None)
         without = find_retainers(list(SESSIONS))
         assert (without["chains"], without["hidden"]) == ([], 4)
     finally:
@@ -463,7 +463,8 @@ def test_attribute_names_kept_by_an_object_or_a_class_are_its_keys():
 
 
 def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden(monkeypatch):
-    monkeypatch.setattr(retention, "referrers", lambda objects: None)  # gc.get_referrers, which skips frozen objects
+    # gc.get_referrers, which skips frozen objects
+    monkeypatch.setattr(retention, "referrers", lambda objects, ignored=None: None)
     monkeypatch.setattr(retention, "REFERRERS_SEE_FROZEN", False)
     HOARD[:] = [Order() for _ in range(3)]
     gc.freeze()
@@ -493,7 +494,7 @@ def test_the_search_without_the_extension_finds_the_same_chains(monkeypatch):
     HOARD[:] = [Order() for _ in range(4)]
     try:
         with_extension = find_retainers(list(HOARD))
-        monkeypatch.setattr(retention, "referrers", lambda objects: None)
+        monkeypatch.setattr(retention, "referrers", lambda objects, ignored=None: None)
         without = find_retainers(list(HOARD))
         expected = [{"chain": f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order", "count": 4}]
         assert with_extension["chains"] == without["chains"] == expected
