@@ -114,10 +114,14 @@ mt_referrers_visit(PyObject *op, void *arg)
 
 /* ---- the second pass: containers the collector does not track ---- */
 
+/* The containers CPython stops tracking by itself (exact tuples and dicts, and
+ * frozensets it never tracks from 3.15), when untracked: no other untracked object
+ * is traversed, such as one an extension has made but not filled in yet. */
 static int
 mt_is_untracked_container(PyObject *op)
 {
-    return PyObject_IS_GC(op) && !PyObject_GC_IsTracked(op) && Py_TYPE(op)->tp_traverse != NULL;
+    return (PyTuple_CheckExact(op) || PyDict_CheckExact(op) || PyFrozenSet_CheckExact(op))
+           && !PyObject_GC_IsTracked(op);
 }
 
 /* Marks an object looked for as held (by one of the first pass's answers). */
@@ -151,7 +155,8 @@ mt_referrers_inside_visit(PyObject *referent, void *arg)
     if (mt_pm_get(&search->unheld, (uintptr_t)referent, &unused)) {
         inside->holds = 1;
     }
-    else if (inside->depth < MT_UNTRACKED_DEPTH && mt_is_untracked_container(referent)) {
+    /* (an untracked container asked about may hold another: looked into too) */
+    if (inside->depth < MT_UNTRACKED_DEPTH && mt_is_untracked_container(referent)) {
         mt_referrers_look_into(search, referent, inside->depth + 1);
     }
     return search->out_of_memory;
@@ -163,7 +168,8 @@ static void
 mt_referrers_look_into(MtReferrers *search, PyObject *container, int depth)
 {
     uint32_t unused;
-    if (search->out_of_memory || mt_pm_get(&search->looked_into, (uintptr_t)container, &unused)) {
+    if (search->out_of_memory || mt_pm_get(&search->looked_into, (uintptr_t)container, &unused)
+        || mt_pm_get(&search->ignored, (uintptr_t)container, &unused)) {
         return;
     }
     if (mt_pm_put(&search->looked_into, (uintptr_t)container, 0, NULL) < 0) {

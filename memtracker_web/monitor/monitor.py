@@ -1936,6 +1936,9 @@ class MemoryMonitor:
                 atomic
                 and name in leaks
                 and name in _OUT_OF_SIGHT_CONTAINERS
+                # (not one container: a module's dict keeping a leak of its own beside a
+                # leak of dicts)
+                and holder["distinct"] >= min(3, total)
                 and holder["objects"] * 2 >= total - not_leak
                 and self._holds_its_growth(growing[name], cls, state, None, (total - not_leak) / total)
             ):
