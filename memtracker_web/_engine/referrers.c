@@ -58,22 +58,32 @@ mt_referrers_match(PyObject *referent, void *arg)
     return referent != NULL && mt_pm_get(&search->wanted, (uintptr_t)referent, &unused);
 }
 
-/* Whether a dict holds one of the objects looked for as a key. A dict whose keys
- * are all strs does not visit them in its tp_traverse (a str refers to nothing, so
- * it can be in no cycle): a leak of strs kept as the keys of a module's dict
- * (CACHE[f"session-{n}"] = value) had no referrer a search could find. PyDict_Next
- * makes no object and lends its references. */
+/* visit(key, arg) for each key of a dict, until one returns nonzero (returned).
+ * A dict whose keys are all strs does not visit them in its tp_traverse (a str
+ * refers to nothing, so it can be in no cycle): a leak of strs kept as the keys of
+ * a module's dict (CACHE[f"session-{n}"] = value) had no referrer a search could
+ * find. PyDict_Next makes no object and lends its references. */
 static int
-mt_referrers_dict_keys_match(PyObject *op, MtReferrers *search)
+mt_visit_dict_keys(PyObject *op, visitproc visit, void *arg)
 {
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(op, &pos, &key, &value)) {
-        if (mt_referrers_match(key, search)) {
-            return 1;
+        int stop = visit(key, arg);
+        if (stop) {
+            return stop;
         }
     }
     return 0;
+}
+
+/* Whether a tracked object other than the caller's is one the passes skip. */
+static int
+mt_referrers_skips(const MtReferrers *search, PyObject *op)
+{
+    uint32_t unused;
+    return op == search->skip || Py_TYPE(op)->tp_traverse == NULL
+           || mt_pm_get(&search->ignored, (uintptr_t)op, &unused);
 }
 
 /* Keeps op (a new reference) among the answers; 0 when out of memory. */
@@ -100,13 +110,11 @@ static int
 mt_referrers_visit(PyObject *op, void *arg)
 {
     MtReferrers *search = (MtReferrers *)arg;
-    traverseproc traverse = Py_TYPE(op)->tp_traverse;
-    uint32_t unused;
-    if (op == search->skip || traverse == NULL || mt_pm_get(&search->ignored, (uintptr_t)op, &unused)) {
+    if (mt_referrers_skips(search, op)) {
         return 1;
     }
-    if (!traverse(op, mt_referrers_match, search)
-        && !(search->strings && PyDict_Check(op) && mt_referrers_dict_keys_match(op, search))) {
+    if (!Py_TYPE(op)->tp_traverse(op, mt_referrers_match, search)
+        && !(search->strings && PyDict_Check(op) && mt_visit_dict_keys(op, mt_referrers_match, search))) {
         return 1;
     }
     return mt_referrers_keep(search, op);
@@ -179,14 +187,7 @@ mt_referrers_look_into(MtReferrers *search, PyObject *container, int depth)
     MtInside inside = {search, depth, 0};
     Py_TYPE(container)->tp_traverse(container, mt_referrers_inside_visit, &inside);
     if (!inside.holds && search->unheld_strings && PyDict_Check(container)) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(container, &pos, &key, &value)) {
-            if (mt_pm_get(&search->unheld, (uintptr_t)key, &unused)) {
-                inside.holds = 1;
-                break;
-            }
-        }
+        mt_visit_dict_keys(container, mt_referrers_inside_visit, &inside);
     }
     if (inside.holds && !search->out_of_memory && !mt_referrers_keep(search, container)) {
         search->out_of_memory = 1;
@@ -208,10 +209,8 @@ static int
 mt_referrers_untracked_pass_visit(PyObject *op, void *arg)
 {
     MtReferrers *search = (MtReferrers *)arg;
-    traverseproc traverse = Py_TYPE(op)->tp_traverse;
-    uint32_t unused;
-    if (op != search->skip && traverse != NULL && !mt_pm_get(&search->ignored, (uintptr_t)op, &unused)) {
-        traverse(op, mt_referrers_untracked_visit, search);
+    if (!mt_referrers_skips(search, op)) {
+        Py_TYPE(op)->tp_traverse(op, mt_referrers_untracked_visit, search);
     }
     return !search->out_of_memory;
 }
@@ -346,11 +345,7 @@ mt_referrers(PyObject *Py_UNUSED(self), PyObject *args)
             PyObject *holder = search.found[i];
             Py_TYPE(holder)->tp_traverse(holder, mt_referrers_mark, &search);
             if (search.unheld_strings && PyDict_Check(holder)) {
-                Py_ssize_t pos = 0;
-                PyObject *key, *value;
-                while (PyDict_Next(holder, &pos, &key, &value)) {
-                    mt_referrers_mark(key, &search);
-                }
+                mt_visit_dict_keys(holder, mt_referrers_mark, &search);
             }
         }
         if (search.unheld.used) {

@@ -268,23 +268,22 @@ def test_a_frozen_holder_is_found_where_frozen_objects_are_seen():
         gc.unfreeze()
 
 
-def test_threads_changing_the_heap_meanwhile():
-    kept = [Node() for _ in range(50)]
-    holders = [[k] for k in kept]
+def _ask_while_the_heap_changes(make_junk, ask_once) -> None:
+    """Two threads making and collecting make_junk() while three call ask_once() 30
+    times each; what any of them raised fails the test."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
     def churn() -> None:
         while not stop.is_set():
-            junk = [[Node(), {"k": Node()}] for _ in range(200)]
+            junk = [make_junk() for _ in range(200)]
             del junk
             gc.collect(0)
 
     def ask() -> None:
         try:
             for _ in range(30):
-                found = {id(r) for r in engine.referrers(kept)}
-                assert {id(h) for h in holders} <= found
+                ask_once()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -298,6 +297,17 @@ def test_threads_changing_the_heap_meanwhile():
     for t in churners:
         t.join()
     assert errors == []
+
+
+def test_threads_changing_the_heap_meanwhile():
+    kept = [Node() for _ in range(50)]
+    holders = [[k] for k in kept]
+
+    def ask_once() -> None:
+        found = {id(r) for r in engine.referrers(kept)}
+        assert {id(h) for h in holders} <= found
+
+    _ask_while_the_heap_changes(lambda: [Node(), {"k": Node()}], ask_once)
 
 
 def test_no_reference_is_leaked():
@@ -322,30 +332,9 @@ def test_threads_changing_the_heap_while_untracked_containers_are_looked_into():
     kept = [_fresh(f"k{n}") for n in range(50)]
     holders = [[(k, "x")] for k in kept]
     gc.collect()
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def churn() -> None:
-        while not stop.is_set():
-            junk = [[(_fresh("j"), 1.5), {"k": _fresh("v")}] for _ in range(200)]
-            del junk
-            gc.collect(0)
+    def ask_once() -> None:
+        found = {id(r) for r in engine.referrers(kept, {id(kept)})}
+        assert {id(h[0]) for h in holders} <= found
 
-    def ask() -> None:
-        try:
-            for _ in range(30):
-                found = {id(r) for r in engine.referrers(kept, {id(kept)})}
-                assert {id(h[0]) for h in holders} <= found
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    churners = [threading.Thread(target=churn) for _ in range(2)]
-    askers = [threading.Thread(target=ask) for _ in range(3)]
-    for t in churners + askers:
-        t.start()
-    for t in askers:
-        t.join()
-    stop.set()
-    for t in churners:
-        t.join()
-    assert errors == []
+    _ask_while_the_heap_changes(lambda: [(_fresh("j"), 1.5), {"k": _fresh("v")}], ask_once)

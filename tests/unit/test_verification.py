@@ -1718,20 +1718,16 @@ def test_a_leak_of_ints_in_one_module_dict_beside_a_leak_of_dicts_is_its_own(ver
     # A review's case: records holding 12 old small ints each pile up (a leak of
     # dicts), and one module dict keeps 40 new ints a sample (a leak of ints). The
     # dict holding the ints is one object: its type leaking elsewhere explains nothing.
-    m = verifying_monitor
-    found_by_watch_all(m, int)
-    found_by_watch_all(m, dict)
-    ints, dicts = m._types[id(int)], m._types[id(dict)]
+
+    def each_sample(sample: int) -> None:
+        for _ in range(10):
+            _RECORDS_OF_OLD_INTS.append(dict(zip(_FIELDS, range(12), strict=True)))
+        for k in range(40):
+            n = 10**7 + 1000 * sample + k
+            _INTS_KEPT[n] = n + 10**9
+
     try:
-        for sample in range(40):
-            for _ in range(10):
-                _RECORDS_OF_OLD_INTS.append(dict(zip(_FIELDS, range(12), strict=True)))
-            for k in range(40):
-                n = 10**7 + 1000 * sample + k
-                _INTS_KEPT[n] = n + 10**9
-            m.sample()
-            if dicts.verified and (ints.verified or ints.explained_by):
-                break
+        ints, dicts = _ints_judged_beside(verifying_monitor, dict, each_sample)
         assert dicts.verified, dicts.verdict
         assert ints.verified and ints.explained_by is None, ints.verdict
         # (keys and values are new ints: the chain ends at whichever the search took first)
