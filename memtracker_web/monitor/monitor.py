@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gc
 import json
+import linecache
 import logging
 import math
 import os
+import re
 import statistics
 import sys
 import threading
@@ -610,8 +612,13 @@ _PATHS_PAST_A_CACHE = 3
 
 def _cached_functions(found: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The functions whose results a bounded cache keeps (retention's ``function``),
-    of the caches a verification search (``found``) saw holding new objects of the type."""
-    return [b["function"] for b in (found or {}).get("bounded", ()) if b.get("function") is not None and b["count"] > 0]
+    of the caches a verification search (``found``) saw holding new objects of the type;
+    ``"arguments"``: it saw some of them as the cache's keys (see _through_cached_function)."""
+    return [
+        {**b["function"], "arguments": b.get("keys", 0) > 0}
+        for b in (found or {}).get("bounded", ())
+        if b.get("function") is not None and b["count"] > 0
+    ]
 
 
 def _past_cached_functions(paths: list[dict], functions: list[dict[str, Any]]) -> list[dict]:
@@ -631,7 +638,11 @@ def _past_cached_functions(paths: list[dict], functions: list[dict[str, Any]]) -
 
 def _through_cached_function(path: dict, functions: list[dict[str, Any]]) -> bool:
     """Whether a call path goes through one of ``functions`` (see _cached_functions)
-    and keeps no more than its cache's bound: what may be that cache's filling."""
+    and keeps no more than its cache's bound: what may be that cache's filling. For
+    a cache seen keeping the type's objects as its keys (``"arguments"``), also a path
+    with a frame whose line calls the function by name: a call's one int or str
+    argument is its key itself, made by the caller (``render(n % 2048)``); on 3.13 the
+    ints a page cache kept that way led a leak report of ints 3 times in 4."""
 
     def in_file(raw: str, short: str) -> bool:
         # (a path's file names are shortened to a tail of the code's own)
@@ -639,12 +650,58 @@ def _through_cached_function(path: dict, functions: list[dict[str, Any]]) -> boo
 
     return any(
         path["count"] <= function["bound"]
-        and frame["function"] == function["name"]
-        and function["lines"][0] <= frame["lineno"] <= function["lines"][1]
-        and in_file(function["file"], frame["filename"])
+        and (
+            (
+                frame["function"] == function["name"]
+                and function["lines"][0] <= frame["lineno"] <= function["lines"][1]
+                and in_file(function["file"], frame["filename"])
+            )
+            or (function.get("arguments", False) and _calls_by_name(frame, function["name"]))
+        )
         for frame in path["frames"]
         for function in functions
     )
+
+
+def _calls_by_name(frame: dict, qualified_name: str) -> bool:
+    """Whether the source line of a path's ``frame`` calls a function or method named
+    as the last part of ``qualified_name`` (``render(``, ``self.render(``)."""
+    name = qualified_name.rpartition(".")[2]
+    if not name.isidentifier():
+        return False  # (a lambda's "<lambda>")
+    line = _source_line(frame["filename"], frame["lineno"])
+    return re.search(rf"(?<!\w){re.escape(name)}\s*\(", line) is not None
+
+
+# A path's file name (shortened: see tracker.display_path) => the file it names, or ""
+_SOURCE_FILES: dict[str, str] = {}
+_SOURCE_FILES_KEPT = 512
+
+
+def _source_line(filename: str, lineno: int) -> str:
+    """The line ``lineno`` of the source file a path's shortened ``filename`` names:
+    itself when absolute, else joined to the working directory or an entry of sys.path
+    (from which it was shortened); "" when none has it."""
+    path = _SOURCE_FILES.get(filename)
+    if path is None:
+        if len(_SOURCE_FILES) >= _SOURCE_FILES_KEPT:
+            _SOURCE_FILES.clear()
+        path = ""
+        if os.path.isabs(filename):
+            path = filename if os.path.isfile(filename) else ""
+        else:
+            try:
+                roots = [os.getcwd()]
+            except OSError:
+                roots = []
+            roots += [p for p in sys.path if isinstance(p, str) and p]
+            for root in roots:
+                candidate = os.path.join(root, filename)
+                if os.path.isfile(candidate):
+                    path = candidate
+                    break
+        _SOURCE_FILES[filename] = path
+    return linecache.getline(path, lineno) if path else ""
 
 
 def least_builtin_step(threshold: int, increases: int) -> float:

@@ -649,6 +649,24 @@ def _cache_holding(path: list[Any]) -> Any:
     return None
 
 
+def _lru_keys(cache: Any) -> set[int]:
+    """The ids of the keys an ``lru_cache`` keeps its entries under (empty for another
+    cache): a call's one argument of a simple kind (an int, a str) is its key itself,
+    made by the caller, not by the cached function."""
+    try:
+        if not _is_lru_wrapper(cache):
+            return set()
+        for part in gc.get_referents(cache):
+            if type(part) is dict:
+                first = next(iter(dict.values(part)), None)
+                if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
+                    # (list(): one C call, which no other thread's change to the dict can break)
+                    return {id(key) for key in list(dict.keys(part))}
+    except Exception:  # noqa: BLE001 -- an odd object: none of its keys known
+        return set()
+    return set()
+
+
 def _cache_parts(cache: Any) -> set[int]:
     """The ids of a bounded cache and of the storage it holds its entries in: itself,
     what it refers to (an lru_cache's dict of entries), its instance dict and what that
@@ -1237,6 +1255,8 @@ class _Search:
         bounded: Counter[str] = Counter()
         rooms: dict[str, float] = {}  # the room each bounded cache has left
         fills: dict[str, dict[str, Any] | None] = {}  # the function whose results each keeps (see _cached_function)
+        keys: Counter[str] = Counter()  # of the objects each keeps, those it keeps as its keys (see _lru_keys)
+        key_ids: dict[str, set[int]] = {}
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
         kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
@@ -1264,6 +1284,8 @@ class _Search:
                     rooms[room[0]] = room[1]
                     if room[0] not in fills:
                         fills[room[0]] = _cached_function(room[2])
+                        key_ids[room[0]] = _lru_keys(room[2]) if fills[room[0]] is not None else set()
+                    keys[room[0]] += id(target) in key_ids[room[0]]
                 elif kind is not None:
                     roots[kind] += 1
                 else:
@@ -1296,7 +1318,7 @@ class _Search:
         return {
             "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
             "bounded": [
-                {"holder": text, "count": n, "room": rooms[text], "function": fills[text]}
+                {"holder": text, "count": n, "room": rooms[text], "function": fills[text], "keys": keys[text]}
                 for text, n in bounded.most_common(top)
             ],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},

@@ -91,7 +91,7 @@ def test_a_cachetools_cache_with_room_counts_what_it_stores_not_what_its_values_
         assert bounded_with_room(CACHE) == "cachetools.LRUCache (3 of maxsize 10)"
         found = find_retainers([CACHE[n] for n in range(3)])
         assert found["bounded"] == [
-            {"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0, "function": None}
+            {"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0, "function": None, "keys": 0}
         ]
         # a value the cache keeps may grow without bound: what it holds is not the cache's
         assert find_retainers([CACHE[n][0] for n in range(3)])["bounded"] == []
@@ -154,9 +154,28 @@ def test_a_search_counts_the_objects_a_bounded_cache_holds():
                 "lines": [line_of("SMALL-CACHE-DEF") - 1, line_of("SMALL-CACHE-DEF") + 1],  # (from its decorator)
                 "bound": 4,
             },
+            "keys": 0,  # (what it returns, not what it was called with)
         }
     ]
     assert found["holders"] == [{"type": "functools._lru_cache_wrapper", "objects": 3, "distinct": 1, "distance": 1.0}]
+
+
+@functools.lru_cache(maxsize=64)
+def keyed_cache(n: int) -> None:  # KEYED-CACHE-DEF
+    return None
+
+
+def test_a_search_counts_the_objects_a_bounded_cache_keeps_as_its_keys():
+    # (a call's one int argument is the cache's key itself, made by the caller)
+    keyed_cache.cache_clear()
+    keys = [n * 1000003 for n in range(1, 6)]
+    for key in keys[:3]:
+        keyed_cache(key)
+    found = find_retainers(keys[:3])
+    assert [(b["count"], b["keys"], b["function"]["name"]) for b in found["bounded"]] == [(3, 3, "keyed_cache")]
+    # an equal int is not the key the cache keeps
+    assert find_retainers([int(str(keys[0]))])["bounded"] == []
+    keyed_cache.cache_clear()
 
 
 def _timed(function):
@@ -233,6 +252,36 @@ def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others
     )
     assert _past_cached_functions(ranked, _cached_functions(None)) == ranked
     assert _past_cached_functions([none_kept, render], _cached_functions(found)) == [render, none_kept]
+
+
+def _page_for(n: int) -> None:
+    keyed_cache(n % 2048)  # CALLS-KEYED-CACHE
+    keyed_cache.cache_info()  # CALLS-AN-ATTRIBUTE
+    return keyed_cache  # NAMES-IT-ONLY
+
+
+def test_a_reports_paths_that_make_a_bounded_caches_keys_come_after_the_others():
+    from memtracker_web.monitor.monitor import _cached_functions, _past_cached_functions
+
+    function = {"file": __file__, "name": "keyed_cache", "lines": [1, 2], "bound": 64}
+    found = {"bounded": [{"holder": "functools.lru_cache keyed_cache (30 of 64)", "count": 4, "room": 34}]}
+    caller = _path(60, (HERE, line_of("CALLS-KEYED-CACHE"), "_page_for"), ("app.py", 40, "index"))
+    deeper = _path(50, ("json/decoder.py", 9, "decode"), (HERE, line_of("CALLS-KEYED-CACHE"), "_page_for"))
+    leak = _path(40, ("app.py", 12, "keep"))
+    attribute = _path(30, (HERE, line_of("CALLS-AN-ATTRIBUTE"), "_page_for"))
+    named = _path(20, (HERE, line_of("NAMES-IT-ONLY"), "_page_for"))
+    ranked = [caller, deeper, leak, attribute, named]
+    with_keys = {"bounded": [{**found["bounded"][0], "function": function, "keys": 2}]}
+    assert _past_cached_functions(ranked, _cached_functions(with_keys)) == [leak, attribute, named, caller, deeper]
+    # the search saw none as its keys (what it keeps is what the function returns): as they came
+    without_keys = {"bounded": [{**found["bounded"][0], "function": function, "keys": 0}]}
+    assert _past_cached_functions(ranked, _cached_functions(without_keys)) == ranked
+    # more than the cache can hold: not (only) the cache's
+    beyond = _path(65, (HERE, line_of("CALLS-KEYED-CACHE"), "_page_for"))
+    assert _past_cached_functions([beyond, leak], _cached_functions(with_keys)) == [beyond, leak]
+    # a file that cannot be read: no line to look at
+    unread = _path(60, ("no/such/file.py", line_of("CALLS-KEYED-CACHE"), "_page_for"))
+    assert _past_cached_functions([unread, leak], _cached_functions(with_keys)) == [unread, leak]
 
 
 class Rendered:
@@ -1218,6 +1267,49 @@ def test_a_list_that_only_turns_over_beside_a_bounded_cache_filling_is_no_leak(v
     finally:
         render_page.cache_clear()
         _kept_pages.clear()
+
+
+@functools.lru_cache(maxsize=4096)
+def page_of(n: int) -> None:
+    return None
+
+
+_kept_ints: list = []
+
+
+@requires_engine
+def test_a_leak_of_ints_beside_a_cache_of_ints_its_callers_made_is_reported_at_its_own_line(
+    verifying_monitor, monkeypatch
+):
+    # The cache keeps each call's int argument as its key: made on the caller's line, a
+    # path through no line of the cached function. Two new keys to one leaking int a
+    # sample: that line kept the most, and led the report of the leak of ints.
+    monkeypatch.setattr(monitor_module, "RETAINER_SAMPLE", 300)
+    monkeypatch.setattr(monitor_module, "MAX_PATH_SAMPLING", 1)  # (every path)
+    m = verifying_monitor
+    found_by_watch_all(m, int)
+    state = m._types[id(int)]
+    reports: list = []
+    try:
+        for sample in range(20):
+            for k in range(40):
+                # (no int of a line's own outlives it but those kept)
+                page_of((80 * sample + 2 * k) * 1000003)  # MAKES-A-KEY
+                page_of((80 * sample + 2 * k + 1) * 1000003)
+                _kept_ints.append((80 * sample + k) * 7777777)  # KEPT-INT-LINE
+            reports += m.sample()
+            if reports:
+                break
+        assert [r["type"] for r in reports] == ["builtins.int"], state.verdict
+        assert state.verdict.startswith(f"kept by {__name__}._kept_ints -> builtins.list[i] -> builtins.int"), (
+            state.verdict
+        )
+        first, *rest = [path["path"][0].partition(" in ")[0] for path in reports[0]["top_paths"][:3]]
+        assert first == f"{HERE}:{line_of('KEPT-INT-LINE')}", reports[0]["top_paths"]
+        assert sorted(rest) == [f"{HERE}:{line_of('MAKES-A-KEY')}", f"{HERE}:{line_of('MAKES-A-KEY') + 1}"]
+    finally:
+        page_of.cache_clear()
+        _kept_ints.clear()
 
 
 _watched_global: list = []
