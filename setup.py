@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import glob
+import hashlib
 import os
 import platform
 import re
@@ -35,6 +36,19 @@ if platform.python_implementation() == "CPython":
     # unoptimised build.
     if os.environ.get("MEMTRACKER_WERROR") == "1":
         extra.append("-Werror")
+
+
+def _interface() -> str:
+    """A fingerprint of _tracker's Python interface, its stub, compiled into it as
+    INTERFACE: memtracker_web.core.engine compares it with the stub installed beside the
+    extension, and refuses one built from other sources (an editable install's, left
+    from before a pull) with a reason, instead of calling it with arguments it does not
+    take."""
+    try:
+        with open(os.path.join("memtracker_web", "_tracker.pyi"), "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()[:16]
+    except OSError:  # (no stub to build from: none is installed to compare with either)
+        return "unmarked"
 
 
 def _compiler_said(exc: Exception) -> str:
@@ -105,7 +119,12 @@ if platform.python_implementation() == "CPython":
             # (see its opening comment for why); they are listed as depends so that a change
             # rebuilds the extension and sdists carry them.
             sources=["memtracker_web/_tracker.c"],
-            depends=["memtracker_web/_compat.h", *sorted(glob.glob("memtracker_web/_engine/*.[ch]"))],
+            depends=[
+                "memtracker_web/_compat.h",
+                "memtracker_web/_tracker.pyi",
+                *sorted(glob.glob("memtracker_web/_engine/*.[ch]")),
+            ],
+            define_macros=[("MT_INTERFACE", f'"{_interface()}"')],
             extra_compile_args=extra,
             # in-place (editable) builds then skip copying an extension that failed
             optional=not _required(),

@@ -14,6 +14,7 @@ MAX_DEPTH: int
 MAX_SLOTS: int
 MAX_NODES: int
 REFERRERS_SEE_FROZEN: int
+INTERFACE: str  # a fingerprint of this stub, compiled in (see setup.py)
 
 class EngineUnavailable(RuntimeError):
     """The exact engine (CPython's reference tracer) cannot run on this interpreter."""

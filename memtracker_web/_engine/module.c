@@ -387,6 +387,12 @@ mt_decide_availability(void)
 #endif
 }
 
+/* The fingerprint of _tracker.pyi that setup.py compiles in (see its _interface):
+ * memtracker_web.core.engine refuses an extension whose stub has changed since. */
+#ifndef MT_INTERFACE
+#  define MT_INTERFACE "unmarked"
+#endif
+
 PyMODINIT_FUNC
 PyInit__tracker(void)
 {
@@ -422,7 +428,8 @@ PyInit__tracker(void)
         || PyModule_AddIntConstant(m, "MAX_DEPTH", MT_MAX_DEPTH) < 0
         || PyModule_AddIntConstant(m, "MAX_SLOTS", MT_MAX_SLOTS) < 0
         || PyModule_AddIntConstant(m, "MAX_NODES", MT_MAX_NODES) < 0
-        || PyModule_AddIntConstant(m, "REFERRERS_SEE_FROZEN", MT_REFERRERS_SEE_FROZEN) < 0) {
+        || PyModule_AddIntConstant(m, "REFERRERS_SEE_FROZEN", MT_REFERRERS_SEE_FROZEN) < 0
+        || PyModule_AddStringConstant(m, "INTERFACE", MT_INTERFACE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -9,6 +9,7 @@ reason and the fix.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import sys
@@ -61,6 +62,30 @@ def _build_failure() -> str:
     return ""
 
 
+def stale_extension(extension: Any) -> str:
+    """Why ``extension`` (the loaded ``_tracker``) cannot be used with this code: it
+    was built from another version's sources, its interface fingerprint (setup.py's
+    ``_interface``) not that of the stub installed beside it; "" when they match, or
+    when no stub is there to compare with. An editable install keeps its extension
+    across a pull until it is rebuilt: called with arguments it did not take, every
+    verification would fail."""
+    stub = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_tracker.pyi")
+    try:
+        with open(stub, "rb") as fh:
+            expected = hashlib.sha256(fh.read()).hexdigest()[:16]
+    except OSError:
+        return ""
+    built = getattr(extension, "INTERFACE", None)
+    if built == expected:
+        return ""
+    return (
+        f"the C extension {getattr(extension, '__file__', 'memtracker_web._tracker')} was built from "
+        f"another version of memtracker-web (its interface {built or 'unmarked'}, this code's {expected}): "
+        "rebuild it (reinstall memtracker-web; in a checkout, pip install -e . or python setup.py "
+        "build_ext --inplace)"
+    )
+
+
 SUBINTERPRETER_REASON = (
     "memtracker_web's exact engine runs in the main interpreter only, and this is a subinterpreter "
     "(mod_wsgi runs each app in one unless WSGIApplicationGroup %{GLOBAL} is set): "
@@ -102,7 +127,9 @@ if not free_threaded() and not IN_SUBINTERPRETER:
             "reinstall memtracker-web with a C compiler and the Python headers available"
         )
     else:
-        _IMPORT_ERROR = ""
+        _IMPORT_ERROR = stale_extension(_tracker)
+        if _IMPORT_ERROR:
+            _tracker = None  # type: ignore[assignment]
 elif IN_SUBINTERPRETER:
     _tracker = None  # type: ignore[assignment]
     _IMPORT_ERROR = SUBINTERPRETER_REASON

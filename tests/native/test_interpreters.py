@@ -4,6 +4,7 @@ an extension that could not be built, and free-threaded builds."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import shutil
 import site
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import tracemalloc
+import types
 from pathlib import Path
 
 import pytest
@@ -349,6 +351,49 @@ def test_an_extension_that_cannot_be_built_installs_in_census_mode_and_says_why(
         assert "install a C compiler and the Python headers" in reason
     else:
         assert "tested on CPython 3.13.3 to 3.15: use one of those" in reason
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
+def test_an_extension_built_from_other_sources_is_refused_and_says_how_to_rebuild(tmp_path):
+    # An editable install keeps its extension across a pull: the stub beside it changed
+    # (a function took a new argument) and the extension was not built again.
+    package = Path(mt.__file__).parent
+    copy = tmp_path / "memtracker_web"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__", "_extension_build_failed.txt"))
+    assert list(copy.glob("_tracker*.so"))
+    code = f"""
+        import memtracker_web as mt
+        assert mt.__file__.startswith({str(copy)!r}), mt.__file__
+        status = mt.engine_status()
+        print(status["available"])
+        print(status["reason"])
+        print(mt.MemoryMonitor(interval=60).snapshot()["mode"])
+        """
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *site.getsitepackages()])}
+    fresh = run_python(code, cwd=tmp_path, flags=("-S",), env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.splitlines()[0] == str(mt.engine_status()["available"])  # as built: as here
+    stub = copy / "_tracker.pyi"
+    stub.write_text(stub.read_text().replace("def referrers(objects", "def referrers(new_argument: int, objects"))
+    stale = run_python(code, cwd=tmp_path, flags=("-S",), env=env)
+    assert stale.returncode == 0, stale.stderr
+    available, reason, mode = stale.stdout.splitlines()
+    assert (available, mode) == ("False", "census")
+    built = copy / ("_tracker" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    assert reason.startswith(f"the C extension {built} was built from another version of memtracker-web (its ")
+    assert reason.endswith(
+        "): rebuild it (reinstall memtracker-web; in a checkout, pip install -e . or python setup.py"
+        " build_ext --inplace)"
+    )
+    from memtracker_web.core import engine
+
+    assert engine.stale_extension(types.SimpleNamespace(INTERFACE="0" * 16)).startswith(
+        "the C extension memtracker_web._tracker was built from another version of memtracker-web"
+        " (its interface 0000000000000000, this code's "
+    )
+    assert "(its interface unmarked, " in engine.stale_extension(types.SimpleNamespace())
+    if engine._tracker is not None:
+        assert engine.stale_extension(engine._tracker) == ""
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="builds the C extension")
