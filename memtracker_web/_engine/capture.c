@@ -1318,6 +1318,50 @@ mt_release_picked(PyObject **picked, Py_ssize_t count)
     PyMem_Free(picked);
 }
 
+/* leaves(type, objects) -> [leaf]: the call-tree node each object was allocated at,
+ * as the capture tabled it (path_of names its frames), 0 for one it did not follow
+ * (not of this type's table, not sampled, or no Python frame): which call paths the
+ * objects a retention search looked at came from. */
+static PyObject *
+MtCaptureCore_leaves(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp, *objects;
+    if (!PyArg_ParseTuple(args, "OO!:leaves", &tp, &PyList_Type, &objects)) {
+        return NULL;
+    }
+    int64_t s = mt_slot_arg(c, tp, "leaves");
+    if (s == -2) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    PyObject *result = PyList_New(n);
+    if (result == NULL) {
+        return NULL;
+    }
+    mt_engine_check_displaced();
+    /* (a capture stopped, or that missed events, may hold the entry of an object that
+     * died unseen at an address a new one took: none is trusted then) */
+    MtTree *tree = s >= 0 && c->running && !c->missed ? c->slots[s].tree : NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t val, leaf = 0;
+        PyObject *op = PyList_GET_ITEM(objects, i);
+        if (tree != NULL && c->objects.mask != 0 && mt_pm_get(&c->objects, (uintptr_t)op, &val)
+            && (int64_t)(val >> MT_LEAF_BITS) == s) {
+            leaf = val & MT_NO_LEAF;
+            if (leaf == MT_NO_LEAF || leaf >= tree->n_nodes) {
+                leaf = 0;
+            }
+        }
+        PyObject *number = PyLong_FromUnsignedLong(leaf);
+        if (number == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyList_SET_ITEM(result, i, number);
+    }
+    return result;
+}
+
 /* sample(type, n): the picked objects, for estimates of what the type holds. */
 static PyObject *
 MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
@@ -1424,6 +1468,8 @@ static PyMethodDef mt_capture_methods[] = {
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
      "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
+    {"leaves", (PyCFunction)MtCaptureCore_leaves, METH_VARARGS,
+     "leaves(type, objects) -> [leaf]: the call-tree node each object was allocated at (0: not followed)"},
     {"sample", (PyCFunction)MtCaptureCore_sample, METH_VARARGS,
      "sample(type, n) -> up to n live objects of a tracked type, spread over its table (running captures only)"},
     {"sizes", (PyCFunction)MtCaptureCore_sizes, METH_VARARGS,

@@ -127,6 +127,9 @@ class _Unbuilt:
     def path_of(self, cls: type, leaf: int):
         return None
 
+    def leaves(self, cls: type, objects: list) -> list[int]:
+        return [0] * len(objects)
+
     def statistics(self) -> dict:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
 
@@ -341,6 +344,25 @@ class Capture:
             raise TypeError(f"sample size must be an int, got {type(n).__name__}")
         self._flush_if_needed()
         return self._core.sample(cls, n)
+
+    def allocation_paths(self, cls: type, objects: list[Any]) -> list[tuple[Frame, ...] | None]:
+        """Where each of ``objects`` was allocated: the frames of its call path,
+        innermost first, as ``cls``'s analysis recorded it; None for one it does not
+        follow (another type's, not picked by its sampling, allocated with no Python
+        frame, or the capture stopped). A retention search tells this way which call
+        paths the objects it looked at came from."""
+        _check_class(cls, "allocation_paths")
+        if not isinstance(objects, list):
+            raise TypeError(f"objects must be a list, got {type(objects).__name__}")
+        self._flush_if_needed()
+        paths: dict[int, tuple[Frame, ...] | None] = {0: None}
+        found = []
+        for leaf in self._core.leaves(cls, objects):
+            if leaf not in paths:
+                frames = self._core.path_of(cls, leaf)
+                paths[leaf] = tuple(Frame(*frame) for frame in frames) if frames else None
+            found.append(paths[leaf])
+        return found
 
     def live_bytes(self, cls: type, sample: int = 64) -> tuple[int, int] | None:
         """An estimate of the memory the live objects of ``cls`` take themselves:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import gc
 import json
-import linecache
 import logging
 import math
 import os
-import re
 import statistics
 import sys
 import threading
@@ -21,7 +19,7 @@ import time
 import traceback
 import weakref
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +28,7 @@ from .. import options
 from ..core import engine
 from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import is_python_class, resolve_type, type_flags, type_module, type_name
-from ..core.tracker import Tracker
+from ..core.tracker import Tracker, path_shortener
 from .history import History, PointRing
 from .retention import (
     KEY_EDGE,
@@ -39,6 +37,7 @@ from .retention import (
     find_retainers,
     find_retainers_of_groups,
     global_container_size,
+    lru_keys,
     only_in_own_tables,
     own_table_refs,
     restore_a_switch_interval_left_raised,
@@ -212,6 +211,7 @@ class _TypeState:
         "watched_lives",
         "beside_cache",
         "kept_in_global",
+        "filled_caches",
         "path_sample",
         "same_leak_as",
     )
@@ -252,6 +252,9 @@ class _TypeState:
         self.beside_cache: dict[str, Any] | None = None
         # verified by that watch: [module, name, size at its last report] (see _report_stats)
         self.kept_in_global: list[Any] | None = None
+        # the lru_caches its last verification saw holding its new objects (weak
+        # references): what their keys' paths are, reports see (see _key_fillings)
+        self.filled_caches: tuple[weakref.ref[Any], ...] = ()
         self.path_sample = 1  # its analysis follows the path of one allocation in this many
         # a built-in whose reports are another's, made by the same statement (see _one_report_a_leak)
         self.same_leak_as: str | None = None
@@ -605,103 +608,63 @@ def _let_go_of_cached_names() -> None:
 
 # Call paths a leak report shows, and those its stats take beyond them when some may be
 # a bounded cache's filling, so that those can give their places to others (see
-# _past_cached_functions)
+# _past_cache_fillings)
 _REPORT_PATHS = 3
 _PATHS_PAST_A_CACHE = 3
+# The most entries of an lru_cache whose keys' call paths a report reads (see
+# MemoryMonitor._key_fillings): a larger cache's are not read
+_KEYS_READ = 65536
 
 
 def _cached_functions(found: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The functions whose results a bounded cache keeps (retention's ``function``),
-    of the caches a verification search (``found``) saw holding new objects of the type;
-    ``"arguments"``: it saw some of them as the cache's keys (see _through_cached_function)."""
-    return [
-        {**b["function"], "arguments": b.get("keys", 0) > 0}
-        for b in (found or {}).get("bounded", ())
-        if b.get("function") is not None and b["count"] > 0
-    ]
+    """The functions whose results a bounded cache keeps (retention's ``function``:
+    ``file``, ``name``, ``lines``, ``bound``), of the caches a verification search
+    (``found``) saw holding new objects of the type: part of what those caches fill
+    with (see _fills_a_cache)."""
+    return [b["function"] for b in (found or {}).get("bounded", ()) if b.get("function") is not None and b["count"] > 0]
 
 
-def _past_cached_functions(paths: list[dict], functions: list[dict[str, Any]]) -> list[dict]:
-    """A report's top paths (most retained first), those through a function whose
-    results a bounded ``lru_cache`` keeps (``functions``: see _cached_functions) after
-    the others that keep some, while they keep no more than the cache's bound: when the
-    verification search saw new objects of the type in that cache, such a path is the cache filling, not the
-    leak its verdict names. A leak of strs in a module set beside a cache of rendered
-    strs filling as fast: the render line led the report with 152 retained to the
-    leak's 128 (leak shapes run 59), under "kept by" the set. A leak whose own line is
-    in the cached function gets its place back once it keeps more than the bound.
-    Paths that keep none stay last; the order within each part is kept."""
-    if not functions:
+def _past_cache_fillings(paths: list[dict], fillings: list[dict[str, Any]]) -> list[dict]:
+    """A report's top paths (most retained first), those that are a bounded cache's
+    filling (``fillings``: see _fills_a_cache) after the others that keep some, while
+    they keep no more than the cache's bound: when the verification search saw new
+    objects of the type in that cache, such a path is the cache filling, not the leak
+    its verdict names. A leak of strs in a module set beside a cache of rendered strs
+    filling as fast: the render line led the report with 152 retained to the leak's
+    128 (leak shapes run 59), under "kept by" the set. A leak whose own line is in the
+    cached function gets its place back once it keeps more than the bound. Paths that
+    keep none stay last; the order within each part is kept."""
+    if not fillings:
         return paths
-    return sorted(paths, key=lambda path: (path["count"] <= 0, _through_cached_function(path, functions)))
+    return sorted(paths, key=lambda path: (path["count"] <= 0, _fills_a_cache(path, fillings)))
 
 
-def _through_cached_function(path: dict, functions: list[dict[str, Any]]) -> bool:
-    """Whether a call path goes through one of ``functions`` (see _cached_functions)
-    and keeps no more than its cache's bound: what may be that cache's filling. For
-    a cache seen keeping the type's objects as its keys (``"arguments"``), also a path
-    with a frame whose line calls the function by name: a call's one int or str
-    argument is its key itself, made by the caller (``render(n % 2048)``); on 3.13 the
-    ints a page cache kept that way led a leak report of ints 3 times in 4."""
+def _fills_a_cache(path: dict, fillings: list[dict[str, Any]]) -> bool:
+    """Whether a call path is a bounded cache's filling and keeps no more than its
+    bound: it goes through a function whose results the cache keeps (a filling with
+    ``name``: see _cached_functions), or more than half of what it keeps are the cache's
+    keys (one with ``path``: see MemoryMonitor._key_fillings). On 3.13 the ints of
+    ``render(n % 2048)``, an ``lru_cache``'s keys made on its caller's line, led a leak
+    report of ints 3 runs in 4: their path goes through no line of the cached function."""
 
     def in_file(raw: str, short: str) -> bool:
         # (a path's file names are shortened to a tail of the code's own)
         return raw == short or any(sep and raw.endswith(sep + short) for sep in (os.sep, os.altsep))
 
-    return any(
-        path["count"] <= function["bound"]
-        and (
-            (
-                frame["function"] == function["name"]
-                and function["lines"][0] <= frame["lineno"] <= function["lines"][1]
-                and in_file(function["file"], frame["filename"])
-            )
-            or (function.get("arguments", False) and _calls_by_name(frame, function["name"]))
-        )
-        for frame in path["frames"]
-        for function in functions
-    )
-
-
-def _calls_by_name(frame: dict, qualified_name: str) -> bool:
-    """Whether the source line of a path's ``frame`` calls a function or method named
-    as the last part of ``qualified_name`` (``render(``, ``self.render(``)."""
-    name = qualified_name.rpartition(".")[2]
-    if not name.isidentifier():
-        return False  # (a lambda's "<lambda>")
-    line = _source_line(frame["filename"], frame["lineno"])
-    return re.search(rf"(?<!\w){re.escape(name)}\s*\(", line) is not None
-
-
-# A path's file name (shortened: see tracker.display_path) => the file it names, or ""
-_SOURCE_FILES: dict[str, str] = {}
-_SOURCE_FILES_KEPT = 512
-
-
-def _source_line(filename: str, lineno: int) -> str:
-    """The line ``lineno`` of the source file a path's shortened ``filename`` names:
-    itself when absolute, else joined to the working directory or an entry of sys.path
-    (from which it was shortened); "" when none has it."""
-    path = _SOURCE_FILES.get(filename)
-    if path is None:
-        if len(_SOURCE_FILES) >= _SOURCE_FILES_KEPT:
-            _SOURCE_FILES.clear()
-        path = ""
-        if os.path.isabs(filename):
-            path = filename if os.path.isfile(filename) else ""
-        else:
-            try:
-                roots = [os.getcwd()]
-            except OSError:
-                roots = []
-            roots += [p for p in sys.path if isinstance(p, str) and p]
-            for root in roots:
-                candidate = os.path.join(root, filename)
-                if os.path.isfile(candidate):
-                    path = candidate
-                    break
-        _SOURCE_FILES[filename] = path
-    return linecache.getline(path, lineno) if path else ""
+    for filling in fillings:
+        if path["count"] > filling["bound"]:
+            continue
+        if "path" in filling:
+            if filling["path"] == path["path"] and filling["count"] * 2 > path["count"]:
+                return True
+        elif any(
+            frame["function"] == filling["name"]
+            and filling["lines"][0] <= frame["lineno"] <= filling["lines"][1]
+            and in_file(filling["file"], frame["filename"])
+            for frame in path["frames"]
+        ):
+            return True
+    return False
 
 
 def least_builtin_step(threshold: int, increases: int) -> float:
@@ -1320,7 +1283,7 @@ class MemoryMonitor:
             return {"top_paths": []}
         if not state.analysing or (state.source == "watch_all" and not state.verified):
             return None
-        stats = self._stats_as_reported(state, cls, _REPORT_PATHS, hotspots=0)
+        stats, fillings = self._stats_and_fillings(state, cls, _REPORT_PATHS, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
         if state.kept_in_global is not None and not self._still_grows_where_kept(state):
@@ -1328,8 +1291,8 @@ class MemoryMonitor:
         if (
             self._samples - state.analysis_since < self.calm_samples
             and (found := state.retainers_for_report())
-            and (functions := _cached_functions(found))
-            and _through_cached_function(stats["top_paths"][0], functions)
+            and fillings
+            and _fills_a_cache(stats["top_paths"][0], fillings)
             and self._samples - state.analysis_since < self._cache_paths_wait(state, found)
         ):
             # Every path that keeps some is a bounded cache's filling (those go last):
@@ -1377,13 +1340,53 @@ class MemoryMonitor:
     def _stats_as_reported(self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20) -> dict | None:
         """The tracker's stats of ``cls`` with its ``top`` paths (None: all) in the order a
         leak report shows them: more paths asked for, and their order changed, only where
-        a cache's filling may be among them (see _past_cached_functions)."""
-        functions = _cached_functions(state.retainers)
-        more = _PATHS_PAST_A_CACHE if functions and top is not None else 0
+        a cache's filling may be among them (see _past_cache_fillings)."""
+        return self._stats_and_fillings(state, cls, top, hotspots)[0]
+
+    def _stats_and_fillings(
+        self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20
+    ) -> tuple[dict | None, list[dict[str, Any]]]:
+        """_stats_as_reported, and the bounded caches' fillings it ordered the paths by."""
+        fillings = _cached_functions(state.retainers)
+        caches = fillings or any(ref() is not None for ref in state.filled_caches)
+        more = _PATHS_PAST_A_CACHE if caches and top is not None else 0
         stats = self.tracker.stats(cls, limit=None if top is None else top + more, hotspots=hotspots)
-        if stats and functions:
-            stats["top_paths"] = _past_cached_functions(stats["top_paths"], functions)[:top]
-        return stats
+        if stats and caches:
+            fillings = fillings + self._key_fillings(state, cls, stats["sample_every"])
+            stats["top_paths"] = _past_cache_fillings(stats["top_paths"], fillings)[:top]
+        return stats, fillings
+
+    def _key_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
+        """The call paths that made the keys of ``cls`` the lru_caches its verification
+        saw holding its new objects keep (a call's one int or str argument, a tuple of
+        several), each with how many the cache keeps (``count``, in the stats' scale:
+        each key its analysis follows counts ``scale``) and the cache's bound: the
+        paths of a report that are those caches' filling (see _fills_a_cache). The keys
+        are read as they are now (of a cache of up to _KEYS_READ entries), and let go at
+        once."""
+        fillings: list[dict[str, Any]] = []
+        for ref in state.filled_caches:
+            cache = ref()
+            if cache is None:
+                continue
+            try:
+                bound = type(cache).cache_info(cache).maxsize
+                keys = lru_keys(cache, cls, _KEYS_READ)
+                try:
+                    paths = self.tracker.capture.allocation_paths(cls, keys) if keys else []
+                finally:
+                    keys.clear()  # (the app's objects: not held past this)
+            except Exception:  # noqa: BLE001 -- (a report goes on without them)
+                continue
+            finally:
+                cache = None
+            if bound is None:
+                continue
+            shorten = path_shortener()
+            for frames, kept in Counter(frames for frames in paths if frames is not None).items():
+                path = [f"{shorten(f.filename)}:{f.lineno} in {f.function}" for f in frames]
+                fillings.append({"path": path, "count": kept * scale, "bound": bound})
+        return fillings
 
     def _read_counts(self, state: _TypeState, cls: type, census) -> None:
         if census is not None:
@@ -1697,7 +1700,9 @@ class MemoryMonitor:
         if not pending:
             return searched
         try:
-            results = find_retainers_of_groups(groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE)
+            results = find_retainers_of_groups(
+                groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE, with_caches=True
+            )
         except RetentionBusy:
             return searched  # someone's search from the page began meanwhile: at the next sample
         except Exception as exc:  # a defect of ours must not stop the monitor's samples
@@ -1759,6 +1764,7 @@ class MemoryMonitor:
         when the search reached nothing that holds them, only while its count still
         climbs (_no_climb), the one evidence left."""
         found["computed_at"] = round(time.time(), 3)
+        state.filled_caches = tuple(found.pop("lru_caches", ()))
         state.retainers = found
         total = found["objects"]
         # Most of its new objects must be kept by the app, as a leak keeps them. The

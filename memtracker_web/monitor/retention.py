@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -649,22 +650,25 @@ def _cache_holding(path: list[Any]) -> Any:
     return None
 
 
-def _lru_keys(cache: Any) -> set[int]:
-    """The ids of the keys an ``lru_cache`` keeps its entries under (empty for another
-    cache): a call's one argument of a simple kind (an int, a str) is its key itself,
-    made by the caller, not by the cached function."""
+def lru_keys(cache: Any, kind: type, most: int) -> list[Any]:
+    """The keys of type ``kind`` an ``lru_cache`` (its wrapper: ``cache``) keeps its
+    entries under, of a cache of at most ``most`` entries (empty for a larger one, or
+    another object). A call's one int or str argument is its key itself, and the key
+    of several arguments a tuple made for the call: made on the caller's line, not in
+    the cached function. Runs none of the app's code; hold the keys for no longer than
+    needed (they are the app's)."""
     try:
-        if not _is_lru_wrapper(cache):
-            return set()
+        if not _is_lru_wrapper(cache) or type(cache).cache_info(cache).currsize > most:
+            return []
         for part in gc.get_referents(cache):
             if type(part) is dict:
                 first = next(iter(dict.values(part)), None)
                 if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
                     # (list(): one C call, which no other thread's change to the dict can break)
-                    return {id(key) for key in list(dict.keys(part))}
+                    return [key for key in list(dict.keys(part)) if type(key) is kind]
     except Exception:  # noqa: BLE001 -- an odd object: none of its keys known
-        return set()
-    return set()
+        return []
+    return []
 
 
 def _cache_parts(cache: Any) -> set[int]:
@@ -779,6 +783,7 @@ def find_retainers_of_groups(
     max_depth: int = MAX_DEPTH,
     top: int = 10,
     patience: int | None = None,
+    with_caches: bool = False,
 ) -> list[dict[str, Any]]:
     """``find_retainers`` for each group of objects (a type's, say), from one search of
     them all: each level of a search asks the collector once about every object it
@@ -791,7 +796,11 @@ def find_retainers_of_groups(
     not the app's (the monitor's own, a bounded cache's, a library's work in progress;
     the rest are ``unresolved``). A few objects held far from any root would otherwise
     cost every level up to ``max_depth``, one pass over the heap each, when what the
-    others tell already sets the growth aside (see the monitor's verification)."""
+    others tell already sets the growth aside (see the monitor's verification).
+
+    ``with_caches``: each result also has ``"lru_caches"``, weak references to the
+    ``lru_cache`` wrappers among its bounded caches (see ``lru_keys``): not JSON, for
+    the caller to take out."""
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be 1 or more levels, got {patience}")
     if not _lock.acquire(blocking=False):
@@ -799,7 +808,12 @@ def find_retainers_of_groups(
     search = None
     try:
         search = _Search(groups, budget_seconds, max_depth, patience)
-        return search.run(top)
+        results = search.run(top)
+        for result in results:
+            caches = result.pop("lru_caches")
+            if with_caches:
+                result["lru_caches"] = [weakref.ref(cache) for cache in caches]
+        return results
     finally:
         if search is not None:
             search.up.clear()  # holders include frames: leave no cycle behind
@@ -1255,8 +1269,7 @@ class _Search:
         bounded: Counter[str] = Counter()
         rooms: dict[str, float] = {}  # the room each bounded cache has left
         fills: dict[str, dict[str, Any] | None] = {}  # the function whose results each keeps (see _cached_function)
-        keys: Counter[str] = Counter()  # of the objects each keeps, those it keeps as its keys (see _lru_keys)
-        key_ids: dict[str, set[int]] = {}
+        lru_caches: dict[int, Any] = {}  # of those caches, the lru_caches, by id
         roots: Counter[str] = Counter()
         kept: Counter[str] = Counter()  # chains whose root is the app's (or a library's global)
         kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
@@ -1284,8 +1297,8 @@ class _Search:
                     rooms[room[0]] = room[1]
                     if room[0] not in fills:
                         fills[room[0]] = _cached_function(room[2])
-                        key_ids[room[0]] = _lru_keys(room[2]) if fills[room[0]] is not None else set()
-                    keys[room[0]] += id(target) in key_ids[room[0]]
+                    if _is_lru_wrapper(room[2]):
+                        lru_caches[id(room[2])] = room[2]
                 elif kind is not None:
                     roots[kind] += 1
                 else:
@@ -1318,7 +1331,7 @@ class _Search:
         return {
             "chains": [{"chain": text, "count": n} for text, n in chains.most_common(top)],
             "bounded": [
-                {"holder": text, "count": n, "room": rooms[text], "function": fills[text], "keys": keys[text]}
+                {"holder": text, "count": n, "room": rooms[text], "function": fills[text]}
                 for text, n in bounded.most_common(top)
             ],
             "roots": {kind: roots[kind] for kind in ("own", "library frame")},
@@ -1348,4 +1361,5 @@ class _Search:
             "stopped": self.stopped if left else "",  # every object has its chain: nothing was cut
             "levels": depth,
             "seconds": round(time.monotonic() - self.started, 4),
+            "lru_caches": list(lru_caches.values()),
         }

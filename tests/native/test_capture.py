@@ -14,7 +14,7 @@ import pytest
 
 import memtracker_web as mt
 from memtracker_web.core.capture import DisplacedWarning
-from support import requires_engine, without_engine
+from support import line_of, requires_engine, without_engine
 
 
 class Order:
@@ -750,3 +750,38 @@ def test_callbacks_are_delivered_near_the_recursion_limit_and_the_c_stack_limit(
         [sys.executable, "-X", "dev", "-c", CALLBACKS_NEAR_THE_LIMIT, mode], capture_output=True, text=True, timeout=120
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True 0\n", "")
+
+
+def _orders_made_here(n: int) -> list[Order]:
+    return [Order() for _ in range(n)]  # ORDERS-MADE-HERE
+
+
+@requires_engine
+def test_allocation_paths_name_where_each_followed_object_was_made(capture):
+    before = Order()  # (before the analysis: no path)
+    capture.track(Order)
+    capture._analyse(Order, depth=4, sample_every=1, max_nodes=1000)
+    capture.start()
+    here = [Order() for _ in range(3)]  # ORDERS-MADE-INLINE
+    there = _orders_made_here(2)
+    other = {"not": "an Order"}
+    paths = capture.allocation_paths(Order, [*here, *there, before, other])
+    top = [(path[0].lineno, path[0].function) if path else None for path in paths]
+    inline, helper = line_of(__file__, "ORDERS-MADE-INLINE"), line_of(__file__, "ORDERS-MADE-HERE")
+    test = test_allocation_paths_name_where_each_followed_object_was_made.__name__
+    assert top[:3] == [(inline, test)] * 3
+    assert top[3:5] == [(helper, "_orders_made_here")] * 2
+    assert top[5:] == [None, None]  # made before it followed them; another type's
+    assert paths[0] is paths[1] and paths[3] is paths[4]  # (one read of each path)
+    assert paths[3][1].function == test and paths[3][0].filename == __file__
+    assert capture.allocation_paths(Order, []) == []
+    with pytest.raises(TypeError, match="objects must be a list, got tuple"):
+        capture.allocation_paths(Order, tuple(here))
+    # another tool took the tracer: an address it tabled may now be another object's
+    tracemalloc.start()
+    try:
+        assert capture.allocation_paths(Order, here) == [None, None, None]
+    finally:
+        tracemalloc.stop()
+    capture.stop()
+    assert capture.allocation_paths(Order, here) == [None, None, None]

@@ -35,7 +35,9 @@ from memtracker_web.monitor.retention import (
     bounded_with_room,
     cache_room,
     find_retainers,
+    find_retainers_of_groups,
     global_container_size,
+    lru_keys,
     only_in_own_tables,
     own_table_refs,
 )
@@ -91,7 +93,7 @@ def test_a_cachetools_cache_with_room_counts_what_it_stores_not_what_its_values_
         assert bounded_with_room(CACHE) == "cachetools.LRUCache (3 of maxsize 10)"
         found = find_retainers([CACHE[n] for n in range(3)])
         assert found["bounded"] == [
-            {"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0, "function": None, "keys": 0}
+            {"holder": "cachetools.LRUCache (3 of maxsize 10)", "count": 3, "room": 7.0, "function": None}
         ]
         # a value the cache keeps may grow without bound: what it holds is not the cache's
         assert find_retainers([CACHE[n][0] for n in range(3)])["bounded"] == []
@@ -154,7 +156,6 @@ def test_a_search_counts_the_objects_a_bounded_cache_holds():
                 "lines": [line_of("SMALL-CACHE-DEF") - 1, line_of("SMALL-CACHE-DEF") + 1],  # (from its decorator)
                 "bound": 4,
             },
-            "keys": 0,  # (what it returns, not what it was called with)
         }
     ]
     assert found["holders"] == [{"type": "functools._lru_cache_wrapper", "objects": 3, "distinct": 1, "distance": 1.0}]
@@ -165,17 +166,25 @@ def keyed_cache(n: int) -> None:  # KEYED-CACHE-DEF
     return None
 
 
-def test_a_search_counts_the_objects_a_bounded_cache_keeps_as_its_keys():
-    # (a call's one int argument is the cache's key itself, made by the caller)
+def test_the_keys_an_lru_cache_keeps_are_read_and_its_wrapper_is_given_to_a_caller_that_asks():
     keyed_cache.cache_clear()
     keys = [n * 1000003 for n in range(1, 6)]
     for key in keys[:3]:
         keyed_cache(key)
-    found = find_retainers(keys[:3])
-    assert [(b["count"], b["keys"], b["function"]["name"]) for b in found["bounded"]] == [(3, 3, "keyed_cache")]
-    # an equal int is not the key the cache keeps
-    assert find_retainers([int(str(keys[0]))])["bounded"] == []
-    keyed_cache.cache_clear()
+    keyed_cache("a str key")
+    try:
+        # the very objects it keeps as keys, of the type asked for; none of a larger cache
+        assert [id(key) for key in lru_keys(keyed_cache, int, 64)] == [id(key) for key in keys[:3]]
+        assert lru_keys(keyed_cache, str, 64) == ["a str key"]
+        assert lru_keys(keyed_cache, int, 3) == []  # (4 entries)
+        assert lru_keys(small_cache, float, 64) == [] and lru_keys(keys, int, 64) == []
+        found = find_retainers_of_groups([keys[:3]], with_caches=True)[0]
+        assert [ref() for ref in found["lru_caches"]] == [keyed_cache]
+        assert found["bounded"][0]["count"] == 3
+        # (a weak reference is no JSON: only a caller that asks gets them)
+        assert "lru_caches" not in find_retainers(keys[:3])
+    finally:
+        keyed_cache.cache_clear()
 
 
 def _timed(function):
@@ -211,7 +220,7 @@ def _path(count: int, *frames: tuple[str, int, str]) -> dict:
 
 
 def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others():
-    from memtracker_web.monitor.monitor import _cached_functions, _past_cached_functions
+    from memtracker_web.monitor.monitor import _cached_functions, _past_cache_fillings
 
     # (the verification saw 5 new strs in the render cache and 7 in the app's set)
     found = {
@@ -233,7 +242,7 @@ def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others
     other_app = _path(60, ("/srv/webapp.py", 21, "render"))  # a file whose name ends alike
     none_kept = _path(0, ("app.py", 13, "str_set"))
     ranked = [render, called, leak, elsewhere, none_kept, outside, other_app]
-    assert _past_cached_functions(ranked, _cached_functions(found)) == [
+    assert _past_cache_fillings(ranked, _cached_functions(found)) == [
         leak,
         elsewhere,
         outside,
@@ -245,43 +254,28 @@ def test_a_reports_paths_through_a_bounded_caches_function_come_after_the_others
     # a path through it that keeps more than the cache can hold is not (only) the cache's:
     # a leak whose own line is in the cached function
     beyond = _path(1500, ("app.py", 21, "render"))
-    assert _past_cached_functions([beyond, leak, render], _cached_functions(found)) == [beyond, leak, render]
+    assert _past_cache_fillings([beyond, leak, render], _cached_functions(found)) == [beyond, leak, render]
     # no cache seen holding the type's new objects, or no verification: as they came
-    assert (
-        _past_cached_functions(ranked, _cached_functions({"bounded": [{**found["bounded"][0], "count": 0}]})) == ranked
-    )
-    assert _past_cached_functions(ranked, _cached_functions(None)) == ranked
-    assert _past_cached_functions([none_kept, render], _cached_functions(found)) == [render, none_kept]
+    assert _past_cache_fillings(ranked, _cached_functions({"bounded": [{**found["bounded"][0], "count": 0}]})) == ranked
+    assert _past_cache_fillings(ranked, _cached_functions(None)) == ranked
+    assert _past_cache_fillings([none_kept, render], _cached_functions(found)) == [render, none_kept]
 
 
-def _page_for(n: int) -> None:
-    keyed_cache(n % 2048)  # CALLS-KEYED-CACHE
-    keyed_cache.cache_info()  # CALLS-AN-ATTRIBUTE
-    return keyed_cache  # NAMES-IT-ONLY
+def test_a_reports_paths_most_of_whose_objects_are_a_bounded_caches_keys_come_after_the_others():
+    from memtracker_web.monitor.monitor import _fills_a_cache, _past_cache_fillings
 
-
-def test_a_reports_paths_that_make_a_bounded_caches_keys_come_after_the_others():
-    from memtracker_web.monitor.monitor import _cached_functions, _past_cached_functions
-
-    function = {"file": __file__, "name": "keyed_cache", "lines": [1, 2], "bound": 64}
-    found = {"bounded": [{"holder": "functools.lru_cache keyed_cache (30 of 64)", "count": 4, "room": 34}]}
-    caller = _path(60, (HERE, line_of("CALLS-KEYED-CACHE"), "_page_for"), ("app.py", 40, "index"))
-    deeper = _path(50, ("json/decoder.py", 9, "decode"), (HERE, line_of("CALLS-KEYED-CACHE"), "_page_for"))
-    leak = _path(40, ("app.py", 12, "keep"))
-    attribute = _path(30, (HERE, line_of("CALLS-AN-ATTRIBUTE"), "_page_for"))
-    named = _path(20, (HERE, line_of("NAMES-IT-ONLY"), "_page_for"))
-    ranked = [caller, deeper, leak, attribute, named]
-    with_keys = {"bounded": [{**found["bounded"][0], "function": function, "keys": 2}]}
-    assert _past_cached_functions(ranked, _cached_functions(with_keys)) == [leak, attribute, named, caller, deeper]
-    # the search saw none as its keys (what it keeps is what the function returns): as they came
-    without_keys = {"bounded": [{**found["bounded"][0], "function": function, "keys": 0}]}
-    assert _past_cached_functions(ranked, _cached_functions(without_keys)) == ranked
+    # (what _key_fillings gives: the paths the keys were made at, how many each, the bound)
+    made_keys = {"path": ["app.py:40 in index", "app.py:90 in route"], "count": 64, "bound": 1024}
+    caller = {**_path(96, ("app.py", 40, "index"), ("app.py", 90, "route")), "path": made_keys["path"]}
+    leak = {**_path(80, ("app.py", 12, "keep")), "path": ["app.py:12 in keep"]}
+    other = {**_path(70, ("app.py", 40, "index")), "path": ["app.py:40 in index"]}  # the same line, another path
+    assert _past_cache_fillings([caller, leak, other], [made_keys]) == [leak, other, caller]
+    # keys half of what a path keeps, or fewer: the rest is the path's own (a leak made there too)
+    for count in (128, 200):
+        assert not _fills_a_cache({**caller, "count": count}, [made_keys])
+    assert _fills_a_cache({**caller, "count": 127}, [made_keys])
     # more than the cache can hold: not (only) the cache's
-    beyond = _path(65, (HERE, line_of("CALLS-KEYED-CACHE"), "_page_for"))
-    assert _past_cached_functions([beyond, leak], _cached_functions(with_keys)) == [beyond, leak]
-    # a file that cannot be read: no line to look at
-    unread = _path(60, ("no/such/file.py", line_of("CALLS-KEYED-CACHE"), "_page_for"))
-    assert _past_cached_functions([unread, leak], _cached_functions(with_keys)) == [unread, leak]
+    assert not _fills_a_cache({**caller, "count": 1025}, [{**made_keys, "count": 1025}])
 
 
 class Rendered:
@@ -1277,13 +1271,42 @@ def page_of(n: int) -> None:
 _kept_ints: list = []
 
 
+def _keys_made_in_the_call(n: int) -> None:
+    page_of(n * 1000003)  # KEY-IN-THE-CALL
+    page_of((n + 1) * 1000003)  # KEY-IN-THE-CALL-2
+
+
+def _keys_made_before_the_call(n: int) -> None:
+    key = n * 1000003  # KEY-BEFORE-THE-CALL
+    page_of(key)
+    other = (n + 1) * 1000003  # KEY-BEFORE-THE-CALL-2
+    page_of(other)
+
+
+def _keys_made_over_lines_of_the_call(n: int) -> None:
+    page_of(
+        n * 1000003  # KEY-OVER-LINES
+    )
+    page_of(
+        (n + 1) * 1000003  # KEY-OVER-LINES-2
+    )
+
+
 @requires_engine
+@pytest.mark.parametrize(
+    "make_keys, marker",
+    [
+        (_keys_made_in_the_call, "KEY-IN-THE-CALL"),
+        (_keys_made_before_the_call, "KEY-BEFORE-THE-CALL"),
+        (_keys_made_over_lines_of_the_call, "KEY-OVER-LINES"),
+    ],
+)
 def test_a_leak_of_ints_beside_a_cache_of_ints_its_callers_made_is_reported_at_its_own_line(
-    verifying_monitor, monkeypatch
+    verifying_monitor, monkeypatch, make_keys, marker
 ):
-    # The cache keeps each call's int argument as its key: made on the caller's line, a
-    # path through no line of the cached function. Two new keys to one leaking int a
-    # sample: that line kept the most, and led the report of the leak of ints.
+    # The cache keeps each call's int argument as its key: made by its caller, on a path
+    # through no line of the cached function. Each key line keeps twice as many new ints
+    # a sample as the leak's line: they led the report of the leak of ints.
     monkeypatch.setattr(monitor_module, "RETAINER_SAMPLE", 300)
     monkeypatch.setattr(monitor_module, "MAX_PATH_SAMPLING", 1)  # (every path)
     m = verifying_monitor
@@ -1293,10 +1316,9 @@ def test_a_leak_of_ints_beside_a_cache_of_ints_its_callers_made_is_reported_at_i
     try:
         for sample in range(20):
             for k in range(40):
-                # (no int of a line's own outlives it but those kept)
-                page_of((80 * sample + 2 * k) * 1000003)  # MAKES-A-KEY
-                page_of((80 * sample + 2 * k + 1) * 1000003)
-                _kept_ints.append((80 * sample + k) * 7777777)  # KEPT-INT-LINE
+                make_keys(80 * sample + 2 * k)
+                if k % 2 == 0:
+                    _kept_ints.append((80 * sample + k) * 7777777)  # KEPT-INT-LINE
             reports += m.sample()
             if reports:
                 break
@@ -1306,7 +1328,7 @@ def test_a_leak_of_ints_beside_a_cache_of_ints_its_callers_made_is_reported_at_i
         )
         first, *rest = [path["path"][0].partition(" in ")[0] for path in reports[0]["top_paths"][:3]]
         assert first == f"{HERE}:{line_of('KEPT-INT-LINE')}", reports[0]["top_paths"]
-        assert sorted(rest) == [f"{HERE}:{line_of('MAKES-A-KEY')}", f"{HERE}:{line_of('MAKES-A-KEY') + 1}"]
+        assert sorted(rest) == [f"{HERE}:{line_of(marker)}", f"{HERE}:{line_of(marker + '-2')}"]
     finally:
         page_of.cache_clear()
         _kept_ints.clear()
@@ -1414,7 +1436,8 @@ def test_a_report_whose_paths_are_all_a_caches_filling_waits_as_long_as_its_samp
     state.path_sample, state.analysis_since = 64, 100
     frame = {"filename": HERE, "function": "render_page", "lineno": 5}
     stats = {"top_paths": [{"count": 64, "frames": [frame], "path": ["x"]}]}
-    monkeypatch.setattr(m, "_stats_as_reported", lambda *args, **kwargs: stats)
+    fillings = monitor_module._cached_functions(state.retainers)
+    monkeypatch.setattr(m, "_stats_and_fillings", lambda *args, **kwargs: (stats, fillings))
     waited = []
     for m._samples in range(100, 120):
         if m._report_stats(state, str) is None:
