@@ -138,7 +138,9 @@ def test_stub_names_match_the_module(module: str) -> None:
             assert callable(value), name
             _check_function(f"{module}.{name}", name, value, node)
         else:
-            assert isinstance(value, int), name  # the module's int constants
+            # the module's constants, of the type the stub gives them (int, or str: INTERFACE)
+            assert isinstance(node, ast.AnnAssign) and isinstance(node.annotation, ast.Name), name
+            assert type(value).__name__ == node.annotation.id, name
 
 
 def _is_property(node: ast.FunctionDef) -> bool:
