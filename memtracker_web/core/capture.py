@@ -7,6 +7,7 @@ allocation.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
@@ -362,6 +363,22 @@ class Capture:
                 frames = self._core.path_of(cls, leaf)
                 paths[leaf] = tuple(Frame(*frame) for frame in frames) if frames else None
             found.append(paths[leaf])
+        return found
+
+    def allocation_path_counts(self, cls: type, objects: list[Any]) -> list[tuple[tuple[Frame, ...], int]]:
+        """``allocation_paths`` counted: each call path that allocated some of
+        ``objects``, with how many (those the analysis of ``cls`` follows), most first."""
+        _check_class(cls, "allocation_path_counts")
+        if not isinstance(objects, list):
+            raise TypeError(f"objects must be a list, got {type(objects).__name__}")
+        self._flush_if_needed()
+        counted = collections.Counter(self._core.leaves(cls, objects))
+        counted.pop(0, None)
+        found = []
+        for leaf, count in counted.most_common():
+            frames = self._core.path_of(cls, leaf)
+            if frames:
+                found.append((tuple(Frame(*frame) for frame in frames), count))
         return found
 
     def live_bytes(self, cls: type, sample: int = 64) -> tuple[int, int] | None:

@@ -212,6 +212,7 @@ class _TypeState:
         "beside_cache",
         "kept_in_global",
         "filled_caches",
+        "key_fillings",
         "path_sample",
         "same_leak_as",
     )
@@ -252,9 +253,10 @@ class _TypeState:
         self.beside_cache: dict[str, Any] | None = None
         # verified by that watch: [module, name, size at its last report] (see _report_stats)
         self.kept_in_global: list[Any] | None = None
-        # the lru_caches its last verification saw holding its new objects (weak
-        # references): what their keys' paths are, reports see (see _key_fillings)
+        # the lru_caches its last search saw holding its new objects (weak references):
+        # what their keys' paths are, reports see (see _key_fillings), read once a sample
         self.filled_caches: tuple[weakref.ref[Any], ...] = ()
+        self.key_fillings: tuple[int, list[dict[str, Any]]] | None = None
         self.path_sample = 1  # its analysis follows the path of one allocation in this many
         # a built-in whose reports are another's, made by the same statement (see _one_report_a_leak)
         self.same_leak_as: str | None = None
@@ -612,8 +614,9 @@ def _let_go_of_cached_names() -> None:
 _REPORT_PATHS = 3
 _PATHS_PAST_A_CACHE = 3
 # The most entries of an lru_cache whose keys' call paths a report reads (see
-# MemoryMonitor._key_fillings): a larger cache's are not read
-_KEYS_READ = 65536
+# MemoryMonitor._key_fillings): a larger cache's are not read (reading one of 65,536
+# entries, whose wrapper refers to each entry's key and result, took 25-95 ms)
+_KEYS_READ = 8192
 
 
 def _cached_functions(found: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -1352,13 +1355,21 @@ class MemoryMonitor:
         more = _PATHS_PAST_A_CACHE if caches and top is not None else 0
         stats = self.tracker.stats(cls, limit=None if top is None else top + more, hotspots=hotspots)
         if stats and caches:
-            fillings = fillings + self._key_fillings(state, cls, stats["sample_every"])
+            if state.key_fillings is None or state.key_fillings[0] != self._samples:
+                state.key_fillings = (self._samples, self._key_fillings(state, cls, stats["sample_every"]))
+            # A path's text is not the path: two places on one line (a leak made beside
+            # the call that makes the keys) read alike. Keys counted under such a text
+            # are no one path's: none of those paths is taken for the cache's. (Those
+            # that keep none do not count: ``f(n + 1)`` makes a passing int beside its key.)
+            texts = Counter(tuple(path["path"]) for path in stats["top_paths"] if path["count"] > 0)
+            fillings = fillings + [f for f in state.key_fillings[1] if texts[tuple(f["path"])] <= 1]
             stats["top_paths"] = _past_cache_fillings(stats["top_paths"], fillings)[:top]
         return stats, fillings
 
     def _key_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
-        """The call paths that made the keys of ``cls`` the lru_caches its verification
-        saw holding its new objects keep (a call's one int or str argument, a tuple of
+        """The call paths that made the keys of ``cls`` the lru_caches its last search
+        (its verification, or one asked for since) saw holding its new objects keep (a
+        call's one int or str argument, a tuple of
         several), each with how many the cache keeps (``count``, in the stats' scale:
         each key its analysis follows counts ``scale``) and the cache's bound: the
         paths of a report that are those caches' filling (see _fills_a_cache). The keys
@@ -1373,7 +1384,7 @@ class MemoryMonitor:
                 bound = type(cache).cache_info(cache).maxsize
                 keys = lru_keys(cache, cls, _KEYS_READ)
                 try:
-                    paths = self.tracker.capture.allocation_paths(cls, keys) if keys else []
+                    paths = self.tracker.capture.allocation_path_counts(cls, keys) if keys else []
                 finally:
                     keys.clear()  # (the app's objects: not held past this)
             except Exception:  # noqa: BLE001 -- (a report goes on without them)
@@ -1383,7 +1394,7 @@ class MemoryMonitor:
             if bound is None:
                 continue
             shorten = path_shortener()
-            for frames, kept in Counter(frames for frames in paths if frames is not None).items():
+            for frames, kept in paths:
                 path = [f"{shorten(f.filename)}:{f.lineno} in {f.function}" for f in frames]
                 fillings.append({"path": path, "count": kept * scale, "bound": bound})
         return fillings
@@ -1764,7 +1775,7 @@ class MemoryMonitor:
         when the search reached nothing that holds them, only while its count still
         climbs (_no_climb), the one evidence left."""
         found["computed_at"] = round(time.time(), 3)
-        state.filled_caches = tuple(found.pop("lru_caches", ()))
+        state.filled_caches, state.key_fillings = tuple(found.pop("lru_caches", ())), None
         state.retainers = found
         total = found["objects"]
         # Most of its new objects must be kept by the app, as a leak keeps them. The
@@ -2911,10 +2922,12 @@ class MemoryMonitor:
             objects = self.tracker.capture.sample(cls, sample)
         except RuntimeError as exc:
             raise RetentionUnavailable(str(exc)) from None
-        result = find_retainers(objects, budget_seconds=budget_seconds)
+        result = find_retainers(objects, budget_seconds=budget_seconds, with_caches=True)
         del objects
         result["computed_at"] = round(time.time(), 3)
+        caches = tuple(result.pop("lru_caches"))
         with self._lock:
+            state.filled_caches, state.key_fillings = caches, None
             state.retainers = result
             state.report_retainers = result  # (the reports below and to come show this one)
             self._types_cache = None  # (the snapshot's paths are ordered by what it found)

@@ -660,7 +660,8 @@ def lru_keys(cache: Any, kind: type, most: int) -> list[Any]:
     try:
         if not _is_lru_wrapper(cache) or type(cache).cache_info(cache).currsize > most:
             return []
-        for part in gc.get_referents(cache):
+        # (from the end: the wrapper visits each entry's key and result first, then its dict)
+        for part in reversed(gc.get_referents(cache)):
             if type(part) is dict:
                 first = next(iter(dict.values(part)), None)
                 if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
@@ -752,7 +753,12 @@ def _frame_kind(frame: types.FrameType) -> str | None:
 
 
 def find_retainers(
-    objects: list[Any], *, budget_seconds: float = 2.0, max_depth: int = MAX_DEPTH, top: int = 10
+    objects: list[Any],
+    *,
+    budget_seconds: float = 2.0,
+    max_depth: int = MAX_DEPTH,
+    top: int = 10,
+    with_caches: bool = False,
 ) -> dict[str, Any]:
     """Chains from a root to each of ``objects``, grouped and counted, most first:
     ``{"chains": [{"chain": text, "count": n}], "objects": n, "unreachable": k, "hidden": h,
@@ -772,8 +778,10 @@ def find_retainers(
     some of the objects themselves (``{"module", "name", "count", "size", "chain"}``,
     most first): where a leak is kept, whose size anyone can read again later
     (``global_container_size``). One search at a time per process (RetentionBusy
-    otherwise)."""
-    return find_retainers_of_groups([objects], budget_seconds=budget_seconds, max_depth=max_depth, top=top)[0]
+    otherwise). ``with_caches``: see ``find_retainers_of_groups``."""
+    return find_retainers_of_groups(
+        [objects], budget_seconds=budget_seconds, max_depth=max_depth, top=top, with_caches=with_caches
+    )[0]
 
 
 def find_retainers_of_groups(

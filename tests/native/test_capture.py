@@ -759,19 +759,23 @@ def _orders_made_here(n: int) -> list[Order]:
 @requires_engine
 def test_allocation_paths_name_where_each_followed_object_was_made(capture):
     before = Order()  # (before the analysis: no path)
-    capture.track(Order)
-    capture._analyse(Order, depth=4, sample_every=1, max_nodes=1000)
+    for cls in (Order, Slotted):
+        capture.track(cls)
+        capture._analyse(cls, depth=4, sample_every=1, max_nodes=1000)
     capture.start()
+    slotted = Slotted()  # (another analysed type's, with a path of its own)
     here = [Order() for _ in range(3)]  # ORDERS-MADE-INLINE
     there = _orders_made_here(2)
     other = {"not": "an Order"}
-    paths = capture.allocation_paths(Order, [*here, *there, before, other])
+    paths = capture.allocation_paths(Order, [*here, *there, before, other, slotted])
     top = [(path[0].lineno, path[0].function) if path else None for path in paths]
     inline, helper = line_of(__file__, "ORDERS-MADE-INLINE"), line_of(__file__, "ORDERS-MADE-HERE")
     test = test_allocation_paths_name_where_each_followed_object_was_made.__name__
     assert top[:3] == [(inline, test)] * 3
     assert top[3:5] == [(helper, "_orders_made_here")] * 2
-    assert top[5:] == [None, None]  # made before it followed them; another type's
+    assert top[5:] == [None, None, None]  # made before it followed them; another type's
+    assert capture.allocation_paths(Slotted, [slotted, here[0]])[1] is None
+    assert capture.allocation_path_counts(Order, [*here, *there, before, slotted]) == [(paths[0], 3), (paths[3], 2)]
     assert paths[0] is paths[1] and paths[3] is paths[4]  # (one read of each path)
     assert paths[3][1].function == test and paths[3][0].filename == __file__
     assert capture.allocation_paths(Order, []) == []

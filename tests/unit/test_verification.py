@@ -1334,6 +1334,58 @@ def test_a_leak_of_ints_beside_a_cache_of_ints_its_callers_made_is_reported_at_i
         _kept_ints.clear()
 
 
+@requires_engine
+def test_a_caches_keys_are_counted_in_the_scale_of_the_paths_they_are_compared_with(idle_monitor):
+    # One key in 8 followed: each counts 8, as each path's object does in the stats
+    m = idle_monitor
+    m.tracker.track_with_analysis(int, sample_every=8, sample_objects=8)
+    m.start_monitoring(int, analysis=True)
+    state = m._types[id(int)]
+    page_of.cache_clear()
+    try:
+        for n in range(2000):
+            page_of(n * 1000003)  # KEYS-COUNTED-HERE
+        state.filled_caches = (weakref.ref(page_of),)
+        stats, fillings = m._stats_and_fillings(state, int, None, hotspots=0)
+        assert stats is not None and stats["sample_every"] == 8
+        line = f"{HERE}:{line_of('KEYS-COUNTED-HERE')} in "
+        (path,) = [p for p in stats["top_paths"] if p["path"][0].startswith(line)]
+        (filling,) = [f for f in fillings if f["path"][0].startswith(line)]
+        assert filling["count"] == path["count"] and 1000 <= path["count"] <= 3000, (filling, path)
+        assert filling["bound"] == 4096 and filling["path"] == path["path"]
+        assert monitor_module._fills_a_cache(path, fillings)
+        # read once a sample: a snapshot meanwhile does not read the cache again
+        assert state.key_fillings is not None and state.key_fillings[0] == m._samples
+        page_of.cache_clear()
+        assert m._stats_and_fillings(state, int, None, hotspots=0)[1] == fillings
+        m._samples += 1
+        assert m._stats_and_fillings(state, int, None, hotspots=0)[1] == []
+    finally:
+        page_of.cache_clear()
+
+
+def test_keys_counted_under_a_text_two_paths_share_make_neither_the_caches(idle_monitor, monkeypatch):
+    # Two places on one line read alike (the keys' call, and a leak beside it): the keys
+    # counted under that text are no one path's, and neither path goes after the others.
+    m = idle_monitor
+    found_by_watch_all(m, int)
+    state = m._types[id(int)]
+    line = ["app.py:10 in index"]
+    keys = {"count": 1024, "total_count": 1024, "path": line, "frames": []}
+    leak = {"count": 749, "total_count": 749, "path": line, "frames": []}
+    other = {"count": 300, "total_count": 300, "path": ["app.py:20 in other"], "frames": []}
+    shown = {"sample_every": 1, "top_paths": [keys, leak, other]}
+    monkeypatch.setattr(m.tracker, "stats", lambda *args, **kwargs: shown)
+    state.filled_caches = (weakref.ref(page_of),)
+    state.key_fillings = (m._samples, [{"path": line, "count": 1024, "bound": 4096}])
+    stats, fillings = m._stats_and_fillings(state, int, 3)
+    assert stats["top_paths"] == [keys, leak, other] and fillings == []
+    # one path of that text that keeps some (beside one of passing objects): the cache's
+    passing = {**leak, "count": 0}
+    shown["top_paths"] = [keys, other, passing]
+    assert m._stats_and_fillings(state, int, 3)[0]["top_paths"] == [other, keys, passing]
+
+
 _watched_global: list = []
 
 
