@@ -2925,7 +2925,7 @@ class MemoryMonitor:
         result = find_retainers(objects, budget_seconds=budget_seconds, with_caches=True)
         del objects
         result["computed_at"] = round(time.time(), 3)
-        caches = tuple(result.pop("lru_caches"))
+        caches = tuple(result.pop("lru_caches", ()))
         with self._lock:
             state.filled_caches, state.key_fillings = caches, None
             state.retainers = result
