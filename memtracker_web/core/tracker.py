@@ -459,7 +459,7 @@ def stats_of_view(
             "count": retained * scale,
             "total_count": total * scale,
             # no frames: the tree was full at its first level when these were allocated
-            "path": [f"{f.filename}:{f.lineno} in {f.function}" for f in chain] or ["<call tree full>"],
+            "path": [frame_text(f) for f in chain] or ["<call tree full>"],
             "frames": [{"filename": f.filename, "lineno": f.lineno, "function": f.function} for f in chain],
             # which of them are the app's own code (not the stdlib's, a library's or ours)
             "app_frames": [i for i, node in enumerate(indexes) if app[node]],
@@ -562,6 +562,11 @@ def _display_path(filename: str, cwd: str, roots: tuple[str, ...]) -> str:
             if len(rel) < len(best):
                 best = rel
     return best
+
+
+def frame_text(frame: Frame) -> str:
+    """A frame as a path's ``"path"`` list writes it (its file name as given)."""
+    return f"{frame.filename}:{frame.lineno} in {frame.function}"
 
 
 def path_shortener():

@@ -28,7 +28,7 @@ from .. import options
 from ..core import engine
 from ..core.census import BLIND_SPOTS, take_census
 from ..core.naming import is_python_class, resolve_type, type_flags, type_module, type_name
-from ..core.tracker import Tracker, path_shortener
+from ..core.tracker import Tracker, frame_text, path_shortener
 from .history import History, PointRing
 from .retention import (
     KEY_EDGE,
@@ -1395,7 +1395,7 @@ class MemoryMonitor:
                 continue
             shorten = path_shortener()
             for frames, kept in paths:
-                path = [f"{shorten(f.filename)}:{f.lineno} in {f.function}" for f in frames]
+                path = [frame_text(f._replace(filename=shorten(f.filename))) for f in frames]
                 fillings.append({"path": path, "count": kept * scale, "bound": bound})
         return fillings
 

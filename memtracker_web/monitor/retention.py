@@ -634,10 +634,8 @@ def _cache_holding(path: list[Any]) -> Any:
         return holder
     try:
         owner = path[-3] if len(path) >= 3 else None
-        if owner is not None and _is_lru_wrapper(owner):
-            first = next(iter(dict.values(holder)), None)
-            if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
-                return owner  # its entries' dict: the object is a key or an entry
+        if owner is not None and _is_lru_wrapper(owner) and _is_lru_entries(holder):
+            return owner  # its entries' dict: the object is a key or an entry
         for index in (len(path) - 3, len(path) - 4):  # a cachetools cache, maybe through its own __dict__
             if index < 0:
                 break
@@ -648,6 +646,13 @@ def _cache_holding(path: list[Any]) -> Any:
     except Exception:  # noqa: BLE001 -- an odd object: not known to be a cache's
         return None
     return None
+
+
+def _is_lru_entries(storage: dict) -> bool:
+    """Whether a dict an ``lru_cache`` wrapper refers to is its entries' dict (values
+    of functools' own link type), not another it holds."""
+    first = next(iter(dict.values(storage)), None)
+    return first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem"
 
 
 def lru_keys(cache: Any, kind: type, most: int) -> list[Any]:
@@ -662,11 +667,9 @@ def lru_keys(cache: Any, kind: type, most: int) -> list[Any]:
             return []
         # (from the end: the wrapper visits each entry's key and result first, then its dict)
         for part in reversed(gc.get_referents(cache)):
-            if type(part) is dict:
-                first = next(iter(dict.values(part)), None)
-                if first is not None and _TYPE_NAME(type(first)) == "_lru_list_elem":
-                    # (list(): one C call, which no other thread's change to the dict can break)
-                    return [key for key in list(dict.keys(part)) if type(key) is kind]
+            if type(part) is dict and _is_lru_entries(part):
+                # (list(): one C call, which no other thread's change to the dict can break)
+                return [key for key in list(dict.keys(part)) if type(key) is kind]
     except Exception:  # noqa: BLE001 -- an odd object: none of its keys known
         return []
     return []
