@@ -1160,21 +1160,16 @@ MtCaptureCore_tree_update(MtCaptureCore *c, PyObject *args)
     return res;
 }
 
-/* path_of(type, leaf) -> [(filename, lineno, function)] innermost first. */
+/* The frames of `leaf` in slot `s`'s tree, innermost first: a new list, or
+ * None (no frames recorded: the root holds allocations of a full tree). The
+ * codes are taken before any frame is made: making one allocates, and the hook
+ * may then add nodes (and move the nodes' array), though never number them
+ * again (pruning runs at safe points only). */
 static PyObject *
-MtCaptureCore_path_of(MtCaptureCore *c, PyObject *args)
+mt_leaf_frames(MtCaptureCore *c, int64_t s, uint32_t leaf)
 {
-    PyObject *tp;
-    unsigned int leaf;
-    if (!PyArg_ParseTuple(args, "OI:path_of", &tp, &leaf)) {
-        return NULL;
-    }
-    int64_t s = mt_slot_arg(c, tp, "path_of");
-    if (s == -2) {
-        return NULL;
-    }
     if (s < 0 || c->slots[s].tree == NULL || leaf == 0 || leaf == MT_NO_LEAF || leaf >= c->slots[s].tree->n_nodes) {
-        Py_RETURN_NONE;     /* no frames recorded (the root holds allocations of a full tree) */
+        Py_RETURN_NONE;
     }
     MtTree *t = c->slots[s].tree;
     PyCodeObject *codes[MT_MAX_DEPTH];
@@ -1200,6 +1195,22 @@ MtCaptureCore_path_of(MtCaptureCore *c, PyObject *args)
         Py_DECREF(codes[k]);
     }
     return list;
+}
+
+/* path_of(type, leaf) -> [(filename, lineno, function)] innermost first. */
+static PyObject *
+MtCaptureCore_path_of(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp;
+    unsigned int leaf;
+    if (!PyArg_ParseTuple(args, "OI:path_of", &tp, &leaf)) {
+        return NULL;
+    }
+    int64_t s = mt_slot_arg(c, tp, "path_of");
+    if (s == -2) {
+        return NULL;
+    }
+    return mt_leaf_frames(c, s, leaf);
 }
 
 static PyObject *
@@ -1318,30 +1329,33 @@ mt_release_picked(PyObject **picked, Py_ssize_t count)
     PyMem_Free(picked);
 }
 
-/* leaves(type, objects) -> [leaf]: the call-tree node each object was allocated at,
- * as the capture tabled it (path_of names its frames), 0 for one it did not follow
- * (not of this type's table, not sampled, or no Python frame): which call paths the
- * objects a retention search looked at came from. */
+/* allocation_paths(type, objects) -> ([leaf], {leaf: [(filename, lineno, function)]}):
+ * the call-tree node each object was allocated at, as the capture tabled it, 0 for
+ * one it did not follow (not of this type's table, not sampled, or no Python
+ * frame), and the frames of each leaf found (None: none recorded). One call reads
+ * both: between two, another thread's read of the tree may prune it and number its
+ * nodes again. Which call paths the objects a retention search looked at came from. */
 static PyObject *
-MtCaptureCore_leaves(MtCaptureCore *c, PyObject *args)
+MtCaptureCore_allocation_paths(MtCaptureCore *c, PyObject *args)
 {
     PyObject *tp, *objects;
-    if (!PyArg_ParseTuple(args, "OO!:leaves", &tp, &PyList_Type, &objects)) {
+    if (!PyArg_ParseTuple(args, "OO!:allocation_paths", &tp, &PyList_Type, &objects)) {
         return NULL;
     }
-    int64_t s = mt_slot_arg(c, tp, "leaves");
+    int64_t s = mt_slot_arg(c, tp, "allocation_paths");
     if (s == -2) {
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(objects);
-    PyObject *result = PyList_New(n);
-    if (result == NULL) {
-        return NULL;
+    uint32_t *found = (uint32_t *)PyMem_Malloc((n > 0 ? (size_t)n : 1) * sizeof(uint32_t));
+    if (found == NULL) {
+        return PyErr_NoMemory();
     }
     mt_engine_check_displaced();
     /* (a capture stopped, or that missed events, may hold the entry of an object that
      * died unseen at an address a new one took: none is trusted then) */
     MtTree *tree = s >= 0 && c->running && !c->missed ? c->slots[s].tree : NULL;
+    /* Every leaf is read before any object is made: making one runs the hook. */
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t val, leaf = 0;
         PyObject *op = PyList_GET_ITEM(objects, i);
@@ -1352,14 +1366,33 @@ MtCaptureCore_leaves(MtCaptureCore *c, PyObject *args)
                 leaf = 0;
             }
         }
-        PyObject *number = PyLong_FromUnsignedLong(leaf);
-        if (number == NULL) {
-            Py_DECREF(result);
-            return NULL;
-        }
-        PyList_SET_ITEM(result, i, number);
+        found[i] = leaf;
     }
-    return result;
+    PyObject *leaves = PyList_New(n);
+    PyObject *paths = PyDict_New();
+    for (Py_ssize_t i = 0; i < n && leaves != NULL && paths != NULL; i++) {
+        PyObject *number = PyLong_FromUnsignedLong(found[i]);
+        int known = number == NULL ? -1 : found[i] == 0 ? 1 : PyDict_Contains(paths, number);
+        PyObject *frames = known == 0 ? mt_leaf_frames(c, s, found[i]) : NULL;
+        if (known < 0 || (known == 0 && (frames == NULL || PyDict_SetItem(paths, number, frames) < 0))) {
+            Py_XDECREF(number);
+            Py_CLEAR(leaves);
+        }
+        else {
+            PyList_SET_ITEM(leaves, i, number);
+        }
+        Py_XDECREF(frames);
+    }
+    PyMem_Free(found);
+    if (leaves == NULL || paths == NULL) {
+        Py_XDECREF(leaves);
+        Py_XDECREF(paths);
+        return NULL;
+    }
+    PyObject *res = PyTuple_Pack(2, leaves, paths);
+    Py_DECREF(leaves);
+    Py_DECREF(paths);
+    return res;
 }
 
 /* sample(type, n): the picked objects, for estimates of what the type holds. */
@@ -1468,8 +1501,9 @@ static PyMethodDef mt_capture_methods[] = {
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
      "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
-    {"leaves", (PyCFunction)MtCaptureCore_leaves, METH_VARARGS,
-     "leaves(type, objects) -> [leaf]: the call-tree node each object was allocated at (0: not followed)"},
+    {"allocation_paths", (PyCFunction)MtCaptureCore_allocation_paths, METH_VARARGS,
+     "allocation_paths(type, objects) -> ([leaf], {leaf: [(filename, lineno, function)] or None}): the call-tree "
+     "node each object was allocated at (0: not followed) and each node's frames, read together"},
     {"sample", (PyCFunction)MtCaptureCore_sample, METH_VARARGS,
      "sample(type, n) -> up to n live objects of a tracked type, spread over its table (running captures only)"},
     {"sizes", (PyCFunction)MtCaptureCore_sizes, METH_VARARGS,

@@ -128,8 +128,8 @@ class _Unbuilt:
     def path_of(self, cls: type, leaf: int):
         return None
 
-    def leaves(self, cls: type, objects: list) -> list[int]:
-        return [0] * len(objects)
+    def allocation_paths(self, cls: type, objects: list):
+        return [0] * len(objects), {}
 
     def statistics(self) -> dict:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
@@ -356,14 +356,11 @@ class Capture:
         if not isinstance(objects, list):
             raise TypeError(f"objects must be a list, got {type(objects).__name__}")
         self._flush_if_needed()
-        paths: dict[int, tuple[Frame, ...] | None] = {0: None}
-        found = []
-        for leaf in self._core.leaves(cls, objects):
-            if leaf not in paths:
-                frames = self._core.path_of(cls, leaf)
-                paths[leaf] = tuple(Frame(*frame) for frame in frames) if frames else None
-            found.append(paths[leaf])
-        return found
+        leaves, frames_of = self._core.allocation_paths(cls, objects)
+        paths: dict[int, tuple[Frame, ...] | None] = {
+            leaf: tuple(Frame(*frame) for frame in frames) if frames else None for leaf, frames in frames_of.items()
+        }
+        return [paths.get(leaf) for leaf in leaves]
 
     def allocation_path_counts(self, cls: type, objects: list[Any]) -> list[tuple[tuple[Frame, ...], int]]:
         """``allocation_paths`` counted: each call path that allocated some of
@@ -372,11 +369,12 @@ class Capture:
         if not isinstance(objects, list):
             raise TypeError(f"objects must be a list, got {type(objects).__name__}")
         self._flush_if_needed()
-        counted = collections.Counter(self._core.leaves(cls, objects))
+        leaves, frames_of = self._core.allocation_paths(cls, objects)
+        counted = collections.Counter(leaves)
         counted.pop(0, None)
         found = []
         for leaf, count in counted.most_common():
-            frames = self._core.path_of(cls, leaf)
+            frames = frames_of.get(leaf)
             if frames:
                 found.append((tuple(Frame(*frame) for frame in frames), count))
         return found

@@ -789,3 +789,51 @@ def test_allocation_paths_name_where_each_followed_object_was_made(capture):
         tracemalloc.stop()
     capture.stop()
     assert capture.allocation_paths(Order, here) == [None, None, None]
+
+
+def test_allocation_paths_read_while_another_thread_prunes_the_tree_name_the_right_line(capture):
+    """A read of the tree by another thread prunes it and numbers its nodes again;
+    the objects' leaves and their frames are read together, so a pruning cannot fall
+    between them and give a leaf another node's frames."""
+    capture.track(Order)
+    capture._analyse(Order, depth=1, sample_every=1, max_nodes=64)
+    capture.start()
+    names = {"Order": Order}
+
+    def made_at(line: int):
+        return compile("\n" * (line - 1) + "Order()", "<made>", "eval")
+
+    # 24 nodes before the kept objects' two, each keeping 5 Orders: as each lets go of
+    # its Orders, the next pruning drops it and numbers the kept objects' nodes down
+    below = [[eval(code, names) for _ in range(5)] for code in map(made_at, range(1, 25))]
+    kept = [Order() for _ in range(50)]  # ORDERS-KEPT-WHILE-PRUNED
+    kept += [Order() for _ in range(50)]  # MORE-ORDERS-KEPT-WHILE-PRUNED
+    expected = capture.allocation_paths(Order, kept)
+    assert [path[0].lineno for path in expected] == [line_of(__file__, "ORDERS-KEPT-WHILE-PRUNED")] * 50 + [
+        line_of(__file__, "MORE-ORDERS-KEPT-WHILE-PRUNED")
+    ] * 50
+    prunings = []
+
+    def let_go_and_prune() -> None:
+        lines = itertools.count(1000)
+        while below:
+            below.pop()
+            for code in map(made_at, itertools.islice(lines, 40)):  # (more allocations than it had: it goes)
+                for _ in range(10):
+                    eval(code, names)
+            prunings.append(capture._tree(Order)[1]["pruned_nodes"])
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # (the threads take turns as often as they can)
+    pruner = threading.Thread(target=let_go_and_prune)
+    wrong = 0
+    try:
+        pruner.start()
+        while pruner.is_alive():
+            if capture.allocation_paths(Order, kept) != expected:
+                wrong += 1
+    finally:
+        pruner.join()
+        sys.setswitchinterval(interval)
+    assert len(prunings) == 24 and prunings[0] > 0 and prunings == sorted(set(prunings))
+    assert wrong == 0
