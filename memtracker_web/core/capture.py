@@ -352,32 +352,30 @@ class Capture:
         follow (another type's, not picked by its sampling, allocated with no Python
         frame, or the capture stopped). A retention search tells this way which call
         paths the objects it looked at came from."""
-        _check_class(cls, "allocation_paths")
-        if not isinstance(objects, list):
-            raise TypeError(f"objects must be a list, got {type(objects).__name__}")
-        self._flush_if_needed()
-        leaves, frames_of = self._core.allocation_paths(cls, objects)
-        paths: dict[int, tuple[Frame, ...] | None] = {
-            leaf: tuple(Frame(*frame) for frame in frames) if frames else None for leaf, frames in frames_of.items()
-        }
+        leaves, paths = self._leaves_and_paths(cls, objects, "allocation_paths")
         return [paths.get(leaf) for leaf in leaves]
 
     def allocation_path_counts(self, cls: type, objects: list[Any]) -> list[tuple[tuple[Frame, ...], int]]:
         """``allocation_paths`` counted: each call path that allocated some of
         ``objects``, with how many (those the analysis of ``cls`` follows), most first."""
-        _check_class(cls, "allocation_path_counts")
+        leaves, paths = self._leaves_and_paths(cls, objects, "allocation_path_counts")
+        framed = {leaf: path for leaf, path in paths.items() if path}
+        counted = collections.Counter(leaf for leaf in leaves if leaf in framed)
+        return [(framed[leaf], count) for leaf, count in counted.most_common()]
+
+    def _leaves_and_paths(
+        self, cls: type, objects: list[Any], caller: str
+    ) -> tuple[list[int], dict[int, tuple[Frame, ...] | None]]:
+        """The call-tree leaf of each of ``objects`` (0: not followed) and each leaf's
+        frames, read in one call (a pruning between two would number the nodes again)."""
+        _check_class(cls, caller)
         if not isinstance(objects, list):
             raise TypeError(f"objects must be a list, got {type(objects).__name__}")
         self._flush_if_needed()
         leaves, frames_of = self._core.allocation_paths(cls, objects)
-        counted = collections.Counter(leaves)
-        counted.pop(0, None)
-        found = []
-        for leaf, count in counted.most_common():
-            frames = frames_of.get(leaf)
-            if frames:
-                found.append((tuple(Frame(*frame) for frame in frames), count))
-        return found
+        return leaves, {
+            leaf: tuple(Frame(*frame) for frame in frames) if frames else None for leaf, frames in frames_of.items()
+        }
 
     def live_bytes(self, cls: type, sample: int = 64) -> tuple[int, int] | None:
         """An estimate of the memory the live objects of ``cls`` take themselves:

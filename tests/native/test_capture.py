@@ -791,6 +791,7 @@ def test_allocation_paths_name_where_each_followed_object_was_made(capture):
     assert capture.allocation_paths(Order, here) == [None, None, None]
 
 
+@requires_engine
 def test_allocation_paths_read_while_another_thread_prunes_the_tree_name_the_right_line(capture):
     """A read of the tree by another thread prunes it and numbers its nodes again;
     the objects' leaves and their frames are read together, so a pruning cannot fall
