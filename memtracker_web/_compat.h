@@ -123,6 +123,24 @@
 #  endif
 #endif
 
+/* The clock time.monotonic() reads, in nanoseconds: a retention search's deadline
+ * is a time.monotonic() value. (PyTime_MonotonicRaw, public from 3.13; before, the
+ * function it replaced.) */
+#if PY_VERSION_HEX >= 0x030D0000
+static inline int64_t
+mt_monotonic_ns(void)
+{
+    PyTime_t now;
+    return PyTime_MonotonicRaw(&now) == 0 ? (int64_t)now : INT64_MAX;
+}
+#else
+static inline int64_t
+mt_monotonic_ns(void)
+{
+    return (int64_t)_PyTime_GetMonotonicClock();
+}
+#endif
+
 /* Functions only the hook calls: unused (but kept compiling) without a tracer. */
 #if !MT_HAVE_TRACER && defined(__GNUC__)
 #  define MT_HOOK_ONLY static __attribute__((unused))

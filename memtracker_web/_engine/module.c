@@ -351,6 +351,9 @@ static PyMethodDef mt_methods[] = {
      "referrers(objects, ignored=None) -> list: the objects the collector tracks that refer to any item of the "
      "list objects (not the list itself, nor an object whose id is in ignored), in one pass over them; and the "
      "untracked containers below them that hold an item no tracked object holds."},
+    {"referrers_until", mt_referrers_until, METH_VARARGS,
+     "referrers_until(objects, ignored, deadline) -> (list, complete): referrers(), its passes over the heap "
+     "stopped at deadline (a time.monotonic() value); complete is False when they stopped there"},
     {"clear_type_cache", mt_clear_type_cache, METH_NOARGS,
      "clear_type_cache(): let go of the attribute names CPython's type attribute cache holds (PyType_ClearCache)."},
     {NULL, NULL, 0, NULL},

@@ -221,6 +221,17 @@ def referrers(objects: list[Any], ignored: Iterable[int] | None = None) -> list[
     return walk(objects, ignored) if walk is not None else None
 
 
+def referrers_until(
+    objects: list[Any], ignored: Iterable[int] | None, deadline: float
+) -> tuple[list[Any], bool] | None:
+    """``referrers``, its passes over the heap stopped at ``deadline`` (a
+    ``time.monotonic()`` value), with whether they ran to their end (False: the
+    referrers found before are referrers, others were not looked for); or None where
+    the extension is not loaded. A pass holds the GIL for the whole heap."""
+    walk = getattr(_tracker, "referrers_until", None) if _tracker is not None else None
+    return walk(objects, ignored, deadline) if walk is not None else None
+
+
 def clear_type_cache() -> None:
     """Let go of the attribute names CPython's type attribute cache keeps alive (a
     reference from C that no search sees; see the extension's ``clear_type_cache``).

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from ..core.engine import REFERRERS_SEE_FROZEN, referrers, running_frames
+from ..core.engine import REFERRERS_SEE_FROZEN, referrers_until, running_frames
 from ..core.naming import is_python_class, type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
@@ -710,15 +710,17 @@ class _Mark:
 _MARK = _Mark()
 
 
-def _referrers_of(frontier: list[Any], ours: set[int]) -> list[Any]:
+def _referrers_of(frontier: list[Any], ours: set[int], deadline: float) -> tuple[list[Any], bool]:
     """What refers to an object of ``frontier``, but the search's own containers (the
     ids ``ours``): what the collector sees, and with the extension the untracked
-    containers holding an object nothing else holds."""
-    found = referrers(frontier, ours)
-    if found is None:
+    containers holding an object nothing else holds; and whether all of it was looked
+    for (False: the extension's passes stopped at ``deadline``, a ``time.monotonic()``
+    value, and what they found is a part)."""
+    walked = referrers_until(frontier, ours, deadline)
+    if walked is None:
         # (without our call's own argument tuple, which refers to the whole frontier)
-        found = [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)]
-    return found
+        return [r for r in gc.get_referrers(_MARK, *frontier) if not _is_call_arguments(r)], True
+    return walked
 
 
 def _is_call_arguments(holder: Any) -> bool:
@@ -1030,7 +1032,7 @@ class _Search:
                 depth += 1
                 wanted = {id(o) for o in frontier}
                 strings = any(_is(o, str) for o in frontier)
-                found = _referrers_of(frontier, ours)
+                found, complete = _referrers_of(frontier, ours, self.deadline)
                 following: list[Any] = []
                 keep += (frontier, found, following)
                 ours.update((id(frontier), id(found), id(following)))
@@ -1059,6 +1061,9 @@ class _Search:
                         self.stopped = f"more than {MAX_FRONTIER} referrers at one level"
                         break
                 frontier = following
+                if not complete and not self.stopped:
+                    # (the pass stopped at the deadline: what it found holds, the rest is unknown)
+                    self.stopped = "time budget spent"
                 if self.stopped:
                     break
                 if self.roots and self.patience is None:

@@ -15,6 +15,7 @@ import functools
 import gc
 import sys
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -198,6 +199,35 @@ def test_the_callers_own_containers_are_ignored_by_id():
     # ours is no answer, and what it holds does not count as held: the tuple is found
     assert not any(r is ours for r in found) and any(r is theirs[0] for r in found)
     assert {id(r) for r in engine.referrers([text], [])} == {id(r) for r in engine.referrers([text], None)}
+
+
+def test_referrers_until_a_deadline_stops_its_passes_there_and_says_so():
+    target = Node()
+    holders = [[target], {"k": target}, (target, Node())]
+    # (well before the deadline: the same answers, complete)
+    found, complete = engine.referrers_until([target], None, time.monotonic() + 60)
+    assert complete is True
+    assert {id(r) for r in found} == {id(r) for r in engine.referrers([target])} >= {id(h) for h in holders}
+    # a deadline passed: the first pass stops at its first object and says so
+    assert engine.referrers_until([target], None, time.monotonic() - 1) == ([], False)
+    # a str only an untracked tuple holds: the second pass, not reached either
+    text = "".join(["only-in-", "an-untracked-tuple"])
+    inside = [(text, 1.5)]
+    gc.collect()  # (before 3.14 a tuple is untracked by a collection)
+    assert not gc.is_tracked(inside[0])
+    assert [r for r in engine.referrers_until([text], None, time.monotonic() + 60)[0] if r is inside[0]] == [inside[0]]
+    assert engine.referrers_until([text], None, 0.0) == ([], False)
+    assert engine.referrers_until([], None, 0.0) == ([], True)  # (nothing to look for: no pass)
+    # its ignored ids and its checks are referrers()'
+    assert engine.referrers_until([target], {id(h) for h in holders}, time.monotonic() + 60)[0] == [
+        r for r in engine.referrers([target]) if id(r) not in {id(h) for h in holders}
+    ]
+    with pytest.raises(ValueError, match="referrers_until\\(\\)'s deadline is NaN"):
+        _tracker.referrers_until([target], None, float("nan"))
+    with pytest.raises(TypeError, match="must be real number, not str"):
+        _tracker.referrers_until([target], None, "soon")
+    with pytest.raises(TypeError, match="referrers\\(\\) takes a list of objects, not tuple"):
+        _tracker.referrers_until((target,), None, 1e9)
 
 
 def test_empty_and_wrong_arguments():

@@ -255,10 +255,10 @@ def test_one_search_at_a_time(monkeypatch):
     entered, release = threading.Event(), threading.Event()
     real = retention._referrers_of
 
-    def slow(frontier, ours):
+    def slow(frontier, ours, deadline):
         entered.set()
         release.wait(10)
-        return real(frontier, ours)
+        return real(frontier, ours, deadline)
 
     errors = []
 
@@ -425,7 +425,7 @@ def test_strs_kept_as_the_keys_of_a_dict_are_held_by_it(monkeypatch):
         assert (result["objects"], result["hidden"], result["unreachable"], result["unresolved"]) == (4, 0, 0, 0)
         assert not any(key in str(result) for key in SESSIONS)
         # without the extension (gc.get_referrers), as before: something hides them
-        monkeypatch.setattr(retention, "referrers", lambda objects, ignored=None: None)
+        monkeypatch.setattr(retention, "referrers_until", lambda objects, ignored, deadline: None)
         without = find_retainers(list(SESSIONS))
         assert (without["chains"], without["hidden"]) == ([], 4)
     finally:
@@ -464,7 +464,7 @@ def test_attribute_names_kept_by_an_object_or_a_class_are_its_keys():
 
 def test_after_gc_freeze_what_cannot_be_followed_is_unresolved_not_hidden(monkeypatch):
     # gc.get_referrers, which skips frozen objects
-    monkeypatch.setattr(retention, "referrers", lambda objects, ignored=None: None)
+    monkeypatch.setattr(retention, "referrers_until", lambda objects, ignored, deadline: None)
     monkeypatch.setattr(retention, "REFERRERS_SEE_FROZEN", False)
     HOARD[:] = [Order() for _ in range(3)]
     gc.freeze()
@@ -490,11 +490,37 @@ def test_after_gc_freeze_the_extension_still_follows_chains_through_frozen_objec
         HOARD.clear()
 
 
+@pytest.mark.skipif(engine.referrers([]) is None, reason="the C extension is not loaded here")
+def test_a_level_whose_pass_the_deadline_stopped_is_the_budget_spent_not_a_heap_seen_whole(monkeypatch):
+    # the pass over the heap stops at the search's deadline (here: before the level's
+    # first object); what it did not look at is unknown, not "unreachable"
+    HOARD[:] = [Order() for _ in range(3)]
+    real = retention.referrers_until
+    levels = []
+
+    def late(objects, ignored, deadline):
+        levels.append(len(objects))
+        return real(objects, ignored, 0.0 if len(levels) == 2 else deadline)
+
+    monkeypatch.setattr(retention, "referrers_until", late)
+    try:
+        result = find_retainers([*HOARD, Order()])  # (one that only the search holds)
+        assert levels == [4, 1]  # (the list holding three, stopped looking for what holds it)
+        assert (result["stopped"], result["unresolved"], result["unreachable"], result["chains"]) == (
+            "time budget spent",
+            4,
+            0,
+            [],
+        )
+    finally:
+        HOARD.clear()
+
+
 def test_the_search_without_the_extension_finds_the_same_chains(monkeypatch):
     HOARD[:] = [Order() for _ in range(4)]
     try:
         with_extension = find_retainers(list(HOARD))
-        monkeypatch.setattr(retention, "referrers", lambda objects, ignored=None: None)
+        monkeypatch.setattr(retention, "referrers_until", lambda objects, ignored, deadline: None)
         without = find_retainers(list(HOARD))
         expected = [{"chain": f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order", "count": 4}]
         assert with_extension["chains"] == without["chains"] == expected
