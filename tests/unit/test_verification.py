@@ -20,6 +20,7 @@ import time
 import types
 import weakref
 from array import array
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -1163,24 +1164,34 @@ def render_page(n: int) -> bytearray:
 _kept_pages: list = []
 
 
+def _requests_until_a_report(m: MemoryMonitor, request: Callable[[int, int], object], samples: int = 20) -> tuple:
+    """``request(sample, k)`` for 40 requests a sample, then the sample, until a report
+    or ``samples`` samples: the reports and the last sample's number."""
+    reports: list = []
+    for sample in range(samples):
+        for k in range(40):
+            request(sample, k)
+        reports += m.sample()
+        if reports:
+            break
+    return reports, sample
+
+
 def _pages_beside_a_cache(m: MemoryMonitor, keep_last: int | None, samples: int = 20) -> tuple:
     """Each of 40 requests a sample renders two pages into a bounded cache (two new
     bytearrays) and keeps one more in a module list (only its last ``keep_last``
     when given, a list that turns over), until a report: the reports and the sample."""
     found_by_watch_all(m, bytearray)
-    reports: list = []
-    for sample in range(samples):
-        for k in range(40):
-            n = 80 * sample + 2 * k
-            render_page(n)
-            render_page(n + 1)
-            _kept_pages.append(bytearray(3))  # KEPT-PAGE-LINE
-            if keep_last is not None and len(_kept_pages) > keep_last:
-                del _kept_pages[0]
-        reports += m.sample()
-        if reports:
-            break
-    return reports, sample
+
+    def page_request(sample: int, k: int) -> None:
+        n = 80 * sample + 2 * k
+        render_page(n)
+        render_page(n + 1)
+        _kept_pages.append(bytearray(3))  # KEPT-PAGE-LINE
+        if keep_last is not None and len(_kept_pages) > keep_last:
+            del _kept_pages[0]
+
+    return _requests_until_a_report(m, page_request, samples)
 
 
 @requires_engine
@@ -1203,7 +1214,9 @@ def test_a_leak_beside_a_bounded_cache_filling_faster_is_reported_once_its_globa
             f" samples beside functools.lru_cache {__name__}.render_page ("
         ), state.verdict
         assert state.verdict.endswith("), a cache with a size bound that holds others of its new objects")
-        assert reports[0]["top_paths"][0]["path"][0] == f"{HERE}:{line_of('KEPT-PAGE-LINE')} in _pages_beside_a_cache"
+        assert reports[0]["top_paths"][0]["path"][0] == (
+            f"{HERE}:{line_of('KEPT-PAGE-LINE')} in _pages_beside_a_cache.<locals>.page_request"
+        )
         assert sample == 5, sample  # (searched at the 2nd, read again at the 3rd to 5th, reported at the 6th)
     finally:
         render_page.cache_clear()
@@ -1226,14 +1239,8 @@ def test_a_leak_made_inside_a_cached_function_is_reported_after_a_bounded_wait(v
     m = verifying_monitor
     found_by_watch_all(m, bytearray)
     state = m._types[id(bytearray)]
-    reports: list = []
     try:
-        for sample in range(20):
-            for k in range(40):
-                render_and_keep(40 * sample + k)
-            reports += m.sample()
-            if reports:
-                break
+        reports, _ = _requests_until_a_report(m, lambda sample, k: render_and_keep(40 * sample + k))
         assert reports, state.verdict
         assert state.verdict.startswith(f"kept by {__name__}._kept_pages -> builtins.list[i] -> builtins.bytearray")
         assert m._samples - state.analysis_since == monitor_module.CACHE_PATHS_WAIT, (m._samples, state.analysis_since)
@@ -1312,16 +1319,14 @@ def test_a_leak_of_ints_beside_a_cache_of_ints_its_callers_made_is_reported_at_i
     m = verifying_monitor
     found_by_watch_all(m, int)
     state = m._types[id(int)]
-    reports: list = []
+
+    def request(sample: int, k: int) -> None:
+        make_keys(80 * sample + 2 * k)
+        if k % 2 == 0:
+            _kept_ints.append((80 * sample + k) * 7777777)  # KEPT-INT-LINE
+
     try:
-        for sample in range(20):
-            for k in range(40):
-                make_keys(80 * sample + 2 * k)
-                if k % 2 == 0:
-                    _kept_ints.append((80 * sample + k) * 7777777)  # KEPT-INT-LINE
-            reports += m.sample()
-            if reports:
-                break
+        reports, _ = _requests_until_a_report(m, request)
         assert [r["type"] for r in reports] == ["builtins.int"], state.verdict
         assert state.verdict.startswith(f"kept by {__name__}._kept_ints -> builtins.list[i] -> builtins.int"), (
             state.verdict
