@@ -367,11 +367,12 @@ class Capture:
         self, cls: type, objects: list[Any], caller: str
     ) -> tuple[list[int], dict[int, tuple[Frame, ...] | None]]:
         """The call-tree leaf of each of ``objects`` (0: not followed) and each leaf's
-        frames, read in one call (a pruning between two would number the nodes again)."""
+        frames, read in one call (a pruning between two would number the nodes again).
+        No pending callback runs here: the caller holds ``objects`` (a search's, a
+        cache's keys), and a callback is code of the app's, which may wait on them."""
         _check_class(cls, caller)
         if not isinstance(objects, list):
             raise TypeError(f"objects must be a list, got {type(objects).__name__}")
-        self._flush_if_needed()
         leaves, frames_of = self._core.allocation_paths(cls, objects)
         return leaves, {
             leaf: tuple(Frame(*frame) for frame in frames) if frames else None for leaf, frames in frames_of.items()

@@ -792,6 +792,31 @@ def test_allocation_paths_name_where_each_followed_object_was_made(capture):
 
 
 @requires_engine
+def test_allocation_paths_run_no_pending_callback(capture):
+    # (in a thread of its own, as the monitor's: the main thread's pending call, which
+    # also delivers them, runs only in the main thread)
+    seen = []
+    capture.track(Order, callback=lambda cls, event, data: seen.append(event))
+    capture._analyse(Order, depth=2, sample_every=1, max_nodes=100)
+    capture.start()
+    read = []
+
+    def make_and_read() -> None:
+        orders = list(itertools.starmap(Order, itertools.repeat((), 3)))  # (from C: no safe point)
+        read.append((capture._core.pending(), capture.allocation_path_counts(Order, orders), len(seen)))
+        read.append(capture.allocation_paths(Order, orders))
+
+    worker = threading.Thread(target=make_and_read)
+    worker.start()
+    worker.join()
+    (pending, counts, delivered), paths = read
+    assert (pending, delivered) == (3, 0)
+    assert [count for _, count in counts] == [3] and paths == [counts[0][0]] * 3
+    capture.flush()
+    assert seen == ["new"] * 3 + ["free"] * 3  # (the thread ended: its orders died)
+
+
+@requires_engine
 def test_allocation_paths_read_while_another_thread_prunes_the_tree_name_the_right_line(capture):
     """A read of the tree by another thread prunes it and numbers its nodes again;
     the objects' leaves and their frames are read together, so a pruning cannot fall
