@@ -241,9 +241,10 @@ def clear_type_cache() -> None:
         clear()
 
 
-# Whether ``referrers`` also looks at what ``gc.freeze()`` set aside (the extension
-# on CPython 3.12.10+, 3.13.3+ and 3.14+), which ``gc.get_referrers`` never does.
-REFERRERS_SEE_FROZEN = bool(getattr(_tracker, "referrers", None) and _tracker.REFERRERS_SEE_FROZEN)
+# Whether ``referrers`` and ``referrers_until`` (which searches use) also look at what
+# ``gc.freeze()`` set aside (the extension on CPython 3.12.10+, 3.13.3+ and 3.14+), which
+# ``gc.get_referrers`` never does.
+REFERRERS_SEE_FROZEN = bool(getattr(_tracker, "referrers_until", None) and _tracker.REFERRERS_SEE_FROZEN)
 
 
 def interpreter() -> str:

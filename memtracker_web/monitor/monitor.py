@@ -1615,7 +1615,8 @@ class MemoryMonitor:
         """Verify the types waiting for it (see _judge), all from one retention search:
         each level of a search asks the collector once about every object it looks
         for, so one search for all costs about as much as one for a single type, and
-        VERIFY_BUDGET seconds at most (checked between levels). No app thread runs while
+        VERIFY_BUDGET seconds at most (checked between levels and inside a level's passes
+        over the heap; see find_retainers). No app thread runs while
         it holds their objects, for up to HOLD_OFF_INTERVAL (see
         ``app_threads_held_off``); only types with objects to search start it."""
         if not self.tracker.capture.can_sample:

@@ -230,6 +230,36 @@ def test_referrers_until_a_deadline_stops_its_passes_there_and_says_so():
         _tracker.referrers_until((target,), None, 1e9)
 
 
+def test_referrers_until_stops_its_second_pass_inside_one_large_holder():
+    # a str a tracked list holds (the first pass finds it), and two strs each only an
+    # untracked tuple holds, the first and the last of 300,001 in one tracked list: the
+    # first pass reads the list's references, the second looks into each tuple's 40
+    # (tens of times as long; a list's references are visited last first), and a
+    # deadline that falls among them stops it there, the last tuple found, the first not
+    held = "".join(["held-by-", "a-list"])
+    holder = [held]
+    records = [("".join(["in-the-", "first-tuple"]), 1.5)] + [(k % 100,) * 40 for k in range(300_000)]
+    records.append(("".join(["in-the-", "last-tuple"]), 1.5))
+    gc.collect()  # (before 3.14 a tuple is untracked by a collection)
+    assert not gc.is_tracked(records[0]) and not gc.is_tracked(records[-1])
+    wanted = [held, records[0][0], records[-1][0]]
+    found, complete = engine.referrers_until(wanted, None, time.monotonic() + 60)
+    assert complete is True and {id(holder), id(records[0]), id(records[-1])} <= {id(r) for r in found}
+    del found  # (a tracked list holding the tuples: the next passes would find them there first)
+    outcomes = []
+    budget = 1e-4
+    while budget < 60:  # (doubling: a deadline lands among the tuples, tens of times the first pass)
+        found, complete = engine.referrers_until(wanted, None, time.monotonic() + budget)
+        ids = {id(r) for r in found}
+        del found
+        outcomes.append((id(holder) in ids, id(records[-1]) in ids, id(records[0]) in ids, complete))
+        if complete:
+            break
+        budget *= 2
+    assert outcomes[-1] == (True, True, True, True)
+    assert (True, True, False, False) in outcomes, repr(outcomes)  # stopped inside the list's tuples
+
+
 def test_empty_and_wrong_arguments():
     assert engine.referrers([]) == []
     with pytest.raises(TypeError, match="referrers\\(\\) takes a list of objects, not tuple"):
