@@ -123,6 +123,14 @@
 #  endif
 #endif
 
+/* A dict, or from 3.15 a frozendict (no subclass of dict): both keep keys their
+ * tp_traverse does not show when they are strs. */
+#if defined(PyAnyDict_Check)
+#  define MT_ANY_DICT_CHECK(op) PyAnyDict_Check(op)
+#else
+#  define MT_ANY_DICT_CHECK(op) PyDict_Check(op)
+#endif
+
 /* The clock time.monotonic() reads, in nanoseconds: a retention search's deadline
  * is a time.monotonic() value. (PyTime_MonotonicRaw, public from 3.13; before, the
  * function it replaced.) */

@@ -82,7 +82,7 @@ mt_referrers_match(PyObject *referent, void *arg)
     return referent != NULL && mt_pm_get(&search->wanted, (uintptr_t)referent, &unused);
 }
 
-/* visit(key, arg) for each key of a dict, until one returns nonzero (returned).
+/* visit(key, arg) for each key of a dict (or a frozendict), until one returns nonzero (returned).
  * A dict whose keys are all strs does not visit them in its tp_traverse (a str
  * refers to nothing, so it can be in no cycle): a leak of strs kept as the keys of
  * a module's dict (CACHE[f"session-{n}"] = value) had no referrer a search could
@@ -141,7 +141,7 @@ mt_referrers_visit(PyObject *op, void *arg)
         return 1;
     }
     if (!Py_TYPE(op)->tp_traverse(op, mt_referrers_match, search)
-        && !(search->strings && PyDict_Check(op) && mt_visit_dict_keys(op, mt_referrers_match, search))) {
+        && !(search->strings && MT_ANY_DICT_CHECK(op) && mt_visit_dict_keys(op, mt_referrers_match, search))) {
         return 1;
     }
     return mt_referrers_keep(search, op);
@@ -215,7 +215,7 @@ mt_referrers_look_into(MtReferrers *search, PyObject *container, int depth)
     }
     MtInside inside = {search, depth, 0};
     Py_TYPE(container)->tp_traverse(container, mt_referrers_inside_visit, &inside);
-    if (!inside.holds && search->unheld_strings && PyDict_Check(container)) {
+    if (!inside.holds && search->unheld_strings && MT_ANY_DICT_CHECK(container)) {
         mt_visit_dict_keys(container, mt_referrers_inside_visit, &inside);
     }
     if (inside.holds && !search->out_of_memory && !mt_referrers_keep(search, container)) {
@@ -379,7 +379,7 @@ mt_referrers_search(PyObject *objects, PyObject *ignored, const double *deadline
         for (size_t i = 0; i < search.count && search.unheld.used; i++) {
             PyObject *holder = search.found[i];
             Py_TYPE(holder)->tp_traverse(holder, mt_referrers_mark, &search);
-            if (search.unheld_strings && PyDict_Check(holder)) {
+            if (search.unheld_strings && MT_ANY_DICT_CHECK(holder)) {
                 mt_visit_dict_keys(holder, mt_referrers_mark, &search);
             }
         }

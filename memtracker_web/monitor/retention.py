@@ -22,6 +22,7 @@ a list or tuple position is ``[i]``, an object kept as a dict's key ``dict(a key
 
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import gc
@@ -269,8 +270,15 @@ def _is(holder: Any, kind: type | tuple[type, ...]) -> bool:
     return issubclass(type(holder), kind)
 
 
-def _dict_items(holder: dict) -> Any:
-    return dict.items(holder)  # not a subclass's items(), which is the app's code
+# From 3.15 a frozendict, no subclass of dict, keeps keys as a dict does: the collector
+# is not shown its str keys either (see _held_of).
+_FROZENDICT: Any = getattr(builtins, "frozendict", None)
+_DICTS: tuple[type, ...] = (dict,) if _FROZENDICT is None else (dict, _FROZENDICT)
+
+
+def _dict_items(holder: Any) -> Any:
+    """A dict's or a frozendict's items; not a subclass's items(), which is the app's code."""
+    return (dict.items if _is(holder, dict) else _FROZENDICT.items)(holder)
 
 
 def _own_dict(holder: Any) -> Any:
@@ -297,7 +305,7 @@ def _edge(holder: Any, held: Any) -> str:
 
 
 def _edge_of(holder: Any, held: Any) -> str:
-    if _is(holder, dict):
+    if _is(holder, _DICTS):
         for key, value in _dict_items(holder):
             if value is held:
                 return f"[{key!r}]" if _is_word_key(key) else "[key]"
@@ -695,10 +703,10 @@ def _held_of(holder: Any, wanted: set[int], strings: bool) -> list[Any]:
     kept as the keys of a module's dict (``CACHE[f"session-{n}"] = ...``) had no
     holder, and were reported as kept by something the search did not reach."""
     held = [o for o in gc.get_referents(holder) if id(o) in wanted]
-    if strings and _is(holder, dict):
+    if strings and _is(holder, _DICTS):
         ids = {id(o) for o in held}
         # (list(): one C call, which no other thread's change to the dict can break)
-        held += [key for key in list(dict.keys(holder)) if id(key) in wanted and id(key) not in ids]
+        held += [key for key, _ in list(_dict_items(holder)) if id(key) in wanted and id(key) not in ids]
     return held
 
 

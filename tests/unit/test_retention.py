@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import functools
@@ -514,6 +515,28 @@ def test_a_level_whose_pass_the_deadline_stopped_is_the_budget_spent_not_a_heap_
         )
     finally:
         HOARD.clear()
+
+
+_FROZEN: list = []
+
+
+@pytest.mark.skipif(not hasattr(builtins, "frozendict"), reason="frozendict arrived in CPython 3.15")
+@pytest.mark.skipif(engine.referrers([]) is None, reason="the C extension is not loaded here")
+def test_strs_kept_as_the_keys_of_frozendicts_have_their_chain():
+    # a frozendict (no subclass of dict) shows the collector none of its str keys either
+    _FROZEN[:] = [builtins.frozendict({"".join(["session-", str(n)]): n * 0.5}) for n in range(6)]
+    try:
+        keys = [next(iter(frozen)) for frozen in _FROZEN]
+        result = find_retainers(keys)
+        assert result["chains"] == [
+            {"chain": f"{MOD}._FROZEN -> builtins.list[i] -> builtins.frozendict(a key) -> builtins.str", "count": 6}
+        ]
+        values = find_retainers([frozen[key] for frozen, key in zip(_FROZEN, keys, strict=True)])
+        assert values["chains"] == [
+            {"chain": f"{MOD}._FROZEN -> builtins.list[i] -> builtins.frozendict[key] -> builtins.float", "count": 6}
+        ]
+    finally:
+        _FROZEN.clear()
 
 
 def test_the_search_without_the_extension_finds_the_same_chains(monkeypatch):
