@@ -28,6 +28,10 @@
  *   MT_RUNTIME_GC_VISITS_FROZEN(v)  the running CPython's PyUnstable_GC_VisitObjects
  *                          also visits what gc.freeze() set aside (3.12.10+,
  *                          3.13.3+, 3.14+: gh-131740)
+ *   MT_ANY_DICT_CHECK(op)  a dict, or an exact frozendict (3.15+): str keys its
+ *                          tp_traverse does not show
+ *   mt_monotonic_ns()      the clock time.monotonic() reads, in nanoseconds
+ *                          (PyTime_MonotonicRaw from 3.13, before its private twin)
  *
  * Platform and compiler differences too:
  *   MT_HAVE_PTHREAD        pthreads and sched_yield (the self-test's thread)
@@ -124,9 +128,10 @@
 #endif
 
 /* A dict, or from 3.15 a frozendict (no subclass of dict): both keep keys their
- * tp_traverse does not show when they are strs. */
-#if defined(PyAnyDict_Check)
-#  define MT_ANY_DICT_CHECK(op) PyAnyDict_Check(op)
+ * tp_traverse does not show when they are strs. (An exact frozendict: a search asks
+ * this of every object the collector tracks, and a subtype test walks the MRO.) */
+#if defined(PyFrozenDict_CheckExact)
+#  define MT_ANY_DICT_CHECK(op) (PyDict_Check(op) || PyFrozenDict_CheckExact(op))
 #else
 #  define MT_ANY_DICT_CHECK(op) PyDict_Check(op)
 #endif

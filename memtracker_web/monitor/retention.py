@@ -281,6 +281,11 @@ def _dict_items(holder: Any) -> Any:
     return (dict.items if _is(holder, dict) else _FROZENDICT.items)(holder)
 
 
+def _dict_keys(holder: Any) -> Any:
+    """A dict's or a frozendict's keys (as _dict_items)."""
+    return (dict.keys if _is(holder, dict) else _FROZENDICT.keys)(holder)
+
+
 def _own_dict(holder: Any) -> Any:
     """An instance's __dict__, without running the app's __getattr__ or
     __getattribute__ (a property its class names ``__dict__`` would still run); None
@@ -444,7 +449,7 @@ def _through_others(path: list[Any]) -> bool:
     return whose == _OTHERS
 
 
-_PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
+_PLAIN_CONTAINERS = (list, tuple, *_DICTS, set, frozenset, collections.deque)
 # Those whose len() grows as the app adds to them (exactly these types: a subclass's
 # __len__ is the app's code)
 _GROWABLE_GLOBALS = (list, dict, set, collections.deque)
@@ -706,7 +711,7 @@ def _held_of(holder: Any, wanted: set[int], strings: bool) -> list[Any]:
     if strings and _is(holder, _DICTS):
         ids = {id(o) for o in held}
         # (list(): one C call, which no other thread's change to the dict can break)
-        held += [key for key, _ in list(_dict_items(holder)) if id(key) in wanted and id(key) not in ids]
+        held += [key for key in list(_dict_keys(holder)) if id(key) in wanted and id(key) not in ids]
     return held
 
 

@@ -978,11 +978,11 @@ def test_an_interval_the_app_saved_mid_block_and_restored_after_is_put_back():
 def test_an_interval_already_as_long_is_left_and_the_block_does_not_wait(seconds):
     import time
 
-    interval = sys.getswitchinterval()
     # The last block run here (another test's) left its raised interval to look for once
     # (restore_a_switch_interval_left_raised): HOLD_OFF_INTERVAL set now would look like
     # the app restoring a value it saved mid-block, and be put back to what that block found.
     retention.restore_a_switch_interval_left_raised()
+    interval = sys.getswitchinterval()
     try:
         sys.setswitchinterval(seconds)  # (0.05 reads back as 0.0499...: as long all the same)
         before = sys.getswitchinterval()
