@@ -442,6 +442,73 @@ mt_referrers_until(PyObject *Py_UNUSED(self), PyObject *args)
     return result;
 }
 
+/* held_by(holder, objects, keys) -> list: the items of the list `objects` that
+ * holder refers to (as its tp_traverse shows; with keys, a dict's or frozendict's
+ * keys too), each once, in the order met. A search's step from a holder to what it
+ * holds: in Python, gc.get_referents(holder) and a test of each, 96 ms for a list
+ * of a million (a long-running leak's), where the objects looked for are a few. */
+typedef struct {
+    MtPtrMap wanted;        /* the objects looked for, taken out once met */
+    PyObject **met;         /* strong references, taken as met (Py_INCREF makes nothing) */
+    size_t count;
+} MtHeldBy;
+
+static int
+mt_held_by_visit(PyObject *referent, void *arg)
+{
+    MtHeldBy *held = (MtHeldBy *)arg;
+    if (referent != NULL && mt_pm_pop(&held->wanted, (uintptr_t)referent, NULL)) {
+        held->met[held->count++] = Py_NewRef(referent);     /* (at most one per object looked for) */
+    }
+    return held->wanted.used == 0;  /* every one met: stop */
+}
+
+static PyObject *
+mt_held_by(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *holder, *objects;
+    int keys;
+    if (!PyArg_ParseTuple(args, "OO!p:held_by", &holder, &PyList_Type, &objects, &keys)) {
+        return NULL;
+    }
+    MtHeldBy held;
+    memset(&held, 0, sizeof(held));
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    held.met = (PyObject **)PyMem_Malloc((n > 0 ? (size_t)n : 1) * sizeof(PyObject *));
+    if (held.met == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (mt_pm_put(&held.wanted, (uintptr_t)PyList_GET_ITEM(objects, i), 0, NULL) < 0) {
+            mt_pm_free(&held.wanted);
+            PyMem_Free(held.met);
+            return PyErr_NoMemory();
+        }
+    }
+    /* (nothing is made while the holder is traversed: `met` is raw memory; before
+     * 3.12 making the list below may run a collection, and finalisers, hence the
+     * references taken) */
+    traverseproc traverse = Py_TYPE(holder)->tp_traverse;
+    if (held.wanted.used && traverse != NULL && PyObject_IS_GC(holder)) {
+        traverse(holder, mt_held_by_visit, &held);
+    }
+    if (keys && held.wanted.used && MT_ANY_DICT_CHECK(holder)) {
+        mt_visit_dict_keys(holder, mt_held_by_visit, &held);
+    }
+    mt_pm_free(&held.wanted);
+    PyObject *result = PyList_New((Py_ssize_t)held.count);
+    for (size_t i = 0; i < held.count; i++) {
+        if (result != NULL) {
+            PyList_SET_ITEM(result, (Py_ssize_t)i, held.met[i]);   /* the reference moves into the list */
+        }
+        else {
+            Py_DECREF(held.met[i]);
+        }
+    }
+    PyMem_Free(held.met);
+    return result;
+}
+
 /* clear_type_cache(): let go of the attribute names CPython's type attribute
  * cache holds. Each of its 4,096 entries keeps a strong reference to the last name
  * looked up there (type_cache_entry.name), a reference no collector pass sees: a

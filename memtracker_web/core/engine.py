@@ -232,6 +232,15 @@ def referrers_until(
     return walk(objects, ignored, deadline) if walk is not None else None
 
 
+def held_by(holder: Any, objects: list[Any], keys: bool) -> list[Any] | None:
+    """The items of ``objects`` that ``holder`` refers to (what ``gc.get_referents``
+    shows; with ``keys``, a dict's or frozendict's keys too), each once; or None where
+    the extension is not loaded. One C pass over the holder's references, however many
+    it has, where a test of each in Python takes 96 ms for a list of a million."""
+    walk = getattr(_tracker, "held_by", None) if _tracker is not None else None
+    return walk(holder, objects, keys) if walk is not None else None
+
+
 def clear_type_cache() -> None:
     """Let go of the attribute names CPython's type attribute cache keeps alive (a
     reference from C that no search sees; see the extension's ``clear_type_cache``).

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from ..core.engine import REFERRERS_SEE_FROZEN, referrers_until, running_frames
+from ..core.engine import REFERRERS_SEE_FROZEN, held_by, referrers_until, running_frames
 from ..core.naming import is_python_class, type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
@@ -701,12 +701,25 @@ def _cache_parts(cache: Any) -> set[int]:
     return parts
 
 
-def _held_of(holder: Any, wanted: set[int], strings: bool) -> list[Any]:
-    """What ``holder`` refers to of the objects whose ids are ``wanted``; ``strings``:
-    some of them are strs, and a dict's keys are looked at too. A dict whose keys are
-    all strs does not show them to the collector (a str is in no cycle): the strs
-    kept as the keys of a module's dict (``CACHE[f"session-{n}"] = ...``) had no
-    holder, and were reported as kept by something the search did not reach."""
+# Containers whose len() runs no code of the app's (exactly these types), and the size
+# from which the extension reads what one holds (held_by): below it, testing each of
+# its references here costs less than handing the frontier over.
+_SIZED_CONTAINERS = frozenset((list, tuple, *_DICTS, set, frozenset, collections.deque))
+_LARGE_HOLDER = 1024
+
+
+def _held_of(holder: Any, wanted: set[int], strings: bool, frontier: list[Any]) -> list[Any]:
+    """What ``holder`` refers to of the objects whose ids are ``wanted`` (those of
+    ``frontier``); ``strings``: some of them are strs, and a dict's keys are looked at
+    too. A dict whose keys are all strs does not show them to the collector (a str is
+    in no cycle): the strs kept as the keys of a module's dict (``CACHE[f"session-{n}"]
+    = ...``) had no holder, and were reported as kept by something the search did not
+    reach. A large container (a long-running leak's list) is read by the extension."""
+    kind = type(holder)
+    if kind in _SIZED_CONTAINERS and len(holder) >= max(_LARGE_HOLDER, len(frontier)):
+        found = held_by(holder, frontier, strings)
+        if found is not None:
+            return found
     held = [o for o in gc.get_referents(holder) if id(o) in wanted]
     if strings and _is(holder, _DICTS):
         ids = {id(o) for o in held}
@@ -1053,7 +1066,7 @@ class _Search:
                     hid = id(holder)
                     if hid in ours:  # (this frame's id is among them)
                         continue
-                    held = _held_of(holder, wanted, strings)
+                    held = _held_of(holder, wanted, strings, frontier)
                     if not held:
                         continue
                     for obj in held:

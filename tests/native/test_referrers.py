@@ -260,6 +260,30 @@ def test_referrers_until_stops_its_second_pass_inside_one_large_holder():
     assert (True, True, False, False) in outcomes, repr(outcomes)  # stopped inside the list's tuples
 
 
+def test_held_by_names_what_a_holder_refers_to_of_the_objects_each_once():
+    a, b, c, elsewhere = Node(), Node(), Node(), Node()
+    holder = [b, a, b, *[Node() for _ in range(2000)], a]
+    found = engine.held_by(holder, [a, b, elsewhere], False)
+    assert len(found) == 2 and {id(o) for o in found} == {id(a), id(b)}  # (each once)
+    assert engine.held_by(holder, [elsewhere], False) == []
+    assert engine.held_by(holder, [], False) == []
+    # a dict's keys only with keys=True (strs its tp_traverse does not show)
+    key = "".join(["a-", "key"])
+    table = {key: c, "other": a}
+    assert engine.held_by(table, [key, c], False) == [c]
+    assert sorted(map(id, engine.held_by(table, [key, c], True))) == sorted((id(key), id(c)))
+    # an object the collector does not track refers to nothing it is shown
+    assert engine.held_by("text", [key], True) == []
+    # in the order the holder shows them (a list's, last first)
+    assert engine.held_by(holder, [a, b], False) == [
+        o for o in dict.fromkeys(gc.get_referents(holder), None) if o is a or o is b
+    ]
+    with pytest.raises(TypeError, match="must be list, not tuple"):
+        _tracker.held_by(holder, (a,), False)
+    with pytest.raises(TypeError):
+        _tracker.held_by(holder, [a])  # type: ignore[call-arg]
+
+
 def test_empty_and_wrong_arguments():
     assert engine.referrers([]) == []
     with pytest.raises(TypeError, match="referrers\\(\\) takes a list of objects, not tuple"):

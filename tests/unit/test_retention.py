@@ -543,6 +543,34 @@ def test_strs_kept_as_the_keys_of_frozendicts_have_their_chain():
         _FROZEN.clear()
 
 
+def test_a_large_holder_is_read_by_the_extension_with_the_same_chains(monkeypatch):
+    # a long-running leak's list (above _LARGE_HOLDER items) is read by held_by; a dict's
+    # str keys too
+    HOARD[:] = [Order() for _ in range(3000)]
+    _KEYED.update(("".join(["session-", str(n)]), n * 0.5) for n in range(3000))
+    try:
+        objects, keys = HOARD[-5:], list(_KEYED)[-5:]
+        with_it = find_retainers(objects), find_retainers(keys)
+        asked = []
+        monkeypatch.setattr(retention, "held_by", lambda holder, frontier, strings: asked.append(len(holder)))
+        without = find_retainers(objects), find_retainers(keys)
+        assert asked == [3000, 3000]  # (the list, then the dict: both large; and None, so read here)
+        assert (
+            [r["chains"] for r in with_it]
+            == [r["chains"] for r in without]
+            == [
+                [{"chain": f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Order", "count": 5}],
+                [{"chain": f"{MOD}._KEYED -> builtins.dict(a key) -> builtins.str", "count": 5}],
+            ]
+        )
+    finally:
+        HOARD.clear()
+        _KEYED.clear()
+
+
+_KEYED: dict = {}
+
+
 def test_the_search_without_the_extension_finds_the_same_chains(monkeypatch):
     HOARD[:] = [Order() for _ in range(4)]
     try:
