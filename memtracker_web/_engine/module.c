@@ -355,8 +355,9 @@ static PyMethodDef mt_methods[] = {
      "referrers_until(objects, ignored, deadline) -> (list, complete): referrers(), its passes over the heap "
      "stopped at deadline (a time.monotonic() value); complete is False when they stopped there"},
     {"held_by", mt_held_by, METH_VARARGS,
-     "held_by(holder, objects, keys) -> list: the items of the list objects that holder refers to (its "
-     "tp_traverse; with keys, a dict's or frozendict's keys too), each once, in the order met"},
+     "held_by(holder, objects, keys) -> list: the items of the list objects that holder refers to, as its "
+     "tp_traverse shows them (twice if it refers to one twice), then with keys a dict's or frozendict's keys it "
+     "did not show"},
     {"clear_type_cache", mt_clear_type_cache, METH_NOARGS,
      "clear_type_cache(): let go of the attribute names CPython's type attribute cache holds (PyType_ClearCache)."},
     {NULL, NULL, 0, NULL},

@@ -443,24 +443,62 @@ mt_referrers_until(PyObject *Py_UNUSED(self), PyObject *args)
 }
 
 /* held_by(holder, objects, keys) -> list: the items of the list `objects` that
- * holder refers to (as its tp_traverse shows; with keys, a dict's or frozendict's
- * keys too), each once, in the order met. A search's step from a holder to what it
- * holds: in Python, gc.get_referents(holder) and a test of each, 96 ms for a list
- * of a million (a long-running leak's), where the objects looked for are a few. */
+ * holder refers to, as its tp_traverse shows them (one that it refers to twice is
+ * there twice: a search explains an object's reference count by its holders), then
+ * with keys a dict's or frozendict's keys it did not show. A search's step from a
+ * holder to what it holds: in Python, gc.get_referents(holder) and a test of each,
+ * 96 ms for a list of a million (a long-running leak's), where the objects looked
+ * for are a few. */
 typedef struct {
-    MtPtrMap wanted;        /* the objects looked for, taken out once met */
+    MtPtrMap wanted;        /* the objects looked for */
+    MtPtrMap shown;         /* those the holder's tp_traverse showed */
     PyObject **met;         /* strong references, taken as met (Py_INCREF makes nothing) */
-    size_t count;
+    size_t count, capacity;
+    int out_of_memory;
 } MtHeldBy;
+
+static int
+mt_held_by_keep(MtHeldBy *held, PyObject *referent)
+{
+    if (held->count == held->capacity) {
+        size_t capacity = held->capacity ? held->capacity * 2 : 16;
+        PyObject **grown = (PyObject **)realloc(held->met, capacity * sizeof(PyObject *));
+        if (grown == NULL) {
+            held->out_of_memory = 1;
+            return 1;
+        }
+        held->met = grown;
+        held->capacity = capacity;
+    }
+    held->met[held->count++] = Py_NewRef(referent);
+    return 0;
+}
 
 static int
 mt_held_by_visit(PyObject *referent, void *arg)
 {
     MtHeldBy *held = (MtHeldBy *)arg;
-    if (referent != NULL && mt_pm_pop(&held->wanted, (uintptr_t)referent, NULL)) {
-        held->met[held->count++] = Py_NewRef(referent);     /* (at most one per object looked for) */
+    uint32_t unused;
+    if (referent == NULL || !mt_pm_get(&held->wanted, (uintptr_t)referent, &unused)) {
+        return 0;
     }
-    return held->wanted.used == 0;  /* every one met: stop */
+    if (mt_pm_put(&held->shown, (uintptr_t)referent, 0, NULL) < 0) {
+        held->out_of_memory = 1;
+        return 1;
+    }
+    return mt_held_by_keep(held, referent);
+}
+
+static int
+mt_held_by_key_visit(PyObject *key, void *arg)
+{
+    MtHeldBy *held = (MtHeldBy *)arg;
+    uint32_t unused;
+    if (key == NULL || !mt_pm_get(&held->wanted, (uintptr_t)key, &unused)
+        || mt_pm_get(&held->shown, (uintptr_t)key, &unused)) {
+        return 0;
+    }
+    return mt_held_by_keep(held, key);
 }
 
 static PyObject *
@@ -473,30 +511,25 @@ mt_held_by(PyObject *Py_UNUSED(self), PyObject *args)
     }
     MtHeldBy held;
     memset(&held, 0, sizeof(held));
-    Py_ssize_t n = PyList_GET_SIZE(objects);
-    held.met = (PyObject **)PyMem_Malloc((n > 0 ? (size_t)n : 1) * sizeof(PyObject *));
-    if (held.met == NULL) {
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
         if (mt_pm_put(&held.wanted, (uintptr_t)PyList_GET_ITEM(objects, i), 0, NULL) < 0) {
-            mt_pm_free(&held.wanted);
-            PyMem_Free(held.met);
-            return PyErr_NoMemory();
+            held.out_of_memory = 1;
+            break;
         }
     }
     /* (nothing is made while the holder is traversed: `met` is raw memory; before
      * 3.12 making the list below may run a collection, and finalisers, hence the
      * references taken) */
     traverseproc traverse = Py_TYPE(holder)->tp_traverse;
-    if (held.wanted.used && traverse != NULL && PyObject_IS_GC(holder)) {
+    if (!held.out_of_memory && held.wanted.used && traverse != NULL && PyObject_IS_GC(holder)) {
         traverse(holder, mt_held_by_visit, &held);
     }
-    if (keys && held.wanted.used && MT_ANY_DICT_CHECK(holder)) {
-        mt_visit_dict_keys(holder, mt_held_by_visit, &held);
+    if (!held.out_of_memory && keys && held.wanted.used && MT_ANY_DICT_CHECK(holder)) {
+        mt_visit_dict_keys(holder, mt_held_by_key_visit, &held);
     }
     mt_pm_free(&held.wanted);
-    PyObject *result = PyList_New((Py_ssize_t)held.count);
+    mt_pm_free(&held.shown);
+    PyObject *result = held.out_of_memory ? PyErr_NoMemory() : PyList_New((Py_ssize_t)held.count);
     for (size_t i = 0; i < held.count; i++) {
         if (result != NULL) {
             PyList_SET_ITEM(result, (Py_ssize_t)i, held.met[i]);   /* the reference moves into the list */
@@ -505,7 +538,7 @@ mt_held_by(PyObject *Py_UNUSED(self), PyObject *args)
             Py_DECREF(held.met[i]);
         }
     }
-    PyMem_Free(held.met);
+    free(held.met);
     return result;
 }
 

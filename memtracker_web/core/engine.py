@@ -233,8 +233,9 @@ def referrers_until(
 
 
 def held_by(holder: Any, objects: list[Any], keys: bool) -> list[Any] | None:
-    """The items of ``objects`` that ``holder`` refers to (what ``gc.get_referents``
-    shows; with ``keys``, a dict's or frozendict's keys too), each once; or None where
+    """The items of ``objects`` that ``holder`` refers to, as ``gc.get_referents``
+    shows them (twice if it refers to one twice), then with ``keys`` a dict's or
+    frozendict's keys it did not show; or None where
     the extension is not loaded. One C pass over the holder's references, however many
     it has, where a test of each in Python takes 96 ms for a list of a million."""
     walk = getattr(_tracker, "held_by", None) if _tracker is not None else None

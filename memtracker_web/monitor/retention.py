@@ -716,7 +716,8 @@ def _held_of(holder: Any, wanted: set[int], strings: bool, frontier: list[Any]) 
     = ...``) had no holder, and were reported as kept by something the search did not
     reach. A large container (a long-running leak's list) is read by the extension."""
     kind = type(holder)
-    if kind in _SIZED_CONTAINERS and len(holder) >= max(_LARGE_HOLDER, len(frontier)):
+    # (a class whose metaclass is type: no hash of the app's runs to look it up)
+    if type(kind) is type and kind in _SIZED_CONTAINERS and len(holder) >= max(_LARGE_HOLDER, len(frontier)):
         found = held_by(holder, frontier, strings)
         if found is not None:
             return found

@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -569,6 +570,25 @@ def test_a_large_holder_is_read_by_the_extension_with_the_same_chains(monkeypatc
 
 
 _KEYED: dict = {}
+
+
+def test_an_object_a_large_holder_refers_to_twice_is_explained_by_it(monkeypatch):
+    # garbage in a cycle: a list of more than _LARGE_HOLDER items that holds itself and
+    # one object twice; both references explained, the object is unreachable, not hidden
+    gc.disable()
+    try:
+        cycle: list = [Order() for _ in range(1100)]
+        cycle += [Order(), cycle]
+        cycle.append(cycle[-2])
+        target = weakref.ref(cycle[-1])  # (no frame of the test's holds it)
+        del cycle
+        with_it = find_retainers([target()])
+        monkeypatch.setattr(retention, "held_by", lambda holder, frontier, strings: None)
+        without = find_retainers([target()])
+        assert [(r["unreachable"], r["hidden"], r["chains"]) for r in (with_it, without)] == [(1, 0, [])] * 2
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def test_the_search_without_the_extension_finds_the_same_chains(monkeypatch):
