@@ -31,14 +31,66 @@
  * Runs from Python code only, never from the hook; it needs the GIL and holds it.
  */
 
+/* Objects found, kept as strong references in raw memory: a pass over the heap or a
+ * holder's tp_traverse must make no object (it might or might not visit it). */
+typedef struct {
+    PyObject **items;
+    size_t count, capacity;
+} MtFound;
+
+/* Keeps op (a new reference); 0 when out of memory. */
+static int
+mt_found_keep(MtFound *found, PyObject *op)
+{
+    if (found->count == found->capacity) {
+        size_t capacity = found->capacity ? found->capacity * 2 : 64;
+        PyObject **grown = (PyObject **)realloc(found->items, capacity * sizeof(PyObject *));
+        if (grown == NULL) {
+            return 0;
+        }
+        found->items = grown;
+        found->capacity = capacity;
+    }
+    found->items[found->count++] = Py_NewRef(op);
+    return 1;
+}
+
+/* A list of them, the references moving into it (released if it cannot be made);
+ * found is left empty. Before 3.12 making the list may run a collection, and
+ * finalisers: the references taken keep the objects. */
+static PyObject *
+mt_found_to_list(MtFound *found)
+{
+    PyObject *list = PyList_New((Py_ssize_t)found->count);
+    for (size_t i = 0; i < found->count; i++) {
+        if (list != NULL) {
+            PyList_SET_ITEM(list, (Py_ssize_t)i, found->items[i]);
+        }
+        else {
+            Py_DECREF(found->items[i]);
+        }
+    }
+    free(found->items);
+    memset(found, 0, sizeof(*found));
+    return list;
+}
+
+static void
+mt_found_clear(MtFound *found)
+{
+    for (size_t i = 0; i < found->count; i++) {
+        Py_DECREF(found->items[i]);
+    }
+    free(found->items);
+    memset(found, 0, sizeof(*found));
+}
+
 typedef struct {
     MtPtrMap wanted;         /* the objects looked for (values unused) */
     PyObject *skip;          /* the caller's container of them: a referrer of each, never an answer */
     MtPtrMap ignored;        /* the caller's other containers (by id): never answers either */
     int strings;             /* some of them are strs: dicts' keys are looked at too */
-    PyObject **found;        /* strong references */
-    size_t count;
-    size_t capacity;
+    MtFound found;           /* the answers */
     int out_of_memory;
     /* the second pass (see above) */
     MtPtrMap unheld;         /* the objects looked for that no tracked object holds */
@@ -114,17 +166,10 @@ mt_referrers_skips(const MtReferrers *search, PyObject *op)
 static int
 mt_referrers_keep(MtReferrers *search, PyObject *op)
 {
-    if (search->count == search->capacity) {
-        size_t capacity = search->capacity ? search->capacity * 2 : 64;
-        PyObject **grown = (PyObject **)realloc(search->found, capacity * sizeof(PyObject *));
-        if (grown == NULL) {
-            search->out_of_memory = 1;
-            return 0;
-        }
-        search->found = grown;
-        search->capacity = capacity;
+    if (!mt_found_keep(&search->found, op)) {
+        search->out_of_memory = 1;
+        return 0;
     }
-    search->found[search->count++] = Py_NewRef(op);
     return 1;
 }
 
@@ -250,10 +295,7 @@ mt_referrers_untracked_pass_visit(PyObject *op, void *arg)
 static void
 mt_referrers_clear(MtReferrers *search)
 {
-    for (size_t i = 0; i < search->count; i++) {
-        Py_DECREF(search->found[i]);
-    }
-    free(search->found);
+    mt_found_clear(&search->found);
     mt_pm_free(&search->wanted);
     mt_pm_free(&search->unheld);
     mt_pm_free(&search->looked_into);
@@ -376,8 +418,8 @@ mt_referrers_search(PyObject *objects, PyObject *ignored, const double *deadline
     int rc = search.wanted.used ? mt_referrers_pass(&search, mt_referrers_visit) : 0;
     if (rc == 0 && !search.out_of_memory && !search.cut && search.unheld.used) {
         /* what the first pass's answers hold is held */
-        for (size_t i = 0; i < search.count && search.unheld.used; i++) {
-            PyObject *holder = search.found[i];
+        for (size_t i = 0; i < search.found.count && search.unheld.used; i++) {
+            PyObject *holder = search.found.items[i];
             Py_TYPE(holder)->tp_traverse(holder, mt_referrers_mark, &search);
             if (search.unheld_strings && MT_ANY_DICT_CHECK(holder)) {
                 mt_visit_dict_keys(holder, mt_referrers_mark, &search);
@@ -391,15 +433,7 @@ mt_referrers_search(PyObject *objects, PyObject *ignored, const double *deadline
         mt_referrers_clear(&search);
         return rc < 0 ? NULL : PyErr_NoMemory();
     }
-    PyObject *result = PyList_New((Py_ssize_t)search.count);
-    if (result == NULL) {
-        mt_referrers_clear(&search);
-        return NULL;
-    }
-    for (size_t i = 0; i < search.count; i++) {
-        PyList_SET_ITEM(result, (Py_ssize_t)i, search.found[i]); /* the reference moves into the list */
-    }
-    search.count = 0;
+    PyObject *result = mt_found_to_list(&search.found);
     *cut = search.cut;
     mt_referrers_clear(&search);
     return result;
@@ -452,25 +486,18 @@ mt_referrers_until(PyObject *Py_UNUSED(self), PyObject *args)
 typedef struct {
     MtPtrMap wanted;        /* the objects looked for */
     MtPtrMap shown;         /* those the holder's tp_traverse showed */
-    PyObject **met;         /* strong references, taken as met (Py_INCREF makes nothing) */
-    size_t count, capacity;
+    MtFound met;            /* (Py_INCREF makes nothing) */
     int out_of_memory;
 } MtHeldBy;
 
+/* Keeps referent; nonzero (stop) when out of memory. */
 static int
 mt_held_by_keep(MtHeldBy *held, PyObject *referent)
 {
-    if (held->count == held->capacity) {
-        size_t capacity = held->capacity ? held->capacity * 2 : 16;
-        PyObject **grown = (PyObject **)realloc(held->met, capacity * sizeof(PyObject *));
-        if (grown == NULL) {
-            held->out_of_memory = 1;
-            return 1;
-        }
-        held->met = grown;
-        held->capacity = capacity;
+    if (!mt_found_keep(&held->met, referent)) {
+        held->out_of_memory = 1;
+        return 1;
     }
-    held->met[held->count++] = Py_NewRef(referent);
     return 0;
 }
 
@@ -517,9 +544,7 @@ mt_held_by(PyObject *Py_UNUSED(self), PyObject *args)
             break;
         }
     }
-    /* (nothing is made while the holder is traversed: `met` is raw memory; before
-     * 3.12 making the list below may run a collection, and finalisers, hence the
-     * references taken) */
+    /* (nothing is made while the holder is traversed: `met` is raw memory) */
     traverseproc traverse = Py_TYPE(holder)->tp_traverse;
     if (!held.out_of_memory && held.wanted.used && traverse != NULL && PyObject_IS_GC(holder)) {
         traverse(holder, mt_held_by_visit, &held);
@@ -529,17 +554,11 @@ mt_held_by(PyObject *Py_UNUSED(self), PyObject *args)
     }
     mt_pm_free(&held.wanted);
     mt_pm_free(&held.shown);
-    PyObject *result = held.out_of_memory ? PyErr_NoMemory() : PyList_New((Py_ssize_t)held.count);
-    for (size_t i = 0; i < held.count; i++) {
-        if (result != NULL) {
-            PyList_SET_ITEM(result, (Py_ssize_t)i, held.met[i]);   /* the reference moves into the list */
-        }
-        else {
-            Py_DECREF(held.met[i]);
-        }
+    if (held.out_of_memory) {
+        mt_found_clear(&held.met);
+        return PyErr_NoMemory();
     }
-    free(held.met);
-    return result;
+    return mt_found_to_list(&held.met);
 }
 
 /* clear_type_cache(): let go of the attribute names CPython's type attribute
