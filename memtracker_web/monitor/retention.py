@@ -704,7 +704,7 @@ def _cache_parts(cache: Any) -> set[int]:
 # Containers whose len() runs no code of the app's (exactly these types), and the size
 # from which the extension reads what one holds (held_by): below it, testing each of
 # its references here costs less than handing the frontier over.
-_SIZED_CONTAINERS = frozenset((list, tuple, *_DICTS, set, frozenset, collections.deque))
+_SIZED_CONTAINERS = frozenset(_PLAIN_CONTAINERS)
 _LARGE_HOLDER = 1024
 
 
