@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.engine import REFERRERS_SEE_FROZEN, held_by, referrers_until, running_frames
-from ..core.naming import is_python_class, type_module, type_name
+from ..core.naming import HEAPTYPE, is_python_class, type_flags, type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
 __all__ = [
@@ -479,6 +479,32 @@ def module_namespace(module: Any) -> dict | None:
     return namespace if type(namespace) is dict else None
 
 
+_TYPE_QUALNAME = type.__dict__["__qualname__"].__get__  # (type's own: a metaclass's runs no code here)
+_TYPE_DICT = type.__dict__["__dict__"].__get__
+
+
+def _named_class(cls: type, namespaces: dict[str, dict]) -> bool:
+    """Whether a class lasts as a global does: a static type, or a class its module's
+    namespace (``namespaces``, by module name) holds under its qualified name, a
+    nested one through the classes named before it. A class made at run time (by
+    ``type()`` for each request, a class statement in a function, a generic alias a
+    library makes) lasts as long as what refers to it does: a search walks past it."""
+    if not type_flags(cls) & HEAPTYPE:
+        return True
+    try:
+        qualname = _TYPE_QUALNAME(cls)
+    except Exception:  # noqa: BLE001 -- an odd class
+        return False
+    namespace: Any = namespaces.get(type_module(cls))
+    held: Any = None
+    for part in qualname.split(".") if type(qualname) is str else ():
+        if namespace is None:
+            return False
+        held = namespace.get(part)
+        namespace = _TYPE_DICT(held) if issubclass(type(held), type) else None
+    return held is cls
+
+
 def _growable(obj: Any) -> bool:
     kind = type(obj)  # (by identity: an app's metaclass may define __eq__)
     return any(kind is plain for plain in _GROWABLE_GLOBALS)
@@ -873,11 +899,13 @@ class _Search:
         self.patience = patience
         self.given = list(groups)  # the caller's lists: they hold the objects, and are not holders
         self.targets = [obj for group in groups for obj in group]
-        self.modules = {
-            id(namespace): name
+        # every loaded module's namespace, by module name, and the name of each, by id
+        self.namespaces = {
+            name: namespace
             for name, m in list(sys.modules.items())
-            if (namespace := module_namespace(m)) is not None
+            if type(name) is str and (namespace := module_namespace(m)) is not None
         }
+        self.modules = {id(namespace): name for name, namespace in self.namespaces.items()}
         # the frames of every thread's running functions (made into objects here)
         self.running: set[int] = set()
         frame: types.FrameType | None
@@ -1009,9 +1037,11 @@ class _Search:
         return (module, key) if isinstance(key, str) and _is_name(key) else None
 
     def is_global(self, holder: Any) -> bool:
-        """A module's namespace, a class, or sys.modules: a root that lasts, unlike a
-        running or suspended function's frame (work in progress)."""
-        return id(holder) in self.modules or issubclass(type(holder), type) or holder is sys.modules
+        """A module's namespace, a class found by its name, or sys.modules: a root that
+        lasts, unlike a running or suspended function's frame (work in progress)."""
+        if issubclass(type(holder), type):
+            return _named_class(holder, self.namespaces)
+        return id(holder) in self.modules or holder is sys.modules
 
     def is_root(self, holder: Any, held: list[Any]) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
@@ -1267,7 +1297,12 @@ class _Search:
                     parts[-1] += f".{key}" if _is_name(key) else "[key]"
                 attribute = False
                 continue
-            attribute = type(held) is dict and not _is(holder, dict) and held is _own_dict(holder)
+            # (a class walked past, made at run time, refers to no dict but its namespace)
+            attribute = (
+                type(held) is dict
+                and not _is(holder, dict)
+                and (issubclass(type(holder), type) or held is _own_dict(holder))
+            )
             if attribute:
                 parts.append(type_name(type(holder)))
                 continue

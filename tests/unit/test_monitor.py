@@ -1334,6 +1334,39 @@ def test_a_class_leaking_slower_than_its_swings_keeps_holding_back_the_dicts_it_
         m.close()
 
 
+_made_classes: list[type] = []
+
+
+def make_classes(n: int) -> None:
+    _made_classes.extend(type(f"Made{n}_{j}", (), {"n": j}) for j in range(4))  # CLASSES-LINE
+
+
+@requires_engine
+def test_a_leak_of_classes_made_at_run_time_is_reported_as_classes_kept_by_their_list():
+    # A class made by type() for each request, kept: each drags its namespace dict,
+    # descriptors, strs and tuples along. A search took any class for a global that
+    # lasts, and the dicts led, "kept by test_monitor.Made12_3 -> builtins.dict"
+    # (the class itself, which leaks).
+    m = MemoryMonitor(watch_all=True, interval=3600.0)  # the defaults otherwise
+    first: dict = {}
+    try:
+        for i in range(20):
+            for k in range(10):
+                make_classes(10 * i + k)
+            for report in m.sample():
+                first.setdefault(report["type"], (i, report))
+        assert set(first) == {"builtins.type"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
+        sample, report = first["builtins.type"]
+        assert sample == 10, sample
+        assert report["verdict"] == f"kept by {__name__}._made_classes -> builtins.list[i] -> builtins.type"
+        assert (
+            report["top_paths"][0]["path"][0] == f"{HERE}:{line_of('CLASSES-LINE')} in make_classes.<locals>.<genexpr>"
+        )
+    finally:
+        m.close()
+        _made_classes.clear()
+
+
 class WarmedUp:
     pass
 

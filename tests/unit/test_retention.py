@@ -86,6 +86,50 @@ def test_a_class_level_dict_shows_identifier_keys_and_hides_the_others():
         Registry.by_name = {}
 
 
+class Outer:
+    class Inner:
+        kept: list = []
+
+
+Rebound = type("Rebound", (), {})
+MADE: list = []
+
+
+def test_a_class_made_at_run_time_is_walked_past_to_what_keeps_it():
+    # A class lasts as a global only when its module holds it by its qualified name:
+    # one made by type() or in a function, or one whose name now means another, is
+    # kept by what refers to it, and its namespace's keys are its attributes.
+    def local_class() -> type:
+        class Local:
+            kept = Order()
+
+        return Local
+
+    global Rebound
+    old, Rebound = Rebound, type("Rebound", (), {})
+    old.kept = Order()
+    MADE[:] = [type(f"Made{i}", (), {"kept": Order(i)}) for i in range(3)] + [local_class(), old]
+    Outer.Inner.kept.append(Order())
+    instances = [type("Gone", (), {"kept": Order()})() for _ in range(2)]
+    HOARD[:] = instances  # (only its instances keep each class)
+    try:
+        result = find_retainers([cls.kept for cls in MADE])
+        assert chains(result) == {f"{MOD}.MADE -> builtins.list[i] -> builtins.type.kept -> {MOD}.Order": 5}
+        assert (result["objects"], result["unresolved"], result["stopped"]) == (5, 0, "")
+        assert chains(find_retainers([type(obj).kept for obj in instances])) == {
+            f"{MOD}.HOARD -> builtins.list[i] -> {MOD}.Gone -> builtins.type.kept -> {MOD}.Order": 2
+        }
+        # a nested class its module reaches by name is a root still
+        assert chains(find_retainers(list(Outer.Inner.kept))) == {
+            f"{MOD}.Outer.Inner.kept -> builtins.list[i] -> {MOD}.Order": 1
+        }
+    finally:
+        MADE.clear()
+        HOARD.clear()
+        Outer.Inner.kept.clear()
+        instances.clear()
+
+
 def test_an_lru_cache_on_a_method():
     repo = Repo()
     made = [repo.query(q) for q in ("a", "b")]
