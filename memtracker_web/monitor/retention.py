@@ -965,6 +965,21 @@ class _Search:
             return found[1]
         return "own" if self.is_own_global(root) else None
 
+    def library_root(self, root: Any) -> bool:
+        """Whether a root is not the app's own: ours or a library's (see root_kind), or a
+        global of a module, or a class of one, that is not in the app's files (the
+        standard library's, an installed package's, a built-in module's)."""
+        if self.root_kind(root) is not None:
+            return True
+        if issubclass(type(root), type):
+            namespace = self.namespaces.get(type_module(root))
+        else:
+            namespace = root if id(root) in self.modules else None
+        if namespace is None:
+            return type(root) is not types.FrameType and id(root) not in self.suspended  # (sys.modules)
+        filename = namespace.get("__file__")
+        return not (type(filename) is str and is_app_file(filename))
+
     def is_own_global(self, root: Any) -> bool:
         """Whether ``root`` is a module namespace or a class of memtracker_web's."""
         name = self.modules.get(id(root))
@@ -1238,6 +1253,9 @@ class _Search:
         # other chain reaches a root: each chain carries whose the object nearest its
         # root so far is (_whose), and two chains through one holder but with a
         # different answer are both followed.
+        # Of the chains of the shortest length, the first from a root of the app's own
+        # (see library_root): an object a library's global holds as well (the re
+        # module's cache of compiled patterns) is the app's leak where the app keeps it.
         paths: list[tuple[list[Any], int]] = [([target], _NEUTRAL)]  # target, its holder, ...
         visited = {(id(target), _NEUTRAL)}
         path: list[Any] | None = None
@@ -1254,15 +1272,16 @@ class _Search:
                             if aside is None:
                                 aside = candidate + [holder]
                             continue  # (another root may reach it)
-                        path = candidate + [holder]
-                        break
+                        if path is None or (self.library_root(path[-1]) and not self.library_root(holder)):
+                            path = candidate + [holder]
+                        continue
+                    if path is not None:
+                        continue  # (no longer chain is wanted now)
                     above_whose = whose if with_locals else _whose(holder, whose)
                     if (id(holder), above_whose) in visited:
                         continue
                     visited.add((id(holder), above_whose))
                     longer.append((candidate + [holder], above_whose))
-                if path is not None:
-                    break
             paths = longer
         path = path or aside
         if path is None:

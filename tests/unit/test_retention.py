@@ -11,6 +11,7 @@ import gc
 import os
 import sys
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -128,6 +129,32 @@ def test_a_class_made_at_run_time_is_walked_past_to_what_keeps_it():
         HOARD.clear()
         Outer.Inner.kept.clear()
         instances.clear()
+
+
+KEPT_BY_THE_APP: list = []
+
+
+@pytest.mark.parametrize("library_first", [True, False])
+def test_of_the_shortest_chains_the_one_from_the_app_s_global_is_shown(library_first, monkeypatch):
+    # A library's global (a module of an installed package's) holds the objects the
+    # app keeps, as the re module's cache holds the patterns an app compiles and keeps:
+    # the chain shown is the app's, whichever of the two lists was made first.
+    library = types.ModuleType("somelib.registry")
+    library.__file__ = os.path.join(os.path.dirname(os.__file__), "site-packages", "somelib", "registry.py")
+    monkeypatch.setitem(sys.modules, library.__name__, library)
+    orders = [Order(i) for i in range(3)]
+    for holder in ("library", "app") if library_first else ("app", "library"):
+        if holder == "library":
+            library.RECENT = list(orders)
+        else:
+            monkeypatch.setattr(sys.modules[__name__], "KEPT_BY_THE_APP", list(orders))
+    try:
+        assert chains(find_retainers(orders)) == {f"{MOD}.KEPT_BY_THE_APP -> builtins.list[i] -> {MOD}.Order": 3}
+        KEPT_BY_THE_APP.clear()  # the library's alone: its chain
+        assert chains(find_retainers(orders)) == {f"somelib.registry.RECENT -> builtins.list[i] -> {MOD}.Order": 3}
+    finally:
+        KEPT_BY_THE_APP.clear()
+        library.RECENT = []
 
 
 def test_an_lru_cache_on_a_method():
