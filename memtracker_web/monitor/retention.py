@@ -484,24 +484,28 @@ _TYPE_DICT = type.__dict__["__dict__"].__get__
 
 
 def _named_class(cls: type, namespaces: dict[str, dict]) -> bool:
-    """Whether a class lasts as a global does: a static type, or a class its module's
-    namespace (``namespaces``, by module name) holds under its qualified name, a
-    nested one through the classes named before it. A class made at run time (by
-    ``type()`` for each request, a class statement in a function, a generic alias a
-    library makes) lasts as long as what refers to it does: a search walks past it."""
+    """Whether a class is one its module's namespace (``namespaces``, by module name)
+    holds under its qualified name, a nested one through the classes named before it,
+    or a static type. Not one made at run time: by ``type()`` for each request, by a
+    class statement in a function, or one whose name now means another class."""
     if not type_flags(cls) & HEAPTYPE:
         return True
     try:
         qualname = _TYPE_QUALNAME(cls)
-    except Exception:  # noqa: BLE001 -- an odd class
+        module = type_module(cls)
+        if type(qualname) is not str or type(module) is not str:
+            return False  # (a str subclass's __hash__ or __eq__ is the app's code)
+        namespace: Any = namespaces.get(module)
+        held: Any = None
+        for part in qualname.split("."):
+            if namespace is None:
+                return False
+            # (dict.get: a namespace's key of another type with this hash, and an __eq__
+            # of the app's, is the one way to run code here; caught below)
+            held = dict.get(namespace, part) if type(namespace) is dict else namespace.get(part)
+            namespace = _TYPE_DICT(held) if issubclass(type(held), type) else None
+    except Exception:  # noqa: BLE001 -- an odd class or namespace: not found by its name
         return False
-    namespace: Any = namespaces.get(type_module(cls))
-    held: Any = None
-    for part in qualname.split(".") if type(qualname) is str else ():
-        if namespace is None:
-            return False
-        held = namespace.get(part)
-        namespace = _TYPE_DICT(held) if issubclass(type(held), type) else None
     return held is cls
 
 
@@ -965,6 +969,14 @@ class _Search:
             return found[1]
         return "own" if self.is_own_global(root) else None
 
+    def run_time_class(self, root: Any) -> bool:
+        """Whether a root is a class not found by its qualified name (see _named_class):
+        one made by ``type()`` or ``namedtuple()`` for each request, or by a class
+        statement in a function. It holds its attributes' values as any class does,
+        but where many such classes hold the objects (their functions, their
+        namespaces), they are what grows: ``_holder_kinds`` counts them as holders."""
+        return issubclass(type(root), type) and not _named_class(root, self.namespaces)
+
     def library_root(self, root: Any) -> bool:
         """Whether a root is not the app's own: ours or a library's (see root_kind), or a
         global of a module, or a class of one, that is not in the app's files (the
@@ -1052,11 +1064,9 @@ class _Search:
         return (module, key) if isinstance(key, str) and _is_name(key) else None
 
     def is_global(self, holder: Any) -> bool:
-        """A module's namespace, a class found by its name, or sys.modules: a root that
-        lasts, unlike a running or suspended function's frame (work in progress)."""
-        if issubclass(type(holder), type):
-            return _named_class(holder, self.namespaces)
-        return id(holder) in self.modules or holder is sys.modules
+        """A module's namespace, a class, or sys.modules: a root that lasts, unlike a
+        running or suspended function's frame (work in progress)."""
+        return id(holder) in self.modules or issubclass(type(holder), type) or holder is sys.modules
 
     def is_root(self, holder: Any, held: list[Any]) -> bool:
         """A module's namespace, a class, the frame of a function running now, a suspended
@@ -1316,12 +1326,7 @@ class _Search:
                     parts[-1] += f".{key}" if _is_name(key) else "[key]"
                 attribute = False
                 continue
-            # (a class walked past, made at run time, refers to no dict but its namespace)
-            attribute = (
-                type(held) is dict
-                and not _is(holder, dict)
-                and (issubclass(type(holder), type) or held is _own_dict(holder))
-            )
+            attribute = type(held) is dict and not _is(holder, dict) and held is _own_dict(holder)
             if attribute:
                 parts.append(type_name(type(holder)))
                 continue
@@ -1404,7 +1409,9 @@ class _Search:
                     if (place := self.global_container(path)) is not None:
                         in_globals[place] += 1
                         global_sizes[place] = (len(path[1]), text)
-                upward = path[:0:-1]  # the object first, without the root
+                # the object first, without the root; but with a class made at run time,
+                # one of many like it, as a holder (the parts of classes that leak)
+                upward = path[::-1] if self.run_time_class(path[0]) else path[:0:-1]
             for kind, (nearest, distance) in _holder_kinds(upward, None if path is None else path[0]).items():
                 entry = held_through.setdefault(kind, [0, set(), 0])
                 entry[0] += 1
