@@ -200,9 +200,10 @@ def bounded_with_room(holder: Any) -> str | None:
     """If ``holder`` is a cache or queue with a size bound it has not reached: what
     it is, with its size and bound (objects it takes in now push none out, so
     the growth it causes ends at its bound: a cache warming up, not a leak).
-    Recognised: ``functools.lru_cache(maxsize=N)``, ``collections.deque(maxlen=N)``
-    and cachetools' caches; None for anything else, full or unbounded ones. Runs
-    none of the app's code (C methods and instance attributes only)."""
+    Recognised: ``functools.lru_cache(maxsize=N)``, ``collections.deque(maxlen=N)``,
+    cachetools' caches and the standard library's dicts of ``_LIBRARY_CACHES``; None
+    for anything else, full or unbounded ones. Runs none of the app's code (C
+    methods and instance attributes only)."""
     found = cache_room(holder)
     return found[0] if found is not None and found[1] > 0 else None
 
@@ -215,6 +216,8 @@ def cache_room(holder: Any) -> tuple[str, float] | None:
     for anything else."""
     kind = type(holder)
     try:
+        if kind is dict:
+            return _library_cache_room(holder)
         if _is_lru_wrapper(holder):
             info = kind.cache_info(holder)  # functools' own C method
             if info.maxsize is not None:
@@ -247,6 +250,29 @@ def cache_room(holder: Any) -> tuple[str, float] | None:
                 return f"{type_name(kind)} ({current:g} of maxsize {bound:g})", room
     except Exception:  # noqa: BLE001 -- an odd object that looks like one: not known to be bounded
         return None
+    return None
+
+
+# Plain dicts of the standard library that its own code keeps below a bound: (module,
+# the dict's global, the bound's global). The re module's compiled patterns (each
+# re.match(text, ...) or re.compile(text) with a new text fills it; from 3.12 a second,
+# smaller one beside it). An app that compiles patterns per request fills them up to
+# their bound, and no further.
+_LIBRARY_CACHES = (("re", "_cache", "_MAXCACHE"), ("re", "_cache2", "_MAXCACHE2"))
+
+
+def _library_cache_room(storage: dict) -> tuple[str, float] | None:
+    """``cache_room`` for a dict: one of ``_LIBRARY_CACHES``, by identity, with its
+    bound an int of its module's; None for any other dict."""
+    for module, name, bound_name in _LIBRARY_CACHES:
+        namespace = module_namespace(sys.modules.get(module))
+        if namespace is None or dict.get(namespace, name) is not storage:
+            continue
+        bound = dict.get(namespace, bound_name)
+        if type(bound) is not int or bound <= 0:
+            return None
+        size = dict.__len__(storage)
+        return f"{module}.{name} ({size} of {bound})", float(max(0, bound - size))
     return None
 
 
@@ -671,8 +697,14 @@ def _cached_function(cache: Any) -> dict[str, Any] | None:
 def _cache_holding(path: list[Any]) -> Any:
     """What may be a cache holding the last object of ``path`` (see
     ``_bounded_holder``): its holder, or for a plain dict, the lru_cache or cachetools
-    cache whose storage it is; None when it is a plain dict of no such cache."""
+    cache whose storage it is; None when it is a plain dict of no such cache. A
+    library's cache (``_LIBRARY_CACHES``) anywhere above it holds it too."""
     holder = path[-2]
+    for node in path[-2::-1]:
+        # (a library cache's entries, compiled patterns, do not grow: what they hold is
+        # bounded by the cache's bound too)
+        if type(node) is dict and _library_cache_room(node) is not None:
+            return node
     if type(holder) is not dict:
         return holder
     try:

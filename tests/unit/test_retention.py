@@ -9,6 +9,7 @@ import contextlib
 import functools
 import gc
 import os
+import re
 import sys
 import threading
 import types
@@ -139,6 +140,27 @@ def test_classes_made_at_run_time_are_roots_and_holders_of_what_they_hold():
     finally:
         MADE.clear()
         Outer.Inner.kept.clear()
+
+
+def test_the_re_module_s_caches_of_compiled_patterns_bound_what_their_patterns_hold():
+    # re.compile(text) or re.match(text, ...) with a new text fills re's own dicts up
+    # to their bound (re._MAXCACHE; from 3.12 a second one, re._MAXCACHE2): a pattern
+    # there, and its source str, are a bounded cache's (whose growth ends), found
+    # through the cache's key or its pattern.
+    re.purge()
+    sources = [f"bounded-{i}-x" for i in range(20)]
+    for source in sources:
+        re.compile(source)
+    expected = {f"re._cache (20 of {re._MAXCACHE})": float(re._MAXCACHE - 20)}
+    if hasattr(re, "_cache2"):
+        expected[f"re._cache2 (20 of {re._MAXCACHE2})"] = float(re._MAXCACHE2 - 20)
+    try:
+        for objects in (sources, [re.compile(source) for source in sources]):
+            result = find_retainers(objects)
+            assert {b["holder"]: b["room"] for b in result["bounded"]}.items() <= expected.items(), result
+            assert sum(b["count"] for b in result["bounded"]) == 20, result
+    finally:
+        re.purge()
 
 
 KEPT_BY_THE_APP: list = []
