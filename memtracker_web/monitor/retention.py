@@ -922,6 +922,7 @@ def find_retainers_of_groups(
             search.cache_parts.clear()
             search.suspended.clear()
             search.local_up.clear()
+            search.library_roots.clear()
             search.targets.clear()
             search.given.clear()
         _lock.release()
@@ -963,6 +964,7 @@ class _Search:
         self.local_roots: set[int] = set()  # those frames
         self.own_locals: set[int] = set()  # ids held by our own functions' locals (held_by_own_locals)
         self.roots: set[int] = set()
+        self.library_roots: dict[int, bool] = {}  # id of a root -> library_root's answer
         self.stopped = ""
 
     def root_text(self, holder: Any, held: Any) -> str | None:
@@ -1012,7 +1014,14 @@ class _Search:
     def library_root(self, root: Any) -> bool:
         """Whether a root is not the app's own: ours or a library's (see root_kind), or a
         global of a module, or a class of one, that is not in the app's files (the
-        standard library's, an installed package's, a built-in module's)."""
+        standard library's, an installed package's, a built-in module's). Read once a
+        root, a search (the roots it found stay alive until it ends)."""
+        known = self.library_roots.get(id(root))
+        if known is None:
+            known = self.library_roots[id(root)] = self.judge_library_root(root)
+        return known
+
+    def judge_library_root(self, root: Any) -> bool:
         if self.root_kind(root) is not None:
             return True
         if issubclass(type(root), type):
@@ -1302,6 +1311,7 @@ class _Search:
         visited = {(id(target), _NEUTRAL)}
         path: list[Any] | None = None
         aside: list[Any] | None = None  # the shortest chain from a global of ours through another's
+        library = False  # whether ``path``'s root is a library's (another of the app's may come)
         while paths and path is None:
             longer = []
             for candidate, whose in paths:
@@ -1314,8 +1324,12 @@ class _Search:
                             if aside is None:
                                 aside = candidate + [holder]
                             continue  # (another root may reach it)
-                        if path is None or (self.library_root(path[-1]) and not self.library_root(holder)):
-                            path = candidate + [holder]
+                        if path is None or library:
+                            is_library = self.library_root(holder)
+                            if path is None or not is_library:
+                                path, library = candidate + [holder], is_library
+                        if not library:
+                            break  # (the app's: none is preferred to it)
                         continue
                     if path is not None:
                         continue  # (no longer chain is wanted now)
@@ -1324,6 +1338,8 @@ class _Search:
                         continue
                     visited.add((id(holder), above_whose))
                     longer.append((candidate + [holder], above_whose))
+                if path is not None and not library:
+                    break
             paths = longer
         path = path or aside
         if path is None:
