@@ -1651,9 +1651,11 @@ class MemoryMonitor:
                 if self._samples - state.verify_since > VERIFY_AFTER:
                     self._set_growth_aside(state, cls, _NO_RISE_SINCE_TABLED.format(self._samples - state.verify_since))
                     for other in self._types.values():
-                        # (what it explained, its growth in doubt now, is its own again)
+                        # (what it explained, its growth in doubt now, is its own again,
+                        # and what it grew by meanwhile its evidence)
                         if other.explained_by == state.name and other is not state:
                             other.dismissed_until = self._samples
+                            other.aside_explains = False
                 continue
             allocations = self.tracker.capture.allocations(cls)
             if allocations is not None and allocations.retained_count:
@@ -2152,7 +2154,7 @@ class MemoryMonitor:
             if s.increases >= 2
             and lately(s.last_growth_sample)
             and not self._explained(s)
-            and not (self._set_aside(s) and (s.verdict or "").startswith(_NOT_RISEN))
+            and not ((s.verdict or "").startswith(_NOT_RISEN) and self._set_aside(s))
         }
         set_aside = self._names_set_aside()
         # (every state, in the table's order, not _watch_risen_lately's: of types that

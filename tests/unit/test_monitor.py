@@ -1390,7 +1390,7 @@ def test_a_slow_leak_of_classes_is_reported_at_its_line_by_the_built_ins_it_drag
     m = MemoryMonitor(watch_all=True, interval=3600.0)  # the defaults otherwise
     first: dict = {}
     try:
-        for i in range(24):
+        for i in range(30):
             for k in range(10):
                 _made_classes.append(type(f"Slow{10 * i + k}", (), {}))  # SLOW-CLASSES-LINE
             for report in m.sample():
