@@ -176,6 +176,7 @@ class _TypeState:
         "recheck_from",
         "aside_explains",
         "aside_awaits_rises",
+        "aside_doubts_growth",
         "analysing",
         "forced",
         "history",
@@ -227,6 +228,8 @@ class _TypeState:
         self.recheck_from = 0  # its increases when a set-aside that awaits rises ended: searched again after 2 more
         self.aside_explains = True  # whether the set-aside in force explains the growth before it
         self.aside_awaits_rises = True  # whether its end waits for 2 new rises before a search
+        # whether the set-aside in force doubts its growth itself: it explains nothing meanwhile
+        self.aside_doubts_growth = False
         self.analysing = False
         self.forced = forced  # analysis asked for by the user: never demoted
         self.history = PointRing(history)
@@ -741,7 +744,6 @@ _NO_RISE_SINCE_TABLED = (
     "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
     "objects made since do not pile up"
 )
-_NOT_RISEN = "not a leak for now: " + _NO_RISE_SINCE_TABLED.split("{}")[0]
 _ONE_OBJECT_KEPT = (
     "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
     "tell a leak from a variable the app overwrites; searched again after two more rises"
@@ -1572,6 +1574,7 @@ class MemoryMonitor:
         if state.explained_by is not None or state.dismissed_until:
             state.explained_by = None
             state.dismissed_until = 0
+            state.aside_doubts_growth = False
             # it is searched again once it rose twice more (unless the set-aside only
             # waited for enough values to judge its count by: at once, if it rose
             # lately); and what it grew by, before and while it was set aside, was
@@ -1649,13 +1652,8 @@ class MemoryMonitor:
                 # the app overwrites, not a leak. Two samples without a rise: its
                 # table and its place among the types verified go (see _escalate).
                 if self._samples - state.verify_since > VERIFY_AFTER:
-                    self._set_growth_aside(state, cls, _NO_RISE_SINCE_TABLED.format(self._samples - state.verify_since))
-                    for other in self._types.values():
-                        # (what it explained, its growth in doubt now, is its own again,
-                        # and what it grew by meanwhile its evidence)
-                        if other.explained_by == state.name and other is not state:
-                            other.dismissed_until = self._samples
-                            other.aside_explains = False
+                    unrisen = _NO_RISE_SINCE_TABLED.format(self._samples - state.verify_since)
+                    self._set_growth_aside(state, cls, unrisen, doubts_growth=True)
                 continue
             allocations = self.tracker.capture.allocations(cls)
             if allocations is not None and allocations.retained_count:
@@ -2154,7 +2152,7 @@ class MemoryMonitor:
             if s.increases >= 2
             and lately(s.last_growth_sample)
             and not self._explained(s)
-            and not ((s.verdict or "").startswith(_NOT_RISEN) and self._set_aside(s))
+            and not (s.aside_doubts_growth and self._set_aside(s))
         }
         set_aside = self._names_set_aside()
         # (every state, in the table's order, not _watch_risen_lately's: of types that
@@ -2213,20 +2211,29 @@ class MemoryMonitor:
         samples: int | None = None,
         explains: bool = True,
         awaits_rises: bool = True,
+        doubts_growth: bool = False,
     ) -> None:
         """Set its growth aside for ``samples`` (``calm_samples``); ``explains``: what it
         grew by so far was not a leak's, and is not evidence any more when the time is over;
-        ``awaits_rises``: it is searched again only once it rose twice more after that."""
+        ``awaits_rises``: it is searched again only once it rose twice more after that;
+        ``doubts_growth``: its growth itself is in doubt (it did not rise once tabled), so
+        it explains nothing while set aside."""
         state.verdict = f"not a leak for now: {why}"
         state.aside_explains = explains
         state.aside_awaits_rises = awaits_rises
+        state.aside_doubts_growth = doubts_growth
         state.dismissed_until = self._samples + (self.calm_samples if samples is None else samples)
         self._end_analysis(state, cls)
         logger.info("memtracker_web: %s grows, %s", state.name, state.verdict)
-        # what it held is set aside with it, as long (its growth is this one's)
         for other in self._types.values():
             if other.explained_by == state.name and other is not state:
-                other.dismissed_until = max(other.dismissed_until, state.dismissed_until)
+                if doubts_growth:
+                    # what it explained is its own again, and what it grew by meanwhile its evidence
+                    other.dismissed_until = self._samples
+                    other.aside_explains = False
+                else:
+                    # what it held is set aside with it, as long (its growth is this one's)
+                    other.dismissed_until = max(other.dismissed_until, state.dismissed_until)
 
     def _explain_by(
         self,

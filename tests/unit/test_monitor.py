@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import weakref
+from collections.abc import Callable
 
 import pytest
 
@@ -1307,6 +1308,21 @@ def test_a_type_the_user_has_analysed_holds_the_built_ins_back_only_once_it_rose
         m.close()
 
 
+def _first_reports(samples: int, step: Callable[[int], object]) -> dict[str, tuple[int, dict]]:
+    """Each type's first report, with the sample it came at, from a watch-all monitor
+    (the defaults otherwise) sampled after each of ``samples`` calls of ``step(i)``."""
+    m = MemoryMonitor(watch_all=True, interval=3600.0)
+    first: dict[str, tuple[int, dict]] = {}
+    try:
+        for i in range(samples):
+            step(i)
+            for report in m.sample():
+                first.setdefault(report["type"], (i, report))
+    finally:
+        m.close()
+    return first
+
+
 class DictsPerObject:
     def __init__(self, dicts: int) -> None:
         self.items = [{"k": j} for j in range(dicts)] if dicts else None
@@ -1319,19 +1335,15 @@ def test_a_class_leaking_slower_than_its_swings_keeps_holding_back_the_dicts_it_
     # its dicts every sample. A hold-back of 3 samples after the class's last rise
     # (tried, for a class cache filling as an app warms up) let the dicts be verified and
     # reported beside it (at the 16th sample, the class at the 32nd).
-    m = MemoryMonitor(watch_all=True, interval=3600.0)  # the defaults otherwise
     leaked: list = []
     pool: list = []
-    first: dict = {}
-    try:
-        for i in range(40):
-            leaked.extend(DictsPerObject(10) for _ in range(12))
-            pool[:] = [DictsPerObject(0) for _ in range(20 if i >= 3 and i % 2 else 0)]
-            for report in m.sample():
-                first.setdefault(report["type"], i)
-        assert set(first) == {"test_monitor.DictsPerObject"}, first
-    finally:
-        m.close()
+
+    def step(i: int) -> None:
+        leaked.extend(DictsPerObject(10) for _ in range(12))
+        pool[:] = [DictsPerObject(0) for _ in range(20 if i >= 3 and i % 2 else 0)]
+
+    first = _first_reports(40, step)
+    assert set(first) == {"test_monitor.DictsPerObject"}, {t: i for t, (i, _) in first.items()}
 
 
 _made_classes: list[type] = []
@@ -1360,14 +1372,8 @@ def test_a_leak_of_classes_made_at_run_time_is_reported_as_classes_kept_by_their
     # test_monitor.Made45_3 -> builtins.dict", "kept by test_monitor.Row58_0.__new__ ->
     # builtins.staticmethod -> builtins.function -> builtins.dict".
     gc.collect()  # (classes an earlier test let go are cyclic garbage: freed now, not while counted)
-    m = MemoryMonitor(watch_all=True, interval=3600.0)  # the defaults otherwise
-    first: dict = {}
     try:
-        for i in range(20):
-            for k in range(10):
-                make(10 * i + k)
-            for report in m.sample():
-                first.setdefault(report["type"], (i, report))
+        first = _first_reports(20, lambda i: [make(10 * i + k) for k in range(10)])
         assert set(first) == {"builtins.type"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
         sample, report = first["builtins.type"]
         assert sample == 10, sample
@@ -1375,7 +1381,6 @@ def test_a_leak_of_classes_made_at_run_time_is_reported_as_classes_kept_by_their
         top = report["top_paths"][0]
         assert top["path"][top["app_frame"]] == f"{HERE}:{line_of(line)} in {function}"
     finally:
-        m.close()
         _made_classes.clear()
 
 
@@ -1387,14 +1392,13 @@ def test_a_slow_leak_of_classes_is_reported_at_its_line_by_the_built_ins_it_drag
     # reaches (a class's name) were reported instead, "kept by something the search did
     # not reach". A type set aside so explains nothing, and gives back what it did.
     gc.collect()  # (classes an earlier test let go are cyclic garbage: freed now, not while counted)
-    m = MemoryMonitor(watch_all=True, interval=3600.0)  # the defaults otherwise
-    first: dict = {}
+
+    def step(i: int) -> None:
+        for k in range(10):
+            _made_classes.append(type(f"Slow{10 * i + k}", (), {}))  # SLOW-CLASSES-LINE
+
     try:
-        for i in range(30):
-            for k in range(10):
-                _made_classes.append(type(f"Slow{10 * i + k}", (), {}))  # SLOW-CLASSES-LINE
-            for report in m.sample():
-                first.setdefault(report["type"], (i, report))
+        first = _first_reports(30, step)
         # (which of them comes first, a tuple, a dict or a descriptor, depends on the version)
         verdicts = {t: (i, r["verdict"]) for t, (i, r) in first.items()}
         assert first, verdicts
@@ -1403,7 +1407,6 @@ def test_a_slow_leak_of_classes_is_reported_at_its_line_by_the_built_ins_it_drag
             top = report["top_paths"][0]
             assert top["path"][top["app_frame"]].startswith(f"{HERE}:{line_of('SLOW-CLASSES-LINE')} in "), top
     finally:
-        m.close()
         _made_classes.clear()
 
 
