@@ -187,6 +187,7 @@ class _TypeState:
         "grew",
         "reported",
         "builtin",
+        "drifts",
         "counted_from_zero",
         "nominated_at",
         "analysis_since",
@@ -240,6 +241,7 @@ class _TypeState:
         self.grew = False
         self.reported = False  # a leak report was made since analysis began
         self.builtin = is_builtin_type(cls)
+        self.drifts = drifts(cls)  # (see least_builtin_step)
         self.counted_from_zero = False  # exact counts of objects created since monitoring began
         self.nominated_at = 0  # the sample at which watch-all nominated it
         self.analysis_since = 0  # the sample at which its analysis began
@@ -343,7 +345,7 @@ class _TypeState:
     def margin(self, threshold: int, increases: int) -> float:
         if self.counted_by_noise():
             step = rise_step(self.history.last_lives(_NOISE_WINDOW))
-            return max(step, least_builtin_step(threshold, increases)) if self.builtin else step
+            return max(step, least_builtin_step(threshold, increases)) if self.drifts else step
         if self.by_watch:
             # an estimate moves by sampling noise alone: a rise stands out of it by three deviations
             return threshold + 3 * (change_deviation(self.history.last_lives(_NOISE_WINDOW)) or 0)
@@ -673,6 +675,16 @@ def _fills_a_cache(path: dict, fillings: list[dict[str, Any]]) -> bool:
     return False
 
 
+def drifts(cls: type) -> bool:
+    """Whether a type's count may drift up by a few objects a sample in a healthy app,
+    so that a rise smaller than ``least_builtin_step`` is no increase: a built-in's,
+    but not classes' (instances of ``type`` and of C metaclasses). A class made by a
+    metaclass defined in Python code is counted under that metaclass, rising by its
+    own noise from one object; a plain one is the same kind of object, and a leak of
+    five a sample is one (each drags a dict, tuples and descriptors along)."""
+    return is_builtin_type(cls) and not issubclass(cls, type)
+
+
 def least_builtin_step(threshold: int, increases: int) -> float:
     """The least rise of a built-in counted exactly that is an increase: ``increases``
     of them make ``threshold`` objects. Many built-ins drift by a few objects a sample
@@ -796,7 +808,7 @@ class _WatchState:
 
     _memtracker_bookkeeping = True
 
-    __slots__ = ("ref", "table", "row", "by_noise", "from_zero", "builtin")
+    __slots__ = ("ref", "table", "row", "by_noise", "from_zero", "builtin", "drifts")
 
     def __init__(self, table: _WatchTable, row: int, cls: type, value: int, by_noise: bool, from_zero: bool) -> None:
         self.ref = weakref.ref(cls)
@@ -812,7 +824,7 @@ class _WatchState:
         # to climb back to 0.
         from_zero = from_zero and value >= 0
         self.from_zero = from_zero
-        self.builtin = False
+        self.builtin = self.drifts = False
         if from_zero:
             self.restart_at(0)
             self.note(value)
@@ -1959,7 +1971,7 @@ class MemoryMonitor:
         grew = watch["sizes"][-1] - watch["sizes"][0]
         type_grew = watch["lives"][-1] - watch["lives"][0]
         # (a built-in's least step a sample; a class rises by its own noise: any growth)
-        step = max(1.0, least_builtin_step(state.threshold, self.increases)) if state.builtin else 1.0
+        step = max(1.0, least_builtin_step(state.threshold, self.increases)) if state.drifts else 1.0
         least = BESIDE_CACHE_SAMPLES * step
         if type_grew <= 0 or grew < max(least, watch["share"] * type_grew / 4):
             logger.info(
@@ -2416,6 +2428,7 @@ class MemoryMonitor:
                 try:
                     state = self._watch.add(key, cls, value, by_noise, from_zero=by_noise)
                     state.builtin = not is_class
+                    state.drifts = drifts(cls)
                 except TypeError:  # a type that refuses weak references
                     matched -= 1
                     continue
@@ -2431,12 +2444,12 @@ class MemoryMonitor:
                 high_water = state.high_water  # (0, no increase yet: nothing to forget)
             else:
                 high_water = state.advance(value, allocations, samples, calm)
-            if value <= high_water + (least_step if state.builtin else 1.0 if state.by_noise else self.threshold):
+            if value <= high_water + (least_step if state.drifts else 1.0 if state.by_noise else self.threshold):
                 continue  # within the least margin it can have: no rise (most types, every sample)
             noise_step = None
             if state.by_noise:
                 margin = noise_step = rise_step(state.recent)
-                if state.builtin:
+                if state.drifts:
                     margin = max(margin, least_builtin_step(self.threshold, self.increases))
             else:
                 margin = self.threshold
