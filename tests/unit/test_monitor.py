@@ -1391,7 +1391,7 @@ def test_a_slow_leak_of_classes_is_reported_as_classes_at_its_line():
     # rising once tabled, and the dicts, tuples, strs and ints the classes drag were
     # reported in its place, "kept by test_monitor.Slow42 -> builtins.tuple". A
     # class's count does not drift as a str's or a float's does: any rise counts.
-    # (Reported once the growth reached the threshold, 100 classes: the 13th sample.)
+    # (Reported once the growth reached the threshold, 100 classes: the 14th sample.)
     gc.collect()  # (classes an earlier test let go are cyclic garbage: freed now, not while counted)
 
     def step(i: int) -> None:
