@@ -246,18 +246,23 @@ def test_referrers_until_stops_its_second_pass_inside_one_large_holder():
     found, complete = engine.referrers_until(wanted, None, time.monotonic() + 60)
     assert complete is True and {id(holder), id(records[0]), id(records[-1])} <= {id(r) for r in found}
     del found  # (a tracked list holding the tuples: the next passes would find them there first)
-    outcomes = []
-    budget = 1e-4
-    while budget < 60:  # (doubling: a deadline lands among the tuples, tens of times the first pass)
-        found, complete = engine.referrers_until(wanted, None, time.monotonic() + budget)
-        ids = {id(r) for r in found}
-        del found
-        outcomes.append((id(holder) in ids, id(records[-1]) in ids, id(records[0]) in ids, complete))
-        if complete:
+    sweeps = []
+    for _ in range(3):  # (a sweep on a loaded machine can be preempted past the window: up to 3)
+        outcomes = []
+        budget = 1e-4
+        while budget < 60:  # (doubling: a deadline lands among the tuples, tens of times the first pass)
+            found, complete = engine.referrers_until(wanted, None, time.monotonic() + budget)
+            ids = {id(r) for r in found}
+            del found
+            outcomes.append((id(holder) in ids, id(records[-1]) in ids, id(records[0]) in ids, complete))
+            if complete:
+                break
+            budget *= 2
+        assert outcomes[-1] == (True, True, True, True)
+        sweeps.append(outcomes)
+        if (True, True, False, False) in outcomes:
             break
-        budget *= 2
-    assert outcomes[-1] == (True, True, True, True)
-    assert (True, True, False, False) in outcomes, repr(outcomes)  # stopped inside the list's tuples
+    assert (True, True, False, False) in sweeps[-1], repr(sweeps)  # stopped inside the list's tuples
 
 
 def test_held_by_names_what_a_holder_refers_to_of_the_objects_as_it_shows_them():
