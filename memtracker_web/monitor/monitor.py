@@ -36,6 +36,7 @@ from .retention import (
     app_threads_held_off,
     find_retainers,
     find_retainers_of_groups,
+    global_container_items,
     global_container_size,
     lru_keys,
     only_in_own_tables,
@@ -46,6 +47,12 @@ from .retention import (
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
+# Rises of a type verified as kept in a module global's container without that
+# container growing, after which it is one the app overwrites (see _check_size_watches);
+# at most this many such globals are remembered a type, and looked into up to this size
+OVERWRITE_RISES = 2
+OVERWRITTEN_MOST = 4
+OVERWRITTEN_SIZE_MOST = 100_000
 # Objects of a leaking container looked into for how many objects of a type out of
 # the search's sight each holds (_holds_its_growth). Their mean is weighed against
 # half of that type's growth, and a mix of sizes makes it noisy: of frozensets 1 in
@@ -213,6 +220,8 @@ class _TypeState:
         "watched_lives",
         "beside_cache",
         "kept_in_global",
+        "size_watch",
+        "overwritten",
         "filled_caches",
         "key_fillings",
         "path_sample",
@@ -256,8 +265,16 @@ class _TypeState:
         # while set aside for a bounded cache: the module global that holds some of its
         # new objects, and its sizes since (see _check_beside_caches)
         self.beside_cache: dict[str, Any] | None = None
-        # verified by that watch: [module, name, size at its last report] (see _report_stats)
-        self.kept_in_global: list[Any] | None = None
+        # verified as kept in a module global (by that watch, or by a search): (module,
+        # name, its size at its last report) (see _report_stats)
+        self.kept_in_global: tuple[str, str, int] | None = None
+        # verified as kept in a module global's plain container: (module, name, its size,
+        # the type's increases when that size was read) (see _check_size_watches)
+        self.size_watch: tuple[str, str, int, int] | None = None
+        # (module, name, size) of the globals found holding only the newest of its
+        # objects, which a search takes none of its objects from while they do not
+        # grow past that size (see _overwritten_ids)
+        self.overwritten: tuple[tuple[str, str, int], ...] = ()
         # the lru_caches its last search saw holding its new objects (weak references):
         # what their keys' paths are, reports see (see _key_fillings), read once a sample
         self.filled_caches: tuple[weakref.ref[Any], ...] = ()
@@ -756,6 +773,11 @@ _NO_RISE_SINCE_TABLED = (
     "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
     "objects made since do not pile up"
 )
+_OVERWRITTEN = (
+    "not verified yet: {where} held most of its new objects looked at, but its size ({size}) did not grow while "
+    "the type rose {rises} times: it holds only the newest, a variable the app overwrites; searched again without it"
+)
+_ONLY_OVERWRITTEN = "its new objects looked at are all held by {where}, which the app overwrites"
 _ONE_OBJECT_KEPT = (
     "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
     "tell a leak from a variable the app overwrites; searched again after two more rises"
@@ -1352,7 +1374,7 @@ class MemoryMonitor:
             size = None
         if size is None or size <= before:
             return False
-        state.kept_in_global[2] = size
+        state.kept_in_global = (module, name, size)
         return True
 
     def _stats_as_reported(self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20) -> dict | None:
@@ -1366,7 +1388,7 @@ class MemoryMonitor:
     ) -> tuple[dict | None, list[dict[str, Any]]]:
         """_stats_as_reported, and the bounded caches' fillings it ordered the paths by."""
         fillings = _cached_functions(state.retainers)
-        caches = fillings or any(ref() is not None for ref in state.filled_caches)
+        caches = fillings or state.overwritten or any(ref() is not None for ref in state.filled_caches)
         more = _PATHS_PAST_A_CACHE if caches and top is not None else 0
         stats = self.tracker.stats(cls, limit=None if top is None else top + more, hotspots=hotspots)
         if stats and caches:
@@ -1390,7 +1412,7 @@ class MemoryMonitor:
         paths of a report that are those caches' filling (see _fills_a_cache). The keys
         are read as they are now (of a cache of up to _KEYS_READ entries), and let go at
         once."""
-        fillings: list[dict[str, Any]] = []
+        fillings: list[dict[str, Any]] = self._overwritten_fillings(state, cls, scale)
         for ref in state.filled_caches:
             cache = ref()
             if cache is None:
@@ -1409,6 +1431,29 @@ class MemoryMonitor:
             if bound is None:
                 continue
             shorten = path_shortener()
+            for frames, kept in paths:
+                path = [frame_text(f._replace(filename=shorten(f.filename))) for f in frames]
+                fillings.append({"path": path, "count": kept * scale, "bound": bound})
+        return fillings
+
+    def _overwritten_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
+        """The call paths that made what the globals ``state`` found overwritten hold
+        now (see _check_size_watches), as _key_fillings gives a cache's keys: a report's
+        paths that are those globals' (200 dicts replaced each request led a report of
+        20 leaking a sample, "200 retained" to the leak's fewer), each bounded by the
+        global's size."""
+        fillings: list[dict[str, Any]] = []
+        shorten = path_shortener()
+        for module, name, _ in state.overwritten:
+            items: list[Any] = []
+            try:
+                items = [o for o in global_container_items(module, name, _KEYS_READ) or () if type(o) is cls]
+                paths = self.tracker.capture.allocation_path_counts(cls, items) if items else []
+                bound = len(items) * scale
+            except Exception:  # noqa: BLE001 -- (a report goes on without them)
+                continue
+            finally:
+                items.clear()  # (the app's objects: not held past this)
             for frames, kept in paths:
                 path = [frame_text(f._replace(filename=shorten(f.filename))) for f in frames]
                 fillings.append({"path": path, "count": kept * scale, "bound": bound})
@@ -1489,6 +1534,7 @@ class MemoryMonitor:
         if self.mode != "exact":
             return
         self._check_beside_caches()
+        self._check_size_watches()
         self._verify_pending()
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         met = lambda s: s.increases >= self.increases  # noqa: E731
@@ -1714,10 +1760,19 @@ class MemoryMonitor:
         # otherwise verify as a leak of str.
         engine.clear_type_cache()
         for state, cls in waiting:
+            skipped = self._overwritten_ids(state)
             try:
-                objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE)
+                # (more where some will be left out: those of a global the app overwrites)
+                objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE * (4 if skipped else 1))
             except RuntimeError:
                 continue  # stopped, or another tool took the tracer: try again at the next sample
+            if skipped:
+                picked = len(objects)
+                objects = [obj for obj in objects if id(obj) not in skipped][:RETAINER_SAMPLE]
+                if picked and not objects:
+                    where = ", ".join(f"{module}.{name}" for module, name, _ in state.overwritten)
+                    searched.set_aside.append((state, cls, _ONLY_OVERWRITTEN.format(where=where)))
+                    continue
             if objects:
                 pending.append((state, cls))
                 groups.append(objects)
@@ -1744,6 +1799,25 @@ class MemoryMonitor:
             groups.clear()  # the objects themselves are not kept past the search
         searched.found = list(zip(pending, results, strict=True))
         return searched
+
+    @staticmethod
+    def _overwritten_ids(state: _TypeState) -> set[int]:
+        """The ids of what the globals ``state`` found overwritten hold now. One that
+        grew past its size then, or is gone, is forgotten: a slow leak kept there may
+        have paused while the type rose for another reason."""
+        ids: set[int] = set()
+        kept = []
+        for module, name, size in state.overwritten:
+            try:
+                now = global_container_size(module, name)
+                if now is None or now > size:
+                    continue
+                ids.update(map(id, global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or ()))
+            except Exception:  # (a sample must go on: the objects are searched as they are)
+                logger.exception("memtracker_web: reading %s.%s failed", module, name)
+            kept.append((module, name, size))
+        state.overwritten = tuple(kept)
+        return ids
 
     def _take_out_own_growth(
         self, pending: list[tuple[_TypeState, type]], groups: list[list[Any]]
@@ -1863,14 +1937,20 @@ class MemoryMonitor:
             state.verdict = _ONE_OBJECT_KEPT.format(chain=chain)
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
             return
+        place = next((p for p in found.get("kept_in") or () if p["chain"] == chain), None) if chain else None
         self._verify_as_kept(
             state,
             f"kept by {chain}"
             if chain
             else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})",
+            None if place is None else (place["module"], place["name"], place["size"]),
         )
+        if place is not None:
+            state.size_watch = (place["module"], place["name"], place["size"], state.increases)
 
-    def _verify_as_kept(self, state: _TypeState, verdict: str, kept_in_global: list[Any] | None = None) -> None:
+    def _verify_as_kept(
+        self, state: _TypeState, verdict: str, kept_in_global: tuple[str, str, int] | None = None
+    ) -> None:
         """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
         global a watch beside a cache found it in, see _check_beside_cache); the types
         verified before it that it explains are regrouped under it."""
@@ -1942,6 +2022,40 @@ class MemoryMonitor:
                 continue
             self._check_beside_cache(state, watch, size)
 
+    def _check_size_watches(self) -> None:
+        """Each type verified as kept in a module global's plain container (the chain of
+        most of the objects its search looked at): the container's size now. A leak
+        kept there grows it as the type rises; when the type rose OVERWRITE_RISES times
+        since the container last grew, the container holds only the newest of its
+        objects, what the app overwrites (``LAST[:] = rows`` each request: the search's
+        objects were all made since the table began, and most in it), and the growth is
+        elsewhere: the verification and its reports are taken back, and the next search
+        takes none of its objects from there (see _search_for_pending)."""
+        for state in list(self._types.values()):
+            watch = state.size_watch
+            if watch is None or not state.verified or (cls := state.ref()) is None:
+                continue
+            module, name, size, increases = watch
+            try:
+                now = global_container_size(module, name)
+            except Exception:  # (a sample must go on: read again at the next)
+                logger.exception("memtracker_web: reading where %s is kept failed", state.name)
+                continue
+            if now is not None and now > size:
+                state.size_watch = (module, name, now, state.increases)
+            elif state.increases - increases >= OVERWRITE_RISES:
+                self._overwritten_global(state, cls, f"{module}.{name}", now)
+
+    def _overwritten_global(self, state: _TypeState, cls: type, where: str, size: int | None) -> None:
+        module, name = state.size_watch[:2]  # type: ignore[index]
+        others = tuple(mark for mark in state.overwritten if mark[:2] != (module, name))
+        state.overwritten = (*others, (module, name, size or 0))[-OVERWRITTEN_MOST:]
+        self._end_analysis(state, cls)  # (its table too: the next search's objects are new)
+        state.recheck_from = state.increases
+        state.verdict = _OVERWRITTEN.format(where=where, size=size, rises=OVERWRITE_RISES)
+        logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+        self._withdraw_reports(state)
+
     def _check_beside_cache(self, state: _TypeState, watch: dict[str, Any], size: int | None) -> None:
         lives = state.last_lives()
         if (
@@ -1993,7 +2107,7 @@ class MemoryMonitor:
             state,
             f"kept by {watch['chain']}, which grew by {grew} in {BESIDE_CACHE_SAMPLES} samples"
             f" beside {watch['cache']}, a cache with a size bound that holds others of its new objects",
-            [watch["module"], watch["name"], size],
+            (watch["module"], watch["name"], size),
         )
 
     def _root_of(
@@ -2346,7 +2460,7 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
-        state.kept_in_global = None
+        state.kept_in_global = state.size_watch = None
         state.same_leak_as = None
         self._folded_reports.pop(state.name, None)
         if state.by_watch and state.verify_since is not None:

@@ -493,6 +493,22 @@ def global_container_size(module: str, name: str) -> int | None:
     return len(container) if _growable(container) else None
 
 
+def global_container_items(module: str, name: str, most: int) -> list[Any] | None:
+    """What the module global ``module.name`` holds (a dict's keys and values), when
+    it is still a plain list, dict, set or deque of at most ``most``; None otherwise.
+    Runs none of the app's code (the containers' own iteration). Hold them for no
+    longer than needed (they are the app's)."""
+    namespace = module_namespace(sys.modules.get(module))
+    if namespace is None:
+        return None
+    container: Any = dict.get(namespace, name)
+    if not _growable(container) or len(container) > most:
+        return None
+    if type(container) is dict:
+        return [part for item in dict.items(container) for part in item]
+    return list(container)
+
+
 def module_namespace(module: Any) -> dict | None:
     """A module's dict, read through ModuleType's own ``__dict__`` (a property that a
     subclass of the app's may define is its code); None for anything else."""

@@ -1410,6 +1410,50 @@ def test_a_slow_leak_of_classes_is_reported_as_classes_at_its_line():
         _made_classes.clear()
 
 
+_last_rows: list = []
+_leaked_rows: list = []
+
+
+@requires_engine
+@pytest.mark.parametrize("rebound", [False, True])
+def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(rebound):
+    # 20 dicts a sample leak into a module list, beside a module list of 200 dicts the
+    # app replaces each sample (its last rows): the verification's objects were mostly
+    # the replaced list's, and the leak was reported "kept by test_monitor._last_rows",
+    # its top path the replacing line (200 retained, to the leak's 40 at the report).
+    # The list did not grow while dicts rose twice: the search is made again without
+    # its objects, and its line goes after the leak's.
+    global _last_rows
+
+    def step(i: int) -> None:
+        global _last_rows
+        rows = [{"row": k, "at": i} for k in range(200)]  # REPLACED-LINE
+        if rebound:
+            _last_rows = rows
+        else:
+            _last_rows[:] = rows
+        _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # LEAKED-ROWS-LINE
+
+    gc.collect()
+    try:
+        first = _first_reports(14, step)
+        assert set(first) == {"builtins.dict"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
+        sample, report = first["builtins.dict"]
+        assert sample == 10, sample
+        assert report["verdict"] == f"kept by {__name__}._leaked_rows -> builtins.list[i] -> builtins.dict"
+        top = report["top_paths"][0]
+        assert (
+            top["path"][top["app_frame"]]
+            == f"{HERE}:{line_of('LEAKED-ROWS-LINE')} in {step.__qualname__}.<locals>.<genexpr>"
+        )
+        assert any(
+            p["path"][p["app_frame"]].startswith(f"{HERE}:{line_of('REPLACED-LINE')} ") for p in report["top_paths"][1:]
+        )
+    finally:
+        _last_rows = []
+        _leaked_rows.clear()
+
+
 @requires_engine
 def test_patterns_compiled_for_each_request_fill_re_s_cache_and_are_no_leak():
     # re.compile(f"...{n}") for each request, nothing kept: re's own dict of compiled
