@@ -38,6 +38,7 @@ from .retention import (
     find_retainers_of_groups,
     global_container_items,
     global_container_size,
+    global_full_ring,
     lru_keys,
     only_in_own_tables,
     own_table_refs,
@@ -48,11 +49,16 @@ from .retention import (
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
 # Rises of a type verified as kept in a module global's container without that
-# container growing, after which it is one the app overwrites (see _check_size_watches);
-# at most this many such globals are remembered a type, and looked into up to this size
-OVERWRITE_RISES = 2
+# container growing once, after which it is one the app overwrites (see
+# _check_size_watches); at most this many such globals are remembered a type, each
+# until it grows to OVERWRITTEN_FORGET times its largest size seen then, and looked
+# into up to OVERWRITTEN_SIZE_MOST; a search of such a type takes OVERWRITTEN_PICKS
+# times as many objects, to leave theirs out
+OVERWRITE_RISES = 3
 OVERWRITTEN_MOST = 4
+OVERWRITTEN_FORGET = 2
 OVERWRITTEN_SIZE_MOST = 100_000
+OVERWRITTEN_PICKS = 8
 # Objects of a leaking container looked into for how many objects of a type out of
 # the search's sight each holds (_holds_its_growth). Their mean is weighed against
 # half of that type's growth, and a mix of sizes makes it noisy: of frozensets 1 in
@@ -137,6 +143,8 @@ class _Searched:
 
     found: list[tuple[tuple[_TypeState, type], dict[str, Any]]] = field(default_factory=list)
     set_aside: list[tuple[_TypeState, type, str]] = field(default_factory=list)
+    # searched again after two more rises, its table kept: why (see _ONLY_OVERWRITTEN)
+    deferred: list[tuple[_TypeState, str]] = field(default_factory=list)
     failure: Exception | None = None
 
 
@@ -269,8 +277,9 @@ class _TypeState:
         # name, its size at its last report) (see _report_stats)
         self.kept_in_global: tuple[str, str, int] | None = None
         # verified as kept in a module global's plain container: (module, name, its size,
-        # the type's increases when that size was read) (see _check_size_watches)
-        self.size_watch: tuple[str, str, int, int] | None = None
+        # the type's live count, the share of the search's objects it held, the type's
+        # increases), all when it was verified (see _check_size_watches)
+        self.size_watch: tuple[str, str, int, int, float, int] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from while they do not
         # grow past that size (see _overwritten_ids)
@@ -774,10 +783,13 @@ _NO_RISE_SINCE_TABLED = (
     "objects made since do not pile up"
 )
 _OVERWRITTEN = (
-    "not verified yet: {where} held most of its new objects looked at, but its size ({size}) did not grow while "
-    "the type rose {rises} times: it holds only the newest, a variable the app overwrites; searched again without it"
+    "not verified yet: {where} held most of its new objects looked at, but its size ({size}) did not grow with "
+    "the type over {rises} rises: it holds only the newest, a variable the app overwrites; searched again without it"
 )
-_ONLY_OVERWRITTEN = "its new objects looked at are all held by {where}, which the app overwrites"
+_ONLY_OVERWRITTEN = (
+    "not verified yet: its new objects looked at are {share} held by {where}, which the app overwrites; searched "
+    "again after two more rises"
+)
 _ONE_OBJECT_KEPT = (
     "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
     "tell a leak from a variable the app overwrites; searched again after two more rises"
@@ -1361,10 +1373,10 @@ class MemoryMonitor:
         return min(self.calm_samples, max(CACHE_PATHS_WAIT, wanted))
 
     def _still_grows_where_kept(self, state: _TypeState) -> bool:
-        """For a type verified by the watch beside a cache (_check_beside_cache):
-        whether the module global it is kept in grew since its last report (or since
-        the watch verified it), read as the watch reads it; a failing read, or the
-        global gone, counts as no growth."""
+        """For a type verified as kept in a module global's plain container (by the
+        watch beside a cache, _check_beside_cache, or by a search, _judge): whether that
+        global grew since its last report (or since it was verified), read as the watch
+        reads it; a failing read, or the global gone, counts as no growth."""
         if state.kept_in_global is None:
             return True
         module, name, before = state.kept_in_global
@@ -1440,16 +1452,16 @@ class MemoryMonitor:
         """The call paths that made what the globals ``state`` found overwritten hold
         now (see _check_size_watches), as _key_fillings gives a cache's keys: a report's
         paths that are those globals' (200 dicts replaced each request led a report of
-        20 leaking a sample, "200 retained" to the leak's fewer), each bounded by the
-        global's size."""
+        20 leaking a sample, "200 retained" to the leak's fewer), each bounded as long as
+        it is remembered (see _overwritten_marks)."""
         fillings: list[dict[str, Any]] = []
         shorten = path_shortener()
-        for module, name, _ in state.overwritten:
+        for module, name, size in self._overwritten_marks(state):
             items: list[Any] = []
             try:
                 items = [o for o in global_container_items(module, name, _KEYS_READ) or () if type(o) is cls]
                 paths = self.tracker.capture.allocation_path_counts(cls, items) if items else []
-                bound = len(items) * scale
+                bound = OVERWRITTEN_FORGET * size * scale  # (as long as it is remembered)
             except Exception:  # noqa: BLE001 -- (a report goes on without them)
                 continue
             finally:
@@ -1730,6 +1742,10 @@ class MemoryMonitor:
         # what the search decided, done now that the app's threads run again (logging may wait)
         for state, cls, why in searched.set_aside:
             self._set_growth_aside(state, cls, why)
+        for state, why in searched.deferred:
+            state.recheck_from = state.increases
+            state.verdict = why
+            logger.info("memtracker_web: %s grows; %s", state.name, why)
         if searched.failure is not None:
             exc = searched.failure
             names = ", ".join(state.name for (state, _), _found in searched.found)
@@ -1763,15 +1779,16 @@ class MemoryMonitor:
             skipped = self._overwritten_ids(state)
             try:
                 # (more where some will be left out: those of a global the app overwrites)
-                objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE * (4 if skipped else 1))
+                objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE * (OVERWRITTEN_PICKS if skipped else 1))
             except RuntimeError:
                 continue  # stopped, or another tool took the tracer: try again at the next sample
             if skipped:
                 picked = len(objects)
                 objects = [obj for obj in objects if id(obj) not in skipped][:RETAINER_SAMPLE]
                 if picked and not objects:
+                    # (a leak's share of the table grows as it goes on: looked at again later)
                     where = ", ".join(f"{module}.{name}" for module, name, _ in state.overwritten)
-                    searched.set_aside.append((state, cls, _ONLY_OVERWRITTEN.format(where=where)))
+                    searched.deferred.append((state, _ONLY_OVERWRITTEN.format(share="all", where=where)))
                     continue
             if objects:
                 pending.append((state, cls))
@@ -1801,22 +1818,31 @@ class MemoryMonitor:
         return searched
 
     @staticmethod
-    def _overwritten_ids(state: _TypeState) -> set[int]:
-        """The ids of what the globals ``state`` found overwritten hold now. One that
-        grew past its size then, or is gone, is forgotten: a slow leak kept there may
-        have paused while the type rose for another reason."""
-        ids: set[int] = set()
+    def _overwritten_marks(state: _TypeState) -> tuple[tuple[str, str, int], ...]:
+        """The globals ``state`` found overwritten (see _check_size_watches), less those
+        gone, or grown to OVERWRITTEN_FORGET times their size then: a slow leak kept
+        there may have paused while the type rose for another reason. (The size of one
+        the app overwrites varies with what it holds each time.)"""
         kept = []
         for module, name, size in state.overwritten:
             try:
                 now = global_container_size(module, name)
-                if now is None or now > size:
-                    continue
-                ids.update(map(id, global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or ()))
-            except Exception:  # (a sample must go on: the objects are searched as they are)
-                logger.exception("memtracker_web: reading %s.%s failed", module, name)
-            kept.append((module, name, size))
+            except Exception:  # noqa: BLE001 -- (kept: read again next time)
+                now = size
+            if now is not None and now < OVERWRITTEN_FORGET * max(size, 1):
+                kept.append((module, name, size))
         state.overwritten = tuple(kept)
+        return state.overwritten
+
+    def _overwritten_ids(self, state: _TypeState) -> set[int]:
+        """The ids of what the globals ``state`` found overwritten hold now. (Run
+        while the app's threads are held off: logs nothing.)"""
+        ids: set[int] = set()
+        for module, name, _ in self._overwritten_marks(state):
+            try:
+                ids.update(map(id, global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or ()))
+            except Exception:  # noqa: BLE001,S112 -- (the objects are searched as they are)
+                continue
         return ids
 
     def _take_out_own_growth(
@@ -1938,6 +1964,17 @@ class MemoryMonitor:
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
             return
         place = next((p for p in found.get("kept_in") or () if p["chain"] == chain), None) if chain else None
+        if place is not None and global_full_ring(place["module"], place["name"]):
+            # a full deque(maxlen=...) holds only the newest, as one the app overwrites does
+            mark = (place["module"], place["name"], place["size"])
+            state.overwritten = (*(m for m in state.overwritten if m[:2] != mark[:2]), mark)[-OVERWRITTEN_MOST:]
+        if place is not None and (place["module"], place["name"]) in {mark[:2] for mark in state.overwritten}:
+            # (its objects could not be left out of the search: one larger than
+            # OVERWRITTEN_SIZE_MOST, say) its table stays, and its rises stay evidence
+            state.recheck_from = state.increases
+            state.verdict = _ONLY_OVERWRITTEN.format(share="mostly", where=f"{place['module']}.{place['name']}")
+            logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+            return
         self._verify_as_kept(
             state,
             f"kept by {chain}"
@@ -1946,14 +1983,16 @@ class MemoryMonitor:
             None if place is None else (place["module"], place["name"], place["size"]),
         )
         if place is not None:
-            state.size_watch = (place["module"], place["name"], place["size"], state.increases)
+            share = place["count"] / max(found["objects"], 1)
+            state.size_watch = (place["module"], place["name"], place["size"], state.live, share, state.increases)
 
     def _verify_as_kept(
         self, state: _TypeState, verdict: str, kept_in_global: tuple[str, str, int] | None = None
     ) -> None:
         """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
-        global a watch beside a cache found it in, see _check_beside_cache); the types
-        verified before it that it explains are regrouped under it."""
+        global's plain container it is kept in, whose growth each report needs, see
+        _still_grows_where_kept); the types verified before it that it explains are
+        regrouped under it."""
         state.verified = True
         state.kept_in_global = kept_in_global
         state.verdict = verdict
@@ -2025,31 +2064,35 @@ class MemoryMonitor:
     def _check_size_watches(self) -> None:
         """Each type verified as kept in a module global's plain container (the chain of
         most of the objects its search looked at): the container's size now. A leak
-        kept there grows it as the type rises; when the type rose OVERWRITE_RISES times
-        since the container last grew, the container holds only the newest of its
-        objects, what the app overwrites (``LAST[:] = rows`` each request: the search's
-        objects were all made since the table began, and most in it), and the growth is
-        elsewhere: the verification and its reports are taken back, and the next search
-        takes none of its objects from there (see _search_for_pending)."""
+        kept there grows it as the type grows, by its share of the search's objects (a
+        quarter of it at least: a dict's entry may hold two, and objects may wait
+        elsewhere before they are moved there). From OVERWRITE_RISES rises of the type
+        on, a container that grew less than that since the verification holds only the
+        newest of its objects, what the app overwrites (``LAST[:] = rows`` each request:
+        the search's objects were all made since the table began, and most are in it),
+        whatever its size does meanwhile, and the growth is elsewhere: the verification
+        and its reports are taken back, and the searches take none of its objects from
+        there (see _overwritten_ids). Read at every sample while verified: a size that
+        swings by more than a leak adds at first is outgrown by the leak's growth."""
         for state in list(self._types.values()):
             watch = state.size_watch
             if watch is None or not state.verified or (cls := state.ref()) is None:
                 continue
-            module, name, size, increases = watch
+            module, name, size, live, share, increases = watch
+            if state.increases - increases < OVERWRITE_RISES:
+                continue
             try:
                 now = global_container_size(module, name)
             except Exception:  # (a sample must go on: read again at the next)
                 logger.exception("memtracker_web: reading where %s is kept failed", state.name)
                 continue
-            if now is not None and now > size:
-                state.size_watch = (module, name, now, state.increases)
-            elif state.increases - increases >= OVERWRITE_RISES:
+            if now is None or now - size < share * (state.live - live) / 4:
                 self._overwritten_global(state, cls, f"{module}.{name}", now)
 
     def _overwritten_global(self, state: _TypeState, cls: type, where: str, size: int | None) -> None:
-        module, name = state.size_watch[:2]  # type: ignore[index]
+        module, name, largest = state.size_watch[:3]  # type: ignore[index]
         others = tuple(mark for mark in state.overwritten if mark[:2] != (module, name))
-        state.overwritten = (*others, (module, name, size or 0))[-OVERWRITTEN_MOST:]
+        state.overwritten = (*others, (module, name, max(largest, size or 0)))[-OVERWRITTEN_MOST:]
         self._end_analysis(state, cls)  # (its table too: the next search's objects are new)
         state.recheck_from = state.increases
         state.verdict = _OVERWRITTEN.format(where=where, size=size, rises=OVERWRITE_RISES)

@@ -493,6 +493,15 @@ def global_container_size(module: str, name: str) -> int | None:
     return len(container) if _growable(container) else None
 
 
+def global_full_ring(module: str, name: str) -> bool:
+    """Whether the module global ``module.name`` is a plain deque with a ``maxlen``
+    that it has reached: it cannot grow, each new entry pushes out the oldest. Runs
+    none of the app's code."""
+    namespace = module_namespace(sys.modules.get(module))
+    container: Any = None if namespace is None else dict.get(namespace, name)
+    return type(container) is collections.deque and container.maxlen is not None and len(container) >= container.maxlen
+
+
 def global_container_items(module: str, name: str, most: int) -> list[Any] | None:
     """What the module global ``module.name`` holds (a dict's keys and values), when
     it is still a plain list, dict, set or deque of at most ``most``; None otherwise.
@@ -505,7 +514,8 @@ def global_container_items(module: str, name: str, most: int) -> list[Any] | Non
     if not _growable(container) or len(container) > most:
         return None
     if type(container) is dict:
-        return [part for item in dict.items(container) for part in item]
+        # (copied in one call first: another thread may change it between two steps of a loop)
+        return [part for item in list(dict.items(container)) for part in item]
     return list(container)
 
 
