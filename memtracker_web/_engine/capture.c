@@ -1395,6 +1395,43 @@ MtCaptureCore_allocation_paths(MtCaptureCore *c, PyObject *args)
     return res;
 }
 
+/* tabled(type, objects): (in the table, followed) of the objects of exactly that type:
+ * those the slot follows (all, or those its address sample picks) and, of them, those
+ * in its table, made since it began. Reads only; allocates nothing until the result. */
+static PyObject *
+MtCaptureCore_tabled(MtCaptureCore *c, PyObject *args)
+{
+    PyObject *tp, *objects;
+    if (!PyArg_ParseTuple(args, "OO!:tabled", &tp, &PyList_Type, &objects)) {
+        return NULL;
+    }
+    int64_t s = mt_slot_arg(c, tp, "tabled");
+    if (s == -2) {
+        return NULL;
+    }
+    mt_engine_check_displaced();
+    Py_ssize_t tabled = 0, followed = 0;
+    /* (as allocation_paths: a stopped capture's entries, or one that missed events, are
+     * not trusted) */
+    if (s >= 0 && c->running && !c->missed && c->slots[s].type != NULL) {
+        MtSlot *slot = &c->slots[s];
+        Py_ssize_t n = PyList_GET_SIZE(objects);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *op = PyList_GET_ITEM(objects, i);
+            uint32_t val;
+            if (Py_TYPE(op) != slot->type || (slot->addr_limit && !MT_WATCH_SAMPLED(op, slot->addr_limit))) {
+                continue;
+            }
+            followed++;
+            if (c->objects.mask != 0 && mt_pm_get(&c->objects, (uintptr_t)op, &val)
+                && (int64_t)(val >> MT_LEAF_BITS) == s) {
+                tabled++;
+            }
+        }
+    }
+    return Py_BuildValue("(nn)", tabled, followed);
+}
+
 /* sample(type, n): the picked objects, for estimates of what the type holds. */
 static PyObject *
 MtCaptureCore_sample(MtCaptureCore *c, PyObject *args)
@@ -1504,6 +1541,9 @@ static PyMethodDef mt_capture_methods[] = {
     {"allocation_paths", (PyCFunction)MtCaptureCore_allocation_paths, METH_VARARGS,
      "allocation_paths(type, objects) -> ([leaf], {leaf: [(filename, lineno, function)] or None}): the call-tree "
      "node each object was allocated at (0: not followed) and each node's frames, read together"},
+    {"tabled", (PyCFunction)MtCaptureCore_tabled, METH_VARARGS,
+     "tabled(type, objects) -> (tabled, followed): of the objects of exactly that type, those the table follows "
+     "(its address sample's), and of them those in it (made since it began)"},
     {"sample", (PyCFunction)MtCaptureCore_sample, METH_VARARGS,
      "sample(type, n) -> up to n live objects of a tracked type, spread over its table (running captures only)"},
     {"sizes", (PyCFunction)MtCaptureCore_sizes, METH_VARARGS,

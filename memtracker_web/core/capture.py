@@ -131,6 +131,9 @@ class _Unbuilt:
     def allocation_paths(self, cls: type, objects: list):
         return [0] * len(objects), {}
 
+    def tabled(self, cls: type, objects: list) -> tuple[int, int]:
+        return 0, 0
+
     def statistics(self) -> dict:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
 
@@ -362,6 +365,18 @@ class Capture:
         framed = {leaf: path for leaf, path in paths.items() if path}
         counted = collections.Counter(leaf for leaf in leaves if leaf in framed)
         return [(framed[leaf], count) for leaf, count in counted.most_common()]
+
+    def tabled(self, cls: type, objects: list[Any]) -> tuple[int, int]:
+        """Of ``objects``, those of exactly ``cls`` that its table follows (every one,
+        or those its address sample picks: see ``track(sample_objects=...)``), and of
+        those the ones in the table: made since ``cls`` was tracked and alive. (0, 0)
+        while the capture is stopped or missed events. A global the app overwrites holds
+        only objects made since; one a leak fills holds older ones too."""
+        _check_class(cls, "tabled")
+        if not isinstance(objects, list):
+            raise TypeError(f"objects must be a list, got {type(objects).__name__}")
+        tabled, followed = self._core.tabled(cls, objects)
+        return followed, tabled
 
     def _leaves_and_paths(
         self, cls: type, objects: list[Any], caller: str

@@ -48,13 +48,17 @@ from .retention import (
 
 # Live objects a retention search starts from, and its time budget.
 RETAINER_SAMPLE = 20
-# Rises of a type verified as kept in a module global's container without that
-# container growing once, after which it is one the app overwrites (see
-# _check_size_watches); at most this many such globals are remembered a type, each
-# until it grows to OVERWRITTEN_FORGET times its largest size seen then, and looked
-# into up to OVERWRITTEN_SIZE_MOST; a search of such a type takes OVERWRITTEN_PICKS
-# times as many objects, to leave theirs out
-OVERWRITE_RISES = 3
+# A module global's plain container that holds most of a search's objects, and of its
+# objects of the type that the type's table follows at least OVERWRITTEN_LEAST, of which
+# OVERWRITTEN_NEW or more are in the table (made since it began), holds only the
+# newest: what the app overwrites, or a leak that began since (OVERWRITTEN_HELD of them
+# are held until the next search tells which: see _judge_only_new). At most OVERWRITTEN_MOST such
+# globals are remembered a type, each until it grows to OVERWRITTEN_FORGET times its
+# size then, and looked into up to OVERWRITTEN_SIZE_MOST; a search of such a type
+# takes OVERWRITTEN_PICKS times as many objects, to leave theirs out
+OVERWRITTEN_LEAST = 8
+OVERWRITTEN_NEW = 0.9
+OVERWRITTEN_HELD = 8
 OVERWRITTEN_MOST = 4
 OVERWRITTEN_FORGET = 2
 OVERWRITTEN_SIZE_MOST = 100_000
@@ -228,8 +232,8 @@ class _TypeState:
         "watched_lives",
         "beside_cache",
         "kept_in_global",
-        "size_watch",
         "overwritten",
+        "held_new",
         "filled_caches",
         "key_fillings",
         "path_sample",
@@ -273,17 +277,15 @@ class _TypeState:
         # while set aside for a bounded cache: the module global that holds some of its
         # new objects, and its sizes since (see _check_beside_caches)
         self.beside_cache: dict[str, Any] | None = None
-        # verified as kept in a module global (by that watch, or by a search): (module,
-        # name, its size at its last report) (see _report_stats)
+        # verified by that watch: (module, name, its size at its last report) (see _report_stats)
         self.kept_in_global: tuple[str, str, int] | None = None
-        # verified as kept in a module global's plain container: (module, name, its size,
-        # the type's live count, the share of the search's objects it held, the type's
-        # increases), all when it was verified (see _check_size_watches)
-        self.size_watch: tuple[str, str, int, int, float, int] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from while they do not
         # grow past that size (see _overwritten_ids)
         self.overwritten: tuple[tuple[str, str, int], ...] = ()
+        # a module global found holding only objects made since its table began, and
+        # some of them, held until its next search (see _judge_only_new)
+        self.held_new: tuple[str, str, list[Any]] | None = None
         # the lru_caches its last search saw holding its new objects (weak references):
         # what their keys' paths are, reports see (see _key_fillings), read once a sample
         self.filled_caches: tuple[weakref.ref[Any], ...] = ()
@@ -782,13 +784,13 @@ _NO_RISE_SINCE_TABLED = (
     "it did not rise in the {} samples since its objects were tabled: what rose was made before, and its "
     "objects made since do not pile up"
 )
-_OVERWRITTEN = (
-    "not verified yet: {where} held most of its new objects looked at, but its size ({size}) did not grow with "
-    "the type over {rises} rises: it holds only the newest, a variable the app overwrites; searched again without it"
+_ONLY_NEW = (
+    "not verified yet: most of its new objects looked at are held by {where}, which holds only objects made since "
+    "its table began: a variable the app overwrites, or a leak that began since; searched again after two more rises"
 )
 _ONLY_OVERWRITTEN = (
-    "not verified yet: its new objects looked at are {share} held by {where}, which the app overwrites; searched "
-    "again after two more rises"
+    "not verified yet: its new objects looked at are {share} held by {where}, which holds only objects made since "
+    "its table began: a variable the app overwrites; searched again without them after two more rises"
 )
 _ONE_OBJECT_KEPT = (
     "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
@@ -1373,10 +1375,10 @@ class MemoryMonitor:
         return min(self.calm_samples, max(CACHE_PATHS_WAIT, wanted))
 
     def _still_grows_where_kept(self, state: _TypeState) -> bool:
-        """For a type verified as kept in a module global's plain container (by the
-        watch beside a cache, _check_beside_cache, or by a search, _judge): whether that
-        global grew since its last report (or since it was verified), read as the watch
-        reads it; a failing read, or the global gone, counts as no growth."""
+        """For a type verified by the watch beside a cache (_check_beside_cache):
+        whether the module global it is kept in grew since its last report (or since
+        the watch verified it), read as the watch reads it; a failing read, or the
+        global gone, counts as no growth."""
         if state.kept_in_global is None:
             return True
         module, name, before = state.kept_in_global
@@ -1450,7 +1452,7 @@ class MemoryMonitor:
 
     def _overwritten_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
         """The call paths that made what the globals ``state`` found overwritten hold
-        now (see _check_size_watches), as _key_fillings gives a cache's keys: a report's
+        now (see _judge_only_new), as _key_fillings gives a cache's keys: a report's
         paths that are those globals' (200 dicts replaced each request led a report of
         20 leaking a sample, "200 retained" to the leak's fewer), each bounded as long as
         it is remembered (see _overwritten_marks)."""
@@ -1546,7 +1548,6 @@ class MemoryMonitor:
         if self.mode != "exact":
             return
         self._check_beside_caches()
-        self._check_size_watches()
         self._verify_pending()
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         met = lambda s: s.increases >= self.increases  # noqa: E731
@@ -1819,7 +1820,7 @@ class MemoryMonitor:
 
     @staticmethod
     def _overwritten_marks(state: _TypeState) -> tuple[tuple[str, str, int], ...]:
-        """The globals ``state`` found overwritten (see _check_size_watches), less those
+        """The globals ``state`` found overwritten (see _judge_only_new), less those
         gone, or grown to OVERWRITTEN_FORGET times their size then: a slow leak kept
         there may have paused while the type rose for another reason. (The size of one
         the app overwrites varies with what it holds each time.)"""
@@ -1964,13 +1965,10 @@ class MemoryMonitor:
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
             return
         place = next((p for p in found.get("kept_in") or () if p["chain"] == chain), None) if chain else None
-        if place is not None and global_full_ring(place["module"], place["name"]):
-            # a full deque(maxlen=...) holds only the newest, as one the app overwrites does
-            mark = (place["module"], place["name"], place["size"])
-            state.overwritten = (*(m for m in state.overwritten if m[:2] != mark[:2]), mark)[-OVERWRITTEN_MOST:]
+        if place is not None and self._judge_only_new(state, cls, place):
+            return
         if place is not None and (place["module"], place["name"]) in {mark[:2] for mark in state.overwritten}:
-            # (its objects could not be left out of the search: one larger than
-            # OVERWRITTEN_SIZE_MOST, say) its table stays, and its rises stay evidence
+            # its table stays, so that a leak beside it adds up, and its rises stay evidence
             state.recheck_from = state.increases
             state.verdict = _ONLY_OVERWRITTEN.format(share="mostly", where=f"{place['module']}.{place['name']}")
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
@@ -1980,17 +1978,63 @@ class MemoryMonitor:
             f"kept by {chain}"
             if chain
             else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})",
-            None if place is None else (place["module"], place["name"], place["size"]),
         )
-        if place is not None:
-            share = place["count"] / max(found["objects"], 1)
-            state.size_watch = (place["module"], place["name"], place["size"], state.live, share, state.increases)
+
+    def _judge_only_new(self, state: _TypeState, cls: type, place: dict[str, Any]) -> bool:
+        """For a search whose objects a module global's plain container (``place``)
+        holds most of: whether it is one the app overwrites (``LAST[:] = rows`` each
+        request), whose objects are left out of the next searches (see _overwritten_ids),
+        or may be (its verification waits, and True). 200 dicts replaced each sample
+        beside 20 leaking took the verification, and the leak was reported "kept by
+        app.LAST", at the replacing line. Such a global holds only objects made since
+        the type's table began, and a leak's holds older ones too, unless the leak began
+        since: a few of its objects are held until the next search (after two more
+        rises, the table kept), and gone from it then, it is one the app overwrites. A
+        full ``deque(maxlen=...)`` is one at once."""
+        module, name = place["module"], place["name"]
+        held, state.held_new = state.held_new, None
+        mark = None
+        if global_full_ring(module, name):
+            mark = (module, name, place["size"])
+        elif held is not None and held[:2] == (module, name):
+            try:
+                now = {id(obj) for obj in global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or ()}
+            except Exception:  # noqa: BLE001 -- (an odd global: its objects are the leak's, as before)
+                now = {id(obj) for obj in held[2]}
+            if sum(id(obj) in now for obj in held[2]) * 2 < len(held[2]):
+                mark = (module, name, place["size"])  # (gone: it was overwritten meanwhile)
+            held[2].clear()
+        elif (objects := self._only_new(cls, module, name)) is not None:
+            state.held_new = (module, name, objects)
+            state.recheck_from = state.increases
+            state.verdict = _ONLY_NEW.format(where=f"{module}.{name}")
+            logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+            return True
+        if mark is not None:
+            state.overwritten = (*(m for m in state.overwritten if m[:2] != mark[:2]), mark)[-OVERWRITTEN_MOST:]
+        return False
+
+    def _only_new(self, cls: type, module: str, name: str) -> list[Any] | None:
+        """OVERWRITTEN_HELD objects of ``cls`` that the module global ``module.name``
+        holds when it holds only objects of ``cls`` made since its table began (see
+        OVERWRITTEN_NEW); None when it holds older ones too."""
+        items: list[Any] = []
+        try:
+            items = global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or []
+            followed, tabled = self.tracker.capture.tabled(cls, items)
+            if followed < OVERWRITTEN_LEAST or tabled < OVERWRITTEN_NEW * followed:
+                return None
+            return [obj for obj in items if type(obj) is cls][:OVERWRITTEN_HELD]
+        except Exception:  # noqa: BLE001 -- (an odd global: its objects are the leak's, as before)
+            return None
+        finally:
+            items.clear()  # (the app's objects: not held past this)
 
     def _verify_as_kept(
         self, state: _TypeState, verdict: str, kept_in_global: tuple[str, str, int] | None = None
     ) -> None:
         """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
-        global's plain container it is kept in, whose growth each report needs, see
+        global a watch beside a cache found it in, whose growth each report needs, see
         _still_grows_where_kept); the types verified before it that it explains are
         regrouped under it."""
         state.verified = True
@@ -2060,44 +2104,6 @@ class MemoryMonitor:
                 state.beside_cache = None
                 continue
             self._check_beside_cache(state, watch, size)
-
-    def _check_size_watches(self) -> None:
-        """Each type verified as kept in a module global's plain container (the chain of
-        most of the objects its search looked at): the container's size now. A leak
-        kept there grows it as the type grows, by its share of the search's objects (a
-        quarter of it at least: a dict's entry may hold two, and objects may wait
-        elsewhere before they are moved there). From OVERWRITE_RISES rises of the type
-        on, a container that grew less than that since the verification holds only the
-        newest of its objects, what the app overwrites (``LAST[:] = rows`` each request:
-        the search's objects were all made since the table began, and most are in it),
-        whatever its size does meanwhile, and the growth is elsewhere: the verification
-        and its reports are taken back, and the searches take none of its objects from
-        there (see _overwritten_ids). Read at every sample while verified: a size that
-        swings by more than a leak adds at first is outgrown by the leak's growth."""
-        for state in list(self._types.values()):
-            watch = state.size_watch
-            if watch is None or not state.verified or (cls := state.ref()) is None:
-                continue
-            module, name, size, live, share, increases = watch
-            if state.increases - increases < OVERWRITE_RISES:
-                continue
-            try:
-                now = global_container_size(module, name)
-            except Exception:  # (a sample must go on: read again at the next)
-                logger.exception("memtracker_web: reading where %s is kept failed", state.name)
-                continue
-            if now is None or now - size < share * (state.live - live) / 4:
-                self._overwritten_global(state, cls, f"{module}.{name}", now)
-
-    def _overwritten_global(self, state: _TypeState, cls: type, where: str, size: int | None) -> None:
-        module, name, largest = state.size_watch[:3]  # type: ignore[index]
-        others = tuple(mark for mark in state.overwritten if mark[:2] != (module, name))
-        state.overwritten = (*others, (module, name, max(largest, size or 0)))[-OVERWRITTEN_MOST:]
-        self._end_analysis(state, cls)  # (its table too: the next search's objects are new)
-        state.recheck_from = state.increases
-        state.verdict = _OVERWRITTEN.format(where=where, size=size, rises=OVERWRITE_RISES)
-        logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
-        self._withdraw_reports(state)
 
     def _check_beside_cache(self, state: _TypeState, watch: dict[str, Any], size: int | None) -> None:
         lives = state.last_lives()
@@ -2503,7 +2509,7 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
-        state.kept_in_global = state.size_watch = None
+        state.kept_in_global = state.held_new = None
         state.same_leak_as = None
         self._folded_reports.pop(state.name, None)
         if state.by_watch and state.verify_since is not None:

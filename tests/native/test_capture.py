@@ -622,6 +622,40 @@ def test_sample_gives_live_objects_of_the_type_spread_over_them_and_live_bytes_s
         capture.sample(Order, 1)
 
 
+@requires_engine
+def test_tabled_counts_the_objects_made_since_the_type_was_tracked(capture):
+    before = [Order() for _ in range(30)]
+    capture.track(Order)
+    capture.start()
+    after = [Order() for _ in range(20)]
+    mixed = before + after + [{"not": "an order"}, 7]
+    assert capture.tabled(Order, mixed) == (50, 20)  # (followed, of them in the table)
+    assert capture.tabled(Order, after) == (20, 20)
+    assert capture.tabled(Order, []) == (0, 0)
+    del after[:10]
+    gc.collect()
+    assert capture.tabled(Order, before + after) == (40, 10)
+    assert capture.tabled(dict, mixed) == (0, 0)  # not tracked: none followed
+    with pytest.raises(TypeError, match="objects must be a list, got tuple"):
+        capture.tabled(Order, tuple(after))
+    capture.stop()
+    assert capture.tabled(Order, after) == (0, 0)  # stopped: addresses are not followed
+
+
+@requires_engine
+def test_tabled_follows_only_the_objects_an_address_sample_picks():
+    capture = mt.Capture()
+    capture.track(bytearray, sample_objects=8)
+    capture.start()
+    try:
+        made = [bytearray(3) for _ in range(4000)]
+        followed, tabled = capture.tabled(bytearray, made)
+        assert followed == tabled  # (all made since, all alive)
+        assert 250 < followed < 750  # about one in 8
+    finally:
+        capture.stop()
+
+
 class SizedByTheApp:
     def __sizeof__(self) -> int:
         return 1000
