@@ -36,6 +36,7 @@ from .retention import (
     app_threads_held_off,
     find_retainers,
     find_retainers_of_groups,
+    global_container_entries,
     global_container_items,
     global_container_size,
     global_full_ring,
@@ -59,6 +60,7 @@ RETAINER_SAMPLE = 20
 OVERWRITTEN_LEAST = 8
 OVERWRITTEN_NEW = 0.9
 OVERWRITTEN_HELD = 8
+OVERWRITTEN_WAIT = 5
 OVERWRITTEN_MOST = 4
 OVERWRITTEN_FORGET = 2
 OVERWRITTEN_SIZE_MOST = 100_000
@@ -283,9 +285,11 @@ class _TypeState:
         # objects, which a search takes none of its objects from while they do not
         # grow past that size (see _overwritten_ids)
         self.overwritten: tuple[tuple[str, str, int], ...] = ()
-        # a module global found holding only objects made since its table began, and
-        # some of them, held until its next search (see _judge_only_new)
-        self.held_new: tuple[str, str, list[Any]] | None = None
+        # a module global found holding only objects made since its table began, the
+        # newest of its entries (key, value), held to its next searches, the sample they
+        # were taken at, its size then and now, and whether it shrank at a sample since
+        # (see _judge_only_new, _read_held_sizes)
+        self.held_new: tuple[str, str, list[tuple[Any, Any]], int, int, int, bool] | None = None
         # the lru_caches its last search saw holding its new objects (weak references):
         # what their keys' paths are, reports see (see _key_fillings), read once a sample
         self.filled_caches: tuple[weakref.ref[Any], ...] = ()
@@ -1548,6 +1552,7 @@ class MemoryMonitor:
         if self.mode != "exact":
             return
         self._check_beside_caches()
+        self._read_held_sizes()
         self._verify_pending()
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         met = lambda s: s.increases >= self.increases  # noqa: E731
@@ -1778,6 +1783,8 @@ class MemoryMonitor:
         engine.clear_type_cache()
         for state, cls in waiting:
             skipped = self._overwritten_ids(state)
+            if state.held_new is not None:  # (ours while held: the app may have let them go)
+                skipped.update(id(part) for entry in state.held_new[2] for part in entry)
             try:
                 # (more where some will be left out: those of a global the app overwrites)
                 objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE * (OVERWRITTEN_PICKS if skipped else 1))
@@ -1988,9 +1995,15 @@ class MemoryMonitor:
         beside 20 leaking took the verification, and the leak was reported "kept by
         app.LAST", at the replacing line. Such a global holds only objects made since
         the type's table began, and a leak's holds older ones too, unless the leak began
-        since: a few of its objects are held until the next search (after two more
-        rises, the table kept), and gone from it then, it is one the app overwrites. A
-        full ``deque(maxlen=...)`` is one at once."""
+        since: its newest OVERWRITTEN_HELD entries are held to the next searches (each
+        after two more rises, the table kept), for OVERWRITTEN_WAIT samples at least,
+        and its size is read at each sample meanwhile (_read_held_sizes). Most of them
+        gone from it then (an entry of a dict stays while its key does: records
+        replaced by updated copies are a leak's entries), it is one the app overwrites,
+        unless it grew by OVERWRITTEN_LEAST or more and never shrank (a backlog that
+        grows, its oldest taken out: the growth is there); still there, a leak that
+        began since (at once when it grew so). A full ``deque(maxlen=...)`` is one at once; one that can no longer
+        be read is taken for the leak's."""
         module, name = place["module"], place["name"]
         held, state.held_new = state.held_new, None
         mark = None
@@ -1998,14 +2011,25 @@ class MemoryMonitor:
             mark = (module, name, place["size"])
         elif held is not None and held[:2] == (module, name):
             try:
-                now = {id(obj) for obj in global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or ()}
-            except Exception:  # noqa: BLE001 -- (an odd global: its objects are the leak's, as before)
-                now = {id(obj) for obj in held[2]}
-            if sum(id(obj) in now for obj in held[2]) * 2 < len(held[2]):
-                mark = (module, name, place["size"])  # (gone: it was overwritten meanwhile)
-            held[2].clear()
-        elif (objects := self._only_new(cls, module, name)) is not None:
-            state.held_new = (module, name, objects)
+                entries = global_container_entries(module, name, OVERWRITTEN_SIZE_MOST)
+            except Exception:  # noqa: BLE001 -- (an odd global: taken for the leak's, as before)
+                entries = None
+            if entries is None:
+                return False
+            keys = {id(key) for key, _ in entries}
+            entries.clear()
+            first, last, shrank = held[4:]
+            grew = not shrank and last - first >= OVERWRITTEN_LEAST
+            if sum(id(key) in keys for key, _ in held[2]) * 2 < len(held[2]):
+                if not grew:
+                    mark = (module, name, place["size"])  # (gone: it was overwritten meanwhile)
+            elif not grew and self._samples - held[3] < OVERWRITTEN_WAIT:
+                state.held_new = held  # (there still: a while longer, as one replaced every few samples)
+                state.recheck_from = state.increases
+                return True
+        elif (newest := self._only_new(cls, module, name)) is not None:
+            size = place["size"]
+            state.held_new = (module, name, newest, self._samples, size, size, False)
             state.recheck_from = state.increases
             state.verdict = _ONLY_NEW.format(where=f"{module}.{name}")
             logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
@@ -2014,21 +2038,40 @@ class MemoryMonitor:
             state.overwritten = (*(m for m in state.overwritten if m[:2] != mark[:2]), mark)[-OVERWRITTEN_MOST:]
         return False
 
-    def _only_new(self, cls: type, module: str, name: str) -> list[Any] | None:
-        """OVERWRITTEN_HELD objects of ``cls`` that the module global ``module.name``
-        holds when it holds only objects of ``cls`` made since its table began (see
-        OVERWRITTEN_NEW); None when it holds older ones too."""
-        items: list[Any] = []
+    def _read_held_sizes(self) -> None:
+        """The size now of each module global whose newest entries are held (see
+        _judge_only_new), and whether it shrank since the last sample. (One that cannot
+        be read keeps its last size.)"""
+        for state in self._types.values():
+            held = state.held_new
+            if held is None:
+                continue
+            try:
+                size = global_container_size(held[0], held[1])
+            except Exception:  # noqa: BLE001 -- (read again at the next sample)
+                continue
+            if size is not None:
+                state.held_new = (*held[:5], size, held[6] or size < held[5])
+
+    def _only_new(self, cls: type, module: str, name: str) -> list[tuple[Any, Any]] | None:
+        """The newest OVERWRITTEN_HELD entries (see global_container_entries) with an
+        object of ``cls`` of the module global ``module.name``, when it holds only
+        objects of ``cls`` made since its table began (see OVERWRITTEN_NEW); None when
+        it holds older ones too."""
+        entries: list[tuple[Any, Any]] = []
         try:
-            items = global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or []
-            followed, tabled = self.tracker.capture.tabled(cls, items)
+            entries = global_container_entries(module, name, OVERWRITTEN_SIZE_MOST) or []
+            objects = [part for entry in entries for part in {id(part): part for part in entry}.values()]
+            followed, tabled = self.tracker.capture.tabled(cls, objects)
+            objects.clear()
             if followed < OVERWRITTEN_LEAST or tabled < OVERWRITTEN_NEW * followed:
                 return None
-            return [obj for obj in items if type(obj) is cls][:OVERWRITTEN_HELD]
+            newest = [entry for entry in reversed(entries) if type(entry[0]) is cls or type(entry[1]) is cls]
+            return newest[:OVERWRITTEN_HELD]
         except Exception:  # noqa: BLE001 -- (an odd global: its objects are the leak's, as before)
             return None
         finally:
-            items.clear()  # (the app's objects: not held past this)
+            entries.clear()  # (the app's objects: not held past this)
 
     def _verify_as_kept(
         self, state: _TypeState, verdict: str, kept_in_global: tuple[str, str, int] | None = None
@@ -2956,6 +2999,8 @@ class MemoryMonitor:
                 engine._tracker.watch_stop()
                 self._watching = False
             self.tracker.stop()
+            for state in self._types.values():
+                state.held_new = None  # (the app's objects)
 
     def _run(self, stop_event: threading.Event) -> None:
         while True:

@@ -502,6 +502,23 @@ def global_full_ring(module: str, name: str) -> bool:
     return type(container) is collections.deque and container.maxlen is not None and len(container) >= container.maxlen
 
 
+def global_container_entries(module: str, name: str, most: int) -> list[tuple[Any, Any]] | None:
+    """The entries of the module global ``module.name`` in its order, when it is still
+    a plain list, dict, set or deque of at most ``most``: a dict's (key, value) items,
+    (the object, the object) for the others; None otherwise. Runs none of the app's
+    code (the containers' own iteration, copied in one call). Hold them for no longer
+    than needed (they are the app's)."""
+    namespace = module_namespace(sys.modules.get(module))
+    if namespace is None:
+        return None
+    container: Any = dict.get(namespace, name)
+    if not _growable(container) or len(container) > most:
+        return None
+    if type(container) is dict:
+        return list(dict.items(container))
+    return [(element, element) for element in list(container)]
+
+
 def global_container_items(module: str, name: str, most: int) -> list[Any] | None:
     """What the module global ``module.name`` holds (a dict's keys and values), when
     it is still a plain list, dict, set or deque of at most ``most``; None otherwise.

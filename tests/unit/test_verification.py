@@ -3677,7 +3677,7 @@ def test_a_global_holding_only_objects_made_since_the_table_is_looked_at_again(v
     verdicts: list = []
     reports: list = []
     try:
-        for i in range(9):
+        for i in range(14):
             if replaced:
                 _replaced[:] = [bytearray(3) for _ in range(200)]
             _payloads.extend(bytearray(3) for _ in range(40))
@@ -3693,9 +3693,7 @@ def test_a_global_holding_only_objects_made_since_the_table_is_looked_at_again(v
             "two more rises"
         )
         assert verdicts[-1] == kept
-        if replaced:  # (left out of the searches from then on: the next found the leak)
-            assert m._types[id(bytearray)].overwritten == (("test_verification", "_replaced", 200),)
-        assert reports and reports[0][1] == kept and reports[0][0] <= 8, reports[:1]
+        assert reports and reports[0][1] == kept and reports[0][0] <= 12, (reports[:1], verdicts)
     finally:
         _replaced.clear()
 
