@@ -157,6 +157,12 @@ class _Searched:
 _UNKNOWN = -1  # allocations not counted (census mode), or not yet
 
 
+def _of_type(entry: tuple[Any, Any], cls: type) -> Any:
+    """Of a container's entry (key, value: see global_container_entries), the part of
+    exactly ``cls``: the value when it is one, else the key."""
+    return entry[1] if type(entry[1]) is cls else entry[0]
+
+
 class _Count:
     """One of a _TypeState's counts, an item of its ``counts`` array."""
 
@@ -1795,7 +1801,10 @@ class MemoryMonitor:
                 objects = [obj for obj in objects if id(obj) not in skipped][:RETAINER_SAMPLE]
                 if picked and not objects:
                     # (a leak's share of the table grows as it goes on: looked at again later)
-                    where = ", ".join(f"{module}.{name}" for module, name, _ in state.overwritten)
+                    places = [f"{module}.{name}" for module, name, _ in state.overwritten]
+                    if state.held_new is not None:
+                        places.append(f"{state.held_new[0]}.{state.held_new[1]}")
+                    where = ", ".join(dict.fromkeys(places))
                     searched.deferred.append((state, _ONLY_OVERWRITTEN.format(share="all", where=where)))
                     continue
             if objects:
@@ -1995,14 +2004,15 @@ class MemoryMonitor:
         beside 20 leaking took the verification, and the leak was reported "kept by
         app.LAST", at the replacing line. Such a global holds only objects made since
         the type's table began, and a leak's holds older ones too, unless the leak began
-        since: its newest OVERWRITTEN_HELD entries are held to the next searches (each
-        after two more rises, the table kept), for OVERWRITTEN_WAIT samples at least,
-        and its size is read at each sample meanwhile (_read_held_sizes). Most of them
-        gone from it then (an entry of a dict stays while its key does: records
-        replaced by updated copies are a leak's entries), it is one the app overwrites,
-        unless it grew by OVERWRITTEN_LEAST or more and never shrank (a backlog that
-        grows, its oldest taken out: the growth is there); still there, a leak that
-        began since (at once when it grew so). A full ``deque(maxlen=...)`` is one at once; one that can no longer
+        since: its newest OVERWRITTEN_HELD entries (any of a set's) are held to the next
+        searches (each after two more rises, the table kept), for OVERWRITTEN_WAIT
+        samples at least, and its size is read at each sample meanwhile
+        (_read_held_sizes). Most of their objects of the type gone from it then (a dict's
+        values replaced under the same keys too), it is one the app overwrites, unless
+        it grew by OVERWRITTEN_LEAST or more and never shrank (a backlog that grows, its
+        oldest taken out; records replaced by updated copies under keys that pile up:
+        the growth is there); still there, a leak that began since (at once when it grew
+        so). A full ``deque(maxlen=...)`` is one at once; one that can no longer
         be read is taken for the leak's."""
         module, name = place["module"], place["name"]
         held, state.held_new = state.held_new, None
@@ -2016,11 +2026,11 @@ class MemoryMonitor:
                 entries = None
             if entries is None:
                 return False
-            keys = {id(key) for key, _ in entries}
+            now = {id(part) for entry in entries for part in entry}
             entries.clear()
             first, last, shrank = held[4:]
             grew = not shrank and last - first >= OVERWRITTEN_LEAST
-            if sum(id(key) in keys for key, _ in held[2]) * 2 < len(held[2]):
+            if sum(id(_of_type(entry, cls)) in now for entry in held[2]) * 2 < len(held[2]):
                 if not grew:
                     mark = (module, name, place["size"])  # (gone: it was overwritten meanwhile)
             elif not grew and self._samples - held[3] < OVERWRITTEN_WAIT:
@@ -2082,6 +2092,7 @@ class MemoryMonitor:
         regrouped under it."""
         state.verified = True
         state.kept_in_global = kept_in_global
+        state.held_new = None  # (the app's objects: judged)
         state.verdict = verdict
         logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
         self._regroup_under(state)
@@ -2437,6 +2448,7 @@ class MemoryMonitor:
         ``doubts_growth``: its growth itself is in doubt (it did not rise once tabled), so
         it explains nothing while set aside."""
         state.verdict = f"not a leak for now: {why}"
+        state.held_new = None  # (the app's objects: looked at afresh when the set-aside ends)
         state.aside_explains = explains
         state.aside_awaits_rises = awaits_rises
         state.aside_doubts_growth = doubts_growth

@@ -1414,11 +1414,12 @@ def test_a_slow_leak_of_classes_is_reported_as_classes_at_its_line():
 
 
 _last_rows: list = []
+_latest_by_key: dict = {}
 _leaked_rows: list = []
 
 
 @requires_engine
-@pytest.mark.parametrize(("rebound", "every", "at"), [(False, 1, 10), (True, 1, 10), (False, 3, 10)])
+@pytest.mark.parametrize(("rebound", "every", "at"), [(False, 1, 10), (True, 1, 10), ("by key", 1, 10), (False, 3, 10)])
 def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(rebound, every, at):
     # 20 dicts a sample leak into a module list, beside a module list of 200 dicts the
     # app replaces each sample (its last rows), or every third: the verification's
@@ -1434,6 +1435,8 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
         rows = [{"row": k, "at": i} for k in range(200 if i % every == 0 else 0)]  # REPLACED-LINE
         if not rows:
             pass
+        elif rebound == "by key":  # (the values of fixed keys replaced)
+            _latest_by_key.update(enumerate(rows))
         elif rebound:
             _last_rows = rows
         else:
@@ -1462,6 +1465,7 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
         )
     finally:
         _last_rows = []
+        _latest_by_key.clear()
         _leaked_rows.clear()
 
 
