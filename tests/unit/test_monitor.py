@@ -1425,7 +1425,7 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
     # app replaces each sample (its last rows), or every third: the verification's
     # objects were mostly the replaced list's, and the leak was reported "kept by
     # test_monitor._last_rows", its top path the replacing line (200 retained, to the
-    # leak's 40 at the report). The list holds only dicts made since their table
+    # leak's 120 at the report). The list holds only dicts made since their table
     # began, and those it held were gone from it later: the search is made again
     # without its objects, and its line goes after the leak's.
     global _last_rows
