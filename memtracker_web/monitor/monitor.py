@@ -34,10 +34,10 @@ from .retention import (
     KEY_EDGE,
     RetentionBusy,
     app_threads_held_off,
+    entry_parts,
     find_retainers,
     find_retainers_of_groups,
     global_container_entries,
-    global_container_items,
     global_container_size,
     global_full_ring,
     lru_keys,
@@ -288,8 +288,8 @@ class _TypeState:
         # verified by that watch: (module, name, its size at its last report) (see _report_stats)
         self.kept_in_global: tuple[str, str, int] | None = None
         # (module, name, size) of the globals found holding only the newest of its
-        # objects, which a search takes none of its objects from while they do not
-        # grow past that size (see _overwritten_ids)
+        # objects, which a search takes none of its objects from until they grow to
+        # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
         self.overwritten: tuple[tuple[str, str, int], ...] = ()
         # a module global found holding only objects made since its table began, the
         # newest of its entries (key, value), held to its next searches, the sample they
@@ -1471,7 +1471,9 @@ class MemoryMonitor:
         for module, name, size in self._overwritten_marks(state):
             items: list[Any] = []
             try:
-                items = [o for o in global_container_items(module, name, _KEYS_READ) or () if type(o) is cls]
+                entries = global_container_entries(module, name, _KEYS_READ) or []
+                items = [o for o in entry_parts(entries) if type(o) is cls]
+                entries.clear()
                 paths = self.tracker.capture.allocation_path_counts(cls, items) if items else []
                 bound = OVERWRITTEN_FORGET * size * scale  # (as long as it is remembered)
             except Exception:  # noqa: BLE001 -- (a report goes on without them)
@@ -1755,9 +1757,7 @@ class MemoryMonitor:
         for state, cls, why in searched.set_aside:
             self._set_growth_aside(state, cls, why)
         for state, why in searched.deferred:
-            state.recheck_from = state.increases
-            state.verdict = why
-            logger.info("memtracker_web: %s grows; %s", state.name, why)
+            self._search_again_later(state, why)
         if searched.failure is not None:
             exc = searched.failure
             names = ", ".join(state.name for (state, _), _found in searched.found)
@@ -1790,7 +1790,7 @@ class MemoryMonitor:
         for state, cls in waiting:
             skipped = self._overwritten_ids(state)
             if state.held_new is not None:  # (ours while held: the app may have let them go)
-                skipped.update(id(part) for entry in state.held_new[2] for part in entry)
+                skipped.update(map(id, entry_parts(state.held_new[2])))
             try:
                 # (more where some will be left out: those of a global the app overwrites)
                 objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE * (OVERWRITTEN_PICKS if skipped else 1))
@@ -1857,7 +1857,7 @@ class MemoryMonitor:
         ids: set[int] = set()
         for module, name, _ in self._overwritten_marks(state):
             try:
-                ids.update(map(id, global_container_items(module, name, OVERWRITTEN_SIZE_MOST) or ()))
+                ids.update(map(id, entry_parts(global_container_entries(module, name, OVERWRITTEN_SIZE_MOST) or [])))
             except Exception:  # noqa: BLE001,S112 -- (the objects are searched as they are)
                 continue
         return ids
@@ -1936,14 +1936,13 @@ class MemoryMonitor:
                 # first search only, which comes VERIFY_AFTER samples after it began; a
                 # type tabled sparsely for a slow growth would be searched every two
                 # rises until ten added up.)
-                state.recheck_from = state.increases
-                state.verdict = _FEW_LOOKED_AT.format(
+                few = _FEW_LOOKED_AT.format(
                     cached=found["bounded"][0]["count"],
                     objects=total,
                     cache=found["bounded"][0]["holder"],
                     sample=state.object_sample,
                 )
-                logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+                self._search_again_later(state, few)
                 return
             self._set_growth_aside(state, cls, reason[1], self._samples_to_fill(state, found) if filling else None)
             if filling:
@@ -1976,18 +1975,15 @@ class MemoryMonitor:
             # (Two such variables, two counters, still make two.) Its table stays, so a
             # slow leak's objects add up until the next search, after two more rises;
             # nothing is set aside and its rises stay evidence.
-            state.recheck_from = state.increases
-            state.verdict = _ONE_OBJECT_KEPT.format(chain=chain)
-            logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+            self._search_again_later(state, _ONE_OBJECT_KEPT.format(chain=chain))
             return
         place = next((p for p in found.get("kept_in") or () if p["chain"] == chain), None) if chain else None
         if place is not None and self._judge_only_new(state, cls, place):
             return
         if place is not None and (place["module"], place["name"]) in {mark[:2] for mark in state.overwritten}:
             # its table stays, so that a leak beside it adds up, and its rises stay evidence
-            state.recheck_from = state.increases
-            state.verdict = _ONLY_OVERWRITTEN.format(share="mostly", where=f"{place['module']}.{place['name']}")
-            logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+            where = f"{place['module']}.{place['name']}"
+            self._search_again_later(state, _ONLY_OVERWRITTEN.format(share="mostly", where=where))
             return
         self._verify_as_kept(
             state,
@@ -2026,7 +2022,7 @@ class MemoryMonitor:
                 entries = None
             if entries is None:
                 return False
-            now = {id(part) for entry in entries for part in entry}
+            now = {id(part) for part in entry_parts(entries)}
             entries.clear()
             first, last, shrank = held[4:]
             grew = not shrank and last - first >= OVERWRITTEN_LEAST
@@ -2040,13 +2036,20 @@ class MemoryMonitor:
         elif (newest := self._only_new(cls, module, name)) is not None:
             size = place["size"]
             state.held_new = (module, name, newest, self._samples, size, size, False)
-            state.recheck_from = state.increases
-            state.verdict = _ONLY_NEW.format(where=f"{module}.{name}")
-            logger.info("memtracker_web: %s grows; %s", state.name, state.verdict)
+            self._search_again_later(state, _ONLY_NEW.format(where=f"{module}.{name}"))
             return True
         if mark is not None:
             state.overwritten = (*(m for m in state.overwritten if m[:2] != mark[:2]), mark)[-OVERWRITTEN_MOST:]
         return False
+
+    @staticmethod
+    def _search_again_later(state: _TypeState, verdict: str) -> None:
+        """``state`` is not judged yet (``verdict`` says why): its table stays, so that
+        more of its objects add up, it is searched again after two more rises, and its
+        rises stay evidence."""
+        state.recheck_from = state.increases
+        state.verdict = verdict
+        logger.info("memtracker_web: %s grows; %s", state.name, verdict)
 
     def _read_held_sizes(self) -> None:
         """The size now of each module global whose newest entries are held (see
@@ -2071,7 +2074,7 @@ class MemoryMonitor:
         entries: list[tuple[Any, Any]] = []
         try:
             entries = global_container_entries(module, name, OVERWRITTEN_SIZE_MOST) or []
-            objects = [part for entry in entries for part in {id(part): part for part in entry}.values()]
+            objects = entry_parts(entries)
             followed, tabled = self.tracker.capture.tabled(cls, objects)
             objects.clear()
             if followed < OVERWRITTEN_LEAST or tabled < OVERWRITTEN_NEW * followed:

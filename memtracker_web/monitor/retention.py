@@ -482,14 +482,18 @@ _GROWABLE_GLOBALS = (list, dict, set, collections.deque)
 _MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
 
 
+def _module_global(module: str, name: str) -> Any:
+    """The value of the module global ``module.name``, or None when the module is gone
+    or has no such global. Runs none of the app's code."""
+    namespace = module_namespace(sys.modules.get(module))
+    return None if namespace is None else dict.get(namespace, name)
+
+
 def global_container_size(module: str, name: str) -> int | None:
     """The size of the module global ``module.name`` when it is still a plain list,
     dict, set or deque (see _Search.global_container); None when the module or the
     global is gone or is something else now. Runs none of the app's code."""
-    namespace = module_namespace(sys.modules.get(module))
-    if namespace is None:
-        return None
-    container: Any = dict.get(namespace, name)
+    container = _module_global(module, name)
     return len(container) if _growable(container) else None
 
 
@@ -497,8 +501,7 @@ def global_full_ring(module: str, name: str) -> bool:
     """Whether the module global ``module.name`` is a plain deque with a ``maxlen``
     that it has reached: it cannot grow, each new entry pushes out the oldest. Runs
     none of the app's code."""
-    namespace = module_namespace(sys.modules.get(module))
-    container: Any = None if namespace is None else dict.get(namespace, name)
+    container = _module_global(module, name)
     return type(container) is collections.deque and container.maxlen is not None and len(container) >= container.maxlen
 
 
@@ -506,12 +509,10 @@ def global_container_entries(module: str, name: str, most: int) -> list[tuple[An
     """The entries of the module global ``module.name`` in its order, when it is still
     a plain list, dict, set or deque of at most ``most``: a dict's (key, value) items,
     (the object, the object) for the others; None otherwise. Runs none of the app's
-    code (the containers' own iteration, copied in one call). Hold them for no longer
-    than needed (they are the app's)."""
-    namespace = module_namespace(sys.modules.get(module))
-    if namespace is None:
-        return None
-    container: Any = dict.get(namespace, name)
+    code (the containers' own iteration, copied in one call: another thread may change
+    it between two steps of a loop). Hold them for no longer than needed (they are the
+    app's)."""
+    container = _module_global(module, name)
     if not _growable(container) or len(container) > most:
         return None
     if type(container) is dict:
@@ -519,21 +520,9 @@ def global_container_entries(module: str, name: str, most: int) -> list[tuple[An
     return [(element, element) for element in list(container)]
 
 
-def global_container_items(module: str, name: str, most: int) -> list[Any] | None:
-    """What the module global ``module.name`` holds (a dict's keys and values), when
-    it is still a plain list, dict, set or deque of at most ``most``; None otherwise.
-    Runs none of the app's code (the containers' own iteration). Hold them for no
-    longer than needed (they are the app's)."""
-    namespace = module_namespace(sys.modules.get(module))
-    if namespace is None:
-        return None
-    container: Any = dict.get(namespace, name)
-    if not _growable(container) or len(container) > most:
-        return None
-    if type(container) is dict:
-        # (copied in one call first: another thread may change it between two steps of a loop)
-        return [part for item in list(dict.items(container)) for part in item]
-    return list(container)
+def entry_parts(entries: list[tuple[Any, Any]]) -> list[Any]:
+    """The objects of ``entries`` (see global_container_entries), each entry's once."""
+    return [part for entry in entries for part in (entry if entry[0] is not entry[1] else entry[:1])]
 
 
 def module_namespace(module: Any) -> dict | None:
