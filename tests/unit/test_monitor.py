@@ -1377,14 +1377,20 @@ def test_a_leak_of_classes_made_at_run_time_is_reported_as_classes_kept_by_their
     gc.collect()  # (classes an earlier test let go are cyclic garbage: freed now, not while counted)
     try:
         first = _first_reports(20, lambda i: [make(10 * i + k) for k in range(10)])
-        assert set(first) == {"builtins.type"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
-        sample, report = first["builtins.type"]
-        assert sample == 10, sample
-        assert report["verdict"] == f"kept by {__name__}._made_classes -> builtins.list[i] -> builtins.type"
-        top = report["top_paths"][0]
-        assert top["path"][top["app_frame"]] == f"{HERE}:{line_of(line)} in {function}"
+        _assert_the_classes_reported_alone(first, 10, f"{HERE}:{line_of(line)} in {function}")
     finally:
         _made_classes.clear()
+
+
+def _assert_the_classes_reported_alone(first: dict[str, tuple[int, dict]], at: int, frame: str) -> None:
+    """The first reports (see _first_reports): builtins.type's alone, at sample ``at``,
+    kept by _made_classes, its top path's frame of the app's ``frame``."""
+    assert set(first) == {"builtins.type"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
+    sample, report = first["builtins.type"]
+    assert sample == at, sample
+    assert report["verdict"] == f"kept by {__name__}._made_classes -> builtins.list[i] -> builtins.type"
+    top = report["top_paths"][0]
+    assert top["path"][top["app_frame"]] == frame
 
 
 @requires_engine
@@ -1403,12 +1409,7 @@ def test_a_slow_leak_of_classes_is_reported_as_classes_at_its_line():
 
     try:
         first = _first_reports(30, step)
-        assert set(first) == {"builtins.type"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
-        sample, report = first["builtins.type"]
-        assert sample == 13, sample
-        assert report["verdict"] == f"kept by {__name__}._made_classes -> builtins.list[i] -> builtins.type"
-        top = report["top_paths"][0]
-        assert top["path"][top["app_frame"]] == f"{HERE}:{line_of('SLOW-CLASSES-LINE')} in {step.__qualname__}"
+        _assert_the_classes_reported_alone(first, 13, f"{HERE}:{line_of('SLOW-CLASSES-LINE')} in {step.__qualname__}")
     finally:
         _made_classes.clear()
 
