@@ -41,6 +41,7 @@ from .retention import (
     global_container_size,
     global_full_ring,
     lru_keys,
+    newest_global_entries,
     only_in_own_tables,
     own_table_refs,
     restore_a_switch_interval_left_raised,
@@ -240,6 +241,7 @@ class _TypeState:
         "watched_lives",
         "beside_cache",
         "kept_in_global",
+        "leak_place",
         "overwritten",
         "held_new",
         "filled_caches",
@@ -287,6 +289,9 @@ class _TypeState:
         self.beside_cache: dict[str, Any] | None = None
         # verified by that watch: (module, name, its size at its last report) (see _report_stats)
         self.kept_in_global: tuple[str, str, int] | None = None
+        # verified: (module, name) of the module global whose plain container its
+        # verdict names as holding its new objects (see _leak_paths_first)
+        self.leak_place: tuple[str, str] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -653,12 +658,13 @@ def _let_go_of_cached_names() -> None:
 
 # Call paths a leak report shows, and those its stats take beyond them when some may be
 # a bounded cache's filling, so that those can give their places to others (see
-# _past_cache_fillings)
+# _past_cache_fillings), or when the leak's own may be behind others (_leak_paths_first)
 _REPORT_PATHS = 3
 _PATHS_PAST_A_CACHE = 3
 # The most entries of an lru_cache whose keys' call paths a report reads (see
 # MemoryMonitor._key_fillings): a larger cache's are not read (reading one of 65,536
-# entries, whose wrapper refers to each entry's key and result, took 25-95 ms)
+# entries, whose wrapper refers to each entry's key and result, took 25-95 ms); and of
+# a leak's module global, its newest entries a report reads (_place_paths)
 _KEYS_READ = 8192
 
 
@@ -683,6 +689,18 @@ def _past_cache_fillings(paths: list[dict], fillings: list[dict[str, Any]]) -> l
     if not fillings:
         return paths
     return sorted(paths, key=lambda path: (path["count"] <= 0, _fills_a_cache(path, fillings)))
+
+
+def _leak_paths_first(paths: list[dict], made: set[tuple[str, ...]]) -> list[dict]:
+    """A report's top paths (most retained first), those that made the leak's own
+    objects (``made``: what the module global its verdict names holds; see
+    MemoryMonitor._place_paths) before the others that keep some: a one-time load of
+    1,000 dicts beside a leak of 20 a sample kept more than the leak at its report,
+    and its line led under "kept by" the leak's list. Paths that keep none stay last;
+    the order within each part is kept."""
+    if not made:
+        return paths
+    return sorted(paths, key=lambda path: (path["count"] <= 0, tuple(path["path"]) not in made))
 
 
 def _fills_a_cache(path: dict, fillings: list[dict[str, Any]]) -> bool:
@@ -1404,7 +1422,8 @@ class MemoryMonitor:
     def _stats_as_reported(self, state: _TypeState, cls: type, top: int | None, hotspots: int = 20) -> dict | None:
         """The tracker's stats of ``cls`` with its ``top`` paths (None: all) in the order a
         leak report shows them: more paths asked for, and their order changed, only where
-        a cache's filling may be among them (see _past_cache_fillings)."""
+        a cache's filling may be among them (see _past_cache_fillings), or where the
+        verdict names a module global that holds the leak (see _leak_paths_first)."""
         return self._stats_and_fillings(state, cls, top, hotspots)[0]
 
     def _stats_and_fillings(
@@ -1413,8 +1432,14 @@ class MemoryMonitor:
         """_stats_as_reported, and the bounded caches' fillings it ordered the paths by."""
         fillings = _cached_functions(state.retainers)
         caches = fillings or state.overwritten or any(ref() is not None for ref in state.filled_caches)
-        more = _PATHS_PAST_A_CACHE if caches and top is not None else 0
+        place = self._leak_place(state)
+        more = _PATHS_PAST_A_CACHE if (caches or place) and top is not None else 0
         stats = self.tracker.stats(cls, limit=None if top is None else top + more, hotspots=hotspots)
+        if stats and place:
+            # (what made the leak's own objects, before what keeps more beside it)
+            stats["top_paths"] = _leak_paths_first(stats["top_paths"], self._place_paths(cls, place, stats))
+            if not caches:
+                stats["top_paths"] = stats["top_paths"][:top]
         if stats and caches:
             if state.key_fillings is None or state.key_fillings[0] != self._samples:
                 state.key_fillings = (self._samples, self._key_fillings(state, cls, stats["sample_every"]))
@@ -1426,6 +1451,40 @@ class MemoryMonitor:
             fillings = fillings + [f for f in state.key_fillings[1] if texts[tuple(f["path"])] <= 1]
             stats["top_paths"] = _past_cache_fillings(stats["top_paths"], fillings)[:top]
         return stats, fillings
+
+    @staticmethod
+    def _leak_place(state: _TypeState) -> tuple[str, str] | None:
+        """(module, name) of the module global whose plain container holds the new
+        objects of a type verified a leak, as its verdict says when it was verified
+        (``kept by appmod.LEAKED -> builtins.list[i] -> ...``; a search asked for later
+        looks at older objects too, and may find another place); None for a verdict of
+        any other shape."""
+        return state.leak_place if state.verified else None
+
+    def _place_paths(self, cls: type, place: tuple[str, str], stats: dict) -> set[tuple[str, ...]]:
+        """The call paths that made what the leak's place (see _leak_place) holds of
+        ``cls``, of its newest _KEYS_READ entries: each whose objects there are most of
+        what it keeps (by the stats' count), or most of those read (the leak fills the
+        place); read now, and let go at once."""
+        items: list[Any] = []
+        try:
+            entries = newest_global_entries(*place, _KEYS_READ) or []
+            items = [o for o in entry_parts(entries) if type(o) is cls]
+            entries.clear()
+            paths = self.tracker.capture.allocation_path_counts(cls, items) if items else []
+        except Exception:  # noqa: BLE001 -- (a report goes on without them)
+            return set()
+        finally:
+            items.clear()  # (the app's objects: not held past this)
+        shorten = path_shortener()
+        counts = {tuple(path["path"]): path["count"] for path in stats["top_paths"]}
+        followed = sum(kept for _, kept in paths)
+        made: set[tuple[str, ...]] = set()
+        for frames, kept in paths:
+            text = tuple(frame_text(f._replace(filename=shorten(f.filename))) for f in frames)
+            if kept * stats["sample_every"] * 2 > counts.get(text, 0) or kept * 2 > followed:
+                made.add(text)
+        return made
 
     def _key_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
         """The call paths that made the keys of ``cls`` the lru_caches its last search
@@ -1990,6 +2049,7 @@ class MemoryMonitor:
             f"kept by {chain}"
             if chain
             else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})",
+            place=(place["module"], place["name"]) if place is not None else None,
         )
 
     def _judge_only_new(self, state: _TypeState, cls: type, place: dict[str, Any]) -> bool:
@@ -2087,14 +2147,20 @@ class MemoryMonitor:
             entries.clear()  # (the app's objects: not held past this)
 
     def _verify_as_kept(
-        self, state: _TypeState, verdict: str, kept_in_global: tuple[str, str, int] | None = None
+        self,
+        state: _TypeState,
+        verdict: str,
+        kept_in_global: tuple[str, str, int] | None = None,
+        place: tuple[str, str] | None = None,
     ) -> None:
         """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
         global a watch beside a cache found it in, whose growth each report needs, see
-        _still_grows_where_kept); the types verified before it that it explains are
-        regrouped under it."""
+        _still_grows_where_kept; ``place``: the module global whose plain container
+        the verdict's chain ends in, see _leak_place); the types verified before it that
+        it explains are regrouped under it."""
         state.verified = True
         state.kept_in_global = kept_in_global
+        state.leak_place = kept_in_global[:2] if kept_in_global is not None else place
         state.held_new = None  # (the app's objects: judged)
         state.verdict = verdict
         logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)
@@ -2567,7 +2633,7 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
-        state.kept_in_global = state.held_new = None
+        state.kept_in_global = state.held_new = state.leak_place = None
         state.same_leak_as = None
         self._folded_reports.pop(state.name, None)
         if state.by_watch and state.verify_since is not None:

@@ -26,6 +26,7 @@ import builtins
 import collections
 import contextlib
 import gc
+import itertools
 import math
 import os
 import sys
@@ -518,6 +519,28 @@ def global_container_entries(module: str, name: str, most: int) -> list[tuple[An
     if type(container) is dict:
         return list(dict.items(container))
     return [(element, element) for element in list(container)]
+
+
+def newest_global_entries(module: str, name: str, most: int) -> list[tuple[Any, Any]] | None:
+    """The last ``most`` entries of the module global ``module.name`` in its order (see
+    global_container_entries), however many it holds: where a leak kept in a list, a
+    dict or a deque adds its objects (a set has no order: any ``most`` of its
+    elements). None when it is not a plain list, dict, set or deque. Runs none of the
+    app's code (the containers' own slicing and reversed iteration)."""
+    container = _module_global(module, name)
+    kind = type(container)
+    if not _growable(container):
+        return None
+    if kind is list:
+        return [(element, element) for element in list.__getitem__(container, slice(-most, None))] if most > 0 else []
+    if kind is dict:
+        newest = list(itertools.islice(reversed(dict.items(container)), most))
+    elif kind is collections.deque:
+        newest = [(element, element) for element in itertools.islice(reversed(container), most)]
+    else:
+        return [(element, element) for element in itertools.islice(iter(container), most)]
+    newest.reverse()
+    return newest
 
 
 def entry_parts(entries: list[tuple[Any, Any]]) -> list[Any]:

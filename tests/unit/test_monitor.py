@@ -1470,6 +1470,87 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
         _leaked_rows.clear()
 
 
+_loaded_rows: list = []
+_leaked_by_key: dict = {}
+
+
+@requires_engine
+@pytest.mark.parametrize(("load_at", "kind"), [(6, "list"), (8, "list"), (6, "dict")])
+def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_at, kind):
+    # 20 dicts a sample leak into a module list (or dict), and 1,000 dicts are loaded
+    # once into another list while the leak's type is analysed: at the report the
+    # load keeps more than the leak (1,000 to the leak's 80-120), and its line led the
+    # report under "kept by" the leak's list. The paths that made what that list holds
+    # now go first.
+    def step(i: int) -> None:
+        if i == load_at:
+            _loaded_rows.extend({"row": k} for k in range(1000))  # LOAD-LINE
+        if kind == "list":
+            _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # LEAK-LIST-LINE
+        else:
+            for k in range(20):
+                _leaked_by_key[f"{i}-{k}"] = {"n": i}  # LEAK-DICT-LINE
+
+    gc.collect()
+    try:
+        first = _first_reports(14, step)
+        assert set(first) == {"builtins.dict"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
+        sample, report = first["builtins.dict"]
+        assert sample == 10, sample
+        place = "_leaked_rows -> builtins.list[i]" if kind == "list" else "_leaked_by_key -> builtins.dict[key]"
+        assert report["verdict"] == f"kept by {__name__}.{place} -> builtins.dict"
+        top = report["top_paths"][0]
+        if kind == "list":
+            leak_frame = f"{HERE}:{line_of('LEAK-LIST-LINE')} in {step.__qualname__}.<locals>.<genexpr>"
+        else:
+            leak_frame = f"{HERE}:{line_of('LEAK-DICT-LINE')} in {step.__qualname__}"
+        assert top["path"][top["app_frame"]] == leak_frame, [p["path"][:1] for p in report["top_paths"]]
+        # (the load's path is still there, after it, keeping more)
+        load_frame = f"{HERE}:{line_of('LOAD-LINE')} "
+        load = [p for p in report["top_paths"] if p["path"][p["app_frame"]].startswith(load_frame)]
+        assert load and load[0]["count"] > top["count"], [(p["path"][:1], p["count"]) for p in report["top_paths"]]
+    finally:
+        _loaded_rows.clear()
+        _leaked_rows.clear()
+        _leaked_by_key.clear()
+
+
+@requires_engine
+def test_a_search_asked_for_later_does_not_move_the_leak_s_place():
+    # The verdict's place is the one its verification found: a search asked for after the
+    # report (the type page's button) looks at all live objects, mostly the load's, and
+    # its "kept by" the load's list led the reports with the load's line from then on.
+    def step(i: int) -> None:
+        if i == 6:
+            _loaded_rows.extend({"row": k} for k in range(1000))
+        _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # LATER-LEAK-LINE
+
+    gc.collect()
+    m = MemoryMonitor(watch_all=True, interval=3600.0)
+    reports: list = []
+    try:
+        for i in range(11):
+            step(i)
+            reports += m.sample()
+        assert [r["type"] for r in reports] == ["builtins.dict"]
+        asked = m.find_retainers("builtins.dict")
+        assert asked["kept_by"] == f"{__name__}._loaded_rows -> builtins.list[i] -> builtins.dict", asked["kept_by"]
+        for i in range(11, 14):
+            step(i)
+            reports = m.sample()
+        (report,) = reports
+        assert report["verdict"] == f"kept by {__name__}._leaked_rows -> builtins.list[i] -> builtins.dict"
+        top = report["top_paths"][0]
+        assert (
+            top["path"][top["app_frame"]]
+            == f"{HERE}:{line_of('LATER-LEAK-LINE')} in {step.__qualname__}.<locals>.<genexpr>"
+        )
+    finally:
+        m.close()
+        _loaded_rows.clear()
+        _leaked_rows.clear()
+
+
 @requires_engine
 def test_patterns_compiled_for_each_request_fill_re_s_cache_and_are_no_leak():
     # re.compile(f"...{n}") for each request, nothing kept: re's own dict of compiled
