@@ -521,24 +521,27 @@ def global_container_entries(module: str, name: str, most: int) -> list[tuple[An
     return [(element, element) for element in list(container)]
 
 
-def newest_global_entries(module: str, name: str, most: int) -> list[tuple[Any, Any]] | None:
-    """The last ``most`` entries of the module global ``module.name`` in its order (see
-    global_container_entries), however many it holds: where a leak kept in a list, a
-    dict or a deque adds its objects (a set has no order: any ``most`` of its
+def newest_global_objects(module: str, name: str, most: int) -> list[Any] | None:
+    """The objects of the last ``most`` entries of the module global ``module.name``,
+    however many it holds, oldest first: where a leak kept in a list, a dict (its keys
+    and values) or a deque adds its objects (a set has no order: any ``most`` of its
     elements). None when it is not a plain list, dict, set or deque. Runs none of the
-    app's code (the containers' own slicing and reversed iteration)."""
+    app's code (the containers' own slicing and reversed iteration). Hold them for no
+    longer than needed (they are the app's)."""
     container = _module_global(module, name)
     kind = type(container)
     if not _growable(container):
         return None
+    if most <= 0:
+        return []
     if kind is list:
-        return [(element, element) for element in list.__getitem__(container, slice(-most, None))] if most > 0 else []
+        return list.__getitem__(container, slice(-most, None))
     if kind is dict:
-        newest = list(itertools.islice(reversed(dict.items(container)), most))
+        newest = [part for item in itertools.islice(reversed(dict.items(container)), most) for part in item[::-1]]
     elif kind is collections.deque:
-        newest = [(element, element) for element in itertools.islice(reversed(container), most)]
+        newest = list(itertools.islice(reversed(container), most))
     else:
-        return [(element, element) for element in itertools.islice(iter(container), most)]
+        return list(itertools.islice(iter(container), most))
     newest.reverse()
     return newest
 

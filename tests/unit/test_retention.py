@@ -1198,9 +1198,9 @@ NEWEST_SET: Any = None
 NEWEST_OTHER: Any = None
 
 
-def test_newest_global_entries_reads_the_last_entries_of_a_module_global_in_order():
-    # where a leak kept in a module global adds its objects: its last entries, however
-    # many it holds (global_container_entries gives up past its limit)
+def test_newest_global_objects_reads_the_last_entries_of_a_module_global_in_order():
+    # where a leak kept in a module global adds its objects: its last entries' objects,
+    # however many it holds (global_container_entries gives up past its limit)
     global NEWEST_LIST, NEWEST_DICT, NEWEST_DEQUE, NEWEST_SET, NEWEST_OTHER
     try:
         NEWEST_LIST = [f"r{k}" for k in range(10)]
@@ -1208,18 +1208,20 @@ def test_newest_global_entries_reads_the_last_entries_of_a_module_global_in_orde
         NEWEST_DEQUE = collections.deque(range(10), maxlen=20)
         NEWEST_SET = set(range(10))
         NEWEST_OTHER = (1, 2, 3)
-        newest = retention.newest_global_entries
-        assert newest(MOD, "NEWEST_LIST", 3) == [("r7", "r7"), ("r8", "r8"), ("r9", "r9")]
-        assert newest(MOD, "NEWEST_LIST", 50) == [(f"r{k}", f"r{k}") for k in range(10)]
+        newest = retention.newest_global_objects
+        assert newest(MOD, "NEWEST_LIST", 3) == ["r7", "r8", "r9"]
+        assert newest(MOD, "NEWEST_LIST", 50) == [f"r{k}" for k in range(10)]
         assert newest(MOD, "NEWEST_LIST", 0) == []
-        assert newest(MOD, "NEWEST_DICT", 2) == [("k8", 80), ("k9", 90)]
-        assert newest(MOD, "NEWEST_DEQUE", 3) == [(7, 7), (8, 8), (9, 9)]
+        assert newest(MOD, "NEWEST_DICT", 2) == ["k8", 80, "k9", 90]  # (keys and values)
+        assert newest(MOD, "NEWEST_DICT", 0) == []
+        assert newest(MOD, "NEWEST_DEQUE", 3) == [7, 8, 9]
         some = newest(MOD, "NEWEST_SET", 4)
-        assert some is not None and len(some) == 4 and all(a is b and a in NEWEST_SET for a, b in some)
+        assert some is not None and len(some) == 4 and set(some) <= NEWEST_SET
         assert retention.global_container_entries(MOD, "NEWEST_LIST", 3) is None  # (past its limit)
         assert newest(MOD, "NEWEST_OTHER", 3) is None  # not a plain list, dict, set or deque
         assert newest(MOD, "NO_SUCH_GLOBAL", 3) is None
         assert newest("no_such_module_here", "NEWEST_LIST", 3) is None
-        assert retention.entry_parts(newest(MOD, "NEWEST_DICT", 1) or []) == ["k9", 90]
+        NEWEST_LIST.append("r10")
+        assert newest(MOD, "NEWEST_LIST", 1) == ["r10"]  # read now, not a copy kept
     finally:
         NEWEST_LIST = NEWEST_DICT = NEWEST_DEQUE = NEWEST_SET = NEWEST_OTHER = None
