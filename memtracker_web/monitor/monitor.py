@@ -1472,20 +1472,29 @@ class MemoryMonitor:
         try:
             items = newest_global_objects(*place, _PLACE_READ) or []
             items[:] = [o for o in items if type(o) is cls]
-            paths = self.tracker.capture.allocation_path_counts(cls, items) if items else []
+            paths = self._paths_as_reported(cls, items)
         except Exception:  # noqa: BLE001 -- (a report goes on without them)
             return set()
         finally:
             items.clear()  # (the app's objects: not held past this)
-        shorten = path_shortener()
         counts = {tuple(path["path"]): path["count"] for path in stats["top_paths"]}
         followed = sum(kept for _, kept in paths)
-        made: set[tuple[str, ...]] = set()
-        for frames, kept in paths:
-            text = tuple(frame_text(f._replace(filename=shorten(f.filename))) for f in frames)
-            if kept * stats["sample_every"] * 2 > counts.get(text, 0) or kept * 2 > followed:
-                made.add(text)
-        return made
+        return {
+            tuple(path)
+            for path, kept in paths
+            if kept * stats["sample_every"] * 2 > counts.get(tuple(path), 0) or kept * 2 > followed
+        }
+
+    def _paths_as_reported(self, cls: type, objects: list[Any]) -> list[tuple[list[str], int]]:
+        """The call paths that made ``objects`` (of ``cls``, as its analysis followed
+        them), each as a report's ``"path"`` writes it (file names shortened as the
+        tracker's stats do), with how many of them it made."""
+        paths = self.tracker.capture.allocation_path_counts(cls, objects) if objects else []
+        shorten = path_shortener()
+        return [
+            ([frame_text(frame._replace(filename=shorten(frame.filename))) for frame in frames], kept)
+            for frames, kept in paths
+        ]
 
     def _key_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
         """The call paths that made the keys of ``cls`` the lru_caches its last search
@@ -1505,7 +1514,7 @@ class MemoryMonitor:
                 bound = type(cache).cache_info(cache).maxsize
                 keys = lru_keys(cache, cls, _KEYS_READ)
                 try:
-                    paths = self.tracker.capture.allocation_path_counts(cls, keys) if keys else []
+                    paths = self._paths_as_reported(cls, keys)
                 finally:
                     keys.clear()  # (the app's objects: not held past this)
             except Exception:  # noqa: BLE001 -- (a report goes on without them)
@@ -1514,10 +1523,7 @@ class MemoryMonitor:
                 cache = None
             if bound is None:
                 continue
-            shorten = path_shortener()
-            for frames, kept in paths:
-                path = [frame_text(f._replace(filename=shorten(f.filename))) for f in frames]
-                fillings.append({"path": path, "count": kept * scale, "bound": bound})
+            fillings += [{"path": path, "count": kept * scale, "bound": bound} for path, kept in paths]
         return fillings
 
     def _overwritten_fillings(self, state: _TypeState, cls: type, scale: int) -> list[dict[str, Any]]:
@@ -1527,22 +1533,19 @@ class MemoryMonitor:
         20 leaking a sample, "200 retained" to the leak's fewer), each bounded as long as
         it is remembered (see _overwritten_marks)."""
         fillings: list[dict[str, Any]] = []
-        shorten = path_shortener()
         for module, name, size in self._overwritten_marks(state):
             items: list[Any] = []
             try:
                 entries = global_container_entries(module, name, _KEYS_READ) or []
                 items = [o for o in entry_parts(entries) if type(o) is cls]
                 entries.clear()
-                paths = self.tracker.capture.allocation_path_counts(cls, items) if items else []
+                paths = self._paths_as_reported(cls, items)
                 bound = OVERWRITTEN_FORGET * size * scale  # (as long as it is remembered)
             except Exception:  # noqa: BLE001 -- (a report goes on without them)
                 continue
             finally:
                 items.clear()  # (the app's objects: not held past this)
-            for frames, kept in paths:
-                path = [frame_text(f._replace(filename=shorten(f.filename))) for f in frames]
-                fillings.append({"path": path, "count": kept * scale, "bound": bound})
+            fillings += [{"path": path, "count": kept * scale, "bound": bound} for path, kept in paths]
         return fillings
 
     def _read_counts(self, state: _TypeState, cls: type, census) -> None:
