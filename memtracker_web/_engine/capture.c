@@ -67,6 +67,14 @@ mt_slot_arg(MtCaptureCore *c, PyObject *tp, const char *what)
     return mt_capture_find(c, (PyTypeObject *)tp);
 }
 
+/* Whether `op` has an entry in the capture's object table under slot `s` (its value,
+ * slot and leaf, in *val): an object of the slot's table, made since it began. */
+static inline int
+mt_slot_entry(MtCaptureCore *c, int64_t s, PyObject *op, uint32_t *val)
+{
+    return c->objects.mask != 0 && mt_pm_get(&c->objects, (uintptr_t)op, val) && (int64_t)(*val >> MT_LEAF_BITS) == s;
+}
+
 /* Remove every object entry of one slot, or all of them (slot < 0). With
  * `keep_clear_leaf`, entries stay but lose their call-tree leaf. */
 static void
@@ -1359,8 +1367,7 @@ MtCaptureCore_allocation_paths(MtCaptureCore *c, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t val, leaf = 0;
         PyObject *op = PyList_GET_ITEM(objects, i);
-        if (tree != NULL && c->objects.mask != 0 && mt_pm_get(&c->objects, (uintptr_t)op, &val)
-            && (int64_t)(val >> MT_LEAF_BITS) == s) {
+        if (tree != NULL && mt_slot_entry(c, s, op, &val)) {
             leaf = val & MT_NO_LEAF;
             if (leaf == MT_NO_LEAF || leaf >= tree->n_nodes) {
                 leaf = 0;
@@ -1423,8 +1430,7 @@ MtCaptureCore_tabled(MtCaptureCore *c, PyObject *args)
                 continue;
             }
             followed++;
-            if (c->objects.mask != 0 && mt_pm_get(&c->objects, (uintptr_t)op, &val)
-                && (int64_t)(val >> MT_LEAF_BITS) == s) {
+            if (mt_slot_entry(c, s, op, &val)) {
                 tabled++;
             }
         }
