@@ -291,7 +291,7 @@ class _TypeState:
         self.kept_in_global: tuple[str, str, int] | None = None
         # verified: (module, name) of the module global whose plain container its
         # verdict names as holding its new objects (see _leak_paths_first)
-        self.leak_place: tuple[str, str] | None = None
+        self.leak_place: tuple[str, str, bool] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -1455,22 +1455,23 @@ class MemoryMonitor:
         return stats, fillings
 
     @staticmethod
-    def _leak_place(state: _TypeState) -> tuple[str, str] | None:
-        """(module, name) of the module global whose plain container holds the new
-        objects of a type verified a leak, as its verdict says when it was verified
-        (``kept by appmod.LEAKED -> builtins.list[i] -> ...``; a search asked for later
-        looks at older objects too, and may find another place); None for a verdict of
-        any other shape."""
+    def _leak_place(state: _TypeState) -> tuple[str, str, bool] | None:
+        """(module, name, nested) of the module global whose plain container holds the
+        new objects of a type verified a leak, as its verdict says when it was verified
+        (``kept by appmod.LEAKED -> builtins.list[i] -> ...``; nested: one level down,
+        ``kept by appmod.LEAKED -> builtins.dict[key] -> builtins.list[i] -> ...``; a
+        search asked for later looks at older objects too, and may find another place);
+        None for a verdict of any other shape."""
         return state.leak_place if state.verified else None
 
-    def _place_paths(self, cls: type, place: tuple[str, str], stats: dict) -> set[tuple[str, ...]]:
+    def _place_paths(self, cls: type, place: tuple[str, str, bool], stats: dict) -> set[tuple[str, ...]]:
         """The call paths that made what the leak's place (see _leak_place) holds of
         ``cls``, of its newest _PLACE_READ entries: each whose objects there are most of
         what it keeps (by the stats' count), or most of those read (the leak fills the
         place); read now, and let go at once."""
         items: list[Any] = []
         try:
-            items = newest_global_objects(*place, _PLACE_READ) or []
+            items = newest_global_objects(place[0], place[1], _PLACE_READ, nested=place[2]) or []
             items[:] = [o for o in items if type(o) is cls]
             paths = self._paths_as_reported(cls, items)
         except Exception:  # noqa: BLE001 -- (a report goes on without them)
@@ -2041,6 +2042,15 @@ class MemoryMonitor:
             self._search_again_later(state, _ONE_OBJECT_KEPT.format(chain=chain))
             return
         place = next((p for p in found.get("kept_in") or () if p["chain"] == chain), None) if chain else None
+        # (one level down, by the global alone: a dict's keys read in the chain differ)
+        under = next(
+            (
+                p
+                for p in found.get("kept_under") or ()
+                if chain and chain.startswith(f"{p['module']}.{p['name']} -> ") and chain.count(" -> ") == 3
+            ),
+            None,
+        )
         if place is not None and self._judge_only_new(state, cls, place):
             return
         if place is not None and (place["module"], place["name"]) in {mark[:2] for mark in state.overwritten}:
@@ -2053,7 +2063,13 @@ class MemoryMonitor:
             f"kept by {chain}"
             if chain
             else f"kept by something the search did not reach ({found['stopped'] or 'no root found'})",
-            place=(place["module"], place["name"]) if place is not None else None,
+            place=(
+                (place["module"], place["name"], False)
+                if place is not None
+                else (under["module"], under["name"], True)
+                if under is not None
+                else None
+            ),
         )
 
     def _judge_only_new(self, state: _TypeState, cls: type, place: dict[str, Any]) -> bool:
@@ -2155,16 +2171,17 @@ class MemoryMonitor:
         state: _TypeState,
         verdict: str,
         kept_in_global: tuple[str, str, int] | None = None,
-        place: tuple[str, str] | None = None,
+        place: tuple[str, str, bool] | None = None,
     ) -> None:
         """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
         global a watch beside a cache found it in, whose growth each report needs, see
         _still_grows_where_kept; ``place``: the module global whose plain container
-        the verdict's chain ends in, see _leak_place); the types verified before it that
+        the verdict's chain ends in, and whether one level down, see _leak_place); the
+        types verified before it that
         it explains are regrouped under it."""
         state.verified = True
         state.kept_in_global = kept_in_global
-        state.leak_place = kept_in_global[:2] if kept_in_global is not None else place
+        state.leak_place = (*kept_in_global[:2], False) if kept_in_global is not None else place
         state.held_new = None  # (the app's objects: judged)
         state.verdict = verdict
         logger.info("memtracker_web: %s grows and its new objects are %s", state.name, state.verdict)

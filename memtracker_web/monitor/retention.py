@@ -480,6 +480,7 @@ _PLAIN_CONTAINERS = (list, tuple, *_DICTS, set, frozenset, collections.deque)
 # Those whose len() grows as the app adds to them (exactly these types: a subclass's
 # __len__ is the app's code)
 _GROWABLE_GLOBALS = (list, dict, set, collections.deque)
+_NESTED_CONTAINERS = (*_GROWABLE_GLOBALS, tuple)  # (what a growable global's entry may keep a leak in)
 _MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
 
 
@@ -521,29 +522,60 @@ def global_container_entries(module: str, name: str, most: int) -> list[tuple[An
     return [(element, element) for element in list(container)]
 
 
-def newest_global_objects(module: str, name: str, most: int) -> list[Any] | None:
+def newest_global_objects(module: str, name: str, most: int, *, nested: bool = False) -> list[Any] | None:
     """The objects of the last ``most`` entries of the module global ``module.name``,
     however many it holds, oldest first: where a leak kept in a list, a dict (its keys
     and values) or a deque adds its objects (a set has no order: any ``most`` of its
-    elements). None when it is not a plain list, dict, set or deque. Runs none of the
-    app's code (the containers' own slicing and reversed iteration). Hold them for no
-    longer than needed (they are the app's)."""
+    elements). ``nested``: the objects of its newest entries' own newest entries, up
+    to ``most`` in all, where those are plain lists, dicts, sets, deques or tuples (a
+    leak kept one level down: ``LEAKED.setdefault(key, []).append(row)``). None when it
+    is not a plain list, dict, set or deque. Runs none of the app's code (the
+    containers' own slicing and reversed iteration). Hold them for no longer than
+    needed (they are the app's)."""
     container = _module_global(module, name)
-    kind = type(container)
     if not _growable(container):
         return None
-    if most <= 0:
-        return []
-    if kind is list:
-        return list.__getitem__(container, slice(-most, None))
-    if kind is dict:
-        newest = [part for item in itertools.islice(reversed(dict.items(container)), most) for part in item[::-1]]
-    elif kind is collections.deque:
-        newest = list(itertools.islice(reversed(container), most))
-    else:
-        return list(itertools.islice(iter(container), most))
+    if not nested:
+        return _newest_parts(container, most)
+    newest: list[Any] = []
+    for entry in _newest_first(container, most):  # (as far as needed: a few lists of a large dict)
+        if len(newest) >= most:
+            break
+        kind = type(entry)  # (by identity, as _growable)
+        if kind is list or kind is dict or kind is tuple or kind is set or kind is collections.deque:
+            newest.extend(_newest_first(entry, most - len(newest)))
     newest.reverse()
     return newest
+
+
+def _newest_parts(container: Any, most: int) -> list[Any]:
+    """The objects of the last ``most`` entries of a plain list, tuple, dict (its keys
+    and values), deque or set (any ``most``), oldest first (see newest_global_objects)."""
+    kind = type(container)
+    if most <= 0:
+        return []
+    if kind is list or kind is tuple:
+        return list(kind.__getitem__(container, slice(-most, None)))
+    newest = list(_newest_first(container, most))
+    if kind is not set:
+        newest.reverse()
+    return newest
+
+
+def _newest_first(container: Any, most: int) -> Iterator[Any]:
+    """The objects of the last ``most`` entries of a plain list, tuple, dict (a value,
+    then its key), deque or set (any ``most``), newest first, read as they are asked
+    for."""
+    kind = type(container)
+    if most <= 0:
+        return iter(())
+    if kind is list or kind is tuple:
+        return reversed(kind.__getitem__(container, slice(-most, None)))
+    if kind is dict:
+        return (part for item in itertools.islice(reversed(dict.items(container)), most) for part in item[::-1])
+    if kind is collections.deque:
+        return itertools.islice(reversed(container), most)
+    return itertools.islice(iter(container), most)
 
 
 def entry_parts(entries: list[tuple[Any, Any]]) -> list[Any]:
@@ -929,7 +961,9 @@ def find_retainers(
     ``kept_in``: the module globals, plain lists, dicts, sets or deques, that hold
     some of the objects themselves (``{"module", "name", "count", "size", "chain"}``,
     most first): where a leak is kept, whose size anyone can read again later
-    (``global_container_size``). One search at a time per process (RetentionBusy
+    (``global_container_size``). ``kept_under``: those whose plain containers hold
+    some of the objects one level down, in a plain list, dict, set, deque or tuple
+    (``{"module", "name", "count", "chain"}``, most first). One search at a time per process (RetentionBusy
     otherwise). ``with_caches``: see ``find_retainers_of_groups``."""
     return find_retainers_of_groups(
         [objects], budget_seconds=budget_seconds, max_depth=max_depth, top=top, with_caches=with_caches
@@ -1161,6 +1195,15 @@ class _Search:
             return None
         key = next((k for k, v in _dict_items(path[0]) if v is path[1]), None)
         return (module, key) if isinstance(key, str) and _is_name(key) else None
+
+    def nested_global_container(self, path: list[Any]) -> tuple[str, str] | None:
+        """(module name, global name) when the object is held by a plain list, dict,
+        set, deque or tuple that a module global's plain container holds (a dict of
+        lists, a list of tuples): where a leak one level down adds its objects (see
+        newest_global_objects). None for a chain of any other shape."""
+        if len(path) != 4 or not any(type(path[2]) is plain for plain in _NESTED_CONTAINERS):
+            return None
+        return self.global_container(path[:2] + path[3:])
 
     def is_global(self, holder: Any) -> bool:
         """A module's namespace, a class, or sys.modules: a root that lasts, unlike a
@@ -1483,6 +1526,8 @@ class _Search:
         kept_by_globals = 0  # of those, the ones from a module global or a class (no frame)
         in_globals: Counter[tuple[str, str]] = Counter()  # of those, held by a module global's plain container
         global_sizes: dict[tuple[str, str], tuple[int, str]] = {}  # its size now and the chain's text
+        under_globals: Counter[tuple[str, str]] = Counter()  # or by a plain container such a container holds
+        under_chains: dict[tuple[str, str], str] = {}  # the chain's text
         held_through: dict[str, list[Any]] = {}  # holder type => [objects held through one, nearest one ids, depths]
         left: list[Any] = []
         for target in targets:
@@ -1515,6 +1560,9 @@ class _Search:
                     if (place := self.global_container(path)) is not None:
                         in_globals[place] += 1
                         global_sizes[place] = (len(path[1]), text)
+                    elif (place := self.nested_global_container(path)) is not None:
+                        under_globals[place] += 1
+                        under_chains[place] = text
                 # the object first, without the root; but with a class made at run time,
                 # one of many like it, as a holder (the parts of classes that leak)
                 upward = path[::-1] if self.run_time_class(path[0]) else path[:0:-1]
@@ -1555,6 +1603,10 @@ class _Search:
                     "chain": global_sizes[module, name][1],
                 }
                 for (module, name), n in in_globals.most_common(top)
+            ],
+            "kept_under": [
+                {"module": module, "name": name, "count": n, "chain": under_chains[module, name]}
+                for (module, name), n in under_globals.most_common(top)
             ],
             "kept": kept_by_globals,
             "holders": sorted(

@@ -1475,10 +1475,11 @@ _leaked_by_key: dict = {}
 
 
 @requires_engine
-@pytest.mark.parametrize(("load_at", "kind"), [(6, "list"), (8, "list"), (6, "dict")])
+@pytest.mark.parametrize(("load_at", "kind"), [(6, "list"), (8, "list"), (6, "dict"), (6, "dict of lists")])
 def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_at, kind):
-    # 20 dicts a sample leak into a module list (or dict), and 1,000 dicts are loaded
-    # once into another list while the leak's type is analysed: at the report the
+    # 20 dicts a sample leak into a module list (or dict; or one level down, in the
+    # lists of a module dict), and 1,000 dicts are loaded once into another list
+    # while the leak's type is analysed: at the report the
     # load keeps more than the leak (1,000 to the leak's 80-120), and its line led the
     # report under "kept by" the leak's list. The paths that made what that list holds
     # now go first.
@@ -1487,9 +1488,12 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
             _loaded_rows.extend({"row": k} for k in range(1000))  # LOAD-LINE
         if kind == "list":
             _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # LEAK-LIST-LINE
-        else:
+        elif kind == "dict":
             for k in range(20):
                 _leaked_by_key[f"{i}-{k}"] = {"n": i}  # LEAK-DICT-LINE
+        else:
+            for k in range(20):
+                _leaked_by_key.setdefault(f"user{i}", []).append({"n": k})  # LEAK-NESTED-LINE
 
     gc.collect()
     try:
@@ -1497,13 +1501,18 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
         assert set(first) == {"builtins.dict"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
         sample, report = first["builtins.dict"]
         assert sample == 10, sample
-        place = "_leaked_rows -> builtins.list[i]" if kind == "list" else "_leaked_by_key -> builtins.dict[key]"
+        place = {
+            "list": "_leaked_rows -> builtins.list[i]",
+            "dict": "_leaked_by_key -> builtins.dict[key]",
+            "dict of lists": "_leaked_by_key -> builtins.dict[key] -> builtins.list[i]",
+        }[kind]
         assert report["verdict"] == f"kept by {__name__}.{place} -> builtins.dict"
         top = report["top_paths"][0]
         if kind == "list":
             leak_frame = f"{HERE}:{line_of('LEAK-LIST-LINE')} in {step.__qualname__}.<locals>.<genexpr>"
         else:
-            leak_frame = f"{HERE}:{line_of('LEAK-DICT-LINE')} in {step.__qualname__}"
+            line = "LEAK-DICT-LINE" if kind == "dict" else "LEAK-NESTED-LINE"
+            leak_frame = f"{HERE}:{line_of(line)} in {step.__qualname__}"
         assert top["path"][top["app_frame"]] == leak_frame, [p["path"][:1] for p in report["top_paths"]]
         # (the load's path is still there, after it, keeping more)
         load_frame = f"{HERE}:{line_of('LOAD-LINE')} "

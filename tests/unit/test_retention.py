@@ -1225,3 +1225,23 @@ def test_newest_global_objects_reads_the_last_entries_of_a_module_global_in_orde
         assert newest(MOD, "NEWEST_LIST", 1) == ["r10"]  # read now, not a copy kept
     finally:
         NEWEST_LIST = NEWEST_DICT = NEWEST_DEQUE = NEWEST_SET = NEWEST_OTHER = None
+
+
+def test_newest_global_objects_reads_one_level_down_where_asked():
+    # a leak kept in the lists of a module dict (``LEAKED.setdefault(key, []).append(row)``)
+    # or the tuples of a module list: the newest entries' own newest objects, up to the
+    # limit in all; entries that are no plain container (an int key) are passed over
+    global NEWEST_DICT, NEWEST_LIST
+    try:
+        NEWEST_DICT = {k: [f"{k}.{j}" for j in range(3)] for k in range(4)}
+        NEWEST_LIST = [(k, f"t{k}") for k in range(5)] + ["loose"]
+        newest = retention.newest_global_objects
+        assert newest(MOD, "NEWEST_DICT", 4, nested=True) == ["2.2", "3.0", "3.1", "3.2"]
+        assert newest(MOD, "NEWEST_DICT", 50, nested=True) == [f"{k}.{j}" for k in range(4) for j in range(3)]
+        assert newest(MOD, "NEWEST_DICT", 0, nested=True) == []
+        assert newest(MOD, "NEWEST_LIST", 3, nested=True) == ["t3", 4, "t4"]
+        assert newest(MOD, "NEWEST_LIST", 2, nested=False) == [(4, "t4"), "loose"]
+        NEWEST_DICT[9] = {"a": "x"}  # (a dict one level down: its keys and values)
+        assert newest(MOD, "NEWEST_DICT", 2, nested=True) == ["a", "x"]
+    finally:
+        NEWEST_LIST = NEWEST_DICT = None

@@ -136,6 +136,15 @@ def test_a_search_names_the_module_globals_that_hold_its_objects_themselves():
                 "chain": f"{__name__}._KEPT_IDS -> builtins.set[i] -> builtins.str",
             }
         ]
+        # those one level down are named apart: where the newest of a leak kept there are read
+        assert found["kept_under"] == [
+            {
+                "module": __name__,
+                "name": "_KEPT_NESTED",
+                "count": 2,
+                "chain": f"{__name__}._KEPT_NESTED -> builtins.dict['ids'] -> builtins.list[i] -> builtins.str",
+            }
+        ]
     finally:
         _KEPT_IDS.clear()
         _KEPT_NESTED["ids"].clear()
