@@ -2042,15 +2042,7 @@ class MemoryMonitor:
             self._search_again_later(state, _ONE_OBJECT_KEPT.format(chain=chain))
             return
         place = next((p for p in found.get("kept_in") or () if p["chain"] == chain), None) if chain else None
-        # (one level down, by the global alone: a dict's keys read in the chain differ)
-        under = next(
-            (
-                p
-                for p in found.get("kept_under") or ()
-                if chain and chain.startswith(f"{p['module']}.{p['name']} -> ") and chain.count(" -> ") == 3
-            ),
-            None,
-        )
+        under = next((p for p in found.get("kept_under") or () if chain in p["chains"]), None) if chain else None
         if place is not None and self._judge_only_new(state, cls, place):
             return
         if place is not None and (place["module"], place["name"]) in {mark[:2] for mark in state.overwritten}:

@@ -528,54 +528,51 @@ def newest_global_objects(module: str, name: str, most: int, *, nested: bool = F
     and values) or a deque adds its objects (a set has no order: any ``most`` of its
     elements). ``nested``: the objects of its newest entries' own newest entries, up
     to ``most`` in all, where those are plain lists, dicts, sets, deques or tuples (a
-    leak kept one level down: ``LEAKED.setdefault(key, []).append(row)``). None when it
-    is not a plain list, dict, set or deque. Runs none of the app's code (the
-    containers' own slicing and reversed iteration). Hold them for no longer than
-    needed (they are the app's)."""
+    leak kept one level down: ``LEAKED.setdefault(key, []).append(row)``), of its
+    newest ``most`` entries at most (empty ones too). None when it is not a plain list,
+    dict, set or deque. Runs none of the app's code (the containers' own slicing and
+    reversed iteration, each read in one call: another thread may change them between
+    two steps of a loop). Hold them for no longer than needed (they are the app's)."""
     container = _module_global(module, name)
     if not _growable(container):
         return None
     if not nested:
-        return _newest_parts(container, most)
-    newest: list[Any] = []
-    for entry in _newest_first(container, most):  # (as far as needed: a few lists of a large dict)
-        if len(newest) >= most:
+        newest = _newest_first(container, most)
+        if type(container) is not set:
+            newest.reverse()
+        return newest
+    newest = []
+    done = 0
+    for chunk in (64, 512, most):  # (as far as needed: the few newest lists of a large dict)
+        entries = _newest_first(container, min(chunk, most))
+        for entry in itertools.islice(entries, done, None):
+            kind = type(entry)  # (by identity, as _growable)
+            if kind is list or kind is dict or kind is tuple or kind is set or kind is collections.deque:
+                newest += _newest_first(entry, most - len(newest))
+                if len(newest) >= most:
+                    break
+        if len(newest) >= most or len(entries) < min(chunk, most) or chunk >= most:
             break
-        kind = type(entry)  # (by identity, as _growable)
-        if kind is list or kind is dict or kind is tuple or kind is set or kind is collections.deque:
-            newest.extend(_newest_first(entry, most - len(newest)))
+        done = len(entries)
     newest.reverse()
     return newest
 
 
-def _newest_parts(container: Any, most: int) -> list[Any]:
-    """The objects of the last ``most`` entries of a plain list, tuple, dict (its keys
-    and values), deque or set (any ``most``), oldest first (see newest_global_objects)."""
+def _newest_first(container: Any, most: int) -> list[Any]:
+    """The objects of the last ``most`` entries of a plain list, tuple, dict (a value,
+    then its key), deque or set (any ``most``), newest first, read in one call."""
     kind = type(container)
     if most <= 0:
         return []
     if kind is list or kind is tuple:
-        return list(kind.__getitem__(container, slice(-most, None)))
-    newest = list(_newest_first(container, most))
-    if kind is not set:
+        newest = list(kind.__getitem__(container, slice(-most, None)))
         newest.reverse()
-    return newest
-
-
-def _newest_first(container: Any, most: int) -> Iterator[Any]:
-    """The objects of the last ``most`` entries of a plain list, tuple, dict (a value,
-    then its key), deque or set (any ``most``), newest first, read as they are asked
-    for."""
-    kind = type(container)
-    if most <= 0:
-        return iter(())
-    if kind is list or kind is tuple:
-        return reversed(kind.__getitem__(container, slice(-most, None)))
+        return newest
     if kind is dict:
-        return (part for item in itertools.islice(reversed(dict.items(container)), most) for part in item[::-1])
+        return [part for item in list(itertools.islice(reversed(dict.items(container)), most)) for part in item[::-1]]
     if kind is collections.deque:
-        return itertools.islice(reversed(container), most)
-    return itertools.islice(iter(container), most)
+        return list(itertools.islice(reversed(container), most))
+    return list(itertools.islice(iter(container), most))
 
 
 def entry_parts(entries: list[tuple[Any, Any]]) -> list[Any]:
@@ -963,7 +960,7 @@ def find_retainers(
     most first): where a leak is kept, whose size anyone can read again later
     (``global_container_size``). ``kept_under``: those whose plain containers hold
     some of the objects one level down, in a plain list, dict, set, deque or tuple
-    (``{"module", "name", "count", "chain"}``, most first). One search at a time per process (RetentionBusy
+    (``{"module", "name", "count", "chains"}``, most first). One search at a time per process (RetentionBusy
     otherwise). ``with_caches``: see ``find_retainers_of_groups``."""
     return find_retainers_of_groups(
         [objects], budget_seconds=budget_seconds, max_depth=max_depth, top=top, with_caches=with_caches
@@ -1527,7 +1524,7 @@ class _Search:
         in_globals: Counter[tuple[str, str]] = Counter()  # of those, held by a module global's plain container
         global_sizes: dict[tuple[str, str], tuple[int, str]] = {}  # its size now and the chain's text
         under_globals: Counter[tuple[str, str]] = Counter()  # or by a plain container such a container holds
-        under_chains: dict[tuple[str, str], str] = {}  # the chain's text
+        under_chains: dict[tuple[str, str], set[str]] = {}  # the chains' texts
         held_through: dict[str, list[Any]] = {}  # holder type => [objects held through one, nearest one ids, depths]
         left: list[Any] = []
         for target in targets:
@@ -1562,7 +1559,7 @@ class _Search:
                         global_sizes[place] = (len(path[1]), text)
                     elif (place := self.nested_global_container(path)) is not None:
                         under_globals[place] += 1
-                        under_chains[place] = text
+                        under_chains.setdefault(place, set()).add(text)
                 # the object first, without the root; but with a class made at run time,
                 # one of many like it, as a holder (the parts of classes that leak)
                 upward = path[::-1] if self.run_time_class(path[0]) else path[:0:-1]
@@ -1605,7 +1602,7 @@ class _Search:
                 for (module, name), n in in_globals.most_common(top)
             ],
             "kept_under": [
-                {"module": module, "name": name, "count": n, "chain": under_chains[module, name]}
+                {"module": module, "name": name, "count": n, "chains": sorted(under_chains[module, name])}
                 for (module, name), n in under_globals.most_common(top)
             ],
             "kept": kept_by_globals,

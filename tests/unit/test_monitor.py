@@ -1524,6 +1524,44 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
         _leaked_by_key.clear()
 
 
+_per_user: dict = {}
+
+
+@requires_engine
+def test_a_place_one_level_down_is_the_verdict_s_own_chain():
+    # 20 dicts a sample leak into OrderedDicts a module dict holds (no plain container
+    # one level down: not read), beside a tuple of 8 the app replaces under another key
+    # of that dict each sample, which a search meets once in a while: the place was taken
+    # from it, and the report led with the replacing line (keeping 8 dicts).
+    _per_user.update({f"u{j}": collections.OrderedDict() for j in range(3)})
+
+    def step(i: int) -> None:
+        if i == 6:
+            _loaded_rows.extend({"row": k} for k in range(1000))
+        for k in range(20):
+            _per_user[f"u{i % 3}"][f"k{i}-{k}"] = {"n": k}
+        _per_user["latest"] = tuple({"last": i} for _ in range(8))  # LATEST-LINE
+
+    gc.collect()
+    m = MemoryMonitor(watch_all=True, interval=3600.0)
+    reports: list = []
+    try:
+        for i in range(14):
+            step(i)
+            reports += [r for r in m.sample() if r["type"] == "builtins.dict"]
+        assert reports, "not reported"
+        verdict = reports[0]["verdict"]
+        assert verdict.endswith("-> collections.OrderedDict[key] -> builtins.dict"), verdict
+        assert m._types[id(dict)].leak_place is None
+        for report in reports:
+            top = report["top_paths"][0]
+            assert not top["path"][top["app_frame"]].startswith(f"{HERE}:{line_of('LATEST-LINE')} "), top
+    finally:
+        m.close()
+        _per_user.clear()
+        _loaded_rows.clear()
+
+
 @requires_engine
 def test_a_search_asked_for_later_does_not_move_the_leak_s_place():
     # The verdict's place is the one its verification found: a search asked for after the

@@ -1243,5 +1243,13 @@ def test_newest_global_objects_reads_one_level_down_where_asked():
         assert newest(MOD, "NEWEST_LIST", 2, nested=False) == [(4, "t4"), "loose"]
         NEWEST_DICT[9] = {"a": "x"}  # (a dict one level down: its keys and values)
         assert newest(MOD, "NEWEST_DICT", 2, nested=True) == ["a", "x"]
+        # read in chunks of the newest entries (64, 512, then the limit), in order across them
+        NEWEST_DICT = {k: [k] for k in range(1000)}
+        assert newest(MOD, "NEWEST_DICT", 70, nested=True) == list(range(930, 1000))
+        assert newest(MOD, "NEWEST_DICT", 600, nested=True) == list(range(400, 1000))
+        NEWEST_LIST = [[k] for k in range(3)] + [[] for _ in range(5000)]
+        assert newest(MOD, "NEWEST_LIST", 2048, nested=True) == []  # (its newest 2,048 entries only)
+        NEWEST_LIST = collections.deque([[k, -k] for k in range(5)])
+        assert newest(MOD, "NEWEST_LIST", 3, nested=True) == [-3, 4, -4]
     finally:
         NEWEST_LIST = NEWEST_DICT = None

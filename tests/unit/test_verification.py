@@ -142,7 +142,7 @@ def test_a_search_names_the_module_globals_that_hold_its_objects_themselves():
                 "module": __name__,
                 "name": "_KEPT_NESTED",
                 "count": 2,
-                "chain": f"{__name__}._KEPT_NESTED -> builtins.dict['ids'] -> builtins.list[i] -> builtins.str",
+                "chains": [f"{__name__}._KEPT_NESTED -> builtins.dict['ids'] -> builtins.list[i] -> builtins.str"],
             }
         ]
     finally:
