@@ -822,6 +822,10 @@ _ONLY_OVERWRITTEN = (
     "not verified yet: its new objects looked at are {share} held by {where}, which holds only objects made since "
     "its table began: a variable the app overwrites; searched again without them after two more rises"
 )
+_FEW_PAST_OVERWRITTEN = (
+    "not verified yet: {own} of the {of} new objects looked at past those of {where} (left out: a variable the app "
+    "overwrites) are memtracker_web's own bookkeeping: too few to tell; searched again after two more rises"
+)
 _ONE_OBJECT_KEPT = (
     "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
     "tell a leak from a variable the app overwrites; searched again after two more rises"
@@ -1846,6 +1850,7 @@ class MemoryMonitor:
         searched = _Searched()
         pending: list[tuple[_TypeState, type]] = []
         groups: list[list[Any]] = []
+        thinned: dict[int, str] = {}  # (id of a state: the places whose objects left fewer than RETAINER_SAMPLE)
         # Names kept alive by CPython's type attribute cache alone die now, instead of
         # being sampled and found held by something hidden: a str made per request and
         # looked up as an attribute name (a healthy app's, or a library's) would
@@ -1863,14 +1868,16 @@ class MemoryMonitor:
             if skipped:
                 picked = len(objects)
                 objects = [obj for obj in objects if id(obj) not in skipped][:RETAINER_SAMPLE]
+                places = [f"{module}.{name}" for module, name, _ in state.overwritten]
+                if state.held_new is not None:
+                    places.append(f"{state.held_new[0]}.{state.held_new[1]}")
+                where = ", ".join(dict.fromkeys(places))
                 if picked and not objects:
                     # (a leak's share of the table grows as it goes on: looked at again later)
-                    places = [f"{module}.{name}" for module, name, _ in state.overwritten]
-                    if state.held_new is not None:
-                        places.append(f"{state.held_new[0]}.{state.held_new[1]}")
-                    where = ", ".join(dict.fromkeys(places))
                     searched.deferred.append((state, _ONLY_OVERWRITTEN.format(share="all", where=where)))
                     continue
+                if len(objects) < RETAINER_SAMPLE:
+                    thinned[id(state)] = where
             if objects:
                 pending.append((state, cls))
                 groups.append(objects)
@@ -1878,6 +1885,14 @@ class MemoryMonitor:
                 searched.set_aside.append((state, cls, why))  # (they died meanwhile)
         objects = []
         for state, cls, ours, looked_at in self._take_out_own_growth(pending, groups):
+            if id(state) in thinned:
+                # Few were left past those of a global the app overwrites (a table begun
+                # again beside it holds little else yet), and a few of the monitor's own
+                # newest objects (a report's dicts) weigh as much as the app's growth
+                # there: looked at again later, the table kept, not set aside.
+                where = thinned[id(state)]
+                searched.deferred.append((state, _FEW_PAST_OVERWRITTEN.format(where=where, own=ours, of=looked_at)))
+                continue
             searched.set_aside.append((state, cls, own_bookkeeping(ours, looked_at)))
         if not pending:
             return searched
