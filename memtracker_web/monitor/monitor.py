@@ -66,6 +66,10 @@ OVERWRITTEN_MOST = 4
 OVERWRITTEN_FORGET = 2
 OVERWRITTEN_SIZE_MOST = 100_000
 OVERWRITTEN_PICKS = 8
+# A search whose objects were mostly garbage in reference cycles (waiting for a pass
+# over the older generations), with a few kept by a lasting root beside them, is made
+# again with GARBAGE_PICKS times as many (see _judge)
+GARBAGE_PICKS = 8
 # Objects of a leaking container looked into for how many objects of a type out of
 # the search's sight each holds (_holds_its_growth). Their mean is weighed against
 # half of that type's growth, and a mix of sizes makes it noisy: of frozensets 1 in
@@ -248,6 +252,7 @@ class _TypeState:
         "key_fillings",
         "path_sample",
         "same_leak_as",
+        "look_wider",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -292,6 +297,8 @@ class _TypeState:
         # verified: (module, name) of the module global whose plain container its
         # verdict names as holding its new objects (see _leak_paths_first)
         self.leak_place: tuple[str, str, bool] | None = None
+        # its next search takes GARBAGE_PICKS times as many objects (see _judge)
+        self.look_wider = False
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -821,6 +828,10 @@ _ONLY_NEW = (
 _ONLY_OVERWRITTEN = (
     "not verified yet: its new objects looked at are {share} held by {where}, which holds only objects made since "
     "its table began: a variable the app overwrites; searched again without them after two more rises"
+)
+_GARBAGE_LOOK_WIDER = (
+    "not verified yet: {garbage} of its {objects} new objects looked at are garbage in reference cycles, {kept} "
+    "kept by a module global or a class: {more} are looked at after two more rises"
 )
 _FEW_PAST_OVERWRITTEN = (
     "not verified yet: {own} of the {of} new objects looked at past those of {where} (left out: a variable the app "
@@ -1862,12 +1873,13 @@ class MemoryMonitor:
                 skipped.update(map(id, entry_parts(state.held_new[2])))
             try:
                 # (more where some will be left out: those of a global the app overwrites)
-                objects = self.tracker.capture.sample(cls, RETAINER_SAMPLE * (OVERWRITTEN_PICKS if skipped else 1))
+                wanted = RETAINER_SAMPLE * (GARBAGE_PICKS if state.look_wider else 1)
+                objects = self.tracker.capture.sample(cls, wanted * (OVERWRITTEN_PICKS if skipped else 1))
             except RuntimeError:
                 continue  # stopped, or another tool took the tracer: try again at the next sample
             if skipped:
                 picked = len(objects)
-                objects = [obj for obj in objects if id(obj) not in skipped][:RETAINER_SAMPLE]
+                objects = [obj for obj in objects if id(obj) not in skipped][:wanted]
                 places = [f"{module}.{name}" for module, name, _ in state.overwritten]
                 if state.held_new is not None:
                     places.append(f"{state.held_new[0]}.{state.held_new[1]}")
@@ -1876,7 +1888,7 @@ class MemoryMonitor:
                     # (a leak's share of the table grows as it goes on: looked at again later)
                     searched.deferred.append((state, _ONLY_OVERWRITTEN.format(share="all", where=where)))
                     continue
-                if len(objects) < RETAINER_SAMPLE:
+                if len(objects) < wanted:
                     thinned[id(state)] = where
             if objects:
                 pending.append((state, cls))
@@ -1992,12 +2004,32 @@ class MemoryMonitor:
         state.filled_caches, state.key_fillings = tuple(found.pop("lru_caches", ())), None
         state.retainers = found
         total = found["objects"]
+        wide, state.look_wider = state.look_wider, False
         # Most of its new objects must be kept by the app, as a leak keeps them. The
         # rest is growth that ends by itself, or is not the app's:
         not_leaks = _not_leaks(found)
         not_leak = sum(n for n, _ in not_leaks)
         if not_leak * 2 >= total and not _kept_past_garbage(found, not_leak - found["unreachable"]):
             reason = max(not_leaks, key=lambda reason: reason[0])
+            if reason is not_leaks[-1] and not wide and total * 2 >= RETAINER_SAMPLE:
+                # Garbage in cycles piles up until the collector passes over the older
+                # generations (minutes in a large heap): 20 dicts a sample leaking beside
+                # 200 a sample of such garbage were 0-2 of the 20 looked at, short of
+                # KEPT_PAST_GARBAGE, and set aside at every search. GARBAGE_PICKS times
+                # as many are looked at once before that (the heap is walked once a
+                # level, whatever their number), the table kept. (Unless the search
+                # looked at all there were: fewer than half the number it takes.)
+                state.look_wider = True
+                self._search_again_later(
+                    state,
+                    _GARBAGE_LOOK_WIDER.format(
+                        garbage=found["unreachable"],
+                        objects=total,
+                        kept=found["kept"],
+                        more=RETAINER_SAMPLE * GARBAGE_PICKS,
+                    ),
+                )
+                return
             filling = reason is not_leaks[1] and found["bounded"]
             if (
                 filling
