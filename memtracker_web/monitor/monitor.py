@@ -833,10 +833,21 @@ _GARBAGE_LOOK_WIDER = (
     "not verified yet: {garbage} of its {objects} new objects looked at are garbage in reference cycles, {kept} "
     "kept by a module global or a class: {more} are looked at after two more rises"
 )
-_FEW_PAST_OVERWRITTEN = (
-    "not verified yet: {own} of the {of} new objects looked at past those of {where} (left out: a variable the app "
-    "overwrites) are memtracker_web's own bookkeeping: too few to tell; searched again after two more rises"
+_FEW_PAST_LEFT_OUT = (
+    "not verified yet: {own} of the {of} new objects looked at past those left out ({where}) are memtracker_web's own "
+    "bookkeeping: too few to tell; searched again after two more rises"
 )
+
+
+def _left_out(state: _TypeState) -> str:
+    """The module globals whose objects a search of ``state`` leaves out, and why."""
+    places = [f"{module}.{name}, which the app overwrites" for module, name, _ in state.overwritten]
+    if state.held_new is not None:
+        module, name = state.held_new[:2]
+        places.append(f"the newest of {module}.{name}, held to tell whether the app overwrites it")
+    return "; ".join(places)
+
+
 _ONE_OBJECT_KEPT = (
     "not verified yet: one of its new objects looked at is kept where the search sees, by {chain}: too few to "
     "tell a leak from a variable the app overwrites; searched again after two more rises"
@@ -1861,7 +1872,7 @@ class MemoryMonitor:
         searched = _Searched()
         pending: list[tuple[_TypeState, type]] = []
         groups: list[list[Any]] = []
-        thinned: dict[int, str] = {}  # (id of a state: the places whose objects left fewer than RETAINER_SAMPLE)
+        thinned: dict[int, str] = {}  # (id of a state: where those left out were, when few are left)
         # Names kept alive by CPython's type attribute cache alone die now, instead of
         # being sampled and found held by something hidden: a str made per request and
         # looked up as an attribute name (a healthy app's, or a library's) would
@@ -1879,17 +1890,18 @@ class MemoryMonitor:
                 continue  # stopped, or another tool took the tracer: try again at the next sample
             if skipped:
                 picked = len(objects)
-                objects = [obj for obj in objects if id(obj) not in skipped][:wanted]
-                places = [f"{module}.{name}" for module, name, _ in state.overwritten]
-                if state.held_new is not None:
-                    places.append(f"{state.held_new[0]}.{state.held_new[1]}")
-                where = ", ".join(dict.fromkeys(places))
+                objects = [obj for obj in objects if id(obj) not in skipped]
                 if picked and not objects:
                     # (a leak's share of the table grows as it goes on: looked at again later)
+                    places = [f"{module}.{name}" for module, name, _ in state.overwritten]
+                    if state.held_new is not None:
+                        places.append(f"{state.held_new[0]}.{state.held_new[1]}")
+                    where = ", ".join(dict.fromkeys(places))
                     searched.deferred.append((state, _ONLY_OVERWRITTEN.format(share="all", where=where)))
                     continue
-                if len(objects) < wanted:
-                    thinned[id(state)] = where
+                if len(objects) < picked and len(objects) < wanted:
+                    thinned[id(state)] = _left_out(state)  # (some were left out, and few are left)
+                del objects[wanted:]
             if objects:
                 pending.append((state, cls))
                 groups.append(objects)
@@ -1903,7 +1915,7 @@ class MemoryMonitor:
                 # newest objects (a report's dicts) weigh as much as the app's growth
                 # there: looked at again later, the table kept, not set aside.
                 where = thinned[id(state)]
-                searched.deferred.append((state, _FEW_PAST_OVERWRITTEN.format(where=where, own=ours, of=looked_at)))
+                searched.deferred.append((state, _FEW_PAST_LEFT_OUT.format(where=where, own=ours, of=looked_at)))
                 continue
             searched.set_aside.append((state, cls, own_bookkeeping(ours, looked_at)))
         if not pending:
