@@ -691,7 +691,9 @@ def test_garbage_in_cycles_does_not_outvote_what_the_app_keeps(
             working.extend(_Cycled() for _ in range(in_flight))
             del cycled
             m.sample()
-            if state.verdict:
+            # (a module list keeping a few past the garbage is read again at a wider search:
+            # it must grow meanwhile)
+            if state.verdict and not state.verdict.startswith("not verified yet"):
                 break
         found = state.retainers
         assert found["unreachable"] >= garbage and found["kept"] == len(_cycled_kept), found
