@@ -695,6 +695,7 @@ def test_garbage_in_cycles_does_not_outvote_what_the_app_keeps(
             # it must grow meanwhile)
             if state.verdict and not state.verdict.startswith("not verified yet"):
                 break
+        assert state.verdict and not state.verdict.startswith("not verified yet"), state.verdict
         found = state.retainers
         assert found["unreachable"] >= garbage and found["kept"] == len(_cycled_kept), found
         assert found["unreachable"] + found["kept"] + len(working) == found["objects"]
