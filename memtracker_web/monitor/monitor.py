@@ -851,6 +851,15 @@ _FEW_PAST_LEFT_OUT = (
 )
 
 
+def _left_out_places(state: _TypeState) -> list[tuple[str, str]]:
+    """(module, name) of the globals whose objects a search of ``state`` leaves out:
+    those the app overwrites, then the one whose newest entries are held to tell."""
+    places = [(module, name) for module, name, _ in state.overwritten]
+    if state.held_new is not None:
+        places.append((state.held_new[0], state.held_new[1]))
+    return places
+
+
 def _left_out(state: _TypeState) -> str:
     """The module globals whose objects a search of ``state`` leaves out, and why."""
     places = [f"{module}.{name}, which the app overwrites" for module, name, _ in state.overwritten]
@@ -1906,10 +1915,7 @@ class MemoryMonitor:
                 objects = [obj for obj in objects if id(obj) not in skipped]
                 if picked and not objects:
                     # (a leak's share of the table grows as it goes on: looked at again later)
-                    places = [f"{module}.{name}" for module, name, _ in state.overwritten]
-                    if state.held_new is not None:
-                        places.append(f"{state.held_new[0]}.{state.held_new[1]}")
-                    where = ", ".join(dict.fromkeys(places))
+                    where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name in _left_out_places(state)))
                     searched.deferred.append((state, _ONLY_OVERWRITTEN.format(share="all", where=where)))
                     continue
                 if len(objects) < picked and len(objects) < wanted:
@@ -2085,12 +2091,13 @@ class MemoryMonitor:
             if filling:
                 self._watch_beside_cache(state, found, found["bounded"][0]["holder"])
             return
+        growing = self._growing_place(state, found)
         if wide and (not_leak * 2 >= total or found["unresolved"]):
-            if self._garbage_beside(state, cls, found, garbage_place):
+            if self._garbage_beside(state, cls, found, growing, garbage_place):
                 return
-        elif not_leak * 2 >= total and self._growing_place(state, found):
+        elif not_leak * 2 >= total and growing is not None:
             # (kept past garbage by a few: where they are must grow too, read at a wide search)
-            if self._garbage_beside(state, cls, found, None):
+            if self._garbage_beside(state, cls, found, growing, None):
                 return
         if (root := self._root_of(state, cls, found, not_leak)) is not None:
             self._explain_by(state, cls, *root)
@@ -2145,19 +2152,25 @@ class MemoryMonitor:
         )
 
     def _garbage_beside(
-        self, state: _TypeState, cls: type, found: dict[str, Any], mark: tuple[str, str, int] | None
+        self,
+        state: _TypeState,
+        cls: type,
+        found: dict[str, Any],
+        place: dict[str, Any] | None,
+        mark: tuple[str, str, int] | None,
     ) -> bool:
-        """For a wide search (see _judge) whose objects are still mostly garbage in
-        reference cycles, but with KEPT_PAST_GARBAGE or more kept beside it: whether it
-        was judged here (True). Kept is not growing: a dict the app updates in place
-        takes in new objects as fast as a leak's list (a healthy app with 1,000 sessions,
-        20 replaced a sample, beside such garbage was reported at sample 10-11 in 8 of
-        8 runs). The module global keeping most of them is read, and read again at the
-        next wide search, two rises later: grown by GARBAGE_PLACE_GROWTH or more, the type
-        goes on to be verified (False); otherwise, with no such global, or with a search
-        cut short (its garbage not told from what the app keeps), set aside as garbage."""
+        """For a search (see _judge) whose objects are mostly garbage in reference
+        cycles, but with KEPT_PAST_GARBAGE or more kept beside it (or a wide one cut
+        short): whether it was judged here (True). Kept is not growing: a dict the app
+        updates in place takes in new objects as fast as a leak's list (a healthy app
+        with 1,000 sessions, 20 replaced a sample, beside such garbage was reported at
+        sample 10-11 in 8 of 8 runs). The module global keeping most of them
+        (``place``, see _growing_place) is read, and read again at the next wide
+        search (``mark``: what the last one read), two rises later: grown by
+        GARBAGE_PLACE_GROWTH or more, the type goes on to be verified (False);
+        otherwise, with no such global, or with a search cut short (its garbage not
+        told from what the app keeps), set aside as garbage."""
         garbage = _not_leaks(found)[-1][1]
-        place = self._growing_place(state, found)
         size = None
         if place is not None and not found["unresolved"]:
             try:
@@ -2188,9 +2201,7 @@ class MemoryMonitor:
         """The module global that keeps most of a search's objects (see
         ``kept_in``), of those the app is not known to overwrite, nor held to tell
         (see _judge_only_new): where a leak beside garbage grows (_garbage_beside)."""
-        known = {mark[:2] for mark in state.overwritten}
-        if state.held_new is not None:
-            known.add(state.held_new[:2])
+        known = set(_left_out_places(state))
         return next((p for p in found.get("kept_in") or () if (p["module"], p["name"]) not in known), None)
 
     def _judge_only_new(self, state: _TypeState, cls: type, place: dict[str, Any]) -> bool:
@@ -2298,8 +2309,7 @@ class MemoryMonitor:
         global a watch beside a cache found it in, whose growth each report needs, see
         _still_grows_where_kept; ``place``: the module global whose plain container
         the verdict's chain ends in, and whether one level down, see _leak_place); the
-        types verified before it that
-        it explains are regrouped under it."""
+        types verified before it that it explains are regrouped under it."""
         state.verified = True
         state.kept_in_global = kept_in_global
         state.leak_place = (*kept_in_global[:2], False) if kept_in_global is not None else place

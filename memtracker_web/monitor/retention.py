@@ -480,7 +480,15 @@ _PLAIN_CONTAINERS = (list, tuple, *_DICTS, set, frozenset, collections.deque)
 # Those whose len() grows as the app adds to them (exactly these types: a subclass's
 # __len__ is the app's code)
 _GROWABLE_GLOBALS = (list, dict, set, collections.deque)
-_NESTED_CONTAINERS = (*_GROWABLE_GLOBALS, tuple)  # (what a growable global's entry may keep a leak in)
+
+
+def _nested_container(obj: Any) -> bool:
+    """Whether ``obj`` is a plain list, dict, set, deque or tuple: what a growable
+    global's entry may keep a leak in (see newest_global_objects)."""
+    kind = type(obj)  # (by identity, as _growable; spelled out: it runs for each entry read)
+    return kind is list or kind is dict or kind is tuple or kind is set or kind is collections.deque
+
+
 _MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
 
 
@@ -546,12 +554,11 @@ def newest_global_objects(module: str, name: str, most: int, *, nested: bool = F
     for chunk in (64, 512, most):  # (as far as needed: the few newest lists of a large dict)
         entries = _newest_first(container, min(chunk, most))
         for entry in itertools.islice(entries, done, None):
-            kind = type(entry)  # (by identity, as _growable)
-            if kind is list or kind is dict or kind is tuple or kind is set or kind is collections.deque:
+            if _nested_container(entry):
                 newest += _newest_first(entry, most - len(newest))
                 if len(newest) >= most:
                     break
-        if len(newest) >= most or len(entries) < min(chunk, most) or chunk >= most:
+        if len(newest) >= most or chunk >= most or len(container) <= chunk:  # (all of it read)
             break
         done = len(entries)
     newest.reverse()
@@ -1198,7 +1205,7 @@ class _Search:
         set, deque or tuple that a module global's plain container holds (a dict of
         lists, a list of tuples): where a leak one level down adds its objects (see
         newest_global_objects). None for a chain of any other shape."""
-        if len(path) != 4 or not any(type(path[2]) is plain for plain in _NESTED_CONTAINERS):
+        if len(path) != 4 or not _nested_container(path[2]):
             return None
         return self.global_container(path[:2] + path[3:])
 
