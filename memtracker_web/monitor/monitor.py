@@ -257,7 +257,7 @@ class _TypeState:
         "path_sample",
         "same_leak_as",
         "look_wider",
-        "garbage_place",
+        "garbage_marks",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -306,7 +306,8 @@ class _TypeState:
         # global (module, name, size) such a search found keeping some, whose growth
         # the next one reads (see _judge)
         self.look_wider = False
-        self.garbage_place: tuple[str, str, int] | None = None
+        # (module, global, one level down) -> its size, at a search of garbage (see _garbage_beside)
+        self.garbage_marks: dict[tuple[str, str, bool], int] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -858,6 +859,23 @@ def _left_out_places(state: _TypeState) -> list[tuple[str, str]]:
     if state.held_new is not None:
         places.append((state.held_new[0], state.held_new[1]))
     return places
+
+
+def _kept_places(state: _TypeState, found: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
+    """(module, global, one level down, the chain's text) of the module globals
+    keeping some of a search's objects, in their own plain containers (``kept_in``)
+    or one level down (``kept_under``), most first, of those the app is not known to
+    overwrite, nor held to tell (see _left_out_places): where a leak beside garbage
+    grows (see MemoryMonitor._garbage_beside). One level down, the chain most of the
+    objects looked at have."""
+    known = set(_left_out_places(state))
+    counts = {chain["chain"]: chain["count"] for chain in found.get("chains") or ()}
+    places = [(p["module"], p["name"], False, p["chain"]) for p in found.get("kept_in") or ()]
+    places += [
+        (p["module"], p["name"], True, max(p["chains"], key=lambda text: counts.get(text, 0)))
+        for p in found.get("kept_under") or ()
+    ]
+    return [place for place in places if place[:2] not in known]
 
 
 def _left_out(state: _TypeState) -> str:
@@ -2036,7 +2054,7 @@ class MemoryMonitor:
         state.retainers = found
         total = found["objects"]
         wide, state.look_wider = state.look_wider, False
-        garbage_place, state.garbage_place = state.garbage_place, None
+        marks, state.garbage_marks = state.garbage_marks, None
         # Most of its new objects must be kept by the app, as a leak keeps them. The
         # rest is growth that ends by itself, or is not the app's:
         not_leaks = _not_leaks(found)
@@ -2091,14 +2109,18 @@ class MemoryMonitor:
             if filling:
                 self._watch_beside_cache(state, found, found["bounded"][0]["holder"])
             return
-        growing = self._growing_place(state, found)
+        places = _kept_places(state, found)
         if wide and (not_leak * 2 >= total or found["unresolved"]):
-            if self._garbage_beside(state, cls, found, growing, garbage_place):
+            grown = self._garbage_beside(state, cls, found, places, marks)
+            if grown is None:
                 return
-        elif not_leak * 2 >= total and growing is not None:
+            # (the verdict names where the growth is: a dict updated in place beside it
+            # may keep more of the objects looked at)
+            found["kept_by"] = grown
+        elif not_leak * 2 >= total and places:
             # (kept past garbage by a few: where they are must grow too, read at a wide search)
-            if self._garbage_beside(state, cls, found, growing, None):
-                return
+            self._garbage_beside(state, cls, found, places, None)
+            return
         if (root := self._root_of(state, cls, found, not_leak)) is not None:
             self._explain_by(state, cls, *root)
             return
@@ -2156,53 +2178,65 @@ class MemoryMonitor:
         state: _TypeState,
         cls: type,
         found: dict[str, Any],
-        place: dict[str, Any] | None,
-        mark: tuple[str, str, int] | None,
-    ) -> bool:
+        places: list[tuple[str, str, bool, str]],
+        marks: dict[tuple[str, str, bool], int] | None,
+    ) -> str | None:
         """For a search (see _judge) whose objects are mostly garbage in reference
         cycles, but with KEPT_PAST_GARBAGE or more kept beside it (or a wide one cut
-        short): whether it was judged here (True). Kept is not growing: a dict the app
-        updates in place takes in new objects as fast as a leak's list (a healthy app
-        with 1,000 sessions, 20 replaced a sample, beside such garbage was reported at
-        sample 10-11 in 8 of 8 runs). The module global keeping most of them
-        (``place``, see _growing_place) is read, and read again at the next wide
-        search (``mark``: what the last one read), two rises later: grown by
-        GARBAGE_PLACE_GROWTH or more, the type goes on to be verified (False);
-        otherwise, with no such global, or with a search cut short (its garbage not
-        told from what the app keeps), set aside as garbage."""
+        short): the chain of the place that keeps some of them and grows, the type
+        going on to be verified as kept by it; None when it was judged here. Kept is
+        not growing: a dict the app updates in place takes in new objects as fast as a
+        leak's list (a healthy app with 1,000 sessions, 20 replaced a sample, beside
+        such garbage was reported at sample 10-11 in 8 of 8 runs). The module globals
+        keeping some of them (``places``, see _kept_places: each of them, since an
+        in-place dict beside a leak may keep more of those looked at one time, the
+        leak's list the next) are read, and read again at the next wide search, two
+        rises later (``marks``: each place's size when first read): one grown by
+        GARBAGE_PLACE_GROWTH or more, and keeping some again, is where the growth is.
+        A place that search finds first is read again at the one after. Otherwise, with
+        no such global, or with a search cut short (its garbage not told from what the
+        app keeps), the type is set aside as garbage."""
         garbage = _not_leaks(found)[-1][1]
-        size = None
-        if place is not None and not found["unresolved"]:
+        sizes: dict[tuple[str, str, bool], int] = {}
+        for module, name, nested, _ in places if not found["unresolved"] else ():
             try:
-                size = global_container_size(place["module"], place["name"])
-            except Exception:  # noqa: BLE001 -- (unread: set aside as garbage)
+                size = global_container_size(module, name, nested=nested)
+            except Exception:  # noqa: BLE001 -- (unread: not a place)
                 size = None
-        if size is None or place is None:
+            if size is not None:
+                sizes[module, name, nested] = size
+        if not sizes:
             self._set_growth_aside(state, cls, garbage)
-            return True
-        module, name = place["module"], place["name"]
-        if mark is None or mark[:2] != (module, name):
+            return None
+        grown = next(
+            (
+                chain
+                for module, name, nested, chain in places
+                if marks is not None
+                and (module, name, nested) in marks.keys() & sizes.keys()
+                and sizes[module, name, nested] - marks[module, name, nested] >= GARBAGE_PLACE_GROWTH
+            ),
+            None,
+        )
+        if grown is not None:
+            return grown
+        if marks is None or sizes.keys() - marks.keys():
+            # (a place not read before, the leak's list beside the in-place dict the last
+            # search saw alone, is read again at the next one; those read before keep
+            # their first size, so that each place is marked once in a row of searches)
             state.look_wider = True
-            state.garbage_place = (module, name, size)
+            state.garbage_marks = {**sizes, **(marks or {})}
+            where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
             self._search_again_later(
                 state,
                 _GARBAGE_BESIDE.format(
-                    garbage=found["unreachable"], objects=found["objects"], kept=found["kept"], where=f"{module}.{name}"
+                    garbage=found["unreachable"], objects=found["objects"], kept=found["kept"], where=where
                 ),
             )
-            return True
-        if size - mark[2] < GARBAGE_PLACE_GROWTH:
-            self._set_growth_aside(state, cls, f"{garbage} (and {module}.{name}, which keeps some, did not grow)")
-            return True
-        return False
-
-    @staticmethod
-    def _growing_place(state: _TypeState, found: dict[str, Any]) -> dict[str, Any] | None:
-        """The module global that keeps most of a search's objects (see
-        ``kept_in``), of those the app is not known to overwrite, nor held to tell
-        (see _judge_only_new): where a leak beside garbage grows (_garbage_beside)."""
-        known = set(_left_out_places(state))
-        return next((p for p in found.get("kept_in") or () if (p["module"], p["name"]) not in known), None)
+            return None
+        where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
+        self._set_growth_aside(state, cls, f"{garbage} (and {where}, which keep some, did not grow)")
+        return None
 
     def _judge_only_new(self, state: _TypeState, cls: type, place: dict[str, Any]) -> bool:
         """For a search whose objects a module global's plain container (``place``)
@@ -2670,7 +2704,7 @@ class MemoryMonitor:
         it explains nothing while set aside."""
         state.verdict = f"not a leak for now: {why}"
         state.held_new = None  # (the app's objects: looked at afresh when the set-aside ends)
-        state.look_wider, state.garbage_place = False, None
+        state.look_wider, state.garbage_marks = False, None
         state.aside_explains = explains
         state.aside_awaits_rises = awaits_rises
         state.aside_doubts_growth = doubts_growth
@@ -2786,7 +2820,7 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
-        state.kept_in_global = state.held_new = state.leak_place = state.garbage_place = None
+        state.kept_in_global = state.held_new = state.leak_place = state.garbage_marks = None
         state.look_wider = False
         state.same_leak_as = None
         self._folded_reports.pop(state.name, None)

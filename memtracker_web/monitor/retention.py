@@ -494,17 +494,45 @@ _MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
 
 def _module_global(module: str, name: str) -> Any:
     """The value of the module global ``module.name``, or None when the module is gone
-    or has no such global. Runs none of the app's code."""
+    or has no such global. A dotted name is a class attribute (``Registry.entries``,
+    see _Search.global_container), read from each class's own namespace. Runs none of
+    the app's code."""
     namespace = module_namespace(sys.modules.get(module))
-    return None if namespace is None else dict.get(namespace, name)
+    if namespace is None:
+        return None
+    first, *attributes = name.split(".")
+    held = dict.get(namespace, first)
+    try:
+        for attribute in attributes:
+            if not issubclass(type(held), type):
+                return None
+            held = _TYPE_DICT(held).get(attribute)  # (a class's own dict: no descriptor runs)
+    except Exception:  # noqa: BLE001 -- an odd class: no such attribute
+        return None
+    return held
 
 
-def global_container_size(module: str, name: str) -> int | None:
+def global_container_size(module: str, name: str, *, nested: bool = False) -> int | None:
     """The size of the module global ``module.name`` when it is still a plain list,
     dict, set or deque (see _Search.global_container); None when the module or the
-    global is gone or is something else now. Runs none of the app's code."""
+    global is gone or is something else now. ``nested``: that size, plus the sizes of
+    the plain lists, dicts, sets, deques or tuples among its newest NESTED_SIZE_ENTRIES
+    entries (where a leak one level down adds its objects: see
+    _Search.nested_global_container), which grows as they do. Runs none of the app's
+    code (the entries read in one call)."""
     container = _module_global(module, name)
-    return len(container) if _growable(container) else None
+    if not _growable(container):
+        return None
+    if not nested:
+        return len(container)
+    entries = _newest_first(container, NESTED_SIZE_ENTRIES)
+    return len(container) + sum(len(entry) for entry in entries if _nested_container(entry))
+
+
+# Entries of a global whose own sizes global_container_size(nested=True) adds up: the
+# newest, where a leak one level down adds new ones or grows (beyond, the global's own
+# size grows with each new key)
+NESTED_SIZE_ENTRIES = 2048
 
 
 def global_full_ring(module: str, name: str) -> bool:
@@ -1189,9 +1217,12 @@ class _Search:
 
     def global_container(self, path: list[Any]) -> tuple[str, str] | None:
         """(module name, global name) when the object is held by a plain list, dict, set
-        or deque that is a module global: a place whose size anyone can read again
-        (global_container_size), and which grows by one a new object of a leak kept
-        there. None for a chain of any other shape."""
+        or deque that is a module global, or an attribute of a class a module holds
+        under its qualified name (the name then ``Registry.entries``): a place whose
+        size anyone can read again (global_container_size), and which grows by one a
+        new object of a leak kept there. None for a chain of any other shape."""
+        if len(path) == 4 and issubclass(type(path[0]), type):
+            return self.class_container(path)
         if len(path) != 3 or not _growable(path[1]):
             return None
         module = self.modules.get(id(path[0]))
@@ -1200,14 +1231,32 @@ class _Search:
         key = next((k for k, v in _dict_items(path[0]) if v is path[1]), None)
         return (module, key) if isinstance(key, str) and _is_name(key) else None
 
+    def class_container(self, path: list[Any]) -> tuple[str, str] | None:
+        """global_container for a chain from a class (``path``: the class, its
+        namespace, the container, the object)."""
+        cls, namespace, container = path[:3]
+        if type(namespace) is not dict or not _growable(container) or not _named_class(cls, self.namespaces):
+            return None
+        key = next((k for k, v in _dict_items(namespace) if v is container), None)
+        if not (isinstance(key, str) and _is_name(key)):
+            return None
+        try:
+            if _TYPE_DICT(cls).get(key) is not container:  # (the class's own namespace, not another dict)
+                return None
+            qualname, module = _TYPE_QUALNAME(cls), type_module(cls)
+        except Exception:  # noqa: BLE001 -- an odd class: no place
+            return None
+        return (module, f"{qualname}.{key}") if type(qualname) is str and module else None
+
     def nested_global_container(self, path: list[Any]) -> tuple[str, str] | None:
         """(module name, global name) when the object is held by a plain list, dict,
         set, deque or tuple that a module global's plain container holds (a dict of
-        lists, a list of tuples): where a leak one level down adds its objects (see
-        newest_global_objects). None for a chain of any other shape."""
-        if len(path) != 4 or not _nested_container(path[2]):
+        lists, a list of tuples), or a class attribute's: where a leak one level down
+        adds its objects (see newest_global_objects). None for a chain of any other
+        shape."""
+        if len(path) not in (4, 5) or not _nested_container(path[-2]):
             return None
-        return self.global_container(path[:2] + path[3:])
+        return self.global_container(path[:-2] + path[-1:])
 
     def is_global(self, holder: Any) -> bool:
         """A module's namespace, a class, or sys.modules: a root that lasts, unlike a
@@ -1563,7 +1612,7 @@ class _Search:
                     kept_by_globals += self.is_global(path[0])
                     if (place := self.global_container(path)) is not None:
                         in_globals[place] += 1
-                        global_sizes[place] = (len(path[1]), text)
+                        global_sizes[place] = (len(path[-2]), text)
                     elif (place := self.nested_global_container(path)) is not None:
                         under_globals[place] += 1
                         under_chains.setdefault(place, set()).add(text)

@@ -767,52 +767,89 @@ def test_a_leak_of_closures_among_cyclic_garbage_is_reported_with_its_line(monke
 
 _old_garbage: list = []
 _sessions_in_place: dict = {}
+_rows_by_key: dict = {}
+
+
+class _Registry:
+    rows: list = []
+    sessions: dict = {}
+
+
+# where each leak beside old garbage keeps its rows, and the line that adds them
+_BESIDE_GARBAGE = {
+    "leak": ("_leaked_rows -> builtins.list[i]", "BESIDE-GARBAGE-LINE"),
+    "a leak one level down": ("_rows_by_key -> builtins.dict[key] -> builtins.list[i]", "ONE-DOWN-LINE"),
+    "a leak in a class attribute": ("_Registry.rows -> builtins.list[i]", "CLASS-ATTRIBUTE-LINE"),
+    "a leak and a dict updated in place": ("_leaked_rows -> builtins.list[i]", "BESIDE-IN-PLACE-LINE"),
+}
 
 
 @requires_engine
-@pytest.mark.parametrize("beside", ["leak", "nothing", "a dict updated in place"])
+@pytest.mark.parametrize(
+    "beside", [*_BESIDE_GARBAGE, "nothing", "a dict updated in place", "a class attribute dict updated in place"]
+)
 def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
     # 20 dicts a sample leak into a module list, beside 200 a sample in cycles of their
     # own that live through one sample (its young collection moves them on) and then
     # die: garbage that waits for a pass over the older generations, piling up. The
     # search's 20 objects held 0-2 of the leak's, short of the 3 that outvote garbage,
     # and the type was set aside at every search: not reported in 40 samples in 4 runs
-    # of 5. Eight times as many are looked at once before that, and the module global
-    # that keeps those not garbage (when a few of them outvote it) must grow until the
+    # of 5. Eight times as many are looked at once before that, and the module globals
+    # that keep those not garbage (when a few of them outvote it) must grow until the
     # next such search: a dict of 1,000 sessions, 5 replaced a sample, takes in new
     # dicts as a leak's list does, and was reported at sample 10-11 (without that
     # read, in 3 runs of 3; with 20 replaced, before any of this, in 4 runs of 10).
-    # Without the leak, the garbage is set aside as before.
+    # Without the leak, the garbage is set aside as before. A leak one level down or
+    # in a class attribute list was set aside at the wide search, its place not read;
+    # a class attribute dict updated in place was reported; a dict updated in place
+    # beside a leak, keeping more of those looked at, had its size compared alone and
+    # the leak set aside (each before every place keeping some was read).
     def step(i: int) -> None:
         _old_garbage.clear()  # (last sample's cycles: garbage in an older generation now)
-        for k in range(200):
+        for k in range(800 if beside == "a leak and a dict updated in place" else 200):
             cycle = {"k": k}
             cycle["self"] = cycle
             _old_garbage.append(cycle)
         if beside == "leak":
             _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # BESIDE-GARBAGE-LINE
+        elif beside == "a leak one level down":
+            _rows_by_key.setdefault(i % 3, []).extend({"n": i, "k": k} for k in range(20))  # ONE-DOWN-LINE
+        elif beside == "a leak in a class attribute":
+            _Registry.rows.extend({"n": i, "k": k} for k in range(20))  # CLASS-ATTRIBUTE-LINE
+        elif beside == "a leak and a dict updated in place":
+            for k in range(20):
+                _sessions_in_place[(7 * i + 3 * k) % 1000] = {"user": i}
+            _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # BESIDE-IN-PLACE-LINE
         elif beside == "a dict updated in place":
             for k in range(5):
                 _sessions_in_place[(7 * i + 3 * k) % 1000] = {"user": i}
+        elif beside == "a class attribute dict updated in place":
+            for k in range(20):
+                _Registry.sessions[(7 * i + 3 * k) % 1000] = {"user": i}
 
     _sessions_in_place.update({k: {"user": k} for k in range(1000)})
+    _Registry.sessions.update({k: {"user": k} for k in range(1000)})
     gc.collect()
     try:
-        first = _first_reports(40 if beside != "leak" else 30, step)
-        if beside != "leak":
+        first = _first_reports(40 if beside not in _BESIDE_GARBAGE else 30, step)
+        if beside not in _BESIDE_GARBAGE:
             assert first == {}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
             return
         assert set(first) == {"builtins.dict"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
         sample, report = first["builtins.dict"]
         assert sample <= 17, sample  # (11-15: each step below waits two rises)
-        assert report["verdict"] == f"kept by {__name__}._leaked_rows -> builtins.list[i] -> builtins.dict"
+        chain, marker = _BESIDE_GARBAGE[beside]
+        assert report["verdict"] == f"kept by {__name__}.{chain} -> builtins.dict"
         top = report["top_paths"][0]
-        line = f"{HERE}:{line_of('BESIDE-GARBAGE-LINE')} in {step.__qualname__}.<locals>.<genexpr>"
+        line = f"{HERE}:{line_of(marker)} in {step.__qualname__}.<locals>.<genexpr>"
         assert top["path"][top["app_frame"]] == line
     finally:
         _old_garbage.clear()
         _leaked_rows.clear()
         _sessions_in_place.clear()
+        _rows_by_key.clear()
+        _Registry.rows.clear()
+        _Registry.sessions.clear()
         gc.collect()
 
 

@@ -40,6 +40,7 @@ from memtracker_web.monitor.retention import (
     find_retainers_of_groups,
     global_container_size,
     lru_keys,
+    newest_global_objects,
     only_in_own_tables,
     own_table_refs,
 )
@@ -149,6 +150,73 @@ def test_a_search_names_the_module_globals_that_hold_its_objects_themselves():
     finally:
         _KEPT_IDS.clear()
         _KEPT_NESTED["ids"].clear()
+
+
+class _KeptByClass:
+    rows: list = []
+    by_key: dict = {}
+    made: type | None = None
+
+    class Inner:
+        ids: set = set()
+
+
+def test_a_search_names_the_class_attributes_that_hold_its_objects_as_places():
+    # a class a module holds under its qualified name keeps a leak as a module global
+    # does (``Registry.rows.append(row)``): a place whose size is read again by its
+    # dotted name; one made in a function (no name leads to it) is no place
+    kept = [str(n) + "-row" for n in range(7)]
+    _KeptByClass.rows.extend(kept[:3])
+    _KeptByClass.Inner.ids.update(kept[3:5])
+    _KeptByClass.by_key.setdefault("k", []).extend(kept[5:])
+
+    try:
+        found = find_retainers(kept)
+        qual = f"{__name__}._KeptByClass"
+        assert found["kept_in"] == [
+            {
+                "module": __name__,
+                "name": "_KeptByClass.rows",
+                "count": 3,
+                "size": 3,
+                "chain": f"{qual}.rows -> builtins.list[i] -> builtins.str",
+            },
+            {
+                "module": __name__,
+                "name": "_KeptByClass.Inner.ids",
+                "count": 2,
+                "size": 2,
+                "chain": f"{qual}.Inner.ids -> builtins.set[i] -> builtins.str",
+            },
+        ]
+        assert found["kept_under"] == [
+            {
+                "module": __name__,
+                "name": "_KeptByClass.by_key",
+                "count": 2,
+                "chains": [f"{qual}.by_key -> builtins.dict['k'] -> builtins.list[i] -> builtins.str"],
+            }
+        ]
+        assert global_container_size(__name__, "_KeptByClass.rows") == 3
+        assert global_container_size(__name__, "_KeptByClass.Inner.ids") == 2
+        # one level down: the dict's own size and its lists' (a new key, or a list grown)
+        assert global_container_size(__name__, "_KeptByClass.by_key", nested=True) == 1 + 2
+        _KeptByClass.by_key["j"] = ["x"]
+        assert global_container_size(__name__, "_KeptByClass.by_key", nested=True) == 2 + 3
+        assert newest_global_objects(__name__, "_KeptByClass.rows", 2) == kept[1:3]
+        # (no such attribute, an attribute of something not a class, one a class only inherits)
+        assert global_container_size(__name__, "_KeptByClass.nothing") is None
+        assert global_container_size(__name__, "_KeptByClass.rows.append") is None
+        assert global_container_size(__name__, "_KeptByClass.Inner.rows") is None
+        # a class made at run time, which no name leads to (its module holds it as another)
+        _KeptByClass.made = type("Made", (), {"rows": [str(7) + "-made"]})
+        alone = find_retainers(list(_KeptByClass.made.rows))
+        assert alone["kept_in"] == [] and alone["kept"] == 1
+    finally:
+        _KeptByClass.rows.clear()
+        _KeptByClass.Inner.ids.clear()
+        _KeptByClass.by_key.clear()
+        _KeptByClass.made = None
 
 
 def test_a_search_counts_the_objects_a_bounded_cache_holds():
