@@ -773,6 +773,7 @@ _rows_by_key: dict = {}
 class _Registry:
     rows: list = []
     sessions: dict = {}
+    last_rows: list = []
 
 
 # where each leak beside old garbage keeps its rows, and the line that adds them
@@ -1508,7 +1509,10 @@ _leaked_rows: list = []
 
 
 @requires_engine
-@pytest.mark.parametrize(("rebound", "every", "at"), [(False, 1, 10), (True, 1, 10), ("by key", 1, 10), (False, 3, 10)])
+@pytest.mark.parametrize(
+    ("rebound", "every", "at"),
+    [(False, 1, 10), (True, 1, 10), ("by key", 1, 10), ("class attribute", 1, 10), (False, 3, 10)],
+)
 def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(rebound, every, at):
     # 20 dicts a sample leak into a module list, beside a module list of 200 dicts the
     # app replaces each sample (its last rows), or every third: the verification's
@@ -1516,7 +1520,8 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
     # test_monitor._last_rows", its top path the replacing line (200 retained, to the
     # leak's 120 at the report). The list holds only dicts made since their table
     # began, and those it held were gone from it later: the search is made again
-    # without its objects, and its line goes after the leak's.
+    # without its objects, and its line goes after the leak's. So for a class
+    # attribute's list the app overwrites.
     global _last_rows
 
     def step(i: int) -> None:
@@ -1526,6 +1531,8 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
             pass
         elif rebound == "by key":  # (the values of fixed keys replaced)
             _latest_by_key.update(enumerate(rows))
+        elif rebound == "class attribute":
+            _Registry.last_rows[:] = rows
         elif rebound:
             _last_rows = rows
         else:
@@ -1556,6 +1563,7 @@ def test_a_leak_beside_a_global_the_app_overwrites_is_reported_where_it_is_kept(
         _last_rows = []
         _latest_by_key.clear()
         _leaked_rows.clear()
+        _Registry.last_rows.clear()
 
 
 _loaded_rows: list = []
@@ -1563,10 +1571,12 @@ _leaked_by_key: dict = {}
 
 
 @requires_engine
-@pytest.mark.parametrize(("load_at", "kind"), [(6, "list"), (8, "list"), (6, "dict"), (6, "dict of lists")])
+@pytest.mark.parametrize(
+    ("load_at", "kind"), [(6, "list"), (8, "list"), (6, "dict"), (6, "dict of lists"), (6, "class attribute")]
+)
 def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_at, kind):
     # 20 dicts a sample leak into a module list (or dict; or one level down, in the
-    # lists of a module dict), and 1,000 dicts are loaded once into another list
+    # lists of a module dict; or a class attribute's list), and 1,000 dicts are loaded once into another list
     # while the leak's type is analysed: at the report the
     # load keeps more than the leak (1,000 to the leak's 80-120), and its line led the
     # report under "kept by" the leak's list. The paths that made what that list holds
@@ -1576,6 +1586,8 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
             _loaded_rows.extend({"row": k} for k in range(1000))  # LOAD-LINE
         if kind == "list":
             _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # LEAK-LIST-LINE
+        elif kind == "class attribute":
+            _Registry.rows.extend({"n": i, "k": k} for k in range(20))  # LEAK-CLASS-LINE
         elif kind == "dict":
             for k in range(20):
                 _leaked_by_key[f"{i}-{k}"] = {"n": i}  # LEAK-DICT-LINE
@@ -1593,11 +1605,13 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
             "list": "_leaked_rows -> builtins.list[i]",
             "dict": "_leaked_by_key -> builtins.dict[key]",
             "dict of lists": "_leaked_by_key -> builtins.dict[key] -> builtins.list[i]",
+            "class attribute": "_Registry.rows -> builtins.list[i]",
         }[kind]
         assert report["verdict"] == f"kept by {__name__}.{place} -> builtins.dict"
         top = report["top_paths"][0]
-        if kind == "list":
-            leak_frame = f"{HERE}:{line_of('LEAK-LIST-LINE')} in {step.__qualname__}.<locals>.<genexpr>"
+        if kind in ("list", "class attribute"):
+            line = "LEAK-LIST-LINE" if kind == "list" else "LEAK-CLASS-LINE"
+            leak_frame = f"{HERE}:{line_of(line)} in {step.__qualname__}.<locals>.<genexpr>"
         else:
             line = "LEAK-DICT-LINE" if kind == "dict" else "LEAK-NESTED-LINE"
             leak_frame = f"{HERE}:{line_of(line)} in {step.__qualname__}"
@@ -1610,6 +1624,7 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
         _loaded_rows.clear()
         _leaked_rows.clear()
         _leaked_by_key.clear()
+        _Registry.rows.clear()
 
 
 _per_user: dict = {}
