@@ -70,8 +70,8 @@ OVERWRITTEN_PICKS = 8
 # over the older generations), with a few kept by a lasting root beside them, is made
 # again with GARBAGE_PICKS times as many (see _judge)
 GARBAGE_PICKS = 8
-# ... and the module global keeping those not garbage must grow by this many between
-# two such searches (see _garbage_beside)
+# ... and a place keeping some of those not garbage must grow by this many between
+# two such searches, never shrinking at a sample between them (see _garbage_beside)
 GARBAGE_PLACE_GROWTH = 8
 _MOST_PICKED = 10_000  # (what Capture.sample takes at most)
 # Objects of a leaking container looked into for how many objects of a type out of
@@ -302,12 +302,12 @@ class _TypeState:
         # verified: (module, name) of the module global whose plain container its
         # verdict names as holding its new objects (see _leak_paths_first)
         self.leak_place: tuple[str, str, bool] | None = None
-        # its next search takes GARBAGE_PICKS times as many objects, and the module
-        # global (module, name, size) such a search found keeping some, whose growth
-        # the next one reads (see _judge)
+        # its next search takes GARBAGE_PICKS times as many objects (see _judge)
         self.look_wider = False
-        # (module, global, one level down) -> its size, at a search of garbage (see _garbage_beside)
-        self.garbage_marks: dict[tuple[str, str, bool], int] | None = None
+        # the places such a search found keeping some, whose growth the next one reads:
+        # (module, global, one level down) -> its size when first read and at the last
+        # sample, or None once it shrank (see _garbage_beside, _read_garbage_places)
+        self.garbage_marks: dict[tuple[str, str, bool], tuple[int, int] | None] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -844,7 +844,7 @@ _GARBAGE_LOOK_WIDER = (
 )
 _GARBAGE_BESIDE = (
     "not verified yet: {garbage} of its {objects} new objects looked at are garbage in reference cycles, {kept} kept "
-    "by {where}: it must grow meanwhile, read again at the next search, after two more rises"
+    "by {where}: one of these must keep growing, read at each sample and at the next search, after two more rises"
 )
 _FEW_PAST_LEFT_OUT = (
     "not verified yet: {own} of the {of} new objects looked at past those left out ({where}) are memtracker_web's own "
@@ -862,9 +862,9 @@ def _left_out_places(state: _TypeState) -> list[tuple[str, str]]:
 
 
 def _kept_places(state: _TypeState, found: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
-    """(module, global, one level down, the chain's text) of the module globals
-    keeping some of a search's objects, in their own plain containers (``kept_in``)
-    or one level down (``kept_under``), most first, of those the app is not known to
+    """(module, global, one level down, the chain's text) of the module globals and
+    class attributes keeping some of a search's objects, in their own plain containers
+    (``kept_in``) or one level down (``kept_under``), most first, of those the app is not known to
     overwrite, nor held to tell (see _left_out_places): where a leak beside garbage
     grows (see MemoryMonitor._garbage_beside). One level down, the chain most of the
     objects looked at have."""
@@ -1690,6 +1690,7 @@ class MemoryMonitor:
             return
         self._check_beside_caches()
         self._read_held_sizes()
+        self._read_garbage_places()
         self._verify_pending()
         recently = lambda sample: self._samples - sample <= self.calm_samples  # noqa: E731
         met = lambda s: s.increases >= self.increases  # noqa: E731
@@ -2179,7 +2180,7 @@ class MemoryMonitor:
         cls: type,
         found: dict[str, Any],
         places: list[tuple[str, str, bool, str]],
-        marks: dict[tuple[str, str, bool], int] | None,
+        marks: dict[tuple[str, str, bool], tuple[int, int] | None] | None,
     ) -> str | None:
         """For a search (see _judge) whose objects are mostly garbage in reference
         cycles, but with KEPT_PAST_GARBAGE or more kept beside it (or a wide one cut
@@ -2190,12 +2191,18 @@ class MemoryMonitor:
         such garbage was reported at sample 10-11 in 8 of 8 runs). The module globals
         keeping some of them (``places``, see _kept_places: each of them, since an
         in-place dict beside a leak may keep more of those looked at one time, the
-        leak's list the next) are read, and read again at the next wide search, two
-        rises later (``marks``: each place's size when first read): one grown by
-        GARBAGE_PLACE_GROWTH or more, and keeping some again, is where the growth is.
-        A place that search finds first is read again at the one after. Otherwise, with
-        no such global, or with a search cut short (its garbage not told from what the
-        app keeps), the type is set aside as garbage."""
+        leak's list the next) are read, then at each sample (_read_garbage_places),
+        and again at the next wide search, two rises later (``marks``): the first of
+        them (by how many of the objects it keeps) grown by GARBAGE_PLACE_GROWTH or
+        more since it was first read, never shrinking meanwhile, keeping some again,
+        and holding objects older than the type's table (_all_new: a registry of the
+        requests in flight, one level down, holds only new ones, and its size swings
+        up and down by a request's rows), is where the growth is. A place that search finds first is read again at
+        the one after. Otherwise, with no such place, or with a search cut short (its
+        garbage not told from what the app keeps), the type is set aside as garbage.
+        (One level down, a place's size is the global's and its newest
+        NESTED_SIZE_ENTRIES entries': a leak spread over the older entries of a larger
+        one is not seen growing.)"""
         garbage = _not_leaks(found)[-1][1]
         sizes: dict[tuple[str, str, bool], int] = {}
         for module, name, nested, _ in places if not found["unresolved"] else ():
@@ -2208,24 +2215,23 @@ class MemoryMonitor:
         if not sizes:
             self._set_growth_aside(state, cls, garbage)
             return None
-        grown = next(
-            (
-                chain
-                for module, name, nested, chain in places
-                if marks is not None
-                and (module, name, nested) in marks.keys() & sizes.keys()
-                and sizes[module, name, nested] - marks[module, name, nested] >= GARBAGE_PLACE_GROWTH
-            ),
-            None,
-        )
-        if grown is not None:
-            return grown
+        for module, name, nested, chain in places:
+            mark = (marks or {}).get((module, name, nested))
+            size = sizes.get((module, name, nested))
+            if mark is None or size is None or size < mark[1] or size - mark[0] < GARBAGE_PLACE_GROWTH:
+                continue
+            try:
+                objects = newest_global_objects(module, name, OVERWRITTEN_SIZE_MOST, nested=nested) or []
+                if not self._all_new(cls, objects):
+                    return chain
+            except Exception:  # noqa: BLE001 -- (unread: not this place)
+                continue
         if marks is None or sizes.keys() - marks.keys():
             # (a place not read before, the leak's list beside the in-place dict the last
             # search saw alone, is read again at the next one; those read before keep
             # their first size, so that each place is marked once in a row of searches)
             state.look_wider = True
-            state.garbage_marks = {**sizes, **(marks or {})}
+            state.garbage_marks = {**{place: (size, size) for place, size in sizes.items()}, **(marks or {})}
             where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
             self._search_again_later(
                 state,
@@ -2235,7 +2241,7 @@ class MemoryMonitor:
             )
             return None
         where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
-        self._set_growth_aside(state, cls, f"{garbage} (and {where}, which keep some, did not grow)")
+        self._set_growth_aside(state, cls, f"{garbage} (and {where}, which keep some, did not keep growing)")
         return None
 
     def _judge_only_new(self, state: _TypeState, cls: type, place: dict[str, Any]) -> bool:
@@ -2312,6 +2318,33 @@ class MemoryMonitor:
             if size is not None:
                 state.held_new = (*held[:5], size, held[6] or size < held[5])
 
+    def _read_garbage_places(self) -> None:
+        """The size now of each place marked beside garbage (see _garbage_beside): one
+        that shrank since the last sample, or cannot be read, is no leak's place (a
+        registry of the requests in flight, one level down, swings by a request's
+        rows)."""
+        for state in self._types.values():
+            marks = state.garbage_marks
+            if marks is None:
+                continue
+            for place, sizes in list(marks.items()):
+                if sizes is None:
+                    continue
+                try:
+                    size = global_container_size(place[0], place[1], nested=place[2])
+                except Exception:  # noqa: BLE001 -- (unread: no place)
+                    size = None
+                marks[place] = None if size is None or size < sizes[1] else (sizes[0], size)
+
+    def _all_new(self, cls: type, objects: list[Any]) -> bool:
+        """Whether ``objects`` (a place's: cleared here) hold enough objects of ``cls``
+        to tell, nearly all of them made since its table began (OVERWRITTEN_LEAST,
+        OVERWRITTEN_NEW): what a variable the app overwrites holds, where a leak's
+        place holds older ones too."""
+        followed, tabled = self.tracker.capture.tabled(cls, objects)
+        objects.clear()
+        return followed >= OVERWRITTEN_LEAST and tabled >= OVERWRITTEN_NEW * followed
+
     def _only_new(self, cls: type, module: str, name: str) -> list[tuple[Any, Any]] | None:
         """The newest OVERWRITTEN_HELD entries (see global_container_entries) with an
         object of ``cls`` of the module global ``module.name``, when it holds only
@@ -2320,10 +2353,7 @@ class MemoryMonitor:
         entries: list[tuple[Any, Any]] = []
         try:
             entries = global_container_entries(module, name, OVERWRITTEN_SIZE_MOST) or []
-            objects = entry_parts(entries)
-            followed, tabled = self.tracker.capture.tabled(cls, objects)
-            objects.clear()
-            if followed < OVERWRITTEN_LEAST or tabled < OVERWRITTEN_NEW * followed:
+            if not self._all_new(cls, entry_parts(entries)):
                 return None
             newest = [entry for entry in reversed(entries) if type(entry[0]) is cls or type(entry[1]) is cls]
             return newest[:OVERWRITTEN_HELD]

@@ -479,14 +479,31 @@ def _through_others(path: list[Any]) -> bool:
 _PLAIN_CONTAINERS = (list, tuple, *_DICTS, set, frozenset, collections.deque)
 # Those whose len() grows as the app adds to them (exactly these types: a subclass's
 # __len__ is the app's code)
-_GROWABLE_GLOBALS = (list, dict, set, collections.deque)
+# (a defaultdict or an OrderedDict is a dict whose size and entries dict's own methods
+# read: `LEAKED = defaultdict(list)`)
+_GROWABLE_GLOBALS = (list, dict, set, collections.deque, collections.defaultdict, collections.OrderedDict)
+
+
+def _growable_dict(obj: Any) -> bool:
+    """Whether ``obj`` is a dict, a defaultdict or an OrderedDict (exactly these)."""
+    kind = type(obj)
+    return kind is dict or kind is collections.defaultdict or kind is collections.OrderedDict
 
 
 def _nested_container(obj: Any) -> bool:
-    """Whether ``obj`` is a plain list, dict, set, deque or tuple: what a growable
-    global's entry may keep a leak in (see newest_global_objects)."""
+    """Whether ``obj`` is a plain list, dict (a defaultdict, an OrderedDict), set,
+    deque or tuple: what a growable global's entry may keep a leak in (see
+    newest_global_objects)."""
     kind = type(obj)  # (by identity, as _growable; spelled out: it runs for each entry read)
-    return kind is list or kind is dict or kind is tuple or kind is set or kind is collections.deque
+    return (
+        kind is list
+        or kind is dict
+        or kind is tuple
+        or kind is set
+        or kind is collections.deque
+        or kind is collections.defaultdict
+        or kind is collections.OrderedDict
+    )
 
 
 _MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
@@ -553,7 +570,7 @@ def global_container_entries(module: str, name: str, most: int) -> list[tuple[An
     container = _module_global(module, name)
     if not _growable(container) or len(container) > most:
         return None
-    if type(container) is dict:
+    if _growable_dict(container):
         return list(dict.items(container))
     return [(element, element) for element in list(container)]
 
@@ -603,7 +620,8 @@ def _newest_first(container: Any, most: int) -> list[Any]:
         newest = list(kind.__getitem__(container, slice(-most, None)))
         newest.reverse()
         return newest
-    if kind is dict:
+    if kind is dict or kind is collections.defaultdict or kind is collections.OrderedDict:
+        # (an OrderedDict's moves to its end are not in dict's order: its insertions are)
         return [part for item in list(itertools.islice(reversed(dict.items(container)), most)) for part in item[::-1]]
     if kind is collections.deque:
         return list(itertools.islice(reversed(container), most))

@@ -768,6 +768,8 @@ def test_a_leak_of_closures_among_cyclic_garbage_is_reported_with_its_line(monke
 _old_garbage: list = []
 _sessions_in_place: dict = {}
 _rows_by_key: dict = {}
+_rows_by_default: collections.defaultdict = collections.defaultdict(list)
+_in_flight: dict = {}
 
 
 class _Registry:
@@ -781,13 +783,24 @@ _BESIDE_GARBAGE = {
     "leak": ("_leaked_rows -> builtins.list[i]", "BESIDE-GARBAGE-LINE"),
     "a leak one level down": ("_rows_by_key -> builtins.dict[key] -> builtins.list[i]", "ONE-DOWN-LINE"),
     "a leak in a class attribute": ("_Registry.rows -> builtins.list[i]", "CLASS-ATTRIBUTE-LINE"),
+    "a leak in a defaultdict": (
+        "_rows_by_default -> collections.defaultdict[key] -> builtins.list[i]",
+        "DEFAULTDICT-LINE",
+    ),
     "a leak and a dict updated in place": ("_leaked_rows -> builtins.list[i]", "BESIDE-IN-PLACE-LINE"),
 }
 
 
 @requires_engine
 @pytest.mark.parametrize(
-    "beside", [*_BESIDE_GARBAGE, "nothing", "a dict updated in place", "a class attribute dict updated in place"]
+    "beside",
+    [
+        *_BESIDE_GARBAGE,
+        "nothing",
+        "a dict updated in place",
+        "a class attribute dict updated in place",
+        "a dict updated in place and the requests in flight",
+    ],
 )
 def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
     # 20 dicts a sample leak into a module list, beside 200 a sample in cycles of their
@@ -800,11 +813,14 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
     # next such search: a dict of 1,000 sessions, 5 replaced a sample, takes in new
     # dicts as a leak's list does, and was reported at sample 10-11 (without that
     # read, in 3 runs of 3; with 20 replaced, before any of this, in 4 runs of 10).
-    # Without the leak, the garbage is set aside as before. A leak one level down or
-    # in a class attribute list was set aside at the wide search, its place not read;
+    # Without the leak, the garbage is set aside as before. A leak one level down, in a
+    # class attribute list or in a defaultdict's lists was set aside at the wide
+    # search, its place not read;
     # a class attribute dict updated in place was reported; a dict updated in place
     # beside a leak, keeping more of those looked at, had its size compared alone and
-    # the leak set aside (each before every place keeping some was read).
+    # the leak set aside (each before every place keeping some was read). A registry of
+    # the requests in flight one level down grows for two samples in three: it must
+    # never shrink meanwhile, and hold objects older than the type's table too.
     def step(i: int) -> None:
         _old_garbage.clear()  # (last sample's cycles: garbage in an older generation now)
         for k in range(800 if beside == "a leak and a dict updated in place" else 200):
@@ -817,6 +833,8 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
             _rows_by_key.setdefault(i % 3, []).extend({"n": i, "k": k} for k in range(20))  # ONE-DOWN-LINE
         elif beside == "a leak in a class attribute":
             _Registry.rows.extend({"n": i, "k": k} for k in range(20))  # CLASS-ATTRIBUTE-LINE
+        elif beside == "a leak in a defaultdict":
+            _rows_by_default[i % 3].extend({"n": i, "k": k} for k in range(20))  # DEFAULTDICT-LINE
         elif beside == "a leak and a dict updated in place":
             for k in range(20):
                 _sessions_in_place[(7 * i + 3 * k) % 1000] = {"user": i}
@@ -827,6 +845,11 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
         elif beside == "a class attribute dict updated in place":
             for k in range(20):
                 _Registry.sessions[(7 * i + 3 * k) % 1000] = {"user": i}
+        elif beside == "a dict updated in place and the requests in flight":
+            for k in range(20):
+                _sessions_in_place[(7 * i + 3 * k) % 1000] = {"user": i}
+            _in_flight.clear()  # (1-3 requests, 10 rows each: a place one level down that swings)
+            _in_flight.update(((i, j), [{"row": k} for k in range(10)]) for j in range(1 + i % 3))
 
     _sessions_in_place.update({k: {"user": k} for k in range(1000)})
     _Registry.sessions.update({k: {"user": k} for k in range(1000)})
@@ -849,6 +872,8 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
         _leaked_rows.clear()
         _sessions_in_place.clear()
         _rows_by_key.clear()
+        _rows_by_default.clear()
+        _in_flight.clear()
         _Registry.rows.clear()
         _Registry.sessions.clear()
         gc.collect()
@@ -1572,13 +1597,14 @@ _leaked_by_key: dict = {}
 
 @requires_engine
 @pytest.mark.parametrize(
-    ("load_at", "kind"), [(6, "list"), (8, "list"), (6, "dict"), (6, "dict of lists"), (6, "class attribute")]
+    ("load_at", "kind"),
+    [(6, "list"), (8, "list"), (6, "dict"), (6, "dict of lists"), (6, "class attribute"), (6, "defaultdict of lists")],
 )
 def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_at, kind):
     # 20 dicts a sample leak into a module list (or dict; or one level down, in the
-    # lists of a module dict; or a class attribute's list), and 1,000 dicts are loaded once into another list
-    # while the leak's type is analysed: at the report the
-    # load keeps more than the leak (1,000 to the leak's 80-120), and its line led the
+    # lists of a module dict or defaultdict; or a class attribute's list), and 1,000
+    # dicts are loaded once into another list while the leak's type is analysed: at
+    # the report the load keeps more than the leak (1,000 to the leak's 80-120), and its line led the
     # report under "kept by" the leak's list. The paths that made what that list holds
     # now go first.
     def step(i: int) -> None:
@@ -1591,6 +1617,9 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
         elif kind == "dict":
             for k in range(20):
                 _leaked_by_key[f"{i}-{k}"] = {"n": i}  # LEAK-DICT-LINE
+        elif kind == "defaultdict of lists":
+            for k in range(20):
+                _rows_by_default[f"user{i}"].append({"n": k})  # LEAK-DEFAULT-LINE
         else:
             for k in range(20):
                 _leaked_by_key.setdefault(f"user{i}", []).append({"n": k})  # LEAK-NESTED-LINE
@@ -1606,6 +1635,7 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
             "dict": "_leaked_by_key -> builtins.dict[key]",
             "dict of lists": "_leaked_by_key -> builtins.dict[key] -> builtins.list[i]",
             "class attribute": "_Registry.rows -> builtins.list[i]",
+            "defaultdict of lists": "_rows_by_default -> collections.defaultdict[key] -> builtins.list[i]",
         }[kind]
         assert report["verdict"] == f"kept by {__name__}.{place} -> builtins.dict"
         top = report["top_paths"][0]
@@ -1613,7 +1643,7 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
             line = "LEAK-LIST-LINE" if kind == "list" else "LEAK-CLASS-LINE"
             leak_frame = f"{HERE}:{line_of(line)} in {step.__qualname__}.<locals>.<genexpr>"
         else:
-            line = "LEAK-DICT-LINE" if kind == "dict" else "LEAK-NESTED-LINE"
+            line = {"dict": "LEAK-DICT-LINE", "dict of lists": "LEAK-NESTED-LINE"}.get(kind, "LEAK-DEFAULT-LINE")
             leak_frame = f"{HERE}:{line_of(line)} in {step.__qualname__}"
         assert top["path"][top["app_frame"]] == leak_frame, [p["path"][:1] for p in report["top_paths"]]
         # (the load's path is still there, after it, keeping more)
@@ -1624,25 +1654,33 @@ def test_a_leak_beside_a_one_time_load_leads_its_report_with_its_own_line(load_a
         _loaded_rows.clear()
         _leaked_rows.clear()
         _leaked_by_key.clear()
+        _rows_by_default.clear()
         _Registry.rows.clear()
 
 
 _per_user: dict = {}
 
 
+class _Bucket(dict):
+    """A dict of the app's own class: its methods are the app's code, never read."""
+
+
 @requires_engine
-def test_a_place_one_level_down_is_the_verdict_s_own_chain():
-    # 20 dicts a sample leak into OrderedDicts a module dict holds (no plain container
-    # one level down: not read), beside a tuple of 8 the app replaces under another key
-    # of that dict each sample, which a search meets once in a while: the place was taken
-    # from it, and the report led with the replacing line (keeping 8 dicts).
-    _per_user.update({f"u{j}": collections.OrderedDict() for j in range(3)})
+@pytest.mark.parametrize("bucket", [collections.OrderedDict, _Bucket])
+def test_a_place_one_level_down_is_the_verdict_s_own_chain(bucket):
+    # 20 dicts a sample leak into dicts of the app's own class a module dict holds
+    # (no plain container one level down: not read), beside a tuple of 8 the app
+    # replaces under another key of that dict each sample, which a search meets once
+    # in a while: the place was taken from it, and the report led with the replacing
+    # line (keeping 8 dicts). Into OrderedDicts (read as a dict is), the place is the
+    # leak's own chain's, and its line leads.
+    _per_user.update({f"u{j}": bucket() for j in range(3)})
 
     def step(i: int) -> None:
         if i == 6:
             _loaded_rows.extend({"row": k} for k in range(1000))
         for k in range(20):
-            _per_user[f"u{i % 3}"][f"k{i}-{k}"] = {"n": k}
+            _per_user[f"u{i % 3}"][f"k{i}-{k}"] = {"n": k}  # PER-USER-LINE
         _per_user["latest"] = tuple({"last": i} for _ in range(8))  # LATEST-LINE
 
     gc.collect()
@@ -1654,11 +1692,16 @@ def test_a_place_one_level_down_is_the_verdict_s_own_chain():
             reports += [r for r in m.sample() if r["type"] == "builtins.dict"]
         assert reports, "not reported"
         verdict = reports[0]["verdict"]
-        assert verdict.endswith("-> collections.OrderedDict[key] -> builtins.dict"), verdict
-        assert m._types[id(dict)].leak_place is None
+        assert verdict.endswith(f"-> {type_name(bucket)}[key] -> builtins.dict"), verdict
+        read = bucket is collections.OrderedDict
+        assert m._types[id(dict)].leak_place == ((__name__, "_per_user", True) if read else None)
         for report in reports:
             top = report["top_paths"][0]
-            assert not top["path"][top["app_frame"]].startswith(f"{HERE}:{line_of('LATEST-LINE')} "), top
+            frame = top["path"][top["app_frame"]]
+            if read:
+                assert frame == f"{HERE}:{line_of('PER-USER-LINE')} in {step.__qualname__}", top
+            else:
+                assert not frame.startswith(f"{HERE}:{line_of('LATEST-LINE')} "), top
     finally:
         m.close()
         _per_user.clear()

@@ -1251,5 +1251,20 @@ def test_newest_global_objects_reads_one_level_down_where_asked():
         assert newest(MOD, "NEWEST_LIST", 2048, nested=True) == []  # (its newest 2,048 entries only)
         NEWEST_LIST = collections.deque([[k, -k] for k in range(5)])
         assert newest(MOD, "NEWEST_LIST", 3, nested=True) == [-3, 4, -4]
+        # a defaultdict and an OrderedDict are read as a dict is (the OrderedDict in the
+        # order of its insertions: a move to its end is its own bookkeeping)
+        NEWEST_DICT = collections.defaultdict(list)
+        NEWEST_DICT["a"].extend(["a1", "a2"])
+        NEWEST_DICT["b"].append("b1")
+        assert newest(MOD, "NEWEST_DICT", 2, nested=True) == ["a2", "b1"]
+        assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == 2 + 3
+        NEWEST_DICT = collections.OrderedDict((f"k{k}", [k]) for k in range(3))
+        NEWEST_DICT.move_to_end("k0")
+        assert newest(MOD, "NEWEST_DICT", 2) == ["k1", [1], "k2", [2]]
+        assert retention.global_container_entries(MOD, "NEWEST_DICT", 5) == [("k0", [0]), ("k1", [1]), ("k2", [2])]
+        # (a subclass of the app's is not read: its methods are its code)
+        NEWEST_DICT = type("Mine", (dict,), {})(a=[1])
+        assert newest(MOD, "NEWEST_DICT", 2, nested=True) is None
+        assert retention.global_container_size(MOD, "NEWEST_DICT") is None
     finally:
         NEWEST_LIST = NEWEST_DICT = None
