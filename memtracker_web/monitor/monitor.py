@@ -864,7 +864,7 @@ def _left_out_places(state: _TypeState) -> list[tuple[str, str]]:
 def _kept_places(state: _TypeState, found: dict[str, Any]) -> list[tuple[str, str, bool, str]]:
     """(module, global, one level down, the chain's text) of the module globals and
     class attributes keeping some of a search's objects, in their own plain containers
-    (``kept_in``) or one level down (``kept_under``), most first, of those the app is not known to
+    (``kept_in``, most first) then one level down (``kept_under``, most first), of those the app is not known to
     overwrite, nor held to tell (see _left_out_places): where a leak beside garbage
     grows (see MemoryMonitor._garbage_beside). One level down, the chain most of the
     objects looked at have."""
@@ -2193,16 +2193,18 @@ class MemoryMonitor:
         in-place dict beside a leak may keep more of those looked at one time, the
         leak's list the next) are read, then at each sample (_read_garbage_places),
         and again at the next wide search, two rises later (``marks``): the first of
-        them (by how many of the objects it keeps) grown by GARBAGE_PLACE_GROWTH or
-        more since it was first read, never shrinking meanwhile, keeping some again,
-        and holding objects older than the type's table (_all_new: a registry of the
+        them (in the order of _kept_places) grown by GARBAGE_PLACE_GROWTH or more
+        since it was first read, never shrinking meanwhile, keeping some again, and
+        holding objects older than the type's table (_all_new: a registry of the
         requests in flight, one level down, holds only new ones, and its size swings
-        up and down by a request's rows), is where the growth is. A place that search finds first is read again at
-        the one after. Otherwise, with no such place, or with a search cut short (its
-        garbage not told from what the app keeps), the type is set aside as garbage.
-        (One level down, a place's size is the global's and its newest
-        NESTED_SIZE_ENTRIES entries': a leak spread over the older entries of a larger
-        one is not seen growing.)"""
+        up and down by a request's rows), is where the growth is. A place that search
+        finds first is read again at the one after. Otherwise, with no such place, or
+        with a search cut short (its garbage not told from what the app keeps), the
+        type is set aside as garbage. (One level down, a place's size is that of what
+        it holds up to NESTED_SIZE_ENTRIES entries, its own beyond: a leak into the
+        older entries of a larger one is not seen growing. And two rises are a short
+        time: a registry the app clears every few samples grows between them as a
+        leak's list does.)"""
         garbage = _not_leaks(found)[-1][1]
         sizes: dict[tuple[str, str, bool], int] = {}
         for module, name, nested, _ in places if not found["unresolved"] else ():

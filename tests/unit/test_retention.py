@@ -1258,6 +1258,12 @@ def test_newest_global_objects_reads_one_level_down_where_asked():
         NEWEST_DICT["b"].append("b1")
         assert newest(MOD, "NEWEST_DICT", 2, nested=True) == ["a2", "b1"]
         assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == 2 + 3
+        # (past NESTED_SIZE_ENTRIES entries, its own size alone: the sum would slide)
+        most = retention.NESTED_SIZE_ENTRIES
+        NEWEST_DICT.update((k, [k, k]) for k in range(most - 2))
+        assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == most + 3 + 2 * (most - 2)
+        NEWEST_DICT[-1] = [0]
+        assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == most + 1
         NEWEST_DICT = collections.OrderedDict((f"k{k}", [k]) for k in range(3))
         NEWEST_DICT.move_to_end("k0")
         assert newest(MOD, "NEWEST_DICT", 2) == ["k1", [1], "k2", [2]]
