@@ -71,8 +71,10 @@ OVERWRITTEN_PICKS = 8
 # again with GARBAGE_PICKS times as many (see _judge)
 GARBAGE_PICKS = 8
 # ... and a place keeping some of those not garbage must grow by this many between
-# two such searches, never shrinking at a sample between them (see _garbage_beside)
+# two such searches, never shrinking at a sample between them (see _garbage_beside),
+# nor after, until this many samples since it was first read (see _report_stats)
 GARBAGE_PLACE_GROWTH = 8
+GARBAGE_PLACE_SAMPLES = 10
 _MOST_PICKED = 10_000  # (what Capture.sample takes at most)
 # Objects of a leaking container looked into for how many objects of a type out of
 # the search's sight each holds (_holds_its_growth). Their mean is weighed against
@@ -258,6 +260,7 @@ class _TypeState:
         "same_leak_as",
         "look_wider",
         "garbage_marks",
+        "garbage_watch",
     )
 
     def __init__(self, cls: type, threshold: int, history: int, source: str, forced: bool) -> None:
@@ -306,8 +309,12 @@ class _TypeState:
         self.look_wider = False
         # the places such a search found keeping some, whose growth the next one reads:
         # (module, global, one level down) -> its size when first read and at the last
-        # sample, or None once it shrank (see _garbage_beside, _read_garbage_places)
-        self.garbage_marks: dict[tuple[str, str, bool], tuple[int, int] | None] | None = None
+        # sample, and the sample first read at, or None once it shrank (see
+        # _garbage_beside, _read_garbage_places)
+        self.garbage_marks: dict[tuple[str, str, bool], tuple[int, int, int] | None] | None = None
+        # verified so: the place, the sample it was first read at, and its size at the
+        # last sample, watched until GARBAGE_PLACE_SAMPLES passed (see _report_stats)
+        self.garbage_watch: tuple[tuple[str, str, bool], int, int] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -432,6 +439,9 @@ _NOISE_WINDOW = 11  # samples of history a rise is measured against
 KEPT_PAST_GARBAGE = 3
 
 
+_GARBAGE = "its new objects are garbage in reference cycles the collector will free"
+
+
 def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
     """Of a retention search's objects (see MemoryMonitor._judge), those whose growth
     ends by itself or is not the app's, how many for each reason, and the reason."""
@@ -449,7 +459,7 @@ def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
             "its new objects are held by functions of the standard library or installed packages that "
             "are running or waiting (work in progress, such as timers and requests being served)",
         ),
-        (found["unreachable"], "its new objects are garbage in reference cycles the collector will free"),
+        (found["unreachable"], _GARBAGE),
     ]
 
 
@@ -1432,6 +1442,10 @@ class MemoryMonitor:
             return {"top_paths": []}
         if not state.analysing or (state.source == "watch_all" and not state.verified):
             return None
+        if state.garbage_watch is not None:
+            if self._samples - state.garbage_watch[1] < GARBAGE_PLACE_SAMPLES:
+                return None  # (verified beside garbage: its place must keep growing a while)
+            state.garbage_watch = None
         stats, fillings = self._stats_and_fillings(state, cls, _REPORT_PATHS, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
@@ -2180,7 +2194,7 @@ class MemoryMonitor:
         cls: type,
         found: dict[str, Any],
         places: list[tuple[str, str, bool, str]],
-        marks: dict[tuple[str, str, bool], tuple[int, int] | None] | None,
+        marks: dict[tuple[str, str, bool], tuple[int, int, int] | None] | None,
     ) -> str | None:
         """For a search (see _judge) whose objects are mostly garbage in reference
         cycles, but with KEPT_PAST_GARBAGE or more kept beside it (or a wide one cut
@@ -2224,16 +2238,19 @@ class MemoryMonitor:
                 continue
             try:
                 objects = newest_global_objects(module, name, OVERWRITTEN_SIZE_MOST, nested=nested) or []
-                if not self._all_new(cls, objects):
-                    return chain
+                if self._all_new(cls, objects):
+                    continue
             except Exception:  # noqa: BLE001 -- (unread: not this place)
                 continue
+            state.garbage_watch = ((module, name, nested), mark[2], size)
+            return chain
         if marks is None or sizes.keys() - marks.keys():
             # (a place not read before, the leak's list beside the in-place dict the last
             # search saw alone, is read again at the next one; those read before keep
             # their first size, so that each place is marked once in a row of searches)
             state.look_wider = True
-            state.garbage_marks = {**{place: (size, size) for place, size in sizes.items()}, **(marks or {})}
+            first = {place: (size, size, self._samples) for place, size in sizes.items()}
+            state.garbage_marks = {**first, **(marks or {})}
             where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
             self._search_again_later(
                 state,
@@ -2324,8 +2341,11 @@ class MemoryMonitor:
         """The size now of each place marked beside garbage (see _garbage_beside): one
         that shrank since the last sample, or cannot be read, is no leak's place (a
         registry of the requests in flight, one level down, swings by a request's
-        rows)."""
-        for state in self._types.values():
+        rows). So for the place a type was verified by, until it is reported (see
+        _report_stats): shrunk, the type is set aside as garbage (a registry the app
+        clears every few samples grew between two searches as a leak's list does)."""
+        for state in list(self._types.values()):
+            self._watch_garbage_place(state)
             marks = state.garbage_marks
             if marks is None:
                 continue
@@ -2336,7 +2356,21 @@ class MemoryMonitor:
                     size = global_container_size(place[0], place[1], nested=place[2])
                 except Exception:  # noqa: BLE001 -- (unread: no place)
                     size = None
-                marks[place] = None if size is None or size < sizes[1] else (sizes[0], size)
+                marks[place] = None if size is None or size < sizes[1] else (sizes[0], size, sizes[2])
+
+    def _watch_garbage_place(self, state: _TypeState) -> None:
+        watch, cls = state.garbage_watch, state.ref()
+        if watch is None or cls is None:
+            return
+        (module, name, nested), since, last = watch
+        try:
+            size = global_container_size(module, name, nested=nested)
+        except Exception:  # noqa: BLE001 -- (unread: no place)
+            size = None
+        if size is not None and size >= last:
+            state.garbage_watch = (watch[0], since, size)
+        else:
+            self._set_growth_aside(state, cls, f"{_GARBAGE} (and {module}.{name}, which keeps some, shrank)")
 
     def _all_new(self, cls: type, objects: list[Any]) -> bool:
         """Whether ``objects`` (a place's: cleared here) hold enough objects of ``cls``
@@ -2736,7 +2770,7 @@ class MemoryMonitor:
         it explains nothing while set aside."""
         state.verdict = f"not a leak for now: {why}"
         state.held_new = None  # (the app's objects: looked at afresh when the set-aside ends)
-        state.look_wider, state.garbage_marks = False, None
+        state.look_wider, state.garbage_marks, state.garbage_watch = False, None, None
         state.aside_explains = explains
         state.aside_awaits_rises = awaits_rises
         state.aside_doubts_growth = doubts_growth
@@ -2852,7 +2886,7 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
-        state.kept_in_global = state.held_new = state.leak_place = state.garbage_marks = None
+        state.kept_in_global = state.held_new = state.leak_place = state.garbage_marks = state.garbage_watch = None
         state.look_wider = False
         state.same_leak_as = None
         self._folded_reports.pop(state.name, None)

@@ -800,6 +800,7 @@ _BESIDE_GARBAGE = {
         "a dict updated in place",
         "a class attribute dict updated in place",
         "a dict updated in place and the requests in flight",
+        "a class attribute registry cleared every 10 samples",
     ],
 )
 def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
@@ -820,7 +821,8 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
     # beside a leak, keeping more of those looked at, had its size compared alone and
     # the leak set aside (each before every place keeping some was read). A registry of
     # the requests in flight one level down grows for two samples in three: it must
-    # never shrink meanwhile, and hold objects older than the type's table too.
+    # never shrink meanwhile, and hold objects older than the type's table too; a
+    # registry cleared every few samples must not shrink until the report.
     def step(i: int) -> None:
         _old_garbage.clear()  # (last sample's cycles: garbage in an older generation now)
         for k in range(800 if beside == "a leak and a dict updated in place" else 200):
@@ -845,6 +847,10 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
         elif beside == "a class attribute dict updated in place":
             for k in range(20):
                 _Registry.sessions[(7 * i + 3 * k) % 1000] = {"user": i}
+        elif beside == "a class attribute registry cleared every 10 samples":
+            if i % 10 == 0:
+                _Registry.sessions.clear()
+            _Registry.sessions.update(((i, k), {"job": i}) for k in range(5))
         elif beside == "a dict updated in place and the requests in flight":
             for k in range(20):
                 _sessions_in_place[(7 * i + 3 * k) % 1000] = {"user": i}
@@ -861,7 +867,9 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
             return
         assert set(first) == {"builtins.dict"}, {t: (i, r["verdict"]) for t, (i, r) in first.items()}
         sample, report = first["builtins.dict"]
-        assert sample <= 17, sample  # (11-15: each step below waits two rises)
+        # (16-20: each step below waits two rises, and the place is watched for 10
+        # samples from its first read before the report)
+        assert sample <= 21, sample
         chain, marker = _BESIDE_GARBAGE[beside]
         assert report["verdict"] == f"kept by {__name__}.{chain} -> builtins.dict"
         top = report["top_paths"][0]
