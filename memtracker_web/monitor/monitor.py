@@ -40,6 +40,7 @@ from .retention import (
     global_container_entries,
     global_container_size,
     global_full_ring,
+    global_place_sizes,
     lru_keys,
     newest_global_objects,
     only_in_own_tables,
@@ -71,10 +72,12 @@ OVERWRITTEN_PICKS = 8
 # again with GARBAGE_PICKS times as many (see _judge)
 GARBAGE_PICKS = 8
 # ... and a place keeping some of those not garbage must grow by this many between
-# two such searches, never shrinking at a sample between them (see _garbage_beside),
-# nor after, until this many samples since it was first read (see _report_stats)
+# two such searches, and be grown so still this many samples after it was first read
+# (see _garbage_beside)
 GARBAGE_PLACE_GROWTH = 8
 GARBAGE_PLACE_SAMPLES = 10
+# ... shrinking this many times at most meanwhile (a leak's sweeps: see _PlaceRead)
+GARBAGE_PLACE_FALLS = 2
 _MOST_PICKED = 10_000  # (what Capture.sample takes at most)
 # Objects of a leaking container looked into for how many objects of a type out of
 # the search's sight each holds (_holds_its_growth). Their mean is weighed against
@@ -308,13 +311,12 @@ class _TypeState:
         # its next search takes GARBAGE_PICKS times as many objects (see _judge)
         self.look_wider = False
         # the places such a search found keeping some, whose growth the next one reads:
-        # (module, global, one level down) -> its size when first read and at the last
-        # sample, and the sample first read at, or None once it shrank (see
-        # _garbage_beside, _read_garbage_places)
-        self.garbage_marks: dict[tuple[str, str, bool], tuple[int, int, int] | None] | None = None
-        # verified so: the place, the sample it was first read at, and its size at the
-        # last sample, watched until GARBAGE_PLACE_SAMPLES passed (see _report_stats)
-        self.garbage_watch: tuple[tuple[str, str, bool], int, int] | None = None
+        # (module, global, one level down) -> how it was read, or None once it shrank
+        # too often (see _garbage_beside, _read_garbage_places)
+        self.garbage_marks: dict[tuple[str, str, bool], _PlaceRead | None] | None = None
+        # verified so: the place and how it is read, until GARBAGE_PLACE_SAMPLES passed
+        # since its first read (see _watch_garbage_place)
+        self.garbage_watch: tuple[tuple[str, str, bool], _PlaceRead] | None = None
         # (module, name, size) of the globals found holding only the newest of its
         # objects, which a search takes none of its objects from until they grow to
         # OVERWRITTEN_FORGET times that size (see _overwritten_marks)
@@ -440,6 +442,35 @@ KEPT_PAST_GARBAGE = 3
 
 
 _GARBAGE = "its new objects are garbage in reference cycles the collector will free"
+
+
+@dataclass
+class _PlaceRead:
+    """A place kept beside garbage, read at each sample (see
+    MemoryMonitor._garbage_beside): its sizes (see global_place_sizes) when first
+    read, at that sample, and at the last one; how many times it shrank since."""
+
+    first: tuple[int, int]
+    since: int
+    last: tuple[int, int]
+    falls: int = 0
+
+    def grown(self, now: tuple[int, int]) -> bool:
+        """Whether it grew by GARBAGE_PLACE_GROWTH since it was first read: in entries
+        (new keys), or in what it holds one level down."""
+        return max(now[0] - self.first[0], now[1] - self.first[1]) >= GARBAGE_PLACE_GROWTH
+
+    def read(self, now: tuple[int, int]) -> bool:
+        """Take in the sizes read now: False once it shrank more than
+        GARBAGE_PLACE_FALLS times. A leak swept now and then (its oldest entries
+        trimmed, expired sessions purged, slower than it grows) shrinks at its sweeps
+        alone; the requests or jobs in flight, at every other sample. (Its entries
+        the same, what they hold shrank; past NESTED_SIZE_ENTRIES entries, new keys
+        slide what is read of them: its entries more, it did not shrink.)"""
+        if now[0] < self.last[0] or (now[0] == self.last[0] and now[1] < self.last[1]):
+            self.falls += 1
+        self.last = now
+        return self.falls <= GARBAGE_PLACE_FALLS
 
 
 def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
@@ -1274,6 +1305,7 @@ class MemoryMonitor:
                         # every path from now on, as for any type the user names
                         self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=1, sample_objects=1)
                     state.dismissed_until, state.explained_by, state.verdict = 0, None, None
+                    state.look_wider, state.garbage_marks, state.garbage_watch = False, None, None
                 if threshold is not None:
                     state.threshold = int(threshold)
             self._watch.pop(id(cls), None)  # counted here from now on, not by watch-all's table
@@ -1443,9 +1475,7 @@ class MemoryMonitor:
         if not state.analysing or (state.source == "watch_all" and not state.verified):
             return None
         if state.garbage_watch is not None:
-            if self._samples - state.garbage_watch[1] < GARBAGE_PLACE_SAMPLES:
-                return None  # (verified beside garbage: its place must keep growing a while)
-            state.garbage_watch = None
+            return None  # (verified beside garbage: its place must keep growing a while)
         stats, fillings = self._stats_and_fillings(state, cls, _REPORT_PATHS, hotspots=0)
         if not (stats and stats["top_paths"] and stats["top_paths"][0]["count"] > 0):
             return None
@@ -2068,8 +2098,9 @@ class MemoryMonitor:
         state.filled_caches, state.key_fillings = tuple(found.pop("lru_caches", ())), None
         state.retainers = found
         total = found["objects"]
-        wide, state.look_wider = state.look_wider, False
-        marks, state.garbage_marks = state.garbage_marks, None
+        # (kept through a search that goes on waiting for another reason, a global the
+        # app overwrites found meanwhile: the places marked stay marked)
+        wide, marks = state.look_wider, state.garbage_marks
         # Most of its new objects must be kept by the app, as a leak keeps them. The
         # rest is growth that ends by itself, or is not the app's:
         not_leaks = _not_leaks(found)
@@ -2129,6 +2160,7 @@ class MemoryMonitor:
             grown = self._garbage_beside(state, cls, found, places, marks)
             if grown is None:
                 return
+            state.look_wider, state.garbage_marks = False, None
             # (the verdict names where the growth is: a dict updated in place beside it
             # may keep more of the objects looked at)
             found["kept_by"] = grown
@@ -2194,7 +2226,7 @@ class MemoryMonitor:
         cls: type,
         found: dict[str, Any],
         places: list[tuple[str, str, bool, str]],
-        marks: dict[tuple[str, str, bool], tuple[int, int, int] | None] | None,
+        marks: dict[tuple[str, str, bool], _PlaceRead | None] | None,
     ) -> str | None:
         """For a search (see _judge) whose objects are mostly garbage in reference
         cycles, but with KEPT_PAST_GARBAGE or more kept beside it (or a wide one cut
@@ -2208,33 +2240,35 @@ class MemoryMonitor:
         leak's list the next) are read, then at each sample (_read_garbage_places),
         and again at the next wide search, two rises later (``marks``): the first of
         them (in the order of _kept_places) grown by GARBAGE_PLACE_GROWTH or more
-        since it was first read, never shrinking meanwhile, keeping some again, and
-        holding objects older than the type's table (_all_new: a registry of the
-        requests in flight, one level down, holds only new ones, and its size swings
-        up and down by a request's rows), is where the growth is. A place that search
-        finds first is read again at the one after. Otherwise, with no such place, or
-        with a search cut short (its garbage not told from what the app keeps), the
-        type is set aside as garbage. (One level down, a place's size is that of what
-        it holds up to NESTED_SIZE_ENTRIES entries, its own beyond: a leak into the
-        older entries of a larger one is not seen growing. And two rises are a short
-        time: a registry the app clears every few samples grows between them as a
-        leak's list does.)"""
+        since it was first read, shrinking at most GARBAGE_PLACE_FALLS times meanwhile
+        (_PlaceRead), keeping some again, and holding objects older than the type's
+        table (_all_new: a registry of the requests in flight, one level down, holds
+        only new ones, and its size swings up and down by a request's rows), is where
+        the growth is, and is watched on (_watch_garbage_place). A place that search finds first is read
+        again at the one after. Otherwise, with no such place, or with a search cut
+        short (its garbage not told from what the app keeps), the type is set aside as
+        garbage."""
         garbage = _not_leaks(found)[-1][1]
-        sizes: dict[tuple[str, str, bool], int] = {}
+        sizes: dict[tuple[str, str, bool], tuple[int, int]] = {}
         for module, name, nested, _ in places if not found["unresolved"] else ():
             try:
-                size = global_container_size(module, name, nested=nested)
+                now = global_place_sizes(module, name, nested=nested)
             except Exception:  # noqa: BLE001 -- (unread: not a place)
-                size = None
-            if size is not None:
-                sizes[module, name, nested] = size
+                now = None
+            if now is not None:
+                sizes[module, name, nested] = now
         if not sizes:
             self._set_growth_aside(state, cls, garbage)
             return None
         for module, name, nested, chain in places:
-            mark = (marks or {}).get((module, name, nested))
-            size = sizes.get((module, name, nested))
-            if mark is None or size is None or size < mark[1] or size - mark[0] < GARBAGE_PLACE_GROWTH:
+            place = (module, name, nested)
+            mark, now = (marks or {}).get(place), sizes.get(place)
+            if marks is None or mark is None or now is None:
+                continue
+            if not mark.read(now):
+                marks[place] = None
+                continue
+            if not mark.grown(now):
                 continue
             try:
                 objects = newest_global_objects(module, name, OVERWRITTEN_SIZE_MOST, nested=nested) or []
@@ -2242,14 +2276,14 @@ class MemoryMonitor:
                     continue
             except Exception:  # noqa: BLE001 -- (unread: not this place)
                 continue
-            state.garbage_watch = ((module, name, nested), mark[2], size)
+            state.garbage_watch = (place, mark)
             return chain
         if marks is None or sizes.keys() - marks.keys():
             # (a place not read before, the leak's list beside the in-place dict the last
             # search saw alone, is read again at the next one; those read before keep
-            # their first size, so that each place is marked once in a row of searches)
+            # their reads, so that each place is marked once in a row of searches)
             state.look_wider = True
-            first = {place: (size, size, self._samples) for place, size in sizes.items()}
+            first = {place: _PlaceRead(now, self._samples, now) for place, now in sizes.items()}
             state.garbage_marks = {**first, **(marks or {})}
             where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
             self._search_again_later(
@@ -2338,39 +2372,52 @@ class MemoryMonitor:
                 state.held_new = (*held[:5], size, held[6] or size < held[5])
 
     def _read_garbage_places(self) -> None:
-        """The size now of each place marked beside garbage (see _garbage_beside): one
-        that shrank since the last sample, or cannot be read, is no leak's place (a
-        registry of the requests in flight, one level down, swings by a request's
-        rows). So for the place a type was verified by, until it is reported (see
-        _report_stats): shrunk, the type is set aside as garbage (a registry the app
-        clears every few samples grew between two searches as a leak's list does)."""
+        """The sizes now of each place marked beside garbage (see _garbage_beside): one
+        that shrank too often (see _PlaceRead.read), or cannot be read, is no leak's
+        place (a registry of the requests in flight, one level down, swings by a
+        request's rows). So for the place a type was verified by
+        (_watch_garbage_place)."""
         for state in list(self._types.values()):
             self._watch_garbage_place(state)
             marks = state.garbage_marks
             if marks is None:
                 continue
-            for place, sizes in list(marks.items()):
-                if sizes is None:
+            for place, mark in list(marks.items()):
+                if mark is None:
                     continue
                 try:
-                    size = global_container_size(place[0], place[1], nested=place[2])
+                    now = global_place_sizes(place[0], place[1], nested=place[2])
                 except Exception:  # noqa: BLE001 -- (unread: no place)
-                    size = None
-                marks[place] = None if size is None or size < sizes[1] else (sizes[0], size, sizes[2])
+                    now = None
+                if now is None or not mark.read(now):
+                    marks[place] = None
 
     def _watch_garbage_place(self, state: _TypeState) -> None:
+        """For a type watch-all found and verified as kept by a place beside garbage:
+        its place read at each sample until GARBAGE_PLACE_SAMPLES passed since its first
+        read, its report waiting until then (_report_stats). Shrunk more than
+        GARBAGE_PLACE_FALLS times meanwhile, or not grown by GARBAGE_PLACE_GROWTH since
+        its first read by then, the type is set aside as garbage: a registry the app
+        clears every 10 samples grew between two searches as a leak's list does (one
+        cleared less often than every 10 samples is reported)."""
         watch, cls = state.garbage_watch, state.ref()
         if watch is None or cls is None:
             return
-        (module, name, nested), since, last = watch
+        if state.source != "watch_all" or state.forced:
+            state.garbage_watch = None  # (named by the user: theirs to judge)
+            return
+        (module, name, nested), mark = watch
         try:
-            size = global_container_size(module, name, nested=nested)
+            now = global_place_sizes(module, name, nested=nested)
         except Exception:  # noqa: BLE001 -- (unread: no place)
-            size = None
-        if size is not None and size >= last:
-            state.garbage_watch = (watch[0], since, size)
-        else:
-            self._set_growth_aside(state, cls, f"{_GARBAGE} (and {module}.{name}, which keeps some, shrank)")
+            now = None
+        if now is not None and mark.read(now):
+            if self._samples - mark.since < GARBAGE_PLACE_SAMPLES:
+                return
+            if mark.grown(now):
+                state.garbage_watch = None
+                return
+        self._set_growth_aside(state, cls, f"{_GARBAGE} (and {module}.{name}, which keeps some, did not keep growing)")
 
     def _all_new(self, cls: type, objects: list[Any]) -> bool:
         """Whether ``objects`` (a place's: cleared here) hold enough objects of ``cls``
@@ -2411,6 +2458,7 @@ class MemoryMonitor:
         the verdict's chain ends in, and whether one level down, see _leak_place); the
         types verified before it that it explains are regrouped under it."""
         state.verified = True
+        state.look_wider, state.garbage_marks = False, None
         state.kept_in_global = kept_in_global
         state.leak_place = (*kept_in_global[:2], False) if kept_in_global is not None else place
         state.held_new = None  # (the app's objects: judged)

@@ -529,29 +529,36 @@ def _module_global(module: str, name: str) -> Any:
     return held
 
 
-def global_container_size(module: str, name: str, *, nested: bool = False) -> int | None:
+def global_container_size(module: str, name: str) -> int | None:
     """The size of the module global ``module.name`` when it is still a plain list,
     dict, set or deque (see _Search.global_container); None when the module or the
-    global is gone or is something else now. ``nested``: that size, plus the sizes of
-    the plain lists, dicts, sets, deques or tuples it holds (where a leak one level
-    down adds its objects: see _Search.nested_global_container), while it holds at
-    most NESTED_SIZE_ENTRIES; beyond, its own size alone. Runs none of the app's code
-    (the entries read in one call)."""
+    global is gone or is something else now. Runs none of the app's code."""
+    container = _module_global(module, name)
+    return len(container) if _growable(container) else None
+
+
+def global_place_sizes(module: str, name: str, *, nested: bool) -> tuple[int, int] | None:
+    """Two sizes of the module global ``module.name`` (see global_container_size): its
+    own, and, ``nested``, that plus the sizes of the plain lists, dicts, sets, deques
+    or tuples among its newest NESTED_SIZE_ENTRIES entries (where a leak one level
+    down adds its objects: see _Search.nested_global_container); its own twice for a
+    place that is not. A leak grows the first with each new key, the second with each
+    row added to an entry read; past NESTED_SIZE_ENTRIES entries, the second slides
+    as new keys push older entries out of those read. None as for
+    global_container_size. Runs none of the app's code (the entries read in one
+    call)."""
     container = _module_global(module, name)
     if not _growable(container):
         return None
     size = len(container)
-    if not nested or size > NESTED_SIZE_ENTRIES:
-        return size
+    if not nested:
+        return size, size
     entries = _newest_first(container, NESTED_SIZE_ENTRIES)
-    return size + sum(len(entry) for entry in entries if _nested_container(entry))
+    return size, size + sum(len(entry) for entry in entries if _nested_container(entry))
 
 
-# Entries of a global whose own sizes global_container_size(nested=True) adds up, at
-# most (read at each sample while a place is watched, 0.5 ms at most). Beyond, only
-# the global's own size is read: the sum over its newest entries would slide as new
-# keys come (a defaultdict of 50,000 users, 5 new ones of 20 rows a sample, read as
-# shrinking by 3-7 a sample), and a leak into its older entries is not seen growing.
+# Entries of a global whose own sizes global_place_sizes adds up, the newest (read at
+# each sample while a place is watched: 0.5 ms at most)
 NESTED_SIZE_ENTRIES = 2048
 
 

@@ -1257,13 +1257,17 @@ def test_newest_global_objects_reads_one_level_down_where_asked():
         NEWEST_DICT["a"].extend(["a1", "a2"])
         NEWEST_DICT["b"].append("b1")
         assert newest(MOD, "NEWEST_DICT", 2, nested=True) == ["a2", "b1"]
-        assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == 2 + 3
-        # (past NESTED_SIZE_ENTRIES entries, its own size alone: the sum would slide)
+        assert retention.global_place_sizes(MOD, "NEWEST_DICT", nested=True) == (2, 2 + 3)
+        assert retention.global_place_sizes(MOD, "NEWEST_DICT", nested=False) == (2, 2)
+        # (past NESTED_SIZE_ENTRIES entries, what its newest hold: a new key pushes one out)
         most = retention.NESTED_SIZE_ENTRIES
         NEWEST_DICT.update((k, [k, k]) for k in range(most - 2))
-        assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == most + 3 + 2 * (most - 2)
+        assert retention.global_place_sizes(MOD, "NEWEST_DICT", nested=True) == (most, most + 3 + 2 * (most - 2))
         NEWEST_DICT[-1] = [0]
-        assert retention.global_container_size(MOD, "NEWEST_DICT", nested=True) == most + 1
+        assert retention.global_place_sizes(MOD, "NEWEST_DICT", nested=True) == (
+            most + 1,
+            most + 1 + (1 + 2 * (most - 2) + 1),  # ("a", its oldest entry, pushed out of those read)
+        )
         NEWEST_DICT = collections.OrderedDict((f"k{k}", [k]) for k in range(3))
         NEWEST_DICT.move_to_end("k0")
         assert newest(MOD, "NEWEST_DICT", 2) == ["k1", [1], "k2", [2]]

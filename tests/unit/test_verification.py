@@ -39,6 +39,7 @@ from memtracker_web.monitor.retention import (
     find_retainers,
     find_retainers_of_groups,
     global_container_size,
+    global_place_sizes,
     lru_keys,
     newest_global_objects,
     only_in_own_tables,
@@ -200,9 +201,9 @@ def test_a_search_names_the_class_attributes_that_hold_its_objects_as_places():
         assert global_container_size(__name__, "_KeptByClass.rows") == 3
         assert global_container_size(__name__, "_KeptByClass.Inner.ids") == 2
         # one level down: the dict's own size and its lists' (a new key, or a list grown)
-        assert global_container_size(__name__, "_KeptByClass.by_key", nested=True) == 1 + 2
+        assert global_place_sizes(__name__, "_KeptByClass.by_key", nested=True) == (1, 1 + 2)
         _KeptByClass.by_key["j"] = ["x"]
-        assert global_container_size(__name__, "_KeptByClass.by_key", nested=True) == 2 + 3
+        assert global_place_sizes(__name__, "_KeptByClass.by_key", nested=True) == (2, 2 + 3)
         assert newest_global_objects(__name__, "_KeptByClass.rows", 2) == kept[1:3]
         # (no such attribute, an attribute of something not a class, one a class only inherits)
         assert global_container_size(__name__, "_KeptByClass.nothing") is None
