@@ -105,6 +105,11 @@ def cpu_per_request(timeline: list, start: float, end: float, serving: bool = Fa
         if inside[0][MONITOR_COLUMN] is None or inside[-1][MONITOR_COLUMN] is None:
             return None  # the monitor thread not found (yet): no split
         spent -= inside[-1][MONITOR_COLUMN] - inside[0][MONITOR_COLUMN]
+    if spent <= 0:
+        # (a clock that did not advance over 100 requests: not a cost, a reading that
+        # failed; run 85's str-set shape read none for the app alone over one phase,
+        # and its ratio divided by zero)
+        return None
     return spent / (inside[-1][requests] - inside[0][requests])
 
 
