@@ -76,7 +76,8 @@ GARBAGE_PICKS = 8
 # (see _garbage_beside)
 GARBAGE_PLACE_GROWTH = 8
 GARBAGE_PLACE_SAMPLES = 10
-# ... shrinking this many times at most meanwhile (a leak's sweeps: see _PlaceRead)
+# ... shrinking this many times at most meanwhile, each time to this far above its
+# first read still (a leak's sweeps: see _PlaceRead)
 GARBAGE_PLACE_FALLS = 2
 _MOST_PICKED = 10_000  # (what Capture.sample takes at most)
 # Objects of a leaking container looked into for how many objects of a type out of
@@ -461,14 +462,18 @@ class _PlaceRead:
         return max(now[0] - self.first[0], now[1] - self.first[1]) >= GARBAGE_PLACE_GROWTH
 
     def read(self, now: tuple[int, int]) -> bool:
-        """Take in the sizes read now: False once it shrank more than
-        GARBAGE_PLACE_FALLS times. A leak swept now and then (its oldest entries
-        trimmed, expired sessions purged, slower than it grows) shrinks at its sweeps
-        alone; the requests or jobs in flight, at every other sample. (Its entries
-        the same, what they hold shrank; past NESTED_SIZE_ENTRIES entries, new keys
-        slide what is read of them: its entries more, it did not shrink.)"""
+        """Take in the sizes read now: False once it shrank to less than
+        GARBAGE_PLACE_GROWTH above its first read, or more than GARBAGE_PLACE_FALLS
+        times. A leak swept now and then (its oldest entries trimmed, expired sessions
+        purged, slower than it grows) shrinks at its sweeps alone, and stays above
+        where it was; a registry cleared every few samples, or the jobs in flight, fall
+        back to where they were, or below. (Its entries the same, what they hold
+        shrank; past NESTED_SIZE_ENTRIES entries, new keys slide what is read of them:
+        its entries more, it did not shrink.)"""
         if now[0] < self.last[0] or (now[0] == self.last[0] and now[1] < self.last[1]):
             self.falls += 1
+            if not self.grown(now):
+                return False
         self.last = now
         return self.falls <= GARBAGE_PLACE_FALLS
 
@@ -2354,6 +2359,7 @@ class MemoryMonitor:
         rises stay evidence."""
         state.recheck_from = state.increases
         state.verdict = verdict
+        state.garbage_watch = None  # (not verified: a place found growing is read again)
         logger.info("memtracker_web: %s grows; %s", state.name, verdict)
 
     def _read_held_sizes(self) -> None:
@@ -2396,10 +2402,11 @@ class MemoryMonitor:
         """For a type watch-all found and verified as kept by a place beside garbage:
         its place read at each sample until GARBAGE_PLACE_SAMPLES passed since its first
         read, its report waiting until then (_report_stats). Shrunk more than
-        GARBAGE_PLACE_FALLS times meanwhile, or not grown by GARBAGE_PLACE_GROWTH since
-        its first read by then, the type is set aside as garbage: a registry the app
-        clears every 10 samples grew between two searches as a leak's list does (one
-        cleared less often than every 10 samples is reported)."""
+        GARBAGE_PLACE_FALLS times meanwhile, or to less than GARBAGE_PLACE_GROWTH above
+        its first read (see _PlaceRead.read), or not so far above it by then, the type
+        is set aside as garbage: a registry the app clears every 10 samples grew
+        between two searches as a leak's list does (one cleared less often can be
+        reported)."""
         watch, cls = state.garbage_watch, state.ref()
         if watch is None or cls is None:
             return

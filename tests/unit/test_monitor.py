@@ -791,7 +791,7 @@ _BESIDE_GARBAGE = {
         "_rows_by_default -> collections.defaultdict[key] -> builtins.list[i]",
         "OLD-LISTS-LINE",
     ),
-    "a leak trimmed every 8 samples": ("_leaked_rows -> builtins.list[i]", "TRIMMED-LINE"),
+    "a leak trimmed every 4 samples": ("_leaked_rows -> builtins.list[i]", "TRIMMED-LINE"),
     "a leak and a dict updated in place": ("_leaked_rows -> builtins.list[i]", "BESIDE-IN-PLACE-LINE"),
 }
 
@@ -826,13 +826,13 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
     # beside a leak, keeping more of those looked at, had its size compared alone and
     # the leak set aside (each before every place keeping some was read). A registry of
     # the requests in flight one level down grows for two samples in three: it must
-    # never fall back meanwhile, and hold objects older than the type's table too; a
-    # registry cleared every 10 samples must not fall back until 10 samples after
-    # its first read, where a leak swept now and then stays 8 above its lowest. Past
-    # 2,048 entries, rows added to old entries are read in its newest ones.
+    # shrink twice at most, never to less than 8 above its first read, and hold objects
+    # older than the type's table too; a registry cleared every 10 samples falls back
+    # below, where a leak swept now and then by less than it grows stays above. Past
+    # 2,048 entries, rows added to old entries are read in its newest 2,048.
     def step(i: int) -> None:
         _old_garbage.clear()  # (last sample's cycles: garbage in an older generation now)
-        for k in range(800 if beside == "a leak and a dict updated in place" else 200):
+        for k in range(400 if beside == "a leak and a dict updated in place" else 200):
             cycle = {"k": k}
             cycle["self"] = cycle
             _old_garbage.append(cycle)
@@ -847,10 +847,10 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
         elif beside == "a leak into the old lists of a defaultdict of 3,000":
             for k in range(20):
                 _rows_by_default[(97 * i + 131 * k) % 3000].append({"n": i})  # OLD-LISTS-LINE
-        elif beside == "a leak trimmed every 8 samples":
+        elif beside == "a leak trimmed every 4 samples":
             _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # TRIMMED-LINE
-            if i % 8 == 7:
-                del _leaked_rows[:30]  # (its oldest: a sweep that does not keep up)
+            if i % 4 == 3:
+                del _leaked_rows[:10]  # (its oldest, fewer than a sample adds: a sweep that does not keep up)
         elif beside == "a leak and a dict updated in place":
             for k in range(20):
                 _sessions_in_place[(7 * i + 3 * k) % 1000] = {"user": i}
