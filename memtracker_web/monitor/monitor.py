@@ -76,8 +76,8 @@ GARBAGE_PICKS = 8
 # (see _garbage_beside)
 GARBAGE_PLACE_GROWTH = 8
 GARBAGE_PLACE_SAMPLES = 10
-# ... shrinking this many times at most meanwhile, each time to this far above its
-# first read still (a leak's sweeps: see _PlaceRead)
+# ... shrinking this many times at most meanwhile, each time to GARBAGE_PLACE_GROWTH
+# above its first read still (a leak's sweeps: see _PlaceRead)
 GARBAGE_PLACE_FALLS = 2
 _MOST_PICKED = 10_000  # (what Capture.sample takes at most)
 # Objects of a leaking container looked into for how many objects of a type out of
@@ -464,12 +464,14 @@ class _PlaceRead:
     def read(self, now: tuple[int, int]) -> bool:
         """Take in the sizes read now: False once it shrank to less than
         GARBAGE_PLACE_GROWTH above its first read, or more than GARBAGE_PLACE_FALLS
-        times. A leak swept now and then (its oldest entries trimmed, expired sessions
-        purged, slower than it grows) shrinks at its sweeps alone, and stays above
-        where it was; a registry cleared every few samples, or the jobs in flight, fall
-        back to where they were, or below. (Its entries the same, what they hold
-        shrank; past NESTED_SIZE_ENTRIES entries, new keys slide what is read of them:
-        its entries more, it did not shrink.)"""
+        times. A registry cleared every few samples, or the jobs in flight, fall back
+        to where they were, or below. A leak swept now and then passes only where each
+        sweep comes after it grew by more than that since its first read: swept right
+        after it, it is set aside at that search (and a later search may find it, late;
+        one swept every 3 samples shrinks more than twice in any 10, and is never
+        found this way). (Its entries the same, what they hold shrank; past
+        NESTED_SIZE_ENTRIES entries, new keys slide what is read of them: its entries
+        more, it did not shrink.)"""
         if now[0] < self.last[0] or (now[0] == self.last[0] and now[1] < self.last[1]):
             self.falls += 1
             if not self.grown(now):
@@ -2161,14 +2163,15 @@ class MemoryMonitor:
                 self._watch_beside_cache(state, found, found["bounded"][0]["holder"])
             return
         places = _kept_places(state, found)
+        watch = None
         if wide and (not_leak * 2 >= total or found["unresolved"]):
             grown = self._garbage_beside(state, cls, found, places, marks)
             if grown is None:
                 return
             state.look_wider, state.garbage_marks = False, None
             # (the verdict names where the growth is: a dict updated in place beside it
-            # may keep more of the objects looked at)
-            found["kept_by"] = grown
+            # may keep more of the objects looked at; watched on once verified)
+            found["kept_by"], watch = grown
         elif not_leak * 2 >= total and places:
             # (kept past garbage by a few: where they are must grow too, read at a wide search)
             self._garbage_beside(state, cls, found, places, None)
@@ -2223,6 +2226,7 @@ class MemoryMonitor:
                 if under is not None
                 else None
             ),
+            garbage_watch=watch,
         )
 
     def _garbage_beside(
@@ -2232,21 +2236,23 @@ class MemoryMonitor:
         found: dict[str, Any],
         places: list[tuple[str, str, bool, str]],
         marks: dict[tuple[str, str, bool], _PlaceRead | None] | None,
-    ) -> str | None:
+    ) -> tuple[str, tuple[tuple[str, str, bool], _PlaceRead]] | None:
         """For a search (see _judge) whose objects are mostly garbage in reference
         cycles, but with KEPT_PAST_GARBAGE or more kept beside it (or a wide one cut
-        short): the chain of the place that keeps some of them and grows, the type
-        going on to be verified as kept by it; None when it was judged here. Kept is
+        short): the chain of the place that keeps some of them and grows, with the
+        place and how it was read (the type goes on to be verified as kept by it, and
+        the place is watched on: _watch_garbage_place); None when it was judged here. Kept is
         not growing: a dict the app updates in place takes in new objects as fast as a
         leak's list (a healthy app with 1,000 sessions, 20 replaced a sample, beside
         such garbage was reported at sample 10-11 in 8 of 8 runs). The module globals
-        keeping some of them (``places``, see _kept_places: each of them, since an
+        and class attributes keeping some of them (``places``, see _kept_places: each of them, since an
         in-place dict beside a leak may keep more of those looked at one time, the
         leak's list the next) are read, then at each sample (_read_garbage_places),
         and again at the next wide search, two rises later (``marks``): the first of
         them (in the order of _kept_places) grown by GARBAGE_PLACE_GROWTH or more
         since it was first read, shrinking at most GARBAGE_PLACE_FALLS times meanwhile
-        (_PlaceRead), keeping some again, and holding objects older than the type's
+        and never to less than GARBAGE_PLACE_GROWTH above that (_PlaceRead), keeping
+        some again, and holding objects older than the type's
         table (_all_new: a registry of the requests in flight, one level down, holds
         only new ones, and its size swings up and down by a request's rows), is where
         the growth is, and is watched on (_watch_garbage_place). A place that search finds first is read
@@ -2281,8 +2287,7 @@ class MemoryMonitor:
                     continue
             except Exception:  # noqa: BLE001 -- (unread: not this place)
                 continue
-            state.garbage_watch = (place, mark)
-            return chain
+            return chain, (place, mark)
         if marks is None or sizes.keys() - marks.keys():
             # (a place not read before, the leak's list beside the in-place dict the last
             # search saw alone, is read again at the next one; those read before keep
@@ -2359,7 +2364,6 @@ class MemoryMonitor:
         rises stay evidence."""
         state.recheck_from = state.increases
         state.verdict = verdict
-        state.garbage_watch = None  # (not verified: a place found growing is read again)
         logger.info("memtracker_web: %s grows; %s", state.name, verdict)
 
     def _read_held_sizes(self) -> None:
@@ -2379,7 +2383,7 @@ class MemoryMonitor:
 
     def _read_garbage_places(self) -> None:
         """The sizes now of each place marked beside garbage (see _garbage_beside): one
-        that shrank too often (see _PlaceRead.read), or cannot be read, is no leak's
+        that shrank too often or too far (see _PlaceRead.read), or cannot be read, is no leak's
         place (a registry of the requests in flight, one level down, swings by a
         request's rows). So for the place a type was verified by
         (_watch_garbage_place)."""
@@ -2458,14 +2462,17 @@ class MemoryMonitor:
         verdict: str,
         kept_in_global: tuple[str, str, int] | None = None,
         place: tuple[str, str, bool] | None = None,
+        garbage_watch: tuple[tuple[str, str, bool], _PlaceRead] | None = None,
     ) -> None:
         """``state`` is a leak, kept as ``verdict`` says (``kept_in_global``: the module
         global a watch beside a cache found it in, whose growth each report needs, see
         _still_grows_where_kept; ``place``: the module global whose plain container
-        the verdict's chain ends in, and whether one level down, see _leak_place); the
-        types verified before it that it explains are regrouped under it."""
+        the verdict's chain ends in, and whether one level down, see _leak_place;
+        ``garbage_watch``: the place beside garbage the verdict rests on, see
+        _watch_garbage_place); the types verified before it that it explains are
+        regrouped under it."""
         state.verified = True
-        state.look_wider, state.garbage_marks = False, None
+        state.look_wider, state.garbage_marks, state.garbage_watch = False, None, garbage_watch
         state.kept_in_global = kept_in_global
         state.leak_place = (*kept_in_global[:2], False) if kept_in_global is not None else place
         state.held_new = None  # (the app's objects: judged)

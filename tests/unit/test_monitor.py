@@ -791,7 +791,7 @@ _BESIDE_GARBAGE = {
         "_rows_by_default -> collections.defaultdict[key] -> builtins.list[i]",
         "OLD-LISTS-LINE",
     ),
-    "a leak trimmed every 4 samples": ("_leaked_rows -> builtins.list[i]", "TRIMMED-LINE"),
+    "a leak trimmed every 4 samples by less than it adds": ("_leaked_rows -> builtins.list[i]", "TRIMMED-LINE"),
     "a leak and a dict updated in place": ("_leaked_rows -> builtins.list[i]", "BESIDE-IN-PLACE-LINE"),
 }
 
@@ -828,8 +828,8 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
     # the requests in flight one level down grows for two samples in three: it must
     # shrink twice at most, never to less than 8 above its first read, and hold objects
     # older than the type's table too; a registry cleared every 10 samples falls back
-    # below, where a leak swept now and then by less than it grows stays above. Past
-    # 2,048 entries, rows added to old entries are read in its newest 2,048.
+    # below (how a leak's sweeps pass: test_a_place_beside_garbage_may_shrink_...).
+    # Past 2,048 entries, rows added to old entries are read in its newest 2,048.
     def step(i: int) -> None:
         _old_garbage.clear()  # (last sample's cycles: garbage in an older generation now)
         for k in range(400 if beside == "a leak and a dict updated in place" else 200):
@@ -847,7 +847,7 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
         elif beside == "a leak into the old lists of a defaultdict of 3,000":
             for k in range(20):
                 _rows_by_default[(97 * i + 131 * k) % 3000].append({"n": i})  # OLD-LISTS-LINE
-        elif beside == "a leak trimmed every 4 samples":
+        elif beside == "a leak trimmed every 4 samples by less than it adds":
             _leaked_rows.extend({"n": i, "k": k} for k in range(20))  # TRIMMED-LINE
             if i % 4 == 3:
                 del _leaked_rows[:10]  # (its oldest, fewer than a sample adds: a sweep that does not keep up)
@@ -902,6 +902,27 @@ def test_a_leak_beside_old_garbage_in_cycles_is_reported_at_its_line(beside):
         _Registry.rows.clear()
         _Registry.sessions.clear()
         gc.collect()
+
+
+def test_a_place_beside_garbage_may_shrink_twice_each_time_staying_8_above_its_first_read():
+    # (see _PlaceRead) a leak swept after it grew by more than the sweep passes; a
+    # registry cleared, or a sweep right after the first read, falls below; three
+    # sweeps in a row are too many; a place past 2,048 entries, whose newest entries
+    # slide as new keys come, does not shrink while its own size grows
+    read = monitor_module._PlaceRead(first=(100, 100), since=5, last=(100, 100))
+    assert read.read((120, 120)) and read.read((140, 140))
+    assert read.read((110, 110)) and read.falls == 1  # (a sweep: 10 above)
+    assert not read.grown((107, 107)) and read.grown((108, 108))
+    assert read.read((130, 130)) and read.read((108, 108)) and read.falls == 2
+    assert read.read((150, 150)) and read.falls == 2  # (a rise: no fall)
+    assert not read.read((140, 140))  # (a third)
+    cleared = monitor_module._PlaceRead(first=(30, 30), since=5, last=(30, 30))
+    assert cleared.read((40, 40)) and not cleared.read((5, 5))
+    swept_at_once = monitor_module._PlaceRead(first=(140, 140), since=5, last=(140, 140))
+    assert not swept_at_once.read((110, 110))
+    big = monitor_module._PlaceRead(first=(3000, 9000), since=5, last=(3000, 9000))
+    assert big.read((3005, 8990)) and big.falls == 0 and big.grown((3008, 8980))
+    assert big.read((3005, 9020)) and big.read((3005, 9010)) and big.falls == 1  # (rows taken out of old keys)
 
 
 @requires_engine
