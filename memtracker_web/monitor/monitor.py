@@ -352,6 +352,11 @@ class _TypeState:
         # being watch-all's (an array: ints would be new objects of ours alive)
         self.watched_lives = array("q")
 
+    def forget_garbage_places(self) -> None:
+        """Its wider search, marked places and watch beside garbage (see
+        MemoryMonitor._garbage_beside) dropped: judged, or to be judged afresh."""
+        self.look_wider, self.garbage_marks, self.garbage_watch = False, None, None
+
     def last_lives(self) -> list[int]:
         """Its last _NOISE_WINDOW values, oldest first: its own history, after watch-all's
         values before its nomination (on the same scale) until its history is full
@@ -478,6 +483,15 @@ class _PlaceRead:
                 return False
         self.last = now
         return self.falls <= GARBAGE_PLACE_FALLS
+
+
+def _read_place(place: tuple[str, str, bool]) -> tuple[int, int] | None:
+    """global_place_sizes of ``place`` (module, global, one level down); None when it
+    cannot be read (then it is no place)."""
+    try:
+        return global_place_sizes(place[0], place[1], nested=place[2])
+    except Exception:  # noqa: BLE001 -- (unread: no place)
+        return None
 
 
 def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
@@ -1312,7 +1326,7 @@ class MemoryMonitor:
                         # every path from now on, as for any type the user names
                         self.tracker.track_with_analysis(cls, depth=self.depth, sample_every=1, sample_objects=1)
                     state.dismissed_until, state.explained_by, state.verdict = 0, None, None
-                    state.look_wider, state.garbage_marks, state.garbage_watch = False, None, None
+                    state.forget_garbage_places()
                 if threshold is not None:
                     state.threshold = int(threshold)
             self._watch.pop(id(cls), None)  # counted here from now on, not by watch-all's table
@@ -2262,11 +2276,7 @@ class MemoryMonitor:
         garbage = _not_leaks(found)[-1][1]
         sizes: dict[tuple[str, str, bool], tuple[int, int]] = {}
         for module, name, nested, _ in places if not found["unresolved"] else ():
-            try:
-                now = global_place_sizes(module, name, nested=nested)
-            except Exception:  # noqa: BLE001 -- (unread: not a place)
-                now = None
-            if now is not None:
+            if (now := _read_place((module, name, nested))) is not None:
                 sizes[module, name, nested] = now
         if not sizes:
             self._set_growth_aside(state, cls, garbage)
@@ -2288,6 +2298,7 @@ class MemoryMonitor:
             except Exception:  # noqa: BLE001 -- (unread: not this place)
                 continue
             return chain, (place, mark)
+        where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
         if marks is None or sizes.keys() - marks.keys():
             # (a place not read before, the leak's list beside the in-place dict the last
             # search saw alone, is read again at the next one; those read before keep
@@ -2295,7 +2306,6 @@ class MemoryMonitor:
             state.look_wider = True
             first = {place: _PlaceRead(now, self._samples, now) for place, now in sizes.items()}
             state.garbage_marks = {**first, **(marks or {})}
-            where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
             self._search_again_later(
                 state,
                 _GARBAGE_BESIDE.format(
@@ -2303,7 +2313,6 @@ class MemoryMonitor:
                 ),
             )
             return None
-        where = ", ".join(dict.fromkeys(f"{module}.{name}" for module, name, _ in sizes))
         self._set_growth_aside(state, cls, f"{garbage} (and {where}, which keep some, did not keep growing)")
         return None
 
@@ -2395,10 +2404,7 @@ class MemoryMonitor:
             for place, mark in list(marks.items()):
                 if mark is None:
                     continue
-                try:
-                    now = global_place_sizes(place[0], place[1], nested=place[2])
-                except Exception:  # noqa: BLE001 -- (unread: no place)
-                    now = None
+                now = _read_place(place)
                 if now is None or not mark.read(now):
                     marks[place] = None
 
@@ -2417,11 +2423,8 @@ class MemoryMonitor:
         if state.source != "watch_all" or state.forced:
             state.garbage_watch = None  # (named by the user: theirs to judge)
             return
-        (module, name, nested), mark = watch
-        try:
-            now = global_place_sizes(module, name, nested=nested)
-        except Exception:  # noqa: BLE001 -- (unread: no place)
-            now = None
+        (module, name, _), mark = watch
+        now = _read_place(watch[0])
         if now is not None and mark.read(now):
             if self._samples - mark.since < GARBAGE_PLACE_SAMPLES:
                 return
@@ -2832,7 +2835,7 @@ class MemoryMonitor:
         it explains nothing while set aside."""
         state.verdict = f"not a leak for now: {why}"
         state.held_new = None  # (the app's objects: looked at afresh when the set-aside ends)
-        state.look_wider, state.garbage_marks, state.garbage_watch = False, None, None
+        state.forget_garbage_places()
         state.aside_explains = explains
         state.aside_awaits_rises = awaits_rises
         state.aside_doubts_growth = doubts_growth
@@ -2948,8 +2951,8 @@ class MemoryMonitor:
             else:
                 self.tracker.stop_analysis(cls)
         state.verified = False
-        state.kept_in_global = state.held_new = state.leak_place = state.garbage_marks = state.garbage_watch = None
-        state.look_wider = False
+        state.kept_in_global = state.held_new = state.leak_place = None
+        state.forget_garbage_places()
         state.same_leak_as = None
         self._folded_reports.pop(state.name, None)
         if state.by_watch and state.verify_since is not None:

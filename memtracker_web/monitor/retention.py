@@ -630,7 +630,7 @@ def _newest_first(container: Any, most: int) -> list[Any]:
         newest = list(kind.__getitem__(container, slice(-most, None)))
         newest.reverse()
         return newest
-    if kind is dict or kind is collections.defaultdict or kind is collections.OrderedDict:
+    if _growable_dict(container):
         # (an OrderedDict's moves to its end are not in dict's order: its insertions are)
         return [part for item in list(itertools.islice(reversed(dict.items(container)), most)) for part in item[::-1]]
     if kind is collections.deque:
