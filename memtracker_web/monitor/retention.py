@@ -803,11 +803,14 @@ def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     """The bounded cache (``cache_room``: full or not) that holds the last object of
     ``path`` (root first) itself, with its text and room: as its direct holder, or
     through its own storage (an lru_cache's dict of entries, a cachetools cache's data
-    dict). An object held by a value such a cache keeps (a cached list that grows) is
-    not the cache's: its bound does not limit it."""
+    dict), or through tuples it keeps (``urllib.parse.urlsplit``'s cache of 128 keeps
+    a SplitResult of new strs for each new URL: a tuple holds what it held when made,
+    and lives as long as the cache keeps it). An object held by a value such a cache
+    keeps that can take in more (a cached list that grows) is not the cache's: its
+    bound does not limit it."""
     if len(path) < 2:
         return None
-    cache = _cache_holding(path)
+    cache = _cache_holding(path[: _past_tuples(path) + 2])
     room = cache_room(cache) if cache is not None else None
     return (*room, cache) if room is not None else None
 
@@ -842,6 +845,26 @@ def _cached_function(cache: Any) -> dict[str, Any] | None:
         }
     except Exception:  # noqa: BLE001 -- an odd object: its paths are ranked as any others
         return None
+
+
+def _past_tuples(path: list[Any]) -> int:
+    """The index in ``path`` of the last object's holder past the tuples above it
+    (plain tuples, and tuple subclasses without an instance dict: a namedtuple), which
+    can take in nothing new; that of its direct holder when none is a tuple."""
+    end = len(path) - 2
+    while end > 0 and _is_frozen_tuple(path[end]):
+        end -= 1
+    return end
+
+
+def _is_frozen_tuple(node: Any) -> bool:
+    """Whether ``node`` is a tuple that can refer to nothing but its items (no instance
+    dict: ``__dictoffset__`` 0, read through type's own descriptor, no code of the app's)."""
+    kind = type(node)
+    return kind is tuple or (issubclass(kind, tuple) and _DICT_OFFSET(kind) == 0)
+
+
+_DICT_OFFSET = type.__dict__["__dictoffset__"].__get__
 
 
 def _cache_holding(path: list[Any]) -> Any:
@@ -1239,8 +1262,11 @@ class _Search:
             below.add(id(node))
             if node is cache:
                 break
-        if any(id(h) not in parts and id(h) not in below for h in self.up.get(id(path[-1]), ())):
-            return None
+        # (the tuples between the cache and the object too: a SplitResult the app keeps
+        # as well keeps its strs)
+        for node in path[_past_tuples(path) + 1 :]:
+            if any(id(h) not in parts and id(h) not in below for h in self.up.get(id(node), ())):
+                return None
         return found
 
     def global_container(self, path: list[Any]) -> tuple[str, str] | None:
