@@ -848,20 +848,32 @@ def _cached_function(cache: Any) -> dict[str, Any] | None:
 
 
 def _past_tuples(path: list[Any]) -> int:
-    """The index in ``path`` of the last object's holder past the tuples above it
-    (plain tuples, and tuple subclasses without an instance dict: a namedtuple), which
-    can take in nothing new; that of its direct holder when none is a tuple."""
+    """The index in ``path`` of the last object's holder past the tuples above it that
+    are frozen records (_is_frozen_tuple); that of its direct holder when none is."""
     end = len(path) - 2
     while end > 0 and _is_frozen_tuple(path[end]):
         end -= 1
     return end
 
 
+# A record's fields, not a tuple the app rebuilds longer each time (``cache[k] =
+# cache[k] + (event,)``: a full cache of 3 entries then kept 60 strs and growing)
+_FROZEN_TUPLE_MOST = 16
+
+
 def _is_frozen_tuple(node: Any) -> bool:
-    """Whether ``node`` is a tuple that can refer to nothing but its items (no instance
-    dict: ``__dictoffset__`` 0, read through type's own descriptor, no code of the app's)."""
+    """Whether ``node`` is a tuple that can refer to nothing but its few items: a plain
+    tuple or a namedtuple (no instance dict: ``__dictoffset__`` 0, read through type's
+    own descriptor), of at most _FROZEN_TUPLE_MOST items, that the collector tracks (one
+    it stopped tracking, of strs and numbers only, may be held by another such tuple,
+    which the search does not see as long as a tracked holder is found). Runs no code
+    of the app's."""
     kind = type(node)
-    return kind is tuple or (issubclass(kind, tuple) and _DICT_OFFSET(kind) == 0)
+    return (
+        (kind is tuple or (issubclass(kind, tuple) and _DICT_OFFSET(kind) == 0))
+        and tuple.__len__(node) <= _FROZEN_TUPLE_MOST
+        and gc.is_tracked(node)
+    )
 
 
 _DICT_OFFSET = type.__dict__["__dictoffset__"].__get__

@@ -253,29 +253,45 @@ def split_url(url: str, kind: str = "named") -> tuple:
     path, _, query = url.partition("?")
     if kind == "named":
         return _Split(path, query)
-    return (path, query) if kind == "plain" else _SplitWithDict((path, query))
+    if kind == "plain":
+        return (path, query, {})  # (a dict in it: the collector tracks it)
+    if kind == "strs":
+        return (path, query)
+    if kind == "long":
+        return (path, query, *({} for _ in range(15)))  # 17 items: no record's fields
+    return _SplitWithDict((path, query))
+
+
+def _split_queries(kind: str) -> list[str]:
+    split_url.cache_clear()
+    queries = [split_url(f"/p{n}?q={n}{kind}", kind)[1] for n in range(3)]
+    assert bounded_with_room(split_url) is None  # full
+    return queries
 
 
 def test_what_a_bounded_cache_keeps_in_the_tuples_it_returns_is_the_cache_s():
     # urllib.parse.urlsplit's cache of 128 keeps a SplitResult of new strs for each new URL
-    split_url.cache_clear()
     also_kept = []
+    holder = f"functools.lru_cache {__name__}.split_url (3 of 3)"
     try:
         for kind in ("named", "plain"):
-            split_url.cache_clear()
-            queries = [split_url(f"/p{n}?q={n}{kind}", kind)[1] for n in range(3)]
-            assert bounded_with_room(split_url) is None  # full
+            queries = _split_queries(kind)
             found = find_retainers(queries)
-            holder = f"functools.lru_cache {__name__}.split_url (3 of 3)"
             assert [(b["holder"], b["count"], b["room"]) for b in found["bounded"]] == [(holder, 3, 0)], kind
             # a result the app keeps as well keeps its strs: they are not the cache's
             also_kept.append(split_url(f"/p0?q=0{kind}", kind))
             assert [b["count"] for b in find_retainers(queries)["bounded"]] == [2], kind
             also_kept.clear()
-        # a tuple with an instance dict can take in more: what it holds is not the cache's
-        split_url.cache_clear()
-        queries = [split_url(f"/p{n}?q={n}dict", "dict")[1] for n in range(3)]
-        assert find_retainers(queries)["bounded"] == []
+        # not the cache's: what a tuple with an instance dict holds (it can take in
+        # more), what a tuple of 17 items holds (one the app rebuilds longer each time
+        # may be), and what a tuple the collector no longer tracks holds (another such
+        # tuple of the app's may hold it unseen)
+        for kind in ("dict", "long", "strs"):
+            queries = _split_queries(kind)
+            gc.collect()
+            if kind == "strs":
+                assert not gc.is_tracked(split_url(f"/p0?q=0{kind}", kind))
+            assert find_retainers(queries)["bounded"] == [], kind
     finally:
         split_url.cache_clear()
 
