@@ -1,0 +1,1 @@
+"""The Django app of bench/orm_apps.py: its models."""
