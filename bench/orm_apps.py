@@ -4,8 +4,11 @@ a shop over sqlite through an ORM, with templates, sessions and varied URLs.
     ORM_FRAMEWORK=flask ORM_DB=/tmp/shop.db gunicorn -w 2 orm_apps:app   (from bench/)
     ORM_FRAMEWORK=flask ORM_DB=/tmp/shop.db python orm_apps.py           (makes the database)
 
-``flask``: Flask, SQLAlchemy's ORM, Jinja2, cookie sessions. ``django``: Django's ORM,
-its templates, sessions kept in the database. Both serve the same routes: the newest
+``flask``: Flask, SQLAlchemy's ORM, Jinja2, cookie sessions. ``fastapi``: the same
+database code under FastAPI (``-k uvicorn_worker.UvicornWorker``), pydantic models,
+Jinja2, starlette's cookie sessions, some routes run in threads by FastAPI and some
+``async`` handing the query to ``asyncio.to_thread``. ``django``: Django's ORM, its
+templates, sessions kept in the database. All three serve the same routes: the newest
 orders rendered (``/``), a customer's orders (``/user/<id>``), a JSON search with a
 query string that varies (``/api/orders?q=...&n=...``), a new order that keeps the
 table at its newest 2,000 (``POST /order``), a note edited (``POST /order/<id>/note``)
@@ -51,8 +54,7 @@ def seed_rows(rnd: random.Random) -> list[tuple[int, int, str, list[tuple[str, i
     ]
 
 
-if FRAMEWORK == "flask":
-    from flask import Flask, abort, jsonify, redirect, render_template_string, request, session
+if FRAMEWORK in ("flask", "fastapi"):
     from sqlalchemy import ForeignKey, String, create_engine, func, select
     from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
@@ -90,6 +92,58 @@ if FRAMEWORK == "flask":
         "{{ o.note|truncate(40) }}</div>{% endfor %}<p>visits: {{ visits }}</p></body></html>"
     )
 
+    def make_database() -> None:
+        Base.metadata.create_all(engine)
+        with Sessions.begin() as db:
+            customers = [Customer(name=f"user{k}") for k in range(CUSTOMERS)]
+            db.add_all(customers)
+            db.flush()
+            for who, total, text, items in seed_rows(random.Random(1)):
+                order = Order(customer_id=customers[who].id, total=total, note=text)
+                order.items = [Item(sku=sku, qty=qty) for sku, qty in items]
+                db.add(order)
+
+    def add_order(data: dict) -> int:
+        """A new order, and the table kept at its newest KEEP."""
+        with Sessions.begin() as db:
+            order = Order(customer_id=data["user"], total=0, note=data.get("note", ""))
+            for sku, qty in data["items"]:
+                order.items.append(Item(sku=sku, qty=qty))
+                order.total += qty * price_of(sku)
+            db.add(order)
+            db.flush()
+            count = db.scalar(select(func.count(Order.id))) or 0
+            for old in db.scalars(select(Order).order_by(Order.id).limit(max(0, count - KEEP))):
+                db.delete(old)
+            return order.id
+
+    def search(query: str, most: int) -> list[dict]:
+        with Sessions() as db:
+            rows = db.scalars(select(Order).where(Order.note.contains(query)).limit(most))
+            return [
+                {"id": o.id, "total": o.total, "items": [[i.sku, i.qty, price_of(i.sku)] for i in o.items]}
+                for o in rows
+            ]
+
+    def edit_note(oid: int, text: str) -> bool:
+        with Sessions.begin() as db:
+            order = db.get(Order, oid)
+            if order is None:
+                return False
+            order.note = text[:200]
+            return True
+
+    def totals() -> list[list]:
+        with Sessions() as db:
+            rows = db.execute(
+                select(Customer.name, func.count(Order.id), func.sum(Order.total)).join(Order).group_by(Customer.id)
+            ).all()
+        return [[name, count, total] for name, count, total in rows]
+
+
+if FRAMEWORK == "flask":
+    from flask import Flask, abort, jsonify, redirect, render_template_string, request, session
+
     app = Flask(__name__)
     app.secret_key = "bench-only"
     if TOOL:
@@ -116,59 +170,83 @@ if FRAMEWORK == "flask":
 
     @app.get("/api/orders")
     def api_orders():
-        query, most = request.args.get("q", ""), int(request.args.get("n", "25"))
-        with Sessions() as db:
-            rows = db.scalars(select(Order).where(Order.note.contains(query)).limit(most))
-            return jsonify(
-                [
-                    {"id": o.id, "total": o.total, "items": [[i.sku, i.qty, price_of(i.sku)] for i in o.items]}
-                    for o in rows
-                ]
-            )
+        return jsonify(search(request.args.get("q", ""), int(request.args.get("n", "25"))))
 
     @app.post("/order")
     def new_order():
-        data = request.get_json()
-        with Sessions.begin() as db:
-            order = Order(customer_id=data["user"], total=0, note=data.get("note", ""))
-            for sku, qty in data["items"]:
-                order.items.append(Item(sku=sku, qty=qty))
-                order.total += qty * price_of(sku)
-            db.add(order)
-            db.flush()
-            made = order.id
-            count = db.scalar(select(func.count(Order.id))) or 0
-            for old in db.scalars(select(Order).order_by(Order.id).limit(max(0, count - KEEP))):
-                db.delete(old)
-        return jsonify({"id": made}), 201
+        return jsonify({"id": add_order(request.get_json())}), 201
 
     @app.post("/order/<int:oid>/note")
     def note(oid: int):
-        with Sessions.begin() as db:
-            order = db.get(Order, oid)
-            if order is None:
-                abort(404)
-            order.note = request.form.get("note", "")[:200]
+        if not edit_note(oid, request.form.get("note", "")):
+            abort(404)
         return redirect("/")
 
     @app.get("/stats")
     def stats():
-        with Sessions() as db:
-            rows = db.execute(
-                select(Customer.name, func.count(Order.id), func.sum(Order.total)).join(Order).group_by(Customer.id)
-            ).all()
-        return jsonify([[name, count, total] for name, count, total in rows])
+        return jsonify(totals())
 
-    def make_database() -> None:
-        Base.metadata.create_all(engine)
-        with Sessions.begin() as db:
-            customers = [Customer(name=f"user{k}") for k in range(CUSTOMERS)]
-            db.add_all(customers)
-            db.flush()
-            for who, total, text, items in seed_rows(random.Random(1)):
-                order = Order(customer_id=customers[who].id, total=total, note=text)
-                order.items = [Item(sku=sku, qty=qty) for sku, qty in items]
-                db.add(order)
+elif FRAMEWORK == "fastapi":
+    import asyncio
+    import urllib.parse
+
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import HTMLResponse, RedirectResponse
+    from jinja2 import Environment
+    from pydantic import BaseModel
+    from starlette.middleware.sessions import SessionMiddleware
+
+    class NewOrder(BaseModel):
+        user: int
+        note: str = ""
+        items: list[tuple[str, int]]
+
+    class Made(BaseModel):
+        id: int
+
+    page = Environment(autoescape=True).from_string(PAGE)
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key="bench-only")
+    if TOOL:
+        from memtracker_web.asgi import MemoryTrackerMiddleware
+
+        app.add_middleware(MemoryTrackerMiddleware, **MEMTRACKER)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> str:
+        request.session["visits"] = request.session.get("visits", 0) + 1
+        with Sessions() as db:
+            orders = db.scalars(select(Order).order_by(Order.id.desc()).limit(20)).all()
+            return page.render(title="Recent", orders=orders, visits=request.session["visits"])
+
+    @app.get("/user/{cid}", response_class=HTMLResponse)
+    def customer(cid: int, request: Request) -> str:
+        with Sessions() as db:
+            found = db.get(Customer, cid)
+            if found is None:
+                raise HTTPException(404)
+            orders = db.scalars(select(Order).where(Order.customer_id == cid).limit(30)).all()
+            return page.render(title=found.name, orders=orders, visits=request.session.get("visits", 0))
+
+    @app.get("/api/orders")
+    async def api_orders(q: str = "", n: int = 25) -> list[dict]:
+        return await asyncio.to_thread(search, q, n)
+
+    @app.post("/order", status_code=201)
+    def new_order(order: NewOrder) -> Made:
+        return Made(id=add_order(order.model_dump()))
+
+    @app.post("/order/{oid}/note")
+    async def note(oid: int, request: Request) -> RedirectResponse:
+        # (a form read by hand: FastAPI's Form needs python-multipart)
+        text = urllib.parse.parse_qs((await request.body()).decode()).get("note", [""])[0]
+        if not await asyncio.to_thread(edit_note, oid, text):
+            raise HTTPException(404)
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/stats")
+    def stats() -> list[list]:
+        return totals()
 
 else:
     import django
