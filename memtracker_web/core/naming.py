@@ -103,6 +103,8 @@ def resolve_type(name: str, *, import_modules: bool = True) -> type:
 
 
 _MISSING = object()
+_TYPE_MRO = type.__dict__["__mro__"].__get__
+_TYPE_DICT = type.__dict__["__dict__"].__get__
 
 
 def _lookup(obj: object, attrs: list[str]) -> object:
@@ -110,10 +112,10 @@ def _lookup(obj: object, attrs: list[str]) -> object:
     class's along its MRO. Never calls into the objects walked."""
     for attr in attrs:
         try:
-            if isinstance(obj, type):
-                found = next(
-                    (vars(k)[attr] for k in type.__dict__["__mro__"].__get__(obj) if attr in vars(k)), _MISSING
-                )
+            if issubclass(type(obj), type):
+                # (type's own descriptors: a metaclass that defines __mro__ or __dict__ runs no code here)
+                namespaces = (_TYPE_DICT(k) for k in _TYPE_MRO(obj))
+                found = next((namespace[attr] for namespace in namespaces if attr in namespace), _MISSING)
             else:
                 namespace = object.__getattribute__(obj, "__dict__") if hasattr(type(obj), "__dict__") else None
                 found = namespace.get(attr, _MISSING) if isinstance(namespace, dict) else _MISSING

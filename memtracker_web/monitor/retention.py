@@ -195,6 +195,9 @@ def _suspended_frame(holder: Any) -> types.FrameType | None:
 
 # a metaclass may define __name__ itself: read type's descriptor, which runs no code of the app's
 _TYPE_NAME = type.__dict__["__name__"].__get__
+# (type's own: a metaclass that defines __mro__ or __dict__ runs no code here)
+_TYPE_MRO = type.__dict__["__mro__"].__get__
+_TYPE_DICT = type.__dict__["__dict__"].__get__
 
 
 def bounded_with_room(holder: Any) -> str | None:
@@ -234,7 +237,7 @@ def cache_room(holder: Any) -> tuple[str, float] | None:
             if maxlen is not None:
                 return f"{type_name(kind)} ({size} of maxlen {maxlen})", max(0, maxlen - size)
             return None
-        if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in kind.__mro__):
+        if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in _TYPE_MRO(kind)):
             attributes = _own_dict(holder) or {}
             current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
             data = attributes.get("_Cache__data")
@@ -356,12 +359,12 @@ def _edge_of(holder: Any, held: Any) -> str:
         return ""
     if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
-    for klass in type(holder).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
+    for klass in _TYPE_MRO(type(holder)):
+        slots = _TYPE_DICT(klass).get("__slots__", ())
         for name in (slots,) if type(slots) is str else slots:
             if type(name) is not str:
                 continue
-            member = klass.__dict__.get(_mangled(klass, name))
+            member = _TYPE_DICT(klass).get(_mangled(klass, name))
             if type(member) is types.MemberDescriptorType:
                 try:
                     if member.__get__(holder, type(holder)) is held:
@@ -446,7 +449,7 @@ def _own_inside(path: list[Any]) -> str | None:
 
 
 def _is_bookkeeping(holder: Any) -> bool:
-    return any(BOOKKEEPING in vars(klass) for klass in type(holder).__mro__)
+    return any(BOOKKEEPING in _TYPE_DICT(klass) for klass in _TYPE_MRO(type(holder)))
 
 
 _NEUTRAL, _OURS, _OTHERS = 0, 1, 2
@@ -656,7 +659,6 @@ def module_namespace(module: Any) -> dict | None:
 
 
 _TYPE_QUALNAME = type.__dict__["__qualname__"].__get__  # (type's own: a metaclass's runs no code here)
-_TYPE_DICT = type.__dict__["__dict__"].__get__
 
 
 def _named_class(cls: type, namespaces: dict[str, dict]) -> bool:

@@ -441,6 +441,29 @@ def test_start_monitoring_by_name_and_bad_names(monitor):
     assert monitor.stop_monitoring(Leaky) is False
 
 
+class _Guarding(type):
+    """A metaclass whose class attributes are the app's code."""
+
+    @property
+    def __mro__(cls):
+        raise RuntimeError("__mro__ ran")
+
+    @property
+    def __dict__(cls):
+        raise RuntimeError("__dict__ ran")
+
+
+class GuardedOuter(metaclass=_Guarding):
+    class Inner:
+        pass
+
+
+def test_a_name_is_looked_up_through_a_class_without_running_its_metaclass_s_code():
+    assert mt.resolve_type("test_monitor.GuardedOuter.Inner") is GuardedOuter.Inner
+    with pytest.raises(mt.TypeNameError):
+        mt.resolve_type("test_monitor.GuardedOuter.Missing")
+
+
 def test_type_detail(monitor):
     monitor.start_monitoring(Leaky, analysis=monitor.mode == "exact")
     monitor.sample()

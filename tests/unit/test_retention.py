@@ -485,6 +485,25 @@ class Proxy:
         raise RuntimeError("__class__ ran")
 
 
+class Guarding(type):
+    """A metaclass whose class attributes are the app's code."""
+
+    @property
+    def __mro__(cls):
+        raise RuntimeError("__mro__ ran")
+
+    @property
+    def __dict__(cls):
+        raise RuntimeError("__dict__ ran")
+
+
+class Guarded(metaclass=Guarding):
+    __slots__ = ("_target",)
+
+    def __init__(self, target):
+        self._target = target
+
+
 TOUCHY = Touchy()
 PROXIES: list = []
 
@@ -492,11 +511,15 @@ PROXIES: list = []
 def test_the_search_runs_no_code_of_the_app_s():
     TOUCHY["a"] = Order()
     PROXIES.append(Proxy(Order()))
+    PROXIES.append(Guarded(Order()))
     try:
-        result = find_retainers([TOUCHY["a"], object.__getattribute__(PROXIES[0], "_target")])
+        result = find_retainers(
+            [TOUCHY["a"], object.__getattribute__(PROXIES[0], "_target"), Guarded._target.__get__(PROXIES[1])]
+        )
         assert chains(result) == {
             f"{MOD}.TOUCHY -> {MOD}.Touchy['a'] -> {MOD}.Order": 1,
             f"{MOD}.PROXIES -> builtins.list[i] -> {MOD}.Proxy._target -> {MOD}.Order": 1,
+            f"{MOD}.PROXIES -> builtins.list[i] -> {MOD}.Guarded._target -> {MOD}.Order": 1,
         }
     finally:
         TOUCHY.clear()
