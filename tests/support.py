@@ -102,6 +102,19 @@ def in_forked_child(body: Callable[[], Any]) -> tuple[int, Any]:
     return pid, json.loads(data)
 
 
+class Guarding(type):
+    """A metaclass whose class attributes are the app's code: what reads a class's
+    ``__mro__`` or ``__dict__`` through it raises."""
+
+    @property
+    def __mro__(cls):
+        raise RuntimeError("__mro__ ran")
+
+    @property
+    def __dict__(cls):
+        raise RuntimeError("__dict__ ran")
+
+
 # ---------------------------------------------------------------------------
 # the endpoint's test double and requests
 

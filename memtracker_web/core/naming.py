@@ -103,8 +103,10 @@ def resolve_type(name: str, *, import_modules: bool = True) -> type:
 
 
 _MISSING = object()
-_TYPE_MRO = type.__dict__["__mro__"].__get__
-_TYPE_DICT = type.__dict__["__dict__"].__get__
+# type's own descriptors: a metaclass that defines __mro__ or __dict__ runs no code here
+# (read by the retention search too)
+TYPE_MRO = type.__dict__["__mro__"].__get__
+TYPE_DICT = type.__dict__["__dict__"].__get__
 
 
 def _lookup(obj: object, attrs: list[str]) -> object:
@@ -114,7 +116,7 @@ def _lookup(obj: object, attrs: list[str]) -> object:
         try:
             if issubclass(type(obj), type):
                 # (type's own descriptors: a metaclass that defines __mro__ or __dict__ runs no code here)
-                namespaces = (_TYPE_DICT(k) for k in _TYPE_MRO(obj))
+                namespaces = (TYPE_DICT(k) for k in TYPE_MRO(obj))
                 found = next((namespace[attr] for namespace in namespaces if attr in namespace), _MISSING)
             else:
                 namespace = object.__getattribute__(obj, "__dict__") if hasattr(type(obj), "__dict__") else None

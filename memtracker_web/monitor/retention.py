@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.engine import REFERRERS_SEE_FROZEN, held_by, referrers_until, running_frames
-from ..core.naming import HEAPTYPE, is_python_class, type_flags, type_module, type_name
+from ..core.naming import HEAPTYPE, TYPE_DICT, TYPE_MRO, is_python_class, type_flags, type_module, type_name
 from ..core.tracker import is_app_file, is_own_file
 
 __all__ = [
@@ -195,9 +195,6 @@ def _suspended_frame(holder: Any) -> types.FrameType | None:
 
 # a metaclass may define __name__ itself: read type's descriptor, which runs no code of the app's
 _TYPE_NAME = type.__dict__["__name__"].__get__
-# (type's own: a metaclass that defines __mro__ or __dict__ runs no code here)
-_TYPE_MRO = type.__dict__["__mro__"].__get__
-_TYPE_DICT = type.__dict__["__dict__"].__get__
 
 
 def bounded_with_room(holder: Any) -> str | None:
@@ -237,7 +234,7 @@ def cache_room(holder: Any) -> tuple[str, float] | None:
             if maxlen is not None:
                 return f"{type_name(kind)} ({size} of maxlen {maxlen})", max(0, maxlen - size)
             return None
-        if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in _TYPE_MRO(kind)):
+        if any(type_module(k).startswith("cachetools") and _TYPE_NAME(k) == "Cache" for k in TYPE_MRO(kind)):
             attributes = _own_dict(holder) or {}
             current, bound = attributes.get("_Cache__currsize"), attributes.get("_Cache__maxsize")
             data = attributes.get("_Cache__data")
@@ -359,12 +356,12 @@ def _edge_of(holder: Any, held: Any) -> str:
         return ""
     if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
-    for klass in _TYPE_MRO(type(holder)):
-        slots = _TYPE_DICT(klass).get("__slots__", ())
+    for klass in TYPE_MRO(type(holder)):
+        slots = TYPE_DICT(klass).get("__slots__", ())
         for name in (slots,) if type(slots) is str else slots:
             if type(name) is not str:
                 continue
-            member = _TYPE_DICT(klass).get(_mangled(klass, name))
+            member = TYPE_DICT(klass).get(_mangled(klass, name))
             if type(member) is types.MemberDescriptorType:
                 try:
                     if member.__get__(holder, type(holder)) is held:
@@ -449,7 +446,7 @@ def _own_inside(path: list[Any]) -> str | None:
 
 
 def _is_bookkeeping(holder: Any) -> bool:
-    return any(BOOKKEEPING in _TYPE_DICT(klass) for klass in _TYPE_MRO(type(holder)))
+    return any(BOOKKEEPING in TYPE_DICT(klass) for klass in TYPE_MRO(type(holder)))
 
 
 _NEUTRAL, _OURS, _OTHERS = 0, 1, 2
@@ -526,7 +523,7 @@ def _module_global(module: str, name: str) -> Any:
         for attribute in attributes:
             if not issubclass(type(held), type):
                 return None
-            held = _TYPE_DICT(held).get(attribute)  # (a class's own dict: no descriptor runs)
+            held = TYPE_DICT(held).get(attribute)  # (a class's own dict: no descriptor runs)
     except Exception:  # noqa: BLE001 -- an odd class: no such attribute
         return None
     return held
@@ -681,7 +678,7 @@ def _named_class(cls: type, namespaces: dict[str, dict]) -> bool:
             # (dict.get: a namespace's key of another type with this hash, and an __eq__
             # of the app's, is the one way to run code here; caught below)
             held = dict.get(namespace, part) if type(namespace) is dict else namespace.get(part)
-            namespace = _TYPE_DICT(held) if issubclass(type(held), type) else None
+            namespace = TYPE_DICT(held) if issubclass(type(held), type) else None
     except Exception:  # noqa: BLE001 -- an odd class or namespace: not found by its name
         return False
     return held is cls
@@ -801,7 +798,7 @@ def _is_lru_wrapper(obj: Any) -> bool:
     return _TYPE_NAME(kind) == "_lru_cache_wrapper" and type_module(kind) == "functools"
 
 
-def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
+def _bounded_holder(path: list[Any], past_tuples: int) -> tuple[str, float, Any] | None:
     """The bounded cache (``cache_room``: full or not) that holds the last object of
     ``path`` (root first) itself, with its text and room: as its direct holder, or
     through its own storage (an lru_cache's dict of entries, a cachetools cache's data
@@ -809,10 +806,10 @@ def _bounded_holder(path: list[Any]) -> tuple[str, float, Any] | None:
     a SplitResult of new strs for each new URL: a tuple holds what it held when made,
     and lives as long as the cache keeps it). An object held by a value such a cache
     keeps that can take in more (a cached list that grows) is not the cache's: its
-    bound does not limit it."""
+    bound does not limit it. ``past_tuples`` is ``_past_tuples(path)``."""
     if len(path) < 2:
         return None
-    cache = _cache_holding(path[: _past_tuples(path) + 2])
+    cache = _cache_holding(path[: past_tuples + 2])
     room = cache_room(cache) if cache is not None else None
     return (*room, cache) if room is not None else None
 
@@ -1264,7 +1261,8 @@ class _Search:
         object (of what the search found): a full cache takes each new object in place
         of an old one, and keeps no growth, but an object the app keeps as well is the
         app's (a leak that also puts each object in a ring of recent ones)."""
-        found = _bounded_holder(path)
+        past_tuples = _past_tuples(path)
+        found = _bounded_holder(path, past_tuples)
         if found is None or found[1] > 0:
             return found
         cache = found[2]
@@ -1278,7 +1276,7 @@ class _Search:
                 break
         # (the tuples between the cache and the object too: a SplitResult the app keeps
         # as well keeps its strs)
-        for node in path[_past_tuples(path) + 1 :]:
+        for node in path[past_tuples + 1 :]:
             if any(id(h) not in parts and id(h) not in below for h in self.up.get(id(node), ())):
                 return None
         return found
@@ -1309,7 +1307,7 @@ class _Search:
         if not (isinstance(key, str) and _is_name(key)):
             return None
         try:
-            if _TYPE_DICT(cls).get(key) is not container:  # (the class's own namespace, not another dict)
+            if TYPE_DICT(cls).get(key) is not container:  # (the class's own namespace, not another dict)
                 return None
             qualname, module = _TYPE_QUALNAME(cls), type_module(cls)
         except Exception:  # noqa: BLE001 -- an odd class: no place

@@ -441,19 +441,7 @@ def test_start_monitoring_by_name_and_bad_names(monitor):
     assert monitor.stop_monitoring(Leaky) is False
 
 
-class _Guarding(type):
-    """A metaclass whose class attributes are the app's code."""
-
-    @property
-    def __mro__(cls):
-        raise RuntimeError("__mro__ ran")
-
-    @property
-    def __dict__(cls):
-        raise RuntimeError("__dict__ ran")
-
-
-class GuardedOuter(metaclass=_Guarding):
+class GuardedOuter(metaclass=support.Guarding):
     class Inner:
         pass
 

@@ -23,8 +23,8 @@ import pytest
 from memtracker_web.core import engine
 from memtracker_web.monitor import retention
 from memtracker_web.monitor.retention import RetentionBusy, find_retainers, find_retainers_of_groups
+from support import Guarding, requires_engine
 from support import line_of as line_in
-from support import requires_engine
 
 
 def line_of(marker: str) -> int:
@@ -483,18 +483,6 @@ class Proxy:
     @property
     def __class__(self):  # as lazy proxies do
         raise RuntimeError("__class__ ran")
-
-
-class Guarding(type):
-    """A metaclass whose class attributes are the app's code."""
-
-    @property
-    def __mro__(cls):
-        raise RuntimeError("__mro__ ran")
-
-    @property
-    def __dict__(cls):
-        raise RuntimeError("__dict__ ran")
 
 
 class Guarded(metaclass=Guarding):
