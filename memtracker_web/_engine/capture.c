@@ -1249,6 +1249,59 @@ MtCaptureCore_statistics(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
     /* clang-format on */
 }
 
+static int
+mt_compare_pointers(const void *a, const void *b)
+{
+    PyCodeObject *const *first = (PyCodeObject *const *)a;
+    PyCodeObject *const *second = (PyCodeObject *const *)b;
+    uintptr_t x = (uintptr_t)*first, y = (uintptr_t)*second;
+    return (x > y) - (x < y);
+}
+
+/* The code objects the call trees hold, each once. A type analysed while the app
+ * compiles code per request (a template rendered from a string, exec) keeps those
+ * codes, and what they hold, until the tree prunes their nodes: a search must
+ * count that memory as ours, not the app's. */
+static PyObject *
+MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
+{
+    size_t n = 0;
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        if (c->slots[s].tree) {
+            n += c->slots[s].tree->n_nodes;
+        }
+    }
+    PyCodeObject **codes = (PyCodeObject **)malloc((n ? n : 1) * sizeof(PyCodeObject *));
+    if (codes == NULL) {
+        return PyErr_NoMemory();
+    }
+    size_t used = 0;
+    for (uint32_t s = 0; s < c->n_slots; s++) {
+        MtTree *t = c->slots[s].tree;
+        for (uint32_t i = 1; t != NULL && i < t->n_nodes; i++) {
+            codes[used++] = t->nodes[i].code;
+        }
+    }
+    qsort(codes, used, sizeof(PyCodeObject *), mt_compare_pointers);
+    /* (held before any Python object is made: a new one of an analysed type adds a
+     * node, and may make the tree ask for pruning) */
+    size_t distinct = 0;
+    for (size_t i = 0; i < used; i++) {
+        if (distinct == 0 || codes[distinct - 1] != codes[i]) {
+            codes[distinct++] = (PyCodeObject *)Py_NewRef((PyObject *)codes[i]);
+        }
+    }
+    PyObject *list = PyList_New((Py_ssize_t)distinct);
+    for (size_t k = 0; k < distinct; k++) {
+        if (list != NULL) {
+            PyList_SET_ITEM(list, (Py_ssize_t)k, Py_NewRef((PyObject *)codes[k]));
+        }
+        Py_DECREF(codes[k]);
+    }
+    free(codes);
+    return list;
+}
+
 static PyObject *
 MtCaptureCore_get_running(MtCaptureCore *c, void *Py_UNUSED(closure))
 {
@@ -1544,6 +1597,8 @@ static PyMethodDef mt_capture_methods[] = {
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
      "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
+    {"tree_codes", (PyCFunction)MtCaptureCore_tree_codes, METH_NOARGS,
+     "tree_codes() -> [code]: the code objects the call trees hold, each once"},
     {"allocation_paths", (PyCFunction)MtCaptureCore_allocation_paths, METH_VARARGS,
      "allocation_paths(type, objects) -> ([leaf], {leaf: [(filename, lineno, function)] or None}): the call-tree "
      "node each object was allocated at (0: not followed) and each node's frames, read together"},

@@ -358,6 +358,9 @@ static PyMethodDef mt_methods[] = {
      "held_by(holder, objects, keys) -> list: the items of the list objects that holder refers to, as its "
      "tp_traverse shows them (twice if it refers to one twice), then with keys a dict's or frozendict's keys it "
      "did not show"},
+    {"code_parts", mt_code_parts, METH_O,
+     "code_parts(code) -> tuple: what a code object refers to, which the collector does not show (constants, names, "
+     "locals' names and kinds, file and function names, line and exception tables)"},
     {"clear_type_cache", mt_clear_type_cache, METH_NOARGS,
      "clear_type_cache(): let go of the attribute names CPython's type attribute cache holds (PyType_ClearCache)."},
     {NULL, NULL, 0, NULL},

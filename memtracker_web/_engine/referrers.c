@@ -576,3 +576,21 @@ mt_clear_type_cache(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
     PyType_ClearCache();
     Py_RETURN_NONE;
 }
+
+/* code_parts(code): the objects a code object refers to, which the collector never
+ * shows (a code object is not tracked, and has no tp_traverse): its constants, names,
+ * locals' names and kinds, file and function names, and its line and exception
+ * tables. A search uses them to tell what the call trees keep through the codes
+ * they alone hold (see tree_codes). */
+static PyObject *
+mt_code_parts(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    if (!PyCode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "code_parts() takes a code object, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    PyCodeObject *code = (PyCodeObject *)arg;
+    return PyTuple_Pack(9, code->co_consts, code->co_names, code->co_localsplusnames, code->co_localspluskinds,
+                        code->co_filename, code->co_name, code->co_qualname, code->co_linetable,
+                        code->co_exceptiontable);
+}

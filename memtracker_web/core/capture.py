@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -136,6 +137,9 @@ class _Unbuilt:
 
     def statistics(self) -> dict:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
+
+    def tree_codes(self) -> list:
+        return []
 
     def sample(self, cls: type, n: int) -> list:
         engine.require_engine()  # raises EngineUnavailable (a RuntimeError): no engine here
@@ -334,6 +338,14 @@ class Capture:
         stats["callback_errors"] = self.callback_errors
         stats["callback_data_entries"] = len(self._callback_data)
         return stats
+
+    def tree_codes(self) -> list[types.CodeType]:
+        """The code objects this capture's call trees hold, each once. A type
+        analysed while the app compiles code for each request (a template rendered
+        from a string, ``exec``) keeps those codes, and the bytes, strs and tuples
+        they hold, until the tree prunes their nodes: memory of ours, not a leak of
+        the app's."""
+        return self._core.tree_codes()
 
     def sample(self, cls: type, n: int = 64) -> list[Any]:
         """Up to ``n`` live objects of the tracked ``cls``, spread over all of them

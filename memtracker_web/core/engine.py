@@ -242,6 +242,14 @@ def held_by(holder: Any, objects: list[Any], keys: bool) -> list[Any] | None:
     return walk(holder, objects, keys) if walk is not None else None
 
 
+def code_parts(code: Any) -> tuple[Any, ...] | None:
+    """What a code object refers to, which the collector does not show (a code object
+    is not tracked): its constants, names, locals' names and kinds, file and function
+    names, line and exception tables; or None where the extension is not loaded."""
+    parts = getattr(_tracker, "code_parts", None) if _tracker is not None else None
+    return parts(code) if parts is not None else None
+
+
 def clear_type_cache() -> None:
     """Let go of the attribute names CPython's type attribute cache keeps alive (a
     reference from C that no search sees; see the extension's ``clear_type_cache``).

@@ -1983,6 +1983,10 @@ class MemoryMonitor:
         # looked up as an attribute name (a healthy app's, or a library's) would
         # otherwise verify as a leak of str.
         engine.clear_type_cache()
+        # A type analysed while the app compiles code for each request (templates
+        # rendered from strings) keeps those codes in its call tree, and their line
+        # tables with them: ours, not a leak.
+        our_codes = self.tracker.capture.tree_codes()
         for state, cls in waiting:
             skipped = self._overwritten_ids(state)
             if state.held_new is not None:  # (ours while held: the app may have let them go)
@@ -2025,7 +2029,11 @@ class MemoryMonitor:
             return searched
         try:
             results = find_retainers_of_groups(
-                groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE, with_caches=True
+                groups,
+                budget_seconds=VERIFY_BUDGET,
+                patience=VERIFY_PATIENCE,
+                with_caches=True,
+                ours=our_codes,
             )
         except RetentionBusy:
             return searched  # someone's search from the page began meanwhile: at the next sample
@@ -2037,6 +2045,7 @@ class MemoryMonitor:
             return searched
         finally:
             groups.clear()  # the objects themselves are not kept past the search
+            our_codes.clear()
         searched.found = list(zip(pending, results, strict=True))
         return searched
 

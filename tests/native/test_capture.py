@@ -13,6 +13,7 @@ import weakref
 import pytest
 
 import memtracker_web as mt
+from memtracker_web.core import engine as mt_engine
 from memtracker_web.core.capture import DisplacedWarning
 from support import line_of, requires_engine, without_engine
 
@@ -898,3 +899,46 @@ def test_allocation_paths_read_while_another_thread_prunes_the_tree_name_the_rig
             pruner.join()
     assert len(prunings) == 24 and prunings[0] > 0 and prunings == sorted(set(prunings))
     assert wrong == 0
+
+
+@requires_engine
+def test_tree_codes_are_the_codes_the_call_trees_hold():
+    # An app that compiles code for each request (a template rendered from a string)
+    # and runs it: each code made one analysed object, and its node keeps the code,
+    # and the code its line table, after the app let go of the function.
+    tracker = mt.Tracker()
+    try:
+        tracker.track_with_analysis(Order)
+        kept_by_app, made = [], []
+        for n in range(6):
+            namespace: dict = {"Order": Order}
+            exec(compile(f"def render_{n}():\n    return Order()\n", f"<template {n}>", "exec"), namespace)
+            made.append(namespace[f"render_{n}"]())
+            if n < 2:
+                kept_by_app.append(namespace[f"render_{n}"])
+            del namespace
+        gc.collect()
+        codes = tracker.capture.tree_codes()
+        templates = sorted(code.co_filename for code in codes if code.co_filename.startswith("<template"))
+        assert templates == [f"<template {n}>" for n in range(6)]  # (and the frames' below them)
+        assert all(function.__code__ in codes for function in kept_by_app)
+        let_go = {f"<template {n}>" for n in range(2, 6)}  # (the app let go of their functions)
+        only_tree = [weakref.ref(code) for code in codes if code.co_filename in let_go]
+        code = next(code for code in codes if code.co_filename == "<template 5>")
+        parts = mt_engine.code_parts(code)
+        assert parts[:2] == (code.co_consts, code.co_names) and code.co_linetable in parts
+        assert code.co_exceptiontable in parts and code.co_filename in parts and code.co_qualname in parts
+        del codes, code, parts
+        gc.collect()
+        assert all(ref() is not None for ref in only_tree)  # the tree alone keeps them
+        tracker.untrack(Order)  # the tree goes, and the codes with it
+        assert tracker.capture.tree_codes() == []
+        assert [ref() for ref in only_tree] == [None] * 4
+    finally:
+        tracker.stop()
+
+
+@requires_engine
+def test_code_parts_takes_a_code_object_only():
+    with pytest.raises(TypeError, match="code_parts\\(\\) takes a code object, not str"):
+        mt_engine.code_parts("source")

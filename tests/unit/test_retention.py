@@ -745,6 +745,60 @@ def test_objects_in_our_tables_held_by_a_local_variable_are_our_own():
     assert find_retainers(plain[:])["roots"] == {"own": 0, "library frame": 0}
 
 
+@requires_engine
+def test_what_codes_only_our_call_trees_keep_hold_is_our_own():
+    # Code compiled for each call (a template rendered from a string), run while a type
+    # it makes is analysed: its node keeps the code, and the code its line table,
+    # exception table and locals' kinds, none of which the collector shows held.
+    import memtracker_web as mt
+
+    tracker = mt.Tracker()
+    try:
+        tracker.track_with_analysis(Row)
+        rows, alive = [], []
+        for n in range(5):
+            namespace: dict = {"Row": Row}
+            exec(compile(f"def render_{n}():\n    return Row()\n", "<template>", "exec"), namespace)
+            rows.append(namespace[f"render_{n}"]())
+            if n == 0:
+                alive.append(namespace["render_0"])  # (a function the app keeps: its code is not ours)
+            del namespace
+        gc.collect()
+        assert sum(code.co_filename == "<template>" for code in tracker.capture.tree_codes()) == 5
+
+        def groups(codes: list) -> list[list]:  # (the codes the app let go of, held by the search's lists alone)
+            left = [code for code in codes if code.co_filename == "<template>" and code is not alive[0].__code__]
+            return [[code.co_linetable for code in left], left]
+
+        ours = tracker.capture.tree_codes()
+        found = find_retainers_of_groups(groups(ours), ours=ours)
+        assert [(r["roots"]["own"], r["hidden"], r["unresolved"]) for r in found] == [(4, 0, 0), (4, 0, 0)]
+        # without them, each looks held by C code
+        del ours
+        found = find_retainers_of_groups(groups(tracker.capture.tree_codes()))
+        assert [(r["roots"]["own"], r["hidden"]) for r in found] == [(0, 4), (0, 4)]
+        # a code the app's function holds is reached through it, and not counted as ours
+        ours = tracker.capture.tree_codes()
+        (kept,) = find_retainers_of_groups([[alive[0].__code__]], ours=ours)
+        assert kept["roots"]["own"] == 0 and kept["hidden"] == 0 and kept["kept_by"] is not None
+        # a template's function the collector has not freed yet (garbage in a cycle with
+        # its module's namespace) holds its code too: what the code holds is still ours
+        gc.disable()
+        try:
+            namespace = {"Row": Row}
+            exec(compile("def render_late():\n    return Row()\n", "<late>", "exec"), namespace)
+            rows.append(namespace["render_late"]())
+            del namespace
+            ours = tracker.capture.tree_codes()
+            late = [code.co_linetable for code in ours if code.co_filename == "<late>"]
+            (found_late,) = find_retainers_of_groups([late], ours=ours)
+            assert len(late) == 1 and found_late["roots"]["own"] == 1 and found_late["hidden"] == 0
+        finally:
+            gc.enable()
+    finally:
+        tracker.stop()
+
+
 class Manager:  # as logging's: one manager, shared by every logger, holds them all
     def __init__(self) -> None:
         self.loggers: dict = {}
