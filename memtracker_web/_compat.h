@@ -104,6 +104,20 @@
 #define MT_RUNTIME_GC_VISITS_FROZEN(v) \
     ((v) >= 0x030E0000 || ((v) >= 0x030D03F0 && (v) < 0x030E0000) || ((v) >= 0x030C0AF0 && (v) < 0x030D0000))
 
+/* The attributes a code object makes when first read and keeps: in _co_cached
+ * (co_code, co_varnames, co_cellvars, co_freevars) from 3.12; co_code alone before. */
+#if PY_VERSION_HEX >= 0x030C0000
+#  define MT_CODE_CACHED_MOST 4
+#  define MT_CODE_CACHED(code, out) \
+      ((code)->_co_cached == NULL \
+           ? 0 \
+           : ((out)[0] = (code)->_co_cached->_co_code, (out)[1] = (code)->_co_cached->_co_varnames, \
+              (out)[2] = (code)->_co_cached->_co_cellvars, (out)[3] = (code)->_co_cached->_co_freevars, 4))
+#else
+#  define MT_CODE_CACHED_MOST 1
+#  define MT_CODE_CACHED(code, out) ((out)[0] = (code)->_co_code, 1)
+#endif
+
 #if PY_VERSION_HEX >= 0x030E0000
 #  define MT_TRASHCAN_BY_STACK 1
 #else

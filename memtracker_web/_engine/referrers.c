@@ -579,9 +579,10 @@ mt_clear_type_cache(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
 
 /* code_parts(code): the objects a code object refers to, which the collector never
  * shows (a code object is not tracked, and has no tp_traverse): its constants, names,
- * locals' names and kinds, file and function names, and its line and exception
- * tables. A search uses them to tell what the call trees keep through the codes
- * they alone hold (see tree_codes). */
+ * locals' names and kinds, file and function names, line and exception tables, and
+ * those of its attributes made when first read and cached (co_code, co_varnames,
+ * co_cellvars, co_freevars). The monitor leaves out of a search what the codes its
+ * call trees hold keep this way (see tree_codes). */
 static PyObject *
 mt_code_parts(PyObject *Py_UNUSED(self), PyObject *arg)
 {
@@ -590,7 +591,23 @@ mt_code_parts(PyObject *Py_UNUSED(self), PyObject *arg)
         return NULL;
     }
     PyCodeObject *code = (PyCodeObject *)arg;
-    return PyTuple_Pack(9, code->co_consts, code->co_names, code->co_localsplusnames, code->co_localspluskinds,
-                        code->co_filename, code->co_name, code->co_qualname, code->co_linetable,
-                        code->co_exceptiontable);
+    PyObject *parts[9 + MT_CODE_CACHED_MOST] = {code->co_consts,          code->co_names,     code->co_localsplusnames,
+                                                code->co_localspluskinds, code->co_filename,  code->co_name,
+                                                code->co_qualname,        code->co_linetable, code->co_exceptiontable};
+    Py_ssize_t n = 9;
+    PyObject *cached[MT_CODE_CACHED_MOST];
+    int n_cached = MT_CODE_CACHED(code, cached);
+    for (int k = 0; k < n_cached; k++) {
+        if (cached[k] != NULL) {
+            parts[n++] = cached[k];
+        }
+    }
+    PyObject *tuple = PyTuple_New(n);
+    if (tuple == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyTuple_SET_ITEM(tuple, k, Py_NewRef(parts[k]));
+    }
+    return tuple;
 }

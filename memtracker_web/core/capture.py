@@ -340,11 +340,11 @@ class Capture:
         return stats
 
     def tree_codes(self) -> list[types.CodeType]:
-        """The code objects this capture's call trees hold, each once. A type
-        analysed while the app compiles code for each request (a template rendered
-        from a string, ``exec``) keeps those codes, and the bytes, strs and tuples
-        they hold, until the tree prunes their nodes: memory of ours, not a leak of
-        the app's."""
+        """The code objects this capture's call trees hold, each once (those of
+        functions the app still has too). A type analysed while the app compiles code
+        for each request (a template rendered from a string, ``exec``) keeps those
+        codes, and the bytes, strs and tuples they hold, until the tree prunes their
+        nodes: growth of ours, which the monitor leaves out of its verifications."""
         return self._core.tree_codes()
 
     def sample(self, cls: type, n: int = 64) -> list[Any]:

@@ -710,10 +710,11 @@ def _in_own_tables(upward: list[Any], own_locals: frozenset[int] | set[int] = fr
     return False
 
 
-def _held_by_codes(codes: Iterable[Any]) -> set[int]:
-    """The ids of ``codes`` and of all they hold (see ``code_parts``): the parts of
-    each, the items of tuples and frozensets among them, and the code objects among
-    their constants (a nested function's), with theirs. Runs no code of the app's."""
+def held_by_codes(codes: Iterable[Any]) -> set[int]:
+    """The ids of ``codes`` and of all they hold, which the collector does not show
+    (see ``code_parts``): the parts of each, the items of tuples and frozensets among
+    them, and the code objects among their constants (a nested function's), with
+    theirs. Valid while the codes live. Runs no code of the app's."""
     ids: set[int] = set()
     todo = list(codes)
     while todo:
@@ -1090,7 +1091,6 @@ def find_retainers_of_groups(
     top: int = 10,
     patience: int | None = None,
     with_caches: bool = False,
-    ours: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """``find_retainers`` for each group of objects (a type's, say), from one search of
     them all: each level of a search asks the collector once about every object it
@@ -1105,14 +1105,6 @@ def find_retainers_of_groups(
     cost every level up to ``max_depth``, one pass over the heap each, when what the
     others tell already sets the growth aside (see the monitor's verification).
 
-    ``ours``: code objects memtracker_web's call trees hold (``Capture.tree_codes``).
-    The collector shows no reference from a code object, so what one holds (its line
-    table, its constants) looks held by C code; an object whose root is not found and
-    that such a code holds, or the code itself, is counted as ours (``roots["own"]``),
-    not as the app's: the tree keeps it once the app let go of the code (a template
-    compiled for one request, its functions garbage in cycles until the collector's
-    next pass over the oldest generation, or collected already).
-
     ``with_caches``: each result also has ``"lru_caches"``, weak references to the
     ``lru_cache`` wrappers among its bounded caches (see ``lru_keys``): not JSON, for
     the caller to take out."""
@@ -1122,7 +1114,7 @@ def find_retainers_of_groups(
         raise RetentionBusy("a retention search is already running in this process")
     search = None
     try:
-        search = _Search(groups, budget_seconds, max_depth, patience, ours)
+        search = _Search(groups, budget_seconds, max_depth, patience)
         results = search.run(top)
         for result in results:
             caches = result.pop("lru_caches")
@@ -1142,14 +1134,7 @@ def find_retainers_of_groups(
 
 
 class _Search:
-    def __init__(
-        self,
-        groups: list[list[Any]],
-        budget: float,
-        max_depth: int,
-        patience: int | None = None,
-        our_codes: list[Any] | None = None,
-    ) -> None:
+    def __init__(self, groups: list[list[Any]], budget: float, max_depth: int, patience: int | None = None) -> None:
         self.started = time.monotonic()
         self.deadline = self.started + budget
         self.max_depth = max_depth
@@ -1183,10 +1168,6 @@ class _Search:
         self.local_up: dict[int, list[types.FrameType]] = {}
         self.local_roots: set[int] = set()  # those frames
         self.own_locals: set[int] = set()  # ids held by our own functions' locals (held_by_own_locals)
-        # the codes our call trees hold (the caller's list: not a holder), and the ids
-        # of all they hold (_held_by_codes)
-        self.our_codes = our_codes if our_codes is not None else []
-        self.kept_by_our_codes = _held_by_codes(self.our_codes)
         self.roots: set[int] = set()
         self.library_roots: dict[int, bool] = {}  # id of a root -> library_root's answer
         self.stopped = ""
@@ -1388,7 +1369,6 @@ class _Search:
         here = sys._getframe()
         ours = {id(self.given), id(self.targets), id(self.up), id(self.suspended), id(here), id(self.__dict__)}
         ours.update(id(group) for group in self.given)
-        ours.add(id(self.our_codes))
         # our own containers stay alive until the end: an id in `ours` is never reused meanwhile
         keep: list[Any] = []
         ours.add(id(keep))
@@ -1646,7 +1626,7 @@ class _Search:
         what ``hidden`` takes off an object's reference count (counted once for all the
         objects ``left``, not once each: the containers hold every level's frontier and
         referrers, thousands of objects)."""
-        containers = {id(c): c for c in (*keep, self.targets, *self.given, left, self.our_codes)}  # each once
+        containers = {id(c): c for c in (*keep, self.targets, *self.given, left)}  # each once
         # (a generator: a loop variable left holding one of them would be a reference too)
         return Counter(id(item) for container in containers.values() for item in container)
 
@@ -1692,7 +1672,7 @@ class _Search:
             path = self.path_of(target)
             if path is None:
                 upward = self.partial_upward(target)
-                if _in_own_tables(upward, self.own_locals) or any(id(obj) in self.kept_by_our_codes for obj in upward):
+                if _in_own_tables(upward, self.own_locals):
                     roots["own"] += 1
                 else:
                     left.append(target)
