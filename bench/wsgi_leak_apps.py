@@ -106,6 +106,22 @@ def metric_label(n: int) -> None:
     CHECKOUTS.labels(path=f"/cart/{n}").inc()  # ALLOC metric-label
 
 
+_ENGINE: list = []
+
+
+def sqlalchemy_listener(n: int) -> None:
+    # a listener registered per request: SQLAlchemy's event registry keeps it, its
+    # key and a wrapper for as long as the engine lives, and calls each at every query
+    from sqlalchemy import create_engine, event, text
+
+    if not _ENGINE:
+        _ENGINE.append(create_engine("sqlite://"))
+    engine = _ENGINE[0]
+    event.listen(engine, "after_cursor_execute", lambda *args: n)  # ALLOC sqlalchemy-listener
+    with engine.connect() as connection:
+        connection.execute(text("select 1"))
+
+
 SHAPES = {
     "closure": closure,
     "bytes": keyed_bytes,
@@ -116,6 +132,7 @@ SHAPES = {
     "signal": signal_receiver,
     "logger": logger_per_call,
     "metric-label": metric_label,
+    "sqlalchemy-listener": sqlalchemy_listener,
     "healthy": lambda n: None,
 }
 

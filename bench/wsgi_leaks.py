@@ -44,6 +44,9 @@ EXPECTED: dict = {
     # and the app's own frame in it (the report's app_frame) is the line to name
     "logger": ("logging.Logger", "logger"),
     "metric-label": ("prometheus_client.metrics.Counter", "metric-label"),
+    # the app's closure; SQLAlchemy wraps it in a function of its own and keys both by
+    # a tuple in its registry
+    "sqlalchemy-listener": ("builtins.function", "sqlalchemy-listener"),
     "healthy": (None, None),
 }
 # shapes whose objects a library makes: the right line is the top path's first frame of
