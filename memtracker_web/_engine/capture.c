@@ -1258,13 +1258,18 @@ mt_compare_pointers(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The code objects the call trees hold, each once. A type analysed while the app
- * compiles code per request (a template rendered from a string, exec) keeps those
- * codes, and what they hold, until the tree prunes their nodes: a search must
- * count that memory as ours, not the app's. */
+/* The code objects the call trees hold, each once; with `alone`, only those every
+ * reference to which is a node's (the app let go of them). A type analysed while the
+ * app compiles code per request (a template rendered from a string, exec) keeps
+ * those codes, and what they hold, until the tree prunes their nodes: the monitor
+ * leaves that growth of ours out of its verifications. */
 static PyObject *
-MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
+MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *args)
 {
+    int alone = 0;
+    if (!PyArg_ParseTuple(args, "|p:tree_codes", &alone)) {
+        return NULL;
+    }
     size_t n = 0;
     for (uint32_t s = 0; s < c->n_slots; s++) {
         if (c->slots[s].tree) {
@@ -1283,16 +1288,21 @@ MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
         }
     }
     qsort(codes, used, sizeof(PyCodeObject *), mt_compare_pointers);
-    /* (held before any Python object is made: a new one of an analysed type adds a
-     * node, and may make the tree ask for pruning) */
-    size_t distinct = 0;
-    for (size_t i = 0; i < used; i++) {
-        if (distinct == 0 || codes[distinct - 1] != codes[i]) {
-            codes[distinct++] = (PyCodeObject *)Py_NewRef((PyObject *)codes[i]);
+    /* (counted and held before any Python object is made: a new one of an analysed
+     * type adds a node, and may make the tree ask for pruning) */
+    size_t kept = 0;
+    for (size_t i = 0; i < used;) {
+        size_t j = i;
+        while (j < used && codes[j] == codes[i]) {
+            j++;
         }
+        if (!alone || (size_t)Py_REFCNT(codes[i]) <= j - i) {
+            codes[kept++] = (PyCodeObject *)Py_NewRef((PyObject *)codes[i]);
+        }
+        i = j;
     }
-    PyObject *list = PyList_New((Py_ssize_t)distinct);
-    for (size_t k = 0; k < distinct; k++) {
+    PyObject *list = PyList_New((Py_ssize_t)kept);
+    for (size_t k = 0; k < kept; k++) {
         if (list != NULL) {
             PyList_SET_ITEM(list, (Py_ssize_t)k, Py_NewRef((PyObject *)codes[k]));
         }
@@ -1597,8 +1607,9 @@ static PyMethodDef mt_capture_methods[] = {
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
      "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
-    {"tree_codes", (PyCFunction)MtCaptureCore_tree_codes, METH_NOARGS,
-     "tree_codes() -> [code]: the code objects the call trees hold, each once"},
+    {"tree_codes", (PyCFunction)MtCaptureCore_tree_codes, METH_VARARGS,
+     "tree_codes(alone=False) -> [code]: the code objects the call trees hold, each once; with alone, only those "
+     "every reference to which is a node's"},
     {"allocation_paths", (PyCFunction)MtCaptureCore_allocation_paths, METH_VARARGS,
      "allocation_paths(type, objects) -> ([leaf], {leaf: [(filename, lineno, function)] or None}): the call-tree "
      "node each object was allocated at (0: not followed) and each node's frames, read together"},

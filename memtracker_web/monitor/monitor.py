@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import weakref
 from array import array
 from collections import Counter, deque
@@ -909,10 +910,14 @@ _GARBAGE_BESIDE = (
     "not verified yet: {garbage} of its {objects} new objects looked at are garbage in reference cycles, {kept} kept "
     "by {where}: one of these must keep growing, read at each sample and at the next search, after two more rises"
 )
+# The types of what a code object holds (code_parts: its constants, names, tables),
+# and the code type itself: the ones a call tree's codes can make grow
+_CODE_PARTS = frozenset({types.CodeType, bytes, str, tuple, frozenset, int, float, complex, slice})
 _HELD_BY_OUR_CODES = (
-    "not verified yet: {held} of the {of} new objects looked at are held by code objects memtracker_web's call "
-    "trees keep (code the app compiles for each request, a template rendered from a string, made objects of an "
-    "analysed type there): growth of ours, not the app's; searched again after two more rises"
+    "not verified yet: {held} of the {of} new objects looked at are code objects only memtracker_web's call trees "
+    "keep, or are held by code objects they keep (code the app compiles for each request, a template rendered from "
+    "a string, made objects of an analysed type there): growth of ours, or of code the app compiles; searched "
+    "again after two more rises"
 )
 _FEW_PAST_LEFT_OUT = (
     "not verified yet: {own} of the {of} new objects looked at past those left out ({where}) are memtracker_web's own "
@@ -1995,8 +2000,13 @@ class MemoryMonitor:
         # nothing: they are left out of each sample, and a type most of whose new
         # objects they are grows by our doing (bytes, 3 a request, reported at jinja2's
         # compile() beside a real leak). (The codes are held meanwhile: their ids stay theirs.)
-        our_codes = self.tracker.capture.tree_codes()
-        held_by_trees = held_by_codes(our_codes) if our_codes else set()
+        # (only when a type waiting may be among them: a walk of a full tree's codes
+        # takes a few hundred ms, with the app's threads held off)
+        # ((alone first: the list of all of them holds each))
+        parts_waiting = any(cls in _CODE_PARTS for _, cls in waiting)
+        alone = self.tracker.capture.tree_codes(True) if parts_waiting else []
+        our_codes = self.tracker.capture.tree_codes() if parts_waiting else []
+        held_by_trees = held_by_codes(our_codes, alone) if our_codes else set()
         for state, cls in waiting:
             skipped = self._overwritten_ids(state)
             if state.held_new is not None:  # (ours while held: the app may have let them go)
@@ -2034,6 +2044,7 @@ class MemoryMonitor:
             elif why := self._why_none_alive(state):
                 searched.set_aside.append((state, cls, why))  # (they died meanwhile)
         our_codes.clear()
+        alone.clear()
         held_by_trees.clear()
         objects = []
         for state, cls, ours, looked_at in self._take_out_own_growth(pending, groups):

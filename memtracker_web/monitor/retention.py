@@ -710,21 +710,26 @@ def _in_own_tables(upward: list[Any], own_locals: frozenset[int] | set[int] = fr
     return False
 
 
-def held_by_codes(codes: Iterable[Any]) -> set[int]:
-    """The ids of ``codes`` and of all they hold, which the collector does not show
-    (see ``code_parts``): the parts of each, the items of tuples and frozensets among
-    them, and the code objects among their constants (a nested function's), with
-    theirs. Valid while the codes live. Runs no code of the app's."""
-    ids: set[int] = set()
+def held_by_codes(codes: Iterable[Any], alone: Iterable[Any] = ()) -> set[int]:
+    """The ids of all ``codes`` hold, which the collector does not show (see
+    ``code_parts``): the parts of each, the items of tuples and frozensets among them,
+    and the parts of the code objects among their constants (a nested function's);
+    and the ids of the codes in ``alone`` themselves (a code the app still holds, in
+    a list of its own or through a function, is the app's: the search finds it
+    there). Valid while the codes live. Runs no code of the app's."""
+    ids: set[int] = {id(code) for code in alone}
+    seen: set[int] = set()
     todo = list(codes)
     while todo:
         obj = todo.pop()
-        if id(obj) in ids:
+        if id(obj) in seen:
             continue
-        ids.add(id(obj))
+        seen.add(id(obj))
         if type(obj) is types.CodeType:
             todo.extend(code_parts(obj) or ())
-        elif type(obj) in (tuple, frozenset):
+            continue
+        ids.add(id(obj))
+        if type(obj) in (tuple, frozenset):
             todo.extend(obj)
     return ids
 

@@ -766,13 +766,16 @@ def test_what_the_codes_our_call_trees_hold_keep_is_found_though_the_collector_s
             namespace[f"render_{n}"].__code__.co_varnames  # (made when first read, and kept)  # noqa: B018
             del namespace
         gc.collect()
+        assert len([code for code in tracker.capture.tree_codes(True) if code.co_filename == "<template>"]) == 4
         codes = [code for code in tracker.capture.tree_codes() if code.co_filename == "<template>"]
-        assert len(codes) == 4
+        assert len(codes) == 4 and tracker.capture.tree_codes(True) == []  # (now this list holds them too)
         held = retention.held_by_codes(tracker.capture.tree_codes())
         nested = [const for code in codes for const in code.co_consts if isinstance(const, types.CodeType)]
         assert len(nested) == 4
         for code in codes + nested:
-            assert {id(code), id(code.co_linetable), id(code.co_exceptiontable), id(code.co_consts)} <= held
+            assert {id(code.co_linetable), id(code.co_exceptiontable), id(code.co_consts)} <= held
+        assert all(id(code) not in held for code in codes + nested)  # (codes themselves: only those alone)
+        assert {id(code) for code in codes} <= retention.held_by_codes([], codes)
         assert all(id(code.co_varnames) in held for code in codes)
         titles = [const for code in codes for const in code.co_consts if isinstance(const, str) and "!" in const]
         assert sorted(titles) == [f"page {n}!" for n in range(4)] and all(id(t) in held for t in titles)
