@@ -1258,18 +1258,14 @@ mt_compare_pointers(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The code objects the call trees hold, each once; with `alone`, only those every
- * reference to which is a node's (the app let go of them). A type analysed while the
- * app compiles code per request (a template rendered from a string, exec) keeps
- * those codes, and what they hold, until the tree prunes their nodes: the monitor
- * leaves that growth of ours out of its verifications. */
+/* The code objects the call trees hold, each once, and those of them every reference
+ * to which is a node's (the app let go of them). A type analysed while the app
+ * compiles code per request (a template rendered from a string, exec) keeps those
+ * codes, and what they hold, until the tree prunes their nodes: the monitor leaves
+ * that growth of ours out of its verifications. */
 static PyObject *
-MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *args)
+MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *Py_UNUSED(ignored))
 {
-    int alone = 0;
-    if (!PyArg_ParseTuple(args, "|p:tree_codes", &alone)) {
-        return NULL;
-    }
     size_t n = 0;
     for (uint32_t s = 0; s < c->n_slots; s++) {
         if (c->slots[s].tree) {
@@ -1277,7 +1273,10 @@ MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *args)
         }
     }
     PyCodeObject **codes = (PyCodeObject **)malloc((n ? n : 1) * sizeof(PyCodeObject *));
-    if (codes == NULL) {
+    unsigned char *alone = (unsigned char *)malloc(n ? n : 1);
+    if (codes == NULL || alone == NULL) {
+        free(codes);
+        free(alone);
         return PyErr_NoMemory();
     }
     size_t used = 0;
@@ -1289,27 +1288,36 @@ MtCaptureCore_tree_codes(MtCaptureCore *c, PyObject *args)
     }
     qsort(codes, used, sizeof(PyCodeObject *), mt_compare_pointers);
     /* (counted and held before any Python object is made: a new one of an analysed
-     * type adds a node, and may make the tree ask for pruning) */
-    size_t kept = 0;
+     * type adds a node, and may make the tree ask for pruning; a reference of ours
+     * would make none of them alone) */
+    size_t kept = 0, n_alone = 0;
     for (size_t i = 0; i < used;) {
         size_t j = i;
         while (j < used && codes[j] == codes[i]) {
             j++;
         }
-        if (!alone || (size_t)Py_REFCNT(codes[i]) <= j - i) {
-            codes[kept++] = (PyCodeObject *)Py_NewRef((PyObject *)codes[i]);
-        }
+        alone[kept] = (size_t)Py_REFCNT(codes[i]) <= j - i;
+        n_alone += alone[kept];
+        codes[kept++] = (PyCodeObject *)Py_NewRef((PyObject *)codes[i]);
         i = j;
     }
-    PyObject *list = PyList_New((Py_ssize_t)kept);
-    for (size_t k = 0; k < kept; k++) {
-        if (list != NULL) {
-            PyList_SET_ITEM(list, (Py_ssize_t)k, Py_NewRef((PyObject *)codes[k]));
+    PyObject *all = PyList_New((Py_ssize_t)kept);
+    PyObject *only_ours = PyList_New((Py_ssize_t)n_alone);
+    for (size_t k = 0, a = 0; k < kept; k++) {
+        if (all != NULL && only_ours != NULL) {
+            PyList_SET_ITEM(all, (Py_ssize_t)k, Py_NewRef((PyObject *)codes[k]));
+            if (alone[k]) {
+                PyList_SET_ITEM(only_ours, (Py_ssize_t)a++, Py_NewRef((PyObject *)codes[k]));
+            }
         }
         Py_DECREF(codes[k]);
     }
     free(codes);
-    return list;
+    free(alone);
+    PyObject *result = (all != NULL && only_ours != NULL) ? PyTuple_Pack(2, all, only_ours) : NULL;
+    Py_XDECREF(all);
+    Py_XDECREF(only_ours);
+    return result;
 }
 
 static PyObject *
@@ -1607,9 +1615,9 @@ static PyMethodDef mt_capture_methods[] = {
     {"path_of", (PyCFunction)MtCaptureCore_path_of, METH_VARARGS,
      "path_of(type, leaf) -> [(filename, lineno, function)]"},
     {"statistics", (PyCFunction)MtCaptureCore_statistics, METH_NOARGS, "statistics() -> dict of table sizes and bytes"},
-    {"tree_codes", (PyCFunction)MtCaptureCore_tree_codes, METH_VARARGS,
-     "tree_codes(alone=False) -> [code]: the code objects the call trees hold, each once; with alone, only those "
-     "every reference to which is a node's"},
+    {"tree_codes", (PyCFunction)MtCaptureCore_tree_codes, METH_NOARGS,
+     "tree_codes() -> ([code], [code]): the code objects the call trees hold, each once, and those of them every "
+     "reference to which is a node's"},
     {"allocation_paths", (PyCFunction)MtCaptureCore_allocation_paths, METH_VARARGS,
      "allocation_paths(type, objects) -> ([leaf], {leaf: [(filename, lineno, function)] or None}): the call-tree "
      "node each object was allocated at (0: not followed) and each node's frames, read together"},

@@ -360,7 +360,8 @@ static PyMethodDef mt_methods[] = {
      "did not show"},
     {"code_parts", mt_code_parts, METH_O,
      "code_parts(code) -> tuple: what a code object refers to, which the collector does not show (constants, names, "
-     "locals' names and kinds, file and function names, line and exception tables)"},
+     "locals' names and kinds, file and function names, line and exception tables, and the attributes cached once "
+     "read: co_code, co_varnames, co_cellvars, co_freevars)"},
     {"clear_type_cache", mt_clear_type_cache, METH_NOARGS,
      "clear_type_cache(): let go of the attribute names CPython's type attribute cache holds (PyType_ClearCache)."},
     {NULL, NULL, 0, NULL},

@@ -138,8 +138,8 @@ class _Unbuilt:
     def statistics(self) -> dict:
         return {"tracked_objects": 0, "total_bytes": 0, "dropped_events": 0, "queue_length": 0}
 
-    def tree_codes(self, alone: bool = False) -> list:
-        return []
+    def tree_codes(self) -> tuple[list, list]:
+        return [], []
 
     def sample(self, cls: type, n: int) -> list:
         engine.require_engine()  # raises EngineUnavailable (a RuntimeError): no engine here
@@ -339,14 +339,14 @@ class Capture:
         stats["callback_data_entries"] = len(self._callback_data)
         return stats
 
-    def tree_codes(self, alone: bool = False) -> list[types.CodeType]:
+    def tree_codes(self) -> tuple[list[types.CodeType], list[types.CodeType]]:
         """The code objects this capture's call trees hold, each once (those of
-        functions the app still has too); with ``alone``, only those every reference
-        to which is a call-path node's. A type analysed while the app compiles code
+        functions the app still has too), and those of them every reference to which
+        is a call-path node's (the app let go of them). A type analysed while the app compiles code
         for each request (a template rendered from a string, ``exec``) keeps those
         codes, and the bytes, strs and tuples they hold, until the tree prunes their
         nodes: growth of ours, which the monitor leaves out of its verifications."""
-        return self._core.tree_codes(alone)
+        return self._core.tree_codes()
 
     def sample(self, cls: type, n: int = 64) -> list[Any]:
         """Up to ``n`` live objects of the tracked ``cls``, spread over all of them

@@ -245,7 +245,9 @@ def held_by(holder: Any, objects: list[Any], keys: bool) -> list[Any] | None:
 def code_parts(code: Any) -> tuple[Any, ...] | None:
     """What a code object refers to, which the collector does not show (a code object
     is not tracked): its constants, names, locals' names and kinds, file and function
-    names, line and exception tables; or None where the extension is not loaded."""
+    names, line and exception tables, and the attributes CPython caches once read
+    (``co_code``, ``co_varnames``, ``co_cellvars``, ``co_freevars``); or None where
+    the extension is not loaded."""
     parts = getattr(_tracker, "code_parts", None) if _tracker is not None else None
     return parts(code) if parts is not None else None
 

@@ -1999,13 +1999,11 @@ class MemoryMonitor:
         # the code's line table, constants and names, which the collector shows held by
         # nothing: they are left out of each sample, and a type most of whose new
         # objects they are grows by our doing (bytes, 3 a request, reported at jinja2's
-        # compile() beside a real leak). (The codes are held meanwhile: their ids stay theirs.)
-        # (only when a type waiting may be among them: a walk of a full tree's codes
-        # takes a few hundred ms, with the app's threads held off)
-        # ((alone first: the list of all of them holds each))
+        # compile() beside a real leak). The codes are held meanwhile, so their ids
+        # stay theirs; the walk runs only when a type waiting may be among what they
+        # hold, since a full tree's takes a few hundred ms with the app's threads held off.
         parts_waiting = any(cls in _CODE_PARTS for _, cls in waiting)
-        alone = self.tracker.capture.tree_codes(True) if parts_waiting else []
-        our_codes = self.tracker.capture.tree_codes() if parts_waiting else []
+        our_codes, alone = self.tracker.capture.tree_codes() if parts_waiting else ([], [])
         held_by_trees = held_by_codes(our_codes, alone) if our_codes else set()
         for state, cls in waiting:
             skipped = self._overwritten_ids(state)
@@ -2061,10 +2059,7 @@ class MemoryMonitor:
             return searched
         try:
             results = find_retainers_of_groups(
-                groups,
-                budget_seconds=VERIFY_BUDGET,
-                patience=VERIFY_PATIENCE,
-                with_caches=True,
+                groups, budget_seconds=VERIFY_BUDGET, patience=VERIFY_PATIENCE, with_caches=True
             )
         except RetentionBusy:
             return searched  # someone's search from the page began meanwhile: at the next sample

@@ -918,11 +918,14 @@ def test_tree_codes_are_the_codes_the_call_trees_hold():
                 kept_by_app.append(namespace[f"render_{n}"])
             del namespace
         gc.collect()
-        codes = tracker.capture.tree_codes()
+        codes, alone = tracker.capture.tree_codes()
         templates = sorted(code.co_filename for code in codes if code.co_filename.startswith("<template"))
         assert templates == [f"<template {n}>" for n in range(6)]  # (and the frames' below them)
-        assert all(function.__code__ in codes for function in kept_by_app)
+        assert all(any(function.__code__ is code for code in codes) for function in kept_by_app)
         let_go = {f"<template {n}>" for n in range(2, 6)}  # (the app let go of their functions)
+        assert sorted(code.co_filename for code in alone if code.co_filename.startswith("<template")) == sorted(let_go)
+        assert all(any(code is held for held in codes) for code in alone)
+        del alone
         only_tree = [weakref.ref(code) for code in codes if code.co_filename in let_go]
         code = next(code for code in codes if code.co_filename == "<template 5>")
         parts = mt_engine.code_parts(code)
@@ -932,7 +935,7 @@ def test_tree_codes_are_the_codes_the_call_trees_hold():
         gc.collect()
         assert all(ref() is not None for ref in only_tree)  # the tree alone keeps them
         tracker.untrack(Order)  # the tree goes, and the codes with it
-        assert tracker.capture.tree_codes() == []
+        assert tracker.capture.tree_codes() == ([], [])
         assert [ref() for ref in only_tree] == [None] * 4
     finally:
         tracker.stop()

@@ -766,10 +766,12 @@ def test_what_the_codes_our_call_trees_hold_keep_is_found_though_the_collector_s
             namespace[f"render_{n}"].__code__.co_varnames  # (made when first read, and kept)  # noqa: B018
             del namespace
         gc.collect()
-        assert len([code for code in tracker.capture.tree_codes(True) if code.co_filename == "<template>"]) == 4
-        codes = [code for code in tracker.capture.tree_codes() if code.co_filename == "<template>"]
-        assert len(codes) == 4 and tracker.capture.tree_codes(True) == []  # (now this list holds them too)
-        held = retention.held_by_codes(tracker.capture.tree_codes())
+        all_codes, alone = tracker.capture.tree_codes()
+        assert len([code for code in alone if code.co_filename == "<template>"]) == 4
+        codes = [code for code in all_codes if code.co_filename == "<template>"]
+        del all_codes, alone
+        assert len(codes) == 4 and tracker.capture.tree_codes()[1] == []  # (now this list holds them too)
+        held = retention.held_by_codes(tracker.capture.tree_codes()[0])
         nested = [const for code in codes for const in code.co_consts if isinstance(const, types.CodeType)]
         assert len(nested) == 4
         for code in codes + nested:

@@ -4310,7 +4310,7 @@ def test_line_tables_of_templates_a_call_tree_keeps_are_the_monitors_own(monkeyp
     # looked held by C code, and bytes was reported at jinja2's compile() line in a
     # Flask app leaking something else.
     if not tree_codes_read:  # (the codes' parts unknown, as before)
-        monkeypatch.setattr(Capture, "tree_codes", lambda self, alone=False: [])
+        monkeypatch.setattr(Capture, "tree_codes", lambda self: ([], []))
     m = MemoryMonitor(watch_all=True, interval=3600.0)
     try:
         m.start_monitoring(_Row, analysis=True)
