@@ -231,6 +231,7 @@ class _TypeState:
         "grew",
         "reported",
         "builtin",
+        "made_by_code",
         "drifts",
         "counted_from_zero",
         "nominated_at",
@@ -291,6 +292,10 @@ class _TypeState:
         self.grew = False
         self.reported = False  # a leak report was made since analysis began
         self.builtin = is_builtin_type(cls)
+        # A function is made by a def or lambda the app runs, and its code names that
+        # line, as a class names its statement: it explains, where the cells, tuples
+        # and dicts it keeps are dragged along (a listener registered per request).
+        self.made_by_code = cls is types.FunctionType
         self.drifts = drifts(cls)  # (see least_builtin_step)
         self.counted_from_zero = False  # exact counts of objects created since monitoring began
         self.nominated_at = 0  # the sample at which watch-all nominated it
@@ -404,11 +409,11 @@ class _TypeState:
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
-        in Python code and types that hold other growing types' new objects (1),
-        then built-ins (2), which a leaked object drags along."""
+        in Python code, functions and types that hold other growing types' new objects
+        (1), then built-ins (2), which a leaked object drags along."""
         if self.source != "watch_all":
             return 0
-        return 2 if self.builtin and not self.root_of else 1
+        return 2 if self.builtin and not self.made_by_code and not self.root_of else 1
 
     def growth(self) -> int:
         return self.live - (self.first_live or 0)

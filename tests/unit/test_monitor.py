@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+import types
 import weakref
 from collections.abc import Callable
 
@@ -540,6 +541,49 @@ def test_a_python_class_explains_the_growth_before_the_built_ins_it_drags():
         m.close()
         _store.clear()
         _bytes_store.clear()
+
+
+_listeners: list = []
+
+
+def _register_listener(n: int) -> None:
+    def on_event():  # LISTENER-LINE
+        return n
+
+    _listeners.append(on_event)
+
+
+@requires_engine
+def test_a_leak_of_functions_is_analysed_and_reported_while_a_class_grows():
+    # A listener registered per request (a closure kept in a registry) beside a class
+    # that leaks too: a function names its def's line as a class names its statement,
+    # so the class does not keep it waiting as it keeps the built-ins it drags along
+    # (SQLAlchemy's event registry: a tuple key per listener, verified first, once held
+    # the closures back for as long as the app ran).
+    m = MemoryMonitor(threshold=10, increases=3, interval=0.05, calm_samples=30, max_analyzed=3)
+    reports: list = []
+    try:
+        _nominated(m, NeverNamed)
+        _nominated(m, types.FunctionType)
+        _nominated(m, bytearray)
+        for n in range(8):
+            leak(11, NeverNamed)
+            for _ in range(11):
+                _register_listener(n)
+            leak_bytes(500)
+            reports += m.sample()
+        state = {t["type"]: t for t in m.snapshot()["types"]}
+        assert state["builtins.function"]["analysing"] is True, state["builtins.function"]["verdict"]
+        assert state["test_monitor.NeverNamed"]["analysing"] is True
+        assert state["builtins.bytearray"]["analysing"] is False  # (dragged along, as far as it can tell)
+        function = next(r for r in reports if r["type"] == "builtins.function")  # (then again at each rise)
+        assert function["top_paths"][0]["path"][0] == f"{HERE}:{line_of('LISTENER-LINE')} in _register_listener"
+        assert "builtins.bytearray" not in [r["type"] for r in reports]
+    finally:
+        m.close()
+        _store.clear()
+        _bytes_store.clear()
+        _listeners.clear()
 
 
 @requires_engine
