@@ -15,7 +15,8 @@ table at its newest 2,000 (``POST /order``), a note edited (``POST /order/<id>/n
 and an aggregate (``/stats``). Nothing is kept between requests but what the database,
 the session and bounded caches (an ``lru_cache(256)``, the libraries' own) keep. The
 middleware is added as README says: ``watch_all=True``, ``interval=1.0``, the rest
-default (``ORM_NO_TOOL=1``: without it).
+default (``ORM_NO_TOOL=1``: without it). ``ORM_LEAK=listener`` (Flask only) adds ``/leak``,
+which registers a SQLAlchemy listener per request and never removes it (bench/orm_leak.py).
 """
 
 from __future__ import annotations
@@ -185,6 +186,20 @@ if FRAMEWORK == "flask":
     @app.get("/stats")
     def stats():
         return jsonify(totals())
+
+    if os.environ.get("ORM_LEAK") == "listener":
+        from sqlalchemy import event
+
+        @app.get("/leak")
+        def leak():
+            """A listener registered per request and never removed (bench/orm_leak.py)."""
+
+            def audit(conn, cursor, statement, parameters, context, executemany):  # ALLOC listener
+                return None
+
+            event.listen(engine, "before_cursor_execute", audit)
+            with Sessions() as db:
+                return jsonify([o.id for o in db.scalars(select(Order).limit(1))])
 
 elif FRAMEWORK == "fastapi":
     import asyncio

@@ -231,7 +231,6 @@ class _TypeState:
         "grew",
         "reported",
         "builtin",
-        "made_by_code",
         "drifts",
         "counted_from_zero",
         "nominated_at",
@@ -292,10 +291,6 @@ class _TypeState:
         self.grew = False
         self.reported = False  # a leak report was made since analysis began
         self.builtin = is_builtin_type(cls)
-        # A function is made by a def or lambda the app runs, and its code names that
-        # line, as a class names its statement: it explains, where the cells, tuples
-        # and dicts it keeps are dragged along (a listener registered per request).
-        self.made_by_code = cls is types.FunctionType
         self.drifts = drifts(cls)  # (see least_builtin_step)
         self.counted_from_zero = False  # exact counts of objects created since monitoring began
         self.nominated_at = 0  # the sample at which watch-all nominated it
@@ -409,19 +404,11 @@ class _TypeState:
 
     def rank(self) -> int:
         """Who gets an analysis slot first: types the user named (0), classes defined
-        in Python code, functions and types that hold other growing types' new objects
-        (1), then built-ins (2), which a leaked object drags along."""
+        in Python code and types that hold other growing types' new objects (1),
+        then built-ins (2), which a leaked object drags along."""
         if self.source != "watch_all":
             return 0
-        return 2 if self.builtin and not self.made_by_code and not self.root_of else 1
-
-    def drags_built_ins(self) -> bool:
-        """Whether a leak of this type drags built-ins along, so that they wait while
-        it rises (see MemoryMonitor._escalate): a class defined in Python code (its
-        instances' dicts, strings, numbers), or a type whose new objects hold another
-        growing type's. A function that holds none of them ranks with the classes but
-        holds no built-in back: a leak of built-ins beside it is a leak of its own."""
-        return self.source == "watch_all" and (not self.builtin or bool(self.root_of))
+        return 2 if self.builtin and not self.root_of else 1
 
     def growth(self) -> int:
         return self.live - (self.first_live or 0)
@@ -528,12 +515,6 @@ def _not_leaks(found: dict[str, Any]) -> list[tuple[int, str]]:
         ),
         (found["unreachable"], _GARBAGE),
     ]
-
-
-def _classes(state: _TypeState | _WatchState) -> bool:
-    """Whether a type's objects are classes: ``type``, or a metaclass."""
-    cls = state.ref()
-    return cls is not None and issubclass(cls, type)
 
 
 def _climbs(lives: list[int]) -> bool:
@@ -1801,7 +1782,7 @@ class MemoryMonitor:
             # (a type the user named: once it rose lately, not while it is only analysed,
             # which it may be from the start, asked for, growing or not)
             any(s.rank() == 0 and s.increases >= 1 and recently(s.last_growth_sample) for s in live)
-            or any(s.drags_built_ins() and rising(s) and _climbs(s.history.last_lives(_NOISE_WINDOW)) for s in live)
+            or any(s.rank() == 1 and rising(s) and _climbs(s.history.last_lives(_NOISE_WINDOW)) for s in live)
             # a class watch-all saw rise twice lately, while a place is free to nominate it
             or (
                 self._watch_promotions < self.max_watch_promotions
@@ -2675,11 +2656,6 @@ class MemoryMonitor:
             ):
                 continue
             if holder["distinct"] * 2 > holder["objects"] and holder["distinct"] >= min(3, total):
-                return name, growing[name], _HELD_THROUGH
-            if _classes(growing[name]) and holder["distinct"] >= min(3, total):
-                # classes made at run time (namedtuple(), a class statement in a
-                # function): each holds several of the objects, its methods and what
-                # they keep, and many of them hold the growth, not one registry
                 return name, growing[name], _HELD_THROUGH
             if (
                 # Few holders of many: a leak of such containers of mixed sizes (one
