@@ -43,6 +43,18 @@ def get(url: str, timeout: float = 5.0) -> bytes:
         return response.read()
 
 
+def wait_for(url: str, what: str, tries: int) -> None:
+    """Ask ``url`` every 50 ms until a server started meanwhile answers; after ``tries``
+    asks, RuntimeError naming ``what``."""
+    for _ in range(tries):
+        try:
+            get(url)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what}: the server did not answer")
+
+
 def alloc_line(source: str, marker: str) -> int:
     """The line of bench/``source`` that ends with ``# ALLOC <marker>``: where a leak
     app allocates what leaks, the first frame its report's top path must name."""

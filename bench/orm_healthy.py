@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 sys.path.insert(0, HERE)
-from bench_web import free_port, get  # noqa: E402
+from bench_web import free_port, get, wait_for  # noqa: E402
 
 CLIENTS = 4
 FRAMEWORKS = ["flask", "fastapi", "django"]
@@ -119,14 +119,7 @@ def run(framework: str, seconds: float, rate: float, workers: int) -> dict:
                 stderr=subprocess.STDOUT,
             )
         try:
-            for _ in range(400):
-                try:
-                    get(f"http://127.0.0.1:{port}/stats")
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            else:
-                raise RuntimeError(f"{framework}: the server did not answer")
+            wait_for(f"http://127.0.0.1:{port}/stats", framework, 400)
             counts, lock = {"answered": 0, "failed": 0}, threading.Lock()
             clients = [
                 threading.Thread(target=client, args=(port, seed, seconds, rate / CLIENTS, counts, lock))

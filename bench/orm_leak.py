@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 sys.path.insert(0, HERE)
-from bench_web import alloc_line, free_port, get  # noqa: E402
+from bench_web import alloc_line, free_port, get, wait_for  # noqa: E402
 
 EXPECTED = "builtins.function"
 MIX = ["/", "/user/5", "/api/orders?q=note&n=5", "/stats"]
@@ -60,14 +60,7 @@ def run(seconds: float, seed: int) -> dict:
             stderr=subprocess.DEVNULL,
         )
         try:
-            for _ in range(400):
-                try:
-                    get(base + "/")
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            else:
-                raise RuntimeError("the server did not answer")
+            wait_for(base + "/", "orm_leak", 400)
             began = time.time()
             while time.time() - began < 5:
                 get(base + "/")

@@ -55,7 +55,7 @@ MADE_BY_A_LIBRARY = {"logger", "metric-label"}
 SHAPES = list(EXPECTED)
 
 sys.path.insert(0, HERE)
-from bench_web import alloc_line, free_port, get  # noqa: E402
+from bench_web import alloc_line, free_port, get, wait_for  # noqa: E402
 
 
 def run(framework: str, shape: str, seconds: float) -> dict:
@@ -70,14 +70,7 @@ def run(framework: str, shape: str, seconds: float) -> dict:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                get(base + "/")
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{framework} {shape}: the server did not answer")
+        wait_for(base + "/", f"{framework} {shape}", 200)
         started = time.time()
         rounds = 0
         while time.time() - started < seconds:
